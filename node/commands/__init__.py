@@ -1,0 +1,1 @@
+"""Subcommands of `modex`: each module here has ``register(subparsers)`` (see node/cli.py)."""

