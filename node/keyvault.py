@@ -1,0 +1,225 @@
+"""The seller's content-key store: one file, encrypted at rest, written atomically, mode 0600.
+
+Each sealed listing has its own 32-byte AES key (DESIGN.md §4.2). The worker needs it to wrap it
+for buyers, so it must outlive the publish command, but it must never sit on disk in clear.
+
+File format (JSON, version 1):
+
+    {"version": 1, "kdf": {"name": "scrypt", "salt": hex, "n": int, "r": int, "p": int},
+     "nonce": hex(12), "ciphertext": hex}
+
+The 32-byte file key is ``scrypt(passphrase, salt, n, r, p)``; ``ciphertext`` is
+``AESGCM(file key).encrypt(nonce, canonical JSON of the entries, aad=canonical JSON of
+{"version", "kdf"})`` so the parameters cannot be swapped. A fresh nonce is drawn on every write.
+Entries are keyed by the content CID of the sealed archive (known before the listing exists, so
+the key is stored before ``list()`` is sent and is never lost by a crash in between); the model
+id is attached once the listing is on-chain.
+
+Writers take an exclusive ``flock`` on ``<path>.lock`` around read-modify-write, so ``modex
+publish`` and a running worker can share the file. Keys never appear in logs or reprs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from node.errors import KeystoreError
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+# scrypt cost: n=2**15, r=8 is ~32 MiB and ~0.1 s here; stored in the file so it can be raised.
+DEFAULT_SCRYPT = {"n": 2**15, "r": 8, "p": 1}
+
+
+@dataclass(frozen=True)
+class VaultEntry:
+    content_cid: str
+    key: bytes
+    model_hash: str
+    chain_id: int | None = None
+    model_id: int | None = None
+
+    def __repr__(self) -> str:  # never print the key
+        return (
+            f"VaultEntry(content_cid={self.content_cid!r}, model_hash={self.model_hash!r}, "
+            f"chain_id={self.chain_id!r}, model_id={self.model_id!r}, key=<hidden>)"
+        )
+
+
+def _canonical(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+class KeyVault:
+    """Content keys of one seller, encrypted under a passphrase-derived key.
+
+    ``KeyVault(path, passphrase)`` opens (or, on the first write, creates) the vault. A wrong
+    passphrase raises KeystoreError on the first read.
+    """
+
+    def __init__(self, path: str | os.PathLike, passphrase: str, *, scrypt_params=None):
+        if not passphrase:
+            raise KeystoreError(
+                "the key vault needs a passphrase: set MODEX_PASSWORD or answer the prompt"
+            )
+        self.path = Path(path)
+        self._passphrase = passphrase.encode()
+        self._new_params = dict(scrypt_params or DEFAULT_SCRYPT)
+        self._kdf_cache: tuple[str, bytes] | None = None  # (kdf header json, file key)
+
+    def __repr__(self) -> str:
+        return f"KeyVault({str(self.path)!r})"
+
+    # -- public API -------------------------------------------------------------------------
+
+    def put(self, content_cid: str, key: bytes, *, model_hash: str) -> None:
+        """Store the content key of a sealed archive (before it is listed)."""
+        if len(key) != 32:
+            raise KeystoreError(f"a content key is 32 bytes, got {len(key)}")
+        with self._locked():
+            entries = self._read()
+            old = entries.get(content_cid)
+            if old and bytes.fromhex(old["key"]) != key:
+                raise KeystoreError(
+                    f"the key vault already holds a different key for {content_cid}; "
+                    "a content CID is tied to one key, refusing to overwrite it"
+                )
+            entries[content_cid] = {
+                "key": key.hex(),
+                "model_hash": model_hash,
+                "chain_id": old.get("chain_id") if old else None,
+                "model_id": old.get("model_id") if old else None,
+            }
+            self._write(entries)
+        log.info("stored the content key for %s in %s", content_cid, self.path)
+
+    def assign(self, content_cid: str, *, chain_id: int, model_id: int) -> None:
+        """Record the on-chain listing id of a stored key."""
+        with self._locked():
+            entries = self._read()
+            if content_cid not in entries:
+                raise KeystoreError(f"the key vault {self.path} holds no key for {content_cid}")
+            entries[content_cid]["chain_id"] = int(chain_id)
+            entries[content_cid]["model_id"] = int(model_id)
+            self._write(entries)
+
+    def get(self, content_cid: str) -> VaultEntry | None:
+        entry = self._read().get(content_cid)
+        return self._entry(content_cid, entry) if entry else None
+
+    def for_model(self, chain_id: int, model_id: int) -> VaultEntry | None:
+        for cid, entry in self._read().items():
+            if entry.get("chain_id") == chain_id and entry.get("model_id") == model_id:
+                return self._entry(cid, entry)
+        return None
+
+    def entries(self) -> list[VaultEntry]:
+        return [self._entry(cid, e) for cid, e in sorted(self._read().items())]
+
+    # -- internals --------------------------------------------------------------------------
+
+    @staticmethod
+    def _entry(cid: str, e: dict) -> VaultEntry:
+        return VaultEntry(cid, bytes.fromhex(e["key"]), e["model_hash"], e.get("chain_id"),
+                          e.get("model_id"))
+
+    @contextlib.contextmanager
+    def _locked(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _file_key(self, kdf: dict) -> bytes:
+        header = _canonical(kdf).decode()
+        if self._kdf_cache and self._kdf_cache[0] == header:
+            return self._kdf_cache[1]
+        try:
+            salt = bytes.fromhex(kdf["salt"])
+            key = Scrypt(salt=salt, length=32, n=int(kdf["n"]), r=int(kdf["r"]),
+                         p=int(kdf["p"])).derive(self._passphrase)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise KeystoreError(f"the key vault {self.path} has bad scrypt parameters: {exc}")
+        self._kdf_cache = (header, key)
+        return key
+
+    def _read(self) -> dict:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            doc = json.loads(raw)
+            if doc.get("version") != VERSION:
+                raise ValueError(f"version {doc.get('version')!r}, expected {VERSION}")
+            kdf = doc["kdf"]
+            if kdf.get("name") != "scrypt":
+                raise ValueError(f"kdf {kdf.get('name')!r}, expected scrypt")
+            nonce, ct = bytes.fromhex(doc["nonce"]), bytes.fromhex(doc["ciphertext"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise KeystoreError(
+                f"{self.path} is not a Modex key vault ({exc}); restore it from a backup"
+            ) from None
+        aad = _canonical({"kdf": kdf, "version": VERSION})
+        try:
+            plain = AESGCM(self._file_key(kdf)).decrypt(nonce, ct, aad)
+        except InvalidTag:
+            raise KeystoreError(
+                f"wrong passphrase for key vault {self.path} (or the file was altered)"
+            ) from None
+        return json.loads(plain)
+
+    def _write(self, entries: dict) -> None:
+        kdf = self._current_kdf()
+        nonce = secrets.token_bytes(12)
+        aad = _canonical({"kdf": kdf, "version": VERSION})
+        ct = AESGCM(self._file_key(kdf)).encrypt(nonce, _canonical(entries), aad)
+        doc = {"version": VERSION, "kdf": kdf, "nonce": nonce.hex(), "ciphertext": ct.hex()}
+        atomic_write(self.path, _canonical(doc), mode=0o600)
+
+    def _current_kdf(self) -> dict:
+        try:
+            return json.loads(self.path.read_bytes())["kdf"]
+        except FileNotFoundError:
+            return {"name": "scrypt", "salt": secrets.token_hex(16), **self._new_params}
+
+
+def atomic_write(path: str | os.PathLike, data: bytes, *, mode: int = 0o600) -> None:
+    """Write ``data`` to a temp file beside ``path``, fsync, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

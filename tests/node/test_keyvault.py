@@ -1,0 +1,113 @@
+"""The seller's key vault: encrypted at rest, mode 0600, atomic, keys never in logs."""
+
+import json
+import logging
+import multiprocessing
+import os
+import stat
+
+import pytest
+
+from node.errors import KeystoreError
+from node.keyvault import KeyVault
+
+FAST = {"n": 2**10, "r": 8, "p": 1}  # cheap scrypt for tests; the default is in the file
+
+
+def vault(path, passphrase="correct horse"):
+    return KeyVault(path, passphrase, scrypt_params=FAST)
+
+
+def test_round_trip_and_model_assignment(tmp_path):
+    path = tmp_path / "keys.vault"
+    key = os.urandom(32)
+    v = vault(path)
+    assert v.get("bafyone") is None
+    v.put("bafyone", key, model_hash="0x" + "11" * 32)
+    v.assign("bafyone", chain_id=31337, model_id=7)
+
+    again = vault(path)  # a new process would see the same
+    entry = again.for_model(31337, 7)
+    assert entry.key == key and entry.content_cid == "bafyone"
+    assert entry.model_hash == "0x" + "11" * 32
+    assert again.for_model(31337, 8) is None
+    assert again.for_model(1, 7) is None
+    assert [e.content_cid for e in again.entries()] == ["bafyone"]
+
+
+def test_file_is_private_and_holds_no_clear_key(tmp_path):
+    path = tmp_path / "keys.vault"
+    key = os.urandom(32)
+    vault(path).put("bafyone", key, model_hash="0x00")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    raw = path.read_bytes()
+    assert key.hex().encode() not in raw and key not in raw
+    assert b"bafyone" not in raw  # the entries (even their CIDs) are encrypted
+    doc = json.loads(raw)
+    assert doc["kdf"]["name"] == "scrypt" and doc["kdf"]["n"] == FAST["n"]
+    # No temp file is left beside it.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keys.vault", "keys.vault.lock"]
+
+
+def test_wrong_passphrase_is_refused(tmp_path):
+    path = tmp_path / "keys.vault"
+    vault(path).put("bafyone", os.urandom(32), model_hash="0x00")
+    with pytest.raises(KeystoreError, match="wrong passphrase for key vault"):
+        vault(path, "wrong").get("bafyone")
+    with pytest.raises(KeystoreError, match="needs a passphrase"):
+        KeyVault(path, "")
+
+
+def test_tampered_parameters_or_ciphertext_are_refused(tmp_path):
+    path = tmp_path / "keys.vault"
+    vault(path).put("bafyone", os.urandom(32), model_hash="0x00")
+    doc = json.loads(path.read_bytes())
+    doc["kdf"]["p"] = 2  # swapping the parameters changes the AAD (and the key)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(KeystoreError, match="wrong passphrase|altered"):
+        vault(path).get("bafyone")
+    path.write_text("not json")
+    with pytest.raises(KeystoreError, match="not a Modex key vault"):
+        vault(path).get("bafyone")
+
+
+def test_a_cid_is_never_rebound_to_another_key(tmp_path):
+    v = vault(tmp_path / "keys.vault")
+    key = os.urandom(32)
+    v.put("bafyone", key, model_hash="0x00")
+    v.put("bafyone", key, model_hash="0x00")  # idempotent retry is fine
+    with pytest.raises(KeystoreError, match="different key"):
+        v.put("bafyone", os.urandom(32), model_hash="0x00")
+    with pytest.raises(KeystoreError, match="32 bytes"):
+        v.put("bafytwo", b"short", model_hash="0x00")
+    with pytest.raises(KeystoreError, match="holds no key"):
+        v.assign("bafythree", chain_id=1, model_id=1)
+
+
+def test_keys_never_reach_the_log(tmp_path, caplog):
+    key = os.urandom(32)
+    with caplog.at_level(logging.DEBUG):
+        v = vault(tmp_path / "keys.vault")
+        v.put("bafyone", key, model_hash="0x00")
+        entry = v.get("bafyone")
+        logging.getLogger("test").info("entry %r vault %r", entry, v)
+    assert key.hex() not in caplog.text and "hidden" in caplog.text
+
+
+def _writer(path, prefix, count):
+    v = KeyVault(path, "pw", scrypt_params=FAST)
+    for i in range(count):
+        v.put(f"{prefix}{i}", bytes([i]) * 32, model_hash="0x00")
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    path = tmp_path / "keys.vault"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(path, p, 8)) for p in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    cids = {e.content_cid for e in KeyVault(path, "pw").entries()}
+    assert cids == {f"{p}{i}" for p in "ab" for i in range(8)}
