@@ -1,0 +1,65 @@
+"""The Modex web UI: a Flask app factory over the node/ library (and ml/ for inference and
+recommendations). One blueprint per area: market (+ model page), wallet, publish, validate, api.
+
+    from app import create_app
+    app = create_app({"MODEX_NODE_CONFIG": config, "MODEX_CHAIN": chain, "MODEX_STORE": store})
+
+`modex up` builds the embedded stack and hands it in; without it the resources are built lazily
+from the node configuration (node.config.load_config: one TOML file + MODEX_* env).
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+csrf = CSRFProtect()
+
+DEFAULTS = {
+    # Sessions only carry a random id and the address; a new key per process is fine because
+    # unlocked signers live in this process's memory anyway.
+    "SECRET_KEY": None,
+    "MAX_CONTENT_LENGTH": 512 * 1024 * 1024,  # model upload limit (413 with a sentence above it)
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_HTTPONLY": True,
+    "WTF_CSRF_TIME_LIMIT": None,  # tied to the session instead of a clock
+    "MODEX_UNLOCK_TIMEOUT": 15 * 60,
+    "MODEX_PER_PAGE": 20,
+    "MODEX_FAUCET_WEI": 0,  # > 0 on dev chains: a "get test ETH" button for new wallets
+    "MODEX_DEMO": False,
+}
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.from_mapping(DEFAULTS)
+    if test_config:
+        app.config.update(test_config)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = os.environ.get("MODEX_SECRET_KEY") or os.urandom(32).hex()
+
+    from app import (
+        api,
+        errors,
+        helpers,
+        jobs,
+        market,
+        publish,
+        resources,
+        session_keys,
+        validate,
+        wallet,
+    )
+
+    csrf.init_app(app)
+    resources.init_app(app)
+    session_keys.init_app(app)
+    jobs.init_app(app)
+    errors.init_app(app)
+    helpers.init_app(app)
+    for bp in (market.bp, wallet.bp, publish.bp, validate.bp, api.bp):
+        app.register_blueprint(bp)
+    api.init_app(app)
+    return app

@@ -1,0 +1,233 @@
+"""JSON endpoints the pages poll and call, plus the job progress page.
+
+    GET  /api/health                      chain id, head block, indexed block
+    GET  /api/models                      one page of listings (same arguments as the market page)
+    GET  /api/models/<id>/delivery        the session wallet's purchase of that model: state + key
+    GET  /api/jobs/<id>                   a background job's progress (polled by /jobs/<id>)
+    POST /api/wallet/connect              bind a browser wallet (EIP-1193) address to the session
+    POST /api/wallet/encryption-key       derive its X25519 key from a personal_sign signature
+    POST /api/tx/prepare                  an unsigned transaction for the browser wallet to send
+    GET  /api/tx/<hash>                   the receipt of a transaction the browser sent
+    POST /api/infer                       ml/'s signed inference endpoint (EIP-712), mounted here
+
+Errors are JSON `{"error": sentence, "status": code}` (app.errors).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Blueprint, abort, current_app, jsonify, render_template, request, session
+
+from app import session_keys
+from app.errors import price_changed_message
+from app.helpers import InputError, parse_eth
+from app.jobs import get_jobs
+from app.resources import get_chain, get_indexer
+
+log = logging.getLogger(__name__)
+bp = Blueprint("api", __name__)
+
+HEX_RE = re.compile(r"^0x[0-9a-fA-F]+$")
+
+
+@bp.route("/api/health")
+def health():
+    chain = get_chain()
+    return jsonify(chain_id=chain.chain_id, block=chain.w3.eth.block_number,
+                   indexed_block=get_indexer().last_block(), endpoint=chain.endpoint)
+
+
+@bp.route("/api/models")
+def models():
+    from app.market import _page_args
+
+    args = _page_args()
+    if args["sort"] == "recommended":
+        args["sort"] = "score"
+    per_page = min(100, max(1, request.args.get("per_page", 20, type=int)))
+    rows, total = get_indexer().list_models(per_page=per_page, **args)
+    return jsonify(total=total, page=args["page"], per_page=per_page,
+                   models=[_jsonable(dict(r)) for r in rows])
+
+
+def _jsonable(row: dict) -> dict:
+    return {k: ("0x" + v.hex() if isinstance(v, (bytes, bytearray)) else v) for k, v in row.items()}
+
+
+@bp.route("/api/models/<int:model_id>/delivery")
+def delivery(model_id: int):
+    from app.market import _my_purchase
+
+    if get_indexer().get_model(model_id) is None:
+        abort(404, description=f"There is no model #{model_id}.")
+    purchase = _my_purchase(model_id)
+    if purchase is None:
+        return jsonify(state="none", message="You have not bought this model.")
+    messages = {
+        "pending": "Paid; waiting for the seller's node to deliver your key…",
+        "delivered": "Key delivered: you can fetch the model.",
+        "refunded": "Refunded: the seller did not deliver in time.",
+    }
+    return jsonify(state=purchase["state"], purchase_id=purchase["purchase_id"],
+                   message=messages.get(purchase["state"], purchase["state"]))
+
+
+@bp.route("/api/jobs/<job_id>")
+def job(job_id: str):
+    found = get_jobs().get(job_id, session_keys.session_id())
+    if found is None:
+        abort(404, description="No such job in your session (jobs are kept for a while only).")
+    return jsonify(found.to_dict())
+
+
+@bp.route("/jobs/<job_id>")
+def job_page(job_id: str):
+    found = get_jobs().get(job_id, session_keys.session_id())
+    if found is None:
+        abort(404, description="No such job in your session (jobs are kept for a while only).")
+    nxt = request.args.get("next") or ""
+    nxt = nxt if nxt.startswith("/") and not nxt.startswith("//") else ""
+    return render_template("job.html", job=found.to_dict(), next=nxt)
+
+
+# --- browser wallet (EIP-1193): the server prepares, the browser signs and sends ---------------
+
+def _json() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise InputError("Send a JSON object in the request body.")
+    return data
+
+
+@bp.route("/api/wallet/connect", methods=["POST"])
+def connect_wallet():
+    address = str(_json().get("address") or "")
+    if not re.fullmatch(r"0x[0-9a-fA-F]{40}", address):
+        raise InputError("The browser wallet sent no valid address (0x followed by 40 hex digits).")
+    from eth_utils import to_checksum_address
+
+    session_keys.lock()
+    session["browser_wallet"] = to_checksum_address(address)
+    session_keys.session_id()
+    return jsonify(address=session["browser_wallet"])
+
+
+@bp.route("/api/wallet/encryption-key", methods=["POST"])
+def encryption_key():
+    """The wallet signed DESIGN.md §4.3's message with personal_sign; derive its X25519 key.
+
+    The signature is the key's seed, so it is kept like an unlocked key: in this node's memory for
+    the session only (this is the user's own node on 127.0.0.1)."""
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    from node.keywrap import encryption_message, x25519_from_signature
+
+    address = session.get("browser_wallet")
+    if not address:
+        raise InputError("Connect a browser wallet first.")
+    signature = str(_json().get("signature") or "")
+    if not HEX_RE.match(signature) or len(signature) != 132:
+        raise InputError("The signature must be 65 bytes of hex (0x + 130 digits).")
+    chain = get_chain()
+    message = encryption_message(chain.chain_id, address)
+    signer_address = Account.recover_message(encode_defunct(text=message), signature=signature)
+    if signer_address != address:
+        raise InputError("The signature was not made by the connected wallet; sign again.")
+    secret, public = x25519_from_signature(bytes.fromhex(signature[2:]))
+    session["browser_x25519"] = "0x" + public.hex()
+    current_app.extensions["modex.browser_keys"][session_keys.session_id()] = (secret, public)
+    return jsonify(x25519_public="0x" + public.hex())
+
+
+@bp.route("/api/wallet/encryption-message")
+def encryption_message_view():
+    from node.keywrap import encryption_message
+
+    address = session.get("browser_wallet")
+    if not address:
+        raise InputError("Connect a browser wallet first.")
+    return jsonify(message=encryption_message(get_chain().chain_id, address))
+
+
+@bp.route("/api/tx/prepare", methods=["POST"])
+def prepare_tx():
+    """An unsigned transaction for the connected browser wallet: buy, vote or withdraw."""
+    from node.fetch import get_listing
+
+    address = session.get("browser_wallet")
+    if not address:
+        raise InputError("Connect a browser wallet first (Wallet page).")
+    data = _json()
+    chain = get_chain()
+    action = data.get("action")
+    value = 0
+    try:
+        model_id = int(data.get("modelId", 0))
+        score = int(data.get("score", 0))
+    except (TypeError, ValueError):
+        raise InputError("modelId and score must be whole numbers.") from None
+    if action == "buy":
+        max_price = parse_eth(str(data.get("maxPrice", "")), "maximum price")
+        public = session.get("browser_x25519")
+        if not public:
+            raise InputError("Enable encryption first (Wallet page): your wallet signs one message "
+                             "from which your key-delivery key is derived.")
+        value = get_listing(chain, model_id).price
+        if value > max_price:
+            raise InputError(price_changed_message(value))
+        fn = chain.marketplace.functions.buy(model_id, bytes.fromhex(public[2:]), max_price)
+    elif action == "vote":
+        if not 1 <= score <= 5:
+            raise InputError("Choose a score from 1 to 5 stars.")
+        fn = chain.votes.functions.vote(model_id, score)
+    elif action == "withdraw":
+        fn = chain.marketplace.functions.withdraw()
+    else:
+        raise InputError("Unknown action: use buy, vote or withdraw.")
+    # Dry-runs first: a revert becomes a sentence here, before the wallet pops up.
+    tx = chain.build_transaction(fn, address, value=value)
+    return jsonify(tx={k: (hex(v) if isinstance(v, int) else v) for k, v in tx.items()})
+
+
+@bp.route("/api/tx/<tx_hash>")
+def tx_status(tx_hash: str):
+    if not HEX_RE.match(tx_hash) or len(tx_hash) != 66:
+        raise InputError("A transaction hash is 0x followed by 64 hex digits.")
+    from web3.exceptions import TransactionNotFound
+
+    w3 = get_chain().w3
+    try:
+        receipt = w3.eth.get_transaction_receipt(tx_hash)
+    except TransactionNotFound:
+        return jsonify(state="pending")
+    return jsonify(state="mined" if receipt["status"] == 1 else "reverted",
+                   block=receipt["blockNumber"], gas_used=receipt["gasUsed"])
+
+
+# --- inference ------------------------------------------------------------------------------
+
+def call_inference(signer, model_id: int, inputs: list[str]) -> tuple[int, dict]:
+    """Sign an inference request with the session's wallet (EIP-712) and pass it to ml/'s
+    endpoint mounted in this app, exactly as an outside client would call it."""
+    from ml.http import sign_request
+
+    chain = get_chain()
+    payload = sign_request(signer, model_id=model_id, inputs=inputs, chain_id=chain.chain_id,
+                           verifying_contract=chain.marketplace.address)
+    with current_app.test_client() as client:
+        response = client.post("/api/infer", json=payload)
+    return response.status_code, response.get_json(silent=True) or {}
+
+
+def init_app(app) -> None:
+    app.extensions["modex.browser_keys"] = {}
+    inference = app.config.get("MODEX_INFERENCE")
+    if inference is not None:
+        # ml/http.py's blueprint, built by modex up with the node's licence check and predictors.
+        from app import csrf
+
+        csrf.exempt(inference)
+        app.register_blueprint(inference, url_prefix="/api")

@@ -1,0 +1,129 @@
+"""Small pieces the views share: ETH amounts, Markdown cards (sanitized), the vote histogram
+picture, the template globals, and `require_signer()` for views that sign a transaction.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+import markdown as md
+import nh3
+from flask import flash, redirect, request, session, url_for
+from markupsafe import Markup
+
+from app import session_keys
+from app.errors import format_eth
+from node.errors import ModexError
+
+WEI_PER_ETH = Decimal(10) ** 18
+STATUS_NAMES = {0: "Pending", 1: "Verified", 2: "Disputed"}
+
+# Tags a model card may use after Markdown rendering; everything else is stripped by nh3.
+CARD_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "strong", "em", "code",
+             "pre", "blockquote", "table", "thead", "tbody", "tr", "th", "td", "a", "hr", "br"}
+
+
+class InputError(ModexError):
+    """A form value a person must correct (shown next to the form, status 400)."""
+
+
+class NeedsWallet(Exception):
+    """Raised by require_signer(); turned into a redirect to the wallet page."""
+
+
+def parse_eth(text: str, field: str = "price") -> int:
+    """'0.2' -> 200000000000000000 wei; refuses negatives, junk and more than 18 decimals."""
+    raw = (text or "").strip().removesuffix("ETH").strip()
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise InputError(f"The {field} '{raw[:40]}' is not a number; write it in ETH, e.g. 0.1.")
+    if not value.is_finite() or value < 0:
+        raise InputError(f"The {field} must be zero or more ETH, e.g. 0.1.")
+    wei = value * WEI_PER_ETH
+    if wei != wei.to_integral_value():
+        raise InputError(f"The {field} has more than 18 decimals; round it.")
+    return int(wei)
+
+
+def render_card(text: str | None) -> Markup:
+    """Model card Markdown -> HTML, then sanitized by nh3 (no script, no event handlers)."""
+    rendered = md.markdown(text or "", extensions=["tables", "fenced_code"])
+    clean = nh3.clean(rendered, tags=CARD_TAGS, attributes={"a": {"href", "title"}},
+                      url_schemes={"http", "https", "ipfs"}, link_rel="noopener noreferrer nofollow")
+    return Markup(clean)
+
+
+def vote_histogram_svg(counts: dict[int, int], width: int = 260, bar_h: int = 18) -> Markup:
+    """Horizontal bars for scores 5..1, drawn server-side as inline SVG (the picture asked for)."""
+    total = sum(counts.get(s, 0) for s in range(1, 6))
+    peak = max([counts.get(s, 0) for s in range(1, 6)] + [1])
+    label_w, count_w = 34, 40
+    bar_max = width - label_w - count_w
+    height = 5 * (bar_h + 6)
+    parts = [(f'<svg class="histogram" role="img" xmlns="http://www.w3.org/2000/svg" '
+              f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+              f"<title>Votes: {total} in all</title>")]
+    for row, score in enumerate(range(5, 0, -1)):
+        n = int(counts.get(score, 0))
+        y = row * (bar_h + 6)
+        w = round(bar_max * n / peak) if n else 0
+        parts.append(f'<text x="0" y="{y + bar_h - 4}" class="hist-label">{score}★</text>'
+                     f'<rect x="{label_w}" y="{y}" width="{bar_max}" height="{bar_h}" class="hist-bg"/>'
+                     f'<rect x="{label_w}" y="{y}" width="{w}" height="{bar_h}" class="hist-bar"/>'
+                     f'<text x="{label_w + bar_max + 6}" y="{y + bar_h - 4}" class="hist-count">{n}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def score_text(vote_sum: int, vote_count: int) -> str:
+    if not vote_count:
+        return "no votes yet"
+    return f"{vote_sum / vote_count:.1f} from {vote_count} vote{'s' if vote_count != 1 else ''}"
+
+
+def short(value: str | bytes | None, keep: int = 6) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        value = "0x" + value.hex()
+    return value if len(value) <= 2 * keep + 3 else f"{value[:keep + 2]}…{value[-keep:]}"
+
+
+def require_signer():
+    """The session's unlocked signer, or NeedsWallet (-> wallet page with a sentence)."""
+    signer = session_keys.current_signer()
+    if signer is None:
+        raise NeedsWallet()
+    return signer
+
+
+def _needs_wallet(_exc):
+    if request.path.startswith("/api/"):
+        from flask import jsonify
+
+        return jsonify(error="Unlock your wallet first (Wallet page); your session has none "
+                             "unlocked or it timed out.", status=401), 401
+    flash("Unlock or create a wallet first; your session has none unlocked (or it timed out).",
+          "error")
+    return redirect(url_for("wallet.index", next=request.full_path))
+
+
+def init_app(app) -> None:
+    app.register_error_handler(NeedsWallet, _needs_wallet)
+    app.jinja_env.filters["eth"] = format_eth
+    app.jinja_env.filters["short"] = short
+    app.jinja_env.filters["card"] = render_card
+    app.jinja_env.globals["status_name"] = lambda s: STATUS_NAMES.get(int(s or 0), str(s))
+
+    @app.context_processor
+    def globals_():
+        return {
+            "wallet_address": session_keys.current_address(),
+            "wallet_unlocked": session_keys.current_signer() is not None,
+            "browser_wallet": session.get("browser_wallet"),
+            "demo": app.config.get("MODEX_DEMO"),
+            "faucet": bool(app.config.get("MODEX_FAUCET_WEI")),
+        }
+
+

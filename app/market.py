@@ -1,0 +1,275 @@
+"""Market: listings (search, filters, sort, pages), the model page, buy, fetch, try it, vote,
+and "Recommended for you".
+
+Views read input, validate it, call node/ (market, fetch) or ml/ (recommend, inference), then
+flash and redirect. Listings come from the indexer's paginated query.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+
+from app import session_keys
+from app.errors import flash_error, price_changed_message
+from app.helpers import InputError, parse_eth, require_signer, score_text, vote_histogram_svg
+from app.jobs import byte_progress, get_jobs
+from app.resources import data_dir, get_chain, get_indexer, get_store
+from node.errors import ModexError
+from node.fetch import get_listing
+
+log = logging.getLogger(__name__)
+bp = Blueprint("market", __name__)
+
+SORTS = {"newest": "Newest", "price": "Price (low to high)", "score": "Score",
+         "recommended": "Recommended"}
+STATUSES = {"": "Any status", "verified": "Verified", "pending": "Pending", "disputed": "Disputed"}
+RECOMMEND_POOL = 200  # "recommended" ranks the best-scored matches, not all 10,000 listings
+
+_metadata_cache: dict[str, dict] = {}
+_metadata_lock = threading.Lock()
+
+
+def load_metadata(cid: str | None) -> dict:
+    """The listing's public metadata JSON (DESIGN.md §4.5) from the store, cached by CID."""
+    if not cid:
+        return {}
+    with _metadata_lock:
+        if cid in _metadata_cache:
+            return _metadata_cache[cid]
+    try:
+        stream = get_store().get(cid)
+        raw = stream.read() if hasattr(stream, "read") else b"".join(stream)
+        meta = json.loads(raw)
+    except (ModexError, ValueError) as exc:
+        log.warning("metadata %s unavailable: %s", cid, exc)
+        return {}
+    with _metadata_lock:
+        _metadata_cache[cid] = meta
+    return meta
+
+
+def _page_args() -> dict:
+    try:
+        page = max(1, int(request.args.get("page", 1)))
+    except ValueError:
+        page = 1
+    sort = request.args.get("sort", "newest")
+    status = request.args.get("status", "")
+    return {
+        "query": (request.args.get("q") or "").strip()[:200] or None,
+        "task": (request.args.get("task") or "").strip()[:80] or None,
+        "status": status if status in STATUSES and status else None,
+        "sort": sort if sort in SORTS else "newest",
+        "page": page,
+    }
+
+
+@bp.route("/")
+def index():
+    args = _page_args()
+    per_page = current_app.config["MODEX_PER_PAGE"]
+    indexer = get_indexer()
+    if args["sort"] == "recommended":
+        rows, total, notes = _recommended_page(indexer, args, per_page)
+    else:
+        rows, total = indexer.list_models(per_page=per_page, **args)
+        notes = {}
+    pages = max(1, -(-total // per_page))
+    return render_template("market.html", rows=[_row(r) for r in rows], total=total, pages=pages,
+                           args=args, sorts=SORTS, statuses=STATUSES, tasks=_tasks(indexer),
+                           notes=notes)
+
+
+def _row(row) -> dict:
+    row = dict(row)
+    row["score_text"] = score_text(row.get("vote_sum") or 0, row.get("vote_count") or 0)
+    return row
+
+
+def _tasks(indexer) -> list[str]:
+    tasks = getattr(indexer, "tasks", None)
+    return list(tasks()) if tasks else []
+
+
+def _recommended_page(indexer, args, per_page):
+    query = {**args, "sort": "score", "page": 1}
+    pool, total = indexer.list_models(per_page=RECOMMEND_POOL, **query)
+    ranked = rank_for_buyer([dict(r) for r in pool], need=args["query"] or "")
+    start = (args["page"] - 1) * per_page
+    page = ranked[start:start + per_page]
+    notes = {r["listing"]["model_id"]: r["explanation"] for r in page}
+    return [r["listing"] for r in page], min(total, len(ranked)), notes
+
+
+def rank_for_buyer(listings: list[dict], need: str) -> list[dict]:
+    """ml/'s recommender over the listings, from the buyer's need and purchase history."""
+
+    history = []
+    address = session_keys.current_address()
+    if address:
+        for purchase in get_indexer().purchases_of(address):
+            meta = get_indexer().get_model(purchase["model_id"]) or {}
+            history.append(dict(meta).get("name") or "")
+    items = [{"id": l["model_id"], "name": l.get("name") or f"Model #{l['model_id']}",
+              "card": l.get("description") or l.get("name") or "",
+              "vote_sum": l.get("vote_sum") or 0, "vote_count": l.get("vote_count") or 0}
+             for l in listings]
+    recommender = _recommender()
+    results = recommender.rank(items, need=need, history=[h for h in history if h])
+    by_id = {l["model_id"]: l for l in listings}
+    return [{"listing": _row(by_id[r["id"]]), "explanation": r.get("explanation", "")}
+            for r in results]
+
+
+def _recommender():
+    app = current_app
+    if "modex.recommender" not in app.extensions:
+        from ml.recommend import Recommender
+
+        app.extensions["modex.recommender"] = Recommender(cache_dir=data_dir() / "embeddings")
+    return app.extensions["modex.recommender"]
+
+
+@bp.route("/recommended", methods=["GET"])
+def recommended():
+    need = (request.args.get("need") or "").strip()[:500]
+    results = []
+    if need or session_keys.current_address():
+        pool, _ = get_indexer().list_models(sort="score", page=1, per_page=RECOMMEND_POOL)
+        results = rank_for_buyer([dict(r) for r in pool], need=need)[:20]
+    return render_template("recommended.html", need=need, results=results)
+
+
+def _model_or_404(model_id: int) -> dict:
+    row = get_indexer().get_model(model_id)
+    if row is None:
+        abort(404, description=f"There is no model #{model_id} on this exchange; "
+                               "it may not be indexed yet. Go back to the market.")
+    return _row(row)
+
+
+def _my_purchase(model_id: int) -> dict | None:
+    address = session_keys.current_address()
+    if not address:
+        return None
+    mine = [dict(p) for p in get_indexer().purchases_of(address) if p["model_id"] == model_id]
+    if not mine:
+        return None
+    delivered = [p for p in mine if p["state"] == "delivered"]
+    return (delivered or mine)[-1]
+
+
+@bp.route("/models/<int:model_id>")
+def model(model_id: int):
+    listing = _model_or_404(model_id)
+    indexer = get_indexer()
+    meta = load_metadata(listing.get("metadata_cid"))
+    histogram = indexer.vote_histogram(model_id)
+    return render_template(
+        "model.html", m=listing, meta=meta, attestations=[dict(a) for a in indexer.attestations_of(model_id)],
+        histogram=vote_histogram_svg(histogram), purchase=_my_purchase(model_id),
+        fetched=_fetched_dir(model_id).is_dir(),
+    )
+
+
+@bp.route("/models/<int:model_id>/buy", methods=["POST"])
+def buy(model_id: int):
+    from node import market
+
+    listing = _model_or_404(model_id)
+    signer = require_signer()
+    try:
+        shown = parse_eth(request.form.get("max_price", ""), "maximum price")
+    except InputError as exc:
+        flash(f"{exc} Nothing was charged.", "error")
+        return redirect(url_for(".model", model_id=model_id))
+    chain = get_chain()
+    current = get_listing(chain, model_id).price
+    if current > shown:
+        flash(price_changed_message(current), "error")
+        return redirect(url_for(".model", model_id=model_id))
+    try:
+        purchase = market.buy(chain, signer, model_id, max_price=shown)
+    except ModexError as exc:
+        flash_error(exc)
+        return redirect(url_for(".model", model_id=model_id))
+    flash(f"Bought {listing.get('name') or 'model'} (purchase #{purchase.purchase_id}); the seller's node "
+          "delivers your key in a moment.", "ok")
+    return redirect(url_for(".model", model_id=model_id))
+
+
+def _fetched_dir(model_id: int) -> Path:
+    address = session_keys.current_address() or "nobody"
+    return data_dir() / "fetched" / address.lower() / str(model_id)
+
+
+@bp.route("/models/<int:model_id>/fetch", methods=["POST"])
+def fetch(model_id: int):
+    _model_or_404(model_id)
+    signer = require_signer()
+    out = _fetched_dir(model_id)
+    if out.exists():
+        flash("This model is already fetched and verified on this node.", "ok")
+        return redirect(url_for(".model", model_id=model_id))
+    job = get_jobs().submit("fetch", session_keys.session_id(), _fetch_job, get_chain(),
+                            get_store(), signer, model_id, out)
+    return redirect(url_for("api.job_page", job_id=job.id,
+                            next=url_for(".model", model_id=model_id)))
+
+
+def _fetch_job(chain, store, signer, model_id, out, *, progress):
+    from node.fetch import fetch_model
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fetched = fetch_model(chain, signer, store, model_id, out, progress=byte_progress(progress))
+    return {"path": str(fetched.out_dir), "model_hash": fetched.model_hash,
+            "files": fetched.files, "url": f"/models/{model_id}"}
+
+
+@bp.route("/models/<int:model_id>/vote", methods=["POST"])
+def vote(model_id: int):
+    from node import market
+
+    _model_or_404(model_id)
+    signer = require_signer()
+    try:
+        score = int(request.form.get("score", ""))
+        if not 1 <= score <= 5:
+            raise ValueError
+    except ValueError:
+        flash("Choose a score from 1 to 5 stars.", "error")
+        return redirect(url_for(".model", model_id=model_id))
+    try:
+        market.vote(get_chain(), signer, model_id, score)
+    except ModexError as exc:
+        flash_error(exc)
+    else:
+        flash(f"Your vote ({score}★) is recorded on-chain.", "ok")
+    return redirect(url_for(".model", model_id=model_id))
+
+
+@bp.route("/models/<int:model_id>/try", methods=["POST"])
+def try_it(model_id: int):
+    """Inference playground: signs the request with the session's wallet and calls the endpoint."""
+    from app.api import call_inference
+
+    _model_or_404(model_id)
+    signer = require_signer()
+    text = (request.form.get("text") or "").strip()
+    if not text:
+        flash("Type a sentence to classify.", "error")
+        return redirect(url_for(".model", model_id=model_id))
+    status, body = call_inference(signer, model_id, [text])
+    if status != 200:
+        flash(body.get("error", "The inference server refused the request."), "error")
+    else:
+        outputs = body.get("outputs") or body.get("results") or []
+        first = outputs[0] if outputs else {}
+        note = " (input truncated)" if first.get("truncated") else ""
+        flash(f"“{text[:80]}” → {first.get('label')} ({first.get('score', 0):.2f}){note}", "ok")
+    return redirect(url_for(".model", model_id=model_id) + "#try")

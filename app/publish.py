@@ -1,0 +1,128 @@
+"""Publish: choose a model directory (one on this node, e.g. trained by ml/, or uploaded files),
+name, description, task, licence, price -> a background job through node.publish (hash, seal,
+pin, list) with progress -> the new model page.
+
+Models published here are listed with this node's worker as operator, so the node's key-delivery
+worker delivers buyers' keys while the seller is offline; the content key goes into the node's
+key vault (node.keyvault), never into the database or a log.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from pathlib import Path, PurePosixPath
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+
+from app import session_keys
+from app.helpers import InputError, parse_eth, require_signer
+from app.jobs import byte_progress, get_jobs
+from app.resources import data_dir, get_chain, get_config, get_store
+
+log = logging.getLogger(__name__)
+bp = Blueprint("publish", __name__, url_prefix="/publish")
+
+TASKS = ("text-classification", "sentiment-analysis", "feature-extraction", "other")
+LICENSES = ("apache-2.0", "mit", "cc-by-4.0", "cc-by-sa-4.0", "openrail", "proprietary")
+MAX_NAME, MAX_DESCRIPTION, MAX_CARD = 80, 2000, 50_000
+
+
+def local_models() -> list[Path]:
+    """Model directories this node offers in the form: ml/ outputs under <data dir>/models."""
+    root = data_dir() / "models"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file())
+
+
+@bp.route("/", methods=["GET"])
+def index():
+    return render_template("publish.html", tasks=TASKS, licenses=LICENSES, models=local_models(),
+                           form={})
+
+
+def _form() -> dict:
+    form = request.form
+    name = (form.get("name") or "").strip()
+    if not name or len(name) > MAX_NAME:
+        raise InputError(f"Give the model a name of 1 to {MAX_NAME} characters.")
+    description = (form.get("description") or "").strip()
+    if len(description) > MAX_DESCRIPTION:
+        raise InputError(f"Keep the description under {MAX_DESCRIPTION} characters "
+                         "(put details in the model card).")
+    task = form.get("task") or ""
+    if task not in TASKS:
+        raise InputError(f"Choose a task among: {', '.join(TASKS)}.")
+    license_ = form.get("license") or ""
+    if license_ not in LICENSES:
+        raise InputError(f"Choose a licence among: {', '.join(LICENSES)}.")
+    card = form.get("card") or ""
+    if len(card) > MAX_CARD:
+        raise InputError(f"The model card is over {MAX_CARD} characters; shorten it.")
+    price = parse_eth(form.get("price", ""), "price")
+    return {"name": name, "description": description, "task": task, "license": license_,
+            "card": card or None, "price": price}
+
+
+def _model_dir() -> tuple[Path, bool]:
+    """The directory to publish and whether it is a temporary upload to delete afterwards."""
+    uploads = [f for f in request.files.getlist("files") if f and f.filename]
+    if uploads:
+        target = data_dir() / "uploads" / uuid.uuid4().hex
+        for upload in uploads:
+            rel = PurePosixPath(upload.filename.replace("\\", "/"))
+            parts = rel.parts[1:] if len(rel.parts) > 1 else rel.parts  # drop the chosen folder
+            if rel.is_absolute() or not parts or any(p in ("", ".", "..") for p in parts):
+                shutil.rmtree(target, ignore_errors=True)
+                raise InputError(f"The uploaded file name '{upload.filename[:80]}' is not a plain "
+                                 "relative path; upload the model folder itself.")
+            dest = target.joinpath(*parts)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            upload.save(dest)
+        return target, True
+    choice = request.form.get("model_dir") or ""
+    allowed = {str(p): p for p in local_models()}
+    if choice not in allowed:
+        raise InputError("Choose a model directory from the list or upload a model folder.")
+    return allowed[choice], False
+
+
+@bp.route("/", methods=["POST"])
+def submit():
+    signer = require_signer()
+    vault = current_app.config.get("MODEX_KEYVAULT")
+    if vault is None:
+        flash("This node has no key vault for sellers' content keys, so it cannot deliver keys "
+              "for you: start it with `modex up`, or publish with `modex publish`.", "error")
+        return redirect(url_for(".index"))
+    try:
+        fields = _form()
+        model_dir, temporary = _model_dir()
+    except InputError as exc:
+        flash(str(exc), "error")
+        return render_template("publish.html", tasks=TASKS, licenses=LICENSES,
+                               models=local_models(), form=request.form), 400
+    job = get_jobs().submit(
+        "publish", session_keys.session_id(), _publish_job, get_chain(), get_store(),
+        get_config(), signer, model_dir, temporary, fields,
+        current_app.config.get("MODEX_OPERATOR"), vault,
+    )
+    return redirect(url_for("api.job_page", job_id=job.id))
+
+
+def _publish_job(chain, store, config, signer, model_dir, temporary, fields, operator, vault,
+                 *, progress):
+    from node.publish import ListingInfo, publish
+
+    fields = dict(fields)
+    price = fields.pop("price")
+    try:
+        result = publish(chain, signer, store, vault, model_dir, ListingInfo(**fields),
+                         price_wei=price, operator=operator, cid_profile=config.cid_profile,
+                         progress=byte_progress(progress))
+    finally:
+        if temporary:
+            shutil.rmtree(model_dir, ignore_errors=True)
+    return {"model_id": result.model_id, "url": f"/models/{result.model_id}"}

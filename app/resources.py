@@ -1,0 +1,115 @@
+"""Lazy shared node resources, the flaskr `db.py` way: `get_config()`, `get_chain()`,
+`get_store()`, `get_indexer()`.
+
+The chain client and the store are built once per app (thread-safe, shared by requests and jobs)
+and closed when the app is torn down (`close_resources`, also registered with atexit by
+`modex up`). The indexer's SQLite connection is per request context (SQLite connections belong
+to one thread) and closed on teardown. Anything can be handed in ready-made through the app's
+config (`MODEX_CHAIN`, `MODEX_STORE`, `MODEX_NODE_CONFIG`), which is how `modex up` and the tests
+share one embedded stack between the node's threads and the UI.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from flask import current_app, g
+
+log = logging.getLogger(__name__)
+
+_EXT = "modex.resources"
+
+
+def _cache() -> dict:
+    return current_app.extensions[_EXT]
+
+
+def _cached(name: str, build):
+    cache = _cache()
+    if cache.get(name) is None:
+        with cache["lock"]:
+            if cache.get(name) is None:
+                cache[name] = current_app.config.get(f"MODEX_{name.upper()}") or build()
+    return cache[name]
+
+
+def get_config():
+    """The node's `Config` (node.config): from the app config or loaded from file + MODEX_* env."""
+    def build():
+        from node.config import load_config
+
+        return load_config(current_app.config.get("MODEX_CONFIG_FILE"))
+
+    return _cached("node_config", build)
+
+
+def data_dir() -> Path:
+    path = Path(get_config().data_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def get_chain():
+    """The chain client (node.chain.Chain) for the configured endpoint and deployment."""
+    def build():
+        from node.chain import Chain
+
+        return Chain.from_config(get_config())
+
+    return _cached("chain", build)
+
+
+def get_store():
+    """The content store: the embedded one under the data dir, or a Kubo-API daemon by URL."""
+    def build():
+        from node.store import open_store
+
+        config = get_config()
+        if config.ipfs == "embedded":
+            return open_store("embedded", root=config.store_dir)
+        return open_store("kubo", api_url=config.ipfs, timeout=config.rpc_timeout,
+                          retries=config.rpc_retries)
+
+    return _cached("store", build)
+
+
+def index_db_path() -> Path:
+    return Path(current_app.config.get("MODEX_INDEX_DB") or get_config().index_db)
+
+
+def get_indexer():
+    """A read handle on the indexer's SQLite tables for this request (closed on teardown)."""
+    if "modex_indexer" not in g:
+        from node.indexer import Indexer
+
+        g.modex_indexer = Indexer(get_chain(), index_db_path(),
+                                  confirmations=get_config().confirmations)
+    return g.modex_indexer
+
+
+def close_indexer(exc=None) -> None:
+    indexer = g.pop("modex_indexer", None)
+    close = getattr(indexer, "close", None)
+    if close:
+        close()
+
+
+def close_resources(app) -> None:
+    """Close what this app built itself (things handed in belong to whoever built them)."""
+    cache = app.extensions.get(_EXT, {})
+    for name in ("store", "chain"):
+        obj = cache.pop(name, None)
+        if obj is not None and app.config.get(f"MODEX_{name.upper()}") is None:
+            close = getattr(obj, "close", None)
+            if close:
+                try:
+                    close()
+                except Exception:  # closing is best effort at shutdown
+                    log.warning("closing %s failed", name, exc_info=True)
+
+
+def init_app(app) -> None:
+    app.extensions[_EXT] = {"lock": threading.RLock()}
+    app.teardown_appcontext(close_indexer)

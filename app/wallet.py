@@ -1,0 +1,199 @@
+"""Wallet: create or import an encrypted keystore (scrypt), unlock it for this session, see the
+address, balance, encryption key and earnings, withdraw; or connect a browser wallet (EIP-1193).
+
+Keystores live in `<data dir>/wallets/<address>.json` (node.keystore writes them 0600,
+atomically). The password is used once to unlock and never stored; the unlocked signer stays
+in server memory for the session (app.session_keys).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from app import session_keys
+from app.errors import flash_error
+from app.helpers import require_signer
+from app.resources import data_dir, get_chain
+from node.errors import ModexError
+
+log = logging.getLogger(__name__)
+bp = Blueprint("wallet", __name__, url_prefix="/wallet")
+
+MIN_PASSWORD = 8
+ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+def wallets_dir() -> Path:
+    path = data_dir() / "wallets"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def keystore_path(address: str) -> Path:
+    return wallets_dir() / f"{address.lower()}.json"
+
+
+def known_wallets() -> list[str]:
+    from eth_utils import to_checksum_address
+
+    return sorted(to_checksum_address(p.stem) for p in wallets_dir().glob("0x*.json")
+                  if ADDRESS_RE.match(p.stem))
+
+
+def _safe_next(default: str) -> str:
+    target = request.values.get("next") or ""
+    # Only same-site paths: an open redirect would let another site send a person anywhere.
+    return target if target.startswith("/") and not target.startswith("//") else default
+
+
+def _unlock(signer) -> None:
+    from node.keywrap import derive_x25519
+
+    chain = get_chain()
+    secret, public = derive_x25519(signer, chain.chain_id)
+    session_keys.unlock(signer, x25519=(secret, public))
+
+
+@bp.route("/")
+def index():
+    address = session_keys.current_address()
+    info = {}
+    if address:
+        chain = get_chain()
+        info["balance"] = chain.balance(address)
+        info["withdrawable"] = int(chain.call(chain.marketplace.functions.credited(address)))
+        entry = session_keys.current()
+        if entry and entry.x25519_public:
+            info["x25519"] = "0x" + entry.x25519_public.hex()
+    return render_template("wallet.html", address=address, info=info, wallets=known_wallets(),
+                           next=_safe_next(""), min_password=MIN_PASSWORD)
+
+
+def _password(field: str = "password") -> str | None:
+    password = request.form.get(field) or ""
+    if len(password) < MIN_PASSWORD:
+        flash(f"Choose a password of at least {MIN_PASSWORD} characters.", "error")
+        return None
+    return password
+
+
+@bp.route("/create", methods=["POST"])
+def create():
+    from node.keystore import create_keystore, load_signer
+
+    password = _password()
+    if password is None:
+        return redirect(url_for(".index"))
+    if password != request.form.get("confirm"):
+        flash("The two passwords differ; type the same password twice.", "error")
+        return redirect(url_for(".index"))
+    tmp = wallets_dir() / f".new-{session_keys.session_id()}.json"
+    try:
+        address = create_keystore(tmp, password)
+        path = keystore_path(address)
+        tmp.replace(path)
+        _unlock(load_signer(path, password))
+    finally:
+        tmp.unlink(missing_ok=True)
+    flash(f"Wallet {address} created and unlocked. Keep your password: nobody can recover it.", "ok")
+    return redirect(_safe_next(url_for(".index")))
+
+
+@bp.route("/import", methods=["POST"])
+def import_key():
+    from eth_account import Account
+
+    from node.keystore import import_private_key, load_signer
+
+    password = _password()
+    if password is None:
+        return redirect(url_for(".index"))
+    key = (request.form.get("private_key") or "").strip()
+    try:
+        address = Account.from_key(key).address
+    except (ValueError, TypeError):
+        flash("That is not a private key: paste 64 hex characters (with or without 0x).", "error")
+        return redirect(url_for(".index"))
+    path = keystore_path(address)
+    import_private_key(path, key, password)
+    _unlock(load_signer(path, password))
+    flash(f"Wallet {address} imported and unlocked.", "ok")
+    return redirect(_safe_next(url_for(".index")))
+
+
+@bp.route("/unlock", methods=["POST"])
+def unlock():
+    from node.keystore import load_signer
+
+    address = (request.form.get("address") or "").strip()
+    if not ADDRESS_RE.match(address) or not keystore_path(address).is_file():
+        flash("Choose one of the wallets stored on this node, or create one.", "error")
+        return redirect(url_for(".index"))
+    try:
+        signer = load_signer(keystore_path(address), request.form.get("password") or "")
+    except ModexError as exc:
+        flash_error(exc)
+        return redirect(url_for(".index", next=_safe_next("")))
+    _unlock(signer)
+    flash(f"Wallet {signer.address} unlocked for this session.", "ok")
+    return redirect(_safe_next(url_for(".index")))
+
+
+@bp.route("/lock", methods=["POST"])
+def lock():
+    session_keys.lock()
+    session.pop("address", None)
+    session.pop("browser_wallet", None)
+    flash("Wallet locked: this server no longer holds its key.", "ok")
+    return redirect(url_for(".index"))
+
+
+@bp.route("/withdraw", methods=["POST"])
+def withdraw():
+    from node import market
+
+    signer = require_signer()
+    try:
+        amount = market.withdraw(get_chain(), signer)
+    except ModexError as exc:
+        flash_error(exc)
+    else:
+        from app.errors import format_eth
+
+        flash(f"Withdrew {format_eth(amount)} to your wallet.", "ok")
+    return redirect(url_for(".index"))
+
+
+@bp.route("/faucet", methods=["POST"])
+def faucet():
+    """Dev chains only (modex up): send test ETH from a node-managed account."""
+    amount = int(current_app.config.get("MODEX_FAUCET_WEI") or 0)
+    address = session_keys.current_address()
+    if not amount:
+        flash("This node has no faucet: it runs on a real chain. Fund your wallet from elsewhere.",
+              "error")
+    elif not address:
+        flash("Create or unlock a wallet first.", "error")
+    else:
+        chain = get_chain()
+        w3 = chain.w3
+        source = current_app.config.get("MODEX_FAUCET_ACCOUNT") or w3.eth.accounts[0]
+        tx = w3.eth.send_transaction({"from": source, "to": address, "value": amount})
+        w3.eth.wait_for_transaction_receipt(tx, timeout=30)
+        from app.errors import format_eth
+
+        flash(f"Sent {format_eth(amount)} of test ETH to {address}.", "ok")
+    return redirect(url_for(".index"))

@@ -1,0 +1,113 @@
+"""The app's small parts on their own: amounts, cards, the histogram, session keys, jobs."""
+
+import threading
+import time
+
+import pytest
+
+from app.errors import describe, format_eth, price_changed_message
+from app.helpers import InputError, parse_eth, render_card, vote_histogram_svg
+from app.jobs import JobRunner, byte_progress
+from app.session_keys import SessionKeys, Unlocked
+from node.errors import ContractRevert, KeystoreError
+
+
+@pytest.mark.parametrize("text,wei", [("0.1", 10**17), ("1", 10**18), (" 2.5 ETH", 25 * 10**17),
+                                      ("0", 0), ("0.000000000000000001", 1)])
+def test_parse_eth(text, wei):
+    assert parse_eth(text) == wei
+
+
+@pytest.mark.parametrize("text,fragment", [("abc", "not a number"), ("-1", "zero or more"),
+                                           ("0.0000000000000000001", "18 decimals"), ("", "not a number"),
+                                           ("inf", "zero or more")])
+def test_parse_eth_refuses(text, fragment):
+    with pytest.raises(InputError, match=fragment):
+        parse_eth(text)
+
+
+def test_format_eth_is_exact():
+    assert format_eth(2 * 10**17) == "0.2 ETH"
+    assert format_eth(10**18) == "1 ETH"
+    assert format_eth(1) == "0.000000000000000001 ETH"
+    assert price_changed_message(2 * 10**17) == (
+        "Price changed to 0.2 ETH since you opened this page; nothing was charged.")
+
+
+def test_card_markdown_is_sanitized():
+    html = render_card("# Title\n\n**bold** <script>alert(1)</script> <img src=x onerror=alert(2)>"
+                       "\n\n[link](javascript:alert(3)) [ok](https://example.org)")
+    assert "<h1>Title</h1>" in html and "<strong>bold</strong>" in html
+    assert "<script" not in html and "onerror" not in html and "<img" not in html
+    assert "javascript:" not in html
+    assert 'href="https://example.org"' in html
+
+
+def test_histogram_is_a_picture_with_counts():
+    svg = str(vote_histogram_svg({5: 4, 4: 2, 1: 1}))
+    assert svg.startswith("<svg") and svg.count('class="hist-bar"') == 5
+    assert "<title>Votes: 7 in all</title>" in svg
+    # The tallest bar is the 5-star one and spans the full bar width.
+    assert 'width="186" height="18" class="hist-bar"' in svg
+
+
+def test_describe_price_guard_revert():
+    exc = ContractRevert("Price is 0.2 ETH, above your maximum of 0.1 ETH; nothing was charged.",
+                         error="MarketplacePriceAboveMax", args={"price": 2 * 10**17, "maxPrice": 10**17})
+    assert describe(exc) == price_changed_message(2 * 10**17)
+    assert describe(KeystoreError("wrong password for keystore x")) == "wrong password for keystore x"
+
+
+def test_session_keys_expire_and_slide():
+    now = [0.0]
+    keys = SessionKeys(timeout_s=10, clock=lambda: now[0])
+    keys.put("a", Unlocked(signer="S"))
+    now[0] = 9
+    assert keys.get("a").signer == "S"  # use slides the expiry
+    now[0] = 18
+    assert keys.get("a") is not None
+    now[0] = 29
+    assert keys.get("a") is None
+    keys.put("b", Unlocked(signer="T"))
+    keys.drop("b")
+    assert keys.get("b") is None and keys.get(None) is None
+
+
+def test_jobs_progress_result_and_owner():
+    runner = JobRunner(max_workers=2)
+    gate = threading.Event()
+
+    def work(n, *, progress):
+        cb = byte_progress(progress)
+        cb("hash", 10, 30)
+        cb("hash", 10, 30)
+        gate.wait(5)
+        return {"n": n}
+
+    job = runner.submit("publish", "me", work, 7)
+    deadline = time.monotonic() + 5
+    while job.done != 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert job.to_dict()["percent"] == pytest.approx(66.7)
+    assert job.state == "running"
+    # Another job runs while the first is blocked: long work does not block the pool.
+    quick = runner.submit("fetch", "me", lambda *, progress: {"ok": True})
+    assert runner.wait(quick.id, 5).result == {"ok": True}
+    gate.set()
+    assert runner.wait(job.id, 5).result == {"n": 7}
+    assert runner.get(job.id, "someone else") is None
+
+
+def test_jobs_error_sentence_and_crash():
+    runner = JobRunner(max_workers=1)
+
+    def bad(*, progress):
+        raise KeystoreError("wrong password for keystore k.json")
+
+    def crash(*, progress):
+        raise RuntimeError("secret internals")
+
+    a = runner.wait(runner.submit("x", "me", bad).id, 5)
+    b = runner.wait(runner.submit("x", "me", crash).id, 5)
+    assert (a.state, a.error) == ("failed", "wrong password for keystore k.json")
+    assert b.state == "failed" and "secret" not in b.error and "server log" in b.error
