@@ -1,0 +1,75 @@
+"""Content stores behind one small interface (DESIGN.md §6 "IPFS").
+
+    Store.put(path_or_stream, *, profile) -> cid    add bytes as a UnixFS file (Kubo's CIDs)
+    Store.get(cid) -> readable binary stream         verified while read
+    Store.pin(cid) / Store.has(cid) -> bool
+    Store.export_car(cid, out) / Store.import_car(in) -> [root cids]
+
+Two implementations: ``EmbeddedStore`` (node/store/embedded.py: blocks on local disk, the
+default, with a read-only gateway in node/store/gateway.py) and ``KuboStore``
+(node/store/kubo.py: any daemon speaking the Kubo RPC API). ``open_store`` picks one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from node.cid import DEFAULT_PROFILE
+from node.errors import ConfigError
+
+Source = str | os.PathLike | BinaryIO
+
+
+@runtime_checkable
+class Store(Protocol):
+    def put(self, source: Source, *, profile: str = DEFAULT_PROFILE) -> str: ...
+
+    def get(self, cid: str) -> BinaryIO: ...
+
+    def pin(self, cid: str) -> None: ...
+
+    def has(self, cid: str) -> bool: ...
+
+    def export_car(self, cid: str, out: BinaryIO) -> int: ...
+
+    def import_car(self, source: BinaryIO) -> list[str]: ...
+
+
+STORE_KINDS = ("embedded", "kubo")
+
+
+def open_store(
+    kind: str = "embedded",
+    *,
+    root: str | os.PathLike | None = None,
+    api_url: str | None = None,
+    timeout: float = 30.0,
+    retries: int = 3,
+) -> Store:
+    """``open_store("embedded", root=DIR)`` or ``open_store("kubo", api_url=URL)``."""
+    if kind == "embedded":
+        if root is None:
+            raise ConfigError("the embedded store needs a root directory (store root)", key="root")
+        from node.store.embedded import EmbeddedStore
+
+        return EmbeddedStore(root)
+    if kind in ("kubo", "daemon"):
+        if not api_url:
+            raise ConfigError(
+                "the kubo store needs the daemon's RPC API URL, e.g. http://127.0.0.1:5001",
+                key="api_url",
+            )
+        from node.store.kubo import KuboStore
+
+        return KuboStore(api_url, timeout=timeout, retries=retries)
+    raise ConfigError(f"unknown store kind {kind!r}: use one of {', '.join(STORE_KINDS)}", key="kind")
+
+
+def open_source(source: Source):
+    """(stream, close_it) for a path or an already open binary stream."""
+    if isinstance(source, (str, os.PathLike)):
+        return open(source, "rb", buffering=0), True
+    if not hasattr(source, "read"):
+        raise TypeError(f"expected a path or a binary stream, got {type(source).__name__}")
+    return source, False

@@ -1,0 +1,350 @@
+"""A typed client for the Kubo HTTP RPC API (``/api/v0``) over httpx, as a ``Store``.
+
+Only the Kubo RPC API is used, so a real Kubo node works unchanged; the tests run it against
+js-ipfs 0.66.1 (node/ipfsdaemon.py), which serves the same API. Why not ``ipfshttpclient``: it is
+unmaintained since 2021, refuses current daemons by version, reads whole files into memory on
+``cat`` and silently sends ``raw-leaves=false`` with CIDv1.
+
+- Uploads stream: the multipart body is a generator (the file part carries a Content-Type,
+  which js-ipfs requires), and the same bytes feed node.cid's builder, so the CID the daemon
+  reports is checked against Kubo's layout in the same pass (IntegrityError if they differ;
+  when the source is a file the content is then imported as a CAR of Modex-built blocks, which
+  covers daemons whose importer cannot express a profile, e.g. js-ipfs's fixed 174-link width).
+- Downloads stream (``cat``) and are verified: the bytes are re-chunked under every profile
+  that matches the CID's kind and the stream fails at its end unless one reproduces the CID.
+- Every call has a timeout (a daemon waits forever for content it lacks); connection failures
+  are retried with exponential backoff, then StoreError names the endpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from typing import BinaryIO, Self
+
+import httpx
+
+from node.car import encode_header, read_car
+from node.cid import (
+    DEFAULT_PROFILE,
+    PROFILES,
+    UnixFSBuilder,
+    get_profile,
+    normalize_cid,
+    parse_cid,
+    read_full,
+    uvarint,
+)
+from node.errors import ContentNotFound, IntegrityError, StoreError
+from node.store import Source, open_source
+from node.store.dag import ChunkStream
+
+log = logging.getLogger(__name__)
+
+UPLOAD_PIECE = 1 << 20
+_NOT_FOUND_HINTS = ("not found", "timed out", "timeout", "deadline exceeded", "no link named")
+
+
+def _multipart(boundary: str, name: str, pieces: Iterator[bytes]) -> Iterator[bytes]:
+    yield (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    yield from pieces
+    yield f"\r\n--{boundary}--\r\n".encode()
+
+
+def _ndjson(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+class KuboStore:
+    """``KuboStore("http://127.0.0.1:5001", timeout=30, retries=3, backoff=0.2)``."""
+
+    def __init__(
+        self,
+        api_url: str,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        find_timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self.api_url = api_url.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.find_timeout = find_timeout  # how long the daemon may look for absent content
+        self._client = httpx.Client(
+            base_url=f"{self.api_url}/api/v0/", timeout=timeout, transport=transport
+        )
+
+    def __repr__(self) -> str:
+        return f"KuboStore({self.api_url!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- transport ----------------------------------------------------------------------------
+    def _send(self, endpoint: str, params=None, *, content=None, headers=None,
+              stream: bool = False, replayable: bool = True, cid: str | None = None) -> httpx.Response:
+        url = f"{self.api_url}/api/v0/{endpoint}"
+        attempts = self.retries + 1 if replayable else 1
+        for attempt in range(attempts):
+            try:
+                request = self._client.build_request(
+                    "POST", endpoint, params=params, content=content, headers=headers
+                )
+                response = self._client.send(request, stream=stream)
+                break
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if attempt + 1 < attempts:
+                    delay = self.backoff * (2 ** attempt)
+                    log.warning("IPFS daemon at %s unreachable (%s); retry in %.1f s", url, exc, delay)
+                    time.sleep(delay)
+                    continue
+                raise StoreError(
+                    f"cannot reach the IPFS daemon at {url} after {attempts} attempt(s): {exc}. "
+                    "Is it running? (`modex store daemon` starts a local one)",
+                    endpoint=url,
+                ) from None
+            except httpx.TimeoutException:
+                raise StoreError(
+                    f"the IPFS daemon at {url} did not answer within {self.timeout} s",
+                    endpoint=url, cid=cid,
+                ) from None
+            except httpx.HTTPError as exc:
+                raise StoreError(f"IPFS daemon call {url} failed: {exc}", endpoint=url) from None
+        if response.status_code != 200:
+            body = response.read().decode(errors="replace")
+            response.close()
+            try:
+                message = json.loads(body).get("Message") or body
+            except ValueError:
+                message = body
+            text = f"IPFS daemon {url} answered {response.status_code}: {message.strip()[:300]}"
+            if cid and any(h in message.lower() for h in _NOT_FOUND_HINTS):
+                raise ContentNotFound(f"{cid} not found: {text}", cid=cid, endpoint=url)
+            raise StoreError(text, endpoint=url, status=response.status_code)
+        return response
+
+    def _call(self, endpoint: str, params=None, **kw) -> list[dict]:
+        response = self._send(endpoint, params, **kw)
+        return _ndjson(response.text)
+
+    # -- plain RPC calls ----------------------------------------------------------------------
+    def version(self) -> dict:
+        return self._call("version")[0]
+
+    def add(self, source: Source, *, profile: str = DEFAULT_PROFILE, pin: bool = True,
+            only_hash: bool = False, builder: UnixFSBuilder | None = None) -> str:
+        """The daemon's own ``add`` with the profile's importer options; returns its CID,
+        normalised (CIDv1 in base32). ``builder`` (optional) sees the same bytes."""
+        p = get_profile(profile)
+        stream, close = open_source(source)
+        params = {
+            "cid-version": p.cid_version, "raw-leaves": str(p.raw_leaves).lower(),
+            "chunker": p.chunker, "hash": "sha2-256", "pin": str(pin).lower(),
+            "only-hash": str(only_hash).lower(), "progress": "false",
+        }
+        if p.cid_version == 1:
+            params["cid-base"] = "base32"
+
+        def pieces() -> Iterator[bytes]:
+            while True:
+                buf = bytearray(UPLOAD_PIECE)
+                n = read_full(stream, memoryview(buf))
+                piece = bytes(buf) if n == len(buf) else bytes(buf[:n])
+                if builder is not None:
+                    builder.write(piece)
+                if piece:
+                    yield piece
+                if n < len(buf):
+                    return
+
+        boundary = uuid.uuid4().hex
+        try:
+            entries = self._call(
+                "add", params,
+                content=_multipart(boundary, "file", pieces()),
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+                replayable=False,
+            )
+        finally:
+            if close:
+                stream.close()
+        hashes = [e["Hash"] for e in entries if "Hash" in e]
+        if not hashes:
+            raise StoreError(f"the IPFS daemon at {self.api_url} returned no CID for add: {entries}")
+        return normalize_cid(hashes[-1])
+
+    def _has_root(self, cid: str) -> None:
+        """ContentNotFound unless the daemon finds the root block within ``find_timeout``."""
+        self._call("block/stat", {"arg": cid, "timeout": f"{self.find_timeout}s"}, cid=cid)
+
+    def cat(self, cid: str) -> ChunkStream:
+        """The daemon's ``cat`` as a stream (not verified; see ``get``)."""
+        cid = normalize_cid(cid)
+        self._has_root(cid)
+        response = self._send("cat", {"arg": cid}, stream=True, cid=cid)
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from response.iter_bytes(UPLOAD_PIECE)
+            except httpx.TimeoutException:
+                raise StoreError(
+                    f"the IPFS daemon at {self.api_url} stalled for {self.timeout} s while sending {cid}",
+                    cid=cid,
+                ) from None
+            finally:
+                response.close()
+
+        return ChunkStream(chunks(), on_close=response.close)
+
+    # -- the Store interface ------------------------------------------------------------------
+    def put(self, source: Source, *, profile: str = DEFAULT_PROFILE) -> str:
+        """Add through the daemon's importer and check its CID against Kubo's layout."""
+        builder = UnixFSBuilder(profile)
+        got = self.add(source, profile=profile, pin=False, builder=builder)
+        want = builder.finish()
+        if got == want:
+            self.pin(want)
+            return want
+        if not isinstance(source, (str, bytes)) and not hasattr(source, "__fspath__"):
+            raise IntegrityError(
+                f"the IPFS daemon at {self.api_url} computed {got} but profile {profile} gives "
+                f"{want}: its importer does not implement this profile. Use a file path (Modex "
+                "then imports its own blocks as a CAR) or another profile",
+                got=got, want=want, profile=profile,
+            )
+        log.warning("daemon at %s gave %s, profile %s gives %s: importing Modex's blocks as a CAR",
+                    self.api_url, got, profile, want)
+        roots = self._import_file_as_car(source, profile, want)
+        if roots != [want]:
+            raise IntegrityError(
+                f"the IPFS daemon at {self.api_url} imported roots {roots}, expected [{want}]",
+                got=roots, want=want,
+            )
+        return want
+
+    def get(self, cid: str, *, verify: bool = True) -> ChunkStream:
+        """``cat`` the file; with ``verify`` the bytes must reproduce ``cid`` under one of the
+        profiles (checked when the stream ends: IntegrityError then, before EOF is returned)."""
+        raw = self.cat(cid)
+        if not verify:
+            return raw
+        want = normalize_cid(cid)
+        candidates = [
+            UnixFSBuilder(p) for p in PROFILES.values()
+            if (p.cid_version == 0) == want.startswith("Qm")
+        ]
+
+        def chunks() -> Iterator[bytes]:
+            for chunk in raw:
+                for b in candidates:
+                    b.write(chunk)
+                yield chunk
+            if not any(b.finish() == want for b in candidates):
+                raise IntegrityError(
+                    f"the bytes the IPFS daemon at {self.api_url} sent for {want} do not hash to "
+                    "it under any Modex CID profile (corrupt, or added with other options: "
+                    "use get(cid, verify=False) and check the model hash)",
+                    cid=want,
+                )
+
+        return ChunkStream(chunks(), on_close=raw.close)
+
+    def pin(self, cid: str) -> None:
+        cid = normalize_cid(cid)
+        self._has_root(cid)
+        self._call("pin/add", {"arg": cid, "recursive": "true"}, cid=cid)
+
+    def has(self, cid: str) -> bool:
+        cid = normalize_cid(cid)
+        try:
+            self._has_root(cid)
+        except ContentNotFound:
+            return False
+        return True
+
+    def export_car(self, cid: str, out: BinaryIO) -> int:
+        """Stream ``dag/export`` into ``out``, verifying every block on the way."""
+        cid = normalize_cid(cid)
+        self._has_root(cid)
+        response = self._send("dag/export", {"arg": cid}, stream=True, cid=cid)
+        try:
+            reader = io.BufferedReader(ChunkStream(response.iter_bytes(UPLOAD_PIECE)), 1 << 20)
+            roots, blocks = read_car(reader)
+            written = out.write(uvarint(len(h := encode_header(roots))) + h)
+            for block_cid, block in blocks:
+                written += out.write(uvarint(len(block_cid) + len(block)) + block_cid)
+                written += out.write(block)
+        finally:
+            response.close()
+        return written
+
+    def import_car(self, source: BinaryIO) -> list[str]:
+        """``dag/import`` (roots pinned by the daemon); returns the root CIDs."""
+        def pieces() -> Iterator[bytes]:
+            while True:
+                piece = source.read(UPLOAD_PIECE)
+                if not piece:
+                    return
+                yield piece
+
+        return self._post_car(pieces())
+
+    # -- internals ----------------------------------------------------------------------------
+    def _post_car(self, pieces: Iterator[bytes]) -> list[str]:
+        boundary = uuid.uuid4().hex
+        entries = self._call(
+            "dag/import", {"pin-roots": "true"},
+            content=_multipart(boundary, "data.car", pieces),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            replayable=False,
+        )
+        roots = []
+        for entry in entries:
+            root = entry.get("Root")
+            if not root:
+                continue
+            if root.get("PinErrorMsg"):
+                raise StoreError(f"the IPFS daemon could not pin {root}: {root['PinErrorMsg']}")
+            roots.append(normalize_cid(root["Cid"]["/"]))
+        return roots
+
+    def _import_file_as_car(self, path, profile: str, root: str) -> list[str]:
+        def pieces() -> Iterator[bytes]:
+            header = encode_header([parse_cid(root)])
+            yield uvarint(len(header)) + header
+            out: list[bytes] = []
+
+            def on_block(cid: bytes, block) -> None:
+                out.append(uvarint(len(cid) + len(block)) + cid + bytes(block))
+
+            with open(path, "rb", buffering=0) as f:
+                builder = UnixFSBuilder(profile, on_block=on_block)
+                view = memoryview(bytearray(builder.profile.chunk_size))
+                while True:
+                    n = read_full(f, view)
+                    if n:
+                        builder.write(view[:n])
+                    yield from out
+                    out.clear()
+                    if n < len(view):
+                        break
+                builder.finish()
+                yield from out
+
+        return self._post_car(pieces())
