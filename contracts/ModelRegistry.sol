@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {ERC721} from "@openzeppelin/contracts/token/ERC721/ERC721.sol";
+
+/// @notice One ERC-721 token per listed model; the token's owner is the seller and receives the revenue.
+/// @dev Storage is laid out for a cheap `list`: a CIDv1 in base32 with a sha2-256 multihash (what every
+/// Modex CID profile except kubo-v0 produces) is stored as its 32-byte digest plus a codec byte and
+/// re-encoded by `metadataCid`; any other CID string is stored as is.
+contract ModelRegistry is ERC721 {
+    error ModelRegistryNotOwner(uint256 modelId, address caller, address owner);
+    error ModelRegistryZeroModelHash();
+    error ModelRegistryEmptyCid();
+    error ModelRegistryCidTooLong(uint256 length, uint256 maxLength);
+    error ModelRegistryPriceTooHigh(uint256 price, uint256 maxPrice);
+
+    event ModelListed(
+        uint256 indexed modelId, address indexed seller, bytes32 modelHash, string metadataCid, uint256 price
+    );
+    event PriceChanged(uint256 indexed modelId, uint256 price);
+    event ActiveChanged(uint256 indexed modelId, bool active);
+    event OperatorChanged(uint256 indexed modelId, address indexed operator);
+
+    /// One storage slot per model with what a sale needs.
+    struct Listing {
+        uint96 price;
+        uint8 cidCodec; // multicodec of a compact CIDv1 (1..0x7f); 0 = the CID string is stored as is
+        bool active;
+        bool listed;
+    }
+
+    uint256 public constant MAX_CID_LENGTH = 128;
+    uint256 public constant MAX_PRICE = type(uint96).max;
+    bytes private constant BASE32 = "abcdefghijklmnopqrstuvwxyz234567";
+
+    mapping(uint256 modelId => Listing) private _listings;
+    mapping(uint256 modelId => bytes32) private _modelHashes;
+    mapping(uint256 modelId => bytes32) private _cidDigests;
+    mapping(uint256 modelId => string) private _cidStrings;
+    mapping(uint256 modelId => address) private _operators;
+    // Starts at 1: id 0 means "no model", and a non-zero counter makes every list() pay the same.
+    uint256 private _nextModelId = 1;
+
+    constructor() ERC721("Modex Model", "MODEX") {}
+
+    /// @notice List a model for sale and mint its token to the caller (the seller).
+    /// @param modelHash sha256 of the model's canonical manifest (DESIGN.md 4.1).
+    /// @param metadataCid IPFS CID of the listing's metadata JSON (DESIGN.md 4.5).
+    /// @param price price in wei (at most MAX_PRICE); 0 makes the model free.
+    /// @return modelId the new token id. Emits {Transfer} and {ModelListed}.
+    function list(bytes32 modelHash, string calldata metadataCid, uint256 price) external returns (uint256 modelId) {
+        if (modelHash == bytes32(0)) revert ModelRegistryZeroModelHash();
+        uint256 length = bytes(metadataCid).length;
+        if (length == 0) revert ModelRegistryEmptyCid();
+        if (length > MAX_CID_LENGTH) revert ModelRegistryCidTooLong(length, MAX_CID_LENGTH);
+        if (price > MAX_PRICE) revert ModelRegistryPriceTooHigh(price, MAX_PRICE);
+
+        modelId = _nextModelId++;
+        (uint8 codec, bytes32 digest) = _compactCid(metadataCid);
+        if (codec == 0) {
+            _cidStrings[modelId] = metadataCid;
+        } else {
+            _cidDigests[modelId] = digest;
+        }
+        _modelHashes[modelId] = modelHash;
+        _listings[modelId] = Listing({price: uint96(price), cidCodec: codec, active: true, listed: true});
+        _mint(msg.sender, modelId);
+        emit ModelListed(modelId, msg.sender, modelHash, metadataCid, price);
+    }
+
+    /// @notice Change a model's price; buyers protect themselves with `maxPrice`. Owner only.
+    /// Emits {PriceChanged}.
+    function setPrice(uint256 modelId, uint256 price) external {
+        _checkModelOwner(modelId);
+        if (price > MAX_PRICE) revert ModelRegistryPriceTooHigh(price, MAX_PRICE);
+        _listings[modelId].price = uint96(price);
+        emit PriceChanged(modelId, price);
+    }
+
+    /// @notice Open or close a model for sale (pending purchases can still be delivered). Owner only.
+    /// Emits {ActiveChanged}.
+    function setActive(uint256 modelId, bool active) external {
+        _checkModelOwner(modelId);
+        _listings[modelId].active = active;
+        emit ActiveChanged(modelId, active);
+    }
+
+    /// @notice Allow `operator` (the seller's worker) to deliver keys for this model; address(0) revokes.
+    /// Cleared when the token changes hands. Owner only. Emits {OperatorChanged}.
+    function setOperator(uint256 modelId, address operator) external {
+        _checkModelOwner(modelId);
+        _operators[modelId] = operator;
+        emit OperatorChanged(modelId, operator);
+    }
+
+    /// @notice sha256 of the model's canonical manifest, as listed.
+    function modelHash(uint256 modelId) external view returns (bytes32) {
+        _requireOwned(modelId);
+        return _modelHashes[modelId];
+    }
+
+    /// @notice The metadata JSON's CID, as given to `list`.
+    function metadataCid(uint256 modelId) public view returns (string memory) {
+        _requireOwned(modelId);
+        uint8 codec = _listings[modelId].cidCodec;
+        if (codec == 0) return _cidStrings[modelId];
+        return _encodeCid(codec, _cidDigests[modelId]);
+    }
+
+    /// @notice Current price in wei.
+    function price(uint256 modelId) external view returns (uint256) {
+        _requireOwned(modelId);
+        return _listings[modelId].price;
+    }
+
+    /// @notice Whether the model can be bought now.
+    function isActive(uint256 modelId) external view returns (bool) {
+        _requireOwned(modelId);
+        return _listings[modelId].active;
+    }
+
+    /// @notice The address allowed to deliver keys besides the owner (address(0) if none).
+    function operatorOf(uint256 modelId) external view returns (address) {
+        _requireOwned(modelId);
+        return _operators[modelId];
+    }
+
+    /// @notice Price and availability in one call (what Marketplace.buy reads).
+    function saleTerms(uint256 modelId) external view returns (uint256 price_, bool active) {
+        Listing memory l = _listings[modelId];
+        if (!l.listed) revert ERC721NonexistentToken(modelId);
+        return (l.price, l.active);
+    }
+
+    /// @notice The owner (who is paid) and the operator (who may also deliver) in one call.
+    function deliveryParties(uint256 modelId) external view returns (address owner, address operator) {
+        return (_requireOwned(modelId), _operators[modelId]);
+    }
+
+    /// @notice The number of models listed so far (ids run from 1 to this number).
+    function modelCount() external view returns (uint256) {
+        return _nextModelId - 1;
+    }
+
+    /// @notice `ipfs://<metadataCid>`.
+    function tokenURI(uint256 modelId) public view override returns (string memory) {
+        return string.concat("ipfs://", metadataCid(modelId));
+    }
+
+    /// @dev A new owner brings their own worker: the operator is cleared on every transfer.
+    function _update(address to, uint256 tokenId, address auth) internal override returns (address from) {
+        from = super._update(to, tokenId, auth);
+        if (from != address(0) && from != to && _operators[tokenId] != address(0)) {
+            delete _operators[tokenId];
+            emit OperatorChanged(tokenId, address(0));
+        }
+    }
+
+    function _checkModelOwner(uint256 modelId) private view {
+        address owner = _requireOwned(modelId);
+        if (owner != msg.sender) revert ModelRegistryNotOwner(modelId, msg.sender, owner);
+    }
+
+    /// @dev Decodes "b" + base32(0x01 codec 0x12 0x20 digest[32]) (59 characters); (0, 0) for anything else.
+    /// The 290 bits split into the first 7 characters (prefix + 3 digest bits) and the other 51 (253
+    /// digest bits + 2 zero padding bits), so each part fits one word.
+    function _compactCid(string calldata cid) private pure returns (uint8 codec, bytes32 digest) {
+        bytes calldata s = bytes(cid);
+        if (s.length != 59 || s[0] != "b") return (0, 0);
+        uint256 head;
+        uint256 tail;
+        for (uint256 i = 1; i < 59; ++i) {
+            uint256 c = uint8(s[i]);
+            uint256 v;
+            if (c >= 0x61 && c <= 0x7a) v = c - 0x61; // a..z -> 0..25
+            else if (c >= 0x32 && c <= 0x37) v = c - 0x18; // 2..7 -> 26..31
+            else return (0, 0);
+            if (i <= 7) head = (head << 5) | v;
+            else tail = (tail << 5) | v;
+        }
+        uint256 prefix = head >> 3;
+        codec = uint8(prefix >> 16);
+        if (tail & 3 != 0 || prefix & 0xff00ffff != 0x01001220 || codec == 0 || codec >= 0x80) return (0, 0);
+        digest = bytes32(((head & 7) << 253) | (tail >> 2));
+    }
+
+    function _encodeCid(uint8 codec, bytes32 digest) private pure returns (string memory) {
+        bytes memory out = new bytes(59);
+        out[0] = "b";
+        uint256 d = uint256(digest);
+        uint256 head = (((0x01001220 | (uint256(codec) << 16))) << 3) | (d >> 253);
+        uint256 tail = (d & ((1 << 253) - 1)) << 2;
+        for (uint256 j = 0; j < 7; ++j) {
+            out[1 + j] = BASE32[(head >> (5 * (6 - j))) & 31];
+        }
+        for (uint256 k = 0; k < 51; ++k) {
+            out[8 + k] = BASE32[(tail >> (5 * (50 - k))) & 31];
+        }
+        return string(out);
+    }
+}
