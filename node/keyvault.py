@@ -51,11 +51,13 @@ class VaultEntry:
     model_hash: str
     chain_id: int | None = None
     model_id: int | None = None
+    registry: str | None = None
 
     def __repr__(self) -> str:  # never print the key
         return (
             f"VaultEntry(content_cid={self.content_cid!r}, model_hash={self.model_hash!r}, "
-            f"chain_id={self.chain_id!r}, model_id={self.model_id!r}, key=<hidden>)"
+            f"chain_id={self.chain_id!r}, registry={self.registry!r}, model_id={self.model_id!r}, "
+            "key=<hidden>)"
         )
 
 
@@ -100,30 +102,37 @@ class KeyVault:
             entries[content_cid] = {
                 "key": key.hex(),
                 "model_hash": model_hash,
-                "chain_id": old.get("chain_id") if old else None,
-                "model_id": old.get("model_id") if old else None,
+                **{k: (old or {}).get(k) for k in ("chain_id", "registry", "model_id")},
             }
             self._write(entries)
         log.info("stored the content key for %s in %s", content_cid, self.path)
 
-    def assign(self, content_cid: str, *, chain_id: int, model_id: int) -> None:
-        """Record the on-chain listing id of a stored key."""
+    def assign(self, content_cid: str, *, chain_id: int, model_id: int,
+               registry: str | None = None) -> None:
+        """Record the on-chain listing (chain, registry address, model id) of a stored key."""
         with self._locked():
             entries = self._read()
             if content_cid not in entries:
                 raise KeystoreError(f"the key vault {self.path} holds no key for {content_cid}")
             entries[content_cid]["chain_id"] = int(chain_id)
             entries[content_cid]["model_id"] = int(model_id)
+            entries[content_cid]["registry"] = registry.lower() if registry else None
             self._write(entries)
 
     def get(self, content_cid: str) -> VaultEntry | None:
         entry = self._read().get(content_cid)
         return self._entry(content_cid, entry) if entry else None
 
-    def for_model(self, chain_id: int, model_id: int) -> VaultEntry | None:
+    def for_model(self, chain_id: int, model_id: int,
+                  registry: str | None = None) -> VaultEntry | None:
+        """The key listed as ``model_id`` (on that registry, when given: ids repeat across
+        deployments on one chain id, e.g. a fresh anvil)."""
         for cid, entry in self._read().items():
-            if entry.get("chain_id") == chain_id and entry.get("model_id") == model_id:
-                return self._entry(cid, entry)
+            if entry.get("chain_id") != chain_id or entry.get("model_id") != model_id:
+                continue
+            if registry and (entry.get("registry") or "") != registry.lower():
+                continue
+            return self._entry(cid, entry)
         return None
 
     def entries(self) -> list[VaultEntry]:
@@ -134,7 +143,7 @@ class KeyVault:
     @staticmethod
     def _entry(cid: str, e: dict) -> VaultEntry:
         return VaultEntry(cid, bytes.fromhex(e["key"]), e["model_hash"], e.get("chain_id"),
-                          e.get("model_id"))
+                          e.get("model_id"), e.get("registry"))
 
     @contextlib.contextmanager
     def _locked(self):

@@ -24,7 +24,7 @@ def test_round_trip_and_model_assignment(tmp_path):
     v = vault(path)
     assert v.get("bafyone") is None
     v.put("bafyone", key, model_hash="0x" + "11" * 32)
-    v.assign("bafyone", chain_id=31337, model_id=7)
+    v.assign("bafyone", chain_id=31337, model_id=7, registry="0xAbC0000000000000000000000000000000000001")
 
     again = vault(path)  # a new process would see the same
     entry = again.for_model(31337, 7)
@@ -32,6 +32,8 @@ def test_round_trip_and_model_assignment(tmp_path):
     assert entry.model_hash == "0x" + "11" * 32
     assert again.for_model(31337, 8) is None
     assert again.for_model(1, 7) is None
+    assert again.for_model(31337, 7, "0xabc0000000000000000000000000000000000001").key == key
+    assert again.for_model(31337, 7, "0x0000000000000000000000000000000000000002") is None
     assert [e.content_cid for e in again.entries()] == ["bafyone"]
 
 

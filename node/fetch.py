@@ -1,0 +1,218 @@
+"""Fetch and verify a bought model: nothing reaches OUT unless it is exactly what was listed.
+
+Steps (``fetch_model``):
+1. read the listing on-chain (model hash, metadata CID) and the buyer's delivered wrapped key
+   (the ``KeyDelivered`` event of the buyer's purchase; the chain is the source of truth);
+2. unwrap it with the wallet-derived X25519 key (DESIGN.md §4.3);
+3. load the metadata JSON and check it names the same model hash as the chain;
+4. stream the ciphertext from the store → unseal (§4.2) → extract the tar into a temporary
+   folder beside OUT (same filesystem, so the final rename is atomic);
+5. compare the extracted files' manifest hash with the on-chain model hash, then rename the
+   folder into place. Any failure removes the temporary folder: OUT is untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from node import keywrap, seal, tarball
+from node.errors import ChainError, IntegrityError, KeyDeliveryError, ManifestError
+from node.manifest import check_model_hash
+from node.pipes import CountingReader, as_reader, pipeline
+
+log = logging.getLogger(__name__)
+
+ZERO32 = b"\x00" * 32
+
+
+@dataclass
+class Listing:
+    model_id: int
+    model_hash: bytes
+    metadata_cid: str
+    price: int
+    active: bool
+    owner: str
+    operator: str
+
+
+@dataclass
+class Fetched:
+    model_id: int
+    purchase_id: int
+    out_dir: Path
+    model_hash: str
+    files: int
+    size: int
+
+
+def get_listing(chain, model_id: int) -> Listing:
+    """The listing's on-chain facts; ChainError "model N is not listed" for an unknown id."""
+    reg = chain.registry
+    if model_id <= 0:
+        raise ChainError(f"model id must be a positive number, got {model_id}")
+    try:
+        owner = reg.functions.ownerOf(model_id).call()
+    except ChainError:
+        raise
+    except Exception as exc:  # web3 raises its own types for a view revert (ERC721NonexistentToken)
+        if _is_connection_error(exc):
+            raise ChainError(f"cannot reach the chain at {_endpoint(chain)}: {exc}") from exc
+        raise ChainError(f"model {model_id} is not listed on chain {chain.chain_id}; "
+                         "`modex models` shows the listed ids", model_id=model_id) from None
+    return Listing(
+        model_id=model_id,
+        model_hash=bytes(reg.functions.modelHash(model_id).call()),
+        metadata_cid=reg.functions.metadataCid(model_id).call(),
+        price=int(reg.functions.price(model_id).call()),
+        active=bool(reg.functions.isActive(model_id).call()),
+        owner=owner,
+        operator=reg.functions.operatorOf(model_id).call(),
+    )
+
+
+def _endpoint(chain) -> str:
+    return getattr(chain, "endpoint", "the configured RPC endpoint")
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import requests
+
+    return isinstance(exc, (ConnectionError, TimeoutError, requests.exceptions.ConnectionError,
+                            requests.exceptions.Timeout))
+
+
+def load_metadata(store, cid: str) -> dict:
+    """The listing's metadata JSON from the store (verified by its CID there)."""
+    data = as_reader(store.get(cid)).read()
+    try:
+        meta = json.loads(data)
+    except ValueError:
+        raise IntegrityError(f"the metadata at {cid} is not JSON", cid=cid) from None
+    if not isinstance(meta, dict) or meta.get("version") != 1:
+        raise IntegrityError(f"the metadata at {cid} is not Modex metadata version 1", cid=cid)
+    return meta
+
+
+def check_metadata(meta: dict, listing: Listing) -> str:
+    """Raise unless the metadata matches the on-chain model hash; return its content CID."""
+    if str(meta.get("model_hash", "")).lower() != "0x" + listing.model_hash.hex():
+        raise IntegrityError(
+            f"the metadata of model {listing.model_id} names model hash {meta.get('model_hash')}, "
+            f"but the chain lists 0x{listing.model_hash.hex()}; refusing it",
+            model_id=listing.model_id)
+    seal_info = meta.get("seal") or {}
+    if seal_info.get("scheme") != "MDXSEAL1" or not meta.get("content_cid"):
+        raise IntegrityError(f"the metadata of model {listing.model_id} does not describe a "
+                             "MDXSEAL1 sealed archive; this node cannot open it")
+    return meta["content_cid"]
+
+
+def _logs(event, chain, **filters):
+    start = int((getattr(chain, "deployment", None) or {}).get("block", 0) or 0)
+    return event.get_logs(argument_filters=filters, from_block=start)
+
+
+def find_delivery(chain, buyer: str, model_id: int, purchase_id: int | None = None
+                  ) -> tuple[int, bytes | None]:
+    """The buyer's latest purchase of ``model_id`` (or ``purchase_id``) and its wrapped key.
+
+    Returns (purchase_id, wrapped key or None when not delivered yet).
+    """
+    market = chain.marketplace
+    purchases = _logs(market.events.Purchased(), chain, modelId=model_id, buyer=buyer)
+    ids = [int(ev["args"]["purchaseId"]) for ev in purchases]
+    if purchase_id is not None:
+        if purchase_id not in ids:
+            raise KeyDeliveryError(f"purchase {purchase_id} is not {buyer}'s purchase of model "
+                                   f"{model_id}", purchase_id=purchase_id)
+        ids = [purchase_id]
+    if not ids:
+        raise KeyDeliveryError(f"{buyer} has not bought model {model_id}: run "
+                               f"`modex buy {model_id}` first", model_id=model_id)
+    # Newest delivered purchase wins; else report the newest pending one.
+    for pid in sorted(ids, reverse=True):
+        delivered = _logs(market.events.KeyDelivered(), chain, purchaseId=pid)
+        if delivered:
+            return pid, bytes(delivered[-1]["args"]["wrappedKey"])
+    return max(ids), None
+
+
+def unwrap_for(chain, signer, purchase_id: int, wrapped: bytes) -> bytes:
+    secret, _public = keywrap.derive_x25519(signer, chain.chain_id)
+    return keywrap.unwrap_key(wrapped, secret, chain_id=chain.chain_id,
+                              marketplace=chain.marketplace.address, purchase_id=purchase_id)
+
+
+def retrieve(store, content_cid: str, key: bytes, dest_parent: Path, *, prefix: str,
+             progress=None):
+    """Stream store → unseal → extract into a new temp folder under ``dest_parent``.
+
+    Returns (temp folder, manifest of what was extracted). The caller verifies and renames it;
+    on any error here the temp folder is removed.
+    """
+    dest_parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=dest_parent))
+    try:
+        def unseal_into(w):
+            src = CountingReader(as_reader(store.get(content_cid)),
+                                 (lambda n: progress("fetch", n, None)) if progress else None)
+            seal.unseal_stream(key, src, w)
+
+        manifest = pipeline(unseal_into, lambda r: tarball.extract_tar(r, tmp))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp, manifest
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ManifestError(f"{out} exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        raise ManifestError(f"{out} is not empty; choose a new or empty folder for --out")
+
+
+def place(tmp: Path, out: Path) -> None:
+    """Move a verified temp folder to ``out`` (which is absent or an empty folder)."""
+    _check_out_dir(out)
+    if out.is_dir():
+        out.rmdir()
+    os.chmod(tmp, 0o755)
+    os.rename(tmp, out)
+
+
+def fetch_model(chain, signer, store, model_id: int, out_dir: str | os.PathLike, *,
+                purchase_id: int | None = None, progress=None) -> Fetched:
+    """The buyer's fetch-and-verify journey (see the module docstring)."""
+    out = Path(out_dir).absolute()
+    _check_out_dir(out)
+    listing = get_listing(chain, model_id)
+    pid, wrapped = find_delivery(chain, signer.address, model_id, purchase_id)
+    if wrapped is None:
+        raise KeyDeliveryError(
+            f"the key for purchase {pid} of model {model_id} has not been delivered yet; wait "
+            f"for the seller's worker, or after the delivery window run `modex refund {pid}`",
+            purchase_id=pid)
+    key = unwrap_for(chain, signer, pid, wrapped)
+    meta = load_metadata(store, listing.metadata_cid)
+    content_cid = check_metadata(meta, listing)
+    tmp, manifest = retrieve(store, content_cid, key, out.parent, prefix=f".{out.name}.",
+                             progress=progress)
+    try:
+        check_model_hash(manifest, listing.model_hash)
+        place(tmp, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(tmp)
+    log.info("model %d verified (hash 0x%s) and written to %s", model_id,
+             listing.model_hash.hex(), out)
+    return Fetched(model_id, pid, out, "0x" + listing.model_hash.hex(), len(manifest.files),
+                   manifest.total_size)

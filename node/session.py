@@ -1,0 +1,99 @@
+"""One node session for a command: config → chain, store, signer, key vault, built lazily.
+
+The journey commands (publish, buy, fetch, refund, withdraw, vote, worker, validate) share
+these options and this wiring; the UI builds the same objects from its own config.
+
+Passwords: the wallet keystore's comes from ``$MODEX_PASSWORD`` or a prompt; the seller's key
+vault uses ``$MODEX_VAULT_PASSWORD`` when set, else the same password as the keystore.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from functools import cached_property
+
+from node.config import Config, load_config
+from node.errors import ConfigError
+from node.keystore import load_signer, read_password
+from node.keyvault import KeyVault
+
+log = logging.getLogger(__name__)
+
+VAULT_PASSWORD_ENV = "MODEX_VAULT_PASSWORD"
+
+
+def add_node_options(parser: argparse.ArgumentParser) -> None:
+    """The options every journey command takes (each overrides the configuration file)."""
+    g = parser.add_argument_group("node")
+    g.add_argument("--config", metavar="FILE", help="configuration file (TOML); default "
+                   "$MODEX_CONFIG or <data dir>/config.toml")
+    g.add_argument("--data-dir", metavar="DIR", help="node data folder (default .modex or ~/.modex)")
+    g.add_argument("--chain", metavar="URL", help='"embedded" or a JSON-RPC URL')
+    g.add_argument("--ipfs", metavar="URL", help='"embedded" or a Kubo RPC API URL')
+    g.add_argument("--keystore", metavar="FILE", help="wallet keystore (default <data dir>/keystore.json)")
+    g.add_argument("--deployment", metavar="FILE", help="deployment record (default deployments/<chainId>.json)")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    return load_config(
+        getattr(args, "config", None),
+        data_dir=getattr(args, "data_dir", None),
+        chain=getattr(args, "chain", None),
+        ipfs=getattr(args, "ipfs", None),
+        keystore=getattr(args, "keystore", None),
+        deployment_file=getattr(args, "deployment", None),
+    )
+
+
+def open_configured_store(config: Config):
+    from node.store import open_store
+
+    if config.ipfs == "embedded":
+        return open_store("embedded", root=config.store_dir)
+    return open_store("kubo", api_url=config.ipfs, timeout=config.rpc_timeout,
+                      retries=config.rpc_retries)
+
+
+class Session:
+    """Lazily built node objects for one command (or one UI request context)."""
+
+    def __init__(self, config: Config, *, signer=None, password: str | None = None):
+        self.config = config
+        self._signer = signer
+        self._password = password
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Session:
+        return cls(config_from_args(args))
+
+    @cached_property
+    def chain(self):
+        from node.chain import Chain
+
+        return Chain.from_config(self.config)
+
+    @cached_property
+    def store(self):
+        return open_configured_store(self.config)
+
+    def password(self) -> str:
+        if self._password is None:
+            self._password = read_password()
+        return self._password
+
+    @property
+    def signer(self):
+        if self._signer is None:
+            if not self.config.keystore.exists():
+                raise ConfigError(
+                    f"no wallet keystore at {self.config.keystore}: create one with "
+                    "`modex account new` or pass --keystore FILE", key="keystore")
+            self._signer = load_signer(self.config.keystore, self.password())
+        return self._signer
+
+    @cached_property
+    def vault(self) -> KeyVault:
+        passphrase = os.environ.get(VAULT_PASSWORD_ENV) or self.password()
+        return KeyVault(self.config.keyvault, passphrase)
