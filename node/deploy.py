@@ -1,0 +1,274 @@
+"""Deploy the contract suite, wire it, and read/write ``deployments/<chainId>.json``.
+
+The wiring lives in one place, ``suite_plan(params, deployer)``: plain data (no web3 import at
+module level) that both ``deploy_suite`` (web3 8) and the brownie script (web3 7, its own venv) can
+follow step by step:
+
+    ModelRegistry()
+    Marketplace(registry, deliveryWindow, feeBps, feeRecipient, validatorShareBps, owner)
+    Validators(registry, marketplace, minStake, quorum, unstakeDelay, slashBps, treasury)
+    Marketplace.connectValidators(validators)            # one-time owner call
+    Votes(marketplace)
+
+A constructor argument ``{"contract": "Name"}`` means "the address of Name deployed earlier".
+
+Signing is pluggable: ``deployer`` is either an address the node signs for (tester/anvil unlocked
+accounts) or a signer object with ``.address`` and ``.sign_transaction(tx)`` (an eth-account
+``LocalAccount``, a keystore signer), in which case transactions are signed here and sent raw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from node import paths
+from node.errors import ChainError, ConfigError
+
+log = logging.getLogger(__name__)
+
+SUITE = ("ModelRegistry", "Marketplace", "Validators", "Votes")
+
+# Defaults for a development chain. A public deployment passes its own (e.g. quorum 3, a week's delay).
+DEFAULT_PARAMS = {
+    "fee_bps": 250,  # 2.5 % platform fee
+    "fee_recipient": None,  # None: the deployer
+    "delivery_window": 3600,  # seconds a seller has to deliver before the buyer may refund
+    "validator_share_bps": 2000,  # 20 % of the fee goes to a model's verifiers
+    "min_stake": 10**17,  # 0.1 ETH
+    "quorum": 1,  # one agreeing validator verifies a model on a dev chain
+    "unstake_delay": 86400,  # one day to slash before a stake can leave
+    "slash_bps": 5000,  # half the stake of a validator on the losing side
+    "treasury": None,  # None: the fee recipient
+}
+
+
+def suite_plan(params: dict, deployer: str) -> list[dict]:
+    """The ordered deployment steps for ``params`` (see DEFAULT_PARAMS) as plain data.
+
+    Steps are ``{"deploy": Name, "args": [...]}`` or ``{"call": Name, "function": f, "args": [...]}``;
+    an argument ``{"contract": Name}`` stands for that contract's address.
+    """
+    p = resolve_params(params, deployer)
+    ref = lambda name: {"contract": name}
+    return [
+        {"deploy": "ModelRegistry", "args": []},
+        {
+            "deploy": "Marketplace",
+            "args": [ref("ModelRegistry"), p["delivery_window"], p["fee_bps"], p["fee_recipient"],
+                     p["validator_share_bps"], deployer],
+        },
+        {
+            "deploy": "Validators",
+            "args": [ref("ModelRegistry"), ref("Marketplace"), p["min_stake"], p["quorum"],
+                     p["unstake_delay"], p["slash_bps"], p["treasury"]],
+        },
+        {"call": "Marketplace", "function": "connectValidators", "args": [ref("Validators")]},
+        {"deploy": "Votes", "args": [ref("Marketplace")]},
+    ]
+
+
+def resolve_params(params: dict, deployer: str) -> dict:
+    """Fill defaults and check values; raise ConfigError naming the bad one."""
+    unknown = set(params) - set(DEFAULT_PARAMS)
+    if unknown:
+        raise ConfigError(
+            f"unknown deployment parameter(s) {sorted(unknown)}; known: {sorted(DEFAULT_PARAMS)}"
+        )
+    p = {**DEFAULT_PARAMS, **{k: v for k, v in params.items() if v is not None}}
+    p["fee_recipient"] = p["fee_recipient"] or deployer
+    p["treasury"] = p["treasury"] or p["fee_recipient"]
+    limits = {
+        "fee_bps": (0, 1000), "validator_share_bps": (0, 10_000), "slash_bps": (0, 10_000),
+        "delivery_window": (1, 2**32 - 1), "quorum": (1, 2**32 - 1), "unstake_delay": (0, 2**32 - 1),
+        "min_stake": (1, 2**96 - 1),
+    }
+    for key, (lo, hi) in limits.items():
+        value = p[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise ConfigError(f"deployment parameter {key}={value!r} must be an integer in [{lo}, {hi}]")
+    return p
+
+
+def abi_hash(abi: list) -> str:
+    """sha256 of the ABI's canonical JSON: tells whether a deployment matches the compiled sources."""
+    canonical = json.dumps(abi, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def deploy_suite(w3, deployer, *, artifacts: dict | None = None, **params) -> dict:
+    """Deploy and wire the four contracts; return the deployment record (see ``deployment_record``).
+
+    ``params`` are DEFAULT_PARAMS' keys (fee_bps, fee_recipient, delivery_window, validator_share_bps,
+    min_stake, quorum, unstake_delay, slash_bps, treasury). ``deployer`` is an unlocked address or a
+    signer (``.address`` + ``.sign_transaction``).
+    """
+    from node.compiler import compile_contracts
+
+    artifacts = artifacts or compile_contracts()
+    missing = [n for n in SUITE if n not in artifacts]
+    if missing:
+        raise ConfigError(f"compiled artifacts lack {missing}: are contracts/*.sol complete?")
+    sender = _address_of(deployer)
+    plan = suite_plan(params, sender)
+    addresses: dict[str, str] = {}
+    block = None
+    for step in plan:
+        args = [addresses[a["contract"]] if isinstance(a, dict) else a for a in step["args"]]
+        if "deploy" in step:
+            name = step["deploy"]
+            factory = w3.eth.contract(abi=artifacts[name]["abi"], bytecode=artifacts[name]["bytecode"])
+            receipt = send_transaction(w3, deployer, factory.constructor(*args), what=f"deploy {name}")
+            addresses[name] = receipt["contractAddress"]
+            block = receipt["blockNumber"] if block is None else block
+            log.info("deployed %s at %s (gas %d)", name, addresses[name], receipt["gasUsed"])
+        else:
+            name = step["call"]
+            contract = w3.eth.contract(address=addresses[name], abi=artifacts[name]["abi"])
+            fn = contract.functions[step["function"]](*args)
+            send_transaction(w3, deployer, fn, what=f"{name}.{step['function']}")
+    return deployment_record(
+        chain_id=w3.eth.chain_id, block=block, deployer=sender, addresses=addresses,
+        artifacts=artifacts, params=resolve_params(params, sender),
+    )
+
+
+def send_transaction(w3, sender, call, *, what: str, value: int = 0) -> dict:
+    """Build, sign (locally or by the node) and send ``call``; wait for and return the receipt.
+
+    Reverts are decoded by node.revert into ContractRevert before anything is sent.
+    """
+    from node.revert import decoded_reverts
+
+    address = _address_of(sender)
+    with decoded_reverts():
+        if isinstance(sender, str):
+            tx_hash = call.transact({"from": address, "value": value})
+        else:
+            tx = call.build_transaction({
+                "from": address, "value": value,
+                "nonce": w3.eth.get_transaction_count(address, "pending"),
+            })
+            signed = sender.sign_transaction(tx)
+            tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
+    if receipt["status"] != 1:
+        raise ChainError(f"{what} failed on chain (transaction {tx_hash.hex()})", receipt=dict(receipt))
+    return receipt
+
+
+def deployment_record(*, chain_id: int, block: int, deployer: str, addresses: dict[str, str],
+                      artifacts: dict, params: dict | None = None) -> dict:
+    """The JSON-ready description of a deployment written to deployments/<chainId>.json."""
+    from node.compiler import solc_version
+
+    source_hashes = {artifacts[n]["sourceHash"] for n in addresses}
+    return {
+        "chainId": int(chain_id),
+        "block": int(block),
+        "deployer": deployer,
+        "contracts": {
+            name: {"address": address, "abiHash": abi_hash(artifacts[name]["abi"])}
+            for name, address in addresses.items()
+        },
+        "compiler": {"solc": solc_version(), "evmVersion": "prague"},
+        "sourceHash": source_hashes.pop() if len(source_hashes) == 1 else sorted(source_hashes),
+        "params": params or {},
+    }
+
+
+def write_deployment(record: dict, directory: Path | str | None = None) -> Path:
+    """Write ``record`` to ``<directory>/<chainId>.json`` atomically; return the path."""
+    directory = Path(directory or paths.DEPLOYMENTS_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{int(record['chainId'])}.json"
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_deployment(w3_or_chain_id, directory: Path | str | None = None) -> dict:
+    """Read the deployment of this chain; ConfigError if it is missing, malformed or for another chain.
+
+    Given a Web3 instance (not just a chain id) it also checks that each contract has code on the chain,
+    which catches a file left over from a dev chain that was restarted.
+    """
+    w3 = None if isinstance(w3_or_chain_id, int) else w3_or_chain_id
+    chain_id = w3_or_chain_id if w3 is None else w3.eth.chain_id
+    directory = Path(directory or paths.DEPLOYMENTS_DIR)
+    path = directory / f"{chain_id}.json"
+    if not path.exists():
+        raise ConfigError(
+            f"no deployment for chain {chain_id}: {path} does not exist; deploy first "
+            f"(`.venv/bin/python scripts/deploy.py --network ...`)", path=str(path), chain_id=chain_id,
+        )
+    try:
+        record = json.loads(path.read_text())
+        recorded = int(record["chainId"])
+        contracts = record["contracts"]
+        missing = [n for n in SUITE if n not in contracts or "address" not in contracts[n]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path} is not a deployment record ({exc}); delete it and deploy again",
+                          path=str(path)) from exc
+    if recorded != chain_id:
+        raise ConfigError(
+            f"{path} is for chain {recorded} but the node is on chain {chain_id}: check the RPC URL "
+            f"or deploy to this chain", path=str(path), chain_id=chain_id, recorded=recorded,
+        )
+    if missing:
+        raise ConfigError(f"{path} lacks contracts {missing}; deploy the suite again", path=str(path))
+    if w3 is not None:
+        for name in SUITE:
+            address = contracts[name]["address"]
+            if not w3.eth.get_code(address):
+                raise ConfigError(
+                    f"{path} names {name} at {address} but chain {chain_id} has no code there (was the "
+                    f"chain restarted?): deploy again", path=str(path), contract=name,
+                )
+    return record
+
+
+def suite_contracts(w3, record: dict, artifacts: dict | None = None) -> dict[str, Any]:
+    """web3 contract objects ``{Name: Contract}`` for a deployment record.
+
+    Raises ConfigError if the compiled ABI differs from the deployed one (sources changed since).
+    """
+    from node.compiler import compile_contracts
+
+    artifacts = artifacts or compile_contracts()
+    out = {}
+    for name, entry in record["contracts"].items():
+        if name not in artifacts:
+            raise ConfigError(f"deployment names {name} but no compiled contract has that name")
+        abi = artifacts[name]["abi"]
+        if entry.get("abiHash") and entry["abiHash"] != abi_hash(abi):
+            raise ConfigError(
+                f"{name} at {entry['address']} was deployed from other sources (ABI hash differs): "
+                f"redeploy the suite", contract=name,
+            )
+        out[name] = w3.eth.contract(address=entry["address"], abi=abi)
+    return out
+
+
+def _address_of(deployer) -> str:
+    if isinstance(deployer, str):
+        return deployer
+    address = getattr(deployer, "address", None)
+    if not address or not callable(getattr(deployer, "sign_transaction", None)):
+        raise ConfigError(
+            "deployer must be an address unlocked on the node or a signer with .address and "
+            ".sign_transaction (e.g. eth_account.Account.from_key(...))"
+        )
+    return address

@@ -1,0 +1,310 @@
+"""Decode reverts of the Modex contracts into ``ContractRevert`` with a sentence a person can act on.
+
+A revert carries 4 bytes of selector and ABI-encoded arguments. The selector table is built from
+every compiled Modex ABI (which includes the OpenZeppelin errors the contracts inherit, e.g.
+``ERC721NonexistentToken``, ``OwnableUnauthorizedAccount``, ``ReentrancyGuardReentrantCall``) plus
+Solidity's own ``Error(string)`` and ``Panic(uint256)``.
+
+    try:
+        ...
+    except Exception as exc:
+        raise as_revert(exc) or exc
+
+or simply ``with decoded_reverts(): contract.functions.buy(...).transact(...)``.
+The ContractRevert's ``context`` holds ``error`` (name), ``args`` (dict), ``selector`` and ``data``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from functools import lru_cache
+
+from node.errors import ContractRevert
+
+log = logging.getLogger(__name__)
+
+ERROR_STRING = {"type": "error", "name": "Error", "inputs": [{"name": "message", "type": "string"}]}
+PANIC = {"type": "error", "name": "Panic", "inputs": [{"name": "code", "type": "uint256"}]}
+PANIC_CODES = {
+    0x01: "an assertion failed", 0x11: "an arithmetic overflow or underflow",
+    0x12: "a division by zero", 0x21: "an invalid enum value", 0x31: "pop on an empty array",
+    0x32: "an array index out of bounds", 0x41: "too much memory", 0x51: "a call to an invalid function",
+}
+PURCHASE_STATUS = {0: "unknown", 1: "pending", 2: "delivered", 3: "refunded", 4: "expired"}
+MODEL_STATUS = {0: "unverified", 1: "verified", 2: "disputed"}
+
+
+def eth(wei: int) -> str:
+    """``200000000000000000`` -> ``'0.2 ETH'`` (exact, no float rounding)."""
+    text = format(Decimal(int(wei)) / Decimal(10**18), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"{text} ETH"
+
+
+def _nothing_charged(sentence: str) -> Callable[[dict], str]:
+    return lambda a: sentence.format(**a) + " Nothing was charged."
+
+
+# One sentence per error: what happened (with the numbers) and what to do.
+MESSAGES: dict[str, Callable[[dict], str]] = {
+    # ModelRegistry
+    "ModelRegistryNotOwner": lambda a: (
+        f"Only the owner of model {a['modelId']} ({a['owner']}) can change it; {a['caller']} is not the owner."
+    ),
+    "ModelRegistryZeroModelHash": lambda a: "The model hash is zero: compute it from the model directory first.",
+    "ModelRegistryEmptyCid": lambda a: "The metadata CID is empty: pin the metadata JSON first and pass its CID.",
+    "ModelRegistryCidTooLong": lambda a: (
+        f"The metadata CID is {a['length']} characters long; at most {a['maxLength']} are accepted."
+    ),
+    "ModelRegistryPriceTooHigh": lambda a: (
+        f"A price of {eth(a['price'])} is above the largest accepted price ({eth(a['maxPrice'])})."
+    ),
+    # Marketplace
+    "MarketplaceModelInactive": lambda a: (
+        f"Model {a['modelId']} is not for sale right now (its seller deactivated it); nothing was charged."
+    ),
+    "MarketplaceModelDisputed": lambda a: (
+        f"Model {a['modelId']} is disputed by validators (its files do not match its listing) and cannot be "
+        f"bought; nothing was charged."
+    ),
+    "MarketplacePriceAboveMax": lambda a: (
+        f"Price is {eth(a['price'])}, above your maximum of {eth(a['maxPrice'])}; nothing was charged."
+    ),
+    "MarketplaceWrongPayment": lambda a: (
+        f"Model {a['modelId']} costs exactly {eth(a['price'])} but {eth(a['sent'])} was sent; "
+        f"nothing was charged — send the exact price."
+    ),
+    "MarketplaceZeroBuyerKey": lambda a: (
+        "The encryption public key is zero: derive it from your wallet (DESIGN.md 4.3); nothing was charged."
+    ),
+    "MarketplaceAlreadyLicensed": lambda a: (
+        f"{a['account']} already received the key for model {a['modelId']}; nothing was charged."
+    ),
+    "MarketplacePurchasePending": lambda a: (
+        f"Purchase {a['purchaseId']} of this model is still waiting for its key (until timestamp "
+        f"{a['deadline']}); wait for delivery, or refund it after the deadline. Nothing was charged."
+    ),
+    "MarketplaceNotValidator": lambda a: (
+        f"{a['account']} is not an active validator: stake at least the minimum in Validators first."
+    ),
+    "MarketplaceUnknownPurchase": lambda a: f"There is no purchase {a['purchaseId']}.",
+    "MarketplaceNotPending": lambda a: (
+        f"Purchase {a['purchaseId']} is {PURCHASE_STATUS.get(a['status'], a['status'])}, not pending, "
+        f"so nothing more can be done with it."
+    ),
+    "MarketplaceNotDeliverer": lambda a: (
+        f"{a['caller']} may not deliver the key of purchase {a['purchaseId']}: only the model's owner or "
+        f"its operator can (see setOperator)."
+    ),
+    "MarketplaceDeliveryWindowClosed": lambda a: (
+        f"The delivery window of purchase {a['purchaseId']} closed at timestamp {a['deadline']}; "
+        f"the buyer can now take a refund."
+    ),
+    "MarketplaceDeliveryWindowOpen": lambda a: (
+        f"Purchase {a['purchaseId']} can still be delivered until timestamp {a['deadline']}; "
+        f"a refund is possible only after that."
+    ),
+    "MarketplaceBadWrappedKey": lambda a: (
+        f"The wrapped key is {a['length']} bytes; it must be {a['expected']} (HPKE enc || ciphertext, DESIGN.md 4.3)."
+    ),
+    "MarketplaceNotBuyer": lambda a: f"Only the buyer of purchase {a['purchaseId']} can refund it, not {a['caller']}.",
+    "MarketplaceNothingToWithdraw": lambda a: f"{a['account']} has nothing to withdraw.",
+    "MarketplaceTransferFailed": lambda a: (
+        f"Sending {eth(a['amount'])} to {a['account']} failed (the receiver rejected it); the balance stays "
+        f"credited — withdraw again from an account that accepts ETH."
+    ),
+    "MarketplaceFeeTooHigh": lambda a: (
+        f"A fee of {a['feeBps']} basis points is above the cap of {a['maxFeeBps']}."
+    ),
+    "MarketplaceZeroAddress": lambda a: "The zero address is not allowed here.",
+    "MarketplaceValidatorsAlreadySet": lambda a: (
+        f"The Validators contract is already connected ({a['validators']}); it can be set only once."
+    ),
+    "MarketplaceOnlyValidators": lambda a: f"Only the Validators contract may record verdicts, not {a['caller']}.",
+    "MarketplaceNotVerifier": lambda a: (
+        f"{a['account']} is not one of the validators that verified model {a['modelId']}, so it has no reward."
+    ),
+    "MarketplaceNothingToClaim": lambda a: (
+        f"{a['account']} has no new reward for model {a['modelId']}; rewards grow with each delivered sale."
+    ),
+    "MarketplaceBadConfig": lambda a: f"Bad Marketplace constructor argument: {a['what']}.",
+    # Votes
+    "VotesScoreOutOfRange": lambda a: f"A score must be 1 to 5, not {a['score']}.",
+    "VotesNoLicense": lambda a: (
+        f"{a['voter']} holds no licence for model {a['modelId']}: only buyers who received the key can vote."
+    ),
+    # Validators
+    "ValidatorsStakeTooLow": lambda a: (
+        f"A stake of {eth(a['stake'])} is below the minimum of {eth(a['minStake'])}; nothing was staked."
+    ),
+    "ValidatorsUnstakePending": lambda a: (
+        f"{a['validator']} asked to unstake (unlocks at timestamp {a['unlockAt']}); it cannot stake or ask again."
+    ),
+    "ValidatorsNotStaked": lambda a: f"{a['validator']} has no stake.",
+    "ValidatorsUnstakeNotRequested": lambda a: (
+        f"{a['validator']} must call requestUnstake and wait the unstake delay before unstaking."
+    ),
+    "ValidatorsStillLocked": lambda a: (
+        f"The stake of {a['validator']} unlocks at timestamp {a['unlockAt']} (now {a['now_']}); try again then."
+    ),
+    "ValidatorsNotActive": lambda a: (
+        f"{a['validator']} is not an active validator (no minimum stake, or leaving); stake first."
+    ),
+    "ValidatorsAlreadyAttested": lambda a: f"{a['validator']} already attested model {a['modelId']}.",
+    "ValidatorsAlreadySettled": lambda a: (
+        f"Model {a['modelId']} is already {MODEL_STATUS.get(a['status'], a['status'])}; no more attestations."
+    ),
+    "ValidatorsNotSettled": lambda a: f"Model {a['modelId']} has no verdict yet, so nobody can be slashed.",
+    "ValidatorsNotSlashable": lambda a: (
+        f"{a['validator']} cannot be slashed for model {a['modelId']}: it did not attest on the losing side, "
+        f"or was slashed already."
+    ),
+    "ValidatorsNothingToWithdraw": lambda a: f"{a['account']} has nothing to withdraw from Validators.",
+    "ValidatorsTransferFailed": lambda a: (
+        f"Sending {eth(a['amount'])} to {a['account']} failed (the receiver rejected it); nothing was lost — "
+        f"it stays there to take later."
+    ),
+    "ValidatorsBadConfig": lambda a: f"Bad Validators constructor argument: {a['what']}.",
+    # OpenZeppelin
+    "ERC721NonexistentToken": lambda a: f"There is no model {a['tokenId']}.",
+    "ERC721IncorrectOwner": lambda a: f"{a['sender']} does not own model {a['tokenId']} (its owner is {a['owner']}).",
+    "ERC721InsufficientApproval": lambda a: f"{a['operator']} is not approved to transfer model {a['tokenId']}.",
+    "ERC721InvalidReceiver": lambda a: f"{a['receiver']} cannot receive model tokens.",
+    "ERC721InvalidSender": lambda a: f"{a['sender']} cannot send model tokens.",
+    "ERC721InvalidOwner": lambda a: f"{a['owner']} is not a valid owner.",
+    "ERC721InvalidApprover": lambda a: f"{a['approver']} cannot approve.",
+    "ERC721InvalidOperator": lambda a: f"{a['operator']} cannot be an operator.",
+    "OwnableUnauthorizedAccount": lambda a: f"Only the contract owner can do this, not {a['account']}.",
+    "OwnableInvalidOwner": lambda a: f"{a['owner']} cannot own the contract.",
+    "ReentrancyGuardReentrantCall": lambda a: "A re-entrant call was refused (a contract called back during a payment).",
+    "SafeCastOverflowedUintDowncast": lambda a: f"The value {a['value']} does not fit {a['bits']} bits.",
+    "Error": lambda a: f"The contract refused: {a['message']}",
+    "Panic": lambda a: f"The contract failed with {PANIC_CODES.get(a['code'], 'panic code ' + hex(a['code']))}.",
+}
+
+
+def _selector(error_abi: dict) -> str:
+    from eth_utils import keccak
+
+    signature = f"{error_abi['name']}({','.join(_canonical_type(i) for i in error_abi['inputs'])})"
+    return "0x" + keccak(text=signature)[:4].hex()
+
+
+def _canonical_type(item: dict) -> str:
+    if item["type"].startswith("tuple"):
+        return "(" + ",".join(_canonical_type(c) for c in item["components"]) + ")" + item["type"][5:]
+    return item["type"]
+
+
+def error_table(abis: Iterable[list]) -> dict[str, dict]:
+    """``{selector: error ABI}`` over the given ABIs plus Error(string) and Panic(uint256)."""
+    table = {_selector(ERROR_STRING): ERROR_STRING, _selector(PANIC): PANIC}
+    for abi in abis:
+        for item in abi:
+            if item.get("type") == "error":
+                table[_selector(item)] = item
+    return table
+
+
+@lru_cache(maxsize=1)
+def _modex_table() -> dict[str, dict]:
+    from node.compiler import compile_contracts
+
+    return error_table(a["abi"] for a in compile_contracts().values())
+
+
+def decode_revert(data, abis: Iterable[list] | None = None) -> ContractRevert:
+    """Turn revert data (hex string or bytes) into a ContractRevert; unknown selectors are reported raw."""
+    from eth_abi import decode
+    from eth_abi.exceptions import DecodingError
+
+    raw = bytes.fromhex(data.removeprefix("0x")) if isinstance(data, str) else bytes(data)
+    hex_data = "0x" + raw.hex()
+    table = error_table(abis) if abis is not None else _modex_table()
+    selector = "0x" + raw[:4].hex()
+    error_abi = table.get(selector)
+    if len(raw) < 4 or error_abi is None:
+        reason = "without a reason" if not raw else f"with unknown error data {hex_data}"
+        return ContractRevert(f"The transaction was reverted {reason}.", error=None, args={},
+                              selector=selector if raw else None, data=hex_data)
+    names = [i["name"] or f"arg{n}" for n, i in enumerate(error_abi["inputs"])]
+    try:
+        values = decode([_canonical_type(i) for i in error_abi["inputs"]], raw[4:])
+    except (DecodingError, ValueError, OverflowError) as exc:  # malformed data: report the name, never crash the caller
+        return ContractRevert(f"The transaction was reverted with {error_abi['name']} (undecodable: {exc}).",
+                              error=error_abi["name"], args={}, selector=selector, data=hex_data)
+    args = dict(zip(names, (_plain(v) for v in values)))
+    render = MESSAGES.get(error_abi["name"])
+    message = render(args) if render else f"The contract refused with {error_abi['name']}{args}."
+    return ContractRevert(message, error=error_abi["name"], args=args, selector=selector, data=hex_data)
+
+
+def as_revert(exc: BaseException, abis: Iterable[list] | None = None) -> ContractRevert | None:
+    """The ContractRevert for a revert exception, or None if ``exc`` is not a revert.
+
+    Understands web3's ContractLogicError family (JSON-RPC nodes such as anvil: ``.data`` is the hex
+    revert data) and eth-tester's TransactionFailed (the embedded chain: the raw bytes travel in the
+    exception or in the one it was raised from).
+    """
+    from web3.exceptions import ContractLogicError
+
+    if isinstance(exc, ContractRevert):
+        return exc
+    data = _revert_data(exc)
+    if data is not None:
+        decoded = decode_revert(data, abis)
+    elif isinstance(exc, ContractLogicError) or _is_tester_failure(exc):
+        decoded = ContractRevert(f"The transaction was reverted: {getattr(exc, 'message', None) or exc}.",
+                                 error=None, args={}, selector=None, data=None)
+    else:
+        return None
+    decoded.__cause__ = exc
+    return decoded
+
+
+def _revert_data(exc: BaseException) -> bytes | str | None:
+    from web3.exceptions import ContractLogicError
+
+    seen = 0
+    while exc is not None and seen < 8:
+        seen += 1
+        if isinstance(exc, ContractLogicError):
+            data = exc.data.get("data") if isinstance(exc.data, dict) else exc.data
+            if isinstance(data, str) and data.startswith("0x"):
+                return data
+        elif _is_tester_failure(exc) or type(exc).__name__ == "Revert":
+            arg = exc.args[0] if exc.args else None
+            if isinstance(arg, BaseException) and arg.args:
+                arg = arg.args[0]
+            if isinstance(arg, bytes):
+                return arg
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _is_tester_failure(exc: BaseException) -> bool:
+    return type(exc).__name__ == "TransactionFailed" and type(exc).__module__.startswith("eth_tester")
+
+
+@contextlib.contextmanager
+def decoded_reverts(abis: Iterable[list] | None = None):
+    """Re-raise web3 revert exceptions inside the block as decoded ContractRevert."""
+    try:
+        yield
+    except Exception as exc:
+        decoded = as_revert(exc, abis)
+        if decoded is None or decoded is exc:
+            raise
+        raise decoded from exc
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
