@@ -1,0 +1,559 @@
+"""The chain client: a Web3 connection plus the four Modex contracts and a safe transaction path.
+
+``connect(config_or_url)`` gives a Web3: "embedded" is one process-wide in-memory chain (py-evm
+through eth-tester), anything else an HTTP JSON-RPC node with a timeout. ``Chain`` binds a Web3 to
+a deployment record (deployments/<chainId>.json) and sends transactions in three steps, Ape
+style — build (pre-flight ``eth_call`` so a revert is decoded into ContractRevert before anything
+is sent, then gas, nonce and fees) → sign (a Signer; raw bytes, so the hash is known before
+sending) → send and wait for the receipt.
+
+Failures: connection errors are retried with bounded exponential backoff, then ChainError naming
+the endpoint. A send is retried with the SAME signed bytes (same nonce, same hash), so a
+transaction that reached the node before the connection dropped is never signed twice; a receipt
+wait that gives up raises ChainError carrying ``tx_hash`` so the caller can look the transaction
+up (``wait_receipt``/``find_receipt``) before building a new one.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+from eth_utils import keccak, to_checksum_address
+from web3 import EthereumTesterProvider, HTTPProvider, Web3
+from web3.exceptions import (
+    ContractLogicError,
+    ProviderConnectionError,
+    TransactionNotFound,
+    Web3RPCError,
+)
+
+from node.config import Config
+from node.errors import ChainError, ConfigError, ContractRevert
+from node.signer import Signer
+
+log = logging.getLogger(__name__)
+
+CONTRACT_NAMES = ("ModelRegistry", "Marketplace", "Votes", "Validators")
+CONNECTION_ERRORS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    ProviderConnectionError,
+    ConnectionError,
+    TimeoutError,
+)
+GWEI = 10**9
+
+_embedded_lock = threading.Lock()
+_embedded_w3: Web3 | None = None
+
+
+class _EmbeddedProvider(EthereumTesterProvider):
+    """The tester provider made to behave like a JSON-RPC node (anvil) for the node's code.
+
+    - eth-tester is not thread-safe; the UI, indexer and worker threads share one chain: a lock.
+    - web3's tester provider turns a revert into a TransactionFailed whose message holds only the
+      repr of the revert data; a node answers an error with the data (code 3), from which web3
+      raises ContractCustomError / ContractLogicError for node/revert.py to decode. Do the same.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._request_lock = threading.RLock()
+
+    def make_request(self, method, params):
+        from eth_tester.exceptions import TransactionFailed
+        from eth_utils.exceptions import ValidationError
+
+        with self._request_lock:
+            try:
+                return super().make_request(method, params)
+            except ValidationError as exc:
+                # py-evm refuses a transaction: answer with the words a node uses.
+                message = str(exc)
+                match = re.search(r"nonce: Expected (\d+), but got (\d+)", message)
+                if match and int(match[2]) < int(match[1]):
+                    message = f"nonce too low: {message}"
+                elif "balance" in message:
+                    message = f"insufficient funds: {message}"
+                return {"jsonrpc": "2.0", "id": 0, "error": {"code": -32000, "message": message}}
+            except TransactionFailed as exc:
+                original = exc.__context__
+                raw = original.args[0] if original is not None and original.args else None
+                if isinstance(raw, Exception) and raw.args:
+                    raw = raw.args[0]
+                if isinstance(raw, str) and raw.startswith(("b'", 'b"')):
+                    raw = ast.literal_eval(raw)  # eth_call's path hands over repr(bytes)
+                error = {"code": 3, "message": "execution reverted"}
+                if isinstance(raw, bytes):
+                    error["data"] = "0x" + raw.hex()
+                elif raw:
+                    error["message"] = f"execution reverted: {raw}"
+                return {"jsonrpc": "2.0", "id": 0, "error": error}
+
+
+def embedded_web3() -> Web3:
+    """The process-wide in-memory chain (created on first use; ten funded dev accounts)."""
+    global _embedded_w3
+    with _embedded_lock:
+        if _embedded_w3 is None:
+            _embedded_w3 = Web3(_EmbeddedProvider())
+        return _embedded_w3
+
+
+def connect(config_or_url: Config | str, *, timeout: float | None = None) -> Web3:
+    """A Web3 for ``"embedded"`` or an http(s) JSON-RPC URL (``timeout`` seconds per request)."""
+    if isinstance(config_or_url, Config):
+        url, timeout = config_or_url.chain, timeout or config_or_url.rpc_timeout
+    else:
+        url = config_or_url
+    if url == "embedded":
+        return embedded_web3()
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ConfigError(f"chain endpoint {url!r}: use \"embedded\" or an http(s) URL", key="chain")
+    # Retries are ours (bounded, logged, ending in a ChainError naming the endpoint), not web3's.
+    provider = HTTPProvider(
+        url, request_kwargs={"timeout": timeout or 10.0}, exception_retry_configuration=None
+    )
+    return Web3(provider)
+
+
+def endpoint_of(w3: Web3) -> str:
+    provider = w3.provider
+    if isinstance(provider, EthereumTesterProvider):
+        return "embedded"
+    return getattr(provider, "endpoint_uri", None) or type(provider).__name__
+
+
+def _abi_of(entry) -> list:
+    """Accept a bare ABI list or a compiler artifact {"abi": [...], ...}."""
+    return entry["abi"] if isinstance(entry, dict) else entry
+
+
+class Chain:
+    """Web3 + deployment record: contract objects, transactions, events, balances."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        deployment: dict,
+        *,
+        abis: dict | None = None,
+        retries: int = 3,
+        backoff: float = 0.25,
+        max_backoff: float = 4.0,
+        poll_latency: float = 0.05,
+        receipt_timeout: float = 120.0,
+    ):
+        self.w3 = w3
+        self.deployment = deployment
+        self.endpoint = endpoint_of(w3)
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.poll_latency = poll_latency
+        self.receipt_timeout = receipt_timeout
+        if abis is None:
+            from node.compiler import compile_contracts  # cached by source hash: milliseconds
+
+            abis = compile_contracts()
+        self.abis = {name: _abi_of(entry) for name, entry in abis.items()}
+        self.contracts = {}
+        records = deployment.get("contracts") if isinstance(deployment, dict) else None
+        if not isinstance(records, dict):
+            raise ConfigError("the deployment record has no \"contracts\" table: deploy again")
+        for name, record in records.items():
+            if name not in self.abis:
+                raise ConfigError(f"no ABI for {name}: compile the contracts (node.compiler)")
+            try:
+                address = to_checksum_address(record["address"])
+            except (KeyError, TypeError, ValueError):
+                raise ConfigError(f"the deployment record has no valid address for {name}") from None
+            self.contracts[name] = w3.eth.contract(address=address, abi=self.abis[name])
+        self._chain_id = deployment.get("chainId")
+        self._send_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: Config, *, w3: Web3 | None = None, abis: dict | None = None) -> "Chain":
+        """Connect, load deployments/<chainId>.json (or config.deployment_file), check it fits."""
+        w3 = w3 or connect(config)
+        endpoint = endpoint_of(w3)
+        probe = cls.__new__(cls)  # only for the retrying RPC helper before the record is known
+        probe.endpoint, probe.retries, probe.backoff, probe.max_backoff = (
+            endpoint, config.rpc_retries, 0.25, 4.0)
+        chain_id = probe._rpc("eth_chainId", lambda: w3.eth.chain_id)
+        if config.chain_id is not None and config.chain_id != chain_id:
+            raise ConfigError(
+                f"the configuration expects chain {config.chain_id} but the node at {endpoint} is "
+                f"chain {chain_id}: fix chain_id or chain in the configuration",
+                key="chain_id",
+            )
+        deployment = load_deployment_file(config.deployment_path(chain_id), chain_id, endpoint)
+        chain = cls(
+            w3, deployment, abis=abis, retries=config.rpc_retries,
+            receipt_timeout=config.receipt_timeout,
+        )
+        missing = [name for name in CONTRACT_NAMES if name not in chain.contracts]
+        if missing:
+            raise ConfigError(f"the deployment record lacks {', '.join(missing)}: deploy the full suite")
+        chain.check_code()
+        return chain
+
+    def check_code(self) -> None:
+        """ConfigError when a recorded address holds no contract (a stale deployment file)."""
+        for name, contract in self.contracts.items():
+            code = self._rpc("eth_getCode", lambda c=contract: self.w3.eth.get_code(c.address))
+            if not code:
+                raise ConfigError(
+                    f"no contract at {contract.address} ({name}) on chain {self.chain_id} at "
+                    f"{self.endpoint}: the deployment file is stale; deploy again "
+                    f"(python scripts/deploy.py)"
+                )
+
+    # -- properties ---------------------------------------------------------------------------
+
+    def contract(self, name: str):
+        try:
+            return self.contracts[name]
+        except KeyError:
+            raise ConfigError(f"the deployment record has no {name} contract: deploy the full suite") from None
+
+    @property
+    def registry(self):
+        return self.contract("ModelRegistry")
+
+    @property
+    def marketplace(self):
+        return self.contract("Marketplace")
+
+    @property
+    def votes(self):
+        return self.contract("Votes")
+
+    @property
+    def validators(self):
+        return self.contract("Validators")
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = self._rpc("eth_chainId", lambda: self.w3.eth.chain_id)
+        return self._chain_id
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        return {name: c.address for name, c in self.contracts.items()}
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def _rpc(self, what: str, func: Callable[[], Any]) -> Any:
+        """Run one RPC with bounded exponential backoff on connection errors."""
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                return func()
+            except CONNECTION_ERRORS as exc:
+                if attempt == self.retries:
+                    raise ChainError(
+                        f"cannot reach the chain node at {self.endpoint} ({what} failed "
+                        f"{attempt + 1} times: {type(exc).__name__}); check that it is running "
+                        f"and that `chain` in the configuration points at it",
+                        endpoint=self.endpoint,
+                    ) from exc
+                log.warning("chain node %s: %s failed (%s); retrying in %.2fs",
+                            self.endpoint, what, type(exc).__name__, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+
+    def block_number(self) -> int:
+        return self._rpc("eth_blockNumber", lambda: self.w3.eth.block_number)
+
+    def get_block(self, block_id="latest"):
+        return self._rpc("eth_getBlockByNumber", lambda: self.w3.eth.get_block(block_id))
+
+    def balance(self, address: str) -> int:
+        """Balance in wei."""
+        return self._rpc("eth_getBalance", lambda: self.w3.eth.get_balance(to_checksum_address(address)))
+
+    def call(self, fn, *, sender: str | None = None, value: int = 0, gas: int | None = None,
+             block="latest"):
+        """A view call (or a dry run of a transaction); reverts become ContractRevert."""
+        params = {"value": value}
+        if gas is not None:
+            params["gas"] = gas
+        if sender:
+            params["from"] = to_checksum_address(sender)
+        try:
+            return self._rpc(f"eth_call {fn.fn_name}", lambda: fn.call(params, block_identifier=block))
+        except ContractLogicError as exc:
+            raise self._revert(exc, fn) from None
+        except Web3RPCError as exc:
+            raise self._rpc_refusal(exc, fn, sender, value, gas) from None
+
+    def get_logs(self, params: dict) -> list:
+        return self._rpc("eth_getLogs", lambda: self.w3.eth.get_logs(params))
+
+    def events(self, event_name: str, from_block: int = 0, to_block="latest", **argument_filters) -> list:
+        """Decoded events named ``event_name`` from whichever Modex contract declares it."""
+        found = []
+        for contract in self.contracts.values():
+            if any(e.get("type") == "event" and e.get("name") == event_name for e in contract.abi):
+                event = contract.events[event_name]
+                found.extend(self._rpc(
+                    f"eth_getLogs {event_name}",
+                    lambda ev=event: ev.get_logs(
+                        argument_filters=argument_filters or None,
+                        from_block=from_block, to_block=to_block,
+                    ),
+                ))
+        if not found and not any(
+            e.get("type") == "event" and e.get("name") == event_name
+            for c in self.contracts.values() for e in c.abi
+        ):
+            raise ValueError(f"no Modex contract declares an event named {event_name!r}")
+        return sorted(found, key=lambda e: (e["blockNumber"], e["logIndex"]))
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float, *, interval: float | None = None,
+                 what: str = "condition"):
+        """Poll ``predicate`` until it returns something truthy; return that, or ChainError."""
+        deadline = time.monotonic() + timeout
+        interval = interval or max(self.poll_latency, 0.05)
+        while True:
+            result = predicate()
+            if result:
+                return result
+            if time.monotonic() >= deadline:
+                raise ChainError(f"{what} not reached within {timeout:g} s on {self.endpoint}")
+            time.sleep(interval)
+
+    # -- transactions -------------------------------------------------------------------------
+
+    def _lock_for(self, address: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._send_locks.setdefault(address, threading.Lock())
+
+    def fees(self) -> dict:
+        """EIP-1559 fee fields when the chain has a base fee, else a legacy gasPrice."""
+        latest = self.get_block("latest")
+        base = latest.get("baseFeePerGas")
+        if base is None:
+            return {"gasPrice": self._rpc("eth_gasPrice", lambda: self.w3.eth.gas_price)}
+        try:
+            tip = self._rpc("eth_maxPriorityFeePerGas", lambda: self.w3.eth.max_priority_fee)
+        except (Web3RPCError, ValueError, NotImplementedError):
+            tip = GWEI  # a node without the method (eth-tester): any tip is accepted locally
+        return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
+
+    def build_transaction(self, fn, sender: str, *, value: int = 0, gas: int | None = None) -> dict:
+        """Dry-run ``fn`` (reverts → ContractRevert, nothing sent), then fill gas, nonce, fees."""
+        sender = to_checksum_address(sender)
+        params = {"from": sender, "value": value}
+        self.call(fn, sender=sender, value=value, gas=gas, block="pending")
+        if gas is None:
+            try:
+                estimate = self._rpc(f"eth_estimateGas {fn.fn_name}", lambda: fn.estimate_gas(params))
+            except ContractLogicError as exc:
+                raise self._revert(exc, fn) from None
+            except Web3RPCError as exc:
+                raise self._rpc_refusal(exc, fn, sender, value) from None
+            gas = int(estimate * 1.2) + 10_000  # state may move between estimate and inclusion
+        nonce = self._rpc("eth_getTransactionCount",
+                          lambda: self.w3.eth.get_transaction_count(sender, "pending"))
+        tx = {**params, "gas": gas, "nonce": nonce, "chainId": self.chain_id, **self.fees()}
+        return fn.build_transaction(tx)
+
+    def send_raw(self, raw: bytes, *, sender: str | None = None, value: int = 0) -> bytes:
+        """Send signed bytes, retrying the same bytes on connection errors; return the tx hash."""
+        tx_hash = keccak(raw)
+        try:
+            self._rpc("eth_sendRawTransaction", lambda: self.w3.eth.send_raw_transaction(raw))
+        except Web3RPCError as exc:
+            message = str(exc).lower()
+            if "already known" in message or "known transaction" in message:
+                return tx_hash  # an earlier attempt reached the node
+            if "nonce too low" in message and self.find_receipt(tx_hash) is not None:
+                return tx_hash  # an earlier attempt was even mined
+            if "insufficient funds" in message and sender:
+                raise self._insufficient(sender, value) from None
+            raise ChainError(
+                f"the chain node at {self.endpoint} refused transaction 0x{tx_hash.hex()}: {exc}",
+                tx_hash="0x" + tx_hash.hex(),
+            ) from None
+        return tx_hash
+
+    def transact(self, fn, signer: Signer, *, value: int = 0, gas: int | None = None,
+                 on_sent: Callable[[bytes], None] | None = None):
+        """Build → sign → send → wait; return the receipt. ``on_sent(tx_hash)`` runs before the wait
+        (a crash-safe caller records the hash there and resumes with ``wait_receipt``)."""
+        with self._lock_for(signer.address):
+            tx = self.build_transaction(fn, signer.address, value=value, gas=gas)
+            raw = signer.sign_transaction(tx)
+            tx_hash = self.send_raw(raw, sender=signer.address, value=value)
+        log.info("sent %s from %s: 0x%s", fn.fn_name, signer.address, tx_hash.hex())
+        if on_sent:
+            on_sent(tx_hash)
+        return self.wait_receipt(tx_hash, fn=fn, tx=tx)
+
+    def transact_unlocked(self, fn, address: str, *, value: int = 0, gas: int | None = None):
+        """Like ``transact`` for an account the node itself holds (embedded / anvil dev accounts)."""
+        address = to_checksum_address(address)
+        with self._lock_for(address):
+            tx = self.build_transaction(fn, address, value=value, gas=gas)
+            try:
+                # Fixed nonce and fees: a retried send is the same transaction, never a second one.
+                tx_hash = bytes(self._rpc("eth_sendTransaction", lambda: self.w3.eth.send_transaction(tx)))
+            except Web3RPCError as exc:
+                if "insufficient funds" in str(exc).lower():
+                    raise self._insufficient(address, value) from None
+                raise ChainError(f"the chain node at {self.endpoint} refused the transaction: {exc}") from None
+        return self.wait_receipt(tx_hash, fn=fn, tx=tx)
+
+    def find_receipt(self, tx_hash: bytes | str):
+        """The receipt of a mined transaction, or None when the node does not know it (yet)."""
+        try:
+            return self._rpc("eth_getTransactionReceipt",
+                             lambda: self.w3.eth.get_transaction_receipt(tx_hash))
+        except TransactionNotFound:
+            return None
+
+    def wait_receipt(self, tx_hash: bytes | str, *, timeout: float | None = None, fn=None, tx=None):
+        """Wait until ``tx_hash`` is mined; status 0 → ContractRevert; timeout → ChainError."""
+        timeout = self.receipt_timeout if timeout is None else timeout
+        hex_hash = tx_hash if isinstance(tx_hash, str) else "0x" + bytes(tx_hash).hex()
+        deadline = time.monotonic() + timeout
+        delay = self.poll_latency
+        while True:
+            try:
+                receipt = self.find_receipt(tx_hash)
+            except ChainError as exc:
+                exc.context["tx_hash"] = hex_hash
+                exc.args = (f"{exc.args[0]}; transaction {hex_hash} was sent: look it up by hash "
+                            f"before sending it again",)
+                raise
+            if receipt is not None:
+                if receipt["status"] != 1:
+                    raise self._failed_receipt(receipt, hex_hash, fn, tx)
+                return receipt
+            if time.monotonic() >= deadline:
+                raise ChainError(
+                    f"transaction {hex_hash} was not mined within {timeout:g} s on {self.endpoint}; "
+                    f"it may still be mined: look it up by hash before sending it again",
+                    tx_hash=hex_hash,
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def _revert(self, exc: ContractLogicError, fn=None) -> ContractRevert:
+        """A revert as ContractRevert: the custom error's name and arguments from our ABIs."""
+        data = getattr(exc, "data", None)
+        if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
+            selector, payload = data[2:10], bytes.fromhex(data[10:])
+            error_abi = self._error_abis().get(selector)
+            if error_abi is not None:
+                types = [i["type"] for i in error_abi["inputs"]]
+                names = [i["name"] for i in error_abi["inputs"]]
+                values = self.w3.codec.decode(types, payload)
+                args = dict(zip(names, values))
+                shown = ", ".join(f"{n}={v}" for n, v in args.items())
+                return ContractRevert(
+                    f"{getattr(fn, 'fn_name', 'the call')} would revert: {error_abi['name']}({shown})",
+                    error=error_abi["name"], args=args, data=data,
+                )
+        reason = str(exc.args[0]) if exc.args else "execution reverted"
+        if not data or data == "no data":
+            if "out of gas" in reason.lower() or "below 2300 gas" in reason:
+                return ContractRevert(
+                    f"{getattr(fn, 'fn_name', 'the call')} would run out of gas: raise the limit "
+                    f"or leave it unset to estimate (nothing was sent)"
+                )
+        return ContractRevert(f"{getattr(fn, 'fn_name', 'the call')} would revert: {reason}", data=data)
+
+    def _error_abis(self) -> dict[str, dict]:
+        if not hasattr(self, "_errors_by_selector"):
+            table = {}
+            for abi in self.abis.values():
+                for entry in abi:
+                    if entry.get("type") == "error":
+                        signature = f"{entry['name']}({','.join(i['type'] for i in entry['inputs'])})"
+                        table[keccak(text=signature)[:4].hex()] = entry
+            self._errors_by_selector = table
+        return self._errors_by_selector
+
+    def _rpc_refusal(self, exc: Web3RPCError, fn, sender, value, gas=None) -> ChainError:
+        message = str(exc).lower()
+        name = getattr(fn, "fn_name", "call")
+        if "insufficient funds" in message and sender:
+            return self._insufficient(sender, value)
+        if "out of gas" in message or "oog" in message or "gas required exceeds" in message:
+            limit = f" with a gas limit of {gas}" if gas else ""
+            return ContractRevert(
+                f"{name} would run out of gas{limit}: raise the limit or leave it unset to "
+                f"estimate (nothing was sent)", gas=gas,
+            )
+        return ChainError(f"the chain node at {self.endpoint} refused {name}: {exc}")
+
+    def _insufficient(self, sender: str, value: int) -> ChainError:
+        have = self.balance(sender)
+        return ChainError(
+            f"insufficient funds: {sender} holds {Web3.from_wei(have, 'ether')} ETH but this "
+            f"transaction needs {Web3.from_wei(value, 'ether')} ETH plus gas; fund the account "
+            f"and try again (nothing was sent)",
+            address=sender, balance=have, value=value,
+        )
+
+    def _failed_receipt(self, receipt, hex_hash: str, fn, tx) -> ChainError:
+        """Replay a failed transaction on the state before its block to say why it reverted."""
+        reason = "the chain state changed since the dry run, or it ran out of gas"
+        if tx is not None:
+            call = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}
+            try:
+                self.w3.eth.call(call, block_identifier=receipt["blockNumber"] - 1)
+            except ContractLogicError as exc:
+                revert = self._revert(exc, fn)
+                if "error" in revert.context:  # a decoded custom error says it best
+                    revert.context["tx_hash"] = hex_hash
+                    return revert
+                reason = str(exc.args[0]) if exc.args else reason
+            except (Web3RPCError, *CONNECTION_ERRORS):
+                pass
+        gas = f" of {tx['gas']}" if tx and "gas" in tx else ""
+        return ContractRevert(
+            f"transaction {hex_hash} reverted in block {receipt['blockNumber']} (gas used "
+            f"{receipt['gasUsed']}{gas}): {reason}",
+            tx_hash=hex_hash,
+        )
+
+
+def load_deployment_file(path: Path, chain_id: int, endpoint: str) -> dict:
+    """Read a deployment record and check it belongs to ``chain_id``; ConfigError otherwise."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no deployment for chain {chain_id} at {path}: deploy the contracts first "
+            f"(python scripts/deploy.py) or set deployment_file in the configuration",
+            key="deployment_file",
+        ) from None
+    except ValueError as exc:
+        raise ConfigError(f"deployment file {path} is not valid JSON: {exc}", key="deployment_file") from None
+    recorded = record.get("chainId") if isinstance(record, dict) else None
+    if recorded != chain_id:
+        raise ConfigError(
+            f"deployment file {path} is for chain {recorded} but the node at {endpoint} is chain "
+            f"{chain_id}: point `chain` at the right node or use that chain's deployment file",
+            key="deployment_file",
+        )
+    return record

@@ -1,0 +1,228 @@
+"""The node's configuration: one TOML file plus ``MODEX_*`` environment variables.
+
+Precedence (highest first): keyword overrides (tests, CLI flags) → ``MODEX_<KEY>`` environment
+variables → the TOML file → defaults. The file is the one given, else ``$MODEX_CONFIG``, else
+``<data_dir>/config.toml`` when it exists. Keys are flat, e.g.::
+
+    chain = "http://127.0.0.1:8545"    # or "embedded"
+    ipfs = "embedded"                   # or a Kubo RPC API URL such as "http://127.0.0.1:5001"
+    confirmations = 2
+
+Every value is validated on load; a bad one raises ConfigError naming the key, where it came from
+and what is allowed. Relative paths are resolved against ``data_dir`` (``deployment_file``
+against the current directory, like a command-line argument).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from node import paths
+from node.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# The CID profile names are fixed by DESIGN.md §4.4.
+CID_PROFILES = ("unixfs-v1-2025", "kubo-v1", "kubo-v0")
+ENV_PREFIX = "MODEX_"
+
+
+def default_data_dir() -> Path:
+    """``./.modex`` when it exists (a project-local node), else ``~/.modex``."""
+    local = Path.cwd() / ".modex"
+    return local if local.is_dir() else Path.home() / ".modex"
+
+
+@dataclass
+class Config:
+    """Everything a node needs to know; build one directly in tests."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    chain: str = "embedded"                 # "embedded" or an http(s) JSON-RPC URL
+    chain_id: int | None = None             # expected chain id; checked on connect when set
+    deployment_file: Path | None = None     # default: deployments/<chainId>.json
+    ipfs: str = "embedded"                  # "embedded" or a Kubo RPC API URL
+    cid_profile: str = "unixfs-v1-2025"
+    confirmations: int = 0                  # blocks the indexer stays behind the head
+    poll_interval: float = 2.0              # seconds between polls of followers (indexer, worker)
+    rpc_timeout: float = 10.0               # seconds per JSON-RPC / IPFS API request
+    rpc_retries: int = 3                    # retries of a failed connection before giving up
+    keystore: Path | None = None            # default: <data_dir>/keystore.json
+    keyvault: Path | None = None            # the seller's content keys; default <data_dir>/keyvault.json
+    index_db: Path | None = None            # default: <data_dir>/index.sqlite3
+    store_dir: Path | None = None           # embedded IPFS blocks; default <data_dir>/ipfs
+    gateway_port: int = 8080                # read-only IPFS gateway (embedded store)
+    ui_port: int = 5000
+    receipt_timeout: float = 120.0          # seconds to wait for a transaction to be mined
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).expanduser()
+        for name in ("keystore", "keyvault", "index_db", "store_dir"):
+            value = getattr(self, name)
+            if value is not None:
+                value = Path(value).expanduser()
+                setattr(self, name, value if value.is_absolute() else self.data_dir / value)
+        if self.keystore is None:
+            self.keystore = self.data_dir / "keystore.json"
+        if self.keyvault is None:
+            self.keyvault = self.data_dir / "keyvault.json"
+        if self.index_db is None:
+            self.index_db = self.data_dir / "index.sqlite3"
+        if self.store_dir is None:
+            self.store_dir = self.data_dir / "ipfs"
+        if self.deployment_file is not None:
+            self.deployment_file = Path(self.deployment_file).expanduser()
+
+    @property
+    def is_embedded_chain(self) -> bool:
+        return self.chain == "embedded"
+
+    def deployment_path(self, chain_id: int) -> Path:
+        """The deployment record for ``chain_id``: the configured file or deployments/<id>.json."""
+        return self.deployment_file or paths.DEPLOYMENTS_DIR / f"{chain_id}.json"
+
+    def replace(self, **changes) -> "Config":
+        """A validated copy with ``changes`` applied."""
+        return validate(dataclasses.replace(self, **changes), {k: "override" for k in changes})
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _url_or_embedded(key: str, value, source: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} ({source}) must be a string: \"embedded\" or an http(s) URL", key=key)
+    if value == "embedded":
+        return value
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(
+            f"{key} ({source}) is {value!r}: use \"embedded\" or an http(s) URL such as "
+            f"http://127.0.0.1:{8545 if key == 'chain' else 5001}",
+            key=key,
+        )
+    return value.rstrip("/")
+
+
+def _coerce(key: str, value, source: str):
+    """Turn a TOML value or an environment string into the field's type, or raise ConfigError."""
+    kind = {"data_dir": Path, "deployment_file": Path, "keystore": Path, "keyvault": Path,
+            "index_db": Path, "store_dir": Path, "chain_id": int, "confirmations": int,
+            "rpc_retries": int, "gateway_port": int, "ui_port": int, "poll_interval": float,
+            "rpc_timeout": float, "receipt_timeout": float}.get(key, str)
+    if value is None:
+        return None
+    if kind is Path:
+        if not isinstance(value, (str, os.PathLike)) or not str(value):
+            raise ConfigError(f"{key} ({source}) must be a non-empty path", key=key)
+        return Path(value).expanduser()
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"{key} ({source}) must be a whole number, got {value!r}", key=key)
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{key} ({source}) must be a whole number, got {value!r}", key=key) from None
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{key} ({source}) must be a number of seconds, got {value!r}", key=key)
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key} ({source}) must be a number of seconds, got {value!r}", key=key) from None
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} ({source}) must be a string, got {value!r}", key=key)
+    return value
+
+
+def validate(config: Config, sources: dict[str, str] | None = None) -> Config:
+    """Check every value's range; raise ConfigError naming the first bad key and its origin."""
+    sources = sources or {}
+
+    def where(key: str) -> str:
+        return sources.get(key, "default")
+
+    config.chain = _url_or_embedded("chain", config.chain, where("chain"))
+    config.ipfs = _url_or_embedded("ipfs", config.ipfs, where("ipfs"))
+    if config.cid_profile not in CID_PROFILES:
+        raise ConfigError(
+            f"cid_profile ({where('cid_profile')}) is {config.cid_profile!r}: use one of {', '.join(CID_PROFILES)}",
+            key="cid_profile",
+        )
+    if config.chain_id is not None and config.chain_id <= 0:
+        raise ConfigError(f"chain_id ({where('chain_id')}) must be a positive integer", key="chain_id")
+    if config.confirmations < 0:
+        raise ConfigError(f"confirmations ({where('confirmations')}) must be 0 or more blocks", key="confirmations")
+    if config.rpc_retries < 0:
+        raise ConfigError(f"rpc_retries ({where('rpc_retries')}) must be 0 or more", key="rpc_retries")
+    for key in ("poll_interval", "rpc_timeout", "receipt_timeout"):
+        if not getattr(config, key) > 0:
+            raise ConfigError(f"{key} ({where(key)}) must be more than 0 seconds", key=key)
+    for key in ("gateway_port", "ui_port"):
+        if not 0 <= getattr(config, key) <= 65535:
+            raise ConfigError(f"{key} ({where(key)}) must be a TCP port 0..65535 (0 = any free port)", key=key)
+    return config
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist", key="config") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}", key="config") from None
+    for key, value in data.items():
+        if key not in _FIELDS:
+            raise ConfigError(
+                f"unknown key {key!r} in {path}; allowed keys: {', '.join(sorted(_FIELDS))}", key=key
+            )
+        if isinstance(value, dict):
+            raise ConfigError(f"{key} in {path} must be a plain value, not a table", key=key)
+    return data
+
+
+def load_config(path: str | os.PathLike | None = None, env=os.environ, **overrides) -> Config:
+    """Read the TOML file and ``MODEX_*`` variables, apply ``overrides``, validate, return Config."""
+    for key in overrides:
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown configuration key {key!r}; allowed: {', '.join(sorted(_FIELDS))}", key=key)
+    values: dict = {}
+    sources: dict = {}
+
+    env_values = {}
+    for key in _FIELDS:
+        name = ENV_PREFIX + key.upper()
+        if name in env and env[name] != "":
+            env_values[key] = env[name]
+
+    # The data dir decides where the default config file lives, so resolve it first.
+    data_dir = overrides.get("data_dir") or env_values.get("data_dir")
+    if path is None and env.get(ENV_PREFIX + "CONFIG"):
+        path = env[ENV_PREFIX + "CONFIG"]
+    if path is None:
+        candidate = Path(data_dir).expanduser() if data_dir else default_data_dir()
+        candidate = candidate / "config.toml"
+        path = candidate if candidate.is_file() else None
+    if path is not None:
+        path = Path(path).expanduser()
+        for key, value in _read_toml(path).items():
+            values[key], sources[key] = value, f"in {path}"
+    for key, value in env_values.items():
+        values[key], sources[key] = value, f"from ${ENV_PREFIX}{key.upper()}"
+    for key, value in overrides.items():
+        if value is not None:
+            values[key], sources[key] = value, "override"
+
+    kwargs = {key: _coerce(key, value, sources[key]) for key, value in values.items()}
+    # Relative paths in a file are relative to the data dir; a relative data_dir to the cwd.
+    config = Config(**kwargs)
+    config = validate(config, sources)
+    log.debug("configuration loaded from %s", path or "defaults and environment")
+    return config

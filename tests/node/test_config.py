@@ -1,0 +1,89 @@
+"""node/config.py: one TOML file + MODEX_* variables, validated with messages naming the key."""
+
+from pathlib import Path
+
+import pytest
+
+from node import paths
+from node.config import Config, load_config
+from node.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_resolve_paths_under_data_dir(tmp_path):
+    config = load_config(env={}, data_dir=tmp_path)
+    assert config.chain == "embedded" and config.ipfs == "embedded"
+    assert config.cid_profile == "unixfs-v1-2025"
+    assert config.confirmations == 0
+    assert config.keystore == tmp_path / "keystore.json"
+    assert config.index_db == tmp_path / "index.sqlite3"
+    assert config.deployment_path(31337) == paths.DEPLOYMENTS_DIR / "31337.json"
+
+
+def test_file_then_env_then_overrides(tmp_path):
+    path = write(tmp_path, 'chain = "http://127.0.0.1:8545/"\nconfirmations = 2\nrpc_timeout = 3\n'
+                           'keystore = "wallets/me.json"\ndata_dir = "%s"\n' % tmp_path)
+    env = {"MODEX_CONFIRMATIONS": "5", "MODEX_IPFS": "http://127.0.0.1:5001", "MODEX_PASSWORD": "x"}
+    config = load_config(path, env=env, poll_interval=0.5)
+    assert config.chain == "http://127.0.0.1:8545"  # trailing slash dropped
+    assert config.confirmations == 5  # env beats file
+    assert config.rpc_timeout == 3.0 and isinstance(config.rpc_timeout, float)
+    assert config.ipfs == "http://127.0.0.1:5001"
+    assert config.poll_interval == 0.5
+    assert config.keystore == tmp_path / "wallets" / "me.json"  # relative to data_dir
+
+
+def test_config_file_found_in_data_dir_and_via_env(tmp_path):
+    write(tmp_path, "confirmations = 7\n")
+    assert load_config(env={"MODEX_DATA_DIR": str(tmp_path)}).confirmations == 7
+    other = tmp_path / "other.toml"
+    other.write_text("confirmations = 9\n")
+    assert load_config(env={"MODEX_CONFIG": str(other)}, data_dir=tmp_path).confirmations == 9
+
+
+@pytest.mark.parametrize(
+    "text, env, key, hint",
+    [
+        ('chain = "ftp://x"', {}, "chain", "http(s) URL"),
+        ('chain = 5', {}, "chain", "must be a string"),
+        ('ipfs = "localhost:5001"', {}, "ipfs", "http(s) URL"),
+        ('cid_profile = "sha1"', {}, "cid_profile", "kubo-v0"),
+        ('confirmations = -1', {}, "confirmations", "0 or more"),
+        ('confirmations = "two"', {}, "confirmations", "whole number"),
+        ('confirmations = true', {}, "confirmations", "whole number"),
+        ('', {"MODEX_RPC_TIMEOUT": "soon"}, "rpc_timeout", "$MODEX_RPC_TIMEOUT"),
+        ('poll_interval = 0', {}, "poll_interval", "more than 0"),
+        ('gateway_port = 70000', {}, "gateway_port", "0..65535"),
+        ('chain_id = 0', {}, "chain_id", "positive"),
+        ('colour = "blue"', {}, "colour", "allowed keys"),
+        ('[chain]\nurl = "x"', {}, "chain", "not a table"),
+        ('chain = ', {}, "config", "not valid TOML"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, text, env, key, hint):
+    path = write(tmp_path, text + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env=env, data_dir=tmp_path)
+    assert info.value.context["key"] == key
+    assert hint in str(info.value)
+    if key not in ("config",) and not env:
+        assert str(path) in str(info.value) or key in str(info.value)
+
+
+def test_missing_file_and_unknown_override(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml", env={})
+    with pytest.raises(ConfigError, match="unknown configuration key 'colour'"):
+        load_config(env={}, data_dir=tmp_path, colour="blue")
+
+
+def test_replace_validates():
+    config = Config(data_dir=Path("/tmp/x"))
+    assert config.replace(confirmations=3).confirmations == 3
+    with pytest.raises(ConfigError, match="confirmations \\(override\\)"):
+        config.replace(confirmations=-2)
