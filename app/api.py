@@ -8,7 +8,7 @@
     POST /api/wallet/encryption-key       derive its X25519 key from a personal_sign signature
     POST /api/tx/prepare                  an unsigned transaction for the browser wallet to send
     GET  /api/tx/<hash>                   the receipt of a transaction the browser sent
-    POST /api/infer                       ml/'s signed inference endpoint (EIP-712), mounted here
+    POST /api/inference/v1/infer          ml/'s signed inference endpoint (EIP-712), mounted here
 
 Errors are JSON `{"error": sentence, "status": code}` (app.errors).
 """
@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections.abc import Mapping
+from types import SimpleNamespace
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request, session
 
@@ -209,25 +212,78 @@ def tx_status(tx_hash: str):
 
 # --- inference ------------------------------------------------------------------------------
 
-def call_inference(signer, model_id: int, inputs: list[str]) -> tuple[int, dict]:
-    """Sign an inference request with the session's wallet (EIP-712) and pass it to ml/'s
-    endpoint mounted in this app, exactly as an outside client would call it."""
-    from ml.http import sign_request
+class _AccountView:
+    """ml.signing.sign_request takes an eth-account-like object (``.sign_message(m).signature``);
+    this shows it the session's Signer without handing over any key material."""
 
+    def __init__(self, signer):
+        self.address = signer.address
+        self._signer = signer
+
+    def sign_message(self, message):
+        return SimpleNamespace(signature=self._signer.sign_message(message))
+
+
+def call_inference(signer, model_id: int, inputs: list[str]) -> tuple[int, dict]:
+    """Sign an inference request with the session's wallet (EIP-712) and hand it to the same
+    InferenceService that answers POST /api/inference/v1/infer (all its checks apply)."""
+    from ml.http import Refusal
+    from ml.signing import sign_request
+
+    service = current_app.extensions.get("modex.inference")
+    if service is None:
+        return 503, {"error": "This node serves no inference (start it with `modex up`)."}
     chain = get_chain()
-    payload = sign_request(signer, model_id=model_id, inputs=inputs, chain_id=chain.chain_id,
-                           verifying_contract=chain.marketplace.address)
-    with current_app.test_client() as client:
-        response = client.post("/api/infer", json=payload)
-    return response.status_code, response.get_json(silent=True) or {}
+    payload = sign_request(_AccountView(signer), model_id=model_id, inputs=inputs,
+                           chain_id=chain.chain_id, verifying_contract=chain.marketplace.address)
+    try:
+        return 200, service.handle(payload)
+    except Refusal as refusal:
+        return refusal.status, {"error": refusal.message}
+
+
+class ServedModels(Mapping):
+    """model id -> a DynamicBatcher over ml.serve.Predictor, built on first use and shared by
+    listings of the same directory. Reads the live `MODEX_MODELS` dict (id -> model dir), so a
+    model published from the UI is served as soon as it is listed."""
+
+    def __init__(self, dirs: dict):
+        self._dirs = dirs
+        self._batchers: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, model_id):
+        path = self._dirs[model_id]
+        with self._lock:
+            if str(path) not in self._batchers:
+                from ml.serve import DynamicBatcher, Predictor
+
+                self._batchers[str(path)] = DynamicBatcher(Predictor(path), max_wait_ms=5.0)
+            return self._batchers[str(path)]
+
+    def __iter__(self):
+        return iter(list(self._dirs))
+
+    def __len__(self):
+        return len(self._dirs)
 
 
 def init_app(app) -> None:
     app.extensions["modex.browser_keys"] = {}
-    inference = app.config.get("MODEX_INFERENCE")
-    if inference is not None:
-        # ml/http.py's blueprint, built by modex up with the node's licence check and predictors.
-        from app import csrf
+    chain = app.config.get("MODEX_CHAIN")
+    models = app.config.get("MODEX_MODELS")
+    if chain is None or models is None:
+        return  # inference needs the node's chain and model dirs: `modex up` hands both in
+    from app import csrf
+    from ml.http import InferenceService, create_blueprint
 
-        csrf.exempt(inference)
-        app.register_blueprint(inference, url_prefix="/api")
+    def has_license(model_id: int, address: str) -> bool:
+        return bool(chain.call(chain.marketplace.functions.hasLicense(model_id, address)))
+
+    service = InferenceService(ServedModels(models), has_license=has_license,
+                               chain_id=chain.chain_id,
+                               verifying_contract=chain.marketplace.address)
+    blueprint = create_blueprint(service, name="modex_inference")
+    csrf.exempt(blueprint)  # JSON signed by the wallet (EIP-712): the signature authenticates
+    app.register_blueprint(blueprint, url_prefix="/api/inference")
+    app.extensions["modex.inference"] = service

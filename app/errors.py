@@ -26,8 +26,7 @@ from node.errors import (
 log = logging.getLogger(__name__)
 
 # Custom errors whose generic sentence the UI replaces by one that fits a page the buyer opened.
-PRICE_GUARD_ERRORS = {"MarketplacePriceAboveMax", "MarketplacePriceChanged", "MarketplaceMaxPrice",
-                      "MarketplacePriceTooHigh", "MarketplaceMaxPriceExceeded"}
+PRICE_GUARD_ERRORS = {"MarketplacePriceAboveMax"}
 
 
 def format_eth(wei: int) -> str:

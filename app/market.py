@@ -107,31 +107,30 @@ def _recommended_page(indexer, args, per_page):
 
 
 def rank_for_buyer(listings: list[dict], need: str) -> list[dict]:
-    """ml/'s recommender over the listings, from the buyer's need and purchase history."""
-
-    history = []
+    """ml/'s recommender over the listings, from the buyer's need and purchase history
+    (listings already bought are the history's queries and are not recommended again)."""
+    indexer = get_indexer()
     address = session_keys.current_address()
-    if address:
-        for purchase in get_indexer().purchases_of(address):
-            meta = get_indexer().get_model(purchase["model_id"]) or {}
-            history.append(dict(meta).get("name") or "")
-    items = [{"id": l["model_id"], "name": l.get("name") or f"Model #{l['model_id']}",
-              "card": l.get("description") or l.get("name") or "",
-              "vote_sum": l.get("vote_sum") or 0, "vote_count": l.get("vote_count") or 0}
-             for l in listings]
-    recommender = _recommender()
-    results = recommender.rank(items, need=need, history=[h for h in history if h])
-    by_id = {l["model_id"]: l for l in listings}
-    return [{"listing": _row(by_id[r["id"]]), "explanation": r.get("explanation", "")}
-            for r in results]
+    bought = sorted({int(p["model_id"]) for p in indexer.purchases_of(address)}) if address else []
+    by_id = {int(l["model_id"]): _row(l) for l in listings}
+    for model_id in bought:
+        if model_id not in by_id and (row := indexer.get_model(model_id)) is not None:
+            by_id[model_id] = _row(row)
+    items = [{"id": model_id, "name": l.get("name") or f"Model #{model_id}",
+              "card": l.get("description") or "", "vote_sum": l.get("vote_sum") or 0,
+              "vote_count": l.get("vote_count") or 0} for model_id, l in by_id.items()]
+    ranked = _recommender().recommend(items, need=need, history=bought, top_k=None)
+    return [{"listing": by_id[r.id], "explanation": r.explanation} for r in ranked]
 
 
 def _recommender():
     app = current_app
-    if "modex.recommender" not in app.extensions:
-        from ml.recommend import Recommender
+    with _metadata_lock:
+        if "modex.recommender" not in app.extensions:
+            from ml.recommend import Recommender
 
-        app.extensions["modex.recommender"] = Recommender(cache_dir=data_dir() / "embeddings")
+            app.extensions["modex.recommender"] = Recommender(
+                cache_path=data_dir() / "embeddings.sqlite")
     return app.extensions["modex.recommender"]
 
 
@@ -266,9 +265,11 @@ def try_it(model_id: int):
         return redirect(url_for(".model", model_id=model_id))
     status, body = call_inference(signer, model_id, [text])
     if status != 200:
-        flash(body.get("error", "The inference server refused the request."), "error")
+        error = body.get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+        flash(message or "The inference server refused the request.", "error")
     else:
-        outputs = body.get("outputs") or body.get("results") or []
+        outputs = body.get("outputs") or []
         first = outputs[0] if outputs else {}
         note = " (input truncated)" if first.get("truncated") else ""
         flash(f"“{text[:80]}” → {first.get('label')} ({first.get('score', 0):.2f}){note}", "ok")

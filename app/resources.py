@@ -64,13 +64,9 @@ def get_chain():
 def get_store():
     """The content store: the embedded one under the data dir, or a Kubo-API daemon by URL."""
     def build():
-        from node.store import open_store
+        from node.session import open_configured_store
 
-        config = get_config()
-        if config.ipfs == "embedded":
-            return open_store("embedded", root=config.store_dir)
-        return open_store("kubo", api_url=config.ipfs, timeout=config.rpc_timeout,
-                          retries=config.rpc_retries)
+        return open_configured_store(get_config())
 
     return _cached("store", build)
 

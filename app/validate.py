@@ -5,6 +5,7 @@ evaluate, attest) through node.validator as a background job, and this validator
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
@@ -13,7 +14,7 @@ from app.errors import flash_error, format_eth
 from app.helpers import InputError, parse_eth, require_signer
 from app.jobs import get_jobs
 from app.resources import data_dir, get_chain, get_indexer, get_store
-from node.errors import ModexError
+from node.errors import KeyDeliveryError, ModexError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("validate", __name__, url_prefix="/validate")
@@ -27,11 +28,11 @@ def index():
 
     address = session_keys.current_address()
     indexer = get_indexer()
-    queue, history, stake = [], [], None
+    queue, history, stake = [], [], 0
     chain = get_chain()
     min_stake = market.min_stake(chain)
     if address:
-        stake = market.staked(chain, address)
+        stake = int(chain.call(chain.validators.functions.stakeOf(address))[0])
         history = [dict(a) for a in indexer.attestations_by(address)]
         done = {a["model_id"] for a in history}
         rows, _ = indexer.list_models(status="pending", sort="newest", page=1, per_page=QUEUE_SIZE)
@@ -69,10 +70,39 @@ def run(model_id: int):
     return redirect(url_for("api.job_page", job_id=job.id, next=url_for(".index")))
 
 
-def _validate_job(chain, store, signer, model_id, work_dir, evaluator, *, progress):
-    from node.validator import validate_model
+def evaluate_listing(model_dir, metadata: dict) -> dict | None:
+    """The evaluator the validator agent runs: ml/'s deterministic evaluation on the listing's
+    declared public eval set (DESIGN.md §7); None when the listing declares none."""
+    eval_set = (metadata.get("metrics") or {}).get("eval_set")
+    if not eval_set:
+        return None
+    from ml.evaluate import evaluate_dir
 
-    result = validate_model(chain, store, signer, model_id, work_dir=work_dir,
-                            evaluator=evaluator, progress=progress)
-    return {"model_id": model_id, "matches": getattr(result, "matches", None),
-            "url": f"/models/{model_id}"}
+    return evaluate_dir(model_dir, eval_set)
+
+
+def _validate_job(chain, store, signer, model_id, work_dir, evaluator, *, progress,
+                  timeout: float = 600.0, interval: float = 1.0):
+    """Run the validator agent's passes until this model is attested (or settled)."""
+    from node.validator import ValidatorAgent
+
+    agent = ValidatorAgent(chain, signer, store, work_dir / f"{signer.address.lower()}.json",
+                           work_dir=work_dir, evaluator=evaluator or evaluate_listing)
+    deadline = time.monotonic() + timeout
+    progress("staking if needed")
+    while True:
+        report = agent.poll()
+        mine = [a for a in report.attested if a.model_id == model_id]
+        if mine:
+            a = mine[0]
+            return {"model_id": model_id, "matches": a.matches, "reason": a.reason,
+                    "url": f"/models/{model_id}"}
+        if model_id in report.done:
+            return {"model_id": model_id, "url": f"/models/{model_id}"}
+        if model_id in report.requested or model_id in report.waiting:
+            progress("key requested; waiting for the seller's node to deliver it")
+        if time.monotonic() > deadline:
+            raise KeyDeliveryError(
+                f"the seller's node did not deliver the key for model {model_id} within "
+                f"{timeout:g} s; try again later")
+        time.sleep(interval)

@@ -59,6 +59,12 @@ def _safe_next(default: str) -> str:
     return target if target.startswith("/") and not target.startswith("//") else default
 
 
+def _kdf() -> dict:
+    # Tests lower the scrypt cost through the app config; the node's default is used otherwise.
+    n = current_app.config.get("MODEX_SCRYPT_N")
+    return {"scrypt_n": int(n)} if n else {}
+
+
 def _unlock(signer) -> None:
     from node.keywrap import derive_x25519
 
@@ -102,7 +108,7 @@ def create():
         return redirect(url_for(".index"))
     tmp = wallets_dir() / f".new-{session_keys.session_id()}.json"
     try:
-        address = create_keystore(tmp, password)
+        address = create_keystore(tmp, password, **_kdf())
         path = keystore_path(address)
         tmp.replace(path)
         _unlock(load_signer(path, password))
@@ -128,7 +134,7 @@ def import_key():
         flash("That is not a private key: paste 64 hex characters (with or without 0x).", "error")
         return redirect(url_for(".index"))
     path = keystore_path(address)
-    import_private_key(path, key, password)
+    import_private_key(path, key, password, **_kdf())
     _unlock(load_signer(path, password))
     flash(f"Wallet {address} imported and unlocked.", "ok")
     return redirect(_safe_next(url_for(".index")))

