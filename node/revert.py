@@ -16,6 +16,7 @@ The ContractRevert's ``context`` holds ``error`` (name), ``args`` (dict), ``sele
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
@@ -237,7 +238,8 @@ def decode_revert(data, abis: Iterable[list] | None = None) -> ContractRevert:
     except (DecodingError, ValueError, OverflowError) as exc:  # malformed data: report the name, never crash the caller
         return ContractRevert(f"The transaction was reverted with {error_abi['name']} (undecodable: {exc}).",
                               error=error_abi["name"], args={}, selector=selector, data=hex_data)
-    args = dict(zip(names, (_plain(v) for v in values)))
+    types = [i["type"] for i in error_abi["inputs"]]
+    args = dict(zip(names, (_plain(v, t) for v, t in zip(values, types))))
     render = MESSAGES.get(error_abi["name"])
     message = render(args) if render else f"The contract refused with {error_abi['name']}{args}."
     return ContractRevert(message, error=error_abi["name"], args=args, selector=selector, data=hex_data)
@@ -282,6 +284,15 @@ def _revert_data(exc: BaseException) -> bytes | str | None:
                 arg = arg.args[0]
             if isinstance(arg, bytes):
                 return arg
+            if isinstance(arg, str):  # eth_call on eth-tester: only the bytes' repr survives
+                literal = arg.removeprefix("execution reverted: ")
+                if literal[:2] in ("b'", 'b"'):
+                    try:
+                        value = ast.literal_eval(literal)
+                    except (ValueError, SyntaxError):
+                        value = None
+                    if isinstance(value, bytes):
+                        return value
         exc = exc.__cause__ or exc.__context__
     return None
 
@@ -302,7 +313,11 @@ def decoded_reverts(abis: Iterable[list] | None = None):
         raise decoded from exc
 
 
-def _plain(value):
+def _plain(value, abi_type: str = ""):
+    if abi_type == "address":
+        from eth_utils import to_checksum_address
+
+        return to_checksum_address(value)
     if isinstance(value, bytes):
         return "0x" + value.hex()
     if isinstance(value, tuple):

@@ -1,0 +1,95 @@
+"""ModelRegistry: listing, owner-only setters, views, CID storage and transfer semantics."""
+
+import pytest
+from conftest import CID_V1, MODEL_HASH, PRICE
+
+CID_V0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+CID_V1_DAGPB = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+
+
+def test_list_emits_and_stores(chain):
+    seller = chain.accounts[1]
+    receipt = chain.send(chain.registry.functions.list(MODEL_HASH, CID_V1, PRICE), seller)
+    (ev,) = chain.events(receipt, chain.registry, "ModelListed")
+    assert ev == {"modelId": 1, "seller": seller, "modelHash": MODEL_HASH, "metadataCid": CID_V1, "price": PRICE}
+    (tr,) = chain.events(receipt, chain.registry, "Transfer")
+    assert tr["to"] == seller and tr["tokenId"] == 1
+    r = chain.registry.functions
+    assert r.ownerOf(1).call() == seller
+    assert r.modelHash(1).call() == MODEL_HASH
+    assert r.metadataCid(1).call() == CID_V1
+    assert r.tokenURI(1).call() == "ipfs://" + CID_V1
+    assert r.price(1).call() == PRICE
+    assert r.isActive(1).call() is True
+    assert r.operatorOf(1).call() == "0x" + "00" * 20
+    assert r.name().call() == "Modex Model" and r.symbol().call() == "MODEX"
+    assert r.modelCount().call() == 1
+
+
+@pytest.mark.parametrize("cid", [CID_V1, CID_V1_DAGPB, CID_V0, "bafkrei" + "a" * 52, "not-a-cid", "b" * 59])
+def test_any_cid_round_trips(chain, cid):
+    """Compact CIDv1 storage and the string fallback both give back exactly what was listed."""
+    model_id = chain.list_model(chain.accounts[1], cid=cid)
+    assert chain.registry.functions.metadataCid(model_id).call() == cid
+
+
+def test_list_rejects_bad_input(chain):
+    f, seller = chain.registry.functions, chain.accounts[1]
+    chain.expect_revert(f.list(b"\0" * 32, CID_V1, 1), seller, "ModelRegistryZeroModelHash")
+    chain.expect_revert(f.list(MODEL_HASH, "", 1), seller, "ModelRegistryEmptyCid")
+    chain.expect_revert(f.list(MODEL_HASH, "x" * 129, 1), seller, "ModelRegistryCidTooLong",
+                        length=129, maxLength=128)
+    chain.expect_revert(f.list(MODEL_HASH, CID_V1, 2**96), seller, "ModelRegistryPriceTooHigh",
+                        price=2**96, maxPrice=2**96 - 1)
+
+
+def test_owner_setters_emit(chain):
+    seller, worker = chain.accounts[1], chain.accounts[5]
+    mid = chain.list_model(seller)
+    f = chain.registry.functions
+    rc = chain.send(f.setPrice(mid, 5), seller)
+    assert chain.events(rc, chain.registry, "PriceChanged") == [{"modelId": mid, "price": 5}]
+    assert f.price(mid).call() == 5
+    rc = chain.send(f.setActive(mid, False), seller)
+    assert chain.events(rc, chain.registry, "ActiveChanged") == [{"modelId": mid, "active": False}]
+    assert f.isActive(mid).call() is False
+    rc = chain.send(f.setOperator(mid, worker), seller)
+    assert chain.events(rc, chain.registry, "OperatorChanged") == [{"modelId": mid, "operator": worker}]
+    assert f.operatorOf(mid).call() == worker
+    assert f.saleTerms(mid).call() == [5, False]
+    assert f.deliveryParties(mid).call() == [seller, worker]
+
+
+def test_setters_are_owner_only(chain):
+    seller, other = chain.accounts[1], chain.accounts[2]
+    mid = chain.list_model(seller)
+    f = chain.registry.functions
+    for fn in (f.setPrice(mid, 1), f.setActive(mid, False), f.setOperator(mid, other)):
+        chain.expect_revert(fn, other, "ModelRegistryNotOwner", modelId=mid, caller=other, owner=seller)
+    chain.expect_revert(f.setPrice(mid, 2**96), seller, "ModelRegistryPriceTooHigh")
+
+
+def test_unknown_model_views_revert(chain):
+    f, a = chain.registry.functions, chain.accounts[1]
+    for fn in (f.setPrice(7, 1), f.setActive(7, True), f.setOperator(7, a)):
+        chain.expect_revert(fn, a, "ERC721NonexistentToken", tokenId=7)
+    from node.errors import ContractRevert
+    from node.revert import decoded_reverts
+
+    for view in (f.modelHash(7), f.metadataCid(7), f.price(7), f.isActive(7), f.operatorOf(7), f.tokenURI(7),
+                 f.saleTerms(7), f.deliveryParties(7)):
+        with pytest.raises(ContractRevert) as info, decoded_reverts():
+            view.call()
+        assert info.value.context["error"] == "ERC721NonexistentToken"
+        assert str(info.value) == "There is no model 7."
+
+
+def test_transfer_moves_listing_and_clears_operator(chain):
+    seller, buyer2, worker = chain.accounts[1], chain.accounts[2], chain.accounts[5]
+    mid = chain.list_model(seller)
+    chain.send(chain.registry.functions.setOperator(mid, worker), seller)
+    rc = chain.send(chain.registry.functions.transferFrom(seller, buyer2, mid), seller)
+    assert chain.events(rc, chain.registry, "OperatorChanged") == [{"modelId": mid, "operator": "0x" + "00" * 20}]
+    assert chain.registry.functions.deliveryParties(mid).call() == [buyer2, "0x" + "00" * 20]
+    chain.expect_revert(chain.registry.functions.setPrice(mid, 1), seller, "ModelRegistryNotOwner")
+    chain.send(chain.registry.functions.setPrice(mid, 1), buyer2)
