@@ -1,0 +1,170 @@
+"""The embedded store: Kubo's blocks on disk, verified reads, pins, CAR v1, the gateway."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import httpx
+import pytest
+
+from node.car import encode_header, read_car, write_car
+from node.cid import PROFILES, cid_of_file, cid_to_str, parse_cid, uvarint
+from node.cli import main
+from node.errors import ContentNotFound, IntegrityError, StoreError
+from node.store import Store, open_store
+from node.store.embedded import EmbeddedStore
+from node.store.gateway import serve_gateway
+from tests.node.conftest import KiB, MiB, write_random
+
+UNKNOWN = "bafkreie7q3iidccmpvszul7kudcvvuavuo7u6gzlbobczuk5nqk3b4akba"
+
+
+@pytest.fixture
+def store(tmp_path):
+    return EmbeddedStore(tmp_path / "store")
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    return write_random(tmp_path_factory.mktemp("s") / "sample", 3 * MiB + 100 * KiB + 3, seed=42)
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_put_get_round_trip_with_kubo_cids(store, sample, name):
+    cid = store.put(sample, profile=name)
+    assert cid == cid_of_file(sample, name)
+    with store.get(cid) as stream:
+        assert stream.read() == sample.read_bytes()
+    assert store.has(cid) and cid in store.pins()
+
+
+def test_streams_and_small_reads(store):
+    data = random.Random(1).randbytes(600 * KiB)
+    cid = store.put(io.BytesIO(data), profile="kubo-v0")
+    stream = store.get(cid)
+    parts = []
+    while chunk := stream.read(1000):
+        parts.append(chunk)
+    assert b"".join(parts) == data
+    assert b"".join(iter(store.get(cid))) == data
+    assert isinstance(store, Store) and isinstance(open_store("embedded", root=store.root), EmbeddedStore)
+
+
+def test_blocks_are_deduplicated_and_named_by_multihash(store):
+    data = b"\0" * (2 * MiB)  # two identical leaves
+    cid = store.put(io.BytesIO(data))
+    files = sorted(p for p in store.blocks_dir.rglob("*.data"))
+    assert len(files) == 2  # one leaf + the root
+    assert all(p.name.startswith("CIQ") for p in files)  # base32 of 0x12 0x20 ..., as Kubo's flatfs
+    assert store.get(cid).read() == data
+
+
+def test_flipped_block_on_disk_raises_integrity_error_naming_the_cid(store, sample):
+    cid = store.put(sample, profile="kubo-v1")
+    leaf = max(store.blocks_dir.rglob("*.data"), key=lambda p: p.stat().st_size)
+    raw = bytearray(leaf.read_bytes())
+    raw[1234] ^= 0x01
+    leaf.write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError, match=r"block b\w+ is corrupt"):
+        store.get(cid).read()
+    with pytest.raises(IntegrityError):
+        store.export_car(cid, io.BytesIO())
+
+
+def test_unknown_and_malformed_cids(store):
+    with pytest.raises(ContentNotFound, match=UNKNOWN):
+        store.get(UNKNOWN)
+    assert not store.has(UNKNOWN)
+    with pytest.raises(ContentNotFound):
+        store.pin(UNKNOWN)
+    with pytest.raises(StoreError, match="not a CID"):
+        store.get("not-a-cid")
+
+
+def test_missing_child_block(store, sample):
+    cid = store.put(sample, profile="kubo-v1")
+    victim = min(store.blocks_dir.rglob("*.data"), key=lambda p: p.stat().st_size)
+    victim.unlink()  # some leaf
+    assert not store.has(cid)
+    with pytest.raises(ContentNotFound):
+        store.get(cid).read()
+
+
+def test_car_round_trip_between_stores(tmp_path, store, sample):
+    cid = store.put(sample, profile="kubo-v0")
+    car = io.BytesIO()
+    written = store.export_car(cid, car)
+    assert written == len(car.getvalue())
+    car.seek(0)
+    roots, blocks = read_car(car)
+    blocks = list(blocks)
+    assert roots == [parse_cid(cid)] and blocks[0][0] == parse_cid(cid)  # root first
+    other = EmbeddedStore(tmp_path / "other")
+    car.seek(0)
+    assert other.import_car(car) == [cid]
+    assert other.get(cid).read() == sample.read_bytes() and cid in other.pins()
+    again = io.BytesIO()
+    other.export_car(cid, again)
+    assert again.getvalue() == car.getvalue()  # same blocks, same order
+
+
+def test_corrupt_or_truncated_car_is_refused(tmp_path, store, sample):
+    cid = store.put(sample)
+    car = io.BytesIO()
+    store.export_car(cid, car)
+    raw = bytearray(car.getvalue())
+    flipped = bytearray(raw)
+    flipped[-100] ^= 0x80
+    with pytest.raises(IntegrityError, match="corrupt"):
+        EmbeddedStore(tmp_path / "a").import_car(io.BytesIO(bytes(flipped)))
+    with pytest.raises(IntegrityError, match="truncated"):
+        EmbeddedStore(tmp_path / "b").import_car(io.BytesIO(bytes(raw[:-10])))
+    with pytest.raises(IntegrityError, match="not a CAR"):
+        EmbeddedStore(tmp_path / "c").import_car(io.BytesIO(b"\x05hello"))
+    # A CAR whose blocks are fine but lack part of the root's DAG cannot be pinned.
+    _, blocks = read_car(io.BytesIO(bytes(raw)))
+    partial = io.BytesIO()
+    write_car([parse_cid(cid)], list(blocks)[:-1], partial)
+    partial.seek(0)
+    with pytest.raises(ContentNotFound):
+        EmbeddedStore(tmp_path / "d").import_car(partial)
+
+
+def test_car_header_is_dag_cbor():
+    root = parse_cid("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
+    header = encode_header([root])
+    assert header[:8] == b"\xa2eroots\x81"[:8] and header.endswith(b"gversion\x01")
+    assert read_car(io.BytesIO(uvarint(len(header)) + header))[0] == [root]
+
+
+def test_gateway(store, sample):
+    cid = store.put(sample)
+    with serve_gateway(store) as gw, httpx.Client(base_url=gw.url, timeout=10) as http:
+        r = http.get(f"/ipfs/{cid}")
+        assert r.status_code == 200 and r.content == sample.read_bytes()
+        assert r.headers["etag"] == f'"{cid}"' and r.headers["x-ipfs-path"] == f"/ipfs/{cid}"
+        v0 = cid_to_str(parse_cid(store.put(io.BytesIO(b"abc"), profile="kubo-v0")))
+        assert http.get(f"/ipfs/{v0}/").content == b"abc"
+        assert http.head(f"/ipfs/{cid}").status_code == 200
+        assert http.get(f"/ipfs/{UNKNOWN}").status_code == 404
+        assert http.get("/ipfs/not-a-cid").status_code == 400
+        assert http.post(f"/ipfs/{cid}").status_code == 405
+        assert http.get("/elsewhere").status_code == 404
+
+
+def test_cli_store_put_get_car(tmp_path, sample, capsys):
+    root = str(tmp_path / "cli-store")
+    assert main(["store", "put", str(sample), "--root", root, "--profile", "kubo-v1"]) == 0
+    cid = capsys.readouterr().out.strip()
+    assert cid == cid_of_file(sample, "kubo-v1")
+    out = tmp_path / "out.bin"
+    assert main(["store", "get", cid, str(out), "--root", root]) == 0
+    assert out.read_bytes() == sample.read_bytes()
+    car = tmp_path / "x.car"
+    assert main(["store", "export-car", cid, str(car), "--root", root]) == 0
+    assert main(["store", "import-car", str(car), "--root", str(tmp_path / "other")]) == 0
+    assert capsys.readouterr().out.strip() == cid
+    assert main(["store", "get", UNKNOWN, str(tmp_path / "none"), "--root", root]) == 1
+    assert "not in the embedded store" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
