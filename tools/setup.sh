@@ -40,6 +40,10 @@ chmod +x tools/solc
 echo "== IPFS daemon (js-ipfs 0.66.1, Kubo RPC API)"
 if [ ! -d tools/ipfs/node_modules ] || changed ipfs tools/ipfs/package-lock.json; then
   (cd tools/ipfs && npm ci --no-audit --no-fund --loglevel=error)
+  # Node 20 lacks Promise.withResolvers, which a dependency calls: node/ipfsdaemon.py preloads
+  # tools/ipfs/polyfill.cjs the same way. Check once, after install, that jsipfs starts with it.
+  NODE_OPTIONS="--require $ROOT/tools/ipfs/polyfill.cjs" tools/ipfs/node_modules/.bin/jsipfs --version >/dev/null \
+    || { echo "error: js-ipfs (tools/ipfs) does not start; see the output above" >&2; exit 1; }
   [ -f "$(stamp ipfs).new" ] && done_step ipfs || true
 fi
 
