@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from web3 import Web3
+from web3.logs import DISCARD
 
 from node import keywrap
 from node.errors import ChainError, KeyDeliveryError
@@ -50,7 +51,7 @@ class Purchase:
 
 
 def _purchased(chain, receipt) -> Purchase:
-    events = chain.marketplace.events.Purchased().process_receipt(receipt)
+    events = chain.marketplace.events.Purchased().process_receipt(receipt, errors=DISCARD)
     if not events:
         raise ChainError("the purchase was mined but emitted no Purchased event; check the "
                          "deployment file's Marketplace address")
@@ -118,7 +119,7 @@ def refund(chain, signer, purchase_id: int):
 def withdraw(chain, signer) -> int:
     """Withdraw the signer's credited balance; return the amount (wei) from the Withdrawn event."""
     receipt = chain.transact(chain.marketplace.functions.withdraw(), signer)
-    events = chain.marketplace.events.Withdrawn().process_receipt(receipt)
+    events = chain.marketplace.events.Withdrawn().process_receipt(receipt, errors=DISCARD)
     amount = sum(int(e["args"]["amount"]) for e in events)
     log.info("withdrew %s to %s", fmt_eth(amount), signer.address)
     return amount
@@ -132,10 +133,6 @@ def vote(chain, signer, model_id: int, score: int):
 
 def min_stake(chain) -> int:
     return int(chain.call(chain.validators.functions.minStake()))
-
-
-def staked(chain, address: str) -> int:
-    return int(chain.call(chain.validators.functions.stakeOf(address)))
 
 
 def stake(chain, signer, amount: int | None = None):

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 
+from web3.logs import DISCARD
+
 from node import manifest as manifest_mod
 from node import seal, tarball
 from node.errors import ChainError, ManifestError
@@ -171,7 +173,7 @@ def list_prepared(chain, signer, prepared: Prepared, vault: KeyVault, *, price_w
     registry = chain.registry
     receipt = chain.transact(
         registry.functions.list(prepared.model_hash, prepared.metadata_cid, price_wei), signer)
-    events = registry.events.ModelListed().process_receipt(receipt)
+    events = registry.events.ModelListed().process_receipt(receipt, errors=DISCARD)
     if not events:
         raise ChainError(f"list() was mined in {receipt['transactionHash'].hex()} but emitted "
                          "no ModelListed event; check the deployment file's registry address")

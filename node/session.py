@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import threading
 from functools import cached_property
+from typing import ClassVar, Self
 
 from node.config import Config, load_config
 from node.errors import ConfigError
@@ -97,3 +100,46 @@ class Session:
     def vault(self) -> KeyVault:
         passphrase = os.environ.get(VAULT_PASSWORD_ENV) or self.password()
         return KeyVault(self.config.keyvault, passphrase)
+
+
+class ProgressBars:
+    """``progress(stage, n, total)`` callbacks as one tqdm bar per stage (hash, seal, pin, fetch).
+
+    Bars go to stderr and switch themselves off when stderr is not a terminal.
+    """
+
+    LABELS: ClassVar[dict[str, str]] = {"hash": "hashing", "seal": "sealing", "pin": "pinning", "fetch": "fetching"}
+
+    def __init__(self, disable: bool | None = None):
+        self._bars: dict = {}
+        self._disable = disable
+
+    def __call__(self, stage: str, n: int, total: int | None) -> None:
+        bar = self._bars.get(stage)
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = self._bars[stage] = tqdm(
+                total=total, desc=self.LABELS.get(stage, stage), unit="B", unit_scale=True,
+                unit_divisor=1024, disable=self._disable, leave=True)
+        bar.update(n)
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def run_until_signalled(loop, interval: float) -> int:
+    """Run ``loop(stop, interval=...)`` until SIGTERM or SIGINT sets ``stop``; exit code 0."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    loop(stop, interval=interval)
+    return 0

@@ -98,6 +98,18 @@ class WorkerState:
         atomic_write(self.path, json.dumps(doc, sort_keys=True, indent=1).encode(), mode=0o600)
 
 
+def poll_loop(poll: Callable[[], object], stop: threading.Event, interval: float) -> None:
+    """Call ``poll`` every ``interval`` seconds until ``stop``; a failing pass never ends it."""
+    while not stop.is_set():
+        try:
+            poll()
+        except ModexError as exc:
+            log.error("pass failed: %s; retrying in %.1fs", exc, interval)
+        except Exception:
+            log.exception("pass failed unexpectedly; retrying in %.1fs", interval)
+        stop.wait(interval)
+
+
 def kill_self_hook(spec: str | None) -> Callable[[str, int], None] | None:
     """A crash hook from ``point[:purchase_id]``: SIGKILL this process there (tests only)."""
     if not spec:
@@ -153,16 +165,7 @@ class KeyDelivery:
     def run(self, stop: threading.Event, interval: float = 2.0) -> None:
         """Poll until ``stop`` is set; a failing pass is logged and retried after ``interval``."""
         log.info("key delivery worker for %s on chain %d", self.signer.address, self.chain.chain_id)
-        while not stop.is_set():
-            try:
-                report = self.poll()
-                if report.delivered:
-                    log.info("delivered purchases %s", report.delivered)
-            except ModexError as exc:
-                log.error("pass failed: %s; retrying in %.1fs", exc, interval)
-            except Exception:
-                log.exception("pass failed unexpectedly; retrying in %.1fs", interval)
-            stop.wait(interval)
+        poll_loop(self.poll, stop, interval)
 
     # -- steps --------------------------------------------------------------------------------
 

@@ -1,0 +1,34 @@
+"""`modex fetch MODEL_ID --out DIR`: download, decrypt and verify a bought model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from node.session import ProgressBars, Session, add_node_options
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "fetch", help="download, decrypt and verify a model you bought",
+        description="Read your delivered wrapped key from the chain, unwrap it, stream the "
+        "ciphertext from IPFS, decrypt and extract it into a temporary folder beside DIR, and "
+        "rename it to DIR only if its model hash equals the one listed on-chain. On any "
+        "mismatch nothing is written to DIR.")
+    p.add_argument("model_id", metavar="MODEL_ID", type=int)
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="new (or empty) folder for the model")
+    p.add_argument("--purchase", type=int, metavar="ID", help="which purchase (default: latest)")
+    add_node_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from node.fetch import fetch_model
+
+    session = Session.from_args(args)
+    with ProgressBars() as bars:
+        result = fetch_model(session.chain, session.signer, session.store, args.model_id,
+                             args.out, purchase_id=args.purchase, progress=bars)
+    print(f"model {result.model_id} verified (hash {result.model_hash}): {result.files} files, "
+          f"{result.size} bytes in {result.out_dir}")
+    return 0

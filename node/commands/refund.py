@@ -1,0 +1,24 @@
+"""`modex refund PURCHASE_ID`: take back a payment whose key was not delivered in time."""
+
+from __future__ import annotations
+
+from node.session import Session, add_node_options
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "refund", help="refund an undelivered purchase after the delivery window",
+        description="Credit the escrowed price of an undelivered purchase back to you once the "
+        "delivery window has passed; `modex withdraw` then sends it to your wallet.")
+    p.add_argument("purchase_id", metavar="PURCHASE_ID", type=int)
+    add_node_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from node import market
+
+    session = Session.from_args(args)
+    market.refund(session.chain, session.signer, args.purchase_id)
+    print(f"purchase {args.purchase_id} refunded; run `modex withdraw` to receive the ETH")
+    return 0

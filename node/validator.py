@@ -1,0 +1,251 @@
+"""The validator agent: stake, request keys to new listings, fetch, re-hash, evaluate, attest.
+
+``ValidatorAgent.poll()`` is one pass; ``run(stop)`` loops it. One pass:
+
+1. stake up to ``Validators.minStake`` if this account is not an active validator;
+2. read new ``ModelListed`` events into the to-do set;
+3. for each model to do, decided from on-chain state: already attested by us or already
+   settled → done; no live key request → ``Marketplace.requestValidatorKey`` (the seller's
+   worker answers it like a purchase); key delivered → unwrap, fetch, unseal, extract into a
+   temporary folder, re-hash (DESIGN.md §4.1), run the injected evaluator when the listing
+   declares an eval set, and ``attest(modelId, observedHash, metricsDigest)``.
+
+What gets attested: the hash of the bytes we could actually extract. If the content is not
+what any honest seller could deliver (a key that does not unwrap, an archive that does not
+authenticate or does not parse, metadata that is not Modex metadata), the observed hash is
+``UNREADABLE`` (all zero, which never matches a listing: the registry refuses a zero hash), so
+the listing is disputed. Transient failures (store or chain unreachable) are retried next pass.
+
+``evaluator(model_dir, metadata) -> metrics dict | None`` is injected (the CLI passes ml/'s
+evaluation; node/ never imports ml/). ``metricsDigest`` = SHA-256 of the metrics' canonical
+JSON (DESIGN.md §4.1), bytes32 zero when no evaluation ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from web3.logs import DISCARD
+
+from node import keywrap, market
+from node.errors import (
+    ChainError,
+    ContractRevert,
+    IntegrityError,
+    KeyWrapError,
+    ManifestError,
+    ModexError,
+    SealError,
+)
+from node.fetch import load_metadata, retrieve
+from node.keyvault import atomic_write
+from node.publish import canonical_json
+from node.worker import poll_loop
+
+log = logging.getLogger(__name__)
+
+ZERO32 = b"\x00" * 32
+UNREADABLE = ZERO32
+STATUS_UNVERIFIED = 0
+P_PENDING, P_DELIVERED = 1, 2
+
+Evaluator = Callable[[Path, dict], "dict | None"]
+
+
+def metrics_digest(metrics: dict | None) -> bytes:
+    """SHA-256 of the canonical JSON of ``metrics`` (bytes32 zero for no metrics)."""
+    return hashlib.sha256(canonical_json(metrics)).digest() if metrics else ZERO32
+
+
+@dataclass
+class Attestation:
+    model_id: int
+    observed_hash: bytes
+    metrics_digest: bytes
+    matches: bool
+    metrics: dict | None = None
+    reason: str = ""
+
+
+@dataclass
+class ValidatorReport:
+    staked: int = 0
+    requested: list[int] = field(default_factory=list)   # model ids we asked a key for
+    attested: list[Attestation] = field(default_factory=list)
+    waiting: list[int] = field(default_factory=list)     # model ids whose key is not delivered yet
+    done: list[int] = field(default_factory=list)        # settled or attested before
+
+
+class ValidatorAgent:
+    def __init__(self, chain, signer, store, state_path: str | os.PathLike, *,
+                 work_dir: str | os.PathLike, evaluator: Evaluator | None = None,
+                 stake_amount: int | None = None, confirmations: int = 0,
+                 batch_blocks: int = 2000):
+        self.chain = chain
+        self.signer = signer
+        self.store = store
+        self.evaluator = evaluator
+        self.stake_amount = stake_amount
+        self.confirmations = confirmations
+        self.batch_blocks = batch_blocks
+        self.work_dir = Path(work_dir)
+        self.state_path = Path(state_path)
+        self._x25519 = None
+        start = int(chain.deployment.get("block", 0) or 0)
+        self._ident = {"chain_id": chain.chain_id,
+                       "validators": chain.validators.address.lower()}
+        self.next_block, self.todo = start, set()
+        try:
+            doc = json.loads(self.state_path.read_text())
+            if {k: doc.get(k) for k in self._ident} == self._ident:
+                self.next_block, self.todo = int(doc["next_block"]), set(doc["todo"])
+        except (FileNotFoundError, ValueError, KeyError):
+            pass
+
+    def _save(self) -> None:
+        doc = {**self._ident, "next_block": self.next_block, "todo": sorted(self.todo)}
+        atomic_write(self.state_path, json.dumps(doc).encode(), mode=0o600)
+
+    @property
+    def x25519(self) -> tuple[bytes, bytes]:
+        if self._x25519 is None:
+            self._x25519 = keywrap.derive_x25519(self.signer, self.chain.chain_id)
+        return self._x25519
+
+    # -- one pass -----------------------------------------------------------------------------
+
+    def poll(self) -> ValidatorReport:
+        report = ValidatorReport()
+        self.ensure_staked(report)
+        self._discover()
+        for model_id in sorted(self.todo):
+            try:
+                self._handle(model_id, report)
+            except (ChainError, ModexError) as exc:
+                if isinstance(exc, ContractRevert):
+                    log.warning("model %d: %s; will retry next pass", model_id, exc)
+                    continue
+                raise
+        return report
+
+    def run(self, stop: threading.Event, interval: float = 2.0) -> None:
+        log.info("validator agent for %s on chain %d", self.signer.address, self.chain.chain_id)
+        poll_loop(self.poll, stop, interval)
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def ensure_staked(self, report: ValidatorReport | None = None) -> int:
+        """Stake up to the minimum (or ``stake_amount``) when not an active validator."""
+        v = self.chain.validators.functions
+        if self.chain.call(v.isActiveValidator(self.signer.address)):
+            return 0
+        amount, unlock_at = self.chain.call(v.stakeOf(self.signer.address))
+        if unlock_at:
+            raise ChainError(f"{self.signer.address} asked to unstake (unlocks at {unlock_at}); "
+                             "it cannot validate until it has unstaked and staked again")
+        need = max(int(self.chain.call(v.minStake())) - int(amount), self.stake_amount or 0)
+        market.stake(self.chain, self.signer, need)
+        log.info("staked %s as a validator", market.fmt_eth(need))
+        if report:
+            report.staked = need
+        return need
+
+    def _discover(self) -> None:
+        head = self.chain.block_number() - self.confirmations
+        start = self.next_block
+        while start <= head:
+            end = min(head, start + self.batch_blocks - 1)
+            for ev in self.chain.events("ModelListed", from_block=start, to_block=end):
+                self.todo.add(int(ev["args"]["modelId"]))
+            self.next_block = end + 1
+            self._save()
+            start = end + 1
+
+    def _finish(self, model_id: int, report: ValidatorReport) -> None:
+        self.todo.discard(model_id)
+        self._save()
+        report.done.append(model_id)
+
+    def _handle(self, model_id: int, report: ValidatorReport) -> None:
+        v = self.chain.validators.functions
+        attested, _matches, _slashed = self.chain.call(v.attestationOf(model_id, self.signer.address))
+        if attested or self.chain.call(v.status(model_id)) != STATUS_UNVERIFIED:
+            self._finish(model_id, report)
+            return
+        pid, status, deadline = self._latest_request(model_id)
+        now = int(self.chain.get_block("latest")["timestamp"])
+        if pid is None or (status == P_PENDING and now > deadline) or status not in (
+                P_PENDING, P_DELIVERED):
+            secret_pub = self.x25519[1]
+            receipt = self.chain.transact(
+                self.chain.marketplace.functions.requestValidatorKey(model_id, secret_pub),
+                self.signer)
+            ev = self.chain.marketplace.events.Purchased().process_receipt(receipt, errors=DISCARD)
+            log.info("model %d: asked for its key (request %d)", model_id,
+                     int(ev[0]["args"]["purchaseId"]))
+            report.requested.append(model_id)
+            return
+        if status == P_PENDING:
+            report.waiting.append(model_id)
+            return
+        result = self.verify(model_id, pid)
+        self.chain.transact(v.attest(model_id, result.observed_hash, result.metrics_digest),
+                            self.signer)
+        log.info("model %d: attested %s (%s)%s", model_id, "0x" + result.observed_hash.hex(),
+                 "matches" if result.matches else "DOES NOT MATCH",
+                 f": {result.reason}" if result.reason else "")
+        report.attested.append(result)
+        self._finish(model_id, report)
+
+    def _latest_request(self, model_id: int):
+        start = int(self.chain.deployment.get("block", 0) or 0)
+        events = self.chain.events("ValidatorKeyRequested", from_block=start, modelId=model_id,
+                                   validator=self.signer.address)
+        if not events:
+            return None, None, None
+        pid = int(events[-1]["args"]["purchaseId"])
+        row = self.chain.call(self.chain.marketplace.functions.purchase(pid))
+        return pid, int(row[4]), int(row[3])
+
+    def verify(self, model_id: int, purchase_id: int) -> Attestation:
+        """Fetch, unseal, extract and re-hash the model; evaluate it when it declares an eval set."""
+        listed = bytes(self.chain.call(self.chain.registry.functions.modelHash(model_id)))
+        wrapped = market.delivered_key(self.chain, purchase_id)
+        if wrapped is None:
+            raise ChainError(f"purchase {purchase_id} is marked delivered but its KeyDelivered "
+                             "event was not found; is the node's log history pruned?")
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        tmp = None
+        try:
+            key = keywrap.unwrap_key(wrapped, self.x25519[0], chain_id=self.chain.chain_id,
+                                     marketplace=self.chain.marketplace.address,
+                                     purchase_id=purchase_id)
+            cid = self.chain.call(self.chain.registry.functions.metadataCid(model_id))
+            meta = load_metadata(self.store, cid)
+            content_cid = meta.get("content_cid")
+            if not isinstance(content_cid, str) or not content_cid:
+                raise IntegrityError(f"the metadata at {cid} names no content_cid")
+            tmp, manifest = retrieve(self.store, content_cid, key, self.work_dir,
+                                     prefix=f"model-{model_id}-")
+        except (KeyWrapError, SealError, IntegrityError, ManifestError) as exc:
+            if tmp:
+                shutil.rmtree(tmp, ignore_errors=True)
+            return Attestation(model_id, UNREADABLE, ZERO32, False, reason=str(exc))
+        try:
+            observed = manifest.model_hash
+            metrics = None
+            declared = meta.get("metrics") or {}
+            if self.evaluator and observed == listed and declared.get("eval_set"):
+                metrics = self.evaluator(tmp, meta)
+            return Attestation(model_id, observed, metrics_digest(metrics), observed == listed,
+                               metrics, "" if observed == listed else "model hash differs")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,168 @@
+"""Every journey as three different people — seller, buyer, validator — through `modex`.
+
+Once on the embedded stack (in-process chain + embedded store, worker passes run in between),
+once on anvil + the IPFS daemon (Kubo RPC API) with `modex worker` running as a separate
+process while `modex buy` waits for its key.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+from modex_stack import make_stack
+
+from node.validator import metrics_digest
+
+PRICE = 10**16  # 0.01 ETH
+FEE_BPS = 250
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A real (tiny) BERT classifier in safetensors, plus metrics naming an eval set."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    out = tmp_path_factory.mktemp("tiny") / "tiny-bert"
+    config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32, num_labels=2)
+    BertForSequenceClassification(config).save_pretrained(out, safe_serialization=True)
+    (out / "README.md").write_text("---\nlicense: mit\n---\n# tiny-bert\nA test model.\n")
+    (out / "metrics.json").write_text(json.dumps({"eval_set": "toy-v1", "accuracy": 0.5}))
+    return out
+
+
+def ok(result):
+    code, out, err = result
+    assert code == 0, f"exit {code}\nstdout: {out}\nstderr: {err}"
+    return out
+
+
+def published_id(out: str) -> int:
+    return int(dict(line.split(None, 1) for line in out.splitlines())["model_id"])
+
+
+def check_after_journey(stack, model_id, fetched_dir, tiny_model, *, evaluated: dict | None):
+    """What the chain and the buyer's folder must show after the full journey."""
+    from transformers import AutoModelForSequenceClassification
+
+    from node.manifest import build_manifest
+
+    chain = stack.chain
+    reg, mkt, val = (chain.registry.functions, chain.marketplace.functions,
+                     chain.validators.functions)
+    # The buyer's folder is exactly the listed model, and loads.
+    assert build_manifest(fetched_dir).model_hash == bytes(chain.call(reg.modelHash(model_id)))
+    assert build_manifest(fetched_dir).model_hash == build_manifest(tiny_model).model_hash
+    AutoModelForSequenceClassification.from_pretrained(fetched_dir)
+    assert not any(p.name.endswith(".partial") for p in fetched_dir.parent.iterdir())
+    # Licence for the buyer, none for the validator (its key grants no vote).
+    buyer, validator = stack.signers["buyer"].address, stack.signers["validator"].address
+    assert chain.call(mkt.hasLicense(model_id, buyer))
+    assert not chain.call(mkt.hasLicense(model_id, validator))
+    # Verified by the validator's attestation (quorum 1 on a dev deployment).
+    assert chain.call(val.status(model_id)) == 1
+    attested = chain.events("Attested", modelId=model_id)
+    assert [e["args"]["validator"] for e in attested] == [validator]
+    expected_digest = metrics_digest(evaluated) if evaluated else b"\x00" * 32
+    assert bytes(attested[0]["args"]["metricsDigest"]) == expected_digest
+    assert tuple(chain.call(chain.votes.functions.scoreOf(model_id))) == (5, 1)
+    # Each purchase (buyer's and validator's) delivered exactly once.
+    delivered = [e["args"]["purchaseId"] for e in chain.events("KeyDelivered")]
+    assert len(delivered) == len(set(delivered)) == 2
+
+
+@pytest.mark.slow
+def test_all_journeys_on_the_embedded_stack(tmp_path, tiny_model, monkeypatch):
+    stack = make_stack("embedded", tmp_path, fee_bps=FEE_BPS, delivery_window=3600)
+    evaluated = {"eval_set": "toy-v1", "accuracy": 0.5, "n": 2}
+
+    def fake_ml(model_dir, metadata):  # the CLI's evaluator, without loading ml/ (tested in tests/ml)
+        assert (model_dir / "model.safetensors").is_file()
+        assert metadata["metrics"]["eval_set"] == "toy-v1"
+        return evaluated
+
+    monkeypatch.setattr("node.commands.validate.ml_evaluator", fake_ml)
+
+    out = ok(stack.cli("seller", "publish", str(tiny_model), "--price", "0.01", "--name",
+                       "tiny-bert", "--task", "text-classification", "--license", "mit"))
+    model_id = published_id(out)
+    # The metadata JSON is pinned, canonical and says what DESIGN.md §4.5 says.
+    meta_cid = stack.chain.call(stack.chain.registry.functions.metadataCid(model_id))
+    raw = stack.store().get(meta_cid).read()
+    meta = json.loads(raw)
+    assert raw == json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
+    assert {"version", "name", "description", "task", "license", "framework", "model_hash",
+            "manifest", "sealed", "content_cid", "seal", "metrics", "card",
+            "created"} <= set(meta)
+    assert meta["seal"] == {"scheme": "MDXSEAL1", "chunk_size": 1 << 20}
+    assert meta["metrics"]["eval_set"] == "toy-v1" and meta["card"].startswith("---")
+    assert meta["framework"] == "transformers"
+
+    ok(stack.cli("validator", "validate", "--once"))            # stakes, asks for the key
+    out = ok(stack.cli("buyer", "buy", str(model_id), "--max-price", "0.01", "--wait", "0"))
+    assert "purchase" in out
+    before = stack.chain.balance(stack.signers["seller"].address)
+    out = ok(stack.cli("seller", "worker", "--once"))
+    assert "delivered 2 key(s)" in out
+    ok(stack.cli("seller", "worker", "--once"))                  # a second pass delivers nothing new
+    fetched = tmp_path / "bought" / "tiny-bert"
+    ok(stack.cli("buyer", "fetch", str(model_id), "--out", str(fetched)))
+    out = ok(stack.cli("validator", "validate", "--once"))
+    assert "matches" in out
+    ok(stack.cli("buyer", "vote", str(model_id), "5"))
+    check_after_journey(stack, model_id, fetched, tiny_model, evaluated=evaluated)
+
+    # Money: the seller is credited the price less the fee and withdraws exactly that.
+    out = ok(stack.cli("seller", "withdraw"))
+    assert "0.00975 ETH" in out
+    assert stack.chain.balance(stack.signers["seller"].address) < before + PRICE  # minus gas
+
+    # Refund journey: buyer2 pays, nobody delivers, the window passes, buyer2 gets it back.
+    code, out, _ = stack.cli("buyer2", "buy", str(model_id), "--wait", "0.5")
+    assert code == 3 and "modex refund" in out  # no key in time: it says how to get the money back
+    pid = int(out.split()[1].rstrip(":"))
+    code, _, err = stack.cli("buyer2", "refund", str(pid))
+    assert code == 1 and "refund is possible only after" in err and "Traceback" not in err
+    stack.time_travel(3700)
+    ok(stack.cli("buyer2", "refund", str(pid)))
+    out = ok(stack.cli("seller", "worker", "--once"))              # too late: never delivered
+    assert "delivered 0 key(s)" in out
+    out = ok(stack.cli("buyer2", "withdraw"))
+    assert "0.01 ETH" in out
+    assert stack.chain.call(stack.chain.marketplace.functions.purchase(pid))[4] == 3  # refunded
+
+
+@pytest.mark.anvil
+@pytest.mark.kubo
+@pytest.mark.slow
+def test_all_journeys_on_anvil_and_the_ipfs_daemon(tmp_path, tiny_model, anvil, ipfs_daemon):
+    stack = make_stack("anvil", tmp_path, anvil_url=anvil.url, ipfs=ipfs_daemon.api_url,
+                       fee_bps=FEE_BPS, delivery_window=3600)
+    model_id = published_id(ok(stack.cli("seller", "publish", str(tiny_model), "--price",
+                                          "0.01")))
+    worker = subprocess.Popen(stack.modex_cmd("seller", "worker", "--interval", "0.2"),
+                              env=stack.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    try:
+        ok(stack.cli("validator", "validate", "--once", "--no-evaluate"))
+        out = ok(stack.cli("buyer", "buy", str(model_id), "--wait", "60"))
+        assert "key delivered" in out
+        fetched = tmp_path / "bought" / "tiny-bert"
+        ok(stack.cli("buyer", "fetch", str(model_id), "--out", str(fetched)))
+        deadline = time.monotonic() + 60
+        while True:  # the worker answers the validator's request in the background
+            out = ok(stack.cli("validator", "validate", "--once", "--no-evaluate"))
+            if "matches" in out or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert "matches" in out
+        ok(stack.cli("buyer", "vote", str(model_id), "5"))
+    finally:
+        worker.terminate()
+        log = worker.communicate(timeout=20)[0]
+    assert worker.returncode == 0, log
+    check_after_journey(stack, model_id, fetched, tiny_model, evaluated=None)
+    assert "0.00975 ETH" in ok(stack.cli("seller", "withdraw"))
