@@ -36,6 +36,7 @@ from web3.exceptions import (
 )
 
 from node.config import Config
+from node.deploy import abi_hash
 from node.errors import ChainError, ConfigError, ContractRevert
 from node.signer import Signer
 
@@ -176,6 +177,11 @@ class Chain:
                 address = to_checksum_address(record["address"])
             except (KeyError, TypeError, ValueError):
                 raise ConfigError(f"the deployment record has no valid address for {name}") from None
+            if record.get("abiHash") and record["abiHash"] != abi_hash(self.abis[name]):
+                raise ConfigError(
+                    f"{name} at {address} was deployed from other sources than the compiled ones "
+                    f"(ABI hash differs): deploy the suite again", contract=name,
+                )
             self.contracts[name] = w3.eth.contract(address=address, abi=self.abis[name])
         self._chain_id = deployment.get("chainId")
         self._send_locks: dict[str, threading.Lock] = {}
@@ -456,40 +462,17 @@ class Chain:
     # -- errors -------------------------------------------------------------------------------
 
     def _revert(self, exc: ContractLogicError, fn=None) -> ContractRevert:
-        """A revert as ContractRevert: the custom error's name and arguments from our ABIs."""
-        data = getattr(exc, "data", None)
-        if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
-            selector, payload = data[2:10], bytes.fromhex(data[10:])
-            error_abi = self._error_abis().get(selector)
-            if error_abi is not None:
-                types = [i["type"] for i in error_abi["inputs"]]
-                names = [i["name"] for i in error_abi["inputs"]]
-                values = self.w3.codec.decode(types, payload)
-                args = dict(zip(names, values))
-                shown = ", ".join(f"{n}={v}" for n, v in args.items())
-                return ContractRevert(
-                    f"{getattr(fn, 'fn_name', 'the call')} would revert: {error_abi['name']}({shown})",
-                    error=error_abi["name"], args=args, data=data,
-                )
-        reason = str(exc.args[0]) if exc.args else "execution reverted"
-        if not data or data == "no data":
-            if "out of gas" in reason.lower() or "below 2300 gas" in reason:
-                return ContractRevert(
-                    f"{getattr(fn, 'fn_name', 'the call')} would run out of gas: raise the limit "
-                    f"or leave it unset to estimate (nothing was sent)"
-                )
-        return ContractRevert(f"{getattr(fn, 'fn_name', 'the call')} would revert: {reason}", data=data)
+        """A revert as ContractRevert, decoded by node/revert.py over this chain's ABIs."""
+        from node.revert import as_revert
 
-    def _error_abis(self) -> dict[str, dict]:
-        if not hasattr(self, "_errors_by_selector"):
-            table = {}
-            for abi in self.abis.values():
-                for entry in abi:
-                    if entry.get("type") == "error":
-                        signature = f"{entry['name']}({','.join(i['type'] for i in entry['inputs'])})"
-                        table[keccak(text=signature)[:4].hex()] = entry
-            self._errors_by_selector = table
-        return self._errors_by_selector
+        data = getattr(exc, "data", None)
+        reason = str(exc.args[0]) if exc.args else ""
+        if (not data or data == "no data") and ("out of gas" in reason.lower() or "below 2300 gas" in reason):
+            return ContractRevert(
+                f"{getattr(fn, 'fn_name', 'the call')} would run out of gas: raise the limit or "
+                f"leave it unset to estimate (nothing was sent)", error=None, args={},
+            )
+        return as_revert(exc, self.abis.values())
 
     def _rpc_refusal(self, exc: Web3RPCError, fn, sender, value, gas=None) -> ChainError:
         message = str(exc).lower()
@@ -522,7 +505,7 @@ class Chain:
                 self.w3.eth.call(call, block_identifier=receipt["blockNumber"] - 1)
             except ContractLogicError as exc:
                 revert = self._revert(exc, fn)
-                if "error" in revert.context:  # a decoded custom error says it best
+                if revert.context.get("error"):  # a decoded custom error says it best
                     revert.context["tx_hash"] = hex_hash
                     return revert
                 reason = str(exc.args[0]) if exc.args else reason

@@ -1,0 +1,710 @@
+"""The indexer: the Modex contracts' events, followed into SQLite for the UI and the CLI.
+
+One loop: ``sync()`` reads ``eth_getLogs`` in block ranges over all four contract addresses at
+once, decodes each log by (address, topic0), appends it to the ``events`` table (the log), and
+applies it to the derived tables (listings, purchases, votes, attestations, validators,
+transfers, withdrawals) in the same SQLite transaction as the checkpoint (last block processed +
+its hash). It stays ``confirmations`` blocks behind the head.
+
+Reorgs: the hash of every block that produced an event and of every checkpoint is kept. Each
+``sync()`` first checks the checkpoint's hash against the chain; if it no longer matches, it finds
+the newest stored block that still matches (a binary search: a matching block implies matching
+ancestors), deletes the log above it and rebuilds the derived tables by replaying the log. The
+derived tables are a pure function of the log, so rebuilding from any checkpoint (or block 0)
+gives identical tables — ``dump()`` exists so tests can compare.
+
+Metadata JSON (name, task, description...) lives in its own table keyed by CID (content
+addressed, hence immutable) and is fetched by an injected ``metadata_loader(cid) -> dict | None``;
+without one, listings simply have no names. The chain stays the source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from eth_abi import decode as abi_decode
+from eth_utils import keccak, to_checksum_address
+
+from node.errors import ChainError, ModexError
+from node.revert import MODEL_STATUS
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+PRICE_DIGITS = 78  # uint256 as zero-padded decimal text: sorts like the number, exact
+SORTS = {
+    "newest": "l.model_id DESC",
+    "price": "l.price ASC, l.model_id DESC",
+    "score": "l.score DESC, l.vote_count DESC, l.model_id DESC",
+}
+METADATA_ATTEMPTS = 3
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoint (
+    id INTEGER PRIMARY KEY CHECK (id = 1), block_number INTEGER NOT NULL, block_hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, hash TEXT NOT NULL, timestamp INTEGER);
+CREATE TABLE IF NOT EXISTS events (
+    block_number INTEGER NOT NULL, log_index INTEGER NOT NULL, tx_hash TEXT NOT NULL,
+    contract TEXT NOT NULL, event TEXT NOT NULL, args TEXT NOT NULL,
+    PRIMARY KEY (block_number, log_index));
+CREATE TABLE IF NOT EXISTS metadata (
+    cid TEXT PRIMARY KEY, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    name TEXT, task TEXT, description TEXT, license TEXT, model_hash TEXT, json TEXT);
+CREATE INDEX IF NOT EXISTS metadata_task ON metadata (task);
+
+CREATE TABLE IF NOT EXISTS listings (
+    model_id INTEGER PRIMARY KEY, seller TEXT NOT NULL, owner TEXT NOT NULL, model_hash TEXT NOT NULL,
+    metadata_cid TEXT NOT NULL, price TEXT NOT NULL, active INTEGER NOT NULL DEFAULT 1,
+    operator TEXT, status TEXT NOT NULL DEFAULT 'unverified',
+    vote_sum INTEGER NOT NULL DEFAULT 0, vote_count INTEGER NOT NULL DEFAULT 0, score REAL,
+    listed_block INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS listings_price ON listings (price, model_id);
+CREATE INDEX IF NOT EXISTS listings_score ON listings (score, vote_count, model_id);
+CREATE INDEX IF NOT EXISTS listings_status ON listings (status, model_id);
+CREATE INDEX IF NOT EXISTS listings_owner ON listings (owner);
+CREATE INDEX IF NOT EXISTS listings_cid ON listings (metadata_cid);
+CREATE TABLE IF NOT EXISTS purchases (
+    purchase_id INTEGER PRIMARY KEY, model_id INTEGER NOT NULL, buyer TEXT NOT NULL,
+    price TEXT NOT NULL, buyer_key TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'buyer',
+    state TEXT NOT NULL DEFAULT 'pending', wrapped_key TEXT, refund_amount TEXT,
+    purchased_block INTEGER NOT NULL, purchased_at INTEGER, delivered_block INTEGER,
+    refunded_block INTEGER);
+CREATE INDEX IF NOT EXISTS purchases_buyer ON purchases (buyer);
+CREATE INDEX IF NOT EXISTS purchases_state ON purchases (state, model_id);
+CREATE TABLE IF NOT EXISTS votes (
+    model_id INTEGER NOT NULL, voter TEXT NOT NULL, score INTEGER NOT NULL, block_number INTEGER NOT NULL,
+    PRIMARY KEY (model_id, voter));
+CREATE TABLE IF NOT EXISTS attestations (
+    model_id INTEGER NOT NULL, validator TEXT NOT NULL, observed_hash TEXT NOT NULL,
+    metrics_digest TEXT NOT NULL, matches INTEGER NOT NULL, slashed TEXT,
+    block_number INTEGER NOT NULL, PRIMARY KEY (model_id, validator));
+CREATE TABLE IF NOT EXISTS validators (
+    address TEXT PRIMARY KEY, stake TEXT NOT NULL, unlock_at INTEGER NOT NULL DEFAULT 0,
+    updated_block INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS transfers (
+    block_number INTEGER NOT NULL, log_index INTEGER NOT NULL, model_id INTEGER NOT NULL,
+    from_address TEXT NOT NULL, to_address TEXT NOT NULL, PRIMARY KEY (block_number, log_index));
+CREATE TABLE IF NOT EXISTS withdrawals (
+    block_number INTEGER NOT NULL, log_index INTEGER NOT NULL, contract TEXT NOT NULL,
+    account TEXT NOT NULL, amount TEXT NOT NULL, PRIMARY KEY (block_number, log_index));
+"""
+DERIVED = ("listings", "purchases", "votes", "attestations", "validators", "transfers", "withdrawals")
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
+def _u256(value: int) -> str:
+    return str(int(value)).zfill(PRICE_DIGITS)
+
+
+def _plain(abi_type: str, value):
+    """Decoded ABI value → JSON-friendly: addresses checksummed, bytes as 0x-hex."""
+    if abi_type == "address":
+        return to_checksum_address(value)
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return value
+
+
+class _EventDecoder:
+    """Decodes raw logs by (contract address, topic0) without web3's per-event machinery."""
+
+    def __init__(self, contracts: dict):
+        self.table = {}
+        for name, contract in contracts.items():
+            for item in contract.abi:
+                if item.get("type") != "event" or item.get("anonymous"):
+                    continue
+                types = ",".join(i["type"] for i in item["inputs"])
+                topic = keccak(text=f"{item['name']}({types})")
+                indexed = [(i["name"], i["type"]) for i in item["inputs"] if i["indexed"]]
+                data = [(i["name"], i["type"]) for i in item["inputs"] if not i["indexed"]]
+                self.table[(contract.address.lower(), topic)] = (name, item["name"], indexed, data)
+        self.addresses = [c.address for c in contracts.values()]
+
+    def decode(self, raw_log) -> tuple[str, str, dict] | None:
+        topics = raw_log["topics"]
+        if not topics:
+            return None
+        key = (raw_log["address"].lower(), bytes(topics[0]))
+        entry = self.table.get(key)
+        if entry is None:
+            return None
+        contract, event, indexed, data = entry
+        args = {}
+        for (name, abi_type), topic in zip(indexed, topics[1:]):
+            # Indexed dynamic types are stored as their hash; ours are all static.
+            args[name] = _plain(abi_type, abi_decode([abi_type], bytes(topic))[0])
+        if data:
+            values = abi_decode([t for _, t in data], bytes(raw_log["data"]))
+            for (name, abi_type), value in zip(data, values):
+                args[name] = _plain(abi_type, value)
+        return contract, event, args
+
+
+class Indexer:
+    """Follows the chain into SQLite; the read API serves the UI and ``modex models``."""
+
+    def __init__(
+        self,
+        chain,
+        db_path: str | Path,
+        *,
+        confirmations: int = 0,
+        batch_blocks: int = 2000,
+        metadata_loader: Callable[[str], dict | None] | None = None,
+        metadata_per_sync: int = 50,
+        start_block: int | None = None,
+    ):
+        if confirmations < 0:
+            raise ValueError("confirmations must be >= 0")
+        self.chain = chain
+        self.db_path = Path(db_path)
+        self.confirmations = confirmations
+        self.batch_blocks = max(1, batch_blocks)
+        self.metadata_loader = metadata_loader
+        self.metadata_per_sync = metadata_per_sync
+        deployed = chain.deployment.get("block") if isinstance(chain.deployment, dict) else None
+        self.start_block = start_block if start_block is not None else int(deployed or 0)
+        self._decoder = _EventDecoder(chain.contracts)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._handlers = {
+            ("ModelRegistry", "ModelListed"): self._on_listed,
+            ("ModelRegistry", "PriceChanged"): self._on_price,
+            ("ModelRegistry", "ActiveChanged"): self._on_active,
+            ("ModelRegistry", "OperatorChanged"): self._on_operator,
+            ("ModelRegistry", "Transfer"): self._on_transfer,
+            ("Marketplace", "Purchased"): self._on_purchased,
+            ("Marketplace", "ValidatorKeyRequested"): self._on_validator_request,
+            ("Marketplace", "KeyDelivered"): self._on_delivered,
+            ("Marketplace", "Refunded"): self._on_refunded,
+            ("Marketplace", "Withdrawn"): self._on_withdrawn,
+            ("Validators", "Withdrawn"): self._on_withdrawn,
+            ("Votes", "Voted"): self._on_voted,
+            ("Validators", "Staked"): self._on_staked,
+            ("Validators", "UnstakeRequested"): self._on_unstake_requested,
+            ("Validators", "Unstaked"): self._on_unstaked,
+            ("Validators", "Attested"): self._on_attested,
+            ("Validators", "StatusChanged"): self._on_status,
+            ("Validators", "Slashed"): self._on_slashed,
+        }
+        self._open()
+
+    # -- storage ------------------------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def _open(self) -> None:
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        db = self._db()
+        db.executescript(SCHEMA)
+        identity = {
+            "schema": str(SCHEMA_VERSION),
+            "chain_id": str(self.chain.chain_id),
+            "contracts": json.dumps(self.chain.addresses, sort_keys=True),
+        }
+        stored = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        if stored and any(stored.get(k) != v for k, v in identity.items()):
+            # Another chain or deployment: this database describes something else; start over.
+            log.warning("index %s was built for another chain/deployment; rebuilding from scratch",
+                        self.db_path)
+            with self._transaction() as tx:
+                for table in ("meta", "checkpoint", "blocks", "events", *DERIVED):
+                    tx.execute(f"DELETE FROM {table}")
+            stored = {}
+        if not stored:
+            with self._transaction() as tx:
+                tx.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", identity.items())
+
+    def _transaction(self):
+        db = self._db()
+
+        class _Tx:
+            def __enter__(self_inner):
+                db.execute("BEGIN IMMEDIATE")
+                return db
+
+            def __exit__(self_inner, exc_type, exc, tb):
+                db.execute("ROLLBACK" if exc_type else "COMMIT")
+                return False
+
+        return _Tx()
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def checkpoint(self) -> tuple[int, str] | None:
+        """(last block processed, its hash), or None before the first sync."""
+        row = self._db().execute("SELECT block_number, block_hash FROM checkpoint").fetchone()
+        return (row[0], row[1]) if row else None
+
+    # -- following ----------------------------------------------------------------------------
+
+    def _hash_at(self, number: int) -> str | None:
+        try:
+            block = self.chain.get_block(number)
+        except ChainError:
+            raise
+        except Exception:  # noqa: BLE001 - BlockNotFound and friends: the chain is shorter now
+            return None
+        return None if block is None else "0x" + bytes(block["hash"]).hex()
+
+    def _check_reorg(self) -> bool:
+        """Roll back to the newest stored block still on the chain; True if anything was undone."""
+        checkpoint = self.checkpoint()
+        if checkpoint is None or self._hash_at(checkpoint[0]) == checkpoint[1]:
+            return False
+        known = self._db().execute("SELECT number, hash FROM blocks ORDER BY number").fetchall()
+        lo, hi, fork = 0, len(known) - 1, None
+        while lo <= hi:  # matching is monotone: a block on the chain implies its ancestors are
+            mid = (lo + hi) // 2
+            if self._hash_at(known[mid][0]) == known[mid][1]:
+                fork, lo = known[mid][0], mid + 1
+            else:
+                hi = mid - 1
+        log.warning("reorg: block %d (%s) is no longer on the chain; rolling back to %s",
+                    checkpoint[0], checkpoint[1], fork if fork is not None else "the start")
+        self.rollback(fork if fork is not None else self.start_block - 1)
+        return True
+
+    def sync(self) -> int:
+        """Process every block up to head − confirmations; return the number of events applied."""
+        with self._write_lock:
+            self._check_reorg()
+            target = self.chain.block_number() - self.confirmations
+            checkpoint = self.checkpoint()
+            start = checkpoint[0] + 1 if checkpoint else self.start_block
+            processed = 0
+            while start <= target:
+                end = min(start + self.batch_blocks - 1, target)
+                before = self._hash_at(end)
+                logs = self.chain.get_logs(
+                    {"fromBlock": start, "toBlock": end, "address": self._decoder.addresses}
+                )
+                after = self._hash_at(end)
+                if before is None or before != after:
+                    # The chain moved under us (a reorg or a shorter chain): re-check and retry.
+                    log.info("blocks %d..%d changed while reading; retrying", start, end)
+                    if self._check_reorg():
+                        checkpoint = self.checkpoint()
+                        start = checkpoint[0] + 1 if checkpoint else self.start_block
+                    target = self.chain.block_number() - self.confirmations
+                    continue
+                processed += self._ingest(logs, end, after)
+                start = end + 1
+        if self.metadata_loader is not None:
+            self.load_metadata()
+        return processed
+
+    def _ingest(self, logs: list, end: int, end_hash: str) -> int:
+        rows, blocks = [], {}
+        for raw in logs:
+            decoded = self._decoder.decode(raw)
+            if decoded is None:
+                continue
+            contract, event, args = decoded
+            number = raw["blockNumber"]
+            blocks[number] = "0x" + bytes(raw["blockHash"]).hex()
+            rows.append({
+                "block_number": number, "log_index": raw["logIndex"],
+                "tx_hash": "0x" + bytes(raw["transactionHash"]).hex(),
+                "contract": contract, "event": event, "args": args,
+            })
+        rows.sort(key=lambda r: (r["block_number"], r["log_index"]))
+        # Purchases carry a deadline from their block's time: fetch only those blocks' headers.
+        stamps = {}
+        for number in {r["block_number"] for r in rows if r["event"] == "Purchased"}:
+            stamps[number] = self.chain.get_block(number)["timestamp"]
+        with self._transaction() as tx:
+            block_rows = {n: (n, h, stamps.get(n)) for n, h in blocks.items()}
+            block_rows.setdefault(end, (end, end_hash, None))
+            tx.executemany("INSERT OR REPLACE INTO blocks (number, hash, timestamp) VALUES (?, ?, ?)",
+                           block_rows.values())
+            tx.executemany(
+                "INSERT INTO events (block_number, log_index, tx_hash, contract, event, args) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(r["block_number"], r["log_index"], r["tx_hash"], r["contract"], r["event"],
+                  json.dumps(r["args"], sort_keys=True)) for r in rows],
+            )
+            for r in rows:
+                self._apply(tx, r, stamps.get(r["block_number"]))
+            tx.execute(
+                "INSERT OR REPLACE INTO checkpoint (id, block_number, block_hash) VALUES (1, ?, ?)",
+                (end, end_hash),
+            )
+        if rows:
+            log.debug("indexed %d events up to block %d", len(rows), end)
+        return len(rows)
+
+    def follow(self, stop_event: threading.Event, *, poll_interval: float = 2.0,
+               on_error_backoff: float = 5.0) -> None:
+        """Sync until ``stop_event`` is set; a failing round is logged and retried, never fatal."""
+        while not stop_event.is_set():
+            try:
+                self.sync()
+                wait = poll_interval
+            except ModexError as exc:
+                log.warning("indexer: %s; retrying in %.0f s", exc, on_error_backoff)
+                wait = on_error_backoff
+            except Exception:  # noqa: BLE001 - one bad round must not stop the follower
+                log.exception("indexer round failed; retrying in %.0f s", on_error_backoff)
+                wait = on_error_backoff
+            stop_event.wait(wait)
+
+    def rollback(self, to_block: int) -> None:
+        """Forget everything above ``to_block`` and rebuild the derived tables from the log."""
+        with self._transaction() as tx:
+            tx.execute("DELETE FROM events WHERE block_number > ?", (to_block,))
+            tx.execute("DELETE FROM blocks WHERE number > ?", (to_block,))
+            if to_block < self.start_block:
+                tx.execute("DELETE FROM checkpoint")
+            else:
+                known = tx.execute("SELECT hash FROM blocks WHERE number = ?", (to_block,)).fetchone()
+                block_hash = known[0] if known else self._hash_at(to_block)
+                if block_hash is None:
+                    tx.execute("DELETE FROM checkpoint")
+                else:
+                    tx.execute("INSERT OR IGNORE INTO blocks (number, hash) VALUES (?, ?)",
+                               (to_block, block_hash))
+                    tx.execute("INSERT OR REPLACE INTO checkpoint (id, block_number, block_hash) "
+                               "VALUES (1, ?, ?)", (to_block, block_hash))
+            self._replay(tx)
+
+    def rebuild(self) -> None:
+        """Rebuild the derived tables from the stored log (same result as the incremental path)."""
+        with self._transaction() as tx:
+            self._replay(tx)
+
+    def _replay(self, tx: sqlite3.Connection) -> None:
+        for table in DERIVED:
+            tx.execute(f"DELETE FROM {table}")
+        stamps = dict(tx.execute("SELECT number, timestamp FROM blocks").fetchall())
+        cursor = tx.execute(
+            "SELECT block_number, log_index, tx_hash, contract, event, args FROM events "
+            "ORDER BY block_number, log_index"
+        )
+        for row in cursor.fetchall():
+            event = {"block_number": row[0], "log_index": row[1], "tx_hash": row[2],
+                     "contract": row[3], "event": row[4], "args": json.loads(row[5])}
+            self._apply(tx, event, stamps.get(row[0]))
+
+    # -- applying events (pure functions of the log) ------------------------------------------
+
+    def _apply(self, tx, event: dict, timestamp: int | None) -> None:
+        handler = self._handlers.get((event["contract"], event["event"]))
+        if handler is not None:
+            handler(tx, event["args"], event, timestamp)
+
+    def _on_listed(self, tx, a, ev, _ts):
+        tx.execute(
+            "INSERT OR REPLACE INTO listings (model_id, seller, owner, model_hash, metadata_cid, price, "
+            "listed_block) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (a["modelId"], a["seller"], a["seller"], a["modelHash"], a["metadataCid"],
+             _u256(a["price"]), ev["block_number"]),
+        )
+
+    def _on_price(self, tx, a, _ev, _ts):
+        tx.execute("UPDATE listings SET price = ? WHERE model_id = ?", (_u256(a["price"]), a["modelId"]))
+
+    def _on_active(self, tx, a, _ev, _ts):
+        tx.execute("UPDATE listings SET active = ? WHERE model_id = ?", (int(a["active"]), a["modelId"]))
+
+    def _on_operator(self, tx, a, _ev, _ts):
+        operator = None if a["operator"] == to_checksum_address(ZERO_ADDRESS) else a["operator"]
+        tx.execute("UPDATE listings SET operator = ? WHERE model_id = ?", (operator, a["modelId"]))
+
+    def _on_transfer(self, tx, a, ev, _ts):
+        tx.execute(
+            "INSERT INTO transfers (block_number, log_index, model_id, from_address, to_address) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (ev["block_number"], ev["log_index"], a["tokenId"], a["from"], a["to"]),
+        )
+        tx.execute("UPDATE listings SET owner = ? WHERE model_id = ?", (a["to"], a["tokenId"]))
+
+    def _on_purchased(self, tx, a, ev, ts):
+        tx.execute(
+            "INSERT OR REPLACE INTO purchases (purchase_id, model_id, buyer, price, buyer_key, "
+            "purchased_block, purchased_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (a["purchaseId"], a["modelId"], a["buyer"], _u256(a["price"]), a["buyerKey"],
+             ev["block_number"], ts),
+        )
+
+    def _on_validator_request(self, tx, a, _ev, _ts):
+        # A new request supersedes the validator's earlier undelivered one for the model.
+        tx.execute(
+            "UPDATE purchases SET state = 'expired' WHERE model_id = ? AND buyer = ? AND "
+            "kind = 'validator' AND state = 'pending' AND purchase_id != ?",
+            (a["modelId"], a["validator"], a["purchaseId"]),
+        )
+        tx.execute("UPDATE purchases SET kind = 'validator' WHERE purchase_id = ?", (a["purchaseId"],))
+
+    def _on_delivered(self, tx, a, ev, _ts):
+        tx.execute(
+            "UPDATE purchases SET state = 'delivered', wrapped_key = ?, delivered_block = ? "
+            "WHERE purchase_id = ?",
+            (a["wrappedKey"], ev["block_number"], a["purchaseId"]),
+        )
+
+    def _on_refunded(self, tx, a, ev, _ts):
+        tx.execute(
+            "UPDATE purchases SET state = 'refunded', refund_amount = ?, refunded_block = ? "
+            "WHERE purchase_id = ?",
+            (_u256(a["amount"]), ev["block_number"], a["purchaseId"]),
+        )
+
+    def _on_withdrawn(self, tx, a, ev, _ts):
+        tx.execute(
+            "INSERT INTO withdrawals (block_number, log_index, contract, account, amount) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (ev["block_number"], ev["log_index"], ev["contract"], a["account"], _u256(a["amount"])),
+        )
+
+    def _on_voted(self, tx, a, ev, _ts):
+        tx.execute(
+            "INSERT INTO votes (model_id, voter, score, block_number) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (model_id, voter) DO UPDATE SET score = excluded.score, "
+            "block_number = excluded.block_number",
+            (a["modelId"], a["voter"], a["score"], ev["block_number"]),
+        )
+        tx.execute(
+            "UPDATE listings SET vote_sum = t.s, vote_count = t.c, score = CAST(t.s AS REAL) / t.c "
+            "FROM (SELECT SUM(score) AS s, COUNT(*) AS c FROM votes WHERE model_id = ?) AS t "
+            "WHERE model_id = ?",
+            (a["modelId"], a["modelId"]),
+        )
+
+    def _on_staked(self, tx, a, ev, _ts):
+        tx.execute(
+            "INSERT INTO validators (address, stake, unlock_at, updated_block) VALUES (?, ?, 0, ?) "
+            "ON CONFLICT (address) DO UPDATE SET stake = excluded.stake, unlock_at = 0, "
+            "updated_block = excluded.updated_block",
+            (a["validator"], _u256(a["total"]), ev["block_number"]),
+        )
+
+    def _on_unstake_requested(self, tx, a, ev, _ts):
+        tx.execute("UPDATE validators SET unlock_at = ?, updated_block = ? WHERE address = ?",
+                   (a["unlockAt"], ev["block_number"], a["validator"]))
+
+    def _on_unstaked(self, tx, a, _ev, _ts):
+        tx.execute("DELETE FROM validators WHERE address = ?", (a["validator"],))
+
+    def _on_attested(self, tx, a, ev, _ts):
+        tx.execute(
+            "INSERT OR REPLACE INTO attestations (model_id, validator, observed_hash, metrics_digest, "
+            "matches, block_number) VALUES (?, ?, ?, ?, ?, ?)",
+            (a["modelId"], a["validator"], a["observedHash"], a["metricsDigest"], int(a["matches"]),
+             ev["block_number"]),
+        )
+
+    def _on_status(self, tx, a, _ev, _ts):
+        status = MODEL_STATUS.get(a["status"], str(a["status"]))
+        tx.execute("UPDATE listings SET status = ? WHERE model_id = ?", (status, a["modelId"]))
+
+    def _on_slashed(self, tx, a, _ev, _ts):
+        tx.execute("UPDATE attestations SET slashed = ? WHERE model_id = ? AND validator = ?",
+                   (_u256(a["amount"]), a["modelId"], a["validator"]))
+        row = tx.execute("SELECT stake FROM validators WHERE address = ?", (a["validator"],)).fetchone()
+        if row is not None:
+            tx.execute("UPDATE validators SET stake = ? WHERE address = ?",
+                       (_u256(int(row[0]) - a["amount"]), a["validator"]))
+
+    # -- metadata -----------------------------------------------------------------------------
+
+    def load_metadata(self, limit: int | None = None) -> int:
+        """Fetch metadata JSON for listings that lack it (bounded attempts); return how many loaded."""
+        if self.metadata_loader is None:
+            return 0
+        limit = limit or self.metadata_per_sync
+        cids = [r[0] for r in self._db().execute(
+            "SELECT DISTINCT l.metadata_cid FROM listings l LEFT JOIN metadata m ON m.cid = l.metadata_cid "
+            "WHERE m.cid IS NULL OR (m.status = 'unavailable' AND m.attempts < ?) LIMIT ?",
+            (METADATA_ATTEMPTS, limit),
+        )]
+        loaded = 0
+        for cid in cids:
+            try:
+                data = self.metadata_loader(cid)
+            except Exception as exc:  # noqa: BLE001 - a bad CID is logged, never fatal to indexing
+                log.warning("metadata %s could not be loaded: %s", cid, exc)
+                data = None
+            with self._transaction() as tx:
+                if isinstance(data, dict):
+                    tx.execute(
+                        "INSERT OR REPLACE INTO metadata (cid, status, attempts, name, task, description, "
+                        "license, model_hash, json) VALUES (?, 'ok', 0, ?, ?, ?, ?, ?, ?)",
+                        (cid, _text(data.get("name")), _text(data.get("task")),
+                         _text(data.get("description")), _text(data.get("license")),
+                         _text(data.get("model_hash")), json.dumps(data, sort_keys=True)),
+                    )
+                    loaded += 1
+                else:
+                    tx.execute(
+                        "INSERT INTO metadata (cid, status, attempts) VALUES (?, 'unavailable', 1) "
+                        "ON CONFLICT (cid) DO UPDATE SET attempts = attempts + 1",
+                        (cid,),
+                    )
+        return loaded
+
+    # -- read API -----------------------------------------------------------------------------
+
+    _LISTING_COLUMNS = (
+        "l.model_id, l.seller, l.owner, l.model_hash, l.metadata_cid, l.price, l.active, l.operator, "
+        "l.status, l.vote_sum, l.vote_count, l.score, l.listed_block, m.name, m.task, m.description, "
+        "m.license, m.status AS metadata_status, m.model_hash AS metadata_model_hash"
+    )
+
+    @staticmethod
+    def _listing(row: sqlite3.Row) -> dict:
+        d = dict(row)
+        d["price"] = int(d["price"])
+        d["active"] = bool(d["active"])
+        meta_hash = d.pop("metadata_model_hash")
+        # Metadata that names another model hash than the chain's is not to be trusted.
+        d["metadata_matches"] = None if meta_hash is None else meta_hash.lower() == d["model_hash"].lower()
+        return d
+
+    def list_models(self, query: str | None = None, task: str | None = None,
+                    status: str | None = None, sort: str = "newest", page: int = 1,
+                    per_page: int = 20, *, active: bool | None = True,
+                    owner: str | None = None) -> tuple[list[dict], int]:
+        """A page of listings and the total matching; ``sort`` is newest, price or score."""
+        if sort not in SORTS:
+            raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
+        if page < 1 or not 1 <= per_page <= 500:
+            raise ValueError("page must be >= 1 and per_page 1..500")
+        where, params = [], []
+        if active is not None:
+            where.append("l.active = ?")
+            params.append(int(active))
+        if status:
+            where.append("l.status = ?")
+            params.append(status)
+        if task:
+            where.append("m.task = ?")
+            params.append(task)
+        if owner:
+            where.append("l.owner = ?")
+            params.append(to_checksum_address(owner))
+        if query:
+            like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append("(m.name LIKE ? ESCAPE '\\' OR m.description LIKE ? ESCAPE '\\' "
+                         "OR m.task LIKE ? ESCAPE '\\')")
+            params += [like, like, like]
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        base = f"FROM listings l LEFT JOIN metadata m ON m.cid = l.metadata_cid {clause}"
+        db = self._db()
+        total = db.execute(f"SELECT COUNT(*) {base}", params).fetchone()[0]
+        rows = db.execute(
+            f"SELECT {self._LISTING_COLUMNS} {base} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
+            [*params, per_page, (page - 1) * per_page],
+        ).fetchall()
+        return [self._listing(r) for r in rows], total
+
+    def get_model(self, model_id: int) -> dict | None:
+        row = self._db().execute(
+            f"SELECT {self._LISTING_COLUMNS} FROM listings l LEFT JOIN metadata m "
+            f"ON m.cid = l.metadata_cid WHERE l.model_id = ?", (model_id,),
+        ).fetchone()
+        return None if row is None else self._listing(row)
+
+    def metadata(self, cid: str) -> dict | None:
+        row = self._db().execute("SELECT json FROM metadata WHERE cid = ? AND status = 'ok'", (cid,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    @staticmethod
+    def _purchase(row: sqlite3.Row) -> dict:
+        d = dict(row)
+        d["price"] = int(d["price"])
+        if d.get("refund_amount") is not None:
+            d["refund_amount"] = int(d["refund_amount"])
+        return d
+
+    def purchases_of(self, address: str) -> list[dict]:
+        rows = self._db().execute(
+            "SELECT * FROM purchases WHERE buyer = ? ORDER BY purchase_id",
+            (to_checksum_address(address),),
+        ).fetchall()
+        return [self._purchase(r) for r in rows]
+
+    def get_purchase(self, purchase_id: int) -> dict | None:
+        row = self._db().execute("SELECT * FROM purchases WHERE purchase_id = ?", (purchase_id,)).fetchone()
+        return None if row is None else self._purchase(row)
+
+    def pending_purchases(self, model_ids=None) -> list[dict]:
+        """Purchases (and validator key requests) still waiting for a key, oldest first."""
+        sql, params = "SELECT * FROM purchases WHERE state = 'pending'", []
+        if model_ids is not None:
+            ids = [int(m) for m in model_ids]
+            if not ids:
+                return []
+            sql += f" AND model_id IN ({','.join('?' * len(ids))})"
+            params = ids
+        rows = self._db().execute(sql + " ORDER BY purchase_id", params).fetchall()
+        return [self._purchase(r) for r in rows]
+
+    def attestations_of(self, model_id: int) -> list[dict]:
+        rows = self._db().execute(
+            "SELECT * FROM attestations WHERE model_id = ? ORDER BY block_number, validator", (model_id,)
+        ).fetchall()
+        result = []
+        for r in rows:
+            d = dict(r)
+            d["matches"] = bool(d["matches"])
+            d["slashed"] = None if d["slashed"] is None else int(d["slashed"])
+            result.append(d)
+        return result
+
+    def vote_histogram(self, model_id: int) -> dict[int, int]:
+        """{score: number of live votes} for scores 1..5."""
+        counts = dict(self._db().execute(
+            "SELECT score, COUNT(*) FROM votes WHERE model_id = ? GROUP BY score", (model_id,)
+        ).fetchall())
+        return {score: counts.get(score, 0) for score in range(1, 6)}
+
+    def validators(self) -> list[dict]:
+        rows = self._db().execute("SELECT * FROM validators ORDER BY address").fetchall()
+        return [{**dict(r), "stake": int(r["stake"])} for r in rows]
+
+    def event_count(self) -> int:
+        return self._db().execute("SELECT COUNT(*) FROM events").fetchone()[0]
+
+    def dump(self) -> dict[str, list[tuple]]:
+        """Every derived table's rows in a fixed order (for rebuild-equality checks)."""
+        db = self._db()
+        return {t: [tuple(r) for r in db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()]
+                for t in DERIVED}
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def wait_until_synced(indexer: Indexer, block: int, timeout: float = 30.0) -> None:
+    """Sync until the checkpoint reaches ``block`` (helper for tests and one-shot commands)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        indexer.sync()
+        checkpoint = indexer.checkpoint()
+        if checkpoint and checkpoint[0] >= block:
+            return
+        if time.monotonic() > deadline:
+            raise ChainError(f"the index did not reach block {block} within {timeout:g} s")
+        time.sleep(0.05)

@@ -1,0 +1,247 @@
+"""node/indexer.py: events → SQLite, read API, confirmations, rebuild equality, reorgs on anvil."""
+
+import io
+import json
+import os
+
+import pytest
+from web3.logs import DISCARD
+
+from node.chain import Chain, connect, embedded_web3
+from node.cid import cid_of_stream
+from node.deploy import deploy_suite
+from node.indexer import Indexer
+
+ETH = 10**18
+WINDOW = 600  # delivery window (s) of the test deployment
+
+
+def cid(text: str) -> str:
+    return cid_of_stream(io.BytesIO(text.encode()))
+
+
+def model_hash(n: int) -> bytes:
+    return n.to_bytes(32, "big")
+
+
+def deploy(w3) -> Chain:
+    record = deploy_suite(w3, w3.eth.accounts[0], delivery_window=WINDOW, min_stake=ETH // 10, quorum=1)
+    return Chain(w3, record, retries=1, backoff=0.01)
+
+
+def time_travel(chain: Chain, seconds: int) -> None:
+    if chain.endpoint == "embedded":
+        tester = chain.w3.provider.ethereum_tester
+        tester.time_travel(chain.get_block("latest")["timestamp"] + seconds)
+    else:
+        chain.w3.provider.make_request("evm_increaseTime", [seconds])
+        chain.w3.provider.make_request("evm_mine", [])
+
+
+def populate(chain: Chain) -> dict:
+    """Every kind of event, from four accounts: seller, buyer, validator, second buyer."""
+    seller, buyer, validator, other = chain.w3.eth.accounts[1:5]
+    send = chain.transact_unlocked
+    reg, market, votes, vals = chain.registry, chain.marketplace, chain.votes, chain.validators
+    ids = []
+    for n, price in enumerate((ETH // 10, ETH // 20, 3 * ETH)):
+        receipt = send(reg.functions.list(model_hash(n + 1), cid(f"meta {n}"), price), seller)
+        ids.append(reg.events.ModelListed().process_receipt(receipt, errors=DISCARD)[0]["args"]["modelId"])
+    a, b, c = ids
+    send(reg.functions.setOperator(a, other), seller)
+    send(reg.functions.setPrice(b, ETH // 25), seller)
+    send(reg.functions.setActive(c, False), seller)
+
+    def buy(model, account, price):
+        r = send(market.functions.buy(model, os.urandom(32), price), account, value=price)
+        return market.events.Purchased().process_receipt(r, errors=DISCARD)[0]["args"]["purchaseId"]
+
+    p1 = buy(a, buyer, ETH // 10)
+    send(market.functions.deliverKey(p1, b"\x01" * 80), other)  # by the operator
+    send(votes.functions.vote(a, 4), buyer)
+    send(votes.functions.vote(a, 2), buyer)  # changed vote: one live vote per voter
+    p2 = buy(b, other, ETH // 25)
+    send(vals.functions.stake(), validator, value=ETH // 5)
+    r = send(market.functions.requestValidatorKey(a, os.urandom(32)), validator)
+    p3 = market.events.Purchased().process_receipt(r, errors=DISCARD)[0]["args"]["purchaseId"]
+    send(market.functions.deliverKey(p3, b"\x02" * 80), seller)
+    send(vals.functions.attest(a, model_hash(1), b"\x07" * 32), validator)
+    send(market.functions.withdraw(), seller)
+    send(reg.functions.transferFrom(seller, other, b), seller)
+    p4 = buy(b, buyer, ETH // 25)  # left pending
+    time_travel(chain, WINDOW + 5)
+    send(market.functions.refund(p2), other)
+    return {"models": ids, "delivered": p1, "refunded": p2, "validator": p3, "pending": p4,
+            "seller": seller, "buyer": buyer, "validator_account": validator, "other": other}
+
+
+@pytest.fixture(params=["embedded", pytest.param("anvil", marks=pytest.mark.anvil)])
+def chain(request):
+    w3 = embedded_web3() if request.param == "embedded" else connect(request.getfixturevalue("anvil").url)
+    return deploy(w3)
+
+
+def test_index_reflects_every_event_and_rebuilds_identically(chain, tmp_path):
+    facts = populate(chain)
+    loads = []
+
+    def loader(c):
+        loads.append(c)
+        if c == cid("meta 0"):
+            return {"name": "Sentiment BERT", "task": "text-classification",
+                    "description": "reviews", "model_hash": "0x" + model_hash(1).hex()}
+        if c == cid("meta 1"):
+            return {"name": "Embedder", "task": "embeddings", "model_hash": "0x" + "ee" * 32}
+        raise OSError("unreachable gateway")
+
+    index = Indexer(chain, tmp_path / "index.sqlite3", batch_blocks=5, metadata_loader=loader)
+    count = index.sync()
+    assert count == index.event_count() > 20
+    a, b, c = facts["models"]
+
+    model = index.get_model(a)
+    assert model["seller"] == model["owner"] == facts["seller"]
+    assert model["operator"] == facts["other"]
+    assert model["price"] == ETH // 10 and model["active"] is True
+    assert model["status"] == "verified"
+    assert (model["vote_sum"], model["vote_count"], model["score"]) == (2, 1, 2.0)
+    assert model["name"] == "Sentiment BERT" and model["metadata_matches"] is True
+    assert index.get_model(b)["owner"] == facts["other"]  # transferred
+    assert index.get_model(b)["price"] == ETH // 25
+    assert index.get_model(b)["metadata_matches"] is False  # metadata names another hash
+    assert index.get_model(c)["active"] is False and index.get_model(c)["name"] is None
+    assert index.vote_histogram(a) == {1: 0, 2: 1, 3: 0, 4: 0, 5: 0}
+
+    states = {p["purchase_id"]: p for p in index.purchases_of(facts["buyer"])}
+    assert states[facts["delivered"]]["state"] == "delivered"
+    assert states[facts["delivered"]]["wrapped_key"] == "0x" + "01" * 80
+    assert states[facts["pending"]]["state"] == "pending"
+    assert states[facts["pending"]]["purchased_at"] > 0
+    refunded = index.get_purchase(facts["refunded"])
+    assert refunded["state"] == "refunded" and refunded["refund_amount"] == ETH // 25
+    v = index.get_purchase(facts["validator"])
+    assert (v["kind"], v["state"], v["price"]) == ("validator", "delivered", 0)
+    assert [p["purchase_id"] for p in index.pending_purchases()] == [facts["pending"]]
+    assert index.pending_purchases([a]) == [] and index.pending_purchases([]) == []
+
+    att = index.attestations_of(a)
+    assert [(x["validator"], x["matches"]) for x in att] == [(facts["validator_account"], True)]
+    assert index.validators()[0]["stake"] == ETH // 5
+
+    # Metadata: the failing CID is retried a bounded number of times, then left alone.
+    for _ in range(4):
+        index.load_metadata()
+    assert loads.count(cid("meta 2")) == 3 and loads.count(cid("meta 0")) == 1
+
+    before = index.dump()
+    assert index.sync() == 0 and index.dump() == before  # idempotent
+
+    fresh = Indexer(chain, tmp_path / "fresh.sqlite3", batch_blocks=1000)
+    fresh.sync()
+    assert fresh.dump() == before  # from block 0 in big batches
+    index.rebuild()
+    assert index.dump() == before
+    checkpoint = index.checkpoint()[0]
+    for back in (checkpoint - 3, checkpoint - 10, chain.deployment["block"]):
+        index.rollback(back)
+        assert index.checkpoint()[0] == back
+        index.sync()
+        assert index.dump() == before, f"rollback to {back} then sync differs"
+
+
+def test_list_models_filters_sorts_pages(chain, tmp_path):
+    facts = populate(chain)
+    a, b, c = facts["models"]
+    metas = {cid("meta 0"): {"name": "Sentiment BERT", "task": "text-classification",
+                             "description": "100% reviews"},
+             cid("meta 1"): {"name": "Embedder", "task": "embeddings"}}
+    index = Indexer(chain, tmp_path / "i.sqlite3", metadata_loader=metas.get)
+    index.sync()
+    rows, total = index.list_models()
+    assert total == 2 and [r["model_id"] for r in rows] == [b, a]  # newest first, inactive hidden
+    rows, total = index.list_models(active=None, sort="price")
+    assert [r["model_id"] for r in rows] == [b, a, c] and total == 3
+    assert [r["model_id"] for r in index.list_models(sort="score")[0]] == [a, b]
+    assert [r["model_id"] for r in index.list_models(task="embeddings")[0]] == [b]
+    assert [r["model_id"] for r in index.list_models(query="bert")[0]] == [a]
+    assert [r["model_id"] for r in index.list_models(query="100%")[0]] == [a]
+    assert index.list_models(query="_")[1] == 0  # LIKE wildcards are literal
+    assert [r["model_id"] for r in index.list_models(status="verified")[0]] == [a]
+    assert [r["model_id"] for r in index.list_models(owner=facts["other"])[0]] == [b]
+    rows, total = index.list_models(page=2, per_page=1)
+    assert total == 2 and [r["model_id"] for r in rows] == [a]
+    with pytest.raises(ValueError, match="sort must be one of"):
+        index.list_models(sort="random")
+
+
+def test_confirmations_keep_the_index_behind_the_head(chain, tmp_path):
+    seller = chain.w3.eth.accounts[1]
+    index = Indexer(chain, tmp_path / "i.sqlite3", confirmations=2)
+    index.sync()
+    known = index.list_models(active=None)[1]
+    chain.transact_unlocked(chain.registry.functions.list(model_hash(9), cid("x"), 1), seller)
+    index.sync()
+    assert index.list_models(active=None)[1] == known  # listed in the head block: not yet
+    for _ in range(2):
+        chain.transact_unlocked(chain.registry.functions.setPrice(1, 2), seller)
+    index.sync()
+    assert index.list_models(active=None)[1] == known + 1
+    assert index.checkpoint()[0] == chain.block_number() - 2
+
+
+def test_index_of_another_deployment_starts_over(tmp_path):
+    w3 = embedded_web3()
+    first, second = deploy(w3), deploy(w3)
+    first.transact_unlocked(first.registry.functions.list(model_hash(1), cid("a"), 5), w3.eth.accounts[1])
+    path = tmp_path / "i.sqlite3"
+    index = Indexer(first, path)
+    index.sync()
+    assert index.list_models()[1] == 1
+    index.close()
+    other = Indexer(second, path)
+    assert other.checkpoint() is None and other.list_models()[1] == 0
+
+
+@pytest.mark.anvil
+def test_reorg_rolls_back_to_the_fork_and_matches_a_fresh_index(anvil, tmp_path):
+    w3 = connect(anvil.url)
+    chain = deploy(w3)
+    seller, buyer = w3.eth.accounts[1:3]
+    reg, market = chain.registry, chain.marketplace
+    chain.transact_unlocked(reg.functions.list(model_hash(1), cid("base"), ETH // 10), seller)
+    index = Indexer(chain, tmp_path / "i.sqlite3", batch_blocks=3)
+    index.sync()
+    base_model = index.list_models()[0][0]["model_id"]
+
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+    doomed = chain.transact_unlocked(reg.functions.list(model_hash(2), cid("doomed"), 1), seller)
+    doomed_id = reg.events.ModelListed().process_receipt(doomed, errors=DISCARD)[0]["args"]["modelId"]
+    chain.transact_unlocked(market.functions.buy(base_model, b"\x05" * 32, ETH // 10), buyer,
+                            value=ETH // 10)
+    index.sync()
+    assert index.get_model(doomed_id) is not None and len(index.pending_purchases()) == 1
+
+    assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True
+    # A different history at the same heights, and one block longer.
+    chain.transact_unlocked(reg.functions.setPrice(base_model, ETH // 5), seller)
+    chain.transact_unlocked(reg.functions.list(model_hash(3), cid("other"), 7), buyer)
+    chain.transact_unlocked(reg.functions.setActive(base_model, False), seller)
+    index.sync()
+
+    fresh = Indexer(chain, tmp_path / "fresh.sqlite3")
+    fresh.sync()
+    assert index.dump() == fresh.dump()
+    assert index.get_model(base_model)["price"] == ETH // 5
+    assert index.get_model(doomed_id)["seller"] == buyer  # the id was reused by the new history
+    assert index.pending_purchases() == []
+    events = index._db().execute("SELECT args FROM events WHERE event = 'ModelListed'").fetchall()
+    assert all(json.loads(e[0])["metadataCid"] != cid("doomed") for e in events)
+
+    # A shorter chain than the checkpoint (revert without new blocks) is handled too.
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+    chain.transact_unlocked(reg.functions.setPrice(base_model, 1), seller)
+    index.sync()
+    w3.provider.make_request("evm_revert", [snapshot])
+    index.sync()
+    assert index.get_model(base_model)["price"] == ETH // 5
+    assert index.checkpoint()[0] == chain.block_number()
