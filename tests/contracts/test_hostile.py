@@ -1,0 +1,121 @@
+"""Hostile receivers and front-running: nobody can take more than credited, and nothing gets stuck."""
+
+import pytest
+
+from conftest import BUYER_KEY, CID_V1, MODEL_HASH, PRICE, WRAPPED
+from node.revert import decode_revert
+
+
+@pytest.fixture
+def hostile(chain):
+    return chain.deploy("Hostile")
+
+
+def as_hostile(chain, hostile, contract_fn, value=0):
+    """Send a call through the hostile contract (it is msg.sender)."""
+    data = contract_fn._encode_transaction_data()
+    return chain.send(hostile.functions.exec(contract_fn.address, data, value), chain.deployer, value=value)
+
+
+def hostile_seller_with_sale(chain, hostile):
+    rc = as_hostile(chain, hostile, chain.registry.functions.list(MODEL_HASH, CID_V1, PRICE))
+    mid = chain.events(rc, chain.registry, "ModelListed")[0]["modelId"]
+    pid = chain.buy(chain.accounts[2], mid)
+    as_hostile(chain, hostile, chain.market.functions.deliverKey(pid, WRAPPED))
+    return mid, PRICE - PRICE * 250 // 10_000
+
+
+def test_seller_reentering_withdraw_is_refused(chain, hostile):
+    mid, net = hostile_seller_with_sale(chain, hostile)
+    withdraw = chain.market.functions.withdraw()
+    chain.send(hostile.functions.setReentry(chain.market.address, withdraw._encode_transaction_data(), False),
+               chain.deployer)
+    as_hostile(chain, hostile, withdraw)
+    h = hostile.functions
+    assert h.reentryAttempts().call() == 1 and h.lastReentryOk().call() is False
+    assert decode_revert(h.lastReentryResult().call()).context["error"] == "ReentrancyGuardReentrantCall"
+    assert h.received().call() == net  # paid exactly once
+    assert chain.market.functions.credited(hostile.address).call() == 0
+
+
+def test_seller_propagating_reentry_keeps_its_balance(chain, hostile):
+    mid, net = hostile_seller_with_sale(chain, hostile)
+    withdraw = chain.market.functions.withdraw()
+    chain.send(hostile.functions.setReentry(chain.market.address, withdraw._encode_transaction_data(), True),
+               chain.deployer)
+    chain.expect_revert(hostile.functions.exec(chain.market.address, withdraw._encode_transaction_data(), 0),
+                        chain.deployer, "MarketplaceTransferFailed", account=hostile.address, amount=net)
+    assert chain.market.functions.credited(hostile.address).call() == net
+    chain.send(hostile.functions.setReentry("0x" + "00" * 20, b"", False), chain.deployer)
+    as_hostile(chain, hostile, withdraw)
+    assert hostile.functions.received().call() == net
+
+
+def test_fee_recipient_reentering_refund_gets_nothing_extra(chain, hostile):
+    seller, buyer = chain.accounts[1], chain.accounts[2]
+    chain.send(chain.market.functions.setFeeRecipient(hostile.address), chain.deployer)
+    mid = chain.list_model(seller)
+    chain.deliver(seller, chain.buy(buyer, mid))
+    # a purchase of the hostile contract, refunded, so that re-entering refund() has a target
+    mid2 = chain.list_model(seller)
+    rc = as_hostile(chain, hostile, chain.market.functions.buy(mid2, BUYER_KEY, PRICE), value=PRICE)
+    pid = chain.events(rc, chain.market, "Purchased")[0]["purchaseId"]
+    chain.travel(3601)
+    as_hostile(chain, hostile, chain.market.functions.refund(pid))
+    fee = PRICE * 250 // 10_000
+    assert chain.market.functions.credited(hostile.address).call() == fee + PRICE
+    refund = chain.market.functions.refund(pid)
+    chain.send(hostile.functions.setReentry(chain.market.address, refund._encode_transaction_data(), False),
+               chain.deployer)
+    before = chain.balance(chain.market.address)
+    as_hostile(chain, hostile, chain.market.functions.withdraw())
+    err = decode_revert(hostile.functions.lastReentryResult().call())
+    assert err.context["error"] == "MarketplaceNotPending" and err.context["args"]["status"] == 3
+    assert hostile.functions.received().call() == fee + PRICE
+    assert chain.balance(chain.market.address) == before - fee - PRICE
+
+
+def test_eth_rejecting_seller_stays_credited_and_others_are_unaffected(chain, hostile):
+    mid, net = hostile_seller_with_sale(chain, hostile)
+    chain.send(hostile.functions.setAcceptEth(False), chain.deployer)
+    withdraw = chain.market.functions.withdraw()
+    chain.expect_revert(hostile.functions.exec(chain.market.address, withdraw._encode_transaction_data(), 0),
+                        chain.deployer, "MarketplaceTransferFailed", account=hostile.address, amount=net)
+    assert chain.market.functions.credited(hostile.address).call() == net
+    # the fee recipient withdraws normally meanwhile
+    fee = PRICE - net
+    rc = chain.send(withdraw, chain.fee_recipient)
+    assert chain.events(rc, chain.market, "Withdrawn") == [{"account": chain.fee_recipient, "amount": fee}]
+    chain.send(hostile.functions.setAcceptEth(True), chain.deployer)
+    as_hostile(chain, hostile, withdraw)
+    assert hostile.functions.received().call() == net
+    assert chain.balance(chain.market.address) == 0
+
+
+def test_front_run_price_increase_reverts_and_charges_nothing(chain):
+    """setPrice and buy land in the same block, setPrice first: the buy reverts, the buyer pays only gas."""
+    seller, buyer = chain.accounts[1], chain.accounts[2]
+    mid = chain.list_model(seller)
+    w3 = chain.w3
+    if chain.kind == "anvil":
+        w3.provider.make_request("evm_setAutomine", [False])
+    else:
+        w3.provider.ethereum_tester.disable_auto_mine_transactions()
+    try:
+        before = chain.balance(buyer)
+        h1 = chain.registry.functions.setPrice(mid, PRICE * 2).transact({"from": seller, "gas": 100_000})
+        h2 = chain.market.functions.buy(mid, BUYER_KEY, PRICE).transact(
+            {"from": buyer, "value": PRICE, "gas": 200_000})
+        if chain.kind == "anvil":
+            w3.provider.make_request("evm_mine", [])
+        else:
+            w3.provider.ethereum_tester.mine_blocks()
+    finally:
+        if chain.kind == "anvil":
+            w3.provider.make_request("evm_setAutomine", [True])
+        else:
+            w3.provider.ethereum_tester.enable_auto_mine_transactions()
+    r1, r2 = w3.eth.get_transaction_receipt(h1), w3.eth.get_transaction_receipt(h2)
+    assert r1["blockNumber"] == r2["blockNumber"] and r1["status"] == 1 and r2["status"] == 0
+    assert chain.balance(buyer) == before - chain.gas_cost(r2)
+    assert chain.balance(chain.market.address) == 0
