@@ -50,7 +50,7 @@ class Purchase:
     tx_hash: str
 
 
-def _purchased(chain, receipt) -> Purchase:
+def purchase_from_receipt(chain, receipt) -> Purchase:
     events = chain.marketplace.events.Purchased().process_receipt(receipt, errors=DISCARD)
     if not events:
         raise ChainError("the purchase was mined but emitted no Purchased event; check the "
@@ -80,7 +80,7 @@ def buy(chain, signer, model_id: int, *, max_price: int | None = None) -> Purcha
     cap = listing.price if max_price is None else max_price
     receipt = chain.transact(chain.marketplace.functions.buy(model_id, public, cap), signer,
                              value=listing.price)
-    purchase = _purchased(chain, receipt)
+    purchase = purchase_from_receipt(chain, receipt)
     log.info("bought model %d: purchase %d for %s", model_id, purchase.purchase_id,
              fmt_eth(purchase.price))
     return purchase

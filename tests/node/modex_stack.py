@@ -122,3 +122,35 @@ def make_stack(kind: str, root: Path, *, anvil_url: str | None = None, ipfs: str
         c.data_dir.mkdir(parents=True, exist_ok=True)
         import_private_key(c.keystore, key, PASSWORD, scrypt_n=2**10)
     return stack
+
+
+def write_model(folder: Path, size: int = 4096, seed: int = 0) -> Path:
+    """A small safetensors-named model folder with ``size`` bytes of seeded weights."""
+    import random
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text('{"model_type": "test"}')
+    (folder / "model.safetensors").write_bytes(random.Random(seed).randbytes(size))
+    return folder
+
+
+def publish_model(stack: Stack, folder: Path, *, price: int = 10**16, role: str = "seller",
+                  name: str = "m") -> int:
+    """List ``folder`` as ``role`` through the library (what `modex publish` calls)."""
+    from node.publish import ListingInfo, publish
+
+    return publish(stack.chain, stack.signers[role], stack.store(role), stack.vault(role), folder,
+                   ListingInfo(name=name), price_wei=price).model_id
+
+
+def buy_raw(stack: Stack, role: str, model_id: int, buyer_key: bytes | None = None) -> int:
+    """A purchase with the wallet's derived key (or a given one); returns the purchase id."""
+    from node import market
+
+    signer = stack.signers[role]
+    if buyer_key is None:
+        return market.buy(stack.chain, signer, model_id).purchase_id
+    price = stack.chain.call(stack.chain.registry.functions.price(model_id))
+    receipt = stack.chain.transact(
+        stack.chain.marketplace.functions.buy(model_id, buyer_key, price), signer, value=price)
+    return market.purchase_from_receipt(stack.chain, receipt).purchase_id
