@@ -155,7 +155,9 @@ def send_transaction(w3, sender, call, *, what: str, value: int = 0) -> dict:
                 "nonce": w3.eth.get_transaction_count(address, "pending"),
             })
             signed = sender.sign_transaction(tx)
-            tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+            # node.signer's protocol returns the raw bytes; eth-account returns a SignedTransaction
+            raw = signed if isinstance(signed, (bytes, bytearray)) else signed.raw_transaction
+            tx_hash = w3.eth.send_raw_transaction(raw)
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
     if receipt["status"] != 1:
         raise ChainError(f"{what} failed on chain (transaction {tx_hash.hex()})", receipt=dict(receipt))
