@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import ast
 import json
-import re
 import logging
+import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 from eth_utils import keccak, to_checksum_address
@@ -190,7 +191,7 @@ class Chain:
     # -- construction -------------------------------------------------------------------------
 
     @classmethod
-    def from_config(cls, config: Config, *, w3: Web3 | None = None, abis: dict | None = None) -> "Chain":
+    def from_config(cls, config: Config, *, w3: Web3 | None = None, abis: dict | None = None) -> Chain:
         """Connect, load deployments/<chainId>.json (or config.deployment_file), check it fits."""
         w3 = w3 or connect(config)
         endpoint = endpoint_of(w3)
@@ -443,8 +444,9 @@ class Chain:
                 receipt = self.find_receipt(tx_hash)
             except ChainError as exc:
                 exc.context["tx_hash"] = hex_hash
-                exc.args = (f"{exc.args[0]}; transaction {hex_hash} was sent: look it up by hash "
-                            f"before sending it again",)
+                message = (f"{exc.args[0]}; transaction {hex_hash} was sent: look it up by hash "
+                           f"before sending it again")
+                exc.args = (message,)
                 raise
             if receipt is not None:
                 if receipt["status"] != 1:

@@ -87,7 +87,7 @@ class Config:
         """The deployment record for ``chain_id``: the configured file or deployments/<id>.json."""
         return self.deployment_file or paths.DEPLOYMENTS_DIR / f"{chain_id}.json"
 
-    def replace(self, **changes) -> "Config":
+    def replace(self, **changes) -> Config:
         """A validated copy with ``changes`` applied."""
         return validate(dataclasses.replace(self, **changes), {k: "override" for k in changes})
 

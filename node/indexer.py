@@ -25,8 +25,8 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_checksum_address
@@ -364,7 +364,7 @@ class Indexer:
             except ModexError as exc:
                 log.warning("indexer: %s; retrying in %.0f s", exc, on_error_backoff)
                 wait = on_error_backoff
-            except Exception:  # noqa: BLE001 - one bad round must not stop the follower
+            except Exception:
                 log.exception("indexer round failed; retrying in %.0f s", on_error_backoff)
                 wait = on_error_backoff
             stop_event.wait(wait)

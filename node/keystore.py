@@ -23,7 +23,7 @@ from node.signer import LocalSigner, signer_from_key
 
 log = logging.getLogger(__name__)
 
-# scrypt work factor N: eth-account's default 2**18 (~0.5 s, 256 MB); tests may pass less.
+# scrypt work factor N: eth-account's default 2**18 (~0.5 s, 256 MB); tests may pass or set less.
 DEFAULT_SCRYPT_N = 2**18
 PASSWORD_ENV = "MODEX_PASSWORD"
 
@@ -57,22 +57,24 @@ def _check_password(password: str) -> None:
 
 
 def import_private_key(
-    path: str | os.PathLike, private_key_hex: str, password: str, *, scrypt_n: int = DEFAULT_SCRYPT_N
+    path: str | os.PathLike, private_key_hex: str, password: str, *, scrypt_n: int | None = None
 ) -> str:
     """Encrypt ``private_key_hex`` into a new keystore at ``path``; return its checksum address."""
     _check_password(password)
     signer = signer_from_key(private_key_hex)
-    keyfile = Account.encrypt(private_key_hex, password, kdf="scrypt", iterations=scrypt_n)
+    keyfile = Account.encrypt(private_key_hex, password, kdf="scrypt",
+                              iterations=scrypt_n or DEFAULT_SCRYPT_N)
     _write_keyfile(Path(path), keyfile)
     log.info("wrote keystore %s for %s", path, signer.address)
     return signer.address
 
 
-def create_keystore(path: str | os.PathLike, password: str, *, scrypt_n: int = DEFAULT_SCRYPT_N) -> str:
+def create_keystore(path: str | os.PathLike, password: str, *, scrypt_n: int | None = None) -> str:
     """Create a new random account in a keystore at ``path``; return its checksum address."""
     _check_password(password)
     account = Account.create()
-    keyfile = Account.encrypt(account.key, password, kdf="scrypt", iterations=scrypt_n)
+    keyfile = Account.encrypt(account.key, password, kdf="scrypt",
+                              iterations=scrypt_n or DEFAULT_SCRYPT_N)
     _write_keyfile(Path(path), keyfile)
     log.info("created keystore %s for %s", path, account.address)
     return account.address

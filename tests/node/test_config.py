@@ -27,7 +27,7 @@ def test_defaults_resolve_paths_under_data_dir(tmp_path):
 
 def test_file_then_env_then_overrides(tmp_path):
     path = write(tmp_path, 'chain = "http://127.0.0.1:8545/"\nconfirmations = 2\nrpc_timeout = 3\n'
-                           'keystore = "wallets/me.json"\ndata_dir = "%s"\n' % tmp_path)
+                           f'keystore = "wallets/me.json"\ndata_dir = "{tmp_path}"\n')
     env = {"MODEX_CONFIRMATIONS": "5", "MODEX_IPFS": "http://127.0.0.1:5001", "MODEX_PASSWORD": "x"}
     config = load_config(path, env=env, poll_interval=0.5)
     assert config.chain == "http://127.0.0.1:8545"  # trailing slash dropped

@@ -245,3 +245,37 @@ def test_reorg_rolls_back_to_the_fork_and_matches_a_fresh_index(anvil, tmp_path)
     index.sync()
     assert index.get_model(base_model)["price"] == ETH // 5
     assert index.checkpoint()[0] == chain.block_number()
+
+
+def test_models_and_index_commands(tmp_path, capsys):
+    from node.cli import main
+    from node.deploy import write_deployment
+    from node.store import open_store
+
+    w3 = embedded_web3()
+    chain = deploy(w3)
+    deployment = write_deployment(chain.deployment, tmp_path / "deployments")
+    store = open_store("embedded", root=tmp_path / "ipfs")
+    meta = json.dumps({"version": 1, "name": "Tiny BERT", "task": "text-classification",
+                       "model_hash": "0x" + model_hash(1).hex()}).encode()
+    meta_cid = store.put(io.BytesIO(meta))
+    seller = w3.eth.accounts[1]
+    chain.transact_unlocked(chain.registry.functions.list(model_hash(1), meta_cid, ETH // 10), seller)
+    chain.transact_unlocked(chain.registry.functions.list(model_hash(2), cid("gone"), ETH), seller)
+    common = ["--chain", "embedded", "--deployment", str(deployment), "--data-dir", str(tmp_path)]
+
+    assert main(["index", *common]) == 0
+    assert "indexed" in capsys.readouterr().out
+    assert main(["models", "--sort", "price", *common]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:4] == ["ID", "NAME", "TASK", "PRICE"]
+    assert "Tiny BERT" in out[1] and "0.1 ETH" in out[1] and "text-classification" in out[1]
+    assert "(no metadata)" in out[2] and "1 ETH" in out[2]
+    assert out[-1] == "1-2 of 2 models (active)"
+    assert main(["models", "--json", "--query", "tiny", "--no-sync", *common]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["total"] == 1 and listed["models"][0]["price"] == ETH // 10
+    assert main(["index", "--rebuild", *common]) == 0
+    assert main(["models", "--chain", "embedded", "--deployment", str(tmp_path / "none.json"),
+                 "--data-dir", str(tmp_path)]) == 1
+    assert "deploy the contracts first" in capsys.readouterr().err

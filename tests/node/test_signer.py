@@ -122,3 +122,27 @@ def test_read_password_from_env_or_refuses_without_terminal(monkeypatch):
     monkeypatch.setattr("getpass.getpass", lambda prompt: next(answers))
     with pytest.raises(KeystoreError, match="differ"):
         read_password(confirm=True)
+
+
+def test_account_commands(tmp_path, monkeypatch, capsys):
+    from node import keystore
+    from node.cli import main
+
+    monkeypatch.setattr(keystore, "DEFAULT_SCRYPT_N", FAST)
+    monkeypatch.setenv("MODEX_PASSWORD", "pw")
+    monkeypatch.setenv("MY_KEY", KEY)
+    base = ["account", "--data-dir", str(tmp_path)]
+    assert main([*base, "new"]) == 0
+    created = capsys.readouterr().out.split()[1]
+    assert main([*base, "show", "--balance", "--chain", "embedded"]) == 0
+    out = capsys.readouterr().out
+    assert f"address {created}" in out and "balance 0 ETH on embedded" in out
+    assert main([*base, "new"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main([*base, "--keystore", "imported.json", "import", "--private-key-env", "MY_KEY"]) == 0
+    out = capsys.readouterr().out
+    assert signer_from_key(KEY).address in out and KEY[2:] not in out
+    assert load_signer(tmp_path / "imported.json", "pw").address == signer_from_key(KEY).address
+    assert main([*base, "--keystore", "x.json", "import", "--private-key-env", "UNSET_VAR"]) == 1
+    assert main([*base, "--keystore", "missing.json", "show"]) == 1
+    assert "no keystore at" in capsys.readouterr().err

@@ -1,0 +1,42 @@
+"""`modex index [--follow] [--rebuild]`: bring the local SQLite index up to date with the chain."""
+
+from __future__ import annotations
+
+from node.session import add_node_options
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "index", help="sync the local index of listings, purchases, votes and attestations",
+        description="Read the Modex contracts' events into the local SQLite index (the UI and "
+        "`modex models` read it), staying `confirmations` blocks behind the head. Reorgs are "
+        "rolled back automatically. --follow keeps going until interrupted.")
+    p.add_argument("--follow", action="store_true", help="keep following new blocks (Ctrl-C stops)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="first rebuild every table from the stored event log")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="forget everything and re-read the chain from the deployment block")
+    add_node_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from node.commands.models import open_index
+    from node.session import Session, run_until_signalled
+
+    session = Session.from_args(args)
+    index = open_index(session, sync=False)
+    if args.from_scratch:
+        index.rollback(index.start_block - 1)
+    elif args.rebuild:
+        index.rebuild()
+    count = index.sync()
+    checkpoint = index.checkpoint()
+    print(f"indexed {count} new events; at block {checkpoint[0] if checkpoint else '-'} "
+          f"({index.event_count()} events in {session.config.index_db})")
+    if args.follow:
+        return run_until_signalled(
+            lambda stop, interval: index.follow(stop, poll_interval=interval),
+            session.config.poll_interval,
+        )
+    return 0
