@@ -1,0 +1,261 @@
+"""The paid inference endpoint: EIP-712-signed requests from licence holders, answered in batches.
+
+    service = InferenceService({1: batcher}, has_license=chain_has_license,
+                               chain_id=31337, verifying_contract=marketplace_address)
+    app = create_app(service)                                   # standalone
+    flask_app.register_blueprint(create_blueprint(service), url_prefix="/inference")  # mounted
+
+Routes: ``POST /v1/infer`` (body and signature: see ml/signing.py), ``GET /v1/models``.
+A mounted blueprint takes JSON signed by the wallet, not a form: exempt it from CSRF
+(``csrf.exempt(blueprint)``); the signature is its authentication.
+
+Checks, in order, each answered with ``{"error": {"code", "message"}}`` and this status:
+  400 malformed_json / bad_request / empty_input   body is not a JSON object, a field is missing
+                                                    or mistyped, an input text is empty
+  413 input_too_long / too_many_inputs             a text over ``max_chars`` characters, or more
+                                                    than ``max_inputs`` texts (token-level
+                                                    over-length is truncated, not refused)
+  404 unknown_model                                 no served model has this id
+  401 expired / bad_signature / signer_mismatch    deadline passed (or too far ahead: 400),
+                                                    signature unreadable or by someone else
+  403 no_licence                                    hasLicense(modelId, signer) is false
+  409 replayed                                      this signer already used this nonce
+  503 queue_full / licence_check_unavailable        retry after Retry-After seconds
+On success: 200 ``{"modelId", "signer", "outputs": [{"label", "score", "truncated"}],
+"warnings": [...]}`` with a warning for every truncated input.
+
+``has_license(model_id, address) -> bool`` is injected (the node passes one that calls
+Marketplace.hasLicense on-chain); answers are cached for ``license_ttl`` seconds (refusals for
+``negative_ttl``, so a fresh purchase is seen quickly).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from flask import Blueprint, Flask, jsonify, request
+
+from ml import signing
+from ml.replay import MemoryNonceStore
+from ml.serve import InvalidInput, QueueFull
+from node.errors import ModexError
+
+log = logging.getLogger(__name__)
+
+MAX_INPUTS = 64
+MAX_CHARS = 20_000
+MAX_DEADLINE_AHEAD = 3600
+MAX_BODY_BYTES = 2 * 1024 * 1024
+UINT256_MAX = 2**256 - 1
+
+
+class Refusal(Exception):
+    """An answer other than 200: status, a stable code, a sentence for a person."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
+
+
+class LicenseCache:
+    """Wraps ``has_license(model_id, address)`` with a short per-(model, address) TTL."""
+
+    def __init__(self, has_license, *, ttl: float = 30.0, negative_ttl: float = 5.0,
+                 clock=time.monotonic):
+        self._check, self.ttl, self.negative_ttl, self._clock = has_license, ttl, negative_ttl, clock
+        self._cache: dict[tuple[int, str], tuple[bool, float]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, model_id: int, address: str) -> bool:
+        key = (int(model_id), address.lower())
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit and hit[1] > now:
+            return hit[0]
+        allowed = bool(self._check(int(model_id), address))
+        with self._lock:
+            self._cache[key] = (allowed, now + (self.ttl if allowed else self.negative_ttl))
+        return allowed
+
+
+def _uint(body: dict, name: str) -> int:
+    value = body.get(name)
+    if isinstance(value, bool) or value is None:
+        raise Refusal(400, "bad_request", f"field {name!r} is missing; send it as an integer")
+    try:
+        number = int(value, 0) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise Refusal(400, "bad_request",
+                      f"field {name!r} must be an integer or a decimal/0x string, not {value!r}")
+    if isinstance(value, float) and value != number or not 0 <= number <= UINT256_MAX:
+        raise Refusal(400, "bad_request", f"field {name!r} must be a uint256, not {value!r}")
+    return number
+
+
+class InferenceService:
+    """The checks and the answer, independent of Flask (the blueprint is a thin wrapper)."""
+
+    def __init__(self, models, *, has_license, chain_id: int, verifying_contract: str,
+                 nonce_store=None, license_ttl: float = 30.0, negative_ttl: float = 5.0,
+                 clock=time.time, max_inputs: int = MAX_INPUTS, max_chars: int = MAX_CHARS,
+                 max_deadline_ahead: int = MAX_DEADLINE_AHEAD, result_timeout: float = 60.0):
+        self.models = models
+        self.has_license = LicenseCache(has_license, ttl=license_ttl, negative_ttl=negative_ttl)
+        self.chain_id = int(chain_id)
+        self.verifying_contract = verifying_contract
+        self.nonces = nonce_store if nonce_store is not None else MemoryNonceStore(clock=clock)
+        self.clock = clock
+        self.max_inputs = max_inputs
+        self.max_chars = max_chars
+        self.max_deadline_ahead = max_deadline_ahead
+        self.result_timeout = result_timeout
+
+    def _inputs(self, body: dict) -> list[str]:
+        inputs = body.get("inputs")
+        if not isinstance(inputs, list) or not inputs:
+            raise Refusal(400, "bad_request", "field 'inputs' must be a non-empty list of texts")
+        if len(inputs) > self.max_inputs:
+            raise Refusal(413, "too_many_inputs",
+                          f"{len(inputs)} inputs; send at most {self.max_inputs} per request")
+        for i, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise Refusal(400, "bad_request", f"input {i} must be a string")
+            if not text.strip():
+                raise Refusal(400, "empty_input", f"input {i} is empty; send non-empty text")
+            if len(text) > self.max_chars:
+                raise Refusal(413, "input_too_long",
+                              f"input {i} has {len(text)} characters; the limit is "
+                              f"{self.max_chars} (longer token sequences are truncated anyway)")
+        return inputs
+
+    def handle(self, body) -> dict:
+        """The 200 answer for a request body, or Refusal."""
+        if not isinstance(body, dict):
+            raise Refusal(400, "malformed_json", "send a JSON object (Content-Type: "
+                          "application/json) with modelId, inputs, nonce, deadline, signature")
+        inputs = self._inputs(body)
+        model_id, nonce, deadline = _uint(body, "modelId"), _uint(body, "nonce"), _uint(body, "deadline")
+        signature = body.get("signature")
+        if not isinstance(signature, str) or not signature:
+            raise Refusal(400, "bad_request", "field 'signature' (0x hex) is missing")
+        model = self.models.get(model_id)
+        if model is None:
+            served = ", ".join(str(k) for k in sorted(self.models)) or "none"
+            raise Refusal(404, "unknown_model", f"model {model_id} is not served here (served: {served})")
+        now = self.clock()
+        if deadline < now:
+            raise Refusal(401, "expired", f"the request expired at {deadline} (now {int(now)}); "
+                          "sign a new one with a later deadline")
+        if deadline > now + self.max_deadline_ahead:
+            raise Refusal(400, "bad_request", f"deadline is more than {self.max_deadline_ahead} s "
+                          "ahead; sign with a nearer deadline")
+        try:
+            signer = signing.recover_signer(
+                chain_id=self.chain_id, verifying_contract=self.verifying_contract,
+                model_id=model_id, inputs=inputs, nonce=nonce, deadline=deadline,
+                signature=signature)
+        except Exception as exc:  # noqa: BLE001 - eth-account raises many types for bad signatures
+            raise Refusal(401, "bad_signature", f"the signature cannot be read ({exc}); sign the "
+                          "EIP-712 InferenceRequest with your wallet") from None
+        claimed = body.get("signer")
+        if claimed is not None and (not isinstance(claimed, str) or claimed.lower() != signer.lower()):
+            raise Refusal(401, "signer_mismatch", f"the signature is not by {claimed}: the "
+                          "request was changed after signing, or signed for another chain or "
+                          "marketplace")
+        try:
+            licensed = self.has_license(model_id, signer)
+        except Exception as exc:  # noqa: BLE001 - an injected chain call: any failure is "unknown"
+            log.warning("licence check for model %s failed: %s", model_id, exc)
+            raise Refusal(503, "licence_check_unavailable", "the licence check could not reach "
+                          "the chain; retry shortly", retry_after=5) from None
+        if not licensed:
+            raise Refusal(403, "no_licence", f"{signer} holds no licence for model {model_id}; "
+                          "buy it first")
+        if not self.nonces.use(signer, nonce, deadline):
+            raise Refusal(409, "replayed", f"nonce {nonce} was already used by {signer}; sign a "
+                          "new request with a fresh nonce")
+        try:
+            outputs = self._run(model, inputs)
+        except QueueFull as exc:
+            self.nonces.release(signer, nonce)  # not served: the same signed request may retry
+            raise Refusal(503, "queue_full", str(exc), retry_after=1) from None
+        except InvalidInput as exc:
+            raise Refusal(400, "bad_request", str(exc)) from None
+        except FutureTimeout:
+            raise Refusal(504, "timeout", "the model did not answer in time; retry later") from None
+        warnings = [
+            f"input {i} was longer than the model's limit and was truncated"
+            for i, out in enumerate(outputs) if out.get("truncated")
+        ]
+        return {"modelId": model_id, "signer": signer, "outputs": outputs, "warnings": warnings}
+
+    def _run(self, model, inputs):
+        if hasattr(model, "submit"):  # a DynamicBatcher
+            return model.submit(inputs).result(self.result_timeout)
+        return model.predict(inputs)
+
+    def describe(self) -> list[dict]:
+        return [{"modelId": mid, "labels": list(getattr(m, "labels", []))}
+                for mid, m in sorted(self.models.items())]
+
+
+def _refusal_response(refusal: Refusal):
+    response = jsonify({"error": {"code": refusal.code, "message": refusal.message}})
+    response.status_code = refusal.status
+    if refusal.retry_after is not None:
+        response.headers["Retry-After"] = str(refusal.retry_after)
+    return response
+
+
+def create_blueprint(service: InferenceService, name: str = "inference") -> Blueprint:
+    bp = Blueprint(name, __name__)
+
+    @bp.post("/v1/infer")
+    def infer():
+        try:
+            if (request.content_length or 0) > MAX_BODY_BYTES:
+                raise Refusal(413, "body_too_large", f"request body over {MAX_BODY_BYTES} bytes")
+            body = request.get_json(silent=True)
+            if body is None:
+                raise Refusal(400, "malformed_json", "the body is not valid JSON; send a JSON "
+                              "object with Content-Type: application/json")
+            return jsonify(service.handle(body))
+        except Refusal as refusal:
+            log.info("inference refused: %s %s", refusal.status, refusal.code)
+            return _refusal_response(refusal)
+        except ModexError as exc:
+            log.warning("inference failed: %s", exc)
+            return _refusal_response(Refusal(500, "inference_failed", str(exc)))
+
+    @bp.get("/v1/models")
+    def models():
+        return jsonify({"models": service.describe(), "chainId": service.chain_id,
+                        "verifyingContract": service.verifying_contract})
+
+    return bp
+
+
+def create_app(service: InferenceService) -> Flask:
+    """A standalone Flask app serving only the inference endpoint."""
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.register_blueprint(create_blueprint(service))
+
+    @app.errorhandler(413)
+    def too_large(_):
+        return _refusal_response(Refusal(413, "body_too_large",
+                                         f"request body over {MAX_BODY_BYTES} bytes"))
+
+    @app.errorhandler(404)
+    def not_found(_):
+        return _refusal_response(Refusal(404, "not_found", "no such route; POST /v1/infer"))
+
+    @app.errorhandler(405)
+    def wrong_method(_):
+        return _refusal_response(Refusal(405, "method_not_allowed", "use POST for /v1/infer"))
+
+    return app

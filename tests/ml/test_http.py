@@ -1,0 +1,247 @@
+"""The signed inference endpoint: one test per refusal, plus the licensed happy path."""
+
+import time
+
+import pytest
+from eth_account import Account
+
+from ml import signing
+from ml.http import InferenceService, LicenseCache, create_app, create_blueprint
+from ml.replay import MemoryNonceStore, SqliteNonceStore
+from ml.serve import DynamicBatcher, QueueFull
+
+CHAIN_ID = 31337
+MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+BUYER = Account.from_key("0x" + "42" * 32)
+STRANGER = Account.from_key("0x" + "43" * 32)
+
+
+class Licences:
+    def __init__(self, holders):
+        self.holders, self.calls = set(holders), 0
+
+    def __call__(self, model_id, address):
+        self.calls += 1
+        return model_id == 7 and address in self.holders
+
+
+@pytest.fixture(scope="module")
+def batcher(predictor):
+    with DynamicBatcher(predictor, max_batch_size=8, max_wait_ms=2) as b:
+        yield b
+
+
+@pytest.fixture
+def service(batcher):
+    return InferenceService({7: batcher}, has_license=Licences({BUYER.address}),
+                            chain_id=CHAIN_ID, verifying_contract=MARKET)
+
+
+@pytest.fixture
+def client(service):
+    return create_app(service).test_client()
+
+
+def signed(account=BUYER, **overrides):
+    fields = {"model_id": 7, "inputs": ["I love this phone"], "chain_id": CHAIN_ID,
+              "verifying_contract": MARKET} | overrides
+    return signing.sign_request(account, **fields)
+
+
+def refused(response, status, code):
+    assert response.status_code == status, response.json
+    body = response.json
+    assert body["error"]["code"] == code and len(body["error"]["message"]) > 10
+    return body["error"]["message"]
+
+
+def test_licensed_buyer_gets_predictions(client):
+    r = client.post("/v1/infer", json=signed(inputs=["I love this phone", "awful, broke at once"]))
+    assert r.status_code == 200, r.json
+    assert r.json["signer"] == BUYER.address and r.json["modelId"] == 7
+    assert [o["label"] in ("negative", "neutral", "positive") for o in r.json["outputs"]] == [True] * 2
+    assert r.json["warnings"] == []
+
+
+def test_over_long_text_is_truncated_and_said_so(client):
+    r = client.post("/v1/infer", json=signed(inputs=["short", "very long text " * 40]))
+    assert r.status_code == 200
+    assert [o["truncated"] for o in r.json["outputs"]] == [False, True]
+    assert r.json["warnings"] == ["input 1 was longer than the model's limit and was truncated"]
+
+
+def test_malformed_json_is_400(client):
+    refused(client.post("/v1/infer", data="{not json", content_type="application/json"),
+            400, "malformed_json")
+    refused(client.post("/v1/infer", data="hello", content_type="text/plain"), 400, "malformed_json")
+    refused(client.post("/v1/infer", json=[1, 2]), 400, "malformed_json")
+
+
+@pytest.mark.parametrize("field, value, code", [
+    ("nonce", None, "bad_request"),
+    ("deadline", "soon", "bad_request"),
+    ("modelId", -1, "bad_request"),
+    ("modelId", 1.5, "bad_request"),
+    ("signature", "", "bad_request"),
+    ("inputs", "text", "bad_request"),
+    ("inputs", [], "bad_request"),
+])
+def test_missing_or_mistyped_fields_are_400(client, field, value, code):
+    body = signed()
+    body[field] = value
+    assert field in refused(client.post("/v1/infer", json=body), 400, code)
+
+
+def test_empty_text_is_400(client):
+    msg = refused(client.post("/v1/infer", json=signed(inputs=["fine", "   "])), 400, "empty_input")
+    assert "input 1 is empty" in msg
+
+
+def test_too_many_or_too_long_inputs_are_413(client, service):
+    refused(client.post("/v1/infer", json=signed(inputs=["x"] * 65)), 413, "too_many_inputs")
+    refused(client.post("/v1/infer", json=signed(inputs=["x" * 20_001])), 413, "input_too_long")
+
+
+def test_unknown_model_is_404(client):
+    msg = refused(client.post("/v1/infer", json=signed(model_id=8)), 404, "unknown_model")
+    assert "served: 7" in msg
+
+
+def test_expired_request_is_401(client):
+    body = signed(deadline=int(time.time()) - 1)
+    assert "expired" in refused(client.post("/v1/infer", json=body), 401, "expired")
+
+
+def test_deadline_too_far_ahead_is_400(client):
+    refused(client.post("/v1/infer", json=signed(ttl=7200)), 400, "bad_request")
+
+
+def test_unreadable_signature_is_401(client):
+    body = signed()
+    body["signature"] = "0x1234"
+    refused(client.post("/v1/infer", json=body), 401, "bad_signature")
+
+
+def test_tampered_inputs_or_wrong_domain_is_401(client):
+    body = signed()
+    body["inputs"] = ["something else"]
+    refused(client.post("/v1/infer", json=body), 401, "signer_mismatch")
+    other_chain = signed(chain_id=1)
+    refused(client.post("/v1/infer", json=other_chain), 401, "signer_mismatch")
+
+
+def test_no_licence_is_403(client):
+    msg = refused(client.post("/v1/infer", json=signed(STRANGER)), 403, "no_licence")
+    assert STRANGER.address in msg
+    # without the optional signer field the recovered address is what gets checked
+    body = signed()
+    body.pop("signer")
+    body["inputs"] = ["tampered"]  # recovers to some other address, which holds no licence
+    refused(client.post("/v1/infer", json=body), 403, "no_licence")
+
+
+def test_replayed_nonce_is_409(client):
+    body = signed()
+    assert client.post("/v1/infer", json=body).status_code == 200
+    refused(client.post("/v1/infer", json=body), 409, "replayed")
+    # a fresh signature over other inputs does not make an old nonce usable again
+    refused(client.post("/v1/infer", json=signed(nonce=int(body["nonce"]), inputs=["x"])),
+            409, "replayed")
+    assert client.post("/v1/infer", json=signed(nonce=int(body["nonce"]) + 1)).status_code == 200
+
+
+class FullQueue:
+    labels = ("negative", "neutral", "positive")
+
+    def submit(self, texts):
+        raise QueueFull("inference queue is full (1 requests waiting); retry in a moment")
+
+
+def test_queue_full_is_503_and_the_nonce_stays_usable(batcher):
+    models = {7: FullQueue()}
+    service = InferenceService(models, has_license=Licences({BUYER.address}), chain_id=CHAIN_ID,
+                               verifying_contract=MARKET)
+    client = create_app(service).test_client()
+    body = signed()
+    r = client.post("/v1/infer", json=body)
+    refused(r, 503, "queue_full")
+    assert r.headers["Retry-After"] == "1"
+    models[7] = batcher  # capacity again: the very same signed request is served
+    assert client.post("/v1/infer", json=body).status_code == 200
+
+
+def test_licence_check_failure_is_503(batcher):
+    def broken(model_id, address):
+        raise ConnectionError("rpc down")
+
+    service = InferenceService({7: batcher}, has_license=broken, chain_id=CHAIN_ID,
+                               verifying_contract=MARKET)
+    refused(create_app(service).test_client().post("/v1/infer", json=signed()), 503,
+            "licence_check_unavailable")
+
+
+def test_licence_answers_are_cached_briefly():
+    now = [0.0]
+    check = Licences({BUYER.address})
+    cache = LicenseCache(check, ttl=30, negative_ttl=5, clock=lambda: now[0])
+    assert cache(7, BUYER.address) and cache(7, BUYER.address) and check.calls == 1
+    assert not cache(7, STRANGER.address) and check.calls == 2
+    check.holders.add(STRANGER.address)  # the stranger buys a licence
+    now[0] = 4.0
+    assert not cache(7, STRANGER.address) and check.calls == 2  # refusal still cached
+    now[0] = 5.5
+    assert cache(7, STRANGER.address) and check.calls == 3
+    now[0] = 31.0
+    assert cache(7, BUYER.address) and check.calls == 4
+
+
+@pytest.mark.parametrize("make_store", [
+    lambda tmp: MemoryNonceStore(clock=lambda: 1000),
+    lambda tmp: SqliteNonceStore(tmp / "nonces.sqlite", clock=lambda: 1000),
+])
+def test_nonce_stores_accept_once_release_and_forget_expired(tmp_path, make_store):
+    store = make_store(tmp_path)
+    big = 2**255 + 1
+    assert store.use("0xAbC", big, 2000) and not store.use("0xabc", big, 2000)
+    assert store.use("0xdef", big, 2000)
+    store.release("0xabc", big)
+    assert store.use("0xabc", big, 2000)
+    assert store.use("0xabc", 1, 999)  # already expired: kept only until the next prune
+    store._clock = lambda: 10**9
+    assert store.use("0xzzz", 5, 10**9 + 10)
+    if isinstance(store, SqliteNonceStore):
+        assert len(store) == 1  # expired entries pruned on use
+    else:
+        store._next_prune = 0
+        store.use("0xyyy", 6, 10**9 + 10)
+        assert len(store) == 2
+
+
+def test_sqlite_nonces_survive_a_restart(tmp_path):
+    SqliteNonceStore(tmp_path / "n.sqlite").use("0xabc", 9, int(time.time()) + 60)
+    assert not SqliteNonceStore(tmp_path / "n.sqlite").use("0xabc", 9, int(time.time()) + 60)
+
+
+def test_blueprint_mounts_under_a_prefix_and_lists_models(service):
+    from flask import Flask
+
+    app = Flask("host")
+    app.register_blueprint(create_blueprint(service), url_prefix="/inference")
+    client = app.test_client()
+    r = client.get("/inference/v1/models")
+    assert r.json["models"] == [{"modelId": 7, "labels": ["negative", "neutral", "positive"]}]
+    assert r.json["chainId"] == CHAIN_ID
+    assert client.post("/inference/v1/infer", json=signed()).status_code == 200
+
+
+def test_typed_data_is_what_a_browser_wallet_signs():
+    digest = signing.inputs_digest(["a", "é"])
+    import hashlib
+    assert digest == hashlib.sha256(b'["a","\\u00e9"]').digest()
+    msg = signing.typed_data(chain_id=5, verifying_contract=MARKET.lower(), model_id=1,
+                             digest=digest, nonce=2, deadline=3)
+    assert msg["domain"] == {"name": "Modex", "version": "1", "chainId": 5,
+                             "verifyingContract": MARKET}
+    assert msg["message"]["inputsDigest"] == "0x" + digest.hex()
+    assert [f["name"] for f in msg["types"]["InferenceRequest"]] == [
+        "modelId", "inputsDigest", "nonce", "deadline"]
