@@ -38,8 +38,9 @@ HEX_RE = re.compile(r"^0x[0-9a-fA-F]+$")
 @bp.route("/api/health")
 def health():
     chain = get_chain()
-    return jsonify(chain_id=chain.chain_id, block=chain.w3.eth.block_number,
-                   indexed_block=get_indexer().last_block(), endpoint=chain.endpoint)
+    checkpoint = get_indexer().checkpoint()
+    return jsonify(chain_id=chain.chain_id, block=chain.block_number(),
+                   indexed_block=checkpoint[0] if checkpoint else None, endpoint=chain.endpoint)
 
 
 @bp.route("/api/models")

@@ -16,7 +16,8 @@ from app.errors import format_eth
 from node.errors import ModexError
 
 WEI_PER_ETH = Decimal(10) ** 18
-STATUS_NAMES = {0: "Pending", 1: "Verified", 2: "Disputed"}
+# The indexer's status words (node.revert.MODEL_STATUS) as the badges name them.
+STATUS_NAMES = {"unverified": "Pending", "verified": "Verified", "disputed": "Disputed"}
 
 # Tags a model card may use after Markdown rendering; everything else is stripped by nh3.
 CARD_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "strong", "em", "code",
@@ -114,7 +115,7 @@ def init_app(app) -> None:
     app.jinja_env.filters["eth"] = format_eth
     app.jinja_env.filters["short"] = short
     app.jinja_env.filters["card"] = render_card
-    app.jinja_env.globals["status_name"] = lambda s: STATUS_NAMES.get(int(s or 0), str(s))
+    app.jinja_env.globals["status_name"] = lambda s: STATUS_NAMES.get(s, str(s))
 
     @app.context_processor
     def globals_():

@@ -104,14 +104,19 @@ class JobRunner:
             del self._jobs[job.id]
 
 
+STAGE_LABELS = {"hash": "Hashing the model files", "seal": "Sealing (AES-256-GCM)",
+                "pin": "Pinning to IPFS", "fetch": "Fetching, decrypting and verifying"}
+
+
 def byte_progress(progress):
-    """Adapt node/'s `progress(stage, delta, stage_total)` (deltas, as tqdm takes them) to a job's
-    `progress(step, done, total)`: running totals per stage."""
+    """Adapt node/'s `progress(stage, delta, stage_total)` (byte deltas, as tqdm takes them) to a
+    job's `progress(step, done, total)`: running totals per stage, named for a person."""
     done: dict[str, int] = {}
 
     def callback(stage: str, delta: int = 0, total: int | None = None) -> None:
         done[stage] = done.get(stage, 0) + int(delta or 0)
-        progress(stage, done[stage], total)
+        label = STAGE_LABELS.get(stage, stage)
+        progress(f"{label}: {done[stage] / 1e6:.1f} MB", done[stage], total)
 
     return callback
 

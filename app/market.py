@@ -12,7 +12,17 @@ import logging
 import threading
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from app import session_keys
 from app.errors import flash_error, price_changed_message
@@ -27,7 +37,9 @@ bp = Blueprint("market", __name__)
 
 SORTS = {"newest": "Newest", "price": "Price (low to high)", "score": "Score",
          "recommended": "Recommended"}
-STATUSES = {"": "Any status", "verified": "Verified", "pending": "Pending", "disputed": "Disputed"}
+# Filter values are the indexer's status words; "unverified" is shown as Pending.
+STATUSES = {"": "Any status", "verified": "Verified", "unverified": "Pending",
+            "disputed": "Disputed"}
 RECOMMEND_POOL = 200  # "recommended" ranks the best-scored matches, not all 10,000 listings
 
 _metadata_cache: dict[str, dict] = {}
@@ -91,9 +103,10 @@ def _row(row) -> dict:
     return row
 
 
-def _tasks(indexer) -> list[str]:
-    tasks = getattr(indexer, "tasks", None)
-    return list(tasks()) if tasks else []
+def _tasks(_indexer) -> list[str]:
+    from app.publish import TASKS
+
+    return list(TASKS)
 
 
 def _recommended_page(indexer, args, per_page):
@@ -152,22 +165,36 @@ def _model_or_404(model_id: int) -> dict:
     return _row(row)
 
 
+PURCHASE_STATES = {1: "pending", 2: "delivered", 3: "refunded"}
+
+
 def _my_purchase(model_id: int) -> dict | None:
+    """The session wallet's purchase of this model: the indexer's row, or — right after buying,
+    before the indexer has caught up — the purchase this session made, read from the chain."""
     address = session_keys.current_address()
     if not address:
         return None
-    mine = [dict(p) for p in get_indexer().purchases_of(address) if p["model_id"] == model_id]
-    if not mine:
+    mine = [p for p in get_indexer().purchases_of(address)
+            if p["model_id"] == model_id and p.get("kind", "buyer") == "buyer"]
+    if mine:
+        delivered = [p for p in mine if p["state"] == "delivered"]
+        return (delivered or mine)[-1]
+    pid = session.get("purchases", {}).get(f"{address}:{model_id}")
+    if pid is None:
         return None
-    delivered = [p for p in mine if p["state"] == "delivered"]
-    return (delivered or mine)[-1]
+    chain = get_chain()
+    account, _, price, _, status, _ = chain.call(chain.marketplace.functions.purchase(pid))
+    if account.lower() != address.lower():
+        return None
+    return {"purchase_id": pid, "model_id": model_id, "price": int(price),
+            "state": PURCHASE_STATES.get(int(status), "unknown")}
 
 
 @bp.route("/models/<int:model_id>")
 def model(model_id: int):
     listing = _model_or_404(model_id)
     indexer = get_indexer()
-    meta = load_metadata(listing.get("metadata_cid"))
+    meta = indexer.metadata(listing["metadata_cid"]) or load_metadata(listing["metadata_cid"])
     histogram = indexer.vote_histogram(model_id)
     return render_template(
         "model.html", m=listing, meta=meta, attestations=[dict(a) for a in indexer.attestations_of(model_id)],
@@ -197,6 +224,9 @@ def buy(model_id: int):
     except ModexError as exc:
         flash_error(exc)
         return redirect(url_for(".model", model_id=model_id))
+    purchases = session.setdefault("purchases", {})
+    purchases[f"{signer.address}:{model_id}"] = purchase.purchase_id
+    session.modified = True
     flash(f"Bought {listing.get('name') or 'model'} (purchase #{purchase.purchase_id}); the seller's node "
           "delivers your key in a moment.", "ok")
     return redirect(url_for(".model", model_id=model_id))

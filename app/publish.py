@@ -107,22 +107,26 @@ def submit():
     job = get_jobs().submit(
         "publish", session_keys.session_id(), _publish_job, get_chain(), get_store(),
         get_config(), signer, model_dir, temporary, fields,
-        current_app.config.get("MODEX_OPERATOR"), vault,
+        current_app.config.get("MODEX_OPERATOR"), vault, current_app.config.get("MODEX_MODELS"),
     )
     return redirect(url_for("api.job_page", job_id=job.id))
 
 
 def _publish_job(chain, store, config, signer, model_dir, temporary, fields, operator, vault,
-                 *, progress):
-    from node.publish import ListingInfo, publish
+                 models, *, progress):
+    from node.publish import ListingInfo, list_prepared, prepare
 
     fields = dict(fields)
     price = fields.pop("price")
     try:
-        result = publish(chain, signer, store, vault, model_dir, ListingInfo(**fields),
-                         price_wei=price, operator=operator, cid_profile=config.cid_profile,
-                         progress=byte_progress(progress))
-    finally:
+        prepared = prepare(model_dir, store, vault, ListingInfo(**fields),
+                           cid_profile=config.cid_profile, progress=byte_progress(progress))
+        progress("Listing on-chain")
+        result = list_prepared(chain, signer, prepared, vault, price_wei=price, operator=operator)
+    except BaseException:
         if temporary:
             shutil.rmtree(model_dir, ignore_errors=True)
+        raise
+    if models is not None:
+        models[result.model_id] = model_dir  # served for inference by this node from now on
     return {"model_id": result.model_id, "url": f"/models/{result.model_id}"}

