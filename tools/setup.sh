@@ -62,6 +62,14 @@ cat > "$HOME/.solcx/solc-v$SOLC_VERSION" <<SH
 exec node "$ROOT/tools/solc" "\$@"
 SH
 chmod +x "$HOME/.solcx/solc-v$SOLC_VERSION"
+# brownie-config.yaml puts brownie's build under build/brownie; brownie creates that but not build/.
+mkdir -p build
+# The anvil-local network of `brownie run scripts/deploy.py --network anvil-local` (brownie keeps
+# networks in ~/.brownie, not in the project). cmd=anvil is found through node_modules/.bin on PATH.
+if ! grep -qs "id: anvil-local" "$HOME/.brownie/network-config.yaml"; then
+  PATH="$ROOT/node_modules/.bin:$PATH" .venv-brownie/bin/brownie networks add Development anvil-local \
+    cmd=anvil host=http://127.0.0.1 port=8545 base_fee=0 >/dev/null
+fi
 
 echo "== slither (.venv-slither: it pins web3 7 too)"
 [ -x .venv-slither/bin/python ] || "$PY" -m venv .venv-slither

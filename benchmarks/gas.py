@@ -1,0 +1,135 @@
+"""Gas of the suite's everyday operations on anvil, each the first of its kind by a fresh account.
+
+    .venv/bin/python benchmarks/gas.py
+
+Starts its own anvil (stopped by PID), deploys with node.deploy (quorum 2, so one attestation is
+plain and the second settles the model), and plays one sale twice with fresh accounts each time:
+list → stake + attest ×2 (model Verified) → buy ×2 → deliverKey (by the seller's operator, with
+the verifiers' fee share) → vote ×2 → withdraw (seller); rows in parentheses are context only.
+Round 1 runs on the freshly deployed suite (every slot cold, the fee recipient's balance still
+zero); round 2 on the same suite with new accounts. The JSON keeps the larger of the two: the
+costly case. Gas is the receipt's gasUsed (intrinsic 21,000 + calldata + execution), as the
+anchors count it.
+
+In-run baseline: a bare OpenZeppelin ERC-721 mint (benchmarks/contracts/BaselineMint.sol, same
+compiler and chain), which ModelRegistry.list contains. Outside anchors, for scale: Seaport's
+fulfillBasicOrder 88-109k gas; an ERC-721 mint 51-69k. The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from web3 import Web3
+from web3.logs import DISCARD
+
+from node import paths
+from node.compiler import compile_contracts, solc_version
+from node.deploy import deploy_suite, send_transaction, suite_contracts
+from node.devchain import start_anvil
+
+TARGETS = {"list": 150_000, "buy": 90_000, "deliverKey": 75_000, "vote": 60_000, "attest": 80_000,
+           "withdraw": 35_000}
+PRICE = 10**17
+MIN_STAKE = 10**17
+CID_V1 = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"  # metadata JSON, unixfs-v1-2025
+CID_V0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"  # the kubo-v0 profile's form
+WRAPPED_KEY = bytes(range(80))  # HPKE enc(32) || ciphertext(48), DESIGN.md 4.3
+ACCOUNTS_PER_ROUND = 7
+
+
+def play_round(w3, c: dict, fresh: list[str], round_no: int) -> dict[str, int]:
+    """One sale by never-used accounts; returns {operation: gasUsed}."""
+    seller, operator, buyer, validator_a, validator_b, other_seller, second_buyer = fresh
+    gas: dict[str, int] = {}
+
+    def send(label: str | None, sender: str, call, value: int = 0) -> dict:
+        receipt = send_transaction(w3, sender, call, what=label or "setup", value=value)
+        if label:
+            gas[label] = receipt["gasUsed"]
+        return receipt
+
+    model_hash = bytes([round_no]) * 32
+    receipt = send("list", seller, c["ModelRegistry"].functions.list(model_hash, CID_V1, PRICE))
+    model_id = c["ModelRegistry"].events.ModelListed().process_receipt(receipt, errors=DISCARD)[0]["args"]["modelId"]
+    send("list (CIDv0 string)", other_seller,
+         c["ModelRegistry"].functions.list(model_hash, CID_V0, PRICE))
+    for validator in (validator_a, validator_b):
+        send(None, validator, c["Validators"].functions.stake(), value=MIN_STAKE)
+    send("attest (below quorum)", validator_a, c["Validators"].functions.attest(model_id, model_hash, b"\1" * 32))
+    send("attest", validator_b, c["Validators"].functions.attest(model_id, model_hash, b"\1" * 32))
+    assert c["Validators"].functions.status(model_id).call() != 0, "the second attestation must settle"
+    purchases = []
+    for label, account in (("buy", buyer), (None, second_buyer)):
+        receipt = send(label, account, c["Marketplace"].functions.buy(model_id, os.urandom(32), PRICE), value=PRICE)
+        purchases.append(c["Marketplace"].events.Purchased().process_receipt(receipt, errors=DISCARD)[0]["args"])
+    send(None, seller, c["ModelRegistry"].functions.setOperator(model_id, operator))
+    send("deliverKey", operator, c["Marketplace"].functions.deliverKey(purchases[0]["purchaseId"], WRAPPED_KEY))
+    send(None, operator, c["Marketplace"].functions.deliverKey(purchases[1]["purchaseId"], WRAPPED_KEY))
+    send("vote", buyer, c["Votes"].functions.vote(model_id, 4))
+    send("vote (model has votes)", second_buyer, c["Votes"].functions.vote(model_id, 5))
+    send("withdraw", seller, c["Marketplace"].functions.withdraw())
+    return gas
+
+
+def baseline_mints(w3, deployer: str, minters: list[str]) -> list[int]:
+    art = compile_contracts([ROOT / "benchmarks" / "contracts"], build_dir=paths.BUILD_DIR / "bench")["BaselineMint"]
+    factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+    address = send_transaction(w3, deployer, factory.constructor(), what="deploy BaselineMint")["contractAddress"]
+    nft = w3.eth.contract(address=address, abi=art["abi"])
+    return [send_transaction(w3, m, nft.functions.mint(), what="mint")["gasUsed"] for m in minters]
+
+
+def anvil_version() -> str:
+    out = subprocess.run([str(paths.ANVIL_BIN), "--version"], capture_output=True, text=True, check=True).stdout
+    return out.split("\n")[0].replace("anvil Version: ", "anvil ")
+
+
+def main() -> int:
+    node = start_anvil(accounts=1 + 2 * ACCOUNTS_PER_ROUND + 2)
+    try:
+        w3 = Web3(Web3.HTTPProvider(node.url))
+        accounts = w3.eth.accounts
+        deployer = accounts[0]
+        record = deploy_suite(w3, deployer, quorum=2, min_stake=MIN_STAKE)
+        c = suite_contracts(w3, record)
+        rounds = [
+            play_round(w3, c, accounts[1 + i * ACCOUNTS_PER_ROUND: 1 + (i + 1) * ACCOUNTS_PER_ROUND], i + 1)
+            for i in range(2)
+        ]
+        mints = baseline_mints(w3, deployer, accounts[-2:])
+    finally:
+        node.stop()
+
+    costly = {op: max(r[op] for r in rounds) for op in rounds[0]}
+    print(f"Modex contract gas: {anvil_version()}, solc {solc_version()} (evm prague, optimizer 200 runs), "
+          f"{platform.machine()}, {os.cpu_count()} CPUs")
+    print("each operation is the first of its kind by a never-used account (cold storage)")
+    print(f"{'operation':<22}{'round 1 (new suite)':>21}{'round 2':>10}{'target':>10}  verdict")
+    for op in rounds[0]:
+        target = TARGETS.get(op)
+        if target is None:
+            verdict, shown = "(no target)", "-"
+        else:
+            over = costly[op] - target
+            verdict = "meets" if over <= 0 else f"MISSES by {over:,} ({over / target:.0%})"
+            shown = f"{target:,}"
+        print(f"{op:<22}{rounds[0][op]:>21,}{rounds[1][op]:>10,}{shown:>10}  {verdict}")
+    print(f"baseline (same run): OpenZeppelin ERC-721 mint by a fresh account: {mints[0]:,} / {mints[1]:,} gas; "
+          f"list / mint = {costly['list'] / max(mints):.2f}x")
+    print("anchors: Seaport fulfillBasicOrder 88-109k gas (buy target 90k); ERC-721 mint 51-69k")
+    print(json.dumps({op: costly[op] for op in TARGETS}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

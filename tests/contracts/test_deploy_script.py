@@ -1,0 +1,121 @@
+"""scripts/deploy.py through web3.py: embedded and anvil deployments read back from the chain, and the
+bad inputs a person meets (stale record of another chain, nothing listening, typos) as one clear line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from deploy_checks import SCRIPT, assert_suite_wired, load_script
+from eth_account import Account
+from web3 import Web3
+
+from node import paths
+from node.compiler import compile_contracts
+from node.deploy import abi_hash
+from node.devchain import free_port
+
+NAMES = ("ModelRegistry", "Marketplace", "Validators", "Votes")
+
+
+@pytest.fixture(scope="module")
+def script():
+    return load_script()
+
+
+def test_embedded_deploy_is_wired_and_recorded(script, tmp_path):
+    w3 = script.connect("embedded")
+    record, path = script.deploy_with_web3(w3, out=tmp_path, params={"quorum": 2, "fee_bps": 300})
+    assert path == tmp_path / f"{w3.eth.chain_id}.json"
+    assert json.loads(path.read_text()) == record
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
+    wired = assert_suite_wired(w3, tmp_path)
+    assert (wired["params"]["quorum"], wired["params"]["fee_bps"]) == (2, 300)
+    assert wired["deployer"] == w3.eth.accounts[0]
+    compiled = compile_contracts()
+    assert {n: e["abiHash"] for n, e in record["contracts"].items()} == {
+        n: abi_hash(compiled[n]["abi"]) for n in NAMES
+    }
+    assert record["compiler"] == {"solc": "0.8.30", "evmVersion": "prague"}
+    assert record["sourceHash"] == compiled["Marketplace"]["sourceHash"]
+
+
+def test_cli_prints_every_address(script, tmp_path, capsys):
+    assert script.main(["--network", "embedded", "--out", str(tmp_path), "--param", "quorum=3"]) == 0
+    out = capsys.readouterr().out
+    record = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert record["params"]["quorum"] == 3
+    for name in NAMES:
+        assert f"{name:<14} {record['contracts'][name]['address']}" in out
+    assert f"wrote {tmp_path / (str(record['chainId']) + '.json')}" in out
+
+
+@pytest.mark.anvil
+def test_anvil_deploy_from_the_unlocked_account(script, anvil, tmp_path, capsys):
+    assert script.main(["--network", "anvil", "--rpc-url", anvil.url, "--out", str(tmp_path)]) == 0
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
+    record = assert_suite_wired(w3, tmp_path)
+    assert record["deployer"] == w3.eth.accounts[0]
+    assert record["chainId"] == 31337
+    assert record["contracts"]["Votes"]["address"] in capsys.readouterr().out
+
+
+@pytest.mark.anvil
+def test_anvil_deploy_signed_locally_with_modex_private_key(script, anvil, tmp_path, monkeypatch):
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
+    fresh = Account.create()  # a key the node does not hold: every transaction is signed here
+    w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": fresh.address, "value": 10**18})
+    )
+    monkeypatch.setenv("MODEX_PRIVATE_KEY", fresh.key.hex())
+    assert script.main(["--network", anvil.url, "--out", str(tmp_path)]) == 0
+    record = assert_suite_wired(w3, tmp_path)
+    assert record["deployer"] == fresh.address
+    assert w3.eth.get_transaction_count(fresh.address) == 5  # four deployments + connectValidators
+
+
+def test_existing_record_of_another_chain_is_refused(script, tmp_path, capsys):
+    chain_id = script.connect("embedded").eth.chain_id
+    stale = tmp_path / f"{chain_id}.json"
+    stale.write_text(json.dumps({"chainId": 1, "block": 1, "contracts": {}}))
+    before = stale.read_bytes()
+    assert script.main(["--network", "embedded", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert str(stale) in err and "chain 1" in err and f"chain {chain_id}" in err
+    assert stale.read_bytes() == before  # nothing deployed, nothing rewritten
+
+
+def test_unreachable_rpc_exits_nonzero_naming_the_url(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"  # bound then released: nothing listens there
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--network", "anvil", "--rpc-url", url, "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=paths.ROOT, check=False,
+    )
+    assert run.returncode == 1, run.stderr
+    assert f"cannot reach an Ethereum JSON-RPC node at {url}" in run.stderr
+    assert "Traceback" not in run.stderr and run.stdout == ""
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--network", "mainnet"], {}, "unknown --network 'mainnet'"),
+        (["--network", "embedded", "--param", "quorum"], {}, "--param 'quorum' is not KEY=VALUE"),
+        (["--network", "embedded", "--param", "fees=1"], {}, "unknown deployment parameter(s) ['fees']"),
+        (["--network", "embedded", "--param", "fee_bps=5000"], {}, "fee_bps=5000 must be an integer in [0, 1000]"),
+        (["--network", "embedded"], {"MODEX_DEPLOY_PARAMS": "{quorum: 2"}, "MODEX_DEPLOY_PARAMS is not JSON"),
+        (["--network", "embedded"], {"MODEX_PRIVATE_KEY": "0x1234"}, "not a valid private key"),
+    ],
+)
+def test_bad_input_is_one_clear_line(script, tmp_path, capsys, monkeypatch, argv, env, message):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert script.main([*argv, "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert "1234" not in err  # a key, even a wrong one, is never echoed
+    assert not any(tmp_path.iterdir())
