@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from web3 import Web3
 from web3.logs import DISCARD
 
 from node import keywrap
@@ -37,7 +36,7 @@ def parse_eth(text: str | int | Decimal, *, what: str = "amount") -> int:
 
 
 def fmt_eth(wei: int) -> str:
-    return f"{Web3.from_wei(int(wei), 'ether').normalize():f} ETH"
+    return f"{(Decimal(int(wei)) / 10**18).normalize():f} ETH"
 
 
 @dataclass

@@ -1,0 +1,204 @@
+"""Bad input ends in one clear sentence, exit code ≠ 0, no traceback — and nothing half-written.
+
+Listings with tampered content are made the way a dishonest seller would: a sealed archive is
+altered (or crafted) and listed with a real delivered key, so the buyer's fetch meets it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+
+import pytest
+from modex_stack import PASSWORD, buy_raw, make_stack, publish_model, write_model
+from web3.logs import DISCARD
+
+from node import seal
+from node.fetch import load_metadata
+from node.manifest import build_manifest
+from node.publish import canonical_json
+from node.worker import KeyDelivery
+
+PRICE = 10**16
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    return make_stack("embedded", tmp_path_factory.mktemp("bad"), delivery_window=3600)
+
+
+@pytest.fixture(scope="module")
+def listed(stack):
+    """An honest listing: (model id, its folder, its content key, its sealed bytes, metadata)."""
+    folder = write_model(stack.root / "honest", size=3 * 4096, seed=7)
+    model_id = publish_model(stack, folder, price=PRICE)
+    meta = load_metadata(stack.store(), stack.chain.call(
+        stack.chain.registry.functions.metadataCid(model_id)))
+    key = stack.vault().get(meta["content_cid"]).key
+    sealed = stack.store().get(meta["content_cid"]).read()
+    return model_id, folder, key, sealed, meta
+
+
+def fails(result, *needles):
+    code, out, err = result
+    assert code != 0, f"expected a failure\nstdout: {out}\nstderr: {err}"
+    assert "Traceback" not in err + out
+    for needle in needles:
+        assert needle in err, f"{needle!r} not in {err!r}"
+    return err
+
+
+def list_tampered(stack, meta: dict, ciphertext: bytes, key: bytes, *,
+                  model_hash: str | None = None) -> int:
+    """List ``ciphertext`` as a new model whose delivered key is ``key``; return its id."""
+    store, vault, chain = stack.store(), stack.vault(), stack.chain
+    cid = store.put(io.BytesIO(ciphertext))
+    store.pin(cid)
+    model_hash = model_hash or meta["model_hash"]
+    meta = {**meta, "content_cid": cid, "model_hash": model_hash}
+    meta_cid = store.put(io.BytesIO(canonical_json(meta)))
+    store.pin(meta_cid)
+    vault.put(cid, key, model_hash=model_hash)
+    receipt = chain.transact(chain.registry.functions.list(bytes.fromhex(model_hash[2:]),
+                                                           meta_cid, PRICE),
+                             stack.signers["seller"])
+    model_id = chain.registry.events.ModelListed().process_receipt(receipt, errors=DISCARD)[0]["args"]["modelId"]
+    vault.assign(cid, chain_id=chain.chain_id, model_id=model_id, registry=chain.registry.address)
+    return model_id
+
+
+def buy_and_fetch(stack, model_id: int, out) -> tuple[int, str, str]:
+    buy_raw(stack, "buyer", model_id)
+    report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(),
+                         stack.root / f"worker-{model_id}.json").poll()
+    assert report.delivered, report.skipped
+    return stack.cli("buyer", "fetch", str(model_id), "--out", str(out))
+
+
+def sealed_tar(build, key: bytes) -> bytes:
+    """Seal a tar written by ``build(tarfile)`` (a crafted, hostile archive)."""
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        build(tar)
+    out = io.BytesIO()
+    seal.seal_stream(key, io.BytesIO(plain.getvalue()), out)
+    return out.getvalue()
+
+
+def add_file(tar, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 1]) + data[at + 1:]
+
+
+def reseal(sealed: bytes, key: bytes) -> bytes:
+    """The same plaintext sealed under a key nobody will deliver."""
+    plain, out = io.BytesIO(), io.BytesIO()
+    seal.unseal_stream(key, io.BytesIO(sealed), plain)
+    seal.seal_stream(os.urandom(32), io.BytesIO(plain.getvalue()), out)
+    return out.getvalue()
+
+
+TAMPERING = {
+    "corrupted ciphertext block": (lambda s, k: (flip(s, len(s) // 2), k), "fails authentication"),
+    "wrong key": (lambda s, k: (reseal(s, k), os.urandom(32)), "wrong key"),
+    "truncated archive": (lambda s, k: (s[: len(s) - 100], k), "sealed archive"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERING))
+def test_tampered_content_is_refused_and_nothing_is_written(stack, listed, case, tmp_path):
+    _, _, key, sealed, meta = listed
+    tamper, needle = TAMPERING[case]
+    ciphertext, delivered_key = tamper(sealed, key)
+    model_id = list_tampered(stack, meta, ciphertext, delivered_key)
+    out = tmp_path / "out"
+    fails(buy_and_fetch(stack, model_id, out), needle)
+    assert list(tmp_path.iterdir()) == []  # no OUT, no temp folder left beside it
+
+
+def test_manifest_mismatch_is_refused(stack, listed, tmp_path):
+    _, _, key, sealed, meta = listed
+    model_id = list_tampered(stack, meta, sealed, key, model_hash="0x" + "ab" * 32)
+    fails(buy_and_fetch(stack, model_id, tmp_path / "out"), "model hash mismatch")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("entry", ["traversal", "symlink", "absolute"])
+def test_hostile_tar_entries_are_refused(stack, listed, entry, tmp_path):
+    _, _, _, _, meta = listed
+    key = os.urandom(32)
+
+    def build(tar):
+        add_file(tar, "config.json", b"{}")
+        if entry == "traversal":
+            add_file(tar, "../escaped.txt", b"owned")
+        elif entry == "absolute":
+            add_file(tar, "/tmp/escaped.txt", b"owned")
+        else:
+            link = tarfile.TarInfo("model.safetensors")
+            link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(link)
+
+    model_id = list_tampered(stack, meta, sealed_tar(build, key), key)
+    err = fails(buy_and_fetch(stack, model_id, tmp_path / "out"))
+    assert "escaped" in err or "symlink" in err.lower() or "link" in err.lower() or ".." in err
+    assert list(tmp_path.iterdir()) == []
+    assert not (tmp_path.parent / "escaped.txt").exists()
+
+
+def test_publish_refuses_pickles_and_symlinks_and_lists_nothing(stack, tmp_path):
+    count = stack.chain.call(stack.chain.registry.functions.modelCount())
+    pickled = write_model(tmp_path / "pickled")
+    (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04pickle")
+    fails(stack.cli("seller", "publish", str(pickled), "--price", "0.01"),
+          "pytorch_model.bin", "safetensors")
+    linked = write_model(tmp_path / "linked")
+    (linked / "weights.safetensors").symlink_to("/etc/passwd")
+    fails(stack.cli("seller", "publish", str(linked), "--price", "0.01"), "weights.safetensors")
+    assert stack.chain.call(stack.chain.registry.functions.modelCount()) == count
+
+
+def test_wrong_password_unknown_model_max_price_and_funds(stack, listed, tmp_path, monkeypatch):
+    model_id = listed[0]
+    code, out, err = stack.cli("buyer", "buy", "999", "--wait", "0")
+    fails((code, out, err), "model 999 is not listed")
+    fails(stack.cli("buyer", "buy", str(model_id), "--max-price", "0.001", "--wait", "0"),
+          "above your --max-price")
+    # A fresh wallet with no ETH.
+    from node.keystore import create_keystore
+
+    empty = tmp_path / "empty.json"
+    create_keystore(empty, PASSWORD, scrypt_n=2**10)
+    code, out, err = stack.cli("buyer", "buy", str(model_id), "--wait", "0", "--keystore",
+                               str(empty))
+    fails((code, out, err), "insufficient funds")
+    # Wrong keystore password.
+    env = stack.env
+    monkeypatch.setattr(stack, "env", lambda: {**env(), "MODEX_PASSWORD": "not it"})
+    fails(stack.cli("buyer", "buy", str(model_id), "--wait", "0"), "wrong password for keystore")
+
+
+def test_wrong_chain_id_in_the_deployment_file(stack, tmp_path, monkeypatch):
+    record = json.loads(stack.deployment.read_text())
+    record["chainId"] = 1
+    wrong = tmp_path / "1.json"
+    wrong.write_text(json.dumps(record))
+    monkeypatch.setattr(stack, "deployment", wrong)
+    fails(stack.cli("buyer", "withdraw"), "is for chain 1 but the node")
+
+
+def test_fetch_without_a_delivered_key_says_what_to_do(stack, listed, tmp_path):
+    model_id = publish_model(stack, write_model(tmp_path / "undelivered", seed=3), price=PRICE)
+    buy_raw(stack, "buyer2", model_id)
+    fails(stack.cli("buyer2", "fetch", str(model_id), "--out", str(tmp_path / "o")),
+          "has not been delivered yet", "modex refund")
+    fails(stack.cli("validator", "fetch", str(model_id), "--out", str(tmp_path / "o")),
+          "has not bought model")
+    assert build_manifest(listed[1])  # the honest folder is untouched by all of the above
