@@ -18,6 +18,7 @@ fulfillBasicOrder 88-109k gas; an ERC-721 mint 51-69k. The last line is JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -47,15 +48,17 @@ WRAPPED_KEY = bytes(range(80))  # HPKE enc(32) || ciphertext(48), DESIGN.md 4.3
 ACCOUNTS_PER_ROUND = 7
 
 
-def play_round(w3, c: dict, fresh: list[str], round_no: int) -> dict[str, int]:
-    """One sale by never-used accounts; returns {operation: gasUsed}."""
+def play_round(w3, c: dict, fresh: list[str], round_no: int) -> tuple[dict[str, int], dict[str, dict]]:
+    """One sale by never-used accounts; returns {operation: gasUsed} and {operation: breakdown}."""
     seller, operator, buyer, validator_a, validator_b, other_seller, second_buyer = fresh
     gas: dict[str, int] = {}
+    parts: dict[str, dict] = {}
 
     def send(label: str | None, sender: str, call, value: int = 0) -> dict:
         receipt = send_transaction(w3, sender, call, what=label or "setup", value=value)
         if label:
             gas[label] = receipt["gasUsed"]
+            parts[label] = breakdown(w3, receipt)
         return receipt
 
     model_hash = bytes([round_no]) * 32
@@ -70,7 +73,8 @@ def play_round(w3, c: dict, fresh: list[str], round_no: int) -> dict[str, int]:
     assert c["Validators"].functions.status(model_id).call() != 0, "the second attestation must settle"
     purchases = []
     for label, account in (("buy", buyer), (None, second_buyer)):
-        receipt = send(label, account, c["Marketplace"].functions.buy(model_id, os.urandom(32), PRICE), value=PRICE)
+        key = hashlib.sha256(account.encode()).digest()  # stands in for an X25519 key: 32 random-looking bytes
+        receipt = send(label, account, c["Marketplace"].functions.buy(model_id, key, PRICE), value=PRICE)
         purchases.append(c["Marketplace"].events.Purchased().process_receipt(receipt, errors=DISCARD)[0]["args"])
     send(None, seller, c["ModelRegistry"].functions.setOperator(model_id, operator))
     send("deliverKey", operator, c["Marketplace"].functions.deliverKey(purchases[0]["purchaseId"], WRAPPED_KEY))
@@ -78,7 +82,28 @@ def play_round(w3, c: dict, fresh: list[str], round_no: int) -> dict[str, int]:
     send("vote", buyer, c["Votes"].functions.vote(model_id, 4))
     send("vote (model has votes)", second_buyer, c["Votes"].functions.vote(model_id, 5))
     send("withdraw", seller, c["Marketplace"].functions.withdraw())
-    return gas
+    return gas, parts
+
+
+def breakdown(w3, receipt) -> dict:
+    """Where a transaction's gas went, from anvil's opcode trace (needs anvil --steps-tracing)."""
+    tx_hash = receipt["transactionHash"].to_0x_hex()
+    trace = w3.provider.make_request(
+        "debug_traceTransaction", [tx_hash, {"disableStack": True, "disableMemory": True, "disableStorage": True}]
+    )["result"]["structLogs"]
+    out = {"intrinsic": w3.eth.get_transaction(tx_hash)["gas"] - trace[0]["gas"],  # 21,000 + calldata
+           "sstore": 0, "fresh_slots": 0, "sload": 0, "log": 0}
+    for step in trace:
+        op, cost = step["op"], step["gasCost"]
+        if op == "SSTORE":
+            out["sstore"] += cost
+            out["fresh_slots"] += cost in (20_000, 22_100)  # zero -> non-zero, warm or cold slot
+        elif op == "SLOAD":
+            out["sload"] += cost
+        elif op.startswith("LOG"):
+            out["log"] += cost
+    out["rest"] = receipt["gasUsed"] - out["intrinsic"] - out["sstore"] - out["sload"] - out["log"]
+    return out
 
 
 def baseline_mints(w3, deployer: str, minters: list[str]) -> list[int]:
@@ -95,17 +120,18 @@ def anvil_version() -> str:
 
 
 def main() -> int:
-    node = start_anvil(accounts=1 + 2 * ACCOUNTS_PER_ROUND + 2)
+    node = start_anvil(accounts=1 + 2 * ACCOUNTS_PER_ROUND + 2, extra_args=["--steps-tracing"])
     try:
         w3 = Web3(Web3.HTTPProvider(node.url))
         accounts = w3.eth.accounts
         deployer = accounts[0]
         record = deploy_suite(w3, deployer, quorum=2, min_stake=MIN_STAKE)
         c = suite_contracts(w3, record)
-        rounds = [
+        played = [
             play_round(w3, c, accounts[1 + i * ACCOUNTS_PER_ROUND: 1 + (i + 1) * ACCOUNTS_PER_ROUND], i + 1)
             for i in range(2)
         ]
+        rounds = [gas for gas, _ in played]
         mints = baseline_mints(w3, deployer, accounts[-2:])
     finally:
         node.stop()
@@ -124,6 +150,11 @@ def main() -> int:
             verdict = "meets" if over <= 0 else f"MISSES by {over:,} ({over / target:.0%})"
             shown = f"{target:,}"
         print(f"{op:<22}{rounds[0][op]:>21,}{rounds[1][op]:>10,}{shown:>10}  {verdict}")
+    print("where round 1's gas goes (opcode trace): intrinsic = 21,000 + calldata; rest = calls, compute, refunds")
+    print(f"{'operation':<22}{'intrinsic':>10}{'SSTORE':>9}{'fresh slots':>12}{'SLOAD':>7}{'LOG':>7}{'rest':>8}")
+    for op, b in played[0][1].items():
+        print(f"{op:<22}{b['intrinsic']:>10,}{b['sstore']:>9,}{b['fresh_slots']:>12}{b['sload']:>7,}{b['log']:>7,}"
+              f"{b['rest']:>8,}")
     print(f"baseline (same run): OpenZeppelin ERC-721 mint by a fresh account: {mints[0]:,} / {mints[1]:,} gas; "
           f"list / mint = {costly['list'] / max(mints):.2f}x")
     print("anchors: Seaport fulfillBasicOrder 88-109k gas (buy target 90k); ERC-721 mint 51-69k")
