@@ -138,6 +138,12 @@ def _listing_text(listing: dict) -> str:
     return f"{listing.get('name') or ''}. {listing.get('card') or ''}".strip()
 
 
+def _id_key(listing_id) -> tuple:
+    """Numeric ids in numeric order (9 before 10), anything else after, as text."""
+    text = str(listing_id)
+    return (0, int(text), "") if text.isdigit() else (1, 0, text)
+
+
 def _quote(text: str, limit: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -230,5 +236,5 @@ class Recommender:
                      + self.vote_weight * (rating - 1.0) / 4.0)
             results.append(Recommendation(item["id"], item["name"], round(score, 6), similarity,
                                           round(rating, 6), count, explanation))
-        results.sort(key=lambda r: (-r.score, str(r.id)))
+        results.sort(key=lambda r: (-r.score, _id_key(r.id)))
         return results if top_k is None else results[:top_k]
