@@ -16,6 +16,7 @@ from node import paths
 from node.compiler import compile_contracts
 from node.deploy import abi_hash
 from node.devchain import free_port
+from node.keystore import import_private_key
 
 NAMES = ("ModelRegistry", "Marketplace", "Validators", "Votes")
 
@@ -63,17 +64,36 @@ def test_anvil_deploy_from_the_unlocked_account(script, anvil, tmp_path, capsys)
 
 
 @pytest.mark.anvil
-def test_anvil_deploy_signed_locally_with_modex_private_key(script, anvil, tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", ["MODEX_PRIVATE_KEY", "--keystore"])
+def test_anvil_deploy_signed_locally(script, anvil, tmp_path, monkeypatch, how):
     w3 = Web3(Web3.HTTPProvider(anvil.url))
     fresh = Account.create()  # a key the node does not hold: every transaction is signed here
     w3.eth.wait_for_transaction_receipt(
         w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": fresh.address, "value": 10**18})
     )
-    monkeypatch.setenv("MODEX_PRIVATE_KEY", fresh.key.hex())
-    assert script.main(["--network", anvil.url, "--out", str(tmp_path)]) == 0
-    record = assert_suite_wired(w3, tmp_path)
+    argv = ["--network", anvil.url, "--out", str(tmp_path / "out")]
+    if how == "--keystore":
+        keyfile = tmp_path / "deployer.json"
+        import_private_key(keyfile, fresh.key.hex(), "correct horse", scrypt_n=2**10)
+        monkeypatch.setenv("MODEX_PASSWORD", "correct horse")
+        argv += ["--keystore", str(keyfile)]
+    else:
+        monkeypatch.setenv("MODEX_PRIVATE_KEY", fresh.key.hex())
+    assert script.main(argv) == 0
+    record = assert_suite_wired(w3, tmp_path / "out")
     assert record["deployer"] == fresh.address
     assert w3.eth.get_transaction_count(fresh.address) == 5  # four deployments + connectValidators
+
+
+def test_wrong_keystore_password_is_refused_before_anything_is_sent(script, tmp_path, capsys, monkeypatch):
+    keyfile = tmp_path / "deployer.json"
+    import_private_key(keyfile, Account.create().key.hex(), "correct horse", scrypt_n=2**10)
+    monkeypatch.setenv("MODEX_PASSWORD", "battery staple")
+    out = tmp_path / "out"
+    assert script.main(["--network", "embedded", "--keystore", str(keyfile), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"wrong password for keystore {keyfile}" in err and err.count("\n") == 1
+    assert "battery" not in err and not out.exists()
 
 
 def test_existing_record_of_another_chain_is_refused(script, tmp_path, capsys):
