@@ -70,3 +70,4 @@ def test_brownie_run_deploys_the_wired_suite(brownie_env, tmp_path):
         assert node.process.poll() is None  # brownie attached to our anvil and left it running
     finally:
         node.stop()
+        point_network_at(8545, brownie_env)  # back to tools/setup.sh's port for a developer's own runs
