@@ -166,3 +166,16 @@ def test_all_journeys_on_anvil_and_the_ipfs_daemon(tmp_path, tiny_model, anvil, 
     assert worker.returncode == 0, log
     check_after_journey(stack, model_id, fetched, tiny_model, evaluated=None)
     assert "0.00975 ETH" in ok(stack.cli("seller", "withdraw"))
+
+
+def test_e2e_benchmark_runs_and_ends_with_its_json_line():
+    import sys
+
+    from node import paths
+
+    proc = subprocess.run([sys.executable, "benchmarks/e2e.py", "--size-mb", "2"],
+                          cwd=paths.ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {"e2e_over_raw", "publish_s", "buy_s", "deliver_s", "fetch_s"} <= set(figures)
+    assert figures["e2e_over_raw"] > 0
