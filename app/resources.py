@@ -1,10 +1,10 @@
 """Lazy shared node resources, the flaskr `db.py` way: `get_config()`, `get_chain()`,
 `get_store()`, `get_indexer()`.
 
-The chain client and the store are built once per app (thread-safe, shared by requests and jobs)
-and closed when the app is torn down (`close_resources`, also registered with atexit by
-`modex up`). The indexer's SQLite connection is per request context (SQLite connections belong
-to one thread) and closed on teardown. Anything can be handed in ready-made through the app's
+The chain client, the store and the indexer are built once per app (thread-safe, shared by
+requests and jobs); `close_resources(app)` closes what the app built itself. The indexer's SQLite
+connection is per thread (SQLite connections belong to one): the one a request opened is closed
+on teardown. Anything can be handed in ready-made through the app's
 config (`MODEX_CHAIN`, `MODEX_STORE`, `MODEX_NODE_CONFIG`), which is how `modex up` and the tests
 share one embedded stack between the node's threads and the UI.
 """
@@ -76,26 +76,28 @@ def index_db_path() -> Path:
 
 
 def get_indexer():
-    """A read handle on the indexer's SQLite tables for this request (closed on teardown)."""
-    if "modex_indexer" not in g:
+    """The indexer's read API (node.indexer.Indexer, one per app). Its SQLite connection is per
+    thread; the one this request opened is closed on teardown."""
+    def build():
         from node.indexer import Indexer
 
-        g.modex_indexer = Indexer(get_chain(), index_db_path(),
-                                  confirmations=get_config().confirmations)
-    return g.modex_indexer
+        return Indexer(get_chain(), index_db_path(), confirmations=get_config().confirmations)
+
+    indexer = _cached("indexer", build)
+    g.modex_indexer = indexer
+    return indexer
 
 
 def close_indexer(exc=None) -> None:
     indexer = g.pop("modex_indexer", None)
-    close = getattr(indexer, "close", None)
-    if close:
-        close()
+    if indexer is not None:
+        indexer.close()
 
 
 def close_resources(app) -> None:
     """Close what this app built itself (things handed in belong to whoever built them)."""
     cache = app.extensions.get(_EXT, {})
-    for name in ("store", "chain"):
+    for name in ("indexer", "store", "chain"):
         obj = cache.pop(name, None)
         if obj is not None and app.config.get(f"MODEX_{name.upper()}") is None:
             close = getattr(obj, "close", None)

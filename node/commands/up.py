@@ -373,3 +373,6 @@ def serve(stack: Stack, *, demo: bool) -> None:
         print("stopping…")
     finally:
         server.server_close()
+        from app.resources import close_resources
+
+        close_resources(app)

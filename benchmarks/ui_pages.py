@@ -1,0 +1,148 @@
+"""Market page time from 100 to 10,000 listings: it must stay flat (the page reads one indexed,
+paginated query from the indexer; nothing scales with the number of listings but SQLite's
+index walks).
+
+    .venv/bin/python -m benchmarks.ui_pages [--sizes 100,1000,10000] [--repeat 30]
+
+For each size, a fresh indexer database is filled the way the indexer fills it — synthetic
+ModelListed / Voted / StatusChanged events appended to its event log, applied by its own
+`rebuild()`, metadata loaded through its `metadata_loader` — over a real suite deployed on the
+embedded chain (sending 10,000 real `list()` transactions would take the embedded chain tens of
+minutes and measure the chain, not the page). Then the real Flask app renders the market page
+through its test client: newest first, by price, by score, a deep page, a task + status filter,
+a text search. Each figure is the median of --repeat renders, after a warm-up.
+
+Baseline: the same pages at the smallest size, in the same run. The last line is JSON with each
+size's median over all pages and `ratio_largest_over_smallest` (target ≤ 1.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TASKS = ("text-classification", "feature-extraction", "sentiment-analysis", "other")
+PAGES = {
+    "newest": "/",
+    "price": "/?sort=price",
+    "score": "/?sort=score",
+    "deep page": "/?sort=price&page={deep}",
+    "task+status": "/?task=text-classification&status=verified&sort=score",
+    "search": "/?q=model+17",
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="100,1000,10000")
+    p.add_argument("--repeat", type=int, default=30)
+    return p.parse_args(argv)
+
+
+def deploy():
+    from node.chain import Chain, connect
+    from node.deploy import deploy_suite
+
+    w3 = connect("embedded")
+    return Chain(w3, deploy_suite(w3, w3.eth.accounts[0]))
+
+
+def fill(chain, db: Path, n: int) -> None:
+    """n listings, every third with votes, every fifth verified, through the indexer's log."""
+    from node.indexer import Indexer
+
+    seller = "0x" + "5e" * 20
+    voters = ["0x" + f"{i:040x}" for i in range(1, 6)]
+
+    def metadata(cid: str) -> dict:
+        i = int(cid.rsplit("-", 1)[1])
+        return {"version": 1, "name": f"model {i}", "task": TASKS[i % len(TASKS)],
+                "description": f"synthetic listing number {i}", "license": "mit",
+                "model_hash": "0x" + f"{i:064x}"}
+
+    indexer = Indexer(chain, db, metadata_loader=metadata, metadata_per_sync=n)
+    rows = []
+    for i in range(1, n + 1):
+        block = 100 + i
+        rows.append((block, 0, "0x" + f"{i:064x}", "ModelRegistry", "ModelListed", {
+            "modelId": i, "seller": seller, "modelHash": "0x" + f"{i:064x}",
+            "metadataCid": f"bafy-synthetic-{i}", "price": (i % 97 + 1) * 10**15}))
+        if i % 3 == 0:
+            for k, voter in enumerate(voters[: 1 + i % 5]):
+                rows.append((block, 1 + k, "0x" + f"{i:064x}", "Votes", "Voted",
+                             {"modelId": i, "voter": voter, "score": 1 + (i + k) % 5}))
+        if i % 5 == 0:
+            rows.append((block, 9, "0x" + f"{i:064x}", "Validators", "StatusChanged",
+                         {"modelId": i, "status": 1}))
+    db_conn = indexer._db()  # the log is the indexer's input; rebuild() derives everything else
+    with db_conn:
+        db_conn.executemany(
+            "INSERT INTO events (block_number, log_index, tx_hash, contract, event, args) "
+            "VALUES (?, ?, ?, ?, ?, ?)", [(*r[:5], json.dumps(r[5])) for r in rows])
+    indexer.rebuild()
+    loaded = indexer.load_metadata(limit=n)
+    total = indexer.list_models(per_page=1)[1]
+    assert total == n and loaded == n, (total, loaded, n)
+    indexer.close()
+
+
+def time_pages(app, n: int, repeat: int) -> dict[str, float]:
+    client = app.test_client()
+    per_page = app.config["MODEX_PER_PAGE"]
+    deep = max(1, n // per_page // 2)
+    results = {}
+    for name, path in PAGES.items():
+        url = path.format(deep=deep)
+        for _ in range(3):  # warm-up: templates compiled, SQLite pages cached
+            assert client.get(url).status_code == 200
+        samples = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            response = client.get(url)
+            samples.append(time.perf_counter() - t0)
+            assert response.status_code == 200
+        results[name] = statistics.median(samples) * 1000
+    return results
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    from app import create_app
+    from node.config import Config
+
+    chain = deploy()
+    table = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            db = Path(tmp) / f"index-{n}.sqlite3"
+            t0 = time.perf_counter()
+            fill(chain, db, n)
+            built = time.perf_counter() - t0
+            app = create_app({"TESTING": True, "MODEX_CHAIN": chain, "MODEX_INDEX_DB": str(db),
+                              "MODEX_NODE_CONFIG": Config(data_dir=Path(tmp) / "node")})
+            table[n] = time_pages(app, n, args.repeat)
+            print(f"{n:>6} listings (index built in {built:5.1f} s): " + ", ".join(
+                f"{name} {ms:6.2f} ms" for name, ms in table[n].items()), flush=True)
+    overall = {n: statistics.median(v.values()) for n, v in table.items()}
+    small, large = sizes[0], sizes[-1]
+    worst = max(table[large][p] / table[small][p] for p in PAGES)
+    print("\nmedian page time: " + ", ".join(f"{n} listings {ms:.2f} ms" for n, ms in overall.items()))
+    print(f"baseline: the same pages at {small} listings; {large}/{small} ratio of medians "
+          f"{overall[large] / overall[small]:.2f} (target <= 1.5), worst single page {worst:.2f}")
+    print(json.dumps({**{f"page_ms_{n}": round(ms, 3) for n, ms in overall.items()},
+                      "ratio_largest_over_smallest": round(overall[large] / overall[small], 3),
+                      "worst_page_ratio": round(worst, 3)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
