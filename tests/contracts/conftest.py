@@ -19,8 +19,8 @@ MODEL_HASH = bytes.fromhex("11" * 32)
 BUYER_KEY = bytes.fromhex("22" * 32)
 WRAPPED = bytes(range(80))
 PRICE = 10**17
-PARAMS = dict(fee_bps=250, delivery_window=3600, validator_share_bps=2000, min_stake=10**17, quorum=2,
-              unstake_delay=86400, slash_bps=5000)
+PARAMS = {"fee_bps": 250, "delivery_window": 3600, "validator_share_bps": 2000, "min_stake": 10**17, "quorum": 2,
+              "unstake_delay": 86400, "slash_bps": 5000}
 
 
 class Chain:
@@ -45,7 +45,8 @@ class Chain:
             tx["gas"] = gas
         with decoded_reverts():
             tx_hash = fn.transact(tx)
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash)
+        # dev chains mine at once; web3's default 0.1 s polling would dominate the test time
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.002)
         assert receipt["status"] == 1, receipt
         return receipt
 

@@ -1,8 +1,8 @@
 """Hostile receivers and front-running: nobody can take more than credited, and nothing gets stuck."""
 
 import pytest
-
 from conftest import BUYER_KEY, CID_V1, MODEL_HASH, PRICE, WRAPPED
+
 from node.revert import decode_revert
 
 
@@ -26,7 +26,7 @@ def hostile_seller_with_sale(chain, hostile):
 
 
 def test_seller_reentering_withdraw_is_refused(chain, hostile):
-    mid, net = hostile_seller_with_sale(chain, hostile)
+    _mid, net = hostile_seller_with_sale(chain, hostile)
     withdraw = chain.market.functions.withdraw()
     chain.send(hostile.functions.setReentry(chain.market.address, withdraw._encode_transaction_data(), False),
                chain.deployer)
@@ -39,7 +39,7 @@ def test_seller_reentering_withdraw_is_refused(chain, hostile):
 
 
 def test_seller_propagating_reentry_keeps_its_balance(chain, hostile):
-    mid, net = hostile_seller_with_sale(chain, hostile)
+    _mid, net = hostile_seller_with_sale(chain, hostile)
     withdraw = chain.market.functions.withdraw()
     chain.send(hostile.functions.setReentry(chain.market.address, withdraw._encode_transaction_data(), True),
                chain.deployer)
@@ -76,7 +76,7 @@ def test_fee_recipient_reentering_refund_gets_nothing_extra(chain, hostile):
 
 
 def test_eth_rejecting_seller_stays_credited_and_others_are_unaffected(chain, hostile):
-    mid, net = hostile_seller_with_sale(chain, hostile)
+    _mid, net = hostile_seller_with_sale(chain, hostile)
     chain.send(hostile.functions.setAcceptEth(False), chain.deployer)
     withdraw = chain.market.functions.withdraw()
     chain.expect_revert(hostile.functions.exec(chain.market.address, withdraw._encode_transaction_data(), 0),
