@@ -45,6 +45,8 @@ class Anvil:
             except subprocess.TimeoutExpired:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        if self.process.stderr:
+            self.process.stderr.close()
 
     def __enter__(self) -> "Anvil":
         return self
