@@ -269,6 +269,24 @@ class ServedModels(Mapping):
         return len(self._dirs)
 
 
+def warm_models(app) -> threading.Thread | None:
+    """Load the served models in the background, so the first "Try it" does not wait for it."""
+    service = app.extensions.get("modex.inference")
+    if service is None:
+        return None
+
+    def load():
+        for model_id in list(service.models):
+            try:
+                service.models[model_id]
+            except Exception:  # a model that fails to load is reported when someone calls it
+                log.warning("could not preload model %s", model_id, exc_info=True)
+
+    thread = threading.Thread(target=load, name="modex-warm-models", daemon=True)
+    thread.start()
+    return thread
+
+
 def init_app(app) -> None:
     app.extensions["modex.browser_keys"] = {}
     chain = app.config.get("MODEX_CHAIN")

@@ -47,9 +47,18 @@ def parse_eth(text: str, field: str = "price") -> int:
     return int(wei)
 
 
+def strip_front_matter(text: str) -> str:
+    """Model cards open with YAML front matter (hub style); it is data for tools, not prose."""
+    if text.startswith("---\n"):
+        end = text.find("\n---", 4)
+        if end != -1:
+            return text[end + 4:].lstrip("-").lstrip("\n")
+    return text
+
+
 def render_card(text: str | None) -> Markup:
     """Model card Markdown -> HTML, then sanitized by nh3 (no script, no event handlers)."""
-    rendered = md.markdown(text or "", extensions=["tables", "fenced_code"])
+    rendered = md.markdown(strip_front_matter(text or ""), extensions=["tables", "fenced_code"])
     clean = nh3.clean(rendered, tags=CARD_TAGS, attributes={"a": {"href", "title"}},
                       url_schemes={"http", "https", "ipfs"}, link_rel="noopener noreferrer nofollow")
     return Markup(clean)
@@ -75,6 +84,26 @@ def vote_histogram_svg(counts: dict[int, int], width: int = 260, bar_h: int = 18
                      f'<text x="{label_w + bar_max + 6}" y="{y + bar_h - 4}" class="hist-count">{n}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def metric_rows(metrics: dict | None) -> list[tuple[str, str]]:
+    """Listing metrics as (name, text) rows: numbers rounded, per-class dicts on one line;
+    matrices and bookkeeping fields left to the metadata JSON."""
+    def fmt(value) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    rows = []
+    for key, value in (metrics or {}).items():
+        if key in ("version", "confusion"):
+            continue
+        if isinstance(value, dict):
+            value = " · ".join(f"{k} {fmt(v)}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(fmt(v) for v in value)
+        else:
+            value = fmt(value)
+        rows.append((key.replace("_", " "), value))
+    return rows
 
 
 def score_text(vote_sum: int, vote_count: int) -> str:
@@ -115,6 +144,7 @@ def init_app(app) -> None:
     app.jinja_env.filters["eth"] = format_eth
     app.jinja_env.filters["short"] = short
     app.jinja_env.filters["card"] = render_card
+    app.jinja_env.filters["metric_rows"] = metric_rows
     app.jinja_env.globals["status_name"] = lambda s: STATUS_NAMES.get(s, str(s))
 
     @app.context_processor

@@ -356,7 +356,10 @@ def create_ui(stack: Stack, *, demo: bool, extra: dict | None = None):
 def serve(stack: Stack, *, demo: bool) -> None:
     from werkzeug.serving import make_server
 
+    from app.api import warm_models
+
     app = create_ui(stack, demo=demo)
+    warm_models(app)
     server = make_server("127.0.0.1", stack.config.ui_port, app, threaded=True)
     url = f"http://127.0.0.1:{server.server_port}"
     print(f"Modex is up at {url}  (chain: {stack.chain.endpoint}, chain id "

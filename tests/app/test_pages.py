@@ -133,7 +133,9 @@ def test_buy_delivery_fetch_try_and_vote(client, stack, listed, tmp_path):
     assert job["state"] == "done", job
     assert job["result"]["model_hash"] == "0x" + bytes(
         stack.chain.registry.functions.modelHash(model_id).call()).hex()
-    assert "Fetched and verified" in client.get(f"/models/{model_id}").get_data(as_text=True)
+    assert "Fetched, decrypted and verified" in client.get(f"/models/{model_id}").get_data(as_text=True)
+    post(client, f"/models/{model_id}/fetch")
+    assert "already fetched" in client.get(f"/models/{model_id}").get_data(as_text=True)
     # Vote: only after delivery; bad scores refused; the histogram counts it.
     post(client, f"/models/{model_id}/vote", {"score": "9"})
     assert "score from 1 to 5" in client.get(f"/models/{model_id}").get_data(as_text=True)

@@ -43,6 +43,16 @@ def test_card_markdown_is_sanitized():
     assert 'href="https://example.org"' in html
 
 
+def test_card_front_matter_is_not_prose_and_metrics_are_readable():
+    from app.helpers import metric_rows
+
+    html = render_card("---\nlicense: mit\nmetrics:\n- accuracy\n---\n# Card\n\nBody")
+    assert "license" not in html and "<h1>Card</h1>" in html
+    rows = dict(metric_rows({"accuracy": 0.8412345, "f1": {"neg": 0.5, "pos": 0.25},
+                             "labels": ["neg", "pos"], "confusion": [[1, 2], [3, 4]], "version": 1}))
+    assert rows == {"accuracy": "0.8412", "f1": "neg 0.5 · pos 0.25", "labels": "neg, pos"}
+
+
 def test_histogram_is_a_picture_with_counts():
     svg = str(vote_histogram_svg({5: 4, 4: 2, 1: 1}))
     assert svg.startswith("<svg") and svg.count('class="hist-bar"') == 5
