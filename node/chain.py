@@ -107,6 +107,9 @@ def embedded_web3() -> Web3:
     with _embedded_lock:
         if _embedded_w3 is None:
             _embedded_w3 = Web3(_EmbeddedProvider())
+            from node import evmgas  # two executions per eth_estimateGas instead of ~13
+
+            evmgas.install(_embedded_w3)
         return _embedded_w3
 
 
@@ -307,8 +310,18 @@ class Chain:
         except Web3RPCError as exc:
             raise self._rpc_refusal(exc, fn, sender, value, gas) from None
 
-    def get_logs(self, params: dict) -> list:
-        return self._rpc("eth_getLogs", lambda: self.w3.eth.get_logs(params))
+    def get_logs(self, params: dict, *, raw: bool = False) -> list:
+        """``eth_getLogs``. ``raw`` skips web3's result formatting on JSON-RPC nodes (hex strings
+        instead of HexBytes/ints: several times faster for bulk reads such as the indexer's)."""
+        if not raw or self.endpoint == "embedded":
+            return self._rpc("eth_getLogs", lambda: self.w3.eth.get_logs(params))
+        request = {k: hex(v) if isinstance(v, int) else v for k, v in params.items()}
+        response = self._rpc("eth_getLogs",
+                             lambda: self.w3.provider.make_request("eth_getLogs", [request]))
+        if response.get("error"):
+            raise ChainError(f"the chain node at {self.endpoint} refused eth_getLogs: "
+                             f"{response['error']}", endpoint=self.endpoint)
+        return response["result"]
 
     def events(self, event_name: str, from_block: int = 0, to_block="latest", **argument_filters) -> list:
         """Decoded events named ``event_name`` from whichever Modex contract declares it."""

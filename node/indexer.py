@@ -99,6 +99,15 @@ DERIVED = ("listings", "purchases", "votes", "attestations", "validators", "tran
 ZERO_ADDRESS = "0x" + "00" * 20
 
 
+def _bytes(value) -> bytes:
+    """Raw JSON-RPC logs carry 0x-hex strings; web3-formatted ones HexBytes."""
+    return bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
+
+
+def _int(value) -> int:
+    return int(value, 16) if isinstance(value, str) else int(value)
+
+
 def _u256(value: int) -> str:
     return str(int(value)).zfill(PRICE_DIGITS)
 
@@ -129,10 +138,10 @@ class _EventDecoder:
         self.addresses = [c.address for c in contracts.values()]
 
     def decode(self, raw_log) -> tuple[str, str, dict] | None:
-        topics = raw_log["topics"]
+        topics = [_bytes(t) for t in raw_log["topics"]]
         if not topics:
             return None
-        key = (raw_log["address"].lower(), bytes(topics[0]))
+        key = (raw_log["address"].lower(), topics[0])
         entry = self.table.get(key)
         if entry is None:
             return None
@@ -140,9 +149,9 @@ class _EventDecoder:
         args = {}
         for (name, abi_type), topic in zip(indexed, topics[1:]):
             # Indexed dynamic types are stored as their hash; ours are all static.
-            args[name] = _plain(abi_type, abi_decode([abi_type], bytes(topic))[0])
+            args[name] = _plain(abi_type, abi_decode([abi_type], topic)[0])
         if data:
-            values = abi_decode([t for _, t in data], bytes(raw_log["data"]))
+            values = abi_decode([t for _, t in data], _bytes(raw_log["data"]))
             for (name, abi_type), value in zip(data, values):
                 args[name] = _plain(abi_type, value)
         return contract, event, args
@@ -285,11 +294,14 @@ class Indexer:
         self.rollback(fork if fork is not None else self.start_block - 1)
         return True
 
-    def sync(self) -> int:
-        """Process every block up to head − confirmations; return the number of events applied."""
+    def sync(self, until: int | None = None) -> int:
+        """Process every block up to head − confirmations (or ``until`` if lower); return the
+        number of events applied."""
         with self._write_lock:
             self._check_reorg()
             target = self.chain.block_number() - self.confirmations
+            if until is not None:
+                target = min(target, until)
             checkpoint = self.checkpoint()
             start = checkpoint[0] + 1 if checkpoint else self.start_block
             processed = 0
@@ -297,7 +309,7 @@ class Indexer:
                 end = min(start + self.batch_blocks - 1, target)
                 before = self._hash_at(end)
                 logs = self.chain.get_logs(
-                    {"fromBlock": start, "toBlock": end, "address": self._decoder.addresses}
+                    {"fromBlock": start, "toBlock": end, "address": self._decoder.addresses}, raw=True
                 )
                 after = self._hash_at(end)
                 if before is None or before != after:
@@ -307,6 +319,8 @@ class Indexer:
                         checkpoint = self.checkpoint()
                         start = checkpoint[0] + 1 if checkpoint else self.start_block
                     target = self.chain.block_number() - self.confirmations
+                    if until is not None:
+                        target = min(target, until)
                     continue
                 processed += self._ingest(logs, end, after)
                 start = end + 1
@@ -321,11 +335,13 @@ class Indexer:
             if decoded is None:
                 continue
             contract, event, args = decoded
-            number = raw["blockNumber"]
-            blocks[number] = "0x" + bytes(raw["blockHash"]).hex()
+            if raw.get("removed"):
+                continue  # a log the node already knows was reorged away
+            number = _int(raw["blockNumber"])
+            blocks[number] = "0x" + _bytes(raw["blockHash"]).hex()
             rows.append({
-                "block_number": number, "log_index": raw["logIndex"],
-                "tx_hash": "0x" + bytes(raw["transactionHash"]).hex(),
+                "block_number": number, "log_index": _int(raw["logIndex"]),
+                "tx_hash": "0x" + _bytes(raw["transactionHash"]).hex(),
                 "contract": contract, "event": event, "args": args,
             })
         rows.sort(key=lambda r: (r["block_number"], r["log_index"]))
