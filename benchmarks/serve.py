@@ -1,0 +1,234 @@
+"""Serving benchmark: the served classifier under 1, 8 and 32 concurrent clients vs a naive baseline.
+
+    .venv/bin/python benchmarks/serve.py [--model-dir DIR] [--dtype bf16] [--http] [--requests 256]
+
+Baseline (same run, same model, same texts): one request at a time through a plain transformers
+``pipeline("text-classification")``, fp32. Served: ml.serve.Predictor (``--dtype``, default bf16)
+behind ml.serve.DynamicBatcher (max batch 32, max wait 5 ms); with ``--http`` every request also
+goes through the real signed endpoint (ml.http on a threaded werkzeug server on 127.0.0.1:
+EIP-712 signature recovery, deadline, nonce, licence check) with requests signed beforehand,
+as a buyer's client would. Each request carries one text from the held-out test split; clients
+run closed loops. Without --model-dir the model is the base weights plus a seeded, untrained
+classification head (speed does not depend on the head's values).
+
+Targets: throughput at 32 clients >= 5x the baseline; p99 <= 3x p50 at 32 clients.
+Last line: JSON with ``throughput_vs_naive_32`` and ``p99_over_p50_32``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from ml import data
+
+CHAIN_ID = 31337
+MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model-dir", help="a classifier directory (default: base + seeded head)")
+    p.add_argument("--dtype", default="bf16", choices=("fp32", "bf16", "int8"))
+    p.add_argument("--http", action="store_true", help="go through the signed HTTP endpoint")
+    p.add_argument("--requests", type=int, default=256, help="requests per concurrency level")
+    p.add_argument("--naive-requests", type=int, default=96)
+    p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--max-length", type=int, default=128)
+    return p.parse_args()
+
+
+def build_model(out: Path) -> Path:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    torch.manual_seed(0)
+    base = data.base_model_dir()
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=3, id2label=dict(enumerate(data.LABELS)),
+        label2id={n: i for i, n in enumerate(data.LABELS)}, local_files_only=True)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(base, local_files_only=True).save_pretrained(out)
+    return out
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def summarize(latencies, wall):
+    return {
+        "requests": len(latencies),
+        "throughput": len(latencies) / wall,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+    }
+
+
+def run_naive(model_dir, texts, n, max_length):
+    from transformers import pipeline
+
+    pipe = pipeline("text-classification", model=str(model_dir), tokenizer=str(model_dir),
+                    device="cpu")
+    for text in texts[:4]:
+        pipe(text, truncation=True, max_length=max_length)
+    latencies = []
+    start = time.perf_counter()
+    for i in range(n):
+        t0 = time.perf_counter()
+        pipe(texts[i % len(texts)], truncation=True, max_length=max_length)
+        latencies.append(time.perf_counter() - t0)
+    return summarize(latencies, time.perf_counter() - start)
+
+
+def run_clients(call, payloads, clients, total):
+    """``clients`` threads in closed loops sending ``total`` requests in all."""
+    per_client = max(1, total // clients)
+    latencies, errors = [], []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients + 1)
+
+    def client(k):
+        mine = []
+        barrier.wait()
+        for j in range(per_client):
+            payload = payloads[(k * per_client + j) % len(payloads)]
+            t0 = time.perf_counter()
+            try:
+                call(payload)
+            except Exception as exc:  # noqa: BLE001 - counted and reported, never hidden
+                errors.append(repr(exc))
+            mine.append(time.perf_counter() - t0)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    stats = summarize(latencies, time.perf_counter() - start)
+    if errors:
+        raise SystemExit(f"{len(errors)} requests failed, e.g. {errors[0]}")
+    return stats
+
+
+def http_caller(batcher, texts, total_needed):
+    """(call, payloads, stop): a real server on 127.0.0.1 and pre-signed request bodies."""
+    import httpx
+    from eth_account import Account
+    from werkzeug.serving import make_server
+
+    from ml.http import InferenceService, create_app
+    from ml.signing import sign_request
+
+    service = InferenceService({1: batcher}, has_license=lambda m, a: True, chain_id=CHAIN_ID,
+                               verifying_contract=MARKET)
+    server = make_server("127.0.0.1", 0, create_app(service), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.port}/v1/infer"
+    account = Account.create()
+    payloads = [sign_request(account, model_id=1, inputs=[texts[i % len(texts)]],
+                             chain_id=CHAIN_ID, verifying_contract=MARKET, ttl=3000)
+                for i in range(total_needed)]
+    local = threading.local()
+
+    def call(body):
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(timeout=120)
+        r = local.client.post(url, json=body)
+        if r.status_code != 200:
+            raise RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
+
+    return call, payloads, server.shutdown
+
+
+def main():
+    args = parse_args()
+    import logging
+
+    import torch
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+
+    from ml.serve import DynamicBatcher, Predictor
+
+    texts = [ex.text for ex in data.split("test")]
+    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), {time.strftime('%Y-%m-%d')}")
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(args.model_dir) if args.model_dir else build_model(Path(tmp) / "m")
+        naive = run_naive(model_dir, texts, args.naive_requests, args.max_length)
+        print(f"naive pipeline (1 at a time, fp32): {naive['throughput']:.1f} req/s, "
+              f"p50 {naive['p50_ms']:.1f} ms, p99 {naive['p99_ms']:.1f} ms")
+        predictor = Predictor(model_dir, dtype=args.dtype, max_length=args.max_length)
+        reference = Predictor(model_dir, dtype="fp32", max_length=args.max_length)
+        sample = texts[:256]
+        agree = sum(a["label"] == b["label"] for a, b in
+                    zip(reference.predict(sample), predictor.predict(sample))) / len(sample)
+        print(f"{args.dtype} vs fp32 label agreement on {len(sample)} test texts: {agree:.3f}")
+        del reference
+        batcher = DynamicBatcher(predictor, max_batch_size=args.max_batch_size,
+                                 max_wait_ms=args.max_wait_ms, max_queue=1024)
+        predictor.predict(texts[:32])  # warm-up
+        if args.http:
+            call, payloads, stop = http_caller(batcher, texts, 3 * args.requests + 64)
+        else:
+            payloads = [[t] for t in texts]
+
+            def call(body):
+                batcher.submit(body).result(120)
+
+            stop = lambda: None
+        via = "signed HTTP endpoint" if args.http else "DynamicBatcher"
+        results = {}
+        offset = 0
+        for clients in (1, 8, 32):
+            total = args.requests if clients > 1 else max(16, args.requests // 4)
+            batches0, items0 = batcher.batches, batcher.items
+            stats = run_clients(call, payloads[offset:] or payloads, clients, total)
+            offset += total
+            mean_batch = (batcher.items - items0) / max(1, batcher.batches - batches0)
+            results[clients] = stats
+            print(f"served ({args.dtype}, {via}), {clients:>2} clients: "
+                  f"{stats['throughput']:.1f} req/s ({stats['throughput'] / naive['throughput']:.2f}x "
+                  f"naive), p50 {stats['p50_ms']:.1f} ms, p99 {stats['p99_ms']:.1f} ms, "
+                  f"mean batch {mean_batch:.1f}")
+        stop()
+        batcher.close()
+    r32 = results[32]
+    summary = {
+        "benchmark": "serve",
+        "via": via,
+        "dtype": args.dtype,
+        "naive_throughput": round(naive["throughput"], 2),
+        "throughput_32": round(r32["throughput"], 2),
+        "throughput_vs_naive_32": round(r32["throughput"] / naive["throughput"], 2),
+        "p50_ms_32": round(r32["p50_ms"], 1),
+        "p99_ms_32": round(r32["p99_ms"], 1),
+        "p99_over_p50_32": round(r32["p99_ms"] / r32["p50_ms"], 2),
+        "label_agreement_vs_fp32": round(agree, 3),
+        "targets": {"throughput_vs_naive_32": ">= 5", "p99_over_p50_32": "<= 3"},
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Training benchmark: ml/train.py vs the transformers Trainer, same model, data, batch and length.
+
+    .venv/bin/python benchmarks/train.py [--train-size 2000] [--max-length 64] [--batch-size 32]
+
+Both runs fine-tune all-MiniLM-L6-v2 with a fresh 3-way head (same seed) on the same first
+``--train-size`` rows of the training split, one epoch, AdamW (lr 1e-4, weight decay 0.01),
+linear warm-up over 10% of the steps then linear decay, gradient clipping at 1.0, dynamic padding
+to the longest in each batch. Throughput: training samples per second of the training loop (tokenizing
+included, periodic evaluation and model loading excluded) — ml/train.py's own figure and the
+Trainer's ``train_samples_per_second``. Accuracy: both saved models are scored by the same
+reproducible protocol (ml/evaluate.py) on the held-out test split.
+
+Targets: samples_per_s_vs_trainer >= 1.0; |accuracy - trainer_accuracy| <= 0.01.
+With --repeats N the pairs run in ABBA order and the medians are reported (this machine's
+cores are shared, so single runs are noisy).
+Last line: JSON with ``samples_per_s_vs_trainer``, ``accuracy``, ``trainer_accuracy``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from ml import data, train
+from ml import evaluate as evaluation
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--train-size", type=int, default=train.TRAIN_SIZE)
+    p.add_argument("--max-length", type=int, default=train.MAX_LENGTH)
+    p.add_argument("--batch-size", type=int, default=train.BATCH_SIZE)
+    p.add_argument("--eval-set", default=data.DEFAULT_EVAL_SET, choices=sorted(data.EVAL_SETS))
+    p.add_argument("--repeats", type=int, default=1, help="pairs of runs, ABBA order; medians")
+    return p.parse_args()
+
+
+def run_trainer(cfg: train.TrainConfig, out: Path) -> dict:
+    """The same fine-tune through transformers.Trainer; returns its figures and test metrics."""
+    import math
+
+    import torch
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    train.seed_everything(cfg.seed)
+    rows, _ = train.load_data(cfg)
+    model, tokenizer, _ = train.load_base(cfg)
+
+    class Rows(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(rows)
+
+        def __getitem__(self, i):  # tokenized on the fly, as ml/train.py does per batch
+            enc = tokenizer(rows[i].text, truncation=True, max_length=cfg.max_length)
+            return {**enc, "labels": rows[i].label}
+
+    steps = math.ceil(len(rows) / cfg.batch_size) * cfg.epochs
+    args = TrainingArguments(
+        output_dir=str(out / "trainer-run"),
+        per_device_train_batch_size=cfg.batch_size,
+        num_train_epochs=cfg.epochs,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=int(cfg.warmup_ratio * steps),
+        lr_scheduler_type="linear",
+        max_grad_norm=cfg.max_grad_norm,
+        seed=cfg.seed,
+        report_to=[],
+        save_strategy="no",
+        eval_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=Rows(),
+                      data_collator=DataCollatorWithPadding(tokenizer))
+    t0 = time.perf_counter()
+    result = trainer.train()
+    wall = time.perf_counter() - t0
+    model_dir = out / "trainer-model"
+    trainer.save_model(str(model_dir))
+    tokenizer.save_pretrained(model_dir)
+    metrics = evaluation.evaluate_dir(model_dir, cfg.eval_set)
+    return {"samples_per_s": result.metrics["train_samples_per_second"], "wall_s": wall,
+            "metrics": metrics}
+
+
+def main():
+    args = parse_args()
+    import statistics
+
+    import torch
+
+    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), cuda {torch.cuda.is_available()}, "
+          f"{time.strftime('%Y-%m-%d')}")
+    ours_runs, their_runs = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        cfg = train.TrainConfig(output_dir=str(tmp / "ours"), train_size=args.train_size,
+                                max_length=args.max_length, batch_size=args.batch_size,
+                                eval_set=args.eval_set, progress=False, overwrite=True)
+        # ABBA order over repeats, so a drift in machine load hits both sides alike
+        order = [("ours", "trainer") if r % 2 == 0 else ("trainer", "ours")
+                 for r in range(args.repeats)]
+        for pair in order:
+            for who in pair:
+                if who == "ours":
+                    t0 = time.perf_counter()
+                    ours = train.train(cfg)
+                    ours_runs.append(ours)
+                    print(f"ml/train.py: {ours['run']['train_samples_per_s']:.2f} samples/s "
+                          f"({ours['run']['train_seconds']:.1f} s training loop, "
+                          f"{time.perf_counter() - t0:.1f} s in all incl. load, curves, save, "
+                          f"test eval); {args.eval_set} accuracy {ours['accuracy']:.4f}, "
+                          f"macro-F1 {ours['macro_f1']:.4f}")
+                else:
+                    theirs = run_trainer(cfg, tmp)
+                    their_runs.append(theirs)
+                    print(f"transformers Trainer: {theirs['samples_per_s']:.2f} samples/s "
+                          f"({theirs['wall_s']:.1f} s in trainer.train()); {args.eval_set} "
+                          f"accuracy {theirs['metrics']['accuracy']:.4f}, macro-F1 "
+                          f"{theirs['metrics']['macro_f1']:.4f}")
+    ours_sps = statistics.median(r["run"]["train_samples_per_s"] for r in ours_runs)
+    their_sps = statistics.median(r["samples_per_s"] for r in their_runs)
+    print(json.dumps({
+        "benchmark": "train",
+        "train_size": args.train_size,
+        "max_length": args.max_length,
+        "batch_size": args.batch_size,
+        "repeats": args.repeats,
+        "samples_per_s": round(ours_sps, 3),
+        "trainer_samples_per_s": round(their_sps, 3),
+        "samples_per_s_vs_trainer": round(ours_sps / their_sps, 3),
+        "accuracy": ours_runs[-1]["accuracy"],
+        "trainer_accuracy": their_runs[-1]["metrics"]["accuracy"],
+        "targets": {"samples_per_s_vs_trainer": ">= 1.0", "accuracy_gap": "<= 0.01"},
+    }))
+
+
+if __name__ == "__main__":
+    main()
