@@ -162,15 +162,22 @@ def _chain(config):
     accounts = _unlocked_accounts(w3)
     funder = accounts[0] if accounts else None
     chain_id = w3.eth.chain_id
-    if not config.deployment_path(chain_id).is_file():
-        if funder is None:
-            raise ConfigError(
-                f"no deployment file for chain {chain_id} ({config.deployment_path(chain_id)}) "
-                f"and the node at {config.chain} holds no unlocked account to deploy from: deploy "
-                "with `python scripts/deploy.py --network <url>` first", key="deployment_file")
-        record = deploy_suite(w3, funder)
-        write_deployment(record, config.deployment_path(chain_id).parent)
-        log.info("chain %d at %s: suite deployed", chain_id, config.chain)
+    path = config.deployment_path(chain_id)
+    if path.is_file():
+        try:
+            return Chain.from_config(config, w3=w3), config, funder
+        except ConfigError as exc:
+            # A dev node restarted since the file was written: no code at its addresses.
+            if funder is None:
+                raise
+            log.warning("%s; deploying a fresh suite from the dev account %s", exc, funder)
+    elif funder is None:
+        raise ConfigError(
+            f"no deployment file for chain {chain_id} ({path}) and the node at {config.chain} "
+            "holds no unlocked account to deploy from: deploy with "
+            "`python scripts/deploy.py --network <url>` first", key="deployment_file")
+    write_deployment(deploy_suite(w3, funder), path.parent)
+    log.info("chain %d at %s: suite deployed (%s)", chain_id, config.chain, path)
     return Chain.from_config(config, w3=w3), config, funder
 
 

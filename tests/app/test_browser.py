@@ -9,12 +9,7 @@ go to test-artifacts/screenshots/. The trained demo model is cached in .modex/ca
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,50 +17,19 @@ import pytest
 
 from node import paths
 from node.commands import up
-from node.devchain import free_port
+from tests.app.conftest import modex_up
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = paths.ROOT / "test-artifacts" / "screenshots"
-MODEL_CACHE = paths.ROOT / ".modex" / "cache" / up.DEMO_MODEL
 PASSWORD = "buyer password 1"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    data = tmp_path_factory.mktemp("modex-up")
-    demo_dir = data / "models" / up.DEMO_MODEL
-    if (MODEL_CACHE / "config.json").is_file():
-        shutil.copytree(MODEL_CACHE, demo_dir)
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "PYTHONUNBUFFERED": "1", "MODEX_GATEWAY_PORT": "0"}
-    env.pop("MODEX_VAULT_PASSWORD", None)
-    log_path = data / "modex-up.log"
-    with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen([sys.executable, "-m", "node.cli", "up", "--port", str(port),
-                                 "--data-dir", str(data)], cwd=paths.ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    try:
-        while "Modex is up at" not in log_path.read_text():
-            assert proc.poll() is None, log_path.read_text()[-4000:]
-            assert time.monotonic() < deadline, "modex up did not start in 10 minutes"
-            time.sleep(0.5)
-        if not (MODEL_CACHE / "config.json").is_file():
-            MODEL_CACHE.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(demo_dir, MODEL_CACHE, dirs_exist_ok=True)
-        yield url, log_path
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+    with modex_up(tmp_path_factory.mktemp("modex-up")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
