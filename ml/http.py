@@ -82,6 +82,15 @@ class LicenseCache:
         return allowed
 
 
+def onchain_has_license(chain):
+    """``has_license`` backed by ``Marketplace.hasLicense`` through a node.chain.Chain."""
+
+    def has_license(model_id: int, address: str) -> bool:
+        return bool(chain.call(chain.marketplace.functions.hasLicense(int(model_id), address)))
+
+    return has_license
+
+
 def _uint(body: dict, name: str) -> int:
     value = body.get(name)
     if isinstance(value, bool) or value is None:

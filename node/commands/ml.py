@@ -81,7 +81,7 @@ def cmd_evaluate(args) -> int:
 def cmd_serve(args) -> int:
     from werkzeug.serving import make_server
 
-    from ml.http import InferenceService, create_app
+    from ml.http import InferenceService, create_app, onchain_has_license
     from ml.replay import MemoryNonceStore, SqliteNonceStore
     from ml.serve import DynamicBatcher, Predictor
     from node.chain import Chain
@@ -93,15 +93,11 @@ def cmd_serve(args) -> int:
                           "http://HOST:PORT (the embedded chain lives inside `modex up`)",
                           key="chain")
     chain = Chain.from_config(config)
-
-    def has_license(model_id: int, address: str) -> bool:
-        return bool(chain.call(chain.marketplace.functions.hasLicense(model_id, address)))
-
     predictor = Predictor(args.model_dir, dtype=args.dtype, max_length=args.max_length)
     batcher = DynamicBatcher(predictor, max_batch_size=args.max_batch_size,
                              max_wait_ms=args.max_wait_ms, max_queue=args.max_queue)
     nonces = SqliteNonceStore(args.nonce_db) if args.nonce_db else MemoryNonceStore()
-    service = InferenceService({args.model_id: batcher}, has_license=has_license,
+    service = InferenceService({args.model_id: batcher}, has_license=onchain_has_license(chain),
                                chain_id=chain.chain_id,
                                verifying_contract=chain.marketplace.address, nonce_store=nonces)
     server = make_server(args.host, args.port, create_app(service), threaded=True)
