@@ -80,9 +80,13 @@ class Stack:
 
 
 def register(subparsers) -> None:
+    import argparse
+
     p = subparsers.add_parser(
         "up", help="run the whole exchange (chain, store, worker, UI) on this machine",
-        description=__doc__.split("\n\n")[0] + "\n\nThe UI is served on 127.0.0.1 only.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the whole exchange on this machine and serve the web UI on "
+                    "http://127.0.0.1:<port> (127.0.0.1 only).\n\n" + __doc__.split("\n\n", 2)[2])
     p.add_argument("--port", type=int, default=None, help="UI port (default: ui_port, 5000)")
     p.add_argument("--chain", metavar="embedded|URL", help='"embedded" (default) or a JSON-RPC URL')
     p.add_argument("--ipfs", metavar="embedded|URL", help='"embedded" (default) or a Kubo RPC API URL')
@@ -378,10 +382,9 @@ def serve(stack: Stack, *, demo: bool) -> None:
             print(f"  {role:9} {signer.address}")
     print("Press Ctrl-C to stop.", flush=True)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("stopping…")
+        server.serve_forever()  # werkzeug returns from here on Ctrl-C
     finally:
+        print("stopping…", flush=True)
         server.server_close()
         from app.resources import close_resources
 

@@ -1,12 +1,18 @@
 """`modex up` against real services chosen by configuration: anvil + the IPFS daemon (js-ipfs
-speaking the Kubo RPC API), both started here on 127.0.0.1 and stopped by PID."""
+speaking the Kubo RPC API), both started here on 127.0.0.1 and stopped by PID; and, on that
+stack, the browser-wallet path (EIP-1193) in headless Chromium: a stand-in for MetaMask is
+injected as `window.ethereum`; it signs with an eth-account key in the test and sends to anvil,
+as MetaMask would send to its own RPC node."""
 
 from __future__ import annotations
+
+import json
 
 import httpx
 import pytest
 
 from tests.app.conftest import modex_up
+from tests.app.test_browser import CHROMIUM_ARGS, SHOTS, shot, wait_text
 
 pytestmark = [pytest.mark.anvil, pytest.mark.kubo, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -36,6 +42,72 @@ def test_modex_up_on_anvil_and_the_ipfs_daemon(tmp_path):
                                  params={"arg": listing["metadata_cid"]}, timeout=30)
                 assert cat.status_code == 200 and b'"name"' in cat.content
                 assert "gateway" not in log_path.read_text().split("Modex is up at")[1].split("\n")[0]
+                browser_wallet_buys(url, anvil.url)
             assert record.is_file()
         finally:
             daemon.stop()
+
+
+INJECTED_PROVIDER = """
+window.ethereum = {
+  isModexTestWallet: true,
+  request: ({method, params}) =>
+    window.pyEthereum(method, JSON.stringify(params || [])).then((r) => JSON.parse(r)),
+};
+"""
+
+
+def browser_wallet_buys(url: str, rpc_url: str) -> None:
+    """Connect the injected wallet, derive the encryption key (personal_sign), buy with it
+    (server-prepared eth_sendTransaction), and watch the key arrive."""
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+    from playwright.sync_api import sync_playwright
+
+    wallet = Account.create()
+    rpc = httpx.Client(base_url=rpc_url, timeout=30)
+
+    def call(method, params):
+        reply = rpc.post("", json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        body = reply.json()
+        assert "error" not in body, body
+        return body["result"]
+
+    call("anvil_setBalance", [wallet.address, hex(10**18)])
+
+    def provider(method: str, params_json: str) -> str:
+        params = json.loads(params_json)
+        if method in ("eth_requestAccounts", "eth_accounts"):
+            return json.dumps([wallet.address])
+        if method == "personal_sign":
+            signed = wallet.sign_message(encode_defunct(text=params[0]))
+            return json.dumps("0x" + bytes(signed.signature).hex())
+        if method == "eth_sendTransaction":
+            tx = {k: (int(v, 16) if k not in ("from", "to", "data") else v)
+                  for k, v in params[0].items() if k != "from"}
+            raw = wallet.sign_transaction(tx).raw_transaction
+            return json.dumps(call("eth_sendRawTransaction", ["0x" + bytes(raw).hex()]))
+        raise AssertionError(f"unexpected wallet call {method}")
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            page.expose_function("pyEthereum", provider)
+            page.add_init_script(INJECTED_PROVIDER)
+            page.goto(f"{url}/wallet/")
+            page.click("#eip1193-connect")
+            page.wait_for_selector("#eip1193-enc")
+            assert wallet.address in page.inner_text("#address")
+            page.click("#eip1193-enc")
+            page.wait_for_function("document.getElementById('eip1193-status').textContent"
+                                   ".includes('Encryption key ready')")
+            shot(page, "20-browser-wallet")
+            page.goto(url)
+            page.click("text=Demo sentiment classifier (MiniLM)")
+            page.click("[data-eip1193-buy]")
+            wait_text(page, "Key delivered", timeout=90)
+            shot(page, "21-browser-wallet-delivered")
+        finally:
+            browser.close()
