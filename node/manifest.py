@@ -342,7 +342,12 @@ def model_hash(model_dir: str | os.PathLike) -> bytes:
 
 def refuse_pickles(manifest: Manifest) -> None:
     """Raise ManifestError if the model ships pickle-based weights (they run code when loaded)."""
-    bad = [f["path"] for f in manifest.files if f["path"].lower().endswith(PICKLE_SUFFIXES)]
+    refuse_pickle_paths(f["path"] for f in manifest.files)
+
+
+def refuse_pickle_paths(paths: Iterable[str]) -> None:
+    """:func:`refuse_pickles` for a list of relative paths (e.g. ``scan_dir`` output)."""
+    bad = [p for p in paths if p.lower().endswith(PICKLE_SUFFIXES)]
     if bad:
         raise ManifestError(
             f"pickle-based weight files are refused: {', '.join(bad)}. Loading a pickle can run "

@@ -16,7 +16,7 @@ from web3.logs import DISCARD
 
 from node import keywrap
 from node.errors import ChainError, KeyDeliveryError
-from node.fetch import get_listing
+from node.fetch import sale_terms
 
 log = logging.getLogger(__name__)
 
@@ -61,24 +61,24 @@ def purchase_from_receipt(chain, receipt) -> Purchase:
 
 def buy(chain, signer, model_id: int, *, max_price: int | None = None) -> Purchase:
     """Buy a licence: derive the wallet's X25519 key, check price and funds, send ``buy``."""
-    listing = get_listing(chain, model_id)
-    if not listing.active:
+    price, active = sale_terms(chain, model_id)
+    if not active:
         raise ChainError(f"model {model_id} is not for sale (the seller deactivated it)",
                          model_id=model_id)
-    if max_price is not None and listing.price > max_price:
+    if max_price is not None and price > max_price:
         raise ChainError(
-            f"model {model_id} costs {fmt_eth(listing.price)}, above your --max-price of "
-            f"{fmt_eth(max_price)}; nothing was sent", model_id=model_id, price=listing.price)
+            f"model {model_id} costs {fmt_eth(price)}, above your --max-price of "
+            f"{fmt_eth(max_price)}; nothing was sent", model_id=model_id, price=price)
     have = chain.balance(signer.address)
-    if have < listing.price:
+    if have < price:
         raise ChainError(
             f"insufficient funds: {signer.address} holds {fmt_eth(have)} but model {model_id} "
-            f"costs {fmt_eth(listing.price)} plus gas; fund the account (nothing was sent)",
+            f"costs {fmt_eth(price)} plus gas; fund the account (nothing was sent)",
             address=signer.address)
     _secret, public = keywrap.derive_x25519(signer, chain.chain_id)
-    cap = listing.price if max_price is None else max_price
+    cap = price if max_price is None else max_price
     receipt = chain.transact(chain.marketplace.functions.buy(model_id, public, cap), signer,
-                             value=listing.price)
+                             value=price)
     purchase = purchase_from_receipt(chain, receipt)
     log.info("bought model %d: purchase %d for %s", model_id, purchase.purchase_id,
              fmt_eth(purchase.price))

@@ -9,6 +9,7 @@ cores (hashlib, AES-GCM and file I/O release the GIL on large buffers).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import threading
@@ -90,6 +91,7 @@ def pipeline(produce: Callable[[BinaryIO], None], consume: Callable[[BinaryIO], 
     authentication) before the result is trusted.
     """
     r, w = os.pipe()
+    _widen(w)
     reader = os.fdopen(r, "rb", buffering=BUFFER)
     writer = os.fdopen(w, "wb", buffering=BUFFER)
     failure: list[BaseException] = []
@@ -121,6 +123,15 @@ def pipeline(produce: Callable[[BinaryIO], None], consume: Callable[[BinaryIO], 
     if failure:
         raise failure[0]
     return result
+
+
+def _widen(fd: int) -> None:
+    """Grow the pipe from Linux's 64 KiB to BUFFER (capped by /proc/sys/fs/pipe-max-size), so a
+    1 MiB write is one wake-up of the reader instead of sixteen. Best effort elsewhere."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, BUFFER)
+    except (AttributeError, OSError):
+        pass
 
 
 class IterReader:

@@ -1,13 +1,14 @@
-"""Publish a model: hash → tar → seal → pin → metadata → pin → key vault → list → operator.
+"""Publish a model: tar + hash → seal → put/pin → metadata → put/pin → key vault → list → operator.
 
 The order is the safety argument:
-- the ciphertext and the metadata JSON are pinned before ``list()`` is sent, so nothing is ever
-  listed without its content pinned;
+- the ciphertext and the metadata JSON are pinned before ``list()`` is sent (``Store.put`` pins
+  the root it returns, in both stores), so nothing is ever listed without its content pinned;
 - the content key goes into the seller's key vault before ``list()``, so a crash after the
   listing never leaves a listing whose key is lost (the worker finds the key by the content CID
   in the listing's metadata if the model id was not yet recorded);
-- the model directory is streamed (tar → seal → store.put through pipes): memory stays flat and
-  no plaintext copy of the model is written anywhere.
+- the model directory is streamed (tar → seal → store.put through a pipe): memory stays flat and
+  no plaintext copy of the model is written anywhere; each file is read once, hashed while it
+  goes into the tar, and the manifest (model hash) is built from those very bytes.
 
 Metadata JSON is DESIGN.md §4.5, canonical JSON as in §4.1, plus ``cid_profile`` (§4.4).
 """
@@ -115,18 +116,22 @@ def build_metadata(info: ListingInfo, manifest, *, content_cid: str, chunk_size:
     }
 
 
-def seal_and_put(model_dir: Path, manifest, key: bytes, store, *, cid_profile: str,
-                 chunk_size: int = CHUNK_SIZE, progress: Progress | None = None) -> tuple[str, int]:
-    """Stream tar → seal (a thread) → store.put (here) through a pipe.
+def seal_and_put(model_dir: Path, listing: list[tuple[str, int]], key: bytes, store, *,
+                 cid_profile: str, chunk_size: int = CHUNK_SIZE,
+                 progress: Progress | None = None) -> tuple[str, int, manifest_mod.Manifest]:
+    """Stream tar (hashing each file as it is read) → seal (a thread) → store.put (here).
 
-    Returns (content CID, sealed size).
+    One read of the model: the manifest is built from the very bytes that went into the tar.
+    Returns (content CID, sealed size, manifest); the manifest only once the seal is complete.
     """
-    total = tarball.tar_size(manifest)
+    total = tarball.listing_tar_size(listing)
+    made: list[manifest_mod.Manifest] = []
 
     def seal_into(w):
-        with seal.SealWriter(w, key, chunk_size=chunk_size) as sealer:
-            tarball.write_tar(model_dir, manifest,
-                              CountingWriter(sealer, lambda n: _emit(progress, "seal", n, total)))
+        counted = CountingWriter(w, lambda n: _emit(progress, "seal", n, total))
+        with seal.SealWriter(counted, key, chunk_size=chunk_size) as sealer:
+            _, manifest = tarball.write_tar_hashing(model_dir, listing, sealer)
+        made.append(manifest)
 
     counted: list[CountingReader] = []
 
@@ -136,28 +141,32 @@ def seal_and_put(model_dir: Path, manifest, key: bytes, store, *, cid_profile: s
         return store.put(reader, profile=cid_profile)
 
     cid = pipeline(seal_into, put)
-    return cid, counted[0].count
+    return cid, counted[0].count, made[0]
 
 
 def prepare(model_dir: str | os.PathLike, store, vault: KeyVault, info: ListingInfo, *,
             cid_profile: str = "unixfs-v1-2025", chunk_size: int = CHUNK_SIZE,
             progress: Progress | None = None) -> Prepared:
-    """Everything before the chain: hash, refuse pickles, seal, pin, metadata, store the key."""
+    """Everything before the chain: refuse pickles, hash + seal + pin in one pass, metadata, key.
+
+    ``store.put`` pins what it adds (both stores), so the ciphertext and the metadata are
+    pinned when their CIDs come back; ``list()`` is only sent after that.
+    """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ManifestError(f"model directory {model_dir} does not exist or is not a directory")
-    manifest = manifest_mod.build_manifest(
-        model_dir, progress=(lambda n: _emit(progress, "hash", n, None)) if progress else None)
-    manifest_mod.refuse_pickles(manifest)
+    listing = manifest_mod.scan_dir(model_dir)
+    if not listing:
+        raise ManifestError(f"{model_dir} holds no regular files: nothing to publish",
+                            path=str(model_dir))
+    manifest_mod.refuse_pickle_paths(path for path, _ in listing)
     key = secrets.token_bytes(32)
-    content_cid, sealed_bytes = seal_and_put(model_dir, manifest, key, store,
-                                             cid_profile=cid_profile, chunk_size=chunk_size,
-                                             progress=progress)
-    store.pin(content_cid)
+    content_cid, sealed_bytes, manifest = seal_and_put(
+        model_dir, listing, key, store, cid_profile=cid_profile, chunk_size=chunk_size,
+        progress=progress)
     metadata = build_metadata(info, manifest, content_cid=content_cid, chunk_size=chunk_size,
                               cid_profile=cid_profile, model_dir=model_dir)
     metadata_cid = store.put(BytesIO(canonical_json(metadata)), profile=cid_profile)
-    store.pin(metadata_cid)
     # Before list(): a listing must never exist without its key in the vault.
     vault.put(content_cid, key, model_hash=metadata["model_hash"])
     log.info("sealed %s: model hash %s, content %s, metadata %s", model_dir,

@@ -106,8 +106,12 @@ def entry_headers(path: str, size: int) -> bytes:
 
 def tar_size(manifest: Manifest) -> int:
     """The exact size in bytes of the tar that :func:`write_tar` writes for ``manifest``."""
-    total = sum(len(entry_headers(f["path"], f["size"])) + f["size"] + _pad(f["size"])
-                for f in manifest.files)
+    return listing_tar_size((f["path"], f["size"]) for f in manifest.files)
+
+
+def listing_tar_size(listing) -> int:
+    """The tar's size for (path, size) pairs (what :func:`write_tar_hashing` writes)."""
+    total = sum(len(entry_headers(path, size)) + size + _pad(size) for path, size in listing)
     total += 2 * BLOCK
     return total + (-total % RECORD)
 
@@ -119,11 +123,33 @@ def write_tar(model_dir: str | os.PathLike, manifest: Manifest, out: BinaryIO) -
     otherwise: the directory changed since it was hashed). On an error ``out`` holds a partial
     tar: callers seal into a temporary file or a writer they discard (see node.seal).
     """
-    root = Path(model_dir)
+    written, _ = _write_members(Path(model_dir), manifest.files, out)
+    return written
+
+
+def write_tar_hashing(model_dir: str | os.PathLike, listing: list[tuple[str, int]],
+                      out: BinaryIO) -> tuple[int, Manifest]:
+    """Write the tar of the files ``listing`` names (``scan_dir`` output) and hash them in the
+    same pass; return (bytes written, the manifest of exactly the bytes written).
+
+    One read of the model instead of two (hash, then tar): the tar bytes depend only on the
+    paths and sizes, and the manifest comes from the bytes that went into the tar, so the two
+    cannot disagree. A file whose size changed since the scan raises IntegrityError.
+    """
+    files = [{"path": path, "size": size, "sha256": None} for path, size in listing]
+    written, digests = _write_members(Path(model_dir), files, out)
+    return written, manifest_from_files(
+        {"path": f["path"], "size": f["size"], "sha256": d} for f, d in zip(files, digests))
+
+
+def _write_members(root: Path, files, out: BinaryIO) -> tuple[int, list[str]]:
+    """The tar of ``files`` (in order) under ``root``; a file's ``sha256`` (when not None) must
+    match what is read. Returns (bytes written, each file's sha256 hex)."""
     buf = bytearray(READ_BLOCK)
     view = memoryview(buf)
     written = 0
-    for f in manifest.files:
+    digests = []
+    for f in files:
         path, size = f["path"], f["size"]
         head = entry_headers(path, size)
         out.write(head)
@@ -140,19 +166,21 @@ def write_tar(model_dir: str | os.PathLike, manifest: Manifest, out: BinaryIO) -
                 out.write(view[:n])
                 left -= n
             extra = src.read(1)
-        if left or extra or h.hexdigest() != f["sha256"]:
+        digest = h.hexdigest()
+        if left or extra or (f["sha256"] is not None and digest != f["sha256"]):
             raise IntegrityError(
                 f"{path}: the file changed since the model was hashed (size or sha256 differ); "
                 "hash the model again and republish",
                 path=path,
             )
+        digests.append(digest)
         tail = _pad(size)
         out.write(b"\0" * tail)
         written += size + tail
     end = 2 * BLOCK
     end += -(written + end) % RECORD
     out.write(b"\0" * end)
-    return written + end
+    return written + end, digests
 
 
 # ---------------------------------------------------------------------------------------- reader
