@@ -312,3 +312,39 @@ def test_recommended_page_and_sort(client, stack, listed):
     assert "similar to your need" in html and "Tiny sentiment" in html
     html = client.get("/?sort=recommended").get_data(as_text=True)
     assert "Tiny sentiment" in html and "ranked by votes" in html  # no need, no wallet: votes
+
+
+def test_seller_withdraws_earnings_and_nothing_left_is_a_sentence(client, stack, listed):
+    from eth_account import Account
+
+    from node import market
+    from node.signer import LocalSigner
+
+    buyer = LocalSigner(Account.create())  # a sale made outside the UI
+    up.fund(stack.chain, stack.dev_funder, buyer.address, 10**18)
+    market.buy(stack.chain, buyer, listed["script"], max_price=2 * PRICE)
+    seller = unlock(client, stack, "seller")
+    settle(stack)  # the worker's delivery credits the seller
+    credited = stack.chain.marketplace.functions.credited(seller).call()
+    assert credited > 0
+    from app.errors import format_eth
+
+    assert format_eth(credited) in client.get("/wallet/").get_data(as_text=True)
+    post(client, "/wallet/withdraw")
+    assert f"Withdrew {format_eth(credited)}" in client.get("/wallet/").get_data(as_text=True)
+    post(client, "/wallet/withdraw")
+    html = client.get("/wallet/").get_data(as_text=True)
+    assert "flash error" in html and "Traceback" not in html
+
+
+def test_unlocked_key_times_out(stack, listed):
+    app = up.create_ui(stack, demo=True, extra={"TESTING": True, "MODEX_UNLOCK_TIMEOUT": 0.5})
+    client = app.test_client()
+    unlock(client, stack, "buyer")
+    assert "Unlocked" in client.get("/wallet/").get_data(as_text=True)
+    import time
+
+    time.sleep(1.0)
+    r = post(client, f"/models/{listed['script']}/buy", {"max_price": "0.2"})
+    assert r.status_code == 302 and "/wallet/" in r.headers["Location"]
+    assert "timed out" in client.get("/wallet/").get_data(as_text=True)
