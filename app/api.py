@@ -120,10 +120,9 @@ def connect_wallet():
 
 @bp.route("/api/wallet/encryption-key", methods=["POST"])
 def encryption_key():
-    """The wallet signed DESIGN.md §4.3's message with personal_sign; derive its X25519 key.
-
-    The signature is the key's seed, so it is kept like an unlocked key: in this node's memory for
-    the session only (this is the user's own node on 127.0.0.1)."""
+    """The wallet signed DESIGN.md §4.3's message with personal_sign; derive its X25519 public
+    key for buy(). The signature is the secret key's seed: it is used here and dropped, never
+    stored (keys delivered to a browser wallet are unwrapped by whoever holds that wallet)."""
     from eth_account import Account
     from eth_account.messages import encode_defunct
 
@@ -140,9 +139,8 @@ def encryption_key():
     signer_address = Account.recover_message(encode_defunct(text=message), signature=signature)
     if signer_address != address:
         raise InputError("The signature was not made by the connected wallet; sign again.")
-    secret, public = x25519_from_signature(bytes.fromhex(signature[2:]))
+    _secret, public = x25519_from_signature(bytes.fromhex(signature[2:]))
     session["browser_x25519"] = "0x" + public.hex()
-    current_app.extensions["modex.browser_keys"][session_keys.session_id()] = (secret, public)
     return jsonify(x25519_public="0x" + public.hex())
 
 
@@ -288,7 +286,6 @@ def warm_models(app) -> threading.Thread | None:
 
 
 def init_app(app) -> None:
-    app.extensions["modex.browser_keys"] = {}
     chain = app.config.get("MODEX_CHAIN")
     models = app.config.get("MODEX_MODELS")
     if chain is None or models is None:

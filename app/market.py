@@ -7,7 +7,6 @@ flash and redirect. Listings come from the indexer's paginated query.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from pathlib import Path
@@ -42,27 +41,22 @@ STATUSES = {"": "Any status", "verified": "Verified", "unverified": "Pending",
             "disputed": "Disputed"}
 RECOMMEND_POOL = 200  # "recommended" ranks the best-scored matches, not all 10,000 listings
 
-_metadata_cache: dict[str, dict] = {}
-_metadata_lock = threading.Lock()
+_recommender_lock = threading.Lock()
 
 
-def load_metadata(cid: str | None) -> dict:
-    """The listing's public metadata JSON (DESIGN.md §4.5) from the store, cached by CID."""
-    if not cid:
-        return {}
-    with _metadata_lock:
-        if cid in _metadata_cache:
-            return _metadata_cache[cid]
+def listing_metadata(indexer, cid: str) -> dict:
+    """The listing's public metadata JSON (DESIGN.md §4.5): the indexer's copy, else the store's
+    (a listing the indexer has not fetched metadata for yet); {} when neither has it."""
+    meta = indexer.metadata(cid)
+    if meta is not None:
+        return meta
+    from node.fetch import load_metadata
+
     try:
-        stream = get_store().get(cid)
-        raw = stream.read() if hasattr(stream, "read") else b"".join(stream)
-        meta = json.loads(raw)
-    except (ModexError, ValueError) as exc:
+        return load_metadata(get_store(), cid)
+    except ModexError as exc:
         log.warning("metadata %s unavailable: %s", cid, exc)
         return {}
-    with _metadata_lock:
-        _metadata_cache[cid] = meta
-    return meta
 
 
 def _page_args() -> dict:
@@ -138,7 +132,7 @@ def rank_for_buyer(listings: list[dict], need: str) -> list[dict]:
 
 def _recommender():
     app = current_app
-    with _metadata_lock:
+    with _recommender_lock:
         if "modex.recommender" not in app.extensions:
             from ml.recommend import Recommender
 
@@ -194,7 +188,7 @@ def _my_purchase(model_id: int) -> dict | None:
 def model(model_id: int):
     listing = _model_or_404(model_id)
     indexer = get_indexer()
-    meta = indexer.metadata(listing["metadata_cid"]) or load_metadata(listing["metadata_cid"])
+    meta = listing_metadata(indexer, listing["metadata_cid"])
     histogram = indexer.vote_histogram(model_id)
     return render_template(
         "model.html", m=listing, meta=meta, attestations=[dict(a) for a in indexer.attestations_of(model_id)],
