@@ -245,3 +245,13 @@ def test_typed_data_is_what_a_browser_wallet_signs():
     assert msg["message"]["inputsDigest"] == "0x" + digest.hex()
     assert [f["name"] for f in msg["types"]["InferenceRequest"]] == [
         "modelId", "inputsDigest", "nonce", "deadline"]
+
+
+def test_modex_serve_refuses_the_private_embedded_chain(tiny_model, tmp_path, monkeypatch, capsys):
+    from node.cli import main as modex
+
+    monkeypatch.delenv("MODEX_CHAIN", raising=False)
+    config = tmp_path / "config.toml"
+    config.write_text(f'chain = "embedded"\ndata_dir = "{tmp_path}"\n')
+    assert modex(["serve", str(tiny_model[0]), "--model-id", "1", "--config", str(config)]) == 1
+    assert "modex serve needs a chain" in capsys.readouterr().err
