@@ -254,6 +254,27 @@ def _fetch_job(chain, store, signer, model_id, out, *, progress):
             "files": fetched.files, "url": f"/models/{model_id}"}
 
 
+@bp.route("/models/<int:model_id>/refund", methods=["POST"])
+def refund(model_id: int):
+    """The buyer takes the escrow back when the key did not come within the delivery window
+    (the contract refuses before the window closes; that refusal is shown as a sentence)."""
+    from node import market
+
+    _model_or_404(model_id)
+    signer = require_signer()
+    purchase = _my_purchase(model_id)
+    if purchase is None or purchase["state"] != "pending":
+        flash("There is no undelivered purchase of this model to refund.", "error")
+        return redirect(url_for(".model", model_id=model_id))
+    try:
+        market.refund(get_chain(), signer, purchase["purchase_id"])
+    except ModexError as exc:
+        flash_error(exc)
+    else:
+        flash(f"Purchase #{purchase['purchase_id']} refunded to your wallet.", "ok")
+    return redirect(url_for(".model", model_id=model_id))
+
+
 @bp.route("/models/<int:model_id>/vote", methods=["POST"])
 def vote(model_id: int):
     from node import market

@@ -124,6 +124,10 @@ def test_buy_delivery_fetch_try_and_vote(client, stack, listed, tmp_path):
     assert "Bought Tiny sentiment" in html
     state = client.get(f"/api/models/{model_id}/delivery").get_json()
     assert state["state"] == "pending"
+    # Refund before the window closes: the contract's refusal, as a sentence; nothing moves.
+    post(client, f"/models/{model_id}/refund")
+    html = client.get(f"/models/{model_id}").get_data(as_text=True)
+    assert "a refund is possible only after that" in html and "Traceback" not in html
     settle(stack)
     state = client.get(f"/api/models/{model_id}/delivery").get_json()
     assert state["state"] == "delivered" and "fetch" in state["message"]
