@@ -27,23 +27,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import requests  # noqa: E402
+import itertools
 
-from node.chain import Chain, connect  # noqa: E402
-from node.cid import cid_of_stream  # noqa: E402
-from node.deploy import deploy_suite  # noqa: E402
-from node.devchain import start_anvil  # noqa: E402
-from node.indexer import Indexer  # noqa: E402
+import requests
+
+from node.chain import Chain, connect
+from node.cid import cid_of_stream
+from node.deploy import deploy_suite
+from node.devchain import start_anvil
+from node.indexer import Indexer
 
 SENDERS = 10
 # anvil serves a batch's calls concurrently: with one transaction per sender per batch, nonces
 # always arrive in order (several per sender left nonce gaps that never filled).
 RPC_BATCH = SENDERS
+SMALL = 100
+MINE_EVERY = 500  # transactions per mined block (anvil runs with a block gas limit to fit them)
 
 
-def create_listings(chain: Chain, url: str, count: int) -> float:
+def create_listings(chain: Chain, url: str, count: int) -> tuple[float, int]:
     """``count`` list() transactions from SENDERS unlocked dev accounts, sent as JSON-RPC batches
-    without waiting for receipts (anvil signs them); returns seconds until all are mined."""
+    without waiting for receipts (anvil signs them); returns seconds until all are mined and the block holding the first SMALL listings."""
     senders = chain.w3.eth.accounts[:SENDERS]
     expected = {a: chain.w3.eth.get_transaction_count(a) for a in senders}
     registry = chain.registry
@@ -58,18 +62,29 @@ def create_listings(chain: Chain, url: str, count: int) -> float:
         data = registry.encode_abi("list", args=[(i + 1).to_bytes(32, "big"), cid, 10**15 + i])
         calls.append({"from": sender, "to": registry.address, "data": data, "gas": hex(300_000),
                       "nonce": hex(nonce)})
-    for start in range(0, len(calls), RPC_BATCH):
-        batch = [{"jsonrpc": "2.0", "id": n, "method": "eth_sendTransaction", "params": [c]}
-                 for n, c in enumerate(calls[start:start + RPC_BATCH])]
-        answers = session.post(url, json=batch, timeout=120).json()
-        errors = [a["error"] for a in answers if "error" in a]
-        if errors:
-            raise SystemExit(f"anvil refused transactions: {errors[:3]}")
+    # Automine off: a chunk of transactions enters the pool, then one evm_mine packs it into a
+    # block (anvil mining each of 10,000 arrivals separately fell far behind the sender).
+    chain.w3.provider.make_request("evm_setAutomine", [False])
+    # The first block holds SMALL listings: an index synced up to it is the "small" case.
+    bounds = [0, *range(SMALL, len(calls), MINE_EVERY), len(calls)]
+    small_block = None
+    for chunk, chunk_end in itertools.pairwise(bounds):
+        for start in range(chunk, chunk_end, RPC_BATCH):
+            batch = [{"jsonrpc": "2.0", "id": n, "method": "eth_sendTransaction", "params": [c]}
+                     for n, c in enumerate(calls[start:min(start + RPC_BATCH, chunk_end)])]
+            answers = session.post(url, json=batch, timeout=120).json()
+            errors = [a["error"] for a in answers if "error" in a]
+            if errors:
+                raise SystemExit(f"anvil refused transactions: {errors[:3]}")
+        chain.w3.provider.make_request("evm_mine", [])
+        small_block = small_block or chain.block_number()
+    chain.w3.provider.make_request("evm_setAutomine", [True])
     chain.wait_for(
-        lambda: all(chain.w3.eth.get_transaction_count(a) == n for a, n in expected.items()),
+        lambda: all(chain.w3.eth.get_transaction_count(a) == n for a, n in expected.items())
+        or chain.w3.provider.make_request("evm_mine", []) and False,
         timeout=600, interval=0.2, what="all listings mined",
     )
-    return time.perf_counter() - started
+    return time.perf_counter() - started, small_block
 
 
 def raw_getlogs_seconds(chain: Chain, start: int, end: int, batch: int) -> tuple[float, int]:
@@ -108,11 +123,11 @@ def main() -> int:
     parser.add_argument("--batch-blocks", type=int, default=2000)
     args = parser.parse_args()
 
-    with start_anvil(accounts=SENDERS) as anvil, tempfile.TemporaryDirectory() as tmp:
+    with start_anvil(accounts=SENDERS, extra_args=["--gas-limit", "1000000000"]) as anvil, tempfile.TemporaryDirectory() as tmp:
         w3 = connect(anvil.url, timeout=120)
         record = deploy_suite(w3, w3.eth.accounts[0])
         chain = Chain(w3, record)
-        seconds_create = create_listings(chain, anvil.url, args.listings)
+        seconds_create, small_block = create_listings(chain, anvil.url, args.listings)
         head = chain.block_number()
         print(f"created {args.listings} listings in {seconds_create:.1f} s "
               f"(blocks {record['block']}..{head})")
@@ -137,7 +152,7 @@ def main() -> int:
         print(f"rebuild of all tables from the stored log: {rebuild_s:.2f} s")
 
         small = Indexer(chain, Path(tmp) / "small.sqlite3")
-        small.sync(until=record["block"] + 100)  # the first ~100 listings
+        small.sync(until=small_block)  # the first SMALL listings
         small_total = small.list_models()[1]
         pages_small, pages_big = page_times(small), page_times(index)
         print(f"list_models median ms with {small_total} listings: {pages_small}")

@@ -65,9 +65,10 @@ CREATE TABLE IF NOT EXISTS listings (
     operator TEXT, status TEXT NOT NULL DEFAULT 'unverified',
     vote_sum INTEGER NOT NULL DEFAULT 0, vote_count INTEGER NOT NULL DEFAULT 0, score REAL,
     listed_block INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS listings_price ON listings (price, model_id);
-CREATE INDEX IF NOT EXISTS listings_score ON listings (score, vote_count, model_id);
-CREATE INDEX IF NOT EXISTS listings_status ON listings (status, model_id);
+CREATE INDEX IF NOT EXISTS listings_active ON listings (active, model_id);
+CREATE INDEX IF NOT EXISTS listings_price ON listings (active, price, model_id DESC);
+CREATE INDEX IF NOT EXISTS listings_score ON listings (active, score, vote_count, model_id);
+CREATE INDEX IF NOT EXISTS listings_status ON listings (status, active, model_id);
 CREATE INDEX IF NOT EXISTS listings_owner ON listings (owner);
 CREATE INDEX IF NOT EXISTS listings_cid ON listings (metadata_cid);
 CREATE TABLE IF NOT EXISTS purchases (
@@ -627,7 +628,9 @@ class Indexer:
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         base = f"FROM listings l LEFT JOIN metadata m ON m.cid = l.metadata_cid {clause}"
         db = self._db()
-        total = db.execute(f"SELECT COUNT(*) {base}", params).fetchone()[0]
+        # Counting needs the metadata join only to filter by it; without, an index-only count.
+        counted = base if (task or query) else f"FROM listings l {clause}"
+        total = db.execute(f"SELECT COUNT(*) {counted}", params).fetchone()[0]
         rows = db.execute(
             f"SELECT {self._LISTING_COLUMNS} {base} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
             [*params, per_page, (page - 1) * per_page],
