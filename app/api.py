@@ -28,6 +28,7 @@ from app.errors import price_changed_message
 from app.helpers import InputError, parse_eth
 from app.jobs import get_jobs
 from app.resources import get_chain, get_indexer
+from node.errors import ModexError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
@@ -239,6 +240,9 @@ def call_inference(signer, model_id: int, inputs: list[str]) -> tuple[int, dict]
         return 200, service.handle(payload)
     except Refusal as refusal:
         return refusal.status, {"error": refusal.message}
+    except ModexError as exc:
+        log.warning("inference for model %s failed: %s", model_id, exc)
+        return 500, {"error": str(exc)}
 
 
 class ServedModels(Mapping):
@@ -257,7 +261,14 @@ class ServedModels(Mapping):
             if str(path) not in self._batchers:
                 from ml.serve import DynamicBatcher, Predictor
 
-                self._batchers[str(path)] = DynamicBatcher(Predictor(path), max_wait_ms=5.0)
+                try:
+                    predictor = Predictor(path)
+                except ModexError:
+                    raise
+                except Exception as exc:  # transformers' own errors: a sentence, not a trace
+                    raise ModexError(f"this node cannot load model {model_id} for inference "
+                                     f"from {path}: {exc}") from exc
+                self._batchers[str(path)] = DynamicBatcher(predictor, max_wait_ms=5.0)
             return self._batchers[str(path)]
 
     def __iter__(self):

@@ -194,6 +194,7 @@ def model(model_id: int):
         "model.html", m=listing, meta=meta, attestations=[dict(a) for a in indexer.attestations_of(model_id)],
         histogram=vote_histogram_svg(histogram), purchase=_my_purchase(model_id),
         fetched=_fetched_dir(model_id).is_dir(),
+        served=model_id in (current_app.config.get("MODEX_MODELS") or {}),
     )
 
 
