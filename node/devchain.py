@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -45,8 +46,6 @@ class Anvil:
             except subprocess.TimeoutExpired:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        if self.process.stderr:
-            self.process.stderr.close()
 
     def __enter__(self) -> "Anvil":
         return self
@@ -76,16 +75,23 @@ def start_anvil(
     if block_time:
         cmd += ["--block-time", str(block_time)]
     cmd += extra_args or []
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # stderr goes to an unlinked temp file, not a pipe: nobody reads a pipe during a long run,
+    # and a full pipe would block anvil.
+    errlog = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errlog)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            errlog.seek(0)
+            err = errlog.read().decode(errors="replace")
+            errlog.close()
             raise ChainError(f"anvil exited at start (port {port}): {err.strip()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                errlog.close()
                 return Anvil(proc, port)
         except OSError:
             time.sleep(0.02)
     proc.kill()
+    errlog.close()
     raise ChainError(f"anvil did not start listening on 127.0.0.1:{port} within 10 s")
