@@ -243,9 +243,19 @@ class ValidatorAgent:
             observed = manifest.model_hash
             metrics = None
             declared = meta.get("metrics") or {}
+            reason = "" if observed == listed else "model hash differs"
             if self.evaluator and observed == listed and declared.get("eval_set"):
-                metrics = self.evaluator(tmp, meta)
+                try:
+                    metrics = self.evaluator(tmp, meta)
+                except (ModexError, OSError, ValueError) as exc:
+                    # The bytes are what was listed, but the declared evaluation cannot run
+                    # here (unknown eval set, labels of another task, weights that do not
+                    # load): attest the hash with no metrics and say why, rather than retry
+                    # it forever and hold up the listings behind it.
+                    log.warning("model %d: declared evaluation %r failed: %s", model_id,
+                                declared.get("eval_set"), exc)
+                    reason = f"evaluation {declared.get('eval_set')!r} failed: {exc}"
             return Attestation(model_id, observed, metrics_digest(metrics), observed == listed,
-                               metrics, "" if observed == listed else "model hash differs")
+                               metrics, reason)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

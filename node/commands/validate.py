@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from node.session import Session, add_node_options, run_until_signalled
@@ -19,8 +20,12 @@ def register(sub) -> None:
         "--no-evaluate, and attest the observed hash and the metrics digest on-chain.")
     p.add_argument("--once", action="store_true", help="one pass, then exit")
     p.add_argument("--interval", type=float, metavar="SECONDS")
-    p.add_argument("--no-evaluate", action="store_true",
-                   help="only re-hash; attest a zero metrics digest")
+    evaluate = p.add_mutually_exclusive_group()
+    evaluate.add_argument("--evaluate", dest="no_evaluate", action="store_false", default=False,
+                          help="run the listing's declared evaluation with ml/ (the default; "
+                          "ml/ and torch are imported only when a listing declares an eval set)")
+    evaluate.add_argument("--no-evaluate", dest="no_evaluate", action="store_true",
+                          help="only re-hash; attest a zero metrics digest")
     p.add_argument("--stake", metavar="ETH", help="stake this much (default: the minimum)")
     p.add_argument("--state", type=Path, metavar="FILE",
                    help="state file (default <data dir>/validator-<chainId>.json)")
@@ -29,7 +34,9 @@ def register(sub) -> None:
 
 
 def ml_evaluator(model_dir: Path, metadata: dict) -> dict:
-    """Run ml/'s reproducible evaluation on the listing's declared eval set (imported lazily)."""
+    """Run ml/'s reproducible evaluation on the listing's declared eval set (imported lazily:
+    node/ never imports ml/ or torch at module import time)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from ml.evaluate import evaluate_dir
 
     return evaluate_dir(model_dir, metadata["metrics"]["eval_set"])

