@@ -1,0 +1,81 @@
+"""Two paths the crash tests do not reach.
+
+- The worker's delivery transaction is known to the node but not mined yet (anvil with
+  automine off): the worker waits for it — it never sends a second deliverKey — and records the
+  delivery once the block is mined.
+- A validator whose key request expired undelivered asks again, gets the key for the new
+  request, and attests; the expired request is never delivered.
+"""
+
+from __future__ import annotations
+
+import pytest
+from modex_stack import buy_raw, make_stack, publish_model, write_model
+
+from node.devchain import start_anvil
+from node.errors import ChainError
+from node.worker import KeyDelivery
+
+
+def ok(result):
+    code, out, err = result
+    assert code == 0, f"exit {code}\nstdout: {out}\nstderr: {err}"
+    return out
+
+
+def delivered_ids(stack) -> list[int]:
+    return [int(ev["args"]["purchaseId"])
+            for ev in stack.chain.events("KeyDelivered", from_block=stack.chain.deployment["block"])]
+
+
+@pytest.mark.anvil
+def test_a_sent_but_unmined_delivery_is_awaited_never_sent_twice(tmp_path):
+    anvil = start_anvil()  # its own node: automine is switched off here
+    try:
+        stack = make_stack("anvil", tmp_path, anvil_url=anvil.url, delivery_window=3600)
+        model_id = publish_model(stack, write_model(tmp_path / "m"))
+        pid = buy_raw(stack, "buyer", model_id)
+        rpc = stack.chain.w3.provider.make_request
+        rpc("evm_setAutomine", [False])
+        stack.chain.receipt_timeout = 1.0
+        state = tmp_path / "worker.json"
+
+        def pending_txs() -> int:
+            return int(rpc("txpool_status", [])["result"]["pending"], 16)
+
+        with pytest.raises(ChainError, match="not mined within"):
+            KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
+        assert pending_txs() == 1 and delivered_ids(stack) == []
+        # A restarted worker finds the recorded transaction in the node's pool: it waits again.
+        with pytest.raises(ChainError, match="not mined within"):
+            KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
+        assert pending_txs() == 1  # still the one transaction: no second deliverKey
+        rpc("evm_mine", [])
+        report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
+        assert report.delivered == [pid] and delivered_ids(stack) == [pid]
+        rpc("evm_setAutomine", [True])
+        report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
+        assert report.delivered == [] and delivered_ids(stack) == [pid]
+        assert pending_txs() == 0
+    finally:
+        anvil.stop()
+
+
+def test_a_validator_asks_again_after_its_request_expired(tmp_path):
+    stack = make_stack("embedded", tmp_path, delivery_window=3600)
+    model_id = publish_model(stack, write_model(tmp_path / "m"))
+    assert "asked for the keys" in ok(stack.cli("validator", "validate", "--once",
+                                                "--no-evaluate"))
+    first = stack.chain.events("ValidatorKeyRequested", from_block=stack.chain.deployment["block"])
+    assert len(first) == 1
+    stack.time_travel(3700)  # nobody delivered within the window: the request expired
+    assert "asked for the keys" in ok(stack.cli("validator", "validate", "--once",
+                                                "--no-evaluate"))
+    requests = stack.chain.events("ValidatorKeyRequested",
+                                  from_block=stack.chain.deployment["block"])
+    old, new = (int(ev["args"]["purchaseId"]) for ev in requests)
+    assert "delivered 1 key(s)" in ok(stack.cli("seller", "worker", "--once"))
+    assert delivered_ids(stack) == [new]  # the expired request is never delivered
+    out = ok(stack.cli("validator", "validate", "--once", "--no-evaluate"))
+    assert f"model {model_id}: attested" in out and "matches" in out
+    assert old != new
