@@ -10,6 +10,9 @@ import {Validators} from "./Validators.sol";
 /// @dev A purchase is two slots: `_purchases[id]` (who, which model) and the access record keyed by
 /// (model, account), which is also the licence `hasLicense` reads. A staked validator gets a key the
 /// same way at price 0 (`requestValidatorKey`), in a separate access table that grants no licence.
+/// For gas: the platform's accrued fees sit in the fee-config slot (already non-zero, so a sale never
+/// pays for a fresh balance slot of the fee recipient; `withdraw` pays them to the recipient), and a
+/// licence holder's vote score is kept in its licence record (Votes asks `recordVote`).
 contract Marketplace is Ownable, ReentrancyGuardTransient {
     error MarketplaceModelInactive(uint256 modelId);
     error MarketplaceModelDisputed(uint256 modelId);
@@ -35,6 +38,8 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     error MarketplaceNotVerifier(uint256 modelId, address account);
     error MarketplaceNothingToClaim(uint256 modelId, address account);
     error MarketplaceBadConfig(string what);
+    error MarketplaceVotesAlreadySet(address votes);
+    error MarketplaceOnlyVotes(address caller);
 
     event Purchased(
         uint256 indexed purchaseId, uint256 indexed modelId, address indexed buyer, uint256 price, bytes32 buyerKey
@@ -46,6 +51,7 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     event FeeChanged(uint256 feeBps);
     event FeeRecipientChanged(address indexed feeRecipient);
     event ValidatorsConnected(address indexed validators);
+    event VotesConnected(address indexed votes);
     event VerdictRecorded(uint256 indexed modelId, bool verified, uint256 verifiers);
     event ValidatorRewardClaimed(uint256 indexed modelId, address indexed validator, uint256 amount);
 
@@ -69,6 +75,7 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         uint96 price;
         uint40 deadline;
         uint8 status;
+        uint8 vote; // the licence holder's live score in Votes (0: none)
     }
 
     /// What the marketplace knows about a model's validation (told by Validators).
@@ -81,12 +88,14 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     struct FeeConfig {
         address recipient;
         uint16 feeBps;
+        uint80 accrued; // platform fees not yet withdrawn by `recipient` (part of credited(recipient))
     }
 
     ModelRegistry private immutable _registry;
     uint256 private immutable _deliveryWindow;
     uint256 private immutable _validatorShareBps;
     Validators private _validators;
+    address private _votes;
     FeeConfig private _fee;
     // Starts at 1 so that purchase id 0 means "none" and every buy() pays the same for the counter.
     uint64 private _nextPurchaseId = 1;
@@ -118,7 +127,7 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         _registry = registry;
         _deliveryWindow = deliveryWindow;
         _validatorShareBps = validatorShareBps;
-        _fee = FeeConfig({recipient: feeRecipient, feeBps: uint16(feeBps)});
+        _fee = FeeConfig({recipient: feeRecipient, feeBps: uint16(feeBps), accrued: 0});
     }
 
     /// @notice Buy a licence: pay exactly the price into escrow until the key is delivered.
@@ -213,6 +222,11 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     /// If the transfer fails the whole call reverts and the balance stays credited. Emits {Withdrawn}.
     function withdraw() external nonReentrant {
         uint256 amount = _credited[msg.sender];
+        FeeConfig memory fee = _fee;
+        if (fee.recipient == msg.sender && fee.accrued != 0) {
+            amount += fee.accrued;
+            _fee.accrued = 0;
+        }
         if (amount == 0) revert MarketplaceNothingToWithdraw(msg.sender);
         _credited[msg.sender] = 0;
         (bool ok,) = payable(msg.sender).call{value: amount}("");
@@ -247,6 +261,26 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         emit VerdictRecorded(modelId, verified, verifiers);
     }
 
+    /// @notice Called by the Votes contract: store `voter`'s score for the model in its licence record.
+    /// @return licensed whether `voter` holds a licence (nothing is stored otherwise).
+    /// @return previous the score it replaces (0 if none).
+    function recordVote(uint256 modelId, address voter, uint8 score) external returns (bool licensed, uint8 previous) {
+        if (msg.sender != _votes || msg.sender == address(0)) revert MarketplaceOnlyVotes(msg.sender);
+        Access storage access = _licences[modelId][voter];
+        if (access.status != STATUS_DELIVERED) return (false, 0);
+        previous = access.vote;
+        if (previous != score) access.vote = score;
+        return (true, previous);
+    }
+
+    /// @notice Owner, once: the Votes contract allowed to call `recordVote`. Emits {VotesConnected}.
+    function connectVotes(address votes) external onlyOwner {
+        if (_votes != address(0)) revert MarketplaceVotesAlreadySet(_votes);
+        if (votes == address(0)) revert MarketplaceZeroAddress();
+        _votes = votes;
+        emit VotesConnected(votes);
+    }
+
     /// @notice Owner, once: the Validators contract (it and the Marketplace refer to each other).
     /// Emits {ValidatorsConnected}.
     function connectValidators(Validators validators) external onlyOwner {
@@ -264,9 +298,12 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     }
 
     /// @notice Owner: who is credited the platform fee from now on. Emits {FeeRecipientChanged}.
+    /// Fees accrued so far stay with the previous recipient (credited to it).
     function setFeeRecipient(address feeRecipient_) external onlyOwner {
         if (feeRecipient_ == address(0)) revert MarketplaceZeroAddress();
-        _fee.recipient = feeRecipient_;
+        FeeConfig memory fee = _fee;
+        if (fee.accrued != 0) _credited[fee.recipient] += fee.accrued;
+        _fee = FeeConfig({recipient: feeRecipient_, feeBps: fee.feeBps, accrued: 0});
         emit FeeRecipientChanged(feeRecipient_);
     }
 
@@ -293,8 +330,18 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     }
 
     /// @notice Wei that `account` can withdraw now.
-    function credited(address account) external view returns (uint256) {
-        return _credited[account];
+    function credited(address account) external view returns (uint256 amount) {
+        amount = _credited[account];
+        if (account == _fee.recipient) amount += _fee.accrued;
+    }
+
+    /// @notice The licence holder's live vote score for the model (0 if none), as Votes recorded it.
+    function voteOf(uint256 modelId, address voter) external view returns (uint8) {
+        return _licences[modelId][voter].vote;
+    }
+
+    function votes() external view returns (address) {
+        return _votes;
     }
 
     /// @notice Wei a verifier of `modelId` can claim now (0 for anyone else).
@@ -376,7 +423,8 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
                     platformAmount -= perVerifier * verifiers;
                 }
             }
-            _credited[fee.recipient] += platformAmount;
+            _fee.accrued = fee.accrued + uint80(platformAmount); // checked: reverts past ~1.2 million ETH unpaid
+
         }
         _credited[owner] += price - feeAmount;
     }

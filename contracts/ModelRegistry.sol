@@ -6,7 +6,9 @@ import {ERC721} from "@openzeppelin/contracts/token/ERC721/ERC721.sol";
 /// @notice One ERC-721 token per listed model; the token's owner is the seller and receives the revenue.
 /// @dev Storage is laid out for a cheap `list`: a CIDv1 in base32 with a sha2-256 multihash (what every
 /// Modex CID profile except kubo-v0 produces) is stored as its 32-byte digest plus a codec byte and
-/// re-encoded by `metadataCid`; any other CID string is stored as is.
+/// re-encoded by `metadataCid`; any other CID string is stored as is. The token's owner is kept in the
+/// same slot as the model's price and flags (instead of OpenZeppelin's separate `_owners` slot), so
+/// `list` writes one fresh slot less and a sale reads owner, price and state in one SLOAD.
 contract ModelRegistry is ERC721 {
     error ModelRegistryNotOwner(uint256 modelId, address caller, address owner);
     error ModelRegistryZeroModelHash();
@@ -21,16 +23,16 @@ contract ModelRegistry is ERC721 {
     event ActiveChanged(uint256 indexed modelId, bool active);
     event OperatorChanged(uint256 indexed modelId, address indexed operator);
 
-    /// One storage slot per model with what a sale needs.
+    /// One storage slot per model with what a sale needs; `owner` is the ERC-721 owner (0: not listed).
     struct Listing {
-        uint96 price;
+        address owner;
+        uint80 price;
         uint8 cidCodec; // multicodec of a compact CIDv1 (1..0x7f); 0 = the CID string is stored as is
         bool active;
-        bool listed;
     }
 
     uint256 public constant MAX_CID_LENGTH = 128;
-    uint256 public constant MAX_PRICE = type(uint96).max;
+    uint256 public constant MAX_PRICE = type(uint80).max; // ~1.2 million ETH
     bytes private constant BASE32 = "abcdefghijklmnopqrstuvwxyz234567";
 
     mapping(uint256 modelId => Listing) private _listings;
@@ -38,6 +40,7 @@ contract ModelRegistry is ERC721 {
     mapping(uint256 modelId => bytes32) private _cidDigests;
     mapping(uint256 modelId => string) private _cidStrings;
     mapping(uint256 modelId => address) private _operators;
+    mapping(address owner => uint256) private _tokenCounts; // ERC-721 balanceOf (OpenZeppelin's is bypassed)
     // Starts at 1: id 0 means "no model", and a non-zero counter makes every list() pay the same.
     uint256 private _nextModelId = 1;
 
@@ -63,8 +66,8 @@ contract ModelRegistry is ERC721 {
             _cidDigests[modelId] = digest;
         }
         _modelHashes[modelId] = modelHash;
-        _listings[modelId] = Listing({price: uint96(price), cidCodec: codec, active: true, listed: true});
-        _mint(msg.sender, modelId);
+        _listings[modelId] = Listing({owner: address(0), price: uint80(price), cidCodec: codec, active: true});
+        _mint(msg.sender, modelId); // not _safeMint: the seller is msg.sender, which chose to call
         emit ModelListed(modelId, msg.sender, modelHash, metadataCid, price);
     }
 
@@ -73,7 +76,7 @@ contract ModelRegistry is ERC721 {
     function setPrice(uint256 modelId, uint256 price) external {
         _checkModelOwner(modelId);
         if (price > MAX_PRICE) revert ModelRegistryPriceTooHigh(price, MAX_PRICE);
-        _listings[modelId].price = uint96(price);
+        _listings[modelId].price = uint80(price);
         emit PriceChanged(modelId, price);
     }
 
@@ -94,9 +97,9 @@ contract ModelRegistry is ERC721 {
     }
 
     /// @notice sha256 of the model's canonical manifest, as listed.
-    function modelHash(uint256 modelId) external view returns (bytes32) {
-        _requireOwned(modelId);
-        return _modelHashes[modelId];
+    function modelHash(uint256 modelId) external view returns (bytes32 hash) {
+        hash = _modelHashes[modelId];
+        if (hash == bytes32(0)) revert ERC721NonexistentToken(modelId); // list() refuses a zero hash
     }
 
     /// @notice The metadata JSON's CID, as given to `list`.
@@ -128,7 +131,7 @@ contract ModelRegistry is ERC721 {
     /// @notice Price and availability in one call (what Marketplace.buy reads).
     function saleTerms(uint256 modelId) external view returns (uint256 price_, bool active) {
         Listing memory l = _listings[modelId];
-        if (!l.listed) revert ERC721NonexistentToken(modelId);
+        if (l.owner == address(0)) revert ERC721NonexistentToken(modelId);
         return (l.price, l.active);
     }
 
@@ -147,9 +150,32 @@ contract ModelRegistry is ERC721 {
         return string.concat("ipfs://", metadataCid(modelId));
     }
 
-    /// @dev A new owner brings their own worker: the operator is cleared on every transfer.
+    /// @notice ERC-721: the number of models `owner` holds.
+    function balanceOf(address owner) public view override returns (uint256) {
+        if (owner == address(0)) revert ERC721InvalidOwner(address(0));
+        return _tokenCounts[owner];
+    }
+
+    function _ownerOf(uint256 tokenId) internal view override returns (address) {
+        return _listings[tokenId].owner;
+    }
+
+    /// @dev OpenZeppelin's `_update` with the owner kept in the listing slot (tokens are never burnt:
+    /// `to` is never 0 here). A new owner brings their own worker: the operator is cleared on every transfer.
     function _update(address to, uint256 tokenId, address auth) internal override returns (address from) {
-        from = super._update(to, tokenId, auth);
+        from = _listings[tokenId].owner;
+        if (auth != address(0)) _checkAuthorized(from, auth, tokenId);
+        if (from != address(0)) {
+            _approve(address(0), tokenId, address(0), false);
+            unchecked {
+                _tokenCounts[from] -= 1;
+            }
+        }
+        unchecked {
+            _tokenCounts[to] += 1; // cannot overflow: at most one per token
+        }
+        _listings[tokenId].owner = to;
+        emit Transfer(from, to, tokenId);
         if (from != address(0) && from != to && _operators[tokenId] != address(0)) {
             delete _operators[tokenId];
             emit OperatorChanged(tokenId, address(0));

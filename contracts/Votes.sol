@@ -4,6 +4,8 @@ pragma solidity ^0.8.24;
 import {Marketplace} from "./Marketplace.sol";
 
 /// @notice Recommendation votes: licence holders score a model 1..5; one live vote per (voter, model).
+/// @dev Each voter's score is stored in its licence record in the Marketplace (`recordVote`, which also
+/// checks the licence), so a first vote writes one fresh slot here (the model's sum/count), not two.
 contract Votes {
     error VotesScoreOutOfRange(uint8 score);
     error VotesNoLicense(uint256 modelId, address voter);
@@ -17,9 +19,8 @@ contract Votes {
 
     Marketplace private immutable _marketplace;
     mapping(uint256 modelId => Score) private _scores;
-    mapping(uint256 modelId => mapping(address voter => uint8)) private _votes;
 
-    /// @param marketplace the Marketplace whose `hasLicense` decides who may vote.
+    /// @param marketplace the Marketplace whose licences decide who may vote (it must `connectVotes(this)`).
     constructor(Marketplace marketplace) {
         _marketplace = marketplace;
     }
@@ -28,13 +29,12 @@ contract Votes {
     /// Emits {Voted}.
     function vote(uint256 modelId, uint8 score) external {
         if (score == 0 || score > 5) revert VotesScoreOutOfRange(score);
-        if (!_marketplace.hasLicense(modelId, msg.sender)) revert VotesNoLicense(modelId, msg.sender);
-        uint8 previous = _votes[modelId][msg.sender];
+        (bool licensed, uint8 previous) = _marketplace.recordVote(modelId, msg.sender, score);
+        if (!licensed) revert VotesNoLicense(modelId, msg.sender);
         if (previous == score) {
             emit Voted(modelId, msg.sender, score);
             return;
         }
-        _votes[modelId][msg.sender] = score;
         Score storage s = _scores[modelId];
         // Sums of at most 5 per voter cannot overflow uint128; previous was added before it is removed.
         unchecked {
@@ -56,7 +56,7 @@ contract Votes {
 
     /// @notice `voter`'s live score for the model (0 if none).
     function voteOf(uint256 modelId, address voter) external view returns (uint8) {
-        return _votes[modelId][voter];
+        return _marketplace.voteOf(modelId, voter);
     }
 
     function marketplace() external view returns (address) {

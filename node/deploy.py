@@ -9,6 +9,7 @@ follow step by step:
     Validators(registry, marketplace, minStake, quorum, unstakeDelay, slashBps, treasury)
     Marketplace.connectValidators(validators)            # one-time owner call
     Votes(marketplace)
+    Marketplace.connectVotes(votes)                      # one-time owner call (votes live in licences)
 
 A constructor argument ``{"contract": "Name"}`` means "the address of Name deployed earlier".
 
@@ -70,6 +71,7 @@ def suite_plan(params: dict, deployer: str) -> list[dict]:
         },
         {"call": "Marketplace", "function": "connectValidators", "args": [ref("Validators")]},
         {"deploy": "Votes", "args": [ref("Marketplace")]},
+        {"call": "Marketplace", "function": "connectVotes", "args": [ref("Votes")]},
     ]
 
 

@@ -126,6 +126,10 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
         f"The Validators contract is already connected ({a['validators']}); it can be set only once."
     ),
     "MarketplaceOnlyValidators": lambda a: f"Only the Validators contract may record verdicts, not {a['caller']}.",
+    "MarketplaceVotesAlreadySet": lambda a: (
+        f"The Votes contract is already connected ({a['votes']}); it can be set only once."
+    ),
+    "MarketplaceOnlyVotes": lambda a: f"Only the Votes contract may record votes, not {a['caller']}.",
     "MarketplaceNotVerifier": lambda a: (
         f"{a['account']} is not one of the validators that verified model {a['modelId']}, so it has no reward."
     ),

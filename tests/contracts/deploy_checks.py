@@ -45,4 +45,5 @@ def assert_suite_wired(w3, directory: Path) -> dict:
     assert validators.slashBps().call() == p["slash_bps"]
     assert validators.treasury().call() == p["treasury"]
     assert c["Votes"].functions.marketplace().call() == addr["Marketplace"]
+    assert market.votes().call() == addr["Votes"]  # connectVotes ran
     return record

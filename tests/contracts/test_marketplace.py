@@ -198,3 +198,39 @@ def test_disputed_model_cannot_be_bought(chain):
     assert chain.market.functions.book(mid).call()[1] is True
     chain.expect_revert(chain.market.functions.buy(mid, BUYER_KEY, PRICE), buyer, "MarketplaceModelDisputed",
                         value=PRICE, modelId=mid)
+
+
+def test_platform_fees_accrue_beside_the_fee_config_and_follow_the_recipient(chain):
+    """Fees accrue in the fee-config slot (gas), yet credited()/withdraw() treat them as the recipient's
+    balance, and a recipient change leaves what accrued so far with the previous recipient."""
+    m, owner, recipient, new_recipient = chain.market.functions, chain.deployer, chain.fee_recipient, chain.accounts[8]
+    seller, buyer, buyer2 = chain.accounts[1], chain.accounts[2], chain.accounts[3]
+    mid = chain.list_model(seller)
+    chain.deliver(seller, chain.buy(buyer, mid))
+    fee = PRICE * 250 // 10_000
+    assert m.credited(recipient).call() == fee
+    chain.send(m.setFeeRecipient(new_recipient), owner)
+    assert (m.credited(recipient).call(), m.credited(new_recipient).call()) == (fee, 0)
+    chain.deliver(seller, chain.buy(buyer2, mid))
+    assert (m.credited(recipient).call(), m.credited(new_recipient).call()) == (fee, fee)
+    for account in (recipient, new_recipient):
+        before = chain.balance(account)
+        rc = chain.send(m.withdraw(), account)
+        assert chain.events(rc, chain.market, "Withdrawn") == [{"account": account, "amount": fee}]
+        assert chain.balance(account) == before + fee - chain.gas_cost(rc)
+        chain.expect_revert(m.withdraw(), account, "MarketplaceNothingToWithdraw", account=account)
+    assert chain.balance(chain.market.address) == m.credited(seller).call() == 2 * (PRICE - fee)
+
+
+def test_votes_wiring(chain):
+    m, owner, other = chain.market.functions, chain.deployer, chain.accounts[3]
+    assert m.votes().call() == chain.votes.address
+    chain.expect_revert(m.connectVotes(other), owner, "MarketplaceVotesAlreadySet", votes=chain.votes.address)
+    chain.expect_revert(m.connectVotes(other), other, "OwnableUnauthorizedAccount", account=other)
+    chain.expect_revert(m.recordVote(1, other, 3), other, "MarketplaceOnlyVotes", caller=other)
+    seller, buyer = chain.accounts[1], chain.accounts[2]
+    mid = chain.list_model(seller)
+    chain.deliver(seller, chain.buy(buyer, mid))
+    chain.send(chain.votes.functions.vote(mid, 4), buyer)
+    assert m.voteOf(mid, buyer).call() == chain.votes.functions.voteOf(mid, buyer).call() == 4
+    assert m.voteOf(mid, other).call() == 0

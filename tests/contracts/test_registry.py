@@ -39,8 +39,8 @@ def test_list_rejects_bad_input(chain):
     chain.expect_revert(f.list(MODEL_HASH, "", 1), seller, "ModelRegistryEmptyCid")
     chain.expect_revert(f.list(MODEL_HASH, "x" * 129, 1), seller, "ModelRegistryCidTooLong",
                         length=129, maxLength=128)
-    chain.expect_revert(f.list(MODEL_HASH, CID_V1, 2**96), seller, "ModelRegistryPriceTooHigh",
-                        price=2**96, maxPrice=2**96 - 1)
+    chain.expect_revert(f.list(MODEL_HASH, CID_V1, 2**80), seller, "ModelRegistryPriceTooHigh",
+                        price=2**80, maxPrice=2**80 - 1)
 
 
 def test_owner_setters_emit(chain):
@@ -66,7 +66,7 @@ def test_setters_are_owner_only(chain):
     f = chain.registry.functions
     for fn in (f.setPrice(mid, 1), f.setActive(mid, False), f.setOperator(mid, other)):
         chain.expect_revert(fn, other, "ModelRegistryNotOwner", modelId=mid, caller=other, owner=seller)
-    chain.expect_revert(f.setPrice(mid, 2**96), seller, "ModelRegistryPriceTooHigh")
+    chain.expect_revert(f.setPrice(mid, 2**80), seller, "ModelRegistryPriceTooHigh")
 
 
 def test_unknown_model_views_revert(chain):
