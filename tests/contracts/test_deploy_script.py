@@ -82,7 +82,7 @@ def test_anvil_deploy_signed_locally(script, anvil, tmp_path, monkeypatch, how):
     assert script.main(argv) == 0
     record = assert_suite_wired(w3, tmp_path / "out")
     assert record["deployer"] == fresh.address
-    assert w3.eth.get_transaction_count(fresh.address) == 5  # four deployments + connectValidators
+    assert w3.eth.get_transaction_count(fresh.address) == 6  # four deployments + connectValidators + connectVotes
 
 
 def test_wrong_keystore_password_is_refused_before_anything_is_sent(script, tmp_path, capsys, monkeypatch):
