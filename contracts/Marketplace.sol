@@ -165,7 +165,9 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
             revert MarketplaceNotValidator(msg.sender);
         }
         if (validatorKey == bytes32(0)) revert MarketplaceZeroBuyerKey();
-        _registry.saleTerms(modelId); // reverts for a model that does not exist
+        // Called only for its revert on a model that does not exist; the terms do not apply (price 0).
+        // slither-disable-next-line unused-return
+        _registry.saleTerms(modelId);
         Access storage access = _validatorAccess[modelId][msg.sender];
         uint8 status = access.status;
         if (status == STATUS_DELIVERED) revert MarketplaceAlreadyLicensed(modelId, msg.sender);
@@ -408,6 +410,9 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     }
 
     /// @dev Splits a delivered sale: fee to the recipient, a share of it to the verifiers, the rest to the owner.
+    // The divisions round down on purpose: fee first (what the buyer was quoted), then an equal
+    // per-verifier share of it; the dust stays with the platform, so nothing is ever over-credited.
+    // slither-disable-start divide-before-multiply
     function _settle(uint256 modelId, address owner, uint256 price) private {
         FeeConfig memory fee = _fee;
         uint256 feeAmount = (price * fee.feeBps) / 10_000;
@@ -428,4 +433,5 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         }
         _credited[owner] += price - feeAmount;
     }
+    // slither-disable-end divide-before-multiply
 }

@@ -195,6 +195,8 @@ contract Validators is ReentrancyGuardTransient {
     /// @notice Staked at least `minStake` and not leaving.
     function isActiveValidator(address account) public view returns (bool) {
         StakeInfo memory s = _stakes[account];
+        // unlockAt == 0 is the "not leaving" sentinel, not a balance compared for equality.
+        // slither-disable-next-line incorrect-equality
         return s.unlockAt == 0 && s.amount >= _minStake;
     }
 

@@ -46,7 +46,8 @@ def run(cmd: list, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess
 
 
 def forge_build(project: Path) -> None:
-    built = run([str(paths.FORGE_BIN), "build", "--use", str(paths.SOLC_WRAPPER), "--build-info"], project)
+    # --force: a fresh build info; forge keeps old ones beside it, and Slither would read those too.
+    built = run([str(paths.FORGE_BIN), "build", "--force", "--use", str(paths.SOLC_WRAPPER), "--build-info"], project)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
 
 
