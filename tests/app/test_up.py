@@ -7,12 +7,13 @@ as MetaMask would send to its own RPC node."""
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
 
 from tests.app.conftest import modex_up
-from tests.app.test_browser import CHROMIUM_ARGS, SHOTS, shot, wait_text
+from tests.app.test_browser import CHROMIUM_ARGS, SHOTS, shot
 
 pytestmark = [pytest.mark.anvil, pytest.mark.kubo, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -42,7 +43,7 @@ def test_modex_up_on_anvil_and_the_ipfs_daemon(tmp_path):
                                  params={"arg": listing["metadata_cid"]}, timeout=30)
                 assert cat.status_code == 200 and b'"name"' in cat.content
                 assert "gateway" not in log_path.read_text().split("Modex is up at")[1].split("\n")[0]
-                browser_wallet_buys(url, anvil.url)
+                browser_wallet_buys(url, anvil.url, log_path)
             assert record.is_file()
         finally:
             daemon.stop()
@@ -57,7 +58,7 @@ window.ethereum = {
 """
 
 
-def browser_wallet_buys(url: str, rpc_url: str) -> None:
+def browser_wallet_buys(url: str, rpc_url: str, log_path) -> None:
     """Connect the injected wallet, derive the encryption key (personal_sign), buy with it
     (server-prepared eth_sendTransaction), and watch the key arrive."""
     from eth_account import Account
@@ -94,6 +95,8 @@ def browser_wallet_buys(url: str, rpc_url: str) -> None:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
             page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            dialogs = []  # the page reports wallet errors with alert(): keep them for the assert
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.expose_function("pyEthereum", provider)
             page.add_init_script(INJECTED_PROVIDER)
             page.goto(f"{url}/wallet/")
@@ -107,7 +110,13 @@ def browser_wallet_buys(url: str, rpc_url: str) -> None:
             page.goto(url)
             page.click("text=Demo sentiment classifier (MiniLM)")
             page.click("[data-eip1193-buy]")
-            wait_text(page, "Key delivered", timeout=90)
+            deadline = time.monotonic() + 180
+            while "Key delivered" not in page.inner_text("body"):
+                assert not dialogs, dialogs
+                assert time.monotonic() < deadline, (page.inner_text("body")[:2000],
+                                                     log_path.read_text()[-3000:])
+                time.sleep(1)
+                page.reload()
             shot(page, "21-browser-wallet-delivered")
         finally:
             browser.close()
