@@ -20,8 +20,11 @@ without one, listings simply have no names. The chain stays the source of truth.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -36,13 +39,21 @@ from node.revert import MODEL_STATUS
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PRICE_DIGITS = 78  # uint256 as zero-padded decimal text: sorts like the number, exact
+# sort → (ORDER BY, "comes after the cursor's key" condition, how the key's values fill it).
+# Every ORDER BY is one of the listings_* indexes read in order, so a page never sorts.
 SORTS = {
-    "newest": "l.model_id DESC",
-    "price": "l.price ASC, l.model_id DESC",
-    "score": "l.score DESC, l.vote_count DESC, l.model_id DESC",
+    "newest": ("l.model_id DESC", "l.model_id < ?", lambda k: [k[0]]),
+    "price": ("l.price ASC, l.model_id DESC",
+              # The redundant "price >= ?" lets SQLite seek the index instead of walking it.
+              "l.price >= ? AND (l.price > ? OR l.model_id < ?)", lambda k: [k[0], k[0], k[1]]),
+    "score": ("l.score_key DESC, l.vote_count DESC, l.model_id DESC",
+              "(l.score_key, l.vote_count, l.model_id) < (?, ?, ?)", list),
 }
+# A text search counts its matches up to this many; the total then says "1000+" (an exact count
+# walks every match, which is what made search grow with the market).
+SEARCH_COUNT_CAP = 1000
 METADATA_ATTEMPTS = 3
 
 SCHEMA = """
@@ -57,20 +68,60 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS metadata (
     cid TEXT PRIMARY KEY, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
     name TEXT, task TEXT, description TEXT, license TEXT, model_hash TEXT, json TEXT);
-CREATE INDEX IF NOT EXISTS metadata_task ON metadata (task);
 
 CREATE TABLE IF NOT EXISTS listings (
     model_id INTEGER PRIMARY KEY, seller TEXT NOT NULL, owner TEXT NOT NULL, model_hash TEXT NOT NULL,
     metadata_cid TEXT NOT NULL, price TEXT NOT NULL, active INTEGER NOT NULL DEFAULT 1,
     operator TEXT, status TEXT NOT NULL DEFAULT 'unverified',
     vote_sum INTEGER NOT NULL DEFAULT 0, vote_count INTEGER NOT NULL DEFAULT 0, score REAL,
-    listed_block INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS listings_active ON listings (active, model_id);
-CREATE INDEX IF NOT EXISTS listings_price ON listings (active, price, model_id DESC);
-CREATE INDEX IF NOT EXISTS listings_score ON listings (active, score, vote_count, model_id);
-CREATE INDEX IF NOT EXISTS listings_status ON listings (status, active, model_id);
-CREATE INDEX IF NOT EXISTS listings_owner ON listings (owner);
+    listed_block INTEGER NOT NULL,
+    -- task: copied from the (immutable, content-addressed) metadata so one index serves a filter
+    -- with a sort; score_key: score with "no votes" as 0 (below every 1..5 score), never NULL,
+    -- so keyset pagination compares plain values.
+    task TEXT, score_key REAL NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS listings_cid ON listings (metadata_cid);
+CREATE INDEX IF NOT EXISTS listings_owner ON listings (owner, active, model_id);
+CREATE INDEX IF NOT EXISTS listings_new ON listings (active, model_id);
+CREATE INDEX IF NOT EXISTS listings_price ON listings (active, price, model_id DESC);
+CREATE INDEX IF NOT EXISTS listings_score ON listings (active, score_key, vote_count, model_id);
+CREATE INDEX IF NOT EXISTS listings_status_new ON listings (active, status, model_id);
+CREATE INDEX IF NOT EXISTS listings_status_price ON listings (active, status, price, model_id DESC);
+CREATE INDEX IF NOT EXISTS listings_status_score ON listings (active, status, score_key, vote_count, model_id);
+CREATE INDEX IF NOT EXISTS listings_task_new ON listings (active, task, model_id);
+CREATE INDEX IF NOT EXISTS listings_task_price ON listings (active, task, price, model_id DESC);
+CREATE INDEX IF NOT EXISTS listings_task_score ON listings (active, task, score_key, vote_count, model_id);
+CREATE INDEX IF NOT EXISTS listings_task_status_new ON listings (active, task, status, model_id);
+CREATE INDEX IF NOT EXISTS listings_task_status_price ON listings (active, task, status, price, model_id DESC);
+CREATE INDEX IF NOT EXISTS listings_task_status_score ON listings (active, task, status, score_key, vote_count, model_id);
+-- Exact totals without a scan: listings per (active, task, status), kept by triggers.
+CREATE TABLE IF NOT EXISTS listing_counts (
+    active INTEGER NOT NULL, task TEXT NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (active, task, status)) WITHOUT ROWID;
+-- Full-text search over the metadata; rowid = model_id, so "newest" reads it in rowid order.
+CREATE VIRTUAL TABLE IF NOT EXISTS listings_fts USING fts5(
+    name, description, task, tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3');
+CREATE TRIGGER IF NOT EXISTS listings_ai AFTER INSERT ON listings BEGIN
+    INSERT INTO listing_counts VALUES (NEW.active, COALESCE(NEW.task, ''), NEW.status, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+    INSERT INTO listings_fts (rowid, name, description, task)
+        SELECT NEW.model_id, m.name, m.description, m.task FROM metadata m
+        WHERE m.cid = NEW.metadata_cid AND m.status = 'ok';
+END;
+CREATE TRIGGER IF NOT EXISTS listings_ad AFTER DELETE ON listings BEGIN
+    UPDATE listing_counts SET n = n - 1
+        WHERE active = OLD.active AND task = COALESCE(OLD.task, '') AND status = OLD.status;
+    DELETE FROM listing_counts
+        WHERE active = OLD.active AND task = COALESCE(OLD.task, '') AND status = OLD.status AND n = 0;
+    DELETE FROM listings_fts WHERE rowid = OLD.model_id;
+END;
+CREATE TRIGGER IF NOT EXISTS listings_au AFTER UPDATE OF active, task, status ON listings BEGIN
+    INSERT INTO listing_counts VALUES (NEW.active, COALESCE(NEW.task, ''), NEW.status, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+    UPDATE listing_counts SET n = n - 1
+        WHERE active = OLD.active AND task = COALESCE(OLD.task, '') AND status = OLD.status;
+    DELETE FROM listing_counts
+        WHERE active = OLD.active AND task = COALESCE(OLD.task, '') AND status = OLD.status AND n = 0;
+END;
 CREATE TABLE IF NOT EXISTS purchases (
     purchase_id INTEGER PRIMARY KEY, model_id INTEGER NOT NULL, buyer TEXT NOT NULL,
     price TEXT NOT NULL, buyer_key TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'buyer',
@@ -96,7 +147,8 @@ CREATE TABLE IF NOT EXISTS withdrawals (
     block_number INTEGER NOT NULL, log_index INTEGER NOT NULL, contract TEXT NOT NULL,
     account TEXT NOT NULL, amount TEXT NOT NULL, PRIMARY KEY (block_number, log_index));
 """
-DERIVED = ("listings", "purchases", "votes", "attestations", "validators", "transfers", "withdrawals")
+DERIVED = ("listings", "purchases", "votes", "attestations", "validators", "transfers", "withdrawals",
+           "listing_counts", "listings_fts")
 ZERO_ADDRESS = "0x" + "00" * 20
 
 
@@ -222,6 +274,23 @@ class Indexer:
     def _open(self) -> None:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         db = self._db()
+        has_meta = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
+        stored_schema = has_meta and db.execute(
+            "SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if stored_schema and stored_schema[0] != str(SCHEMA_VERSION):
+            # An index written by another version of this module: its tables are another shape.
+            # Everything here is derived from the chain (and the metadata cache, refetched), so
+            # drop it all and start over.
+            log.warning("index %s has schema %s, this node writes %s; rebuilding from scratch",
+                        self.db_path, stored_schema[0], SCHEMA_VERSION)
+            objects = db.execute("SELECT type, name FROM sqlite_master WHERE type IN "
+                                 "('table', 'trigger') AND name NOT LIKE 'sqlite_%'").fetchall()
+            for kind, name in objects:
+                if kind == "trigger":
+                    db.execute(f'DROP TRIGGER IF EXISTS "{name}"')
+            for kind, name in objects:
+                if kind == "table" and not name.startswith("listings_fts_"):
+                    db.execute(f'DROP TABLE IF EXISTS "{name}"')
         db.executescript(SCHEMA)
         identity = {
             "schema": str(SCHEMA_VERSION),
@@ -405,6 +474,17 @@ class Indexer:
                                "VALUES (1, ?, ?)", (to_block, block_hash))
             self._replay(tx)
 
+    def import_events(self, events) -> None:
+        """Append ``(block_number, log_index, tx_hash, contract, event, args_dict)`` rows to the
+        log and rebuild the derived tables from it: synthetic histories for tests and benchmarks
+        (the chain's events come through ``sync()``)."""
+        with self._transaction() as tx:
+            tx.executemany(
+                "INSERT INTO events (block_number, log_index, tx_hash, contract, event, args) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(*e[:5], json.dumps(e[5], sort_keys=True)) for e in events])
+            self._replay(tx)
+
     def rebuild(self) -> None:
         """Rebuild the derived tables from the stored log (same result as the incremental path)."""
         with self._transaction() as tx:
@@ -431,11 +511,15 @@ class Indexer:
             handler(tx, event["args"], event, timestamp)
 
     def _on_listed(self, tx, a, ev, _ts):
+        # DELETE + INSERT, not INSERT OR REPLACE: REPLACE's implicit delete fires no trigger, and
+        # the triggers keep listing_counts and listings_fts.
+        tx.execute("DELETE FROM listings WHERE model_id = ?", (a["modelId"],))
         tx.execute(
-            "INSERT OR REPLACE INTO listings (model_id, seller, owner, model_hash, metadata_cid, price, "
-            "listed_block) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO listings (model_id, seller, owner, model_hash, metadata_cid, price, "
+            "listed_block, task) VALUES (?, ?, ?, ?, ?, ?, ?, "
+            "(SELECT task FROM metadata WHERE cid = ? AND status = 'ok'))",
             (a["modelId"], a["seller"], a["seller"], a["modelHash"], a["metadataCid"],
-             _u256(a["price"]), ev["block_number"]),
+             _u256(a["price"]), ev["block_number"], a["metadataCid"]),
         )
 
     def _on_price(self, tx, a, _ev, _ts):
@@ -502,7 +586,8 @@ class Indexer:
             (a["modelId"], a["voter"], a["score"], ev["block_number"]),
         )
         tx.execute(
-            "UPDATE listings SET vote_sum = t.s, vote_count = t.c, score = CAST(t.s AS REAL) / t.c "
+            "UPDATE listings SET vote_sum = t.s, vote_count = t.c, score = CAST(t.s AS REAL) / t.c, "
+            "score_key = CAST(t.s AS REAL) / t.c "
             "FROM (SELECT SUM(score) AS s, COUNT(*) AS c FROM votes WHERE model_id = ?) AS t "
             "WHERE model_id = ?",
             (a["modelId"], a["modelId"]),
@@ -571,6 +656,17 @@ class Indexer:
                          _text(data.get("description")), _text(data.get("license")),
                          _text(data.get("model_hash")), json.dumps(data, sort_keys=True)),
                     )
+                    # The listings naming this CID get its task and their search text now.
+                    tx.execute("UPDATE listings SET task = ? WHERE metadata_cid = ?",
+                               (_text(data.get("task")), cid))
+                    tx.execute("DELETE FROM listings_fts WHERE rowid IN "
+                               "(SELECT model_id FROM listings WHERE metadata_cid = ?)", (cid,))
+                    tx.execute(
+                        "INSERT INTO listings_fts (rowid, name, description, task) "
+                        "SELECT model_id, ?, ?, ? FROM listings WHERE metadata_cid = ?",
+                        (_text(data.get("name")), _text(data.get("description")),
+                         _text(data.get("task")), cid),
+                    )
                     loaded += 1
                 else:
                     tx.execute(
@@ -601,41 +697,89 @@ class Indexer:
     def list_models(self, query: str | None = None, task: str | None = None,
                     status: str | None = None, sort: str = "newest", page: int = 1,
                     per_page: int = 20, *, active: bool | None = True,
-                    owner: str | None = None) -> tuple[list[dict], int]:
-        """A page of listings and the total matching; ``sort`` is newest, price or score."""
+                    owner: str | None = None, after: str | None = None) -> tuple[Page, Total]:
+        """A page of listings and the total matching; ``sort`` is newest, price or score.
+
+        Pages: ``page`` (OFFSET over the sort's covering index, then the page's rows joined), or
+        ``after=rows.next_cursor`` from the previous page (keyset: the index is entered at that
+        key, so any depth costs the same and rows listed meanwhile are neither skipped nor
+        repeated). ``query`` is full-text over name, description and task: each word matches
+        words starting with it, all words must match; punctuation and FTS operators in it are
+        plain text. Totals come from maintained counters (exact); with ``query`` they are
+        counted up to SEARCH_COUNT_CAP (``total.capped``, shown as "1000+")."""
         if sort not in SORTS:
             raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
         if page < 1 or not 1 <= per_page <= 500:
             raise ValueError("page must be >= 1 and per_page 1..500")
+        if after is not None and page != 1:
+            raise ValueError("give either page or after (a cursor from the previous page), not both")
+        order, after_sql, after_params = SORTS[sort]
         where, params = [], []
         if active is not None:
             where.append("l.active = ?")
             params.append(int(active))
+        if task:
+            where.append("l.task = ?")
+            params.append(task)
         if status:
             where.append("l.status = ?")
             params.append(status)
-        if task:
-            where.append("m.task = ?")
-            params.append(task)
         if owner:
             where.append("l.owner = ?")
             params.append(to_checksum_address(owner))
-        if query:
-            like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            where.append("(m.name LIKE ? ESCAPE '\\' OR m.description LIKE ? ESCAPE '\\' "
-                         "OR m.task LIKE ? ESCAPE '\\')")
-            params += [like, like, like]
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
-        base = f"FROM listings l LEFT JOIN metadata m ON m.cid = l.metadata_cid {clause}"
         db = self._db()
-        # Counting needs the metadata join only to filter by it; without, an index-only count.
-        counted = base if (task or query) else f"FROM listings l {clause}"
-        total = db.execute(f"SELECT COUNT(*) {counted}", params).fetchone()[0]
+        source = "listings l"
+        if query is not None and query.strip():
+            match = fts_query(query)
+            if match is None:  # nothing searchable in it (only punctuation): nothing matches
+                return Page([], None), Total(0)
+            # FTS first (CROSS JOIN fixes the order): the matches drive, listings filter them.
+            source = "listings_fts f CROSS JOIN listings l ON l.model_id = f.rowid"
+            where.insert(0, "listings_fts MATCH ?")
+            params.insert(0, match)
+            if sort == "newest":  # FTS5 returns rowids (= model ids) in order: no sort at all
+                order, after_sql = "f.rowid DESC", "f.rowid < ?"
+            counted = " AND ".join(where)
+            total = db.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM {source} WHERE {counted} "
+                               f"LIMIT ?)", [*params, SEARCH_COUNT_CAP + 1]).fetchone()[0]
+            total = Total(min(total, SEARCH_COUNT_CAP), capped=total > SEARCH_COUNT_CAP)
+        elif owner:
+            total = Total(db.execute(f"SELECT COUNT(*) FROM listings l WHERE {' AND '.join(where)}",
+                                     params).fetchone()[0])
+        else:
+            total = Total(self._count(active, task, status))
+        if after is not None:
+            where.append(after_sql)
+            params += after_params(_decode_cursor(after, sort))
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        # The page's ids from the index alone (covering: skipping OFFSET rows reads no table
+        # rows), then only those rows are joined with their metadata.
+        ids = [r[0] for r in db.execute(
+            f"SELECT l.model_id FROM {source} {clause} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, per_page + 1, 0 if after is not None else (page - 1) * per_page],
+        )]
+        more = len(ids) > per_page
+        ids = ids[:per_page]
+        if not ids:
+            return Page([], None), total
         rows = db.execute(
-            f"SELECT {self._LISTING_COLUMNS} {base} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
-            [*params, per_page, (page - 1) * per_page],
+            f"SELECT {self._LISTING_COLUMNS} FROM listings l LEFT JOIN metadata m "
+            f"ON m.cid = l.metadata_cid WHERE l.model_id IN ({','.join('?' * len(ids))})", ids,
         ).fetchall()
-        return [self._listing(r) for r in rows], total
+        by_id = {r["model_id"]: self._listing(r) for r in rows}
+        listings = [by_id[i] for i in ids]
+        return Page(listings, _encode_cursor(sort, listings[-1]) if more else None), total
+
+    def _count(self, active: bool | None, task: str | None, status: str | None) -> int:
+        where, params = [], []
+        for column, value in (("active", None if active is None else int(active)),
+                              ("task", task or None), ("status", status or None)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        return self._db().execute(f"SELECT COALESCE(SUM(n), 0) FROM listing_counts {clause}",
+                                  params).fetchone()[0]
 
     def get_model(self, model_id: int) -> dict | None:
         row = self._db().execute(
@@ -708,8 +852,74 @@ class Indexer:
     def dump(self) -> dict[str, list[tuple]]:
         """Every derived table's rows in a fixed order (for rebuild-equality checks)."""
         db = self._db()
-        return {t: [tuple(r) for r in db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()]
+        # The FTS table's rowid is the model id: select it, or two listings' texts could swap.
+        return {t: [tuple(r) for r in db.execute(
+                    f"SELECT {'rowid, ' if t == 'listings_fts' else ''}* FROM {t} ORDER BY 1, 2")]
                 for t in DERIVED}
+
+
+class Page(list):
+    """A page of listings; ``next_cursor`` (or None on the last page) is ``after`` for the next."""
+
+    def __init__(self, rows=(), next_cursor: str | None = None):
+        super().__init__(rows)
+        self.next_cursor = next_cursor
+
+
+class Total(int):
+    """A count of listings; ``capped`` when a search stopped counting at SEARCH_COUNT_CAP."""
+
+    def __new__(cls, value: int, capped: bool = False):
+        total = super().__new__(cls, value)
+        total.capped = capped
+        return total
+
+    def __str__(self) -> str:
+        return f"{int(self)}+" if self.capped else str(int(self))
+
+
+_WORD = re.compile(r"\w+")
+
+
+def fts_query(text: str) -> str | None:
+    """User text → an FTS5 query that cannot be a syntax error: each word quoted as a prefix
+    term, all of them required; operators (OR, NOT, NEAR, *, ", column:) are just words or
+    ignored. None when the text has no word at all."""
+    words = _WORD.findall(text)[:32]
+    return " ".join(f'"{w}"*' for w in words) if words else None
+
+
+def _encode_cursor(sort: str, row: dict) -> str:
+    if sort == "newest":
+        key = [row["model_id"]]
+    elif sort == "price":
+        key = [row["price"], row["model_id"]]
+    else:
+        key = [row["score"] if row["score"] is not None else 0.0, row["vote_count"], row["model_id"]]
+    raw = json.dumps([sort, *key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort: str) -> list:
+    """The key values a cursor carries, as the SQL compares them."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        made_for, *key = json.loads(raw)
+        shapes = {"newest": (int,), "price": (int, int), "score": ((int, float), int, int)}
+        if made_for not in shapes or len(key) != len(shapes[made_for]) or not all(
+                isinstance(v, t) and not isinstance(v, bool) for v, t in zip(key, shapes[made_for])):
+            raise ValueError
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise ValueError(f"invalid page cursor {cursor[:40]!r}: start again from the first page "
+                         "(omit after=)") from None
+    if made_for != sort:
+        raise ValueError(f"this page cursor is for sort={made_for}, not sort={sort}: start again "
+                         "from the first page")
+    if sort == "price":
+        key[0] = _u256(key[0])
+    elif sort == "score":
+        key[0] = float(key[0])
+    return key
 
 
 def _text(value) -> str | None:

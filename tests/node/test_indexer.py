@@ -136,9 +136,11 @@ def test_index_reflects_every_event_and_rebuilds_identically(chain, tmp_path):
     before = index.dump()
     assert index.sync() == 0 and index.dump() == before  # idempotent
 
-    fresh = Indexer(chain, tmp_path / "fresh.sqlite3", batch_blocks=1000)
+    assert before["listings_fts"] and before["listing_counts"]  # search text and totals dumped
+    # From block 0 in big batches, metadata loaded after the listings (not before, as in rebuild).
+    fresh = Indexer(chain, tmp_path / "fresh.sqlite3", batch_blocks=1000, metadata_loader=loader)
     fresh.sync()
-    assert fresh.dump() == before  # from block 0 in big batches
+    assert fresh.dump() == before
     index.rebuild()
     assert index.dump() == before
     checkpoint = index.checkpoint()[0]
@@ -279,3 +281,103 @@ def test_models_and_index_commands(tmp_path, capsys):
     assert main(["models", "--chain", "embedded", "--deployment", str(tmp_path / "none.json"),
                  "--data-dir", str(tmp_path)]) == 1
     assert "deploy the contracts first" in capsys.readouterr().err
+
+
+def synthetic_index(tmp_path, n: int, name: str = "s.sqlite3") -> Indexer:
+    """An index of n listings fed through its own log (ModelListed / StatusChanged events, then
+    rebuild(); metadata through its loader): no chain transactions, so hundreds cost nothing."""
+    chain = deploy(embedded_web3())
+    tasks = ("text-classification", "embeddings")
+
+    def loader(c):
+        i = int(c.rsplit("-", 1)[1])
+        return {"name": f"{'Sentiment' if i % 2 else 'Legal'} model {i}", "task": tasks[i % 3 == 0],
+                "description": f"listing {i}: 100% synthetic"}
+
+    index = Indexer(chain, tmp_path / name, metadata_loader=loader, metadata_per_sync=n)
+    index.import_events(
+        [(10 + i, 0, "0x" + f"{i:064x}", "ModelRegistry", "ModelListed", {
+            "modelId": i, "seller": "0x" + "5e" * 20, "modelHash": "0x" + f"{i:064x}",
+            "metadataCid": f"cid-{i}", "price": (i * 37 % 11) * 10**15}) for i in range(1, n + 1)]
+        + [(10 + i, 1, "0x" + f"{i:064x}", "Validators", "StatusChanged",
+            {"modelId": i, "status": 1}) for i in range(1, n + 1) if i % 4 == 0])
+    index.load_metadata()
+    return index
+
+
+def ids(rows) -> list[int]:
+    return [r["model_id"] for r in rows]
+
+
+def test_search_never_raises_on_user_text(tmp_path):
+    index = synthetic_index(tmp_path, 40)
+    assert set(ids(index.list_models(query="sentiment", per_page=100)[0])) == set(range(1, 41, 2))
+    assert ids(index.list_models(query="SENT mod 17")[0]) == [17]  # prefixes, all words, any case
+    assert ids(index.list_models(query="embed 100%", task="embeddings", per_page=3)[0]) == [39, 36, 33]
+    hostile = ['"a OR', "*", '"', "a OR b", "NOT", "NEAR(a b)", "name:legal", "legal AND",
+               "(", ")", "^x", "-", "'; DROP TABLE listings; --", "\\", "%", "_", "ÿ\x00", "{a b}",
+               "a" * 300, "x " * 100]
+    for text in hostile:
+        rows, total = index.list_models(query=text)
+        assert len(rows) == min(total, 20), text
+    assert index.list_models(query="*")[1] == 0 and index.list_models(query='"')[1] == 0
+    assert ids(index.list_models(query="model:legal", per_page=1)[0]) == [40]  # words, no column
+    assert index.list_models(query="   ")[1] == 40  # blank: no search at all
+
+
+def test_filters_totals_and_capped_search_count(tmp_path, monkeypatch):
+    index = synthetic_index(tmp_path, 60)
+    rows, total = index.list_models(task="embeddings", status="verified", sort="price", per_page=100)
+    assert total == len(rows) == 5 and all(r["task"] == "embeddings" and r["status"] == "verified"
+                                           for r in rows)
+    assert [r["price"] for r in rows] == sorted(r["price"] for r in rows)
+    assert index.list_models(status="verified")[1] == 15
+    assert index.list_models(task="text-classification")[1] == 40
+    # Delisting moves a listing between the maintained counters.
+    index.import_events([(99, 0, "0x", "ModelRegistry", "ActiveChanged",
+                          {"modelId": 12, "active": False})])
+    assert index.list_models(task="embeddings", status="verified")[1] == 4
+    assert index.list_models(active=False)[1] == 1 and index.list_models(active=None)[1] == 60
+    assert 12 not in ids(index.list_models(task="embeddings", per_page=100)[0])
+    monkeypatch.setattr("node.indexer.SEARCH_COUNT_CAP", 7)
+    total = index.list_models(query="legal")[1]
+    assert (int(total), total.capped, str(total)) == (7, True, "7+")
+    total = index.list_models(query="legal 12")[1]  # delisted: not counted
+    assert (int(total), total.capped) == (0, False)
+
+
+@pytest.mark.parametrize("sort", ["newest", "price", "score"])
+def test_cursor_pages_skip_and_repeat_nothing_while_listings_arrive(tmp_path, sort):
+    index = synthetic_index(tmp_path, 45)
+    index.import_events([(60 + i, 5, "0x", "Votes", "Voted", {
+        "modelId": i, "voter": "0x" + "77" * 20, "score": 1 + i % 5}) for i in range(1, 46, 3)])
+    expected = ids(index.list_models(sort=sort, per_page=500)[0])
+    seen, cursor, arrived = [], None, 45
+    while True:
+        rows, _ = index.list_models(sort=sort, per_page=7, after=cursor)
+        seen += ids(rows)
+        cursor = rows.next_cursor
+        if cursor is None:
+            break
+        arrived += 1  # a new listing (cheapest price, no votes) arrives between two pages
+        index.import_events([(100 + arrived, 0, "0x", "ModelRegistry", "ModelListed", {
+            "modelId": arrived, "seller": "0x" + "5e" * 20, "modelHash": "0x" + "00" * 32,
+            "metadataCid": f"cid-{arrived}", "price": 0})])
+    assert len(seen) == len(set(seen)), "a row was repeated"
+    assert set(expected) <= set(seen), "a row was skipped"
+    assert [i for i in seen if i <= 45] == expected  # the original rows in their order
+    # page= reaches the same rows as the cursor did on an unchanged index.
+    assert ids(index.list_models(sort=sort, page=2, per_page=7)[0]) == ids(
+        index.list_models(sort=sort, per_page=7, after=index.list_models(
+            sort=sort, per_page=7)[0].next_cursor)[0])
+    # Search pages by cursor as well.
+    first = index.list_models(query="legal", sort=sort, per_page=4)[0]
+    second = index.list_models(query="legal", sort=sort, per_page=4, after=first.next_cursor)[0]
+    assert not set(ids(first)) & set(ids(second)) and len(second) == 4
+    with pytest.raises(ValueError, match="start again from the first page"):
+        index.list_models(sort=sort, after="not-a-cursor")
+    other = "price" if sort != "price" else "newest"
+    with pytest.raises(ValueError, match=f"for sort={sort}"):
+        index.list_models(sort=other, after=first.next_cursor)
+    with pytest.raises(ValueError, match="either page or after"):
+        index.list_models(sort=sort, page=2, after=first.next_cursor)

@@ -1,0 +1,160 @@
+"""Market queries from 100 to 10,000 listings: ``Indexer.list_models`` alone, per query shape.
+
+    .venv/bin/python -m benchmarks.market_queries [--sizes 100,1000,10000] [--repeat 200]
+
+For each size a fresh indexer database is filled through the indexer's own path: synthetic
+ModelListed / Voted / StatusChanged / ActiveChanged events appended to its log, applied by
+``Indexer.rebuild()``, metadata JSON through its ``metadata_loader`` (a real suite is deployed on
+the embedded chain only so the Indexer has contracts to name; 10,000 real ``list()`` transactions
+would measure the chain, not the query). Every query shape the market page and the API issue is
+then timed: the three sorts, a deep page by ``page`` (OFFSET n/2) and by ``after`` cursor at the
+same depth, a task + status filter, a task + status filter sorted by price, an owner's listings,
+and text search (a word in a quarter of the listings, newest first and by price; a rare name).
+Each figure is the median of --repeat calls after a warm-up; the sizes take turns call by call
+(the machine is shared: load from elsewhere hits all sizes alike).
+
+Baseline: the same query at the smallest size, same run. Target (issue 6): flat, i.e. the ratio
+largest / smallest ≤ 1.5 for every shape. Last line: JSON with each shape's ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TASKS = ("text-classification", "feature-extraction", "sentiment-analysis", "summarization")
+WORDS = ("sentiment", "review", "legal", "medical", "news", "tweet", "code", "finance")
+OWNERS = 50  # listings are spread over this many sellers
+
+
+def shapes(n: int, cursor_at_half: str) -> dict[str, dict]:
+    """The list_models keyword arguments of each measured shape at size n."""
+    return {
+        "newest": {"sort": "newest"},
+        "price": {"sort": "price"},
+        "score": {"sort": "score"},
+        "deep page (OFFSET n/2)": {"sort": "price", "page": n // 2 // 20},
+        "deep page (after cursor)": {"sort": "price", "after": cursor_at_half},
+        "task+status": {"task": "text-classification", "status": "verified", "sort": "score"},
+        "task+status by price": {"task": "sentiment-analysis", "status": "unverified",
+                                 "sort": "price"},
+        "owner": {"owner": _owner(7)},
+        "search": {"query": "sentiment"},
+        "search by price": {"query": "sentiment review", "sort": "price"},
+        "search rare": {"query": "model 17"},
+        "search operators": {"query": '"a OR *'},
+    }
+
+
+def _owner(k: int) -> str:
+    from eth_utils import to_checksum_address
+
+    return to_checksum_address("0x" + f"{k + 1:040x}")
+
+
+def metadata(cid: str) -> dict:
+    i = int(cid.rsplit("-", 1)[1])
+    return {"version": 1, "name": f"{WORDS[i % 8].title()} model {i}",
+            "task": TASKS[i % len(TASKS)],
+            "description": f"a {WORDS[i % 4]} {WORDS[4 + i % 3]} classifier, listing number {i}",
+            "license": "mit", "model_hash": "0x" + f"{i:064x}"}
+
+
+def fill(chain, db: Path, n: int):
+    """n listings (every third voted on, every fifth verified, every 50th delisted) → an Indexer."""
+    from node.indexer import Indexer
+
+    voters = ["0x" + f"{0xABC0 + i:040x}" for i in range(5)]
+    rows = []
+    for i in range(1, n + 1):
+        block, tx = 100 + i, "0x" + f"{i:064x}"
+        rows.append((block, 0, tx, "ModelRegistry", "ModelListed", {
+            "modelId": i, "seller": _owner(i % OWNERS), "modelHash": "0x" + f"{i:064x}",
+            "metadataCid": f"bafy-synthetic-{i}", "price": (i * 7919 % 997 + 1) * 10**15}))
+        if i % 3 == 0:
+            for k, voter in enumerate(voters[: 1 + i % 5]):
+                rows.append((block, 1 + k, tx, "Votes", "Voted",
+                             {"modelId": i, "voter": voter, "score": 1 + (i + k) % 5}))
+        if i % 5 == 0:
+            rows.append((block, 8, tx, "Validators", "StatusChanged", {"modelId": i, "status": 1}))
+        if i % 50 == 0:
+            rows.append((block, 9, tx, "ModelRegistry", "ActiveChanged",
+                         {"modelId": i, "active": False}))
+    indexer = Indexer(chain, db, metadata_loader=metadata, metadata_per_sync=n)
+    indexer.import_events(rows)
+    assert indexer.load_metadata(limit=n) == n
+    assert indexer.list_models(active=None)[1] == n
+    return indexer
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="100,1000,10000")
+    p.add_argument("--repeat", type=int, default=200)
+    args = p.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    from node.chain import Chain, connect
+    from node.deploy import deploy_suite
+
+    w3 = connect("embedded")
+    chain = Chain(w3, deploy_suite(w3, w3.eth.accounts[0]))
+    with tempfile.TemporaryDirectory() as tmp:
+        indexers, cases, results = {}, {}, {}
+        for n in sizes:
+            started = time.perf_counter()
+            indexers[n] = fill(chain, Path(tmp) / f"{n}.sqlite3", n)
+            half = indexers[n].list_models(sort="price", page=n // 2 // 20 - 1)[0].next_cursor
+            cases[n] = shapes(n, half)
+            print(f"{n} listings filled in {time.perf_counter() - started:.1f} s")
+        names = list(cases[sizes[0]])
+        for name in names:  # same rows whichever way the deep page is reached
+            if name == "deep page (after cursor)":
+                for n in sizes:
+                    a = indexers[n].list_models(**cases[n][name])[0]
+                    b = indexers[n].list_models(**cases[n]["deep page (OFFSET n/2)"])[0]
+                    assert [r["model_id"] for r in a] == [r["model_id"] for r in b], n
+        samples = {(n, name): [] for n in sizes for name in names}
+        for round_ in range(args.repeat + 5):
+            for name in names:
+                for n in sizes:
+                    t = time.perf_counter()
+                    rows, total = indexers[n].list_models(**cases[n][name])
+                    elapsed = (time.perf_counter() - t) * 1000
+                    if round_ >= 5:  # warm-up rounds
+                        samples[(n, name)].append(elapsed)
+                    results[(n, name)] = (len(rows), str(total))
+        medians = {k: statistics.median(v) for k, v in samples.items()}
+
+    width = max(map(len, names))
+    print(f"list_models median ms over {args.repeat} calls (rows returned / total)")
+    print(f"{'shape':<{width}}  " + "  ".join(f"{n:>18,}" for n in sizes) + "   ratio")
+    ratios = {}
+    for name in names:
+        ratios[name] = medians[(sizes[-1], name)] / medians[(sizes[0], name)]
+        cells = "  ".join(f"{medians[(n, name)]:7.3f} ({results[(n, name)][0]:>2}/"
+                          f"{results[(n, name)][1]:>5})" for n in sizes)
+        print(f"{name:<{width}}  {cells}   {ratios[name]:.2f}")
+    worst = max(ratios, key=ratios.get)
+    print(f"largest / smallest: worst {worst} {ratios[worst]:.2f} (target <= 1.5 each)")
+    print(json.dumps({
+        "sizes": sizes,
+        "ms_largest": {k: round(medians[(sizes[-1], k)], 3) for k in names},
+        "ms_smallest": {k: round(medians[(sizes[0], k)], 3) for k in names},
+        "ratio": {k: round(v, 2) for k, v in ratios.items()},
+        "worst_ratio": round(ratios[worst], 2),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
