@@ -63,10 +63,9 @@ def _jsonable(row: dict) -> dict:
 
 @bp.route("/api/models/<int:model_id>/delivery")
 def delivery(model_id: int):
-    from app.market import _my_purchase
+    from app.market import _my_purchase, model_or_404
 
-    if get_indexer().get_model(model_id) is None:
-        abort(404, description=f"There is no model #{model_id}.")
+    model_or_404(model_id)
     purchase = _my_purchase(model_id)
     if purchase is None:
         return jsonify(state="none", message="You have not bought this model.")

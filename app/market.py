@@ -39,6 +39,7 @@ SORTS = {"newest": "Newest", "price": "Price (low to high)", "score": "Score",
 # Filter values are the indexer's status words; "unverified" is shown as Pending.
 STATUSES = {"": "Any status", "verified": "Verified", "unverified": "Pending",
             "disputed": "Disputed"}
+MAX_PAGE = 100_000  # beyond any real listing count; keeps OFFSET inside SQLite's integers
 RECOMMEND_POOL = 200  # "recommended" ranks the best-scored matches, not all 10,000 listings
 
 _recommender_lock = threading.Lock()
@@ -61,7 +62,7 @@ def listing_metadata(indexer, cid: str) -> dict:
 
 def _page_args() -> dict:
     try:
-        page = max(1, int(request.args.get("page", 1)))
+        page = min(max(1, int(request.args.get("page", 1))), MAX_PAGE)
     except ValueError:
         page = 1
     sort = request.args.get("sort", "newest")
@@ -151,8 +152,8 @@ def recommended():
     return render_template("recommended.html", need=need, results=results)
 
 
-def _model_or_404(model_id: int) -> dict:
-    row = get_indexer().get_model(model_id)
+def model_or_404(model_id: int) -> dict:
+    row = get_indexer().get_model(model_id) if model_id < 2**63 else None  # SQLite's integers
     if row is None:
         abort(404, description=f"There is no model #{model_id} on this exchange; "
                                "it may not be indexed yet. Go back to the market.")
@@ -186,7 +187,7 @@ def _my_purchase(model_id: int) -> dict | None:
 
 @bp.route("/models/<int:model_id>")
 def model(model_id: int):
-    listing = _model_or_404(model_id)
+    listing = model_or_404(model_id)
     indexer = get_indexer()
     meta = listing_metadata(indexer, listing["metadata_cid"])
     histogram = indexer.vote_histogram(model_id)
@@ -202,7 +203,7 @@ def model(model_id: int):
 def buy(model_id: int):
     from node import market
 
-    listing = _model_or_404(model_id)
+    listing = model_or_404(model_id)
     signer = require_signer()
     try:
         shown = parse_eth(request.form.get("max_price", ""), "maximum price")
@@ -234,7 +235,7 @@ def _fetched_dir(model_id: int) -> Path:
 
 @bp.route("/models/<int:model_id>/fetch", methods=["POST"])
 def fetch(model_id: int):
-    _model_or_404(model_id)
+    model_or_404(model_id)
     signer = require_signer()
     out = _fetched_dir(model_id)
     if out.exists():
@@ -261,7 +262,7 @@ def refund(model_id: int):
     (the contract refuses before the window closes; that refusal is shown as a sentence)."""
     from node import market
 
-    _model_or_404(model_id)
+    model_or_404(model_id)
     signer = require_signer()
     purchase = _my_purchase(model_id)
     if purchase is None or purchase["state"] != "pending":
@@ -280,7 +281,7 @@ def refund(model_id: int):
 def vote(model_id: int):
     from node import market
 
-    _model_or_404(model_id)
+    model_or_404(model_id)
     signer = require_signer()
     try:
         score = int(request.form.get("score", ""))
@@ -303,7 +304,7 @@ def try_it(model_id: int):
     """Inference playground: signs the request with the session's wallet and calls the endpoint."""
     from app.api import call_inference
 
-    _model_or_404(model_id)
+    model_or_404(model_id)
     signer = require_signer()
     text = (request.form.get("text") or "").strip()
     if not text:

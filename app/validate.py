@@ -71,10 +71,10 @@ def stake():
 
 @bp.route("/<int:model_id>", methods=["POST"])
 def run(model_id: int):
+    from app.market import model_or_404
+
     signer = require_signer()
-    if get_indexer().get_model(model_id) is None:
-        flash(f"There is no model #{model_id} to validate.", "error")
-        return redirect(url_for(".index"))
+    model_or_404(model_id)
     job = get_jobs().submit("validate", session_keys.session_id(), _validate_job, get_chain(),
                             get_store(), signer, model_id, data_dir() / "validate",
                             current_app.config.get("MODEX_EVALUATOR"))

@@ -31,6 +31,7 @@ def test_market_search_filter_sort_and_pages(client, app, listed):
     assert "&lt;script&gt;" in second and "Tiny sentiment" not in second
     # Junk arguments fall back to defaults instead of failing.
     assert client.get("/?page=abc&sort=nonsense&status=x").status_code == 200
+    assert client.get("/?page=99999999999999999999999").status_code == 200
 
 
 def test_model_page_card_sanitized_histogram_and_hashes(client, listed, stack):
@@ -48,6 +49,7 @@ def test_unknown_model_is_a_404_sentence(client, listed):
     r = client.get("/api/models/9999/delivery")
     assert r.status_code == 404 and "There is no model #9999" in r.get_json()["error"]
     assert client.get("/no/such/page").status_code == 404
+    assert client.get(f"/models/{2**70}").status_code == 404
 
 
 # ---- wallet --------------------------------------------------------------------------------
