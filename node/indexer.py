@@ -39,7 +39,7 @@ from node.revert import MODEL_STATUS
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 PRICE_DIGITS = 78  # uint256 as zero-padded decimal text: sorts like the number, exact
 # sort → (ORDER BY, "comes after the cursor's key" condition, how the key's values fill it).
 # Every ORDER BY is one of the listings_* indexes read in order, so a page never sorts.
@@ -51,9 +51,9 @@ SORTS = {
     "score": ("l.score_key DESC, l.vote_count DESC, l.model_id DESC",
               "(l.score_key, l.vote_count, l.model_id) < (?, ?, ?)", list),
 }
-# A text search counts its matches up to this many; the total then says "1000+" (an exact count
+# A text search counts its matches up to this many; the total then says "200+" (an exact count
 # walks every match, which is what made search grow with the market).
-SEARCH_COUNT_CAP = 1000
+SEARCH_COUNT_CAP = 200
 METADATA_ATTEMPTS = 3
 
 SCHEMA = """
@@ -99,7 +99,7 @@ CREATE TABLE IF NOT EXISTS listing_counts (
     PRIMARY KEY (active, task, status)) WITHOUT ROWID;
 -- Full-text search over the metadata; rowid = model_id, so "newest" reads it in rowid order.
 CREATE VIRTUAL TABLE IF NOT EXISTS listings_fts USING fts5(
-    name, description, task, tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3');
+    name, description, task, tokenize = 'porter unicode61 remove_diacritics 2', prefix = '2 3');
 CREATE TRIGGER IF NOT EXISTS listings_ai AFTER INSERT ON listings BEGIN
     INSERT INTO listing_counts VALUES (NEW.active, COALESCE(NEW.task, ''), NEW.status, 1)
         ON CONFLICT DO UPDATE SET n = n + 1;
@@ -268,6 +268,10 @@ class Indexer:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            # A page's rows lie wherever their ids are: keep the whole index in memory (the
+            # default 2 MiB cache made a price-sorted page at 10,000 listings re-read pages).
+            conn.execute("PRAGMA cache_size=-65536")
+            conn.execute("PRAGMA mmap_size=268435456")
             self._local.conn = conn
         return conn
 
@@ -502,6 +506,7 @@ class Indexer:
             event = {"block_number": row[0], "log_index": row[1], "tx_hash": row[2],
                      "contract": row[3], "event": row[4], "args": json.loads(row[5])}
             self._apply(tx, event, stamps.get(row[0]))
+        tx.execute("INSERT INTO listings_fts (listings_fts) VALUES ('optimize')")
 
     # -- applying events (pure functions of the log) ------------------------------------------
 
@@ -674,6 +679,9 @@ class Indexer:
                         "ON CONFLICT (cid) DO UPDATE SET attempts = attempts + 1",
                         (cid,),
                     )
+        if loaded >= 100:  # one transaction per CID left many small FTS segments: merge them
+            with self._transaction() as tx:
+                tx.execute("INSERT INTO listings_fts (listings_fts) VALUES ('optimize')")
         return loaded
 
     # -- read API -----------------------------------------------------------------------------
@@ -703,10 +711,11 @@ class Indexer:
         Pages: ``page`` (OFFSET over the sort's covering index, then the page's rows joined), or
         ``after=rows.next_cursor`` from the previous page (keyset: the index is entered at that
         key, so any depth costs the same and rows listed meanwhile are neither skipped nor
-        repeated). ``query`` is full-text over name, description and task: each word matches
-        words starting with it, all words must match; punctuation and FTS operators in it are
-        plain text. Totals come from maintained counters (exact); with ``query`` they are
-        counted up to SEARCH_COUNT_CAP (``total.capped``, shown as "1000+")."""
+        repeated). ``query`` is full-text over name, description and task: every word must
+        match a word of the listing (English stems: "reviews" finds "review"), ``word*`` matches
+        words starting with it; punctuation and FTS operators in it are plain text. Totals come
+        from maintained counters (exact); with ``query`` they are counted up to SEARCH_COUNT_CAP
+        (``total.capped``, shown as "200+")."""
         if sort not in SORTS:
             raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
         if page < 1 or not 1 <= per_page <= 500:
@@ -737,12 +746,18 @@ class Indexer:
             source = "listings_fts f CROSS JOIN listings l ON l.model_id = f.rowid"
             where.insert(0, "listings_fts MATCH ?")
             params.insert(0, match)
-            if sort == "newest":  # FTS5 returns rowids (= model ids) in order: no sort at all
-                order, after_sql = "f.rowid DESC", "f.rowid < ?"
             counted = " AND ".join(where)
             total = db.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM {source} WHERE {counted} "
                                f"LIMIT ?)", [*params, SEARCH_COUNT_CAP + 1]).fetchone()[0]
             total = Total(min(total, SEARCH_COUNT_CAP), capped=total > SEARCH_COUNT_CAP)
+            if sort == "newest":  # FTS5 returns rowids (= model ids) in order: no sort at all
+                order, after_sql = "f.rowid DESC", "f.rowid < ?"
+            elif total.capped:
+                # Many matches: sorting them all would grow with the market; walk the sort's
+                # index instead and keep the matches (a page of them comes early).
+                source = "listings l"
+                # (the unary + keeps SQLite from driving the page by the ids instead).
+                where[0] = "+l.model_id IN (SELECT rowid FROM listings_fts WHERE listings_fts MATCH ?)"
         elif owner:
             total = Total(db.execute(f"SELECT COUNT(*) FROM listings l WHERE {' AND '.join(where)}",
                                      params).fetchone()[0])
@@ -878,15 +893,19 @@ class Total(int):
         return f"{int(self)}+" if self.capped else str(int(self))
 
 
-_WORD = re.compile(r"\w+")
+_WORD = re.compile(r"(\w+)(\*?)")
 
 
 def fts_query(text: str) -> str | None:
-    """User text → an FTS5 query that cannot be a syntax error: each word quoted as a prefix
-    term, all of them required; operators (OR, NOT, NEAR, *, ", column:) are just words or
-    ignored. None when the text has no word at all."""
+    """User text → an FTS5 query that cannot be a syntax error: each word quoted, all of them
+    required, ``word*`` a prefix term; operators (OR, NOT, NEAR, ", column:, a lone *) are just
+    words or ignored. None when the text has no word at all.
+
+    Words match whole (stemmed) words unless starred: an exact term is read from the index as
+    a stream and stops at the page's last row, a prefix term merges every matching word's list
+    first, so it costs more the more listings carry such words."""
     words = _WORD.findall(text)[:32]
-    return " ".join(f'"{w}"*' for w in words) if words else None
+    return " ".join(f'"{w}"{star}' for w, star in words) if words else None
 
 
 def _encode_cursor(sort: str, row: dict) -> str:

@@ -312,8 +312,10 @@ def ids(rows) -> list[int]:
 def test_search_never_raises_on_user_text(tmp_path):
     index = synthetic_index(tmp_path, 40)
     assert set(ids(index.list_models(query="sentiment", per_page=100)[0])) == set(range(1, 41, 2))
-    assert ids(index.list_models(query="SENT mod 17")[0]) == [17]  # prefixes, all words, any case
-    assert ids(index.list_models(query="embed 100%", task="embeddings", per_page=3)[0]) == [39, 36, 33]
+    assert ids(index.list_models(query="SENT* model 17")[0]) == [17]  # all words, any case
+    assert index.list_models(query="sent mod")[1] == 0  # unstarred words match whole words
+    assert index.list_models(query="sentiments")[1] == 20  # English stems
+    assert ids(index.list_models(query="embed* 100%", task="embeddings", per_page=3)[0]) == [39, 36, 33]
     hostile = ['"a OR', "*", '"', "a OR b", "NOT", "NEAR(a b)", "name:legal", "legal AND",
                "(", ")", "^x", "-", "'; DROP TABLE listings; --", "\\", "%", "_", "ÿ\x00", "{a b}",
                "a" * 300, "x " * 100]
@@ -339,7 +341,12 @@ def test_filters_totals_and_capped_search_count(tmp_path, monkeypatch):
     assert index.list_models(task="embeddings", status="verified")[1] == 4
     assert index.list_models(active=False)[1] == 1 and index.list_models(active=None)[1] == 60
     assert 12 not in ids(index.list_models(task="embeddings", per_page=100)[0])
+    few = {sort: ids(index.list_models(query="legal", sort=sort, per_page=100)[0])
+           for sort in ("price", "score")}
     monkeypatch.setattr("node.indexer.SEARCH_COUNT_CAP", 7)
+    for sort, expected in few.items():  # more matches than the cap: read in the sort's index
+        assert ids(index.list_models(query="legal", sort=sort, per_page=100)[0]) == expected
+        assert len(expected) == 29
     total = index.list_models(query="legal")[1]
     assert (int(total), total.capped, str(total)) == (7, True, "7+")
     total = index.list_models(query="legal 12")[1]  # delisted: not counted
