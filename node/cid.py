@@ -217,7 +217,8 @@ class UnixFSBuilder:
         # _levels[k] holds (cid, tsize, filesize) of finished nodes at height k awaiting a parent.
         self._levels: list[list[tuple[bytes, int, int]]] = [[]]
         self._leaves = 0
-        self._pending = bytearray()
+        self._chunk: memoryview | None = None  # push style: one reused chunk buffer
+        self._fill = 0
 
     # -- pull ---------------------------------------------------------------------------------
     def add(self, stream: BinaryIO, on_block: BlockCallback | None = None) -> str:
@@ -233,19 +234,30 @@ class UnixFSBuilder:
 
     # -- push ---------------------------------------------------------------------------------
     def write(self, data) -> None:
+        """Add bytes; whole chunks are hashed in place, the rest gathered in one reused buffer
+        (no allocation per chunk: writes that straddle chunk boundaries, like a sealed
+        stream's 1 MiB + 16 chunks, stay at memcpy speed)."""
+        view = memoryview(data).cast("B")
         size = self.profile.chunk_size
-        if not self._pending and len(data) == size:
-            self._leaf(memoryview(data))
-            return
-        self._pending += data
-        while len(self._pending) >= size:
-            self._leaf(memoryview(bytes(self._pending[:size])))
-            del self._pending[:size]
+        while view:
+            if not self._fill and len(view) >= size:
+                self._leaf(view[:size])
+                view = view[size:]
+                continue
+            if self._chunk is None:
+                self._chunk = memoryview(bytearray(size))
+            n = min(size - self._fill, len(view))
+            self._chunk[self._fill:self._fill + n] = view[:n]
+            self._fill += n
+            view = view[n:]
+            if self._fill == size:
+                self._leaf(self._chunk)
+                self._fill = 0
 
     def finish(self) -> str:
-        if self._pending or not self._leaves:  # the tail chunk, or the empty file's one leaf
-            self._leaf(memoryview(bytes(self._pending)))
-            self._pending.clear()
+        if self._fill or not self._leaves:  # the tail chunk, or the empty file's one leaf
+            self._leaf(self._chunk[:self._fill] if self._chunk is not None else memoryview(b""))
+            self._fill = 0
         levels = self._levels
         # Close the partial nodes bottom-up; the single entry left on the top level is the root.
         level = 0

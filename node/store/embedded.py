@@ -40,6 +40,7 @@ class EmbeddedStore:
         self.root = Path(root)
         self.blocks_dir = self.root / "blocks"
         self.pins_dir = self.root / "pins"
+        self._shards: set[str] = set()  # block subfolders known to exist (saves a mkdir each)
         try:
             self.blocks_dir.mkdir(parents=True, exist_ok=True)
             self.pins_dir.mkdir(parents=True, exist_ok=True)
@@ -61,11 +62,20 @@ class EmbeddedStore:
         path = self.block_path(cid)
         if path.exists():
             return
-        path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        shard = path.parent.name
+        if shard not in self._shards:
+            path.parent.mkdir(exist_ok=True)
+            self._shards.add(shard)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(block)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        except FileNotFoundError:  # the subfolder was removed behind our back: make it again
+            path.parent.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb", buffering=0) as f:
+                view = memoryview(block)
+                while view:  # a raw write may be partial
+                    view = view[f.write(view):]
             os.replace(tmp, path)
         except BaseException:
             try:
