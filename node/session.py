@@ -108,7 +108,9 @@ class ProgressBars:
     Bars go to stderr and switch themselves off when stderr is not a terminal.
     """
 
-    LABELS: ClassVar[dict[str, str]] = {"hash": "hashing", "seal": "sealing", "pin": "pinning", "fetch": "fetching"}
+    # publish hashes each file while sealing it (one pass), so its "seal" bar is the hashing too
+    LABELS: ClassVar[dict[str, str]] = {"hash": "hashing", "seal": "hashing+sealing",
+                                        "pin": "pinning", "fetch": "fetching"}
 
     def __init__(self, disable: bool | None = None):
         self._bars: dict = {}
