@@ -107,12 +107,20 @@ def test_actions_need_an_unlocked_wallet(client, listed):
 
 def test_price_changed_since_page_opened_charges_nothing(client, stack, listed):
     buyer = unlock(client, stack, "buyer")
-    model_id = listed["script"]  # 0.2 ETH; the buyer saw 0.1 ETH
-    before = stack.chain.balance(buyer)
-    post(client, f"/models/{model_id}/buy", {"max_price": "0.1"})
-    html = client.get(f"/models/{model_id}").get_data(as_text=True)
-    assert "Price changed to 0.2 ETH since you opened this page; nothing was charged." in html
-    assert stack.chain.balance(buyer) == before
+    model_id = listed["script"]
+    page = client.get(f"/models/{model_id}").get_data(as_text=True)
+    assert 'name="max_price" value="0.2"' in page  # what the buyer sees
+    registry = stack.chain.registry.functions
+    seller = stack.demo_accounts["seller"]
+    stack.chain.transact(registry.setPrice(model_id, 3 * PRICE), seller)  # meanwhile...
+    try:
+        before = stack.chain.balance(buyer)
+        post(client, f"/models/{model_id}/buy", {"max_price": "0.2"})  # the form as opened
+        html = client.get(f"/models/{model_id}").get_data(as_text=True)
+        assert "Price changed to 0.3 ETH since you opened this page; nothing was charged." in html
+        assert stack.chain.balance(buyer) == before
+    finally:
+        stack.chain.transact(registry.setPrice(model_id, 2 * PRICE), seller)
     post(client, f"/models/{model_id}/buy", {"max_price": "a lot"})
     assert "is not a number" in client.get(f"/models/{model_id}").get_data(as_text=True)
 
@@ -293,6 +301,17 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     assert client.get("/api/tx/0x1234").status_code == 400
     settle(stack)
     assert client.get(f"/api/models/{listed['plain']}/delivery").get_json()["state"] == "delivered"
+    # Vote and withdraw are prepared the same way; a call the contract refuses is a sentence.
+    r = client.post("/api/tx/prepare", json={"action": "vote", "modelId": listed["plain"],
+                                             "score": 4}, headers=headers)
+    assert r.status_code == 200 and r.get_json()["tx"]["to"] == stack.chain.votes.address
+    r = client.post("/api/tx/prepare", json={"action": "vote", "modelId": listed["plain"],
+                                             "score": 9}, headers=headers)
+    assert r.status_code == 400 and "1 to 5" in r.get_json()["error"]
+    r = client.post("/api/tx/prepare", json={"action": "withdraw"}, headers=headers)
+    assert r.status_code == 409 and r.get_json()["error"]  # nothing credited to this wallet
+    r = client.post("/api/tx/prepare", json={"action": "steal"}, headers=headers)
+    assert r.status_code == 400 and "Unknown action" in r.get_json()["error"]
 
 
 # ---- try it (signed inference) and recommendations --------------------------------------------
