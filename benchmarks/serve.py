@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/serve.py [--model-dir DIR] [--dtype bf16] [--http] [--requests 256]
 
 Baseline (same run, same model, same texts): one request at a time through a plain transformers
-``pipeline("text-classification")``, fp32. Served: ml.serve.Predictor (``--dtype``, default bf16)
+``pipeline("text-classification")``, fp32. Served: ml.serve.Predictor (``--dtype``, default fp32: bf16 measured slower on this CPU)
 behind ml.serve.DynamicBatcher (max batch 32, max wait 5 ms); with ``--http`` every request also
 goes through the real signed endpoint (ml.http on a threaded werkzeug server on 127.0.0.1:
 EIP-712 signature recovery, deadline, nonce, licence check) with requests signed beforehand,
@@ -40,7 +40,7 @@ MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model-dir", help="a classifier directory (default: base + seeded head)")
-    p.add_argument("--dtype", default="bf16", choices=("fp32", "bf16", "int8"))
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "int8"))
     p.add_argument("--http", action="store_true", help="go through the signed HTTP endpoint")
     p.add_argument("--requests", type=int, default=256, help="requests per concurrency level")
     p.add_argument("--naive-requests", type=int, default=96)
