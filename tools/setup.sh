@@ -55,13 +55,7 @@ if changed brownie tools/requirements-brownie.txt; then
   done_step brownie
 fi
 # brownie looks up compilers in ~/.solcx; the wrapper answers for the pinned npm solc version.
-SOLC_VERSION=$(node -p "require('./node_modules/solc/package.json').version")
-mkdir -p "$HOME/.solcx"
-cat > "$HOME/.solcx/solc-v$SOLC_VERSION" <<SH
-#!/usr/bin/env bash
-exec node "$ROOT/tools/solc" "\$@"
-SH
-chmod +x "$HOME/.solcx/solc-v$SOLC_VERSION"
+bash tools/solc-shim.sh >/dev/null
 # brownie-config.yaml puts brownie's build under build/brownie; brownie creates that but not build/.
 mkdir -p build
 # The anvil-local network of `brownie run scripts/deploy.py --network anvil-local` (brownie keeps

@@ -40,6 +40,10 @@ def brownie_env(tmp_path):
     env.pop("MODEX_PRIVATE_KEY", None)
     env.pop("MODEX_DEPLOY_PARAMS", None)
     (paths.BUILD_DIR).mkdir(exist_ok=True)  # brownie creates build/brownie but not its parent
+    # ~/.solcx is per user, not per checkout: point brownie's solc at this checkout's wrapper.
+    shim = subprocess.run(["bash", str(paths.ROOT / "tools" / "solc-shim.sh")], capture_output=True,
+                          text=True, check=False)
+    assert shim.returncode == 0, shim.stderr
     return env
 
 
