@@ -1,11 +1,12 @@
 """Training benchmark: ml/train.py vs the transformers Trainer, same model, data, batch and length.
 
-    .venv/bin/python benchmarks/train.py [--train-size 2000] [--max-length 64] [--batch-size 32]
+    .venv/bin/python benchmarks/train.py [--train-size 2000] [--max-length 64] [--batch-size 8]
 
 Both runs fine-tune all-MiniLM-L6-v2 with a fresh 3-way head (same seed) on the same first
-``--train-size`` rows of the training split, one epoch, AdamW (lr 1e-4, weight decay 0.01),
-linear warm-up over 10% of the steps then linear decay, gradient clipping at 1.0, dynamic padding
-to the longest in each batch. Throughput: training samples per second of the training loop (tokenizing
+``--train-size`` rows of the training split, one epoch, with every other setting taken from the
+one ``TrainConfig`` (ml/train.py's defaults block: batch, learning rate, weight decay, warm-up
+ratio, gradient clipping, seed) for both sides: AdamW, linear warm-up then linear decay, dynamic
+padding to the longest in each batch. Throughput: training samples per second of the training loop (tokenizing
 included, periodic evaluation and model loading excluded) — ml/train.py's own figure and the
 Trainer's ``train_samples_per_second``. Accuracy: both saved models are scored by the same
 reproducible protocol (ml/evaluate.py) on the held-out test split.
