@@ -6,8 +6,6 @@ Used by tests, benchmarks and `modex up --chain anvil`. The process is stopped b
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import socket
 import subprocess
 import tempfile
@@ -16,6 +14,7 @@ from dataclasses import dataclass
 
 from node import paths
 from node.errors import ChainError
+from node.procs import stop_process
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +38,7 @@ class Anvil:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process(self.process)
 
     def __enter__(self) -> "Anvil":
         return self

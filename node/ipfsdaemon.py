@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,7 @@ import httpx
 from node import paths
 from node.devchain import free_port
 from node.errors import StoreError
+from node.procs import stop_process
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,7 @@ class IpfsDaemon:
         return f"http://127.0.0.1:{self.gateway_port}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process(self.process)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
