@@ -9,9 +9,11 @@ Every chunk but the last carries exactly chunk_size plaintext bytes; the last ca
 (an empty plaintext is a single empty final chunk). So truncation, reordering, extension, a
 flipped bit or a wrong key all fail authentication: each ends in a SealError saying which.
 
-Memory is flat: one chunk-sized plaintext buffer and one ciphertext buffer, reused; AES-GCM
-writes straight into them (``encrypt_into``/``decrypt_into``), so the only copies are the read
-and the write. A reader cannot know that a stream is complete before its final chunk
+Memory is flat: AES-GCM writes straight into one reused output buffer (``encrypt_into``/
+``decrypt_into``), and :func:`seal_stream` and :class:`UnsealReader` read their input through a
+small ring of 8 MiB blocks filled by a background thread, so the kernel's copy of the next
+block runs on the second core while this one is sealed (``cryptography`` holds the GIL inside
+AES-GCM, so the chunks themselves cannot be spread over threads). A reader cannot know that a stream is complete before its final chunk
 authenticates, so :func:`unseal_file` writes to a temporary file that is renamed into place
 only then (nothing partial is left behind), and :class:`UnsealReader` raises at the end of a
 truncated stream, which :func:`node.tarball.extract_tar` turns into "nothing extracted".
@@ -24,7 +26,10 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import mmap
+import queue
 import tempfile
+import threading
 from pathlib import Path
 from typing import BinaryIO, Self
 
@@ -43,6 +48,7 @@ PREFIX_SIZE = 7
 DEFAULT_CHUNK_SIZE = 1 << 20
 MAX_CHUNK_SIZE = 1 << 26
 _MAX_CHUNKS = 1 << 32
+_BLOCK_BYTES = 8 << 20  # read-ahead block (whole chunks); three in flight
 
 
 def new_key() -> bytes:
@@ -104,6 +110,92 @@ def _read_full(src: BinaryIO, view: memoryview) -> int:
             break
         got += n
     return got
+
+
+class _ReadAhead:
+    """Reads ``src`` in large blocks on a background thread, a few blocks ahead of the consumer.
+
+    A read from a file, pipe or socket runs with the GIL released, so the kernel's copy overlaps
+    with AES-GCM on the consumer's thread (on one core the thread just reads first). Blocks are
+    anonymous mmaps: nothing is touched (or counted in RSS) until data lands in it, so a small
+    stream costs no more than its own size.
+    """
+
+    def __init__(self, src: BinaryIO, block_size: int, count: int):
+        self._src = src
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        self._full: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(count):
+            self._free.put(memoryview(mmap.mmap(-1, block_size)))
+        self._reading = threading.Event()  # set when the thread is in a read (or has ended)
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="modex-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                buf = self._free.get()
+                if buf is None:
+                    return
+                self._reading.set()
+                n = _read_full(self._src, buf)
+                self._full.put((buf, n, None))
+                if n < len(buf):
+                    return
+        except BaseException as exc:  # handed to the consumer, in order, by next()
+            self._full.put((None, 0, exc))
+        finally:
+            self._reading.set()
+
+    def next(self) -> tuple[memoryview, int]:
+        buf, n, exc = self._full.get()
+        if exc is not None:
+            raise exc
+        return buf, n
+
+    def release(self, buf: memoryview) -> None:
+        """Hand a consumed block back; if no block is ready, let the thread start its next read.
+
+        The consumer holds the GIL while it computes, and a thread that finished a read would
+        wait up to the switch interval (5 ms) for it: waiting here until the read has begun
+        costs a thread switch and keeps a read running beside every block's computation.
+        """
+        waiting = self._full.empty() and self._thread.is_alive()
+        if waiting:
+            self._reading.clear()
+        self._free.put(buf)
+        if waiting:
+            self._reading.wait()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._free.put(None)  # wakes the thread if it waits for a buffer; it then ends
+
+
+def _records(src: BinaryIO, record: int):
+    """Yield (record bytes, final) over ``src``, cut every ``record`` bytes: the last is ``final``.
+
+    An empty ``src`` gives one empty final record. A full record is final only when nothing
+    follows it, which the read-ahead of the next block tells. Each view is valid until the next
+    one is asked for.
+    """
+    per_block = max(1, _BLOCK_BYTES // record)
+    ra = _ReadAhead(src, record * per_block, 3 if per_block > 1 else 2)
+    try:
+        buf, n = ra.next()
+        while True:
+            nxt, more = ra.next() if n == len(buf) else (None, 0)
+            for off in range(0, max(n, 1), record):
+                end = min(off + record, n)
+                yield buf[off:end], end == n and more == 0
+            ra.release(buf)
+            if not more:
+                return
+            buf, n = nxt, more
+    finally:
+        ra.close()
 
 
 class SealWriter:
@@ -177,29 +269,22 @@ class SealWriter:
 
 def seal_stream(key: bytes, src: BinaryIO, dst: BinaryIO, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
                 nonce_prefix: bytes | None = None) -> int:
-    """Seal everything read from ``src`` into ``dst``; return the sealed bytes written."""
+    """Seal everything read from ``src`` into ``dst``; return the sealed bytes written.
+
+    ``src`` is read ahead in large blocks on a second thread, so reading overlaps sealing.
+    """
     aead = _aead(key)
     header = make_header(chunk_size, nonce_prefix)
     prefix = header[12:19]
     dst.write(header)
-    # One look-ahead byte tells whether a full chunk is the last one.
-    buf = memoryview(bytearray(chunk_size + 1))
     out = memoryview(bytearray(chunk_size + TAG_SIZE))
-    have = 0
-    index = 0
     written = HEADER_SIZE
-    while True:
-        have += _read_full(src, buf[have:])
-        final = have <= chunk_size
-        n = have if final else chunk_size
-        aead.encrypt_into(_nonce(prefix, index, final), buf[:n], header, out[: n + TAG_SIZE])
-        dst.write(out[: n + TAG_SIZE])
-        written += n + TAG_SIZE
-        if final:
-            return written
-        buf[0] = buf[chunk_size]
-        have = 1
-        index += 1
+    for index, (plain, final) in enumerate(_records(src, chunk_size)):
+        n = len(plain) + TAG_SIZE
+        aead.encrypt_into(_nonce(prefix, index, final), plain, header, out[:n])
+        dst.write(out[:n])
+        written += n
+    return written
 
 
 class UnsealReader:
@@ -218,41 +303,55 @@ class UnsealReader:
         if got < HEADER_SIZE:
             parse_header(self.header[:got])
         self.chunk_size, self._prefix = parse_header(self.header)
-        ct_len = self.chunk_size + TAG_SIZE
-        self._ct = memoryview(bytearray(ct_len + 1))
-        self._have = 0
+        self._records = None  # started on the first read: the read-ahead thread begins then
         self._plain = memoryview(bytearray(self.chunk_size))
         self._pos = 0
         self._end = 0
         self._index = 0
         self._done = False
+        self._failed: SealError | None = None
         self.bytes_out = 0
 
     def _next_chunk(self) -> None:
-        ct_len = self.chunk_size + TAG_SIZE
-        self._have += _read_full(self._src, self._ct[self._have:])
-        final = self._have <= ct_len
-        n = self._have if final else ct_len
+        if self._failed is not None:
+            raise self._failed
+        if self._records is None:
+            self._records = _records(self._src, self.chunk_size + TAG_SIZE)
+        sealed, final = next(self._records)
+        n = len(sealed)
         where = f"chunk {self._index}"
-        if n < TAG_SIZE or (final and n == TAG_SIZE and self._index > 0):
-            raise SealError(f"sealed archive truncated at {where}: the download is incomplete")
         try:
-            self._aead.decrypt_into(_nonce(self._prefix, self._index, final), self._ct[:n],
-                                    self.header, self._plain[: n - TAG_SIZE])
-        except InvalidTag:
-            raise SealError(
-                f"sealed archive fails authentication at {where}: wrong key, or the archive is "
-                "corrupt, truncated, reordered or extended",
-                chunk=self._index,
-            ) from None
+            if n < TAG_SIZE or (final and n == TAG_SIZE and self._index > 0):
+                raise SealError(f"sealed archive truncated at {where}: the download is incomplete")
+            try:
+                self._aead.decrypt_into(_nonce(self._prefix, self._index, final), sealed,
+                                        self.header, self._plain[: n - TAG_SIZE])
+            except InvalidTag:
+                raise SealError(
+                    f"sealed archive fails authentication at {where}: wrong key, or the archive "
+                    "is corrupt, truncated, reordered or extended",
+                    chunk=self._index,
+                ) from None
+        except SealError as exc:
+            self._failed = exc
+            self._stop_reading()
+            raise
         self._pos, self._end = 0, n - TAG_SIZE
         self.bytes_out += self._end
+        self._index += 1
         if final:
             self._done = True
-        else:
-            self._ct[0] = self._ct[ct_len]
-            self._have = 1
-            self._index += 1
+            self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        if self._records is not None:
+            self._records.close()  # its `finally` ends the read-ahead thread
+
+    def close(self) -> None:
+        """Stop reading (``src`` stays open: it is the caller's); later reads raise."""
+        if not self._done and self._failed is None:
+            self._failed = SealError("read from a closed UnsealReader")
+        self._stop_reading()
 
     def readinto(self, b) -> int:
         view = memoryview(b).cast("B")

@@ -7,6 +7,8 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -48,11 +50,11 @@ def reference_seal(key, data, chunk, prefix):
     """The format written out from the design page with plain AESGCM.encrypt, for comparison."""
     header = b"MDXSEAL1" + struct.pack(">I", chunk) + prefix + bytes(5)
     pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)] or [b""]
-    out = header
+    out = [header]
     for i, piece in enumerate(pieces):
         nonce = prefix + struct.pack(">I", i) + (b"\x01" if i == len(pieces) - 1 else b"\x00")
-        out += AESGCM(key).encrypt(nonce, piece, header)
-    return out
+        out.append(AESGCM(key).encrypt(nonce, piece, header))
+    return b"".join(out)
 
 
 def test_known_answer_header_and_chunks():
@@ -269,3 +271,88 @@ def test_one_gigabyte_streams_in_flat_memory(tmp_path):
     assert out.returncode == 0, out.stderr
     peak_kib = int(out.stdout.split()[-1])
     assert peak_kib < 200 * 1024, f"peak RSS {peak_kib} KiB"
+
+
+# --- the read-ahead thread (seal_stream and UnsealReader read their input on a second thread) ---
+
+BLOCK = 8 << 20  # node.seal._BLOCK_BYTES: a block holds whole records, so edges fall on blocks
+
+
+class Trickle(io.RawIOBase):
+    """A source that returns at most ``step`` bytes a read, then fails after ``fail_at`` bytes."""
+
+    def __init__(self, data: bytes, step: int, fail_at: int | None = None):
+        self._data, self._pos, self._step, self._fail_at = data, 0, step, fail_at
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        if self._fail_at is not None and self._pos >= self._fail_at:
+            raise OSError("connection reset by peer")
+        n = min(len(b), self._step, len(self._data) - self._pos)
+        b[:n] = self._data[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+
+@pytest.mark.parametrize("size", [BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK, 2 * BLOCK + 4096 * 3])
+def test_block_edges_give_the_reference_archive(size):
+    """A full last block is followed by an empty read: the finality look-ahead crosses blocks."""
+    data = os.urandom(size)
+    blob = seal(data, chunk=4096)
+    assert blob == reference_seal(KEY, data, 4096, PREFIX)
+    assert unseal(blob) == data
+
+
+def test_short_reads_from_the_source():
+    data = os.urandom(40 * SMALL + 3)
+    out = io.BytesIO()
+    seal_stream(KEY, Trickle(data, 7), out, chunk_size=SMALL, nonce_prefix=PREFIX)
+    assert out.getvalue() == reference_seal(KEY, data, SMALL, PREFIX)
+    assert UnsealReader(Trickle(out.getvalue(), 5), KEY).read() == data
+
+
+def test_a_failing_source_fails_the_seal_and_the_unseal_after_the_good_chunks():
+    data = os.urandom(3 * BLOCK)
+    with pytest.raises(OSError, match="reset by peer"):
+        seal_stream(KEY, Trickle(data, 1 << 20, fail_at=BLOCK + 12345), io.BytesIO(),
+                    chunk_size=4096)
+    blob = seal(data, chunk=4096)
+    reader = UnsealReader(Trickle(blob, 1 << 20, fail_at=2 * BLOCK), KEY)
+    got = bytearray()
+    with pytest.raises(OSError, match="reset by peer"):
+        while chunk := reader.read(1 << 16):
+            got += chunk
+    assert 0 < len(got) < len(data) and data.startswith(got)  # only authenticated chunks came out
+
+
+def _read_ahead_threads() -> int:
+    return sum(t.name == "modex-read-ahead" for t in threading.enumerate())
+
+
+def _settles_to(count: int) -> bool:
+    for _ in range(200):
+        if _read_ahead_threads() == count:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_the_read_ahead_thread_ends_with_the_stream():
+    before = _read_ahead_threads()
+    data = os.urandom(3 * BLOCK)
+    blob = seal(data, chunk=4096)
+    assert _settles_to(before)  # a whole seal leaves no thread behind
+    reader = UnsealReader(io.BytesIO(blob), KEY)
+    assert reader.read(10) == data[:10]
+    assert _read_ahead_threads() == before + 1
+    reader.close()  # abandoned half way: the thread ends, later reads raise
+    assert _settles_to(before)
+    with pytest.raises(SealError, match="closed"):
+        reader.read(1 << 20)
+        reader.read(1 << 20)
+    reader = UnsealReader(io.BytesIO(blob[:-1]), KEY)  # a truncated archive ends it too
+    with pytest.raises(SealError, match="authentication|truncated"):
+        reader.read()
+    assert _settles_to(before)
