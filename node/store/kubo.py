@@ -7,9 +7,10 @@ unmaintained since 2021, refuses current daemons by version, reads whole files i
 
 - Uploads stream: the multipart body is a generator (the file part carries a Content-Type,
   which js-ipfs requires), and the same bytes feed node.cid's builder, so the CID the daemon
-  reports is checked against Kubo's layout in the same pass (IntegrityError if they differ;
-  when the source is a file the content is then imported as a CAR of Modex-built blocks, which
-  covers daemons whose importer cannot express a profile, e.g. js-ipfs's fixed 174-link width).
+  reports is checked against Kubo's layout in the same pass. If they differ, the content is
+  imported as a CAR of Modex-built blocks instead, which covers daemons whose importer cannot
+  express a profile, e.g. js-ipfs's fixed 174-link width (a stream source is copied to an
+  anonymous temporary file while it uploads, so it can be read a second time).
 - Downloads stream (``cat``) and are verified: the bytes are re-chunked under every profile
   that matches the CID's kind and the stream fails at its end unless one reproduces the CID.
 - Every call has a timeout (a daemon waits forever for content it lacks); connection failures
@@ -18,9 +19,12 @@ unmaintained since 2021, refuses current daemons by version, reads whole files i
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import os
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -62,6 +66,19 @@ def _ndjson(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+class _Tee:
+    """Feeds uploaded bytes to the CID builder and, for a stream source, to its spool file."""
+
+    def __init__(self, builder: UnixFSBuilder, spool: BinaryIO | None):
+        self._builder = builder
+        self._spool = spool
+
+    def write(self, data) -> None:
+        self._builder.write(data)
+        if self._spool is not None:
+            self._spool.write(data)
+
+
 class KuboStore:
     """``KuboStore("http://127.0.0.1:5001", timeout=30, retries=3, backoff=0.2)``."""
 
@@ -74,12 +91,14 @@ class KuboStore:
         backoff: float = 0.2,
         find_timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        spool_dir: str | os.PathLike | None = None,
     ):
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         self.find_timeout = find_timeout  # how long the daemon may look for absent content
+        self.spool_dir = spool_dir  # where put() copies a stream source (None: the temp dir)
         self._client = httpx.Client(
             base_url=f"{self.api_url}/api/v0/", timeout=timeout, transport=transport
         )
@@ -214,23 +233,29 @@ class KuboStore:
 
     # -- the Store interface ------------------------------------------------------------------
     def put(self, source: Source, *, profile: str = DEFAULT_PROFILE) -> str:
-        """Add through the daemon's importer and check its CID against Kubo's layout."""
+        """Add through the daemon's importer and check its CID against Kubo's layout.
+
+        If the daemon's importer cannot express the profile (js-ipfs: fixed 174-link width),
+        Modex's own blocks are imported with ``dag/import`` instead. A stream can only be read
+        once, so a stream source is copied to an anonymous temporary file as it is uploaded
+        (disk, not memory; gone when closed, even if this process dies) to import from.
+        """
         builder = UnixFSBuilder(profile)
-        got = self.add(source, profile=profile, pin=False, builder=builder)
-        want = builder.finish()
-        if got == want:
-            self.pin(want)
-            return want
-        if not isinstance(source, (str, bytes)) and not hasattr(source, "__fspath__"):
-            raise IntegrityError(
-                f"the IPFS daemon at {self.api_url} computed {got} but profile {profile} gives "
-                f"{want}: its importer does not implement this profile. Use a file path (Modex "
-                "then imports its own blocks as a CAR) or another profile",
-                got=got, want=want, profile=profile,
-            )
-        log.warning("daemon at %s gave %s, profile %s gives %s: importing Modex's blocks as a CAR",
-                    self.api_url, got, profile, want)
-        roots = self._import_file_as_car(source, profile, want)
+        is_path = isinstance(source, (str, bytes)) or hasattr(source, "__fspath__")
+        with contextlib.ExitStack() as stack:
+            spool = None if is_path else stack.enter_context(
+                tempfile.TemporaryFile(prefix="modex-put-", dir=self.spool_dir))
+            got = self.add(source, profile=profile, pin=False, builder=_Tee(builder, spool))
+            want = builder.finish()
+            if got == want:
+                self.pin(want)
+                return want
+            log.warning("daemon at %s gave %s, profile %s gives %s: importing Modex's blocks "
+                        "as a CAR", self.api_url, got, profile, want)
+            if spool is not None:
+                spool.flush()
+                spool.seek(0)
+            roots = self._import_as_car(source if spool is None else spool, profile, want)
         if roots != [want]:
             raise IntegrityError(
                 f"the IPFS daemon at {self.api_url} imported roots {roots}, expected [{want}]",
@@ -324,7 +349,8 @@ class KuboStore:
             roots.append(normalize_cid(root["Cid"]["/"]))
         return roots
 
-    def _import_file_as_car(self, path, profile: str, root: str) -> list[str]:
+    def _import_as_car(self, source: Source, profile: str, root: str) -> list[str]:
+        """Build ``source``'s blocks under ``profile`` and ``dag/import`` them as one CAR."""
         def pieces() -> Iterator[bytes]:
             header = encode_header([parse_cid(root)])
             yield uvarint(len(header)) + header
@@ -333,7 +359,8 @@ class KuboStore:
             def on_block(cid: bytes, block) -> None:
                 out.append(uvarint(len(cid) + len(block)) + cid + bytes(block))
 
-            with open(path, "rb", buffering=0) as f:
+            f, close = open_source(source)
+            try:
                 builder = UnixFSBuilder(profile, on_block=on_block)
                 view = memoryview(bytearray(builder.profile.chunk_size))
                 while True:
@@ -346,5 +373,8 @@ class KuboStore:
                         break
                 builder.finish()
                 yield from out
+            finally:
+                if close:
+                    f.close()
 
         return self._post_car(pieces())

@@ -4,6 +4,7 @@ CIDs and blocks equal to Modex's, content moving both ways through CAR, and the 
 from __future__ import annotations
 
 import io
+import json
 import socket
 import time
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from node.car import read_car
-from node.cid import PROFILES, Profile, cid_of_file, cid_of_stream, get_profile
+from node.cid import PROFILES, Profile, cid_of_file, cid_of_stream, cid_to_str, get_profile
 from node.errors import ContentNotFound, IntegrityError, StoreError
 from node.store import Store, open_store
 from node.store.embedded import EmbeddedStore
@@ -84,6 +85,8 @@ def test_200mb_through_the_daemon(kubo, big_file):
     # Modex's own blocks through dag/import instead, and the daemon then serves the same CID.
     want = cid_of_file(big_file, "unixfs-v1-2025")
     assert kubo.put(big_file, profile="unixfs-v1-2025") == want
+    with open(big_file, "rb") as stream:  # a stream (as publish's sealer gives) is spooled first
+        assert kubo.put(stream, profile="unixfs-v1-2025") == want
     size = 0
     with kubo.get(want) as stream:  # verified at the end of the stream
         for chunk in stream:
@@ -170,11 +173,40 @@ def test_wrong_bytes_from_a_daemon_are_detected():
         store.get(cid).read()
 
 
-def test_daemon_disagreeing_on_a_stream_is_integrity_error():
+def _disagreeing_daemon(imported_root: str | None, posted: list[bytes]):
+    """A daemon whose `add` answers a CID of another layout; `dag/import` records its body."""
     def handler(request):
-        request.read()
-        return httpx.Response(200, text='{"Name":"file","Hash":"QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"}\n')
+        body = request.read()
+        if request.url.path.endswith("/add"):
+            return httpx.Response(200, text='{"Name":"file","Hash":"QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"}\n')
+        if request.url.path.endswith("/dag/import"):
+            posted.append(body)
+            root = imported_root or "bafkreie7q3iidccmpvszul7kudcvvuavuo7u6gzlbobczuk5nqk3b4akba"
+            return httpx.Response(200, text=json.dumps({"Root": {"Cid": {"/": root}}}) + "\n")
+        return httpx.Response(404, text="unexpected call")
+    return httpx.MockTransport(handler)
 
-    store = KuboStore("http://daemon", transport=httpx.MockTransport(handler))
-    with pytest.raises(IntegrityError, match="computed QmbFMke1"):
+
+def test_daemon_disagreeing_on_a_stream_imports_modex_blocks_from_a_spool(tmp_path):
+    """A stream can be read once: put spools it while uploading, then imports our own blocks."""
+    data = bytes(range(256)) * 5000  # 1.28 MB: several kubo-v0 chunks and a root node
+    want = cid_of_stream(io.BytesIO(data), "kubo-v0")
+    posted: list[bytes] = []
+    store = KuboStore("http://daemon", transport=_disagreeing_daemon(want, posted),
+                      spool_dir=tmp_path)
+    assert store.put(io.BytesIO(data), profile="kubo-v0") == want
+    car = posted[0]
+    car = car[car.index(b"\r\n\r\n") + 4 : car.rindex(b"\r\n--")]  # the multipart file part
+    roots, _ = read_car(io.BytesIO(car))
+    assert [cid_to_str(r) for r in roots] == [want]
+    local = EmbeddedStore(tmp_path / "local")
+    assert local.import_car(io.BytesIO(car)) == [want]
+    assert local.get(want).read() == data
+    assert list(tmp_path.iterdir()) == [tmp_path / "local"]  # the spool file is gone
+
+
+def test_daemon_importing_another_root_is_integrity_error(tmp_path):
+    store = KuboStore("http://daemon", transport=_disagreeing_daemon(None, []), spool_dir=tmp_path)
+    with pytest.raises(IntegrityError, match="imported roots"):
         store.put(io.BytesIO(b"not empty"), profile="kubo-v0")
+    assert list(tmp_path.iterdir()) == []
