@@ -1,12 +1,26 @@
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from ml import data
 from ml.serve import DynamicBatcher, InvalidInput, Predictor, QueueFull
 from node.errors import ConfigError
 
 LONG = "this phone is great but the battery, the screen and the speaker all broke " * 6
+
+
+@pytest.fixture(scope="module")
+def fp32(tiny_model):
+    return Predictor(tiny_model[0], dtype="fp32", max_length=32)
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    """Held-out texts of many lengths, some over max_length (32 tokens here), in no length order."""
+    texts = [ex.text for ex in data.split("test")[:40]]
+    return texts[:20] + [LONG, "ok", "meh."] + texts[20:]
 
 
 def test_predict_labels_scores_and_truncation(predictor):
@@ -30,9 +44,62 @@ def test_predict_refuses_bad_input(predictor, bad, message):
         predictor.predict(bad)
 
 
-def test_reduced_precision_predictors_stay_close_to_fp32(tiny_model, predictor):
+def test_served_default_is_packed_int8_on_cpu(predictor, fp32):
+    assert (predictor.dtype, predictor.packed) == ("int8", True)
+    assert (fp32.dtype, fp32.packed) == ("fp32", True)
+
+
+def test_packed_forward_gives_the_transformers_logits(tiny_model, fp32, mixed):
+    import torch
+
+    plain = Predictor(tiny_model[0], dtype="fp32", max_length=32, packed=False)
+    ids, truncated = fp32.encode(mixed)
+    assert 0 < truncated.count(True) < len(mixed) and len({len(x) for x in ids}) > 10
+    enc = plain.tokenizer(mixed, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.inference_mode():
+        want = plain.model(**enc).logits  # transformers' own tokenization, padding and forward
+        got = fp32.forward(ids)
+    assert enc["input_ids"].shape[1] == 32 and got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+    assert fp32.predict(mixed) == plain.predict(mixed)
+
+
+def test_answers_do_not_depend_on_batch_neighbours_or_order(fp32, predictor, mixed):
+    together = fp32.predict(mixed)
+    alone = [fp32.predict([t])[0] for t in mixed]
+    backwards = fp32.predict(mixed[::-1])[::-1]
+    for a, b, c in zip(together, alone, backwards):
+        assert a["label"] == b["label"] == c["label"] and a["truncated"] == b["truncated"]
+        assert a["score"] == pytest.approx(b["score"], abs=1e-5) == c["score"]
+    # int8 quantizes each batch's activations with one scale, so neighbours move scores a little
+    together = predictor.predict(mixed)
+    for a, t in zip(together, mixed):
+        assert a["score"] == pytest.approx(predictor.predict([t])[0]["score"], abs=0.02)
+
+
+def test_small_token_budget_splits_into_chunks_with_the_same_answers(tiny_model, fp32, mixed):
+    small = Predictor(tiny_model[0], dtype="fp32", max_length=32, max_batch_tokens=40)
+    ids, _ = small.encode(mixed)
+    order = sorted(range(len(mixed)), key=lambda i: len(ids[i]))
+    chunks = list(small._chunks(order, ids))
+    assert len(chunks) > 5 and sorted(i for c in chunks for i in c) == list(range(len(mixed)))
+    assert all(len(c) * max(len(ids[i]) for i in c) <= 40 for c in chunks)
+    for a, b in zip(small.predict(mixed), fp32.predict(mixed)):
+        assert a["label"] == b["label"] and a["score"] == pytest.approx(b["score"], abs=1e-5)
+
+
+def test_int8_stays_close_to_fp32_on_held_out_texts(fp32, predictor):
+    texts = [ex.text for ex in data.split("test")[:64]]
+    ref, out = fp32.predict(texts), predictor.predict(texts)
+    assert max(abs(a["score"] - b["score"]) for a, b in zip(ref, out)) < 0.05
+    # labels may flip only where fp32 itself hesitates (the tiny model's classes are close)
+    flipped = [a["score"] for a, b in zip(ref, out) if a["label"] != b["label"]]
+    assert len(flipped) <= 6 and all(s < 0.5 for s in flipped), flipped
+
+
+def test_reduced_precision_predictors_stay_close_to_fp32(tiny_model, fp32):
     texts = ["I love this phone", "worst service ever", "the bus leaves at nine"]
-    ref = predictor.predict(texts)
+    ref = fp32.predict(texts)
     for dtype in ("bf16", "int8"):
         out = Predictor(tiny_model[0], dtype=dtype, max_length=32).predict(texts)
         assert [o["truncated"] for o in out] == [False] * 3
@@ -46,12 +113,15 @@ def test_predictor_refuses_bad_settings(tiny_model, tmp_path):
         Predictor(tiny_model[0], dtype="fp8")
     with pytest.raises(ConfigError, match="not a model directory"):
         Predictor(tmp_path)
+    with pytest.raises(ConfigError, match="max_batch_tokens"):
+        Predictor(tiny_model[0], max_length=128, max_batch_tokens=64)
 
 
-def test_concurrent_requests_are_batched_and_answered_in_order(predictor):
+def test_concurrent_requests_are_batched_and_answered_in_order(fp32):
+    # fp32: answers do not depend on batch neighbours, so each must equal the lone answer
     texts = [f"sample text number {i}, {'good' if i % 2 else 'bad'}" for i in range(24)]
-    expected = predictor.predict(texts)
-    with DynamicBatcher(predictor, max_batch_size=8, max_wait_ms=50, max_queue=64) as batcher:
+    expected = fp32.predict(texts)
+    with DynamicBatcher(fp32, max_batch_size=8, max_wait_ms=50, max_queue=64) as batcher:
         with ThreadPoolExecutor(12) as pool:
             results = list(pool.map(lambda t: batcher.predict([t], timeout=60), texts))
         assert batcher.items == 24 and batcher.batches < 24  # several requests shared a batch
@@ -90,6 +160,40 @@ def test_full_queue_raises_queue_full_then_recovers():
     batcher.close()
     with pytest.raises(Exception, match="closed"):
         batcher.submit(["f"])
+
+
+class Echo:
+    """A fake predictor that answers each text with itself, slowly, noting which thread ran it."""
+
+    labels = ("echo",)
+
+    def __init__(self):
+        self.threads = set()
+
+    def predict(self, texts):
+        self.threads.add(threading.current_thread().name)
+        time.sleep(0.02)
+        return [{"label": t, "score": 1.0, "truncated": False} for t in texts]
+
+
+def test_two_workers_share_the_queue_answer_each_request_in_order_and_stop():
+    import torch
+
+    threads = torch.get_num_threads()
+    echo = Echo()
+    try:
+        batcher = DynamicBatcher(echo, max_batch_size=4, max_wait_ms=2, workers=2)
+        assert torch.get_num_threads() == 1  # 2 CPUs here: one intra-op thread per worker
+        requests = [[f"r{i}-t{j}" for j in range(1 + i % 3)] for i in range(40)]
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(lambda r: batcher.predict(r, timeout=30), requests))
+        assert [[o["label"] for o in out] for out in results] == requests
+        assert echo.threads == {"modex-batcher-0", "modex-batcher-1"}
+        assert batcher.items == sum(map(len, requests))
+        batcher.close()
+        assert not any(t.is_alive() for t in batcher._threads)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_a_failing_batch_fails_its_callers_and_the_worker_goes_on():
