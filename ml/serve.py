@@ -141,7 +141,7 @@ class PackedBert:
 
     def _attention(self, qkv, spans, *, cls_only: bool):
         # One attention call per text, on its own rows: no padding, no mask. Measured here
-        # faster than one padded, masked call over the chunk (2.5 vs 3.6-6.7 ms per layer).
+        # faster than one padded, masked call (32 texts, 2 threads: 2.5 vs 3.6-6.7 ms a layer).
         import torch
         import torch.nn.functional as F
 
@@ -211,8 +211,8 @@ class Predictor:
 
         texts = check_texts(texts)
         ids, truncated = self.encode(texts)
-        # Texts of similar length run together (little padding even in attention), in chunks of
-        # at most max_batch_tokens padded tokens; answers go back in the callers' order.
+        # Sorted by length and cut into chunks of at most max_batch_tokens counted as if padded
+        # (bounds memory; the fallback's padding stays small); answers go back in callers' order.
         order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
         out: list[dict] = [None] * len(texts)  # type: ignore[list-item]
         for idx in self._chunks(order, ids):
