@@ -1,12 +1,10 @@
 """The endpoint's licence check against the real Marketplace on the embedded chain."""
 
 import pytest
-from eth_account import Account
 
 from ml import signing
 from ml.http import InferenceService, create_app, onchain_has_license
-
-PRICE = 10**15
+from tests.ml.conftest import list_and_buy, send_tx
 
 
 class Echo:
@@ -16,15 +14,6 @@ class Echo:
         return [{"label": "neutral", "score": 1.0, "truncated": False} for _ in texts]
 
 
-def send(w3, account, fn, value=0):
-    tx = fn.build_transaction({"from": account.address, "value": value,
-                               "nonce": w3.eth.get_transaction_count(account.address)})
-    receipt = w3.eth.wait_for_transaction_receipt(
-        w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction))
-    assert receipt["status"] == 1
-    return receipt
-
-
 @pytest.fixture(scope="module")
 def market():
     from node.chain import Chain, embedded_web3
@@ -32,15 +21,7 @@ def market():
 
     w3 = embedded_web3()
     chain = Chain(w3, deploy_suite(w3, w3.eth.accounts[0]))
-    seller, buyer = Account.create(), Account.create()
-    for who in (seller, buyer):
-        w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": who.address, "value": 10**18})
-    listing = chain.registry.functions.list(b"\x11" * 32, "bafkreitestcidformodexml", PRICE)
-    model_id = listing.call({"from": seller.address})
-    send(w3, seller, listing)
-    buy = chain.marketplace.functions.buy(model_id, b"\x22" * 32, PRICE)
-    purchase_id = buy.call({"from": buyer.address, "value": PRICE})
-    send(w3, buyer, buy, value=PRICE)
+    seller, buyer, model_id, purchase_id = list_and_buy(w3, chain)
     return chain, w3, seller, buyer, model_id, purchase_id
 
 
@@ -57,7 +38,7 @@ def test_licence_comes_from_the_marketplace_after_delivery(market):
             verifying_contract=chain.marketplace.address))
 
     assert ask().status_code == 403  # paid, key not delivered yet: no licence
-    send(w3, seller, chain.marketplace.functions.deliverKey(purchase_id, b"\x33" * 80))
+    send_tx(w3, seller, chain.marketplace.functions.deliverKey(purchase_id, b"\x33" * 80))
     r = ask()
     assert r.status_code == 200 and r.json["signer"] == buyer.address
     assert client.post("/v1/infer", json=signing.sign_request(

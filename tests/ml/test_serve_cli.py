@@ -1,0 +1,90 @@
+"""`modex serve` as a process: a real anvil chain, the deployed Marketplace, signed requests over HTTP.
+
+The CLI serves what benchmarks/serve.py measures (int8 on CPU, two batcher workers); a licensed
+buyer gets answers, everyone else a clear JSON refusal.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from eth_account import Account
+
+from ml import signing
+from tests.ml.conftest import list_and_buy, send_tx
+
+pytestmark = [pytest.mark.anvil, pytest.mark.slow]
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served(anvil, tiny_model, tmp_path):
+    """(chain, buyer, stranger, model_id, base URL) with `modex serve` running as a subprocess."""
+    from node.chain import Chain, connect
+    from node.config import Config
+    from node.deploy import deploy_suite, write_deployment
+
+    w3 = connect(anvil.url)
+    deployment = write_deployment(deploy_suite(w3, w3.eth.accounts[0]), tmp_path / "deployments")
+    chain = Chain.from_config(Config(data_dir=tmp_path, chain=anvil.url, deployment_file=deployment))
+    seller, buyer, model_id, purchase_id = list_and_buy(w3, chain, "bafkreitestcidformodexserve")
+    send_tx(w3, seller, chain.marketplace.functions.deliverKey(purchase_id, b"\x33" * 80))
+    stranger = Account.create()
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'chain = "{anvil.url}"\ndata_dir = "{tmp_path}"\n'
+                      f'deployment_file = "{deployment}"\n')
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("MODEX_CHAIN", None)
+    log = open(tmp_path / "serve.log", "w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "serve", str(tiny_model[0]), "--model-id", str(model_id),
+         "--config", str(config), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    try:
+        banner = proc.stdout.readline()  # printed once the model is loaded and the port is bound
+        if "serving model" not in banner:
+            proc.kill()
+            log.seek(0)
+            pytest.fail(f"modex serve did not start: {banner}{proc.stdout.read()}{log.read()}")
+        yield chain, buyer, stranger, model_id, f"http://127.0.0.1:{port}", banner
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_modex_serve_answers_licensed_buyers_and_refuses_others(served):
+    chain, buyer, stranger, model_id, url, banner = served
+    assert "(int8, 2 workers)" in banner  # the CPU default: what benchmarks/serve.py measures
+
+    def ask(who, texts=("great phone, love it", "worst service ever")):
+        body = signing.sign_request(who, model_id=model_id, inputs=list(texts),
+                                    chain_id=chain.chain_id,
+                                    verifying_contract=chain.marketplace.address)
+        return body, httpx.post(f"{url}/v1/infer", json=body, timeout=30)
+
+    body, r = ask(buyer)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["signer"] == buyer.address
+    assert [o["label"] in ("negative", "neutral", "positive") for o in answer["outputs"]] == [True] * 2
+    replay = httpx.post(f"{url}/v1/infer", json=body, timeout=30)  # the same nonce again
+    assert replay.status_code == 409 and replay.json()["error"]["code"] == "replayed"
+    _, r = ask(stranger)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "no_licence"
