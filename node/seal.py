@@ -13,9 +13,9 @@ Memory is flat: AES-GCM writes straight into one reused output buffer (``encrypt
 ``decrypt_into``), and :func:`seal_stream` and :class:`UnsealReader` read their input through a
 small ring of 8 MiB blocks filled by a background thread, so the kernel's copy of the next
 block runs on the second core while this one is sealed (``cryptography`` holds the GIL inside
-AES-GCM, so the chunks themselves cannot be spread over threads). A reader cannot know that a stream is complete before its final chunk
-authenticates, so :func:`unseal_file` writes to a temporary file that is renamed into place
-only then (nothing partial is left behind), and :class:`UnsealReader` raises at the end of a
+AES-GCM, so the chunks themselves cannot be spread over threads). A reader cannot know that a
+stream is complete before its final chunk authenticates, so :func:`unseal_file` writes to a
+temporary file that is renamed into place only then (nothing partial is left behind), and :class:`UnsealReader` raises at the end of a
 truncated stream, which :func:`node.tarball.extract_tar` turns into "nothing extracted".
 
 Limits of this implementation (not of the format): chunk size 1 B .. 64 MiB.
@@ -24,10 +24,10 @@ Limits of this implementation (not of the format): chunk size 1 B .. 64 MiB.
 from __future__ import annotations
 
 import logging
-import os
-import struct
 import mmap
+import os
 import queue
+import struct
 import tempfile
 import threading
 from pathlib import Path
@@ -143,7 +143,7 @@ class _ReadAhead:
                 self._full.put((buf, n, None))
                 if n < len(buf):
                     return
-        except BaseException as exc:  # handed to the consumer, in order, by next()
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, in order, by next()
             self._full.put((None, 0, exc))
         finally:
             self._reading.set()

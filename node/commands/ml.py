@@ -59,7 +59,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-batch-size", type=int, default=16,
                    help="texts per batch (give each worker a full batch: clients / workers)")
     p.add_argument("--workers", type=int, default=2,
-                   help="batches run at once on the one model (torch threads are split between them)")
+                   help="batches run at once on the one model (torch threads are split "
+                   "between them)")
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--max-queue", type=int, default=256)
     p.add_argument("--nonce-db", help="SQLite file for used nonces (default: in memory)")
@@ -107,7 +108,8 @@ def cmd_serve(args) -> int:
                                chain_id=chain.chain_id,
                                verifying_contract=chain.marketplace.address, nonce_store=nonces)
     server = make_server(args.host, args.port, create_app(service), threaded=True)
-    print(f"serving model {args.model_id} ({predictor.dtype}, {args.workers} workers) on http://{args.host}:{server.port}"
+    print(f"serving model {args.model_id} ({predictor.dtype}, {args.workers} workers) on "
+          f"http://{args.host}:{server.port}"
           f"/v1/infer (chain {chain.chain_id}, marketplace {chain.marketplace.address})", flush=True)
     try:
         server.serve_forever()
