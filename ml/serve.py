@@ -75,7 +75,8 @@ class PackedBert:
     attention, a small share, runs per text on its own rows. Q, K and V are one fused Linear
     (with int8, one activation quantization instead of three). The last layer computes its
     output for the [CLS] rows only, the one position the pooler and classifier read. The result
-    equals the transformers forward up to float rounding (tests compare the logits).
+    equals the transformers forward up to float rounding (tests compare the logits). Packing and
+    attention are ml/packed.py's, shared with training; here the weights are fused once.
     """
 
     def __init__(self, model, *, int8: bool = False):
