@@ -11,6 +11,14 @@ evaluate() on validation rows → save (safetensors weights, config, tokenizer, 
 the curves plot, a model card) → the reproducible evaluation of ml/evaluate.py on the saved
 directory, whose metrics go into metrics.json and the card. The output directory is written in a
 temporary folder beside it and renamed into place, so it is never half-written.
+
+    train(config, on_progress=lambda step, done, total: ...)   # the node app's training job
+
+`on_progress(step, done, total)` hears "loading base model", "training" (step, total) after every
+optimizer step, "evaluating on validation" (step, total), "saving" and "evaluating <eval_set>". An
+exception it raises aborts the run and leaves no output directory (nothing is written before the
+save phase, whose temporary folder is removed on any error). Time spent in it is not counted in
+train_samples_per_s.
 """
 
 from __future__ import annotations
@@ -220,9 +228,13 @@ def load_base(cfg: TrainConfig):
             local_files_only=True,
             use_safetensors=True,
         )
+        tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    except (OSError, ValueError) as exc:  # missing folder or files, unreadable config
+        raise ConfigError(f"cannot load the base model from {base}: {exc}; give a model directory "
+                          "with config.json, model.safetensors and the tokenizer files",
+                          base_model=str(base)) from exc
     finally:
         hf_logging.set_verbosity(verbosity)
-    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
     return model, tokenizer, base
 
 
@@ -386,7 +398,8 @@ for dashboards or for routing messages. Served by Modex's signed inference endpo
     return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n" + body
 
 
-def save(model, tokenizer, cfg: TrainConfig, history: dict, run: dict, out: Path) -> dict:
+def save(model, tokenizer, cfg: TrainConfig, history: dict, run: dict, out: Path,
+         on_progress=None) -> dict:
     """Write the model directory into ``out`` (a fresh temp folder) and evaluate it there."""
     # transformers 5 writes safetensors only (its save_pretrained no longer takes
     # safe_serialization); the pickle check below holds that promise for the whole folder.
@@ -406,6 +419,8 @@ def save(model, tokenizer, cfg: TrainConfig, history: dict, run: dict, out: Path
     config.pop("progress")
     config.pop("overwrite")
     (out / "training_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    if on_progress:
+        on_progress(f"evaluating {cfg.eval_set}", None, None)
     metrics = evaluation.evaluate_dir(out, cfg.eval_set)
     evaluation.write_metrics(metrics, out / "metrics.json")
     (out / "README.md").write_text(model_card(cfg, metrics, run), encoding="utf-8")
@@ -439,8 +454,11 @@ def make_optimizer(model, cfg: TrainConfig):
         return torch.optim.AdamW(groups, lr=cfg.learning_rate)
 
 
-def train(config) -> dict:
-    """Fine-tune, save and evaluate; returns the final eval metrics plus run figures."""
+def train(config, *, on_progress=None) -> dict:
+    """Fine-tune, save and evaluate; returns the final eval metrics plus run figures.
+
+    on_progress(step, done, total), when given, hears each phase (see the module docstring).
+    """
     import torch
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
@@ -452,6 +470,8 @@ def train(config) -> dict:
         raise ConfigError(f"{out_dir} exists and is not empty; pick another --output-dir or "
                           f"pass --overwrite", output_dir=str(out_dir))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    report = on_progress or (lambda step, done, total: None)
+    report("loading base model", None, None)
     seed_everything(cfg.seed)
     device, autocast = pick_device()
     train_rows, val_rows = load_data(cfg)
@@ -470,9 +490,10 @@ def train(config) -> dict:
     history = {"train": [], "eval": []}
 
     model.train()
-    step, seen, eval_time = 0, 0, 0.0
+    step, seen, untimed = 0, 0, 0.0
     bar = tqdm(total=total, desc="train", unit="step", disable=not cfg.progress)
-    started = time.perf_counter()  # samples/s counts tokenization and steps, not the evals
+    # samples/s counts tokenization and steps, not the evals nor the time spent in on_progress
+    started = time.perf_counter()
     for epoch in range(cfg.epochs):
         for batch in batches(train_rows, tokenizer, cfg, packed=packed, generator=generator):
             logits, labels = forward(model, batch, device, autocast)
@@ -489,15 +510,19 @@ def train(config) -> dict:
             history["train"].append({"step": step, "epoch": epoch, "loss": round(loss_value, 5)})
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}")
+            t0 = time.perf_counter()
+            report("training", step, total)
+            untimed += time.perf_counter() - t0
             if step % eval_every == 0 or step == total:
                 t0 = time.perf_counter()
+                report("evaluating on validation", step, total)
                 ev = evaluate(model, val_rows, tokenizer, cfg, device, autocast, packed=packed)
-                eval_time += time.perf_counter() - t0
+                untimed += time.perf_counter() - t0
                 history["eval"].append({"step": step, **{k: round(v, 5) for k, v in ev.items()}})
                 log.info("step %d/%d: validation loss %.4f accuracy %.4f", step, total,
                          ev["loss"], ev["accuracy"])
     bar.close()
-    train_time = time.perf_counter() - started - eval_time
+    train_time = time.perf_counter() - started - untimed
     run = {
         "device": str(device),
         "forward": "packed" if packed else "padded",
@@ -513,7 +538,8 @@ def train(config) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; a model directory is meant to be shared
     try:
-        metrics = save(model, tokenizer, cfg, history, run, tmp)
+        report("saving", None, None)
+        metrics = save(model, tokenizer, cfg, history, run, tmp, on_progress)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)

