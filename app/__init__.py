@@ -49,6 +49,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         publish,
         resources,
         session_keys,
+        train,
         validate,
         wallet,
     )
@@ -59,7 +60,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     jobs.init_app(app)
     errors.init_app(app)
     helpers.init_app(app)
-    for bp in (market.bp, wallet.bp, publish.bp, validate.bp, api.bp):
+    for bp in (market.bp, wallet.bp, publish.bp, train.bp, validate.bp, api.bp):
         app.register_blueprint(bp)
     api.init_app(app)
     return app

@@ -35,13 +35,16 @@ def local_models() -> list[Path]:
     root = data_dir() / "models"
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file())
+    # Hidden folders are excluded: ml/train.py writes a model into ".<name>.*" before renaming it.
+    return sorted(p for p in root.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and (p / "config.json").is_file())
 
 
 @bp.route("/", methods=["GET"])
 def index():
+    # ?model_dir= preselects a directory (the training job's "Publish this model" link).
     return render_template("publish.html", tasks=TASKS, licenses=LICENSES, models=local_models(),
-                           form={})
+                           form={"model_dir": request.args.get("model_dir", "")})
 
 
 def _form() -> dict:

@@ -30,11 +30,17 @@
       step.textContent = job.step + (job.total ? ` (${job.done || 0} / ${job.total})` : "");
       if (job.percent !== null && job.percent !== undefined) bar.value = job.percent;
       if (job.state === "failed") {
+        const cancel = document.getElementById("job-cancel");
+        if (cancel) cancel.remove();
         const err = document.getElementById("job-error");
         err.textContent = job.error; err.classList.remove("hidden"); bar.value = 0; return;
       }
       if (job.state === "done") {
         bar.value = 100;
+        if (job.result && job.result.show) {  // the page shows the result itself: render it once
+          if (box.dataset.state !== "done") window.location.reload();
+          return;
+        }
         const target = (job.result && job.result.url) || box.dataset.next;
         if (target) {
           const link = document.getElementById("job-link");
