@@ -204,9 +204,9 @@ def cancel(job_id: str):
     slot = get_slot()
     if slot.job is job and slot.busy():
         slot.cancel.set()
-        flash("Cancelling: the run stops at its next step and saves nothing.", "info")
+        flash("Cancelling: the run stops at its next step and saves nothing.", "ok")
     else:
-        flash("This training run has already ended; there is nothing to cancel.", "info")
+        flash("This training run has already ended; there is nothing to cancel.", "ok")
     return redirect(url_for("api.job_page", job_id=job_id))
 
 

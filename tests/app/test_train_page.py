@@ -140,6 +140,8 @@ def test_one_run_per_node_and_cancel_leaves_nothing(client, app, stack):
     assert job["state"] == "failed", job
     assert job["error"].startswith("Training was cancelled; nothing was saved.")
     assert "Training was cancelled" in client.get(location).get_data(as_text=True)
+    post(client, f"/train/{first_id}/cancel")
+    assert "has already ended" in client.get(location).get_data(as_text=True)
     assert not (models_root(stack) / "ui-long").exists() and leftovers(stack) == []
     assert not (models_root(stack) / "ui-second").exists()
 
