@@ -226,7 +226,7 @@ class _AccountView:
 def call_inference(signer, model_id: int, inputs: list[str]) -> tuple[int, dict]:
     """Sign an inference request with the session's wallet (EIP-712) and hand it to the same
     InferenceService that answers POST /api/inference/v1/infer (all its checks apply)."""
-    from ml.http import Refusal
+    from ml.endpoint import Refusal
     from ml.signing import sign_request
 
     service = current_app.extensions.get("modex.inference")
@@ -301,7 +301,7 @@ def init_app(app) -> None:
     if chain is None or models is None:
         return  # inference needs the node's chain and model dirs: `modex up` hands both in
     from app import csrf
-    from ml.http import InferenceService, create_blueprint
+    from ml.endpoint import InferenceService, create_blueprint
 
     def has_license(model_id: int, address: str) -> bool:
         return bool(chain.call(chain.marketplace.functions.hasLicense(model_id, address)))

@@ -7,7 +7,7 @@ Baseline (same run, same model, same texts): one request at a time through a pla
 (``--dtype``, default the served default: int8 on CPU; packed BERT forward) behind
 ml.serve.DynamicBatcher (2 workers of one intra-op thread each, max batch 16 per worker, max wait
 5 ms: 32 clients fill one batch per worker); with ``--http`` every request also
-goes through the real signed endpoint (ml.http on a threaded werkzeug server on 127.0.0.1:
+goes through the real signed endpoint (ml.endpoint on a threaded werkzeug server on 127.0.0.1:
 EIP-712 signature recovery, deadline, nonce, licence check) with requests signed beforehand,
 as a buyer's client would. Each request carries one text from the held-out test split; clients
 run closed loops. Without --model-dir the model is the base weights plus a seeded, untrained
@@ -168,7 +168,7 @@ def http_caller(batcher, texts, total_needed):
     from eth_account import Account
     from werkzeug.serving import make_server
 
-    from ml.http import InferenceService, create_app
+    from ml.endpoint import InferenceService, create_app
     from ml.signing import sign_request
 
     service = InferenceService({1: batcher}, has_license=lambda m, a: True, chain_id=CHAIN_ID,

@@ -17,8 +17,8 @@ canonical form as DESIGN.md §4.1. ``metrics_digest(metrics) -> bytes`` (32 byte
 from __future__ import annotations
 
 if __name__ == "__main__" and not __package__:
-    # Run as a file (python ml/evaluate.py): sys.path[0] would be ml/, where ml/http.py shadows the
-    # standard library's http. Re-run as the module from the repository root instead.
+    # Run as a file (python ml/evaluate.py): sys.path[0] would be ml/, not the repository root where
+    # the ml and node packages live. Re-run as the module from the repository root instead.
     import runpy
     import sys
     from pathlib import Path

@@ -24,8 +24,8 @@ train_samples_per_s.
 from __future__ import annotations
 
 if __name__ == "__main__" and not __package__:
-    # Run as a file (python ml/train.py): sys.path[0] would be ml/, where ml/http.py shadows the
-    # standard library's http. Re-run as the module from the repository root instead.
+    # Run as a file (python ml/train.py): sys.path[0] would be ml/, not the repository root where
+    # the ml and node packages live. Re-run as the module from the repository root instead.
     import runpy
     import sys
     from pathlib import Path

@@ -87,7 +87,7 @@ def cmd_evaluate(args) -> int:
 def cmd_serve(args) -> int:
     from werkzeug.serving import make_server
 
-    from ml.http import InferenceService, create_app, onchain_has_license
+    from ml.endpoint import InferenceService, create_app, onchain_has_license
     from ml.replay import MemoryNonceStore, SqliteNonceStore
     from ml.serve import DynamicBatcher, Predictor
     from node.chain import Chain

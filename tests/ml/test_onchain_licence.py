@@ -3,7 +3,7 @@
 import pytest
 
 from ml import signing
-from ml.http import InferenceService, create_app, onchain_has_license
+from ml.endpoint import InferenceService, create_app, onchain_has_license
 from tests.ml.conftest import list_and_buy, send_tx
 
 

@@ -6,7 +6,7 @@ import pytest
 from eth_account import Account
 
 from ml import signing
-from ml.http import InferenceService, LicenseCache, create_app, create_blueprint
+from ml.endpoint import InferenceService, LicenseCache, create_app, create_blueprint
 from ml.replay import MemoryNonceStore, SqliteNonceStore
 from ml.serve import DynamicBatcher, QueueFull
 
