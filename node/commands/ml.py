@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from node.errors import ConfigError
 
@@ -99,6 +100,9 @@ def cmd_serve(args) -> int:
         raise ConfigError(f"--processes must be at least 1 (got {args.processes})")
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1 (got {args.workers})")
+    if not (Path(args.model_dir) / "config.json").is_file():  # before any chain call or process
+        raise ConfigError(f"{args.model_dir} is not a model directory (no config.json); pass the "
+                          f"folder `modex train` wrote or one you downloaded", model_dir=args.model_dir)
     config = load_config(args.config, chain=args.chain)
     if config.chain == "embedded":
         raise ConfigError("modex serve needs a chain it can share with buyers: pass --chain "

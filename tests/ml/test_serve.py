@@ -205,3 +205,18 @@ def test_a_failing_batch_fails_its_callers_and_the_worker_goes_on():
         assert batcher.predict(["fine"], timeout=5)[0]["label"] == "neutral"
         with pytest.raises(InvalidInput):
             batcher.submit([""])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--processes", "0"], "--processes must be at least 1 (got 0)"),
+    (["--workers", "0"], "--workers must be at least 1 (got 0)"),
+    ([], "is not a model directory (no config.json)"),
+])
+def test_modex_serve_reports_bad_options_in_one_line(tmp_path, capsys, extra, message):
+    from node.cli import main as modex
+
+    # checked before any chain call (nothing listens on port 9) or any process start
+    argv = ["serve", str(tmp_path), "--model-id", "1", "--chain", "http://127.0.0.1:9", *extra]
+    assert modex(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("modex: error: ") and message in err and "Traceback" not in err

@@ -7,6 +7,7 @@ buyer gets answers, everyone else a clear JSON refusal.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +32,15 @@ def _free_port() -> int:
 def served(request, anvil, tiny_model, tmp_path):
     """(chain, buyer, stranger, model_id, base URL, banner, process) with `modex serve` running
     as a subprocess: one process, then two sharing the port."""
+    yield from _serve(request.param, anvil, tiny_model, tmp_path)
+
+
+@pytest.fixture
+def served_twice(anvil, tiny_model, tmp_path):
+    yield from _serve(["--processes", "2"], anvil, tiny_model, tmp_path)
+
+
+def _serve(extra_args, anvil, tiny_model, tmp_path):
     from node.chain import Chain, connect
     from node.config import Config
     from node.deploy import deploy_suite, write_deployment
@@ -53,7 +63,7 @@ def served(request, anvil, tiny_model, tmp_path):
         proc = subprocess.Popen(
             [sys.executable, "-m", "node.cli", "serve", str(tiny_model[0]),
              "--model-id", str(model_id), "--config", str(config), "--port", str(port),
-             *request.param],
+             *extra_args],
             stdout=subprocess.PIPE, stderr=log, text=True, env=env)
         try:
             banner = proc.stdout.readline()  # printed once the model is loaded, the port bound
@@ -109,8 +119,29 @@ def test_modex_serve_answers_licensed_buyers_and_refuses_others(served):
     _, r = ask(stranger)
     assert r.status_code == 403 and r.json()["error"]["code"] == "no_licence"
     if two:  # SIGTERM to the parent stops its serving processes too
-        children = _children(proc.pid)
-        assert len(children) >= 2
+        children = _serving_children(proc.pid)
+        assert len(children) == 2
         stop_process(proc, timeout=20)
         assert proc.returncode == 0
         assert not [c for c in children if _alive(c)]
+
+
+def _serving_children(pid: int) -> list[int]:
+    """The serving processes `modex serve --processes` spawned (not multiprocessing's tracker)."""
+    found = []
+    for child in _children(pid):
+        with open(f"/proc/{child}/cmdline", "rb") as f:
+            if b"spawn_main" in f.read():
+                found.append(child)
+    return found
+
+
+def test_a_serving_process_that_dies_stops_the_server_and_its_sibling(served_twice, tmp_path):
+    *_, proc = served_twice
+    serving = _serving_children(proc.pid)
+    assert len(serving) == 2 and all(_alive(c) for c in serving)
+    os.kill(serving[0], signal.SIGKILL)
+    assert proc.wait(timeout=30) == 1  # the server stops, for its supervisor to restart it
+    log = (tmp_path / "serve.log").read_text()
+    assert "serving process modex-serve-" in log and "exited with code -9" in log
+    assert not [c for c in serving if _alive(c)]
