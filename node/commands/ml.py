@@ -163,8 +163,18 @@ def _serve_child(args, sock, ready, index: int) -> None:
     """One of --processes: its own model and batcher, serving on the parent's listening socket."""
     import os
     import signal
+    import threading
+    import time
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
+    parent = os.getppid()
+
+    def orphaned() -> None:  # the parent was killed outright (SIGKILL): stop serving too
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=orphaned, name="modex-serve-parent-watch", daemon=True).start()
     threads = max(1, (os.cpu_count() or 1) // (args.processes * _workers(args)))
     server, _, dtype = _serve_setup(args, threads=threads, sock=sock)
     ready.put((index, dtype))

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -144,4 +145,16 @@ def test_a_serving_process_that_dies_stops_the_server_and_its_sibling(served_twi
     assert proc.wait(timeout=30) == 1  # the server stops, for its supervisor to restart it
     log = (tmp_path / "serve.log").read_text()
     assert "serving process modex-serve-" in log and "exited with code -9" in log
+    assert not [c for c in serving if _alive(c)]
+
+
+def test_serving_processes_exit_when_the_parent_is_killed_outright(served_twice):
+    *_, proc = served_twice
+    serving = _serving_children(proc.pid)
+    assert len(serving) == 2
+    os.kill(proc.pid, signal.SIGKILL)  # no chance to stop them: they must notice on their own
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while any(_alive(c) for c in serving) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert not [c for c in serving if _alive(c)]
