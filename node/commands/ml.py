@@ -235,7 +235,7 @@ def _serve_processes(args, chain) -> int:
         for child in children:
             if child.is_alive():
                 child.terminate()
-        for child in children:
+        for child in (c for c in children if c.pid is not None):  # started ones only
             child.join(10)
             if child.is_alive():
                 child.kill()
