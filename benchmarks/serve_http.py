@@ -21,7 +21,6 @@ import json
 import multiprocessing
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,12 +40,6 @@ def parse_args():
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--requests", type=int, default=2048)
     return p.parse_args()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clients_main(url: str, bodies: list, clients: int, out) -> None:
@@ -91,6 +84,8 @@ def measure(url: str, bodies: list, clients: int) -> dict:
 
 
 def start_server(model_dir, model_id, config, processes: int, log) -> tuple[subprocess.Popen, str]:
+    from node.devchain import free_port
+
     port = free_port()
     extra = ["--processes", str(processes)] if processes > 1 else []
     proc = subprocess.Popen(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,11 @@ import pytest
 from eth_account import Account
 
 from ml import signing
+from node.devchain import free_port
 from node.procs import stop_process
 from tests.ml.conftest import list_and_buy, send_tx
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(params=[[], ["--processes", "2"]], ids=["one-process", "two-processes"])
 def served(request, anvil, tiny_model, tmp_path):
@@ -57,7 +51,7 @@ def _serve(extra_args, anvil, tiny_model, tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(f'chain = "{anvil.url}"\ndata_dir = "{tmp_path}"\n'
                       f'deployment_file = "{deployment}"\n')
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env.pop("MODEX_CHAIN", None)
     with open(tmp_path / "serve.log", "w+") as log:
