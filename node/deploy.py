@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,9 @@ def resolve_params(params: dict, deployer: str) -> dict:
             f"unknown deployment parameter(s) {sorted(unknown)}; known: {sorted(DEFAULT_PARAMS)}"
         )
     p = {**DEFAULT_PARAMS, **{k: v for k, v in params.items() if v is not None}}
+    for key in ("fee_recipient", "treasury"):
+        if p[key] is not None:
+            p[key] = _checked_address(key, p[key])
     p["fee_recipient"] = p["fee_recipient"] or deployer
     p["treasury"] = p["treasury"] or p["fee_recipient"]
     limits = {
@@ -95,6 +99,20 @@ def resolve_params(params: dict, deployer: str) -> dict:
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
             raise ConfigError(f"deployment parameter {key}={value!r} must be an integer in [{lo}, {hi}]")
     return p
+
+
+def _checked_address(key: str, value) -> str:
+    """``value`` as a checksummed address (any case accepted); ConfigError before anything is sent."""
+    if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
+        raise ConfigError(
+            f"deployment parameter {key}={value!r} must be an address (0x and 40 hex digits), "
+            f"e.g. --param {key}=0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+        )
+    if int(value, 16) == 0:
+        raise ConfigError(f"deployment parameter {key} must not be the zero address: leave it out for the default")
+    from eth_utils import to_checksum_address  # in both venvs (web3 8 and brownie's web3 7)
+
+    return to_checksum_address(value)
 
 
 def abi_hash(abi: list) -> str:

@@ -25,6 +25,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -243,7 +244,7 @@ def _cli_params(pairs: list[str]) -> dict:
         if not sep or not key:
             raise ConfigError(f"--param {pair!r} is not KEY=VALUE (e.g. --param quorum=2)")
         # Integers (fee_bps, quorum, ...) as numbers; addresses (fee_recipient, treasury) as text.
-        params[key] = int(value) if value.lstrip("-").isdigit() else value
+        params[key] = int(value) if re.fullmatch(r"-?[0-9]+", value) else value
     return params
 
 

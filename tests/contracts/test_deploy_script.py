@@ -129,6 +129,13 @@ def test_unreachable_rpc_exits_nonzero_naming_the_url(tmp_path):
         (["--network", "embedded", "--param", "fee_bps=5000"], {}, "fee_bps=5000 must be an integer in [0, 1000]"),
         (["--network", "embedded"], {"MODEX_DEPLOY_PARAMS": "{quorum: 2"}, "MODEX_DEPLOY_PARAMS is not JSON"),
         (["--network", "embedded"], {"MODEX_PRIVATE_KEY": "0x1234"}, "not a valid private key"),
+        (["--network", "embedded", "--param", "quorum=\u00b2"], {}, "quorum='\u00b2' must be an integer"),
+        (["--network", "embedded", "--param", "fee_recipient=alice"], {},
+         "deployment parameter fee_recipient='alice' must be an address (0x and 40 hex digits)"),
+        (["--network", "embedded", "--param", "treasury=0x" + "0" * 40], {},
+         "deployment parameter treasury must not be the zero address"),
+        (["--network", "embedded"], {"MODEX_DEPLOY_PARAMS": '{"fee_recipient": 5}'},
+         "deployment parameter fee_recipient=5 must be an address"),
     ],
 )
 def test_bad_input_is_one_clear_line(script, tmp_path, capsys, monkeypatch, argv, env, message):
@@ -139,3 +146,14 @@ def test_bad_input_is_one_clear_line(script, tmp_path, capsys, monkeypatch, argv
     assert message in err and err.count("\n") == 1, err
     assert "1234" not in err  # a key, even a wrong one, is never echoed
     assert not any(tmp_path.iterdir())
+
+
+def test_address_parameters_in_any_case_are_deployed_checksummed(script, tmp_path):
+    """A lower-case address (what most tools print) is accepted and recorded in its checksum form."""
+    w3 = script.connect("embedded")
+    recipient, treasury = w3.eth.accounts[1], w3.eth.accounts[2]
+    record, _ = script.deploy_with_web3(
+        w3, out=tmp_path, params={"fee_recipient": recipient.lower(), "treasury": treasury.upper().replace("0X", "0x")},
+    )
+    assert (record["params"]["fee_recipient"], record["params"]["treasury"]) == (recipient, treasury)
+    assert_suite_wired(w3, tmp_path)
