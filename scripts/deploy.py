@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,8 +95,9 @@ def deploy_with_web3(w3, *, keystore: Path | None = None, out: Path | None = Non
     out = _deployments_dir(out)
     deployer = choose_deployer(w3, keystore)
     check_existing(w3.eth.chain_id, out)
+    check_writable(out)
     record = suite.deploy_suite(w3, deployer, **(params or {}))
-    return record, suite.write_deployment(record, out)
+    return record, write_or_print(record, out)
 
 
 def connect(network: str, rpc_url: str = DEFAULT_RPC_URL):
@@ -169,6 +171,7 @@ def deploy_with_brownie(params: dict | None = None, out: Path | None = None) -> 
     key = os.environ.get(PRIVATE_KEY_ENV)
     account = accounts.add(key.strip()) if key else accounts[0]
     check_existing(chain.id, out)
+    check_writable(out)
 
     artifacts = compile_contracts()  # node.compiler's artifacts give the record its ABI and source hashes
     deployed: dict = {}
@@ -192,7 +195,33 @@ def deploy_with_brownie(params: dict | None = None, out: Path | None = None) -> 
         addresses={name: c.address for name, c in deployed.items()}, artifacts=artifacts,
         params=suite.resolve_params(params, account.address),
     )
-    return record, suite.write_deployment(record, out)
+    return record, write_or_print(record, out)
+
+
+def check_writable(out: Path) -> None:
+    """The record's folder must take a file before anything is deployed: a record that cannot be
+    written afterwards would leave a suite paid for on chain with its addresses only in the history."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write deployment records to {out} ({exc.strerror or exc}): pass --out a writable folder "
+            f"(or set {DEPLOYMENTS_DIR_ENV})"
+        ) from None
+
+
+def write_or_print(record: dict, out: Path) -> Path:
+    """Write the record; if that fails now that the suite is deployed, print it (stdout) and say so."""
+    try:
+        return suite.write_deployment(record, out)
+    except OSError as exc:
+        print(json.dumps(record, indent=2, sort_keys=True))
+        raise ConfigError(
+            f"the suite is deployed but its record could not be written to {out} ({exc.strerror or exc}): "
+            f"the record is printed on stdout; save it as {out / (str(record['chainId']) + '.json')}"
+        ) from None
 
 
 def print_record(record: dict, path: Path) -> None:

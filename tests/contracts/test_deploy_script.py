@@ -157,3 +157,32 @@ def test_address_parameters_in_any_case_are_deployed_checksummed(script, tmp_pat
     )
     assert (record["params"]["fee_recipient"], record["params"]["treasury"]) == (recipient, treasury)
     assert_suite_wired(w3, tmp_path)
+
+
+def test_unwritable_out_folder_is_refused_before_anything_is_sent(script, tmp_path, capsys):
+    """A record that cannot be written would lose the addresses of a deployment already paid for."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert script.main(["--network", "embedded", "--out", str(blocker / "deployments")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert f"cannot write deployment records to {blocker / 'deployments'}" in err and "--out" in err
+    w3 = script.connect("embedded")
+    start = w3.eth.block_number
+    with pytest.raises(script.ConfigError):
+        script.deploy_with_web3(w3, out=blocker / "deployments")
+    assert w3.eth.block_number == start  # no transaction was sent
+
+
+def test_record_write_failing_after_deploy_still_prints_the_addresses(script, tmp_path, capsys, monkeypatch):
+    """If writing the record fails once the suite is on chain, the addresses still reach the terminal."""
+    def fail(record, directory=None):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(script.suite, "write_deployment", fail)
+    assert script.main(["--network", "embedded", "--out", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "No space left on device" in captured.err and "Traceback" not in captured.err
+    record = json.loads(captured.out)
+    assert set(record["contracts"]) == set(NAMES)
+    assert all(Web3.is_checksum_address(e["address"]) for e in record["contracts"].values())
