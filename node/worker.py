@@ -3,22 +3,29 @@
 ``KeyDelivery.poll()`` is one pass; ``run(stop)`` loops it. One pass:
 
 1. **Discover**: read ``Purchased`` events (buyers and validator key requests alike) from the
-   last scanned block to head − confirmations, and add them to the open set.
+   last scanned block to head − confirmations, and add them to the open set. When the last
+   scanned block's hash changed (a reorg), rescan the last ``REORG_DEPTH`` blocks: entries found
+   there are dropped (unless a transaction is in flight) and read again from the new chain.
 2. **Resume**: for a purchase with a transaction in flight (recorded before it was sent), look
    the transaction up by hash: mined → done; known but unmined → wait for it; unknown → send the
    same signed bytes again (same nonce, so it can never become a second delivery).
 3. **Decide on-chain**: ``Marketplace.purchase(id)`` must say PENDING, the deadline must not
    have passed (with a safety margin for inclusion), and this worker's address must be the
-   model's owner or operator. Anything else leaves the open set: delivered, refunded, expired,
+   model's owner or operator. Purchase ids are a counter, so after a reorg an id can be another
+   buyer's purchase: when the account on-chain is not the one recorded, the buyer key is read
+   again from the purchase's ``Purchased`` event before anything is wrapped. Anything else leaves the open set: delivered, refunded, expired,
    or not ours. Local state only says where to look; the chain says what to do.
 4. **Deliver**: key from the seller's vault → HPKE-wrap to the buyer key (DESIGN.md §4.3) →
    build and sign ``deliverKey`` → record (purchase → signed tx) in the state file (fsync'd) →
    send → wait for the receipt → drop the purchase from the open set.
 
-State file (JSON, atomic writes): the next block to scan, the open purchases with their buyer
-keys, and in-flight signed transactions. Losing it costs a rescan from the deployment block,
+State file (JSON, atomic writes): the next block to scan and the hash of the block before it,
+the open purchases with their buyer keys, accounts and blocks, and in-flight signed
+transactions. Losing it costs a rescan from the deployment block,
 never a double delivery: the contract accepts one ``deliverKey`` per purchase and the worker
-checks ``purchase(id)`` before building one.
+checks ``purchase(id)`` before building one. A ``deliverKey`` already sent when a reorg drops
+its block can still be mined again from the node's pool: on a chain that reorganises, run with
+``confirmations`` at least as deep as its reorgs.
 
 A purchase that cannot be delivered (bad buyer key, no content key in the vault) is logged once
 with the reason and skipped; it stays open (refundable by the buyer after the window) and the
@@ -43,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eth_utils import keccak
-from web3.exceptions import TransactionNotFound
+from web3.exceptions import BlockNotFound, TransactionNotFound
 
 from node import keywrap
 from node.errors import ChainError, ContractRevert, KeyWrapError, ModexError
@@ -55,6 +62,7 @@ log = logging.getLogger(__name__)
 STATUS_PENDING = 1
 CRASH_POINTS = ("before_wrap", "before_send", "after_send", "after_receipt")
 CRASH_ENV = "MODEX_WORKER_CRASH"
+REORG_DEPTH = 256  # blocks rescanned when the last scanned block was reorganised away
 
 
 @dataclass
@@ -73,7 +81,8 @@ class WorkerState:
     def __init__(self, path: Path, chain_id: int, marketplace: str, start_block: int):
         self.path = Path(path)
         self.next_block = start_block
-        self.open: dict[int, dict] = {}       # purchase id → {"model_id", "buyer_key"}
+        self.tip_hash: str | None = None      # hash of block next_block - 1 when scanned
+        self.open: dict[int, dict] = {}       # purchase id → {"model_id", "buyer_key", ...}
         self.inflight: dict[int, dict] = {}   # purchase id → {"tx_hash", "raw"}
         self._ident = {"chain_id": chain_id, "marketplace": marketplace.lower()}
         try:
@@ -88,11 +97,12 @@ class WorkerState:
             log.warning("worker state %s belongs to another deployment; starting afresh", self.path)
             return
         self.next_block = int(doc["next_block"])
+        self.tip_hash = doc.get("tip_hash")
         self.open = {int(k): v for k, v in doc.get("open", {}).items()}
         self.inflight = {int(k): v for k, v in doc.get("inflight", {}).items()}
 
     def save(self) -> None:
-        doc = {**self._ident, "next_block": self.next_block,
+        doc = {**self._ident, "next_block": self.next_block, "tip_hash": self.tip_hash,
                "open": {str(k): v for k, v in sorted(self.open.items())},
                "inflight": {str(k): v for k, v in sorted(self.inflight.items())}}
         atomic_write(self.path, json.dumps(doc, sort_keys=True, indent=1).encode(), mode=0o600)
@@ -140,8 +150,9 @@ class KeyDelivery:
         self.batch_blocks = batch_blocks
         self.margin_s = margin_s  # never send when fewer seconds than this remain in the window
         self.crash = crash or (lambda point, purchase_id: None)
-        start = int(chain.deployment.get("block", 0) or 0)
-        self.state = WorkerState(Path(state_path), chain.chain_id, chain.marketplace.address, start)
+        self.start_block = int(chain.deployment.get("block", 0) or 0)
+        self.state = WorkerState(Path(state_path), chain.chain_id, chain.marketplace.address,
+                                 self.start_block)
         self._keys: dict[int, bytes] = {}
         self._told: dict[int, str] = {}  # purchase id → last reason logged, to log it once
 
@@ -169,25 +180,68 @@ class KeyDelivery:
 
     # -- steps --------------------------------------------------------------------------------
 
+    def _block_hash(self, number: int) -> str:
+        return "0x" + bytes(self.chain.get_block(number)["hash"]).hex()
+
+    def _check_reorg(self) -> None:
+        """Rewind the scan when the last scanned block is no longer on the chain."""
+        last = self.state.next_block - 1
+        if not self.state.tip_hash or last < self.start_block:
+            return
+        try:
+            if self._block_hash(last) == self.state.tip_hash:
+                return
+        except BlockNotFound:  # the new chain is shorter
+            pass
+        rewind = max(self.start_block, self.state.next_block - REORG_DEPTH)
+        stale = [pid for pid, e in self.state.open.items()
+                 if e.get("block", rewind) >= rewind and pid not in self.state.inflight]
+        log.warning("the chain reorganised below block %d: rescanning from block %d "
+                    "(%d open purchase(s) read again)", last, rewind, len(stale))
+        for pid in stale:
+            del self.state.open[pid]
+        self.state.next_block, self.state.tip_hash = rewind, None
+        self.state.save()
+
+    @staticmethod
+    def _entry(ev) -> dict:
+        a = ev["args"]
+        return {"model_id": int(a["modelId"]), "buyer_key": bytes(a["buyerKey"]).hex(),
+                "account": a["buyer"], "block": int(ev["blockNumber"])}
+
     def _discover(self, report: PassReport) -> None:
+        self._check_reorg()
         head = self.chain.block_number() - self.confirmations
         start = self.state.next_block
         while start <= head:
             end = min(head, start + self.batch_blocks - 1)
             events = self.chain.events("Purchased", from_block=start, to_block=end)
             for ev in events:
-                a = ev["args"]
-                pid = int(a["purchaseId"])
-                self.state.open.setdefault(pid, {"model_id": int(a["modelId"]),
-                                                 "buyer_key": bytes(a["buyerKey"]).hex()})
+                self.state.open.setdefault(int(ev["args"]["purchaseId"]), self._entry(ev))
             self.state.next_block = end + 1
+            self.state.tip_hash = self._block_hash(end)
             self.state.save()
             start = end + 1
         report.scanned_to = head
 
-    def _onchain(self, pid: int):
+    def _reread(self, pid: int, account: str) -> bool:
+        """Replace a stale open entry by the purchase's event on the chain now; False if none."""
+        events = [ev for ev in self.chain.events("Purchased", from_block=self.start_block,
+                                                 purchaseId=pid)
+                  if ev["args"]["buyer"].lower() == account.lower()]
+        if not events:
+            return False
+        log.warning("purchase %d: the recorded event is stale (chain reorganised); "
+                    "using the one in block %d", pid, events[-1]["blockNumber"])
+        self.state.open[pid] = self._entry(events[-1])
+        self.state.save()
+        return True
+
+    def _onchain(self, pid: int, with_account: bool = False):
         row = self.chain.call(self.chain.marketplace.functions.purchase(pid))
-        _account, model_id, _price, deadline, status, _for_validator = row
+        account, model_id, _price, deadline, status, _for_validator = row
+        if with_account:
+            return int(model_id), int(deadline), int(status), account
         return int(model_id), int(deadline), int(status)
 
     def _close(self, pid: int, report: PassReport, why: str) -> None:
@@ -208,7 +262,7 @@ class KeyDelivery:
         if pid in self.state.inflight and self._resume(pid, report):
             return
         try:
-            model_id, deadline, status = self._onchain(pid)
+            model_id, deadline, status, account = self._onchain(pid, with_account=True)
         except ContractRevert:
             self._close(pid, report, "no such purchase on-chain (reorged away?)")
             return
@@ -224,6 +278,12 @@ class KeyDelivery:
         me = self.signer.address.lower()
         if me not in (owner.lower(), operator.lower()):
             self._close(pid, report, f"model {model_id} is not operated by {self.signer.address}")
+            return
+        recorded = self.state.open[pid].get("account")
+        if ((recorded is None or recorded.lower() != account.lower())
+                and not self._reread(pid, account)):
+            self._skip(pid, f"no Purchased event of {account} for this purchase on the chain "
+                       "now; waiting for it", report)
             return
         self.crash("before_wrap", pid)
         key = self._content_key(model_id)

@@ -126,3 +126,70 @@ def test_state_file_loss_never_causes_a_second_delivery(tmp_path):
     again = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
     assert again.delivered == [] and pid in again.closed
     assert deliveries(stack) == {pid: 1}
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _stop_before_wrap(point: str, purchase_id: int) -> None:
+    if point == "before_wrap":
+        raise _Interrupt(purchase_id)  # poll() logs it: the purchase stays open, undelivered
+
+
+def can_open(stack, role: str, pid: int) -> bool:
+    """Whether ``role`` can unwrap the key delivered for purchase ``pid`` with its wallet key."""
+    from node.errors import KeyWrapError
+    from node.fetch import unwrap_for
+
+    (ev,) = stack.chain.events("KeyDelivered", from_block=stack.chain.deployment["block"],
+                               purchaseId=pid)
+    try:
+        unwrap_for(stack.chain, stack.signers[role], pid, bytes(ev["args"]["wrappedKey"]))
+    except KeyWrapError:
+        return False
+    return True
+
+
+def test_a_reorg_that_gives_a_purchase_id_to_another_buyer_delivers_to_that_buyer(tmp_path):
+    """Purchase ids are a counter: after a reorg the same id can be another buyer's purchase,
+    with another buyer key. The worker must wrap to the key of the purchase now on-chain."""
+    stack = make_stack("embedded", tmp_path, delivery_window=3600)
+    model = publish_model(stack, write_model(tmp_path / "m"))
+    w3, state = stack.chain.w3, tmp_path / "w.json"
+    snapshot = w3.testing.snapshot()
+    first = buy_raw(stack, "buyer", model)
+    w3.testing.mine(3)
+    seen = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state,
+                       crash=_stop_before_wrap).poll()
+    assert first in seen.skipped and seen.delivered == []  # discovered, not delivered
+    # The reorg: a shorter chain where buyer2's purchase takes the id, and buyer's purchase
+    # comes after it in a block the worker had already scanned on the old chain.
+    w3.testing.revert(snapshot)
+    second = buy_raw(stack, "buyer2", model)
+    third = buy_raw(stack, "buyer", model)
+    assert second == first and w3.eth.block_number < seen.scanned_to
+    report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
+    assert report.delivered == [second, third]
+    assert can_open(stack, "buyer2", second) and can_open(stack, "buyer", third)
+
+
+def test_a_stale_open_entry_is_reread_from_the_chain_before_delivery(tmp_path):
+    """A state entry naming another buyer than the chain's purchase (a reorg deeper than the
+    worker rescans, or a state file from before reorg checks) is re-read from its event."""
+    import json
+
+    stack = make_stack("embedded", tmp_path, delivery_window=3600)
+    model = publish_model(stack, write_model(tmp_path / "m"))
+    state = tmp_path / "w.json"
+    pid = buy_raw(stack, "buyer", model)
+    KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state,
+                crash=_stop_before_wrap).poll()
+    doc = json.loads(state.read_text())
+    doc["open"][str(pid)] = {"model_id": model, "buyer_key": (b"\x09" * 32).hex(),
+                             "account": stack.signers["buyer2"].address}
+    doc.pop("tip_hash", None)
+    state.write_text(json.dumps(doc))
+    report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
+    assert report.delivered == [pid]
+    assert can_open(stack, "buyer", pid)
