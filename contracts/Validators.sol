@@ -165,7 +165,8 @@ contract Validators is ReentrancyGuardTransient {
     }
 
     /// @notice Slash a validator whose attestation is on the losing side of a settled model (anyone may
-    /// call). Takes `slashBps` of its current stake, once per (model, validator). Emits {Slashed}.
+    /// call). Takes `slashBps` of its current stake, once per (model, validator); a stake slashed to
+    /// nothing is cleared (the account may stake again at once). Emits {Slashed}.
     function slash(uint256 modelId, address validator) external {
         uint8 status = _tallies[modelId].status;
         if (status == STATUS_UNVERIFIED) revert ValidatorsNotSettled(modelId);
@@ -176,7 +177,11 @@ contract Validators is ReentrancyGuardTransient {
         a.slashed = true;
         StakeInfo storage s = _stakes[validator];
         uint256 amount = (uint256(s.amount) * _slashBps) / 10_000;
-        s.amount -= uint96(amount);
+        uint96 left = s.amount - uint96(amount);
+        // Nothing left (slashBps 10,000): no stake to wait for, so the account is no longer "leaving"
+        // (a kept unlockAt with amount 0 would make stake() refuse it forever and unstake() have nothing).
+        if (left == 0) delete _stakes[validator];
+        else s.amount = left;
         _credited[_treasury] += amount;
         emit Slashed(modelId, validator, amount);
     }

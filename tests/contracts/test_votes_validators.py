@@ -2,6 +2,8 @@
 
 from conftest import PARAMS
 
+from node.deploy import deploy_suite, suite_contracts
+
 MIN = PARAMS["min_stake"]
 
 
@@ -100,3 +102,32 @@ def test_attest_quorum_slash(chain):
     rc = chain.send(v.withdraw(), treasury)
     assert chain.events(rc, chain.validators, "Withdrawn") == [{"account": treasury, "amount": half}]
     assert chain.balance(chain.validators.address) == 3 * MIN - half
+
+
+def test_validator_slashed_to_nothing_while_leaving_can_stake_again(chain):
+    """With slash_bps 10,000 a leaving validator can lose its whole stake; the account must not be left
+    'leaving' with nothing to unstake (stake() would refuse it forever: UnstakePending)."""
+    record = deploy_suite(chain.w3, chain.deployer, artifacts=chain.artifacts,
+                          **{**PARAMS, "slash_bps": 10_000, "quorum": 2})
+    s = suite_contracts(chain.w3, record, chain.artifacts)
+    seller, a, b, c = chain.accounts[1], chain.accounts[3], chain.accounts[4], chain.accounts[5]
+    rc = chain.send(s["ModelRegistry"].functions.list(b"\x01" * 32, "bafy-anything", 0), seller)
+    mid = chain.events(rc, s["ModelRegistry"], "ModelListed")[0]["modelId"]
+    v = s["Validators"].functions
+    for val in (a, b, c):
+        chain.send(v.stake(), val, value=MIN)
+    chain.send(v.attest(mid, b"\x99" * 32, b"\0" * 32), c)  # the losing side
+    chain.send(v.requestUnstake(), c)
+    for val in (a, b):
+        chain.send(v.attest(mid, b"\x01" * 32, b"\0" * 32), val)
+    rc = chain.send(v.slash(mid, c), a)
+    assert chain.events(rc, s["Validators"], "Slashed") == [{"modelId": mid, "validator": c, "amount": MIN}]
+    assert v.stakeOf(c).call() == [0, 0]  # nothing left, not "leaving"
+    chain.travel(PARAMS["unstake_delay"] + 1)
+    chain.expect_revert(v.unstake(), c, "ValidatorsNotStaked", validator=c)
+    rc = chain.send(v.stake(), c, value=MIN)
+    assert chain.events(rc, s["Validators"], "Staked") == [{"validator": c, "amount": MIN, "total": MIN}]
+    assert v.isActiveValidator(c).call() is True
+    # a's, b's and c's new stake, plus c's old one, credited to the treasury
+    assert chain.balance(s["Validators"].address) == 4 * MIN
+    assert v.credited(chain.deployer).call() == MIN  # the treasury (defaults to the deployer here)
