@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Callable
 from typing import BinaryIO, TypeVar
@@ -20,6 +21,21 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 BUFFER = 1 << 20
+
+
+def temp_beside(path: str | os.PathLike, error: type[Exception], *, prefix: str,
+                suffix: str = "") -> tuple[int, str]:
+    """``mkstemp`` in the folder of ``path``, the output about to be written there; an output
+    that is a folder, or a folder that is missing or not writable, raises ``error`` with a
+    sentence instead of an OSError."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        raise error(f"{path} is a folder: give the path of the file to write")
+    try:
+        return tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=os.path.dirname(path))
+    except OSError as exc:
+        raise error(f"cannot write {path}: {exc.strerror}; give a file in an existing folder "
+                    "you can write to") from None
 
 
 class CountingWriter:

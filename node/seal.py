@@ -28,7 +28,6 @@ import mmap
 import os
 import queue
 import struct
-import tempfile
 import threading
 from pathlib import Path
 from typing import BinaryIO, Self
@@ -37,6 +36,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from node.errors import SealError
+from node.pipes import temp_beside
 
 log = logging.getLogger(__name__)
 
@@ -394,7 +394,7 @@ def unseal_stream(key: bytes, src: BinaryIO, dst: BinaryIO) -> int:
 
 def _atomic_output(out_path: Path, work) -> int:
     out_path = Path(out_path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".partial", dir=out_path.parent)
+    fd, tmp = temp_beside(out_path, SealError, prefix=f".{out_path.name}.", suffix=".partial")
     try:
         with open(fd, "wb") as dst:
             result = work(dst)

@@ -79,10 +79,11 @@ def _write_out(path: str, write) -> None:
         write(sys.stdout.buffer)
         return
     import os
-    import tempfile
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".modex-")
+    from node.errors import StoreError
+    from node.pipes import temp_beside
+
+    fd, tmp = temp_beside(path, StoreError, prefix=".modex-")
     try:
         with os.fdopen(fd, "wb") as out:
             write(out)
@@ -112,7 +113,12 @@ def cmd_export_car(args) -> int:
 
 def cmd_import_car(args) -> int:
     store = _open(args)
-    with open(args.car, "rb") as f:
+    try:
+        f = open(args.car, "rb")  # noqa: SIM115 (closed below; only the open is guarded)
+    except OSError as exc:
+        print(f"modex: error: cannot read {args.car}: {exc.strerror}", file=sys.stderr)
+        return 1
+    with f:
         for root in store.import_car(f):
             print(root)
     return 0

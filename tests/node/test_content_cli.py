@@ -60,6 +60,20 @@ def test_seal_unseal_round_trip_and_wrong_key(tmp_path, capsys):
     assert code == 1 and "is not a file" in err
 
 
+@pytest.mark.parametrize("command", ["seal", "unseal"])
+def test_an_output_that_cannot_be_written_is_one_sentence(tmp_path, capsys, command):
+    src = tmp_path / "in"
+    (tmp_path / "in.tar").write_bytes(b"x" * 100)
+    assert run(capsys, "seal", str(tmp_path / "in.tar"), str(src), "--key-hex", KEY_HEX)[0] == 0
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for out, needle in ((folder, "is a folder"), (tmp_path / "no" / "such" / "x", "cannot write")):
+        code, _, err = run(capsys, command, str(src), str(out), "--key-hex", KEY_HEX)
+        assert code == 1 and needle in err and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1, err
+    assert list(folder.iterdir()) == [] and not (tmp_path / "no").exists()
+
+
 def test_bad_key_hex_is_a_usage_error_that_does_not_echo_it(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["seal", "a", "b", "--key-hex", "abcd1234"])

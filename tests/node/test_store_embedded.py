@@ -168,3 +168,20 @@ def test_cli_store_put_get_car(tmp_path, sample, capsys):
     assert main(["store", "get", UNKNOWN, str(tmp_path / "none"), "--root", root]) == 1
     assert "not in the embedded store" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+
+
+def test_cli_store_bad_paths_are_one_sentence(tmp_path, sample, capsys):
+    root = str(tmp_path / "cli-store")
+    assert main(["store", "put", str(sample), "--root", root]) == 0
+    cid = capsys.readouterr().out.strip()
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for action in ("get", "export-car"):
+        for out, needle in ((folder, "is a folder"), (tmp_path / "no" / "x", "cannot write")):
+            assert main(["store", action, cid, str(out), "--root", root]) == 1
+            err = capsys.readouterr().err
+            assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert list(folder.iterdir()) == []
+    assert main(["store", "import-car", str(tmp_path / "missing.car"), "--root", root]) == 1
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "missing.car" in err and len(err.strip().splitlines()) == 1
