@@ -27,6 +27,18 @@ log = logging.getLogger(__name__)
 VAULT_PASSWORD_ENV = "MODEX_VAULT_PASSWORD"
 
 
+def positive_id(text: str) -> int:
+    """An argparse type for model and purchase ids: a whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id: it must be a whole number, "
+                                         "1 or more (`modex models` lists the model ids)")
+    return value
+
+
 def add_node_options(parser: argparse.ArgumentParser) -> None:
     """The options every journey command takes (each overrides the configuration file)."""
     g = parser.add_argument_group("node")

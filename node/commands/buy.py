@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from node.errors import KeyDeliveryError
-from node.session import Session, add_node_options
+from node.session import Session, add_node_options, positive_id
 
 
 def register(sub) -> None:
@@ -13,7 +13,7 @@ def register(sub) -> None:
         "escrow with buy(), and wait for the seller's worker to deliver the wrapped key. If it "
         "does not come, the payment stays in escrow: after the delivery window run `modex "
         "refund PURCHASE_ID`.")
-    p.add_argument("model_id", metavar="MODEL_ID", type=int)
+    p.add_argument("model_id", metavar="MODEL_ID", type=positive_id)
     p.add_argument("--max-price", metavar="ETH",
                    help="refuse to pay more than this (default: the current price)")
     p.add_argument("--wait", type=float, default=120.0, metavar="SECONDS",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from node.session import ProgressBars, Session, add_node_options
+from node.session import ProgressBars, Session, add_node_options, positive_id
 
 
 def register(sub) -> None:
@@ -14,10 +14,10 @@ def register(sub) -> None:
         "ciphertext from IPFS, decrypt and extract it into a temporary folder beside DIR, and "
         "rename it to DIR only if its model hash equals the one listed on-chain. On any "
         "mismatch nothing is written to DIR.")
-    p.add_argument("model_id", metavar="MODEL_ID", type=int)
+    p.add_argument("model_id", metavar="MODEL_ID", type=positive_id)
     p.add_argument("--out", required=True, type=Path, metavar="DIR",
                    help="new (or empty) folder for the model")
-    p.add_argument("--purchase", type=int, metavar="ID", help="which purchase (default: latest)")
+    p.add_argument("--purchase", type=positive_id, metavar="ID", help="which purchase (default: latest)")
     add_node_options(p)
     p.set_defaults(func=run)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.session import Session, add_node_options
+from node.session import Session, add_node_options, positive_id
 
 
 def register(sub) -> None:
@@ -10,7 +10,7 @@ def register(sub) -> None:
         "refund", help="refund an undelivered purchase after the delivery window",
         description="Credit the escrowed price of an undelivered purchase back to you once the "
         "delivery window has passed; `modex withdraw` then sends it to your wallet.")
-    p.add_argument("purchase_id", metavar="PURCHASE_ID", type=int)
+    p.add_argument("purchase_id", metavar="PURCHASE_ID", type=positive_id)
     add_node_options(p)
     p.set_defaults(func=run)
 

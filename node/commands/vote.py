@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.session import Session, add_node_options
+from node.session import Session, add_node_options, positive_id
 
 
 def register(sub) -> None:
@@ -10,7 +10,7 @@ def register(sub) -> None:
         "vote", help="rate a model you bought (1..5)",
         description="One live vote per model and account, changeable; only licence holders "
         "(buyers whose key was delivered) may vote.")
-    p.add_argument("model_id", metavar="MODEL_ID", type=int)
+    p.add_argument("model_id", metavar="MODEL_ID", type=positive_id)
     p.add_argument("score", metavar="SCORE", type=int, choices=range(1, 6))
     add_node_options(p)
     p.set_defaults(func=run)

@@ -202,3 +202,17 @@ def test_fetch_without_a_delivered_key_says_what_to_do(stack, listed, tmp_path):
     fails(stack.cli("validator", "fetch", str(model_id), "--out", str(tmp_path / "o")),
           "has not bought model")
     assert build_manifest(listed[1])  # the honest folder is untouched by all of the above
+
+
+@pytest.mark.parametrize("argv", [["buy", "-1"], ["vote", "-1", "3"], ["refund", "-1"],
+                                  ["fetch", "-1", "--out", "o"],
+                                  ["fetch", "1", "--purchase", "-1", "--out", "o"]])
+def test_a_negative_id_is_a_usage_error_not_a_traceback(stack, listed, argv, capsys, monkeypatch):
+    from node.cli import main
+
+    for name, value in stack.env().items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, *stack.args("buyer")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "must be a whole number, 1 or more" in err, err
