@@ -16,6 +16,7 @@ from app.errors import format_eth
 from node.errors import ModexError
 
 WEI_PER_ETH = Decimal(10) ** 18
+UINT256_MAX = 2**256 - 1
 # The indexer's status words (node.revert.MODEL_STATUS) as the badges name them.
 STATUS_NAMES = {"unverified": "Pending", "verified": "Verified", "disputed": "Disputed"}
 
@@ -33,7 +34,9 @@ class NeedsWallet(Exception):
 
 
 def parse_eth(text: str, field: str = "price") -> int:
-    """'0.2' -> 200000000000000000 wei; refuses negatives, junk and more than 18 decimals."""
+    """'0.2' -> 200000000000000000 wei; refuses negatives, junk, more than 18 decimals and more
+    than a uint256 holds. Exact: integer arithmetic on the digits, never Decimal's 28-digit
+    context (which rounded 12345678901.123456789012345678 ETH by 2 wei and overflowed on 1e999999)."""
     raw = (text or "").strip().removesuffix("ETH").strip()
     try:
         value = Decimal(raw)
@@ -41,10 +44,24 @@ def parse_eth(text: str, field: str = "price") -> int:
         raise InputError(f"The {field} '{raw[:40]}' is not a number; write it in ETH, e.g. 0.1.")
     if not value.is_finite() or value < 0:
         raise InputError(f"The {field} must be zero or more ETH, e.g. 0.1.")
-    wei = value * WEI_PER_ETH
-    if wei != wei.to_integral_value():
-        raise InputError(f"The {field} has more than 18 decimals; round it.")
-    return int(wei)
+    too_large = InputError(f"The {field} is larger than any amount a contract can hold "
+                           "(2^256 - 1 wei); write a real amount in ETH, e.g. 0.1.")
+    if value >= 10**60:  # exact comparison; bounds the exponent before any power of ten
+        raise too_large
+    _sign, digits, exponent = value.as_tuple()
+    coefficient = int("".join(map(str, digits)) or "0")
+    shift = exponent + 18  # wei = coefficient * 10**shift
+    if coefficient == 0:
+        return 0
+    if shift >= 0:
+        wei = coefficient * 10**shift
+    else:
+        wei, rest = divmod(coefficient, 10**-shift) if -shift <= len(digits) else (0, 1)
+        if rest:
+            raise InputError(f"The {field} has more than 18 decimals; round it.")
+    if wei > UINT256_MAX:
+        raise too_large
+    return wei
 
 
 def strip_front_matter(text: str) -> str:

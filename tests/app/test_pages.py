@@ -123,6 +123,11 @@ def test_price_changed_since_page_opened_charges_nothing(client, stack, listed):
         stack.chain.transact(registry.setPrice(model_id, 2 * PRICE), seller)
     post(client, f"/models/{model_id}/buy", {"max_price": "a lot"})
     assert "is not a number" in client.get(f"/models/{model_id}").get_data(as_text=True)
+    for huge in ("1e60", "1e999999"):  # past uint256 / past Decimal's exponent: was a 500
+        r = post(client, f"/models/{model_id}/buy", {"max_price": huge})
+        assert r.status_code == 302
+        assert "larger than any amount a contract can hold" in client.get(
+            f"/models/{model_id}").get_data(as_text=True)
 
 
 def test_buy_delivery_fetch_try_and_vote(client, stack, listed, tmp_path):

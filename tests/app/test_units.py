@@ -26,6 +26,28 @@ def test_parse_eth_refuses(text, fragment):
         parse_eth(text)
 
 
+UINT256_MAX_ETH = "115792089237316195423570985008687907853269984665640564039457.584007913129639935"
+
+
+@pytest.mark.parametrize("text,wei", [
+    ("12345678901.123456789012345678", 12345678901123456789012345678),  # 29 digits, exact
+    ("1.50000000000000000000", 15 * 10**17), ("1E+3", 1000 * 10**18), ("0e-99999", 0),
+    (UINT256_MAX_ETH, 2**256 - 1),
+])
+def test_parse_eth_is_exact_past_28_digits(text, wei):
+    assert parse_eth(text) == wei
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("1e999999", "larger than any amount"), ("1e60", "larger than any amount"),
+    (UINT256_MAX_ETH[:-1] + "6", "larger than any amount"),
+    ("0.1" + "0" * 40 + "1", "18 decimals"), ("1e-999999999", "18 decimals"),
+])
+def test_parse_eth_refuses_amounts_no_contract_holds(text, fragment):
+    with pytest.raises(InputError, match=fragment):
+        parse_eth(text)
+
+
 def test_format_eth_is_exact():
     assert format_eth(2 * 10**17) == "0.2 ETH"
     assert format_eth(10**18) == "1 ETH"
