@@ -136,7 +136,13 @@ def encryption_key():
         raise InputError("The signature must be 65 bytes of hex (0x + 130 digits).")
     chain = get_chain()
     message = encryption_message(chain.chain_id, address)
-    signer_address = Account.recover_message(encode_defunct(text=message), signature=signature)
+    try:
+        signer_address = Account.recover_message(encode_defunct(text=message), signature=signature)
+    except Exception:  # noqa: BLE001 - eth-account raises several types for unusable signatures
+        # (a v byte other than 0/1/27/28, r or s out of range); the signature is key material:
+        # it goes neither into the answer nor into the log.
+        raise InputError("That signature cannot be read (not a valid secp256k1 signature); "
+                         "sign the message again with the connected wallet.") from None
     if signer_address != address:
         raise InputError("The signature was not made by the connected wallet; sign again.")
     _secret, public = x25519_from_signature(bytes.fromhex(signature[2:]))
@@ -154,6 +160,14 @@ def encryption_message_view():
     return jsonify(message=encryption_message(get_chain().chain_id, address))
 
 
+def _whole(value) -> int:
+    """A JSON number or decimal string that is a whole number (7, 7.0, "7"); 7.5 and true are
+    ValueErrors, not model 7 or model 1."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(value)
+    return int(value)
+
+
 @bp.route("/api/tx/prepare", methods=["POST"])
 def prepare_tx():
     """An unsigned transaction for the connected browser wallet: buy, vote or withdraw."""
@@ -167,10 +181,11 @@ def prepare_tx():
     action = data.get("action")
     value = 0
     try:
-        model_id = int(data.get("modelId", 0))
-        score = int(data.get("score", 0))
+        model_id, score = (_whole(data.get(k, 0)) for k in ("modelId", "score"))
     except (TypeError, ValueError):
         raise InputError("modelId and score must be whole numbers.") from None
+    if not 0 <= model_id < 2**256:
+        raise InputError("modelId must be a model number from the market (0 or more).")
     if action == "buy":
         max_price = parse_eth(str(data.get("maxPrice", "")), "maximum price")
         public = session.get("browser_x25519")

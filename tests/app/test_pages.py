@@ -286,6 +286,10 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     r = client.post("/api/wallet/encryption-key", json={"signature": "0x" + other.removeprefix("0x")},
                     headers=headers)
     assert r.status_code == 400 and "not made by the connected wallet" in r.get_json()["error"]
+    for unreadable in ("11" * 64 + "05", "00" * 64 + "1b"):  # v out of range, r = s = 0: was a 500
+        r = client.post("/api/wallet/encryption-key", json={"signature": "0x" + unreadable},
+                        headers=headers)
+        assert r.status_code == 400 and "cannot be read" in r.get_json()["error"]
     sig = wallet.sign_message(encode_defunct(text=message)).signature.hex()
     r = client.post("/api/wallet/encryption-key", json={"signature": "0x" + sig.removeprefix("0x")},
                     headers=headers)
@@ -315,6 +319,10 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     assert r.status_code == 400 and "1 to 5" in r.get_json()["error"]
     r = client.post("/api/tx/prepare", json={"action": "withdraw"}, headers=headers)
     assert r.status_code == 409 and r.get_json()["error"]  # nothing credited to this wallet
+    for model_id in (-5, 2**300, 1.5, True):  # out of uint256 (was a 500), or not a whole number
+        r = client.post("/api/tx/prepare", json={"action": "vote", "modelId": model_id,
+                                                 "score": 4}, headers=headers)
+        assert r.status_code == 400 and "modelId" in r.get_json()["error"], model_id
     r = client.post("/api/tx/prepare", json={"action": "steal"}, headers=headers)
     assert r.status_code == 400 and "Unknown action" in r.get_json()["error"]
 
