@@ -83,8 +83,15 @@ def _model_dir() -> tuple[Path, bool]:
                 raise InputError(f"The uploaded file name '{upload.filename[:80]}' is not a plain "
                                  "relative path; upload the model folder itself.")
             dest = target.joinpath(*parts)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            upload.save(dest)
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                upload.save(dest)
+            except (OSError, ValueError) as exc:  # a NUL byte, a name over 255 bytes, a full disk
+                shutil.rmtree(target, ignore_errors=True)
+                log.info("upload %r refused: %s", upload.filename[:80], exc)
+                raise InputError(f"The uploaded file '{upload.filename[:80]}' could not be stored "
+                                 f"on this node ({getattr(exc, 'strerror', None) or exc}); rename "
+                                 "it or upload the model folder itself.") from None
         return target, True
     choice = request.form.get("model_dir") or ""
     allowed = {str(p): p for p in local_models()}

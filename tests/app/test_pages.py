@@ -211,6 +211,16 @@ def test_publish_bad_input(client, stack):
     data["files"] = [(io.BytesIO(b"x"), "mymodel/../../etc/passwd")]
     r = post(client, "/publish/", data, token_from="/publish/", content_type="multipart/form-data")
     assert r.status_code == 400 and "not a plain relative path" in r.get_data(as_text=True)
+    # Names the file system refuses (NUL byte, over 255 bytes): a sentence, and no upload left.
+    uploads = stack.config.data_dir / "uploads"
+    before = set(uploads.iterdir()) if uploads.is_dir() else set()
+    for bad in ("mymodel/a\x00b.json", "mymodel/" + "a" * 300):
+        data = _publish_form()
+        data["files"] = [(io.BytesIO(b"{}"), "mymodel/config.json"), (io.BytesIO(b"x"), bad)]
+        r = post(client, "/publish/", data, token_from="/publish/",
+                 content_type="multipart/form-data")
+        assert r.status_code == 400 and "could not be stored" in r.get_data(as_text=True)
+    assert (set(uploads.iterdir()) if uploads.is_dir() else set()) == before
 
 
 def test_publish_refuses_pickles_through_the_job(client, stack):
