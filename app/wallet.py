@@ -34,6 +34,7 @@ bp = Blueprint("wallet", __name__, url_prefix="/wallet")
 
 MIN_PASSWORD = 8
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+KEY_RE = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 
 
 def wallets_dir() -> Path:
@@ -129,12 +130,23 @@ def import_key():
         return redirect(url_for(".index"))
     key = (request.form.get("private_key") or "").strip()
     try:
+        # exactly 64 digits: eth-account pads 63 with a zero, i.e. imports a different key
+        if not KEY_RE.match(key):
+            raise ValueError
         address = Account.from_key(key).address
     except (ValueError, TypeError):
         flash("That is not a private key: paste 64 hex characters (with or without 0x).", "error")
         return redirect(url_for(".index"))
     path = keystore_path(address)
-    import_private_key(path, key, password, **_kdf())
+    if path.exists():
+        flash(f"Wallet {address} is already stored on this node; unlock it with its password "
+              "(its keystore was left as it is).", "error")
+        return redirect(url_for(".index"))
+    try:
+        import_private_key(path, key, password, **_kdf())
+    except ModexError as exc:
+        flash_error(exc)
+        return redirect(url_for(".index"))
     _unlock(load_signer(path, password))
     flash(f"Wallet {address} imported and unlocked.", "ok")
     return redirect(_safe_next(url_for(".index")))

@@ -86,6 +86,16 @@ def test_wallet_import_and_bad_key(client):
 
     html = client.get("/wallet/").get_data(as_text=True)
     assert Account.from_key(key).address in html and key[2:] not in html
+    # The same key again: a sentence on the wallet page (was a 403 page naming the file path).
+    r = post(client, "/wallet/import", {"private_key": key, "password": "long enough 3"})
+    assert r.status_code == 302
+    html = client.get("/wallet/").get_data(as_text=True)
+    assert "is already stored on this node" in html and "/wallets/" not in html
+    # 63 digits (one lost in the paste) is refused, not padded into another key's wallet.
+    post(client, "/wallet/import", {"private_key": "1" * 63, "password": "long enough 2"})
+    html = client.get("/wallet/").get_data(as_text=True)
+    assert "That is not a private key" in html
+    assert Account.from_key("1" * 63).address not in html
 
 
 def test_missing_csrf_token_is_refused_with_a_sentence(client, stack):
