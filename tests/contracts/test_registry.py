@@ -93,3 +93,31 @@ def test_transfer_moves_listing_and_clears_operator(chain):
     assert chain.registry.functions.deliveryParties(mid).call() == [buyer2, "0x" + "00" * 20]
     chain.expect_revert(chain.registry.functions.setPrice(mid, 1), seller, "ModelRegistryNotOwner")
     chain.send(chain.registry.functions.setPrice(mid, 1), buyer2)
+
+
+def test_erc721_balances_and_approvals_with_the_owner_in_the_listing(chain):
+    """ModelRegistry replaces OpenZeppelin's owner and balance storage (_ownerOf/_update/balanceOf):
+    balances, single and operator approvals, and the receiver checks still behave as ERC-721 says."""
+    seller, other, spender, operator = chain.accounts[1], chain.accounts[2], chain.accounts[3], chain.accounts[4]
+    f = chain.registry.functions
+    m1, m2 = chain.list_model(seller), chain.list_model(seller)
+    assert (f.balanceOf(seller).call(), f.balanceOf(other).call()) == (2, 0)
+    chain.expect_revert(f.transferFrom(seller, other, m1), spender, "ERC721InsufficientApproval",
+                        operator=spender, tokenId=m1)
+    chain.send(f.approve(spender, m1), seller)
+    assert f.getApproved(m1).call() == spender
+    chain.send(f.transferFrom(seller, other, m1), spender)
+    assert f.ownerOf(m1).call() == other and f.getApproved(m1).call() == "0x" + "00" * 20  # approval cleared
+    assert (f.balanceOf(seller).call(), f.balanceOf(other).call()) == (1, 1)
+    chain.expect_revert(f.transferFrom(other, seller, m1), spender, "ERC721InsufficientApproval")
+    chain.send(f.setApprovalForAll(operator, True), seller)
+    err = chain.expect_revert(f.transferFrom(other, seller, m2), operator, "ERC721IncorrectOwner", tokenId=m2)
+    assert (err.context["args"]["sender"], err.context["args"]["owner"]) == (other, seller)
+    chain.expect_revert(f.transferFrom(seller, "0x" + "00" * 20, m2), operator, "ERC721InvalidReceiver")
+    chain.expect_revert(f.safeTransferFrom(seller, chain.registry.address, m2), operator, "ERC721InvalidReceiver",
+                        receiver=chain.registry.address)
+    chain.send(f.safeTransferFrom(seller, other, m2), operator)
+    assert (f.balanceOf(seller).call(), f.balanceOf(other).call()) == (0, 2)
+    assert f.saleTerms(m2).call() == [PRICE, True] and f.deliveryParties(m2).call()[0] == other
+    chain.expect_revert(f.ownerOf(99), seller, "ERC721NonexistentToken", tokenId=99)
+    chain.expect_revert(f.balanceOf("0x" + "00" * 20), seller, "ERC721InvalidOwner")
