@@ -25,7 +25,7 @@ from flask import Blueprint, abort, current_app, jsonify, render_template, reque
 
 from app import session_keys
 from app.errors import price_changed_message
-from app.helpers import InputError, parse_eth
+from app.helpers import InputError, local_path, parse_eth
 from app.jobs import get_jobs
 from app.resources import get_chain, get_indexer
 from node.errors import ModexError
@@ -91,9 +91,8 @@ def job_page(job_id: str):
     found = get_jobs().get(job_id, session_keys.session_id())
     if found is None:
         abort(404, description="No such job in your session (jobs are kept for a while only).")
-    nxt = request.args.get("next") or ""
-    nxt = nxt if nxt.startswith("/") and not nxt.startswith("//") else ""
-    return render_template("job.html", job=found.to_dict(), next=nxt)
+    return render_template("job.html", job=found.to_dict(),
+                           next=local_path(request.args.get("next")))
 
 
 # --- browser wallet (EIP-1193): the server prepares, the browser signs and sends ---------------

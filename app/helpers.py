@@ -64,6 +64,17 @@ def parse_eth(text: str, field: str = "price") -> int:
     return wei
 
 
+def local_path(target: str | None, default: str = "") -> str:
+    """``target`` when it is a path on this site, else ``default``: the guard for ?next= and other
+    redirect targets. Refuses "//host", backslashes ("/\\host" is "//host" to a browser) and control
+    characters or spaces (the tab in "/<tab>/host" is dropped on the way to the Location header)."""
+    target = target or ""
+    if (not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target)):
+        return default
+    return target
+
+
 def strip_front_matter(text: str) -> str:
     """Model cards open with YAML front matter (hub style); it is data for tools, not prose."""
     if text.startswith("---\n"):

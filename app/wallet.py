@@ -25,7 +25,7 @@ from flask import (
 
 from app import session_keys
 from app.errors import flash_error
-from app.helpers import require_signer
+from app.helpers import local_path, require_signer
 from app.resources import data_dir, get_chain
 from node.errors import ModexError
 
@@ -55,9 +55,8 @@ def known_wallets() -> list[str]:
 
 
 def _safe_next(default: str) -> str:
-    target = request.values.get("next") or ""
     # Only same-site paths: an open redirect would let another site send a person anywhere.
-    return target if target.startswith("/") and not target.startswith("//") else default
+    return local_path(request.values.get("next"), default)
 
 
 def _kdf() -> dict:

@@ -98,6 +98,17 @@ def test_wallet_import_and_bad_key(client):
     assert Account.from_key("1" * 63).address not in html
 
 
+def test_unlock_next_never_leaves_the_site(client, stack):
+    signer = stack.demo_accounts["buyer"]
+    for target in ("/\t/evil.example", "/\\evil.example", "//evil.example"):
+        r = post(client, "/wallet/unlock", {"address": signer.address,
+                                            "password": up.DEMO_PASSWORD, "next": target})
+        assert r.status_code == 302 and r.headers["Location"] == "/wallet/", target
+    r = post(client, "/wallet/unlock", {"address": signer.address, "password": up.DEMO_PASSWORD,
+                                        "next": "/validate/"})
+    assert r.headers["Location"] == "/validate/"
+
+
 def test_missing_csrf_token_is_refused_with_a_sentence(client, stack):
     r = client.post("/wallet/unlock", data={"address": stack.demo_accounts["buyer"].address,
                                             "password": up.DEMO_PASSWORD})

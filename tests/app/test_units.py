@@ -6,7 +6,7 @@ import time
 import pytest
 
 from app.errors import describe, format_eth, price_changed_message
-from app.helpers import InputError, parse_eth, render_card, vote_histogram_svg
+from app.helpers import InputError, local_path, parse_eth, render_card, vote_histogram_svg
 from app.jobs import JobRunner, byte_progress
 from app.session_keys import SessionKeys, Unlocked
 from node.errors import ContractRevert, KeystoreError
@@ -143,3 +143,13 @@ def test_jobs_error_sentence_and_crash():
     b = runner.wait(runner.submit("x", "me", crash).id, 5)
     assert (a.state, a.error) == ("failed", "wrong password for keystore k.json")
     assert b.state == "failed" and "secret" not in b.error and "server log" in b.error
+
+
+@pytest.mark.parametrize("target", ["//evil.example", "/\\evil.example", "/\t/evil.example",
+                                    "/\n/evil.example", "https://evil.example", "evil", "", None])
+def test_local_path_refuses_what_a_browser_reads_as_another_site(target):
+    assert local_path(target, "/wallet/") == "/wallet/"
+
+
+def test_local_path_keeps_site_paths():
+    assert local_path("/models/3?tab=try#x") == "/models/3?tab=try#x"
