@@ -180,8 +180,12 @@ def retrieve(store, content_cid: str, key: bytes, dest_parent: Path, *, prefix: 
     Returns (temp folder, manifest of what was extracted). The caller verifies and renames it;
     on any error here the temp folder is removed.
     """
-    dest_parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=dest_parent))
+    try:
+        dest_parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=dest_parent))
+    except OSError as exc:
+        raise ManifestError(f"cannot write in {dest_parent}: {exc.strerror}; choose another "
+                            "--out, in a folder you can write to") from None
     try:
         # One thread: store.get (each block verified) → unseal → extract (each file hashed while
         # written). On the 2-core machine a producer thread and a pipe measured slower than

@@ -53,7 +53,7 @@ from eth_utils import keccak
 from web3.exceptions import BlockNotFound, TransactionNotFound
 
 from node import keywrap
-from node.errors import ChainError, ContractRevert, KeyWrapError, ModexError
+from node.errors import ChainError, ContractRevert, KeyDeliveryError, KeyWrapError, ModexError
 from node.fetch import load_metadata
 from node.keyvault import KeyVault, atomic_write
 
@@ -89,6 +89,8 @@ class WorkerState:
             doc = json.loads(self.path.read_text())
         except FileNotFoundError:
             return
+        except OSError as exc:
+            raise self._unusable(exc) from None
         except ValueError:
             log.warning("worker state %s is unreadable; rescanning from block %d",
                         self.path, start_block)
@@ -105,7 +107,14 @@ class WorkerState:
         doc = {**self._ident, "next_block": self.next_block, "tip_hash": self.tip_hash,
                "open": {str(k): v for k, v in sorted(self.open.items())},
                "inflight": {str(k): v for k, v in sorted(self.inflight.items())}}
-        atomic_write(self.path, json.dumps(doc, sort_keys=True, indent=1).encode(), mode=0o600)
+        try:
+            atomic_write(self.path, json.dumps(doc, sort_keys=True, indent=1).encode(), mode=0o600)
+        except OSError as exc:
+            raise self._unusable(exc) from None
+
+    def _unusable(self, exc: OSError) -> KeyDeliveryError:
+        return KeyDeliveryError(f"cannot use the worker state file {self.path}: {exc.strerror}; "
+                                "pass --state FILE in a folder you can write to", path=str(self.path))
 
 
 def poll_loop(poll: Callable[[], object], stop: threading.Event, interval: float) -> None:

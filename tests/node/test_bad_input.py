@@ -216,3 +216,11 @@ def test_a_negative_id_is_a_usage_error_not_a_traceback(stack, listed, argv, cap
         main([*argv, *stack.args("buyer")])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "must be a whole number, 1 or more" in err, err
+
+
+def test_fetch_into_a_folder_that_cannot_be_made_is_one_sentence(stack, tmp_path):
+    model_id = publish_model(stack, write_model(stack.root / "unwritable", seed=11), price=PRICE)
+    (tmp_path / "afile").write_text("not a folder")
+    fails(buy_and_fetch(stack, model_id, tmp_path / "afile" / "out"), "cannot write",
+          "choose another --out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

@@ -193,3 +193,14 @@ def test_a_stale_open_entry_is_reread_from_the_chain_before_delivery(tmp_path):
     report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
     assert report.delivered == [pid]
     assert can_open(stack, "buyer", pid)
+
+
+def test_an_unusable_state_file_path_is_one_sentence(tmp_path):
+    stack = make_stack("embedded", tmp_path, delivery_window=3600)
+    model = publish_model(stack, write_model(tmp_path / "m"))
+    buy_raw(stack, "buyer", model)
+    (tmp_path / "afile").write_text("not a folder")
+    code, _, err = stack.cli("seller", "worker", "--once", "--state",
+                               str(tmp_path / "afile" / "w.json"))
+    assert code == 1 and "worker state file" in err and "--state" in err, err
+    assert len(err.strip().splitlines()) == 1 and deliveries(stack) == {}
