@@ -2,8 +2,9 @@
 
 ``create_keystore`` makes a new random account, ``import_private_key`` encrypts an existing key,
 ``load_signer`` decrypts one into a ``LocalSigner``. Files are written atomically (temp file in
-the same folder, fsync, rename) with mode 0600, and never overwrite an existing keystore. Neither
-keys nor passwords are ever logged or put into an exception message.
+the same folder, fsync, link into place, fsync the folder) with mode 0600, and never overwrite
+an existing keystore. Neither keys nor passwords are ever logged or put into an exception
+message.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 
 from node.errors import KeystoreError
+from node.keyvault import fsync_dir
 from node.signer import LocalSigner, signer_from_key
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ def _write_keyfile(path: Path, keyfile: dict) -> None:
             os.fsync(fh.fileno())
         # link() refuses to replace a file that appeared meanwhile, unlike rename().
         os.link(tmp, path)
+        fsync_dir(path.parent)
     except FileExistsError:
         raise KeystoreError(f"keystore {path} already exists; choose another path", path=str(path)) from None
     finally:

@@ -227,7 +227,12 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, mode: int = 0o600) -> 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """fsync a folder, so a file just renamed or linked into it survives a power cut."""
+    dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:

@@ -113,3 +113,26 @@ def test_concurrent_writers_lose_nothing(tmp_path):
         assert p.exitcode == 0
     cids = {e.content_cid for e in KeyVault(path, "pw").entries()}
     assert cids == {f"{p}{i}" for p in "ab" for i in range(8)}
+
+
+@pytest.mark.parametrize("write", ["keystore", "vault"])
+def test_a_new_key_file_is_durable_its_folder_entry_fsynced(tmp_path, monkeypatch, write):
+    """A wallet keystore or vault that is renamed/linked into place but whose folder is not
+    fsync'd can vanish on a power cut after the command said it was written: the key is lost."""
+    from node.keystore import create_keystore
+
+    synced_dirs = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            synced_dirs.append(os.path.realpath(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    if write == "keystore":
+        create_keystore(tmp_path / "ks.json", "pw", scrypt_n=2**4)
+    else:
+        KeyVault(tmp_path / "v.json", "pw", scrypt_params=FAST).put("cid", b"k" * 32,
+                                                                    model_hash="0x00")
+    assert str(tmp_path.resolve()) in synced_dirs
