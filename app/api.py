@@ -284,6 +284,9 @@ class ServedModels(Mapping):
                 self._batchers[str(path)] = DynamicBatcher(predictor, max_wait_ms=5.0)
             return self._batchers[str(path)]
 
+    def __contains__(self, model_id):  # without loading it (Mapping's default would)
+        return model_id in self._dirs
+
     def __iter__(self):
         return iter(list(self._dirs))
 

@@ -21,6 +21,9 @@ Checks, in order, each answered with ``{"error": {"code", "message"}}`` and this
   403 no_licence                                    hasLicense(modelId, signer) is false
   409 replayed                                      this signer already used this nonce
   503 queue_full / licence_check_unavailable        retry after Retry-After seconds
+  504 timeout                                       the model did not answer in time
+  500 inference_failed                              the model could not load or failed (the
+                                                    nonce is released: the request may retry)
 On success: 200 ``{"modelId", "signer", "outputs": [{"label", "score", "truncated"}],
 "warnings": [...]}`` with a warning for every truncated input.
 
@@ -151,8 +154,9 @@ class InferenceService:
         signature = body.get("signature")
         if not isinstance(signature, str) or not signature:
             raise Refusal(400, "bad_request", "field 'signature' (0x hex) is missing")
-        model = self.models.get(model_id)
-        if model is None:
+        # Membership only: the model is loaded (ServedModels loads on first use) after the
+        # signature, licence and nonce checks, so an unsigned request never costs a load.
+        if model_id not in self.models:
             served = ", ".join(str(k) for k in sorted(self.models)) or "none"
             raise Refusal(404, "unknown_model", f"model {model_id} is not served here (served: {served})")
         now = self.clock()
@@ -188,7 +192,7 @@ class InferenceService:
             raise Refusal(409, "replayed", f"nonce {nonce} was already used by {signer}; sign a "
                           "new request with a fresh nonce")
         try:
-            outputs = self._run(model, inputs)
+            outputs = self._run(self.models[model_id], inputs)
         except QueueFull as exc:
             self.nonces.release(signer, nonce)  # not served: the same signed request may retry
             raise Refusal(503, "queue_full", str(exc), retry_after=1) from None
@@ -196,6 +200,15 @@ class InferenceService:
             raise Refusal(400, "bad_request", str(exc)) from None
         except FutureTimeout:
             raise Refusal(504, "timeout", "the model did not answer in time; retry later") from None
+        except ModexError:  # e.g. the model cannot be loaded: the blueprint says so (500)
+            self.nonces.release(signer, nonce)
+            raise
+        except Exception:  # noqa: BLE001 - a fault in the model (torch...): JSON, not a 500 page
+            log.exception("inference on model %s failed", model_id)
+            self.nonces.release(signer, nonce)
+            raise Refusal(500, "inference_failed", "the model failed on this request; the "
+                          "details are in the server log. Nothing was used up: the same signed "
+                          "request may be sent again") from None
         warnings = [
             f"input {i} was longer than the model's limit and was truncated"
             for i, out in enumerate(outputs) if out.get("truncated")

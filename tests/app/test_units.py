@@ -153,3 +153,11 @@ def test_local_path_refuses_what_a_browser_reads_as_another_site(target):
 
 def test_local_path_keeps_site_paths():
     assert local_path("/models/3?tab=try#x") == "/models/3?tab=try#x"
+
+
+def test_served_models_membership_loads_nothing(tmp_path):
+    from app.api import ServedModels
+
+    served = ServedModels({5: tmp_path / "not-loadable"})
+    assert 5 in served and 6 not in served  # the endpoint's 404 check, before any signature
+    assert served._batchers == {}

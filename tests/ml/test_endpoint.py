@@ -42,6 +42,13 @@ def client(service):
     return create_app(service).test_client()
 
 
+def client_for(models):
+    """A standalone endpoint over these models, where BUYER holds the licence for model 7."""
+    service = InferenceService(models, has_license=Licences({BUYER.address}), chain_id=CHAIN_ID,
+                               verifying_contract=MARKET)
+    return create_app(service).test_client()
+
+
 def signed(account=BUYER, **overrides):
     fields = {"model_id": 7, "inputs": ["I love this phone"], "chain_id": CHAIN_ID,
               "verifying_contract": MARKET} | overrides
@@ -130,6 +137,43 @@ def test_tampered_inputs_or_wrong_domain_is_401(client):
     refused(client.post("/v1/infer", json=other_chain), 401, "signer_mismatch")
 
 
+def test_signed_for_another_model_or_marketplace_is_401(batcher):
+    client = client_for({7: batcher, 9: batcher})
+    body = signed()  # for model 7, sent as a request for model 9 (also served here)
+    body["modelId"] = 9
+    assert "not by" in refused(client.post("/v1/infer", json=body), 401, "signer_mismatch")
+    other_market = signed(verifying_contract="0x" + "12" * 20)  # another EIP-712 domain
+    refused(client.post("/v1/infer", json=other_market), 401, "signer_mismatch")
+    assert client.post("/v1/infer", json=signed()).status_code == 200
+
+
+class LazyModels(dict):
+    """Counts model look-ups the way app.api.ServedModels loads: on item access."""
+
+    def __init__(self, model):
+        super().__init__({7: model})
+        self.loads = 0
+
+    def __getitem__(self, key):
+        self.loads += 1
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+
+def test_unsigned_or_unlicensed_requests_load_no_model(batcher):
+    models = LazyModels(batcher)
+    client = client_for(models)
+    body = signed()
+    body["signature"] = "0x1234"
+    refused(client.post("/v1/infer", json=body), 401, "bad_signature")
+    refused(client.post("/v1/infer", json=signed(STRANGER)), 403, "no_licence")
+    refused(client.post("/v1/infer", json=signed(model_id=8)), 404, "unknown_model")
+    assert models.loads == 0
+    assert client.post("/v1/infer", json=signed()).status_code == 200 and models.loads == 1
+
+
 def test_no_licence_is_403(client):
     msg = refused(client.post("/v1/infer", json=signed(STRANGER)), 403, "no_licence")
     assert STRANGER.address in msg
@@ -150,23 +194,33 @@ def test_replayed_nonce_is_409(client):
     assert client.post("/v1/infer", json=signed(nonce=int(body["nonce"]) + 1)).status_code == 200
 
 
-class FullQueue:
+class Raising:
+    """A served model whose every request raises ``exc``."""
+
     labels = ("negative", "neutral", "positive")
 
+    def __init__(self, exc):
+        self.exc = exc
+
     def submit(self, texts):
-        raise QueueFull("inference queue is full (1 requests waiting); retry in a moment")
+        raise self.exc
 
 
-def test_queue_full_is_503_and_the_nonce_stays_usable(batcher):
-    models = {7: FullQueue()}
-    service = InferenceService(models, has_license=Licences({BUYER.address}), chain_id=CHAIN_ID,
-                               verifying_contract=MARKET)
-    client = create_app(service).test_client()
+@pytest.mark.parametrize("exc, status, code, retry_after", [
+    (QueueFull("inference queue is full (1 requests waiting); retry in a moment"), 503,
+     "queue_full", "1"),
+    # a fault in the model: a JSON answer (was Flask's HTML 500 page) that leaks nothing of it
+    (RuntimeError("CUDA error: device-side assert triggered"), 500, "inference_failed", None),
+])
+def test_unserved_request_is_refused_and_its_nonce_stays_usable(batcher, exc, status, code,
+                                                                 retry_after):
+    models = {7: Raising(exc)}
+    client = client_for(models)
     body = signed()
     r = client.post("/v1/infer", json=body)
-    refused(r, 503, "queue_full")
-    assert r.headers["Retry-After"] == "1"
-    models[7] = batcher  # capacity again: the very same signed request is served
+    assert "CUDA" not in refused(r, status, code)
+    assert r.headers.get("Retry-After") == retry_after
+    models[7] = batcher  # capacity again / fixed: the very same signed request is served
     assert client.post("/v1/infer", json=body).status_code == 200
 
 
