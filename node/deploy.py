@@ -35,6 +35,7 @@ from node.errors import ChainError, ConfigError
 log = logging.getLogger(__name__)
 
 SUITE = ("ModelRegistry", "Marketplace", "Validators", "Votes")
+RECEIPT_TIMEOUT_S = 120  # how long a deployment transaction may take to be mined
 
 # Defaults for a development chain. A public deployment passes its own (e.g. quorum 3, a week's delay).
 DEFAULT_PARAMS = {
@@ -178,7 +179,16 @@ def send_transaction(w3, sender, call, *, what: str, value: int = 0) -> dict:
             # node.signer's protocol returns the raw bytes; eth-account returns a SignedTransaction
             raw = signed if isinstance(signed, (bytes, bytearray)) else signed.raw_transaction
             tx_hash = w3.eth.send_raw_transaction(raw)
-    receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
+    from web3.exceptions import TimeExhausted
+
+    try:
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
+    except TimeExhausted:
+        raise ChainError(
+            f"{what}: transaction {tx_hash.to_0x_hex()} was not mined within {RECEIPT_TIMEOUT_S} s (a node "
+            f"that does not mine, or a fee too low for the network); it may still be mined: look it up "
+            f"before sending again", tx_hash=tx_hash.to_0x_hex(),
+        ) from None
     if receipt["status"] != 1:
         raise ChainError(f"{what} failed on chain (transaction {tx_hash.hex()})", receipt=dict(receipt))
     return receipt

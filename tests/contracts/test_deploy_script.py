@@ -15,7 +15,7 @@ from web3 import Web3
 from node import paths
 from node.compiler import compile_contracts
 from node.deploy import abi_hash
-from node.devchain import free_port
+from node.devchain import free_port, start_anvil
 from node.keystore import import_private_key
 
 NAMES = ("ModelRegistry", "Marketplace", "Validators", "Votes")
@@ -186,3 +186,18 @@ def test_record_write_failing_after_deploy_still_prints_the_addresses(script, tm
     record = json.loads(captured.out)
     assert set(record["contracts"]) == set(NAMES)
     assert all(Web3.is_checksum_address(e["address"]) for e in record["contracts"].values())
+
+
+@pytest.mark.anvil
+def test_a_transaction_never_mined_is_one_clear_line(script, tmp_path, capsys, monkeypatch):
+    """A node that does not mine (stalled, or a fee too low) was web3's TimeExhausted traceback."""
+    node = start_anvil(extra_args=["--no-mining"])
+    try:
+        monkeypatch.setattr(script.suite, "RECEIPT_TIMEOUT_S", 1)
+        assert script.main(["--network", "anvil", "--rpc-url", node.url, "--out", str(tmp_path / "out")]) == 1
+    finally:
+        node.stop()
+    err = capsys.readouterr().err
+    assert err.startswith("error: deploy ModelRegistry: transaction 0x") and err.count("\n") == 1, err
+    assert "was not mined within 1 s" in err and "Traceback" not in err
+    assert not any((tmp_path / "out").iterdir())
