@@ -1,7 +1,7 @@
 """Hostile receivers and front-running: nobody can take more than credited, and nothing gets stuck."""
 
 import pytest
-from conftest import BUYER_KEY, CID_V1, MODEL_HASH, PRICE, WRAPPED
+from conftest import BUYER_KEY, CID_V1, MODEL_HASH, PARAMS, PRICE, WRAPPED
 
 from node.revert import decode_revert
 
@@ -119,3 +119,23 @@ def test_front_run_price_increase_reverts_and_charges_nothing(chain):
     assert r1["blockNumber"] == r2["blockNumber"] and r1["status"] == 1 and r2["status"] == 0
     assert chain.balance(buyer) == before - chain.gas_cost(r2)
     assert chain.balance(chain.market.address) == 0
+
+
+def test_validator_reentering_unstake_is_paid_its_stake_once(chain, hostile):
+    """Validators.unstake sends ETH too: a re-entering validator gets its stake once, the others' stay."""
+    v = chain.validators.functions
+    stake = PARAMS["min_stake"]
+    chain.stake(chain.accounts[3])  # another validator's stake sits in the same contract
+    as_hostile(chain, hostile, v.stake(), value=stake)
+    as_hostile(chain, hostile, v.requestUnstake())
+    chain.travel(PARAMS["unstake_delay"] + 1)
+    unstake = v.unstake()
+    chain.send(hostile.functions.setReentry(chain.validators.address, unstake._encode_transaction_data(), False),
+               chain.deployer)
+    as_hostile(chain, hostile, unstake)
+    h = hostile.functions
+    assert h.reentryAttempts().call() == 1 and h.lastReentryOk().call() is False
+    assert decode_revert(h.lastReentryResult().call()).context["error"] == "ReentrancyGuardReentrantCall"
+    assert h.received().call() == stake
+    assert v.stakeOf(hostile.address).call() == [0, 0]
+    assert chain.balance(chain.validators.address) == stake  # accounts[3]'s stake, untouched
