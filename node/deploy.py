@@ -86,7 +86,7 @@ def resolve_params(params: dict, deployer: str) -> dict:
         )
     p = {**DEFAULT_PARAMS, **{k: v for k, v in params.items() if v is not None}}
     for key in ("fee_recipient", "treasury"):
-        if p[key] is not None:
+        if p[key] not in (None, ""):  # empty: the default, as before
             p[key] = _checked_address(key, p[key])
     p["fee_recipient"] = p["fee_recipient"] or deployer
     p["treasury"] = p["treasury"] or p["fee_recipient"]
