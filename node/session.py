@@ -39,6 +39,17 @@ def positive_id(text: str) -> int:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    """An argparse type for a poll interval: a finite number of seconds more than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds more than 0")
+    return value
+
+
 def add_node_options(parser: argparse.ArgumentParser) -> None:
     """The options every journey command takes (each overrides the configuration file)."""
     g = parser.add_argument_group("node")

@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from node.session import Session, add_node_options, run_until_signalled
+from node.session import Session, add_node_options, positive_seconds, run_until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ def register(sub) -> None:
         "re-hash it, run the listing's declared evaluation (ml/ on its public eval set) unless "
         "--no-evaluate, and attest the observed hash and the metrics digest on-chain.")
     p.add_argument("--once", action="store_true", help="one pass, then exit")
-    p.add_argument("--interval", type=float, metavar="SECONDS")
+    p.add_argument("--interval", type=positive_seconds, metavar="SECONDS")
     evaluate = p.add_mutually_exclusive_group()
     evaluate.add_argument("--evaluate", dest="no_evaluate", action="store_false", default=False,
                           help="run the listing's declared evaluation with ml/ (the default; "

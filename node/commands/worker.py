@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from node.session import Session, add_node_options, run_until_signalled
+from node.session import Session, add_node_options, positive_seconds, run_until_signalled
 
 
 def register(sub) -> None:
@@ -15,7 +15,7 @@ def register(sub) -> None:
         "this account owns or operates and deliver each wrapped content key exactly once, "
         "deciding from on-chain state; safe to kill and restart at any point.")
     p.add_argument("--once", action="store_true", help="one pass, then exit")
-    p.add_argument("--interval", type=float, metavar="SECONDS",
+    p.add_argument("--interval", type=positive_seconds, metavar="SECONDS",
                    help="seconds between passes (default: poll_interval from the config)")
     p.add_argument("--state", type=Path, metavar="FILE",
                    help="state file (default <data dir>/worker-<chainId>.json)")

@@ -224,3 +224,16 @@ def test_fetch_into_a_folder_that_cannot_be_made_is_one_sentence(stack, tmp_path
     fails(buy_and_fetch(stack, model_id, tmp_path / "afile" / "out"), "cannot write",
           "choose another --out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+@pytest.mark.parametrize("argv", [["worker", "--interval", "-1"], ["worker", "--interval", "nan"],
+                                  ["validate", "--interval", "-0.5"],
+                                  ["worker", "--interval", "inf"]])
+def test_a_poll_interval_that_is_not_a_positive_number_is_a_usage_error(argv, capsys):
+    """A negative interval made the worker (or validator) poll the chain in a busy loop."""
+    from node.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "a number of seconds more than 0" in err, err

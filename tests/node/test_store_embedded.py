@@ -185,3 +185,11 @@ def test_cli_store_bad_paths_are_one_sentence(tmp_path, sample, capsys):
     assert main(["store", "import-car", str(tmp_path / "missing.car"), "--root", root]) == 1
     err = capsys.readouterr().err
     assert "cannot read" in err and "missing.car" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_cli_gateway_port_out_of_range_is_a_usage_error(tmp_path, port, capsys):
+    """Port 99999 used to be served on another port (99999 - 65536) without a word."""
+    with pytest.raises(SystemExit) as exc:
+        main(["store", "gateway", "--port", port, "--root", str(tmp_path)])
+    assert exc.value.code == 2 and "0..65535" in capsys.readouterr().err
