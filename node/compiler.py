@@ -75,12 +75,15 @@ def compile_contracts(
     digest = _inputs_hash(files)
     cache = build_dir / f"{digest}.json"
     if cache.exists():
-        return json.loads(cache.read_text())
+        try:
+            return json.loads(cache.read_text())
+        except (ValueError, OSError):  # damaged (cut short, copied half): compile again and rewrite it
+            log.warning("compiler cache %s is unreadable; compiling again", cache)
 
     import solcx  # imported lazily: only compiling needs it
 
     if not paths.SOLC_WRAPPER.exists():
-        raise CompileError(f"solc wrapper missing at {paths.SOLC_WRAPPER}")
+        raise CompileError(f"solc wrapper missing at {paths.SOLC_WRAPPER}: run `bash tools/setup.sh`")
     standard_input = {
         "language": "Solidity",
         "sources": {_unit_name(f): {"content": f.read_text()} for f in files},
@@ -118,7 +121,11 @@ def compile_contracts(
     # Written atomically: a reader never sees half an artifact file.
     build_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=build_dir, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(artifacts, fh)
-    os.replace(tmp, cache)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(artifacts, fh)
+        os.replace(tmp, cache)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return artifacts
