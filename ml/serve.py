@@ -149,9 +149,16 @@ class Predictor:
             raise ConfigError(f"{path} is not a model directory (no config.json)", model_dir=str(path))
         if dtype == "int8" and self.device.type != "cpu":
             raise ConfigError("dtype int8 (dynamic quantization) runs on CPU only; use bf16 on GPU")
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, local_files_only=True, use_safetensors=True
-        )
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, local_files_only=True, use_safetensors=True
+            )
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - transformers: OSError, ValueError, ...
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ConfigError(f"cannot load a classifier from {path} ({first}); serve a folder "
+                              "'modex train' wrote or 'modex fetch' verified", model_dir=str(path)
+                              ) from exc
         model.eval()
         if dtype == "bf16":
             model = model.to(torch.bfloat16)
@@ -169,7 +176,7 @@ class Predictor:
                         dtype=torch.qint8)
             self.forward = self._padded_forward
         self.model = model
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.tokenizer = tokenizer
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         self.dtype = dtype
         self.packed = bool(packed)

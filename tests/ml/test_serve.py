@@ -115,6 +115,9 @@ def test_predictor_refuses_bad_settings(tiny_model, tmp_path):
         Predictor(tmp_path)
     with pytest.raises(ConfigError, match="max_batch_tokens"):
         Predictor(tiny_model[0], max_length=128, max_batch_tokens=64)
+    (tmp_path / "config.json").write_text("{}")  # transformers cannot use it: one sentence
+    with pytest.raises(ConfigError, match="cannot load a classifier from"):
+        Predictor(tmp_path)
 
 
 def test_concurrent_requests_are_batched_and_answered_in_order(fp32):
