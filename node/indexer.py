@@ -396,13 +396,22 @@ class Indexer:
                     if until is not None:
                         target = min(target, until)
                     continue
-                processed += self._ingest(logs, end, after)
+                applied = self._ingest(logs, start, end, after)
+                if applied is None:
+                    # Another indexer on this database (e.g. `modex up` beside `modex index`)
+                    # moved the checkpoint meanwhile: go on from where it is now.
+                    checkpoint = self.checkpoint()
+                    start = checkpoint[0] + 1 if checkpoint else self.start_block
+                    continue
+                processed += applied
                 start = end + 1
         if self.metadata_loader is not None:
             self.load_metadata()
         return processed
 
-    def _ingest(self, logs: list, end: int, end_hash: str) -> int:
+    def _ingest(self, logs: list, start: int, end: int, end_hash: str) -> int | None:
+        """Apply blocks ``start..end``; None (nothing applied) when the checkpoint is no longer
+        at ``start - 1``."""
         rows, blocks = [], {}
         for raw in logs:
             decoded = self._decoder.decode(raw)
@@ -424,6 +433,9 @@ class Indexer:
         for number in {r["block_number"] for r in rows if r["event"] == "Purchased"}:
             stamps[number] = self.chain.get_block(number)["timestamp"]
         with self._transaction() as tx:
+            row = tx.execute("SELECT block_number FROM checkpoint").fetchone()
+            if (row[0] + 1 if row else self.start_block) != start:
+                return None
             block_rows = {n: (n, h, stamps.get(n)) for n, h in blocks.items()}
             block_rows.setdefault(end, (end, end_hash, None))
             tx.executemany("INSERT OR REPLACE INTO blocks (number, hash, timestamp) VALUES (?, ?, ?)",

@@ -388,3 +388,33 @@ def test_cursor_pages_skip_and_repeat_nothing_while_listings_arrive(tmp_path, so
         index.list_models(sort=other, after=first.next_cursor)
     with pytest.raises(ValueError, match="either page or after"):
         index.list_models(sort=sort, page=2, after=first.next_cursor)
+
+
+def test_two_indexers_on_one_database_never_apply_a_range_twice(tmp_path):
+    """`modex up` follows the chain while `modex index` runs on the same data folder: both read
+    the checkpoint, both fetch the same blocks; the second to commit must not apply them again
+    (it failed with sqlite3.IntegrityError on the events' primary key)."""
+    chain = deploy(embedded_web3())
+    populate(chain)
+    db = tmp_path / "i.sqlite3"
+    first, second = Indexer(chain, db), Indexer(chain, db)
+    reference = Indexer(chain, tmp_path / "ref.sqlite3")
+    reference.sync()
+    real_get_logs = chain.get_logs
+
+    class RacingChain:
+        """``second``'s chain: ``first`` commits the same range while ``second`` reads it."""
+
+        def __getattr__(self, name):
+            return getattr(chain, name)
+
+        def get_logs(self, params, **kw):
+            logs = real_get_logs(params, **kw)
+            if not first.checkpoint():
+                first.sync()
+            return logs
+
+    second.chain = RacingChain()
+    second.sync()
+    assert second.checkpoint() == first.checkpoint() == reference.checkpoint()
+    assert first.dump() == reference.dump()
