@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node import keywrap, seal, tarball
-from node.errors import ChainError, IntegrityError, KeyDeliveryError, ManifestError
+from node.errors import ChainError, IntegrityError, KeyDeliveryError, ManifestError, ModexError
 from node.manifest import check_model_hash
 from node.pipes import CountingReader, as_reader
 
@@ -184,8 +184,9 @@ def retrieve(store, content_cid: str, key: bytes, dest_parent: Path, *, prefix: 
         dest_parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=dest_parent))
     except OSError as exc:
-        raise ManifestError(f"cannot write in {dest_parent}: {exc.strerror}; choose another "
-                            "--out, in a folder you can write to") from None
+        # Not a ManifestError: that says the content is bad (a validator attests it unreadable).
+        raise ModexError(f"cannot write in {dest_parent}: {exc.strerror}; choose another "
+                         "--out, in a folder you can write to") from None
     try:
         # One thread: store.get (each block verified) → unseal → extract (each file hashed while
         # written). On the 2-core machine a producer thread and a pipe measured slower than

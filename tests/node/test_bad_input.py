@@ -224,6 +224,14 @@ def test_fetch_into_a_folder_that_cannot_be_made_is_one_sentence(stack, tmp_path
     fails(buy_and_fetch(stack, model_id, tmp_path / "afile" / "out"), "cannot write",
           "choose another --out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+    # A local folder problem is not a content problem: the validator attests content errors
+    # (these classes) as unreadable, so this one must be none of them.
+    from node.errors import IntegrityError, KeyWrapError, ManifestError, ModexError, SealError
+    from node.fetch import retrieve
+
+    with pytest.raises(ModexError) as exc:
+        retrieve(stack.store(), "bafkqaaa", b"k" * 32, tmp_path / "afile" / "work", prefix="m")
+    assert not isinstance(exc.value, (KeyWrapError, SealError, IntegrityError, ManifestError))
 
 
 @pytest.mark.parametrize("argv", [["worker", "--interval", "-1"], ["worker", "--interval", "nan"],
