@@ -92,13 +92,15 @@ class WorkerState:
         except OSError as exc:
             raise self._unusable(exc) from None
         except ValueError:
+            doc = None
+        if not isinstance(doc, dict) or not isinstance(doc.get("next_block"), int):
             log.warning("worker state %s is unreadable; rescanning from block %d",
                         self.path, start_block)
             return
         if {k: doc.get(k) for k in self._ident} != self._ident:
             log.warning("worker state %s belongs to another deployment; starting afresh", self.path)
             return
-        self.next_block = int(doc["next_block"])
+        self.next_block = doc["next_block"]
         self.tip_hash = doc.get("tip_hash")
         self.open = {int(k): v for k, v in doc.get("open", {}).items()}
         self.inflight = {int(k): v for k, v in doc.get("inflight", {}).items()}

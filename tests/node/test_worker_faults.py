@@ -10,6 +10,7 @@ window, and the Marketplace's books add up to the wei.
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -204,3 +205,16 @@ def test_an_unusable_state_file_path_is_one_sentence(tmp_path):
                                str(tmp_path / "afile" / "w.json"))
     assert code == 1 and "worker state file" in err and "--state" in err, err
     assert len(err.strip().splitlines()) == 1 and deliveries(stack) == {}
+
+
+@pytest.mark.parametrize("text", ["[]", "{\"chain_id\": 1}", "\"x\""])
+def test_a_state_file_of_another_shape_is_rescanned_not_a_crash(tmp_path, text):
+    stack = make_stack("embedded", tmp_path, delivery_window=3600)
+    model = publish_model(stack, write_model(tmp_path / "m"))
+    pid = buy_raw(stack, "buyer", model)
+    state = tmp_path / "w.json"
+    doc = {"chain_id": stack.chain.chain_id,
+           "marketplace": stack.chain.marketplace.address.lower()} if "chain_id" in text else None
+    state.write_text(json.dumps(doc) if doc else text)  # ours but lacking next_block, or not a dict
+    report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
+    assert report.delivered == [pid]
