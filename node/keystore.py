@@ -37,8 +37,12 @@ def _write_keyfile(path: Path, keyfile: dict) -> None:
             f"keystore {path} already exists; choose another path or move the old file away",
             path=str(path),
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise KeystoreError(f"cannot write keystore {path}: {exc.strerror}; choose a path in a "
+                            "folder you can write to", path=str(path)) from None
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w") as fh:

@@ -146,3 +146,20 @@ def test_account_commands(tmp_path, monkeypatch, capsys):
     assert main([*base, "--keystore", "x.json", "import", "--private-key-env", "UNSET_VAR"]) == 1
     assert main([*base, "--keystore", "missing.json", "show"]) == 1
     assert "no keystore at" in capsys.readouterr().err
+
+
+def test_account_new_or_import_where_no_file_can_be_written_is_one_sentence(tmp_path, monkeypatch,
+                                                                            capsys):
+    from node import keystore
+    from node.cli import main
+
+    monkeypatch.setattr(keystore, "DEFAULT_SCRYPT_N", FAST)
+    monkeypatch.setenv("MODEX_PASSWORD", "pw")
+    monkeypatch.setenv("MY_KEY", KEY)
+    (tmp_path / "afile").write_text("not a folder")
+    for action in (["new"], ["import", "--private-key-env", "MY_KEY"]):
+        argv = ["account", "--keystore", str(tmp_path / "afile" / "ks.json"), *action]
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "cannot write keystore" in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
