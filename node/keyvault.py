@@ -145,11 +145,18 @@ class KeyVault:
         return VaultEntry(cid, bytes.fromhex(e["key"]), e["model_hash"], e.get("chain_id"),
                           e.get("model_id"), e.get("registry"))
 
+    def _unusable(self, exc: OSError) -> KeystoreError:
+        return KeystoreError(f"cannot use the key vault {self.path}: {exc.strerror}; set keyvault "
+                             "in the configuration to a file in a folder you can write to")
+
     @contextlib.contextmanager
     def _locked(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise self._unusable(exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -175,6 +182,8 @@ class KeyVault:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return {}
+        except OSError as exc:
+            raise self._unusable(exc) from None
         try:
             doc = json.loads(raw)
             if doc.get("version") != VERSION:
@@ -202,7 +211,10 @@ class KeyVault:
         aad = _canonical({"kdf": kdf, "version": VERSION})
         ct = AESGCM(self._file_key(kdf)).encrypt(nonce, _canonical(entries), aad)
         doc = {"version": VERSION, "kdf": kdf, "nonce": nonce.hex(), "ciphertext": ct.hex()}
-        atomic_write(self.path, _canonical(doc), mode=0o600)
+        try:
+            atomic_write(self.path, _canonical(doc), mode=0o600)
+        except OSError as exc:
+            raise self._unusable(exc) from None
 
     def _current_kdf(self) -> dict:
         try:

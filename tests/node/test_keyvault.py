@@ -136,3 +136,15 @@ def test_a_new_key_file_is_durable_its_folder_entry_fsynced(tmp_path, monkeypatc
         KeyVault(tmp_path / "v.json", "pw", scrypt_params=FAST).put("cid", b"k" * 32,
                                                                     model_hash="0x00")
     assert str(tmp_path.resolve()) in synced_dirs
+
+
+def test_a_vault_path_that_cannot_be_used_is_one_sentence(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "adir").mkdir()
+    for path in (tmp_path / "afile" / "v.json", tmp_path / "adir"):
+        v = vault(path)
+        with pytest.raises(KeystoreError, match="key vault") as exc:
+            v.put("cid", b"k" * 32, model_hash="0x00")
+        assert str(path) in str(exc.value)
+        with pytest.raises(KeystoreError, match="key vault"):
+            v.entries()
