@@ -49,7 +49,7 @@ class Config:
     deployment_file: Path | None = None     # default: deployments/<chainId>.json
     ipfs: str = "embedded"                  # "embedded" or a Kubo RPC API URL
     cid_profile: str = "unixfs-v1-2025"
-    confirmations: int = 0                  # blocks the indexer stays behind the head
+    confirmations: int = 0                  # blocks the indexer, worker and validator stay behind the head
     poll_interval: float = 2.0              # seconds between polls of followers (indexer, worker)
     rpc_timeout: float = 10.0               # seconds per JSON-RPC / IPFS API request
     rpc_retries: int = 3                    # retries of a failed connection before giving up
