@@ -164,22 +164,35 @@ def send_transaction(w3, sender, call, *, what: str, value: int = 0) -> dict:
 
     Reverts are decoded by node.revert into ContractRevert before anything is sent.
     """
+    from eth_utils.exceptions import ValidationError
+    from web3.exceptions import TimeExhausted, Web3RPCError
+
     from node.revert import decoded_reverts
 
     address = _address_of(sender)
-    with decoded_reverts():
-        if isinstance(sender, str):
-            tx_hash = call.transact({"from": address, "value": value})
-        else:
-            tx = call.build_transaction({
-                "from": address, "value": value,
-                "nonce": w3.eth.get_transaction_count(address, "pending"),
-            })
-            signed = sender.sign_transaction(tx)
-            # node.signer's protocol returns the raw bytes; eth-account returns a SignedTransaction
-            raw = signed if isinstance(signed, (bytes, bytearray)) else signed.raw_transaction
-            tx_hash = w3.eth.send_raw_transaction(raw)
-    from web3.exceptions import TimeExhausted
+    try:
+        with decoded_reverts():
+            if isinstance(sender, str):
+                tx_hash = call.transact({"from": address, "value": value})
+            else:
+                tx = call.build_transaction({
+                    "from": address, "value": value,
+                    "nonce": w3.eth.get_transaction_count(address, "pending"),
+                })
+                signed = sender.sign_transaction(tx)
+                # node.signer's protocol returns the raw bytes; eth-account returns a SignedTransaction
+                raw = signed if isinstance(signed, (bytes, bytearray)) else signed.raw_transaction
+                tx_hash = w3.eth.send_raw_transaction(raw)
+    except (Web3RPCError, ValidationError) as exc:  # refused before it ran: funds, nonce, fee (py-evm: ValidationError)
+        reason = str(exc)
+        error = (getattr(exc, "rpc_response", None) or {}).get("error")
+        if isinstance(error, dict) and error.get("message"):
+            reason = str(error["message"])  # the node's own words, not the whole JSON-RPC reply
+        hint = ""
+        if "insufficient funds" in reason.lower() or "cannot afford" in reason.lower():
+            reason = reason if isinstance(exc, Web3RPCError) else "insufficient funds for gas"  # py-evm's is bytes
+            hint = f"; fund {address} with ETH for gas and deploy again"
+        raise ChainError(f"{what} was refused by the node: {reason}{hint}", address=address) from None
 
     try:
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)

@@ -201,3 +201,23 @@ def test_a_transaction_never_mined_is_one_clear_line(script, tmp_path, capsys, m
     assert err.startswith("error: deploy ModelRegistry: transaction 0x") and err.count("\n") == 1, err
     assert "was not mined within 1 s" in err and "Traceback" not in err
     assert not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("network", ["embedded", pytest.param("anvil", marks=pytest.mark.anvil)])
+def test_an_unfunded_deployer_is_told_to_fund_it(script, tmp_path, capsys, monkeypatch, network):
+    """The commonest first-deployment mistake on a real network was a Web3RPCError (or py-evm
+    ValidationError) traceback."""
+    empty = Account.create()
+    monkeypatch.setenv("MODEX_PRIVATE_KEY", empty.key.hex())
+    node = start_anvil() if network == "anvil" else None
+    try:
+        argv = ["--network", "embedded"] if node is None else ["--network", node.url]
+        assert script.main([*argv, "--out", str(tmp_path)]) == 1
+    finally:
+        if node is not None:
+            node.stop()
+    err = capsys.readouterr().err
+    assert err.startswith("error: deploy ModelRegistry was refused by the node") and err.count("\n") == 1, err
+    assert f"fund {empty.address} with ETH for gas" in err and "Traceback" not in err
+    assert empty.key.hex()[2:] not in err.lower()
+    assert not any(tmp_path.iterdir())
