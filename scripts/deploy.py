@@ -132,6 +132,11 @@ def choose_deployer(w3, keystore: Path | None):
     if keystore is not None:
         from node.keystore import load_signer, read_password
 
+        if not keystore.is_file():  # said before a password is asked for a file that is not there
+            raise ConfigError(
+                f"no keystore file at {keystore}: pass the path of an encrypted JSON keyfile "
+                f"(`modex account new` or `modex account import` makes one)"
+            )
         return load_signer(keystore, read_password())
     key = os.environ.get(PRIVATE_KEY_ENV)
     if key:

@@ -221,3 +221,14 @@ def test_an_unfunded_deployer_is_told_to_fund_it(script, tmp_path, capsys, monke
     assert f"fund {empty.address} with ETH for gas" in err and "Traceback" not in err
     assert empty.key.hex()[2:] not in err.lower()
     assert not any(tmp_path.iterdir())
+
+
+def test_a_missing_keystore_is_named_before_any_password_is_asked(script, tmp_path, capsys, monkeypatch):
+    """Asking for a password first hid the real problem ('no password ...' off a terminal)."""
+    monkeypatch.delenv("MODEX_PASSWORD", raising=False)
+    missing = tmp_path / "wallet.json"
+    assert script.main(["--network", "embedded", "--keystore", str(missing), "--out", str(tmp_path / "out")]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"error: no keystore file at {missing}: pass the path of an encrypted JSON keyfile " \
+                           f"(`modex account new` or `modex account import` makes one)\n"
+    assert "password" not in captured.out.lower() and not (tmp_path / "out").exists()
