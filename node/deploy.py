@@ -141,18 +141,26 @@ def deploy_suite(w3, deployer, *, artifacts: dict | None = None, **params) -> di
     block = None
     for step in plan:
         args = [addresses[a["contract"]] if isinstance(a, dict) else a for a in step["args"]]
-        if "deploy" in step:
-            name = step["deploy"]
-            factory = w3.eth.contract(abi=artifacts[name]["abi"], bytecode=artifacts[name]["bytecode"])
-            receipt = send_transaction(w3, deployer, factory.constructor(*args), what=f"deploy {name}")
-            addresses[name] = receipt["contractAddress"]
-            block = receipt["blockNumber"] if block is None else block
-            log.info("deployed %s at %s (gas %d)", name, addresses[name], receipt["gasUsed"])
-        else:
-            name = step["call"]
-            contract = w3.eth.contract(address=addresses[name], abi=artifacts[name]["abi"])
-            fn = contract.functions[step["function"]](*args)
-            send_transaction(w3, deployer, fn, what=f"{name}.{step['function']}")
+        try:
+            if "deploy" in step:
+                name = step["deploy"]
+                factory = w3.eth.contract(abi=artifacts[name]["abi"], bytecode=artifacts[name]["bytecode"])
+                receipt = send_transaction(w3, deployer, factory.constructor(*args), what=f"deploy {name}")
+                addresses[name] = receipt["contractAddress"]
+                block = receipt["blockNumber"] if block is None else block
+                log.info("deployed %s at %s (gas %d)", name, addresses[name], receipt["gasUsed"])
+            else:
+                name = step["call"]
+                contract = w3.eth.contract(address=addresses[name], abi=artifacts[name]["abi"])
+                fn = contract.functions[step["function"]](*args)
+                send_transaction(w3, deployer, fn, what=f"{name}.{step['function']}")
+        except ChainError as exc:
+            if not addresses:
+                raise
+            # What is on chain already was paid for: say where, as no record is written.
+            done = ", ".join(f"{n} at {a}" for n, a in addresses.items())
+            raise type(exc)(f"{exc}; already deployed, not wired: {done}; deploy the suite again",
+                            **{**exc.context, "deployed": dict(addresses)}) from exc
     return deployment_record(
         chain_id=w3.eth.chain_id, block=block, deployer=sender, addresses=addresses,
         artifacts=artifacts, params=resolve_params(params, sender),

@@ -232,3 +232,25 @@ def test_a_missing_keystore_is_named_before_any_password_is_asked(script, tmp_pa
     assert captured.err == f"error: no keystore file at {missing}: pass the path of an encrypted JSON keyfile " \
                            f"(`modex account new` or `modex account import` makes one)\n"
     assert "password" not in captured.out.lower() and not (tmp_path / "out").exists()
+
+
+def test_a_deployment_failing_midway_names_what_is_already_on_chain(script, tmp_path, capsys, monkeypatch):
+    """Contracts deployed (and paid for) before a failing step are named, with their addresses."""
+    real, calls = script.suite.send_transaction, []
+
+    def failing_third(w3, sender, call, *, what, value=0):
+        calls.append(what)
+        if len(calls) == 3:
+            raise script.ChainError(f"{what} failed on chain (transaction 0xabc)")
+        return real(w3, sender, call, what=what, value=value)
+
+    monkeypatch.setattr(script.suite, "send_transaction", failing_third)
+    w3 = script.connect("embedded")
+    with pytest.raises(script.ChainError) as info:
+        script.deploy_with_web3(w3, out=tmp_path)
+    message = str(info.value)
+    assert message.startswith("deploy Validators failed on chain (transaction 0xabc); already deployed, not wired: ")
+    named = dict(part.split(" at ") for part in message.split("not wired: ")[1].split(";")[0].split(", "))
+    assert list(named) == ["ModelRegistry", "Marketplace"]
+    assert all(w3.eth.get_code(address) for address in named.values())
+    assert not any(tmp_path.iterdir())
