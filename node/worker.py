@@ -11,21 +11,22 @@
    same signed bytes again (same nonce, so it can never become a second delivery).
 3. **Decide on-chain**: ``Marketplace.purchase(id)`` must say PENDING, the deadline must not
    have passed (with a safety margin for inclusion), and this worker's address must be the
-   model's owner or operator. Purchase ids are a counter, so after a reorg an id can be another
-   buyer's purchase: when the account on-chain is not the one recorded, the buyer key is read
-   again from the purchase's ``Purchased`` event before anything is wrapped. Anything else leaves the open set: delivered, refunded, expired,
-   or not ours. Local state only says where to look; the chain says what to do.
+   model's owner or operator. Anything else leaves the open set: delivered, refunded, expired,
+   or not ours. Local state only says where to look; the chain says what to do. Purchase ids
+   are a counter, so after a reorg an id can be another buyer's purchase: when the account
+   on-chain is not the one recorded, the buyer key is read again from the purchase's
+   ``Purchased`` event before anything is wrapped.
 4. **Deliver**: key from the seller's vault → HPKE-wrap to the buyer key (DESIGN.md §4.3) →
    build and sign ``deliverKey`` → record (purchase → signed tx) in the state file (fsync'd) →
    send → wait for the receipt → drop the purchase from the open set.
 
 State file (JSON, atomic writes): the next block to scan and the hash of the block before it,
 the open purchases with their buyer keys, accounts and blocks, and in-flight signed
-transactions. Losing it costs a rescan from the deployment block,
-never a double delivery: the contract accepts one ``deliverKey`` per purchase and the worker
-checks ``purchase(id)`` before building one. A ``deliverKey`` already sent when a reorg drops
-its block can still be mined again from the node's pool: on a chain that reorganises, run with
-``confirmations`` at least as deep as its reorgs.
+transactions. Losing it costs a rescan from the deployment block, never a double delivery:
+the contract accepts one ``deliverKey`` per purchase and the worker checks ``purchase(id)``
+before building one. A ``deliverKey`` already sent when a reorg drops its block can still be
+mined again from the node's pool: on a chain that reorganises, run with ``confirmations`` at
+least as deep as its reorgs.
 
 A purchase that cannot be delivered (bad buyer key, no content key in the vault) is logged once
 with the reason and skipped; it stays open (refundable by the buyer after the window) and the
@@ -205,8 +206,9 @@ class KeyDelivery:
         except BlockNotFound:  # the new chain is shorter
             pass
         rewind = max(self.start_block, self.state.next_block - REORG_DEPTH)
+        # An entry without its block (older state files) stays; the account check covers it.
         stale = [pid for pid, e in self.state.open.items()
-                 if e.get("block", rewind) >= rewind and pid not in self.state.inflight]
+                 if e.get("block", -1) >= rewind and pid not in self.state.inflight]
         log.warning("the chain reorganised below block %d: rescanning from block %d "
                     "(%d open purchase(s) read again)", last, rewind, len(stale))
         for pid in stale:
@@ -242,8 +244,8 @@ class KeyDelivery:
                   if ev["args"]["buyer"].lower() == account.lower()]
         if not events:
             return False
-        log.warning("purchase %d: the recorded event is stale (chain reorganised); "
-                    "using the one in block %d", pid, events[-1]["blockNumber"])
+        log.warning("purchase %d: buyer key read again from its Purchased event in block %d "
+                    "(the recorded one was missing or stale)", pid, events[-1]["blockNumber"])
         self.state.open[pid] = self._entry(events[-1])
         self.state.save()
         return True

@@ -17,7 +17,7 @@ import pytest
 from modex_stack import buy_raw, make_stack, publish_model, write_model
 from web3.logs import DISCARD
 
-from node.worker import CRASH_POINTS, KeyDelivery
+from node.worker import CRASH_POINTS, REORG_DEPTH, KeyDelivery
 
 PRICE = 10**16
 FEE_BPS = 250
@@ -218,3 +218,22 @@ def test_a_state_file_of_another_shape_is_rescanned_not_a_crash(tmp_path, text):
     state.write_text(json.dumps(doc) if doc else text)  # ours but lacking next_block, or not a dict
     report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
     assert report.delivered == [pid]
+
+
+def test_an_entry_from_an_older_state_file_survives_a_reorg_rescan(tmp_path):
+    """Entries written before the worker recorded their block must not be dropped by a reorg
+    rescan that starts after their block: nothing would find them again."""
+    stack = make_stack("embedded", tmp_path, delivery_window=3600)
+    model = publish_model(stack, write_model(tmp_path / "m"))
+    state = tmp_path / "w.json"
+    pid = buy_raw(stack, "buyer", model)
+    stack.chain.w3.testing.mine(REORG_DEPTH + 10)
+    KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state,
+                crash=_stop_before_wrap).poll()
+    doc = json.loads(state.read_text())
+    entry = doc["open"][str(pid)]
+    doc["open"][str(pid)] = {"model_id": entry["model_id"], "buyer_key": entry["buyer_key"]}
+    doc["tip_hash"] = "0x" + "00" * 32  # the last scanned block was reorganised away
+    state.write_text(json.dumps(doc))
+    report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
+    assert report.delivered == [pid] and can_open(stack, "buyer", pid)
