@@ -198,12 +198,16 @@ def _serve_processes(args, chain) -> int:
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
+    try:  # first: a refusal here leaves no signal handler, temporary folder or process behind
+        sock = socket.create_server((args.host, args.port), backlog=256)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}; stop what "
+                          f"uses that port or choose another --port", key="port") from None
     signal.signal(signal.SIGTERM, on_term)
     tmp = None
     if not args.nonce_db:  # the processes must share the used nonces, or a replay could pass
         tmp = tempfile.TemporaryDirectory(prefix="modex-serve-")
         args.nonce_db = os.path.join(tmp.name, "nonces.sqlite")
-    sock = socket.create_server((args.host, args.port), backlog=256)
     port = sock.getsockname()[1]
     args.port = port
     ctx = multiprocessing.get_context("spawn")  # torch and threads: never fork

@@ -223,3 +223,26 @@ def test_modex_serve_reports_bad_options_in_one_line(tmp_path, capsys, extra, me
     assert modex(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("modex: error: ") and message in err and "Traceback" not in err
+
+
+def test_modex_serve_processes_on_a_busy_port_is_one_line(tiny_model, tmp_path, monkeypatch,
+                                                          capsys):
+    import signal
+    import socket
+    from types import SimpleNamespace
+
+    from node.chain import Chain
+    from node.cli import main as modex
+
+    chain = SimpleNamespace(chain_id=31337, marketplace=SimpleNamespace(address="0x" + "5f" * 20))
+    monkeypatch.setattr(Chain, "from_config", classmethod(lambda cls, config: chain))
+    monkeypatch.delenv("MODEX_CHAIN", raising=False)
+    handler = signal.getsignal(signal.SIGTERM)
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        argv = ["serve", str(tiny_model[0]), "--model-id", "1", "--chain", "http://127.0.0.1:9",
+                "--port", str(port), "--processes", "2"]
+        assert modex(argv) == 1  # was an OSError traceback
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+    assert signal.getsignal(signal.SIGTERM) is handler
