@@ -25,16 +25,20 @@ def hostile_seller_with_sale(chain, hostile):
     return mid, PRICE - PRICE * 250 // 10_000
 
 
-def test_seller_reentering_withdraw_is_refused(chain, hostile):
-    _mid, net = hostile_seller_with_sale(chain, hostile)
-    withdraw = chain.market.functions.withdraw()
-    chain.send(hostile.functions.setReentry(chain.market.address, withdraw._encode_transaction_data(), False),
+def assert_reentry_refused(chain, hostile, payout_fn):
+    """Call ``payout_fn`` as the hostile contract, which calls it again from receive(): the guard refuses."""
+    chain.send(hostile.functions.setReentry(payout_fn.address, payout_fn._encode_transaction_data(), False),
                chain.deployer)
-    as_hostile(chain, hostile, withdraw)
+    as_hostile(chain, hostile, payout_fn)
     h = hostile.functions
     assert h.reentryAttempts().call() == 1 and h.lastReentryOk().call() is False
     assert decode_revert(h.lastReentryResult().call()).context["error"] == "ReentrancyGuardReentrantCall"
-    assert h.received().call() == net  # paid exactly once
+
+
+def test_seller_reentering_withdraw_is_refused(chain, hostile):
+    _mid, net = hostile_seller_with_sale(chain, hostile)
+    assert_reentry_refused(chain, hostile, chain.market.functions.withdraw())
+    assert hostile.functions.received().call() == net  # paid exactly once
     assert chain.market.functions.credited(hostile.address).call() == 0
 
 
@@ -129,13 +133,7 @@ def test_validator_reentering_unstake_is_paid_its_stake_once(chain, hostile):
     as_hostile(chain, hostile, v.stake(), value=stake)
     as_hostile(chain, hostile, v.requestUnstake())
     chain.travel(PARAMS["unstake_delay"] + 1)
-    unstake = v.unstake()
-    chain.send(hostile.functions.setReentry(chain.validators.address, unstake._encode_transaction_data(), False),
-               chain.deployer)
-    as_hostile(chain, hostile, unstake)
-    h = hostile.functions
-    assert h.reentryAttempts().call() == 1 and h.lastReentryOk().call() is False
-    assert decode_revert(h.lastReentryResult().call()).context["error"] == "ReentrancyGuardReentrantCall"
-    assert h.received().call() == stake
+    assert_reentry_refused(chain, hostile, v.unstake())
+    assert hostile.functions.received().call() == stake
     assert v.stakeOf(hostile.address).call() == [0, 0]
     assert chain.balance(chain.validators.address) == stake  # accounts[3]'s stake, untouched
