@@ -86,6 +86,8 @@ def strip_front_matter(text: str) -> str:
 
 def render_card(text: str | None) -> Markup:
     """Model card Markdown -> HTML, then sanitized by nh3 (no script, no event handlers)."""
+    if text is not None and not isinstance(text, str):  # seller-written metadata: any JSON
+        return Markup('<p class="muted">The seller\'s model card is not text; it is not shown.</p>')
     rendered = md.markdown(strip_front_matter(text or ""), extensions=["tables", "fenced_code"])
     clean = nh3.clean(rendered, tags=CARD_TAGS, attributes={"a": {"href", "title"}},
                       url_schemes={"http", "https", "ipfs"}, link_rel="noopener noreferrer nofollow")
@@ -120,6 +122,8 @@ def metric_rows(metrics: dict | None) -> list[tuple[str, str]]:
     def fmt(value) -> str:
         return f"{value:.4g}" if isinstance(value, float) else str(value)
 
+    if metrics is not None and not isinstance(metrics, dict):  # seller-written metadata: any JSON
+        return [("metrics", "not readable (the listing's metrics are not a JSON object)")]
     rows = []
     for key, value in (metrics or {}).items():
         if key in ("version", "confusion"):

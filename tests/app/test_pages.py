@@ -420,3 +420,21 @@ def test_unlocked_key_times_out(stack, listed):
     r = post(client, f"/models/{listed['script']}/buy", {"max_price": "0.2"})
     assert r.status_code == 302 and "/wallet/" in r.headers["Location"]
     assert "timed out" in client.get("/wallet/").get_data(as_text=True)
+
+
+def test_model_page_survives_seller_metadata_of_the_wrong_json_type(client, stack, listed):
+    """Metadata is the seller's JSON: a card or metrics of another type is a note, not a 500."""
+    import json
+
+    seller = stack.demo_accounts["seller"]
+    registry = stack.chain.registry.functions
+    meta = {"version": 1, "name": "Odd metadata", "model_hash": "0x" + "ab" * 32,
+            "card": ["not", "text"], "metrics": "not an object"}
+    cid = stack.store.put(io.BytesIO(json.dumps(meta).encode()))
+    model_id = registry.list(b"\xab" * 32, cid, 5 * 10**18).call({"from": seller.address})
+    stack.chain.transact(registry.list(b"\xab" * 32, cid, 5 * 10**18), seller)
+    settle(stack)
+    r = client.get(f"/models/{model_id}")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200, html
+    assert "model card is not text" in html and "metrics are not a JSON object" in html

@@ -161,3 +161,13 @@ def test_served_models_membership_loads_nothing(tmp_path):
     served = ServedModels({5: tmp_path / "not-loadable"})
     assert 5 in served and 6 not in served  # the endpoint's 404 check, before any signature
     assert served._batchers == {}
+
+
+def test_seller_metadata_of_the_wrong_json_type_renders_a_note():
+    from app.helpers import metric_rows
+
+    for card in (5, ["a"], {"x": 1}):  # was an AttributeError: the model page answered 500
+        assert "not text" in render_card(card)
+    for metrics in ("junk", [1, 2], 3):
+        assert metric_rows(metrics) == [
+            ("metrics", "not readable (the listing's metrics are not a JSON object)")]
