@@ -10,6 +10,8 @@ A mounted blueprint takes JSON signed by the wallet, not a form: exempt it from 
 (``csrf.exempt(blueprint)``); the signature is its authentication.
 
 Checks, in order, each answered with ``{"error": {"code", "message"}}`` and this status:
+  413 body_too_large                                a body over MAX_BODY_BYTES (2 MiB), declared
+                                                    or, chunked, as read
   400 malformed_json / bad_request / empty_input   body is not a JSON object, a field is missing
                                                     or mistyped, an input text is empty
   413 input_too_long / too_many_inputs             a text over ``max_chars`` characters, or more
@@ -40,6 +42,7 @@ import time
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from flask import Blueprint, Flask, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ml import signing
 from ml.replay import MemoryNonceStore
@@ -240,6 +243,16 @@ def create_blueprint(service: InferenceService, name: str = "inference") -> Blue
     def infer():
         try:
             if (request.content_length or 0) > MAX_BODY_BYTES:
+                raise Refusal(413, "body_too_large", f"request body over {MAX_BODY_BYTES} bytes")
+            # A chunked body has no Content-Length: bound what is read, not only what is declared
+            # (mounted in the UI app, the app's own limit is the 512 MiB upload limit). Werkzeug
+            # stops at the limit without a word, so read one byte more to tell.
+            request.max_content_length = MAX_BODY_BYTES + 1
+            try:
+                too_large = len(request.get_data(cache=True)) > MAX_BODY_BYTES
+            except RequestEntityTooLarge:
+                too_large = True
+            if too_large:
                 raise Refusal(413, "body_too_large", f"request body over {MAX_BODY_BYTES} bytes")
             body = request.get_json(silent=True)
             if body is None:

@@ -288,6 +288,35 @@ def test_blueprint_mounts_under_a_prefix_and_lists_models(service):
     assert client.post("/inference/v1/infer", json=signed()).status_code == 200
 
 
+def test_a_chunked_body_over_the_limit_is_413_when_mounted(service):
+    """No Content-Length (chunked): the body is bounded as it is read, also inside an app whose
+    own limit is the 512 MiB upload limit (was: read whole, then served)."""
+    import io
+    import json
+
+    from flask import Flask
+
+    from ml.endpoint import MAX_BODY_BYTES
+
+    app = Flask("host")
+    app.config["MAX_CONTENT_LENGTH"] = 512 * 1024 * 1024
+    app.register_blueprint(create_blueprint(service), url_prefix="/inference")
+
+    def chunked(body):  # run directly: Flask's test client would add a Content-Length
+        from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+        environ = EnvironBuilder(path="/inference/v1/infer", method="POST",
+                                 input_stream=io.BytesIO(json.dumps(body).encode()),
+                                 content_type="application/json").get_environ()
+        del environ["CONTENT_LENGTH"]  # what a chunked request looks like to the app
+        environ["wsgi.input_terminated"] = True  # as werkzeug's server sets it for chunked
+        app_iter, status, headers = run_wsgi_app(app, environ)
+        return app.response_class(b"".join(app_iter), status=status, headers=headers)
+
+    assert chunked(signed()).status_code == 200
+    refused(chunked({**signed(), "padding": "x" * MAX_BODY_BYTES}), 413, "body_too_large")
+
+
 def test_typed_data_is_what_a_browser_wallet_signs():
     digest = signing.inputs_digest(["a", "é"])
     import hashlib
