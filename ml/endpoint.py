@@ -74,6 +74,7 @@ class LicenseCache:
         self._check, self.ttl, self.negative_ttl, self._clock = has_license, ttl, negative_ttl, clock
         self._cache: dict[tuple[int, str], tuple[bool, float]] = {}
         self._lock = threading.Lock()
+        self._next_prune = 0.0
 
     def __call__(self, model_id: int, address: str) -> bool:
         key = (int(model_id), address.lower())
@@ -84,6 +85,11 @@ class LicenseCache:
             return hit[0]
         allowed = bool(self._check(int(model_id), address))
         with self._lock:
+            # Every signature recovers to some address, so each forged request adds an entry:
+            # expired ones are dropped (at most once per ttl) or the dict grows without end.
+            if now >= self._next_prune:
+                self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
+                self._next_prune = now + self.ttl
             self._cache[key] = (allowed, now + (self.ttl if allowed else self.negative_ttl))
         return allowed
 

@@ -249,6 +249,19 @@ def test_licence_answers_are_cached_briefly():
     assert cache(7, BUYER.address) and check.calls == 4
 
 
+def test_licence_cache_forgets_expired_answers():
+    """Each forged signature recovers to a new address: the cache must not keep them all."""
+    now = [0.0]
+    cache = LicenseCache(Licences(set()), ttl=30, negative_ttl=5, clock=lambda: now[0])
+    for i in range(1000):
+        now[0] = i * 0.1
+        assert not cache(7, f"0x{i:040x}")
+    assert len(cache._cache) <= 400  # at most one ttl's worth of refusals (was all 1000)
+    now[0] = 1000.0
+    cache(7, BUYER.address)
+    assert len(cache._cache) == 1
+
+
 @pytest.mark.parametrize("make_store", [
     lambda tmp: MemoryNonceStore(clock=lambda: 1000),
     lambda tmp: SqliteNonceStore(tmp / "nonces.sqlite", clock=lambda: 1000),
