@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class Config:
     gateway_port: int = 8080                # read-only IPFS gateway (embedded store)
     ui_port: int = 5000
     receipt_timeout: float = 120.0          # seconds to wait for a transaction to be mined
+    worker_replace_after: float = 30.0      # seconds before the worker replaces an unmined deliverKey
+    worker_max_fee_gwei: float = 100.0      # the worker never offers more per gas (replacements too)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
@@ -115,7 +118,8 @@ def _coerce(key: str, value, source: str):
     kind = {"data_dir": Path, "deployment_file": Path, "keystore": Path, "keyvault": Path,
             "index_db": Path, "store_dir": Path, "chain_id": int, "confirmations": int,
             "rpc_retries": int, "gateway_port": int, "ui_port": int, "poll_interval": float,
-            "rpc_timeout": float, "receipt_timeout": float}.get(key, str)
+            "rpc_timeout": float, "receipt_timeout": float, "worker_replace_after": float,
+            "worker_max_fee_gwei": float}.get(key, str)
     if value is None:
         return None
     if kind is Path:
@@ -164,6 +168,13 @@ def validate(config: Config, sources: dict[str, str] | None = None) -> Config:
     for key in ("poll_interval", "rpc_timeout", "receipt_timeout"):
         if not getattr(config, key) > 0:
             raise ConfigError(f"{key} ({where(key)}) must be more than 0 seconds", key=key)
+    if not 0 <= config.worker_replace_after < math.inf:
+        raise ConfigError(f"worker_replace_after ({where('worker_replace_after')}) must be 0 or "
+                          "more seconds (0: replace an unmined delivery on every pass)",
+                          key="worker_replace_after")
+    if not 0 < config.worker_max_fee_gwei < math.inf:
+        raise ConfigError(f"worker_max_fee_gwei ({where('worker_max_fee_gwei')}) must be more "
+                          "than 0 gwei per gas", key="worker_max_fee_gwei")
     for key in ("gateway_port", "ui_port"):
         if not 0 <= getattr(config, key) <= 65535:
             raise ConfigError(f"{key} ({where(key)}) must be a TCP port 0..65535 (0 = any free port)", key=key)

@@ -6,9 +6,12 @@
    last scanned block to head − confirmations, and add them to the open set. When the last
    scanned block's hash changed (a reorg), rescan the last ``REORG_DEPTH`` blocks: entries found
    there are dropped (unless a transaction is in flight) and read again from the new chain.
-2. **Resume**: for a purchase with a transaction in flight (recorded before it was sent), look
-   the transaction up by hash: mined → done; known but unmined → wait for it; unknown → send the
-   same signed bytes again (same nonce, so it can never become a second delivery).
+2. **Resume** (purchases with a transaction in flight first: theirs hold the lowest nonces):
+   look up EVERY transaction recorded for the purchase (all at one nonce, so at most one can be
+   mined): one mined → done (reverted → decide again); the latest known to the node but unmined
+   → wait, or replace it once it is ``replace_after_s`` old (below); the latest unknown → send
+   those signed bytes again (same nonce: never a second delivery), and replace them at once when
+   the node refuses their fees (a base-fee rise evicts them from anvil's pool).
 3. **Decide on-chain**: ``Marketplace.purchase(id)`` must say PENDING, the deadline must not
    have passed (with a safety margin for inclusion), and this worker's address must be the
    model's owner or operator. Anything else leaves the open set: delivered, refunded, expired,
@@ -17,12 +20,30 @@
    on-chain is not the one recorded, the buyer key is read again from the purchase's
    ``Purchased`` event before anything is wrapped.
 4. **Deliver**: key from the seller's vault → HPKE-wrap to the buyer key (DESIGN.md §4.3) →
-   build and sign ``deliverKey`` → record (purchase → signed tx) in the state file (fsync'd) →
-   send → wait for the receipt → drop the purchase from the open set.
+   build and sign ``deliverKey`` (fees from the node, never over ``max_fee_per_gas``) → record
+   (purchase → signed tx) in the state file (fsync'd) → send, and go on to the next purchase.
+5. **Settle**: wait for the receipts of everything in flight, at most until the first of them
+   is due for replacement (or ``chain.receipt_timeout``); mined → drop the purchase from the
+   open set; still unmined → it stays in flight (``PassReport.pending``) for the next pass.
+
+Stuck transactions. A ``deliverKey`` not mined ``replace_after_s`` seconds after it was signed
+(config ``worker_replace_after``, default 30 s; 0 replaces on every pass) is signed again at the
+same nonce with both fee fields raised by a quarter and to at least the node's current fees
+(geth and anvil accept a replacement from +10%), recorded, then sent; the log line names the
+purchase, the old and the new hash and the new fees. No transaction ever offers more than
+``max_fee_per_gas`` (config ``worker_max_fee_gwei``, default 100 gwei): when the cap leaves no
+room for a replacement, that is logged once per purchase and the worker keeps waiting. All of
+a seller's deliveries share the account's nonce sequence, so one stuck transaction holds back
+the ones sent after it (they sit in the node's pool at the next nonces); no pass waits on them
+longer than above, and once the stuck one is replaced and mined they are mined after it (an
+overdue one is replaced in turn: its fees may be too low as well). A replacement whose window
+has closed meanwhile reverts when mined, which still frees its nonce for the ones behind it.
 
 State file (JSON, atomic writes): the next block to scan and the hash of the block before it,
-the open purchases with their buyer keys, accounts and blocks, and in-flight signed
-transactions. Losing it costs a rescan from the deployment block, never a double delivery:
+the open purchases with their buyer keys, accounts and blocks, and per purchase in flight every
+signed transaction (``txs``, oldest first) and when the latest was signed. Older files holding
+one ``{tx_hash, raw}`` per purchase are read and migrated (age unknown: due for replacement).
+Losing the file costs a rescan from the deployment block, never a double delivery:
 the contract accepts one ``deliverKey`` per purchase and the worker checks ``purchase(id)``
 before building one. A ``deliverKey`` already sent when a reorg drops its block can still be
 mined again from the node's pool: on a chain that reorganises, run with ``confirmations`` at
@@ -34,8 +55,9 @@ purchases behind it are served. An unexpected error on one purchase is logged wi
 traceback and never stops the loop.
 
 Crash-injection for tests: ``crash(point, purchase_id)`` is called at ``before_wrap``,
-``before_send`` (signed and recorded, not sent), ``after_send`` (sent, receipt not seen) and
-``after_receipt`` (mined, state not yet updated). ``modex worker`` maps
+``before_send`` (signed and recorded, not sent), ``after_send`` (sent, receipt not seen),
+``after_receipt`` (mined, state not yet updated) and ``before_replace_send`` (a replacement
+signed and recorded, not sent). ``modex worker`` maps
 ``$MODEX_WORKER_CRASH=point[:purchase_id]`` to a SIGKILL of itself there.
 """
 
@@ -46,14 +68,19 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eth_utils import keccak
+import rlp
+from eth_account.typed_transactions import TypedTransaction
+from eth_utils import keccak, to_checksum_address
+from hexbytes import HexBytes
 from web3.exceptions import BlockNotFound, TransactionNotFound
 
 from node import keywrap
+from node.config import Config
 from node.errors import ChainError, ContractRevert, KeyDeliveryError, KeyWrapError, ModexError
 from node.fetch import load_metadata
 from node.keyvault import KeyVault, atomic_write
@@ -61,9 +88,16 @@ from node.keyvault import KeyVault, atomic_write
 log = logging.getLogger(__name__)
 
 STATUS_PENDING = 1
-CRASH_POINTS = ("before_wrap", "before_send", "after_send", "after_receipt")
+DELIVERY_CRASH_POINTS = ("before_wrap", "before_send", "after_send", "after_receipt")
+CRASH_POINTS = (*DELIVERY_CRASH_POINTS, "before_replace_send")
 CRASH_ENV = "MODEX_WORKER_CRASH"
 REORG_DEPTH = 256  # blocks rescanned when the last scanned block was reorganised away
+GWEI = 10**9
+# A replacement raises both fee fields by a quarter (and to at least the node's current fees):
+# geth and anvil accept a replacement at the same nonce from +10% on both.
+BUMP_NUM, BUMP_DEN = 5, 4
+NODE_MIN_NUM, NODE_MIN_DEN = 11, 10
+UNDERPRICED = ("underpriced", "less than block base fee", "fee cap less than", "max fee per gas less")
 
 
 @dataclass
@@ -73,6 +107,7 @@ class PassReport:
     delivered: list[int] = field(default_factory=list)
     skipped: dict[int, str] = field(default_factory=dict)
     closed: list[int] = field(default_factory=list)  # left the open set without our delivery
+    pending: dict[int, str] = field(default_factory=dict)  # sent, not mined yet: latest tx hash
     scanned_to: int = -1
 
 
@@ -84,7 +119,9 @@ class WorkerState:
         self.next_block = start_block
         self.tip_hash: str | None = None      # hash of block next_block - 1 when scanned
         self.open: dict[int, dict] = {}       # purchase id → {"model_id", "buyer_key", ...}
-        self.inflight: dict[int, dict] = {}   # purchase id → {"tx_hash", "raw"}
+        # purchase id → {"txs": [{"tx_hash", "raw"}, ...] (every signed transaction, oldest
+        # first, all at one nonce), "signed_at": unix time the latest one was signed}
+        self.inflight: dict[int, dict] = {}
         self._ident = {"chain_id": chain_id, "marketplace": marketplace.lower()}
         try:
             doc = json.loads(self.path.read_text())
@@ -104,7 +141,7 @@ class WorkerState:
         self.next_block = doc["next_block"]
         self.tip_hash = doc.get("tip_hash")
         self.open = {int(k): v for k, v in doc.get("open", {}).items()}
-        self.inflight = {int(k): v for k, v in doc.get("inflight", {}).items()}
+        self.inflight = {int(k): _migrated(v) for k, v in doc.get("inflight", {}).items()}
 
     def save(self) -> None:
         doc = {**self._ident, "next_block": self.next_block, "tip_hash": self.tip_hash,
@@ -118,6 +155,65 @@ class WorkerState:
     def _unusable(self, exc: OSError) -> KeyDeliveryError:
         return KeyDeliveryError(f"cannot use the worker state file {self.path}: {exc.strerror}; "
                                 "pass --state FILE in a folder you can write to", path=str(self.path))
+
+
+def _migrated(entry: dict) -> dict:
+    """An in-flight entry in the current shape; older files hold one {tx_hash, raw} per purchase.
+    Its age is unknown, so it is due for replacement at once if it is still unmined."""
+    if "txs" in entry:
+        return entry
+    return {"txs": [{"tx_hash": entry["tx_hash"], "raw": entry["raw"]}], "signed_at": 0.0}
+
+
+def unsigned_transaction(raw: bytes) -> dict:
+    """The fields of a signed transaction (typed or legacy), ready to be signed again."""
+    if raw[0] <= 0x7F:  # EIP-2718 typed transaction
+        fields = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
+        keep = ("chainId", "nonce", "to", "value", "data", "gas", "maxFeePerGas",
+                "maxPriorityFeePerGas", "gasPrice", "accessList")
+        tx = {k: fields[k] for k in keep if k in fields}
+        tx["type"] = fields["type"]
+    else:
+        nonce, price, gas, to, value, data, v, _r, _s = rlp.decode(raw)
+        v = int.from_bytes(v, "big")
+        tx = {"nonce": int.from_bytes(nonce, "big"), "gasPrice": int.from_bytes(price, "big"),
+              "gas": int.from_bytes(gas, "big"), "to": to, "value": int.from_bytes(value, "big"),
+              "data": data}
+        if v >= 35:
+            tx["chainId"] = (v - 35) // 2
+    tx["to"] = to_checksum_address(bytes(tx["to"]))
+    tx["data"] = "0x" + bytes(tx["data"]).hex()
+    if "accessList" in tx:
+        tx["accessList"] = [dict(item) for item in tx["accessList"]]
+    return tx
+
+
+def _at_least(new: int, old: int) -> bool:
+    """Whether a node takes ``new`` as a replacement fee for ``old`` (+10%)."""
+    return new * NODE_MIN_DEN >= old * NODE_MIN_NUM
+
+
+def replacement_fees(tx: dict, current: dict, cap: int) -> dict | None:
+    """Fees for replacing ``tx``: +25% on each field and at least the node's ``current`` fees,
+    never above ``cap`` wei per gas; None when the cap leaves less than a node accepts."""
+    def bump(value: int) -> int:
+        return -(-value * BUMP_NUM // BUMP_DEN)
+
+    if "gasPrice" in tx:
+        price = min(cap, max(bump(tx["gasPrice"]), current.get("gasPrice",
+                                                               current.get("maxFeePerGas", 0))))
+        return {"gasPrice": price} if _at_least(price, tx["gasPrice"]) else None
+    old_fee, old_tip = tx["maxFeePerGas"], tx["maxPriorityFeePerGas"]
+    tip = max(bump(old_tip), current.get("maxPriorityFeePerGas", 0))
+    fee = min(cap, max(bump(old_fee), current.get("maxFeePerGas", 0), tip))
+    tip = min(tip, fee)
+    if not (_at_least(fee, old_fee) and _at_least(tip, old_tip)):
+        return None
+    return {"maxFeePerGas": fee, "maxPriorityFeePerGas": tip}
+
+
+def max_fee(tx: dict) -> int:
+    return tx.get("maxFeePerGas", tx.get("gasPrice", 0))
 
 
 def poll_loop(poll: Callable[[], object], stop: threading.Event, interval: float) -> None:
@@ -153,7 +249,13 @@ class KeyDelivery:
 
     def __init__(self, chain, signer, vault: KeyVault, state_path: str | os.PathLike, *,
                  store=None, confirmations: int = 0, batch_blocks: int = 2000,
-                 margin_s: int = 30, crash: Callable[[str, int], None] | None = None):
+                 margin_s: int = 30, replace_after_s: float = Config.worker_replace_after,
+                 max_fee_per_gas: int = int(Config.worker_max_fee_gwei * GWEI),
+                 crash: Callable[[str, int], None] | None = None):
+        if replace_after_s < 0:
+            raise ModexError(f"replace_after_s must be 0 or more seconds, got {replace_after_s}")
+        if max_fee_per_gas <= 0:
+            raise ModexError(f"max_fee_per_gas must be more than 0 wei, got {max_fee_per_gas}")
         self.chain = chain
         self.signer = signer
         self.vault = vault
@@ -161,19 +263,23 @@ class KeyDelivery:
         self.confirmations = confirmations
         self.batch_blocks = batch_blocks
         self.margin_s = margin_s  # never send when fewer seconds than this remain in the window
+        self.replace_after_s = replace_after_s  # an unmined deliverKey older than this is replaced
+        self.max_fee_per_gas = max_fee_per_gas  # no transaction of ours ever offers more (wei)
         self.crash = crash or (lambda point, purchase_id: None)
         self.start_block = int(chain.deployment.get("block", 0) or 0)
         self.state = WorkerState(Path(state_path), chain.chain_id, chain.marketplace.address,
                                  self.start_block)
         self._keys: dict[int, bytes] = {}
         self._told: dict[int, str] = {}  # purchase id → last reason logged, to log it once
+        self._capped: set[int] = set()    # purchases whose "fees at the cap" line was logged
 
     # -- one pass -----------------------------------------------------------------------------
 
     def poll(self) -> PassReport:
         report = PassReport()
         self._discover(report)
-        for pid in sorted(self.state.open):
+        # In-flight purchases first: their transactions hold the account's lowest nonces.
+        for pid in sorted(self.state.open, key=lambda p: (p not in self.state.inflight, p)):
             try:
                 self._handle(pid, report)
             except ChainError as exc:
@@ -183,6 +289,7 @@ class KeyDelivery:
             except Exception:  # one bad purchase never stops the queue
                 log.exception("purchase %d: unexpected error; will retry next pass", pid)
                 report.skipped[pid] = "unexpected error (logged)"
+        self._settle(report)
         return report
 
     def run(self, stop: threading.Event, interval: float = 2.0) -> None:
@@ -258,10 +365,7 @@ class KeyDelivery:
         return int(model_id), int(deadline), int(status)
 
     def _close(self, pid: int, report: PassReport, why: str) -> None:
-        self.state.open.pop(pid, None)
-        self.state.inflight.pop(pid, None)
-        self.state.save()
-        self._told.pop(pid, None)
+        self._forget(pid)
         report.closed.append(pid)
         log.info("purchase %d: %s", pid, why)
 
@@ -314,62 +418,175 @@ class KeyDelivery:
             return
         fn = self.chain.marketplace.functions.deliverKey(pid, wrapped)
         tx = self.chain.build_transaction(fn, self.signer.address)  # dry run first
+        self._cap(pid, tx)
         raw = self.signer.sign_transaction(tx)
-        tx_hash = "0x" + keccak(raw).hex()
-        self.state.inflight[pid] = {"tx_hash": tx_hash, "raw": raw.hex()}
-        self.state.save()  # write-ahead: a crash from here on resumes with these exact bytes
+        tx_hash = self._record(pid, raw)  # write-ahead: a crash from here resumes with these bytes
         self.crash("before_send", pid)
-        self.chain.send_raw(raw, sender=self.signer.address)
+        if not self._send(pid, raw, tx_hash):
+            return
+        log.info("purchase %d: sent deliverKey %s (nonce %d, max fee %s gwei)", pid, tx_hash,
+                 tx["nonce"], _gwei(max_fee(tx)))
         self.crash("after_send", pid)
-        self.chain.wait_receipt(tx_hash, fn=fn, tx=tx)
-        self.crash("after_receipt", pid)
-        self._delivered(pid, report, tx_hash)
 
-    def _delivered(self, pid: int, report: PassReport, tx_hash: str) -> None:
+    def _send(self, pid: int, raw: bytes, tx_hash: str) -> bool:
+        """Send a recorded transaction; False when the node refuses it (it stays in flight: the
+        next pass resends or replaces it, and the purchases after it are served meanwhile)."""
+        try:
+            self.chain.send_raw(raw, sender=self.signer.address)
+        except ChainError as exc:
+            if "tx_hash" not in exc.context:
+                raise  # the node is unreachable (or the account empty): the pass ends
+            log.warning("purchase %d: the node refused transaction %s: %s; the next pass "
+                        "resends or replaces it", pid, tx_hash, exc)
+            return False
+        return True
+
+    def _cap(self, pid: int, tx: dict) -> None:
+        """Hold a new transaction's fees to the cap (logged: it may wait for lower fees)."""
+        key = "maxFeePerGas" if "maxFeePerGas" in tx else "gasPrice"
+        if tx[key] <= self.max_fee_per_gas:
+            return
+        log.warning("purchase %d: the node asks %s gwei per gas, over the cap of %s gwei "
+                    "(worker_max_fee_gwei); offering the cap, the transaction may wait for "
+                    "lower fees", pid, _gwei(tx[key]), _gwei(self.max_fee_per_gas))
+        tx[key] = self.max_fee_per_gas
+        if "maxPriorityFeePerGas" in tx:
+            tx["maxPriorityFeePerGas"] = min(tx["maxPriorityFeePerGas"], self.max_fee_per_gas)
+
+    def _record(self, pid: int, raw: bytes) -> str:
+        """Add a signed transaction to the purchase's in-flight record, on disk before it is sent."""
+        tx_hash = "0x" + keccak(raw).hex()
+        entry = self.state.inflight.setdefault(pid, {"txs": []})
+        entry["txs"].append({"tx_hash": tx_hash, "raw": raw.hex()})
+        entry["signed_at"] = time.time()
+        self.state.save()
+        return tx_hash
+
+    def _forget(self, pid: int) -> None:
         self.state.open.pop(pid, None)
         self.state.inflight.pop(pid, None)
         self.state.save()
         self._told.pop(pid, None)
+        self._capped.discard(pid)
+
+    def _delivered(self, pid: int, report: PassReport, tx_hash: str) -> None:
+        self._forget(pid)
         report.delivered.append(pid)
         log.info("purchase %d: key delivered in %s", pid, tx_hash)
 
+    def _mined(self, pid: int, report: PassReport) -> bool | None:
+        """Look up every recorded transaction of an in-flight purchase (one nonce, so at most one
+        is mined): True when one delivered, False when it reverted (decide again), None when
+        none is mined yet."""
+        for sent in reversed(self.state.inflight[pid]["txs"]):
+            receipt = self.chain.find_receipt(sent["tx_hash"])
+            if receipt is None:
+                continue
+            self.crash("after_receipt", pid)
+            if receipt["status"] == 1:
+                self._delivered(pid, report, sent["tx_hash"])
+                return True
+            self.state.inflight.pop(pid)  # it reverted: decide again from on-chain state
+            self.state.save()
+            log.warning("purchase %d: transaction %s reverted in block %d; deciding again from "
+                        "the chain", pid, sent["tx_hash"], receipt["blockNumber"])
+            report.skipped[pid] = f"transaction {sent['tx_hash']} reverted; deciding again"
+            return False
+        return None
+
+    def _known(self, tx_hash: str) -> bool:
+        try:
+            self.chain._rpc("eth_getTransactionByHash",
+                            lambda: self.chain.w3.eth.get_transaction(tx_hash))
+        except TransactionNotFound:
+            return False
+        return True
+
     def _resume(self, pid: int, report: PassReport) -> bool:
-        """Finish an in-flight delivery; True when the purchase is settled by it."""
+        """Carry an in-flight delivery on; True when it settles the purchase for this pass
+        (delivered, or still in flight), False when the purchase must be decided again."""
+        settled = self._mined(pid, report)
+        if settled is not None:
+            return settled
         entry = self.state.inflight[pid]
-        tx_hash = entry["tx_hash"]
-        receipt = self.chain.find_receipt(tx_hash)
-        if receipt is None:
+        latest = entry["txs"][-1]
+        if not self._known(latest["tx_hash"]):
+            _, deadline, status = self._onchain(pid)
+            now = int(self.chain.get_block("latest")["timestamp"])
+            if status != STATUS_PENDING or now + self.margin_s > deadline:
+                return False  # let the on-chain decision close it
+            log.info("purchase %d: resending recorded transaction %s", pid, latest["tx_hash"])
             try:
-                self.chain._rpc("eth_getTransactionByHash",
-                                lambda: self.chain.w3.eth.get_transaction(tx_hash))
-                known = True
-            except TransactionNotFound:
-                known = False
-            if not known:
-                _, deadline, status = self._onchain(pid)
-                now = int(self.chain.get_block("latest")["timestamp"])
-                if status != STATUS_PENDING or now + self.margin_s > deadline:
-                    return False  # let the on-chain decision close it
-                log.info("purchase %d: resending recorded transaction %s", pid, tx_hash)
-                try:
-                    self.chain.send_raw(bytes.fromhex(entry["raw"]), sender=self.signer.address)
-                except ChainError as exc:
-                    if "nonce too low" not in str(exc).lower():
-                        raise
-                    # Its nonce went to another transaction: the recorded one can never be mined.
+                self.chain.send_raw(bytes.fromhex(latest["raw"]), sender=self.signer.address)
+            except ChainError as exc:
+                message = str(exc).lower()
+                if "tx_hash" not in exc.context:
+                    raise  # the node is unreachable (or the account empty): the pass ends
+                if "nonce too low" in message:
+                    settled = self._mined(pid, report)  # one of ours may have been mined since
+                    if settled is not None:
+                        return settled
+                    # Its nonce went to another transaction: none recorded can ever be mined.
                     self.state.inflight.pop(pid)
                     self.state.save()
                     return False
-            try:
-                receipt = self.chain.wait_receipt(tx_hash)
-            except ContractRevert:
-                receipt = {"status": 0}
-        if receipt["status"] == 1:
-            self._delivered(pid, report, tx_hash)
-            return True
-        self.state.inflight.pop(pid)  # it reverted: decide again from on-chain state
-        self.state.save()
-        return False
+                if any(words in message for words in UNDERPRICED):
+                    self._replace(pid, "the node refuses its fees now")
+                else:
+                    log.warning("purchase %d: the node refused transaction %s again: %s; "
+                                "trying again next pass", pid, latest["tx_hash"], exc)
+        elif time.time() - entry["signed_at"] >= self.replace_after_s:
+            self._replace(pid, f"not mined {time.time() - entry['signed_at']:.0f} s after it "
+                          "was signed")
+        return True
+
+    def _replace(self, pid: int, why: str) -> None:
+        """Sign the latest transaction again at its nonce with higher fees, record, send."""
+        old = self.state.inflight[pid]["txs"][-1]
+        tx = unsigned_transaction(bytes.fromhex(old["raw"]))
+        fees = replacement_fees(tx, self.chain.fees(), self.max_fee_per_gas)
+        if fees is None:
+            self._at_cap(pid, old["tx_hash"], tx)
+            return
+        new = {**tx, **fees}
+        raw = self.signer.sign_transaction(new)
+        tx_hash = self._record(pid, raw)
+        self.crash("before_replace_send", pid)
+        if not self._send(pid, raw, tx_hash):
+            return
+        log.warning("purchase %d: replaced transaction %s (%s) by %s at nonce %d, max fee %s "
+                    "gwei, tip %s gwei", pid, old["tx_hash"], why, tx_hash, new["nonce"],
+                    _gwei(max_fee(new)), _gwei(new.get("maxPriorityFeePerGas", 0)))
+        if replacement_fees(new, {}, self.max_fee_per_gas) is None:
+            self._at_cap(pid, tx_hash, new)
+
+    def _at_cap(self, pid: int, tx_hash: str, tx: dict) -> None:
+        """Say once per purchase that its fees can rise no further: it waits to be mined."""
+        if pid in self._capped:
+            return
+        self._capped.add(pid)
+        log.warning("purchase %d: transaction %s (nonce %d) offers %s gwei per gas, and the cap "
+                    "is %s gwei (worker_max_fee_gwei): it will not be replaced again; waiting "
+                    "for it to be mined (raise the cap to pay more)", pid, tx_hash, tx["nonce"],
+                    _gwei(max_fee(tx)), _gwei(self.max_fee_per_gas))
+
+    def _settle(self, report: PassReport) -> None:
+        """Wait for the in-flight transactions' receipts, no longer than until the first one is
+        due for replacement (or ``receipt_timeout``); what is still unmined stays in flight."""
+        waiting = [pid for pid in sorted(self.state.inflight) if pid in self.state.open]
+        if not waiting:
+            return
+        due = min(self.state.inflight[p]["signed_at"] for p in waiting) + self.replace_after_s
+        deadline = time.monotonic() + max(0.0, min(self.chain.receipt_timeout, due - time.time()))
+        delay = self.chain.poll_latency
+        while True:
+            waiting = [pid for pid in waiting if self._mined(pid, report) is None]
+            if not waiting or time.monotonic() >= deadline:
+                break
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+        for pid in waiting:
+            report.pending[pid] = self.state.inflight[pid]["txs"][-1]["tx_hash"]
 
     def _content_key(self, model_id: int) -> bytes | None:
         if model_id in self._keys:
@@ -393,3 +610,7 @@ class KeyDelivery:
             return None
         self._keys[model_id] = entry.key
         return entry.key
+
+
+def _gwei(wei: int) -> str:
+    return f"{wei / GWEI:.9g}"

@@ -228,10 +228,12 @@ def make_indexer(stack: Stack):
 
 def make_worker(stack: Stack):
     """The key-delivery worker for the models this node's operator key delivers."""
-    from node.worker import KeyDelivery
+    from node.worker import GWEI, KeyDelivery
 
     return KeyDelivery(stack.chain, stack.operator, stack.vault, _worker_state_path(stack.config),
-                       store=stack.store, confirmations=stack.config.confirmations)
+                       store=stack.store, confirmations=stack.config.confirmations,
+                       replace_after_s=stack.config.worker_replace_after,
+                       max_fee_per_gas=int(stack.config.worker_max_fee_gwei * GWEI))
 
 
 def start_followers(stack: Stack) -> None:

@@ -60,6 +60,8 @@ def test_config_file_found_in_data_dir_and_via_env(tmp_path):
         ('poll_interval = 0', {}, "poll_interval", "more than 0"),
         ('gateway_port = 70000', {}, "gateway_port", "0..65535"),
         ('chain_id = 0', {}, "chain_id", "positive"),
+        ('worker_replace_after = -1', {}, "worker_replace_after", "0 or more seconds"),
+        ('', {"MODEX_WORKER_MAX_FEE_GWEI": "0"}, "worker_max_fee_gwei", "more than 0 gwei"),
         ('colour = "blue"', {}, "colour", "allowed keys"),
         ('[chain]\nurl = "x"', {}, "chain", "not a table"),
         ('chain = ', {}, "config", "not valid TOML"),

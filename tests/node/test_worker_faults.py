@@ -17,7 +17,7 @@ import pytest
 from modex_stack import buy_raw, make_stack, publish_model, write_model
 from web3.logs import DISCARD
 
-from node.worker import CRASH_POINTS, REORG_DEPTH, KeyDelivery
+from node.worker import DELIVERY_CRASH_POINTS, REORG_DEPTH, KeyDelivery
 
 PRICE = 10**16
 FEE_BPS = 250
@@ -64,7 +64,7 @@ def test_worker_killed_at_each_point_delivers_every_purchase_exactly_once(tmp_pa
     escrow_before = chain.balance(chain.marketplace.address)
     assert escrow_before == len(purchases) * PRICE
 
-    for point in CRASH_POINTS:
+    for point in DELIVERY_CRASH_POINTS:  # before_replace_send: test_worker_replace.py
         result = run_worker(stack, crash=point)
         assert result.returncode == -9, (point, result.stdout, result.stderr)  # SIGKILLed there
     result = run_worker(stack)
