@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from pathlib import Path
 
 from flask import (
@@ -106,7 +107,9 @@ def create():
     if password != request.form.get("confirm"):
         flash("The two passwords differ; type the same password twice.", "error")
         return redirect(url_for(".index"))
-    tmp = wallets_dir() / f".new-{session_keys.session_id()}.json"
+    # One temporary name per request: a double-clicked Create runs twice in the same session,
+    # and with a per-session name one request refused (403) and deleted the other's keystore.
+    tmp = wallets_dir() / f".new-{uuid.uuid4().hex}.json"
     try:
         address = create_keystore(tmp, password, **_kdf())
         path = keystore_path(address)

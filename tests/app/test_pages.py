@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from node.commands import up
-from tests.app.conftest import PRICE, csrf_token, post, settle, unlock, wait_job
+from tests.app.conftest import PRICE, csrf_token, make_model_dir, post, settle, unlock, wait_job
 
 # ---- market --------------------------------------------------------------------------------
 
@@ -74,6 +74,24 @@ def test_wallet_create_unlock_wrong_password_lock(client):
     assert "wrong password" in html and "Encryption key" not in html
     post(client, "/wallet/unlock", {"address": address, "password": "long enough 1"})
     assert "Encryption key (X25519)" in client.get("/wallet/").get_data(as_text=True)
+
+
+def test_wallet_create_twice_at_once_in_one_session(client, stack):
+    """A double-clicked Create: the first request's temporary keystore is still on disk when
+    the second one starts; both succeed and the first one's file is left alone."""
+    client.get("/wallet/")
+    with client.session_transaction() as sess:
+        sess["sid"] = sid = "double-click-session"
+    wallets = stack.config.data_dir / "wallets"
+    wallets.mkdir(exist_ok=True)
+    other = wallets / f".new-{sid}.json"  # the name the first request used
+    other.write_text("{}")
+    try:
+        r = post(client, "/wallet/create", {"password": "long enough 4", "confirm": "long enough 4"})
+        assert r.status_code == 302, r.get_data(as_text=True)
+        assert other.exists()
+    finally:
+        other.unlink(missing_ok=True)
 
 
 def test_wallet_import_and_bad_key(client):
@@ -184,6 +202,47 @@ def test_buy_delivery_fetch_try_and_vote(client, stack, listed, tmp_path):
     html = client.get(f"/models/{model_id}").get_data(as_text=True)
     assert "4.0 from 1 vote" in html and "<title>Votes: 1 in all</title>" in html
     assert buyer
+
+
+def test_a_disputed_models_pending_purchase_is_refunded_at_once(client, stack, listed, tmp_path):
+    """Validators dispute a model while the buyer's purchase waits for its key: the page says the key
+    will not come and offers the refund now, which works before the delivery window closes."""
+    from eth_account import Account
+
+    from node.publish import ListingInfo, publish
+    from node.signer import LocalSigner
+
+    chain = stack.chain
+    model_id = publish(chain, stack.demo_accounts["seller"], stack.store, stack.vault,
+                       make_model_dir(tmp_path, "disputed", payload=b"bad" * 500),
+                       ListingInfo(name="Disputed model", description="d", task="other", license="mit"),
+                       price_wei=PRICE, operator=stack.operator.address).model_id
+    settle(stack)  # indexed: on the market
+    buyer = unlock(client, stack, "buyer")
+    post(client, f"/models/{model_id}/buy", {"max_price": "0.1"})
+    pid = client.get(f"/api/models/{model_id}/delivery").get_json()["purchase_id"]
+    validator = LocalSigner(Account.create())
+    up.fund(chain, stack.dev_funder, validator.address, 10**18)
+    chain.transact(chain.validators.functions.stake(), validator, value=10**17)
+    chain.transact(chain.validators.functions.attest(model_id, b"\x99" * 32, b"\0" * 32), validator)
+    settle(stack)  # the indexer sees the dispute; the worker's pass cannot deliver it any more
+    html = client.get(f"/models/{model_id}").get_data(as_text=True)
+    assert "its key will not be delivered" in html and ">Refund now</button>" in html
+    state = client.get(f"/api/models/{model_id}/delivery").get_json()
+    assert state["state"] == "pending" and "Refund your payment now" in state["message"], state
+    deadline = chain.call(chain.marketplace.functions.purchase(pid))[3]
+    assert chain.w3.eth.get_block("latest")["timestamp"] < deadline  # the window is still open
+    credited = chain.marketplace.functions.credited(buyer)
+    before = chain.call(credited)
+    post(client, f"/models/{model_id}/refund")
+    html = client.get(f"/models/{model_id}").get_data(as_text=True)
+    assert f"Purchase #{pid} refunded to your wallet." in html and "flash error" not in html
+    assert chain.call(credited) == before + PRICE  # the whole price back
+    assert chain.call(chain.marketplace.functions.purchase(pid))[4] == 3
+    settle(stack)
+    state = client.get(f"/api/models/{model_id}/delivery").get_json()
+    assert state == {"state": "refunded", "purchase_id": pid,
+                     "message": "Refunded: validators disputed this model."}
 
 
 def test_vote_without_licence_is_a_sentence(client, stack, listed):
