@@ -20,9 +20,8 @@ from modex_stack import buy_raw, make_stack, publish_model, write_model
 from test_worker_faults import can_open, deliveries
 
 from node.devchain import start_anvil
-from node.worker import KeyDelivery, unsigned_transaction
-
-pytestmark = pytest.mark.anvil
+from node.signer import dev_signer
+from node.worker import GWEI, KeyDelivery, replacement_fees, unsigned_transaction
 
 
 @pytest.fixture
@@ -70,6 +69,7 @@ def mined_by(stack, tx_hash: str) -> int | None:
     return None if receipt is None else receipt["status"]
 
 
+@pytest.mark.anvil
 def test_a_stuck_delivery_and_the_one_behind_it_are_replaced_and_each_delivered_once(
         stuck, tmp_path, caplog):
     a, b = buy_raw(stuck, "buyer", stuck.model), buy_raw(stuck, "buyer2", stuck.model)
@@ -114,6 +114,7 @@ def test_a_stuck_delivery_and_the_one_behind_it_are_replaced_and_each_delivered_
     assert secret.removeprefix("0x") not in caplog.text.lower()
 
 
+@pytest.mark.anvil
 def test_a_delivery_evicted_by_a_base_fee_rise_is_replaced_at_the_new_fees(stuck, tmp_path):
     pid = buy_raw(stuck, "buyer", stuck.model)
     hold(stuck)
@@ -144,6 +145,7 @@ def run_worker(stack, *argv: str, **env_vars: str) -> subprocess.CompletedProces
                           capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.anvil
 @pytest.mark.parametrize("first_mined", [False, True], ids=["resends-latest", "first-mined"])
 def test_a_worker_killed_between_signing_a_replacement_and_sending_it_delivers_once(
         stuck, first_mined):
@@ -179,6 +181,7 @@ def test_a_worker_killed_between_signing_a_replacement_and_sending_it_delivers_o
     assert run_worker(stuck).returncode == 0 and deliveries(stuck) == {pid: 1}
 
 
+@pytest.mark.anvil
 def test_replacements_never_offer_more_than_the_cap_which_is_logged_once(stuck, tmp_path, caplog):
     pid = buy_raw(stuck, "buyer", stuck.model)
     hold(stuck)
@@ -200,6 +203,7 @@ def test_replacements_never_offer_more_than_the_cap_which_is_logged_once(stuck, 
     assert w.poll().delivered == [pid] and deliveries(stuck) == {pid: 1}
 
 
+@pytest.mark.anvil
 def test_a_new_delivery_offers_at_most_the_cap(stuck, tmp_path, caplog):
     pid = buy_raw(stuck, "buyer", stuck.model)
     hold(stuck)
@@ -213,6 +217,7 @@ def test_a_new_delivery_offers_at_most_the_cap(stuck, tmp_path, caplog):
     assert worker(stuck, tmp_path / "w.json").poll().delivered == [pid]
 
 
+@pytest.mark.anvil
 def test_an_in_flight_entry_of_the_older_state_format_is_migrated_and_replaced(stuck, tmp_path):
     pid = buy_raw(stuck, "buyer", stuck.model)
     hold(stuck)
@@ -231,3 +236,22 @@ def test_an_in_flight_entry_of_the_older_state_format_is_migrated_and_replaced(s
     rpc(stuck, "evm_mine")
     assert worker(stuck, state).poll().delivered == [pid]
     assert deliveries(stuck) == {pid: 1} and mined_by(stuck, new) == 1
+
+
+@pytest.mark.parametrize("fees", [{"gasPrice": 7 * GWEI},
+                                  {"maxFeePerGas": 9 * GWEI, "maxPriorityFeePerGas": GWEI}])
+def test_a_signed_transaction_is_read_back_and_its_replacement_fees_obey_the_cap(fees):
+    tx = {"chainId": 31337, "nonce": 5, "to": dev_signer("anvil", 2).address, "value": 0,
+          "data": "0x" + bytes(range(40)).hex(), "gas": 90_000, **fees}
+    signer = dev_signer("anvil", 1)
+    decoded = unsigned_transaction(signer.sign_transaction(tx))
+    assert {k: decoded[k] for k in tx} == tx  # legacy (gasPrice) and EIP-1559 alike
+    assert signer.sign_transaction(decoded) == signer.sign_transaction(tx)
+    key = "gasPrice" if "gasPrice" in fees else "maxFeePerGas"
+    bumped = replacement_fees(decoded, {}, cap=100 * GWEI)
+    assert all(bumped[k] * 4 >= fees[k] * 5 for k in fees)  # +25% on every field
+    # The node's current fees win when higher; the cap wins over both.
+    assert replacement_fees(decoded, {key: 50 * GWEI}, cap=100 * GWEI)[key] == 50 * GWEI
+    assert replacement_fees(decoded, {key: 50 * GWEI}, cap=fees[key] * 23 // 20)[key] == (
+        fees[key] * 23 // 20)
+    assert replacement_fees(decoded, {}, cap=fees[key] * 21 // 20) is None  # +5%: no node takes it
