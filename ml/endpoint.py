@@ -299,4 +299,10 @@ def create_app(service: InferenceService) -> Flask:
     def wrong_method(_):
         return _refusal_response(Refusal(405, "method_not_allowed", "use POST for /v1/infer"))
 
+    @app.errorhandler(500)
+    def internal(exc):  # e.g. the shared nonce database locked: JSON for the client, trace logged
+        log.error("inference request failed", exc_info=getattr(exc, "original_exception", exc))
+        return _refusal_response(Refusal(500, "internal_error", "the server failed on this "
+                                         "request; the details are in its log. Retry shortly"))
+
     return app

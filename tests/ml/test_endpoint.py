@@ -1,5 +1,6 @@
 """The signed inference endpoint: one test per refusal, plus the licensed happy path."""
 
+import sqlite3
 import time
 
 import pytest
@@ -232,6 +233,20 @@ def test_licence_check_failure_is_503(batcher):
                                verifying_contract=MARKET)
     refused(create_app(service).test_client().post("/v1/infer", json=signed()), 503,
             "licence_check_unavailable")
+
+
+def test_an_unexpected_server_fault_is_json_too(batcher):
+    class LockedNonces:  # SqliteNonceStore shared by --processes under heavy load
+        def use(self, signer, nonce, deadline):
+            raise sqlite3.OperationalError("database is locked")
+
+    service = InferenceService({7: batcher}, has_license=Licences({BUYER.address}),
+                               chain_id=CHAIN_ID, verifying_contract=MARKET,
+                               nonce_store=LockedNonces())
+    app = create_app(service)
+    app.testing = False  # as served: the fault is answered, not raised into the test
+    msg = refused(app.test_client().post("/v1/infer", json=signed()), 500, "internal_error")
+    assert "database" not in msg
 
 
 def test_licence_answers_are_cached_briefly():
