@@ -100,6 +100,10 @@ def cmd_serve(args) -> int:
         raise ConfigError(f"--processes must be at least 1 (got {args.processes})")
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1 (got {args.workers})")
+    if not 0 <= args.port <= 65535:  # werkzeug bound 70000 as port 4464 (70000 mod 65536)
+        raise ConfigError(f"--port must be from 0 to 65535 (got {args.port})", key="port")
+    if args.model_id < 0:  # requests name a uint256: a negative id could never be called
+        raise ConfigError(f"--model-id must be the listing's id, 0 or more (got {args.model_id})")
     if not (Path(args.model_dir) / "config.json").is_file():  # before any chain call or process
         raise ConfigError(f"{args.model_dir} is not a model directory (no config.json); pass the "
                           f"folder `modex train` wrote or one you downloaded", model_dir=args.model_dir)

@@ -213,6 +213,8 @@ def test_a_failing_batch_fails_its_callers_and_the_worker_goes_on():
 @pytest.mark.parametrize("extra, message", [
     (["--processes", "0"], "--processes must be at least 1 (got 0)"),
     (["--workers", "0"], "--workers must be at least 1 (got 0)"),
+    (["--port", "70000"], "--port must be from 0 to 65535 (got 70000)"),
+    (["--model-id", "-1"], "--model-id must be the listing's id, 0 or more (got -1)"),
     ([], "is not a model directory (no config.json)"),
 ])
 def test_modex_serve_reports_bad_options_in_one_line(tmp_path, capsys, extra, message):
