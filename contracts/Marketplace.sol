@@ -58,7 +58,7 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     uint8 public constant STATUS_NONE = 0;
     uint8 public constant STATUS_PENDING = 1;
     uint8 public constant STATUS_DELIVERED = 2;
-    uint8 public constant STATUS_REFUNDED = 3; // a buyer's purchase refunded after the window
+    uint8 public constant STATUS_REFUNDED = 3; // a buyer's purchase refunded (after the window, or disputed model)
     uint8 public constant STATUS_EXPIRED = 4; // a validator's request replaced after its window
     uint256 public constant MAX_FEE_BPS = 1000;
     uint256 public constant WRAPPED_KEY_LENGTH = 80; // HPKE enc(32) || ciphertext(48), DESIGN.md 4.3
@@ -181,7 +181,8 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     }
 
     /// @notice Deliver the buyer's wrapped content key; releases the escrow to the model's current owner
-    /// (less the fee). Callable once, by the owner or operator, until the deadline.
+    /// (less the fee). Callable once, by the owner or operator, until the deadline, and never for a model
+    /// the validators disputed (its buyers may refund at once instead).
     /// @param wrappedKey HPKE enc || ciphertext, exactly WRAPPED_KEY_LENGTH bytes (DESIGN.md 4.3).
     /// Emits {KeyDelivered}.
     function deliverKey(uint256 purchaseId, bytes calldata wrappedKey) external {
@@ -189,6 +190,10 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         Access storage access = _accessOf(p, purchaseId);
         uint8 status = access.status;
         if (status != STATUS_PENDING) revert MarketplaceNotPending(purchaseId, status);
+        // The model's book is read once here: the dispute check and the fee share both need it.
+        Book storage b = _books[p.modelId];
+        (bool disputed, uint256 verifiers) = (b.disputed, b.verifiers);
+        if (disputed) revert MarketplaceModelDisputed(p.modelId);
         uint256 deadline = access.deadline;
         if (block.timestamp > deadline) revert MarketplaceDeliveryWindowClosed(purchaseId, deadline);
         (address owner, address operator) = _registry.deliveryParties(p.modelId);
@@ -199,12 +204,13 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
 
         access.status = STATUS_DELIVERED;
         uint256 price = access.price;
-        if (price != 0) _settle(p.modelId, owner, price);
+        if (price != 0) _settle(b, verifiers, owner, price);
         emit KeyDelivered(purchaseId, wrappedKey);
     }
 
-    /// @notice Take the money back for a purchase that was not delivered within the window (buyer only).
-    /// The amount is credited; `withdraw` sends it. Emits {Refunded}.
+    /// @notice Take the money back for a purchase that was not delivered within the window, or at once
+    /// when the validators disputed the model (buyer only). The amount is credited; `withdraw` sends it.
+    /// Emits {Refunded}.
     function refund(uint256 purchaseId) external {
         Purchase memory p = _purchases[purchaseId];
         Access storage access = _accessOf(p, purchaseId);
@@ -212,7 +218,10 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         uint8 status = access.status;
         if (status != STATUS_PENDING) revert MarketplaceNotPending(purchaseId, status);
         uint256 deadline = access.deadline;
-        if (block.timestamp <= deadline) revert MarketplaceDeliveryWindowOpen(purchaseId, deadline);
+        // A model the validators disputed can no longer be delivered: its buyers need not wait.
+        if (block.timestamp <= deadline && !_books[p.modelId].disputed) {
+            revert MarketplaceDeliveryWindowOpen(purchaseId, deadline);
+        }
 
         access.status = STATUS_REFUNDED;
         uint256 amount = access.price;
@@ -252,11 +261,10 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     }
 
     /// @notice Called by the Validators contract when a model settles: verified models share their fees
-    /// with `verifiers` validators; disputed models cannot be bought. Emits {VerdictRecorded}.
+    /// with `verifiers` validators; disputed models cannot be bought, their pending purchases cannot be
+    /// delivered and their buyers may refund at once. Emits {VerdictRecorded}.
     function recordVerdict(uint256 modelId, bool verified, uint256 verifiers) external {
-        if (msg.sender != address(_validators) || msg.sender == address(0)) {
-            revert MarketplaceOnlyValidators(msg.sender);
-        }
+        if (msg.sender != address(_validators)) revert MarketplaceOnlyValidators(msg.sender);
         Book storage book = _books[modelId];
         if (verified) book.verifiers = uint32(verifiers);
         else book.disputed = true;
@@ -267,7 +275,7 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     /// @return licensed whether `voter` holds a licence (nothing is stored otherwise).
     /// @return previous the score it replaces (0 if none).
     function recordVote(uint256 modelId, address voter, uint8 score) external returns (bool licensed, uint8 previous) {
-        if (msg.sender != _votes || msg.sender == address(0)) revert MarketplaceOnlyVotes(msg.sender);
+        if (msg.sender != _votes) revert MarketplaceOnlyVotes(msg.sender);
         Access storage access = _licences[modelId][voter];
         if (access.status != STATUS_DELIVERED) return (false, 0);
         previous = access.vote;
@@ -413,13 +421,11 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     // The divisions round down on purpose: fee first (what the buyer was quoted), then an equal
     // per-verifier share of it; the dust stays with the platform, so nothing is ever over-credited.
     // slither-disable-start divide-before-multiply
-    function _settle(uint256 modelId, address owner, uint256 price) private {
+    function _settle(Book storage b, uint256 verifiers, address owner, uint256 price) private {
         FeeConfig memory fee = _fee;
         uint256 feeAmount = (price * fee.feeBps) / 10_000;
         if (feeAmount != 0) {
             uint256 platformAmount = feeAmount;
-            Book storage b = _books[modelId];
-            uint256 verifiers = b.verifiers;
             if (verifiers != 0) {
                 uint256 perVerifier = (feeAmount * _validatorShareBps) / 10_000 / verifiers;
                 if (perVerifier != 0) {

@@ -69,8 +69,9 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
         f"Model {a['modelId']} is not for sale right now (its seller deactivated it); nothing was charged."
     ),
     "MarketplaceModelDisputed": lambda a: (
-        f"Model {a['modelId']} is disputed by validators (its files do not match its listing) and cannot be "
-        f"bought; nothing was charged."
+        f"Model {a['modelId']} is disputed by validators (its files do not match its listing, or could not be "
+        f"fetched): it cannot be bought, and a purchase still pending can no longer be delivered; its buyer "
+        f"can refund it now (`modex refund PURCHASE_ID`). Nothing was charged."
     ),
     "MarketplacePriceAboveMax": lambda a: (
         f"Price is {eth(a['price'])}, above your maximum of {eth(a['maxPrice'])}; nothing was charged."
@@ -107,7 +108,7 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
     ),
     "MarketplaceDeliveryWindowOpen": lambda a: (
         f"Purchase {a['purchaseId']} can still be delivered until timestamp {a['deadline']}; "
-        f"a refund is possible only after that."
+        f"a refund is possible only after that (or at once if validators dispute the model)."
     ),
     "MarketplaceBadWrappedKey": lambda a: (
         f"The wrapped key is {a['length']} bytes; it must be {a['expected']} (HPKE enc || ciphertext, DESIGN.md 4.3)."

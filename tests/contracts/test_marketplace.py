@@ -200,6 +200,76 @@ def test_disputed_model_cannot_be_bought(chain):
                         value=PRICE, modelId=mid)
 
 
+def dispute(chain, model_id, validators):
+    for v in validators:
+        chain.stake(v)
+    for v in validators:
+        chain.send(chain.validators.functions.attest(model_id, b"\x99" * 32, b"\0" * 32), v)
+    assert chain.validators.functions.status(model_id).call() == 2
+
+
+def test_disputed_model_pending_purchases_are_never_delivered_and_refundable_at_once(chain):
+    """Validators found the content bad while purchases were pending: the seller can no longer deliver
+    (and be paid), and each buyer takes the whole price back at once, without waiting for the window."""
+    seller, buyer, buyer2, v1, v2 = chain.accounts[1:6]
+    m = chain.market.functions
+    mid = chain.list_model(seller)
+    pid, pid2 = chain.buy(buyer, mid), chain.buy(buyer2, mid)
+    dispute(chain, mid, (v1, v2))
+    request = chain.events(chain.send(m.requestValidatorKey(mid, BUYER_KEY), v1), chain.market,
+                           "Purchased")[0]["purchaseId"]
+    err = chain.expect_revert(m.deliverKey(pid, WRAPPED), seller, "MarketplaceModelDisputed", modelId=mid)
+    assert "can no longer be delivered" in str(err) and "refund" in str(err)
+    chain.expect_revert(m.deliverKey(request, WRAPPED), seller, "MarketplaceModelDisputed", modelId=mid)
+    deadline = m.purchase(pid).call()[3]
+    assert chain.now() < deadline  # the delivery window is still open
+    chain.expect_revert(m.refund(pid), buyer2, "MarketplaceNotBuyer", purchaseId=pid, caller=buyer2)
+    chain.expect_revert(m.refund(request), v1, "MarketplaceNotBuyer", purchaseId=request)
+    rc = chain.send(m.refund(pid), buyer)
+    assert chain.events(rc, chain.market, "Refunded") == [{"purchaseId": pid, "buyer": buyer, "amount": PRICE}]
+    assert m.purchase(pid).call()[4] == 3
+    chain.expect_revert(m.refund(pid), buyer, "MarketplaceNotPending", purchaseId=pid, status=3)
+    chain.expect_revert(m.deliverKey(pid, WRAPPED), seller, "MarketplaceNotPending", purchaseId=pid, status=3)
+    chain.travel(3601)  # after the window it is refundable as before
+    chain.send(m.refund(pid2), buyer2)
+    # The buyers get the whole price back; the seller, the platform and the verifiers nothing.
+    assert (m.credited(buyer).call(), m.credited(buyer2).call()) == (PRICE, PRICE)
+    assert m.credited(seller).call() == m.credited(chain.fee_recipient).call() == 0
+    assert m.hasLicense(mid, buyer).call() is False
+    before = chain.balance(buyer)
+    rc = chain.send(m.withdraw(), buyer)
+    assert chain.balance(buyer) == before + PRICE - chain.gas_cost(rc)
+    assert chain.balance(chain.market.address) == PRICE  # buyer2's, credited, not yet withdrawn
+    chain.expect_revert(m.withdraw(), seller, "MarketplaceNothingToWithdraw", account=seller)
+
+
+def test_verified_and_unsettled_models_keep_the_delivery_window(chain):
+    """Only a dispute opens the refund early: a pending purchase of a model not yet settled (even with a
+    dissenting attestation) or verified still waits for the window, and is delivered and paid as before."""
+    seller, buyer, buyer2, v1, v2, v3 = chain.accounts[1:7]
+    m, v = chain.market.functions, chain.validators.functions
+    mid = chain.list_model(seller)
+    early = chain.buy(buyer2, mid)
+    for validator in (v1, v2, v3):
+        chain.stake(validator)
+    model_hash = chain.registry.functions.modelHash(mid).call()
+    chain.send(v.attest(mid, b"\x99" * 32, b"\0" * 32), v1)  # one dissent: below the quorum of 2
+    chain.send(v.attest(mid, model_hash, b"\0" * 32), v2)
+    assert v.status(mid).call() == 0
+    chain.expect_revert(m.refund(early), buyer2, "MarketplaceDeliveryWindowOpen", purchaseId=early)
+    chain.send(v.attest(mid, model_hash, b"\0" * 32), v3)
+    assert v.status(mid).call() == 1
+    pid = chain.buy(buyer, mid)
+    for p, who in ((early, buyer2), (pid, buyer)):
+        chain.expect_revert(m.refund(p), who, "MarketplaceDeliveryWindowOpen", purchaseId=p)
+        chain.deliver(seller, p)
+    fee = fee_split(PRICE)[1]
+    per = fee * 2000 // 10_000 // 2
+    assert m.credited(seller).call() == 2 * (PRICE - fee)
+    assert m.pendingValidatorReward(mid, v2).call() == 2 * per
+    assert m.credited(chain.fee_recipient).call() == 2 * (fee - 2 * per)
+
+
 def test_platform_fees_accrue_beside_the_fee_config_and_follow_the_recipient(chain):
     """Fees accrue in the fee-config slot (gas), yet credited()/withdraw() treat them as the recipient's
     balance, and a recipient change leaves what accrued so far with the previous recipient."""

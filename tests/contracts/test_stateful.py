@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import time
+from typing import ClassVar
 from urllib.parse import urlparse
 
 import pytest
@@ -90,6 +91,8 @@ def calldata(contract, fn: str, args: list) -> str:
 class SuiteMachine(RuleBasedStateMachine):
     chain = rpc = lens = None  # set by the test
     runs = 0  # examples started (checked against max_examples by the test)
+    # steps on a disputed model's pending purchase (checked by the test: the rule is really exercised)
+    disputed_steps: ClassVar[dict[str, int]] = {"deliverKey": 0, "refund before the deadline": 0}
 
     @initialize()
     def start(self):
@@ -196,7 +199,10 @@ class SuiteMachine(RuleBasedStateMachine):
         owner = self.owner[p["model"]]
         sender = owner if by_owner else self.buyers[0]
         err = self._send(self.chain.market, "deliverKey", [pid, WRAPPED], sender)
+        if p["status"] == 1 and self.status[p["model"]] == 2:
+            self.disputed_steps["deliverKey"] += 1
         expected = ("MarketplaceNotPending" if p["status"] != 1
+                    else "MarketplaceModelDisputed" if self.status[p["model"]] == 2  # never paid for bad content
                     else "MarketplaceDeliveryWindowClosed" if self.now >= p["deadline"]
                     else "MarketplaceNotDeliverer" if sender != owner else None)
         assert err == expected
@@ -222,9 +228,13 @@ class SuiteMachine(RuleBasedStateMachine):
         pid = data.draw(st.sampled_from(sorted(self.purchases)))
         p = self.purchases[pid]
         err = self._send(self.chain.market, "refund", [pid], p["account"])
+        if p["status"] == 1 and not p["validator"] and self.status[p["model"]] == 2 and self.now < p["deadline"]:
+            self.disputed_steps["refund before the deadline"] += 1
         expected = ("MarketplaceNotPending" if p["status"] in (3, 4) or (p["status"] == 2 and not p["validator"])
                     else "MarketplaceNotBuyer" if p["validator"]
-                    else "MarketplaceDeliveryWindowOpen" if self.now < p["deadline"] else None)
+                    # a disputed model's purchase can never be delivered: refundable at once
+                    else "MarketplaceDeliveryWindowOpen" if self.now < p["deadline"] and self.status[p["model"]] != 2
+                    else None)
         assert err == expected
         if err is None:
             p["status"], p["payouts"] = 3, p["payouts"] + 1
@@ -309,6 +319,19 @@ class SuiteMachine(RuleBasedStateMachine):
                 self.status[model] = 1
             elif votes.count(False) >= QUORUM:
                 self.status[model] = 2
+
+    @rule(data=st.data())
+    def dispute(self, data):
+        """Validators (staking first where needed) attest a bad hash until the model settles, preferably
+        a model with a purchase pending: single random steps rarely line up a quorum behind one."""
+        pending = sorted({p["model"] for p in self.purchases.values() if p["status"] == 1 and not p["validator"]})
+        model = data.draw(st.sampled_from(pending or list(MODELS)))
+        for v, val in enumerate(self.vals):
+            if self.status[model]:
+                break
+            if not self._active(val):
+                self.stake(v, True)
+            self.attest(v, model, False)
 
     @rule(v=st.integers(0, 2), model=st.sampled_from(MODELS))
     def slash(self, v, model):
@@ -399,13 +422,17 @@ def test_random_call_sequences(anvil_chain):
         SuiteMachine.rpc = Rpc(c.w3.provider.endpoint_uri)
         SuiteMachine.lens = c.deploy("Lens")
         SuiteMachine.runs = 0
+        SuiteMachine.disputed_steps = dict.fromkeys(SuiteMachine.disputed_steps, 0)
         started = time.monotonic()
         run_state_machine_as_test(SuiteMachine, settings=settings(
             max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, database=None,
             suppress_health_check=list(HealthCheck)))
         took = time.monotonic() - started
         print(f"\n{SuiteMachine.runs} random call sequences (max_examples={EXAMPLES}, up to {STEPS} steps) "
-              f"in {took:.1f} s, {took / max(SuiteMachine.runs, 1) * 1000:.0f} ms each")
+              f"in {took:.1f} s, {took / max(SuiteMachine.runs, 1) * 1000:.0f} ms each; steps on a disputed "
+              f"model's pending purchase: {SuiteMachine.disputed_steps}")
         assert SuiteMachine.runs >= EXAMPLES
+        if EXAMPLES >= 2000:  # ~30 and ~9 of each in 2,000 sequences; a short local run may see none
+            assert all(SuiteMachine.disputed_steps.values()), SuiteMachine.disputed_steps
     finally:
         c.revert(snap)
