@@ -224,6 +224,10 @@ def fetch_model(chain, signer, store, model_id: int, out_dir: str | os.PathLike,
     model_hash, metadata_cid = content_ref(chain, model_id)
     pid, wrapped = find_delivery(chain, signer.address, model_id, purchase_id)
     if wrapped is None:
+        if chain.call(chain.marketplace.functions.book(model_id))[1]:
+            raise KeyDeliveryError(
+                f"validators disputed model {model_id}: the key for purchase {pid} will never be "
+                f"delivered; run `modex refund {pid}` now to take your payment back", purchase_id=pid)
         raise KeyDeliveryError(
             f"the key for purchase {pid} of model {model_id} has not been delivered yet; wait "
             f"for the seller's worker, or after the delivery window run `modex refund {pid}`",

@@ -1,4 +1,5 @@
-"""`modex refund PURCHASE_ID`: take back a payment whose key was not delivered in time."""
+"""`modex refund PURCHASE_ID`: take back a payment whose key was not delivered in time, or at once
+when validators disputed the model (the Marketplace will never deliver it)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from node.session import Session, add_node_options, positive_id
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "refund", help="refund an undelivered purchase after the delivery window",
+        "refund", help="refund an undelivered purchase after the delivery window "
+        "(at once if validators disputed the model)",
         description="Credit the escrowed price of an undelivered purchase back to you once the "
-        "delivery window has passed; `modex withdraw` then sends it to your wallet.")
+        "delivery window has passed, or at once when validators disputed the model (its key can "
+        "no longer be delivered); `modex withdraw` then sends it to your wallet.")
     p.add_argument("purchase_id", metavar="PURCHASE_ID", type=positive_id)
     add_node_options(p)
     p.set_defaults(func=run)

@@ -204,6 +204,31 @@ def test_fetch_without_a_delivered_key_says_what_to_do(stack, listed, tmp_path):
     assert build_manifest(listed[1])  # the honest folder is untouched by all of the above
 
 
+def test_a_disputed_models_pending_purchase_is_refunded_from_the_cli_at_once(stack, listed, tmp_path):
+    """Validators dispute the model while a purchase waits for its key: `modex fetch` says the key will
+    never come and to refund now, and `modex refund` succeeds before the delivery window closes."""
+    chain = stack.chain
+    model_id = publish_model(stack, write_model(tmp_path / "disputed", seed=5), price=PRICE)
+    pid = buy_raw(stack, "buyer2", model_id)
+    validator = stack.signers["validator"]
+    chain.transact(chain.validators.functions.stake(), validator, value=10**17)
+    chain.transact(chain.validators.functions.attest(model_id, b"\x99" * 32, b"\0" * 32), validator)
+    assert chain.call(chain.validators.functions.status(model_id)) == 2  # disputed (quorum 1)
+    err = fails(stack.cli("buyer2", "fetch", str(model_id), "--out", str(tmp_path / "o")),
+                f"validators disputed model {model_id}", f"modex refund {pid}` now")
+    assert "has not been delivered yet" not in err
+    deadline = chain.call(chain.marketplace.functions.purchase(pid))[3]
+    assert chain.w3.eth.get_block("latest")["timestamp"] < deadline  # the window is still open
+    credited = chain.marketplace.functions.credited(stack.signers["buyer2"].address)
+    before = chain.call(credited)
+    code, out, err = stack.cli("buyer2", "refund", str(pid))
+    assert code == 0, err
+    assert f"purchase {pid} refunded" in out
+    assert chain.call(chain.marketplace.functions.purchase(pid))[4] == 3  # refunded
+    assert chain.call(credited) == before + PRICE  # the whole price back
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("argv", [["buy", "-1"], ["vote", "-1", "3"], ["refund", "-1"],
                                   ["fetch", "-1", "--out", "o"],
                                   ["fetch", "1", "--purchase", "-1", "--out", "o"]])
