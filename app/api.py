@@ -63,19 +63,14 @@ def _jsonable(row: dict) -> dict:
 
 @bp.route("/api/models/<int:model_id>/delivery")
 def delivery(model_id: int):
-    from app.market import _my_purchase, model_or_404
+    from app.market import _my_purchase, delivery_message, model_or_404
 
-    model_or_404(model_id)
+    listing = model_or_404(model_id)
     purchase = _my_purchase(model_id)
     if purchase is None:
         return jsonify(state="none", message="You have not bought this model.")
-    messages = {
-        "pending": "Paid; waiting for the seller's node to deliver your key…",
-        "delivered": "Key delivered: you can fetch the model.",
-        "refunded": "Refunded: the seller did not deliver in time.",
-    }
     return jsonify(state=purchase["state"], purchase_id=purchase["purchase_id"],
-                   message=messages.get(purchase["state"], purchase["state"]))
+                   message=delivery_message(purchase["state"], listing.get("status")))
 
 
 @bp.route("/api/jobs/<job_id>")

@@ -161,6 +161,22 @@ def model_or_404(model_id: int) -> dict:
 
 
 PURCHASE_STATES = {1: "pending", 2: "delivered", 3: "refunded"}
+DELIVERY_MESSAGES = {
+    "pending": "Paid; waiting for the seller's node to deliver your key…",
+    "delivered": "Key delivered: you can fetch the model.",
+    "refunded": "Refunded: the seller did not deliver in time.",
+}
+DISPUTED_MESSAGES = {  # the Marketplace refuses to deliver a disputed model and refunds it at once
+    "pending": "Validators disputed this model: its key will not be delivered. Refund your payment now.",
+    "refunded": "Refunded: validators disputed this model.",
+}
+
+
+def delivery_message(state: str, model_status: str | None) -> str:
+    """What the buyer's purchase box says (the model page and its polling API alike)."""
+    if model_status == "disputed" and state in DISPUTED_MESSAGES:
+        return DISPUTED_MESSAGES[state]
+    return DELIVERY_MESSAGES.get(state, state)
 
 
 def _my_purchase(model_id: int) -> dict | None:
@@ -191,9 +207,11 @@ def model(model_id: int):
     indexer = get_indexer()
     meta = listing_metadata(indexer, listing["metadata_cid"])
     histogram = indexer.vote_histogram(model_id)
+    purchase = _my_purchase(model_id)
     return render_template(
         "model.html", m=listing, meta=meta, attestations=[dict(a) for a in indexer.attestations_of(model_id)],
-        histogram=vote_histogram_svg(histogram), purchase=_my_purchase(model_id),
+        histogram=vote_histogram_svg(histogram), purchase=purchase,
+        delivery_text=purchase and delivery_message(purchase["state"], listing.get("status")),
         fetched=_fetched_dir(model_id).is_dir(),
         served=model_id in (current_app.config.get("MODEX_MODELS") or {}),
     )
@@ -258,8 +276,9 @@ def _fetch_job(chain, store, signer, model_id, out, *, progress):
 
 @bp.route("/models/<int:model_id>/refund", methods=["POST"])
 def refund(model_id: int):
-    """The buyer takes the escrow back when the key did not come within the delivery window
-    (the contract refuses before the window closes; that refusal is shown as a sentence)."""
+    """The buyer takes the escrow back when the key did not come within the delivery window, or at
+    once when validators disputed the model (the contract refuses otherwise before the window
+    closes; that refusal is shown as a sentence)."""
     from node import market
 
     model_or_404(model_id)
