@@ -228,7 +228,10 @@ class Recommender:
             if sims is not None:
                 best = int(np.argmax(sims[row]))
                 similarity = round(float(sims[row, best]), 6)
-                explanation = f"similar to {query_labels[best]} ({similarity:.2f}); {votes_text}"
+                # A cosine <= 0 adds nothing to the score (max(similarity, 0)): not "similar".
+                explanation = (f"similar to {query_labels[best]} ({similarity:.2f}); {votes_text}"
+                               if similarity > 0 else
+                               f"ranked by votes (nothing like {query_labels[best]}); {votes_text}")
             else:
                 similarity = 0.0
                 explanation = f"ranked by votes; {votes_text}"

@@ -91,3 +91,23 @@ def test_listing_without_required_fields_is_refused(embedder):
     with pytest.raises(ConfigError, match="lacks"):
         Recommender(embedder).recommend([{"id": 1, "name": "x"}], need="x")
     assert Recommender(embedder).recommend([], need="x") == []
+
+
+class Axes:
+    """A fake embedder: each known text is a fixed unit vector (no model needed)."""
+
+    name = "axes"
+    vectors = {"Up.": [1.0, 0.0], "Down.": [-1.0, 0.0], "need up": [1.0, 0.0]}
+
+    def embed(self, texts):
+        import numpy as np
+
+        return np.array([self.vectors[t] for t in texts], dtype=np.float32)
+
+
+def test_an_explanation_never_calls_an_opposite_listing_similar():
+    items = [listing(1, "Up", ""), listing(2, "Down", "", [5, 5])]
+    up, down = Recommender(Axes()).recommend(items, need="need up")
+    assert up.explanation == 'similar to your need "need up" (1.00); no votes yet'
+    assert down.similarity == -1.0  # its cosine adds nothing to the score, and the text says so
+    assert down.explanation == 'ranked by votes (nothing like your need "need up"); 5.0 from 2 buyers'
