@@ -13,12 +13,13 @@
    those signed bytes again (same nonce: never a second delivery), and replace them at once when
    the node refuses their fees (a base-fee rise evicts them from anvil's pool).
 3. **Decide on-chain**: ``Marketplace.purchase(id)`` must say PENDING, the deadline must not
-   have passed (with a safety margin for inclusion), and this worker's address must be the
-   model's owner or operator. Anything else leaves the open set: delivered, refunded, expired,
-   or not ours. Local state only says where to look; the chain says what to do. Purchase ids
-   are a counter, so after a reorg an id can be another buyer's purchase: when the account
-   on-chain is not the one recorded, the buyer key is read again from the purchase's
-   ``Purchased`` event before anything is wrapped.
+   have passed (with a safety margin for inclusion), the model must not be disputed by
+   validators (the contract then refuses ``deliverKey`` and lets the buyer refund at once), and
+   this worker's address must be the model's owner or operator. Anything else leaves the open
+   set: delivered, refunded, expired, disputed, or not ours. Local state only says where to
+   look; the chain says what to do. Purchase ids are a counter, so after a reorg an id can be
+   another buyer's purchase: when the account on-chain is not the one recorded, the buyer key
+   is read again from the purchase's ``Purchased`` event before anything is wrapped.
 4. **Deliver**: key from the seller's vault → HPKE-wrap to the buyer key (DESIGN.md §4.3) →
    build and sign ``deliverKey`` (fees from the node, never over ``max_fee_per_gas``) → record
    (purchase → signed tx) in the state file (fsync'd) → send, and go on to the next purchase.
@@ -50,7 +51,8 @@ mined again from the node's pool: on a chain that reorganises, run with ``confir
 least as deep as its reorgs.
 
 A purchase that cannot be delivered (bad buyer key, no content key in the vault) is logged once
-with the reason and skipped; it stays open (refundable by the buyer after the window) and the
+with the reason and skipped; it stays open (refundable by the buyer after the window, or at once
+if validators dispute the model) and the
 purchases behind it are served. An unexpected error on one purchase is logged with its
 traceback and never stops the loop.
 
@@ -364,6 +366,10 @@ class KeyDelivery:
             return int(model_id), int(deadline), int(status), account
         return int(model_id), int(deadline), int(status)
 
+    def _disputed(self, model_id: int) -> bool:
+        """Whether validators disputed the model: the Marketplace then refuses deliverKey."""
+        return bool(self.chain.call(self.chain.marketplace.functions.book(model_id))[1])
+
     def _close(self, pid: int, report: PassReport, why: str) -> None:
         self._forget(pid)
         report.closed.append(pid)
@@ -390,6 +396,10 @@ class KeyDelivery:
         if now + self.margin_s > deadline:
             self._close(pid, report, f"delivery window closes at {deadline} (now {now}); "
                         "not delivering, the buyer can refund")
+            return
+        if self._disputed(model_id):
+            self._close(pid, report, f"model {model_id} is disputed by validators: not "
+                        "delivering (the contract refuses); the buyer can refund now")
             return
         owner, operator = self.chain.call(self.chain.registry.functions.deliveryParties(model_id))
         me = self.signer.address.lower()
@@ -511,10 +521,11 @@ class KeyDelivery:
         entry = self.state.inflight[pid]
         latest = entry["txs"][-1]
         if not self._known(latest["tx_hash"]):
-            _, deadline, status = self._onchain(pid)
+            model_id, deadline, status = self._onchain(pid)
             now = int(self.chain.get_block("latest")["timestamp"])
-            if status != STATUS_PENDING or now + self.margin_s > deadline:
-                return False  # let the on-chain decision close it
+            if (status != STATUS_PENDING or now + self.margin_s > deadline
+                    or self._disputed(model_id)):
+                return False  # let the on-chain decision close it (a resend would revert)
             log.info("purchase %d: resending recorded transaction %s", pid, latest["tx_hash"])
             try:
                 self.chain.send_raw(bytes.fromhex(latest["raw"]), sender=self.signer.address)

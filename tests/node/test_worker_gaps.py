@@ -1,10 +1,11 @@
-"""Two paths the crash tests do not reach.
+"""Paths the crash tests do not reach.
 
 - The worker's delivery transaction is known to the node but not mined yet (anvil with
   automine off): the pass leaves it in flight, a restarted worker waits for it — it sends no
   second deliverKey before the replacement time — and records the delivery once it is mined.
 - A validator whose key request expired undelivered asks again, gets the key for the new
   request, and attests; the expired request is never delivered.
+- A purchase of a model that validators disputed is closed by the worker, never delivered.
 """
 
 from __future__ import annotations
@@ -80,3 +81,27 @@ def test_a_validator_asks_again_after_its_request_expired(tmp_path):
     out = ok(stack.cli("validator", "validate", "--once", "--no-evaluate"))
     assert f"model {model_id}: attested" in out and "matches" in out
     assert old != new
+
+
+def test_a_disputed_models_pending_purchase_is_closed_not_retried(tmp_path, caplog):
+    """Validators dispute a model while a purchase waits for its key: the worker closes the
+    purchase with the reason (the contract would refuse deliverKey; the buyer can refund now)
+    instead of dry-running a reverting delivery on every pass until the window closes."""
+    stack = make_stack("embedded", tmp_path, delivery_window=3600, quorum=1)
+    chain = stack.chain
+    model_id = publish_model(stack, write_model(tmp_path / "m"))
+    pid = buy_raw(stack, "buyer", model_id)
+    validator = stack.signers["validator"]
+    chain.transact(chain.validators.functions.stake(), validator, value=10**17)
+    chain.transact(chain.validators.functions.attest(model_id, b"\x99" * 32, b"\0" * 32), validator)
+    assert chain.call(chain.marketplace.functions.book(model_id))[1]  # disputed
+    state = tmp_path / "worker.json"
+    caplog.set_level("INFO", logger="node.worker")
+    report = KeyDelivery(chain, stack.signers["seller"], stack.vault(), state).poll()
+    assert report.closed == [pid] and report.skipped == {} and report.delivered == []
+    assert f"model {model_id} is disputed by validators" in caplog.text
+    assert "dry run reverted" not in caplog.text
+    again = KeyDelivery(chain, stack.signers["seller"], stack.vault(), state).poll()
+    assert again.closed == [] and again.skipped == {} and again.delivered == []
+    assert delivered_ids(stack) == []
+    assert chain.call(chain.marketplace.functions.purchase(pid))[4] == 1  # pending: refundable
