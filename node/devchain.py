@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Self
 
 from node import paths
 from node.errors import ChainError
@@ -40,7 +41,7 @@ class Anvil:
     def stop(self) -> None:
         stop_process(self.process)
 
-    def __enter__(self) -> "Anvil":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -70,21 +71,19 @@ def start_anvil(
     cmd += extra_args or []
     # stderr goes to an unlinked temp file, not a pipe: nobody reads a pipe during a long run,
     # and a full pipe would block anvil.
-    errlog = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errlog)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            errlog.seek(0)
-            err = errlog.read().decode(errors="replace")
-            errlog.close()
-            raise ChainError(f"anvil exited at start (port {port}): {err.strip()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                errlog.close()
-                return Anvil(proc, port)
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    errlog.close()
+    with tempfile.TemporaryFile() as errlog:  # anvil keeps its own descriptor of it
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errlog)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                errlog.seek(0)
+                err = errlog.read().decode(errors="replace")
+                raise ChainError(f"anvil exited at start (port {port}): {err.strip()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return Anvil(proc, port)
+            except OSError:
+                time.sleep(0.02)
+        proc.kill()
+        proc.wait()
     raise ChainError(f"anvil did not start listening on 127.0.0.1:{port} within 10 s")
