@@ -28,14 +28,13 @@ from app import session_keys
 from app.errors import flash_error
 from app.helpers import local_path, require_signer
 from app.resources import data_dir, get_chain
-from node.errors import ModexError
+from node.errors import KeystoreError, ModexError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("wallet", __name__, url_prefix="/wallet")
 
 MIN_PASSWORD = 8
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
-KEY_RE = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 
 
 def wallets_dir() -> Path:
@@ -123,20 +122,17 @@ def create():
 
 @bp.route("/import", methods=["POST"])
 def import_key():
-    from eth_account import Account
-
     from node.keystore import import_private_key, load_signer
+    from node.signer import signer_from_key
 
     password = _password()
     if password is None:
         return redirect(url_for(".index"))
     key = (request.form.get("private_key") or "").strip()
     try:
-        # exactly 64 digits: eth-account pads 63 with a zero, i.e. imports a different key
-        if not KEY_RE.match(key):
-            raise ValueError
-        address = Account.from_key(key).address
-    except (ValueError, TypeError):
+        # exactly 64 digits (the node's one check): eth-account pads 63 into a different key
+        address = signer_from_key(key).address
+    except KeystoreError:
         flash("That is not a private key: paste 64 hex characters (with or without 0x).", "error")
         return redirect(url_for(".index"))
     path = keystore_path(address)

@@ -9,6 +9,7 @@ four members.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Protocol, runtime_checkable
 
 from eth_account import Account
@@ -68,15 +69,27 @@ class LocalSigner:
         return f"LocalSigner({self.address})"
 
 
+# Exactly 64 hex digits: eth-account zero-pads shorter hex, so a key missing a digit would
+# silently become another account's key. The wallet page imports through signer_from_key too.
+PRIVATE_KEY_HEX_RE = re.compile(r"(0[xX])?[0-9a-fA-F]{64}")
+
+
 def signer_from_key(private_key: str | bytes) -> LocalSigner:
-    """A LocalSigner from a raw private key (hex with or without 0x, or 32 bytes)."""
+    """A LocalSigner from a raw private key: exactly 64 hex digits (with or without 0x) or 32 bytes."""
+    # The message must not echo the key, nor chain an exception that might.
+    bad = KeystoreError(
+        "not a valid private key: expected exactly 64 hex digits (with or without 0x); "
+        "check that the whole key was pasted"
+    )
+    if isinstance(private_key, str):
+        if PRIVATE_KEY_HEX_RE.fullmatch(private_key) is None:
+            raise bad
+    elif not isinstance(private_key, bytes) or len(private_key) != 32:
+        raise bad
     try:
         return LocalSigner(Account.from_key(private_key))
-    except (ValueError, TypeError) as exc:
-        # The message must not echo the key.
-        raise KeystoreError(
-            "not a valid private key: expected 32 bytes as 64 hex digits (with or without 0x)"
-        ) from exc
+    except (ValueError, TypeError):
+        raise bad from None  # e.g. zero, or not below the curve order
 
 
 def dev_signer(kind: str, index: int = 0) -> LocalSigner:

@@ -57,6 +57,43 @@ def test_bad_private_key_does_not_echo_it():
     assert "deadbeefcafe" not in str(info.value)
 
 
+@pytest.mark.parametrize("bad", [KEY[:-1], KEY[2:-1], KEY + "1", KEY[2:] + "0", " " + KEY,
+                                 "0x" + "g" * 64, KEY[:40] + " " + KEY[41:]])
+def test_a_private_key_is_exactly_64_hex_digits(bad, caplog):
+    # eth-account zero-pads 63 digits into a different, valid key: a lost digit while pasting
+    # would import somebody else's (or nobody's) wallet instead of an error.
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(KeystoreError, match="exactly 64 hex digits") as info:
+        signer_from_key(bad)
+    assert info.value.__cause__ is None and info.value.__context__ is None  # nothing to chain
+    message = str(info.value)
+    assert "1111" not in message and "gggg" not in message and "1111" not in caplog.text
+
+
+def test_a_private_key_as_bytes_is_exactly_32_bytes():
+    assert signer_from_key(bytes.fromhex(KEY[2:])).address == signer_from_key(KEY).address
+    assert signer_from_key("0X" + KEY[2:].upper()).address == signer_from_key(KEY).address
+    for bad in (bytes(31), b"\x11" * 33, bytes(32), 17):  # bytes(32) is the invalid key zero
+        with pytest.raises(KeystoreError, match="exactly 64 hex digits"):
+            signer_from_key(bad)
+
+
+def test_account_import_of_a_63_digit_key_writes_nothing(tmp_path, monkeypatch, capsys):
+    from node import keystore
+    from node.cli import main
+
+    monkeypatch.setattr(keystore, "DEFAULT_SCRYPT_N", FAST)
+    monkeypatch.setenv("MODEX_PASSWORD", "pw")
+    monkeypatch.setenv("MY_KEY", KEY[:-1])
+    argv = ["account", "--data-dir", str(tmp_path), "--keystore", "k.json",
+            "import", "--private-key-env", "MY_KEY"]
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert "exactly 64 hex digits" in err and len(err.strip().splitlines()) == 1, err
+    assert "1111" not in out + err
+    assert not (tmp_path / "k.json").exists()
+
+
 def test_dev_signers_match_the_chains_funded_accounts():
     assert dev_signer("embedded", 0).address == "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf"
     assert dev_signer("anvil", 0).address == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
