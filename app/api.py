@@ -7,6 +7,7 @@
     POST /api/wallet/connect              bind a browser wallet (EIP-1193) address to the session
     POST /api/wallet/encryption-key       derive its X25519 key from a personal_sign signature
     POST /api/tx/prepare                  an unsigned transaction for the browser wallet to send
+                                          (buy, vote, withdraw, refund)
     GET  /api/tx/<hash>                   the receipt of a transaction the browser sent
     POST /api/inference/v1/infer          ml/'s signed inference endpoint (EIP-712), mounted here
 
@@ -164,7 +165,8 @@ def _whole(value) -> int:
 
 @bp.route("/api/tx/prepare", methods=["POST"])
 def prepare_tx():
-    """An unsigned transaction for the connected browser wallet: buy, vote or withdraw."""
+    """An unsigned transaction for the connected browser wallet: buy, vote, withdraw, or refund
+    (the session wallet's undelivered purchase of modelId, as the keystore Refund button does)."""
     from node.fetch import get_listing
 
     address = session.get("browser_wallet")
@@ -196,8 +198,15 @@ def prepare_tx():
         fn = chain.votes.functions.vote(model_id, score)
     elif action == "withdraw":
         fn = chain.marketplace.functions.withdraw()
+    elif action == "refund":
+        from app.market import _my_purchase
+
+        purchase = _my_purchase(model_id)
+        if purchase is None or purchase["state"] != "pending":
+            raise InputError("There is no undelivered purchase of this model to refund.")
+        fn = chain.marketplace.functions.refund(purchase["purchase_id"])
     else:
-        raise InputError("Unknown action: use buy, vote or withdraw.")
+        raise InputError("Unknown action: use buy, vote, withdraw or refund.")
     # Dry-runs first: a revert becomes a sentence here, before the wallet pops up.
     tx = chain.build_transaction(fn, address, value=value)
     return jsonify(tx={k: (hex(v) if isinstance(v, int) else v) for k, v in tx.items()})

@@ -71,31 +71,71 @@
   }
 
   // --- EIP-1193 browser wallet ---
+  // The server prepares each transaction (POST /api/tx/prepare: a dry run first, so a call the
+  // contract would refuse is a sentence before the wallet opens); the wallet signs and sends it;
+  // the page follows the receipt. No key or signature is kept here or on the server.
   const eth = () => window.ethereum;
-  function say(text) { const s = document.getElementById("eip1193-status"); if (s) s.textContent = text; else alert(text); }
+  const REJECTED = "You rejected the request in your wallet: nothing was signed or sent.";
+  const SAID = "modex-eip1193-said";  // a message carried over the reload that shows the result
+  function say(text) {
+    const s = document.getElementById("eip1193-status");
+    if (s) { s.textContent = text; s.classList.remove("hidden"); } else alert(text);
+  }
+  function walletError(e) {
+    // EIP-1193: code 4001 is the user's refusal (Reject in MetaMask); ethers-style wrappers say
+    // ACTION_REJECTED. Anything else is shown as it came (the server's sentences included).
+    if (e && (e.code === 4001 || e.code === "ACTION_REJECTED")) return REJECTED;
+    return (e && e.message) || String(e);
+  }
+  function needWallet() {
+    if (!eth()) throw new Error("No browser wallet found (window.ethereum). Install MetaMask or use a keystore wallet.");
+    return eth();
+  }
 
   async function connect() {
-    if (!eth()) { say("No browser wallet found (window.ethereum). Install MetaMask or use a keystore wallet."); return; }
-    const [account] = await eth().request({ method: "eth_requestAccounts" });
+    const [account] = await needWallet().request({ method: "eth_requestAccounts" });
     await postJSON("/api/wallet/connect", { address: account });
     window.location.reload();
   }
   async function enableEncryption() {
     const [, m] = await getJSON("/api/wallet/encryption-message");
-    const accounts = await eth().request({ method: "eth_accounts" });
+    const accounts = await needWallet().request({ method: "eth_accounts" });
     const sig = await eth().request({ method: "personal_sign", params: [m.message, accounts[0]] });
     const r = await postJSON("/api/wallet/encryption-key", { signature: sig });
     say("Encryption key ready: " + r.x25519_public.slice(0, 18) + "…");
   }
   async function sendPrepared(body) {
     const { tx } = await postJSON("/api/tx/prepare", body);
-    const hash = await eth().request({ method: "eth_sendTransaction", params: [tx] });
+    say("Confirm the transaction in your wallet…");
+    const hash = await needWallet().request({ method: "eth_sendTransaction", params: [tx] });
+    say("Sent (" + hash.slice(0, 10) + "…); waiting for it to be mined…");
     for (;;) {
       const [, r] = await getJSON("/api/tx/" + hash);
       if (r.state === "mined") return r;
-      if (r.state === "reverted") throw new Error("The transaction reverted; nothing was charged beyond gas.");
+      if (r.state === "reverted") {
+        throw new Error("The transaction reverted on-chain (block " + r.block + "): the contract " +
+                        "refused it and nothing changed; only its gas was spent.");
+      }
       await sleep(1000);
     }
+  }
+  async function reloadWhenIndexed(receipt, text) {
+    // The pages read the indexer: reload once it has the receipt's block (or after 30 s).
+    for (let i = 0; i < 60; i++) {
+      const [status, h] = await getJSON("/api/health");
+      if (status === 200 && h.indexed_block !== null && h.indexed_block >= receipt.block) break;
+      await sleep(500);
+    }
+    sessionStorage.setItem(SAID, text);
+    window.location.reload();
+  }
+  // One browser-wallet button: prepare + send on click, the result (or why not) in the status.
+  function wire(selector, body, done) {
+    document.querySelectorAll(selector).forEach((b) => b.addEventListener("click", () => {
+      b.disabled = true;
+      sendPrepared(body(b)).then((r) => reloadWhenIndexed(r, done(b)))
+        .catch((e) => { b.disabled = false; say(walletError(e)); });
+    }));
   }
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -106,14 +146,21 @@
       if (delivery.classList.contains("state-delivered")) delivery.dataset.wasDelivered = "1";
       else followDelivery(delivery);
     }
+    const said = sessionStorage.getItem(SAID);
+    if (said) { sessionStorage.removeItem(SAID); say(said); }
     const c = document.getElementById("eip1193-connect");
-    if (c) c.addEventListener("click", () => connect().catch((e) => say(e.message)));
+    if (c) c.addEventListener("click", () => connect().catch((e) => say(walletError(e))));
     const enc = document.getElementById("eip1193-enc");
-    if (enc) enc.addEventListener("click", () => enableEncryption().catch((e) => say(e.message)));
-    document.querySelectorAll("[data-eip1193-buy]").forEach((b) => b.addEventListener("click", () => {
-      const form = document.getElementById("buy-form");
-      sendPrepared({ action: "buy", modelId: Number(b.dataset.eip1193Buy), maxPrice: form.max_price.value })
-        .then(() => window.location.reload()).catch((e) => alert(e.message));
-    }));
+    if (enc) enc.addEventListener("click", () => enableEncryption().catch((e) => say(walletError(e))));
+    wire("[data-eip1193-buy]", (b) => ({ action: "buy", modelId: Number(b.dataset.eip1193Buy),
+                                         maxPrice: b.form.max_price.value }),
+         () => "Bought: the seller's node delivers your key in a moment.");
+    wire("[data-eip1193-vote]", (b) => ({ action: "vote", modelId: Number(b.dataset.eip1193Vote),
+                                          score: Number(b.form.score.value) }),
+         (b) => "Your vote (" + b.form.score.value + "★) is recorded on-chain.");
+    wire("[data-eip1193-refund]", (b) => ({ action: "refund", modelId: Number(b.dataset.eip1193Refund) }),
+         () => "Refunded: the price is credited to your wallet; withdraw it on the Wallet page.");
+    wire("[data-eip1193-withdraw]", () => ({ action: "withdraw" }),
+         (b) => "Withdrew " + b.dataset.eip1193Withdraw + " to your wallet.");
   });
 })();

@@ -186,3 +186,202 @@ def test_buyer_seller_validator_journeys(server, browser):
     validator.goto(f"{url}/validate/")
     assert "✔ matches" in validator.inner_text("body")
     shot(validator, "16-validator-history")
+
+
+# ---- a browser wallet (EIP-1193) on a real chain ----------------------------------------------
+
+# Stands in for MetaMask before any page script runs: request() forwards JSON-RPC to anvil, whose
+# dev accounts are unlocked there (anvil answers cross-origin calls: CORS is on by default).
+# Like MetaMask it hex-encodes a text personal_sign message, answers eth_requestAccounts with one
+# account, and throws {code: 4001} when "the user clicks Reject" (window.walletRejects = true).
+# window.walletSent lists what it forwarded; window.walletGas overrides the prepared gas limit (a
+# limit too small for the call: the transaction is mined and reverts, as a real revert would).
+EIP1193_ANVIL = """
+(() => {
+  const RPC = %(rpc)s, ACCOUNT = %(account)s;
+  window.walletSent = [];
+  window.walletRejects = false;
+  window.walletGas = null;
+  const SIGNING = ["eth_requestAccounts", "personal_sign", "eth_sendTransaction"];
+  async function rpc(method, params) {
+    const reply = await fetch(RPC, {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({jsonrpc: "2.0", id: 1, method, params})});
+    const body = await reply.json();
+    if (body.error) throw Object.assign(new Error(body.error.message), {code: body.error.code});
+    return body.result;
+  }
+  const hex = (text) => /^0x[0-9a-fA-F]*$/.test(text) ? text
+    : "0x" + Array.from(new TextEncoder().encode(text), (b) => b.toString(16).padStart(2, "0")).join("");
+  window.ethereum = {
+    async request({method, params = []}) {
+      if (window.walletRejects && SIGNING.includes(method)) {
+        throw Object.assign(new Error("User rejected the request."), {code: 4001});
+      }
+      if (method === "eth_requestAccounts" || method === "eth_accounts") return [ACCOUNT];
+      if (method === "personal_sign") return rpc(method, [hex(params[0]), params[1]]);
+      if (method === "eth_sendTransaction") {
+        const tx = Object.assign({}, params[0]);
+        if (tx.from.toLowerCase() !== ACCOUNT.toLowerCase()) throw new Error("not this wallet's transaction");
+        if (window.walletGas) tx.gas = window.walletGas;
+        window.walletSent.push(tx);
+        return rpc(method, [tx]);
+      }
+      return rpc(method, params);
+    },
+  };
+})();
+"""
+
+
+def wallet_page(browser, rpc_url: str, account: str):
+    import json
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(EIP1193_ANVIL % {"rpc": json.dumps(rpc_url),
+                                             "account": json.dumps(account)})
+    page = context.new_page()
+    page.dialogs = []  # the page says everything in #eip1193-status: an alert() is a failure
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    return page
+
+
+def status_says(page, text: str, timeout: float = 60_000) -> str:
+    page.wait_for_function("t => (document.getElementById('eip1193-status') || {}).textContent"
+                           "?.includes(t)", arg=text, timeout=timeout)
+    return page.inner_text("#eip1193-status")
+
+
+def connect_browser_wallet(page, url: str, account: str) -> None:
+    page.goto(f"{url}/wallet/")
+    page.click("#eip1193-connect")
+    page.wait_for_selector("#eip1193-enc")
+    assert account in page.inner_text("#address")
+
+
+def test_browser_wallet_buys_votes_refunds_and_withdraws_on_anvil(browser, tmp_path):
+    """The whole browser-wallet path on anvil, every step through the page's buttons: connect,
+    enable encryption, a rejected buy (nothing sent), the max-price guard, buy, delivery by the
+    seller's worker, a vote that reverts (said so) then one that counts (shown in the histogram);
+    the seller, another dev account, withdraws its sale; a purchase nobody delivers is refunded
+    and withdrawn. Fetching needs the key on a node: a browser wallet's never is (README).
+
+    The seller's listing: the demo seller transfers its 0.1 ETH listing (an ERC-721 token) to
+    anvil's dev account 2, which appoints this node's worker as operator again (a transfer
+    clears it); the 0.2 ETH listing goes to dev account 3 with no operator: nobody delivers it."""
+    from node.chain import Chain
+    from node.config import load_config
+    from node.devchain import start_anvil
+
+    with start_anvil() as anvil:
+        record = tmp_path / "deployments" / "31337.json"
+        with modex_up(tmp_path / "node", "--chain", anvil.url,
+                      env={"MODEX_DEPLOYMENT_FILE": str(record)}) as (url, log_path):
+            chain = Chain.from_config(load_config(None, env={}, data_dir=tmp_path / "node",
+                                                  chain=anvil.url, deployment_file=record))
+            w3, registry, market = chain.w3, chain.registry, chain.marketplace
+            dev = w3.eth.accounts
+            buyer, seller, idle_seller = dev[1], dev[2], dev[3]
+            demo_seller = re.search(r"^\s+seller\s+(0x[0-9a-fA-F]{40})", log_path.read_text(),
+                                    re.MULTILINE).group(1)
+            listed = [m for m in range(1, registry.functions.modelCount().call() + 1)
+                      if registry.functions.ownerOf(m).call() == demo_seller]
+            by_price = sorted(listed, key=lambda m: registry.functions.price(m).call())
+            sold, undelivered = by_price[0], by_price[-1]
+            assert registry.functions.price(sold).call() == 10**17
+            assert registry.functions.price(undelivered).call() == 2 * 10**17
+
+            def mined(tx_hash):
+                assert w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)["status"] == 1
+
+            worker = registry.functions.operatorOf(sold).call()
+            w3.provider.make_request("anvil_impersonateAccount", [demo_seller])
+            for model_id, to in ((sold, seller), (undelivered, idle_seller)):
+                mined(registry.functions.transferFrom(demo_seller, to, model_id)
+                      .transact({"from": demo_seller}))
+            w3.provider.make_request("anvil_stopImpersonatingAccount", [demo_seller])
+            mined(registry.functions.setOperator(sold, worker).transact({"from": seller}))
+
+            # -- buyer: connect, enable encryption --
+            page = wallet_page(browser, anvil.url, buyer)
+            connect_browser_wallet(page, url, buyer)
+            page.click("#eip1193-enc")
+            status_says(page, "Encryption key ready")
+            shot(page, "30-eip1193-connected")
+
+            # -- a rejected buy sends nothing; the max-price guard refuses before the wallet --
+            page.goto(f"{url}/models/{sold}")
+            wait_text(page, "Buy with browser wallet")
+            nonce, balance = w3.eth.get_transaction_count(buyer), w3.eth.get_balance(buyer)
+            page.evaluate("window.walletRejects = true")
+            page.click("#eip1193-buy")
+            assert "You rejected the request in your wallet" in status_says(page, "rejected")
+            page.fill("input[name=max_price]", "0.05")
+            page.evaluate("window.walletRejects = false")
+            page.click("#eip1193-buy")
+            assert "Price changed to 0.1 ETH" in status_says(page, "Price changed")
+            assert page.evaluate("window.walletSent.length") == 0
+            assert (w3.eth.get_transaction_count(buyer), w3.eth.get_balance(buyer)) == (nonce, balance)
+            shot(page, "31-eip1193-rejected")
+
+            # -- buy; the seller's worker delivers; the page follows --
+            page.fill("input[name=max_price]", "0.1")
+            page.click("#eip1193-buy")
+            page.wait_for_selector("#delivery", timeout=60_000)
+            assert w3.eth.get_transaction_count(buyer) == nonce + 1  # the page reloaded: ask anvil
+            deadline = time.monotonic() + 180
+            while "Key delivered" not in page.inner_text("#delivery"):
+                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+                page.wait_for_timeout(1000)
+            assert market.functions.hasLicense(sold, buyer).call()
+            page.wait_for_selector("#browser-fetch-note")
+            shot(page, "32-eip1193-delivered")
+
+            # -- vote: a transaction that reverts is said so and counts nothing; then one that does --
+            page.select_option("select[name=score]", "5")
+            page.evaluate("window.walletGas = '0x7530'")  # 30,000: below what vote() needs
+            page.click("#eip1193-vote")
+            assert "reverted on-chain" in status_says(page, "reverted")
+            assert chain.votes.functions.scoreOf(sold).call()[1] == 0
+            page.evaluate("window.walletGas = null")
+            page.select_option("select[name=score]", "5")
+            page.click("#eip1193-vote")
+            status_says(page, "Your vote (5★) is recorded on-chain")
+            assert tuple(chain.votes.functions.scoreOf(sold).call()) == (5, 1)
+            assert "5.0 from 1 vote" in page.inner_text("body")
+            assert page.locator(".histogram title").text_content() == "Votes: 1 in all"
+            assert page.locator(".histogram .hist-count").first.text_content() == "1"  # the 5★ bar
+            shot(page, "33-eip1193-voted")
+
+            # -- the seller (dev account 2, its own browser context) withdraws its sale --
+            sale = market.functions.credited(seller).call()
+            assert sale == 10**17 * (10_000 - market.functions.feeBps().call()) // 10_000 > 0
+            seller_page = wallet_page(browser, anvil.url, seller)
+            connect_browser_wallet(seller_page, url, seller)
+            before = w3.eth.get_balance(seller)
+            seller_page.click("#eip1193-withdraw")
+            status_says(seller_page, "Withdrew 0.0975 ETH to your wallet")
+            assert market.functions.credited(seller).call() == 0
+            gained = w3.eth.get_balance(seller) - before
+            assert 0 < gained <= sale and sale - gained < 10**15, (gained, sale)  # less its gas
+            assert seller_page.inner_text("#withdrawable") == "0 ETH"
+            assert not seller_page.locator("#eip1193-withdraw").count()
+            shot(seller_page, "34-eip1193-seller-withdrew")
+
+            # -- a purchase nobody delivers: refund after the window, then withdraw it --
+            page.goto(f"{url}/models/{undelivered}")
+            page.click("#eip1193-buy")
+            page.wait_for_selector("#eip1193-refund", timeout=60_000)
+            page.click("#eip1193-refund")
+            assert "can still be delivered until" in status_says(page, "can still be delivered")
+            window = market.functions.deliveryWindow().call()
+            w3.provider.make_request("evm_increaseTime", [window + 1])
+            w3.provider.make_request("evm_mine", [])
+            page.click("#eip1193-refund")
+            status_says(page, "Refunded: the price is credited to your wallet")
+            assert market.functions.credited(buyer).call() == 2 * 10**17
+            page.goto(f"{url}/wallet/")
+            page.click("#eip1193-withdraw")
+            status_says(page, "Withdrew 0.2 ETH to your wallet")
+            assert market.functions.credited(buyer).call() == 0
+            shot(page, "35-eip1193-refunded-withdrawn")
+            assert not page.dialogs and not seller_page.dialogs, (page.dialogs, seller_page.dialogs)

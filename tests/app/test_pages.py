@@ -398,8 +398,31 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     tx_hash = "0x" + stack.chain.w3.eth.send_raw_transaction(raw).hex().removeprefix("0x")
     assert client.get(f"/api/tx/{tx_hash}").get_json()["state"] == "mined"
     assert client.get("/api/tx/0x1234").status_code == 400
+    # Indexed, not delivered yet: the page offers the browser-wallet refund, which the contract
+    # refuses while the delivery window is open (a sentence from the dry run, nothing sent).
+    indexer = up.make_indexer(stack)
+    try:
+        indexer.sync()
+    finally:
+        getattr(indexer, "close", lambda: None)()
+    html = client.get(f"/models/{listed['plain']}").get_data(as_text=True)
+    assert f'data-eip1193-refund="{listed["plain"]}"' in html and 'id="refund-button"' not in html
+    r = client.post("/api/tx/prepare", json={"action": "refund", "modelId": listed["plain"]},
+                    headers=headers)
+    assert r.status_code == 409 and "can still be delivered until" in r.get_json()["error"]
     settle(stack)
     assert client.get(f"/api/models/{listed['plain']}/delivery").get_json()["state"] == "delivered"
+    r = client.post("/api/tx/prepare", json={"action": "refund", "modelId": listed["plain"]},
+                    headers=headers)
+    assert r.status_code == 400 and "no undelivered purchase" in r.get_json()["error"]
+    # Delivered: the vote control is the browser wallet's (the keystore form would send the
+    # person to unlock a wallet); fetching needs the key on a node, and the page says so.
+    html = client.get(f"/models/{listed['plain']}").get_data(as_text=True)
+    assert f'data-eip1193-vote="{listed["plain"]}"' in html and 'id="vote-button"' not in html
+    assert 'id="browser-fetch-note"' in html and 'id="fetch-button"' not in html
+    assert 'id="eip1193-status"' in html and 'data-eip1193-refund' not in html
+    html = client.get("/wallet/").get_data(as_text=True)
+    assert 'id="eip1193-withdraw"' not in html  # nothing credited to this wallet
     # Vote and withdraw are prepared the same way; a call the contract refuses is a sentence.
     r = client.post("/api/tx/prepare", json={"action": "vote", "modelId": listed["plain"],
                                              "score": 4}, headers=headers)
@@ -415,6 +438,7 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
         assert r.status_code == 400 and "modelId" in r.get_json()["error"], model_id
     r = client.post("/api/tx/prepare", json={"action": "steal"}, headers=headers)
     assert r.status_code == 400 and "Unknown action" in r.get_json()["error"]
+    assert "refund" in r.get_json()["error"]
 
 
 # ---- try it (signed inference) and recommendations --------------------------------------------
