@@ -14,6 +14,7 @@ import sys
 import time
 
 from node.cid import DEFAULT_PROFILE, PROFILES, cid_of_file, cid_of_stream
+from node.commands import tcp_port
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +72,6 @@ def cmd_put(args) -> int:
         print(f"modex: error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 1
     return 0
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port 0..65535 (0 = any free port)")
-    return int(text)
 
 
 def _write_out(path: str, write) -> None:
@@ -212,7 +207,7 @@ def register(sub) -> None:
     q.set_defaults(func=cmd_import_car)
 
     q = ssub.add_parser("gateway", help="serve the store read-only at http://127.0.0.1:PORT/ipfs/<cid>")
-    q.add_argument("--port", type=_port, default=8080, help="port on 127.0.0.1 (default 8080; 0 = any free)")
+    q.add_argument("--port", type=tcp_port, default=8080, help="port on 127.0.0.1 (default 8080; 0 = any free)")
     _store_args(q)
     q.set_defaults(func=cmd_gateway)
 

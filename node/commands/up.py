@@ -19,14 +19,17 @@ password (printed; demo mode), else a prompt.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from node.commands import tcp_port
 from node.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -75,8 +78,15 @@ class Stack:
         self.stop_event.set()
         for thread in self.threads:
             thread.join(timeout=10)
+            if thread.is_alive():
+                log.warning("%s did not stop within 10 s; exiting without it", thread.name)
         if self.gateway is not None:
             self.gateway.stop()
+        close = getattr(self.store, "close", None)  # a Kubo store's HTTP client
+        if close is not None:
+            close()
+        log.info("stopped: %s, the store%s", ", ".join(t.name for t in self.threads) or "no threads",
+                 ", the gateway" if self.gateway is not None else "")
 
 
 def register(subparsers) -> None:
@@ -87,7 +97,8 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the whole exchange on this machine and serve the web UI on "
                     "http://127.0.0.1:<port> (127.0.0.1 only).\n\n" + __doc__.split("\n\n", 2)[2])
-    p.add_argument("--port", type=int, default=None, help="UI port (default: ui_port, 5000)")
+    p.add_argument("--port", type=tcp_port, default=None,
+                   help="UI port 0..65535 (default: ui_port, 5000; 0 = any free port)")
     p.add_argument("--chain", metavar="embedded|URL", help='"embedded" (default) or a JSON-RPC URL')
     p.add_argument("--ipfs", metavar="embedded|URL", help='"embedded" (default) or a Kubo RPC API URL')
     p.add_argument("--data-dir", metavar="DIR", help="node data folder (default .modex or ~/.modex)")
@@ -107,14 +118,31 @@ def handle(args) -> int:
         from node.keystore import read_password
 
         password = read_password(prompt="Password for this node's worker key and key vault: ")
-    stack = build_stack(config, password=password)
-    try:
-        if demo:
-            seed_demo(stack, say=print)
-        serve(stack, demo=demo)
-    finally:
-        stack.stop()
+    with sigterm_as_ctrl_c():
+        stack = build_stack(config, password=password)
+        try:
+            if demo:
+                seed_demo(stack, say=print)
+            serve(stack, demo=demo)
+        finally:
+            stack.stop()
     return 0
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c():
+    """SIGTERM (`kill PID`, a supervisor, the tests) does exactly what Ctrl-C does: it raises
+    KeyboardInterrupt in the main thread, so the server stops and every `finally` runs (without
+    it the process died at once, its threads and store never closed). The old handler is put
+    back after; off the main thread, where Python cannot set handlers, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ---- the stack ----------------------------------------------------------------------------
@@ -241,7 +269,11 @@ def start_followers(stack: Stack) -> None:
     interval = min(stack.config.poll_interval, 0.5)
 
     def index_loop():
-        make_indexer(stack).follow(stack.stop_event, poll_interval=interval)
+        indexer = make_indexer(stack)
+        try:
+            indexer.follow(stack.stop_event, poll_interval=interval)
+        finally:
+            indexer.close()
 
     def worker_loop():
         make_worker(stack).run(stack.stop_event, interval=interval)

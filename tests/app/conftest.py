@@ -148,6 +148,14 @@ def trained_model(tmp_path_factory) -> Path:
 def modex_up(data: Path, *args: str, env: dict | None = None, start_timeout: float = 900.0):
     """Run `modex up` in a subprocess on a free port (stopped by PID); yield (url, log path).
     The trained demo model is copied in from .modex/cache/ when there, and cached after."""
+    with modex_up_process(data, *args, env=env, start_timeout=start_timeout) as (_, url, log_path):
+        yield url, log_path
+
+
+@contextlib.contextmanager
+def modex_up_process(data: Path, *args: str, env: dict | None = None,
+                     start_timeout: float = 900.0):
+    """`modex_up`, yielding (the Popen, url, log path): for tests that signal the process."""
     from node.devchain import free_port
 
     demo_dir = data / "models" / up.DEMO_MODEL
@@ -172,7 +180,7 @@ def modex_up(data: Path, *args: str, env: dict | None = None, start_timeout: flo
         if (demo_dir / "config.json").is_file() and not (MODEL_CACHE / "config.json").is_file():
             MODEL_CACHE.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(demo_dir, MODEL_CACHE, dirs_exist_ok=True)
-        yield f"http://127.0.0.1:{port}", log_path
+        yield proc, f"http://127.0.0.1:{port}", log_path
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGINT)

@@ -1,4 +1,5 @@
-"""`modex up` against real services chosen by configuration: anvil + the IPFS daemon (js-ipfs
+"""`modex up` as a process: SIGTERM stops it as Ctrl-C does; a --port outside 0..65535 is a usage
+error. Then against real services chosen by configuration: anvil + the IPFS daemon (js-ipfs
 speaking the Kubo RPC API), both started here on 127.0.0.1 and stopped by PID; and, on that
 stack, the browser-wallet path (EIP-1193) in headless Chromium: a stand-in for MetaMask is
 injected as `window.ethereum`; it signs with an eth-account key in the test and sends to anvil,
@@ -7,17 +8,58 @@ as MetaMask would send to its own RPC node."""
 from __future__ import annotations
 
 import json
+import re
+import signal
 import time
 
 import httpx
+import psutil
 import pytest
 
-from tests.app.conftest import modex_up
+from tests.app.conftest import modex_up, modex_up_process
 from tests.app.test_browser import CHROMIUM_ARGS, SHOTS, shot
 
-pytestmark = [pytest.mark.anvil, pytest.mark.kubo, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
+def test_sigterm_stops_modex_up_as_ctrl_c_does(tmp_path):
+    """`kill PID` (a supervisor, the tests) used to end the process at once (exit -15): no
+    "stopping…", the worker and indexer threads, the gateway and the UI server never closed."""
+    data = tmp_path / "node"
+    with modex_up_process(data) as (proc, url, log_path):
+        assert httpx.get(f"{url}/api/health", timeout=30).status_code == 200
+        banner = log_path.read_text().split("Modex is up at")[1].split("\n")[0]
+        gateway = re.search(r"gateway (http://127\.0\.0\.1:\d+)", banner).group(1)
+        httpx.get(f"{gateway}/ipfs/bafkqaaa", timeout=30)  # listening (it answers, 400 here)
+        started = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log_path.read_text()[-4000:]
+    text = log_path.read_text()
+    after = text.split("Press Ctrl-C to stop.")[1]
+    assert "stopping…" in after
+    assert re.search(r"stopped: modex-indexer, modex-worker, the store, the gateway", after), after
+    assert "did not stop" not in after and "Traceback" not in after, after
+    assert psutil.wait_procs(started, timeout=10)[1] == []  # any child it had is gone too
+    for address in (url, gateway):  # nothing listens on its ports any more
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(address, timeout=5)
+    assert not [p for p in data.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "5x"])
+def test_modex_up_port_out_of_range_is_a_usage_error(tmp_path, port, capsys):
+    """Werkzeug binds --port 70000 as 4464 (70000 mod 65536); refused before anything starts."""
+    from node.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["up", "--port", port, "--data-dir", str(tmp_path / "node"), "--no-demo"])
+    assert info.value.code == 2
+    assert f"argument --port: {port!r} is not a TCP port 0..65535" in capsys.readouterr().err
+    assert not (tmp_path / "node").exists()
+
+
+@pytest.mark.anvil
+@pytest.mark.kubo
 def test_modex_up_on_anvil_and_the_ipfs_daemon(tmp_path):
     from node.devchain import start_anvil
     from node.ipfsdaemon import start_ipfs_daemon
