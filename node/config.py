@@ -59,6 +59,8 @@ class Config:
     index_db: Path | None = None            # default: <data_dir>/index.sqlite3
     store_dir: Path | None = None           # embedded IPFS blocks; default <data_dir>/ipfs
     gateway_port: int = 8080                # read-only IPFS gateway (embedded store)
+    store_source: str = ""                  # embedded store: an IPFS gateway URL to fetch missing
+                                            # or locally corrupt blocks from ("": none)
     ui_port: int = 5000
     receipt_timeout: float = 120.0          # seconds to wait for a transaction to be mined
     worker_replace_after: float = 30.0      # seconds before the worker replaces an unmined deliverKey
@@ -154,6 +156,14 @@ def validate(config: Config, sources: dict[str, str] | None = None) -> Config:
 
     config.chain = _url_or_embedded("chain", config.chain, where("chain"))
     config.ipfs = _url_or_embedded("ipfs", config.ipfs, where("ipfs"))
+    if config.store_source:
+        parsed = urlparse(config.store_source)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ConfigError(
+                f"store_source ({where('store_source')}) is {config.store_source!r}: use an "
+                "IPFS gateway's http(s) URL such as http://127.0.0.1:8080, or leave it empty",
+                key="store_source")
+        config.store_source = config.store_source.rstrip("/")
     if config.cid_profile not in CID_PROFILES:
         raise ConfigError(
             f"cid_profile ({where('cid_profile')}) is {config.cid_profile!r}: use one of {', '.join(CID_PROFILES)}",

@@ -6,7 +6,9 @@
     │   └── ContractRevert          a decoded custom error from a Modex contract
     ├── CompileError                solc failed or is missing
     ├── StoreError                  IPFS / embedded store failures (names the endpoint or CID)
-    │   └── ContentNotFound         the store does not hold the CID
+    │   ├── ContentNotFound         the store does not hold the CID
+    │   └── LocalStoreError         this node's own copy or disk failed (a corrupt cached block,
+    │                               an unreadable or unwritable store): never a verdict on content
     ├── IntegrityError              bytes do not match what they claim (hash, CID, manifest)
     ├── ManifestError               a model directory that cannot be hashed (symlink, escape, pickle...)
     ├── SealError                   sealed-archive format or authentication failure
@@ -48,6 +50,11 @@ class StoreError(ModexError):
 
 class ContentNotFound(StoreError):
     pass
+
+
+class LocalStoreError(StoreError):
+    """This node's own copy is unusable (bit rot, a half-written file, a read or write the disk
+    refused). Not an IntegrityError: it says nothing about the content the network serves."""
 
 
 class IntegrityError(ModexError):

@@ -77,7 +77,12 @@ def open_configured_store(config: Config):
     from node.store import open_store
 
     if config.ipfs == "embedded":
-        return open_store("embedded", root=config.store_dir)
+        source = None
+        if config.store_source:
+            from node.store.gateway import GatewaySource
+
+            source = GatewaySource(config.store_source, timeout=config.rpc_timeout)
+        return open_store("embedded", root=config.store_dir, source=source)
     return open_store("kubo", api_url=config.ipfs, timeout=config.rpc_timeout,
                       retries=config.rpc_retries)
 

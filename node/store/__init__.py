@@ -4,6 +4,9 @@
     Store.get(cid) -> readable binary stream         verified while read
     Store.pin(cid) / Store.has(cid) -> bool
     Store.export_car(cid, out) / Store.import_car(in) -> [root cids]
+    Store.get_block(cid bytes) -> bytes                one verified block
+    Store.repair(cid) -> [replaced cids]             check this node's copy of the DAG; drop
+                                                     corrupt blocks and fetch them again
 
 Two implementations: ``EmbeddedStore`` (node/store/embedded.py: blocks on local disk, the
 default, with a read-only gateway in node/store/gateway.py) and ``KuboStore``
@@ -35,6 +38,10 @@ class Store(Protocol):
 
     def import_car(self, source: BinaryIO) -> list[str]: ...
 
+    def get_block(self, cid: bytes) -> bytes: ...
+
+    def repair(self, cid: str) -> list[str]: ...
+
 
 STORE_KINDS = ("embedded", "kubo")
 
@@ -46,14 +53,16 @@ def open_store(
     api_url: str | None = None,
     timeout: float = 30.0,
     retries: int = 3,
+    source=None,
 ) -> Store:
-    """``open_store("embedded", root=DIR)`` or ``open_store("kubo", api_url=URL)``."""
+    """``open_store("embedded", root=DIR, source=None)`` or ``open_store("kubo", api_url=URL)``;
+    ``source`` (embedded only): where missing or locally corrupt blocks are fetched from."""
     if kind == "embedded":
         if root is None:
             raise ConfigError("the embedded store needs a root directory (store root)", key="root")
         from node.store.embedded import EmbeddedStore
 
-        return EmbeddedStore(root)
+        return EmbeddedStore(root, source=source)
     if kind in ("kubo", "daemon"):
         if not api_url:
             raise ConfigError(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 
-from node.cid import DAG_PB, cid_codec, decode_file_node
+from node.cid import DAG_PB, cid_codec, cid_to_str, decode_file_node
+from node.errors import IntegrityError
 
 GetBlock = Callable[[bytes], bytes]
 
@@ -23,6 +24,25 @@ def walk_blocks(get_block: GetBlock, root: bytes) -> Iterator[tuple[bytes, bytes
         yield cid, block
         if cid_codec(cid) == DAG_PB:
             stack.extend(reversed(decode_file_node(block, cid).links))
+
+
+def repair_dag(root: bytes, local: GetBlock, again: GetBlock) -> list[str]:
+    """Walk the DAG of ``root`` reading each block with ``local`` (which verifies it); a block
+    it finds corrupt (IntegrityError) or cannot read (OSError) is replaced by ``again(cid)``
+    (drop it, fetch it again, verify). Returns the CIDs of the replaced blocks."""
+    replaced: list[str] = []
+
+    def check(cid: bytes) -> bytes:
+        try:
+            return local(cid)
+        except (IntegrityError, OSError):
+            block = again(cid)
+            replaced.append(cid_to_str(cid))
+            return block
+
+    for _ in walk_blocks(check, root):
+        pass
+    return replaced
 
 
 def iter_file(get_block: GetBlock, root: bytes) -> Iterator[bytes]:

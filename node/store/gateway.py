@@ -1,8 +1,13 @@
 """A read-only HTTP gateway over a store: ``GET /ipfs/<cid>`` streams the file.
 
 200 with the bytes (streamed, verified by the store as read), 404 for content the store does
-not hold, 400 for a malformed CID, 405 for anything but GET/HEAD. ``create_gateway(store)`` is
-a WSGI app (werkzeug); ``serve_gateway(store, port=0)`` runs it on 127.0.0.1 in a thread.
+not hold, 400 for a malformed CID, 405 for anything but GET/HEAD. ``?format=raw`` (or ``Accept:
+application/vnd.ipld.raw``) answers one verified block, as IPFS trustless gateways do; 502 when
+the store's own copy of it is unusable. ``create_gateway(store)`` is a WSGI app (werkzeug);
+``serve_gateway(store, port=0)`` runs it on 127.0.0.1 in a thread.
+
+``GatewaySource(url)`` is the client side: ``get_block(cid)`` fetches one block from any such
+gateway (this one, a peer's, Kubo's) and verifies it; the embedded store uses it as its source.
 """
 
 from __future__ import annotations
@@ -12,17 +17,33 @@ import threading
 from dataclasses import dataclass
 from typing import Self
 
-from werkzeug.exceptions import BadRequest, HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import BadGateway, BadRequest, HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from node.cid import cid_to_str, parse_cid
-from node.errors import ContentNotFound, StoreError
+from node.cid import cid_to_str, parse_cid, verify_block
+from node.errors import ContentNotFound, IntegrityError, LocalStoreError, StoreError
 
 log = logging.getLogger(__name__)
 
+RAW_BLOCK = "application/vnd.ipld.raw"
 _URLS = Map([Rule("/ipfs/<path:cid>", endpoint="ipfs")], strict_slashes=False)
+
+
+def _raw_block(store, cid: str) -> Response:
+    try:
+        block = store.get_block(parse_cid(cid))
+    except ContentNotFound:
+        raise NotFound(f"{cid} is not in this store") from None
+    except (LocalStoreError, IntegrityError) as exc:
+        log.warning("gateway: cannot serve block %s: %s", cid, exc)
+        raise BadGateway(f"this gateway's copy of {cid} is unusable") from None
+    response = Response(block, mimetype=RAW_BLOCK)
+    response.headers["X-Ipfs-Path"] = f"/ipfs/{cid}"
+    response.headers["Cache-Control"] = "public, max-age=29030400, immutable"
+    response.set_etag(f"{cid}.raw")
+    return response
 
 
 def create_gateway(store):
@@ -40,6 +61,8 @@ def create_gateway(store):
             cid = cid_to_str(parse_cid(text))
         except StoreError as exc:
             raise BadRequest(str(exc)) from None
+        if request.args.get("format") == "raw" or RAW_BLOCK in request.headers.get("Accept", ""):
+            return _raw_block(store, cid)
         try:
             stream = store.get(cid)
         except ContentNotFound:
@@ -97,3 +120,53 @@ def serve_gateway(store, host: str = "127.0.0.1", port: int = 0) -> GatewayServe
     thread.start()
     log.info("gateway serving %r at http://%s:%d/ipfs/<cid>", store, host, server.server_port)
     return GatewayServer(server, thread)
+
+
+class GatewaySource:
+    """Blocks from an IPFS HTTP gateway (``GET /ipfs/<cid>?format=raw``), each verified.
+
+    ``get_block(cid)`` → the block; ContentNotFound on 404, StoreError when the gateway cannot
+    be reached or answers otherwise, IntegrityError when its bytes do not hash to the CID (the
+    copy the network serves is bad).
+    """
+
+    def __init__(self, url: str, *, timeout: float = 30.0, transport=None):
+        import httpx
+
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._client = httpx.Client(timeout=timeout, transport=transport)
+
+    def __repr__(self) -> str:
+        return f"GatewaySource({self.url!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def get_block(self, cid: bytes) -> bytes:
+        import httpx
+
+        name = cid_to_str(cid)
+        url = f"{self.url}/ipfs/{name}?format=raw"
+        try:
+            response = self._client.get(url, headers={"Accept": RAW_BLOCK})
+        except httpx.TimeoutException:
+            raise StoreError(f"the IPFS gateway {url} did not answer within {self.timeout} s",
+                             endpoint=url, cid=name) from None
+        except httpx.HTTPError as exc:
+            raise StoreError(f"cannot reach the IPFS gateway at {self.url}: {exc}; is it "
+                             "running? (check store_source)", endpoint=url, cid=name) from None
+        if response.status_code == 404:
+            raise ContentNotFound(f"block {name} is not at the IPFS gateway {self.url}",
+                                  cid=name, endpoint=url)
+        if response.status_code != 200:
+            raise StoreError(f"the IPFS gateway {url} answered {response.status_code}: "
+                             f"{response.text.strip()[:200]}", endpoint=url, cid=name,
+                             status=response.status_code)
+        try:
+            verify_block(cid, response.content)
+        except IntegrityError:
+            raise IntegrityError(f"the IPFS gateway {self.url} served bytes for block {name} "
+                                 "that do not hash to it: the network's copy is corrupt",
+                                 cid=name, endpoint=url) from None
+        return response.content

@@ -37,15 +37,17 @@ from node.cid import (
     DEFAULT_PROFILE,
     PROFILES,
     UnixFSBuilder,
+    cid_to_str,
     get_profile,
     normalize_cid,
     parse_cid,
     read_full,
     uvarint,
+    verify_block,
 )
-from node.errors import ContentNotFound, IntegrityError, StoreError
+from node.errors import ContentNotFound, IntegrityError, LocalStoreError, StoreError
 from node.store import Source, open_source
-from node.store.dag import ChunkStream
+from node.store.dag import ChunkStream, repair_dag
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +291,52 @@ class KuboStore:
                 )
 
         return ChunkStream(chunks(), on_close=raw.close)
+
+    def get_block(self, cid: bytes) -> bytes:
+        """One block (``block/get``), verified: IntegrityError if the daemon's copy is corrupt.
+
+        A daemon verifies the blocks it receives from the network, so a block it serves that
+        does not hash to its CID is its own repository's copy (see ``repair``)."""
+        block = self._raw_block(cid)
+        verify_block(cid, block)
+        return block
+
+    def repair(self, cid: str) -> list[str]:
+        """Check every block of ``cid``'s DAG as the daemon serves it; a corrupt one is removed
+        from the daemon's repository (``block/rm``) and asked for again, which makes the
+        daemon fetch it from the network (verified there; still corrupt: IntegrityError).
+        A corrupt block the daemon refuses to remove (pinned) raises LocalStoreError.
+        Returns the CIDs of the blocks that were replaced."""
+
+        def again(block_cid: bytes) -> bytes:
+            name = cid_to_str(block_cid)
+            log.warning("block %s in the IPFS daemon at %s is corrupt; removing it and fetching "
+                        "it again", name, self.api_url)
+            self._block_rm(name)
+            block = self._raw_block(block_cid)
+            try:
+                verify_block(block_cid, block)
+            except IntegrityError:
+                raise IntegrityError(
+                    f"block {name} is still corrupt after the IPFS daemon at {self.api_url} "
+                    "fetched it again: the network's copy is bad", cid=name) from None
+            return block
+
+        return repair_dag(parse_cid(cid), self.get_block, again)
+
+    def _raw_block(self, cid: bytes) -> bytes:
+        name = cid_to_str(cid)
+        response = self._send("block/get", {"arg": name, "timeout": f"{self.find_timeout}s"},
+                              cid=name)
+        return response.content
+
+    def _block_rm(self, name: str) -> None:
+        for entry in self._call("block/rm", {"arg": name}, cid=name):
+            if entry.get("Error"):
+                raise LocalStoreError(
+                    f"block {name} in the IPFS daemon at {self.api_url} is corrupt and the daemon "
+                    f"will not remove it ({entry['Error']}): run `ipfs repo verify` there and "
+                    "add the content again", cid=name, endpoint=self.api_url)
 
     def pin(self, cid: str) -> None:
         cid = normalize_cid(cid)

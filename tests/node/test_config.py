@@ -59,6 +59,7 @@ def test_config_file_found_in_data_dir_and_via_env(tmp_path):
         ('', {"MODEX_RPC_TIMEOUT": "soon"}, "rpc_timeout", "$MODEX_RPC_TIMEOUT"),
         ('poll_interval = 0', {}, "poll_interval", "more than 0"),
         ('gateway_port = 70000', {}, "gateway_port", "0..65535"),
+        ('store_source = "gateway.example:8080"', {}, "store_source", "IPFS gateway's http(s) URL"),
         ('chain_id = 0', {}, "chain_id", "positive"),
         ('worker_replace_after = -1', {}, "worker_replace_after", "0 or more seconds"),
         ('', {"MODEX_WORKER_MAX_FEE_GWEI": "0"}, "worker_max_fee_gwei", "more than 0 gwei"),
@@ -89,3 +90,13 @@ def test_replace_validates():
     assert config.replace(confirmations=3).confirmations == 3
     with pytest.raises(ConfigError, match="confirmations \\(override\\)"):
         config.replace(confirmations=-2)
+
+
+def test_store_source_gives_the_embedded_store_a_gateway_to_fetch_from(tmp_path):
+    from node.session import open_configured_store
+
+    config = load_config(env={"MODEX_STORE_SOURCE": "http://127.0.0.1:8080/"}, data_dir=tmp_path)
+    assert config.store_source == "http://127.0.0.1:8080"
+    store = open_configured_store(config)
+    assert repr(store.source) == "GatewaySource('http://127.0.0.1:8080')"
+    assert open_configured_store(load_config(env={}, data_dir=tmp_path)).source is None

@@ -11,7 +11,7 @@ import pytest
 from node.car import encode_header, read_car, write_car
 from node.cid import PROFILES, cid_of_file, cid_to_str, parse_cid, uvarint
 from node.cli import main
-from node.errors import ContentNotFound, IntegrityError, StoreError
+from node.errors import ContentNotFound, IntegrityError, LocalStoreError, StoreError
 from node.store import Store, open_store
 from node.store.embedded import EmbeddedStore
 from node.store.gateway import serve_gateway
@@ -60,16 +60,50 @@ def test_blocks_are_deduplicated_and_named_by_multihash(store):
     assert store.get(cid).read() == data
 
 
-def test_flipped_block_on_disk_raises_integrity_error_naming_the_cid(store, sample):
+def test_flipped_block_on_disk_is_a_local_error_naming_the_cid_and_set_aside(store, sample):
+    """Blocks are verified before they are written: one that fails later is this disk's fault
+    (LocalStoreError, not IntegrityError); it is set aside so a re-import can heal it."""
     cid = store.put(sample, profile="kubo-v1")
+    backup = io.BytesIO()
+    store.export_car(cid, backup)
     leaf = max(store.blocks_dir.rglob("*.data"), key=lambda p: p.stat().st_size)
     raw = bytearray(leaf.read_bytes())
     raw[1234] ^= 0x01
     leaf.write_bytes(bytes(raw))
-    with pytest.raises(IntegrityError, match=r"block b\w+ is corrupt"):
+    with pytest.raises(LocalStoreError, match=r"block b\w+ in the embedded store at .* no longer "
+                       r"hash to its CID.*re-import the content") as exc:
         store.get(cid).read()
-    with pytest.raises(IntegrityError):
+    assert not isinstance(exc.value, IntegrityError)
+    assert (store.corrupt_dir / leaf.name).read_bytes() == bytes(raw) and not leaf.exists()
+    with pytest.raises(ContentNotFound, match="a corrupt copy was set aside"):
         store.export_car(cid, io.BytesIO())
+    assert not store.has(cid)
+    backup.seek(0)
+    store.import_car(backup)
+    assert store.get(cid).read() == sample.read_bytes()  # the re-import healed it
+
+
+def test_a_store_with_a_source_fetches_missing_and_corrupt_blocks_from_it(tmp_path, store, sample):
+    from node.store.gateway import GatewaySource, serve_gateway
+
+    cid = store.put(sample)
+    data = store.get(cid).read()
+    with serve_gateway(store) as gateway:
+        mine = EmbeddedStore(tmp_path / "mine", source=GatewaySource(gateway.url))
+        assert not mine.has(cid)  # has() looks at this disk only
+        assert mine.get(cid).read() == data  # fetched, verified, cached
+        assert mine.has(cid) and mine.repair(cid) == []
+        leaf = max(mine.blocks_dir.rglob("*.data"), key=lambda p: p.stat().st_size)
+        good = leaf.read_bytes()
+        leaf.write_bytes(good[:-1])  # half-written by a crash
+        assert mine.get(cid).read() == data and leaf.read_bytes() == good
+        leaf.write_bytes(b"rot" + good[3:])
+        assert len(mine.repair(cid)) == 1 and leaf.read_bytes() == good
+        missing = EmbeddedStore(tmp_path / "other", source=GatewaySource(gateway.url))
+        with pytest.raises(ContentNotFound, match="is not at the IPFS gateway"):
+            missing.get(UNKNOWN)
+    with pytest.raises(StoreError, match="cannot reach the IPFS gateway"):
+        EmbeddedStore(tmp_path / "third", source=GatewaySource(gateway.url)).get(cid)
 
 
 def test_unknown_and_malformed_cids(store):
@@ -151,6 +185,17 @@ def test_gateway(store, sample):
         assert http.get("/ipfs/not-a-cid").status_code == 400
         assert http.post(f"/ipfs/{cid}").status_code == 405
         assert http.get("/elsewhere").status_code == 404
+        # One verified block, as trustless IPFS gateways serve it (what GatewaySource reads).
+        root = parse_cid(cid)
+        r = http.get(f"/ipfs/{cid}?format=raw")
+        assert r.status_code == 200 and r.content == store.get_block(root)
+        assert r.headers["content-type"] == "application/vnd.ipld.raw"
+        assert http.get(f"/ipfs/{cid}", headers={"Accept": "application/vnd.ipld.raw"}
+                        ).content == r.content
+        assert http.get(f"/ipfs/{UNKNOWN}?format=raw").status_code == 404
+        store.block_path(root).write_bytes(b"rot" + r.content[3:])
+        r = http.get(f"/ipfs/{cid}?format=raw")  # its own copy rotted: not served
+        assert r.status_code == 502 and "unusable" in r.text
 
 
 def test_cli_store_put_get_car(tmp_path, sample, capsys):
