@@ -14,7 +14,7 @@ from app.errors import flash_error, format_eth
 from app.helpers import InputError, parse_eth, require_signer
 from app.jobs import get_jobs
 from app.resources import data_dir, get_chain, get_indexer, get_store
-from node.errors import KeyDeliveryError, ModexError
+from node.errors import KeyDeliveryError, ModexError, StoreError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("validate", __name__, url_prefix="/validate")
@@ -118,7 +118,13 @@ def _validate_job(chain, store, signer, model_id, work_dir, evaluator, *, progre
             return {"model_id": model_id, "url": f"/models/{model_id}"}
         if model_id in report.requested or model_id in report.waiting:
             progress("key requested; waiting for the seller's node to deliver it")
+        not_checked = report.retry.get(model_id)  # this node's store or disk, never attested
+        if not_checked:
+            progress(f"not checked yet, nothing attested: {not_checked}; trying again")
         if time.monotonic() > deadline:
+            if not_checked:
+                raise StoreError(f"model {model_id} could not be checked within {timeout:g} s "
+                                 f"and nothing was attested: {not_checked}")
             raise KeyDeliveryError(
                 f"the seller's node did not deliver the key for model {model_id} within "
                 f"{timeout:g} s; try again later")

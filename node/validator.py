@@ -14,7 +14,25 @@ What gets attested: the hash of the bytes we could actually extract. If the cont
 what any honest seller could deliver (a key that does not unwrap, an archive that does not
 authenticate or does not parse, metadata that is not Modex metadata), the observed hash is
 ``UNREADABLE`` (all zero, which never matches a listing: the registry refuses a zero hash), so
-the listing is disputed. Transient failures (store or chain unreachable) are retried next pass.
+the listing is disputed. Transient failures (chain unreachable) are retried next pass.
+
+This node's own disk is never held against a seller. Before content that fails to unseal,
+parse or verify is attested, the store checks its own copy (``store.repair``); blocks it held
+corrupt are dropped and fetched again, and the fetch runs once more: only what fails then is
+attested. A store failure (StoreError: content not found in the store's time, a daemon or
+gateway unreachable, and LocalStoreError: a corrupt local block with no other copy to fetch,
+a store the disk will not read or write) and an OSError (a full disk or unwritable work folder
+while extracting) are logged with the reason and retried next pass, never attested. Per store:
+
+- embedded (the default; ``modex up`` and every command sharing the data folder read ONE block
+  folder, so the validator's copy is the seller's): blocks are verified when written, so one
+  failing its CID is this disk's. It is set aside under ``<store>/corrupt/``; with
+  ``store_source`` set (a peer's or public IPFS gateway) it is fetched again from there and the
+  check goes on; without one there is no other copy to ask: no attestation, a log line saying to
+  re-import the content, and the next pass tries again (a re-import heals it);
+- kubo: the daemon verifies what it fetches from the network, so a block it serves corrupt is
+  its own repository's; ``repair`` removes it (``block/rm``), the daemon fetches it again, and
+  the fetch is retried. A pinned corrupt block the daemon will not remove: no attestation.
 
 ``evaluator(model_dir, metadata) -> metrics dict | None`` is injected (the CLI passes ml/'s
 evaluation; node/ never imports ml/). ``metricsDigest`` = SHA-256 of the metrics' canonical
@@ -44,6 +62,7 @@ from node.errors import (
     ManifestError,
     ModexError,
     SealError,
+    StoreError,
 )
 from node.fetch import load_metadata, retrieve
 from node.keyvault import atomic_write
@@ -54,6 +73,8 @@ log = logging.getLogger(__name__)
 
 ZERO32 = b"\x00" * 32
 UNREADABLE = ZERO32
+# What the content itself can be guilty of (after this node's own copy was checked).
+CONTENT_ERRORS = (SealError, IntegrityError, ManifestError)
 STATUS_UNVERIFIED = 0
 P_PENDING, P_DELIVERED = 1, 2
 
@@ -81,6 +102,7 @@ class ValidatorReport:
     requested: list[int] = field(default_factory=list)   # model ids we asked a key for
     attested: list[Attestation] = field(default_factory=list)
     waiting: list[int] = field(default_factory=list)     # model ids whose key is not delivered yet
+    retry: dict[int, str] = field(default_factory=dict)  # not checked this pass (local/store), why
     done: list[int] = field(default_factory=list)        # settled or attested before
 
 
@@ -129,6 +151,13 @@ class ValidatorAgent:
         for model_id in sorted(self.todo):
             try:
                 self._handle(model_id, report)
+            except (StoreError, OSError) as exc:
+                # Our store or our disk, not the content: never attested (module docstring).
+                reason = str(exc) if isinstance(exc, StoreError) else (
+                    f"this machine's disk refused it: {exc}")
+                log.warning("model %d not checked this pass, nothing attested: %s; will retry "
+                            "next pass", model_id, reason)
+                report.retry[model_id] = reason
             except (ChainError, ModexError) as exc:
                 if isinstance(exc, ContractRevert):
                     log.warning("model %d: %s; will retry next pass", model_id, exc)
@@ -223,21 +252,13 @@ class ValidatorAgent:
             raise ChainError(f"purchase {purchase_id} is marked delivered but its KeyDelivered "
                              "event was not found; is the node's log history pruned?")
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        tmp = None
         try:
             key = keywrap.unwrap_key(wrapped, self.x25519[0], chain_id=self.chain.chain_id,
                                      marketplace=self.chain.marketplace.address,
                                      purchase_id=purchase_id)
             cid = self.chain.call(self.chain.registry.functions.metadataCid(model_id))
-            meta = load_metadata(self.store, cid)
-            content_cid = meta.get("content_cid")
-            if not isinstance(content_cid, str) or not content_cid:
-                raise IntegrityError(f"the metadata at {cid} names no content_cid")
-            tmp, manifest = retrieve(self.store, content_cid, key, self.work_dir,
-                                     prefix=f"model-{model_id}-")
-        except (KeyWrapError, SealError, IntegrityError, ManifestError) as exc:
-            if tmp:
-                shutil.rmtree(tmp, ignore_errors=True)
+            meta, tmp, manifest = self._fetch_checked(model_id, cid, key)
+        except (KeyWrapError, *CONTENT_ERRORS) as exc:
             return Attestation(model_id, UNREADABLE, ZERO32, False, reason=str(exc))
         try:
             observed = manifest.model_hash
@@ -259,3 +280,32 @@ class ValidatorAgent:
                                metrics, reason)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def _fetch(self, model_id: int, cid: str, key: bytes, cids: list[str]):
+        """(metadata, temp folder, manifest); the CIDs read are appended to ``cids``."""
+        cids.append(cid)
+        meta = load_metadata(self.store, cid)
+        content_cid = meta.get("content_cid")
+        if not isinstance(content_cid, str) or not content_cid:
+            raise IntegrityError(f"the metadata at {cid} names no content_cid")
+        cids.append(content_cid)
+        tmp, manifest = retrieve(self.store, content_cid, key, self.work_dir,
+                                 prefix=f"model-{model_id}-")
+        return meta, tmp, manifest
+
+    def _fetch_checked(self, model_id: int, cid: str, key: bytes):
+        """``_fetch``; content that fails is fetched once more after the store checked (and
+        repaired) its own copy of it, and only a failure then is the content's."""
+        cids: list[str] = []
+        try:
+            return self._fetch(model_id, cid, key, cids)
+        except CONTENT_ERRORS as exc:
+            first = exc
+        repair = getattr(self.store, "repair", None)
+        replaced = [c for root in (cids if repair else []) for c in repair(root)]
+        if not replaced:
+            raise first  # our copy is sound: the content is what failed
+        log.warning("model %d: %d block(s) of this node's own copy were corrupt (%s) and were "
+                    "fetched again; checking the model again", model_id, len(replaced),
+                    ", ".join(replaced[:3]) + (" ..." if len(replaced) > 3 else ""))
+        return self._fetch(model_id, cid, key, [])

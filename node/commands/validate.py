@@ -64,5 +64,8 @@ def run(args) -> int:
             print(f"asked for the keys of models {r.requested}")
         if r.waiting:
             print(f"waiting for the keys of models {r.waiting}")
+        for model_id, reason in sorted(r.retry.items()):
+            print(f"model {model_id}: not checked, nothing attested ({reason}); the next pass "
+                  "tries again")
         return 0
     return run_until_signalled(agent.run, args.interval or config.poll_interval)
