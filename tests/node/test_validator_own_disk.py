@@ -122,6 +122,9 @@ def test_a_rotten_block_in_the_shared_embedded_store_is_not_attested_until_it_is
     report = agent.poll()  # still no copy of that block: still no verdict
     assert report.attested == [] and "a corrupt copy was set aside" in report.retry[model_id]
     assert model_id in agent.todo
+    code, out, _ = stack.cli("validator", "validate", "--once", "--no-evaluate")
+    assert code == 0 and f"model {model_id}: not checked, nothing attested (block " in out
+    assert "the next pass tries again" in out and on_chain(stack, model_id) == (False, False)
 
     backup.seek(0)
     stack.store().import_car(backup)  # the seller re-imports it: the next pass checks it
