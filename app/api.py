@@ -5,7 +5,8 @@
     GET  /api/models/<id>/delivery        the session wallet's purchase of that model: state + key
     GET  /api/jobs/<id>                   a background job's progress (polled by /jobs/<id>)
     POST /api/wallet/connect              bind a browser wallet (EIP-1193) address to the session
-    POST /api/wallet/encryption-key       derive its X25519 key from a personal_sign signature
+    POST /api/wallet/encryption-key       its X25519 public key (the page derives it from a
+                                          personal_sign signature that never leaves it)
     POST /api/tx/prepare                  an unsigned transaction for the browser wallet to send
                                           (buy, vote, withdraw, refund)
     GET  /api/tx/<hash>                   the receipt of a transaction the browser sent
@@ -115,34 +116,22 @@ def connect_wallet():
 
 @bp.route("/api/wallet/encryption-key", methods=["POST"])
 def encryption_key():
-    """The wallet signed DESIGN.md §4.3's message with personal_sign; derive its X25519 public
-    key for buy(). The signature is the secret key's seed: it is used here and dropped, never
-    stored (keys delivered to a browser wallet are unwrapped by whoever holds that wallet)."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-
-    from node.keywrap import encryption_message, x25519_from_signature
-
+    """The connected browser wallet's X25519 public key for buy(). The page derived it itself
+    from the wallet's personal_sign signature of DESIGN.md §4.3's message: that signature is the
+    secret key's seed, so it stays in the browser and this node never sees it."""
     address = session.get("browser_wallet")
     if not address:
         raise InputError("Connect a browser wallet first.")
-    signature = str(_json().get("signature") or "")
-    if not HEX_RE.match(signature) or len(signature) != 132:
-        raise InputError("The signature must be 65 bytes of hex (0x + 130 digits).")
-    chain = get_chain()
-    message = encryption_message(chain.chain_id, address)
-    try:
-        signer_address = Account.recover_message(encode_defunct(text=message), signature=signature)
-    except Exception:  # noqa: BLE001 - eth-account raises several types for unusable signatures
-        # (a v byte other than 0/1/27/28, r or s out of range); the signature is key material:
-        # it goes neither into the answer nor into the log.
-        raise InputError("That signature cannot be read (not a valid secp256k1 signature); "
-                         "sign the message again with the connected wallet.") from None
-    if signer_address != address:
-        raise InputError("The signature was not made by the connected wallet; sign again.")
-    _secret, public = x25519_from_signature(bytes.fromhex(signature[2:]))
-    session["browser_x25519"] = "0x" + public.hex()
-    return jsonify(x25519_public="0x" + public.hex())
+    data = _json()
+    if "signature" in data:
+        raise InputError("Send only the public key (x25519_public): the signature is the seed of "
+                         "your key-delivery key and must stay in your browser. Reload the page.")
+    public = str(data.get("x25519_public") or "")
+    if not HEX_RE.match(public) or len(public) != 66 or int(public, 16) == 0:
+        raise InputError("x25519_public must be the 32-byte X25519 public key in hex "
+                         "(0x + 64 digits), derived in the browser.")
+    session["browser_x25519"] = public.lower()
+    return jsonify(x25519_public=public.lower())
 
 
 @bp.route("/api/wallet/encryption-message")

@@ -97,12 +97,49 @@
     await postJSON("/api/wallet/connect", { address: account });
     window.location.reload();
   }
+  // DESIGN.md §4.3: sk = HKDF-SHA256(ikm = the wallet's 65-byte personal_sign signature of the
+  // node's message, salt = "", info = "modex/v1/x25519"); the node gets X25519(sk, 9) only. The
+  // signature is the seed of the secret key: it never leaves this page.
+  const hexBytes = (hex) => Uint8Array.from(hex.slice(2).match(/../g) || [], (h) => parseInt(h, 16));
+  const bytesHex = (b) => "0x" + Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  function x25519Base(secret) {  // RFC 7748 X25519(k, 9), in BigInt; run once per wallet
+    const P = 2n ** 255n - 19n, mod = (a) => ((a % P) + P) % P;
+    const k = Uint8Array.from(secret); k[0] &= 248; k[31] &= 127; k[31] |= 64;
+    const n = k.reduceRight((acc, byte) => (acc << 8n) | BigInt(byte), 0n);
+    let [x2, z2, x3, z3, swap] = [1n, 0n, 9n, 1n, 0n];
+    for (let t = 254n; t >= 0n; t--) {
+      const bit = (n >> t) & 1n;
+      if (swap ^ bit) [x2, x3, z2, z3] = [x3, x2, z3, z2];
+      swap = bit;
+      const a = mod(x2 + z2), aa = a * a % P, b = mod(x2 - z2), bb = b * b % P, e = mod(aa - bb);
+      const da = mod(x3 - z3) * a % P, cb = mod(x3 + z3) * b % P;
+      [x3, z3] = [mod((da + cb) ** 2n), mod(9n * mod(da - cb) ** 2n)];
+      [x2, z2] = [aa * bb % P, e * mod(aa + 121665n * e) % P];
+    }
+    if (swap) [x2, z2] = [x3, z3];
+    let inv = 1n, base = z2, ex = P - 2n;  // z2^(p-2) = 1/z2
+    for (; ex > 0n; ex >>= 1n, base = base * base % P) if (ex & 1n) inv = inv * base % P;
+    let u = x2 * inv % P;
+    return Uint8Array.from({ length: 32 }, () => { const byte = Number(u & 255n); u >>= 8n; return byte; });
+  }
+  async function x25519FromSignature(signature) {
+    const sig = hexBytes(signature);
+    if (sig.length !== 65) throw new Error("The wallet returned no 65-byte signature; sign again.");
+    if (!window.crypto || !crypto.subtle) {
+      throw new Error("This page cannot derive the key here: open the node at http://127.0.0.1 (WebCrypto needs a secure context).");
+    }
+    const ikm = await crypto.subtle.importKey("raw", sig, "HKDF", false, ["deriveBits"]);
+    const bits = await crypto.subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0),
+      info: new TextEncoder().encode("modex/v1/x25519") }, ikm, 256);
+    return bytesHex(x25519Base(new Uint8Array(bits)));
+  }
   async function enableEncryption() {
     const [, m] = await getJSON("/api/wallet/encryption-message");
     const accounts = await needWallet().request({ method: "eth_accounts" });
     const sig = await eth().request({ method: "personal_sign", params: [m.message, accounts[0]] });
-    const r = await postJSON("/api/wallet/encryption-key", { signature: sig });
-    say("Encryption key ready: " + r.x25519_public.slice(0, 18) + "…");
+    const r = await postJSON("/api/wallet/encryption-key", { x25519_public: await x25519FromSignature(sig) });
+    sessionStorage.setItem(SAID, "Encryption key ready: " + r.x25519_public.slice(0, 18) + "… (derived in this browser)");
+    window.location.reload();
   }
   async function sendPrepared(body) {
     const { tx } = await postJSON("/api/tx/prepare", body);

@@ -251,16 +251,24 @@ def status_says(page, text: str, timeout: float = 60_000) -> str:
     return page.inner_text("#eip1193-status")
 
 
+def loaded(page, selector: str, timeout: float = 60_000) -> None:
+    """Wait for ``selector`` on a page that reloads itself, and for that page's scripts: a click
+    before modex.js has wired the button would do nothing."""
+    page.wait_for_selector(selector, timeout=timeout)
+    page.wait_for_load_state("load")
+
+
 def connect_browser_wallet(page, url: str, account: str) -> None:
     page.goto(f"{url}/wallet/")
     page.click("#eip1193-connect")
-    page.wait_for_selector("#eip1193-enc")
+    loaded(page, "#eip1193-enc")
     assert account in page.inner_text("#address")
 
 
 def test_browser_wallet_buys_votes_refunds_and_withdraws_on_anvil(browser, tmp_path):
     """The whole browser-wallet path on anvil, every step through the page's buttons: connect,
-    enable encryption, a rejected buy (nothing sent), the max-price guard, buy, delivery by the
+    enable encryption (derived in the page from the wallet's signature, which the node never
+    receives), a rejected buy (nothing sent), the max-price guard, buy, delivery by the
     seller's worker, a vote that reverts (said so) then one that counts (shown in the histogram);
     the seller, another dev account, withdraws its sale; a purchase nobody delivers is refunded
     and withdrawn. Fetching needs the key on a node: a browser wallet's never is (README).
@@ -271,6 +279,7 @@ def test_browser_wallet_buys_votes_refunds_and_withdraws_on_anvil(browser, tmp_p
     from node.chain import Chain
     from node.config import load_config
     from node.devchain import start_anvil
+    from node.keywrap import encryption_message, x25519_from_signature
 
     with start_anvil() as anvil:
         record = tmp_path / "deployments" / "31337.json"
@@ -301,11 +310,20 @@ def test_browser_wallet_buys_votes_refunds_and_withdraws_on_anvil(browser, tmp_p
             w3.provider.make_request("anvil_stopImpersonatingAccount", [demo_seller])
             mined(registry.functions.setOperator(sold, worker).transact({"from": seller}))
 
-            # -- buyer: connect, enable encryption --
+            # -- buyer: connect, enable encryption (the key is derived in the page: §4.3) --
             page = wallet_page(browser, anvil.url, buyer)
+            to_node = []  # every request body the page sends to the node
+            page.on("request", lambda r: to_node.append(r.post_data or "")
+                    if r.url.startswith(url) else None)
             connect_browser_wallet(page, url, buyer)
             page.click("#eip1193-enc")
             status_says(page, "Encryption key ready")
+            message = encryption_message(chain.chain_id, buyer).encode()
+            signature = w3.provider.make_request("personal_sign", ["0x" + message.hex(), buyer])
+            signature = signature["result"]  # anvil signs as the wallet did (RFC 6979)
+            assert page.inner_text("#x25519") == "0x" + x25519_from_signature(
+                bytes.fromhex(signature[2:]))[1].hex()
+            assert to_node and not any(signature[2:].lower() in body.lower() for body in to_node)
             shot(page, "30-eip1193-connected")
 
             # -- a rejected buy sends nothing; the max-price guard refuses before the wallet --
@@ -326,14 +344,14 @@ def test_browser_wallet_buys_votes_refunds_and_withdraws_on_anvil(browser, tmp_p
             # -- buy; the seller's worker delivers; the page follows --
             page.fill("input[name=max_price]", "0.1")
             page.click("#eip1193-buy")
-            page.wait_for_selector("#delivery", timeout=60_000)
+            loaded(page, "#delivery")
             assert w3.eth.get_transaction_count(buyer) == nonce + 1  # the page reloaded: ask anvil
             deadline = time.monotonic() + 180
             while "Key delivered" not in page.inner_text("#delivery"):
                 assert time.monotonic() < deadline, log_path.read_text()[-3000:]
                 page.wait_for_timeout(1000)
             assert market.functions.hasLicense(sold, buyer).call()
-            page.wait_for_selector("#browser-fetch-note")
+            loaded(page, "#browser-fetch-note")
             shot(page, "32-eip1193-delivered")
 
             # -- vote: a transaction that reverts is said so and counts nothing; then one that does --
@@ -370,7 +388,7 @@ def test_browser_wallet_buys_votes_refunds_and_withdraws_on_anvil(browser, tmp_p
             # -- a purchase nobody delivers: refund after the window, then withdraw it --
             page.goto(f"{url}/models/{undelivered}")
             page.click("#eip1193-buy")
-            page.wait_for_selector("#eip1193-refund", timeout=60_000)
+            loaded(page, "#eip1193-refund")
             page.click("#eip1193-refund")
             assert "can still be delivered until" in status_says(page, "can still be delivered")
             window = market.functions.deliveryWindow().call()

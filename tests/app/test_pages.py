@@ -358,7 +358,7 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     from eth_account import Account
     from eth_account.messages import encode_defunct
 
-    from node.keywrap import encryption_message
+    from node.keywrap import encryption_message, x25519_from_signature
 
     wallet = Account.create()
     up.fund(stack.chain, stack.dev_funder, wallet.address, 10**18)
@@ -372,18 +372,22 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     assert r.status_code == 400 and "Enable encryption first" in r.get_json()["error"]
     message = client.get("/api/wallet/encryption-message").get_json()["message"]
     assert message == encryption_message(stack.chain.chain_id, wallet.address)
-    other = Account.create().sign_message(encode_defunct(text=message)).signature.hex()
-    r = client.post("/api/wallet/encryption-key", json={"signature": "0x" + other.removeprefix("0x")},
+    # The page derives the key from the wallet's signature itself (modex.js, DESIGN.md §4.3) and
+    # sends only the public key: the signature is the secret key's seed and is refused here.
+    sig = bytes(wallet.sign_message(encode_defunct(text=message)).signature)
+    r = client.post("/api/wallet/encryption-key", json={"signature": "0x" + sig.hex()},
                     headers=headers)
-    assert r.status_code == 400 and "not made by the connected wallet" in r.get_json()["error"]
-    for unreadable in ("11" * 64 + "05", "00" * 64 + "1b"):  # v out of range, r = s = 0: was a 500
-        r = client.post("/api/wallet/encryption-key", json={"signature": "0x" + unreadable},
-                        headers=headers)
-        assert r.status_code == 400 and "cannot be read" in r.get_json()["error"]
-    sig = wallet.sign_message(encode_defunct(text=message)).signature.hex()
-    r = client.post("/api/wallet/encryption-key", json={"signature": "0x" + sig.removeprefix("0x")},
+    assert r.status_code == 400 and "must stay in your browser" in r.get_json()["error"]
+    for bad in ("0x" + "11" * 31, "0x" + "00" * 32, "0x" + "zz" * 32, 7, None):
+        r = client.post("/api/wallet/encryption-key", json={"x25519_public": bad}, headers=headers)
+        assert r.status_code == 400 and "x25519_public" in r.get_json()["error"], bad
+    public = "0x" + x25519_from_signature(sig)[1].hex()
+    r = client.post("/api/wallet/encryption-key", json={"x25519_public": public.upper()[2:]},
                     headers=headers)
-    assert r.status_code == 200
+    assert r.status_code == 400  # no 0x
+    r = client.post("/api/wallet/encryption-key", json={"x25519_public": public}, headers=headers)
+    assert r.status_code == 200 and r.get_json()["x25519_public"] == public
+    assert public in client.get("/wallet/").get_data(as_text=True)
     r = client.post("/api/tx/prepare", json={"action": "buy", "modelId": listed["script"],
                                              "maxPrice": "0.1"}, headers=headers)
     assert r.get_json()["error"] == ("Price changed to 0.2 ETH since you opened this page; "
