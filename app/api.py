@@ -109,7 +109,10 @@ def connect_wallet():
     from eth_utils import to_checksum_address
 
     session_keys.lock()
-    session["browser_wallet"] = to_checksum_address(address)
+    address = to_checksum_address(address)
+    if session.get("browser_wallet") != address:  # another wallet's key must not buy for this one
+        session.pop("browser_x25519", None)
+    session["browser_wallet"] = address
     session_keys.session_id()
     return jsonify(address=session["browser_wallet"])
 

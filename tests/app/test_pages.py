@@ -388,6 +388,18 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     r = client.post("/api/wallet/encryption-key", json={"x25519_public": public}, headers=headers)
     assert r.status_code == 200 and r.get_json()["x25519_public"] == public
     assert public in client.get("/wallet/").get_data(as_text=True)
+    # Another account connected in this session does not inherit that key (its deliveries would
+    # be wrapped to a key it cannot derive); the same account connected again keeps it.
+    other = Account.create().address
+    client.post("/api/wallet/connect", json={"address": other}, headers=headers)
+    r = client.post("/api/tx/prepare", json={"action": "buy", "modelId": listed["plain"],
+                                             "maxPrice": "0.1"}, headers=headers)
+    assert r.status_code == 400 and "Enable encryption first" in r.get_json()["error"]
+    assert public not in client.get("/wallet/").get_data(as_text=True)
+    client.post("/api/wallet/connect", json={"address": wallet.address}, headers=headers)
+    client.post("/api/wallet/encryption-key", json={"x25519_public": public}, headers=headers)
+    client.post("/api/wallet/connect", json={"address": wallet.address.lower()}, headers=headers)
+    assert public in client.get("/wallet/").get_data(as_text=True)
     r = client.post("/api/tx/prepare", json={"action": "buy", "modelId": listed["script"],
                                              "maxPrice": "0.1"}, headers=headers)
     assert r.get_json()["error"] == ("Price changed to 0.2 ETH since you opened this page; "
