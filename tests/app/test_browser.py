@@ -265,6 +265,7 @@ def connect_browser_wallet(page, url: str, account: str) -> None:
     assert account in page.inner_text("#address")
 
 
+@pytest.mark.anvil  # with the module's browser + slow: runs in CI (tools/test.sh selects all)
 def test_browser_wallet_buys_votes_refunds_and_withdraws_on_anvil(browser, tmp_path):
     """The whole browser-wallet path on anvil, every step through the page's buttons: connect,
     enable encryption (derived in the page from the wallet's signature, which the node never
