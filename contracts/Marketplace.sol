@@ -5,14 +5,15 @@ import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {ModelRegistry} from "./ModelRegistry.sol";
 import {Validators} from "./Validators.sol";
+import {Votes} from "./Votes.sol";
 
-/// @notice Escrow for model sales: the price is held until the seller's worker delivers the wrapped key.
+/// @notice Escrow for model sales: the price is held until the seller's worker delivers the wrapped key,
+/// and the seller's revenue is then held for a challenge period, during which a dispute refunds the buyer.
 /// @dev A purchase is two slots: `_purchases[id]` (who, which model) and the access record keyed by
 /// (model, account), which is also the licence `hasLicense` reads. A staked validator gets a key the
-/// same way at price 0 (`requestValidatorKey`), in a separate access table that grants no licence.
-/// For gas: the platform's accrued fees sit in the fee-config slot (already non-zero, so a sale never
-/// pays for a fresh balance slot of the fee recipient; `withdraw` pays them to the recipient), and a
-/// licence holder's vote score is kept in its licence record (Votes asks `recordVote`).
+/// same way at price 0 (`requestValidatorKey`), in a separate access table that grants no licence; the
+/// Validators contract is told of each such request and delivery (its seats and bonds). A licence
+/// holder's vote score is kept in its licence record (Votes asks `recordVote`).
 contract Marketplace is Ownable, ReentrancyGuardTransient {
     error MarketplaceModelInactive(uint256 modelId);
     error MarketplaceModelDisputed(uint256 modelId);
@@ -24,11 +25,15 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     error MarketplaceNotValidator(address account);
     error MarketplaceUnknownPurchase(uint256 purchaseId);
     error MarketplaceNotPending(uint256 purchaseId, uint8 status);
+    error MarketplaceWrongBuyer(uint256 purchaseId, address expected, address given);
     error MarketplaceNotDeliverer(uint256 purchaseId, address caller);
     error MarketplaceDeliveryWindowClosed(uint256 purchaseId, uint256 deadline);
     error MarketplaceDeliveryWindowOpen(uint256 purchaseId, uint256 deadline);
     error MarketplaceBadWrappedKey(uint256 length, uint256 expected);
     error MarketplaceNotBuyer(uint256 purchaseId, address caller);
+    error MarketplaceNotRefundable(uint256 purchaseId);
+    error MarketplaceNothingToRelease(uint256 purchaseId);
+    error MarketplaceRevenueHeld(uint256 purchaseId, uint256 challengeEnd);
     error MarketplaceNothingToWithdraw(address account);
     error MarketplaceTransferFailed(address account, uint256 amount);
     error MarketplaceFeeTooHigh(uint256 feeBps, uint256 maxFeeBps);
@@ -47,21 +52,23 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     event ValidatorKeyRequested(uint256 indexed purchaseId, uint256 indexed modelId, address indexed validator);
     event KeyDelivered(uint256 indexed purchaseId, bytes wrappedKey);
     event Refunded(uint256 indexed purchaseId, address indexed buyer, uint256 amount);
+    event RevenueReleased(uint256 indexed purchaseId, address indexed owner, uint256 amount, uint256 fee);
     event Withdrawn(address indexed account, uint256 amount);
     event FeeChanged(uint256 feeBps);
     event FeeRecipientChanged(address indexed feeRecipient);
     event ValidatorsConnected(address indexed validators);
     event VotesConnected(address indexed votes);
-    event VerdictRecorded(uint256 indexed modelId, bool verified, uint256 verifiers);
+    event VerdictRecorded(uint256 indexed modelId, uint8 status, uint256 verifierWeight);
     event ValidatorRewardClaimed(uint256 indexed modelId, address indexed validator, uint256 amount);
 
     uint8 public constant STATUS_NONE = 0;
     uint8 public constant STATUS_PENDING = 1;
-    uint8 public constant STATUS_DELIVERED = 2;
-    uint8 public constant STATUS_REFUNDED = 3; // a buyer's purchase refunded (after the window, or disputed model)
+    uint8 public constant STATUS_DELIVERED = 2; // the licence (a buyer's) or the key (a validator's)
+    uint8 public constant STATUS_REFUNDED = 3; // a buyer's purchase refunded (never delivered, or disputed in time)
     uint8 public constant STATUS_EXPIRED = 4; // a validator's request replaced after its window
     uint256 public constant MAX_FEE_BPS = 1000;
-    uint256 public constant WRAPPED_KEY_LENGTH = 80; // HPKE enc(32) || ciphertext(48), DESIGN.md 4.3
+    uint256 public constant WRAPPED_KEY_LENGTH = 80; // HPKE enc(32) || ciphertext(48), docs/formats.md
+    uint8 private constant VALIDATORS_VERIFIED = 1; // Validators.STATUS_VERIFIED
 
     struct Purchase {
         address account;
@@ -72,49 +79,51 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     /// The live purchase of one (model, account); a buyer's delivered one is the licence.
     struct Access {
         uint64 purchaseId;
-        uint96 price;
-        uint40 deadline;
+        uint80 price; // the registry caps prices at uint80
+        uint40 deadline; // delivery deadline
+        uint40 deliveredAt; // 0 until delivered; the challenge period runs from here
         uint8 status;
         uint8 vote; // the licence holder's live score in Votes (0: none)
+        bool ownerBought; // bought by the model's owner: its vote does not count
+        bool released; // the seller's revenue was paid out (releaseRevenue)
     }
 
     /// What the marketplace knows about a model's validation (told by Validators).
     struct Book {
-        uint32 verifiers;
-        bool disputed;
-        uint216 rewardPerVerifier; // cumulative wei owed to each verifier of the model
-    }
-
-    struct FeeConfig {
-        address recipient;
-        uint16 feeBps;
-        uint80 accrued; // platform fees not yet withdrawn by `recipient` (part of credited(recipient))
+        uint48 verifierWeight; // total weight of the validators that verified it
+        bool disputed; // settled as anything but Verified
+        uint40 disputedAt;
+        uint160 rewardPerWeight; // cumulative wei owed per unit of verifier weight
     }
 
     ModelRegistry private immutable _registry;
     uint256 private immutable _deliveryWindow;
+    uint256 private immutable _challengePeriod;
     uint256 private immutable _validatorShareBps;
     Validators private _validators;
-    address private _votes;
-    FeeConfig private _fee;
+    Votes private _votes;
+    address private _feeRecipient;
+    uint16 private _feeBps;
     // Starts at 1 so that purchase id 0 means "none" and every buy() pays the same for the counter.
     uint64 private _nextPurchaseId = 1;
     mapping(uint256 purchaseId => Purchase) private _purchases;
     mapping(uint256 modelId => mapping(address buyer => Access)) private _licences;
     mapping(uint256 modelId => mapping(address validator => Access)) private _validatorAccess;
     mapping(uint256 modelId => Book) private _books;
-    mapping(uint256 modelId => mapping(address validator => uint256)) private _rewardClaimed;
+    mapping(uint256 modelId => mapping(address validator => uint256)) private _rewardClaimed; // per weight
     mapping(address account => uint256) private _credited;
 
     /// @param registry the ModelRegistry whose tokens are sold.
     /// @param deliveryWindow seconds a seller has to deliver before the buyer may take a refund.
+    /// @param challengePeriod seconds a delivered sale's revenue is held; a dispute within it refunds the buyer.
     /// @param feeBps platform fee in basis points of each sale (at most MAX_FEE_BPS).
     /// @param feeRecipient who is credited the platform fee.
     /// @param validatorShareBps share of the fee (basis points of the fee) paid to a model's verifiers.
-    /// @param initialOwner who may change the fee and connect the Validators contract once.
+    /// @param initialOwner who may change the fee and connect the Validators and Votes contracts once.
     constructor(
         ModelRegistry registry,
         uint256 deliveryWindow,
+        uint256 challengePeriod,
         uint256 feeBps,
         address feeRecipient,
         uint256 validatorShareBps,
@@ -123,15 +132,18 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         if (address(registry) == address(0) || feeRecipient == address(0)) revert MarketplaceZeroAddress();
         if (feeBps > MAX_FEE_BPS) revert MarketplaceFeeTooHigh(feeBps, MAX_FEE_BPS);
         if (deliveryWindow == 0 || deliveryWindow > type(uint32).max) revert MarketplaceBadConfig("deliveryWindow");
+        if (challengePeriod > type(uint32).max) revert MarketplaceBadConfig("challengePeriod");
         if (validatorShareBps > 10_000) revert MarketplaceBadConfig("validatorShareBps");
         _registry = registry;
         _deliveryWindow = deliveryWindow;
+        _challengePeriod = challengePeriod;
         _validatorShareBps = validatorShareBps;
-        _fee = FeeConfig({recipient: feeRecipient, feeBps: uint16(feeBps), accrued: 0});
+        _feeRecipient = feeRecipient;
+        _feeBps = uint16(feeBps);
     }
 
     /// @notice Buy a licence: pay exactly the price into escrow until the key is delivered.
-    /// @param buyerKey the buyer's X25519 public key (DESIGN.md 4.3) the key is wrapped to.
+    /// @param buyerKey the buyer's X25519 public key (docs/formats.md) the key is wrapped to.
     /// @param maxPrice the most the buyer accepts to pay (guards against a price raised in the same block).
     /// @return purchaseId Emits {Purchased}.
     function buy(uint256 modelId, bytes32 buyerKey, uint256 maxPrice)
@@ -139,7 +151,7 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         payable
         returns (uint256 purchaseId)
     {
-        (uint256 price, bool active) = _registry.saleTerms(modelId);
+        (uint256 price, bool active, address owner) = _registry.saleTerms(modelId);
         if (!active) revert MarketplaceModelInactive(modelId);
         if (price > maxPrice) revert MarketplacePriceAboveMax(modelId, price, maxPrice);
         if (msg.value != price) revert MarketplaceWrongPayment(modelId, msg.value, price);
@@ -150,24 +162,22 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         if (status == STATUS_DELIVERED) revert MarketplaceAlreadyLicensed(modelId, msg.sender);
         if (status == STATUS_PENDING) revert MarketplacePurchasePending(access.purchaseId, access.deadline);
 
-        purchaseId = _open(access, modelId, price, false);
+        purchaseId = _open(modelId, price, false, msg.sender == owner);
         emit Purchased(purchaseId, modelId, msg.sender, price, buyerKey);
     }
 
-    /// @notice A staked validator asks for a model's key at no cost, to re-hash and attest it.
-    /// The seller's worker sees the same {Purchased} event (price 0) and answers with `deliverKey`.
-    /// The delivery grants no licence (`hasLicense` stays false), so validators do not vote by it.
-    /// A request left undelivered past the window may be made again (the old one becomes EXPIRED).
+    /// @notice A staked validator asks for a model's key at no cost, to re-check it in a validation round.
+    /// The Validators contract bonds part of its stake for the request (and refuses leaving validators,
+    /// settled models and too many open requests). The seller's worker sees the same {Purchased} event
+    /// (price 0) and answers with `deliverKey`. The delivery grants no licence. A request left undelivered
+    /// past the window may be made again (the old one becomes EXPIRED).
     /// @return purchaseId Emits {Purchased} and {ValidatorKeyRequested}.
     function requestValidatorKey(uint256 modelId, bytes32 validatorKey) external returns (uint256 purchaseId) {
         Validators validators = _validators;
-        if (address(validators) == address(0) || !validators.isActiveValidator(msg.sender)) {
-            revert MarketplaceNotValidator(msg.sender);
-        }
+        if (address(validators) == address(0)) revert MarketplaceNotValidator(msg.sender);
         if (validatorKey == bytes32(0)) revert MarketplaceZeroBuyerKey();
-        // Called only for its revert on a model that does not exist; the terms do not apply (price 0).
-        // slither-disable-next-line unused-return
-        _registry.saleTerms(modelId);
+        (, bool active,) = _registry.saleTerms(modelId);
+        if (!active) revert MarketplaceModelInactive(modelId);
         Access storage access = _validatorAccess[modelId][msg.sender];
         uint8 status = access.status;
         if (status == STATUS_DELIVERED) revert MarketplaceAlreadyLicensed(modelId, msg.sender);
@@ -175,25 +185,30 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
             revert MarketplacePurchasePending(access.purchaseId, access.deadline);
         }
 
-        purchaseId = _open(access, modelId, 0, true);
+        purchaseId = _open(modelId, 0, true, false);
         emit Purchased(purchaseId, modelId, msg.sender, 0, validatorKey);
         emit ValidatorKeyRequested(purchaseId, modelId, msg.sender);
+        validators.keyRequested(modelId, msg.sender);
     }
 
-    /// @notice Deliver the buyer's wrapped content key; releases the escrow to the model's current owner
-    /// (less the fee). Callable once, by the owner or operator, until the deadline, and never for a model
-    /// the validators disputed (its buyers may refund at once instead).
-    /// @param wrappedKey HPKE enc || ciphertext, exactly WRAPPED_KEY_LENGTH bytes (DESIGN.md 4.3).
+    /// @notice Deliver the wrapped content key to the purchase's buyer (or validator). Callable once, by
+    /// the model's owner or operator, until the deadline, and never for a model the validators disputed
+    /// (its buyers may refund at once instead). The price stays held for the challenge period
+    /// (`releaseRevenue`).
+    /// @param buyer the account the key was wrapped for: reverts {MarketplaceWrongBuyer} when the purchase
+    /// is not that account's (after a reorg a purchase id may belong to someone else).
+    /// @param wrappedKey HPKE enc || ciphertext, exactly WRAPPED_KEY_LENGTH bytes (docs/formats.md).
     /// Emits {KeyDelivered}.
-    function deliverKey(uint256 purchaseId, bytes calldata wrappedKey) external {
+    function deliverKey(uint256 purchaseId, address buyer, bytes calldata wrappedKey) external {
         Purchase memory p = _purchases[purchaseId];
+        if (p.account != buyer) {
+            if (p.account == address(0)) revert MarketplaceUnknownPurchase(purchaseId);
+            revert MarketplaceWrongBuyer(purchaseId, p.account, buyer);
+        }
         Access storage access = _accessOf(p, purchaseId);
         uint8 status = access.status;
         if (status != STATUS_PENDING) revert MarketplaceNotPending(purchaseId, status);
-        // The model's book is read once here: the dispute check and the fee share both need it.
-        Book storage b = _books[p.modelId];
-        (bool disputed, uint256 verifiers) = (b.disputed, b.verifiers);
-        if (disputed) revert MarketplaceModelDisputed(p.modelId);
+        if (_books[p.modelId].disputed) revert MarketplaceModelDisputed(p.modelId);
         uint256 deadline = access.deadline;
         if (block.timestamp > deadline) revert MarketplaceDeliveryWindowClosed(purchaseId, deadline);
         (address owner, address operator) = _registry.deliveryParties(p.modelId);
@@ -203,41 +218,68 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         }
 
         access.status = STATUS_DELIVERED;
-        uint256 price = access.price;
-        if (price != 0) _settle(b, verifiers, owner, price);
+        access.deliveredAt = uint40(block.timestamp);
         emit KeyDelivered(purchaseId, wrappedKey);
+        if (p.forValidator) _validators.keyDelivered(p.modelId, buyer);
     }
 
-    /// @notice Take the money back for a purchase that was not delivered within the window, or at once
-    /// when the validators disputed the model (buyer only). The amount is credited; `withdraw` sends it.
-    /// Emits {Refunded}.
+    /// @notice Pay out a delivered sale once its challenge period is over (anyone may call): the price
+    /// less the fee to the model's current owner, the fee to the platform and the model's verifiers.
+    /// Refused while the period runs and for a sale whose model was disputed within it (its buyer is
+    /// refunded instead). Emits {RevenueReleased}.
+    function releaseRevenue(uint256 purchaseId) external {
+        Purchase memory p = _purchases[purchaseId];
+        Access storage access = _accessOf(p, purchaseId);
+        if (access.status != STATUS_DELIVERED || access.released || access.price == 0) {
+            revert MarketplaceNothingToRelease(purchaseId);
+        }
+        uint256 challengeEnd = uint256(access.deliveredAt) + _challengePeriod;
+        if (block.timestamp <= challengeEnd) revert MarketplaceRevenueHeld(purchaseId, challengeEnd);
+        Book storage b = _books[p.modelId];
+        if (_disputedBy(b, challengeEnd)) revert MarketplaceModelDisputed(p.modelId);
+
+        access.released = true;
+        address owner = _registry.ownerOf(p.modelId);
+        (uint256 amount, uint256 fee) = _payOut(b, owner, access.price);
+        emit RevenueReleased(purchaseId, owner, amount, fee);
+    }
+
+    /// @notice Take the money back (buyer only; credited, `withdraw` sends it) for a purchase that was
+    /// not delivered within the window, a pending one of a model the validators disputed (at once), or a
+    /// delivered one whose model was disputed within its challenge period, while its revenue is held
+    /// (the licence and its vote are revoked). Emits {Refunded}.
     function refund(uint256 purchaseId) external {
         Purchase memory p = _purchases[purchaseId];
         Access storage access = _accessOf(p, purchaseId);
         if (p.forValidator || p.account != msg.sender) revert MarketplaceNotBuyer(purchaseId, msg.sender);
-        uint8 status = access.status;
-        if (status != STATUS_PENDING) revert MarketplaceNotPending(purchaseId, status);
-        uint256 deadline = access.deadline;
-        // A model the validators disputed can no longer be delivered: its buyers need not wait.
-        if (block.timestamp <= deadline && !_books[p.modelId].disputed) {
-            revert MarketplaceDeliveryWindowOpen(purchaseId, deadline);
+        Access memory a = access;
+        Book storage b = _books[p.modelId];
+        if (a.status == STATUS_PENDING) {
+            // A model the validators disputed can no longer be delivered: its buyers need not wait.
+            if (block.timestamp <= a.deadline && !b.disputed) {
+                revert MarketplaceDeliveryWindowOpen(purchaseId, a.deadline);
+            }
+        } else if (a.status == STATUS_DELIVERED) {
+            if (a.released || a.price == 0 || !_disputedBy(b, uint256(a.deliveredAt) + _challengePeriod)) {
+                revert MarketplaceNotRefundable(purchaseId);
+            }
+            if (a.vote != 0) {
+                access.vote = 0;
+                _votes.dropVote(p.modelId, a.vote, a.price);
+            }
+        } else {
+            revert MarketplaceNotPending(purchaseId, a.status);
         }
 
         access.status = STATUS_REFUNDED;
-        uint256 amount = access.price;
-        _credited[msg.sender] += amount;
-        emit Refunded(purchaseId, msg.sender, amount);
+        _credited[msg.sender] += a.price;
+        emit Refunded(purchaseId, msg.sender, a.price);
     }
 
     /// @notice Send the caller everything credited to them (sales, fees, refunds, rewards).
     /// If the transfer fails the whole call reverts and the balance stays credited. Emits {Withdrawn}.
     function withdraw() external nonReentrant {
         uint256 amount = _credited[msg.sender];
-        FeeConfig memory fee = _fee;
-        if (fee.recipient == msg.sender && fee.accrued != 0) {
-            amount += fee.accrued;
-            _fee.accrued = 0;
-        }
         if (amount == 0) revert MarketplaceNothingToWithdraw(msg.sender);
         _credited[msg.sender] = 0;
         (bool ok,) = payable(msg.sender).call{value: amount}("");
@@ -245,104 +287,125 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         emit Withdrawn(msg.sender, amount);
     }
 
-    /// @notice Move a verifier's share of the model's sales fees into their withdrawable balance.
-    /// Emits {ValidatorRewardClaimed}.
+    /// @notice Move a verifier's share of the model's sales fees into their withdrawable balance, in
+    /// proportion to the weight it verified with. Emits {ValidatorRewardClaimed}.
     function claimValidatorReward(uint256 modelId) external {
-        Validators validators = _validators;
-        if (address(validators) == address(0) || !validators.isVerifier(modelId, msg.sender)) {
-            revert MarketplaceNotVerifier(modelId, msg.sender);
+        uint256 amount = pendingValidatorReward(modelId, msg.sender);
+        if (amount == 0) {
+            if (_verifierWeight(modelId, msg.sender) == 0) revert MarketplaceNotVerifier(modelId, msg.sender);
+            revert MarketplaceNothingToClaim(modelId, msg.sender);
         }
-        uint256 total = _books[modelId].rewardPerVerifier;
-        uint256 amount = total - _rewardClaimed[modelId][msg.sender];
-        if (amount == 0) revert MarketplaceNothingToClaim(modelId, msg.sender);
-        _rewardClaimed[modelId][msg.sender] = total;
+        _rewardClaimed[modelId][msg.sender] = _books[modelId].rewardPerWeight;
         _credited[msg.sender] += amount;
         emit ValidatorRewardClaimed(modelId, msg.sender, amount);
     }
 
-    /// @notice Called by the Validators contract when a model settles: verified models share their fees
-    /// with `verifiers` validators; disputed models cannot be bought, their pending purchases cannot be
-    /// delivered and their buyers may refund at once. Emits {VerdictRecorded}.
-    function recordVerdict(uint256 modelId, bool verified, uint256 verifiers) external {
+    /// @notice Called by the Validators contract when a model settles: a Verified model shares its fees
+    /// with its verifiers by weight; any other outcome stops sales and deliveries, and lets the buyers of
+    /// pending purchases, and of deliveries still in their challenge period, refund. Emits {VerdictRecorded}.
+    function recordVerdict(uint256 modelId, uint8 status, uint256 verifierWeight) external {
         if (msg.sender != address(_validators)) revert MarketplaceOnlyValidators(msg.sender);
-        Book storage book = _books[modelId];
-        if (verified) book.verifiers = uint32(verifiers);
-        else book.disputed = true;
-        emit VerdictRecorded(modelId, verified, verifiers);
+        Book storage b = _books[modelId];
+        if (status == VALIDATORS_VERIFIED) {
+            b.verifierWeight = uint48(verifierWeight); // Validators tallies weights in uint48
+        } else {
+            b.disputed = true;
+            b.disputedAt = uint40(block.timestamp);
+        }
+        emit VerdictRecorded(modelId, status, verifierWeight);
     }
 
     /// @notice Called by the Votes contract: store `voter`'s score for the model in its licence record.
-    /// @return licensed whether `voter` holds a licence (nothing is stored otherwise).
+    /// @return weight the vote's weight: the price paid for a licence bought from someone else; 0 when
+    /// `voter` holds no such licence (nothing is stored then).
     /// @return previous the score it replaces (0 if none).
-    function recordVote(uint256 modelId, address voter, uint8 score) external returns (bool licensed, uint8 previous) {
-        if (msg.sender != _votes) revert MarketplaceOnlyVotes(msg.sender);
+    function recordVote(uint256 modelId, address voter, uint8 score) external returns (uint256 weight, uint8 previous) {
+        if (msg.sender != address(_votes)) revert MarketplaceOnlyVotes(msg.sender);
         Access storage access = _licences[modelId][voter];
-        if (access.status != STATUS_DELIVERED) return (false, 0);
+        if (access.status != STATUS_DELIVERED || access.ownerBought || access.price == 0) return (0, 0);
         previous = access.vote;
         if (previous != score) access.vote = score;
-        return (true, previous);
+        return (access.price, previous);
     }
 
     /// @notice Owner, once: the Votes contract allowed to call `recordVote`. Emits {VotesConnected}.
-    function connectVotes(address votes) external onlyOwner {
-        if (_votes != address(0)) revert MarketplaceVotesAlreadySet(_votes);
-        if (votes == address(0)) revert MarketplaceZeroAddress();
-        _votes = votes;
-        emit VotesConnected(votes);
+    function connectVotes(Votes votes_) external onlyOwner {
+        if (address(_votes) != address(0)) revert MarketplaceVotesAlreadySet(address(_votes));
+        if (address(votes_) == address(0)) revert MarketplaceZeroAddress();
+        _votes = votes_;
+        emit VotesConnected(address(votes_));
     }
 
     /// @notice Owner, once: the Validators contract (it and the Marketplace refer to each other).
     /// Emits {ValidatorsConnected}.
-    function connectValidators(Validators validators) external onlyOwner {
+    function connectValidators(Validators validators_) external onlyOwner {
         if (address(_validators) != address(0)) revert MarketplaceValidatorsAlreadySet(address(_validators));
-        if (address(validators) == address(0)) revert MarketplaceZeroAddress();
-        _validators = validators;
-        emit ValidatorsConnected(address(validators));
+        if (address(validators_) == address(0)) revert MarketplaceZeroAddress();
+        _validators = validators_;
+        emit ValidatorsConnected(address(validators_));
     }
 
-    /// @notice Owner: the platform fee for deliveries from now on (at most MAX_FEE_BPS). Emits {FeeChanged}.
+    /// @notice Owner: the platform fee for revenue released from now on (at most MAX_FEE_BPS).
+    /// Emits {FeeChanged}.
     function setFeeBps(uint256 feeBps_) external onlyOwner {
         if (feeBps_ > MAX_FEE_BPS) revert MarketplaceFeeTooHigh(feeBps_, MAX_FEE_BPS);
-        _fee.feeBps = uint16(feeBps_);
+        _feeBps = uint16(feeBps_);
         emit FeeChanged(feeBps_);
     }
 
-    /// @notice Owner: who is credited the platform fee from now on. Emits {FeeRecipientChanged}.
-    /// Fees accrued so far stay with the previous recipient (credited to it).
+    /// @notice Owner: who is credited the platform fee from now on (fees credited so far stay with the
+    /// previous recipient). Emits {FeeRecipientChanged}.
     function setFeeRecipient(address feeRecipient_) external onlyOwner {
         if (feeRecipient_ == address(0)) revert MarketplaceZeroAddress();
-        FeeConfig memory fee = _fee;
-        if (fee.accrued != 0) _credited[fee.recipient] += fee.accrued;
-        _fee = FeeConfig({recipient: feeRecipient_, feeBps: fee.feeBps, accrued: 0});
+        _feeRecipient = feeRecipient_;
         emit FeeRecipientChanged(feeRecipient_);
     }
 
-    /// @notice True once a key was delivered to `account` for a purchase it paid (not for validator keys).
+    /// @notice True once a key was delivered to `account` for a purchase it paid (not for validator keys)
+    /// and not refunded since.
     function hasLicense(uint256 modelId, address account) external view returns (bool) {
         return _licences[modelId][account].status == STATUS_DELIVERED;
     }
 
-    /// @notice A purchase as stored: status is one of the STATUS_* constants.
+    /// @notice A purchase as stored: status is one of the STATUS_* constants; `deliveredAt` is 0 until
+    /// delivered, and `released` says whether the seller's revenue was paid out.
     function purchase(uint256 purchaseId)
         external
         view
-        returns (address account, uint256 modelId, uint256 price, uint256 deadline, uint8 status, bool forValidator)
+        returns (
+            address account,
+            uint256 modelId,
+            uint256 price,
+            uint256 deadline,
+            uint8 status,
+            bool forValidator,
+            uint256 deliveredAt,
+            bool released
+        )
     {
         Purchase memory p = _purchases[purchaseId];
         if (p.account == address(0)) revert MarketplaceUnknownPurchase(purchaseId);
-        Access memory access = p.forValidator ? _validatorAccess[p.modelId][p.account] : _licences[p.modelId][p.account];
-        if (access.purchaseId != purchaseId) {
+        Access memory a = p.forValidator ? _validatorAccess[p.modelId][p.account] : _licences[p.modelId][p.account];
+        if (a.purchaseId != purchaseId) {
             // Superseded by a later purchase of the same (model, account): that only happens after a
             // refund (buyers) or an expired request (validators). Its price is gone from storage.
-            return (p.account, p.modelId, 0, 0, p.forValidator ? STATUS_EXPIRED : STATUS_REFUNDED, p.forValidator);
+            return (
+                p.account,
+                p.modelId,
+                0,
+                0,
+                p.forValidator ? STATUS_EXPIRED : STATUS_REFUNDED,
+                p.forValidator,
+                0,
+                false
+            );
         }
-        return (p.account, p.modelId, access.price, access.deadline, access.status, p.forValidator);
+        return (p.account, p.modelId, a.price, a.deadline, a.status, p.forValidator, a.deliveredAt, a.released);
     }
 
     /// @notice Wei that `account` can withdraw now.
-    function credited(address account) external view returns (uint256 amount) {
-        amount = _credited[account];
-        if (account == _fee.recipient) amount += _fee.accrued;
+    function credited(address account) external view returns (uint256) {
+        return _credited[account];
     }
 
     /// @notice The licence holder's live vote score for the model (0 if none), as Votes recorded it.
@@ -350,21 +413,25 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         return _licences[modelId][voter].vote;
     }
 
-    function votes() external view returns (address) {
-        return _votes;
-    }
-
     /// @notice Wei a verifier of `modelId` can claim now (0 for anyone else).
-    function pendingValidatorReward(uint256 modelId, address validator) external view returns (uint256) {
-        Validators validators = _validators;
-        if (address(validators) == address(0) || !validators.isVerifier(modelId, validator)) return 0;
-        return _books[modelId].rewardPerVerifier - _rewardClaimed[modelId][validator];
+    function pendingValidatorReward(uint256 modelId, address validator) public view returns (uint256) {
+        uint256 weight = _verifierWeight(modelId, validator);
+        if (weight == 0) return 0;
+        return (_books[modelId].rewardPerWeight - _rewardClaimed[modelId][validator]) * weight;
     }
 
-    /// @notice The validation outcome Validators reported, and the cumulative reward per verifier.
-    function book(uint256 modelId) external view returns (uint256 verifiers, bool disputed, uint256 rewardPerVerifier) {
+    /// @notice The validation outcome Validators reported, and the cumulative reward per unit of weight.
+    function book(uint256 modelId)
+        external
+        view
+        returns (uint256 verifierWeight, bool disputed, uint256 disputedAt, uint256 rewardPerWeight)
+    {
         Book memory b = _books[modelId];
-        return (b.verifiers, b.disputed, b.rewardPerVerifier);
+        return (b.verifierWeight, b.disputed, b.disputedAt, b.rewardPerWeight);
+    }
+
+    function votes() external view returns (address) {
+        return address(_votes);
     }
 
     function registry() external view returns (address) {
@@ -379,12 +446,16 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         return _deliveryWindow;
     }
 
+    function challengePeriod() external view returns (uint256) {
+        return _challengePeriod;
+    }
+
     function feeBps() external view returns (uint256) {
-        return _fee.feeBps;
+        return _feeBps;
     }
 
     function feeRecipient() external view returns (address) {
-        return _fee.recipient;
+        return _feeRecipient;
     }
 
     function validatorShareBps() external view returns (uint256) {
@@ -396,16 +467,25 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         return _nextPurchaseId;
     }
 
-    function _open(Access storage access, uint256 modelId, uint256 price, bool forValidator)
+    /// @dev A new pending purchase by msg.sender, its access record written whole: a new purchase of the
+    /// same (model, account) starts clean.
+    function _open(uint256 modelId, uint256 price, bool forValidator, bool ownerBought)
         private
         returns (uint256 purchaseId)
     {
         purchaseId = _nextPurchaseId++;
-        uint256 deadline = block.timestamp + _deliveryWindow;
-        access.purchaseId = uint64(purchaseId);
-        access.price = uint96(price); // the registry caps prices at uint96
-        access.deadline = uint40(deadline);
-        access.status = STATUS_PENDING;
+        Access memory fresh = Access({
+            purchaseId: uint64(purchaseId),
+            price: uint80(price),
+            deadline: uint40(block.timestamp + _deliveryWindow),
+            deliveredAt: 0,
+            status: STATUS_PENDING,
+            vote: 0,
+            ownerBought: ownerBought,
+            released: false
+        });
+        if (forValidator) _validatorAccess[modelId][msg.sender] = fresh;
+        else _licences[modelId][msg.sender] = fresh;
         _purchases[purchaseId] = Purchase({account: msg.sender, modelId: uint88(modelId), forValidator: forValidator});
     }
 
@@ -417,27 +497,36 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev Splits a delivered sale: fee to the recipient, a share of it to the verifiers, the rest to the owner.
-    // The divisions round down on purpose: fee first (what the buyer was quoted), then an equal
-    // per-verifier share of it; the dust stays with the platform, so nothing is ever over-credited.
-    // slither-disable-start divide-before-multiply
-    function _settle(Book storage b, uint256 verifiers, address owner, uint256 price) private {
-        FeeConfig memory fee = _fee;
-        uint256 feeAmount = (price * fee.feeBps) / 10_000;
-        if (feeAmount != 0) {
-            uint256 platformAmount = feeAmount;
-            if (verifiers != 0) {
-                uint256 perVerifier = (feeAmount * _validatorShareBps) / 10_000 / verifiers;
-                if (perVerifier != 0) {
-                    b.rewardPerVerifier += uint216(perVerifier);
-                    // Rounding dust stays with the platform.
-                    platformAmount -= perVerifier * verifiers;
-                }
-            }
-            _fee.accrued = fee.accrued + uint80(platformAmount); // checked: reverts past ~1.2 million ETH unpaid
+    /// @dev Whether the validators disputed the model no later than `challengeEnd`.
+    function _disputedBy(Book storage b, uint256 challengeEnd) private view returns (bool) {
+        return b.disputed && b.disputedAt <= challengeEnd;
+    }
 
+    function _verifierWeight(uint256 modelId, address validator) private view returns (uint256) {
+        Validators validators = _validators;
+        if (address(validators) == address(0)) return 0;
+        return validators.verifierWeight(modelId, validator);
+    }
+
+    /// @dev Splits a released sale: fee to the recipient, a share of it to the verifiers by weight, the
+    /// rest to the owner. Returns (owner's amount, fee).
+    // The divisions round down on purpose: fee first (what the buyer was quoted), then an equal share
+    // per unit of verifier weight; the dust stays with the platform, so nothing is ever over-credited.
+    // slither-disable-start divide-before-multiply
+    function _payOut(Book storage b, address owner, uint256 price) private returns (uint256 amount, uint256 fee) {
+        fee = (price * _feeBps) / 10_000;
+        uint256 platformAmount = fee;
+        uint256 weight = b.verifierWeight;
+        if (fee != 0 && weight != 0) {
+            uint256 perWeight = (fee * _validatorShareBps) / 10_000 / weight;
+            if (perWeight != 0) {
+                b.rewardPerWeight += uint160(perWeight);
+                platformAmount -= perWeight * weight;
+            }
         }
-        _credited[owner] += price - feeAmount;
+        if (platformAmount != 0) _credited[_feeRecipient] += platformAmount;
+        amount = price - fee;
+        _credited[owner] += amount;
     }
     // slither-disable-end divide-before-multiply
 }

@@ -15,6 +15,7 @@ contract ModelRegistry is ERC721 {
     error ModelRegistryEmptyCid();
     error ModelRegistryCidTooLong(uint256 length, uint256 maxLength);
     error ModelRegistryPriceTooHigh(uint256 price, uint256 maxPrice);
+    error ModelRegistryBadWorkDigest(bytes32 workDigest);
 
     event ModelListed(
         uint256 indexed modelId, address indexed seller, bytes32 modelHash, string metadataCid, uint256 price
@@ -22,6 +23,7 @@ contract ModelRegistry is ERC721 {
     event PriceChanged(uint256 indexed modelId, uint256 price);
     event ActiveChanged(uint256 indexed modelId, bool active);
     event OperatorChanged(uint256 indexed modelId, address indexed operator);
+    event MetricsClaimed(uint256 indexed modelId, bytes32 workDigest);
 
     /// One storage slot per model with what a sale needs; `owner` is the ERC-721 owner (0: not listed).
     struct Listing {
@@ -33,6 +35,8 @@ contract ModelRegistry is ERC721 {
 
     uint256 public constant MAX_CID_LENGTH = 128;
     uint256 public constant MAX_PRICE = type(uint80).max; // ~1.2 million ETH
+    /// The work digest a validator reveals when the model's declared evaluation cannot run; never a claim.
+    bytes32 public constant FAILED_WORK_DIGEST = bytes32(type(uint256).max);
     bytes private constant BASE32 = "abcdefghijklmnopqrstuvwxyz234567";
 
     mapping(uint256 modelId => Listing) private _listings;
@@ -41,6 +45,8 @@ contract ModelRegistry is ERC721 {
     mapping(uint256 modelId => string) private _cidStrings;
     mapping(uint256 modelId => address) private _operators;
     mapping(address owner => uint256) private _tokenCounts; // ERC-721 balanceOf (OpenZeppelin's is bypassed)
+    mapping(uint256 modelId => bytes32) private _claimedDigests;
+    mapping(uint256 modelId => uint256) private _claimedAt;
     // Starts at 1: id 0 means "no model", and a non-zero counter makes every list() pay the same.
     uint256 private _nextModelId = 1;
 
@@ -96,6 +102,36 @@ contract ModelRegistry is ERC721 {
         emit OperatorChanged(modelId, operator);
     }
 
+    /// @notice Owner only: record the work digest of the seller's own evaluation (the SHA-256 of the
+    /// evaluation report on the listing's declared eval set, every example's output included; see
+    /// docs/formats.md). Validators verify the model only when their majority reproduces it, and only
+    /// a claim made before their round opened counts: make it right after `list`. Emits {MetricsClaimed}.
+    function claimMetrics(uint256 modelId, bytes32 workDigest) external {
+        _checkModelOwner(modelId);
+        if (workDigest == bytes32(0) || workDigest == FAILED_WORK_DIGEST) revert ModelRegistryBadWorkDigest(workDigest);
+        _claimedDigests[modelId] = workDigest;
+        _claimedAt[modelId] = block.timestamp;
+        emit MetricsClaimed(modelId, workDigest);
+    }
+
+    /// @notice The seller's claimed work digest (zero if none).
+    function claimedWorkDigest(uint256 modelId) external view returns (bytes32) {
+        _requireOwned(modelId);
+        return _claimedDigests[modelId];
+    }
+
+    /// @notice What Validators compares a reveal with: the listed hash, the claimed work digest and
+    /// when it was claimed (0 if never).
+    function attestationTarget(uint256 modelId)
+        external
+        view
+        returns (bytes32 modelHash_, bytes32 workDigest, uint256 claimedAt)
+    {
+        modelHash_ = _modelHashes[modelId];
+        if (modelHash_ == bytes32(0)) revert ERC721NonexistentToken(modelId); // list() refuses a zero hash
+        return (modelHash_, _claimedDigests[modelId], _claimedAt[modelId]);
+    }
+
     /// @notice sha256 of the model's canonical manifest, as listed.
     function modelHash(uint256 modelId) external view returns (bytes32 hash) {
         hash = _modelHashes[modelId];
@@ -128,11 +164,11 @@ contract ModelRegistry is ERC721 {
         return _operators[modelId];
     }
 
-    /// @notice Price and availability in one call (what Marketplace.buy reads).
-    function saleTerms(uint256 modelId) external view returns (uint256 price_, bool active) {
+    /// @notice Price, availability and owner in one call (what Marketplace.buy reads).
+    function saleTerms(uint256 modelId) external view returns (uint256 price_, bool active, address owner) {
         Listing memory l = _listings[modelId];
         if (l.owner == address(0)) revert ERC721NonexistentToken(modelId);
-        return (l.price, l.active);
+        return (l.price, l.active, l.owner);
     }
 
     /// @notice The owner (who is paid) and the operator (who may also deliver) in one call.

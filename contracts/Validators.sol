@@ -5,23 +5,44 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 import {ModelRegistry} from "./ModelRegistry.sol";
 import {Marketplace} from "./Marketplace.sol";
 
-/// @notice Staked validators attest model hashes; a quorum settles a model as Verified or Disputed.
-/// @dev Each staked validator attests a model at most once, and only while it is unsettled. When
-/// `quorum` attestations agree with the listed modelHash the model is Verified (those validators are
-/// its verifiers and share its sales fees through the Marketplace); when `quorum` disagree it is
-/// Disputed (the Marketplace stops selling it). Attestations on the losing side can then be slashed by
-/// anyone: `slashBps` of the validator's stake goes to the treasury's withdrawable balance here.
+/// @notice Staked validators re-check listed models in commit–reveal rounds; the stake-weighted
+/// majority of what they reveal settles a model as Verified, MetricsDisputed or Disputed.
+/// @dev A validator's part in one model is a *seat*, opened when it asks the Marketplace for the
+/// model's key (`keyRequested`, a request bond is taken from its free stake) and closed by `release`.
+/// Only a seat whose key was delivered may commit; a commit bonds `bondBps` of a minimum stake per
+/// unit of weight (weight = whole minimum stakes held) until the seat is released. A round opens with
+/// the first commit on an unsettled model; reveals open when commits close, so nobody can copy a
+/// reveal into a commit. After the reveal period anyone settles the round: when the revealed weight
+/// reaches `quorum` and one outcome has more than half of it, that outcome is final; otherwise the
+/// next commit opens a new round. `release` returns a seat's bonds, or gives them to the treasury:
+/// the commit bond of an attestation on the losing side, and both bonds of a validator that held the
+/// key during the deciding round's commit period and did not reveal. A validator with open seats
+/// cannot ask to unstake, so no bond leaves before its round is settled and the seat released.
 contract Validators is ReentrancyGuardTransient {
     error ValidatorsStakeTooLow(uint256 stake, uint256 minStake);
     error ValidatorsUnstakePending(address validator, uint256 unlockAt);
     error ValidatorsNotStaked(address validator);
     error ValidatorsUnstakeNotRequested(address validator);
     error ValidatorsStillLocked(address validator, uint256 unlockAt, uint256 now_);
+    error ValidatorsOpenSeats(address validator, uint256 openSeats);
     error ValidatorsNotActive(address validator);
-    error ValidatorsAlreadyAttested(uint256 modelId, address validator);
+    error ValidatorsTooManyOpenRequests(address validator, uint256 maxOpenRequests);
+    error ValidatorsStakeBonded(address validator, uint256 free, uint256 needed);
     error ValidatorsAlreadySettled(uint256 modelId, uint8 status);
-    error ValidatorsNotSettled(uint256 modelId);
-    error ValidatorsNotSlashable(uint256 modelId, address validator);
+    error ValidatorsAlreadyRequested(uint256 modelId, address validator);
+    error ValidatorsNoKey(uint256 modelId, address validator);
+    error ValidatorsZeroCommitment();
+    error ValidatorsCommitClosed(uint256 modelId, uint256 commitEnd);
+    error ValidatorsRoundNotSettled(uint256 modelId, uint256 revealEnd);
+    error ValidatorsNothingToReveal(uint256 modelId, address validator);
+    error ValidatorsRevealNotOpen(uint256 modelId, uint256 commitEnd);
+    error ValidatorsRevealClosed(uint256 modelId, uint256 revealEnd);
+    error ValidatorsRevealMismatch(uint256 modelId, address validator);
+    error ValidatorsNoRound(uint256 modelId);
+    error ValidatorsRevealOpen(uint256 modelId, uint256 revealEnd);
+    error ValidatorsNothingToRelease(uint256 modelId, address validator);
+    error ValidatorsSeatInUse(uint256 modelId, address validator, uint8 seatState);
+    error ValidatorsOnlyMarketplace(address caller);
     error ValidatorsNothingToWithdraw(address account);
     error ValidatorsTransferFailed(address account, uint256 amount);
     error ValidatorsBadConfig(string what);
@@ -29,77 +50,127 @@ contract Validators is ReentrancyGuardTransient {
     event Staked(address indexed validator, uint256 amount, uint256 total);
     event UnstakeRequested(address indexed validator, uint256 unlockAt);
     event Unstaked(address indexed validator, uint256 amount);
+    event RoundOpened(uint256 indexed modelId, uint256 round, uint64 commitEnd, uint64 revealEnd);
+    event AttestationCommitted(uint256 indexed modelId, address indexed validator, bytes32 commitment);
+    /// @dev `matches`: the observed hash is the listed one. Whether the work digest is the seller's
+    /// claim is `workDigest == ModelRegistry.claimedWorkDigest(modelId)`.
     event Attested(
-        uint256 indexed modelId, address indexed validator, bytes32 observedHash, bytes32 metricsDigest, bool matches
+        uint256 indexed modelId, address indexed validator, bytes32 observedHash, bytes32 workDigest, bool matches
     );
     event StatusChanged(uint256 indexed modelId, uint8 status);
-    event Slashed(uint256 indexed modelId, address indexed validator, uint256 amount);
+    event RoundUndecided(uint256 indexed modelId, uint256 round, uint256 revealedWeight);
+    event SeatReleased(uint256 indexed modelId, address indexed validator, uint256 returned, uint256 forfeited);
     event Withdrawn(address indexed account, uint256 amount);
 
     uint8 public constant STATUS_UNVERIFIED = 0;
-    uint8 public constant STATUS_VERIFIED = 1;
-    uint8 public constant STATUS_DISPUTED = 2;
+    uint8 public constant STATUS_VERIFIED = 1; // the majority reproduced the listed hash and the claimed digest
+    uint8 public constant STATUS_DISPUTED = 2; // the majority found another hash (or could not read it)
+    uint8 public constant STATUS_METRICS_DISPUTED = 3; // the listed hash, but not the claimed work digest
+
+    uint8 public constant SEAT_NONE = 0;
+    uint8 public constant SEAT_REQUESTED = 1; // key asked for, request bond held
+    uint8 public constant SEAT_KEYED = 2; // key delivered
+    uint8 public constant SEAT_COMMITTED = 3; // commitment stored, commit bond held
+    uint8 public constant SEAT_REVEALED = 4; // attestation revealed and counted
+    uint8 public constant SEAT_RELEASED = 5; // bonds returned or forfeited; the seat is closed for good
 
     struct StakeInfo {
         uint96 amount;
+        uint96 bonded; // part of `amount` held by open seats (request and commit bonds)
         uint40 unlockAt; // 0 while active; set by requestUnstake
+        uint16 openSeats; // seats not yet released
     }
 
-    struct Tally {
-        uint32 agree;
-        uint32 disagree;
+    /// The model's current (or deciding) round and its tally, in one slot. `number` is 0 until the
+    /// first key request, which sets it to 1 so that opening the round rewrites a warm slot.
+    struct Round {
+        uint24 number;
+        uint40 commitEnd; // 0: no round open
+        uint40 revealEnd;
         uint8 status;
+        uint48 verifiedWeight; // revealed weight saying STATUS_VERIFIED
+        uint48 metricsWeight; // ... STATUS_METRICS_DISPUTED
+        uint48 hashWeight; // ... STATUS_DISPUTED
     }
 
-    struct Attestation {
-        bool attested;
-        bool matches;
-        bool slashed;
+    struct Seat {
+        uint8 state;
+        uint24 round; // the round it committed in
+        uint8 says; // the status its revealed attestation argues for (0 before the reveal)
+        uint32 weight; // whole minimum stakes held at commit
+        uint40 requestedAt;
+        uint40 keyedAt; // when the key was delivered
+        uint96 commitBond;
+    }
+
+    /// Constructor parameters (see contracts/README.md for development and public-chain defaults).
+    struct Config {
+        uint256 minStake; // the least stake (wei) that lets an account request keys and attest
+        uint256 quorum; // revealed weight (in minimum stakes) a round needs to decide
+        uint256 commitPeriod; // seconds from a round's first commit to the end of commits
+        uint256 revealPeriod; // seconds after commits close during which reveals are accepted
+        uint256 unstakeDelay; // seconds between requestUnstake and unstake
+        uint256 bondBps; // commit bond per unit of weight, in basis points of minStake
+        uint256 requestBond; // wei bonded by each key request until its seat is released
+        uint256 maxOpenRequests; // open seats a validator may hold at once
+        address treasury; // credited with forfeited bonds
     }
 
     ModelRegistry private immutable _registry;
     Marketplace private immutable _marketplace;
     uint256 private immutable _minStake;
     uint256 private immutable _quorum;
+    uint256 private immutable _commitPeriod;
+    uint256 private immutable _revealPeriod;
     uint256 private immutable _unstakeDelay;
-    uint256 private immutable _slashBps;
+    uint256 private immutable _bondPerWeight;
+    uint256 private immutable _bondBps;
+    uint256 private immutable _requestBond;
+    uint256 private immutable _maxOpenRequests;
     address private immutable _treasury;
     mapping(address validator => StakeInfo) private _stakes;
-    mapping(uint256 modelId => Tally) private _tallies;
-    mapping(uint256 modelId => mapping(address validator => Attestation)) private _attestations;
+    mapping(uint256 modelId => Round) private _rounds;
+    mapping(uint256 modelId => mapping(address validator => Seat)) private _seats;
+    mapping(uint256 modelId => mapping(address validator => bytes32)) private _commitments;
     mapping(address account => uint256) private _credited;
 
-    /// @param registry the ModelRegistry whose modelHash attestations are compared with.
-    /// @param marketplace told of each settled model (it must then `connectValidators(this)`).
-    /// @param minStake the least stake (wei) that lets an account attest and request keys.
-    /// @param quorum attestations on one side that settle a model.
-    /// @param unstakeDelay seconds between `requestUnstake` and `unstake` (the window to slash in).
-    /// @param slashBps basis points of the stake taken from a validator on the losing side.
-    /// @param treasury credited with slashed stake.
-    constructor(
-        ModelRegistry registry,
-        Marketplace marketplace,
-        uint256 minStake,
-        uint256 quorum,
-        uint256 unstakeDelay,
-        uint256 slashBps,
-        address treasury
-    ) {
-        if (address(registry) == address(0) || address(marketplace) == address(0) || treasury == address(0)) {
+    /// @param registry the ModelRegistry whose listed hash and claimed work digest reveals are compared with.
+    /// @param marketplace delivers the keys (it calls `keyRequested` / `keyDelivered`) and is told of
+    /// each settled model (it must then `connectValidators(this)`).
+    constructor(ModelRegistry registry, Marketplace marketplace, Config memory config) {
+        if (address(registry) == address(0) || address(marketplace) == address(0) || config.treasury == address(0))
+        {
             revert ValidatorsBadConfig("zero address");
         }
-        if (minStake == 0 || minStake > type(uint96).max) revert ValidatorsBadConfig("minStake");
-        if (quorum == 0 || quorum > type(uint32).max) revert ValidatorsBadConfig("quorum");
-        if (unstakeDelay > type(uint32).max) revert ValidatorsBadConfig("unstakeDelay");
-        if (slashBps > 10_000) revert ValidatorsBadConfig("slashBps");
+        if (config.minStake == 0 || config.minStake > type(uint96).max) revert ValidatorsBadConfig("minStake");
+        if (config.quorum == 0 || config.quorum > type(uint32).max) revert ValidatorsBadConfig("quorum");
+        if (config.commitPeriod == 0 || config.commitPeriod > type(uint32).max) {
+            revert ValidatorsBadConfig("commitPeriod");
+        }
+        if (config.revealPeriod == 0 || config.revealPeriod > type(uint32).max) {
+            revert ValidatorsBadConfig("revealPeriod");
+        }
+        if (config.unstakeDelay > type(uint32).max) revert ValidatorsBadConfig("unstakeDelay");
+        if (config.bondBps == 0 || config.bondBps > 10_000) revert ValidatorsBadConfig("bondBps");
+        if (config.requestBond == 0 || config.requestBond > config.minStake) revert ValidatorsBadConfig("requestBond");
+        if (config.maxOpenRequests == 0 || config.maxOpenRequests > type(uint16).max) {
+            revert ValidatorsBadConfig("maxOpenRequests");
+        }
         _registry = registry;
         _marketplace = marketplace;
-        _minStake = minStake;
-        _quorum = quorum;
-        _unstakeDelay = unstakeDelay;
-        _slashBps = slashBps;
-        _treasury = treasury;
+        _minStake = config.minStake;
+        _quorum = config.quorum;
+        _commitPeriod = config.commitPeriod;
+        _revealPeriod = config.revealPeriod;
+        _unstakeDelay = config.unstakeDelay;
+        _bondBps = config.bondBps;
+        _bondPerWeight = (config.minStake * config.bondBps) / 10_000;
+        _requestBond = config.requestBond;
+        _maxOpenRequests = config.maxOpenRequests;
+        _treasury = config.treasury;
     }
+
+    // ---- stake ------------------------------------------------------------------------------
 
     /// @notice Add `msg.value` to the caller's stake; the total must reach `minStake`. Emits {Staked}.
     function stake() external payable {
@@ -112,81 +183,241 @@ contract Validators is ReentrancyGuardTransient {
     }
 
     /// @notice Stop validating; the stake can be taken back with `unstake` after `unstakeDelay`.
+    /// Refused while the caller holds open seats (key requests or attestations not yet released).
     /// Emits {UnstakeRequested}.
     function requestUnstake() external {
         StakeInfo storage s = _stakes[msg.sender];
         if (s.amount == 0) revert ValidatorsNotStaked(msg.sender);
         if (s.unlockAt != 0) revert ValidatorsUnstakePending(msg.sender, s.unlockAt);
+        if (s.openSeats != 0) revert ValidatorsOpenSeats(msg.sender, s.openSeats);
         uint256 unlockAt = block.timestamp + _unstakeDelay;
         s.unlockAt = uint40(unlockAt);
         emit UnstakeRequested(msg.sender, unlockAt);
     }
 
-    /// @notice Send the caller's whole remaining stake back, once the delay has passed. Emits {Unstaked}.
+    /// @notice Send the caller its whole stake back, once the delay has passed. Emits {Unstaked}.
     function unstake() external nonReentrant {
         StakeInfo memory s = _stakes[msg.sender];
         if (s.amount == 0) revert ValidatorsNotStaked(msg.sender);
         if (s.unlockAt == 0) revert ValidatorsUnstakeNotRequested(msg.sender);
         if (block.timestamp < s.unlockAt) revert ValidatorsStillLocked(msg.sender, s.unlockAt, block.timestamp);
+        // No seat can be open: requestUnstake needs none and a leaving validator cannot request keys.
         delete _stakes[msg.sender];
         (bool ok,) = payable(msg.sender).call{value: s.amount}("");
         if (!ok) revert ValidatorsTransferFailed(msg.sender, s.amount);
         emit Unstaked(msg.sender, s.amount);
     }
 
-    /// @notice Report the hash the caller computed for a listed model (and a digest of its metrics).
-    /// Active validators only, once per model, while the model is unsettled. Emits {Attested}, and
-    /// {StatusChanged} when this attestation completes a quorum.
-    function attest(uint256 modelId, bytes32 observedHash, bytes32 metricsDigest) external {
-        if (!isActiveValidator(msg.sender)) revert ValidatorsNotActive(msg.sender);
-        Tally memory t = _tallies[modelId];
-        if (t.status != STATUS_UNVERIFIED) revert ValidatorsAlreadySettled(modelId, t.status);
-        Attestation storage a = _attestations[modelId][msg.sender];
-        if (a.attested) revert ValidatorsAlreadyAttested(modelId, msg.sender);
-        bool matches = _registry.modelHash(modelId) == observedHash;
+    // ---- keys (called by the Marketplace) ---------------------------------------------------
 
-        a.attested = true;
-        a.matches = matches;
-        // A tally cannot overflow: it stops at quorum, which fits uint32.
-        unchecked {
-            if (matches) ++t.agree;
-            else ++t.disagree;
+    /// @notice Marketplace only, from `requestValidatorKey`: open `validator`'s seat on the model and
+    /// bond `requestBond` of its free stake. A request made again after the old one expired undelivered
+    /// keeps the seat and its bond. Refused for leaving or unstaked validators, settled models and
+    /// validators at `maxOpenRequests`.
+    function keyRequested(uint256 modelId, address validator) external {
+        if (msg.sender != address(_marketplace)) revert ValidatorsOnlyMarketplace(msg.sender);
+        if (!isActiveValidator(validator)) revert ValidatorsNotActive(validator);
+        Round storage r = _rounds[modelId];
+        uint8 status = r.status;
+        if (status != STATUS_UNVERIFIED) revert ValidatorsAlreadySettled(modelId, status);
+        Seat storage seat = _seats[modelId][validator];
+        uint8 state = seat.state;
+        if (state == SEAT_REQUESTED) {
+            seat.requestedAt = uint40(block.timestamp);
+            return;
         }
-        uint8 status = STATUS_UNVERIFIED;
-        if (t.agree >= _quorum) status = STATUS_VERIFIED;
-        else if (t.disagree >= _quorum) status = STATUS_DISPUTED;
-        t.status = status;
-        _tallies[modelId] = t;
-        emit Attested(modelId, msg.sender, observedHash, metricsDigest, matches);
-        if (status != STATUS_UNVERIFIED) {
-            emit StatusChanged(modelId, status);
-            _marketplace.recordVerdict(modelId, status == STATUS_VERIFIED, _quorum);
-        }
-    }
-
-    /// @notice Slash a validator whose attestation is on the losing side of a settled model (anyone may
-    /// call). Takes `slashBps` of its current stake, once per (model, validator); a stake slashed to
-    /// nothing is cleared (the account may stake again at once). Emits {Slashed}.
-    function slash(uint256 modelId, address validator) external {
-        uint8 status = _tallies[modelId].status;
-        if (status == STATUS_UNVERIFIED) revert ValidatorsNotSettled(modelId);
-        Attestation storage a = _attestations[modelId][validator];
-        if (!a.attested || a.slashed || a.matches == (status == STATUS_VERIFIED)) {
-            revert ValidatorsNotSlashable(modelId, validator);
-        }
-        a.slashed = true;
+        if (state != SEAT_NONE) revert ValidatorsAlreadyRequested(modelId, validator);
         StakeInfo storage s = _stakes[validator];
-        uint256 amount = (uint256(s.amount) * _slashBps) / 10_000;
-        uint96 left = s.amount - uint96(amount);
-        // Nothing left (slashBps 10,000): no stake to wait for, so the account is no longer "leaving"
-        // (a kept unlockAt with amount 0 would make stake() refuse it forever and unstake() have nothing).
-        if (left == 0) delete _stakes[validator];
-        else s.amount = left;
-        _credited[_treasury] += amount;
-        emit Slashed(modelId, validator, amount);
+        if (s.openSeats >= _maxOpenRequests) revert ValidatorsTooManyOpenRequests(validator, _maxOpenRequests);
+        _bond(s, validator, _requestBond);
+        s.openSeats += 1;
+        seat.state = SEAT_REQUESTED;
+        seat.requestedAt = uint40(block.timestamp);
+        if (r.number == 0) r.number = 1;
     }
 
-    /// @notice Send the caller what was credited to it here (the treasury's slashed stake).
+    /// @notice Marketplace only, from `deliverKey` of a validator's request: the seat now holds the key.
+    function keyDelivered(uint256 modelId, address validator) external {
+        if (msg.sender != address(_marketplace)) revert ValidatorsOnlyMarketplace(msg.sender);
+        Seat storage seat = _seats[modelId][validator];
+        // The Marketplace delivers only a live request, and `release` closes one only after it expired.
+        if (seat.state != SEAT_REQUESTED) revert ValidatorsSeatInUse(modelId, validator, seat.state);
+        seat.state = SEAT_KEYED;
+        seat.keyedAt = uint40(block.timestamp);
+    }
+
+    // ---- rounds -----------------------------------------------------------------------------
+
+    /// @notice Commit to an attestation of a model whose key was delivered to the caller:
+    /// `commitment == keccak256(abi.encode(block.chainid, address(this), modelId, msg.sender,
+    /// observedHash, workDigest, salt))`. Opens a round when none is open. Bonds `bondBps` of a
+    /// minimum stake per unit of the caller's weight. A validator whose attestation was counted in an
+    /// undecided round commits again in the next. Emits {AttestationCommitted} (and {RoundOpened}).
+    function commitAttestation(uint256 modelId, bytes32 commitment) external {
+        if (commitment == bytes32(0)) revert ValidatorsZeroCommitment();
+        Round memory r = _rounds[modelId];
+        if (r.status != STATUS_UNVERIFIED) revert ValidatorsAlreadySettled(modelId, r.status);
+        Seat storage seat = _seats[modelId][msg.sender];
+        Seat memory current = seat;
+        bool again = current.state == SEAT_REVEALED && current.round < r.number;
+        if (current.state != SEAT_KEYED && !again) revert ValidatorsNoKey(modelId, msg.sender);
+        if (r.commitEnd == 0) {
+            r.commitEnd = uint40(block.timestamp + _commitPeriod);
+            r.revealEnd = uint40(r.commitEnd + _revealPeriod);
+            _rounds[modelId] = r;
+            emit RoundOpened(modelId, r.number, r.commitEnd, r.revealEnd);
+        } else if (block.timestamp > r.commitEnd) {
+            if (block.timestamp > r.revealEnd) revert ValidatorsRoundNotSettled(modelId, r.revealEnd);
+            revert ValidatorsCommitClosed(modelId, r.commitEnd);
+        }
+
+        StakeInfo storage s = _stakes[msg.sender];
+        uint256 weight = s.amount / _minStake;
+        // Below one minimum stake only after forfeits: such a validator no longer counts.
+        if (weight == 0) revert ValidatorsStakeTooLow(s.amount, _minStake);
+        if (weight > type(uint32).max) weight = type(uint32).max;
+        uint256 bond = weight * _bondPerWeight;
+        if (again) {
+            // The bond of the undecided round's attestation carries over.
+            s.bonded -= current.commitBond;
+        }
+        _bond(s, msg.sender, bond);
+        seat.state = SEAT_COMMITTED;
+        seat.round = r.number;
+        seat.says = 0;
+        seat.weight = uint32(weight);
+        seat.commitBond = uint96(bond);
+        _commitments[modelId][msg.sender] = commitment;
+        emit AttestationCommitted(modelId, msg.sender, commitment);
+    }
+
+    /// @notice Open the caller's commitment in the current round, after commits closed and until the
+    /// reveal period ends. It counts, with the caller's weight, for the status it argues for: Verified
+    /// when `observedHash` is the listed hash and `workDigest` the seller's claim made before the round
+    /// opened; MetricsDisputed for the listed hash with another digest (the reserved failure digest
+    /// included); Disputed for another hash. Emits {Attested}.
+    function revealAttestation(uint256 modelId, bytes32 observedHash, bytes32 workDigest, bytes32 salt) external {
+        Round memory r = _rounds[modelId];
+        Seat storage seat = _seats[modelId][msg.sender];
+        if (seat.state != SEAT_COMMITTED || seat.round != r.number || r.commitEnd == 0) {
+            revert ValidatorsNothingToReveal(modelId, msg.sender);
+        }
+        if (block.timestamp <= r.commitEnd) revert ValidatorsRevealNotOpen(modelId, r.commitEnd);
+        if (block.timestamp > r.revealEnd) revert ValidatorsRevealClosed(modelId, r.revealEnd);
+        bytes32 expected =
+            keccak256(abi.encode(block.chainid, address(this), modelId, msg.sender, observedHash, workDigest, salt));
+        if (_commitments[modelId][msg.sender] != expected) revert ValidatorsRevealMismatch(modelId, msg.sender);
+
+        (bytes32 listedHash, bytes32 claimedDigest, uint256 claimedAt) = _registry.attestationTarget(modelId);
+        uint8 says;
+        bool matches = observedHash == listedHash;
+        if (!matches) {
+            says = STATUS_DISPUTED;
+            r.hashWeight += seat.weight;
+        } else if (
+            workDigest == claimedDigest && claimedDigest != bytes32(0)
+                && claimedAt <= uint256(r.commitEnd) - _commitPeriod
+        ) {
+            says = STATUS_VERIFIED;
+            r.verifiedWeight += seat.weight;
+        } else {
+            says = STATUS_METRICS_DISPUTED;
+            r.metricsWeight += seat.weight;
+        }
+        _rounds[modelId] = r;
+        seat.state = SEAT_REVEALED;
+        seat.says = says;
+        delete _commitments[modelId][msg.sender];
+        emit Attested(modelId, msg.sender, observedHash, workDigest, matches);
+    }
+
+    /// @notice After the reveal period, settle the model's round (anyone). With at least `quorum`
+    /// revealed weight, an outcome holding more than half of it becomes the model's status for good and
+    /// the Marketplace is told. Otherwise the round closes undecided and the next commit opens a new
+    /// one. Emits {StatusChanged} or {RoundUndecided}.
+    function settle(uint256 modelId) external {
+        Round memory r = _rounds[modelId];
+        if (r.status != STATUS_UNVERIFIED) revert ValidatorsAlreadySettled(modelId, r.status);
+        if (r.commitEnd == 0) revert ValidatorsNoRound(modelId);
+        if (block.timestamp <= r.revealEnd) revert ValidatorsRevealOpen(modelId, r.revealEnd);
+
+        uint256 total = uint256(r.verifiedWeight) + r.metricsWeight + r.hashWeight;
+        uint8 status = STATUS_UNVERIFIED;
+        if (total >= _quorum) {
+            if (2 * uint256(r.verifiedWeight) > total) status = STATUS_VERIFIED;
+            else if (2 * uint256(r.metricsWeight) > total) status = STATUS_METRICS_DISPUTED;
+            else if (2 * uint256(r.hashWeight) > total) status = STATUS_DISPUTED;
+        }
+        if (status == STATUS_UNVERIFIED) {
+            emit RoundUndecided(modelId, r.number, total);
+            _rounds[modelId] = Round({
+                number: r.number + 1,
+                commitEnd: 0,
+                revealEnd: 0,
+                status: STATUS_UNVERIFIED,
+                verifiedWeight: 0,
+                metricsWeight: 0,
+                hashWeight: 0
+            });
+            return;
+        }
+        _rounds[modelId].status = status;
+        emit StatusChanged(modelId, status);
+        _marketplace.recordVerdict(modelId, status, r.verifiedWeight);
+    }
+
+    /// @notice Close `validator`'s seat on the model (anyone may call) and return its bonds to its free
+    /// stake, or forfeit them to the treasury:
+    /// - a request never delivered: once it expired (the Marketplace's delivery window); nothing lost;
+    /// - a delivered key never committed: once the model settled; both bonds are forfeited when the
+    ///   key arrived before the deciding round's commits closed (the validator could have taken part);
+    /// - a commitment never revealed: once its round's reveal period ended; both bonds forfeited;
+    /// - a revealed attestation: once its round settled (or closed undecided); the commit bond is
+    ///   forfeited when it argued against the outcome, and the request bond when it was counted in an
+    ///   undecided round and then sat out the deciding one; otherwise everything is returned.
+    /// Emits {SeatReleased}.
+    function release(uint256 modelId, address validator) external {
+        Seat memory seat = _seats[modelId][validator];
+        Round memory r = _rounds[modelId];
+        bool settled = r.status != STATUS_UNVERIFIED;
+        bool forfeitRequest;
+        bool forfeitCommit;
+        if (seat.state == SEAT_REQUESTED) {
+            if (block.timestamp <= uint256(seat.requestedAt) + _marketplace.deliveryWindow()) {
+                revert ValidatorsNothingToRelease(modelId, validator);
+            }
+        } else if (seat.state == SEAT_KEYED) {
+            if (!settled) revert ValidatorsNothingToRelease(modelId, validator);
+            forfeitRequest = seat.keyedAt <= r.commitEnd;
+        } else if (seat.state == SEAT_COMMITTED) {
+            bool ended = seat.round < r.number || settled || (r.commitEnd != 0 && block.timestamp > r.revealEnd);
+            if (!ended) revert ValidatorsNothingToRelease(modelId, validator);
+            (forfeitRequest, forfeitCommit) = (true, true);
+        } else if (seat.state == SEAT_REVEALED) {
+            bool current = seat.round == r.number;
+            if (current && !settled) revert ValidatorsNothingToRelease(modelId, validator);
+            forfeitCommit = current && seat.says != r.status;
+            // Counted in an undecided round, then held the key through the deciding one without a word.
+            forfeitRequest = !current && settled;
+        } else {
+            revert ValidatorsNothingToRelease(modelId, validator);
+        }
+
+        uint256 bonds = _requestBond + (seat.state >= SEAT_COMMITTED ? seat.commitBond : 0);
+        uint256 forfeited = (forfeitRequest ? _requestBond : 0) + (forfeitCommit ? seat.commitBond : 0);
+        StakeInfo storage s = _stakes[validator];
+        s.bonded -= uint96(bonds);
+        s.amount -= uint96(forfeited);
+        s.openSeats -= 1;
+        if (forfeited != 0) _credited[_treasury] += forfeited;
+        // An expired request may be made again; any other seat is closed for good (its key was delivered).
+        if (seat.state == SEAT_REQUESTED) delete _seats[modelId][validator];
+        else _seats[modelId][validator].state = SEAT_RELEASED;
+        if (seat.state == SEAT_COMMITTED) delete _commitments[modelId][validator];
+        emit SeatReleased(modelId, validator, bonds - forfeited, forfeited);
+    }
+
+    /// @notice Send the caller what was credited to it here (the treasury's forfeited bonds).
     /// Emits {Withdrawn}.
     function withdraw() external nonReentrant {
         uint256 amount = _credited[msg.sender];
@@ -197,6 +428,8 @@ contract Validators is ReentrancyGuardTransient {
         emit Withdrawn(msg.sender, amount);
     }
 
+    // ---- views ------------------------------------------------------------------------------
+
     /// @notice Staked at least `minStake` and not leaving.
     function isActiveValidator(address account) public view returns (bool) {
         StakeInfo memory s = _stakes[account];
@@ -205,41 +438,83 @@ contract Validators is ReentrancyGuardTransient {
         return s.unlockAt == 0 && s.amount >= _minStake;
     }
 
-    /// @notice One of the validators whose agreeing attestations verified the model.
+    /// @notice The weight with which `account` revealed the listed hash and claimed digest in the round
+    /// that verified the model (0 for anyone else, and while the model is not Verified).
+    function verifierWeight(uint256 modelId, address account) public view returns (uint256) {
+        Round memory r = _rounds[modelId];
+        Seat memory seat = _seats[modelId][account];
+        if (r.status != STATUS_VERIFIED || seat.round != r.number || seat.says != STATUS_VERIFIED) return 0;
+        return seat.weight;
+    }
+
+    /// @notice One of the validators whose attestations verified the model.
     function isVerifier(uint256 modelId, address account) external view returns (bool) {
-        Attestation memory a = _attestations[modelId][account];
-        return a.matches && _tallies[modelId].status == STATUS_VERIFIED;
+        return verifierWeight(modelId, account) != 0;
     }
 
-    /// @notice 0 = unverified, 1 = verified, 2 = disputed.
+    /// @notice 0 unverified, 1 verified, 2 disputed, 3 metrics disputed.
     function status(uint256 modelId) external view returns (uint8) {
-        return _tallies[modelId].status;
+        return _rounds[modelId].status;
     }
 
-    /// @notice Attestations so far that agree / disagree with the listed modelHash.
-    function tally(uint256 modelId) external view returns (uint256 agree, uint256 disagree) {
-        Tally memory t = _tallies[modelId];
-        return (t.agree, t.disagree);
+    /// @notice The current round (or the one that decided the model) and its deadlines; commitEnd is 0
+    /// while no round is open (round 0: nobody has asked for the key yet).
+    function roundOf(uint256 modelId) external view returns (uint256 round, uint64 commitEnd, uint64 revealEnd) {
+        Round memory r = _rounds[modelId];
+        return (r.number, r.commitEnd, r.revealEnd);
     }
 
+    /// @notice Weight revealed so far in the current (or deciding) round, per status argued for.
+    function tally(uint256 modelId) external view returns (uint256 verified, uint256 disputed, uint256 metricsDisputed) {
+        Round memory r = _rounds[modelId];
+        return (r.verifiedWeight, r.hashWeight, r.metricsWeight);
+    }
+
+    /// @notice `validator`'s seat on the model: one of the SEAT_* states, the round it committed in, the
+    /// status its revealed attestation argues for (0 before a reveal), its weight and its commit bond.
     function attestationOf(uint256 modelId, address validator)
         external
         view
-        returns (bool attested, bool matches, bool slashed)
+        returns (uint8 state, uint256 round, uint8 says, uint256 weight, uint256 commitBond)
     {
-        Attestation memory a = _attestations[modelId][validator];
-        return (a.attested, a.matches, a.slashed);
+        Seat memory seat = _seats[modelId][validator];
+        return (seat.state, seat.round, seat.says, seat.weight, seat.commitBond);
     }
 
-    /// @notice The stake and, once requested, when it can be taken back (0 while active).
-    function stakeOf(address validator) external view returns (uint256 amount, uint256 unlockAt) {
+    /// @notice The caller's stored commitment in the current round (zero when none or once revealed).
+    function commitmentOf(uint256 modelId, address validator) external view returns (bytes32) {
+        return _commitments[modelId][validator];
+    }
+
+    /// @notice The stake, the part of it bonded by open seats, when it can be taken back (0 while
+    /// active) and the number of open seats.
+    function stakeOf(address validator)
+        external
+        view
+        returns (uint256 amount, uint256 bonded, uint256 unlockAt, uint256 openSeats)
+    {
         StakeInfo memory s = _stakes[validator];
-        return (s.amount, s.unlockAt);
+        return (s.amount, s.bonded, s.unlockAt, s.openSeats);
     }
 
     /// @notice Wei that `account` can withdraw from this contract now.
     function credited(address account) external view returns (uint256) {
         return _credited[account];
+    }
+
+    /// @notice The constructor's configuration.
+    function config() external view returns (Config memory) {
+        return Config({
+            minStake: _minStake,
+            quorum: _quorum,
+            commitPeriod: _commitPeriod,
+            revealPeriod: _revealPeriod,
+            unstakeDelay: _unstakeDelay,
+            bondBps: _bondBps,
+            requestBond: _requestBond,
+            maxOpenRequests: _maxOpenRequests,
+            treasury: _treasury
+        });
     }
 
     function minStake() external view returns (uint256) {
@@ -250,23 +525,18 @@ contract Validators is ReentrancyGuardTransient {
         return _quorum;
     }
 
-    function unstakeDelay() external view returns (uint256) {
-        return _unstakeDelay;
-    }
-
-    function slashBps() external view returns (uint256) {
-        return _slashBps;
-    }
-
-    function treasury() external view returns (address) {
-        return _treasury;
-    }
-
     function registry() external view returns (address) {
         return address(_registry);
     }
 
     function marketplace() external view returns (address) {
         return address(_marketplace);
+    }
+
+    /// @dev Hold `amount` of the validator's free (unbonded) stake.
+    function _bond(StakeInfo storage s, address validator, uint256 amount) private {
+        uint256 free = s.amount - s.bonded;
+        if (free < amount) revert ValidatorsStakeBonded(validator, free, amount);
+        s.bonded += uint96(amount);
     }
 }

@@ -5,8 +5,9 @@ module level) that both ``deploy_suite`` (web3 8) and the brownie script (web3 7
 follow step by step:
 
     ModelRegistry()
-    Marketplace(registry, deliveryWindow, feeBps, feeRecipient, validatorShareBps, owner)
-    Validators(registry, marketplace, minStake, quorum, unstakeDelay, slashBps, treasury)
+    Marketplace(registry, deliveryWindow, challengePeriod, feeBps, feeRecipient, validatorShareBps, owner)
+    Validators(registry, marketplace, (minStake, quorum, commitPeriod, revealPeriod, unstakeDelay,
+               bondBps, requestBond, maxOpenRequests, treasury))
     Marketplace.connectValidators(validators)            # one-time owner call
     Votes(marketplace)
     Marketplace.connectVotes(votes)                      # one-time owner call (votes live in licences)
@@ -37,17 +38,39 @@ log = logging.getLogger(__name__)
 SUITE = ("ModelRegistry", "Marketplace", "Validators", "Votes")
 RECEIPT_TIMEOUT_S = 120  # how long a deployment transaction may take to be mined
 
-# Defaults for a development chain. A public deployment passes its own (e.g. quorum 3, a week's delay).
+# Defaults for a development chain: short rounds, and one minimum-stake validator can settle a round
+# (demos and tests). A public deployment passes PUBLIC_PARAMS or its own (contracts/README.md explains
+# what each costs an attacker).
 DEFAULT_PARAMS = {
     "fee_bps": 250,  # 2.5 % platform fee
     "fee_recipient": None,  # None: the deployer
     "delivery_window": 3600,  # seconds a seller has to deliver before the buyer may refund
-    "validator_share_bps": 2000,  # 20 % of the fee goes to a model's verifiers
-    "min_stake": 10**17,  # 0.1 ETH
-    "quorum": 1,  # one agreeing validator verifies a model on a dev chain
-    "unstake_delay": 86400,  # one day to slash before a stake can leave
-    "slash_bps": 5000,  # half the stake of a validator on the losing side
+    "challenge_period": 300,  # seconds a delivered sale's revenue is held (a dispute refunds the buyer)
+    "validator_share_bps": 2000,  # 20 % of the fee goes to a model's verifiers, by weight
+    "min_stake": 10**17,  # 0.1 ETH: one unit of validator weight
+    "quorum": 1,  # revealed weight (minimum stakes) a round needs to decide
+    "commit_period": 20,  # seconds of commits after a round's first commit
+    "reveal_period": 20,  # seconds of reveals after commits close
+    "unstake_delay": 86400,  # seconds between requestUnstake and unstake
+    "bond_bps": 2000,  # a commit bonds 20 % of a minimum stake per unit of weight
+    "request_bond": 10**16,  # 0.01 ETH bonded per key request until its seat is released
+    "max_open_requests": 16,  # open seats (key requests, attestations) per validator
     "treasury": None,  # None: the fee recipient
+}
+
+# The documented defaults for a public chain (contracts/README.md, "Economics").
+PUBLIC_PARAMS = {
+    **DEFAULT_PARAMS,
+    "delivery_window": 86400,
+    "challenge_period": 7 * 86400,
+    "min_stake": 10**18,
+    "quorum": 5,
+    "commit_period": 86400,
+    "reveal_period": 86400,
+    "unstake_delay": 7 * 86400,
+    "bond_bps": 2000,
+    "request_bond": 10**17,
+    "max_open_requests": 8,
 }
 
 
@@ -63,13 +86,15 @@ def suite_plan(params: dict, deployer: str) -> list[dict]:
         {"deploy": "ModelRegistry", "args": []},
         {
             "deploy": "Marketplace",
-            "args": [ref("ModelRegistry"), p["delivery_window"], p["fee_bps"], p["fee_recipient"],
-                     p["validator_share_bps"], deployer],
+            "args": [ref("ModelRegistry"), p["delivery_window"], p["challenge_period"], p["fee_bps"],
+                     p["fee_recipient"], p["validator_share_bps"], deployer],
         },
         {
             "deploy": "Validators",
-            "args": [ref("ModelRegistry"), ref("Marketplace"), p["min_stake"], p["quorum"],
-                     p["unstake_delay"], p["slash_bps"], p["treasury"]],
+            "args": [ref("ModelRegistry"), ref("Marketplace"),
+                     [p["min_stake"], p["quorum"], p["commit_period"], p["reveal_period"],
+                      p["unstake_delay"], p["bond_bps"], p["request_bond"], p["max_open_requests"],
+                      p["treasury"]]],
         },
         {"call": "Marketplace", "function": "connectValidators", "args": [ref("Validators")]},
         {"deploy": "Votes", "args": [ref("Marketplace")]},
@@ -91,9 +116,10 @@ def resolve_params(params: dict, deployer: str) -> dict:
     p["fee_recipient"] = p["fee_recipient"] or deployer
     p["treasury"] = p["treasury"] or p["fee_recipient"]
     limits = {
-        "fee_bps": (0, 1000), "validator_share_bps": (0, 10_000), "slash_bps": (0, 10_000),
-        "delivery_window": (1, 2**32 - 1), "quorum": (1, 2**32 - 1), "unstake_delay": (0, 2**32 - 1),
-        "min_stake": (1, 2**96 - 1),
+        "fee_bps": (0, 1000), "validator_share_bps": (0, 10_000), "bond_bps": (1, 10_000),
+        "delivery_window": (1, 2**32 - 1), "challenge_period": (0, 2**32 - 1), "quorum": (1, 2**32 - 1),
+        "commit_period": (1, 2**32 - 1), "reveal_period": (1, 2**32 - 1), "unstake_delay": (0, 2**32 - 1),
+        "min_stake": (1, 2**96 - 1), "request_bond": (1, 2**96 - 1), "max_open_requests": (1, 2**16 - 1),
     }
     for key, (lo, hi) in limits.items():
         value = p[key]
