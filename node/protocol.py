@@ -1,0 +1,150 @@
+"""The contracts' facts in one place: status values, typed records for what the views return, and
+the bytes the node puts on-chain (canonical JSON, the work digest, the attestation commitment).
+
+Every number here mirrors a Solidity constant (contracts/README.md lists them); code compares
+against these names, never against literals, and reads ``Marketplace.purchase`` / ``book`` and
+``Validators.attestationOf`` / ``stakeOf`` / ``roundOf`` through the records below, never by
+position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import IntEnum
+from typing import NamedTuple
+
+from eth_abi import encode as abi_encode
+from eth_utils import keccak, to_checksum_address
+
+ZERO32 = b"\x00" * 32
+# ModelRegistry.FAILED_WORK_DIGEST: what a validator reveals when the declared evaluation cannot run
+# (weights that do not load, an unknown eval set, no eval set declared). Never a seller's claim, so
+# it never counts towards Verified.
+FAILED_WORK_DIGEST = b"\xff" * 32
+
+
+class PurchaseStatus(IntEnum):
+    """Marketplace.STATUS_*."""
+
+    NONE = 0
+    PENDING = 1
+    DELIVERED = 2  # a buyer's licence, or a validator's key
+    REFUNDED = 3
+    EXPIRED = 4  # a validator's request replaced after its window
+
+
+class ModelStatus(IntEnum):
+    """Validators.STATUS_*: what the validators settled about a model."""
+
+    UNVERIFIED = 0
+    VERIFIED = 1  # the majority reproduced the listed hash and the seller's claimed work digest
+    DISPUTED = 2  # the majority found another hash, or could not read the content
+    METRICS_DISPUTED = 3  # the listed hash, but not the claimed work digest
+
+
+class SeatState(IntEnum):
+    """Validators.SEAT_*: a validator's part in one model."""
+
+    NONE = 0
+    REQUESTED = 1
+    KEYED = 2
+    COMMITTED = 3
+    REVEALED = 4
+    RELEASED = 5
+
+
+class Purchase(NamedTuple):
+    """``Marketplace.purchase(id)``."""
+
+    account: str
+    model_id: int
+    price: int
+    deadline: int
+    status: PurchaseStatus
+    for_validator: bool
+    delivered_at: int
+    released: bool
+
+    @classmethod
+    def from_call(cls, row) -> Purchase:
+        account, model_id, price, deadline, status, for_validator, delivered_at, released = row
+        return cls(to_checksum_address(account), int(model_id), int(price), int(deadline),
+                   PurchaseStatus(status), bool(for_validator), int(delivered_at), bool(released))
+
+
+class Book(NamedTuple):
+    """``Marketplace.book(modelId)``: the validation outcome the Marketplace was told."""
+
+    verifier_weight: int
+    disputed: bool
+    disputed_at: int
+    reward_per_weight: int
+
+    @classmethod
+    def from_call(cls, row) -> Book:
+        weight, disputed, disputed_at, reward = row
+        return cls(int(weight), bool(disputed), int(disputed_at), int(reward))
+
+
+class Seat(NamedTuple):
+    """``Validators.attestationOf(modelId, validator)``."""
+
+    state: SeatState
+    round: int
+    says: ModelStatus | None  # the status its revealed attestation argues for (None before a reveal)
+    weight: int
+    commit_bond: int
+
+    @classmethod
+    def from_call(cls, row) -> Seat:
+        state, round_, says, weight, bond = row
+        return cls(SeatState(state), int(round_), ModelStatus(says) if says else None, int(weight),
+                   int(bond))
+
+
+class Round(NamedTuple):
+    """``Validators.roundOf(modelId)``: commit_end is 0 while no round is open."""
+
+    number: int
+    commit_end: int
+    reveal_end: int
+
+    @classmethod
+    def from_call(cls, row) -> Round:
+        return cls(*(int(x) for x in row))
+
+
+class StakeInfo(NamedTuple):
+    """``Validators.stakeOf(validator)``."""
+
+    amount: int
+    bonded: int
+    unlock_at: int  # 0 while active
+    open_seats: int
+
+    @classmethod
+    def from_call(cls, row) -> StakeInfo:
+        return cls(*(int(x) for x in row))
+
+
+def canonical_json(obj) -> bytes:
+    """Canonical JSON (docs/formats.md): ``json.dumps(obj, sort_keys=True, separators=(",", ":"))``
+    (so non-ASCII characters as \\u escapes) encoded as UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def work_digest(report: dict) -> bytes:
+    """SHA-256 of the canonical JSON of an evaluation report (docs/formats.md): what a seller claims
+    and a validator reveals."""
+    return hashlib.sha256(canonical_json(report)).digest()
+
+
+def attestation_commitment(chain_id: int, validators: str, model_id: int, validator: str,
+                           observed_hash: bytes, work_digest_: bytes, salt: bytes) -> bytes:
+    """``keccak256(abi.encode(block.chainid, address(this), modelId, msg.sender, observedHash,
+    workDigest, salt))``, as Validators.revealAttestation recomputes it."""
+    return keccak(abi_encode(
+        ["uint256", "address", "uint256", "address", "bytes32", "bytes32", "bytes32"],
+        [chain_id, to_checksum_address(validators), model_id, to_checksum_address(validator),
+         observed_hash, work_digest_, salt]))
