@@ -33,6 +33,11 @@ class PurchaseStatus(IntEnum):
     REFUNDED = 3
     EXPIRED = 4  # a validator's request replaced after its window
 
+    @property
+    def word(self) -> str:
+        """The status as the index, the CLI and the UI name it ("delivered")."""
+        return self.name.lower()
+
 
 class ModelStatus(IntEnum):
     """Validators.STATUS_*: what the validators settled about a model."""
@@ -41,6 +46,12 @@ class ModelStatus(IntEnum):
     VERIFIED = 1  # the majority reproduced the listed hash and the seller's claimed work digest
     DISPUTED = 2  # the majority found another hash, or could not read the content
     METRICS_DISPUTED = 3  # the listed hash, but not the claimed work digest
+
+    @property
+    def word(self) -> str:
+        """The status as the index stores it and ``modex models --status`` takes it
+        ("metrics_disputed")."""
+        return self.name.lower()
 
 
 class SeatState(IntEnum):
