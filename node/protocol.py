@@ -53,6 +53,12 @@ class ModelStatus(IntEnum):
         ("metrics_disputed")."""
         return self.name.lower()
 
+    @property
+    def stops_sales(self) -> bool:
+        """Settled as anything but Verified: the Marketplace then books the model as disputed
+        (``Book.disputed``): no sales, no deliveries, and its buyers refunded (recordVerdict)."""
+        return self in (ModelStatus.DISPUTED, ModelStatus.METRICS_DISPUTED)
+
 
 class SeatState(IntEnum):
     """Validators.SEAT_*: a validator's part in one model."""
