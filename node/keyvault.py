@@ -109,14 +109,25 @@ class KeyVault:
 
     def assign(self, content_cid: str, *, chain_id: int, model_id: int,
                registry: str | None = None) -> None:
-        """Record the on-chain listing (chain, registry address, model id) of a stored key."""
+        """Record the on-chain listing (chain, registry address, model id) of a stored key.
+
+        A listing names one key: another key that claimed the same listing loses the claim (it
+        stays in the vault, unassigned). That happens when a chain went back past a listing
+        (a local chain restarted from a save older than it, a dev node restarted) and the id
+        was given to a new listing: the old key must not be delivered for the new model."""
+        listing = {"chain_id": int(chain_id), "model_id": int(model_id),
+                   "registry": registry.lower() if registry else None}
         with self._locked():
             entries = self._read()
             if content_cid not in entries:
                 raise KeystoreError(f"the key vault {self.path} holds no key for {content_cid}")
-            entries[content_cid]["chain_id"] = int(chain_id)
-            entries[content_cid]["model_id"] = int(model_id)
-            entries[content_cid]["registry"] = registry.lower() if registry else None
+            for cid, entry in entries.items():
+                if cid != content_cid and all(entry.get(k) == v for k, v in listing.items()):
+                    entry.update(dict.fromkeys(listing))
+                    log.warning("model %d on chain %d is now %s; the key of %s, listed under "
+                                "that id on a chain that went back, is kept unassigned",
+                                model_id, chain_id, content_cid, cid)
+            entries[content_cid].update(listing)
             self._write(entries)
 
     def get(self, content_cid: str) -> VaultEntry | None:

@@ -37,6 +37,24 @@ def test_round_trip_and_model_assignment(tmp_path):
     assert [e.content_cid for e in again.entries()] == ["bafyone"]
 
 
+def test_a_listing_names_one_key(tmp_path):
+    """A chain that went back past a listing (a local chain restarted from an older save) gives
+    its id to the next listing: the new key takes the id, the old one is kept unassigned (else
+    the worker could deliver the old model's key for the new one)."""
+    v = vault(tmp_path / "keys.vault")
+    old, new = os.urandom(32), os.urandom(32)
+    registry = "0xAbC0000000000000000000000000000000000001"
+    v.put("bafyold", old, model_hash="0x" + "11" * 32)
+    v.assign("bafyold", chain_id=31337, model_id=2, registry=registry)
+    v.put("bafynew", new, model_hash="0x" + "22" * 32)
+    v.assign("bafynew", chain_id=31337, model_id=2, registry=registry)
+    assert v.for_model(31337, 2, registry).key == new
+    kept = v.get("bafyold")
+    assert kept.key == old and (kept.chain_id, kept.model_id, kept.registry) == (None, None, None)
+    v.assign("bafyold", chain_id=1, model_id=2, registry=registry)  # another chain: both stand
+    assert v.for_model(1, 2).key == old and v.for_model(31337, 2).key == new
+
+
 def test_file_is_private_and_holds_no_clear_key(tmp_path):
     path = tmp_path / "keys.vault"
     key = os.urandom(32)
