@@ -65,6 +65,9 @@ class Config:
     receipt_timeout: float = 120.0          # seconds to wait for a transaction to be mined
     worker_replace_after: float = 30.0      # seconds before the worker replaces an unmined deliverKey
     worker_max_fee_gwei: float = 100.0      # the worker never offers more per gas (replacements too)
+    # Not a setting: where each value came from ("override", "in FILE", "from $VAR"), by key;
+    # a key not in it has its default.
+    sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
@@ -94,10 +97,11 @@ class Config:
 
     def replace(self, **changes) -> Config:
         """A validated copy with ``changes`` applied."""
-        return validate(dataclasses.replace(self, **changes), {k: "override" for k in changes})
+        sources = {**self.sources, **dict.fromkeys(changes, "override")}
+        return validate(dataclasses.replace(self, sources=sources, **changes), sources)
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "sources"}
 
 
 def _url_or_embedded(key: str, value, source: str) -> str:
@@ -149,7 +153,7 @@ def _coerce(key: str, value, source: str):
 
 def validate(config: Config, sources: dict[str, str] | None = None) -> Config:
     """Check every value's range; raise ConfigError naming the first bad key and its origin."""
-    sources = sources or {}
+    sources = config.sources if sources is None else sources
 
     def where(key: str) -> str:
         return sources.get(key, "default")
@@ -243,7 +247,7 @@ def load_config(path: str | os.PathLike | None = None, env=os.environ, **overrid
 
     kwargs = {key: _coerce(key, value, sources[key]) for key, value in values.items()}
     # Relative paths in a file are relative to the data dir; a relative data_dir to the cwd.
-    config = Config(**kwargs)
+    config = Config(**kwargs, sources=sources)
     config = validate(config, sources)
     log.debug("configuration loaded from %s", path or "defaults and environment")
     return config

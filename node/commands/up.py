@@ -1,8 +1,11 @@
 """`modex up`: the whole exchange on one machine, then the web UI at http://127.0.0.1:<port>.
 
-    modex up [--port N] [--chain embedded|URL] [--ipfs embedded|URL] [--no-demo]
+    modex up [--port N] [--gateway-port N] [--chain embedded|URL] [--ipfs embedded|URL] [--no-demo]
 
-Starts, in this order: the chain (the embedded in-memory one, or a JSON-RPC URL such as an anvil
+Before anything starts, it takes its ports on 127.0.0.1: the UI's (--port, ui_port, 5000) and
+the embedded store's gateway's (--gateway-port, gateway_port, 8080). A default port another
+program holds is replaced by a free one (said at start); a port you chose that is taken is an
+error naming the option. Then, in this order: the chain (the embedded in-memory one, or a JSON-RPC URL such as an anvil
 node), the contract suite (deployed on the embedded chain at every start; on a URL chain the
 deployment file is used, or the suite is deployed from the node's first unlocked dev account),
 the content store (embedded, served read-only by a local gateway, or a Kubo RPC API URL), the
@@ -20,11 +23,13 @@ password (printed; demo mode), else a prompt.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import shutil
 import signal
+import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +39,8 @@ from node.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+# The ports `modex up` listens on: configuration key -> (the option that sets it, what listens).
+PORTS = {"ui_port": ("--port", "the web UI"), "gateway_port": ("--gateway-port", "the IPFS gateway")}
 DEMO_PASSWORD = "modex-demo-2026"
 DEMO_ROLES = ("seller", "buyer", "validator")
 DEMO_FUNDS_WEI = 100 * 10**18
@@ -68,6 +75,7 @@ class Stack:
     vault: object
     operator: object                  # the worker's Signer (operator of UI-published models)
     dev_funder: str | None = None     # an unlocked account paying test ETH on dev chains
+    listeners: dict = field(default_factory=dict)  # PORTS key -> socket bound before the start
     gateway: object = None
     stop_event: threading.Event = field(default_factory=threading.Event)
     threads: list = field(default_factory=list)
@@ -85,6 +93,8 @@ class Stack:
         close = getattr(self.store, "close", None)  # a Kubo store's HTTP client
         if close is not None:
             close()
+        for sock in self.listeners.values():  # any not handed to a server
+            sock.close()
         log.info("stopped: %s, the store%s", ", ".join(t.name for t in self.threads) or "no threads",
                  ", the gateway" if self.gateway is not None else "")
 
@@ -98,7 +108,11 @@ def register(subparsers) -> None:
         description="Run the whole exchange on this machine and serve the web UI on "
                     "http://127.0.0.1:<port> (127.0.0.1 only).\n\n" + __doc__.split("\n\n", 2)[2])
     p.add_argument("--port", type=tcp_port, default=None,
-                   help="UI port 0..65535 (default: ui_port, 5000; 0 = any free port)")
+                   help="UI port 0..65535 (default: ui_port, 5000, or a free one if taken; "
+                        "0 = any free port)")
+    p.add_argument("--gateway-port", type=tcp_port, default=None,
+                   help="the embedded store's IPFS gateway port (default: gateway_port, 8080, or "
+                        "a free one if taken; 0 = any free port)")
     p.add_argument("--chain", metavar="embedded|URL", help='"embedded" (default) or a JSON-RPC URL')
     p.add_argument("--ipfs", metavar="embedded|URL", help='"embedded" (default) or a Kubo RPC API URL')
     p.add_argument("--data-dir", metavar="DIR", help="node data folder (default .modex or ~/.modex)")
@@ -111,22 +125,69 @@ def handle(args) -> int:
     from node.config import load_config
 
     config = load_config(args.config, data_dir=args.data_dir, chain=args.chain, ipfs=args.ipfs,
-                         ui_port=args.port)
+                         ui_port=args.port, gateway_port=args.gateway_port)
     demo = not args.no_demo
-    password = os.environ.get("MODEX_VAULT_PASSWORD") or (DEMO_PASSWORD if demo else None)
-    if password is None:
-        from node.keystore import read_password
+    listeners = open_listeners(config)  # first: a port that is taken stops us before anything runs
+    try:
+        password = os.environ.get("MODEX_VAULT_PASSWORD") or (DEMO_PASSWORD if demo else None)
+        if password is None:
+            from node.keystore import read_password
 
-        password = read_password(prompt="Password for this node's worker key and key vault: ")
-    with sigterm_as_ctrl_c():
-        stack = build_stack(config, password=password)
-        try:
-            if demo:
-                seed_demo(stack, say=print)
-            serve(stack, demo=demo)
-        finally:
-            stack.stop()
+            password = read_password(prompt="Password for this node's worker key and key vault: ")
+        with sigterm_as_ctrl_c():
+            stack = build_stack(config, password=password, listeners=listeners)
+            try:
+                if demo:
+                    seed_demo(stack, say=print)
+                serve(stack, demo=demo)
+            finally:
+                stack.stop()
+    finally:
+        for sock in listeners.values():
+            sock.close()
     return 0
+
+
+def open_listeners(config, say=print) -> dict[str, socket.socket]:
+    """Bind every port `modex up` serves (see PORTS; the gateway's only for the embedded store);
+    a replaced default port is said once all are bound, or not at all."""
+    keys = ["ui_port"] + (["gateway_port"] if config.ipfs == "embedded" else [])
+    listeners: dict[str, socket.socket] = {}
+    notices: list[str] = []
+    try:
+        for key in keys:
+            listeners[key] = bind_port(config, key, notices.append)
+    except BaseException:
+        for sock in listeners.values():
+            sock.close()
+        raise
+    for notice in notices:
+        say(notice)
+    return listeners
+
+
+def bind_port(config, key: str, say=print) -> socket.socket:
+    """A listening socket on 127.0.0.1 at ``config.<key>``. When another program holds that
+    port: the default is replaced by a free port (said); a port set by an option, the
+    environment or the configuration file is a ConfigError naming the option."""
+    port = getattr(config, key)
+    option, what = PORTS[key]
+    try:
+        return socket.create_server(("127.0.0.1", port), backlog=128)
+    except OSError as exc:
+        origin = config.sources.get(key)
+        if exc.errno != errno.EADDRINUSE or origin is not None:
+            where = option if origin in (None, "override") else f"{key} {origin}"
+            why = ("is taken by another program" if exc.errno == errno.EADDRINUSE
+                   else f"cannot be used ({exc.strerror})")
+            raise ConfigError(f"port {port} for {what} ({where}) {why}: choose another with "
+                              f"{option} N (0 = any free port)", key=key) from None
+    sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+    say(f"Port {port} is taken by another program: {what} listens on port "
+        f"{sock.getsockname()[1]} instead ({option} N chooses the port).")
+    return sock
+
+
 
 
 @contextlib.contextmanager
@@ -147,8 +208,10 @@ def sigterm_as_ctrl_c():
 
 # ---- the stack ----------------------------------------------------------------------------
 
-def build_stack(config, *, password: str, start_threads: bool = True) -> Stack:
-    """Chain + suite, store (+ gateway), key vault, worker key; followers started if asked."""
+def build_stack(config, *, password: str, start_threads: bool = True,
+                listeners: dict | None = None) -> Stack:
+    """Chain + suite, store (+ gateway), key vault, worker key; followers started if asked.
+    ``listeners``: sockets from open_listeners (else the gateway's port is bound here)."""
     from node.keyvault import KeyVault
     from node.session import open_configured_store
 
@@ -158,16 +221,12 @@ def build_stack(config, *, password: str, start_threads: bool = True) -> Stack:
     vault = KeyVault(config.keyvault, password)
     operator = _operator(config, chain, password, funder)
     stack = Stack(config=config, chain=chain, store=store, vault=vault, operator=operator,
-                  dev_funder=funder)
+                  dev_funder=funder, listeners=dict(listeners or {}))
     if config.ipfs == "embedded":
         from node.store.gateway import serve_gateway
 
-        try:
-            stack.gateway = serve_gateway(store, port=config.gateway_port)
-        except OSError:
-            log.warning("gateway port %d busy; serving the gateway on a free port",
-                        config.gateway_port)
-            stack.gateway = serve_gateway(store, port=0)
+        sock = stack.listeners.pop("gateway_port", None) or bind_port(config, "gateway_port")
+        stack.gateway = serve_gateway(store, sock=sock)
     if start_threads:
         start_followers(stack)
     return stack
@@ -405,8 +464,11 @@ def serve(stack: Stack, *, demo: bool) -> None:
 
     app = create_ui(stack, demo=demo)
     warm_models(app)
-    server = make_server("127.0.0.1", stack.config.ui_port, app, threaded=True)
-    url = f"http://127.0.0.1:{server.server_port}"
+    sock = stack.listeners.pop("ui_port", None) or bind_port(stack.config, "ui_port")
+    with sock:  # werkzeug serves on a duplicate of its descriptor
+        server = make_server("127.0.0.1", sock.getsockname()[1], app, threaded=True,
+                             fd=sock.fileno())
+    url = f"http://127.0.0.1:{server.port}"
     print(f"Modex is up at {url}  (chain: {stack.chain.endpoint}, chain id "
           f"{stack.chain.chain_id}; store: {stack.config.ipfs}"
           + (f", gateway {stack.gateway.url}" if stack.gateway else "") + ")")

@@ -13,6 +13,7 @@ gateway (this one, a peer's, Kubo's) and verifies it; the embedded store uses it
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Self
@@ -99,7 +100,7 @@ class GatewayServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
+        return f"http://127.0.0.1:{self.server.port}"  # werkzeug's: also set when given a socket
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -113,12 +114,19 @@ class GatewayServer:
         self.stop()
 
 
-def serve_gateway(store, host: str = "127.0.0.1", port: int = 0) -> GatewayServer:
-    """Serve ``create_gateway(store)`` on ``host:port`` (0: a free port) in a daemon thread."""
-    server = make_server(host, port, create_gateway(store), threaded=True)
+def serve_gateway(store, host: str = "127.0.0.1", port: int = 0, *,
+                  sock: socket.socket | None = None) -> GatewayServer:
+    """Serve ``create_gateway(store)`` on ``host:port`` (0: a free port) in a daemon thread, or
+    on ``sock``, a listening socket the caller bound (this takes it over and closes it)."""
+    if sock is None:
+        server = make_server(host, port, create_gateway(store), threaded=True)
+    else:
+        with sock:  # werkzeug serves on a duplicate of its descriptor
+            server = make_server(host, port, create_gateway(store), threaded=True,
+                                 fd=sock.fileno())
     thread = threading.Thread(target=server.serve_forever, name="modex-gateway", daemon=True)
     thread.start()
-    log.info("gateway serving %r at http://%s:%d/ipfs/<cid>", store, host, server.server_port)
+    log.info("gateway serving %r at http://%s:%d/ipfs/<cid>", store, host, server.port)
     return GatewayServer(server, thread)
 
 

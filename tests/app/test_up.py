@@ -1,15 +1,18 @@
 """`modex up` as a process: SIGTERM stops it as Ctrl-C does; a --port outside 0..65535 is a usage
-error. Then against real services chosen by configuration: anvil + the IPFS daemon (js-ipfs
-speaking the Kubo RPC API), both started here on 127.0.0.1 and stopped by PID; and, on that
-stack, the browser-wallet path (EIP-1193) in headless Chromium: a stand-in for MetaMask is
+error; a taken default port is replaced by a free one (said), a taken port one chose is refused
+naming its option. Then against real services chosen by configuration: anvil + the IPFS daemon
+(js-ipfs speaking the Kubo RPC API), both started here on 127.0.0.1 and stopped by PID; and, on
+that stack, the browser-wallet path (EIP-1193) in headless Chromium: a stand-in for MetaMask is
 injected as `window.ethereum`; it signs with an eth-account key in the test and sends to anvil,
 as MetaMask would send to its own RPC node."""
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import signal
+import socket
 import time
 
 import httpx
@@ -56,6 +59,54 @@ def test_modex_up_port_out_of_range_is_a_usage_error(tmp_path, port, capsys):
     assert info.value.code == 2
     assert f"argument --port: {port!r} is not a TCP port 0..65535" in capsys.readouterr().err
     assert not (tmp_path / "node").exists()
+
+
+def hold(port: int) -> socket.socket | None:
+    """Listen on 127.0.0.1:``port`` as another program would; None when one already does."""
+    try:
+        return socket.create_server(("127.0.0.1", port))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        return None
+
+
+def test_a_taken_default_gateway_port_is_replaced_by_a_free_one(tmp_path):
+    """It was werkzeug's "Port 8080 is in use ... start the server with a different port" and
+    exit 1, with no option to do so."""
+    held = hold(8080)
+    try:
+        env = {"MODEX_GATEWAY_PORT": "", "MODEX_PASSWORD": "a password for this test"}
+        with modex_up_process(tmp_path / "node", "--no-demo", env=env) as (_, url, log_path):
+            text = log_path.read_text()
+            said = re.search(r"^Port 8080 is taken by another program: the IPFS gateway listens "
+                             r"on port (\d+) instead \(--gateway-port N chooses the port\)\.$",
+                             text, re.MULTILINE)
+            assert said, text[-3000:]
+            gateway = f"http://127.0.0.1:{said.group(1)}"
+            assert f"gateway {gateway})" in text.split("Modex is up at")[1].split("\n")[0]
+            assert httpx.get(f"{gateway}/ipfs/bafkqaaa", timeout=30).status_code < 500
+            assert httpx.get(f"{url}/api/health", timeout=30).status_code == 200
+    finally:
+        if held is not None:
+            held.close()
+
+
+@pytest.mark.parametrize("option, what", [("--port", "the web UI"),
+                                          ("--gateway-port", "the IPFS gateway")])
+def test_a_chosen_port_that_is_taken_is_refused_naming_its_option(tmp_path, capsys, option, what):
+    from node.cli import main
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        code = main(["up", option, str(port), "--data-dir", str(tmp_path / "node"), "--no-demo"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err == (f"modex: error: port {port} for {what} ({option}) is taken by another "
+                   f"program: choose another with {option} N (0 = any free port)\n")
+    assert not (tmp_path / "node").exists()  # nothing started: no chain, no data folder
+    assert {p.pid for p in psutil.Process().children(recursive=True)} == before
 
 
 @pytest.mark.anvil

@@ -85,6 +85,18 @@ def test_missing_file_and_unknown_override(tmp_path):
         load_config(env={}, data_dir=tmp_path, colour="blue")
 
 
+def test_sources_say_where_each_value_came_from(tmp_path):
+    """`modex up` replaces a taken default port but refuses a taken port someone chose."""
+    path = write(tmp_path, "gateway_port = 8081\n")
+    config = load_config(path, env={"MODEX_UI_PORT": "5001"}, data_dir=tmp_path)
+    assert config.sources == {"gateway_port": f"in {path}", "ui_port": "from $MODEX_UI_PORT",
+                              "data_dir": "override"}
+    assert config.replace(confirmations=2).sources["confirmations"] == "override"
+    assert "confirmations" not in config.sources  # a copy: the original is unchanged
+    with pytest.raises(ConfigError, match="unknown key 'sources'"):
+        load_config(write(tmp_path, "sources = 1\n"), env={})
+
+
 def test_replace_validates():
     config = Config(data_dir=Path("/tmp/x"))
     assert config.replace(confirmations=3).confirmations == 3
