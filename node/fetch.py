@@ -23,14 +23,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from eth_utils import to_checksum_address
+
 from node import keywrap, seal, tarball
 from node.errors import ChainError, IntegrityError, KeyDeliveryError, ManifestError, ModexError
 from node.manifest import check_model_hash
 from node.pipes import CountingReader, as_reader
+from node.protocol import Book
 
 log = logging.getLogger(__name__)
-
-ZERO32 = b"\x00" * 32
 
 
 @dataclass
@@ -73,8 +74,7 @@ def _registry_view(chain, model_id: int, fn):
 def get_listing(chain, model_id: int) -> Listing:
     """The listing's on-chain facts; ChainError "model N is not listed" for an unknown id."""
     reg = chain.registry
-    owner = _registry_view(chain, model_id, reg.functions.ownerOf(model_id))
-    price, active = sale_terms(chain, model_id)
+    price, active, owner = sale_terms(chain, model_id)
     return Listing(
         model_id=model_id,
         model_hash=bytes(reg.functions.modelHash(model_id).call()),
@@ -86,11 +86,16 @@ def get_listing(chain, model_id: int) -> Listing:
     )
 
 
-def sale_terms(chain, model_id: int) -> tuple[int, bool]:
-    """(price in wei, active) in one call; ChainError for an unknown id."""
-    price, active = _registry_view(chain, model_id,
-                                   chain.registry.functions.saleTerms(model_id))
-    return int(price), bool(active)
+def sale_terms(chain, model_id: int) -> tuple[int, bool, str]:
+    """(price in wei, active, owner) in one call; ChainError for an unknown id."""
+    price, active, owner = _registry_view(chain, model_id,
+                                          chain.registry.functions.saleTerms(model_id))
+    return int(price), bool(active), to_checksum_address(owner)
+
+
+def book(chain, model_id: int) -> Book:
+    """What the Marketplace was told about the model's validation (disputed, and since when)."""
+    return Book.from_call(chain.call(chain.marketplace.functions.book(model_id)))
 
 
 def content_ref(chain, model_id: int) -> tuple[bytes, str]:
@@ -224,7 +229,7 @@ def fetch_model(chain, signer, store, model_id: int, out_dir: str | os.PathLike,
     model_hash, metadata_cid = content_ref(chain, model_id)
     pid, wrapped = find_delivery(chain, signer.address, model_id, purchase_id)
     if wrapped is None:
-        if chain.call(chain.marketplace.functions.book(model_id))[1]:
+        if book(chain, model_id).disputed:
             raise KeyDeliveryError(
                 f"validators disputed model {model_id}: the key for purchase {pid} will never be "
                 f"delivered; run `modex refund {pid}` now to take your payment back", purchase_id=pid)

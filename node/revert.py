@@ -20,10 +20,12 @@ import ast
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 
 from node.errors import ContractRevert
+from node.protocol import ModelStatus, PurchaseStatus
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,19 @@ PANIC_CODES = {
     0x12: "a division by zero", 0x21: "an invalid enum value", 0x31: "pop on an empty array",
     0x32: "an array index out of bounds", 0x41: "too much memory", 0x51: "a call to an invalid function",
 }
-PURCHASE_STATUS = {0: "unknown", 1: "pending", 2: "delivered", 3: "refunded", 4: "expired"}
-MODEL_STATUS = {0: "unverified", 1: "verified", 2: "disputed"}
+
+
+def _status(enum, value) -> str:
+    """A status number from a revert as its word ("refunded"); an unknown number as itself."""
+    try:
+        return enum(value).word.replace("_", " ")
+    except ValueError:
+        return str(value)
+
+
+def when(timestamp: int) -> str:
+    """A block timestamp as a person reads it: ``2026-05-01 12:00:00 UTC``."""
+    return f"{datetime.fromtimestamp(int(timestamp), UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def eth(wei: int) -> str:
@@ -64,14 +77,19 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
     "ModelRegistryPriceTooHigh": lambda a: (
         f"A price of {eth(a['price'])} is above the largest accepted price ({eth(a['maxPrice'])})."
     ),
+    "ModelRegistryBadWorkDigest": lambda a: (
+        f"{a['workDigest']} cannot be claimed as a work digest (zero, or the reserved failure digest): claim the "
+        f"SHA-256 of your own evaluation report (`modex evaluate` prints it)."
+    ),
     # Marketplace
     "MarketplaceModelInactive": lambda a: (
         f"Model {a['modelId']} is not for sale right now (its seller deactivated it); nothing was charged."
     ),
     "MarketplaceModelDisputed": lambda a: (
-        f"Model {a['modelId']} is disputed by validators (its files do not match its listing, or could not be "
-        f"fetched): it cannot be bought, and a purchase still pending can no longer be delivered; its buyer "
-        f"can refund it now (`modex refund PURCHASE_ID`). Nothing was charged."
+        f"Model {a['modelId']} is disputed by validators (its files, or its claimed metrics, are not what was "
+        f"listed): it cannot be bought, a purchase still pending can no longer be delivered, and a sale "
+        f"delivered within its challenge period is refunded to its buyer instead of paid to the seller; "
+        f"such a buyer can refund now (`modex refund PURCHASE_ID`). Nothing was charged."
     ),
     "MarketplacePriceAboveMax": lambda a: (
         f"Price is {eth(a['price'])}, above your maximum of {eth(a['maxPrice'])}; nothing was charged."
@@ -87,33 +105,50 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
         f"{a['account']} already received the key for model {a['modelId']}; nothing was charged."
     ),
     "MarketplacePurchasePending": lambda a: (
-        f"Purchase {a['purchaseId']} of this model is still waiting for its key (until timestamp "
-        f"{a['deadline']}); wait for delivery, or refund it after the deadline. Nothing was charged."
+        f"Purchase {a['purchaseId']} of this model is still waiting for its key (until {when(a['deadline'])}); "
+        f"wait for delivery, or refund it after the deadline. Nothing was charged."
     ),
     "MarketplaceNotValidator": lambda a: (
         f"{a['account']} is not an active validator: stake at least the minimum in Validators first."
     ),
     "MarketplaceUnknownPurchase": lambda a: f"There is no purchase {a['purchaseId']}.",
     "MarketplaceNotPending": lambda a: (
-        f"Purchase {a['purchaseId']} is {PURCHASE_STATUS.get(a['status'], a['status'])}, not pending, "
+        f"Purchase {a['purchaseId']} is {_status(PurchaseStatus, a['status'])}, not pending, "
         f"so nothing more can be done with it."
+    ),
+    "MarketplaceWrongBuyer": lambda a: (
+        f"Purchase {a['purchaseId']} belongs to {a['expected']}, not {a['given']} (after a reorg a purchase id "
+        f"can name another buyer): the key was wrapped for the wrong account and was not delivered."
     ),
     "MarketplaceNotDeliverer": lambda a: (
         f"{a['caller']} may not deliver the key of purchase {a['purchaseId']}: only the model's owner or "
         f"its operator can (see setOperator)."
     ),
     "MarketplaceDeliveryWindowClosed": lambda a: (
-        f"The delivery window of purchase {a['purchaseId']} closed at timestamp {a['deadline']}; "
+        f"The delivery window of purchase {a['purchaseId']} closed at {when(a['deadline'])}; "
         f"the buyer can now take a refund."
     ),
     "MarketplaceDeliveryWindowOpen": lambda a: (
-        f"Purchase {a['purchaseId']} can still be delivered until timestamp {a['deadline']}; "
+        f"Purchase {a['purchaseId']} can still be delivered until {when(a['deadline'])}; "
         f"a refund is possible only after that (or at once if validators dispute the model)."
     ),
     "MarketplaceBadWrappedKey": lambda a: (
         f"The wrapped key is {a['length']} bytes; it must be {a['expected']} (HPKE enc || ciphertext, DESIGN.md 4.3)."
     ),
     "MarketplaceNotBuyer": lambda a: f"Only the buyer of purchase {a['purchaseId']} can refund it, not {a['caller']}.",
+    "MarketplaceNotRefundable": lambda a: (
+        f"Purchase {a['purchaseId']} was delivered: it is refundable only when validators dispute its model "
+        f"within the sale's challenge period, while the seller's revenue is still held (not the case here, "
+        f"or it was a free licence). Nothing was sent."
+    ),
+    "MarketplaceNothingToRelease": lambda a: (
+        f"Purchase {a['purchaseId']} has no revenue to release: it is not delivered, was free, refunded, or "
+        f"already paid out."
+    ),
+    "MarketplaceRevenueHeld": lambda a: (
+        f"The revenue of purchase {a['purchaseId']} is held until {when(a['challengeEnd'])} (its challenge "
+        f"period, during which a dispute refunds the buyer); release it after that."
+    ),
     "MarketplaceNothingToWithdraw": lambda a: f"{a['account']} has nothing to withdraw.",
     "MarketplaceTransferFailed": lambda a: (
         f"Sending {eth(a['amount'])} to {a['account']} failed (the receiver rejected it); the balance stays "
@@ -141,34 +176,83 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
     # Votes
     "VotesScoreOutOfRange": lambda a: f"A score must be 1 to 5, not {a['score']}.",
     "VotesNoLicense": lambda a: (
-        f"{a['voter']} holds no licence for model {a['modelId']}: only buyers who received the key can vote."
+        f"{a['voter']} holds no voting licence for model {a['modelId']}: only buyers who received the key, "
+        f"paid more than 0 and are not the model's owner can vote."
     ),
+    "VotesOnlyMarketplace": lambda a: f"Only the Marketplace may drop votes, not {a['caller']}.",
     # Validators
     "ValidatorsStakeTooLow": lambda a: (
         f"A stake of {eth(a['stake'])} is below the minimum of {eth(a['minStake'])}; nothing was staked."
     ),
     "ValidatorsUnstakePending": lambda a: (
-        f"{a['validator']} asked to unstake (unlocks at timestamp {a['unlockAt']}); it cannot stake or ask again."
+        f"{a['validator']} asked to unstake (unlocks at {when(a['unlockAt'])}); it cannot stake or ask again."
     ),
     "ValidatorsNotStaked": lambda a: f"{a['validator']} has no stake.",
     "ValidatorsUnstakeNotRequested": lambda a: (
         f"{a['validator']} must call requestUnstake and wait the unstake delay before unstaking."
     ),
     "ValidatorsStillLocked": lambda a: (
-        f"The stake of {a['validator']} unlocks at timestamp {a['unlockAt']} (now {a['now_']}); try again then."
+        f"The stake of {a['validator']} unlocks at {when(a['unlockAt'])} (now {when(a['now_'])}); try again then."
     ),
     "ValidatorsNotActive": lambda a: (
         f"{a['validator']} is not an active validator (no minimum stake, or leaving); stake first."
     ),
-    "ValidatorsAlreadyAttested": lambda a: f"{a['validator']} already attested model {a['modelId']}.",
+    "ValidatorsOpenSeats": lambda a: (
+        f"{a['validator']} still holds {a['openSeats']} open seat(s) (key requests or attestations not yet "
+        f"released): finish or release them (`release` after their round settles) before asking to unstake."
+    ),
+    "ValidatorsTooManyOpenRequests": lambda a: (
+        f"{a['validator']} already holds the most open seats allowed ({a['maxOpenRequests']}): finish a model "
+        f"and release its seat before asking for another key."
+    ),
+    "ValidatorsStakeBonded": lambda a: (
+        f"{a['validator']} has {eth(a['free'])} of stake not bonded, and this needs {eth(a['needed'])}: add "
+        f"stake or wait for open seats to be released."
+    ),
     "ValidatorsAlreadySettled": lambda a: (
-        f"Model {a['modelId']} is already {MODEL_STATUS.get(a['status'], a['status'])}; no more attestations."
+        f"Model {a['modelId']} is already settled as {_status(ModelStatus, a['status'])}; no more key requests "
+        f"or attestations."
     ),
-    "ValidatorsNotSettled": lambda a: f"Model {a['modelId']} has no verdict yet, so nobody can be slashed.",
-    "ValidatorsNotSlashable": lambda a: (
-        f"{a['validator']} cannot be slashed for model {a['modelId']}: it did not attest on the losing side, "
-        f"or was slashed already."
+    "ValidatorsAlreadyRequested": lambda a: (
+        f"{a['validator']} already has a seat on model {a['modelId']} (a key asked for or delivered)."
     ),
+    "ValidatorsNoKey": lambda a: (
+        f"{a['validator']} cannot commit on model {a['modelId']}: its key has not been delivered to it (or it "
+        f"already committed in this round); ask for the key first (requestValidatorKey)."
+    ),
+    "ValidatorsZeroCommitment": lambda a: "A zero commitment is not accepted: commit to the keccak256 of your attestation.",
+    "ValidatorsCommitClosed": lambda a: (
+        f"Commits on model {a['modelId']} closed at {when(a['commitEnd'])}; reveal, or commit in its next round."
+    ),
+    "ValidatorsRoundNotSettled": lambda a: (
+        f"The round of model {a['modelId']} ended at {when(a['revealEnd'])} and is not settled yet: settle it "
+        f"first (anyone may), then commit in the next round."
+    ),
+    "ValidatorsNothingToReveal": lambda a: (
+        f"{a['validator']} has no commitment to reveal in the current round of model {a['modelId']}."
+    ),
+    "ValidatorsRevealNotOpen": lambda a: (
+        f"Reveals on model {a['modelId']} open after {when(a['commitEnd'])}, when commits close; reveal then."
+    ),
+    "ValidatorsRevealClosed": lambda a: (
+        f"Reveals on model {a['modelId']} closed at {when(a['revealEnd'])}; the commitment can no longer be opened."
+    ),
+    "ValidatorsRevealMismatch": lambda a: (
+        f"The reveal of {a['validator']} on model {a['modelId']} does not match its commitment (another hash, "
+        f"digest or salt than the ones committed to)."
+    ),
+    "ValidatorsNoRound": lambda a: f"Model {a['modelId']} has no open round to settle: nobody has committed yet.",
+    "ValidatorsRevealOpen": lambda a: (
+        f"The reveal period of model {a['modelId']} runs until {when(a['revealEnd'])}; settle after that."
+    ),
+    "ValidatorsNothingToRelease": lambda a: (
+        f"The seat of {a['validator']} on model {a['modelId']} cannot be released now: none is open, or its "
+        f"round is not over (a request is released once it expired, an attestation once its round settled)."
+    ),
+    "ValidatorsSeatInUse": lambda a: (
+        f"The seat of {a['validator']} on model {a['modelId']} is in state {a['seatState']}, not waiting for a key."
+    ),
+    "ValidatorsOnlyMarketplace": lambda a: f"Only the Marketplace may open or key seats, not {a['caller']}.",
     "ValidatorsNothingToWithdraw": lambda a: f"{a['account']} has nothing to withdraw from Validators.",
     "ValidatorsTransferFailed": lambda a: (
         f"Sending {eth(a['amount'])} to {a['account']} failed (the receiver rejected it); nothing was lost — "

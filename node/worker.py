@@ -21,8 +21,9 @@
    another buyer's purchase: when the account on-chain is not the one recorded, the buyer key
    is read again from the purchase's ``Purchased`` event before anything is wrapped.
 4. **Deliver**: key from the seller's vault → HPKE-wrap to the buyer key (DESIGN.md §4.3) →
-   build and sign ``deliverKey`` (fees from the node, never over ``max_fee_per_gas``) → record
-   (purchase → signed tx) in the state file (fsync'd) → send, and go on to the next purchase.
+   build and sign ``deliverKey(id, buyer, wrapped)`` naming the account it was wrapped for
+   (fees from the node, never over ``max_fee_per_gas``) → record (purchase → buyer, signed tx)
+   in the state file (fsync'd) → send, and go on to the next purchase.
 5. **Settle**: wait for the receipts of everything in flight, at most until the first of them
    is due for replacement (or ``chain.receipt_timeout``); mined → drop the purchase from the
    open set; still unmined → it stays in flight (``PassReport.pending``) for the next pass.
@@ -46,9 +47,19 @@ signed transaction (``txs``, oldest first) and when the latest was signed. Older
 one ``{tx_hash, raw}`` per purchase are read and migrated (age unknown: due for replacement).
 Losing the file costs a rescan from the deployment block, never a double delivery:
 the contract accepts one ``deliverKey`` per purchase and the worker checks ``purchase(id)``
-before building one. A ``deliverKey`` already sent when a reorg drops its block can still be
-mined again from the node's pool: on a chain that reorganises, run with ``confirmations`` at
-least as deep as its reorgs.
+before building one.
+
+Reorgs. A ``deliverKey`` already sent when a reorg drops its block can be mined again from the
+node's pool onto the new chain, where its purchase id may be another buyer's: it names the
+buyer it was wrapped for, so the Marketplace refuses it there (``MarketplaceWrongBuyer``) and
+the new buyer's escrow is untouched. The worker treats it as any reverted delivery: it decides
+again from the chain, reads the new buyer's key from its ``Purchased`` event and delivers to
+it. A recorded transaction the node no longer knows is resent only while the purchase is still
+the same buyer's; otherwise it is dropped and the purchase decided again. A dry run refused as
+``MarketplaceWrongBuyer`` (the chain moved between reading the purchase and the dry run) is
+skipped like any refused dry run, and the next pass reads the purchase's buyer from the chain
+again: no purchase is ever retried with a buyer the chain no longer names. ``confirmations`` as
+deep as the chain's reorgs still avoids the wasted gas of a refused delivery.
 
 A purchase that cannot be delivered (bad buyer key, no content key in the vault) is logged once
 with the reason and skipped; it stays open (refundable by the buyer after the window, or at once
@@ -84,12 +95,12 @@ from web3.exceptions import BlockNotFound, TransactionNotFound
 from node import keywrap
 from node.config import Config
 from node.errors import ChainError, ContractRevert, KeyDeliveryError, KeyWrapError, ModexError
-from node.fetch import load_metadata
+from node.fetch import book, load_metadata
 from node.keyvault import KeyVault, atomic_write
+from node.protocol import Purchase, PurchaseStatus
 
 log = logging.getLogger(__name__)
 
-STATUS_PENDING = 1
 DELIVERY_CRASH_POINTS = ("before_wrap", "before_send", "after_send", "after_receipt")
 CRASH_POINTS = (*DELIVERY_CRASH_POINTS, "before_replace_send")
 CRASH_ENV = "MODEX_WORKER_CRASH"
@@ -122,7 +133,8 @@ class WorkerState:
         self.tip_hash: str | None = None      # hash of block next_block - 1 when scanned
         self.open: dict[int, dict] = {}       # purchase id → {"model_id", "buyer_key", ...}
         # purchase id → {"txs": [{"tx_hash", "raw"}, ...] (every signed transaction, oldest
-        # first, all at one nonce), "signed_at": unix time the latest one was signed}
+        # first, all at one nonce), "buyer": the account they deliver to, "signed_at": unix time
+        # the latest one was signed}
         self.inflight: dict[int, dict] = {}
         self._ident = {"chain_id": chain_id, "marketplace": marketplace.lower()}
         try:
@@ -359,16 +371,12 @@ class KeyDelivery:
         self.state.save()
         return True
 
-    def _onchain(self, pid: int, with_account: bool = False):
-        row = self.chain.call(self.chain.marketplace.functions.purchase(pid))
-        account, model_id, _price, deadline, status, _for_validator = row
-        if with_account:
-            return int(model_id), int(deadline), int(status), account
-        return int(model_id), int(deadline), int(status)
+    def _onchain(self, pid: int) -> Purchase:
+        return Purchase.from_call(self.chain.call(self.chain.marketplace.functions.purchase(pid)))
 
     def _disputed(self, model_id: int) -> bool:
         """Whether validators disputed the model: the Marketplace then refuses deliverKey."""
-        return bool(self.chain.call(self.chain.marketplace.functions.book(model_id))[1])
+        return book(self.chain, model_id).disputed
 
     def _close(self, pid: int, report: PassReport, why: str) -> None:
         self._forget(pid)
@@ -385,16 +393,17 @@ class KeyDelivery:
         if pid in self.state.inflight and self._resume(pid, report):
             return
         try:
-            model_id, deadline, status, account = self._onchain(pid, with_account=True)
+            purchase = self._onchain(pid)
         except ContractRevert:
             self._close(pid, report, "no such purchase on-chain (reorged away?)")
             return
-        if status != STATUS_PENDING:
-            self._close(pid, report, f"not pending on-chain (status {status})")
+        model_id, account = purchase.model_id, purchase.account
+        if purchase.status != PurchaseStatus.PENDING:
+            self._close(pid, report, f"not pending on-chain ({purchase.status.word})")
             return
         now = int(self.chain.get_block("latest")["timestamp"])
-        if now + self.margin_s > deadline:
-            self._close(pid, report, f"delivery window closes at {deadline} (now {now}); "
+        if now + self.margin_s > purchase.deadline:
+            self._close(pid, report, f"delivery window closes at {purchase.deadline} (now {now}); "
                         "not delivering, the buyer can refund")
             return
         if self._disputed(model_id):
@@ -426,11 +435,13 @@ class KeyDelivery:
         except (KeyWrapError, ValueError) as exc:
             self._skip(pid, f"cannot wrap the key to the buyer's key: {exc}", report)
             return
-        fn = self.chain.marketplace.functions.deliverKey(pid, wrapped)
+        # Named buyer: should the id be someone else's by the time it is mined (a reorg), the
+        # contract refuses it (MarketplaceWrongBuyer) instead of selling them another's key.
+        fn = self.chain.marketplace.functions.deliverKey(pid, account, wrapped)
         tx = self.chain.build_transaction(fn, self.signer.address)  # dry run first
         self._cap(pid, tx)
         raw = self.signer.sign_transaction(tx)
-        tx_hash = self._record(pid, raw)  # write-ahead: a crash from here resumes with these bytes
+        tx_hash = self._record(pid, raw, account)  # write-ahead: a crash from here resumes with these bytes
         self.crash("before_send", pid)
         if not self._send(pid, raw, tx_hash):
             return
@@ -463,11 +474,12 @@ class KeyDelivery:
         if "maxPriorityFeePerGas" in tx:
             tx["maxPriorityFeePerGas"] = min(tx["maxPriorityFeePerGas"], self.max_fee_per_gas)
 
-    def _record(self, pid: int, raw: bytes) -> str:
+    def _record(self, pid: int, raw: bytes, buyer: str) -> str:
         """Add a signed transaction to the purchase's in-flight record, on disk before it is sent."""
         tx_hash = "0x" + keccak(raw).hex()
         entry = self.state.inflight.setdefault(pid, {"txs": []})
         entry["txs"].append({"tx_hash": tx_hash, "raw": raw.hex()})
+        entry["buyer"] = buyer
         entry["signed_at"] = time.time()
         self.state.save()
         return tx_hash
@@ -521,11 +533,24 @@ class KeyDelivery:
         entry = self.state.inflight[pid]
         latest = entry["txs"][-1]
         if not self._known(latest["tx_hash"]):
-            model_id, deadline, status = self._onchain(pid)
+            try:
+                purchase = self._onchain(pid)
+            except ContractRevert:
+                return False  # reorged away: the on-chain decision closes it
             now = int(self.chain.get_block("latest")["timestamp"])
-            if (status != STATUS_PENDING or now + self.margin_s > deadline
-                    or self._disputed(model_id)):
+            if (purchase.status != PurchaseStatus.PENDING or now + self.margin_s > purchase.deadline
+                    or self._disputed(purchase.model_id)):
                 return False  # let the on-chain decision close it (a resend would revert)
+            if purchase.account.lower() != self._inflight_buyer(pid).lower():
+                # After a reorg the id is another buyer's: these bytes would revert
+                # (MarketplaceWrongBuyer). None of them is known to the node, so a new delivery
+                # at the account's next nonce takes their place.
+                log.warning("purchase %d now belongs to %s, not %s (a reorg): dropping its "
+                            "recorded delivery, deciding again", pid, purchase.account,
+                            self._inflight_buyer(pid))
+                self.state.inflight.pop(pid)
+                self.state.save()
+                return False
             log.info("purchase %d: resending recorded transaction %s", pid, latest["tx_hash"])
             try:
                 self.chain.send_raw(bytes.fromhex(latest["raw"]), sender=self.signer.address)
@@ -561,7 +586,7 @@ class KeyDelivery:
             return
         new = {**tx, **fees}
         raw = self.signer.sign_transaction(new)
-        tx_hash = self._record(pid, raw)
+        tx_hash = self._record(pid, raw, self._inflight_buyer(pid))
         self.crash("before_replace_send", pid)
         if not self._send(pid, raw, tx_hash):
             return
@@ -570,6 +595,12 @@ class KeyDelivery:
                     _gwei(max_fee(new)), _gwei(new.get("maxPriorityFeePerGas", 0)))
         if replacement_fees(new, {}, self.max_fee_per_gas) is None:
             self._at_cap(pid, tx_hash, new)
+
+    def _inflight_buyer(self, pid: int) -> str:
+        """The account the purchase's recorded transactions deliver to (older state files did
+        not record it: the open entry's account, which they were wrapped for)."""
+        entry = self.state.inflight[pid]
+        return entry.get("buyer") or self.state.open[pid].get("account") or ""
 
     def _at_cap(self, pid: int, tx_hash: str, tx: dict) -> None:
         """Say once per purchase that its fees can rise no further: it waits to be mined."""

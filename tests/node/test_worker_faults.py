@@ -6,6 +6,11 @@ sending it, after sending it but before its receipt, and after the receipt but b
 is updated. After the kills a clean run finishes the queue. Then: every purchase has exactly
 one KeyDelivered, no deliverKey transaction ever reverted, nothing is delivered after its
 window, and the Marketplace's books add up to the wei.
+
+Reorgs: after a reorg a purchase id can be another buyer's purchase. On anvil (``anvil_reorg``)
+a delivery already mined is mined again on the new chain, where the id is the other buyer's:
+the Marketplace refuses it (``MarketplaceWrongBuyer``) and the worker delivers to the buyers the
+new chain names.
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ import json
 import subprocess
 
 import pytest
+from eth_utils import keccak
 from modex_stack import buy_raw, make_stack, publish_model, write_model
 from web3.logs import DISCARD
 
-from node.worker import DELIVERY_CRASH_POINTS, REORG_DEPTH, KeyDelivery
+from node.devchain import start_anvil
+from node.protocol import Purchase, PurchaseStatus
+from node.revert import as_revert
+from node.worker import DELIVERY_CRASH_POINTS, REORG_DEPTH, KeyDelivery, unsigned_transaction
 
 PRICE = 10**16
 FEE_BPS = 250
@@ -72,11 +81,16 @@ def test_worker_killed_at_each_point_delivers_every_purchase_exactly_once(tmp_pa
 
     assert deliveries(stack) == {pid: 1 for pid in purchases}
     assert all(status == 1 for status in seller_tx_statuses(stack))  # never a doomed resend
-    # Books: the seller is owed price − fee per sale, the fee recipient the fee; escrow is gone.
+    # Books: each sale is held for the challenge period, then released: the seller is owed
+    # price − fee per sale, the fee recipient the fee; the escrow became their credits.
     mkt = chain.marketplace.functions
     fee = PRICE * FEE_BPS // 10_000
-    assert chain.call(mkt.credited(stack.signers["seller"].address)) == 4 * (PRICE - fee)
     fee_recipient = chain.call(mkt.feeRecipient())
+    assert chain.call(mkt.credited(stack.signers["seller"].address)) == 0  # held
+    stack.time_travel(chain.call(mkt.challengePeriod()) + 1)
+    for pid in purchases:
+        chain.transact(mkt.releaseRevenue(pid), stack.signers["buyer"])  # anyone may release
+    assert chain.call(mkt.credited(stack.signers["seller"].address)) == 4 * (PRICE - fee)
     assert chain.call(mkt.credited(fee_recipient)) == 4 * fee
     assert chain.balance(chain.marketplace.address) == escrow_before
 
@@ -86,7 +100,7 @@ def test_worker_killed_at_each_point_delivers_every_purchase_exactly_once(tmp_pa
     assert run_worker(stack).returncode == 0
     assert late not in deliveries(stack)
     stack.chain.transact(chain.marketplace.functions.refund(late), stack.signers["validator"])
-    assert chain.call(mkt.purchase(late))[4] == 3  # refunded
+    assert Purchase.from_call(chain.call(mkt.purchase(late))).status == PurchaseStatus.REFUNDED
 
 
 def test_undeliverable_purchases_are_skipped_without_blocking_the_queue(tmp_path, caplog):
@@ -237,3 +251,113 @@ def test_an_entry_from_an_older_state_file_survives_a_reorg_rescan(tmp_path):
     state.write_text(json.dumps(doc))
     report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
     assert report.delivered == [pid] and can_open(stack, "buyer", pid)
+
+
+def _signed_buy(stack, role: str, model_id: int) -> bytes:
+    """``role``'s buy of ``model_id`` with its wallet-derived key, signed, not sent."""
+    from node.keywrap import derive_x25519
+
+    chain, signer = stack.chain, stack.signers[role]
+    price = chain.call(chain.registry.functions.price(model_id))
+    public = derive_x25519(signer, chain.chain_id)[1]
+    tx = chain.build_transaction(chain.marketplace.functions.buy(model_id, public, price),
+                                 signer.address, value=price)
+    return signer.sign_transaction(tx)
+
+
+@pytest.mark.anvil
+def test_a_delivery_mined_again_after_a_reorg_is_refused_and_the_new_buyer_is_served(tmp_path):
+    """Issue 13: buyer's purchase P is delivered; a reorg replaces both blocks by a chain where
+    buyer2's purchase took the id P (buyer's came after it, as P + 1) and the old deliverKey is
+    mined again. It names the buyer it was wrapped for, so the Marketplace refuses it
+    (MarketplaceWrongBuyer): buyer2's escrow is untouched and holds no licence. The worker sees
+    the reorg, reads the purchases again and delivers to each buyer the key wrapped for it."""
+    anvil = start_anvil()  # its own node: the test reorganises its chain
+    try:
+        stack = make_stack("anvil", tmp_path, anvil_url=anvil.url, delivery_window=3600)
+        chain, rpc = stack.chain, stack.chain.w3.provider.make_request
+        model = publish_model(stack, write_model(tmp_path / "m"), price=PRICE)
+        state, sent = tmp_path / "w.json", {}
+        buyer_buy = _signed_buy(stack, "buyer", model)
+        buyer2_buy = _signed_buy(stack, "buyer2", model)  # signed now, mined only on the new chain
+        chain.send_raw(buyer_buy)
+        pid = chain.call(chain.marketplace.functions.nextPurchaseId()) - 1
+
+        def keep_raw(point: str, purchase_id: int) -> None:
+            if point == "after_send":
+                sent[purchase_id] = bytes.fromhex(worker.state.inflight[purchase_id]["txs"][-1]["raw"])
+
+        worker = KeyDelivery(chain, stack.signers["seller"], stack.vault(), state, crash=keep_raw)
+        assert worker.poll().delivered == [pid]
+        assert chain.block_number() == worker.state.next_block  # bought in one block, delivered in the next
+        escrow = chain.balance(chain.marketplace.address)
+        seller = stack.signers["seller"].address
+        credited = chain.call(chain.marketplace.functions.credited(seller))
+
+        # The reorg: both blocks replaced; buyer2's purchase first (it takes id P), then buyer's
+        # (P + 1), and in the next block the old delivery, mined again from a pool.
+        rpc("anvil_reorg", [2, [["0x" + buyer2_buy.hex(), 0], ["0x" + buyer_buy.hex(), 0],
+                                ["0x" + sent[pid].hex(), 1]]])
+        assert chain.block_number() == worker.state.next_block
+        old = chain.find_receipt(keccak(sent[pid]))
+        assert old is not None and old["status"] == 0  # mined on the new chain, and refused: why
+        tx = unsigned_transaction(sent[pid])
+        with pytest.raises(Exception) as refused:
+            chain.w3.eth.call({"from": seller, "to": tx["to"], "data": tx["data"]},
+                              old["blockNumber"] - 1)
+        revert = as_revert(refused.value)
+        assert revert is not None and revert.context["error"] == "MarketplaceWrongBuyer"
+        assert revert.context["args"] == {"purchaseId": pid, "expected": stack.signers["buyer2"].address,
+                                          "given": stack.signers["buyer"].address}
+        new = Purchase.from_call(chain.call(chain.marketplace.functions.purchase(pid)))
+        assert new.account == stack.signers["buyer2"].address
+        assert (new.status, new.price, new.delivered_at) == (PurchaseStatus.PENDING, PRICE, 0)
+        assert not chain.call(chain.marketplace.functions.hasLicense(model, new.account))
+        assert deliveries(stack) == {}  # nothing delivered on the new chain
+        assert chain.balance(chain.marketplace.address) == escrow + PRICE  # both buyers' escrow
+        assert chain.call(chain.marketplace.functions.credited(seller)) == credited
+
+        report = KeyDelivery(chain, stack.signers["seller"], stack.vault(), state).poll()
+        assert report.delivered == [pid, pid + 1]
+        assert deliveries(stack) == {pid: 1, pid + 1: 1}
+        assert can_open(stack, "buyer2", pid) and can_open(stack, "buyer", pid + 1)
+        assert not can_open(stack, "buyer", pid)
+    finally:
+        anvil.stop()
+
+
+@pytest.mark.anvil
+def test_a_recorded_delivery_is_not_resent_once_a_reorg_gives_its_purchase_to_another_buyer(tmp_path):
+    """The worker's delivery of P to buyer is in flight, then lost (the node dropped it), and a
+    reorg makes P buyer2's purchase. Resending those bytes would only revert
+    (MarketplaceWrongBuyer) and cost a pass: the worker drops them and, in the same pass,
+    delivers P to buyer2 and buyer's purchase, now P + 1, to buyer. No transaction of the seller
+    reverts."""
+    anvil = start_anvil()  # its own node: automine off, and a reorg
+    try:
+        stack = make_stack("anvil", tmp_path, anvil_url=anvil.url, delivery_window=3600)
+        chain, rpc = stack.chain, stack.chain.w3.provider.make_request
+        model = publish_model(stack, write_model(tmp_path / "m"), price=PRICE)
+        state = tmp_path / "w.json"
+        buyer_buy, buyer2_buy = _signed_buy(stack, "buyer", model), _signed_buy(stack, "buyer2", model)
+        chain.send_raw(buyer_buy)
+        pid = chain.call(chain.marketplace.functions.nextPurchaseId()) - 1
+        rpc("evm_setAutomine", [False])
+        chain.receipt_timeout = 0.5
+        first = KeyDelivery(chain, stack.signers["seller"], stack.vault(), state).poll()
+        assert list(first.pending) == [pid]  # sent, in the pool, not mined
+        rpc("anvil_dropTransaction", [first.pending[pid]])
+        assert int(rpc("txpool_status", [])["result"]["pending"], 16) == 0  # lost
+        rpc("anvil_reorg", [1, [["0x" + buyer2_buy.hex(), 0], ["0x" + buyer_buy.hex(), 0]]])
+        assert Purchase.from_call(chain.call(chain.marketplace.functions.purchase(pid))).account == \
+            stack.signers["buyer2"].address
+        rpc("evm_setAutomine", [True])
+        chain.receipt_timeout = 30
+
+        report = KeyDelivery(chain, stack.signers["seller"], stack.vault(), state).poll()
+        assert report.delivered == [pid, pid + 1] and report.skipped == {}
+        assert deliveries(stack) == {pid: 1, pid + 1: 1}
+        assert can_open(stack, "buyer2", pid) and can_open(stack, "buyer", pid + 1)
+        assert all(status == 1 for status in seller_tx_statuses(stack))  # nothing resent to revert
+    finally:
+        anvil.stop()

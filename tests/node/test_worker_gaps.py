@@ -3,17 +3,20 @@
 - The worker's delivery transaction is known to the node but not mined yet (anvil with
   automine off): the pass leaves it in flight, a restarted worker waits for it — it sends no
   second deliverKey before the replacement time — and records the delivery once it is mined.
-- A validator whose key request expired undelivered asks again, gets the key for the new
-  request, and attests; the expired request is never delivered.
-- A purchase of a model that validators disputed is closed by the worker, never delivered.
+- A validator whose key request expired undelivered asks again and gets the key for the new
+  request (its seat may then commit); the expired request is never delivered.
+- A purchase of a model that validators disputed (or whose metrics they disputed) is closed by
+  the worker, never delivered.
 """
 
 from __future__ import annotations
 
 import pytest
-from modex_stack import buy_raw, make_stack, publish_model, write_model
+from modex_stack import buy_raw, make_stack, publish_model, settle_validation, write_model
 
 from node.devchain import start_anvil
+from node.fetch import book
+from node.protocol import ModelStatus, Purchase, PurchaseStatus, Seat, SeatState
 from node.worker import KeyDelivery
 
 
@@ -65,43 +68,49 @@ def test_a_sent_but_unmined_delivery_is_awaited_never_sent_twice(tmp_path):
 
 def test_a_validator_asks_again_after_its_request_expired(tmp_path):
     stack = make_stack("embedded", tmp_path, delivery_window=3600)
+    chain, validator = stack.chain, stack.signers["validator"]
     model_id = publish_model(stack, write_model(tmp_path / "m"))
-    assert "asked for the keys" in ok(stack.cli("validator", "validate", "--once",
-                                                "--no-evaluate"))
-    first = stack.chain.events("ValidatorKeyRequested", from_block=stack.chain.deployment["block"])
-    assert len(first) == 1
+    validators, market = chain.validators.functions, chain.marketplace.functions
+    chain.transact(validators.stake(), validator, value=chain.call(validators.minStake()))
+    chain.transact(market.requestValidatorKey(model_id, b"\x0b" * 32), validator)
     stack.time_travel(3700)  # nobody delivered within the window: the request expired
-    assert "asked for the keys" in ok(stack.cli("validator", "validate", "--once",
-                                                "--no-evaluate"))
-    requests = stack.chain.events("ValidatorKeyRequested",
-                                  from_block=stack.chain.deployment["block"])
+    chain.transact(market.requestValidatorKey(model_id, b"\x0b" * 32), validator)
+    requests = chain.events("ValidatorKeyRequested", from_block=chain.deployment["block"])
     old, new = (int(ev["args"]["purchaseId"]) for ev in requests)
     assert "delivered 1 key(s)" in ok(stack.cli("seller", "worker", "--once"))
     assert delivered_ids(stack) == [new]  # the expired request is never delivered
-    out = ok(stack.cli("validator", "validate", "--once", "--no-evaluate"))
-    assert f"model {model_id}: attested" in out and "matches" in out
-    assert old != new
+    old_record = Purchase.from_call(chain.call(market.purchase(old)))
+    assert old_record.status == PurchaseStatus.EXPIRED and old != new
+    # The new request's key reached the validator's seat: it may now commit to an attestation.
+    seat = Seat.from_call(chain.call(validators.attestationOf(model_id, validator.address)))
+    assert seat.state == SeatState.KEYED
 
 
-def test_a_disputed_models_pending_purchase_is_closed_not_retried(tmp_path, caplog):
-    """Validators dispute a model while a purchase waits for its key: the worker closes the
-    purchase with the reason (the contract would refuse deliverKey; the buyer can refund now)
-    instead of dry-running a reverting delivery on every pass until the window closes."""
+@pytest.mark.parametrize("outcome", [ModelStatus.DISPUTED, ModelStatus.METRICS_DISPUTED])
+def test_a_disputed_models_pending_purchase_is_closed_not_retried(tmp_path, caplog, outcome):
+    """Validators dispute a model (other files, or the listed files with other evaluation results)
+    while a purchase waits for its key: the worker closes the purchase with the reason (the
+    contract would refuse deliverKey; the buyer can refund now) instead of dry-running a
+    reverting delivery on every pass until the window closes."""
     stack = make_stack("embedded", tmp_path, delivery_window=3600, quorum=1)
     chain = stack.chain
     model_id = publish_model(stack, write_model(tmp_path / "m"))
     pid = buy_raw(stack, "buyer", model_id)
-    validator = stack.signers["validator"]
-    chain.transact(chain.validators.functions.stake(), validator, value=10**17)
-    chain.transact(chain.validators.functions.attest(model_id, b"\x99" * 32, b"\0" * 32), validator)
-    assert chain.call(chain.marketplace.functions.book(model_id))[1]  # disputed
+    assert settle_validation(chain, model_id, owner=stack.signers["seller"],
+                             validator=stack.signers["validator"], outcome=outcome) == outcome
+    assert book(chain, model_id).disputed
+    (request,) = (int(ev["args"]["purchaseId"]) for ev in chain.events(
+        "ValidatorKeyRequested", from_block=chain.deployment["block"]))
     state = tmp_path / "worker.json"
     caplog.set_level("INFO", logger="node.worker")
     report = KeyDelivery(chain, stack.signers["seller"], stack.vault(), state).poll()
-    assert report.closed == [pid] and report.skipped == {} and report.delivered == []
-    assert f"model {model_id} is disputed by validators" in caplog.text
+    # The buyer's purchase closed for the dispute (the validator's request was delivered already).
+    assert sorted(report.closed) == sorted([request, pid])
+    assert report.skipped == {} and report.delivered == []
+    assert f"purchase {pid}: model {model_id} is disputed by validators" in caplog.text
     assert "dry run reverted" not in caplog.text
     again = KeyDelivery(chain, stack.signers["seller"], stack.vault(), state).poll()
     assert again.closed == [] and again.skipped == {} and again.delivered == []
-    assert delivered_ids(stack) == []
-    assert chain.call(chain.marketplace.functions.purchase(pid))[4] == 1  # pending: refundable
+    assert delivered_ids(stack) == [request]
+    purchase = Purchase.from_call(chain.call(chain.marketplace.functions.purchase(pid)))
+    assert purchase.status == PurchaseStatus.PENDING  # refundable at once
