@@ -2,9 +2,25 @@
 
 One loop: ``sync()`` reads ``eth_getLogs`` in block ranges over all four contract addresses at
 once, decodes each log by (address, topic0), appends it to the ``events`` table (the log), and
-applies it to the derived tables (listings, purchases, votes, attestations, validators,
+applies it to the derived tables (listings, purchases, votes, rounds, attestations, validators,
 transfers, withdrawals) in the same SQLite transaction as the checkpoint (last block processed +
 its hash). It stays ``confirmations`` blocks behind the head.
+
+What the derived tables hold beyond the events' own fields:
+- a listing's validation: its status (``ModelStatus.word``), the seller's claimed work digest
+  and when it was claimed, its current (or deciding) round with its deadlines, and when the
+  Marketplace recorded the verdict (a dispute within a sale's challenge period refunds it);
+- per validator and round an attestation row from its commit (``AttestationCommitted``) to its
+  reveal (``Attested``): the observed hash and work digest, whether the hash is the listed one,
+  whether the digest is the seller's claim, and the status the reveal counts for, decided as
+  ``Validators.revealAttestation`` decides it (a claim counts only if made no later than the
+  round's opening);
+- votes weighted by price: each ``Voted`` weighs the price of the voter's licence (only a paid
+  licence bought from someone else can vote), the listing's score is the weighted mean and
+  ``vote_count`` the number of voters; a refunded licence's vote is dropped (the ``Refunded``
+  event names the buyer; the ``VoteDropped`` just before it in the same transaction does not);
+- a purchase's delivery time (its challenge period runs from there) and whether its revenue was
+  released to the seller, with the amount and fee (``RevenueReleased``).
 
 Reorgs: the hash of every block that produced an event and of every checkpoint is kept. Each
 ``sync()`` first checks the checkpoint's hash against the chain; if it no longer matches, it finds
@@ -35,11 +51,11 @@ from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_checksum_address
 
 from node.errors import ChainError, ModexError
-from node.revert import MODEL_STATUS
+from node.protocol import ModelStatus
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 PRICE_DIGITS = 78  # uint256 as zero-padded decimal text: sorts like the number, exact
 # sort → (ORDER BY, "comes after the cursor's key" condition, how the key's values fill it).
 # Every ORDER BY is one of the listings_* indexes read in order, so a page never sorts.
@@ -55,6 +71,9 @@ SORTS = {
 # walks every match, which is what made search grow with the market).
 SEARCH_COUNT_CAP = 200
 METADATA_ATTEMPTS = 3
+# Events whose block's timestamp the derived tables keep (when a purchase was made or delivered,
+# a claim made, a round opened, a verdict recorded); other blocks' headers are never fetched.
+STAMPED_EVENTS = {"Purchased", "KeyDelivered", "MetricsClaimed", "RoundOpened", "VerdictRecorded"}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,8 +92,14 @@ CREATE TABLE IF NOT EXISTS listings (
     model_id INTEGER PRIMARY KEY, seller TEXT NOT NULL, owner TEXT NOT NULL, model_hash TEXT NOT NULL,
     metadata_cid TEXT NOT NULL, price TEXT NOT NULL, active INTEGER NOT NULL DEFAULT 1,
     operator TEXT, status TEXT NOT NULL DEFAULT 'unverified',
-    vote_sum INTEGER NOT NULL DEFAULT 0, vote_count INTEGER NOT NULL DEFAULT 0, score REAL,
+    -- votes: weighted sum (score x wei paid) and weight as uint256 text; vote_count = voters;
+    -- score = weighted sum / weight
+    vote_weighted_sum TEXT NOT NULL DEFAULT '0', vote_weight TEXT NOT NULL DEFAULT '0',
+    vote_count INTEGER NOT NULL DEFAULT 0, score REAL,
     listed_block INTEGER NOT NULL,
+    -- validation: the seller's claim, the current (or deciding) round, the Marketplace's verdict
+    claimed_digest TEXT, claimed_at INTEGER, round INTEGER NOT NULL DEFAULT 0,
+    commit_end INTEGER, reveal_end INTEGER, verdict_at INTEGER, verifier_weight INTEGER,
     -- task: copied from the (immutable, content-addressed) metadata so one index serves a filter
     -- with a sort; score_key: score with "no votes" as 0 (below every 1..5 score), never NULL,
     -- so keyset pagination compares plain values.
@@ -127,16 +152,25 @@ CREATE TABLE IF NOT EXISTS purchases (
     price TEXT NOT NULL, buyer_key TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'buyer',
     state TEXT NOT NULL DEFAULT 'pending', wrapped_key TEXT, refund_amount TEXT,
     purchased_block INTEGER NOT NULL, purchased_at INTEGER, delivered_block INTEGER,
-    refunded_block INTEGER);
+    delivered_at INTEGER, refunded_block INTEGER,
+    -- the seller's revenue paid out after the challenge period (RevenueReleased)
+    released INTEGER NOT NULL DEFAULT 0, released_block INTEGER, revenue TEXT, fee TEXT);
 CREATE INDEX IF NOT EXISTS purchases_buyer ON purchases (buyer);
 CREATE INDEX IF NOT EXISTS purchases_state ON purchases (state, model_id);
 CREATE TABLE IF NOT EXISTS votes (
-    model_id INTEGER NOT NULL, voter TEXT NOT NULL, score INTEGER NOT NULL, block_number INTEGER NOT NULL,
-    PRIMARY KEY (model_id, voter));
+    model_id INTEGER NOT NULL, voter TEXT NOT NULL, score INTEGER NOT NULL, weight TEXT NOT NULL,
+    block_number INTEGER NOT NULL, PRIMARY KEY (model_id, voter));
+CREATE TABLE IF NOT EXISTS rounds (
+    model_id INTEGER NOT NULL, round INTEGER NOT NULL, opened_at INTEGER, commit_end INTEGER NOT NULL,
+    reveal_end INTEGER NOT NULL, opened_block INTEGER NOT NULL,
+    -- NULL while open; 'undecided' (RoundUndecided) or the status it settled (StatusChanged)
+    outcome TEXT, revealed_weight INTEGER, PRIMARY KEY (model_id, round));
 CREATE TABLE IF NOT EXISTS attestations (
-    model_id INTEGER NOT NULL, validator TEXT NOT NULL, observed_hash TEXT NOT NULL,
-    metrics_digest TEXT NOT NULL, matches INTEGER NOT NULL, slashed TEXT,
-    block_number INTEGER NOT NULL, PRIMARY KEY (model_id, validator));
+    model_id INTEGER NOT NULL, validator TEXT NOT NULL, round INTEGER NOT NULL,
+    commitment TEXT NOT NULL, committed_block INTEGER NOT NULL,
+    -- from the reveal (NULL until then); says: the status it counts for (ModelStatus.word)
+    observed_hash TEXT, work_digest TEXT, matches INTEGER, digest_matches_claim INTEGER, says TEXT,
+    revealed_block INTEGER, PRIMARY KEY (model_id, validator, round));
 CREATE TABLE IF NOT EXISTS validators (
     address TEXT PRIMARY KEY, stake TEXT NOT NULL, unlock_at INTEGER NOT NULL DEFAULT 0,
     updated_block INTEGER NOT NULL);
@@ -147,8 +181,8 @@ CREATE TABLE IF NOT EXISTS withdrawals (
     block_number INTEGER NOT NULL, log_index INTEGER NOT NULL, contract TEXT NOT NULL,
     account TEXT NOT NULL, amount TEXT NOT NULL, PRIMARY KEY (block_number, log_index));
 """
-DERIVED = ("listings", "purchases", "votes", "attestations", "validators", "transfers", "withdrawals",
-           "listing_counts", "listings_fts")
+DERIVED = ("listings", "purchases", "votes", "rounds", "attestations", "validators", "transfers",
+           "withdrawals", "listing_counts", "listings_fts")
 ZERO_ADDRESS = "0x" + "00" * 20
 
 
@@ -242,20 +276,26 @@ class Indexer:
             ("ModelRegistry", "PriceChanged"): self._on_price,
             ("ModelRegistry", "ActiveChanged"): self._on_active,
             ("ModelRegistry", "OperatorChanged"): self._on_operator,
+            ("ModelRegistry", "MetricsClaimed"): self._on_claimed,
             ("ModelRegistry", "Transfer"): self._on_transfer,
             ("Marketplace", "Purchased"): self._on_purchased,
             ("Marketplace", "ValidatorKeyRequested"): self._on_validator_request,
             ("Marketplace", "KeyDelivered"): self._on_delivered,
             ("Marketplace", "Refunded"): self._on_refunded,
+            ("Marketplace", "RevenueReleased"): self._on_released,
+            ("Marketplace", "VerdictRecorded"): self._on_verdict,
             ("Marketplace", "Withdrawn"): self._on_withdrawn,
             ("Validators", "Withdrawn"): self._on_withdrawn,
             ("Votes", "Voted"): self._on_voted,
             ("Validators", "Staked"): self._on_staked,
             ("Validators", "UnstakeRequested"): self._on_unstake_requested,
             ("Validators", "Unstaked"): self._on_unstaked,
+            ("Validators", "RoundOpened"): self._on_round_opened,
+            ("Validators", "AttestationCommitted"): self._on_committed,
             ("Validators", "Attested"): self._on_attested,
             ("Validators", "StatusChanged"): self._on_status,
-            ("Validators", "Slashed"): self._on_slashed,
+            ("Validators", "RoundUndecided"): self._on_undecided,
+            ("Validators", "SeatReleased"): self._on_seat_released,
         }
         self._open()
 
@@ -428,9 +468,9 @@ class Indexer:
                 "contract": contract, "event": event, "args": args,
             })
         rows.sort(key=lambda r: (r["block_number"], r["log_index"]))
-        # Purchases carry a deadline from their block's time: fetch only those blocks' headers.
+        # Only the blocks whose time a derived table keeps: fetch just those headers.
         stamps = {}
-        for number in {r["block_number"] for r in rows if r["event"] == "Purchased"}:
+        for number in {r["block_number"] for r in rows if r["event"] in STAMPED_EVENTS}:
             stamps[number] = self.chain.get_block(number)["timestamp"]
         with self._transaction() as tx:
             row = tx.execute("SELECT block_number FROM checkpoint").fetchone()
@@ -574,19 +614,38 @@ class Indexer:
         )
         tx.execute("UPDATE purchases SET kind = 'validator' WHERE purchase_id = ?", (a["purchaseId"],))
 
-    def _on_delivered(self, tx, a, ev, _ts):
+    def _on_delivered(self, tx, a, ev, ts):
         tx.execute(
-            "UPDATE purchases SET state = 'delivered', wrapped_key = ?, delivered_block = ? "
-            "WHERE purchase_id = ?",
-            (a["wrappedKey"], ev["block_number"], a["purchaseId"]),
+            "UPDATE purchases SET state = 'delivered', wrapped_key = ?, delivered_block = ?, "
+            "delivered_at = ? WHERE purchase_id = ?",
+            (a["wrappedKey"], ev["block_number"], ts, a["purchaseId"]),
         )
 
     def _on_refunded(self, tx, a, ev, _ts):
+        row = tx.execute("SELECT model_id, state FROM purchases WHERE purchase_id = ?",
+                         (a["purchaseId"],)).fetchone()
         tx.execute(
             "UPDATE purchases SET state = 'refunded', refund_amount = ?, refunded_block = ? "
             "WHERE purchase_id = ?",
             (_u256(a["amount"]), ev["block_number"], a["purchaseId"]),
         )
+        if row is not None and row["state"] == "delivered":
+            # A licence refunded because its model was disputed in time: its vote no longer
+            # counts (the contract's VoteDropped, just before, names no voter; this event does).
+            tx.execute("DELETE FROM votes WHERE model_id = ? AND voter = ?",
+                       (row["model_id"], a["buyer"]))
+            self._score(tx, row["model_id"])
+
+    def _on_released(self, tx, a, ev, _ts):
+        tx.execute(
+            "UPDATE purchases SET released = 1, released_block = ?, revenue = ?, fee = ? "
+            "WHERE purchase_id = ?",
+            (ev["block_number"], _u256(a["amount"]), _u256(a["fee"]), a["purchaseId"]),
+        )
+
+    def _on_verdict(self, tx, a, _ev, ts):
+        tx.execute("UPDATE listings SET verdict_at = ?, verifier_weight = ? WHERE model_id = ?",
+                   (ts, a["verifierWeight"], a["modelId"]))
 
     def _on_withdrawn(self, tx, a, ev, _ts):
         tx.execute(
@@ -596,18 +655,33 @@ class Indexer:
         )
 
     def _on_voted(self, tx, a, ev, _ts):
+        # The vote weighs what the voter paid for its licence (Marketplace.recordVote): the
+        # price of its latest delivered purchase of the model.
+        licence = tx.execute(
+            "SELECT price FROM purchases WHERE model_id = ? AND buyer = ? AND kind = 'buyer' "
+            "AND state = 'delivered' ORDER BY purchase_id DESC LIMIT 1",
+            (a["modelId"], a["voter"])).fetchone()
         tx.execute(
-            "INSERT INTO votes (model_id, voter, score, block_number) VALUES (?, ?, ?, ?) "
+            "INSERT INTO votes (model_id, voter, score, weight, block_number) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (model_id, voter) DO UPDATE SET score = excluded.score, "
-            "block_number = excluded.block_number",
-            (a["modelId"], a["voter"], a["score"], ev["block_number"]),
+            "weight = excluded.weight, block_number = excluded.block_number",
+            (a["modelId"], a["voter"], a["score"], licence["price"] if licence else _u256(0),
+             ev["block_number"]),
         )
+        self._score(tx, a["modelId"])
+
+    @staticmethod
+    def _score(tx, model_id: int) -> None:
+        """The listing's vote columns from its live votes, as Votes.scoreOf keeps them (sums in
+        Python: score x wei overflows SQLite's 64-bit integers)."""
+        votes = tx.execute("SELECT score, weight FROM votes WHERE model_id = ?", (model_id,)).fetchall()
+        weighted = sum(v["score"] * int(v["weight"]) for v in votes)
+        weight = sum(int(v["weight"]) for v in votes)
+        score = weighted / weight if weight else None
         tx.execute(
-            "UPDATE listings SET vote_sum = t.s, vote_count = t.c, score = CAST(t.s AS REAL) / t.c, "
-            "score_key = CAST(t.s AS REAL) / t.c "
-            "FROM (SELECT SUM(score) AS s, COUNT(*) AS c FROM votes WHERE model_id = ?) AS t "
-            "WHERE model_id = ?",
-            (a["modelId"], a["modelId"]),
+            "UPDATE listings SET vote_weighted_sum = ?, vote_weight = ?, vote_count = ?, score = ?, "
+            "score_key = ? WHERE model_id = ?",
+            (str(weighted), str(weight), len(votes), score, score or 0.0, model_id),
         )
 
     def _on_staked(self, tx, a, ev, _ts):
@@ -625,25 +699,72 @@ class Indexer:
     def _on_unstaked(self, tx, a, _ev, _ts):
         tx.execute("DELETE FROM validators WHERE address = ?", (a["validator"],))
 
-    def _on_attested(self, tx, a, ev, _ts):
+    def _on_claimed(self, tx, a, _ev, ts):
+        tx.execute("UPDATE listings SET claimed_digest = ?, claimed_at = ? WHERE model_id = ?",
+                   (a["workDigest"], ts, a["modelId"]))
+
+    def _on_round_opened(self, tx, a, ev, ts):
         tx.execute(
-            "INSERT OR REPLACE INTO attestations (model_id, validator, observed_hash, metrics_digest, "
-            "matches, block_number) VALUES (?, ?, ?, ?, ?, ?)",
-            (a["modelId"], a["validator"], a["observedHash"], a["metricsDigest"], int(a["matches"]),
-             ev["block_number"]),
+            "INSERT OR REPLACE INTO rounds (model_id, round, opened_at, commit_end, reveal_end, "
+            "opened_block) VALUES (?, ?, ?, ?, ?, ?)",
+            (a["modelId"], a["round"], ts, a["commitEnd"], a["revealEnd"], ev["block_number"]),
+        )
+        tx.execute("UPDATE listings SET round = ?, commit_end = ?, reveal_end = ? WHERE model_id = ?",
+                   (a["round"], a["commitEnd"], a["revealEnd"], a["modelId"]))
+
+    def _on_committed(self, tx, a, ev, _ts):
+        # A commit belongs to the model's open round: the first commit opened it (RoundOpened
+        # comes just before it in the same transaction).
+        tx.execute(
+            "INSERT OR REPLACE INTO attestations (model_id, validator, round, commitment, "
+            "committed_block) SELECT ?, ?, round, ?, ? FROM listings WHERE model_id = ?",
+            (a["modelId"], a["validator"], a["commitment"], ev["block_number"], a["modelId"]),
+        )
+
+    def _on_attested(self, tx, a, ev, _ts):
+        listing = tx.execute(
+            "SELECT l.round, l.claimed_digest, l.claimed_at, r.opened_at FROM listings l "
+            "LEFT JOIN rounds r ON r.model_id = l.model_id AND r.round = l.round "
+            "WHERE l.model_id = ?", (a["modelId"],)).fetchone()
+        if listing is None:
+            return
+        claimed = listing["claimed_digest"]
+        digest_is_claim = claimed is not None and a["workDigest"].lower() == claimed.lower()
+        # As Validators.revealAttestation counts it: a claim made after the round opened does not.
+        claim_counts = digest_is_claim and (listing["opened_at"] is None or listing["claimed_at"] is None
+                                            or listing["claimed_at"] <= listing["opened_at"])
+        says = (ModelStatus.DISPUTED if not a["matches"]
+                else ModelStatus.VERIFIED if claim_counts else ModelStatus.METRICS_DISPUTED)
+        tx.execute(
+            "UPDATE attestations SET observed_hash = ?, work_digest = ?, matches = ?, "
+            "digest_matches_claim = ?, says = ?, revealed_block = ? "
+            "WHERE model_id = ? AND validator = ? AND round = ?",
+            (a["observedHash"], a["workDigest"], int(a["matches"]), int(digest_is_claim), says.word,
+             ev["block_number"], a["modelId"], a["validator"], listing["round"]),
         )
 
     def _on_status(self, tx, a, _ev, _ts):
-        status = MODEL_STATUS.get(a["status"], str(a["status"]))
+        status = ModelStatus(a["status"]).word
         tx.execute("UPDATE listings SET status = ? WHERE model_id = ?", (status, a["modelId"]))
+        tx.execute("UPDATE rounds SET outcome = ? WHERE model_id = ? AND round = "
+                   "(SELECT round FROM listings WHERE model_id = ?)",
+                   (status, a["modelId"], a["modelId"]))
 
-    def _on_slashed(self, tx, a, _ev, _ts):
-        tx.execute("UPDATE attestations SET slashed = ? WHERE model_id = ? AND validator = ?",
-                   (_u256(a["amount"]), a["modelId"], a["validator"]))
+    def _on_undecided(self, tx, a, _ev, _ts):
+        tx.execute("UPDATE rounds SET outcome = 'undecided', revealed_weight = ? "
+                   "WHERE model_id = ? AND round = ?",
+                   (a["revealedWeight"], a["modelId"], a["round"]))
+        # The next commit opens the next round; until then no round is open.
+        tx.execute("UPDATE listings SET commit_end = NULL, reveal_end = NULL WHERE model_id = ?",
+                   (a["modelId"],))
+
+    def _on_seat_released(self, tx, a, ev, _ts):
+        if not a["forfeited"]:
+            return
         row = tx.execute("SELECT stake FROM validators WHERE address = ?", (a["validator"],)).fetchone()
-        if row is not None:
-            tx.execute("UPDATE validators SET stake = ? WHERE address = ?",
-                       (_u256(int(row[0]) - a["amount"]), a["validator"]))
+        if row is not None:  # forfeited bonds leave the stake (to the treasury)
+            tx.execute("UPDATE validators SET stake = ?, updated_block = ? WHERE address = ?",
+                       (_u256(int(row[0]) - a["forfeited"]), ev["block_number"], a["validator"]))
 
     # -- metadata -----------------------------------------------------------------------------
 
@@ -700,14 +821,17 @@ class Indexer:
 
     _LISTING_COLUMNS = (
         "l.model_id, l.seller, l.owner, l.model_hash, l.metadata_cid, l.price, l.active, l.operator, "
-        "l.status, l.vote_sum, l.vote_count, l.score, l.listed_block, m.name, m.task, m.description, "
-        "m.license, m.status AS metadata_status, m.model_hash AS metadata_model_hash"
+        "l.status, l.vote_weighted_sum, l.vote_weight, l.vote_count, l.score, l.listed_block, "
+        "l.claimed_digest, l.claimed_at, l.round, l.commit_end, l.reveal_end, l.verdict_at, "
+        "l.verifier_weight, m.name, m.task, m.description, m.license, m.status AS metadata_status, "
+        "m.model_hash AS metadata_model_hash"
     )
 
     @staticmethod
     def _listing(row: sqlite3.Row) -> dict:
         d = dict(row)
-        d["price"] = int(d["price"])
+        for key in ("price", "vote_weighted_sum", "vote_weight"):
+            d[key] = int(d[key])
         d["active"] = bool(d["active"])
         meta_hash = d.pop("metadata_model_hash")
         # Metadata that names another model hash than the chain's is not to be trusted.
@@ -823,8 +947,10 @@ class Indexer:
     def _purchase(row: sqlite3.Row) -> dict:
         d = dict(row)
         d["price"] = int(d["price"])
-        if d.get("refund_amount") is not None:
-            d["refund_amount"] = int(d["refund_amount"])
+        d["released"] = bool(d["released"])
+        for key in ("refund_amount", "revenue", "fee"):
+            if d.get(key) is not None:
+                d[key] = int(d[key])
         return d
 
     def purchases_of(self, address: str) -> list[dict]:
@@ -850,20 +976,45 @@ class Indexer:
         rows = self._db().execute(sql + " ORDER BY purchase_id", params).fetchall()
         return [self._purchase(r) for r in rows]
 
-    def attestations_of(self, model_id: int) -> list[dict]:
+    def unreleased_sales(self, owner: str) -> list[dict]:
+        """Delivered, paid purchases of the models ``owner`` owns now whose revenue is not
+        released yet, oldest first: what ``node.market.earnings`` asks the chain about (held in
+        their challenge period, releasable after it, or the buyers' to refund after a dispute)."""
         rows = self._db().execute(
-            "SELECT * FROM attestations WHERE model_id = ? ORDER BY block_number, validator", (model_id,)
+            "SELECT p.* FROM purchases p JOIN listings l ON l.model_id = p.model_id "
+            "WHERE l.owner = ? AND p.kind = 'buyer' AND p.state = 'delivered' AND p.released = 0 "
+            "AND p.price != ? ORDER BY p.purchase_id",
+            (to_checksum_address(owner), _u256(0)),
+        ).fetchall()
+        return [self._purchase(r) for r in rows]
+
+    def rounds_of(self, model_id: int) -> list[dict]:
+        """The model's validation rounds, oldest first: deadlines and outcome (None while open,
+        'undecided', or the status word it settled)."""
+        rows = self._db().execute(
+            "SELECT * FROM rounds WHERE model_id = ? ORDER BY round", (model_id,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def attestations_of(self, model_id: int) -> list[dict]:
+        """Every validator's attestation per round, newest round first: its commitment, and once
+        revealed the observed hash and work digest, ``matches`` (the listed hash),
+        ``digest_matches_claim`` (the seller's claimed digest) and ``says`` (the status it counts
+        for); the reveal fields are None while only the commit is seen."""
+        rows = self._db().execute(
+            "SELECT * FROM attestations WHERE model_id = ? ORDER BY round DESC, committed_block, "
+            "validator", (model_id,)
         ).fetchall()
         result = []
         for r in rows:
             d = dict(r)
-            d["matches"] = bool(d["matches"])
-            d["slashed"] = None if d["slashed"] is None else int(d["slashed"])
+            d["revealed"] = d["revealed_block"] is not None
+            for key in ("matches", "digest_matches_claim"):
+                d[key] = None if d[key] is None else bool(d[key])
             result.append(d)
         return result
 
     def vote_histogram(self, model_id: int) -> dict[int, int]:
-        """{score: number of live votes} for scores 1..5."""
+        """{score: number of live votes (voters)} for scores 1..5."""
         counts = dict(self._db().execute(
             "SELECT score, COUNT(*) FROM votes WHERE model_id = ? GROUP BY score", (model_id,)
         ).fetchall())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from node.indexer import SORTS
+from node.protocol import ModelStatus
 from node.revert import eth
 from node.session import add_node_options
 
@@ -17,7 +18,9 @@ def register(sub) -> None:
         "the store can serve it.")
     p.add_argument("--query", "-q", metavar="TEXT", help="words in the name, task or description")
     p.add_argument("--task", metavar="TASK", help="only this task, e.g. text-classification")
-    p.add_argument("--status", choices=("unverified", "verified", "disputed"))
+    p.add_argument("--status", choices=tuple(s.word for s in ModelStatus),
+                   help="what validators settled: metrics_disputed is the listed files with "
+                   "other evaluation results than the seller claimed")
     p.add_argument("--sort", choices=tuple(SORTS), default="newest")
     p.add_argument("--page", type=int, default=1)
     p.add_argument("--per-page", type=int, default=20)
@@ -28,14 +31,16 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def open_index(session, *, sync: bool = True):
-    """The configured index (metadata from the configured store), synced unless told not to."""
+def open_index(session, *, sync: bool = True, metadata: bool = True):
+    """The configured index, synced unless told not to; listings' metadata is fetched from the
+    configured store unless ``metadata`` is False (a command that needs no names)."""
     from node.fetch import load_metadata
     from node.indexer import Indexer
 
     config = session.config
     index = Indexer(session.chain, config.index_db, confirmations=config.confirmations,
-                    metadata_loader=lambda cid: load_metadata(session.store, cid))
+                    metadata_loader=(lambda cid: load_metadata(session.store, cid)) if metadata
+                    else None)
     if sync:
         index.sync()
     return index
@@ -65,7 +70,7 @@ def render_table(rows: list[dict]) -> str:
     header = ("ID", "NAME", "TASK", "PRICE", "SCORE", "STATUS", "OWNER")
     lines = [header]
     for r in rows:
-        score = f"{r['score']:.1f} ({r['vote_count']})" if r["vote_count"] else "-"
+        score = f"{r['score']:.1f} ({r['vote_count']})" if r["vote_count"] else "-"  # weighted mean (voters)
         name = r["name"] or "(no metadata)"
         if not r["active"]:
             name += " [inactive]"

@@ -6,6 +6,11 @@ deployment file, creates encrypted keystores for the seller, the buyer and the v
 returns a ``Stack`` whose ``cli(role, ...)`` runs ``modex`` as that person (in this process, so
 the embedded chain is shared) and whose ``modex_cmd(role, ...)`` builds the same command for a
 subprocess (anvil only: a subprocess has its own embedded chain).
+
+``settle_validation(chain, model_id, owner=..., validator=..., outcome=...)`` drives one
+validation round through the contracts themselves (claim, stake, key request and delivery,
+commit, reveal, settle, with time travel over the periods): the one way the buyer, seller and
+UI tests get a Verified, Disputed or Metrics disputed model without the validator agent.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eth_account import Account
+from web3.logs import DISCARD
 
 from node.chain import Chain, connect
 from node.config import Config
@@ -25,6 +31,7 @@ from node.deploy import deploy_suite, write_deployment
 from node.devchain import ANVIL_MNEMONIC
 from node.keystore import import_private_key
 from node.keyvault import KeyVault
+from node.protocol import ModelStatus, Round, attestation_commitment
 from node.session import open_configured_store
 from node.signer import LocalSigner
 
@@ -97,13 +104,72 @@ class Stack:
         return [sys.executable, "-m", "node.cli", command, *argv, *self.args(role)]
 
     def time_travel(self, seconds: int) -> None:
-        w3 = self.chain.w3
-        if self.kind == "embedded":
-            now = w3.eth.get_block("latest")["timestamp"]
-            w3.provider.ethereum_tester.time_travel(now + seconds)
-        else:
-            w3.provider.make_request("evm_increaseTime", [seconds])
-            w3.provider.make_request("evm_mine", [])
+        time_travel(self.chain, seconds)
+
+
+def time_travel(chain: Chain, seconds: int) -> None:
+    """Move the chain's clock ``seconds`` ahead and mine a block there (embedded: eth-tester's
+    time_travel; a JSON-RPC dev node: evm_increaseTime + evm_mine)."""
+    w3 = chain.w3
+    if chain.endpoint == "embedded":
+        now = w3.eth.get_block("latest")["timestamp"]
+        w3.provider.ethereum_tester.time_travel(now + seconds)
+    else:
+        w3.provider.make_request("evm_increaseTime", [seconds])
+        w3.provider.make_request("evm_mine", [])
+
+
+def _send(chain: Chain, fn, account, *, value: int = 0):
+    """``account`` is a Signer (signed here) or an address the node unlocks (dev accounts)."""
+    if isinstance(account, str):
+        return chain.transact_unlocked(fn, account, value=value)
+    return chain.transact(fn, account, value=value)
+
+
+def _address(account) -> str:
+    return account if isinstance(account, str) else account.address
+
+
+CLAIMED_DIGEST = b"\xc1" * 32  # the seller's claim settle_validation makes when there is none
+OTHER_DIGEST = b"\xd1" * 32  # a work digest that is not the claim
+OTHER_HASH = b"\x99" * 32  # a model hash that is not the listed one
+
+
+def settle_validation(chain: Chain, model_id: int, *, owner, validator,
+                      outcome: ModelStatus = ModelStatus.VERIFIED) -> ModelStatus:
+    """Take ``model_id`` through one validation round to ``outcome`` with one validator, through
+    the contracts (a dev deployment: quorum 1): the owner claims a work digest unless one is
+    claimed; the validator stakes the minimum unless it is active, asks for the key, which the
+    owner delivers, commits to (listed hash, claim) for Verified, (listed hash, another digest)
+    for Metrics disputed or (another hash, another digest) for Disputed, reveals after the commit
+    period and settles after the reveal period (time travel over both). ``owner`` and
+    ``validator`` are Signers or unlocked addresses. Returns the status the model settled as."""
+    registry, market, validators = (chain.registry.functions, chain.marketplace.functions,
+                                    chain.validators.functions)
+    claimed = bytes(chain.call(registry.claimedWorkDigest(model_id)))
+    if claimed == b"\x00" * 32:
+        _send(chain, registry.claimMetrics(model_id, CLAIMED_DIGEST), owner)
+        claimed = CLAIMED_DIGEST
+    listed = bytes(chain.call(registry.modelHash(model_id)))
+    observed, digest = {ModelStatus.VERIFIED: (listed, claimed),
+                        ModelStatus.METRICS_DISPUTED: (listed, OTHER_DIGEST),
+                        ModelStatus.DISPUTED: (OTHER_HASH, OTHER_DIGEST)}[outcome]
+    who = _address(validator)
+    if not chain.call(validators.isActiveValidator(who)):
+        _send(chain, validators.stake(), validator, value=chain.call(validators.minStake()))
+    receipt = _send(chain, market.requestValidatorKey(model_id, b"\x0b" * 32), validator)
+    request = chain.marketplace.events.Purchased().process_receipt(receipt, errors=DISCARD)
+    _send(chain, market.deliverKey(request[0]["args"]["purchaseId"], who, b"\x0c" * 80), owner)
+    salt = os.urandom(32)
+    _send(chain, validators.commitAttestation(model_id, attestation_commitment(
+        chain.chain_id, chain.validators.address, model_id, who, observed, digest, salt)), validator)
+    now = chain.get_block("latest")["timestamp"]
+    round_ = Round.from_call(chain.call(validators.roundOf(model_id)))
+    time_travel(chain, round_.commit_end - now + 1)
+    _send(chain, validators.revealAttestation(model_id, observed, digest, salt), validator)
+    time_travel(chain, round_.reveal_end - chain.get_block("latest")["timestamp"] + 1)
+    _send(chain, validators.settle(model_id), validator)
+    return ModelStatus(chain.call(validators.status(model_id)))
 
 
 def make_stack(kind: str, root: Path, *, anvil_url: str | None = None, ipfs: str = "embedded",

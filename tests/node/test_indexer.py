@@ -7,13 +7,17 @@ import os
 import pytest
 from web3.logs import DISCARD
 
+from modex_stack import CLAIMED_DIGEST, OTHER_DIGEST, settle_validation, time_travel
 from node.chain import Chain, connect, embedded_web3
 from node.cid import cid_of_stream
 from node.deploy import deploy_suite
 from node.indexer import Indexer
+from node.protocol import ModelStatus, Round
 
 ETH = 10**18
 WINDOW = 600  # delivery window (s) of the test deployment
+CHALLENGE = 300  # challenge period (s) of the test deployment
+FEE_BPS = 250
 
 
 def cid(text: str) -> str:
@@ -25,29 +29,25 @@ def model_hash(n: int) -> bytes:
 
 
 def deploy(w3) -> Chain:
-    record = deploy_suite(w3, w3.eth.accounts[0], delivery_window=WINDOW, min_stake=ETH // 10, quorum=1)
+    record = deploy_suite(w3, w3.eth.accounts[0], delivery_window=WINDOW, challenge_period=CHALLENGE,
+                          fee_bps=FEE_BPS, min_stake=ETH // 10, quorum=1)
     return Chain(w3, record, retries=1, backoff=0.01)
 
 
-def time_travel(chain: Chain, seconds: int) -> None:
-    if chain.endpoint == "embedded":
-        tester = chain.w3.provider.ethereum_tester
-        tester.time_travel(chain.get_block("latest")["timestamp"] + seconds)
-    else:
-        chain.w3.provider.make_request("evm_increaseTime", [seconds])
-        chain.w3.provider.make_request("evm_mine", [])
-
-
 def populate(chain: Chain) -> dict:
-    """Every kind of event, from four accounts: seller, buyer, validator, second buyer."""
-    seller, buyer, validator, other = chain.w3.eth.accounts[1:5]
+    """Every kind of event, from six accounts: seller, buyer, validator, second buyer, second
+    validator, third buyer. Model a is verified and sold twice at two prices (weighted votes);
+    model b changes hands; c is delisted; d's first round closes undecided (a validator commits and
+    never reveals: its bonds are forfeited), its second settles Metrics disputed, and its buyer,
+    who had voted, is refunded."""
+    seller, buyer, validator, other, validator2, buyer3 = chain.w3.eth.accounts[1:7]
     send = chain.transact_unlocked
     reg, market, votes, vals = chain.registry, chain.marketplace, chain.votes, chain.validators
     ids = []
-    for n, price in enumerate((ETH // 10, ETH // 20, 3 * ETH)):
+    for n, price in enumerate((ETH // 10, ETH // 20, 3 * ETH, ETH // 10)):
         receipt = send(reg.functions.list(model_hash(n + 1), cid(f"meta {n}"), price), seller)
         ids.append(reg.events.ModelListed().process_receipt(receipt, errors=DISCARD)[0]["args"]["modelId"])
-    a, b, c = ids
+    a, b, c, d = ids
     send(reg.functions.setOperator(a, other), seller)
     send(reg.functions.setPrice(b, ETH // 25), seller)
     send(reg.functions.setActive(c, False), seller)
@@ -57,22 +57,45 @@ def populate(chain: Chain) -> dict:
         return market.events.Purchased().process_receipt(r, errors=DISCARD)[0]["args"]["purchaseId"]
 
     p1 = buy(a, buyer, ETH // 10)
-    send(market.functions.deliverKey(p1, b"\x01" * 80), other)  # by the operator
+    send(market.functions.deliverKey(p1, buyer, b"\x01" * 80), other)  # by the operator
     send(votes.functions.vote(a, 4), buyer)
     send(votes.functions.vote(a, 2), buyer)  # changed vote: one live vote per voter
     p2 = buy(b, other, ETH // 25)
     send(vals.functions.stake(), validator, value=ETH // 5)
-    r = send(market.functions.requestValidatorKey(a, os.urandom(32)), validator)
-    p3 = market.events.Purchased().process_receipt(r, errors=DISCARD)[0]["args"]["purchaseId"]
-    send(market.functions.deliverKey(p3, b"\x02" * 80), seller)
-    send(vals.functions.attest(a, model_hash(1), b"\x07" * 32), validator)
+    assert settle_validation(chain, a, owner=seller, validator=validator) == ModelStatus.VERIFIED
+    send(vals.functions.release(a, validator), other)  # anyone releases a settled seat
+    send(reg.functions.setPrice(a, ETH // 5), seller)
+    p6 = buy(a, buyer3, ETH // 5)
+    send(market.functions.deliverKey(p6, buyer3, b"\x06" * 80), seller)
+    send(votes.functions.vote(a, 5), buyer3)  # weighs twice the first vote: it paid twice as much
+
+    p5 = buy(d, other, ETH // 10)
+    send(market.functions.deliverKey(p5, other, b"\x05" * 80), seller)
+    send(votes.functions.vote(d, 5), other)
+    r = send(market.functions.requestValidatorKey(d, os.urandom(32)), validator)
+    lazy = market.events.Purchased().process_receipt(r, errors=DISCARD)[0]["args"]["purchaseId"]
+    send(market.functions.deliverKey(lazy, validator, b"\x02" * 80), seller)
+    send(vals.functions.commitAttestation(d, b"\x03" * 32), validator)  # never revealed
+    time_travel(chain, Round.from_call(vals.functions.roundOf(d).call()).reveal_end
+                - chain.get_block("latest")["timestamp"] + 1)
+    send(vals.functions.settle(d), other)  # nothing revealed: undecided
+    send(vals.functions.release(d, validator), other)  # both bonds forfeited
+    assert settle_validation(chain, d, owner=seller, validator=validator2,
+                             outcome=ModelStatus.METRICS_DISPUTED) == ModelStatus.METRICS_DISPUTED
+    send(market.functions.refund(p5), other)  # disputed within its challenge period: vote dropped
+
+    time_travel(chain, CHALLENGE + 1)
+    send(market.functions.releaseRevenue(p1), other)  # anyone releases; the seller is credited
+    send(market.functions.claimValidatorReward(a), validator)
     send(market.functions.withdraw(), seller)
     send(reg.functions.transferFrom(seller, other, b), seller)
     p4 = buy(b, buyer, ETH // 25)  # left pending
     time_travel(chain, WINDOW + 5)
     send(market.functions.refund(p2), other)
-    return {"models": ids, "delivered": p1, "refunded": p2, "validator": p3, "pending": p4,
-            "seller": seller, "buyer": buyer, "validator_account": validator, "other": other}
+    return {"models": ids, "delivered": p1, "refunded": p2, "pending": p4, "held": p6,
+            "disputed_sale": p5, "lazy": lazy, "seller": seller, "buyer": buyer,
+            "validator_account": validator, "validator2": validator2, "other": other,
+            "buyer3": buyer3}
 
 
 @pytest.fixture(params=["embedded", pytest.param("anvil", marks=pytest.mark.anvil)])
@@ -96,37 +119,72 @@ def test_index_reflects_every_event_and_rebuilds_identically(chain, tmp_path):
 
     index = Indexer(chain, tmp_path / "index.sqlite3", batch_blocks=5, metadata_loader=loader)
     count = index.sync()
-    assert count == index.event_count() > 20
-    a, b, c = facts["models"]
+    assert count == index.event_count() > 40
+    a, b, c, d = facts["models"]
+    seller, validator, validator2 = facts["seller"], facts["validator_account"], facts["validator2"]
 
     model = index.get_model(a)
-    assert model["seller"] == model["owner"] == facts["seller"]
+    assert model["seller"] == model["owner"] == seller
     assert model["operator"] == facts["other"]
-    assert model["price"] == ETH // 10 and model["active"] is True
-    assert model["status"] == "verified"
-    assert (model["vote_sum"], model["vote_count"], model["score"]) == (2, 1, 2.0)
+    assert model["price"] == ETH // 5 and model["active"] is True
+    assert model["status"] == ModelStatus.VERIFIED.word
+    # Votes weigh the price paid: 2 at 0.1 ETH and 5 at 0.2 ETH make 4.0 (3.5 unweighted).
+    assert (model["vote_weighted_sum"], model["vote_weight"], model["vote_count"], model["score"]) == (
+        2 * ETH // 10 + 5 * ETH // 5, 3 * ETH // 10, 2, 4.0)
+    assert (model["claimed_digest"], model["round"], model["verifier_weight"]) == (
+        "0x" + CLAIMED_DIGEST.hex(), 1, 2)  # 0.2 ETH staked: two minimum stakes of weight
+    assert model["claimed_at"] <= index.rounds_of(a)[0]["opened_at"] <= model["verdict_at"]
+    assert model["commit_end"] < model["reveal_end"] < model["verdict_at"]
     assert model["name"] == "Sentiment BERT" and model["metadata_matches"] is True
     assert index.get_model(b)["owner"] == facts["other"]  # transferred
     assert index.get_model(b)["price"] == ETH // 25
     assert index.get_model(b)["metadata_matches"] is False  # metadata names another hash
     assert index.get_model(c)["active"] is False and index.get_model(c)["name"] is None
-    assert index.vote_histogram(a) == {1: 0, 2: 1, 3: 0, 4: 0, 5: 0}
+    assert index.vote_histogram(a) == {1: 0, 2: 1, 3: 0, 4: 0, 5: 1}
 
     states = {p["purchase_id"]: p for p in index.purchases_of(facts["buyer"])}
-    assert states[facts["delivered"]]["state"] == "delivered"
-    assert states[facts["delivered"]]["wrapped_key"] == "0x" + "01" * 80
+    delivered = states[facts["delivered"]]
+    assert delivered["state"] == "delivered" and delivered["wrapped_key"] == "0x" + "01" * 80
+    fee = ETH // 10 * FEE_BPS // 10_000
+    assert (delivered["released"], delivered["revenue"], delivered["fee"]) == (True, ETH // 10 - fee, fee)
+    assert delivered["delivered_at"] >= delivered["purchased_at"] > 0
     assert states[facts["pending"]]["state"] == "pending"
     assert states[facts["pending"]]["purchased_at"] > 0
     refunded = index.get_purchase(facts["refunded"])
     assert refunded["state"] == "refunded" and refunded["refund_amount"] == ETH // 25
-    v = index.get_purchase(facts["validator"])
-    assert (v["kind"], v["state"], v["price"]) == ("validator", "delivered", 0)
+    lazy = index.get_purchase(facts["lazy"])
+    assert (lazy["kind"], lazy["state"], lazy["price"]) == ("validator", "delivered", 0)
     assert [p["purchase_id"] for p in index.pending_purchases()] == [facts["pending"]]
     assert index.pending_purchases([a]) == [] and index.pending_purchases([]) == []
+    # The seller's sales not paid out yet: a's second sale (a's first was released; d's refunded).
+    assert [p["purchase_id"] for p in index.unreleased_sales(seller)] == [facts["held"]]
+    assert index.unreleased_sales(facts["other"]) == []  # b: refunded, and one still pending
 
     att = index.attestations_of(a)
-    assert [(x["validator"], x["matches"]) for x in att] == [(facts["validator_account"], True)]
-    assert index.validators()[0]["stake"] == ETH // 5
+    assert [(x["validator"], x["round"], x["revealed"], x["matches"], x["digest_matches_claim"], x["says"])
+            for x in att] == [(validator, 1, True, True, True, "verified")]
+    assert att[0]["work_digest"] == "0x" + CLAIMED_DIGEST.hex() and att[0]["commitment"].startswith("0x")
+
+    # d: round 1 undecided (a commit never revealed), round 2 settled it Metrics disputed.
+    model = index.get_model(d)
+    assert model["status"] == ModelStatus.METRICS_DISPUTED.word and model["round"] == 2
+    assert [(r["round"], r["outcome"], r["revealed_weight"]) for r in index.rounds_of(d)] == [
+        (1, "undecided", 0), (2, "metrics_disputed", None)]
+    assert [(x["validator"], x["round"], x["revealed"], x["matches"], x["digest_matches_claim"], x["says"])
+            for x in index.attestations_of(d)] == [
+        (validator2, 2, True, True, False, "metrics_disputed"),
+        (validator, 1, False, None, None, None)]
+    assert index.attestations_of(d)[0]["work_digest"] == "0x" + OTHER_DIGEST.hex()
+    # Its buyer was refunded after the dispute: the licence's vote is gone from the score.
+    assert (model["vote_count"], model["vote_weight"], model["score"]) == (0, 0, None)
+    assert index.vote_histogram(d) == {s: 0 for s in range(1, 6)}
+    assert index.get_purchase(facts["disputed_sale"])["state"] == "refunded"
+
+    stakes = {v["address"]: v["stake"] for v in index.validators()}
+    vals = chain.validators.functions
+    forfeited = sum(e["args"]["forfeited"] for e in chain.events("SeatReleased"))
+    assert forfeited > 0 and stakes[validator] == ETH // 5 - forfeited
+    assert stakes == {v: chain.call(vals.stakeOf(v))[0] for v in (validator, validator2)}
 
     # Metadata: the failing CID is retried a bounded number of times, then left alone.
     for _ in range(4):
@@ -153,25 +211,27 @@ def test_index_reflects_every_event_and_rebuilds_identically(chain, tmp_path):
 
 def test_list_models_filters_sorts_pages(chain, tmp_path):
     facts = populate(chain)
-    a, b, c = facts["models"]
+    a, b, c, d = facts["models"]
     metas = {cid("meta 0"): {"name": "Sentiment BERT", "task": "text-classification",
                              "description": "100% reviews"},
              cid("meta 1"): {"name": "Embedder", "task": "embeddings"}}
     index = Indexer(chain, tmp_path / "i.sqlite3", metadata_loader=metas.get)
     index.sync()
     rows, total = index.list_models()
-    assert total == 2 and [r["model_id"] for r in rows] == [b, a]  # newest first, inactive hidden
+    assert total == 3 and [r["model_id"] for r in rows] == [d, b, a]  # newest first, inactive hidden
     rows, total = index.list_models(active=None, sort="price")
-    assert [r["model_id"] for r in rows] == [b, a, c] and total == 3
-    assert [r["model_id"] for r in index.list_models(sort="score")[0]] == [a, b]
+    assert [r["model_id"] for r in rows] == [b, d, a, c] and total == 4
+    assert [r["model_id"] for r in index.list_models(sort="score")[0]] == [a, d, b]  # no votes last
     assert [r["model_id"] for r in index.list_models(task="embeddings")[0]] == [b]
     assert [r["model_id"] for r in index.list_models(query="bert")[0]] == [a]
     assert [r["model_id"] for r in index.list_models(query="100%")[0]] == [a]
     assert index.list_models(query="_")[1] == 0  # LIKE wildcards are literal
     assert [r["model_id"] for r in index.list_models(status="verified")[0]] == [a]
+    assert [r["model_id"] for r in index.list_models(status="metrics_disputed")[0]] == [d]
+    assert index.list_models(status="metrics_disputed")[1] == 1
     assert [r["model_id"] for r in index.list_models(owner=facts["other"])[0]] == [b]
     rows, total = index.list_models(page=2, per_page=1)
-    assert total == 2 and [r["model_id"] for r in rows] == [a]
+    assert total == 3 and [r["model_id"] for r in rows] == [b]
     with pytest.raises(ValueError, match="sort must be one of"):
         index.list_models(sort="random")
 
@@ -305,6 +365,22 @@ def synthetic_index(tmp_path, n: int, name: str = "s.sqlite3") -> Indexer:
     return index
 
 
+def voted_events(scores: list[tuple[int, int]], price: int = 10**16) -> list[tuple]:
+    """A delivered paid licence and a vote per (model, score), in the log's shape: a vote weighs
+    the price of the voter's licence, so the index needs the purchase before the vote."""
+    voter = "0x" + "77" * 20
+    events = []
+    for n, (model_id, score) in enumerate(scores, start=1):
+        events += [
+            (60 + n, 0, "0x", "Marketplace", "Purchased", {
+                "purchaseId": 1000 + n, "modelId": model_id, "buyer": voter, "price": price,
+                "buyerKey": "0x" + "00" * 32}),
+            (60 + n, 1, "0x", "Marketplace", "KeyDelivered", {
+                "purchaseId": 1000 + n, "wrappedKey": "0x" + "00" * 80}),
+            (60 + n, 2, "0x", "Votes", "Voted", {"modelId": model_id, "voter": voter, "score": score})]
+    return events
+
+
 def ids(rows) -> list[int]:
     return [r["model_id"] for r in rows]
 
@@ -356,8 +432,7 @@ def test_filters_totals_and_capped_search_count(tmp_path, monkeypatch):
 @pytest.mark.parametrize("sort", ["newest", "price", "score"])
 def test_cursor_pages_skip_and_repeat_nothing_while_listings_arrive(tmp_path, sort):
     index = synthetic_index(tmp_path, 45)
-    index.import_events([(60 + i, 5, "0x", "Votes", "Voted", {
-        "modelId": i, "voter": "0x" + "77" * 20, "score": 1 + i % 5}) for i in range(1, 46, 3)])
+    index.import_events(voted_events([(i, 1 + i % 5) for i in range(1, 46, 3)]))
     expected = ids(index.list_models(sort=sort, per_page=500)[0])
     seen, cursor, arrived = [], None, 45
     while True:
