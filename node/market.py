@@ -3,20 +3,36 @@
 Library calls shared by the CLI (node/commands/*) and the UI. Each checks what it can before
 sending (so the person gets a sentence, not a revert), then sends through ``Chain.transact``,
 which dry-runs the call and decodes any custom error into ContractRevert.
+
+A seller's revenue from a delivered sale is held by the Marketplace for its challenge period
+(a dispute within it refunds the buyer instead) and is then credited by ``releaseRevenue``,
+which anyone may call. ``withdraw`` releases the seller's sales that are past their period
+first, then withdraws; ``earnings`` says what is withdrawable, what is still held and until
+when. The sales to look at come from the caller (the indexer knows them:
+``Indexer.unreleased_sales``); the chain decides each one.
+
+Releasing is left to the seller's withdrawal, not done by the key-delivery worker: the gas is
+then paid by the person who receives the money, when they want it (a seller who never
+withdraws pays nothing), and the worker's account, whose every transaction in flight is a
+recorded ``deliverKey`` it may replace at its nonce, never has to wait behind a release.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from web3.logs import DISCARD
 
 from node import keywrap
-from node.errors import ChainError, KeyDeliveryError
-from node.fetch import sale_terms
+from node.errors import ChainError, ContractRevert, KeyDeliveryError
+from node.fetch import book, sale_terms
+from node.protocol import Purchase as PurchaseRecord
+from node.protocol import PurchaseStatus
+from node.revert import when
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +77,7 @@ def purchase_from_receipt(chain, receipt) -> Purchase:
 
 def buy(chain, signer, model_id: int, *, max_price: int | None = None) -> Purchase:
     """Buy a licence: derive the wallet's X25519 key, check price and funds, send ``buy``."""
-    price, active = sale_terms(chain, model_id)
+    price, active, _owner = sale_terms(chain, model_id)
     if not active:
         raise ChainError(f"model {model_id} is not for sale (the seller deactivated it)",
                          model_id=model_id)
@@ -109,25 +125,248 @@ def wait_for_key(chain, purchase_id: int, *, timeout: float, interval: float = 0
         time.sleep(interval)
 
 
+def purchase_record(chain, purchase_id: int) -> PurchaseRecord:
+    """``Marketplace.purchase(id)``; ContractRevert "There is no purchase N" for an unknown id."""
+    return PurchaseRecord.from_call(chain.call(chain.marketplace.functions.purchase(purchase_id)))
+
+
+def next_block_time(chain) -> int:
+    """The earliest ``block.timestamp`` a transaction sent now can run at: the latest block's,
+    plus one (a node may mine it later, never earlier)."""
+    return int(chain.get_block("latest")["timestamp"]) + 1
+
+
+def challenge_period(chain) -> int:
+    """Seconds a delivered sale's revenue is held (a constructor constant of the Marketplace)."""
+    return int(chain.call(chain.marketplace.functions.challengePeriod()))
+
+
+@dataclass(frozen=True)
+class Refundability:
+    """Whether the buyer can refund a purchase now, and the sentence that says why (or why not)."""
+
+    possible: bool
+    reason: str
+
+    @property
+    def sentence(self) -> str:
+        return f"{self.reason[0].upper()}{self.reason[1:]}."
+
+
+def refundability(chain, purchase_id: int, account: str | None = None) -> Refundability:
+    """The Marketplace's refund rules applied to one purchase (refunded to ``account``, when
+    given), as a sentence a buyer can act on: a pending purchase after its delivery window, or at
+    once when validators disputed the model; a delivered one only when the model was disputed
+    within the sale's challenge period, while the seller's revenue is still held (the licence
+    and its vote are revoked)."""
+    p = purchase_record(chain, purchase_id)
+    if account is not None and account.lower() != p.account.lower() and not p.for_validator:
+        return Refundability(False, f"purchase {purchase_id} is not yours: only its buyer, "
+                                    f"{p.account}, can refund it")
+    if p.for_validator:
+        return Refundability(False, f"purchase {purchase_id} is a validator's key request: there is "
+                                    "nothing to refund")
+    if p.status in (PurchaseStatus.REFUNDED, PurchaseStatus.EXPIRED):
+        return Refundability(False, f"purchase {purchase_id} was already refunded")
+    b = book(chain, p.model_id)
+    if p.status == PurchaseStatus.PENDING:
+        if b.disputed:
+            return Refundability(True, f"validators disputed model {p.model_id}: purchase "
+                                       f"{purchase_id} will never be delivered and is refundable now")
+        if next_block_time(chain) > p.deadline:
+            return Refundability(True, f"purchase {purchase_id} was not delivered by "
+                                       f"{when(p.deadline)}: it is refundable now")
+        return Refundability(False, f"purchase {purchase_id} can still be delivered until "
+                                    f"{when(p.deadline)}; a refund is possible only after that (or "
+                                    "at once if validators dispute the model)")
+    challenge_end = p.delivered_at + challenge_period(chain)
+    if p.released:
+        return Refundability(False, f"purchase {purchase_id} was delivered and its revenue paid "
+                                    "to the seller after its challenge period: the sale is final")
+    if p.price == 0:
+        return Refundability(False, f"purchase {purchase_id} was a free licence: nothing to refund")
+    if b.disputed and b.disputed_at <= challenge_end:
+        return Refundability(True, f"validators disputed model {p.model_id} on {when(b.disputed_at)}, "
+                                   f"within the challenge period of purchase {purchase_id}: it is "
+                                   "refundable now (your licence and vote are revoked)")
+    if b.disputed:
+        return Refundability(False, f"validators disputed model {p.model_id} on "
+                                    f"{when(b.disputed_at)}, after the challenge period of purchase "
+                                    f"{purchase_id} ended ({when(challenge_end)}): the sale is final")
+    if next_block_time(chain) <= challenge_end:
+        return Refundability(False, f"purchase {purchase_id} was delivered; it becomes refundable only "
+                                    f"if validators dispute model {p.model_id} before "
+                                    f"{when(challenge_end)} (its challenge period)")
+    return Refundability(False, f"purchase {purchase_id} was delivered and its challenge period ended "
+                                f"on {when(challenge_end)} without a dispute: the sale is final")
+
+
 def refund(chain, signer, purchase_id: int):
+    """Refund a purchase (credited; ``withdraw`` sends it), or a ChainError saying why not and
+    when it would be possible, before anything is sent."""
+    outlook = refundability(chain, purchase_id, signer.address)
+    if not outlook.possible:
+        raise ChainError(f"{outlook.sentence} Nothing was sent.", purchase_id=purchase_id)
     receipt = chain.transact(chain.marketplace.functions.refund(purchase_id), signer)
     log.info("purchase %d refunded", purchase_id)
     return receipt
 
 
-def withdraw(chain, signer) -> int:
-    """Withdraw the signer's credited balance; return the amount (wei) from the Withdrawn event."""
+@dataclass(frozen=True)
+class Sale:
+    """A delivered, paid sale of one of the owner's models whose revenue is not paid out yet."""
+
+    purchase_id: int
+    model_id: int
+    amount: int  # what releasing it credits the owner (the price less the current fee)
+    challenge_end: int  # the revenue is held until this timestamp
+    disputed: bool  # the model was disputed within the period: the buyer is refunded instead
+
+
+@dataclass
+class Earnings:
+    """An owner's money on the Marketplace: credited (withdrawable now), and unreleased sales
+    sorted by what can happen to them."""
+
+    credited: int
+    releasable: list[Sale] = field(default_factory=list)  # past their period: release, then withdraw
+    held: list[Sale] = field(default_factory=list)  # in their challenge period
+    refundable: list[Sale] = field(default_factory=list)  # disputed in time: the buyers' to refund
+
+    @property
+    def releasable_amount(self) -> int:
+        return sum(s.amount for s in self.releasable)
+
+    @property
+    def withdrawable(self) -> int:
+        """What ``withdraw`` sends now: the credited balance plus the sales it releases first."""
+        return self.credited + self.releasable_amount
+
+    @property
+    def held_amount(self) -> int:
+        return sum(s.amount for s in self.held)
+
+    def held_text(self) -> str | None:
+        """"0.0975 ETH from 2 sales is held until ... " (None when nothing is held)."""
+        if not self.held:
+            return None
+        ends = sorted(s.challenge_end for s in self.held)
+        until = (f"until {when(ends[0])}" if ends[0] == ends[-1]
+                 else f"until {when(ends[0])} (the last until {when(ends[-1])})")
+        return (f"{fmt_eth(self.held_amount)} from {_sales(len(self.held))} is held {until}: "
+                "each sale's challenge period, in which a dispute refunds its buyer")
+
+    def nothing_to_withdraw(self, address: str) -> str:
+        """The sentence when nothing is credited: what is held, and until when."""
+        notes = [t for t in (self.held_text(), self.refundable_text()) if t]
+        return (f"{address} has nothing to withdraw yet" + (f": {'; '.join(notes)}" if notes else "")
+                + ". Nothing was sent.")
+
+    def refundable_text(self) -> str | None:
+        if not self.refundable:
+            return None
+        return (f"{_sales(len(self.refundable))} ({fmt_eth(sum(s.amount for s in self.refundable))}) "
+                "of models validators disputed within their challenge period will not be paid "
+                "out: their buyers can refund them")
+
+
+def _sales(n: int) -> str:
+    return f"{n} sale{'s' if n != 1 else ''}"
+
+
+def earnings(chain, owner: str, purchase_ids: Iterable[int]) -> Earnings:
+    """``owner``'s credited balance, and which of ``purchase_ids`` (the indexer's unreleased sales
+    of the owner's models) can be released now, are held (until when) or are the buyers' to
+    refund. The chain decides each purchase; ids that are not such a sale of ``owner`` are left out."""
+    market = chain.marketplace.functions
+    result = Earnings(credited=int(chain.call(market.credited(owner))))
+    purchase_ids = sorted({int(p) for p in purchase_ids})
+    if not purchase_ids:
+        return result
+    period, fee_bps, now = challenge_period(chain), int(chain.call(market.feeBps())), next_block_time(chain)
+    books, owners = {}, {}
+    for pid in purchase_ids:
+        p = purchase_record(chain, pid)
+        if (p.status != PurchaseStatus.DELIVERED or p.released or p.price == 0
+                or p.for_validator):
+            continue
+        if p.model_id not in owners:
+            owners[p.model_id] = sale_terms(chain, p.model_id)[2]
+            books[p.model_id] = book(chain, p.model_id)
+        if owners[p.model_id].lower() != owner.lower():
+            continue  # the model changed hands: its next release pays the new owner
+        b, end = books[p.model_id], p.delivered_at + period
+        disputed = b.disputed and b.disputed_at <= end
+        sale = Sale(pid, p.model_id, p.price - p.price * fee_bps // 10_000, end, disputed)
+        if disputed:
+            result.refundable.append(sale)
+        elif now > end:
+            result.releasable.append(sale)
+        else:
+            result.held.append(sale)
+    return result
+
+
+@dataclass
+class Withdrawal:
+    amount: int  # wei sent to the wallet
+    released: list[Sale]  # sales released (credited) before the withdrawal
+    earnings: Earnings  # what was found before releasing (held and refundable sales included)
+
+
+def release_revenue(chain, signer, sales: Iterable[Sale]) -> list[Sale]:
+    """``releaseRevenue`` for each sale (anyone may call it; the owner is credited); returns those
+    released. One that someone else released meanwhile is skipped."""
+    released = []
+    for sale in sales:
+        try:
+            chain.transact(chain.marketplace.functions.releaseRevenue(sale.purchase_id), signer)
+        except ContractRevert as exc:
+            if exc.context.get("error") != "MarketplaceNothingToRelease":
+                raise
+            log.info("purchase %d: already released", sale.purchase_id)
+            continue
+        released.append(sale)
+        log.info("released the revenue of purchase %d (%s)", sale.purchase_id, fmt_eth(sale.amount))
+    return released
+
+
+def withdraw(chain, signer, sales: Iterable[int] = ()) -> Withdrawal:
+    """Release the signer's sales among ``sales`` (purchase ids) that are past their challenge
+    period, then withdraw everything credited (sales, fees, refunds, rewards). When nothing is
+    credited the ChainError says what is still held and until when."""
+    found = earnings(chain, signer.address, sales)
+    released = release_revenue(chain, signer, found.releasable)
+    if int(chain.call(chain.marketplace.functions.credited(signer.address))) == 0:
+        raise ChainError(found.nothing_to_withdraw(signer.address), address=signer.address)
     receipt = chain.transact(chain.marketplace.functions.withdraw(), signer)
     events = chain.marketplace.events.Withdrawn().process_receipt(receipt, errors=DISCARD)
     amount = sum(int(e["args"]["amount"]) for e in events)
     log.info("withdrew %s to %s", fmt_eth(amount), signer.address)
-    return amount
+    return Withdrawal(amount, released, found)
 
 
 def vote(chain, signer, model_id: int, score: int):
     if not 1 <= int(score) <= 5:
         raise ChainError(f"a score is a whole number from 1 to 5, got {score}")
     return chain.transact(chain.votes.functions.vote(model_id, int(score)), signer)
+
+
+@dataclass(frozen=True)
+class Score:
+    """``Votes.scoreOf``: the mean is weighted by the price each voter paid for its licence."""
+
+    weighted_sum: int
+    weight: int
+    voters: int
+
+    @property
+    def mean(self) -> float | None:
+        return self.weighted_sum / self.weight if self.weight else None
+
+
+def score(chain, model_id: int) -> Score:
+    return Score(*(int(x) for x in chain.call(chain.votes.functions.scoreOf(model_id))))
 
 
 def min_stake(chain) -> int:

@@ -1,5 +1,6 @@
-"""`modex refund PURCHASE_ID`: take back a payment whose key was not delivered in time, or at once
-when validators disputed the model (the Marketplace will never deliver it)."""
+"""`modex refund PURCHASE_ID`: take back a payment whose key was not delivered in time, at once
+when validators disputed the model (the Marketplace will never deliver it), or for a delivered
+purchase whose model validators disputed within its challenge period."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ from node.session import Session, add_node_options, positive_id
 def register(sub) -> None:
     p = sub.add_parser(
         "refund", help="refund an undelivered purchase after the delivery window "
-        "(at once if validators disputed the model)",
-        description="Credit the escrowed price of an undelivered purchase back to you once the "
+        "(at once if validators disputed the model), or a delivered one whose model was "
+        "disputed within its challenge period",
+        description="Credit the price of a purchase back to you: an undelivered one once the "
         "delivery window has passed, or at once when validators disputed the model (its key can "
-        "no longer be delivered); `modex withdraw` then sends it to your wallet.")
+        "no longer be delivered); a delivered one when validators disputed the model within the "
+        "sale's challenge period, while the seller's revenue is still held (your licence and vote "
+        "are revoked). Anything else is refused with the reason and when a refund would be "
+        "possible, before anything is sent. `modex withdraw` then sends the ETH to your wallet.")
     p.add_argument("purchase_id", metavar="PURCHASE_ID", type=positive_id)
     add_node_options(p)
     p.set_defaults(func=run)

@@ -8,8 +8,9 @@ from node.session import Session, add_node_options, positive_id
 def register(sub) -> None:
     p = sub.add_parser(
         "vote", help="rate a model you bought (1..5)",
-        description="One live vote per model and account, changeable; only licence holders "
-        "(buyers whose key was delivered) may vote.")
+        description="One live vote per model and account, changeable. Only licence holders "
+        "(buyers whose key was delivered) who paid more than 0 and do not own the model vote; "
+        "each vote weighs the price paid for the licence, and the score is their weighted mean.")
     p.add_argument("model_id", metavar="MODEL_ID", type=positive_id)
     p.add_argument("score", metavar="SCORE", type=int, choices=range(1, 6))
     add_node_options(p)
@@ -21,7 +22,7 @@ def run(args) -> int:
 
     session = Session.from_args(args)
     market.vote(session.chain, session.signer, args.model_id, args.score)
-    total, count = session.chain.call(session.chain.votes.functions.scoreOf(args.model_id))
-    print(f"voted {args.score} for model {args.model_id}; its score is now "
-          f"{total / count:.2f} from {count} vote(s)")
+    score = market.score(session.chain, args.model_id)
+    print(f"voted {args.score} for model {args.model_id}; its score is now {score.mean:.2f} "
+          f"from {score.voters} voter(s), weighted by the price each paid")
     return 0

@@ -1,4 +1,5 @@
-"""`modex withdraw`: send your credited balance (sales, fees, refunds) to your wallet."""
+"""`modex withdraw`: release your sales past their challenge period, then send your credited
+balance (sales, fees, refunds, rewards) to your wallet."""
 
 from __future__ import annotations
 
@@ -7,17 +8,33 @@ from node.session import Session, add_node_options
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "withdraw", help="withdraw what the marketplace credited you",
-        description="Pull payment: sales revenue, fees, refunds and validator rewards are "
-        "credited to your account on the Marketplace; this sends them to your wallet.")
+        "withdraw", help="withdraw what the marketplace credited you (sales once released)",
+        description="Pull payment. A sale's revenue is held for the Marketplace's challenge "
+        "period after its key is delivered (a dispute within it refunds the buyer); this first "
+        "releases your models' sales whose period is over (one releaseRevenue transaction each, "
+        "found through the local index), then sends everything credited to you (sales, fees, "
+        "refunds, validator rewards) to your wallet, and says what is still held and until when.")
     add_node_options(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from node import market
+    from node.commands.models import open_index
 
     session = Session.from_args(args)
-    amount = market.withdraw(session.chain, session.signer)
-    print(f"withdrew {market.fmt_eth(amount)} to {session.signer.address}")
+    index = open_index(session, metadata=False)
+    try:
+        sales = [p["purchase_id"] for p in index.unreleased_sales(session.signer.address)]
+    finally:
+        index.close()
+    done = market.withdraw(session.chain, session.signer, sales)
+    if done.released:
+        print(f"released {len(done.released)} sale(s) past their challenge period "
+              f"({market.fmt_eth(sum(s.amount for s in done.released))})")
+    print(f"withdrew {market.fmt_eth(done.amount)} to {session.signer.address}")
+    if held := done.earnings.held_text():
+        print(f"still held: {held}")
+    if refundable := done.earnings.refundable_text():
+        print(refundable)
     return 0

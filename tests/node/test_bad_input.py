@@ -12,12 +12,13 @@ import os
 import tarfile
 
 import pytest
-from modex_stack import PASSWORD, buy_raw, make_stack, publish_model, write_model
+from modex_stack import PASSWORD, buy_raw, make_stack, publish_model, settle_validation, write_model
 from web3.logs import DISCARD
 
 from node import seal
 from node.fetch import load_metadata
 from node.manifest import build_manifest
+from node.protocol import ModelStatus, Purchase, PurchaseStatus
 from node.publish import canonical_json
 from node.worker import KeyDelivery
 
@@ -210,21 +211,21 @@ def test_a_disputed_models_pending_purchase_is_refunded_from_the_cli_at_once(sta
     chain = stack.chain
     model_id = publish_model(stack, write_model(tmp_path / "disputed", seed=5), price=PRICE)
     pid = buy_raw(stack, "buyer2", model_id)
-    validator = stack.signers["validator"]
-    chain.transact(chain.validators.functions.stake(), validator, value=10**17)
-    chain.transact(chain.validators.functions.attest(model_id, b"\x99" * 32, b"\0" * 32), validator)
-    assert chain.call(chain.validators.functions.status(model_id)) == 2  # disputed (quorum 1)
+    assert settle_validation(chain, model_id, owner=stack.signers["seller"],
+                             validator=stack.signers["validator"],
+                             outcome=ModelStatus.DISPUTED) == ModelStatus.DISPUTED  # quorum 1
     err = fails(stack.cli("buyer2", "fetch", str(model_id), "--out", str(tmp_path / "o")),
                 f"validators disputed model {model_id}", f"modex refund {pid}` now")
     assert "has not been delivered yet" not in err
-    deadline = chain.call(chain.marketplace.functions.purchase(pid))[3]
+    purchase = chain.marketplace.functions.purchase(pid)
+    deadline = Purchase.from_call(chain.call(purchase)).deadline
     assert chain.w3.eth.get_block("latest")["timestamp"] < deadline  # the window is still open
     credited = chain.marketplace.functions.credited(stack.signers["buyer2"].address)
     before = chain.call(credited)
     code, out, err = stack.cli("buyer2", "refund", str(pid))
     assert code == 0, err
     assert f"purchase {pid} refunded" in out
-    assert chain.call(chain.marketplace.functions.purchase(pid))[4] == 3  # refunded
+    assert Purchase.from_call(chain.call(purchase)).status == PurchaseStatus.REFUNDED
     assert chain.call(credited) == before + PRICE  # the whole price back
     assert not (tmp_path / "o").exists()
 
