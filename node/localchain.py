@@ -5,7 +5,8 @@ The folder holds everything tied to this one chain; it is kept, and reset, as a 
 
     state.json          the chain itself: accounts, contract storage, blocks, transactions, logs
     state.backup.json   state.json as it was when the previous start loaded it
-    genesis.json        which chain the folder belongs to (chain id, genesis block hash)
+    genesis.json        which chain the folder belongs to (chain id, genesis block hash),
+                        recorded once the chain has a block beyond genesis
     ...                 what the caller keeps beside it (`modex up`: the deployment record, the
                         index, the worker's state, the key vault of the models listed here)
 
@@ -19,8 +20,10 @@ happened since the last save (at most ``SAVE_INTERVAL_S``) is lost, and whoever 
 chain (the indexer, the worker) sees the shorter chain as a reorg.
 
 Loading. A state file that does not parse (cut short or damaged) is refused with what to do (go
-back to the backup, or reset); nothing starts over it. A folder whose state file is missing, or
-whose genesis differs from the chain that loaded, holds files of a chain that no longer exists:
+back to the backup, or reset); nothing starts over it. anvil adds a new block 0, stamped with the
+load time, at every load, and which one ``eth_getBlockByNumber(0)`` answers varies: the genesis
+a chain grew from is read as block 1's parent. A folder whose state file is missing, or whose
+genesis differs from the chain that loaded, holds files of a chain that no longer exists:
 they are moved aside to ``<folder>-stale-<time>-<random>/`` (said in the log), and the chain
 starts afresh.
 """
@@ -58,6 +61,7 @@ class LocalChain:
         self.anvil = anvil
         self.w3 = connect(anvil.url, timeout=timeout)
         self._saved_head: tuple[int, bytes] | None = None
+        self._genesis_recorded = False
         self._stop = threading.Event()
         self._saver: threading.Thread | None = None
 
@@ -73,6 +77,24 @@ class LocalChain:
         block = self.w3.eth.get_block("latest")
         return block["number"], bytes(block["hash"])
 
+    def genesis(self) -> dict | None:
+        """{"chain_id", "genesis_hash"}: the genesis this chain grew from (block 1's parent; see
+        the module docstring); None while it has no block beyond genesis."""
+        if self.w3.eth.block_number < 1:
+            return None
+        return {"chain_id": self.w3.eth.chain_id,
+                "genesis_hash": self.w3.eth.get_block(1)["parentHash"].to_0x_hex()}
+
+    def _record_genesis(self) -> None:
+        """Write genesis.json once the chain has a block beyond genesis (atomically)."""
+        if self._genesis_recorded:
+            return
+        genesis = self.genesis()
+        if genesis is not None:
+            atomic_write(self.folder / GENESIS_FILE, json.dumps(genesis, indent=1).encode(),
+                         mode=0o600)
+            self._genesis_recorded = True
+
     def save(self) -> bool:
         """Write anvil's state to state.json (atomically) if a block was mined since the last
         save; True when written. Raises what the RPC call raises (anvil gone)."""
@@ -85,6 +107,7 @@ class LocalChain:
         atomic_write(self.state_path, gzip.decompress(bytes.fromhex(reply["result"][2:])),
                      mode=0o600)
         self._saved_head = head
+        self._record_genesis()
         return True
 
     def start_saving(self, interval: float = SAVE_INTERVAL_S) -> None:
@@ -184,23 +207,26 @@ def _unusable(state: Path, reason: str) -> ConfigError:
 
 
 def _check_genesis(chain: LocalChain) -> None:
-    """Record which chain the folder belongs to; set the folder's files aside when the chain
-    that loaded is another one (a state file copied in from elsewhere)."""
-    w3 = chain.w3
-    current = {"chain_id": w3.eth.chain_id, "genesis_hash": w3.eth.get_block(0)["hash"].to_0x_hex()}
-    record = chain.folder / GENESIS_FILE
+    """Set the folder's files aside when the chain that loaded is not the one recorded (a state
+    file copied in from elsewhere); then record it. An empty chain is left unrecorded: nothing
+    can have been made on it."""
+    current = chain.genesis()
+    if current is None:
+        return
     try:
-        recorded = json.loads(record.read_text())
+        recorded = json.loads((chain.folder / GENESIS_FILE).read_text())
     except FileNotFoundError:
         recorded = None
     except ValueError:
         recorded = {}
-    if recorded is not None and recorded != current:
+    if recorded == current:
+        chain._genesis_recorded = True
+        return
+    if recorded is not None:
         _set_aside(chain.folder, keep=(STATE_FILE, BACKUP_FILE),
                    why=f"the chain in {chain.state_path} is not the one they were made on "
                        f"(genesis {current['genesis_hash']}, recorded {recorded.get('genesis_hash')})")
-    if recorded != current:
-        atomic_write(record, json.dumps(current, indent=1).encode(), mode=0o600)
+    chain._record_genesis()
 
 
 def _set_aside(folder: Path, *, keep: tuple[str, ...], why: str) -> None:
