@@ -8,7 +8,9 @@
     POST /api/wallet/encryption-key       its X25519 public key (the page derives it from a
                                           personal_sign signature that never leaves it)
     POST /api/tx/prepare                  an unsigned transaction for the browser wallet to send
-                                          (buy, vote, withdraw, refund)
+                                          (buy, vote, withdraw, refund); withdraw is a sequence:
+                                          one releaseRevenue per sale past its challenge period
+                                          ("step": "release"), then the withdrawal ("withdraw")
     GET  /api/tx/<hash>                   the receipt of a transaction the browser sent
     POST /api/inference/v1/infer          ml/'s signed inference endpoint (EIP-712), mounted here
 
@@ -24,6 +26,7 @@ from collections.abc import Mapping
 from types import SimpleNamespace
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request, session
+from werkzeug.exceptions import Conflict
 
 from app import session_keys
 from app.errors import price_changed_message
@@ -157,8 +160,16 @@ def _whole(value) -> int:
 
 @bp.route("/api/tx/prepare", methods=["POST"])
 def prepare_tx():
-    """An unsigned transaction for the connected browser wallet: buy, vote, withdraw, or refund
-    (the session wallet's undelivered purchase of modelId, as the keystore Refund button does)."""
+    """An unsigned transaction for the connected browser wallet: buy, vote, refund (the session
+    wallet's purchase of modelId, as the keystore Refund button does: refused with the reason
+    and when it would be possible), or withdraw.
+
+    A withdrawal is prepared one transaction at a time, because the browser signs each: while
+    the wallet's models have sales past their challenge period, the next ``releaseRevenue``
+    (``"step": "release"``, with how many are left), then ``withdraw`` (``"step": "withdraw"``).
+    The page sends each and asks again; nothing is released server-side (this node holds no key
+    of a browser wallet, and releasing from another account would spend that account's gas)."""
+    from node import market
     from node.fetch import get_listing
 
     address = session.get("browser_wallet")
@@ -168,6 +179,7 @@ def prepare_tx():
     chain = get_chain()
     action = data.get("action")
     value = 0
+    step = {}
     try:
         model_id, score = (_whole(data.get(k, 0)) for k in ("modelId", "score"))
     except (TypeError, ValueError):
@@ -189,19 +201,34 @@ def prepare_tx():
             raise InputError("Choose a score from 1 to 5 stars.")
         fn = chain.votes.functions.vote(model_id, score)
     elif action == "withdraw":
-        fn = chain.marketplace.functions.withdraw()
+        from app.market import seller_earnings
+
+        earnings = seller_earnings(address)
+        if earnings.releasable:
+            sale = earnings.releasable[0]
+            fn = chain.marketplace.functions.releaseRevenue(sale.purchase_id)
+            step = {"step": "release", "purchaseId": sale.purchase_id,
+                    "left": len(earnings.releasable)}
+        elif earnings.credited == 0:
+            raise Conflict(earnings.nothing_to_withdraw(address))
+        else:
+            fn = chain.marketplace.functions.withdraw()
+            step = {"step": "withdraw", "amount": str(earnings.credited)}
     elif action == "refund":
         from app.market import _my_purchase
 
         purchase = _my_purchase(model_id)
-        if purchase is None or purchase["state"] != "pending":
-            raise InputError("There is no undelivered purchase of this model to refund.")
+        if purchase is None or purchase["state"] not in ("pending", "delivered"):
+            raise InputError("There is no purchase of this model to refund.")
+        outlook = market.refundability(chain, purchase["purchase_id"], address)
+        if not outlook.possible:
+            raise Conflict(f"{outlook.sentence} Nothing was sent.")
         fn = chain.marketplace.functions.refund(purchase["purchase_id"])
     else:
         raise InputError("Unknown action: use buy, vote, withdraw or refund.")
     # Dry-runs first: a revert becomes a sentence here, before the wallet pops up.
     tx = chain.build_transaction(fn, address, value=value)
-    return jsonify(tx={k: (hex(v) if isinstance(v, int) else v) for k, v in tx.items()})
+    return jsonify(tx={k: (hex(v) if isinstance(v, int) else v) for k, v in tx.items()}, **step)
 
 
 @bp.route("/api/tx/<tx_hash>")

@@ -14,11 +14,18 @@ from markupsafe import Markup
 from app import session_keys
 from app.errors import format_eth
 from node.errors import ModexError
+from node.protocol import ModelStatus
+from node.revert import when
 
 WEI_PER_ETH = Decimal(10) ** 18
 UINT256_MAX = 2**256 - 1
-# The indexer's status words (node.revert.MODEL_STATUS) as the badges name them.
-STATUS_NAMES = {"unverified": "Pending", "verified": "Verified", "disputed": "Disputed"}
+# The indexer's status words (ModelStatus.word) as the badges name them.
+STATUS_NAMES = {
+    ModelStatus.UNVERIFIED.word: "Unverified",
+    ModelStatus.VERIFIED.word: "Verified",
+    ModelStatus.METRICS_DISPUTED.word: "Metrics disputed",
+    ModelStatus.DISPUTED.word: "Disputed",
+}
 
 # Tags a model card may use after Markdown rendering; everything else is stripped by nh3.
 CARD_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "strong", "em", "code",
@@ -138,10 +145,11 @@ def metric_rows(metrics: dict | None) -> list[tuple[str, str]]:
     return rows
 
 
-def score_text(vote_sum: int, vote_count: int) -> str:
-    if not vote_count:
+def score_text(score: float | None, voters: int) -> str:
+    """The listing's vote mean (weighted by the price each voter paid) and how many voted."""
+    if not voters or score is None:
         return "no votes yet"
-    return f"{vote_sum / vote_count:.1f} from {vote_count} vote{'s' if vote_count != 1 else ''}"
+    return f"{score:.1f} from {voters} voter{'s' if voters != 1 else ''}"
 
 
 def short(value: str | bytes | None, keep: int = 6) -> str:
@@ -177,6 +185,7 @@ def init_app(app) -> None:
     app.jinja_env.filters["short"] = short
     app.jinja_env.filters["card"] = render_card
     app.jinja_env.filters["metric_rows"] = metric_rows
+    app.jinja_env.filters["when"] = lambda ts: when(ts) if ts else "—"
     app.jinja_env.globals["status_name"] = lambda s: STATUS_NAMES.get(s, str(s))
 
     @app.context_processor

@@ -25,20 +25,27 @@ from flask import (
 
 from app import session_keys
 from app.errors import flash_error, price_changed_message
-from app.helpers import InputError, parse_eth, require_signer, score_text, vote_histogram_svg
+from app.helpers import (
+    STATUS_NAMES,
+    InputError,
+    parse_eth,
+    require_signer,
+    score_text,
+    vote_histogram_svg,
+)
 from app.jobs import byte_progress, get_jobs
 from app.resources import data_dir, get_chain, get_indexer, get_store
 from node.errors import ModexError
 from node.fetch import get_listing
+from node.protocol import ModelStatus, Purchase
 
 log = logging.getLogger(__name__)
 bp = Blueprint("market", __name__)
 
 SORTS = {"newest": "Newest", "price": "Price (low to high)", "score": "Score",
          "recommended": "Recommended"}
-# Filter values are the indexer's status words; "unverified" is shown as Pending.
-STATUSES = {"": "Any status", "verified": "Verified", "unverified": "Pending",
-            "disputed": "Disputed"}
+# Filter values are the indexer's status words (ModelStatus.word), named as the badges name them.
+STATUSES = {"": "Any status", **STATUS_NAMES}
 MAX_PAGE = 100_000  # beyond any real listing count; keeps OFFSET inside SQLite's integers
 RECOMMEND_POOL = 200  # "recommended" ranks the best-scored matches, not all 10,000 listings
 
@@ -94,8 +101,14 @@ def index():
 
 def _row(row) -> dict:
     row = dict(row)
-    row["score_text"] = score_text(row.get("vote_sum") or 0, row.get("vote_count") or 0)
+    row["score_text"] = score_text(row.get("score"), row.get("vote_count") or 0)
     return row
+
+
+def stops_sales(status_word: str | None) -> bool:
+    """Whether the indexer's status word is a verdict that stops sales (Disputed or Metrics
+    disputed: the Marketplace refuses deliveries and refunds the buyers)."""
+    return status_word in {s.word for s in ModelStatus if s.stops_sales}
 
 
 def _tasks(_indexer) -> list[str]:
@@ -124,8 +137,10 @@ def rank_for_buyer(listings: list[dict], need: str) -> list[dict]:
     for model_id in bought:
         if model_id not in by_id and (row := indexer.get_model(model_id)) is not None:
             by_id[model_id] = _row(row)
+    # The recommender's votes are a sum over a count: the price-weighted mean times the voters.
     items = [{"id": model_id, "name": l.get("name") or f"Model #{model_id}",
-              "card": l.get("description") or "", "vote_sum": l.get("vote_sum") or 0,
+              "card": l.get("description") or "",
+              "vote_sum": (l.get("score") or 0) * (l.get("vote_count") or 0),
               "vote_count": l.get("vote_count") or 0} for model_id, l in by_id.items()]
     ranked = _recommender().recommend(items, need=need, history=bought, top_k=None)
     return [{"listing": by_id[r.id], "explanation": r.explanation} for r in ranked]
@@ -160,7 +175,6 @@ def model_or_404(model_id: int) -> dict:
     return _row(row)
 
 
-PURCHASE_STATES = {1: "pending", 2: "delivered", 3: "refunded"}
 DELIVERY_MESSAGES = {
     "pending": "Paid; waiting for the seller's node to deliver your key…",
     "delivered": "Key delivered: you can fetch the model.",
@@ -174,7 +188,7 @@ DISPUTED_MESSAGES = {  # the Marketplace refuses to deliver a disputed model and
 
 def delivery_message(state: str, model_status: str | None) -> str:
     """What the buyer's purchase box says (the model page and its polling API alike)."""
-    if model_status == "disputed" and state in DISPUTED_MESSAGES:
+    if stops_sales(model_status) and state in DISPUTED_MESSAGES:
         return DISPUTED_MESSAGES[state]
     return DELIVERY_MESSAGES.get(state, state)
 
@@ -194,11 +208,39 @@ def _my_purchase(model_id: int) -> dict | None:
     if pid is None:
         return None
     chain = get_chain()
-    account, _, price, _, status, _ = chain.call(chain.marketplace.functions.purchase(pid))
-    if account.lower() != address.lower():
+    p = Purchase.from_call(chain.call(chain.marketplace.functions.purchase(pid)))
+    if p.account.lower() != address.lower():
         return None
-    return {"purchase_id": pid, "model_id": model_id, "price": int(price),
-            "state": PURCHASE_STATES.get(int(status), "unknown")}
+    return {"purchase_id": pid, "model_id": model_id, "price": p.price, "state": p.status.word}
+
+
+def _refund_outlook(purchase: dict | None, listing: dict):
+    """Whether the buyer's purchase can be refunded now, and the sentence that says so (None when
+    there is nothing to say: no purchase, refunded, or a delivered purchase of a model no verdict
+    stopped). A delivered purchase is refundable only after a dispute within its challenge
+    period, which only the chain can tell."""
+    from node import market
+
+    if purchase is None or purchase["state"] not in ("pending", "delivered"):
+        return None
+    if purchase["state"] == "delivered" and not stops_sales(listing.get("status")):
+        return None
+    try:
+        return market.refundability(get_chain(), purchase["purchase_id"])
+    except ModexError as exc:
+        log.warning("purchase %s: cannot tell whether it is refundable: %s",
+                    purchase["purchase_id"], exc)
+        return None
+
+
+def seller_earnings(address: str, model_id: int | None = None):
+    """``node.market.earnings`` of ``address`` over its unreleased sales from the index (those
+    of one model when ``model_id`` is given)."""
+    from node import market
+
+    sales = [p["purchase_id"] for p in get_indexer().unreleased_sales(address)
+             if model_id is None or p["model_id"] == model_id]
+    return market.earnings(get_chain(), address, sales)
 
 
 @bp.route("/models/<int:model_id>")
@@ -208,10 +250,15 @@ def model(model_id: int):
     meta = listing_metadata(indexer, listing["metadata_cid"])
     histogram = indexer.vote_histogram(model_id)
     purchase = _my_purchase(model_id)
+    address = session_keys.current_address()
+    owner = address is not None and address.lower() == listing["owner"].lower()
     return render_template(
-        "model.html", m=listing, meta=meta, attestations=[dict(a) for a in indexer.attestations_of(model_id)],
-        histogram=vote_histogram_svg(histogram), purchase=purchase,
+        "model.html", m=listing, meta=meta, attestations=indexer.attestations_of(model_id),
+        rounds=indexer.rounds_of(model_id), histogram=vote_histogram_svg(histogram),
+        purchase=purchase, refund=_refund_outlook(purchase, listing),
         delivery_text=purchase and delivery_message(purchase["state"], listing.get("status")),
+        earnings=seller_earnings(address, model_id) if owner else None,
+        stopped=stops_sales(listing.get("status")),
         fetched=_fetched_dir(model_id).is_dir(),
         served=model_id in (current_app.config.get("MODEX_MODELS") or {}),
     )
@@ -276,16 +323,17 @@ def _fetch_job(chain, store, signer, model_id, out, *, progress):
 
 @bp.route("/models/<int:model_id>/refund", methods=["POST"])
 def refund(model_id: int):
-    """The buyer takes the escrow back when the key did not come within the delivery window, or at
-    once when validators disputed the model (the contract refuses otherwise before the window
-    closes; that refusal is shown as a sentence)."""
+    """The buyer takes the payment back: an undelivered purchase after the delivery window, or at
+    once when validators disputed the model; a delivered one when validators disputed the model
+    within its challenge period. Anything else is refused with node.market's sentence saying
+    when a refund would be possible; nothing is sent then."""
     from node import market
 
     model_or_404(model_id)
     signer = require_signer()
     purchase = _my_purchase(model_id)
-    if purchase is None or purchase["state"] != "pending":
-        flash("There is no undelivered purchase of this model to refund.", "error")
+    if purchase is None or purchase["state"] not in ("pending", "delivered"):
+        flash("There is no purchase of this model to refund.", "error")
         return redirect(url_for(".model", model_id=model_id))
     try:
         market.refund(get_chain(), signer, purchase["purchase_id"])

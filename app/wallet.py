@@ -1,5 +1,7 @@
 """Wallet: create or import an encrypted keystore (scrypt), unlock it for this session, see the
-address, balance, encryption key and earnings, withdraw; or connect a browser wallet (EIP-1193).
+address, balance, encryption key and earnings (withdrawable now, and held in their challenge
+period until when), withdraw (the sales past their challenge period are released first); or
+connect a browser wallet (EIP-1193).
 
 Keystores live in `<data dir>/wallets/<address>.json` (node.keystore writes them 0600,
 atomically). The password is used once to unlock and never stored; the unlocked signer stays
@@ -27,7 +29,7 @@ from flask import (
 from app import session_keys
 from app.errors import flash_error
 from app.helpers import local_path, require_signer
-from app.resources import data_dir, get_chain
+from app.resources import data_dir, get_chain, get_indexer
 from node.errors import KeystoreError, ModexError
 
 log = logging.getLogger(__name__)
@@ -78,9 +80,12 @@ def index():
     address = session_keys.current_address()
     info = {}
     if address:
+        from app.market import seller_earnings
+
         chain = get_chain()
         info["balance"] = chain.balance(address)
-        info["withdrawable"] = int(chain.call(chain.marketplace.functions.credited(address)))
+        info["earnings"] = earnings = seller_earnings(address)
+        info["withdrawable"] = earnings.withdrawable
         entry = session_keys.current()
         if entry and entry.x25519_public:
             info["x25519"] = "0x" + entry.x25519_public.hex()
@@ -179,17 +184,23 @@ def lock():
 
 @bp.route("/withdraw", methods=["POST"])
 def withdraw():
+    """Release the wallet's sales past their challenge period (one transaction each, signed by
+    the unlocked wallet, which is credited), then withdraw everything credited."""
+    from app.errors import format_eth
     from node import market
 
     signer = require_signer()
+    sales = [p["purchase_id"] for p in get_indexer().unreleased_sales(signer.address)]
     try:
-        amount = market.withdraw(get_chain(), signer)
+        done = market.withdraw(get_chain(), signer, sales)
     except ModexError as exc:
         flash_error(exc)
     else:
-        from app.errors import format_eth
-
-        flash(f"Withdrew {format_eth(amount)} to your wallet.", "ok")
+        released = (f" ({len(done.released)} sale{'s' if len(done.released) != 1 else ''} "
+                    "released after their challenge period)") if done.released else ""
+        held = done.earnings.held_text()
+        flash(f"Withdrew {format_eth(done.amount)} to your wallet{released}."
+              + (f" Still held: {held}." if held else ""), "ok")
     return redirect(url_for(".index"))
 
 

@@ -142,13 +142,13 @@
     window.location.reload();
   }
   async function sendPrepared(body) {
-    const { tx } = await postJSON("/api/tx/prepare", body);
+    const prepared = await postJSON("/api/tx/prepare", body);
     say("Confirm the transaction in your wallet…");
-    const hash = await needWallet().request({ method: "eth_sendTransaction", params: [tx] });
+    const hash = await needWallet().request({ method: "eth_sendTransaction", params: [prepared.tx] });
     say("Sent (" + hash.slice(0, 10) + "…); waiting for it to be mined…");
     for (;;) {
       const [, r] = await getJSON("/api/tx/" + hash);
-      if (r.state === "mined") return r;
+      if (r.state === "mined") return { ...r, step: prepared.step, purchaseId: prepared.purchaseId, left: prepared.left };
       if (r.state === "reverted") {
         throw new Error("The transaction reverted on-chain (block " + r.block + "): the contract " +
                         "refused it and nothing changed; only its gas was spent.");
@@ -166,11 +166,21 @@
     sessionStorage.setItem(SAID, text);
     window.location.reload();
   }
+  // A withdrawal is prepared one transaction at a time: each of the wallet's sales past its
+  // challenge period is released first (releaseRevenue, "step": "release"), then the credited
+  // balance is withdrawn ("step": "withdraw"); the server says which comes next each time.
+  async function sendWithdrawal(body) {
+    for (;;) {
+      const r = await sendPrepared(body);
+      if (r.step !== "release") return r;
+      say("Released the revenue of purchase #" + r.purchaseId + (r.left > 1 ? " (" + (r.left - 1) + " more to release)" : "") + "…");
+    }
+  }
   // One browser-wallet button: prepare + send on click, the result (or why not) in the status.
-  function wire(selector, body, done) {
+  function wire(selector, body, done, send = sendPrepared) {
     document.querySelectorAll(selector).forEach((b) => b.addEventListener("click", () => {
       b.disabled = true;
-      sendPrepared(body(b)).then((r) => reloadWhenIndexed(r, done(b)))
+      send(body(b)).then((r) => reloadWhenIndexed(r, done(b)))
         .catch((e) => { b.disabled = false; say(walletError(e)); });
     }));
   }
@@ -198,6 +208,6 @@
     wire("[data-eip1193-refund]", (b) => ({ action: "refund", modelId: Number(b.dataset.eip1193Refund) }),
          () => "Refunded: the price is credited to your wallet; withdraw it on the Wallet page.");
     wire("[data-eip1193-withdraw]", () => ({ action: "withdraw" }),
-         (b) => "Withdrew " + b.dataset.eip1193Withdraw + " to your wallet.");
+         (b) => "Withdrew " + b.dataset.eip1193Withdraw + " to your wallet.", sendWithdrawal);
   });
 })();

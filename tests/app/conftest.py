@@ -60,6 +60,28 @@ def make_model_dir(root: Path, name: str, payload: bytes = b"weights" * 100) -> 
     return d
 
 
+def publish_listing(stack, root: Path, key: str, name: str, price: int = PRICE) -> int:
+    """A new listing by the demo seller (operator: the node's worker); not indexed yet."""
+    from node.publish import ListingInfo, publish
+
+    return publish(stack.chain, stack.demo_accounts["seller"], stack.store, stack.vault,
+                   make_model_dir(root, key, payload=key.encode() * 500),
+                   ListingInfo(name=name, description=f"{key} model", task="other", license="mit"),
+                   price_wei=price, operator=stack.operator.address).model_id
+
+
+def funded_validator(stack):
+    """A new account with test ETH, to stake and validate through the contracts
+    (tests.node.modex_stack.settle_validation)."""
+    from eth_account import Account
+
+    from node.signer import LocalSigner
+
+    validator = LocalSigner(Account.create())
+    up.fund(stack.chain, stack.dev_funder, validator.address, 10**18)
+    return validator
+
+
 @pytest.fixture(scope="session")
 def listed(stack, tmp_path_factory):
     """Model ids published by the demo seller (operator: the node's worker), indexed."""

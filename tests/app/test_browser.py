@@ -271,7 +271,8 @@ def test_browser_wallet_buys_votes_refunds_and_withdraws_on_anvil(browser, tmp_p
     enable encryption (derived in the page from the wallet's signature, which the node never
     receives), a rejected buy (nothing sent), the max-price guard, buy, delivery by the
     seller's worker, a vote that reverts (said so) then one that counts (shown in the histogram);
-    the seller, another dev account, withdraws its sale; a purchase nobody delivers is refunded
+    the seller, another dev account, sees its sale held for the challenge period, then releases
+    and withdraws it (the page sends releaseRevenue, then withdraw); a purchase nobody delivers is refunded
     and withdrawn. Fetching needs the key on a node: a browser wallet's never is (README).
 
     The seller's listing: the demo seller transfers its 0.1 ETH listing (an ERC-721 token) to
@@ -360,29 +361,41 @@ def test_browser_wallet_buys_votes_refunds_and_withdraws_on_anvil(browser, tmp_p
             page.evaluate("window.walletGas = '0x7530'")  # 30,000: below what vote() needs
             page.click("#eip1193-vote")
             assert "reverted on-chain" in status_says(page, "reverted")
-            assert chain.votes.functions.scoreOf(sold).call()[1] == 0
+            assert chain.votes.functions.scoreOf(sold).call()[2] == 0  # no voter
             page.evaluate("window.walletGas = null")
             page.select_option("select[name=score]", "5")
             page.click("#eip1193-vote")
             status_says(page, "Your vote (5★) is recorded on-chain")
-            assert tuple(chain.votes.functions.scoreOf(sold).call()) == (5, 1)
-            assert "5.0 from 1 vote" in page.inner_text("body")
+            assert tuple(chain.votes.functions.scoreOf(sold).call()) == (5 * 10**17, 10**17, 1)
+            assert "5.0 from 1 voter, weighted by the price each paid" in page.inner_text("body")
             assert page.locator(".histogram title").text_content() == "Votes: 1 in all"
             assert page.locator(".histogram .hist-count").first.text_content() == "1"  # the 5★ bar
             shot(page, "33-eip1193-voted")
 
-            # -- the seller (dev account 2, its own browser context) withdraws its sale --
-            sale = market.functions.credited(seller).call()
-            assert sale == 10**17 * (10_000 - market.functions.feeBps().call()) // 10_000 > 0
+            # -- the seller (dev account 2, its own browser context) withdraws its sale: held for
+            # the challenge period, then released and withdrawn from the page (two transactions) --
+            sale = 10**17 * (10_000 - market.functions.feeBps().call()) // 10_000
+            assert market.functions.credited(seller).call() == 0  # held
             seller_page = wallet_page(browser, anvil.url, seller)
             connect_browser_wallet(seller_page, url, seller)
+            assert seller_page.inner_text("#held").startswith("0.0975 ETH")
+            assert seller_page.inner_text("#withdrawable") == "0 ETH"
+            assert not seller_page.locator("#eip1193-withdraw").count()
+            w3.provider.make_request("evm_increaseTime", [market.functions.challengePeriod().call() + 1])
+            w3.provider.make_request("evm_mine", [])
+            seller_page.reload()
+            loaded(seller_page, "#eip1193-withdraw")
+            assert seller_page.inner_text("#withdrawable").startswith("0.0975 ETH")
             before = w3.eth.get_balance(seller)
             seller_page.click("#eip1193-withdraw")
             status_says(seller_page, "Withdrew 0.0975 ETH to your wallet")
             assert market.functions.credited(seller).call() == 0
+            released = market.events.RevenueReleased().get_logs(from_block=0)
+            assert [(e["args"]["owner"], e["args"]["amount"]) for e in released] == [(seller, sale)]
             gained = w3.eth.get_balance(seller) - before
             assert 0 < gained <= sale and sale - gained < 10**15, (gained, sale)  # less its gas
             assert seller_page.inner_text("#withdrawable") == "0 ETH"
+            assert seller_page.inner_text("#held").startswith("0 ETH")
             assert not seller_page.locator("#eip1193-withdraw").count()
             shot(seller_page, "34-eip1193-seller-withdrew")
 

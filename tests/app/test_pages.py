@@ -4,8 +4,33 @@ from __future__ import annotations
 
 import io
 
+from web3.logs import DISCARD
+
 from node.commands import up
-from tests.app.conftest import PRICE, csrf_token, make_model_dir, post, settle, unlock, wait_job
+from node.market import purchase_record
+from node.protocol import ModelStatus, PurchaseStatus
+from tests.app.conftest import (
+    PRICE,
+    csrf_token,
+    funded_validator,
+    post,
+    publish_listing,
+    settle,
+    unlock,
+    wait_job,
+)
+from tests.node.modex_stack import CLAIMED_DIGEST, settle_validation, time_travel
+
+
+def send_prepared(client, chain, wallet, prepared: dict) -> str:
+    """What the page's browser wallet does with /api/tx/prepare's transaction: sign it (an
+    eth-account here), send it, and follow it through /api/tx/<hash>; returns the state."""
+    tx = {k: (int(v, 16) if isinstance(v, str) and k not in ("from", "to", "data") else v)
+          for k, v in prepared.items() if k != "from"}
+    raw = wallet.sign_transaction(tx).raw_transaction
+    tx_hash = "0x" + chain.w3.eth.send_raw_transaction(raw).hex().removeprefix("0x")
+    return client.get(f"/api/tx/{tx_hash}").get_json()["state"]
+
 
 # ---- market --------------------------------------------------------------------------------
 
@@ -14,7 +39,7 @@ def test_market_lists_models_with_prices_and_escapes_names(client, listed):
     assert "Tiny sentiment" in html and "0.1 ETH" in html and "0.2 ETH" in html
     assert "<script>alert('x')</script>" not in html
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
-    assert "Pending" in html  # nobody validated yet
+    assert "Unverified" in html and 'class="badge badge-unverified"' in html  # nobody validated yet
 
 
 def test_market_search_filter_sort_and_pages(client, app, listed):
@@ -200,37 +225,29 @@ def test_buy_delivery_fetch_try_and_vote(client, stack, listed, tmp_path):
     post(client, f"/models/{model_id}/vote", {"score": "4"})
     settle(stack)
     html = client.get(f"/models/{model_id}").get_data(as_text=True)
-    assert "4.0 from 1 vote" in html and "<title>Votes: 1 in all</title>" in html
+    assert "4.0 from 1 voter, weighted by the price each paid" in html
+    assert "<title>Votes: 1 in all</title>" in html
     assert buyer
 
 
 def test_a_disputed_models_pending_purchase_is_refunded_at_once(client, stack, listed, tmp_path):
     """Validators dispute a model while the buyer's purchase waits for its key: the page says the key
     will not come and offers the refund now, which works before the delivery window closes."""
-    from eth_account import Account
-
-    from node.publish import ListingInfo, publish
-    from node.signer import LocalSigner
-
     chain = stack.chain
-    model_id = publish(chain, stack.demo_accounts["seller"], stack.store, stack.vault,
-                       make_model_dir(tmp_path, "disputed", payload=b"bad" * 500),
-                       ListingInfo(name="Disputed model", description="d", task="other", license="mit"),
-                       price_wei=PRICE, operator=stack.operator.address).model_id
+    model_id = publish_listing(stack, tmp_path, "disputed", "Disputed model")
     settle(stack)  # indexed: on the market
     buyer = unlock(client, stack, "buyer")
     post(client, f"/models/{model_id}/buy", {"max_price": "0.1"})
     pid = client.get(f"/api/models/{model_id}/delivery").get_json()["purchase_id"]
-    validator = LocalSigner(Account.create())
-    up.fund(chain, stack.dev_funder, validator.address, 10**18)
-    chain.transact(chain.validators.functions.stake(), validator, value=10**17)
-    chain.transact(chain.validators.functions.attest(model_id, b"\x99" * 32, b"\0" * 32), validator)
+    settle_validation(chain, model_id, owner=stack.demo_accounts["seller"],
+                      validator=funded_validator(stack), outcome=ModelStatus.DISPUTED)
     settle(stack)  # the indexer sees the dispute; the worker's pass cannot deliver it any more
     html = client.get(f"/models/{model_id}").get_data(as_text=True)
     assert "its key will not be delivered" in html and ">Refund now</button>" in html
+    assert 'id="not-for-sale"' not in html  # the buyer's purchase box, not the buy form
     state = client.get(f"/api/models/{model_id}/delivery").get_json()
     assert state["state"] == "pending" and "Refund your payment now" in state["message"], state
-    deadline = chain.call(chain.marketplace.functions.purchase(pid))[3]
+    deadline = purchase_record(chain, pid).deadline
     assert chain.w3.eth.get_block("latest")["timestamp"] < deadline  # the window is still open
     credited = chain.marketplace.functions.credited(buyer)
     before = chain.call(credited)
@@ -238,7 +255,7 @@ def test_a_disputed_models_pending_purchase_is_refunded_at_once(client, stack, l
     html = client.get(f"/models/{model_id}").get_data(as_text=True)
     assert f"Purchase #{pid} refunded to your wallet." in html and "flash error" not in html
     assert chain.call(credited) == before + PRICE  # the whole price back
-    assert chain.call(chain.marketplace.functions.purchase(pid))[4] == 3
+    assert purchase_record(chain, pid).status == PurchaseStatus.REFUNDED
     settle(stack)
     state = client.get(f"/api/models/{model_id}/delivery").get_json()
     assert state == {"state": "refunded", "purchase_id": pid,
@@ -406,13 +423,9 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
                                      "nothing was charged.")
     r = client.post("/api/tx/prepare", json={"action": "buy", "modelId": listed["plain"],
                                              "maxPrice": "0.1"}, headers=headers)
-    tx = {k: (int(v, 16) if isinstance(v, str) and k not in ("from", "to", "data") else v)
-          for k, v in r.get_json()["tx"].items()}
-    assert tx["value"] == PRICE and tx["to"] == stack.chain.marketplace.address
-    tx.pop("from")
-    raw = wallet.sign_transaction(tx).raw_transaction
-    tx_hash = "0x" + stack.chain.w3.eth.send_raw_transaction(raw).hex().removeprefix("0x")
-    assert client.get(f"/api/tx/{tx_hash}").get_json()["state"] == "mined"
+    tx = r.get_json()["tx"]
+    assert int(tx["value"], 16) == PRICE and tx["to"] == stack.chain.marketplace.address
+    assert send_prepared(client, stack.chain, wallet, tx) == "mined"
     assert client.get("/api/tx/0x1234").status_code == 400
     # Indexed, not delivered yet: the page offers the browser-wallet refund, which the contract
     # refuses while the delivery window is open (a sentence from the dry run, nothing sent).
@@ -429,8 +442,9 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     settle(stack)
     assert client.get(f"/api/models/{listed['plain']}/delivery").get_json()["state"] == "delivered"
     r = client.post("/api/tx/prepare", json={"action": "refund", "modelId": listed["plain"]},
-                    headers=headers)
-    assert r.status_code == 400 and "no undelivered purchase" in r.get_json()["error"]
+                    headers=headers)  # delivered, and the model is not disputed: refused, with when
+    assert r.status_code == 409 and "becomes refundable only if validators dispute model" in \
+        r.get_json()["error"]
     # Delivered: the vote control is the browser wallet's (the keystore form would send the
     # person to unlock a wallet); fetching needs the key on a node, and the page says so.
     html = client.get(f"/models/{listed['plain']}").get_data(as_text=True)
@@ -447,7 +461,7 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
                                              "score": 9}, headers=headers)
     assert r.status_code == 400 and "1 to 5" in r.get_json()["error"]
     r = client.post("/api/tx/prepare", json={"action": "withdraw"}, headers=headers)
-    assert r.status_code == 409 and r.get_json()["error"]  # nothing credited to this wallet
+    assert r.status_code == 409 and "has nothing to withdraw yet" in r.get_json()["error"]
     for model_id in (-5, 2**300, 1.5, True):  # out of uint256 (was a 500), or not a whole number
         r = client.post("/api/tx/prepare", json={"action": "vote", "modelId": model_id,
                                                  "score": 4}, headers=headers)
@@ -485,27 +499,169 @@ def test_recommended_page_and_sort(client, stack, listed):
     assert "Tiny sentiment" in html and "ranked by votes" in html  # no need, no wallet: votes
 
 
-def test_seller_withdraws_earnings_and_nothing_left_is_a_sentence(client, stack, listed):
-    from eth_account import Account
-
-    from node import market
-    from node.signer import LocalSigner
-
-    buyer = LocalSigner(Account.create())  # a sale made outside the UI
-    up.fund(stack.chain, stack.dev_funder, buyer.address, 10**18)
-    market.buy(stack.chain, buyer, listed["script"], max_price=2 * PRICE)
-    seller = unlock(client, stack, "seller")
-    settle(stack)  # the worker's delivery credits the seller
-    credited = stack.chain.marketplace.functions.credited(seller).call()
-    assert credited > 0
+def test_seller_sees_held_earnings_and_withdraws_them_after_the_challenge_period(client, stack,
+                                                                                listed):
+    """A sale's revenue is held for the challenge period: the wallet page shows it as held (and
+    until when), Withdraw then says so and sends nothing; after the period the page counts it as
+    withdrawable, and Withdraw releases it (releaseRevenue, signed by the seller) and sends it."""
     from app.errors import format_eth
+    from node import market
 
-    assert format_eth(credited) in client.get("/wallet/").get_data(as_text=True)
-    post(client, "/wallet/withdraw")
-    assert f"Withdrew {format_eth(credited)}" in client.get("/wallet/").get_data(as_text=True)
+    buyer = funded_validator(stack)  # any funded account: a sale made outside the UI
+    pid = market.buy(stack.chain, buyer, listed["script"], max_price=2 * PRICE).purchase_id
+    seller = unlock(client, stack, "seller")
+    settle(stack)  # the worker delivers: the revenue is held from now on
+    chain, index = stack.chain, up.make_indexer(stack)
+    try:
+        sales = [p["purchase_id"] for p in index.unreleased_sales(seller)]
+    finally:
+        index.close()
+    before = market.earnings(chain, seller, sales)
+    assert pid in [s.purchase_id for s in before.held]
+    html = client.get("/wallet/").get_data(as_text=True)
+    assert f'id="withdrawable">{format_eth(before.withdrawable)}' in html
+    assert f'id="held">{format_eth(before.held_amount)}' in html and "is held until" in html
+    if before.withdrawable == 0:  # nothing released or credited yet: said, nothing sent
+        post(client, "/wallet/withdraw")
+        html = client.get("/wallet/").get_data(as_text=True)
+        assert "has nothing to withdraw yet" in html and "is held until" in html
+
+    time_travel(chain, chain.call(chain.marketplace.functions.challengePeriod()) + 1)
+    after = market.earnings(chain, seller, sales)
+    assert after.held == [] and pid in [s.purchase_id for s in after.releasable]
+    html = client.get("/wallet/").get_data(as_text=True)
+    assert f'id="withdrawable">{format_eth(after.withdrawable)}' in html
     post(client, "/wallet/withdraw")
     html = client.get("/wallet/").get_data(as_text=True)
-    assert "flash error" in html and "Traceback" not in html
+    assert f"Withdrew {format_eth(after.withdrawable)} to your wallet ({len(after.releasable)} sale" in html
+    assert purchase_record(chain, pid).released
+    assert chain.call(chain.marketplace.functions.credited(seller)) == 0
+    post(client, "/wallet/withdraw")
+    html = client.get("/wallet/").get_data(as_text=True)
+    assert "flash error" in html and "has nothing to withdraw yet" in html and "Traceback" not in html
+
+
+def test_model_page_shows_the_claim_beside_what_validators_revealed(client, stack, tmp_path):
+    """Status, the seller's claimed metrics and digest, and per validator whether it found the
+    listed hash and the claimed digest, with the round's deadlines while it runs."""
+    chain, seller = stack.chain, stack.demo_accounts["seller"]
+    verified = publish_listing(stack, tmp_path, "verified", "Reproduced model")
+    settle_validation(chain, verified, owner=seller, validator=funded_validator(stack))
+    lied = publish_listing(stack, tmp_path, "lied", "Overclaimed model")
+    settle_validation(chain, lied, owner=seller, validator=funded_validator(stack),
+                      outcome=ModelStatus.METRICS_DISPUTED)
+    # A round in progress: one validator committed, nobody revealed yet.
+    running = publish_listing(stack, tmp_path, "running", "Model under validation")
+    validator, validators = funded_validator(stack), chain.validators.functions
+    chain.transact(chain.registry.functions.claimMetrics(running, CLAIMED_DIGEST), seller)
+    chain.transact(validators.stake(), validator, value=chain.call(validators.minStake()))
+    chain.transact(chain.marketplace.functions.requestValidatorKey(running, b"\x0b" * 32), validator)
+    settle(stack)  # the node's worker delivers the validator's key
+    chain.transact(validators.commitAttestation(running, b"\x0d" * 32), validator)
+    settle(stack)
+
+    html = client.get(f"/models/{verified}").get_data(as_text=True)
+    assert 'class="badge badge-verified">Verified' in html
+    assert "reproduced the listed files and the evaluation the seller claims" in html
+    assert f'id="claimed-digest">0x{CLAIMED_DIGEST.hex()}' in html
+    row = html.split('id="attestations"')[1].split("</table>")[0]
+    assert "✔ matches" in row and "✔ matches the claim" in row and "<td>Verified</td>" in row
+    assert "Round 1 decided it" in html and 'id="buy-form"' in html
+
+    html = client.get(f"/models/{lied}").get_data(as_text=True)
+    assert 'class="badge badge-metrics-disputed">Metrics disputed' in html
+    assert "not the evaluation results the seller claims" in html
+    row = html.split('id="attestations"')[1].split("</table>")[0]
+    assert "✔ matches" in row and "✘ differs from the claim" in row and "<td>Metrics disputed</td>" in row
+    assert 'id="buy-form"' not in html and "it cannot be bought" in html  # sales stopped
+
+    html = client.get(f"/models/{running}").get_data(as_text=True)
+    assert "badge-unverified" in html and "No validation round has decided this model yet" in html
+    assert "Round 1: commits until" in html and "UTC, reveals until" in html
+    assert "committed, not revealed yet" in html
+    html = client.get("/?status=metrics_disputed").get_data(as_text=True)
+    assert "Overclaimed model" in html and "Reproduced model" not in html
+
+
+def test_a_delivered_purchase_is_refunded_from_the_page_after_a_dispute_in_time(client, stack,
+                                                                            tmp_path):
+    """Validators dispute a model within a delivered sale's challenge period: the buyer's page
+    offers the refund and says why, the seller's says the sale will not be paid out, and the
+    refund revokes the licence and its vote."""
+    chain = stack.chain
+    model_id = publish_listing(stack, tmp_path, "revoked", "Revoked model")
+    settle(stack)
+    buyer = unlock(client, stack, "buyer")
+    post(client, f"/models/{model_id}/buy", {"max_price": "0.1"})
+    settle(stack)  # delivered
+    pid = client.get(f"/api/models/{model_id}/delivery").get_json()["purchase_id"]
+    post(client, f"/models/{model_id}/vote", {"score": "5"})
+    html = client.get(f"/models/{model_id}").get_data(as_text=True)
+    assert 'id="refund-button"' not in html and 'id="refund-note"' not in html  # not disputed
+    post(client, f"/models/{model_id}/refund")  # refused with when it would be possible
+    html = client.get(f"/models/{model_id}").get_data(as_text=True)
+    assert "becomes refundable only if validators dispute" in html and "Nothing was sent" in html
+    settle_validation(chain, model_id, owner=stack.demo_accounts["seller"],
+                      validator=funded_validator(stack), outcome=ModelStatus.DISPUTED)
+    settle(stack)
+    unlock(client, stack, "seller")
+    html = client.get(f"/models/{model_id}").get_data(as_text=True)
+    assert 'id="earnings"' in html and "will not be paid out: their buyers can refund them" in html
+    unlock(client, stack, "buyer")
+    html = client.get(f"/models/{model_id}").get_data(as_text=True)
+    assert f"within the challenge period of purchase {pid}: it is refundable now" in html
+    assert ">Refund now</button>" in html
+    before = chain.call(chain.marketplace.functions.credited(buyer))
+    post(client, f"/models/{model_id}/refund")
+    html = client.get(f"/models/{model_id}").get_data(as_text=True)
+    assert f"Purchase #{pid} refunded to your wallet." in html and "flash error" not in html
+    assert chain.call(chain.marketplace.functions.credited(buyer)) == before + PRICE
+    assert not chain.call(chain.marketplace.functions.hasLicense(model_id, buyer))
+    settle(stack)
+    html = client.get(f"/models/{model_id}").get_data(as_text=True)
+    assert "no votes yet" in html and "Refunded: validators disputed this model." in html
+
+
+def test_browser_wallet_withdrawal_releases_each_sale_first(client, stack, tmp_path):
+    """/api/tx/prepare withdraw for a browser wallet that owns a model: while a sale is past its
+    challenge period and not released, the next transaction is its releaseRevenue; then the
+    withdrawal; then a sentence that nothing is left."""
+    from eth_account import Account
+
+    from node.signer import LocalSigner
+
+    chain = stack.chain
+    wallet = Account.create()
+    up.fund(chain, stack.dev_funder, wallet.address, 10**18)
+    owner = LocalSigner(wallet)
+    receipt = chain.transact(chain.registry.functions.list(b"\x5a" * 32, "bafkqaaa", PRICE), owner)
+    model_id = chain.registry.events.ModelListed().process_receipt(receipt, errors=DISCARD)[0]["args"]["modelId"]
+    buyer = funded_validator(stack)
+    receipt = chain.transact(chain.marketplace.functions.buy(model_id, b"\x01" * 32, PRICE), buyer,
+                             value=PRICE)
+    pid = chain.marketplace.events.Purchased().process_receipt(receipt, errors=DISCARD)[0]["args"]["purchaseId"]
+    chain.transact(chain.marketplace.functions.deliverKey(pid, buyer.address, b"\x02" * 80), owner)
+    settle(stack)
+    headers = {"X-CSRFToken": csrf_token(client)}
+    client.post("/api/wallet/connect", json={"address": wallet.address}, headers=headers)
+    r = client.post("/api/tx/prepare", json={"action": "withdraw"}, headers=headers)
+    assert r.status_code == 409 and "is held until" in r.get_json()["error"]  # in its period
+    time_travel(chain, chain.call(chain.marketplace.functions.challengePeriod()) + 1)
+    r = client.post("/api/tx/prepare", json={"action": "withdraw"}, headers=headers)
+    prepared = r.get_json()
+    assert (prepared["step"], prepared["purchaseId"], prepared["left"]) == ("release", pid, 1)
+    release = chain.marketplace.functions.releaseRevenue(pid)._encode_transaction_data()
+    assert prepared["tx"]["data"] == release and prepared["tx"]["to"] == chain.marketplace.address
+    assert send_prepared(client, chain, wallet, prepared["tx"]) == "mined"
+    # The index has not seen the release yet: the chain says it is done, the withdrawal is next.
+    net = PRICE - PRICE * chain.call(chain.marketplace.functions.feeBps()) // 10_000
+    prepared = client.post("/api/tx/prepare", json={"action": "withdraw"}, headers=headers).get_json()
+    assert (prepared["step"], prepared["amount"]) == ("withdraw", str(net))
+    before = chain.balance(wallet.address)
+    assert send_prepared(client, chain, wallet, prepared["tx"]) == "mined"
+    assert before < chain.balance(wallet.address) < before + net
+    r = client.post("/api/tx/prepare", json={"action": "withdraw"}, headers=headers)
+    assert r.status_code == 409 and "has nothing to withdraw yet" in r.get_json()["error"]
 
 
 def test_unlocked_key_times_out(stack, listed):
