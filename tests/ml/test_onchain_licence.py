@@ -38,7 +38,7 @@ def test_licence_comes_from_the_marketplace_after_delivery(market):
             verifying_contract=chain.marketplace.address))
 
     assert ask().status_code == 403  # paid, key not delivered yet: no licence
-    send_tx(w3, seller, chain.marketplace.functions.deliverKey(purchase_id, b"\x33" * 80))
+    send_tx(w3, seller, chain.marketplace.functions.deliverKey(purchase_id, buyer.address, b"\x33" * 80))
     r = ask()
     assert r.status_code == 200 and r.json["signer"] == buyer.address
     assert client.post("/v1/infer", json=signing.sign_request(
