@@ -14,10 +14,12 @@ import time
 import pytest
 from modex_stack import make_stack
 
+from node.protocol import Purchase, PurchaseStatus
 from node.validator import metrics_digest
 
 PRICE = 10**16  # 0.01 ETH
 FEE_BPS = 250
+CHALLENGE = 300  # seconds a sale's revenue is held (the dev deployment's challenge period)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +70,8 @@ def check_after_journey(stack, model_id, fetched_dir, tiny_model, *, evaluated: 
     assert [e["args"]["validator"] for e in attested] == [validator]
     expected_digest = metrics_digest(evaluated) if evaluated else b"\x00" * 32
     assert bytes(attested[0]["args"]["metricsDigest"]) == expected_digest
-    assert tuple(chain.call(chain.votes.functions.scoreOf(model_id))) == (5, 1)
+    # One vote of 5, weighing the price the buyer paid: (weighted sum, weight, voters).
+    assert tuple(chain.call(chain.votes.functions.scoreOf(model_id))) == (5 * PRICE, PRICE, 1)
     # Each purchase (buyer's and validator's) delivered exactly once.
     delivered = [e["args"]["purchaseId"] for e in chain.events("KeyDelivered")]
     assert len(delivered) == len(set(delivered)) == 2
@@ -76,7 +79,8 @@ def check_after_journey(stack, model_id, fetched_dir, tiny_model, *, evaluated: 
 
 @pytest.mark.slow
 def test_all_journeys_on_the_embedded_stack(tmp_path, tiny_model, monkeypatch):
-    stack = make_stack("embedded", tmp_path, fee_bps=FEE_BPS, delivery_window=3600)
+    stack = make_stack("embedded", tmp_path, fee_bps=FEE_BPS, delivery_window=3600,
+                       challenge_period=CHALLENGE)
     evaluated = {"eval_set": "toy-v1", "accuracy": 0.5, "n": 2}
 
     def fake_ml(model_dir, metadata):  # the CLI's evaluator, without loading ml/ (tested in tests/ml)
@@ -115,9 +119,11 @@ def test_all_journeys_on_the_embedded_stack(tmp_path, tiny_model, monkeypatch):
     ok(stack.cli("buyer", "vote", str(model_id), "5"))
     check_after_journey(stack, model_id, fetched, tiny_model, evaluated=evaluated)
 
-    # Money: the seller is credited the price less the fee and withdraws exactly that.
+    # Money: the sale is held for the challenge period; then the seller's withdraw releases it
+    # (credited the price less the fee) and withdraws exactly that.
+    stack.time_travel(CHALLENGE + 1)
     out = ok(stack.cli("seller", "withdraw"))
-    assert "0.00975 ETH" in out
+    assert "released 1 sale(s)" in out and "withdrew 0.00975 ETH" in out
     assert stack.chain.balance(stack.signers["seller"].address) < before + PRICE  # minus gas
 
     # Refund journey: buyer2 pays, nobody delivers, the window passes, buyer2 gets it back.
@@ -132,7 +138,8 @@ def test_all_journeys_on_the_embedded_stack(tmp_path, tiny_model, monkeypatch):
     assert "delivered 0 key(s)" in out
     out = ok(stack.cli("buyer2", "withdraw"))
     assert "0.01 ETH" in out
-    assert stack.chain.call(stack.chain.marketplace.functions.purchase(pid))[4] == 3  # refunded
+    refunded = Purchase.from_call(stack.chain.call(stack.chain.marketplace.functions.purchase(pid)))
+    assert refunded.status == PurchaseStatus.REFUNDED
 
 
 @pytest.mark.anvil
@@ -140,7 +147,7 @@ def test_all_journeys_on_the_embedded_stack(tmp_path, tiny_model, monkeypatch):
 @pytest.mark.slow
 def test_all_journeys_on_anvil_and_the_ipfs_daemon(tmp_path, tiny_model, anvil, ipfs_daemon):
     stack = make_stack("anvil", tmp_path, anvil_url=anvil.url, ipfs=ipfs_daemon.api_url,
-                       fee_bps=FEE_BPS, delivery_window=3600)
+                       fee_bps=FEE_BPS, delivery_window=3600, challenge_period=CHALLENGE)
     model_id = published_id(ok(stack.cli("seller", "publish", str(tiny_model), "--price",
                                           "0.01")))
     worker = subprocess.Popen(stack.modex_cmd("seller", "worker", "--interval", "0.2"),
@@ -165,7 +172,9 @@ def test_all_journeys_on_anvil_and_the_ipfs_daemon(tmp_path, tiny_model, anvil, 
         log = worker.communicate(timeout=20)[0]
     assert worker.returncode == 0, log
     check_after_journey(stack, model_id, fetched, tiny_model, evaluated=None)
-    assert "0.00975 ETH" in ok(stack.cli("seller", "withdraw"))
+    stack.time_travel(CHALLENGE + 1)  # the sale's revenue is held until then
+    out = ok(stack.cli("seller", "withdraw"))
+    assert "released 1 sale(s)" in out and "withdrew 0.00975 ETH" in out
 
 
 def test_e2e_benchmark_runs_and_ends_with_its_json_line():
