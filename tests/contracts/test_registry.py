@@ -1,7 +1,9 @@
 """ModelRegistry: listing, owner-only setters, views, CID storage and transfer semantics."""
 
 import pytest
-from conftest import CID_V1, MODEL_HASH, PRICE
+from conftest import CID_V1, CLAIM, MODEL_HASH, PRICE
+
+from node.protocol import FAILED_WORK_DIGEST, ZERO32
 
 CID_V0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
 CID_V1_DAGPB = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
@@ -9,7 +11,7 @@ CID_V1_DAGPB = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
 
 def test_list_emits_and_stores(chain):
     seller = chain.accounts[1]
-    receipt = chain.send(chain.registry.functions.list(MODEL_HASH, CID_V1, PRICE), seller)
+    receipt = chain.send(chain.registry.functions.list(MODEL_HASH, CID_V1, PRICE), seller)  # no claim yet
     (ev,) = chain.events(receipt, chain.registry, "ModelListed")
     assert ev == {"modelId": 1, "seller": seller, "modelHash": MODEL_HASH, "metadataCid": CID_V1, "price": PRICE}
     (tr,) = chain.events(receipt, chain.registry, "Transfer")
@@ -24,6 +26,8 @@ def test_list_emits_and_stores(chain):
     assert r.operatorOf(1).call() == "0x" + "00" * 20
     assert r.name().call() == "Modex Model" and r.symbol().call() == "MODEX"
     assert r.modelCount().call() == 1
+    assert r.claimedWorkDigest(1).call() == ZERO32
+    assert r.attestationTarget(1).call() == [MODEL_HASH, ZERO32, 0]
 
 
 @pytest.mark.parametrize("cid", [CID_V1, CID_V1_DAGPB, CID_V0, "bafkrei" + "a" * 52, "not-a-cid", "b" * 59])
@@ -56,7 +60,7 @@ def test_owner_setters_emit(chain):
     rc = chain.send(f.setOperator(mid, worker), seller)
     assert chain.events(rc, chain.registry, "OperatorChanged") == [{"modelId": mid, "operator": worker}]
     assert f.operatorOf(mid).call() == worker
-    assert f.saleTerms(mid).call() == [5, False]
+    assert f.saleTerms(mid).call() == [5, False, seller]
     assert f.deliveryParties(mid).call() == [seller, worker]
 
 
@@ -64,20 +68,20 @@ def test_setters_are_owner_only(chain):
     seller, other = chain.accounts[1], chain.accounts[2]
     mid = chain.list_model(seller)
     f = chain.registry.functions
-    for fn in (f.setPrice(mid, 1), f.setActive(mid, False), f.setOperator(mid, other)):
+    for fn in (f.setPrice(mid, 1), f.setActive(mid, False), f.setOperator(mid, other), f.claimMetrics(mid, CLAIM)):
         chain.expect_revert(fn, other, "ModelRegistryNotOwner", modelId=mid, caller=other, owner=seller)
     chain.expect_revert(f.setPrice(mid, 2**80), seller, "ModelRegistryPriceTooHigh")
 
 
 def test_unknown_model_views_revert(chain):
     f, a = chain.registry.functions, chain.accounts[1]
-    for fn in (f.setPrice(7, 1), f.setActive(7, True), f.setOperator(7, a)):
+    for fn in (f.setPrice(7, 1), f.setActive(7, True), f.setOperator(7, a), f.claimMetrics(7, CLAIM)):
         chain.expect_revert(fn, a, "ERC721NonexistentToken", tokenId=7)
     from node.errors import ContractRevert
     from node.revert import decoded_reverts
 
     for view in (f.modelHash(7), f.metadataCid(7), f.price(7), f.isActive(7), f.operatorOf(7), f.tokenURI(7),
-                 f.saleTerms(7), f.deliveryParties(7)):
+                 f.saleTerms(7), f.deliveryParties(7), f.claimedWorkDigest(7), f.attestationTarget(7)):
         with pytest.raises(ContractRevert) as info, decoded_reverts():
             view.call()
         assert info.value.context["error"] == "ERC721NonexistentToken"
@@ -118,6 +122,44 @@ def test_erc721_balances_and_approvals_with_the_owner_in_the_listing(chain):
                         receiver=chain.registry.address)
     chain.send(f.safeTransferFrom(seller, other, m2), operator)
     assert (f.balanceOf(seller).call(), f.balanceOf(other).call()) == (0, 2)
-    assert f.saleTerms(m2).call() == [PRICE, True] and f.deliveryParties(m2).call()[0] == other
+    assert f.saleTerms(m2).call() == [PRICE, True, other] and f.deliveryParties(m2).call()[0] == other
     chain.expect_revert(f.ownerOf(99), seller, "ERC721NonexistentToken", tokenId=99)
     chain.expect_revert(f.balanceOf("0x" + "00" * 20), seller, "ERC721InvalidOwner")
+
+
+def test_claim_metrics_records_the_digest_and_when(chain):
+    """The seller's work digest is on-chain with its time: a claim counts only for rounds opened after
+    it (Validators compares claimedAt with the round's opening), so a later claim is a new time."""
+    seller = chain.accounts[1]
+    mid = chain.list_model(seller, claim=None)
+    f = chain.registry.functions
+    rc = chain.send(f.claimMetrics(mid, CLAIM), seller)
+    assert chain.events(rc, chain.registry, "MetricsClaimed") == [{"modelId": mid, "workDigest": CLAIM}]
+    first = chain.now()
+    assert f.claimedWorkDigest(mid).call() == CLAIM
+    assert f.attestationTarget(mid).call() == [MODEL_HASH, CLAIM, first]
+    chain.travel(100)
+    other = b"\x34" * 32
+    chain.send(f.claimMetrics(mid, other), seller)
+    assert f.attestationTarget(mid).call() == [MODEL_HASH, other, chain.now()] and chain.now() > first
+
+
+def test_claim_metrics_refuses_the_zero_and_failure_digests(chain):
+    seller = chain.accounts[1]
+    mid = chain.list_model(seller, claim=None)
+    f = chain.registry.functions
+    for digest in (ZERO32, FAILED_WORK_DIGEST):
+        chain.expect_revert(f.claimMetrics(mid, digest), seller, "ModelRegistryBadWorkDigest",
+                            workDigest="0x" + digest.hex())
+    assert f.attestationTarget(mid).call() == [MODEL_HASH, ZERO32, 0]
+    assert chain.registry.functions.FAILED_WORK_DIGEST().call() == FAILED_WORK_DIGEST
+
+
+def test_a_new_owner_claims_and_the_old_one_no_longer_can(chain):
+    seller, new_owner = chain.accounts[1], chain.accounts[2]
+    mid = chain.list_model(seller)
+    f = chain.registry.functions
+    chain.send(f.transferFrom(seller, new_owner, mid), seller)
+    chain.expect_revert(f.claimMetrics(mid, CLAIM), seller, "ModelRegistryNotOwner", owner=new_owner)
+    chain.send(f.claimMetrics(mid, b"\x35" * 32), new_owner)
+    assert f.claimedWorkDigest(mid).call() == b"\x35" * 32
