@@ -14,9 +14,11 @@
    the node refuses their fees (a base-fee rise evicts them from anvil's pool).
 3. **Decide on-chain**: ``Marketplace.purchase(id)`` must say PENDING, the deadline must not
    have passed (with a safety margin for inclusion), the model must not be disputed by
-   validators (the contract then refuses ``deliverKey`` and lets the buyer refund at once), and
-   this worker's address must be the model's owner or operator. Anything else leaves the open
-   set: delivered, refunded, expired, disputed, or not ours. Local state only says where to
+   validators (the contract then refuses ``deliverKey`` and lets the buyer refund at once), a
+   validator's key request must be for a model no round has settled yet (a key no round can use
+   would be a key for a refundable deposit), and this worker's address must be the model's owner
+   or operator. Anything else leaves the open set: delivered, refunded, expired, disputed,
+   settled, or not ours. Local state only says where to
    look; the chain says what to do. Purchase ids are a counter, so after a reorg an id can be
    another buyer's purchase: when the account on-chain is not the one recorded, the buyer key
    is read again from the purchase's ``Purchased`` event before anything is wrapped.
@@ -97,7 +99,7 @@ from node.config import Config
 from node.errors import ChainError, ContractRevert, KeyDeliveryError, KeyWrapError, ModexError
 from node.fetch import book, load_metadata
 from node.keyvault import KeyVault, atomic_write
-from node.protocol import Purchase, PurchaseStatus
+from node.protocol import ModelStatus, Purchase, PurchaseStatus
 
 log = logging.getLogger(__name__)
 
@@ -378,6 +380,11 @@ class KeyDelivery:
         """Whether validators disputed the model: the Marketplace then refuses deliverKey."""
         return book(self.chain, model_id).disputed
 
+    def _settled(self, model_id: int) -> bool:
+        """Whether validators settled the model (no round will ever use a validator's key)."""
+        status = self.chain.call(self.chain.validators.functions.status(model_id))
+        return ModelStatus(status) != ModelStatus.UNVERIFIED
+
     def _close(self, pid: int, report: PassReport, why: str) -> None:
         self._forget(pid)
         report.closed.append(pid)
@@ -409,6 +416,10 @@ class KeyDelivery:
         if self._disputed(model_id):
             self._close(pid, report, f"model {model_id} is disputed by validators: not "
                         "delivering (the contract refuses); the buyer can refund now")
+            return
+        if purchase.for_validator and self._settled(model_id):
+            self._close(pid, report, f"model {model_id} is settled: a validator's key would serve "
+                        "no round, so it is not delivered (it would be a key for a deposit)")
             return
         owner, operator = self.chain.call(self.chain.registry.functions.deliveryParties(model_id))
         me = self.signer.address.lower()

@@ -114,3 +114,25 @@ def test_a_disputed_models_pending_purchase_is_closed_not_retried(tmp_path, capl
     assert delivered_ids(stack) == [request]
     purchase = Purchase.from_call(chain.call(chain.marketplace.functions.purchase(pid)))
     assert purchase.status == PurchaseStatus.PENDING  # refundable at once
+
+
+def test_a_validators_request_for_a_model_settled_meanwhile_is_closed_not_delivered(tmp_path, caplog):
+    """A validator asked for the key, and the model settled (Verified by another validator)
+    before the seller's worker answered: no round can use that key any more, so it is not
+    delivered (it would be the model's key for a refundable request bond)."""
+    stack = make_stack("embedded", tmp_path, delivery_window=3600, quorum=1)
+    chain, late = stack.chain, stack.signers["buyer2"]  # the late validator
+    validators, market = chain.validators.functions, chain.marketplace.functions
+    model_id = publish_model(stack, write_model(tmp_path / "m"))
+    chain.transact(validators.stake(), late, value=chain.call(validators.minStake()))
+    receipt = chain.transact(market.requestValidatorKey(model_id, b"\x0e" * 32), late)
+    (late_request,) = (int(ev["args"]["purchaseId"]) for ev in chain.events(
+        "ValidatorKeyRequested", from_block=receipt["blockNumber"], to_block=receipt["blockNumber"]))
+    assert settle_validation(chain, model_id, owner=stack.signers["seller"],
+                             validator=stack.signers["validator"]) == ModelStatus.VERIFIED
+    caplog.set_level("INFO", logger="node.worker")
+    report = KeyDelivery(chain, stack.signers["seller"], stack.vault(), tmp_path / "w.json").poll()
+    assert late_request in report.closed and report.delivered == [] and report.skipped == {}
+    assert f"purchase {late_request}: model {model_id} is settled" in caplog.text
+    assert late_request not in delivered_ids(stack)
+    assert Purchase.from_call(chain.call(market.purchase(late_request))).status == PurchaseStatus.PENDING
