@@ -15,9 +15,10 @@ import {Marketplace} from "./Marketplace.sol";
 /// reveal into a commit. After the reveal period anyone settles the round: when the revealed weight
 /// reaches `quorum` and one outcome has more than half of it, that outcome is final; otherwise the
 /// next commit opens a new round. `release` returns a seat's bonds, or gives them to the treasury:
-/// the commit bond of an attestation on the losing side, and both bonds of a validator that held the
-/// key during the deciding round's commit period and did not reveal. A validator with open seats
-/// cannot ask to unstake, so no bond leaves before its round is settled and the seat released.
+/// the commit bond of an attestation on the losing side, and the bonds of a validator that held the
+/// key and did not reveal in the deciding round (keys are delivered only while commits are open, so
+/// every key holder could have). A validator with open seats cannot ask to unstake, so no bond leaves
+/// before its round is settled and the seat released.
 contract Validators is ReentrancyGuardTransient {
     error ValidatorsStakeTooLow(uint256 stake, uint256 minStake);
     error ValidatorsUnstakePending(address validator, uint256 unlockAt);
@@ -99,7 +100,6 @@ contract Validators is ReentrancyGuardTransient {
         uint8 says; // the status its revealed attestation argues for (0 before the reveal)
         uint32 weight; // whole minimum stakes held at commit
         uint40 requestedAt;
-        uint40 keyedAt; // when the key was delivered
         uint96 commitBond;
     }
 
@@ -212,14 +212,13 @@ contract Validators is ReentrancyGuardTransient {
 
     /// @notice Marketplace only, from `requestValidatorKey`: open `validator`'s seat on the model and
     /// bond `requestBond` of its free stake. A request made again after the old one expired undelivered
-    /// keeps the seat and its bond. Refused for leaving or unstaked validators, settled models and
-    /// validators at `maxOpenRequests`.
+    /// keeps the seat and its bond. Refused for leaving or unstaked validators, settled models, while a
+    /// round's commits are closed (see `keyDelivered`) and for validators at `maxOpenRequests`.
     function keyRequested(uint256 modelId, address validator) external {
         if (msg.sender != address(_marketplace)) revert ValidatorsOnlyMarketplace(msg.sender);
         if (!isActiveValidator(validator)) revert ValidatorsNotActive(validator);
-        Round storage r = _rounds[modelId];
-        uint8 status = r.status;
-        if (status != STATUS_UNVERIFIED) revert ValidatorsAlreadySettled(modelId, status);
+        Round memory r = _rounds[modelId];
+        _requireCommitsOpen(modelId, r);
         Seat storage seat = _seats[modelId][validator];
         uint8 state = seat.state;
         if (state == SEAT_REQUESTED) {
@@ -233,17 +232,21 @@ contract Validators is ReentrancyGuardTransient {
         s.openSeats += 1;
         seat.state = SEAT_REQUESTED;
         seat.requestedAt = uint40(block.timestamp);
-        if (r.number == 0) r.number = 1;
+        if (r.number == 0) _rounds[modelId].number = 1;
     }
 
     /// @notice Marketplace only, from `deliverKey` of a validator's request: the seat now holds the key.
+    /// Refused once the model is settled and while a round's commits are closed (until it is settled):
+    /// every key delivered can then be used in the round that decides the model, so holding it through
+    /// that round without a reveal always forfeits the request bond (a key that arrived after the commits
+    /// closed used to be returned in full: a risk-free key for a refundable deposit).
     function keyDelivered(uint256 modelId, address validator) external {
         if (msg.sender != address(_marketplace)) revert ValidatorsOnlyMarketplace(msg.sender);
+        _requireCommitsOpen(modelId, _rounds[modelId]);
         Seat storage seat = _seats[modelId][validator];
         // The Marketplace delivers only a live request, and `release` closes one only after it expired.
         if (seat.state != SEAT_REQUESTED) revert ValidatorsSeatInUse(modelId, validator, seat.state);
         seat.state = SEAT_KEYED;
-        seat.keyedAt = uint40(block.timestamp);
     }
 
     // ---- rounds -----------------------------------------------------------------------------
@@ -256,7 +259,7 @@ contract Validators is ReentrancyGuardTransient {
     function commitAttestation(uint256 modelId, bytes32 commitment) external {
         if (commitment == bytes32(0)) revert ValidatorsZeroCommitment();
         Round memory r = _rounds[modelId];
-        if (r.status != STATUS_UNVERIFIED) revert ValidatorsAlreadySettled(modelId, r.status);
+        _requireCommitsOpen(modelId, r);
         Seat storage seat = _seats[modelId][msg.sender];
         Seat memory current = seat;
         bool again = current.state == SEAT_REVEALED && current.round < r.number;
@@ -266,9 +269,6 @@ contract Validators is ReentrancyGuardTransient {
             r.revealEnd = uint40(r.commitEnd + _revealPeriod);
             _rounds[modelId] = r;
             emit RoundOpened(modelId, r.number, r.commitEnd, r.revealEnd);
-        } else if (block.timestamp > r.commitEnd) {
-            if (block.timestamp > r.revealEnd) revert ValidatorsRoundNotSettled(modelId, r.revealEnd);
-            revert ValidatorsCommitClosed(modelId, r.commitEnd);
         }
 
         StakeInfo storage s = _stakes[msg.sender];
@@ -369,8 +369,8 @@ contract Validators is ReentrancyGuardTransient {
     /// @notice Close `validator`'s seat on the model (anyone may call) and return its bonds to its free
     /// stake, or forfeit them to the treasury:
     /// - a request never delivered: once it expired (the Marketplace's delivery window); nothing lost;
-    /// - a delivered key never committed: once the model settled; both bonds are forfeited when the
-    ///   key arrived before the deciding round's commits closed (the validator could have taken part);
+    /// - a delivered key never committed: once the model settled; its request bond is forfeited (it
+    ///   arrived while commits were open, so the validator could have taken part);
     /// - a commitment never revealed: once its round's reveal period ended; both bonds forfeited;
     /// - a revealed attestation: once its round settled (or closed undecided); the commit bond is
     ///   forfeited when it argued against the outcome, and the request bond when it was counted in an
@@ -388,7 +388,9 @@ contract Validators is ReentrancyGuardTransient {
             }
         } else if (seat.state == SEAT_KEYED) {
             if (!settled) revert ValidatorsNothingToRelease(modelId, validator);
-            forfeitRequest = seat.keyedAt <= r.commitEnd;
+            // Keys are delivered only while commits are open (keyDelivered): this one could have been
+            // committed in the deciding round.
+            forfeitRequest = true;
         } else if (seat.state == SEAT_COMMITTED) {
             bool ended = seat.round < r.number || settled || (r.commitEnd != 0 && block.timestamp > r.revealEnd);
             if (!ended) revert ValidatorsNothingToRelease(modelId, validator);
@@ -531,6 +533,16 @@ contract Validators is ReentrancyGuardTransient {
 
     function marketplace() external view returns (address) {
         return address(_marketplace);
+    }
+
+    /// @dev Refuses a settled model, and a round whose commits are closed: still revealing
+    /// (ValidatorsCommitClosed) or waiting to be settled (ValidatorsRoundNotSettled).
+    function _requireCommitsOpen(uint256 modelId, Round memory r) private view {
+        if (r.status != STATUS_UNVERIFIED) revert ValidatorsAlreadySettled(modelId, r.status);
+        if (r.commitEnd != 0 && block.timestamp > r.commitEnd) {
+            if (block.timestamp > r.revealEnd) revert ValidatorsRoundNotSettled(modelId, r.revealEnd);
+            revert ValidatorsCommitClosed(modelId, r.commitEnd);
+        }
     }
 
     /// @dev Hold `amount` of the validator's free (unbonded) stake.

@@ -380,8 +380,14 @@ class Chain:
         params = {"from": sender, "value": value}
         self.call(fn, sender=sender, value=value, gas=gas, block="pending")
         if gas is None:
+            # Estimated on the pending block, as dry-run: a node that mines only on transactions
+            # (anvil) estimates on the latest block by default, whose timestamp may be long past,
+            # and a call that is due only after a deadline (a reveal, a settlement) would revert
+            # there. (eth-tester has no block parameter here; it estimates on the pending block.)
+            block = None if self.endpoint == "embedded" else "pending"
             try:
-                estimate = self._rpc(f"eth_estimateGas {fn.fn_name}", lambda: fn.estimate_gas(params))
+                estimate = self._rpc(f"eth_estimateGas {fn.fn_name}",
+                                     lambda: fn.estimate_gas(params, block_identifier=block))
             except ContractLogicError as exc:
                 raise self._revert(exc, fn) from None
             except Web3RPCError as exc:

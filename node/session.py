@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import signal
 import threading
 from functools import cached_property
@@ -118,9 +119,12 @@ class Session:
     def signer(self):
         if self._signer is None:
             if not self.config.keystore.exists():
+                data_dir = f"--data-dir {shlex.quote(str(self.config.data_dir))}"
                 raise ConfigError(
-                    f"no wallet keystore at {self.config.keystore}: create one with "
-                    "`modex account new` or pass --keystore FILE", key="keystore")
+                    f"no wallet keystore at {self.config.keystore}: import a funded account's key "
+                    f"with `KEY=0x… modex account {data_dir} import --private-key-env KEY`, create "
+                    f"one with `modex account {data_dir} new`, or pass --keystore FILE",
+                    key="keystore")
             self._signer = load_signer(self.config.keystore, self.password())
         return self._signer
 
