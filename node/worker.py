@@ -18,10 +18,10 @@
    validator's key request must be for a model no round has settled yet (a key no round can use
    would be a key for a refundable deposit), and this worker's address must be the model's owner
    or operator. Anything else leaves the open set: delivered, refunded, expired, disputed,
-   settled, or not ours. Local state only says where to
-   look; the chain says what to do. Purchase ids are a counter, so after a reorg an id can be
-   another buyer's purchase: when the account on-chain is not the one recorded, the buyer key
-   is read again from the purchase's ``Purchased`` event before anything is wrapped.
+   settled, or not ours. Local state only says where to look; the chain says what to do.
+   Purchase ids are a counter, so after a reorg an id can be another buyer's purchase: when the
+   account on-chain is not the one recorded, the buyer key is read again from the purchase's
+   ``Purchased`` event before anything is wrapped.
 4. **Deliver**: key from the seller's vault → HPKE-wrap to the buyer key (DESIGN.md §4.3) →
    build and sign ``deliverKey(id, buyer, wrapped)`` naming the account it was wrapped for
    (fees from the node, never over ``max_fee_per_gas``) → record (purchase → buyer, signed tx)
@@ -452,7 +452,7 @@ class KeyDelivery:
         tx = self.chain.build_transaction(fn, self.signer.address)  # dry run first
         self._cap(pid, tx)
         raw = self.signer.sign_transaction(tx)
-        tx_hash = self._record(pid, raw, account)  # write-ahead: a crash from here resumes with these bytes
+        tx_hash = self._record(pid, raw, account)  # write-ahead: a crash from here resends these bytes
         self.crash("before_send", pid)
         if not self._send(pid, raw, tx_hash):
             return
