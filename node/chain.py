@@ -1,7 +1,8 @@
 """The chain client: a Web3 connection plus the four Modex contracts and a safe transaction path.
 
 ``connect(config_or_url)`` gives a Web3: "embedded" is one process-wide in-memory chain (py-evm
-through eth-tester), anything else an HTTP JSON-RPC node with a timeout. ``Chain`` binds a Web3 to
+through eth-tester), a URL an HTTP JSON-RPC node with a timeout ("local", the anvil `modex up`
+runs, is reached by the URL it prints). ``Chain`` binds a Web3 to
 a deployment record (deployments/<chainId>.json) and sends transactions in three steps, Ape
 style — build (pre-flight ``eth_call`` so a revert is decoded into ContractRevert before anything
 is sent, then gas, nonce and fees) → sign (a Signer; raw bytes, so the hash is known before
@@ -121,6 +122,11 @@ def connect(config_or_url: Config | str, *, timeout: float | None = None) -> Web
         url = config_or_url
     if url == "embedded":
         return embedded_web3()
+    if url == "local":
+        raise ConfigError(
+            "chain \"local\" is the anvil that `modex up` starts and stops (its state kept in "
+            "<data dir>/chain): while `modex up` runs, pass the URL it prints, e.g. "
+            "--chain http://127.0.0.1:PORT, or set chain to a node's URL", key="chain")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise ConfigError(f"chain endpoint {url!r}: use \"embedded\" or an http(s) URL", key="chain")
     # Retries are ours (bounded, logged, ending in a ChainError naming the endpoint), not web3's.

@@ -4,7 +4,7 @@ Precedence (highest first): keyword overrides (tests, CLI flags) → ``MODEX_<KE
 variables → the TOML file → defaults. The file is the one given, else ``$MODEX_CONFIG``, else
 ``<data_dir>/config.toml`` when it exists. Keys are flat, e.g.::
 
-    chain = "http://127.0.0.1:8545"    # or "embedded"
+    chain = "http://127.0.0.1:8545"    # or "local" (default) or "embedded"
     ipfs = "embedded"                   # or a Kubo RPC API URL such as "http://127.0.0.1:5001"
     confirmations = 2
 
@@ -45,7 +45,9 @@ class Config:
     """Everything a node needs to know; build one directly in tests."""
 
     data_dir: Path = field(default_factory=default_data_dir)
-    chain: str = "embedded"                 # "embedded" or an http(s) JSON-RPC URL
+    # "local": the anvil `modex up` runs, its state kept in <data_dir>/chain (node/localchain.py);
+    # "embedded": an in-memory chain inside the process, reset at every start; or a JSON-RPC URL
+    chain: str = "local"
     chain_id: int | None = None             # expected chain id; checked on connect when set
     deployment_file: Path | None = None     # default: deployments/<chainId>.json
     ipfs: str = "embedded"                  # "embedded" or a Kubo RPC API URL
@@ -91,6 +93,10 @@ class Config:
     def is_embedded_chain(self) -> bool:
         return self.chain == "embedded"
 
+    @property
+    def is_local_chain(self) -> bool:
+        return self.chain == "local"
+
     def deployment_path(self, chain_id: int) -> Path:
         """The deployment record for ``chain_id``: the configured file or deployments/<id>.json."""
         return self.deployment_file or paths.DEPLOYMENTS_DIR / f"{chain_id}.json"
@@ -102,17 +108,21 @@ class Config:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "sources"}
+# The words each endpoint accepts besides an http(s) URL.
+_ENDPOINT_NAMES = {"chain": ("local", "embedded"), "ipfs": ("embedded",)}
 
 
-def _url_or_embedded(key: str, value, source: str) -> str:
+def _endpoint(key: str, value, source: str) -> str:
+    names = _ENDPOINT_NAMES[key]
+    allowed = " or ".join(f'"{name}"' for name in names) + " or an http(s) URL"
     if not isinstance(value, str):
-        raise ConfigError(f"{key} ({source}) must be a string: \"embedded\" or an http(s) URL", key=key)
-    if value == "embedded":
+        raise ConfigError(f"{key} ({source}) must be a string: {allowed}", key=key)
+    if value in names:
         return value
     parsed = urlparse(value)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ConfigError(
-            f"{key} ({source}) is {value!r}: use \"embedded\" or an http(s) URL such as "
+            f"{key} ({source}) is {value!r}: use {allowed} such as "
             f"http://127.0.0.1:{8545 if key == 'chain' else 5001}",
             key=key,
         )
@@ -158,8 +168,8 @@ def validate(config: Config, sources: dict[str, str] | None = None) -> Config:
     def where(key: str) -> str:
         return sources.get(key, "default")
 
-    config.chain = _url_or_embedded("chain", config.chain, where("chain"))
-    config.ipfs = _url_or_embedded("ipfs", config.ipfs, where("ipfs"))
+    config.chain = _endpoint("chain", config.chain, where("chain"))
+    config.ipfs = _endpoint("ipfs", config.ipfs, where("ipfs"))
     if config.store_source:
         parsed = urlparse(config.store_source)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:

@@ -57,7 +57,8 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--config", metavar="FILE", help="configuration file (TOML); default "
                    "$MODEX_CONFIG or <data dir>/config.toml")
     g.add_argument("--data-dir", metavar="DIR", help="node data folder (default .modex or ~/.modex)")
-    g.add_argument("--chain", metavar="URL", help='"embedded" or a JSON-RPC URL')
+    g.add_argument("--chain", metavar="URL", help="a JSON-RPC URL (e.g. the local chain's, "
+                   'printed by `modex up` while it runs) or "embedded"')
     g.add_argument("--ipfs", metavar="URL", help='"embedded" or a Kubo RPC API URL')
     g.add_argument("--keystore", metavar="FILE", help="wallet keystore (default <data dir>/keystore.json)")
     g.add_argument("--deployment", metavar="FILE", help="deployment record (default deployments/<chainId>.json)")

@@ -1,21 +1,28 @@
 """`modex up`: the whole exchange on one machine, then the web UI at http://127.0.0.1:<port>.
 
-    modex up [--port N] [--gateway-port N] [--chain embedded|URL] [--ipfs embedded|URL] [--no-demo]
+    modex up [--port N] [--gateway-port N] [--chain local|embedded|URL] [--ipfs embedded|URL]
+             [--reset] [--no-demo]
 
 Before anything starts, it takes its ports on 127.0.0.1: the UI's (--port, ui_port, 5000) and
 the embedded store's gateway's (--gateway-port, gateway_port, 8080). A default port another
 program holds is replaced by a free one (said at start); a port you chose that is taken is an
-error naming the option. Then, in this order: the chain (the embedded in-memory one, or a JSON-RPC URL such as an anvil
-node), the contract suite (deployed on the embedded chain at every start; on a URL chain the
-deployment file is used, or the suite is deployed from the node's first unlocked dev account),
-the content store (embedded, served read-only by a local gateway, or a Kubo RPC API URL), the
-indexer follower, the key-delivery worker (operator of every model published from this UI), the
-inference endpoint, and — unless --no-demo — demo accounts (keystores sharing one printed demo
-password, funded with test ETH) and a small demo model trained by ml/ (cached under
-<data dir>/models/ so the next start is instant) published and listed.
+error naming the option. Then, in this order: the chain, the contract suite (the deployment
+record is used when its contracts are on the chain, else the suite is deployed from the chain's
+first unlocked dev account), the content store (embedded, served read-only by the gateway, or a
+Kubo RPC API URL), the indexer follower, the key-delivery worker (operator of every model
+published from this UI), the inference endpoint, and — unless --no-demo — demo accounts
+(keystores sharing one printed demo password, funded with test ETH) and a small demo model
+trained by ml/ (cached under <data dir>/models/ so the next start is instant), listed unless
+the chain lists it already.
 
-The embedded chain lives in memory: what depends on it (index, key vault, deployment) lives in
-<data dir>/embedded/ and is reset at each start; wallets, the store and the demo model persist.
+The chain, by default "local": an anvil on a free 127.0.0.1 port (its URL is printed, for
+`--chain URL` in other commands) whose state is kept in <data dir>/chain/ with everything tied
+to it (deployment record, index, worker state, key vault): a restart, after Ctrl-C, SIGTERM or
+even SIGKILL (losing at most the last second), shows the same listings, licences, balances and
+keys. `--reset` deletes that folder first: a new, empty chain. "embedded" is an in-memory chain
+inside this process, reset at every start (with its index, key vault and deployment, in
+<data dir>/embedded/). A URL is a node you run (e.g. anvil). Wallets, the store and the demo
+model persist in every case.
 Passwords: the worker's keystore and the key vault use $MODEX_VAULT_PASSWORD, else the demo
 password (printed; demo mode), else a prompt.
 """
@@ -39,6 +46,7 @@ from node.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+LOCAL_CHAIN_DIR = "chain"  # under the data dir: the local chain and what is tied to it
 # The ports `modex up` listens on: configuration key -> (the option that sets it, what listens).
 PORTS = {"ui_port": ("--port", "the web UI"), "gateway_port": ("--gateway-port", "the IPFS gateway")}
 DEMO_PASSWORD = "modex-demo-2026"
@@ -75,6 +83,7 @@ class Stack:
     vault: object
     operator: object                  # the worker's Signer (operator of UI-published models)
     dev_funder: str | None = None     # an unlocked account paying test ETH on dev chains
+    local_chain: object = None        # node.localchain.LocalChain when the chain is "local"
     listeners: dict = field(default_factory=dict)  # PORTS key -> socket bound before the start
     gateway: object = None
     stop_event: threading.Event = field(default_factory=threading.Event)
@@ -95,8 +104,12 @@ class Stack:
             close()
         for sock in self.listeners.values():  # any not handed to a server
             sock.close()
-        log.info("stopped: %s, the store%s", ", ".join(t.name for t in self.threads) or "no threads",
-                 ", the gateway" if self.gateway is not None else "")
+        if self.local_chain is not None:  # last: the others may have sent a transaction
+            self.local_chain.stop()
+        log.info("stopped: %s, the store%s%s", ", ".join(t.name for t in self.threads) or "no threads",
+                 ", the gateway" if self.gateway is not None else "",
+                 f", the local chain (state saved in {self.local_chain.state_path})"
+                 if self.local_chain is not None else "")
 
 
 def register(subparsers) -> None:
@@ -110,14 +123,20 @@ def register(subparsers) -> None:
     p.add_argument("--port", type=tcp_port, default=None,
                    help="UI port 0..65535 (default: ui_port, 5000, or a free one if taken; "
                         "0 = any free port)")
-    p.add_argument("--gateway-port", type=tcp_port, default=None,
+    p.add_argument("--gateway-port", type=tcp_port, default=None, metavar="N",
                    help="the embedded store's IPFS gateway port (default: gateway_port, 8080, or "
                         "a free one if taken; 0 = any free port)")
-    p.add_argument("--chain", metavar="embedded|URL", help='"embedded" (default) or a JSON-RPC URL')
+    p.add_argument("--chain", metavar="local|embedded|URL",
+                   help='"local" (default: an anvil run by this command, its state kept in '
+                        '<data dir>/chain), "embedded" (in memory, reset at every start) or a '
+                        'JSON-RPC URL')
     p.add_argument("--ipfs", metavar="embedded|URL", help='"embedded" (default) or a Kubo RPC API URL')
     p.add_argument("--data-dir", metavar="DIR", help="node data folder (default .modex or ~/.modex)")
     p.add_argument("--config", metavar="FILE", help="configuration file (TOML)")
     p.add_argument("--no-demo", action="store_true", help="no demo accounts and no demo model")
+    p.add_argument("--reset", action="store_true",
+                   help="delete the local chain and everything tied to it (<data dir>/chain: its "
+                        "listings, purchases, balances, index and content keys) and start a new one")
     p.set_defaults(func=handle)
 
 
@@ -126,6 +145,9 @@ def handle(args) -> int:
 
     config = load_config(args.config, data_dir=args.data_dir, chain=args.chain, ipfs=args.ipfs,
                          ui_port=args.port, gateway_port=args.gateway_port)
+    if args.reset and not config.is_local_chain:
+        raise ConfigError(f"--reset deletes the local chain's state, and the chain here is "
+                          f"{config.chain!r}: leave out --reset (or --chain)", key="chain")
     demo = not args.no_demo
     listeners = open_listeners(config)  # first: a port that is taken stops us before anything runs
     try:
@@ -135,7 +157,7 @@ def handle(args) -> int:
 
             password = read_password(prompt="Password for this node's worker key and key vault: ")
         with sigterm_as_ctrl_c():
-            stack = build_stack(config, password=password, listeners=listeners)
+            stack = build_stack(config, password=password, listeners=listeners, reset=args.reset)
             try:
                 if demo:
                     seed_demo(stack, say=print)
@@ -188,8 +210,6 @@ def bind_port(config, key: str, say=print) -> socket.socket:
     return sock
 
 
-
-
 @contextlib.contextmanager
 def sigterm_as_ctrl_c():
     """SIGTERM (`kill PID`, a supervisor, the tests) does exactly what Ctrl-C does: it raises
@@ -209,34 +229,54 @@ def sigterm_as_ctrl_c():
 # ---- the stack ----------------------------------------------------------------------------
 
 def build_stack(config, *, password: str, start_threads: bool = True,
-                listeners: dict | None = None) -> Stack:
+                listeners: dict | None = None, reset: bool = False) -> Stack:
     """Chain + suite, store (+ gateway), key vault, worker key; followers started if asked.
-    ``listeners``: sockets from open_listeners (else the gateway's port is bound here)."""
+    ``listeners``: sockets from open_listeners (else the gateway's port is bound here);
+    ``reset``: a new local chain (see the module docstring)."""
     from node.keyvault import KeyVault
     from node.session import open_configured_store
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    chain, config, funder = _chain(config)
-    store = open_configured_store(config)
-    vault = KeyVault(config.keyvault, password)
-    operator = _operator(config, chain, password, funder)
-    stack = Stack(config=config, chain=chain, store=store, vault=vault, operator=operator,
-                  dev_funder=funder, listeners=dict(listeners or {}))
-    if config.ipfs == "embedded":
-        from node.store.gateway import serve_gateway
+    chain, config, funder, local = _chain(config, reset=reset)
+    try:
+        store = open_configured_store(config)
+        vault = KeyVault(config.keyvault, password)
+        operator = _operator(config, chain, password, funder)
+        stack = Stack(config=config, chain=chain, store=store, vault=vault, operator=operator,
+                      dev_funder=funder, local_chain=local, listeners=dict(listeners or {}))
+        if config.ipfs == "embedded":
+            from node.store.gateway import serve_gateway
 
-        sock = stack.listeners.pop("gateway_port", None) or bind_port(config, "gateway_port")
-        stack.gateway = serve_gateway(store, sock=sock)
+            sock = stack.listeners.pop("gateway_port", None) or bind_port(config, "gateway_port")
+            stack.gateway = serve_gateway(store, sock=sock)
+    except BaseException:
+        if local is not None:  # nothing half-started: the anvil goes with the failed start
+            local.stop()
+        raise
     if start_threads:
         start_followers(stack)
     return stack
 
 
-def _chain(config):
-    """(Chain, config with the run's paths, funder address or None)."""
+def _chain(config, *, reset: bool = False):
+    """(Chain, config with the run's paths, funder address or None, LocalChain or None)."""
     from node.chain import Chain, connect
     from node.deploy import deploy_suite, write_deployment
 
+    if config.is_local_chain:
+        from node.localchain import open_local_chain
+
+        local = open_local_chain(config.data_dir / LOCAL_CHAIN_DIR, reset=reset,
+                                 timeout=config.rpc_timeout)
+        try:
+            run = local.folder
+            config = config.replace(chain=local.url, index_db=run / "index.sqlite3",
+                                    keyvault=run / "keyvault.json",
+                                    deployment_file=run / f"{local.w3.eth.chain_id}.json")
+            return (*_suite(config, connect(config)), local)
+        except BaseException:
+            local.stop()
+            raise
     w3 = connect(config)
     if config.is_embedded_chain:
         # A fresh in-memory chain: everything tied to the old one is stale; start that afresh.
@@ -249,7 +289,16 @@ def _chain(config):
         path = write_deployment(record, run)
         config = config.replace(deployment_file=Path(path))
         log.info("embedded chain %d: suite deployed (%s)", w3.eth.chain_id, path)
-        return Chain.from_config(config, w3=w3), config, funder
+        return Chain.from_config(config, w3=w3), config, funder, None
+    return (*_suite(config, w3), None)
+
+
+def _suite(config, w3):
+    """(Chain, config, funder or None) on a node: the deployment record when its contracts are
+    there, else the suite deployed from the node's first unlocked account (a dev chain)."""
+    from node.chain import Chain
+    from node.deploy import deploy_suite, write_deployment
+
     accounts = _unlocked_accounts(w3)
     funder = accounts[0] if accounts else None
     chain_id = w3.eth.chain_id
@@ -380,6 +429,7 @@ def ensure_demo_model(config, say=print) -> Path:
 def demo_accounts(stack: Stack, say=print) -> dict[str, object]:
     """Keystores for the demo roles (one shared, printed password), created once, funded."""
     from node.keystore import create_keystore, load_signer
+    from node.keyvault import atomic_write
 
     wallets = stack.config.data_dir / "wallets"
     wallets.mkdir(parents=True, exist_ok=True)
@@ -395,39 +445,46 @@ def demo_accounts(stack: Stack, say=print) -> dict[str, object]:
             known[role] = address
         signers[role] = load_signer(wallets / f"{address.lower()}.json", DEMO_PASSWORD)
         fund(stack.chain, stack.dev_funder, address, DEMO_FUNDS_WEI)
-    index.write_text(json.dumps(known, indent=2))
+    atomic_write(index, json.dumps(known, indent=2).encode(), mode=0o644)
     stack.demo_accounts = signers
     return signers
 
 
 def seed_demo(stack: Stack, say=print) -> list[int]:
-    """Demo accounts + the demo model published and listed (once per deployment)."""
+    """Demo accounts + the demo model published and listed: the listings the chain lacks.
+
+    What is listed already is read from the chain itself (the demo seller's listings of the demo
+    model's hash), never from a file beside it that could disagree with it."""
+    from node.manifest import model_hash
     from node.publish import ListingInfo, publish
 
     signers = demo_accounts(stack, say)
     model_dir = ensure_demo_model(stack.config, say)
-    marker = stack.config.data_dir / f"demo-listings-{stack.chain.chain_id}-" \
-                                     f"{stack.chain.registry.address.lower()}.json"
-    if marker.exists():
-        ids = json.loads(marker.read_text())
-    else:
-        metrics = _read_json(model_dir / "metrics.json")
-        card = (model_dir / "README.md").read_text() if (model_dir / "README.md").exists() else None
-        ids = []
-        for listing in DEMO_LISTINGS:
-            info = ListingInfo(name=listing["name"], description=listing["description"],
-                               task="text-classification", license="apache-2.0",
-                               framework="transformers", metrics=metrics, card=card)
-            say(f"Publishing “{listing['name']}” (hash, seal, pin, list)…")
-            published = publish(stack.chain, signers["seller"], stack.store, stack.vault,
-                                model_dir, info, price_wei=listing["price"],
-                                operator=stack.operator.address,
-                                cid_profile=stack.config.cid_profile)
-            ids.append(published.model_id)
-        marker.write_text(json.dumps(ids))
+    ids = listed_by(stack.chain, signers["seller"].address, model_hash(model_dir))
+    metrics = _read_json(model_dir / "metrics.json")
+    card = (model_dir / "README.md").read_text() if (model_dir / "README.md").exists() else None
+    for listing in DEMO_LISTINGS[len(ids):]:  # a start cut short may have listed the first only
+        info = ListingInfo(name=listing["name"], description=listing["description"],
+                           task="text-classification", license="apache-2.0",
+                           framework="transformers", metrics=metrics, card=card)
+        say(f"Publishing “{listing['name']}” (hash, seal, pin, list)…")
+        published = publish(stack.chain, signers["seller"], stack.store, stack.vault,
+                            model_dir, info, price_wei=listing["price"],
+                            operator=stack.operator.address,
+                            cid_profile=stack.config.cid_profile)
+        ids.append(published.model_id)
     for model_id in ids:
         stack.models[model_id] = model_dir
     return ids
+
+
+def listed_by(chain, seller: str, model_hash: bytes) -> list[int]:
+    """Ids of the models ``seller`` listed with ``model_hash`` on this deployment, oldest first
+    (its ModelListed events; the seller may have sold the token since)."""
+    events = chain.events("ModelListed", from_block=int(chain.deployment.get("block") or 0),
+                          seller=seller)
+    return sorted(int(ev["args"]["modelId"]) for ev in events
+                  if bytes(ev["args"]["modelHash"]) == bytes(model_hash))
 
 
 def _read_json(path: Path) -> dict:
@@ -457,6 +514,17 @@ def create_ui(stack: Stack, *, demo: bool, extra: dict | None = None):
     })
 
 
+def describe_chain(stack: Stack) -> str:
+    """The chain in the start-up line: what it is, and whether it keeps what happens."""
+    chain = stack.chain
+    if stack.local_chain is not None:
+        return (f"local anvil {stack.local_chain.url}, chain id {chain.chain_id}, kept in "
+                f"{stack.local_chain.folder}")
+    if chain.endpoint == "embedded":
+        return f"embedded, chain id {chain.chain_id}, in memory: reset at every start"
+    return f"{chain.endpoint}, chain id {chain.chain_id}"
+
+
 def serve(stack: Stack, *, demo: bool) -> None:
     from werkzeug.serving import make_server
 
@@ -469,9 +537,11 @@ def serve(stack: Stack, *, demo: bool) -> None:
         server = make_server("127.0.0.1", sock.getsockname()[1], app, threaded=True,
                              fd=sock.fileno())
     url = f"http://127.0.0.1:{server.port}"
-    print(f"Modex is up at {url}  (chain: {stack.chain.endpoint}, chain id "
-          f"{stack.chain.chain_id}; store: {stack.config.ipfs}"
+    print(f"Modex is up at {url}  (chain: {describe_chain(stack)}; store: {stack.config.ipfs}"
           + (f", gateway {stack.gateway.url}" if stack.gateway else "") + ")")
+    if stack.local_chain is not None:
+        print(f"Other modex commands reach this chain while it runs with --chain "
+              f"{stack.local_chain.url}; `modex up --reset` starts a new, empty one.")
     if demo and stack.demo_accounts:
         print(f"Demo wallets (password: {DEMO_PASSWORD}):")
         for role, signer in stack.demo_accounts.items():

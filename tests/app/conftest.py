@@ -176,8 +176,10 @@ def modex_up(data: Path, *args: str, env: dict | None = None, start_timeout: flo
 
 @contextlib.contextmanager
 def modex_up_process(data: Path, *args: str, env: dict | None = None,
-                     start_timeout: float = 900.0):
-    """`modex_up`, yielding (the Popen, url, log path): for tests that signal the process."""
+                     start_timeout: float = 900.0, new_session: bool = False):
+    """`modex_up`, yielding (the Popen, url, log path): for tests that signal the process.
+    ``new_session``: its own process group, as a terminal runs a command, so that a test can
+    press Ctrl-C (SIGINT to the whole group) without reaching pytest."""
     from node.devchain import free_port
 
     demo_dir = data / "models" / up.DEMO_MODEL
@@ -192,7 +194,8 @@ def modex_up_process(data: Path, *args: str, env: dict | None = None,
     with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
             [sys.executable, "-m", "node.cli", "up", "--port", str(port), "--data-dir", str(data),
-             *args], cwd=MODEL_CACHE.parents[2], env=env, stdout=log, stderr=subprocess.STDOUT)
+             *args], cwd=MODEL_CACHE.parents[2], env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=new_session)
     deadline = time.monotonic() + start_timeout
     try:
         while "Modex is up at" not in log_path.read_text():

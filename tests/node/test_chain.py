@@ -220,7 +220,7 @@ def test_deployment_file_checks(tmp_path):
 def test_from_config_refuses_wrong_chain_and_stale_records(tmp_path, counter_artifacts):
     w3 = embedded_web3()
     chain_id = w3.eth.chain_id
-    config = Config(data_dir=tmp_path, chain_id=chain_id + 1)
+    config = Config(data_dir=tmp_path, chain="embedded", chain_id=chain_id + 1)
     with pytest.raises(ConfigError, match=f"expects chain {chain_id + 1} but the node at embedded is chain {chain_id}"):
         Chain.from_config(config)
     stale = {"chainId": chain_id, "contracts": {
@@ -229,6 +229,6 @@ def test_from_config_refuses_wrong_chain_and_stale_records(tmp_path, counter_art
     path = tmp_path / "d.json"
     path.write_text(json.dumps(stale))
     abis = {name: counter_artifacts["Counter"]["abi"] for name in stale["contracts"]}
-    config = Config(data_dir=tmp_path, deployment_file=path)
+    config = Config(data_dir=tmp_path, chain="embedded", deployment_file=path)
     with pytest.raises(ConfigError, match="no contract at .*stale"):
         Chain.from_config(config, abis=abis)

@@ -17,7 +17,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_resolve_paths_under_data_dir(tmp_path):
     config = load_config(env={}, data_dir=tmp_path)
-    assert config.chain == "embedded" and config.ipfs == "embedded"
+    assert config.chain == "local" and config.ipfs == "embedded"
     assert config.cid_profile == "unixfs-v1-2025"
     assert config.confirmations == 0
     assert config.keystore == tmp_path / "keystore.json"
@@ -83,6 +83,20 @@ def test_missing_file_and_unknown_override(tmp_path):
         load_config(tmp_path / "nope.toml", env={})
     with pytest.raises(ConfigError, match="unknown configuration key 'colour'"):
         load_config(env={}, data_dir=tmp_path, colour="blue")
+
+
+def test_the_default_chain_is_the_local_one_modex_up_runs(tmp_path):
+    """"local" is the anvil `modex up` starts (state kept in <data dir>/chain); another command
+    given it is told to pass the URL `modex up` prints. The store has no "local"."""
+    from node.chain import connect
+
+    config = load_config(env={}, data_dir=tmp_path)
+    assert config.is_local_chain and not config.is_embedded_chain
+    with pytest.raises(ConfigError, match=r"pass the URL it prints, e\.g\. --chain http://"):
+        connect(config)
+    assert load_config(env={"MODEX_CHAIN": "embedded"}, data_dir=tmp_path).is_embedded_chain
+    with pytest.raises(ConfigError, match=r'ipfs \(from \$MODEX_IPFS\) is \'local\': use "embedded"'):
+        load_config(env={"MODEX_IPFS": "local"}, data_dir=tmp_path)
 
 
 def test_sources_say_where_each_value_came_from(tmp_path):
