@@ -1,11 +1,14 @@
-"""Validate: stake, the queue of listings awaiting validation, one-click validate (fetch, verify,
-evaluate, attest) through node.validator as a background job, and this validator's history.
+"""Validate: stake, the listings awaiting this validator (each with its round's deadlines, this
+validator's seat, the seller's claimed work digest and the one it revealed), a per-row Validate
+that carries that one model forward through node.validator (a background job), and this
+validator's attestations.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
@@ -14,12 +17,45 @@ from app.errors import flash_error, format_eth
 from app.helpers import InputError, parse_eth, require_signer
 from app.jobs import get_jobs
 from app.resources import data_dir, get_chain, get_indexer, get_store
-from node.errors import KeyDeliveryError, ModexError, StoreError
+from node.errors import ChainError, ModexError, StoreError
+from node.protocol import FAILED_WORK_DIGEST, ZERO32, ModelStatus, Round, Seat, SeatState, StakeInfo
 
 log = logging.getLogger(__name__)
 bp = Blueprint("validate", __name__, url_prefix="/validate")
 
 QUEUE_SIZE = 50
+# A Validate job waits for a round's deadline when it comes within this many seconds; a later one
+# (a public chain's day-long periods) ends the job, saying when to press Validate again.
+JOB_WAIT_LIMIT_S = 120
+
+
+@dataclass
+class Row:
+    """One model as this validator sees it."""
+
+    model_id: int
+    name: str
+    status: str  # ModelStatus word
+    round: Round
+    seat: Seat
+    claimed: bytes  # the seller's claimed work digest (zero: none)
+    revealed: bytes | None  # the work digest this validator revealed last (None: not yet)
+    matches: bool | None  # whether its revealed hash was the listed one
+
+    @property
+    def seat_word(self) -> str:
+        return self.seat.state.name.lower()
+
+    @property
+    def verdict(self) -> str:
+        """The claimed digest against the revealed one, in words."""
+        if self.revealed is None:
+            return "not revealed yet"
+        if self.revealed == FAILED_WORK_DIGEST:
+            return "evaluation failed (failure digest)"
+        if self.claimed == ZERO32:
+            return "revealed; the seller claimed nothing"
+        return "✔ reproduced the claim" if self.revealed == self.claimed else "✘ differs from the claim"
 
 
 @bp.route("/")
@@ -27,29 +63,52 @@ def index():
     from node import market
 
     address = session_keys.current_address()
-    indexer = get_indexer()
-    queue, history, stake = [], [], 0
+    queue, history, stake = [], [], StakeInfo(0, 0, 0, 0)
     chain = get_chain()
     min_stake = market.min_stake(chain)
     if address:
-        stake = int(chain.call(chain.validators.functions.stakeOf(address))[0])
+        stake = StakeInfo.from_call(chain.call(chain.validators.functions.stakeOf(address)))
         history = attestations_by(chain, address)
-        done = {a["model_id"] for a in history}
-        rows, _ = indexer.list_models(status="unverified", sort="newest", page=1,
-                                      per_page=QUEUE_SIZE)
-        queue = [dict(r) for r in rows if r["model_id"] not in done]
+        queue = rows_for(chain, address, history)
     return render_template("validate.html", address=address, queue=queue, history=history,
-                           stake=stake, min_stake=min_stake)
+                           stake=stake, min_stake=min_stake, wait_limit=JOB_WAIT_LIMIT_S,
+                           zero32=ZERO32)
 
 
 def attestations_by(chain, address: str) -> list[dict]:
-    """This validator's attestations, newest first, from the Attested events (the indexer keys
-    its attestations by model)."""
+    """This validator's revealed attestations, newest first, from the Attested events."""
     start = int(chain.deployment.get("block", 0) or 0)
     events = chain.events("Attested", from_block=start, validator=address)
     return [{"model_id": int(e["args"]["modelId"]), "matches": bool(e["args"]["matches"]),
-             "metrics_digest": "0x" + bytes(e["args"]["metricsDigest"]).hex(),
+             "work_digest": "0x" + bytes(e["args"]["workDigest"]).hex(),
              "block": e["blockNumber"]} for e in reversed(events)]
+
+
+def rows_for(chain, address: str, history: list[dict]) -> list[Row]:
+    """The models awaiting validation (newest first) and those where this validator holds an open
+    seat, with their round, the seat and the digests."""
+    rows, _ = get_indexer().list_models(status="unverified", sort="newest", page=1,
+                                        per_page=QUEUE_SIZE)
+    names = {r["model_id"]: r["name"] for r in rows}
+    for a in history:  # a seat still open on a model that settled meanwhile stays listed
+        names.setdefault(a["model_id"], "")
+    latest = {}
+    for a in reversed(history):
+        latest[a["model_id"]] = a
+    v, reg = chain.validators.functions, chain.registry.functions
+    out = []
+    for model_id, name in names.items():
+        seat = Seat.from_call(chain.call(v.attestationOf(model_id, address)))
+        status = ModelStatus(chain.call(v.status(model_id)))
+        if status != ModelStatus.UNVERIFIED and seat.state in (SeatState.NONE, SeatState.RELEASED):
+            continue  # nothing left for this validator to do
+        mine = latest.get(model_id)
+        out.append(Row(model_id, name or f"Model #{model_id}", status.word,
+                       Round.from_call(chain.call(v.roundOf(model_id))), seat,
+                       bytes(chain.call(reg.claimedWorkDigest(model_id))),
+                       bytes.fromhex(mine["work_digest"][2:]) if mine else None,
+                       mine["matches"] if mine else None))
+    return out
 
 
 @bp.route("/stake", methods=["POST"])
@@ -76,56 +135,59 @@ def run(model_id: int):
     signer = require_signer()
     model_or_404(model_id)
     job = get_jobs().submit("validate", session_keys.session_id(), _validate_job, get_chain(),
-                            get_store(), signer, model_id, data_dir() / "validate",
-                            current_app.config.get("MODEX_EVALUATOR"))
+                            get_store(), signer, model_id, data_dir(),
+                            current_app.config.get("MODEX_EVALUATOR") or _ml_evaluator)
     return redirect(url_for("api.job_page", job_id=job.id, next=url_for(".index")))
 
 
-def evaluate_listing(model_dir, metadata: dict) -> dict | None:
-    """The evaluator the validator agent runs: ml/'s deterministic evaluation on the listing's
-    declared public eval set (DESIGN.md §7); None when the listing declares none or its weights
-    cannot be evaluated (the hash is still attested; the metrics digest is then zero)."""
-    eval_set = (metadata.get("metrics") or {}).get("eval_set")
-    if not eval_set:
-        return None
-    from ml.evaluate import evaluate_dir
+def _ml_evaluator(model_dir, metadata: dict) -> dict:
+    from ml.evaluate import evaluate_listing  # torch only when an evaluation runs
 
-    try:
-        return evaluate_dir(model_dir, eval_set)
-    except Exception:  # weights that do not load: attest the hash, with no metrics (zero digest)
-        log.warning("the declared evaluation (%s) could not run on %s", eval_set, model_dir,
-                    exc_info=True)
-        return None
+    return evaluate_listing(model_dir, metadata)
 
 
-def _validate_job(chain, store, signer, model_id, work_dir, evaluator, *, progress,
-                  timeout: float = 600.0, interval: float = 1.0):
-    """Run the validator agent's passes until this model is attested (or settled)."""
-    from node.validator import ValidatorAgent
+def _validate_job(chain, store, signer, model_id, node_dir, evaluator, *, progress,
+                  timeout: float = 600.0, interval: float = 1.0,
+                  wait_limit: float = JOB_WAIT_LIMIT_S):
+    """Carry this one model forward — key, evaluation, commit, reveal, settlement, release —
+    waiting for each deadline that comes within ``wait_limit`` seconds; ends when the model is
+    settled and the seat released, or when the next deadline is further away (the result says
+    when to press Validate again)."""
+    from node.validator import ValidatorAgent, state_path
 
-    agent = ValidatorAgent(chain, signer, store, work_dir / f"{signer.address.lower()}.json",
-                           work_dir=work_dir, evaluator=evaluator or evaluate_listing)
+    agent = ValidatorAgent(chain, signer, store,
+                           state_path(node_dir, chain.chain_id, signer.address),
+                           work_dir=node_dir / "validate", evaluator=evaluator)
     deadline = time.monotonic() + timeout
     progress("staking if needed")
+    found = None
     while True:
-        report = agent.poll()
-        mine = [a for a in report.attested if a.model_id == model_id]
-        if mine:
-            a = mine[0]
-            return {"model_id": model_id, "matches": a.matches, "reason": a.reason,
-                    "url": f"/models/{model_id}"}
-        if model_id in report.done:
-            return {"model_id": model_id, "url": f"/models/{model_id}"}
-        if model_id in report.requested or model_id in report.waiting:
-            progress("key requested; waiting for the seller's node to deliver it")
-        not_checked = report.retry.get(model_id)  # this node's store or disk, never attested
-        if not_checked:
-            progress(f"not checked yet, nothing attested: {not_checked}; trying again")
+        report = agent.poll([model_id])
+        found = next((a for a in report.committed if a.model_id == model_id), found)
+        done = model_id in report.done
+        wait = report.waiting.get(model_id)
+        if done:
+            status = ModelStatus(chain.call(chain.validators.functions.status(model_id)))
+            return {"model_id": model_id, "status": status.word, "url": f"/models/{model_id}",
+                    **_finding(found)}
+        line = report.about(model_id, agent.now())
+        progress(f"{'not checked yet, nothing committed: ' if model_id in report.retry else ''}"
+                 f"{line}")
+        if wait is not None and wait.until is not None and wait.until - agent.now() > wait_limit:
+            return {"model_id": model_id, "status": "unverified", "waiting": line,
+                    "url": "/validate/", **_finding(found)}
         if time.monotonic() > deadline:
+            not_checked = report.retry.get(model_id)  # this node's store or disk, never committed
             if not_checked:
                 raise StoreError(f"model {model_id} could not be checked within {timeout:g} s "
-                                 f"and nothing was attested: {not_checked}")
-            raise KeyDeliveryError(
-                f"the seller's node did not deliver the key for model {model_id} within "
-                f"{timeout:g} s; try again later")
+                                 f"and nothing was committed: {not_checked}")
+            raise ChainError(f"model {model_id} is not settled after {timeout:g} s ({line}); "
+                             "press Validate again to go on")
         time.sleep(interval)
+
+
+def _finding(found) -> dict:
+    if found is None:
+        return {}
+    return {"matches": found.matches, "work_digest": "0x" + found.work_digest.hex(),
+            "reason": found.reason}

@@ -1,4 +1,5 @@
-"""Publish a model: tar + hash → seal → put/pin → metadata → put/pin → key vault → list → operator.
+"""Publish a model: tar + hash → seal → put/pin → metadata → put/pin → key vault → list → claim
+→ operator.
 
 The order is the safety argument:
 - the ciphertext and the metadata JSON are pinned before ``list()`` is sent (``Store.put`` pins
@@ -8,7 +9,16 @@ The order is the safety argument:
   in the listing's metadata if the model id was not yet recorded);
 - the model directory is streamed (tar → seal → store.put through a pipe): memory stays flat and
   no plaintext copy of the model is written anywhere; each file is read once, hashed while it
-  goes into the tar, and the manifest (model hash) is built from those very bytes.
+  goes into the tar, and the manifest (model hash) is built from those very bytes;
+- the seller's claim (``ModelRegistry.claimMetrics``) is the work digest of the evaluation report
+  the model directory carries (``evaluation.json``, docs/formats.md section 7: the evaluation the
+  card's metrics come from). It is read and checked before anything is pinned or listed (a report
+  that is not one, or whose metrics are not the listing's, stops the publish), and sent right
+  after ``list()``, before any validator can have the key, so before any round opens: only a
+  claim made by then counts. If it fails after the listing, the error names the model and
+  ``modex claim`` finishes it; ``claim_metrics`` never re-sends a claim already recorded (a new
+  claim would count only from the next round). A directory without a report is listed without a
+  claim: such a model can never become Verified (``NO_REPORT`` says so, and how to write one).
 
 Metadata JSON is DESIGN.md §4.5, canonical JSON as in §4.1, plus ``cid_profile`` (§4.4).
 """
@@ -21,7 +31,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from io import BytesIO
 from pathlib import Path
 
@@ -32,6 +42,13 @@ from node import seal, tarball
 from node.errors import ChainError, ManifestError
 from node.keyvault import KeyVault
 from node.pipes import CountingReader, CountingWriter, pipeline
+from node.protocol import (
+    EVALUATION_REPORT,
+    REPORT_VERSION,
+    canonical_json,
+    declared_metrics_differences,
+    work_digest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +56,15 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int | None], None]
 
 CHUNK_SIZE = 1 << 20
+REPORT_KEYS = {"version", "eval_set", "protocol", "metrics", "outputs"}
 
 
-def canonical_json(obj) -> bytes:
-    """DESIGN.md §4.1 canonical JSON."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+def no_report(model_dir) -> str:
+    """What a seller is told when ``model_dir`` carries no evaluation report."""
+    return (f"{model_dir} carries no evaluation report ({EVALUATION_REPORT}), so the listing has no "
+            f"claimed work digest and can never become Verified. `modex train` writes one; for "
+            f"another model run `modex evaluate {model_dir} --eval-set NAME --output "
+            f"{model_dir}/metrics.json --report {model_dir}/{EVALUATION_REPORT}` and publish that")
 
 
 @dataclass
@@ -66,6 +87,8 @@ class Prepared:
     metadata_cid: str
     metadata: dict
     sealed_bytes: int
+    work_digest: bytes | None = None  # the claim to send after list(); None: no report, no claim
+    model_dir: Path | None = None
 
 
 @dataclass
@@ -73,6 +96,94 @@ class Published(Prepared):
     model_id: int = 0
     tx_hash: str = ""
     price_wei: int = 0
+    claim_tx: str = ""  # claimMetrics (empty without a claim)
+
+
+def read_report(model_dir: str | os.PathLike) -> dict | None:
+    """The evaluation report ``model_dir`` carries (``evaluation.json``), checked to be one
+    (docs/formats.md section 7); None when there is none. ManifestError, saying how to write it
+    again, for a file that is not a report."""
+    path = Path(model_dir) / EVALUATION_REPORT
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ManifestError(f"cannot read the evaluation report {path} ({reason})", path=str(path)) from None
+    problem = None
+    if not isinstance(report, dict) or set(report) != REPORT_KEYS:
+        problem = f"it must be an object with exactly the keys {sorted(REPORT_KEYS)}"
+    elif report["version"] != REPORT_VERSION:
+        problem = f"version {report['version']!r}, expected {REPORT_VERSION}"
+    elif not isinstance(report["eval_set"], str) or not report["eval_set"]:
+        problem = "its eval_set must name the evaluation set"
+    elif not isinstance(report["metrics"], dict):
+        problem = "its metrics must be an object"
+    elif (not isinstance(report["outputs"], list) or not report["outputs"]
+          or not all(type(x) is int for x in report["outputs"])):
+        problem = "its outputs must be the predicted label id (an integer) of each example"
+    if problem:
+        raise ManifestError(f"{path} is not an evaluation report: {problem}; write it again with "
+                            f"`modex evaluate {model_dir} --eval-set NAME --report {path}`",
+                            path=str(path))
+    return report
+
+
+def claim_for(model_dir: str | os.PathLike, metrics: dict) -> tuple[dict, bytes] | None:
+    """(the listing's metrics, the work digest to claim) for ``model_dir`` listed with ``metrics``
+    (empty: the report's own); None when the directory carries no report. ManifestError when the
+    listing's metrics are not the report's: the card would show figures the claim does not back."""
+    report = read_report(model_dir)
+    if report is None:
+        return None
+    metrics = metrics or report["metrics"]
+    _refuse_differences(model_dir, "the metrics to list", metrics, report)
+    return metrics, work_digest(report)
+
+
+def _refuse_differences(model_dir, whose: str, declared, report: dict) -> None:
+    differences = declared_metrics_differences(declared, report)
+    if differences:
+        raise ManifestError(
+            f"{whose} are not those of {Path(model_dir) / EVALUATION_REPORT} "
+            f"({'; '.join(differences)}): list the metrics of the evaluation you claim (its "
+            f"metrics.json), or evaluate again with `modex evaluate {model_dir} --eval-set NAME "
+            f"--output {model_dir}/metrics.json --report {Path(model_dir) / EVALUATION_REPORT}`",
+            model_dir=str(model_dir))
+
+
+def claim_metrics(chain, signer, model_id: int, digest: bytes) -> str:
+    """``ModelRegistry.claimMetrics(model_id, digest)``; returns the transaction hash, or "" when
+    that digest is already claimed (claiming it again would move its time past an open round's
+    start, and the claim would not count in that round)."""
+    registry = chain.registry.functions
+    if bytes(chain.call(registry.claimedWorkDigest(model_id))) == digest:
+        return ""
+    receipt = chain.transact(registry.claimMetrics(model_id, digest), signer)
+    log.info("model %d: claimed work digest 0x%s", model_id, digest.hex())
+    return "0x" + bytes(receipt["transactionHash"]).hex()
+
+
+def claim_listed(chain, signer, store, model_id: int, model_dir: str | os.PathLike) -> tuple[bytes, str]:
+    """Claim the work digest of the report in ``model_dir`` for the listed ``model_id`` (after a
+    publish that could not send its claim): the directory must be the listed model (same model
+    hash) and the listing's metadata must declare the report's metrics. Returns (digest, tx hash;
+    "" when it was claimed already)."""
+    from node.fetch import content_ref, load_metadata
+
+    listed_hash, metadata_cid = content_ref(chain, model_id)
+    if manifest_mod.model_hash(model_dir) != listed_hash:
+        raise ManifestError(f"{model_dir} is not the model listed as {model_id} (its hash is not "
+                            f"0x{listed_hash.hex()}): pass the directory you published",
+                            model_dir=str(model_dir))
+    report = read_report(model_dir)
+    if report is None:
+        raise ManifestError(no_report(model_dir), model_dir=str(model_dir))
+    _refuse_differences(model_dir, f"the metrics listing {model_id} declares",
+                        load_metadata(store, metadata_cid).get("metrics"), report)
+    digest = work_digest(report)
+    return digest, claim_metrics(chain, signer, model_id, digest)
 
 
 def _emit(progress: Progress | None, stage: str, n: int, total: int | None) -> None:
@@ -160,6 +271,11 @@ def prepare(model_dir: str | os.PathLike, store, vault: KeyVault, info: ListingI
         raise ManifestError(f"{model_dir} holds no regular files: nothing to publish",
                             path=str(model_dir))
     manifest_mod.refuse_pickle_paths(path for path, _ in listing)
+    claim = claim_for(model_dir, info.metrics)  # before anything is pinned: a bad report stops here
+    if claim is None:
+        log.warning("%s", no_report(model_dir))
+    else:
+        info = replace(info, metrics=claim[0])
     key = secrets.token_bytes(32)
     content_cid, sealed_bytes, manifest = seal_and_put(
         model_dir, listing, key, store, cid_profile=cid_profile, chunk_size=chunk_size,
@@ -171,12 +287,14 @@ def prepare(model_dir: str | os.PathLike, store, vault: KeyVault, info: ListingI
     vault.put(content_cid, key, model_hash=metadata["model_hash"])
     log.info("sealed %s: model hash %s, content %s, metadata %s", model_dir,
              metadata["model_hash"], content_cid, metadata_cid)
-    return Prepared(manifest.model_hash, content_cid, metadata_cid, metadata, sealed_bytes)
+    return Prepared(manifest.model_hash, content_cid, metadata_cid, metadata, sealed_bytes,
+                    work_digest=claim[1] if claim else None, model_dir=model_dir)
 
 
 def list_prepared(chain, signer, prepared: Prepared, vault: KeyVault, *, price_wei: int,
                   operator: str | None = None) -> Published:
-    """Send ``list()`` (and ``setOperator`` when a worker address is given); record the id."""
+    """Send ``list()``, then the claim (when the model carries a report) and ``setOperator``
+    (when a worker address is given); record the id."""
     if price_wei < 0:
         raise ChainError("the price cannot be negative")
     registry = chain.registry
@@ -189,11 +307,23 @@ def list_prepared(chain, signer, prepared: Prepared, vault: KeyVault, *, price_w
     model_id = int(events[0]["args"]["modelId"])
     vault.assign(prepared.content_cid, chain_id=chain.chain_id, model_id=model_id,
                  registry=registry.address)
+    claim_tx, claim_error = "", None
+    if prepared.work_digest:
+        try:
+            claim_tx = claim_metrics(chain, signer, model_id, prepared.work_digest)
+        except ChainError as exc:  # the listing stands: set its operator, then say how to finish
+            claim_error = exc
     if operator and operator.lower() != signer.address.lower():
         chain.transact(registry.functions.setOperator(model_id, operator), signer)
         log.info("model %d: operator set to %s", model_id, operator)
+    if claim_error is not None:
+        raise ChainError(
+            f"model {model_id} is listed, but its work digest was not claimed ({claim_error}); "
+            f"claim it before a validator commits on it: `modex claim {model_id} "
+            f"{prepared.model_dir or 'MODEL_DIR'}`", model_id=model_id) from claim_error
     return Published(**prepared.__dict__, model_id=model_id,
-                     tx_hash="0x" + bytes(receipt["transactionHash"]).hex(), price_wei=price_wei)
+                     tx_hash="0x" + bytes(receipt["transactionHash"]).hex(), price_wei=price_wei,
+                     claim_tx=claim_tx)
 
 
 def publish(chain, signer, store, vault: KeyVault, model_dir, info: ListingInfo, *,

@@ -1,53 +1,82 @@
-"""The validator agent: stake, request keys to new listings, fetch, re-hash, evaluate, attest.
+"""The validator agent: stake, ask for each new listing's key, fetch, re-hash, evaluate, and carry
+the model through its commit–reveal rounds (contracts/Validators.sol) until it settles.
 
 ``ValidatorAgent.poll()`` is one pass; ``run(stop)`` loops it. One pass:
 
 1. stake up to ``Validators.minStake`` if this account is not an active validator;
-2. read new ``ModelListed`` events into the to-do set;
-3. for each model to do, decided from on-chain state: already attested by us or already
-   settled → done; no live key request → ``Marketplace.requestValidatorKey`` (the seller's
-   worker answers it like a purchase); key delivered → unwrap, fetch, unseal, extract into a
-   temporary folder, re-hash (DESIGN.md §4.1), run the injected evaluator when the listing
-   declares an eval set, and ``attest(modelId, observedHash, metricsDigest)``.
+2. read new ``ModelListed`` events into the to-do set (the agent's own checkpoint in its state
+   file);
+3. for each model to do, the one step that is due, decided from the chain (the model's
+   ``status``, its ``roundOf``, this validator's seat ``attestationOf``) and this node's record:
 
-What gets attested: the hash of the bytes we could actually extract. If the content is not
-what any honest seller could deliver (a key that does not unwrap, an archive that does not
-authenticate or does not parse, metadata that is not Modex metadata), the observed hash is
-``UNREADABLE`` (all zero, which never matches a listing: the registry refuses a zero hash), so
-the listing is disputed. Transient failures (chain unreachable) are retried next pass.
+   - no seat, or a key request that expired: ``Marketplace.requestValidatorKey`` (the seller's
+     worker answers it like a purchase);
+   - key delivered and commits open (or no round yet): fetch, unseal, re-hash, evaluate (once; the
+     outcome is kept in the record), draw a random 32-byte salt, write it durably with what it
+     commits to, and only then send ``commitAttestation`` (the first commit opens a round);
+   - committed, commits closed, reveals open: ``revealAttestation`` with the recorded salt;
+   - the reveal period over and the model not settled: ``settle`` (anyone may; the agent does it
+     when it is due). An undecided round: the agent commits again in the next one, with a new salt
+     (a revealed salt is public);
+   - the model settled (or this seat's round over without its reveal): ``release`` returns the
+     seat's bonds to its stake, or forfeits them; the model is then done.
 
-This node's own disk is never held against a seller. Before content that fails to unseal,
-parse or verify is attested, the store checks its own copy (``store.repair``); blocks it held
-corrupt are dropped and fetched again, and the fetch runs once more: only what fails then is
-attested. A store failure (StoreError: content not found in the store's time, a daemon or
-gateway unreachable, and LocalStoreError: a corrupt local block with no other copy to fetch,
-a store the disk will not read or write) and an OSError (a full disk or unwritable work folder
-while extracting) are logged with the reason and retried next pass, never attested. Per store:
+State. One file per (chain, validator account), ``state_path(data_dir, chain_id, address)``:
+the chain checkpoint, the to-do set and, per model, the finding and the commitment. A pass holds
+an exclusive lock on it (``<file>.lock``) and reads it afresh, so the CLI's agent and the UI's
+jobs for the same account take turns and never lose each other's salts.
+
+Crash safety. The salt, the round it was drawn for, the observed hash, the work digest and the
+commitment are written (atomic_write: fsync, rename, 0600) BEFORE the commit is sent, so a
+validator killed between its commit and its reveal reveals after a restart. Whether a commit sent
+before a crash was mined is the chain's to say: the seat is COMMITTED and ``commitmentOf`` holds
+the recorded commitment once it was; until then the same commitment is sent again (the recorded
+salt is reused within its round, so at most one of the two transactions can succeed). A salt is
+never reused once revealed, nor in another round.
+
+What is revealed (docs/formats.md sections 7–8): the hash of the bytes actually extracted, and the
+work digest of the injected evaluator's report on the eval set the listing declares. Content that
+is not what any honest seller could deliver (a key that does not unwrap, an archive that does not
+authenticate or parse, metadata that is not Modex metadata) is revealed with the all-zero observed
+hash ``UNREADABLE`` (never a listed hash: the registry refuses zero). ``FAILED_WORK_DIGEST`` is
+revealed when there is no evaluation to reproduce: the hash differs from the listing, the listing
+declares no eval set, the evaluation cannot run (``EVALUATION_FAILURES`` from the evaluator:
+weights that do not load, an unknown eval set), or the listing declares metrics its evaluation
+does not reproduce (``node.protocol.declared_metrics_differences``). Such a model is never Verified.
+
+This node's own disk is never held against a seller. Before content that fails to unseal, parse
+or verify is attested, the store checks its own copy (``store.repair``); blocks it held corrupt are
+dropped and fetched again, and the fetch runs once more: only what fails then is attested. A store
+failure (StoreError: content not found in the store's time, a daemon or gateway unreachable, and
+LocalStoreError: a corrupt local block with no other copy to fetch, a store the disk will not read
+or write) and an OSError (a full disk or unwritable work folder while extracting or evaluating)
+are logged with the reason and retried next pass, never committed. Per store:
 
 - embedded (the default; ``modex up`` and every command sharing the data folder read ONE block
   folder, so the validator's copy is the seller's): blocks are verified when written, so one
   failing its CID is this disk's. It is set aside under ``<store>/corrupt/``; with
   ``store_source`` set (a peer's or public IPFS gateway) it is fetched again from there and the
-  check goes on; without one there is no other copy to ask: no attestation, a log line saying to
+  check goes on; without one there is no other copy to ask: no commitment, a log line saying to
   re-import the content, and the next pass tries again (a re-import heals it);
 - kubo: the daemon verifies what it fetches from the network, so a block it serves corrupt is
   its own repository's; ``repair`` removes it (``block/rm``), the daemon fetches it again, and
-  the fetch is retried. A pinned corrupt block the daemon will not remove: no attestation.
+  the fetch is retried. A pinned corrupt block the daemon will not remove: no commitment.
 
-``evaluator(model_dir, metadata) -> metrics dict | None`` is injected (the CLI passes ml/'s
-evaluation; node/ never imports ml/). ``metricsDigest`` = SHA-256 of the metrics' canonical
-JSON (DESIGN.md §4.1), bytes32 zero when no evaluation ran.
+``evaluator(model_dir, metadata) -> report`` is injected (the CLI and the UI pass
+``ml.evaluate.evaluate_listing``; node/ never imports ml/).
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import fcntl
 import json
 import logging
 import os
+import secrets
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +85,7 @@ from web3.logs import DISCARD
 from node import keywrap, market
 from node.errors import (
     ChainError,
+    ConfigError,
     ContractRevert,
     IntegrityError,
     KeyWrapError,
@@ -66,49 +96,127 @@ from node.errors import (
 )
 from node.fetch import load_metadata, retrieve
 from node.keyvault import atomic_write
-from node.publish import canonical_json
+from node.protocol import (
+    FAILED_WORK_DIGEST,
+    ZERO32,
+    ModelStatus,
+    Purchase,
+    PurchaseStatus,
+    Round,
+    Seat,
+    SeatState,
+    StakeInfo,
+    attestation_commitment,
+    declared_metrics_differences,
+    work_digest,
+)
+from node.revert import when
 from node.worker import poll_loop
 
 log = logging.getLogger(__name__)
 
-ZERO32 = b"\x00" * 32
 UNREADABLE = ZERO32
 # What the content itself can be guilty of (after this node's own copy was checked).
 CONTENT_ERRORS = (SealError, IntegrityError, ManifestError)
-STATUS_UNVERIFIED = 0
-P_PENDING, P_DELIVERED = 1, 2
+# What an evaluator raises when the model's declared evaluation cannot run (ml.evaluate wraps
+# weights that do not load and unknown eval sets in ConfigError, a ModexError; torch raises
+# RuntimeError on a model it cannot run). An OSError is this machine's and is retried.
+EVALUATION_FAILURES = (ModexError, ValueError, RuntimeError)
+STATE_VERSION = 2
 
-Evaluator = Callable[[Path, dict], "dict | None"]
+Evaluator = Callable[[Path, dict], dict]
 
 
-def metrics_digest(metrics: dict | None) -> bytes:
-    """SHA-256 of the canonical JSON of ``metrics`` (bytes32 zero for no metrics)."""
-    return hashlib.sha256(canonical_json(metrics)).digest() if metrics else ZERO32
+def state_path(data_dir: str | os.PathLike, chain_id: int, address: str) -> Path:
+    """The agent's state file for one account on one chain (shared by the CLI and the UI)."""
+    return Path(data_dir) / f"validator-{chain_id}-{address.lower()}.json"
 
 
 @dataclass
 class Attestation:
+    """What this validator found for a model: the observed hash and the work digest it reveals."""
+
     model_id: int
     observed_hash: bytes
-    metrics_digest: bytes
-    matches: bool
-    metrics: dict | None = None
-    reason: str = ""
+    work_digest: bytes
+    matches: bool  # the observed hash is the listed one
+    metrics: dict | None = None  # the reproduced metrics (None when no evaluation ran)
+    reason: str = ""  # why the hash or the evaluation failed
+
+    def to_json(self) -> dict:
+        return {"observed_hash": self.observed_hash.hex(), "work_digest": self.work_digest.hex(),
+                "matches": self.matches, "metrics": self.metrics, "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, model_id: int, doc: dict) -> Attestation:
+        return cls(model_id, bytes.fromhex(doc["observed_hash"]), bytes.fromhex(doc["work_digest"]),
+                   bool(doc["matches"]), doc.get("metrics"), doc.get("reason", ""))
+
+
+@dataclass
+class Commitment:
+    """A salt and what it commits to, kept durably from before the commit is sent."""
+
+    round: int  # the round it was drawn for
+    salt: bytes
+    commitment: bytes
+    revealed: bool = False
+
+    def to_json(self) -> dict:
+        return {"round": self.round, "salt": self.salt.hex(), "commitment": self.commitment.hex(),
+                "revealed": self.revealed}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Commitment:
+        return cls(int(doc["round"]), bytes.fromhex(doc["salt"]), bytes.fromhex(doc["commitment"]),
+                   bool(doc["revealed"]))
+
+
+@dataclass
+class ModelRecord:
+    attestation: Attestation
+    commitment: Commitment | None = None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What a model waits for, and until when (a chain timestamp; None when open-ended)."""
+
+    what: str
+    until: int | None = None
+
+    def describe(self, now: int) -> str:
+        """"waiting for …: until 2026-12-03 09:30:20 UTC (in 14 s)" (``now``: chain time)."""
+        if self.until is None:
+            return f"waiting for {self.what}"
+        return f"waiting for {self.what}: until {when(self.until)} (in {max(0, self.until - now)} s)"
 
 
 @dataclass
 class ValidatorReport:
     staked: int = 0
-    requested: list[int] = field(default_factory=list)   # model ids we asked a key for
-    attested: list[Attestation] = field(default_factory=list)
-    waiting: list[int] = field(default_factory=list)     # model ids whose key is not delivered yet
+    requested: list[int] = field(default_factory=list)  # model ids we asked a key for
+    committed: list[Attestation] = field(default_factory=list)
+    revealed: list[Attestation] = field(default_factory=list)
+    settled: dict[int, ModelStatus | None] = field(default_factory=dict)  # None: round undecided
+    released: dict[int, tuple[int, int]] = field(default_factory=dict)  # (returned, forfeited) wei
+    waiting: dict[int, Waiting] = field(default_factory=dict)
     retry: dict[int, str] = field(default_factory=dict)  # not checked this pass (local/store), why
-    done: list[int] = field(default_factory=list)        # settled or attested before
+    refused: dict[int, str] = field(default_factory=dict)  # a step the contracts refused, why
+    done: list[int] = field(default_factory=list)  # settled and released (nothing more to do)
+
+    def about(self, model_id: int, now: int) -> str:
+        """Where the model stands after this pass: what it waits for (and until when), or why a
+        step did not happen."""
+        wait = self.waiting.get(model_id)
+        if wait is not None:
+            return wait.describe(now)
+        return self.retry.get(model_id) or self.refused.get(model_id) or "in progress"
 
 
 class ValidatorAgent:
     def __init__(self, chain, signer, store, state_path: str | os.PathLike, *,
-                 work_dir: str | os.PathLike, evaluator: Evaluator | None = None,
+                 work_dir: str | os.PathLike, evaluator: Evaluator,
                  stake_amount: int | None = None, confirmations: int = 0,
                  batch_blocks: int = 2000):
         self.chain = chain
@@ -121,20 +229,59 @@ class ValidatorAgent:
         self.work_dir = Path(work_dir)
         self.state_path = Path(state_path)
         self._x25519 = None
-        start = int(chain.deployment.get("block", 0) or 0)
         self._ident = {"chain_id": chain.chain_id,
                        "validators": chain.validators.address.lower()}
-        self.next_block, self.todo = start, set()
+        self.next_block, self.todo, self.records = 0, set(), {}
+        self._load()
+
+    # -- state: checkpoint, to-do set, and what was committed ---------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """Hold ``<state>.lock`` exclusively (another agent on this file waits its turn)."""
+        lock = self.state_path.with_name(self.state_path.name + ".lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing drops the lock
+
+    def _load(self) -> None:
+        self.next_block = int(self.chain.deployment.get("block", 0) or 0)
+        self.todo: set[int] = set()
+        self.records: dict[int, ModelRecord] = {}
         try:
             doc = json.loads(self.state_path.read_text())
-            if {k: doc.get(k) for k in self._ident} == self._ident:
-                self.next_block, self.todo = int(doc["next_block"]), set(doc["todo"])
-        except (FileNotFoundError, ValueError, KeyError):
-            pass
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read the validator state {self.state_path} ({exc}); it "
+                              "holds the salts of commitments not yet revealed: restore it, or "
+                              "move it away to start over (unrevealed commitments then forfeit "
+                              "their bonds)", path=str(self.state_path)) from None
+        if {k: doc.get(k) for k in self._ident} != self._ident:
+            return  # another deployment (e.g. a fresh dev chain): start over
+        owner = doc.get("validator")
+        if owner and owner.lower() != self.signer.address.lower():
+            raise ConfigError(f"the validator state {self.state_path} belongs to {owner}, not "
+                              f"{self.signer.address}: pass --state FILE (or another --data-dir) "
+                              "for this account", path=str(self.state_path))
+        self.next_block, self.todo = int(doc["next_block"]), {int(m) for m in doc["todo"]}
+        for key, rec in (doc.get("models") or {}).items():
+            model_id = int(key)
+            self.records[model_id] = ModelRecord(
+                Attestation.from_json(model_id, rec["attestation"]),
+                Commitment.from_json(rec["commitment"]) if rec.get("commitment") else None)
 
     def _save(self) -> None:
-        doc = {**self._ident, "next_block": self.next_block, "todo": sorted(self.todo)}
-        atomic_write(self.state_path, json.dumps(doc).encode(), mode=0o600)
+        models = {str(m): {"attestation": r.attestation.to_json(),
+                           "commitment": r.commitment.to_json() if r.commitment else None}
+                  for m, r in sorted(self.records.items())}
+        doc = {**self._ident, "version": STATE_VERSION, "validator": self.signer.address,
+               "next_block": self.next_block, "todo": sorted(self.todo), "models": models}
+        atomic_write(self.state_path, json.dumps(doc, indent=1).encode(), mode=0o600)
 
     @property
     def x25519(self) -> tuple[bytes, bytes]:
@@ -144,25 +291,34 @@ class ValidatorAgent:
 
     # -- one pass -----------------------------------------------------------------------------
 
-    def poll(self) -> ValidatorReport:
+    def poll(self, models: Iterable[int] | None = None) -> ValidatorReport:
+        """One pass over the to-do set (or over ``models`` only: no key is asked for others)."""
+        with self._locked():
+            self._load()  # what another agent on this file did since
+            return self._pass(models)
+
+    def _pass(self, models: Iterable[int] | None) -> ValidatorReport:
         report = ValidatorReport()
         self.ensure_staked(report)
         self._discover()
-        for model_id in sorted(self.todo):
+        for model_id in sorted(self.todo if models is None else set(models)):
             try:
                 self._handle(model_id, report)
             except (StoreError, OSError) as exc:
-                # Our store or our disk, not the content: never attested (module docstring).
+                # Our store or our disk, not the content: never committed (module docstring).
                 reason = str(exc) if isinstance(exc, StoreError) else (
                     f"this machine's disk refused it: {exc}")
-                log.warning("model %d not checked this pass, nothing attested: %s; will retry "
+                log.warning("model %d not checked this pass, nothing committed: %s; will retry "
                             "next pass", model_id, reason)
                 report.retry[model_id] = reason
-            except (ChainError, ModexError) as exc:
-                if isinstance(exc, ContractRevert):
-                    log.warning("model %d: %s; will retry next pass", model_id, exc)
-                    continue
-                raise
+            except ContractRevert as exc:
+                log.warning("model %d: %s; will retry next pass", model_id, exc)
+                report.refused[model_id] = str(exc)
+            except ChainError:
+                raise  # the chain is unreachable or misbehaves: no model can go on this pass
+            except Exception as exc:  # one model's surprise must not stop the others
+                log.exception("model %d: unexpected failure; will retry next pass", model_id)
+                report.retry[model_id] = f"unexpected failure: {exc!r}"
         return report
 
     def run(self, stop: threading.Event, interval: float = 2.0) -> None:
@@ -172,15 +328,17 @@ class ValidatorAgent:
     # -- steps --------------------------------------------------------------------------------
 
     def ensure_staked(self, report: ValidatorReport | None = None) -> int:
-        """Stake up to the minimum (or ``stake_amount``) when not an active validator."""
+        """Stake up to the minimum (or ``stake_amount``) when not an active validator (a forfeit
+        can take a stake below the minimum: it is topped up)."""
         v = self.chain.validators.functions
         if self.chain.call(v.isActiveValidator(self.signer.address)):
             return 0
-        amount, unlock_at = self.chain.call(v.stakeOf(self.signer.address))
-        if unlock_at:
-            raise ChainError(f"{self.signer.address} asked to unstake (unlocks at {unlock_at}); "
-                             "it cannot validate until it has unstaked and staked again")
-        need = max(int(self.chain.call(v.minStake())) - int(amount), self.stake_amount or 0)
+        info = StakeInfo.from_call(self.chain.call(v.stakeOf(self.signer.address)))
+        if info.unlock_at:
+            raise ChainError(f"{self.signer.address} asked to unstake (unlocks at "
+                             f"{info.unlock_at}); it cannot validate until it has unstaked and "
+                             "staked again")
+        need = max(market.min_stake(self.chain) - info.amount, self.stake_amount or 0)
         market.stake(self.chain, self.signer, need)
         log.info("staked %s as a validator", market.fmt_eth(need))
         if report:
@@ -200,52 +358,175 @@ class ValidatorAgent:
 
     def _finish(self, model_id: int, report: ValidatorReport) -> None:
         self.todo.discard(model_id)
+        self.records.pop(model_id, None)
         self._save()
         report.done.append(model_id)
 
+    def now(self) -> int:
+        """The timestamp the next block will carry: the contracts' "now" for what we send. (The
+        latest block's is stale on a node that mines only on transactions, as anvil does.)"""
+        return int(self.chain.get_block("pending")["timestamp"])
+
     def _handle(self, model_id: int, report: ValidatorReport) -> None:
-        v = self.chain.validators.functions
-        attested, _matches, _slashed = self.chain.call(v.attestationOf(model_id, self.signer.address))
-        if attested or self.chain.call(v.status(model_id)) != STATUS_UNVERIFIED:
+        v, me = self.chain.validators.functions, self.signer.address
+        status = ModelStatus(self.chain.call(v.status(model_id)))
+        seat = Seat.from_call(self.chain.call(v.attestationOf(model_id, me)))
+        if seat.state == SeatState.RELEASED or (
+                seat.state == SeatState.NONE and status != ModelStatus.UNVERIFIED):
             self._finish(model_id, report)
             return
-        pid, status, deadline = self._latest_request(model_id)
-        now = int(self.chain.get_block("latest")["timestamp"])
-        if pid is None or (status == P_PENDING and now > deadline) or status not in (
-                P_PENDING, P_DELIVERED):
-            secret_pub = self.x25519[1]
-            receipt = self.chain.transact(
-                self.chain.marketplace.functions.requestValidatorKey(model_id, secret_pub),
-                self.signer)
-            ev = self.chain.marketplace.events.Purchased().process_receipt(receipt, errors=DISCARD)
-            log.info("model %d: asked for its key (request %d)", model_id,
-                     int(ev[0]["args"]["purchaseId"]))
-            report.requested.append(model_id)
-            return
-        if status == P_PENDING:
-            report.waiting.append(model_id)
-            return
-        result = self.verify(model_id, pid)
-        self.chain.transact(v.attest(model_id, result.observed_hash, result.metrics_digest),
-                            self.signer)
-        log.info("model %d: attested %s (%s)%s", model_id, "0x" + result.observed_hash.hex(),
-                 "matches" if result.matches else "DOES NOT MATCH",
-                 f": {result.reason}" if result.reason else "")
-        report.attested.append(result)
-        self._finish(model_id, report)
+        rnd = Round.from_call(self.chain.call(v.roundOf(model_id)))
+        if status == ModelStatus.UNVERIFIED and rnd.commit_end and self.now() > rnd.reveal_end:
+            status = self._settle(model_id, report)
+            rnd = Round.from_call(self.chain.call(v.roundOf(model_id)))
+        if status != ModelStatus.UNVERIFIED:
+            self._release(model_id, seat, report)
+        elif seat.state in (SeatState.NONE, SeatState.REQUESTED):
+            self._ask_for_key(model_id, rnd, report)
+        elif seat.state == SeatState.KEYED or (
+                seat.state == SeatState.REVEALED and seat.round < rnd.number):
+            self._commit(model_id, rnd, report)
+        elif seat.state == SeatState.COMMITTED and seat.round < rnd.number:
+            # Its round closed (undecided) before this seat revealed: it can only be released,
+            # and its bonds are forfeited.
+            log.warning("model %d: the commitment of round %d was never revealed; releasing "
+                        "the seat (its bonds are forfeited)", model_id, seat.round)
+            self._release(model_id, seat, report)
+        elif seat.state == SeatState.COMMITTED:
+            self._reveal(model_id, rnd, report)
+        else:  # revealed in the open round
+            report.waiting[model_id] = Waiting("the reveal period to end, then it settles",
+                                               rnd.reveal_end)
 
-    def _latest_request(self, model_id: int):
+    def _ask_for_key(self, model_id: int, rnd: Round, report: ValidatorReport) -> None:
+        if rnd.commit_end and self.now() > rnd.commit_end:
+            report.waiting[model_id] = Waiting(
+                f"round {rnd.number} to end (no key is requested or delivered while its commits "
+                "are closed), then it settles it and asks for the key", rnd.reveal_end)
+            return
+        request = self._latest_request(model_id)
+        if request is not None and request[1].status == PurchaseStatus.PENDING and (
+                self.now() <= request[1].deadline):
+            report.waiting[model_id] = Waiting(
+                f"the seller's node to deliver the key (request {request[0]})", request[1].deadline)
+            return
+        receipt = self.chain.transact(
+            self.chain.marketplace.functions.requestValidatorKey(model_id, self.x25519[1]),
+            self.signer)
+        ev = self.chain.marketplace.events.Purchased().process_receipt(receipt, errors=DISCARD)
+        log.info("model %d: asked for its key (request %d)", model_id,
+                 int(ev[0]["args"]["purchaseId"]))
+        report.requested.append(model_id)
+
+    def _latest_request(self, model_id: int) -> tuple[int, Purchase] | None:
+        """(purchase id, purchase) of this validator's latest key request for the model."""
         start = int(self.chain.deployment.get("block", 0) or 0)
         events = self.chain.events("ValidatorKeyRequested", from_block=start, modelId=model_id,
                                    validator=self.signer.address)
         if not events:
-            return None, None, None
+            return None
         pid = int(events[-1]["args"]["purchaseId"])
-        row = self.chain.call(self.chain.marketplace.functions.purchase(pid))
-        return pid, int(row[4]), int(row[3])
+        return pid, Purchase.from_call(self.chain.call(self.chain.marketplace.functions.purchase(pid)))
+
+    def _commit(self, model_id: int, rnd: Round, report: ValidatorReport) -> None:
+        record = self.records.get(model_id)
+        if record is None:
+            request = self._latest_request(model_id)
+            if request is None:
+                raise ChainError(f"model {model_id}: the seat holds a key but no key request of "
+                                 f"{self.signer.address} was found; is the node's log history "
+                                 "pruned?")
+            record = ModelRecord(self.verify(model_id, request[0]))
+            self.records[model_id] = record
+            self._save()  # evaluated once: a later round commits the same finding
+        if rnd.commit_end and self.now() > rnd.commit_end:
+            report.waiting[model_id] = Waiting(
+                f"round {rnd.number} to end (its commits closed before this validator could "
+                "commit), then it settles it and commits in the next", rnd.reveal_end)
+            return
+        found = record.attestation
+        c = record.commitment
+        if c is None or c.revealed or c.round != rnd.number:
+            salt = secrets.token_bytes(32)
+            c = Commitment(rnd.number, salt, attestation_commitment(
+                self.chain.chain_id, self.chain.validators.address, model_id, self.signer.address,
+                found.observed_hash, found.work_digest, salt))
+            record.commitment = c
+        self._save()  # durable BEFORE the commit is sent: a restart can still reveal it
+        v = self.chain.validators.functions
+        self.chain.transact(v.commitAttestation(model_id, c.commitment), self.signer)
+        log.info("model %d: committed in round %d to hash 0x%s (%s), work digest 0x%s%s",
+                 model_id, rnd.number, found.observed_hash.hex(),
+                 "matches" if found.matches else "DOES NOT MATCH", found.work_digest.hex(),
+                 f": {found.reason}" if found.reason else "")
+        report.committed.append(found)
+        rnd = Round.from_call(self.chain.call(v.roundOf(model_id)))  # opened by this commit, maybe
+        report.waiting[model_id] = Waiting(f"commits of round {rnd.number} to close, then it "
+                                           "reveals", rnd.commit_end)
+
+    def _reveal(self, model_id: int, rnd: Round, report: ValidatorReport) -> None:
+        if self.now() <= rnd.commit_end:
+            report.waiting[model_id] = Waiting(f"commits of round {rnd.number} to close, then it "
+                                               "reveals", rnd.commit_end)
+            return
+        v = self.chain.validators.functions
+        on_chain = bytes(self.chain.call(v.commitmentOf(model_id, self.signer.address)))
+        record = self.records.get(model_id)
+        if record is None or record.commitment is None or record.commitment.commitment != on_chain:
+            reason = (f"the commitment on-chain (0x{on_chain.hex()}) is not one this node recorded "
+                      f"in {self.state_path} (was the state file replaced or lost?): it cannot be "
+                      "revealed, and its bonds are forfeited when the round ends")
+            log.error("model %d: %s", model_id, reason)
+            report.refused[model_id] = reason
+            return
+        found, c = record.attestation, record.commitment
+        self.chain.transact(v.revealAttestation(model_id, found.observed_hash, found.work_digest,
+                                                c.salt), self.signer)
+        c.revealed = True
+        self._save()
+        log.info("model %d: revealed in round %d", model_id, rnd.number)
+        report.revealed.append(found)
+        report.waiting[model_id] = Waiting("the reveal period to end, then it settles",
+                                           rnd.reveal_end)
+
+    def _settle(self, model_id: int, report: ValidatorReport) -> ModelStatus:
+        v = self.chain.validators
+        try:
+            receipt = self.chain.transact(v.functions.settle(model_id), self.signer)
+        except ContractRevert as exc:
+            if exc.context.get("error") != "ValidatorsAlreadySettled":
+                raise
+            return ModelStatus(self.chain.call(v.functions.status(model_id)))  # someone else did
+        changed = v.events.StatusChanged().process_receipt(receipt, errors=DISCARD)
+        status = ModelStatus(changed[0]["args"]["status"]) if changed else ModelStatus.UNVERIFIED
+        report.settled[model_id] = status if changed else None
+        log.info("model %d: settled %s", model_id,
+                 status.word if changed else "undecided (a new round opens with the next commit)")
+        return status
+
+    def _release(self, model_id: int, seat: Seat, report: ValidatorReport) -> None:
+        if seat.state == SeatState.REQUESTED:  # the model settled before the key arrived
+            request = self._latest_request(model_id)
+            if request is not None and self.now() <= request[1].deadline:
+                report.waiting[model_id] = Waiting(
+                    "the key request to expire (the model settled before its key arrived), "
+                    "then it releases the seat", request[1].deadline)
+                return
+        v = self.chain.validators
+        receipt = self.chain.transact(v.functions.release(model_id, self.signer.address),
+                                      self.signer)
+        events = v.events.SeatReleased().process_receipt(receipt, errors=DISCARD)
+        returned, forfeited = ((int(events[0]["args"]["returned"]), int(events[0]["args"]["forfeited"]))
+                               if events else (0, 0))
+        report.released[model_id] = (returned, forfeited)
+        log.info("model %d: seat released (%s returned, %s forfeited)", model_id,
+                 market.fmt_eth(returned), market.fmt_eth(forfeited))
+        self._finish(model_id, report)  # settled, or this seat is closed for good
+
+    # -- the work -----------------------------------------------------------------------------
 
     def verify(self, model_id: int, purchase_id: int) -> Attestation:
-        """Fetch, unseal, extract and re-hash the model; evaluate it when it declares an eval set."""
+        """Fetch, unseal, extract and re-hash the model; evaluate it on its declared eval set."""
         listed = bytes(self.chain.call(self.chain.registry.functions.modelHash(model_id)))
         wrapped = market.delivered_key(self.chain, purchase_id)
         if wrapped is None:
@@ -259,27 +540,36 @@ class ValidatorAgent:
             cid = self.chain.call(self.chain.registry.functions.metadataCid(model_id))
             meta, tmp, manifest = self._fetch_checked(model_id, cid, key)
         except (KeyWrapError, *CONTENT_ERRORS) as exc:
-            return Attestation(model_id, UNREADABLE, ZERO32, False, reason=str(exc))
+            return Attestation(model_id, UNREADABLE, FAILED_WORK_DIGEST, False, reason=str(exc))
         try:
             observed = manifest.model_hash
-            metrics = None
-            declared = meta.get("metrics") or {}
-            reason = "" if observed == listed else "model hash differs"
-            if self.evaluator and observed == listed and declared.get("eval_set"):
-                try:
-                    metrics = self.evaluator(tmp, meta)
-                except (ModexError, OSError, ValueError) as exc:
-                    # The bytes are what was listed, but the declared evaluation cannot run
-                    # here (unknown eval set, labels of another task, weights that do not
-                    # load): attest the hash with no metrics and say why, rather than retry
-                    # it forever and hold up the listings behind it.
-                    log.warning("model %d: declared evaluation %r failed: %s", model_id,
-                                declared.get("eval_set"), exc)
-                    reason = f"evaluation {declared.get('eval_set')!r} failed: {exc}"
-            return Attestation(model_id, observed, metrics_digest(metrics), observed == listed,
-                               metrics, reason)
+            if observed != listed:
+                return Attestation(model_id, observed, FAILED_WORK_DIGEST, False,
+                                   reason="model hash differs")
+            return self._evaluate(model_id, tmp, meta, observed)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def _evaluate(self, model_id: int, model_dir: Path, meta: dict, observed: bytes) -> Attestation:
+        """The listed bytes, evaluated: the report's work digest, or the failure digest (and why)
+        when the evaluation cannot run or does not reproduce what the listing declares."""
+        declared = meta.get("metrics")
+        eval_set = declared.get("eval_set") if isinstance(declared, dict) else None
+        if not eval_set:
+            return Attestation(model_id, observed, FAILED_WORK_DIGEST, True,
+                               reason="the listing declares no eval set: nothing to reproduce")
+        try:
+            report = self.evaluator(model_dir, meta)
+        except EVALUATION_FAILURES as exc:
+            log.warning("model %d: declared evaluation %r failed: %s", model_id, eval_set, exc)
+            return Attestation(model_id, observed, FAILED_WORK_DIGEST, True,
+                               reason=f"evaluation {eval_set!r} failed: {exc}")
+        differences = declared_metrics_differences(declared, report)
+        if differences:
+            return Attestation(model_id, observed, FAILED_WORK_DIGEST, True, report["metrics"],
+                               reason="the listing declares metrics its evaluation does not "
+                                      f"reproduce: {'; '.join(differences)}")
+        return Attestation(model_id, observed, work_digest(report), True, report["metrics"])
 
     def _fetch(self, model_id: int, cid: str, key: bytes, cids: list[str]):
         """(metadata, temp folder, manifest); the CIDs read are appended to ``cids``."""

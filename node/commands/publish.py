@@ -1,4 +1,6 @@
-"""`modex publish MODEL_DIR --price ETH`: seal, pin and list a model (node/publish.py)."""
+"""`modex publish MODEL_DIR --price ETH`: seal, pin, list a model and claim its work digest;
+`modex claim MODEL_ID MODEL_DIR`: the claim alone, for a listing whose claim was not sent
+(node/publish.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import logging
 from pathlib import Path
 
 from node.errors import ConfigError
-from node.session import ProgressBars, Session, add_node_options
+from node.session import ProgressBars, Session, add_node_options, positive_id
 
 log = logging.getLogger(__name__)
 
@@ -17,9 +19,12 @@ def register(sub) -> None:
         "publish", help="seal, pin and list a model directory for sale",
         description="Hash the model directory (DESIGN.md 4.1), seal a deterministic tar of it "
         "(4.2), pin the ciphertext and the metadata JSON (4.5), list it on-chain at --price and "
-        "keep its content key in your key vault (encrypted, for `modex worker`). Pickle weight "
-        "files (*.bin, *.pt, ...) are refused: save safetensors. Prints the model id, hash and "
-        "CIDs.")
+        "keep its content key in your key vault (encrypted, for `modex worker`), and claim the work "
+        "digest of MODEL_DIR/evaluation.json (the evaluation report `modex train` or `modex "
+        "evaluate --report` writes), which validators must reproduce for the model to become "
+        "Verified; without that report the model is listed with no claim and can never be. "
+        "Pickle weight files (*.bin, *.pt, ...) are refused: save safetensors. Prints the model "
+        "id, hash, CIDs and the claimed digest.")
     p.add_argument("model_dir", metavar="MODEL_DIR", type=Path)
     p.add_argument("--price", required=True, metavar="ETH", help="price in ETH, e.g. 0.01")
     p.add_argument("--name", help="listing name (default: the folder's name)")
@@ -28,13 +33,25 @@ def register(sub) -> None:
     p.add_argument("--license", default="", help="e.g. apache-2.0")
     p.add_argument("--framework", default="", help="default: transformers when config.json exists")
     p.add_argument("--metrics", type=Path, metavar="FILE",
-                   help="metrics JSON with its eval_set (default: MODEL_DIR/metrics.json if any)")
+                   help="metrics JSON with its eval_set (default: MODEL_DIR/metrics.json if any, "
+                   "else the metrics of MODEL_DIR/evaluation.json); they must be the report's")
     p.add_argument("--card", type=Path, metavar="FILE", help="model card (default: MODEL_DIR/README.md)")
     p.add_argument("--operator", metavar="ADDRESS",
                    help="worker address allowed to deliver keys (default: you, the seller)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_node_options(p)
     p.set_defaults(func=run)
+
+    p = sub.add_parser(
+        "claim", help="claim a listed model's work digest (when its publish could not)",
+        description="Record on-chain (ModelRegistry.claimMetrics) the work digest of "
+        "MODEL_DIR/evaluation.json for the model you listed as MODEL_ID: what `modex publish` does "
+        "right after listing. MODEL_DIR must be the listed model and its listing must declare the "
+        "report's metrics. Only a claim made before a validation round opens counts in it.")
+    p.add_argument("model_id", metavar="MODEL_ID", type=positive_id)
+    p.add_argument("model_dir", metavar="MODEL_DIR", type=Path)
+    add_node_options(p)
+    p.set_defaults(func=run_claim)
 
 
 def _read_json(path: Path) -> dict:
@@ -65,10 +82,24 @@ def run(args) -> int:
                                  cid_profile=session.config.cid_profile, progress=bars)
     out = {"model_id": result.model_id, "model_hash": "0x" + result.model_hash.hex(),
            "content_cid": result.content_cid, "metadata_cid": result.metadata_cid,
-           "price": market.fmt_eth(price), "tx": result.tx_hash}
+           "price": market.fmt_eth(price), "tx": result.tx_hash,
+           "work_digest": "0x" + result.work_digest.hex() if result.work_digest else None}
     if args.json:
         print(json.dumps(out))
     else:
         for k, v in out.items():
-            print(f"{k:13} {v}")
+            print(f"{k:13} {v if v is not None else 'none claimed'}")
+        if result.work_digest is None:
+            print(f"warning: {publish.no_report(args.model_dir)}")
+    return 0
+
+
+def run_claim(args) -> int:
+    from node import publish
+
+    session = Session.from_args(args)
+    digest, tx = publish.claim_listed(session.chain, session.signer, session.store,
+                                      args.model_id, args.model_dir)
+    state = f"claimed in {tx}" if tx else "already claimed: nothing sent"
+    print(f"model {args.model_id}: work digest 0x{digest.hex()} {state}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 from web3.logs import DISCARD
 
@@ -341,21 +342,67 @@ def test_oversized_upload_is_a_413_sentence(app, client, stack):
 
 # ---- validate --------------------------------------------------------------------------------
 
-def test_validate_stake_and_one_click(client, stack, listed):
+def test_validate_stake_and_one_click(client, app, stack, listed, tmp_path):
+    """Validate carries that row's model, and only that one, from the key to the release: the
+    page shows its round's deadlines, the seat, and the claimed digest beside the revealed one."""
+    import json
+
+    from node.protocol import EVALUATION_REPORT, canonical_json, work_digest
+    from node.publish import ListingInfo, publish
+    from tests.app.conftest import make_model_dir
+
+    report = {"version": 1, "eval_set": "toy-v1", "protocol": 1, "outputs": [0, 2, 1],
+              "metrics": {"eval_set": "toy-v1", "n": 3, "accuracy": 0.333333}}
+    folder = make_model_dir(tmp_path, "claimed", payload=b"claimed" * 300)
+    (folder / EVALUATION_REPORT).write_bytes(canonical_json(report))
+    (folder / "metrics.json").write_bytes(canonical_json(report["metrics"]))
+    model_id = publish(stack.chain, stack.demo_accounts["seller"], stack.store, stack.vault,
+                       folder, ListingInfo(name="Claimed sentiment"), price_wei=PRICE,
+                       operator=stack.operator.address).model_id
+    settle(stack)
+    app.config["MODEX_EVALUATOR"] = lambda model_dir, metadata: json.loads(json.dumps(report))
+
     unlock(client, stack, "validator")
     html = client.get("/validate/").get_data(as_text=True)
-    assert "Awaiting validation" in html and "Tiny sentiment" in html
+    assert "Awaiting validation" in html and "Tiny sentiment" in html and "Claimed sentiment" in html
+    assert "carries <em>that row's model</em> forward with your wallet, and only that one" in html
+    assert f"0x{work_digest(report).hex()[:6]}" in html  # the claim, shortened
     post(client, "/validate/stake", {"amount": "zero"}, token_from="/validate/")
     assert "is not a number" in client.get("/validate/").get_data(as_text=True)
     post(client, "/validate/stake", {"amount": "1"}, token_from="/validate/")
     assert "Staked 1 ETH" in client.get("/validate/").get_data(as_text=True)
-    r = post(client, f"/validate/{listed['plain']}", token_from="/validate/")
-    job = wait_job(client, r.headers["Location"], stack=stack)
-    assert job["state"] == "done" and job["result"]["matches"] is True, job
+    r = post(client, f"/validate/{model_id}", token_from="/validate/")
+    job_id = r.headers["Location"].split("/jobs/")[1].split("?")[0]
+
+    seen_round, passed = False, set()
+    deadline = time.monotonic() + 120
+    while (job := client.get(f"/api/jobs/{job_id}").get_json())["state"] not in ("done", "failed"):
+        assert time.monotonic() < deadline, job
+        settle(stack)  # the node's worker delivers the key
+        if "commits of round 1 to close" in job["step"] and not seen_round:
+            page = client.get("/validate/").get_data(as_text=True)
+            row = page[page.index(f'data-model-id="{model_id}"'):]
+            row = row[:row.index("</tr>")]
+            assert "round 1: commits until" in row and "reveals until" in row
+            assert '<td class="seat">committed</td>' in row and "not revealed yet" in row
+            seen_round = True
+        until = job["step"].partition(": until ")[2].partition(" (in")[0]
+        if until and until not in passed:  # the embedded chain's clock moves only when told
+            passed.add(until)
+            time_travel(stack.chain, 21)
+        time.sleep(0.2)
+    assert job["state"] == "done", job
+    assert job["result"]["status"] == "verified" and job["result"]["matches"] is True, job
+    assert job["result"]["work_digest"] == "0x" + work_digest(report).hex() and seen_round
+    assert stack.chain.call(stack.chain.validators.functions.status(model_id)) == \
+        ModelStatus.VERIFIED
+    # Only that row's model: no key was asked for the others.
+    validator = stack.demo_accounts["validator"].address
+    assert {e["args"]["modelId"] for e in stack.chain.events(
+        "ValidatorKeyRequested", validator=validator)} == {model_id}
     settle(stack)
     html = client.get("/validate/").get_data(as_text=True)
-    assert "✔ matches" in html
-    assert "✔ matches" in client.get(f"/models/{listed['plain']}").get_data(as_text=True)
+    assert "✔ matches" in html and f"data-model-id=\"{model_id}\"" not in html  # done: off the queue
 
 
 # ---- api -------------------------------------------------------------------------------------

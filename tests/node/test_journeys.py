@@ -9,22 +9,32 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
 import pytest
 from modex_stack import make_stack
+from validator_helpers import past, round_of, toy_report
 
-from node.protocol import Purchase, PurchaseStatus
-from node.validator import metrics_digest
+from node.protocol import (
+    EVALUATION_REPORT,
+    ModelStatus,
+    Purchase,
+    PurchaseStatus,
+    canonical_json,
+    work_digest,
+)
 
 PRICE = 10**16  # 0.01 ETH
 FEE_BPS = 250
 CHALLENGE = 300  # seconds a sale's revenue is held (the dev deployment's challenge period)
+PERIOD = 3  # the validators' commit and reveal periods (seconds)
+# What the seller's evaluation found, and the validator's (ml/ itself is tested in tests/ml).
+REPORT = toy_report(outputs=(0, 1), accuracy=0.5)
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    """A real (tiny) BERT classifier in safetensors, plus metrics naming an eval set."""
+    """A real (tiny) BERT classifier in safetensors, plus its seller's evaluation report and
+    metrics naming an eval set."""
     from transformers import BertConfig, BertForSequenceClassification
 
     out = tmp_path_factory.mktemp("tiny") / "tiny-bert"
@@ -32,8 +42,16 @@ def tiny_model(tmp_path_factory):
                         intermediate_size=32, max_position_embeddings=32, num_labels=2)
     BertForSequenceClassification(config).save_pretrained(out, safe_serialization=True)
     (out / "README.md").write_text("---\nlicense: mit\n---\n# tiny-bert\nA test model.\n")
-    (out / "metrics.json").write_text(json.dumps({"eval_set": "toy-v1", "accuracy": 0.5}))
+    (out / EVALUATION_REPORT).write_bytes(canonical_json(REPORT))
+    (out / "metrics.json").write_bytes(canonical_json(REPORT["metrics"]))
     return out
+
+
+def fake_ml(model_dir, metadata):
+    """The CLI's evaluator, without loading ml/ (tested in tests/ml and test_validate_ml.py)."""
+    assert (model_dir / "model.safetensors").is_file()
+    assert metadata["metrics"]["eval_set"] == REPORT["eval_set"]
+    return json.loads(json.dumps(REPORT))
 
 
 def ok(result):
@@ -46,7 +64,7 @@ def published_id(out: str) -> int:
     return int(dict(line.split(None, 1) for line in out.splitlines())["model_id"])
 
 
-def check_after_journey(stack, model_id, fetched_dir, tiny_model, *, evaluated: dict | None):
+def check_after_journey(stack, model_id, fetched_dir, tiny_model):
     """What the chain and the buyer's folder must show after the full journey."""
     from transformers import AutoModelForSequenceClassification
 
@@ -64,12 +82,14 @@ def check_after_journey(stack, model_id, fetched_dir, tiny_model, *, evaluated: 
     buyer, validator = stack.signers["buyer"].address, stack.signers["validator"].address
     assert chain.call(mkt.hasLicense(model_id, buyer))
     assert not chain.call(mkt.hasLicense(model_id, validator))
-    # Verified by the validator's attestation (quorum 1 on a dev deployment).
-    assert chain.call(val.status(model_id)) == 1
+    # Verified by the validator's revealed attestation (quorum 1 on a dev deployment): it
+    # reproduced the listed hash and the work digest the seller claimed when publishing.
+    assert chain.call(val.status(model_id)) == ModelStatus.VERIFIED
     attested = chain.events("Attested", modelId=model_id)
     assert [e["args"]["validator"] for e in attested] == [validator]
-    expected_digest = metrics_digest(evaluated) if evaluated else b"\x00" * 32
-    assert bytes(attested[0]["args"]["metricsDigest"]) == expected_digest
+    assert bytes(attested[0]["args"]["workDigest"]) == work_digest(REPORT) == bytes(
+        chain.call(reg.claimedWorkDigest(model_id)))
+    assert chain.call(val.isVerifier(model_id, validator))
     # One vote of 5, weighing the price the buyer paid: (weighted sum, weight, voters).
     assert tuple(chain.call(chain.votes.functions.scoreOf(model_id))) == (5 * PRICE, PRICE, 1)
     # Each purchase (buyer's and validator's) delivered exactly once.
@@ -80,14 +100,7 @@ def check_after_journey(stack, model_id, fetched_dir, tiny_model, *, evaluated: 
 @pytest.mark.slow
 def test_all_journeys_on_the_embedded_stack(tmp_path, tiny_model, monkeypatch):
     stack = make_stack("embedded", tmp_path, fee_bps=FEE_BPS, delivery_window=3600,
-                       challenge_period=CHALLENGE)
-    evaluated = {"eval_set": "toy-v1", "accuracy": 0.5, "n": 2}
-
-    def fake_ml(model_dir, metadata):  # the CLI's evaluator, without loading ml/ (tested in tests/ml)
-        assert (model_dir / "model.safetensors").is_file()
-        assert metadata["metrics"]["eval_set"] == "toy-v1"
-        return evaluated
-
+                       challenge_period=CHALLENGE, commit_period=PERIOD, reveal_period=PERIOD)
     monkeypatch.setattr("node.commands.validate.ml_evaluator", fake_ml)
 
     out = ok(stack.cli("seller", "publish", str(tiny_model), "--price", "0.01", "--name",
@@ -105,7 +118,7 @@ def test_all_journeys_on_the_embedded_stack(tmp_path, tiny_model, monkeypatch):
     assert meta["metrics"]["eval_set"] == "toy-v1" and meta["card"].startswith("---")
     assert meta["framework"] == "transformers"
 
-    ok(stack.cli("validator", "validate", "--once"))            # stakes, asks for the key
+    assert "asked for its key" in ok(stack.cli("validator", "validate", "--once"))  # and stakes
     out = ok(stack.cli("buyer", "buy", str(model_id), "--max-price", "0.01", "--wait", "0"))
     assert "purchase" in out
     before = stack.chain.balance(stack.signers["seller"].address)
@@ -115,9 +128,15 @@ def test_all_journeys_on_the_embedded_stack(tmp_path, tiny_model, monkeypatch):
     fetched = tmp_path / "bought" / "tiny-bert"
     ok(stack.cli("buyer", "fetch", str(model_id), "--out", str(fetched)))
     out = ok(stack.cli("validator", "validate", "--once"))
-    assert "matches" in out
+    assert f"model {model_id}: committed to hash" in out and "(matches)" in out
+    assert "waiting for commits of round 1 to close, then it reveals: until" in out
+    past(stack, round_of(stack, model_id).commit_end)  # the embedded chain's clock moves by hand
+    assert f"model {model_id}: revealed" in ok(stack.cli("validator", "validate", "--once"))
+    past(stack, round_of(stack, model_id).reveal_end)
+    out = ok(stack.cli("validator", "validate", "--once"))
+    assert f"model {model_id}: settled verified" in out and "seat released" in out
     ok(stack.cli("buyer", "vote", str(model_id), "5"))
-    check_after_journey(stack, model_id, fetched, tiny_model, evaluated=evaluated)
+    check_after_journey(stack, model_id, fetched, tiny_model)
 
     # Money: the sale is held for the challenge period; then the seller's withdraw releases it
     # (credited the price less the fee) and withdraws exactly that.
@@ -145,33 +164,33 @@ def test_all_journeys_on_the_embedded_stack(tmp_path, tiny_model, monkeypatch):
 @pytest.mark.anvil
 @pytest.mark.kubo
 @pytest.mark.slow
-def test_all_journeys_on_anvil_and_the_ipfs_daemon(tmp_path, tiny_model, anvil, ipfs_daemon):
+def test_all_journeys_on_anvil_and_the_ipfs_daemon(tmp_path, tiny_model, anvil, ipfs_daemon,
+                                                   monkeypatch):
     stack = make_stack("anvil", tmp_path, anvil_url=anvil.url, ipfs=ipfs_daemon.api_url,
-                       fee_bps=FEE_BPS, delivery_window=3600, challenge_period=CHALLENGE)
+                       fee_bps=FEE_BPS, delivery_window=3600, challenge_period=CHALLENGE,
+                       commit_period=PERIOD, reveal_period=PERIOD)
+    monkeypatch.setattr("node.commands.validate.ml_evaluator", fake_ml)
     model_id = published_id(ok(stack.cli("seller", "publish", str(tiny_model), "--price",
                                           "0.01")))
     worker = subprocess.Popen(stack.modex_cmd("seller", "worker", "--interval", "0.2"),
                               env=stack.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
     try:
-        ok(stack.cli("validator", "validate", "--once", "--no-evaluate"))
+        ok(stack.cli("validator", "validate", "--once"))
         out = ok(stack.cli("buyer", "buy", str(model_id), "--wait", "60"))
         assert "key delivered" in out
         fetched = tmp_path / "bought" / "tiny-bert"
         ok(stack.cli("buyer", "fetch", str(model_id), "--out", str(fetched)))
-        deadline = time.monotonic() + 60
-        while True:  # the worker answers the validator's request in the background
-            out = ok(stack.cli("validator", "validate", "--once", "--no-evaluate"))
-            if "matches" in out or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
-        assert "matches" in out
+        # The worker answers the validator's request in the background; the chain's clock runs.
+        out = ok(stack.cli("validator", "validate", "--until-settled", str(model_id),
+                           "--timeout", "120", "--interval", "0.3"))
+        assert f"model {model_id}: settled verified" in out
         ok(stack.cli("buyer", "vote", str(model_id), "5"))
     finally:
         worker.terminate()
         log = worker.communicate(timeout=20)[0]
     assert worker.returncode == 0, log
-    check_after_journey(stack, model_id, fetched, tiny_model, evaluated=None)
+    check_after_journey(stack, model_id, fetched, tiny_model)
     stack.time_travel(CHALLENGE + 1)  # the sale's revenue is held until then
     out = ok(stack.cli("seller", "withdraw"))
     assert "released 1 sale(s)" in out and "withdrew 0.00975 ETH" in out

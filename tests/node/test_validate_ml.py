@@ -1,6 +1,7 @@
 """The validator with the real evaluator: a tiny model trained by ml/, published with its declared
-eval set, re-evaluated by `modex validate --evaluate`, and the attested metricsDigest equal to
-the one ml/evaluate.py computes. Plus: node/ never imports ml/ (or torch) at import time.
+eval set and the claim of its evaluation report, re-evaluated by `modex validate`, and the
+revealed work digest equal to the seller's claim and to the one ml/evaluate.py computes: the model
+is Verified. Plus: node/ never imports ml/ (or torch) at import time.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import sys
 
 import pytest
 from modex_stack import make_stack
+from validator_helpers import past, round_of
 
 from node import paths
+from node.protocol import EVALUATION_REPORT, FAILED_WORK_DIGEST, ModelStatus, work_digest
 
 # As tests/ml/conftest.py: a 3-step fine-tune on 48 rows at length 32 (fast, not accurate).
 TINY = {"train_size": 48, "batch_size": 16, "max_length": 32, "eval_size": 16,
@@ -25,57 +28,76 @@ def ok(result):
     return out
 
 
+def published_id(out: str) -> int:
+    return int(dict(line.split(None, 1) for line in out.splitlines()
+                    if not line.startswith("warning"))["model_id"])
+
+
+def validate_to_the_end(stack, model_id: int) -> str:
+    """`modex validate --once` per step, the clock moved over each period; all it printed."""
+    said = ok(stack.cli("validator", "validate", "--once"))  # stakes, asks for the key
+    assert "asked for its key" in said
+    assert "delivered 1 key(s)" in ok(stack.cli("seller", "worker", "--once"))
+    said += ok(stack.cli("validator", "validate", "--once"))  # fetch, evaluate, commit
+    past(stack, round_of(stack, model_id).commit_end)
+    said += ok(stack.cli("validator", "validate", "--once"))  # reveal
+    past(stack, round_of(stack, model_id).reveal_end)
+    return said + ok(stack.cli("validator", "validate", "--once"))  # settle, release
+
+
 @pytest.mark.slow
-def test_validator_attests_the_digest_of_the_real_evaluation(tmp_path, monkeypatch):
+def test_validator_reveals_the_digest_of_the_real_evaluation_and_the_claim_verifies(
+        tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    from ml.evaluate import evaluate_dir, metrics_digest
+    from ml.evaluate import evaluation_report
     from ml.train import train
 
     model = tmp_path / "trained"
     train({"output_dir": str(model), **TINY})
     declared = json.loads((model / "metrics.json").read_text())
     assert declared["eval_set"] == TINY["eval_set"]
+    claim = work_digest(json.loads((model / EVALUATION_REPORT).read_text()))
 
     stack = make_stack("embedded", tmp_path / "stack", delivery_window=3600)
     out = ok(stack.cli("seller", "publish", str(model), "--price", "0.01", "--name", "tiny"))
-    model_id = int(dict(line.split(None, 1) for line in out.splitlines())["model_id"])
+    model_id = published_id(out)
+    assert f"work_digest   0x{claim.hex()}" in out  # what training's evaluation found, claimed
     meta = json.loads(stack.store().get(
         stack.chain.call(stack.chain.registry.functions.metadataCid(model_id))).read())
-    assert meta["metrics"]["eval_set"] == TINY["eval_set"]  # the listing declares its eval set
+    assert meta["metrics"] == declared  # the listing declares its eval set and metrics
 
-    assert "asked for the keys" in ok(stack.cli("validator", "validate", "--once", "--evaluate"))
-    assert "delivered 1 key(s)" in ok(stack.cli("seller", "worker", "--once"))
-    out = ok(stack.cli("validator", "validate", "--once", "--evaluate"))
-
-    expected = metrics_digest(evaluate_dir(model, TINY["eval_set"]))  # what ml/ computes here
-    assert expected == metrics_digest(declared)  # and what the seller's metrics.json says
-    assert f"metrics digest 0x{expected.hex()}" in out and "matches" in out
+    out = validate_to_the_end(stack, model_id)
+    expected = work_digest(evaluation_report(model, TINY["eval_set"]))  # what ml/ computes here
+    assert expected == claim  # and what the seller claimed (the same evaluation, reproduced)
+    assert f"work digest 0x{expected.hex()}" in out and "(matches)" in out
+    assert f"model {model_id}: settled verified" in out
     attested = stack.chain.events("Attested", modelId=model_id)
     assert len(attested) == 1
     args = attested[0]["args"]
-    assert bytes(args["metricsDigest"]) == expected and args["matches"]
+    assert bytes(args["workDigest"]) == expected and args["matches"]
     assert bytes(args["observedHash"]) == bytes(
         stack.chain.call(stack.chain.registry.functions.modelHash(model_id)))
+    assert stack.chain.call(stack.chain.validators.functions.status(model_id)) == \
+        ModelStatus.VERIFIED
 
 
-def test_a_declared_eval_set_the_validator_cannot_run_is_attested_without_metrics(tmp_path):
-    """Hash attested, zero digest, the reason printed; the validator is not stuck on it."""
-    from node.validator import ZERO32
-
+def test_a_declared_eval_set_the_validator_cannot_run_is_revealed_with_the_failure_digest(
+        tmp_path):
+    """Hash matched, the failure digest revealed, the reason printed; the validator is not stuck
+    on it, and the model is not Verified."""
     stack = make_stack("embedded", tmp_path, delivery_window=3600)
     model = tmp_path / "m"
     model.mkdir()
     (model / "model.safetensors").write_bytes(b"\0" * 64)
     (model / "metrics.json").write_text(json.dumps({"eval_set": "no-such-eval-set-v9"}))
-    out = ok(stack.cli("seller", "publish", str(model), "--price", "0.01", "--name", "x"))
-    model_id = int(dict(line.split(None, 1) for line in out.splitlines())["model_id"])
-    ok(stack.cli("validator", "validate", "--once"))
-    ok(stack.cli("seller", "worker", "--once"))
-    out = ok(stack.cli("validator", "validate", "--once"))
-    assert "matches" in out and "no-such-eval-set-v9" in out and "failed" in out
+    model_id = published_id(ok(stack.cli("seller", "publish", str(model), "--price", "0.01",
+                                         "--name", "x")))
+    out = validate_to_the_end(stack, model_id)
+    assert "(matches)" in out and "no-such-eval-set-v9" in out and "failed" in out
     args = stack.chain.events("Attested", modelId=model_id)[-1]["args"]
-    assert args["matches"] and bytes(args["metricsDigest"]) == ZERO32
+    assert args["matches"] and bytes(args["workDigest"]) == FAILED_WORK_DIGEST
+    assert f"model {model_id}: settled metrics disputed" in out
 
 
 def test_node_imports_neither_ml_nor_torch():
@@ -100,4 +122,4 @@ def test_node_imports_neither_ml_nor_torch():
                           text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "modules []" in proc.stdout and "parser []" in proc.stdout, proc.stdout[-2000:]
-    assert "--evaluate" in proc.stdout
+    assert "--until-settled" in proc.stdout

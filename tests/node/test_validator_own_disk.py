@@ -2,9 +2,10 @@
 
 A block of the validator's local copy that rotted (or was half-written, or that the disk will not
 read or write) is not the seller's fault: the model is checked again from another copy, or not
-attested at all this pass. Only content that is still bad when fetched again from the network is
-attested against. (These tests run as root, where chmod stops nothing: the refusing disk is
-simulated by making the store's own file calls fail with the errors a disk gives.)
+committed to at all this pass. Only content that is still bad when fetched again from the network
+is attested against (committed to, and revealed once the commit period is over). (These tests
+run as root, where chmod stops nothing: the refusing disk is simulated by making the store's own
+file calls fail with the errors a disk gives.)
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import httpx
 import pytest
 from modex_stack import make_stack, publish_model, write_model
 from test_bad_input import flip, list_tampered
+from validator_helpers import attested, evaluator_of, past, round_of, seat, toy_report
 
 from node.cid import DAG_PB, cid_codec, cid_multihash, cid_to_str, parse_cid
 from node.fetch import load_metadata
+from node.protocol import SeatState
 from node.store import embedded
 from node.store.dag import ChunkStream, iter_file, walk_blocks
 from node.store.embedded import EmbeddedStore
@@ -63,7 +66,8 @@ def own_store(tmp_path, url: str, *cids: str, transport=None) -> EmbeddedStore:
 def keyed_agent(stack, store, tmp_path, work_dir=None) -> ValidatorAgent:
     """A staked validator over ``store`` whose key requests the seller's worker has answered."""
     agent = ValidatorAgent(stack.chain, stack.signers["validator"], store,
-                           tmp_path / "validator.json", work_dir=work_dir or tmp_path / "work")
+                           tmp_path / "validator.json", work_dir=work_dir or tmp_path / "work",
+                           evaluator=evaluator_of(toy_report()))
     assert agent.poll().requested
     assert KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(),
                        tmp_path / "worker.json").poll().delivered
@@ -88,15 +92,19 @@ def rot(path) -> bytes:
     return good
 
 
-def on_chain(stack, model_id: int) -> tuple[bool, bool]:
-    """(attested by the validator, its attestation matches)."""
-    attested, matches, _ = stack.chain.call(stack.chain.validators.functions.attestationOf(
-        model_id, stack.signers["validator"].address))
-    return attested, matches
+def on_chain(stack, model_id: int, agent=None) -> tuple[bool, bool]:
+    """(the validator attested, its attestation matches the listed hash): with ``agent``, its
+    commitment is first revealed (the clock moved past the commit period)."""
+    if agent is not None and seat(stack, model_id).state == SeatState.COMMITTED:
+        past(stack, round_of(stack, model_id).commit_end)
+        assert model_id not in agent.poll([model_id]).refused
+    revealed = attested(stack, model_id)
+    return bool(revealed), bool(revealed) and revealed[-1]["matches"]
 
 
 def verdicts(report) -> dict[int, tuple[bool, bytes]]:
-    return {a.model_id: (a.matches, a.observed_hash) for a in report.attested}
+    """What the pass committed to: model id -> (matches the listing, observed hash)."""
+    return {a.model_id: (a.matches, a.observed_hash) for a in report.committed}
 
 
 def listed_hash(stack, model_id: int) -> bytes:
@@ -115,22 +123,23 @@ def test_a_rotten_block_in_the_shared_embedded_store_is_not_attested_until_it_is
     rot(leaf)
 
     report = agent.poll()
-    assert report.attested == [] and on_chain(stack, model_id) == (False, False)
+    assert report.committed == [] and seat(stack, model_id).state == SeatState.KEYED
     assert "no longer hash to its CID" in report.retry[model_id]
     assert "re-import the content" in report.retry[model_id]
     assert not leaf.exists() and (store.corrupt_dir / leaf.name).exists()  # set aside
     report = agent.poll()  # still no copy of that block: still no verdict
-    assert report.attested == [] and "a corrupt copy was set aside" in report.retry[model_id]
+    assert report.committed == [] and "a corrupt copy was set aside" in report.retry[model_id]
     assert model_id in agent.todo
-    code, out, _ = stack.cli("validator", "validate", "--once", "--no-evaluate")
-    assert code == 0 and f"model {model_id}: not checked, nothing attested (block " in out
-    assert "the next pass tries again" in out and on_chain(stack, model_id) == (False, False)
+    code, out, _ = stack.cli("validator", "validate", "--once", "--state",
+                             str(tmp_path / "validator.json"))
+    assert code == 0 and f"model {model_id}: not checked, nothing committed (block " in out
+    assert "the next pass tries again" in out and seat(stack, model_id).state == SeatState.KEYED
 
     backup.seek(0)
     stack.store().import_car(backup)  # the seller re-imports it: the next pass checks it
     report = agent.poll()
     assert verdicts(report) == {model_id: (True, listed_hash(stack, model_id))}
-    assert on_chain(stack, model_id) == (True, True)
+    assert on_chain(stack, model_id, agent) == (True, True)
 
 
 def test_a_rotten_block_of_the_validators_own_copy_is_fetched_again_and_matches(
@@ -144,7 +153,7 @@ def test_a_rotten_block_of_the_validators_own_copy_is_fetched_again_and_matches(
     with caplog.at_level(logging.WARNING):
         report = agent.poll()
     assert verdicts(report) == {model_id: (True, listed_hash(stack, model_id))}
-    assert on_chain(stack, model_id) == (True, True)
+    assert on_chain(stack, model_id, agent) == (True, True)
     assert leaf.read_bytes() == good and (store.corrupt_dir / leaf.name).exists()
     assert "fetched it again from GatewaySource" in caplog.text
 
@@ -197,7 +206,7 @@ def test_a_store_the_disk_will_not_read_is_retried_never_attested(stack, tmp_pat
 
     monkeypatch.setattr(embedded, "open", refusing_open, raising=False)
     report = agent.poll()
-    assert report.attested == [] and on_chain(stack, model_id) == (False, False)
+    assert report.committed == [] and seat(stack, model_id).state == SeatState.KEYED
     assert "this disk refused to read it (Permission denied)" in report.retry[model_id]
     monkeypatch.undo()
     assert verdicts(agent.poll()) == {model_id: (True, listed_hash(stack, model_id))}
@@ -209,7 +218,7 @@ def test_a_work_folder_that_cannot_be_written_is_retried_never_attested(stack, t
     agent = keyed_agent(stack, stack.store("validator"), tmp_path,
                         work_dir=tmp_path / "afile" / "work")
     report = agent.poll()
-    assert report.attested == [] and on_chain(stack, model_id) == (False, False)
+    assert report.committed == [] and seat(stack, model_id).state == SeatState.KEYED
     assert "this machine's disk refused it" in report.retry[model_id]
     agent.work_dir = tmp_path / "work"
     assert verdicts(agent.poll()) == {model_id: (True, listed_hash(stack, model_id))}
@@ -226,8 +235,8 @@ def test_content_the_seller_got_wrong_is_still_attested_against(stack, network, 
     report = agent.poll()
     assert verdicts(report) == {honest: (True, listed_hash(stack, honest)),
                                 bad: (False, UNREADABLE)}
-    assert "fails authentication" in next(a.reason for a in report.attested if a.model_id == bad)
-    assert on_chain(stack, bad) == (True, False)
+    assert "fails authentication" in next(a.reason for a in report.committed if a.model_id == bad)
+    assert on_chain(stack, bad, agent) == (True, False)
 
 
 def test_a_block_the_network_itself_serves_corrupt_is_attested_against(stack, network, tmp_path):
@@ -247,7 +256,7 @@ def test_a_block_the_network_itself_serves_corrupt_is_attested_against(stack, ne
     agent = keyed_agent(stack, store, tmp_path)
     report = agent.poll()
     assert verdicts(report) == {model_id: (False, UNREADABLE)}
-    assert "the network's copy is corrupt" in report.attested[0].reason
+    assert "the network's copy is corrupt" in report.committed[0].reason
     assert cid_to_str(parse_cid(content_cid)) not in store.pins()  # nothing bad was kept
 
 
@@ -266,11 +275,11 @@ def test_a_rotten_block_in_the_ipfs_daemons_repo_is_never_attested(tmp_path, ipf
     rot(block_file)
 
     report = agent.poll()  # pinned (the seller added it to this daemon): it cannot be dropped
-    assert report.attested == [] and on_chain(stack, model_id) == (False, False)
+    assert report.committed == [] and seat(stack, model_id).state == SeatState.KEYED
     assert "is corrupt and the daemon will not remove it" in report.retry[model_id]
     store._call("pin/rm", {"arg": content_cid})  # a validator's daemon only caches it
     report = agent.poll()  # dropped; this daemon is offline, so it is not found again
-    assert report.attested == [] and "not found" in report.retry[model_id]
+    assert report.committed == [] and "not found" in report.retry[model_id]
     backup.seek(0)
     store.import_car(backup)  # the network gives the daemon the block again
     assert verdicts(agent.poll()) == {model_id: (True, listed_hash(stack, model_id))}
@@ -321,9 +330,9 @@ def test_the_ui_validate_job_says_why_a_model_is_not_checked(stack, tmp_path):
     rot(middle_leaf(store, content_cid))
     said = []
     with pytest.raises(StoreError, match="could not be checked within 0.5 s and nothing was "
-                       "attested: block .*set aside as "):
+                       "committed: block .*set aside as "):
         _validate_job(stack.chain, store, stack.signers["validator"], model_id,
-                      tmp_path / "ui-work", None, progress=said.append, timeout=0.5,
-                      interval=0.1)
-    assert any(s.startswith("not checked yet, nothing attested") for s in said)
-    assert on_chain(stack, model_id) == (False, False)
+                      tmp_path / "ui-node", evaluator_of(toy_report()), progress=said.append,
+                      timeout=0.5, interval=0.1)
+    assert any(s.startswith("not checked yet, nothing committed") for s in said)
+    assert seat(stack, model_id).state == SeatState.KEYED
