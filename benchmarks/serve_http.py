@@ -125,7 +125,7 @@ def main():
         deployment = write_deployment(deploy_suite(w3, w3.eth.accounts[0]), tmp / "deployments")
         chain = Chain.from_config(Config(data_dir=tmp, chain=anvil.url, deployment_file=deployment))
         seller, buyer, model_id, purchase_id = list_and_buy(w3, chain, "bafkreibenchservehttp")
-        send_tx(w3, seller, chain.marketplace.functions.deliverKey(purchase_id, b"\x33" * 80))
+        send_tx(w3, seller, chain.marketplace.functions.deliverKey(purchase_id, buyer.address, b"\x33" * 80))
         config = tmp / "config.toml"
         config.write_text(f'chain = "{anvil.url}"\ndata_dir = "{tmp}"\n'
                           f'deployment_file = "{deployment}"\n')

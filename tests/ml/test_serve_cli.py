@@ -45,7 +45,7 @@ def _serve(extra_args, anvil, tiny_model, tmp_path):
     chain = Chain.from_config(Config(data_dir=tmp_path, chain=anvil.url,
                                      deployment_file=deployment))
     seller, buyer, model_id, purchase_id = list_and_buy(w3, chain, "bafkreitestcidformodexserve")
-    send_tx(w3, seller, chain.marketplace.functions.deliverKey(purchase_id, b"\x33" * 80))
+    send_tx(w3, seller, chain.marketplace.functions.deliverKey(purchase_id, buyer.address, b"\x33" * 80))
     stranger = Account.create()
 
     config = tmp_path / "config.toml"
