@@ -4,7 +4,10 @@ pin, list) with progress -> the new model page.
 
 Models published here are listed with this node's worker as operator, so the node's key-delivery
 worker delivers buyers' keys while the seller is offline; the content key goes into the node's
-key vault (node.keyvault), never into the database or a log.
+key vault (node.keyvault), never into the database or a log. As `modex publish`, the job claims
+the work digest of the folder's evaluation report (evaluation.json: models trained here carry
+one); a folder without one is published with a warning that it can never become Verified, and a
+report whose metrics are not the folder's metrics.json is refused before the job starts.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from app import session_keys
 from app.helpers import InputError, parse_eth, require_signer
 from app.jobs import byte_progress, get_jobs
 from app.resources import data_dir, get_chain, get_config, get_store
+from node.errors import ManifestError
+from node.protocol import EVALUATION_REPORT
 
 log = logging.getLogger(__name__)
 bp = Blueprint("publish", __name__, url_prefix="/publish")
@@ -115,6 +120,22 @@ def submit():
         flash(str(exc), "error")
         return render_template("publish.html", tasks=TASKS, licenses=LICENSES,
                                models=local_models(), form=request.form), 400
+    from node.publish import claim_for
+
+    try:
+        claim = claim_for(model_dir, _declared_metrics(model_dir))  # before any work: a sentence
+    except ManifestError as exc:
+        if temporary:
+            shutil.rmtree(model_dir, ignore_errors=True)
+        flash(str(exc).replace(str(model_dir), "MODEL_DIR"), "error")
+        return render_template("publish.html", tasks=TASKS, licenses=LICENSES,
+                               models=local_models(), form=request.form), 400
+    if claim is None:
+        flash(f"This folder carries no evaluation report ({EVALUATION_REPORT}): it is listed "
+              "without a claimed work digest and can never become Verified. Models trained on this "
+              "node carry one; for another model run `modex evaluate MODEL_DIR --eval-set NAME "
+              f"--output MODEL_DIR/metrics.json --report MODEL_DIR/{EVALUATION_REPORT}` and "
+              "publish the folder again.", "warning")
     job = get_jobs().submit(
         "publish", session_keys.session_id(), _publish_job, get_chain(), get_store(),
         get_config(), signer, model_dir, temporary, fields,
@@ -150,4 +171,5 @@ def _publish_job(chain, store, config, signer, model_dir, temporary, fields, ope
         raise
     if models is not None:
         models[result.model_id] = model_dir  # served for inference by this node from now on
-    return {"model_id": result.model_id, "url": f"/models/{result.model_id}"}
+    return {"model_id": result.model_id, "url": f"/models/{result.model_id}",
+            "work_digest": "0x" + result.work_digest.hex() if result.work_digest else None}

