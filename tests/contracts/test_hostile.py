@@ -1,7 +1,7 @@
 """Hostile receivers and front-running: nobody can take more than credited, and nothing gets stuck."""
 
 import pytest
-from conftest import BUYER_KEY, CID_V1, MODEL_HASH, PARAMS, PRICE, WRAPPED
+from conftest import BUYER_KEY, CID_V1, MODEL_HASH, PARAMS, PRICE, fee_split
 
 from node.revert import decode_revert
 
@@ -21,8 +21,9 @@ def hostile_seller_with_sale(chain, hostile):
     rc = as_hostile(chain, hostile, chain.registry.functions.list(MODEL_HASH, CID_V1, PRICE))
     mid = chain.events(rc, chain.registry, "ModelListed")[0]["modelId"]
     pid = chain.buy(chain.accounts[2], mid)
-    as_hostile(chain, hostile, chain.market.functions.deliverKey(pid, WRAPPED))
-    return mid, PRICE - PRICE * 250 // 10_000
+    as_hostile(chain, hostile, chain.market.functions.deliverKey(pid, chain.accounts[2], bytes(80)))
+    chain.release_revenue(pid)
+    return mid, fee_split(PRICE)[0]
 
 
 def assert_reentry_refused(chain, hostile, payout_fn):
@@ -59,14 +60,16 @@ def test_fee_recipient_reentering_refund_gets_nothing_extra(chain, hostile):
     seller, buyer = chain.accounts[1], chain.accounts[2]
     chain.send(chain.market.functions.setFeeRecipient(hostile.address), chain.deployer)
     mid = chain.list_model(seller)
-    chain.deliver(seller, chain.buy(buyer, mid))
+    sale = chain.buy(buyer, mid)
+    chain.deliver(seller, sale)
+    chain.release_revenue(sale)
     # a purchase of the hostile contract, refunded, so that re-entering refund() has a target
     mid2 = chain.list_model(seller)
     rc = as_hostile(chain, hostile, chain.market.functions.buy(mid2, BUYER_KEY, PRICE), value=PRICE)
     pid = chain.events(rc, chain.market, "Purchased")[0]["purchaseId"]
-    chain.travel(3601)
+    chain.travel(PARAMS["delivery_window"] + 1)
     as_hostile(chain, hostile, chain.market.functions.refund(pid))
-    fee = PRICE * 250 // 10_000
+    fee = fee_split(PRICE)[1]
     assert chain.market.functions.credited(hostile.address).call() == fee + PRICE
     refund = chain.market.functions.refund(pid)
     chain.send(hostile.functions.setReentry(chain.market.address, refund._encode_transaction_data(), False),
@@ -135,5 +138,44 @@ def test_validator_reentering_unstake_is_paid_its_stake_once(chain, hostile):
     chain.travel(PARAMS["unstake_delay"] + 1)
     assert_reentry_refused(chain, hostile, v.unstake())
     assert hostile.functions.received().call() == stake
-    assert v.stakeOf(hostile.address).call() == [0, 0]
+    assert chain.stake_of(hostile.address) == (0, 0, 0, 0)
     assert chain.balance(chain.validators.address) == stake  # accounts[3]'s stake, untouched
+
+
+def test_treasury_reentering_withdraw_of_forfeits_is_paid_once(chain, hostile):
+    """Validators.withdraw pays the treasury its forfeited bonds: re-entered, it pays once."""
+    suite = chain.variant(treasury=hostile.address)
+    seller, lazy, a, b = chain.accounts[1], chain.accounts[2], chain.accounts[3], chain.accounts[4]
+    mid = suite.list_model(seller)
+    suite.stake(lazy)
+    suite.key(lazy, mid)
+    suite.verified_by(mid, (a, b))
+    suite.release(mid, lazy)  # held the key through the deciding round: the request bond is forfeited
+    forfeited = PARAMS["request_bond"]
+    assert suite.validators.functions.credited(hostile.address).call() == forfeited
+    assert_reentry_refused(suite, hostile, suite.validators.functions.withdraw())
+    assert hostile.functions.received().call() == forfeited
+    assert suite.validators.functions.credited(hostile.address).call() == 0
+    assert chain.balance(suite.validators.address) == 3 * PARAMS["min_stake"] - forfeited
+
+
+def test_a_hostile_buyer_refunded_after_a_dispute_gets_the_price_once(chain, hostile):
+    """A contract buyer whose delivered purchase is refunded after a dispute (its vote dropped) and that
+    re-enters refund() while withdrawing gets the price once."""
+    seller, v1, v2 = chain.accounts[1], chain.accounts[3], chain.accounts[4]
+    mid = chain.list_model(seller)
+    rc = as_hostile(chain, hostile, chain.market.functions.buy(mid, BUYER_KEY, PRICE), value=PRICE)
+    pid = chain.events(rc, chain.market, "Purchased")[0]["purchaseId"]
+    chain.deliver(seller, pid)
+    as_hostile(chain, hostile, chain.votes.functions.vote(mid, 5))
+    chain.disputed_by(mid, (v1, v2))
+    refund = chain.market.functions.refund(pid)
+    as_hostile(chain, hostile, refund)
+    assert chain.votes.functions.scoreOf(mid).call() == [0, 0, 0]
+    chain.send(hostile.functions.setReentry(chain.market.address, refund._encode_transaction_data(), False),
+               chain.deployer)
+    as_hostile(chain, hostile, chain.market.functions.withdraw())
+    err = decode_revert(hostile.functions.lastReentryResult().call())
+    assert err.context["error"] == "MarketplaceNotPending" and err.context["args"]["status"] == 3
+    assert hostile.functions.received().call() == PRICE
+    assert chain.balance(chain.market.address) == 0
