@@ -62,10 +62,11 @@ def run(args) -> int:
     if args.timeout is not None and args.until_settled is None:
         raise ConfigError("--timeout applies to --until-settled only", key="timeout")
     session = Session.from_args(args)
+    signer = session.signer  # first: without an account nothing else matters
     chain, config = session.chain, session.config
     agent = ValidatorAgent(
-        chain, session.signer, session.store,
-        args.state or state_path(config.data_dir, chain.chain_id, session.signer.address),
+        chain, signer, session.store,
+        args.state or state_path(config.data_dir, chain.chain_id, signer.address),
         work_dir=config.data_dir / "validate", confirmations=config.confirmations,
         evaluator=ml_evaluator,
         stake_amount=market.parse_eth(args.stake, what="--stake") if args.stake else None)
