@@ -336,8 +336,8 @@ class ValidatorAgent:
         info = StakeInfo.from_call(self.chain.call(v.stakeOf(self.signer.address)))
         if info.unlock_at:
             raise ChainError(f"{self.signer.address} asked to unstake (unlocks at "
-                             f"{info.unlock_at}); it cannot validate until it has unstaked and "
-                             "staked again")
+                             f"{when(info.unlock_at)}); it cannot validate until it has unstaked "
+                             "and staked again")
         need = max(market.min_stake(self.chain) - info.amount, self.stake_amount or 0)
         market.stake(self.chain, self.signer, need)
         log.info("staked %s as a validator", market.fmt_eth(need))
@@ -379,7 +379,9 @@ class ValidatorAgent:
         if status == ModelStatus.UNVERIFIED and rnd.commit_end and self.now() > rnd.reveal_end:
             status = self._settle(model_id, report)
             rnd = Round.from_call(self.chain.call(v.roundOf(model_id)))
-        if status != ModelStatus.UNVERIFIED:
+        if status != ModelStatus.UNVERIFIED and seat.state == SeatState.NONE:
+            self._finish(model_id, report)  # settled by this pass; it held no seat
+        elif status != ModelStatus.UNVERIFIED:
             self._release(model_id, seat, report)
         elif seat.state in (SeatState.NONE, SeatState.REQUESTED):
             self._ask_for_key(model_id, rnd, report)

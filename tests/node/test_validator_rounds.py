@@ -264,3 +264,24 @@ def test_a_key_held_through_the_deciding_round_without_a_commit_is_released_at_a
     assert back.committed == [] and back.done == [model_id]
     returned, forfeited = back.released[model_id]
     assert forfeited > 0 and returned == 0
+
+
+def test_a_round_its_validators_left_unsettled_is_settled_by_any_agent_once_due(stack, tmp_path):
+    """Settling is anyone's: an agent with no seat waits while the round's commits are closed (no
+    key is requested then), settles it once the reveal period is over, and is done with it."""
+    model_id = publish_claimed(stack, tmp_path / "m", HONEST)
+    other = agent_for(stack, tmp_path, role="buyer2")
+    keyed(stack, tmp_path, model_id, other)
+    assert other.poll().committed
+    past(stack, round_of(stack, model_id).commit_end)
+    assert other.poll().revealed  # and then it is gone
+
+    late = agent_for(stack, tmp_path)
+    waiting = late.poll()
+    assert waiting.requested == [] and "no key is requested" in waiting.waiting[model_id].what
+    assert waiting.waiting[model_id].until == round_of(stack, model_id).reveal_end
+    past(stack, round_of(stack, model_id).reveal_end)
+    report = late.poll()
+    assert report.settled == {model_id: ModelStatus.VERIFIED} and report.done == [model_id]
+    assert report.refused == {} and report.requested == [] and report.released == {}
+    assert seat(stack, model_id).state == SeatState.NONE
