@@ -285,3 +285,29 @@ def test_a_round_its_validators_left_unsettled_is_settled_by_any_agent_once_due(
     assert report.settled == {model_id: ModelStatus.VERIFIED} and report.done == [model_id]
     assert report.refused == {} and report.requested == [] and report.released == {}
     assert seat(stack, model_id).state == SeatState.NONE
+
+
+def test_the_ui_job_stops_at_a_far_deadline_and_says_when_to_come_back(stack, tmp_path):
+    """The Validate page's job waits for a deadline within its limit only (a public chain's round
+    lasts days): it ends with what the model waits for, back on the Validate page."""
+    from app.validate import _validate_job
+
+    model_id = publish_claimed(stack, tmp_path / "m", HONEST)
+    steps = []
+
+    def run():
+        return _validate_job(stack.chain, stack.store("validator"), stack.signers["validator"],
+                             model_id, tmp_path / "ui-node", evaluator_of(HONEST),
+                             progress=steps.append, timeout=30, interval=0.1, wait_limit=1)
+
+    waiting = run()  # the key: delivery has no near deadline (the delivery window: an hour)
+    assert waiting["url"] == "/validate/" and "deliver the key" in waiting["waiting"]
+    assert deliver(stack, tmp_path)
+    committed = run()
+    assert committed["url"] == "/validate/" and committed["matches"] is True
+    assert "waiting for commits of round 1 to close, then it reveals: until" in committed["waiting"]
+    past(stack, round_of(stack, model_id).commit_end)
+    assert "the reveal period to end" in run()["waiting"]
+    past(stack, round_of(stack, model_id).reveal_end)
+    assert run() == {"model_id": model_id, "status": "verified", "url": f"/models/{model_id}"}
+    assert steps[0] == "staking if needed"
