@@ -43,6 +43,7 @@ from pathlib import Path
 
 from node.commands import tcp_port
 from node.errors import ConfigError
+from node.protocol import EVALUATION_REPORT
 
 log = logging.getLogger(__name__)
 
@@ -413,10 +414,17 @@ def demo_model_dir(config) -> Path:
     return config.data_dir / "models" / DEMO_MODEL
 
 
+def is_trained_model(model_dir: Path) -> bool:
+    """A model directory ml/ finished training: weights' config and the evaluation report."""
+    return (model_dir / "config.json").is_file() and (model_dir / EVALUATION_REPORT).is_file()
+
+
 def ensure_demo_model(config, say=print) -> Path:
-    """Train the demo model once (ml/), cached under the data dir; later starts reuse it."""
+    """Train the demo model once (ml/), cached under the data dir; later starts reuse it. A cached
+    model without its evaluation report (trained before reports existed) is trained again: without
+    the report its listings carry no work-digest claim and could never become Verified."""
     target = demo_model_dir(config)
-    if (target / "config.json").is_file():
+    if is_trained_model(target):
         return target
     from ml.train import train
 
@@ -456,11 +464,14 @@ def seed_demo(stack: Stack, say=print) -> list[int]:
     What is listed already is read from the chain itself (the demo seller's listings of the demo
     model's hash), never from a file beside it that could disagree with it."""
     from node.manifest import model_hash
-    from node.publish import ListingInfo, publish
+    from node.publish import ListingInfo, claim_listed, publish
 
     signers = demo_accounts(stack, say)
     model_dir = ensure_demo_model(stack.config, say)
     ids = listed_by(stack.chain, signers["seller"].address, model_hash(model_dir))
+    for model_id in ids:  # a start cut short between list and claim left it unclaimed
+        if not any(stack.chain.call(stack.chain.registry.functions.claimedWorkDigest(model_id))):
+            claim_listed(stack.chain, signers["seller"], stack.store, model_id, model_dir)
     metrics = _read_json(model_dir / "metrics.json")
     card = (model_dir / "README.md").read_text() if (model_dir / "README.md").exists() else None
     for listing in DEMO_LISTINGS[len(ids):]:  # a start cut short may have listed the first only

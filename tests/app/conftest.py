@@ -156,7 +156,7 @@ MODEL_CACHE = Path(__file__).resolve().parents[2] / ".modex" / "cache" / up.DEMO
 def trained_model(tmp_path_factory) -> Path:
     """A real classifier from ml/: the browser test's cached demo model when present, else a
     tiny one trained here (a few steps; quality is not under test, the serving path is)."""
-    if (MODEL_CACHE / "config.json").is_file():
+    if up.is_trained_model(MODEL_CACHE):
         return MODEL_CACHE
     from ml.train import train
 
@@ -183,7 +183,7 @@ def modex_up_process(data: Path, *args: str, env: dict | None = None,
     from node.devchain import free_port
 
     demo_dir = data / "models" / up.DEMO_MODEL
-    if (MODEL_CACHE / "config.json").is_file() and not demo_dir.exists():
+    if up.is_trained_model(MODEL_CACHE) and not demo_dir.exists():
         shutil.copytree(MODEL_CACHE, demo_dir)
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -202,9 +202,9 @@ def modex_up_process(data: Path, *args: str, env: dict | None = None,
             assert proc.poll() is None, log_path.read_text()[-4000:]
             assert time.monotonic() < deadline, "modex up did not start in time"
             time.sleep(0.5)
-        if (demo_dir / "config.json").is_file() and not (MODEL_CACHE / "config.json").is_file():
-            MODEL_CACHE.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(demo_dir, MODEL_CACHE, dirs_exist_ok=True)
+        if up.is_trained_model(demo_dir) and not up.is_trained_model(MODEL_CACHE):
+            shutil.rmtree(MODEL_CACHE, ignore_errors=True)  # one trained before reports existed
+            shutil.copytree(demo_dir, MODEL_CACHE)
         yield proc, f"http://127.0.0.1:{port}", log_path
     finally:
         if proc.poll() is None:

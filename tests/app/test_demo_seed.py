@@ -1,0 +1,58 @@
+"""`modex up`'s demo seeding: listings come from the chain, and a listing left unclaimed by a start
+cut short between `list` and `claimMetrics` is claimed at the next start (without it, the demo
+model could never become Verified)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from node import publish as publish_mod
+from node.commands import up
+from node.errors import ChainError
+from node.protocol import work_digest
+from node.publish import read_report
+from tests.app.conftest import VAULT_PASSWORD
+
+
+@pytest.fixture
+def own_stack(tmp_path):
+    """A stack of its own (a new suite on the embedded chain): the demo listings stay out of the
+    session stack the page tests count on."""
+    from node.config import load_config
+
+    config = load_config(None, env={}, data_dir=tmp_path / "node", chain="embedded",
+                         ipfs="embedded", gateway_port=0)
+    stack = up.build_stack(config, password=VAULT_PASSWORD, start_threads=False)
+    yield stack
+    stack.stop()
+
+
+def test_a_demo_listing_left_unclaimed_is_claimed_at_the_next_start(own_stack, trained_model, monkeypatch):
+    stack = own_stack
+    model_dir = up.demo_model_dir(stack.config)
+    shutil.copytree(trained_model, model_dir, dirs_exist_ok=True)
+    assert up.is_trained_model(model_dir)
+
+    def lost(chain, signer, model_id, digest):
+        raise ChainError("the node went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(publish_mod, "claim_metrics", lost)
+        with pytest.raises(ChainError, match="is listed, but its work digest was not claimed"):
+            up.seed_demo(stack, say=lambda *_: None)
+
+    ids = up.seed_demo(stack, say=lambda *_: None)
+    assert len(ids) == len(up.DEMO_LISTINGS)  # the first listing is not listed twice
+    claimed = {bytes(stack.chain.call(stack.chain.registry.functions.claimedWorkDigest(i))) for i in ids}
+    assert claimed == {work_digest(read_report(model_dir))}
+    assert up.seed_demo(stack, say=lambda *_: None) == ids  # and a third start changes nothing
+
+
+def test_a_cached_model_without_its_report_is_not_taken_as_trained(tmp_path, trained_model):
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained_model, model_dir)
+    assert up.is_trained_model(model_dir)
+    (model_dir / "evaluation.json").unlink()
+    assert not up.is_trained_model(model_dir)
