@@ -1,0 +1,510 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {TestBase} from "../lib/TestBase.sol";
+import {Suite} from "../lib/Suite.sol";
+import {ModelRegistry} from "../../../contracts/ModelRegistry.sol";
+import {Marketplace} from "../../../contracts/Marketplace.sol";
+import {Validators} from "../../../contracts/Validators.sol";
+import {Votes} from "../../../contracts/Votes.sol";
+import {World} from "./World.sol";
+import {
+    BuyerHandler,
+    SellerHandler,
+    OperatorHandler,
+    HonestValidatorHandler,
+    LazyValidatorHandler,
+    ColludingValidatorsHandler,
+    LeavingValidatorHandler,
+    OwnerHandler,
+    ReenteringHandler,
+    RejectingHandler,
+    ClockHandler
+} from "./Handlers.sol";
+
+/// @notice The invariant campaign over the whole suite (issue 13 §3): forge calls the actor handlers in
+/// random sequences (runs x depth in foundry.toml, profile fuzz) and, after every call, checks:
+/// - money: each contract's ETH balance is exactly what it holds for others (Marketplace: escrow of
+///   pending purchases + revenue held in the challenge period + everything credited + verifier rewards
+///   not yet claimed; Validators: stakes + credited forfeits), and equals what came in minus what went
+///   out; everyone's credit is what the rules give them, and a withdrawal pays exactly that (World);
+/// - each purchase is paid out (refund or release) at most once, and a delivery names its buyer;
+/// - votes: every model's score is the sum over live, eligible licences (bought at a price above 0,
+///   not by the model's owner) of score x price, and no other licence holds a vote;
+/// - validation: no seat holds a key that was not delivered to it; no attestation is counted without a
+///   delivered key and a commitment that the reveal opened; bonded stake is exactly the bonds of open
+///   seats and never leaves (a leaving validator has none); a Verified model was verified by a majority
+///   of revealed weight that reproduced its listed hash and its claimed work digest;
+/// - every view of the four contracts agrees with the World's model of the rules;
+/// - nothing was re-entered, and no outcome differed from what the rules predict (World.violations).
+contract InvariantTest is TestBase {
+    World internal world;
+    ModelRegistry internal registry;
+    Marketplace internal market;
+    Validators internal validators;
+    Votes internal votes;
+    /// The money checks run after every call; the full comparison of every view with the model (a few
+    /// hundred calls) after every FULL_EVERY-th call and at the end of each run.
+    uint256 internal constant FULL_EVERY = 20;
+    string internal constant REACH_FILE = "build/forge-test/reach.txt";
+
+    function setUp() public {
+        address owner = vm.addr(0xA11CE);
+        address[] memory owners = _accounts("owner", 2);
+        owners[0] = owner;
+        Suite.Params memory p = Suite.params(owner, vm.addr(0xFEE), vm.addr(0x7EA5));
+        vm.startPrank(owner);
+        Suite.Deployed memory d = Suite.deploy(p);
+        vm.stopPrank();
+        (registry, market, validators, votes) = (d.registry, d.market, d.validators, d.votes);
+
+        address[] memory buyers = _accounts("buyer", 3);
+        address[2] memory sellers = [vm.addr(0x5E11), vm.addr(0xBAD5E11)];
+        address[] memory honest = _accounts("honest validator", 3);
+        address[] memory colluders = _accounts("colluding validator", 2);
+        world = new World(
+            d, p, owners, buyers, sellers, vm.addr(0x0FE), honest, vm.addr(0x1A2), colluders, vm.addr(0x1EAF)
+        );
+        address[] memory sellerList = new address[](2);
+        (sellerList[0], sellerList[1]) = (sellers[0], sellers[1]);
+
+        // The lying seller shops too: its own licences must never count as votes.
+        address[] memory shoppers = new address[](buyers.length + 1);
+        for (uint256 i = 0; i < buyers.length; i++) {
+            shoppers[i] = buyers[i];
+        }
+        shoppers[buyers.length] = sellers[1];
+        BuyerHandler buyer = new BuyerHandler(world, shoppers);
+        _target(
+            address(buyer),
+            _sel6(
+                buyer.shop.selector,
+                buyer.shop.selector,
+                buyer.shop.selector,
+                buyer.shop.selector,
+                buyer.shop.selector,
+                buyer.shop.selector
+            )
+        );
+        _target(
+            address(buyer),
+            _sel6(
+                buyer.buy.selector,
+                buyer.buy.selector,
+                buyer.vote.selector,
+                buyer.refund.selector,
+                buyer.withdraw.selector,
+                buyer.releaseRevenue.selector
+            )
+        );
+        _target(address(buyer), _sel1(buyer.claimReward.selector));
+        SellerHandler seller = new SellerHandler(world, sellerList);
+        _target(
+            address(seller),
+            _sel6(
+                seller.list.selector,
+                seller.setPrice.selector,
+                seller.setActive.selector,
+                seller.setOperator.selector,
+                seller.claimMetrics.selector,
+                seller.transferModel.selector
+            )
+        );
+        _target(
+            address(seller),
+            _sel6(
+                seller.deliverKey.selector,
+                seller.deliverKey.selector,
+                seller.deliverKey.selector,
+                seller.approve.selector,
+                seller.setApprovalForAll.selector,
+                seller.withdraw.selector
+            )
+        );
+        _target(
+            address(seller),
+            _sel6(
+                seller.releaseRevenue.selector,
+                seller.releaseRevenue.selector,
+                seller.deliverKey.selector,
+                seller.deliverKey.selector,
+                seller.list.selector,
+                seller.claimMetrics.selector
+            )
+        );
+        _targetContract(address(new OperatorHandler(world, world.operator())));
+        _validatorTargets(address(new HonestValidatorHandler(world, honest)), bytes4(0));
+        LazyValidatorHandler lazy = new LazyValidatorHandler(world, world.lazyValidator());
+        _validatorTargets(address(lazy), lazy.commitWithoutKey.selector);
+        ColludingValidatorsHandler colluding = new ColludingValidatorsHandler(world, colluders);
+        _validatorTargets(address(colluding), colluding.copyCommitment.selector);
+        LeavingValidatorHandler leaving = new LeavingValidatorHandler(world, world.leaver());
+        _validatorTargets(address(leaving), leaving.leave.selector);
+        _targetContract(address(new OwnerHandler(world, owners)));
+        _targetContract(address(new ReenteringHandler(world, address(world.reenterer()))));
+        _targetContract(address(new RejectingHandler(world, address(world.rejecter()))));
+        _targetContract(address(new ClockHandler(world)));
+    }
+
+    /// Every property, after every handler call (the view-by-view comparison every FULL_EVERY calls).
+    function invariant_protocol() public view {
+        _noViolation();
+        _money();
+        if (world.calls() % FULL_EVERY == 0) _everything();
+    }
+
+    /// All of them once more at the end of each run; and which outcomes the run reached, one line each
+    /// in REACH_FILE, which tools/forge_gates.py adds up over the campaign (each must be reached).
+    function afterInvariant() public {
+        _noViolation();
+        _money();
+        _everything();
+        uint256 n = world.reachedCount();
+        for (uint256 i = 0; i < n; i++) {
+            bytes32 name = world.reachedNames(i);
+            vm.writeLine(REACH_FILE, string.concat(_name(name), "=", vm.toString(world.reached(name))));
+        }
+    }
+
+    function _everything() internal view {
+        _sums();
+        _registryAgrees();
+        _purchases();
+        _votes();
+        _validation();
+    }
+
+    // ---- properties --------------------------------------------------------------------------
+
+    function _noViolation() internal view {
+        vm.assertEq(world.violations(), 0, world.firstViolation());
+        vm.assertEq(world.reenterer().reentered(), 0, "a value-moving function was re-entered");
+        vm.assertEq(world.reenterer().staleReads(), 0, "a balance was still credited during its own payout");
+    }
+
+    /// Each contract holds exactly what it owes: Marketplace = escrow of pending purchases + revenue held
+    /// in its challenge period + everything credited + verifier rewards not yet claimed; Validators =
+    /// stakes + forfeited bonds credited to the treasury. And that is what came in minus what went out.
+    function _money() internal view {
+        uint256 balance = address(market).balance;
+        vm.assertEq(balance, world.marketIn() - world.marketOut(), "Marketplace ETH != in - out");
+        vm.assertEq(
+            balance,
+            world.escrow() + world.heldRevenue() + world.totalMarketCredited() + world.unclaimedRewards(),
+            "Marketplace ETH != escrow + held revenue + credited + unclaimed rewards"
+        );
+        balance = address(validators).balance;
+        vm.assertEq(balance, world.validatorsIn() - world.validatorsOut(), "Validators ETH != in - out");
+        vm.assertEq(
+            balance,
+            world.totalStaked() + world.validatorsCredited(world.treasury()),
+            "Validators ETH != stakes + credited"
+        );
+    }
+
+    /// The sums the money check uses, recomputed from the contracts' own views.
+    function _sums() internal view {
+        uint256 credited;
+        uint256 n = world.accountCount();
+        for (uint256 i = 0; i < n; i++) {
+            address a = world.accounts(i);
+            uint256 c = market.credited(a);
+            vm.assertEq(c, world.marketCredited(a), "Marketplace.credited differs from what the rules credit");
+            credited += c;
+            vm.assertEq(
+                validators.credited(a), world.validatorsCredited(a), "Validators.credited differs from the forfeits"
+            );
+        }
+        vm.assertEq(credited, world.totalMarketCredited(), "credited to someone outside the world");
+        uint256 pending;
+        uint256 held;
+        uint256 np = world.purchaseCount();
+        for (uint256 pid = 1; pid <= np; pid++) {
+            (,, uint256 price,, uint8 status,,, bool released) = market.purchase(pid);
+            if (status == 1) pending += price;
+            if (status == 2 && !released) held += price;
+        }
+        vm.assertEq(pending, world.escrow(), "escrow != prices of pending purchases");
+        vm.assertEq(held, world.heldRevenue(), "held revenue != prices of delivered, unreleased purchases");
+        uint256 rewards;
+        uint256 stakes;
+        uint256 ns = world.stakerCount();
+        for (uint256 i = 0; i < ns; i++) {
+            address v = world.stakers(i);
+            for (uint256 id = 1; id <= world.modelCount(); id++) {
+                rewards += market.pendingValidatorReward(id, v);
+            }
+            (uint256 amount,,,) = validators.stakeOf(v);
+            stakes += amount;
+        }
+        vm.assertEq(rewards, world.unclaimedRewards(), "unclaimed rewards != sum of pendingValidatorReward");
+        vm.assertEq(stakes, world.totalStaked(), "stakes");
+    }
+
+    function _registryAgrees() internal view {
+        uint256 n = world.modelCount();
+        vm.assertEq(registry.modelCount(), n, "modelCount");
+        for (uint256 id = 1; id <= n; id++) {
+            World.GModel memory m = world.model(id);
+            vm.assertEq(registry.ownerOf(id), m.owner, "ownerOf");
+            (uint256 price, bool active, address owner) = registry.saleTerms(id);
+            vm.assertEq(owner, m.owner, "saleTerms owner");
+            vm.assertEq(price, m.price, "price");
+            vm.assertEq(active, m.active, "active");
+            vm.assertEq(registry.operatorOf(id), m.operator, "operator");
+            vm.assertEq(registry.getApproved(id), m.approved, "approved");
+            vm.assertEq(registry.modelHash(id), m.listed, "modelHash");
+            vm.assertEq(registry.claimedWorkDigest(id), m.claimed, "claimedWorkDigest");
+        }
+        vm.assertEq(market.owner(), world.marketOwner(), "Marketplace owner");
+        vm.assertEq(market.feeBps(), world.feeBps(), "feeBps");
+        vm.assertEq(market.feeRecipient(), world.feeRecipient(), "feeRecipient");
+    }
+
+    function _purchases() internal view {
+        uint256 np = world.purchaseCount();
+        vm.assertEq(market.nextPurchaseId(), np + 1, "nextPurchaseId");
+        for (uint256 pid = 1; pid <= np; pid++) {
+            _purchase(pid);
+        }
+    }
+
+    function _purchase(uint256 pid) internal view {
+        World.GPurchase memory g = world.purchase(pid);
+        _purchaseView(pid, g);
+        // paid out exactly once: a release or a refund, never both, never twice
+        vm.assertLe(g.payouts, 1, "a purchase was paid out twice");
+        vm.assertEq(g.payouts, (g.released ? 1 : 0) + (g.status == 3 ? 1 : 0), "payouts vs state");
+        // a delivery only to its purchase's account
+        if (g.deliveredAt != 0) vm.assertEq(g.deliveredTo, g.account, "a key was delivered naming another account");
+        // the licence is the account's live (latest) purchase of the model, once delivered
+        if (!g.forValidator && world.isCurrent(pid)) {
+            vm.assertEq(market.hasLicense(g.model, g.account), g.status == 2, "hasLicense");
+        }
+    }
+
+    function _purchaseView(uint256 pid, World.GPurchase memory g) internal view {
+        (
+            address account,
+            uint256 id,
+            uint256 price,,
+            uint8 status,
+            bool forValidator,
+            uint256 deliveredAt,
+            bool released
+        ) = market.purchase(pid);
+        vm.assertEq(account, g.account, "purchase account");
+        vm.assertEq(id, g.model, "purchase model");
+        vm.assertEq(forValidator, g.forValidator, "purchase forValidator");
+        vm.assertEq(status, g.status, "purchase status");
+        if (!world.isCurrent(pid)) return; // superseded: its price is gone from storage
+        vm.assertEq(price, g.price, "purchase price");
+        vm.assertEq(deliveredAt, g.deliveredAt, "purchase deliveredAt");
+        vm.assertEq(released, g.released, "purchase released");
+    }
+
+    function _votes() internal view {
+        uint256 n = world.modelCount();
+        for (uint256 id = 1; id <= n; id++) {
+            // recomputed from the licences: only eligible, live ones hold a vote
+            uint256 sum;
+            uint256 weight;
+            uint256 voters;
+            for (uint256 pid = 1; pid <= world.purchaseCount(); pid++) {
+                World.GPurchase memory g = world.purchase(pid);
+                if (g.model != id || g.vote == 0) continue;
+                vm.assertTrue(g.status == 2 && !g.forValidator, "a vote on a licence that is not held");
+                vm.assertTrue(g.price != 0 && !g.ownerBought, "a vote from a free or owner-bought licence");
+                vm.assertEq(market.voteOf(id, g.account), g.vote, "voteOf");
+                sum += uint256(g.vote) * g.price;
+                weight += g.price;
+                voters += 1;
+            }
+            (uint256 s, uint256 w, uint256 c) = votes.scoreOf(id);
+            vm.assertEq(s, sum, "weighted score != sum of score x price over eligible licences");
+            vm.assertEq(w, weight, "vote weight != sum of prices of eligible voting licences");
+            vm.assertEq(c, voters, "voter count");
+            World.GScore memory gs = world.scoreOf(id);
+            vm.assertEq(s, gs.weightedSum, "score ghost");
+        }
+    }
+
+    function _validation() internal view {
+        uint256 ns = world.stakerCount();
+        uint256 n = world.modelCount();
+        uint256 requestBond = world.requestBond();
+        for (uint256 i = 0; i < ns; i++) {
+            address v = world.stakers(i);
+            (uint256 amount, uint256 bonded, uint256 unlockAt, uint256 openSeats) = validators.stakeOf(v);
+            World.GStake memory gs = world.stakeOf(v);
+            vm.assertEq(amount, gs.amount, "stake amount");
+            vm.assertEq(bonded, gs.bonded, "bonded stake");
+            vm.assertEq(unlockAt, gs.unlockAt, "unlockAt");
+            vm.assertEq(openSeats, gs.openSeats, "openSeats");
+            vm.assertLe(bonded, amount, "more bonded than staked");
+            if (unlockAt != 0) vm.assertEq(bonded + openSeats, 0, "a leaving validator holds bonds or seats");
+            uint256 bonds;
+            uint256 open;
+            for (uint256 id = 1; id <= n; id++) {
+                bonds += _seat(id, v, requestBond);
+                (uint8 state,,,,) = validators.attestationOf(id, v);
+                if (state >= 1 && state <= 4) open += 1;
+            }
+            vm.assertEq(bonded, bonds, "bonded stake != bonds of the open seats");
+            vm.assertEq(openSeats, open, "openSeats != seats not released");
+        }
+        for (uint256 id = 1; id <= n; id++) {
+            _round(id);
+        }
+    }
+
+    /// One seat checked against the World; returns its bonds while open.
+    function _seat(uint256 id, address v, uint256 requestBond) internal view returns (uint256 bonds) {
+        (uint8 state, uint256 round, uint8 says, uint256 weight, uint256 commitBond) = validators.attestationOf(id, v);
+        World.GSeat memory g = world.seatOf(id, v);
+        vm.assertEq(state, g.state, "seat state");
+        vm.assertEq(round, g.round, "seat round");
+        vm.assertEq(says, g.says, "seat says");
+        vm.assertEq(weight, g.weight, "seat weight");
+        vm.assertEq(commitBond, g.commitBond, "seat commit bond");
+        if (state >= 2) vm.assertTrue(g.keyDelivered, "a seat holds a key that was never delivered to it");
+        if (state == 4 || (state == 5 && says != 0)) {
+            vm.assertTrue(
+                g.keyDelivered && g.revealedOwn, "an attestation counted without a key, a commit and its reveal"
+            );
+        }
+        vm.assertEq(validators.commitmentOf(id, v), state == 3 ? g.commitment : bytes32(0), "commitmentOf");
+        vm.assertEq(market.pendingValidatorReward(id, v), world.rewardOwed(id, v), "pendingValidatorReward");
+        vm.assertEq(validators.verifierWeight(id, v), world.verifierWeight(id, v), "verifierWeight");
+        if (state >= 1 && state <= 4) bonds = requestBond + (state >= 3 ? commitBond : 0);
+    }
+
+    function _round(uint256 id) internal view {
+        World.GRound memory g = world.roundOf(id);
+        (uint256 number, uint64 commitEnd, uint64 revealEnd) = validators.roundOf(id);
+        vm.assertEq(number, g.number, "round number");
+        vm.assertEq(commitEnd, g.commitEnd, "commitEnd");
+        vm.assertEq(revealEnd, g.revealEnd, "revealEnd");
+        vm.assertEq(validators.status(id), g.status, "status");
+        (uint256 verified, uint256 disputed, uint256 metrics) = validators.tally(id);
+        vm.assertEq(verified, g.verifiedWeight, "tally verified");
+        vm.assertEq(disputed, g.hashWeight, "tally disputed");
+        vm.assertEq(metrics, g.metricsWeight, "tally metrics disputed");
+        _book(id, g.status);
+        if (g.status == 1) _verifiedOnlyWithTheClaim(id, g);
+    }
+
+    function _book(uint256 id, uint8 status) internal view {
+        (uint256 verifierWeight, bool isDisputed, uint256 disputedAt, uint256 rewardPerWeight) = market.book(id);
+        World.GBook memory b = world.bookOf(id);
+        vm.assertEq(verifierWeight, b.verifierWeight, "book verifierWeight");
+        vm.assertEq(isDisputed, b.disputed, "book disputed");
+        vm.assertEq(disputedAt, b.disputedAt, "book disputedAt");
+        vm.assertEq(rewardPerWeight, b.rewardPerWeight, "book rewardPerWeight");
+        vm.assertEq(isDisputed, status == 2 || status == 3, "disputed in the Marketplace iff settled against");
+        if (status == 1) vm.assertEq(verifierWeight, world.roundOf(id).verifiedWeight, "verifier weight");
+    }
+
+    /// Verified: a majority of a quorum of revealed weight reproduced the listed hash and the seller's
+    /// claim as it stood when the deciding round opened (a later claim cannot count: Validators compares
+    /// reveals with a claim made before the round opened).
+    function _verifiedOnlyWithTheClaim(uint256 id, World.GRound memory g) internal view {
+        World.GModel memory m = world.model(id);
+        m.claimed = g.claimAtOpen;
+        vm.assertTrue(m.claimed != bytes32(0), "Verified without a claimed work digest");
+        uint256 agreeing;
+        for (uint256 i = 0; i < world.stakerCount(); i++) {
+            World.GSeat memory s = world.seatOf(id, world.stakers(i));
+            if (s.round != g.number || s.says != 1) continue;
+            vm.assertEq(s.observed, m.listed, "a Verified vote that did not reveal the listed hash");
+            vm.assertEq(s.digest, m.claimed, "a Verified vote that did not reveal the claimed work digest");
+            agreeing += s.weight;
+        }
+        uint256 total = g.verifiedWeight + g.hashWeight + g.metricsWeight;
+        vm.assertEq(agreeing, g.verifiedWeight, "verified weight != weight of the reveals of hash and claim");
+        vm.assertGe(total, world.quorum(), "Verified below quorum");
+        vm.assertGt(2 * g.verifiedWeight, total, "Verified without a majority");
+    }
+
+    function _name(bytes32 name) internal pure returns (string memory) {
+        uint256 len;
+        while (len < 32 && name[len] != 0) len++;
+        bytes memory out = new bytes(len);
+        for (uint256 i = 0; i < len; i++) {
+            out[i] = name[i];
+        }
+        return string(out);
+    }
+
+    /// A validator handler's moves, `advance` (the next step of a model's validation) weighted up so that
+    /// runs carry models to their verdict; `extra` is the role's own move.
+    function _validatorTargets(address h, bytes4 extra) internal {
+        HonestValidatorHandler v = HonestValidatorHandler(h);
+        _target(
+            h,
+            _sel6(
+                v.advance.selector,
+                v.advance.selector,
+                v.advance.selector,
+                v.advance.selector,
+                v.advance.selector,
+                v.advance.selector
+            )
+        );
+        _target(
+            h,
+            _sel6(
+                v.stake.selector,
+                v.requestKey.selector,
+                v.commit.selector,
+                v.reveal.selector,
+                v.settle.selector,
+                v.release.selector
+            )
+        );
+        _target(
+            h,
+            _sel6(
+                v.claimReward.selector,
+                v.requestUnstake.selector,
+                v.unstake.selector,
+                v.withdraw.selector,
+                v.advance.selector,
+                v.advance.selector
+            )
+        );
+        if (extra != bytes4(0)) _target(h, _sel1(extra));
+    }
+
+    /// forge picks a target contract, then one of its selectors: a selector listed twice is drawn twice as often.
+    function _target(address h, bytes4[] memory selectors) internal {
+        bool known;
+        address[] memory targets = this.targetContracts();
+        for (uint256 i = 0; i < targets.length; i++) {
+            known = known || targets[i] == h;
+        }
+        if (!known) _targetContract(h);
+        _addSelectors(h, selectors);
+    }
+
+    function _sel1(bytes4 a) internal pure returns (bytes4[] memory out) {
+        out = new bytes4[](1);
+        out[0] = a;
+    }
+
+    function _sel6(bytes4 a, bytes4 b, bytes4 c, bytes4 d, bytes4 e, bytes4 f)
+        internal
+        pure
+        returns (bytes4[] memory out)
+    {
+        out = new bytes4[](6);
+        (out[0], out[1], out[2], out[3], out[4], out[5]) = (a, b, c, d, e, f);
+    }
+
+    function _accounts(string memory what, uint256 n) internal pure returns (address[] memory out) {
+        out = new address[](n);
+        for (uint256 i = 0; i < n; i++) {
+            out[i] = vm.addr(uint256(keccak256(abi.encode(what, i))));
+        }
+    }
+}
