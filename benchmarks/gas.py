@@ -2,10 +2,12 @@
 
     .venv/bin/python benchmarks/gas.py
 
-Starts its own anvil (stopped by PID), deploys with node.deploy (quorum 2, so one attestation is
-plain and the second settles the model), and plays one sale twice with fresh accounts each time:
-list → stake + attest ×2 (model Verified) → buy ×2 → deliverKey (by the seller's operator, with
-the verifiers' fee share) → vote ×2 → withdraw (seller); rows in parentheses are context only.
+Starts its own anvil (stopped by PID), deploys with node.deploy (quorum 2: two validators' reveals
+settle the model), and plays one sale twice with fresh accounts each time: list (+ claimMetrics) →
+two validators stake, get the key, commit (the first opens the round), reveal, and the round is
+settled (Verified) → buy ×2 → deliverKey (by the seller's operator) → vote ×2 → the challenge
+period passes → releaseRevenue (with the verifiers' fee share) → withdraw (seller); rows in
+parentheses are context only.
 Round 1 runs on the freshly deployed suite (every slot cold, the fee recipient's balance still
 zero); round 2 on the same suite with new accounts. The JSON keeps the larger of the two: the
 costly case. Gas is the receipt's gasUsed (intrinsic 21,000 + calldata + execution), as the
@@ -37,14 +39,16 @@ from node import paths
 from node.compiler import compile_contracts, solc_version
 from node.deploy import deploy_suite, send_transaction, suite_contracts
 from node.devchain import start_anvil
+from node.protocol import attestation_commitment
 
-TARGETS = {"list": 150_000, "buy": 90_000, "deliverKey": 75_000, "vote": 60_000, "attest": 80_000,
-           "withdraw": 35_000}
+TARGETS = {"list": 150_000, "buy": 90_000, "deliverKey": 75_000, "vote": 60_000, "commit": 70_000,
+           "reveal": 70_000, "settle": 120_000, "withdraw": 35_000}
+CHALLENGE_PERIOD = 600
 PRICE = 10**17
 MIN_STAKE = 10**17
 CID_V1 = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"  # metadata JSON, unixfs-v1-2025
 CID_V0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"  # the kubo-v0 profile's form
-WRAPPED_KEY = bytes(range(80))  # HPKE enc(32) || ciphertext(48), DESIGN.md 4.3
+WRAPPED_KEY = bytes(range(80))  # HPKE enc(32) || ciphertext(48), docs/formats.md §4
 ACCOUNTS_PER_ROUND = 7
 
 
@@ -61,28 +65,52 @@ def play_round(w3, c: dict, fresh: list[str], round_no: int) -> tuple[dict[str, 
             parts[label] = breakdown(w3, receipt)
         return receipt
 
-    model_hash = bytes([round_no]) * 32
-    receipt = send("list", seller, c["ModelRegistry"].functions.list(model_hash, CID_V1, PRICE))
-    model_id = c["ModelRegistry"].events.ModelListed().process_receipt(receipt, errors=DISCARD)[0]["args"]["modelId"]
-    send("list (CIDv0 string)", other_seller,
-         c["ModelRegistry"].functions.list(model_hash, CID_V0, PRICE))
-    for validator in (validator_a, validator_b):
-        send(None, validator, c["Validators"].functions.stake(), value=MIN_STAKE)
-    send("attest (below quorum)", validator_a, c["Validators"].functions.attest(model_id, model_hash, b"\1" * 32))
-    send("attest", validator_b, c["Validators"].functions.attest(model_id, model_hash, b"\1" * 32))
-    assert c["Validators"].functions.status(model_id).call() != 0, "the second attestation must settle"
+    model_hash, claim = bytes([round_no]) * 32, bytes([round_no + 100]) * 32
+    registry, market, validators = c["ModelRegistry"], c["Marketplace"], c["Validators"]
+    receipt = send("list", seller, registry.functions.list(model_hash, CID_V1, PRICE))
+    model_id = registry.events.ModelListed().process_receipt(receipt, errors=DISCARD)[0]["args"]["modelId"]
+    send("list (CIDv0 string)", other_seller, registry.functions.list(model_hash, CID_V0, PRICE))
+    send("(claimMetrics)", seller, registry.functions.claimMetrics(model_id, claim))
+    send(None, seller, registry.functions.setOperator(model_id, operator))
+    chain_id = w3.eth.chain_id
+    for label, validator in (("commit", validator_a), ("(commit, round open)", validator_b)):
+        send(None, validator, validators.functions.stake(), value=MIN_STAKE)
+        receipt = send(None, validator, market.functions.requestValidatorKey(model_id, b"\x05" * 32))
+        request = market.events.Purchased().process_receipt(receipt, errors=DISCARD)[0]["args"]["purchaseId"]
+        send(None, operator, market.functions.deliverKey(request, validator, WRAPPED_KEY))
+        commitment = attestation_commitment(chain_id, validators.address, model_id, validator, model_hash,
+                                            claim, _salt(validator))
+        send(label, validator, validators.functions.commitAttestation(model_id, commitment))
+    _, commit_end, reveal_end = validators.functions.roundOf(model_id).call()
+    travel_to(w3, commit_end + 1)
+    for label, validator in (("reveal", validator_a), ("(reveal, second)", validator_b)):
+        send(label, validator, validators.functions.revealAttestation(model_id, model_hash, claim,
+                                                                      _salt(validator)))
+    travel_to(w3, reveal_end + 1)
+    send("settle", other_seller, validators.functions.settle(model_id))
+    assert validators.functions.status(model_id).call() == 1, "the round must verify the model"
     purchases = []
     for label, account in (("buy", buyer), (None, second_buyer)):
         key = hashlib.sha256(account.encode()).digest()  # stands in for an X25519 key: 32 random-looking bytes
-        receipt = send(label, account, c["Marketplace"].functions.buy(model_id, key, PRICE), value=PRICE)
-        purchases.append(c["Marketplace"].events.Purchased().process_receipt(receipt, errors=DISCARD)[0]["args"])
-    send(None, seller, c["ModelRegistry"].functions.setOperator(model_id, operator))
-    send("deliverKey", operator, c["Marketplace"].functions.deliverKey(purchases[0]["purchaseId"], WRAPPED_KEY))
-    send(None, operator, c["Marketplace"].functions.deliverKey(purchases[1]["purchaseId"], WRAPPED_KEY))
+        receipt = send(label, account, market.functions.buy(model_id, key, PRICE), value=PRICE)
+        purchases.append(market.events.Purchased().process_receipt(receipt, errors=DISCARD)[0]["args"])
+    for label, p in zip(("deliverKey", None), purchases, strict=True):
+        send(label, operator, market.functions.deliverKey(p["purchaseId"], p["buyer"], WRAPPED_KEY))
     send("vote", buyer, c["Votes"].functions.vote(model_id, 4))
-    send("vote (model has votes)", second_buyer, c["Votes"].functions.vote(model_id, 5))
-    send("withdraw", seller, c["Marketplace"].functions.withdraw())
+    send("(vote, model has votes)", second_buyer, c["Votes"].functions.vote(model_id, 5))
+    travel_to(w3, w3.eth.get_block("latest")["timestamp"] + CHALLENGE_PERIOD + 1)
+    send("(releaseRevenue)", seller, market.functions.releaseRevenue(purchases[0]["purchaseId"]))
+    send("withdraw", seller, market.functions.withdraw())
     return gas, parts
+
+
+def _salt(validator: str) -> bytes:
+    return hashlib.sha256(b"salt" + validator.encode()).digest()
+
+
+def travel_to(w3, timestamp: int) -> None:
+    """Mine a block at ``timestamp`` (anvil)."""
+    w3.provider.make_request("evm_mine", [timestamp])
 
 
 def breakdown(w3, receipt) -> dict:
@@ -125,7 +153,7 @@ def main() -> int:
         w3 = Web3(Web3.HTTPProvider(node.url))
         accounts = w3.eth.accounts
         deployer = accounts[0]
-        record = deploy_suite(w3, deployer, quorum=2, min_stake=MIN_STAKE)
+        record = deploy_suite(w3, deployer, quorum=2, min_stake=MIN_STAKE, challenge_period=CHALLENGE_PERIOD)
         c = suite_contracts(w3, record)
         played = [
             play_round(w3, c, accounts[1 + i * ACCOUNTS_PER_ROUND: 1 + (i + 1) * ACCOUNTS_PER_ROUND], i + 1)

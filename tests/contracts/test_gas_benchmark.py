@@ -11,7 +11,7 @@ import pytest
 
 from node import paths
 
-KEYS = {"list", "buy", "deliverKey", "vote", "attest", "withdraw"}
+KEYS = {"list", "buy", "deliverKey", "vote", "commit", "reveal", "settle", "withdraw"}
 
 
 @pytest.mark.anvil
