@@ -1065,8 +1065,11 @@ contract World {
                 _advanceRound(validator, id);
                 return;
             }
-            // colluders now and then copy an honest validator's commitment instead of making their own
-            _commit(validator, id, saltSeed, _isColluder(validator) && saltSeed % 3 == 0);
+            bool colluder = _isColluder(validator);
+            // a colluder often waits for someone else to commit first, then copies that commitment
+            // instead of making its own (its reveal can never open it)
+            if (colluder && r.commitEnd == 0 && saltSeed % 2 == 0) return;
+            _commit(validator, id, saltSeed, colluder && saltSeed % 3 != 0);
             return;
         }
         if (state == SEAT_COMMITTED && seat.round == r.number) {
