@@ -151,8 +151,9 @@ def abi_hash(abi: list) -> str:
 def deploy_suite(w3, deployer, *, artifacts: dict | None = None, **params) -> dict:
     """Deploy and wire the four contracts; return the deployment record (see ``deployment_record``).
 
-    ``params`` are DEFAULT_PARAMS' keys (fee_bps, fee_recipient, delivery_window, validator_share_bps,
-    min_stake, quorum, unstake_delay, slash_bps, treasury). ``deployer`` is an unlocked address or a
+    ``params`` are DEFAULT_PARAMS' keys (fee_bps, fee_recipient, delivery_window, challenge_period,
+    validator_share_bps, min_stake, quorum, commit_period, reveal_period, unstake_delay, bond_bps,
+    request_bond, max_open_requests, treasury). ``deployer`` is an unlocked address or a
     signer (``.address`` + ``.sign_transaction``).
     """
     from node.compiler import compile_contracts

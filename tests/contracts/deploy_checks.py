@@ -39,11 +39,11 @@ def assert_suite_wired(w3, directory: Path) -> dict:
     validators = c["Validators"].functions
     assert validators.registry().call() == addr["ModelRegistry"]
     assert validators.marketplace().call() == addr["Marketplace"]
-    assert validators.minStake().call() == p["min_stake"]
-    assert validators.quorum().call() == p["quorum"]
-    assert validators.unstakeDelay().call() == p["unstake_delay"]
-    assert validators.slashBps().call() == p["slash_bps"]
-    assert validators.treasury().call() == p["treasury"]
+    assert market.challengePeriod().call() == p["challenge_period"]
+    config = validators.config().call()  # the constructor's Config, in its order
+    assert tuple(config) == (p["min_stake"], p["quorum"], p["commit_period"], p["reveal_period"],
+                             p["unstake_delay"], p["bond_bps"], p["request_bond"],
+                             p["max_open_requests"], p["treasury"])
     assert c["Votes"].functions.marketplace().call() == addr["Marketplace"]
     assert market.votes().call() == addr["Votes"]  # connectVotes ran
     return record
