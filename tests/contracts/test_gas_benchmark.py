@@ -11,7 +11,8 @@ import pytest
 
 from node import paths
 
-KEYS = {"list", "buy", "deliverKey", "vote", "commit", "reveal", "settle", "withdraw"}
+KEYS = {"list", "buy", "deliverKey", "vote", "commit", "reveal", "settle", "withdraw"}  # issue 13, section 4
+BASELINE = "baseline_erc721_mint"  # the in-run anchor (an OpenZeppelin ERC-721 mint)
 
 
 @pytest.mark.anvil
