@@ -10,9 +10,12 @@ One script, three ways, one wiring (``node.deploy.suite_plan``):
 Who signs: ``--keystore FILE`` (password from $MODEX_PASSWORD or the terminal), else the key in
 $MODEX_PRIVATE_KEY, else the node's first unlocked account (anvil and the embedded chain have
 funded ones). Under brownie: $MODEX_PRIVATE_KEY, else brownie's ``accounts[0]``.
-Parameters (fee_bps, quorum, ... see node.deploy.DEFAULT_PARAMS): ``--param KEY=VALUE`` or, for
-both ways, $MODEX_DEPLOY_PARAMS as a JSON object. $MODEX_DEPLOYMENTS_DIR (or ``--out``) changes
-where the record is written.
+Parameters start from the development defaults (node.deploy.DEFAULT_PARAMS: one minimum stake
+settles a round in 40 s, for demos and tests) or, with ``--public-defaults`` ($MODEX_DEPLOY_DEFAULTS=
+public, for both ways), from the documented public-chain defaults (node.deploy.PUBLIC_PARAMS;
+contracts/README.md, "Economics", says what each costs an attacker). Any of them is then set with
+``--param KEY=VALUE`` (repeatable) or, for both ways, $MODEX_DEPLOY_PARAMS as a JSON object.
+$MODEX_DEPLOYMENTS_DIR (or ``--out``) changes where the record is written.
 
 brownie 1.22 pins web3 7, so under brownie only the web3-free parts of node.deploy are used (the
 plan, parameter checks and the record format); contracts are deployed with brownie's own
@@ -43,6 +46,8 @@ log = logging.getLogger("modex.deploy")
 DEFAULT_RPC_URL = "http://127.0.0.1:8545"
 PRIVATE_KEY_ENV = "MODEX_PRIVATE_KEY"
 PARAMS_ENV = "MODEX_DEPLOY_PARAMS"
+DEFAULTS_ENV = "MODEX_DEPLOY_DEFAULTS"  # "dev" (the default) or "public"
+DEFAULTS = {"dev": suite.DEFAULT_PARAMS, "public": suite.PUBLIC_PARAMS}
 DEPLOYMENTS_DIR_ENV = "MODEX_DEPLOYMENTS_DIR"
 RPC_TIMEOUT_S = 10
 
@@ -58,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             args = parse_args(argv)
             if args.verbose:
                 logging.getLogger().setLevel(logging.INFO)
-            params = {**_env_params(), **_cli_params(args.param)}
+            params = {**_defaults("public" if args.public_defaults else None), **_env_params(),
+                      **_cli_params(args.param)}
             w3 = connect(args.network, args.rpc_url)
             record, path = deploy_with_web3(w3, keystore=args.keystore, out=args.out, params=params)
     except ModexError as exc:
@@ -72,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="scripts/deploy.py", description="Deploy and wire the Modex contracts; write deployments/<chainId>.json."
+        prog="scripts/deploy.py", description="Deploy and wire the Modex contracts; write deployments/<chainId>.json.",
+        epilog=_defaults_table(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--network", required=True,
@@ -81,8 +88,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rpc-url", default=DEFAULT_RPC_URL, help=f"anvil's URL (default {DEFAULT_RPC_URL})")
     parser.add_argument("--keystore", type=Path, help="encrypted JSON keyfile of the deployer ($MODEX_PASSWORD)")
     parser.add_argument(
+        "--public-defaults", action="store_true",
+        help=f"start from the public-chain defaults instead of the development ones (also {DEFAULTS_ENV}=public)",
+    )
+    parser.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE",
-        help=f"deployment parameter, repeatable; keys: {', '.join(sorted(suite.DEFAULT_PARAMS))}",
+        help="deployment parameter, repeatable, over the defaults (keys and defaults below)",
     )
     parser.add_argument("--out", type=Path, help="folder for <chainId>.json (default deployments/)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each deployment step")
@@ -168,7 +179,7 @@ def deploy_with_brownie(params: dict | None = None, out: Path | None = None) -> 
     if not loaded:
         raise ConfigError("brownie has no project loaded: run `brownie run` from the repository root")
     containers = loaded[0]
-    params = {**_env_params(), **(params or {})}
+    params = {**_defaults(), **_env_params(), **(params or {})}
     out = _deployments_dir(out)
     if not network.priority_fee():
         # brownie's development defaults send gas price 0, which anvil refuses unless base_fee=0.
@@ -256,6 +267,27 @@ def _abi_entries(abi: list) -> list[str]:
 
 def _deployments_dir(out: Path | None) -> Path:
     return Path(out or os.environ.get(DEPLOYMENTS_DIR_ENV) or paths.DEPLOYMENTS_DIR)
+
+
+def _defaults(choice: str | None = None) -> dict:
+    """The parameters a deployment starts from: ``choice``, else $MODEX_DEPLOY_DEFAULTS, else "dev"."""
+    choice = choice or os.environ.get(DEFAULTS_ENV) or "dev"
+    if choice not in DEFAULTS:
+        raise ConfigError(f"{DEFAULTS_ENV}={choice!r} is not one of {', '.join(DEFAULTS)} (e.g. {DEFAULTS_ENV}=public)")
+    return dict(DEFAULTS[choice])
+
+
+def _defaults_table() -> str:
+    """--help's epilog: every parameter with its development and public-chain default."""
+    none_means = {"fee_recipient": "the deployer", "treasury": "fee_recipient"}
+
+    def shown(params: dict, key: str) -> str:
+        return none_means[key] if params[key] is None else str(params[key])
+
+    rows = [f"  {key:<20}{shown(suite.DEFAULT_PARAMS, key):>22}{shown(suite.PUBLIC_PARAMS, key):>22}"
+            for key in sorted(suite.DEFAULT_PARAMS)]
+    return "\n".join([f"  {'parameter':<20}{'dev (default)':>22}{'--public-defaults':>22}", *rows,
+                      "amounts in wei, periods in seconds, shares in basis points; contracts/README.md explains each"])
 
 
 def _env_params() -> dict:

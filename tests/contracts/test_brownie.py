@@ -15,6 +15,7 @@ from deploy_checks import assert_suite_wired
 from web3 import Web3
 
 from node import paths
+from node.deploy import PUBLIC_PARAMS, resolve_params
 from node.devchain import start_anvil
 
 BROWNIE = paths.ROOT / ".venv-brownie" / "bin" / "brownie"
@@ -39,6 +40,7 @@ def brownie_env(tmp_path):
     env["MODEX_DEPLOYMENTS_DIR"] = str(tmp_path)
     env.pop("MODEX_PRIVATE_KEY", None)
     env.pop("MODEX_DEPLOY_PARAMS", None)
+    env["MODEX_DEPLOY_DEFAULTS"] = "public"  # brownie passes no arguments: the defaults are chosen here
     (paths.BUILD_DIR).mkdir(exist_ok=True)  # brownie creates build/brownie but not its parent
     # ~/.solcx is per user, not per checkout: point brownie's solc at this checkout's wrapper.
     shim = subprocess.run(["bash", str(paths.ROOT / "tools" / "solc-shim.sh")], capture_output=True,
@@ -68,7 +70,8 @@ def test_brownie_run_deploys_the_wired_suite(brownie_env, tmp_path):
         record = assert_suite_wired(w3, tmp_path)
         assert record["chainId"] == 31337
         assert record["deployer"] == w3.eth.accounts[0]
-        assert record["params"]["fee_bps"] == 250  # node.deploy.DEFAULT_PARAMS, followed by brownie
+        # node.deploy.PUBLIC_PARAMS, followed by brownie (and read back from the chain above)
+        assert record["params"] == resolve_params(PUBLIC_PARAMS, record["deployer"])
         for name, entry in record["contracts"].items():
             assert f"{name} deployed at: " in output and entry["address"] in output
         assert node.process.poll() is None  # brownie attached to our anvil and left it running

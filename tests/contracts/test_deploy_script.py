@@ -14,7 +14,7 @@ from web3 import Web3
 
 from node import paths
 from node.compiler import compile_contracts
-from node.deploy import abi_hash
+from node.deploy import PUBLIC_PARAMS, abi_hash, resolve_params
 from node.devchain import free_port, start_anvil
 from node.keystore import import_private_key
 
@@ -51,6 +51,32 @@ def test_cli_prints_every_address(script, tmp_path, capsys):
     for name in NAMES:
         assert f"{name:<14} {record['contracts'][name]['address']}" in out
     assert f"wrote {tmp_path / (str(record['chainId']) + '.json')}" in out
+
+
+@pytest.mark.parametrize("how", ["--public-defaults", "MODEX_DEPLOY_DEFAULTS"])
+def test_public_defaults_are_deployed_and_params_override_them(script, tmp_path, monkeypatch, how):
+    """--public-defaults (or MODEX_DEPLOY_DEFAULTS=public, which the brownie path reads too) deploys
+    node.deploy.PUBLIC_PARAMS; --param and MODEX_DEPLOY_PARAMS still set any of them over it."""
+    argv = ["--network", "embedded", "--out", str(tmp_path), "--param", "quorum=7"]
+    if how == "--public-defaults":
+        argv.append("--public-defaults")
+    else:
+        monkeypatch.setenv("MODEX_DEPLOY_DEFAULTS", "public")
+    monkeypatch.setenv("MODEX_DEPLOY_PARAMS", '{"commit_period": 3600}')
+    assert script.main(argv) == 0
+    w3 = script.connect("embedded")  # a fresh embedded chain: read the record, not the (gone) chain
+    record = json.loads(next(tmp_path.glob("*.json")).read_text())
+    deployer = record["deployer"]
+    assert record["params"] == resolve_params({**PUBLIC_PARAMS, "quorum": 7, "commit_period": 3600}, deployer)
+    assert (record["params"]["min_stake"], record["params"]["challenge_period"]) == (10**18, 7 * 86400)
+    assert w3.eth.chain_id == record["chainId"]
+
+
+def test_public_defaults_are_wired_on_chain(script, tmp_path):
+    w3 = script.connect("embedded")
+    record, _ = script.deploy_with_web3(w3, out=tmp_path, params=script._defaults("public"))
+    wired = assert_suite_wired(w3, tmp_path)  # every parameter read back through the views
+    assert wired["params"] == resolve_params(PUBLIC_PARAMS, record["deployer"])
 
 
 @pytest.mark.anvil
@@ -127,6 +153,11 @@ def test_unreachable_rpc_exits_nonzero_naming_the_url(tmp_path):
         (["--network", "embedded", "--param", "quorum"], {}, "--param 'quorum' is not KEY=VALUE"),
         (["--network", "embedded", "--param", "fees=1"], {}, "unknown deployment parameter(s) ['fees']"),
         (["--network", "embedded", "--param", "fee_bps=5000"], {}, "fee_bps=5000 must be an integer in [0, 1000]"),
+        (["--network", "embedded", "--param", "commit_period=0"], {}, "commit_period=0 must be an integer in [1, "),
+        (["--network", "embedded", "--public-defaults", "--param", "max_open_requests=0"], {},
+         "max_open_requests=0 must be an integer in [1, 65535]"),
+        (["--network", "embedded"], {"MODEX_DEPLOY_DEFAULTS": "mainnet"},
+         "MODEX_DEPLOY_DEFAULTS='mainnet' is not one of dev, public"),
         (["--network", "embedded"], {"MODEX_DEPLOY_PARAMS": "{quorum: 2"}, "MODEX_DEPLOY_PARAMS is not JSON"),
         (["--network", "embedded"], {"MODEX_PRIVATE_KEY": "0x1234"}, "not a valid private key"),
         (["--network", "embedded", "--param", "quorum=\u00b2"], {}, "quorum='\u00b2' must be an integer"),
