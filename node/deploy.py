@@ -125,6 +125,13 @@ def resolve_params(params: dict, deployer: str) -> dict:
         value = p[key]
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
             raise ConfigError(f"deployment parameter {key}={value!r} must be an integer in [{lo}, {hi}]")
+    seat = p["request_bond"] + p["min_stake"] * p["bond_bps"] // 10_000  # a key request's and a commit's bonds
+    if seat > p["min_stake"]:
+        raise ConfigError(
+            f"request_bond ({p['request_bond']}) plus a commit bond (bond_bps {p['bond_bps']} of min_stake: "
+            f"{seat - p['request_bond']}) is more than min_stake ({p['min_stake']}): a validator with the minimum "
+            f"stake could never commit; lower request_bond or bond_bps, or raise min_stake"
+        )
     return p
 
 

@@ -156,6 +156,8 @@ def test_unreachable_rpc_exits_nonzero_naming_the_url(tmp_path):
         (["--network", "embedded", "--param", "commit_period=0"], {}, "commit_period=0 must be an integer in [1, "),
         (["--network", "embedded", "--public-defaults", "--param", "max_open_requests=0"], {},
          "max_open_requests=0 must be an integer in [1, 65535]"),
+        (["--network", "embedded", "--public-defaults", "--param", "request_bond=900000000000000000"], {},
+         "a validator with the minimum stake could never commit"),
         (["--network", "embedded"], {"MODEX_DEPLOY_DEFAULTS": "mainnet"},
          "MODEX_DEPLOY_DEFAULTS='mainnet' is not one of dev, public"),
         (["--network", "embedded"], {"MODEX_DEPLOY_PARAMS": "{quorum: 2"}, "MODEX_DEPLOY_PARAMS is not JSON"),
