@@ -176,8 +176,7 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         Validators validators = _validators;
         if (address(validators) == address(0)) revert MarketplaceNotValidator(msg.sender);
         if (validatorKey == bytes32(0)) revert MarketplaceZeroBuyerKey();
-        (, bool active,) = _registry.saleTerms(modelId);
-        if (!active) revert MarketplaceModelInactive(modelId);
+        if (!_registry.isActive(modelId)) revert MarketplaceModelInactive(modelId);
         Access storage access = _validatorAccess[modelId][msg.sender];
         uint8 status = access.status;
         if (status == STATUS_DELIVERED) revert MarketplaceAlreadyLicensed(modelId, msg.sender);

@@ -16,6 +16,7 @@ contract ModelRegistry is ERC721 {
     error ModelRegistryCidTooLong(uint256 length, uint256 maxLength);
     error ModelRegistryPriceTooHigh(uint256 price, uint256 maxPrice);
     error ModelRegistryBadWorkDigest(bytes32 workDigest);
+    error ModelRegistryAlreadyClaimed(uint256 modelId, bytes32 workDigest);
 
     event ModelListed(
         uint256 indexed modelId, address indexed seller, bytes32 modelHash, string metadataCid, uint256 price
@@ -105,10 +106,13 @@ contract ModelRegistry is ERC721 {
     /// @notice Owner only: record the work digest of the seller's own evaluation (the SHA-256 of the
     /// evaluation report on the listing's declared eval set, every example's output included; see
     /// docs/formats.md). Validators verify the model only when their majority reproduces it, and only
-    /// a claim made before their round opened counts: make it right after `list`. Emits {MetricsClaimed}.
+    /// a claim made no later than their round opened counts: make it right after `list`. A claim is
+    /// final (a model Verified against one claim can never show another). Emits {MetricsClaimed}.
     function claimMetrics(uint256 modelId, bytes32 workDigest) external {
         _checkModelOwner(modelId);
         if (workDigest == bytes32(0) || workDigest == FAILED_WORK_DIGEST) revert ModelRegistryBadWorkDigest(workDigest);
+        bytes32 claimed = _claimedDigests[modelId];
+        if (claimed != bytes32(0)) revert ModelRegistryAlreadyClaimed(modelId, claimed);
         _claimedDigests[modelId] = workDigest;
         _claimedAt[modelId] = block.timestamp;
         emit MetricsClaimed(modelId, workDigest);

@@ -256,6 +256,10 @@ contract Validators is ReentrancyGuardTransient {
     /// observedHash, workDigest, salt))`. Opens a round when none is open. Bonds `bondBps` of a
     /// minimum stake per unit of the caller's weight. A validator whose attestation was counted in an
     /// undecided round commits again in the next. Emits {AttestationCommitted} (and {RoundOpened}).
+    // The strict equalities below compare the seat and round state codes and the commitEnd == 0 "no round"
+    // sentinel, never balances; weight is a floor on purpose (whole minimum stakes) before the bond is
+    // computed from it.
+    // slither-disable-start incorrect-equality,divide-before-multiply
     function commitAttestation(uint256 modelId, bytes32 commitment) external {
         if (commitment == bytes32(0)) revert ValidatorsZeroCommitment();
         Round memory r = _rounds[modelId];
@@ -290,12 +294,14 @@ contract Validators is ReentrancyGuardTransient {
         _commitments[modelId][msg.sender] = commitment;
         emit AttestationCommitted(modelId, msg.sender, commitment);
     }
+    // slither-disable-end incorrect-equality,divide-before-multiply
 
     /// @notice Open the caller's commitment in the current round, after commits closed and until the
     /// reveal period ends. It counts, with the caller's weight, for the status it argues for: Verified
     /// when `observedHash` is the listed hash and `workDigest` the seller's claim made before the round
     /// opened; MetricsDisputed for the listed hash with another digest (the reserved failure digest
     /// included); Disputed for another hash. Emits {Attested}.
+    // slither-disable-start incorrect-equality
     function revealAttestation(uint256 modelId, bytes32 observedHash, bytes32 workDigest, bytes32 salt) external {
         Round memory r = _rounds[modelId];
         Seat storage seat = _seats[modelId][msg.sender];
@@ -330,11 +336,13 @@ contract Validators is ReentrancyGuardTransient {
         delete _commitments[modelId][msg.sender];
         emit Attested(modelId, msg.sender, observedHash, workDigest, matches);
     }
+    // slither-disable-end incorrect-equality
 
     /// @notice After the reveal period, settle the model's round (anyone). With at least `quorum`
     /// revealed weight, an outcome holding more than half of it becomes the model's status for good and
     /// the Marketplace is told. Otherwise the round closes undecided and the next commit opens a new
     /// one. Emits {StatusChanged} or {RoundUndecided}.
+    // slither-disable-start incorrect-equality
     function settle(uint256 modelId) external {
         Round memory r = _rounds[modelId];
         if (r.status != STATUS_UNVERIFIED) revert ValidatorsAlreadySettled(modelId, r.status);
@@ -365,6 +373,7 @@ contract Validators is ReentrancyGuardTransient {
         emit StatusChanged(modelId, status);
         _marketplace.recordVerdict(modelId, status, r.verifiedWeight);
     }
+    // slither-disable-end incorrect-equality
 
     /// @notice Close `validator`'s seat on the model (anyone may call) and return its bonds to its free
     /// stake, or forfeit them to the treasury:
@@ -376,12 +385,13 @@ contract Validators is ReentrancyGuardTransient {
     ///   forfeited when it argued against the outcome, and the request bond when it was counted in an
     ///   undecided round and then sat out the deciding one; otherwise everything is returned.
     /// Emits {SeatReleased}.
+    // slither-disable-start incorrect-equality
     function release(uint256 modelId, address validator) external {
         Seat memory seat = _seats[modelId][validator];
         Round memory r = _rounds[modelId];
         bool settled = r.status != STATUS_UNVERIFIED;
-        bool forfeitRequest;
-        bool forfeitCommit;
+        bool forfeitRequest = false;
+        bool forfeitCommit = false;
         if (seat.state == SEAT_REQUESTED) {
             if (block.timestamp <= uint256(seat.requestedAt) + _marketplace.deliveryWindow()) {
                 revert ValidatorsNothingToRelease(modelId, validator);
@@ -418,6 +428,7 @@ contract Validators is ReentrancyGuardTransient {
         if (seat.state == SEAT_COMMITTED) delete _commitments[modelId][validator];
         emit SeatReleased(modelId, validator, bonds - forfeited, forfeited);
     }
+    // slither-disable-end incorrect-equality
 
     /// @notice Send the caller what was credited to it here (the treasury's forfeited bonds).
     /// Emits {Withdrawn}.

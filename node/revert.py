@@ -81,6 +81,10 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
         f"{a['workDigest']} cannot be claimed as a work digest (zero, or the reserved failure digest): claim the "
         f"SHA-256 of your own evaluation report (`modex evaluate` prints it)."
     ),
+    "ModelRegistryAlreadyClaimed": lambda a: (
+        f"Model {a['modelId']} already claims the work digest {a['workDigest']}; a claim is final (a model verified "
+        f"against one claim can never show another). To claim a new evaluation, publish it as a new listing."
+    ),
     # Marketplace
     "MarketplaceModelInactive": lambda a: (
         f"Model {a['modelId']} is not for sale right now (its seller deactivated it); nothing was charged."

@@ -127,9 +127,10 @@ def test_erc721_balances_and_approvals_with_the_owner_in_the_listing(chain):
     chain.expect_revert(f.balanceOf("0x" + "00" * 20), seller, "ERC721InvalidOwner")
 
 
-def test_claim_metrics_records_the_digest_and_when(chain):
-    """The seller's work digest is on-chain with its time: a claim counts only for rounds opened after
-    it (Validators compares claimedAt with the round's opening), so a later claim is a new time."""
+def test_claim_metrics_records_the_digest_and_when_and_is_final(chain):
+    """The seller's work digest is on-chain with its time: a claim counts only for rounds opened no
+    earlier (Validators compares claimedAt with the round's opening). A claim is final: a model
+    Verified against one claim can never show another."""
     seller = chain.accounts[1]
     mid = chain.list_model(seller, claim=None)
     f = chain.registry.functions
@@ -139,9 +140,9 @@ def test_claim_metrics_records_the_digest_and_when(chain):
     assert f.claimedWorkDigest(mid).call() == CLAIM
     assert f.attestationTarget(mid).call() == [MODEL_HASH, CLAIM, first]
     chain.travel(100)
-    other = b"\x34" * 32
-    chain.send(f.claimMetrics(mid, other), seller)
-    assert f.attestationTarget(mid).call() == [MODEL_HASH, other, chain.now()] and chain.now() > first
+    chain.expect_revert(f.claimMetrics(mid, b"\x34" * 32), seller, "ModelRegistryAlreadyClaimed",
+                        modelId=mid, workDigest="0x" + CLAIM.hex())
+    assert f.attestationTarget(mid).call() == [MODEL_HASH, CLAIM, first]
 
 
 def test_claim_metrics_refuses_the_zero_and_failure_digests(chain):
@@ -157,7 +158,7 @@ def test_claim_metrics_refuses_the_zero_and_failure_digests(chain):
 
 def test_a_new_owner_claims_and_the_old_one_no_longer_can(chain):
     seller, new_owner = chain.accounts[1], chain.accounts[2]
-    mid = chain.list_model(seller)
+    mid = chain.list_model(seller, claim=None)
     f = chain.registry.functions
     chain.send(f.transferFrom(seller, new_owner, mid), seller)
     chain.expect_revert(f.claimMetrics(mid, CLAIM), seller, "ModelRegistryNotOwner", owner=new_owner)

@@ -321,7 +321,9 @@ contract World {
         bytes32 digest = how == 0
             ? _m[id].trueDigest
             : how == 1 ? keccak256(abi.encode("inflated", id)) : how == 2 ? bytes32(0) : FAILED;
-        bool ok = _exists(id) && _m[id].owner == actor && digest != bytes32(0) && digest != FAILED;
+        // A claim is final: only an unclaimed model takes one.
+        bool ok = _exists(id) && _m[id].owner == actor && digest != bytes32(0) && digest != FAILED
+            && _m[id].claimed == bytes32(0);
         (bool done, bytes memory ret) =
             _call(actor, address(registry), 0, abi.encodeCall(ModelRegistry.claimMetrics, (id, digest)));
         if (_check(done, ok, "claimMetrics", ret)) (_m[id].claimed, _m[id].claimedAt) = (digest, block.timestamp);
