@@ -3,6 +3,7 @@
 import pytest
 from conftest import BUYER_KEY, CID_V1, MODEL_HASH, PARAMS, PRICE, fee_split
 
+from node.protocol import PurchaseStatus
 from node.revert import decode_revert
 
 
@@ -77,7 +78,7 @@ def test_fee_recipient_reentering_refund_gets_nothing_extra(chain, hostile):
     before = chain.balance(chain.market.address)
     as_hostile(chain, hostile, chain.market.functions.withdraw())
     err = decode_revert(hostile.functions.lastReentryResult().call())
-    assert err.context["error"] == "MarketplaceNotPending" and err.context["args"]["status"] == 3
+    assert err.context["error"] == "MarketplaceNotPending" and err.context["args"]["status"] == PurchaseStatus.REFUNDED
     assert hostile.functions.received().call() == fee + PRICE
     assert chain.balance(chain.market.address) == before - fee - PRICE
 
@@ -176,6 +177,6 @@ def test_a_hostile_buyer_refunded_after_a_dispute_gets_the_price_once(chain, hos
                chain.deployer)
     as_hostile(chain, hostile, chain.market.functions.withdraw())
     err = decode_revert(hostile.functions.lastReentryResult().call())
-    assert err.context["error"] == "MarketplaceNotPending" and err.context["args"]["status"] == 3
+    assert err.context["error"] == "MarketplaceNotPending" and err.context["args"]["status"] == PurchaseStatus.REFUNDED
     assert hostile.functions.received().call() == PRICE
     assert chain.balance(chain.market.address) == 0

@@ -113,7 +113,8 @@ def test_deliver_reverts(chain):
     chain.expect_revert(m.deliverKey(pid, buyer, WRAPPED[:79]), seller, "MarketplaceBadWrappedKey", length=79,
                         expected=80)
     chain.deliver(seller, pid)
-    chain.expect_revert(m.deliverKey(pid, buyer, WRAPPED), seller, "MarketplaceNotPending", purchaseId=pid, status=2)
+    chain.expect_revert(m.deliverKey(pid, buyer, WRAPPED), seller, "MarketplaceNotPending", purchaseId=pid,
+                        status=PurchaseStatus.DELIVERED)
     pid2 = chain.buy(other, mid)
     chain.travel(WINDOW + 1)
     chain.expect_revert(m.deliverKey(pid2, other, WRAPPED), seller, "MarketplaceDeliveryWindowClosed",
@@ -132,8 +133,8 @@ def test_refund_after_window_then_buy_again(chain):
     rc = chain.send(m.refund(pid), buyer)
     assert chain.events(rc, chain.market, "Refunded") == [{"purchaseId": pid, "buyer": buyer, "amount": PRICE}]
     assert m.credited(buyer).call() == PRICE
-    chain.expect_revert(m.refund(pid), buyer, "MarketplaceNotPending", purchaseId=pid, status=3)
-    chain.expect_revert(m.deliverKey(pid, buyer, WRAPPED), seller, "MarketplaceNotPending", status=3)
+    chain.expect_revert(m.refund(pid), buyer, "MarketplaceNotPending", purchaseId=pid, status=PurchaseStatus.REFUNDED)
+    chain.expect_revert(m.deliverKey(pid, buyer, WRAPPED), seller, "MarketplaceNotPending", status=PurchaseStatus.REFUNDED)
     chain.expect_revert(m.releaseRevenue(pid), seller, "MarketplaceNothingToRelease", purchaseId=pid)
     pid2 = chain.buy(buyer, mid)
     assert pid2 == pid + 1
@@ -286,8 +287,8 @@ def test_disputed_model_pending_purchases_are_never_delivered_and_refundable_at_
     rc = chain.send(m.refund(pid), buyer)
     assert chain.events(rc, chain.market, "Refunded") == [{"purchaseId": pid, "buyer": buyer, "amount": PRICE}]
     assert chain.purchase(pid).status == PurchaseStatus.REFUNDED
-    chain.expect_revert(m.refund(pid), buyer, "MarketplaceNotPending", purchaseId=pid, status=3)
-    chain.expect_revert(m.deliverKey(pid, buyer, WRAPPED), seller, "MarketplaceNotPending", purchaseId=pid, status=3)
+    chain.expect_revert(m.refund(pid), buyer, "MarketplaceNotPending", purchaseId=pid, status=PurchaseStatus.REFUNDED)
+    chain.expect_revert(m.deliverKey(pid, buyer, WRAPPED), seller, "MarketplaceNotPending", purchaseId=pid, status=PurchaseStatus.REFUNDED)
     chain.travel(WINDOW + 1)  # after the window it is refundable as before
     chain.send(m.refund(pid2), buyer2)
     # The buyers get the whole price back; the seller, the platform and the verifiers nothing.

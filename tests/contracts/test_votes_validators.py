@@ -4,7 +4,14 @@ key seats, commit–reveal rounds, stake-weighted settlement, bonds returned or 
 import pytest
 from conftest import BAD_HASH, CLAIM, PARAMS, PRICE, seat_bonds
 
-from node.protocol import FAILED_WORK_DIGEST, ZERO32, ModelStatus, SeatState, StakeInfo
+from node.protocol import (
+    FAILED_WORK_DIGEST,
+    ZERO32,
+    ModelStatus,
+    PurchaseStatus,
+    SeatState,
+    StakeInfo,
+)
 
 MIN = PARAMS["min_stake"]
 ZERO = "0x" + "00" * 20
@@ -354,7 +361,7 @@ def test_an_expired_request_is_released_with_nothing_lost_and_can_be_made_again(
     first = chain.request_key(a, mid)
     chain.travel(PARAMS["delivery_window"] + 1)
     second = chain.request_key(a, mid)  # made again after the window: the same seat, the same bond
-    assert chain.purchase(first).status == 4 and chain.stake_of(a).open_seats == 1
+    assert chain.purchase(first).status == PurchaseStatus.EXPIRED and chain.stake_of(a).open_seats == 1
     chain.expect_revert(chain.validators.functions.release(mid, a), a, "ValidatorsNothingToRelease")
     chain.travel(PARAMS["delivery_window"] + 1)
     assert chain.release(mid, a) == {"modelId": mid, "validator": a, "returned": PARAMS["request_bond"],
