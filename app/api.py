@@ -317,22 +317,45 @@ class ServedModels(Mapping):
         return len(self._dirs)
 
 
-def warm_models(app) -> threading.Thread | None:
-    """Load the served models in the background, so the first "Try it" does not wait for it."""
+class ModelWarmer:
+    """Loads the served models in the background, so the first "Try it" does not wait for it.
+
+    `stop()` asks it to load nothing more and waits for the model in hand: a process that exits
+    while a daemon thread is half way through `import torch` prints torch's registration errors
+    and a traceback on its way out."""
+
+    def __init__(self, service):
+        self._service = service
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._load_all, name="modex-warm-models",
+                                        daemon=True)
+
+    def start(self) -> "ModelWarmer":
+        self._thread.start()
+        return self
+
+    def _load_all(self) -> None:
+        for model_id in list(self._service.models):
+            if self._stopping.is_set():
+                return
+            try:
+                self._service.models[model_id]
+            except Exception:  # a model that fails to load is reported when someone calls it
+                if not self._stopping.is_set():
+                    log.warning("could not preload model %s", model_id, exc_info=True)
+
+    def stop(self, timeout: float = 120.0) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+
+def warm_models(app) -> ModelWarmer | None:
+    """Start loading the app's served models in the background (None: it serves none)."""
     service = app.extensions.get("modex.inference")
     if service is None:
         return None
-
-    def load():
-        for model_id in list(service.models):
-            try:
-                service.models[model_id]
-            except Exception:  # a model that fails to load is reported when someone calls it
-                log.warning("could not preload model %s", model_id, exc_info=True)
-
-    thread = threading.Thread(target=load, name="modex-warm-models", daemon=True)
-    thread.start()
-    return thread
+    return ModelWarmer(service).start()
 
 
 def init_app(app) -> None:

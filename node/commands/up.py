@@ -542,7 +542,7 @@ def serve(stack: Stack, *, demo: bool) -> None:
     from app.api import warm_models
 
     app = create_ui(stack, demo=demo)
-    warm_models(app)
+    warmer = warm_models(app)
     sock = stack.listeners.pop("ui_port", None) or bind_port(stack.config, "ui_port")
     with sock:  # werkzeug serves on a duplicate of its descriptor
         server = make_server("127.0.0.1", sock.getsockname()[1], app, threaded=True,
@@ -563,6 +563,8 @@ def serve(stack: Stack, *, demo: bool) -> None:
     finally:
         print("stopping…", flush=True)
         server.server_close()
+        if warmer is not None:
+            warmer.stop()
         from app.resources import close_resources
 
         close_resources(app)

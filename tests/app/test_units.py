@@ -163,6 +163,35 @@ def test_served_models_membership_loads_nothing(tmp_path):
     assert served._batchers == {}
 
 
+def test_model_warmer_stop_waits_for_the_model_in_hand_and_loads_no_more(caplog):
+    """`modex up` used to exit while the warm-up thread was inside `import torch`: torch's
+    registration errors and a traceback printed after "stopped"."""
+    from types import SimpleNamespace
+
+    from app.api import ModelWarmer
+
+    loading, release, loaded = threading.Event(), threading.Event(), []
+
+    class SlowModels(dict):
+        def __getitem__(self, model_id):
+            loading.set()
+            release.wait(10)
+            loaded.append(model_id)
+            raise RuntimeError("interpreter shutting down")  # what a torch import fails with
+
+    warmer = ModelWarmer(SimpleNamespace(models=SlowModels({1: "a", 2: "b"}))).start()
+    assert loading.wait(10)
+    stopper = threading.Thread(target=warmer.stop)
+    stopper.start()
+    time.sleep(0.2)
+    assert stopper.is_alive()  # stop() waits for the model in hand
+    release.set()
+    stopper.join(10)
+    assert not stopper.is_alive()
+    assert loaded == [1]  # and loads no other
+    assert "could not preload" not in caplog.text  # a load cut short by stopping is no warning
+
+
 def test_seller_metadata_of_the_wrong_json_type_renders_a_note():
     from app.helpers import metric_rows
 
