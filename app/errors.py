@@ -14,6 +14,7 @@ from flask import flash, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from node.amounts import fmt_eth as format_eth  # the app's name for it (templates' "eth" filter)
 from node.errors import (
     ConfigError,
     ContentNotFound,
@@ -27,13 +28,6 @@ log = logging.getLogger(__name__)
 
 # Custom errors whose generic sentence the UI replaces by one that fits a page the buyer opened.
 PRICE_GUARD_ERRORS = {"MarketplacePriceAboveMax"}
-
-
-def format_eth(wei: int) -> str:
-    """0.2 ETH, 1 ETH, 0.000001 ETH: no trailing zeros, no float rounding."""
-    whole, frac = divmod(int(wei), 10**18)
-    text = f"{whole}.{frac:018d}".rstrip("0").rstrip(".")
-    return f"{text} ETH"
 
 
 def price_changed_message(new_price_wei: int) -> str:

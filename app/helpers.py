@@ -1,10 +1,9 @@
-"""Small pieces the views share: ETH amounts, Markdown cards (sanitized), the vote histogram
-picture, the template globals, and `require_signer()` for views that sign a transaction.
+"""Small pieces the views share: ETH amounts (parsed by node.amounts), Markdown cards (sanitized),
+the vote histogram picture, the template globals, and `require_signer()` for views that sign a
+transaction.
 """
 
 from __future__ import annotations
-
-from decimal import Decimal, InvalidOperation
 
 import markdown as md
 import nh3
@@ -13,12 +12,11 @@ from markupsafe import Markup
 
 from app import session_keys
 from app.errors import format_eth
-from node.errors import ModexError
+from node.amounts import parse_eth  # noqa: F401 (re-exported: the views parse amounts through it)
+from node.errors import InputError  # noqa: F401 (re-exported: the views raise it for bad input)
 from node.protocol import ModelStatus
 from node.revert import when
 
-WEI_PER_ETH = Decimal(10) ** 18
-UINT256_MAX = 2**256 - 1
 # The indexer's status words (ModelStatus.word) as the badges name them.
 STATUS_NAMES = {
     ModelStatus.UNVERIFIED.word: "Unverified",
@@ -32,43 +30,8 @@ CARD_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "strong"
              "pre", "blockquote", "table", "thead", "tbody", "tr", "th", "td", "a", "hr", "br"}
 
 
-class InputError(ModexError):
-    """A form value a person must correct (shown next to the form, status 400)."""
-
-
 class NeedsWallet(Exception):
     """Raised by require_signer(); turned into a redirect to the wallet page."""
-
-
-def parse_eth(text: str, field: str = "price") -> int:
-    """'0.2' -> 200000000000000000 wei; refuses negatives, junk, more than 18 decimals and more
-    than a uint256 holds. Exact: integer arithmetic on the digits, never Decimal's 28-digit
-    context (which rounded 12345678901.123456789012345678 ETH by 2 wei and overflowed on 1e999999)."""
-    raw = (text or "").strip().removesuffix("ETH").strip()
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise InputError(f"The {field} '{raw[:40]}' is not a number; write it in ETH, e.g. 0.1.")
-    if not value.is_finite() or value < 0:
-        raise InputError(f"The {field} must be zero or more ETH, e.g. 0.1.")
-    too_large = InputError(f"The {field} is larger than any amount a contract can hold "
-                           "(2^256 - 1 wei); write a real amount in ETH, e.g. 0.1.")
-    if value >= 10**60:  # exact comparison; bounds the exponent before any power of ten
-        raise too_large
-    _sign, digits, exponent = value.as_tuple()
-    coefficient = int("".join(map(str, digits)) or "0")
-    shift = exponent + 18  # wei = coefficient * 10**shift
-    if coefficient == 0:
-        return 0
-    if shift >= 0:
-        wei = coefficient * 10**shift
-    else:
-        wei, rest = divmod(coefficient, 10**-shift) if -shift <= len(digits) else (0, 1)
-        if rest:
-            raise InputError(f"The {field} has more than 18 decimals; round it.")
-    if wei > UINT256_MAX:
-        raise too_large
-    return wei
 
 
 def local_path(target: str | None, default: str = "") -> str:

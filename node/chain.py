@@ -37,6 +37,7 @@ from web3.exceptions import (
     Web3RPCError,
 )
 
+from node.amounts import fmt_eth
 from node.config import Config
 from node.deploy import abi_hash
 from node.errors import ChainError, ConfigError, ContractRevert
@@ -517,8 +518,8 @@ class Chain:
     def _insufficient(self, sender: str, value: int) -> ChainError:
         have = self.balance(sender)
         return ChainError(
-            f"insufficient funds: {sender} holds {Web3.from_wei(have, 'ether')} ETH but this "
-            f"transaction needs {Web3.from_wei(value, 'ether')} ETH plus gas; fund the account "
+            f"insufficient funds: {sender} holds {fmt_eth(have)} but this "
+            f"transaction needs {fmt_eth(value)} plus gas; fund the account "
             f"and try again (nothing was sent)",
             address=sender, balance=have, value=value,
         )

@@ -1,6 +1,8 @@
 """Exceptions of the Modex node. One tree; callers catch the branch they can handle.
 
     ModexError                      base: every error the node raises on purpose
+    ├── InputError                  a value a person typed that must be corrected (an amount of
+    │                               ETH, a form field); also a ValueError
     ├── ConfigError                 a bad configuration value (names the key)
     ├── ChainError                  RPC failures, reverts (decoded custom errors), wrong chain
     │   └── ContractRevert          a decoded custom error from a Modex contract
@@ -26,6 +28,11 @@ class ModexError(Exception):
     def __init__(self, message: str, **context):
         super().__init__(message)
         self.context = context
+
+
+class InputError(ModexError, ValueError):
+    """A value a person wrote that cannot be used as it is: the message says how to write it. The
+    CLI prints it, the app shows it next to the form (status 400)."""
 
 
 class ConfigError(ModexError):

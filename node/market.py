@@ -23,11 +23,11 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 
 from web3.logs import DISCARD
 
 from node import keywrap
+from node.amounts import fmt_eth, parse_eth  # noqa: F401 (parse_eth: re-exported for old callers)
 from node.errors import ChainError, ContractRevert, KeyDeliveryError
 from node.fetch import book, sale_terms
 from node.protocol import Purchase as PurchaseRecord
@@ -35,24 +35,6 @@ from node.protocol import PurchaseStatus
 from node.revert import when
 
 log = logging.getLogger(__name__)
-
-
-def parse_eth(text: str | int | Decimal, *, what: str = "amount") -> int:
-    """ETH as a decimal string ("0.25") → wei; ChainError with a clear sentence otherwise."""
-    try:
-        value = Decimal(str(text))
-    except InvalidOperation:
-        raise ChainError(f"{what} {text!r} is not a number of ETH (e.g. 0.25)") from None
-    if value < 0 or not value.is_finite():
-        raise ChainError(f"{what} must be 0 or more ETH, got {text}")
-    wei = value * 10**18
-    if wei != wei.to_integral_value():
-        raise ChainError(f"{what} {text} has more than 18 decimals (smaller than 1 wei)")
-    return int(wei)
-
-
-def fmt_eth(wei: int) -> str:
-    return f"{(Decimal(int(wei)) / 10**18).normalize():f} ETH"
 
 
 @dataclass

@@ -21,9 +21,9 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from decimal import Decimal
 from functools import lru_cache
 
+from node.amounts import fmt_eth
 from node.errors import ContractRevert
 from node.protocol import ModelStatus, PurchaseStatus
 
@@ -51,12 +51,8 @@ def when(timestamp: int) -> str:
     return f"{datetime.fromtimestamp(int(timestamp), UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
-def eth(wei: int) -> str:
-    """``200000000000000000`` -> ``'0.2 ETH'`` (exact, no float rounding)."""
-    text = format(Decimal(int(wei)) / Decimal(10**18), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return f"{text} ETH"
+# The old name, until modex/commands/models.py imports fmt_eth from node.amounts.
+eth = fmt_eth
 
 
 def _nothing_charged(sentence: str) -> Callable[[dict], str]:
@@ -75,7 +71,7 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
         f"The metadata CID is {a['length']} characters long; at most {a['maxLength']} are accepted."
     ),
     "ModelRegistryPriceTooHigh": lambda a: (
-        f"A price of {eth(a['price'])} is above the largest accepted price ({eth(a['maxPrice'])})."
+        f"A price of {fmt_eth(a['price'])} is above the largest accepted price ({fmt_eth(a['maxPrice'])})."
     ),
     "ModelRegistryBadWorkDigest": lambda a: (
         f"{a['workDigest']} cannot be claimed as a work digest (zero, or the reserved failure digest): claim the "
@@ -96,10 +92,10 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
         f"such a buyer can refund now (`modex refund PURCHASE_ID`). Nothing was charged."
     ),
     "MarketplacePriceAboveMax": lambda a: (
-        f"Price is {eth(a['price'])}, above your maximum of {eth(a['maxPrice'])}; nothing was charged."
+        f"Price is {fmt_eth(a['price'])}, above your maximum of {fmt_eth(a['maxPrice'])}; nothing was charged."
     ),
     "MarketplaceWrongPayment": lambda a: (
-        f"Model {a['modelId']} costs exactly {eth(a['price'])} but {eth(a['sent'])} was sent; "
+        f"Model {a['modelId']} costs exactly {fmt_eth(a['price'])} but {fmt_eth(a['sent'])} was sent; "
         f"nothing was charged — send the exact price."
     ),
     "MarketplaceZeroBuyerKey": lambda a: (
@@ -155,7 +151,7 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
     ),
     "MarketplaceNothingToWithdraw": lambda a: f"{a['account']} has nothing to withdraw.",
     "MarketplaceTransferFailed": lambda a: (
-        f"Sending {eth(a['amount'])} to {a['account']} failed (the receiver rejected it); the balance stays "
+        f"Sending {fmt_eth(a['amount'])} to {a['account']} failed (the receiver rejected it); the balance stays "
         f"credited — withdraw again from an account that accepts ETH."
     ),
     "MarketplaceFeeTooHigh": lambda a: (
@@ -186,7 +182,7 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
     "VotesOnlyMarketplace": lambda a: f"Only the Marketplace may drop votes, not {a['caller']}.",
     # Validators
     "ValidatorsStakeTooLow": lambda a: (
-        f"A stake of {eth(a['stake'])} is below the minimum of {eth(a['minStake'])}; nothing was staked."
+        f"A stake of {fmt_eth(a['stake'])} is below the minimum of {fmt_eth(a['minStake'])}; nothing was staked."
     ),
     "ValidatorsUnstakePending": lambda a: (
         f"{a['validator']} asked to unstake (unlocks at {when(a['unlockAt'])}); it cannot stake or ask again."
@@ -210,7 +206,7 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
         f"and release its seat before asking for another key."
     ),
     "ValidatorsStakeBonded": lambda a: (
-        f"{a['validator']} has {eth(a['free'])} of stake not bonded, and this needs {eth(a['needed'])}: add "
+        f"{a['validator']} has {fmt_eth(a['free'])} of stake not bonded, and this needs {fmt_eth(a['needed'])}: add "
         f"stake or wait for open seats to be released."
     ),
     "ValidatorsAlreadySettled": lambda a: (
@@ -259,7 +255,7 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
     "ValidatorsOnlyMarketplace": lambda a: f"Only the Marketplace may open or key seats, not {a['caller']}.",
     "ValidatorsNothingToWithdraw": lambda a: f"{a['account']} has nothing to withdraw from Validators.",
     "ValidatorsTransferFailed": lambda a: (
-        f"Sending {eth(a['amount'])} to {a['account']} failed (the receiver rejected it); nothing was lost — "
+        f"Sending {fmt_eth(a['amount'])} to {a['account']} failed (the receiver rejected it); nothing was lost — "
         f"it stays there to take later."
     ),
     "ValidatorsBadConfig": lambda a: f"Bad Validators constructor argument: {a['what']}.",
