@@ -1,5 +1,7 @@
 """The Modex web UI: a Flask app factory over the node/ library (and ml/ for inference and
-recommendations). One blueprint per area: market (+ model page), wallet, publish, validate, api.
+recommendations). One blueprint per area: market (+ model page), wallet, publish, train,
+validate, api; what several of them look up lives in app.lookups (no blueprint imports another),
+and the inference endpoint with its model loading in app.inference.
 
     from app import create_app
     app = create_app({"MODEX_NODE_CONFIG": config, "MODEX_CHAIN": chain, "MODEX_STORE": store})
@@ -14,6 +16,21 @@ import os
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
+
+from app import (
+    api,
+    errors,
+    helpers,
+    inference,
+    jobs,
+    market,
+    publish,
+    resources,
+    session_keys,
+    train,
+    validate,
+    wallet,
+)
 
 csrf = CSRFProtect()
 
@@ -40,20 +57,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = os.environ.get("MODEX_SECRET_KEY") or os.urandom(32).hex()
 
-    from app import (
-        api,
-        errors,
-        helpers,
-        jobs,
-        market,
-        publish,
-        resources,
-        session_keys,
-        train,
-        validate,
-        wallet,
-    )
-
     csrf.init_app(app)
     resources.init_app(app)
     session_keys.init_app(app)
@@ -62,5 +65,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     helpers.init_app(app)
     for bp in (market.bp, wallet.bp, publish.bp, train.bp, validate.bp, api.bp):
         app.register_blueprint(bp)
-    api.init_app(app)
+    inference.init_app(app, csrf)
     return app

@@ -12,30 +12,32 @@
                                           one releaseRevenue per sale past its challenge period
                                           ("step": "release"), then the withdrawal ("withdraw")
     GET  /api/tx/<hash>                   the receipt of a transaction the browser sent
-    POST /api/inference/v1/infer          ml/'s signed inference endpoint (EIP-712), mounted here
+
+The inference endpoint, POST /api/inference/v1/infer, is mounted beside these by app.inference.
 
 Errors are JSON `{"error": sentence, "status": code}` (app.errors).
 """
 
 from __future__ import annotations
 
-import logging
 import re
-import threading
-from collections.abc import Mapping
-from types import SimpleNamespace
 
-from flask import Blueprint, abort, current_app, jsonify, render_template, request, session
+from eth_utils import to_checksum_address
+from flask import Blueprint, abort, jsonify, render_template, request, session
+from web3.exceptions import TransactionNotFound
 from werkzeug.exceptions import Conflict
 
 from app import session_keys
 from app.errors import price_changed_message
 from app.helpers import InputError, local_path, parse_eth
+from app.inference import warm_models  # noqa: F401 (re-exported until `modex up` imports app.inference)
 from app.jobs import get_jobs
+from app.lookups import delivery_message, model_or_404, my_purchase, page_args, seller_earnings
 from app.resources import get_chain, get_indexer
-from node.errors import ModexError
+from node import market
+from node.fetch import get_listing
+from node.keywrap import encryption_message
 
-log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
 
 HEX_RE = re.compile(r"^0x[0-9a-fA-F]+$")
@@ -51,9 +53,7 @@ def health():
 
 @bp.route("/api/models")
 def models():
-    from app.market import _page_args
-
-    args = _page_args()
+    args = page_args()
     if args["sort"] == "recommended":
         args["sort"] = "score"
     per_page = min(100, max(1, request.args.get("per_page", 20, type=int)))
@@ -68,10 +68,8 @@ def _jsonable(row: dict) -> dict:
 
 @bp.route("/api/models/<int:model_id>/delivery")
 def delivery(model_id: int):
-    from app.market import _my_purchase, delivery_message, model_or_404
-
     listing = model_or_404(model_id)
-    purchase = _my_purchase(model_id)
+    purchase = my_purchase(model_id)
     if purchase is None:
         return jsonify(state="none", message="You have not bought this model.")
     return jsonify(state=purchase["state"], purchase_id=purchase["purchase_id"],
@@ -109,8 +107,6 @@ def connect_wallet():
     address = str(_json().get("address") or "")
     if not re.fullmatch(r"0x[0-9a-fA-F]{40}", address):
         raise InputError("The browser wallet sent no valid address (0x followed by 40 hex digits).")
-    from eth_utils import to_checksum_address
-
     session_keys.lock()
     address = to_checksum_address(address)
     if session.get("browser_wallet") != address:  # another wallet's key must not buy for this one
@@ -142,8 +138,6 @@ def encryption_key():
 
 @bp.route("/api/wallet/encryption-message")
 def encryption_message_view():
-    from node.keywrap import encryption_message
-
     address = session.get("browser_wallet")
     if not address:
         raise InputError("Connect a browser wallet first.")
@@ -169,9 +163,6 @@ def prepare_tx():
     (``"step": "release"``, with how many are left), then ``withdraw`` (``"step": "withdraw"``).
     The page sends each and asks again; nothing is released server-side (this node holds no key
     of a browser wallet, and releasing from another account would spend that account's gas)."""
-    from node import market
-    from node.fetch import get_listing
-
     address = session.get("browser_wallet")
     if not address:
         raise InputError("Connect a browser wallet first (Wallet page).")
@@ -201,8 +192,6 @@ def prepare_tx():
             raise InputError("Choose a score from 1 to 5 stars.")
         fn = chain.votes.functions.vote(model_id, score)
     elif action == "withdraw":
-        from app.market import seller_earnings
-
         earnings = seller_earnings(address)
         if earnings.releasable:
             sale = earnings.releasable[0]
@@ -215,9 +204,7 @@ def prepare_tx():
             fn = chain.marketplace.functions.withdraw()
             step = {"step": "withdraw", "amount": str(earnings.credited)}
     elif action == "refund":
-        from app.market import _my_purchase
-
-        purchase = _my_purchase(model_id)
+        purchase = my_purchase(model_id)
         if purchase is None or purchase["state"] not in ("pending", "delivered"):
             raise InputError("There is no purchase of this model to refund.")
         outlook = market.refundability(chain, purchase["purchase_id"], address)
@@ -235,8 +222,6 @@ def prepare_tx():
 def tx_status(tx_hash: str):
     if not HEX_RE.match(tx_hash) or len(tx_hash) != 66:
         raise InputError("A transaction hash is 0x followed by 64 hex digits.")
-    from web3.exceptions import TransactionNotFound
-
     w3 = get_chain().w3
     try:
         receipt = w3.eth.get_transaction_receipt(tx_hash)
@@ -245,134 +230,3 @@ def tx_status(tx_hash: str):
     return jsonify(state="mined" if receipt["status"] == 1 else "reverted",
                    block=receipt["blockNumber"], gas_used=receipt["gasUsed"])
 
-
-# --- inference ------------------------------------------------------------------------------
-
-class _AccountView:
-    """ml.signing.sign_request takes an eth-account-like object (``.sign_message(m).signature``);
-    this shows it the session's Signer without handing over any key material."""
-
-    def __init__(self, signer):
-        self.address = signer.address
-        self._signer = signer
-
-    def sign_message(self, message):
-        return SimpleNamespace(signature=self._signer.sign_message(message))
-
-
-def call_inference(signer, model_id: int, inputs: list[str]) -> tuple[int, dict]:
-    """Sign an inference request with the session's wallet (EIP-712) and hand it to the same
-    InferenceService that answers POST /api/inference/v1/infer (all its checks apply)."""
-    from ml.endpoint import Refusal
-    from ml.signing import sign_request
-
-    service = current_app.extensions.get("modex.inference")
-    if service is None:
-        return 503, {"error": "This node serves no inference (start it with `modex up`)."}
-    chain = get_chain()
-    payload = sign_request(_AccountView(signer), model_id=model_id, inputs=inputs,
-                           chain_id=chain.chain_id, verifying_contract=chain.marketplace.address)
-    try:
-        return 200, service.handle(payload)
-    except Refusal as refusal:
-        return refusal.status, {"error": refusal.message}
-    except ModexError as exc:
-        log.warning("inference for model %s failed: %s", model_id, exc)
-        return 500, {"error": str(exc)}
-
-
-class ServedModels(Mapping):
-    """model id -> a DynamicBatcher over ml.serve.Predictor, built on first use and shared by
-    listings of the same directory. Reads the live `MODEX_MODELS` dict (id -> model dir), so a
-    model published from the UI is served as soon as it is listed."""
-
-    def __init__(self, dirs: dict):
-        self._dirs = dirs
-        self._batchers: dict[str, object] = {}
-        self._lock = threading.Lock()
-
-    def __getitem__(self, model_id):
-        path = self._dirs[model_id]
-        with self._lock:
-            if str(path) not in self._batchers:
-                from ml.serve import DynamicBatcher, Predictor
-
-                try:
-                    predictor = Predictor(path)
-                except ModexError:
-                    raise
-                except Exception as exc:  # transformers' own errors: a sentence, not a trace
-                    raise ModexError(f"this node cannot load model {model_id} for inference "
-                                     f"from {path}: {exc}") from exc
-                self._batchers[str(path)] = DynamicBatcher(predictor, max_wait_ms=5.0)
-            return self._batchers[str(path)]
-
-    def __contains__(self, model_id):  # without loading it (Mapping's default would)
-        return model_id in self._dirs
-
-    def __iter__(self):
-        return iter(list(self._dirs))
-
-    def __len__(self):
-        return len(self._dirs)
-
-
-class ModelWarmer:
-    """Loads the served models in the background, so the first "Try it" does not wait for it.
-
-    `stop()` asks it to load nothing more and waits for the model in hand: a process that exits
-    while a daemon thread is half way through `import torch` prints torch's registration errors
-    and a traceback on its way out."""
-
-    def __init__(self, service):
-        self._service = service
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._load_all, name="modex-warm-models",
-                                        daemon=True)
-
-    def start(self) -> "ModelWarmer":
-        self._thread.start()
-        return self
-
-    def _load_all(self) -> None:
-        for model_id in list(self._service.models):
-            if self._stopping.is_set():
-                return
-            try:
-                self._service.models[model_id]
-            except Exception:  # a model that fails to load is reported when someone calls it
-                if not self._stopping.is_set():
-                    log.warning("could not preload model %s", model_id, exc_info=True)
-
-    def stop(self, timeout: float = 120.0) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-
-def warm_models(app) -> ModelWarmer | None:
-    """Start loading the app's served models in the background (None: it serves none)."""
-    service = app.extensions.get("modex.inference")
-    if service is None:
-        return None
-    return ModelWarmer(service).start()
-
-
-def init_app(app) -> None:
-    chain = app.config.get("MODEX_CHAIN")
-    models = app.config.get("MODEX_MODELS")
-    if chain is None or models is None:
-        return  # inference needs the node's chain and model dirs: `modex up` hands both in
-    from app import csrf
-    from ml.endpoint import InferenceService, create_blueprint
-
-    def has_license(model_id: int, address: str) -> bool:
-        return bool(chain.call(chain.marketplace.functions.hasLicense(model_id, address)))
-
-    service = InferenceService(ServedModels(models), has_license=has_license,
-                               chain_id=chain.chain_id,
-                               verifying_contract=chain.marketplace.address)
-    blueprint = create_blueprint(service, name="modex_inference")
-    csrf.exempt(blueprint)  # JSON signed by the wallet (EIP-712): the signature authenticates
-    app.register_blueprint(blueprint, url_prefix="/api/inference")
-    app.extensions["modex.inference"] = service

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from flask import (
     Blueprint,
-    abort,
     current_app,
     flash,
     redirect,
@@ -25,28 +24,30 @@ from flask import (
 
 from app import session_keys
 from app.errors import flash_error, price_changed_message
-from app.helpers import (
-    STATUS_NAMES,
-    InputError,
-    parse_eth,
-    require_signer,
-    score_text,
-    vote_histogram_svg,
-)
+from app.helpers import InputError, parse_eth, require_signer, vote_histogram_svg
+from app.inference import call_inference
 from app.jobs import byte_progress, get_jobs
+from app.lookups import (
+    SORTS,
+    STATUSES,
+    TASKS,
+    delivery_message,
+    listing_row,
+    model_or_404,
+    my_purchase,
+    page_args,
+    seller_earnings,
+    stops_sales,
+)
 from app.resources import data_dir, get_chain, get_indexer, get_store
+from ml.recommend import Recommender
+from node import market
 from node.errors import ModexError
-from node.fetch import get_listing
-from node.protocol import ModelStatus, Purchase
+from node.fetch import fetch_model, get_listing, load_metadata
 
 log = logging.getLogger(__name__)
 bp = Blueprint("market", __name__)
 
-SORTS = {"newest": "Newest", "price": "Price (low to high)", "score": "Score",
-         "recommended": "Recommended"}
-# Filter values are the indexer's status words (ModelStatus.word), named as the badges name them.
-STATUSES = {"": "Any status", **STATUS_NAMES}
-MAX_PAGE = 100_000  # beyond any real listing count; keeps OFFSET inside SQLite's integers
 RECOMMEND_POOL = 200  # "recommended" ranks the best-scored matches, not all 10,000 listings
 
 _recommender_lock = threading.Lock()
@@ -58,8 +59,6 @@ def listing_metadata(indexer, cid: str) -> dict:
     meta = indexer.metadata(cid)
     if meta is not None:
         return meta
-    from node.fetch import load_metadata
-
     try:
         return load_metadata(get_store(), cid)
     except ModexError as exc:
@@ -67,25 +66,9 @@ def listing_metadata(indexer, cid: str) -> dict:
         return {}
 
 
-def _page_args() -> dict:
-    try:
-        page = min(max(1, int(request.args.get("page", 1))), MAX_PAGE)
-    except ValueError:
-        page = 1
-    sort = request.args.get("sort", "newest")
-    status = request.args.get("status", "")
-    return {
-        "query": (request.args.get("q") or "").strip()[:200] or None,
-        "task": (request.args.get("task") or "").strip()[:80] or None,
-        "status": status if status in STATUSES and status else None,
-        "sort": sort if sort in SORTS else "newest",
-        "page": page,
-    }
-
-
 @bp.route("/")
 def index():
-    args = _page_args()
+    args = page_args()
     per_page = current_app.config["MODEX_PER_PAGE"]
     indexer = get_indexer()
     if args["sort"] == "recommended":
@@ -94,27 +77,9 @@ def index():
         rows, total = indexer.list_models(per_page=per_page, **args)
         notes = {}
     pages = max(1, -(-total // per_page))
-    return render_template("market.html", rows=[_row(r) for r in rows], total=total, pages=pages,
-                           args=args, sorts=SORTS, statuses=STATUSES, tasks=_tasks(indexer),
+    return render_template("market.html", rows=[listing_row(r) for r in rows], total=total, pages=pages,
+                           args=args, sorts=SORTS, statuses=STATUSES, tasks=list(TASKS),
                            notes=notes)
-
-
-def _row(row) -> dict:
-    row = dict(row)
-    row["score_text"] = score_text(row.get("score"), row.get("vote_count") or 0)
-    return row
-
-
-def stops_sales(status_word: str | None) -> bool:
-    """Whether the indexer's status word is a verdict that stops sales (Disputed or Metrics
-    disputed: the Marketplace refuses deliveries and refunds the buyers)."""
-    return status_word in {s.word for s in ModelStatus if s.stops_sales}
-
-
-def _tasks(_indexer) -> list[str]:
-    from app.publish import TASKS
-
-    return list(TASKS)
 
 
 def _recommended_page(indexer, args, per_page):
@@ -133,10 +98,10 @@ def rank_for_buyer(listings: list[dict], need: str) -> list[dict]:
     indexer = get_indexer()
     address = session_keys.current_address()
     bought = sorted({int(p["model_id"]) for p in indexer.purchases_of(address)}) if address else []
-    by_id = {int(l["model_id"]): _row(l) for l in listings}
+    by_id = {int(l["model_id"]): listing_row(l) for l in listings}
     for model_id in bought:
         if model_id not in by_id and (row := indexer.get_model(model_id)) is not None:
-            by_id[model_id] = _row(row)
+            by_id[model_id] = listing_row(row)
     # The recommender's votes are a sum over a count: the price-weighted mean times the voters.
     items = [{"id": model_id, "name": l.get("name") or f"Model #{model_id}",
               "card": l.get("description") or "",
@@ -150,8 +115,6 @@ def _recommender():
     app = current_app
     with _recommender_lock:
         if "modex.recommender" not in app.extensions:
-            from ml.recommend import Recommender
-
             app.extensions["modex.recommender"] = Recommender(
                 cache_path=data_dir() / "embeddings.sqlite")
     return app.extensions["modex.recommender"]
@@ -167,60 +130,11 @@ def recommended():
     return render_template("recommended.html", need=need, results=results)
 
 
-def model_or_404(model_id: int) -> dict:
-    row = get_indexer().get_model(model_id) if model_id < 2**63 else None  # SQLite's integers
-    if row is None:
-        abort(404, description=f"There is no model #{model_id} on this exchange; "
-                               "it may not be indexed yet. Go back to the market.")
-    return _row(row)
-
-
-DELIVERY_MESSAGES = {
-    "pending": "Paid; waiting for the seller's node to deliver your key…",
-    "delivered": "Key delivered: you can fetch the model.",
-    "refunded": "Refunded: the seller did not deliver in time.",
-}
-DISPUTED_MESSAGES = {  # the Marketplace refuses to deliver a disputed model and refunds it at once
-    "pending": "Validators disputed this model: its key will not be delivered. Refund your payment now.",
-    "refunded": "Refunded: validators disputed this model.",
-}
-
-
-def delivery_message(state: str, model_status: str | None) -> str:
-    """What the buyer's purchase box says (the model page and its polling API alike)."""
-    if stops_sales(model_status) and state in DISPUTED_MESSAGES:
-        return DISPUTED_MESSAGES[state]
-    return DELIVERY_MESSAGES.get(state, state)
-
-
-def _my_purchase(model_id: int) -> dict | None:
-    """The session wallet's purchase of this model: the indexer's row, or — right after buying,
-    before the indexer has caught up — the purchase this session made, read from the chain."""
-    address = session_keys.current_address()
-    if not address:
-        return None
-    mine = [p for p in get_indexer().purchases_of(address)
-            if p["model_id"] == model_id and p.get("kind", "buyer") == "buyer"]
-    if mine:
-        delivered = [p for p in mine if p["state"] == "delivered"]
-        return (delivered or mine)[-1]
-    pid = session.get("purchases", {}).get(f"{address}:{model_id}")
-    if pid is None:
-        return None
-    chain = get_chain()
-    p = Purchase.from_call(chain.call(chain.marketplace.functions.purchase(pid)))
-    if p.account.lower() != address.lower():
-        return None
-    return {"purchase_id": pid, "model_id": model_id, "price": p.price, "state": p.status.word}
-
-
 def _refund_outlook(purchase: dict | None, listing: dict):
     """Whether the buyer's purchase can be refunded now, and the sentence that says so (None when
     there is nothing to say: no purchase, refunded, or a delivered purchase of a model no verdict
     stopped). A delivered purchase is refundable only after a dispute within its challenge
     period, which only the chain can tell."""
-    from node import market
-
     if purchase is None or purchase["state"] not in ("pending", "delivered"):
         return None
     if purchase["state"] == "delivered" and not stops_sales(listing.get("status")):
@@ -233,23 +147,13 @@ def _refund_outlook(purchase: dict | None, listing: dict):
         return None
 
 
-def seller_earnings(address: str, model_id: int | None = None):
-    """``node.market.earnings`` of ``address`` over its unreleased sales from the index (those
-    of one model when ``model_id`` is given)."""
-    from node import market
-
-    sales = [p["purchase_id"] for p in get_indexer().unreleased_sales(address)
-             if model_id is None or p["model_id"] == model_id]
-    return market.earnings(get_chain(), address, sales)
-
-
 @bp.route("/models/<int:model_id>")
 def model(model_id: int):
     listing = model_or_404(model_id)
     indexer = get_indexer()
     meta = listing_metadata(indexer, listing["metadata_cid"])
     histogram = indexer.vote_histogram(model_id)
-    purchase = _my_purchase(model_id)
+    purchase = my_purchase(model_id)
     address = session_keys.current_address()
     owner = address is not None and address.lower() == listing["owner"].lower()
     return render_template(
@@ -266,8 +170,6 @@ def model(model_id: int):
 
 @bp.route("/models/<int:model_id>/buy", methods=["POST"])
 def buy(model_id: int):
-    from node import market
-
     listing = model_or_404(model_id)
     signer = require_signer()
     try:
@@ -313,8 +215,6 @@ def fetch(model_id: int):
 
 
 def _fetch_job(chain, store, signer, model_id, out, *, progress):
-    from node.fetch import fetch_model
-
     out.parent.mkdir(parents=True, exist_ok=True)
     fetched = fetch_model(chain, signer, store, model_id, out, progress=byte_progress(progress))
     return {"path": str(fetched.out_dir), "model_hash": fetched.model_hash,
@@ -327,11 +227,9 @@ def refund(model_id: int):
     once when validators disputed the model; a delivered one when validators disputed the model
     within its challenge period. Anything else is refused with node.market's sentence saying
     when a refund would be possible; nothing is sent then."""
-    from node import market
-
     model_or_404(model_id)
     signer = require_signer()
-    purchase = _my_purchase(model_id)
+    purchase = my_purchase(model_id)
     if purchase is None or purchase["state"] not in ("pending", "delivered"):
         flash("There is no purchase of this model to refund.", "error")
         return redirect(url_for(".model", model_id=model_id))
@@ -346,8 +244,6 @@ def refund(model_id: int):
 
 @bp.route("/models/<int:model_id>/vote", methods=["POST"])
 def vote(model_id: int):
-    from node import market
-
     model_or_404(model_id)
     signer = require_signer()
     try:
@@ -369,8 +265,6 @@ def vote(model_id: int):
 @bp.route("/models/<int:model_id>/try", methods=["POST"])
 def try_it(model_id: int):
     """Inference playground: signs the request with the session's wallet and calls the endpoint."""
-    from app.api import call_inference
-
     model_or_404(model_id)
     signer = require_signer()
     text = (request.form.get("text") or "").strip()

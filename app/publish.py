@@ -23,14 +23,15 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from app import session_keys
 from app.helpers import InputError, parse_eth, require_signer
 from app.jobs import byte_progress, get_jobs
+from app.lookups import TASKS
 from app.resources import data_dir, get_chain, get_config, get_store
 from node.errors import ManifestError
 from node.protocol import EVALUATION_REPORT
+from node.publish import ListingInfo, claim_for, list_prepared, prepare
 
 log = logging.getLogger(__name__)
 bp = Blueprint("publish", __name__, url_prefix="/publish")
 
-TASKS = ("text-classification", "sentiment-analysis", "feature-extraction", "other")
 LICENSES = ("apache-2.0", "mit", "cc-by-4.0", "cc-by-sa-4.0", "openrail", "proprietary")
 MAX_NAME, MAX_DESCRIPTION, MAX_CARD = 80, 2000, 50_000
 
@@ -120,8 +121,6 @@ def submit():
         flash(str(exc), "error")
         return render_template("publish.html", tasks=TASKS, licenses=LICENSES,
                                models=local_models(), form=request.form), 400
-    from node.publish import claim_for
-
     try:
         claim = claim_for(model_dir, _declared_metrics(model_dir))  # before any work: a sentence
     except ManifestError as exc:
@@ -154,8 +153,6 @@ def _declared_metrics(model_dir: Path) -> dict:
 
 def _publish_job(chain, store, config, signer, model_dir, temporary, fields, operator, vault,
                  models, *, progress):
-    from node.publish import ListingInfo, list_prepared, prepare
-
     fields = dict(fields)
     price = fields.pop("price")
     # A directory from ml/ declares its evaluation (eval set + metrics): validators re-run it.

@@ -17,6 +17,11 @@ from pathlib import Path
 
 from flask import current_app, g
 
+from node.chain import Chain
+from node.config import load_config
+from node.indexer import Indexer
+from node.session import open_configured_store
+
 log = logging.getLogger(__name__)
 
 _EXT = "modex.resources"
@@ -38,8 +43,6 @@ def _cached(name: str, build):
 def get_config():
     """The node's `Config` (node.config): from the app config or loaded from file + MODEX_* env."""
     def build():
-        from node.config import load_config
-
         return load_config(current_app.config.get("MODEX_CONFIG_FILE"))
 
     return _cached("node_config", build)
@@ -54,8 +57,6 @@ def data_dir() -> Path:
 def get_chain():
     """The chain client (node.chain.Chain) for the configured endpoint and deployment."""
     def build():
-        from node.chain import Chain
-
         return Chain.from_config(get_config())
 
     return _cached("chain", build)
@@ -64,8 +65,6 @@ def get_chain():
 def get_store():
     """The content store: the embedded one under the data dir, or a Kubo-API daemon by URL."""
     def build():
-        from node.session import open_configured_store
-
         return open_configured_store(get_config())
 
     return _cached("store", build)
@@ -79,8 +78,6 @@ def get_indexer():
     """The indexer's read API (node.indexer.Indexer, one per app). Its SQLite connection is per
     thread; the one this request opened is closed on teardown."""
     def build():
-        from node.indexer import Indexer
-
         return Indexer(get_chain(), index_db_path(), confirmations=get_config().confirmations)
 
     indexer = _cached("indexer", build)

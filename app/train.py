@@ -28,6 +28,8 @@ from app import session_keys
 from app.helpers import InputError, require_signer
 from app.jobs import get_jobs
 from app.resources import data_dir
+from ml import data
+from ml import train as ml_train
 from node.errors import ModexError
 
 bp = Blueprint("train", __name__, url_prefix="/train")
@@ -71,9 +73,6 @@ def models_root() -> Path:
 
 
 def defaults() -> dict:
-    from ml import data
-    from ml import train as ml_train
-
     return {"name": "", "train_size": ml_train.TRAIN_SIZE, "epochs": ml_train.EPOCHS,
             "batch_size": ml_train.BATCH_SIZE, "max_length": ml_train.MAX_LENGTH,
             "learning_rate": ml_train.LEARNING_RATE, "evals_per_run": ml_train.EVALS_PER_RUN,
@@ -81,8 +80,6 @@ def defaults() -> dict:
 
 
 def _page(form: dict, status: int = 200):
-    from ml import data
-
     return render_template("train.html", form=form, eval_sets=sorted(data.EVAL_SETS),
                            train_rows=len(data.split("train")), min_rows=MIN_TRAIN_ROWS,
                            bounds={"epochs": EPOCHS, "batch_size": BATCH_SIZE,
@@ -152,8 +149,6 @@ def _target(form) -> tuple[Path, bool]:
 
 def read_form(form) -> tuple[dict, Path, bool]:
     """(ml.train settings, target folder, replace) from the form, or InputError with a sentence."""
-    from ml import data
-
     base = defaults()
     target, replace = _target(form)
     eval_set = form.get("eval_set") or base["eval_set"]
@@ -212,8 +207,6 @@ def cancel(job_id: str):
 
 def _train_job(settings: dict, target: Path, replace: bool, cancel: threading.Event,
                publish_url: str, *, progress):
-    from ml.train import train
-
     def on_progress(step: str, done: int | None, total: int | None) -> None:
         if cancel.is_set():
             raise TrainingCancelled("Training was cancelled; nothing was saved. Start a new run "
@@ -221,8 +214,8 @@ def _train_job(settings: dict, target: Path, replace: bool, cancel: threading.Ev
         label = PHASES.get(step) or step[:1].upper() + step[1:]
         progress(label, done, total)
 
-    result = train({**settings, "output_dir": str(target), "overwrite": replace,
-                    "progress": False}, on_progress=on_progress)
+    result = ml_train.train({**settings, "output_dir": str(target), "overwrite": replace,
+                             "progress": False}, on_progress=on_progress)
     return {"show": True, "model": target.name, "model_dir": str(target),
             "publish_url": publish_url, "eval_set": result["eval_set"],
             "n": result["n"], "accuracy": result["accuracy"], "macro_f1": result["macro_f1"],

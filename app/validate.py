@@ -16,9 +16,13 @@ from app import session_keys
 from app.errors import flash_error, format_eth
 from app.helpers import InputError, parse_eth, require_signer
 from app.jobs import get_jobs
+from app.lookups import model_or_404
 from app.resources import data_dir, get_chain, get_indexer, get_store
+from ml.evaluate import evaluate_listing
+from node import market
 from node.errors import ChainError, ModexError, StoreError
 from node.protocol import FAILED_WORK_DIGEST, ZERO32, ModelStatus, Round, Seat, SeatState, StakeInfo
+from node.validator import ValidatorAgent, state_path
 
 log = logging.getLogger(__name__)
 bp = Blueprint("validate", __name__, url_prefix="/validate")
@@ -60,8 +64,6 @@ class Row:
 
 @bp.route("/")
 def index():
-    from node import market
-
     address = session_keys.current_address()
     queue, history, stake = [], [], StakeInfo(0, 0, 0, 0)
     chain = get_chain()
@@ -113,8 +115,6 @@ def rows_for(chain, address: str, history: list[dict]) -> list[Row]:
 
 @bp.route("/stake", methods=["POST"])
 def stake():
-    from node import market
-
     signer = require_signer()
     try:
         amount = parse_eth(request.form.get("amount", ""), "stake")
@@ -130,20 +130,12 @@ def stake():
 
 @bp.route("/<int:model_id>", methods=["POST"])
 def run(model_id: int):
-    from app.market import model_or_404
-
     signer = require_signer()
     model_or_404(model_id)
     job = get_jobs().submit("validate", session_keys.session_id(), _validate_job, get_chain(),
                             get_store(), signer, model_id, data_dir(),
-                            current_app.config.get("MODEX_EVALUATOR") or _ml_evaluator)
+                            current_app.config.get("MODEX_EVALUATOR") or evaluate_listing)
     return redirect(url_for("api.job_page", job_id=job.id, next=url_for(".index")))
-
-
-def _ml_evaluator(model_dir, metadata: dict) -> dict:
-    from ml.evaluate import evaluate_listing  # torch only when an evaluation runs
-
-    return evaluate_listing(model_dir, metadata)
 
 
 def _validate_job(chain, store, signer, model_id, node_dir, evaluator, *, progress,
@@ -153,8 +145,6 @@ def _validate_job(chain, store, signer, model_id, node_dir, evaluator, *, progre
     waiting for each deadline that comes within ``wait_limit`` seconds; ends when the model is
     settled and the seat released, or when the next deadline is further away (the result says
     when to press Validate again)."""
-    from node.validator import ValidatorAgent, state_path
-
     agent = ValidatorAgent(chain, signer, store,
                            state_path(node_dir, chain.chain_id, signer.address),
                            work_dir=node_dir / "validate", evaluator=evaluator)

@@ -15,6 +15,7 @@ import re
 import uuid
 from pathlib import Path
 
+from eth_utils import to_checksum_address
 from flask import (
     Blueprint,
     current_app,
@@ -27,10 +28,15 @@ from flask import (
 )
 
 from app import session_keys
-from app.errors import flash_error
+from app.errors import flash_error, format_eth
 from app.helpers import local_path, require_signer
+from app.lookups import seller_earnings
 from app.resources import data_dir, get_chain, get_indexer
+from node import market
 from node.errors import KeystoreError, ModexError
+from node.keystore import create_keystore, import_private_key, load_signer
+from node.keywrap import derive_x25519
+from node.signer import signer_from_key
 
 log = logging.getLogger(__name__)
 bp = Blueprint("wallet", __name__, url_prefix="/wallet")
@@ -50,8 +56,6 @@ def keystore_path(address: str) -> Path:
 
 
 def known_wallets() -> list[str]:
-    from eth_utils import to_checksum_address
-
     return sorted(to_checksum_address(p.stem) for p in wallets_dir().glob("0x*.json")
                   if ADDRESS_RE.match(p.stem))
 
@@ -68,8 +72,6 @@ def _kdf() -> dict:
 
 
 def _unlock(signer) -> None:
-    from node.keywrap import derive_x25519
-
     chain = get_chain()
     secret, public = derive_x25519(signer, chain.chain_id)
     session_keys.unlock(signer, x25519=(secret, public))
@@ -80,8 +82,6 @@ def index():
     address = session_keys.current_address()
     info = {}
     if address:
-        from app.market import seller_earnings
-
         chain = get_chain()
         info["balance"] = chain.balance(address)
         info["earnings"] = earnings = seller_earnings(address)
@@ -103,8 +103,6 @@ def _password(field: str = "password") -> str | None:
 
 @bp.route("/create", methods=["POST"])
 def create():
-    from node.keystore import create_keystore, load_signer
-
     password = _password()
     if password is None:
         return redirect(url_for(".index"))
@@ -127,9 +125,6 @@ def create():
 
 @bp.route("/import", methods=["POST"])
 def import_key():
-    from node.keystore import import_private_key, load_signer
-    from node.signer import signer_from_key
-
     password = _password()
     if password is None:
         return redirect(url_for(".index"))
@@ -157,8 +152,6 @@ def import_key():
 
 @bp.route("/unlock", methods=["POST"])
 def unlock():
-    from node.keystore import load_signer
-
     address = (request.form.get("address") or "").strip()
     if not ADDRESS_RE.match(address) or not keystore_path(address).is_file():
         flash("Choose one of the wallets stored on this node, or create one.", "error")
@@ -186,9 +179,6 @@ def lock():
 def withdraw():
     """Release the wallet's sales past their challenge period (one transaction each, signed by
     the unlocked wallet, which is credited), then withdraw everything credited."""
-    from app.errors import format_eth
-    from node import market
-
     signer = require_signer()
     sales = [p["purchase_id"] for p in get_indexer().unreleased_sales(signer.address)]
     try:
@@ -220,7 +210,5 @@ def faucet():
         source = current_app.config.get("MODEX_FAUCET_ACCOUNT") or w3.eth.accounts[0]
         tx = w3.eth.send_transaction({"from": source, "to": address, "value": amount})
         w3.eth.wait_for_transaction_receipt(tx, timeout=30)
-        from app.errors import format_eth
-
         flash(f"Sent {format_eth(amount)} of test ETH to {address}.", "ok")
     return redirect(url_for(".index"))

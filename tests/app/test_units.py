@@ -7,6 +7,7 @@ import pytest
 
 from app.errors import describe, format_eth, price_changed_message
 from app.helpers import InputError, local_path, parse_eth, render_card, vote_histogram_svg
+from app.inference import ModelWarmer, ServedModels
 from app.jobs import JobRunner, byte_progress
 from app.session_keys import SessionKeys, Unlocked
 from node.errors import ContractRevert, KeystoreError
@@ -156,8 +157,6 @@ def test_local_path_keeps_site_paths():
 
 
 def test_served_models_membership_loads_nothing(tmp_path):
-    from app.api import ServedModels
-
     served = ServedModels({5: tmp_path / "not-loadable"})
     assert 5 in served and 6 not in served  # the endpoint's 404 check, before any signature
     assert served._batchers == {}
@@ -167,8 +166,6 @@ def test_model_warmer_stop_waits_for_the_model_in_hand_and_loads_no_more(caplog)
     """`modex up` used to exit while the warm-up thread was inside `import torch`: torch's
     registration errors and a traceback printed after "stopped"."""
     from types import SimpleNamespace
-
-    from app.api import ModelWarmer
 
     loading, release, loaded = threading.Event(), threading.Event(), []
 

@@ -1,0 +1,149 @@
+"""The node's inference service inside the UI: ml/'s signed endpoint (EIP-712) mounted at
+POST /api/inference/v1/infer over the models this node serves, the "Try it" call that signs with
+the session's wallet, and the background warm-up that `modex up` starts.
+
+    init_app(app, csrf)   mount the endpoint (only when `modex up` handed in the chain and models)
+    call_inference(...)   sign with the session's wallet and ask the same service
+    warm_models(app)      start loading the served models in the background (a ModelWarmer)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from types import SimpleNamespace
+
+from flask import current_app
+
+from app.resources import get_chain
+from ml.endpoint import InferenceService, Refusal, create_blueprint
+from ml.serve import DynamicBatcher, Predictor
+from ml.signing import sign_request
+from node.errors import ModexError
+
+log = logging.getLogger(__name__)
+
+
+class _AccountView:
+    """ml.signing.sign_request takes an eth-account-like object (``.sign_message(m).signature``);
+    this shows it the session's Signer without handing over any key material."""
+
+    def __init__(self, signer):
+        self.address = signer.address
+        self._signer = signer
+
+    def sign_message(self, message):
+        return SimpleNamespace(signature=self._signer.sign_message(message))
+
+
+def call_inference(signer, model_id: int, inputs: list[str]) -> tuple[int, dict]:
+    """Sign an inference request with the session's wallet (EIP-712) and hand it to the same
+    InferenceService that answers POST /api/inference/v1/infer (all its checks apply)."""
+    service = current_app.extensions.get("modex.inference")
+    if service is None:
+        return 503, {"error": "This node serves no inference (start it with `modex up`)."}
+    chain = get_chain()
+    payload = sign_request(_AccountView(signer), model_id=model_id, inputs=inputs,
+                           chain_id=chain.chain_id, verifying_contract=chain.marketplace.address)
+    try:
+        return 200, service.handle(payload)
+    except Refusal as refusal:
+        return refusal.status, {"error": refusal.message}
+    except ModexError as exc:
+        log.warning("inference for model %s failed: %s", model_id, exc)
+        return 500, {"error": str(exc)}
+
+
+class ServedModels(Mapping):
+    """model id -> a DynamicBatcher over ml.serve.Predictor, built on first use and shared by
+    listings of the same directory. Reads the live `MODEX_MODELS` dict (id -> model dir), so a
+    model published from the UI is served as soon as it is listed."""
+
+    def __init__(self, dirs: dict):
+        self._dirs = dirs
+        self._batchers: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, model_id):
+        path = self._dirs[model_id]
+        with self._lock:
+            if str(path) not in self._batchers:
+                try:
+                    predictor = Predictor(path)
+                except ModexError:
+                    raise
+                except Exception as exc:  # transformers' own errors: a sentence, not a trace
+                    raise ModexError(f"this node cannot load model {model_id} for inference "
+                                     f"from {path}: {exc}") from exc
+                self._batchers[str(path)] = DynamicBatcher(predictor, max_wait_ms=5.0)
+            return self._batchers[str(path)]
+
+    def __contains__(self, model_id):  # without loading it (Mapping's default would)
+        return model_id in self._dirs
+
+    def __iter__(self):
+        return iter(list(self._dirs))
+
+    def __len__(self):
+        return len(self._dirs)
+
+
+class ModelWarmer:
+    """Loads the served models in the background, so the first "Try it" does not wait for it.
+
+    `stop()` asks it to load nothing more and waits for the model in hand: a process that exits
+    while a daemon thread is half way through `import torch` prints torch's registration errors
+    and a traceback on its way out."""
+
+    def __init__(self, service):
+        self._service = service
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._load_all, name="modex-warm-models",
+                                        daemon=True)
+
+    def start(self) -> ModelWarmer:
+        self._thread.start()
+        return self
+
+    def _load_all(self) -> None:
+        for model_id in list(self._service.models):
+            if self._stopping.is_set():
+                return
+            try:
+                self._service.models[model_id]
+            except Exception:  # a model that fails to load is reported when someone calls it
+                if not self._stopping.is_set():
+                    log.warning("could not preload model %s", model_id, exc_info=True)
+
+    def stop(self, timeout: float = 120.0) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+
+def warm_models(app) -> ModelWarmer | None:
+    """Start loading the app's served models in the background (None: it serves none)."""
+    service = app.extensions.get("modex.inference")
+    if service is None:
+        return None
+    return ModelWarmer(service).start()
+
+
+def init_app(app, csrf) -> None:
+    """Mount the inference endpoint, exempt from ``csrf`` (the app's CSRFProtect)."""
+    chain = app.config.get("MODEX_CHAIN")
+    models = app.config.get("MODEX_MODELS")
+    if chain is None or models is None:
+        return  # inference needs the node's chain and model dirs: `modex up` hands both in
+
+    def has_license(model_id: int, address: str) -> bool:
+        return bool(chain.call(chain.marketplace.functions.hasLicense(model_id, address)))
+
+    service = InferenceService(ServedModels(models), has_license=has_license,
+                               chain_id=chain.chain_id,
+                               verifying_contract=chain.marketplace.address)
+    blueprint = create_blueprint(service, name="modex_inference")
+    csrf.exempt(blueprint)  # JSON signed by the wallet (EIP-712): the signature authenticates
+    app.register_blueprint(blueprint, url_prefix="/api/inference")
+    app.extensions["modex.inference"] = service
