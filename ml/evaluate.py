@@ -39,7 +39,8 @@ from pathlib import Path
 
 from ml import data
 from node.errors import ConfigError
-from node.protocol import EVALUATION_REPORT, REPORT_VERSION, canonical_json, work_digest
+from node.onchain import canonical_json, work_digest
+from node.protocol import EVALUATION_REPORT, REPORT_VERSION
 
 log = logging.getLogger(__name__)
 

@@ -23,14 +23,14 @@ A browser wallet signs ``typed_data(...)`` with ``eth_signTypedData_v4``; Python
 
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
 import time
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import is_address, to_checksum_address
+
+from node.onchain import canonical_digest
 
 DOMAIN_NAME = "Modex"
 DOMAIN_VERSION = "1"
@@ -54,9 +54,7 @@ DEFAULT_TTL = 300  # seconds a signed request stays valid
 
 def inputs_digest(inputs: list[str]) -> bytes:
     """SHA-256 of the canonical JSON of the inputs list (see the module docstring)."""
-    return hashlib.sha256(
-        json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    ).digest()
+    return canonical_digest(inputs)
 
 
 def typed_data(*, chain_id: int, verifying_contract: str, model_id: int, digest: bytes,

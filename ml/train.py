@@ -53,7 +53,8 @@ from ml import data
 from ml import evaluate as evaluation
 from ml import packed as packing
 from node.errors import ConfigError
-from node.protocol import EVALUATION_REPORT, work_digest
+from node.onchain import work_digest
+from node.protocol import EVALUATION_REPORT
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,8 @@ from web3.exceptions import (
 
 from node.amounts import fmt_eth
 from node.config import Config
-from node.deploy import abi_hash
 from node.errors import ChainError, ConfigError, ContractRevert
+from node.onchain import abi_hash
 from node.signer import Signer
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,6 @@ accounts) or a signer object with ``.address`` and ``.sign_transaction(tx)`` (an
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from typing import Any
 
 from node import paths
 from node.errors import ChainError, ConfigError
+from node.onchain import abi_hash
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +147,6 @@ def _checked_address(key: str, value) -> str:
     from eth_utils import to_checksum_address  # in both venvs (web3 8 and brownie's web3 7)
 
     return to_checksum_address(value)
-
-
-def abi_hash(abi: list) -> str:
-    """sha256 of the ABI's canonical JSON: tells whether a deployment matches the compiled sources."""
-    canonical = json.dumps(abi, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def deploy_suite(w3, deployer, *, artifacts: dict | None = None, **params) -> dict:

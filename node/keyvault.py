@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from node.errors import KeystoreError
+from node.onchain import canonical_json
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,6 @@ class VaultEntry:
             f"chain_id={self.chain_id!r}, registry={self.registry!r}, model_id={self.model_id!r}, "
             "key=<hidden>)"
         )
-
-
-def _canonical(obj) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
 class KeyVault:
@@ -176,7 +173,7 @@ class KeyVault:
             os.close(fd)
 
     def _file_key(self, kdf: dict) -> bytes:
-        header = _canonical(kdf).decode()
+        header = canonical_json(kdf).decode()
         if self._kdf_cache and self._kdf_cache[0] == header:
             return self._kdf_cache[1]
         try:
@@ -207,7 +204,7 @@ class KeyVault:
             raise KeystoreError(
                 f"{self.path} is not a Modex key vault ({exc}); restore it from a backup"
             ) from None
-        aad = _canonical({"kdf": kdf, "version": VERSION})
+        aad = canonical_json({"kdf": kdf, "version": VERSION})
         try:
             plain = AESGCM(self._file_key(kdf)).decrypt(nonce, ct, aad)
         except InvalidTag:
@@ -219,11 +216,11 @@ class KeyVault:
     def _write(self, entries: dict) -> None:
         kdf = self._current_kdf()
         nonce = secrets.token_bytes(12)
-        aad = _canonical({"kdf": kdf, "version": VERSION})
-        ct = AESGCM(self._file_key(kdf)).encrypt(nonce, _canonical(entries), aad)
+        aad = canonical_json({"kdf": kdf, "version": VERSION})
+        ct = AESGCM(self._file_key(kdf)).encrypt(nonce, canonical_json(entries), aad)
         doc = {"version": VERSION, "kdf": kdf, "nonce": nonce.hex(), "ciphertext": ct.hex()}
         try:
-            atomic_write(self.path, _canonical(doc), mode=0o600)
+            atomic_write(self.path, canonical_json(doc), mode=0o600)
         except OSError as exc:
             raise self._unusable(exc) from None
 

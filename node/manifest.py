@@ -1,9 +1,10 @@
 """The model hash (DESIGN.md §4.1): a manifest of a model directory and the SHA-256 of its bytes.
 
 A model is a directory. Its manifest lists every regular file under it, sorted by the UTF-8 bytes
-of its POSIX relative path, each ``{"path", "size", "sha256"}``. The canonical bytes are
-``json.dumps({"files": [...], "version": 1}, sort_keys=True, separators=(",", ":"))`` in UTF-8,
-and ``modelHash = sha256(canonical bytes)`` is what the chain stores as ``bytes32``.
+of its POSIX relative path, each ``{"path", "size", "sha256"}``. The canonical bytes are the
+canonical JSON (node/onchain.py: sorted keys, no whitespace, UTF-8) of
+``{"files": [...], "version": 1}``, and ``modelHash = sha256(canonical bytes)`` is what the chain
+stores as ``bytes32``.
 
 Files are hashed in parallel threads (hashlib releases the GIL on large updates, so one big file
 per core runs at OpenSSL's speed) and streamed in large blocks: memory stays flat for any size.
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.errors import IntegrityError, ManifestError
+from node.onchain import canonical_json
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ class Manifest:
 
     def canonical_bytes(self) -> bytes:
         doc = {"files": [dict(f) for f in self.files], "version": MANIFEST_VERSION}
-        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        return canonical_json(doc)
 
     @property
     def model_hash(self) -> bytes:

@@ -1,5 +1,6 @@
 """The contracts' facts in one place: status values, typed records for what the views return, and
-the bytes the node puts on-chain (canonical JSON, the work digest, the attestation commitment).
+the attestation commitment Validators recomputes. The JSON bytes the node hashes for the chain
+(canonical JSON, the work digest, the ABI hash) are in node/onchain.py.
 
 Every number here mirrors a Solidity constant (contracts/README.md lists them); code compares
 against these names, never against literals, and reads ``Marketplace.purchase`` / ``book`` and
@@ -9,13 +10,14 @@ position.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from enum import IntEnum
 from typing import NamedTuple
 
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
+
+# Re-exported until node/validator.py and the last tests import them from node.onchain.
+from node.onchain import canonical_json, work_digest  # noqa: F401
 
 ZERO32 = b"\x00" * 32
 # ModelRegistry.FAILED_WORK_DIGEST: what a validator reveals when the declared evaluation cannot run
@@ -148,18 +150,6 @@ class StakeInfo(NamedTuple):
     @classmethod
     def from_call(cls, row) -> StakeInfo:
         return cls(*(int(x) for x in row))
-
-
-def canonical_json(obj) -> bytes:
-    """Canonical JSON (docs/formats.md): ``json.dumps(obj, sort_keys=True, separators=(",", ":"))``
-    (so non-ASCII characters as \\u escapes) encoded as UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
-def work_digest(report: dict) -> bytes:
-    """SHA-256 of the canonical JSON of an evaluation report (docs/formats.md): what a seller claims
-    and a validator reveals."""
-    return hashlib.sha256(canonical_json(report)).digest()
 
 
 def declared_metrics_differences(declared, report: dict) -> list[str]:

@@ -41,14 +41,9 @@ from node import manifest as manifest_mod
 from node import seal, tarball
 from node.errors import ChainError, ManifestError
 from node.keyvault import KeyVault
+from node.onchain import canonical_json, work_digest
 from node.pipes import CountingReader, CountingWriter, pipeline
-from node.protocol import (
-    EVALUATION_REPORT,
-    REPORT_VERSION,
-    canonical_json,
-    declared_metrics_differences,
-    work_digest,
-)
+from node.protocol import EVALUATION_REPORT, REPORT_VERSION, declared_metrics_differences
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,10 @@ from web3 import Web3
 
 from node import paths
 from node.compiler import compile_contracts
-from node.deploy import PUBLIC_PARAMS, abi_hash, resolve_params
+from node.deploy import PUBLIC_PARAMS, resolve_params
 from node.devchain import free_port, start_anvil
 from node.keystore import import_private_key
+from node.onchain import abi_hash
 
 NAMES = ("ModelRegistry", "Marketplace", "Validators", "Votes")
 

@@ -14,7 +14,8 @@ from validator_helpers import claimed_model, toy_report
 
 from node import publish
 from node.errors import ChainError
-from node.protocol import EVALUATION_REPORT, canonical_json, work_digest
+from node.onchain import canonical_json, work_digest
+from node.protocol import EVALUATION_REPORT
 
 REPORT = toy_report()
 

@@ -25,7 +25,8 @@ from validator_helpers import (
     toy_report,
 )
 
-from node.protocol import FAILED_WORK_DIGEST, ModelStatus, SeatState, StakeInfo, work_digest
+from node.onchain import work_digest
+from node.protocol import FAILED_WORK_DIGEST, ModelStatus, SeatState, StakeInfo
 from node.publish import ListingInfo, publish
 from node.validator import ValidatorAgent
 from node.worker import KeyDelivery

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from modex_stack import time_travel, write_model
 
-from node.protocol import EVALUATION_REPORT, ModelStatus, Round, Seat, SeatState, canonical_json
+from node.onchain import canonical_json
+from node.protocol import EVALUATION_REPORT, ModelStatus, Round, Seat, SeatState
 
 EVAL_SET = "toy-v1"
 
