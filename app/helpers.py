@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import markdown as md
 import nh3
-from flask import flash, redirect, request, session, url_for
+from flask import flash, jsonify, redirect, request, session, url_for
 from markupsafe import Markup
 
 from app import session_keys
@@ -133,8 +133,6 @@ def require_signer():
 
 def _needs_wallet(_exc):
     if request.path.startswith("/api/"):
-        from flask import jsonify
-
         return jsonify(error="Unlock your wallet first (Wallet page); your session has none "
                              "unlocked or it timed out.", status=401), 401
     flash("Unlock or create a wallet first; your session has none unlocked (or it timed out).",

@@ -5,8 +5,16 @@ import time
 
 import pytest
 
+from app import create_app
 from app.errors import describe, format_eth, price_changed_message
-from app.helpers import InputError, local_path, parse_eth, render_card, vote_histogram_svg
+from app.helpers import (
+    InputError,
+    local_path,
+    parse_eth,
+    render_card,
+    require_signer,
+    vote_histogram_svg,
+)
 from app.inference import ModelWarmer, ServedModels
 from app.jobs import JobRunner, byte_progress
 from app.session_keys import SessionKeys, Unlocked
@@ -197,3 +205,17 @@ def test_seller_metadata_of_the_wrong_json_type_renders_a_note():
     for metrics in ("junk", [1, 2], 3):
         assert metric_rows(metrics) == [
             ("metrics", "not readable (the listing's metrics are not a JSON object)")]
+
+
+def test_an_api_call_without_an_unlocked_wallet_gets_a_json_401():
+    """Pages redirect to the wallet page; the JSON API answers with a sentence and 401."""
+    app = create_app({"TESTING": True})
+
+    @app.route("/api/needs-signer")
+    def needs_signer():
+        return require_signer()
+
+    reply = app.test_client().get("/api/needs-signer")
+    assert reply.status_code == 401
+    assert reply.get_json() == {"status": 401, "error": "Unlock your wallet first (Wallet page); "
+                                "your session has none unlocked or it timed out."}
