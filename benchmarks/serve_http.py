@@ -89,7 +89,7 @@ def start_server(model_dir, model_id, config, processes: int, log) -> tuple[subp
     port = free_port()
     extra = ["--processes", str(processes)] if processes > 1 else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "serve", str(model_dir), "--model-id", str(model_id),
+        [sys.executable, "-m", "modex", "serve", str(model_dir), "--model-id", str(model_id),
          "--config", str(config), "--port", str(port), *extra],
         stdout=subprocess.PIPE, stderr=log, text=True,
         env={k: v for k, v in os.environ.items() if k != "MODEX_CHAIN"})

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from node.commands import up
+from modex.commands import up
 
 VAULT_PASSWORD = "vault-password-for-tests"
 PRICE = 10**17  # 0.1 ETH
@@ -193,7 +193,7 @@ def modex_up_process(data: Path, *args: str, env: dict | None = None,
     log_path = data / "modex-up.log"
     with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "up", "--port", str(port), "--data-dir", str(data),
+            [sys.executable, "-m", "modex", "up", "--port", str(port), "--data-dir", str(data),
              *args], cwd=MODEL_CACHE.parents[2], env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=new_session)
     deadline = time.monotonic() + start_timeout

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from modex.commands import up
 from node import paths
-from node.commands import up
 from tests.app.conftest import modex_up
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]

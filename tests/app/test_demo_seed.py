@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
+from modex.commands import up
 from node import publish as publish_mod
-from node.commands import up
 from node.errors import ChainError
 from node.protocol import work_digest
 from node.publish import read_report

@@ -7,7 +7,7 @@ import time
 
 from web3.logs import DISCARD
 
-from node.commands import up
+from modex.commands import up
 from node.market import purchase_record
 from node.protocol import ModelStatus, PurchaseStatus
 from tests.app.conftest import (

@@ -52,7 +52,7 @@ def test_sigterm_stops_modex_up_as_ctrl_c_does(tmp_path):
 @pytest.mark.parametrize("port", ["70000", "-1", "5x"])
 def test_modex_up_port_out_of_range_is_a_usage_error(tmp_path, port, capsys):
     """Werkzeug binds --port 70000 as 4464 (70000 mod 65536); refused before anything starts."""
-    from node.cli import main
+    from modex.cli import main
 
     with pytest.raises(SystemExit) as info:
         main(["up", "--port", port, "--data-dir", str(tmp_path / "node"), "--no-demo"])
@@ -95,7 +95,7 @@ def test_a_taken_default_gateway_port_is_replaced_by_a_free_one(tmp_path):
 @pytest.mark.parametrize("option, what", [("--port", "the web UI"),
                                           ("--gateway-port", "the IPFS gateway")])
 def test_a_chosen_port_that_is_taken_is_refused_naming_its_option(tmp_path, capsys, option, what):
-    from node.cli import main
+    from modex.cli import main
 
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     with socket.create_server(("127.0.0.1", 0)) as held:

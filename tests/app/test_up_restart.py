@@ -21,7 +21,7 @@ import httpx
 import psutil
 import pytest
 
-from node.commands import up
+from modex.commands import up
 from tests.app.conftest import modex_up_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.anvil, pytest.mark.timeout(900)]

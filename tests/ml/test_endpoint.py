@@ -359,7 +359,7 @@ def test_typed_data_is_what_a_browser_wallet_signs():
 
 
 def test_modex_serve_refuses_the_private_embedded_chain(tiny_model, tmp_path, monkeypatch, capsys):
-    from node.cli import main as modex
+    from modex.cli import main as modex
 
     monkeypatch.delenv("MODEX_CHAIN", raising=False)
     config = tmp_path / "config.toml"

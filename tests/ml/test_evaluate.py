@@ -4,7 +4,7 @@ import json
 import pytest
 
 from ml import evaluate
-from node.cli import main as modex
+from modex.cli import main as modex
 from node.errors import ConfigError
 from node.protocol import EVALUATION_REPORT, canonical_json, work_digest
 

@@ -218,7 +218,7 @@ def test_a_failing_batch_fails_its_callers_and_the_worker_goes_on():
     ([], "is not a model directory (no config.json)"),
 ])
 def test_modex_serve_reports_bad_options_in_one_line(tmp_path, capsys, extra, message):
-    from node.cli import main as modex
+    from modex.cli import main as modex
 
     # checked before any chain call (nothing listens on port 9) or any process start
     argv = ["serve", str(tmp_path), "--model-id", "1", "--chain", "http://127.0.0.1:9", *extra]
@@ -233,8 +233,8 @@ def test_modex_serve_processes_on_a_busy_port_is_one_line(tiny_model, tmp_path, 
     import socket
     from types import SimpleNamespace
 
+    from modex.cli import main as modex
     from node.chain import Chain
-    from node.cli import main as modex
 
     chain = SimpleNamespace(chain_id=31337, marketplace=SimpleNamespace(address="0x" + "5f" * 20))
     monkeypatch.setattr(Chain, "from_config", classmethod(lambda cls, config: chain))

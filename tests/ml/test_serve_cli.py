@@ -56,7 +56,7 @@ def _serve(extra_args, anvil, tiny_model, tmp_path):
     env.pop("MODEX_CHAIN", None)
     with open(tmp_path / "serve.log", "w+") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "serve", str(tiny_model[0]),
+            [sys.executable, "-m", "modex", "serve", str(tiny_model[0]),
              "--model-id", str(model_id), "--config", str(config), "--port", str(port),
              *extra_args],
             stdout=subprocess.PIPE, stderr=log, text=True, env=env)

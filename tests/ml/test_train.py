@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from ml import evaluate, train
-from node.cli import main as modex
+from modex.cli import main as modex
 from node.errors import ConfigError
 from node.protocol import work_digest
 

@@ -87,7 +87,7 @@ class Stack:
 
     def cli(self, role: str, command: str, *argv: str) -> tuple[int, str, str]:
         """Run ``modex COMMAND ... --<node options of ROLE>`` in-process; (code, stdout, stderr)."""
-        from node.cli import main
+        from modex.cli import main
 
         out, err = io.StringIO(), io.StringIO()
         saved = dict(os.environ)
@@ -101,7 +101,7 @@ class Stack:
         return code, out.getvalue(), err.getvalue()
 
     def modex_cmd(self, role: str, command: str, *argv: str) -> list[str]:
-        return [sys.executable, "-m", "node.cli", command, *argv, *self.args(role)]
+        return [sys.executable, "-m", "modex", command, *argv, *self.args(role)]
 
     def time_travel(self, seconds: int) -> None:
         time_travel(self.chain, seconds)

@@ -234,7 +234,7 @@ def test_a_disputed_models_pending_purchase_is_refunded_from_the_cli_at_once(sta
                                   ["fetch", "-1", "--out", "o"],
                                   ["fetch", "1", "--purchase", "-1", "--out", "o"]])
 def test_a_negative_id_is_a_usage_error_not_a_traceback(stack, listed, argv, capsys, monkeypatch):
-    from node.cli import main
+    from modex.cli import main
 
     for name, value in stack.env().items():
         monkeypatch.setenv(name, value)
@@ -265,7 +265,7 @@ def test_fetch_into_a_folder_that_cannot_be_made_is_one_sentence(stack, tmp_path
                                   ["worker", "--interval", "inf"]])
 def test_a_poll_interval_that_is_not_a_positive_number_is_a_usage_error(argv, capsys):
     """A negative interval made the worker (or validator) poll the chain in a busy loop."""
-    from node.cli import main
+    from modex.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(argv)

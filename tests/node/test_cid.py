@@ -10,6 +10,7 @@ import random
 
 import pytest
 
+from modex.cli import main
 from node.cid import (
     PROFILES,
     Profile,
@@ -20,7 +21,6 @@ from node.cid import (
     normalize_cid,
     parse_cid,
 )
-from node.cli import main
 from node.errors import ConfigError, StoreError
 from tests.node.conftest import KiB, MiB, kubo_library_cids, npm_importer_cids, write_random
 

@@ -1,4 +1,4 @@
-"""The content commands through node.cli.main: hash, seal/unseal, wrap-key/unwrap-key, derive-key."""
+"""The content commands through modex.cli.main: hash, seal/unseal, wrap-key/unwrap-key, derive-key."""
 
 import hashlib
 import json
@@ -7,7 +7,7 @@ import pytest
 from content_helpers import make_model
 from eth_account import Account
 
-from node.cli import main
+from modex.cli import main
 from node.keywrap import derive_x25519, wrap_key
 from node.manifest import build_manifest
 

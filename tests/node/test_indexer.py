@@ -310,7 +310,7 @@ def test_reorg_rolls_back_to_the_fork_and_matches_a_fresh_index(anvil, tmp_path)
 
 
 def test_models_and_index_commands(tmp_path, capsys):
-    from node.cli import main
+    from modex.cli import main
     from node.deploy import write_deployment
     from node.store import open_store
 

@@ -101,7 +101,7 @@ def check_after_journey(stack, model_id, fetched_dir, tiny_model):
 def test_all_journeys_on_the_embedded_stack(tmp_path, tiny_model, monkeypatch):
     stack = make_stack("embedded", tmp_path, fee_bps=FEE_BPS, delivery_window=3600,
                        challenge_period=CHALLENGE, commit_period=PERIOD, reveal_period=PERIOD)
-    monkeypatch.setattr("node.commands.validate.ml_evaluator", fake_ml)
+    monkeypatch.setattr("modex.commands.validate.ml_evaluator", fake_ml)
 
     out = ok(stack.cli("seller", "publish", str(tiny_model), "--price", "0.01", "--name",
                        "tiny-bert", "--task", "text-classification", "--license", "mit"))
@@ -169,7 +169,7 @@ def test_all_journeys_on_anvil_and_the_ipfs_daemon(tmp_path, tiny_model, anvil, 
     stack = make_stack("anvil", tmp_path, anvil_url=anvil.url, ipfs=ipfs_daemon.api_url,
                        fee_bps=FEE_BPS, delivery_window=3600, challenge_period=CHALLENGE,
                        commit_period=PERIOD, reveal_period=PERIOD)
-    monkeypatch.setattr("node.commands.validate.ml_evaluator", fake_ml)
+    monkeypatch.setattr("modex.commands.validate.ml_evaluator", fake_ml)
     model_id = published_id(ok(stack.cli("seller", "publish", str(tiny_model), "--price",
                                           "0.01")))
     worker = subprocess.Popen(stack.modex_cmd("seller", "worker", "--interval", "0.2"),

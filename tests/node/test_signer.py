@@ -79,8 +79,8 @@ def test_a_private_key_as_bytes_is_exactly_32_bytes():
 
 
 def test_account_import_of_a_63_digit_key_writes_nothing(tmp_path, monkeypatch, capsys):
+    from modex.cli import main
     from node import keystore
-    from node.cli import main
 
     monkeypatch.setattr(keystore, "DEFAULT_SCRYPT_N", FAST)
     monkeypatch.setenv("MODEX_PASSWORD", "pw")
@@ -162,8 +162,8 @@ def test_read_password_from_env_or_refuses_without_terminal(monkeypatch):
 
 
 def test_account_commands(tmp_path, monkeypatch, capsys):
+    from modex.cli import main
     from node import keystore
-    from node.cli import main
 
     monkeypatch.setattr(keystore, "DEFAULT_SCRYPT_N", FAST)
     monkeypatch.setenv("MODEX_PASSWORD", "pw")
@@ -187,8 +187,8 @@ def test_account_commands(tmp_path, monkeypatch, capsys):
 
 def test_account_new_or_import_where_no_file_can_be_written_is_one_sentence(tmp_path, monkeypatch,
                                                                             capsys):
+    from modex.cli import main
     from node import keystore
-    from node.cli import main
 
     monkeypatch.setattr(keystore, "DEFAULT_SCRYPT_N", FAST)
     monkeypatch.setenv("MODEX_PASSWORD", "pw")

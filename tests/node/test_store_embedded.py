@@ -8,9 +8,9 @@ import random
 import httpx
 import pytest
 
+from modex.cli import main
 from node.car import encode_header, read_car, write_car
 from node.cid import PROFILES, cid_of_file, cid_to_str, parse_cid, uvarint
-from node.cli import main
 from node.errors import ContentNotFound, IntegrityError, LocalStoreError, StoreError
 from node.store import Store, open_store
 from node.store.embedded import EmbeddedStore

@@ -111,7 +111,7 @@ def test_node_imports_neither_ml_nor_torch():
         "for m in pkgutil.walk_packages(node.__path__, 'node.'):\n"
         "    importlib.import_module(m.name)\n"
         "print('modules', heavy(('ml', 'torch', 'transformers')))\n"
-        "from node import cli\n"
+        "from modex import cli\n"
         "try:\n"
         "    cli.main(['validate', '--help'])\n"
         "except SystemExit:\n"

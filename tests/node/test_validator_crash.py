@@ -36,9 +36,9 @@ REPORT = toy_report()
 # `modex` with the evaluator replaced (the report comes from the environment).
 FAKE_EVALUATOR_CLI = (
     "import json, os, sys\n"
-    "import node.commands.validate as validate\n"
+    "import modex.commands.validate as validate\n"
     "validate.ml_evaluator = lambda model_dir, metadata: json.loads(os.environ['TEST_REPORT'])\n"
-    "from node.cli import main\n"
+    "from modex.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 

@@ -10,7 +10,7 @@ from node.errors import KeystoreError
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "account", help="create, import or show the wallet keystore",
+        "account",
         description="Manage the node's wallet: an encrypted JSON keystore (Web3 Secret Storage, "
         "scrypt), written with mode 0600. The password comes from $MODEX_PASSWORD or a prompt.")
     p.add_argument("--config", metavar="FILE", help="configuration file (TOML)")

@@ -24,7 +24,6 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "train",
-        help="fine-tune a sentiment classifier from the packaged base model",
         description="Fine-tune a classifier from the packaged all-MiniLM-L6-v2 weights "
         "(ml/train.py) and write a model directory with safetensors, tokenizer and model card.",
     )
@@ -33,7 +32,6 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "evaluate",
-        help="reproducible metrics of a model directory on a named eval set",
         description="Evaluate MODEL_DIR on a named public eval split, deterministically on CPU; "
         "prints the metrics JSON and the work digest of the evaluation report (every example's "
         "predicted label included): what a seller claims and validators reproduce.",
@@ -48,7 +46,6 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "serve",
-        help="serve paid, EIP-712-signed inference for a model directory",
         description="Serve MODEL_DIR as listing --model-id over HTTP (POST /v1/infer). Licences "
         "are checked with Marketplace.hasLicense on the configured chain.",
     )

@@ -7,7 +7,7 @@ from node.session import Session, add_node_options, positive_id
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "vote", help="rate a model you bought (1..5)",
+        "vote",
         description="One live vote per model and account, changeable. Only licence holders "
         "(buyers whose key was delivered) who paid more than 0 and do not own the model vote; "
         "each vote weighs the price paid for the licence, and the score is their weighted mean.")

@@ -9,7 +9,7 @@ from node.session import ProgressBars, Session, add_node_options, positive_id
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "fetch", help="download, decrypt and verify a model you bought",
+        "fetch",
         description="Read your delivered wrapped key from the chain, unwrap it, stream the "
         "ciphertext from IPFS, decrypt and extract it into a temporary folder beside DIR, and "
         "rename it to DIR only if its model hash equals the one listed on-chain. On any "

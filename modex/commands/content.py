@@ -59,7 +59,7 @@ def _key_arg(p: argparse.ArgumentParser) -> None:
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "hash", help="print a model directory's model hash (DESIGN.md §4.1)",
+        "hash",
         description="Hash every regular file under DIR (in parallel) and print the model hash "
                     "as 0x-hex: sha256 of the canonical manifest JSON. Symlinks, devices and FIFOs "
                     "are refused.",
@@ -74,7 +74,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_hash)
 
     p = sub.add_parser(
-        "seal", help="encrypt a file into a sealed archive (MDXSEAL1, §4.2)",
+        "seal",
         description="Encrypt IN into OUT as a MDXSEAL1 sealed archive (AES-256-GCM, chunked). "
                     "OUT is written to a temporary file and renamed when complete.",
     )
@@ -86,7 +86,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_seal)
 
     p = sub.add_parser(
-        "unseal", help="decrypt a sealed archive (MDXSEAL1, §4.2)",
+        "unseal",
         description="Decrypt and authenticate IN into OUT. Nothing is written at OUT unless every "
                     "chunk authenticates (wrong key, truncation, reordering, extension or a flipped "
                     "bit is an error).",
@@ -97,7 +97,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_unseal)
 
     p = sub.add_parser(
-        "wrap-key", help="wrap a content key to a recipient (HPKE, §4.3); prints 160 hex chars",
+        "wrap-key",
         description="HPKE-wrap (RFC 9180 base mode, X25519/HKDF-SHA256/AES-256-GCM) a 32-byte "
                     "content key to the recipient's X25519 public key, bound to one purchase. "
                     "Prints enc||ciphertext (80 bytes) as 160 hex chars.",
@@ -109,7 +109,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_wrap_key)
 
     p = sub.add_parser(
-        "unwrap-key", help="unwrap a wrapped content key (HPKE, §4.3); prints the key hex",
+        "unwrap-key",
         description="Open a wrapped key (160 hex chars) with the recipient's X25519 secret for the "
                     "given chain, marketplace and purchase, and print the content key as hex.",
     )
@@ -121,7 +121,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_unwrap_key)
 
     p = sub.add_parser(
-        "derive-key", help="print the X25519 public key a wallet derives (§4.3)",
+        "derive-key",
         description="Sign the Modex encryption message with the wallet and derive its X25519 key "
                     "(HKDF-SHA256 of the signature). Prints the public key as hex; buyers pass it "
                     "to buy(), sellers wrap keys to it.",

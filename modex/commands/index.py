@@ -7,7 +7,7 @@ from node.session import add_node_options
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "index", help="sync the local index of listings, purchases, votes and attestations",
+        "index",
         description="Read the Modex contracts' events into the local SQLite index (the UI and "
         "`modex models` read it), staying `confirmations` blocks behind the head. Reorgs are "
         "rolled back automatically. --follow keeps going until interrupted.")
@@ -21,7 +21,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from node.commands.models import open_index
+    from modex.commands.models import open_index
     from node.session import Session, run_until_signalled
 
     session = Session.from_args(args)

@@ -8,7 +8,7 @@ from node.session import Session, add_node_options
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "withdraw", help="withdraw what the marketplace credited you (sales once released)",
+        "withdraw",
         description="Pull payment. A sale's revenue is held for the Marketplace's challenge "
         "period after its key is delivered (a dispute within it refunds the buyer); this first "
         "releases your models' sales whose period is over (one releaseRevenue transaction each, "
@@ -19,8 +19,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from modex.commands.models import open_index
     from node import market
-    from node.commands.models import open_index
 
     session = Session.from_args(args)
     index = open_index(session, metadata=False)

@@ -12,7 +12,7 @@ from node.session import add_node_options
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "models", help="list the models for sale (from the local index)",
+        "models",
         description="Bring the local index up to date with the chain (unless --no-sync), then "
         "print one page of listings. Names and tasks come from each listing's metadata JSON when "
         "the store can serve it.")

@@ -12,7 +12,7 @@ from node.session import Session, add_node_options, positive_seconds, run_until_
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "worker", help="deliver wrapped keys to buyers and validators of your models",
+        "worker",
         description="Watch Purchased events (buyers and validator key requests) for models "
         "this account owns or operates and deliver each wrapped content key exactly once, "
         "deciding from on-chain state; safe to kill and restart at any point.")

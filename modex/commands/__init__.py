@@ -1,4 +1,4 @@
-"""Subcommands of `modex`: each module here has ``register(subparsers)`` (see node/cli.py)."""
+"""Subcommands of `modex`: each module here has ``register(subparsers)`` (see modex/cli.py)."""
 
 from __future__ import annotations
 

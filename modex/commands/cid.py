@@ -13,8 +13,8 @@ import logging
 import sys
 import time
 
+from modex.commands import tcp_port
 from node.cid import DEFAULT_PROFILE, PROFILES, cid_of_file, cid_of_stream
-from node.commands import tcp_port
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def cmd_daemon(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "cid", help="print the IPFS CID of a file (as `ipfs add` computes it)",
+        "cid",
         description="Compute the UnixFS CID that Kubo's `ipfs add` gives FILE under a profile, "
                     "streaming, without storing anything. CIDv1 prints in base32 (b...), CIDv0 "
                     "in base58 (Qm...). FILE '-' reads standard input.",
@@ -170,7 +170,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_cid)
 
     store = sub.add_parser(
-        "store", help="put/get content, CAR export/import, gateway, local IPFS daemon",
+        "store",
         description="Work with the content store: the embedded one (blocks on disk, the default) "
                     "or an IPFS daemon through its Kubo RPC API (--api URL).",
     )

@@ -9,9 +9,7 @@ from node.session import Session, add_node_options, positive_id
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "refund", help="refund an undelivered purchase after the delivery window "
-        "(at once if validators disputed the model), or a delivered one whose model was "
-        "disputed within its challenge period",
+        "refund",
         description="Credit the price of a purchase back to you: an undelivered one once the "
         "delivery window has passed, or at once when validators disputed the model (its key can "
         "no longer be delivered); a delivered one when validators disputed the model within the "

@@ -8,7 +8,7 @@ from node.session import Session, add_node_options, positive_id
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "buy", help="buy a licence for a model and wait for its key",
+        "buy",
         description="Derive your X25519 key from the wallet (DESIGN.md 4.3), pay the price into "
         "escrow with buy(), and wait for the seller's worker to deliver the wrapped key. If it "
         "does not come, the payment stays in escrow: after the delivery window run `modex "

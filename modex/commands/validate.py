@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "validate", help="stake, get listings' keys, re-hash and evaluate them, commit and reveal",
+        "validate",
         description="Stake up to the minimum if needed, ask for the key of every new listing "
         "(no payment: the seller's worker delivers it like a purchase), fetch, decrypt and "
         "re-hash it, run the listing's declared evaluation (ml/ on its public eval set), then "

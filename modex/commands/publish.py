@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "publish", help="seal, pin and list a model directory for sale",
+        "publish",
         description="Hash the model directory (DESIGN.md 4.1), seal a deterministic tar of it "
         "(4.2), pin the ciphertext and the metadata JSON (4.5), list it on-chain at --price and "
         "keep its content key in your key vault (encrypted, for `modex worker`), and claim the work "
@@ -43,7 +43,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
     p = sub.add_parser(
-        "claim", help="claim a listed model's work digest (when its publish could not)",
+        "claim",
         description="Record on-chain (ModelRegistry.claimMetrics) the work digest of "
         "MODEL_DIR/evaluation.json for the model you listed as MODEL_ID: what `modex publish` does "
         "right after listing. MODEL_DIR must be the listed model and its listing must declare the "

@@ -41,7 +41,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from node.commands import tcp_port
+from modex.commands import tcp_port
 from node.errors import ConfigError
 from node.protocol import EVALUATION_REPORT
 
@@ -117,8 +117,7 @@ def register(subparsers) -> None:
     import argparse
 
     p = subparsers.add_parser(
-        "up", help="run the whole exchange (chain, store, worker, UI) on this machine",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "up", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the whole exchange on this machine and serve the web UI on "
                     "http://127.0.0.1:<port> (127.0.0.1 only).\n\n" + __doc__.split("\n\n", 2)[2])
     p.add_argument("--port", type=tcp_port, default=None,
