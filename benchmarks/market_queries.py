@@ -75,6 +75,7 @@ def metadata(cid: str) -> dict:
 def fill(chain, db: Path, n: int):
     """n listings (every third voted on, every fifth verified, every 50th delisted) → an Indexer."""
     from node.indexer import Indexer
+    from node.protocol import ModelStatus
 
     voters = ["0x" + f"{0xABC0 + i:040x}" for i in range(5)]
     rows = []
@@ -88,7 +89,7 @@ def fill(chain, db: Path, n: int):
                 rows.append((block, 1 + k, tx, "Votes", "Voted",
                              {"modelId": i, "voter": voter, "score": 1 + (i + k) % 5}))
         if i % 5 == 0:
-            rows.append((block, 8, tx, "Validators", "StatusChanged", {"modelId": i, "status": 1}))
+            rows.append((block, 8, tx, "Validators", "StatusChanged", {"modelId": i, "status": int(ModelStatus.VERIFIED)}))
         if i % 50 == 0:
             rows.append((block, 9, tx, "ModelRegistry", "ActiveChanged",
                          {"modelId": i, "active": False}))

@@ -60,6 +60,7 @@ def deploy():
 def fill(chain, db: Path, n: int) -> None:
     """n listings, every third with votes, every fifth verified, through the indexer's log."""
     from node.indexer import Indexer
+    from node.protocol import ModelStatus
 
     seller = "0x" + "5e" * 20
     voters = ["0x" + f"{i:040x}" for i in range(1, 6)]
@@ -83,7 +84,7 @@ def fill(chain, db: Path, n: int) -> None:
                              {"modelId": i, "voter": voter, "score": 1 + (i + k) % 5}))
         if i % 5 == 0:
             rows.append((block, 9, "0x" + f"{i:064x}", "Validators", "StatusChanged",
-                         {"modelId": i, "status": 1}))
+                         {"modelId": i, "status": int(ModelStatus.VERIFIED)}))
     db_conn = indexer._db()  # the log is the indexer's input; rebuild() derives everything else
     with db_conn:
         db_conn.executemany(

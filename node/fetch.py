@@ -23,13 +23,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from eth_utils import to_checksum_address
-
 from node import keywrap, seal, tarball
 from node.errors import ChainError, IntegrityError, KeyDeliveryError, ManifestError, ModexError
 from node.manifest import check_model_hash
 from node.pipes import CountingReader, as_reader
-from node.protocol import Book
+from node.protocol import Book, SaleTerms
 
 log = logging.getLogger(__name__)
 
@@ -74,23 +72,22 @@ def _registry_view(chain, model_id: int, fn):
 def get_listing(chain, model_id: int) -> Listing:
     """The listing's on-chain facts; ChainError "model N is not listed" for an unknown id."""
     reg = chain.registry
-    price, active, owner = sale_terms(chain, model_id)
+    terms = sale_terms(chain, model_id)
     return Listing(
         model_id=model_id,
         model_hash=bytes(reg.functions.modelHash(model_id).call()),
         metadata_cid=reg.functions.metadataCid(model_id).call(),
-        price=price,
-        active=active,
-        owner=owner,
+        price=terms.price,
+        active=terms.active,
+        owner=terms.owner,
         operator=reg.functions.operatorOf(model_id).call(),
     )
 
 
-def sale_terms(chain, model_id: int) -> tuple[int, bool, str]:
-    """(price in wei, active, owner) in one call; ChainError for an unknown id."""
-    price, active, owner = _registry_view(chain, model_id,
-                                          chain.registry.functions.saleTerms(model_id))
-    return int(price), bool(active), to_checksum_address(owner)
+def sale_terms(chain, model_id: int) -> SaleTerms:
+    """Price in wei, active and owner in one call; ChainError for an unknown id."""
+    return SaleTerms.from_call(_registry_view(chain, model_id,
+                                              chain.registry.functions.saleTerms(model_id)))
 
 
 def book(chain, model_id: int) -> Book:

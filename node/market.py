@@ -59,8 +59,9 @@ def purchase_from_receipt(chain, receipt) -> Purchase:
 
 def buy(chain, signer, model_id: int, *, max_price: int | None = None) -> Purchase:
     """Buy a licence: derive the wallet's X25519 key, check price and funds, send ``buy``."""
-    price, active, _owner = sale_terms(chain, model_id)
-    if not active:
+    terms = sale_terms(chain, model_id)
+    price = terms.price
+    if not terms.active:
         raise ChainError(f"model {model_id} is not for sale (the seller deactivated it)",
                          model_id=model_id)
     if max_price is not None and price > max_price:
@@ -273,7 +274,7 @@ def earnings(chain, owner: str, purchase_ids: Iterable[int]) -> Earnings:
                 or p.for_validator):
             continue
         if p.model_id not in owners:
-            owners[p.model_id] = sale_terms(chain, p.model_id)[2]
+            owners[p.model_id] = sale_terms(chain, p.model_id).owner
             books[p.model_id] = book(chain, p.model_id)
         if owners[p.model_id].lower() != owner.lower():
             continue  # the model changed hands: its next release pays the new owner

@@ -3,8 +3,8 @@ the attestation commitment Validators recomputes. The JSON bytes the node hashes
 (canonical JSON, the work digest, the ABI hash) are in node/onchain.py.
 
 Every number here mirrors a Solidity constant (contracts/README.md lists them); code compares
-against these names, never against literals, and reads ``Marketplace.purchase`` / ``book`` and
-``Validators.attestationOf`` / ``stakeOf`` / ``roundOf`` through the records below, never by
+against these names, never against literals, and reads ``Marketplace.purchase`` / ``book``,
+``ModelRegistry.saleTerms`` and ``Validators.attestationOf`` / ``stakeOf`` / ``roundOf`` through the records below, never by
 position.
 """
 
@@ -95,6 +95,19 @@ class Purchase(NamedTuple):
         account, model_id, price, deadline, status, for_validator, delivered_at, released = row
         return cls(to_checksum_address(account), int(model_id), int(price), int(deadline),
                    PurchaseStatus(status), bool(for_validator), int(delivered_at), bool(released))
+
+
+class SaleTerms(NamedTuple):
+    """``ModelRegistry.saleTerms(modelId)``: what Marketplace.buy reads of a listing."""
+
+    price: int
+    active: bool
+    owner: str
+
+    @classmethod
+    def from_call(cls, row) -> SaleTerms:
+        price, active, owner = row
+        return cls(int(price), bool(active), to_checksum_address(owner))
 
 
 class Book(NamedTuple):
