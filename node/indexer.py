@@ -1,6 +1,6 @@
 """The indexer: the Modex contracts' events, followed into SQLite for the UI and the CLI.
 
-One loop: ``sync()`` reads ``eth_getLogs`` in block ranges over all four contract addresses at
+``sync()`` reads ``eth_getLogs`` in block ranges over all four contract addresses at
 once, decodes each log by (address, topic0), appends it to the ``events`` table (the log), and
 applies it to the derived tables (listings, purchases, votes, rounds, attestations, validators,
 transfers, withdrawals) in the same SQLite transaction as the checkpoint (last block processed +
@@ -22,12 +22,12 @@ What the derived tables hold beyond the events' own fields:
 - a purchase's delivery time (its challenge period runs from there) and whether its revenue was
   released to the seller, with the amount and fee (``RevenueReleased``).
 
-Reorgs: the hash of every block that produced an event and of every checkpoint is kept. Each
-``sync()`` first checks the checkpoint's hash against the chain; if it no longer matches, it finds
-the newest stored block that still matches (a binary search: a matching block implies matching
-ancestors), deletes the log above it and rebuilds the derived tables by replaying the log. The
-derived tables are a pure function of the log, so rebuilding from any checkpoint (or block 0)
-gives identical tables — ``dump()`` exists so tests can compare.
+Following the chain (batches, confirmations, reorgs) is ``node.scanner.BlockScanner``'s; the
+indexer is its follower. The hash of every block that produced an event and of every checkpoint is
+kept in ``blocks``, and the newest of them are the scanner's memory for finding a fork point. On
+a reorg the indexer deletes the log above the fork point and rebuilds the derived tables by
+replaying the log. The derived tables are a pure function of the log, so rebuilding from any
+checkpoint (or block 0) gives identical tables — ``dump()`` exists so tests can compare.
 
 Metadata JSON (name, task, description...) lives in its own table keyed by CID (content
 addressed, hence immutable) and is fetched by an injected ``metadata_loader(cid) -> dict | None``;
@@ -52,6 +52,7 @@ from eth_utils import keccak, to_checksum_address
 
 from node.errors import ChainError, ModexError
 from node.protocol import ModelStatus
+from node.scanner import RECENT_BLOCKS, Batch, BlockScanner, Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -258,17 +259,16 @@ class Indexer:
         metadata_per_sync: int = 50,
         start_block: int | None = None,
     ):
-        if confirmations < 0:
-            raise ValueError("confirmations must be >= 0")
         self.chain = chain
         self.db_path = Path(db_path)
-        self.confirmations = confirmations
-        self.batch_blocks = max(1, batch_blocks)
         self.metadata_loader = metadata_loader
         self.metadata_per_sync = metadata_per_sync
         deployed = chain.deployment.get("block") if isinstance(chain.deployment, dict) else None
         self.start_block = start_block if start_block is not None else int(deployed or 0)
         self._decoder = _EventDecoder(chain.contracts)
+        self.scanner = BlockScanner(chain, self._fetch_logs, start_block=self.start_block,
+                                    confirmations=confirmations, batch_blocks=batch_blocks)
+        self._applied = 0  # events applied by the current sync()
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._handlers = {
@@ -381,73 +381,40 @@ class Indexer:
 
     # -- following ----------------------------------------------------------------------------
 
-    def _hash_at(self, number: int) -> str | None:
-        try:
-            block = self.chain.get_block(number)
-        except ChainError:
-            raise
-        except Exception:  # noqa: BLE001 - BlockNotFound and friends: the chain is shorter now
-            return None
-        return None if block is None else "0x" + bytes(block["hash"]).hex()
-
-    def _check_reorg(self) -> bool:
-        """Roll back to the newest stored block still on the chain; True if anything was undone."""
-        checkpoint = self.checkpoint()
-        if checkpoint is None or self._hash_at(checkpoint[0]) == checkpoint[1]:
-            return False
-        known = self._db().execute("SELECT number, hash FROM blocks ORDER BY number").fetchall()
-        lo, hi, fork = 0, len(known) - 1, None
-        while lo <= hi:  # matching is monotone: a block on the chain implies its ancestors are
-            mid = (lo + hi) // 2
-            if self._hash_at(known[mid][0]) == known[mid][1]:
-                fork, lo = known[mid][0], mid + 1
-            else:
-                hi = mid - 1
-        log.warning("reorg: block %d (%s) is no longer on the chain; rolling back to %s",
-                    checkpoint[0], checkpoint[1], fork if fork is not None else "the start")
-        self.rollback(fork if fork is not None else self.start_block - 1)
-        return True
-
     def sync(self, until: int | None = None) -> int:
         """Process every block up to head − confirmations (or ``until`` if lower); return the
         number of events applied."""
         with self._write_lock:
-            self._check_reorg()
-            target = self.chain.block_number() - self.confirmations
-            if until is not None:
-                target = min(target, until)
-            checkpoint = self.checkpoint()
-            start = checkpoint[0] + 1 if checkpoint else self.start_block
-            processed = 0
-            while start <= target:
-                end = min(start + self.batch_blocks - 1, target)
-                before = self._hash_at(end)
-                logs = self.chain.get_logs(
-                    {"fromBlock": start, "toBlock": end, "address": self._decoder.addresses}, raw=True
-                )
-                after = self._hash_at(end)
-                if before is None or before != after:
-                    # The chain moved under us (a reorg or a shorter chain): re-check and retry.
-                    log.info("blocks %d..%d changed while reading; retrying", start, end)
-                    if self._check_reorg():
-                        checkpoint = self.checkpoint()
-                        start = checkpoint[0] + 1 if checkpoint else self.start_block
-                    target = self.chain.block_number() - self.confirmations
-                    if until is not None:
-                        target = min(target, until)
-                    continue
-                applied = self._ingest(logs, start, end, after)
-                if applied is None:
-                    # Another indexer on this database (e.g. `modex up` beside `modex index`)
-                    # moved the checkpoint meanwhile: go on from where it is now.
-                    checkpoint = self.checkpoint()
-                    start = checkpoint[0] + 1 if checkpoint else self.start_block
-                    continue
-                processed += applied
-                start = end + 1
+            self._applied = 0
+            self.scanner.scan(self, until)
         if self.metadata_loader is not None:
             self.load_metadata()
-        return processed
+        return self._applied
+
+    # The BlockScanner's follower: the checkpoint row, and the blocks table as its memory.
+
+    def load_checkpoint(self) -> Checkpoint:
+        checkpoint = self.checkpoint()
+        if checkpoint is None:
+            return Checkpoint(self.start_block - 1)
+        earlier = self._db().execute(
+            "SELECT number, hash FROM blocks WHERE number < ? ORDER BY number DESC LIMIT ?",
+            (checkpoint[0], RECENT_BLOCKS - 1)).fetchall()
+        return Checkpoint(checkpoint[0], (*((n, h) for n, h in reversed(earlier)), checkpoint))
+
+    def apply_batch(self, batch: Batch) -> bool:
+        applied = self._ingest(batch.logs, batch.first, batch.last, batch.checkpoint.hashes[-1][1])
+        if applied is None:
+            return False
+        self._applied += applied
+        return True
+
+    def rewind(self, checkpoint: Checkpoint) -> None:
+        self.rollback(checkpoint.block)
+
+    def _fetch_logs(self, first: int, last: int) -> list:
+        return self.chain.get_logs(
+            {"fromBlock": first, "toBlock": last, "address": self._decoder.addresses}, raw=True)
 
     def _ingest(self, logs: list, start: int, end: int, end_hash: str) -> int | None:
         """Apply blocks ``start..end``; None (nothing applied) when the checkpoint is no longer
@@ -520,7 +487,7 @@ class Indexer:
                 tx.execute("DELETE FROM checkpoint")
             else:
                 known = tx.execute("SELECT hash FROM blocks WHERE number = ?", (to_block,)).fetchone()
-                block_hash = known[0] if known else self._hash_at(to_block)
+                block_hash = known[0] if known else self.scanner.hash_at(to_block)
                 if block_hash is None:
                     tx.execute("DELETE FROM checkpoint")
                 else:

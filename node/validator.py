@@ -4,8 +4,9 @@ the model through its commit–reveal rounds (contracts/Validators.sol) until it
 ``ValidatorAgent.poll()`` is one pass; ``run(stop)`` loops it. One pass:
 
 1. stake up to ``Validators.minStake`` if this account is not an active validator;
-2. read new ``ModelListed`` events into the to-do set (the agent's own checkpoint in its state
-   file);
+2. read new ``ModelListed`` events into the to-do set (``node.scanner.BlockScanner``, with the
+   agent's own checkpoint in its state file). After a reorg the blocks above the fork point are
+   read again, and models no longer listed on the new chain leave the to-do set;
 3. for each model to do, the one step that is due, decided from the chain (the model's
    ``status``, its ``roundOf``, this validator's seat ``attestationOf``) and this node's record:
 
@@ -22,9 +23,10 @@ the model through its commit–reveal rounds (contracts/Validators.sol) until it
      seat's bonds to its stake, or forfeits them; the model is then done.
 
 State. One file per (chain, validator account), ``state_path(data_dir, chain_id, address)``:
-the chain checkpoint, the to-do set and, per model, the finding and the commitment. A pass holds
-an exclusive lock on it (``<file>.lock``) and reads it afresh, so the CLI's agent and the UI's
-jobs for the same account take turns and never lose each other's salts.
+the chain checkpoint (``next_block``; from version 3 also ``recent_blocks``, [number, hash] of
+the last blocks scanned), the to-do set and, per model, the finding and the commitment. A pass
+holds an exclusive lock on it (``<file>.lock``) and reads it afresh, so the CLI's agent and the
+UI's jobs for the same account take turns and never lose each other's salts.
 
 Crash safety. The salt, the round it was drawn for, the observed hash, the work digest and the
 commitment are written (atomic_write: fsync, rename, 0600) BEFORE the commit is sent, so a
@@ -111,6 +113,7 @@ from node.protocol import (
     work_digest,
 )
 from node.revert import when
+from node.scanner import Batch, BlockScanner, Checkpoint
 from node.worker import poll_loop
 
 log = logging.getLogger(__name__)
@@ -122,7 +125,7 @@ CONTENT_ERRORS = (SealError, IntegrityError, ManifestError)
 # weights that do not load and unknown eval sets in ConfigError, a ModexError; torch raises
 # RuntimeError on a model it cannot run). An OSError is this machine's and is retried.
 EVALUATION_FAILURES = (ModexError, ValueError, RuntimeError)
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: recent_blocks (version 2 files are read as they are)
 
 Evaluator = Callable[[Path, dict], dict]
 
@@ -224,14 +227,14 @@ class ValidatorAgent:
         self.store = store
         self.evaluator = evaluator
         self.stake_amount = stake_amount
-        self.confirmations = confirmations
-        self.batch_blocks = batch_blocks
         self.work_dir = Path(work_dir)
         self.state_path = Path(state_path)
         self._x25519 = None
         self._ident = {"chain_id": chain.chain_id,
                        "validators": chain.validators.address.lower()}
-        self.next_block, self.todo, self.records = 0, set(), {}
+        self.start_block = int(chain.deployment.get("block", 0) or 0)
+        self.scanner = BlockScanner(chain, self._listings_in, start_block=self.start_block,
+                                    confirmations=confirmations, batch_blocks=batch_blocks)
         self._load()
 
     # -- state: checkpoint, to-do set, and what was committed ---------------------------------
@@ -249,7 +252,7 @@ class ValidatorAgent:
             os.close(fd)  # closing drops the lock
 
     def _load(self) -> None:
-        self.next_block = int(self.chain.deployment.get("block", 0) or 0)
+        self.checkpoint = Checkpoint(self.start_block - 1)
         self.todo: set[int] = set()
         self.records: dict[int, ModelRecord] = {}
         try:
@@ -268,7 +271,8 @@ class ValidatorAgent:
             raise ConfigError(f"the validator state {self.state_path} belongs to {owner}, not "
                               f"{self.signer.address}: pass --state FILE (or another --data-dir) "
                               "for this account", path=str(self.state_path))
-        self.next_block, self.todo = int(doc["next_block"]), {int(m) for m in doc["todo"]}
+        self.checkpoint = Checkpoint.from_json(doc["next_block"], doc.get("recent_blocks"))
+        self.todo = {int(m) for m in doc["todo"]}
         for key, rec in (doc.get("models") or {}).items():
             model_id = int(key)
             self.records[model_id] = ModelRecord(
@@ -280,7 +284,9 @@ class ValidatorAgent:
                            "commitment": r.commitment.to_json() if r.commitment else None}
                   for m, r in sorted(self.records.items())}
         doc = {**self._ident, "version": STATE_VERSION, "validator": self.signer.address,
-               "next_block": self.next_block, "todo": sorted(self.todo), "models": models}
+               "next_block": self.checkpoint.next_block,
+               "recent_blocks": self.checkpoint.hashes_json(), "todo": sorted(self.todo),
+               "models": models}
         atomic_write(self.state_path, json.dumps(doc, indent=1).encode(), mode=0o600)
 
     @property
@@ -300,7 +306,7 @@ class ValidatorAgent:
     def _pass(self, models: Iterable[int] | None) -> ValidatorReport:
         report = ValidatorReport()
         self.ensure_staked(report)
-        self._discover()
+        self.scanner.scan(self)
         for model_id in sorted(self.todo if models is None else set(models)):
             try:
                 self._handle(model_id, report)
@@ -345,16 +351,40 @@ class ValidatorAgent:
             report.staked = need
         return need
 
-    def _discover(self) -> None:
-        head = self.chain.block_number() - self.confirmations
-        start = self.next_block
-        while start <= head:
-            end = min(head, start + self.batch_blocks - 1)
-            for ev in self.chain.events("ModelListed", from_block=start, to_block=end):
-                self.todo.add(int(ev["args"]["modelId"]))
-            self.next_block = end + 1
-            self._save()
-            start = end + 1
+    # -- the BlockScanner's follower: listings into the to-do set ------------------------------
+
+    def _listings_in(self, first: int, last: int) -> list:
+        return self.chain.events("ModelListed", from_block=first, to_block=last)
+
+    def load_checkpoint(self) -> Checkpoint:
+        return self.checkpoint
+
+    def apply_batch(self, batch: Batch) -> bool:
+        self.todo.update(int(ev["args"]["modelId"]) for ev in batch.logs)
+        self.checkpoint = batch.checkpoint
+        self._save()
+        return True
+
+    def rewind(self, checkpoint: Checkpoint) -> None:
+        """A reorg: the blocks above the fork point are scanned again; a model to do that the
+        new chain does not list (its listing was reorganised away) leaves the to-do set, with
+        its finding unless a commitment's salt is recorded (never lost: the listing and the
+        commit may be mined again). The others are decided from the chain as in every pass."""
+        for model_id in sorted(self.todo):
+            if not self._listed(model_id):
+                log.warning("model %d is no longer listed after a reorg; forgetting it", model_id)
+                self.todo.discard(model_id)
+                if model_id in self.records and self.records[model_id].commitment is None:
+                    del self.records[model_id]
+        self.checkpoint = checkpoint
+        self._save()
+
+    def _listed(self, model_id: int) -> bool:
+        try:
+            self.chain.call(self.chain.registry.functions.modelHash(model_id))
+        except ContractRevert:
+            return False
+        return True
 
     def _finish(self, model_id: int, report: ValidatorReport) -> None:
         self.todo.discard(model_id)

@@ -3,9 +3,10 @@
 ``KeyDelivery.poll()`` is one pass; ``run(stop)`` loops it. One pass:
 
 1. **Discover**: read ``Purchased`` events (buyers and validator key requests alike) from the
-   last scanned block to head − confirmations, and add them to the open set. When the last
-   scanned block's hash changed (a reorg), rescan the last ``REORG_DEPTH`` blocks: entries found
-   there are dropped (unless a transaction is in flight) and read again from the new chain.
+   last scanned block to head − confirmations (``node.scanner.BlockScanner``), and add them to
+   the open set. When the last scanned block is no longer on the chain (a reorg), the scan goes
+   back to the fork point: entries found above it are dropped (unless a transaction is in
+   flight) and read again from the new chain.
 2. **Resume** (purchases with a transaction in flight first: theirs hold the lowest nonces):
    look up EVERY transaction recorded for the purchase (all at one nonce, so at most one can be
    mined): one mined → done (reverted → decide again); the latest known to the node but unmined
@@ -43,8 +44,9 @@ longer than above, and once the stuck one is replaced and mined they are mined a
 overdue one is replaced in turn: its fees may be too low as well). A replacement whose window
 has closed meanwhile reverts when mined, which still frees its nonce for the ones behind it.
 
-State file (JSON, atomic writes): the next block to scan and the hash of the block before it,
-the open purchases with their buyer keys, accounts and blocks, and per purchase in flight every
+State file (JSON, atomic writes): the next block to scan, the hash of the block before it
+(``tip_hash``) and of the last scanned blocks before that (``recent_blocks``: [number, hash]
+pairs; older files without them are read with the tip hash alone), the open purchases with their buyer keys, accounts and blocks, and per purchase in flight every
 signed transaction (``txs``, oldest first) and when the latest was signed. Older files holding
 one ``{tx_hash, raw}`` per purchase are read and migrated (age unknown: due for replacement).
 Losing the file costs a rescan from the deployment block, never a double delivery:
@@ -92,7 +94,7 @@ import rlp
 from eth_account.typed_transactions import TypedTransaction
 from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
-from web3.exceptions import BlockNotFound, TransactionNotFound
+from web3.exceptions import TransactionNotFound
 
 from node import keywrap
 from node.config import Config
@@ -100,13 +102,13 @@ from node.errors import ChainError, ContractRevert, KeyDeliveryError, KeyWrapErr
 from node.fetch import book, load_metadata
 from node.keyvault import KeyVault, atomic_write
 from node.protocol import ModelStatus, Purchase, PurchaseStatus
+from node.scanner import Batch, BlockScanner, Checkpoint
 
 log = logging.getLogger(__name__)
 
 DELIVERY_CRASH_POINTS = ("before_wrap", "before_send", "after_send", "after_receipt")
 CRASH_POINTS = (*DELIVERY_CRASH_POINTS, "before_replace_send")
 CRASH_ENV = "MODEX_WORKER_CRASH"
-REORG_DEPTH = 256  # blocks rescanned when the last scanned block was reorganised away
 GWEI = 10**9
 # A replacement raises both fee fields by a quarter (and to at least the node's current fees):
 # geth and anvil accept a replacement at the same nonce from +10% on both.
@@ -131,8 +133,7 @@ class WorkerState:
 
     def __init__(self, path: Path, chain_id: int, marketplace: str, start_block: int):
         self.path = Path(path)
-        self.next_block = start_block
-        self.tip_hash: str | None = None      # hash of block next_block - 1 when scanned
+        self.checkpoint = Checkpoint(start_block - 1)  # the last block scanned
         self.open: dict[int, dict] = {}       # purchase id → {"model_id", "buyer_key", ...}
         # purchase id → {"txs": [{"tx_hash", "raw"}, ...] (every signed transaction, oldest
         # first, all at one nonce), "buyer": the account they deliver to, "signed_at": unix time
@@ -154,13 +155,18 @@ class WorkerState:
         if {k: doc.get(k) for k in self._ident} != self._ident:
             log.warning("worker state %s belongs to another deployment; starting afresh", self.path)
             return
-        self.next_block = doc["next_block"]
-        self.tip_hash = doc.get("tip_hash")
+        self.checkpoint = Checkpoint.from_json(doc["next_block"], doc.get("recent_blocks"),
+                                               doc.get("tip_hash"))
         self.open = {int(k): v for k, v in doc.get("open", {}).items()}
         self.inflight = {int(k): _migrated(v) for k, v in doc.get("inflight", {}).items()}
 
+    @property
+    def next_block(self) -> int:
+        return self.checkpoint.next_block
+
     def save(self) -> None:
-        doc = {**self._ident, "next_block": self.next_block, "tip_hash": self.tip_hash,
+        doc = {**self._ident, "next_block": self.checkpoint.next_block,
+               "tip_hash": self.checkpoint.tip_hash, "recent_blocks": self.checkpoint.hashes_json(),
                "open": {str(k): v for k, v in sorted(self.open.items())},
                "inflight": {str(k): v for k, v in sorted(self.inflight.items())}}
         try:
@@ -276,8 +282,6 @@ class KeyDelivery:
         self.signer = signer
         self.vault = vault
         self.store = store  # only to find a key by the listing's metadata when the vault lacks its id
-        self.confirmations = confirmations
-        self.batch_blocks = batch_blocks
         self.margin_s = margin_s  # never send when fewer seconds than this remain in the window
         self.replace_after_s = replace_after_s  # an unmined deliverKey older than this is replaced
         self.max_fee_per_gas = max_fee_per_gas  # no transaction of ours ever offers more (wei)
@@ -285,6 +289,8 @@ class KeyDelivery:
         self.start_block = int(chain.deployment.get("block", 0) or 0)
         self.state = WorkerState(Path(state_path), chain.chain_id, chain.marketplace.address,
                                  self.start_block)
+        self.scanner = BlockScanner(chain, self._purchases_in, start_block=self.start_block,
+                                    confirmations=confirmations, batch_blocks=batch_blocks)
         self._keys: dict[int, bytes] = {}
         self._told: dict[int, str] = {}  # purchase id → last reason logged, to log it once
         self._capped: set[int] = set()    # purchases whose "fees at the cap" line was logged
@@ -315,28 +321,35 @@ class KeyDelivery:
 
     # -- steps --------------------------------------------------------------------------------
 
-    def _block_hash(self, number: int) -> str:
-        return "0x" + bytes(self.chain.get_block(number)["hash"]).hex()
+    def _discover(self, report: PassReport) -> None:
+        report.scanned_to = self.scanner.scan(self)
 
-    def _check_reorg(self) -> None:
-        """Rewind the scan when the last scanned block is no longer on the chain."""
-        last = self.state.next_block - 1
-        if not self.state.tip_hash or last < self.start_block:
-            return
-        try:
-            if self._block_hash(last) == self.state.tip_hash:
-                return
-        except BlockNotFound:  # the new chain is shorter
-            pass
-        rewind = max(self.start_block, self.state.next_block - REORG_DEPTH)
+    # The BlockScanner's follower: the open set grows by each batch's purchases.
+
+    def _purchases_in(self, first: int, last: int) -> list:
+        return self.chain.events("Purchased", from_block=first, to_block=last)
+
+    def load_checkpoint(self) -> Checkpoint:
+        return self.state.checkpoint
+
+    def apply_batch(self, batch: Batch) -> bool:
+        for ev in batch.logs:
+            self.state.open.setdefault(int(ev["args"]["purchaseId"]), self._entry(ev))
+        self.state.checkpoint = batch.checkpoint
+        self.state.save()
+        return True
+
+    def rewind(self, checkpoint: Checkpoint) -> None:
+        """A reorg: purchases discovered above the fork point are read again from the new chain
+        (unless a transaction is in flight: the chain decides those)."""
         # An entry without its block (older state files) stays; the account check covers it.
         stale = [pid for pid, e in self.state.open.items()
-                 if e.get("block", -1) >= rewind and pid not in self.state.inflight]
-        log.warning("the chain reorganised below block %d: rescanning from block %d "
-                    "(%d open purchase(s) read again)", last, rewind, len(stale))
+                 if e.get("block", -1) > checkpoint.block and pid not in self.state.inflight]
+        log.warning("the chain reorganised above block %d: %d open purchase(s) read again",
+                    checkpoint.block, len(stale))
         for pid in stale:
             del self.state.open[pid]
-        self.state.next_block, self.state.tip_hash = rewind, None
+        self.state.checkpoint = checkpoint
         self.state.save()
 
     @staticmethod
@@ -344,21 +357,6 @@ class KeyDelivery:
         a = ev["args"]
         return {"model_id": int(a["modelId"]), "buyer_key": bytes(a["buyerKey"]).hex(),
                 "account": a["buyer"], "block": int(ev["blockNumber"])}
-
-    def _discover(self, report: PassReport) -> None:
-        self._check_reorg()
-        head = self.chain.block_number() - self.confirmations
-        start = self.state.next_block
-        while start <= head:
-            end = min(head, start + self.batch_blocks - 1)
-            events = self.chain.events("Purchased", from_block=start, to_block=end)
-            for ev in events:
-                self.state.open.setdefault(int(ev["args"]["purchaseId"]), self._entry(ev))
-            self.state.next_block = end + 1
-            self.state.tip_hash = self._block_hash(end)
-            self.state.save()
-            start = end + 1
-        report.scanned_to = head
 
     def _reread(self, pid: int, account: str) -> bool:
         """Replace a stale open entry by the purchase's event on the chain now; False if none."""

@@ -26,7 +26,7 @@ from web3.logs import DISCARD
 from node.devchain import start_anvil
 from node.protocol import Purchase, PurchaseStatus
 from node.revert import as_revert
-from node.worker import DELIVERY_CRASH_POINTS, REORG_DEPTH, KeyDelivery, unsigned_transaction
+from node.worker import DELIVERY_CRASH_POINTS, KeyDelivery, unsigned_transaction
 
 PRICE = 10**16
 FEE_BPS = 250
@@ -241,11 +241,14 @@ def test_an_entry_from_an_older_state_file_survives_a_reorg_rescan(tmp_path):
     model = publish_model(stack, write_model(tmp_path / "m"))
     state = tmp_path / "w.json"
     pid = buy_raw(stack, "buyer", model)
-    stack.chain.w3.testing.mine(REORG_DEPTH + 10)
-    KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state,
-                crash=_stop_before_wrap).poll()
+    for _ in range(2):  # two scans: the first one's last block is remembered below the second's
+        stack.chain.w3.testing.mine(10)
+        KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state,
+                    crash=_stop_before_wrap).poll()
     doc = json.loads(state.read_text())
     entry = doc["open"][str(pid)]
+    # the rescan will start after the purchase's block: from the first scan's last block on
+    assert any(entry["block"] < n < doc["next_block"] - 1 for n, _ in doc["recent_blocks"])
     doc["open"][str(pid)] = {"model_id": entry["model_id"], "buyer_key": entry["buyer_key"]}
     doc["tip_hash"] = "0x" + "00" * 32  # the last scanned block was reorganised away
     state.write_text(json.dumps(doc))
