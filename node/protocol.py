@@ -16,8 +16,8 @@ from typing import NamedTuple
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
-# Re-exported until node/validator.py and the last tests import them from node.onchain.
-from node.onchain import canonical_json, work_digest  # noqa: F401
+# Re-exported until node/validator.py imports it from node.onchain.
+from node.onchain import work_digest  # noqa: F401
 
 ZERO32 = b"\x00" * 32
 # ModelRegistry.FAILED_WORK_DIGEST: what a validator reveals when the declared evaluation cannot run

@@ -11,7 +11,7 @@ import pytest
 from modex.commands import up
 from node import publish as publish_mod
 from node.errors import ChainError
-from node.protocol import work_digest
+from node.onchain import work_digest
 from node.publish import read_report
 from tests.app.conftest import VAULT_PASSWORD
 

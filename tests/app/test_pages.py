@@ -300,7 +300,7 @@ def test_publish_upload_lists_the_model(client, stack):
 def test_publish_claims_the_folders_report_or_says_it_can_never_be_verified(client, stack):
     """As `modex publish`: the job claims the work digest of the uploaded evaluation.json; a folder
     without one is published with a warning; a report its metrics.json contradicts is refused."""
-    from node.protocol import canonical_json, work_digest
+    from node.onchain import canonical_json, work_digest
 
     unlock(client, stack, "seller")
     report = {"version": 1, "eval_set": "toy-v1", "protocol": 1, "outputs": [1, 0],
@@ -384,7 +384,8 @@ def test_validate_stake_and_one_click(client, app, stack, listed, tmp_path):
     page shows its round's deadlines, the seat, and the claimed digest beside the revealed one."""
     import json
 
-    from node.protocol import EVALUATION_REPORT, canonical_json, work_digest
+    from node.onchain import canonical_json, work_digest
+    from node.protocol import EVALUATION_REPORT
     from node.publish import ListingInfo, publish
     from tests.app.conftest import make_model_dir
 

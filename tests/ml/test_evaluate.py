@@ -6,7 +6,8 @@ import pytest
 from ml import evaluate
 from modex.cli import main as modex
 from node.errors import ConfigError
-from node.protocol import EVALUATION_REPORT, canonical_json, work_digest
+from node.onchain import canonical_json, work_digest
+from node.protocol import EVALUATION_REPORT
 
 
 def test_compute_metrics_by_hand():

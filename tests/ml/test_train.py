@@ -6,7 +6,7 @@ import yaml
 from ml import evaluate, train
 from modex.cli import main as modex
 from node.errors import ConfigError
-from node.protocol import work_digest
+from node.onchain import work_digest
 
 
 def front_matter(readme: str) -> dict:

@@ -18,8 +18,8 @@ from web3.logs import DISCARD
 from node import seal
 from node.fetch import load_metadata
 from node.manifest import build_manifest
+from node.onchain import canonical_json
 from node.protocol import ModelStatus, Purchase, PurchaseStatus
-from node.publish import canonical_json
 from node.worker import KeyDelivery
 
 PRICE = 10**16

@@ -14,14 +14,8 @@ import pytest
 from modex_stack import make_stack
 from validator_helpers import past, round_of, toy_report
 
-from node.protocol import (
-    EVALUATION_REPORT,
-    ModelStatus,
-    Purchase,
-    PurchaseStatus,
-    canonical_json,
-    work_digest,
-)
+from node.onchain import canonical_json, work_digest
+from node.protocol import EVALUATION_REPORT, ModelStatus, Purchase, PurchaseStatus
 
 PRICE = 10**16  # 0.01 ETH
 FEE_BPS = 250

@@ -15,7 +15,8 @@ from modex_stack import make_stack
 from validator_helpers import past, round_of
 
 from node import paths
-from node.protocol import EVALUATION_REPORT, FAILED_WORK_DIGEST, ModelStatus, work_digest
+from node.onchain import work_digest
+from node.protocol import EVALUATION_REPORT, FAILED_WORK_DIGEST, ModelStatus
 
 # As tests/ml/conftest.py: a 3-step fine-tune on 48 rows at length 32 (fast, not accurate).
 TINY = {"train_size": 48, "batch_size": 16, "max_length": 32, "eval_size": 16,

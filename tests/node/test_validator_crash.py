@@ -27,7 +27,8 @@ from test_worker_replace import rpc
 from validator_helpers import attested, claimed_model, evaluator_of, round_of, seat, toy_report
 
 from node.devchain import start_anvil
-from node.protocol import ModelStatus, SeatState, work_digest
+from node.onchain import work_digest
+from node.protocol import ModelStatus, SeatState
 from node.publish import ListingInfo, publish
 from node.validator import ValidatorAgent, state_path
 from node.worker import KeyDelivery
