@@ -1,4 +1,4 @@
-"""node/indexer.py: events → SQLite, read API, confirmations, rebuild equality, reorgs on anvil."""
+"""node/indexer/: events → SQLite, read API, confirmations, rebuild equality, reorgs on anvil."""
 
 import io
 import json
@@ -419,7 +419,7 @@ def test_filters_totals_and_capped_search_count(tmp_path, monkeypatch):
     assert 12 not in ids(index.list_models(task="embeddings", per_page=100)[0])
     few = {sort: ids(index.list_models(query="legal", sort=sort, per_page=100)[0])
            for sort in ("price", "score")}
-    monkeypatch.setattr("node.indexer.SEARCH_COUNT_CAP", 7)
+    monkeypatch.setattr("node.indexer.queries.SEARCH_COUNT_CAP", 7)
     for sort, expected in few.items():  # more matches than the cap: read in the sort's index
         assert ids(index.list_models(query="legal", sort=sort, per_page=100)[0]) == expected
         assert len(expected) == 29
