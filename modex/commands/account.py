@@ -5,7 +5,12 @@ from __future__ import annotations
 import getpass
 import os
 
+from web3 import Web3
+
+from node.chain import Chain, connect
+from node.config import load_config
 from node.errors import KeystoreError
+from node.keystore import create_keystore, import_private_key, keystore_address, read_password
 
 
 def register(sub) -> None:
@@ -41,15 +46,11 @@ def register(sub) -> None:
 
 
 def _config(args):
-    from node.config import load_config
-
     return load_config(args.config, data_dir=args.data_dir, keystore=args.keystore,
                        chain=getattr(args, "chain", None))
 
 
 def run_new(args) -> int:
-    from node.keystore import create_keystore, read_password
-
     config = _config(args)
     if config.keystore.exists():
         raise KeystoreError(f"keystore {config.keystore} already exists; pass --keystore FILE "
@@ -61,8 +62,6 @@ def run_new(args) -> int:
 
 
 def run_import(args) -> int:
-    from node.keystore import import_private_key, read_password
-
     config = _config(args)
     if args.private_key_env:
         key = os.environ.get(args.private_key_env)
@@ -81,17 +80,11 @@ def run_import(args) -> int:
 
 
 def run_show(args) -> int:
-    from node.keystore import keystore_address
-
     config = _config(args)
     address = keystore_address(config.keystore)
     print(f"address {address}")
     print(f"keystore {config.keystore}")
     if args.balance:
-        from web3 import Web3
-
-        from node.chain import Chain, connect
-
         # Balances need no contracts: a Chain over an empty deployment record.
         chain = Chain(connect(config), {"contracts": {}}, abis={}, retries=config.rpc_retries)
         print(f"balance {Web3.from_wei(chain.balance(address), 'ether')} ETH on {chain.endpoint}")

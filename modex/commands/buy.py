@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from node import market
 from node.errors import KeyDeliveryError
 from node.session import Session, add_node_options, positive_id
 
@@ -23,8 +24,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from node import market
-
     session = Session.from_args(args)
     max_price = market.parse_eth(args.max_price, what="--max-price") if args.max_price else None
     chain = session.chain

@@ -1,26 +1,25 @@
-"""`modex hash|seal|unseal|wrap-key|unwrap-key|derive-key`: the content formats by hand (§4.1-4.3).
+"""`modex hash|seal|unseal`: the model hash and the sealed archive by hand (§4.1-4.2).
 
 These exist so that anyone can check what Modex wrote with nothing but this page and DESIGN.md:
-re-hash a model directory, decrypt a sealed archive with its key, wrap or unwrap a content key
-for a purchase, and show the X25519 key a wallet derives.
+re-hash a model directory, and seal or decrypt an archive with its content key. The key commands
+(wrap-key, unwrap-key, derive-key) are in modex/commands/keys.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
-from node.errors import KeystoreError
-
-log = logging.getLogger(__name__)
+from node.errors import SealError
+from node.manifest import build_manifest, check_model_hash
+from node.seal import seal_file, unseal_file
 
 _KEY_NOTE = ("(64 hex chars; `openssl rand -hex 32` makes one. A command line is visible to other "
              "local users through ps: prefer a private machine.)")
 
 
-def _hex_bytes(nbytes: int, what: str):
+def hex_bytes(nbytes: int, what: str):
     def parse(text: str) -> bytes:
         raw = text[2:] if text[:2].lower() == "0x" else text
         try:
@@ -35,7 +34,7 @@ def _hex_bytes(nbytes: int, what: str):
     return parse
 
 
-def _uint(text: str) -> int:
+def non_negative_int(text: str) -> int:
     try:
         value = int(text, 0)
     except ValueError:
@@ -45,15 +44,8 @@ def _uint(text: str) -> int:
     return value
 
 
-def _purchase_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--chain-id", type=_uint, required=True, help="the chain's id (e.g. 31337)")
-    p.add_argument("--marketplace", required=True,
-                   help="the Marketplace contract address (0x + 40 hex)")
-    p.add_argument("--purchase-id", type=_uint, required=True, help="the purchase id on that marketplace")
-
-
-def _key_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--key-hex", type=_hex_bytes(32, "--key-hex"), required=True,
+def key_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--key-hex", type=hex_bytes(32, "--key-hex"), required=True,
                    help="the 32-byte content key " + _KEY_NOTE)
 
 
@@ -70,7 +62,8 @@ def register(sub) -> None:
                    help="print the canonical manifest bytes instead (exactly, no trailing newline)")
     p.add_argument("--check", metavar="0xHASH",
                    help="exit with an error unless the model hash equals this one")
-    p.add_argument("--workers", type=_uint, default=None, help="hashing threads (default: CPU cores)")
+    p.add_argument("--workers", type=non_negative_int, default=None,
+                   help="hashing threads (default: CPU cores)")
     p.set_defaults(func=cmd_hash)
 
     p = sub.add_parser(
@@ -80,8 +73,8 @@ def register(sub) -> None:
     )
     p.add_argument("input", metavar="IN", help="the file to seal (e.g. a model tar)")
     p.add_argument("output", metavar="OUT", help="the sealed archive to write")
-    _key_arg(p)
-    p.add_argument("--chunk-size", type=_uint, default=1 << 20,
+    key_arg(p)
+    p.add_argument("--chunk-size", type=non_negative_int, default=1 << 20,
                    help="plaintext bytes per chunk (default 1048576)")
     p.set_defaults(func=cmd_seal)
 
@@ -93,54 +86,11 @@ def register(sub) -> None:
     )
     p.add_argument("input", metavar="IN", help="the sealed archive")
     p.add_argument("output", metavar="OUT", help="where to write the plaintext")
-    _key_arg(p)
+    key_arg(p)
     p.set_defaults(func=cmd_unseal)
-
-    p = sub.add_parser(
-        "wrap-key",
-        description="HPKE-wrap (RFC 9180 base mode, X25519/HKDF-SHA256/AES-256-GCM) a 32-byte "
-                    "content key to the recipient's X25519 public key, bound to one purchase. "
-                    "Prints enc||ciphertext (80 bytes) as 160 hex chars.",
-    )
-    p.add_argument("--to", type=_hex_bytes(32, "--to"), required=True, metavar="X25519_PUB_HEX",
-                   help="the recipient's X25519 public key (see `modex derive-key`)")
-    _purchase_args(p)
-    _key_arg(p)
-    p.set_defaults(func=cmd_wrap_key)
-
-    p = sub.add_parser(
-        "unwrap-key",
-        description="Open a wrapped key (160 hex chars) with the recipient's X25519 secret for the "
-                    "given chain, marketplace and purchase, and print the content key as hex.",
-    )
-    p.add_argument("wrapped", type=_hex_bytes(80, "WRAPPED_HEX"), metavar="WRAPPED_HEX",
-                   help="the 80-byte wrapped key as 160 hex chars")
-    p.add_argument("--secret-hex", type=_hex_bytes(32, "--secret-hex"), required=True,
-                   help="the recipient's X25519 secret (see `modex derive-key --secret`)")
-    _purchase_args(p)
-    p.set_defaults(func=cmd_unwrap_key)
-
-    p = sub.add_parser(
-        "derive-key",
-        description="Sign the Modex encryption message with the wallet and derive its X25519 key "
-                    "(HKDF-SHA256 of the signature). Prints the public key as hex; buyers pass it "
-                    "to buy(), sellers wrap keys to it.",
-    )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--keystore", metavar="FILE",
-                     help="an encrypted JSON keystore; the password comes from $MODEX_PASSWORD "
-                          "or a prompt")
-    src.add_argument("--private-key-env", metavar="VAR",
-                     help="the name of an environment variable holding the private key hex")
-    p.add_argument("--chain-id", type=_uint, required=True, help="the chain's id (it is signed)")
-    p.add_argument("--secret", action="store_true",
-                   help="also print the X25519 secret (second line); keep it private")
-    p.set_defaults(func=cmd_derive_key)
 
 
 def cmd_hash(args) -> int:
-    from node.manifest import build_manifest, check_model_hash
-
     manifest = build_manifest(args.dir, workers=args.workers)
     if args.check:
         check_model_hash(manifest, args.check)
@@ -154,8 +104,6 @@ def cmd_hash(args) -> int:
 
 
 def cmd_seal(args) -> int:
-    from node.seal import seal_file
-
     _check_input(args.input)
     size = seal_file(args.key_hex, args.input, args.output, chunk_size=args.chunk_size)
     print(f"sealed {args.input} -> {args.output} ({size} bytes)")
@@ -163,8 +111,6 @@ def cmd_seal(args) -> int:
 
 
 def cmd_unseal(args) -> int:
-    from node.seal import unseal_file
-
     _check_input(args.input)
     size = unseal_file(args.key_hex, args.input, args.output)
     print(f"unsealed {args.input} -> {args.output} ({size} bytes)")
@@ -172,47 +118,5 @@ def cmd_unseal(args) -> int:
 
 
 def _check_input(path: str) -> None:
-    from node.errors import SealError
-
     if not os.path.isfile(path):
         raise SealError(f"{path} is not a file: give the path of the file to read")
-
-
-def cmd_wrap_key(args) -> int:
-    from node.keywrap import wrap_key
-
-    print(wrap_key(args.to, args.key_hex, chain_id=args.chain_id, marketplace=args.marketplace,
-                   purchase_id=args.purchase_id).hex())
-    return 0
-
-
-def cmd_unwrap_key(args) -> int:
-    from node.keywrap import unwrap_key
-
-    print(unwrap_key(args.wrapped, args.secret_hex, chain_id=args.chain_id,
-                     marketplace=args.marketplace, purchase_id=args.purchase_id).hex())
-    return 0
-
-
-def cmd_derive_key(args) -> int:
-    from node.keywrap import derive_x25519
-
-    if args.keystore:
-        from node.keystore import load_signer, read_password
-
-        signer = load_signer(args.keystore, read_password())
-    else:
-        from node.signer import signer_from_key
-
-        value = os.environ.get(args.private_key_env)
-        if not value:
-            raise KeystoreError(f"environment variable {args.private_key_env} is not set or empty")
-        signer = signer_from_key(value.strip())
-    secret, public = derive_x25519(signer, args.chain_id)
-    print(public.hex())
-    if args.secret:
-        print("warning: the next line is your X25519 secret; anyone holding it can open keys "
-              "wrapped to you", file=sys.stderr)
-        print(secret.hex())
-    return 0
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from node.fetch import fetch_model
 from node.session import ProgressBars, Session, add_node_options, positive_id
 
 
@@ -23,8 +24,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from node.fetch import fetch_model
-
     session = Session.from_args(args)
     with ProgressBars() as bars:
         result = fetch_model(session.chain, session.signer, session.store, args.model_id,

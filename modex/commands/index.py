@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from node.session import add_node_options
+from modex.commands.models import open_index
+from node.session import Session, add_node_options, run_until_signalled
 
 
 def register(sub) -> None:
@@ -21,9 +22,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from modex.commands.models import open_index
-    from node.session import Session, run_until_signalled
-
     session = Session.from_args(args)
     index = open_index(session, sync=False)
     if args.from_scratch:

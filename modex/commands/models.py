@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-from node.indexer import SORTS
+from node.fetch import load_metadata
+from node.indexer import SORTS, Indexer
 from node.protocol import ModelStatus
 from node.revert import eth
-from node.session import add_node_options
+from node.session import Session, add_node_options
 
 
 def register(sub) -> None:
@@ -34,9 +35,6 @@ def register(sub) -> None:
 def open_index(session, *, sync: bool = True, metadata: bool = True):
     """The configured index, synced unless told not to; listings' metadata is fetched from the
     configured store unless ``metadata`` is False (a command that needs no names)."""
-    from node.fetch import load_metadata
-    from node.indexer import Indexer
-
     config = session.config
     index = Indexer(session.chain, config.index_db, confirmations=config.confirmations,
                     metadata_loader=(lambda cid: load_metadata(session.store, cid)) if metadata
@@ -47,8 +45,6 @@ def open_index(session, *, sync: bool = True, metadata: bool = True):
 
 
 def run(args) -> int:
-    from node.session import Session
-
     if args.page < 1 or not 1 <= args.per_page <= 500:
         print("modex: --page must be >= 1 and --per-page 1..500")
         return 2

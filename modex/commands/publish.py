@@ -8,6 +8,7 @@ import json
 import logging
 from pathlib import Path
 
+from node import market, publish
 from node.errors import ConfigError
 from node.session import ProgressBars, Session, add_node_options, positive_id
 
@@ -65,8 +66,6 @@ def _read_json(path: Path) -> dict:
 
 
 def run(args) -> int:
-    from node import market, publish
-
     session = Session.from_args(args)
     price = market.parse_eth(args.price, what="--price")
     metrics_path = args.metrics or (args.model_dir / "metrics.json")
@@ -95,8 +94,6 @@ def run(args) -> int:
 
 
 def run_claim(args) -> int:
-    from node import publish
-
     session = Session.from_args(args)
     digest, tx = publish.claim_listed(session.chain, session.signer, session.store,
                                       args.model_id, args.model_dir)

@@ -4,6 +4,7 @@ purchase whose model validators disputed within its challenge period."""
 
 from __future__ import annotations
 
+from node import market
 from node.session import Session, add_node_options, positive_id
 
 
@@ -22,8 +23,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from node import market
-
     session = Session.from_args(args)
     market.refund(session.chain, session.signer, args.purchase_id)
     print(f"purchase {args.purchase_id} refunded; run `modex withdraw` to receive the ETH")

@@ -29,6 +29,7 @@ password (printed; demo mode), else a prompt.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import json
@@ -41,9 +42,29 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from web3.exceptions import Web3RPCError
+from werkzeug.serving import make_server
+
+from app import create_app
+from app.inference import warm_models
+from app.resources import close_resources
+from ml.train import train
 from modex.commands import tcp_port
+from node.chain import Chain, connect
+from node.config import load_config
+from node.deploy import deploy_suite, write_deployment
 from node.errors import ConfigError
+from node.fetch import load_metadata
+from node.indexer import Indexer
+from node.keystore import create_keystore, load_signer, read_password
+from node.keyvault import KeyVault, atomic_write
+from node.localchain import open_local_chain
+from node.manifest import model_hash
 from node.protocol import EVALUATION_REPORT
+from node.publish import ListingInfo, claim_listed, publish
+from node.session import open_configured_store
+from node.store.gateway import serve_gateway
+from node.worker import GWEI, KeyDelivery
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +135,6 @@ class Stack:
 
 
 def register(subparsers) -> None:
-    import argparse
-
     p = subparsers.add_parser(
         "up", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the whole exchange on this machine and serve the web UI on "
@@ -141,8 +160,6 @@ def register(subparsers) -> None:
 
 
 def handle(args) -> int:
-    from node.config import load_config
-
     config = load_config(args.config, data_dir=args.data_dir, chain=args.chain, ipfs=args.ipfs,
                          ui_port=args.port, gateway_port=args.gateway_port)
     if args.reset and not config.is_local_chain:
@@ -153,8 +170,6 @@ def handle(args) -> int:
     try:
         password = os.environ.get("MODEX_VAULT_PASSWORD") or (DEMO_PASSWORD if demo else None)
         if password is None:
-            from node.keystore import read_password
-
             password = read_password(prompt="Password for this node's worker key and key vault: ")
         with sigterm_as_ctrl_c():
             stack = build_stack(config, password=password, listeners=listeners, reset=args.reset)
@@ -233,9 +248,6 @@ def build_stack(config, *, password: str, start_threads: bool = True,
     """Chain + suite, store (+ gateway), key vault, worker key; followers started if asked.
     ``listeners``: sockets from open_listeners (else the gateway's port is bound here);
     ``reset``: a new local chain (see the module docstring)."""
-    from node.keyvault import KeyVault
-    from node.session import open_configured_store
-
     config.data_dir.mkdir(parents=True, exist_ok=True)
     chain, config, funder, local = _chain(config, reset=reset)
     try:
@@ -245,8 +257,6 @@ def build_stack(config, *, password: str, start_threads: bool = True,
         stack = Stack(config=config, chain=chain, store=store, vault=vault, operator=operator,
                       dev_funder=funder, local_chain=local, listeners=dict(listeners or {}))
         if config.ipfs == "embedded":
-            from node.store.gateway import serve_gateway
-
             sock = stack.listeners.pop("gateway_port", None) or bind_port(config, "gateway_port")
             stack.gateway = serve_gateway(store, sock=sock)
     except BaseException:
@@ -260,12 +270,7 @@ def build_stack(config, *, password: str, start_threads: bool = True,
 
 def _chain(config, *, reset: bool = False):
     """(Chain, config with the run's paths, funder address or None, LocalChain or None)."""
-    from node.chain import Chain, connect
-    from node.deploy import deploy_suite, write_deployment
-
     if config.is_local_chain:
-        from node.localchain import open_local_chain
-
         local = open_local_chain(config.data_dir / LOCAL_CHAIN_DIR, reset=reset,
                                  timeout=config.rpc_timeout)
         try:
@@ -296,9 +301,6 @@ def _chain(config, *, reset: bool = False):
 def _suite(config, w3):
     """(Chain, config, funder or None) on a node: the deployment record when its contracts are
     there, else the suite deployed from the node's first unlocked account (a dev chain)."""
-    from node.chain import Chain
-    from node.deploy import deploy_suite, write_deployment
-
     accounts = _unlocked_accounts(w3)
     funder = accounts[0] if accounts else None
     chain_id = w3.eth.chain_id
@@ -322,8 +324,6 @@ def _suite(config, w3):
 
 
 def _unlocked_accounts(w3) -> list[str]:
-    from web3.exceptions import Web3RPCError
-
     try:
         return list(w3.eth.accounts)
     except (Web3RPCError, ValueError):  # a public RPC node may refuse eth_accounts: none then
@@ -344,8 +344,6 @@ def fund(chain, funder: str | None, address: str, target_wei: int) -> None:
 
 def _operator(config, chain, password: str, funder):
     """The worker's own key: a keystore in the data dir, created on first start."""
-    from node.keystore import create_keystore, load_signer
-
     path = config.data_dir / "operator-keystore.json"
     if not path.exists():
         create_keystore(path, password)
@@ -356,16 +354,12 @@ def _operator(config, chain, password: str, funder):
 
 def make_indexer(stack: Stack):
     """An Indexer over the stack's chain and database (one per thread: SQLite connections are)."""
-    from node.indexer import Indexer
-
     return Indexer(stack.chain, stack.config.index_db, confirmations=stack.config.confirmations,
                    metadata_loader=lambda cid: _metadata(stack.store, cid))
 
 
 def make_worker(stack: Stack):
     """The key-delivery worker for the models this node's operator key delivers."""
-    from node.worker import GWEI, KeyDelivery
-
     return KeyDelivery(stack.chain, stack.operator, stack.vault, _worker_state_path(stack.config),
                        store=stack.store, confirmations=stack.config.confirmations,
                        replace_after_s=stack.config.worker_replace_after,
@@ -398,8 +392,6 @@ def _worker_state_path(config) -> Path:
 
 
 def _metadata(store, cid: str) -> dict | None:
-    from node.fetch import load_metadata
-
     try:
         return load_metadata(store, cid)
     except Exception:  # the indexer treats metadata as optional: log and carry on
@@ -425,7 +417,6 @@ def ensure_demo_model(config, say=print) -> Path:
     target = demo_model_dir(config)
     if is_trained_model(target):
         return target
-    from ml.train import train
 
     say(f"Training the demo model (one epoch on {DEMO_TRAINING['train_size']} sentences; about a "
         "minute, once)…")
@@ -435,9 +426,6 @@ def ensure_demo_model(config, say=print) -> Path:
 
 def demo_accounts(stack: Stack, say=print) -> dict[str, object]:
     """Keystores for the demo roles (one shared, printed password), created once, funded."""
-    from node.keystore import create_keystore, load_signer
-    from node.keyvault import atomic_write
-
     wallets = stack.config.data_dir / "wallets"
     wallets.mkdir(parents=True, exist_ok=True)
     index = stack.config.data_dir / "demo-accounts.json"
@@ -462,9 +450,6 @@ def seed_demo(stack: Stack, say=print) -> list[int]:
 
     What is listed already is read from the chain itself (the demo seller's listings of the demo
     model's hash), never from a file beside it that could disagree with it."""
-    from node.manifest import model_hash
-    from node.publish import ListingInfo, claim_listed, publish
-
     signers = demo_accounts(stack, say)
     model_dir = ensure_demo_model(stack.config, say)
     ids = listed_by(stack.chain, signers["seller"].address, model_hash(model_dir))
@@ -507,9 +492,7 @@ def _read_json(path: Path) -> dict:
 # ---- the UI -------------------------------------------------------------------------------
 
 def create_ui(stack: Stack, *, demo: bool, extra: dict | None = None):
-    """The Flask app over this stack (app/ and ml/ imported here, lazily)."""
-    from app import create_app
-
+    """The Flask app over this stack."""
     return create_app({
         "MODEX_NODE_CONFIG": stack.config,
         "MODEX_CHAIN": stack.chain,
@@ -536,10 +519,6 @@ def describe_chain(stack: Stack) -> str:
 
 
 def serve(stack: Stack, *, demo: bool) -> None:
-    from werkzeug.serving import make_server
-
-    from app.api import warm_models
-
     app = create_ui(stack, demo=demo)
     warmer = warm_models(app)
     sock = stack.listeners.pop("ui_port", None) or bind_port(stack.config, "ui_port")
@@ -564,6 +543,4 @@ def serve(stack: Stack, *, demo: bool) -> None:
         server.server_close()
         if warmer is not None:
             warmer.stop()
-        from app.resources import close_resources
-
         close_resources(app)

@@ -6,7 +6,11 @@ import logging
 import time
 from pathlib import Path
 
+from ml.evaluate import evaluate_listing
+from node import market
 from node.errors import ChainError, ConfigError
+from node.market import fmt_eth
+from node.protocol import ModelStatus
 from node.session import (
     Session,
     add_node_options,
@@ -14,6 +18,7 @@ from node.session import (
     positive_seconds,
     run_until_signalled,
 )
+from node.validator import ValidatorAgent, state_path
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +53,12 @@ def register(sub) -> None:
 
 
 def ml_evaluator(model_dir: Path, metadata: dict) -> dict:
-    """ml/'s reproducible evaluation report on the listing's declared eval set (imported lazily:
-    node/ never imports ml/ or torch at module import time)."""
-    from ml.evaluate import evaluate_listing
-
+    """ml/'s reproducible evaluation report on the listing's declared eval set: the evaluation
+    this command gives the validator agent (node/ never imports ml/; torch loads when it runs)."""
     return evaluate_listing(model_dir, metadata)
 
 
 def run(args) -> int:
-    from node import market
-    from node.validator import ValidatorAgent, state_path
-
     if args.timeout is not None and args.until_settled is None:
         raise ConfigError("--timeout applies to --until-settled only", key="timeout")
     session = Session.from_args(args)
@@ -116,8 +116,6 @@ def until_settled(agent, model_ids: list[int], *, interval: float, timeout: floa
 
 
 def outcome(chain, model_id: int) -> str:
-    from node.protocol import ModelStatus
-
     status = ModelStatus(chain.call(chain.validators.functions.status(model_id)))
     return f"settled {status.word.replace('_', ' ')}" if status else "not settled"
 
@@ -125,8 +123,6 @@ def outcome(chain, model_id: int) -> str:
 def progress_lines(agent, report) -> list[tuple[object, str]]:
     """What a pass did and what each model waits for: (what the line is about, the line). The
     first item is the same for the same wait at every pass (the line counts down)."""
-    from node.market import fmt_eth
-
     lines = []
     if report.staked:
         lines.append(f"staked {fmt_eth(report.staked)}")

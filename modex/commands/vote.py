@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from node import market
 from node.session import Session, add_node_options, positive_id
 
 
@@ -18,8 +19,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from node import market
-
     session = Session.from_args(args)
     market.vote(session.chain, session.signer, args.model_id, args.score)
     score = market.score(session.chain, args.model_id)

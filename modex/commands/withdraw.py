@@ -3,6 +3,8 @@ balance (sales, fees, refunds, rewards) to your wallet."""
 
 from __future__ import annotations
 
+from modex.commands.models import open_index
+from node import market
 from node.session import Session, add_node_options
 
 
@@ -19,9 +21,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from modex.commands.models import open_index
-    from node import market
-
     session = Session.from_args(args)
     index = open_index(session, metadata=False)
     try:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from node.session import Session, add_node_options, positive_seconds, run_until_signalled
+from node.worker import CRASH_ENV, GWEI, KeyDelivery, kill_self_hook
 
 
 def register(sub) -> None:
@@ -45,8 +46,6 @@ def _amount(least: float, unit: str, words: str):
 
 
 def run(args) -> int:
-    from node.worker import CRASH_ENV, GWEI, KeyDelivery, kill_self_hook
-
     session = Session.from_args(args)
     overrides = {key: value for key, value in (("worker_replace_after", args.replace_after),
                                                ("worker_max_fee_gwei", args.max_fee_gwei))
