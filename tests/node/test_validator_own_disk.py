@@ -23,6 +23,7 @@ from modex_stack import make_stack, publish_model, write_model
 from test_bad_input import flip, list_tampered
 from validator_helpers import attested, evaluator_of, past, round_of, seat, toy_report
 
+from node.attestation import UNREADABLE
 from node.cid import DAG_PB, cid_codec, cid_multihash, cid_to_str, parse_cid
 from node.fetch import load_metadata
 from node.protocol import SeatState
@@ -31,7 +32,7 @@ from node.store.dag import ChunkStream, iter_file, walk_blocks
 from node.store.embedded import EmbeddedStore
 from node.store.gateway import GatewaySource, serve_gateway
 from node.store.kubo import KuboStore
-from node.validator import UNREADABLE, ValidatorAgent
+from node.validator import ValidatorAgent
 from node.worker import KeyDelivery
 
 
