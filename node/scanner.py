@@ -20,16 +20,21 @@ persists that checkpoint in its own storage, in the same write as what the block
 
 Followers on one storage (two indexers on one database) may race: ``apply_batch`` returns False
 when the stored checkpoint moved meanwhile, and the scan goes on from the stored one.
+
+``poll_loop`` runs a follower's passes (the worker's, the validator agent's) until stopped.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from web3.exceptions import BlockNotFound
+
+from node.errors import ModexError
 
 log = logging.getLogger(__name__)
 
@@ -170,3 +175,15 @@ class BlockScanner:
         rewound = checkpoint.rewound(fork)
         follower.rewind(rewound)
         return rewound
+
+
+def poll_loop(poll: Callable[[], object], stop: threading.Event, interval: float) -> None:
+    """Call ``poll`` every ``interval`` seconds until ``stop``; a failing pass never ends it."""
+    while not stop.is_set():
+        try:
+            poll()
+        except ModexError as exc:
+            log.error("pass failed: %s; retrying in %.1fs", exc, interval)
+        except Exception:
+            log.exception("pass failed unexpectedly; retrying in %.1fs", interval)
+        stop.wait(interval)

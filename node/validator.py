@@ -70,8 +70,7 @@ from node.protocol import (
     attestation_commitment,
 )
 from node.revert import when
-from node.scanner import Batch, BlockScanner, Checkpoint
-from node.worker import poll_loop
+from node.scanner import Batch, BlockScanner, Checkpoint, poll_loop
 
 log = logging.getLogger(__name__)
 

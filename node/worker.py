@@ -90,10 +90,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import rlp
-from eth_account.typed_transactions import TypedTransaction
-from eth_utils import keccak, to_checksum_address
-from hexbytes import HexBytes
+from eth_utils import keccak
 from web3.exceptions import TransactionNotFound
 
 from node import keywrap
@@ -102,19 +99,21 @@ from node.errors import ChainError, ContractRevert, KeyDeliveryError, KeyWrapErr
 from node.fetch import book, load_metadata
 from node.keyvault import KeyVault, atomic_write
 from node.protocol import ModelStatus, Purchase, PurchaseStatus
-from node.scanner import Batch, BlockScanner, Checkpoint
+from node.replacement import (
+    GWEI,
+    UNDERPRICED,
+    gwei,
+    max_fee,
+    replacement_fees,
+    unsigned_transaction,
+)
+from node.scanner import Batch, BlockScanner, Checkpoint, poll_loop
 
 log = logging.getLogger(__name__)
 
 DELIVERY_CRASH_POINTS = ("before_wrap", "before_send", "after_send", "after_receipt")
 CRASH_POINTS = (*DELIVERY_CRASH_POINTS, "before_replace_send")
 CRASH_ENV = "MODEX_WORKER_CRASH"
-GWEI = 10**9
-# A replacement raises both fee fields by a quarter (and to at least the node's current fees):
-# geth and anvil accept a replacement at the same nonce from +10% on both.
-BUMP_NUM, BUMP_DEN = 5, 4
-NODE_MIN_NUM, NODE_MIN_DEN = 11, 10
-UNDERPRICED = ("underpriced", "less than block base fee", "fee cap less than", "max fee per gas less")
 
 
 @dataclass
@@ -185,69 +184,6 @@ def _migrated(entry: dict) -> dict:
     if "txs" in entry:
         return entry
     return {"txs": [{"tx_hash": entry["tx_hash"], "raw": entry["raw"]}], "signed_at": 0.0}
-
-
-def unsigned_transaction(raw: bytes) -> dict:
-    """The fields of a signed transaction (typed or legacy), ready to be signed again."""
-    if raw[0] <= 0x7F:  # EIP-2718 typed transaction
-        fields = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
-        keep = ("chainId", "nonce", "to", "value", "data", "gas", "maxFeePerGas",
-                "maxPriorityFeePerGas", "gasPrice", "accessList")
-        tx = {k: fields[k] for k in keep if k in fields}
-        tx["type"] = fields["type"]
-    else:
-        nonce, price, gas, to, value, data, v, _r, _s = rlp.decode(raw)
-        v = int.from_bytes(v, "big")
-        tx = {"nonce": int.from_bytes(nonce, "big"), "gasPrice": int.from_bytes(price, "big"),
-              "gas": int.from_bytes(gas, "big"), "to": to, "value": int.from_bytes(value, "big"),
-              "data": data}
-        if v >= 35:
-            tx["chainId"] = (v - 35) // 2
-    tx["to"] = to_checksum_address(bytes(tx["to"]))
-    tx["data"] = "0x" + bytes(tx["data"]).hex()
-    if "accessList" in tx:
-        tx["accessList"] = [dict(item) for item in tx["accessList"]]
-    return tx
-
-
-def _at_least(new: int, old: int) -> bool:
-    """Whether a node takes ``new`` as a replacement fee for ``old`` (+10%)."""
-    return new * NODE_MIN_DEN >= old * NODE_MIN_NUM
-
-
-def replacement_fees(tx: dict, current: dict, cap: int) -> dict | None:
-    """Fees for replacing ``tx``: +25% on each field and at least the node's ``current`` fees,
-    never above ``cap`` wei per gas; None when the cap leaves less than a node accepts."""
-    def bump(value: int) -> int:
-        return -(-value * BUMP_NUM // BUMP_DEN)
-
-    if "gasPrice" in tx:
-        price = min(cap, max(bump(tx["gasPrice"]), current.get("gasPrice",
-                                                               current.get("maxFeePerGas", 0))))
-        return {"gasPrice": price} if _at_least(price, tx["gasPrice"]) else None
-    old_fee, old_tip = tx["maxFeePerGas"], tx["maxPriorityFeePerGas"]
-    tip = max(bump(old_tip), current.get("maxPriorityFeePerGas", 0))
-    fee = min(cap, max(bump(old_fee), current.get("maxFeePerGas", 0), tip))
-    tip = min(tip, fee)
-    if not (_at_least(fee, old_fee) and _at_least(tip, old_tip)):
-        return None
-    return {"maxFeePerGas": fee, "maxPriorityFeePerGas": tip}
-
-
-def max_fee(tx: dict) -> int:
-    return tx.get("maxFeePerGas", tx.get("gasPrice", 0))
-
-
-def poll_loop(poll: Callable[[], object], stop: threading.Event, interval: float) -> None:
-    """Call ``poll`` every ``interval`` seconds until ``stop``; a failing pass never ends it."""
-    while not stop.is_set():
-        try:
-            poll()
-        except ModexError as exc:
-            log.error("pass failed: %s; retrying in %.1fs", exc, interval)
-        except Exception:
-            log.exception("pass failed unexpectedly; retrying in %.1fs", interval)
-        stop.wait(interval)
 
 
 def kill_self_hook(spec: str | None) -> Callable[[str, int], None] | None:
@@ -455,7 +391,7 @@ class KeyDelivery:
         if not self._send(pid, raw, tx_hash):
             return
         log.info("purchase %d: sent deliverKey %s (nonce %d, max fee %s gwei)", pid, tx_hash,
-                 tx["nonce"], _gwei(max_fee(tx)))
+                 tx["nonce"], gwei(max_fee(tx)))
         self.crash("after_send", pid)
 
     def _send(self, pid: int, raw: bytes, tx_hash: str) -> bool:
@@ -478,7 +414,7 @@ class KeyDelivery:
             return
         log.warning("purchase %d: the node asks %s gwei per gas, over the cap of %s gwei "
                     "(worker_max_fee_gwei); offering the cap, the transaction may wait for "
-                    "lower fees", pid, _gwei(tx[key]), _gwei(self.max_fee_per_gas))
+                    "lower fees", pid, gwei(tx[key]), gwei(self.max_fee_per_gas))
         tx[key] = self.max_fee_per_gas
         if "maxPriorityFeePerGas" in tx:
             tx["maxPriorityFeePerGas"] = min(tx["maxPriorityFeePerGas"], self.max_fee_per_gas)
@@ -601,7 +537,7 @@ class KeyDelivery:
             return
         log.warning("purchase %d: replaced transaction %s (%s) by %s at nonce %d, max fee %s "
                     "gwei, tip %s gwei", pid, old["tx_hash"], why, tx_hash, new["nonce"],
-                    _gwei(max_fee(new)), _gwei(new.get("maxPriorityFeePerGas", 0)))
+                    gwei(max_fee(new)), gwei(new.get("maxPriorityFeePerGas", 0)))
         if replacement_fees(new, {}, self.max_fee_per_gas) is None:
             self._at_cap(pid, tx_hash, new)
 
@@ -619,7 +555,7 @@ class KeyDelivery:
         log.warning("purchase %d: transaction %s (nonce %d) offers %s gwei per gas, and the cap "
                     "is %s gwei (worker_max_fee_gwei): it will not be replaced again; waiting "
                     "for it to be mined (raise the cap to pay more)", pid, tx_hash, tx["nonce"],
-                    _gwei(max_fee(tx)), _gwei(self.max_fee_per_gas))
+                    gwei(max_fee(tx)), gwei(self.max_fee_per_gas))
 
     def _settle(self, report: PassReport) -> None:
         """Wait for the in-flight transactions' receipts, no longer than until the first one is
@@ -662,6 +598,3 @@ class KeyDelivery:
         self._keys[model_id] = entry.key
         return entry.key
 
-
-def _gwei(wei: int) -> str:
-    return f"{wei / GWEI:.9g}"

@@ -25,8 +25,9 @@ from web3.logs import DISCARD
 
 from node.devchain import start_anvil
 from node.protocol import Purchase, PurchaseStatus
+from node.replacement import unsigned_transaction
 from node.revert import as_revert
-from node.worker import DELIVERY_CRASH_POINTS, KeyDelivery, unsigned_transaction
+from node.worker import DELIVERY_CRASH_POINTS, KeyDelivery
 
 PRICE = 10**16
 FEE_BPS = 250

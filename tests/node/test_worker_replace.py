@@ -20,8 +20,9 @@ from modex_stack import buy_raw, make_stack, publish_model, write_model
 from test_worker_faults import can_open, deliveries
 
 from node.devchain import start_anvil
+from node.replacement import GWEI, replacement_fees, unsigned_transaction
 from node.signer import dev_signer
-from node.worker import GWEI, KeyDelivery, replacement_fees, unsigned_transaction
+from node.worker import KeyDelivery
 
 
 @pytest.fixture
