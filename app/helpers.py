@@ -13,7 +13,7 @@ from markupsafe import Markup
 from app import session_keys
 from app.errors import format_eth
 from node.amounts import parse_eth  # noqa: F401 (re-exported: the views parse amounts through it)
-from node.errors import InputError  # noqa: F401 (re-exported: the views raise it for bad input)
+from node.errors import InputError, ModexError  # noqa: F401 (InputError re-exported: the views raise it)
 from node.protocol import ModelStatus
 from node.revert import when
 
@@ -30,8 +30,13 @@ CARD_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "strong"
              "pre", "blockquote", "table", "thead", "tbody", "tr", "th", "td", "a", "hr", "br"}
 
 
-class NeedsWallet(Exception):
-    """Raised by require_signer(); turned into a redirect to the wallet page."""
+class NeedsWallet(ModexError):
+    """Raised by require_signer() when the session has no unlocked wallet; its own handler turns
+    it into a redirect to the wallet page (pages) or a 401 with this sentence (/api)."""
+
+    def __init__(self):
+        super().__init__("Unlock your wallet first (Wallet page); your session has none "
+                         "unlocked or it timed out.")
 
 
 def local_path(target: str | None, default: str = "") -> str:
@@ -131,10 +136,9 @@ def require_signer():
     return signer
 
 
-def _needs_wallet(_exc):
+def _needs_wallet(exc: NeedsWallet):
     if request.path.startswith("/api/"):
-        return jsonify(error="Unlock your wallet first (Wallet page); your session has none "
-                             "unlocked or it timed out.", status=401), 401
+        return jsonify(error=str(exc), status=401), 401
     flash("Unlock or create a wallet first; your session has none unlocked (or it timed out).",
           "error")
     return redirect(url_for("wallet.index", next=request.full_path))

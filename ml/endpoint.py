@@ -58,11 +58,13 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 UINT256_MAX = 2**256 - 1
 
 
-class Refusal(Exception):
-    """An answer other than 200: status, a stable code, a sentence for a person."""
+class Refusal(ModexError):
+    """An inference request answered with other than 200: the HTTP status, a stable code and a
+    sentence for a person (what to send instead); raised by InferenceService.handle and the
+    blueprint, turned into the JSON error answer there."""
 
     def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
-        super().__init__(message)
+        super().__init__(message, status=status, code=code)
         self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
 
 

@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 
 from ml import data
-from node.errors import ConfigError
+from node.errors import ConfigError, InputError
 from node.onchain import canonical_json, work_digest
 from node.protocol import EVALUATION_REPORT, REPORT_VERSION
 
@@ -55,7 +55,7 @@ METRIC_NAMES = ("accuracy", "macro_f1")
 def compute_metrics(predictions: list[int], labels: list[int], eval_set: str) -> dict:
     """Count-based classification metrics, rounded the same way everywhere."""
     if len(predictions) != len(labels) or not labels:
-        raise ValueError("need as many predictions as labels, and at least one")
+        raise InputError("need as many predictions as labels, and at least one")
     k = len(data.LABELS)
     confusion = [[0] * k for _ in range(k)]  # rows: true label, columns: predicted label
     for pred, gold in zip(predictions, labels):

@@ -34,7 +34,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.errors import ConfigError
+from node.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ EMBED_MAX_LENGTH = 256
 def bayesian_score(vote_sum: float, vote_count: int, *, prior_mean: float = PRIOR_MEAN,
                    prior_weight: float = PRIOR_WEIGHT) -> float:
     if vote_count < 0 or vote_sum < 0:
-        raise ValueError("vote_sum and vote_count cannot be negative")
+        raise InputError("vote_sum and vote_count cannot be negative")
     return (prior_weight * prior_mean + vote_sum) / (prior_weight + vote_count)
 
 

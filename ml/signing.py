@@ -30,6 +30,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import is_address, to_checksum_address
 
+from node.errors import InputError
 from node.onchain import canonical_digest
 
 DOMAIN_NAME = "Modex"
@@ -61,7 +62,7 @@ def typed_data(*, chain_id: int, verifying_contract: str, model_id: int, digest:
                nonce: int, deadline: int) -> dict:
     """The full EIP-712 message (JSON-serialisable, for eth_signTypedData_v4 too)."""
     if not is_address(verifying_contract):
-        raise ValueError(f"verifying contract {verifying_contract!r} is not an address")
+        raise InputError(f"verifying contract {verifying_contract!r} is not an address")
     return {
         "types": TYPES,
         "primaryType": PRIMARY_TYPE,

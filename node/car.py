@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from node.cid import SHA2_256, cid_to_str, read_uvarint, uvarint, verify_block
-from node.errors import IntegrityError, StoreError
+from node.errors import DecodeError, InputError, IntegrityError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def _cbor_head(major: int, n: int) -> bytes:
     for info, width in ((24, 1), (25, 2), (26, 4), (27, 8)):
         if n < 1 << (8 * width):
             return bytes((major << 5 | info,)) + n.to_bytes(width, "big")
-    raise ValueError("integer too large for CBOR")
+    raise InputError("integer too large for CBOR")
 
 
 def encode_header(roots: list[bytes]) -> bytes:
@@ -82,7 +82,7 @@ class _Cbor:
 
     def item(self):
         if self.pos >= len(self.data):
-            raise ValueError("truncated")
+            raise DecodeError("truncated")
         first = self.data[self.pos]
         self.pos += 1
         major, info = first >> 5, first & 31
@@ -95,7 +95,7 @@ class _Cbor:
             n = int.from_bytes(self.data[self.pos:self.pos + width], "big")
             self.pos += width
         else:
-            raise ValueError("indefinite lengths are not dag-cbor")
+            raise DecodeError("indefinite lengths are not dag-cbor")
         if major == 0:
             return n
         if major == 1:
@@ -103,7 +103,7 @@ class _Cbor:
         if major in (2, 3):
             raw = self.data[self.pos:self.pos + n]
             if len(raw) != n:
-                raise ValueError("truncated")
+                raise DecodeError("truncated")
             self.pos += n
             return bytes(raw) if major == 2 else raw.decode("utf-8")
         if major == 4:

@@ -39,7 +39,7 @@ from web3.exceptions import (
 
 from node.amounts import fmt_eth
 from node.config import Config
-from node.errors import ChainError, ConfigError, ContractRevert
+from node.errors import ChainError, ConfigError, ContractRevert, InputError
 from node.onchain import abi_hash
 from node.signer import Signer
 
@@ -347,7 +347,7 @@ class Chain:
             e.get("type") == "event" and e.get("name") == event_name
             for c in self.contracts.values() for e in c.abi
         ):
-            raise ValueError(f"no Modex contract declares an event named {event_name!r}")
+            raise InputError(f"no Modex contract declares an event named {event_name!r}")
         return sorted(found, key=lambda e: (e["blockNumber"], e["logIndex"]))
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float, *, interval: float | None = None,

@@ -27,7 +27,7 @@ from typing import BinaryIO
 
 from multiformats import CID
 
-from node.errors import ConfigError, IntegrityError, StoreError
+from node.errors import ConfigError, DecodeError, IntegrityError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +338,7 @@ def read_uvarint(buf, pos: int) -> tuple[int, int]:
     shift = result = 0
     while True:
         if pos >= len(buf):
-            raise ValueError("truncated varint")
+            raise DecodeError("truncated varint")
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
@@ -346,7 +346,7 @@ def read_uvarint(buf, pos: int) -> tuple[int, int]:
             return result, pos
         shift += 7
         if shift > 63:
-            raise ValueError("varint too long")
+            raise DecodeError("varint too long")
 
 
 def _fields(buf):
@@ -360,11 +360,11 @@ def _fields(buf):
         elif wire == 2:
             length, pos = read_uvarint(buf, pos)
             if pos + length > len(buf):
-                raise ValueError("truncated field")
+                raise DecodeError("truncated field")
             value = bytes(buf[pos:pos + length])
             pos += length
         else:
-            raise ValueError(f"unsupported wire type {wire}")
+            raise DecodeError(f"unsupported wire type {wire}")
         yield field, wire, value
 
 
@@ -386,7 +386,7 @@ def decode_file_node(block: bytes, cid: bytes | None = None) -> FileNode:
             if field == 2 and wire == 2:
                 link_cid = next((v for f, w, v in _fields(value) if f == 1 and w == 2), None)
                 if link_cid is None:
-                    raise ValueError("link without a hash")
+                    raise DecodeError("link without a hash")
                 links.append(link_cid)
             elif field == 1 and wire == 2:
                 data_msg = value
@@ -399,7 +399,7 @@ def decode_file_node(block: bytes, cid: bytes | None = None) -> FileNode:
             elif field == 3 and wire == 0:
                 filesize = value
         if kind not in (0, 2):  # Raw or File; directories and the rest are not model content
-            raise ValueError(f"UnixFS node type {kind} is not a file")
+            raise DecodeError(f"UnixFS node type {kind} is not a file")
     except ValueError as exc:
         name = cid_to_str(cid) if cid else "block"
         raise IntegrityError(f"{name} is not a UnixFS file node: {exc}", cid=name) from None

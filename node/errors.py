@@ -1,8 +1,8 @@
 """Exceptions of the Modex node. One tree; callers catch the branch they can handle.
 
-    ModexError                      base: every error the node raises on purpose
+    ModexError                      base: every error the project raises on purpose
     ├── InputError                  a value a person typed that must be corrected (an amount of
-    │                               ETH, a form field); also a ValueError
+    │                               ETH, a form field, an argument); also a ValueError
     ├── ConfigError                 a bad configuration value (names the key)
     ├── ChainError                  RPC failures, reverts (decoded custom errors), wrong chain
     │   └── ContractRevert          a decoded custom error from a Modex contract
@@ -12,11 +12,18 @@
     │   └── LocalStoreError         this node's own copy or disk failed (a corrupt cached block,
     │                               an unreadable or unwritable store): never a verdict on content
     ├── IntegrityError              bytes do not match what they claim (hash, CID, manifest)
+    │   └── DecodeError             bytes that do not parse as their binary format (a varint,
+    │                               a dag-pb or CBOR item); also a ValueError
     ├── ManifestError               a model directory that cannot be hashed (symlink, escape, pickle...)
     ├── SealError                   sealed-archive format or authentication failure
     ├── KeyWrapError                HPKE wrap/unwrap failure (wrong recipient, wrong purchase)
     ├── KeystoreError               wallet keystore problems (wrong password, missing file)
     └── KeyDeliveryError            the worker could not deliver a key (with the reason)
+
+The layers above the node derive their own errors from ModexError too (app.helpers.NeedsWallet,
+app.train.TrainingCancelled, ml.endpoint.Refusal, ml.serve.InvalidInput and QueueFull), so that
+the command line (modex.cli.main) and the web app (app.errors) each handle the whole tree in one
+place: a sentence for a person, no traceback.
 
 Every exception carries a message meant for a person: what went wrong and what to do.
 """
@@ -36,27 +43,31 @@ class InputError(ModexError, ValueError):
 
 
 class ConfigError(ModexError):
-    pass
+    """A configuration value, deployment record or file the node was pointed at is unusable; the
+    message names the key (``context["key"]``) or the file and how to fix it."""
 
 
 class ChainError(ModexError):
-    pass
+    """The chain could not be used: an RPC failure, a transaction not mined in time, the wrong
+    chain id, a revert that is not a Modex custom error."""
 
 
 class ContractRevert(ChainError):
-    pass
+    """A Modex contract refused the call with one of its custom errors; ``context`` holds the
+    error's name and arguments, the message says it in words."""
 
 
 class CompileError(ModexError):
-    pass
+    """solc is missing or failed to compile the contracts."""
 
 
 class StoreError(ModexError):
-    pass
+    """The content store (kubo over HTTP or the embedded store) failed; the message names the
+    endpoint or the CID."""
 
 
 class ContentNotFound(StoreError):
-    pass
+    """The store does not hold the CID asked for (status 404 in the app)."""
 
 
 class LocalStoreError(StoreError):
@@ -65,24 +76,32 @@ class LocalStoreError(StoreError):
 
 
 class IntegrityError(ModexError):
-    pass
+    """Bytes do not match what they claim to be: a CID, a model hash, a manifest, metadata."""
+
+
+class DecodeError(IntegrityError, ValueError):
+    """Bytes that do not parse as the binary format they should be in (a truncated varint, a
+    dag-pb field of an unknown wire type, a CBOR item dag-cbor forbids). The reader that knows
+    which CID or file it was reading says so in the IntegrityError it raises from this."""
 
 
 class ManifestError(ModexError):
-    pass
+    """A model directory that cannot be hashed or published (a symlink, a path escaping it, a
+    pickle file, an unreadable evaluation report); the message names the file."""
 
 
 class SealError(ModexError):
-    pass
+    """A sealed archive that is not one, or whose authentication failed (wrong key, tampering)."""
 
 
 class KeyWrapError(ModexError):
-    pass
+    """A content key could not be wrapped or unwrapped (wrong recipient key, another purchase)."""
 
 
 class KeystoreError(ModexError):
-    pass
+    """The wallet keystore cannot be used: a wrong password, a missing or damaged file, a private
+    key that is not one (status 403 in the app)."""
 
 
 class KeyDeliveryError(ModexError):
-    pass
+    """The key-delivery worker could not deliver a buyer's key; the message gives the reason."""

@@ -17,7 +17,7 @@ from eth_account.messages import SignableMessage, encode_defunct
 from eth_account.signers.local import LocalAccount
 
 from node.devchain import ANVIL_MNEMONIC
-from node.errors import KeystoreError
+from node.errors import InputError, KeystoreError
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +98,15 @@ def dev_signer(kind: str, index: int = 0) -> LocalSigner:
     These keys are public knowledge; they exist only on local development chains.
     """
     if index < 0:
-        raise ValueError("dev account index must be >= 0")
+        raise InputError("dev account index must be >= 0")
     if kind == "embedded":
         if index >= EMBEDDED_DEV_ACCOUNTS:
-            raise ValueError(f"the embedded chain has {EMBEDDED_DEV_ACCOUNTS} dev accounts")
+            raise InputError(f"the embedded chain has {EMBEDDED_DEV_ACCOUNTS} dev accounts: "
+                             f"choose an index from 0 to {EMBEDDED_DEV_ACCOUNTS - 1}")
         return LocalSigner(Account.from_key((index + 1).to_bytes(32, "big")))
     if kind == "anvil":
         Account.enable_unaudited_hdwallet_features()
         return LocalSigner(
             Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
         )
-    raise ValueError(f"unknown dev chain kind {kind!r}: use 'embedded' or 'anvil'")
+    raise InputError(f"unknown dev chain kind {kind!r}: use 'embedded' or 'anvil'")
