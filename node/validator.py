@@ -143,6 +143,105 @@ class ValidatorReport:
         return self.retry.get(model_id) or self.refused.get(model_id) or "in progress"
 
 
+class AgentState:
+    """The agent's state file (module docstring: State) and its BlockScanner follower: the chain
+    checkpoint, the to-do set, and per model the finding and the commitment."""
+
+    def __init__(self, path: Path, chain, validator: str):
+        self.path = path
+        self.chain = chain
+        self.validator = validator  # the account this state belongs to
+        self._ident = {"chain_id": chain.chain_id,
+                       "validators": chain.validators.address.lower()}
+        self.start_block = int(chain.deployment.get("block", 0) or 0)
+        self.load()
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold ``<state>.lock`` exclusively (another agent on this file waits its turn)."""
+        lock = self.path.with_name(self.path.name + ".lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing drops the lock
+
+    def load(self) -> None:
+        self.checkpoint = Checkpoint(self.start_block - 1)
+        self.todo: set[int] = set()
+        self.records: dict[int, ModelRecord] = {}
+        try:
+            doc = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read the validator state {self.path} ({exc}); it "
+                              "holds the salts of commitments not yet revealed: restore it, or "
+                              "move it away to start over (unrevealed commitments then forfeit "
+                              "their bonds)", path=str(self.path)) from None
+        if {k: doc.get(k) for k in self._ident} != self._ident:
+            return  # another deployment (e.g. a fresh dev chain): start over
+        owner = doc.get("validator")
+        if owner and owner.lower() != self.validator.lower():
+            raise ConfigError(f"the validator state {self.path} belongs to {owner}, not "
+                              f"{self.validator}: pass --state FILE (or another --data-dir) "
+                              "for this account", path=str(self.path))
+        self.checkpoint = Checkpoint.from_json(doc["next_block"], doc.get("recent_blocks"))
+        self.todo = {int(m) for m in doc["todo"]}
+        for key, rec in (doc.get("models") or {}).items():
+            model_id = int(key)
+            self.records[model_id] = ModelRecord(
+                Attestation.from_json(model_id, rec["attestation"]),
+                Commitment.from_json(rec["commitment"]) if rec.get("commitment") else None)
+
+    def save(self) -> None:
+        models = {str(m): {"attestation": r.attestation.to_json(),
+                           "commitment": r.commitment.to_json() if r.commitment else None}
+                  for m, r in sorted(self.records.items())}
+        doc = {**self._ident, "version": STATE_VERSION, "validator": self.validator,
+               "next_block": self.checkpoint.next_block,
+               "recent_blocks": self.checkpoint.hashes_json(), "todo": sorted(self.todo),
+               "models": models}
+        atomic_write(self.path, json.dumps(doc, indent=1).encode(), mode=0o600)
+
+    # -- the BlockScanner's follower: listings into the to-do set --------------------------
+
+    def listings_in(self, first: int, last: int) -> list:
+        return self.chain.events("ModelListed", from_block=first, to_block=last)
+
+    def load_checkpoint(self) -> Checkpoint:
+        return self.checkpoint
+
+    def apply_batch(self, batch: Batch) -> bool:
+        self.todo.update(int(ev["args"]["modelId"]) for ev in batch.logs)
+        self.checkpoint = batch.checkpoint
+        self.save()
+        return True
+
+    def rewind(self, checkpoint: Checkpoint) -> None:
+        """A reorg: the blocks above the fork point are scanned again; a model to do that the
+        new chain does not list (its listing was reorganised away) leaves the to-do set, with
+        its finding unless a commitment's salt is recorded (never lost: the listing and the
+        commit may be mined again). The others are decided from the chain as in every pass."""
+        for model_id in sorted(self.todo):
+            if not self._listed(model_id):
+                log.warning("model %d is no longer listed after a reorg; forgetting it", model_id)
+                self.todo.discard(model_id)
+                if model_id in self.records and self.records[model_id].commitment is None:
+                    del self.records[model_id]
+        self.checkpoint = checkpoint
+        self.save()
+
+    def _listed(self, model_id: int) -> bool:
+        try:
+            self.chain.call(self.chain.registry.functions.modelHash(model_id))
+        except ContractRevert:
+            return False
+        return True
+
+
 class ValidatorAgent:
     def __init__(self, chain, signer, store, state_path: str | os.PathLike, *,
                  work_dir: str | os.PathLike, evaluator: Evaluator,
@@ -156,64 +255,15 @@ class ValidatorAgent:
         self.work_dir = Path(work_dir)
         self.state_path = Path(state_path)
         self._x25519 = None
-        self._ident = {"chain_id": chain.chain_id,
-                       "validators": chain.validators.address.lower()}
-        self.start_block = int(chain.deployment.get("block", 0) or 0)
-        self.scanner = BlockScanner(chain, self._listings_in, start_block=self.start_block,
+        self.state = AgentState(self.state_path, chain, signer.address)
+        self.scanner = BlockScanner(chain, self.state.listings_in,
+                                    start_block=self.state.start_block,
                                     confirmations=confirmations, batch_blocks=batch_blocks)
-        self._load()
 
-    # -- state: checkpoint, to-do set, and what was committed ---------------------------------
-
-    @contextlib.contextmanager
-    def _locked(self):
-        """Hold ``<state>.lock`` exclusively (another agent on this file waits its turn)."""
-        lock = self.state_path.with_name(self.state_path.name + ".lock")
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing drops the lock
-
-    def _load(self) -> None:
-        self.checkpoint = Checkpoint(self.start_block - 1)
-        self.todo: set[int] = set()
-        self.records: dict[int, ModelRecord] = {}
-        try:
-            doc = json.loads(self.state_path.read_text())
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read the validator state {self.state_path} ({exc}); it "
-                              "holds the salts of commitments not yet revealed: restore it, or "
-                              "move it away to start over (unrevealed commitments then forfeit "
-                              "their bonds)", path=str(self.state_path)) from None
-        if {k: doc.get(k) for k in self._ident} != self._ident:
-            return  # another deployment (e.g. a fresh dev chain): start over
-        owner = doc.get("validator")
-        if owner and owner.lower() != self.signer.address.lower():
-            raise ConfigError(f"the validator state {self.state_path} belongs to {owner}, not "
-                              f"{self.signer.address}: pass --state FILE (or another --data-dir) "
-                              "for this account", path=str(self.state_path))
-        self.checkpoint = Checkpoint.from_json(doc["next_block"], doc.get("recent_blocks"))
-        self.todo = {int(m) for m in doc["todo"]}
-        for key, rec in (doc.get("models") or {}).items():
-            model_id = int(key)
-            self.records[model_id] = ModelRecord(
-                Attestation.from_json(model_id, rec["attestation"]),
-                Commitment.from_json(rec["commitment"]) if rec.get("commitment") else None)
-
-    def _save(self) -> None:
-        models = {str(m): {"attestation": r.attestation.to_json(),
-                           "commitment": r.commitment.to_json() if r.commitment else None}
-                  for m, r in sorted(self.records.items())}
-        doc = {**self._ident, "version": STATE_VERSION, "validator": self.signer.address,
-               "next_block": self.checkpoint.next_block,
-               "recent_blocks": self.checkpoint.hashes_json(), "todo": sorted(self.todo),
-               "models": models}
-        atomic_write(self.state_path, json.dumps(doc, indent=1).encode(), mode=0o600)
+    @property
+    def todo(self) -> set[int]:
+        """The models this agent still has a step to take for (from its state file)."""
+        return self.state.todo
 
     @property
     def x25519(self) -> tuple[bytes, bytes]:
@@ -225,15 +275,15 @@ class ValidatorAgent:
 
     def poll(self, models: Iterable[int] | None = None) -> ValidatorReport:
         """One pass over the to-do set (or over ``models`` only: no key is asked for others)."""
-        with self._locked():
-            self._load()  # what another agent on this file did since
+        with self.state.locked():
+            self.state.load()  # what another agent on this file did since
             return self._pass(models)
 
     def _pass(self, models: Iterable[int] | None) -> ValidatorReport:
         report = ValidatorReport()
         self.ensure_staked(report)
-        self.scanner.scan(self)
-        for model_id in sorted(self.todo if models is None else set(models)):
+        self.scanner.scan(self.state)
+        for model_id in sorted(self.state.todo if models is None else set(models)):
             try:
                 self._handle(model_id, report)
             except (StoreError, OSError) as exc:
@@ -277,45 +327,10 @@ class ValidatorAgent:
             report.staked = need
         return need
 
-    # -- the BlockScanner's follower: listings into the to-do set ------------------------------
-
-    def _listings_in(self, first: int, last: int) -> list:
-        return self.chain.events("ModelListed", from_block=first, to_block=last)
-
-    def load_checkpoint(self) -> Checkpoint:
-        return self.checkpoint
-
-    def apply_batch(self, batch: Batch) -> bool:
-        self.todo.update(int(ev["args"]["modelId"]) for ev in batch.logs)
-        self.checkpoint = batch.checkpoint
-        self._save()
-        return True
-
-    def rewind(self, checkpoint: Checkpoint) -> None:
-        """A reorg: the blocks above the fork point are scanned again; a model to do that the
-        new chain does not list (its listing was reorganised away) leaves the to-do set, with
-        its finding unless a commitment's salt is recorded (never lost: the listing and the
-        commit may be mined again). The others are decided from the chain as in every pass."""
-        for model_id in sorted(self.todo):
-            if not self._listed(model_id):
-                log.warning("model %d is no longer listed after a reorg; forgetting it", model_id)
-                self.todo.discard(model_id)
-                if model_id in self.records and self.records[model_id].commitment is None:
-                    del self.records[model_id]
-        self.checkpoint = checkpoint
-        self._save()
-
-    def _listed(self, model_id: int) -> bool:
-        try:
-            self.chain.call(self.chain.registry.functions.modelHash(model_id))
-        except ContractRevert:
-            return False
-        return True
-
     def _finish(self, model_id: int, report: ValidatorReport) -> None:
-        self.todo.discard(model_id)
-        self.records.pop(model_id, None)
-        self._save()
+        self.state.todo.discard(model_id)
+        self.state.records.pop(model_id, None)
+        self.state.save()
         report.done.append(model_id)
 
     def now(self) -> int:
@@ -387,7 +402,7 @@ class ValidatorAgent:
         return pid, Purchase.from_call(self.chain.call(self.chain.marketplace.functions.purchase(pid)))
 
     def _commit(self, model_id: int, rnd: Round, report: ValidatorReport) -> None:
-        record = self.records.get(model_id)
+        record = self.state.records.get(model_id)
         if record is None:
             request = self._latest_request(model_id)
             if request is None:
@@ -395,8 +410,8 @@ class ValidatorAgent:
                                  f"{self.signer.address} was found; is the node's log history "
                                  "pruned?")
             record = ModelRecord(self.verify(model_id, request[0]))
-            self.records[model_id] = record
-            self._save()  # evaluated once: a later round commits the same finding
+            self.state.records[model_id] = record
+            self.state.save()  # evaluated once: a later round commits the same finding
         if rnd.commit_end and self.now() > rnd.commit_end:
             report.waiting[model_id] = Waiting(
                 f"round {rnd.number} to end (its commits closed before this validator could "
@@ -410,7 +425,7 @@ class ValidatorAgent:
                 self.chain.chain_id, self.chain.validators.address, model_id, self.signer.address,
                 found.observed_hash, found.work_digest, salt))
             record.commitment = c
-        self._save()  # durable BEFORE the commit is sent: a restart can still reveal it
+        self.state.save()  # durable BEFORE the commit is sent: a restart can still reveal it
         v = self.chain.validators.functions
         self.chain.transact(v.commitAttestation(model_id, c.commitment), self.signer)
         log.info("model %d: committed in round %d to hash 0x%s (%s), work digest 0x%s%s",
@@ -429,7 +444,7 @@ class ValidatorAgent:
             return
         v = self.chain.validators.functions
         on_chain = bytes(self.chain.call(v.commitmentOf(model_id, self.signer.address)))
-        record = self.records.get(model_id)
+        record = self.state.records.get(model_id)
         if record is None or record.commitment is None or record.commitment.commitment != on_chain:
             reason = (f"the commitment on-chain (0x{on_chain.hex()}) is not one this node recorded "
                       f"in {self.state_path} (was the state file replaced or lost?): it cannot be "
@@ -441,7 +456,7 @@ class ValidatorAgent:
         self.chain.transact(v.revealAttestation(model_id, found.observed_hash, found.work_digest,
                                                 c.salt), self.signer)
         c.revealed = True
-        self._save()
+        self.state.save()
         log.info("model %d: revealed in round %d", model_id, rnd.number)
         report.revealed.append(found)
         report.waiting[model_id] = Waiting("the reveal period to end, then it settles",
