@@ -188,9 +188,7 @@ def prepare_tx():
             raise InputError(price_changed_message(value))
         fn = chain.marketplace.functions.buy(model_id, bytes.fromhex(public[2:]), max_price)
     elif action == "vote":
-        if not 1 <= score <= 5:
-            raise InputError("Choose a score from 1 to 5 stars.")
-        fn = chain.votes.functions.vote(model_id, score)
+        fn = chain.votes.functions.vote(model_id, market.valid_score(score))
     elif action == "withdraw":
         earnings = seller_earnings(address)
         if earnings.releasable:

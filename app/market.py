@@ -246,13 +246,7 @@ def refund(model_id: int):
 def vote(model_id: int):
     model_or_404(model_id)
     signer = require_signer()
-    try:
-        score = int(request.form.get("score", ""))
-        if not 1 <= score <= 5:
-            raise ValueError
-    except ValueError:
-        flash("Choose a score from 1 to 5 stars.", "error")
-        return redirect(url_for(".model", model_id=model_id))
+    score = request.form.get("score", type=int)  # None when it is not a number: vote refuses it
     try:
         market.vote(get_chain(), signer, model_id, score)
     except ModexError as exc:

@@ -28,10 +28,10 @@ from web3.logs import DISCARD
 
 from node import keywrap
 from node.amounts import fmt_eth, parse_eth  # noqa: F401 (parse_eth: re-exported for old callers)
-from node.errors import ChainError, ContractRevert, KeyDeliveryError
+from node.errors import ChainError, ContractRevert, InputError, KeyDeliveryError
 from node.fetch import book, sale_terms
+from node.protocol import SCORES, PurchaseStatus
 from node.protocol import Purchase as PurchaseRecord
-from node.protocol import PurchaseStatus
 from node.revert import when
 
 log = logging.getLogger(__name__)
@@ -329,10 +329,16 @@ def withdraw(chain, signer, sales: Iterable[int] = ()) -> Withdrawal:
     return Withdrawal(amount, released, found)
 
 
+def valid_score(score) -> int:
+    """``score`` as Votes.vote takes it, or InputError before anything is sent (None, 0 or 9:
+    whatever a form or a JSON body held)."""
+    if score not in SCORES:
+        raise InputError("Choose a score from 1 to 5 stars.")
+    return int(score)
+
+
 def vote(chain, signer, model_id: int, score: int):
-    if not 1 <= int(score) <= 5:
-        raise ChainError(f"a score is a whole number from 1 to 5, got {score}")
-    return chain.transact(chain.votes.functions.vote(model_id, int(score)), signer)
+    return chain.transact(chain.votes.functions.vote(model_id, valid_score(score)), signer)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ FAILED_WORK_DIGEST = b"\xff" * 32
 # ``modex publish`` claims its work digest).
 REPORT_VERSION = 1
 EVALUATION_REPORT = "evaluation.json"
+# Votes.vote: a score is a whole number of stars from 1 to 5 (VotesScoreOutOfRange otherwise).
+SCORES = range(1, 6)
 
 
 class PurchaseStatus(IntEnum):

@@ -221,8 +221,9 @@ def test_buy_delivery_fetch_try_and_vote(client, stack, listed, tmp_path):
     post(client, f"/models/{model_id}/fetch")
     assert "already fetched" in client.get(f"/models/{model_id}").get_data(as_text=True)
     # Vote: only after delivery; bad scores refused; the histogram counts it.
-    post(client, f"/models/{model_id}/vote", {"score": "9"})
-    assert "score from 1 to 5" in client.get(f"/models/{model_id}").get_data(as_text=True)
+    for bad in ("9", "four", ""):
+        post(client, f"/models/{model_id}/vote", {"score": bad})
+        assert "Choose a score from 1 to 5 stars." in client.get(f"/models/{model_id}").get_data(as_text=True)
     post(client, f"/models/{model_id}/vote", {"score": "4"})
     settle(stack)
     html = client.get(f"/models/{model_id}").get_data(as_text=True)

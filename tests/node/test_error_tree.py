@@ -15,6 +15,7 @@ import ml
 import modex
 import node
 from node.errors import DecodeError, InputError, IntegrityError, ModexError
+from node.market import valid_score
 from node.signer import dev_signer
 
 PACKAGES = (node, app, ml, modex)
@@ -65,3 +66,13 @@ def test_bad_input_is_both_a_modex_error_and_a_value_error():
 def test_a_bad_dev_account_is_an_input_error(kind, index, says):
     with pytest.raises(InputError, match=says):
         dev_signer(kind, index)
+
+
+@pytest.mark.parametrize("score", [None, 0, 6, 9, -1, 2.5])
+def test_a_score_outside_one_to_five_stars_is_refused_before_anything_is_sent(score):
+    with pytest.raises(InputError, match=r"^Choose a score from 1 to 5 stars\.$"):
+        valid_score(score)
+
+
+def test_a_score_of_one_to_five_stars_is_the_whole_number_votes_takes():
+    assert [valid_score(s) for s in (1, 2, 3, 4, 5)] == [1, 2, 3, 4, 5]
