@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from node.cid import DEFAULT_PROFILE, PROFILES, cid_of_file, cid_of_stream
+from node.errors import InputError
 
 _PROFILE_HELP = (
     "CID profile (DESIGN.md §4.4): unixfs-v1-2025 = CIDv1, raw leaves, 1 MiB chunks, 1024 links "
@@ -29,8 +30,7 @@ def cmd_cid(args) -> int:
         try:
             print(cid_of_file(args.file, args.profile))
         except OSError as exc:
-            print(f"modex: error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-            return 1
+            raise InputError(f"cannot read {args.file}: {exc.strerror}") from None
     return 0
 
 

@@ -14,7 +14,7 @@ import time
 from modex.commands import tcp_port
 from modex.commands.cid import profile_arg
 from node.config import default_data_dir
-from node.errors import StoreError
+from node.errors import InputError, StoreError
 from node.ipfsdaemon import start_ipfs_daemon
 from node.pipes import temp_beside
 from node.store import open_store
@@ -45,8 +45,7 @@ def cmd_put(args) -> int:
         source = sys.stdin.buffer if args.file == "-" else args.file
         print(store.put(source, profile=args.profile))
     except OSError as exc:
-        print(f"modex: error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return 1
+        raise InputError(f"cannot read {args.file}: {exc.strerror}") from None
     return 0
 
 
@@ -88,8 +87,7 @@ def cmd_import_car(args) -> int:
     try:
         f = open(args.car, "rb")  # noqa: SIM115 (closed below; only the open is guarded)
     except OSError as exc:
-        print(f"modex: error: cannot read {args.car}: {exc.strerror}", file=sys.stderr)
-        return 1
+        raise InputError(f"cannot read {args.car}: {exc.strerror}") from None
     with f:
         for root in store.import_car(f):
             print(root)

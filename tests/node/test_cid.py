@@ -133,6 +133,7 @@ def test_cli_cid(tmp_path, capsys):
         assert main(["cid", str(f), "--profile", name]) == 0
         assert capsys.readouterr().out.strip() == cid_of_file(f, name)
     assert main(["cid", str(tmp_path / "missing")]) == 1
-    assert "cannot read" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"modex: error: cannot read {tmp_path / 'missing'}: "
+                                       "No such file or directory\n")
     with pytest.raises(SystemExit):
         main(["cid", str(f), "--profile", "nope"])
