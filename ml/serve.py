@@ -22,7 +22,8 @@ rounding. Other architectures run the transformers forward on length-sorted, pad
 
 Inputs longer than ``max_length`` tokens are truncated and the result says ``truncated: true``.
 Errors: ``InvalidInput`` (empty list, empty or non-string text: the caller's fault) and
-``QueueFull`` (the bounded queue is full: try again later; HTTP 503), both ModexError.
+``QueueFull`` (the bounded queue is full: try again later; HTTP 503), both ModexError;
+InvalidInput is a node.errors.InputError.
 """
 
 from __future__ import annotations
@@ -38,15 +39,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ml import packed
-from node.errors import ConfigError, ModexError
+from node.errors import ConfigError, InputError, ModexError
 
 log = logging.getLogger(__name__)
 
 DTYPES = ("fp32", "bf16", "int8")
 
 
-class InvalidInput(ModexError):
-    """The texts sent for inference are unusable (says which one and why)."""
+class InvalidInput(InputError):
+    """The texts sent for inference are unusable (says which one and why): bad input, so also a
+    ValueError."""
 
 
 class QueueFull(ModexError):

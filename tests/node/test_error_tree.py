@@ -14,6 +14,7 @@ import app
 import ml
 import modex
 import node
+from ml.serve import InvalidInput
 from node.errors import DecodeError, InputError, IntegrityError, ModexError
 from node.market import valid_score
 from node.signer import dev_signer
@@ -56,6 +57,7 @@ def test_every_exception_the_project_defines_is_a_modex_error_with_a_docstring()
 def test_bad_input_is_both_a_modex_error_and_a_value_error():
     assert issubclass(InputError, ModexError) and issubclass(InputError, ValueError)
     assert issubclass(DecodeError, IntegrityError) and issubclass(DecodeError, ValueError)
+    assert issubclass(InvalidInput, InputError)  # the texts sent for inference
 
 
 @pytest.mark.parametrize(("kind", "index", "says"), [
