@@ -15,6 +15,7 @@ import pytest
 from modex_stack import PASSWORD, buy_raw, make_stack, publish_model, settle_validation, write_model
 from web3.logs import DISCARD
 
+from modex.cli import main
 from node import seal
 from node.fetch import load_metadata
 from node.manifest import build_manifest
@@ -271,3 +272,14 @@ def test_a_poll_interval_that_is_not_a_positive_number_is_a_usage_error(argv, ca
         main(argv)
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "a number of seconds more than 0" in err, err
+
+
+@pytest.mark.parametrize("argv", [["cid", "{missing}"], ["store", "put", "{missing}", "--root", "{root}"],
+                                  ["store", "import-car", "{missing}", "--root", "{root}"]])
+def test_a_file_that_cannot_be_read_is_one_sentence_from_the_one_handler(argv, tmp_path, capsys):
+    """The commands raise InputError; modex.cli.main prints it once, as every ModexError."""
+    missing = tmp_path / "missing.car"
+    code = main([a.format(missing=missing, root=tmp_path / "store") for a in argv])
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == ""
+    assert captured.err == f"modex: error: cannot read {missing}: No such file or directory\n"
