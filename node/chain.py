@@ -330,8 +330,18 @@ class Chain:
                              f"{response['error']}", endpoint=self.endpoint)
         return response["result"]
 
-    def events(self, event_name: str, from_block: int = 0, to_block="latest", **argument_filters) -> list:
-        """Decoded events named ``event_name`` from whichever Modex contract declares it."""
+    @property
+    def deployment_block(self) -> int:
+        """The block the suite was deployed in: none of its events can be older."""
+        return int(self.deployment.get("block") or 0)
+
+    def events(self, event_name: str, from_block: int | None = None, to_block="latest",
+               **argument_filters) -> list:
+        """Decoded events named ``event_name`` from whichever Modex contract declares it, from
+        ``from_block`` (default: the deployment's block; a node scans every block it is asked
+        for, and the embedded chain decodes every transaction in them)."""
+        if from_block is None:
+            from_block = self.deployment_block
         found = []
         for contract in self.contracts.values():
             if any(e.get("type") == "event" and e.get("name") == event_name for e in contract.abi):
