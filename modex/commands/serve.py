@@ -13,7 +13,6 @@ import os
 import queue
 import signal
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -199,7 +198,6 @@ def _serve_processes(args, chain) -> int:
         if tmp is not None:
             tmp.cleanup()
     if failed is not None:
-        print(f"modex: error: serving process {failed.name} exited with code {failed.exitcode}; "
-              f"the server stopped (run it under a supervisor that restarts it)", file=sys.stderr)
-        return 1
+        raise ModexError(f"serving process {failed.name} exited with code {failed.exitcode}; "
+                         f"the server stopped (run it under a supervisor that restarts it)")
     return 0

@@ -139,6 +139,8 @@ def test_a_serving_process_that_dies_stops_the_server_and_its_sibling(served_twi
     assert proc.wait(timeout=30) == 1  # the server stops, for its supervisor to restart it
     log = (tmp_path / "serve.log").read_text()
     assert "serving process modex-serve-" in log and "exited with code -9" in log
+    # One sentence from the CLI's one handler, after the log line.
+    assert "modex: error: serving process modex-serve-" in log and "the server stopped" in log
     assert not [c for c in serving if _alive(c)]
 
 
