@@ -19,7 +19,7 @@ from node import paths
 from node.chain import Chain, connect, embedded_web3, load_deployment_file
 from node.compiler import compile_contracts
 from node.config import Config
-from node.errors import ChainError, ConfigError, ContractRevert
+from node.errors import ChainError, ConfigError, ContractRevert, InputError
 from node.signer import LocalSigner, dev_signer
 
 COUNTER = """
@@ -95,6 +95,12 @@ def test_transact_signs_sends_and_returns_receipt(setup):
     assert [(e["args"]["by"], e["args"]["value"]) for e in events] == [(signer.address, before + 3)]
     tx = chain.w3.eth.get_transaction(receipt["transactionHash"])
     assert tx["type"] == 2 and tx["from"] == signer.address  # EIP-1559 fees
+
+
+def test_events_of_a_name_no_contract_declares_is_bad_input(setup):
+    chain, _, _ = setup
+    with pytest.raises(InputError, match="no Modex contract declares an event named 'Bumpd'"):
+        chain.events("Bumpd", 0)
 
 
 def test_nonces_stay_consistent_under_threads(setup):
