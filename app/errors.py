@@ -34,21 +34,24 @@ def price_changed_message(new_price_wei: int) -> str:
     return f"Price changed to {format_eth(new_price_wei)} since you opened this page; nothing was charged."
 
 
+# The status code of each branch of the ModexError tree, most specific first: the first that
+# matches wins, so ModexError itself (any other error of ours) comes last.
+STATUS_BY_ERROR: tuple[tuple[type[ModexError], int], ...] = (
+    (ContentNotFound, 404),
+    (KeystoreError, 403),
+    (ContractRevert, 409),
+    (IntegrityError, 422),
+    (ConfigError, 500),
+    (ModexError, 400),
+)
+
+
 def status_for(exc: BaseException) -> int:
     if isinstance(exc, HTTPException):
         return exc.code or 500
-    if isinstance(exc, ContentNotFound):
-        return 404
-    if isinstance(exc, KeystoreError):
-        return 403
-    if isinstance(exc, ContractRevert):
-        return 409
-    if isinstance(exc, IntegrityError):
-        return 422
-    if isinstance(exc, ConfigError):
-        return 500
-    if isinstance(exc, ModexError):
-        return 400
+    for error_type, status in STATUS_BY_ERROR:
+        if isinstance(exc, error_type):
+            return status
     return 500
 
 

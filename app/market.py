@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import (
@@ -233,13 +234,9 @@ def refund(model_id: int):
     if purchase is None or purchase["state"] not in ("pending", "delivered"):
         flash("There is no purchase of this model to refund.", "error")
         return redirect(url_for(".model", model_id=model_id))
-    try:
-        market.refund(get_chain(), signer, purchase["purchase_id"])
-    except ModexError as exc:
-        flash_error(exc)
-    else:
-        flash(f"Purchase #{purchase['purchase_id']} refunded to your wallet.", "ok")
-    return redirect(url_for(".model", model_id=model_id))
+    purchase_id = purchase["purchase_id"]
+    return _send_and_return(model_id, lambda: market.refund(get_chain(), signer, purchase_id),
+                            f"Purchase #{purchase_id} refunded to your wallet.")
 
 
 @bp.route("/models/<int:model_id>/vote", methods=["POST"])
@@ -247,12 +244,19 @@ def vote(model_id: int):
     model_or_404(model_id)
     signer = require_signer()
     score = request.form.get("score", type=int)  # None when it is not a number: vote refuses it
+    return _send_and_return(model_id, lambda: market.vote(get_chain(), signer, model_id, score),
+                            f"Your vote ({score}★) is recorded on-chain.")
+
+
+def _send_and_return(model_id: int, send: Callable[[], object], done: str):
+    """Sends a transaction of the model page's (send), flashes `done` when it went through or
+    the error's sentence when it did not, and goes back to the model page."""
     try:
-        market.vote(get_chain(), signer, model_id, score)
+        send()
     except ModexError as exc:
         flash_error(exc)
     else:
-        flash(f"Your vote ({score}★) is recorded on-chain.", "ok")
+        flash(done, "ok")
     return redirect(url_for(".model", model_id=model_id))
 
 
