@@ -32,11 +32,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.content import _write_file
 from node.manifest import manifest_from_files
 
 KEY_HEX = "42" * 32
 STARTUP_TARGET_S = 0.25
+
+
+def write_incompressible(path: Path, size: int) -> None:
+    """``size`` bytes that neither compress nor are sparse: 16 MiB of os.urandom, repeated."""
+    block = os.urandom(16 << 20)
+    with open(path, "wb") as f:
+        for offset in range(0, size, len(block)):
+            f.write(block[: size - offset])
 
 
 def modex_command() -> list[str]:
@@ -83,7 +90,7 @@ def measure_two_files(base: Path, size: int, repeat: int) -> dict:
     folder.mkdir()
     files = [folder / "a.safetensors", folder / "b.safetensors"]
     for path in files:
-        _write_file(path, size)
+        write_incompressible(path, size)
     for path in files:  # warm the page cache
         with open(path, "rb", buffering=0) as f:
             while f.read(8 << 20):
