@@ -42,6 +42,11 @@ class InputError(ModexError, ValueError):
     CLI prints it, the app shows it next to the form (status 400)."""
 
 
+class InvalidQuery(InputError):
+    """A market query the index cannot answer: an unknown sort, a page out of range, a cursor
+    from another query (node.indexer.queries)."""
+
+
 class ConfigError(ModexError):
     """A configuration value, deployment record or file the node was pointed at is unusable; the
     message names the key (``context["key"]``) or the file and how to fix it."""

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from web3.exceptions import BlockNotFound
 
-from node.errors import ModexError
+from node.errors import InputError, ModexError
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class BlockScanner:
     def __init__(self, chain, fetch_logs: Callable[[int, int], list], *, start_block: int,
                  confirmations: int = 0, batch_blocks: int = 2000):
         if confirmations < 0:
-            raise ValueError(f"confirmations must be 0 or more blocks, got {confirmations}")
+            raise InputError(f"confirmations must be 0 or more blocks, got {confirmations}")
         self.chain = chain
         self.fetch_logs = fetch_logs
         self.start_block = start_block

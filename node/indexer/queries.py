@@ -11,6 +11,7 @@ import sqlite3
 
 from eth_utils import to_checksum_address
 
+from node.errors import InvalidQuery
 from node.indexer.decode import u256
 from node.indexer.events import DERIVED
 
@@ -69,11 +70,11 @@ class IndexReader:
         from maintained counters (exact); with ``query`` they are counted up to SEARCH_COUNT_CAP
         (``total.capped``, shown as "200+")."""
         if sort not in SORTS:
-            raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
+            raise InvalidQuery(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
         if page < 1 or not 1 <= per_page <= 500:
-            raise ValueError("page must be >= 1 and per_page 1..500")
+            raise InvalidQuery("page must be >= 1 and per_page 1..500")
         if after is not None and page != 1:
-            raise ValueError("give either page or after (a cursor from the previous page), not both")
+            raise InvalidQuery("give either page or after (a cursor from the previous page), not both")
         order, after_sql, after_params = SORTS[sort]
         where, params = [], []
         if active is not None:
@@ -308,10 +309,10 @@ def _decode_cursor(cursor: str, sort: str) -> list:
                 isinstance(v, t) and not isinstance(v, bool) for v, t in zip(key, shapes[made_for])):
             raise ValueError
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise ValueError(f"invalid page cursor {cursor[:40]!r}: start again from the first page "
+        raise InvalidQuery(f"invalid page cursor {cursor[:40]!r}: start again from the first page "
                          "(omit after=)") from None
     if made_for != sort:
-        raise ValueError(f"this page cursor is for sort={made_for}, not sort={sort}: start again "
+        raise InvalidQuery(f"this page cursor is for sort={made_for}, not sort={sort}: start again "
                          "from the first page")
     if sort == "price":
         key[0] = u256(key[0])

@@ -11,6 +11,7 @@ from modex_stack import CLAIMED_DIGEST, OTHER_DIGEST, settle_validation, time_tr
 from node.chain import Chain, connect, embedded_web3
 from node.cid import cid_of_stream
 from node.deploy import deploy_suite
+from node.errors import InvalidQuery
 from node.indexer import Indexer
 from node.protocol import ModelStatus, Round
 
@@ -232,7 +233,7 @@ def test_list_models_filters_sorts_pages(chain, tmp_path):
     assert [r["model_id"] for r in index.list_models(owner=facts["other"])[0]] == [b]
     rows, total = index.list_models(page=2, per_page=1)
     assert total == 3 and [r["model_id"] for r in rows] == [b]
-    with pytest.raises(ValueError, match="sort must be one of"):
+    with pytest.raises(InvalidQuery, match="sort must be one of"):
         index.list_models(sort="random")
 
 
@@ -456,12 +457,12 @@ def test_cursor_pages_skip_and_repeat_nothing_while_listings_arrive(tmp_path, so
     first = index.list_models(query="legal", sort=sort, per_page=4)[0]
     second = index.list_models(query="legal", sort=sort, per_page=4, after=first.next_cursor)[0]
     assert not set(ids(first)) & set(ids(second)) and len(second) == 4
-    with pytest.raises(ValueError, match="start again from the first page"):
+    with pytest.raises(InvalidQuery, match="start again from the first page"):
         index.list_models(sort=sort, after="not-a-cursor")
     other = "price" if sort != "price" else "newest"
-    with pytest.raises(ValueError, match=f"for sort={sort}"):
+    with pytest.raises(InvalidQuery, match=f"for sort={sort}"):
         index.list_models(sort=other, after=first.next_cursor)
-    with pytest.raises(ValueError, match="either page or after"):
+    with pytest.raises(InvalidQuery, match="either page or after"):
         index.list_models(sort=sort, page=2, after=first.next_cursor)
 
 

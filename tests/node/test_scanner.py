@@ -12,6 +12,7 @@ import logging
 import pytest
 from web3.exceptions import BlockNotFound
 
+from node.errors import InputError
 from node.scanner import RECENT_BLOCKS, Batch, BlockScanner, Checkpoint
 
 START = 3  # the deployment block: nothing before it is scanned
@@ -118,7 +119,7 @@ def test_confirmations_keep_the_scan_behind_the_head():
     chain.mine(["new"])
     assert follow.scan(follower) == 9 and follower.seen == chain.history(9)
     assert follow.scan(follower, until=5) == 5 and follower.seen == chain.history(9)
-    with pytest.raises(ValueError, match="confirmations"):
+    with pytest.raises(InputError, match="confirmations"):
         scanner(chain, confirmations=-1)
 
 
