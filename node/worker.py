@@ -31,7 +31,8 @@
    is due for replacement (or ``chain.receipt_timeout``); mined → drop the purchase from the
    open set; still unmined → it stays in flight (``PassReport.pending``) for the next pass.
 
-Stuck transactions. A ``deliverKey`` not mined ``replace_after_s`` seconds after it was signed
+Stuck transactions (``node.inflight.InFlight``, which records, sends, resends and replaces the
+transactions in flight). A ``deliverKey`` not mined ``replace_after_s`` seconds after it was signed
 (config ``worker_replace_after``, default 30 s; 0 replaces on every pass) is signed again at the
 same nonce with both fee fields raised by a quarter and to at least the node's current fees
 (geth and anvil accept a replacement from +10%), recorded, then sent; the log line names the
@@ -90,23 +91,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eth_utils import keccak
-from web3.exceptions import TransactionNotFound
-
 from node import keywrap
 from node.config import Config
 from node.errors import ChainError, ContractRevert, KeyDeliveryError, KeyWrapError, ModexError
 from node.fetch import book, load_metadata
+from node.inflight import InFlight
 from node.keyvault import KeyVault, atomic_write
 from node.protocol import ModelStatus, Purchase, PurchaseStatus
-from node.replacement import (
-    GWEI,
-    UNDERPRICED,
-    gwei,
-    max_fee,
-    replacement_fees,
-    unsigned_transaction,
-)
+from node.replacement import GWEI, gwei, max_fee
 from node.scanner import Batch, BlockScanner, Checkpoint, poll_loop
 
 log = logging.getLogger(__name__)
@@ -219,17 +211,16 @@ class KeyDelivery:
         self.vault = vault
         self.store = store  # only to find a key by the listing's metadata when the vault lacks its id
         self.margin_s = margin_s  # never send when fewer seconds than this remain in the window
-        self.replace_after_s = replace_after_s  # an unmined deliverKey older than this is replaced
-        self.max_fee_per_gas = max_fee_per_gas  # no transaction of ours ever offers more (wei)
         self.crash = crash or (lambda point, purchase_id: None)
         self.start_block = int(chain.deployment.get("block", 0) or 0)
         self.state = WorkerState(Path(state_path), chain.chain_id, chain.marketplace.address,
                                  self.start_block)
         self.scanner = BlockScanner(chain, self._purchases_in, start_block=self.start_block,
                                     confirmations=confirmations, batch_blocks=batch_blocks)
+        self.inflight = InFlight(chain, signer, self.state, replace_after_s=replace_after_s,
+                                 max_fee_per_gas=max_fee_per_gas, crash=self.crash)
         self._keys: dict[int, bytes] = {}
         self._told: dict[int, str] = {}  # purchase id → last reason logged, to log it once
-        self._capped: set[int] = set()    # purchases whose "fees at the cap" line was logged
 
     # -- one pass -----------------------------------------------------------------------------
 
@@ -384,57 +375,22 @@ class KeyDelivery:
         # contract refuses it (MarketplaceWrongBuyer) instead of selling them another's key.
         fn = self.chain.marketplace.functions.deliverKey(pid, account, wrapped)
         tx = self.chain.build_transaction(fn, self.signer.address)  # dry run first
-        self._cap(pid, tx)
+        self.inflight.cap(pid, tx)
         raw = self.signer.sign_transaction(tx)
-        tx_hash = self._record(pid, raw, account)  # write-ahead: a crash from here resends these bytes
+        # Write-ahead: a crash from here resends these bytes.
+        tx_hash = self.inflight.record(pid, raw, account)
         self.crash("before_send", pid)
-        if not self._send(pid, raw, tx_hash):
+        if not self.inflight.send(pid, raw, tx_hash):
             return
         log.info("purchase %d: sent deliverKey %s (nonce %d, max fee %s gwei)", pid, tx_hash,
                  tx["nonce"], gwei(max_fee(tx)))
         self.crash("after_send", pid)
 
-    def _send(self, pid: int, raw: bytes, tx_hash: str) -> bool:
-        """Send a recorded transaction; False when the node refuses it (it stays in flight: the
-        next pass resends or replaces it, and the purchases after it are served meanwhile)."""
-        try:
-            self.chain.send_raw(raw, sender=self.signer.address)
-        except ChainError as exc:
-            if "tx_hash" not in exc.context:
-                raise  # the node is unreachable (or the account empty): the pass ends
-            log.warning("purchase %d: the node refused transaction %s: %s; the next pass "
-                        "resends or replaces it", pid, tx_hash, exc)
-            return False
-        return True
-
-    def _cap(self, pid: int, tx: dict) -> None:
-        """Hold a new transaction's fees to the cap (logged: it may wait for lower fees)."""
-        key = "maxFeePerGas" if "maxFeePerGas" in tx else "gasPrice"
-        if tx[key] <= self.max_fee_per_gas:
-            return
-        log.warning("purchase %d: the node asks %s gwei per gas, over the cap of %s gwei "
-                    "(worker_max_fee_gwei); offering the cap, the transaction may wait for "
-                    "lower fees", pid, gwei(tx[key]), gwei(self.max_fee_per_gas))
-        tx[key] = self.max_fee_per_gas
-        if "maxPriorityFeePerGas" in tx:
-            tx["maxPriorityFeePerGas"] = min(tx["maxPriorityFeePerGas"], self.max_fee_per_gas)
-
-    def _record(self, pid: int, raw: bytes, buyer: str) -> str:
-        """Add a signed transaction to the purchase's in-flight record, on disk before it is sent."""
-        tx_hash = "0x" + keccak(raw).hex()
-        entry = self.state.inflight.setdefault(pid, {"txs": []})
-        entry["txs"].append({"tx_hash": tx_hash, "raw": raw.hex()})
-        entry["buyer"] = buyer
-        entry["signed_at"] = time.time()
-        self.state.save()
-        return tx_hash
-
     def _forget(self, pid: int) -> None:
         self.state.open.pop(pid, None)
-        self.state.inflight.pop(pid, None)
+        self.inflight.forget(pid)
         self.state.save()
         self._told.pop(pid, None)
-        self._capped.discard(pid)
 
     def _delivered(self, pid: int, report: PassReport, tx_hash: str) -> None:
         self._forget(pid)
@@ -442,32 +398,20 @@ class KeyDelivery:
         log.info("purchase %d: key delivered in %s", pid, tx_hash)
 
     def _mined(self, pid: int, report: PassReport) -> bool | None:
-        """Look up every recorded transaction of an in-flight purchase (one nonce, so at most one
-        is mined): True when one delivered, False when it reverted (decide again), None when
-        none is mined yet."""
-        for sent in reversed(self.state.inflight[pid]["txs"]):
-            receipt = self.chain.find_receipt(sent["tx_hash"])
-            if receipt is None:
-                continue
-            self.crash("after_receipt", pid)
-            if receipt["status"] == 1:
-                self._delivered(pid, report, sent["tx_hash"])
-                return True
-            self.state.inflight.pop(pid)  # it reverted: decide again from on-chain state
-            self.state.save()
-            log.warning("purchase %d: transaction %s reverted in block %d; deciding again from "
-                        "the chain", pid, sent["tx_hash"], receipt["blockNumber"])
-            report.skipped[pid] = f"transaction {sent['tx_hash']} reverted; deciding again"
-            return False
-        return None
-
-    def _known(self, tx_hash: str) -> bool:
-        try:
-            self.chain._rpc("eth_getTransactionByHash",
-                            lambda: self.chain.w3.eth.get_transaction(tx_hash))
-        except TransactionNotFound:
-            return False
-        return True
+        """Whether an in-flight purchase's transaction was mined: True when it delivered, False
+        when it reverted (decide again), None when none is mined yet."""
+        mined = self.inflight.receipt(pid)
+        if mined is None:
+            return None
+        tx_hash, receipt = mined
+        if receipt["status"] == 1:
+            self._delivered(pid, report, tx_hash)
+            return True
+        self.inflight.drop(pid)  # it reverted: decide again from on-chain state
+        log.warning("purchase %d: transaction %s reverted in block %d; deciding again from "
+                    "the chain", pid, tx_hash, receipt["blockNumber"])
+        report.skipped[pid] = f"transaction {tx_hash} reverted; deciding again"
+        return False
 
     def _resume(self, pid: int, report: PassReport) -> bool:
         """Carry an in-flight delivery on; True when it settles the purchase for this pass
@@ -475,87 +419,34 @@ class KeyDelivery:
         settled = self._mined(pid, report)
         if settled is not None:
             return settled
-        entry = self.state.inflight[pid]
-        latest = entry["txs"][-1]
-        if not self._known(latest["tx_hash"]):
-            try:
-                purchase = self._onchain(pid)
-            except ContractRevert:
-                return False  # reorged away: the on-chain decision closes it
-            now = int(self.chain.get_block("latest")["timestamp"])
-            if (purchase.status != PurchaseStatus.PENDING or now + self.margin_s > purchase.deadline
-                    or self._disputed(purchase.model_id)):
-                return False  # let the on-chain decision close it (a resend would revert)
-            if purchase.account.lower() != self._inflight_buyer(pid).lower():
-                # After a reorg the id is another buyer's: these bytes would revert
-                # (MarketplaceWrongBuyer). None of them is known to the node, so a new delivery
-                # at the account's next nonce takes their place.
-                log.warning("purchase %d now belongs to %s, not %s (a reorg): dropping its "
-                            "recorded delivery, deciding again", pid, purchase.account,
-                            self._inflight_buyer(pid))
-                self.state.inflight.pop(pid)
-                self.state.save()
-                return False
-            log.info("purchase %d: resending recorded transaction %s", pid, latest["tx_hash"])
-            try:
-                self.chain.send_raw(bytes.fromhex(latest["raw"]), sender=self.signer.address)
-            except ChainError as exc:
-                message = str(exc).lower()
-                if "tx_hash" not in exc.context:
-                    raise  # the node is unreachable (or the account empty): the pass ends
-                if "nonce too low" in message:
-                    settled = self._mined(pid, report)  # one of ours may have been mined since
-                    if settled is not None:
-                        return settled
-                    # Its nonce went to another transaction: none recorded can ever be mined.
-                    self.state.inflight.pop(pid)
-                    self.state.save()
-                    return False
-                if any(words in message for words in UNDERPRICED):
-                    self._replace(pid, "the node refuses its fees now")
-                else:
-                    log.warning("purchase %d: the node refused transaction %s again: %s; "
-                                "trying again next pass", pid, latest["tx_hash"], exc)
-        elif time.time() - entry["signed_at"] >= self.replace_after_s:
-            self._replace(pid, f"not mined {time.time() - entry['signed_at']:.0f} s after it "
-                          "was signed")
-        return True
-
-    def _replace(self, pid: int, why: str) -> None:
-        """Sign the latest transaction again at its nonce with higher fees, record, send."""
-        old = self.state.inflight[pid]["txs"][-1]
-        tx = unsigned_transaction(bytes.fromhex(old["raw"]))
-        fees = replacement_fees(tx, self.chain.fees(), self.max_fee_per_gas)
-        if fees is None:
-            self._at_cap(pid, old["tx_hash"], tx)
-            return
-        new = {**tx, **fees}
-        raw = self.signer.sign_transaction(new)
-        tx_hash = self._record(pid, raw, self._inflight_buyer(pid))
-        self.crash("before_replace_send", pid)
-        if not self._send(pid, raw, tx_hash):
-            return
-        log.warning("purchase %d: replaced transaction %s (%s) by %s at nonce %d, max fee %s "
-                    "gwei, tip %s gwei", pid, old["tx_hash"], why, tx_hash, new["nonce"],
-                    gwei(max_fee(new)), gwei(new.get("maxPriorityFeePerGas", 0)))
-        if replacement_fees(new, {}, self.max_fee_per_gas) is None:
-            self._at_cap(pid, tx_hash, new)
-
-    def _inflight_buyer(self, pid: int) -> str:
-        """The account the purchase's recorded transactions deliver to (older state files did
-        not record it: the open entry's account, which they were wrapped for)."""
-        entry = self.state.inflight[pid]
-        return entry.get("buyer") or self.state.open[pid].get("account") or ""
-
-    def _at_cap(self, pid: int, tx_hash: str, tx: dict) -> None:
-        """Say once per purchase that its fees can rise no further: it waits to be mined."""
-        if pid in self._capped:
-            return
-        self._capped.add(pid)
-        log.warning("purchase %d: transaction %s (nonce %d) offers %s gwei per gas, and the cap "
-                    "is %s gwei (worker_max_fee_gwei): it will not be replaced again; waiting "
-                    "for it to be mined (raise the cap to pay more)", pid, tx_hash, tx["nonce"],
-                    gwei(max_fee(tx)), gwei(self.max_fee_per_gas))
+        if self.inflight.known(self.inflight.latest(pid)["tx_hash"]):
+            self.inflight.replace_if_due(pid)
+            return True
+        try:
+            purchase = self._onchain(pid)
+        except ContractRevert:
+            return False  # reorged away: the on-chain decision closes it
+        now = int(self.chain.get_block("latest")["timestamp"])
+        if (purchase.status != PurchaseStatus.PENDING or now + self.margin_s > purchase.deadline
+                or self._disputed(purchase.model_id)):
+            return False  # let the on-chain decision close it (a resend would revert)
+        if purchase.account.lower() != self.inflight.buyer(pid).lower():
+            # After a reorg the id is another buyer's: these bytes would revert
+            # (MarketplaceWrongBuyer). None of them is known to the node, so a new delivery
+            # at the account's next nonce takes their place.
+            log.warning("purchase %d now belongs to %s, not %s (a reorg): dropping its "
+                        "recorded delivery, deciding again", pid, purchase.account,
+                        self.inflight.buyer(pid))
+            self.inflight.drop(pid)
+            return False
+        if self.inflight.resend(pid):
+            return True
+        settled = self._mined(pid, report)  # its nonce is taken: one of ours may have been mined
+        if settled is not None:
+            return settled
+        # Its nonce went to another transaction: none recorded can ever be mined.
+        self.inflight.drop(pid)
+        return False
 
     def _settle(self, report: PassReport) -> None:
         """Wait for the in-flight transactions' receipts, no longer than until the first one is
@@ -563,8 +454,7 @@ class KeyDelivery:
         waiting = [pid for pid in sorted(self.state.inflight) if pid in self.state.open]
         if not waiting:
             return
-        due = min(self.state.inflight[p]["signed_at"] for p in waiting) + self.replace_after_s
-        deadline = time.monotonic() + max(0.0, min(self.chain.receipt_timeout, due - time.time()))
+        deadline = self.inflight.wait_until(waiting)
         delay = self.chain.poll_latency
         while True:
             waiting = [pid for pid in waiting if self._mined(pid, report) is None]
@@ -573,7 +463,7 @@ class KeyDelivery:
             time.sleep(delay)
             delay = min(delay * 1.5, 1.0)
         for pid in waiting:
-            report.pending[pid] = self.state.inflight[pid]["txs"][-1]["tx_hash"]
+            report.pending[pid] = self.inflight.latest(pid)["tx_hash"]
 
     def _content_key(self, model_id: int) -> bytes | None:
         if model_id in self._keys:

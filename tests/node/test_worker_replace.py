@@ -84,7 +84,7 @@ def test_a_stuck_delivery_and_the_one_behind_it_are_replaced_and_each_delivered_
     assert w.poll().pending == first.pending  # not due yet: waited for, not replaced
 
     caplog.set_level(logging.INFO, logger="node.worker")
-    w.replace_after_s = 0  # now both are overdue
+    w.inflight.replace_after_s = 0  # now both are overdue
     second = w.poll()
     assert sorted(second.pending) == [a, b]
     after = pool(stuck)
