@@ -25,15 +25,11 @@ train_samples_per_s.
 from __future__ import annotations
 
 if __name__ == "__main__" and not __package__:
-    # Run as a file (python ml/train.py): sys.path[0] would be ml/, not the repository root where
-    # the ml and node packages live. Re-run as the module from the repository root instead.
-    import runpy
-    import sys
-    from pathlib import Path
+    # Run as a file (python ml/train.py): re-run as the module from the repository root (see
+    # ml/run_as_file.py; ml/ is sys.path[0] here, so it imports as a top-level module).
+    from run_as_file import rerun_as_module
 
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
-    runpy.run_module("ml.train", run_name="__main__", alter_sys=True)
-    sys.exit()
+    rerun_as_module(__file__, "ml.train")
 
 import argparse
 import dataclasses
