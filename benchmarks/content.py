@@ -19,56 +19,35 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.content_crypto import measure_crypto
+from benchmarks.content_crypto import (
+    best_of,
+    measure_crypto,
+    openssl_sha256_seconds,
+    read_all,
+    write_random_file,
+)
 from node.cid import DEFAULT_PROFILE, cid_of_file
 
 GB = 1e9
 
 
-def _best(fn, repeat: int) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, result
-
-
-def _write_file(path: Path, size: int) -> None:
-    block = os.urandom(16 << 20)
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(left, len(block))
-            f.write(block[:n])
-            left -= n
-
-
 def measure_cids(size_bytes: int, tmpdir: Path, *, repeat: int = 2, daemon: bool = True) -> dict:
     path = tmpdir / "content.bin"
-    _write_file(path, size_bytes)
-    with open(path, "rb", buffering=0) as f:  # warm the page cache
-        while f.read(8 << 20):
-            pass
-    openssl = shutil.which("openssl")
-    if not openssl:
-        raise SystemExit("openssl is needed for the baseline (apt-get install openssl)")
-    t_openssl, _ = _best(lambda: subprocess.run([openssl, "dgst", "-sha256", str(path)],
-                                                check=True, stdout=subprocess.DEVNULL), repeat)
-    t_cid, cid = _best(lambda: cid_of_file(path, DEFAULT_PROFILE), repeat)
+    write_random_file(path, size_bytes)
+    read_all(path)  # warm the page cache
+    t_openssl = openssl_sha256_seconds(path, repeat)
+    t_cid, cid = best_of(lambda: cid_of_file(path, DEFAULT_PROFILE), repeat)
 
     from node.store.embedded import EmbeddedStore
 
     store_dir = tmpdir / "store"
-    t_put, put_cid = _best(lambda: EmbeddedStore(store_dir).put(path), 1)
+    t_put, put_cid = best_of(lambda: EmbeddedStore(store_dir).put(path), 1)
     assert put_cid == cid, (put_cid, cid)
     shutil.rmtree(store_dir, ignore_errors=True)
 
@@ -88,7 +67,7 @@ def measure_cids(size_bytes: int, tmpdir: Path, *, repeat: int = 2, daemon: bool
 
         with start_ipfs_daemon() as d, KuboStore(d.api_url, timeout=600) as kubo:
             version = kubo.version().get("Version")
-            t_daemon, daemon_cid = _best(
+            t_daemon, daemon_cid = best_of(
                 lambda: kubo.add(path, profile=DEFAULT_PROFILE, only_hash=True), 1)
         out.update({
             "baseline_daemon": f"js-ipfs {version} add?only-hash=true (Kubo RPC API, localhost)",

@@ -9,7 +9,7 @@ Figures (best of ``--repeat`` runs, page cache warm, same run, same bytes):
 - seal_vs_raw / unseal_vs_raw: seal_stream (file -> discarding sink) and unseal_stream (sealed
   file -> discarding sink) vs raw AESGCM.encrypt over the same bytes in memory, 1 MiB at a time.
 The last line printed is a JSON object with every figure. benchmarks/content.py (the CID and
-store benchmark) imports :func:`measure_crypto`.
+store benchmark) imports :func:`measure_crypto` and the timing and file helpers.
 """
 
 from __future__ import annotations
@@ -41,17 +41,22 @@ class _Discard:
         return len(b)
 
 
-def _best(fn, repeat: int) -> float:
-    times = []
+# The helpers below are shared with benchmarks/content.py (the CID and store benchmark).
+
+
+def best_of(fn, repeat: int) -> tuple[float, object]:
+    """The shortest time of `repeat` calls of fn, in seconds, and what the last call returned."""
+    best, result = float("inf"), None
     for _ in range(repeat):
         t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        result = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, result
 
 
-def _write_file(path: Path, size: int, seed: int) -> None:
-    block = os.urandom(16 << 20) if seed else bytes(16 << 20)
+def write_random_file(path: Path, size: int) -> None:
+    """A file of `size` bytes that do not compress (16 MiB of random bytes, repeated)."""
+    block = os.urandom(16 << 20)
     with open(path, "wb") as f:
         left = size
         while left:
@@ -60,11 +65,21 @@ def _write_file(path: Path, size: int, seed: int) -> None:
             left -= n
 
 
-def _read_all(path: Path) -> None:
+def read_all(path: Path) -> None:
+    """Read the file through, so that it is in the page cache for what reads it next."""
     with open(path, "rb", buffering=0) as f:
         buf = bytearray(8 << 20)
         while f.readinto(buf):
             pass
+
+
+def openssl_sha256_seconds(path: Path, repeat: int) -> float:
+    """The baseline hash: the best time of `openssl dgst -sha256` on the file."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        raise SystemExit("openssl is needed for the baseline (apt-get install openssl)")
+    return best_of(lambda: subprocess.run([openssl, "dgst", "-sha256", str(path)], check=True,
+                                          stdout=subprocess.DEVNULL), repeat)[0]
 
 
 def measure_crypto(size_bytes: int = 1 << 30, tmpdir: str | os.PathLike | None = None, *,
@@ -77,20 +92,16 @@ def measure_crypto(size_bytes: int = 1 << 30, tmpdir: str | os.PathLike | None =
         one.mkdir(exist_ok=True)
         two.mkdir(exist_ok=True)
         a, b = one / "weights-a.bin", two / "weights-b.bin"
-        _write_file(a, size_bytes, 1)
-        _write_file(b, size_bytes, 2)
+        write_random_file(a, size_bytes)
+        write_random_file(b, size_bytes)
         if not (two / "weights-a.bin").exists():
             os.link(a, two / "weights-a.bin")  # the 2-file directory holds a and b
         for p in (a, b):
-            _read_all(p)  # warm the page cache: every contender reads from memory
+            read_all(p)  # warm the page cache: every contender reads from memory
 
-        openssl = shutil.which("openssl")
-        if not openssl:
-            raise SystemExit("openssl is needed for the baseline (apt-get install openssl)")
-        t_openssl = _best(lambda: subprocess.run([openssl, "dgst", "-sha256", str(a)], check=True,
-                                                 stdout=subprocess.DEVNULL), repeat)
-        t_hash1 = _best(lambda: build_manifest(one), repeat)
-        t_hash2 = _best(lambda: build_manifest(two, workers=2), repeat)
+        t_openssl = openssl_sha256_seconds(a, repeat)
+        t_hash1 = best_of(lambda: build_manifest(one), repeat)[0]
+        t_hash2 = best_of(lambda: build_manifest(two, workers=2), repeat)[0]
 
         key = os.urandom(32)
         data = a.read_bytes()
@@ -102,7 +113,7 @@ def measure_crypto(size_bytes: int = 1 << 30, tmpdir: str | os.PathLike | None =
             for off in range(0, len(view), DEFAULT_CHUNK_SIZE):
                 aead.encrypt(nonce, view[off : off + DEFAULT_CHUNK_SIZE], b"")
 
-        t_raw = _best(raw, repeat)
+        t_raw = best_of(raw, repeat)[0]
 
         sealed = base / "weights-a.sealed"
 
@@ -112,14 +123,14 @@ def measure_crypto(size_bytes: int = 1 << 30, tmpdir: str | os.PathLike | None =
 
         with open(a, "rb", buffering=0) as src, open(sealed, "wb") as dst:
             seal_stream(key, src, dst)
-        _read_all(sealed)
-        t_seal = _best(seal_to_sink, repeat)
+        read_all(sealed)
+        t_seal = best_of(seal_to_sink, repeat)[0]
 
         def unseal_to_sink():
             with open(sealed, "rb", buffering=0) as src:
                 unseal_stream(key, src, _Discard())
 
-        t_unseal = _best(unseal_to_sink, repeat)
+        t_unseal = best_of(unseal_to_sink, repeat)[0]
     finally:
         if own:
             shutil.rmtree(base, ignore_errors=True)
