@@ -81,22 +81,20 @@ contract MarketplaceTest is SuiteTest {
         vm.assertFalse(market.hasLicense(id, buyer), "no licence before delivery");
         // a second buy while pending, and after delivery, are refused
         vm.deal(buyer, 2 * price); // a pranked call's value comes from the pranked account
-        vm.prank(buyer);
-        _revertsWith(
-            abi.encodeWithSelector(Marketplace.MarketplacePurchasePending.selector, pid, deadline),
-            address(market),
-            price,
-            abi.encodeCall(Marketplace.buy, (id, key, price))
+        _buyerBuyReverts(
+            abi.encodeWithSelector(Marketplace.MarketplacePurchasePending.selector, pid, deadline), id, key, price
         );
         _deliver(pid);
         vm.assertTrue(market.hasLicense(id, buyer), "licence");
-        vm.prank(buyer);
-        _revertsWith(
-            abi.encodeWithSelector(Marketplace.MarketplaceAlreadyLicensed.selector, id, buyer),
-            address(market),
-            price,
-            abi.encodeCall(Marketplace.buy, (id, key, price))
+        _buyerBuyReverts(
+            abi.encodeWithSelector(Marketplace.MarketplaceAlreadyLicensed.selector, id, buyer), id, key, price
         );
+    }
+
+    /// The buyer's buy of model `id` at `price` reverts with `expected`.
+    function _buyerBuyReverts(bytes memory expected, uint256 id, bytes32 key, uint256 price) internal {
+        vm.prank(buyer);
+        _revertsWith(expected, address(market), price, abi.encodeCall(Marketplace.buy, (id, key, price)));
     }
 
     function test_buyRefusedForADisputedOrMissingModel() public {

@@ -432,17 +432,23 @@ contract ValidatorsTest is SuiteTest {
         validators.release(id, v1); // released once
     }
 
+    /// v1, v2 and v3 get the key of model `id` and commit to the observed hashes given (with DIGEST); then
+    /// the reveal period opens.
+    function _threeCommitted(uint256 id, bytes32 observed1, bytes32 observed2, bytes32 observed3) internal {
+        _keyed(v1, id);
+        _keyed(v2, id);
+        _keyed(v3, id);
+        _commit(v1, id, observed1, DIGEST);
+        _commit(v2, id, observed2, DIGEST);
+        _commit(v3, id, observed3, DIGEST);
+        _toReveal(id);
+    }
+
     /// On the losing side of the deciding round, the commit bond goes to the treasury, which withdraws it.
     function test_loserForfeitsItsCommitBondAndTheTreasuryWithdraws() public {
         uint256 id = _listClaimed(PRICE);
         _stake(v1, 2 ether); // weight 2
-        _keyed(v1, id);
-        _keyed(v2, id);
-        _keyed(v3, id);
-        _commit(v1, id, HASH, DIGEST);
-        _commit(v2, id, HASH, DIGEST);
-        _commit(v3, id, OTHER, DIGEST);
-        _toReveal(id);
+        _threeCommitted(id, HASH, HASH, OTHER);
         _reveal(v1, id, HASH, DIGEST);
         _reveal(v2, id, HASH, DIGEST);
         _reveal(v3, id, OTHER, DIGEST);
@@ -474,13 +480,7 @@ contract ValidatorsTest is SuiteTest {
     /// sits the deciding round out loses its request bond; a commitment never revealed loses both.
     function test_undecidedRoundThenAnother() public {
         uint256 id = _listClaimed(PRICE);
-        _keyed(v1, id);
-        _keyed(v2, id);
-        _keyed(v3, id);
-        _commit(v1, id, HASH, DIGEST);
-        _commit(v2, id, OTHER, DIGEST);
-        _commit(v3, id, HASH, DIGEST);
-        _toReveal(id);
+        _threeCommitted(id, HASH, OTHER, HASH);
         _reveal(v1, id, HASH, DIGEST);
         _reveal(v2, id, OTHER, DIGEST); // v3 does not reveal
         _toSettle(id);

@@ -283,19 +283,15 @@ contract World {
         calls++;
         uint256 id = _model(modelSeed);
         price = _price(price);
-        bool ok = _exists(id) && _m[id].owner == actor;
-        (bool done, bytes memory ret) =
-            _call(actor, address(registry), 0, abi.encodeCall(ModelRegistry.setPrice, (id, price)));
-        if (_check(done, ok, "setPrice", ret)) _m[id].price = price;
+        if (_asOwner(actor, id, abi.encodeCall(ModelRegistry.setPrice, (id, price)), "setPrice")) _m[id].price = price;
     }
 
     function setActive(address actor, uint256 modelSeed, bool active) external {
         calls++;
         uint256 id = _model(modelSeed);
-        bool ok = _exists(id) && _m[id].owner == actor;
-        (bool done, bytes memory ret) =
-            _call(actor, address(registry), 0, abi.encodeCall(ModelRegistry.setActive, (id, active)));
-        if (_check(done, ok, "setActive", ret)) _m[id].active = active;
+        if (_asOwner(actor, id, abi.encodeCall(ModelRegistry.setActive, (id, active)), "setActive")) {
+            _m[id].active = active;
+        }
     }
 
     function setOperator(address actor, uint256 modelSeed, address op) external {
@@ -304,10 +300,17 @@ contract World {
     }
 
     function _setOperator(address actor, uint256 id, address op) internal {
+        if (_asOwner(actor, id, abi.encodeCall(ModelRegistry.setOperator, (id, op)), "setOperator")) {
+            _m[id].operator = op;
+        }
+    }
+
+    /// A registry call only the owner of model `id` may make (`data`), made by `actor`: true when it
+    /// went through, which it must exactly when `actor` owns an existing model `id`.
+    function _asOwner(address actor, uint256 id, bytes memory data, string memory what) internal returns (bool) {
         bool ok = _exists(id) && _m[id].owner == actor;
-        (bool done, bytes memory ret) =
-            _call(actor, address(registry), 0, abi.encodeCall(ModelRegistry.setOperator, (id, op)));
-        if (_check(done, ok, "setOperator", ret)) _m[id].operator = op;
+        (bool done, bytes memory ret) = _call(actor, address(registry), 0, data);
+        return _check(done, ok, what, ret);
     }
 
     /// how 0: the digest of the content's own evaluation; 1: an inflated one; 2: zero; 3: FAILED.
