@@ -16,6 +16,16 @@ changed() { # changed NAME FILE... : true when FILE contents differ from the las
   echo "$h" > "$s.new"; return 0
 }
 done_step() { mv "$(stamp "$1").new" "$(stamp "$1")"; }
+side_venv() { # side_venv NAME : .venv-NAME with the pins of tools/requirements-NAME.txt (a tool whose
+  # pins clash with .venv's)
+  local venv=".venv-$1" requirements="tools/requirements-$1.txt"
+  [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+  if changed "$1" "$requirements"; then
+    "$venv/bin/pip" install -q --upgrade pip
+    "$venv/bin/pip" install -q -r "$requirements"
+    done_step "$1"
+  fi
+}
 
 echo "== python venv (.venv)"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
@@ -48,12 +58,7 @@ if [ ! -d tools/ipfs/node_modules ] || changed ipfs tools/ipfs/package-lock.json
 fi
 
 echo "== brownie (.venv-brownie: brownie 1.22 pins web3 7, so it lives apart)"
-[ -x .venv-brownie/bin/python ] || "$PY" -m venv .venv-brownie
-if changed brownie tools/requirements-brownie.txt; then
-  .venv-brownie/bin/pip install -q --upgrade pip
-  .venv-brownie/bin/pip install -q -r tools/requirements-brownie.txt
-  done_step brownie
-fi
+side_venv brownie
 # brownie looks up compilers in ~/.solcx; the wrapper answers for the pinned npm solc version.
 bash tools/solc-shim.sh >/dev/null
 # brownie-config.yaml puts brownie's build under build/brownie; brownie creates that but not build/.
@@ -66,12 +71,7 @@ if ! grep -qs "id: anvil-local" "$HOME/.brownie/network-config.yaml"; then
 fi
 
 echo "== slither (.venv-slither: it pins web3 7 too)"
-[ -x .venv-slither/bin/python ] || "$PY" -m venv .venv-slither
-if changed slither tools/requirements-slither.txt; then
-  .venv-slither/bin/pip install -q --upgrade pip
-  .venv-slither/bin/pip install -q -r tools/requirements-slither.txt
-  done_step slither
-fi
+side_venv slither
 
 echo "== chromium (browser tests)"
 if ! command -v chromium >/dev/null 2>&1; then
