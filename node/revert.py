@@ -59,6 +59,21 @@ def _nothing_charged(sentence: str) -> Callable[[dict], str]:
     return lambda a: sentence.format(**a) + " Nothing was charged."
 
 
+# Sentences that errors of several contracts share, each with its own contract, caller or action.
+def _only_caller(who: str, action: str) -> Callable[[dict], str]:
+    """A function only `who` (another Modex contract) may call was called by someone else."""
+    return lambda a: f"Only {who} may {action}, not {a['caller']}."
+
+
+def _bad_config(contract: str) -> Callable[[dict], str]:
+    return lambda a: f"Bad {contract} constructor argument: {a['what']}."
+
+
+def _already_connected(contract: str, arg: str) -> Callable[[dict], str]:
+    """The Marketplace's one-time link to another contract (argument `arg`) is already set."""
+    return lambda a: f"The {contract} contract is already connected ({a[arg]}); it can be set only once."
+
+
 # One sentence per error: what happened (with the numbers) and what to do.
 MESSAGES: dict[str, Callable[[dict], str]] = {
     # ModelRegistry
@@ -158,28 +173,24 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
         f"A fee of {a['feeBps']} basis points is above the cap of {a['maxFeeBps']}."
     ),
     "MarketplaceZeroAddress": lambda a: "The zero address is not allowed here.",
-    "MarketplaceValidatorsAlreadySet": lambda a: (
-        f"The Validators contract is already connected ({a['validators']}); it can be set only once."
-    ),
-    "MarketplaceOnlyValidators": lambda a: f"Only the Validators contract may record verdicts, not {a['caller']}.",
-    "MarketplaceVotesAlreadySet": lambda a: (
-        f"The Votes contract is already connected ({a['votes']}); it can be set only once."
-    ),
-    "MarketplaceOnlyVotes": lambda a: f"Only the Votes contract may record votes, not {a['caller']}.",
+    "MarketplaceValidatorsAlreadySet": _already_connected("Validators", "validators"),
+    "MarketplaceOnlyValidators": _only_caller("the Validators contract", "record verdicts"),
+    "MarketplaceVotesAlreadySet": _already_connected("Votes", "votes"),
+    "MarketplaceOnlyVotes": _only_caller("the Votes contract", "record votes"),
     "MarketplaceNotVerifier": lambda a: (
         f"{a['account']} is not one of the validators that verified model {a['modelId']}, so it has no reward."
     ),
     "MarketplaceNothingToClaim": lambda a: (
         f"{a['account']} has no new reward for model {a['modelId']}; rewards grow with each delivered sale."
     ),
-    "MarketplaceBadConfig": lambda a: f"Bad Marketplace constructor argument: {a['what']}.",
+    "MarketplaceBadConfig": _bad_config("Marketplace"),
     # Votes
     "VotesScoreOutOfRange": lambda a: f"A score must be 1 to 5, not {a['score']}.",
     "VotesNoLicense": lambda a: (
         f"{a['voter']} holds no voting licence for model {a['modelId']}: only buyers who received the key, "
         f"paid more than 0 and are not the model's owner can vote."
     ),
-    "VotesOnlyMarketplace": lambda a: f"Only the Marketplace may drop votes, not {a['caller']}.",
+    "VotesOnlyMarketplace": _only_caller("the Marketplace", "drop votes"),
     # Validators
     "ValidatorsStakeTooLow": lambda a: (
         f"A stake of {fmt_eth(a['stake'])} is below the minimum of {fmt_eth(a['minStake'])}; nothing was staked."
@@ -252,13 +263,13 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
     "ValidatorsSeatInUse": lambda a: (
         f"The seat of {a['validator']} on model {a['modelId']} is in state {a['seatState']}, not waiting for a key."
     ),
-    "ValidatorsOnlyMarketplace": lambda a: f"Only the Marketplace may open or key seats, not {a['caller']}.",
+    "ValidatorsOnlyMarketplace": _only_caller("the Marketplace", "open or key seats"),
     "ValidatorsNothingToWithdraw": lambda a: f"{a['account']} has nothing to withdraw from Validators.",
     "ValidatorsTransferFailed": lambda a: (
         f"Sending {fmt_eth(a['amount'])} to {a['account']} failed (the receiver rejected it); nothing was lost — "
         f"it stays there to take later."
     ),
-    "ValidatorsBadConfig": lambda a: f"Bad Validators constructor argument: {a['what']}.",
+    "ValidatorsBadConfig": _bad_config("Validators"),
     # OpenZeppelin
     "ERC721NonexistentToken": lambda a: f"There is no model {a['tokenId']}.",
     "ERC721IncorrectOwner": lambda a: f"{a['sender']} does not own model {a['tokenId']} (its owner is {a['owner']}).",
