@@ -32,18 +32,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.content_crypto import read_all, write_random_file
 from node.manifest import manifest_from_files
 
 KEY_HEX = "42" * 32
 STARTUP_TARGET_S = 0.25
-
-
-def write_incompressible(path: Path, size: int) -> None:
-    """``size`` bytes that neither compress nor are sparse: 16 MiB of os.urandom, repeated."""
-    block = os.urandom(16 << 20)
-    with open(path, "wb") as f:
-        for offset in range(0, size, len(block)):
-            f.write(block[: size - offset])
 
 
 def modex_command() -> list[str]:
@@ -90,11 +83,9 @@ def measure_two_files(base: Path, size: int, repeat: int) -> dict:
     folder.mkdir()
     files = [folder / "a.safetensors", folder / "b.safetensors"]
     for path in files:
-        write_incompressible(path, size)
-    for path in files:  # warm the page cache
-        with open(path, "rb", buffering=0) as f:
-            while f.read(8 << 20):
-                pass
+        write_random_file(path, size)  # random bytes: neither compressible nor sparse
+    for path in files:
+        read_all(path)  # warm the page cache
     hash_times, printed = wall_times([*modex_command(), "hash", str(folder)], repeat)
     hash_s = min(hash_times)
 
