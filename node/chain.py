@@ -6,7 +6,8 @@ runs, is reached by the URL it prints). ``Chain`` binds a Web3 to
 a deployment record (deployments/<chainId>.json) and sends transactions in three steps, Ape
 style — build (pre-flight ``eth_call`` so a revert is decoded into ContractRevert before anything
 is sent, then gas, nonce and fees) → sign (a Signer; raw bytes, so the hash is known before
-sending) → send and wait for the receipt.
+sending) → send and wait for the receipt: ``node.sender``, whose ``Sender`` the Chain holds
+(its methods stay the Chain's). ``node.chainerrors`` words what the node refuses.
 
 Failures: connection errors are retried with bounded exponential backoff, then ChainError naming
 the endpoint. A send is retried with the SAME signed bytes (same nonce, same hash), so a
@@ -27,33 +28,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import requests
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
-from web3.exceptions import (
-    ContractLogicError,
-    ProviderConnectionError,
-    TransactionNotFound,
-    Web3RPCError,
-)
+from web3.exceptions import ContractLogicError, Web3RPCError
 
-from node.amounts import fmt_eth
+from node.chainerrors import CONNECTION_ERRORS, refusal, revert
 from node.config import Config
-from node.errors import ChainError, ConfigError, ContractRevert, InputError
+from node.errors import ChainError, ConfigError, InputError
 from node.onchain import abi_hash
+from node.sender import Sender
 from node.signer import Signer
 
 log = logging.getLogger(__name__)
 
 CONTRACT_NAMES = ("ModelRegistry", "Marketplace", "Votes", "Validators")
-CONNECTION_ERRORS = (
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-    ProviderConnectionError,
-    ConnectionError,
-    TimeoutError,
-)
-GWEI = 10**9
 
 _embedded_lock = threading.Lock()
 _embedded_w3: Web3 | None = None
@@ -150,7 +138,8 @@ def _abi_of(entry) -> list:
 
 
 class Chain:
-    """Web3 + deployment record: contract objects, transactions, events, balances."""
+    """Web3 + deployment record: contract objects, calls, events, balances; transactions through
+    its ``sender`` (``node.sender.Sender``)."""
 
     def __init__(
         self,
@@ -195,8 +184,7 @@ class Chain:
                 )
             self.contracts[name] = w3.eth.contract(address=address, abi=self.abis[name])
         self._chain_id = deployment.get("chainId")
-        self._send_locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self.sender = Sender(self)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -313,9 +301,9 @@ class Chain:
         try:
             return self._rpc(f"eth_call {fn.fn_name}", lambda: fn.call(params, block_identifier=block))
         except ContractLogicError as exc:
-            raise self._revert(exc, fn) from None
+            raise revert(self, exc, fn) from None
         except Web3RPCError as exc:
-            raise self._rpc_refusal(exc, fn, sender, value, gas) from None
+            raise refusal(self, exc, fn, sender, value, gas) from None
 
     def get_logs(self, params: dict, *, raw: bool = False) -> list:
         """``eth_getLogs``. ``raw`` skips web3's result formatting on JSON-RPC nodes (hex strings
@@ -373,188 +361,29 @@ class Chain:
                 raise ChainError(f"{what} not reached within {timeout:g} s on {self.endpoint}")
             time.sleep(interval)
 
-    # -- transactions -------------------------------------------------------------------------
-
-    def _lock_for(self, address: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._send_locks.setdefault(address, threading.Lock())
+    # -- transactions: node.sender.Sender, whose docstrings say more ---------------------------
 
     def fees(self) -> dict:
-        """EIP-1559 fee fields when the chain has a base fee, else a legacy gasPrice."""
-        latest = self.get_block("latest")
-        base = latest.get("baseFeePerGas")
-        if base is None:
-            return {"gasPrice": self._rpc("eth_gasPrice", lambda: self.w3.eth.gas_price)}
-        try:
-            tip = self._rpc("eth_maxPriorityFeePerGas", lambda: self.w3.eth.max_priority_fee)
-        except (Web3RPCError, ValueError, NotImplementedError):
-            tip = GWEI  # a node without the method (eth-tester): any tip is accepted locally
-        return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
+        return self.sender.fees()
 
     def build_transaction(self, fn, sender: str, *, value: int = 0, gas: int | None = None) -> dict:
-        """Dry-run ``fn`` (reverts → ContractRevert, nothing sent), then fill gas, nonce, fees."""
-        sender = to_checksum_address(sender)
-        params = {"from": sender, "value": value}
-        self.call(fn, sender=sender, value=value, gas=gas, block="pending")
-        if gas is None:
-            # Estimated on the pending block, as dry-run: a node that mines only on transactions
-            # (anvil) estimates on the latest block by default, whose timestamp may be long past,
-            # and a call that is due only after a deadline (a reveal, a settlement) would revert
-            # there. (eth-tester has no block parameter here; it estimates on the pending block.)
-            block = None if self.endpoint == "embedded" else "pending"
-            try:
-                estimate = self._rpc(f"eth_estimateGas {fn.fn_name}",
-                                     lambda: fn.estimate_gas(params, block_identifier=block))
-            except ContractLogicError as exc:
-                raise self._revert(exc, fn) from None
-            except Web3RPCError as exc:
-                raise self._rpc_refusal(exc, fn, sender, value) from None
-            gas = int(estimate * 1.2) + 10_000  # state may move between estimate and inclusion
-        nonce = self._rpc("eth_getTransactionCount",
-                          lambda: self.w3.eth.get_transaction_count(sender, "pending"))
-        tx = {**params, "gas": gas, "nonce": nonce, "chainId": self.chain_id, **self.fees()}
-        return fn.build_transaction(tx)
+        return self.sender.build_transaction(fn, sender, value=value, gas=gas)
 
     def send_raw(self, raw: bytes, *, sender: str | None = None, value: int = 0) -> bytes:
-        """Send signed bytes, retrying the same bytes on connection errors; return the tx hash."""
-        tx_hash = keccak(raw)
-        try:
-            self._rpc("eth_sendRawTransaction", lambda: self.w3.eth.send_raw_transaction(raw))
-        except Web3RPCError as exc:
-            message = str(exc).lower()
-            if "already known" in message or "known transaction" in message:
-                return tx_hash  # an earlier attempt reached the node
-            if "nonce too low" in message and self.find_receipt(tx_hash) is not None:
-                return tx_hash  # an earlier attempt was even mined
-            if "insufficient funds" in message and sender:
-                raise self._insufficient(sender, value) from None
-            raise ChainError(
-                f"the chain node at {self.endpoint} refused transaction 0x{tx_hash.hex()}: {exc}",
-                tx_hash="0x" + tx_hash.hex(),
-            ) from None
-        return tx_hash
+        return self.sender.send_raw(raw, sender=sender, value=value)
 
     def transact(self, fn, signer: Signer, *, value: int = 0, gas: int | None = None,
                  on_sent: Callable[[bytes], None] | None = None):
-        """Build → sign → send → wait; return the receipt. ``on_sent(tx_hash)`` runs before the wait
-        (a crash-safe caller records the hash there and resumes with ``wait_receipt``)."""
-        with self._lock_for(signer.address):
-            tx = self.build_transaction(fn, signer.address, value=value, gas=gas)
-            raw = signer.sign_transaction(tx)
-            tx_hash = self.send_raw(raw, sender=signer.address, value=value)
-        log.info("sent %s from %s: 0x%s", fn.fn_name, signer.address, tx_hash.hex())
-        if on_sent:
-            on_sent(tx_hash)
-        return self.wait_receipt(tx_hash, fn=fn, tx=tx)
+        return self.sender.transact(fn, signer, value=value, gas=gas, on_sent=on_sent)
 
     def transact_unlocked(self, fn, address: str, *, value: int = 0, gas: int | None = None):
-        """Like ``transact`` for an account the node itself holds (embedded / anvil dev accounts)."""
-        address = to_checksum_address(address)
-        with self._lock_for(address):
-            tx = self.build_transaction(fn, address, value=value, gas=gas)
-            try:
-                # Fixed nonce and fees: a retried send is the same transaction, never a second one.
-                tx_hash = bytes(self._rpc("eth_sendTransaction", lambda: self.w3.eth.send_transaction(tx)))
-            except Web3RPCError as exc:
-                if "insufficient funds" in str(exc).lower():
-                    raise self._insufficient(address, value) from None
-                raise ChainError(f"the chain node at {self.endpoint} refused the transaction: {exc}") from None
-        return self.wait_receipt(tx_hash, fn=fn, tx=tx)
+        return self.sender.transact_unlocked(fn, address, value=value, gas=gas)
 
     def find_receipt(self, tx_hash: bytes | str):
-        """The receipt of a mined transaction, or None when the node does not know it (yet)."""
-        try:
-            return self._rpc("eth_getTransactionReceipt",
-                             lambda: self.w3.eth.get_transaction_receipt(tx_hash))
-        except TransactionNotFound:
-            return None
+        return self.sender.find_receipt(tx_hash)
 
     def wait_receipt(self, tx_hash: bytes | str, *, timeout: float | None = None, fn=None, tx=None):
-        """Wait until ``tx_hash`` is mined; status 0 → ContractRevert; timeout → ChainError."""
-        timeout = self.receipt_timeout if timeout is None else timeout
-        hex_hash = tx_hash if isinstance(tx_hash, str) else "0x" + bytes(tx_hash).hex()
-        deadline = time.monotonic() + timeout
-        delay = self.poll_latency
-        while True:
-            try:
-                receipt = self.find_receipt(tx_hash)
-            except ChainError as exc:
-                exc.context["tx_hash"] = hex_hash
-                message = (f"{exc.args[0]}; transaction {hex_hash} was sent: look it up by hash "
-                           f"before sending it again")
-                exc.args = (message,)
-                raise
-            if receipt is not None:
-                if receipt["status"] != 1:
-                    raise self._failed_receipt(receipt, hex_hash, fn, tx)
-                return receipt
-            if time.monotonic() >= deadline:
-                raise ChainError(
-                    f"transaction {hex_hash} was not mined within {timeout:g} s on {self.endpoint}; "
-                    f"it may still be mined: look it up by hash before sending it again",
-                    tx_hash=hex_hash,
-                )
-            time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
-
-    # -- errors -------------------------------------------------------------------------------
-
-    def _revert(self, exc: ContractLogicError, fn=None) -> ContractRevert:
-        """A revert as ContractRevert, decoded by node/revert.py over this chain's ABIs."""
-        from node.revert import as_revert
-
-        data = getattr(exc, "data", None)
-        reason = str(exc.args[0]) if exc.args else ""
-        if (not data or data == "no data") and ("out of gas" in reason.lower() or "below 2300 gas" in reason):
-            return ContractRevert(
-                f"{getattr(fn, 'fn_name', 'the call')} would run out of gas: raise the limit or "
-                f"leave it unset to estimate (nothing was sent)", error=None, args={},
-            )
-        return as_revert(exc, self.abis.values())
-
-    def _rpc_refusal(self, exc: Web3RPCError, fn, sender, value, gas=None) -> ChainError:
-        message = str(exc).lower()
-        name = getattr(fn, "fn_name", "call")
-        if "insufficient funds" in message and sender:
-            return self._insufficient(sender, value)
-        if "out of gas" in message or "oog" in message or "gas required exceeds" in message:
-            limit = f" with a gas limit of {gas}" if gas else ""
-            return ContractRevert(
-                f"{name} would run out of gas{limit}: raise the limit or leave it unset to "
-                f"estimate (nothing was sent)", gas=gas,
-            )
-        return ChainError(f"the chain node at {self.endpoint} refused {name}: {exc}")
-
-    def _insufficient(self, sender: str, value: int) -> ChainError:
-        have = self.balance(sender)
-        return ChainError(
-            f"insufficient funds: {sender} holds {fmt_eth(have)} but this "
-            f"transaction needs {fmt_eth(value)} plus gas; fund the account "
-            f"and try again (nothing was sent)",
-            address=sender, balance=have, value=value,
-        )
-
-    def _failed_receipt(self, receipt, hex_hash: str, fn, tx) -> ChainError:
-        """Replay a failed transaction on the state before its block to say why it reverted."""
-        reason = "the chain state changed since the dry run, or it ran out of gas"
-        if tx is not None:
-            call = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}
-            try:
-                self.w3.eth.call(call, block_identifier=receipt["blockNumber"] - 1)
-            except ContractLogicError as exc:
-                revert = self._revert(exc, fn)
-                if revert.context.get("error"):  # a decoded custom error says it best
-                    revert.context["tx_hash"] = hex_hash
-                    return revert
-                reason = str(exc.args[0]) if exc.args else reason
-            except (Web3RPCError, *CONNECTION_ERRORS):
-                pass
-        gas = f" of {tx['gas']}" if tx and "gas" in tx else ""
-        return ContractRevert(
-            f"transaction {hex_hash} reverted in block {receipt['blockNumber']} (gas used "
-            f"{receipt['gasUsed']}{gas}): {reason}",
-            tx_hash=hex_hash,
-        )
+        return self.sender.wait_receipt(tx_hash, timeout=timeout, fn=fn, tx=tx)
 
 
 def load_deployment_file(path: Path, chain_id: int, endpoint: str) -> dict:
