@@ -14,19 +14,17 @@ unmaintained since 2021, refuses current daemons by version, reads whole files i
 - Downloads stream (``cat``) and are verified: the bytes are re-chunked under every profile
   that matches the CID's kind and the stream fails at its end unless one reproduces the CID.
 - Every call has a timeout (a daemon waits forever for content it lacks); connection failures
-  are retried with exponential backoff, then StoreError names the endpoint.
+  are retried with exponential backoff, then StoreError names the endpoint. That RPC plumbing
+  is ``node.store.kuborpc.KuboRpc``, which the store holds as ``rpc``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 import tempfile
-import time
-import uuid
 from collections.abc import Iterator
 from typing import BinaryIO, Self
 
@@ -48,24 +46,11 @@ from node.cid import (
 from node.errors import ContentNotFound, IntegrityError, LocalStoreError, StoreError
 from node.store import Source, open_source
 from node.store.dag import ChunkStream, repair_dag
+from node.store.kuborpc import KuboRpc
 
 log = logging.getLogger(__name__)
 
 UPLOAD_PIECE = 1 << 20
-_NOT_FOUND_HINTS = ("not found", "timed out", "timeout", "deadline exceeded", "no link named")
-
-
-def _multipart(boundary: str, name: str, pieces: Iterator[bytes]) -> Iterator[bytes]:
-    yield (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    yield from pieces
-    yield f"\r\n--{boundary}--\r\n".encode()
-
-
-def _ndjson(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 class _Tee:
@@ -95,21 +80,18 @@ class KuboStore:
         transport: httpx.BaseTransport | None = None,
         spool_dir: str | os.PathLike | None = None,
     ):
-        self.api_url = api_url.rstrip("/")
+        self.rpc = KuboRpc(api_url, timeout=timeout, retries=retries, backoff=backoff,
+                           transport=transport)
+        self.api_url = self.rpc.api_url
         self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
         self.find_timeout = find_timeout  # how long the daemon may look for absent content
         self.spool_dir = spool_dir  # where put() copies a stream source (None: the temp dir)
-        self._client = httpx.Client(
-            base_url=f"{self.api_url}/api/v0/", timeout=timeout, transport=transport
-        )
 
     def __repr__(self) -> str:
         return f"KuboStore({self.api_url!r})"
 
     def close(self) -> None:
-        self._client.close()
+        self.rpc.close()
 
     def __enter__(self) -> Self:
         return self
@@ -117,56 +99,9 @@ class KuboStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # -- transport ----------------------------------------------------------------------------
-    def _send(self, endpoint: str, params=None, *, content=None, headers=None,
-              stream: bool = False, replayable: bool = True, cid: str | None = None) -> httpx.Response:
-        url = f"{self.api_url}/api/v0/{endpoint}"
-        attempts = self.retries + 1 if replayable else 1
-        for attempt in range(attempts):
-            try:
-                request = self._client.build_request(
-                    "POST", endpoint, params=params, content=content, headers=headers
-                )
-                response = self._client.send(request, stream=stream)
-                break
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                if attempt + 1 < attempts:
-                    delay = self.backoff * (2 ** attempt)
-                    log.warning("IPFS daemon at %s unreachable (%s); retry in %.1f s", url, exc, delay)
-                    time.sleep(delay)
-                    continue
-                raise StoreError(
-                    f"cannot reach the IPFS daemon at {url} after {attempts} attempt(s): {exc}. "
-                    "Is it running? (`modex store daemon` starts a local one)",
-                    endpoint=url,
-                ) from None
-            except httpx.TimeoutException:
-                raise StoreError(
-                    f"the IPFS daemon at {url} did not answer within {self.timeout} s",
-                    endpoint=url, cid=cid,
-                ) from None
-            except httpx.HTTPError as exc:
-                raise StoreError(f"IPFS daemon call {url} failed: {exc}", endpoint=url) from None
-        if response.status_code != 200:
-            body = response.read().decode(errors="replace")
-            response.close()
-            try:
-                message = json.loads(body).get("Message") or body
-            except ValueError:
-                message = body
-            text = f"IPFS daemon {url} answered {response.status_code}: {message.strip()[:300]}"
-            if cid and any(h in message.lower() for h in _NOT_FOUND_HINTS):
-                raise ContentNotFound(f"{cid} not found: {text}", cid=cid, endpoint=url)
-            raise StoreError(text, endpoint=url, status=response.status_code)
-        return response
-
-    def _call(self, endpoint: str, params=None, **kw) -> list[dict]:
-        response = self._send(endpoint, params, **kw)
-        return _ndjson(response.text)
-
     # -- plain RPC calls ----------------------------------------------------------------------
     def version(self) -> dict:
-        return self._call("version")[0]
+        return self.rpc.call("version")[0]
 
     def add(self, source: Source, *, profile: str = DEFAULT_PROFILE, pin: bool = True,
             only_hash: bool = False, builder: UnixFSBuilder | None = None) -> str:
@@ -194,14 +129,8 @@ class KuboStore:
                 if n < len(buf):
                     return
 
-        boundary = uuid.uuid4().hex
         try:
-            entries = self._call(
-                "add", params,
-                content=_multipart(boundary, "file", pieces()),
-                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-                replayable=False,
-            )
+            entries = self.rpc.upload("add", params, "file", pieces())
         finally:
             if close:
                 stream.close()
@@ -212,13 +141,13 @@ class KuboStore:
 
     def _has_root(self, cid: str) -> None:
         """ContentNotFound unless the daemon finds the root block within ``find_timeout``."""
-        self._call("block/stat", {"arg": cid, "timeout": f"{self.find_timeout}s"}, cid=cid)
+        self.rpc.call("block/stat", {"arg": cid, "timeout": f"{self.find_timeout}s"}, cid=cid)
 
     def cat(self, cid: str) -> ChunkStream:
         """The daemon's ``cat`` as a stream (not verified; see ``get``)."""
         cid = normalize_cid(cid)
         self._has_root(cid)
-        response = self._send("cat", {"arg": cid}, stream=True, cid=cid)
+        response = self.rpc.send("cat", {"arg": cid}, stream=True, cid=cid)
 
         def chunks() -> Iterator[bytes]:
             try:
@@ -326,12 +255,12 @@ class KuboStore:
 
     def _raw_block(self, cid: bytes) -> bytes:
         name = cid_to_str(cid)
-        response = self._send("block/get", {"arg": name, "timeout": f"{self.find_timeout}s"},
+        response = self.rpc.send("block/get", {"arg": name, "timeout": f"{self.find_timeout}s"},
                               cid=name)
         return response.content
 
     def _block_rm(self, name: str) -> None:
-        for entry in self._call("block/rm", {"arg": name}, cid=name):
+        for entry in self.rpc.call("block/rm", {"arg": name}, cid=name):
             if entry.get("Error"):
                 raise LocalStoreError(
                     f"block {name} in the IPFS daemon at {self.api_url} is corrupt and the daemon "
@@ -341,7 +270,7 @@ class KuboStore:
     def pin(self, cid: str) -> None:
         cid = normalize_cid(cid)
         self._has_root(cid)
-        self._call("pin/add", {"arg": cid, "recursive": "true"}, cid=cid)
+        self.rpc.call("pin/add", {"arg": cid, "recursive": "true"}, cid=cid)
 
     def has(self, cid: str) -> bool:
         cid = normalize_cid(cid)
@@ -355,7 +284,7 @@ class KuboStore:
         """Stream ``dag/export`` into ``out``, verifying every block on the way."""
         cid = normalize_cid(cid)
         self._has_root(cid)
-        response = self._send("dag/export", {"arg": cid}, stream=True, cid=cid)
+        response = self.rpc.send("dag/export", {"arg": cid}, stream=True, cid=cid)
         try:
             reader = io.BufferedReader(ChunkStream(response.iter_bytes(UPLOAD_PIECE)), 1 << 20)
             roots, blocks = read_car(reader)
@@ -380,13 +309,7 @@ class KuboStore:
 
     # -- internals ----------------------------------------------------------------------------
     def _post_car(self, pieces: Iterator[bytes]) -> list[str]:
-        boundary = uuid.uuid4().hex
-        entries = self._call(
-            "dag/import", {"pin-roots": "true"},
-            content=_multipart(boundary, "data.car", pieces),
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-            replayable=False,
-        )
+        entries = self.rpc.upload("dag/import", {"pin-roots": "true"}, "data.car", pieces)
         roots = []
         for entry in entries:
             root = entry.get("Root")

@@ -278,7 +278,7 @@ def test_a_rotten_block_in_the_ipfs_daemons_repo_is_never_attested(tmp_path, ipf
     report = agent.poll()  # pinned (the seller added it to this daemon): it cannot be dropped
     assert report.committed == [] and seat(stack, model_id).state == SeatState.KEYED
     assert "is corrupt and the daemon will not remove it" in report.retry[model_id]
-    store._call("pin/rm", {"arg": content_cid})  # a validator's daemon only caches it
+    store.rpc.call("pin/rm", {"arg": content_cid})  # a validator's daemon only caches it
     report = agent.poll()  # dropped; this daemon is offline, so it is not found again
     assert report.committed == [] and "not found" in report.retry[model_id]
     backup.seek(0)
