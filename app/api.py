@@ -119,7 +119,7 @@ def connect_wallet():
 @bp.route("/api/wallet/encryption-key", methods=["POST"])
 def encryption_key():
     """The connected browser wallet's X25519 public key for buy(). The page derived it itself
-    from the wallet's personal_sign signature of DESIGN.md §4.3's message: that signature is the
+    from the wallet's personal_sign signature of docs/formats.md §4's message: that signature is the
     secret key's seed, so it stays in the browser and this node never sees it."""
     address = session.get("browser_wallet")
     if not address:

@@ -55,7 +55,7 @@ _recommender_lock = threading.Lock()
 
 
 def listing_metadata(indexer, cid: str) -> dict:
-    """The listing's public metadata JSON (DESIGN.md §4.5): the indexer's copy, else the store's
+    """The listing's public metadata JSON (docs/formats.md §6): the indexer's copy, else the store's
     (a listing the indexer has not fetched metadata for yet); {} when neither has it."""
     meta = indexer.metadata(cid)
     if meta is not None:

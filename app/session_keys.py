@@ -1,8 +1,8 @@
 """Unlocked signers, held only in this server's memory, per browser session, with a timeout.
 
 The browser session (a signed cookie) carries a random session id and the wallet address, never a
-key or a password. `unlock` keeps the `Signer` (and the X25519 key pair derived from it, DESIGN.md
-§4.3) in a dict keyed by that id; it expires after `MODEX_UNLOCK_TIMEOUT` seconds without use,
+key or a password. `unlock` keeps the `Signer` (and the X25519 key pair derived from it, docs/formats.md
+§4) in a dict keyed by that id; it expires after `MODEX_UNLOCK_TIMEOUT` seconds without use,
 on `lock`, or when the server stops. Views reach key material only through the Signer protocol.
 """
 

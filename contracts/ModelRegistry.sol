@@ -54,8 +54,8 @@ contract ModelRegistry is ERC721 {
     constructor() ERC721("Modex Model", "MODEX") {}
 
     /// @notice List a model for sale and mint its token to the caller (the seller).
-    /// @param modelHash sha256 of the model's canonical manifest (DESIGN.md 4.1).
-    /// @param metadataCid IPFS CID of the listing's metadata JSON (DESIGN.md 4.5).
+    /// @param modelHash sha256 of the model's canonical manifest (docs/formats.md §2).
+    /// @param metadataCid IPFS CID of the listing's metadata JSON (docs/formats.md §6).
     /// @param price price in wei (at most MAX_PRICE); 0 makes the model free.
     /// @return modelId the new token id. Emits {Transfer} and {ModelListed}.
     function list(bytes32 modelHash, string calldata metadataCid, uint256 price) external returns (uint256 modelId) {

@@ -8,8 +8,8 @@ Typed data (primary type ``InferenceRequest``)::
 
 ``inputsDigest = sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")))`` over the
 UTF-8 bytes, where ``inputs`` is the JSON list of texts exactly as sent (Python's default
-``ensure_ascii=True``: non-ASCII characters are written as ``\\uXXXX`` escapes, as in DESIGN.md
-§4.1; a JavaScript client must escape the same way). ``deadline`` is a Unix time in seconds;
+``ensure_ascii=True``: non-ASCII characters are written as ``\\uXXXX`` escapes, as in docs/formats.md
+§1; a JavaScript client must escape the same way). ``deadline`` is a Unix time in seconds;
 ``nonce`` any uint256 the signer never used before (random 128 bits by default).
 
 The HTTP body (POST, JSON)::

@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "buy": ("buy", "buy a licence for a model and wait for its key"),
     "cid": ("cid", "print the IPFS CID of a file (as `ipfs add` computes it)"),
     "store": ("store", "put/get content, CAR export/import, gateway, local IPFS daemon"),
-    "hash": ("content", "print a model directory's model hash (DESIGN.md §4.1)"),
+    "hash": ("content", "print a model directory's model hash (docs/formats.md §2)"),
     "seal": ("content", "encrypt a file into a sealed archive (MDXSEAL1, §4.2)"),
     "unseal": ("content", "decrypt a sealed archive (MDXSEAL1, §4.2)"),
     "wrap-key": ("keys", "wrap a content key to a recipient (HPKE, §4.3); prints 160 hex chars"),

@@ -1,4 +1,4 @@
-"""UnixFS CIDs computed exactly as Kubo computes them (DESIGN.md §4.4), streaming.
+"""UnixFS CIDs computed exactly as Kubo computes them (docs/formats.md §5), streaming.
 
 A file is cut into fixed-size chunks; each chunk becomes a leaf block (a raw block, or for CIDv0 a
 dag-pb node wrapping a UnixFS ``File`` message); leaves are gathered into dag-pb parent nodes of at

@@ -29,7 +29,7 @@ from node.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-# The CID profile names are fixed by DESIGN.md §4.4.
+# The CID profile names are fixed by docs/formats.md §5.
 CID_PROFILES = ("unixfs-v1-2025", "kubo-v1", "kubo-v0")
 ENV_PREFIX = "MODEX_"
 

@@ -3,7 +3,7 @@
 Steps (``fetch_model``):
 1. read the listing on-chain (model hash, metadata CID) and the buyer's delivered wrapped key
    (the ``KeyDelivered`` event of the buyer's purchase; the chain is the source of truth);
-2. unwrap it with the wallet-derived X25519 key (DESIGN.md §4.3);
+2. unwrap it with the wallet-derived X25519 key (docs/formats.md §4);
 3. load the metadata JSON and check it names the same model hash as the chain;
 4. stream the ciphertext from the store (each block verified against its CID) → unseal (§4.2)
    → extract the tar into a temporary folder beside OUT (same filesystem, so the final rename

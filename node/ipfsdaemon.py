@@ -1,7 +1,7 @@
 """Start and stop a local IPFS daemon (js-ipfs 0.66.1 from npm, tools/ipfs) on 127.0.0.1.
 
 js-ipfs serves the Kubo HTTP RPC API and runs offline; Kubo itself cannot be installed from the
-registries reachable here (DESIGN.md §9). Used by tests, benchmarks and `modex up --ipfs daemon`.
+registries reachable here (README, "Why not ipfshttpclient"). Used by tests, benchmarks and `modex up --ipfs daemon`.
 The repo is fresh (``jsipfs init --profile test``), with no swarm addresses, no bootstrap peers,
 the API, gateway and gRPC ports on free 127.0.0.1 ports; the process is stopped by its PID.
 """

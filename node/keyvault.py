@@ -1,6 +1,6 @@
 """The seller's content-key store: one file, encrypted at rest, written atomically, mode 0600.
 
-Each sealed listing has its own 32-byte AES key (DESIGN.md §4.2). The worker needs it to wrap it
+Each sealed listing has its own 32-byte AES key (docs/formats.md §3). The worker needs it to wrap it
 for buyers, so it must outlive the publish command, but it must never sit on disk in clear.
 
 File format (JSON, version 1):

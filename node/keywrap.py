@@ -1,4 +1,4 @@
-"""Key wrapping to a buyer or validator (DESIGN.md §4.3): RFC 9180 HPKE, base mode.
+"""Key wrapping to a buyer or validator (docs/formats.md §4): RFC 9180 HPKE, base mode.
 
 Suite: DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / AES-256-GCM (kem 0x0020, kdf 0x0001,
 aead 0x0002), through PyPI ``pyhpke``.

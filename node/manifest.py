@@ -1,4 +1,4 @@
-"""The model hash (DESIGN.md §4.1): a manifest of a model directory and the SHA-256 of its bytes.
+"""The model hash (docs/formats.md §2): a manifest of a model directory and the SHA-256 of its bytes.
 
 A model is a directory. Its manifest lists every regular file under it, sorted by the UTF-8 bytes
 of its POSIX relative path, each ``{"path", "size", "sha256"}``. The canonical bytes are the

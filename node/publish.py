@@ -20,7 +20,7 @@ The order is the safety argument:
   claim would count only from the next round). A directory without a report is listed without a
   claim: such a model can never become Verified (``NO_REPORT`` says so, and how to write one).
 
-Metadata JSON is DESIGN.md §4.5, canonical JSON as in §4.1, plus ``cid_profile`` (§4.4).
+Metadata JSON is docs/formats.md §6, canonical JSON as in §1, plus ``cid_profile`` (§5).
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def guess_framework(model_dir: Path) -> str:
 
 def build_metadata(info: ListingInfo, manifest, *, content_cid: str, chunk_size: int,
                    cid_profile: str, model_dir: Path, created: str | None = None) -> dict:
-    """The listing's public metadata JSON (DESIGN.md §4.5)."""
+    """The listing's public metadata JSON (docs/formats.md §6)."""
     return {
         "version": 1,
         "name": info.name,

@@ -114,7 +114,7 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
         f"nothing was charged — send the exact price."
     ),
     "MarketplaceZeroBuyerKey": lambda a: (
-        "The encryption public key is zero: derive it from your wallet (DESIGN.md 4.3); nothing was charged."
+        "The encryption public key is zero: derive it from your wallet (docs/formats.md §4); nothing was charged."
     ),
     "MarketplaceAlreadyLicensed": lambda a: (
         f"{a['account']} already received the key for model {a['modelId']}; nothing was charged."
@@ -148,7 +148,7 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
         f"a refund is possible only after that (or at once if validators dispute the model)."
     ),
     "MarketplaceBadWrappedKey": lambda a: (
-        f"The wrapped key is {a['length']} bytes; it must be {a['expected']} (HPKE enc || ciphertext, DESIGN.md 4.3)."
+        f"The wrapped key is {a['length']} bytes; it must be {a['expected']} (HPKE enc || ciphertext, docs/formats.md §4)."
     ),
     "MarketplaceNotBuyer": lambda a: f"Only the buyer of purchase {a['purchaseId']} can refund it, not {a['caller']}.",
     "MarketplaceNotRefundable": lambda a: (

@@ -1,4 +1,4 @@
-"""The sealed archive, version 1 (DESIGN.md §4.2): AES-256-GCM in a chunked STREAM construction.
+"""The sealed archive, version 1 (docs/formats.md §3): AES-256-GCM in a chunked STREAM construction.
 
     sealed  = header || chunk_0 || ... || chunk_n
     header  = b"MDXSEAL1" || u32be(chunk_size) || nonce_prefix(7) || 5 zero bytes     (24 bytes)

@@ -1,4 +1,4 @@
-"""The deterministic tar of a model directory (DESIGN.md §4.2, the sealed archive's plaintext).
+"""The deterministic tar of a model directory (docs/formats.md §3, the sealed archive's plaintext).
 
 Writer (exact bytes, so the same directory gives the same tar on any machine):
 - one entry per manifest file, in manifest order, no directory entries;

@@ -23,7 +23,7 @@
    Purchase ids are a counter, so after a reorg an id can be another buyer's purchase: when the
    account on-chain is not the one recorded, the buyer key is read again from the purchase's
    ``Purchased`` event before anything is wrapped.
-4. **Deliver**: key from the seller's vault → HPKE-wrap to the buyer key (DESIGN.md §4.3) →
+4. **Deliver**: key from the seller's vault → HPKE-wrap to the buyer key (docs/formats.md §4) →
    build and sign ``deliverKey(id, buyer, wrapped)`` naming the account it was wrapped for
    (fees from the node, never over ``max_fee_per_gas``) → record (purchase → buyer, signed tx)
    in the state file (fsync'd) → send, and go on to the next purchase.

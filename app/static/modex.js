@@ -97,7 +97,7 @@
     await postJSON("/api/wallet/connect", { address: account });
     window.location.reload();
   }
-  // DESIGN.md §4.3: sk = HKDF-SHA256(ikm = the wallet's 65-byte personal_sign signature of the
+  // docs/formats.md §4: sk = HKDF-SHA256(ikm = the wallet's 65-byte personal_sign signature of the
   // node's message, salt = "", info = "modex/v1/x25519"); the node gets X25519(sk, 9) only. The
   // signature is the seed of the secret key: it never leaves this page.
   const hexBytes = (hex) => Uint8Array.from(hex.slice(2).match(/../g) || [], (h) => parseInt(h, 16));

@@ -10,7 +10,7 @@ from node.session import Session, add_node_options, positive_id
 def register(sub) -> None:
     p = sub.add_parser(
         "buy",
-        description="Derive your X25519 key from the wallet (DESIGN.md 4.3), pay the price into "
+        description="Derive your X25519 key from the wallet (docs/formats.md §4), pay the price into "
         "escrow with buy(), and wait for the seller's worker to deliver the wrapped key. If it "
         "does not come, the payment stays in escrow: after the delivery window run `modex "
         "refund PURCHASE_ID`.")

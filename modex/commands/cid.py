@@ -13,7 +13,7 @@ from node.cid import DEFAULT_PROFILE, PROFILES, cid_of_file, cid_of_stream
 from node.errors import InputError
 
 _PROFILE_HELP = (
-    "CID profile (DESIGN.md §4.4): unixfs-v1-2025 = CIDv1, raw leaves, 1 MiB chunks, 1024 links "
+    "CID profile (docs/formats.md §5): unixfs-v1-2025 = CIDv1, raw leaves, 1 MiB chunks, 1024 links "
     "(default); kubo-v1 = `ipfs add --cid-version=1` (256 KiB, 174 links); kubo-v0 = `ipfs add` "
     "(CIDv0, 256 KiB, 174 links)"
 )

@@ -1,6 +1,6 @@
 """`modex hash|seal|unseal`: the model hash and the sealed archive by hand (§4.1-4.2).
 
-These exist so that anyone can check what Modex wrote with nothing but this page and DESIGN.md:
+These exist so that anyone can check what Modex wrote with nothing but this page and docs/formats.md:
 re-hash a model directory, and seal or decrypt an archive with its content key. The key commands
 (wrap-key, unwrap-key, derive-key) are in modex/commands/keys.py.
 """

@@ -1,6 +1,6 @@
 """`modex wrap-key|unwrap-key|derive-key`: content keys for a purchase by hand (§4.3).
 
-These exist so that anyone can check what Modex wrote with nothing but this page and DESIGN.md:
+These exist so that anyone can check what Modex wrote with nothing but this page and docs/formats.md:
 wrap or unwrap a content key for a purchase, and show the X25519 key a wallet derives.
 """
 

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def register(sub) -> None:
     p = sub.add_parser(
         "publish",
-        description="Hash the model directory (DESIGN.md 4.1), seal a deterministic tar of it "
+        description="Hash the model directory (docs/formats.md §2), seal a deterministic tar of it "
         "(4.2), pin the ciphertext and the metadata JSON (4.5), list it on-chain at --price and "
         "keep its content key in your key vault (encrypted, for `modex worker`), and claim the work "
         "digest of MODEL_DIR/evaluation.json (the evaluation report `modex train` or `modex "

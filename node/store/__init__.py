@@ -1,4 +1,4 @@
-"""Content stores behind one small interface (DESIGN.md §6 "IPFS").
+"""Content stores behind one small interface (docs/architecture.md, docs/formats.md §5).
 
     Store.put(path_or_stream, *, profile) -> cid    add bytes as a UnixFS file (Kubo's CIDs)
     Store.get(cid) -> readable binary stream         verified while read

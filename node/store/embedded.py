@@ -1,4 +1,4 @@
-"""The embedded content store: Kubo's blocks on local disk, no daemon (DESIGN.md §4.4, §6).
+"""The embedded content store: Kubo's blocks on local disk, no daemon (docs/formats.md §5, §6).
 
 Layout under the root directory (the block layout of Kubo's flatfs, so a person can compare):
 

@@ -475,7 +475,7 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     assert r.status_code == 400 and "Enable encryption first" in r.get_json()["error"]
     message = client.get("/api/wallet/encryption-message").get_json()["message"]
     assert message == encryption_message(stack.chain.chain_id, wallet.address)
-    # The page derives the key from the wallet's signature itself (modex.js, DESIGN.md §4.3) and
+    # The page derives the key from the wallet's signature itself (modex.js, docs/formats.md §4) and
     # sends only the public key: the signature is the secret key's seed and is refused here.
     sig = bytes(wallet.sign_message(encode_defunct(text=message)).signature)
     r = client.post("/api/wallet/encryption-key", json={"signature": "0x" + sig.hex()},

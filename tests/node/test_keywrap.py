@@ -1,4 +1,4 @@
-"""HPKE key wrapping (DESIGN.md §4.3) checked against RFC 9180 and an independent construction.
+"""HPKE key wrapping (docs/formats.md §4) checked against RFC 9180 and an independent construction.
 
 RFC 9180 has no printed vector for X25519/HKDF-SHA256/AES-256-GCM, so: (1) an independent
 HPKE base-mode sealer written here from the RFC's text with `cryptography` primitives is checked

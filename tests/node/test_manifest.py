@@ -1,4 +1,4 @@
-"""Model hash (DESIGN.md §4.1): known answers, ordering, parallel hashing, refusals."""
+"""Model hash (docs/formats.md §2): known answers, ordering, parallel hashing, refusals."""
 
 import hashlib
 import json

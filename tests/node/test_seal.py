@@ -1,4 +1,4 @@
-"""MDXSEAL1 sealed archives (DESIGN.md §4.2): known answers, round trips, every failure mode."""
+"""MDXSEAL1 sealed archives (docs/formats.md §3): known answers, round trips, every failure mode."""
 
 import hashlib
 import io

@@ -46,7 +46,7 @@ def test_local_signer_signatures_recover_to_its_address():
     raw = signer.sign_transaction(tx)
     assert isinstance(raw, bytes)
     assert Account.recover_transaction(raw) == signer.address
-    # Deterministic (RFC 6979): the X25519 derivation of DESIGN.md §4.3 depends on it.
+    # Deterministic (RFC 6979): the X25519 derivation of docs/formats.md §4 depends on it.
     assert signer.sign_message("hello") == sig
     assert "11" * 8 not in repr(signer)
 

@@ -1,4 +1,4 @@
-"""Deterministic tar (DESIGN.md §4.2 plaintext) and the safe streaming extractor."""
+"""Deterministic tar (docs/formats.md §3 plaintext) and the safe streaming extractor."""
 
 import hashlib
 import io
