@@ -35,8 +35,8 @@ from app.jobs import get_jobs
 from app.lookups import delivery_message, model_or_404, my_purchase, page_args, seller_earnings
 from app.resources import get_chain, get_indexer
 from node import market
+from node.content.keywrap import encryption_message
 from node.fetch import get_listing
-from node.keywrap import encryption_message
 
 bp = Blueprint("api", __name__)
 

@@ -33,9 +33,9 @@ from app.helpers import local_path, require_signer
 from app.lookups import seller_earnings
 from app.resources import data_dir, get_chain, get_indexer
 from node import market
+from node.content.keywrap import derive_x25519
 from node.errors import KeystoreError, ModexError
 from node.keystore import create_keystore, import_private_key, load_signer
-from node.keywrap import derive_x25519
 from node.signer import signer_from_key
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.content_crypto import read_all, write_random_file
-from node.manifest import manifest_from_files
+from node.content.manifest import manifest_from_files
 
 KEY_HEX = "42" * 32
 STARTUP_TARGET_S = 0.25

@@ -4,7 +4,7 @@ IPFS CIDs, each against its named baseline in the same run, over the same bytes.
     .venv/bin/python benchmarks/content.py [--size-mb 1024] [--repeat 2] [--tmpdir DIR] [--no-daemon]
 
 CID figures (page cache warm, best of --repeat; the daemon runs once, it is slow):
-- cid_vs_sha256sum: `node.cid.cid_of_file` (default profile unixfs-v1-2025) vs
+- cid_vs_sha256sum: `node.content.cid.cid_of_file` (default profile unixfs-v1-2025) vs
   `openssl dgst -sha256` on the same file (the fast sha256 here; coreutils sha256sum is ~4x slower).
 - cid_vs_daemon: the same vs the IPFS daemon's `add?only-hash=true` over the same bytes
   (js-ipfs 0.66.1 through its Kubo RPC API, started by this script on 127.0.0.1; it computes the
@@ -32,7 +32,7 @@ from benchmarks.content_crypto import (
     read_all,
     write_random_file,
 )
-from node.cid import DEFAULT_PROFILE, cid_of_file
+from node.content.cid import DEFAULT_PROFILE, cid_of_file
 
 GB = 1e9
 
@@ -44,7 +44,7 @@ def measure_cids(size_bytes: int, tmpdir: Path, *, repeat: int = 2, daemon: bool
     t_openssl = openssl_sha256_seconds(path, repeat)
     t_cid, cid = best_of(lambda: cid_of_file(path, DEFAULT_PROFILE), repeat)
 
-    from node.store.embedded import EmbeddedStore
+    from node.content.store.embedded import EmbeddedStore
 
     store_dir = tmpdir / "store"
     t_put, put_cid = best_of(lambda: EmbeddedStore(store_dir).put(path), 1)
@@ -62,8 +62,8 @@ def measure_cids(size_bytes: int, tmpdir: Path, *, repeat: int = 2, daemon: bool
         "cid_vs_sha256sum": round(t_openssl / t_cid, 3),
     }
     if daemon:
+        from node.content.store.kubo import KuboStore
         from node.ipfsdaemon import start_ipfs_daemon
-        from node.store.kubo import KuboStore
 
         with start_ipfs_daemon() as d, KuboStore(d.api_url, timeout=600) as kubo:
             version = kubo.version().get("Version")

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from node.manifest import build_manifest
-from node.seal import DEFAULT_CHUNK_SIZE, seal_stream, unseal_stream
+from node.content.manifest import build_manifest
+from node.content.seal import DEFAULT_CHUNK_SIZE, seal_stream, unseal_stream
 
 GB = 1e9
 

@@ -16,8 +16,8 @@ on the in-process chain with the embedded store:
   on-chain hash → rename.
 
 Baseline in the same run, over the same directory on the same disk (``raw``): the model hash of
-the directory (node.manifest.build_manifest), sealing its tar into a file (node.seal.SealWriter
-over node.tarball.write_tar), and unsealing that file into another file (node.seal.unseal_stream)
+the directory (node.content.manifest.build_manifest), sealing its tar into a file (node.content.seal.SealWriter
+over node.content.tarball.write_tar), and unsealing that file into another file (node.content.seal.unseal_stream)
 — the cryptographic passes the journey cannot avoid. ``write_tar`` re-reads and re-hashes every
 file against the manifest, so the baseline holds two SHA-256 passes over the model (the
 journey's irreducible two: the model hash at publish, the verification at fetch), one AES-GCM
@@ -47,16 +47,17 @@ if str(ROOT) not in sys.path:
 
 from eth_account import Account
 
-from node import market, seal, tarball
+from node import market
 from node.chain import Chain, connect
 from node.config import Config
+from node.content import seal, tarball
+from node.content.manifest import build_manifest
+from node.content.store import open_store
 from node.deploy import deploy_suite, write_deployment
 from node.fetch import fetch_model
 from node.keyvault import KeyVault
-from node.manifest import build_manifest
 from node.publish import ListingInfo, publish
 from node.signer import LocalSigner
-from node.store import open_store
 from node.worker import KeyDelivery
 
 MB = 10**6

@@ -32,7 +32,7 @@ import itertools
 import requests
 
 from node.chain import Chain, connect
-from node.cid import cid_of_stream
+from node.content.cid import cid_of_stream
 from node.deploy import deploy_suite
 from node.devchain import start_anvil
 from node.indexer import Indexer

@@ -43,7 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node import keywrap, market
+from node import market
+from node.content import keywrap
 from node.errors import (
     ChainError,
     IntegrityError,

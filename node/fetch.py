@@ -23,9 +23,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from node import keywrap, seal, tarball
+from node.content import keywrap, seal, tarball
+from node.content.manifest import check_model_hash
 from node.errors import ChainError, IntegrityError, KeyDeliveryError, ManifestError, ModexError
-from node.manifest import check_model_hash
 from node.pipes import CountingReader, as_reader
 from node.protocol import Book, SaleTerms
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 from web3.logs import DISCARD
 
-from node import keywrap
 from node.amounts import fmt_eth, parse_eth  # noqa: F401 (parse_eth: re-exported for old callers)
+from node.content import keywrap
 from node.errors import ChainError, ContractRevert, InputError, KeyDeliveryError
 from node.fetch import book, sale_terms
 from node.protocol import SCORES, PurchaseStatus

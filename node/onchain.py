@@ -2,12 +2,12 @@
 
 Canonical JSON (docs/formats.md) is ``json.dumps(obj, sort_keys=True, separators=(",", ":"))``
 encoded as UTF-8 (non-ASCII characters as \\u escapes, no whitespace, no trailing newline). Its
-SHA-256 is the model hash (of the manifest, node/manifest.py), the work digest a seller claims
+SHA-256 is the model hash (of the manifest, node/content/manifest.py), the work digest a seller claims
 and a validator reveals (of the evaluation report), the inputs digest a signed inference request
 carries (ml/signing.py) and the ABI hash a deployment record keeps for each contract. The key
 vault encrypts its entries as canonical JSON too.
 
-Standard library only: `modex hash` reaches this module through node/manifest.py and must start
+Standard library only: `modex hash` reaches this module through node/content/manifest.py and must start
 without the chain libraries. The contracts' own facts (status values, records, the attestation
 commitment) are in node/protocol.py.
 """

@@ -37,8 +37,8 @@ from pathlib import Path
 
 from web3.logs import DISCARD
 
-from node import manifest as manifest_mod
-from node import seal, tarball
+from node.content import manifest as manifest_mod
+from node.content import seal, tarball
 from node.errors import ChainError, ManifestError
 from node.keyvault import KeyVault
 from node.onchain import canonical_json, work_digest

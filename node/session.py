@@ -76,12 +76,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def open_configured_store(config: Config):
-    from node.store import open_store
+    from node.content.store import open_store
 
     if config.ipfs == "embedded":
         source = None
         if config.store_source:
-            from node.store.gateway import GatewaySource
+            from node.content.store.gateway import GatewaySource
 
             source = GatewaySource(config.store_source, timeout=config.rpc_timeout)
         return open_store("embedded", root=config.store_dir, source=source)

@@ -55,8 +55,9 @@ from pathlib import Path
 
 from web3.logs import DISCARD
 
-from node import keywrap, market
+from node import market
 from node.attestation import Attestation, Evaluator, ModelCheck
+from node.content import keywrap
 from node.errors import ChainError, ConfigError, ContractRevert, StoreError
 from node.keyvault import atomic_write
 from node.protocol import (

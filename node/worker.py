@@ -91,8 +91,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from node import keywrap
 from node.config import Config
+from node.content import keywrap
 from node.errors import ChainError, ContractRevert, KeyDeliveryError, KeyWrapError, ModexError
 from node.fetch import book, load_metadata
 from node.inflight import InFlight

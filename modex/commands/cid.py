@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from node.cid import DEFAULT_PROFILE, PROFILES, cid_of_file, cid_of_stream
+from node.content.cid import DEFAULT_PROFILE, PROFILES, cid_of_file, cid_of_stream
 from node.errors import InputError
 
 _PROFILE_HELP = (

@@ -11,9 +11,9 @@ import argparse
 import os
 import sys
 
+from node.content.manifest import build_manifest, check_model_hash
+from node.content.seal import seal_file, unseal_file
 from node.errors import SealError
-from node.manifest import build_manifest, check_model_hash
-from node.seal import seal_file, unseal_file
 
 _KEY_NOTE = ("(64 hex chars; `openssl rand -hex 32` makes one. A command line is visible to other "
              "local users through ps: prefer a private machine.)")

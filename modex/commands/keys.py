@@ -11,9 +11,9 @@ import os
 import sys
 
 from modex.commands.content import hex_bytes, key_arg, non_negative_int
+from node.content.keywrap import derive_x25519, unwrap_key, wrap_key
 from node.errors import KeystoreError
 from node.keystore import load_signer, read_password
-from node.keywrap import derive_x25519, unwrap_key, wrap_key
 from node.signer import signer_from_key
 
 

@@ -14,11 +14,11 @@ import time
 from modex.commands import tcp_port
 from modex.commands.cid import profile_arg
 from node.config import default_data_dir
+from node.content.store import open_store
+from node.content.store.gateway import serve_gateway
 from node.errors import InputError, StoreError
 from node.ipfsdaemon import start_ipfs_daemon
 from node.pipes import temp_beside
-from node.store import open_store
-from node.store.gateway import serve_gateway
 
 
 def _store_args(p: argparse.ArgumentParser) -> None:

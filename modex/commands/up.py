@@ -52,6 +52,8 @@ from ml.train import train
 from modex.commands import tcp_port
 from node.chain import Chain, connect
 from node.config import load_config
+from node.content.manifest import model_hash
+from node.content.store.gateway import serve_gateway
 from node.deploy import deploy_suite, write_deployment
 from node.errors import ConfigError
 from node.fetch import load_metadata
@@ -59,11 +61,9 @@ from node.indexer import Indexer
 from node.keystore import create_keystore, load_signer, read_password
 from node.keyvault import KeyVault, atomic_write
 from node.localchain import open_local_chain
-from node.manifest import model_hash
 from node.protocol import EVALUATION_REPORT
 from node.publish import ListingInfo, claim_listed, publish
 from node.session import open_configured_store
-from node.store.gateway import serve_gateway
 from node.worker import GWEI, KeyDelivery
 
 log = logging.getLogger(__name__)

@@ -280,8 +280,8 @@ def test_browser_wallet_buys_votes_refunds_and_withdraws_on_anvil(browser, tmp_p
     clears it); the 0.2 ETH listing goes to dev account 3 with no operator: nobody delivers it."""
     from node.chain import Chain
     from node.config import load_config
+    from node.content.keywrap import encryption_message, x25519_from_signature
     from node.devchain import start_anvil
-    from node.keywrap import encryption_message, x25519_from_signature
 
     with start_anvil() as anvil:
         record = tmp_path / "deployments" / "31337.json"

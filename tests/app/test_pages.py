@@ -461,7 +461,7 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     from eth_account import Account
     from eth_account.messages import encode_defunct
 
-    from node.keywrap import encryption_message, x25519_from_signature
+    from node.content.keywrap import encryption_message, x25519_from_signature
 
     wallet = Account.create()
     up.fund(stack.chain, stack.dev_funder, wallet.address, 10**18)

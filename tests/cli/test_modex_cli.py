@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from modex import cli
-from node.cid import cid_of_file
-from node.manifest import build_manifest
-from node.seal import unseal_file
+from node.content.cid import cid_of_file
+from node.content.manifest import build_manifest
+from node.content.seal import unseal_file
 
 # Packages that cost a second of start-up between them; a command that does not talk to a chain,
 # train or serve must not load them.

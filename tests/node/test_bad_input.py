@@ -16,9 +16,9 @@ from modex_stack import PASSWORD, buy_raw, make_stack, publish_model, settle_val
 from web3.logs import DISCARD
 
 from modex.cli import main
-from node import seal
+from node.content import seal
+from node.content.manifest import build_manifest
 from node.fetch import load_metadata
-from node.manifest import build_manifest
 from node.onchain import canonical_json
 from node.protocol import ModelStatus, Purchase, PurchaseStatus
 from node.worker import KeyDelivery

@@ -11,7 +11,7 @@ import random
 import pytest
 
 from modex.cli import main
-from node.cid import (
+from node.content.cid import (
     PROFILES,
     Profile,
     UnixFSBuilder,

@@ -8,8 +8,8 @@ from content_helpers import make_model
 from eth_account import Account
 
 from modex.cli import main
-from node.keywrap import derive_x25519, wrap_key
-from node.manifest import build_manifest
+from node.content.keywrap import derive_x25519, wrap_key
+from node.content.manifest import build_manifest
 
 KEY_HEX = "00" * 31 + "01"
 MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"

@@ -14,9 +14,9 @@ import pytest
 from eth.estimators.gas import binary_gas_search_exact
 from modex_stack import make_stack, publish_model, write_model
 
+from node.content.manifest import build_manifest, scan_dir
+from node.content.tarball import listing_tar_size, write_tar, write_tar_hashing
 from node.errors import IntegrityError
-from node.manifest import build_manifest, scan_dir
-from node.tarball import listing_tar_size, write_tar, write_tar_hashing
 
 
 def test_hashing_tar_is_the_same_tar_and_the_same_manifest(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from modex_stack import buy_raw, make_stack, publish_model, write_model
 from web3.logs import DISCARD
 
-from node.cid import cid_of_stream
+from node.content.cid import cid_of_stream
 from node.indexer import Indexer
 from node.protocol import Purchase, PurchaseStatus
 from node.validator import ValidatorAgent

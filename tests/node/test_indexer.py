@@ -5,11 +5,11 @@ import json
 import os
 
 import pytest
+from modex_stack import CLAIMED_DIGEST, OTHER_DIGEST, settle_validation, time_travel
 from web3.logs import DISCARD
 
-from modex_stack import CLAIMED_DIGEST, OTHER_DIGEST, settle_validation, time_travel
 from node.chain import Chain, connect, embedded_web3
-from node.cid import cid_of_stream
+from node.content.cid import cid_of_stream
 from node.deploy import deploy_suite
 from node.errors import InvalidQuery
 from node.indexer import Indexer
@@ -312,8 +312,8 @@ def test_reorg_rolls_back_to_the_fork_and_matches_a_fresh_index(anvil, tmp_path)
 
 def test_models_and_index_commands(tmp_path, capsys):
     from modex.cli import main
+    from node.content.store import open_store
     from node.deploy import write_deployment
-    from node.store import open_store
 
     w3 = embedded_web3()
     chain = deploy(w3)

@@ -62,7 +62,7 @@ def check_after_journey(stack, model_id, fetched_dir, tiny_model):
     """What the chain and the buyer's folder must show after the full journey."""
     from transformers import AutoModelForSequenceClassification
 
-    from node.manifest import build_manifest
+    from node.content.manifest import build_manifest
 
     chain = stack.chain
     reg, mkt, val = (chain.registry.functions, chain.marketplace.functions,

@@ -3,7 +3,7 @@
 RFC 9180 has no printed vector for X25519/HKDF-SHA256/AES-256-GCM, so: (1) an independent
 HPKE base-mode sealer written here from the RFC's text with `cryptography` primitives is checked
 against the RFC's vector A.1.1 (the same KEM and KDF with AES-128-GCM), as is pyhpke; (2) that
-sealer, switched to 32-byte keys, must produce exactly what node.keywrap produces.
+sealer, switched to 32-byte keys, must produce exactly what node.content.keywrap produces.
 """
 
 import hashlib
@@ -18,8 +18,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey, KEMKeyPair
 
-from node.errors import KeyWrapError
-from node.keywrap import (
+from node.content.keywrap import (
     derive_x25519,
     encryption_message,
     hpke_open,
@@ -30,6 +29,7 @@ from node.keywrap import (
     x25519_from_signature,
     x25519_public,
 )
+from node.errors import KeyWrapError
 
 h = bytes.fromhex
 

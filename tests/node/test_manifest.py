@@ -8,14 +8,14 @@ import socket
 import pytest
 from content_helpers import make_model
 
-from node.errors import IntegrityError, ManifestError
-from node.manifest import (
+from node.content.manifest import (
     build_manifest,
     check_model_hash,
     manifest_from_json,
     model_hash,
     refuse_pickles,
 )
+from node.errors import IntegrityError, ManifestError
 
 
 def test_known_answer_is_sha256_of_canonical_json(tmp_path):

@@ -13,8 +13,7 @@ import time
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from node.errors import SealError
-from node.seal import (
+from node.content.seal import (
     DEFAULT_CHUNK_SIZE,
     HEADER_SIZE,
     SealWriter,
@@ -26,6 +25,7 @@ from node.seal import (
     unseal_file,
     unseal_stream,
 )
+from node.errors import SealError
 
 KEY = bytes(range(32))
 PREFIX = bytes.fromhex("a1a2a3a4a5a6a7")
@@ -243,7 +243,7 @@ def test_one_gigabyte_streams_in_flat_memory(tmp_path):
     script = textwrap.dedent(
         """
         import hashlib, os, sys
-        from node.seal import seal_stream, unseal_stream
+        from node.content.seal import seal_stream, unseal_stream
         d = sys.argv[1]; src = os.path.join(d, "big"); size = 1 << 30
         with open(src, "wb") as f:            # sparse, with real data every 64 MiB
             for off in range(0, size, 64 << 20):
@@ -275,7 +275,7 @@ def test_one_gigabyte_streams_in_flat_memory(tmp_path):
 
 # --- the read-ahead thread (seal_stream and UnsealReader read their input on a second thread) ---
 
-BLOCK = 8 << 20  # node.seal._BLOCK_BYTES: a block holds whole records, so edges fall on blocks
+BLOCK = 8 << 20  # node.content.seal._BLOCK_BYTES: a block holds whole records, so edges fall on blocks
 
 
 class Trickle(io.RawIOBase):

@@ -9,12 +9,12 @@ import httpx
 import pytest
 
 from modex.cli import main
-from node.car import encode_header, read_car, write_car
-from node.cid import PROFILES, cid_of_file, cid_to_str, parse_cid, uvarint
+from node.content.car import encode_header, read_car, write_car
+from node.content.cid import PROFILES, cid_of_file, cid_to_str, parse_cid, uvarint
+from node.content.store import Store, open_store
+from node.content.store.embedded import EmbeddedStore
+from node.content.store.gateway import serve_gateway
 from node.errors import ContentNotFound, IntegrityError, LocalStoreError, StoreError
-from node.store import Store, open_store
-from node.store.embedded import EmbeddedStore
-from node.store.gateway import serve_gateway
 from tests.node.conftest import KiB, MiB, write_random
 
 UNKNOWN = "bafkreie7q3iidccmpvszul7kudcvvuavuo7u6gzlbobczuk5nqk3b4akba"
@@ -84,7 +84,7 @@ def test_flipped_block_on_disk_is_a_local_error_naming_the_cid_and_set_aside(sto
 
 
 def test_a_store_with_a_source_fetches_missing_and_corrupt_blocks_from_it(tmp_path, store, sample):
-    from node.store.gateway import GatewaySource, serve_gateway
+    from node.content.store.gateway import GatewaySource, serve_gateway
 
     cid = store.put(sample)
     data = store.get(cid).read()

@@ -11,12 +11,12 @@ import time
 import httpx
 import pytest
 
-from node.car import read_car
-from node.cid import PROFILES, Profile, cid_of_file, cid_of_stream, cid_to_str, get_profile
+from node.content.car import read_car
+from node.content.cid import PROFILES, Profile, cid_of_file, cid_of_stream, cid_to_str, get_profile
+from node.content.store import Store, open_store
+from node.content.store.embedded import EmbeddedStore
+from node.content.store.kubo import KuboStore
 from node.errors import ContentNotFound, IntegrityError, StoreError
-from node.store import Store, open_store
-from node.store.embedded import EmbeddedStore
-from node.store.kubo import KuboStore
 from tests.node.conftest import KiB, MiB, write_random
 
 pytestmark = pytest.mark.kubo

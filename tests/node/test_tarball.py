@@ -8,9 +8,9 @@ import tarfile
 import pytest
 from content_helpers import make_model
 
+from node.content.manifest import build_manifest
+from node.content.tarball import extract_tar, tar_size, write_tar
 from node.errors import IntegrityError, ManifestError
-from node.manifest import build_manifest
-from node.tarball import extract_tar, tar_size, write_tar
 
 LONG = "deep/" + "n" * 120 + "/weights-\u00e9\u00e8.safetensors"
 

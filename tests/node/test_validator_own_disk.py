@@ -24,14 +24,14 @@ from test_bad_input import flip, list_tampered
 from validator_helpers import attested, evaluator_of, past, round_of, seat, toy_report
 
 from node.attestation import UNREADABLE
-from node.cid import DAG_PB, cid_codec, cid_multihash, cid_to_str, parse_cid
+from node.content.cid import DAG_PB, cid_codec, cid_multihash, cid_to_str, parse_cid
+from node.content.store import embedded
+from node.content.store.dag import ChunkStream, iter_file, walk_blocks
+from node.content.store.embedded import EmbeddedStore
+from node.content.store.gateway import GatewaySource, serve_gateway
+from node.content.store.kubo import KuboStore
 from node.fetch import load_metadata
 from node.protocol import SeatState
-from node.store import embedded
-from node.store.dag import ChunkStream, iter_file, walk_blocks
-from node.store.embedded import EmbeddedStore
-from node.store.gateway import GatewaySource, serve_gateway
-from node.store.kubo import KuboStore
 from node.validator import ValidatorAgent
 from node.worker import KeyDelivery
 

@@ -259,7 +259,7 @@ def test_an_entry_from_an_older_state_file_survives_a_reorg_rescan(tmp_path):
 
 def _signed_buy(stack, role: str, model_id: int) -> bytes:
     """``role``'s buy of ``model_id`` with its wallet-derived key, signed, not sent."""
-    from node.keywrap import derive_x25519
+    from node.content.keywrap import derive_x25519
 
     chain, signer = stack.chain, stack.signers[role]
     price = chain.call(chain.registry.functions.price(model_id))

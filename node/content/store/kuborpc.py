@@ -1,4 +1,4 @@
-"""The Kubo HTTP RPC API (``POST /api/v0/<endpoint>``) over httpx, for ``node.store.kubo``.
+"""The Kubo HTTP RPC API (``POST /api/v0/<endpoint>``) over httpx, for ``node.content.store.kubo``.
 
 Every call has a timeout (a daemon waits forever for content it lacks). A call that cannot
 connect is retried with exponential backoff, then StoreError names the endpoint; an upload is
@@ -18,7 +18,7 @@ import httpx
 
 from node.errors import ContentNotFound, StoreError
 
-log = logging.getLogger("node.store.kubo")  # one logger for the Kubo store, as before the split
+log = logging.getLogger("node.content.store.kubo")  # one logger for the Kubo store, as before the split
 
 _NOT_FOUND_HINTS = ("not found", "timed out", "timeout", "deadline exceeded", "no link named")
 

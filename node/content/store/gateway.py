@@ -23,7 +23,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from node.cid import cid_to_str, parse_cid, verify_block
+from node.content.cid import cid_to_str, parse_cid, verify_block
 from node.errors import ContentNotFound, IntegrityError, LocalStoreError, StoreError
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 
-from node.cid import DAG_PB, cid_codec, cid_to_str, decode_file_node
+from node.content.cid import DAG_PB, cid_codec, cid_to_str, decode_file_node
 from node.errors import IntegrityError
 
 GetBlock = Callable[[bytes], bytes]

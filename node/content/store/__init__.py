@@ -8,9 +8,9 @@
     Store.repair(cid) -> [replaced cids]             check this node's copy of the DAG; drop
                                                      corrupt blocks and fetch them again
 
-Two implementations: ``EmbeddedStore`` (node/store/embedded.py: blocks on local disk, the
-default, with a read-only gateway in node/store/gateway.py) and ``KuboStore``
-(node/store/kubo.py: any daemon speaking the Kubo RPC API). ``open_store`` picks one.
+Two implementations: ``EmbeddedStore`` (node/content/store/embedded.py: blocks on local disk, the
+default, with a read-only gateway in node/content/store/gateway.py) and ``KuboStore``
+(node/content/store/kubo.py: any daemon speaking the Kubo RPC API). ``open_store`` picks one.
 """
 
 from __future__ import annotations
@@ -18,10 +18,14 @@ from __future__ import annotations
 import os
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from node.cid import DEFAULT_PROFILE
+from node.content.cid import DEFAULT_PROFILE
+from node.content.store.embedded import EmbeddedStore
+from node.content.store.kubo import KuboStore
+from node.content.store.source import Source, open_source
 from node.errors import ConfigError
 
-Source = str | os.PathLike | BinaryIO
+__all__ = ["STORE_KINDS", "EmbeddedStore", "KuboStore", "Source", "Store", "open_source", "open_store"]
+
 
 
 @runtime_checkable
@@ -60,8 +64,6 @@ def open_store(
     if kind == "embedded":
         if root is None:
             raise ConfigError("the embedded store needs a root directory (store root)", key="root")
-        from node.store.embedded import EmbeddedStore
-
         return EmbeddedStore(root, source=source)
     if kind in ("kubo", "daemon"):
         if not api_url:
@@ -69,16 +71,5 @@ def open_store(
                 "the kubo store needs the daemon's RPC API URL, e.g. http://127.0.0.1:5001",
                 key="api_url",
             )
-        from node.store.kubo import KuboStore
-
         return KuboStore(api_url, timeout=timeout, retries=retries)
     raise ConfigError(f"unknown store kind {kind!r}: use one of {', '.join(STORE_KINDS)}", key="kind")
-
-
-def open_source(source: Source):
-    """(stream, close_it) for a path or an already open binary stream."""
-    if isinstance(source, (str, os.PathLike)):
-        return open(source, "rb", buffering=0), True
-    if not hasattr(source, "read"):
-        raise TypeError(f"expected a path or a binary stream, got {type(source).__name__}")
-    return source, False

@@ -16,7 +16,7 @@ block runs on the second core while this one is sealed (``cryptography`` holds t
 AES-GCM, so the chunks themselves cannot be spread over threads). A reader cannot know that a
 stream is complete before its final chunk authenticates, so :func:`unseal_file` writes to a
 temporary file that is renamed into place only then (nothing partial is left behind), and :class:`UnsealReader` raises at the end of a
-truncated stream, which :func:`node.tarball.extract_tar` turns into "nothing extracted".
+truncated stream, which :func:`node.content.tarball.extract_tar` turns into "nothing extracted".
 
 Limits of this implementation (not of the format): chunk size 1 B .. 64 MiB.
 """

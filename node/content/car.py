@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from node.cid import SHA2_256, cid_to_str, read_uvarint, uvarint, verify_block
+from node.content.cid import SHA2_256, cid_to_str, read_uvarint, uvarint, verify_block
 from node.errors import DecodeError, InputError, IntegrityError, StoreError
 
 log = logging.getLogger(__name__)

@@ -37,8 +37,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from node.car import read_car, write_car
-from node.cid import (
+from node.content.car import read_car, write_car
+from node.content.cid import (
     DEFAULT_PROFILE,
     UnixFSBuilder,
     cid_multihash,
@@ -46,9 +46,9 @@ from node.cid import (
     parse_cid,
     verify_block,
 )
+from node.content.store.dag import ChunkStream, iter_file, repair_dag, walk_blocks
+from node.content.store.source import Source, open_source
 from node.errors import ContentNotFound, IntegrityError, LocalStoreError, StoreError
-from node.store import Source, open_source
-from node.store.dag import ChunkStream, iter_file, repair_dag, walk_blocks
 
 log = logging.getLogger(__name__)
 

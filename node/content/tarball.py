@@ -28,8 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from node.errors import IntegrityError, ManifestError
-from node.manifest import (
+from node.content.manifest import (
     READ_BLOCK,
     Manifest,
     check_model_hash,
@@ -37,6 +36,7 @@ from node.manifest import (
     manifest_from_files,
     open_member,
 )
+from node.errors import IntegrityError, ManifestError
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def write_tar(model_dir: str | os.PathLike, manifest: Manifest, out: BinaryIO) -
 
     Every file is re-read and must still have the manifest's size and sha256 (IntegrityError
     otherwise: the directory changed since it was hashed). On an error ``out`` holds a partial
-    tar: callers seal into a temporary file or a writer they discard (see node.seal).
+    tar: callers seal into a temporary file or a writer they discard (see node.content.seal).
     """
     written, _ = _write_members(Path(model_dir), manifest.files, out)
     return written

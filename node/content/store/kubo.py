@@ -6,7 +6,7 @@ unmaintained since 2021, refuses current daemons by version, reads whole files i
 ``cat`` and silently sends ``raw-leaves=false`` with CIDv1.
 
 - Uploads stream: the multipart body is a generator (the file part carries a Content-Type,
-  which js-ipfs requires), and the same bytes feed node.cid's builder, so the CID the daemon
+  which js-ipfs requires), and the same bytes feed node.content.cid's builder, so the CID the daemon
   reports is checked against Kubo's layout in the same pass. If they differ, the content is
   imported as a CAR of Modex-built blocks instead, which covers daemons whose importer cannot
   express a profile, e.g. js-ipfs's fixed 174-link width (a stream source is copied to an
@@ -15,7 +15,7 @@ unmaintained since 2021, refuses current daemons by version, reads whole files i
   that matches the CID's kind and the stream fails at its end unless one reproduces the CID.
 - Every call has a timeout (a daemon waits forever for content it lacks); connection failures
   are retried with exponential backoff, then StoreError names the endpoint. That RPC plumbing
-  is ``node.store.kuborpc.KuboRpc``, which the store holds as ``rpc``.
+  is ``node.content.store.kuborpc.KuboRpc``, which the store holds as ``rpc``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import BinaryIO, Self
 
 import httpx
 
-from node.car import encode_header, read_car
-from node.cid import (
+from node.content.car import encode_header, read_car
+from node.content.cid import (
     DEFAULT_PROFILE,
     PROFILES,
     UnixFSBuilder,
@@ -43,10 +43,10 @@ from node.cid import (
     uvarint,
     verify_block,
 )
+from node.content.store.dag import ChunkStream, repair_dag
+from node.content.store.kuborpc import KuboRpc
+from node.content.store.source import Source, open_source
 from node.errors import ContentNotFound, IntegrityError, LocalStoreError, StoreError
-from node.store import Source, open_source
-from node.store.dag import ChunkStream, repair_dag
-from node.store.kuborpc import KuboRpc
 
 log = logging.getLogger(__name__)
 
