@@ -47,8 +47,12 @@ HEX_RE = re.compile(r"^0x[0-9a-fA-F]+$")
 def health():
     chain = get_chain()
     checkpoint = get_indexer().checkpoint()
-    return jsonify(chain_id=chain.chain_id, block=chain.block_number(),
-                   indexed_block=checkpoint[0] if checkpoint else None, endpoint=chain.endpoint)
+    return jsonify(
+        chain_id=chain.chain_id,
+        block=chain.block_number(),
+        indexed_block=checkpoint[0] if checkpoint else None,
+        endpoint=chain.endpoint,
+    )
 
 
 @bp.route("/api/models")
@@ -58,8 +62,9 @@ def models():
         args["sort"] = "score"
     per_page = min(100, max(1, request.args.get("per_page", 20, type=int)))
     rows, total = get_indexer().list_models(per_page=per_page, **args)
-    return jsonify(total=total, page=args["page"], per_page=per_page,
-                   models=[_jsonable(dict(r)) for r in rows])
+    return jsonify(
+        total=total, page=args["page"], per_page=per_page, models=[_jsonable(dict(r)) for r in rows]
+    )
 
 
 def _jsonable(row: dict) -> dict:
@@ -72,8 +77,11 @@ def delivery(model_id: int):
     purchase = my_purchase(model_id)
     if purchase is None:
         return jsonify(state="none", message="You have not bought this model.")
-    return jsonify(state=purchase["state"], purchase_id=purchase["purchase_id"],
-                   message=delivery_message(purchase["state"], listing.get("status")))
+    return jsonify(
+        state=purchase["state"],
+        purchase_id=purchase["purchase_id"],
+        message=delivery_message(purchase["state"], listing.get("status")),
+    )
 
 
 @bp.route("/api/jobs/<job_id>")
@@ -89,11 +97,13 @@ def job_page(job_id: str):
     found = get_jobs().get(job_id, session_keys.session_id())
     if found is None:
         abort(404, description="No such job in your session (jobs are kept for a while only).")
-    return render_template("job.html", job=found.to_dict(),
-                           next=local_path(request.args.get("next")))
+    return render_template(
+        "job.html", job=found.to_dict(), next=local_path(request.args.get("next"))
+    )
 
 
 # --- browser wallet (EIP-1193): the server prepares, the browser signs and sends ---------------
+
 
 def _json() -> dict:
     data = request.get_json(silent=True)
@@ -126,12 +136,16 @@ def encryption_key():
         raise InputError("Connect a browser wallet first.")
     data = _json()
     if "signature" in data:
-        raise InputError("Send only the public key (x25519_public): the signature is the seed of "
-                         "your key-delivery key and must stay in your browser. Reload the page.")
+        raise InputError(
+            "Send only the public key (x25519_public): the signature is the seed of "
+            "your key-delivery key and must stay in your browser. Reload the page."
+        )
     public = str(data.get("x25519_public") or "")
     if not HEX_RE.match(public) or len(public) != 66 or int(public, 16) == 0:
-        raise InputError("x25519_public must be the 32-byte X25519 public key in hex "
-                         "(0x + 64 digits), derived in the browser.")
+        raise InputError(
+            "x25519_public must be the 32-byte X25519 public key in hex "
+            "(0x + 64 digits), derived in the browser."
+        )
     session["browser_x25519"] = public.lower()
     return jsonify(x25519_public=public.lower())
 
@@ -181,8 +195,10 @@ def prepare_tx():
         max_price = parse_eth(str(data.get("maxPrice", "")), "maximum price")
         public = session.get("browser_x25519")
         if not public:
-            raise InputError("Enable encryption first (Wallet page): your wallet signs one message "
-                             "from which your key-delivery key is derived.")
+            raise InputError(
+                "Enable encryption first (Wallet page): your wallet signs one message "
+                "from which your key-delivery key is derived."
+            )
         value = get_listing(chain, model_id).price
         if value > max_price:
             raise InputError(price_changed_message(value))
@@ -194,8 +210,11 @@ def prepare_tx():
         if earnings.releasable:
             sale = earnings.releasable[0]
             fn = chain.marketplace.functions.releaseRevenue(sale.purchase_id)
-            step = {"step": "release", "purchaseId": sale.purchase_id,
-                    "left": len(earnings.releasable)}
+            step = {
+                "step": "release",
+                "purchaseId": sale.purchase_id,
+                "left": len(earnings.releasable),
+            }
         elif earnings.credited == 0:
             raise Conflict(earnings.nothing_to_withdraw(address))
         else:
@@ -225,6 +244,8 @@ def tx_status(tx_hash: str):
         receipt = w3.eth.get_transaction_receipt(tx_hash)
     except TransactionNotFound:
         return jsonify(state="pending")
-    return jsonify(state="mined" if receipt["status"] == 1 else "reverted",
-                   block=receipt["blockNumber"], gas_used=receipt["gasUsed"])
-
+    return jsonify(
+        state="mined" if receipt["status"] == 1 else "reverted",
+        block=receipt["blockNumber"],
+        gas_used=receipt["gasUsed"],
+    )

@@ -58,16 +58,21 @@ def status_for(exc: BaseException) -> int:
 def describe(exc: BaseException) -> str:
     """The sentence a person reads."""
     if isinstance(exc, CSRFError):
-        return ("The form expired or did not come from this site (missing or invalid CSRF token); "
-                "reload the page and submit it again.")
+        return (
+            "The form expired or did not come from this site (missing or invalid CSRF token); "
+            "reload the page and submit it again."
+        )
     if isinstance(exc, HTTPException):
         if exc.code == 413:
             limit = request.max_content_length
             size = f" (limit {limit // (1 << 20)} MiB)" if limit else ""
             return f"The upload is too large{size}; choose a smaller model or publish it with `modex publish`."
         if exc.code == 404:
-            return exc.description if exc.description and "requested URL" not in exc.description \
+            return (
+                exc.description
+                if exc.description and "requested URL" not in exc.description
                 else "There is nothing at this address; go back to the market."
+            )
         return exc.description or exc.name
     if isinstance(exc, ContractRevert):
         name = exc.context.get("error") or exc.context.get("name")

@@ -26,8 +26,32 @@ STATUS_NAMES = {
 }
 
 # Tags a model card may use after Markdown rendering; everything else is stripped by nh3.
-CARD_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "strong", "em", "code",
-             "pre", "blockquote", "table", "thead", "tbody", "tr", "th", "td", "a", "hr", "br"}
+CARD_TAGS = {
+    "p",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "ul",
+    "ol",
+    "li",
+    "strong",
+    "em",
+    "code",
+    "pre",
+    "blockquote",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "a",
+    "hr",
+    "br",
+}
 
 
 class NeedsWallet(ModexError):
@@ -35,8 +59,10 @@ class NeedsWallet(ModexError):
     it into a redirect to the wallet page (pages) or a 401 with this sentence (/api)."""
 
     def __init__(self):
-        super().__init__("Unlock your wallet first (Wallet page); your session has none "
-                         "unlocked or it timed out.")
+        super().__init__(
+            "Unlock your wallet first (Wallet page); your session has none "
+            "unlocked or it timed out."
+        )
 
 
 def local_path(target: str | None, default: str = "") -> str:
@@ -44,8 +70,12 @@ def local_path(target: str | None, default: str = "") -> str:
     redirect targets. Refuses "//host", backslashes ("/\\host" is "//host" to a browser) and control
     characters or spaces (the tab in "/<tab>/host" is dropped on the way to the Location header)."""
     target = target or ""
-    if (not target.startswith("/") or target.startswith("//") or "\\" in target
-            or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target)):
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target)
+    ):
         return default
     return target
 
@@ -55,7 +85,7 @@ def strip_front_matter(text: str) -> str:
     if text.startswith("---\n"):
         end = text.find("\n---", 4)
         if end != -1:
-            return text[end + 4:].lstrip("-").lstrip("\n")
+            return text[end + 4 :].lstrip("-").lstrip("\n")
     return text
 
 
@@ -64,8 +94,13 @@ def render_card(text: str | None) -> Markup:
     if text is not None and not isinstance(text, str):  # seller-written metadata: any JSON
         return Markup('<p class="muted">The seller\'s model card is not text; it is not shown.</p>')
     rendered = md.markdown(strip_front_matter(text or ""), extensions=["tables", "fenced_code"])
-    clean = nh3.clean(rendered, tags=CARD_TAGS, attributes={"a": {"href", "title"}},
-                      url_schemes={"http", "https", "ipfs"}, link_rel="noopener noreferrer nofollow")
+    clean = nh3.clean(
+        rendered,
+        tags=CARD_TAGS,
+        attributes={"a": {"href", "title"}},
+        url_schemes={"http", "https", "ipfs"},
+        link_rel="noopener noreferrer nofollow",
+    )
     return Markup(clean)
 
 
@@ -76,17 +111,23 @@ def vote_histogram_svg(counts: dict[int, int], width: int = 260, bar_h: int = 18
     label_w, count_w = 34, 40
     bar_max = width - label_w - count_w
     height = 5 * (bar_h + 6)
-    parts = [(f'<svg class="histogram" role="img" xmlns="http://www.w3.org/2000/svg" '
-              f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
-              f"<title>Votes: {total} in all</title>")]
+    parts = [
+        (
+            f'<svg class="histogram" role="img" xmlns="http://www.w3.org/2000/svg" '
+            f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+            f"<title>Votes: {total} in all</title>"
+        )
+    ]
     for row, score in enumerate(range(5, 0, -1)):
         n = int(counts.get(score, 0))
         y = row * (bar_h + 6)
         w = round(bar_max * n / peak) if n else 0
-        parts.append(f'<text x="0" y="{y + bar_h - 4}" class="hist-label">{score}★</text>'
-                     f'<rect x="{label_w}" y="{y}" width="{bar_max}" height="{bar_h}" class="hist-bg"/>'
-                     f'<rect x="{label_w}" y="{y}" width="{w}" height="{bar_h}" class="hist-bar"/>'
-                     f'<text x="{label_w + bar_max + 6}" y="{y + bar_h - 4}" class="hist-count">{n}</text>')
+        parts.append(
+            f'<text x="0" y="{y + bar_h - 4}" class="hist-label">{score}★</text>'
+            f'<rect x="{label_w}" y="{y}" width="{bar_max}" height="{bar_h}" class="hist-bg"/>'
+            f'<rect x="{label_w}" y="{y}" width="{w}" height="{bar_h}" class="hist-bar"/>'
+            f'<text x="{label_w + bar_max + 6}" y="{y + bar_h - 4}" class="hist-count">{n}</text>'
+        )
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -94,6 +135,7 @@ def vote_histogram_svg(counts: dict[int, int], width: int = 260, bar_h: int = 18
 def metric_rows(metrics: dict | None) -> list[tuple[str, str]]:
     """Listing metrics as (name, text) rows: numbers rounded, per-class dicts on one line;
     matrices and bookkeeping fields left to the metadata JSON."""
+
     def fmt(value) -> str:
         return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -125,7 +167,7 @@ def short(value: str | bytes | None, keep: int = 6) -> str:
         return ""
     if isinstance(value, bytes):
         value = "0x" + value.hex()
-    return value if len(value) <= 2 * keep + 3 else f"{value[:keep + 2]}…{value[-keep:]}"
+    return value if len(value) <= 2 * keep + 3 else f"{value[: keep + 2]}…{value[-keep:]}"
 
 
 def require_signer():
@@ -139,8 +181,10 @@ def require_signer():
 def _needs_wallet(exc: NeedsWallet):
     if request.path.startswith("/api/"):
         return jsonify(error=str(exc), status=401), 401
-    flash("Unlock or create a wallet first; your session has none unlocked (or it timed out).",
-          "error")
+    flash(
+        "Unlock or create a wallet first; your session has none unlocked (or it timed out).",
+        "error",
+    )
     return redirect(url_for("wallet.index", next=request.full_path))
 
 
@@ -162,5 +206,3 @@ def init_app(app) -> None:
             "demo": app.config.get("MODEX_DEMO"),
             "faucet": bool(app.config.get("MODEX_FAUCET_WEI")),
         }
-
-

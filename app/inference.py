@@ -44,8 +44,13 @@ def call_inference(signer, model_id: int, inputs: list[str]) -> tuple[int, dict]
     if service is None:
         return 503, {"error": "This node serves no inference (start it with `modex up`)."}
     chain = get_chain()
-    payload = sign_request(_AccountView(signer), model_id=model_id, inputs=inputs,
-                           chain_id=chain.chain_id, verifying_contract=chain.marketplace.address)
+    payload = sign_request(
+        _AccountView(signer),
+        model_id=model_id,
+        inputs=inputs,
+        chain_id=chain.chain_id,
+        verifying_contract=chain.marketplace.address,
+    )
     try:
         return 200, service.handle(payload)
     except Refusal as refusal:
@@ -74,8 +79,9 @@ class ServedModels(Mapping):
                 except ModexError:
                     raise
                 except Exception as exc:  # transformers' own errors: a sentence, not a trace
-                    raise ModexError(f"this node cannot load model {model_id} for inference "
-                                     f"from {path}: {exc}") from exc
+                    raise ModexError(
+                        f"this node cannot load model {model_id} for inference from {path}: {exc}"
+                    ) from exc
                 self._batchers[str(path)] = DynamicBatcher(predictor, max_wait_ms=5.0)
             return self._batchers[str(path)]
 
@@ -99,8 +105,9 @@ class ModelWarmer:
     def __init__(self, service):
         self._service = service
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._load_all, name="modex-warm-models",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._load_all, name="modex-warm-models", daemon=True
+        )
 
     def start(self) -> ModelWarmer:
         self._thread.start()
@@ -140,9 +147,12 @@ def init_app(app, csrf) -> None:
     def has_license(model_id: int, address: str) -> bool:
         return bool(chain.call(chain.marketplace.functions.hasLicense(model_id, address)))
 
-    service = InferenceService(ServedModels(models), has_license=has_license,
-                               chain_id=chain.chain_id,
-                               verifying_contract=chain.marketplace.address)
+    service = InferenceService(
+        ServedModels(models),
+        has_license=has_license,
+        chain_id=chain.chain_id,
+        verifying_contract=chain.marketplace.address,
+    )
     blueprint = create_blueprint(service, name="modex_inference")
     csrf.exempt(blueprint)  # JSON signed by the wallet (EIP-712): the signature authenticates
     app.register_blueprint(blueprint, url_prefix="/api/inference")

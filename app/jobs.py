@@ -42,9 +42,15 @@ class Job:
         if self.total:
             percent = round(100.0 * (self.done or 0) / self.total, 1)
         return {
-            "id": self.id, "kind": self.kind, "state": self.state, "step": self.step,
-            "done": self.done, "total": self.total, "percent": percent,
-            "result": self.result, "error": self.error,
+            "id": self.id,
+            "kind": self.kind,
+            "state": self.state,
+            "step": self.step,
+            "done": self.done,
+            "total": self.total,
+            "percent": percent,
+            "result": self.result,
+            "error": self.error,
         }
 
 
@@ -75,7 +81,9 @@ class JobRunner:
             except Exception:  # a bug: log it, show a sentence, keep the pool alive
                 log.exception("job %s (%s) crashed", job.id, kind)
                 job.state = "failed"
-                job.error = "The job stopped on an unexpected error; the details are in the server log."
+                job.error = (
+                    "The job stopped on an unexpected error; the details are in the server log."
+                )
             finally:
                 job.finished = time.time()
 
@@ -104,8 +112,12 @@ class JobRunner:
             del self._jobs[job.id]
 
 
-STAGE_LABELS = {"hash": "Hashing the model files", "seal": "Sealing (AES-256-GCM)",
-                "pin": "Pinning to IPFS", "fetch": "Fetching, decrypting and verifying"}
+STAGE_LABELS = {
+    "hash": "Hashing the model files",
+    "seal": "Sealing (AES-256-GCM)",
+    "pin": "Pinning to IPFS",
+    "fetch": "Fetching, decrypting and verifying",
+}
 
 
 def byte_progress(progress):

@@ -21,8 +21,12 @@ from node.protocol import ModelStatus, Purchase
 
 # The tasks a listing may name: the Publish form's choices and the market's task filter.
 TASKS = ("text-classification", "sentiment-analysis", "feature-extraction", "other")
-SORTS = {"newest": "Newest", "price": "Price (low to high)", "score": "Score",
-         "recommended": "Recommended"}
+SORTS = {
+    "newest": "Newest",
+    "price": "Price (low to high)",
+    "score": "Score",
+    "recommended": "Recommended",
+}
 # Filter values are the indexer's status words (ModelStatus.word), named as the badges name them.
 STATUSES = {"": "Any status", **STATUS_NAMES}
 MAX_PAGE = 100_000  # beyond any real listing count; keeps OFFSET inside SQLite's integers
@@ -66,8 +70,11 @@ def listing_row(row) -> dict:
 def model_or_404(model_id: int) -> dict:
     row = get_indexer().get_model(model_id) if model_id < 2**63 else None  # SQLite's integers
     if row is None:
-        abort(404, description=f"There is no model #{model_id} on this exchange; "
-                               "it may not be indexed yet. Go back to the market.")
+        abort(
+            404,
+            description=f"There is no model #{model_id} on this exchange; "
+            "it may not be indexed yet. Go back to the market.",
+        )
     return listing_row(row)
 
 
@@ -90,8 +97,11 @@ def my_purchase(model_id: int) -> dict | None:
     address = session_keys.current_address()
     if not address:
         return None
-    mine = [p for p in get_indexer().purchases_of(address)
-            if p["model_id"] == model_id and p.get("kind", "buyer") == "buyer"]
+    mine = [
+        p
+        for p in get_indexer().purchases_of(address)
+        if p["model_id"] == model_id and p.get("kind", "buyer") == "buyer"
+    ]
     if mine:
         delivered = [p for p in mine if p["state"] == "delivered"]
         return (delivered or mine)[-1]
@@ -108,6 +118,9 @@ def my_purchase(model_id: int) -> dict | None:
 def seller_earnings(address: str, model_id: int | None = None):
     """``node.market.earnings`` of ``address`` over its unreleased sales from the index (those
     of one model when ``model_id`` is given)."""
-    sales = [p["purchase_id"] for p in get_indexer().unreleased_sales(address)
-             if model_id is None or p["model_id"] == model_id]
+    sales = [
+        p["purchase_id"]
+        for p in get_indexer().unreleased_sales(address)
+        if model_id is None or p["model_id"] == model_id
+    ]
     return market.earnings(get_chain(), address, sales)

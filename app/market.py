@@ -78,9 +78,17 @@ def index():
         rows, total = indexer.list_models(per_page=per_page, **args)
         notes = {}
     pages = max(1, -(-total // per_page))
-    return render_template("market.html", rows=[listing_row(r) for r in rows], total=total, pages=pages,
-                           args=args, sorts=SORTS, statuses=STATUSES, tasks=list(TASKS),
-                           notes=notes)
+    return render_template(
+        "market.html",
+        rows=[listing_row(r) for r in rows],
+        total=total,
+        pages=pages,
+        args=args,
+        sorts=SORTS,
+        statuses=STATUSES,
+        tasks=list(TASKS),
+        notes=notes,
+    )
 
 
 def _recommended_page(indexer, args, per_page):
@@ -88,7 +96,7 @@ def _recommended_page(indexer, args, per_page):
     pool, total = indexer.list_models(per_page=RECOMMEND_POOL, **query)
     ranked = rank_for_buyer([dict(r) for r in pool], need=args["query"] or "")
     start = (args["page"] - 1) * per_page
-    page = ranked[start:start + per_page]
+    page = ranked[start : start + per_page]
     notes = {r["listing"]["model_id"]: r["explanation"] for r in page}
     return [r["listing"] for r in page], min(total, len(ranked)), notes
 
@@ -104,10 +112,16 @@ def rank_for_buyer(listings: list[dict], need: str) -> list[dict]:
         if model_id not in by_id and (row := indexer.get_model(model_id)) is not None:
             by_id[model_id] = listing_row(row)
     # The recommender's votes are a sum over a count: the price-weighted mean times the voters.
-    items = [{"id": model_id, "name": l.get("name") or f"Model #{model_id}",
-              "card": l.get("description") or "",
-              "vote_sum": (l.get("score") or 0) * (l.get("vote_count") or 0),
-              "vote_count": l.get("vote_count") or 0} for model_id, l in by_id.items()]
+    items = [
+        {
+            "id": model_id,
+            "name": l.get("name") or f"Model #{model_id}",
+            "card": l.get("description") or "",
+            "vote_sum": (l.get("score") or 0) * (l.get("vote_count") or 0),
+            "vote_count": l.get("vote_count") or 0,
+        }
+        for model_id, l in by_id.items()
+    ]
     ranked = _recommender().recommend(items, need=need, history=bought, top_k=None)
     return [{"listing": by_id[r.id], "explanation": r.explanation} for r in ranked]
 
@@ -117,7 +131,8 @@ def _recommender():
     with _recommender_lock:
         if "modex.recommender" not in app.extensions:
             app.extensions["modex.recommender"] = Recommender(
-                cache_path=data_dir() / "embeddings.sqlite")
+                cache_path=data_dir() / "embeddings.sqlite"
+            )
     return app.extensions["modex.recommender"]
 
 
@@ -143,8 +158,9 @@ def _refund_outlook(purchase: dict | None, listing: dict):
     try:
         return market.refundability(get_chain(), purchase["purchase_id"])
     except ModexError as exc:
-        log.warning("purchase %s: cannot tell whether it is refundable: %s",
-                    purchase["purchase_id"], exc)
+        log.warning(
+            "purchase %s: cannot tell whether it is refundable: %s", purchase["purchase_id"], exc
+        )
         return None
 
 
@@ -158,9 +174,14 @@ def model(model_id: int):
     address = session_keys.current_address()
     owner = address is not None and address.lower() == listing["owner"].lower()
     return render_template(
-        "model.html", m=listing, meta=meta, attestations=indexer.attestations_of(model_id),
-        rounds=indexer.rounds_of(model_id), histogram=vote_histogram_svg(histogram),
-        purchase=purchase, refund=_refund_outlook(purchase, listing),
+        "model.html",
+        m=listing,
+        meta=meta,
+        attestations=indexer.attestations_of(model_id),
+        rounds=indexer.rounds_of(model_id),
+        histogram=vote_histogram_svg(histogram),
+        purchase=purchase,
+        refund=_refund_outlook(purchase, listing),
         delivery_text=purchase and delivery_message(purchase["state"], listing.get("status")),
         earnings=seller_earnings(address, model_id) if owner else None,
         stopped=stops_sales(listing.get("status")),
@@ -191,8 +212,11 @@ def buy(model_id: int):
     purchases = session.setdefault("purchases", {})
     purchases[f"{signer.address}:{model_id}"] = purchase.purchase_id
     session.modified = True
-    flash(f"Bought {listing.get('name') or 'model'} (purchase #{purchase.purchase_id}); the seller's node "
-          "delivers your key in a moment.", "ok")
+    flash(
+        f"Bought {listing.get('name') or 'model'} (purchase #{purchase.purchase_id}); the seller's node "
+        "delivers your key in a moment.",
+        "ok",
+    )
     return redirect(url_for(".model", model_id=model_id))
 
 
@@ -209,17 +233,30 @@ def fetch(model_id: int):
     if out.exists():
         flash("This model is already fetched and verified on this node.", "ok")
         return redirect(url_for(".model", model_id=model_id))
-    job = get_jobs().submit("fetch", session_keys.session_id(), _fetch_job, get_chain(),
-                            get_store(), signer, model_id, out)
-    return redirect(url_for("api.job_page", job_id=job.id,
-                            next=url_for(".model", model_id=model_id)))
+    job = get_jobs().submit(
+        "fetch",
+        session_keys.session_id(),
+        _fetch_job,
+        get_chain(),
+        get_store(),
+        signer,
+        model_id,
+        out,
+    )
+    return redirect(
+        url_for("api.job_page", job_id=job.id, next=url_for(".model", model_id=model_id))
+    )
 
 
 def _fetch_job(chain, store, signer, model_id, out, *, progress):
     out.parent.mkdir(parents=True, exist_ok=True)
     fetched = fetch_model(chain, signer, store, model_id, out, progress=byte_progress(progress))
-    return {"path": str(fetched.out_dir), "model_hash": fetched.model_hash,
-            "files": fetched.files, "url": f"/models/{model_id}"}
+    return {
+        "path": str(fetched.out_dir),
+        "model_hash": fetched.model_hash,
+        "files": fetched.files,
+        "url": f"/models/{model_id}",
+    }
 
 
 @bp.route("/models/<int:model_id>/refund", methods=["POST"])
@@ -235,8 +272,11 @@ def refund(model_id: int):
         flash("There is no purchase of this model to refund.", "error")
         return redirect(url_for(".model", model_id=model_id))
     purchase_id = purchase["purchase_id"]
-    return _send_and_return(model_id, lambda: market.refund(get_chain(), signer, purchase_id),
-                            f"Purchase #{purchase_id} refunded to your wallet.")
+    return _send_and_return(
+        model_id,
+        lambda: market.refund(get_chain(), signer, purchase_id),
+        f"Purchase #{purchase_id} refunded to your wallet.",
+    )
 
 
 @bp.route("/models/<int:model_id>/vote", methods=["POST"])
@@ -244,8 +284,11 @@ def vote(model_id: int):
     model_or_404(model_id)
     signer = require_signer()
     score = request.form.get("score", type=int)  # None when it is not a number: vote refuses it
-    return _send_and_return(model_id, lambda: market.vote(get_chain(), signer, model_id, score),
-                            f"Your vote ({score}★) is recorded on-chain.")
+    return _send_and_return(
+        model_id,
+        lambda: market.vote(get_chain(), signer, model_id, score),
+        f"Your vote ({score}★) is recorded on-chain.",
+    )
 
 
 def _send_and_return(model_id: int, send: Callable[[], object], done: str):

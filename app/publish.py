@@ -42,15 +42,23 @@ def local_models() -> list[Path]:
     if not root.is_dir():
         return []
     # Hidden folders are excluded: ml/train.py writes a model into ".<name>.*" before renaming it.
-    return sorted(p for p in root.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and (p / "config.json").is_file())
+    return sorted(
+        p
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / "config.json").is_file()
+    )
 
 
 @bp.route("/", methods=["GET"])
 def index():
     # ?model_dir= preselects a directory (the training job's "Publish this model" link).
-    return render_template("publish.html", tasks=TASKS, licenses=LICENSES, models=local_models(),
-                           form={"model_dir": request.args.get("model_dir", "")})
+    return render_template(
+        "publish.html",
+        tasks=TASKS,
+        licenses=LICENSES,
+        models=local_models(),
+        form={"model_dir": request.args.get("model_dir", "")},
+    )
 
 
 def _form() -> dict:
@@ -60,8 +68,10 @@ def _form() -> dict:
         raise InputError(f"Give the model a name of 1 to {MAX_NAME} characters.")
     description = (form.get("description") or "").strip()
     if len(description) > MAX_DESCRIPTION:
-        raise InputError(f"Keep the description under {MAX_DESCRIPTION} characters "
-                         "(put details in the model card).")
+        raise InputError(
+            f"Keep the description under {MAX_DESCRIPTION} characters "
+            "(put details in the model card)."
+        )
     task = form.get("task") or ""
     if task not in TASKS:
         raise InputError(f"Choose a task among: {', '.join(TASKS)}.")
@@ -72,8 +82,14 @@ def _form() -> dict:
     if len(card) > MAX_CARD:
         raise InputError(f"The model card is over {MAX_CARD} characters; shorten it.")
     price = parse_eth(form.get("price", ""), "price")
-    return {"name": name, "description": description, "task": task, "license": license_,
-            "card": card or None, "price": price}
+    return {
+        "name": name,
+        "description": description,
+        "task": task,
+        "license": license_,
+        "card": card or None,
+        "price": price,
+    }
 
 
 def _model_dir() -> tuple[Path, bool]:
@@ -86,8 +102,10 @@ def _model_dir() -> tuple[Path, bool]:
             parts = rel.parts[1:] if len(rel.parts) > 1 else rel.parts  # drop the chosen folder
             if rel.is_absolute() or not parts or any(p in ("", ".", "..") for p in parts):
                 shutil.rmtree(target, ignore_errors=True)
-                raise InputError(f"The uploaded file name '{upload.filename[:80]}' is not a plain "
-                                 "relative path; upload the model folder itself.")
+                raise InputError(
+                    f"The uploaded file name '{upload.filename[:80]}' is not a plain "
+                    "relative path; upload the model folder itself."
+                )
             dest = target.joinpath(*parts)
             try:
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -95,9 +113,11 @@ def _model_dir() -> tuple[Path, bool]:
             except (OSError, ValueError) as exc:  # a NUL byte, a name over 255 bytes, a full disk
                 shutil.rmtree(target, ignore_errors=True)
                 log.info("upload %r refused: %s", upload.filename[:80], exc)
-                raise InputError(f"The uploaded file '{upload.filename[:80]}' could not be stored "
-                                 f"on this node ({getattr(exc, 'strerror', None) or exc}); rename "
-                                 "it or upload the model folder itself.") from None
+                raise InputError(
+                    f"The uploaded file '{upload.filename[:80]}' could not be stored "
+                    f"on this node ({getattr(exc, 'strerror', None) or exc}); rename "
+                    "it or upload the model folder itself."
+                ) from None
         return target, True
     choice = request.form.get("model_dir") or ""
     allowed = {str(p): p for p in local_models()}
@@ -111,34 +131,52 @@ def submit():
     signer = require_signer()
     vault = current_app.config.get("MODEX_KEYVAULT")
     if vault is None:
-        flash("This node has no key vault for sellers' content keys, so it cannot deliver keys "
-              "for you: start it with `modex up`, or publish with `modex publish`.", "error")
+        flash(
+            "This node has no key vault for sellers' content keys, so it cannot deliver keys "
+            "for you: start it with `modex up`, or publish with `modex publish`.",
+            "error",
+        )
         return redirect(url_for(".index"))
     try:
         fields = _form()
         model_dir, temporary = _model_dir()
     except InputError as exc:
         flash(str(exc), "error")
-        return render_template("publish.html", tasks=TASKS, licenses=LICENSES,
-                               models=local_models(), form=request.form), 400
+        return render_template(
+            "publish.html", tasks=TASKS, licenses=LICENSES, models=local_models(), form=request.form
+        ), 400
     try:
         claim = claim_for(model_dir, _declared_metrics(model_dir))  # before any work: a sentence
     except ManifestError as exc:
         if temporary:
             shutil.rmtree(model_dir, ignore_errors=True)
         flash(str(exc).replace(str(model_dir), "MODEL_DIR"), "error")
-        return render_template("publish.html", tasks=TASKS, licenses=LICENSES,
-                               models=local_models(), form=request.form), 400
+        return render_template(
+            "publish.html", tasks=TASKS, licenses=LICENSES, models=local_models(), form=request.form
+        ), 400
     if claim is None:
-        flash(f"This folder carries no evaluation report ({EVALUATION_REPORT}): it is listed "
-              "without a claimed work digest and can never become Verified. Models trained on this "
-              "node carry one; for another model run `modex evaluate MODEL_DIR --eval-set NAME "
-              f"--output MODEL_DIR/metrics.json --report MODEL_DIR/{EVALUATION_REPORT}` and "
-              "publish the folder again.", "warning")
+        flash(
+            f"This folder carries no evaluation report ({EVALUATION_REPORT}): it is listed "
+            "without a claimed work digest and can never become Verified. Models trained on this "
+            "node carry one; for another model run `modex evaluate MODEL_DIR --eval-set NAME "
+            f"--output MODEL_DIR/metrics.json --report MODEL_DIR/{EVALUATION_REPORT}` and "
+            "publish the folder again.",
+            "warning",
+        )
     job = get_jobs().submit(
-        "publish", session_keys.session_id(), _publish_job, get_chain(), get_store(),
-        get_config(), signer, model_dir, temporary, fields,
-        current_app.config.get("MODEX_OPERATOR"), vault, current_app.config.get("MODEX_MODELS"),
+        "publish",
+        session_keys.session_id(),
+        _publish_job,
+        get_chain(),
+        get_store(),
+        get_config(),
+        signer,
+        model_dir,
+        temporary,
+        fields,
+        current_app.config.get("MODEX_OPERATOR"),
+        vault,
+        current_app.config.get("MODEX_MODELS"),
     )
     return redirect(url_for("api.job_page", job_id=job.id))
 
@@ -151,15 +189,22 @@ def _declared_metrics(model_dir: Path) -> dict:
     return metrics if isinstance(metrics, dict) else {}
 
 
-def _publish_job(chain, store, config, signer, model_dir, temporary, fields, operator, vault,
-                 models, *, progress):
+def _publish_job(
+    chain, store, config, signer, model_dir, temporary, fields, operator, vault, models, *, progress
+):
     fields = dict(fields)
     price = fields.pop("price")
     # A directory from ml/ declares its evaluation (eval set + metrics): validators re-run it.
     metrics = _declared_metrics(model_dir)
     try:
-        prepared = prepare(model_dir, store, vault, ListingInfo(**fields, metrics=metrics),
-                           cid_profile=config.cid_profile, progress=byte_progress(progress))
+        prepared = prepare(
+            model_dir,
+            store,
+            vault,
+            ListingInfo(**fields, metrics=metrics),
+            cid_profile=config.cid_profile,
+            progress=byte_progress(progress),
+        )
         progress("Listing on-chain")
         result = list_prepared(chain, signer, prepared, vault, price_wei=price, operator=operator)
     except BaseException:
@@ -168,5 +213,8 @@ def _publish_job(chain, store, config, signer, model_dir, temporary, fields, ope
         raise
     if models is not None:
         models[result.model_id] = model_dir  # served for inference by this node from now on
-    return {"model_id": result.model_id, "url": f"/models/{result.model_id}",
-            "work_digest": "0x" + result.work_digest.hex() if result.work_digest else None}
+    return {
+        "model_id": result.model_id,
+        "url": f"/models/{result.model_id}",
+        "work_digest": "0x" + result.work_digest.hex() if result.work_digest else None,
+    }

@@ -42,6 +42,7 @@ def _cached(name: str, build):
 
 def get_config():
     """The node's `Config` (node.config): from the app config or loaded from file + MODEX_* env."""
+
     def build():
         return load_config(current_app.config.get("MODEX_CONFIG_FILE"))
 
@@ -56,6 +57,7 @@ def data_dir() -> Path:
 
 def get_chain():
     """The chain client (node.chain.Chain) for the configured endpoint and deployment."""
+
     def build():
         return Chain.from_config(get_config())
 
@@ -64,6 +66,7 @@ def get_chain():
 
 def get_store():
     """The content store: the embedded one under the data dir, or a Kubo-API daemon by URL."""
+
     def build():
         return open_configured_store(get_config())
 
@@ -77,6 +80,7 @@ def index_db_path() -> Path:
 def get_indexer():
     """The indexer's read API (node.indexer.Indexer, one per app). Its SQLite connection is per
     thread; the one this request opened is closed on teardown."""
+
     def build():
         return Indexer(get_chain(), index_db_path(), confirmations=get_config().confirmations)
 

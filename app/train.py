@@ -42,10 +42,12 @@ EVALS = (1, 20)
 MIN_TRAIN_ROWS = 16
 LEARNING_RATE = (1e-6, 1e-2)
 # ml.train's phase names, as the job page says them.
-PHASES = {"loading base model": "Loading the base model and the training rows",
-          "training": "Training steps",
-          "evaluating on validation": "Checking on validation rows",
-          "saving": "Saving the model directory"}
+PHASES = {
+    "loading base model": "Loading the base model and the training rows",
+    "training": "Training steps",
+    "evaluating on validation": "Checking on validation rows",
+    "saving": "Saving the model directory",
+}
 
 
 class TrainingCancelled(ModexError):
@@ -73,19 +75,34 @@ def models_root() -> Path:
 
 
 def defaults() -> dict:
-    return {"name": "", "train_size": ml_train.TRAIN_SIZE, "epochs": ml_train.EPOCHS,
-            "batch_size": ml_train.BATCH_SIZE, "max_length": ml_train.MAX_LENGTH,
-            "learning_rate": ml_train.LEARNING_RATE, "evals_per_run": ml_train.EVALS_PER_RUN,
-            "eval_set": data.DEFAULT_EVAL_SET}
+    return {
+        "name": "",
+        "train_size": ml_train.TRAIN_SIZE,
+        "epochs": ml_train.EPOCHS,
+        "batch_size": ml_train.BATCH_SIZE,
+        "max_length": ml_train.MAX_LENGTH,
+        "learning_rate": ml_train.LEARNING_RATE,
+        "evals_per_run": ml_train.EVALS_PER_RUN,
+        "eval_set": data.DEFAULT_EVAL_SET,
+    }
 
 
 def _page(form: dict, status: int = 200):
-    return render_template("train.html", form=form, eval_sets=sorted(data.EVAL_SETS),
-                           train_rows=len(data.split("train")), min_rows=MIN_TRAIN_ROWS,
-                           bounds={"epochs": EPOCHS, "batch_size": BATCH_SIZE,
-                                   "max_length": MAX_LENGTH, "evals_per_run": EVALS,
-                                   "learning_rate": LEARNING_RATE},
-                           busy=get_slot().busy()), status
+    return render_template(
+        "train.html",
+        form=form,
+        eval_sets=sorted(data.EVAL_SETS),
+        train_rows=len(data.split("train")),
+        min_rows=MIN_TRAIN_ROWS,
+        bounds={
+            "epochs": EPOCHS,
+            "batch_size": BATCH_SIZE,
+            "max_length": MAX_LENGTH,
+            "evals_per_run": EVALS,
+            "learning_rate": LEARNING_RATE,
+        },
+        busy=get_slot().busy(),
+    ), status
 
 
 @bp.route("/", methods=["GET"])
@@ -101,8 +118,9 @@ def _whole(form, key: str, label: str, bounds: tuple[int, int], default: int) ->
     try:
         value = int(raw)
     except ValueError:
-        raise InputError(f"The {label} '{raw[:20]}' is not a whole number; write one from {lo} "
-                         f"to {hi}.")
+        raise InputError(
+            f"The {label} '{raw[:20]}' is not a whole number; write one from {lo} to {hi}."
+        )
     if not lo <= value <= hi:
         raise InputError(f"The {label} must be from {lo} to {hi} (you wrote {value}).")
     return value
@@ -118,8 +136,9 @@ def _learning_rate(form, default: float) -> float:
     except ValueError:
         raise InputError(f"The learning rate '{raw[:20]}' is not a number; write one like 0.0001.")
     if not lo <= value <= hi:  # also refuses nan and inf
-        raise InputError(f"The learning rate must be from {lo:g} to {hi:g}, e.g. 0.0001 "
-                         f"(you wrote {raw[:20]}).")
+        raise InputError(
+            f"The learning rate must be from {lo:g} to {hi:g}, e.g. 0.0001 (you wrote {raw[:20]})."
+        )
     return value
 
 
@@ -127,23 +146,31 @@ def _target(form) -> tuple[Path, bool]:
     """The new model folder under <data dir>/models and whether an existing one is replaced."""
     name = (form.get("name") or "").strip()
     if not NAME_RE.fullmatch(name):
-        raise InputError("Name the model with 1 to 60 lower-case letters, digits or hyphens, "
-                         "e.g. review-sentiment-v2 (it becomes the folder name).")
+        raise InputError(
+            "Name the model with 1 to 60 lower-case letters, digits or hyphens, "
+            "e.g. review-sentiment-v2 (it becomes the folder name)."
+        )
     target = models_root() / name
     replace = form.get("replace") in ("1", "on", "yes", "true")
     if target.exists() or target.is_symlink():
         if not replace:
-            raise InputError(f"A model folder named {name} already exists on this node; choose "
-                             "another name, or tick \"Replace\" to train over it.")
-        served = {Path(p).resolve(): i for i, p in (current_app.config.get("MODEX_MODELS") or {})
-                  .items()}
+            raise InputError(
+                f"A model folder named {name} already exists on this node; choose "
+                'another name, or tick "Replace" to train over it.'
+            )
+        served = {
+            Path(p).resolve(): i for i, p in (current_app.config.get("MODEX_MODELS") or {}).items()
+        }
         if target.resolve() in served:
-            raise InputError(f"{name} is the folder this node serves for listed model "
-                             f"#{served[target.resolve()]}; train under a new name instead (its "
-                             "buyers must keep getting the weights that were listed).")
+            raise InputError(
+                f"{name} is the folder this node serves for listed model "
+                f"#{served[target.resolve()]}; train under a new name instead (its "
+                "buyers must keep getting the weights that were listed)."
+            )
         if not target.is_dir() or target.is_symlink():
-            raise InputError(f"{name} exists on this node and is not a model folder; choose "
-                             "another name.")
+            raise InputError(
+                f"{name} exists on this node and is not a model folder; choose another name."
+            )
     return target, replace
 
 
@@ -155,13 +182,19 @@ def read_form(form) -> tuple[dict, Path, bool]:
     if eval_set not in data.EVAL_SETS:
         raise InputError(f"Choose an eval set among: {', '.join(sorted(data.EVAL_SETS))}.")
     settings = {
-        "train_size": _whole(form, "train_size", "number of training rows",
-                             (MIN_TRAIN_ROWS, len(data.split("train"))), base["train_size"]),
+        "train_size": _whole(
+            form,
+            "train_size",
+            "number of training rows",
+            (MIN_TRAIN_ROWS, len(data.split("train"))),
+            base["train_size"],
+        ),
         "epochs": _whole(form, "epochs", "number of epochs", EPOCHS, base["epochs"]),
         "batch_size": _whole(form, "batch_size", "batch size", BATCH_SIZE, base["batch_size"]),
         "max_length": _whole(form, "max_length", "max length", MAX_LENGTH, base["max_length"]),
-        "evals_per_run": _whole(form, "evals_per_run", "number of validation checks", EVALS,
-                                base["evals_per_run"]),
+        "evals_per_run": _whole(
+            form, "evals_per_run", "number of validation checks", EVALS, base["evals_per_run"]
+        ),
         "learning_rate": _learning_rate(form, base["learning_rate"]),
         "eval_set": eval_set,
         "name": target.name,
@@ -180,14 +213,24 @@ def submit():
     slot = get_slot()
     with slot.lock:
         if slot.busy():
-            flash("This node is already training a model (training uses every core); wait for "
-                  "that run to finish or cancel it from its job page, then start this one.",
-                  "error")
+            flash(
+                "This node is already training a model (training uses every core); wait for "
+                "that run to finish or cancel it from its job page, then start this one.",
+                "error",
+            )
             return _page(request.form, 409)
         slot.cancel = threading.Event()
         publish_url = url_for("publish.index", model_dir=str(target))
-        slot.job = get_jobs().submit("train", session_keys.session_id(), _train_job, settings,
-                                     target, replace, slot.cancel, publish_url)
+        slot.job = get_jobs().submit(
+            "train",
+            session_keys.session_id(),
+            _train_job,
+            settings,
+            target,
+            replace,
+            slot.cancel,
+            publish_url,
+        )
     return redirect(url_for("api.job_page", job_id=slot.job.id))
 
 
@@ -205,20 +248,38 @@ def cancel(job_id: str):
     return redirect(url_for("api.job_page", job_id=job_id))
 
 
-def _train_job(settings: dict, target: Path, replace: bool, cancel: threading.Event,
-               publish_url: str, *, progress):
+def _train_job(
+    settings: dict,
+    target: Path,
+    replace: bool,
+    cancel: threading.Event,
+    publish_url: str,
+    *,
+    progress,
+):
     def on_progress(step: str, done: int | None, total: int | None) -> None:
         if cancel.is_set():
-            raise TrainingCancelled("Training was cancelled; nothing was saved. Start a new run "
-                                    "from the Train page when you like.")
+            raise TrainingCancelled(
+                "Training was cancelled; nothing was saved. Start a new run "
+                "from the Train page when you like."
+            )
         label = PHASES.get(step) or step[:1].upper() + step[1:]
         progress(label, done, total)
 
-    result = ml_train.train({**settings, "output_dir": str(target), "overwrite": replace,
-                             "progress": False}, on_progress=on_progress)
-    return {"show": True, "model": target.name, "model_dir": str(target),
-            "publish_url": publish_url, "eval_set": result["eval_set"],
-            "n": result["n"], "accuracy": result["accuracy"], "macro_f1": result["macro_f1"],
-            "steps": result["run"]["steps"], "train_seconds": result["run"]["train_seconds"],
-            "train_samples_per_s": result["run"]["train_samples_per_s"]}
-
+    result = ml_train.train(
+        {**settings, "output_dir": str(target), "overwrite": replace, "progress": False},
+        on_progress=on_progress,
+    )
+    return {
+        "show": True,
+        "model": target.name,
+        "model_dir": str(target),
+        "publish_url": publish_url,
+        "eval_set": result["eval_set"],
+        "n": result["n"],
+        "accuracy": result["accuracy"],
+        "macro_f1": result["macro_f1"],
+        "steps": result["run"]["steps"],
+        "train_seconds": result["run"]["train_seconds"],
+        "train_samples_per_s": result["run"]["train_samples_per_s"],
+    }

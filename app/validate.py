@@ -59,7 +59,11 @@ class Row:
             return "evaluation failed (failure digest)"
         if self.claimed == ZERO32:
             return "revealed; the seller claimed nothing"
-        return "✔ reproduced the claim" if self.revealed == self.claimed else "✘ differs from the claim"
+        return (
+            "✔ reproduced the claim"
+            if self.revealed == self.claimed
+            else "✘ differs from the claim"
+        )
 
 
 @bp.route("/")
@@ -72,25 +76,39 @@ def index():
         stake = StakeInfo.from_call(chain.call(chain.validators.functions.stakeOf(address)))
         history = attestations_by(chain, address)
         queue = rows_for(chain, address, history)
-    return render_template("validate.html", address=address, queue=queue, history=history,
-                           stake=stake, min_stake=min_stake, wait_limit=JOB_WAIT_LIMIT_S,
-                           zero32=ZERO32)
+    return render_template(
+        "validate.html",
+        address=address,
+        queue=queue,
+        history=history,
+        stake=stake,
+        min_stake=min_stake,
+        wait_limit=JOB_WAIT_LIMIT_S,
+        zero32=ZERO32,
+    )
 
 
 def attestations_by(chain, address: str) -> list[dict]:
     """This validator's revealed attestations, newest first, from the Attested events."""
     start = int(chain.deployment.get("block", 0) or 0)
     events = chain.events("Attested", from_block=start, validator=address)
-    return [{"model_id": int(e["args"]["modelId"]), "matches": bool(e["args"]["matches"]),
-             "work_digest": "0x" + bytes(e["args"]["workDigest"]).hex(),
-             "block": e["blockNumber"]} for e in reversed(events)]
+    return [
+        {
+            "model_id": int(e["args"]["modelId"]),
+            "matches": bool(e["args"]["matches"]),
+            "work_digest": "0x" + bytes(e["args"]["workDigest"]).hex(),
+            "block": e["blockNumber"],
+        }
+        for e in reversed(events)
+    ]
 
 
 def rows_for(chain, address: str, history: list[dict]) -> list[Row]:
     """The models awaiting validation (newest first) and those where this validator holds an open
     seat, with their round, the seat and the digests."""
-    rows, _ = get_indexer().list_models(status="unverified", sort="newest", page=1,
-                                        per_page=QUEUE_SIZE)
+    rows, _ = get_indexer().list_models(
+        status="unverified", sort="newest", page=1, per_page=QUEUE_SIZE
+    )
     names = {r["model_id"]: r["name"] for r in rows}
     for a in history:  # a seat still open on a model that settled meanwhile stays listed
         names.setdefault(a["model_id"], "")
@@ -105,11 +123,18 @@ def rows_for(chain, address: str, history: list[dict]) -> list[Row]:
         if status != ModelStatus.UNVERIFIED and seat.state in (SeatState.NONE, SeatState.RELEASED):
             continue  # nothing left for this validator to do
         mine = latest.get(model_id)
-        out.append(Row(model_id, name or f"Model #{model_id}", status.word,
-                       Round.from_call(chain.call(v.roundOf(model_id))), seat,
-                       bytes(chain.call(reg.claimedWorkDigest(model_id))),
-                       bytes.fromhex(mine["work_digest"][2:]) if mine else None,
-                       mine["matches"] if mine else None))
+        out.append(
+            Row(
+                model_id,
+                name or f"Model #{model_id}",
+                status.word,
+                Round.from_call(chain.call(v.roundOf(model_id))),
+                seat,
+                bytes(chain.call(reg.claimedWorkDigest(model_id))),
+                bytes.fromhex(mine["work_digest"][2:]) if mine else None,
+                mine["matches"] if mine else None,
+            )
+        )
     return out
 
 
@@ -132,22 +157,45 @@ def stake():
 def run(model_id: int):
     signer = require_signer()
     model_or_404(model_id)
-    job = get_jobs().submit("validate", session_keys.session_id(), _validate_job, get_chain(),
-                            get_store(), signer, model_id, data_dir(),
-                            current_app.config.get("MODEX_EVALUATOR") or evaluate_listing)
+    job = get_jobs().submit(
+        "validate",
+        session_keys.session_id(),
+        _validate_job,
+        get_chain(),
+        get_store(),
+        signer,
+        model_id,
+        data_dir(),
+        current_app.config.get("MODEX_EVALUATOR") or evaluate_listing,
+    )
     return redirect(url_for("api.job_page", job_id=job.id, next=url_for(".index")))
 
 
-def _validate_job(chain, store, signer, model_id, node_dir, evaluator, *, progress,
-                  timeout: float = 600.0, interval: float = 1.0,
-                  wait_limit: float = JOB_WAIT_LIMIT_S):
+def _validate_job(
+    chain,
+    store,
+    signer,
+    model_id,
+    node_dir,
+    evaluator,
+    *,
+    progress,
+    timeout: float = 600.0,
+    interval: float = 1.0,
+    wait_limit: float = JOB_WAIT_LIMIT_S,
+):
     """Carry this one model forward — key, evaluation, commit, reveal, settlement, release —
     waiting for each deadline that comes within ``wait_limit`` seconds; ends when the model is
     settled and the seat released, or when the next deadline is further away (the result says
     when to press Validate again)."""
-    agent = ValidatorAgent(chain, signer, store,
-                           state_path(node_dir, chain.chain_id, signer.address),
-                           work_dir=node_dir / "validate", evaluator=evaluator)
+    agent = ValidatorAgent(
+        chain,
+        signer,
+        store,
+        state_path(node_dir, chain.chain_id, signer.address),
+        work_dir=node_dir / "validate",
+        evaluator=evaluator,
+    )
     deadline = time.monotonic() + timeout
     progress("staking if needed")
     found = None
@@ -158,26 +206,43 @@ def _validate_job(chain, store, signer, model_id, node_dir, evaluator, *, progre
         wait = report.waiting.get(model_id)
         if done:
             status = ModelStatus(chain.call(chain.validators.functions.status(model_id)))
-            return {"model_id": model_id, "status": status.word, "url": f"/models/{model_id}",
-                    **_finding(found)}
+            return {
+                "model_id": model_id,
+                "status": status.word,
+                "url": f"/models/{model_id}",
+                **_finding(found),
+            }
         line = report.about(model_id, agent.now())
-        progress(f"{'not checked yet, nothing committed: ' if model_id in report.retry else ''}"
-                 f"{line}")
+        progress(
+            f"{'not checked yet, nothing committed: ' if model_id in report.retry else ''}{line}"
+        )
         if wait is not None and wait.until is not None and wait.until - agent.now() > wait_limit:
-            return {"model_id": model_id, "status": "unverified", "waiting": line,
-                    "url": "/validate/", **_finding(found)}
+            return {
+                "model_id": model_id,
+                "status": "unverified",
+                "waiting": line,
+                "url": "/validate/",
+                **_finding(found),
+            }
         if time.monotonic() > deadline:
             not_checked = report.retry.get(model_id)  # this node's store or disk, never committed
             if not_checked:
-                raise StoreError(f"model {model_id} could not be checked within {timeout:g} s "
-                                 f"and nothing was committed: {not_checked}")
-            raise ChainError(f"model {model_id} is not settled after {timeout:g} s ({line}); "
-                             "press Validate again to go on")
+                raise StoreError(
+                    f"model {model_id} could not be checked within {timeout:g} s "
+                    f"and nothing was committed: {not_checked}"
+                )
+            raise ChainError(
+                f"model {model_id} is not settled after {timeout:g} s ({line}); "
+                "press Validate again to go on"
+            )
         time.sleep(interval)
 
 
 def _finding(found) -> dict:
     if found is None:
         return {}
-    return {"matches": found.matches, "work_digest": "0x" + found.work_digest.hex(),
-            "reason": found.reason}
+    return {
+        "matches": found.matches,
+        "work_digest": "0x" + found.work_digest.hex(),
+        "reason": found.reason,
+    }

@@ -56,8 +56,11 @@ def keystore_path(address: str) -> Path:
 
 
 def known_wallets() -> list[str]:
-    return sorted(to_checksum_address(p.stem) for p in wallets_dir().glob("0x*.json")
-                  if ADDRESS_RE.match(p.stem))
+    return sorted(
+        to_checksum_address(p.stem)
+        for p in wallets_dir().glob("0x*.json")
+        if ADDRESS_RE.match(p.stem)
+    )
 
 
 def _safe_next(default: str) -> str:
@@ -89,8 +92,14 @@ def index():
         entry = session_keys.current()
         if entry and entry.x25519_public:
             info["x25519"] = "0x" + entry.x25519_public.hex()
-    return render_template("wallet.html", address=address, info=info, wallets=known_wallets(),
-                           next=_safe_next(""), min_password=MIN_PASSWORD)
+    return render_template(
+        "wallet.html",
+        address=address,
+        info=info,
+        wallets=known_wallets(),
+        next=_safe_next(""),
+        min_password=MIN_PASSWORD,
+    )
 
 
 def _password(field: str = "password") -> str | None:
@@ -119,7 +128,9 @@ def create():
         _unlock(load_signer(path, password))
     finally:
         tmp.unlink(missing_ok=True)
-    flash(f"Wallet {address} created and unlocked. Keep your password: nobody can recover it.", "ok")
+    flash(
+        f"Wallet {address} created and unlocked. Keep your password: nobody can recover it.", "ok"
+    )
     return redirect(_safe_next(url_for(".index")))
 
 
@@ -137,8 +148,11 @@ def import_key():
         return redirect(url_for(".index"))
     path = keystore_path(address)
     if path.exists():
-        flash(f"Wallet {address} is already stored on this node; unlock it with its password "
-              "(its keystore was left as it is).", "error")
+        flash(
+            f"Wallet {address} is already stored on this node; unlock it with its password "
+            "(its keystore was left as it is).",
+            "error",
+        )
         return redirect(url_for(".index"))
     try:
         import_private_key(path, key, password, **_kdf())
@@ -186,11 +200,20 @@ def withdraw():
     except ModexError as exc:
         flash_error(exc)
     else:
-        released = (f" ({len(done.released)} sale{'s' if len(done.released) != 1 else ''} "
-                    "released after their challenge period)") if done.released else ""
+        released = (
+            (
+                f" ({len(done.released)} sale{'s' if len(done.released) != 1 else ''} "
+                "released after their challenge period)"
+            )
+            if done.released
+            else ""
+        )
         held = done.earnings.held_text()
-        flash(f"Withdrew {format_eth(done.amount)} to your wallet{released}."
-              + (f" Still held: {held}." if held else ""), "ok")
+        flash(
+            f"Withdrew {format_eth(done.amount)} to your wallet{released}."
+            + (f" Still held: {held}." if held else ""),
+            "ok",
+        )
     return redirect(url_for(".index"))
 
 
@@ -200,8 +223,10 @@ def faucet():
     amount = int(current_app.config.get("MODEX_FAUCET_WEI") or 0)
     address = session_keys.current_address()
     if not amount:
-        flash("This node has no faucet: it runs on a real chain. Fund your wallet from elsewhere.",
-              "error")
+        flash(
+            "This node has no faucet: it runs on a real chain. Fund your wallet from elsewhere.",
+            "error",
+        )
     elif not address:
         flash("Create or unlock a wallet first.", "error")
     else:

@@ -90,8 +90,15 @@ def measure_two_files(base: Path, size: int, repeat: int) -> dict:
     hash_s = min(hash_times)
 
     def openssl_one_after_the_other() -> list[str]:
-        return [subprocess.run(["openssl", "dgst", "-sha256", "-r", str(path)], check=True,
-                               capture_output=True, text=True).stdout.split()[0] for path in files]
+        return [
+            subprocess.run(
+                ["openssl", "dgst", "-sha256", "-r", str(path)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.split()[0]
+            for path in files
+        ]
 
     times, digests = [], []
     for _ in range(repeat):
@@ -105,9 +112,12 @@ def measure_two_files(base: Path, size: int, repeat: int) -> dict:
     ).model_hash_hex
     if printed.strip() != expected:
         raise SystemExit(f"modex hash printed {printed.strip()}, openssl's digests give {expected}")
-    return {"hash_2files_s": round(hash_s, 3), "openssl_2files_s": round(openssl_s, 3),
-            "hash_vs_openssl": round(openssl_s / hash_s, 3),
-            "hash_2files_gbps": round(2 * size / hash_s / 1e9, 3)}
+    return {
+        "hash_2files_s": round(hash_s, 3),
+        "openssl_2files_s": round(openssl_s, 3),
+        "hash_vs_openssl": round(openssl_s / hash_s, 3),
+        "hash_2files_gbps": round(2 * size / hash_s / 1e9, 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,25 +130,35 @@ def main(argv: list[str] | None = None) -> int:
     size = args.size_mb << 20
     base = Path(tempfile.mkdtemp(prefix="modex-bench-cli-", dir=args.tmpdir))
     try:
-        r = {"size_bytes": size, "cores_usable": len(os.sched_getaffinity(0)),
-             "load_avg_at_start": round(os.getloadavg()[0], 2), "modex": " ".join(modex_command())}
+        r = {
+            "size_bytes": size,
+            "cores_usable": len(os.sched_getaffinity(0)),
+            "load_avg_at_start": round(os.getloadavg()[0], 2),
+            "modex": " ".join(modex_command()),
+        }
         r.update(measure_startup(base, args.runs))
         r.update(measure_two_files(base, size, args.repeat))
         r["load_avg_at_end"] = round(os.getloadavg()[0], 2)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
-    print(f"cores usable: {r['cores_usable']}; load average at start {r['load_avg_at_start']}, "
-          f"at end {r['load_avg_at_end']}")
+    print(
+        f"cores usable: {r['cores_usable']}; load average at start {r['load_avg_at_start']}, "
+        f"at end {r['load_avg_at_end']}"
+    )
     print(f"python -c pass: {r['python_startup_s']:.3f} s (the interpreter's own start-up)")
     for name in ("help", "hash", "cid", "seal"):
         seconds = r[f"startup_{name}_s"]
         verdict = "ok" if seconds <= STARTUP_TARGET_S else "OVER"
-        print(f"modex {name:<6} {seconds:.3f} s (median of {args.runs}; target <= "
-              f"{STARTUP_TARGET_S} s: {verdict})")
-    print(f"modex hash of 2 x {size / 2**20:.0f} MiB: {r['hash_2files_s']:.3f} s "
-          f"({r['hash_2files_gbps']:.3f} GB/s) vs openssl dgst -sha256 one after the other "
-          f"{r['openssl_2files_s']:.3f} s -> {r['hash_vs_openssl']:.2f}x (two cores allow ~2x)")
+        print(
+            f"modex {name:<6} {seconds:.3f} s (median of {args.runs}; target <= "
+            f"{STARTUP_TARGET_S} s: {verdict})"
+        )
+    print(
+        f"modex hash of 2 x {size / 2**20:.0f} MiB: {r['hash_2files_s']:.3f} s "
+        f"({r['hash_2files_gbps']:.3f} GB/s) vs openssl dgst -sha256 one after the other "
+        f"{r['openssl_2files_s']:.3f} s -> {r['hash_vs_openssl']:.2f}x (two cores allow ~2x)"
+    )
     print(json.dumps(r, sort_keys=True))
     return 0
 

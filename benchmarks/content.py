@@ -68,13 +68,16 @@ def measure_cids(size_bytes: int, tmpdir: Path, *, repeat: int = 2, daemon: bool
         with start_ipfs_daemon() as d, KuboStore(d.api_url, timeout=600) as kubo:
             version = kubo.version().get("Version")
             t_daemon, daemon_cid = best_of(
-                lambda: kubo.add(path, profile=DEFAULT_PROFILE, only_hash=True), 1)
-        out.update({
-            "baseline_daemon": f"js-ipfs {version} add?only-hash=true (Kubo RPC API, localhost)",
-            "daemon_only_hash_gbps": round(n / t_daemon / GB, 3),
-            "daemon_cid": daemon_cid,
-            "cid_vs_daemon": round(t_daemon / t_cid, 3),
-        })
+                lambda: kubo.add(path, profile=DEFAULT_PROFILE, only_hash=True), 1
+            )
+        out.update(
+            {
+                "baseline_daemon": f"js-ipfs {version} add?only-hash=true (Kubo RPC API, localhost)",
+                "daemon_only_hash_gbps": round(n / t_daemon / GB, 3),
+                "daemon_cid": daemon_cid,
+                "cid_vs_daemon": round(t_daemon / t_cid, 3),
+            }
+        )
     return out
 
 
@@ -89,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     size = args.size_mb << 20
     base = Path(tempfile.mkdtemp(prefix="modex-bench-content-", dir=args.tmpdir))
     try:
-        r = {"size_bytes": size, "cores_usable": len(os.sched_getaffinity(0)),
-             "load_avg_at_start": round(os.getloadavg()[0], 2)}
+        r = {
+            "size_bytes": size,
+            "cores_usable": len(os.sched_getaffinity(0)),
+            "load_avg_at_start": round(os.getloadavg()[0], 2),
+        }
         if not args.no_crypto:
             crypto_dir = base / "crypto"
             crypto_dir.mkdir()
@@ -100,20 +106,32 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
-    print(f"cores usable: {r['cores_usable']}; load average at start {r['load_avg_at_start']}; "
-          f"size {size / GB:.2f} GB")
+    print(
+        f"cores usable: {r['cores_usable']}; load average at start {r['load_avg_at_start']}; "
+        f"size {size / GB:.2f} GB"
+    )
     if not args.no_crypto:
-        print(f"model hash 1 file : {r['hash_1file_gbps']:.3f} GB/s vs {r['baseline_hash']} "
-              f"{r['openssl_sha256_gbps']:.3f} GB/s -> {r['hash_vs_sha256sum']:.2f}x (target >= 0.95)")
-        print(f"model hash 2 files: {r['hash_2files_speedup']:.2f}x the 1-file rate (target >= 1.7)")
-        print(f"seal {r['seal_vs_raw']:.2f}x, unseal {r['unseal_vs_raw']:.2f}x vs "
-              f"{r['baseline_aead']} {r['raw_aesgcm_gbps']:.3f} GB/s (target >= 0.85)")
-    print(f"CID ({r['cid_profile']}): {r['cid_gbps']:.3f} GB/s vs {r['baseline_cid']} "
-          f"{r['openssl_sha256_gbps_cidrun']:.3f} GB/s -> {r['cid_vs_sha256sum']:.2f}x (target >= 0.7)")
+        print(
+            f"model hash 1 file : {r['hash_1file_gbps']:.3f} GB/s vs {r['baseline_hash']} "
+            f"{r['openssl_sha256_gbps']:.3f} GB/s -> {r['hash_vs_sha256sum']:.2f}x (target >= 0.95)"
+        )
+        print(
+            f"model hash 2 files: {r['hash_2files_speedup']:.2f}x the 1-file rate (target >= 1.7)"
+        )
+        print(
+            f"seal {r['seal_vs_raw']:.2f}x, unseal {r['unseal_vs_raw']:.2f}x vs "
+            f"{r['baseline_aead']} {r['raw_aesgcm_gbps']:.3f} GB/s (target >= 0.85)"
+        )
+    print(
+        f"CID ({r['cid_profile']}): {r['cid_gbps']:.3f} GB/s vs {r['baseline_cid']} "
+        f"{r['openssl_sha256_gbps_cidrun']:.3f} GB/s -> {r['cid_vs_sha256sum']:.2f}x (target >= 0.7)"
+    )
     print(f"embedded store put: {r['embedded_put_gbps']:.3f} GB/s (blocks written to disk)")
     if "cid_vs_daemon" in r:
-        print(f"CID vs {r['baseline_daemon']} {r['daemon_only_hash_gbps']:.3f} GB/s -> "
-              f"{r['cid_vs_daemon']:.2f}x (target >= 1.5)")
+        print(
+            f"CID vs {r['baseline_daemon']} {r['daemon_only_hash_gbps']:.3f} GB/s -> "
+            f"{r['cid_vs_daemon']:.2f}x (target >= 1.5)"
+        )
     print(json.dumps(r, sort_keys=True))
     return 0
 

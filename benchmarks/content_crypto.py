@@ -78,12 +78,17 @@ def openssl_sha256_seconds(path: Path, repeat: int) -> float:
     openssl = shutil.which("openssl")
     if not openssl:
         raise SystemExit("openssl is needed for the baseline (apt-get install openssl)")
-    return best_of(lambda: subprocess.run([openssl, "dgst", "-sha256", str(path)], check=True,
-                                          stdout=subprocess.DEVNULL), repeat)[0]
+    return best_of(
+        lambda: subprocess.run(
+            [openssl, "dgst", "-sha256", str(path)], check=True, stdout=subprocess.DEVNULL
+        ),
+        repeat,
+    )[0]
 
 
-def measure_crypto(size_bytes: int = 1 << 30, tmpdir: str | os.PathLike | None = None, *,
-                   repeat: int = 2) -> dict:
+def measure_crypto(
+    size_bytes: int = 1 << 30, tmpdir: str | os.PathLike | None = None, *, repeat: int = 2
+) -> dict:
     """Run the content crypto benchmark over ``size_bytes`` files; return the figures (a dict)."""
     own = tmpdir is None
     base = Path(tempfile.mkdtemp(prefix="modex-bench-crypto-")) if own else Path(tmpdir)
@@ -161,12 +166,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     r = measure_crypto(args.size_mb << 20, args.tmpdir, repeat=args.repeat)
     print(f"cores usable: {len(os.sched_getaffinity(0))}; size {r['size_bytes'] / GB:.2f} GB")
-    print(f"model hash, 1 file : {r['hash_1file_gbps']:.3f} GB/s vs {r['baseline_hash']} "
-          f"{r['openssl_sha256_gbps']:.3f} GB/s -> {r['hash_vs_sha256sum']:.2f}x (target >= 0.95)")
-    print(f"model hash, 2 files: {r['hash_2files_gbps']:.3f} GB/s -> "
-          f"{r['hash_2files_speedup']:.2f}x the 1-file rate (target >= 1.7 on 2 cores)")
-    print(f"seal   : {r['seal_gbps']:.3f} GB/s vs {r['baseline_aead']} {r['raw_aesgcm_gbps']:.3f} "
-          f"GB/s -> {r['seal_vs_raw']:.2f}x (target >= 0.85)")
+    print(
+        f"model hash, 1 file : {r['hash_1file_gbps']:.3f} GB/s vs {r['baseline_hash']} "
+        f"{r['openssl_sha256_gbps']:.3f} GB/s -> {r['hash_vs_sha256sum']:.2f}x (target >= 0.95)"
+    )
+    print(
+        f"model hash, 2 files: {r['hash_2files_gbps']:.3f} GB/s -> "
+        f"{r['hash_2files_speedup']:.2f}x the 1-file rate (target >= 1.7 on 2 cores)"
+    )
+    print(
+        f"seal   : {r['seal_gbps']:.3f} GB/s vs {r['baseline_aead']} {r['raw_aesgcm_gbps']:.3f} "
+        f"GB/s -> {r['seal_vs_raw']:.2f}x (target >= 0.85)"
+    )
     print(f"unseal : {r['unseal_gbps']:.3f} GB/s -> {r['unseal_vs_raw']:.2f}x (target >= 0.85)")
     print(json.dumps(r, sort_keys=True))
     return 0

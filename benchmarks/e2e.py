@@ -109,13 +109,17 @@ def journey(model: Path, work: Path) -> dict:
     w3 = connect("embedded")
     record = deploy_suite(w3, w3.eth.accounts[0], delivery_window=3600)
     deployment = write_deployment(record, work / "deployments")
-    chain = Chain.from_config(Config(data_dir=work / "node", chain="embedded",
-                                     deployment_file=deployment))
+    chain = Chain.from_config(
+        Config(data_dir=work / "node", chain="embedded", deployment_file=deployment)
+    )
     seller, buyer = (LocalSigner(Account.from_key((i + 1).to_bytes(32, "big"))) for i in (1, 2))
     store = open_store("embedded", root=work / "ipfs")
     vault = KeyVault(work / "vault.json", "benchmark passphrase")
-    t_publish, published = timed(lambda: publish(chain, seller, store, vault, model,
-                                                 ListingInfo(name="bench"), price_wei=10**15))
+    t_publish, published = timed(
+        lambda: publish(
+            chain, seller, store, vault, model, ListingInfo(name="bench"), price_wei=10**15
+        )
+    )
     t_buy, purchase = timed(lambda: market.buy(chain, buyer, published.model_id))
     worker = KeyDelivery(chain, seller, vault, work / "worker.json")
     t_deliver, report = timed(worker.poll)
@@ -149,8 +153,10 @@ def main(argv=None) -> int:
             if best_e2e is None or sum(steps.values()) < sum(best_e2e.values()):
                 best_e2e = steps
     raw_total, e2e_total = sum(best_raw.values()), sum(best_e2e.values())
-    print(f"model directory: {size / MB:.0f} MB, {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"best of {args.repeat}")
+    print(
+        f"model directory: {size / MB:.0f} MB, {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"best of {args.repeat}"
+    )
     print("baseline (same directory, same disk): model hash + seal (tar→file) + unseal (file→file)")
     for k, v in best_raw.items():
         print(f"  raw {k:8} {v:7.3f} s  {size / MB / v:8.1f} MB/s")
@@ -161,10 +167,17 @@ def main(argv=None) -> int:
     print(f"  e2e total  {e2e_total:7.3f} s")
     ratio = e2e_total / raw_total
     print(f"e2e / raw = {ratio:.2f}x (target <= 2.5x, lower is better)")
-    print(json.dumps({"e2e_over_raw": round(ratio, 3), "size_mb": args.size_mb,
-                      **{f"{k}_s": round(v, 3) for k, v in best_e2e.items()},
-                      **{f"raw_{k}_s": round(v, 3) for k, v in best_raw.items()}},
-                     sort_keys=True))
+    print(
+        json.dumps(
+            {
+                "e2e_over_raw": round(ratio, 3),
+                "size_mb": args.size_mb,
+                **{f"{k}_s": round(v, 3) for k, v in best_e2e.items()},
+                **{f"raw_{k}_s": round(v, 3) for k, v in best_raw.items()},
+            },
+            sort_keys=True,
+        )
+    )
     return 0
 
 

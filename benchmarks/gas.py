@@ -45,11 +45,21 @@ from node.devchain import start_anvil
 from node.protocol import ModelStatus, attestation_commitment
 
 # The issue's targets (issue 13, section 4), each for the row of the same name.
-TARGETS = {"list": 150_000, "buy": 90_000, "deliverKey": 75_000, "vote": 60_000, "commit": 70_000,
-           "reveal": 70_000, "settle": 120_000, "withdraw": 35_000}
+TARGETS = {
+    "list": 150_000,
+    "buy": 90_000,
+    "deliverKey": 75_000,
+    "vote": 60_000,
+    "commit": 70_000,
+    "reveal": 70_000,
+    "settle": 120_000,
+    "withdraw": 35_000,
+}
 PRICE = 10**17
 QUORUM = 2
-CID_V1 = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"  # metadata JSON, unixfs-v1-2025
+CID_V1 = (
+    "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"  # metadata JSON, unixfs-v1-2025
+)
 CID_V0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"  # the kubo-v0 profile's form
 WRAPPED_KEY = bytes(range(80))  # HPKE enc(32) || ciphertext(48), docs/formats.md
 ACCOUNTS_PER_ROUND = 7
@@ -59,12 +69,14 @@ ACCOUNTS_PER_ROUND = 7
 Send = Callable[[str | None, str, object, int], dict]
 
 
-def play_round(w3, c: dict, fresh: list[str], round_no: int, send: Send,
-               travel: Callable[[int], None]) -> dict[str, dict]:
+def play_round(
+    w3, c: dict, fresh: list[str], round_no: int, send: Send, travel: Callable[[int], None]
+) -> dict[str, dict]:
     """One model's life by never-used accounts; returns {row label: receipt}, in order."""
     seller, operator, validator_a, validator_b, buyer, second_buyer, other_seller = fresh
-    registry, market, validators, votes = (c[n].functions for n in ("ModelRegistry", "Marketplace",
-                                                                    "Validators", "Votes"))
+    registry, market, validators, votes = (
+        c[n].functions for n in ("ModelRegistry", "Marketplace", "Validators", "Votes")
+    )
     receipts: dict[str, dict] = {}
 
     def step(label: str | None, sender: str, call, value: int = 0) -> dict:
@@ -75,7 +87,11 @@ def play_round(w3, c: dict, fresh: list[str], round_no: int, send: Send,
 
     model_hash, claim = bytes([round_no]) * 32, bytes([0x80 + round_no]) * 32
     receipt = step("list", seller, registry.list(model_hash, CID_V1, PRICE))
-    model_id = c["ModelRegistry"].events.ModelListed().process_receipt(receipt, errors=DISCARD)[0]["args"]["modelId"]
+    model_id = (
+        c["ModelRegistry"]
+        .events.ModelListed()
+        .process_receipt(receipt, errors=DISCARD)[0]["args"]["modelId"]
+    )
     step("list (CIDv0 string)", other_seller, registry.list(model_hash, CID_V0, PRICE))
     step("claimMetrics", seller, registry.claimMetrics(model_id, claim))
     step(None, seller, registry.setOperator(model_id, operator))
@@ -87,25 +103,44 @@ def play_round(w3, c: dict, fresh: list[str], round_no: int, send: Send,
     requests = []
     for label, validator in (("requestValidatorKey", validator_a), (None, validator_b)):
         receipt = step(label, validator, market.requestValidatorKey(model_id, key_of(validator)))
-        requests.append(c["Marketplace"].events.Purchased().process_receipt(receipt, errors=DISCARD)[0]["args"])
+        requests.append(
+            c["Marketplace"].events.Purchased().process_receipt(receipt, errors=DISCARD)[0]["args"]
+        )
     for label, request in (("deliverKey (validator's key)", requests[0]), (None, requests[1])):
-        step(label, operator, market.deliverKey(request["purchaseId"], request["buyer"], WRAPPED_KEY))
+        step(
+            label, operator, market.deliverKey(request["purchaseId"], request["buyer"], WRAPPED_KEY)
+        )
     chain_id, salts = w3.eth.chain_id, {}
     for label, validator in (("commit", validator_a), ("commit (round open)", validator_b)):
         salts[validator] = key_of(f"salt {validator}")
-        commitment = attestation_commitment(chain_id, c["Validators"].address, model_id, validator, model_hash,
-                                            claim, salts[validator])
+        commitment = attestation_commitment(
+            chain_id,
+            c["Validators"].address,
+            model_id,
+            validator,
+            model_hash,
+            claim,
+            salts[validator],
+        )
         step(label, validator, validators.commitAttestation(model_id, commitment))
     travel(commit_period + 1)
     for label, validator in (("reveal", validator_a), ("reveal (second)", validator_b)):
-        step(label, validator, validators.revealAttestation(model_id, model_hash, claim, salts[validator]))
+        step(
+            label,
+            validator,
+            validators.revealAttestation(model_id, model_hash, claim, salts[validator]),
+        )
     travel(reveal_period + 1)
     step("settle", validator_a, validators.settle(model_id))
-    assert validators.status(model_id).call() == ModelStatus.VERIFIED, "the round must verify the model"
+    assert validators.status(model_id).call() == ModelStatus.VERIFIED, (
+        "the round must verify the model"
+    )
     sales = []
     for label, account in (("buy", buyer), (None, second_buyer)):
         receipt = step(label, account, market.buy(model_id, key_of(account), PRICE), PRICE)
-        sales.append(c["Marketplace"].events.Purchased().process_receipt(receipt, errors=DISCARD)[0]["args"])
+        sales.append(
+            c["Marketplace"].events.Purchased().process_receipt(receipt, errors=DISCARD)[0]["args"]
+        )
     for label, sale in (("deliverKey", sales[0]), ("deliverKey (second sale)", sales[1])):
         step(label, operator, market.deliverKey(sale["purchaseId"], sale["buyer"], WRAPPED_KEY))
     step("vote", buyer, votes.vote(model_id, 4))
@@ -129,10 +164,16 @@ def breakdown(w3, receipt) -> dict:
     """Where a transaction's gas went, from anvil's opcode trace (needs anvil --steps-tracing)."""
     tx_hash = receipt["transactionHash"].to_0x_hex()
     trace = w3.provider.make_request(
-        "debug_traceTransaction", [tx_hash, {"disableStack": True, "disableMemory": True, "disableStorage": True}]
+        "debug_traceTransaction",
+        [tx_hash, {"disableStack": True, "disableMemory": True, "disableStorage": True}],
     )["result"]["structLogs"]
-    out = {"intrinsic": w3.eth.get_transaction(tx_hash)["gas"] - trace[0]["gas"],  # 21,000 + calldata
-           "sstore": 0, "fresh_slots": 0, "sload": 0, "log": 0}
+    out = {
+        "intrinsic": w3.eth.get_transaction(tx_hash)["gas"] - trace[0]["gas"],  # 21,000 + calldata
+        "sstore": 0,
+        "fresh_slots": 0,
+        "sload": 0,
+        "log": 0,
+    }
     for step in trace:
         op, cost = step["op"], step["gasCost"]
         if op == "SSTORE":
@@ -147,15 +188,21 @@ def breakdown(w3, receipt) -> dict:
 
 
 def baseline_mints(w3, deployer: str, minters: list[str]) -> list[int]:
-    art = compile_contracts([ROOT / "benchmarks" / "contracts"], build_dir=paths.BUILD_DIR / "bench")["BaselineMint"]
+    art = compile_contracts(
+        [ROOT / "benchmarks" / "contracts"], build_dir=paths.BUILD_DIR / "bench"
+    )["BaselineMint"]
     factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-    address = send_transaction(w3, deployer, factory.constructor(), what="deploy BaselineMint")["contractAddress"]
+    address = send_transaction(w3, deployer, factory.constructor(), what="deploy BaselineMint")[
+        "contractAddress"
+    ]
     nft = w3.eth.contract(address=address, abi=art["abi"])
     return [send_transaction(w3, m, nft.functions.mint(), what="mint")["gasUsed"] for m in minters]
 
 
 def anvil_version() -> str:
-    out = subprocess.run([str(paths.ANVIL_BIN), "--version"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(paths.ANVIL_BIN), "--version"], capture_output=True, text=True, check=True
+    ).stdout
     return out.split("\n")[0].replace("anvil Version: ", "anvil ")
 
 
@@ -183,8 +230,14 @@ def main() -> int:
             w3.provider.make_request("evm_mine", [])
 
         played = [
-            play_round(w3, c, accounts[1 + i * ACCOUNTS_PER_ROUND: 1 + (i + 1) * ACCOUNTS_PER_ROUND], i + 1, send,
-                       travel)
+            play_round(
+                w3,
+                c,
+                accounts[1 + i * ACCOUNTS_PER_ROUND : 1 + (i + 1) * ACCOUNTS_PER_ROUND],
+                i + 1,
+                send,
+                travel,
+            )
             for i in range(2)
         ]
         parts = {label: breakdown(w3, receipt) for label, receipt in played[0].items()}
@@ -194,20 +247,30 @@ def main() -> int:
 
     rounds = [{label: receipt["gasUsed"] for label, receipt in r.items()} for r in played]
     costly = {op: max(r[op] for r in rounds) for op in rounds[0]}
-    print(f"Modex contract gas: {anvil_version()}, solc {solc_version()} (evm prague, optimizer 200 runs), "
-          f"{platform.machine()}, {os.cpu_count()} CPUs")
+    print(
+        f"Modex contract gas: {anvil_version()}, solc {solc_version()} (evm prague, optimizer 200 runs), "
+        f"{platform.machine()}, {os.cpu_count()} CPUs"
+    )
     print("each operation is the first of its kind by a never-used account (cold storage)")
     print(f"{'operation':<30}{'round 1 (new suite)':>21}{'round 2':>10}{'target':>10}  verdict")
     for op in rounds[0]:
         shown, met = verdict(costly[op], TARGETS.get(op))
         print(f"{op:<30}{rounds[0][op]:>21,}{rounds[1][op]:>10,}{shown:>10}  {met}")
-    print("where round 1's gas goes (opcode trace): intrinsic = 21,000 + calldata; rest = calls, compute, refunds")
-    print(f"{'operation':<30}{'intrinsic':>10}{'SSTORE':>9}{'fresh slots':>12}{'SLOAD':>7}{'LOG':>7}{'rest':>8}")
+    print(
+        "where round 1's gas goes (opcode trace): intrinsic = 21,000 + calldata; rest = calls, compute, refunds"
+    )
+    print(
+        f"{'operation':<30}{'intrinsic':>10}{'SSTORE':>9}{'fresh slots':>12}{'SLOAD':>7}{'LOG':>7}{'rest':>8}"
+    )
     for op, b in parts.items():
-        print(f"{op:<30}{b['intrinsic']:>10,}{b['sstore']:>9,}{b['fresh_slots']:>12}{b['sload']:>7,}{b['log']:>7,}"
-              f"{b['rest']:>8,}")
-    print(f"baseline (same run): OpenZeppelin ERC-721 mint by a fresh account: {mints[0]:,} / {mints[1]:,} gas; "
-          f"list / mint = {costly['list'] / max(mints):.2f}x")
+        print(
+            f"{op:<30}{b['intrinsic']:>10,}{b['sstore']:>9,}{b['fresh_slots']:>12}{b['sload']:>7,}{b['log']:>7,}"
+            f"{b['rest']:>8,}"
+        )
+    print(
+        f"baseline (same run): OpenZeppelin ERC-721 mint by a fresh account: {mints[0]:,} / {mints[1]:,} gas; "
+        f"list / mint = {costly['list'] / max(mints):.2f}x"
+    )
     print("anchors: Seaport fulfillBasicOrder 88-109k gas (buy target 90k); ERC-721 mint 51-69k")
     print(json.dumps({**{op: costly[op] for op in TARGETS}, "baseline_erc721_mint": max(mints)}))
     return 0

@@ -60,8 +60,15 @@ def create_listings(chain: Chain, url: str, count: int) -> tuple[float, int]:
         expected[sender] += 1
         cid = cid_of_stream(io.BytesIO(f"benchmark metadata {i}".encode()))
         data = registry.encode_abi("list", args=[(i + 1).to_bytes(32, "big"), cid, 10**15 + i])
-        calls.append({"from": sender, "to": registry.address, "data": data, "gas": hex(300_000),
-                      "nonce": hex(nonce)})
+        calls.append(
+            {
+                "from": sender,
+                "to": registry.address,
+                "data": data,
+                "gas": hex(300_000),
+                "nonce": hex(nonce),
+            }
+        )
     # Automine off: a chunk of transactions enters the pool, then one evm_mine packs it into a
     # block (anvil mining each of 10,000 arrivals separately fell far behind the sender).
     chain.w3.provider.make_request("evm_setAutomine", [False])
@@ -70,8 +77,10 @@ def create_listings(chain: Chain, url: str, count: int) -> tuple[float, int]:
     small_block = None
     for chunk, chunk_end in itertools.pairwise(bounds):
         for start in range(chunk, chunk_end, RPC_BATCH):
-            batch = [{"jsonrpc": "2.0", "id": n, "method": "eth_sendTransaction", "params": [c]}
-                     for n, c in enumerate(calls[start:min(start + RPC_BATCH, chunk_end)])]
+            batch = [
+                {"jsonrpc": "2.0", "id": n, "method": "eth_sendTransaction", "params": [c]}
+                for n, c in enumerate(calls[start : min(start + RPC_BATCH, chunk_end)])
+            ]
             answers = session.post(url, json=batch, timeout=120).json()
             errors = [a["error"] for a in answers if "error" in a]
             if errors:
@@ -80,9 +89,14 @@ def create_listings(chain: Chain, url: str, count: int) -> tuple[float, int]:
         small_block = small_block or chain.block_number()
     chain.w3.provider.make_request("evm_setAutomine", [True])
     chain.wait_for(
-        lambda: all(chain.w3.eth.get_transaction_count(a) == n for a, n in expected.items())
-        or chain.w3.provider.make_request("evm_mine", []) and False,
-        timeout=600, interval=0.2, what="all listings mined",
+        lambda: (
+            all(chain.w3.eth.get_transaction_count(a) == n for a, n in expected.items())
+            or chain.w3.provider.make_request("evm_mine", [])
+            and False
+        ),
+        timeout=600,
+        interval=0.2,
+        what="all listings mined",
     )
     return time.perf_counter() - started, small_block
 
@@ -92,8 +106,16 @@ def raw_getlogs_seconds(chain: Chain, start: int, end: int, batch: int) -> tuple
     started = time.perf_counter()
     n = 0
     for lo in range(start, end + 1, batch):
-        n += len(chain.get_logs({"fromBlock": lo, "toBlock": min(lo + batch - 1, end),
-                                 "address": list(chain.addresses.values())}, raw=True))
+        n += len(
+            chain.get_logs(
+                {
+                    "fromBlock": lo,
+                    "toBlock": min(lo + batch - 1, end),
+                    "address": list(chain.addresses.values()),
+                },
+                raw=True,
+            )
+        )
     return time.perf_counter() - started, n
 
 
@@ -123,27 +145,36 @@ def main() -> int:
     parser.add_argument("--batch-blocks", type=int, default=2000)
     args = parser.parse_args()
 
-    with start_anvil(accounts=SENDERS, extra_args=["--gas-limit", "1000000000"]) as anvil, tempfile.TemporaryDirectory() as tmp:
+    with (
+        start_anvil(accounts=SENDERS, extra_args=["--gas-limit", "1000000000"]) as anvil,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         w3 = connect(anvil.url, timeout=120)
         record = deploy_suite(w3, w3.eth.accounts[0])
         chain = Chain(w3, record)
         seconds_create, small_block = create_listings(chain, anvil.url, args.listings)
         head = chain.block_number()
-        print(f"created {args.listings} listings in {seconds_create:.1f} s "
-              f"(blocks {record['block']}..{head})")
+        print(
+            f"created {args.listings} listings in {seconds_create:.1f} s "
+            f"(blocks {record['block']}..{head})"
+        )
 
         raw_s, raw_logs = raw_getlogs_seconds(chain, record["block"], head, args.batch_blocks)
-        print(f"baseline: bare eth_getLogs of {raw_logs} logs: {raw_s:.2f} s "
-              f"({raw_logs / raw_s:,.0f} logs/s)")
+        print(
+            f"baseline: bare eth_getLogs of {raw_logs} logs: {raw_s:.2f} s "
+            f"({raw_logs / raw_s:,.0f} logs/s)"
+        )
 
         index = Indexer(chain, Path(tmp) / "index.sqlite3", batch_blocks=args.batch_blocks)
         started = time.perf_counter()
         events = index.sync()
         index_s = time.perf_counter() - started
         rate = events / index_s
-        print(f"indexer: {events} events from block {record['block']} in {index_s:.2f} s "
-              f"= {rate:,.0f} events/s (target >= 1,000); {index_s / raw_s:.2f}x the bare "
-              f"getLogs time")
+        print(
+            f"indexer: {events} events from block {record['block']} in {index_s:.2f} s "
+            f"= {rate:,.0f} events/s (target >= 1,000); {index_s / raw_s:.2f}x the bare "
+            f"getLogs time"
+        )
         assert index.list_models()[1] == args.listings, "index lost listings"
 
         started = time.perf_counter()
@@ -158,19 +189,23 @@ def main() -> int:
         print(f"list_models median ms with {small_total} listings: {pages_small}")
         print(f"list_models median ms with {args.listings} listings: {pages_big}")
 
-    print(json.dumps({
-        "events_per_s": round(rate, 1),
-        "events": events,
-        "listings": args.listings,
-        "index_s": round(index_s, 3),
-        "baseline_getlogs_s": round(raw_s, 3),
-        "index_over_getlogs": round(index_s / raw_s, 2),
-        "rebuild_s": round(rebuild_s, 3),
-        "create_s": round(seconds_create, 1),
-        "page_ms_small": pages_small,
-        "page_ms_large": pages_big,
-        "small_listings": small_total,
-    }))
+    print(
+        json.dumps(
+            {
+                "events_per_s": round(rate, 1),
+                "events": events,
+                "listings": args.listings,
+                "index_s": round(index_s, 3),
+                "baseline_getlogs_s": round(raw_s, 3),
+                "index_over_getlogs": round(index_s / raw_s, 2),
+                "rebuild_s": round(rebuild_s, 3),
+                "create_s": round(seconds_create, 1),
+                "page_ms_small": pages_small,
+                "page_ms_large": pages_big,
+                "small_listings": small_total,
+            }
+        )
+    )
     return 0
 
 

@@ -46,8 +46,11 @@ def shapes(n: int, cursor_at_half: str) -> dict[str, dict]:
         "deep page (OFFSET n/2)": {"sort": "price", "page": n // 2 // 20},
         "deep page (after cursor)": {"sort": "price", "after": cursor_at_half},
         "task+status": {"task": "text-classification", "status": "verified", "sort": "score"},
-        "task+status by price": {"task": "sentiment-analysis", "status": "unverified",
-                                 "sort": "price"},
+        "task+status by price": {
+            "task": "sentiment-analysis",
+            "status": "unverified",
+            "sort": "price",
+        },
         "owner": {"owner": _owner(7)},
         "search": {"query": "sentiment"},
         "search by price": {"query": "sentiment news", "sort": "price"},
@@ -66,10 +69,14 @@ def _owner(k: int) -> str:
 
 def metadata(cid: str) -> dict:
     i = int(cid.rsplit("-", 1)[1])
-    return {"version": 1, "name": f"{WORDS[i % 8].title()} model {i}",
-            "task": TASKS[i % len(TASKS)],
-            "description": f"a {WORDS[i % 4]} {WORDS[4 + i % 3]} classifier, listing number {i}",
-            "license": "mit", "model_hash": "0x" + f"{i:064x}"}
+    return {
+        "version": 1,
+        "name": f"{WORDS[i % 8].title()} model {i}",
+        "task": TASKS[i % len(TASKS)],
+        "description": f"a {WORDS[i % 4]} {WORDS[4 + i % 3]} classifier, listing number {i}",
+        "license": "mit",
+        "model_hash": "0x" + f"{i:064x}",
+    }
 
 
 def fill(chain, db: Path, n: int):
@@ -81,18 +88,49 @@ def fill(chain, db: Path, n: int):
     rows = []
     for i in range(1, n + 1):
         block, tx = 100 + i, "0x" + f"{i:064x}"
-        rows.append((block, 0, tx, "ModelRegistry", "ModelListed", {
-            "modelId": i, "seller": _owner(i % OWNERS), "modelHash": "0x" + f"{i:064x}",
-            "metadataCid": f"bafy-synthetic-{i}", "price": (i * 7919 % 997 + 1) * 10**15}))
+        rows.append(
+            (
+                block,
+                0,
+                tx,
+                "ModelRegistry",
+                "ModelListed",
+                {
+                    "modelId": i,
+                    "seller": _owner(i % OWNERS),
+                    "modelHash": "0x" + f"{i:064x}",
+                    "metadataCid": f"bafy-synthetic-{i}",
+                    "price": (i * 7919 % 997 + 1) * 10**15,
+                },
+            )
+        )
         if i % 3 == 0:
             for k, voter in enumerate(voters[: 1 + i % 5]):
-                rows.append((block, 1 + k, tx, "Votes", "Voted",
-                             {"modelId": i, "voter": voter, "score": 1 + (i + k) % 5}))
+                rows.append(
+                    (
+                        block,
+                        1 + k,
+                        tx,
+                        "Votes",
+                        "Voted",
+                        {"modelId": i, "voter": voter, "score": 1 + (i + k) % 5},
+                    )
+                )
         if i % 5 == 0:
-            rows.append((block, 8, tx, "Validators", "StatusChanged", {"modelId": i, "status": int(ModelStatus.VERIFIED)}))
+            rows.append(
+                (
+                    block,
+                    8,
+                    tx,
+                    "Validators",
+                    "StatusChanged",
+                    {"modelId": i, "status": int(ModelStatus.VERIFIED)},
+                )
+            )
         if i % 50 == 0:
-            rows.append((block, 9, tx, "ModelRegistry", "ActiveChanged",
-                         {"modelId": i, "active": False}))
+            rows.append(
+                (block, 9, tx, "ModelRegistry", "ActiveChanged", {"modelId": i, "active": False})
+            )
     indexer = Indexer(chain, db, metadata_loader=metadata, metadata_per_sync=n)
     indexer.import_events(rows)
     assert indexer.load_metadata(limit=n) == n
@@ -147,20 +185,28 @@ def main(argv=None) -> int:
         ratios[name] = medians[(sizes[-1], name)] / medians[(sizes[0], name)]
         # Where the smallest size returns a short page, the two largest compare like with like.
         upper[name] = medians[(sizes[-1], name)] / medians[(sizes[-2], name)]
-        cells = "  ".join(f"{medians[(n, name)]:7.3f} ({results[(n, name)][0]:>2}/"
-                          f"{results[(n, name)][1]:>5})" for n in sizes)
-        print(f"{name:<{width}}  {cells}   {ratios[name]:.2f}  ({upper[name]:.2f} over the "
-              f"{sizes[-2]:,} case)")
+        cells = "  ".join(
+            f"{medians[(n, name)]:7.3f} ({results[(n, name)][0]:>2}/{results[(n, name)][1]:>5})"
+            for n in sizes
+        )
+        print(
+            f"{name:<{width}}  {cells}   {ratios[name]:.2f}  ({upper[name]:.2f} over the "
+            f"{sizes[-2]:,} case)"
+        )
     worst = max(ratios, key=ratios.get)
     print(f"largest / smallest: worst {worst} {ratios[worst]:.2f} (target <= 1.5 each)")
-    print(json.dumps({
-        "sizes": sizes,
-        "ms_largest": {k: round(medians[(sizes[-1], k)], 3) for k in names},
-        "ms_smallest": {k: round(medians[(sizes[0], k)], 3) for k in names},
-        "ratio": {k: round(v, 2) for k, v in ratios.items()},
-        "ratio_over_second_largest": {k: round(v, 2) for k, v in upper.items()},
-        "worst_ratio": round(ratios[worst], 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "sizes": sizes,
+                "ms_largest": {k: round(medians[(sizes[-1], k)], 3) for k in names},
+                "ms_smallest": {k: round(medians[(sizes[0], k)], 3) for k in names},
+                "ratio": {k: round(v, 2) for k, v in ratios.items()},
+                "ratio_over_second_largest": {k: round(v, 2) for k, v in upper.items()},
+                "worst_ratio": round(ratios[worst], 2),
+            }
+        )
+    )
     return 0
 
 

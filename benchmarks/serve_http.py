@@ -58,7 +58,8 @@ def clients_main(url: str, bodies: list, clients: int, out) -> None:
                 took = time.perf_counter() - t0
                 with lock:
                     (latencies if r.status_code == 200 else errors).append(
-                        took if r.status_code == 200 else f"{r.status_code} {r.text[:120]}")
+                        took if r.status_code == 200 else f"{r.status_code} {r.text[:120]}"
+                    )
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
     start = time.perf_counter()
@@ -89,10 +90,25 @@ def start_server(model_dir, model_id, config, processes: int, log) -> tuple[subp
     port = free_port()
     extra = ["--processes", str(processes)] if processes > 1 else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "modex", "serve", str(model_dir), "--model-id", str(model_id),
-         "--config", str(config), "--port", str(port), *extra],
-        stdout=subprocess.PIPE, stderr=log, text=True,
-        env={k: v for k, v in os.environ.items() if k != "MODEX_CHAIN"})
+        [
+            sys.executable,
+            "-m",
+            "modex",
+            "serve",
+            str(model_dir),
+            "--model-id",
+            str(model_id),
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "MODEX_CHAIN"},
+    )
     banner = proc.stdout.readline()
     if "serving model" not in banner:
         proc.kill()
@@ -125,21 +141,36 @@ def main():
         deployment = write_deployment(deploy_suite(w3, w3.eth.accounts[0]), tmp / "deployments")
         chain = Chain.from_config(Config(data_dir=tmp, chain=anvil.url, deployment_file=deployment))
         seller, buyer, model_id, purchase_id = list_and_buy(w3, chain, "bafkreibenchservehttp")
-        send_tx(w3, seller, chain.marketplace.functions.deliverKey(purchase_id, buyer.address, b"\x33" * 80))
+        send_tx(
+            w3,
+            seller,
+            chain.marketplace.functions.deliverKey(purchase_id, buyer.address, b"\x33" * 80),
+        )
         config = tmp / "config.toml"
-        config.write_text(f'chain = "{anvil.url}"\ndata_dir = "{tmp}"\n'
-                          f'deployment_file = "{deployment}"\n')
+        config.write_text(
+            f'chain = "{anvil.url}"\ndata_dir = "{tmp}"\ndeployment_file = "{deployment}"\n'
+        )
 
         def bodies(n):
-            return [signing.sign_request(buyer, model_id=model_id, inputs=[texts[i % len(texts)]],
-                                         chain_id=chain.chain_id, ttl=3600,
-                                         verifying_contract=chain.marketplace.address)
-                    for i in range(n)]
+            return [
+                signing.sign_request(
+                    buyer,
+                    model_id=model_id,
+                    inputs=[texts[i % len(texts)]],
+                    chain_id=chain.chain_id,
+                    ttl=3600,
+                    verifying_contract=chain.marketplace.address,
+                )
+                for i in range(n)
+            ]
 
         runs = {}
         with open(tmp / "serve.log", "w") as log:
-            for label, processes in (("one process, before", 1), (f"{args.processes} processes",
-                                     args.processes), ("one process, after", 1)):
+            for label, processes in (
+                ("one process, before", 1),
+                (f"{args.processes} processes", args.processes),
+                ("one process, after", 1),
+            ):
                 proc, banner = start_server(model_dir, model_id, config, processes, log)
                 try:
                     url = banner.split(" on ", 1)[1].split(" ", 1)[0]
@@ -148,23 +179,30 @@ def main():
                 finally:
                     stop_process(proc, timeout=20)
                 runs[label] = stats
-                print(f"{label}: {banner.split('(', 1)[1].split(')', 1)[0]}; {args.clients} "
-                      f"clients: {stats['throughput']:.1f} req/s, p50 {stats['p50_ms']:.1f} ms, "
-                      f"p99 {stats['p99_ms']:.1f} ms", flush=True)
+                print(
+                    f"{label}: {banner.split('(', 1)[1].split(')', 1)[0]}; {args.clients} "
+                    f"clients: {stats['throughput']:.1f} req/s, p50 {stats['p50_ms']:.1f} ms, "
+                    f"p99 {stats['p99_ms']:.1f} ms",
+                    flush=True,
+                )
     one = (runs["one process, before"]["throughput"] + runs["one process, after"]["throughput"]) / 2
     many = runs[f"{args.processes} processes"]
-    print(json.dumps({
-        "benchmark": "serve_http",
-        "clients": args.clients,
-        "requests": args.requests,
-        "processes": args.processes,
-        "throughput": round(many["throughput"], 1),
-        "one_process_throughput": round(one, 1),
-        "throughput_vs_one_process": round(many["throughput"] / one, 3),
-        "p50_ms": round(many["p50_ms"], 1),
-        "p99_ms": round(many["p99_ms"], 1),
-        "p99_over_p50": round(many["p99_ms"] / many["p50_ms"], 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "serve_http",
+                "clients": args.clients,
+                "requests": args.requests,
+                "processes": args.processes,
+                "throughput": round(many["throughput"], 1),
+                "one_process_throughput": round(one, 1),
+                "throughput_vs_one_process": round(many["throughput"] / one, 3),
+                "p50_ms": round(many["p50_ms"], 1),
+                "p99_ms": round(many["p99_ms"], 1),
+                "p99_over_p50": round(many["p99_ms"] / many["p50_ms"], 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -61,8 +61,12 @@ def parse_args():
     p.add_argument("--batch-size", type=int, default=train.BATCH_SIZE)
     p.add_argument("--eval-set", default=data.DEFAULT_EVAL_SET, choices=sorted(data.EVAL_SETS))
     p.add_argument("--repeats", type=int, default=1, help="pairs of runs, ABBA order; medians")
-    p.add_argument("--no-packed", dest="packed", action="store_false",
-                   help="ml/train.py with the padded transformers forward (as the Trainer)")
+    p.add_argument(
+        "--no-packed",
+        dest="packed",
+        action="store_false",
+        help="ml/train.py with the padded transformers forward (as the Trainer)",
+    )
     return p.parse_args()
 
 
@@ -108,9 +112,16 @@ def run_trainer(cfg: train.TrainConfig, out: Path) -> dict:
     )
     # the Trainer's own fused AdamW has the same decay groups; only a separate head learning rate
     # needs ml/train.py's optimizer (the Trainer still makes its linear warm-up schedule)
-    optimizers = (train.make_optimizer(model, cfg), None) if cfg.head_learning_rate else (None, None)
-    trainer = Trainer(model=model, args=args, train_dataset=Rows(),
-                      data_collator=DataCollatorWithPadding(tokenizer), optimizers=optimizers)
+    optimizers = (
+        (train.make_optimizer(model, cfg), None) if cfg.head_learning_rate else (None, None)
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=Rows(),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        optimizers=optimizers,
+    )
     t0 = time.perf_counter()
     result = trainer.train()
     wall = time.perf_counter() - t0
@@ -118,8 +129,11 @@ def run_trainer(cfg: train.TrainConfig, out: Path) -> dict:
     trainer.save_model(str(model_dir))
     tokenizer.save_pretrained(model_dir)
     metrics = evaluation.evaluate_dir(model_dir, cfg.eval_set)
-    return {"samples_per_s": result.metrics["train_samples_per_second"], "wall_s": wall,
-            "metrics": metrics}
+    return {
+        "samples_per_s": result.metrics["train_samples_per_second"],
+        "wall_s": wall,
+        "metrics": metrics,
+    }
 
 
 def main():
@@ -128,54 +142,71 @@ def main():
 
     import torch
 
-    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), cuda {torch.cuda.is_available()}, "
-          f"{time.strftime('%Y-%m-%d')}")
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), cuda {torch.cuda.is_available()}, "
+        f"{time.strftime('%Y-%m-%d')}"
+    )
     ours_runs, their_runs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cfg = train.TrainConfig(output_dir=str(tmp / "ours"), train_size=args.train_size,
-                                max_length=args.max_length, batch_size=args.batch_size,
-                                eval_set=args.eval_set, packed=args.packed, progress=False,
-                                overwrite=True)
+        cfg = train.TrainConfig(
+            output_dir=str(tmp / "ours"),
+            train_size=args.train_size,
+            max_length=args.max_length,
+            batch_size=args.batch_size,
+            eval_set=args.eval_set,
+            packed=args.packed,
+            progress=False,
+            overwrite=True,
+        )
         # ABBA order over repeats, so a drift in machine load hits both sides alike
-        order = [("ours", "trainer") if r % 2 == 0 else ("trainer", "ours")
-                 for r in range(args.repeats)]
+        order = [
+            ("ours", "trainer") if r % 2 == 0 else ("trainer", "ours") for r in range(args.repeats)
+        ]
         for pair in order:
             for who in pair:
                 if who == "ours":
                     t0 = time.perf_counter()
                     ours = train.train(cfg)
                     ours_runs.append(ours)
-                    print(f"ml/train.py ({ours['run']['forward']} forward): "
-                          f"{ours['run']['train_samples_per_s']:.2f} samples/s "
-                          f"({ours['run']['train_seconds']:.1f} s training loop, "
-                          f"{time.perf_counter() - t0:.1f} s in all incl. load, curves, save, "
-                          f"test eval); {args.eval_set} accuracy {ours['accuracy']:.4f}, "
-                          f"macro-F1 {ours['macro_f1']:.4f}")
+                    print(
+                        f"ml/train.py ({ours['run']['forward']} forward): "
+                        f"{ours['run']['train_samples_per_s']:.2f} samples/s "
+                        f"({ours['run']['train_seconds']:.1f} s training loop, "
+                        f"{time.perf_counter() - t0:.1f} s in all incl. load, curves, save, "
+                        f"test eval); {args.eval_set} accuracy {ours['accuracy']:.4f}, "
+                        f"macro-F1 {ours['macro_f1']:.4f}"
+                    )
                 else:
                     theirs = run_trainer(cfg, tmp)
                     their_runs.append(theirs)
-                    print(f"transformers Trainer: {theirs['samples_per_s']:.2f} samples/s "
-                          f"({theirs['wall_s']:.1f} s in trainer.train()); {args.eval_set} "
-                          f"accuracy {theirs['metrics']['accuracy']:.4f}, macro-F1 "
-                          f"{theirs['metrics']['macro_f1']:.4f}")
+                    print(
+                        f"transformers Trainer: {theirs['samples_per_s']:.2f} samples/s "
+                        f"({theirs['wall_s']:.1f} s in trainer.train()); {args.eval_set} "
+                        f"accuracy {theirs['metrics']['accuracy']:.4f}, macro-F1 "
+                        f"{theirs['metrics']['macro_f1']:.4f}"
+                    )
     ours_sps = statistics.median(r["run"]["train_samples_per_s"] for r in ours_runs)
     their_sps = statistics.median(r["samples_per_s"] for r in their_runs)
-    print(json.dumps({
-        "benchmark": "train",
-        "train_size": args.train_size,
-        "max_length": args.max_length,
-        "batch_size": args.batch_size,
-        "repeats": args.repeats,
-        "forward": ours_runs[-1]["run"]["forward"],
-        "samples_per_s": round(ours_sps, 3),
-        "trainer_samples_per_s": round(their_sps, 3),
-        "samples_per_s_vs_trainer": round(ours_sps / their_sps, 3),
-        "accuracy": ours_runs[-1]["accuracy"],
-        "trainer_accuracy": their_runs[-1]["metrics"]["accuracy"],
-        "targets": {"samples_per_s_vs_trainer": ">= 1.0", "accuracy_gap": "<= 0.01"},
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "train",
+                "train_size": args.train_size,
+                "max_length": args.max_length,
+                "batch_size": args.batch_size,
+                "repeats": args.repeats,
+                "forward": ours_runs[-1]["run"]["forward"],
+                "samples_per_s": round(ours_sps, 3),
+                "trainer_samples_per_s": round(their_sps, 3),
+                "samples_per_s_vs_trainer": round(ours_sps / their_sps, 3),
+                "accuracy": ours_runs[-1]["accuracy"],
+                "trainer_accuracy": their_runs[-1]["metrics"]["accuracy"],
+                "targets": {"samples_per_s_vs_trainer": ">= 1.0", "accuracy_gap": "<= 0.01"},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -67,29 +67,65 @@ def fill(chain, db: Path, n: int) -> None:
 
     def metadata(cid: str) -> dict:
         i = int(cid.rsplit("-", 1)[1])
-        return {"version": 1, "name": f"model {i}", "task": TASKS[i % len(TASKS)],
-                "description": f"synthetic listing number {i}", "license": "mit",
-                "model_hash": "0x" + f"{i:064x}"}
+        return {
+            "version": 1,
+            "name": f"model {i}",
+            "task": TASKS[i % len(TASKS)],
+            "description": f"synthetic listing number {i}",
+            "license": "mit",
+            "model_hash": "0x" + f"{i:064x}",
+        }
 
     indexer = Indexer(chain, db, metadata_loader=metadata, metadata_per_sync=n)
     rows = []
     for i in range(1, n + 1):
         block = 100 + i
-        rows.append((block, 0, "0x" + f"{i:064x}", "ModelRegistry", "ModelListed", {
-            "modelId": i, "seller": seller, "modelHash": "0x" + f"{i:064x}",
-            "metadataCid": f"bafy-synthetic-{i}", "price": (i % 97 + 1) * 10**15}))
+        rows.append(
+            (
+                block,
+                0,
+                "0x" + f"{i:064x}",
+                "ModelRegistry",
+                "ModelListed",
+                {
+                    "modelId": i,
+                    "seller": seller,
+                    "modelHash": "0x" + f"{i:064x}",
+                    "metadataCid": f"bafy-synthetic-{i}",
+                    "price": (i % 97 + 1) * 10**15,
+                },
+            )
+        )
         if i % 3 == 0:
             for k, voter in enumerate(voters[: 1 + i % 5]):
-                rows.append((block, 1 + k, "0x" + f"{i:064x}", "Votes", "Voted",
-                             {"modelId": i, "voter": voter, "score": 1 + (i + k) % 5}))
+                rows.append(
+                    (
+                        block,
+                        1 + k,
+                        "0x" + f"{i:064x}",
+                        "Votes",
+                        "Voted",
+                        {"modelId": i, "voter": voter, "score": 1 + (i + k) % 5},
+                    )
+                )
         if i % 5 == 0:
-            rows.append((block, 9, "0x" + f"{i:064x}", "Validators", "StatusChanged",
-                         {"modelId": i, "status": int(ModelStatus.VERIFIED)}))
+            rows.append(
+                (
+                    block,
+                    9,
+                    "0x" + f"{i:064x}",
+                    "Validators",
+                    "StatusChanged",
+                    {"modelId": i, "status": int(ModelStatus.VERIFIED)},
+                )
+            )
     db_conn = indexer._db()  # the log is the indexer's input; rebuild() derives everything else
     with db_conn:
         db_conn.executemany(
             "INSERT INTO events (block_number, log_index, tx_hash, contract, event, args) "
-            "VALUES (?, ?, ?, ?, ?, ?)", [(*r[:5], json.dumps(r[5])) for r in rows])
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(*r[:5], json.dumps(r[5])) for r in rows],
+        )
     indexer.rebuild()
     loaded = indexer.load_metadata(limit=n)
     total = indexer.list_models(per_page=1)[1]
@@ -117,8 +153,10 @@ def time_pages(apps: dict, repeat: int) -> dict[int, dict[str, float]]:
                 response = client.get(urls[n][name])
                 samples[n][name].append(time.perf_counter() - t0)
                 assert response.status_code == 200
-    return {n: {name: statistics.median(v) * 1000 for name, v in pages.items()}
-            for n, pages in samples.items()}
+    return {
+        n: {name: statistics.median(v) * 1000 for name, v in pages.items()}
+        for n, pages in samples.items()
+    }
 
 
 def main(argv=None) -> int:
@@ -135,31 +173,53 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             fill(chain, db, n)
             print(f"{n:>6} listings indexed in {time.perf_counter() - t0:5.1f} s", flush=True)
-            apps[n] = create_app({"TESTING": True, "MODEX_CHAIN": chain, "MODEX_INDEX_DB": str(db),
-                                  "MODEX_NODE_CONFIG": Config(data_dir=Path(tmp) / "node")})
+            apps[n] = create_app(
+                {
+                    "TESTING": True,
+                    "MODEX_CHAIN": chain,
+                    "MODEX_INDEX_DB": str(db),
+                    "MODEX_NODE_CONFIG": Config(data_dir=Path(tmp) / "node"),
+                }
+            )
         table = time_pages(apps, args.repeat)
     for n in sizes:
-        print(f"{n:>6} listings: " + ", ".join(f"{name} {ms:6.2f} ms"
-                                               for name, ms in table[n].items()))
+        print(
+            f"{n:>6} listings: "
+            + ", ".join(f"{name} {ms:6.2f} ms" for name, ms in table[n].items())
+        )
     small, large = sizes[0], sizes[-1]
     browse = ("newest", "price", "score")  # the market page as opened and sorted
 
     def ratio(pages) -> float:
-        return (statistics.median(table[large][p] for p in pages)
-                / statistics.median(table[small][p] for p in pages))
+        return statistics.median(table[large][p] for p in pages) / statistics.median(
+            table[small][p] for p in pages
+        )
 
     per_page = {p: table[large][p] / table[small][p] for p in PAGES}
-    print(f"\nbaseline: the same pages at {small} listings, same run; {large}/{small} ratios: "
-          + ", ".join(f"{p} {r:.2f}" for p, r in per_page.items()))
-    print(f"browse pages (newest, price, score; target <= 1.5): {ratio(browse):.2f}; "
-          f"all pages: {ratio(PAGES):.2f}")
-    print(json.dumps({
-        **{f"page_ms_{n}": round(statistics.median(v.values()), 3) for n, v in table.items()},
-        "browse_ratio_largest_over_smallest": round(ratio(browse), 3),
-        "all_pages_ratio_largest_over_smallest": round(ratio(PAGES), 3),
-        **{f"ratio_{p.replace(' ', '_').replace('+', '_')}": round(r, 3)
-           for p, r in per_page.items()},
-    }))
+    print(
+        f"\nbaseline: the same pages at {small} listings, same run; {large}/{small} ratios: "
+        + ", ".join(f"{p} {r:.2f}" for p, r in per_page.items())
+    )
+    print(
+        f"browse pages (newest, price, score; target <= 1.5): {ratio(browse):.2f}; "
+        f"all pages: {ratio(PAGES):.2f}"
+    )
+    print(
+        json.dumps(
+            {
+                **{
+                    f"page_ms_{n}": round(statistics.median(v.values()), 3)
+                    for n, v in table.items()
+                },
+                "browse_ratio_largest_over_smallest": round(ratio(browse), 3),
+                "all_pages_ratio_largest_over_smallest": round(ratio(PAGES), 3),
+                **{
+                    f"ratio_{p.replace(' ', '_').replace('+', '_')}": round(r, 3)
+                    for p, r in per_page.items()
+                },
+            }
+        )
+    )
     return 0
 
 

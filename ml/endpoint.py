@@ -71,9 +71,15 @@ class Refusal(ModexError):
 class LicenseCache:
     """Wraps ``has_license(model_id, address)`` with a short per-(model, address) TTL."""
 
-    def __init__(self, has_license, *, ttl: float = 30.0, negative_ttl: float = 5.0,
-                 clock=time.monotonic):
-        self._check, self.ttl, self.negative_ttl, self._clock = has_license, ttl, negative_ttl, clock
+    def __init__(
+        self, has_license, *, ttl: float = 30.0, negative_ttl: float = 5.0, clock=time.monotonic
+    ):
+        self._check, self.ttl, self.negative_ttl, self._clock = (
+            has_license,
+            ttl,
+            negative_ttl,
+            clock,
+        )
         self._cache: dict[tuple[int, str], tuple[bool, float]] = {}
         self._lock = threading.Lock()
         self._next_prune = 0.0
@@ -112,8 +118,11 @@ def _uint(body: dict, name: str) -> int:
     try:
         number = int(value, 0) if isinstance(value, str) else int(value)
     except (TypeError, ValueError):
-        raise Refusal(400, "bad_request",
-                      f"field {name!r} must be an integer or a decimal/0x string, not {value!r}")
+        raise Refusal(
+            400,
+            "bad_request",
+            f"field {name!r} must be an integer or a decimal/0x string, not {value!r}",
+        )
     if isinstance(value, float) and value != number or not 0 <= number <= UINT256_MAX:
         raise Refusal(400, "bad_request", f"field {name!r} must be a uint256, not {value!r}")
     return number
@@ -122,10 +131,22 @@ def _uint(body: dict, name: str) -> int:
 class InferenceService:
     """The checks and the answer, independent of Flask (the blueprint is a thin wrapper)."""
 
-    def __init__(self, models, *, has_license, chain_id: int, verifying_contract: str,
-                 nonce_store=None, license_ttl: float = 30.0, negative_ttl: float = 5.0,
-                 clock=time.time, max_inputs: int = MAX_INPUTS, max_chars: int = MAX_CHARS,
-                 max_deadline_ahead: int = MAX_DEADLINE_AHEAD, result_timeout: float = 60.0):
+    def __init__(
+        self,
+        models,
+        *,
+        has_license,
+        chain_id: int,
+        verifying_contract: str,
+        nonce_store=None,
+        license_ttl: float = 30.0,
+        negative_ttl: float = 5.0,
+        clock=time.time,
+        max_inputs: int = MAX_INPUTS,
+        max_chars: int = MAX_CHARS,
+        max_deadline_ahead: int = MAX_DEADLINE_AHEAD,
+        result_timeout: float = 60.0,
+    ):
         self.models = models
         self.has_license = LicenseCache(has_license, ttl=license_ttl, negative_ttl=negative_ttl)
         self.chain_id = int(chain_id)
@@ -142,26 +163,40 @@ class InferenceService:
         if not isinstance(inputs, list) or not inputs:
             raise Refusal(400, "bad_request", "field 'inputs' must be a non-empty list of texts")
         if len(inputs) > self.max_inputs:
-            raise Refusal(413, "too_many_inputs",
-                          f"{len(inputs)} inputs; send at most {self.max_inputs} per request")
+            raise Refusal(
+                413,
+                "too_many_inputs",
+                f"{len(inputs)} inputs; send at most {self.max_inputs} per request",
+            )
         for i, text in enumerate(inputs):
             if not isinstance(text, str):
                 raise Refusal(400, "bad_request", f"input {i} must be a string")
             if not text.strip():
                 raise Refusal(400, "empty_input", f"input {i} is empty; send non-empty text")
             if len(text) > self.max_chars:
-                raise Refusal(413, "input_too_long",
-                              f"input {i} has {len(text)} characters; the limit is "
-                              f"{self.max_chars} (longer token sequences are truncated anyway)")
+                raise Refusal(
+                    413,
+                    "input_too_long",
+                    f"input {i} has {len(text)} characters; the limit is "
+                    f"{self.max_chars} (longer token sequences are truncated anyway)",
+                )
         return inputs
 
     def handle(self, body) -> dict:
         """The 200 answer for a request body, or Refusal."""
         if not isinstance(body, dict):
-            raise Refusal(400, "malformed_json", "send a JSON object (Content-Type: "
-                          "application/json) with modelId, inputs, nonce, deadline, signature")
+            raise Refusal(
+                400,
+                "malformed_json",
+                "send a JSON object (Content-Type: "
+                "application/json) with modelId, inputs, nonce, deadline, signature",
+            )
         inputs = self._inputs(body)
-        model_id, nonce, deadline = _uint(body, "modelId"), _uint(body, "nonce"), _uint(body, "deadline")
+        model_id, nonce, deadline = (
+            _uint(body, "modelId"),
+            _uint(body, "nonce"),
+            _uint(body, "deadline"),
+        )
         signature = body.get("signature")
         if not isinstance(signature, str) or not signature:
             raise Refusal(400, "bad_request", "field 'signature' (0x hex) is missing")
@@ -169,39 +204,73 @@ class InferenceService:
         # signature, licence and nonce checks, so an unsigned request never costs a load.
         if model_id not in self.models:
             served = ", ".join(str(k) for k in sorted(self.models)) or "none"
-            raise Refusal(404, "unknown_model", f"model {model_id} is not served here (served: {served})")
+            raise Refusal(
+                404, "unknown_model", f"model {model_id} is not served here (served: {served})"
+            )
         now = self.clock()
         if deadline < now:
-            raise Refusal(401, "expired", f"the request expired at {deadline} (now {int(now)}); "
-                          "sign a new one with a later deadline")
+            raise Refusal(
+                401,
+                "expired",
+                f"the request expired at {deadline} (now {int(now)}); "
+                "sign a new one with a later deadline",
+            )
         if deadline > now + self.max_deadline_ahead:
-            raise Refusal(400, "bad_request", f"deadline is more than {self.max_deadline_ahead} s "
-                          "ahead; sign with a nearer deadline")
+            raise Refusal(
+                400,
+                "bad_request",
+                f"deadline is more than {self.max_deadline_ahead} s "
+                "ahead; sign with a nearer deadline",
+            )
         try:
             signer = signing.recover_signer(
-                chain_id=self.chain_id, verifying_contract=self.verifying_contract,
-                model_id=model_id, inputs=inputs, nonce=nonce, deadline=deadline,
-                signature=signature)
+                chain_id=self.chain_id,
+                verifying_contract=self.verifying_contract,
+                model_id=model_id,
+                inputs=inputs,
+                nonce=nonce,
+                deadline=deadline,
+                signature=signature,
+            )
         except Exception as exc:  # noqa: BLE001 - eth-account raises many types for bad signatures
-            raise Refusal(401, "bad_signature", f"the signature cannot be read ({exc}); sign the "
-                          "EIP-712 InferenceRequest with your wallet") from None
+            raise Refusal(
+                401,
+                "bad_signature",
+                f"the signature cannot be read ({exc}); sign the "
+                "EIP-712 InferenceRequest with your wallet",
+            ) from None
         claimed = body.get("signer")
-        if claimed is not None and (not isinstance(claimed, str) or claimed.lower() != signer.lower()):
-            raise Refusal(401, "signer_mismatch", f"the signature is not by {claimed}: the "
-                          "request was changed after signing, or signed for another chain or "
-                          "marketplace")
+        if claimed is not None and (
+            not isinstance(claimed, str) or claimed.lower() != signer.lower()
+        ):
+            raise Refusal(
+                401,
+                "signer_mismatch",
+                f"the signature is not by {claimed}: the "
+                "request was changed after signing, or signed for another chain or "
+                "marketplace",
+            )
         try:
             licensed = self.has_license(model_id, signer)
         except Exception as exc:  # noqa: BLE001 - an injected chain call: any failure is "unknown"
             log.warning("licence check for model %s failed: %s", model_id, exc)
-            raise Refusal(503, "licence_check_unavailable", "the licence check could not reach "
-                          "the chain; retry shortly", retry_after=5) from None
+            raise Refusal(
+                503,
+                "licence_check_unavailable",
+                "the licence check could not reach the chain; retry shortly",
+                retry_after=5,
+            ) from None
         if not licensed:
-            raise Refusal(403, "no_licence", f"{signer} holds no licence for model {model_id}; "
-                          "buy it first")
+            raise Refusal(
+                403, "no_licence", f"{signer} holds no licence for model {model_id}; buy it first"
+            )
         if not self.nonces.use(signer, nonce, deadline):
-            raise Refusal(409, "replayed", f"nonce {nonce} was already used by {signer}; sign a "
-                          "new request with a fresh nonce")
+            raise Refusal(
+                409,
+                "replayed",
+                f"nonce {nonce} was already used by {signer}; sign a "
+                "new request with a fresh nonce",
+            )
         try:
             outputs = self._run(self.models[model_id], inputs)
         except QueueFull as exc:
@@ -217,12 +286,17 @@ class InferenceService:
         except Exception:  # noqa: BLE001 - a fault in the model (torch...): JSON, not a 500 page
             log.exception("inference on model %s failed", model_id)
             self.nonces.release(signer, nonce)
-            raise Refusal(500, "inference_failed", "the model failed on this request; the "
-                          "details are in the server log. Nothing was used up: the same signed "
-                          "request may be sent again") from None
+            raise Refusal(
+                500,
+                "inference_failed",
+                "the model failed on this request; the "
+                "details are in the server log. Nothing was used up: the same signed "
+                "request may be sent again",
+            ) from None
         warnings = [
             f"input {i} was longer than the model's limit and was truncated"
-            for i, out in enumerate(outputs) if out.get("truncated")
+            for i, out in enumerate(outputs)
+            if out.get("truncated")
         ]
         return {"modelId": model_id, "signer": signer, "outputs": outputs, "warnings": warnings}
 
@@ -232,8 +306,10 @@ class InferenceService:
         return model.predict(inputs)
 
     def describe(self) -> list[dict]:
-        return [{"modelId": mid, "labels": list(getattr(m, "labels", []))}
-                for mid, m in sorted(self.models.items())]
+        return [
+            {"modelId": mid, "labels": list(getattr(m, "labels", []))}
+            for mid, m in sorted(self.models.items())
+        ]
 
 
 def _refusal_response(refusal: Refusal):
@@ -264,8 +340,12 @@ def create_blueprint(service: InferenceService, name: str = "inference") -> Blue
                 raise Refusal(413, "body_too_large", f"request body over {MAX_BODY_BYTES} bytes")
             body = request.get_json(silent=True)
             if body is None:
-                raise Refusal(400, "malformed_json", "the body is not valid JSON; send a JSON "
-                              "object with Content-Type: application/json")
+                raise Refusal(
+                    400,
+                    "malformed_json",
+                    "the body is not valid JSON; send a JSON "
+                    "object with Content-Type: application/json",
+                )
             return jsonify(service.handle(body))
         except Refusal as refusal:
             log.info("inference refused: %s %s", refusal.status, refusal.code)
@@ -276,8 +356,13 @@ def create_blueprint(service: InferenceService, name: str = "inference") -> Blue
 
     @bp.get("/v1/models")
     def models():
-        return jsonify({"models": service.describe(), "chainId": service.chain_id,
-                        "verifyingContract": service.verifying_contract})
+        return jsonify(
+            {
+                "models": service.describe(),
+                "chainId": service.chain_id,
+                "verifyingContract": service.verifying_contract,
+            }
+        )
 
     return bp
 
@@ -290,8 +375,9 @@ def create_app(service: InferenceService) -> Flask:
 
     @app.errorhandler(413)
     def too_large(_):
-        return _refusal_response(Refusal(413, "body_too_large",
-                                         f"request body over {MAX_BODY_BYTES} bytes"))
+        return _refusal_response(
+            Refusal(413, "body_too_large", f"request body over {MAX_BODY_BYTES} bytes")
+        )
 
     @app.errorhandler(404)
     def not_found(_):
@@ -304,7 +390,12 @@ def create_app(service: InferenceService) -> Flask:
     @app.errorhandler(500)
     def internal(exc):  # e.g. the shared nonce database locked: JSON for the client, trace logged
         log.error("inference request failed", exc_info=getattr(exc, "original_exception", exc))
-        return _refusal_response(Refusal(500, "internal_error", "the server failed on this "
-                                         "request; the details are in its log. Retry shortly"))
+        return _refusal_response(
+            Refusal(
+                500,
+                "internal_error",
+                "the server failed on this request; the details are in its log. Retry shortly",
+            )
+        )
 
     return app

@@ -102,11 +102,15 @@ def deterministic_cpu(threads: int = EVAL_THREADS):
         torch.use_deterministic_algorithms(old_det)
 
 
-def predict_labels(model, tokenizer, texts: list[str], *, max_length: int, batch_size: int) -> list[int]:
+def predict_labels(
+    model, tokenizer, texts: list[str], *, max_length: int, batch_size: int
+) -> list[int]:
     """Argmax labels for texts in a fixed, padding-friendly order; returned in input order."""
     import torch
 
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    lengths = [
+        len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    ]
     order = sorted(range(len(texts)), key=lambda i: (lengths[i], i))
     out = [0] * len(texts)
     with torch.no_grad():
@@ -187,8 +191,10 @@ def evaluate_listing(model_dir: str | Path, metadata: dict) -> dict:
     metrics = metadata.get("metrics")
     eval_set = metrics.get("eval_set") if isinstance(metrics, dict) else None
     if not isinstance(eval_set, str) or not eval_set:
-        raise ConfigError("the listing declares no eval set (metrics.eval_set): there is no "
-                          "evaluation to reproduce")
+        raise ConfigError(
+            "the listing declares no eval set (metrics.eval_set): there is no "
+            "evaluation to reproduce"
+        )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return evaluation_report(model_dir, eval_set)
 
@@ -202,8 +208,11 @@ def _write_canonical(obj: dict, path: str | Path, what: str, option: str) -> Non
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise ConfigError(f"cannot write the {what} to {path}: {exc.strerror}; choose an "
-                          f"{option} in a folder that exists and is writable", path=str(path)) from None
+        raise ConfigError(
+            f"cannot write the {what} to {path}: {exc.strerror}; choose an "
+            f"{option} in a folder that exists and is writable",
+            path=str(path),
+        ) from None
 
 
 def write_metrics(metrics: dict, path: str | Path) -> None:
@@ -231,21 +240,32 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def add_output_arguments(p: argparse.ArgumentParser) -> None:
     """--output and --report (shared with `modex evaluate`)."""
-    p.add_argument("--output", help="also write the canonical metrics JSON here (e.g. "
-                   "MODEL_DIR/metrics.json: the metrics a listing declares)")
-    p.add_argument("--report", help="also write the evaluation report here (e.g. "
-                   f"MODEL_DIR/{EVALUATION_REPORT}: `modex publish` claims its work digest)")
+    p.add_argument(
+        "--output",
+        help="also write the canonical metrics JSON here (e.g. "
+        "MODEL_DIR/metrics.json: the metrics a listing declares)",
+    )
+    p.add_argument(
+        "--report",
+        help="also write the evaluation report here (e.g. "
+        f"MODEL_DIR/{EVALUATION_REPORT}: `modex publish` claims its work digest)",
+    )
 
 
 def run(model_dir, eval_set: str, output=None, report=None) -> dict:
     """Evaluate, optionally write the metrics and report files, print the metrics JSON (stdout)
     and the work digest (stderr); returns the report."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    for path, what, option in ((output, "metrics", "--output"),
-                               (report, "evaluation report", "--report")):
+    for path, what, option in (
+        (output, "metrics", "--output"),
+        (report, "evaluation report", "--report"),
+    ):
         if path and not Path(path).resolve().parent.is_dir():  # before minutes of evaluation
-            raise ConfigError(f"cannot write the {what} to {path}: its folder does not exist; "
-                              f"create it or choose another {option}", path=str(path))
+            raise ConfigError(
+                f"cannot write the {what} to {path}: its folder does not exist; "
+                f"create it or choose another {option}",
+                path=str(path),
+            )
     result = evaluation_report(model_dir, eval_set)
     if output:
         write_metrics(result["metrics"], output)

@@ -25,10 +25,13 @@ from node.errors import ConfigError
 def supports(model) -> bool:
     """Whether ``model`` is a BERT classifier this module computes exactly."""
     config = model.config
-    return (type(model).__name__ == "BertForSequenceClassification"
-            and getattr(config, "position_embedding_type", "absolute") == "absolute"
-            and isinstance(config.hidden_act, str)
-            and not config.is_decoder and not config.add_cross_attention)
+    return (
+        type(model).__name__ == "BertForSequenceClassification"
+        and getattr(config, "position_embedding_type", "absolute") == "absolute"
+        and isinstance(config.hidden_act, str)
+        and not config.is_decoder
+        and not config.add_cross_attention
+    )
 
 
 @dataclass
@@ -57,8 +60,11 @@ def pack(ids: list[list[int]], device) -> Packed:
 def embed(embeddings, packed: Packed):
     """BertEmbeddings for single-sequence inputs (token type 0), before its dropout."""
     e = embeddings
-    return e.LayerNorm(e.word_embeddings(packed.flat) + e.token_type_embeddings.weight[0]
-                       + e.position_embeddings(packed.positions))
+    return e.LayerNorm(
+        e.word_embeddings(packed.flat)
+        + e.token_type_embeddings.weight[0]
+        + e.position_embeddings(packed.positions)
+    )
 
 
 def attention(qkv, spans, heads: int, *, cls_only: bool, dropout_p: float = 0.0):
@@ -92,8 +98,10 @@ def logits(model, ids: list[list[int]]):
     import torch.nn.functional as F
 
     if not supports(model):
-        raise ConfigError(f"the packed forward computes BERT sequence classifiers, not "
-                          f"{type(model).__name__}; train or serve it padded instead")
+        raise ConfigError(
+            f"the packed forward computes BERT sequence classifiers, not "
+            f"{type(model).__name__}; train or serve it padded instead"
+        )
     bert, config, training = model.bert, model.config, model.training
     p_hidden = config.hidden_dropout_prob if training else 0.0
     p_attention = config.attention_probs_dropout_prob if training else 0.0
@@ -102,10 +110,14 @@ def logits(model, ids: list[list[int]]):
     layers = bert.encoder.layer
     for i, layer in enumerate(layers):
         att, last = layer.attention.self, i == len(layers) - 1
-        qkv = F.linear(h, torch.cat([att.query.weight, att.key.weight, att.value.weight]),
-                       torch.cat([att.query.bias, att.key.bias, att.value.bias]))
-        a = attention(qkv, packed.spans, config.num_attention_heads, cls_only=last,
-                      dropout_p=p_attention)
+        qkv = F.linear(
+            h,
+            torch.cat([att.query.weight, att.key.weight, att.value.weight]),
+            torch.cat([att.query.bias, att.key.bias, att.value.bias]),
+        )
+        a = attention(
+            qkv, packed.spans, config.num_attention_heads, cls_only=last, dropout_p=p_attention
+        )
         if last:
             h = h[packed.starts]  # the [CLS] rows only: nothing else reaches the classifier
         out = layer.attention.output

@@ -45,8 +45,13 @@ VOTE_WEIGHT = 0.4
 EMBED_MAX_LENGTH = 256
 
 
-def bayesian_score(vote_sum: float, vote_count: int, *, prior_mean: float = PRIOR_MEAN,
-                   prior_weight: float = PRIOR_WEIGHT) -> float:
+def bayesian_score(
+    vote_sum: float,
+    vote_count: int,
+    *,
+    prior_mean: float = PRIOR_MEAN,
+    prior_weight: float = PRIOR_WEIGHT,
+) -> float:
     if vote_count < 0 or vote_sum < 0:
         raise InputError("vote_sum and vote_count cannot be negative")
     return (prior_weight * prior_mean + vote_sum) / (prior_weight + vote_count)
@@ -76,9 +81,13 @@ class Embedder:
         chunks = []
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
-                enc = self.tokenizer(texts[start : start + self.batch_size], padding=True,
-                                     truncation=True, max_length=self.max_length,
-                                     return_tensors="pt")
+                enc = self.tokenizer(
+                    texts[start : start + self.batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
                 hidden = self.model(**enc).last_hidden_state
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -114,10 +123,12 @@ class EmbeddingCache:
         blob = np.asarray(vector, dtype=np.float32).tobytes()
         with self._lock:
             # an older card's vector for this listing is dead weight: keep one per listing
-            self._db.execute("DELETE FROM embeddings WHERE embedder=? AND listing=?",
-                             (embedder, listing))
-            self._db.execute("INSERT INTO embeddings VALUES (?, ?, ?, ?)",
-                             (embedder, listing, digest, blob))
+            self._db.execute(
+                "DELETE FROM embeddings WHERE embedder=? AND listing=?", (embedder, listing)
+            )
+            self._db.execute(
+                "INSERT INTO embeddings VALUES (?, ?, ?, ?)", (embedder, listing, digest, blob)
+            )
 
     def close(self) -> None:
         self._db.close()
@@ -150,9 +161,16 @@ def _quote(text: str, limit: int = 60) -> str:
 
 
 class Recommender:
-    def __init__(self, embedder=None, cache_path=None, *, prior_mean: float = PRIOR_MEAN,
-                 prior_weight: float = PRIOR_WEIGHT, similarity_weight: float = SIMILARITY_WEIGHT,
-                 vote_weight: float = VOTE_WEIGHT):
+    def __init__(
+        self,
+        embedder=None,
+        cache_path=None,
+        *,
+        prior_mean: float = PRIOR_MEAN,
+        prior_weight: float = PRIOR_WEIGHT,
+        similarity_weight: float = SIMILARITY_WEIGHT,
+        vote_weight: float = VOTE_WEIGHT,
+    ):
         self._embedder = embedder
         self.cache = EmbeddingCache(cache_path) if cache_path else None
         self.prior_mean, self.prior_weight = prior_mean, prior_weight
@@ -185,8 +203,9 @@ class Recommender:
         log.debug("embedded %d of %d listings (rest cached)", len(missing), len(listings))
         return np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
 
-    def recommend(self, listings, *, need: str = "", history=(), top_k: int | None = 10
-                  ) -> list[Recommendation]:
+    def recommend(
+        self, listings, *, need: str = "", history=(), top_k: int | None = 10
+    ) -> list[Recommendation]:
         """The listings ranked for this buyer (history: ids of listings they bought)."""
         import numpy as np
 
@@ -221,23 +240,40 @@ class Recommender:
         for row, item in enumerate(candidates):
             count = int(item["vote_count"])
             vote_sum = float(item["vote_sum"])
-            rating = bayesian_score(vote_sum, count, prior_mean=self.prior_mean,
-                                    prior_weight=self.prior_weight)
-            votes_text = f"{vote_sum / count:.1f} from {count} buyer{'s' * (count != 1)}" \
-                if count else "no votes yet"
+            rating = bayesian_score(
+                vote_sum, count, prior_mean=self.prior_mean, prior_weight=self.prior_weight
+            )
+            votes_text = (
+                f"{vote_sum / count:.1f} from {count} buyer{'s' * (count != 1)}"
+                if count
+                else "no votes yet"
+            )
             if sims is not None:
                 best = int(np.argmax(sims[row]))
                 similarity = round(float(sims[row, best]), 6)
                 # A cosine <= 0 adds nothing to the score (max(similarity, 0)): not "similar".
-                explanation = (f"similar to {query_labels[best]} ({similarity:.2f}); {votes_text}"
-                               if similarity > 0 else
-                               f"ranked by votes (nothing like {query_labels[best]}); {votes_text}")
+                explanation = (
+                    f"similar to {query_labels[best]} ({similarity:.2f}); {votes_text}"
+                    if similarity > 0
+                    else f"ranked by votes (nothing like {query_labels[best]}); {votes_text}"
+                )
             else:
                 similarity = 0.0
                 explanation = f"ranked by votes; {votes_text}"
-            score = (self.similarity_weight * max(similarity, 0.0)
-                     + self.vote_weight * (rating - 1.0) / 4.0)
-            results.append(Recommendation(item["id"], item["name"], round(score, 6), similarity,
-                                          round(rating, 6), count, explanation))
+            score = (
+                self.similarity_weight * max(similarity, 0.0)
+                + self.vote_weight * (rating - 1.0) / 4.0
+            )
+            results.append(
+                Recommendation(
+                    item["id"],
+                    item["name"],
+                    round(score, 6),
+                    similarity,
+                    round(rating, 6),
+                    count,
+                    explanation,
+                )
+            )
         results.sort(key=lambda r: (-r.score, _id_key(r.id)))
         return results if top_k is None else results[:top_k]

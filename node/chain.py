@@ -113,11 +113,13 @@ def connect(config_or_url: Config | str, *, timeout: float | None = None) -> Web
         return embedded_web3()
     if url == "local":
         raise ConfigError(
-            "chain \"local\" is the anvil that `modex up` starts and stops (its state kept in "
+            'chain "local" is the anvil that `modex up` starts and stops (its state kept in '
             "<data dir>/chain): while `modex up` runs, pass the URL it prints, e.g. "
-            "--chain http://127.0.0.1:PORT, or set chain to a node's URL", key="chain")
+            "--chain http://127.0.0.1:PORT, or set chain to a node's URL",
+            key="chain",
+        )
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise ConfigError(f"chain endpoint {url!r}: use \"embedded\" or an http(s) URL", key="chain")
+        raise ConfigError(f'chain endpoint {url!r}: use "embedded" or an http(s) URL', key="chain")
     # Retries are ours (bounded, logged, ending in a ChainError naming the endpoint), not web3's.
     provider = HTTPProvider(
         url, request_kwargs={"timeout": timeout or 10.0}, exception_retry_configuration=None
@@ -169,18 +171,21 @@ class Chain:
         self.contracts = {}
         records = deployment.get("contracts") if isinstance(deployment, dict) else None
         if not isinstance(records, dict):
-            raise ConfigError("the deployment record has no \"contracts\" table: deploy again")
+            raise ConfigError('the deployment record has no "contracts" table: deploy again')
         for name, record in records.items():
             if name not in self.abis:
                 raise ConfigError(f"no ABI for {name}: compile the contracts (node.compiler)")
             try:
                 address = to_checksum_address(record["address"])
             except (KeyError, TypeError, ValueError):
-                raise ConfigError(f"the deployment record has no valid address for {name}") from None
+                raise ConfigError(
+                    f"the deployment record has no valid address for {name}"
+                ) from None
             if record.get("abiHash") and record["abiHash"] != abi_hash(self.abis[name]):
                 raise ConfigError(
                     f"{name} at {address} was deployed from other sources than the compiled ones "
-                    f"(ABI hash differs): deploy the suite again", contract=name,
+                    f"(ABI hash differs): deploy the suite again",
+                    contract=name,
                 )
             self.contracts[name] = w3.eth.contract(address=address, abi=self.abis[name])
         self._chain_id = deployment.get("chainId")
@@ -189,13 +194,19 @@ class Chain:
     # -- construction -------------------------------------------------------------------------
 
     @classmethod
-    def from_config(cls, config: Config, *, w3: Web3 | None = None, abis: dict | None = None) -> Chain:
+    def from_config(
+        cls, config: Config, *, w3: Web3 | None = None, abis: dict | None = None
+    ) -> Chain:
         """Connect, load deployments/<chainId>.json (or config.deployment_file), check it fits."""
         w3 = w3 or connect(config)
         endpoint = endpoint_of(w3)
         probe = cls.__new__(cls)  # only for the retrying RPC helper before the record is known
         probe.endpoint, probe.retries, probe.backoff, probe.max_backoff = (
-            endpoint, config.rpc_retries, 0.25, 4.0)
+            endpoint,
+            config.rpc_retries,
+            0.25,
+            4.0,
+        )
         chain_id = probe._rpc("eth_chainId", lambda: w3.eth.chain_id)
         if config.chain_id is not None and config.chain_id != chain_id:
             raise ConfigError(
@@ -205,12 +216,17 @@ class Chain:
             )
         deployment = load_deployment_file(config.deployment_path(chain_id), chain_id, endpoint)
         chain = cls(
-            w3, deployment, abis=abis, retries=config.rpc_retries,
+            w3,
+            deployment,
+            abis=abis,
+            retries=config.rpc_retries,
             receipt_timeout=config.receipt_timeout,
         )
         missing = [name for name in CONTRACT_NAMES if name not in chain.contracts]
         if missing:
-            raise ConfigError(f"the deployment record lacks {', '.join(missing)}: deploy the full suite")
+            raise ConfigError(
+                f"the deployment record lacks {', '.join(missing)}: deploy the full suite"
+            )
         chain.check_code()
         return chain
 
@@ -231,7 +247,9 @@ class Chain:
         try:
             return self.contracts[name]
         except KeyError:
-            raise ConfigError(f"the deployment record has no {name} contract: deploy the full suite") from None
+            raise ConfigError(
+                f"the deployment record has no {name} contract: deploy the full suite"
+            ) from None
 
     @property
     def registry(self):
@@ -275,8 +293,13 @@ class Chain:
                         f"and that `chain` in the configuration points at it",
                         endpoint=self.endpoint,
                     ) from exc
-                log.warning("chain node %s: %s failed (%s); retrying in %.2fs",
-                            self.endpoint, what, type(exc).__name__, delay)
+                log.warning(
+                    "chain node %s: %s failed (%s); retrying in %.2fs",
+                    self.endpoint,
+                    what,
+                    type(exc).__name__,
+                    delay,
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
 
@@ -288,10 +311,19 @@ class Chain:
 
     def balance(self, address: str) -> int:
         """Balance in wei."""
-        return self._rpc("eth_getBalance", lambda: self.w3.eth.get_balance(to_checksum_address(address)))
+        return self._rpc(
+            "eth_getBalance", lambda: self.w3.eth.get_balance(to_checksum_address(address))
+        )
 
-    def call(self, fn, *, sender: str | None = None, value: int = 0, gas: int | None = None,
-             block="latest"):
+    def call(
+        self,
+        fn,
+        *,
+        sender: str | None = None,
+        value: int = 0,
+        gas: int | None = None,
+        block="latest",
+    ):
         """A view call (or a dry run of a transaction); reverts become ContractRevert."""
         params = {"value": value}
         if gas is not None:
@@ -299,7 +331,9 @@ class Chain:
         if sender:
             params["from"] = to_checksum_address(sender)
         try:
-            return self._rpc(f"eth_call {fn.fn_name}", lambda: fn.call(params, block_identifier=block))
+            return self._rpc(
+                f"eth_call {fn.fn_name}", lambda: fn.call(params, block_identifier=block)
+            )
         except ContractLogicError as exc:
             raise revert(self, exc, fn) from None
         except Web3RPCError as exc:
@@ -311,11 +345,14 @@ class Chain:
         if not raw or self.endpoint == "embedded":
             return self._rpc("eth_getLogs", lambda: self.w3.eth.get_logs(params))
         request = {k: hex(v) if isinstance(v, int) else v for k, v in params.items()}
-        response = self._rpc("eth_getLogs",
-                             lambda: self.w3.provider.make_request("eth_getLogs", [request]))
+        response = self._rpc(
+            "eth_getLogs", lambda: self.w3.provider.make_request("eth_getLogs", [request])
+        )
         if response.get("error"):
-            raise ChainError(f"the chain node at {self.endpoint} refused eth_getLogs: "
-                             f"{response['error']}", endpoint=self.endpoint)
+            raise ChainError(
+                f"the chain node at {self.endpoint} refused eth_getLogs: {response['error']}",
+                endpoint=self.endpoint,
+            )
         return response["result"]
 
     @property
@@ -323,8 +360,9 @@ class Chain:
         """The block the suite was deployed in: none of its events can be older."""
         return int(self.deployment.get("block") or 0)
 
-    def events(self, event_name: str, from_block: int | None = None, to_block="latest",
-               **argument_filters) -> list:
+    def events(
+        self, event_name: str, from_block: int | None = None, to_block="latest", **argument_filters
+    ) -> list:
         """Decoded events named ``event_name`` from whichever Modex contract declares it, from
         ``from_block`` (default: the deployment's block; a node scans every block it is asked
         for, and the embedded chain decodes every transaction in them)."""
@@ -334,22 +372,32 @@ class Chain:
         for contract in self.contracts.values():
             if any(e.get("type") == "event" and e.get("name") == event_name for e in contract.abi):
                 event = contract.events[event_name]
-                found.extend(self._rpc(
-                    f"eth_getLogs {event_name}",
-                    lambda ev=event: ev.get_logs(
-                        argument_filters=argument_filters or None,
-                        from_block=from_block, to_block=to_block,
-                    ),
-                ))
+                found.extend(
+                    self._rpc(
+                        f"eth_getLogs {event_name}",
+                        lambda ev=event: ev.get_logs(
+                            argument_filters=argument_filters or None,
+                            from_block=from_block,
+                            to_block=to_block,
+                        ),
+                    )
+                )
         if not found and not any(
             e.get("type") == "event" and e.get("name") == event_name
-            for c in self.contracts.values() for e in c.abi
+            for c in self.contracts.values()
+            for e in c.abi
         ):
             raise InputError(f"no Modex contract declares an event named {event_name!r}")
         return sorted(found, key=lambda e: (e["blockNumber"], e["logIndex"]))
 
-    def wait_for(self, predicate: Callable[[], Any], timeout: float, *, interval: float | None = None,
-                 what: str = "condition"):
+    def wait_for(
+        self,
+        predicate: Callable[[], Any],
+        timeout: float,
+        *,
+        interval: float | None = None,
+        what: str = "condition",
+    ):
         """Poll ``predicate`` until it returns something truthy; return that, or ChainError."""
         deadline = time.monotonic() + timeout
         interval = interval or max(self.poll_latency, 0.05)
@@ -372,8 +420,15 @@ class Chain:
     def send_raw(self, raw: bytes, *, sender: str | None = None, value: int = 0) -> bytes:
         return self.sender.send_raw(raw, sender=sender, value=value)
 
-    def transact(self, fn, signer: Signer, *, value: int = 0, gas: int | None = None,
-                 on_sent: Callable[[bytes], None] | None = None):
+    def transact(
+        self,
+        fn,
+        signer: Signer,
+        *,
+        value: int = 0,
+        gas: int | None = None,
+        on_sent: Callable[[bytes], None] | None = None,
+    ):
         return self.sender.transact(fn, signer, value=value, gas=gas, on_sent=on_sent)
 
     def transact_unlocked(self, fn, address: str, *, value: int = 0, gas: int | None = None):
@@ -398,7 +453,9 @@ def load_deployment_file(path: Path, chain_id: int, endpoint: str) -> dict:
             key="deployment_file",
         ) from None
     except ValueError as exc:
-        raise ConfigError(f"deployment file {path} is not valid JSON: {exc}", key="deployment_file") from None
+        raise ConfigError(
+            f"deployment file {path} is not valid JSON: {exc}", key="deployment_file"
+        ) from None
     recorded = record.get("chainId") if isinstance(record, dict) else None
     if recorded != chain_id:
         raise ConfigError(

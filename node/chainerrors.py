@@ -29,10 +29,14 @@ def revert(chain, exc: ContractLogicError, fn=None) -> ContractRevert:
     """A revert as ContractRevert, decoded by node/revert.py over the chain's ABIs."""
     data = getattr(exc, "data", None)
     reason = str(exc.args[0]) if exc.args else ""
-    if (not data or data == "no data") and ("out of gas" in reason.lower() or "below 2300 gas" in reason):
+    if (not data or data == "no data") and (
+        "out of gas" in reason.lower() or "below 2300 gas" in reason
+    ):
         return ContractRevert(
             f"{getattr(fn, 'fn_name', 'the call')} would run out of gas: raise the limit or "
-            f"leave it unset to estimate (nothing was sent)", error=None, args={},
+            f"leave it unset to estimate (nothing was sent)",
+            error=None,
+            args={},
         )
     return as_revert(exc, chain.abis.values())
 
@@ -47,7 +51,8 @@ def refusal(chain, exc: Web3RPCError, fn, sender, value, gas=None) -> ChainError
         limit = f" with a gas limit of {gas}" if gas else ""
         return ContractRevert(
             f"{name} would run out of gas{limit}: raise the limit or leave it unset to "
-            f"estimate (nothing was sent)", gas=gas,
+            f"estimate (nothing was sent)",
+            gas=gas,
         )
     return ChainError(f"the chain node at {chain.endpoint} refused {name}: {exc}")
 
@@ -58,7 +63,9 @@ def insufficient(chain, sender: str, value: int) -> ChainError:
         f"insufficient funds: {sender} holds {fmt_eth(have)} but this "
         f"transaction needs {fmt_eth(value)} plus gas; fund the account "
         f"and try again (nothing was sent)",
-        address=sender, balance=have, value=value,
+        address=sender,
+        balance=have,
+        value=value,
     )
 
 

@@ -24,7 +24,14 @@ SETTINGS = {
     "optimizer": {"enabled": True, "runs": 200},
     "evmVersion": EVM_VERSION,
     "outputSelection": {
-        "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object", "evm.methodIdentifiers"]}
+        "*": {
+            "*": [
+                "abi",
+                "evm.bytecode.object",
+                "evm.deployedBytecode.object",
+                "evm.methodIdentifiers",
+            ]
+        }
     },
 }
 
@@ -77,13 +84,18 @@ def compile_contracts(
     if cache.exists():
         try:
             return json.loads(cache.read_text())
-        except (ValueError, OSError):  # damaged (cut short, copied half): compile again and rewrite it
+        except (
+            ValueError,
+            OSError,
+        ):  # damaged (cut short, copied half): compile again and rewrite it
             log.warning("compiler cache %s is unreadable; compiling again", cache)
 
     import solcx  # imported lazily: only compiling needs it
 
     if not paths.SOLC_WRAPPER.exists():
-        raise CompileError(f"solc wrapper missing at {paths.SOLC_WRAPPER}: run `bash tools/setup.sh`")
+        raise CompileError(
+            f"solc wrapper missing at {paths.SOLC_WRAPPER}: run `bash tools/setup.sh`"
+        )
     standard_input = {
         "language": "Solidity",
         "sources": {_unit_name(f): {"content": f.read_text()} for f in files},
@@ -100,7 +112,9 @@ def compile_contracts(
         raise CompileError(f"solc failed: {exc}") from exc
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
     if errors:
-        raise CompileError("solc reported errors:\n" + "\n".join(e["formattedMessage"] for e in errors))
+        raise CompileError(
+            "solc reported errors:\n" + "\n".join(e["formattedMessage"] for e in errors)
+        )
 
     own_units = set(standard_input["sources"])
     artifacts: dict[str, dict] = {}
@@ -109,7 +123,9 @@ def compile_contracts(
             continue  # libraries pulled in by import (OpenZeppelin) are not ours to deploy
         for name, c in contracts.items():
             if name in artifacts:
-                raise CompileError(f"two contracts named {name}: {artifacts[name]['source']} and {unit}")
+                raise CompileError(
+                    f"two contracts named {name}: {artifacts[name]['source']} and {unit}"
+                )
             artifacts[name] = {
                 "abi": c["abi"],
                 "bytecode": "0x" + c["evm"]["bytecode"]["object"],

@@ -48,25 +48,25 @@ class Config:
     # "local": the anvil `modex up` runs, its state kept in <data_dir>/chain (node/localchain.py);
     # "embedded": an in-memory chain inside the process, reset at every start; or a JSON-RPC URL
     chain: str = "local"
-    chain_id: int | None = None             # expected chain id; checked on connect when set
-    deployment_file: Path | None = None     # default: deployments/<chainId>.json
-    ipfs: str = "embedded"                  # "embedded" or a Kubo RPC API URL
+    chain_id: int | None = None  # expected chain id; checked on connect when set
+    deployment_file: Path | None = None  # default: deployments/<chainId>.json
+    ipfs: str = "embedded"  # "embedded" or a Kubo RPC API URL
     cid_profile: str = "unixfs-v1-2025"
-    confirmations: int = 0                  # blocks the indexer, worker and validator stay behind the head
-    poll_interval: float = 2.0              # seconds between polls of followers (indexer, worker)
-    rpc_timeout: float = 10.0               # seconds per JSON-RPC / IPFS API request
-    rpc_retries: int = 3                    # retries of a failed connection before giving up
-    keystore: Path | None = None            # default: <data_dir>/keystore.json
-    keyvault: Path | None = None            # the seller's content keys; default <data_dir>/keyvault.json
-    index_db: Path | None = None            # default: <data_dir>/index.sqlite3
-    store_dir: Path | None = None           # embedded IPFS blocks; default <data_dir>/ipfs
-    gateway_port: int = 8080                # read-only IPFS gateway (embedded store)
-    store_source: str = ""                  # embedded store: an IPFS gateway URL to fetch missing
-                                            # or locally corrupt blocks from ("": none)
+    confirmations: int = 0  # blocks the indexer, worker and validator stay behind the head
+    poll_interval: float = 2.0  # seconds between polls of followers (indexer, worker)
+    rpc_timeout: float = 10.0  # seconds per JSON-RPC / IPFS API request
+    rpc_retries: int = 3  # retries of a failed connection before giving up
+    keystore: Path | None = None  # default: <data_dir>/keystore.json
+    keyvault: Path | None = None  # the seller's content keys; default <data_dir>/keyvault.json
+    index_db: Path | None = None  # default: <data_dir>/index.sqlite3
+    store_dir: Path | None = None  # embedded IPFS blocks; default <data_dir>/ipfs
+    gateway_port: int = 8080  # read-only IPFS gateway (embedded store)
+    store_source: str = ""  # embedded store: an IPFS gateway URL to fetch missing
+    # or locally corrupt blocks from ("": none)
     ui_port: int = 5000
-    receipt_timeout: float = 120.0          # seconds to wait for a transaction to be mined
-    worker_replace_after: float = 30.0      # seconds before the worker replaces an unmined deliverKey
-    worker_max_fee_gwei: float = 100.0      # the worker never offers more per gas (replacements too)
+    receipt_timeout: float = 120.0  # seconds to wait for a transaction to be mined
+    worker_replace_after: float = 30.0  # seconds before the worker replaces an unmined deliverKey
+    worker_max_fee_gwei: float = 100.0  # the worker never offers more per gas (replacements too)
     # Not a setting: where each value came from ("override", "in FILE", "from $VAR"), by key;
     # a key not in it has its default.
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -131,11 +131,24 @@ def _endpoint(key: str, value, source: str) -> str:
 
 def _coerce(key: str, value, source: str):
     """Turn a TOML value or an environment string into the field's type, or raise ConfigError."""
-    kind = {"data_dir": Path, "deployment_file": Path, "keystore": Path, "keyvault": Path,
-            "index_db": Path, "store_dir": Path, "chain_id": int, "confirmations": int,
-            "rpc_retries": int, "gateway_port": int, "ui_port": int, "poll_interval": float,
-            "rpc_timeout": float, "receipt_timeout": float, "worker_replace_after": float,
-            "worker_max_fee_gwei": float}.get(key, str)
+    kind = {
+        "data_dir": Path,
+        "deployment_file": Path,
+        "keystore": Path,
+        "keyvault": Path,
+        "index_db": Path,
+        "store_dir": Path,
+        "chain_id": int,
+        "confirmations": int,
+        "rpc_retries": int,
+        "gateway_port": int,
+        "ui_port": int,
+        "poll_interval": float,
+        "rpc_timeout": float,
+        "receipt_timeout": float,
+        "worker_replace_after": float,
+        "worker_max_fee_gwei": float,
+    }.get(key, str)
     if value is None:
         return None
     if kind is Path:
@@ -148,14 +161,20 @@ def _coerce(key: str, value, source: str):
         try:
             return int(value)
         except ValueError:
-            raise ConfigError(f"{key} ({source}) must be a whole number, got {value!r}", key=key) from None
+            raise ConfigError(
+                f"{key} ({source}) must be a whole number, got {value!r}", key=key
+            ) from None
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"{key} ({source}) must be a number of seconds, got {value!r}", key=key)
+            raise ConfigError(
+                f"{key} ({source}) must be a number of seconds, got {value!r}", key=key
+            )
         try:
             return float(value)
         except ValueError:
-            raise ConfigError(f"{key} ({source}) must be a number of seconds, got {value!r}", key=key) from None
+            raise ConfigError(
+                f"{key} ({source}) must be a number of seconds, got {value!r}", key=key
+            ) from None
     if not isinstance(value, str):
         raise ConfigError(f"{key} ({source}) must be a string, got {value!r}", key=key)
     return value
@@ -176,7 +195,8 @@ def validate(config: Config, sources: dict[str, str] | None = None) -> Config:
             raise ConfigError(
                 f"store_source ({where('store_source')}) is {config.store_source!r}: use an "
                 "IPFS gateway's http(s) URL such as http://127.0.0.1:8080, or leave it empty",
-                key="store_source")
+                key="store_source",
+            )
         config.store_source = config.store_source.rstrip("/")
     if config.cid_profile not in CID_PROFILES:
         raise ConfigError(
@@ -184,24 +204,38 @@ def validate(config: Config, sources: dict[str, str] | None = None) -> Config:
             key="cid_profile",
         )
     if config.chain_id is not None and config.chain_id <= 0:
-        raise ConfigError(f"chain_id ({where('chain_id')}) must be a positive integer", key="chain_id")
+        raise ConfigError(
+            f"chain_id ({where('chain_id')}) must be a positive integer", key="chain_id"
+        )
     if config.confirmations < 0:
-        raise ConfigError(f"confirmations ({where('confirmations')}) must be 0 or more blocks", key="confirmations")
+        raise ConfigError(
+            f"confirmations ({where('confirmations')}) must be 0 or more blocks",
+            key="confirmations",
+        )
     if config.rpc_retries < 0:
-        raise ConfigError(f"rpc_retries ({where('rpc_retries')}) must be 0 or more", key="rpc_retries")
+        raise ConfigError(
+            f"rpc_retries ({where('rpc_retries')}) must be 0 or more", key="rpc_retries"
+        )
     for key in ("poll_interval", "rpc_timeout", "receipt_timeout"):
         if not getattr(config, key) > 0:
             raise ConfigError(f"{key} ({where(key)}) must be more than 0 seconds", key=key)
     if not 0 <= config.worker_replace_after < math.inf:
-        raise ConfigError(f"worker_replace_after ({where('worker_replace_after')}) must be 0 or "
-                          "more seconds (0: replace an unmined delivery on every pass)",
-                          key="worker_replace_after")
+        raise ConfigError(
+            f"worker_replace_after ({where('worker_replace_after')}) must be 0 or "
+            "more seconds (0: replace an unmined delivery on every pass)",
+            key="worker_replace_after",
+        )
     if not 0 < config.worker_max_fee_gwei < math.inf:
-        raise ConfigError(f"worker_max_fee_gwei ({where('worker_max_fee_gwei')}) must be more "
-                          "than 0 gwei per gas", key="worker_max_fee_gwei")
+        raise ConfigError(
+            f"worker_max_fee_gwei ({where('worker_max_fee_gwei')}) must be more "
+            "than 0 gwei per gas",
+            key="worker_max_fee_gwei",
+        )
     for key in ("gateway_port", "ui_port"):
         if not 0 <= getattr(config, key) <= 65535:
-            raise ConfigError(f"{key} ({where(key)}) must be a TCP port 0..65535 (0 = any free port)", key=key)
+            raise ConfigError(
+                f"{key} ({where(key)}) must be a TCP port 0..65535 (0 = any free port)", key=key
+            )
     return config
 
 
@@ -212,11 +246,14 @@ def _read_toml(path: Path) -> dict:
     except FileNotFoundError:
         raise ConfigError(f"configuration file {path} does not exist", key="config") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}", key="config") from None
+        raise ConfigError(
+            f"configuration file {path} is not valid TOML: {exc}", key="config"
+        ) from None
     for key, value in data.items():
         if key not in _FIELDS:
             raise ConfigError(
-                f"unknown key {key!r} in {path}; allowed keys: {', '.join(sorted(_FIELDS))}", key=key
+                f"unknown key {key!r} in {path}; allowed keys: {', '.join(sorted(_FIELDS))}",
+                key=key,
             )
         if isinstance(value, dict):
             raise ConfigError(f"{key} in {path} must be a plain value, not a table", key=key)
@@ -227,7 +264,9 @@ def load_config(path: str | os.PathLike | None = None, env=os.environ, **overrid
     """Read the TOML file and ``MODEX_*`` variables, apply ``overrides``, validate, return Config."""
     for key in overrides:
         if key not in _FIELDS:
-            raise ConfigError(f"unknown configuration key {key!r}; allowed: {', '.join(sorted(_FIELDS))}", key=key)
+            raise ConfigError(
+                f"unknown configuration key {key!r}; allowed: {', '.join(sorted(_FIELDS))}", key=key
+            )
     values: dict = {}
     sources: dict = {}
 

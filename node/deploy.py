@@ -86,15 +86,33 @@ def suite_plan(params: dict, deployer: str) -> list[dict]:
         {"deploy": "ModelRegistry", "args": []},
         {
             "deploy": "Marketplace",
-            "args": [ref("ModelRegistry"), p["delivery_window"], p["challenge_period"], p["fee_bps"],
-                     p["fee_recipient"], p["validator_share_bps"], deployer],
+            "args": [
+                ref("ModelRegistry"),
+                p["delivery_window"],
+                p["challenge_period"],
+                p["fee_bps"],
+                p["fee_recipient"],
+                p["validator_share_bps"],
+                deployer,
+            ],
         },
         {
             "deploy": "Validators",
-            "args": [ref("ModelRegistry"), ref("Marketplace"),
-                     [p["min_stake"], p["quorum"], p["commit_period"], p["reveal_period"],
-                      p["unstake_delay"], p["bond_bps"], p["request_bond"], p["max_open_requests"],
-                      p["treasury"]]],
+            "args": [
+                ref("ModelRegistry"),
+                ref("Marketplace"),
+                [
+                    p["min_stake"],
+                    p["quorum"],
+                    p["commit_period"],
+                    p["reveal_period"],
+                    p["unstake_delay"],
+                    p["bond_bps"],
+                    p["request_bond"],
+                    p["max_open_requests"],
+                    p["treasury"],
+                ],
+            ],
         },
         {"call": "Marketplace", "function": "connectValidators", "args": [ref("Validators")]},
         {"deploy": "Votes", "args": [ref("Marketplace")]},
@@ -116,16 +134,28 @@ def resolve_params(params: dict, deployer: str) -> dict:
     p["fee_recipient"] = p["fee_recipient"] or deployer
     p["treasury"] = p["treasury"] or p["fee_recipient"]
     limits = {
-        "fee_bps": (0, 1000), "validator_share_bps": (0, 10_000), "bond_bps": (1, 10_000),
-        "delivery_window": (1, 2**32 - 1), "challenge_period": (0, 2**32 - 1), "quorum": (1, 2**32 - 1),
-        "commit_period": (1, 2**32 - 1), "reveal_period": (1, 2**32 - 1), "unstake_delay": (0, 2**32 - 1),
-        "min_stake": (1, 2**96 - 1), "request_bond": (1, 2**96 - 1), "max_open_requests": (1, 2**16 - 1),
+        "fee_bps": (0, 1000),
+        "validator_share_bps": (0, 10_000),
+        "bond_bps": (1, 10_000),
+        "delivery_window": (1, 2**32 - 1),
+        "challenge_period": (0, 2**32 - 1),
+        "quorum": (1, 2**32 - 1),
+        "commit_period": (1, 2**32 - 1),
+        "reveal_period": (1, 2**32 - 1),
+        "unstake_delay": (0, 2**32 - 1),
+        "min_stake": (1, 2**96 - 1),
+        "request_bond": (1, 2**96 - 1),
+        "max_open_requests": (1, 2**16 - 1),
     }
     for key, (lo, hi) in limits.items():
         value = p[key]
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-            raise ConfigError(f"deployment parameter {key}={value!r} must be an integer in [{lo}, {hi}]")
-    seat = p["request_bond"] + p["min_stake"] * p["bond_bps"] // 10_000  # a key request's and a commit's bonds
+            raise ConfigError(
+                f"deployment parameter {key}={value!r} must be an integer in [{lo}, {hi}]"
+            )
+    seat = (
+        p["request_bond"] + p["min_stake"] * p["bond_bps"] // 10_000
+    )  # a key request's and a commit's bonds
     if seat > p["min_stake"]:
         raise ConfigError(
             f"request_bond ({p['request_bond']}) plus a commit bond (bond_bps {p['bond_bps']} of min_stake: "
@@ -143,7 +173,9 @@ def _checked_address(key: str, value) -> str:
             f"e.g. --param {key}=0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
         )
     if int(value, 16) == 0:
-        raise ConfigError(f"deployment parameter {key} must not be the zero address: leave it out for the default")
+        raise ConfigError(
+            f"deployment parameter {key} must not be the zero address: leave it out for the default"
+        )
     from eth_utils import to_checksum_address  # in both venvs (web3 8 and brownie's web3 7)
 
     return to_checksum_address(value)
@@ -172,8 +204,12 @@ def deploy_suite(w3, deployer, *, artifacts: dict | None = None, **params) -> di
         try:
             if "deploy" in step:
                 name = step["deploy"]
-                factory = w3.eth.contract(abi=artifacts[name]["abi"], bytecode=artifacts[name]["bytecode"])
-                receipt = send_transaction(w3, deployer, factory.constructor(*args), what=f"deploy {name}")
+                factory = w3.eth.contract(
+                    abi=artifacts[name]["abi"], bytecode=artifacts[name]["bytecode"]
+                )
+                receipt = send_transaction(
+                    w3, deployer, factory.constructor(*args), what=f"deploy {name}"
+                )
                 addresses[name] = receipt["contractAddress"]
                 block = receipt["blockNumber"] if block is None else block
                 log.info("deployed %s at %s (gas %d)", name, addresses[name], receipt["gasUsed"])
@@ -187,11 +223,17 @@ def deploy_suite(w3, deployer, *, artifacts: dict | None = None, **params) -> di
                 raise
             # What is on chain already was paid for: say where, as no record is written.
             done = ", ".join(f"{n} at {a}" for n, a in addresses.items())
-            raise type(exc)(f"{exc}; already deployed, not wired: {done}; deploy the suite again",
-                            **{**exc.context, "deployed": dict(addresses)}) from exc
+            raise type(exc)(
+                f"{exc}; already deployed, not wired: {done}; deploy the suite again",
+                **{**exc.context, "deployed": dict(addresses)},
+            ) from exc
     return deployment_record(
-        chain_id=w3.eth.chain_id, block=block, deployer=sender, addresses=addresses,
-        artifacts=artifacts, params=resolve_params(params, sender),
+        chain_id=w3.eth.chain_id,
+        block=block,
+        deployer=sender,
+        addresses=addresses,
+        artifacts=artifacts,
+        params=resolve_params(params, sender),
     )
 
 
@@ -211,24 +253,34 @@ def send_transaction(w3, sender, call, *, what: str, value: int = 0) -> dict:
             if isinstance(sender, str):
                 tx_hash = call.transact({"from": address, "value": value})
             else:
-                tx = call.build_transaction({
-                    "from": address, "value": value,
-                    "nonce": w3.eth.get_transaction_count(address, "pending"),
-                })
+                tx = call.build_transaction(
+                    {
+                        "from": address,
+                        "value": value,
+                        "nonce": w3.eth.get_transaction_count(address, "pending"),
+                    }
+                )
                 signed = sender.sign_transaction(tx)
                 # node.signer's protocol returns the raw bytes; eth-account returns a SignedTransaction
                 raw = signed if isinstance(signed, (bytes, bytearray)) else signed.raw_transaction
                 tx_hash = w3.eth.send_raw_transaction(raw)
-    except (Web3RPCError, ValidationError) as exc:  # refused before it ran: funds, nonce, fee (py-evm: ValidationError)
+    except (
+        Web3RPCError,
+        ValidationError,
+    ) as exc:  # refused before it ran: funds, nonce, fee (py-evm: ValidationError)
         reason = str(exc)
         error = (getattr(exc, "rpc_response", None) or {}).get("error")
         if isinstance(error, dict) and error.get("message"):
             reason = str(error["message"])  # the node's own words, not the whole JSON-RPC reply
         hint = ""
         if "insufficient funds" in reason.lower() or "cannot afford" in reason.lower():
-            reason = reason if isinstance(exc, Web3RPCError) else "insufficient funds for gas"  # py-evm's is bytes
+            reason = (
+                reason if isinstance(exc, Web3RPCError) else "insufficient funds for gas"
+            )  # py-evm's is bytes
             hint = f"; fund {address} with ETH for gas and deploy again"
-        raise ChainError(f"{what} was refused by the node: {reason}{hint}", address=address) from None
+        raise ChainError(
+            f"{what} was refused by the node: {reason}{hint}", address=address
+        ) from None
 
     try:
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
@@ -236,15 +288,25 @@ def send_transaction(w3, sender, call, *, what: str, value: int = 0) -> dict:
         raise ChainError(
             f"{what}: transaction {tx_hash.to_0x_hex()} was not mined within {RECEIPT_TIMEOUT_S} s (a node "
             f"that does not mine, or a fee too low for the network); it may still be mined: look it up "
-            f"before sending again", tx_hash=tx_hash.to_0x_hex(),
+            f"before sending again",
+            tx_hash=tx_hash.to_0x_hex(),
         ) from None
     if receipt["status"] != 1:
-        raise ChainError(f"{what} failed on chain (transaction {tx_hash.hex()})", receipt=dict(receipt))
+        raise ChainError(
+            f"{what} failed on chain (transaction {tx_hash.hex()})", receipt=dict(receipt)
+        )
     return receipt
 
 
-def deployment_record(*, chain_id: int, block: int, deployer: str, addresses: dict[str, str],
-                      artifacts: dict, params: dict | None = None) -> dict:
+def deployment_record(
+    *,
+    chain_id: int,
+    block: int,
+    deployer: str,
+    addresses: dict[str, str],
+    artifacts: dict,
+    params: dict | None = None,
+) -> dict:
     """The JSON-ready description of a deployment written to deployments/<chainId>.json."""
     from node.compiler import solc_version
 
@@ -293,7 +355,9 @@ def load_deployment(w3_or_chain_id, directory: Path | str | None = None) -> dict
     if not path.exists():
         raise ConfigError(
             f"no deployment for chain {chain_id}: {path} does not exist; deploy first "
-            f"(`.venv/bin/python scripts/deploy.py --network ...`)", path=str(path), chain_id=chain_id,
+            f"(`.venv/bin/python scripts/deploy.py --network ...`)",
+            path=str(path),
+            chain_id=chain_id,
         )
     try:
         record = json.loads(path.read_text())
@@ -301,22 +365,30 @@ def load_deployment(w3_or_chain_id, directory: Path | str | None = None) -> dict
         contracts = record["contracts"]
         missing = [n for n in SUITE if n not in contracts or "address" not in contracts[n]]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path} is not a deployment record ({exc}); delete it and deploy again",
-                          path=str(path)) from exc
+        raise ConfigError(
+            f"{path} is not a deployment record ({exc}); delete it and deploy again", path=str(path)
+        ) from exc
     if recorded != chain_id:
         raise ConfigError(
             f"{path} is for chain {recorded} but the node is on chain {chain_id}: check the RPC URL "
-            f"or deploy to this chain", path=str(path), chain_id=chain_id, recorded=recorded,
+            f"or deploy to this chain",
+            path=str(path),
+            chain_id=chain_id,
+            recorded=recorded,
         )
     if missing:
-        raise ConfigError(f"{path} lacks contracts {missing}; deploy the suite again", path=str(path))
+        raise ConfigError(
+            f"{path} lacks contracts {missing}; deploy the suite again", path=str(path)
+        )
     if w3 is not None:
         for name in SUITE:
             address = contracts[name]["address"]
             if not w3.eth.get_code(address):
                 raise ConfigError(
                     f"{path} names {name} at {address} but chain {chain_id} has no code there (was the "
-                    f"chain restarted?): deploy again", path=str(path), contract=name,
+                    f"chain restarted?): deploy again",
+                    path=str(path),
+                    contract=name,
                 )
     return record
 
@@ -337,7 +409,8 @@ def suite_contracts(w3, record: dict, artifacts: dict | None = None) -> dict[str
         if entry.get("abiHash") and entry["abiHash"] != abi_hash(abi):
             raise ConfigError(
                 f"{name} at {entry['address']} was deployed from other sources (ABI hash differs): "
-                f"redeploy the suite", contract=name,
+                f"redeploy the suite",
+                contract=name,
             )
         out[name] = w3.eth.contract(address=entry["address"], abi=abi)
     return out

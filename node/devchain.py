@@ -89,10 +89,22 @@ def start_anvil(
         raise ChainError(f"anvil not found at {paths.ANVIL_BIN}: run `bash tools/setup.sh`")
     port = port or free_port()
     cmd = [
-        str(paths.ANVIL_BIN), "--host", "127.0.0.1", "--port", str(port),
-        "--accounts", str(accounts), "--balance", str(balance_eth),
-        "--chain-id", str(chain_id), "--mnemonic", ANVIL_MNEMONIC,
-        "--hardfork", "prague", "--silent",
+        str(paths.ANVIL_BIN),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--accounts",
+        str(accounts),
+        "--balance",
+        str(balance_eth),
+        "--chain-id",
+        str(chain_id),
+        "--mnemonic",
+        ANVIL_MNEMONIC,
+        "--hardfork",
+        "prague",
+        "--silent",
     ]
     if block_time:
         cmd += ["--block-time", str(block_time)]

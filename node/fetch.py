@@ -65,8 +65,11 @@ def _registry_view(chain, model_id: int, fn):
     except Exception as exc:  # web3 raises its own types for a view revert (ERC721NonexistentToken)
         if _is_connection_error(exc):
             raise ChainError(f"cannot reach the chain at {_endpoint(chain)}: {exc}") from exc
-        raise ChainError(f"model {model_id} is not listed on chain {chain.chain_id}; "
-                         "`modex models` shows the listed ids", model_id=model_id) from None
+        raise ChainError(
+            f"model {model_id} is not listed on chain {chain.chain_id}; "
+            "`modex models` shows the listed ids",
+            model_id=model_id,
+        ) from None
 
 
 def get_listing(chain, model_id: int) -> Listing:
@@ -86,8 +89,9 @@ def get_listing(chain, model_id: int) -> Listing:
 
 def sale_terms(chain, model_id: int) -> SaleTerms:
     """Price in wei, active and owner in one call; ChainError for an unknown id."""
-    return SaleTerms.from_call(_registry_view(chain, model_id,
-                                              chain.registry.functions.saleTerms(model_id)))
+    return SaleTerms.from_call(
+        _registry_view(chain, model_id, chain.registry.functions.saleTerms(model_id))
+    )
 
 
 def book(chain, model_id: int) -> Book:
@@ -109,8 +113,15 @@ def _endpoint(chain) -> str:
 def _is_connection_error(exc: BaseException) -> bool:
     import requests
 
-    return isinstance(exc, (ConnectionError, TimeoutError, requests.exceptions.ConnectionError,
-                            requests.exceptions.Timeout))
+    return isinstance(
+        exc,
+        (
+            ConnectionError,
+            TimeoutError,
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+        ),
+    )
 
 
 def load_metadata(store, cid: str) -> dict:
@@ -131,11 +142,14 @@ def check_metadata(meta: dict, model_id: int, model_hash: bytes) -> str:
         raise IntegrityError(
             f"the metadata of model {model_id} names model hash {meta.get('model_hash')}, "
             f"but the chain lists 0x{model_hash.hex()}; refusing it",
-            model_id=model_id)
+            model_id=model_id,
+        )
     seal_info = meta.get("seal") or {}
     if seal_info.get("scheme") != "MDXSEAL1" or not meta.get("content_cid"):
-        raise IntegrityError(f"the metadata of model {model_id} does not describe a "
-                             "MDXSEAL1 sealed archive; this node cannot open it")
+        raise IntegrityError(
+            f"the metadata of model {model_id} does not describe a "
+            "MDXSEAL1 sealed archive; this node cannot open it"
+        )
     return meta["content_cid"]
 
 
@@ -144,8 +158,9 @@ def _logs(event, chain, **filters):
     return event.get_logs(argument_filters=filters, from_block=start)
 
 
-def find_delivery(chain, buyer: str, model_id: int, purchase_id: int | None = None
-                  ) -> tuple[int, bytes | None]:
+def find_delivery(
+    chain, buyer: str, model_id: int, purchase_id: int | None = None
+) -> tuple[int, bytes | None]:
     """The buyer's latest purchase of ``model_id`` (or ``purchase_id``) and its wrapped key.
 
     Returns (purchase_id, wrapped key or None when not delivered yet).
@@ -155,12 +170,16 @@ def find_delivery(chain, buyer: str, model_id: int, purchase_id: int | None = No
     ids = [int(ev["args"]["purchaseId"]) for ev in purchases]
     if purchase_id is not None:
         if purchase_id not in ids:
-            raise KeyDeliveryError(f"purchase {purchase_id} is not {buyer}'s purchase of model "
-                                   f"{model_id}", purchase_id=purchase_id)
+            raise KeyDeliveryError(
+                f"purchase {purchase_id} is not {buyer}'s purchase of model {model_id}",
+                purchase_id=purchase_id,
+            )
         ids = [purchase_id]
     if not ids:
-        raise KeyDeliveryError(f"{buyer} has not bought model {model_id}: run "
-                               f"`modex buy {model_id}` first", model_id=model_id)
+        raise KeyDeliveryError(
+            f"{buyer} has not bought model {model_id}: run `modex buy {model_id}` first",
+            model_id=model_id,
+        )
     # Newest delivered purchase wins; else report the newest pending one.
     for pid in sorted(ids, reverse=True):
         delivered = _logs(market.events.KeyDelivered(), chain, purchaseId=pid)
@@ -171,12 +190,16 @@ def find_delivery(chain, buyer: str, model_id: int, purchase_id: int | None = No
 
 def unwrap_for(chain, signer, purchase_id: int, wrapped: bytes) -> bytes:
     secret, _public = keywrap.derive_x25519(signer, chain.chain_id)
-    return keywrap.unwrap_key(wrapped, secret, chain_id=chain.chain_id,
-                              marketplace=chain.marketplace.address, purchase_id=purchase_id)
+    return keywrap.unwrap_key(
+        wrapped,
+        secret,
+        chain_id=chain.chain_id,
+        marketplace=chain.marketplace.address,
+        purchase_id=purchase_id,
+    )
 
 
-def retrieve(store, content_cid: str, key: bytes, dest_parent: Path, *, prefix: str,
-             progress=None):
+def retrieve(store, content_cid: str, key: bytes, dest_parent: Path, *, prefix: str, progress=None):
     """Stream store → unseal → extract into a new temp folder under ``dest_parent``.
 
     Returns (temp folder, manifest of what was extracted). The caller verifies and renames it;
@@ -187,14 +210,18 @@ def retrieve(store, content_cid: str, key: bytes, dest_parent: Path, *, prefix: 
         tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=dest_parent))
     except OSError as exc:
         # Not a ManifestError: that says the content is bad (a validator attests it unreadable).
-        raise ModexError(f"cannot write in {dest_parent}: {exc.strerror}; choose another "
-                         "--out, in a folder you can write to") from None
+        raise ModexError(
+            f"cannot write in {dest_parent}: {exc.strerror}; choose another "
+            "--out, in a folder you can write to"
+        ) from None
     try:
         # One thread: store.get (each block verified) → unseal → extract (each file hashed while
         # written). On the 2-core machine a producer thread and a pipe measured slower than
         # this (the three stages are hashlib/AES/write calls that already run at C speed).
-        src = CountingReader(as_reader(store.get(content_cid)),
-                             (lambda n: progress("fetch", n, None)) if progress else None)
+        src = CountingReader(
+            as_reader(store.get(content_cid)),
+            (lambda n: progress("fetch", n, None)) if progress else None,
+        )
         manifest = tarball.extract_tar(seal.UnsealReader(src, key), tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -218,8 +245,16 @@ def place(tmp: Path, out: Path) -> None:
     os.rename(tmp, out)
 
 
-def fetch_model(chain, signer, store, model_id: int, out_dir: str | os.PathLike, *,
-                purchase_id: int | None = None, progress=None) -> Fetched:
+def fetch_model(
+    chain,
+    signer,
+    store,
+    model_id: int,
+    out_dir: str | os.PathLike,
+    *,
+    purchase_id: int | None = None,
+    progress=None,
+) -> Fetched:
     """The buyer's fetch-and-verify journey (see the module docstring)."""
     out = Path(out_dir).absolute()
     _check_out_dir(out)
@@ -229,23 +264,27 @@ def fetch_model(chain, signer, store, model_id: int, out_dir: str | os.PathLike,
         if book(chain, model_id).disputed:
             raise KeyDeliveryError(
                 f"validators disputed model {model_id}: the key for purchase {pid} will never be "
-                f"delivered; run `modex refund {pid}` now to take your payment back", purchase_id=pid)
+                f"delivered; run `modex refund {pid}` now to take your payment back",
+                purchase_id=pid,
+            )
         raise KeyDeliveryError(
             f"the key for purchase {pid} of model {model_id} has not been delivered yet; wait "
             f"for the seller's worker, or after the delivery window run `modex refund {pid}`",
-            purchase_id=pid)
+            purchase_id=pid,
+        )
     key = unwrap_for(chain, signer, pid, wrapped)
     meta = load_metadata(store, metadata_cid)
     content_cid = check_metadata(meta, model_id, model_hash)
-    tmp, manifest = retrieve(store, content_cid, key, out.parent, prefix=f".{out.name}.",
-                             progress=progress)
+    tmp, manifest = retrieve(
+        store, content_cid, key, out.parent, prefix=f".{out.name}.", progress=progress
+    )
     try:
         check_model_hash(manifest, model_hash)
         place(tmp, out)
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)
-    log.info("model %d verified (hash 0x%s) and written to %s", model_id,
-             model_hash.hex(), out)
-    return Fetched(model_id, pid, out, "0x" + model_hash.hex(), len(manifest.files),
-                   manifest.total_size)
+    log.info("model %d verified (hash 0x%s) and written to %s", model_id, model_hash.hex(), out)
+    return Fetched(
+        model_id, pid, out, "0x" + model_hash.hex(), len(manifest.files), manifest.total_size
+    )

@@ -27,8 +27,16 @@ log = logging.getLogger("node.worker")  # one logger for the whole worker, as be
 class InFlight:
     """The signed, unmined ``deliverKey`` transactions of one worker, kept in its state file."""
 
-    def __init__(self, chain, signer, state, *, replace_after_s: float, max_fee_per_gas: int,
-                 crash: Callable[[str, int], None]):
+    def __init__(
+        self,
+        chain,
+        signer,
+        state,
+        *,
+        replace_after_s: float,
+        max_fee_per_gas: int,
+        crash: Callable[[str, int], None],
+    ):
         self.chain = chain
         self.signer = signer
         self.state = state  # the worker's WorkerState: ``inflight`` is this class's record
@@ -54,9 +62,14 @@ class InFlight:
         key = "maxFeePerGas" if "maxFeePerGas" in tx else "gasPrice"
         if tx[key] <= self.max_fee_per_gas:
             return
-        log.warning("purchase %d: the node asks %s gwei per gas, over the cap of %s gwei "
-                    "(worker_max_fee_gwei); offering the cap, the transaction may wait for "
-                    "lower fees", pid, gwei(tx[key]), gwei(self.max_fee_per_gas))
+        log.warning(
+            "purchase %d: the node asks %s gwei per gas, over the cap of %s gwei "
+            "(worker_max_fee_gwei); offering the cap, the transaction may wait for "
+            "lower fees",
+            pid,
+            gwei(tx[key]),
+            gwei(self.max_fee_per_gas),
+        )
         tx[key] = self.max_fee_per_gas
         if "maxPriorityFeePerGas" in tx:
             tx["maxPriorityFeePerGas"] = min(tx["maxPriorityFeePerGas"], self.max_fee_per_gas)
@@ -79,8 +92,13 @@ class InFlight:
         except ChainError as exc:
             if "tx_hash" not in exc.context:
                 raise  # the node is unreachable (or the account empty): the pass ends
-            log.warning("purchase %d: the node refused transaction %s: %s; the next pass "
-                        "resends or replaces it", pid, tx_hash, exc)
+            log.warning(
+                "purchase %d: the node refused transaction %s: %s; the next pass "
+                "resends or replaces it",
+                pid,
+                tx_hash,
+                exc,
+            )
             return False
         return True
 
@@ -99,8 +117,9 @@ class InFlight:
     def known(self, tx_hash: str) -> bool:
         """Whether the node knows the transaction (in its pool or mined)."""
         try:
-            self.chain._rpc("eth_getTransactionByHash",
-                            lambda: self.chain.w3.eth.get_transaction(tx_hash))
+            self.chain._rpc(
+                "eth_getTransactionByHash", lambda: self.chain.w3.eth.get_transaction(tx_hash)
+            )
         except TransactionNotFound:
             return False
         return True
@@ -122,8 +141,13 @@ class InFlight:
             if any(words in message for words in UNDERPRICED):
                 self.replace(pid, "the node refuses its fees now")
             else:
-                log.warning("purchase %d: the node refused transaction %s again: %s; "
-                            "trying again next pass", pid, latest["tx_hash"], exc)
+                log.warning(
+                    "purchase %d: the node refused transaction %s again: %s; "
+                    "trying again next pass",
+                    pid,
+                    latest["tx_hash"],
+                    exc,
+                )
         return True
 
     def replace_if_due(self, pid: int) -> None:
@@ -146,9 +170,17 @@ class InFlight:
         self.crash("before_replace_send", pid)
         if not self.send(pid, raw, tx_hash):
             return
-        log.warning("purchase %d: replaced transaction %s (%s) by %s at nonce %d, max fee %s "
-                    "gwei, tip %s gwei", pid, old["tx_hash"], why, tx_hash, new["nonce"],
-                    gwei(max_fee(new)), gwei(new.get("maxPriorityFeePerGas", 0)))
+        log.warning(
+            "purchase %d: replaced transaction %s (%s) by %s at nonce %d, max fee %s "
+            "gwei, tip %s gwei",
+            pid,
+            old["tx_hash"],
+            why,
+            tx_hash,
+            new["nonce"],
+            gwei(max_fee(new)),
+            gwei(new.get("maxPriorityFeePerGas", 0)),
+        )
         if replacement_fees(new, {}, self.max_fee_per_gas) is None:
             self._at_cap(pid, tx_hash, new)
 
@@ -157,10 +189,16 @@ class InFlight:
         if pid in self._capped:
             return
         self._capped.add(pid)
-        log.warning("purchase %d: transaction %s (nonce %d) offers %s gwei per gas, and the cap "
-                    "is %s gwei (worker_max_fee_gwei): it will not be replaced again; waiting "
-                    "for it to be mined (raise the cap to pay more)", pid, tx_hash, tx["nonce"],
-                    gwei(max_fee(tx)), gwei(self.max_fee_per_gas))
+        log.warning(
+            "purchase %d: transaction %s (nonce %d) offers %s gwei per gas, and the cap "
+            "is %s gwei (worker_max_fee_gwei): it will not be replaced again; waiting "
+            "for it to be mined (raise the cap to pay more)",
+            pid,
+            tx_hash,
+            tx["nonce"],
+            gwei(max_fee(tx)),
+            gwei(self.max_fee_per_gas),
+        )
 
     def wait_until(self, pids: list[int]) -> float:
         """The ``time.monotonic()`` until which a pass waits for these purchases' receipts: the

@@ -73,7 +73,11 @@ def init_repo(repo: Path, api_port: int, gateway_port: int) -> None:
     env = _env(repo)
     proc = subprocess.run(
         [str(JSIPFS_BIN), "init", "--profile", "test"],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     if proc.returncode != 0:
         raise StoreError(
@@ -116,7 +120,9 @@ def start_ipfs_daemon(repo: str | Path | None = None, ready_timeout: float = 60.
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
             [str(JSIPFS_BIN), "daemon", "--enable-preload=false"],
-            env=_env(repo), stdout=log_file, stderr=subprocess.STDOUT,
+            env=_env(repo),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     daemon = IpfsDaemon(proc, repo, api_port, gateway_port, tmp)
@@ -129,8 +135,12 @@ def start_ipfs_daemon(repo: str | Path | None = None, ready_timeout: float = 60.
         try:
             r = httpx.post(f"{daemon.api_url}/api/v0/version", timeout=1.0)
             if r.status_code == 200:
-                log.info("IPFS daemon %s ready at %s (pid %d)",
-                         r.json().get("Version"), daemon.api_url, proc.pid)
+                log.info(
+                    "IPFS daemon %s ready at %s (pid %d)",
+                    r.json().get("Version"),
+                    daemon.api_url,
+                    proc.pid,
+                )
                 return daemon
         except httpx.HTTPError:
             pass

@@ -41,8 +41,11 @@ def _write_keyfile(path: Path, keyfile: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise KeystoreError(f"cannot write keystore {path}: {exc.strerror}; choose a path in a "
-                            "folder you can write to", path=str(path)) from None
+        raise KeystoreError(
+            f"cannot write keystore {path}: {exc.strerror}; choose a path in a "
+            "folder you can write to",
+            path=str(path),
+        ) from None
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -53,7 +56,9 @@ def _write_keyfile(path: Path, keyfile: dict) -> None:
         os.link(tmp, path)
         fsync_dir(path.parent)
     except FileExistsError:
-        raise KeystoreError(f"keystore {path} already exists; choose another path", path=str(path)) from None
+        raise KeystoreError(
+            f"keystore {path} already exists; choose another path", path=str(path)
+        ) from None
     finally:
         os.unlink(tmp)
 
@@ -69,8 +74,9 @@ def import_private_key(
     """Encrypt ``private_key_hex`` into a new keystore at ``path``; return its checksum address."""
     _check_password(password)
     signer = signer_from_key(private_key_hex)
-    keyfile = Account.encrypt(private_key_hex, password, kdf="scrypt",
-                              iterations=scrypt_n or DEFAULT_SCRYPT_N)
+    keyfile = Account.encrypt(
+        private_key_hex, password, kdf="scrypt", iterations=scrypt_n or DEFAULT_SCRYPT_N
+    )
     _write_keyfile(Path(path), keyfile)
     log.info("wrote keystore %s for %s", path, signer.address)
     return signer.address
@@ -80,8 +86,9 @@ def create_keystore(path: str | os.PathLike, password: str, *, scrypt_n: int | N
     """Create a new random account in a keystore at ``path``; return its checksum address."""
     _check_password(password)
     account = Account.create()
-    keyfile = Account.encrypt(account.key, password, kdf="scrypt",
-                              iterations=scrypt_n or DEFAULT_SCRYPT_N)
+    keyfile = Account.encrypt(
+        account.key, password, kdf="scrypt", iterations=scrypt_n or DEFAULT_SCRYPT_N
+    )
     _write_keyfile(Path(path), keyfile)
     log.info("created keystore %s for %s", path, account.address)
     return account.address
@@ -97,7 +104,9 @@ def _read_keyfile(path: Path) -> dict:
             path=str(path),
         ) from None
     except OSError as exc:
-        raise KeystoreError(f"cannot read keystore {path}: {exc.strerror}", path=str(path)) from None
+        raise KeystoreError(
+            f"cannot read keystore {path}: {exc.strerror}", path=str(path)
+        ) from None
     try:
         keyfile = json.loads(text)
         if not isinstance(keyfile, dict) or "crypto" not in {k.lower() for k in keyfile}:
@@ -114,7 +123,9 @@ def keystore_address(path: str | os.PathLike) -> str:
     path = Path(path)
     keyfile = _read_keyfile(path)
     if "address" not in keyfile:
-        raise KeystoreError(f"keystore {path} does not record its address; load it with the password")
+        raise KeystoreError(
+            f"keystore {path} does not record its address; load it with the password"
+        )
     return to_checksum_address("0x" + keyfile["address"].removeprefix("0x"))
 
 

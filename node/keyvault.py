@@ -104,16 +104,20 @@ class KeyVault:
             self._write(entries)
         log.info("stored the content key for %s in %s", content_cid, self.path)
 
-    def assign(self, content_cid: str, *, chain_id: int, model_id: int,
-               registry: str | None = None) -> None:
+    def assign(
+        self, content_cid: str, *, chain_id: int, model_id: int, registry: str | None = None
+    ) -> None:
         """Record the on-chain listing (chain, registry address, model id) of a stored key.
 
         A listing names one key: another key that claimed the same listing loses the claim (it
         stays in the vault, unassigned). That happens when a chain went back past a listing
         (a local chain restarted from a save older than it, a dev node restarted) and the id
         was given to a new listing: the old key must not be delivered for the new model."""
-        listing = {"chain_id": int(chain_id), "model_id": int(model_id),
-                   "registry": registry.lower() if registry else None}
+        listing = {
+            "chain_id": int(chain_id),
+            "model_id": int(model_id),
+            "registry": registry.lower() if registry else None,
+        }
         with self._locked():
             entries = self._read()
             if content_cid not in entries:
@@ -121,9 +125,14 @@ class KeyVault:
             for cid, entry in entries.items():
                 if cid != content_cid and all(entry.get(k) == v for k, v in listing.items()):
                     entry.update(dict.fromkeys(listing))
-                    log.warning("model %d on chain %d is now %s; the key of %s, listed under "
-                                "that id on a chain that went back, is kept unassigned",
-                                model_id, chain_id, content_cid, cid)
+                    log.warning(
+                        "model %d on chain %d is now %s; the key of %s, listed under "
+                        "that id on a chain that went back, is kept unassigned",
+                        model_id,
+                        chain_id,
+                        content_cid,
+                        cid,
+                    )
             entries[content_cid].update(listing)
             self._write(entries)
 
@@ -131,8 +140,9 @@ class KeyVault:
         entry = self._read().get(content_cid)
         return self._entry(content_cid, entry) if entry else None
 
-    def for_model(self, chain_id: int, model_id: int,
-                  registry: str | None = None) -> VaultEntry | None:
+    def for_model(
+        self, chain_id: int, model_id: int, registry: str | None = None
+    ) -> VaultEntry | None:
         """The key listed as ``model_id`` (on that registry, when given: ids repeat across
         deployments on one chain id, e.g. a fresh anvil)."""
         for cid, entry in self._read().items():
@@ -150,12 +160,20 @@ class KeyVault:
 
     @staticmethod
     def _entry(cid: str, e: dict) -> VaultEntry:
-        return VaultEntry(cid, bytes.fromhex(e["key"]), e["model_hash"], e.get("chain_id"),
-                          e.get("model_id"), e.get("registry"))
+        return VaultEntry(
+            cid,
+            bytes.fromhex(e["key"]),
+            e["model_hash"],
+            e.get("chain_id"),
+            e.get("model_id"),
+            e.get("registry"),
+        )
 
     def _unusable(self, exc: OSError) -> KeystoreError:
-        return KeystoreError(f"cannot use the key vault {self.path}: {exc.strerror}; set keyvault "
-                             "in the configuration to a file in a folder you can write to")
+        return KeystoreError(
+            f"cannot use the key vault {self.path}: {exc.strerror}; set keyvault "
+            "in the configuration to a file in a folder you can write to"
+        )
 
     @contextlib.contextmanager
     def _locked(self):
@@ -178,8 +196,9 @@ class KeyVault:
             return self._kdf_cache[1]
         try:
             salt = bytes.fromhex(kdf["salt"])
-            key = Scrypt(salt=salt, length=32, n=int(kdf["n"]), r=int(kdf["r"]),
-                         p=int(kdf["p"])).derive(self._passphrase)
+            key = Scrypt(
+                salt=salt, length=32, n=int(kdf["n"]), r=int(kdf["r"]), p=int(kdf["p"])
+            ).derive(self._passphrase)
         except (KeyError, ValueError, TypeError) as exc:
             raise KeystoreError(f"the key vault {self.path} has bad scrypt parameters: {exc}")
         self._kdf_cache = (header, key)

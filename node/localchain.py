@@ -82,8 +82,10 @@ class LocalChain:
         the module docstring); None while it has no block beyond genesis."""
         if self.w3.eth.block_number < 1:
             return None
-        return {"chain_id": self.w3.eth.chain_id,
-                "genesis_hash": self.w3.eth.get_block(1)["parentHash"].to_0x_hex()}
+        return {
+            "chain_id": self.w3.eth.chain_id,
+            "genesis_hash": self.w3.eth.get_block(1)["parentHash"].to_0x_hex(),
+        }
 
     def _record_genesis(self) -> None:
         """Write genesis.json once the chain has a block beyond genesis (atomically)."""
@@ -91,8 +93,9 @@ class LocalChain:
             return
         genesis = self.genesis()
         if genesis is not None:
-            atomic_write(self.folder / GENESIS_FILE, json.dumps(genesis, indent=1).encode(),
-                         mode=0o600)
+            atomic_write(
+                self.folder / GENESIS_FILE, json.dumps(genesis, indent=1).encode(), mode=0o600
+            )
             self._genesis_recorded = True
 
     def save(self) -> bool:
@@ -104,14 +107,16 @@ class LocalChain:
         reply = self.w3.provider.make_request("anvil_dumpState", [])
         if "error" in reply:
             raise ChainError(f"anvil at {self.url} refused anvil_dumpState: {reply['error']}")
-        atomic_write(self.state_path, gzip.decompress(bytes.fromhex(reply["result"][2:])),
-                     mode=0o600)
+        atomic_write(
+            self.state_path, gzip.decompress(bytes.fromhex(reply["result"][2:])), mode=0o600
+        )
         self._saved_head = head
         self._record_genesis()
         return True
 
     def start_saving(self, interval: float = SAVE_INTERVAL_S) -> None:
         """Save every ``interval`` seconds in a daemon thread until ``stop()``."""
+
         def loop() -> None:
             failing = False
             while not self._stop.wait(interval):
@@ -120,9 +125,14 @@ class LocalChain:
                     failing = False
                 except Exception as exc:  # noqa: BLE001 - anvil gone or the disk refused: say so, retry
                     if not failing:
-                        log.warning("could not save the local chain's state to %s (%s: %s); "
-                                    "retrying every %g s", self.state_path, type(exc).__name__,
-                                    exc, interval)
+                        log.warning(
+                            "could not save the local chain's state to %s (%s: %s); "
+                            "retrying every %g s",
+                            self.state_path,
+                            type(exc).__name__,
+                            exc,
+                            interval,
+                        )
                     failing = True
 
         self._saver = threading.Thread(target=loop, name="modex-chain-saver", daemon=True)
@@ -136,13 +146,22 @@ class LocalChain:
         try:
             self.save()
         except Exception as exc:  # noqa: BLE001 - anvil already gone: the last save stands
-            log.warning("could not save the local chain's state at stop (%s: %s); %s keeps "
-                        "the last save", type(exc).__name__, exc, self.state_path)
+            log.warning(
+                "could not save the local chain's state at stop (%s: %s); %s keeps the last save",
+                type(exc).__name__,
+                exc,
+                self.state_path,
+            )
         self.anvil.stop()
 
 
-def open_local_chain(folder: str | Path, *, reset: bool = False, timeout: float = 10.0,
-                     save_interval: float | None = SAVE_INTERVAL_S) -> LocalChain:
+def open_local_chain(
+    folder: str | Path,
+    *,
+    reset: bool = False,
+    timeout: float = 10.0,
+    save_interval: float | None = SAVE_INTERVAL_S,
+) -> LocalChain:
     """Start anvil on a free 127.0.0.1 port with the state kept in ``folder`` (see the module
     docstring); ``reset`` deletes the folder first. ConfigError for a state it cannot load.
     ``save_interval`` None: no periodic saving (only ``save()`` and ``stop()``)."""
@@ -159,8 +178,9 @@ def open_local_chain(folder: str | Path, *, reset: bool = False, timeout: float 
     elif any(folder.iterdir()):
         _set_aside(folder, keep=(), why=f"its chain state {state} is missing")
     try:
-        anvil = start_anvil(extra_args=["--load-state", str(state)] if state.exists() else [],
-                            owned=True)
+        anvil = start_anvil(
+            extra_args=["--load-state", str(state)] if state.exists() else [], owned=True
+        )
     except ChainError as exc:
         if not state.exists():
             raise
@@ -197,13 +217,17 @@ def _unusable(state: Path, reason: str) -> ConfigError:
     back = ""
     if backup.is_file():
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(backup.stat().st_mtime))
-        back = (f"to go back to the chain as it was at the start before ({when}), copy {backup} "
-                f"over it; ")
+        back = (
+            f"to go back to the chain as it was at the start before ({when}), copy {backup} "
+            f"over it; "
+        )
     return ConfigError(
         f"the local chain's state {state} cannot be loaded ({reason.strip()}): nothing was "
         f"started over it; {back}to start a new, empty chain instead run `modex up --reset` "
         f"(deletes {state.parent}, with the content keys of the models listed on that chain)",
-        key="chain", path=str(state))
+        key="chain",
+        path=str(state),
+    )
 
 
 def _check_genesis(chain: LocalChain) -> None:
@@ -223,9 +247,12 @@ def _check_genesis(chain: LocalChain) -> None:
         chain._genesis_recorded = True
         return
     if recorded is not None:
-        _set_aside(chain.folder, keep=(STATE_FILE, BACKUP_FILE),
-                   why=f"the chain in {chain.state_path} is not the one they were made on "
-                       f"(genesis {current['genesis_hash']}, recorded {recorded.get('genesis_hash')})")
+        _set_aside(
+            chain.folder,
+            keep=(STATE_FILE, BACKUP_FILE),
+            why=f"the chain in {chain.state_path} is not the one they were made on "
+            f"(genesis {current['genesis_hash']}, recorded {recorded.get('genesis_hash')})",
+        )
     chain._record_genesis()
 
 
@@ -235,10 +262,18 @@ def _set_aside(folder: Path, *, keep: tuple[str, ...], why: str) -> None:
     moved = [p for p in sorted(folder.iterdir()) if p.name not in keep]
     if not moved:
         return
-    target = Path(tempfile.mkdtemp(prefix=f"{folder.name}-stale-{time.strftime('%Y%m%d-%H%M%S')}-",
-                                   dir=folder.parent))
+    target = Path(
+        tempfile.mkdtemp(
+            prefix=f"{folder.name}-stale-{time.strftime('%Y%m%d-%H%M%S')}-", dir=folder.parent
+        )
+    )
     for path in moved:
         path.rename(target / path.name)
-    log.warning("the local chain in %s starts afresh: %s, so the files beside it (%s) belong to "
-                "a chain that no longer exists; moved them to %s", folder, why,
-                ", ".join(p.name for p in moved), target)
+    log.warning(
+        "the local chain in %s starts afresh: %s, so the files beside it (%s) belong to "
+        "a chain that no longer exists; moved them to %s",
+        folder,
+        why,
+        ", ".join(p.name for p in moved),
+        target,
+    )

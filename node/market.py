@@ -50,11 +50,19 @@ class Purchase:
 def purchase_from_receipt(chain, receipt) -> Purchase:
     events = chain.marketplace.events.Purchased().process_receipt(receipt, errors=DISCARD)
     if not events:
-        raise ChainError("the purchase was mined but emitted no Purchased event; check the "
-                         "deployment file's Marketplace address")
+        raise ChainError(
+            "the purchase was mined but emitted no Purchased event; check the "
+            "deployment file's Marketplace address"
+        )
     a = events[0]["args"]
-    return Purchase(int(a["purchaseId"]), int(a["modelId"]), a["buyer"], int(a["price"]),
-                    bytes(a["buyerKey"]), "0x" + bytes(receipt["transactionHash"]).hex())
+    return Purchase(
+        int(a["purchaseId"]),
+        int(a["modelId"]),
+        a["buyer"],
+        int(a["price"]),
+        bytes(a["buyerKey"]),
+        "0x" + bytes(receipt["transactionHash"]).hex(),
+    )
 
 
 def buy(chain, signer, model_id: int, *, max_price: int | None = None) -> Purchase:
@@ -62,25 +70,35 @@ def buy(chain, signer, model_id: int, *, max_price: int | None = None) -> Purcha
     terms = sale_terms(chain, model_id)
     price = terms.price
     if not terms.active:
-        raise ChainError(f"model {model_id} is not for sale (the seller deactivated it)",
-                         model_id=model_id)
+        raise ChainError(
+            f"model {model_id} is not for sale (the seller deactivated it)", model_id=model_id
+        )
     if max_price is not None and price > max_price:
         raise ChainError(
             f"model {model_id} costs {fmt_eth(price)}, above your --max-price of "
-            f"{fmt_eth(max_price)}; nothing was sent", model_id=model_id, price=price)
+            f"{fmt_eth(max_price)}; nothing was sent",
+            model_id=model_id,
+            price=price,
+        )
     have = chain.balance(signer.address)
     if have < price:
         raise ChainError(
             f"insufficient funds: {signer.address} holds {fmt_eth(have)} but model {model_id} "
             f"costs {fmt_eth(price)} plus gas; fund the account (nothing was sent)",
-            address=signer.address)
+            address=signer.address,
+        )
     _secret, public = keywrap.derive_x25519(signer, chain.chain_id)
     cap = price if max_price is None else max_price
-    receipt = chain.transact(chain.marketplace.functions.buy(model_id, public, cap), signer,
-                             value=price)
+    receipt = chain.transact(
+        chain.marketplace.functions.buy(model_id, public, cap), signer, value=price
+    )
     purchase = purchase_from_receipt(chain, receipt)
-    log.info("bought model %d: purchase %d for %s", model_id, purchase.purchase_id,
-             fmt_eth(purchase.price))
+    log.info(
+        "bought model %d: purchase %d for %s",
+        model_id,
+        purchase.purchase_id,
+        fmt_eth(purchase.price),
+    )
     return purchase
 
 
@@ -91,8 +109,9 @@ def delivered_key(chain, purchase_id: int, from_block: int | None = None) -> byt
     return bytes(events[-1]["args"]["wrappedKey"]) if events else None
 
 
-def wait_for_key(chain, purchase_id: int, *, timeout: float, interval: float = 0.5,
-                 from_block: int | None = None) -> bytes:
+def wait_for_key(
+    chain, purchase_id: int, *, timeout: float, interval: float = 0.5, from_block: int | None = None
+) -> bytes:
     """Poll until the seller's worker delivers; KeyDeliveryError (with the refund hint) after."""
     deadline = time.monotonic() + timeout
     while True:
@@ -104,7 +123,8 @@ def wait_for_key(chain, purchase_id: int, *, timeout: float, interval: float = 0
                 f"no key delivered for purchase {purchase_id} within {timeout:g} s. The seller's "
                 f"worker may be offline; your payment stays in escrow. Check again with "
                 f"`modex fetch`, or after the delivery window run `modex refund {purchase_id}`",
-                purchase_id=purchase_id)
+                purchase_id=purchase_id,
+            )
         time.sleep(interval)
 
 
@@ -144,44 +164,72 @@ def refundability(chain, purchase_id: int, account: str | None = None) -> Refund
     and its vote are revoked)."""
     p = purchase_record(chain, purchase_id)
     if account is not None and account.lower() != p.account.lower() and not p.for_validator:
-        return Refundability(False, f"purchase {purchase_id} is not yours: only its buyer, "
-                                    f"{p.account}, can refund it")
+        return Refundability(
+            False,
+            f"purchase {purchase_id} is not yours: only its buyer, {p.account}, can refund it",
+        )
     if p.for_validator:
-        return Refundability(False, f"purchase {purchase_id} is a validator's key request: there is "
-                                    "nothing to refund")
+        return Refundability(
+            False,
+            f"purchase {purchase_id} is a validator's key request: there is nothing to refund",
+        )
     if p.status in (PurchaseStatus.REFUNDED, PurchaseStatus.EXPIRED):
         return Refundability(False, f"purchase {purchase_id} was already refunded")
     b = book(chain, p.model_id)
     if p.status == PurchaseStatus.PENDING:
         if b.disputed:
-            return Refundability(True, f"validators disputed model {p.model_id}: purchase "
-                                       f"{purchase_id} will never be delivered and is refundable now")
+            return Refundability(
+                True,
+                f"validators disputed model {p.model_id}: purchase "
+                f"{purchase_id} will never be delivered and is refundable now",
+            )
         if next_block_time(chain) > p.deadline:
-            return Refundability(True, f"purchase {purchase_id} was not delivered by "
-                                       f"{when(p.deadline)}: it is refundable now")
-        return Refundability(False, f"purchase {purchase_id} can still be delivered until "
-                                    f"{when(p.deadline)}; a refund is possible only after that (or "
-                                    "at once if validators dispute the model)")
+            return Refundability(
+                True,
+                f"purchase {purchase_id} was not delivered by "
+                f"{when(p.deadline)}: it is refundable now",
+            )
+        return Refundability(
+            False,
+            f"purchase {purchase_id} can still be delivered until "
+            f"{when(p.deadline)}; a refund is possible only after that (or "
+            "at once if validators dispute the model)",
+        )
     challenge_end = p.delivered_at + challenge_period(chain)
     if p.released:
-        return Refundability(False, f"purchase {purchase_id} was delivered and its revenue paid "
-                                    "to the seller after its challenge period: the sale is final")
+        return Refundability(
+            False,
+            f"purchase {purchase_id} was delivered and its revenue paid "
+            "to the seller after its challenge period: the sale is final",
+        )
     if p.price == 0:
         return Refundability(False, f"purchase {purchase_id} was a free licence: nothing to refund")
     if b.disputed and b.disputed_at <= challenge_end:
-        return Refundability(True, f"validators disputed model {p.model_id} on {when(b.disputed_at)}, "
-                                   f"within the challenge period of purchase {purchase_id}: it is "
-                                   "refundable now (your licence and vote are revoked)")
+        return Refundability(
+            True,
+            f"validators disputed model {p.model_id} on {when(b.disputed_at)}, "
+            f"within the challenge period of purchase {purchase_id}: it is "
+            "refundable now (your licence and vote are revoked)",
+        )
     if b.disputed:
-        return Refundability(False, f"validators disputed model {p.model_id} on "
-                                    f"{when(b.disputed_at)}, after the challenge period of purchase "
-                                    f"{purchase_id} ended ({when(challenge_end)}): the sale is final")
+        return Refundability(
+            False,
+            f"validators disputed model {p.model_id} on "
+            f"{when(b.disputed_at)}, after the challenge period of purchase "
+            f"{purchase_id} ended ({when(challenge_end)}): the sale is final",
+        )
     if next_block_time(chain) <= challenge_end:
-        return Refundability(False, f"purchase {purchase_id} was delivered; it becomes refundable only "
-                                    f"if validators dispute model {p.model_id} before "
-                                    f"{when(challenge_end)} (its challenge period)")
-    return Refundability(False, f"purchase {purchase_id} was delivered and its challenge period ended "
-                                f"on {when(challenge_end)} without a dispute: the sale is final")
+        return Refundability(
+            False,
+            f"purchase {purchase_id} was delivered; it becomes refundable only "
+            f"if validators dispute model {p.model_id} before "
+            f"{when(challenge_end)} (its challenge period)",
+        )
+    return Refundability(
+        False,
+        f"purchase {purchase_id} was delivered and its challenge period ended "
+        f"on {when(challenge_end)} without a dispute: the sale is final",
+    )
 
 
 def refund(chain, signer, purchase_id: int):
@@ -212,7 +260,9 @@ class Earnings:
     sorted by what can happen to them."""
 
     credited: int
-    releasable: list[Sale] = field(default_factory=list)  # past their period: release, then withdraw
+    releasable: list[Sale] = field(
+        default_factory=list
+    )  # past their period: release, then withdraw
     held: list[Sale] = field(default_factory=list)  # in their challenge period
     refundable: list[Sale] = field(default_factory=list)  # disputed in time: the buyers' to refund
 
@@ -230,27 +280,37 @@ class Earnings:
         return sum(s.amount for s in self.held)
 
     def held_text(self) -> str | None:
-        """"0.0975 ETH from 2 sales is held until ... " (None when nothing is held)."""
+        """ "0.0975 ETH from 2 sales is held until ... " (None when nothing is held)."""
         if not self.held:
             return None
         ends = sorted(s.challenge_end for s in self.held)
-        until = (f"until {when(ends[0])}" if ends[0] == ends[-1]
-                 else f"until {when(ends[0])} (the last until {when(ends[-1])})")
-        return (f"{fmt_eth(self.held_amount)} from {_sales(len(self.held))} is held {until}: "
-                "each sale's challenge period, in which a dispute refunds its buyer")
+        until = (
+            f"until {when(ends[0])}"
+            if ends[0] == ends[-1]
+            else f"until {when(ends[0])} (the last until {when(ends[-1])})"
+        )
+        return (
+            f"{fmt_eth(self.held_amount)} from {_sales(len(self.held))} is held {until}: "
+            "each sale's challenge period, in which a dispute refunds its buyer"
+        )
 
     def nothing_to_withdraw(self, address: str) -> str:
         """The sentence when nothing is credited: what is held, and until when."""
         notes = [t for t in (self.held_text(), self.refundable_text()) if t]
-        return (f"{address} has nothing to withdraw yet" + (f": {'; '.join(notes)}" if notes else "")
-                + ". Nothing was sent.")
+        return (
+            f"{address} has nothing to withdraw yet"
+            + (f": {'; '.join(notes)}" if notes else "")
+            + ". Nothing was sent."
+        )
 
     def refundable_text(self) -> str | None:
         if not self.refundable:
             return None
-        return (f"{_sales(len(self.refundable))} ({fmt_eth(sum(s.amount for s in self.refundable))}) "
-                "of models validators disputed within their challenge period will not be paid "
-                "out: their buyers can refund them")
+        return (
+            f"{_sales(len(self.refundable))} ({fmt_eth(sum(s.amount for s in self.refundable))}) "
+            "of models validators disputed within their challenge period will not be paid "
+            "out: their buyers can refund them"
+        )
 
 
 def _sales(n: int) -> str:
@@ -266,12 +326,15 @@ def earnings(chain, owner: str, purchase_ids: Iterable[int]) -> Earnings:
     purchase_ids = sorted({int(p) for p in purchase_ids})
     if not purchase_ids:
         return result
-    period, fee_bps, now = challenge_period(chain), int(chain.call(market.feeBps())), next_block_time(chain)
+    period, fee_bps, now = (
+        challenge_period(chain),
+        int(chain.call(market.feeBps())),
+        next_block_time(chain),
+    )
     books, owners = {}, {}
     for pid in purchase_ids:
         p = purchase_record(chain, pid)
-        if (p.status != PurchaseStatus.DELIVERED or p.released or p.price == 0
-                or p.for_validator):
+        if p.status != PurchaseStatus.DELIVERED or p.released or p.price == 0 or p.for_validator:
             continue
         if p.model_id not in owners:
             owners[p.model_id] = sale_terms(chain, p.model_id).owner

@@ -23,8 +23,9 @@ T = TypeVar("T")
 BUFFER = 1 << 20
 
 
-def temp_beside(path: str | os.PathLike, error: type[Exception], *, prefix: str,
-                suffix: str = "") -> tuple[int, str]:
+def temp_beside(
+    path: str | os.PathLike, error: type[Exception], *, prefix: str, suffix: str = ""
+) -> tuple[int, str]:
     """``mkstemp`` in the folder of ``path``, the output about to be written there; an output
     that is a folder, or a folder that is missing or not writable, raises ``error`` with a
     sentence instead of an OSError."""
@@ -34,8 +35,10 @@ def temp_beside(path: str | os.PathLike, error: type[Exception], *, prefix: str,
     try:
         return tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=os.path.dirname(path))
     except OSError as exc:
-        raise error(f"cannot write {path}: {exc.strerror}; give a file in an existing folder "
-                    "you can write to") from None
+        raise error(
+            f"cannot write {path}: {exc.strerror}; give a file in an existing folder "
+            "you can write to"
+        ) from None
 
 
 class CountingWriter:

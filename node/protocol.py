@@ -95,8 +95,16 @@ class Purchase(NamedTuple):
     @classmethod
     def from_call(cls, row) -> Purchase:
         account, model_id, price, deadline, status, for_validator, delivered_at, released = row
-        return cls(to_checksum_address(account), int(model_id), int(price), int(deadline),
-                   PurchaseStatus(status), bool(for_validator), int(delivered_at), bool(released))
+        return cls(
+            to_checksum_address(account),
+            int(model_id),
+            int(price),
+            int(deadline),
+            PurchaseStatus(status),
+            bool(for_validator),
+            int(delivered_at),
+            bool(released),
+        )
 
 
 class SaleTerms(NamedTuple):
@@ -131,15 +139,22 @@ class Seat(NamedTuple):
 
     state: SeatState
     round: int
-    says: ModelStatus | None  # the status its revealed attestation argues for (None before a reveal)
+    says: (
+        ModelStatus | None
+    )  # the status its revealed attestation argues for (None before a reveal)
     weight: int
     commit_bond: int
 
     @classmethod
     def from_call(cls, row) -> Seat:
         state, round_, says, weight, bond = row
-        return cls(SeatState(state), int(round_), ModelStatus(says) if says else None, int(weight),
-                   int(bond))
+        return cls(
+            SeatState(state),
+            int(round_),
+            ModelStatus(says) if says else None,
+            int(weight),
+            int(bond),
+        )
 
 
 class Round(NamedTuple):
@@ -178,19 +193,37 @@ def declared_metrics_differences(declared, report: dict) -> list[str]:
         return ["the listing declares no metrics"]
     differences = []
     if declared.get("eval_set") != report.get("eval_set"):
-        differences.append(f"eval_set: declared {declared.get('eval_set')!r}, evaluated "
-                           f"{report.get('eval_set')!r}")
+        differences.append(
+            f"eval_set: declared {declared.get('eval_set')!r}, evaluated {report.get('eval_set')!r}"
+        )
     for name, value in sorted((report.get("metrics") or {}).items()):
         if name != "eval_set" and name in declared and declared[name] != value:
             differences.append(f"{name}: declared {declared[name]!r}, reproduced {value!r}")
     return differences
 
 
-def attestation_commitment(chain_id: int, validators: str, model_id: int, validator: str,
-                           observed_hash: bytes, work_digest_: bytes, salt: bytes) -> bytes:
+def attestation_commitment(
+    chain_id: int,
+    validators: str,
+    model_id: int,
+    validator: str,
+    observed_hash: bytes,
+    work_digest_: bytes,
+    salt: bytes,
+) -> bytes:
     """``keccak256(abi.encode(block.chainid, address(this), modelId, msg.sender, observedHash,
     workDigest, salt))``, as Validators.revealAttestation recomputes it."""
-    return keccak(abi_encode(
-        ["uint256", "address", "uint256", "address", "bytes32", "bytes32", "bytes32"],
-        [chain_id, to_checksum_address(validators), model_id, to_checksum_address(validator),
-         observed_hash, work_digest_, salt]))
+    return keccak(
+        abi_encode(
+            ["uint256", "address", "uint256", "address", "bytes32", "bytes32", "bytes32"],
+            [
+                chain_id,
+                to_checksum_address(validators),
+                model_id,
+                to_checksum_address(validator),
+                observed_hash,
+                work_digest_,
+                salt,
+            ],
+        )
+    )

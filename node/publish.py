@@ -56,10 +56,12 @@ REPORT_KEYS = {"version", "eval_set", "protocol", "metrics", "outputs"}
 
 def no_report(model_dir) -> str:
     """What a seller is told when ``model_dir`` carries no evaluation report."""
-    return (f"{model_dir} carries no evaluation report ({EVALUATION_REPORT}), so the listing has no "
-            f"claimed work digest and can never become Verified. `modex train` writes one; for "
-            f"another model run `modex evaluate {model_dir} --eval-set NAME --output "
-            f"{model_dir}/metrics.json --report {model_dir}/{EVALUATION_REPORT}` and publish that")
+    return (
+        f"{model_dir} carries no evaluation report ({EVALUATION_REPORT}), so the listing has no "
+        f"claimed work digest and can never become Verified. `modex train` writes one; for "
+        f"another model run `modex evaluate {model_dir} --eval-set NAME --output "
+        f"{model_dir}/metrics.json --report {model_dir}/{EVALUATION_REPORT}` and publish that"
+    )
 
 
 @dataclass
@@ -105,7 +107,9 @@ def read_report(model_dir: str | os.PathLike) -> dict | None:
         report = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or exc
-        raise ManifestError(f"cannot read the evaluation report {path} ({reason})", path=str(path)) from None
+        raise ManifestError(
+            f"cannot read the evaluation report {path} ({reason})", path=str(path)
+        ) from None
     problem = None
     if not isinstance(report, dict) or set(report) != REPORT_KEYS:
         problem = f"it must be an object with exactly the keys {sorted(REPORT_KEYS)}"
@@ -115,13 +119,18 @@ def read_report(model_dir: str | os.PathLike) -> dict | None:
         problem = "its eval_set must name the evaluation set"
     elif not isinstance(report["metrics"], dict):
         problem = "its metrics must be an object"
-    elif (not isinstance(report["outputs"], list) or not report["outputs"]
-          or not all(type(x) is int for x in report["outputs"])):
+    elif (
+        not isinstance(report["outputs"], list)
+        or not report["outputs"]
+        or not all(type(x) is int for x in report["outputs"])
+    ):
         problem = "its outputs must be the predicted label id (an integer) of each example"
     if problem:
-        raise ManifestError(f"{path} is not an evaluation report: {problem}; write it again with "
-                            f"`modex evaluate {model_dir} --eval-set NAME --report {path}`",
-                            path=str(path))
+        raise ManifestError(
+            f"{path} is not an evaluation report: {problem}; write it again with "
+            f"`modex evaluate {model_dir} --eval-set NAME --report {path}`",
+            path=str(path),
+        )
     return report
 
 
@@ -145,7 +154,8 @@ def _refuse_differences(model_dir, whose: str, declared, report: dict) -> None:
             f"({'; '.join(differences)}): list the metrics of the evaluation you claim (its "
             f"metrics.json), or evaluate again with `modex evaluate {model_dir} --eval-set NAME "
             f"--output {model_dir}/metrics.json --report {Path(model_dir) / EVALUATION_REPORT}`",
-            model_dir=str(model_dir))
+            model_dir=str(model_dir),
+        )
 
 
 def claim_metrics(chain, signer, model_id: int, digest: bytes) -> str:
@@ -160,7 +170,9 @@ def claim_metrics(chain, signer, model_id: int, digest: bytes) -> str:
     return "0x" + bytes(receipt["transactionHash"]).hex()
 
 
-def claim_listed(chain, signer, store, model_id: int, model_dir: str | os.PathLike) -> tuple[bytes, str]:
+def claim_listed(
+    chain, signer, store, model_id: int, model_dir: str | os.PathLike
+) -> tuple[bytes, str]:
     """Claim the work digest of the report in ``model_dir`` for the listed ``model_id`` (after a
     publish that could not send its claim): the directory must be the listed model (same model
     hash) and the listing's metadata must declare the report's metrics. Returns (digest, tx hash;
@@ -169,14 +181,20 @@ def claim_listed(chain, signer, store, model_id: int, model_dir: str | os.PathLi
 
     listed_hash, metadata_cid = content_ref(chain, model_id)
     if manifest_mod.model_hash(model_dir) != listed_hash:
-        raise ManifestError(f"{model_dir} is not the model listed as {model_id} (its hash is not "
-                            f"0x{listed_hash.hex()}): pass the directory you published",
-                            model_dir=str(model_dir))
+        raise ManifestError(
+            f"{model_dir} is not the model listed as {model_id} (its hash is not "
+            f"0x{listed_hash.hex()}): pass the directory you published",
+            model_dir=str(model_dir),
+        )
     report = read_report(model_dir)
     if report is None:
         raise ManifestError(no_report(model_dir), model_dir=str(model_dir))
-    _refuse_differences(model_dir, f"the metrics listing {model_id} declares",
-                        load_metadata(store, metadata_cid).get("metrics"), report)
+    _refuse_differences(
+        model_dir,
+        f"the metrics listing {model_id} declares",
+        load_metadata(store, metadata_cid).get("metrics"),
+        report,
+    )
     digest = work_digest(report)
     return digest, claim_metrics(chain, signer, model_id, digest)
 
@@ -200,8 +218,16 @@ def guess_framework(model_dir: Path) -> str:
     return "unknown"
 
 
-def build_metadata(info: ListingInfo, manifest, *, content_cid: str, chunk_size: int,
-                   cid_profile: str, model_dir: Path, created: str | None = None) -> dict:
+def build_metadata(
+    info: ListingInfo,
+    manifest,
+    *,
+    content_cid: str,
+    chunk_size: int,
+    cid_profile: str,
+    model_dir: Path,
+    created: str | None = None,
+) -> dict:
     """The listing's public metadata JSON (docs/formats.md §6)."""
     return {
         "version": 1,
@@ -222,9 +248,16 @@ def build_metadata(info: ListingInfo, manifest, *, content_cid: str, chunk_size:
     }
 
 
-def seal_and_put(model_dir: Path, listing: list[tuple[str, int]], key: bytes, store, *,
-                 cid_profile: str, chunk_size: int = CHUNK_SIZE,
-                 progress: Progress | None = None) -> tuple[str, int, manifest_mod.Manifest]:
+def seal_and_put(
+    model_dir: Path,
+    listing: list[tuple[str, int]],
+    key: bytes,
+    store,
+    *,
+    cid_profile: str,
+    chunk_size: int = CHUNK_SIZE,
+    progress: Progress | None = None,
+) -> tuple[str, int, manifest_mod.Manifest]:
     """Stream tar (hashing each file as it is read) → seal (a thread) → store.put (here).
 
     One read of the model: the manifest is built from the very bytes that went into the tar.
@@ -250,9 +283,16 @@ def seal_and_put(model_dir: Path, listing: list[tuple[str, int]], key: bytes, st
     return cid, counted[0].count, made[0]
 
 
-def prepare(model_dir: str | os.PathLike, store, vault: KeyVault, info: ListingInfo, *,
-            cid_profile: str = "unixfs-v1-2025", chunk_size: int = CHUNK_SIZE,
-            progress: Progress | None = None) -> Prepared:
+def prepare(
+    model_dir: str | os.PathLike,
+    store,
+    vault: KeyVault,
+    info: ListingInfo,
+    *,
+    cid_profile: str = "unixfs-v1-2025",
+    chunk_size: int = CHUNK_SIZE,
+    progress: Progress | None = None,
+) -> Prepared:
     """Everything before the chain: refuse pickles, hash + seal + pin in one pass, metadata, key.
 
     ``store.put`` pins what it adds (both stores), so the ciphertext and the metadata are
@@ -263,8 +303,9 @@ def prepare(model_dir: str | os.PathLike, store, vault: KeyVault, info: ListingI
         raise ManifestError(f"model directory {model_dir} does not exist or is not a directory")
     listing = manifest_mod.scan_dir(model_dir)
     if not listing:
-        raise ManifestError(f"{model_dir} holds no regular files: nothing to publish",
-                            path=str(model_dir))
+        raise ManifestError(
+            f"{model_dir} holds no regular files: nothing to publish", path=str(model_dir)
+        )
     manifest_mod.refuse_pickle_paths(path for path, _ in listing)
     claim = claim_for(model_dir, info.metrics)  # before anything is pinned: a bad report stops here
     if claim is None:
@@ -273,35 +314,70 @@ def prepare(model_dir: str | os.PathLike, store, vault: KeyVault, info: ListingI
         info = replace(info, metrics=claim[0])
     key = secrets.token_bytes(32)
     content_cid, sealed_bytes, manifest = seal_and_put(
-        model_dir, listing, key, store, cid_profile=cid_profile, chunk_size=chunk_size,
-        progress=progress)
-    metadata = build_metadata(info, manifest, content_cid=content_cid, chunk_size=chunk_size,
-                              cid_profile=cid_profile, model_dir=model_dir)
+        model_dir,
+        listing,
+        key,
+        store,
+        cid_profile=cid_profile,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
+    metadata = build_metadata(
+        info,
+        manifest,
+        content_cid=content_cid,
+        chunk_size=chunk_size,
+        cid_profile=cid_profile,
+        model_dir=model_dir,
+    )
     metadata_cid = store.put(BytesIO(canonical_json(metadata)), profile=cid_profile)
     # Before list(): a listing must never exist without its key in the vault.
     vault.put(content_cid, key, model_hash=metadata["model_hash"])
-    log.info("sealed %s: model hash %s, content %s, metadata %s", model_dir,
-             metadata["model_hash"], content_cid, metadata_cid)
-    return Prepared(manifest.model_hash, content_cid, metadata_cid, metadata, sealed_bytes,
-                    work_digest=claim[1] if claim else None, model_dir=model_dir)
+    log.info(
+        "sealed %s: model hash %s, content %s, metadata %s",
+        model_dir,
+        metadata["model_hash"],
+        content_cid,
+        metadata_cid,
+    )
+    return Prepared(
+        manifest.model_hash,
+        content_cid,
+        metadata_cid,
+        metadata,
+        sealed_bytes,
+        work_digest=claim[1] if claim else None,
+        model_dir=model_dir,
+    )
 
 
-def list_prepared(chain, signer, prepared: Prepared, vault: KeyVault, *, price_wei: int,
-                  operator: str | None = None) -> Published:
+def list_prepared(
+    chain,
+    signer,
+    prepared: Prepared,
+    vault: KeyVault,
+    *,
+    price_wei: int,
+    operator: str | None = None,
+) -> Published:
     """Send ``list()``, then the claim (when the model carries a report) and ``setOperator``
     (when a worker address is given); record the id."""
     if price_wei < 0:
         raise ChainError("the price cannot be negative")
     registry = chain.registry
     receipt = chain.transact(
-        registry.functions.list(prepared.model_hash, prepared.metadata_cid, price_wei), signer)
+        registry.functions.list(prepared.model_hash, prepared.metadata_cid, price_wei), signer
+    )
     events = registry.events.ModelListed().process_receipt(receipt, errors=DISCARD)
     if not events:
-        raise ChainError(f"list() was mined in {receipt['transactionHash'].hex()} but emitted "
-                         "no ModelListed event; check the deployment file's registry address")
+        raise ChainError(
+            f"list() was mined in {receipt['transactionHash'].hex()} but emitted "
+            "no ModelListed event; check the deployment file's registry address"
+        )
     model_id = int(events[0]["args"]["modelId"])
-    vault.assign(prepared.content_cid, chain_id=chain.chain_id, model_id=model_id,
-                 registry=registry.address)
+    vault.assign(
+        prepared.content_cid, chain_id=chain.chain_id, model_id=model_id, registry=registry.address
+    )
     claim_tx, claim_error = "", None
     if prepared.work_digest:
         try:
@@ -315,16 +391,40 @@ def list_prepared(chain, signer, prepared: Prepared, vault: KeyVault, *, price_w
         raise ChainError(
             f"model {model_id} is listed, but its work digest was not claimed ({claim_error}); "
             f"claim it before a validator commits on it: `modex claim {model_id} "
-            f"{prepared.model_dir or 'MODEL_DIR'}`", model_id=model_id) from claim_error
-    return Published(**prepared.__dict__, model_id=model_id,
-                     tx_hash="0x" + bytes(receipt["transactionHash"]).hex(), price_wei=price_wei,
-                     claim_tx=claim_tx)
+            f"{prepared.model_dir or 'MODEL_DIR'}`",
+            model_id=model_id,
+        ) from claim_error
+    return Published(
+        **prepared.__dict__,
+        model_id=model_id,
+        tx_hash="0x" + bytes(receipt["transactionHash"]).hex(),
+        price_wei=price_wei,
+        claim_tx=claim_tx,
+    )
 
 
-def publish(chain, signer, store, vault: KeyVault, model_dir, info: ListingInfo, *,
-            price_wei: int, operator: str | None = None, cid_profile: str = "unixfs-v1-2025",
-            chunk_size: int = CHUNK_SIZE, progress: Progress | None = None) -> Published:
+def publish(
+    chain,
+    signer,
+    store,
+    vault: KeyVault,
+    model_dir,
+    info: ListingInfo,
+    *,
+    price_wei: int,
+    operator: str | None = None,
+    cid_profile: str = "unixfs-v1-2025",
+    chunk_size: int = CHUNK_SIZE,
+    progress: Progress | None = None,
+) -> Published:
     """The whole publish journey; see the module docstring for the order and why."""
-    prepared = prepare(model_dir, store, vault, info, cid_profile=cid_profile,
-                       chunk_size=chunk_size, progress=progress)
+    prepared = prepare(
+        model_dir,
+        store,
+        vault,
+        info,
+        cid_profile=cid_profile,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
     return list_prepared(chain, signer, prepared, vault, price_wei=price_wei, operator=operator)

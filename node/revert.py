@@ -32,9 +32,14 @@ log = logging.getLogger(__name__)
 ERROR_STRING = {"type": "error", "name": "Error", "inputs": [{"name": "message", "type": "string"}]}
 PANIC = {"type": "error", "name": "Panic", "inputs": [{"name": "code", "type": "uint256"}]}
 PANIC_CODES = {
-    0x01: "an assertion failed", 0x11: "an arithmetic overflow or underflow",
-    0x12: "a division by zero", 0x21: "an invalid enum value", 0x31: "pop on an empty array",
-    0x32: "an array index out of bounds", 0x41: "too much memory", 0x51: "a call to an invalid function",
+    0x01: "an assertion failed",
+    0x11: "an arithmetic overflow or underflow",
+    0x12: "a division by zero",
+    0x21: "an invalid enum value",
+    0x31: "pop on an empty array",
+    0x32: "an array index out of bounds",
+    0x41: "too much memory",
+    0x51: "a call to an invalid function",
 }
 
 
@@ -71,7 +76,9 @@ def _bad_config(contract: str) -> Callable[[dict], str]:
 
 def _already_connected(contract: str, arg: str) -> Callable[[dict], str]:
     """The Marketplace's one-time link to another contract (argument `arg`) is already set."""
-    return lambda a: f"The {contract} contract is already connected ({a[arg]}); it can be set only once."
+    return lambda a: (
+        f"The {contract} contract is already connected ({a[arg]}); it can be set only once."
+    )
 
 
 # One sentence per error: what happened (with the numbers) and what to do.
@@ -80,8 +87,12 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
     "ModelRegistryNotOwner": lambda a: (
         f"Only the owner of model {a['modelId']} ({a['owner']}) can change it; {a['caller']} is not the owner."
     ),
-    "ModelRegistryZeroModelHash": lambda a: "The model hash is zero: compute it from the model directory first.",
-    "ModelRegistryEmptyCid": lambda a: "The metadata CID is empty: pin the metadata JSON first and pass its CID.",
+    "ModelRegistryZeroModelHash": lambda a: (
+        "The model hash is zero: compute it from the model directory first."
+    ),
+    "ModelRegistryEmptyCid": lambda a: (
+        "The metadata CID is empty: pin the metadata JSON first and pass its CID."
+    ),
     "ModelRegistryCidTooLong": lambda a: (
         f"The metadata CID is {a['length']} characters long; at most {a['maxLength']} are accepted."
     ),
@@ -150,7 +161,9 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
     "MarketplaceBadWrappedKey": lambda a: (
         f"The wrapped key is {a['length']} bytes; it must be {a['expected']} (HPKE enc || ciphertext, docs/formats.md §4)."
     ),
-    "MarketplaceNotBuyer": lambda a: f"Only the buyer of purchase {a['purchaseId']} can refund it, not {a['caller']}.",
+    "MarketplaceNotBuyer": lambda a: (
+        f"Only the buyer of purchase {a['purchaseId']} can refund it, not {a['caller']}."
+    ),
     "MarketplaceNotRefundable": lambda a: (
         f"Purchase {a['purchaseId']} was delivered: it is refundable only when validators dispute its model "
         f"within the sale's challenge period, while the seller's revenue is still held (not the case here, "
@@ -231,7 +244,9 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
         f"{a['validator']} cannot commit on model {a['modelId']}: its key has not been delivered to it (or it "
         f"already committed in this round); ask for the key first (requestValidatorKey)."
     ),
-    "ValidatorsZeroCommitment": lambda a: "A zero commitment is not accepted: commit to the keccak256 of your attestation.",
+    "ValidatorsZeroCommitment": lambda a: (
+        "A zero commitment is not accepted: commit to the keccak256 of your attestation."
+    ),
     "ValidatorsCommitClosed": lambda a: (
         f"Commits on model {a['modelId']} closed at {when(a['commitEnd'])}; reveal, or commit in its next round."
     ),
@@ -252,7 +267,9 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
         f"The reveal of {a['validator']} on model {a['modelId']} does not match its commitment (another hash, "
         f"digest or salt than the ones committed to)."
     ),
-    "ValidatorsNoRound": lambda a: f"Model {a['modelId']} has no open round to settle: nobody has committed yet.",
+    "ValidatorsNoRound": lambda a: (
+        f"Model {a['modelId']} has no open round to settle: nobody has committed yet."
+    ),
     "ValidatorsRevealOpen": lambda a: (
         f"The reveal period of model {a['modelId']} runs until {when(a['revealEnd'])}; settle after that."
     ),
@@ -264,7 +281,9 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
         f"The seat of {a['validator']} on model {a['modelId']} is in state {a['seatState']}, not waiting for a key."
     ),
     "ValidatorsOnlyMarketplace": _only_caller("the Marketplace", "open or key seats"),
-    "ValidatorsNothingToWithdraw": lambda a: f"{a['account']} has nothing to withdraw from Validators.",
+    "ValidatorsNothingToWithdraw": lambda a: (
+        f"{a['account']} has nothing to withdraw from Validators."
+    ),
     "ValidatorsTransferFailed": lambda a: (
         f"Sending {fmt_eth(a['amount'])} to {a['account']} failed (the receiver rejected it); nothing was lost — "
         f"it stays there to take later."
@@ -272,19 +291,31 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
     "ValidatorsBadConfig": _bad_config("Validators"),
     # OpenZeppelin
     "ERC721NonexistentToken": lambda a: f"There is no model {a['tokenId']}.",
-    "ERC721IncorrectOwner": lambda a: f"{a['sender']} does not own model {a['tokenId']} (its owner is {a['owner']}).",
-    "ERC721InsufficientApproval": lambda a: f"{a['operator']} is not approved to transfer model {a['tokenId']}.",
+    "ERC721IncorrectOwner": lambda a: (
+        f"{a['sender']} does not own model {a['tokenId']} (its owner is {a['owner']})."
+    ),
+    "ERC721InsufficientApproval": lambda a: (
+        f"{a['operator']} is not approved to transfer model {a['tokenId']}."
+    ),
     "ERC721InvalidReceiver": lambda a: f"{a['receiver']} cannot receive model tokens.",
     "ERC721InvalidSender": lambda a: f"{a['sender']} cannot send model tokens.",
     "ERC721InvalidOwner": lambda a: f"{a['owner']} is not a valid owner.",
     "ERC721InvalidApprover": lambda a: f"{a['approver']} cannot approve.",
     "ERC721InvalidOperator": lambda a: f"{a['operator']} cannot be an operator.",
-    "OwnableUnauthorizedAccount": lambda a: f"Only the contract owner can do this, not {a['account']}.",
+    "OwnableUnauthorizedAccount": lambda a: (
+        f"Only the contract owner can do this, not {a['account']}."
+    ),
     "OwnableInvalidOwner": lambda a: f"{a['owner']} cannot own the contract.",
-    "ReentrancyGuardReentrantCall": lambda a: "A re-entrant call was refused (a contract called back during a payment).",
-    "SafeCastOverflowedUintDowncast": lambda a: f"The value {a['value']} does not fit {a['bits']} bits.",
+    "ReentrancyGuardReentrantCall": lambda a: (
+        "A re-entrant call was refused (a contract called back during a payment)."
+    ),
+    "SafeCastOverflowedUintDowncast": lambda a: (
+        f"The value {a['value']} does not fit {a['bits']} bits."
+    ),
     "Error": lambda a: f"The contract refused: {a['message']}",
-    "Panic": lambda a: f"The contract failed with {PANIC_CODES.get(a['code'], 'panic code ' + hex(a['code']))}.",
+    "Panic": lambda a: (
+        f"The contract failed with {PANIC_CODES.get(a['code'], 'panic code ' + hex(a['code']))}."
+    ),
 }
 
 
@@ -297,7 +328,9 @@ def _selector(error_abi: dict) -> str:
 
 def _canonical_type(item: dict) -> str:
     if item["type"].startswith("tuple"):
-        return "(" + ",".join(_canonical_type(c) for c in item["components"]) + ")" + item["type"][5:]
+        return (
+            "(" + ",".join(_canonical_type(c) for c in item["components"]) + ")" + item["type"][5:]
+        )
     return item["type"]
 
 
@@ -330,19 +363,35 @@ def decode_revert(data, abis: Iterable[list] | None = None) -> ContractRevert:
     error_abi = table.get(selector)
     if len(raw) < 4 or error_abi is None:
         reason = "without a reason" if not raw else f"with unknown error data {hex_data}"
-        return ContractRevert(f"The transaction was reverted {reason}.", error=None, args={},
-                              selector=selector if raw else None, data=hex_data)
+        return ContractRevert(
+            f"The transaction was reverted {reason}.",
+            error=None,
+            args={},
+            selector=selector if raw else None,
+            data=hex_data,
+        )
     names = [i["name"] or f"arg{n}" for n, i in enumerate(error_abi["inputs"])]
     try:
         values = decode([_canonical_type(i) for i in error_abi["inputs"]], raw[4:])
-    except (DecodingError, ValueError, OverflowError) as exc:  # malformed data: report the name, never crash the caller
-        return ContractRevert(f"The transaction was reverted with {error_abi['name']} (undecodable: {exc}).",
-                              error=error_abi["name"], args={}, selector=selector, data=hex_data)
+    except (
+        DecodingError,
+        ValueError,
+        OverflowError,
+    ) as exc:  # malformed data: report the name, never crash the caller
+        return ContractRevert(
+            f"The transaction was reverted with {error_abi['name']} (undecodable: {exc}).",
+            error=error_abi["name"],
+            args={},
+            selector=selector,
+            data=hex_data,
+        )
     types = [i["type"] for i in error_abi["inputs"]]
     args = dict(zip(names, (_plain(v, t) for v, t in zip(values, types))))
     render = MESSAGES.get(error_abi["name"])
     message = render(args) if render else f"The contract refused with {error_abi['name']}{args}."
-    return ContractRevert(message, error=error_abi["name"], args=args, selector=selector, data=hex_data)
+    return ContractRevert(
+        message, error=error_abi["name"], args=args, selector=selector, data=hex_data
+    )
 
 
 def as_revert(exc: BaseException, abis: Iterable[list] | None = None) -> ContractRevert | None:
@@ -360,8 +409,13 @@ def as_revert(exc: BaseException, abis: Iterable[list] | None = None) -> Contrac
     if data is not None:
         decoded = decode_revert(data, abis)
     elif isinstance(exc, ContractLogicError) or _is_tester_failure(exc):
-        decoded = ContractRevert(f"The transaction was reverted: {getattr(exc, 'message', None) or exc}.",
-                                 error=None, args={}, selector=None, data=None)
+        decoded = ContractRevert(
+            f"The transaction was reverted: {getattr(exc, 'message', None) or exc}.",
+            error=None,
+            args={},
+            selector=None,
+            data=None,
+        )
     else:
         return None
     decoded.__cause__ = exc
@@ -398,7 +452,9 @@ def _revert_data(exc: BaseException) -> bytes | str | None:
 
 
 def _is_tester_failure(exc: BaseException) -> bool:
-    return type(exc).__name__ == "TransactionFailed" and type(exc).__module__.startswith("eth_tester")
+    return type(exc).__name__ == "TransactionFailed" and type(exc).__module__.startswith(
+        "eth_tester"
+    )
 
 
 @contextlib.contextmanager

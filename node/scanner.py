@@ -72,8 +72,9 @@ class Checkpoint:
         return [[number, block_hash] for number, block_hash in self.hashes]
 
     @classmethod
-    def from_json(cls, next_block: int, hashes: Sequence[Sequence[Any]] | None,
-                  tip_hash: str | None = None) -> Checkpoint:
+    def from_json(
+        cls, next_block: int, hashes: Sequence[Sequence[Any]] | None, tip_hash: str | None = None
+    ) -> Checkpoint:
         """A checkpoint from a state file: the next block to scan, ``hashes_json()``'s list, and
         the checkpoint block's hash as older state files recorded it alone (``tip_hash``, which
         then stands for that block)."""
@@ -109,8 +110,15 @@ class Follower(Protocol):
 class BlockScanner:
     """Follows the chain for one follower: batching, confirmations, reorgs, the checkpoint."""
 
-    def __init__(self, chain, fetch_logs: Callable[[int, int], list], *, start_block: int,
-                 confirmations: int = 0, batch_blocks: int = 2000):
+    def __init__(
+        self,
+        chain,
+        fetch_logs: Callable[[int, int], list],
+        *,
+        start_block: int,
+        confirmations: int = 0,
+        batch_blocks: int = 2000,
+    ):
         if confirmations < 0:
             raise InputError(f"confirmations must be 0 or more blocks, got {confirmations}")
         self.chain = chain
@@ -141,8 +149,9 @@ class BlockScanner:
                 continue
             batch = Batch(first, last, logs, checkpoint.advanced(last, after))
             # False: another follower on this storage moved the checkpoint; go on from there.
-            checkpoint = batch.checkpoint if follower.apply_batch(batch) else (
-                follower.load_checkpoint())
+            checkpoint = (
+                batch.checkpoint if follower.apply_batch(batch) else (follower.load_checkpoint())
+            )
         return target
 
     def hash_at(self, number: int) -> str | None:
@@ -170,8 +179,12 @@ class BlockScanner:
             if self.hash_at(number) == block_hash:
                 fork = number
                 break
-        log.warning("reorg: block %d (%s) is no longer on the chain; rescanning from block %d",
-                    newest[0], newest[1], fork + 1)
+        log.warning(
+            "reorg: block %d (%s) is no longer on the chain; rescanning from block %d",
+            newest[0],
+            newest[1],
+            fork + 1,
+        )
         rewound = checkpoint.rewound(fork)
         follower.rewind(rewound)
         return rewound

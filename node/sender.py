@@ -72,15 +72,18 @@ class Sender:
             # there. (eth-tester has no block parameter here; it estimates on the pending block.)
             block = None if self.endpoint == "embedded" else "pending"
             try:
-                estimate = self._rpc(f"eth_estimateGas {fn.fn_name}",
-                                     lambda: fn.estimate_gas(params, block_identifier=block))
+                estimate = self._rpc(
+                    f"eth_estimateGas {fn.fn_name}",
+                    lambda: fn.estimate_gas(params, block_identifier=block),
+                )
             except ContractLogicError as exc:
                 raise revert(self.chain, exc, fn) from None
             except Web3RPCError as exc:
                 raise refusal(self.chain, exc, fn, sender, value) from None
             gas = int(estimate * 1.2) + 10_000  # state may move between estimate and inclusion
-        nonce = self._rpc("eth_getTransactionCount",
-                          lambda: self.w3.eth.get_transaction_count(sender, "pending"))
+        nonce = self._rpc(
+            "eth_getTransactionCount", lambda: self.w3.eth.get_transaction_count(sender, "pending")
+        )
         tx = {**params, "gas": gas, "nonce": nonce, "chainId": self.chain.chain_id, **self.fees()}
         return fn.build_transaction(tx)
 
@@ -103,8 +106,15 @@ class Sender:
             ) from None
         return tx_hash
 
-    def transact(self, fn, signer: Signer, *, value: int = 0, gas: int | None = None,
-                 on_sent: Callable[[bytes], None] | None = None):
+    def transact(
+        self,
+        fn,
+        signer: Signer,
+        *,
+        value: int = 0,
+        gas: int | None = None,
+        on_sent: Callable[[bytes], None] | None = None,
+    ):
         """Build → sign → send → wait; return the receipt. ``on_sent(tx_hash)`` runs before the wait
         (a crash-safe caller records the hash there and resumes with ``wait_receipt``)."""
         with self._lock_for(signer.address):
@@ -123,18 +133,23 @@ class Sender:
             tx = self.build_transaction(fn, address, value=value, gas=gas)
             try:
                 # Fixed nonce and fees: a retried send is the same transaction, never a second one.
-                tx_hash = bytes(self._rpc("eth_sendTransaction", lambda: self.w3.eth.send_transaction(tx)))
+                tx_hash = bytes(
+                    self._rpc("eth_sendTransaction", lambda: self.w3.eth.send_transaction(tx))
+                )
             except Web3RPCError as exc:
                 if "insufficient funds" in str(exc).lower():
                     raise insufficient(self.chain, address, value) from None
-                raise ChainError(f"the chain node at {self.endpoint} refused the transaction: {exc}") from None
+                raise ChainError(
+                    f"the chain node at {self.endpoint} refused the transaction: {exc}"
+                ) from None
         return self.wait_receipt(tx_hash, fn=fn, tx=tx)
 
     def find_receipt(self, tx_hash: bytes | str):
         """The receipt of a mined transaction, or None when the node does not know it (yet)."""
         try:
-            return self._rpc("eth_getTransactionReceipt",
-                             lambda: self.w3.eth.get_transaction_receipt(tx_hash))
+            return self._rpc(
+                "eth_getTransactionReceipt", lambda: self.w3.eth.get_transaction_receipt(tx_hash)
+            )
         except TransactionNotFound:
             return None
 
@@ -149,8 +164,10 @@ class Sender:
                 receipt = self.find_receipt(tx_hash)
             except ChainError as exc:
                 exc.context["tx_hash"] = hex_hash
-                message = (f"{exc.args[0]}; transaction {hex_hash} was sent: look it up by hash "
-                           f"before sending it again")
+                message = (
+                    f"{exc.args[0]}; transaction {hex_hash} was sent: look it up by hash "
+                    f"before sending it again"
+                )
                 exc.args = (message,)
                 raise
             if receipt is not None:

@@ -35,8 +35,10 @@ def positive_id(text: str) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an id: it must be a whole number, "
-                                         "1 or more (`modex models` lists the model ids)")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an id: it must be a whole number, "
+            "1 or more (`modex models` lists the model ids)"
+        )
     return value
 
 
@@ -54,14 +56,29 @@ def positive_seconds(text: str) -> float:
 def add_node_options(parser: argparse.ArgumentParser) -> None:
     """The options every journey command takes (each overrides the configuration file)."""
     g = parser.add_argument_group("node")
-    g.add_argument("--config", metavar="FILE", help="configuration file (TOML); default "
-                   "$MODEX_CONFIG or <data dir>/config.toml")
-    g.add_argument("--data-dir", metavar="DIR", help="node data folder (default .modex or ~/.modex)")
-    g.add_argument("--chain", metavar="URL", help="a JSON-RPC URL (e.g. the local chain's, "
-                   'printed by `modex up` while it runs) or "embedded"')
+    g.add_argument(
+        "--config",
+        metavar="FILE",
+        help="configuration file (TOML); default $MODEX_CONFIG or <data dir>/config.toml",
+    )
+    g.add_argument(
+        "--data-dir", metavar="DIR", help="node data folder (default .modex or ~/.modex)"
+    )
+    g.add_argument(
+        "--chain",
+        metavar="URL",
+        help="a JSON-RPC URL (e.g. the local chain's, "
+        'printed by `modex up` while it runs) or "embedded"',
+    )
     g.add_argument("--ipfs", metavar="URL", help='"embedded" or a Kubo RPC API URL')
-    g.add_argument("--keystore", metavar="FILE", help="wallet keystore (default <data dir>/keystore.json)")
-    g.add_argument("--deployment", metavar="FILE", help="deployment record (default deployments/<chainId>.json)")
+    g.add_argument(
+        "--keystore", metavar="FILE", help="wallet keystore (default <data dir>/keystore.json)"
+    )
+    g.add_argument(
+        "--deployment",
+        metavar="FILE",
+        help="deployment record (default deployments/<chainId>.json)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -85,8 +102,9 @@ def open_configured_store(config: Config):
 
             source = GatewaySource(config.store_source, timeout=config.rpc_timeout)
         return open_store("embedded", root=config.store_dir, source=source)
-    return open_store("kubo", api_url=config.ipfs, timeout=config.rpc_timeout,
-                      retries=config.rpc_retries)
+    return open_store(
+        "kubo", api_url=config.ipfs, timeout=config.rpc_timeout, retries=config.rpc_retries
+    )
 
 
 class Session:
@@ -125,7 +143,8 @@ class Session:
                     f"no wallet keystore at {self.config.keystore}: import a funded account's key "
                     f"with `KEY=0x… modex account {data_dir} import --private-key-env KEY`, create "
                     f"one with `modex account {data_dir} new`, or pass --keystore FILE",
-                    key="keystore")
+                    key="keystore",
+                )
             self._signer = load_signer(self.config.keystore, self.password())
         return self._signer
 
@@ -142,8 +161,12 @@ class ProgressBars:
     """
 
     # publish hashes each file while sealing it (one pass), so its "seal" bar is the hashing too
-    LABELS: ClassVar[dict[str, str]] = {"hash": "hashing", "seal": "hashing+sealing",
-                                        "pin": "pinning", "fetch": "fetching"}
+    LABELS: ClassVar[dict[str, str]] = {
+        "hash": "hashing",
+        "seal": "hashing+sealing",
+        "pin": "pinning",
+        "fetch": "fetching",
+    }
 
     def __init__(self, disable: bool | None = None):
         self._bars: dict = {}
@@ -155,8 +178,14 @@ class ProgressBars:
             from tqdm import tqdm
 
             bar = self._bars[stage] = tqdm(
-                total=total, desc=self.LABELS.get(stage, stage), unit="B", unit_scale=True,
-                unit_divisor=1024, disable=self._disable, leave=True)
+                total=total,
+                desc=self.LABELS.get(stage, stage),
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                disable=self._disable,
+                leave=True,
+            )
         bar.update(n)
 
     def close(self) -> None:

@@ -101,8 +101,10 @@ def dev_signer(kind: str, index: int = 0) -> LocalSigner:
         raise InputError("dev account index must be >= 0")
     if kind == "embedded":
         if index >= EMBEDDED_DEV_ACCOUNTS:
-            raise InputError(f"the embedded chain has {EMBEDDED_DEV_ACCOUNTS} dev accounts: "
-                             f"choose an index from 0 to {EMBEDDED_DEV_ACCOUNTS - 1}")
+            raise InputError(
+                f"the embedded chain has {EMBEDDED_DEV_ACCOUNTS} dev accounts: "
+                f"choose an index from 0 to {EMBEDDED_DEV_ACCOUNTS - 1}"
+            )
         return LocalSigner(Account.from_key((index + 1).to_bytes(32, "big")))
     if kind == "anvil":
         Account.enable_unaudited_hdwallet_features()

@@ -93,13 +93,21 @@ class Commitment:
     revealed: bool = False
 
     def to_json(self) -> dict:
-        return {"round": self.round, "salt": self.salt.hex(), "commitment": self.commitment.hex(),
-                "revealed": self.revealed}
+        return {
+            "round": self.round,
+            "salt": self.salt.hex(),
+            "commitment": self.commitment.hex(),
+            "revealed": self.revealed,
+        }
 
     @classmethod
     def from_json(cls, doc: dict) -> Commitment:
-        return cls(int(doc["round"]), bytes.fromhex(doc["salt"]), bytes.fromhex(doc["commitment"]),
-                   bool(doc["revealed"]))
+        return cls(
+            int(doc["round"]),
+            bytes.fromhex(doc["salt"]),
+            bytes.fromhex(doc["commitment"]),
+            bool(doc["revealed"]),
+        )
 
 
 @dataclass
@@ -116,10 +124,12 @@ class Waiting:
     until: int | None = None
 
     def describe(self, now: int) -> str:
-        """"waiting for …: until 2026-12-03 09:30:20 UTC (in 14 s)" (``now``: chain time)."""
+        """ "waiting for …: until 2026-12-03 09:30:20 UTC (in 14 s)" (``now``: chain time)."""
         if self.until is None:
             return f"waiting for {self.what}"
-        return f"waiting for {self.what}: until {when(self.until)} (in {max(0, self.until - now)} s)"
+        return (
+            f"waiting for {self.what}: until {when(self.until)} (in {max(0, self.until - now)} s)"
+        )
 
 
 @dataclass
@@ -152,8 +162,7 @@ class AgentState:
         self.path = path
         self.chain = chain
         self.validator = validator  # the account this state belongs to
-        self._ident = {"chain_id": chain.chain_id,
-                       "validators": chain.validators.address.lower()}
+        self._ident = {"chain_id": chain.chain_id, "validators": chain.validators.address.lower()}
         self.start_block = int(chain.deployment.get("block", 0) or 0)
         self.load()
 
@@ -178,33 +187,49 @@ class AgentState:
         except FileNotFoundError:
             return
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read the validator state {self.path} ({exc}); it "
-                              "holds the salts of commitments not yet revealed: restore it, or "
-                              "move it away to start over (unrevealed commitments then forfeit "
-                              "their bonds)", path=str(self.path)) from None
+            raise ConfigError(
+                f"cannot read the validator state {self.path} ({exc}); it "
+                "holds the salts of commitments not yet revealed: restore it, or "
+                "move it away to start over (unrevealed commitments then forfeit "
+                "their bonds)",
+                path=str(self.path),
+            ) from None
         if {k: doc.get(k) for k in self._ident} != self._ident:
             return  # another deployment (e.g. a fresh dev chain): start over
         owner = doc.get("validator")
         if owner and owner.lower() != self.validator.lower():
-            raise ConfigError(f"the validator state {self.path} belongs to {owner}, not "
-                              f"{self.validator}: pass --state FILE (or another --data-dir) "
-                              "for this account", path=str(self.path))
+            raise ConfigError(
+                f"the validator state {self.path} belongs to {owner}, not "
+                f"{self.validator}: pass --state FILE (or another --data-dir) "
+                "for this account",
+                path=str(self.path),
+            )
         self.checkpoint = Checkpoint.from_json(doc["next_block"], doc.get("recent_blocks"))
         self.todo = {int(m) for m in doc["todo"]}
         for key, rec in (doc.get("models") or {}).items():
             model_id = int(key)
             self.records[model_id] = ModelRecord(
                 Attestation.from_json(model_id, rec["attestation"]),
-                Commitment.from_json(rec["commitment"]) if rec.get("commitment") else None)
+                Commitment.from_json(rec["commitment"]) if rec.get("commitment") else None,
+            )
 
     def save(self) -> None:
-        models = {str(m): {"attestation": r.attestation.to_json(),
-                           "commitment": r.commitment.to_json() if r.commitment else None}
-                  for m, r in sorted(self.records.items())}
-        doc = {**self._ident, "version": STATE_VERSION, "validator": self.validator,
-               "next_block": self.checkpoint.next_block,
-               "recent_blocks": self.checkpoint.hashes_json(), "todo": sorted(self.todo),
-               "models": models}
+        models = {
+            str(m): {
+                "attestation": r.attestation.to_json(),
+                "commitment": r.commitment.to_json() if r.commitment else None,
+            }
+            for m, r in sorted(self.records.items())
+        }
+        doc = {
+            **self._ident,
+            "version": STATE_VERSION,
+            "validator": self.validator,
+            "next_block": self.checkpoint.next_block,
+            "recent_blocks": self.checkpoint.hashes_json(),
+            "todo": sorted(self.todo),
+            "models": models,
+        }
         atomic_write(self.path, json.dumps(doc, indent=1).encode(), mode=0o600)
 
     # -- the BlockScanner's follower: listings into the to-do set --------------------------
@@ -244,10 +269,19 @@ class AgentState:
 
 
 class ValidatorAgent:
-    def __init__(self, chain, signer, store, state_path: str | os.PathLike, *,
-                 work_dir: str | os.PathLike, evaluator: Evaluator,
-                 stake_amount: int | None = None, confirmations: int = 0,
-                 batch_blocks: int = 2000):
+    def __init__(
+        self,
+        chain,
+        signer,
+        store,
+        state_path: str | os.PathLike,
+        *,
+        work_dir: str | os.PathLike,
+        evaluator: Evaluator,
+        stake_amount: int | None = None,
+        confirmations: int = 0,
+        batch_blocks: int = 2000,
+    ):
         self.chain = chain
         self.signer = signer
         self.store = store
@@ -257,9 +291,13 @@ class ValidatorAgent:
         self.state_path = Path(state_path)
         self._x25519 = None
         self.state = AgentState(self.state_path, chain, signer.address)
-        self.scanner = BlockScanner(chain, self.state.listings_in,
-                                    start_block=self.state.start_block,
-                                    confirmations=confirmations, batch_blocks=batch_blocks)
+        self.scanner = BlockScanner(
+            chain,
+            self.state.listings_in,
+            start_block=self.state.start_block,
+            confirmations=confirmations,
+            batch_blocks=batch_blocks,
+        )
 
     @property
     def todo(self) -> set[int]:
@@ -289,10 +327,16 @@ class ValidatorAgent:
                 self._handle(model_id, report)
             except (StoreError, OSError) as exc:
                 # Our store or our disk, not the content: never committed (module docstring).
-                reason = str(exc) if isinstance(exc, StoreError) else (
-                    f"this machine's disk refused it: {exc}")
-                log.warning("model %d not checked this pass, nothing committed: %s; will retry "
-                            "next pass", model_id, reason)
+                reason = (
+                    str(exc)
+                    if isinstance(exc, StoreError)
+                    else (f"this machine's disk refused it: {exc}")
+                )
+                log.warning(
+                    "model %d not checked this pass, nothing committed: %s; will retry next pass",
+                    model_id,
+                    reason,
+                )
                 report.retry[model_id] = reason
             except ContractRevert as exc:
                 log.warning("model %d: %s; will retry next pass", model_id, exc)
@@ -318,9 +362,11 @@ class ValidatorAgent:
             return 0
         info = StakeInfo.from_call(self.chain.call(v.stakeOf(self.signer.address)))
         if info.unlock_at:
-            raise ChainError(f"{self.signer.address} asked to unstake (unlocks at "
-                             f"{when(info.unlock_at)}); it cannot validate until it has unstaked "
-                             "and staked again")
+            raise ChainError(
+                f"{self.signer.address} asked to unstake (unlocks at "
+                f"{when(info.unlock_at)}); it cannot validate until it has unstaked "
+                "and staked again"
+            )
         need = max(market.min_stake(self.chain) - info.amount, self.stake_amount or 0)
         market.stake(self.chain, self.signer, need)
         log.info("staked %s as a validator", market.fmt_eth(need))
@@ -344,7 +390,8 @@ class ValidatorAgent:
         status = ModelStatus(self.chain.call(v.status(model_id)))
         seat = Seat.from_call(self.chain.call(v.attestationOf(model_id, me)))
         if seat.state == SeatState.RELEASED or (
-                seat.state == SeatState.NONE and status != ModelStatus.UNVERIFIED):
+            seat.state == SeatState.NONE and status != ModelStatus.UNVERIFIED
+        ):
             self._finish(model_id, report)
             return
         rnd = Round.from_call(self.chain.call(v.roundOf(model_id)))
@@ -358,110 +405,156 @@ class ValidatorAgent:
         elif seat.state in (SeatState.NONE, SeatState.REQUESTED):
             self._ask_for_key(model_id, rnd, report)
         elif seat.state == SeatState.KEYED or (
-                seat.state == SeatState.REVEALED and seat.round < rnd.number):
+            seat.state == SeatState.REVEALED and seat.round < rnd.number
+        ):
             self._commit(model_id, rnd, report)
         elif seat.state == SeatState.COMMITTED and seat.round < rnd.number:
             # Its round closed (undecided) before this seat revealed: it can only be released,
             # and its bonds are forfeited.
-            log.warning("model %d: the commitment of round %d was never revealed; releasing "
-                        "the seat (its bonds are forfeited)", model_id, seat.round)
+            log.warning(
+                "model %d: the commitment of round %d was never revealed; releasing "
+                "the seat (its bonds are forfeited)",
+                model_id,
+                seat.round,
+            )
             self._release(model_id, seat, report)
         elif seat.state == SeatState.COMMITTED:
             self._reveal(model_id, rnd, report)
         else:  # revealed in the open round
-            report.waiting[model_id] = Waiting("the reveal period to end, then it settles",
-                                               rnd.reveal_end)
+            report.waiting[model_id] = Waiting(
+                "the reveal period to end, then it settles", rnd.reveal_end
+            )
 
     def _ask_for_key(self, model_id: int, rnd: Round, report: ValidatorReport) -> None:
         if rnd.commit_end and self.now() > rnd.commit_end:
             report.waiting[model_id] = Waiting(
                 f"round {rnd.number} to end (no key is requested or delivered while its commits "
-                "are closed), then it settles it and asks for the key", rnd.reveal_end)
+                "are closed), then it settles it and asks for the key",
+                rnd.reveal_end,
+            )
             return
         request = self._latest_request(model_id)
-        if request is not None and request[1].status == PurchaseStatus.PENDING and (
-                self.now() <= request[1].deadline):
+        if (
+            request is not None
+            and request[1].status == PurchaseStatus.PENDING
+            and (self.now() <= request[1].deadline)
+        ):
             report.waiting[model_id] = Waiting(
-                f"the seller's node to deliver the key (request {request[0]})", request[1].deadline)
+                f"the seller's node to deliver the key (request {request[0]})", request[1].deadline
+            )
             return
         receipt = self.chain.transact(
             self.chain.marketplace.functions.requestValidatorKey(model_id, self.x25519[1]),
-            self.signer)
+            self.signer,
+        )
         ev = self.chain.marketplace.events.Purchased().process_receipt(receipt, errors=DISCARD)
-        log.info("model %d: asked for its key (request %d)", model_id,
-                 int(ev[0]["args"]["purchaseId"]))
+        log.info(
+            "model %d: asked for its key (request %d)", model_id, int(ev[0]["args"]["purchaseId"])
+        )
         report.requested.append(model_id)
 
     def _latest_request(self, model_id: int) -> tuple[int, Purchase] | None:
         """(purchase id, purchase) of this validator's latest key request for the model."""
         start = int(self.chain.deployment.get("block", 0) or 0)
-        events = self.chain.events("ValidatorKeyRequested", from_block=start, modelId=model_id,
-                                   validator=self.signer.address)
+        events = self.chain.events(
+            "ValidatorKeyRequested",
+            from_block=start,
+            modelId=model_id,
+            validator=self.signer.address,
+        )
         if not events:
             return None
         pid = int(events[-1]["args"]["purchaseId"])
-        return pid, Purchase.from_call(self.chain.call(self.chain.marketplace.functions.purchase(pid)))
+        return pid, Purchase.from_call(
+            self.chain.call(self.chain.marketplace.functions.purchase(pid))
+        )
 
     def _commit(self, model_id: int, rnd: Round, report: ValidatorReport) -> None:
         record = self.state.records.get(model_id)
         if record is None:
             request = self._latest_request(model_id)
             if request is None:
-                raise ChainError(f"model {model_id}: the seat holds a key but no key request of "
-                                 f"{self.signer.address} was found; is the node's log history "
-                                 "pruned?")
+                raise ChainError(
+                    f"model {model_id}: the seat holds a key but no key request of "
+                    f"{self.signer.address} was found; is the node's log history "
+                    "pruned?"
+                )
             record = ModelRecord(self.verify(model_id, request[0]))
             self.state.records[model_id] = record
             self.state.save()  # evaluated once: a later round commits the same finding
         if rnd.commit_end and self.now() > rnd.commit_end:
             report.waiting[model_id] = Waiting(
                 f"round {rnd.number} to end (its commits closed before this validator could "
-                "commit), then it settles it and commits in the next", rnd.reveal_end)
+                "commit), then it settles it and commits in the next",
+                rnd.reveal_end,
+            )
             return
         found = record.attestation
         c = record.commitment
         if c is None or c.revealed or c.round != rnd.number:
             salt = secrets.token_bytes(32)
-            c = Commitment(rnd.number, salt, attestation_commitment(
-                self.chain.chain_id, self.chain.validators.address, model_id, self.signer.address,
-                found.observed_hash, found.work_digest, salt))
+            c = Commitment(
+                rnd.number,
+                salt,
+                attestation_commitment(
+                    self.chain.chain_id,
+                    self.chain.validators.address,
+                    model_id,
+                    self.signer.address,
+                    found.observed_hash,
+                    found.work_digest,
+                    salt,
+                ),
+            )
             record.commitment = c
         self.state.save()  # durable BEFORE the commit is sent: a restart can still reveal it
         v = self.chain.validators.functions
         self.chain.transact(v.commitAttestation(model_id, c.commitment), self.signer)
-        log.info("model %d: committed in round %d to hash 0x%s (%s), work digest 0x%s%s",
-                 model_id, rnd.number, found.observed_hash.hex(),
-                 "matches" if found.matches else "DOES NOT MATCH", found.work_digest.hex(),
-                 f": {found.reason}" if found.reason else "")
+        log.info(
+            "model %d: committed in round %d to hash 0x%s (%s), work digest 0x%s%s",
+            model_id,
+            rnd.number,
+            found.observed_hash.hex(),
+            "matches" if found.matches else "DOES NOT MATCH",
+            found.work_digest.hex(),
+            f": {found.reason}" if found.reason else "",
+        )
         report.committed.append(found)
         rnd = Round.from_call(self.chain.call(v.roundOf(model_id)))  # opened by this commit, maybe
-        report.waiting[model_id] = Waiting(f"commits of round {rnd.number} to close, then it "
-                                           "reveals", rnd.commit_end)
+        report.waiting[model_id] = Waiting(
+            f"commits of round {rnd.number} to close, then it reveals", rnd.commit_end
+        )
 
     def _reveal(self, model_id: int, rnd: Round, report: ValidatorReport) -> None:
         if self.now() <= rnd.commit_end:
-            report.waiting[model_id] = Waiting(f"commits of round {rnd.number} to close, then it "
-                                               "reveals", rnd.commit_end)
+            report.waiting[model_id] = Waiting(
+                f"commits of round {rnd.number} to close, then it reveals", rnd.commit_end
+            )
             return
         v = self.chain.validators.functions
         on_chain = bytes(self.chain.call(v.commitmentOf(model_id, self.signer.address)))
         record = self.state.records.get(model_id)
         if record is None or record.commitment is None or record.commitment.commitment != on_chain:
-            reason = (f"the commitment on-chain (0x{on_chain.hex()}) is not one this node recorded "
-                      f"in {self.state_path} (was the state file replaced or lost?): it cannot be "
-                      "revealed, and its bonds are forfeited when the round ends")
+            reason = (
+                f"the commitment on-chain (0x{on_chain.hex()}) is not one this node recorded "
+                f"in {self.state_path} (was the state file replaced or lost?): it cannot be "
+                "revealed, and its bonds are forfeited when the round ends"
+            )
             log.error("model %d: %s", model_id, reason)
             report.refused[model_id] = reason
             return
         found, c = record.attestation, record.commitment
-        self.chain.transact(v.revealAttestation(model_id, found.observed_hash, found.work_digest,
-                                                c.salt), self.signer)
+        self.chain.transact(
+            v.revealAttestation(model_id, found.observed_hash, found.work_digest, c.salt),
+            self.signer,
+        )
         c.revealed = True
         self.state.save()
         log.info("model %d: revealed in round %d", model_id, rnd.number)
         report.revealed.append(found)
-        report.waiting[model_id] = Waiting("the reveal period to end, then it settles",
-                                           rnd.reveal_end)
+        report.waiting[model_id] = Waiting(
+            "the reveal period to end, then it settles", rnd.reveal_end
+        )
 
     def _settle(self, model_id: int, report: ValidatorReport) -> ModelStatus:
         v = self.chain.validators
@@ -474,8 +567,11 @@ class ValidatorAgent:
         changed = v.events.StatusChanged().process_receipt(receipt, errors=DISCARD)
         status = ModelStatus(changed[0]["args"]["status"]) if changed else ModelStatus.UNVERIFIED
         report.settled[model_id] = status if changed else None
-        log.info("model %d: settled %s", model_id,
-                 status.word if changed else "undecided (a new round opens with the next commit)")
+        log.info(
+            "model %d: settled %s",
+            model_id,
+            status.word if changed else "undecided (a new round opens with the next commit)",
+        )
         return status
 
     def _release(self, model_id: int, seat: Seat, report: ValidatorReport) -> None:
@@ -484,17 +580,27 @@ class ValidatorAgent:
             if request is not None and self.now() <= request[1].deadline:
                 report.waiting[model_id] = Waiting(
                     "the key request to expire (the model settled before its key arrived), "
-                    "then it releases the seat", request[1].deadline)
+                    "then it releases the seat",
+                    request[1].deadline,
+                )
                 return
         v = self.chain.validators
-        receipt = self.chain.transact(v.functions.release(model_id, self.signer.address),
-                                      self.signer)
+        receipt = self.chain.transact(
+            v.functions.release(model_id, self.signer.address), self.signer
+        )
         events = v.events.SeatReleased().process_receipt(receipt, errors=DISCARD)
-        returned, forfeited = ((int(events[0]["args"]["returned"]), int(events[0]["args"]["forfeited"]))
-                               if events else (0, 0))
+        returned, forfeited = (
+            (int(events[0]["args"]["returned"]), int(events[0]["args"]["forfeited"]))
+            if events
+            else (0, 0)
+        )
         report.released[model_id] = (returned, forfeited)
-        log.info("model %d: seat released (%s returned, %s forfeited)", model_id,
-                 market.fmt_eth(returned), market.fmt_eth(forfeited))
+        log.info(
+            "model %d: seat released (%s returned, %s forfeited)",
+            model_id,
+            market.fmt_eth(returned),
+            market.fmt_eth(forfeited),
+        )
         self._finish(model_id, report)  # settled, or this seat is closed for good
 
     # -- the work -----------------------------------------------------------------------------
@@ -502,4 +608,5 @@ class ValidatorAgent:
     def verify(self, model_id: int, purchase_id: int) -> Attestation:
         """Fetch, unseal, extract and re-hash the model; evaluate it on its declared eval set."""
         return ModelCheck(self.chain, self.store, self.evaluator, self.work_dir).verify(
-            model_id, purchase_id, self.x25519[0])
+            model_id, purchase_id, self.x25519[0]
+        )

@@ -125,7 +125,7 @@ class WorkerState:
     def __init__(self, path: Path, chain_id: int, marketplace: str, start_block: int):
         self.path = Path(path)
         self.checkpoint = Checkpoint(start_block - 1)  # the last block scanned
-        self.open: dict[int, dict] = {}       # purchase id → {"model_id", "buyer_key", ...}
+        self.open: dict[int, dict] = {}  # purchase id → {"model_id", "buyer_key", ...}
         # purchase id → {"txs": [{"tx_hash", "raw"}, ...] (every signed transaction, oldest
         # first, all at one nonce), "buyer": the account they deliver to, "signed_at": unix time
         # the latest one was signed}
@@ -140,14 +140,16 @@ class WorkerState:
         except ValueError:
             doc = None
         if not isinstance(doc, dict) or not isinstance(doc.get("next_block"), int):
-            log.warning("worker state %s is unreadable; rescanning from block %d",
-                        self.path, start_block)
+            log.warning(
+                "worker state %s is unreadable; rescanning from block %d", self.path, start_block
+            )
             return
         if {k: doc.get(k) for k in self._ident} != self._ident:
             log.warning("worker state %s belongs to another deployment; starting afresh", self.path)
             return
-        self.checkpoint = Checkpoint.from_json(doc["next_block"], doc.get("recent_blocks"),
-                                               doc.get("tip_hash"))
+        self.checkpoint = Checkpoint.from_json(
+            doc["next_block"], doc.get("recent_blocks"), doc.get("tip_hash")
+        )
         self.open = {int(k): v for k, v in doc.get("open", {}).items()}
         self.inflight = {int(k): _migrated(v) for k, v in doc.get("inflight", {}).items()}
 
@@ -156,18 +158,25 @@ class WorkerState:
         return self.checkpoint.next_block
 
     def save(self) -> None:
-        doc = {**self._ident, "next_block": self.checkpoint.next_block,
-               "tip_hash": self.checkpoint.tip_hash, "recent_blocks": self.checkpoint.hashes_json(),
-               "open": {str(k): v for k, v in sorted(self.open.items())},
-               "inflight": {str(k): v for k, v in sorted(self.inflight.items())}}
+        doc = {
+            **self._ident,
+            "next_block": self.checkpoint.next_block,
+            "tip_hash": self.checkpoint.tip_hash,
+            "recent_blocks": self.checkpoint.hashes_json(),
+            "open": {str(k): v for k, v in sorted(self.open.items())},
+            "inflight": {str(k): v for k, v in sorted(self.inflight.items())},
+        }
         try:
             atomic_write(self.path, json.dumps(doc, sort_keys=True, indent=1).encode(), mode=0o600)
         except OSError as exc:
             raise self._unusable(exc) from None
 
     def _unusable(self, exc: OSError) -> KeyDeliveryError:
-        return KeyDeliveryError(f"cannot use the worker state file {self.path}: {exc.strerror}; "
-                                "pass --state FILE in a folder you can write to", path=str(self.path))
+        return KeyDeliveryError(
+            f"cannot use the worker state file {self.path}: {exc.strerror}; "
+            "pass --state FILE in a folder you can write to",
+            path=str(self.path),
+        )
 
 
 def _migrated(entry: dict) -> dict:
@@ -184,7 +193,9 @@ def kill_self_hook(spec: str | None) -> Callable[[str, int], None] | None:
         return None
     point, _, pid = spec.partition(":")
     if point not in CRASH_POINTS:
-        raise ModexError(f"{CRASH_ENV}={spec!r}: the point must be one of {', '.join(CRASH_POINTS)}")
+        raise ModexError(
+            f"{CRASH_ENV}={spec!r}: the point must be one of {', '.join(CRASH_POINTS)}"
+        )
 
     def crash(at: str, purchase_id: int) -> None:
         if at == point and (not pid or int(pid) == purchase_id):
@@ -197,11 +208,21 @@ def kill_self_hook(spec: str | None) -> Callable[[str, int], None] | None:
 class KeyDelivery:
     """Deliver wrapped content keys for the models this signer owns or operates."""
 
-    def __init__(self, chain, signer, vault: KeyVault, state_path: str | os.PathLike, *,
-                 store=None, confirmations: int = 0, batch_blocks: int = 2000,
-                 margin_s: int = 30, replace_after_s: float = Config.worker_replace_after,
-                 max_fee_per_gas: int = int(Config.worker_max_fee_gwei * GWEI),
-                 crash: Callable[[str, int], None] | None = None):
+    def __init__(
+        self,
+        chain,
+        signer,
+        vault: KeyVault,
+        state_path: str | os.PathLike,
+        *,
+        store=None,
+        confirmations: int = 0,
+        batch_blocks: int = 2000,
+        margin_s: int = 30,
+        replace_after_s: float = Config.worker_replace_after,
+        max_fee_per_gas: int = int(Config.worker_max_fee_gwei * GWEI),
+        crash: Callable[[str, int], None] | None = None,
+    ):
         if replace_after_s < 0:
             raise ModexError(f"replace_after_s must be 0 or more seconds, got {replace_after_s}")
         if max_fee_per_gas <= 0:
@@ -209,16 +230,30 @@ class KeyDelivery:
         self.chain = chain
         self.signer = signer
         self.vault = vault
-        self.store = store  # only to find a key by the listing's metadata when the vault lacks its id
+        self.store = (
+            store  # only to find a key by the listing's metadata when the vault lacks its id
+        )
         self.margin_s = margin_s  # never send when fewer seconds than this remain in the window
         self.crash = crash or (lambda point, purchase_id: None)
         self.start_block = int(chain.deployment.get("block", 0) or 0)
-        self.state = WorkerState(Path(state_path), chain.chain_id, chain.marketplace.address,
-                                 self.start_block)
-        self.scanner = BlockScanner(chain, self._purchases_in, start_block=self.start_block,
-                                    confirmations=confirmations, batch_blocks=batch_blocks)
-        self.inflight = InFlight(chain, signer, self.state, replace_after_s=replace_after_s,
-                                 max_fee_per_gas=max_fee_per_gas, crash=self.crash)
+        self.state = WorkerState(
+            Path(state_path), chain.chain_id, chain.marketplace.address, self.start_block
+        )
+        self.scanner = BlockScanner(
+            chain,
+            self._purchases_in,
+            start_block=self.start_block,
+            confirmations=confirmations,
+            batch_blocks=batch_blocks,
+        )
+        self.inflight = InFlight(
+            chain,
+            signer,
+            self.state,
+            replace_after_s=replace_after_s,
+            max_fee_per_gas=max_fee_per_gas,
+            crash=self.crash,
+        )
         self._keys: dict[int, bytes] = {}
         self._told: dict[int, str] = {}  # purchase id → last reason logged, to log it once
 
@@ -270,10 +305,16 @@ class KeyDelivery:
         """A reorg: purchases discovered above the fork point are read again from the new chain
         (unless a transaction is in flight: the chain decides those)."""
         # An entry without its block (older state files) stays; the account check covers it.
-        stale = [pid for pid, e in self.state.open.items()
-                 if e.get("block", -1) > checkpoint.block and pid not in self.state.inflight]
-        log.warning("the chain reorganised above block %d: %d open purchase(s) read again",
-                    checkpoint.block, len(stale))
+        stale = [
+            pid
+            for pid, e in self.state.open.items()
+            if e.get("block", -1) > checkpoint.block and pid not in self.state.inflight
+        ]
+        log.warning(
+            "the chain reorganised above block %d: %d open purchase(s) read again",
+            checkpoint.block,
+            len(stale),
+        )
         for pid in stale:
             del self.state.open[pid]
         self.state.checkpoint = checkpoint
@@ -282,18 +323,28 @@ class KeyDelivery:
     @staticmethod
     def _entry(ev) -> dict:
         a = ev["args"]
-        return {"model_id": int(a["modelId"]), "buyer_key": bytes(a["buyerKey"]).hex(),
-                "account": a["buyer"], "block": int(ev["blockNumber"])}
+        return {
+            "model_id": int(a["modelId"]),
+            "buyer_key": bytes(a["buyerKey"]).hex(),
+            "account": a["buyer"],
+            "block": int(ev["blockNumber"]),
+        }
 
     def _reread(self, pid: int, account: str) -> bool:
         """Replace a stale open entry by the purchase's event on the chain now; False if none."""
-        events = [ev for ev in self.chain.events("Purchased", from_block=self.start_block,
-                                                 purchaseId=pid)
-                  if ev["args"]["buyer"].lower() == account.lower()]
+        events = [
+            ev
+            for ev in self.chain.events("Purchased", from_block=self.start_block, purchaseId=pid)
+            if ev["args"]["buyer"].lower() == account.lower()
+        ]
         if not events:
             return False
-        log.warning("purchase %d: buyer key read again from its Purchased event in block %d "
-                    "(the recorded one was missing or stale)", pid, events[-1]["blockNumber"])
+        log.warning(
+            "purchase %d: buyer key read again from its Purchased event in block %d "
+            "(the recorded one was missing or stale)",
+            pid,
+            events[-1]["blockNumber"],
+        )
         self.state.open[pid] = self._entry(events[-1])
         self.state.save()
         return True
@@ -335,16 +386,28 @@ class KeyDelivery:
             return
         now = int(self.chain.get_block("latest")["timestamp"])
         if now + self.margin_s > purchase.deadline:
-            self._close(pid, report, f"delivery window closes at {purchase.deadline} (now {now}); "
-                        "not delivering, the buyer can refund")
+            self._close(
+                pid,
+                report,
+                f"delivery window closes at {purchase.deadline} (now {now}); "
+                "not delivering, the buyer can refund",
+            )
             return
         if self._disputed(model_id):
-            self._close(pid, report, f"model {model_id} is disputed by validators: not "
-                        "delivering (the contract refuses); the buyer can refund now")
+            self._close(
+                pid,
+                report,
+                f"model {model_id} is disputed by validators: not "
+                "delivering (the contract refuses); the buyer can refund now",
+            )
             return
         if purchase.for_validator and self._settled(model_id):
-            self._close(pid, report, f"model {model_id} is settled: a validator's key would serve "
-                        "no round, so it is not delivered (it would be a key for a deposit)")
+            self._close(
+                pid,
+                report,
+                f"model {model_id} is settled: a validator's key would serve "
+                "no round, so it is not delivered (it would be a key for a deposit)",
+            )
             return
         owner, operator = self.chain.call(self.chain.registry.functions.deliveryParties(model_id))
         me = self.signer.address.lower()
@@ -352,22 +415,33 @@ class KeyDelivery:
             self._close(pid, report, f"model {model_id} is not operated by {self.signer.address}")
             return
         recorded = self.state.open[pid].get("account")
-        if ((recorded is None or recorded.lower() != account.lower())
-                and not self._reread(pid, account)):
-            self._skip(pid, f"no Purchased event of {account} for this purchase on the chain "
-                       "now; waiting for it", report)
+        if (recorded is None or recorded.lower() != account.lower()) and not self._reread(
+            pid, account
+        ):
+            self._skip(
+                pid,
+                f"no Purchased event of {account} for this purchase on the chain "
+                "now; waiting for it",
+                report,
+            )
             return
         self.crash("before_wrap", pid)
         key = self._content_key(model_id)
         if key is None:
-            self._skip(pid, f"no content key for model {model_id} in the key vault "
-                       f"{self.vault.path}", report)
+            self._skip(
+                pid,
+                f"no content key for model {model_id} in the key vault {self.vault.path}",
+                report,
+            )
             return
         try:
-            wrapped = keywrap.wrap_key(bytes.fromhex(self.state.open[pid]["buyer_key"]), key,
-                                       chain_id=self.chain.chain_id,
-                                       marketplace=self.chain.marketplace.address,
-                                       purchase_id=pid)
+            wrapped = keywrap.wrap_key(
+                bytes.fromhex(self.state.open[pid]["buyer_key"]),
+                key,
+                chain_id=self.chain.chain_id,
+                marketplace=self.chain.marketplace.address,
+                purchase_id=pid,
+            )
         except (KeyWrapError, ValueError) as exc:
             self._skip(pid, f"cannot wrap the key to the buyer's key: {exc}", report)
             return
@@ -382,8 +456,13 @@ class KeyDelivery:
         self.crash("before_send", pid)
         if not self.inflight.send(pid, raw, tx_hash):
             return
-        log.info("purchase %d: sent deliverKey %s (nonce %d, max fee %s gwei)", pid, tx_hash,
-                 tx["nonce"], gwei(max_fee(tx)))
+        log.info(
+            "purchase %d: sent deliverKey %s (nonce %d, max fee %s gwei)",
+            pid,
+            tx_hash,
+            tx["nonce"],
+            gwei(max_fee(tx)),
+        )
         self.crash("after_send", pid)
 
     def _forget(self, pid: int) -> None:
@@ -408,8 +487,12 @@ class KeyDelivery:
             self._delivered(pid, report, tx_hash)
             return True
         self.inflight.drop(pid)  # it reverted: decide again from on-chain state
-        log.warning("purchase %d: transaction %s reverted in block %d; deciding again from "
-                    "the chain", pid, tx_hash, receipt["blockNumber"])
+        log.warning(
+            "purchase %d: transaction %s reverted in block %d; deciding again from the chain",
+            pid,
+            tx_hash,
+            receipt["blockNumber"],
+        )
         report.skipped[pid] = f"transaction {tx_hash} reverted; deciding again"
         return False
 
@@ -427,16 +510,23 @@ class KeyDelivery:
         except ContractRevert:
             return False  # reorged away: the on-chain decision closes it
         now = int(self.chain.get_block("latest")["timestamp"])
-        if (purchase.status != PurchaseStatus.PENDING or now + self.margin_s > purchase.deadline
-                or self._disputed(purchase.model_id)):
+        if (
+            purchase.status != PurchaseStatus.PENDING
+            or now + self.margin_s > purchase.deadline
+            or self._disputed(purchase.model_id)
+        ):
             return False  # let the on-chain decision close it (a resend would revert)
         if purchase.account.lower() != self.inflight.buyer(pid).lower():
             # After a reorg the id is another buyer's: these bytes would revert
             # (MarketplaceWrongBuyer). None of them is known to the node, so a new delivery
             # at the account's next nonce takes their place.
-            log.warning("purchase %d now belongs to %s, not %s (a reorg): dropping its "
-                        "recorded delivery, deciding again", pid, purchase.account,
-                        self.inflight.buyer(pid))
+            log.warning(
+                "purchase %d now belongs to %s, not %s (a reorg): dropping its "
+                "recorded delivery, deciding again",
+                pid,
+                purchase.account,
+                self.inflight.buyer(pid),
+            )
             self.inflight.drop(pid)
             return False
         if self.inflight.resend(pid):
@@ -469,8 +559,9 @@ class KeyDelivery:
         if model_id in self._keys:
             return self._keys[model_id]
         chain_id, registry = self.chain.chain_id, self.chain.registry.address
-        on_chain = "0x" + bytes(self.chain.call(
-            self.chain.registry.functions.modelHash(model_id))).hex()
+        on_chain = (
+            "0x" + bytes(self.chain.call(self.chain.registry.functions.modelHash(model_id))).hex()
+        )
         entry = self.vault.for_model(chain_id, model_id, registry)
         if entry is None and self.store is not None:
             # The publisher crashed between list() and recording the id: the listing's
@@ -481,10 +572,10 @@ class KeyDelivery:
             except ModexError as exc:
                 log.warning("model %d: cannot read its metadata %s: %s", model_id, cid, exc)
             if entry is not None and entry.model_hash.lower() == on_chain:
-                self.vault.assign(entry.content_cid, chain_id=chain_id, model_id=model_id,
-                                  registry=registry)
+                self.vault.assign(
+                    entry.content_cid, chain_id=chain_id, model_id=model_id, registry=registry
+                )
         if entry is None or entry.model_hash.lower() != on_chain:
             return None
         self._keys[model_id] = entry.key
         return entry.key
-

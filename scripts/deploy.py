@@ -63,14 +63,19 @@ def main(argv: list[str] | None = None) -> int:
             args = parse_args(argv)
             if args.verbose:
                 logging.getLogger().setLevel(logging.INFO)
-            params = {**_defaults("public" if args.public_defaults else None), **_env_params(),
-                      **_cli_params(args.param)}
+            params = {
+                **_defaults("public" if args.public_defaults else None),
+                **_env_params(),
+                **_cli_params(args.param),
+            }
             w3 = connect(args.network, args.rpc_url)
             record, path = deploy_with_web3(w3, keystore=args.keystore, out=args.out, params=params)
     except ModexError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if under_brownie:
-            sys.exit(1)  # `brownie run` ignores main's return value; its exit status must still say it failed
+            sys.exit(
+                1
+            )  # `brownie run` ignores main's return value; its exit status must still say it failed
         return 1
     print_record(record, path)
     return 0
@@ -78,21 +83,32 @@ def main(argv: list[str] | None = None) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="scripts/deploy.py", description="Deploy and wire the Modex contracts; write deployments/<chainId>.json.",
-        epilog=_defaults_table(), formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="scripts/deploy.py",
+        description="Deploy and wire the Modex contracts; write deployments/<chainId>.json.",
+        epilog=_defaults_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--network", required=True,
+        "--network",
+        required=True,
         help="'embedded' (in-process chain), 'anvil' (a running anvil at --rpc-url) or an http(s):// RPC URL",
     )
-    parser.add_argument("--rpc-url", default=DEFAULT_RPC_URL, help=f"anvil's URL (default {DEFAULT_RPC_URL})")
-    parser.add_argument("--keystore", type=Path, help="encrypted JSON keyfile of the deployer ($MODEX_PASSWORD)")
     parser.add_argument(
-        "--public-defaults", action="store_true",
+        "--rpc-url", default=DEFAULT_RPC_URL, help=f"anvil's URL (default {DEFAULT_RPC_URL})"
+    )
+    parser.add_argument(
+        "--keystore", type=Path, help="encrypted JSON keyfile of the deployer ($MODEX_PASSWORD)"
+    )
+    parser.add_argument(
+        "--public-defaults",
+        action="store_true",
         help=f"start from the public-chain defaults instead of the development ones (also {DEFAULTS_ENV}=public)",
     )
     parser.add_argument(
-        "--param", action="append", default=[], metavar="KEY=VALUE",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="deployment parameter, repeatable, over the defaults (keys and defaults below)",
     )
     parser.add_argument("--out", type=Path, help="folder for <chainId>.json (default deployments/)")
@@ -100,8 +116,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def deploy_with_web3(w3, *, keystore: Path | None = None, out: Path | None = None,
-                     params: dict | None = None) -> tuple[dict, Path]:
+def deploy_with_web3(
+    w3, *, keystore: Path | None = None, out: Path | None = None, params: dict | None = None
+) -> tuple[dict, Path]:
     """Deploy through web3.py (node.deploy.deploy_suite); return the record and the file written."""
     out = _deployments_dir(out)
     deployer = choose_deployer(w3, keystore)
@@ -133,7 +150,8 @@ def connect(network: str, rpc_url: str = DEFAULT_RPC_URL):
     except Exception as exc:  # noqa: BLE001 - refused, timeout, DNS, not JSON-RPC: all "not reachable"
         raise ChainError(
             f"cannot reach an Ethereum JSON-RPC node at {url} ({type(exc).__name__}): start anvil "
-            f"(node_modules/.bin/anvil) or pass the right --rpc-url / --network URL", url=url,
+            f"(node_modules/.bin/anvil) or pass the right --rpc-url / --network URL",
+            url=url,
         ) from None
     return w3
 
@@ -166,7 +184,9 @@ def check_existing(chain_id: int, out: Path) -> None:
     """An existing record for this chain id must really be one (else ConfigError); it is then replaced."""
     if (out / f"{chain_id}.json").exists():
         previous = suite.load_deployment(chain_id, out)
-        log.warning("replacing the deployment of chain %d made at block %s", chain_id, previous.get("block"))
+        log.warning(
+            "replacing the deployment of chain %d made at block %s", chain_id, previous.get("block")
+        )
 
 
 def deploy_with_brownie(params: dict | None = None, out: Path | None = None) -> tuple[dict, Path]:
@@ -177,7 +197,9 @@ def deploy_with_brownie(params: dict | None = None, out: Path | None = None) -> 
 
     loaded = project.get_loaded_projects()
     if not loaded:
-        raise ConfigError("brownie has no project loaded: run `brownie run` from the repository root")
+        raise ConfigError(
+            "brownie has no project loaded: run `brownie run` from the repository root"
+        )
     containers = loaded[0]
     params = {**_defaults(), **_env_params(), **(params or {})}
     out = _deployments_dir(out)
@@ -189,7 +211,9 @@ def deploy_with_brownie(params: dict | None = None, out: Path | None = None) -> 
     check_existing(chain.id, out)
     check_writable(out)
 
-    artifacts = compile_contracts()  # node.compiler's artifacts give the record its ABI and source hashes
+    artifacts = (
+        compile_contracts()
+    )  # node.compiler's artifacts give the record its ABI and source hashes
     deployed: dict = {}
     block = None
     for step in suite.suite_plan(params, account.address):
@@ -205,10 +229,15 @@ def deploy_with_brownie(params: dict | None = None, out: Path | None = None) -> 
         else:
             tx = getattr(deployed[step["call"]], step["function"])(*args, {"from": account})
             if tx.status != 1:
-                raise ChainError(f"{step['call']}.{step['function']} failed (transaction {tx.txid})")
+                raise ChainError(
+                    f"{step['call']}.{step['function']} failed (transaction {tx.txid})"
+                )
     record = suite.deployment_record(
-        chain_id=chain.id, block=block, deployer=account.address,
-        addresses={name: c.address for name, c in deployed.items()}, artifacts=artifacts,
+        chain_id=chain.id,
+        block=block,
+        deployer=account.address,
+        addresses={name: c.address for name, c in deployed.items()},
+        artifacts=artifacts,
         params=suite.resolve_params(params, account.address),
     )
     return record, write_or_print(record, out)
@@ -241,7 +270,9 @@ def write_or_print(record: dict, out: Path) -> Path:
 
 
 def print_record(record: dict, path: Path) -> None:
-    print(f"Modex suite deployed on chain {record['chainId']} from block {record['block']} by {record['deployer']}")
+    print(
+        f"Modex suite deployed on chain {record['chainId']} from block {record['block']} by {record['deployer']}"
+    )
     for name, entry in record["contracts"].items():
         print(f"  {name:<14} {entry['address']}")
     print(f"wrote {path}")
@@ -257,6 +288,7 @@ def _abi_entries(abi: list) -> list[str]:
 
     brownie names the constructor entry "constructor" in memory; solc's ABI gives it no name.
     """
+
     def canonical(entry: dict) -> str:
         if entry.get("type") == "constructor":
             entry = {k: v for k, v in entry.items() if k != "name"}
@@ -273,7 +305,9 @@ def _defaults(choice: str | None = None) -> dict:
     """The parameters a deployment starts from: ``choice``, else $MODEX_DEPLOY_DEFAULTS, else "dev"."""
     choice = choice or os.environ.get(DEFAULTS_ENV) or "dev"
     if choice not in DEFAULTS:
-        raise ConfigError(f"{DEFAULTS_ENV}={choice!r} is not one of {', '.join(DEFAULTS)} (e.g. {DEFAULTS_ENV}=public)")
+        raise ConfigError(
+            f"{DEFAULTS_ENV}={choice!r} is not one of {', '.join(DEFAULTS)} (e.g. {DEFAULTS_ENV}=public)"
+        )
     return dict(DEFAULTS[choice])
 
 
@@ -284,10 +318,17 @@ def _defaults_table() -> str:
     def shown(params: dict, key: str) -> str:
         return none_means[key] if params[key] is None else str(params[key])
 
-    rows = [f"  {key:<20}{shown(suite.DEFAULT_PARAMS, key):>22}{shown(suite.PUBLIC_PARAMS, key):>22}"
-            for key in sorted(suite.DEFAULT_PARAMS)]
-    return "\n".join([f"  {'parameter':<20}{'dev (default)':>22}{'--public-defaults':>22}", *rows,
-                      "amounts in wei, periods in seconds, shares in basis points; contracts/README.md explains each"])
+    rows = [
+        f"  {key:<20}{shown(suite.DEFAULT_PARAMS, key):>22}{shown(suite.PUBLIC_PARAMS, key):>22}"
+        for key in sorted(suite.DEFAULT_PARAMS)
+    ]
+    return "\n".join(
+        [
+            f"  {'parameter':<20}{'dev (default)':>22}{'--public-defaults':>22}",
+            *rows,
+            "amounts in wei, periods in seconds, shares in basis points; contracts/README.md explains each",
+        ]
+    )
 
 
 def _env_params() -> dict:
@@ -297,7 +338,9 @@ def _env_params() -> dict:
     try:
         params = json.loads(raw)
     except ValueError as exc:
-        raise ConfigError(f"{PARAMS_ENV} is not JSON ({exc}); example: '{{\"quorum\": 2}}'") from None
+        raise ConfigError(
+            f"{PARAMS_ENV} is not JSON ({exc}); example: '{{\"quorum\": 2}}'"
+        ) from None
     if not isinstance(params, dict):
         raise ConfigError(f"{PARAMS_ENV} must be a JSON object, e.g. '{{\"quorum\": 2}}'")
     return params

@@ -32,27 +32,61 @@ SOLHINT = ROOT / "node_modules" / ".bin" / "solhint"
 SOLC = ROOT / "tools" / "solc"
 CONTRACTS = "contracts"
 LCOV = ROOT / "build" / "forge-test" / "lcov.info"
-REACH = ROOT / "build" / "forge-test" / "reach.txt"  # written by InvariantTest.afterInvariant, one run after another
+REACH = (
+    ROOT / "build" / "forge-test" / "reach.txt"
+)  # written by InvariantTest.afterInvariant, one run after another
 MIN_CALLS = 100_000
 MIN_COVERAGE = 95.0
 # Outcomes the campaign must reach at least once (tests/forge/invariant/World.sol names them): a campaign
 # that never gets a model verified or a delivered purchase refunded has not tested those paths at all.
 MUST_REACH = (
-    "buy paid", "buy free", "delivered", "delivered by operator", "wrong buyer refused", "late purchase refunded",
-    "disputed pending refunded", "delivered purchase refunded", "refund dropped a vote", "counted vote",
-    "revenue released", "revenue released, verified", "withdrew", "reenterer withdrew", "validator reward claimed",
-    "model transferred", "staked", "key requested", "key request renewed", "validator key delivered",
-    "keyless commit refused", "committed", "committed again", "copied commitment", "revealed verified",
-    "revealed metrics", "revealed disputed", "round undecided", "verified truthful", "disputed", "metrics disputed",
-    "bond forfeited", "bonds returned", "expired request released", "unstake refused: open seats",
-    "unstake requested", "unstaked", "treasury withdrew",
+    "buy paid",
+    "buy free",
+    "delivered",
+    "delivered by operator",
+    "wrong buyer refused",
+    "late purchase refunded",
+    "disputed pending refunded",
+    "delivered purchase refunded",
+    "refund dropped a vote",
+    "counted vote",
+    "revenue released",
+    "revenue released, verified",
+    "withdrew",
+    "reenterer withdrew",
+    "validator reward claimed",
+    "model transferred",
+    "staked",
+    "key requested",
+    "key request renewed",
+    "validator key delivered",
+    "keyless commit refused",
+    "committed",
+    "committed again",
+    "copied commitment",
+    "revealed verified",
+    "revealed metrics",
+    "revealed disputed",
+    "round undecided",
+    "verified truthful",
+    "disputed",
+    "metrics disputed",
+    "bond forfeited",
+    "bonds returned",
+    "expired request released",
+    "unstake refused: open seats",
+    "unstake requested",
+    "unstaked",
+    "treasury withdrew",
 )
 
 
 def forge(profile: str, args: list[str], **kw) -> subprocess.CompletedProcess:
     env = dict(os.environ, FOUNDRY_PROFILE=profile)
     env["PATH"] = f"{FORGE.parent}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run([str(FORGE), *args, "--use", str(SOLC)], cwd=ROOT, env=env, text=True, **kw)
+    return subprocess.run(
+        [str(FORGE), *args, "--use", str(SOLC)], cwd=ROOT, env=env, text=True, **kw
+    )
 
 
 def reached() -> dict[str, int]:
@@ -82,17 +116,23 @@ def campaign(min_calls: int, extra: list[str]) -> int:
             kind = test.get("kind") or {}
             label = f"{Path(suite.split(':')[0]).name}:{suite.split(':')[-1]}.{name}"
             if test["status"] != "Success":
-                failures.append(f"{label}: {test.get('reason')}\n    counterexample: "
-                                f"{json.dumps(test.get('counterexample'))[:4000]}")
+                failures.append(
+                    f"{label}: {test.get('reason')}\n    counterexample: "
+                    f"{json.dumps(test.get('counterexample'))[:4000]}"
+                )
                 continue
             if "Invariant" in kind:
                 inv = kind["Invariant"]
                 invariants += 1
                 calls += inv["calls"]
-                print(f"invariant {label}: runs {inv['runs']}, calls {inv['calls']}, reverts {inv['reverts']}")
+                print(
+                    f"invariant {label}: runs {inv['runs']}, calls {inv['calls']}, reverts {inv['reverts']}"
+                )
                 for fn, m in sorted(inv.get("metrics", {}).items()):
                     short = fn.split(":")[-1]
-                    print(f"    {short:<55} calls {m['calls']:>7}  reverts {m['reverts']:>5}  discards {m['discards']}")
+                    print(
+                        f"    {short:<55} calls {m['calls']:>7}  reverts {m['reverts']:>5}  discards {m['discards']}"
+                    )
                     if m["calls"] == 0:
                         handler_problems.append(f"{label}: {short} was never called")
                     if m["reverts"]:
@@ -112,7 +152,9 @@ def campaign(min_calls: int, extra: list[str]) -> int:
         print(f"campaign: never reached: {', '.join(missing)}", file=sys.stderr)
         ok = False
     if failures:
-        print(f"campaign: {len(failures)} failing test(s):\n" + "\n".join(failures), file=sys.stderr)
+        print(
+            f"campaign: {len(failures)} failing test(s):\n" + "\n".join(failures), file=sys.stderr
+        )
         ok = False
     if handler_problems:
         print("campaign: handler problems:\n  " + "\n  ".join(handler_problems), file=sys.stderr)
@@ -148,35 +190,60 @@ def percent(hit: int, found: int) -> float:
 
 def coverage_gate(lcov_text: str, minimum: float) -> tuple[bool, str]:
     """Checks the contracts/*.sol records (not tests, not libraries) of an lcov file; returns (ok, report)."""
-    own = {f: c for f, c in parse_lcov(lcov_text).items()
-           if re.fullmatch(rf"{CONTRACTS}/[^/]+\.sol", f.replace(os.sep, "/"))}
+    own = {
+        f: c
+        for f, c in parse_lcov(lcov_text).items()
+        if re.fullmatch(rf"{CONTRACTS}/[^/]+\.sol", f.replace(os.sep, "/"))
+    }
     if not own:
         return False, "no contracts/*.sol record in the lcov report"
     rows = ["contract                      lines              branches"]
     total = {"lf": 0, "lh": 0, "brf": 0, "brh": 0}
     for f, c in sorted(own.items()):
-        rows.append(f"{Path(f).name:<28} {c['lh']:>4}/{c['lf']:<4} {percent(c['lh'], c['lf']):6.2f}%  "
-                    f"{c['brh']:>4}/{c['brf']:<4} {percent(c['brh'], c['brf']):6.2f}%")
+        rows.append(
+            f"{Path(f).name:<28} {c['lh']:>4}/{c['lf']:<4} {percent(c['lh'], c['lf']):6.2f}%  "
+            f"{c['brh']:>4}/{c['brf']:<4} {percent(c['brh'], c['brf']):6.2f}%"
+        )
         for k in total:
             total[k] += c[k]
     lines, branches = percent(total["lh"], total["lf"]), percent(total["brh"], total["brf"])
-    rows.append(f"{'total':<28} {total['lh']:>4}/{total['lf']:<4} {lines:6.2f}%  "
-                f"{total['brh']:>4}/{total['brf']:<4} {branches:6.2f}%")
-    # the total and every contract on its own: a small contract cannot hide behind a large one
-    ok = lines >= minimum and branches >= minimum and all(
-        percent(c["lh"], c["lf"]) >= minimum and percent(c["brh"], c["brf"]) >= minimum for c in own.values()
+    rows.append(
+        f"{'total':<28} {total['lh']:>4}/{total['lf']:<4} {lines:6.2f}%  "
+        f"{total['brh']:>4}/{total['brf']:<4} {branches:6.2f}%"
     )
-    rows.append(f"coverage gate (>= {minimum:g}% of lines and of branches, each contract and in all): "
-                f"{'pass' if ok else 'FAIL'}")
+    # the total and every contract on its own: a small contract cannot hide behind a large one
+    ok = (
+        lines >= minimum
+        and branches >= minimum
+        and all(
+            percent(c["lh"], c["lf"]) >= minimum and percent(c["brh"], c["brf"]) >= minimum
+            for c in own.values()
+        )
+    )
+    rows.append(
+        f"coverage gate (>= {minimum:g}% of lines and of branches, each contract and in all): "
+        f"{'pass' if ok else 'FAIL'}"
+    )
     return ok, "\n".join(rows)
 
 
 def coverage(minimum: float, extra: list[str]) -> int:
     LCOV.parent.mkdir(parents=True, exist_ok=True)
     LCOV.unlink(missing_ok=True)
-    done = forge("coverage", ["coverage", "--report", "lcov", "--report-file", str(LCOV),
-                              "--no-match-coverage", r"(^|/)(tests|node_modules)/", *extra],
-                 capture_output=True)
+    done = forge(
+        "coverage",
+        [
+            "coverage",
+            "--report",
+            "lcov",
+            "--report-file",
+            str(LCOV),
+            "--no-match-coverage",
+            r"(^|/)(tests|node_modules)/",
+            *extra,
+        ],
+        capture_output=True,
+    )
     if done.returncode != 0 or not LCOV.exists():
         sys.stderr.write(done.stdout[-5000:] + done.stderr[-5000:])
         print(f"coverage: forge coverage failed (exit {done.returncode})", file=sys.stderr)
@@ -189,8 +256,21 @@ def coverage(minimum: float, extra: list[str]) -> int:
 def solhint(extra: list[str]) -> int:
     files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / CONTRACTS).glob("*.sol"))
     # --disc: no network check for a newer solhint; --max-warnings 0: a warning fails the gate too.
-    done = subprocess.run([str(SOLHINT), "--disc", "--max-warnings", "0", "--config", ".solhint.json",
-                           *extra, *files], cwd=ROOT, text=True, capture_output=True)
+    done = subprocess.run(
+        [
+            str(SOLHINT),
+            "--disc",
+            "--max-warnings",
+            "0",
+            "--config",
+            ".solhint.json",
+            *extra,
+            *files,
+        ],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+    )
     sys.stdout.write(done.stdout)
     sys.stderr.write(done.stderr)
     print(f"solhint: {len(files)} files, exit {done.returncode}")
@@ -198,7 +278,9 @@ def solhint(extra: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tools/forge_gates.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="tools/forge_gates.py", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("gate", choices=["campaign", "coverage", "solhint"])
     parser.add_argument("--min-calls", type=int, default=MIN_CALLS)
     parser.add_argument("--min-coverage", type=float, default=MIN_COVERAGE)

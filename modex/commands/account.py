@@ -17,44 +17,65 @@ def register(sub) -> None:
     p = sub.add_parser(
         "account",
         description="Manage the node's wallet: an encrypted JSON keystore (Web3 Secret Storage, "
-        "scrypt), written with mode 0600. The password comes from $MODEX_PASSWORD or a prompt.")
+        "scrypt), written with mode 0600. The password comes from $MODEX_PASSWORD or a prompt.",
+    )
     p.add_argument("--config", metavar="FILE", help="configuration file (TOML)")
-    p.add_argument("--data-dir", metavar="DIR", help="node data folder (default .modex or ~/.modex)")
-    p.add_argument("--keystore", metavar="FILE", help="keystore path (default <data dir>/keystore.json)")
+    p.add_argument(
+        "--data-dir", metavar="DIR", help="node data folder (default .modex or ~/.modex)"
+    )
+    p.add_argument(
+        "--keystore", metavar="FILE", help="keystore path (default <data dir>/keystore.json)"
+    )
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    new = actions.add_parser("new", help="create a new random account",
-                             description="Create a new random account in a new keystore file "
-                             "(never overwrites one) and print its address.")
+    new = actions.add_parser(
+        "new",
+        help="create a new random account",
+        description="Create a new random account in a new keystore file "
+        "(never overwrites one) and print its address.",
+    )
     new.set_defaults(func=run_new)
 
     imp = actions.add_parser(
-        "import", help="encrypt an existing private key into a keystore",
+        "import",
+        help="encrypt an existing private key into a keystore",
         description="Encrypt an existing private key. The key is read from the environment "
         "variable named by --private-key-env, or asked for without echo; it is never taken "
-        "on the command line (other users could read it from the process list).")
-    imp.add_argument("--private-key-env", metavar="VAR",
-                     help="read the hex private key from this environment variable")
+        "on the command line (other users could read it from the process list).",
+    )
+    imp.add_argument(
+        "--private-key-env",
+        metavar="VAR",
+        help="read the hex private key from this environment variable",
+    )
     imp.set_defaults(func=run_import)
 
-    show = actions.add_parser("show", help="print the keystore's address (and balance)",
-                              description="Print the address recorded in the keystore without "
-                              "decrypting it; with --balance also its balance on the chain.")
+    show = actions.add_parser(
+        "show",
+        help="print the keystore's address (and balance)",
+        description="Print the address recorded in the keystore without "
+        "decrypting it; with --balance also its balance on the chain.",
+    )
     show.add_argument("--balance", action="store_true", help="also ask the chain for the balance")
     show.add_argument("--chain", metavar="URL", help='"embedded" or a JSON-RPC URL')
     show.set_defaults(func=run_show)
 
 
 def _config(args):
-    return load_config(args.config, data_dir=args.data_dir, keystore=args.keystore,
-                       chain=getattr(args, "chain", None))
+    return load_config(
+        args.config,
+        data_dir=args.data_dir,
+        keystore=args.keystore,
+        chain=getattr(args, "chain", None),
+    )
 
 
 def run_new(args) -> int:
     config = _config(args)
     if config.keystore.exists():
-        raise KeystoreError(f"keystore {config.keystore} already exists; pass --keystore FILE "
-                            f"for another one")
+        raise KeystoreError(
+            f"keystore {config.keystore} already exists; pass --keystore FILE for another one"
+        )
     address = create_keystore(config.keystore, read_password(confirm=True, prompt="New password: "))
     print(f"address {address}")
     print(f"keystore {config.keystore}")
@@ -71,9 +92,12 @@ def run_import(args) -> int:
         try:
             key = getpass.getpass("Private key (hex): ")
         except EOFError:
-            raise KeystoreError("no private key: use --private-key-env VAR or run on a terminal") from None
-    address = import_private_key(config.keystore, key.strip(),
-                                 read_password(confirm=True, prompt="New password: "))
+            raise KeystoreError(
+                "no private key: use --private-key-env VAR or run on a terminal"
+            ) from None
+    address = import_private_key(
+        config.keystore, key.strip(), read_password(confirm=True, prompt="New password: ")
+    )
     print(f"address {address}")
     print(f"keystore {config.keystore}")
     return 0

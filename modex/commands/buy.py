@@ -13,12 +13,21 @@ def register(sub) -> None:
         description="Derive your X25519 key from the wallet (docs/formats.md §4), pay the price into "
         "escrow with buy(), and wait for the seller's worker to deliver the wrapped key. If it "
         "does not come, the payment stays in escrow: after the delivery window run `modex "
-        "refund PURCHASE_ID`.")
+        "refund PURCHASE_ID`.",
+    )
     p.add_argument("model_id", metavar="MODEL_ID", type=positive_id)
-    p.add_argument("--max-price", metavar="ETH",
-                   help="refuse to pay more than this (default: the current price)")
-    p.add_argument("--wait", type=float, default=120.0, metavar="SECONDS",
-                   help="how long to wait for the key (0: do not wait; default 120)")
+    p.add_argument(
+        "--max-price",
+        metavar="ETH",
+        help="refuse to pay more than this (default: the current price)",
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long to wait for the key (0: do not wait; default 120)",
+    )
     add_node_options(p)
     p.set_defaults(func=run)
 
@@ -29,15 +38,24 @@ def run(args) -> int:
     chain = session.chain
     start = chain.block_number()
     purchase = market.buy(chain, session.signer, args.model_id, max_price=max_price)
-    print(f"purchase {purchase.purchase_id}: paid {market.fmt_eth(purchase.price)} for model "
-          f"{purchase.model_id} (tx {purchase.tx_hash})")
+    print(
+        f"purchase {purchase.purchase_id}: paid {market.fmt_eth(purchase.price)} for model "
+        f"{purchase.model_id} (tx {purchase.tx_hash})"
+    )
     if args.wait <= 0:
-        print(f"the key will arrive from the seller's worker; then run `modex fetch "
-              f"{args.model_id} --out DIR`")
+        print(
+            f"the key will arrive from the seller's worker; then run `modex fetch "
+            f"{args.model_id} --out DIR`"
+        )
         return 0
     try:
-        market.wait_for_key(chain, purchase.purchase_id, timeout=args.wait, from_block=start,
-                            interval=min(1.0, session.config.poll_interval))
+        market.wait_for_key(
+            chain,
+            purchase.purchase_id,
+            timeout=args.wait,
+            from_block=start,
+            interval=min(1.0, session.config.poll_interval),
+        )
     except KeyDeliveryError as exc:
         print(f"modex: {exc}")
         return 3

@@ -38,8 +38,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "cid",
         description="Compute the UnixFS CID that Kubo's `ipfs add` gives FILE under a profile, "
-                    "streaming, without storing anything. CIDv1 prints in base32 (b...), CIDv0 "
-                    "in base58 (Qm...). FILE '-' reads standard input.",
+        "streaming, without storing anything. CIDv1 prints in base32 (b...), CIDv0 "
+        "in base58 (Qm...). FILE '-' reads standard input.",
     )
     p.add_argument("file", metavar="FILE")
     profile_arg(p)

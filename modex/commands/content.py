@@ -15,8 +15,10 @@ from node.content.manifest import build_manifest, check_model_hash
 from node.content.seal import seal_file, unseal_file
 from node.errors import SealError
 
-_KEY_NOTE = ("(64 hex chars; `openssl rand -hex 32` makes one. A command line is visible to other "
-             "local users through ps: prefer a private machine.)")
+_KEY_NOTE = (
+    "(64 hex chars; `openssl rand -hex 32` makes one. A command line is visible to other "
+    "local users through ps: prefer a private machine.)"
+)
 
 
 def hex_bytes(nbytes: int, what: str):
@@ -28,7 +30,9 @@ def hex_bytes(nbytes: int, what: str):
             value = b""
         if len(value) != nbytes:
             # Never echo the value: it may be a key.
-            raise argparse.ArgumentTypeError(f"{what} must be {nbytes} bytes as {2 * nbytes} hex chars")
+            raise argparse.ArgumentTypeError(
+                f"{what} must be {nbytes} bytes as {2 * nbytes} hex chars"
+            )
         return value
 
     return parse
@@ -45,44 +49,60 @@ def non_negative_int(text: str) -> int:
 
 
 def key_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--key-hex", type=hex_bytes(32, "--key-hex"), required=True,
-                   help="the 32-byte content key " + _KEY_NOTE)
+    p.add_argument(
+        "--key-hex",
+        type=hex_bytes(32, "--key-hex"),
+        required=True,
+        help="the 32-byte content key " + _KEY_NOTE,
+    )
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "hash",
         description="Hash every regular file under DIR (in parallel) and print the model hash "
-                    "as 0x-hex: sha256 of the canonical manifest JSON. Symlinks, devices and FIFOs "
-                    "are refused.",
+        "as 0x-hex: sha256 of the canonical manifest JSON. Symlinks, devices and FIFOs "
+        "are refused.",
         epilog="Check by hand: `modex hash DIR --manifest | sha256sum` prints the same hash.",
     )
     p.add_argument("dir", metavar="DIR", help="the model directory")
-    p.add_argument("--manifest", action="store_true",
-                   help="print the canonical manifest bytes instead (exactly, no trailing newline)")
-    p.add_argument("--check", metavar="0xHASH",
-                   help="exit with an error unless the model hash equals this one")
-    p.add_argument("--workers", type=non_negative_int, default=None,
-                   help="hashing threads (default: CPU cores)")
+    p.add_argument(
+        "--manifest",
+        action="store_true",
+        help="print the canonical manifest bytes instead (exactly, no trailing newline)",
+    )
+    p.add_argument(
+        "--check", metavar="0xHASH", help="exit with an error unless the model hash equals this one"
+    )
+    p.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=None,
+        help="hashing threads (default: CPU cores)",
+    )
     p.set_defaults(func=cmd_hash)
 
     p = sub.add_parser(
         "seal",
         description="Encrypt IN into OUT as a MDXSEAL1 sealed archive (AES-256-GCM, chunked). "
-                    "OUT is written to a temporary file and renamed when complete.",
+        "OUT is written to a temporary file and renamed when complete.",
     )
     p.add_argument("input", metavar="IN", help="the file to seal (e.g. a model tar)")
     p.add_argument("output", metavar="OUT", help="the sealed archive to write")
     key_arg(p)
-    p.add_argument("--chunk-size", type=non_negative_int, default=1 << 20,
-                   help="plaintext bytes per chunk (default 1048576)")
+    p.add_argument(
+        "--chunk-size",
+        type=non_negative_int,
+        default=1 << 20,
+        help="plaintext bytes per chunk (default 1048576)",
+    )
     p.set_defaults(func=cmd_seal)
 
     p = sub.add_parser(
         "unseal",
         description="Decrypt and authenticate IN into OUT. Nothing is written at OUT unless every "
-                    "chunk authenticates (wrong key, truncation, reordering, extension or a flipped "
-                    "bit is an error).",
+        "chunk authenticates (wrong key, truncation, reordering, extension or a flipped "
+        "bit is an error).",
     )
     p.add_argument("input", metavar="IN", help="the sealed archive")
     p.add_argument("output", metavar="OUT", help="where to write the plaintext")

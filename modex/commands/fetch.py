@@ -14,11 +14,15 @@ def register(sub) -> None:
         description="Read your delivered wrapped key from the chain, unwrap it, stream the "
         "ciphertext from IPFS, decrypt and extract it into a temporary folder beside DIR, and "
         "rename it to DIR only if its model hash equals the one listed on-chain. On any "
-        "mismatch nothing is written to DIR.")
+        "mismatch nothing is written to DIR.",
+    )
     p.add_argument("model_id", metavar="MODEL_ID", type=positive_id)
-    p.add_argument("--out", required=True, type=Path, metavar="DIR",
-                   help="new (or empty) folder for the model")
-    p.add_argument("--purchase", type=positive_id, metavar="ID", help="which purchase (default: latest)")
+    p.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="new (or empty) folder for the model"
+    )
+    p.add_argument(
+        "--purchase", type=positive_id, metavar="ID", help="which purchase (default: latest)"
+    )
     add_node_options(p)
     p.set_defaults(func=run)
 
@@ -26,8 +30,17 @@ def register(sub) -> None:
 def run(args) -> int:
     session = Session.from_args(args)
     with ProgressBars() as bars:
-        result = fetch_model(session.chain, session.signer, session.store, args.model_id,
-                             args.out, purchase_id=args.purchase, progress=bars)
-    print(f"model {result.model_id} verified (hash {result.model_hash}): {result.files} files, "
-          f"{result.size} bytes in {result.out_dir}")
+        result = fetch_model(
+            session.chain,
+            session.signer,
+            session.store,
+            args.model_id,
+            args.out,
+            purchase_id=args.purchase,
+            progress=bars,
+        )
+    print(
+        f"model {result.model_id} verified (hash {result.model_hash}): {result.files} files, "
+        f"{result.size} bytes in {result.out_dir}"
+    )
     return 0

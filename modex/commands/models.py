@@ -16,12 +16,16 @@ def register(sub) -> None:
         "models",
         description="Bring the local index up to date with the chain (unless --no-sync), then "
         "print one page of listings. Names and tasks come from each listing's metadata JSON when "
-        "the store can serve it.")
+        "the store can serve it.",
+    )
     p.add_argument("--query", "-q", metavar="TEXT", help="words in the name, task or description")
     p.add_argument("--task", metavar="TASK", help="only this task, e.g. text-classification")
-    p.add_argument("--status", choices=tuple(s.word for s in ModelStatus),
-                   help="what validators settled: metrics_disputed is the listed files with "
-                   "other evaluation results than the seller claimed")
+    p.add_argument(
+        "--status",
+        choices=tuple(s.word for s in ModelStatus),
+        help="what validators settled: metrics_disputed is the listed files with "
+        "other evaluation results than the seller claimed",
+    )
     p.add_argument("--sort", choices=tuple(SORTS), default="newest")
     p.add_argument("--page", type=int, default=1)
     p.add_argument("--per-page", type=int, default=20)
@@ -36,9 +40,12 @@ def open_index(session, *, sync: bool = True, metadata: bool = True):
     """The configured index, synced unless told not to; listings' metadata is fetched from the
     configured store unless ``metadata`` is False (a command that needs no names)."""
     config = session.config
-    index = Indexer(session.chain, config.index_db, confirmations=config.confirmations,
-                    metadata_loader=(lambda cid: load_metadata(session.store, cid)) if metadata
-                    else None)
+    index = Indexer(
+        session.chain,
+        config.index_db,
+        confirmations=config.confirmations,
+        metadata_loader=(lambda cid: load_metadata(session.store, cid)) if metadata else None,
+    )
     if sync:
         index.sync()
     return index
@@ -49,9 +56,15 @@ def run(args) -> int:
         print("modex: --page must be >= 1 and --per-page 1..500")
         return 2
     index = open_index(Session.from_args(args), sync=not args.no_sync)
-    rows, total = index.list_models(query=args.query, task=args.task, status=args.status,
-                                    sort=args.sort, page=args.page, per_page=args.per_page,
-                                    active=None if args.all else True)
+    rows, total = index.list_models(
+        query=args.query,
+        task=args.task,
+        status=args.status,
+        sort=args.sort,
+        page=args.page,
+        per_page=args.per_page,
+        active=None if args.all else True,
+    )
     if args.json:
         print(json.dumps({"total": total, "page": args.page, "models": rows}, indent=2))
         return 0
@@ -66,15 +79,27 @@ def render_table(rows: list[dict]) -> str:
     header = ("ID", "NAME", "TASK", "PRICE", "SCORE", "STATUS", "OWNER")
     lines = [header]
     for r in rows:
-        score = f"{r['score']:.1f} ({r['vote_count']})" if r["vote_count"] else "-"  # weighted mean (voters)
+        score = (
+            f"{r['score']:.1f} ({r['vote_count']})" if r["vote_count"] else "-"
+        )  # weighted mean (voters)
         name = r["name"] or "(no metadata)"
         if not r["active"]:
             name += " [inactive]"
-        lines.append((str(r["model_id"]), _clip(name, 32), _clip(r["task"] or "-", 20),
-                      eth(r["price"]), score, r["status"], r["owner"][:10] + "…"))
+        lines.append(
+            (
+                str(r["model_id"]),
+                _clip(name, 32),
+                _clip(r["task"] or "-", 20),
+                eth(r["price"]),
+                score,
+                r["status"],
+                r["owner"][:10] + "…",
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
-                     for line in lines)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines
+    )
 
 
 def _clip(text: str, width: int) -> str:

@@ -16,7 +16,8 @@ def register(sub) -> None:
         "no longer be delivered); a delivered one when validators disputed the model within the "
         "sale's challenge period, while the seller's revenue is still held (your licence and vote "
         "are revoked). Anything else is refused with the reason and when a refund would be "
-        "possible, before anything is sent. `modex withdraw` then sends the ETH to your wallet.")
+        "possible, before anything is sent. `modex withdraw` then sends the ETH to your wallet.",
+    )
     p.add_argument("purchase_id", metavar="PURCHASE_ID", type=positive_id)
     add_node_options(p)
     p.set_defaults(func=run)

@@ -1,7 +1,7 @@
 """`modex serve`: paid, EIP-712-signed inference for a model directory (ml/endpoint.py).
 
-    modex serve runs/sentiment --model-id 1 --chain http://127.0.0.1:8545 [--dtype int8 --workers 2 --port 8600]
-    modex serve ... --processes 2       (one server process per core, sharing the port and the nonces)
+modex serve runs/sentiment --model-id 1 --chain http://127.0.0.1:8545 [--dtype int8 --workers 2 --port 8600]
+modex serve ... --processes 2       (one server process per core, sharing the port and the nonces)
 """
 
 from __future__ import annotations
@@ -43,20 +43,38 @@ def register(subparsers) -> None:
     p.add_argument("--chain", help="JSON-RPC URL of the chain (overrides the configuration)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8600)
-    p.add_argument("--dtype", choices=("fp32", "bf16", "int8"), default=None,
-                   help="weights for serving (default: int8 on CPU, where it kept the classifier's "
-                   "accuracy and serves ~1.5x faster; fp32 on CUDA). fp32 is the reference")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per input (longer: truncated)")
-    p.add_argument("--max-batch-size", type=int, default=16,
-                   help="texts per batch (give each worker a full batch: clients / workers)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="batches run at once on each process's model (torch threads are split "
-                   "between them; default 2 with one process, else 1)")
-    p.add_argument("--processes", type=int, default=1,
-                   help="server processes sharing the port, each with its own copy of the model "
-                   "and an equal share of the cores: the HTTP work (parsing, JSON, signature "
-                   "checks) then runs in parallel too. Used nonces are shared through --nonce-db "
-                   "(a temporary file when not given). Default %(default)s")
+    p.add_argument(
+        "--dtype",
+        choices=("fp32", "bf16", "int8"),
+        default=None,
+        help="weights for serving (default: int8 on CPU, where it kept the classifier's "
+        "accuracy and serves ~1.5x faster; fp32 on CUDA). fp32 is the reference",
+    )
+    p.add_argument(
+        "--max-length", type=int, default=128, help="tokens per input (longer: truncated)"
+    )
+    p.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=16,
+        help="texts per batch (give each worker a full batch: clients / workers)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="batches run at once on each process's model (torch threads are split "
+        "between them; default 2 with one process, else 1)",
+    )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="server processes sharing the port, each with its own copy of the model "
+        "and an equal share of the cores: the HTTP work (parsing, JSON, signature "
+        "checks) then runs in parallel too. Used nonces are shared through --nonce-db "
+        "(a temporary file when not given). Default %(default)s",
+    )
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--max-queue", type=int, default=256)
     p.add_argument("--nonce-db", help="SQLite file for used nonces (default: in memory)")
@@ -73,13 +91,18 @@ def cmd_serve(args) -> int:
     if args.model_id < 0:  # requests name a uint256: a negative id could never be called
         raise ConfigError(f"--model-id must be the listing's id, 0 or more (got {args.model_id})")
     if not (Path(args.model_dir) / "config.json").is_file():  # before any chain call or process
-        raise ConfigError(f"{args.model_dir} is not a model directory (no config.json); pass the "
-                          f"folder `modex train` wrote or one you downloaded", model_dir=args.model_dir)
+        raise ConfigError(
+            f"{args.model_dir} is not a model directory (no config.json); pass the "
+            f"folder `modex train` wrote or one you downloaded",
+            model_dir=args.model_dir,
+        )
     config = load_config(args.config, chain=args.chain)
     if config.chain == "embedded":
-        raise ConfigError("modex serve needs a chain it can share with buyers: pass --chain "
-                          "http://HOST:PORT (the embedded chain lives inside `modex up`)",
-                          key="chain")
+        raise ConfigError(
+            "modex serve needs a chain it can share with buyers: pass --chain "
+            "http://HOST:PORT (the embedded chain lives inside `modex up`)",
+            key="chain",
+        )
     chain = Chain.from_config(config)  # checked here, before any model is loaded
     if args.processes == 1:
         server, batcher, dtype = _serve_setup(args, threads=None)
@@ -97,19 +120,29 @@ def _workers(args) -> int:
 
 
 def _banner(args, port: int, dtype: str, chain) -> None:
-    shape = f"{_workers(args)} workers" if args.processes == 1 else (
-        f"{args.processes} processes x {_workers(args)} workers")
-    print(f"serving model {args.model_id} ({dtype}, {shape}) on http://{args.host}:{port}"
-          f"/v1/infer (chain {chain.chain_id}, marketplace {chain.marketplace.address})", flush=True)
+    shape = (
+        f"{_workers(args)} workers"
+        if args.processes == 1
+        else (f"{args.processes} processes x {_workers(args)} workers")
+    )
+    print(
+        f"serving model {args.model_id} ({dtype}, {shape}) on http://{args.host}:{port}"
+        f"/v1/infer (chain {chain.chain_id}, marketplace {chain.marketplace.address})",
+        flush=True,
+    )
 
 
 def _serve_setup(args, *, threads: int | None, sock=None):
     """(werkzeug server, DynamicBatcher, dtype) for this process; on ``sock`` when given."""
     chain = Chain.from_config(load_config(args.config, chain=args.chain))
     predictor = Predictor(args.model_dir, dtype=args.dtype, max_length=args.max_length)
-    batcher = DynamicBatcher(predictor, max_batch_size=args.max_batch_size,
-                             max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-                             workers=_workers(args))
+    batcher = DynamicBatcher(
+        predictor,
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        workers=_workers(args),
+    )
     if threads:  # after the batcher, which splits the whole machine between its workers
         # torch is heavy: imported late, deliberately, so that `modex serve --help` and a refusal
         # start fast (the Predictor above has loaded it by now).
@@ -117,9 +150,13 @@ def _serve_setup(args, *, threads: int | None, sock=None):
 
         torch.set_num_threads(threads)
     nonces = SqliteNonceStore(args.nonce_db) if args.nonce_db else MemoryNonceStore()
-    service = InferenceService({args.model_id: batcher}, has_license=onchain_has_license(chain),
-                               chain_id=chain.chain_id,
-                               verifying_contract=chain.marketplace.address, nonce_store=nonces)
+    service = InferenceService(
+        {args.model_id: batcher},
+        has_license=onchain_has_license(chain),
+        chain_id=chain.chain_id,
+        verifying_contract=chain.marketplace.address,
+        nonce_store=nonces,
+    )
     fd = {"fd": sock.fileno()} if sock is not None else {}
     server = make_server(args.host, args.port, create_app(service), threaded=True, **fd)
     return server, batcher, predictor.dtype
@@ -145,14 +182,18 @@ def _serve_child(args, sock, ready, index: int) -> None:
 def _serve_processes(args, chain) -> int:
     """Start --processes children on one listening socket; stop them all when one ends or on
     SIGTERM / Ctrl-C. A child that dies stops the server (exit 1): a supervisor restarts it."""
+
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
     try:  # first: a refusal here leaves no signal handler, temporary folder or process behind
         sock = socket.create_server((args.host, args.port), backlog=256)
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}; stop what "
-                          f"uses that port or choose another --port", key="port") from None
+        raise ConfigError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror}; stop what "
+            f"uses that port or choose another --port",
+            key="port",
+        ) from None
     signal.signal(signal.SIGTERM, on_term)
     tmp = None
     if not args.nonce_db:  # the processes must share the used nonces, or a replay could pass
@@ -162,9 +203,12 @@ def _serve_processes(args, chain) -> int:
     args.port = port
     ctx = multiprocessing.get_context("spawn")  # torch and threads: never fork
     ready = ctx.Queue()
-    children = [ctx.Process(target=_serve_child, args=(args, sock, ready, i),
-                            name=f"modex-serve-{i}", daemon=True)
-                for i in range(args.processes)]
+    children = [
+        ctx.Process(
+            target=_serve_child, args=(args, sock, ready, i), name=f"modex-serve-{i}", daemon=True
+        )
+        for i in range(args.processes)
+    ]
     failed = None
     try:
         for child in children:
@@ -173,15 +217,20 @@ def _serve_processes(args, chain) -> int:
         while len(dtypes) < len(children):
             dead = [c for c in children if c.exitcode is not None]
             if dead:
-                raise ModexError(f"serving process {dead[0].name} exited with code "
-                                 f"{dead[0].exitcode} while starting; see its messages above")
+                raise ModexError(
+                    f"serving process {dead[0].name} exited with code "
+                    f"{dead[0].exitcode} while starting; see its messages above"
+                )
             with contextlib.suppress(queue.Empty):  # keep waiting while all children live
                 dtypes.append(ready.get(timeout=0.5)[1])
         _banner(args, port, dtypes[0], chain)
         ended = wait([c.sentinel for c in children])
         failed = next(c for c in children if c.sentinel in ended)
-        log.error("serving process %s exited with code %s; stopping the others",
-                  failed.name, failed.exitcode)
+        log.error(
+            "serving process %s exited with code %s; stopping the others",
+            failed.name,
+            failed.exitcode,
+        )
     except KeyboardInterrupt:
         pass
     finally:
@@ -198,6 +247,8 @@ def _serve_processes(args, chain) -> int:
         if tmp is not None:
             tmp.cleanup()
     if failed is not None:
-        raise ModexError(f"serving process {failed.name} exited with code {failed.exitcode}; "
-                         f"the server stopped (run it under a supervisor that restarts it)")
+        raise ModexError(
+            f"serving process {failed.name} exited with code {failed.exitcode}; "
+            f"the server stopped (run it under a supervisor that restarts it)"
+        )
     return 0

@@ -22,12 +22,20 @@ from node.pipes import temp_beside
 
 
 def _store_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", help="embedded store directory (default: <data dir>/ipfs, "
-                                  "i.e. ./.modex/ipfs or ~/.modex/ipfs)")
-    p.add_argument("--api", metavar="URL",
-                   help="use the IPFS daemon whose Kubo RPC API is at URL "
-                        "(e.g. http://127.0.0.1:5001) instead of the embedded store")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per daemon call (default 30)")
+    p.add_argument(
+        "--root",
+        help="embedded store directory (default: <data dir>/ipfs, "
+        "i.e. ./.modex/ipfs or ~/.modex/ipfs)",
+    )
+    p.add_argument(
+        "--api",
+        metavar="URL",
+        help="use the IPFS daemon whose Kubo RPC API is at URL "
+        "(e.g. http://127.0.0.1:5001) instead of the embedded store",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds per daemon call (default 30)"
+    )
 
 
 def _open(args):
@@ -112,8 +120,11 @@ def cmd_gateway(args) -> int:
 
 def cmd_daemon(args) -> int:
     daemon = start_ipfs_daemon(args.repo)
-    print(f"IPFS daemon (js-ipfs, Kubo RPC API) pid {daemon.process.pid}: api {daemon.api_url} "
-          f"gateway {daemon.gateway_url}  (Ctrl-C stops it)", flush=True)
+    print(
+        f"IPFS daemon (js-ipfs, Kubo RPC API) pid {daemon.process.pid}: api {daemon.api_url} "
+        f"gateway {daemon.gateway_url}  (Ctrl-C stops it)",
+        flush=True,
+    )
     try:
         daemon.process.wait()
     except KeyboardInterrupt:
@@ -127,7 +138,7 @@ def register(sub) -> None:
     store = sub.add_parser(
         "store",
         description="Work with the content store: the embedded one (blocks on disk, the default) "
-                    "or an IPFS daemon through its Kubo RPC API (--api URL).",
+        "or an IPFS daemon through its Kubo RPC API (--api URL).",
     )
     ssub = store.add_subparsers(dest="store_command", metavar="ACTION", required=True)
 
@@ -148,26 +159,38 @@ def register(sub) -> None:
     _store_args(q)
     q.set_defaults(func=cmd_pin)
 
-    q = ssub.add_parser("export-car", help="write CID's blocks as a CAR v1 file "
-                                          "(`ipfs dag import` or a pinning service reads it)")
+    q = ssub.add_parser(
+        "export-car",
+        help="write CID's blocks as a CAR v1 file "
+        "(`ipfs dag import` or a pinning service reads it)",
+    )
     q.add_argument("cid", metavar="CID")
     q.add_argument("out", metavar="OUT", help="CAR file to write ('-' for standard output)")
     _store_args(q)
     q.set_defaults(func=cmd_export_car)
 
-    q = ssub.add_parser("import-car", help="store and pin the blocks of a CAR v1 file "
-                                          "(each verified); prints its roots")
+    q = ssub.add_parser(
+        "import-car",
+        help="store and pin the blocks of a CAR v1 file (each verified); prints its roots",
+    )
     q.add_argument("car", metavar="CAR")
     _store_args(q)
     q.set_defaults(func=cmd_import_car)
 
-    q = ssub.add_parser("gateway", help="serve the store read-only at http://127.0.0.1:PORT/ipfs/<cid>")
-    q.add_argument("--port", type=tcp_port, default=8080, help="port on 127.0.0.1 (default 8080; 0 = any free)")
+    q = ssub.add_parser(
+        "gateway", help="serve the store read-only at http://127.0.0.1:PORT/ipfs/<cid>"
+    )
+    q.add_argument(
+        "--port", type=tcp_port, default=8080, help="port on 127.0.0.1 (default 8080; 0 = any free)"
+    )
     _store_args(q)
     q.set_defaults(func=cmd_gateway)
 
-    q = ssub.add_parser("daemon", help="run a local js-ipfs daemon (Kubo RPC API) until Ctrl-C",
-                        description="Start js-ipfs (installed by tools/setup.sh) offline on free "
-                                    "127.0.0.1 ports and print its API URL for --api.")
+    q = ssub.add_parser(
+        "daemon",
+        help="run a local js-ipfs daemon (Kubo RPC API) until Ctrl-C",
+        description="Start js-ipfs (installed by tools/setup.sh) offline on free "
+        "127.0.0.1 ports and print its API URL for --api.",
+    )
     q.add_argument("--repo", help="IPFS repo directory (default: a fresh temporary one)")
     q.set_defaults(func=cmd_daemon)

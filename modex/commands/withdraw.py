@@ -15,7 +15,8 @@ def register(sub) -> None:
         "period after its key is delivered (a dispute within it refunds the buyer); this first "
         "releases your models' sales whose period is over (one releaseRevenue transaction each, "
         "found through the local index), then sends everything credited to you (sales, fees, "
-        "refunds, validator rewards) to your wallet, and says what is still held and until when.")
+        "refunds, validator rewards) to your wallet, and says what is still held and until when.",
+    )
     add_node_options(p)
     p.set_defaults(func=run)
 
@@ -29,8 +30,10 @@ def run(args) -> int:
         index.close()
     done = market.withdraw(session.chain, session.signer, sales)
     if done.released:
-        print(f"released {len(done.released)} sale(s) past their challenge period "
-              f"({market.fmt_eth(sum(s.amount for s in done.released))})")
+        print(
+            f"released {len(done.released)} sale(s) past their challenge period "
+            f"({market.fmt_eth(sum(s.amount for s in done.released))})"
+        )
     print(f"withdrew {market.fmt_eth(done.amount)} to {session.signer.address}")
     if held := done.earnings.held_text():
         print(f"still held: {held}")

@@ -16,24 +16,42 @@ def register(sub) -> None:
         "worker",
         description="Watch Purchased events (buyers and validator key requests) for models "
         "this account owns or operates and deliver each wrapped content key exactly once, "
-        "deciding from on-chain state; safe to kill and restart at any point.")
+        "deciding from on-chain state; safe to kill and restart at any point.",
+    )
     p.add_argument("--once", action="store_true", help="one pass, then exit")
-    p.add_argument("--interval", type=positive_seconds, metavar="SECONDS",
-                   help="seconds between passes (default: poll_interval from the config)")
-    p.add_argument("--state", type=Path, metavar="FILE",
-                   help="state file (default <data dir>/worker-<chainId>.json)")
-    p.add_argument("--replace-after", type=_amount(0, "seconds", "0 or more"), metavar="SECONDS",
-                   help="replace a deliverKey not mined after this long at the same nonce with "
-                   "fees +25%% (default: worker_replace_after from the config, 30)")
-    p.add_argument("--max-fee-gwei", type=_amount(1e-9, "gwei", "more than 0"), metavar="GWEI",
-                   help="never offer more than this per gas, replacements included (default: "
-                   "worker_max_fee_gwei from the config, 100)")
+    p.add_argument(
+        "--interval",
+        type=positive_seconds,
+        metavar="SECONDS",
+        help="seconds between passes (default: poll_interval from the config)",
+    )
+    p.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="state file (default <data dir>/worker-<chainId>.json)",
+    )
+    p.add_argument(
+        "--replace-after",
+        type=_amount(0, "seconds", "0 or more"),
+        metavar="SECONDS",
+        help="replace a deliverKey not mined after this long at the same nonce with "
+        "fees +25%% (default: worker_replace_after from the config, 30)",
+    )
+    p.add_argument(
+        "--max-fee-gwei",
+        type=_amount(1e-9, "gwei", "more than 0"),
+        metavar="GWEI",
+        help="never offer more than this per gas, replacements included (default: "
+        "worker_max_fee_gwei from the config, 100)",
+    )
     add_node_options(p)
     p.set_defaults(func=run)
 
 
 def _amount(least: float, unit: str, words: str):
     """An argparse type: a finite number of ``unit`` of at least ``least``."""
+
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -42,27 +60,42 @@ def _amount(least: float, unit: str, words: str):
         if not least <= value < math.inf:
             raise argparse.ArgumentTypeError(f"{text!r} must be a number of {unit}, {words}")
         return value
+
     return parse
 
 
 def run(args) -> int:
     session = Session.from_args(args)
-    overrides = {key: value for key, value in (("worker_replace_after", args.replace_after),
-                                               ("worker_max_fee_gwei", args.max_fee_gwei))
-                 if value is not None}
+    overrides = {
+        key: value
+        for key, value in (
+            ("worker_replace_after", args.replace_after),
+            ("worker_max_fee_gwei", args.max_fee_gwei),
+        )
+        if value is not None
+    }
     chain, config = session.chain, session.config.replace(**overrides)
     state = args.state or config.data_dir / f"worker-{chain.chain_id}.json"
-    worker = KeyDelivery(chain, session.signer, session.vault, state, store=session.store,
-                         confirmations=config.confirmations,
-                         replace_after_s=config.worker_replace_after,
-                         max_fee_per_gas=int(config.worker_max_fee_gwei * GWEI),
-                         crash=kill_self_hook(os.environ.get(CRASH_ENV)))
+    worker = KeyDelivery(
+        chain,
+        session.signer,
+        session.vault,
+        state,
+        store=session.store,
+        confirmations=config.confirmations,
+        replace_after_s=config.worker_replace_after,
+        max_fee_per_gas=int(config.worker_max_fee_gwei * GWEI),
+        crash=kill_self_hook(os.environ.get(CRASH_ENV)),
+    )
     if args.once:
         report = worker.poll()
-        print(f"delivered {len(report.delivered)} key(s) {report.delivered}; skipped "
-              f"{len(report.skipped)}" + "".join(f"\n  purchase {k}: {v}"
-                                                 for k, v in report.skipped.items())
-              + "".join(f"\n  purchase {k}: sent {v}, not mined yet"
-                        for k, v in report.pending.items()))
+        print(
+            f"delivered {len(report.delivered)} key(s) {report.delivered}; skipped "
+            f"{len(report.skipped)}"
+            + "".join(f"\n  purchase {k}: {v}" for k, v in report.skipped.items())
+            + "".join(
+                f"\n  purchase {k}: sent {v}, not mined yet" for k, v in report.pending.items()
+            )
+        )
         return 0
     return run_until_signalled(worker.run, args.interval or config.poll_interval)

@@ -92,7 +92,7 @@ class _Cbor:
             n = info
         elif info <= 27:
             width = 1 << (info - 24)
-            n = int.from_bytes(self.data[self.pos:self.pos + width], "big")
+            n = int.from_bytes(self.data[self.pos : self.pos + width], "big")
             self.pos += width
         else:
             raise DecodeError("indefinite lengths are not dag-cbor")
@@ -101,7 +101,7 @@ class _Cbor:
         if major == 1:
             return -1 - n
         if major in (2, 3):
-            raw = self.data[self.pos:self.pos + n]
+            raw = self.data[self.pos : self.pos + n]
             if len(raw) != n:
                 raise DecodeError("truncated")
             self.pos += n

@@ -114,12 +114,14 @@ def parse_cid(text: str) -> bytes:
     if cid.hashfun.code != SHA2_256 or len(cid.raw_digest) != 32:
         raise StoreError(
             f"unsupported CID {text}: only sha2-256 content is stored here",
-            cid=text, reason="malformed",
+            cid=text,
+            reason="malformed",
         )
     if cid.codec.code not in (RAW, DAG_PB):
         raise StoreError(
             f"unsupported CID {text}: codec {cid.codec.name} is not a UnixFS file block",
-            cid=text, reason="malformed",
+            cid=text,
+            reason="malformed",
         )
     return bytes(cid)
 
@@ -189,7 +191,7 @@ def read_full(stream: BinaryIO, view: memoryview) -> int:
         else:
             data = stream.read(want - got)
             n = len(data) if data else 0
-            view[got:got + n] = data if data else b""
+            view[got : got + n] = data if data else b""
         if not n:
             break
         got += n
@@ -208,7 +210,9 @@ class UnixFSBuilder:
     Memory: one chunk buffer plus the pending links (~40 bytes per child), whatever the size.
     """
 
-    def __init__(self, profile: str | Profile = DEFAULT_PROFILE, on_block: BlockCallback | None = None):
+    def __init__(
+        self, profile: str | Profile = DEFAULT_PROFILE, on_block: BlockCallback | None = None
+    ):
         self.profile = get_profile(profile)
         self.on_block = on_block
         self.root: bytes | None = None
@@ -247,7 +251,7 @@ class UnixFSBuilder:
             if self._chunk is None:
                 self._chunk = memoryview(bytearray(size))
             n = min(size - self._fill, len(view))
-            self._chunk[self._fill:self._fill + n] = view[:n]
+            self._chunk[self._fill : self._fill + n] = view[:n]
             self._fill += n
             view = view[n:]
             if self._fill == size:
@@ -256,7 +260,7 @@ class UnixFSBuilder:
 
     def finish(self) -> str:
         if self._fill or not self._leaves:  # the tail chunk, or the empty file's one leaf
-            self._leaf(self._chunk[:self._fill] if self._chunk is not None else memoryview(b""))
+            self._leaf(self._chunk[: self._fill] if self._chunk is not None else memoryview(b""))
             self._fill = 0
         levels = self._levels
         # Close the partial nodes bottom-up; the single entry left on the top level is the root.
@@ -361,7 +365,7 @@ def _fields(buf):
             length, pos = read_uvarint(buf, pos)
             if pos + length > len(buf):
                 raise DecodeError("truncated field")
-            value = bytes(buf[pos:pos + length])
+            value = bytes(buf[pos : pos + length])
             pos += length
         else:
             raise DecodeError(f"unsupported wire type {wire}")

@@ -48,7 +48,9 @@ def _address_bytes(marketplace: str | bytes) -> bytes:
         except ValueError:
             raw = b""
     if len(raw) != 20:
-        raise KeyWrapError(f"marketplace must be a 20-byte address (0x + 40 hex), got {marketplace!r}")
+        raise KeyWrapError(
+            f"marketplace must be a 20-byte address (0x + 40 hex), got {marketplace!r}"
+        )
     return raw
 
 
@@ -58,8 +60,12 @@ def key_info(chain_id: int, marketplace: str | bytes, purchase_id: int) -> bytes
         raise KeyWrapError(f"chain id must be an unsigned 64-bit integer, got {chain_id!r}")
     if not isinstance(purchase_id, int) or not 0 <= purchase_id < 1 << 256:
         raise KeyWrapError(f"purchase id must be an unsigned 256-bit integer, got {purchase_id!r}")
-    return (INFO_LABEL + struct.pack(">Q", chain_id) + _address_bytes(marketplace)
-            + purchase_id.to_bytes(32, "big"))
+    return (
+        INFO_LABEL
+        + struct.pack(">Q", chain_id)
+        + _address_bytes(marketplace)
+        + purchase_id.to_bytes(32, "big")
+    )
 
 
 def _public_key(raw: bytes):
@@ -79,8 +85,14 @@ def x25519_public(secret: bytes) -> bytes:
     return _private_key(secret).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-def hpke_seal(recipient_pub: bytes, plaintext: bytes, *, info: bytes, aad: bytes = b"",
-              eph_secret: bytes | None = None) -> tuple[bytes, bytes]:
+def hpke_seal(
+    recipient_pub: bytes,
+    plaintext: bytes,
+    *,
+    info: bytes,
+    aad: bytes = b"",
+    eph_secret: bytes | None = None,
+) -> tuple[bytes, bytes]:
     """Single-shot HPKE base-mode seal for this suite; returns (enc, ciphertext).
 
     ``eph_secret`` fixes the ephemeral key (known-answer tests only: a reused ephemeral key
@@ -90,8 +102,10 @@ def hpke_seal(recipient_pub: bytes, plaintext: bytes, *, info: bytes, aad: bytes
     eks = None
     if eph_secret is not None:
         sk = _private_key(eph_secret)
-        eks = KEMKeyPair(KEMKey.from_pyca_cryptography_key(sk),
-                         KEMKey.from_pyca_cryptography_key(sk.public_key()))
+        eks = KEMKeyPair(
+            KEMKey.from_pyca_cryptography_key(sk),
+            KEMKey.from_pyca_cryptography_key(sk.public_key()),
+        )
     try:
         enc, ctx = SUITE.create_sender_context(pkr, info=info, eks=eks)
         return enc, ctx.seal(plaintext, aad=aad)
@@ -99,8 +113,9 @@ def hpke_seal(recipient_pub: bytes, plaintext: bytes, *, info: bytes, aad: bytes
         raise KeyWrapError(f"HPKE seal failed: {exc}") from None
 
 
-def hpke_open(enc: bytes, recipient_secret: bytes, ciphertext: bytes, *, info: bytes,
-              aad: bytes = b"") -> bytes:
+def hpke_open(
+    enc: bytes, recipient_secret: bytes, ciphertext: bytes, *, info: bytes, aad: bytes = b""
+) -> bytes:
     """Single-shot HPKE base-mode open for this suite; KeyWrapError if it does not authenticate."""
     skr = KEMKey.from_pyca_cryptography_key(_private_key(recipient_secret))
     try:
@@ -113,8 +128,15 @@ def hpke_open(enc: bytes, recipient_secret: bytes, ciphertext: bytes, *, info: b
         ) from None
 
 
-def wrap_key(recipient_pub: bytes, content_key: bytes, *, chain_id: int,
-             marketplace: str | bytes, purchase_id: int, eph_secret: bytes | None = None) -> bytes:
+def wrap_key(
+    recipient_pub: bytes,
+    content_key: bytes,
+    *,
+    chain_id: int,
+    marketplace: str | bytes,
+    purchase_id: int,
+    eph_secret: bytes | None = None,
+) -> bytes:
     """Wrap a 32-byte content key to a recipient's X25519 public key; return the 80-byte wire form."""
     if not isinstance(content_key, (bytes, bytearray)) or len(content_key) != CONTENT_KEY_SIZE:
         raise KeyWrapError(f"the content key must be {CONTENT_KEY_SIZE} bytes")
@@ -125,8 +147,14 @@ def wrap_key(recipient_pub: bytes, content_key: bytes, *, chain_id: int,
     return wrapped
 
 
-def unwrap_key(wrapped: bytes, recipient_secret: bytes, *, chain_id: int,
-               marketplace: str | bytes, purchase_id: int) -> bytes:
+def unwrap_key(
+    wrapped: bytes,
+    recipient_secret: bytes,
+    *,
+    chain_id: int,
+    marketplace: str | bytes,
+    purchase_id: int,
+) -> bytes:
     """Unwrap an 80-byte wrapped key with the recipient's X25519 secret; KeyWrapError on failure."""
     if not isinstance(wrapped, (bytes, bytearray)) or len(wrapped) != WRAPPED_SIZE:
         got = len(wrapped) if isinstance(wrapped, (bytes, bytearray)) else type(wrapped).__name__

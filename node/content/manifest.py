@@ -132,7 +132,9 @@ def _refuse_file_dir_clash(files: list[dict]) -> None:
                 )
 
 
-def manifest_from_json(data: str | bytes | dict, *, expected_hash: bytes | str | None = None) -> Manifest:
+def manifest_from_json(
+    data: str | bytes | dict, *, expected_hash: bytes | str | None = None
+) -> Manifest:
     """Parse a manifest (canonical JSON text, bytes or the dict of §4.1) and validate it.
 
     With ``expected_hash`` (32 bytes or 0x-hex), raise IntegrityError if the manifest's model hash
@@ -143,10 +145,15 @@ def manifest_from_json(data: str | bytes | dict, *, expected_hash: bytes | str |
             data = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ManifestError(f"manifest is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION or set(data) != {
-        "files",
-        "version",
-    }:
+    if (
+        not isinstance(data, dict)
+        or data.get("version") != MANIFEST_VERSION
+        or set(data)
+        != {
+            "files",
+            "version",
+        }
+    ):
         raise ManifestError(
             'manifest must be {"files": [...], "version": 1}; got keys '
             f"{sorted(data) if isinstance(data, dict) else type(data).__name__}"
@@ -298,7 +305,15 @@ def _hash_member(root: Path, relpath: str, expected_size: int, on_bytes) -> dict
 
 
 def default_workers() -> int:
-    return max(1, min(32, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    return max(
+        1,
+        min(
+            32,
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1,
+        ),
+    )
 
 
 def build_manifest(

@@ -58,8 +58,10 @@ def new_key() -> bytes:
 
 def _aead(key: bytes) -> AESGCM:
     if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_SIZE:
-        raise SealError(f"the content key must be {KEY_SIZE} bytes (AES-256), got "
-                        f"{len(key) if isinstance(key, (bytes, bytearray)) else type(key).__name__}")
+        raise SealError(
+            f"the content key must be {KEY_SIZE} bytes (AES-256), got "
+            f"{len(key) if isinstance(key, (bytes, bytearray)) else type(key).__name__}"
+        )
     return AESGCM(bytes(key))
 
 
@@ -86,7 +88,9 @@ def parse_header(header: bytes) -> tuple[int, bytes]:
     if header[19:24] != b"\0" * 5:
         raise SealError("sealed archive header has non-zero reserved bytes (unknown version)")
     if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
-        raise SealError(f"sealed archive declares chunk size {chunk_size}, outside 1..{MAX_CHUNK_SIZE}")
+        raise SealError(
+            f"sealed archive declares chunk size {chunk_size}, outside 1..{MAX_CHUNK_SIZE}"
+        )
     return chunk_size, bytes(header[12:19])
 
 
@@ -205,8 +209,14 @@ class SealWriter:
     the ``with`` block leaves the archive without one, so it can never pass as complete.
     """
 
-    def __init__(self, dst: BinaryIO, key: bytes, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 nonce_prefix: bytes | None = None):
+    def __init__(
+        self,
+        dst: BinaryIO,
+        key: bytes,
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        nonce_prefix: bytes | None = None,
+    ):
         self._aead = _aead(key)
         self.header = make_header(chunk_size, nonce_prefix)
         self._prefix = self.header[12:19]
@@ -241,7 +251,7 @@ class SealWriter:
                 self._have = 0
             if self._have == 0 and len(view) > self._chunk:
                 self._emit(view[: self._chunk], final=False)  # no copy for whole chunks
-                view = view[self._chunk:]
+                view = view[self._chunk :]
                 continue
             n = min(len(view), self._chunk - self._have)
             self._view[self._have : self._have + n] = view[:n]
@@ -267,8 +277,14 @@ class SealWriter:
             self._closed = True
 
 
-def seal_stream(key: bytes, src: BinaryIO, dst: BinaryIO, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                nonce_prefix: bytes | None = None) -> int:
+def seal_stream(
+    key: bytes,
+    src: BinaryIO,
+    dst: BinaryIO,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    nonce_prefix: bytes | None = None,
+) -> int:
     """Seal everything read from ``src`` into ``dst``; return the sealed bytes written.
 
     ``src`` is read ahead in large blocks on a second thread, so reading overlaps sealing.
@@ -324,8 +340,12 @@ class UnsealReader:
             if n < TAG_SIZE or (final and n == TAG_SIZE and self._index > 0):
                 raise SealError(f"sealed archive truncated at {where}: the download is incomplete")
             try:
-                self._aead.decrypt_into(_nonce(self._prefix, self._index, final), sealed,
-                                        self.header, self._plain[: n - TAG_SIZE])
+                self._aead.decrypt_into(
+                    _nonce(self._prefix, self._index, final),
+                    sealed,
+                    self.header,
+                    self._plain[: n - TAG_SIZE],
+                )
             except InvalidTag:
                 raise SealError(
                     f"sealed archive fails authentication at {where}: wrong key, or the archive "
@@ -407,13 +427,21 @@ def _atomic_output(out_path: Path, work) -> int:
     return result
 
 
-def seal_file(key: bytes, in_path: str | os.PathLike, out_path: str | os.PathLike, *,
-              chunk_size: int = DEFAULT_CHUNK_SIZE, nonce_prefix: bytes | None = None) -> int:
+def seal_file(
+    key: bytes,
+    in_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    nonce_prefix: bytes | None = None,
+) -> int:
     """Seal a file into ``out_path`` (written to a temporary file, renamed when complete)."""
     with open(in_path, "rb", buffering=0) as src:
         return _atomic_output(
             Path(out_path),
-            lambda dst: seal_stream(key, src, dst, chunk_size=chunk_size, nonce_prefix=nonce_prefix),
+            lambda dst: seal_stream(
+                key, src, dst, chunk_size=chunk_size, nonce_prefix=nonce_prefix
+            ),
         )
 
 

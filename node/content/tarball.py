@@ -127,8 +127,9 @@ def write_tar(model_dir: str | os.PathLike, manifest: Manifest, out: BinaryIO) -
     return written
 
 
-def write_tar_hashing(model_dir: str | os.PathLike, listing: list[tuple[str, int]],
-                      out: BinaryIO) -> tuple[int, Manifest]:
+def write_tar_hashing(
+    model_dir: str | os.PathLike, listing: list[tuple[str, int]], out: BinaryIO
+) -> tuple[int, Manifest]:
     """Write the tar of the files ``listing`` names (``scan_dir`` output) and hash them in the
     same pass; return (bytes written, the manifest of exactly the bytes written).
 
@@ -139,7 +140,8 @@ def write_tar_hashing(model_dir: str | os.PathLike, listing: list[tuple[str, int
     files = [{"path": path, "size": size, "sha256": None} for path, size in listing]
     written, digests = _write_members(Path(model_dir), files, out)
     return written, manifest_from_files(
-        {"path": f["path"], "size": f["size"], "sha256": d} for f, d in zip(files, digests))
+        {"path": f["path"], "size": f["size"], "sha256": d} for f, d in zip(files, digests)
+    )
 
 
 def _write_members(root: Path, files, out: BinaryIO) -> tuple[int, list[str]]:
@@ -295,11 +297,13 @@ class _Extractor:
         parts = path.split("/")
         dfd = self._dir_fd(parts[:-1])
         try:
-            fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                         0o644, dir_fd=dfd)
+            fd = os.open(
+                parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dfd
+            )
         except FileExistsError:
-            raise ManifestError(f"tar member {path!r} appears twice (or clashes with a directory)",
-                                path=path) from None
+            raise ManifestError(
+                f"tar member {path!r} appears twice (or clashes with a directory)", path=path
+            ) from None
         finally:
             os.close(dfd)
         return open(fd, "wb", buffering=0)
@@ -317,8 +321,9 @@ def extract_tar(
     """
     dest = Path(dest_dir)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise ManifestError(f"{dest} exists and is not an empty directory: choose a new folder",
-                            path=str(dest))
+        raise ManifestError(
+            f"{dest} exists and is not an empty directory: choose a new folder", path=str(dest)
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     try:
@@ -377,8 +382,13 @@ def _extract_into(src: BinaryIO, root: Path) -> Manifest:
                 out.mkdir(name)
                 continue
             if typeflag not in (b"0", b"\0"):
-                kind = {b"1": "hard link", b"2": "symlink", b"3": "character device",
-                        b"4": "block device", b"6": "FIFO"}.get(typeflag, f"type {typeflag!r}")
+                kind = {
+                    b"1": "hard link",
+                    b"2": "symlink",
+                    b"3": "character device",
+                    b"4": "block device",
+                    b"6": "FIFO",
+                }.get(typeflag, f"type {typeflag!r}")
                 raise ManifestError(
                     f"tar member {name!r} is a {kind}: only regular files are allowed in a model",
                     path=name,

@@ -41,5 +41,13 @@ without one, listings simply have no names. The chain stays the source of truth.
 from node.indexer.core import SCHEMA_VERSION, Indexer, wait_until_synced
 from node.indexer.queries import SEARCH_COUNT_CAP, SORTS, Page, Total, fts_query
 
-__all__ = ["SCHEMA_VERSION", "SEARCH_COUNT_CAP", "SORTS", "Indexer", "Page", "Total", "fts_query",
-           "wait_until_synced"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "SEARCH_COUNT_CAP",
+    "SORTS",
+    "Indexer",
+    "Page",
+    "Total",
+    "fts_query",
+    "wait_until_synced",
+]

@@ -45,8 +45,13 @@ class Indexer(IndexReader):
         deployed = chain.deployment.get("block") if isinstance(chain.deployment, dict) else None
         self.start_block = start_block if start_block is not None else int(deployed or 0)
         self._decoder = EventDecoder(chain.contracts)
-        self.scanner = BlockScanner(chain, self._fetch_logs, start_block=self.start_block,
-                                    confirmations=confirmations, batch_blocks=batch_blocks)
+        self.scanner = BlockScanner(
+            chain,
+            self._fetch_logs,
+            start_block=self.start_block,
+            confirmations=confirmations,
+            batch_blocks=batch_blocks,
+        )
         self._applied = 0  # events applied by the current sync()
         self._local = threading.local()
         self._write_lock = threading.Lock()
@@ -72,16 +77,23 @@ class Indexer(IndexReader):
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         db = self._db()
         has_meta = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
-        stored_schema = has_meta and db.execute(
-            "SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        stored_schema = (
+            has_meta and db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        )
         if stored_schema and stored_schema[0] != str(SCHEMA_VERSION):
             # An index written by another version of this module: its tables are another shape.
             # Everything here is derived from the chain (and the metadata cache, refetched), so
             # drop it all and start over.
-            log.warning("index %s has schema %s, this node writes %s; rebuilding from scratch",
-                        self.db_path, stored_schema[0], SCHEMA_VERSION)
-            objects = db.execute("SELECT type, name FROM sqlite_master WHERE type IN "
-                                 "('table', 'trigger') AND name NOT LIKE 'sqlite_%'").fetchall()
+            log.warning(
+                "index %s has schema %s, this node writes %s; rebuilding from scratch",
+                self.db_path,
+                stored_schema[0],
+                SCHEMA_VERSION,
+            )
+            objects = db.execute(
+                "SELECT type, name FROM sqlite_master WHERE type IN "
+                "('table', 'trigger') AND name NOT LIKE 'sqlite_%'"
+            ).fetchall()
             for kind, name in objects:
                 if kind == "trigger":
                     db.execute(f'DROP TRIGGER IF EXISTS "{name}"')
@@ -97,8 +109,10 @@ class Indexer(IndexReader):
         stored = dict(db.execute("SELECT key, value FROM meta").fetchall())
         if stored and any(stored.get(k) != v for k, v in identity.items()):
             # Another chain or deployment: this database describes something else; start over.
-            log.warning("index %s was built for another chain/deployment; rebuilding from scratch",
-                        self.db_path)
+            log.warning(
+                "index %s was built for another chain/deployment; rebuilding from scratch",
+                self.db_path,
+            )
             with self._transaction() as tx:
                 for table in ("meta", "checkpoint", "blocks", "events", *DERIVED):
                     tx.execute(f"DELETE FROM {table}")
@@ -150,9 +164,14 @@ class Indexer(IndexReader):
         checkpoint = self.checkpoint()
         if checkpoint is None:
             return Checkpoint(self.start_block - 1)
-        earlier = self._db().execute(
-            "SELECT number, hash FROM blocks WHERE number < ? ORDER BY number DESC LIMIT ?",
-            (checkpoint[0], RECENT_BLOCKS - 1)).fetchall()
+        earlier = (
+            self._db()
+            .execute(
+                "SELECT number, hash FROM blocks WHERE number < ? ORDER BY number DESC LIMIT ?",
+                (checkpoint[0], RECENT_BLOCKS - 1),
+            )
+            .fetchall()
+        )
         return Checkpoint(checkpoint[0], (*((n, h) for n, h in reversed(earlier)), checkpoint))
 
     def apply_batch(self, batch: Batch) -> bool:
@@ -167,7 +186,8 @@ class Indexer(IndexReader):
 
     def _fetch_logs(self, first: int, last: int) -> list:
         return self.chain.get_logs(
-            {"fromBlock": first, "toBlock": last, "address": self._decoder.addresses}, raw=True)
+            {"fromBlock": first, "toBlock": last, "address": self._decoder.addresses}, raw=True
+        )
 
     def _ingest(self, logs: list, start: int, end: int, end_hash: str) -> int | None:
         """Apply blocks ``start..end``; None (nothing applied) when the checkpoint is no longer
@@ -182,11 +202,16 @@ class Indexer(IndexReader):
                 continue  # a log the node already knows was reorged away
             number = as_int(raw["blockNumber"])
             blocks[number] = "0x" + as_bytes(raw["blockHash"]).hex()
-            rows.append({
-                "block_number": number, "log_index": as_int(raw["logIndex"]),
-                "tx_hash": "0x" + as_bytes(raw["transactionHash"]).hex(),
-                "contract": contract, "event": event, "args": args,
-            })
+            rows.append(
+                {
+                    "block_number": number,
+                    "log_index": as_int(raw["logIndex"]),
+                    "tx_hash": "0x" + as_bytes(raw["transactionHash"]).hex(),
+                    "contract": contract,
+                    "event": event,
+                    "args": args,
+                }
+            )
         rows.sort(key=lambda r: (r["block_number"], r["log_index"]))
         # Only the blocks whose time a derived table keeps: fetch just those headers.
         stamps = {}
@@ -198,13 +223,24 @@ class Indexer(IndexReader):
                 return None
             block_rows = {n: (n, h, stamps.get(n)) for n, h in blocks.items()}
             block_rows.setdefault(end, (end, end_hash, None))
-            tx.executemany("INSERT OR REPLACE INTO blocks (number, hash, timestamp) VALUES (?, ?, ?)",
-                           block_rows.values())
+            tx.executemany(
+                "INSERT OR REPLACE INTO blocks (number, hash, timestamp) VALUES (?, ?, ?)",
+                block_rows.values(),
+            )
             tx.executemany(
                 "INSERT INTO events (block_number, log_index, tx_hash, contract, event, args) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [(r["block_number"], r["log_index"], r["tx_hash"], r["contract"], r["event"],
-                  json.dumps(r["args"], sort_keys=True)) for r in rows],
+                [
+                    (
+                        r["block_number"],
+                        r["log_index"],
+                        r["tx_hash"],
+                        r["contract"],
+                        r["event"],
+                        json.dumps(r["args"], sort_keys=True),
+                    )
+                    for r in rows
+                ],
             )
             for r in rows:
                 apply_event(tx, r, stamps.get(r["block_number"]))
@@ -216,8 +252,13 @@ class Indexer(IndexReader):
             log.debug("indexed %d events up to block %d", len(rows), end)
         return len(rows)
 
-    def follow(self, stop_event: threading.Event, *, poll_interval: float = 2.0,
-               on_error_backoff: float = 5.0) -> None:
+    def follow(
+        self,
+        stop_event: threading.Event,
+        *,
+        poll_interval: float = 2.0,
+        on_error_backoff: float = 5.0,
+    ) -> None:
         """Sync until ``stop_event`` is set; a failing round is logged and retried, never fatal."""
         while not stop_event.is_set():
             try:
@@ -239,15 +280,22 @@ class Indexer(IndexReader):
             if to_block < self.start_block:
                 tx.execute("DELETE FROM checkpoint")
             else:
-                known = tx.execute("SELECT hash FROM blocks WHERE number = ?", (to_block,)).fetchone()
+                known = tx.execute(
+                    "SELECT hash FROM blocks WHERE number = ?", (to_block,)
+                ).fetchone()
                 block_hash = known[0] if known else self.scanner.hash_at(to_block)
                 if block_hash is None:
                     tx.execute("DELETE FROM checkpoint")
                 else:
-                    tx.execute("INSERT OR IGNORE INTO blocks (number, hash) VALUES (?, ?)",
-                               (to_block, block_hash))
-                    tx.execute("INSERT OR REPLACE INTO checkpoint (id, block_number, block_hash) "
-                               "VALUES (1, ?, ?)", (to_block, block_hash))
+                    tx.execute(
+                        "INSERT OR IGNORE INTO blocks (number, hash) VALUES (?, ?)",
+                        (to_block, block_hash),
+                    )
+                    tx.execute(
+                        "INSERT OR REPLACE INTO checkpoint (id, block_number, block_hash) "
+                        "VALUES (1, ?, ?)",
+                        (to_block, block_hash),
+                    )
             replay(tx)
 
     def import_events(self, events) -> None:
@@ -258,7 +306,8 @@ class Indexer(IndexReader):
             tx.executemany(
                 "INSERT INTO events (block_number, log_index, tx_hash, contract, event, args) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [(*e[:5], json.dumps(e[5], sort_keys=True)) for e in events])
+                [(*e[:5], json.dumps(e[5], sort_keys=True)) for e in events],
+            )
             replay(tx)
 
     def rebuild(self) -> None:
@@ -273,11 +322,14 @@ class Indexer(IndexReader):
         if self.metadata_loader is None:
             return 0
         limit = limit or self.metadata_per_sync
-        cids = [r[0] for r in self._db().execute(
-            "SELECT DISTINCT l.metadata_cid FROM listings l LEFT JOIN metadata m ON m.cid = l.metadata_cid "
-            "WHERE m.cid IS NULL OR (m.status = 'unavailable' AND m.attempts < ?) LIMIT ?",
-            (METADATA_ATTEMPTS, limit),
-        )]
+        cids = [
+            r[0]
+            for r in self._db().execute(
+                "SELECT DISTINCT l.metadata_cid FROM listings l LEFT JOIN metadata m ON m.cid = l.metadata_cid "
+                "WHERE m.cid IS NULL OR (m.status = 'unavailable' AND m.attempts < ?) LIMIT ?",
+                (METADATA_ATTEMPTS, limit),
+            )
+        ]
         loaded = 0
         for cid in cids:
             try:
@@ -290,20 +342,35 @@ class Indexer(IndexReader):
                     tx.execute(
                         "INSERT OR REPLACE INTO metadata (cid, status, attempts, name, task, description, "
                         "license, model_hash, json) VALUES (?, 'ok', 0, ?, ?, ?, ?, ?, ?)",
-                        (cid, _text(data.get("name")), _text(data.get("task")),
-                         _text(data.get("description")), _text(data.get("license")),
-                         _text(data.get("model_hash")), json.dumps(data, sort_keys=True)),
+                        (
+                            cid,
+                            _text(data.get("name")),
+                            _text(data.get("task")),
+                            _text(data.get("description")),
+                            _text(data.get("license")),
+                            _text(data.get("model_hash")),
+                            json.dumps(data, sort_keys=True),
+                        ),
                     )
                     # The listings naming this CID get its task and their search text now.
-                    tx.execute("UPDATE listings SET task = ? WHERE metadata_cid = ?",
-                               (_text(data.get("task")), cid))
-                    tx.execute("DELETE FROM listings_fts WHERE rowid IN "
-                               "(SELECT model_id FROM listings WHERE metadata_cid = ?)", (cid,))
+                    tx.execute(
+                        "UPDATE listings SET task = ? WHERE metadata_cid = ?",
+                        (_text(data.get("task")), cid),
+                    )
+                    tx.execute(
+                        "DELETE FROM listings_fts WHERE rowid IN "
+                        "(SELECT model_id FROM listings WHERE metadata_cid = ?)",
+                        (cid,),
+                    )
                     tx.execute(
                         "INSERT INTO listings_fts (rowid, name, description, task) "
                         "SELECT model_id, ?, ?, ? FROM listings WHERE metadata_cid = ?",
-                        (_text(data.get("name")), _text(data.get("description")),
-                         _text(data.get("task")), cid),
+                        (
+                            _text(data.get("name")),
+                            _text(data.get("description")),
+                            _text(data.get("task")),
+                            cid,
+                        ),
                     )
                     loaded += 1
                 else:

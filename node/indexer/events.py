@@ -14,8 +14,18 @@ from node.indexer.decode import u256
 from node.protocol import ModelStatus
 
 # The tables derived from the log (emptied and refilled by ``replay``).
-DERIVED = ("listings", "purchases", "votes", "rounds", "attestations", "validators", "transfers",
-           "withdrawals", "listing_counts", "listings_fts")
+DERIVED = (
+    "listings",
+    "purchases",
+    "votes",
+    "rounds",
+    "attestations",
+    "validators",
+    "transfers",
+    "withdrawals",
+    "listing_counts",
+    "listings_fts",
+)
 # Events whose block's timestamp the derived tables keep (when a purchase was made or delivered,
 # a claim made, a round opened, a verdict recorded); other blocks' headers are never fetched.
 STAMPED_EVENTS = {"Purchased", "KeyDelivered", "MetricsClaimed", "RoundOpened", "VerdictRecorded"}
@@ -40,8 +50,14 @@ def replay(tx: sqlite3.Connection) -> None:
         "ORDER BY block_number, log_index"
     )
     for row in cursor.fetchall():
-        event = {"block_number": row[0], "log_index": row[1], "tx_hash": row[2],
-                 "contract": row[3], "event": row[4], "args": json.loads(row[5])}
+        event = {
+            "block_number": row[0],
+            "log_index": row[1],
+            "tx_hash": row[2],
+            "contract": row[3],
+            "event": row[4],
+            "args": json.loads(row[5]),
+        }
         apply_event(tx, event, stamps.get(row[0]))
     tx.execute("INSERT INTO listings_fts (listings_fts) VALUES ('optimize')")
 
@@ -54,8 +70,16 @@ def _on_listed(tx, a, ev, _ts):
         "INSERT INTO listings (model_id, seller, owner, model_hash, metadata_cid, price, "
         "listed_block, task) VALUES (?, ?, ?, ?, ?, ?, ?, "
         "(SELECT task FROM metadata WHERE cid = ? AND status = 'ok'))",
-        (a["modelId"], a["seller"], a["seller"], a["modelHash"], a["metadataCid"],
-         u256(a["price"]), ev["block_number"], a["metadataCid"]),
+        (
+            a["modelId"],
+            a["seller"],
+            a["seller"],
+            a["modelHash"],
+            a["metadataCid"],
+            u256(a["price"]),
+            ev["block_number"],
+            a["metadataCid"],
+        ),
     )
 
 
@@ -64,7 +88,9 @@ def _on_price(tx, a, _ev, _ts):
 
 
 def _on_active(tx, a, _ev, _ts):
-    tx.execute("UPDATE listings SET active = ? WHERE model_id = ?", (int(a["active"]), a["modelId"]))
+    tx.execute(
+        "UPDATE listings SET active = ? WHERE model_id = ?", (int(a["active"]), a["modelId"])
+    )
 
 
 def _on_operator(tx, a, _ev, _ts):
@@ -85,8 +111,15 @@ def _on_purchased(tx, a, ev, ts):
     tx.execute(
         "INSERT OR REPLACE INTO purchases (purchase_id, model_id, buyer, price, buyer_key, "
         "purchased_block, purchased_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (a["purchaseId"], a["modelId"], a["buyer"], u256(a["price"]), a["buyerKey"],
-         ev["block_number"], ts),
+        (
+            a["purchaseId"],
+            a["modelId"],
+            a["buyer"],
+            u256(a["price"]),
+            a["buyerKey"],
+            ev["block_number"],
+            ts,
+        ),
     )
 
 
@@ -109,8 +142,9 @@ def _on_delivered(tx, a, ev, ts):
 
 
 def _on_refunded(tx, a, ev, _ts):
-    row = tx.execute("SELECT model_id, state FROM purchases WHERE purchase_id = ?",
-                     (a["purchaseId"],)).fetchone()
+    row = tx.execute(
+        "SELECT model_id, state FROM purchases WHERE purchase_id = ?", (a["purchaseId"],)
+    ).fetchone()
     tx.execute(
         "UPDATE purchases SET state = 'refunded', refund_amount = ?, refunded_block = ? "
         "WHERE purchase_id = ?",
@@ -119,8 +153,9 @@ def _on_refunded(tx, a, ev, _ts):
     if row is not None and row["state"] == "delivered":
         # A licence refunded because its model was disputed in time: its vote no longer
         # counts (the contract's VoteDropped, just before, names no voter; this event does).
-        tx.execute("DELETE FROM votes WHERE model_id = ? AND voter = ?",
-                   (row["model_id"], a["buyer"]))
+        tx.execute(
+            "DELETE FROM votes WHERE model_id = ? AND voter = ?", (row["model_id"], a["buyer"])
+        )
         _score(tx, row["model_id"])
 
 
@@ -133,8 +168,10 @@ def _on_released(tx, a, ev, _ts):
 
 
 def _on_verdict(tx, a, _ev, ts):
-    tx.execute("UPDATE listings SET verdict_at = ?, verifier_weight = ? WHERE model_id = ?",
-               (ts, a["verifierWeight"], a["modelId"]))
+    tx.execute(
+        "UPDATE listings SET verdict_at = ?, verifier_weight = ? WHERE model_id = ?",
+        (ts, a["verifierWeight"], a["modelId"]),
+    )
 
 
 def _on_withdrawn(tx, a, ev, _ts):
@@ -151,13 +188,19 @@ def _on_voted(tx, a, ev, _ts):
     licence = tx.execute(
         "SELECT price FROM purchases WHERE model_id = ? AND buyer = ? AND kind = 'buyer' "
         "AND state = 'delivered' ORDER BY purchase_id DESC LIMIT 1",
-        (a["modelId"], a["voter"])).fetchone()
+        (a["modelId"], a["voter"]),
+    ).fetchone()
     tx.execute(
         "INSERT INTO votes (model_id, voter, score, weight, block_number) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT (model_id, voter) DO UPDATE SET score = excluded.score, "
         "weight = excluded.weight, block_number = excluded.block_number",
-        (a["modelId"], a["voter"], a["score"], licence["price"] if licence else u256(0),
-         ev["block_number"]),
+        (
+            a["modelId"],
+            a["voter"],
+            a["score"],
+            licence["price"] if licence else u256(0),
+            ev["block_number"],
+        ),
     )
     _score(tx, a["modelId"])
 
@@ -186,8 +229,10 @@ def _on_staked(tx, a, ev, _ts):
 
 
 def _on_unstake_requested(tx, a, ev, _ts):
-    tx.execute("UPDATE validators SET unlock_at = ?, updated_block = ? WHERE address = ?",
-               (a["unlockAt"], ev["block_number"], a["validator"]))
+    tx.execute(
+        "UPDATE validators SET unlock_at = ?, updated_block = ? WHERE address = ?",
+        (a["unlockAt"], ev["block_number"], a["validator"]),
+    )
 
 
 def _on_unstaked(tx, a, _ev, _ts):
@@ -195,8 +240,10 @@ def _on_unstaked(tx, a, _ev, _ts):
 
 
 def _on_claimed(tx, a, _ev, ts):
-    tx.execute("UPDATE listings SET claimed_digest = ?, claimed_at = ? WHERE model_id = ?",
-               (a["workDigest"], ts, a["modelId"]))
+    tx.execute(
+        "UPDATE listings SET claimed_digest = ?, claimed_at = ? WHERE model_id = ?",
+        (a["workDigest"], ts, a["modelId"]),
+    )
 
 
 def _on_round_opened(tx, a, ev, ts):
@@ -205,8 +252,10 @@ def _on_round_opened(tx, a, ev, ts):
         "opened_block) VALUES (?, ?, ?, ?, ?, ?)",
         (a["modelId"], a["round"], ts, a["commitEnd"], a["revealEnd"], ev["block_number"]),
     )
-    tx.execute("UPDATE listings SET round = ?, commit_end = ?, reveal_end = ? WHERE model_id = ?",
-               (a["round"], a["commitEnd"], a["revealEnd"], a["modelId"]))
+    tx.execute(
+        "UPDATE listings SET round = ?, commit_end = ?, reveal_end = ? WHERE model_id = ?",
+        (a["round"], a["commitEnd"], a["revealEnd"], a["modelId"]),
+    )
 
 
 def _on_committed(tx, a, ev, _ts):
@@ -223,40 +272,65 @@ def _on_attested(tx, a, ev, _ts):
     listing = tx.execute(
         "SELECT l.round, l.claimed_digest, l.claimed_at, r.opened_at FROM listings l "
         "LEFT JOIN rounds r ON r.model_id = l.model_id AND r.round = l.round "
-        "WHERE l.model_id = ?", (a["modelId"],)).fetchone()
+        "WHERE l.model_id = ?",
+        (a["modelId"],),
+    ).fetchone()
     if listing is None:
         return
     claimed = listing["claimed_digest"]
     digest_is_claim = claimed is not None and a["workDigest"].lower() == claimed.lower()
     # As Validators.revealAttestation counts it: a claim made after the round opened does not.
-    claim_counts = digest_is_claim and (listing["opened_at"] is None or listing["claimed_at"] is None
-                                        or listing["claimed_at"] <= listing["opened_at"])
-    says = (ModelStatus.DISPUTED if not a["matches"]
-            else ModelStatus.VERIFIED if claim_counts else ModelStatus.METRICS_DISPUTED)
+    claim_counts = digest_is_claim and (
+        listing["opened_at"] is None
+        or listing["claimed_at"] is None
+        or listing["claimed_at"] <= listing["opened_at"]
+    )
+    says = (
+        ModelStatus.DISPUTED
+        if not a["matches"]
+        else ModelStatus.VERIFIED
+        if claim_counts
+        else ModelStatus.METRICS_DISPUTED
+    )
     tx.execute(
         "UPDATE attestations SET observed_hash = ?, work_digest = ?, matches = ?, "
         "digest_matches_claim = ?, says = ?, revealed_block = ? "
         "WHERE model_id = ? AND validator = ? AND round = ?",
-        (a["observedHash"], a["workDigest"], int(a["matches"]), int(digest_is_claim), says.word,
-         ev["block_number"], a["modelId"], a["validator"], listing["round"]),
+        (
+            a["observedHash"],
+            a["workDigest"],
+            int(a["matches"]),
+            int(digest_is_claim),
+            says.word,
+            ev["block_number"],
+            a["modelId"],
+            a["validator"],
+            listing["round"],
+        ),
     )
 
 
 def _on_status(tx, a, _ev, _ts):
     status = ModelStatus(a["status"]).word
     tx.execute("UPDATE listings SET status = ? WHERE model_id = ?", (status, a["modelId"]))
-    tx.execute("UPDATE rounds SET outcome = ? WHERE model_id = ? AND round = "
-               "(SELECT round FROM listings WHERE model_id = ?)",
-               (status, a["modelId"], a["modelId"]))
+    tx.execute(
+        "UPDATE rounds SET outcome = ? WHERE model_id = ? AND round = "
+        "(SELECT round FROM listings WHERE model_id = ?)",
+        (status, a["modelId"], a["modelId"]),
+    )
 
 
 def _on_undecided(tx, a, _ev, _ts):
-    tx.execute("UPDATE rounds SET outcome = 'undecided', revealed_weight = ? "
-               "WHERE model_id = ? AND round = ?",
-               (a["revealedWeight"], a["modelId"], a["round"]))
+    tx.execute(
+        "UPDATE rounds SET outcome = 'undecided', revealed_weight = ? "
+        "WHERE model_id = ? AND round = ?",
+        (a["revealedWeight"], a["modelId"], a["round"]),
+    )
     # The next commit opens the next round; until then no round is open.
-    tx.execute("UPDATE listings SET commit_end = NULL, reveal_end = NULL WHERE model_id = ?",
-               (a["modelId"],))
+    tx.execute(
+        "UPDATE listings SET commit_end = NULL, reveal_end = NULL WHERE model_id = ?",
+        (a["modelId"],),
+    )
 
 
 def _on_seat_released(tx, a, ev, _ts):
@@ -264,8 +338,10 @@ def _on_seat_released(tx, a, ev, _ts):
         return
     row = tx.execute("SELECT stake FROM validators WHERE address = ?", (a["validator"],)).fetchone()
     if row is not None:  # forfeited bonds leave the stake (to the treasury)
-        tx.execute("UPDATE validators SET stake = ?, updated_block = ? WHERE address = ?",
-                   (u256(int(row[0]) - a["forfeited"]), ev["block_number"], a["validator"]))
+        tx.execute(
+            "UPDATE validators SET stake = ?, updated_block = ? WHERE address = ?",
+            (u256(int(row[0]) - a["forfeited"]), ev["block_number"], a["validator"]),
+        )
 
 
 HANDLERS: dict[tuple[str, str], Callable[[sqlite3.Connection, dict, dict, int | None], None]] = {

@@ -19,11 +19,17 @@ from node.indexer.events import DERIVED
 # Every ORDER BY is one of the listings_* indexes read in order, so a page never sorts.
 SORTS = {
     "newest": ("l.model_id DESC", "l.model_id < ?", lambda k: [k[0]]),
-    "price": ("l.price ASC, l.model_id DESC",
-              # The redundant "price >= ?" lets SQLite seek the index instead of walking it.
-              "l.price >= ? AND (l.price > ? OR l.model_id < ?)", lambda k: [k[0], k[0], k[1]]),
-    "score": ("l.score_key DESC, l.vote_count DESC, l.model_id DESC",
-              "(l.score_key, l.vote_count, l.model_id) < (?, ?, ?)", list),
+    "price": (
+        "l.price ASC, l.model_id DESC",
+        # The redundant "price >= ?" lets SQLite seek the index instead of walking it.
+        "l.price >= ? AND (l.price > ? OR l.model_id < ?)",
+        lambda k: [k[0], k[0], k[1]],
+    ),
+    "score": (
+        "l.score_key DESC, l.vote_count DESC, l.model_id DESC",
+        "(l.score_key, l.vote_count, l.model_id) < (?, ?, ?)",
+        list,
+    ),
 }
 # A text search counts its matches up to this many; the total then says "200+" (an exact count
 # walks every match, which is what made search grow with the market).
@@ -52,13 +58,24 @@ class IndexReader:
         d["active"] = bool(d["active"])
         meta_hash = d.pop("metadata_model_hash")
         # Metadata that names another model hash than the chain's is not to be trusted.
-        d["metadata_matches"] = None if meta_hash is None else meta_hash.lower() == d["model_hash"].lower()
+        d["metadata_matches"] = (
+            None if meta_hash is None else meta_hash.lower() == d["model_hash"].lower()
+        )
         return d
 
-    def list_models(self, query: str | None = None, task: str | None = None,
-                    status: str | None = None, sort: str = "newest", page: int = 1,
-                    per_page: int = 20, *, active: bool | None = True,
-                    owner: str | None = None, after: str | None = None) -> tuple[Page, Total]:
+    def list_models(
+        self,
+        query: str | None = None,
+        task: str | None = None,
+        status: str | None = None,
+        sort: str = "newest",
+        page: int = 1,
+        per_page: int = 20,
+        *,
+        active: bool | None = True,
+        owner: str | None = None,
+        after: str | None = None,
+    ) -> tuple[Page, Total]:
         """A page of listings and the total matching; ``sort`` is newest, price or score.
 
         Pages: ``page`` (OFFSET over the sort's covering index, then the page's rows joined), or
@@ -74,7 +91,9 @@ class IndexReader:
         if page < 1 or not 1 <= per_page <= 500:
             raise InvalidQuery("page must be >= 1 and per_page 1..500")
         if after is not None and page != 1:
-            raise InvalidQuery("give either page or after (a cursor from the previous page), not both")
+            raise InvalidQuery(
+                "give either page or after (a cursor from the previous page), not both"
+            )
         order, after_sql, after_params = SORTS[sort]
         where, params = [], []
         if active is not None:
@@ -100,8 +119,10 @@ class IndexReader:
             where.insert(0, "listings_fts MATCH ?")
             params.insert(0, match)
             counted = " AND ".join(where)
-            total = db.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM {source} WHERE {counted} "
-                               f"LIMIT ?)", [*params, SEARCH_COUNT_CAP + 1]).fetchone()[0]
+            total = db.execute(
+                f"SELECT COUNT(*) FROM (SELECT 1 FROM {source} WHERE {counted} LIMIT ?)",
+                [*params, SEARCH_COUNT_CAP + 1],
+            ).fetchone()[0]
             total = Total(min(total, SEARCH_COUNT_CAP), capped=total > SEARCH_COUNT_CAP)
             if sort == "newest":  # FTS5 returns rowids (= model ids) in order: no sort at all
                 order, after_sql = "f.rowid DESC", "f.rowid < ?"
@@ -110,10 +131,15 @@ class IndexReader:
                 # index instead and keep the matches (a page of them comes early).
                 source = "listings l"
                 # (the unary + keeps SQLite from driving the page by the ids instead).
-                where[0] = "+l.model_id IN (SELECT rowid FROM listings_fts WHERE listings_fts MATCH ?)"
+                where[0] = (
+                    "+l.model_id IN (SELECT rowid FROM listings_fts WHERE listings_fts MATCH ?)"
+                )
         elif owner:
-            total = Total(db.execute(f"SELECT COUNT(*) FROM listings l WHERE {' AND '.join(where)}",
-                                     params).fetchone()[0])
+            total = Total(
+                db.execute(
+                    f"SELECT COUNT(*) FROM listings l WHERE {' AND '.join(where)}", params
+                ).fetchone()[0]
+            )
         else:
             total = Total(self._count(active, task, status))
         if after is not None:
@@ -122,17 +148,21 @@ class IndexReader:
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         # The page's ids from the index alone (covering: skipping OFFSET rows reads no table
         # rows), then only those rows are joined with their metadata.
-        ids = [r[0] for r in db.execute(
-            f"SELECT l.model_id FROM {source} {clause} ORDER BY {order} LIMIT ? OFFSET ?",
-            [*params, per_page + 1, 0 if after is not None else (page - 1) * per_page],
-        )]
+        ids = [
+            r[0]
+            for r in db.execute(
+                f"SELECT l.model_id FROM {source} {clause} ORDER BY {order} LIMIT ? OFFSET ?",
+                [*params, per_page + 1, 0 if after is not None else (page - 1) * per_page],
+            )
+        ]
         more = len(ids) > per_page
         ids = ids[:per_page]
         if not ids:
             return Page([], None), total
         rows = db.execute(
             f"SELECT {self._LISTING_COLUMNS} FROM listings l LEFT JOIN metadata m "
-            f"ON m.cid = l.metadata_cid WHERE l.model_id IN ({','.join('?' * len(ids))})", ids,
+            f"ON m.cid = l.metadata_cid WHERE l.model_id IN ({','.join('?' * len(ids))})",
+            ids,
         ).fetchall()
         by_id = {r["model_id"]: self._listing(r) for r in rows}
         listings = [by_id[i] for i in ids]
@@ -140,24 +170,39 @@ class IndexReader:
 
     def _count(self, active: bool | None, task: str | None, status: str | None) -> int:
         where, params = [], []
-        for column, value in (("active", None if active is None else int(active)),
-                              ("task", task or None), ("status", status or None)):
+        for column, value in (
+            ("active", None if active is None else int(active)),
+            ("task", task or None),
+            ("status", status or None),
+        ):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
         clause = ("WHERE " + " AND ".join(where)) if where else ""
-        return self._db().execute(f"SELECT COALESCE(SUM(n), 0) FROM listing_counts {clause}",
-                                  params).fetchone()[0]
+        return (
+            self._db()
+            .execute(f"SELECT COALESCE(SUM(n), 0) FROM listing_counts {clause}", params)
+            .fetchone()[0]
+        )
 
     def get_model(self, model_id: int) -> dict | None:
-        row = self._db().execute(
-            f"SELECT {self._LISTING_COLUMNS} FROM listings l LEFT JOIN metadata m "
-            f"ON m.cid = l.metadata_cid WHERE l.model_id = ?", (model_id,),
-        ).fetchone()
+        row = (
+            self._db()
+            .execute(
+                f"SELECT {self._LISTING_COLUMNS} FROM listings l LEFT JOIN metadata m "
+                f"ON m.cid = l.metadata_cid WHERE l.model_id = ?",
+                (model_id,),
+            )
+            .fetchone()
+        )
         return None if row is None else self._listing(row)
 
     def metadata(self, cid: str) -> dict | None:
-        row = self._db().execute("SELECT json FROM metadata WHERE cid = ? AND status = 'ok'", (cid,)).fetchone()
+        row = (
+            self._db()
+            .execute("SELECT json FROM metadata WHERE cid = ? AND status = 'ok'", (cid,))
+            .fetchone()
+        )
         return None if row is None else json.loads(row[0])
 
     @staticmethod
@@ -171,14 +216,22 @@ class IndexReader:
         return d
 
     def purchases_of(self, address: str) -> list[dict]:
-        rows = self._db().execute(
-            "SELECT * FROM purchases WHERE buyer = ? ORDER BY purchase_id",
-            (to_checksum_address(address),),
-        ).fetchall()
+        rows = (
+            self._db()
+            .execute(
+                "SELECT * FROM purchases WHERE buyer = ? ORDER BY purchase_id",
+                (to_checksum_address(address),),
+            )
+            .fetchall()
+        )
         return [self._purchase(r) for r in rows]
 
     def get_purchase(self, purchase_id: int) -> dict | None:
-        row = self._db().execute("SELECT * FROM purchases WHERE purchase_id = ?", (purchase_id,)).fetchone()
+        row = (
+            self._db()
+            .execute("SELECT * FROM purchases WHERE purchase_id = ?", (purchase_id,))
+            .fetchone()
+        )
         return None if row is None else self._purchase(row)
 
     def pending_purchases(self, model_ids=None) -> list[dict]:
@@ -197,19 +250,26 @@ class IndexReader:
         """Delivered, paid purchases of the models ``owner`` owns now whose revenue is not
         released yet, oldest first: what ``node.market.earnings`` asks the chain about (held in
         their challenge period, releasable after it, or the buyers' to refund after a dispute)."""
-        rows = self._db().execute(
-            "SELECT p.* FROM purchases p JOIN listings l ON l.model_id = p.model_id "
-            "WHERE l.owner = ? AND p.kind = 'buyer' AND p.state = 'delivered' AND p.released = 0 "
-            "AND p.price != ? ORDER BY p.purchase_id",
-            (to_checksum_address(owner), u256(0)),
-        ).fetchall()
+        rows = (
+            self._db()
+            .execute(
+                "SELECT p.* FROM purchases p JOIN listings l ON l.model_id = p.model_id "
+                "WHERE l.owner = ? AND p.kind = 'buyer' AND p.state = 'delivered' AND p.released = 0 "
+                "AND p.price != ? ORDER BY p.purchase_id",
+                (to_checksum_address(owner), u256(0)),
+            )
+            .fetchall()
+        )
         return [self._purchase(r) for r in rows]
 
     def rounds_of(self, model_id: int) -> list[dict]:
         """The model's validation rounds, oldest first: deadlines and outcome (None while open,
         'undecided', or the status word it settled)."""
-        rows = self._db().execute(
-            "SELECT * FROM rounds WHERE model_id = ? ORDER BY round", (model_id,)).fetchall()
+        rows = (
+            self._db()
+            .execute("SELECT * FROM rounds WHERE model_id = ? ORDER BY round", (model_id,))
+            .fetchall()
+        )
         return [dict(r) for r in rows]
 
     def attestations_of(self, model_id: int) -> list[dict]:
@@ -217,10 +277,15 @@ class IndexReader:
         revealed the observed hash and work digest, ``matches`` (the listed hash),
         ``digest_matches_claim`` (the seller's claimed digest) and ``says`` (the status it counts
         for); the reveal fields are None while only the commit is seen."""
-        rows = self._db().execute(
-            "SELECT * FROM attestations WHERE model_id = ? ORDER BY round DESC, committed_block, "
-            "validator", (model_id,)
-        ).fetchall()
+        rows = (
+            self._db()
+            .execute(
+                "SELECT * FROM attestations WHERE model_id = ? ORDER BY round DESC, committed_block, "
+                "validator",
+                (model_id,),
+            )
+            .fetchall()
+        )
         result = []
         for r in rows:
             d = dict(r)
@@ -232,9 +297,13 @@ class IndexReader:
 
     def vote_histogram(self, model_id: int) -> dict[int, int]:
         """{score: number of live votes (voters)} for scores 1..5."""
-        counts = dict(self._db().execute(
-            "SELECT score, COUNT(*) FROM votes WHERE model_id = ? GROUP BY score", (model_id,)
-        ).fetchall())
+        counts = dict(
+            self._db()
+            .execute(
+                "SELECT score, COUNT(*) FROM votes WHERE model_id = ? GROUP BY score", (model_id,)
+            )
+            .fetchall()
+        )
         return {score: counts.get(score, 0) for score in range(1, 6)}
 
     def validators(self) -> list[dict]:
@@ -248,9 +317,15 @@ class IndexReader:
         """Every derived table's rows in a fixed order (for rebuild-equality checks)."""
         db = self._db()
         # The FTS table's rowid is the model id: select it, or two listings' texts could swap.
-        return {t: [tuple(r) for r in db.execute(
-                    f"SELECT {'rowid, ' if t == 'listings_fts' else ''}* FROM {t} ORDER BY 1, 2")]
-                for t in DERIVED}
+        return {
+            t: [
+                tuple(r)
+                for r in db.execute(
+                    f"SELECT {'rowid, ' if t == 'listings_fts' else ''}* FROM {t} ORDER BY 1, 2"
+                )
+            ]
+            for t in DERIVED
+        }
 
 
 class Page(list):
@@ -294,7 +369,11 @@ def _encode_cursor(sort: str, row: dict) -> str:
     elif sort == "price":
         key = [row["price"], row["model_id"]]
     else:
-        key = [row["score"] if row["score"] is not None else 0.0, row["vote_count"], row["model_id"]]
+        key = [
+            row["score"] if row["score"] is not None else 0.0,
+            row["vote_count"],
+            row["model_id"],
+        ]
     raw = json.dumps([sort, *key], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -305,15 +384,23 @@ def _decode_cursor(cursor: str, sort: str) -> list:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         made_for, *key = json.loads(raw)
         shapes = {"newest": (int,), "price": (int, int), "score": ((int, float), int, int)}
-        if made_for not in shapes or len(key) != len(shapes[made_for]) or not all(
-                isinstance(v, t) and not isinstance(v, bool) for v, t in zip(key, shapes[made_for])):
+        if (
+            made_for not in shapes
+            or len(key) != len(shapes[made_for])
+            or not all(
+                isinstance(v, t) and not isinstance(v, bool) for v, t in zip(key, shapes[made_for])
+            )
+        ):
             raise ValueError
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise InvalidQuery(f"invalid page cursor {cursor[:40]!r}: start again from the first page "
-                         "(omit after=)") from None
+        raise InvalidQuery(
+            f"invalid page cursor {cursor[:40]!r}: start again from the first page (omit after=)"
+        ) from None
     if made_for != sort:
-        raise InvalidQuery(f"this page cursor is for sort={made_for}, not sort={sort}: start again "
-                         "from the first page")
+        raise InvalidQuery(
+            f"this page cursor is for sort={made_for}, not sort={sort}: start again "
+            "from the first page"
+        )
     if sort == "price":
         key[0] = u256(key[0])
     elif sort == "score":

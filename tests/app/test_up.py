@@ -79,9 +79,12 @@ def test_a_taken_default_gateway_port_is_replaced_by_a_free_one(tmp_path):
         env = {"MODEX_GATEWAY_PORT": "", "MODEX_PASSWORD": "a password for this test"}
         with modex_up_process(tmp_path / "node", "--no-demo", env=env) as (_, url, log_path):
             text = log_path.read_text()
-            said = re.search(r"^Port 8080 is taken by another program: the IPFS gateway listens "
-                             r"on port (\d+) instead \(--gateway-port N chooses the port\)\.$",
-                             text, re.MULTILINE)
+            said = re.search(
+                r"^Port 8080 is taken by another program: the IPFS gateway listens "
+                r"on port (\d+) instead \(--gateway-port N chooses the port\)\.$",
+                text,
+                re.MULTILINE,
+            )
             assert said, text[-3000:]
             gateway = f"http://127.0.0.1:{said.group(1)}"
             assert f"gateway {gateway})" in text.split("Modex is up at")[1].split("\n")[0]
@@ -92,8 +95,9 @@ def test_a_taken_default_gateway_port_is_replaced_by_a_free_one(tmp_path):
             held.close()
 
 
-@pytest.mark.parametrize("option, what", [("--port", "the web UI"),
-                                          ("--gateway-port", "the IPFS gateway")])
+@pytest.mark.parametrize(
+    "option, what", [("--port", "the web UI"), ("--gateway-port", "the IPFS gateway")]
+)
 def test_a_chosen_port_that_is_taken_is_refused_naming_its_option(tmp_path, capsys, option, what):
     from modex.cli import main
 
@@ -103,8 +107,10 @@ def test_a_chosen_port_that_is_taken_is_refused_naming_its_option(tmp_path, caps
         code = main(["up", option, str(port), "--data-dir", str(tmp_path / "node"), "--no-demo"])
     assert code == 1
     err = capsys.readouterr().err
-    assert err == (f"modex: error: port {port} for {what} ({option}) is taken by another "
-                   f"program: choose another with {option} N (0 = any free port)\n")
+    assert err == (
+        f"modex: error: port {port} for {what} ({option}) is taken by another "
+        f"program: choose another with {option} N (0 = any free port)\n"
+    )
     assert not (tmp_path / "node").exists()  # nothing started: no chain, no data folder
     assert {p.pid for p in psutil.Process().children(recursive=True)} == before
 
@@ -120,8 +126,14 @@ def test_modex_up_on_anvil_and_the_ipfs_daemon(tmp_path):
         try:
             # The deployment record goes to the test's folder, not the shared deployments/.
             record = tmp_path / "deployments" / "31337.json"
-            with modex_up(tmp_path / "node", "--chain", anvil.url, "--ipfs", daemon.api_url,
-                          env={"MODEX_DEPLOYMENT_FILE": str(record)}) as (url, log_path):
+            with modex_up(
+                tmp_path / "node",
+                "--chain",
+                anvil.url,
+                "--ipfs",
+                daemon.api_url,
+                env={"MODEX_DEPLOYMENT_FILE": str(record)},
+            ) as (url, log_path):
                 health = httpx.get(f"{url}/api/health", timeout=30).json()
                 assert health["chain_id"] == 31337 and health["endpoint"] == anvil.url
                 page = httpx.get(url, timeout=30).text
@@ -132,10 +144,15 @@ def test_modex_up_on_anvil_and_the_ipfs_daemon(tmp_path):
                 assert "Demo sentiment classifier (MiniLM)" in page and "0.1 ETH" in page
                 listing = httpx.get(f"{url}/api/models?sort=price", timeout=30).json()["models"][0]
                 # The listing's metadata JSON is pinned on the daemon, not in an embedded store.
-                cat = httpx.post(f"{daemon.api_url}/api/v0/cat",
-                                 params={"arg": listing["metadata_cid"]}, timeout=30)
+                cat = httpx.post(
+                    f"{daemon.api_url}/api/v0/cat",
+                    params={"arg": listing["metadata_cid"]},
+                    timeout=30,
+                )
                 assert cat.status_code == 200 and b'"name"' in cat.content
-                assert "gateway" not in log_path.read_text().split("Modex is up at")[1].split("\n")[0]
+                assert (
+                    "gateway" not in log_path.read_text().split("Modex is up at")[1].split("\n")[0]
+                )
                 browser_wallet_buys(url, anvil.url, log_path)
             assert record.is_file()
         finally:
@@ -177,8 +194,11 @@ def browser_wallet_buys(url: str, rpc_url: str, log_path) -> None:
             signed = wallet.sign_message(encode_defunct(text=params[0]))
             return json.dumps("0x" + bytes(signed.signature).hex())
         if method == "eth_sendTransaction":
-            tx = {k: (int(v, 16) if k not in ("from", "to", "data") else v)
-                  for k, v in params[0].items() if k != "from"}
+            tx = {
+                k: (int(v, 16) if k not in ("from", "to", "data") else v)
+                for k, v in params[0].items()
+                if k != "from"
+            }
             raw = wallet.sign_transaction(tx).raw_transaction
             return json.dumps(call("eth_sendRawTransaction", ["0x" + bytes(raw).hex()]))
         raise AssertionError(f"unexpected wallet call {method}")
@@ -197,8 +217,10 @@ def browser_wallet_buys(url: str, rpc_url: str, log_path) -> None:
             page.wait_for_selector("#eip1193-enc")
             assert wallet.address in page.inner_text("#address")
             page.click("#eip1193-enc")
-            page.wait_for_function("document.getElementById('eip1193-status').textContent"
-                                   ".includes('Encryption key ready')")
+            page.wait_for_function(
+                "document.getElementById('eip1193-status').textContent"
+                ".includes('Encryption key ready')"
+            )
             shot(page, "20-browser-wallet")
             page.goto(url)
             page.click("text=Demo sentiment classifier (MiniLM)")
@@ -206,8 +228,10 @@ def browser_wallet_buys(url: str, rpc_url: str, log_path) -> None:
             deadline = time.monotonic() + 180
             while "Key delivered" not in page.inner_text("body"):
                 assert not dialogs, dialogs
-                assert time.monotonic() < deadline, (page.inner_text("body")[:2000],
-                                                     log_path.read_text()[-3000:])
+                assert time.monotonic() < deadline, (
+                    page.inner_text("body")[:2000],
+                    log_path.read_text()[-3000:],
+                )
                 time.sleep(1)
                 page.reload()
             shot(page, "21-browser-wallet-delivered")

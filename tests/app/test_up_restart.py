@@ -36,8 +36,9 @@ def market(url: str) -> list[tuple]:
             break
         assert time.monotonic() < deadline, health
         time.sleep(0.5)
-    models = httpx.get(f"{url}/api/models", params={"per_page": 100, "sort": "price"},
-                       timeout=30).json()["models"]
+    models = httpx.get(
+        f"{url}/api/models", params={"per_page": 100, "sort": "price"}, timeout=30
+    ).json()["models"]
     return sorted((m["model_id"], m["name"], m["price"], m["seller"]) for m in models)
 
 
@@ -53,14 +54,23 @@ class Node:
 
         health = httpx.get(f"{url}/api/health", timeout=30).json()
         assert health["endpoint"].startswith("http://127.0.0.1:"), (
-            f"the default chain is {health['endpoint']!r}: it keeps nothing across restarts")
+            f"the default chain is {health['endpoint']!r}: it keeps nothing across restarts"
+        )
         assert f"local anvil {health['endpoint']}" in log_path.read_text()
-        self.chain = Chain.from_config(load_config(
-            None, env={}, data_dir=data, chain=health["endpoint"],
-            deployment_file=data / "chain" / f"{health['chain_id']}.json"))
+        self.chain = Chain.from_config(
+            load_config(
+                None,
+                env={},
+                data_dir=data,
+                chain=health["endpoint"],
+                deployment_file=data / "chain" / f"{health['chain_id']}.json",
+            )
+        )
         roles = json.loads((data / "demo-accounts.json").read_text())
-        self.wallets = {role: load_signer(data / "wallets" / f"{address.lower()}.json",
-                                          up.DEMO_PASSWORD) for role, address in roles.items()}
+        self.wallets = {
+            role: load_signer(data / "wallets" / f"{address.lower()}.json", up.DEMO_PASSWORD)
+            for role, address in roles.items()
+        }
         self.vault = KeyVault(data / "chain" / "keyvault.json", up.DEMO_PASSWORD)
 
     def state(self, listed: list[int]) -> dict:
@@ -69,10 +79,15 @@ class Node:
         head = chain.get_block("latest")
         return {
             "balances": {r: chain.balance(w.address) for r, w in self.wallets.items()},
-            "credited": {r: chain.call(market_.functions.credited(w.address))
-                         for r, w in self.wallets.items()},
-            "licences": {(m, r): chain.call(market_.functions.hasLicense(m, w.address))
-                         for m in listed for r, w in self.wallets.items()},
+            "credited": {
+                r: chain.call(market_.functions.credited(w.address))
+                for r, w in self.wallets.items()
+            },
+            "licences": {
+                (m, r): chain.call(market_.functions.hasLicense(m, w.address))
+                for m in listed
+                for r, w in self.wallets.items()
+            },
             "models": chain.call(chain.registry.functions.modelCount()),
             "next_purchase": chain.call(market_.functions.nextPurchaseId()),
             "head": (head["number"], bytes(head["hash"])),
@@ -84,7 +99,8 @@ class Node:
         now = self.state(listed)
         number, block_hash = before["head"]
         assert bytes(self.chain.get_block(number)["hash"]) == block_hash, (
-            f"block {number} was lost in a {how} restart")
+            f"block {number} was lost in a {how} restart"
+        )
         now.pop("head")
         assert now == {k: v for k, v in before.items() if k != "head"}, f"after {how}"
 
@@ -111,9 +127,15 @@ class Node:
     def transfer(self, source: str, target: str, wei: int) -> None:
         """A plain transfer between demo wallets (one block)."""
         w3, signer = self.chain.w3, self.wallets[source]
-        tx = {"to": self.wallets[target].address, "value": wei, "gas": 21000,
-              "chainId": w3.eth.chain_id, "nonce": w3.eth.get_transaction_count(signer.address),
-              "maxFeePerGas": 10 * 10**9, "maxPriorityFeePerGas": 10**9}
+        tx = {
+            "to": self.wallets[target].address,
+            "value": wei,
+            "gas": 21000,
+            "chainId": w3.eth.chain_id,
+            "nonce": w3.eth.get_transaction_count(signer.address),
+            "maxFeePerGas": 10 * 10**9,
+            "maxPriorityFeePerGas": 10**9,
+        }
         sent = w3.eth.send_raw_transaction(signer.sign_transaction(tx))
         assert w3.eth.wait_for_transaction_receipt(sent)["status"] == 1
 
@@ -158,7 +180,8 @@ def test_the_default_stack_keeps_the_market_across_restarts(tmp_path):
     with modex_up_process(data, new_session=True) as (proc, url, log_path):
         first = market(url)
         assert [(name, price) for _, name, price, _ in first] == [
-            (d["name"], d["price"]) for d in up.DEMO_LISTINGS]
+            (d["name"], d["price"]) for d in up.DEMO_LISTINGS
+        ]
         stop(proc, "SIGTERM", log_path)
     ids = [model_id for model_id, *_ in first]
 
@@ -183,4 +206,3 @@ def test_the_default_stack_keeps_the_market_across_restarts(tmp_path):
         node.check_key("buyer", ids[0], sold)
         node.check_key("buyer", ids[1], sold_too)
         node.buy("validator", ids[0])  # the worker and its key vault deliver after a SIGKILL
-

@@ -23,15 +23,26 @@ HOSTILE_DIR = paths.ROOT / "tests" / "contracts" / "hostile"
 CID_V1 = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 MODEL_HASH = bytes.fromhex("11" * 32)
 CLAIM = bytes.fromhex("33" * 32)  # the seller's claimed work digest in these tests
-BAD_HASH = bytes.fromhex("99" * 32)  # what a validator reports when the content is not the listed model
+BAD_HASH = bytes.fromhex(
+    "99" * 32
+)  # what a validator reports when the content is not the listed model
 BUYER_KEY = bytes.fromhex("22" * 32)
 WRAPPED = bytes(range(80))
 PRICE = 10**17
 # The tests' suite: quorum 2 (so a majority needs more than one validator) and short rounds.
 PARAMS = {
-    "fee_bps": 250, "delivery_window": 3600, "challenge_period": 600, "validator_share_bps": 2000,
-    "min_stake": 10**17, "quorum": 2, "commit_period": 60, "reveal_period": 60, "unstake_delay": 86400,
-    "bond_bps": 2000, "request_bond": 10**16, "max_open_requests": 4,
+    "fee_bps": 250,
+    "delivery_window": 3600,
+    "challenge_period": 600,
+    "validator_share_bps": 2000,
+    "min_stake": 10**17,
+    "quorum": 2,
+    "commit_period": 60,
+    "reveal_period": 60,
+    "unstake_delay": 86400,
+    "bond_bps": 2000,
+    "request_bond": 10**16,
+    "max_open_requests": 4,
 }
 
 
@@ -45,8 +56,12 @@ class Chain:
         self.accounts = list(w3.eth.accounts)[:10]
         self.deployer = self.accounts[0]
         self.fee_recipient = self.accounts[9]
-        self.record = deploy_suite(w3, self.deployer, artifacts=artifacts,
-                                   **{"fee_recipient": self.fee_recipient, **self.params})
+        self.record = deploy_suite(
+            w3,
+            self.deployer,
+            artifacts=artifacts,
+            **{"fee_recipient": self.fee_recipient, **self.params},
+        )
         self.fee_recipient = self.record["params"]["fee_recipient"]
         self.treasury = self.record["params"]["treasury"]
         c = suite_contracts(w3, self.record, artifacts)
@@ -84,7 +99,10 @@ class Chain:
         return info.value
 
     def events(self, receipt, contract, name: str) -> list[dict]:
-        return [dict(e["args"]) for e in contract.events[name]().process_receipt(receipt, errors=DISCARD)]
+        return [
+            dict(e["args"])
+            for e in contract.events[name]().process_receipt(receipt, errors=DISCARD)
+        ]
 
     def gas_cost(self, receipt) -> int:
         return receipt["gasUsed"] * receipt["effectiveGasPrice"]
@@ -103,7 +121,9 @@ class Chain:
             self.w3.provider.make_request("anvil_setBalance", [account.address, hex(eth * 10**18)])
         else:
             self.w3.provider.ethereum_tester.add_account(account.key.to_0x_hex())
-            self.w3.eth.send_transaction({"from": self.deployer, "to": account.address, "value": eth * 10**18})
+            self.w3.eth.send_transaction(
+                {"from": self.deployer, "to": account.address, "value": eth * 10**18}
+            )
         return account.address
 
     # time and state -----------------------------------------------------------------------------
@@ -163,8 +183,14 @@ class Chain:
         return ModelStatus(self.validators.functions.status(model_id).call())
 
     # sales ----------------------------------------------------------------------------------------
-    def list_model(self, seller, price: int = PRICE, cid: str = CID_V1, model_hash: bytes = MODEL_HASH,
-                   claim: bytes | None = CLAIM) -> int:
+    def list_model(
+        self,
+        seller,
+        price: int = PRICE,
+        cid: str = CID_V1,
+        model_hash: bytes = MODEL_HASH,
+        claim: bytes | None = CLAIM,
+    ) -> int:
         """List a model and (unless ``claim`` is None) record the seller's work digest right after."""
         receipt = self.send(self.registry.functions.list(model_hash, cid, price), seller)
         model_id = self.events(receipt, self.registry, "ModelListed")[0]["modelId"]
@@ -173,7 +199,9 @@ class Chain:
         return model_id
 
     def buy(self, buyer, model_id: int, price: int = PRICE) -> int:
-        receipt = self.send(self.market.functions.buy(model_id, BUYER_KEY, price), buyer, value=price)
+        receipt = self.send(
+            self.market.functions.buy(model_id, BUYER_KEY, price), buyer, value=price
+        )
         return self.events(receipt, self.market, "Purchased")[0]["purchaseId"]
 
     def deliver(self, seller, purchase_id: int):
@@ -183,12 +211,18 @@ class Chain:
 
     def release_revenue(self, purchase_id: int, caller=None):
         """Wait out the purchase's challenge period and release its revenue (anyone may)."""
-        self.travel_to(self.purchase(purchase_id).delivered_at + self.params["challenge_period"] + 1)
-        return self.send(self.market.functions.releaseRevenue(purchase_id), caller or self.accounts[8])
+        self.travel_to(
+            self.purchase(purchase_id).delivered_at + self.params["challenge_period"] + 1
+        )
+        return self.send(
+            self.market.functions.releaseRevenue(purchase_id), caller or self.accounts[8]
+        )
 
     # validation -----------------------------------------------------------------------------------
     def stake(self, validator, amount: int | None = None):
-        return self.send(self.validators.functions.stake(), validator, value=amount or self.params["min_stake"])
+        return self.send(
+            self.validators.functions.stake(), validator, value=amount or self.params["min_stake"]
+        )
 
     def stake_if_needed(self, validators) -> None:
         for v in validators:
@@ -196,7 +230,9 @@ class Chain:
                 self.stake(v)
 
     def request_key(self, validator, model_id: int) -> int:
-        receipt = self.send(self.market.functions.requestValidatorKey(model_id, BUYER_KEY), validator)
+        receipt = self.send(
+            self.market.functions.requestValidatorKey(model_id, BUYER_KEY), validator
+        )
         return self.events(receipt, self.market, "Purchased")[0]["purchaseId"]
 
     def key(self, validator, model_id: int, seller=None) -> int:
@@ -205,18 +241,33 @@ class Chain:
         self.deliver(seller or self.registry.functions.ownerOf(model_id).call(), purchase_id)
         return purchase_id
 
-    def commitment(self, model_id: int, validator, observed: bytes, digest: bytes, salt: bytes) -> bytes:
-        return attestation_commitment(self.w3.eth.chain_id, self.validators.address, model_id, validator,
-                                      observed, digest, salt)
+    def commitment(
+        self, model_id: int, validator, observed: bytes, digest: bytes, salt: bytes
+    ) -> bytes:
+        return attestation_commitment(
+            self.w3.eth.chain_id,
+            self.validators.address,
+            model_id,
+            validator,
+            observed,
+            digest,
+            salt,
+        )
 
-    def commit(self, validator, model_id: int, observed: bytes, digest: bytes, salt: bytes | None = None):
+    def commit(
+        self, validator, model_id: int, observed: bytes, digest: bytes, salt: bytes | None = None
+    ):
         """Commit to (observed, digest); returns the receipt and the salt to reveal with."""
         salt = salt or os.urandom(32)
         commitment = self.commitment(model_id, validator, observed, digest, salt)
-        return self.send(self.validators.functions.commitAttestation(model_id, commitment), validator), salt
+        return self.send(
+            self.validators.functions.commitAttestation(model_id, commitment), validator
+        ), salt
 
     def reveal(self, validator, model_id: int, observed: bytes, digest: bytes, salt: bytes):
-        return self.send(self.validators.functions.revealAttestation(model_id, observed, digest, salt), validator)
+        return self.send(
+            self.validators.functions.revealAttestation(model_id, observed, digest, salt), validator
+        )
 
     def to_reveals(self, model_id: int) -> None:
         self.travel_to(self.round_of(model_id).commit_end + 1)
@@ -229,7 +280,9 @@ class Chain:
 
     def release(self, model_id: int, validator, caller=None):
         """Validators.release of the seat; returns the SeatReleased event."""
-        receipt = self.send(self.validators.functions.release(model_id, validator), caller or self.accounts[8])
+        receipt = self.send(
+            self.validators.functions.release(model_id, validator), caller or self.accounts[8]
+        )
         (event,) = self.events(receipt, self.validators, "SeatReleased")
         return event
 
@@ -280,13 +333,17 @@ def fee_split(price: int, fee_bps: int = PARAMS["fee_bps"]) -> tuple[int, int]:
 def seat_bonds(chain: Chain, weight: int = 1) -> SimpleNamespace:
     """The request bond and the commit bond of a seat of ``weight``, from the chain's parameters."""
     p = chain.params
-    return SimpleNamespace(request=p["request_bond"], commit=weight * p["min_stake"] * p["bond_bps"] // 10_000)
+    return SimpleNamespace(
+        request=p["request_bond"], commit=weight * p["min_stake"] * p["bond_bps"] // 10_000
+    )
 
 
 @pytest.fixture(scope="session")
 def artifacts():
     """The suite and the hostile test contracts compiled together (cached under build/)."""
-    return compile_contracts([paths.CONTRACTS_DIR, HOSTILE_DIR], build_dir=paths.BUILD_DIR / "contracts-test")
+    return compile_contracts(
+        [paths.CONTRACTS_DIR, HOSTILE_DIR], build_dir=paths.BUILD_DIR / "contracts-test"
+    )
 
 
 @pytest.fixture(scope="session")

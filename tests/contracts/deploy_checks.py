@@ -41,9 +41,17 @@ def assert_suite_wired(w3, directory: Path) -> dict:
     assert validators.marketplace().call() == addr["Marketplace"]
     assert market.challengePeriod().call() == p["challenge_period"]
     config = validators.config().call()  # the constructor's Config, in its order
-    assert tuple(config) == (p["min_stake"], p["quorum"], p["commit_period"], p["reveal_period"],
-                             p["unstake_delay"], p["bond_bps"], p["request_bond"],
-                             p["max_open_requests"], p["treasury"])
+    assert tuple(config) == (
+        p["min_stake"],
+        p["quorum"],
+        p["commit_period"],
+        p["reveal_period"],
+        p["unstake_delay"],
+        p["bond_bps"],
+        p["request_bond"],
+        p["max_open_requests"],
+        p["treasury"],
+    )
     assert c["Votes"].functions.marketplace().call() == addr["Marketplace"]
     assert market.votes().call() == addr["Votes"]  # connectVotes ran
     return record

@@ -46,7 +46,12 @@ def public_sale_and_validators(chain):
     the three, the two)."""
     pub = chain.variant(**PUBLIC_PARAMS)
     unit = PUBLIC_PARAMS["min_stake"]
-    seller, buyer, three, two = chain.accounts[1], chain.accounts[2], chain.accounts[3:6], chain.accounts[6:8]
+    seller, buyer, three, two = (
+        chain.accounts[1],
+        chain.accounts[2],
+        chain.accounts[3:6],
+        chain.accounts[6:8],
+    )
     mid = pub.list_model(seller)
     for v in three:
         pub.stake(v)
@@ -59,10 +64,13 @@ def public_sale_and_validators(chain):
 
 def assert_cannot_leave(chain, validators) -> None:
     for v in validators:
-        chain.expect_revert(chain.validators.functions.requestUnstake(), v, "ValidatorsOpenSeats", validator=v)
+        chain.expect_revert(
+            chain.validators.functions.requestUnstake(), v, "ValidatorsOpenSeats", validator=v
+        )
 
 
 # ---- H-1 ------------------------------------------------------------------------------------------
+
 
 def test_h1_disputing_without_the_key_is_refused(chain):
     """H-1: three minimum stakes `attest(id, 0xdead, ...)` without ever asking for the key. Old: the model
@@ -76,8 +84,13 @@ def test_h1_disputing_without_the_key_is_refused(chain):
     for c in colluders:
         dev.stake(c)
         commitment = dev.commitment(mid, c, DEAD, CLAIM, os.urandom(32))
-        dev.expect_revert(dev.validators.functions.commitAttestation(mid, commitment), c, "ValidatorsNoKey",
-                          modelId=mid, validator=c)
+        dev.expect_revert(
+            dev.validators.functions.commitAttestation(mid, commitment),
+            c,
+            "ValidatorsNoKey",
+            modelId=mid,
+            validator=c,
+        )
     assert dev.status(mid) == ModelStatus.UNVERIFIED and dev.round_of(mid) == (0, 0, 0)
     dev.deliver(seller, dev.buy(buyer, mid))  # sales go on
     assert dev.market.functions.hasLicense(mid, buyer).call() is True
@@ -92,7 +105,9 @@ def test_h1_colluders_with_keys_lose_to_the_honest_majority_at_the_public_defaul
     bonds, fall below one minimum stake and cannot go on to the next model."""
     pub, mid, sale, colluders, honest = public_sale_and_validators(chain)
     seller, unit, good = chain.accounts[1], PUBLIC_PARAMS["min_stake"], pub.target(mid)
-    released = play(pub, mid, {**{c: (DEAD, CLAIM) for c in colluders}, **{h: good for h in honest}})
+    released = play(
+        pub, mid, {**{c: (DEAD, CLAIM) for c in colluders}, **{h: good for h in honest}}
+    )
     assert pub.status(mid) == ModelStatus.VERIFIED
     assert pub.validators.functions.tally(mid).call() == [4, 3, 0]
     bond = seat_bonds(pub).commit
@@ -104,8 +119,11 @@ def test_h1_colluders_with_keys_lose_to_the_honest_majority_at_the_public_defaul
         assert released[h]["forfeited"] == 0 and pub.stake_of(h).amount == 2 * unit
     assert pub.validators.functions.credited(pub.treasury).call() == 3 * bond
     following = pub.list_model(seller, model_hash=b"\x12" * 32)
-    pub.expect_revert(pub.market.functions.requestValidatorKey(following, BUYER_KEY), colluders[0],
-                      "ValidatorsNotActive")
+    pub.expect_revert(
+        pub.market.functions.requestValidatorKey(following, BUYER_KEY),
+        colluders[0],
+        "ValidatorsNotActive",
+    )
     pub.release_revenue(sale)  # the seller is paid; the verifiers share the fee by weight
     assert pub.market.functions.pendingValidatorReward(mid, honest[0]).call() > 0
     assert pub.market.functions.pendingValidatorReward(mid, colluders[0]).call() == 0
@@ -119,9 +137,16 @@ def test_h1_reverse_a_sellers_validators_copying_its_claim_lose_and_buyers_are_r
     commit bonds, and a buyer whose sale is still in its challenge period gets the price back."""
     pub, mid, sale, copiers, honest = public_sale_and_validators(chain)
     seller, buyer = chain.accounts[1], chain.accounts[2]
-    copied = (pub.registry.functions.modelHash(mid).call(), pub.registry.functions.claimedWorkDigest(mid).call())
+    copied = (
+        pub.registry.functions.modelHash(mid).call(),
+        pub.registry.functions.claimedWorkDigest(mid).call(),
+    )
     model_hash = copied[0]
-    released = play(pub, mid, {**dict.fromkeys(copiers, copied), **dict.fromkeys(honest, (model_hash, REPRODUCED))})
+    released = play(
+        pub,
+        mid,
+        {**dict.fromkeys(copiers, copied), **dict.fromkeys(honest, (model_hash, REPRODUCED))},
+    )
     assert pub.status(mid) == ModelStatus.METRICS_DISPUTED
     assert pub.validators.functions.tally(mid).call() == [3, 0, 4]
     assert all(released[c]["forfeited"] == seat_bonds(pub).commit for c in copiers)
@@ -139,21 +164,32 @@ def test_h1_at_the_dev_defaults_a_lone_stake_settles_but_an_equal_honest_stake_s
     honest validator of equal weight the round is undecided, and against more honest weight it loses
     its commit bond. Nothing is settled without a key, and nobody leaves with an open seat."""
     dev = chain.variant(**DEFAULT_PARAMS)
-    seller, colluder, h1, h2 = chain.accounts[1], chain.accounts[3], chain.accounts[4], chain.accounts[5]
-    alone, tied, outweighed = (dev.list_model(seller, model_hash=bytes([n]) * 32) for n in (1, 2, 3))
+    seller, colluder, h1, h2 = (
+        chain.accounts[1],
+        chain.accounts[3],
+        chain.accounts[4],
+        chain.accounts[5],
+    )
+    alone, tied, outweighed = (
+        dev.list_model(seller, model_hash=bytes([n]) * 32) for n in (1, 2, 3)
+    )
     for v in (colluder, h1, h2):
         dev.stake(v)
     play(dev, alone, {colluder: (DEAD, CLAIM)})
     assert dev.status(alone) == ModelStatus.DISPUTED
     play(dev, tied, {colluder: (DEAD, CLAIM), h1: dev.target(tied)})
     assert dev.status(tied) == ModelStatus.UNVERIFIED and dev.round_of(tied).number == 2
-    released = play(dev, outweighed, {colluder: (DEAD, CLAIM), h1: dev.target(outweighed),
-                                      h2: dev.target(outweighed)})
+    released = play(
+        dev,
+        outweighed,
+        {colluder: (DEAD, CLAIM), h1: dev.target(outweighed), h2: dev.target(outweighed)},
+    )
     assert dev.status(outweighed) == ModelStatus.VERIFIED
     assert released[colluder]["forfeited"] == seat_bonds(dev).commit
 
 
 # ---- H-2 ------------------------------------------------------------------------------------------
+
 
 def test_h2_keys_for_a_deposit_are_bounded_bonded_and_lock_the_stake(chain):
     """H-2: stake the minimum, `requestValidatorKey` on every model, `requestUnstake` at once. Old: the
@@ -161,14 +197,23 @@ def test_h2_keys_for_a_deposit_are_bounded_bonded_and_lock_the_stake(chain):
     `requestBond`, at most `maxOpenRequests` are open, `requestUnstake` is refused while any seat is
     open, and a delivered key that is not revealed in the deciding round forfeits its request bond
     (an unrevealed commitment forfeits the commit bond too)."""
-    seller, harvester, a, b = chain.accounts[1], chain.accounts[2], chain.accounts[3], chain.accounts[4]
+    seller, harvester, a, b = (
+        chain.accounts[1],
+        chain.accounts[2],
+        chain.accounts[3],
+        chain.accounts[4],
+    )
     limit = PARAMS["max_open_requests"]
     models = [chain.list_model(seller, model_hash=bytes([n + 1]) * 32) for n in range(limit + 1)]
     chain.stake(harvester)
     for mid in models[:limit]:
         chain.key(harvester, mid)  # the sellers' workers deliver each request
-    chain.expect_revert(chain.market.functions.requestValidatorKey(models[limit], BUYER_KEY), harvester,
-                        "ValidatorsTooManyOpenRequests", maxOpenRequests=limit)
+    chain.expect_revert(
+        chain.market.functions.requestValidatorKey(models[limit], BUYER_KEY),
+        harvester,
+        "ValidatorsTooManyOpenRequests",
+        maxOpenRequests=limit,
+    )
     assert_cannot_leave(chain, [harvester])
     chain.verified_by(models[0], (a, b))  # the harvester holds the key and never commits
     for v in (a, b):
@@ -179,7 +224,9 @@ def test_h2_keys_for_a_deposit_are_bounded_bonded_and_lock_the_stake(chain):
     assert chain.status(models[1]) == ModelStatus.VERIFIED
     bonds = seat_bonds(chain)
     assert chain.release(models[0], harvester)["forfeited"] == bonds.request  # key held, no commit
-    assert chain.release(models[1], harvester)["forfeited"] == bonds.request + bonds.commit  # no reveal
+    assert (
+        chain.release(models[1], harvester)["forfeited"] == bonds.request + bonds.commit
+    )  # no reveal
     assert chain.stake_of(harvester).open_seats == limit - 2
     assert_cannot_leave(chain, [harvester])  # two keys still held on unsettled models
 
@@ -192,7 +239,13 @@ def test_h2_no_key_is_delivered_once_a_rounds_commits_closed(chain):
     ValidatorsRoundNotSettled once its reveals ended), and so is the delivery of an earlier request
     until the round is settled undecided; a request never delivered is released with nothing lost.
     Failed before the fix: both were accepted and the late key's seat was released in full."""
-    seller, a, b, late, slow = chain.accounts[1], chain.accounts[3], chain.accounts[4], chain.accounts[5], chain.accounts[6]
+    seller, a, b, late, slow = (
+        chain.accounts[1],
+        chain.accounts[3],
+        chain.accounts[4],
+        chain.accounts[5],
+        chain.accounts[6],
+    )
     mid = chain.list_model(seller)
     for v in (a, b, late, slow):
         chain.stake(v)
@@ -204,18 +257,33 @@ def test_h2_no_key_is_delivered_once_a_rounds_commits_closed(chain):
     r = chain.round_of(mid)
     chain.travel_to(r.commit_end + 1)
     m = chain.market.functions
-    chain.expect_revert(m.requestValidatorKey(mid, BUYER_KEY), late, "ValidatorsCommitClosed", modelId=mid,
-                        commitEnd=r.commit_end)
-    chain.expect_revert(m.deliverKey(answered_late, slow, WRAPPED), seller, "ValidatorsCommitClosed",
-                        commitEnd=r.commit_end)
+    chain.expect_revert(
+        m.requestValidatorKey(mid, BUYER_KEY),
+        late,
+        "ValidatorsCommitClosed",
+        modelId=mid,
+        commitEnd=r.commit_end,
+    )
+    chain.expect_revert(
+        m.deliverKey(answered_late, slow, WRAPPED),
+        seller,
+        "ValidatorsCommitClosed",
+        commitEnd=r.commit_end,
+    )
     for v in (a, b):
         chain.reveal(v, mid, *good, salts[v])
     chain.travel_to(r.reveal_end + 1)
-    chain.expect_revert(m.requestValidatorKey(mid, BUYER_KEY), late, "ValidatorsRoundNotSettled",
-                        revealEnd=r.reveal_end)
+    chain.expect_revert(
+        m.requestValidatorKey(mid, BUYER_KEY),
+        late,
+        "ValidatorsRoundNotSettled",
+        revealEnd=r.reveal_end,
+    )
     chain.settle(mid)
     assert chain.status(mid) == ModelStatus.VERIFIED
-    chain.expect_revert(m.deliverKey(answered_late, slow, WRAPPED), seller, "ValidatorsAlreadySettled")
+    chain.expect_revert(
+        m.deliverKey(answered_late, slow, WRAPPED), seller, "ValidatorsAlreadySettled"
+    )
     assert chain.seat(mid, slow).state == SeatState.REQUESTED
     chain.travel(PARAMS["delivery_window"] + 1)
     assert chain.release(mid, slow)["forfeited"] == 0  # it never got the key
@@ -232,7 +300,9 @@ def test_h2_after_an_undecided_round_a_waiting_request_is_delivered(chain):
     _, salt = chain.commit(a, mid, *chain.target(mid))
     waiting = chain.request_key(slow, mid)
     chain.to_reveals(mid)
-    chain.expect_revert(chain.market.functions.deliverKey(waiting, slow, WRAPPED), seller, "ValidatorsCommitClosed")
+    chain.expect_revert(
+        chain.market.functions.deliverKey(waiting, slow, WRAPPED), seller, "ValidatorsCommitClosed"
+    )
     chain.reveal(a, mid, *chain.target(mid), salt)
     chain.to_settlement(mid)
     chain.settle(mid)  # weight 1 < quorum 2: undecided
@@ -242,6 +312,7 @@ def test_h2_after_an_undecided_round_a_waiting_request_is_delivered(chain):
 
 # ---- M-1, M-2 -------------------------------------------------------------------------------------
 
+
 def test_m1_attesting_needs_the_delivered_key_for_that_model(chain):
     """M-1: `attest(id, registry.modelHash(id), anything)` without a key made the caller a paid verifier.
     Now a commitment needs this model's key delivered to the caller: not before asking, not while the
@@ -250,7 +321,9 @@ def test_m1_attesting_needs_the_delivered_key_for_that_model(chain):
     seller, v, other = chain.accounts[1], chain.accounts[3], chain.accounts[4]
     mid, elsewhere = chain.list_model(seller), chain.list_model(seller, model_hash=b"\x12" * 32)
     chain.stake(v)
-    commit = chain.validators.functions.commitAttestation(mid, chain.commitment(mid, v, *chain.target(mid), b"s" * 32))
+    commit = chain.validators.functions.commitAttestation(
+        mid, chain.commitment(mid, v, *chain.target(mid), b"s" * 32)
+    )
     chain.expect_revert(commit, v, "ValidatorsNoKey", modelId=mid, validator=v)
     pid = chain.request_key(v, mid)
     chain.expect_revert(commit, v, "ValidatorsNoKey")
@@ -259,7 +332,9 @@ def test_m1_attesting_needs_the_delivered_key_for_that_model(chain):
     chain.deliver(seller, pid)
     chain.send(commit, v)
     assert chain.seat(mid, v).state == SeatState.COMMITTED
-    chain.expect_revert(chain.market.functions.claimValidatorReward(mid), v, "MarketplaceNotVerifier")
+    chain.expect_revert(
+        chain.market.functions.claimValidatorReward(mid), v, "MarketplaceNotVerifier"
+    )
     assert chain.validators.functions.isVerifier(mid, other).call() is False
 
 
@@ -275,23 +350,35 @@ def test_m2_attest_wrong_then_leave_at_once_is_refused_and_the_bond_forfeited(ch
     released = play(chain, mid, {wrong: (BAD_HASH, good[1]), a: good, b: good})
     assert chain.status(mid) == ModelStatus.VERIFIED
     bond = seat_bonds(chain).commit
-    assert released[wrong] == {"modelId": mid, "validator": wrong, "returned": PARAMS["request_bond"],
-                               "forfeited": bond}
+    assert released[wrong] == {
+        "modelId": mid,
+        "validator": wrong,
+        "returned": PARAMS["request_bond"],
+        "forfeited": bond,
+    }
     v = chain.validators.functions
     chain.send(v.requestUnstake(), wrong)
     chain.travel(PARAMS["unstake_delay"] + 1)
     rc = chain.send(v.unstake(), wrong)
-    assert chain.events(rc, chain.validators, "Unstaked") == [{"validator": wrong, "amount": PARAMS["min_stake"] - bond}]
+    assert chain.events(rc, chain.validators, "Unstaked") == [
+        {"validator": wrong, "amount": PARAMS["min_stake"] - bond}
+    ]
 
 
 # ---- M-3 ------------------------------------------------------------------------------------------
+
 
 def test_m3_junk_delivered_just_before_the_dispute_completes_is_refunded(chain):
     """M-3: the seller delivers junk bytes to every pending purchase just before a dispute completes.
     Old: the seller was credited at delivery and the buyers, now delivered, could not refund. Now the
     revenue is held for the challenge period: the dispute falls within it, the buyers refund the whole
     price, releaseRevenue is refused and the seller gets nothing."""
-    seller, buyers, v1, v2 = chain.accounts[1], chain.accounts[2:4], chain.accounts[4], chain.accounts[5]
+    seller, buyers, v1, v2 = (
+        chain.accounts[1],
+        chain.accounts[2:4],
+        chain.accounts[4],
+        chain.accounts[5],
+    )
     mid = chain.list_model(seller)
     sales = [chain.buy(buyer, mid) for buyer in buyers]
     for v in (v1, v2):
@@ -320,6 +407,7 @@ def test_m3_junk_delivered_just_before_the_dispute_completes_is_refunded(chain):
 
 # ---- M-4 ------------------------------------------------------------------------------------------
 
+
 def test_m4_free_and_dust_purchases_do_not_move_the_score(chain):
     """M-4: set the price to 0, twenty accounts buy and vote 5, set the price back. Old: twenty votes of
     5 for the cost of gas. Now a licence bought at price 0 does not vote (VotesNoLicense), and votes
@@ -347,6 +435,7 @@ def test_m4_free_and_dust_purchases_do_not_move_the_score(chain):
 
 
 # ---- L-1, L-2 -------------------------------------------------------------------------------------
+
 
 @pytest.mark.anvil
 def test_l1_fees_beyond_2_to_the_80_wei_are_credited_and_withdrawn(anvil_chain):
@@ -391,23 +480,37 @@ def test_l2_key_requests_for_disputed_inactive_and_verified_models_are_refused(c
     inactive = chain.list_model(seller)
     chain.send(chain.registry.functions.setActive(inactive, False), seller)
     chain.stake(v3)
-    chain.expect_revert(m.requestValidatorKey(inactive, BUYER_KEY), v3, "MarketplaceModelInactive",
-                        modelId=inactive)
+    chain.expect_revert(
+        m.requestValidatorKey(inactive, BUYER_KEY), v3, "MarketplaceModelInactive", modelId=inactive
+    )
     disputed = chain.list_model(seller, model_hash=b"\x12" * 32)
     chain.disputed_by(disputed, (v1, v2))
-    chain.expect_revert(m.requestValidatorKey(disputed, BUYER_KEY), v3, "ValidatorsAlreadySettled",
-                        modelId=disputed, status=ModelStatus.DISPUTED)
+    chain.expect_revert(
+        m.requestValidatorKey(disputed, BUYER_KEY),
+        v3,
+        "ValidatorsAlreadySettled",
+        modelId=disputed,
+        status=ModelStatus.DISPUTED,
+    )
     verified = chain.list_model(seller, model_hash=b"\x13" * 32)
     chain.verified_by(verified, (v1, v2))
-    chain.expect_revert(m.requestValidatorKey(verified, BUYER_KEY), v3, "ValidatorsAlreadySettled",
-                        modelId=verified, status=ModelStatus.VERIFIED)
+    chain.expect_revert(
+        m.requestValidatorKey(verified, BUYER_KEY),
+        v3,
+        "ValidatorsAlreadySettled",
+        modelId=verified,
+        status=ModelStatus.VERIFIED,
+    )
     unsettled = chain.list_model(seller, model_hash=b"\x14" * 32)
     chain.send(chain.validators.functions.requestUnstake(), v3)
-    chain.expect_revert(m.requestValidatorKey(unsettled, BUYER_KEY), v3, "ValidatorsNotActive", validator=v3)
+    chain.expect_revert(
+        m.requestValidatorKey(unsettled, BUYER_KEY), v3, "ValidatorsNotActive", validator=v3
+    )
     assert chain.stake_of(v3).open_seats == 0 and chain.stake_of(v3).bonded == 0
 
 
 # ---- copying, reorgs ------------------------------------------------------------------------------
+
 
 def test_copying_another_validators_commitment_or_reveal_gains_nothing(chain):
     """Copying an attestation seen in the clear (the issue's Bittensor note; on the old contracts any
@@ -415,7 +518,12 @@ def test_copying_another_validators_commitment_or_reveal_gains_nothing(chain):
     cannot be revealed, a replayed reveal of someone else's preimage fails (ValidatorsRevealMismatch),
     and once reveals are public commits are closed (ValidatorsCommitClosed); the copier's seat forfeits
     both bonds when the reveal period ends."""
-    seller, honest, copier, late = chain.accounts[1], chain.accounts[3], chain.accounts[4], chain.accounts[5]
+    seller, honest, copier, late = (
+        chain.accounts[1],
+        chain.accounts[3],
+        chain.accounts[4],
+        chain.accounts[5],
+    )
     mid = chain.list_model(seller)
     for v in (honest, copier, late):
         chain.stake(v)
@@ -424,14 +532,24 @@ def test_copying_another_validators_commitment_or_reveal_gains_nothing(chain):
     rc, salt = chain.commit(honest, mid, *good)
     (committed,) = chain.events(rc, chain.validators, "AttestationCommitted")
     v = chain.validators.functions
-    chain.send(v.commitAttestation(mid, committed["commitment"]), copier)  # the same bytes, another sender
+    chain.send(
+        v.commitAttestation(mid, committed["commitment"]), copier
+    )  # the same bytes, another sender
     chain.to_reveals(mid)
     rc = chain.reveal(honest, mid, *good, salt)
     (seen,) = chain.events(rc, chain.validators, "Attested")
-    chain.expect_revert(v.revealAttestation(mid, seen["observedHash"], seen["workDigest"], salt), copier,
-                        "ValidatorsRevealMismatch", modelId=mid, validator=copier)
-    chain.expect_revert(v.commitAttestation(mid, chain.commitment(mid, late, *good, salt)), late,
-                        "ValidatorsCommitClosed")
+    chain.expect_revert(
+        v.revealAttestation(mid, seen["observedHash"], seen["workDigest"], salt),
+        copier,
+        "ValidatorsRevealMismatch",
+        modelId=mid,
+        validator=copier,
+    )
+    chain.expect_revert(
+        v.commitAttestation(mid, chain.commitment(mid, late, *good, salt)),
+        late,
+        "ValidatorsCommitClosed",
+    )
     chain.to_settlement(mid)
     bonds = seat_bonds(chain)
     assert chain.release(mid, copier)["forfeited"] == bonds.request + bonds.commit
@@ -447,10 +565,21 @@ def test_a_delivery_wrapped_for_another_buyer_is_refused(chain):
     mid = chain.list_model(seller)
     pid = chain.buy(new_buyer, mid)  # the id the worker had seen as old_buyer's before the reorg
     m = chain.market.functions
-    chain.expect_revert(m.deliverKey(pid, old_buyer, WRAPPED), seller, "MarketplaceWrongBuyer", purchaseId=pid,
-                        expected=new_buyer, given=old_buyer)
+    chain.expect_revert(
+        m.deliverKey(pid, old_buyer, WRAPPED),
+        seller,
+        "MarketplaceWrongBuyer",
+        purchaseId=pid,
+        expected=new_buyer,
+        given=old_buyer,
+    )
     assert chain.purchase(pid).status == PurchaseStatus.PENDING
-    assert chain.balance(chain.market.address) == PRICE and m.hasLicense(mid, new_buyer).call() is False
+    assert (
+        chain.balance(chain.market.address) == PRICE
+        and m.hasLicense(mid, new_buyer).call() is False
+    )
     chain.deliver(seller, pid)
-    assert m.hasLicense(mid, new_buyer).call() is True and m.hasLicense(mid, old_buyer).call() is False
+    assert (
+        m.hasLicense(mid, new_buyer).call() is True and m.hasLicense(mid, old_buyer).call() is False
+    )
     assert Book.from_call(m.book(mid).call()).disputed is False

@@ -26,7 +26,12 @@ pytestmark = [pytest.mark.brownie, pytest.mark.anvil, pytest.mark.slow]
 
 def brownie(*args: str, env: dict, timeout: int = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(BROWNIE), *args], cwd=paths.ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        [str(BROWNIE), *args],
+        cwd=paths.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         check=False,
     )
 
@@ -40,11 +45,17 @@ def brownie_env(tmp_path):
     env["MODEX_DEPLOYMENTS_DIR"] = str(tmp_path)
     env.pop("MODEX_PRIVATE_KEY", None)
     env.pop("MODEX_DEPLOY_PARAMS", None)
-    env["MODEX_DEPLOY_DEFAULTS"] = "public"  # brownie passes no arguments: the defaults are chosen here
+    env["MODEX_DEPLOY_DEFAULTS"] = (
+        "public"  # brownie passes no arguments: the defaults are chosen here
+    )
     (paths.BUILD_DIR).mkdir(exist_ok=True)  # brownie creates build/brownie but not its parent
     # ~/.solcx is per user, not per checkout: point brownie's solc at this checkout's wrapper.
-    shim = subprocess.run(["bash", str(paths.ROOT / "tools" / "solc-shim.sh")], capture_output=True,
-                          text=True, check=False)
+    shim = subprocess.run(
+        ["bash", str(paths.ROOT / "tools" / "solc-shim.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert shim.returncode == 0, shim.stderr
     return env
 
@@ -54,7 +65,9 @@ def point_network_at(port: int, env: dict) -> None:
     settings = ["host=http://127.0.0.1", f"port={port}"]
     modified = brownie("networks", "modify", NETWORK, *settings, env=env)
     if modified.returncode != 0:
-        added = brownie("networks", "add", "Development", NETWORK, "cmd=anvil", *settings, "base_fee=0", env=env)
+        added = brownie(
+            "networks", "add", "Development", NETWORK, "cmd=anvil", *settings, "base_fee=0", env=env
+        )
         assert added.returncode == 0, added.stdout + added.stderr
 
 
@@ -62,7 +75,9 @@ def test_brownie_run_deploys_the_wired_suite(brownie_env, tmp_path):
     node = start_anvil()  # default base fee, as a developer's anvil has: the script must cope
     try:
         point_network_at(node.port, brownie_env)
-        run = brownie("run", "scripts/deploy.py", "--network", NETWORK, env=brownie_env, timeout=600)
+        run = brownie(
+            "run", "scripts/deploy.py", "--network", NETWORK, env=brownie_env, timeout=600
+        )
         output = run.stdout + run.stderr
         assert run.returncode == 0, output[-4000:]
         assert f"Attached to local RPC client listening at '127.0.0.1:{node.port}'" in output
@@ -77,4 +92,6 @@ def test_brownie_run_deploys_the_wired_suite(brownie_env, tmp_path):
         assert node.process.poll() is None  # brownie attached to our anvil and left it running
     finally:
         node.stop()
-        point_network_at(8545, brownie_env)  # back to tools/setup.sh's port for a developer's own runs
+        point_network_at(
+            8545, brownie_env
+        )  # back to tools/setup.sh's port for a developer's own runs

@@ -36,7 +36,9 @@ def test_a_damaged_cache_entry_is_compiled_again(project):
     cache.write_text(cache.read_text()[:100])  # cut short: not JSON any more
     again = compiler.compile_contracts([project / "src"], build_dir=project / "out")
     assert again == first and set(again) == {"Tiny"}
-    assert [p.name for p in (project / "out").iterdir()] == [cache.name]  # rewritten, nothing left beside it
+    assert [p.name for p in (project / "out").iterdir()] == [
+        cache.name
+    ]  # rewritten, nothing left beside it
 
 
 def test_a_syntax_error_names_the_file_and_line(project):
@@ -52,7 +54,9 @@ def test_a_missing_solc_wrapper_says_how_to_install_it(project, monkeypatch):
     monkeypatch.setattr(paths, "SOLC_WRAPPER", project / "no-such-solc")
     with pytest.raises(CompileError) as info:
         compiler.compile_contracts([project / "src"], build_dir=project / "out")
-    assert str(project / "no-such-solc") in str(info.value) and "bash tools/setup.sh" in str(info.value)
+    assert str(project / "no-such-solc") in str(info.value) and "bash tools/setup.sh" in str(
+        info.value
+    )
 
 
 def test_a_cache_that_cannot_be_written_leaves_no_temporary_file(project):

@@ -45,7 +45,9 @@ def test_embedded_deploy_is_wired_and_recorded(script, tmp_path):
 
 
 def test_cli_prints_every_address(script, tmp_path, capsys):
-    assert script.main(["--network", "embedded", "--out", str(tmp_path), "--param", "quorum=3"]) == 0
+    assert (
+        script.main(["--network", "embedded", "--out", str(tmp_path), "--param", "quorum=3"]) == 0
+    )
     out = capsys.readouterr().out
     record = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert record["params"]["quorum"] == 3
@@ -68,8 +70,13 @@ def test_public_defaults_are_deployed_and_params_override_them(script, tmp_path,
     w3 = script.connect("embedded")  # a fresh embedded chain: read the record, not the (gone) chain
     record = json.loads(next(tmp_path.glob("*.json")).read_text())
     deployer = record["deployer"]
-    assert record["params"] == resolve_params({**PUBLIC_PARAMS, "quorum": 7, "commit_period": 3600}, deployer)
-    assert (record["params"]["min_stake"], record["params"]["challenge_period"]) == (10**18, 7 * 86400)
+    assert record["params"] == resolve_params(
+        {**PUBLIC_PARAMS, "quorum": 7, "commit_period": 3600}, deployer
+    )
+    assert (record["params"]["min_stake"], record["params"]["challenge_period"]) == (
+        10**18,
+        7 * 86400,
+    )
     assert w3.eth.chain_id == record["chainId"]
 
 
@@ -109,15 +116,21 @@ def test_anvil_deploy_signed_locally(script, anvil, tmp_path, monkeypatch, how):
     assert script.main(argv) == 0
     record = assert_suite_wired(w3, tmp_path / "out")
     assert record["deployer"] == fresh.address
-    assert w3.eth.get_transaction_count(fresh.address) == 6  # four deployments + connectValidators + connectVotes
+    assert (
+        w3.eth.get_transaction_count(fresh.address) == 6
+    )  # four deployments + connectValidators + connectVotes
 
 
-def test_wrong_keystore_password_is_refused_before_anything_is_sent(script, tmp_path, capsys, monkeypatch):
+def test_wrong_keystore_password_is_refused_before_anything_is_sent(
+    script, tmp_path, capsys, monkeypatch
+):
     keyfile = tmp_path / "deployer.json"
     import_private_key(keyfile, Account.create().key.hex(), "correct horse", scrypt_n=2**10)
     monkeypatch.setenv("MODEX_PASSWORD", "battery staple")
     out = tmp_path / "out"
-    assert script.main(["--network", "embedded", "--keystore", str(keyfile), "--out", str(out)]) == 1
+    assert (
+        script.main(["--network", "embedded", "--keystore", str(keyfile), "--out", str(out)]) == 1
+    )
     err = capsys.readouterr().err
     assert f"wrong password for keystore {keyfile}" in err and err.count("\n") == 1
     assert "battery" not in err and not out.exists()
@@ -138,8 +151,21 @@ def test_existing_record_of_another_chain_is_refused(script, tmp_path, capsys):
 def test_unreachable_rpc_exits_nonzero_naming_the_url(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"  # bound then released: nothing listens there
     run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--network", "anvil", "--rpc-url", url, "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, cwd=paths.ROOT, check=False,
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--network",
+            "anvil",
+            "--rpc-url",
+            url,
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=paths.ROOT,
+        check=False,
     )
     assert run.returncode == 1, run.stderr
     assert f"cannot reach an Ethereum JSON-RPC node at {url}" in run.stderr
@@ -152,24 +178,68 @@ def test_unreachable_rpc_exits_nonzero_naming_the_url(tmp_path):
     [
         (["--network", "mainnet"], {}, "unknown --network 'mainnet'"),
         (["--network", "embedded", "--param", "quorum"], {}, "--param 'quorum' is not KEY=VALUE"),
-        (["--network", "embedded", "--param", "fees=1"], {}, "unknown deployment parameter(s) ['fees']"),
-        (["--network", "embedded", "--param", "fee_bps=5000"], {}, "fee_bps=5000 must be an integer in [0, 1000]"),
-        (["--network", "embedded", "--param", "commit_period=0"], {}, "commit_period=0 must be an integer in [1, "),
-        (["--network", "embedded", "--public-defaults", "--param", "max_open_requests=0"], {},
-         "max_open_requests=0 must be an integer in [1, 65535]"),
-        (["--network", "embedded", "--public-defaults", "--param", "request_bond=900000000000000000"], {},
-         "a validator with the minimum stake could never commit"),
-        (["--network", "embedded"], {"MODEX_DEPLOY_DEFAULTS": "mainnet"},
-         "MODEX_DEPLOY_DEFAULTS='mainnet' is not one of dev, public"),
-        (["--network", "embedded"], {"MODEX_DEPLOY_PARAMS": "{quorum: 2"}, "MODEX_DEPLOY_PARAMS is not JSON"),
+        (
+            ["--network", "embedded", "--param", "fees=1"],
+            {},
+            "unknown deployment parameter(s) ['fees']",
+        ),
+        (
+            ["--network", "embedded", "--param", "fee_bps=5000"],
+            {},
+            "fee_bps=5000 must be an integer in [0, 1000]",
+        ),
+        (
+            ["--network", "embedded", "--param", "commit_period=0"],
+            {},
+            "commit_period=0 must be an integer in [1, ",
+        ),
+        (
+            ["--network", "embedded", "--public-defaults", "--param", "max_open_requests=0"],
+            {},
+            "max_open_requests=0 must be an integer in [1, 65535]",
+        ),
+        (
+            [
+                "--network",
+                "embedded",
+                "--public-defaults",
+                "--param",
+                "request_bond=900000000000000000",
+            ],
+            {},
+            "a validator with the minimum stake could never commit",
+        ),
+        (
+            ["--network", "embedded"],
+            {"MODEX_DEPLOY_DEFAULTS": "mainnet"},
+            "MODEX_DEPLOY_DEFAULTS='mainnet' is not one of dev, public",
+        ),
+        (
+            ["--network", "embedded"],
+            {"MODEX_DEPLOY_PARAMS": "{quorum: 2"},
+            "MODEX_DEPLOY_PARAMS is not JSON",
+        ),
         (["--network", "embedded"], {"MODEX_PRIVATE_KEY": "0x1234"}, "not a valid private key"),
-        (["--network", "embedded", "--param", "quorum=\u00b2"], {}, "quorum='\u00b2' must be an integer"),
-        (["--network", "embedded", "--param", "fee_recipient=alice"], {},
-         "deployment parameter fee_recipient='alice' must be an address (0x and 40 hex digits)"),
-        (["--network", "embedded", "--param", "treasury=0x" + "0" * 40], {},
-         "deployment parameter treasury must not be the zero address"),
-        (["--network", "embedded"], {"MODEX_DEPLOY_PARAMS": '{"fee_recipient": 5}'},
-         "deployment parameter fee_recipient=5 must be an address"),
+        (
+            ["--network", "embedded", "--param", "quorum=\u00b2"],
+            {},
+            "quorum='\u00b2' must be an integer",
+        ),
+        (
+            ["--network", "embedded", "--param", "fee_recipient=alice"],
+            {},
+            "deployment parameter fee_recipient='alice' must be an address (0x and 40 hex digits)",
+        ),
+        (
+            ["--network", "embedded", "--param", "treasury=0x" + "0" * 40],
+            {},
+            "deployment parameter treasury must not be the zero address",
+        ),
+        (
+            ["--network", "embedded"],
+            {"MODEX_DEPLOY_PARAMS": '{"fee_recipient": 5}'},
+            "deployment parameter fee_recipient=5 must be an address",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(script, tmp_path, capsys, monkeypatch, argv, env, message):
@@ -187,9 +257,17 @@ def test_address_parameters_in_any_case_are_deployed_checksummed(script, tmp_pat
     w3 = script.connect("embedded")
     recipient, treasury = w3.eth.accounts[1], w3.eth.accounts[2]
     record, _ = script.deploy_with_web3(
-        w3, out=tmp_path, params={"fee_recipient": recipient.lower(), "treasury": treasury.upper().replace("0X", "0x")},
+        w3,
+        out=tmp_path,
+        params={
+            "fee_recipient": recipient.lower(),
+            "treasury": treasury.upper().replace("0X", "0x"),
+        },
     )
-    assert (record["params"]["fee_recipient"], record["params"]["treasury"]) == (recipient, treasury)
+    assert (record["params"]["fee_recipient"], record["params"]["treasury"]) == (
+        recipient,
+        treasury,
+    )
     assert_suite_wired(w3, tmp_path)
 
 
@@ -208,8 +286,11 @@ def test_unwritable_out_folder_is_refused_before_anything_is_sent(script, tmp_pa
     assert w3.eth.block_number == start  # no transaction was sent
 
 
-def test_record_write_failing_after_deploy_still_prints_the_addresses(script, tmp_path, capsys, monkeypatch):
+def test_record_write_failing_after_deploy_still_prints_the_addresses(
+    script, tmp_path, capsys, monkeypatch
+):
     """If writing the record fails once the suite is on chain, the addresses still reach the terminal."""
+
     def fail(record, directory=None):
         raise OSError(28, "No space left on device")
 
@@ -228,11 +309,18 @@ def test_a_transaction_never_mined_is_one_clear_line(script, tmp_path, capsys, m
     node = start_anvil(extra_args=["--no-mining"])
     try:
         monkeypatch.setattr(script.suite, "RECEIPT_TIMEOUT_S", 1)
-        assert script.main(["--network", "anvil", "--rpc-url", node.url, "--out", str(tmp_path / "out")]) == 1
+        assert (
+            script.main(
+                ["--network", "anvil", "--rpc-url", node.url, "--out", str(tmp_path / "out")]
+            )
+            == 1
+        )
     finally:
         node.stop()
     err = capsys.readouterr().err
-    assert err.startswith("error: deploy ModelRegistry: transaction 0x") and err.count("\n") == 1, err
+    assert err.startswith("error: deploy ModelRegistry: transaction 0x") and err.count("\n") == 1, (
+        err
+    )
     assert "was not mined within 1 s" in err and "Traceback" not in err
     assert not any((tmp_path / "out").iterdir())
 
@@ -251,24 +339,39 @@ def test_an_unfunded_deployer_is_told_to_fund_it(script, tmp_path, capsys, monke
         if node is not None:
             node.stop()
     err = capsys.readouterr().err
-    assert err.startswith("error: deploy ModelRegistry was refused by the node") and err.count("\n") == 1, err
+    assert (
+        err.startswith("error: deploy ModelRegistry was refused by the node")
+        and err.count("\n") == 1
+    ), err
     assert f"fund {empty.address} with ETH for gas" in err and "Traceback" not in err
     assert empty.key.hex()[2:] not in err.lower()
     assert not any(tmp_path.iterdir())
 
 
-def test_a_missing_keystore_is_named_before_any_password_is_asked(script, tmp_path, capsys, monkeypatch):
+def test_a_missing_keystore_is_named_before_any_password_is_asked(
+    script, tmp_path, capsys, monkeypatch
+):
     """Asking for a password first hid the real problem ('no password ...' off a terminal)."""
     monkeypatch.delenv("MODEX_PASSWORD", raising=False)
     missing = tmp_path / "wallet.json"
-    assert script.main(["--network", "embedded", "--keystore", str(missing), "--out", str(tmp_path / "out")]) == 1
+    assert (
+        script.main(
+            ["--network", "embedded", "--keystore", str(missing), "--out", str(tmp_path / "out")]
+        )
+        == 1
+    )
     captured = capsys.readouterr()
-    assert captured.err == f"error: no keystore file at {missing}: pass the path of an encrypted JSON keyfile " \
-                           f"(`modex account new` or `modex account import` makes one)\n"
+    assert (
+        captured.err
+        == f"error: no keystore file at {missing}: pass the path of an encrypted JSON keyfile "
+        f"(`modex account new` or `modex account import` makes one)\n"
+    )
     assert "password" not in captured.out.lower() and not (tmp_path / "out").exists()
 
 
-def test_a_deployment_failing_midway_names_what_is_already_on_chain(script, tmp_path, capsys, monkeypatch):
+def test_a_deployment_failing_midway_names_what_is_already_on_chain(
+    script, tmp_path, capsys, monkeypatch
+):
     """Contracts deployed (and paid for) before a failing step are named, with their addresses."""
     real, calls = script.suite.send_transaction, []
 
@@ -283,8 +386,12 @@ def test_a_deployment_failing_midway_names_what_is_already_on_chain(script, tmp_
     with pytest.raises(script.ChainError) as info:
         script.deploy_with_web3(w3, out=tmp_path)
     message = str(info.value)
-    assert message.startswith("deploy Validators failed on chain (transaction 0xabc); already deployed, not wired: ")
-    named = dict(part.split(" at ") for part in message.split("not wired: ")[1].split(";")[0].split(", "))
+    assert message.startswith(
+        "deploy Validators failed on chain (transaction 0xabc); already deployed, not wired: "
+    )
+    named = dict(
+        part.split(" at ") for part in message.split("not wired: ")[1].split(";")[0].split(", ")
+    )
     assert list(named) == ["ModelRegistry", "Marketplace"]
     assert all(w3.eth.get_code(address) for address in named.values())
     assert not any(tmp_path.iterdir())

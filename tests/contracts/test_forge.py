@@ -27,9 +27,15 @@ pytestmark = [pytest.mark.forge, pytest.mark.slow]
 
 
 def gate(*args: str, cwd: Path = paths.ROOT, env: dict | None = None, timeout: int = 1200):
-    return subprocess.run([sys.executable, str(cwd / "tools" / "forge_gates.py"), *args], cwd=cwd,
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, str(cwd / "tools" / "forge_gates.py"), *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def show(capsys, text: str) -> None:
@@ -39,7 +45,9 @@ def show(capsys, text: str) -> None:
 
 def test_invariant_campaign_and_fuzz_tests(capsys):
     done = gate("campaign")
-    summary = [line for line in done.stdout.splitlines() if not line.startswith(("fuzz ", "unit ", "    "))]
+    summary = [
+        line for line in done.stdout.splitlines() if not line.startswith(("fuzz ", "unit ", "    "))
+    ]
     show(capsys, "\n".join(summary))
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:]
     calls = int(re.search(r"^handler calls: (\d+)", done.stdout, re.MULTILINE).group(1))
@@ -53,7 +61,9 @@ def test_coverage_gate(capsys):
     show(capsys, done.stdout)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:]
     for name in ("Marketplace.sol", "ModelRegistry.sol", "Validators.sol", "Votes.sol"):
-        assert re.search(rf"^{name}\s", done.stdout, re.MULTILINE), f"{name} missing from the coverage report"
+        assert re.search(rf"^{name}\s", done.stdout, re.MULTILINE), (
+            f"{name} missing from the coverage report"
+        )
 
 
 def test_solhint_gate(capsys):
@@ -84,10 +94,21 @@ def test_the_campaign_fails_on_a_contract_that_delivers_to_anyone(tmp_path):
     check = "        if (p.account != buyer) {"
     assert source.count(check) == 1
     market.write_text(source.replace(check, "        if (p.account == address(0)) {"))
-    done = gate("campaign", "--min-calls", "0", "--match-path", "tests/forge/invariant/*", "--fuzz-seed", "1",
-                cwd=project, env={"FOUNDRY_INVARIANT_RUNS": "5", "FOUNDRY_INVARIANT_DEPTH": "300"})
+    done = gate(
+        "campaign",
+        "--min-calls",
+        "0",
+        "--match-path",
+        "tests/forge/invariant/*",
+        "--fuzz-seed",
+        "1",
+        cwd=project,
+        env={"FOUNDRY_INVARIANT_RUNS": "5", "FOUNDRY_INVARIANT_DEPTH": "300"},
+    )
     assert done.returncode != 0, done.stdout[-3000:]
-    assert "did not revert MarketplaceWrongBuyer" in done.stderr, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "did not revert MarketplaceWrongBuyer" in done.stderr, (
+        done.stdout[-3000:] + done.stderr[-3000:]
+    )
 
 
 def test_the_coverage_gate_fails_below_the_bar():
@@ -104,11 +125,14 @@ def test_the_coverage_gate_fails_below_the_bar():
     ok, report = forge_gates.coverage_gate(good, 95.0)
     assert ok, report
     # tests, libraries and contracts in subfolders do not count, either way
-    noise = record("tests/forge/World.sol", 100, 0, 10, 0) + record("node_modules/x/Y.sol", 100, 0, 10, 0)
+    noise = record("tests/forge/World.sol", 100, 0, 10, 0) + record(
+        "node_modules/x/Y.sol", 100, 0, 10, 0
+    )
     assert forge_gates.coverage_gate(good + noise, 95.0)[0]
     # below the bar in branches of one contract, though the total passes
-    ok, report = forge_gates.coverage_gate(good.replace("BRH:4", "BRH:3") + record("contracts/C.sol", 900, 900, 90, 90),
-                                           95.0)
+    ok, report = forge_gates.coverage_gate(
+        good.replace("BRH:4", "BRH:3") + record("contracts/C.sol", 900, 900, 90, 90), 95.0
+    )
     assert not ok and "FAIL" in report, report
     ok, report = forge_gates.coverage_gate(record("contracts/A.sol", 100, 94, 10, 10), 95.0)
     assert not ok, report

@@ -16,18 +16,27 @@ from benchmarks.gas import TARGETS, play_round
 
 def first_call_gas(c, receipts: bool = False) -> dict:
     """{row: gasUsed} of benchmarks/gas.py's first round on chain ``c`` (or {row: receipt})."""
-    def send(label, sender, call, value=0):
-        return c.send(call, sender, value=value, gas=1_000_000)  # no estimate: the receipt's gasUsed counts
 
-    contracts = {"ModelRegistry": c.registry, "Marketplace": c.market, "Validators": c.validators,
-                 "Votes": c.votes}
+    def send(label, sender, call, value=0):
+        return c.send(
+            call, sender, value=value, gas=1_000_000
+        )  # no estimate: the receipt's gasUsed counts
+
+    contracts = {
+        "ModelRegistry": c.registry,
+        "Marketplace": c.market,
+        "Validators": c.validators,
+        "Votes": c.votes,
+    }
     played = play_round(c.w3, contracts, c.accounts[1:8], 1, send, c.travel)
     return played if receipts else {label: receipt["gasUsed"] for label, receipt in played.items()}
 
 
 def test_first_call_gas_within_targets(chain):
     gas = first_call_gas(chain)
-    print("\n" + "\n".join(f"{op:<32}{g:>9,}  target {TARGETS.get(op, '-')}" for op, g in gas.items()))
+    print(
+        "\n" + "\n".join(f"{op:<32}{g:>9,}  target {TARGETS.get(op, '-')}" for op, g in gas.items())
+    )
     over = {op: (gas[op], limit) for op, limit in TARGETS.items() if gas[op] > limit}
     assert not over, f"over target (gas, limit): {over}"
     # a validator's key costs its own delivery; it is held to the same target as a buyer's

@@ -11,7 +11,16 @@ import pytest
 
 from node import paths
 
-KEYS = {"list", "buy", "deliverKey", "vote", "commit", "reveal", "settle", "withdraw"}  # issue 13, section 4
+KEYS = {
+    "list",
+    "buy",
+    "deliverKey",
+    "vote",
+    "commit",
+    "reveal",
+    "settle",
+    "withdraw",
+}  # issue 13, section 4
 BASELINE = "baseline_erc721_mint"  # the in-run anchor (an OpenZeppelin ERC-721 mint)
 
 
@@ -19,7 +28,11 @@ BASELINE = "baseline_erc721_mint"  # the in-run anchor (an OpenZeppelin ERC-721 
 def test_gas_benchmark_prints_a_table_and_a_json_line():
     run = subprocess.run(
         [sys.executable, str(paths.ROOT / "benchmarks" / "gas.py")],
-        cwd=paths.ROOT, capture_output=True, text=True, timeout=300, check=False,
+        cwd=paths.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     lines = run.stdout.strip().splitlines()

@@ -15,7 +15,9 @@ def hostile(chain):
 def as_hostile(chain, hostile, contract_fn, value=0):
     """Send a call through the hostile contract (it is msg.sender)."""
     data = contract_fn._encode_transaction_data()
-    return chain.send(hostile.functions.exec(contract_fn.address, data, value), chain.deployer, value=value)
+    return chain.send(
+        hostile.functions.exec(contract_fn.address, data, value), chain.deployer, value=value
+    )
 
 
 def hostile_seller_with_sale(chain, hostile):
@@ -29,12 +31,19 @@ def hostile_seller_with_sale(chain, hostile):
 
 def assert_reentry_refused(chain, hostile, payout_fn):
     """Call ``payout_fn`` as the hostile contract, which calls it again from receive(): the guard refuses."""
-    chain.send(hostile.functions.setReentry(payout_fn.address, payout_fn._encode_transaction_data(), False),
-               chain.deployer)
+    chain.send(
+        hostile.functions.setReentry(
+            payout_fn.address, payout_fn._encode_transaction_data(), False
+        ),
+        chain.deployer,
+    )
     as_hostile(chain, hostile, payout_fn)
     h = hostile.functions
     assert h.reentryAttempts().call() == 1 and h.lastReentryOk().call() is False
-    assert decode_revert(h.lastReentryResult().call()).context["error"] == "ReentrancyGuardReentrantCall"
+    assert (
+        decode_revert(h.lastReentryResult().call()).context["error"]
+        == "ReentrancyGuardReentrantCall"
+    )
 
 
 def test_seller_reentering_withdraw_is_refused(chain, hostile):
@@ -47,10 +56,19 @@ def test_seller_reentering_withdraw_is_refused(chain, hostile):
 def test_seller_propagating_reentry_keeps_its_balance(chain, hostile):
     _mid, net = hostile_seller_with_sale(chain, hostile)
     withdraw = chain.market.functions.withdraw()
-    chain.send(hostile.functions.setReentry(chain.market.address, withdraw._encode_transaction_data(), True),
-               chain.deployer)
-    chain.expect_revert(hostile.functions.exec(chain.market.address, withdraw._encode_transaction_data(), 0),
-                        chain.deployer, "MarketplaceTransferFailed", account=hostile.address, amount=net)
+    chain.send(
+        hostile.functions.setReentry(
+            chain.market.address, withdraw._encode_transaction_data(), True
+        ),
+        chain.deployer,
+    )
+    chain.expect_revert(
+        hostile.functions.exec(chain.market.address, withdraw._encode_transaction_data(), 0),
+        chain.deployer,
+        "MarketplaceTransferFailed",
+        account=hostile.address,
+        amount=net,
+    )
     assert chain.market.functions.credited(hostile.address).call() == net
     chain.send(hostile.functions.setReentry("0x" + "00" * 20, b"", False), chain.deployer)
     as_hostile(chain, hostile, withdraw)
@@ -73,12 +91,19 @@ def test_fee_recipient_reentering_refund_gets_nothing_extra(chain, hostile):
     fee = fee_split(PRICE)[1]
     assert chain.market.functions.credited(hostile.address).call() == fee + PRICE
     refund = chain.market.functions.refund(pid)
-    chain.send(hostile.functions.setReentry(chain.market.address, refund._encode_transaction_data(), False),
-               chain.deployer)
+    chain.send(
+        hostile.functions.setReentry(
+            chain.market.address, refund._encode_transaction_data(), False
+        ),
+        chain.deployer,
+    )
     before = chain.balance(chain.market.address)
     as_hostile(chain, hostile, chain.market.functions.withdraw())
     err = decode_revert(hostile.functions.lastReentryResult().call())
-    assert err.context["error"] == "MarketplaceNotPending" and err.context["args"]["status"] == PurchaseStatus.REFUNDED
+    assert (
+        err.context["error"] == "MarketplaceNotPending"
+        and err.context["args"]["status"] == PurchaseStatus.REFUNDED
+    )
     assert hostile.functions.received().call() == fee + PRICE
     assert chain.balance(chain.market.address) == before - fee - PRICE
 
@@ -87,13 +112,20 @@ def test_eth_rejecting_seller_stays_credited_and_others_are_unaffected(chain, ho
     _mid, net = hostile_seller_with_sale(chain, hostile)
     chain.send(hostile.functions.setAcceptEth(False), chain.deployer)
     withdraw = chain.market.functions.withdraw()
-    chain.expect_revert(hostile.functions.exec(chain.market.address, withdraw._encode_transaction_data(), 0),
-                        chain.deployer, "MarketplaceTransferFailed", account=hostile.address, amount=net)
+    chain.expect_revert(
+        hostile.functions.exec(chain.market.address, withdraw._encode_transaction_data(), 0),
+        chain.deployer,
+        "MarketplaceTransferFailed",
+        account=hostile.address,
+        amount=net,
+    )
     assert chain.market.functions.credited(hostile.address).call() == net
     # the fee recipient withdraws normally meanwhile
     fee = PRICE - net
     rc = chain.send(withdraw, chain.fee_recipient)
-    assert chain.events(rc, chain.market, "Withdrawn") == [{"account": chain.fee_recipient, "amount": fee}]
+    assert chain.events(rc, chain.market, "Withdrawn") == [
+        {"account": chain.fee_recipient, "amount": fee}
+    ]
     chain.send(hostile.functions.setAcceptEth(True), chain.deployer)
     as_hostile(chain, hostile, withdraw)
     assert hostile.functions.received().call() == net
@@ -111,9 +143,12 @@ def test_front_run_price_increase_reverts_and_charges_nothing(chain):
         w3.provider.ethereum_tester.disable_auto_mine_transactions()
     try:
         before = chain.balance(buyer)
-        h1 = chain.registry.functions.setPrice(mid, PRICE * 2).transact({"from": seller, "gas": 100_000})
+        h1 = chain.registry.functions.setPrice(mid, PRICE * 2).transact(
+            {"from": seller, "gas": 100_000}
+        )
         h2 = chain.market.functions.buy(mid, BUYER_KEY, PRICE).transact(
-            {"from": buyer, "value": PRICE, "gas": 200_000})
+            {"from": buyer, "value": PRICE, "gas": 200_000}
+        )
         if chain.kind == "anvil":
             w3.provider.make_request("evm_mine", [])
         else:
@@ -151,7 +186,9 @@ def test_treasury_reentering_withdraw_of_forfeits_is_paid_once(chain, hostile):
     suite.stake(lazy)
     suite.key(lazy, mid)
     suite.verified_by(mid, (a, b))
-    suite.release(mid, lazy)  # held the key through the deciding round: the request bond is forfeited
+    suite.release(
+        mid, lazy
+    )  # held the key through the deciding round: the request bond is forfeited
     forfeited = PARAMS["request_bond"]
     assert suite.validators.functions.credited(hostile.address).call() == forfeited
     assert_reentry_refused(suite, hostile, suite.validators.functions.withdraw())
@@ -173,10 +210,17 @@ def test_a_hostile_buyer_refunded_after_a_dispute_gets_the_price_once(chain, hos
     refund = chain.market.functions.refund(pid)
     as_hostile(chain, hostile, refund)
     assert chain.votes.functions.scoreOf(mid).call() == [0, 0, 0]
-    chain.send(hostile.functions.setReentry(chain.market.address, refund._encode_transaction_data(), False),
-               chain.deployer)
+    chain.send(
+        hostile.functions.setReentry(
+            chain.market.address, refund._encode_transaction_data(), False
+        ),
+        chain.deployer,
+    )
     as_hostile(chain, hostile, chain.market.functions.withdraw())
     err = decode_revert(hostile.functions.lastReentryResult().call())
-    assert err.context["error"] == "MarketplaceNotPending" and err.context["args"]["status"] == PurchaseStatus.REFUNDED
+    assert (
+        err.context["error"] == "MarketplaceNotPending"
+        and err.context["args"]["status"] == PurchaseStatus.REFUNDED
+    )
     assert hostile.functions.received().call() == PRICE
     assert chain.balance(chain.market.address) == 0

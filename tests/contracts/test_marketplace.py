@@ -16,33 +16,56 @@ def test_buy_deliver_hold_release_withdraw(chain):
     m = chain.market.functions
     rc = chain.send(m.buy(mid, BUYER_KEY, PRICE), buyer, value=PRICE)
     (ev,) = chain.events(rc, chain.market, "Purchased")
-    assert ev == {"purchaseId": 1, "modelId": mid, "buyer": buyer, "price": PRICE, "buyerKey": BUYER_KEY}
+    assert ev == {
+        "purchaseId": 1,
+        "modelId": mid,
+        "buyer": buyer,
+        "price": PRICE,
+        "buyerKey": BUYER_KEY,
+    }
     assert chain.balance(chain.market.address) == PRICE
     assert m.hasLicense(mid, buyer).call() is False
     p = chain.purchase(1)
-    assert (p.account, p.model_id, p.price, p.status, p.for_validator, p.delivered_at, p.released) == (
-        buyer, mid, PRICE, PurchaseStatus.PENDING, False, 0, False)
+    assert (
+        p.account,
+        p.model_id,
+        p.price,
+        p.status,
+        p.for_validator,
+        p.delivered_at,
+        p.released,
+    ) == (buyer, mid, PRICE, PurchaseStatus.PENDING, False, 0, False)
     assert p.deadline == chain.now() + WINDOW
 
     rc = chain.send(m.deliverKey(1, buyer, WRAPPED), seller)
-    assert chain.events(rc, chain.market, "KeyDelivered") == [{"purchaseId": 1, "wrappedKey": WRAPPED}]
+    assert chain.events(rc, chain.market, "KeyDelivered") == [
+        {"purchaseId": 1, "wrappedKey": WRAPPED}
+    ]
     assert m.hasLicense(mid, buyer).call() is True
     p = chain.purchase(1)
     assert (p.status, p.delivered_at, p.released) == (PurchaseStatus.DELIVERED, chain.now(), False)
     # the revenue is held for the challenge period: nobody is credited yet
     assert m.credited(seller).call() == m.credited(chain.fee_recipient).call() == 0
-    chain.expect_revert(m.releaseRevenue(1), chain.accounts[7], "MarketplaceRevenueHeld", purchaseId=1,
-                        challengeEnd=p.delivered_at + CHALLENGE)
+    chain.expect_revert(
+        m.releaseRevenue(1),
+        chain.accounts[7],
+        "MarketplaceRevenueHeld",
+        purchaseId=1,
+        challengeEnd=p.delivered_at + CHALLENGE,
+    )
     chain.at(p.delivered_at + CHALLENGE)  # the last second of the period still holds it
     chain.expect_revert(m.releaseRevenue(1), chain.accounts[7], "MarketplaceRevenueHeld")
     chain.at(p.delivered_at + CHALLENGE + 1)
     rc = chain.send(m.releaseRevenue(1), chain.accounts[7])  # anyone may release
     net, fee = fee_split(PRICE)
     assert chain.events(rc, chain.market, "RevenueReleased") == [
-        {"purchaseId": 1, "owner": seller, "amount": net, "fee": fee}]
+        {"purchaseId": 1, "owner": seller, "amount": net, "fee": fee}
+    ]
     assert chain.purchase(1).released is True
     assert m.credited(seller).call() == net and m.credited(chain.fee_recipient).call() == fee
-    chain.expect_revert(m.releaseRevenue(1), seller, "MarketplaceNothingToRelease", purchaseId=1)  # once
+    chain.expect_revert(
+        m.releaseRevenue(1), seller, "MarketplaceNothingToRelease", purchaseId=1
+    )  # once
     chain.expect_revert(m.refund(1), buyer, "MarketplaceNotRefundable", purchaseId=1)
 
     before = chain.balance(seller)
@@ -56,13 +79,23 @@ def test_buy_deliver_hold_release_withdraw(chain):
 def test_operator_delivers_and_the_owner_at_release_is_paid(chain):
     """The revenue goes to whoever owns the model's token when it is released (selling the token
     sells the held revenue); the old owner's operator loses the right to deliver on transfer."""
-    seller, buyer, worker, new_owner = chain.accounts[1], chain.accounts[2], chain.accounts[5], chain.accounts[6]
+    seller, buyer, worker, new_owner = (
+        chain.accounts[1],
+        chain.accounts[2],
+        chain.accounts[5],
+        chain.accounts[6],
+    )
     mid = chain.list_model(seller)
     chain.send(chain.registry.functions.setOperator(mid, worker), seller)
     pid = chain.buy(buyer, mid)
     chain.send(chain.registry.functions.transferFrom(seller, new_owner, mid), seller)
-    chain.expect_revert(chain.market.functions.deliverKey(pid, buyer, WRAPPED), worker, "MarketplaceNotDeliverer",
-                        purchaseId=pid, caller=worker)
+    chain.expect_revert(
+        chain.market.functions.deliverKey(pid, buyer, WRAPPED),
+        worker,
+        "MarketplaceNotDeliverer",
+        purchaseId=pid,
+        caller=worker,
+    )
     chain.send(chain.registry.functions.setOperator(mid, worker), new_owner)
     chain.deliver(worker, pid)
     chain.send(chain.registry.functions.transferFrom(new_owner, chain.accounts[7], mid), new_owner)
@@ -70,7 +103,11 @@ def test_operator_delivers_and_the_owner_at_release_is_paid(chain):
     net, _ = fee_split(PRICE)
     assert chain.events(rc, chain.market, "RevenueReleased")[0]["owner"] == chain.accounts[7]
     assert chain.market.functions.credited(chain.accounts[7]).call() == net
-    assert chain.market.functions.credited(seller).call() == chain.market.functions.credited(new_owner).call() == 0
+    assert (
+        chain.market.functions.credited(seller).call()
+        == chain.market.functions.credited(new_owner).call()
+        == 0
+    )
 
 
 def test_buy_reverts(chain):
@@ -78,24 +115,60 @@ def test_buy_reverts(chain):
     mid = chain.list_model(seller)
     m = chain.market.functions
     before = chain.balance(chain.market.address)
-    chain.expect_revert(m.buy(mid, BUYER_KEY, PRICE - 1), buyer, "MarketplacePriceAboveMax", value=PRICE,
-                        modelId=mid, price=PRICE, maxPrice=PRICE - 1)
-    chain.expect_revert(m.buy(mid, BUYER_KEY, PRICE * 2), buyer, "MarketplaceWrongPayment", value=PRICE * 2,
-                        modelId=mid, sent=PRICE * 2, price=PRICE)
-    chain.expect_revert(m.buy(mid, BUYER_KEY, PRICE), buyer, "MarketplaceWrongPayment", value=PRICE - 1,
-                        sent=PRICE - 1)
-    chain.expect_revert(m.buy(mid, b"\0" * 32, PRICE), buyer, "MarketplaceZeroBuyerKey", value=PRICE)
-    chain.expect_revert(m.buy(99, BUYER_KEY, PRICE), buyer, "ERC721NonexistentToken", value=PRICE, tokenId=99)
+    chain.expect_revert(
+        m.buy(mid, BUYER_KEY, PRICE - 1),
+        buyer,
+        "MarketplacePriceAboveMax",
+        value=PRICE,
+        modelId=mid,
+        price=PRICE,
+        maxPrice=PRICE - 1,
+    )
+    chain.expect_revert(
+        m.buy(mid, BUYER_KEY, PRICE * 2),
+        buyer,
+        "MarketplaceWrongPayment",
+        value=PRICE * 2,
+        modelId=mid,
+        sent=PRICE * 2,
+        price=PRICE,
+    )
+    chain.expect_revert(
+        m.buy(mid, BUYER_KEY, PRICE),
+        buyer,
+        "MarketplaceWrongPayment",
+        value=PRICE - 1,
+        sent=PRICE - 1,
+    )
+    chain.expect_revert(
+        m.buy(mid, b"\0" * 32, PRICE), buyer, "MarketplaceZeroBuyerKey", value=PRICE
+    )
+    chain.expect_revert(
+        m.buy(99, BUYER_KEY, PRICE), buyer, "ERC721NonexistentToken", value=PRICE, tokenId=99
+    )
     chain.send(chain.registry.functions.setActive(mid, False), seller)
-    err = chain.expect_revert(m.buy(mid, BUYER_KEY, PRICE), buyer, "MarketplaceModelInactive", value=PRICE)
+    err = chain.expect_revert(
+        m.buy(mid, BUYER_KEY, PRICE), buyer, "MarketplaceModelInactive", value=PRICE
+    )
     assert "nothing was charged" in str(err)
     chain.send(chain.registry.functions.setActive(mid, True), seller)
     pid = chain.buy(buyer, mid)
-    chain.expect_revert(m.buy(mid, BUYER_KEY, PRICE), buyer, "MarketplacePurchasePending", value=PRICE,
-                        purchaseId=pid)
+    chain.expect_revert(
+        m.buy(mid, BUYER_KEY, PRICE),
+        buyer,
+        "MarketplacePurchasePending",
+        value=PRICE,
+        purchaseId=pid,
+    )
     chain.deliver(seller, pid)
-    chain.expect_revert(m.buy(mid, BUYER_KEY, PRICE), buyer, "MarketplaceAlreadyLicensed", value=PRICE,
-                        modelId=mid, account=buyer)
+    chain.expect_revert(
+        m.buy(mid, BUYER_KEY, PRICE),
+        buyer,
+        "MarketplaceAlreadyLicensed",
+        value=PRICE,
+        modelId=mid,
+        account=buyer,
+    )
     assert chain.balance(chain.market.address) == before + PRICE
 
 
@@ -104,21 +177,50 @@ def test_deliver_reverts(chain):
     mid = chain.list_model(seller)
     pid = chain.buy(buyer, mid)
     m = chain.market.functions
-    chain.expect_revert(m.deliverKey(99, buyer, WRAPPED), seller, "MarketplaceUnknownPurchase", purchaseId=99)
-    chain.expect_revert(m.deliverKey(99, ZERO, WRAPPED), seller, "MarketplaceUnknownPurchase", purchaseId=99)
-    chain.expect_revert(m.deliverKey(pid, other, WRAPPED), seller, "MarketplaceWrongBuyer", purchaseId=pid,
-                        expected=buyer, given=other)
-    chain.expect_revert(m.deliverKey(pid, buyer, WRAPPED), other, "MarketplaceNotDeliverer", purchaseId=pid,
-                        caller=other)
-    chain.expect_revert(m.deliverKey(pid, buyer, WRAPPED[:79]), seller, "MarketplaceBadWrappedKey", length=79,
-                        expected=80)
+    chain.expect_revert(
+        m.deliverKey(99, buyer, WRAPPED), seller, "MarketplaceUnknownPurchase", purchaseId=99
+    )
+    chain.expect_revert(
+        m.deliverKey(99, ZERO, WRAPPED), seller, "MarketplaceUnknownPurchase", purchaseId=99
+    )
+    chain.expect_revert(
+        m.deliverKey(pid, other, WRAPPED),
+        seller,
+        "MarketplaceWrongBuyer",
+        purchaseId=pid,
+        expected=buyer,
+        given=other,
+    )
+    chain.expect_revert(
+        m.deliverKey(pid, buyer, WRAPPED),
+        other,
+        "MarketplaceNotDeliverer",
+        purchaseId=pid,
+        caller=other,
+    )
+    chain.expect_revert(
+        m.deliverKey(pid, buyer, WRAPPED[:79]),
+        seller,
+        "MarketplaceBadWrappedKey",
+        length=79,
+        expected=80,
+    )
     chain.deliver(seller, pid)
-    chain.expect_revert(m.deliverKey(pid, buyer, WRAPPED), seller, "MarketplaceNotPending", purchaseId=pid,
-                        status=PurchaseStatus.DELIVERED)
+    chain.expect_revert(
+        m.deliverKey(pid, buyer, WRAPPED),
+        seller,
+        "MarketplaceNotPending",
+        purchaseId=pid,
+        status=PurchaseStatus.DELIVERED,
+    )
     pid2 = chain.buy(other, mid)
     chain.travel(WINDOW + 1)
-    chain.expect_revert(m.deliverKey(pid2, other, WRAPPED), seller, "MarketplaceDeliveryWindowClosed",
-                        purchaseId=pid2)
+    chain.expect_revert(
+        m.deliverKey(pid2, other, WRAPPED),
+        seller,
+        "MarketplaceDeliveryWindowClosed",
+        purchaseId=pid2,
+    )
 
 
 def test_refund_after_window_then_buy_again(chain):
@@ -131,11 +233,26 @@ def test_refund_after_window_then_buy_again(chain):
     chain.expect_revert(m.refund(99), buyer, "MarketplaceUnknownPurchase", purchaseId=99)
     chain.travel(WINDOW + 1)
     rc = chain.send(m.refund(pid), buyer)
-    assert chain.events(rc, chain.market, "Refunded") == [{"purchaseId": pid, "buyer": buyer, "amount": PRICE}]
+    assert chain.events(rc, chain.market, "Refunded") == [
+        {"purchaseId": pid, "buyer": buyer, "amount": PRICE}
+    ]
     assert m.credited(buyer).call() == PRICE
-    chain.expect_revert(m.refund(pid), buyer, "MarketplaceNotPending", purchaseId=pid, status=PurchaseStatus.REFUNDED)
-    chain.expect_revert(m.deliverKey(pid, buyer, WRAPPED), seller, "MarketplaceNotPending", status=PurchaseStatus.REFUNDED)
-    chain.expect_revert(m.releaseRevenue(pid), seller, "MarketplaceNothingToRelease", purchaseId=pid)
+    chain.expect_revert(
+        m.refund(pid),
+        buyer,
+        "MarketplaceNotPending",
+        purchaseId=pid,
+        status=PurchaseStatus.REFUNDED,
+    )
+    chain.expect_revert(
+        m.deliverKey(pid, buyer, WRAPPED),
+        seller,
+        "MarketplaceNotPending",
+        status=PurchaseStatus.REFUNDED,
+    )
+    chain.expect_revert(
+        m.releaseRevenue(pid), seller, "MarketplaceNothingToRelease", purchaseId=pid
+    )
     pid2 = chain.buy(buyer, mid)
     assert pid2 == pid + 1
     assert chain.purchase(pid).status == PurchaseStatus.REFUNDED  # the old one reads as refunded
@@ -155,8 +272,12 @@ def test_free_model(chain):
     chain.deliver(seller, pid)
     assert chain.market.functions.hasLicense(mid, buyer).call() is True
     chain.travel(CHALLENGE + 1)
-    chain.expect_revert(chain.market.functions.releaseRevenue(pid), seller, "MarketplaceNothingToRelease",
-                        purchaseId=pid)
+    chain.expect_revert(
+        chain.market.functions.releaseRevenue(pid),
+        seller,
+        "MarketplaceNothingToRelease",
+        purchaseId=pid,
+    )
     assert chain.market.functions.credited(seller).call() == 0
 
 
@@ -171,22 +292,41 @@ def test_fee_settings_apply_to_revenue_released_from_then_on(chain):
     rc = chain.send(m.setFeeRecipient(other), owner)
     assert chain.events(rc, chain.market, "FeeRecipientChanged") == [{"feeRecipient": other}]
     assert (m.feeBps().call(), m.feeRecipient().call()) == (1000, other)
-    chain.expect_revert(m.setFeeBps(1001), owner, "MarketplaceFeeTooHigh", feeBps=1001, maxFeeBps=1000)
+    chain.expect_revert(
+        m.setFeeBps(1001), owner, "MarketplaceFeeTooHigh", feeBps=1001, maxFeeBps=1000
+    )
     chain.expect_revert(m.setFeeRecipient(ZERO), owner, "MarketplaceZeroAddress")
     chain.expect_revert(m.setFeeBps(1), other, "OwnableUnauthorizedAccount", account=other)
-    chain.expect_revert(m.setFeeRecipient(other), other, "OwnableUnauthorizedAccount", account=other)
-    chain.expect_revert(m.connectValidators(other), owner, "MarketplaceValidatorsAlreadySet",
-                        validators=chain.validators.address)
-    chain.expect_revert(m.recordVerdict(1, ModelStatus.VERIFIED, 1), owner, "MarketplaceOnlyValidators",
-                        caller=owner)
+    chain.expect_revert(
+        m.setFeeRecipient(other), other, "OwnableUnauthorizedAccount", account=other
+    )
+    chain.expect_revert(
+        m.connectValidators(other),
+        owner,
+        "MarketplaceValidatorsAlreadySet",
+        validators=chain.validators.address,
+    )
+    chain.expect_revert(
+        m.recordVerdict(1, ModelStatus.VERIFIED, 1),
+        owner,
+        "MarketplaceOnlyValidators",
+        caller=owner,
+    )
     chain.release_revenue(pid)
-    assert m.credited(other).call() == PRICE // 10 and m.credited(seller).call() == PRICE - PRICE // 10
+    assert (
+        m.credited(other).call() == PRICE // 10 and m.credited(seller).call() == PRICE - PRICE // 10
+    )
     assert m.credited(chain.fee_recipient).call() == 0
 
 
 def test_platform_fees_follow_the_recipient_at_release(chain):
     """A recipient change leaves what was released so far with the previous recipient."""
-    m, owner, recipient, new_recipient = chain.market.functions, chain.deployer, chain.fee_recipient, chain.accounts[8]
+    m, owner, recipient, new_recipient = (
+        chain.market.functions,
+        chain.deployer,
+        chain.fee_recipient,
+        chain.accounts[8],
+    )
     seller, buyer, buyer2 = chain.accounts[1], chain.accounts[2], chain.accounts[3]
     mid = chain.list_model(seller)
     pid = chain.buy(buyer, mid)
@@ -210,34 +350,55 @@ def test_platform_fees_follow_the_recipient_at_release(chain):
 
 
 def test_validator_key_request_and_rewards_by_weight(chain):
-    seller, buyer, v1, v2 = chain.accounts[1], chain.accounts[2], chain.accounts[3], chain.accounts[4]
+    seller, buyer, v1, v2 = (
+        chain.accounts[1],
+        chain.accounts[2],
+        chain.accounts[3],
+        chain.accounts[4],
+    )
     mid = chain.list_model(seller)
     m = chain.market.functions
-    chain.expect_revert(m.requestValidatorKey(mid, BUYER_KEY), v1, "ValidatorsNotActive", validator=v1)
+    chain.expect_revert(
+        m.requestValidatorKey(mid, BUYER_KEY), v1, "ValidatorsNotActive", validator=v1
+    )
     chain.stake(v1, 2 * PARAMS["min_stake"])  # weight 2
     chain.stake(v2)  # weight 1
     rc = chain.send(m.requestValidatorKey(mid, BUYER_KEY), v1)
     (ev,) = chain.events(rc, chain.market, "Purchased")
-    assert ev == {"purchaseId": ev["purchaseId"], "modelId": mid, "buyer": v1, "price": 0, "buyerKey": BUYER_KEY}
+    assert ev == {
+        "purchaseId": ev["purchaseId"],
+        "modelId": mid,
+        "buyer": v1,
+        "price": 0,
+        "buyerKey": BUYER_KEY,
+    }
     assert chain.events(rc, chain.market, "ValidatorKeyRequested") == [
-        {"purchaseId": ev["purchaseId"], "modelId": mid, "validator": v1}]
+        {"purchaseId": ev["purchaseId"], "modelId": mid, "validator": v1}
+    ]
     assert chain.purchase(ev["purchaseId"]).for_validator is True
     chain.expect_revert(m.requestValidatorKey(mid, BUYER_KEY), v1, "MarketplacePurchasePending")
     chain.expect_revert(m.requestValidatorKey(mid, b"\0" * 32), v2, "MarketplaceZeroBuyerKey")
-    chain.expect_revert(m.requestValidatorKey(99, BUYER_KEY), v2, "ERC721NonexistentToken", tokenId=99)
+    chain.expect_revert(
+        m.requestValidatorKey(99, BUYER_KEY), v2, "ERC721NonexistentToken", tokenId=99
+    )
     chain.expect_revert(m.refund(ev["purchaseId"]), v1, "MarketplaceNotBuyer")
     chain.deliver(seller, ev["purchaseId"])
     assert m.hasLicense(mid, v1).call() is False  # a validator key is not a licence
     chain.expect_revert(chain.votes.functions.vote(mid, 5), v1, "VotesNoLicense")
     chain.expect_revert(m.requestValidatorKey(mid, BUYER_KEY), v1, "MarketplaceAlreadyLicensed")
     chain.travel(CHALLENGE + 1)
-    chain.expect_revert(m.releaseRevenue(ev["purchaseId"]), seller, "MarketplaceNothingToRelease")  # price 0
+    chain.expect_revert(
+        m.releaseRevenue(ev["purchaseId"]), seller, "MarketplaceNothingToRelease"
+    )  # price 0
     # no reward before verification
-    chain.expect_revert(m.claimValidatorReward(mid), v1, "MarketplaceNotVerifier", modelId=mid, account=v1)
+    chain.expect_revert(
+        m.claimValidatorReward(mid), v1, "MarketplaceNotVerifier", modelId=mid, account=v1
+    )
     chain.key(v2, mid)
     rc = chain.round(mid, {v1: chain.target(mid), v2: chain.target(mid)}, keyed=True)
     assert chain.events(rc, chain.market, "VerdictRecorded") == [
-        {"modelId": mid, "status": ModelStatus.VERIFIED, "verifierWeight": 3}]
+        {"modelId": mid, "status": ModelStatus.VERIFIED, "verifierWeight": 3}
+    ]
     assert Book.from_call(m.book(mid).call())[:2] == (3, False)
     chain.expect_revert(m.claimValidatorReward(mid), v1, "MarketplaceNothingToClaim")
     pid = chain.buy(buyer, mid)
@@ -253,19 +414,30 @@ def test_validator_key_request_and_rewards_by_weight(chain):
     assert m.credited(seller).call() == net
     rc = chain.send(m.claimValidatorReward(mid), v1)
     assert chain.events(rc, chain.market, "ValidatorRewardClaimed") == [
-        {"modelId": mid, "validator": v1, "amount": 2 * per}]
+        {"modelId": mid, "validator": v1, "amount": 2 * per}
+    ]
     assert m.credited(v1).call() == 2 * per
     chain.expect_revert(m.claimValidatorReward(mid), v1, "MarketplaceNothingToClaim")
     chain.expect_revert(m.claimValidatorReward(mid), buyer, "MarketplaceNotVerifier")
 
 
 def test_disputed_model_cannot_be_bought(chain):
-    seller, buyer, v1, v2 = chain.accounts[1], chain.accounts[2], chain.accounts[3], chain.accounts[4]
+    seller, buyer, v1, v2 = (
+        chain.accounts[1],
+        chain.accounts[2],
+        chain.accounts[3],
+        chain.accounts[4],
+    )
     mid = chain.list_model(seller)
     chain.disputed_by(mid, (v1, v2))
     assert Book.from_call(chain.market.functions.book(mid).call()).disputed is True
-    chain.expect_revert(chain.market.functions.buy(mid, BUYER_KEY, PRICE), buyer, "MarketplaceModelDisputed",
-                        value=PRICE, modelId=mid)
+    chain.expect_revert(
+        chain.market.functions.buy(mid, BUYER_KEY, PRICE),
+        buyer,
+        "MarketplaceModelDisputed",
+        value=PRICE,
+        modelId=mid,
+    )
 
 
 def test_disputed_model_pending_purchases_are_never_delivered_and_refundable_at_once(chain):
@@ -278,17 +450,35 @@ def test_disputed_model_pending_purchases_are_never_delivered_and_refundable_at_
     chain.stake(v3)
     request = chain.request_key(v3, mid)  # asked before the verdict, never delivered after it
     chain.disputed_by(mid, (v1, v2))
-    err = chain.expect_revert(m.deliverKey(pid, buyer, WRAPPED), seller, "MarketplaceModelDisputed", modelId=mid)
+    err = chain.expect_revert(
+        m.deliverKey(pid, buyer, WRAPPED), seller, "MarketplaceModelDisputed", modelId=mid
+    )
     assert "can no longer be delivered" in str(err) and "refund" in str(err)
-    chain.expect_revert(m.deliverKey(request, v3, WRAPPED), seller, "MarketplaceModelDisputed", modelId=mid)
+    chain.expect_revert(
+        m.deliverKey(request, v3, WRAPPED), seller, "MarketplaceModelDisputed", modelId=mid
+    )
     assert chain.now() < chain.purchase(pid).deadline  # the delivery window is still open
     chain.expect_revert(m.refund(pid), buyer2, "MarketplaceNotBuyer", purchaseId=pid, caller=buyer2)
     chain.expect_revert(m.refund(request), v3, "MarketplaceNotBuyer", purchaseId=request)
     rc = chain.send(m.refund(pid), buyer)
-    assert chain.events(rc, chain.market, "Refunded") == [{"purchaseId": pid, "buyer": buyer, "amount": PRICE}]
+    assert chain.events(rc, chain.market, "Refunded") == [
+        {"purchaseId": pid, "buyer": buyer, "amount": PRICE}
+    ]
     assert chain.purchase(pid).status == PurchaseStatus.REFUNDED
-    chain.expect_revert(m.refund(pid), buyer, "MarketplaceNotPending", purchaseId=pid, status=PurchaseStatus.REFUNDED)
-    chain.expect_revert(m.deliverKey(pid, buyer, WRAPPED), seller, "MarketplaceNotPending", purchaseId=pid, status=PurchaseStatus.REFUNDED)
+    chain.expect_revert(
+        m.refund(pid),
+        buyer,
+        "MarketplaceNotPending",
+        purchaseId=pid,
+        status=PurchaseStatus.REFUNDED,
+    )
+    chain.expect_revert(
+        m.deliverKey(pid, buyer, WRAPPED),
+        seller,
+        "MarketplaceNotPending",
+        purchaseId=pid,
+        status=PurchaseStatus.REFUNDED,
+    )
     chain.travel(WINDOW + 1)  # after the window it is refundable as before
     chain.send(m.refund(pid2), buyer2)
     # The buyers get the whole price back; the seller, the platform and the verifiers nothing.
@@ -301,8 +491,12 @@ def test_disputed_model_pending_purchases_are_never_delivered_and_refundable_at_
     assert chain.balance(chain.market.address) == PRICE  # buyer2's, credited, not yet withdrawn
     chain.expect_revert(m.withdraw(), seller, "MarketplaceNothingToWithdraw", account=seller)
     # v3's request expired undelivered: its seat is released with nothing lost
-    assert chain.release(mid, v3) == {"modelId": mid, "validator": v3, "returned": PARAMS["request_bond"],
-                                      "forfeited": 0}
+    assert chain.release(mid, v3) == {
+        "modelId": mid,
+        "validator": v3,
+        "returned": PARAMS["request_bond"],
+        "forfeited": 0,
+    }
 
 
 def test_a_dispute_within_the_challenge_period_refunds_delivered_buyers(chain):
@@ -318,7 +512,9 @@ def test_a_dispute_within_the_challenge_period_refunds_delivered_buyers(chain):
     held = chain.buy(late, mid)
     chain.deliver(seller, held)
     chain.send(chain.votes.functions.vote(mid, 5), late)
-    chain.expect_revert(m.refund(held), late, "MarketplaceNotRefundable", purchaseId=held)  # not disputed yet
+    chain.expect_revert(
+        m.refund(held), late, "MarketplaceNotRefundable", purchaseId=held
+    )  # not disputed yet
     chain.disputed_by(mid, (v1, v2))
     disputed_at = Book.from_call(m.book(mid).call()).disputed_at
     assert disputed_at <= chain.purchase(held).delivered_at + CHALLENGE
@@ -326,14 +522,21 @@ def test_a_dispute_within_the_challenge_period_refunds_delivered_buyers(chain):
     chain.expect_revert(m.releaseRevenue(held), seller, "MarketplaceModelDisputed", modelId=mid)
     chain.expect_revert(m.refund(paid), early, "MarketplaceNotRefundable", purchaseId=paid)
     rc = chain.send(m.refund(held), late)
-    assert chain.events(rc, chain.market, "Refunded") == [{"purchaseId": held, "buyer": late, "amount": PRICE}]
-    assert chain.events(rc, chain.votes, "VoteDropped") == [{"modelId": mid, "score": 5, "weight": PRICE}]
+    assert chain.events(rc, chain.market, "Refunded") == [
+        {"purchaseId": held, "buyer": late, "amount": PRICE}
+    ]
+    assert chain.events(rc, chain.votes, "VoteDropped") == [
+        {"modelId": mid, "score": 5, "weight": PRICE}
+    ]
     assert chain.votes.functions.scoreOf(mid).call() == [0, 0, 0]
     assert m.hasLicense(mid, late).call() is False and m.voteOf(mid, late).call() == 0
     assert chain.purchase(held).status == PurchaseStatus.REFUNDED
     net, fee = fee_split(PRICE)
-    assert (m.credited(late).call(), m.credited(seller).call(), m.credited(chain.fee_recipient).call()) == (
-        PRICE, net, fee)
+    assert (
+        m.credited(late).call(),
+        m.credited(seller).call(),
+        m.credited(chain.fee_recipient).call(),
+    ) == (PRICE, net, fee)
     assert chain.balance(chain.market.address) == PRICE + net + fee
 
 
@@ -347,7 +550,9 @@ def test_a_dispute_after_the_challenge_period_leaves_the_sale_paid(chain):
     chain.disputed_by(mid, (v1, v2))  # after the period: not within it
     chain.expect_revert(m.refund(pid), buyer, "MarketplaceNotRefundable", purchaseId=pid)
     chain.send(m.releaseRevenue(pid), buyer)
-    assert m.credited(seller).call() == fee_split(PRICE)[0] and m.hasLicense(mid, buyer).call() is True
+    assert (
+        m.credited(seller).call() == fee_split(PRICE)[0] and m.hasLicense(mid, buyer).call() is True
+    )
 
 
 def test_verified_and_unsettled_models_keep_the_delivery_window(chain):
@@ -391,10 +596,14 @@ def test_verified_and_unsettled_models_keep_the_delivery_window(chain):
 def test_votes_wiring(chain):
     m, owner, other = chain.market.functions, chain.deployer, chain.accounts[3]
     assert m.votes().call() == chain.votes.address
-    chain.expect_revert(m.connectVotes(other), owner, "MarketplaceVotesAlreadySet", votes=chain.votes.address)
+    chain.expect_revert(
+        m.connectVotes(other), owner, "MarketplaceVotesAlreadySet", votes=chain.votes.address
+    )
     chain.expect_revert(m.connectVotes(other), other, "OwnableUnauthorizedAccount", account=other)
     chain.expect_revert(m.recordVote(1, other, 3), other, "MarketplaceOnlyVotes", caller=other)
-    chain.expect_revert(chain.votes.functions.dropVote(1, 3, 1), other, "VotesOnlyMarketplace", caller=other)
+    chain.expect_revert(
+        chain.votes.functions.dropVote(1, 3, 1), other, "VotesOnlyMarketplace", caller=other
+    )
     seller, buyer = chain.accounts[1], chain.accounts[2]
     mid = chain.list_model(seller)
     chain.deliver(seller, chain.buy(buyer, mid))
@@ -405,11 +614,19 @@ def test_votes_wiring(chain):
 
 def test_views_and_constructor_checks(chain):
     m = chain.market.functions
-    assert (m.deliveryWindow().call(), m.challengePeriod().call(), m.validatorShareBps().call()) == (
-        WINDOW, CHALLENGE, PARAMS["validator_share_bps"])
-    assert m.registry().call() == chain.registry.address and m.validators().call() == chain.validators.address
+    assert (
+        m.deliveryWindow().call(),
+        m.challengePeriod().call(),
+        m.validatorShareBps().call(),
+    ) == (WINDOW, CHALLENGE, PARAMS["validator_share_bps"])
+    assert (
+        m.registry().call() == chain.registry.address
+        and m.validators().call() == chain.validators.address
+    )
     assert m.nextPurchaseId().call() == 1
-    chain.expect_revert(m.purchase(1), chain.accounts[1], "MarketplaceUnknownPurchase", purchaseId=1)
+    chain.expect_revert(
+        m.purchase(1), chain.accounts[1], "MarketplaceUnknownPurchase", purchaseId=1
+    )
     art = chain.artifacts["Marketplace"]
     factory = chain.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
     reg, owner = chain.registry.address, chain.deployer

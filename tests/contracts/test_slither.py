@@ -41,23 +41,49 @@ contract Leaky {
 
 def run(cmd: list, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ)
-    env["PATH"] = f"{paths.NODE_MODULES / '.bin'}{os.pathsep}{env.get('PATH', '')}"  # crytic calls `forge config`
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    env["PATH"] = (
+        f"{paths.NODE_MODULES / '.bin'}{os.pathsep}{env.get('PATH', '')}"  # crytic calls `forge config`
+    )
+    return subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def forge_build(project: Path) -> None:
     # --force: a fresh build info; forge keeps old ones beside it, and Slither would read those too.
-    built = run([str(paths.FORGE_BIN), "build", "--force", "--use", str(paths.SOLC_WRAPPER), "--build-info"], project)
+    built = run(
+        [
+            str(paths.FORGE_BIN),
+            "build",
+            "--force",
+            "--use",
+            str(paths.SOLC_WRAPPER),
+            "--build-info",
+        ],
+        project,
+    )
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
 
 
 def slither(project: Path, report: Path) -> tuple[subprocess.CompletedProcess, list[dict]]:
     """Slither with CI's options; returns the process and its detector results."""
-    out_dir = re.search(r'^out\s*=\s*"([^"]+)"', (project / "foundry.toml").read_text(), re.MULTILINE).group(1)
+    out_dir = re.search(
+        r'^out\s*=\s*"([^"]+)"', (project / "foundry.toml").read_text(), re.MULTILINE
+    ).group(1)
     done = run(
-        [str(SLITHER), ".", "--compile-force-framework", "foundry", "--foundry-ignore-compile",
-         "--foundry-out-directory", out_dir, "--exclude-dependencies", "--fail-medium",
-         "--json", str(report)],
+        [
+            str(SLITHER),
+            ".",
+            "--compile-force-framework",
+            "foundry",
+            "--foundry-ignore-compile",
+            "--foundry-out-directory",
+            out_dir,
+            "--exclude-dependencies",
+            "--fail-medium",
+            "--json",
+            str(report),
+        ],
         project,
     )
     assert report.exists(), done.stderr[-3000:]
@@ -95,4 +121,6 @@ def test_the_gate_fails_on_a_known_reentrancy(report_dir, tmp_path):
     forge_build(tmp_path)
     done, findings = slither(tmp_path, report_dir / "control.json")
     assert done.returncode != 0
-    assert any(f["check"] == "reentrancy-eth" and f["impact"] == "High" for f in findings), describe(findings)
+    assert any(f["check"] == "reentrancy-eth" and f["impact"] == "High" for f in findings), (
+        describe(findings)
+    )

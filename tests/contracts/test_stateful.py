@@ -63,9 +63,19 @@ from node.revert import decode_revert
 EXAMPLES = int(os.environ.get("MODEX_STATEFUL_EXAMPLES", "600"))
 STEPS = 14  # hypothesis draws each sequence's length up to this
 P = PARAMS
-MIN, QUORUM, WINDOW, CHALLENGE, DELAY = (P["min_stake"], P["quorum"], P["delivery_window"], P["challenge_period"],
-                                         P["unstake_delay"])
-COMMIT, REVEAL, REQUEST_BOND, MAX_OPEN = P["commit_period"], P["reveal_period"], P["request_bond"], P["max_open_requests"]
+MIN, QUORUM, WINDOW, CHALLENGE, DELAY = (
+    P["min_stake"],
+    P["quorum"],
+    P["delivery_window"],
+    P["challenge_period"],
+    P["unstake_delay"],
+)
+COMMIT, REVEAL, REQUEST_BOND, MAX_OPEN = (
+    P["commit_period"],
+    P["reveal_period"],
+    P["request_bond"],
+    P["max_open_requests"],
+)
 BOND_PER_WEIGHT = MIN * P["bond_bps"] // 10_000
 PRICES = [0, 1, 10**15, 10**17]
 MODELS = (1, 2)
@@ -74,8 +84,12 @@ OTHER_CLAIM = b"\x34" * 32
 ATTESTATIONS = ("good", "bad hash", "other digest")  # what a validator commits to
 VERDICTS = (*ATTESTATIONS, "mixed")  # what the validate rule's three validators commit to
 GAS = 1_000_000
-PENDING, DELIVERED, REFUNDED, EXPIRED = (PurchaseStatus.PENDING, PurchaseStatus.DELIVERED, PurchaseStatus.REFUNDED,
-                                         PurchaseStatus.EXPIRED)
+PENDING, DELIVERED, REFUNDED, EXPIRED = (
+    PurchaseStatus.PENDING,
+    PurchaseStatus.DELIVERED,
+    PurchaseStatus.REFUNDED,
+    PurchaseStatus.EXPIRED,
+)
 UNVERIFIED, VERIFIED = ModelStatus.UNVERIFIED, ModelStatus.VERIFIED
 OPEN_SEATS = (SeatState.REQUESTED, SeatState.KEYED, SeatState.COMMITTED, SeatState.REVEALED)
 
@@ -91,7 +105,9 @@ class Rpc:
         self.ids = itertools.count(1)
 
     def raw(self, method: str, params: list) -> dict:
-        body = json.dumps({"jsonrpc": "2.0", "id": next(self.ids), "method": method, "params": params})
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": next(self.ids), "method": method, "params": params}
+        )
         self.conn.request("POST", "/", body, {"Content-Type": "application/json"})
         return json.loads(self.conn.getresponse().read())
 
@@ -110,7 +126,10 @@ def calldata(contract, fn: str, args: list) -> str:
     key = (contract.address, fn)
     if key not in _ENCODERS:
         (entry,) = [e for e in contract.abi if e.get("type") == "function" and e["name"] == fn]
-        _ENCODERS[key] = (function_abi_to_4byte_selector(entry), [i["type"] for i in entry["inputs"]])
+        _ENCODERS[key] = (
+            function_abi_to_4byte_selector(entry),
+            [i["type"] for i in entry["inputs"]],
+        )
     selector, types = _ENCODERS[key]
     return "0x" + (selector + encode(types, args)).hex()
 
@@ -142,12 +161,24 @@ class SuiteMachine(RuleBasedStateMachine):
         self.purchases = {}  # id -> dict(account, model, price, deadline, status, validator, ...)
         self.access = {}  # (model, account, validator?) -> the live purchase id
         self.votes = {}  # (model, account) -> score
-        self.stakes = {v: {"amount": 0, "bonded": 0, "unlock": 0, "seats": 0} for v in self.everyone}
-        self.rounds = {m: {"number": 0, "commit_end": 0, "reveal_end": 0, "status": UNVERIFIED,
-                           "tally": dict.fromkeys(ModelStatus, 0)} for m in MODELS}
+        self.stakes = {
+            v: {"amount": 0, "bonded": 0, "unlock": 0, "seats": 0} for v in self.everyone
+        }
+        self.rounds = {
+            m: {
+                "number": 0,
+                "commit_end": 0,
+                "reveal_end": 0,
+                "status": UNVERIFIED,
+                "tally": dict.fromkeys(ModelStatus, 0),
+            }
+            for m in MODELS
+        }
         self.seats = {}  # (model, validator) -> dict(state, round, says, weight, bond, requested_at)
         self.commitments = {}  # (model, validator) -> (observed, digest, salt)
-        self.books = {m: {"weight": 0, "disputed": False, "disputed_at": 0, "rpw": 0} for m in MODELS}
+        self.books = {
+            m: {"weight": 0, "disputed": False, "disputed_at": 0, "rpw": 0} for m in MODELS
+        }
         self.reward_claimed = {}  # (model, validator) -> reward per weight claimed up to
         self.now = self.start_time
 
@@ -159,13 +190,20 @@ class SuiteMachine(RuleBasedStateMachine):
     def _send(self, contract, fn: str, args: list, sender: str, value: int = 0):
         """Mine one transaction (one second after the last block); return None, or the decoded custom
         error's name."""
-        tx = {"from": sender, "to": contract.address, "data": calldata(contract, fn, args), "value": hex(value)}
+        tx = {
+            "from": sender,
+            "to": contract.address,
+            "data": calldata(contract, fn, args),
+            "value": hex(value),
+        }
         self.receipt = self.rpc("eth_sendTransactionSync", [{**tx, "gas": hex(GAS)}])
         self.now += 1
         if self.receipt["status"] == "0x1":
             self._count(f"ok {fn}")
             return None
-        reply = self.rpc.raw("eth_call", [tx, "latest"])  # the revert left the state as it was: same error
+        reply = self.rpc.raw(
+            "eth_call", [tx, "latest"]
+        )  # the revert left the state as it was: same error
         assert "error" in reply, f"{fn} reverted on chain but not in eth_call: {self.receipt}"
         return decode_revert(reply["error"]["data"]).context["error"]
 
@@ -208,10 +246,19 @@ class SuiteMachine(RuleBasedStateMachine):
         old = self.access.get((model, account, validator))
         if old is not None:
             self.purchases[old]["superseded"] = True
-        self.purchases[pid] = {"account": account, "model": model, "price": price, "status": PENDING,
-                               "validator": validator, "deadline": t + WINDOW, "delivered_at": 0,
-                               "released": False, "payouts": 0, "superseded": False,
-                               "owner_bought": not validator and account == self.owner[model]}
+        self.purchases[pid] = {
+            "account": account,
+            "model": model,
+            "price": price,
+            "status": PENDING,
+            "validator": validator,
+            "deadline": t + WINDOW,
+            "delivered_at": 0,
+            "released": False,
+            "payouts": 0,
+            "superseded": False,
+            "owner_bought": not validator and account == self.owner[model],
+        }
         self.access[(model, account, validator)] = pid
         return pid
 
@@ -223,7 +270,12 @@ class SuiteMachine(RuleBasedStateMachine):
 
     def _verifier_weight(self, model: int, v: str) -> int:
         r, seat = self.rounds[model], self.seats.get((model, v))
-        if r["status"] != VERIFIED or not seat or seat["round"] != r["number"] or seat["says"] != VERIFIED:
+        if (
+            r["status"] != VERIFIED
+            or not seat
+            or seat["round"] != r["number"]
+            or seat["says"] != VERIFIED
+        ):
             return 0
         return seat["weight"]
 
@@ -244,14 +296,24 @@ class SuiteMachine(RuleBasedStateMachine):
     @rule(b=st.integers(0, 4), model=st.sampled_from(MODELS), overpay=st.booleans())
     def buy(self, b, model, overpay):
         buyer, price, t = self.buyers[b], self.price[model], self.now + 1
-        err = self._send(self.chain.market, "buy", [model, BUYER_KEY, price], buyer, value=price + overpay)
+        err = self._send(
+            self.chain.market, "buy", [model, BUYER_KEY, price], buyer, value=price + overpay
+        )
         live = self.access.get((model, buyer, False))
         status = self.purchases[live]["status"] if live else None
-        expected = ("MarketplaceModelInactive" if not self.active[model]
-                    else "MarketplaceWrongPayment" if overpay
-                    else "MarketplaceModelDisputed" if self.books[model]["disputed"]
-                    else "MarketplaceAlreadyLicensed" if status == DELIVERED
-                    else "MarketplacePurchasePending" if status == PENDING else None)
+        expected = (
+            "MarketplaceModelInactive"
+            if not self.active[model]
+            else "MarketplaceWrongPayment"
+            if overpay
+            else "MarketplaceModelDisputed"
+            if self.books[model]["disputed"]
+            else "MarketplaceAlreadyLicensed"
+            if status == DELIVERED
+            else "MarketplacePurchasePending"
+            if status == PENDING
+            else None
+        )
         assert err == expected, (err, expected)
         if err is None:
             self._open(buyer, model, price, False, t)
@@ -264,24 +326,44 @@ class SuiteMachine(RuleBasedStateMachine):
         p = self.purchases[live] if live else None
         seat = self.seats.get((model, val), {"state": SeatState.NONE})
         s = self.stakes[val]
-        expected = ("MarketplaceModelInactive" if not self.active[model]
-                    else "MarketplaceAlreadyLicensed" if p and p["status"] == DELIVERED
-                    else "MarketplacePurchasePending" if p and p["status"] == PENDING and t <= p["deadline"]
-                    else "ValidatorsNotActive" if not self._active_validator(val)
-                    else self._commits_closed(model, t)
-                    or (None if seat["state"] == SeatState.REQUESTED
-                        else "ValidatorsTooManyOpenRequests" if s["seats"] >= MAX_OPEN
-                        else "ValidatorsStakeBonded" if s["amount"] - s["bonded"] < REQUEST_BOND else None))
+        expected = (
+            "MarketplaceModelInactive"
+            if not self.active[model]
+            else "MarketplaceAlreadyLicensed"
+            if p and p["status"] == DELIVERED
+            else "MarketplacePurchasePending"
+            if p and p["status"] == PENDING and t <= p["deadline"]
+            else "ValidatorsNotActive"
+            if not self._active_validator(val)
+            else self._commits_closed(model, t)
+            or (
+                None
+                if seat["state"] == SeatState.REQUESTED
+                else "ValidatorsTooManyOpenRequests"
+                if s["seats"] >= MAX_OPEN
+                else "ValidatorsStakeBonded"
+                if s["amount"] - s["bonded"] < REQUEST_BOND
+                else None
+            )
+        )
         assert err == expected, (err, expected)
         if err is not None:
             return
         self._open(val, model, 0, True, t)
         if seat["state"] == SeatState.REQUESTED:
-            seat["requested_at"] = t  # asked again after the old request expired: same seat, same bond
+            seat["requested_at"] = (
+                t  # asked again after the old request expired: same seat, same bond
+            )
             self._count("request made again")
         else:
-            self.seats[(model, val)] = {"state": SeatState.REQUESTED, "round": 0, "says": 0, "weight": 0,
-                                        "bond": 0, "requested_at": t}
+            self.seats[(model, val)] = {
+                "state": SeatState.REQUESTED,
+                "round": 0,
+                "says": 0,
+                "weight": 0,
+                "bond": 0,
+                "requested_at": t,
+            }
             s["bonded"] += REQUEST_BOND
             s["seats"] += 1
         if self.rounds[model]["number"] == 0:
@@ -291,8 +373,11 @@ class SuiteMachine(RuleBasedStateMachine):
     @rule(data=st.data(), by_owner=st.booleans(), wrong_buyer=st.booleans())
     def deliver(self, data, by_owner, wrong_buyer):
         pending = lambda p: p["status"] == PENDING and not p["superseded"]
-        self._deliver(self._pid(data, lambda p: pending(p) and self.books[p["model"]]["disputed"], pending),
-                      by_owner, wrong_buyer)
+        self._deliver(
+            self._pid(data, lambda p: pending(p) and self.books[p["model"]]["disputed"], pending),
+            by_owner,
+            wrong_buyer,
+        )
 
     def _deliver(self, pid: int, by_owner: bool, wrong_buyer: bool) -> None:
         p, t = self.purchases[pid], self.now + 1
@@ -301,12 +386,21 @@ class SuiteMachine(RuleBasedStateMachine):
         sender = owner if by_owner else self.buyers[2]
         buyer = self.buyers[4] if wrong_buyer and p["account"] != self.buyers[4] else p["account"]
         err = self._send(self.chain.market, "deliverKey", [pid, buyer, WRAPPED], sender)
-        expected = ("MarketplaceWrongBuyer" if buyer != p["account"]
-                    else "MarketplaceNotPending" if self._view_status(p) != PENDING
-                    else "MarketplaceModelDisputed" if self.books[model]["disputed"]
-                    else "MarketplaceDeliveryWindowClosed" if t > p["deadline"]
-                    else "MarketplaceNotDeliverer" if sender != owner
-                    else self._commits_closed(model, t) if p["validator"] else None)
+        expected = (
+            "MarketplaceWrongBuyer"
+            if buyer != p["account"]
+            else "MarketplaceNotPending"
+            if self._view_status(p) != PENDING
+            else "MarketplaceModelDisputed"
+            if self.books[model]["disputed"]
+            else "MarketplaceDeliveryWindowClosed"
+            if t > p["deadline"]
+            else "MarketplaceNotDeliverer"
+            if sender != owner
+            else self._commits_closed(model, t)
+            if p["validator"]
+            else None
+        )
         assert err == expected, (err, expected)
         if p["status"] == PENDING and self.books[model]["disputed"] and buyer == p["account"]:
             self._count("deliverKey of a disputed model's purchase")
@@ -319,16 +413,25 @@ class SuiteMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.purchases)
     @rule(data=st.data())
     def release_revenue(self, data):
-        self._release_revenue(self._pid(data, lambda p: p["status"] == DELIVERED and not p["released"] and p["price"]))
+        self._release_revenue(
+            self._pid(data, lambda p: p["status"] == DELIVERED and not p["released"] and p["price"])
+        )
 
     def _release_revenue(self, pid: int) -> None:
         p, t = self.purchases[pid], self.now + 1
         err = self._send(self.chain.market, "releaseRevenue", [pid], self.buyers[2])
         challenge_end = p["delivered_at"] + CHALLENGE
-        expected = ("MarketplaceNotPending" if p["superseded"]
-                    else "MarketplaceNothingToRelease" if p["status"] != DELIVERED or p["released"] or not p["price"]
-                    else "MarketplaceRevenueHeld" if t <= challenge_end
-                    else "MarketplaceModelDisputed" if self._disputed_by(p["model"], challenge_end) else None)
+        expected = (
+            "MarketplaceNotPending"
+            if p["superseded"]
+            else "MarketplaceNothingToRelease"
+            if p["status"] != DELIVERED or p["released"] or not p["price"]
+            else "MarketplaceRevenueHeld"
+            if t <= challenge_end
+            else "MarketplaceModelDisputed"
+            if self._disputed_by(p["model"], challenge_end)
+            else None
+        )
         assert err == expected, (err, expected)
         if err is not None:
             return
@@ -347,22 +450,38 @@ class SuiteMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def refund(self, data):
         held = lambda p: p["status"] == DELIVERED and not p["released"] and p["price"] > 0
-        self.refund_purchase(self._pid(
-            data, lambda p: held(p) and self._disputed_by(p["model"], p["delivered_at"] + CHALLENGE),
-            lambda p: not p["validator"] and self.books[p["model"]]["disputed"] and p["status"] == PENDING))
+        self.refund_purchase(
+            self._pid(
+                data,
+                lambda p: held(p) and self._disputed_by(p["model"], p["delivered_at"] + CHALLENGE),
+                lambda p: (
+                    not p["validator"]
+                    and self.books[p["model"]]["disputed"]
+                    and p["status"] == PENDING
+                ),
+            )
+        )
 
     def refund_purchase(self, pid: int) -> None:
         p, t = self.purchases[pid], self.now + 1
         err = self._send(self.chain.market, "refund", [pid], p["account"])
         disputed = self.books[p["model"]]["disputed"]
         in_time = self._disputed_by(p["model"], p["delivered_at"] + CHALLENGE)
-        expected = ("MarketplaceNotPending" if p["superseded"]
-                    else "MarketplaceNotBuyer" if p["validator"]
-                    else ("MarketplaceDeliveryWindowOpen" if t <= p["deadline"] and not disputed else None)
-                    if p["status"] == PENDING
-                    else ("MarketplaceNotRefundable" if p["released"] or not p["price"] or not in_time else None)
-                    if p["status"] == DELIVERED
-                    else "MarketplaceNotPending")
+        expected = (
+            "MarketplaceNotPending"
+            if p["superseded"]
+            else "MarketplaceNotBuyer"
+            if p["validator"]
+            else ("MarketplaceDeliveryWindowOpen" if t <= p["deadline"] and not disputed else None)
+            if p["status"] == PENDING
+            else (
+                "MarketplaceNotRefundable"
+                if p["released"] or not p["price"] or not in_time
+                else None
+            )
+            if p["status"] == DELIVERED
+            else "MarketplaceNotPending"
+        )
         assert err == expected, (err, expected)
         if err is not None:
             return
@@ -380,18 +499,24 @@ class SuiteMachine(RuleBasedStateMachine):
         err = self._send(self.chain.market, "withdraw", [], who)
         assert err == (None if self.credited[who] else "MarketplaceNothingToWithdraw")
         if err is None:
-            assert self._logged_amount() == self.credited[who]  # Withdrawn(account, amount): all of it, once
+            assert (
+                self._logged_amount() == self.credited[who]
+            )  # Withdrawn(account, amount): all of it, once
             self.withdrawn[who] += self.credited[who]
             self.credited[who] = 0
 
     @rule(model=st.sampled_from(MODELS), price=st.sampled_from(PRICES))
     def set_price(self, model, price):
-        assert self._send(self.chain.registry, "setPrice", [model, price], self.owner[model]) is None
+        assert (
+            self._send(self.chain.registry, "setPrice", [model, price], self.owner[model]) is None
+        )
         self.price[model] = price
 
     @rule(model=st.sampled_from(MODELS), active=st.booleans())
     def set_active(self, model, active):
-        assert self._send(self.chain.registry, "setActive", [model, active], self.owner[model]) is None
+        assert (
+            self._send(self.chain.registry, "setActive", [model, active], self.owner[model]) is None
+        )
         self.active[model] = active
 
     @rule(model=st.sampled_from(MODELS), to=st.integers(0, 1))
@@ -404,8 +529,10 @@ class SuiteMachine(RuleBasedStateMachine):
     def claim_metrics(self, model, other):
         """Every model here was claimed at listing, and a claim is final: the owner cannot change it."""
         digest = OTHER_CLAIM if other else CLAIM
-        assert self._send(self.chain.registry, "claimMetrics", [model, digest],
-                          self.owner[model]) == "ModelRegistryAlreadyClaimed"
+        assert (
+            self._send(self.chain.registry, "claimMetrics", [model, digest], self.owner[model])
+            == "ModelRegistryAlreadyClaimed"
+        )
 
     @rule(i=st.integers(0, 8), model=st.sampled_from(MODELS), score=st.integers(0, 6))
     def vote(self, i, model, score):
@@ -413,10 +540,18 @@ class SuiteMachine(RuleBasedStateMachine):
         err = self._send(self.chain.votes, "vote", [model, score], who)
         live = self.access.get((model, who, False))
         p = self.purchases[live] if live else None
-        eligible = p is not None and p["status"] == DELIVERED and p["price"] > 0 and not p["owner_bought"]
+        eligible = (
+            p is not None and p["status"] == DELIVERED and p["price"] > 0 and not p["owner_bought"]
+        )
         if p is not None and p["status"] == DELIVERED and not eligible:
             self._count("vote refused to a free or owner-bought licence")
-        expected = ("VotesScoreOutOfRange" if not 1 <= score <= 5 else "VotesNoLicense" if not eligible else None)
+        expected = (
+            "VotesScoreOutOfRange"
+            if not 1 <= score <= 5
+            else "VotesNoLicense"
+            if not eligible
+            else None
+        )
         assert err == expected, (err, expected)
         if err is None:
             self.votes[(model, who)] = score
@@ -428,8 +563,13 @@ class SuiteMachine(RuleBasedStateMachine):
         amount = MIN if enough else MIN // 2
         err = self._send(self.chain.validators, "stake", [], val, value=amount)
         s = self.stakes[val]
-        expected = ("ValidatorsUnstakePending" if s["unlock"]
-                    else "ValidatorsStakeTooLow" if s["amount"] + amount < MIN else None)
+        expected = (
+            "ValidatorsUnstakePending"
+            if s["unlock"]
+            else "ValidatorsStakeTooLow"
+            if s["amount"] + amount < MIN
+            else None
+        )
         assert err == expected, (err, expected)
         if err is None:
             s["amount"] += amount
@@ -439,8 +579,15 @@ class SuiteMachine(RuleBasedStateMachine):
         val, t = self.vals[v], self.now + 1
         err = self._send(self.chain.validators, "requestUnstake", [], val)
         s = self.stakes[val]
-        expected = ("ValidatorsNotStaked" if s["amount"] == 0 else "ValidatorsUnstakePending" if s["unlock"]
-                    else "ValidatorsOpenSeats" if s["seats"] else None)
+        expected = (
+            "ValidatorsNotStaked"
+            if s["amount"] == 0
+            else "ValidatorsUnstakePending"
+            if s["unlock"]
+            else "ValidatorsOpenSeats"
+            if s["seats"]
+            else None
+        )
         assert err == expected, (err, expected)
         if err == "ValidatorsOpenSeats":
             self._count("requestUnstake refused with open seats")
@@ -452,16 +599,28 @@ class SuiteMachine(RuleBasedStateMachine):
         val, t = self.vals[v], self.now + 1
         err = self._send(self.chain.validators, "unstake", [], val)
         s = self.stakes[val]
-        expected = ("ValidatorsNotStaked" if s["amount"] == 0 else "ValidatorsUnstakeNotRequested" if not s["unlock"]
-                    else "ValidatorsStillLocked" if t < s["unlock"] else None)
+        expected = (
+            "ValidatorsNotStaked"
+            if s["amount"] == 0
+            else "ValidatorsUnstakeNotRequested"
+            if not s["unlock"]
+            else "ValidatorsStillLocked"
+            if t < s["unlock"]
+            else None
+        )
         assert err == expected, (err, expected)
         if err is None:
-            assert self._logged_amount() == s["amount"]  # Unstaked(validator, amount): the whole remaining stake
+            assert (
+                self._logged_amount() == s["amount"]
+            )  # Unstaked(validator, amount): the whole remaining stake
             self.stakes[val] = {"amount": 0, "bonded": 0, "unlock": 0, "seats": 0}
 
     def _attestation(self, model: int, kind: str) -> tuple[bytes, bytes]:
-        return {"good": (HASHES[model], CLAIM), "bad hash": (BAD_HASH, CLAIM),
-                "other digest": (HASHES[model], OTHER_CLAIM)}[kind]
+        return {
+            "good": (HASHES[model], CLAIM),
+            "bad hash": (BAD_HASH, CLAIM),
+            "other digest": (HASHES[model], OTHER_CLAIM),
+        }[kind]
 
     @rule(v=st.integers(0, 2), model=st.sampled_from(MODELS), kind=st.sampled_from(ATTESTATIONS))
     def commit(self, v, model, kind):
@@ -476,10 +635,15 @@ class SuiteMachine(RuleBasedStateMachine):
         weight = s["amount"] // MIN
         bond = weight * BOND_PER_WEIGHT
         bonded = s["bonded"] - (seat["bond"] if again else 0)
-        expected = (self._commits_closed(model, t)
-                    or ("ValidatorsNoKey" if seat["state"] != SeatState.KEYED and not again
-                        else "ValidatorsStakeTooLow" if weight == 0
-                        else "ValidatorsStakeBonded" if s["amount"] - bonded < bond else None))
+        expected = self._commits_closed(model, t) or (
+            "ValidatorsNoKey"
+            if seat["state"] != SeatState.KEYED and not again
+            else "ValidatorsStakeTooLow"
+            if weight == 0
+            else "ValidatorsStakeBonded"
+            if s["amount"] - bonded < bond
+            else None
+        )
         assert err == expected, (err, expected)
         if err is not None:
             return
@@ -499,14 +663,24 @@ class SuiteMachine(RuleBasedStateMachine):
         observed, digest, salt = committed or (HASHES[model], CLAIM, bytes(32))
         if tamper:
             salt = bytes(32)
-        err = self._send(self.chain.validators, "revealAttestation", [model, observed, digest, salt], val)
+        err = self._send(
+            self.chain.validators, "revealAttestation", [model, observed, digest, salt], val
+        )
         r = self.rounds[model]
         seat = self.seats.get((model, val), {"state": SeatState.NONE, "round": 0})
-        expected = ("ValidatorsNothingToReveal" if seat["state"] != SeatState.COMMITTED or seat["round"] != r["number"]
-                    or not r["commit_end"]
-                    else "ValidatorsRevealNotOpen" if t <= r["commit_end"]
-                    else "ValidatorsRevealClosed" if t > r["reveal_end"]
-                    else "ValidatorsRevealMismatch" if tamper else None)
+        expected = (
+            "ValidatorsNothingToReveal"
+            if seat["state"] != SeatState.COMMITTED
+            or seat["round"] != r["number"]
+            or not r["commit_end"]
+            else "ValidatorsRevealNotOpen"
+            if t <= r["commit_end"]
+            else "ValidatorsRevealClosed"
+            if t > r["reveal_end"]
+            else "ValidatorsRevealMismatch"
+            if tamper
+            else None
+        )
         assert err == expected, (err, expected)
         if err is not None:
             return
@@ -526,18 +700,32 @@ class SuiteMachine(RuleBasedStateMachine):
         t = self.now + 1
         err = self._send(self.chain.validators, "settle", [model], self.buyers[2])
         r = self.rounds[model]
-        expected = ("ValidatorsAlreadySettled" if r["status"] != UNVERIFIED
-                    else "ValidatorsNoRound" if not r["commit_end"]
-                    else "ValidatorsRevealOpen" if t <= r["reveal_end"] else None)
+        expected = (
+            "ValidatorsAlreadySettled"
+            if r["status"] != UNVERIFIED
+            else "ValidatorsNoRound"
+            if not r["commit_end"]
+            else "ValidatorsRevealOpen"
+            if t <= r["reveal_end"]
+            else None
+        )
         assert err == expected, (err, expected)
         if err is not None:
             return
         total = sum(r["tally"].values())
-        decided = [s for s in (VERIFIED, ModelStatus.METRICS_DISPUTED, ModelStatus.DISPUTED)
-                   if total >= QUORUM and 2 * r["tally"][s] > total]
+        decided = [
+            s
+            for s in (VERIFIED, ModelStatus.METRICS_DISPUTED, ModelStatus.DISPUTED)
+            if total >= QUORUM and 2 * r["tally"][s] > total
+        ]
         if not decided:
             self._count("round undecided")
-            r.update(number=r["number"] + 1, commit_end=0, reveal_end=0, tally=dict.fromkeys(ModelStatus, 0))
+            r.update(
+                number=r["number"] + 1,
+                commit_end=0,
+                reveal_end=0,
+                tally=dict.fromkeys(ModelStatus, 0),
+            )
             return
         r["status"] = decided[0]
         self._count(f"settled {decided[0].name}")
@@ -562,8 +750,11 @@ class SuiteMachine(RuleBasedStateMachine):
         elif state == SeatState.KEYED:
             releasable = forfeit_request = settled
         elif state == SeatState.COMMITTED:
-            releasable = (seat["round"] < r["number"] or settled
-                          or (r["commit_end"] != 0 and t > r["reveal_end"]))
+            releasable = (
+                seat["round"] < r["number"]
+                or settled
+                or (r["commit_end"] != 0 and t > r["reveal_end"])
+            )
             forfeit_request = forfeit_commit = True
         elif state == SeatState.REVEALED:
             current = seat["round"] == r["number"]
@@ -606,7 +797,13 @@ class SuiteMachine(RuleBasedStateMachine):
         weight = self._verifier_weight(model, val)
         rpw = self.books[model]["rpw"]
         owed = (rpw - self.reward_claimed.get((model, val), 0)) * weight
-        assert err == ("MarketplaceNotVerifier" if not weight else "MarketplaceNothingToClaim" if not owed else None)
+        assert err == (
+            "MarketplaceNotVerifier"
+            if not weight
+            else "MarketplaceNothingToClaim"
+            if not owed
+            else None
+        )
         if err is None:
             self._count("verifier reward claimed")
             self.reward_claimed[(model, val)] = rpw
@@ -622,7 +819,9 @@ class SuiteMachine(RuleBasedStateMachine):
             self.withdrawn[who] += self.vcredited[who]
             self.vcredited[who] = 0
 
-    @rule(seconds=st.sampled_from([5, COMMIT + 1, REVEAL + 1, CHALLENGE + 1, WINDOW + 1, DELAY + 1]))
+    @rule(
+        seconds=st.sampled_from([5, COMMIT + 1, REVEAL + 1, CHALLENGE + 1, WINDOW + 1, DELAY + 1])
+    )
     def travel(self, seconds):
         self.now += seconds
         self.rpc("evm_setNextBlockTimestamp", [self.now])
@@ -635,7 +834,9 @@ class SuiteMachine(RuleBasedStateMachine):
         ``score`` (0: no vote) and, if ``release``, the challenge period passes, the revenue is released
         and the model's verifiers claim their share."""
         verified = [m for m in MODELS if self.rounds[m]["status"] == VERIFIED]
-        model = data.draw(st.sampled_from(verified if verified and data.draw(st.integers(0, 3)) else MODELS))
+        model = data.draw(
+            st.sampled_from(verified if verified and data.draw(st.integers(0, 3)) else MODELS)
+        )
         pid = self._bought(b, model)
         if pid is None:
             return
@@ -663,9 +864,17 @@ class SuiteMachine(RuleBasedStateMachine):
             if self._verifier_weight(model, val):
                 self._claim_reward(model, val)
 
-    @rule(model=st.sampled_from(MODELS), verdict=st.sampled_from(VERDICTS), mixed=st.permutations(ATTESTATIONS),
-          tamper=st.integers(-1, 2), late=st.integers(-1, 2), b=st.integers(0, 4), price=st.sampled_from(PRICES),
-          delivered=st.booleans(), release=st.booleans())
+    @rule(
+        model=st.sampled_from(MODELS),
+        verdict=st.sampled_from(VERDICTS),
+        mixed=st.permutations(ATTESTATIONS),
+        tamper=st.integers(-1, 2),
+        late=st.integers(-1, 2),
+        b=st.integers(0, 4),
+        price=st.sampled_from(PRICES),
+        delivered=st.booleans(),
+        release=st.booleans(),
+    )
     def validate(self, model, verdict, mixed, tamper, late, b, price, delivered, release):
         """Validation of a model with a sale in flight, in one step, through the rules above (each still
         checks its own outcome). Buyer ``b`` buys at ``price`` (and, if ``delivered``, gets the key); the three
@@ -698,7 +907,9 @@ class SuiteMachine(RuleBasedStateMachine):
             return
         if self.books[model]["disputed"]:
             if self.purchases[sold]["status"] == PENDING:
-                self._deliver(sold, by_owner=True, wrong_buyer=False)  # refused: never paid for bad content
+                self._deliver(
+                    sold, by_owner=True, wrong_buyer=False
+                )  # refused: never paid for bad content
             self.refund_purchase(sold)
             return
         if self.purchases[sold]["status"] == PENDING:
@@ -709,7 +920,11 @@ class SuiteMachine(RuleBasedStateMachine):
     def _answer_key_request(self, model: int, val: str) -> None:
         """The owner delivers the validator's pending key request, if it has one."""
         pid = self.access.get((model, val, True))
-        if pid and self.purchases[pid]["status"] == PENDING and not self.purchases[pid]["superseded"]:
+        if (
+            pid
+            and self.purchases[pid]["status"] == PENDING
+            and not self.purchases[pid]["superseded"]
+        ):
             self._deliver(pid, by_owner=True, wrong_buyer=False)
 
     def _round(self, model: int, kinds, tamper: int, late: int) -> None:
@@ -746,34 +961,73 @@ class SuiteMachine(RuleBasedStateMachine):
         for who in self.everyone:
             s = self.stakes[who]
             got = (next(out), next(out), [next(out) for _ in range(4)])
-            assert got == (self.credited[who], self.vcredited[who],
-                           [s["amount"], s["bonded"], s["unlock"], s["seats"]]), who
-            assert self.withdrawn[who] <= self.earned[who], who  # nobody withdraws more than credited
-            seats = [seat for (m, v), seat in self.seats.items() if v == who and seat["state"] in OPEN_SEATS]
+            assert got == (
+                self.credited[who],
+                self.vcredited[who],
+                [s["amount"], s["bonded"], s["unlock"], s["seats"]],
+            ), who
+            assert self.withdrawn[who] <= self.earned[who], (
+                who
+            )  # nobody withdraws more than credited
+            seats = [
+                seat
+                for (m, v), seat in self.seats.items()
+                if v == who and seat["state"] in OPEN_SEATS
+            ]
             # the stake bonded is exactly the bonds of the open seats, and no more than the stake
             assert s["seats"] == len(seats) and s["bonded"] <= s["amount"], who
-            assert s["bonded"] == sum(REQUEST_BOND + (seat["bond"] if seat["state"] >= SeatState.COMMITTED else 0)
-                                      for seat in seats), who
+            assert s["bonded"] == sum(
+                REQUEST_BOND + (seat["bond"] if seat["state"] >= SeatState.COMMITTED else 0)
+                for seat in seats
+            ), who
         for pid, p in self.purchases.items():
             got = [next(out) for _ in range(3)]
-            expected = [self._view_status(p), 0 if p["superseded"] else p["delivered_at"],
-                        0 if p["superseded"] else int(p["released"])]
+            expected = [
+                self._view_status(p),
+                0 if p["superseded"] else p["delivered_at"],
+                0 if p["superseded"] else int(p["released"]),
+            ]
             assert got == expected, pid
             assert p["payouts"] <= 1, pid  # paid out (released or refunded) at most once
         escrow = sum(p["price"] for p in self.purchases.values() if p["status"] == PENDING)
-        held = sum(p["price"] for p in self.purchases.values() if p["status"] == DELIVERED and not p["released"])
+        held = sum(
+            p["price"]
+            for p in self.purchases.values()
+            if p["status"] == DELIVERED and not p["released"]
+        )
         rewards = sum(b["rpw"] * b["weight"] for b in self.books.values()) - sum(
-            rpw * self._verifier_weight(m, v) for (m, v), rpw in self.reward_claimed.items())
+            rpw * self._verifier_weight(m, v) for (m, v), rpw in self.reward_claimed.items()
+        )
         assert market_balance == escrow + held + sum(self.credited.values()) + rewards
-        assert validators_balance == sum(s["amount"] for s in self.stakes.values()) + sum(self.vcredited.values())
+        assert validators_balance == sum(s["amount"] for s in self.stakes.values()) + sum(
+            self.vcredited.values()
+        )
         for m in MODELS:
-            live = [(self.purchases[self.access[(m, who, False)]]["price"], score)
-                    for (mm, who), score in self.votes.items() if mm == m]
+            live = [
+                (self.purchases[self.access[(m, who, False)]]["price"], score)
+                for (mm, who), score in self.votes.items()
+                if mm == m
+            ]
             r, b = self.rounds[m], self.books[m]
-            tally = [r["tally"][VERIFIED], r["tally"][ModelStatus.DISPUTED], r["tally"][ModelStatus.METRICS_DISPUTED]]
-            expected = [sum(price * score for price, score in live), sum(price for price, _ in live), len(live),
-                        *tally, r["status"], r["number"], r["commit_end"], r["reveal_end"],
-                        b["weight"], int(b["disputed"]), b["disputed_at"], b["rpw"]]
+            tally = [
+                r["tally"][VERIFIED],
+                r["tally"][ModelStatus.DISPUTED],
+                r["tally"][ModelStatus.METRICS_DISPUTED],
+            ]
+            expected = [
+                sum(price * score for price, score in live),
+                sum(price for price, _ in live),
+                len(live),
+                *tally,
+                r["status"],
+                r["number"],
+                r["commit_end"],
+                r["reveal_end"],
+                b["weight"],
+                int(b["disputed"]),
+                b["disputed_at"],
+                b["rpw"],
+            ]
             assert [next(out) for _ in range(14)] == expected, m
             for who in self.everyone:
                 licensed, score, reward = next(out), next(out), next(out)
@@ -788,8 +1042,11 @@ class SuiteMachine(RuleBasedStateMachine):
                 owed = (b["rpw"] - self.reward_claimed.get((m, who), 0)) * weight
                 assert reward == owed, (m, who)
                 mine = self.seats.get((m, who))
-                want = ([mine["state"], mine["round"], mine["says"], mine["weight"], mine["bond"]] if mine
-                        else [0, 0, 0, 0, 0])
+                want = (
+                    [mine["state"], mine["round"], mine["says"], mine["weight"], mine["bond"]]
+                    if mine
+                    else [0, 0, 0, 0, 0]
+                )
                 assert seat == want, (m, who)
                 # an attestation exists only from a delivered key and a commitment
                 assert has_commitment == int((m, who) in self.commitments), (m, who)
@@ -803,24 +1060,42 @@ def test_random_call_sequences(anvil_chain):
         rpc("anvil_setBlockTimestampInterval", [1])  # every block one second after the last
         c.list_model(c.accounts[1], price=10**17, model_hash=HASHES[1])
         c.list_model(c.accounts[2], price=0, model_hash=HASHES[2])
-        SuiteMachine.claimed_at0 = {m: c.registry.functions.attestationTarget(m).call()[2] for m in MODELS}
-        SuiteMachine.chain, SuiteMachine.rpc, SuiteMachine.lens = c, rpc, c.deploy("Lens", c.market.address, c.votes.address, c.validators.address)
+        SuiteMachine.claimed_at0 = {
+            m: c.registry.functions.attestationTarget(m).call()[2] for m in MODELS
+        }
+        SuiteMachine.chain, SuiteMachine.rpc, SuiteMachine.lens = (
+            c,
+            rpc,
+            c.deploy("Lens", c.market.address, c.votes.address, c.validators.address),
+        )
         SuiteMachine.start_time = c.now()
         SuiteMachine.runs = 0
         SuiteMachine.reached = {}
         started = time.monotonic()
-        run_state_machine_as_test(SuiteMachine, settings=settings(
-            max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, database=None,
-            suppress_health_check=list(HealthCheck)))
+        run_state_machine_as_test(
+            SuiteMachine,
+            settings=settings(
+                max_examples=EXAMPLES,
+                stateful_step_count=STEPS,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            ),
+        )
         took = time.monotonic() - started
-        print(f"\n{SuiteMachine.runs} random call sequences (max_examples={EXAMPLES}, up to {STEPS} steps) "
-              f"in {took:.1f} s, {took / max(SuiteMachine.runs, 1) * 1000:.0f} ms each; states reached: "
-              f"{dict(sorted(SuiteMachine.reached.items()))}")
+        print(
+            f"\n{SuiteMachine.runs} random call sequences (max_examples={EXAMPLES}, up to {STEPS} steps) "
+            f"in {took:.1f} s, {took / max(SuiteMachine.runs, 1) * 1000:.0f} ms each; states reached: "
+            f"{dict(sorted(SuiteMachine.reached.items()))}"
+        )
         assert SuiteMachine.runs >= EXAMPLES
         if EXAMPLES >= 500:
             # each rule that is there for a rare state must have reached it at least once
-            missing = [family for family, states in REACHED.items()
-                       if not any(SuiteMachine.reached.get(state) for state in states)]
+            missing = [
+                family
+                for family, states in REACHED.items()
+                if not any(SuiteMachine.reached.get(state) for state in states)
+            ]
             assert not missing, (missing, SuiteMachine.reached)
     finally:
         rpc("anvil_removeBlockTimestampInterval", [])
@@ -831,14 +1106,19 @@ def test_random_call_sequences(anvil_chain):
 # its states; each state is also pinned down by a deterministic test in test_marketplace.py,
 # test_votes_validators.py or test_attacks.py).
 REACHED = {
-    "a disputed model's purchase": ("refund of a delivered sale after a dispute",
-                                    "refund of a disputed model's pending purchase before the deadline",
-                                    "deliverKey of a disputed model's purchase"),
+    "a disputed model's purchase": (
+        "refund of a delivered sale after a dispute",
+        "refund of a disputed model's pending purchase before the deadline",
+        "deliverKey of a disputed model's purchase",
+    ),
     "revenue released": ("revenue released",),
     "verifier reward claimed": ("verifier reward claimed",),
-    "each outcome": ("settled VERIFIED",), "disputed": ("settled DISPUTED",),
-    "metrics disputed": ("settled METRICS_DISPUTED",), "undecided": ("round undecided",),
-    "again": ("commit again after an undecided round",), "forfeits": ("bond forfeited",),
+    "each outcome": ("settled VERIFIED",),
+    "disputed": ("settled DISPUTED",),
+    "metrics disputed": ("settled METRICS_DISPUTED",),
+    "undecided": ("round undecided",),
+    "again": ("commit again after an undecided round",),
+    "forfeits": ("bond forfeited",),
     "no leaving with open seats": ("requestUnstake refused with open seats",),
     "ineligible votes": ("vote refused to a free or owner-bought licence",),
 }

@@ -45,10 +45,16 @@ LICENCE_PRICE = 10**15
 
 def send_tx(w3, account, fn, value=0):
     """Sign and send a contract call from a local account; the receipt must succeed."""
-    tx = fn.build_transaction({"from": account.address, "value": value,
-                               "nonce": w3.eth.get_transaction_count(account.address)})
+    tx = fn.build_transaction(
+        {
+            "from": account.address,
+            "value": value,
+            "nonce": w3.eth.get_transaction_count(account.address),
+        }
+    )
     receipt = w3.eth.wait_for_transaction_receipt(
-        w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction))
+        w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
+    )
     assert receipt["status"] == 1
     return receipt
 

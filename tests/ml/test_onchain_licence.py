@@ -27,20 +27,43 @@ def market():
 
 def test_licence_comes_from_the_marketplace_after_delivery(market):
     chain, w3, seller, buyer, model_id, purchase_id = market
-    service = InferenceService({model_id: Echo()}, has_license=onchain_has_license(chain),
-                               chain_id=chain.chain_id, verifying_contract=chain.marketplace.address,
-                               negative_ttl=0)
+    service = InferenceService(
+        {model_id: Echo()},
+        has_license=onchain_has_license(chain),
+        chain_id=chain.chain_id,
+        verifying_contract=chain.marketplace.address,
+        negative_ttl=0,
+    )
     client = create_app(service).test_client()
 
     def ask():
-        return client.post("/v1/infer", json=signing.sign_request(
-            buyer, model_id=model_id, inputs=["hello"], chain_id=chain.chain_id,
-            verifying_contract=chain.marketplace.address))
+        return client.post(
+            "/v1/infer",
+            json=signing.sign_request(
+                buyer,
+                model_id=model_id,
+                inputs=["hello"],
+                chain_id=chain.chain_id,
+                verifying_contract=chain.marketplace.address,
+            ),
+        )
 
     assert ask().status_code == 403  # paid, key not delivered yet: no licence
-    send_tx(w3, seller, chain.marketplace.functions.deliverKey(purchase_id, buyer.address, b"\x33" * 80))
+    send_tx(
+        w3, seller, chain.marketplace.functions.deliverKey(purchase_id, buyer.address, b"\x33" * 80)
+    )
     r = ask()
     assert r.status_code == 200 and r.json["signer"] == buyer.address
-    assert client.post("/v1/infer", json=signing.sign_request(
-        seller, model_id=model_id, inputs=["hello"], chain_id=chain.chain_id,
-        verifying_contract=chain.marketplace.address)).status_code == 403  # owner bought nothing
+    assert (
+        client.post(
+            "/v1/infer",
+            json=signing.sign_request(
+                seller,
+                model_id=model_id,
+                inputs=["hello"],
+                chain_id=chain.chain_id,
+                verifying_contract=chain.marketplace.address,
+            ),
+        ).status_code
+        == 403
+    )  # owner bought nothing

@@ -14,7 +14,8 @@ def base():
 
     torch.manual_seed(7)
     model = AutoModelForSequenceClassification.from_pretrained(
-        data.base_model_dir(), num_labels=3, local_files_only=True, use_safetensors=True)
+        data.base_model_dir(), num_labels=3, local_files_only=True, use_safetensors=True
+    )
     return model, AutoTokenizer.from_pretrained(data.base_model_dir(), local_files_only=True)
 
 
@@ -92,8 +93,11 @@ def test_pack_lays_texts_back_to_back():
 def test_other_architectures_are_refused_with_what_to_do(base):
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
-    other = DistilBertForSequenceClassification(DistilBertConfig(
-        n_layers=1, dim=32, hidden_dim=64, n_heads=2, vocab_size=100))
+    other = DistilBertForSequenceClassification(
+        DistilBertConfig(n_layers=1, dim=32, hidden_dim=64, n_heads=2, vocab_size=100)
+    )
     assert packed.supports(base[0]) and not packed.supports(other)
-    with pytest.raises(ConfigError, match="not DistilBertForSequenceClassification; train or serve"):
+    with pytest.raises(
+        ConfigError, match="not DistilBertForSequenceClassification; train or serve"
+    ):
         packed.logits(other, [[1, 2]])

@@ -3,7 +3,9 @@ import pytest
 from ml.recommend import Embedder, Recommender, bayesian_score
 from node.errors import ConfigError
 
-SENTIMENT_CARD = "Classifies the sentiment of tweets and product reviews: negative, neutral, positive."
+SENTIMENT_CARD = (
+    "Classifies the sentiment of tweets and product reviews: negative, neutral, positive."
+)
 VISION_CARD = "Detects cats and dogs in photographs; an image classification network."
 TOXIC_CARD = "Flags toxic or abusive comments in online discussions."
 
@@ -49,9 +51,14 @@ def test_one_five_star_vote_does_not_outrank_forty_votes_of_4_6(embedder):
 
 
 def test_similarity_to_the_need_ranks_the_relevant_model_first(embedder):
-    items = [listing(1, "Pet finder", VISION_CARD, [5] * 3), listing(2, "Moody", SENTIMENT_CARD),
-             listing(3, "Guard", TOXIC_CARD)]
-    ranked = Recommender(embedder).recommend(items, need="is this customer review positive or negative?")
+    items = [
+        listing(1, "Pet finder", VISION_CARD, [5] * 3),
+        listing(2, "Moody", SENTIMENT_CARD),
+        listing(3, "Guard", TOXIC_CARD),
+    ]
+    ranked = Recommender(embedder).recommend(
+        items, need="is this customer review positive or negative?"
+    )
     assert ranked[0].id == 2
     assert ranked[0].explanation.startswith('similar to your need "is this customer review')
     assert ranked[0].explanation.endswith("no votes yet")
@@ -59,8 +66,11 @@ def test_similarity_to_the_need_ranks_the_relevant_model_first(embedder):
 
 
 def test_history_is_a_query_and_bought_models_are_left_out(embedder):
-    items = [listing(1, "Moody", SENTIMENT_CARD), listing(2, "Pet finder", VISION_CARD),
-             listing(3, "Review tone", "Sentiment of customer reviews: happy, unhappy or neutral.")]
+    items = [
+        listing(1, "Moody", SENTIMENT_CARD),
+        listing(2, "Pet finder", VISION_CARD),
+        listing(3, "Review tone", "Sentiment of customer reviews: happy, unhappy or neutral."),
+    ]
     ranked = Recommender(embedder).recommend(items, history=[1])
     assert [r.id for r in ranked] == [3, 2]
     assert ranked[0].explanation.startswith("similar to Moody (bought)")
@@ -110,4 +120,6 @@ def test_an_explanation_never_calls_an_opposite_listing_similar():
     up, down = Recommender(Axes()).recommend(items, need="need up")
     assert up.explanation == 'similar to your need "need up" (1.00); no votes yet'
     assert down.similarity == -1.0  # its cosine adds nothing to the score, and the text says so
-    assert down.explanation == 'ranked by votes (nothing like your need "need up"); 5.0 from 2 buyers'
+    assert (
+        down.explanation == 'ranked by votes (nothing like your need "need up"); 5.0 from 2 buyers'
+    )

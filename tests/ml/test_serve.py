@@ -33,12 +33,15 @@ def test_predict_labels_scores_and_truncation(predictor):
     assert predictor.predict(["I love this phone"])[0]["label"] == out[0]["label"]
 
 
-@pytest.mark.parametrize("bad, message", [
-    ([], "inputs is empty"),
-    (["ok", "  "], "input 1 is empty"),
-    ("just a string", "list of texts"),
-    (["ok", 3], "input 1 is int"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ([], "inputs is empty"),
+        (["ok", "  "], "input 1 is empty"),
+        ("just a string", "list of texts"),
+        (["ok", 3], "input 1 is int"),
+    ],
+)
 def test_predict_refuses_bad_input(predictor, bad, message):
     with pytest.raises(InvalidInput, match=message):
         predictor.predict(bad)
@@ -210,13 +213,16 @@ def test_a_failing_batch_fails_its_callers_and_the_worker_goes_on():
             batcher.submit([""])
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--processes", "0"], "--processes must be at least 1 (got 0)"),
-    (["--workers", "0"], "--workers must be at least 1 (got 0)"),
-    (["--port", "70000"], "--port must be from 0 to 65535 (got 70000)"),
-    (["--model-id", "-1"], "--model-id must be the listing's id, 0 or more (got -1)"),
-    ([], "is not a model directory (no config.json)"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--processes", "0"], "--processes must be at least 1 (got 0)"),
+        (["--workers", "0"], "--workers must be at least 1 (got 0)"),
+        (["--port", "70000"], "--port must be from 0 to 65535 (got 70000)"),
+        (["--model-id", "-1"], "--model-id must be the listing's id, 0 or more (got -1)"),
+        ([], "is not a model directory (no config.json)"),
+    ],
+)
 def test_modex_serve_reports_bad_options_in_one_line(tmp_path, capsys, extra, message):
     from modex.cli import main as modex
 
@@ -227,8 +233,9 @@ def test_modex_serve_reports_bad_options_in_one_line(tmp_path, capsys, extra, me
     assert err.startswith("modex: error: ") and message in err and "Traceback" not in err
 
 
-def test_modex_serve_processes_on_a_busy_port_is_one_line(tiny_model, tmp_path, monkeypatch,
-                                                          capsys):
+def test_modex_serve_processes_on_a_busy_port_is_one_line(
+    tiny_model, tmp_path, monkeypatch, capsys
+):
     import signal
     import socket
     from types import SimpleNamespace
@@ -242,8 +249,18 @@ def test_modex_serve_processes_on_a_busy_port_is_one_line(tiny_model, tmp_path, 
     handler = signal.getsignal(signal.SIGTERM)
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
-        argv = ["serve", str(tiny_model[0]), "--model-id", "1", "--chain", "http://127.0.0.1:9",
-                "--port", str(port), "--processes", "2"]
+        argv = [
+            "serve",
+            str(tiny_model[0]),
+            "--model-id",
+            "1",
+            "--chain",
+            "http://127.0.0.1:9",
+            "--port",
+            str(port),
+            "--processes",
+            "2",
+        ]
         assert modex(argv) == 1  # was an OSError traceback
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err

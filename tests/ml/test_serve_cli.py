@@ -23,6 +23,7 @@ from tests.ml.conftest import list_and_buy, send_tx
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
 
+
 @pytest.fixture(params=[[], ["--processes", "2"]], ids=["one-process", "two-processes"])
 def served(request, anvil, tiny_model, tmp_path):
     """(chain, buyer, stranger, model_id, base URL, banner, process) with `modex serve` running
@@ -42,24 +43,43 @@ def _serve(extra_args, anvil, tiny_model, tmp_path):
 
     w3 = connect(anvil.url)
     deployment = write_deployment(deploy_suite(w3, w3.eth.accounts[0]), tmp_path / "deployments")
-    chain = Chain.from_config(Config(data_dir=tmp_path, chain=anvil.url,
-                                     deployment_file=deployment))
+    chain = Chain.from_config(
+        Config(data_dir=tmp_path, chain=anvil.url, deployment_file=deployment)
+    )
     seller, buyer, model_id, purchase_id = list_and_buy(w3, chain, "bafkreitestcidformodexserve")
-    send_tx(w3, seller, chain.marketplace.functions.deliverKey(purchase_id, buyer.address, b"\x33" * 80))
+    send_tx(
+        w3, seller, chain.marketplace.functions.deliverKey(purchase_id, buyer.address, b"\x33" * 80)
+    )
     stranger = Account.create()
 
     config = tmp_path / "config.toml"
-    config.write_text(f'chain = "{anvil.url}"\ndata_dir = "{tmp_path}"\n'
-                      f'deployment_file = "{deployment}"\n')
+    config.write_text(
+        f'chain = "{anvil.url}"\ndata_dir = "{tmp_path}"\ndeployment_file = "{deployment}"\n'
+    )
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env.pop("MODEX_CHAIN", None)
     with open(tmp_path / "serve.log", "w+") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "modex", "serve", str(tiny_model[0]),
-             "--model-id", str(model_id), "--config", str(config), "--port", str(port),
-             *extra_args],
-            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+            [
+                sys.executable,
+                "-m",
+                "modex",
+                "serve",
+                str(tiny_model[0]),
+                "--model-id",
+                str(model_id),
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+                *extra_args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=env,
+        )
         try:
             banner = proc.stdout.readline()  # printed once the model is loaded, the port bound
             if "serving model" not in banner:
@@ -92,9 +112,13 @@ def test_modex_serve_answers_licensed_buyers_and_refuses_others(served):
     assert ("(int8, 2 processes x 1 workers)" if two else "(int8, 2 workers)") in banner
 
     def ask(who, texts=("great phone, love it", "worst service ever")):
-        body = signing.sign_request(who, model_id=model_id, inputs=list(texts),
-                                    chain_id=chain.chain_id,
-                                    verifying_contract=chain.marketplace.address)
+        body = signing.sign_request(
+            who,
+            model_id=model_id,
+            inputs=list(texts),
+            chain_id=chain.chain_id,
+            verifying_contract=chain.marketplace.address,
+        )
         return body, httpx.post(f"{url}/v1/infer", json=body, timeout=30)
 
     body, r = ask(buyer)

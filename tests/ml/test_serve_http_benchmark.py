@@ -17,9 +17,19 @@ pytestmark = [pytest.mark.anvil, pytest.mark.slow]
 
 def test_serve_http_benchmark_prints_its_runs_and_a_json_line():
     run = subprocess.run(
-        [sys.executable, str(paths.ROOT / "benchmarks" / "serve_http.py"),
-         "--requests", "64", "--clients", "4"],
-        cwd=paths.ROOT, capture_output=True, text=True, timeout=400, check=False,
+        [
+            sys.executable,
+            str(paths.ROOT / "benchmarks" / "serve_http.py"),
+            "--requests",
+            "64",
+            "--clients",
+            "4",
+        ],
+        cwd=paths.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     lines = run.stdout.strip().splitlines()
@@ -27,8 +37,12 @@ def test_serve_http_benchmark_prints_its_runs_and_a_json_line():
     assert figures["benchmark"] == "serve_http" and figures["processes"] == 2
     assert figures["throughput"] > 0 and figures["one_process_throughput"] > 0
     assert figures["throughput_vs_one_process"] == pytest.approx(
-        figures["throughput"] / figures["one_process_throughput"], rel=0.01)
+        figures["throughput"] / figures["one_process_throughput"], rel=0.01
+    )
     assert figures["p99_over_p50"] >= 1
-    for label in ("one process, before: int8, 2 workers;",
-                  "2 processes: int8, 2 processes x 1 workers;", "one process, after:"):
+    for label in (
+        "one process, before: int8, 2 workers;",
+        "2 processes: int8, 2 processes x 1 workers;",
+        "one process, after:",
+    ):
         assert any(line.startswith(label) for line in lines), label

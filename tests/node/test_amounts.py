@@ -25,8 +25,9 @@ def test_the_28_digit_case_is_exact_both_ways():
     assert fmt_eth(LONG_WEI) == f"{LONG_ETH} ETH"
 
 
-@pytest.mark.parametrize("wei", [0, 1, 10**17, 10**18, 25 * 10**17, 10**30 + 1, LONG_WEI,
-                                 UINT256_MAX])
+@pytest.mark.parametrize(
+    "wei", [0, 1, 10**17, 10**18, 25 * 10**17, 10**30 + 1, LONG_WEI, UINT256_MAX]
+)
 def test_formatted_amounts_parse_back_to_the_same_wei(wei):
     assert parse_eth(fmt_eth(wei)) == wei
 
@@ -58,10 +59,17 @@ def test_the_command_line_stakes_the_exact_wei_of_a_28_digit_amount(anvil, tmp_p
     validator = stack.signers["validator"].address
     stack.chain.w3.provider.make_request("anvil_setBalance", [validator, hex(2 * LONG_WEI)])
     modex = Path(sys.executable).parent / "modex"
-    proc = subprocess.run([str(modex), "validate", "--once", "--stake", LONG_ETH,
-                           *stack.args("validator")], env=stack.env(), capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [str(modex), "validate", "--once", "--stake", LONG_ETH, *stack.args("validator")],
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
-    staked = StakeInfo.from_call(stack.chain.call(stack.chain.validators.functions.stakeOf(validator)))
+    staked = StakeInfo.from_call(
+        stack.chain.call(stack.chain.validators.functions.stakeOf(validator))
+    )
     assert staked.amount == LONG_WEI
     assert f"staked {LONG_ETH} ETH" in proc.stdout

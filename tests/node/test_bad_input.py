@@ -36,8 +36,9 @@ def listed(stack):
     """An honest listing: (model id, its folder, its content key, its sealed bytes, metadata)."""
     folder = write_model(stack.root / "honest", size=3 * 4096, seed=7)
     model_id = publish_model(stack, folder, price=PRICE)
-    meta = load_metadata(stack.store(), stack.chain.call(
-        stack.chain.registry.functions.metadataCid(model_id)))
+    meta = load_metadata(
+        stack.store(), stack.chain.call(stack.chain.registry.functions.metadataCid(model_id))
+    )
     key = stack.vault().get(meta["content_cid"]).key
     sealed = stack.store().get(meta["content_cid"]).read()
     return model_id, folder, key, sealed, meta
@@ -52,8 +53,9 @@ def fails(result, *needles):
     return err
 
 
-def list_tampered(stack, meta: dict, ciphertext: bytes, key: bytes, *,
-                  model_hash: str | None = None) -> int:
+def list_tampered(
+    stack, meta: dict, ciphertext: bytes, key: bytes, *, model_hash: str | None = None
+) -> int:
     """List ``ciphertext`` as a new model whose delivered key is ``key``; return its id."""
     store, vault, chain = stack.store(), stack.vault(), stack.chain
     cid = store.put(io.BytesIO(ciphertext))
@@ -63,18 +65,22 @@ def list_tampered(stack, meta: dict, ciphertext: bytes, key: bytes, *,
     meta_cid = store.put(io.BytesIO(canonical_json(meta)))
     store.pin(meta_cid)
     vault.put(cid, key, model_hash=model_hash)
-    receipt = chain.transact(chain.registry.functions.list(bytes.fromhex(model_hash[2:]),
-                                                           meta_cid, PRICE),
-                             stack.signers["seller"])
-    model_id = chain.registry.events.ModelListed().process_receipt(receipt, errors=DISCARD)[0]["args"]["modelId"]
+    receipt = chain.transact(
+        chain.registry.functions.list(bytes.fromhex(model_hash[2:]), meta_cid, PRICE),
+        stack.signers["seller"],
+    )
+    model_id = chain.registry.events.ModelListed().process_receipt(receipt, errors=DISCARD)[0][
+        "args"
+    ]["modelId"]
     vault.assign(cid, chain_id=chain.chain_id, model_id=model_id, registry=chain.registry.address)
     return model_id
 
 
 def buy_and_fetch(stack, model_id: int, out) -> tuple[int, str, str]:
     buy_raw(stack, "buyer", model_id)
-    report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(),
-                         stack.root / f"worker-{model_id}.json").poll()
+    report = KeyDelivery(
+        stack.chain, stack.signers["seller"], stack.vault(), stack.root / f"worker-{model_id}.json"
+    ).poll()
     assert report.delivered, report.skipped
     return stack.cli("buyer", "fetch", str(model_id), "--out", str(out))
 
@@ -96,7 +102,7 @@ def add_file(tar, name: str, data: bytes) -> None:
 
 
 def flip(data: bytes, at: int) -> bytes:
-    return data[:at] + bytes([data[at] ^ 1]) + data[at + 1:]
+    return data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
 
 
 def reseal(sealed: bytes, key: bytes) -> bytes:
@@ -159,8 +165,11 @@ def test_publish_refuses_pickles_and_symlinks_and_lists_nothing(stack, tmp_path)
     count = stack.chain.call(stack.chain.registry.functions.modelCount())
     pickled = write_model(tmp_path / "pickled")
     (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04pickle")
-    fails(stack.cli("seller", "publish", str(pickled), "--price", "0.01"),
-          "pytorch_model.bin", "safetensors")
+    fails(
+        stack.cli("seller", "publish", str(pickled), "--price", "0.01"),
+        "pytorch_model.bin",
+        "safetensors",
+    )
     linked = write_model(tmp_path / "linked")
     (linked / "weights.safetensors").symlink_to("/etc/passwd")
     fails(stack.cli("seller", "publish", str(linked), "--price", "0.01"), "weights.safetensors")
@@ -171,15 +180,18 @@ def test_wrong_password_unknown_model_max_price_and_funds(stack, listed, tmp_pat
     model_id = listed[0]
     code, out, err = stack.cli("buyer", "buy", "999", "--wait", "0")
     fails((code, out, err), "model 999 is not listed")
-    fails(stack.cli("buyer", "buy", str(model_id), "--max-price", "0.001", "--wait", "0"),
-          "above your --max-price")
+    fails(
+        stack.cli("buyer", "buy", str(model_id), "--max-price", "0.001", "--wait", "0"),
+        "above your --max-price",
+    )
     # A fresh wallet with no ETH.
     from node.keystore import create_keystore
 
     empty = tmp_path / "empty.json"
     create_keystore(empty, PASSWORD, scrypt_n=2**10)
-    code, out, err = stack.cli("buyer", "buy", str(model_id), "--wait", "0", "--keystore",
-                               str(empty))
+    code, out, err = stack.cli(
+        "buyer", "buy", str(model_id), "--wait", "0", "--keystore", str(empty)
+    )
     fails((code, out, err), "insufficient funds")
     # Wrong keystore password.
     env = stack.env
@@ -199,24 +211,41 @@ def test_wrong_chain_id_in_the_deployment_file(stack, tmp_path, monkeypatch):
 def test_fetch_without_a_delivered_key_says_what_to_do(stack, listed, tmp_path):
     model_id = publish_model(stack, write_model(tmp_path / "undelivered", seed=3), price=PRICE)
     buy_raw(stack, "buyer2", model_id)
-    fails(stack.cli("buyer2", "fetch", str(model_id), "--out", str(tmp_path / "o")),
-          "has not been delivered yet", "modex refund")
-    fails(stack.cli("validator", "fetch", str(model_id), "--out", str(tmp_path / "o")),
-          "has not bought model")
+    fails(
+        stack.cli("buyer2", "fetch", str(model_id), "--out", str(tmp_path / "o")),
+        "has not been delivered yet",
+        "modex refund",
+    )
+    fails(
+        stack.cli("validator", "fetch", str(model_id), "--out", str(tmp_path / "o")),
+        "has not bought model",
+    )
     assert build_manifest(listed[1])  # the honest folder is untouched by all of the above
 
 
-def test_a_disputed_models_pending_purchase_is_refunded_from_the_cli_at_once(stack, listed, tmp_path):
+def test_a_disputed_models_pending_purchase_is_refunded_from_the_cli_at_once(
+    stack, listed, tmp_path
+):
     """Validators dispute the model while a purchase waits for its key: `modex fetch` says the key will
     never come and to refund now, and `modex refund` succeeds before the delivery window closes."""
     chain = stack.chain
     model_id = publish_model(stack, write_model(tmp_path / "disputed", seed=5), price=PRICE)
     pid = buy_raw(stack, "buyer2", model_id)
-    assert settle_validation(chain, model_id, owner=stack.signers["seller"],
-                             validator=stack.signers["validator"],
-                             outcome=ModelStatus.DISPUTED) == ModelStatus.DISPUTED  # quorum 1
-    err = fails(stack.cli("buyer2", "fetch", str(model_id), "--out", str(tmp_path / "o")),
-                f"validators disputed model {model_id}", f"modex refund {pid}` now")
+    assert (
+        settle_validation(
+            chain,
+            model_id,
+            owner=stack.signers["seller"],
+            validator=stack.signers["validator"],
+            outcome=ModelStatus.DISPUTED,
+        )
+        == ModelStatus.DISPUTED
+    )  # quorum 1
+    err = fails(
+        stack.cli("buyer2", "fetch", str(model_id), "--out", str(tmp_path / "o")),
+        f"validators disputed model {model_id}",
+        f"modex refund {pid}` now",
+    )
     assert "has not been delivered yet" not in err
     purchase = chain.marketplace.functions.purchase(pid)
     deadline = Purchase.from_call(chain.call(purchase)).deadline
@@ -231,9 +260,16 @@ def test_a_disputed_models_pending_purchase_is_refunded_from_the_cli_at_once(sta
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("argv", [["buy", "-1"], ["vote", "-1", "3"], ["refund", "-1"],
-                                  ["fetch", "-1", "--out", "o"],
-                                  ["fetch", "1", "--purchase", "-1", "--out", "o"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["buy", "-1"],
+        ["vote", "-1", "3"],
+        ["refund", "-1"],
+        ["fetch", "-1", "--out", "o"],
+        ["fetch", "1", "--purchase", "-1", "--out", "o"],
+    ],
+)
 def test_a_negative_id_is_a_usage_error_not_a_traceback(stack, listed, argv, capsys, monkeypatch):
     from modex.cli import main
 
@@ -248,8 +284,11 @@ def test_a_negative_id_is_a_usage_error_not_a_traceback(stack, listed, argv, cap
 def test_fetch_into_a_folder_that_cannot_be_made_is_one_sentence(stack, tmp_path):
     model_id = publish_model(stack, write_model(stack.root / "unwritable", seed=11), price=PRICE)
     (tmp_path / "afile").write_text("not a folder")
-    fails(buy_and_fetch(stack, model_id, tmp_path / "afile" / "out"), "cannot write",
-          "choose another --out")
+    fails(
+        buy_and_fetch(stack, model_id, tmp_path / "afile" / "out"),
+        "cannot write",
+        "choose another --out",
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
     # A local folder problem is not a content problem: the validator attests content errors
     # (these classes) as unreadable, so this one must be none of them.
@@ -261,9 +300,15 @@ def test_fetch_into_a_folder_that_cannot_be_made_is_one_sentence(stack, tmp_path
     assert not isinstance(exc.value, (KeyWrapError, SealError, IntegrityError, ManifestError))
 
 
-@pytest.mark.parametrize("argv", [["worker", "--interval", "-1"], ["worker", "--interval", "nan"],
-                                  ["validate", "--interval", "-0.5"],
-                                  ["worker", "--interval", "inf"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["worker", "--interval", "-1"],
+        ["worker", "--interval", "nan"],
+        ["validate", "--interval", "-0.5"],
+        ["worker", "--interval", "inf"],
+    ],
+)
 def test_a_poll_interval_that_is_not_a_positive_number_is_a_usage_error(argv, capsys):
     """A negative interval made the worker (or validator) poll the chain in a busy loop."""
     from modex.cli import main
@@ -274,8 +319,14 @@ def test_a_poll_interval_that_is_not_a_positive_number_is_a_usage_error(argv, ca
     assert exc.value.code == 2 and "a number of seconds more than 0" in err, err
 
 
-@pytest.mark.parametrize("argv", [["cid", "{missing}"], ["store", "put", "{missing}", "--root", "{root}"],
-                                  ["store", "import-car", "{missing}", "--root", "{root}"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["cid", "{missing}"],
+        ["store", "put", "{missing}", "--root", "{root}"],
+        ["store", "import-car", "{missing}", "--root", "{root}"],
+    ],
+)
 def test_a_file_that_cannot_be_read_is_one_sentence_from_the_one_handler(argv, tmp_path, capsys):
     """The commands raise InputError; modex.cli.main prints it once, as every ModexError."""
     missing = tmp_path / "missing.car"

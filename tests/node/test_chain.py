@@ -147,9 +147,15 @@ def test_out_of_gas_is_caught_by_the_dry_run(setup):
 
 
 def send_without_dry_run(chain, signer, fn, gas):
-    tx = fn.build_transaction({
-        "from": signer.address, "gas": gas, "chainId": chain.chain_id,
-        "nonce": chain.w3.eth.get_transaction_count(signer.address), **chain.fees()})
+    tx = fn.build_transaction(
+        {
+            "from": signer.address,
+            "gas": gas,
+            "chainId": chain.chain_id,
+            "nonce": chain.w3.eth.get_transaction_count(signer.address),
+            **chain.fees(),
+        }
+    )
     return tx, chain.send_raw(signer.sign_transaction(tx))
 
 
@@ -188,7 +194,9 @@ def test_transact_unlocked_with_node_account(setup):
     counter = chain.contracts["Counter"]
     receipt = chain.transact_unlocked(counter.functions.bump(1), chain.w3.eth.accounts[2])
     assert receipt["status"] == 1
-    assert chain.w3.eth.get_transaction(receipt["transactionHash"])["from"] == chain.w3.eth.accounts[2]
+    assert (
+        chain.w3.eth.get_transaction(receipt["transactionHash"])["from"] == chain.w3.eth.accounts[2]
+    )
 
 
 def test_wait_for_and_timeout(setup):
@@ -204,7 +212,9 @@ def test_unreachable_node_bounded_retries_name_the_endpoint(counter_artifacts):
 
     url = f"http://127.0.0.1:{free_port()}"
     record = {"chainId": 1, "contracts": {"Counter": {"address": "0x" + "12" * 20}}}
-    chain = Chain(connect(url, timeout=0.5), record, abis=counter_artifacts, retries=2, backoff=0.05)
+    chain = Chain(
+        connect(url, timeout=0.5), record, abis=counter_artifacts, retries=2, backoff=0.05
+    )
     started = time.monotonic()
     with pytest.raises(ChainError, match=f"cannot reach the chain node at {url}.*3 times"):
         chain.block_number()
@@ -227,11 +237,18 @@ def test_from_config_refuses_wrong_chain_and_stale_records(tmp_path, counter_art
     w3 = embedded_web3()
     chain_id = w3.eth.chain_id
     config = Config(data_dir=tmp_path, chain="embedded", chain_id=chain_id + 1)
-    with pytest.raises(ConfigError, match=f"expects chain {chain_id + 1} but the node at embedded is chain {chain_id}"):
+    with pytest.raises(
+        ConfigError,
+        match=f"expects chain {chain_id + 1} but the node at embedded is chain {chain_id}",
+    ):
         Chain.from_config(config)
-    stale = {"chainId": chain_id, "contracts": {
-        name: {"address": "0x" + f"{i + 1:02x}" * 20}
-        for i, name in enumerate(("ModelRegistry", "Marketplace", "Votes", "Validators"))}}
+    stale = {
+        "chainId": chain_id,
+        "contracts": {
+            name: {"address": "0x" + f"{i + 1:02x}" * 20}
+            for i, name in enumerate(("ModelRegistry", "Marketplace", "Votes", "Validators"))
+        },
+    }
     path = tmp_path / "d.json"
     path.write_text(json.dumps(stale))
     abis = {name: counter_artifacts["Counter"]["abi"] for name in stale["contracts"]}

@@ -26,8 +26,19 @@ from tests.node.conftest import KiB, MiB, kubo_library_cids, npm_importer_cids, 
 
 C256 = 256 * KiB
 # Sizes around the chunk and links-per-node boundaries of the three profiles.
-SIZES = [0, 1, C256 - 1, C256, C256 + 1, MiB - 1, MiB, MiB + 1, 174 * C256, 174 * C256 + 1,
-         3 * MiB + 12345]
+SIZES = [
+    0,
+    1,
+    C256 - 1,
+    C256,
+    C256 + 1,
+    MiB - 1,
+    MiB,
+    MiB + 1,
+    174 * C256,
+    174 * C256 + 1,
+    3 * MiB + 12345,
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +48,13 @@ def files(tmp_path_factory):
 
 
 def _npm(files, p: Profile):
-    return npm_importer_cids(files, chunk_size=p.chunk_size, max_links=p.max_links,
-                             cid_version=p.cid_version, raw_leaves=p.raw_leaves)
+    return npm_importer_cids(
+        files,
+        chunk_size=p.chunk_size,
+        max_links=p.max_links,
+        cid_version=p.cid_version,
+        raw_leaves=p.raw_leaves,
+    )
 
 
 @pytest.mark.parametrize("name", list(PROFILES))
@@ -59,39 +75,59 @@ def test_kubo_v0_equals_kubo_library(files):
     assert ours == kubo_library_cids(files)
 
 
-@pytest.mark.parametrize("chunk,links,version,raw", [(1024, 4, 1, True), (1000, 3, 0, False),
-                                                     (512, 2, 1, True)])
+@pytest.mark.parametrize(
+    "chunk,links,version,raw", [(1024, 4, 1, True), (1000, 3, 0, False), (512, 2, 1, True)]
+)
 def test_deep_trees_equal_npm_importer(tmp_path, chunk, links, version, raw):
     """Small chunks and widths reach 3-7 levels: exact powers, one past them, and one short."""
     p = Profile("test", version, raw, chunk, links)
-    sizes = sorted({1, chunk, chunk * links, chunk * links + 1, chunk * links ** 2,
-                    chunk * links ** 2 + 1, chunk * links ** 3 - 1, chunk * links ** 3 + 7,
-                    chunk * links ** 4 + chunk // 2})
+    sizes = sorted(
+        {
+            1,
+            chunk,
+            chunk * links,
+            chunk * links + 1,
+            chunk * links**2,
+            chunk * links**2 + 1,
+            chunk * links**3 - 1,
+            chunk * links**3 + 7,
+            chunk * links**4 + chunk // 2,
+        }
+    )
     files = [write_random(tmp_path / f"g{s}", s, seed=s) for s in sizes]
     assert [cid_of_file(f, p) for f in files] == _npm(files, p)
 
 
 def test_known_answers():
     # The empty file's CIDs are well known: `ipfs add` of /dev/null.
-    assert cid_of_stream(io.BytesIO(b""), "kubo-v0") == "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
+    assert (
+        cid_of_stream(io.BytesIO(b""), "kubo-v0")
+        == "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
+    )
     for name in ("kubo-v1", "unixfs-v1-2025"):
-        assert (cid_of_stream(io.BytesIO(b""), name)
-                == "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
+        assert (
+            cid_of_stream(io.BytesIO(b""), name)
+            == "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+        )
     # A single chunk with raw leaves is a raw block: its CID is the sha256 of the bytes.
-    assert (cid_of_stream(io.BytesIO(b"hello"), "kubo-v1")
-            == "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq")
+    assert (
+        cid_of_stream(io.BytesIO(b"hello"), "kubo-v1")
+        == "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"
+    )
 
 
 def test_push_and_pull_agree_and_blocks_are_emitted_children_first():
     data = random.Random(7).randbytes(3 * C256 + 5)
     blocks = []
-    pull = UnixFSBuilder("kubo-v0").add(io.BytesIO(data), on_block=lambda c, b: blocks.append((c, bytes(b))))
+    pull = UnixFSBuilder("kubo-v0").add(
+        io.BytesIO(data), on_block=lambda c, b: blocks.append((c, bytes(b)))
+    )
     push = UnixFSBuilder("kubo-v0")
     rng = random.Random(8)
     pos = 0
     while pos < len(data):
         n = rng.randint(1, 300_000)
-        push.write(data[pos:pos + n])
+        push.write(data[pos : pos + n])
         pos += n
     assert push.finish() == pull
     assert [c for c, _ in blocks][-1] == parse_cid(pull)
@@ -120,7 +156,13 @@ def test_cid_parsing_and_normalising():
     assert normalize_cid("zdj7WiLc855B1KPRgV7Fh8ivjuAhePE1tuJafmxH5HmmSjqaD") == v1  # js-ipfs style
     assert normalize_cid("B" + v1[1:].upper()) == v1  # base32upper
     assert normalize_cid("QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH").startswith("Qm")
-    for bad in ["", "hello", "bafy", "Qm123", "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyk!"]:
+    for bad in [
+        "",
+        "hello",
+        "bafy",
+        "Qm123",
+        "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyk!",
+    ]:
         with pytest.raises(StoreError, match="not a CID"):
             parse_cid(bad)
     with pytest.raises(ConfigError, match="unknown CID profile 'v2'.*unixfs-v1-2025"):
@@ -133,7 +175,8 @@ def test_cli_cid(tmp_path, capsys):
         assert main(["cid", str(f), "--profile", name]) == 0
         assert capsys.readouterr().out.strip() == cid_of_file(f, name)
     assert main(["cid", str(tmp_path / "missing")]) == 1
-    assert capsys.readouterr().err == (f"modex: error: cannot read {tmp_path / 'missing'}: "
-                                       "No such file or directory\n")
+    assert capsys.readouterr().err == (
+        f"modex: error: cannot read {tmp_path / 'missing'}: No such file or directory\n"
+    )
     with pytest.raises(SystemExit):
         main(["cid", str(f), "--profile", "nope"])

@@ -26,8 +26,11 @@ def test_defaults_resolve_paths_under_data_dir(tmp_path):
 
 
 def test_file_then_env_then_overrides(tmp_path):
-    path = write(tmp_path, 'chain = "http://127.0.0.1:8545/"\nconfirmations = 2\nrpc_timeout = 3\n'
-                           f'keystore = "wallets/me.json"\ndata_dir = "{tmp_path}"\n')
+    path = write(
+        tmp_path,
+        'chain = "http://127.0.0.1:8545/"\nconfirmations = 2\nrpc_timeout = 3\n'
+        f'keystore = "wallets/me.json"\ndata_dir = "{tmp_path}"\n',
+    )
     env = {"MODEX_CONFIRMATIONS": "5", "MODEX_IPFS": "http://127.0.0.1:5001", "MODEX_PASSWORD": "x"}
     config = load_config(path, env=env, poll_interval=0.5)
     assert config.chain == "http://127.0.0.1:8545"  # trailing slash dropped
@@ -50,22 +53,22 @@ def test_config_file_found_in_data_dir_and_via_env(tmp_path):
     "text, env, key, hint",
     [
         ('chain = "ftp://x"', {}, "chain", "http(s) URL"),
-        ('chain = 5', {}, "chain", "must be a string"),
+        ("chain = 5", {}, "chain", "must be a string"),
         ('ipfs = "localhost:5001"', {}, "ipfs", "http(s) URL"),
         ('cid_profile = "sha1"', {}, "cid_profile", "kubo-v0"),
-        ('confirmations = -1', {}, "confirmations", "0 or more"),
+        ("confirmations = -1", {}, "confirmations", "0 or more"),
         ('confirmations = "two"', {}, "confirmations", "whole number"),
-        ('confirmations = true', {}, "confirmations", "whole number"),
-        ('', {"MODEX_RPC_TIMEOUT": "soon"}, "rpc_timeout", "$MODEX_RPC_TIMEOUT"),
-        ('poll_interval = 0', {}, "poll_interval", "more than 0"),
-        ('gateway_port = 70000', {}, "gateway_port", "0..65535"),
+        ("confirmations = true", {}, "confirmations", "whole number"),
+        ("", {"MODEX_RPC_TIMEOUT": "soon"}, "rpc_timeout", "$MODEX_RPC_TIMEOUT"),
+        ("poll_interval = 0", {}, "poll_interval", "more than 0"),
+        ("gateway_port = 70000", {}, "gateway_port", "0..65535"),
         ('store_source = "gateway.example:8080"', {}, "store_source", "IPFS gateway's http(s) URL"),
-        ('chain_id = 0', {}, "chain_id", "positive"),
-        ('worker_replace_after = -1', {}, "worker_replace_after", "0 or more seconds"),
-        ('', {"MODEX_WORKER_MAX_FEE_GWEI": "0"}, "worker_max_fee_gwei", "more than 0 gwei"),
+        ("chain_id = 0", {}, "chain_id", "positive"),
+        ("worker_replace_after = -1", {}, "worker_replace_after", "0 or more seconds"),
+        ("", {"MODEX_WORKER_MAX_FEE_GWEI": "0"}, "worker_max_fee_gwei", "more than 0 gwei"),
         ('colour = "blue"', {}, "colour", "allowed keys"),
         ('[chain]\nurl = "x"', {}, "chain", "not a table"),
-        ('chain = ', {}, "config", "not valid TOML"),
+        ("chain = ", {}, "config", "not valid TOML"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, text, env, key, hint):
@@ -86,7 +89,7 @@ def test_missing_file_and_unknown_override(tmp_path):
 
 
 def test_the_default_chain_is_the_local_one_modex_up_runs(tmp_path):
-    """"local" is the anvil `modex up` starts (state kept in <data dir>/chain); another command
+    """ "local" is the anvil `modex up` starts (state kept in <data dir>/chain); another command
     given it is told to pass the URL `modex up` prints. The store has no "local"."""
     from node.chain import connect
 
@@ -95,7 +98,9 @@ def test_the_default_chain_is_the_local_one_modex_up_runs(tmp_path):
     with pytest.raises(ConfigError, match=r"pass the URL it prints, e\.g\. --chain http://"):
         connect(config)
     assert load_config(env={"MODEX_CHAIN": "embedded"}, data_dir=tmp_path).is_embedded_chain
-    with pytest.raises(ConfigError, match=r'ipfs \(from \$MODEX_IPFS\) is \'local\': use "embedded"'):
+    with pytest.raises(
+        ConfigError, match=r'ipfs \(from \$MODEX_IPFS\) is \'local\': use "embedded"'
+    ):
         load_config(env={"MODEX_IPFS": "local"}, data_dir=tmp_path)
 
 
@@ -103,8 +108,11 @@ def test_sources_say_where_each_value_came_from(tmp_path):
     """`modex up` replaces a taken default port but refuses a taken port someone chose."""
     path = write(tmp_path, "gateway_port = 8081\n")
     config = load_config(path, env={"MODEX_UI_PORT": "5001"}, data_dir=tmp_path)
-    assert config.sources == {"gateway_port": f"in {path}", "ui_port": "from $MODEX_UI_PORT",
-                              "data_dir": "override"}
+    assert config.sources == {
+        "gateway_port": f"in {path}",
+        "ui_port": "from $MODEX_UI_PORT",
+        "data_dir": "override",
+    }
     assert config.replace(confirmations=2).sources["confirmations"] == "override"
     assert "confirmations" not in config.sources  # a copy: the original is unchanged
     with pytest.raises(ConfigError, match="unknown key 'sources'"):

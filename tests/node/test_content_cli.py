@@ -28,9 +28,13 @@ def test_hash_and_manifest(tmp_path, capsys):
     assert code == 0 and out.strip() == build_manifest(tmp_path).model_hash_hex
     code, out, _ = run(capsys, "hash", str(tmp_path), "--manifest")
     assert code == 0
-    assert "0x" + hashlib.sha256(out.encode()).hexdigest() == build_manifest(tmp_path).model_hash_hex
+    assert (
+        "0x" + hashlib.sha256(out.encode()).hexdigest() == build_manifest(tmp_path).model_hash_hex
+    )
     assert json.loads(out)["version"] == 1
-    code, _, _ = run(capsys, "hash", str(tmp_path), "--check", build_manifest(tmp_path).model_hash_hex)
+    code, _, _ = run(
+        capsys, "hash", str(tmp_path), "--check", build_manifest(tmp_path).model_hash_hex
+    )
     assert code == 0
     code, _, err = run(capsys, "hash", str(tmp_path), "--check", "0x" + "00" * 32)
     assert code == 1 and "model hash mismatch" in err
@@ -47,16 +51,21 @@ def test_hash_refusal_is_one_readable_line(tmp_path, capsys):
 def test_seal_unseal_round_trip_and_wrong_key(tmp_path, capsys):
     src = tmp_path / "plain.tar"
     src.write_bytes(bytes(range(256)) * 50)
-    code, _, _ = run(capsys, "seal", str(src), str(tmp_path / "s"), "--key-hex", KEY_HEX,
-                     "--chunk-size", "1000")
+    code, _, _ = run(
+        capsys, "seal", str(src), str(tmp_path / "s"), "--key-hex", KEY_HEX, "--chunk-size", "1000"
+    )
     assert code == 0 and (tmp_path / "s").read_bytes()[:8] == b"MDXSEAL1"
-    code, _, _ = run(capsys, "unseal", str(tmp_path / "s"), str(tmp_path / "back"), "--key-hex", KEY_HEX)
+    code, _, _ = run(
+        capsys, "unseal", str(tmp_path / "s"), str(tmp_path / "back"), "--key-hex", KEY_HEX
+    )
     assert code == 0 and (tmp_path / "back").read_bytes() == src.read_bytes()
-    code, _, err = run(capsys, "unseal", str(tmp_path / "s"), str(tmp_path / "bad"),
-                       "--key-hex", "ff" * 32)
+    code, _, err = run(
+        capsys, "unseal", str(tmp_path / "s"), str(tmp_path / "bad"), "--key-hex", "ff" * 32
+    )
     assert code == 1 and "authentication" in err and not (tmp_path / "bad").exists()
-    code, _, err = run(capsys, "unseal", str(tmp_path / "missing"), str(tmp_path / "x"),
-                       "--key-hex", KEY_HEX)
+    code, _, err = run(
+        capsys, "unseal", str(tmp_path / "missing"), str(tmp_path / "x"), "--key-hex", KEY_HEX
+    )
     assert code == 1 and "is not a file" in err
 
 
@@ -86,11 +95,19 @@ def test_wrap_unwrap_and_derive_key(tmp_path, capsys, monkeypatch):
     acct = Account.from_key(DEV_KEY)
     secret, public = derive_x25519(acct, 31337)
     monkeypatch.setenv("TEST_WALLET_KEY", DEV_KEY)
-    code, out, err = run(capsys, "derive-key", "--private-key-env", "TEST_WALLET_KEY",
-                         "--chain-id", "31337")
+    code, out, err = run(
+        capsys, "derive-key", "--private-key-env", "TEST_WALLET_KEY", "--chain-id", "31337"
+    )
     assert code == 0 and out.split() == [public.hex()] and DEV_KEY[2:] not in out + err
-    code, out, err = run(capsys, "derive-key", "--private-key-env", "TEST_WALLET_KEY",
-                         "--chain-id", "31337", "--secret")
+    code, out, err = run(
+        capsys,
+        "derive-key",
+        "--private-key-env",
+        "TEST_WALLET_KEY",
+        "--chain-id",
+        "31337",
+        "--secret",
+    )
     assert out.split() == [public.hex(), secret.hex()] and "warning" in err
 
     purchase = ["--chain-id", "31337", "--marketplace", MARKET, "--purchase-id", "9"]
@@ -103,7 +120,9 @@ def test_wrap_unwrap_and_derive_key(tmp_path, capsys, monkeypatch):
     code, _, err = run(capsys, "unwrap-key", wrapped, "--secret-hex", secret.hex(), *other)
     assert code == 1 and "cannot unwrap" in err
     # What the library wraps, the command unwraps.
-    lib = wrap_key(public, bytes.fromhex(KEY_HEX), chain_id=31337, marketplace=MARKET, purchase_id=9)
+    lib = wrap_key(
+        public, bytes.fromhex(KEY_HEX), chain_id=31337, marketplace=MARKET, purchase_id=9
+    )
     code, out, _ = run(capsys, "unwrap-key", lib.hex(), "--secret-hex", secret.hex(), *purchase)
     assert out.strip() == KEY_HEX
 
@@ -122,11 +141,15 @@ def test_derive_key_from_keystore(tmp_path, capsys, monkeypatch):
 
 def test_derive_key_missing_env(capsys, monkeypatch):
     monkeypatch.delenv("NO_SUCH_VAR_MODEX", raising=False)
-    code, _, err = run(capsys, "derive-key", "--private-key-env", "NO_SUCH_VAR_MODEX", "--chain-id", "1")
+    code, _, err = run(
+        capsys, "derive-key", "--private-key-env", "NO_SUCH_VAR_MODEX", "--chain-id", "1"
+    )
     assert code == 1 and "NO_SUCH_VAR_MODEX is not set" in err
 
 
-@pytest.mark.parametrize("command", ["hash", "seal", "unseal", "wrap-key", "unwrap-key", "derive-key"])
+@pytest.mark.parametrize(
+    "command", ["hash", "seal", "unseal", "wrap-key", "unwrap-key", "derive-key"]
+)
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])

@@ -35,8 +35,11 @@ def defined_exceptions() -> list[type]:
     found = []
     for module in project_modules():
         for value in vars(module).values():
-            if (inspect.isclass(value) and issubclass(value, BaseException)
-                    and value.__module__ == module.__name__):
+            if (
+                inspect.isclass(value)
+                and issubclass(value, BaseException)
+                and value.__module__ == module.__name__
+            ):
                 found.append(value)
     return found
 
@@ -46,11 +49,13 @@ def test_every_exception_the_project_defines_is_a_modex_error_with_a_docstring()
     names = {f"{e.__module__}.{e.__qualname__}" for e in exceptions}
     # The walk reached every layer: the node's tree, the app's and ml's own classes.
     assert {"node.errors.InputError", "app.helpers.NeedsWallet", "ml.endpoint.Refusal"} <= names
-    outside = sorted(f"{e.__module__}.{e.__qualname__}" for e in exceptions
-                     if not issubclass(e, ModexError))
+    outside = sorted(
+        f"{e.__module__}.{e.__qualname__}" for e in exceptions if not issubclass(e, ModexError)
+    )
     assert outside == []
-    undocumented = sorted(f"{e.__module__}.{e.__qualname__}" for e in exceptions
-                          if not (e.__doc__ or "").strip())
+    undocumented = sorted(
+        f"{e.__module__}.{e.__qualname__}" for e in exceptions if not (e.__doc__ or "").strip()
+    )
     assert undocumented == []
 
 
@@ -60,11 +65,14 @@ def test_bad_input_is_both_a_modex_error_and_a_value_error():
     assert issubclass(InvalidInput, InputError)  # the texts sent for inference
 
 
-@pytest.mark.parametrize(("kind", "index", "says"), [
-    ("mainnet", 0, "use 'embedded' or 'anvil'"),
-    ("embedded", -1, "must be >= 0"),
-    ("embedded", 10**6, "dev accounts"),
-])
+@pytest.mark.parametrize(
+    ("kind", "index", "says"),
+    [
+        ("mainnet", 0, "use 'embedded' or 'anvil'"),
+        ("embedded", -1, "must be >= 0"),
+        ("embedded", 10**6, "dev accounts"),
+    ],
+)
 def test_a_bad_dev_account_is_an_input_error(kind, index, says):
     with pytest.raises(InputError, match=says):
         dev_signer(kind, index)

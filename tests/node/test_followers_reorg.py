@@ -31,10 +31,17 @@ def _rpc(stack, method: str, params: list):
 def _list(stack, n: int) -> int:
     """A listing by the seller (no content behind it: what followers read is the event)."""
     chain = stack.chain
-    receipt = chain.transact(chain.registry.functions.list(
-        n.to_bytes(32, "big"), cid_of_stream(io.BytesIO(f"meta {n}".encode())), PRICE),
-        stack.signers["seller"])
-    return int(chain.registry.events.ModelListed().process_receipt(receipt, errors=DISCARD)[0]["args"]["modelId"])
+    receipt = chain.transact(
+        chain.registry.functions.list(
+            n.to_bytes(32, "big"), cid_of_stream(io.BytesIO(f"meta {n}".encode())), PRICE
+        ),
+        stack.signers["seller"],
+    )
+    return int(
+        chain.registry.events.ModelListed().process_receipt(receipt, errors=DISCARD)[0]["args"][
+            "modelId"
+        ]
+    )
 
 
 def _no_evaluation(model_dir, metadata):
@@ -47,9 +54,15 @@ def test_the_validator_sees_a_listing_re_mined_below_its_checkpoint(anvil, tmp_p
     it saw and one more, both below its checkpoint: the agent finds the new one (the agent
     before node.scanner kept scanning from its next block and never saw it)."""
     stack = make_stack("anvil", tmp_path, anvil_url=anvil.url, delivery_window=3600)
-    agent = ValidatorAgent(stack.chain, stack.signers["validator"], stack.store("validator"),
-                           tmp_path / "validator.json", work_dir=tmp_path / "work",
-                           evaluator=_no_evaluation, confirmations=0)
+    agent = ValidatorAgent(
+        stack.chain,
+        stack.signers["validator"],
+        stack.store("validator"),
+        tmp_path / "validator.json",
+        work_dir=tmp_path / "work",
+        evaluator=_no_evaluation,
+        confirmations=0,
+    )
     agent.poll([])  # stakes, scans up to the head
     snapshot = _rpc(stack, "evm_snapshot", [])
     first = _list(stack, 1)
@@ -64,9 +77,14 @@ def test_the_validator_sees_a_listing_re_mined_below_its_checkpoint(anvil, tmp_p
     assert stack.chain.block_number() <= checkpoint  # both below what the agent scanned
     agent.poll([])
     assert agent.todo == {first, second}
-    restarted = ValidatorAgent(stack.chain, stack.signers["validator"], stack.store("validator"),
-                               tmp_path / "validator.json", work_dir=tmp_path / "work",
-                               evaluator=_no_evaluation)
+    restarted = ValidatorAgent(
+        stack.chain,
+        stack.signers["validator"],
+        stack.store("validator"),
+        tmp_path / "validator.json",
+        work_dir=tmp_path / "work",
+        evaluator=_no_evaluation,
+    )
     assert restarted.todo == {first, second}
 
     # A listing reorganised away for good leaves the to-do set (it would be asked a key forever).
@@ -102,14 +120,19 @@ def test_the_worker_delivers_purchases_re_mined_below_its_checkpoint_exactly_onc
     assert stack.chain.block_number() <= checkpoint
     report = worker.poll()
     assert report.delivered == [pid, pid + 1]
-    delivered = [int(e["args"]["purchaseId"]) for e in stack.chain.events(
-        "KeyDelivered", from_block=stack.chain.deployment["block"])]
+    delivered = [
+        int(e["args"]["purchaseId"])
+        for e in stack.chain.events("KeyDelivered", from_block=stack.chain.deployment["block"])
+    ]
     assert sorted(delivered) == [pid, pid + 1]
-    purchases = {p: Purchase.from_call(stack.chain.call(stack.chain.marketplace.functions.purchase(p)))
-                 for p in (pid, pid + 1)}
+    purchases = {
+        p: Purchase.from_call(stack.chain.call(stack.chain.marketplace.functions.purchase(p)))
+        for p in (pid, pid + 1)
+    }
     assert {p: (x.account, x.status) for p, x in purchases.items()} == {
         pid: (stack.signers["buyer2"].address, PurchaseStatus.DELIVERED),
-        pid + 1: (stack.signers["buyer"].address, PurchaseStatus.DELIVERED)}
+        pid + 1: (stack.signers["buyer"].address, PurchaseStatus.DELIVERED),
+    }
     assert worker.poll().delivered == [] and worker.state.open == {}
 
 
@@ -125,8 +148,9 @@ def test_the_indexer_holds_transactions_re_mined_below_its_checkpoint_once(anvil
     snapshot = _rpc(stack, "evm_snapshot", [])
     raws = []
     for n in (2, 3, 4):
-        fn = chain.registry.functions.list(n.to_bytes(32, "big"),
-                                           cid_of_stream(io.BytesIO(f"m{n}".encode())), PRICE)
+        fn = chain.registry.functions.list(
+            n.to_bytes(32, "big"), cid_of_stream(io.BytesIO(f"m{n}".encode())), PRICE
+        )
         # signed once: mined again as the same transaction after the reorg
         raws.append(seller.sign_transaction(chain.build_transaction(fn, seller.address)))
         chain.wait_receipt(chain.send_raw(raws[-1]))
@@ -141,8 +165,12 @@ def test_the_indexer_holds_transactions_re_mined_below_its_checkpoint_once(anvil
     assert chain.block_number() <= checkpoint[0]
     assert index.scanner.hash_at(checkpoint[0]) != checkpoint[1]  # reorganised away
     index.sync()
-    listed = [json.loads(r[0])["modelHash"] for r in index._db().execute(
-        "SELECT args FROM events WHERE event = 'ModelListed' ORDER BY block_number")]
+    listed = [
+        json.loads(r[0])["modelHash"]
+        for r in index._db().execute(
+            "SELECT args FROM events WHERE event = 'ModelListed' ORDER BY block_number"
+        )
+    ]
     assert listed == ["0x" + n.to_bytes(32, "big").hex() for n in (1, 2, 3, 4)]
     fresh = Indexer(chain, tmp_path / "fresh.sqlite3")
     fresh.sync()

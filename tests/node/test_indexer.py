@@ -30,8 +30,15 @@ def model_hash(n: int) -> bytes:
 
 
 def deploy(w3) -> Chain:
-    record = deploy_suite(w3, w3.eth.accounts[0], delivery_window=WINDOW, challenge_period=CHALLENGE,
-                          fee_bps=FEE_BPS, min_stake=ETH // 10, quorum=1)
+    record = deploy_suite(
+        w3,
+        w3.eth.accounts[0],
+        delivery_window=WINDOW,
+        challenge_period=CHALLENGE,
+        fee_bps=FEE_BPS,
+        min_stake=ETH // 10,
+        quorum=1,
+    )
     return Chain(w3, record, retries=1, backoff=0.01)
 
 
@@ -47,7 +54,9 @@ def populate(chain: Chain) -> dict:
     ids = []
     for n, price in enumerate((ETH // 10, ETH // 20, 3 * ETH, ETH // 10)):
         receipt = send(reg.functions.list(model_hash(n + 1), cid(f"meta {n}"), price), seller)
-        ids.append(reg.events.ModelListed().process_receipt(receipt, errors=DISCARD)[0]["args"]["modelId"])
+        ids.append(
+            reg.events.ModelListed().process_receipt(receipt, errors=DISCARD)[0]["args"]["modelId"]
+        )
     a, b, c, d = ids
     send(reg.functions.setOperator(a, other), seller)
     send(reg.functions.setPrice(b, ETH // 25), seller)
@@ -77,12 +86,20 @@ def populate(chain: Chain) -> dict:
     lazy = market.events.Purchased().process_receipt(r, errors=DISCARD)[0]["args"]["purchaseId"]
     send(market.functions.deliverKey(lazy, validator, b"\x02" * 80), seller)
     send(vals.functions.commitAttestation(d, b"\x03" * 32), validator)  # never revealed
-    time_travel(chain, Round.from_call(vals.functions.roundOf(d).call()).reveal_end
-                - chain.get_block("latest")["timestamp"] + 1)
+    time_travel(
+        chain,
+        Round.from_call(vals.functions.roundOf(d).call()).reveal_end
+        - chain.get_block("latest")["timestamp"]
+        + 1,
+    )
     send(vals.functions.settle(d), other)  # nothing revealed: undecided
     send(vals.functions.release(d, validator), other)  # both bonds forfeited
-    assert settle_validation(chain, d, owner=seller, validator=validator2,
-                             outcome=ModelStatus.METRICS_DISPUTED) == ModelStatus.METRICS_DISPUTED
+    assert (
+        settle_validation(
+            chain, d, owner=seller, validator=validator2, outcome=ModelStatus.METRICS_DISPUTED
+        )
+        == ModelStatus.METRICS_DISPUTED
+    )
     send(market.functions.refund(p5), other)  # disputed within its challenge period: vote dropped
 
     time_travel(chain, CHALLENGE + 1)
@@ -93,15 +110,30 @@ def populate(chain: Chain) -> dict:
     p4 = buy(b, buyer, ETH // 25)  # left pending
     time_travel(chain, WINDOW + 5)
     send(market.functions.refund(p2), other)
-    return {"models": ids, "delivered": p1, "refunded": p2, "pending": p4, "held": p6,
-            "disputed_sale": p5, "lazy": lazy, "seller": seller, "buyer": buyer,
-            "validator_account": validator, "validator2": validator2, "other": other,
-            "buyer3": buyer3}
+    return {
+        "models": ids,
+        "delivered": p1,
+        "refunded": p2,
+        "pending": p4,
+        "held": p6,
+        "disputed_sale": p5,
+        "lazy": lazy,
+        "seller": seller,
+        "buyer": buyer,
+        "validator_account": validator,
+        "validator2": validator2,
+        "other": other,
+        "buyer3": buyer3,
+    }
 
 
 @pytest.fixture(params=["embedded", pytest.param("anvil", marks=pytest.mark.anvil)])
 def chain(request):
-    w3 = embedded_web3() if request.param == "embedded" else connect(request.getfixturevalue("anvil").url)
+    w3 = (
+        embedded_web3()
+        if request.param == "embedded"
+        else connect(request.getfixturevalue("anvil").url)
+    )
     return deploy(w3)
 
 
@@ -112,8 +144,12 @@ def test_index_reflects_every_event_and_rebuilds_identically(chain, tmp_path):
     def loader(c):
         loads.append(c)
         if c == cid("meta 0"):
-            return {"name": "Sentiment BERT", "task": "text-classification",
-                    "description": "reviews", "model_hash": "0x" + model_hash(1).hex()}
+            return {
+                "name": "Sentiment BERT",
+                "task": "text-classification",
+                "description": "reviews",
+                "model_hash": "0x" + model_hash(1).hex(),
+            }
         if c == cid("meta 1"):
             return {"name": "Embedder", "task": "embeddings", "model_hash": "0x" + "ee" * 32}
         raise OSError("unreachable gateway")
@@ -130,10 +166,17 @@ def test_index_reflects_every_event_and_rebuilds_identically(chain, tmp_path):
     assert model["price"] == ETH // 5 and model["active"] is True
     assert model["status"] == ModelStatus.VERIFIED.word
     # Votes weigh the price paid: 2 at 0.1 ETH and 5 at 0.2 ETH make 4.0 (3.5 unweighted).
-    assert (model["vote_weighted_sum"], model["vote_weight"], model["vote_count"], model["score"]) == (
-        2 * ETH // 10 + 5 * ETH // 5, 3 * ETH // 10, 2, 4.0)
+    assert (
+        model["vote_weighted_sum"],
+        model["vote_weight"],
+        model["vote_count"],
+        model["score"],
+    ) == (2 * ETH // 10 + 5 * ETH // 5, 3 * ETH // 10, 2, 4.0)
     assert (model["claimed_digest"], model["round"], model["verifier_weight"]) == (
-        "0x" + CLAIMED_DIGEST.hex(), 1, 2)  # 0.2 ETH staked: two minimum stakes of weight
+        "0x" + CLAIMED_DIGEST.hex(),
+        1,
+        2,
+    )  # 0.2 ETH staked: two minimum stakes of weight
     assert model["claimed_at"] <= index.rounds_of(a)[0]["opened_at"] <= model["verdict_at"]
     assert model["commit_end"] < model["reveal_end"] < model["verdict_at"]
     assert model["name"] == "Sentiment BERT" and model["metadata_matches"] is True
@@ -147,7 +190,11 @@ def test_index_reflects_every_event_and_rebuilds_identically(chain, tmp_path):
     delivered = states[facts["delivered"]]
     assert delivered["state"] == "delivered" and delivered["wrapped_key"] == "0x" + "01" * 80
     fee = ETH // 10 * FEE_BPS // 10_000
-    assert (delivered["released"], delivered["revenue"], delivered["fee"]) == (True, ETH // 10 - fee, fee)
+    assert (delivered["released"], delivered["revenue"], delivered["fee"]) == (
+        True,
+        ETH // 10 - fee,
+        fee,
+    )
     assert delivered["delivered_at"] >= delivered["purchased_at"] > 0
     assert states[facts["pending"]]["state"] == "pending"
     assert states[facts["pending"]]["purchased_at"] > 0
@@ -162,19 +209,42 @@ def test_index_reflects_every_event_and_rebuilds_identically(chain, tmp_path):
     assert index.unreleased_sales(facts["other"]) == []  # b: refunded, and one still pending
 
     att = index.attestations_of(a)
-    assert [(x["validator"], x["round"], x["revealed"], x["matches"], x["digest_matches_claim"], x["says"])
-            for x in att] == [(validator, 1, True, True, True, "verified")]
-    assert att[0]["work_digest"] == "0x" + CLAIMED_DIGEST.hex() and att[0]["commitment"].startswith("0x")
+    assert [
+        (
+            x["validator"],
+            x["round"],
+            x["revealed"],
+            x["matches"],
+            x["digest_matches_claim"],
+            x["says"],
+        )
+        for x in att
+    ] == [(validator, 1, True, True, True, "verified")]
+    assert att[0]["work_digest"] == "0x" + CLAIMED_DIGEST.hex() and att[0]["commitment"].startswith(
+        "0x"
+    )
 
     # d: round 1 undecided (a commit never revealed), round 2 settled it Metrics disputed.
     model = index.get_model(d)
     assert model["status"] == ModelStatus.METRICS_DISPUTED.word and model["round"] == 2
     assert [(r["round"], r["outcome"], r["revealed_weight"]) for r in index.rounds_of(d)] == [
-        (1, "undecided", 0), (2, "metrics_disputed", None)]
-    assert [(x["validator"], x["round"], x["revealed"], x["matches"], x["digest_matches_claim"], x["says"])
-            for x in index.attestations_of(d)] == [
+        (1, "undecided", 0),
+        (2, "metrics_disputed", None),
+    ]
+    assert [
+        (
+            x["validator"],
+            x["round"],
+            x["revealed"],
+            x["matches"],
+            x["digest_matches_claim"],
+            x["says"],
+        )
+        for x in index.attestations_of(d)
+    ] == [
         (validator2, 2, True, True, False, "metrics_disputed"),
-        (validator, 1, False, None, None, None)]
+        (validator, 1, False, None, None, None),
+    ]
     assert index.attestations_of(d)[0]["work_digest"] == "0x" + OTHER_DIGEST.hex()
     # Its buyer was refunded after the dispute: the licence's vote is gone from the score.
     assert (model["vote_count"], model["vote_weight"], model["score"]) == (0, 0, None)
@@ -213,13 +283,22 @@ def test_index_reflects_every_event_and_rebuilds_identically(chain, tmp_path):
 def test_list_models_filters_sorts_pages(chain, tmp_path):
     facts = populate(chain)
     a, b, c, d = facts["models"]
-    metas = {cid("meta 0"): {"name": "Sentiment BERT", "task": "text-classification",
-                             "description": "100% reviews"},
-             cid("meta 1"): {"name": "Embedder", "task": "embeddings"}}
+    metas = {
+        cid("meta 0"): {
+            "name": "Sentiment BERT",
+            "task": "text-classification",
+            "description": "100% reviews",
+        },
+        cid("meta 1"): {"name": "Embedder", "task": "embeddings"},
+    }
     index = Indexer(chain, tmp_path / "i.sqlite3", metadata_loader=metas.get)
     index.sync()
     rows, total = index.list_models()
-    assert total == 3 and [r["model_id"] for r in rows] == [d, b, a]  # newest first, inactive hidden
+    assert total == 3 and [r["model_id"] for r in rows] == [
+        d,
+        b,
+        a,
+    ]  # newest first, inactive hidden
     rows, total = index.list_models(active=None, sort="price")
     assert [r["model_id"] for r in rows] == [b, d, a, c] and total == 4
     assert [r["model_id"] for r in index.list_models(sort="score")[0]] == [a, d, b]  # no votes last
@@ -255,7 +334,9 @@ def test_confirmations_keep_the_index_behind_the_head(chain, tmp_path):
 def test_index_of_another_deployment_starts_over(tmp_path):
     w3 = embedded_web3()
     first, second = deploy(w3), deploy(w3)
-    first.transact_unlocked(first.registry.functions.list(model_hash(1), cid("a"), 5), w3.eth.accounts[1])
+    first.transact_unlocked(
+        first.registry.functions.list(model_hash(1), cid("a"), 5), w3.eth.accounts[1]
+    )
     path = tmp_path / "i.sqlite3"
     index = Indexer(first, path)
     index.sync()
@@ -278,9 +359,12 @@ def test_reorg_rolls_back_to_the_fork_and_matches_a_fresh_index(anvil, tmp_path)
 
     snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
     doomed = chain.transact_unlocked(reg.functions.list(model_hash(2), cid("doomed"), 1), seller)
-    doomed_id = reg.events.ModelListed().process_receipt(doomed, errors=DISCARD)[0]["args"]["modelId"]
-    chain.transact_unlocked(market.functions.buy(base_model, b"\x05" * 32, ETH // 10), buyer,
-                            value=ETH // 10)
+    doomed_id = reg.events.ModelListed().process_receipt(doomed, errors=DISCARD)[0]["args"][
+        "modelId"
+    ]
+    chain.transact_unlocked(
+        market.functions.buy(base_model, b"\x05" * 32, ETH // 10), buyer, value=ETH // 10
+    )
     index.sync()
     assert index.get_model(doomed_id) is not None and len(index.pending_purchases()) == 1
 
@@ -319,11 +403,19 @@ def test_models_and_index_commands(tmp_path, capsys):
     chain = deploy(w3)
     deployment = write_deployment(chain.deployment, tmp_path / "deployments")
     store = open_store("embedded", root=tmp_path / "ipfs")
-    meta = json.dumps({"version": 1, "name": "Tiny BERT", "task": "text-classification",
-                       "model_hash": "0x" + model_hash(1).hex()}).encode()
+    meta = json.dumps(
+        {
+            "version": 1,
+            "name": "Tiny BERT",
+            "task": "text-classification",
+            "model_hash": "0x" + model_hash(1).hex(),
+        }
+    ).encode()
     meta_cid = store.put(io.BytesIO(meta))
     seller = w3.eth.accounts[1]
-    chain.transact_unlocked(chain.registry.functions.list(model_hash(1), meta_cid, ETH // 10), seller)
+    chain.transact_unlocked(
+        chain.registry.functions.list(model_hash(1), meta_cid, ETH // 10), seller
+    )
     chain.transact_unlocked(chain.registry.functions.list(model_hash(2), cid("gone"), ETH), seller)
     common = ["--chain", "embedded", "--deployment", str(deployment), "--data-dir", str(tmp_path)]
 
@@ -339,8 +431,20 @@ def test_models_and_index_commands(tmp_path, capsys):
     listed = json.loads(capsys.readouterr().out)
     assert listed["total"] == 1 and listed["models"][0]["price"] == ETH // 10
     assert main(["index", "--rebuild", *common]) == 0
-    assert main(["models", "--chain", "embedded", "--deployment", str(tmp_path / "none.json"),
-                 "--data-dir", str(tmp_path)]) == 1
+    assert (
+        main(
+            [
+                "models",
+                "--chain",
+                "embedded",
+                "--deployment",
+                str(tmp_path / "none.json"),
+                "--data-dir",
+                str(tmp_path),
+            ]
+        )
+        == 1
+    )
     assert "deploy the contracts first" in capsys.readouterr().err
 
 
@@ -352,16 +456,44 @@ def synthetic_index(tmp_path, n: int, name: str = "s.sqlite3") -> Indexer:
 
     def loader(c):
         i = int(c.rsplit("-", 1)[1])
-        return {"name": f"{'Sentiment' if i % 2 else 'Legal'} model {i}", "task": tasks[i % 3 == 0],
-                "description": f"listing {i}: 100% synthetic"}
+        return {
+            "name": f"{'Sentiment' if i % 2 else 'Legal'} model {i}",
+            "task": tasks[i % 3 == 0],
+            "description": f"listing {i}: 100% synthetic",
+        }
 
     index = Indexer(chain, tmp_path / name, metadata_loader=loader, metadata_per_sync=n)
     index.import_events(
-        [(10 + i, 0, "0x" + f"{i:064x}", "ModelRegistry", "ModelListed", {
-            "modelId": i, "seller": "0x" + "5e" * 20, "modelHash": "0x" + f"{i:064x}",
-            "metadataCid": f"cid-{i}", "price": (i * 37 % 11) * 10**15}) for i in range(1, n + 1)]
-        + [(10 + i, 1, "0x" + f"{i:064x}", "Validators", "StatusChanged",
-            {"modelId": i, "status": 1}) for i in range(1, n + 1) if i % 4 == 0])
+        [
+            (
+                10 + i,
+                0,
+                "0x" + f"{i:064x}",
+                "ModelRegistry",
+                "ModelListed",
+                {
+                    "modelId": i,
+                    "seller": "0x" + "5e" * 20,
+                    "modelHash": "0x" + f"{i:064x}",
+                    "metadataCid": f"cid-{i}",
+                    "price": (i * 37 % 11) * 10**15,
+                },
+            )
+            for i in range(1, n + 1)
+        ]
+        + [
+            (
+                10 + i,
+                1,
+                "0x" + f"{i:064x}",
+                "Validators",
+                "StatusChanged",
+                {"modelId": i, "status": 1},
+            )
+            for i in range(1, n + 1)
+            if i % 4 == 0
+        ]
+    )
     index.load_metadata()
     return index
 
@@ -373,12 +505,37 @@ def voted_events(scores: list[tuple[int, int]], price: int = 10**16) -> list[tup
     events = []
     for n, (model_id, score) in enumerate(scores, start=1):
         events += [
-            (60 + n, 0, "0x", "Marketplace", "Purchased", {
-                "purchaseId": 1000 + n, "modelId": model_id, "buyer": voter, "price": price,
-                "buyerKey": "0x" + "00" * 32}),
-            (60 + n, 1, "0x", "Marketplace", "KeyDelivered", {
-                "purchaseId": 1000 + n, "wrappedKey": "0x" + "00" * 80}),
-            (60 + n, 2, "0x", "Votes", "Voted", {"modelId": model_id, "voter": voter, "score": score})]
+            (
+                60 + n,
+                0,
+                "0x",
+                "Marketplace",
+                "Purchased",
+                {
+                    "purchaseId": 1000 + n,
+                    "modelId": model_id,
+                    "buyer": voter,
+                    "price": price,
+                    "buyerKey": "0x" + "00" * 32,
+                },
+            ),
+            (
+                60 + n,
+                1,
+                "0x",
+                "Marketplace",
+                "KeyDelivered",
+                {"purchaseId": 1000 + n, "wrappedKey": "0x" + "00" * 80},
+            ),
+            (
+                60 + n,
+                2,
+                "0x",
+                "Votes",
+                "Voted",
+                {"modelId": model_id, "voter": voter, "score": score},
+            ),
+        ]
     return events
 
 
@@ -392,10 +549,33 @@ def test_search_never_raises_on_user_text(tmp_path):
     assert ids(index.list_models(query="SENT* model 17")[0]) == [17]  # all words, any case
     assert index.list_models(query="sent mod")[1] == 0  # unstarred words match whole words
     assert index.list_models(query="sentiments")[1] == 20  # English stems
-    assert ids(index.list_models(query="embed* 100%", task="embeddings", per_page=3)[0]) == [39, 36, 33]
-    hostile = ['"a OR', "*", '"', "a OR b", "NOT", "NEAR(a b)", "name:legal", "legal AND",
-               "(", ")", "^x", "-", "'; DROP TABLE listings; --", "\\", "%", "_", "ÿ\x00", "{a b}",
-               "a" * 300, "x " * 100]
+    assert ids(index.list_models(query="embed* 100%", task="embeddings", per_page=3)[0]) == [
+        39,
+        36,
+        33,
+    ]
+    hostile = [
+        '"a OR',
+        "*",
+        '"',
+        "a OR b",
+        "NOT",
+        "NEAR(a b)",
+        "name:legal",
+        "legal AND",
+        "(",
+        ")",
+        "^x",
+        "-",
+        "'; DROP TABLE listings; --",
+        "\\",
+        "%",
+        "_",
+        "ÿ\x00",
+        "{a b}",
+        "a" * 300,
+        "x " * 100,
+    ]
     for text in hostile:
         rows, total = index.list_models(query=text)
         assert len(rows) == min(total, 20), text
@@ -406,20 +586,26 @@ def test_search_never_raises_on_user_text(tmp_path):
 
 def test_filters_totals_and_capped_search_count(tmp_path, monkeypatch):
     index = synthetic_index(tmp_path, 60)
-    rows, total = index.list_models(task="embeddings", status="verified", sort="price", per_page=100)
-    assert total == len(rows) == 5 and all(r["task"] == "embeddings" and r["status"] == "verified"
-                                           for r in rows)
+    rows, total = index.list_models(
+        task="embeddings", status="verified", sort="price", per_page=100
+    )
+    assert total == len(rows) == 5 and all(
+        r["task"] == "embeddings" and r["status"] == "verified" for r in rows
+    )
     assert [r["price"] for r in rows] == sorted(r["price"] for r in rows)
     assert index.list_models(status="verified")[1] == 15
     assert index.list_models(task="text-classification")[1] == 40
     # Delisting moves a listing between the maintained counters.
-    index.import_events([(99, 0, "0x", "ModelRegistry", "ActiveChanged",
-                          {"modelId": 12, "active": False})])
+    index.import_events(
+        [(99, 0, "0x", "ModelRegistry", "ActiveChanged", {"modelId": 12, "active": False})]
+    )
     assert index.list_models(task="embeddings", status="verified")[1] == 4
     assert index.list_models(active=False)[1] == 1 and index.list_models(active=None)[1] == 60
     assert 12 not in ids(index.list_models(task="embeddings", per_page=100)[0])
-    few = {sort: ids(index.list_models(query="legal", sort=sort, per_page=100)[0])
-           for sort in ("price", "score")}
+    few = {
+        sort: ids(index.list_models(query="legal", sort=sort, per_page=100)[0])
+        for sort in ("price", "score")
+    }
     monkeypatch.setattr("node.indexer.queries.SEARCH_COUNT_CAP", 7)
     for sort, expected in few.items():  # more matches than the cap: read in the sort's index
         assert ids(index.list_models(query="legal", sort=sort, per_page=100)[0]) == expected
@@ -443,16 +629,33 @@ def test_cursor_pages_skip_and_repeat_nothing_while_listings_arrive(tmp_path, so
         if cursor is None:
             break
         arrived += 1  # a new listing (cheapest price, no votes) arrives between two pages
-        index.import_events([(100 + arrived, 0, "0x", "ModelRegistry", "ModelListed", {
-            "modelId": arrived, "seller": "0x" + "5e" * 20, "modelHash": "0x" + "00" * 32,
-            "metadataCid": f"cid-{arrived}", "price": 0})])
+        index.import_events(
+            [
+                (
+                    100 + arrived,
+                    0,
+                    "0x",
+                    "ModelRegistry",
+                    "ModelListed",
+                    {
+                        "modelId": arrived,
+                        "seller": "0x" + "5e" * 20,
+                        "modelHash": "0x" + "00" * 32,
+                        "metadataCid": f"cid-{arrived}",
+                        "price": 0,
+                    },
+                )
+            ]
+        )
     assert len(seen) == len(set(seen)), "a row was repeated"
     assert set(expected) <= set(seen), "a row was skipped"
     assert [i for i in seen if i <= 45] == expected  # the original rows in their order
     # page= reaches the same rows as the cursor did on an unchanged index.
     assert ids(index.list_models(sort=sort, page=2, per_page=7)[0]) == ids(
-        index.list_models(sort=sort, per_page=7, after=index.list_models(
-            sort=sort, per_page=7)[0].next_cursor)[0])
+        index.list_models(
+            sort=sort, per_page=7, after=index.list_models(sort=sort, per_page=7)[0].next_cursor
+        )[0]
+    )
     # Search pages by cursor as well.
     first = index.list_models(query="legal", sort=sort, per_page=4)[0]
     second = index.list_models(query="legal", sort=sort, per_page=4, after=first.next_cursor)[0]

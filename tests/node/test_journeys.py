@@ -32,8 +32,15 @@ def tiny_model(tmp_path_factory):
     from transformers import BertConfig, BertForSequenceClassification
 
     out = tmp_path_factory.mktemp("tiny") / "tiny-bert"
-    config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=32, num_labels=2)
+    config = BertConfig(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        num_labels=2,
+    )
     BertForSequenceClassification(config).save_pretrained(out, safe_serialization=True)
     (out / "README.md").write_text("---\nlicense: mit\n---\n# tiny-bert\nA test model.\n")
     (out / EVALUATION_REPORT).write_bytes(canonical_json(REPORT))
@@ -65,8 +72,11 @@ def check_after_journey(stack, model_id, fetched_dir, tiny_model):
     from node.content.manifest import build_manifest
 
     chain = stack.chain
-    reg, mkt, val = (chain.registry.functions, chain.marketplace.functions,
-                     chain.validators.functions)
+    reg, mkt, val = (
+        chain.registry.functions,
+        chain.marketplace.functions,
+        chain.validators.functions,
+    )
     # The buyer's folder is exactly the listed model, and loads.
     assert build_manifest(fetched_dir).model_hash == bytes(chain.call(reg.modelHash(model_id)))
     assert build_manifest(fetched_dir).model_hash == build_manifest(tiny_model).model_hash
@@ -81,8 +91,11 @@ def check_after_journey(stack, model_id, fetched_dir, tiny_model):
     assert chain.call(val.status(model_id)) == ModelStatus.VERIFIED
     attested = chain.events("Attested", modelId=model_id)
     assert [e["args"]["validator"] for e in attested] == [validator]
-    assert bytes(attested[0]["args"]["workDigest"]) == work_digest(REPORT) == bytes(
-        chain.call(reg.claimedWorkDigest(model_id)))
+    assert (
+        bytes(attested[0]["args"]["workDigest"])
+        == work_digest(REPORT)
+        == bytes(chain.call(reg.claimedWorkDigest(model_id)))
+    )
     assert chain.call(val.isVerifier(model_id, validator))
     # One vote of 5, weighing the price the buyer paid: (weighted sum, weight, voters).
     assert tuple(chain.call(chain.votes.functions.scoreOf(model_id))) == (5 * PRICE, PRICE, 1)
@@ -93,21 +106,54 @@ def check_after_journey(stack, model_id, fetched_dir, tiny_model):
 
 @pytest.mark.slow
 def test_all_journeys_on_the_embedded_stack(tmp_path, tiny_model, monkeypatch):
-    stack = make_stack("embedded", tmp_path, fee_bps=FEE_BPS, delivery_window=3600,
-                       challenge_period=CHALLENGE, commit_period=PERIOD, reveal_period=PERIOD)
+    stack = make_stack(
+        "embedded",
+        tmp_path,
+        fee_bps=FEE_BPS,
+        delivery_window=3600,
+        challenge_period=CHALLENGE,
+        commit_period=PERIOD,
+        reveal_period=PERIOD,
+    )
     monkeypatch.setattr("modex.commands.validate.ml_evaluator", fake_ml)
 
-    out = ok(stack.cli("seller", "publish", str(tiny_model), "--price", "0.01", "--name",
-                       "tiny-bert", "--task", "text-classification", "--license", "mit"))
+    out = ok(
+        stack.cli(
+            "seller",
+            "publish",
+            str(tiny_model),
+            "--price",
+            "0.01",
+            "--name",
+            "tiny-bert",
+            "--task",
+            "text-classification",
+            "--license",
+            "mit",
+        )
+    )
     model_id = published_id(out)
     # The metadata JSON is pinned, canonical and says what docs/formats.md §6 says.
     meta_cid = stack.chain.call(stack.chain.registry.functions.metadataCid(model_id))
     raw = stack.store().get(meta_cid).read()
     meta = json.loads(raw)
     assert raw == json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
-    assert {"version", "name", "description", "task", "license", "framework", "model_hash",
-            "manifest", "sealed", "content_cid", "seal", "metrics", "card",
-            "created"} <= set(meta)
+    assert {
+        "version",
+        "name",
+        "description",
+        "task",
+        "license",
+        "framework",
+        "model_hash",
+        "manifest",
+        "sealed",
+        "content_cid",
+        "seal",
+        "metrics",
+        "card",
+        "created",
+    } <= set(meta)
     assert meta["seal"] == {"scheme": "MDXSEAL1", "chunk_size": 1 << 20}
     assert meta["metrics"]["eval_set"] == "toy-v1" and meta["card"].startswith("---")
     assert meta["framework"] == "transformers"
@@ -118,7 +164,7 @@ def test_all_journeys_on_the_embedded_stack(tmp_path, tiny_model, monkeypatch):
     before = stack.chain.balance(stack.signers["seller"].address)
     out = ok(stack.cli("seller", "worker", "--once"))
     assert "delivered 2 key(s)" in out
-    ok(stack.cli("seller", "worker", "--once"))                  # a second pass delivers nothing new
+    ok(stack.cli("seller", "worker", "--once"))  # a second pass delivers nothing new
     fetched = tmp_path / "bought" / "tiny-bert"
     ok(stack.cli("buyer", "fetch", str(model_id), "--out", str(fetched)))
     out = ok(stack.cli("validator", "validate", "--once"))
@@ -147,7 +193,7 @@ def test_all_journeys_on_the_embedded_stack(tmp_path, tiny_model, monkeypatch):
     assert code == 1 and "refund is possible only after" in err and "Traceback" not in err
     stack.time_travel(3700)
     ok(stack.cli("buyer2", "refund", str(pid)))
-    out = ok(stack.cli("seller", "worker", "--once"))              # too late: never delivered
+    out = ok(stack.cli("seller", "worker", "--once"))  # too late: never delivered
     assert "delivered 0 key(s)" in out
     out = ok(stack.cli("buyer2", "withdraw"))
     assert "0.01 ETH" in out
@@ -158,17 +204,29 @@ def test_all_journeys_on_the_embedded_stack(tmp_path, tiny_model, monkeypatch):
 @pytest.mark.anvil
 @pytest.mark.kubo
 @pytest.mark.slow
-def test_all_journeys_on_anvil_and_the_ipfs_daemon(tmp_path, tiny_model, anvil, ipfs_daemon,
-                                                   monkeypatch):
-    stack = make_stack("anvil", tmp_path, anvil_url=anvil.url, ipfs=ipfs_daemon.api_url,
-                       fee_bps=FEE_BPS, delivery_window=3600, challenge_period=CHALLENGE,
-                       commit_period=PERIOD, reveal_period=PERIOD)
+def test_all_journeys_on_anvil_and_the_ipfs_daemon(
+    tmp_path, tiny_model, anvil, ipfs_daemon, monkeypatch
+):
+    stack = make_stack(
+        "anvil",
+        tmp_path,
+        anvil_url=anvil.url,
+        ipfs=ipfs_daemon.api_url,
+        fee_bps=FEE_BPS,
+        delivery_window=3600,
+        challenge_period=CHALLENGE,
+        commit_period=PERIOD,
+        reveal_period=PERIOD,
+    )
     monkeypatch.setattr("modex.commands.validate.ml_evaluator", fake_ml)
-    model_id = published_id(ok(stack.cli("seller", "publish", str(tiny_model), "--price",
-                                          "0.01")))
-    worker = subprocess.Popen(stack.modex_cmd("seller", "worker", "--interval", "0.2"),
-                              env=stack.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
+    model_id = published_id(ok(stack.cli("seller", "publish", str(tiny_model), "--price", "0.01")))
+    worker = subprocess.Popen(
+        stack.modex_cmd("seller", "worker", "--interval", "0.2"),
+        env=stack.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         ok(stack.cli("validator", "validate", "--once"))
         out = ok(stack.cli("buyer", "buy", str(model_id), "--wait", "60"))
@@ -176,8 +234,18 @@ def test_all_journeys_on_anvil_and_the_ipfs_daemon(tmp_path, tiny_model, anvil, 
         fetched = tmp_path / "bought" / "tiny-bert"
         ok(stack.cli("buyer", "fetch", str(model_id), "--out", str(fetched)))
         # The worker answers the validator's request in the background; the chain's clock runs.
-        out = ok(stack.cli("validator", "validate", "--until-settled", str(model_id),
-                           "--timeout", "120", "--interval", "0.3"))
+        out = ok(
+            stack.cli(
+                "validator",
+                "validate",
+                "--until-settled",
+                str(model_id),
+                "--timeout",
+                "120",
+                "--interval",
+                "0.3",
+            )
+        )
         assert f"model {model_id}: settled verified" in out
         ok(stack.cli("buyer", "vote", str(model_id), "5"))
     finally:
@@ -195,8 +263,14 @@ def test_e2e_benchmark_runs_and_ends_with_its_json_line():
 
     from node import paths
 
-    proc = subprocess.run([sys.executable, "benchmarks/e2e.py", "--size-mb", "2"],
-                          cwd=paths.ROOT, capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/e2e.py", "--size-mb", "2"],
+        cwd=paths.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"e2e_over_raw", "publish_s", "buy_s", "deliver_s", "fetch_s"} <= set(figures)

@@ -24,7 +24,9 @@ def test_round_trip_and_model_assignment(tmp_path):
     v = vault(path)
     assert v.get("bafyone") is None
     v.put("bafyone", key, model_hash="0x" + "11" * 32)
-    v.assign("bafyone", chain_id=31337, model_id=7, registry="0xAbC0000000000000000000000000000000000001")
+    v.assign(
+        "bafyone", chain_id=31337, model_id=7, registry="0xAbC0000000000000000000000000000000000001"
+    )
 
     again = vault(path)  # a new process would see the same
     entry = again.for_model(31337, 7)
@@ -151,8 +153,9 @@ def test_a_new_key_file_is_durable_its_folder_entry_fsynced(tmp_path, monkeypatc
     if write == "keystore":
         create_keystore(tmp_path / "ks.json", "pw", scrypt_n=2**4)
     else:
-        KeyVault(tmp_path / "v.json", "pw", scrypt_params=FAST).put("cid", b"k" * 32,
-                                                                    model_hash="0x00")
+        KeyVault(tmp_path / "v.json", "pw", scrypt_params=FAST).put(
+            "cid", b"k" * 32, model_hash="0x00"
+        )
     assert str(tmp_path.resolve()) in synced_dirs
 
 

@@ -45,8 +45,9 @@ A11 = {
     "base_nonce": h("56d890e5accaaf011cff4b7d"),
     "pt": h("4265617574792069732074727574682c20747275746820626561757479"),
     "aad0": h("436f756e742d30"),
-    "ct0": h("f938558b5d72f1a23810b4be2ab4f84331acc02fc97babc53a52ae8218a355a9"
-             "6d8770ac83d07bea87e13c512a"),
+    "ct0": h(
+        "f938558b5d72f1a23810b4be2ab4f84331acc02fc97babc53a52ae8218a355a96d8770ac83d07bea87e13c512a"
+    ),
 }
 
 
@@ -82,13 +83,21 @@ def independent_seal(pk_r, pt, info, aad, sk_e, aead_id):
     dh = eph.exchange(X25519PublicKey.from_public_bytes(pk_r))
     prk = _labeled_extract(kem_suite, b"", b"eae_prk", dh)
     shared = _labeled_expand(kem_suite, prk, b"shared_secret", enc + pk_r, 32)
-    context = (b"\x00" + _labeled_extract(suite, b"", b"psk_id_hash", b"")
-               + _labeled_extract(suite, b"", b"info_hash", info))
+    context = (
+        b"\x00"
+        + _labeled_extract(suite, b"", b"psk_id_hash", b"")
+        + _labeled_extract(suite, b"", b"info_hash", info)
+    )
     secret = _labeled_extract(suite, shared, b"secret", b"")
     key = _labeled_expand(suite, secret, b"key", context, nk)
     nonce = _labeled_expand(suite, secret, b"base_nonce", context, 12)
-    return {"enc": enc, "shared_secret": shared, "key": key, "base_nonce": nonce,
-            "ct": AESGCM(key).encrypt(nonce, pt, aad)}
+    return {
+        "enc": enc,
+        "shared_secret": shared,
+        "key": key,
+        "base_nonce": nonce,
+        "ct": AESGCM(key).encrypt(nonce, pt, aad),
+    }
 
 
 def test_independent_construction_matches_rfc9180_a11():
@@ -103,8 +112,9 @@ def test_independent_construction_matches_rfc9180_a11():
 def test_pyhpke_matches_rfc9180_a11():
     suite = CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.AES128_GCM)
     sk = X25519PrivateKey.from_private_bytes(A11["skEm"])
-    eks = KEMKeyPair(KEMKey.from_pyca_cryptography_key(sk),
-                     KEMKey.from_pyca_cryptography_key(sk.public_key()))
+    eks = KEMKeyPair(
+        KEMKey.from_pyca_cryptography_key(sk), KEMKey.from_pyca_cryptography_key(sk.public_key())
+    )
     pkr = KEMKey.from_pyca_cryptography_key(X25519PublicKey.from_public_bytes(A11["pkRm"]))
     enc, ctx = suite.create_sender_context(pkr, info=A11["info"], eks=eks)
     assert enc == A11["pkEm"]
@@ -113,8 +123,9 @@ def test_pyhpke_matches_rfc9180_a11():
 
 
 def test_our_suite_equals_independent_aes256_construction():
-    enc, ct = hpke_seal(A11["pkRm"], A11["pt"], info=A11["info"], aad=A11["aad0"],
-                        eph_secret=A11["skEm"])
+    enc, ct = hpke_seal(
+        A11["pkRm"], A11["pt"], info=A11["info"], aad=A11["aad0"], eph_secret=A11["skEm"]
+    )
     ref = independent_seal(A11["pkRm"], A11["pt"], A11["info"], A11["aad0"], A11["skEm"], 2)
     assert (enc, ct) == (ref["enc"], ref["ct"])
     assert hpke_open(enc, A11["skRm"], ct, info=A11["info"], aad=A11["aad0"]) == A11["pt"]
@@ -126,20 +137,30 @@ CONTENT_KEY = bytes(range(100, 132))
 
 def test_info_layout():
     info = key_info(31337, MARKET, 7)
-    assert info == (b"modex/v1/key" + (31337).to_bytes(8, "big") + h(MARKET[2:])
-                    + (7).to_bytes(32, "big"))
+    assert info == (
+        b"modex/v1/key" + (31337).to_bytes(8, "big") + h(MARKET[2:]) + (7).to_bytes(32, "big")
+    )
     assert len(info) == 12 + 8 + 20 + 32
 
 
 def test_wrap_known_answer_and_wire_form():
-    wrapped = wrap_key(A11["pkRm"], CONTENT_KEY, chain_id=31337, marketplace=MARKET,
-                       purchase_id=7, eph_secret=A11["skEm"])
-    ref = independent_seal(A11["pkRm"], CONTENT_KEY, key_info(31337, MARKET, 7), b"",
-                           A11["skEm"], 2)
+    wrapped = wrap_key(
+        A11["pkRm"],
+        CONTENT_KEY,
+        chain_id=31337,
+        marketplace=MARKET,
+        purchase_id=7,
+        eph_secret=A11["skEm"],
+    )
+    ref = independent_seal(
+        A11["pkRm"], CONTENT_KEY, key_info(31337, MARKET, 7), b"", A11["skEm"], 2
+    )
     assert wrapped == ref["enc"] + ref["ct"]
     assert len(wrapped) == 80 and wrapped[:32] == A11["pkEm"]
-    assert unwrap_key(wrapped, A11["skRm"], chain_id=31337, marketplace=MARKET,
-                      purchase_id=7) == CONTENT_KEY
+    assert (
+        unwrap_key(wrapped, A11["skRm"], chain_id=31337, marketplace=MARKET, purchase_id=7)
+        == CONTENT_KEY
+    )
 
 
 def test_wrap_is_randomised_but_unwraps():
@@ -147,13 +168,20 @@ def test_wrap_is_randomised_but_unwraps():
     b = wrap_key(A11["pkRm"], CONTENT_KEY, chain_id=1, marketplace=MARKET, purchase_id=1)
     assert a != b
     for w in (a, b):
-        assert unwrap_key(w, A11["skRm"], chain_id=1, marketplace=MARKET, purchase_id=1) == CONTENT_KEY
+        assert (
+            unwrap_key(w, A11["skRm"], chain_id=1, marketplace=MARKET, purchase_id=1) == CONTENT_KEY
+        )
 
 
-@pytest.mark.parametrize("change", [
-    {"purchase_id": 8}, {"chain_id": 1}, {"marketplace": "0x" + "00" * 20},
-    {"secret": bytes(range(32))},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"purchase_id": 8},
+        {"chain_id": 1},
+        {"marketplace": "0x" + "00" * 20},
+        {"secret": bytes(range(32))},
+    ],
+)
 def test_wrong_purchase_chain_market_or_recipient(change):
     wrapped = wrap_key(A11["pkRm"], CONTENT_KEY, chain_id=31337, marketplace=MARKET, purchase_id=7)
     args = {"chain_id": 31337, "marketplace": MARKET, "purchase_id": 7} | change
@@ -163,8 +191,9 @@ def test_wrong_purchase_chain_market_or_recipient(change):
 
 
 def test_corrupt_and_malformed_inputs():
-    wrapped = bytearray(wrap_key(A11["pkRm"], CONTENT_KEY, chain_id=1, marketplace=MARKET,
-                                 purchase_id=1))
+    wrapped = bytearray(
+        wrap_key(A11["pkRm"], CONTENT_KEY, chain_id=1, marketplace=MARKET, purchase_id=1)
+    )
     for pos in (0, 40, 79):
         bad = bytearray(wrapped)
         bad[pos] ^= 1
@@ -211,7 +240,10 @@ def test_wallet_derivation_is_deterministic_and_matches_the_spec():
     # Another chain gives another key; the derived pair works end to end.
     assert derive_x25519(acct, 1)[1] != public
     wrapped = wrap_key(public, CONTENT_KEY, chain_id=31337, marketplace=MARKET, purchase_id=3)
-    assert unwrap_key(wrapped, secret, chain_id=31337, marketplace=MARKET, purchase_id=3) == CONTENT_KEY
+    assert (
+        unwrap_key(wrapped, secret, chain_id=31337, marketplace=MARKET, purchase_id=3)
+        == CONTENT_KEY
+    )
 
 
 def test_signer_returning_raw_bytes_is_accepted():

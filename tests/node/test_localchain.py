@@ -24,8 +24,9 @@ pytestmark = pytest.mark.anvil
 
 def send(w3, value: int = 1) -> dict:
     """One transaction, so one block (anvil mines each at once)."""
-    tx = w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": w3.eth.accounts[1],
-                                  "value": value})
+    tx = w3.eth.send_transaction(
+        {"from": w3.eth.accounts[0], "to": w3.eth.accounts[1], "value": value}
+    )
     return w3.eth.wait_for_transaction_receipt(tx)
 
 
@@ -179,8 +180,9 @@ time.sleep(600)
 
 def test_anvil_dies_with_the_process_that_owns_it(tmp_path):
     """SIGKILL of the owner (`modex up`) sends anvil SIGTERM (prctl PR_SET_PDEATHSIG)."""
-    owner = subprocess.Popen([sys.executable, "-c", OWNER, str(tmp_path / "chain")],
-                             stdout=subprocess.PIPE, text=True)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(tmp_path / "chain")], stdout=subprocess.PIPE, text=True
+    )
     try:
         anvil = psutil.Process(int(owner.stdout.readline()))
         assert anvil.is_running() and os.getsid(anvil.pid) != os.getsid(owner.pid)

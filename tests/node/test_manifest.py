@@ -141,8 +141,16 @@ def test_manifest_json_round_trip_and_expected_hash(tmp_path):
         ({"files": [{"path": "a", "size": -1, "sha256": "0" * 64}], "version": 1}, "size"),
         ({"files": [{"path": "a", "size": 1, "sha256": "XY"}], "version": 1}, "sha256"),
         ({"files": [{"path": "a", "size": 1, "sha256": "0" * 64}] * 2, "version": 1}, "twice"),
-        ({"files": [{"path": "a", "size": 1, "sha256": "0" * 64},
-                    {"path": "a/b", "size": 1, "sha256": "0" * 64}], "version": 1}, "under it"),
+        (
+            {
+                "files": [
+                    {"path": "a", "size": 1, "sha256": "0" * 64},
+                    {"path": "a/b", "size": 1, "sha256": "0" * 64},
+                ],
+                "version": 1,
+            },
+            "under it",
+        ),
     ],
 )
 def test_manifest_json_validation(doc, message):

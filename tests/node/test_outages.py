@@ -114,8 +114,11 @@ def test_ipfs_down_during_publish_and_fetch(tmp_path):
     stack.ipfs = "embedded"
     model_id = publish_model(stack, folder)
     buy_raw(stack, "buyer", model_id)
-    assert KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(),
-                       tmp_path / "w.json").poll().delivered
+    assert (
+        KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), tmp_path / "w.json")
+        .poll()
+        .delivered
+    )
     stack.ipfs = down
     out_dir = tmp_path / "bought" / "m"
     code, _out, err = stack.cli("buyer", "fetch", str(model_id), "--out", str(out_dir))
@@ -139,8 +142,9 @@ def test_chain_down_during_publish_delivery_and_fetch(tmp_path, anvil):
     count = stack.chain.call(registry.modelCount())
 
     # Publish: content pinned, then the node goes away before list(): nothing is listed.
-    prepared = prepare(write_model(tmp_path / "m"), stack.store(), stack.vault(),
-                       ListingInfo(name="m"))
+    prepared = prepare(
+        write_model(tmp_path / "m"), stack.store(), stack.vault(), ListingInfo(name="m")
+    )
     proxy.down()
     with pytest.raises(ChainError, match=proxy.url.replace(".", r"\.")):
         list_prepared(chain, seller, prepared, stack.vault(), price_wei=10**16)

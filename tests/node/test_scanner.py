@@ -39,7 +39,7 @@ class ScriptedChain:
     def reorg(self, depth: int, *blocks: list[str]) -> None:
         """Drop the top ``depth`` blocks and mine ``blocks`` in their place."""
         self.forks += 1
-        del self.hashes[len(self.hashes) - depth:], self.logs[len(self.logs) - depth:]
+        del self.hashes[len(self.hashes) - depth :], self.logs[len(self.logs) - depth :]
         self.mine(*blocks)
 
     def block_number(self) -> int:
@@ -80,8 +80,13 @@ class MemoryFollower:
         return Checkpoint.from_json(doc["next_block"], doc["recent_blocks"])
 
     def _save(self, checkpoint: Checkpoint) -> None:
-        self.saved = json.dumps({"next_block": checkpoint.next_block,
-                                 "recent_blocks": checkpoint.hashes_json(), "seen": self.seen})
+        self.saved = json.dumps(
+            {
+                "next_block": checkpoint.next_block,
+                "recent_blocks": checkpoint.hashes_json(),
+                "seen": self.seen,
+            }
+        )
 
     def apply_batch(self, batch: Batch) -> bool:
         self.seen += batch.logs
@@ -239,6 +244,9 @@ def test_a_follower_whose_storage_moved_on_resumes_from_the_stored_checkpoint():
 def test_an_older_state_file_s_tip_hash_stands_for_the_checkpoint_block():
     checkpoint = Checkpoint.from_json(10, [[7, "0xa"], [9, "0xb"]], tip_hash="0xc")
     assert checkpoint == Checkpoint(9, ((7, "0xa"), (9, "0xc")))
-    assert Checkpoint.from_json(10, None).hashes == () and Checkpoint.from_json(10, None).tip_hash is None
+    assert (
+        Checkpoint.from_json(10, None).hashes == ()
+        and Checkpoint.from_json(10, None).tip_hash is None
+    )
     assert Checkpoint(9, ((7, "0xa"),)).tip_hash is None
     assert Checkpoint(9, ((7, "0xa"), (9, "0xc"))).rewound(8) == Checkpoint(8, ((7, "0xa"),))

@@ -76,16 +76,35 @@ def test_round_trip_small_chunks(size):
     assert UnsealReader(io.BytesIO(blob), KEY).read() == data
 
 
-@pytest.mark.parametrize("size", [0, 1, DEFAULT_CHUNK_SIZE - 1, DEFAULT_CHUNK_SIZE,
-                                  DEFAULT_CHUNK_SIZE + 1, 3 * DEFAULT_CHUNK_SIZE + 5])
+@pytest.mark.parametrize(
+    "size",
+    [
+        0,
+        1,
+        DEFAULT_CHUNK_SIZE - 1,
+        DEFAULT_CHUNK_SIZE,
+        DEFAULT_CHUNK_SIZE + 1,
+        3 * DEFAULT_CHUNK_SIZE + 5,
+    ],
+)
 def test_round_trip_default_chunk(size):
     data = os.urandom(size)
     blob = seal(data, chunk=DEFAULT_CHUNK_SIZE)
     assert unseal(blob) == data
 
 
-@pytest.mark.parametrize("pieces", [[], [b""], [b"a" * 64], [b"a" * 63, b"b"], [b"x" * 200],
-                                    [b"x" * 10] * 30, [b"x" * 64, b"", b"y" * 64]])
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [],
+        [b""],
+        [b"a" * 64],
+        [b"a" * 63, b"b"],
+        [b"x" * 200],
+        [b"x" * 10] * 30,
+        [b"x" * 64, b"", b"y" * 64],
+    ],
+)
 def test_seal_writer_equals_seal_stream(pieces):
     data = b"".join(pieces)
     out = io.BytesIO()
@@ -97,8 +116,10 @@ def test_seal_writer_equals_seal_stream(pieces):
 
 def test_seal_writer_without_close_is_not_a_valid_archive():
     out = io.BytesIO()
-    with pytest.raises(RuntimeError), SealWriter(out, KEY, chunk_size=SMALL,
-                                                 nonce_prefix=PREFIX) as w:
+    with (
+        pytest.raises(RuntimeError),
+        SealWriter(out, KEY, chunk_size=SMALL, nonce_prefix=PREFIX) as w,
+    ):
         w.write(b"z" * 100)
         raise RuntimeError("producer failed")
     with pytest.raises(SealError, match="truncated|authentication"):
@@ -266,8 +287,14 @@ def test_one_gigabyte_streams_in_flat_memory(tmp_path):
         """
     )
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
-                         text=True, timeout=120, cwd=root, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     peak_kib = int(out.stdout.split()[-1])
     assert peak_kib < 200 * 1024, f"peak RSS {peak_kib} KiB"
@@ -275,7 +302,9 @@ def test_one_gigabyte_streams_in_flat_memory(tmp_path):
 
 # --- the read-ahead thread (seal_stream and UnsealReader read their input on a second thread) ---
 
-BLOCK = 8 << 20  # node.content.seal._BLOCK_BYTES: a block holds whole records, so edges fall on blocks
+BLOCK = (
+    8 << 20
+)  # node.content.seal._BLOCK_BYTES: a block holds whole records, so edges fall on blocks
 
 
 class Trickle(io.RawIOBase):
@@ -316,8 +345,9 @@ def test_short_reads_from_the_source():
 def test_a_failing_source_fails_the_seal_and_the_unseal_after_the_good_chunks():
     data = os.urandom(3 * BLOCK)
     with pytest.raises(OSError, match="reset by peer"):
-        seal_stream(KEY, Trickle(data, 1 << 20, fail_at=BLOCK + 12345), io.BytesIO(),
-                    chunk_size=4096)
+        seal_stream(
+            KEY, Trickle(data, 1 << 20, fail_at=BLOCK + 12345), io.BytesIO(), chunk_size=4096
+        )
     blob = seal(data, chunk=4096)
     reader = UnsealReader(Trickle(blob, 1 << 20, fail_at=2 * BLOCK), KEY)
     got = bytearray()

@@ -24,7 +24,10 @@ KEY = "0x" + "11" * 32
 
 TYPED = {
     "types": {
-        "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "chainId", "type": "uint256"}],
+        "EIP712Domain": [
+            {"name": "name", "type": "string"},
+            {"name": "chainId", "type": "uint256"},
+        ],
         "Request": [{"name": "modelId", "type": "uint256"}, {"name": "nonce", "type": "uint256"}],
     },
     "primaryType": "Request",
@@ -40,9 +43,20 @@ def test_local_signer_signatures_recover_to_its_address():
     assert len(sig) == 65
     assert Account.recover_message(encode_defunct(text="hello"), signature=sig) == signer.address
     typed = signer.sign_typed_data(TYPED)
-    assert Account.recover_message(encode_typed_data(full_message=TYPED), signature=typed) == signer.address
-    tx = {"to": signer.address, "value": 1, "gas": 21000, "maxFeePerGas": 10**9,
-          "maxPriorityFeePerGas": 1, "nonce": 0, "chainId": 31337, "type": 2}
+    assert (
+        Account.recover_message(encode_typed_data(full_message=TYPED), signature=typed)
+        == signer.address
+    )
+    tx = {
+        "to": signer.address,
+        "value": 1,
+        "gas": 21000,
+        "maxFeePerGas": 10**9,
+        "maxPriorityFeePerGas": 1,
+        "nonce": 0,
+        "chainId": 31337,
+        "type": 2,
+    }
     raw = signer.sign_transaction(tx)
     assert isinstance(raw, bytes)
     assert Account.recover_transaction(raw) == signer.address
@@ -57,8 +71,18 @@ def test_bad_private_key_does_not_echo_it():
     assert "deadbeefcafe" not in str(info.value)
 
 
-@pytest.mark.parametrize("bad", [KEY[:-1], KEY[2:-1], KEY + "1", KEY[2:] + "0", " " + KEY,
-                                 "0x" + "g" * 64, KEY[:40] + " " + KEY[41:]])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        KEY[:-1],
+        KEY[2:-1],
+        KEY + "1",
+        KEY[2:] + "0",
+        " " + KEY,
+        "0x" + "g" * 64,
+        KEY[:40] + " " + KEY[41:],
+    ],
+)
 def test_a_private_key_is_exactly_64_hex_digits(bad, caplog):
     # eth-account zero-pads 63 digits into a different, valid key: a lost digit while pasting
     # would import somebody else's (or nobody's) wallet instead of an error.
@@ -85,8 +109,16 @@ def test_account_import_of_a_63_digit_key_writes_nothing(tmp_path, monkeypatch, 
     monkeypatch.setattr(keystore, "DEFAULT_SCRYPT_N", FAST)
     monkeypatch.setenv("MODEX_PASSWORD", "pw")
     monkeypatch.setenv("MY_KEY", KEY[:-1])
-    argv = ["account", "--data-dir", str(tmp_path), "--keystore", "k.json",
-            "import", "--private-key-env", "MY_KEY"]
+    argv = [
+        "account",
+        "--data-dir",
+        str(tmp_path),
+        "--keystore",
+        "k.json",
+        "import",
+        "--private-key-env",
+        "MY_KEY",
+    ]
     assert main(argv) == 1
     out, err = capsys.readouterr()
     assert "exactly 64 hex digits" in err and len(err.strip().splitlines()) == 1, err
@@ -176,7 +208,9 @@ def test_account_commands(tmp_path, monkeypatch, capsys):
     assert f"address {created}" in out and "balance 0 ETH on embedded" in out
     assert main([*base, "new"]) == 1
     assert "already exists" in capsys.readouterr().err
-    assert main([*base, "--keystore", "imported.json", "import", "--private-key-env", "MY_KEY"]) == 0
+    assert (
+        main([*base, "--keystore", "imported.json", "import", "--private-key-env", "MY_KEY"]) == 0
+    )
     out = capsys.readouterr().out
     assert signer_from_key(KEY).address in out and KEY[2:] not in out
     assert load_signer(tmp_path / "imported.json", "pw").address == signer_from_key(KEY).address
@@ -185,8 +219,9 @@ def test_account_commands(tmp_path, monkeypatch, capsys):
     assert "no keystore at" in capsys.readouterr().err
 
 
-def test_account_new_or_import_where_no_file_can_be_written_is_one_sentence(tmp_path, monkeypatch,
-                                                                            capsys):
+def test_account_new_or_import_where_no_file_can_be_written_is_one_sentence(
+    tmp_path, monkeypatch, capsys
+):
     from modex.cli import main
     from node import keystore
 

@@ -48,7 +48,9 @@ def test_streams_and_small_reads(store):
         parts.append(chunk)
     assert b"".join(parts) == data
     assert b"".join(iter(store.get(cid))) == data
-    assert isinstance(store, Store) and isinstance(open_store("embedded", root=store.root), EmbeddedStore)
+    assert isinstance(store, Store) and isinstance(
+        open_store("embedded", root=store.root), EmbeddedStore
+    )
 
 
 def test_blocks_are_deduplicated_and_named_by_multihash(store):
@@ -70,8 +72,11 @@ def test_flipped_block_on_disk_is_a_local_error_naming_the_cid_and_set_aside(sto
     raw = bytearray(leaf.read_bytes())
     raw[1234] ^= 0x01
     leaf.write_bytes(bytes(raw))
-    with pytest.raises(LocalStoreError, match=r"block b\w+ in the embedded store at .* no longer "
-                       r"hash to its CID.*re-import the content") as exc:
+    with pytest.raises(
+        LocalStoreError,
+        match=r"block b\w+ in the embedded store at .* no longer "
+        r"hash to its CID.*re-import the content",
+    ) as exc:
         store.get(cid).read()
     assert not isinstance(exc.value, IntegrityError)
     assert (store.corrupt_dir / leaf.name).read_bytes() == bytes(raw) and not leaf.exists()
@@ -190,8 +195,10 @@ def test_gateway(store, sample):
         r = http.get(f"/ipfs/{cid}?format=raw")
         assert r.status_code == 200 and r.content == store.get_block(root)
         assert r.headers["content-type"] == "application/vnd.ipld.raw"
-        assert http.get(f"/ipfs/{cid}", headers={"Accept": "application/vnd.ipld.raw"}
-                        ).content == r.content
+        assert (
+            http.get(f"/ipfs/{cid}", headers={"Accept": "application/vnd.ipld.raw"}).content
+            == r.content
+        )
         assert http.get(f"/ipfs/{UNKNOWN}?format=raw").status_code == 404
         store.block_path(root).write_bytes(b"rot" + r.content[3:])
         r = http.get(f"/ipfs/{cid}?format=raw")  # its own copy rotted: not served

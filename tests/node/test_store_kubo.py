@@ -79,8 +79,9 @@ def test_put_blocks_equal_daemon_blocks(kubo, files, tmp_path, name):
 @pytest.mark.slow
 def test_200mb_through_the_daemon(kubo, big_file):
     for name in PROFILES:
-        assert (kubo.add(big_file, profile=name, only_hash=True)
-                == cid_of_file(big_file, _daemon_profile(big_file, name)))
+        assert kubo.add(big_file, profile=name, only_hash=True) == cid_of_file(
+            big_file, _daemon_profile(big_file, name)
+        )
     # unixfs-v1-2025 needs 1024 links per node, which js-ipfs's add cannot do: put imports
     # Modex's own blocks through dag/import instead, and the daemon then serves the same CID.
     want = cid_of_file(big_file, "unixfs-v1-2025")
@@ -154,7 +155,9 @@ def test_retries_then_succeeds():
             raise httpx.ConnectError("refused", request=request)
         return httpx.Response(200, json={"Version": "test"})
 
-    store = KuboStore("http://daemon", retries=3, backoff=0.01, transport=httpx.MockTransport(handler))
+    store = KuboStore(
+        "http://daemon", retries=3, backoff=0.01, transport=httpx.MockTransport(handler)
+    )
     assert store.version() == {"Version": "test"}
     assert calls == ["/api/v0/version"] * 3
 
@@ -175,15 +178,20 @@ def test_wrong_bytes_from_a_daemon_are_detected():
 
 def _disagreeing_daemon(imported_root: str | None, posted: list[bytes]):
     """A daemon whose `add` answers a CID of another layout; `dag/import` records its body."""
+
     def handler(request):
         body = request.read()
         if request.url.path.endswith("/add"):
-            return httpx.Response(200, text='{"Name":"file","Hash":"QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"}\n')
+            return httpx.Response(
+                200,
+                text='{"Name":"file","Hash":"QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"}\n',
+            )
         if request.url.path.endswith("/dag/import"):
             posted.append(body)
             root = imported_root or "bafkreie7q3iidccmpvszul7kudcvvuavuo7u6gzlbobczuk5nqk3b4akba"
             return httpx.Response(200, text=json.dumps({"Root": {"Cid": {"/": root}}}) + "\n")
         return httpx.Response(404, text="unexpected call")
+
     return httpx.MockTransport(handler)
 
 
@@ -192,8 +200,9 @@ def test_daemon_disagreeing_on_a_stream_imports_modex_blocks_from_a_spool(tmp_pa
     data = bytes(range(256)) * 5000  # 1.28 MB: several kubo-v0 chunks and a root node
     want = cid_of_stream(io.BytesIO(data), "kubo-v0")
     posted: list[bytes] = []
-    store = KuboStore("http://daemon", transport=_disagreeing_daemon(want, posted),
-                      spool_dir=tmp_path)
+    store = KuboStore(
+        "http://daemon", transport=_disagreeing_daemon(want, posted), spool_dir=tmp_path
+    )
     assert store.put(io.BytesIO(data), profile="kubo-v0") == want
     car = posted[0]
     car = car[car.index(b"\r\n\r\n") + 4 : car.rindex(b"\r\n--")]  # the multipart file part

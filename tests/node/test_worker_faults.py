@@ -34,13 +34,21 @@ FEE_BPS = 250
 LOW_ORDER_KEY = b"\x01" + b"\x00" * 31  # X25519 point of order 1: no key can be wrapped to it
 
 
-def run_worker(stack, crash: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_worker(
+    stack, crash: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     env = stack.env()
     env.pop("MODEX_WORKER_CRASH", None)
     if crash:
         env["MODEX_WORKER_CRASH"] = crash
-    return subprocess.run(stack.modex_cmd("seller", "worker", "--once"), env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        stack.modex_cmd("seller", "worker", "--once"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def deliveries(stack) -> dict[int, int]:
@@ -65,11 +73,13 @@ def seller_tx_statuses(stack) -> list[int]:
 @pytest.mark.anvil
 @pytest.mark.slow
 def test_worker_killed_at_each_point_delivers_every_purchase_exactly_once(tmp_path, anvil):
-    stack = make_stack("anvil", tmp_path, anvil_url=anvil.url, fee_bps=FEE_BPS,
-                       delivery_window=3600)
+    stack = make_stack(
+        "anvil", tmp_path, anvil_url=anvil.url, fee_bps=FEE_BPS, delivery_window=3600
+    )
     chain = stack.chain
-    models = [publish_model(stack, write_model(tmp_path / f"m{i}", seed=i), price=PRICE)
-              for i in range(2)]
+    models = [
+        publish_model(stack, write_model(tmp_path / f"m{i}", seed=i), price=PRICE) for i in range(2)
+    ]
     purchases = [buy_raw(stack, role, m) for m in models for role in ("buyer", "buyer2")]
     escrow_before = chain.balance(chain.marketplace.address)
     assert escrow_before == len(purchases) * PRICE
@@ -109,10 +119,15 @@ def test_undeliverable_purchases_are_skipped_without_blocking_the_queue(tmp_path
     chain = stack.chain
     good = publish_model(stack, write_model(tmp_path / "good"), price=PRICE)
     # A listing whose content key is not in this seller's vault (e.g. listed from another node).
-    receipt = chain.transact(chain.registry.functions.list(
-        b"\x11" * 32, "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", PRICE),
-        stack.signers["seller"])
-    keyless = chain.registry.events.ModelListed().process_receipt(receipt, errors=DISCARD)[0]["args"]["modelId"]
+    receipt = chain.transact(
+        chain.registry.functions.list(
+            b"\x11" * 32, "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", PRICE
+        ),
+        stack.signers["seller"],
+    )
+    keyless = chain.registry.events.ModelListed().process_receipt(receipt, errors=DISCARD)[0][
+        "args"
+    ]["modelId"]
 
     bad_key = buy_raw(stack, "buyer", good, buyer_key=LOW_ORDER_KEY)
     no_key = buy_raw(stack, "buyer2", keyless)
@@ -137,7 +152,9 @@ def test_state_file_loss_never_causes_a_second_delivery(tmp_path):
     model = publish_model(stack, write_model(tmp_path / "m"))
     pid = buy_raw(stack, "buyer", model)
     state = tmp_path / "w.json"
-    assert KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll().delivered == [pid]
+    assert KeyDelivery(
+        stack.chain, stack.signers["seller"], stack.vault(), state
+    ).poll().delivered == [pid]
     state.unlink()
     again = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
     assert again.delivered == [] and pid in again.closed
@@ -158,8 +175,9 @@ def can_open(stack, role: str, pid: int) -> bool:
     from node.errors import KeyWrapError
     from node.fetch import unwrap_for
 
-    (ev,) = stack.chain.events("KeyDelivered", from_block=stack.chain.deployment["block"],
-                               purchaseId=pid)
+    (ev,) = stack.chain.events(
+        "KeyDelivered", from_block=stack.chain.deployment["block"], purchaseId=pid
+    )
     try:
         unwrap_for(stack.chain, stack.signers[role], pid, bytes(ev["args"]["wrappedKey"]))
     except KeyWrapError:
@@ -176,8 +194,9 @@ def test_a_reorg_that_gives_a_purchase_id_to_another_buyer_delivers_to_that_buye
     snapshot = w3.testing.snapshot()
     first = buy_raw(stack, "buyer", model)
     w3.testing.mine(3)
-    seen = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state,
-                       crash=_stop_before_wrap).poll()
+    seen = KeyDelivery(
+        stack.chain, stack.signers["seller"], stack.vault(), state, crash=_stop_before_wrap
+    ).poll()
     assert first in seen.skipped and seen.delivered == []  # discovered, not delivered
     # The reorg: a shorter chain where buyer2's purchase takes the id, and buyer's purchase
     # comes after it in a block the worker had already scanned on the old chain.
@@ -199,11 +218,15 @@ def test_a_stale_open_entry_is_reread_from_the_chain_before_delivery(tmp_path):
     model = publish_model(stack, write_model(tmp_path / "m"))
     state = tmp_path / "w.json"
     pid = buy_raw(stack, "buyer", model)
-    KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state,
-                crash=_stop_before_wrap).poll()
+    KeyDelivery(
+        stack.chain, stack.signers["seller"], stack.vault(), state, crash=_stop_before_wrap
+    ).poll()
     doc = json.loads(state.read_text())
-    doc["open"][str(pid)] = {"model_id": model, "buyer_key": (b"\x09" * 32).hex(),
-                             "account": stack.signers["buyer2"].address}
+    doc["open"][str(pid)] = {
+        "model_id": model,
+        "buyer_key": (b"\x09" * 32).hex(),
+        "account": stack.signers["buyer2"].address,
+    }
     doc.pop("tip_hash", None)
     state.write_text(json.dumps(doc))
     report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
@@ -216,20 +239,24 @@ def test_an_unusable_state_file_path_is_one_sentence(tmp_path):
     model = publish_model(stack, write_model(tmp_path / "m"))
     buy_raw(stack, "buyer", model)
     (tmp_path / "afile").write_text("not a folder")
-    code, _, err = stack.cli("seller", "worker", "--once", "--state",
-                               str(tmp_path / "afile" / "w.json"))
+    code, _, err = stack.cli(
+        "seller", "worker", "--once", "--state", str(tmp_path / "afile" / "w.json")
+    )
     assert code == 1 and "worker state file" in err and "--state" in err, err
     assert len(err.strip().splitlines()) == 1 and deliveries(stack) == {}
 
 
-@pytest.mark.parametrize("text", ["[]", "{\"chain_id\": 1}", "\"x\""])
+@pytest.mark.parametrize("text", ["[]", '{"chain_id": 1}', '"x"'])
 def test_a_state_file_of_another_shape_is_rescanned_not_a_crash(tmp_path, text):
     stack = make_stack("embedded", tmp_path, delivery_window=3600)
     model = publish_model(stack, write_model(tmp_path / "m"))
     pid = buy_raw(stack, "buyer", model)
     state = tmp_path / "w.json"
-    doc = {"chain_id": stack.chain.chain_id,
-           "marketplace": stack.chain.marketplace.address.lower()} if "chain_id" in text else None
+    doc = (
+        {"chain_id": stack.chain.chain_id, "marketplace": stack.chain.marketplace.address.lower()}
+        if "chain_id" in text
+        else None
+    )
     state.write_text(json.dumps(doc) if doc else text)  # ours but lacking next_block, or not a dict
     report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
     assert report.delivered == [pid]
@@ -244,8 +271,9 @@ def test_an_entry_from_an_older_state_file_survives_a_reorg_rescan(tmp_path):
     pid = buy_raw(stack, "buyer", model)
     for _ in range(2):  # two scans: the first one's last block is remembered below the second's
         stack.chain.w3.testing.mine(10)
-        KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state,
-                    crash=_stop_before_wrap).poll()
+        KeyDelivery(
+            stack.chain, stack.signers["seller"], stack.vault(), state, crash=_stop_before_wrap
+        ).poll()
     doc = json.loads(state.read_text())
     entry = doc["open"][str(pid)]
     # the rescan will start after the purchase's block: from the first scan's last block on
@@ -264,8 +292,9 @@ def _signed_buy(stack, role: str, model_id: int) -> bytes:
     chain, signer = stack.chain, stack.signers[role]
     price = chain.call(chain.registry.functions.price(model_id))
     public = derive_x25519(signer, chain.chain_id)[1]
-    tx = chain.build_transaction(chain.marketplace.functions.buy(model_id, public, price),
-                                 signer.address, value=price)
+    tx = chain.build_transaction(
+        chain.marketplace.functions.buy(model_id, public, price), signer.address, value=price
+    )
     return signer.sign_transaction(tx)
 
 
@@ -289,30 +318,47 @@ def test_a_delivery_mined_again_after_a_reorg_is_refused_and_the_new_buyer_is_se
 
         def keep_raw(point: str, purchase_id: int) -> None:
             if point == "after_send":
-                sent[purchase_id] = bytes.fromhex(worker.state.inflight[purchase_id]["txs"][-1]["raw"])
+                sent[purchase_id] = bytes.fromhex(
+                    worker.state.inflight[purchase_id]["txs"][-1]["raw"]
+                )
 
         worker = KeyDelivery(chain, stack.signers["seller"], stack.vault(), state, crash=keep_raw)
         assert worker.poll().delivered == [pid]
-        assert chain.block_number() == worker.state.next_block  # bought in one block, delivered in the next
+        assert (
+            chain.block_number() == worker.state.next_block
+        )  # bought in one block, delivered in the next
         escrow = chain.balance(chain.marketplace.address)
         seller = stack.signers["seller"].address
         credited = chain.call(chain.marketplace.functions.credited(seller))
 
         # The reorg: both blocks replaced; buyer2's purchase first (it takes id P), then buyer's
         # (P + 1), and in the next block the old delivery, mined again from a pool.
-        rpc("anvil_reorg", [2, [["0x" + buyer2_buy.hex(), 0], ["0x" + buyer_buy.hex(), 0],
-                                ["0x" + sent[pid].hex(), 1]]])
+        rpc(
+            "anvil_reorg",
+            [
+                2,
+                [
+                    ["0x" + buyer2_buy.hex(), 0],
+                    ["0x" + buyer_buy.hex(), 0],
+                    ["0x" + sent[pid].hex(), 1],
+                ],
+            ],
+        )
         assert chain.block_number() == worker.state.next_block
         old = chain.find_receipt(keccak(sent[pid]))
         assert old is not None and old["status"] == 0  # mined on the new chain, and refused: why
         tx = unsigned_transaction(sent[pid])
         with pytest.raises(Exception) as refused:
-            chain.w3.eth.call({"from": seller, "to": tx["to"], "data": tx["data"]},
-                              old["blockNumber"] - 1)
+            chain.w3.eth.call(
+                {"from": seller, "to": tx["to"], "data": tx["data"]}, old["blockNumber"] - 1
+            )
         revert = as_revert(refused.value)
         assert revert is not None and revert.context["error"] == "MarketplaceWrongBuyer"
-        assert revert.context["args"] == {"purchaseId": pid, "expected": stack.signers["buyer2"].address,
-                                          "given": stack.signers["buyer"].address}
+        assert revert.context["args"] == {
+            "purchaseId": pid,
+            "expected": stack.signers["buyer2"].address,
+            "given": stack.signers["buyer"].address,
+        }
         new = Purchase.from_call(chain.call(chain.marketplace.functions.purchase(pid)))
         assert new.account == stack.signers["buyer2"].address
         assert (new.status, new.price, new.delivered_at) == (PurchaseStatus.PENDING, PRICE, 0)
@@ -331,7 +377,9 @@ def test_a_delivery_mined_again_after_a_reorg_is_refused_and_the_new_buyer_is_se
 
 
 @pytest.mark.anvil
-def test_a_recorded_delivery_is_not_resent_once_a_reorg_gives_its_purchase_to_another_buyer(tmp_path):
+def test_a_recorded_delivery_is_not_resent_once_a_reorg_gives_its_purchase_to_another_buyer(
+    tmp_path,
+):
     """The worker's delivery of P to buyer is in flight, then lost (the node dropped it), and a
     reorg makes P buyer2's purchase. Resending those bytes would only revert
     (MarketplaceWrongBuyer) and cost a pass: the worker drops them and, in the same pass,
@@ -343,7 +391,10 @@ def test_a_recorded_delivery_is_not_resent_once_a_reorg_gives_its_purchase_to_an
         chain, rpc = stack.chain, stack.chain.w3.provider.make_request
         model = publish_model(stack, write_model(tmp_path / "m"), price=PRICE)
         state = tmp_path / "w.json"
-        buyer_buy, buyer2_buy = _signed_buy(stack, "buyer", model), _signed_buy(stack, "buyer2", model)
+        buyer_buy, buyer2_buy = (
+            _signed_buy(stack, "buyer", model),
+            _signed_buy(stack, "buyer2", model),
+        )
         chain.send_raw(buyer_buy)
         pid = chain.call(chain.marketplace.functions.nextPurchaseId()) - 1
         rpc("evm_setAutomine", [False])
@@ -353,8 +404,10 @@ def test_a_recorded_delivery_is_not_resent_once_a_reorg_gives_its_purchase_to_an
         rpc("anvil_dropTransaction", [first.pending[pid]])
         assert int(rpc("txpool_status", [])["result"]["pending"], 16) == 0  # lost
         rpc("anvil_reorg", [1, [["0x" + buyer2_buy.hex(), 0], ["0x" + buyer_buy.hex(), 0]]])
-        assert Purchase.from_call(chain.call(chain.marketplace.functions.purchase(pid))).account == \
-            stack.signers["buyer2"].address
+        assert (
+            Purchase.from_call(chain.call(chain.marketplace.functions.purchase(pid))).account
+            == stack.signers["buyer2"].address
+        )
         rpc("evm_setAutomine", [True])
         chain.receipt_timeout = 30
 

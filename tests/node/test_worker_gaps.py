@@ -27,8 +27,10 @@ def ok(result):
 
 
 def delivered_ids(stack) -> list[int]:
-    return [int(ev["args"]["purchaseId"])
-            for ev in stack.chain.events("KeyDelivered", from_block=stack.chain.deployment["block"])]
+    return [
+        int(ev["args"]["purchaseId"])
+        for ev in stack.chain.events("KeyDelivered", from_block=stack.chain.deployment["block"])
+    ]
 
 
 @pytest.mark.anvil
@@ -96,11 +98,21 @@ def test_a_disputed_models_pending_purchase_is_closed_not_retried(tmp_path, capl
     chain = stack.chain
     model_id = publish_model(stack, write_model(tmp_path / "m"))
     pid = buy_raw(stack, "buyer", model_id)
-    assert settle_validation(chain, model_id, owner=stack.signers["seller"],
-                             validator=stack.signers["validator"], outcome=outcome) == outcome
+    assert (
+        settle_validation(
+            chain,
+            model_id,
+            owner=stack.signers["seller"],
+            validator=stack.signers["validator"],
+            outcome=outcome,
+        )
+        == outcome
+    )
     assert book(chain, model_id).disputed
-    (request,) = (int(ev["args"]["purchaseId"]) for ev in chain.events(
-        "ValidatorKeyRequested", from_block=chain.deployment["block"]))
+    (request,) = (
+        int(ev["args"]["purchaseId"])
+        for ev in chain.events("ValidatorKeyRequested", from_block=chain.deployment["block"])
+    )
     state = tmp_path / "worker.json"
     caplog.set_level("INFO", logger="node.worker")
     report = KeyDelivery(chain, stack.signers["seller"], stack.vault(), state).poll()
@@ -116,7 +128,9 @@ def test_a_disputed_models_pending_purchase_is_closed_not_retried(tmp_path, capl
     assert purchase.status == PurchaseStatus.PENDING  # refundable at once
 
 
-def test_a_validators_request_for_a_model_settled_meanwhile_is_closed_not_delivered(tmp_path, caplog):
+def test_a_validators_request_for_a_model_settled_meanwhile_is_closed_not_delivered(
+    tmp_path, caplog
+):
     """A validator asked for the key, and the model settled (Verified by another validator)
     before the seller's worker answered: no round can use that key any more, so it is not
     delivered (it would be the model's key for a refundable request bond)."""
@@ -126,13 +140,26 @@ def test_a_validators_request_for_a_model_settled_meanwhile_is_closed_not_delive
     model_id = publish_model(stack, write_model(tmp_path / "m"))
     chain.transact(validators.stake(), late, value=chain.call(validators.minStake()))
     receipt = chain.transact(market.requestValidatorKey(model_id, b"\x0e" * 32), late)
-    (late_request,) = (int(ev["args"]["purchaseId"]) for ev in chain.events(
-        "ValidatorKeyRequested", from_block=receipt["blockNumber"], to_block=receipt["blockNumber"]))
-    assert settle_validation(chain, model_id, owner=stack.signers["seller"],
-                             validator=stack.signers["validator"]) == ModelStatus.VERIFIED
+    (late_request,) = (
+        int(ev["args"]["purchaseId"])
+        for ev in chain.events(
+            "ValidatorKeyRequested",
+            from_block=receipt["blockNumber"],
+            to_block=receipt["blockNumber"],
+        )
+    )
+    assert (
+        settle_validation(
+            chain, model_id, owner=stack.signers["seller"], validator=stack.signers["validator"]
+        )
+        == ModelStatus.VERIFIED
+    )
     caplog.set_level("INFO", logger="node.worker")
     report = KeyDelivery(chain, stack.signers["seller"], stack.vault(), tmp_path / "w.json").poll()
     assert late_request in report.closed and report.delivered == [] and report.skipped == {}
     assert f"purchase {late_request}: model {model_id} is settled" in caplog.text
     assert late_request not in delivered_ids(stack)
-    assert Purchase.from_call(chain.call(market.purchase(late_request))).status == PurchaseStatus.PENDING
+    assert (
+        Purchase.from_call(chain.call(market.purchase(late_request))).status
+        == PurchaseStatus.PENDING
+    )

@@ -72,7 +72,8 @@ def mined_by(stack, tx_hash: str) -> int | None:
 
 @pytest.mark.anvil
 def test_a_stuck_delivery_and_the_one_behind_it_are_replaced_and_each_delivered_once(
-        stuck, tmp_path, caplog):
+    stuck, tmp_path, caplog
+):
     a, b = buy_raw(stuck, "buyer", stuck.model), buy_raw(stuck, "buyer2", stuck.model)
     hold(stuck)
     state = tmp_path / "w.json"
@@ -95,12 +96,16 @@ def test_a_stuck_delivery_and_the_one_behind_it_are_replaced_and_each_delivered_
         assert int(tx["maxFeePerGas"], 16) * 4 >= int(old["maxFeePerGas"], 16) * 5
         assert int(tx["maxPriorityFeePerGas"], 16) * 4 >= int(old["maxPriorityFeePerGas"], 16) * 5
     for pid in (a, b):
-        assert (f"purchase {pid}: replaced transaction {first.pending[pid]}" in caplog.text
-                and second.pending[pid] in caplog.text)
+        assert (
+            f"purchase {pid}: replaced transaction {first.pending[pid]}" in caplog.text
+            and second.pending[pid] in caplog.text
+        )
     # Both recorded transactions stay in the state file until one of them is mined.
     doc = json.loads(state.read_text())
-    assert [t["tx_hash"] for t in doc["inflight"][str(a)]["txs"]] == [first.pending[a],
-                                                                      second.pending[a]]
+    assert [t["tx_hash"] for t in doc["inflight"][str(a)]["txs"]] == [
+        first.pending[a],
+        second.pending[a],
+    ]
 
     rpc(stuck, "evm_mine")
     third = worker(stuck, state, replace_after_s=3600).poll()
@@ -142,22 +147,30 @@ def run_worker(stack, *argv: str, **env_vars: str) -> subprocess.CompletedProces
     env = {**stack.env(), "MODEX_RECEIPT_TIMEOUT": "0.5"}
     env.pop("MODEX_WORKER_CRASH", None)
     env.update(env_vars)
-    return subprocess.run(stack.modex_cmd("seller", "worker", "--once", *argv), env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        stack.modex_cmd("seller", "worker", "--once", *argv),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.anvil
 @pytest.mark.parametrize("first_mined", [False, True], ids=["resends-latest", "first-mined"])
 def test_a_worker_killed_between_signing_a_replacement_and_sending_it_delivers_once(
-        stuck, first_mined):
+    stuck, first_mined
+):
     pid = buy_raw(stuck, "buyer", stuck.model)
     hold(stuck)
     state = stuck.data_dir("seller") / f"worker-{stuck.chain.chain_id}.json"  # the CLI's file
     first = worker(stuck, state, replace_after_s=3600).poll()
     tx1 = first.pending[pid]
 
-    killed = run_worker(stuck, "--replace-after", "0",
-                        MODEX_WORKER_CRASH=f"before_replace_send:{pid}")
+    killed = run_worker(
+        stuck, "--replace-after", "0", MODEX_WORKER_CRASH=f"before_replace_send:{pid}"
+    )
     assert killed.returncode == -9, killed.stderr  # SIGKILLed with the replacement recorded
     txs = [t["tx_hash"] for t in json.loads(state.read_text())["inflight"][str(pid)]["txs"]]
     assert len(txs) == 2 and txs[0] == tx1
@@ -197,8 +210,7 @@ def test_replacements_never_offer_more_than_the_cap_which_is_logged_once(stuck, 
     assert tx["hash"] == hashes[1] and int(tx["maxFeePerGas"], 16) == cap
     signed = json.loads(state.read_text())["inflight"][str(pid)]["txs"]
     assert len(signed) == 2
-    assert all(unsigned_transaction(bytes.fromhex(t["raw"]))["maxFeePerGas"] <= cap
-               for t in signed)
+    assert all(unsigned_transaction(bytes.fromhex(t["raw"]))["maxFeePerGas"] <= cap for t in signed)
     assert caplog.text.count("it will not be replaced again") == 1
     rpc(stuck, "evm_mine")
     assert w.poll().delivered == [pid] and deliveries(stuck) == {pid: 1}
@@ -239,11 +251,19 @@ def test_an_in_flight_entry_of_the_older_state_format_is_migrated_and_replaced(s
     assert deliveries(stuck) == {pid: 1} and mined_by(stuck, new) == 1
 
 
-@pytest.mark.parametrize("fees", [{"gasPrice": 7 * GWEI},
-                                  {"maxFeePerGas": 9 * GWEI, "maxPriorityFeePerGas": GWEI}])
+@pytest.mark.parametrize(
+    "fees", [{"gasPrice": 7 * GWEI}, {"maxFeePerGas": 9 * GWEI, "maxPriorityFeePerGas": GWEI}]
+)
 def test_a_signed_transaction_is_read_back_and_its_replacement_fees_obey_the_cap(fees):
-    tx = {"chainId": 31337, "nonce": 5, "to": dev_signer("anvil", 2).address, "value": 0,
-          "data": "0x" + bytes(range(40)).hex(), "gas": 90_000, **fees}
+    tx = {
+        "chainId": 31337,
+        "nonce": 5,
+        "to": dev_signer("anvil", 2).address,
+        "value": 0,
+        "data": "0x" + bytes(range(40)).hex(),
+        "gas": 90_000,
+        **fees,
+    }
     signer = dev_signer("anvil", 1)
     decoded = unsigned_transaction(signer.sign_transaction(tx))
     assert {k: decoded[k] for k in tx} == tx  # legacy (gasPrice) and EIP-1559 alike
@@ -254,5 +274,6 @@ def test_a_signed_transaction_is_read_back_and_its_replacement_fees_obey_the_cap
     # The node's current fees win when higher; the cap wins over both.
     assert replacement_fees(decoded, {key: 50 * GWEI}, cap=100 * GWEI)[key] == 50 * GWEI
     assert replacement_fees(decoded, {key: 50 * GWEI}, cap=fees[key] * 23 // 20)[key] == (
-        fees[key] * 23 // 20)
+        fees[key] * 23 // 20
+    )
     assert replacement_fees(decoded, {}, cap=fees[key] * 21 // 20) is None  # +5%: no node takes it

@@ -17,9 +17,13 @@ EVAL_SET = "toy-v1"
 
 def toy_report(outputs=(0, 1, 1, 0), accuracy: float = 0.5, eval_set: str = EVAL_SET) -> dict:
     """An evaluation report (docs/formats.md section 7) of a toy eval set."""
-    return {"version": 1, "eval_set": eval_set, "protocol": 1,
-            "metrics": {"eval_set": eval_set, "n": len(outputs), "accuracy": accuracy},
-            "outputs": list(outputs)}
+    return {
+        "version": 1,
+        "eval_set": eval_set,
+        "protocol": 1,
+        "metrics": {"eval_set": eval_set, "n": len(outputs), "accuracy": accuracy},
+        "outputs": list(outputs),
+    }
 
 
 def claimed_model(folder: Path, report: dict, *, seed: int = 0, size: int = 4096) -> Path:
@@ -32,16 +36,21 @@ def claimed_model(folder: Path, report: dict, *, seed: int = 0, size: int = 4096
 
 def evaluator_of(report: dict):
     """An evaluator that finds ``report`` for any model holding weights (what ml/ would do)."""
+
     def evaluate(model_dir: Path, metadata: dict) -> dict:
         assert (model_dir / "model.safetensors").is_file()
         assert metadata["metrics"]["eval_set"] == report["eval_set"]
         return json.loads(json.dumps(report))  # a fresh copy, as a new evaluation would be
+
     return evaluate
 
 
 def seat(stack, model_id: int, role: str = "validator") -> Seat:
-    return Seat.from_call(stack.chain.call(stack.chain.validators.functions.attestationOf(
-        model_id, stack.signers[role].address)))
+    return Seat.from_call(
+        stack.chain.call(
+            stack.chain.validators.functions.attestationOf(model_id, stack.signers[role].address)
+        )
+    )
 
 
 def round_of(stack, model_id: int) -> Round:
@@ -72,16 +81,24 @@ def finish_round(stack, agents, model_id: int, *, passes: int = 6) -> list:
     for _ in range(passes):
         for agent in agents:
             reports.append(agent.poll([model_id]))
-        if all(seat(stack, model_id, role).state in (SeatState.RELEASED, SeatState.NONE)
-               and status(stack, model_id) != ModelStatus.UNVERIFIED
-               for role in (_role(stack, a) for a in agents)):
+        if all(
+            seat(stack, model_id, role).state in (SeatState.RELEASED, SeatState.NONE)
+            and status(stack, model_id) != ModelStatus.UNVERIFIED
+            for role in (_role(stack, a) for a in agents)
+        ):
             return reports
-        deadlines = [w.until for r in reports[-len(agents):] for m, w in r.waiting.items()
-                     if m == model_id and w.until]
+        deadlines = [
+            w.until
+            for r in reports[-len(agents) :]
+            for m, w in r.waiting.items()
+            if m == model_id and w.until
+        ]
         if deadlines:
             past(stack, min(deadlines))
-    raise AssertionError(f"model {model_id} not settled and released after {passes} passes: "
-                         f"{reports[-len(agents):]}")
+    raise AssertionError(
+        f"model {model_id} not settled and released after {passes} passes: "
+        f"{reports[-len(agents) :]}"
+    )
 
 
 def _role(stack, agent) -> str:

@@ -24,8 +24,15 @@ from node.content.store.kubo import KuboStore
 from node.content.store.source import Source, open_source
 from node.errors import ConfigError
 
-__all__ = ["STORE_KINDS", "EmbeddedStore", "KuboStore", "Source", "Store", "open_source", "open_store"]
-
+__all__ = [
+    "STORE_KINDS",
+    "EmbeddedStore",
+    "KuboStore",
+    "Source",
+    "Store",
+    "open_source",
+    "open_store",
+]
 
 
 @runtime_checkable
@@ -72,4 +79,6 @@ def open_store(
                 key="api_url",
             )
         return KuboStore(api_url, timeout=timeout, retries=retries)
-    raise ConfigError(f"unknown store kind {kind!r}: use one of {', '.join(STORE_KINDS)}", key="kind")
+    raise ConfigError(
+        f"unknown store kind {kind!r}: use one of {', '.join(STORE_KINDS)}", key="kind"
+    )

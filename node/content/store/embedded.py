@@ -67,11 +67,14 @@ class EmbeddedStore:
             self.blocks_dir.mkdir(parents=True, exist_ok=True)
             self.pins_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the store at {self.root}: {exc}", root=str(root)) from None
+            raise StoreError(
+                f"cannot create the store at {self.root}: {exc}", root=str(root)
+            ) from None
 
     def __repr__(self) -> str:
-        return f"EmbeddedStore({str(self.root)!r}" + (f", source={self.source!r})" if self.source
-                                                      else ")")
+        return f"EmbeddedStore({str(self.root)!r}" + (
+            f", source={self.source!r})" if self.source else ")"
+        )
 
     # -- blocks -------------------------------------------------------------------------------
     def block_path(self, cid: bytes) -> Path:
@@ -101,7 +104,7 @@ class EmbeddedStore:
             with os.fdopen(fd, "wb", buffering=0) as f:
                 view = memoryview(block)
                 while view:  # a raw write may be partial
-                    view = view[f.write(view):]
+                    view = view[f.write(view) :]
             os.replace(tmp, path)
         except BaseException:
             try:
@@ -127,8 +130,10 @@ class EmbeddedStore:
                 verify_block(cid, block)
                 return block
             except IntegrityError:
-                problem = ("its bytes on this disk no longer hash to its CID (bit rot, or a file "
-                           "half-written by a crash)") + self._set_aside(path)
+                problem = (
+                    "its bytes on this disk no longer hash to its CID (bit rot, or a file "
+                    "half-written by a crash)"
+                ) + self._set_aside(path)
         name = cid_to_str(cid)
         if self.source is None or not fetch:
             if problem is None:
@@ -143,18 +148,29 @@ class EmbeddedStore:
                 "is unusable and the store has no source to fetch it again from: re-import the "
                 "content (`modex store import-car FILE`, or publish it again), or set "
                 "store_source to an IPFS gateway that holds it",
-                cid=name, root=str(self.root),
+                cid=name,
+                root=str(self.root),
             )
         block = self.source.get_block(cid)  # verified; IntegrityError: the network's copy is bad
         if problem:
-            log.warning("block %s in %s: %s; fetched it again from %r", name, self.root, problem,
-                        self.source)
+            log.warning(
+                "block %s in %s: %s; fetched it again from %r",
+                name,
+                self.root,
+                problem,
+                self.source,
+            )
         try:
             self._write_block(path, block)
         except OSError as exc:
-            log.warning("could not keep block %s in the embedded store at %s (%s); using the "
-                        "verified copy from %r without caching it", name, self.root,
-                        exc.strerror or exc, self.source)
+            log.warning(
+                "could not keep block %s in the embedded store at %s (%s); using the "
+                "verified copy from %r without caching it",
+                name,
+                self.root,
+                exc.strerror or exc,
+                self.source,
+            )
         return block
 
     def _set_aside(self, path: Path) -> str:
@@ -201,6 +217,7 @@ class EmbeddedStore:
         """Check every block of ``cid``'s DAG on this disk; a corrupt, unreadable or missing one
         is set aside and fetched again from ``source`` (LocalStoreError or ContentNotFound
         without one). Returns the CIDs of the blocks that were replaced."""
+
         def on_disk(block_cid: bytes) -> bytes:
             block = self.block_path(block_cid).read_bytes()
             verify_block(block_cid, block)

