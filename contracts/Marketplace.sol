@@ -129,7 +129,9 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         uint256 validatorShareBps,
         address initialOwner
     ) Ownable(initialOwner) {
-        if (address(registry) == address(0) || feeRecipient == address(0)) revert MarketplaceZeroAddress();
+        if (address(registry) == address(0) || feeRecipient == address(0)) {
+            revert MarketplaceZeroAddress();
+        }
         if (feeBps > MAX_FEE_BPS) revert MarketplaceFeeTooHigh(feeBps, MAX_FEE_BPS);
         if (deliveryWindow == 0 || deliveryWindow > type(uint32).max) revert MarketplaceBadConfig("deliveryWindow");
         if (challengePeriod > type(uint32).max) revert MarketplaceBadConfig("challengePeriod");
@@ -146,11 +148,7 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     /// @param buyerKey the buyer's X25519 public key (docs/formats.md) the key is wrapped to.
     /// @param maxPrice the most the buyer accepts to pay (guards against a price raised in the same block).
     /// @return purchaseId Emits {Purchased}.
-    function buy(uint256 modelId, bytes32 buyerKey, uint256 maxPrice)
-        external
-        payable
-        returns (uint256 purchaseId)
-    {
+    function buy(uint256 modelId, bytes32 buyerKey, uint256 maxPrice) external payable returns (uint256 purchaseId) {
         (uint256 price, bool active, address owner) = _registry.saleTerms(modelId);
         if (!active) revert MarketplaceModelInactive(modelId);
         if (price > maxPrice) revert MarketplacePriceAboveMax(modelId, price, maxPrice);
@@ -388,16 +386,17 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         if (a.purchaseId != purchaseId) {
             // Superseded by a later purchase of the same (model, account): that only happens after a
             // refund (buyers) or an expired request (validators). Its price is gone from storage.
-            return (
-                p.account,
-                p.modelId,
-                0,
-                0,
-                p.forValidator ? STATUS_EXPIRED : STATUS_REFUNDED,
-                p.forValidator,
-                0,
-                false
-            );
+            return
+                (
+                    p.account,
+                    p.modelId,
+                    0,
+                    0,
+                    p.forValidator ? STATUS_EXPIRED : STATUS_REFUNDED,
+                    p.forValidator,
+                    0,
+                    false
+                );
         }
         return (p.account, p.modelId, a.price, a.deadline, a.status, p.forValidator, a.deliveredAt, a.released);
     }

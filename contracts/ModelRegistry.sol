@@ -110,7 +110,9 @@ contract ModelRegistry is ERC721 {
     /// final (a model Verified against one claim can never show another). Emits {MetricsClaimed}.
     function claimMetrics(uint256 modelId, bytes32 workDigest) external {
         _checkModelOwner(modelId);
-        if (workDigest == bytes32(0) || workDigest == FAILED_WORK_DIGEST) revert ModelRegistryBadWorkDigest(workDigest);
+        if (workDigest == bytes32(0) || workDigest == FAILED_WORK_DIGEST) {
+            revert ModelRegistryBadWorkDigest(workDigest);
+        }
         bytes32 claimed = _claimedDigests[modelId];
         if (claimed != bytes32(0)) revert ModelRegistryAlreadyClaimed(modelId, claimed);
         _claimedDigests[modelId] = workDigest;

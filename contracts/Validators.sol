@@ -138,8 +138,7 @@ contract Validators is ReentrancyGuardTransient {
     /// @param marketplace delivers the keys (it calls `keyRequested` / `keyDelivered`) and is told of
     /// each settled model (it must then `connectValidators(this)`).
     constructor(ModelRegistry registry, Marketplace marketplace, Config memory config) {
-        if (address(registry) == address(0) || address(marketplace) == address(0) || config.treasury == address(0))
-        {
+        if (address(registry) == address(0) || address(marketplace) == address(0) || config.treasury == address(0)) {
             revert ValidatorsBadConfig("zero address");
         }
         if (config.minStake == 0 || config.minStake > type(uint96).max) revert ValidatorsBadConfig("minStake");
@@ -294,6 +293,7 @@ contract Validators is ReentrancyGuardTransient {
         _commitments[modelId][msg.sender] = commitment;
         emit AttestationCommitted(modelId, msg.sender, commitment);
     }
+
     // slither-disable-end incorrect-equality,divide-before-multiply
 
     /// @notice Open the caller's commitment in the current round, after commits closed and until the
@@ -336,6 +336,7 @@ contract Validators is ReentrancyGuardTransient {
         delete _commitments[modelId][msg.sender];
         emit Attested(modelId, msg.sender, observedHash, workDigest, matches);
     }
+
     // slither-disable-end incorrect-equality
 
     /// @notice After the reveal period, settle the model's round (anyone). With at least `quorum`
@@ -373,6 +374,7 @@ contract Validators is ReentrancyGuardTransient {
         emit StatusChanged(modelId, status);
         _marketplace.recordVerdict(modelId, status, r.verifiedWeight);
     }
+
     // slither-disable-end incorrect-equality
 
     /// @notice Close `validator`'s seat on the model (anyone may call) and return its bonds to its free
@@ -428,6 +430,7 @@ contract Validators is ReentrancyGuardTransient {
         if (seat.state == SEAT_COMMITTED) delete _commitments[modelId][validator];
         emit SeatReleased(modelId, validator, bonds - forfeited, forfeited);
     }
+
     // slither-disable-end incorrect-equality
 
     /// @notice Send the caller what was credited to it here (the treasury's forfeited bonds).
@@ -478,7 +481,11 @@ contract Validators is ReentrancyGuardTransient {
     }
 
     /// @notice Weight revealed so far in the current (or deciding) round, per status argued for.
-    function tally(uint256 modelId) external view returns (uint256 verified, uint256 disputed, uint256 metricsDisputed) {
+    function tally(uint256 modelId)
+        external
+        view
+        returns (uint256 verified, uint256 disputed, uint256 metricsDisputed)
+    {
         Round memory r = _rounds[modelId];
         return (r.verifiedWeight, r.hashWeight, r.metricsWeight);
     }
