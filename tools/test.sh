@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1
+node_modules/.bin/forge fmt --check contracts tests/forge  # Solidity style ([fmt] in foundry.toml)
 exec .venv/bin/python -m pytest "$@"
