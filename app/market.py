@@ -107,7 +107,7 @@ def rank_for_buyer(listings: list[dict], need: str) -> list[dict]:
     indexer = get_indexer()
     address = session_keys.current_address()
     bought = sorted({int(p["model_id"]) for p in indexer.purchases_of(address)}) if address else []
-    by_id = {int(l["model_id"]): listing_row(l) for l in listings}
+    by_id = {int(listing["model_id"]): listing_row(listing) for listing in listings}
     for model_id in bought:
         if model_id not in by_id and (row := indexer.get_model(model_id)) is not None:
             by_id[model_id] = listing_row(row)
@@ -115,12 +115,12 @@ def rank_for_buyer(listings: list[dict], need: str) -> list[dict]:
     items = [
         {
             "id": model_id,
-            "name": l.get("name") or f"Model #{model_id}",
-            "card": l.get("description") or "",
-            "vote_sum": (l.get("score") or 0) * (l.get("vote_count") or 0),
-            "vote_count": l.get("vote_count") or 0,
+            "name": row.get("name") or f"Model #{model_id}",
+            "card": row.get("description") or "",
+            "vote_sum": (row.get("score") or 0) * (row.get("vote_count") or 0),
+            "vote_count": row.get("vote_count") or 0,
         }
-        for model_id, l in by_id.items()
+        for model_id, row in by_id.items()
     ]
     ranked = _recommender().recommend(items, need=need, history=bought, top_k=None)
     return [{"listing": by_id[r.id], "explanation": r.explanation} for r in ranked]

@@ -120,7 +120,7 @@ def _whole(form, key: str, label: str, bounds: tuple[int, int], default: int) ->
     except ValueError:
         raise InputError(
             f"The {label} '{raw[:20]}' is not a whole number; write one from {lo} to {hi}."
-        )
+        ) from None
     if not lo <= value <= hi:
         raise InputError(f"The {label} must be from {lo} to {hi} (you wrote {value}).")
     return value
@@ -134,7 +134,9 @@ def _learning_rate(form, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise InputError(f"The learning rate '{raw[:20]}' is not a number; write one like 0.0001.")
+        raise InputError(
+            f"The learning rate '{raw[:20]}' is not a number; write one like 0.0001."
+        ) from None
     if not lo <= value <= hi:  # also refuses nan and inf
         raise InputError(
             f"The learning rate must be from {lo:g} to {hi:g}, e.g. 0.0001 (you wrote {raw[:20]})."

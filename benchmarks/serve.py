@@ -120,7 +120,11 @@ def held_out_accuracy(reference, predictor, eval_set):
     scores = []
     for p in (reference, predictor):
         labels = [p.labels.index(o["label"]) for o in p.predict(texts)]
-        scores.append(round(sum(a == ex.label for a, ex in zip(labels, examples)) / len(texts), 4))
+        scores.append(
+            round(
+                sum(a == ex.label for a, ex in zip(labels, examples, strict=True)) / len(texts), 4
+            )
+        )
     print(
         f"{eval_set} ({len(texts)} rows) accuracy: fp32 {scores[0]:.4f}, "
         f"{predictor.dtype} {scores[1]:.4f}"
@@ -263,7 +267,7 @@ def main():
         sample = texts[:256]
         agree = sum(
             a["label"] == b["label"]
-            for a, b in zip(reference.predict(sample), predictor.predict(sample))
+            for a, b in zip(reference.predict(sample), predictor.predict(sample), strict=True)
         ) / len(sample)
         head = "trained head" if args.model_dir else "untrained head"
         print(f"{dtype} vs fp32 label agreement on {len(sample)} test texts ({head}): {agree:.3f}")
@@ -291,7 +295,9 @@ def main():
             def call(body):
                 batcher.submit(body).result(120)
 
-            stop = lambda: None
+            def stop():
+                return None
+
         via = "signed HTTP endpoint" if args.http else "DynamicBatcher"
         results, mean_batches = {}, {}
         offset = 0

@@ -122,7 +122,7 @@ def _uint(body: dict, name: str) -> int:
             400,
             "bad_request",
             f"field {name!r} must be an integer or a decimal/0x string, not {value!r}",
-        )
+        ) from None
     if isinstance(value, float) and value != number or not 0 <= number <= UINT256_MAX:
         raise Refusal(400, "bad_request", f"field {name!r} must be a uint256, not {value!r}")
     return number

@@ -54,7 +54,7 @@ def compute_metrics(predictions: list[int], labels: list[int], eval_set: str) ->
         raise InputError("need as many predictions as labels, and at least one")
     k = len(data.LABELS)
     confusion = [[0] * k for _ in range(k)]  # rows: true label, columns: predicted label
-    for pred, gold in zip(predictions, labels):
+    for pred, gold in zip(predictions, labels, strict=True):
         confusion[gold][pred] += 1
     f1 = {}
     for i, name in enumerate(data.LABELS):
@@ -124,7 +124,7 @@ def predict_labels(
                 return_tensors="pt",
             )
             logits = model(**enc).logits
-            for i, pred in zip(idx, logits.argmax(dim=-1).tolist()):
+            for i, pred in zip(idx, logits.argmax(dim=-1).tolist(), strict=True):
                 out[i] = pred
     return out
 

@@ -53,7 +53,7 @@ def pack(ids: list[list[int]], device) -> Packed:
     starts = lengths.cumsum(0) - lengths
     flat = torch.tensor([t for x in ids for t in x], device=device)
     positions = (torch.arange(len(flat)) - starts.repeat_interleave(lengths)).to(device)
-    spans = list(zip(starts.tolist(), lengths.tolist()))
+    spans = list(zip(starts.tolist(), lengths.tolist(), strict=True))
     return Packed(flat, positions, starts.to(device), spans)
 
 

@@ -196,7 +196,7 @@ class Recommender:
         missing = [i for i, v in enumerate(vectors) if v is None]
         if missing:
             fresh = self.embedder.embed([texts[i] for i in missing])
-            for i, vec in zip(missing, fresh):
+            for i, vec in zip(missing, fresh, strict=True):
                 vectors[i] = vec
                 if self.cache:
                     self.cache.put(name, str(listings[i]["id"]), digests[i], vec)

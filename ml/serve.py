@@ -236,7 +236,7 @@ class Predictor:
             with torch.inference_mode():
                 probs = self.forward([ids[i] for i in idx]).float().softmax(dim=-1)
             scores, labels = probs.max(dim=-1)
-            for i, label, score in zip(idx, labels.tolist(), scores.tolist()):
+            for i, label, score in zip(idx, labels.tolist(), scores.tolist(), strict=True):
                 out[i] = {
                     "label": self.labels[label],
                     "score": round(score, 6),
@@ -253,7 +253,7 @@ class Predictor:
             short = self.tokenizer(
                 [texts[i] for i in long], truncation=True, max_length=self.max_length
             )["input_ids"]
-            for i, x in zip(long, short):
+            for i, x in zip(long, short, strict=True):
                 ids[i] = x
         return ids, truncated
 

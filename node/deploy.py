@@ -81,7 +81,10 @@ def suite_plan(params: dict, deployer: str) -> list[dict]:
     an argument ``{"contract": Name}`` stands for that contract's address.
     """
     p = resolve_params(params, deployer)
-    ref = lambda name: {"contract": name}
+
+    def ref(name):
+        return {"contract": name}
+
     return [
         {"deploy": "ModelRegistry", "args": []},
         {

@@ -200,7 +200,9 @@ class KeyVault:
                 salt=salt, length=32, n=int(kdf["n"]), r=int(kdf["r"]), p=int(kdf["p"])
             ).derive(self._passphrase)
         except (KeyError, ValueError, TypeError) as exc:
-            raise KeystoreError(f"the key vault {self.path} has bad scrypt parameters: {exc}")
+            raise KeystoreError(
+                f"the key vault {self.path} has bad scrypt parameters: {exc}"
+            ) from exc
         self._kdf_cache = (header, key)
         return key
 

@@ -147,10 +147,8 @@ def pipeline(produce: Callable[[BinaryIO], None], consume: Callable[[BinaryIO], 
 def _widen(fd: int) -> None:
     """Grow the pipe from Linux's 64 KiB to BUFFER (capped by /proc/sys/fs/pipe-max-size), so a
     1 MiB write is one wake-up of the reader instead of sixteen. Best effort elsewhere."""
-    try:
+    with contextlib.suppress(AttributeError, OSError):
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, BUFFER)
-    except (AttributeError, OSError):
-        pass
 
 
 class IterReader:

@@ -386,7 +386,7 @@ def decode_revert(data, abis: Iterable[list] | None = None) -> ContractRevert:
             data=hex_data,
         )
     types = [i["type"] for i in error_abi["inputs"]]
-    args = dict(zip(names, (_plain(v, t) for v, t in zip(values, types))))
+    args = dict(zip(names, (_plain(v, t) for v, t in zip(values, types, strict=True)), strict=True))
     render = MESSAGES.get(error_abi["name"])
     message = render(args) if render else f"The contract refused with {error_abi['name']}{args}."
     return ContractRevert(

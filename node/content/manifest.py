@@ -15,6 +15,7 @@ under the model directory, so a symlink swapped in after the scan cannot redirec
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -288,10 +289,8 @@ def hash_fd(fd: int, *, on_bytes: Callable[[int], None] | None = None) -> tuple[
 def _hash_member(root: Path, relpath: str, expected_size: int, on_bytes) -> dict:
     fd = open_member(root, relpath)
     try:
-        try:
+        with contextlib.suppress(AttributeError, OSError):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        except (AttributeError, OSError):
-            pass
         size, digest = hash_fd(fd, on_bytes=on_bytes)
     finally:
         os.close(fd)

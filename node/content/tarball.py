@@ -20,6 +20,7 @@ end, so a failure (or a model hash that does not match) leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -140,7 +141,8 @@ def write_tar_hashing(
     files = [{"path": path, "size": size, "sha256": None} for path, size in listing]
     written, digests = _write_members(Path(model_dir), files, out)
     return written, manifest_from_files(
-        {"path": f["path"], "size": f["size"], "sha256": d} for f, d in zip(files, digests)
+        {"path": f["path"], "size": f["size"], "sha256": d}
+        for f, d in zip(files, digests, strict=True)
     )
 
 
@@ -275,10 +277,8 @@ class _Extractor:
     def _dir_fd(self, parts: list[str]) -> int:
         fd = os.dup(self.root_fd)
         for part in parts:
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.mkdir(part, 0o755, dir_fd=fd)
-            except FileExistsError:
-                pass
             try:
                 nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
             except OSError:

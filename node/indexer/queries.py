@@ -388,7 +388,8 @@ def _decode_cursor(cursor: str, sort: str) -> list:
             made_for not in shapes
             or len(key) != len(shapes[made_for])
             or not all(
-                isinstance(v, t) and not isinstance(v, bool) for v, t in zip(key, shapes[made_for])
+                isinstance(v, t) and not isinstance(v, bool)
+                for v, t in zip(key, shapes[made_for], strict=True)
             )
         ):
             raise ValueError

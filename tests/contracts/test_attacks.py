@@ -389,12 +389,12 @@ def test_m3_junk_delivered_just_before_the_dispute_completes_is_refunded(chain):
     for v in (v1, v2):
         chain.reveal(v, mid, BAD_HASH, CLAIM, salts[v])  # the seller sees where this is going
     m = chain.market.functions
-    for sale, buyer in zip(sales, buyers):
+    for sale, buyer in zip(sales, buyers, strict=True):
         chain.send(m.deliverKey(sale, buyer, os.urandom(80)), seller)  # 80 junk bytes
     chain.to_settlement(mid)
     chain.settle(mid)
     assert chain.status(mid) == ModelStatus.DISPUTED
-    for sale, buyer in zip(sales, buyers):
+    for sale, buyer in zip(sales, buyers, strict=True):
         assert chain.purchase(sale).status == PurchaseStatus.DELIVERED
         chain.send(m.refund(sale), buyer)
         assert m.credited(buyer).call() == PRICE

@@ -372,7 +372,9 @@ class SuiteMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.purchases)
     @rule(data=st.data(), by_owner=st.booleans(), wrong_buyer=st.booleans())
     def deliver(self, data, by_owner, wrong_buyer):
-        pending = lambda p: p["status"] == PENDING and not p["superseded"]
+        def pending(p):
+            return p["status"] == PENDING and not p["superseded"]
+
         self._deliver(
             self._pid(data, lambda p: pending(p) and self.books[p["model"]]["disputed"], pending),
             by_owner,
@@ -449,7 +451,9 @@ class SuiteMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.purchases)
     @rule(data=st.data())
     def refund(self, data):
-        held = lambda p: p["status"] == DELIVERED and not p["released"] and p["price"] > 0
+        def held(p):
+            return p["status"] == DELIVERED and not p["released"] and p["price"] > 0
+
         self.refund_purchase(
             self._pid(
                 data,

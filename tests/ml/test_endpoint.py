@@ -179,7 +179,9 @@ class LazyModels(dict):
         return super().__getitem__(key)
 
     def get(self, key, default=None):
-        return self[key] if key in self else default
+        if key not in self:
+            return default
+        return self[key]  # through __getitem__, so that the load is counted
 
 
 def test_unsigned_or_unlicensed_requests_load_no_model(batcher):

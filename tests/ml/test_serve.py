@@ -71,12 +71,12 @@ def test_answers_do_not_depend_on_batch_neighbours_or_order(fp32, predictor, mix
     together = fp32.predict(mixed)
     alone = [fp32.predict([t])[0] for t in mixed]
     backwards = fp32.predict(mixed[::-1])[::-1]
-    for a, b, c in zip(together, alone, backwards):
+    for a, b, c in zip(together, alone, backwards, strict=True):
         assert a["label"] == b["label"] == c["label"] and a["truncated"] == b["truncated"]
         assert a["score"] == pytest.approx(b["score"], abs=1e-5) == c["score"]
     # int8 quantizes each batch's activations with one scale, so neighbours move scores a little
     together = predictor.predict(mixed)
-    for a, t in zip(together, mixed):
+    for a, t in zip(together, mixed, strict=True):
         assert a["score"] == pytest.approx(predictor.predict([t])[0]["score"], abs=0.02)
 
 
@@ -87,16 +87,16 @@ def test_small_token_budget_splits_into_chunks_with_the_same_answers(tiny_model,
     chunks = list(small._chunks(order, ids))
     assert len(chunks) > 5 and sorted(i for c in chunks for i in c) == list(range(len(mixed)))
     assert all(len(c) * max(len(ids[i]) for i in c) <= 40 for c in chunks)
-    for a, b in zip(small.predict(mixed), fp32.predict(mixed)):
+    for a, b in zip(small.predict(mixed), fp32.predict(mixed), strict=True):
         assert a["label"] == b["label"] and a["score"] == pytest.approx(b["score"], abs=1e-5)
 
 
 def test_int8_stays_close_to_fp32_on_held_out_texts(fp32, predictor):
     texts = [ex.text for ex in data.split("test")[:64]]
     ref, out = fp32.predict(texts), predictor.predict(texts)
-    assert max(abs(a["score"] - b["score"]) for a, b in zip(ref, out)) < 0.05
+    assert max(abs(a["score"] - b["score"]) for a, b in zip(ref, out, strict=True)) < 0.05
     # labels may flip only where fp32 itself hesitates (the tiny model's classes are close)
-    flipped = [a["score"] for a, b in zip(ref, out) if a["label"] != b["label"]]
+    flipped = [a["score"] for a, b in zip(ref, out, strict=True) if a["label"] != b["label"]]
     assert len(flipped) <= 6 and all(s < 0.5 for s in flipped), flipped
 
 
@@ -106,7 +106,7 @@ def test_reduced_precision_predictors_stay_close_to_fp32(tiny_model, fp32):
     for dtype in ("bf16", "int8"):
         out = Predictor(tiny_model[0], dtype=dtype, max_length=32).predict(texts)
         assert [o["truncated"] for o in out] == [False] * 3
-        for a, b in zip(ref, out):
+        for a, b in zip(ref, out, strict=True):
             # the tiny model's classes are close together, so compare probabilities, not labels
             assert abs(a["score"] - b["score"]) < 0.05, (dtype, a, b)
 
@@ -131,7 +131,7 @@ def test_concurrent_requests_are_batched_and_answered_in_order(fp32):
         with ThreadPoolExecutor(12) as pool:
             results = list(pool.map(lambda t: batcher.predict([t], timeout=60), texts))
         assert batcher.items == 24 and batcher.batches < 24  # several requests shared a batch
-    for got, want in zip(results, expected):
+    for got, want in zip(results, expected, strict=True):
         assert got[0]["label"] == want["label"]
         assert got[0]["score"] == pytest.approx(want["score"], abs=1e-4)
 

@@ -9,6 +9,7 @@ that the test switches off and on (connections refused and cut, like a node that
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -49,17 +50,14 @@ class Proxy:
     def down(self) -> None:
         with self._lock:
             if self._listener:
-                try:  # wakes the thread blocked in accept(); close() alone would not on Linux
+                # shutdown() wakes the thread blocked in accept(); close() alone would not on Linux
+                with contextlib.suppress(OSError):
                     self._listener.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 self._listener.close()
                 self._listener = None
             for c in self._conns:
-                try:
+                with contextlib.suppress(OSError):
                     c.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 c.close()
             self._conns.clear()
 
@@ -84,10 +82,8 @@ class Proxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 def dead_url() -> str:

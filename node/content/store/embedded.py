@@ -31,6 +31,7 @@ is a StoreError, not an IntegrityError: the validator retries it, it never attes
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import tempfile
@@ -107,10 +108,8 @@ class EmbeddedStore:
                     view = view[f.write(view) :]
             os.replace(tmp, path)
         except BaseException:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            except FileNotFoundError:
-                pass
             raise
 
     def get_block(self, cid: bytes, *, fetch: bool = True) -> bytes:
