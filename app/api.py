@@ -166,6 +166,62 @@ def _whole(value) -> int:
     return int(value)
 
 
+# The /api/tx/prepare actions: each takes (chain, address, request body, modelId, score) and
+# returns the contract call, the wei it sends and the withdrawal step it is (empty for the others).
+
+
+def _prepare_buy(chain, address, data, model_id, score):
+    max_price = parse_eth(str(data.get("maxPrice", "")), "maximum price")
+    public = session.get("browser_x25519")
+    if not public:
+        raise InputError(
+            "Enable encryption first (Wallet page): your wallet signs one message "
+            "from which your key-delivery key is derived."
+        )
+    price = get_listing(chain, model_id).price
+    if price > max_price:
+        raise InputError(price_changed_message(price))
+    return (
+        chain.marketplace.functions.buy(model_id, bytes.fromhex(public[2:]), max_price),
+        price,
+        {},
+    )
+
+
+def _prepare_vote(chain, address, data, model_id, score):
+    return chain.votes.functions.vote(model_id, market.valid_score(score)), 0, {}
+
+
+def _prepare_withdraw(chain, address, data, model_id, score):
+    earnings = seller_earnings(address)
+    if earnings.releasable:
+        sale = earnings.releasable[0]
+        step = {"step": "release", "purchaseId": sale.purchase_id, "left": len(earnings.releasable)}
+        return chain.marketplace.functions.releaseRevenue(sale.purchase_id), 0, step
+    if earnings.credited == 0:
+        raise Conflict(earnings.nothing_to_withdraw(address))
+    step = {"step": "withdraw", "amount": str(earnings.credited)}
+    return chain.marketplace.functions.withdraw(), 0, step
+
+
+def _prepare_refund(chain, address, data, model_id, score):
+    purchase = my_purchase(model_id)
+    if purchase is None or purchase["state"] not in ("pending", "delivered"):
+        raise InputError("There is no purchase of this model to refund.")
+    outlook = market.refundability(chain, purchase["purchase_id"], address)
+    if not outlook.possible:
+        raise Conflict(f"{outlook.sentence} Nothing was sent.")
+    return chain.marketplace.functions.refund(purchase["purchase_id"]), 0, {}
+
+
+_TX_PREPARERS = {
+    "buy": _prepare_buy,
+    "vote": _prepare_vote,
+    "withdraw": _prepare_withdraw,
+    "refund": _prepare_refund,
+}
+
+
 @bp.route("/api/tx/prepare", methods=["POST"])
 def prepare_tx():
     """An unsigned transaction for the connected browser wallet: buy, vote, refund (the session
@@ -182,54 +238,17 @@ def prepare_tx():
         raise InputError("Connect a browser wallet first (Wallet page).")
     data = _json()
     chain = get_chain()
-    action = data.get("action")
-    value = 0
-    step = {}
     try:
         model_id, score = (_whole(data.get(k, 0)) for k in ("modelId", "score"))
     except (TypeError, ValueError):
         raise InputError("modelId and score must be whole numbers.") from None
     if not 0 <= model_id < 2**256:
         raise InputError("modelId must be a model number from the market (0 or more).")
-    if action == "buy":
-        max_price = parse_eth(str(data.get("maxPrice", "")), "maximum price")
-        public = session.get("browser_x25519")
-        if not public:
-            raise InputError(
-                "Enable encryption first (Wallet page): your wallet signs one message "
-                "from which your key-delivery key is derived."
-            )
-        value = get_listing(chain, model_id).price
-        if value > max_price:
-            raise InputError(price_changed_message(value))
-        fn = chain.marketplace.functions.buy(model_id, bytes.fromhex(public[2:]), max_price)
-    elif action == "vote":
-        fn = chain.votes.functions.vote(model_id, market.valid_score(score))
-    elif action == "withdraw":
-        earnings = seller_earnings(address)
-        if earnings.releasable:
-            sale = earnings.releasable[0]
-            fn = chain.marketplace.functions.releaseRevenue(sale.purchase_id)
-            step = {
-                "step": "release",
-                "purchaseId": sale.purchase_id,
-                "left": len(earnings.releasable),
-            }
-        elif earnings.credited == 0:
-            raise Conflict(earnings.nothing_to_withdraw(address))
-        else:
-            fn = chain.marketplace.functions.withdraw()
-            step = {"step": "withdraw", "amount": str(earnings.credited)}
-    elif action == "refund":
-        purchase = my_purchase(model_id)
-        if purchase is None or purchase["state"] not in ("pending", "delivered"):
-            raise InputError("There is no purchase of this model to refund.")
-        outlook = market.refundability(chain, purchase["purchase_id"], address)
-        if not outlook.possible:
-            raise Conflict(f"{outlook.sentence} Nothing was sent.")
-        fn = chain.marketplace.functions.refund(purchase["purchase_id"])
-    else:
+    action = data.get("action")
+    prepare = _TX_PREPARERS.get(action) if isinstance(action, str) else None
+    if prepare is None:
         raise InputError("Unknown action: use buy, vote, withdraw or refund.")
+    fn, value, step = prepare(chain, address, data, model_id, score)
     # Dry-runs first: a revert becomes a sentence here, before the wallet pops up.
     tx = chain.build_transaction(fn, address, value=value)
     return jsonify(tx={k: (hex(v) if isinstance(v, int) else v) for k, v in tx.items()}, **step)

@@ -207,6 +207,26 @@ class InferenceService:
             raise Refusal(
                 404, "unknown_model", f"model {model_id} is not served here (served: {served})"
             )
+        self._check_deadline(deadline)
+        signer = self._signer_of(body, signature, model_id, inputs, nonce, deadline)
+        self._require_licence(model_id, signer)
+        if not self.nonces.use(signer, nonce, deadline):
+            raise Refusal(
+                409,
+                "replayed",
+                f"nonce {nonce} was already used by {signer}; sign a "
+                "new request with a fresh nonce",
+            )
+        outputs = self._serve(model_id, inputs, signer, nonce)
+        warnings = [
+            f"input {i} was longer than the model's limit and was truncated"
+            for i, out in enumerate(outputs)
+            if out.get("truncated")
+        ]
+        return {"modelId": model_id, "signer": signer, "outputs": outputs, "warnings": warnings}
+
+    def _check_deadline(self, deadline: int) -> None:
+        """Refuses a request past its deadline or signed too far ahead."""
         now = self.clock()
         if deadline < now:
             raise Refusal(
@@ -222,6 +242,9 @@ class InferenceService:
                 f"deadline is more than {self.max_deadline_ahead} s "
                 "ahead; sign with a nearer deadline",
             )
+
+    def _signer_of(self, body, signature, model_id, inputs, nonce, deadline) -> str:
+        """The address that signed the request, refused when unreadable or not the claimed one."""
         try:
             signer = signing.recover_signer(
                 chain_id=self.chain_id,
@@ -250,6 +273,10 @@ class InferenceService:
                 "request was changed after signing, or signed for another chain or "
                 "marketplace",
             )
+        return signer
+
+    def _require_licence(self, model_id: int, signer: str) -> None:
+        """Refuses a signer without a licence for the model, or when the chain cannot say."""
         try:
             licensed = self.has_license(model_id, signer)
         except Exception as exc:  # noqa: BLE001 - an injected chain call: any failure is "unknown"
@@ -264,13 +291,9 @@ class InferenceService:
             raise Refusal(
                 403, "no_licence", f"{signer} holds no licence for model {model_id}; buy it first"
             )
-        if not self.nonces.use(signer, nonce, deadline):
-            raise Refusal(
-                409,
-                "replayed",
-                f"nonce {nonce} was already used by {signer}; sign a "
-                "new request with a fresh nonce",
-            )
+
+    def _serve(self, model_id: int, inputs, signer: str, nonce: int) -> list:
+        """The model's outputs; the nonce is given back when nothing was served."""
         try:
             outputs = self._run(self.models[model_id], inputs)
         except QueueFull as exc:
@@ -293,12 +316,7 @@ class InferenceService:
                 "details are in the server log. Nothing was used up: the same signed "
                 "request may be sent again",
             ) from None
-        warnings = [
-            f"input {i} was longer than the model's limit and was truncated"
-            for i, out in enumerate(outputs)
-            if out.get("truncated")
-        ]
-        return {"modelId": model_id, "signer": signer, "outputs": outputs, "warnings": warnings}
+        return outputs
 
     def _run(self, model, inputs):
         if hasattr(model, "submit"):  # a DynamicBatcher

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -180,29 +181,20 @@ def _coerce(key: str, value, source: str):
     return value
 
 
-def validate(config: Config, sources: dict[str, str] | None = None) -> Config:
-    """Check every value's range; raise ConfigError naming the first bad key and its origin."""
-    sources = config.sources if sources is None else sources
-
-    def where(key: str) -> str:
-        return sources.get(key, "default")
-
-    config.chain = _endpoint("chain", config.chain, where("chain"))
-    config.ipfs = _endpoint("ipfs", config.ipfs, where("ipfs"))
-    if config.store_source:
-        parsed = urlparse(config.store_source)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ConfigError(
-                f"store_source ({where('store_source')}) is {config.store_source!r}: use an "
-                "IPFS gateway's http(s) URL such as http://127.0.0.1:8080, or leave it empty",
-                key="store_source",
-            )
-        config.store_source = config.store_source.rstrip("/")
-    if config.cid_profile not in CID_PROFILES:
+def _gateway_url(url: str, source: str) -> str:
+    """store_source: an IPFS gateway's http(s) URL, without its trailing slash."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ConfigError(
-            f"cid_profile ({where('cid_profile')}) is {config.cid_profile!r}: use one of {', '.join(CID_PROFILES)}",
-            key="cid_profile",
+            f"store_source ({source}) is {url!r}: use an "
+            "IPFS gateway's http(s) URL such as http://127.0.0.1:8080, or leave it empty",
+            key="store_source",
         )
+    return url.rstrip("/")
+
+
+def _check_chain_numbers(config: Config, where: Callable[[str], str]) -> None:
+    """chain_id, confirmations, rpc_retries and the RPC timings, in that order."""
     if config.chain_id is not None and config.chain_id <= 0:
         raise ConfigError(
             f"chain_id ({where('chain_id')}) must be a positive integer", key="chain_id"
@@ -219,6 +211,10 @@ def validate(config: Config, sources: dict[str, str] | None = None) -> Config:
     for key in ("poll_interval", "rpc_timeout", "receipt_timeout"):
         if not getattr(config, key) > 0:
             raise ConfigError(f"{key} ({where(key)}) must be more than 0 seconds", key=key)
+
+
+def _check_worker_and_ports(config: Config, where: Callable[[str], str]) -> None:
+    """The worker's replacement delay and fee cap, then the HTTP ports."""
     if not 0 <= config.worker_replace_after < math.inf:
         raise ConfigError(
             f"worker_replace_after ({where('worker_replace_after')}) must be 0 or "
@@ -236,6 +232,26 @@ def validate(config: Config, sources: dict[str, str] | None = None) -> Config:
             raise ConfigError(
                 f"{key} ({where(key)}) must be a TCP port 0..65535 (0 = any free port)", key=key
             )
+
+
+def validate(config: Config, sources: dict[str, str] | None = None) -> Config:
+    """Check every value's range; raise ConfigError naming the first bad key and its origin."""
+    sources = config.sources if sources is None else sources
+
+    def where(key: str) -> str:
+        return sources.get(key, "default")
+
+    config.chain = _endpoint("chain", config.chain, where("chain"))
+    config.ipfs = _endpoint("ipfs", config.ipfs, where("ipfs"))
+    if config.store_source:
+        config.store_source = _gateway_url(config.store_source, where("store_source"))
+    if config.cid_profile not in CID_PROFILES:
+        raise ConfigError(
+            f"cid_profile ({where('cid_profile')}) is {config.cid_profile!r}: use one of {', '.join(CID_PROFILES)}",
+            key="cid_profile",
+        )
+    _check_chain_numbers(config, where)
+    _check_worker_and_ports(config, where)
     return config
 
 

@@ -122,21 +122,9 @@ def campaign(min_calls: int, extra: list[str]) -> int:
                 )
                 continue
             if "Invariant" in kind:
-                inv = kind["Invariant"]
                 invariants += 1
-                calls += inv["calls"]
-                print(
-                    f"invariant {label}: runs {inv['runs']}, calls {inv['calls']}, reverts {inv['reverts']}"
-                )
-                for fn, m in sorted(inv.get("metrics", {}).items()):
-                    short = fn.split(":")[-1]
-                    print(
-                        f"    {short:<55} calls {m['calls']:>7}  reverts {m['reverts']:>5}  discards {m['discards']}"
-                    )
-                    if m["calls"] == 0:
-                        handler_problems.append(f"{label}: {short} was never called")
-                    if m["reverts"]:
-                        handler_problems.append(f"{label}: {short} reverted {m['reverts']} times")
+                calls += kind["Invariant"]["calls"]
+                _print_invariant(label, kind["Invariant"], handler_problems)
             elif "Fuzz" in kind:
                 fuzzed += 1
                 print(f"fuzz      {label}: runs {kind['Fuzz']['runs']}")
@@ -146,26 +134,49 @@ def campaign(min_calls: int, extra: list[str]) -> int:
     counts = reached()
     if invariants:
         print("outcomes reached: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    ok = True
     missing = [name for name in MUST_REACH if not counts.get(name)] if invariants else []
-    if missing:
-        print(f"campaign: never reached: {', '.join(missing)}", file=sys.stderr)
-        ok = False
-    if failures:
+    problems = _campaign_problems(missing, failures, handler_problems, calls, min_calls)
+    if done.returncode != 0 and not problems:
+        problems.append(f"campaign: forge exited {done.returncode}\n{done.stderr[-3000:]}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _print_invariant(label: str, inv: dict, handler_problems: list[str]) -> None:
+    """Prints an invariant test's runs and each handler's calls; a handler never called or
+    reverting is added to ``handler_problems``."""
+    print(f"invariant {label}: runs {inv['runs']}, calls {inv['calls']}, reverts {inv['reverts']}")
+    for fn, m in sorted(inv.get("metrics", {}).items()):
+        short = fn.split(":")[-1]
         print(
-            f"campaign: {len(failures)} failing test(s):\n" + "\n".join(failures), file=sys.stderr
+            f"    {short:<55} calls {m['calls']:>7}  reverts {m['reverts']:>5}  discards {m['discards']}"
         )
-        ok = False
+        if m["calls"] == 0:
+            handler_problems.append(f"{label}: {short} was never called")
+        if m["reverts"]:
+            handler_problems.append(f"{label}: {short} reverted {m['reverts']} times")
+
+
+def _campaign_problems(
+    missing: list[str],
+    failures: list[str],
+    handler_problems: list[str],
+    calls: int,
+    min_calls: int,
+) -> list[str]:
+    """Why the campaign fails, one message each: outcomes never reached, failing tests,
+    handler problems, too few handler calls."""
+    problems = []
+    if missing:
+        problems.append(f"campaign: never reached: {', '.join(missing)}")
+    if failures:
+        problems.append(f"campaign: {len(failures)} failing test(s):\n" + "\n".join(failures))
     if handler_problems:
-        print("campaign: handler problems:\n  " + "\n  ".join(handler_problems), file=sys.stderr)
-        ok = False
+        problems.append("campaign: handler problems:\n  " + "\n  ".join(handler_problems))
     if calls < min_calls:
-        print(f"campaign: {calls} handler calls, fewer than {min_calls}", file=sys.stderr)
-        ok = False
-    if done.returncode != 0 and ok:
-        print(f"campaign: forge exited {done.returncode}\n{done.stderr[-3000:]}", file=sys.stderr)
-        ok = False
-    return 0 if ok else 1
+        problems.append(f"campaign: {calls} handler calls, fewer than {min_calls}")
+    return problems
 
 
 def parse_lcov(text: str) -> dict[str, dict[str, int]]:

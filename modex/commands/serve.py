@@ -179,6 +179,45 @@ def _serve_child(args, sock, ready, index: int) -> None:
     server.serve_forever()
 
 
+def _listening_socket(args) -> socket.socket:
+    """The socket all serving processes accept on, at --host:--port."""
+    try:
+        return socket.create_server((args.host, args.port), backlog=256)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror}; stop what "
+            f"uses that port or choose another --port",
+            key="port",
+        ) from None
+
+
+def _wait_until_serving(children, ready) -> list[str]:
+    """The dtype each child reports once it serves; ModexError if one exits while starting."""
+    dtypes = []
+    while len(dtypes) < len(children):
+        dead = [c for c in children if c.exitcode is not None]
+        if dead:
+            raise ModexError(
+                f"serving process {dead[0].name} exited with code "
+                f"{dead[0].exitcode} while starting; see its messages above"
+            )
+        with contextlib.suppress(queue.Empty):  # keep waiting while all children live
+            dtypes.append(ready.get(timeout=0.5)[1])
+    return dtypes
+
+
+def _stop_children(children) -> None:
+    """Terminate the children still alive, then join the started ones (kill after 10 s)."""
+    for child in children:
+        if child.is_alive():
+            child.terminate()
+    for child in (c for c in children if c.pid is not None):  # started ones only
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+            child.join()
+
+
 def _serve_processes(args, chain) -> int:
     """Start --processes children on one listening socket; stop them all when one ends or on
     SIGTERM / Ctrl-C. A child that dies stops the server (exit 1): a supervisor restarts it."""
@@ -186,14 +225,8 @@ def _serve_processes(args, chain) -> int:
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
-    try:  # first: a refusal here leaves no signal handler, temporary folder or process behind
-        sock = socket.create_server((args.host, args.port), backlog=256)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot listen on {args.host}:{args.port}: {exc.strerror}; stop what "
-            f"uses that port or choose another --port",
-            key="port",
-        ) from None
+    # first: a refusal here leaves no signal handler, temporary folder or process behind
+    sock = _listening_socket(args)
     signal.signal(signal.SIGTERM, on_term)
     tmp = None
     if not args.nonce_db:  # the processes must share the used nonces, or a replay could pass
@@ -213,16 +246,7 @@ def _serve_processes(args, chain) -> int:
     try:
         for child in children:
             child.start()
-        dtypes = []
-        while len(dtypes) < len(children):
-            dead = [c for c in children if c.exitcode is not None]
-            if dead:
-                raise ModexError(
-                    f"serving process {dead[0].name} exited with code "
-                    f"{dead[0].exitcode} while starting; see its messages above"
-                )
-            with contextlib.suppress(queue.Empty):  # keep waiting while all children live
-                dtypes.append(ready.get(timeout=0.5)[1])
+        dtypes = _wait_until_serving(children, ready)
         _banner(args, port, dtypes[0], chain)
         ended = wait([c.sentinel for c in children])
         failed = next(c for c in children if c.sentinel in ended)
@@ -235,14 +259,7 @@ def _serve_processes(args, chain) -> int:
         pass
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        for child in children:
-            if child.is_alive():
-                child.terminate()
-        for child in (c for c in children if c.pid is not None):  # started ones only
-            child.join(10)
-            if child.is_alive():
-                child.kill()
-                child.join()
+        _stop_children(children)
         sock.close()
         if tmp is not None:
             tmp.cleanup()

@@ -351,12 +351,7 @@ def _extract_into(src: BinaryIO, root: Path) -> Manifest:
     try:
         while True:
             offset = reader.offset
-            got = reader.readinto(memoryview(block := bytearray(BLOCK)))
-            if got == 0 and offset == 0:
-                raise IntegrityError("empty stream: not a tar archive")
-            if got != BLOCK:
-                raise IntegrityError(f"tar truncated at byte {reader.offset}: no end-of-archive")
-            block = bytes(block)
+            block = _next_block(reader)
             if block == b"\0" * BLOCK:
                 if pax:
                     raise IntegrityError(f"tar pax header at byte {offset} has no member")
@@ -372,27 +367,14 @@ def _extract_into(src: BinaryIO, root: Path) -> Manifest:
                 pax = _parse_pax(data, offset)
                 continue
             if "size" in pax:
-                try:
-                    size = int(pax["size"])
-                except ValueError:
-                    raise IntegrityError(f"tar pax size at byte {offset} is not a number") from None
+                size = _pax_size(pax, offset)
             name = _member_name(block, pax)
             pax = {}
             if typeflag == b"5":
                 out.mkdir(name)
                 continue
             if typeflag not in (b"0", b"\0"):
-                kind = {
-                    b"1": "hard link",
-                    b"2": "symlink",
-                    b"3": "character device",
-                    b"4": "block device",
-                    b"6": "FIFO",
-                }.get(typeflag, f"type {typeflag!r}")
-                raise ManifestError(
-                    f"tar member {name!r} is a {kind}: only regular files are allowed in a model",
-                    path=name,
-                )
+                raise _not_a_regular_file(name, typeflag)
             if name in seen:
                 raise ManifestError(f"tar member {name!r} appears twice", path=name)
             seen.add(name)
@@ -400,6 +382,40 @@ def _extract_into(src: BinaryIO, root: Path) -> Manifest:
     finally:
         out.close()
     return manifest_from_files(files)
+
+
+def _next_block(reader: _Reader) -> bytes:
+    """The next 512-byte header block; IntegrityError for an empty or truncated stream."""
+    offset = reader.offset
+    got = reader.readinto(memoryview(filled := bytearray(BLOCK)))
+    if got == 0 and offset == 0:
+        raise IntegrityError("empty stream: not a tar archive")
+    if got != BLOCK:
+        raise IntegrityError(f"tar truncated at byte {reader.offset}: no end-of-archive")
+    return bytes(filled)
+
+
+def _pax_size(pax: dict[str, bytes], offset: int) -> int:
+    """The member size a pax header gives, which overrides the ustar header's."""
+    try:
+        return int(pax["size"])
+    except ValueError:
+        raise IntegrityError(f"tar pax size at byte {offset} is not a number") from None
+
+
+def _not_a_regular_file(name: str, typeflag: bytes) -> ManifestError:
+    """The error for a member that is neither a regular file nor a directory."""
+    kind = {
+        b"1": "hard link",
+        b"2": "symlink",
+        b"3": "character device",
+        b"4": "block device",
+        b"6": "FIFO",
+    }.get(typeflag, f"type {typeflag!r}")
+    return ManifestError(
+        f"tar member {name!r} is a {kind}: only regular files are allowed in a model",
+        path=name,
+    )
 
 
 def _extract_file(reader: _Reader, out: _Extractor, name: str, size: int, view) -> dict:

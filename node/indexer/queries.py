@@ -86,14 +86,7 @@ class IndexReader:
         words starting with it; punctuation and FTS operators in it are plain text. Totals come
         from maintained counters (exact); with ``query`` they are counted up to SEARCH_COUNT_CAP
         (``total.capped``, shown as "200+")."""
-        if sort not in SORTS:
-            raise InvalidQuery(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
-        if page < 1 or not 1 <= per_page <= 500:
-            raise InvalidQuery("page must be >= 1 and per_page 1..500")
-        if after is not None and page != 1:
-            raise InvalidQuery(
-                "give either page or after (a cursor from the previous page), not both"
-            )
+        _check_paging(sort, page, per_page, after)
         order, after_sql, after_params = SORTS[sort]
         where, params = [], []
         if active is not None:
@@ -376,6 +369,16 @@ def _encode_cursor(sort: str, row: dict) -> str:
         ]
     raw = json.dumps([sort, *key], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _check_paging(sort: str, page: int, per_page: int, after: str | None) -> None:
+    """InvalidQuery for an unknown sort, a page or page size out of range, or page with after."""
+    if sort not in SORTS:
+        raise InvalidQuery(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
+    if page < 1 or not 1 <= per_page <= 500:
+        raise InvalidQuery("page must be >= 1 and per_page 1..500")
+    if after is not None and page != 1:
+        raise InvalidQuery("give either page or after (a cursor from the previous page), not both")
 
 
 def _decode_cursor(cursor: str, sort: str) -> list:

@@ -896,19 +896,28 @@ class SuiteMachine(RuleBasedStateMachine):
         sold = self._bought(b, model)
         if sold is not None and delivered:
             self._deliver(sold, by_owner=True, wrong_buyer=False)
+        self._play_rounds(model, mixed if verdict == "mixed" else [verdict] * 3, tamper, late)
+        if release:
+            for v in range(3):
+                self.release(v, model)
+        if sold is not None:
+            self._settle_sale(model, sold, release)
+
+    def _play_rounds(self, model, kinds, tamper, late):
+        """Ends a round under way, then plays rounds with the validators' ``kinds`` of verdict
+        until the model is decided: ``tamper`` and ``late`` act in the first one only, and a
+        second one is played if the first left it undecided."""
         if self.rounds[model]["commit_end"]:  # a round is under way: let it end first
             self.travel(COMMIT + REVEAL + 1)
             self.settle(model)
-        kinds = mixed if verdict == "mixed" else [verdict] * 3
         for attempt in range(2):
             if self.rounds[model]["status"] != UNVERIFIED:
                 break
             self._round(model, kinds, *((tamper, late) if attempt == 0 else (-1, -1)))
-        if release:
-            for v in range(3):
-                self.release(v, model)
-        if sold is None:
-            return
+
+    def _settle_sale(self, model, sold, release):
+        """The sale after the verdict: refunded on a disputed model (the owner's delivery is
+        refused), else delivered and, if ``release``, its revenue released and claimed."""
         if self.books[model]["disputed"]:
             if self.purchases[sold]["status"] == PENDING:
                 self._deliver(
