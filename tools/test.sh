@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1
+.venv/bin/ruff check .  # lint ([tool.ruff.lint] in pyproject.toml)
+.venv/bin/ruff format --check .  # Python style
 node_modules/.bin/forge fmt --check contracts tests/forge  # Solidity style ([fmt] in foundry.toml)
 exec .venv/bin/python -m pytest "$@"
