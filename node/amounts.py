@@ -43,6 +43,7 @@ def parse_eth(text: str | int | Decimal | None, what: str = "amount") -> int:
     if value >= ETH_BEYOND_UINT256:
         raise too_large
     _sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # an int for every finite value (checked above)
     coefficient = int("".join(map(str, digits)) or "0")
     if coefficient == 0:
         return 0

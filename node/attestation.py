@@ -202,7 +202,7 @@ class ModelCheck:
         except CONTENT_ERRORS as exc:
             first = exc
         repair = getattr(self.store, "repair", None)
-        replaced = [c for root in (cids if repair else []) for c in repair(root)]
+        replaced = [c for root in cids for c in repair(root)] if repair else []
         if not replaced:
             raise first  # our copy is sound: the content is what failed
         log.warning(

@@ -25,12 +25,14 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from eth_utils import to_checksum_address
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
+from web3.types import FilterParams, RPCEndpoint
 
 from node.chainerrors import CONNECTION_ERRORS, refusal, revert
 from node.config import Config
@@ -233,7 +235,7 @@ class Chain:
     def check_code(self) -> None:
         """ConfigError when a recorded address holds no contract (a stale deployment file)."""
         for name, contract in self.contracts.items():
-            code = self._rpc("eth_getCode", lambda c=contract: self.w3.eth.get_code(c.address))
+            code = self._rpc("eth_getCode", partial(self.w3.eth.get_code, contract.address))
             if not code:
                 raise ConfigError(
                     f"no contract at {contract.address} ({name}) on chain {self.chain_id} at "
@@ -325,7 +327,7 @@ class Chain:
         block="latest",
     ):
         """A view call (or a dry run of a transaction); reverts become ContractRevert."""
-        params = {"value": value}
+        params: dict[str, Any] = {"value": value}
         if gas is not None:
             params["gas"] = gas
         if sender:
@@ -339,14 +341,14 @@ class Chain:
         except Web3RPCError as exc:
             raise refusal(self, exc, fn, sender, value, gas) from None
 
-    def get_logs(self, params: dict, *, raw: bool = False) -> list:
+    def get_logs(self, params: FilterParams, *, raw: bool = False) -> list:
         """``eth_getLogs``. ``raw`` skips web3's result formatting on JSON-RPC nodes (hex strings
         instead of HexBytes/ints: several times faster for bulk reads such as the indexer's)."""
         if not raw or self.endpoint == "embedded":
             return self._rpc("eth_getLogs", lambda: self.w3.eth.get_logs(params))
         request = {k: hex(v) if isinstance(v, int) else v for k, v in params.items()}
         response = self._rpc(
-            "eth_getLogs", lambda: self.w3.provider.make_request("eth_getLogs", [request])
+            "eth_getLogs", lambda: self.w3.provider.make_request(RPCEndpoint("eth_getLogs"), [request])
         )
         if response.get("error"):
             raise ChainError(
@@ -375,7 +377,8 @@ class Chain:
                 found.extend(
                     self._rpc(
                         f"eth_getLogs {event_name}",
-                        lambda ev=event: ev.get_logs(
+                        partial(
+                            event.get_logs,
                             argument_filters=argument_filters or None,
                             from_block=from_block,
                             to_block=to_block,

@@ -38,7 +38,9 @@ def revert(chain, exc: ContractLogicError, fn=None) -> ContractRevert:
             error=None,
             args={},
         )
-    return as_revert(exc, chain.abis.values())
+    decoded = as_revert(exc, chain.abis.values())
+    assert decoded is not None  # as_revert gives None only for what is not a ContractLogicError
+    return decoded
 
 
 def refusal(chain, exc: Web3RPCError, fn, sender, value, gas=None) -> ChainError:

@@ -201,7 +201,7 @@ def deploy_suite(w3, deployer, *, artifacts: dict | None = None, **params) -> di
     sender = _address_of(deployer)
     plan = suite_plan(params, sender)
     addresses: dict[str, str] = {}
-    block = None
+    block: int | None = None  # of the first deployment
     for step in plan:
         args = [addresses[a["contract"]] if isinstance(a, dict) else a for a in step["args"]]
         try:
@@ -230,6 +230,7 @@ def deploy_suite(w3, deployer, *, artifacts: dict | None = None, **params) -> di
                 f"{exc}; already deployed, not wired: {done}; deploy the suite again",
                 **{**exc.context, "deployed": dict(addresses)},
             ) from exc
+    assert block is not None  # suite_plan deploys before it wires
     return deployment_record(
         chain_id=w3.eth.chain_id,
         block=block,

@@ -19,7 +19,9 @@ chain of node.chain) to it; the chain's other behaviour is untouched.
 from __future__ import annotations
 
 import logging
+from typing import cast
 
+from eth.abc import SignedTransactionAPI
 from eth.estimators.gas import _get_computation_error, binary_gas_search_1000_tolerance
 from eth.vm.spoof import SpoofTransaction
 
@@ -40,7 +42,10 @@ def two_pass_gas_estimate(state, transaction) -> int:
     finally:
         state.revert(snapshot)
     candidate = min(limit, max(transaction.intrinsic_gas, consumed + consumed // 63 + _STIPEND))
-    if _get_computation_error(state, SpoofTransaction(transaction, gas=candidate)) is None:
+    # SpoofTransaction stands in for the signed transaction it wraps (py-evm's own estimator
+    # passes one the same way; its annotation names only the real thing).
+    spoofed = cast(SignedTransactionAPI, SpoofTransaction(transaction, gas=candidate))
+    if _get_computation_error(state, spoofed) is None:
         return candidate
     log.debug("gas estimate %d too low (nested calls); falling back to a binary search", candidate)
     return binary_gas_search_1000_tolerance(state, transaction)

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from eth_account import Account
+from eth_typing import HexStr
 from eth_utils import to_checksum_address
 
 from node.errors import KeystoreError
@@ -75,7 +76,7 @@ def import_private_key(
     _check_password(password)
     signer = signer_from_key(private_key_hex)
     keyfile = Account.encrypt(
-        private_key_hex, password, kdf="scrypt", iterations=scrypt_n or DEFAULT_SCRYPT_N
+        HexStr(private_key_hex), password, kdf="scrypt", iterations=scrypt_n or DEFAULT_SCRYPT_N
     )
     _write_keyfile(Path(path), keyfile)
     log.info("wrote keystore %s for %s", path, signer.address)

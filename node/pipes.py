@@ -15,12 +15,28 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 BUFFER = 1 << 20
+
+
+class ByteReader(Protocol):
+    """What the content stages read from: a file opened "rb", a pipe, or a wrapper such as
+    CountingReader, IterReader or seal.UnsealReader."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def readinto(self, buffer: memoryview, /) -> int: ...
+
+
+class ByteWriter(Protocol):
+    """What the content stages write to: a file opened "wb", a pipe, or a wrapper such as
+    CountingWriter or seal.SealWriter."""
+
+    def write(self, data: bytes | memoryview, /) -> int: ...
 
 
 def temp_beside(
@@ -67,7 +83,7 @@ class CountingWriter:
 class CountingReader:
     """A read-only file object that counts bytes and reports them to ``on_bytes``."""
 
-    def __init__(self, raw: BinaryIO, on_bytes: Callable[[int], None] | None = None):
+    def __init__(self, raw: BinaryIO | ByteReader, on_bytes: Callable[[int], None] | None = None):
         self._raw = raw
         self._on_bytes = on_bytes
         self.count = 0
@@ -185,6 +201,6 @@ class IterReader:
             close()
 
 
-def as_reader(stream) -> BinaryIO:
+def as_reader(stream) -> ByteReader:
     """A file object for a stream that is either file-like or an iterator of bytes."""
     return stream if hasattr(stream, "read") else IterReader(stream)

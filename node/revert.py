@@ -422,9 +422,10 @@ def as_revert(exc: BaseException, abis: Iterable[list] | None = None) -> Contrac
     return decoded
 
 
-def _revert_data(exc: BaseException) -> bytes | str | None:
+def _revert_data(raised: BaseException) -> bytes | str | None:
     from web3.exceptions import ContractLogicError
 
+    exc: BaseException | None = raised
     seen = 0
     while exc is not None and seen < 8:
         seen += 1

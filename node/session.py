@@ -137,20 +137,23 @@ class Session:
     @property
     def signer(self):
         if self._signer is None:
-            if not self.config.keystore.exists():
+            keystore = self.config.keystore
+            assert keystore is not None  # Config.__post_init__ fills in the default
+            if not keystore.exists():
                 data_dir = f"--data-dir {shlex.quote(str(self.config.data_dir))}"
                 raise ConfigError(
-                    f"no wallet keystore at {self.config.keystore}: import a funded account's key "
+                    f"no wallet keystore at {keystore}: import a funded account's key "
                     f"with `KEY=0x… modex account {data_dir} import --private-key-env KEY`, create "
                     f"one with `modex account {data_dir} new`, or pass --keystore FILE",
                     key="keystore",
                 )
-            self._signer = load_signer(self.config.keystore, self.password())
+            self._signer = load_signer(keystore, self.password())
         return self._signer
 
     @cached_property
     def vault(self) -> KeyVault:
         passphrase = os.environ.get(VAULT_PASSWORD_ENV) or self.password()
+        assert self.config.keyvault is not None  # Config.__post_init__ fills in the default
         return KeyVault(self.config.keyvault, passphrase)
 
 

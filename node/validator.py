@@ -289,7 +289,7 @@ class ValidatorAgent:
         self.stake_amount = stake_amount
         self.work_dir = Path(work_dir)
         self.state_path = Path(state_path)
-        self._x25519 = None
+        self._x25519: tuple[bytes, bytes] | None = None
         self.state = AgentState(self.state_path, chain, signer.address)
         self.scanner = BlockScanner(
             chain,

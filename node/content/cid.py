@@ -359,6 +359,7 @@ def _fields(buf):
     while pos < len(buf):
         key, pos = read_uvarint(buf, pos)
         field, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, pos = read_uvarint(buf, pos)
         elif wire == 2:

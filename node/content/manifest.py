@@ -96,7 +96,7 @@ def check_relative_path(path: object) -> str:
 
 def manifest_from_files(files: Iterable[dict]) -> Manifest:
     """Build a Manifest from {path,size,sha256} entries, validating and sorting them."""
-    out = []
+    out: list[dict] = []
     seen = set()
     for f in files:
         if not isinstance(f, dict) or set(f) != {"path", "size", "sha256"}:
@@ -346,7 +346,9 @@ def build_manifest(
         entries = [_hash_member(root, p, s, on_bytes) for p, s in order]
     else:
         with ThreadPoolExecutor(max_workers=min(workers, len(listing))) as pool:
-            entries = list(pool.map(lambda item: _hash_member(root, *item, on_bytes), order))
+            entries = list(
+                pool.map(lambda item: _hash_member(root, item[0], item[1], on_bytes), order)
+            )
     log.debug("hashed %d files (%d bytes) under %s", len(entries), sum(s for _, s in listing), root)
     return manifest_from_files(entries)
 

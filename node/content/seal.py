@@ -30,13 +30,14 @@ import queue
 import struct
 import threading
 from pathlib import Path
-from typing import BinaryIO, Self
+from collections.abc import Generator
+from typing import Self
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from node.errors import SealError
-from node.pipes import temp_beside
+from node.pipes import ByteReader, ByteWriter, temp_beside
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def _nonce(prefix: bytes, index: int, final: bool) -> bytes:
     return prefix + struct.pack(">I", index) + (b"\x01" if final else b"\x00")
 
 
-def _read_full(src: BinaryIO, view: memoryview) -> int:
+def _read_full(src: ByteReader, view: memoryview) -> int:
     """Fill ``view`` from ``src`` unless EOF comes first; return the bytes read."""
     got = 0
     while got < len(view):
@@ -125,7 +126,7 @@ class _ReadAhead:
     stream costs no more than its own size.
     """
 
-    def __init__(self, src: BinaryIO, block_size: int, count: int):
+    def __init__(self, src: ByteReader, block_size: int, count: int):
         self._src = src
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         self._full: queue.SimpleQueue = queue.SimpleQueue()
@@ -178,7 +179,7 @@ class _ReadAhead:
             self._free.put(None)  # wakes the thread if it waits for a buffer; it then ends
 
 
-def _records(src: BinaryIO, record: int):
+def _records(src: ByteReader, record: int) -> Generator[tuple[memoryview, bool], None, None]:
     """Yield (record bytes, final) over ``src``, cut every ``record`` bytes: the last is ``final``.
 
     An empty ``src`` gives one empty final record. A full record is final only when nothing
@@ -197,6 +198,7 @@ def _records(src: BinaryIO, record: int):
             ra.release(buf)
             if not more:
                 return
+            assert nxt is not None  # read ahead whenever a full block came
             buf, n = nxt, more
     finally:
         ra.close()
@@ -211,7 +213,7 @@ class SealWriter:
 
     def __init__(
         self,
-        dst: BinaryIO,
+        dst: ByteWriter,
         key: bytes,
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -279,8 +281,8 @@ class SealWriter:
 
 def seal_stream(
     key: bytes,
-    src: BinaryIO,
-    dst: BinaryIO,
+    src: ByteReader,
+    dst: ByteWriter,
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     nonce_prefix: bytes | None = None,
@@ -310,16 +312,16 @@ class UnsealReader:
     archive was truncated or extended, so a consumer must read to EOF before trusting the whole.
     """
 
-    def __init__(self, src: BinaryIO, key: bytes):
+    def __init__(self, src: ByteReader, key: bytes):
         self._aead = _aead(key)
         self._src = src
-        self.header = bytearray(HEADER_SIZE)
-        got = _read_full(src, memoryview(self.header))
-        self.header = bytes(self.header)
+        header = bytearray(HEADER_SIZE)
+        got = _read_full(src, memoryview(header))
+        self.header = bytes(header)
         if got < HEADER_SIZE:
             parse_header(self.header[:got])
         self.chunk_size, self._prefix = parse_header(self.header)
-        self._records = None  # started on the first read: the read-ahead thread begins then
+        self._records: Generator[tuple[memoryview, bool], None, None] | None = None  # started on the first read: the read-ahead thread begins then
         self._plain = memoryview(bytearray(self.chunk_size))
         self._pos = 0
         self._end = 0
@@ -398,7 +400,7 @@ class UnsealReader:
         return True
 
 
-def unseal_stream(key: bytes, src: BinaryIO, dst: BinaryIO) -> int:
+def unseal_stream(key: bytes, src: ByteReader, dst: ByteWriter) -> int:
     """Unseal ``src`` into ``dst``; return the plaintext bytes written.
 
     ``dst`` receives each chunk once it authenticates; if the archive turns out truncated at

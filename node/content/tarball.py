@@ -38,6 +38,7 @@ from node.content.manifest import (
     open_member,
 )
 from node.errors import IntegrityError, ManifestError
+from node.pipes import ByteReader, ByteWriter
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def listing_tar_size(listing) -> int:
     return total + (-total % RECORD)
 
 
-def write_tar(model_dir: str | os.PathLike, manifest: Manifest, out: BinaryIO) -> int:
+def write_tar(model_dir: str | os.PathLike, manifest: Manifest, out: ByteWriter) -> int:
     """Write the deterministic tar of ``model_dir`` to ``out``; return the bytes written.
 
     Every file is re-read and must still have the manifest's size and sha256 (IntegrityError
@@ -129,7 +130,7 @@ def write_tar(model_dir: str | os.PathLike, manifest: Manifest, out: BinaryIO) -
 
 
 def write_tar_hashing(
-    model_dir: str | os.PathLike, listing: list[tuple[str, int]], out: BinaryIO
+    model_dir: str | os.PathLike, listing: list[tuple[str, int]], out: ByteWriter
 ) -> tuple[int, Manifest]:
     """Write the tar of the files ``listing`` names (``scan_dir`` output) and hash them in the
     same pass; return (bytes written, the manifest of exactly the bytes written).
@@ -146,7 +147,7 @@ def write_tar_hashing(
     )
 
 
-def _write_members(root: Path, files, out: BinaryIO) -> tuple[int, list[str]]:
+def _write_members(root: Path, files, out: ByteWriter) -> tuple[int, list[str]]:
     """The tar of ``files`` (in order) under ``root``; a file's ``sha256`` (when not None) must
     match what is read. Returns (bytes written, each file's sha256 hex)."""
     buf = bytearray(READ_BLOCK)
@@ -193,7 +194,7 @@ def _write_members(root: Path, files, out: BinaryIO) -> tuple[int, list[str]]:
 class _Reader:
     """Exact reads from a stream, counting bytes, with a clear error on a truncated tar."""
 
-    def __init__(self, src: BinaryIO):
+    def __init__(self, src: ByteReader):
         self.src = src
         self.offset = 0
 
@@ -310,7 +311,7 @@ class _Extractor:
 
 
 def extract_tar(
-    src: BinaryIO, dest_dir: str | os.PathLike, *, expected_hash: bytes | str | None = None
+    src: ByteReader, dest_dir: str | os.PathLike, *, expected_hash: bytes | str | None = None
 ) -> Manifest:
     """Extract a Modex tar from a stream into ``dest_dir`` (which must not exist or be empty).
 
@@ -340,7 +341,7 @@ def extract_tar(
     return manifest
 
 
-def _extract_into(src: BinaryIO, root: Path) -> Manifest:
+def _extract_into(src: ByteReader, root: Path) -> Manifest:
     reader = _Reader(src)
     out = _Extractor(root)
     files: list[dict] = []

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from node.errors import ChainError, ModexError
 from node.indexer.decode import EventDecoder, as_bytes, as_int
@@ -192,7 +193,8 @@ class Indexer(IndexReader):
     def _ingest(self, logs: list, start: int, end: int, end_hash: str) -> int | None:
         """Apply blocks ``start..end``; None (nothing applied) when the checkpoint is no longer
         at ``start - 1``."""
-        rows, blocks = [], {}
+        rows: list[dict[str, Any]] = []
+        blocks: dict[int, str] = {}
         for raw in logs:
             decoded = self._decoder.decode(raw)
             if decoded is None:

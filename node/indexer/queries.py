@@ -88,7 +88,8 @@ class IndexReader:
         (``total.capped``, shown as "200+")."""
         _check_paging(sort, page, per_page, after)
         order, after_sql, after_params = SORTS[sort]
-        where, params = [], []
+        where: list[str] = []
+        params: list[object] = []
         if active is not None:
             where.append("l.active = ?")
             params.append(int(active))
@@ -112,11 +113,14 @@ class IndexReader:
             where.insert(0, "listings_fts MATCH ?")
             params.insert(0, match)
             counted = " AND ".join(where)
-            total = db.execute(
+            counted_up_to_cap = db.execute(
                 f"SELECT COUNT(*) FROM (SELECT 1 FROM {source} WHERE {counted} LIMIT ?)",
                 [*params, SEARCH_COUNT_CAP + 1],
             ).fetchone()[0]
-            total = Total(min(total, SEARCH_COUNT_CAP), capped=total > SEARCH_COUNT_CAP)
+            total = Total(
+                min(counted_up_to_cap, SEARCH_COUNT_CAP),
+                capped=counted_up_to_cap > SEARCH_COUNT_CAP,
+            )
             if sort == "newest":  # FTS5 returns rowids (= model ids) in order: no sort at all
                 order, after_sql = "f.rowid DESC", "f.rowid < ?"
             elif total.capped:
@@ -332,7 +336,9 @@ class Page(list):
 class Total(int):
     """A count of listings; ``capped`` when a search stopped counting at SEARCH_COUNT_CAP."""
 
-    def __new__(cls, value: int, capped: bool = False):
+    capped: bool
+
+    def __new__(cls, value: int, capped: bool = False) -> "Total":
         total = super().__new__(cls, value)
         total.capped = capped
         return total

@@ -19,6 +19,7 @@ import os
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from node.content.cid import DEFAULT_PROFILE
+from node.content.store.dag import ChunkStream
 from node.content.store.embedded import EmbeddedStore
 from node.content.store.kubo import KuboStore
 from node.content.store.source import Source, open_source
@@ -39,7 +40,7 @@ __all__ = [
 class Store(Protocol):
     def put(self, source: Source, *, profile: str = DEFAULT_PROFILE) -> str: ...
 
-    def get(self, cid: str) -> BinaryIO: ...
+    def get(self, cid: str) -> ChunkStream: ...
 
     def pin(self, cid: str) -> None: ...
 

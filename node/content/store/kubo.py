@@ -86,7 +86,7 @@ class KuboStore:
         self.api_url = self.rpc.api_url
         self.timeout = timeout
         self.find_timeout = find_timeout  # how long the daemon may look for absent content
-        self.spool_dir = spool_dir  # where put() copies a stream source (None: the temp dir)
+        self.spool_dir = os.fspath(spool_dir) if spool_dir is not None else None  # where put() copies a stream source (None: the temp dir)
 
     def __repr__(self) -> str:
         return f"KuboStore({self.api_url!r})"
@@ -111,7 +111,7 @@ class KuboStore:
         profile: str = DEFAULT_PROFILE,
         pin: bool = True,
         only_hash: bool = False,
-        builder: UnixFSBuilder | None = None,
+        builder: UnixFSBuilder | _Tee | None = None,
     ) -> str:
         """The daemon's own ``add`` with the profile's importer options; returns its CID,
         normalised (CIDv1 in base32). ``builder`` (optional) sees the same bytes."""
