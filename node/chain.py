@@ -348,7 +348,8 @@ class Chain:
             return self._rpc("eth_getLogs", lambda: self.w3.eth.get_logs(params))
         request = {k: hex(v) if isinstance(v, int) else v for k, v in params.items()}
         response = self._rpc(
-            "eth_getLogs", lambda: self.w3.provider.make_request(RPCEndpoint("eth_getLogs"), [request])
+            "eth_getLogs",
+            lambda: self.w3.provider.make_request(RPCEndpoint("eth_getLogs"), [request]),
         )
         if response.get("error"):
             raise ChainError(

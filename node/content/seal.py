@@ -29,8 +29,8 @@ import os
 import queue
 import struct
 import threading
-from pathlib import Path
 from collections.abc import Generator
+from pathlib import Path
 from typing import Self
 
 from cryptography.exceptions import InvalidTag
@@ -321,7 +321,8 @@ class UnsealReader:
         if got < HEADER_SIZE:
             parse_header(self.header[:got])
         self.chunk_size, self._prefix = parse_header(self.header)
-        self._records: Generator[tuple[memoryview, bool], None, None] | None = None  # started on the first read: the read-ahead thread begins then
+        # started on the first read: the read-ahead thread begins then
+        self._records: Generator[tuple[memoryview, bool], None, None] | None = None
         self._plain = memoryview(bytearray(self.chunk_size))
         self._pos = 0
         self._end = 0

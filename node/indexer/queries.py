@@ -338,7 +338,7 @@ class Total(int):
 
     capped: bool
 
-    def __new__(cls, value: int, capped: bool = False) -> "Total":
+    def __new__(cls, value: int, capped: bool = False) -> Total:
         total = super().__new__(cls, value)
         total.capped = capped
         return total

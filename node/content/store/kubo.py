@@ -86,7 +86,8 @@ class KuboStore:
         self.api_url = self.rpc.api_url
         self.timeout = timeout
         self.find_timeout = find_timeout  # how long the daemon may look for absent content
-        self.spool_dir = os.fspath(spool_dir) if spool_dir is not None else None  # where put() copies a stream source (None: the temp dir)
+        # where put() copies a stream source (None: the temp dir)
+        self.spool_dir = os.fspath(spool_dir) if spool_dir is not None else None
 
     def __repr__(self) -> str:
         return f"KuboStore({self.api_url!r})"
