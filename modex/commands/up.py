@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import faulthandler
 import json
 import logging
 import os
@@ -291,9 +292,12 @@ def sigterm_as_ctrl_c():
         yield
         return
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # `kill -USR1 PID` prints every thread's stack to stderr: a stop that hangs can be seen.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         yield
     finally:
+        faulthandler.unregister(signal.SIGUSR1)
         signal.signal(signal.SIGTERM, previous)
 
 

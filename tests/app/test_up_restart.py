@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import time
 
 import httpx
@@ -160,7 +161,14 @@ def stop(proc, how: str, log_path) -> None:
         os.killpg(proc.pid, signal.SIGINT)
     else:
         proc.send_signal(getattr(signal, how))
-    code = proc.wait(timeout=60)
+    try:
+        code = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)  # modex up prints every thread's stack
+        time.sleep(2)
+        raise AssertionError(
+            f"modex up still runs 60 s after {how}:\n" + log_path.read_text()[-8000:]
+        ) from None
     assert code == (-signal.SIGKILL if how == "SIGKILL" else 0), log_path.read_text()[-3000:]
     assert psutil.wait_procs(children, timeout=15)[1] == [], f"left running after {how}"
 
