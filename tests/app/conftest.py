@@ -233,6 +233,12 @@ def modex_up_process(
         **(env or {}),
     }
     env.pop("MODEX_VAULT_PASSWORD", None)
+    if new_session and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # A command a terminal starts has Ctrl-C's default action. Started from a script's
+        # background job (`cmd &`), pytest inherits SIGINT ignored and so would modex up: Python
+        # keeps an inherited SIG_IGN, and the test's Ctrl-C would never reach it. A handler set
+        # here is reset to the default in the child when it starts.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     data.mkdir(parents=True, exist_ok=True)
     log_path = data / "modex-up.log"
     with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
