@@ -102,6 +102,19 @@ class Config:
         """The deployment record for ``chain_id``: the configured file or deployments/<id>.json."""
         return self.deployment_file or paths.DEPLOYMENTS_DIR / f"{chain_id}.json"
 
+    def worker_state_path(self, chain_id: int) -> Path:
+        """The key-delivery worker's state file on chain ``chain_id``: ``worker-<chainId>.json``
+        beside the index (the one rule for ``modex worker`` and ``modex up``).
+
+        Beside the index because both follow one chain: ``modex up`` keeps ``index_db`` in the
+        chain's own folder (``<data dir>/chain`` for its anvil, ``<data dir>/embedded`` for the
+        in-memory chain, emptied at every start), so the worker's checkpoint and open purchases
+        start afresh with a new chain instead of pointing at blocks it never had. With the
+        default ``index_db`` this is ``<data dir>/worker-<chainId>.json``, where ``modex worker``
+        has always kept it. The chain id keeps the workers of two chains in one folder apart."""
+        assert self.index_db is not None  # set by __post_init__
+        return self.index_db.with_name(f"worker-{chain_id}.json")
+
     def replace(self, **changes) -> Config:
         """A validated copy with ``changes`` applied."""
         sources = {**self.sources, **dict.fromkeys(changes, "override")}

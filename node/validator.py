@@ -57,6 +57,7 @@ from web3.logs import DISCARD
 
 from node import market
 from node.attestation import Attestation, Evaluator, ModelCheck
+from node.config import Config
 from node.content import keywrap
 from node.errors import ChainError, ConfigError, ContractRevert, StoreError
 from node.keyvault import atomic_write
@@ -297,6 +298,34 @@ class ValidatorAgent:
             start_block=self.state.start_block,
             confirmations=confirmations,
             batch_blocks=batch_blocks,
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        chain,
+        signer,
+        store,
+        *,
+        evaluator: Evaluator,
+        stake_amount: int | None = None,
+        state: str | os.PathLike | None = None,
+        data_dir: str | os.PathLike | None = None,
+    ) -> ValidatorAgent:
+        """The agent ``config`` describes: its confirmations, its state file (``state``, else
+        ``state_path`` in the data dir) and its work folder (``<data dir>/validate``), the data
+        dir being ``config.data_dir`` unless ``data_dir`` names another (the UI's node folder)."""
+        folder = Path(config.data_dir if data_dir is None else data_dir)
+        return cls(
+            chain,
+            signer,
+            store,
+            state or state_path(folder, chain.chain_id, signer.address),
+            work_dir=folder / "validate",
+            evaluator=evaluator,
+            stake_amount=stake_amount,
+            confirmations=config.confirmations,
         )
 
     @property

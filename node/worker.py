@@ -257,6 +257,32 @@ class KeyDelivery:
         self._keys: dict[int, bytes] = {}
         self._told: dict[int, str] = {}  # purchase id → last reason logged, to log it once
 
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        chain,
+        signer,
+        vault: KeyVault,
+        *,
+        store=None,
+        state: str | os.PathLike | None = None,
+        crash: Callable[[str, int], None] | None = None,
+    ) -> KeyDelivery:
+        """The worker ``config`` describes: its confirmations, replacement delay and fee cap, and
+        its state file (``state``, else ``config.worker_state_path``)."""
+        return cls(
+            chain,
+            signer,
+            vault,
+            state or config.worker_state_path(chain.chain_id),
+            store=store,
+            confirmations=config.confirmations,
+            replace_after_s=config.worker_replace_after,
+            max_fee_per_gas=int(config.worker_max_fee_gwei * GWEI),
+            crash=crash,
+        )
+
     # -- one pass -----------------------------------------------------------------------------
 
     def poll(self) -> PassReport:

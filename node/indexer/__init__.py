@@ -38,7 +38,7 @@ addressed, hence immutable) and is fetched by an injected ``metadata_loader(cid)
 without one, listings simply have no names. The chain stays the source of truth.
 """
 
-from node.indexer.core import SCHEMA_VERSION, Indexer, wait_until_synced
+from node.indexer.core import SCHEMA_VERSION, Indexer, store_metadata, wait_until_synced
 from node.indexer.queries import SEARCH_COUNT_CAP, SORTS, Page, Total, fts_query
 
 __all__ = [
@@ -49,5 +49,6 @@ __all__ = [
     "Page",
     "Total",
     "fts_query",
+    "store_metadata",
     "wait_until_synced",
 ]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
@@ -12,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from node.config import Config
 from node.errors import ChainError, ModexError
+from node.fetch import load_metadata
 from node.indexer.decode import EventDecoder, as_bytes, as_int
 from node.indexer.events import DERIVED, STAMPED_EVENTS, apply_event, replay
 from node.indexer.queries import IndexReader
@@ -23,6 +26,13 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 4
 SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
 METADATA_ATTEMPTS = 3
+
+
+def store_metadata(store) -> Callable[[str], dict]:
+    """A ``metadata_loader`` reading a listing's metadata JSON from ``store``. What it raises
+    (the CID unreachable, not JSON) ``Indexer.load_metadata`` logs, and tries the CID again on
+    a later sync, up to METADATA_ATTEMPTS times."""
+    return functools.partial(load_metadata, store)
 
 
 class Indexer(IndexReader):
@@ -57,6 +67,18 @@ class Indexer(IndexReader):
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._open()
+
+    @classmethod
+    def from_config(cls, config: Config, chain, *, store=None) -> Indexer:
+        """The index ``config`` describes (``index_db``, ``confirmations``); with a ``store``,
+        listings get their names from their metadata JSON read from it (``store_metadata``)."""
+        assert config.index_db is not None  # set by Config.__post_init__
+        return cls(
+            chain,
+            config.index_db,
+            confirmations=config.confirmations,
+            metadata_loader=None if store is None else store_metadata(store),
+        )
 
     # -- storage ------------------------------------------------------------------------------
 

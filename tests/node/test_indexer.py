@@ -9,7 +9,9 @@ from modex_stack import CLAIMED_DIGEST, OTHER_DIGEST, settle_validation, time_tr
 from web3.logs import DISCARD
 
 from node.chain import Chain, connect, embedded_web3
+from node.config import Config
 from node.content.cid import cid_of_stream
+from node.content.store import open_store
 from node.deploy import deploy_suite
 from node.errors import InvalidQuery
 from node.indexer import Indexer
@@ -396,7 +398,6 @@ def test_reorg_rolls_back_to_the_fork_and_matches_a_fresh_index(anvil, tmp_path)
 
 def test_models_and_index_commands(tmp_path, capsys):
     from modex.cli import main
-    from node.content.store import open_store
     from node.deploy import write_deployment
 
     w3 = embedded_web3()
@@ -697,3 +698,22 @@ def test_two_indexers_on_one_database_never_apply_a_range_twice(tmp_path):
     second.sync()
     assert second.checkpoint() == first.checkpoint() == reference.checkpoint()
     assert first.dump() == reference.dump()
+
+
+def test_from_config_indexes_into_the_configured_database_with_names_from_the_store(tmp_path):
+    chain = deploy(embedded_web3())
+    store = open_store("embedded", root=tmp_path / "ipfs")
+    meta = {"version": 1, "name": "Tiny BERT", "task": "text-classification"}
+    meta_cid = store.put(io.BytesIO(json.dumps(meta).encode()))
+    seller = chain.w3.eth.accounts[1]
+    chain.transact_unlocked(chain.registry.functions.list(model_hash(1), meta_cid, ETH), seller)
+    chain.transact_unlocked(chain.registry.functions.list(model_hash(2), cid("later"), 1), seller)
+    config = Config(data_dir=tmp_path, index_db="elsewhere/i.sqlite3", confirmations=1)
+
+    index = Indexer.from_config(config, chain, store=store)
+    index.sync()
+    assert index.db_path == tmp_path / "elsewhere" / "i.sqlite3" and index.db_path.is_file()
+    rows, total = index.list_models()
+    assert total == 1  # the second listing is in the head block: one confirmation to go
+    assert (rows[0]["name"], rows[0]["task"]) == ("Tiny BERT", "text-classification")
+    assert Indexer.from_config(config, chain).metadata_loader is None  # no store: no names
