@@ -1,8 +1,7 @@
 """Deploy the contract suite, wire it, and read/write ``deployments/<chainId>.json``.
 
-The wiring lives in one place, ``suite_plan(params, deployer)``: plain data (no web3 import at
-module level) that both ``deploy_suite`` (web3 8) and the brownie script (web3 7, its own venv) can
-follow step by step:
+The wiring lives in one place, ``suite_plan(params, deployer)``: plain data that both
+``deploy_suite`` (web3 8) and the brownie script (web3 7, its own venv) can follow step by step:
 
     ModelRegistry()
     Marketplace(registry, deliveryWindow, challengePeriod, feeBps, feeRecipient, validatorShareBps, owner)
@@ -29,9 +28,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from eth_utils import to_checksum_address
+from eth_utils.exceptions import ValidationError
+from web3.exceptions import TimeExhausted, Web3RPCError
+
 from node import paths
+from node.compiler import compile_contracts, solc_version
 from node.errors import ChainError, ConfigError
 from node.onchain import abi_hash
+from node.revert import decoded_reverts
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,25 @@ PUBLIC_PARAMS = {
 }
 
 
+# The fields of the Validators constructor's Config struct (contracts/Validators.sol), in its order.
+VALIDATORS_CONFIG = (
+    "min_stake",
+    "quorum",
+    "commit_period",
+    "reveal_period",
+    "unstake_delay",
+    "bond_bps",
+    "request_bond",
+    "max_open_requests",
+    "treasury",
+)
+
+
+def validators_config(params: dict) -> list:
+    """The Validators Config tuple for resolved ``params`` (what ``Validators.config()`` returns)."""
+    return [params[key] for key in VALIDATORS_CONFIG]
+
+
 def suite_plan(params: dict, deployer: str) -> list[dict]:
     """The ordered deployment steps for ``params`` (see DEFAULT_PARAMS) as plain data.
 
@@ -104,17 +128,7 @@ def suite_plan(params: dict, deployer: str) -> list[dict]:
             "args": [
                 ref("ModelRegistry"),
                 ref("Marketplace"),
-                [
-                    p["min_stake"],
-                    p["quorum"],
-                    p["commit_period"],
-                    p["reveal_period"],
-                    p["unstake_delay"],
-                    p["bond_bps"],
-                    p["request_bond"],
-                    p["max_open_requests"],
-                    p["treasury"],
-                ],
+                validators_config(p),
             ],
         },
         {"call": "Marketplace", "function": "connectValidators", "args": [ref("Validators")]},
@@ -179,8 +193,6 @@ def _checked_address(key: str, value) -> str:
         raise ConfigError(
             f"deployment parameter {key} must not be the zero address: leave it out for the default"
         )
-    from eth_utils import to_checksum_address  # in both venvs (web3 8 and brownie's web3 7)
-
     return to_checksum_address(value)
 
 
@@ -192,8 +204,6 @@ def deploy_suite(w3, deployer, *, artifacts: dict | None = None, **params) -> di
     request_bond, max_open_requests, treasury). ``deployer`` is an unlocked address or a
     signer (``.address`` + ``.sign_transaction``).
     """
-    from node.compiler import compile_contracts
-
     artifacts = artifacts or compile_contracts()
     missing = [n for n in SUITE if n not in artifacts]
     if missing:
@@ -246,11 +256,6 @@ def send_transaction(w3, sender, call, *, what: str, value: int = 0) -> dict:
 
     Reverts are decoded by node.revert into ContractRevert before anything is sent.
     """
-    from eth_utils.exceptions import ValidationError
-    from web3.exceptions import TimeExhausted, Web3RPCError
-
-    from node.revert import decoded_reverts
-
     address = _address_of(sender)
     try:
         with decoded_reverts():
@@ -312,8 +317,6 @@ def deployment_record(
     params: dict | None = None,
 ) -> dict:
     """The JSON-ready description of a deployment written to deployments/<chainId>.json."""
-    from node.compiler import solc_version
-
     source_hashes = {artifacts[n]["sourceHash"] for n in addresses}
     return {
         "chainId": int(chain_id),
@@ -402,8 +405,6 @@ def suite_contracts(w3, record: dict, artifacts: dict | None = None) -> dict[str
 
     Raises ConfigError if the compiled ABI differs from the deployed one (sources changed since).
     """
-    from node.compiler import compile_contracts
-
     artifacts = artifacts or compile_contracts()
     out = {}
     for name, entry in record["contracts"].items():

@@ -17,7 +17,7 @@ contracts/README.md, "Economics", says what each costs an attacker). Any of them
 ``--param KEY=VALUE`` (repeatable) or, for both ways, $MODEX_DEPLOY_PARAMS as a JSON object.
 $MODEX_DEPLOYMENTS_DIR (or ``--out``) changes where the record is written.
 
-brownie 1.22 pins web3 7, so under brownie only the web3-free parts of node.deploy are used (the
+brownie 1.22 pins web3 7, so under brownie only the parts of node.deploy that send nothing are used (the
 plan, parameter checks and the record format); contracts are deployed with brownie's own
 ContractContainers from brownie's compilation of contracts/.
 """
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a file (python scripts/deploy.py, brownie run), not a module
     sys.path.insert(0, str(ROOT))
 
-from node import deploy as suite  # web3-free at import time, so brownie can use it
+from node import deploy as suite  # under brownie its imports resolve in brownie's web3 7
 from node import paths
 from node.errors import ChainError, ConfigError, ModexError
 

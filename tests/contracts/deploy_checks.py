@@ -7,7 +7,7 @@ import importlib.util
 from pathlib import Path
 
 from node import paths
-from node.deploy import load_deployment, suite_contracts
+from node.deploy import load_deployment, suite_contracts, validators_config
 
 SCRIPT = paths.ROOT / "scripts" / "deploy.py"
 
@@ -40,18 +40,8 @@ def assert_suite_wired(w3, directory: Path) -> dict:
     assert validators.registry().call() == addr["ModelRegistry"]
     assert validators.marketplace().call() == addr["Marketplace"]
     assert market.challengePeriod().call() == p["challenge_period"]
-    config = validators.config().call()  # the constructor's Config, in its order
-    assert tuple(config) == (
-        p["min_stake"],
-        p["quorum"],
-        p["commit_period"],
-        p["reveal_period"],
-        p["unstake_delay"],
-        p["bond_bps"],
-        p["request_bond"],
-        p["max_open_requests"],
-        p["treasury"],
-    )
+    config = validators.config().call()  # the constructor's Config, in VALIDATORS_CONFIG's order
+    assert tuple(config) == tuple(validators_config(p))
     assert c["Votes"].functions.marketplace().call() == addr["Marketplace"]
     assert market.votes().call() == addr["Votes"]  # connectVotes ran
     return record

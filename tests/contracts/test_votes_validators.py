@@ -1,9 +1,12 @@
 """Votes (eligible licences only, weighted by the price paid, one live vote each) and Validators (stake,
 key seats, commit–reveal rounds, stake-weighted settlement, bonds returned or forfeited, unstake)."""
 
+import re
+
 import pytest
 from conftest import BAD_HASH, CLAIM, PARAMS, PRICE, seat_bonds
 
+from node.deploy import VALIDATORS_CONFIG, validators_config
 from node.protocol import (
     FAILED_WORK_DIGEST,
     ZERO32,
@@ -123,17 +126,11 @@ def test_stake_unstake(chain):
 def test_config_views_and_constructor_checks(chain):
     v = chain.validators.functions
     p = chain.params
-    assert tuple(v.config().call()) == (
-        p["min_stake"],
-        p["quorum"],
-        p["commit_period"],
-        p["reveal_period"],
-        p["unstake_delay"],
-        p["bond_bps"],
-        p["request_bond"],
-        p["max_open_requests"],
-        chain.treasury,
-    )
+    # node.deploy's order of the Config fields is the struct's, as the ABI names them
+    (config_view,) = (e for e in chain.validators.abi if e.get("name") == "config")
+    fields = [field["name"] for field in config_view["outputs"][0]["components"]]
+    assert fields == [re.sub(r"_(\w)", lambda m: m[1].upper(), key) for key in VALIDATORS_CONFIG]
+    assert tuple(v.config().call()) == tuple(validators_config({**p, "treasury": chain.treasury}))
     assert (v.minStake().call(), v.quorum().call()) == (p["min_stake"], p["quorum"])
     assert (v.registry().call(), v.marketplace().call()) == (
         chain.registry.address,
