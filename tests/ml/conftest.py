@@ -18,6 +18,24 @@ TINY = {
 }
 
 
+def tiny_bert(num_labels: int):
+    """A randomly initialised BERT classifier of one small layer: a real model in seconds, for
+    tests of what is done with one (saving, publishing, optimizer groups), not of its answers."""
+    # transformers loads torch: imported only by the tests that build a model
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        num_labels=num_labels,
+    )
+    return BertForSequenceClassification(config)
+
+
 @pytest.fixture(scope="session")
 def tiny_config():
     return dict(TINY)

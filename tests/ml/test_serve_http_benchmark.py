@@ -4,36 +4,15 @@ process and with two, clients in their own process, and the JSON line BENCHMARKS
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
-from node import paths
+from tests.scripts import run_benchmark
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
 
 
 def test_serve_http_benchmark_prints_its_runs_and_a_json_line():
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(paths.ROOT / "benchmarks" / "serve_http.py"),
-            "--requests",
-            "64",
-            "--clients",
-            "4",
-        ],
-        cwd=paths.ROOT,
-        capture_output=True,
-        text=True,
-        timeout=400,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    lines = run.stdout.strip().splitlines()
-    figures = json.loads(lines[-1])
+    lines, figures = run_benchmark("serve_http", "--requests", "64", "--clients", "4", timeout=400)
     assert figures["benchmark"] == "serve_http" and figures["processes"] == 2
     assert figures["throughput"] > 0 and figures["one_process_throughput"] > 0
     assert figures["throughput_vs_one_process"] == pytest.approx(

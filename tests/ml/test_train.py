@@ -7,6 +7,7 @@ from ml import evaluate, train
 from modex.cli import main as modex
 from node.errors import ConfigError
 from node.onchain import work_digest
+from tests.ml.conftest import tiny_bert
 
 
 def front_matter(readme: str) -> dict:
@@ -125,18 +126,7 @@ def test_min_confidence_keeps_confident_training_rows_in_split_order_only():
 
 
 def test_optimizer_gives_the_head_its_own_learning_rate_and_skips_decay_on_biases_and_norms():
-    from transformers import BertConfig, BertForSequenceClassification
-
-    model = BertForSequenceClassification(
-        BertConfig(
-            vocab_size=50,
-            hidden_size=8,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=16,
-            num_labels=3,
-        )
-    )
+    model = tiny_bert(num_labels=3)
     names = {id(p): n for n, p in model.named_parameters()}
     cfg = train.TrainConfig(output_dir="unused", learning_rate=1e-4, head_learning_rate=1e-3)
     groups = train.make_optimizer(model, cfg).param_groups

