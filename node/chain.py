@@ -6,8 +6,8 @@ runs, is reached by the URL it prints). ``Chain`` binds a Web3 to
 a deployment record (deployments/<chainId>.json) and sends transactions in three steps, Ape
 style — build (pre-flight ``eth_call`` so a revert is decoded into ContractRevert before anything
 is sent, then gas, nonce and fees) → sign (a Signer; raw bytes, so the hash is known before
-sending) → send and wait for the receipt: ``node.sender``, whose ``Sender`` the Chain holds
-(its methods stay the Chain's). ``node.chainerrors`` words what the node refuses.
+sending) → send and wait for the receipt: ``node.sender.Sender``, the Chain's base class (its
+methods are the Chain's). ``node.chainerrors`` words what the node refuses.
 
 Failures: connection errors are retried with bounded exponential backoff, then ChainError naming
 the endpoint. A send is retried with the SAME signed bytes (same nonce, same hash), so a
@@ -30,16 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from eth_utils import to_checksum_address
+from eth_utils.exceptions import ValidationError
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import FilterParams, RPCEndpoint
 
 from node.chainerrors import CONNECTION_ERRORS, refusal, revert
+from node.compiler import compile_contracts
 from node.config import Config
 from node.errors import ChainError, ConfigError, InputError
 from node.onchain import abi_hash
 from node.sender import Sender
-from node.signer import Signer
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,8 @@ class _EmbeddedProvider(EthereumTesterProvider):
         self._request_lock = threading.RLock()
 
     def make_request(self, method, params):
+        # Late: importing eth-tester loads py-evm (about a second); only the embedded chain needs it.
         from eth_tester.exceptions import TransactionFailed
-        from eth_utils.exceptions import ValidationError
 
         with self._request_lock:
             try:
@@ -99,6 +100,7 @@ def embedded_web3() -> Web3:
     with _embedded_lock:
         if _embedded_w3 is None:
             _embedded_w3 = Web3(_EmbeddedProvider())
+            # Late: node.evmgas imports py-evm, which only the embedded chain needs.
             from node import evmgas  # two executions per eth_estimateGas instead of ~13
 
             evmgas.install(_embedded_w3)
@@ -141,9 +143,19 @@ def _abi_of(entry) -> list:
     return entry["abi"] if isinstance(entry, dict) else entry
 
 
-class Chain:
-    """Web3 + deployment record: contract objects, calls, events, balances; transactions through
-    its ``sender`` (``node.sender.Sender``)."""
+class _Deployed:
+    """A Chain attribute for the suite's contract ``name`` (ConfigError when the record lacks it)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, chain, owner=None):
+        return chain.contract(self.name)
+
+
+class Chain(Sender):
+    """Web3 + deployment record: contract objects, calls, events, balances; transactions from
+    its base class ``node.sender.Sender``."""
 
     def __init__(
         self,
@@ -157,6 +169,7 @@ class Chain:
         poll_latency: float = 0.05,
         receipt_timeout: float = 120.0,
     ):
+        super().__init__()
         self.w3 = w3
         self.deployment = deployment
         self.endpoint = endpoint_of(w3)
@@ -166,9 +179,7 @@ class Chain:
         self.poll_latency = poll_latency
         self.receipt_timeout = receipt_timeout
         if abis is None:
-            from node.compiler import compile_contracts  # cached by source hash: milliseconds
-
-            abis = compile_contracts()
+            abis = compile_contracts()  # cached by source hash: milliseconds
         self.abis = {name: _abi_of(entry) for name, entry in abis.items()}
         self.contracts = {}
         records = deployment.get("contracts") if isinstance(deployment, dict) else None
@@ -191,7 +202,6 @@ class Chain:
                 )
             self.contracts[name] = w3.eth.contract(address=address, abi=self.abis[name])
         self._chain_id = deployment.get("chainId")
-        self.sender = Sender(self)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -253,21 +263,10 @@ class Chain:
                 f"the deployment record has no {name} contract: deploy the full suite"
             ) from None
 
-    @property
-    def registry(self):
-        return self.contract("ModelRegistry")
-
-    @property
-    def marketplace(self):
-        return self.contract("Marketplace")
-
-    @property
-    def votes(self):
-        return self.contract("Votes")
-
-    @property
-    def validators(self):
-        return self.contract("Validators")
+    registry = _Deployed("ModelRegistry")
+    marketplace = _Deployed("Marketplace")
+    votes = _Deployed("Votes")
+    validators = _Deployed("Validators")
 
     @property
     def chain_id(self) -> int:
@@ -412,37 +411,6 @@ class Chain:
             if time.monotonic() >= deadline:
                 raise ChainError(f"{what} not reached within {timeout:g} s on {self.endpoint}")
             time.sleep(interval)
-
-    # -- transactions: node.sender.Sender, whose docstrings say more ---------------------------
-
-    def fees(self) -> dict:
-        return self.sender.fees()
-
-    def build_transaction(self, fn, sender: str, *, value: int = 0, gas: int | None = None) -> dict:
-        return self.sender.build_transaction(fn, sender, value=value, gas=gas)
-
-    def send_raw(self, raw: bytes, *, sender: str | None = None, value: int = 0) -> bytes:
-        return self.sender.send_raw(raw, sender=sender, value=value)
-
-    def transact(
-        self,
-        fn,
-        signer: Signer,
-        *,
-        value: int = 0,
-        gas: int | None = None,
-        on_sent: Callable[[bytes], None] | None = None,
-    ):
-        return self.sender.transact(fn, signer, value=value, gas=gas, on_sent=on_sent)
-
-    def transact_unlocked(self, fn, address: str, *, value: int = 0, gas: int | None = None):
-        return self.sender.transact_unlocked(fn, address, value=value, gas=gas)
-
-    def find_receipt(self, tx_hash: bytes | str):
-        return self.sender.find_receipt(tx_hash)
-
-    def wait_receipt(self, tx_hash: bytes | str, *, timeout: float | None = None, fn=None, tx=None):
-        return self.sender.wait_receipt(tx_hash, timeout=timeout, fn=fn, tx=tx)
 
 
 def load_deployment_file(path: Path, chain_id: int, endpoint: str) -> dict:

@@ -9,9 +9,10 @@ threads. Wait: poll for the receipt; a wait that gives up raises ChainError carr
 ``tx_hash``, and a mined transaction that reverted is replayed on the state before its block to
 say why.
 
-``Chain`` holds one ``Sender`` and keeps its methods (``transact``, ``send_raw``, ...) for every
-caller; the Sender goes through the Chain's retrying RPC (``Chain._rpc``) and dry runs
-(``Chain.call``), and words what the node refuses with ``node.chainerrors``.
+``Sender`` is a base class of ``node.chain.Chain``: its methods (``transact``, ``send_raw``, ...)
+are the Chain's. It goes through what ``ChainClient`` names, which the Chain provides: the
+retrying RPC (``Chain._rpc``), dry runs (``Chain.call``), blocks, balances and the ABIs that
+decode a revert; and it words what the node refuses with ``node.chainerrors``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 from eth_utils import keccak, to_checksum_address
+from hexbytes import HexBytes
+from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.types import TxParams
 
 from node.chainerrors import failed_receipt, insufficient, refusal, revert
 from node.errors import ChainError
@@ -33,14 +38,31 @@ log = logging.getLogger("node.chain")  # one logger for the chain client, as bef
 GWEI = 10**9
 
 
-class Sender:
-    """The transaction path of one Chain: nonce locks, gas, fees, same-bytes retries, receipts."""
+class ChainClient(Protocol):
+    """What the transaction path needs from the chain client it is part of (``node.chain.Chain``)."""
 
-    def __init__(self, chain):
-        self.chain = chain
-        self.w3 = chain.w3
-        self.endpoint = chain.endpoint
-        self._rpc = chain._rpc  # retried on connection errors, as the Chain's settings say now
+    w3: Web3
+    endpoint: str  # "embedded" or the node's URL, for messages
+    abis: dict  # contract name -> ABI: a revert is decoded over all of them
+    poll_latency: float  # the first pause between receipt polls
+    receipt_timeout: float  # how long wait_receipt waits by default
+    call: Callable[..., Any]  # Chain.call: a view call or dry run, a revert as ContractRevert
+
+    @property
+    def chain_id(self) -> int: ...
+
+    def _rpc(self, what: str, func: Callable[[], Any]) -> Any: ...
+
+    def get_block(self, block_id="latest"): ...
+
+    def balance(self, address: str) -> int: ...
+
+
+class Sender(ChainClient):
+    """The transaction path of a Chain (its base class): nonce locks, gas, fees, same-bytes
+    retries, receipts."""
+
+    def __init__(self):
         self._send_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -50,7 +72,7 @@ class Sender:
 
     def fees(self) -> dict:
         """EIP-1559 fee fields when the chain has a base fee, else a legacy gasPrice."""
-        latest = self.chain.get_block("latest")
+        latest = self.get_block("latest")
         base = latest.get("baseFeePerGas")
         if base is None:
             return {"gasPrice": self._rpc("eth_gasPrice", lambda: self.w3.eth.gas_price)}
@@ -64,7 +86,7 @@ class Sender:
         """Dry-run ``fn`` (reverts → ContractRevert, nothing sent), then fill gas, nonce, fees."""
         sender = to_checksum_address(sender)
         params = {"from": sender, "value": value}
-        self.chain.call(fn, sender=sender, value=value, gas=gas, block="pending")
+        self.call(fn, sender=sender, value=value, gas=gas, block="pending")
         if gas is None:
             # Estimated on the pending block, as dry-run: a node that mines only on transactions
             # (anvil) estimates on the latest block by default, whose timestamp may be long past,
@@ -77,14 +99,14 @@ class Sender:
                     lambda: fn.estimate_gas(params, block_identifier=block),
                 )
             except ContractLogicError as exc:
-                raise revert(self.chain, exc, fn) from None
+                raise revert(self, exc, fn) from None
             except Web3RPCError as exc:
-                raise refusal(self.chain, exc, fn, sender, value) from None
+                raise refusal(self, exc, fn, sender, value) from None
             gas = int(estimate * 1.2) + 10_000  # state may move between estimate and inclusion
         nonce = self._rpc(
             "eth_getTransactionCount", lambda: self.w3.eth.get_transaction_count(sender, "pending")
         )
-        tx = {**params, "gas": gas, "nonce": nonce, "chainId": self.chain.chain_id, **self.fees()}
+        tx = {**params, "gas": gas, "nonce": nonce, "chainId": self.chain_id, **self.fees()}
         return fn.build_transaction(tx)
 
     def send_raw(self, raw: bytes, *, sender: str | None = None, value: int = 0) -> bytes:
@@ -99,7 +121,7 @@ class Sender:
             if "nonce too low" in message and self.find_receipt(tx_hash) is not None:
                 return tx_hash  # an earlier attempt was even mined
             if "insufficient funds" in message and sender:
-                raise insufficient(self.chain, sender, value) from None
+                raise insufficient(self, sender, value) from None
             raise ChainError(
                 f"the chain node at {self.endpoint} refused transaction 0x{tx_hash.hex()}: {exc}",
                 tx_hash="0x" + tx_hash.hex(),
@@ -134,11 +156,14 @@ class Sender:
             try:
                 # Fixed nonce and fees: a retried send is the same transaction, never a second one.
                 tx_hash = bytes(
-                    self._rpc("eth_sendTransaction", lambda: self.w3.eth.send_transaction(tx))
+                    self._rpc(
+                        "eth_sendTransaction",
+                        lambda: self.w3.eth.send_transaction(cast(TxParams, tx)),
+                    )
                 )
             except Web3RPCError as exc:
                 if "insufficient funds" in str(exc).lower():
-                    raise insufficient(self.chain, address, value) from None
+                    raise insufficient(self, address, value) from None
                 raise ChainError(
                     f"the chain node at {self.endpoint} refused the transaction: {exc}"
                 ) from None
@@ -148,17 +173,18 @@ class Sender:
         """The receipt of a mined transaction, or None when the node does not know it (yet)."""
         try:
             return self._rpc(
-                "eth_getTransactionReceipt", lambda: self.w3.eth.get_transaction_receipt(tx_hash)
+                "eth_getTransactionReceipt",
+                lambda: self.w3.eth.get_transaction_receipt(HexBytes(tx_hash)),
             )
         except TransactionNotFound:
             return None
 
     def wait_receipt(self, tx_hash: bytes | str, *, timeout: float | None = None, fn=None, tx=None):
         """Wait until ``tx_hash`` is mined; status 0 → ContractRevert; timeout → ChainError."""
-        timeout = self.chain.receipt_timeout if timeout is None else timeout
+        timeout = self.receipt_timeout if timeout is None else timeout
         hex_hash = tx_hash if isinstance(tx_hash, str) else "0x" + bytes(tx_hash).hex()
         deadline = time.monotonic() + timeout
-        delay = self.chain.poll_latency
+        delay = self.poll_latency
         while True:
             try:
                 receipt = self.find_receipt(tx_hash)
@@ -172,7 +198,7 @@ class Sender:
                 raise
             if receipt is not None:
                 if receipt["status"] != 1:
-                    raise failed_receipt(self.chain, receipt, hex_hash, fn, tx)
+                    raise failed_receipt(self, receipt, hex_hash, fn, tx)
                 return receipt
             if time.monotonic() >= deadline:
                 raise ChainError(
