@@ -23,6 +23,17 @@ from tests.app.conftest import (
 from tests.node.modex_stack import CLAIMED_DIGEST, settle_validation, time_travel
 
 
+def disputed(stack, model_id: int) -> None:
+    """Validators dispute the demo seller's model: one round on the chain, settled Disputed."""
+    settle_validation(
+        stack.chain,
+        model_id,
+        owner=stack.demo_accounts["seller"],
+        validator=funded_validator(stack),
+        outcome=ModelStatus.DISPUTED,
+    )
+
+
 def send_prepared(client, chain, wallet, prepared: dict) -> str:
     """What the page's browser wallet does with /api/tx/prepare's transaction: sign it (an
     eth-account here), send it, and follow it through /api/tx/<hash>; returns the state."""
@@ -264,13 +275,7 @@ def test_a_disputed_models_pending_purchase_is_refunded_at_once(client, stack, l
     buyer = unlock(client, stack, "buyer")
     post(client, f"/models/{model_id}/buy", {"max_price": "0.1"})
     pid = client.get(f"/api/models/{model_id}/delivery").get_json()["purchase_id"]
-    settle_validation(
-        chain,
-        model_id,
-        owner=stack.demo_accounts["seller"],
-        validator=funded_validator(stack),
-        outcome=ModelStatus.DISPUTED,
-    )
+    disputed(stack, model_id)
     settle(stack)  # the indexer sees the dispute; the worker's pass cannot deliver it any more
     html = client.get(f"/models/{model_id}").get_data(as_text=True)
     assert "its key will not be delivered" in html and ">Refund now</button>" in html
@@ -821,13 +826,7 @@ def test_a_delivered_purchase_is_refunded_from_the_page_after_a_dispute_in_time(
     post(client, f"/models/{model_id}/refund")  # refused with when it would be possible
     html = client.get(f"/models/{model_id}").get_data(as_text=True)
     assert "becomes refundable only if validators dispute" in html and "Nothing was sent" in html
-    settle_validation(
-        chain,
-        model_id,
-        owner=stack.demo_accounts["seller"],
-        validator=funded_validator(stack),
-        outcome=ModelStatus.DISPUTED,
-    )
+    disputed(stack, model_id)
     settle(stack)
     unlock(client, stack, "seller")
     html = client.get(f"/models/{model_id}").get_data(as_text=True)

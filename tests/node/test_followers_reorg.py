@@ -48,21 +48,27 @@ def _no_evaluation(model_dir, metadata):
     raise AssertionError("this test asks the validator for no evaluation")
 
 
-@pytest.mark.anvil
-def test_the_validator_sees_a_listing_re_mined_below_its_checkpoint(anvil, tmp_path):
-    """With confirmations = 0 the agent has scanned up to the head. A reorg re-mines the listing
-    it saw and one more, both below its checkpoint: the agent finds the new one (the agent
-    before node.scanner kept scanning from its next block and never saw it)."""
-    stack = make_stack("anvil", tmp_path, anvil_url=anvil.url, delivery_window=3600)
-    agent = ValidatorAgent(
+def _validator(stack, tmp_path, **options) -> ValidatorAgent:
+    """The stack's validator agent, its state in tmp_path/validator.json (a second one made the
+    same way is the first restarted)."""
+    return ValidatorAgent(
         stack.chain,
         stack.signers["validator"],
         stack.store("validator"),
         tmp_path / "validator.json",
         work_dir=tmp_path / "work",
         evaluator=_no_evaluation,
-        confirmations=0,
+        **options,
     )
+
+
+@pytest.mark.anvil
+def test_the_validator_sees_a_listing_re_mined_below_its_checkpoint(anvil, tmp_path):
+    """With confirmations = 0 the agent has scanned up to the head. A reorg re-mines the listing
+    it saw and one more, both below its checkpoint: the agent finds the new one (the agent
+    before node.scanner kept scanning from its next block and never saw it)."""
+    stack = make_stack("anvil", tmp_path, anvil_url=anvil.url, delivery_window=3600)
+    agent = _validator(stack, tmp_path, confirmations=0)
     agent.poll([])  # stakes, scans up to the head
     snapshot = _rpc(stack, "evm_snapshot", [])
     first = _list(stack, 1)
@@ -77,14 +83,7 @@ def test_the_validator_sees_a_listing_re_mined_below_its_checkpoint(anvil, tmp_p
     assert stack.chain.block_number() <= checkpoint  # both below what the agent scanned
     agent.poll([])
     assert agent.todo == {first, second}
-    restarted = ValidatorAgent(
-        stack.chain,
-        stack.signers["validator"],
-        stack.store("validator"),
-        tmp_path / "validator.json",
-        work_dir=tmp_path / "work",
-        evaluator=_no_evaluation,
-    )
+    restarted = _validator(stack, tmp_path)  # the same state file, default confirmations
     assert restarted.todo == {first, second}
 
     # A listing reorganised away for good leaves the to-do set (it would be asked a key forever).

@@ -53,6 +53,18 @@ def record(stack, pid: int) -> Purchase:
     return Purchase.from_call(stack.chain.call(stack.chain.marketplace.functions.purchase(pid)))
 
 
+def validated(stack, model_id: int, outcome: ModelStatus) -> ModelStatus:
+    """A validation round of the seller's model settled by the stack's validator with
+    ``outcome``; returns the model's status after it."""
+    return settle_validation(
+        stack.chain,
+        model_id,
+        owner=stack.signers["seller"],
+        validator=stack.signers["validator"],
+        outcome=outcome,
+    )
+
+
 def credited(stack, role: str) -> int:
     market = stack.chain.marketplace.functions
     return stack.chain.call(market.credited(stack.signers[role].address))
@@ -109,16 +121,7 @@ def test_a_delivered_purchase_is_refunded_when_validators_dispute_its_model_in_t
         f"model {model_id} before",
         "(its challenge period). Nothing was sent.",
     )
-    assert (
-        settle_validation(
-            stack.chain,
-            model_id,
-            owner=stack.signers["seller"],
-            validator=stack.signers["validator"],
-            outcome=ModelStatus.METRICS_DISPUTED,
-        )
-        == ModelStatus.METRICS_DISPUTED
-    )
+    assert validated(stack, model_id, ModelStatus.METRICS_DISPUTED) == ModelStatus.METRICS_DISPUTED
     # The seller is told this sale will not be paid out: its buyer can refund it.
     refused(
         stack.cli("seller", "withdraw"),
@@ -144,13 +147,7 @@ def test_a_dispute_after_the_challenge_period_leaves_the_sale_final(stack, tmp_p
     model_id = publish_model(stack, write_model(tmp_path / "m"), price=PRICE)
     pid = bought(stack, "buyer", model_id)
     stack.time_travel(CHALLENGE + 1)
-    settle_validation(
-        stack.chain,
-        model_id,
-        owner=stack.signers["seller"],
-        validator=stack.signers["validator"],
-        outcome=ModelStatus.DISPUTED,
-    )
+    validated(stack, model_id, ModelStatus.DISPUTED)
     refused(
         stack.cli("buyer", "refund", str(pid)),
         f"after the challenge period of purchase {pid} ended",
