@@ -20,18 +20,16 @@ The last line printed is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import add_file_arguments, machine_state, print_figures, scratch_dir
 from benchmarks.content_crypto import read_all, write_random_file
 from node.content.manifest import manifest_from_files
 
@@ -120,28 +118,7 @@ def measure_two_files(base: Path, size: int, repeat: int) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=7, help="runs per start-up figure (median)")
-    parser.add_argument("--size-mb", type=int, default=1024, help="size of each large file in MiB")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per large-file figure (best)")
-    parser.add_argument("--tmpdir", default=None, help="where to write the test files")
-    args = parser.parse_args(argv)
-    size = args.size_mb << 20
-    base = Path(tempfile.mkdtemp(prefix="modex-bench-cli-", dir=args.tmpdir))
-    try:
-        r = {
-            "size_bytes": size,
-            "cores_usable": len(os.sched_getaffinity(0)),
-            "load_avg_at_start": round(os.getloadavg()[0], 2),
-            "modex": " ".join(modex_command()),
-        }
-        r.update(measure_startup(base, args.runs))
-        r.update(measure_two_files(base, size, args.repeat))
-        r["load_avg_at_end"] = round(os.getloadavg()[0], 2)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
+def print_summary(r: dict, runs: int) -> None:
     print(
         f"cores usable: {r['cores_usable']}; load average at start {r['load_avg_at_start']}, "
         f"at end {r['load_avg_at_end']}"
@@ -151,15 +128,29 @@ def main(argv: list[str] | None = None) -> int:
         seconds = r[f"startup_{name}_s"]
         verdict = "ok" if seconds <= STARTUP_TARGET_S else "OVER"
         print(
-            f"modex {name:<6} {seconds:.3f} s (median of {args.runs}; target <= "
+            f"modex {name:<6} {seconds:.3f} s (median of {runs}; target <= "
             f"{STARTUP_TARGET_S} s: {verdict})"
         )
     print(
-        f"modex hash of 2 x {size / 2**20:.0f} MiB: {r['hash_2files_s']:.3f} s "
+        f"modex hash of 2 x {r['size_bytes'] / 2**20:.0f} MiB: {r['hash_2files_s']:.3f} s "
         f"({r['hash_2files_gbps']:.3f} GB/s) vs openssl dgst -sha256 one after the other "
         f"{r['openssl_2files_s']:.3f} s -> {r['hash_vs_openssl']:.2f}x (two cores allow ~2x)"
     )
-    print(json.dumps(r, sort_keys=True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="runs per start-up figure (median)")
+    add_file_arguments(parser, repeat=3)
+    args = parser.parse_args(argv)
+    size = args.size_mb << 20
+    with scratch_dir("modex-bench-cli-", args.tmpdir) as base:
+        r = {"size_bytes": size, **machine_state(), "modex": " ".join(modex_command())}
+        r.update(measure_startup(base, args.runs))
+        r.update(measure_two_files(base, size, args.repeat))
+        r["load_avg_at_end"] = round(os.getloadavg()[0], 2)
+    print_summary(r, args.runs)
+    print_figures(r)
     return 0
 
 

@@ -16,15 +16,13 @@ The last line printed is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import add_file_arguments, machine_state, print_figures, scratch_dir
 from benchmarks.content_crypto import (
     best_of,
     measure_crypto,
@@ -81,36 +79,12 @@ def measure_cids(size_bytes: int, tmpdir: Path, *, repeat: int = 2, daemon: bool
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-mb", type=int, default=1024, help="file size in MiB (default 1024)")
-    parser.add_argument("--repeat", type=int, default=2, help="runs per figure; the best counts")
-    parser.add_argument("--tmpdir", default=None, help="where to write the test files")
-    parser.add_argument("--no-daemon", action="store_true", help="skip the IPFS daemon baseline")
-    parser.add_argument("--no-crypto", action="store_true", help="skip hash/seal (content_crypto)")
-    args = parser.parse_args(argv)
-    size = args.size_mb << 20
-    base = Path(tempfile.mkdtemp(prefix="modex-bench-content-", dir=args.tmpdir))
-    try:
-        r = {
-            "size_bytes": size,
-            "cores_usable": len(os.sched_getaffinity(0)),
-            "load_avg_at_start": round(os.getloadavg()[0], 2),
-        }
-        if not args.no_crypto:
-            crypto_dir = base / "crypto"
-            crypto_dir.mkdir()
-            r.update(measure_crypto(size, crypto_dir, repeat=args.repeat))
-            shutil.rmtree(crypto_dir, ignore_errors=True)
-        r.update(measure_cids(size, base, repeat=args.repeat, daemon=not args.no_daemon))
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
+def print_summary(r: dict) -> None:
     print(
         f"cores usable: {r['cores_usable']}; load average at start {r['load_avg_at_start']}; "
-        f"size {size / GB:.2f} GB"
+        f"size {r['size_bytes'] / GB:.2f} GB"
     )
-    if not args.no_crypto:
+    if "seal_vs_raw" in r:  # measured unless --no-crypto
         print(
             f"model hash 1 file : {r['hash_1file_gbps']:.3f} GB/s vs {r['baseline_hash']} "
             f"{r['openssl_sha256_gbps']:.3f} GB/s -> {r['hash_vs_sha256sum']:.2f}x (target >= 0.95)"
@@ -132,7 +106,25 @@ def main(argv: list[str] | None = None) -> int:
             f"CID vs {r['baseline_daemon']} {r['daemon_only_hash_gbps']:.3f} GB/s -> "
             f"{r['cid_vs_daemon']:.2f}x (target >= 1.5)"
         )
-    print(json.dumps(r, sort_keys=True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_file_arguments(parser, repeat=2)
+    parser.add_argument("--no-daemon", action="store_true", help="skip the IPFS daemon baseline")
+    parser.add_argument("--no-crypto", action="store_true", help="skip hash/seal (content_crypto)")
+    args = parser.parse_args(argv)
+    size = args.size_mb << 20
+    with scratch_dir("modex-bench-content-", args.tmpdir) as base:
+        r = {"size_bytes": size, **machine_state()}
+        if not args.no_crypto:
+            crypto_dir = base / "crypto"
+            crypto_dir.mkdir()
+            r.update(measure_crypto(size, crypto_dir, repeat=args.repeat))
+            shutil.rmtree(crypto_dir, ignore_errors=True)
+        r.update(measure_cids(size, base, repeat=args.repeat, daemon=not args.no_daemon))
+    print_summary(r)
+    print_figures(r)
     return 0
 
 

@@ -15,7 +15,6 @@ store benchmark) imports :func:`measure_crypto` and the timing and file helpers.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -28,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from benchmarks.common import add_file_arguments, print_figures
 from node.content.manifest import build_manifest
 from node.content.seal import DEFAULT_CHUNK_SIZE, seal_stream, unseal_stream
 
@@ -160,9 +160,7 @@ def measure_crypto(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-mb", type=int, default=1024, help="file size in MiB (default 1024)")
-    parser.add_argument("--repeat", type=int, default=2, help="runs per figure; the best counts")
-    parser.add_argument("--tmpdir", default=None, help="where to write the test files")
+    add_file_arguments(parser, repeat=2)
     args = parser.parse_args(argv)
     r = measure_crypto(args.size_mb << 20, args.tmpdir, repeat=args.repeat)
     print(f"cores usable: {len(os.sched_getaffinity(0))}; size {r['size_bytes'] / GB:.2f} GB")
@@ -179,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         f"GB/s -> {r['seal_vs_raw']:.2f}x (target >= 0.85)"
     )
     print(f"unseal : {r['unseal_gbps']:.3f} GB/s -> {r['unseal_vs_raw']:.2f}x (target >= 0.85)")
-    print(json.dumps(r, sort_keys=True))
+    print_figures(r)
     return 0
 
 

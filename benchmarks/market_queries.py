@@ -2,11 +2,10 @@
 
     .venv/bin/python -m benchmarks.market_queries [--sizes 100,1000,10000] [--repeat 200]
 
-For each size a fresh indexer database is filled through the indexer's own path: synthetic
-ModelListed / Voted / StatusChanged / ActiveChanged events appended to its log, applied by
-``Indexer.rebuild()``, metadata JSON through its ``metadata_loader`` (a real suite is deployed on
-the embedded chain only so the Indexer has contracts to name; 10,000 real ``list()`` transactions
-would measure the chain, not the query). Every query shape the market page and the API issue is
+For each size a fresh indexer database is filled through the indexer's own path
+(benchmarks/synthetic_market.py: synthetic ModelListed / Voted / StatusChanged / ActiveChanged
+events applied by the indexer, metadata JSON through its ``metadata_loader``; 10,000 real
+``list()`` transactions would measure the chain, not the query). Every query shape the market page and the API issue is
 then timed: the three sorts, a deep page by ``page`` (OFFSET n/2) and by ``after`` cursor at the
 same depth, a task + status filter, a task + status filter sorted by price, an owner's listings,
 and text search (a word in a quarter of the listings, newest first, by price, by score; a rare
@@ -21,7 +20,6 @@ largest / smallest ≤ 1.5 for every shape. Last line: JSON with each shape's ra
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -31,6 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from eth_utils import to_checksum_address
+
+from benchmarks.common import print_figures
+from benchmarks.synthetic_market import embedded_suite, filled_indexer
+from node.indexer import Indexer
 
 TASKS = ("text-classification", "feature-extraction", "sentiment-analysis", "summarization")
 WORDS = ("sentiment", "review", "legal", "medical", "news", "tweet", "code", "finance")
@@ -62,80 +66,23 @@ def shapes(n: int, cursor_at_half: str) -> dict[str, dict]:
 
 
 def _owner(k: int) -> str:
-    from eth_utils import to_checksum_address
-
     return to_checksum_address("0x" + f"{k + 1:040x}")
 
 
-def metadata(cid: str) -> dict:
-    i = int(cid.rsplit("-", 1)[1])
-    return {
-        "version": 1,
-        "name": f"{WORDS[i % 8].title()} model {i}",
-        "task": TASKS[i % len(TASKS)],
-        "description": f"a {WORDS[i % 4]} {WORDS[4 + i % 3]} classifier, listing number {i}",
-        "license": "mit",
-        "model_hash": "0x" + f"{i:064x}",
-    }
-
-
-def fill(chain, db: Path, n: int):
-    """n listings (every third voted on, every fifth verified, every 50th delisted) → an Indexer."""
-    from node.indexer import Indexer
-    from node.protocol import ModelStatus
-
-    voters = ["0x" + f"{0xABC0 + i:040x}" for i in range(5)]
-    rows = []
-    for i in range(1, n + 1):
-        block, tx = 100 + i, "0x" + f"{i:064x}"
-        rows.append(
-            (
-                block,
-                0,
-                tx,
-                "ModelRegistry",
-                "ModelListed",
-                {
-                    "modelId": i,
-                    "seller": _owner(i % OWNERS),
-                    "modelHash": "0x" + f"{i:064x}",
-                    "metadataCid": f"bafy-synthetic-{i}",
-                    "price": (i * 7919 % 997 + 1) * 10**15,
-                },
-            )
-        )
-        if i % 3 == 0:
-            for k, voter in enumerate(voters[: 1 + i % 5]):
-                rows.append(
-                    (
-                        block,
-                        1 + k,
-                        tx,
-                        "Votes",
-                        "Voted",
-                        {"modelId": i, "voter": voter, "score": 1 + (i + k) % 5},
-                    )
-                )
-        if i % 5 == 0:
-            rows.append(
-                (
-                    block,
-                    8,
-                    tx,
-                    "Validators",
-                    "StatusChanged",
-                    {"modelId": i, "status": int(ModelStatus.VERIFIED)},
-                )
-            )
-        if i % 50 == 0:
-            rows.append(
-                (block, 9, tx, "ModelRegistry", "ActiveChanged", {"modelId": i, "active": False})
-            )
-    indexer = Indexer(chain, db, metadata_loader=metadata, metadata_per_sync=n)
-    indexer.import_events(rows)
-    assert indexer.load_metadata(limit=n) == n
-    assert indexer.list_models(active=None)[1] == n
-    return indexer
+def fill(chain, db: Path, n: int) -> Indexer:
+    """n listings by OWNERS sellers (every third voted on, every fifth verified, every 50th
+    delisted) in an indexer."""
+    return filled_indexer(
+        chain,
+        db,
+        n,
+        seller=lambda i: _owner(i % OWNERS),
+        price=lambda i: (i * 7919 % 997 + 1) * 10**15,
+        delist_every=50,
+        tasks=TASKS,
+        name=lambda i: f"{WORDS[i % 8].title()} model {i}",
+        description=lambda i: f"a {WORDS[i % 4]} {WORDS[4 + i % 3]} classifier, listing number {i}",
+    )
 
 
 def main(argv=None) -> int:
@@ -145,11 +92,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    from node.chain import Chain, connect
-    from node.deploy import deploy_suite
-
-    w3 = connect("embedded")
-    chain = Chain(w3, deploy_suite(w3, w3.eth.accounts[0]))
+    chain = embedded_suite()
     with tempfile.TemporaryDirectory() as tmp:
         indexers, cases, results = {}, {}, {}
         for n in sizes:
@@ -195,17 +138,15 @@ def main(argv=None) -> int:
         )
     worst = max(ratios, key=ratios.get)
     print(f"largest / smallest: worst {worst} {ratios[worst]:.2f} (target <= 1.5 each)")
-    print(
-        json.dumps(
-            {
-                "sizes": sizes,
-                "ms_largest": {k: round(medians[(sizes[-1], k)], 3) for k in names},
-                "ms_smallest": {k: round(medians[(sizes[0], k)], 3) for k in names},
-                "ratio": {k: round(v, 2) for k, v in ratios.items()},
-                "ratio_over_second_largest": {k: round(v, 2) for k, v in upper.items()},
-                "worst_ratio": round(ratios[worst], 2),
-            }
-        )
+    print_figures(
+        {
+            "sizes": sizes,
+            "ms_largest": {k: round(medians[(sizes[-1], k)], 3) for k in names},
+            "ms_smallest": {k: round(medians[(sizes[0], k)], 3) for k in names},
+            "ratio": {k: round(v, 2) for k, v in ratios.items()},
+            "ratio_over_second_largest": {k: round(v, 2) for k, v in upper.items()},
+            "worst_ratio": round(ratios[worst], 2),
+        }
     )
     return 0
 

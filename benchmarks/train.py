@@ -38,7 +38,6 @@ Last line: JSON with ``samples_per_s_vs_trainer``, ``accuracy``, ``trainer_accur
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -50,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from benchmarks.common import print_figures
 from ml import data, train
 from ml import evaluate as evaluation
 
@@ -150,15 +150,10 @@ def main():
     ours_runs, their_runs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cfg = train.TrainConfig(
-            output_dir=str(tmp / "ours"),
-            train_size=args.train_size,
-            max_length=args.max_length,
-            batch_size=args.batch_size,
-            eval_set=args.eval_set,
-            packed=args.packed,
-            progress=False,
-            overwrite=True,
+        # every option but --repeats is a TrainConfig field, for both sides alike
+        options = {k: v for k, v in vars(args).items() if k != "repeats"}
+        cfg = train.TrainConfig.from_any(
+            {**options, "output_dir": str(tmp / "ours"), "progress": False, "overwrite": True}
         )
         # ABBA order over repeats, so a drift in machine load hits both sides alike
         order = [
@@ -189,23 +184,21 @@ def main():
                     )
     ours_sps = statistics.median(r["run"]["train_samples_per_s"] for r in ours_runs)
     their_sps = statistics.median(r["samples_per_s"] for r in their_runs)
-    print(
-        json.dumps(
-            {
-                "benchmark": "train",
-                "train_size": args.train_size,
-                "max_length": args.max_length,
-                "batch_size": args.batch_size,
-                "repeats": args.repeats,
-                "forward": ours_runs[-1]["run"]["forward"],
-                "samples_per_s": round(ours_sps, 3),
-                "trainer_samples_per_s": round(their_sps, 3),
-                "samples_per_s_vs_trainer": round(ours_sps / their_sps, 3),
-                "accuracy": ours_runs[-1]["accuracy"],
-                "trainer_accuracy": their_runs[-1]["metrics"]["accuracy"],
-                "targets": {"samples_per_s_vs_trainer": ">= 1.0", "accuracy_gap": "<= 0.01"},
-            }
-        )
+    print_figures(
+        {
+            "benchmark": "train",
+            "train_size": args.train_size,
+            "max_length": args.max_length,
+            "batch_size": args.batch_size,
+            "repeats": args.repeats,
+            "forward": ours_runs[-1]["run"]["forward"],
+            "samples_per_s": round(ours_sps, 3),
+            "trainer_samples_per_s": round(their_sps, 3),
+            "samples_per_s_vs_trainer": round(ours_sps / their_sps, 3),
+            "accuracy": ours_runs[-1]["accuracy"],
+            "trainer_accuracy": their_runs[-1]["metrics"]["accuracy"],
+            "targets": {"samples_per_s_vs_trainer": ">= 1.0", "accuracy_gap": "<= 0.01"},
+        }
     )
 
 

@@ -4,10 +4,10 @@ index walks).
 
     .venv/bin/python -m benchmarks.ui_pages [--sizes 100,1000,10000] [--repeat 30]
 
-For each size, a fresh indexer database is filled the way the indexer fills it — synthetic
-ModelListed / Voted / StatusChanged events appended to its event log, applied by its own
-`rebuild()`, metadata loaded through its `metadata_loader` — over a real suite deployed on the
-embedded chain (sending 10,000 real `list()` transactions would take the embedded chain tens of
+For each size, a fresh indexer database is filled the way the indexer fills it
+(benchmarks/synthetic_market.py: synthetic ModelListed / Voted / StatusChanged events applied by
+the indexer, metadata loaded through its `metadata_loader`, over a real suite deployed on the
+embedded chain; sending 10,000 real `list()` transactions would take the embedded chain tens of
 minutes and measure the chain, not the page). Then the real Flask app renders the market page
 through its test client: newest first, by price, by score, a deep page, a task + status filter,
 a text search. Each figure is the median of --repeat renders after a warm-up, the sizes taking
@@ -21,7 +21,6 @@ market page as opened and sorted; target ≤ 1.5), the same over all pages, and 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -29,9 +28,16 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-TASKS = ("text-classification", "feature-extraction", "sentiment-analysis", "other")
+from app import create_app
+from app.lookups import TASKS  # the tasks a listing may name
+from benchmarks.common import print_figures
+from benchmarks.synthetic_market import embedded_suite, filled_indexer
+from node.config import Config
+
+SELLER = "0x" + "5e" * 20
 PAGES = {
     "newest": "/",
     "price": "/?sort=price",
@@ -49,88 +55,18 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def deploy():
-    from node.chain import Chain, connect
-    from node.deploy import deploy_suite
-
-    w3 = connect("embedded")
-    return Chain(w3, deploy_suite(w3, w3.eth.accounts[0]))
-
-
 def fill(chain, db: Path, n: int) -> None:
-    """n listings, every third with votes, every fifth verified, through the indexer's log."""
-    from node.indexer import Indexer
-    from node.protocol import ModelStatus
-
-    seller = "0x" + "5e" * 20
-    voters = ["0x" + f"{i:040x}" for i in range(1, 6)]
-
-    def metadata(cid: str) -> dict:
-        i = int(cid.rsplit("-", 1)[1])
-        return {
-            "version": 1,
-            "name": f"model {i}",
-            "task": TASKS[i % len(TASKS)],
-            "description": f"synthetic listing number {i}",
-            "license": "mit",
-            "model_hash": "0x" + f"{i:064x}",
-        }
-
-    indexer = Indexer(chain, db, metadata_loader=metadata, metadata_per_sync=n)
-    rows = []
-    for i in range(1, n + 1):
-        block = 100 + i
-        rows.append(
-            (
-                block,
-                0,
-                "0x" + f"{i:064x}",
-                "ModelRegistry",
-                "ModelListed",
-                {
-                    "modelId": i,
-                    "seller": seller,
-                    "modelHash": "0x" + f"{i:064x}",
-                    "metadataCid": f"bafy-synthetic-{i}",
-                    "price": (i % 97 + 1) * 10**15,
-                },
-            )
-        )
-        if i % 3 == 0:
-            for k, voter in enumerate(voters[: 1 + i % 5]):
-                rows.append(
-                    (
-                        block,
-                        1 + k,
-                        "0x" + f"{i:064x}",
-                        "Votes",
-                        "Voted",
-                        {"modelId": i, "voter": voter, "score": 1 + (i + k) % 5},
-                    )
-                )
-        if i % 5 == 0:
-            rows.append(
-                (
-                    block,
-                    9,
-                    "0x" + f"{i:064x}",
-                    "Validators",
-                    "StatusChanged",
-                    {"modelId": i, "status": int(ModelStatus.VERIFIED)},
-                )
-            )
-    db_conn = indexer._db()  # the log is the indexer's input; rebuild() derives everything else
-    with db_conn:
-        db_conn.executemany(
-            "INSERT INTO events (block_number, log_index, tx_hash, contract, event, args) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(*r[:5], json.dumps(r[5])) for r in rows],
-        )
-    indexer.rebuild()
-    loaded = indexer.load_metadata(limit=n)
-    total = indexer.list_models(per_page=1)[1]
-    assert total == n and loaded == n, (total, loaded, n)
-    indexer.close()
+    """n listings by one seller, every third with votes, every fifth verified, in an index."""
+    filled_indexer(
+        chain,
+        db,
+        n,
+        seller=lambda i: SELLER,
+        price=lambda i: (i % 97 + 1) * 10**15,
+        tasks=TASKS,
+        name=lambda i: f"model {i}",
+        description=lambda i: f"synthetic listing number {i}",
+    ).close()
 
 
 def time_pages(apps: dict, repeat: int) -> dict[int, dict[str, float]]:
@@ -162,10 +98,7 @@ def time_pages(apps: dict, repeat: int) -> dict[int, dict[str, float]]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
-    from app import create_app
-    from node.config import Config
-
-    chain = deploy()
+    chain = embedded_suite()
     with tempfile.TemporaryDirectory() as tmp:
         apps = {}
         for n in sizes:
@@ -204,21 +137,16 @@ def main(argv=None) -> int:
         f"browse pages (newest, price, score; target <= 1.5): {ratio(browse):.2f}; "
         f"all pages: {ratio(PAGES):.2f}"
     )
-    print(
-        json.dumps(
-            {
-                **{
-                    f"page_ms_{n}": round(statistics.median(v.values()), 3)
-                    for n, v in table.items()
-                },
-                "browse_ratio_largest_over_smallest": round(ratio(browse), 3),
-                "all_pages_ratio_largest_over_smallest": round(ratio(PAGES), 3),
-                **{
-                    f"ratio_{p.replace(' ', '_').replace('+', '_')}": round(r, 3)
-                    for p, r in per_page.items()
-                },
-            }
-        )
+    print_figures(
+        {
+            **{f"page_ms_{n}": round(statistics.median(v.values()), 3) for n, v in table.items()},
+            "browse_ratio_largest_over_smallest": round(ratio(browse), 3),
+            "all_pages_ratio_largest_over_smallest": round(ratio(PAGES), 3),
+            **{
+                f"ratio_{p.replace(' ', '_').replace('+', '_')}": round(r, 3)
+                for p, r in per_page.items()
+            },
+        }
     )
     return 0
 
