@@ -20,7 +20,7 @@ from flask import current_app, g
 from node.chain import Chain
 from node.config import load_config
 from node.indexer import Indexer
-from node.session import open_configured_store
+from node.stack import open_configured_store
 
 log = logging.getLogger(__name__)
 

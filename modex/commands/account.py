@@ -7,10 +7,11 @@ import os
 
 from web3 import Web3
 
+from modex.commandline import add_node_options
 from node.chain import Chain, connect
-from node.config import load_config
 from node.errors import KeystoreError
 from node.keystore import create_keystore, import_private_key, keystore_address, read_password
+from node.stack import config_from_args
 
 
 def register(sub) -> None:
@@ -19,13 +20,7 @@ def register(sub) -> None:
         description="Manage the node's wallet: an encrypted JSON keystore (Web3 Secret Storage, "
         "scrypt), written with mode 0600. The password comes from $MODEX_PASSWORD or a prompt.",
     )
-    p.add_argument("--config", metavar="FILE", help="configuration file (TOML)")
-    p.add_argument(
-        "--data-dir", metavar="DIR", help="node data folder (default .modex or ~/.modex)"
-    )
-    p.add_argument(
-        "--keystore", metavar="FILE", help="keystore path (default <data dir>/keystore.json)"
-    )
+    add_node_options(p, "--config", "--data-dir", "--keystore")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     new = actions.add_parser(
@@ -57,21 +52,12 @@ def register(sub) -> None:
         "decrypting it; with --balance also its balance on the chain.",
     )
     show.add_argument("--balance", action="store_true", help="also ask the chain for the balance")
-    show.add_argument("--chain", metavar="URL", help='"embedded" or a JSON-RPC URL')
+    add_node_options(show, "--chain")
     show.set_defaults(func=run_show)
 
 
-def _config(args):
-    return load_config(
-        args.config,
-        data_dir=args.data_dir,
-        keystore=args.keystore,
-        chain=getattr(args, "chain", None),
-    )
-
-
 def run_new(args) -> int:
-    config = _config(args)
+    config = config_from_args(args)
     if config.keystore.exists():
         raise KeystoreError(
             f"keystore {config.keystore} already exists; pass --keystore FILE for another one"
@@ -83,7 +69,7 @@ def run_new(args) -> int:
 
 
 def run_import(args) -> int:
-    config = _config(args)
+    config = config_from_args(args)
     if args.private_key_env:
         key = os.environ.get(args.private_key_env)
         if not key:
@@ -104,7 +90,7 @@ def run_import(args) -> int:
 
 
 def run_show(args) -> int:
-    config = _config(args)
+    config = config_from_args(args)
     address = keystore_address(config.keystore)
     print(f"address {address}")
     print(f"keystore {config.keystore}")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from modex.commandline import add_node_options, positive_id
 from node import market
 from node.errors import KeyDeliveryError
-from node.session import Session, add_node_options, positive_id
+from node.stack import Stack
 
 
 def register(sub) -> None:
@@ -33,7 +34,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    session = Session.from_args(args)
+    session = Stack.from_args(args)
     max_price = market.parse_eth(args.max_price, what="--max-price") if args.max_price else None
     chain = session.chain
     start = chain.block_number()

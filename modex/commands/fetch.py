@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from modex.commandline import add_node_options, positive_id
+from modex.progress import ProgressBars
 from node.fetch import fetch_model
-from node.session import ProgressBars, Session, add_node_options, positive_id
+from node.stack import Stack
 
 
 def register(sub) -> None:
@@ -28,7 +30,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    session = Session.from_args(args)
+    session = Stack.from_args(args)
     with ProgressBars() as bars:
         result = fetch_model(
             session.chain,

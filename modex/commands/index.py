@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from modex.commandline import add_node_options, run_until_signalled
 from modex.commands.models import open_index
-from node.session import Session, add_node_options, run_until_signalled
+from node.stack import Stack
 
 
 def register(sub) -> None:
@@ -27,8 +28,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    session = Session.from_args(args)
-    index = open_index(session, sync=False)
+    stack = Stack.from_args(args)
+    index = open_index(stack, sync=False)
     if args.from_scratch:
         index.rollback(index.start_block - 1)
     elif args.rebuild:
@@ -37,11 +38,11 @@ def run(args) -> int:
     checkpoint = index.checkpoint()
     print(
         f"indexed {count} new events; at block {checkpoint[0] if checkpoint else '-'} "
-        f"({index.event_count()} events in {session.config.index_db})"
+        f"({index.event_count()} events in {stack.config.index_db})"
     )
     if args.follow:
         return run_until_signalled(
             lambda stop, interval: index.follow(stop, poll_interval=interval),
-            session.config.poll_interval,
+            stack.config.poll_interval,
         )
     return 0

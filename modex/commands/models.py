@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from node.fetch import load_metadata
-from node.indexer import SORTS, Indexer
+from modex.commandline import add_node_options
+from node.indexer import SORTS
 from node.protocol import ModelStatus
 from node.revert import eth
-from node.session import Session, add_node_options
+from node.stack import Stack
 
 
 def register(sub) -> None:
@@ -36,16 +36,10 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def open_index(session, *, sync: bool = True, metadata: bool = True):
+def open_index(stack: Stack, *, sync: bool = True, metadata: bool = True):
     """The configured index, synced unless told not to; listings' metadata is fetched from the
     configured store unless ``metadata`` is False (a command that needs no names)."""
-    config = session.config
-    index = Indexer(
-        session.chain,
-        config.index_db,
-        confirmations=config.confirmations,
-        metadata_loader=(lambda cid: load_metadata(session.store, cid)) if metadata else None,
-    )
+    index = stack.indexer(metadata=metadata)
     if sync:
         index.sync()
     return index
@@ -55,7 +49,7 @@ def run(args) -> int:
     if args.page < 1 or not 1 <= args.per_page <= 500:
         print("modex: --page must be >= 1 and --per-page 1..500")
         return 2
-    index = open_index(Session.from_args(args), sync=not args.no_sync)
+    index = open_index(Stack.from_args(args), sync=not args.no_sync)
     rows, total = index.list_models(
         query=args.query,
         task=args.task,

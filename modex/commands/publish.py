@@ -8,9 +8,11 @@ import json
 import logging
 from pathlib import Path
 
+from modex.commandline import add_node_options, positive_id
+from modex.progress import ProgressBars
 from node import market, publish
 from node.errors import ConfigError
-from node.session import ProgressBars, Session, add_node_options, positive_id
+from node.stack import Stack
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ def _read_json(path: Path) -> dict:
 
 
 def run(args) -> int:
-    session = Session.from_args(args)
+    session = Stack.from_args(args)
     price = market.parse_eth(args.price, what="--price")
     metrics_path = args.metrics or (args.model_dir / "metrics.json")
     metrics = _read_json(metrics_path) if (args.metrics or metrics_path.is_file()) else {}
@@ -125,7 +127,7 @@ def run(args) -> int:
 
 
 def run_claim(args) -> int:
-    session = Session.from_args(args)
+    session = Stack.from_args(args)
     digest, tx = publish.claim_listed(
         session.chain, session.signer, session.store, args.model_id, args.model_dir
     )

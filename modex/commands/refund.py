@@ -4,8 +4,9 @@ purchase whose model validators disputed within its challenge period."""
 
 from __future__ import annotations
 
+from modex.commandline import add_node_options, positive_id
 from node import market
-from node.session import Session, add_node_options, positive_id
+from node.stack import Stack
 
 
 def register(sub) -> None:
@@ -24,7 +25,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    session = Session.from_args(args)
+    session = Stack.from_args(args)
     market.refund(session.chain, session.signer, args.purchase_id)
     print(f"purchase {args.purchase_id} refunded; run `modex withdraw` to receive the ETH")
     return 0

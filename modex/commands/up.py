@@ -64,7 +64,7 @@ from node.keyvault import KeyVault, atomic_write
 from node.localchain import open_local_chain
 from node.protocol import EVALUATION_REPORT
 from node.publish import ListingInfo, claim_listed, publish
-from node.session import open_configured_store
+from node.stack import open_configured_store
 from node.worker import GWEI, KeyDelivery
 
 log = logging.getLogger(__name__)

@@ -7,18 +7,12 @@ import time
 from pathlib import Path
 
 from ml.evaluate import evaluate_listing
+from modex.commandline import add_node_options, positive_id, positive_seconds, run_until_signalled
 from node import market
 from node.errors import ChainError, ConfigError
 from node.market import fmt_eth
 from node.protocol import ModelStatus
-from node.session import (
-    Session,
-    add_node_options,
-    positive_id,
-    positive_seconds,
-    run_until_signalled,
-)
-from node.validator import ValidatorAgent, state_path
+from node.stack import Stack
 
 log = logging.getLogger(__name__)
 
@@ -78,20 +72,15 @@ def ml_evaluator(model_dir: Path, metadata: dict) -> dict:
 def run(args) -> int:
     if args.timeout is not None and args.until_settled is None:
         raise ConfigError("--timeout applies to --until-settled only", key="timeout")
-    session = Session.from_args(args)
-    signer = session.signer  # first: without an account nothing else matters
-    chain, config = session.chain, session.config
-    agent = ValidatorAgent(
-        chain,
-        signer,
-        session.store,
-        args.state or state_path(config.data_dir, chain.chain_id, signer.address),
-        work_dir=config.data_dir / "validate",
-        confirmations=config.confirmations,
+    stack = Stack.from_args(args)
+    signer = stack.signer  # first: without an account nothing else matters
+    agent = stack.validator_agent(
+        signer=signer,
         evaluator=ml_evaluator,
         stake_amount=market.parse_eth(args.stake, what="--stake") if args.stake else None,
+        state=args.state,
     )
-    interval = args.interval or config.poll_interval
+    interval = args.interval or stack.config.poll_interval
     if args.once:
         report = agent.poll()
         for _, line in progress_lines(agent, report):

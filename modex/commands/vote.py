@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from modex.commandline import add_node_options, positive_id
 from node import market
-from node.session import Session, add_node_options, positive_id
+from node.stack import Stack
 
 
 def register(sub) -> None:
@@ -20,7 +21,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    session = Session.from_args(args)
+    session = Stack.from_args(args)
     market.vote(session.chain, session.signer, args.model_id, args.score)
     score = market.score(session.chain, args.model_id)
     print(

@@ -3,9 +3,10 @@ balance (sales, fees, refunds, rewards) to your wallet."""
 
 from __future__ import annotations
 
+from modex.commandline import add_node_options
 from modex.commands.models import open_index
 from node import market
-from node.session import Session, add_node_options
+from node.stack import Stack
 
 
 def register(sub) -> None:
@@ -22,7 +23,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    session = Session.from_args(args)
+    session = Stack.from_args(args)
     index = open_index(session, metadata=False)
     try:
         sales = [p["purchase_id"] for p in index.unreleased_sales(session.signer.address)]

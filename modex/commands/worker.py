@@ -7,8 +7,9 @@ import math
 import os
 from pathlib import Path
 
-from node.session import Session, add_node_options, positive_seconds, run_until_signalled
-from node.worker import CRASH_ENV, GWEI, KeyDelivery, kill_self_hook
+from modex.commandline import add_node_options, positive_seconds, run_until_signalled
+from node.stack import Stack, config_from_args
+from node.worker import CRASH_ENV, kill_self_hook
 
 
 def register(sub) -> None:
@@ -29,7 +30,7 @@ def register(sub) -> None:
         "--state",
         type=Path,
         metavar="FILE",
-        help="state file (default <data dir>/worker-<chainId>.json)",
+        help="state file (default <data dir>/worker-<chainId>.json, beside the index)",
     )
     p.add_argument(
         "--replace-after",
@@ -65,7 +66,6 @@ def _amount(least: float, unit: str, words: str):
 
 
 def run(args) -> int:
-    session = Session.from_args(args)
     overrides = {
         key: value
         for key, value in (
@@ -74,19 +74,8 @@ def run(args) -> int:
         )
         if value is not None
     }
-    chain, config = session.chain, session.config.replace(**overrides)
-    state = args.state or config.data_dir / f"worker-{chain.chain_id}.json"
-    worker = KeyDelivery(
-        chain,
-        session.signer,
-        session.vault,
-        state,
-        store=session.store,
-        confirmations=config.confirmations,
-        replace_after_s=config.worker_replace_after,
-        max_fee_per_gas=int(config.worker_max_fee_gwei * GWEI),
-        crash=kill_self_hook(os.environ.get(CRASH_ENV)),
-    )
+    stack = Stack(config_from_args(args).replace(**overrides))
+    worker = stack.key_delivery(state=args.state, crash=kill_self_hook(os.environ.get(CRASH_ENV)))
     if args.once:
         report = worker.poll()
         print(
@@ -98,4 +87,4 @@ def run(args) -> int:
             )
         )
         return 0
-    return run_until_signalled(worker.run, args.interval or config.poll_interval)
+    return run_until_signalled(worker.run, args.interval or stack.config.poll_interval)

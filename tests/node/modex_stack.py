@@ -32,8 +32,8 @@ from node.devchain import ANVIL_MNEMONIC
 from node.keystore import import_private_key
 from node.keyvault import KeyVault
 from node.protocol import ModelStatus, Round, attestation_commitment
-from node.session import open_configured_store
 from node.signer import LocalSigner
+from node.stack import open_configured_store
 
 ROLES = ("seller", "buyer", "validator", "buyer2")
 PASSWORD = "journey password"
