@@ -23,6 +23,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
+
 from node.content import keywrap, seal, tarball
 from node.content.manifest import check_model_hash
 from node.errors import ChainError, IntegrityError, KeyDeliveryError, ManifestError, ModexError
@@ -111,8 +113,6 @@ def _endpoint(chain) -> str:
 
 
 def _is_connection_error(exc: BaseException) -> bool:
-    import requests
-
     return isinstance(
         exc,
         (

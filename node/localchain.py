@@ -38,14 +38,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
 
+from web3.types import RPCEndpoint
+
+from node.chain import connect
 from node.devchain import Anvil, start_anvil
 from node.errors import ChainError, ConfigError
 from node.keyvault import atomic_write
-
-if TYPE_CHECKING:  # web3 is imported only by the chain code that needs it, not at start-up
-    from web3.types import RPCEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +58,6 @@ class LocalChain:
     """A running anvil with its state folder; ``save()`` writes the state, ``stop()`` ends it."""
 
     def __init__(self, folder: Path, anvil: Anvil, *, timeout: float = 10.0):
-        from node.chain import connect
-
         self.folder = folder
         self.anvil = anvil
         self.w3 = connect(anvil.url, timeout=timeout)
@@ -108,7 +105,7 @@ class LocalChain:
         head = self._head()  # read before the dump: a block mined meanwhile is saved next time
         if head == self._saved_head:
             return False
-        reply = self.w3.provider.make_request(cast("RPCEndpoint", "anvil_dumpState"), [])
+        reply = self.w3.provider.make_request(RPCEndpoint("anvil_dumpState"), [])
         if "error" in reply:
             raise ChainError(f"anvil at {self.url} refused anvil_dumpState: {reply['error']}")
         atomic_write(

@@ -40,6 +40,7 @@ from web3.logs import DISCARD
 from node.content import manifest as manifest_mod
 from node.content import seal, tarball
 from node.errors import ChainError, ManifestError
+from node.fetch import content_ref, load_metadata
 from node.keyvault import KeyVault
 from node.onchain import canonical_json, work_digest
 from node.pipes import CountingReader, CountingWriter, pipeline
@@ -177,8 +178,6 @@ def claim_listed(
     publish that could not send its claim): the directory must be the listed model (same model
     hash) and the listing's metadata must declare the report's metrics. Returns (digest, tx hash;
     "" when it was claimed already)."""
-    from node.fetch import content_ref, load_metadata
-
     listed_hash, metadata_cid = content_ref(chain, model_id)
     if manifest_mod.model_hash(model_dir) != listed_hash:
         raise ManifestError(

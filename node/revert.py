@@ -23,7 +23,13 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
 
+from eth_abi import decode
+from eth_abi.exceptions import DecodingError
+from eth_utils import keccak, to_checksum_address
+from web3.exceptions import ContractLogicError
+
 from node.amounts import fmt_eth
+from node.compiler import compile_contracts
 from node.errors import ContractRevert
 from node.protocol import ModelStatus, PurchaseStatus
 
@@ -320,8 +326,6 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
 
 
 def _selector(error_abi: dict) -> str:
-    from eth_utils import keccak
-
     signature = f"{error_abi['name']}({','.join(_canonical_type(i) for i in error_abi['inputs'])})"
     return "0x" + keccak(text=signature)[:4].hex()
 
@@ -346,16 +350,11 @@ def error_table(abis: Iterable[list]) -> dict[str, dict]:
 
 @lru_cache(maxsize=1)
 def _modex_table() -> dict[str, dict]:
-    from node.compiler import compile_contracts
-
     return error_table(a["abi"] for a in compile_contracts().values())
 
 
 def decode_revert(data, abis: Iterable[list] | None = None) -> ContractRevert:
     """Turn revert data (hex string or bytes) into a ContractRevert; unknown selectors are reported raw."""
-    from eth_abi import decode
-    from eth_abi.exceptions import DecodingError
-
     raw = bytes.fromhex(data.removeprefix("0x")) if isinstance(data, str) else bytes(data)
     hex_data = "0x" + raw.hex()
     table = error_table(abis) if abis is not None else _modex_table()
@@ -401,8 +400,6 @@ def as_revert(exc: BaseException, abis: Iterable[list] | None = None) -> Contrac
     revert data) and eth-tester's TransactionFailed (the embedded chain: the raw bytes travel in the
     exception or in the one it was raised from).
     """
-    from web3.exceptions import ContractLogicError
-
     if isinstance(exc, ContractRevert):
         return exc
     data = _revert_data(exc)
@@ -423,8 +420,6 @@ def as_revert(exc: BaseException, abis: Iterable[list] | None = None) -> Contrac
 
 
 def _revert_data(raised: BaseException) -> bytes | str | None:
-    from web3.exceptions import ContractLogicError
-
     exc: BaseException | None = raised
     seen = 0
     while exc is not None and seen < 8:
@@ -472,8 +467,6 @@ def decoded_reverts(abis: Iterable[list] | None = None):
 
 def _plain(value, abi_type: str = ""):
     if abi_type == "address":
-        from eth_utils import to_checksum_address
-
         return to_checksum_address(value)
     if isinstance(value, bytes):
         return "0x" + value.hex()

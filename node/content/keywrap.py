@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from eth_account.messages import encode_defunct
+from eth_utils import to_checksum_address
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey, KEMKeyPair, PyHPKEError
 
 from node.errors import KeyWrapError
@@ -168,8 +170,6 @@ def unwrap_key(
 
 def encryption_message(chain_id: int, address: str) -> str:
     """The EIP-191 personal message a wallet signs to derive its Modex encryption key."""
-    from eth_utils import to_checksum_address
-
     try:
         checksum = to_checksum_address(address)
     except ValueError:
@@ -194,8 +194,6 @@ def derive_x25519(signer, chain_id: int) -> tuple[bytes, bytes]:
     65-byte signature (node.signer.LocalSigner) or an object with ``.signature`` (eth-account's
     LocalAccount).
     """
-    from eth_account.messages import encode_defunct
-
     message = encode_defunct(text=encryption_message(chain_id, signer.address))
     signed = signer.sign_message(message)
     return x25519_from_signature(bytes(getattr(signed, "signature", signed)))

@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import Self
 
+import httpx
 from werkzeug.exceptions import BadGateway, BadRequest, HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -139,8 +140,6 @@ class GatewaySource:
     """
 
     def __init__(self, url: str, *, timeout: float = 30.0, transport=None):
-        import httpx
-
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._client = httpx.Client(timeout=timeout, transport=transport)
@@ -152,8 +151,6 @@ class GatewaySource:
         self._client.close()
 
     def get_block(self, cid: bytes) -> bytes:
-        import httpx
-
         name = cid_to_str(cid)
         url = f"{self.url}/ipfs/{name}?format=raw"
         try:
