@@ -98,6 +98,12 @@ class Chain:
         assert "unknown error data" not in str(info.value)
         return info.value
 
+    def expect_revert_with(self, fn, sender, error: str, args: tuple, value: int = 0):
+        """``expect_revert`` checking every argument of the error, in the order it declares them."""
+        err = self.expect_revert(fn, sender, error, value=value)
+        assert tuple(err.context["args"].values()) == args, (error, err.context["args"])
+        return err
+
     def events(self, receipt, contract, name: str) -> list[dict]:
         return [
             dict(e["args"])
@@ -203,6 +209,11 @@ class Chain:
             self.market.functions.buy(model_id, BUYER_KEY, price), buyer, value=price
         )
         return self.events(receipt, self.market, "Purchased")[0]["purchaseId"]
+
+    def buy_refused(self, buyer, model_id: int, error: str, price: int = PRICE, **args):
+        """``buy`` as above, expecting the custom error ``error`` with (a subset of) ``args``."""
+        call = self.market.functions.buy(model_id, BUYER_KEY, price)
+        return self.expect_revert(call, buyer, error, value=price, **args)
 
     def deliver(self, seller, purchase_id: int):
         """deliverKey to the purchase's own buyer (as the worker does: it wraps for that account)."""

@@ -257,33 +257,16 @@ def test_h2_no_key_is_delivered_once_a_rounds_commits_closed(chain):
     r = chain.round_of(mid)
     chain.travel_to(r.commit_end + 1)
     m = chain.market.functions
-    chain.expect_revert(
-        m.requestValidatorKey(mid, BUYER_KEY),
-        late,
-        "ValidatorsCommitClosed",
-        modelId=mid,
-        commitEnd=r.commit_end,
-    )
-    chain.expect_revert(
-        m.deliverKey(answered_late, slow, WRAPPED),
-        seller,
-        "ValidatorsCommitClosed",
-        commitEnd=r.commit_end,
-    )
+    ask, answer = m.requestValidatorKey(mid, BUYER_KEY), m.deliverKey(answered_late, slow, WRAPPED)
+    chain.expect_revert_with(ask, late, "ValidatorsCommitClosed", (mid, r.commit_end))
+    chain.expect_revert_with(answer, seller, "ValidatorsCommitClosed", (mid, r.commit_end))
     for v in (a, b):
         chain.reveal(v, mid, *good, salts[v])
     chain.travel_to(r.reveal_end + 1)
-    chain.expect_revert(
-        m.requestValidatorKey(mid, BUYER_KEY),
-        late,
-        "ValidatorsRoundNotSettled",
-        revealEnd=r.reveal_end,
-    )
+    chain.expect_revert_with(ask, late, "ValidatorsRoundNotSettled", (mid, r.reveal_end))
     chain.settle(mid)
     assert chain.status(mid) == ModelStatus.VERIFIED
-    chain.expect_revert(
-        m.deliverKey(answered_late, slow, WRAPPED), seller, "ValidatorsAlreadySettled"
-    )
+    chain.expect_revert(answer, seller, "ValidatorsAlreadySettled")
     assert chain.seat(mid, slow).state == SeatState.REQUESTED
     chain.travel(PARAMS["delivery_window"] + 1)
     assert chain.release(mid, slow)["forfeited"] == 0  # it never got the key
@@ -475,7 +458,7 @@ def test_l2_key_requests_for_disputed_inactive_and_verified_models_are_refused(c
     by the Marketplace (MarketplaceModelInactive) and a settled one, disputed or verified, by Validators
     (ValidatorsAlreadySettled); a leaving validator is refused too (ValidatorsNotActive). No refused
     request opens a seat or bonds anything."""
-    seller, v1, v2, v3 = chain.accounts[1], chain.accounts[3], chain.accounts[4], chain.accounts[5]
+    seller, (v1, v2, v3) = chain.accounts[1], chain.accounts[3:6]
     m = chain.market.functions
     inactive = chain.list_model(seller)
     chain.send(chain.registry.functions.setActive(inactive, False), seller)
@@ -485,22 +468,11 @@ def test_l2_key_requests_for_disputed_inactive_and_verified_models_are_refused(c
     )
     disputed = chain.list_model(seller, model_hash=b"\x12" * 32)
     chain.disputed_by(disputed, (v1, v2))
-    chain.expect_revert(
-        m.requestValidatorKey(disputed, BUYER_KEY),
-        v3,
-        "ValidatorsAlreadySettled",
-        modelId=disputed,
-        status=ModelStatus.DISPUTED,
-    )
     verified = chain.list_model(seller, model_hash=b"\x13" * 32)
     chain.verified_by(verified, (v1, v2))
-    chain.expect_revert(
-        m.requestValidatorKey(verified, BUYER_KEY),
-        v3,
-        "ValidatorsAlreadySettled",
-        modelId=verified,
-        status=ModelStatus.VERIFIED,
-    )
+    for model, status in ((disputed, ModelStatus.DISPUTED), (verified, ModelStatus.VERIFIED)):
+        request = m.requestValidatorKey(model, BUYER_KEY)
+        chain.expect_revert_with(request, v3, "ValidatorsAlreadySettled", (model, status))
     unsettled = chain.list_model(seller, model_hash=b"\x14" * 32)
     chain.send(chain.validators.functions.requestUnstake(), v3)
     chain.expect_revert(
@@ -565,14 +537,8 @@ def test_a_delivery_wrapped_for_another_buyer_is_refused(chain):
     mid = chain.list_model(seller)
     pid = chain.buy(new_buyer, mid)  # the id the worker had seen as old_buyer's before the reorg
     m = chain.market.functions
-    chain.expect_revert(
-        m.deliverKey(pid, old_buyer, WRAPPED),
-        seller,
-        "MarketplaceWrongBuyer",
-        purchaseId=pid,
-        expected=new_buyer,
-        given=old_buyer,
-    )
+    stale = m.deliverKey(pid, old_buyer, WRAPPED)
+    chain.expect_revert_with(stale, seller, "MarketplaceWrongBuyer", (pid, new_buyer, old_buyer))
     assert chain.purchase(pid).status == PurchaseStatus.PENDING
     assert (
         chain.balance(chain.market.address) == PRICE

@@ -46,6 +46,19 @@ def assert_reentry_refused(chain, hostile, payout_fn):
     )
 
 
+def assert_withdrawal_fails_and_stays_credited(chain, hostile, net: int) -> None:
+    """The hostile seller's withdraw() fails in its transfer to it: it stays credited with ``net``."""
+    withdraw = chain.market.functions.withdraw()
+    chain.expect_revert(
+        hostile.functions.exec(chain.market.address, withdraw._encode_transaction_data(), 0),
+        chain.deployer,
+        "MarketplaceTransferFailed",
+        account=hostile.address,
+        amount=net,
+    )
+    assert chain.market.functions.credited(hostile.address).call() == net
+
+
 def test_seller_reentering_withdraw_is_refused(chain, hostile):
     _mid, net = hostile_seller_with_sale(chain, hostile)
     assert_reentry_refused(chain, hostile, chain.market.functions.withdraw())
@@ -62,14 +75,7 @@ def test_seller_propagating_reentry_keeps_its_balance(chain, hostile):
         ),
         chain.deployer,
     )
-    chain.expect_revert(
-        hostile.functions.exec(chain.market.address, withdraw._encode_transaction_data(), 0),
-        chain.deployer,
-        "MarketplaceTransferFailed",
-        account=hostile.address,
-        amount=net,
-    )
-    assert chain.market.functions.credited(hostile.address).call() == net
+    assert_withdrawal_fails_and_stays_credited(chain, hostile, net)
     chain.send(hostile.functions.setReentry("0x" + "00" * 20, b"", False), chain.deployer)
     as_hostile(chain, hostile, withdraw)
     assert hostile.functions.received().call() == net
@@ -112,14 +118,7 @@ def test_eth_rejecting_seller_stays_credited_and_others_are_unaffected(chain, ho
     _mid, net = hostile_seller_with_sale(chain, hostile)
     chain.send(hostile.functions.setAcceptEth(False), chain.deployer)
     withdraw = chain.market.functions.withdraw()
-    chain.expect_revert(
-        hostile.functions.exec(chain.market.address, withdraw._encode_transaction_data(), 0),
-        chain.deployer,
-        "MarketplaceTransferFailed",
-        account=hostile.address,
-        amount=net,
-    )
-    assert chain.market.functions.credited(hostile.address).call() == net
+    assert_withdrawal_fails_and_stays_credited(chain, hostile, net)
     # the fee recipient withdraws normally meanwhile
     fee = PRICE - net
     rc = chain.send(withdraw, chain.fee_recipient)

@@ -10,19 +10,20 @@ CHALLENGE = PARAMS["challenge_period"]
 WINDOW = PARAMS["delivery_window"]
 
 
+def assert_refunded_for_good(chain, pid: int, buyer, seller) -> None:
+    """A refunded purchase is neither refunded again nor delivered: it is no longer pending."""
+    m, refunded = chain.market.functions, (pid, PurchaseStatus.REFUNDED)
+    for call, sender in ((m.refund(pid), buyer), (m.deliverKey(pid, buyer, WRAPPED), seller)):
+        chain.expect_revert_with(call, sender, "MarketplaceNotPending", refunded)
+
+
 def test_buy_deliver_hold_release_withdraw(chain):
     seller, buyer = chain.accounts[1], chain.accounts[2]
     mid = chain.list_model(seller)
     m = chain.market.functions
     rc = chain.send(m.buy(mid, BUYER_KEY, PRICE), buyer, value=PRICE)
     (ev,) = chain.events(rc, chain.market, "Purchased")
-    assert ev == {
-        "purchaseId": 1,
-        "modelId": mid,
-        "buyer": buyer,
-        "price": PRICE,
-        "buyerKey": BUYER_KEY,
-    }
+    assert ev == dict(purchaseId=1, modelId=mid, buyer=buyer, price=PRICE, buyerKey=BUYER_KEY)
     assert chain.balance(chain.market.address) == PRICE
     assert m.hasLicense(mid, buyer).call() is False
     p = chain.purchase(1)
@@ -79,12 +80,8 @@ def test_buy_deliver_hold_release_withdraw(chain):
 def test_operator_delivers_and_the_owner_at_release_is_paid(chain):
     """The revenue goes to whoever owns the model's token when it is released (selling the token
     sells the held revenue); the old owner's operator loses the right to deliver on transfer."""
-    seller, buyer, worker, new_owner = (
-        chain.accounts[1],
-        chain.accounts[2],
-        chain.accounts[5],
-        chain.accounts[6],
-    )
+    seller, buyer = chain.accounts[1:3]
+    worker, new_owner = chain.accounts[5:7]
     mid = chain.list_model(seller)
     chain.send(chain.registry.functions.setOperator(mid, worker), seller)
     pid = chain.buy(buyer, mid)
@@ -111,116 +108,52 @@ def test_operator_delivers_and_the_owner_at_release_is_paid(chain):
 
 
 def test_buy_reverts(chain):
-    seller, buyer = chain.accounts[1], chain.accounts[2]
+    seller, buyer = chain.accounts[1:3]
     mid = chain.list_model(seller)
     m = chain.market.functions
     before = chain.balance(chain.market.address)
-    chain.expect_revert(
-        m.buy(mid, BUYER_KEY, PRICE - 1),
-        buyer,
-        "MarketplacePriceAboveMax",
-        value=PRICE,
-        modelId=mid,
-        price=PRICE,
-        maxPrice=PRICE - 1,
-    )
-    chain.expect_revert(
-        m.buy(mid, BUYER_KEY, PRICE * 2),
-        buyer,
-        "MarketplaceWrongPayment",
-        value=PRICE * 2,
-        modelId=mid,
-        sent=PRICE * 2,
-        price=PRICE,
-    )
-    chain.expect_revert(
-        m.buy(mid, BUYER_KEY, PRICE),
-        buyer,
-        "MarketplaceWrongPayment",
-        value=PRICE - 1,
-        sent=PRICE - 1,
-    )
-    chain.expect_revert(
-        m.buy(mid, b"\0" * 32, PRICE), buyer, "MarketplaceZeroBuyerKey", value=PRICE
-    )
-    chain.expect_revert(
-        m.buy(99, BUYER_KEY, PRICE), buyer, "ERC721NonexistentToken", value=PRICE, tokenId=99
-    )
+    double = 2 * PRICE
+    # buy(model, buyer key, max price) sending a value: the error and all its arguments, in order
+    for (model, key, max_price, value), error, args in (
+        ((mid, BUYER_KEY, PRICE - 1, PRICE), "MarketplacePriceAboveMax", (mid, PRICE, PRICE - 1)),
+        ((mid, BUYER_KEY, double, double), "MarketplaceWrongPayment", (mid, double, PRICE)),
+        ((mid, BUYER_KEY, PRICE, PRICE - 1), "MarketplaceWrongPayment", (mid, PRICE - 1, PRICE)),
+        ((mid, b"\0" * 32, PRICE, PRICE), "MarketplaceZeroBuyerKey", ()),
+        ((99, BUYER_KEY, PRICE, PRICE), "ERC721NonexistentToken", (99,)),
+    ):
+        chain.expect_revert_with(m.buy(model, key, max_price), buyer, error, args, value=value)
     chain.send(chain.registry.functions.setActive(mid, False), seller)
-    err = chain.expect_revert(
-        m.buy(mid, BUYER_KEY, PRICE), buyer, "MarketplaceModelInactive", value=PRICE
-    )
+    err = chain.buy_refused(buyer, mid, "MarketplaceModelInactive")
     assert "nothing was charged" in str(err)
     chain.send(chain.registry.functions.setActive(mid, True), seller)
     pid = chain.buy(buyer, mid)
-    chain.expect_revert(
-        m.buy(mid, BUYER_KEY, PRICE),
-        buyer,
-        "MarketplacePurchasePending",
-        value=PRICE,
-        purchaseId=pid,
-    )
+    chain.buy_refused(buyer, mid, "MarketplacePurchasePending", purchaseId=pid)
     chain.deliver(seller, pid)
-    chain.expect_revert(
-        m.buy(mid, BUYER_KEY, PRICE),
-        buyer,
-        "MarketplaceAlreadyLicensed",
-        value=PRICE,
-        modelId=mid,
-        account=buyer,
-    )
+    chain.buy_refused(buyer, mid, "MarketplaceAlreadyLicensed", modelId=mid, account=buyer)
     assert chain.balance(chain.market.address) == before + PRICE
 
 
 def test_deliver_reverts(chain):
-    seller, buyer, other = chain.accounts[1], chain.accounts[2], chain.accounts[3]
+    seller, buyer, other = chain.accounts[1:4]
     mid = chain.list_model(seller)
     pid = chain.buy(buyer, mid)
     m = chain.market.functions
-    chain.expect_revert(
-        m.deliverKey(99, buyer, WRAPPED), seller, "MarketplaceUnknownPurchase", purchaseId=99
-    )
-    chain.expect_revert(
-        m.deliverKey(99, ZERO, WRAPPED), seller, "MarketplaceUnknownPurchase", purchaseId=99
-    )
-    chain.expect_revert(
-        m.deliverKey(pid, other, WRAPPED),
-        seller,
-        "MarketplaceWrongBuyer",
-        purchaseId=pid,
-        expected=buyer,
-        given=other,
-    )
-    chain.expect_revert(
-        m.deliverKey(pid, buyer, WRAPPED),
-        other,
-        "MarketplaceNotDeliverer",
-        purchaseId=pid,
-        caller=other,
-    )
-    chain.expect_revert(
-        m.deliverKey(pid, buyer, WRAPPED[:79]),
-        seller,
-        "MarketplaceBadWrappedKey",
-        length=79,
-        expected=80,
-    )
+    # deliverKey(purchase, buyer, wrapped key) from a sender: the error and all its arguments
+    for (purchase, to, wrapped), sender, error, args in (
+        ((99, buyer, WRAPPED), seller, "MarketplaceUnknownPurchase", (99,)),
+        ((99, ZERO, WRAPPED), seller, "MarketplaceUnknownPurchase", (99,)),
+        ((pid, other, WRAPPED), seller, "MarketplaceWrongBuyer", (pid, buyer, other)),
+        ((pid, buyer, WRAPPED), other, "MarketplaceNotDeliverer", (pid, other)),
+        ((pid, buyer, WRAPPED[:79]), seller, "MarketplaceBadWrappedKey", (79, 80)),
+    ):
+        chain.expect_revert_with(m.deliverKey(purchase, to, wrapped), sender, error, args)
     chain.deliver(seller, pid)
-    chain.expect_revert(
-        m.deliverKey(pid, buyer, WRAPPED),
-        seller,
-        "MarketplaceNotPending",
-        purchaseId=pid,
-        status=PurchaseStatus.DELIVERED,
-    )
+    again, delivered = m.deliverKey(pid, buyer, WRAPPED), (pid, PurchaseStatus.DELIVERED)
+    chain.expect_revert_with(again, seller, "MarketplaceNotPending", delivered)
     pid2 = chain.buy(other, mid)
     chain.travel(WINDOW + 1)
-    chain.expect_revert(
-        m.deliverKey(pid2, other, WRAPPED),
-        seller,
-        "MarketplaceDeliveryWindowClosed",
-        purchaseId=pid2,
-    )
+    late = m.deliverKey(pid2, other, WRAPPED)
+    chain.expect_revert(late, seller, "MarketplaceDeliveryWindowClosed", purchaseId=pid2)
 
 
 def test_refund_after_window_then_buy_again(chain):
@@ -237,19 +170,7 @@ def test_refund_after_window_then_buy_again(chain):
         {"purchaseId": pid, "buyer": buyer, "amount": PRICE}
     ]
     assert m.credited(buyer).call() == PRICE
-    chain.expect_revert(
-        m.refund(pid),
-        buyer,
-        "MarketplaceNotPending",
-        purchaseId=pid,
-        status=PurchaseStatus.REFUNDED,
-    )
-    chain.expect_revert(
-        m.deliverKey(pid, buyer, WRAPPED),
-        seller,
-        "MarketplaceNotPending",
-        status=PurchaseStatus.REFUNDED,
-    )
+    assert_refunded_for_good(chain, pid, buyer, seller)
     chain.expect_revert(
         m.releaseRevenue(pid), seller, "MarketplaceNothingToRelease", purchaseId=pid
     )
@@ -350,12 +271,7 @@ def test_platform_fees_follow_the_recipient_at_release(chain):
 
 
 def test_validator_key_request_and_rewards_by_weight(chain):
-    seller, buyer, v1, v2 = (
-        chain.accounts[1],
-        chain.accounts[2],
-        chain.accounts[3],
-        chain.accounts[4],
-    )
+    seller, buyer, v1, v2 = chain.accounts[1:5]
     mid = chain.list_model(seller)
     m = chain.market.functions
     chain.expect_revert(
@@ -422,22 +338,11 @@ def test_validator_key_request_and_rewards_by_weight(chain):
 
 
 def test_disputed_model_cannot_be_bought(chain):
-    seller, buyer, v1, v2 = (
-        chain.accounts[1],
-        chain.accounts[2],
-        chain.accounts[3],
-        chain.accounts[4],
-    )
+    seller, buyer, v1, v2 = chain.accounts[1:5]
     mid = chain.list_model(seller)
     chain.disputed_by(mid, (v1, v2))
     assert Book.from_call(chain.market.functions.book(mid).call()).disputed is True
-    chain.expect_revert(
-        chain.market.functions.buy(mid, BUYER_KEY, PRICE),
-        buyer,
-        "MarketplaceModelDisputed",
-        value=PRICE,
-        modelId=mid,
-    )
+    chain.buy_refused(buyer, mid, "MarketplaceModelDisputed", modelId=mid)
 
 
 def test_disputed_model_pending_purchases_are_never_delivered_and_refundable_at_once(chain):
@@ -465,20 +370,7 @@ def test_disputed_model_pending_purchases_are_never_delivered_and_refundable_at_
         {"purchaseId": pid, "buyer": buyer, "amount": PRICE}
     ]
     assert chain.purchase(pid).status == PurchaseStatus.REFUNDED
-    chain.expect_revert(
-        m.refund(pid),
-        buyer,
-        "MarketplaceNotPending",
-        purchaseId=pid,
-        status=PurchaseStatus.REFUNDED,
-    )
-    chain.expect_revert(
-        m.deliverKey(pid, buyer, WRAPPED),
-        seller,
-        "MarketplaceNotPending",
-        purchaseId=pid,
-        status=PurchaseStatus.REFUNDED,
-    )
+    assert_refunded_for_good(chain, pid, buyer, seller)
     chain.travel(WINDOW + 1)  # after the window it is refundable as before
     chain.send(m.refund(pid2), buyer2)
     # The buyers get the whole price back; the seller, the platform and the verifiers nothing.
