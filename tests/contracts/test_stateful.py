@@ -121,6 +121,12 @@ class Rpc:
 _ENCODERS: dict = {}
 
 
+def first_refusal(*checks: tuple[str, object]) -> str | None:
+    """The error of the first (error, refused) check that refuses, in the order the contract checks
+    them; None when none does (every condition is evaluated: they are side-effect free)."""
+    return next((error for error, refused in checks if refused), None)
+
+
 def calldata(contract, fn: str, args: list) -> str:
     """ABI-encode a call (web3's Contract.encode_abi validates the whole ABI each time: ~15 ms a call)."""
     key = (contract.address, fn)
@@ -187,6 +193,13 @@ class SuiteMachine(RuleBasedStateMachine):
             assert self.rpc("evm_revert", [self.snap]) is True
 
     # chain access --------------------------------------------------------------------------------
+    def _own_stake_call(self, v: int, fn: str, value: int = 0) -> tuple[str, int, str | None, dict]:
+        """Validator ``v`` calls Validators.``fn`` on its own stake: (its address, the call's block
+        time, the decoded error or None, the model's record of its stake)."""
+        val = self.vals[v]
+        err = self._send(self.chain.validators, fn, [], val, value=value)
+        return val, self.now, err, self.stakes[val]
+
     def _send(self, contract, fn: str, args: list, sender: str, value: int = 0):
         """Mine one transaction (one second after the last block); return None, or the decoded custom
         error's name."""
@@ -549,12 +562,9 @@ class SuiteMachine(RuleBasedStateMachine):
         )
         if p is not None and p["status"] == DELIVERED and not eligible:
             self._count("vote refused to a free or owner-bought licence")
-        expected = (
-            "VotesScoreOutOfRange"
-            if not 1 <= score <= 5
-            else "VotesNoLicense"
-            if not eligible
-            else None
+        expected = first_refusal(
+            ("VotesScoreOutOfRange", not 1 <= score <= 5),
+            ("VotesNoLicense", not eligible),
         )
         assert err == expected, (err, expected)
         if err is None:
@@ -563,16 +573,11 @@ class SuiteMachine(RuleBasedStateMachine):
     # rules: validators -------------------------------------------------------------------------------
     @rule(v=st.integers(0, 2), enough=st.booleans())
     def stake(self, v, enough):
-        val = self.vals[v]
         amount = MIN if enough else MIN // 2
-        err = self._send(self.chain.validators, "stake", [], val, value=amount)
-        s = self.stakes[val]
-        expected = (
-            "ValidatorsUnstakePending"
-            if s["unlock"]
-            else "ValidatorsStakeTooLow"
-            if s["amount"] + amount < MIN
-            else None
+        _val, _t, err, s = self._own_stake_call(v, "stake", value=amount)
+        expected = first_refusal(
+            ("ValidatorsUnstakePending", s["unlock"]),
+            ("ValidatorsStakeTooLow", s["amount"] + amount < MIN),
         )
         assert err == expected, (err, expected)
         if err is None:
@@ -580,17 +585,11 @@ class SuiteMachine(RuleBasedStateMachine):
 
     @rule(v=st.integers(0, 2))
     def request_unstake(self, v):
-        val, t = self.vals[v], self.now + 1
-        err = self._send(self.chain.validators, "requestUnstake", [], val)
-        s = self.stakes[val]
-        expected = (
-            "ValidatorsNotStaked"
-            if s["amount"] == 0
-            else "ValidatorsUnstakePending"
-            if s["unlock"]
-            else "ValidatorsOpenSeats"
-            if s["seats"]
-            else None
+        _val, t, err, s = self._own_stake_call(v, "requestUnstake")
+        expected = first_refusal(
+            ("ValidatorsNotStaked", s["amount"] == 0),
+            ("ValidatorsUnstakePending", s["unlock"]),
+            ("ValidatorsOpenSeats", s["seats"]),
         )
         assert err == expected, (err, expected)
         if err == "ValidatorsOpenSeats":
@@ -600,17 +599,11 @@ class SuiteMachine(RuleBasedStateMachine):
 
     @rule(v=st.integers(0, 2))
     def unstake(self, v):
-        val, t = self.vals[v], self.now + 1
-        err = self._send(self.chain.validators, "unstake", [], val)
-        s = self.stakes[val]
-        expected = (
-            "ValidatorsNotStaked"
-            if s["amount"] == 0
-            else "ValidatorsUnstakeNotRequested"
-            if not s["unlock"]
-            else "ValidatorsStillLocked"
-            if t < s["unlock"]
-            else None
+        val, t, err, s = self._own_stake_call(v, "unstake")
+        expected = first_refusal(
+            ("ValidatorsNotStaked", s["amount"] == 0),
+            ("ValidatorsUnstakeNotRequested", not s["unlock"]),
+            ("ValidatorsStillLocked", t < s["unlock"]),
         )
         assert err == expected, (err, expected)
         if err is None:
@@ -704,14 +697,10 @@ class SuiteMachine(RuleBasedStateMachine):
         t = self.now + 1
         err = self._send(self.chain.validators, "settle", [model], self.buyers[2])
         r = self.rounds[model]
-        expected = (
-            "ValidatorsAlreadySettled"
-            if r["status"] != UNVERIFIED
-            else "ValidatorsNoRound"
-            if not r["commit_end"]
-            else "ValidatorsRevealOpen"
-            if t <= r["reveal_end"]
-            else None
+        expected = first_refusal(
+            ("ValidatorsAlreadySettled", r["status"] != UNVERIFIED),
+            ("ValidatorsNoRound", not r["commit_end"]),
+            ("ValidatorsRevealOpen", t <= r["reveal_end"]),
         )
         assert err == expected, (err, expected)
         if err is not None:
