@@ -336,11 +336,12 @@ contract InvariantTest is TestBase {
         for (uint256 i = 0; i < ns; i++) {
             address v = world.stakers(i);
             (uint256 amount, uint256 bonded, uint256 unlockAt, uint256 openSeats) = validators.stakeOf(v);
-            World.GStake memory gs = world.stakeOf(v);
-            vm.assertEq(amount, gs.amount, "stake amount");
-            vm.assertEq(bonded, gs.bonded, "bonded stake");
-            vm.assertEq(unlockAt, gs.unlockAt, "unlockAt");
-            vm.assertEq(openSeats, gs.openSeats, "openSeats");
+            // World.GStake mirrors stakeOf field for field: the two encodings are equal iff every field is
+            vm.assertEq(
+                abi.encode(amount, bonded, unlockAt, openSeats),
+                abi.encode(world.stakeOf(v)),
+                "stakeOf (amount, bonded, unlockAt, openSeats) != the World's stake"
+            );
             vm.assertLe(bonded, amount, "more bonded than staked");
             if (unlockAt != 0) vm.assertEq(bonded + openSeats, 0, "a leaving validator holds bonds or seats");
             uint256 bonds;
@@ -396,11 +397,12 @@ contract InvariantTest is TestBase {
 
     function _book(uint256 id, uint8 status) internal view {
         (uint256 verifierWeight, bool isDisputed, uint256 disputedAt, uint256 rewardPerWeight) = market.book(id);
-        World.GBook memory b = world.bookOf(id);
-        vm.assertEq(verifierWeight, b.verifierWeight, "book verifierWeight");
-        vm.assertEq(isDisputed, b.disputed, "book disputed");
-        vm.assertEq(disputedAt, b.disputedAt, "book disputedAt");
-        vm.assertEq(rewardPerWeight, b.rewardPerWeight, "book rewardPerWeight");
+        // World.GBook mirrors book field for field: the two encodings are equal iff every field is
+        vm.assertEq(
+            abi.encode(verifierWeight, isDisputed, disputedAt, rewardPerWeight),
+            abi.encode(world.bookOf(id)),
+            "book (verifierWeight, disputed, disputedAt, rewardPerWeight) != the World's book"
+        );
         vm.assertEq(isDisputed, status == 2 || status == 3, "disputed in the Marketplace iff settled against");
         if (status == 1) vm.assertEq(verifierWeight, world.roundOf(id).verifiedWeight, "verifier weight");
     }
