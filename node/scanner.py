@@ -107,6 +107,13 @@ class Follower(Protocol):
         """A reorg: forget what was learnt above ``checkpoint.block``, persist ``checkpoint``."""
 
 
+def deployment_block(chain) -> int:
+    """The block the chain's contract suite was deployed in (0 when its record does not say):
+    no event of the suite is older, so following it starts there."""
+    deployment = chain.deployment if isinstance(chain.deployment, dict) else {}
+    return int(deployment.get("block") or 0)
+
+
 class BlockScanner:
     """Follows the chain for one follower: batching, confirmations, reorgs, the checkpoint."""
 
@@ -115,15 +122,16 @@ class BlockScanner:
         chain,
         fetch_logs: Callable[[int, int], list],
         *,
-        start_block: int,
+        start_block: int | None = None,
         confirmations: int = 0,
         batch_blocks: int = 2000,
     ):
+        """``start_block``: the first block to scan; default the suite's ``deployment_block``."""
         if confirmations < 0:
             raise InputError(f"confirmations must be 0 or more blocks, got {confirmations}")
         self.chain = chain
         self.fetch_logs = fetch_logs
-        self.start_block = start_block
+        self.start_block = deployment_block(chain) if start_block is None else start_block
         self.confirmations = confirmations
         self.batch_blocks = max(1, batch_blocks)
 

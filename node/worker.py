@@ -13,7 +13,8 @@
    → wait, or replace it once it is ``replace_after_s`` old (below); the latest unknown → send
    those signed bytes again (same nonce: never a second delivery), and replace them at once when
    the node refuses their fees (a base-fee rise evicts them from anvil's pool).
-3. **Decide on-chain**: ``Marketplace.purchase(id)`` must say PENDING, the deadline must not
+3. **Decide on-chain** (this step and the next: ``node.delivery.PurchaseDelivery``):
+   ``Marketplace.purchase(id)`` must say PENDING, the deadline must not
    have passed (with a safety margin for inclusion), the model must not be disputed by
    validators (the contract then refuses ``deliverKey`` and lets the buyer refund at once), a
    validator's key request must be for a model no round has settled yet (a key no round can use
@@ -92,13 +93,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from node.config import Config
-from node.content import keywrap
-from node.errors import ChainError, ContractRevert, KeyDeliveryError, KeyWrapError, ModexError
-from node.fetch import book, load_metadata
+from node.delivery import PurchaseDelivery, open_entry
+from node.errors import ChainError, ContractRevert, KeyDeliveryError, ModexError
 from node.inflight import InFlight
 from node.keyvault import KeyVault, atomic_write
-from node.protocol import ModelStatus, Purchase, PurchaseStatus
-from node.replacement import GWEI, gwei, max_fee
+from node.replacement import GWEI
 from node.scanner import Batch, BlockScanner, Checkpoint, poll_loop
 
 log = logging.getLogger(__name__)
@@ -229,22 +228,13 @@ class KeyDelivery:
             raise ModexError(f"max_fee_per_gas must be more than 0 wei, got {max_fee_per_gas}")
         self.chain = chain
         self.signer = signer
-        self.vault = vault
-        self.store = (
-            store  # only to find a key by the listing's metadata when the vault lacks its id
+        crash = crash or (lambda point, purchase_id: None)
+        self.scanner = BlockScanner(
+            chain, self._purchases_in, confirmations=confirmations, batch_blocks=batch_blocks
         )
-        self.margin_s = margin_s  # never send when fewer seconds than this remain in the window
-        self.crash = crash or (lambda point, purchase_id: None)
-        self.start_block = int(chain.deployment.get("block", 0) or 0)
+        self.start_block = self.scanner.start_block
         self.state = WorkerState(
             Path(state_path), chain.chain_id, chain.marketplace.address, self.start_block
-        )
-        self.scanner = BlockScanner(
-            chain,
-            self._purchases_in,
-            start_block=self.start_block,
-            confirmations=confirmations,
-            batch_blocks=batch_blocks,
         )
         self.inflight = InFlight(
             chain,
@@ -252,9 +242,19 @@ class KeyDelivery:
             self.state,
             replace_after_s=replace_after_s,
             max_fee_per_gas=max_fee_per_gas,
-            crash=self.crash,
+            crash=crash,
         )
-        self._keys: dict[int, bytes] = {}
+        self.delivery = PurchaseDelivery(
+            chain,
+            signer,
+            vault,
+            self.state,
+            self.inflight,
+            store=store,
+            margin_s=margin_s,
+            start_block=self.start_block,
+            crash=crash,
+        )
         self._told: dict[int, str] = {}  # purchase id → last reason logged, to log it once
 
     @classmethod
@@ -322,7 +322,7 @@ class KeyDelivery:
 
     def apply_batch(self, batch: Batch) -> bool:
         for ev in batch.logs:
-            self.state.open.setdefault(int(ev["args"]["purchaseId"]), self._entry(ev))
+            self.state.open.setdefault(int(ev["args"]["purchaseId"]), open_entry(ev))
         self.state.checkpoint = batch.checkpoint
         self.state.save()
         return True
@@ -346,47 +346,6 @@ class KeyDelivery:
         self.state.checkpoint = checkpoint
         self.state.save()
 
-    @staticmethod
-    def _entry(ev) -> dict:
-        a = ev["args"]
-        return {
-            "model_id": int(a["modelId"]),
-            "buyer_key": bytes(a["buyerKey"]).hex(),
-            "account": a["buyer"],
-            "block": int(ev["blockNumber"]),
-        }
-
-    def _reread(self, pid: int, account: str) -> bool:
-        """Replace a stale open entry by the purchase's event on the chain now; False if none."""
-        events = [
-            ev
-            for ev in self.chain.events("Purchased", from_block=self.start_block, purchaseId=pid)
-            if ev["args"]["buyer"].lower() == account.lower()
-        ]
-        if not events:
-            return False
-        log.warning(
-            "purchase %d: buyer key read again from its Purchased event in block %d "
-            "(the recorded one was missing or stale)",
-            pid,
-            events[-1]["blockNumber"],
-        )
-        self.state.open[pid] = self._entry(events[-1])
-        self.state.save()
-        return True
-
-    def _onchain(self, pid: int) -> Purchase:
-        return Purchase.from_call(self.chain.call(self.chain.marketplace.functions.purchase(pid)))
-
-    def _disputed(self, model_id: int) -> bool:
-        """Whether validators disputed the model: the Marketplace then refuses deliverKey."""
-        return book(self.chain, model_id).disputed
-
-    def _settled(self, model_id: int) -> bool:
-        """Whether validators settled the model (no round will ever use a validator's key)."""
-        status = self.chain.call(self.chain.validators.functions.status(model_id))
-        return ModelStatus(status) != ModelStatus.UNVERIFIED
-
     def _close(self, pid: int, report: PassReport, why: str) -> None:
         self._forget(pid)
         report.closed.append(pid)
@@ -401,95 +360,13 @@ class KeyDelivery:
     def _handle(self, pid: int, report: PassReport) -> None:
         if pid in self.state.inflight and self._resume(pid, report):
             return
-        try:
-            purchase = self._onchain(pid)
-        except ContractRevert:
-            self._close(pid, report, "no such purchase on-chain (reorged away?)")
+        missed = self.delivery.deliver(pid)
+        if missed is None:
             return
-        model_id, account = purchase.model_id, purchase.account
-        if purchase.status != PurchaseStatus.PENDING:
-            self._close(pid, report, f"not pending on-chain ({purchase.status.word})")
-            return
-        now = int(self.chain.get_block("latest")["timestamp"])
-        if now + self.margin_s > purchase.deadline:
-            self._close(
-                pid,
-                report,
-                f"delivery window closes at {purchase.deadline} (now {now}); "
-                "not delivering, the buyer can refund",
-            )
-            return
-        if self._disputed(model_id):
-            self._close(
-                pid,
-                report,
-                f"model {model_id} is disputed by validators: not "
-                "delivering (the contract refuses); the buyer can refund now",
-            )
-            return
-        if purchase.for_validator and self._settled(model_id):
-            self._close(
-                pid,
-                report,
-                f"model {model_id} is settled: a validator's key would serve "
-                "no round, so it is not delivered (it would be a key for a deposit)",
-            )
-            return
-        owner, operator = self.chain.call(self.chain.registry.functions.deliveryParties(model_id))
-        me = self.signer.address.lower()
-        if me not in (owner.lower(), operator.lower()):
-            self._close(pid, report, f"model {model_id} is not operated by {self.signer.address}")
-            return
-        recorded = self.state.open[pid].get("account")
-        if (recorded is None or recorded.lower() != account.lower()) and not self._reread(
-            pid, account
-        ):
-            self._skip(
-                pid,
-                f"no Purchased event of {account} for this purchase on the chain "
-                "now; waiting for it",
-                report,
-            )
-            return
-        self.crash("before_wrap", pid)
-        key = self._content_key(model_id)
-        if key is None:
-            self._skip(
-                pid,
-                f"no content key for model {model_id} in the key vault {self.vault.path}",
-                report,
-            )
-            return
-        try:
-            wrapped = keywrap.wrap_key(
-                bytes.fromhex(self.state.open[pid]["buyer_key"]),
-                key,
-                chain_id=self.chain.chain_id,
-                marketplace=self.chain.marketplace.address,
-                purchase_id=pid,
-            )
-        except (KeyWrapError, ValueError) as exc:
-            self._skip(pid, f"cannot wrap the key to the buyer's key: {exc}", report)
-            return
-        # Named buyer: should the id be someone else's by the time it is mined (a reorg), the
-        # contract refuses it (MarketplaceWrongBuyer) instead of selling them another's key.
-        fn = self.chain.marketplace.functions.deliverKey(pid, account, wrapped)
-        tx = self.chain.build_transaction(fn, self.signer.address)  # dry run first
-        self.inflight.cap(pid, tx)
-        raw = self.signer.sign_transaction(tx)
-        # Write-ahead: a crash from here resends these bytes.
-        tx_hash = self.inflight.record(pid, raw, account)
-        self.crash("before_send", pid)
-        if not self.inflight.send(pid, raw, tx_hash):
-            return
-        log.info(
-            "purchase %d: sent deliverKey %s (nonce %d, max fee %s gwei)",
-            pid,
-            tx_hash,
-            tx["nonce"],
-            gwei(max_fee(tx)),
-        )
-        self.crash("after_send", pid)
+        if missed.closes:
+            self._close(pid, report, missed.reason)
+        else:
+            self._skip(pid, missed.reason, report)
 
     def _forget(self, pid: int) -> None:
         self.state.open.pop(pid, None)
@@ -532,15 +409,10 @@ class KeyDelivery:
             self.inflight.replace_if_due(pid)
             return True
         try:
-            purchase = self._onchain(pid)
+            purchase = self.delivery.purchase(pid)
         except ContractRevert:
             return False  # reorged away: the on-chain decision closes it
-        now = int(self.chain.get_block("latest")["timestamp"])
-        if (
-            purchase.status != PurchaseStatus.PENDING
-            or now + self.margin_s > purchase.deadline
-            or self._disputed(purchase.model_id)
-        ):
+        if self.delivery.why_closed(purchase) is not None:
             return False  # let the on-chain decision close it (a resend would revert)
         if purchase.account.lower() != self.inflight.buyer(pid).lower():
             # After a reorg the id is another buyer's: these bytes would revert
@@ -580,28 +452,3 @@ class KeyDelivery:
             delay = min(delay * 1.5, 1.0)
         for pid in waiting:
             report.pending[pid] = self.inflight.latest(pid)["tx_hash"]
-
-    def _content_key(self, model_id: int) -> bytes | None:
-        if model_id in self._keys:
-            return self._keys[model_id]
-        chain_id, registry = self.chain.chain_id, self.chain.registry.address
-        on_chain = (
-            "0x" + bytes(self.chain.call(self.chain.registry.functions.modelHash(model_id))).hex()
-        )
-        entry = self.vault.for_model(chain_id, model_id, registry)
-        if entry is None and self.store is not None:
-            # The publisher crashed between list() and recording the id: the listing's
-            # metadata names the content CID, which is what the vault is keyed by.
-            cid = self.chain.call(self.chain.registry.functions.metadataCid(model_id))
-            try:
-                entry = self.vault.get(load_metadata(self.store, cid).get("content_cid", ""))
-            except ModexError as exc:
-                log.warning("model %d: cannot read its metadata %s: %s", model_id, cid, exc)
-            if entry is not None and entry.model_hash.lower() == on_chain:
-                self.vault.assign(
-                    entry.content_cid, chain_id=chain_id, model_id=model_id, registry=registry
-                )
-        if entry is None or entry.model_hash.lower() != on_chain:
-            return None
-        self._keys[model_id] = entry.key
-        return entry.key

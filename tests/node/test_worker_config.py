@@ -39,7 +39,7 @@ def test_from_config_wires_the_state_file_confirmations_fees_store_and_crash_hoo
     assert json.loads(state.read_text())["next_block"] == head - 1
     assert worker.inflight.replace_after_s == 7.0
     assert worker.inflight.max_fee_per_gas == int(1.5 * GWEI)
-    assert worker.store is store and worker.crash is crash
+    assert worker.delivery.store is store and worker.delivery.crash is crash
 
     mine = tmp_path / "mine.json"  # the CLI's --state
     KeyDelivery.from_config(config, stack.chain, seller, stack.vault(), state=mine).poll()
