@@ -8,7 +8,8 @@ the model through its commit–reveal rounds (contracts/Validators.sol) until it
    agent's own checkpoint in its state file). After a reorg the blocks above the fork point are
    read again, and models no longer listed on the new chain leave the to-do set;
 3. for each model to do, the one step that is due, decided from the chain (the model's
-   ``status``, its ``roundOf``, this validator's seat ``attestationOf``) and this node's record:
+   ``status``, its ``roundOf``, this validator's seat ``attestationOf``) and this node's record
+   (``node.rounds.RoundSteps``):
 
    - no seat, or a key request that expired: ``Marketplace.requestValidatorKey`` (the seller's
      worker answers it like a purchase);
@@ -22,8 +23,8 @@ the model through its commit–reveal rounds (contracts/Validators.sol) until it
    - the model settled (or this seat's round over without its reveal): ``release`` returns the
      seat's bonds to its stake, or forfeits them; the model is then done.
 
-State. One file per (chain, validator account), ``state_path(data_dir, chain_id, address)``:
-the chain checkpoint (``next_block``; from version 3 also ``recent_blocks``, [number, hash] of
+State (``node.agentstate``). One file per (chain, validator account), ``state_path(data_dir,
+chain_id, address)``: the chain checkpoint (``next_block``; from version 3 also ``recent_blocks``, [number, hash] of
 the last blocks scanned), the to-do set and, per model, the finding and the commitment. A pass
 holds an exclusive lock on it (``<file>.lock``) and reads it afresh, so the CLI's agent and the
 UI's jobs for the same account take turns and never lose each other's salts.
@@ -42,234 +43,40 @@ What is revealed, and how this node's own disk is kept from being held against a
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import logging
 import os
-import secrets
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from web3.logs import DISCARD
-
 from node import market
+from node.agentstate import STATE_VERSION, AgentState, Commitment, ModelRecord, state_path
 from node.attestation import Attestation, Evaluator, ModelCheck
 from node.config import Config
-from node.content import keywrap
-from node.errors import ChainError, ConfigError, ContractRevert, StoreError
-from node.keyvault import atomic_write
-from node.protocol import (
-    ModelStatus,
-    Purchase,
-    PurchaseStatus,
-    Round,
-    Seat,
-    SeatState,
-    StakeInfo,
-    attestation_commitment,
-)
+from node.errors import ChainError, ContractRevert, StoreError
+from node.protocol import StakeInfo
 from node.revert import when
-from node.scanner import Batch, BlockScanner, Checkpoint, poll_loop
+from node.rounds import RoundSteps, ValidatorReport, Waiting
+from node.scanner import BlockScanner, poll_loop
+
+__all__ = [
+    "STATE_VERSION",
+    "AgentState",
+    "Commitment",
+    "ModelRecord",
+    "ValidatorAgent",
+    "ValidatorReport",
+    "Waiting",
+    "state_path",
+]
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 3  # 3: recent_blocks (version 2 files are read as they are)
-
-
-def state_path(data_dir: str | os.PathLike, chain_id: int, address: str) -> Path:
-    """The agent's state file for one account on one chain (shared by the CLI and the UI)."""
-    return Path(data_dir) / f"validator-{chain_id}-{address.lower()}.json"
-
-
-@dataclass
-class Commitment:
-    """A salt and what it commits to, kept durably from before the commit is sent."""
-
-    round: int  # the round it was drawn for
-    salt: bytes
-    commitment: bytes
-    revealed: bool = False
-
-    def to_json(self) -> dict:
-        return {
-            "round": self.round,
-            "salt": self.salt.hex(),
-            "commitment": self.commitment.hex(),
-            "revealed": self.revealed,
-        }
-
-    @classmethod
-    def from_json(cls, doc: dict) -> Commitment:
-        return cls(
-            int(doc["round"]),
-            bytes.fromhex(doc["salt"]),
-            bytes.fromhex(doc["commitment"]),
-            bool(doc["revealed"]),
-        )
-
-
-@dataclass
-class ModelRecord:
-    attestation: Attestation
-    commitment: Commitment | None = None
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """What a model waits for, and until when (a chain timestamp; None when open-ended)."""
-
-    what: str
-    until: int | None = None
-
-    def describe(self, now: int) -> str:
-        """ "waiting for …: until 2026-12-03 09:30:20 UTC (in 14 s)" (``now``: chain time)."""
-        if self.until is None:
-            return f"waiting for {self.what}"
-        return (
-            f"waiting for {self.what}: until {when(self.until)} (in {max(0, self.until - now)} s)"
-        )
-
-
-@dataclass
-class ValidatorReport:
-    staked: int = 0
-    requested: list[int] = field(default_factory=list)  # model ids we asked a key for
-    committed: list[Attestation] = field(default_factory=list)
-    revealed: list[Attestation] = field(default_factory=list)
-    settled: dict[int, ModelStatus | None] = field(default_factory=dict)  # None: round undecided
-    released: dict[int, tuple[int, int]] = field(default_factory=dict)  # (returned, forfeited) wei
-    waiting: dict[int, Waiting] = field(default_factory=dict)
-    retry: dict[int, str] = field(default_factory=dict)  # not checked this pass (local/store), why
-    refused: dict[int, str] = field(default_factory=dict)  # a step the contracts refused, why
-    done: list[int] = field(default_factory=list)  # settled and released (nothing more to do)
-
-    def about(self, model_id: int, now: int) -> str:
-        """Where the model stands after this pass: what it waits for (and until when), or why a
-        step did not happen."""
-        wait = self.waiting.get(model_id)
-        if wait is not None:
-            return wait.describe(now)
-        return self.retry.get(model_id) or self.refused.get(model_id) or "in progress"
-
-
-class AgentState:
-    """The agent's state file (module docstring: State) and its BlockScanner follower: the chain
-    checkpoint, the to-do set, and per model the finding and the commitment."""
-
-    def __init__(self, path: Path, chain, validator: str):
-        self.path = path
-        self.chain = chain
-        self.validator = validator  # the account this state belongs to
-        self._ident = {"chain_id": chain.chain_id, "validators": chain.validators.address.lower()}
-        self.start_block = int(chain.deployment.get("block", 0) or 0)
-        self.load()
-
-    @contextlib.contextmanager
-    def locked(self):
-        """Hold ``<state>.lock`` exclusively (another agent on this file waits its turn)."""
-        lock = self.path.with_name(self.path.name + ".lock")
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing drops the lock
-
-    def load(self) -> None:
-        self.checkpoint = Checkpoint(self.start_block - 1)
-        self.todo: set[int] = set()
-        self.records: dict[int, ModelRecord] = {}
-        try:
-            doc = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            raise ConfigError(
-                f"cannot read the validator state {self.path} ({exc}); it "
-                "holds the salts of commitments not yet revealed: restore it, or "
-                "move it away to start over (unrevealed commitments then forfeit "
-                "their bonds)",
-                path=str(self.path),
-            ) from None
-        if {k: doc.get(k) for k in self._ident} != self._ident:
-            return  # another deployment (e.g. a fresh dev chain): start over
-        owner = doc.get("validator")
-        if owner and owner.lower() != self.validator.lower():
-            raise ConfigError(
-                f"the validator state {self.path} belongs to {owner}, not "
-                f"{self.validator}: pass --state FILE (or another --data-dir) "
-                "for this account",
-                path=str(self.path),
-            )
-        self.checkpoint = Checkpoint.from_json(doc["next_block"], doc.get("recent_blocks"))
-        self.todo = {int(m) for m in doc["todo"]}
-        for key, rec in (doc.get("models") or {}).items():
-            model_id = int(key)
-            self.records[model_id] = ModelRecord(
-                Attestation.from_json(model_id, rec["attestation"]),
-                Commitment.from_json(rec["commitment"]) if rec.get("commitment") else None,
-            )
-
-    def save(self) -> None:
-        models = {
-            str(m): {
-                "attestation": r.attestation.to_json(),
-                "commitment": r.commitment.to_json() if r.commitment else None,
-            }
-            for m, r in sorted(self.records.items())
-        }
-        doc = {
-            **self._ident,
-            "version": STATE_VERSION,
-            "validator": self.validator,
-            "next_block": self.checkpoint.next_block,
-            "recent_blocks": self.checkpoint.hashes_json(),
-            "todo": sorted(self.todo),
-            "models": models,
-        }
-        atomic_write(self.path, json.dumps(doc, indent=1).encode(), mode=0o600)
-
-    # -- the BlockScanner's follower: listings into the to-do set --------------------------
-
-    def listings_in(self, first: int, last: int) -> list:
-        return self.chain.events("ModelListed", from_block=first, to_block=last)
-
-    def load_checkpoint(self) -> Checkpoint:
-        return self.checkpoint
-
-    def apply_batch(self, batch: Batch) -> bool:
-        self.todo.update(int(ev["args"]["modelId"]) for ev in batch.logs)
-        self.checkpoint = batch.checkpoint
-        self.save()
-        return True
-
-    def rewind(self, checkpoint: Checkpoint) -> None:
-        """A reorg: the blocks above the fork point are scanned again; a model to do that the
-        new chain does not list (its listing was reorganised away) leaves the to-do set, with
-        its finding unless a commitment's salt is recorded (never lost: the listing and the
-        commit may be mined again). The others are decided from the chain as in every pass."""
-        for model_id in sorted(self.todo):
-            if not self._listed(model_id):
-                log.warning("model %d is no longer listed after a reorg; forgetting it", model_id)
-                self.todo.discard(model_id)
-                if model_id in self.records and self.records[model_id].commitment is None:
-                    del self.records[model_id]
-        self.checkpoint = checkpoint
-        self.save()
-
-    def _listed(self, model_id: int) -> bool:
-        try:
-            self.chain.call(self.chain.registry.functions.modelHash(model_id))
-        except ContractRevert:
-            return False
-        return True
-
 
 class ValidatorAgent:
+    """Stake, follow the listings, and carry each model through its rounds (``RoundSteps``),
+    checking it (``node.attestation.ModelCheck``) before its first commit."""
+
     def __init__(
         self,
         chain,
@@ -290,15 +97,11 @@ class ValidatorAgent:
         self.stake_amount = stake_amount
         self.work_dir = Path(work_dir)
         self.state_path = Path(state_path)
-        self._x25519: tuple[bytes, bytes] | None = None
         self.state = AgentState(self.state_path, chain, signer.address)
         self.scanner = BlockScanner(
-            chain,
-            self.state.listings_in,
-            start_block=self.state.start_block,
-            confirmations=confirmations,
-            batch_blocks=batch_blocks,
+            chain, self.state.listings_in, confirmations=confirmations, batch_blocks=batch_blocks
         )
+        self.rounds = RoundSteps(chain, signer, self.state, self.verify)
 
     @classmethod
     def from_config(
@@ -335,9 +138,7 @@ class ValidatorAgent:
 
     @property
     def x25519(self) -> tuple[bytes, bytes]:
-        if self._x25519 is None:
-            self._x25519 = keywrap.derive_x25519(self.signer, self.chain.chain_id)
-        return self._x25519
+        return self.rounds.x25519
 
     # -- one pass -----------------------------------------------------------------------------
 
@@ -353,7 +154,7 @@ class ValidatorAgent:
         self.scanner.scan(self.state)
         for model_id in sorted(self.state.todo if models is None else set(models)):
             try:
-                self._handle(model_id, report)
+                self.rounds.step(model_id, report)
             except (StoreError, OSError) as exc:
                 # Our store or our disk, not the content: never committed (module docstring).
                 reason = (
@@ -381,6 +182,10 @@ class ValidatorAgent:
         log.info("validator agent for %s on chain %d", self.signer.address, self.chain.chain_id)
         poll_loop(self.poll, stop, interval)
 
+    def now(self) -> int:
+        """The contracts' "now" for what this agent sends (``RoundSteps.now``)."""
+        return self.rounds.now()
+
     # -- steps --------------------------------------------------------------------------------
 
     def ensure_staked(self, report: ValidatorReport | None = None) -> int:
@@ -402,235 +207,6 @@ class ValidatorAgent:
         if report:
             report.staked = need
         return need
-
-    def _finish(self, model_id: int, report: ValidatorReport) -> None:
-        self.state.todo.discard(model_id)
-        self.state.records.pop(model_id, None)
-        self.state.save()
-        report.done.append(model_id)
-
-    def now(self) -> int:
-        """The timestamp the next block will carry: the contracts' "now" for what we send. (The
-        latest block's is stale on a node that mines only on transactions, as anvil does.)"""
-        return int(self.chain.get_block("pending")["timestamp"])
-
-    def _handle(self, model_id: int, report: ValidatorReport) -> None:
-        v, me = self.chain.validators.functions, self.signer.address
-        status = ModelStatus(self.chain.call(v.status(model_id)))
-        seat = Seat.from_call(self.chain.call(v.attestationOf(model_id, me)))
-        if seat.state == SeatState.RELEASED or (
-            seat.state == SeatState.NONE and status != ModelStatus.UNVERIFIED
-        ):
-            self._finish(model_id, report)
-            return
-        rnd = Round.from_call(self.chain.call(v.roundOf(model_id)))
-        if status == ModelStatus.UNVERIFIED and rnd.commit_end and self.now() > rnd.reveal_end:
-            status = self._settle(model_id, report)
-            rnd = Round.from_call(self.chain.call(v.roundOf(model_id)))
-        if status != ModelStatus.UNVERIFIED and seat.state == SeatState.NONE:
-            self._finish(model_id, report)  # settled by this pass; it held no seat
-        elif status != ModelStatus.UNVERIFIED:
-            self._release(model_id, seat, report)
-        elif seat.state in (SeatState.NONE, SeatState.REQUESTED):
-            self._ask_for_key(model_id, rnd, report)
-        elif seat.state == SeatState.KEYED or (
-            seat.state == SeatState.REVEALED and seat.round < rnd.number
-        ):
-            self._commit(model_id, rnd, report)
-        elif seat.state == SeatState.COMMITTED and seat.round < rnd.number:
-            # Its round closed (undecided) before this seat revealed: it can only be released,
-            # and its bonds are forfeited.
-            log.warning(
-                "model %d: the commitment of round %d was never revealed; releasing "
-                "the seat (its bonds are forfeited)",
-                model_id,
-                seat.round,
-            )
-            self._release(model_id, seat, report)
-        elif seat.state == SeatState.COMMITTED:
-            self._reveal(model_id, rnd, report)
-        else:  # revealed in the open round
-            report.waiting[model_id] = Waiting(
-                "the reveal period to end, then it settles", rnd.reveal_end
-            )
-
-    def _ask_for_key(self, model_id: int, rnd: Round, report: ValidatorReport) -> None:
-        if rnd.commit_end and self.now() > rnd.commit_end:
-            report.waiting[model_id] = Waiting(
-                f"round {rnd.number} to end (no key is requested or delivered while its commits "
-                "are closed), then it settles it and asks for the key",
-                rnd.reveal_end,
-            )
-            return
-        request = self._latest_request(model_id)
-        if (
-            request is not None
-            and request[1].status == PurchaseStatus.PENDING
-            and (self.now() <= request[1].deadline)
-        ):
-            report.waiting[model_id] = Waiting(
-                f"the seller's node to deliver the key (request {request[0]})", request[1].deadline
-            )
-            return
-        receipt = self.chain.transact(
-            self.chain.marketplace.functions.requestValidatorKey(model_id, self.x25519[1]),
-            self.signer,
-        )
-        ev = self.chain.marketplace.events.Purchased().process_receipt(receipt, errors=DISCARD)
-        log.info(
-            "model %d: asked for its key (request %d)", model_id, int(ev[0]["args"]["purchaseId"])
-        )
-        report.requested.append(model_id)
-
-    def _latest_request(self, model_id: int) -> tuple[int, Purchase] | None:
-        """(purchase id, purchase) of this validator's latest key request for the model."""
-        start = int(self.chain.deployment.get("block", 0) or 0)
-        events = self.chain.events(
-            "ValidatorKeyRequested",
-            from_block=start,
-            modelId=model_id,
-            validator=self.signer.address,
-        )
-        if not events:
-            return None
-        pid = int(events[-1]["args"]["purchaseId"])
-        return pid, Purchase.from_call(
-            self.chain.call(self.chain.marketplace.functions.purchase(pid))
-        )
-
-    def _commit(self, model_id: int, rnd: Round, report: ValidatorReport) -> None:
-        record = self.state.records.get(model_id)
-        if record is None:
-            request = self._latest_request(model_id)
-            if request is None:
-                raise ChainError(
-                    f"model {model_id}: the seat holds a key but no key request of "
-                    f"{self.signer.address} was found; is the node's log history "
-                    "pruned?"
-                )
-            record = ModelRecord(self.verify(model_id, request[0]))
-            self.state.records[model_id] = record
-            self.state.save()  # evaluated once: a later round commits the same finding
-        if rnd.commit_end and self.now() > rnd.commit_end:
-            report.waiting[model_id] = Waiting(
-                f"round {rnd.number} to end (its commits closed before this validator could "
-                "commit), then it settles it and commits in the next",
-                rnd.reveal_end,
-            )
-            return
-        found = record.attestation
-        c = record.commitment
-        if c is None or c.revealed or c.round != rnd.number:
-            salt = secrets.token_bytes(32)
-            c = Commitment(
-                rnd.number,
-                salt,
-                attestation_commitment(
-                    self.chain.chain_id,
-                    self.chain.validators.address,
-                    model_id,
-                    self.signer.address,
-                    found.observed_hash,
-                    found.work_digest,
-                    salt,
-                ),
-            )
-            record.commitment = c
-        self.state.save()  # durable BEFORE the commit is sent: a restart can still reveal it
-        v = self.chain.validators.functions
-        self.chain.transact(v.commitAttestation(model_id, c.commitment), self.signer)
-        log.info(
-            "model %d: committed in round %d to hash 0x%s (%s), work digest 0x%s%s",
-            model_id,
-            rnd.number,
-            found.observed_hash.hex(),
-            "matches" if found.matches else "DOES NOT MATCH",
-            found.work_digest.hex(),
-            f": {found.reason}" if found.reason else "",
-        )
-        report.committed.append(found)
-        rnd = Round.from_call(self.chain.call(v.roundOf(model_id)))  # opened by this commit, maybe
-        report.waiting[model_id] = Waiting(
-            f"commits of round {rnd.number} to close, then it reveals", rnd.commit_end
-        )
-
-    def _reveal(self, model_id: int, rnd: Round, report: ValidatorReport) -> None:
-        if self.now() <= rnd.commit_end:
-            report.waiting[model_id] = Waiting(
-                f"commits of round {rnd.number} to close, then it reveals", rnd.commit_end
-            )
-            return
-        v = self.chain.validators.functions
-        on_chain = bytes(self.chain.call(v.commitmentOf(model_id, self.signer.address)))
-        record = self.state.records.get(model_id)
-        if record is None or record.commitment is None or record.commitment.commitment != on_chain:
-            reason = (
-                f"the commitment on-chain (0x{on_chain.hex()}) is not one this node recorded "
-                f"in {self.state_path} (was the state file replaced or lost?): it cannot be "
-                "revealed, and its bonds are forfeited when the round ends"
-            )
-            log.error("model %d: %s", model_id, reason)
-            report.refused[model_id] = reason
-            return
-        found, c = record.attestation, record.commitment
-        self.chain.transact(
-            v.revealAttestation(model_id, found.observed_hash, found.work_digest, c.salt),
-            self.signer,
-        )
-        c.revealed = True
-        self.state.save()
-        log.info("model %d: revealed in round %d", model_id, rnd.number)
-        report.revealed.append(found)
-        report.waiting[model_id] = Waiting(
-            "the reveal period to end, then it settles", rnd.reveal_end
-        )
-
-    def _settle(self, model_id: int, report: ValidatorReport) -> ModelStatus:
-        v = self.chain.validators
-        try:
-            receipt = self.chain.transact(v.functions.settle(model_id), self.signer)
-        except ContractRevert as exc:
-            if exc.context.get("error") != "ValidatorsAlreadySettled":
-                raise
-            return ModelStatus(self.chain.call(v.functions.status(model_id)))  # someone else did
-        changed = v.events.StatusChanged().process_receipt(receipt, errors=DISCARD)
-        status = ModelStatus(changed[0]["args"]["status"]) if changed else ModelStatus.UNVERIFIED
-        report.settled[model_id] = status if changed else None
-        log.info(
-            "model %d: settled %s",
-            model_id,
-            status.word if changed else "undecided (a new round opens with the next commit)",
-        )
-        return status
-
-    def _release(self, model_id: int, seat: Seat, report: ValidatorReport) -> None:
-        if seat.state == SeatState.REQUESTED:  # the model settled before the key arrived
-            request = self._latest_request(model_id)
-            if request is not None and self.now() <= request[1].deadline:
-                report.waiting[model_id] = Waiting(
-                    "the key request to expire (the model settled before its key arrived), "
-                    "then it releases the seat",
-                    request[1].deadline,
-                )
-                return
-        v = self.chain.validators
-        receipt = self.chain.transact(
-            v.functions.release(model_id, self.signer.address), self.signer
-        )
-        events = v.events.SeatReleased().process_receipt(receipt, errors=DISCARD)
-        returned, forfeited = (
-            (int(events[0]["args"]["returned"]), int(events[0]["args"]["forfeited"]))
-            if events
-            else (0, 0)
-        )
-        report.released[model_id] = (returned, forfeited)
-        log.info(
-            "model %d: seat released (%s returned, %s forfeited)",
-            model_id,
-            market.fmt_eth(returned),
-            market.fmt_eth(forfeited),
-        )
-        self._finish(model_id, report)  # settled, or this seat is closed for good
 
     # -- the work -----------------------------------------------------------------------------
 

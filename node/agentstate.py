@@ -1,0 +1,182 @@
+"""The validator agent's state file: one per (chain, validator account), shared by the CLI's agent
+and the UI's jobs (``node.validator`` explains what the agent does with it).
+
+It holds the chain checkpoint (``next_block``; from version 3 also ``recent_blocks``, [number,
+hash] of the last blocks scanned), the to-do set and, per model, the finding and the commitment:
+the salt, the round it was drawn for and what it commits to, written (atomic_write: fsync,
+rename, 0600) BEFORE the commit is sent. A pass holds an exclusive lock on it
+(``<file>.lock``) and reads it afresh, so two agents on one file take turns and never lose each
+other's salts. ``AgentState`` is also the agent's ``node.scanner.BlockScanner`` follower: new
+listings go into the to-do set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.attestation import Attestation
+from node.errors import ConfigError, ContractRevert
+from node.keyvault import atomic_write
+from node.scanner import Batch, Checkpoint, deployment_block
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 3  # 3: recent_blocks (version 2 files are read as they are)
+
+
+def state_path(data_dir: str | os.PathLike, chain_id: int, address: str) -> Path:
+    """The agent's state file for one account on one chain (shared by the CLI and the UI)."""
+    return Path(data_dir) / f"validator-{chain_id}-{address.lower()}.json"
+
+
+@dataclass
+class Commitment:
+    """A salt and what it commits to, kept durably from before the commit is sent."""
+
+    round: int  # the round it was drawn for
+    salt: bytes
+    commitment: bytes
+    revealed: bool = False
+
+    def to_json(self) -> dict:
+        return {
+            "round": self.round,
+            "salt": self.salt.hex(),
+            "commitment": self.commitment.hex(),
+            "revealed": self.revealed,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Commitment:
+        return cls(
+            int(doc["round"]),
+            bytes.fromhex(doc["salt"]),
+            bytes.fromhex(doc["commitment"]),
+            bool(doc["revealed"]),
+        )
+
+
+@dataclass
+class ModelRecord:
+    attestation: Attestation
+    commitment: Commitment | None = None
+
+
+class AgentState:
+    """The agent's state file (the module docstring) and its BlockScanner follower: the chain
+    checkpoint, the to-do set, and per model the finding and the commitment."""
+
+    def __init__(self, path: Path, chain, validator: str):
+        self.path = path
+        self.chain = chain
+        self.validator = validator  # the account this state belongs to
+        self._ident = {"chain_id": chain.chain_id, "validators": chain.validators.address.lower()}
+        self.start_block = deployment_block(chain)
+        self.load()
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold ``<state>.lock`` exclusively (another agent on this file waits its turn)."""
+        lock = self.path.with_name(self.path.name + ".lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing drops the lock
+
+    def load(self) -> None:
+        self.checkpoint = Checkpoint(self.start_block - 1)
+        self.todo: set[int] = set()
+        self.records: dict[int, ModelRecord] = {}
+        try:
+            doc = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"cannot read the validator state {self.path} ({exc}); it "
+                "holds the salts of commitments not yet revealed: restore it, or "
+                "move it away to start over (unrevealed commitments then forfeit "
+                "their bonds)",
+                path=str(self.path),
+            ) from None
+        if {k: doc.get(k) for k in self._ident} != self._ident:
+            return  # another deployment (e.g. a fresh dev chain): start over
+        owner = doc.get("validator")
+        if owner and owner.lower() != self.validator.lower():
+            raise ConfigError(
+                f"the validator state {self.path} belongs to {owner}, not "
+                f"{self.validator}: pass --state FILE (or another --data-dir) "
+                "for this account",
+                path=str(self.path),
+            )
+        self.checkpoint = Checkpoint.from_json(doc["next_block"], doc.get("recent_blocks"))
+        self.todo = {int(m) for m in doc["todo"]}
+        for key, rec in (doc.get("models") or {}).items():
+            model_id = int(key)
+            self.records[model_id] = ModelRecord(
+                Attestation.from_json(model_id, rec["attestation"]),
+                Commitment.from_json(rec["commitment"]) if rec.get("commitment") else None,
+            )
+
+    def save(self) -> None:
+        models = {
+            str(m): {
+                "attestation": r.attestation.to_json(),
+                "commitment": r.commitment.to_json() if r.commitment else None,
+            }
+            for m, r in sorted(self.records.items())
+        }
+        doc = {
+            **self._ident,
+            "version": STATE_VERSION,
+            "validator": self.validator,
+            "next_block": self.checkpoint.next_block,
+            "recent_blocks": self.checkpoint.hashes_json(),
+            "todo": sorted(self.todo),
+            "models": models,
+        }
+        atomic_write(self.path, json.dumps(doc, indent=1).encode(), mode=0o600)
+
+    # -- the BlockScanner's follower: listings into the to-do set --------------------------
+
+    def listings_in(self, first: int, last: int) -> list:
+        return self.chain.events("ModelListed", from_block=first, to_block=last)
+
+    def load_checkpoint(self) -> Checkpoint:
+        return self.checkpoint
+
+    def apply_batch(self, batch: Batch) -> bool:
+        self.todo.update(int(ev["args"]["modelId"]) for ev in batch.logs)
+        self.checkpoint = batch.checkpoint
+        self.save()
+        return True
+
+    def rewind(self, checkpoint: Checkpoint) -> None:
+        """A reorg: the blocks above the fork point are scanned again; a model to do that the
+        new chain does not list (its listing was reorganised away) leaves the to-do set, with
+        its finding unless a commitment's salt is recorded (never lost: the listing and the
+        commit may be mined again). The others are decided from the chain as in every pass."""
+        for model_id in sorted(self.todo):
+            if not self._listed(model_id):
+                log.warning("model %d is no longer listed after a reorg; forgetting it", model_id)
+                self.todo.discard(model_id)
+                if model_id in self.records and self.records[model_id].commitment is None:
+                    del self.records[model_id]
+        self.checkpoint = checkpoint
+        self.save()
+
+    def _listed(self, model_id: int) -> bool:
+        try:
+            self.chain.call(self.chain.registry.functions.modelHash(model_id))
+        except ContractRevert:
+            return False
+        return True

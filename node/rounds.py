@@ -1,0 +1,342 @@
+"""One model's seat through its commit–reveal rounds (contracts/Validators.sol): the step that is
+due, decided from the chain and this node's record, and the transaction that takes it.
+
+``RoundSteps.step(model_id, report)`` reads the model's ``status``, its ``roundOf`` and this
+validator's seat (``attestationOf``), then takes the one step due (``node.validator`` lists them):
+ask for the key, commit (after the first check of the model, kept in the record), reveal,
+settle, release. What a step did, waits for or was refused goes into the pass's
+``ValidatorReport``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from web3.logs import DISCARD
+
+from node import market
+from node.agentstate import AgentState, Commitment, ModelRecord
+from node.attestation import Attestation
+from node.content import keywrap
+from node.errors import ChainError, ContractRevert
+from node.protocol import (
+    ModelStatus,
+    Purchase,
+    PurchaseStatus,
+    Round,
+    Seat,
+    SeatState,
+    attestation_commitment,
+)
+from node.revert import when
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What a model waits for, and until when (a chain timestamp; None when open-ended)."""
+
+    what: str
+    until: int | None = None
+
+    def describe(self, now: int) -> str:
+        """ "waiting for …: until 2026-12-03 09:30:20 UTC (in 14 s)" (``now``: chain time)."""
+        if self.until is None:
+            return f"waiting for {self.what}"
+        return (
+            f"waiting for {self.what}: until {when(self.until)} (in {max(0, self.until - now)} s)"
+        )
+
+
+@dataclass
+class ValidatorReport:
+    staked: int = 0
+    requested: list[int] = field(default_factory=list)  # model ids we asked a key for
+    committed: list[Attestation] = field(default_factory=list)
+    revealed: list[Attestation] = field(default_factory=list)
+    settled: dict[int, ModelStatus | None] = field(default_factory=dict)  # None: round undecided
+    released: dict[int, tuple[int, int]] = field(default_factory=dict)  # (returned, forfeited) wei
+    waiting: dict[int, Waiting] = field(default_factory=dict)
+    retry: dict[int, str] = field(default_factory=dict)  # not checked this pass (local/store), why
+    refused: dict[int, str] = field(default_factory=dict)  # a step the contracts refused, why
+    done: list[int] = field(default_factory=list)  # settled and released (nothing more to do)
+
+    def about(self, model_id: int, now: int) -> str:
+        """Where the model stands after this pass: what it waits for (and until when), or why a
+        step did not happen."""
+        wait = self.waiting.get(model_id)
+        if wait is not None:
+            return wait.describe(now)
+        return self.retry.get(model_id) or self.refused.get(model_id) or "in progress"
+
+
+def until_commits_close(rnd: Round) -> Waiting:
+    return Waiting(f"commits of round {rnd.number} to close, then it reveals", rnd.commit_end)
+
+
+def until_reveals_end(rnd: Round) -> Waiting:
+    return Waiting("the reveal period to end, then it settles", rnd.reveal_end)
+
+
+class RoundSteps:
+    """The on-chain steps of this validator's seats, one model at a time; ``verify(model_id,
+    purchase_id)`` checks a model (fetch, re-hash, evaluate) with the key of that request."""
+
+    def __init__(self, chain, signer, state: AgentState, verify: Callable[[int, int], Attestation]):
+        self.chain = chain
+        self.signer = signer
+        self.state = state
+        self.verify = verify
+        self._x25519: tuple[bytes, bytes] | None = None
+
+    @property
+    def x25519(self) -> tuple[bytes, bytes]:
+        """This validator's key pair on this chain, which its key requests name."""
+        if self._x25519 is None:
+            self._x25519 = keywrap.derive_x25519(self.signer, self.chain.chain_id)
+        return self._x25519
+
+    def step(self, model_id: int, report: ValidatorReport) -> None:
+        """Take the step that is due for the model (``node.validator``: step 3 of a pass)."""
+        v, me = self.chain.validators.functions, self.signer.address
+        status = ModelStatus(self.chain.call(v.status(model_id)))
+        seat = Seat.from_call(self.chain.call(v.attestationOf(model_id, me)))
+        if seat.state == SeatState.RELEASED or (
+            seat.state == SeatState.NONE and status != ModelStatus.UNVERIFIED
+        ):
+            self.finish(model_id, report)
+            return
+        rnd = Round.from_call(self.chain.call(v.roundOf(model_id)))
+        if status == ModelStatus.UNVERIFIED and rnd.commit_end and self.now() > rnd.reveal_end:
+            status = self._settle(model_id, report)
+            rnd = Round.from_call(self.chain.call(v.roundOf(model_id)))
+        if status != ModelStatus.UNVERIFIED and seat.state == SeatState.NONE:
+            self.finish(model_id, report)  # settled by this pass; it held no seat
+        elif status != ModelStatus.UNVERIFIED:
+            self._release(model_id, seat, report)
+        elif seat.state in (SeatState.NONE, SeatState.REQUESTED):
+            self._ask_for_key(model_id, rnd, report)
+        elif seat.state == SeatState.KEYED or (
+            seat.state == SeatState.REVEALED and seat.round < rnd.number
+        ):
+            self._commit(model_id, rnd, report)
+        elif seat.state == SeatState.COMMITTED and seat.round < rnd.number:
+            # Its round closed (undecided) before this seat revealed: it can only be released,
+            # and its bonds are forfeited.
+            log.warning(
+                "model %d: the commitment of round %d was never revealed; releasing "
+                "the seat (its bonds are forfeited)",
+                model_id,
+                seat.round,
+            )
+            self._release(model_id, seat, report)
+        elif seat.state == SeatState.COMMITTED:
+            self._reveal(model_id, rnd, report)
+        else:  # revealed in the open round
+            report.waiting[model_id] = until_reveals_end(rnd)
+
+    def finish(self, model_id: int, report: ValidatorReport) -> None:
+        """Nothing more to do for the model: it leaves the to-do set, with its record."""
+        self.state.todo.discard(model_id)
+        self.state.records.pop(model_id, None)
+        self.state.save()
+        report.done.append(model_id)
+
+    def now(self) -> int:
+        """The timestamp the next block will carry: the contracts' "now" for what we send. (The
+        latest block's is stale on a node that mines only on transactions, as anvil does.)"""
+        return int(self.chain.get_block("pending")["timestamp"])
+
+    def _commits_closed(
+        self,
+        model_id: int,
+        rnd: Round,
+        report: ValidatorReport,
+        why: str,
+        then: str = "asks for the key",
+    ) -> bool:
+        """Whether the round's commits have closed; the model then waits for the round's end."""
+        if not (rnd.commit_end and self.now() > rnd.commit_end):
+            return False
+        report.waiting[model_id] = Waiting(
+            f"round {rnd.number} to end ({why}), then it settles it and {then}", rnd.reveal_end
+        )
+        return True
+
+    def _ask_for_key(self, model_id: int, rnd: Round, report: ValidatorReport) -> None:
+        if self._commits_closed(
+            model_id, rnd, report, "no key is requested or delivered while its commits are closed"
+        ):
+            return
+        request = self.latest_request(model_id)
+        if (
+            request is not None
+            and request[1].status == PurchaseStatus.PENDING
+            and (self.now() <= request[1].deadline)
+        ):
+            report.waiting[model_id] = Waiting(
+                f"the seller's node to deliver the key (request {request[0]})", request[1].deadline
+            )
+            return
+        receipt = self.chain.transact(
+            self.chain.marketplace.functions.requestValidatorKey(model_id, self.x25519[1]),
+            self.signer,
+        )
+        ev = self.chain.marketplace.events.Purchased().process_receipt(receipt, errors=DISCARD)
+        log.info(
+            "model %d: asked for its key (request %d)", model_id, int(ev[0]["args"]["purchaseId"])
+        )
+        report.requested.append(model_id)
+
+    def latest_request(self, model_id: int) -> tuple[int, Purchase] | None:
+        """(purchase id, purchase) of this validator's latest key request for the model."""
+        events = self.chain.events(
+            "ValidatorKeyRequested",
+            from_block=self.state.start_block,
+            modelId=model_id,
+            validator=self.signer.address,
+        )
+        if not events:
+            return None
+        pid = int(events[-1]["args"]["purchaseId"])
+        return pid, Purchase.from_call(
+            self.chain.call(self.chain.marketplace.functions.purchase(pid))
+        )
+
+    def _finding(self, model_id: int) -> ModelRecord:
+        """The model's record; the first time, with the finding of a check of its key."""
+        record = self.state.records.get(model_id)
+        if record is None:
+            request = self.latest_request(model_id)
+            if request is None:
+                raise ChainError(
+                    f"model {model_id}: the seat holds a key but no key request of "
+                    f"{self.signer.address} was found; is the node's log history "
+                    "pruned?"
+                )
+            record = ModelRecord(self.verify(model_id, request[0]))
+            self.state.records[model_id] = record
+            self.state.save()  # evaluated once: a later round commits the same finding
+        return record
+
+    def _commit(self, model_id: int, rnd: Round, report: ValidatorReport) -> None:
+        record = self._finding(model_id)
+        if self._commits_closed(
+            model_id,
+            rnd,
+            report,
+            "its commits closed before this validator could commit",
+            then="commits in the next",
+        ):
+            return
+        found = record.attestation
+        c = record.commitment
+        if c is None or c.revealed or c.round != rnd.number:
+            salt = secrets.token_bytes(32)
+            c = Commitment(
+                rnd.number,
+                salt,
+                attestation_commitment(
+                    self.chain.chain_id,
+                    self.chain.validators.address,
+                    model_id,
+                    self.signer.address,
+                    found.observed_hash,
+                    found.work_digest,
+                    salt,
+                ),
+            )
+            record.commitment = c
+        self.state.save()  # durable BEFORE the commit is sent: a restart can still reveal it
+        v = self.chain.validators.functions
+        self.chain.transact(v.commitAttestation(model_id, c.commitment), self.signer)
+        log.info(
+            "model %d: committed in round %d to hash 0x%s (%s), work digest 0x%s%s",
+            model_id,
+            rnd.number,
+            found.observed_hash.hex(),
+            "matches" if found.matches else "DOES NOT MATCH",
+            found.work_digest.hex(),
+            f": {found.reason}" if found.reason else "",
+        )
+        report.committed.append(found)
+        rnd = Round.from_call(self.chain.call(v.roundOf(model_id)))  # opened by this commit, maybe
+        report.waiting[model_id] = until_commits_close(rnd)
+
+    def _reveal(self, model_id: int, rnd: Round, report: ValidatorReport) -> None:
+        if self.now() <= rnd.commit_end:
+            report.waiting[model_id] = until_commits_close(rnd)
+            return
+        v = self.chain.validators.functions
+        on_chain = bytes(self.chain.call(v.commitmentOf(model_id, self.signer.address)))
+        record = self.state.records.get(model_id)
+        if record is None or record.commitment is None or record.commitment.commitment != on_chain:
+            reason = (
+                f"the commitment on-chain (0x{on_chain.hex()}) is not one this node recorded "
+                f"in {self.state.path} (was the state file replaced or lost?): it cannot be "
+                "revealed, and its bonds are forfeited when the round ends"
+            )
+            log.error("model %d: %s", model_id, reason)
+            report.refused[model_id] = reason
+            return
+        found, c = record.attestation, record.commitment
+        self.chain.transact(
+            v.revealAttestation(model_id, found.observed_hash, found.work_digest, c.salt),
+            self.signer,
+        )
+        c.revealed = True
+        self.state.save()
+        log.info("model %d: revealed in round %d", model_id, rnd.number)
+        report.revealed.append(found)
+        report.waiting[model_id] = until_reveals_end(rnd)
+
+    def _settle(self, model_id: int, report: ValidatorReport) -> ModelStatus:
+        v = self.chain.validators
+        try:
+            receipt = self.chain.transact(v.functions.settle(model_id), self.signer)
+        except ContractRevert as exc:
+            if exc.context.get("error") != "ValidatorsAlreadySettled":
+                raise
+            return ModelStatus(self.chain.call(v.functions.status(model_id)))  # someone else did
+        changed = v.events.StatusChanged().process_receipt(receipt, errors=DISCARD)
+        status = ModelStatus(changed[0]["args"]["status"]) if changed else ModelStatus.UNVERIFIED
+        report.settled[model_id] = status if changed else None
+        log.info(
+            "model %d: settled %s",
+            model_id,
+            status.word if changed else "undecided (a new round opens with the next commit)",
+        )
+        return status
+
+    def _release(self, model_id: int, seat: Seat, report: ValidatorReport) -> None:
+        if seat.state == SeatState.REQUESTED:  # the model settled before the key arrived
+            request = self.latest_request(model_id)
+            if request is not None and self.now() <= request[1].deadline:
+                report.waiting[model_id] = Waiting(
+                    "the key request to expire (the model settled before its key arrived), "
+                    "then it releases the seat",
+                    request[1].deadline,
+                )
+                return
+        v = self.chain.validators
+        receipt = self.chain.transact(
+            v.functions.release(model_id, self.signer.address), self.signer
+        )
+        events = v.events.SeatReleased().process_receipt(receipt, errors=DISCARD)
+        returned, forfeited = (
+            (int(events[0]["args"]["returned"]), int(events[0]["args"]["forfeited"]))
+            if events
+            else (0, 0)
+        )
+        report.released[model_id] = (returned, forfeited)
+        log.info(
+            "model %d: seat released (%s returned, %s forfeited)",
+            model_id,
+            market.fmt_eth(returned),
+            market.fmt_eth(forfeited),
+        )
+        self.finish(model_id, report)  # settled, or this seat is closed for good
