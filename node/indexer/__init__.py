@@ -1,8 +1,9 @@
 """The indexer: the Modex contracts' events, followed into SQLite for the UI and the CLI.
 
-The package: ``core`` (``Indexer``: storage, following the chain, rollbacks, the metadata
-cache), ``schema.sql`` (the tables), ``decode`` (raw logs → events), ``events`` (applying an
-event to the derived tables) and ``queries`` (the read API).
+The package: ``core`` (``Indexer``: following the chain, rollbacks and rebuilds), ``storage``
+(the SQLite file: connections, schema, identity, the event log's insert), ``schema.sql`` (the
+tables), ``decode`` (raw logs → events), ``events`` (applying an event to the derived tables),
+``metadata`` (the metadata cache) and ``queries`` (the read API).
 
 ``sync()`` reads ``eth_getLogs`` in block ranges over all four contract addresses at
 once, decodes each log by (address, topic0), appends it to the ``events`` table (the log), and

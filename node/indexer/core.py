@@ -1,38 +1,27 @@
-"""The Indexer: the index's SQLite storage, following the chain into it (as a
-``node.scanner.BlockScanner`` follower), rollbacks and rebuilds, and the metadata cache."""
+"""The Indexer: following the chain into the index (as a ``node.scanner.BlockScanner``
+follower), rollbacks and rebuilds; its file is ``node.indexer.storage``'s, its metadata cache
+``node.indexer.metadata``'s."""
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
-import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from node.config import Config
 from node.errors import ChainError, ModexError
-from node.fetch import load_metadata
 from node.indexer.decode import EventDecoder, as_bytes, as_int
-from node.indexer.events import DERIVED, STAMPED_EVENTS, apply_event, replay
+from node.indexer.events import STAMPED_EVENTS, apply_event, replay
+from node.indexer.metadata import MetadataLoader, load_missing, store_metadata
 from node.indexer.queries import IndexReader
+from node.indexer.storage import EVENT_COLUMNS, SCHEMA_VERSION, IndexDatabase, append_events
 from node.scanner import RECENT_BLOCKS, Batch, BlockScanner, Checkpoint
 
+__all__ = ["SCHEMA_VERSION", "Indexer", "store_metadata", "wait_until_synced"]
+
 log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 4
-SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
-METADATA_ATTEMPTS = 3
-
-
-def store_metadata(store) -> Callable[[str], dict]:
-    """A ``metadata_loader`` reading a listing's metadata JSON from ``store``. What it raises
-    (the CID unreachable, not JSON) ``Indexer.load_metadata`` logs, and tries the CID again on
-    a later sync, up to METADATA_ATTEMPTS times."""
-    return functools.partial(load_metadata, store)
 
 
 class Indexer(IndexReader):
@@ -45,7 +34,7 @@ class Indexer(IndexReader):
         *,
         confirmations: int = 0,
         batch_blocks: int = 2000,
-        metadata_loader: Callable[[str], dict | None] | None = None,
+        metadata_loader: MetadataLoader | None = None,
         metadata_per_sync: int = 50,
         start_block: int | None = None,
     ):
@@ -53,20 +42,18 @@ class Indexer(IndexReader):
         self.db_path = Path(db_path)
         self.metadata_loader = metadata_loader
         self.metadata_per_sync = metadata_per_sync
-        deployed = chain.deployment.get("block") if isinstance(chain.deployment, dict) else None
-        self.start_block = start_block if start_block is not None else int(deployed or 0)
         self._decoder = EventDecoder(chain.contracts)
         self.scanner = BlockScanner(
             chain,
             self._fetch_logs,
-            start_block=self.start_block,
+            start_block=start_block,
             confirmations=confirmations,
             batch_blocks=batch_blocks,
         )
+        self.start_block = self.scanner.start_block
         self._applied = 0  # events applied by the current sync()
-        self._local = threading.local()
         self._write_lock = threading.Lock()
-        self._open()
+        self.database = IndexDatabase(self.db_path, chain.chain_id, chain.addresses)
 
     @classmethod
     def from_config(cls, config: Config, chain, *, store=None) -> Indexer:
@@ -80,94 +67,21 @@ class Indexer(IndexReader):
             metadata_loader=None if store is None else store_metadata(store),
         )
 
-    # -- storage ------------------------------------------------------------------------------
+    # -- storage (node.indexer.storage) ------------------------------------------------------
 
-    def _db(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            # A page's rows lie wherever their ids are: keep the whole index in memory (the
-            # default 2 MiB cache made a price-sorted page at 10,000 listings re-read pages).
-            conn.execute("PRAGMA cache_size=-65536")
-            conn.execute("PRAGMA mmap_size=268435456")
-            self._local.conn = conn
-        return conn
-
-    def _open(self) -> None:
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        db = self._db()
-        has_meta = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
-        stored_schema = (
-            has_meta and db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        )
-        if stored_schema and stored_schema[0] != str(SCHEMA_VERSION):
-            # An index written by another version of this module: its tables are another shape.
-            # Everything here is derived from the chain (and the metadata cache, refetched), so
-            # drop it all and start over.
-            log.warning(
-                "index %s has schema %s, this node writes %s; rebuilding from scratch",
-                self.db_path,
-                stored_schema[0],
-                SCHEMA_VERSION,
-            )
-            objects = db.execute(
-                "SELECT type, name FROM sqlite_master WHERE type IN "
-                "('table', 'trigger') AND name NOT LIKE 'sqlite_%'"
-            ).fetchall()
-            for kind, name in objects:
-                if kind == "trigger":
-                    db.execute(f'DROP TRIGGER IF EXISTS "{name}"')
-            for kind, name in objects:
-                if kind == "table" and not name.startswith("listings_fts_"):
-                    db.execute(f'DROP TABLE IF EXISTS "{name}"')
-        db.executescript(SCHEMA)
-        identity = {
-            "schema": str(SCHEMA_VERSION),
-            "chain_id": str(self.chain.chain_id),
-            "contracts": json.dumps(self.chain.addresses, sort_keys=True),
-        }
-        stored = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        if stored and any(stored.get(k) != v for k, v in identity.items()):
-            # Another chain or deployment: this database describes something else; start over.
-            log.warning(
-                "index %s was built for another chain/deployment; rebuilding from scratch",
-                self.db_path,
-            )
-            with self._transaction() as tx:
-                for table in ("meta", "checkpoint", "blocks", "events", *DERIVED):
-                    tx.execute(f"DELETE FROM {table}")
-            stored = {}
-        if not stored:
-            with self._transaction() as tx:
-                tx.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", identity.items())
+    def _db(self):
+        return self.database.connection()
 
     def _transaction(self):
-        db = self._db()
-
-        class _Tx:
-            def __enter__(self_inner):
-                db.execute("BEGIN IMMEDIATE")
-                return db
-
-            def __exit__(self_inner, exc_type, exc, tb):
-                db.execute("ROLLBACK" if exc_type else "COMMIT")
-                return False
-
-        return _Tx()
+        return self.database.transaction()
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Close this thread's connection to the index."""
+        self.database.close()
 
     def checkpoint(self) -> tuple[int, str] | None:
         """(last block processed, its hash), or None before the first sync."""
-        row = self._db().execute("SELECT block_number, block_hash FROM checkpoint").fetchone()
-        return (row[0], row[1]) if row else None
+        return self.database.checkpoint()
 
     # -- following ----------------------------------------------------------------------------
 
@@ -251,21 +165,7 @@ class Indexer(IndexReader):
                 "INSERT OR REPLACE INTO blocks (number, hash, timestamp) VALUES (?, ?, ?)",
                 block_rows.values(),
             )
-            tx.executemany(
-                "INSERT INTO events (block_number, log_index, tx_hash, contract, event, args) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        r["block_number"],
-                        r["log_index"],
-                        r["tx_hash"],
-                        r["contract"],
-                        r["event"],
-                        json.dumps(r["args"], sort_keys=True),
-                    )
-                    for r in rows
-                ],
-            )
+            append_events(tx, (tuple(r[k] for k in EVENT_COLUMNS) for r in rows))
             for r in rows:
                 apply_event(tx, r, stamps.get(r["block_number"]))
             tx.execute(
@@ -327,11 +227,7 @@ class Indexer(IndexReader):
         log and rebuild the derived tables from it: synthetic histories for tests and benchmarks
         (the chain's events come through ``sync()``)."""
         with self._transaction() as tx:
-            tx.executemany(
-                "INSERT INTO events (block_number, log_index, tx_hash, contract, event, args) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(*e[:5], json.dumps(e[5], sort_keys=True)) for e in events],
-            )
+            append_events(tx, events)
             replay(tx)
 
     def rebuild(self) -> None:
@@ -339,78 +235,13 @@ class Indexer(IndexReader):
         with self._transaction() as tx:
             replay(tx)
 
-    # -- metadata -----------------------------------------------------------------------------
+    # -- metadata (node.indexer.metadata) ----------------------------------------------------
 
     def load_metadata(self, limit: int | None = None) -> int:
         """Fetch metadata JSON for listings that lack it (bounded attempts); return how many loaded."""
         if self.metadata_loader is None:
             return 0
-        limit = limit or self.metadata_per_sync
-        cids = [
-            r[0]
-            for r in self._db().execute(
-                "SELECT DISTINCT l.metadata_cid FROM listings l LEFT JOIN metadata m ON m.cid = l.metadata_cid "
-                "WHERE m.cid IS NULL OR (m.status = 'unavailable' AND m.attempts < ?) LIMIT ?",
-                (METADATA_ATTEMPTS, limit),
-            )
-        ]
-        loaded = 0
-        for cid in cids:
-            try:
-                data = self.metadata_loader(cid)
-            except Exception as exc:  # noqa: BLE001 - a bad CID is logged, never fatal to indexing
-                log.warning("metadata %s could not be loaded: %s", cid, exc)
-                data = None
-            with self._transaction() as tx:
-                if isinstance(data, dict):
-                    tx.execute(
-                        "INSERT OR REPLACE INTO metadata (cid, status, attempts, name, task, description, "
-                        "license, model_hash, json) VALUES (?, 'ok', 0, ?, ?, ?, ?, ?, ?)",
-                        (
-                            cid,
-                            _text(data.get("name")),
-                            _text(data.get("task")),
-                            _text(data.get("description")),
-                            _text(data.get("license")),
-                            _text(data.get("model_hash")),
-                            json.dumps(data, sort_keys=True),
-                        ),
-                    )
-                    # The listings naming this CID get its task and their search text now.
-                    tx.execute(
-                        "UPDATE listings SET task = ? WHERE metadata_cid = ?",
-                        (_text(data.get("task")), cid),
-                    )
-                    tx.execute(
-                        "DELETE FROM listings_fts WHERE rowid IN "
-                        "(SELECT model_id FROM listings WHERE metadata_cid = ?)",
-                        (cid,),
-                    )
-                    tx.execute(
-                        "INSERT INTO listings_fts (rowid, name, description, task) "
-                        "SELECT model_id, ?, ?, ? FROM listings WHERE metadata_cid = ?",
-                        (
-                            _text(data.get("name")),
-                            _text(data.get("description")),
-                            _text(data.get("task")),
-                            cid,
-                        ),
-                    )
-                    loaded += 1
-                else:
-                    tx.execute(
-                        "INSERT INTO metadata (cid, status, attempts) VALUES (?, 'unavailable', 1) "
-                        "ON CONFLICT (cid) DO UPDATE SET attempts = attempts + 1",
-                        (cid,),
-                    )
-        if loaded >= 100:  # one transaction per CID left many small FTS segments: merge them
-            with self._transaction() as tx:
-                tx.execute("INSERT INTO listings_fts (listings_fts) VALUES ('optimize')")
-        return loaded
-
-
-def _text(value) -> str | None:
-    return value if isinstance(value, str) else None
+        return load_missing(self.database, self.metadata_loader, limit or self.metadata_per_sync)
 
 
 def wait_until_synced(indexer: Indexer, block: int, timeout: float = 30.0) -> None:
