@@ -25,6 +25,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from node.content.cid import cid_to_str, parse_cid, verify_block
+from node.content.store.http import no_answer
 from node.errors import ContentNotFound, IntegrityError, LocalStoreError, StoreError
 
 log = logging.getLogger(__name__)
@@ -156,11 +157,7 @@ class GatewaySource:
         try:
             response = self._client.get(url, headers={"Accept": RAW_BLOCK})
         except httpx.TimeoutException:
-            raise StoreError(
-                f"the IPFS gateway {url} did not answer within {self.timeout} s",
-                endpoint=url,
-                cid=name,
-            ) from None
+            raise no_answer("the IPFS gateway", url, self.timeout, name) from None
         except httpx.HTTPError as exc:
             raise StoreError(
                 f"cannot reach the IPFS gateway at {self.url}: {exc}; is it "

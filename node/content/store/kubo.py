@@ -15,7 +15,8 @@ unmaintained since 2021, refuses current daemons by version, reads whole files i
   that matches the CID's kind and the stream fails at its end unless one reproduces the CID.
 - Every call has a timeout (a daemon waits forever for content it lacks); connection failures
   are retried with exponential backoff, then StoreError names the endpoint. That RPC plumbing
-  is ``node.content.store.kuborpc.KuboRpc``, which the store holds as ``rpc``.
+  and the daemon's block, pin and DAG endpoints are ``node.content.store.kuborpc.KuboRpc``,
+  which the store holds as ``rpc``; the store adds what Modex checks (CIDs, every block).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import BinaryIO, Self
 
 import httpx
 
-from node.content.car import encode_header, read_car
+from node.content.car import encode_header, read_car, write_car
 from node.content.cid import (
     DEFAULT_PROFILE,
     PROFILES,
@@ -44,13 +45,11 @@ from node.content.cid import (
     verify_block,
 )
 from node.content.store.dag import ChunkStream, repair_dag
-from node.content.store.kuborpc import KuboRpc
+from node.content.store.kuborpc import PIECE, KuboRpc
 from node.content.store.source import Source, open_source
-from node.errors import ContentNotFound, IntegrityError, LocalStoreError, StoreError
+from node.errors import ContentNotFound, IntegrityError, StoreError
 
 log = logging.getLogger(__name__)
-
-UPLOAD_PIECE = 1 << 20
 
 
 class _Tee:
@@ -81,11 +80,14 @@ class KuboStore:
         spool_dir: str | os.PathLike | None = None,
     ):
         self.rpc = KuboRpc(
-            api_url, timeout=timeout, retries=retries, backoff=backoff, transport=transport
+            api_url,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            find_timeout=find_timeout,
+            transport=transport,
         )
         self.api_url = self.rpc.api_url
-        self.timeout = timeout
-        self.find_timeout = find_timeout  # how long the daemon may look for absent content
         # where put() copies a stream source (None: the temp dir)
         self.spool_dir = os.fspath(spool_dir) if spool_dir is not None else None
 
@@ -132,7 +134,7 @@ class KuboStore:
 
         def pieces() -> Iterator[bytes]:
             while True:
-                buf = bytearray(UPLOAD_PIECE)
+                buf = bytearray(PIECE)
                 n = read_full(stream, memoryview(buf))
                 piece = bytes(buf) if n == len(buf) else bytes(buf[:n])
                 if builder is not None:
@@ -154,28 +156,11 @@ class KuboStore:
             )
         return normalize_cid(hashes[-1])
 
-    def _has_root(self, cid: str) -> None:
-        """ContentNotFound unless the daemon finds the root block within ``find_timeout``."""
-        self.rpc.call("block/stat", {"arg": cid, "timeout": f"{self.find_timeout}s"}, cid=cid)
-
     def cat(self, cid: str) -> ChunkStream:
         """The daemon's ``cat`` as a stream (not verified; see ``get``)."""
         cid = normalize_cid(cid)
-        self._has_root(cid)
-        response = self.rpc.send("cat", {"arg": cid}, stream=True, cid=cid)
-
-        def chunks() -> Iterator[bytes]:
-            try:
-                yield from response.iter_bytes(UPLOAD_PIECE)
-            except httpx.TimeoutException:
-                raise StoreError(
-                    f"the IPFS daemon at {self.api_url} stalled for {self.timeout} s while sending {cid}",
-                    cid=cid,
-                ) from None
-            finally:
-                response.close()
-
-        return ChunkStream(chunks(), on_close=response.close)
+        self.rpc.find(cid)
+        return self.rpc.download("cat", cid)
 
     # -- the Store interface ------------------------------------------------------------------
     def put(self, source: Source, *, profile: str = DEFAULT_PROFILE) -> str:
@@ -253,7 +238,7 @@ class KuboStore:
 
         A daemon verifies the blocks it receives from the network, so a block it serves that
         does not hash to its CID is its own repository's copy (see ``repair``)."""
-        block = self._raw_block(cid)
+        block = self.rpc.block(cid_to_str(cid))
         verify_block(cid, block)
         return block
 
@@ -271,8 +256,8 @@ class KuboStore:
                 name,
                 self.api_url,
             )
-            self._block_rm(name)
-            block = self._raw_block(block_cid)
+            self.rpc.remove_block(name)
+            block = self.rpc.block(name)
             try:
                 verify_block(block_cid, block)
             except IntegrityError:
@@ -285,33 +270,15 @@ class KuboStore:
 
         return repair_dag(parse_cid(cid), self.get_block, again)
 
-    def _raw_block(self, cid: bytes) -> bytes:
-        name = cid_to_str(cid)
-        response = self.rpc.send(
-            "block/get", {"arg": name, "timeout": f"{self.find_timeout}s"}, cid=name
-        )
-        return response.content
-
-    def _block_rm(self, name: str) -> None:
-        for entry in self.rpc.call("block/rm", {"arg": name}, cid=name):
-            if entry.get("Error"):
-                raise LocalStoreError(
-                    f"block {name} in the IPFS daemon at {self.api_url} is corrupt and the daemon "
-                    f"will not remove it ({entry['Error']}): run `ipfs repo verify` there and "
-                    "add the content again",
-                    cid=name,
-                    endpoint=self.api_url,
-                )
-
     def pin(self, cid: str) -> None:
         cid = normalize_cid(cid)
-        self._has_root(cid)
-        self.rpc.call("pin/add", {"arg": cid, "recursive": "true"}, cid=cid)
+        self.rpc.find(cid)
+        self.rpc.pin(cid)
 
     def has(self, cid: str) -> bool:
         cid = normalize_cid(cid)
         try:
-            self._has_root(cid)
+            self.rpc.find(cid)
         except ContentNotFound:
             return False
         return True
@@ -319,44 +286,24 @@ class KuboStore:
     def export_car(self, cid: str, out: BinaryIO) -> int:
         """Stream ``dag/export`` into ``out``, verifying every block on the way."""
         cid = normalize_cid(cid)
-        self._has_root(cid)
-        response = self.rpc.send("dag/export", {"arg": cid}, stream=True, cid=cid)
-        try:
-            reader = io.BufferedReader(ChunkStream(response.iter_bytes(UPLOAD_PIECE)), 1 << 20)
-            roots, blocks = read_car(reader)
-            written = out.write(uvarint(len(h := encode_header(roots))) + h)
-            for block_cid, block in blocks:
-                written += out.write(uvarint(len(block_cid) + len(block)) + block_cid)
-                written += out.write(block)
-        finally:
-            response.close()
-        return written
+        self.rpc.find(cid)
+        with self.rpc.download("dag/export", cid) as car:
+            roots, blocks = read_car(io.BufferedReader(car, 1 << 20))  # verified block by block
+            return write_car(roots, blocks, out)
 
     def import_car(self, source: BinaryIO) -> list[str]:
         """``dag/import`` (roots pinned by the daemon); returns the root CIDs."""
 
         def pieces() -> Iterator[bytes]:
             while True:
-                piece = source.read(UPLOAD_PIECE)
+                piece = source.read(PIECE)
                 if not piece:
                     return
                 yield piece
 
-        return self._post_car(pieces())
+        return self.rpc.dag_import(pieces())
 
     # -- internals ----------------------------------------------------------------------------
-    def _post_car(self, pieces: Iterator[bytes]) -> list[str]:
-        entries = self.rpc.upload("dag/import", {"pin-roots": "true"}, "data.car", pieces)
-        roots = []
-        for entry in entries:
-            root = entry.get("Root")
-            if not root:
-                continue
-            if root.get("PinErrorMsg"):
-                raise StoreError(f"the IPFS daemon could not pin {root}: {root['PinErrorMsg']}")
-            roots.append(normalize_cid(root["Cid"]["/"]))
-        return roots
-
     def _import_as_car(self, source: Source, profile: str, root: str) -> list[str]:
         """Build ``source``'s blocks under ``profile`` and ``dag/import`` them as one CAR."""
 
@@ -386,4 +333,4 @@ class KuboStore:
                 if close:
                     f.close()
 
-        return self._post_car(pieces())
+        return self.rpc.dag_import(pieces())
