@@ -17,7 +17,6 @@ Last line: JSON with ``throughput_vs_one_process`` and ``p99_over_p50``.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import platform
@@ -31,6 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from benchmarks.common import print_figures
+from tests.ml.conftest import TINY, licensed_deployment, start_modex_serve
 
 
 def parse_args():
@@ -85,31 +87,8 @@ def measure(url: str, bodies: list, clients: int) -> dict:
 
 
 def start_server(model_dir, model_id, config, processes: int, log) -> tuple[subprocess.Popen, str]:
-    from node.devchain import free_port
-
-    port = free_port()
     extra = ["--processes", str(processes)] if processes > 1 else []
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modex",
-            "serve",
-            str(model_dir),
-            "--model-id",
-            str(model_id),
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "MODEX_CHAIN"},
-    )
-    banner = proc.stdout.readline()
+    proc, _, banner = start_modex_serve(model_dir, model_id, config, extra, log)
     if "serving model" not in banner:
         proc.kill()
         raise SystemExit(f"modex serve did not start: {banner}")
@@ -120,12 +99,8 @@ def main():
     args = parse_args()
 
     from ml import data, signing
-    from node.chain import Chain, connect
-    from node.config import Config
-    from node.deploy import deploy_suite, write_deployment
     from node.devchain import start_anvil
     from node.procs import stop_process
-    from tests.ml.conftest import TINY, list_and_buy, send_tx
 
     print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}")
     texts = [ex.text for ex in data.split("test")]
@@ -137,18 +112,8 @@ def main():
 
             model_dir = tmp / "tiny"
             train({"output_dir": str(model_dir), **TINY})
-        w3 = connect(anvil.url)
-        deployment = write_deployment(deploy_suite(w3, w3.eth.accounts[0]), tmp / "deployments")
-        chain = Chain.from_config(Config(data_dir=tmp, chain=anvil.url, deployment_file=deployment))
-        seller, buyer, model_id, purchase_id = list_and_buy(w3, chain, "bafkreibenchservehttp")
-        send_tx(
-            w3,
-            seller,
-            chain.marketplace.functions.deliverKey(purchase_id, buyer.address, b"\x33" * 80),
-        )
-        config = tmp / "config.toml"
-        config.write_text(
-            f'chain = "{anvil.url}"\ndata_dir = "{tmp}"\ndeployment_file = "{deployment}"\n'
+        chain, buyer, model_id, config = licensed_deployment(
+            anvil.url, tmp, "bafkreibenchservehttp"
         )
 
         def bodies(n):
@@ -187,21 +152,19 @@ def main():
                 )
     one = (runs["one process, before"]["throughput"] + runs["one process, after"]["throughput"]) / 2
     many = runs[f"{args.processes} processes"]
-    print(
-        json.dumps(
-            {
-                "benchmark": "serve_http",
-                "clients": args.clients,
-                "requests": args.requests,
-                "processes": args.processes,
-                "throughput": round(many["throughput"], 1),
-                "one_process_throughput": round(one, 1),
-                "throughput_vs_one_process": round(many["throughput"] / one, 3),
-                "p50_ms": round(many["p50_ms"], 1),
-                "p99_ms": round(many["p99_ms"], 1),
-                "p99_over_p50": round(many["p99_ms"] / many["p50_ms"], 2),
-            }
-        )
+    print_figures(
+        {
+            "benchmark": "serve_http",
+            "clients": args.clients,
+            "requests": args.requests,
+            "processes": args.processes,
+            "throughput": round(many["throughput"], 1),
+            "one_process_throughput": round(one, 1),
+            "throughput_vs_one_process": round(many["throughput"] / one, 3),
+            "p50_ms": round(many["p50_ms"], 1),
+            "p99_ms": round(many["p99_ms"], 1),
+            "p99_over_p50": round(many["p99_ms"] / many["p50_ms"], 2),
+        }
     )
 
 

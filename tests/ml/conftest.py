@@ -1,8 +1,21 @@
-"""Fixtures for the ML tests: one tiny model trained once per session (tens of rows, length 32)."""
+"""Fixtures for the ML tests: one tiny model trained once per session (tens of rows, length 32).
+
+Also what the ML tests, tests/node and benchmarks/serve_http.py share: the tiny training config
+(TINY), a one-layer BERT (tiny_bert), a bought licence on a chain (list_and_buy, deliver_key,
+licensed_deployment) and `modex serve` started as a process (start_modex_serve).
+"""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
+from node.chain import Chain, connect
+from node.config import Config
+from node.deploy import deploy_suite, write_deployment
+from node.devchain import free_port
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -94,3 +107,56 @@ def list_and_buy(w3, chain, cid: str = "bafkreitestcidformodexml"):
     purchase_id = buy.call({"from": buyer.address, "value": LICENCE_PRICE})
     send_tx(w3, buyer, buy, value=LICENCE_PRICE)
     return seller, buyer, model_id, purchase_id
+
+
+def deliver_key(w3, chain, seller, purchase_id: int, buyer) -> None:
+    """The seller delivers the purchase's key to the buyer (80 stand-in bytes: the licence is
+    what these tests need, not the key)."""
+    key = b"\x33" * 80
+    send_tx(w3, seller, chain.marketplace.functions.deliverKey(purchase_id, buyer.address, key))
+
+
+def licensed_deployment(anvil_url: str, folder: Path, cid: str):
+    """The suite deployed on anvil (its record under folder/deployments), a listing bought by a
+    buyer whose key was delivered, and folder/config.toml naming that chain and deployment for
+    `modex serve --config`. Returns (chain, buyer, model_id, config path)."""
+    w3 = connect(anvil_url)
+    deployment = write_deployment(deploy_suite(w3, w3.eth.accounts[0]), folder / "deployments")
+    chain = Chain.from_config(Config(data_dir=folder, chain=anvil_url, deployment_file=deployment))
+    seller, buyer, model_id, purchase_id = list_and_buy(w3, chain, cid)
+    deliver_key(w3, chain, seller, purchase_id, buyer)
+    config = folder / "config.toml"
+    config.write_text(
+        f'chain = "{anvil_url}"\ndata_dir = "{folder}"\ndeployment_file = "{deployment}"\n'
+    )
+    return chain, buyer, model_id, config
+
+
+def start_modex_serve(model_dir, model_id: int, config: Path, extra_args, log):
+    """`modex serve MODEL_DIR --model-id ID --config CONFIG` on a free port as a subprocess (its
+    stderr to ``log``; no $MODEX_CHAIN, the config names the chain; offline). Returns (process,
+    port, the first line it printed: the "serving model" banner once the model is loaded and the
+    port bound, or what it said instead)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MODEX_CHAIN"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "modex",
+            "serve",
+            str(model_dir),
+            "--model-id",
+            str(model_id),
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            *extra_args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env={**env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+    )
+    return proc, port, proc.stdout.readline()

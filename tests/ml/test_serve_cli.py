@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import httpx
@@ -17,9 +15,8 @@ import pytest
 from eth_account import Account
 
 from ml import signing
-from node.devchain import free_port
 from node.procs import stop_process
-from tests.ml.conftest import list_and_buy, send_tx
+from tests.ml.conftest import licensed_deployment, start_modex_serve
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
 
@@ -37,51 +34,13 @@ def served_twice(anvil, tiny_model, tmp_path):
 
 
 def _serve(extra_args, anvil, tiny_model, tmp_path):
-    from node.chain import Chain, connect
-    from node.config import Config
-    from node.deploy import deploy_suite, write_deployment
-
-    w3 = connect(anvil.url)
-    deployment = write_deployment(deploy_suite(w3, w3.eth.accounts[0]), tmp_path / "deployments")
-    chain = Chain.from_config(
-        Config(data_dir=tmp_path, chain=anvil.url, deployment_file=deployment)
-    )
-    seller, buyer, model_id, purchase_id = list_and_buy(w3, chain, "bafkreitestcidformodexserve")
-    send_tx(
-        w3, seller, chain.marketplace.functions.deliverKey(purchase_id, buyer.address, b"\x33" * 80)
+    chain, buyer, model_id, config = licensed_deployment(
+        anvil.url, tmp_path, "bafkreitestcidformodexserve"
     )
     stranger = Account.create()
-
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'chain = "{anvil.url}"\ndata_dir = "{tmp_path}"\ndeployment_file = "{deployment}"\n'
-    )
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    env.pop("MODEX_CHAIN", None)
     with open(tmp_path / "serve.log", "w+") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "modex",
-                "serve",
-                str(tiny_model[0]),
-                "--model-id",
-                str(model_id),
-                "--config",
-                str(config),
-                "--port",
-                str(port),
-                *extra_args,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            env=env,
-        )
+        proc, port, banner = start_modex_serve(tiny_model[0], model_id, config, extra_args, log)
         try:
-            banner = proc.stdout.readline()  # printed once the model is loaded, the port bound
             if "serving model" not in banner:
                 stop_process(proc)
                 log.seek(0)
