@@ -30,7 +30,6 @@ last line is JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -47,6 +46,7 @@ if str(ROOT) not in sys.path:
 
 from eth_account import Account
 
+from benchmarks.common import print_figures
 from node import market
 from node.chain import Chain, connect
 from node.config import Config
@@ -167,16 +167,13 @@ def main(argv=None) -> int:
     print(f"  e2e total  {e2e_total:7.3f} s")
     ratio = e2e_total / raw_total
     print(f"e2e / raw = {ratio:.2f}x (target <= 2.5x, lower is better)")
-    print(
-        json.dumps(
-            {
-                "e2e_over_raw": round(ratio, 3),
-                "size_mb": args.size_mb,
-                **{f"{k}_s": round(v, 3) for k, v in best_e2e.items()},
-                **{f"raw_{k}_s": round(v, 3) for k, v in best_raw.items()},
-            },
-            sort_keys=True,
-        )
+    print_figures(
+        {
+            "e2e_over_raw": round(ratio, 3),
+            "size_mb": args.size_mb,
+            **{f"{k}_s": round(v, 3) for k, v in best_e2e.items()},
+            **{f"raw_{k}_s": round(v, 3) for k, v in best_raw.items()},
+        }
     )
     return 0
 

@@ -23,7 +23,6 @@ and `baseline_erc721_mint`.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import subprocess
@@ -38,6 +37,7 @@ if str(ROOT) not in sys.path:
 from web3 import Web3
 from web3.logs import DISCARD
 
+from benchmarks.common import print_figures
 from node import paths
 from node.compiler import compile_contracts, solc_version
 from node.deploy import deploy_suite, send_transaction, suite_contracts
@@ -272,7 +272,7 @@ def main() -> int:
         f"list / mint = {costly['list'] / max(mints):.2f}x"
     )
     print("anchors: Seaport fulfillBasicOrder 88-109k gas (buy target 90k); ERC-721 mint 51-69k")
-    print(json.dumps({**{op: costly[op] for op in TARGETS}, "baseline_erc721_mint": max(mints)}))
+    print_figures({**{op: costly[op] for op in TARGETS}, "baseline_erc721_mint": max(mints)})
     return 0
 
 

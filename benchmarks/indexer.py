@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import statistics
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import itertools
 
 import requests
 
+from benchmarks.common import print_figures
 from node.chain import Chain, connect
 from node.content.cid import cid_of_stream
 from node.deploy import deploy_suite
@@ -189,22 +189,20 @@ def main() -> int:
         print(f"list_models median ms with {small_total} listings: {pages_small}")
         print(f"list_models median ms with {args.listings} listings: {pages_big}")
 
-    print(
-        json.dumps(
-            {
-                "events_per_s": round(rate, 1),
-                "events": events,
-                "listings": args.listings,
-                "index_s": round(index_s, 3),
-                "baseline_getlogs_s": round(raw_s, 3),
-                "index_over_getlogs": round(index_s / raw_s, 2),
-                "rebuild_s": round(rebuild_s, 3),
-                "create_s": round(seconds_create, 1),
-                "page_ms_small": pages_small,
-                "page_ms_large": pages_big,
-                "small_listings": small_total,
-            }
-        )
+    print_figures(
+        {
+            "events_per_s": round(rate, 1),
+            "events": events,
+            "listings": args.listings,
+            "index_s": round(index_s, 3),
+            "baseline_getlogs_s": round(raw_s, 3),
+            "index_over_getlogs": round(index_s / raw_s, 2),
+            "rebuild_s": round(rebuild_s, 3),
+            "create_s": round(seconds_create, 1),
+            "page_ms_small": pages_small,
+            "page_ms_large": pages_big,
+            "small_listings": small_total,
+        }
     )
     return 0
 

@@ -26,7 +26,6 @@ Last line: JSON with ``throughput_vs_naive_32`` and ``p99_over_p50_32``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -39,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from benchmarks.common import print_figures
 from ml import data
 
 CHAIN_ID = 31337
@@ -349,7 +349,7 @@ def main():
         ),
         "targets": {"throughput_vs_naive_32": ">= 5", "p99_over_p50_32": "<= 3"},
     }
-    print(json.dumps(summary))
+    print_figures(summary)
 
 
 if __name__ == "__main__":
