@@ -1,6 +1,6 @@
-"""Fixtures for the UI tests: one embedded stack (chain + suite, store, vault, worker key, demo
-wallets) per session, built by `modex up`'s own `build_stack`, with the followers stepped by the
-tests (`settle`) instead of running in threads, so every assertion sees a settled state."""
+"""Fixtures for the UI tests: one embedded exchange (chain + suite, store, vault, worker key, demo
+wallets) per session, started by `modex up`'s own `Exchange.start`, with the followers stepped by
+the tests (`settle`) instead of running in threads, so every assertion sees a settled state."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from modex import demo
 from modex.commands import up
+from modex.exchange import Exchange
 
 VAULT_PASSWORD = "vault-password-for-tests"
 PRICE = 10**17  # 0.1 ETH
@@ -32,23 +34,21 @@ def stack(tmp_path_factory):
     config = load_config(
         None, env={}, data_dir=data, chain="embedded", ipfs="embedded", gateway_port=0
     )
-    s = up.build_stack(config, password=VAULT_PASSWORD, start_threads=False)
-    up.demo_accounts(s)
+    s = Exchange.start(config, password=VAULT_PASSWORD, start_threads=False)
+    demo.demo_accounts(s)
     yield s
     s.stop()
 
 
 def settle(stack) -> None:
     """One indexer pass, one key-delivery pass, one more indexer pass (what the threads do)."""
-    indexer = up.make_indexer(stack)
+    indexer = stack.indexer()
     try:
         indexer.sync()
-        up.make_worker(stack).poll()
+        stack.key_delivery().poll()
         indexer.sync()
     finally:
-        close = getattr(indexer, "close", None)
-        if close:
-            close()
+        indexer.close()
 
 
 def make_model_dir(root: Path, name: str, payload: bytes = b"weights" * 100) -> Path:
@@ -87,7 +87,7 @@ def funded_validator(stack):
     from node.signer import LocalSigner
 
     validator = LocalSigner(Account.create())
-    up.fund(stack.chain, stack.dev_funder, validator.address, 10**18)
+    stack.fund(validator.address, 10**18)
     return validator
 
 
@@ -154,7 +154,7 @@ def post(client, path: str, data: dict | None = None, *, token_from: str = "/wal
 
 def unlock(client, stack, role: str) -> str:
     signer = stack.demo_accounts[role]
-    r = post(client, "/wallet/unlock", {"address": signer.address, "password": up.DEMO_PASSWORD})
+    r = post(client, "/wallet/unlock", {"address": signer.address, "password": demo.DEMO_PASSWORD})
     assert r.status_code == 302, r.get_data(as_text=True)
     return signer.address
 
@@ -173,14 +173,14 @@ def wait_job(client, location: str, stack=None, timeout: float = 120.0) -> dict:
         time.sleep(0.2)
 
 
-MODEL_CACHE = Path(__file__).resolve().parents[2] / ".modex" / "cache" / up.DEMO_MODEL
+MODEL_CACHE = Path(__file__).resolve().parents[2] / ".modex" / "cache" / demo.DEMO_MODEL
 
 
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory) -> Path:
     """A real classifier from ml/: the browser test's cached demo model when present, else a
     tiny one trained here (a few steps; quality is not under test, the serving path is)."""
-    if up.is_trained_model(MODEL_CACHE):
+    if demo.is_trained_model(MODEL_CACHE):
         return MODEL_CACHE
     from ml.train import train
 
@@ -220,8 +220,8 @@ def modex_up_process(
     press Ctrl-C (SIGINT to the whole group) without reaching pytest."""
     from node.devchain import free_port
 
-    demo_dir = data / "models" / up.DEMO_MODEL
-    if up.is_trained_model(MODEL_CACHE) and not demo_dir.exists():
+    demo_dir = data / "models" / demo.DEMO_MODEL
+    if demo.is_trained_model(MODEL_CACHE) and not demo_dir.exists():
         shutil.copytree(MODEL_CACHE, demo_dir)
     port = free_port()
     env = {
@@ -266,7 +266,7 @@ def modex_up_process(
             assert proc.poll() is None, log_path.read_text()[-4000:]
             assert time.monotonic() < deadline, "modex up did not start in time"
             time.sleep(0.5)
-        if up.is_trained_model(demo_dir) and not up.is_trained_model(MODEL_CACHE):
+        if demo.is_trained_model(demo_dir) and not demo.is_trained_model(MODEL_CACHE):
             shutil.rmtree(MODEL_CACHE, ignore_errors=True)  # one trained before reports existed
             shutil.copytree(demo_dir, MODEL_CACHE)
         yield proc, f"http://127.0.0.1:{port}", log_path

@@ -8,7 +8,8 @@ import shutil
 
 import pytest
 
-from modex.commands import up
+from modex import demo
+from modex.exchange import Exchange
 from node import publish as publish_mod
 from node.errors import ChainError
 from node.onchain import work_digest
@@ -25,7 +26,7 @@ def own_stack(tmp_path):
     config = load_config(
         None, env={}, data_dir=tmp_path / "node", chain="embedded", ipfs="embedded", gateway_port=0
     )
-    stack = up.build_stack(config, password=VAULT_PASSWORD, start_threads=False)
+    stack = Exchange.start(config, password=VAULT_PASSWORD, start_threads=False)
     yield stack
     stack.stop()
 
@@ -34,9 +35,9 @@ def test_a_demo_listing_left_unclaimed_is_claimed_at_the_next_start(
     own_stack, trained_model, monkeypatch
 ):
     stack = own_stack
-    model_dir = up.demo_model_dir(stack.config)
+    model_dir = demo.demo_model_dir(stack.config)
     shutil.copytree(trained_model, model_dir, dirs_exist_ok=True)
-    assert up.is_trained_model(model_dir)
+    assert demo.is_trained_model(model_dir)
 
     def lost(chain, signer, model_id, digest):
         raise ChainError("the node went away")
@@ -44,20 +45,20 @@ def test_a_demo_listing_left_unclaimed_is_claimed_at_the_next_start(
     with monkeypatch.context() as patched:
         patched.setattr(publish_mod, "claim_metrics", lost)
         with pytest.raises(ChainError, match="is listed, but its work digest was not claimed"):
-            up.seed_demo(stack, say=lambda *_: None)
+            demo.seed_demo(stack, say=lambda *_: None)
 
-    ids = up.seed_demo(stack, say=lambda *_: None)
-    assert len(ids) == len(up.DEMO_LISTINGS)  # the first listing is not listed twice
+    ids = demo.seed_demo(stack, say=lambda *_: None)
+    assert len(ids) == len(demo.DEMO_LISTINGS)  # the first listing is not listed twice
     claimed = {
         bytes(stack.chain.call(stack.chain.registry.functions.claimedWorkDigest(i))) for i in ids
     }
     assert claimed == {work_digest(read_report(model_dir))}
-    assert up.seed_demo(stack, say=lambda *_: None) == ids  # and a third start changes nothing
+    assert demo.seed_demo(stack, say=lambda *_: None) == ids  # and a third start changes nothing
 
 
 def test_a_cached_model_without_its_report_is_not_taken_as_trained(tmp_path, trained_model):
     model_dir = tmp_path / "model"
     shutil.copytree(trained_model, model_dir)
-    assert up.is_trained_model(model_dir)
+    assert demo.is_trained_model(model_dir)
     (model_dir / "evaluation.json").unlink()
-    assert not up.is_trained_model(model_dir)
+    assert not demo.is_trained_model(model_dir)

@@ -550,7 +550,7 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     from node.content.keywrap import encryption_message, x25519_from_signature
 
     wallet = Account.create()
-    up.fund(stack.chain, stack.dev_funder, wallet.address, 10**18)
+    stack.fund(wallet.address, 10**18)
     headers = {"X-CSRFToken": csrf_token(client)}
     assert (
         client.post("/api/wallet/connect", json={"address": "nope"}, headers=headers).status_code
@@ -618,7 +618,7 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     assert client.get("/api/tx/0x1234").status_code == 400
     # Indexed, not delivered yet: the page offers the browser-wallet refund, which the contract
     # refuses while the delivery window is open (a sentence from the dry run, nothing sent).
-    indexer = up.make_indexer(stack)
+    indexer = stack.indexer()
     try:
         indexer.sync()
     finally:
@@ -719,7 +719,7 @@ def test_seller_sees_held_earnings_and_withdraws_them_after_the_challenge_period
     pid = market.buy(stack.chain, buyer, listed["script"], max_price=2 * PRICE).purchase_id
     seller = unlock(client, stack, "seller")
     settle(stack)  # the worker delivers: the revenue is held from now on
-    chain, index = stack.chain, up.make_indexer(stack)
+    chain, index = stack.chain, stack.indexer()
     try:
         sales = [p["purchase_id"] for p in index.unreleased_sales(seller)]
     finally:
@@ -856,7 +856,7 @@ def test_browser_wallet_withdrawal_releases_each_sale_first(client, stack, tmp_p
 
     chain = stack.chain
     wallet = Account.create()
-    up.fund(chain, stack.dev_funder, wallet.address, 10**18)
+    stack.fund(wallet.address, 10**18)
     owner = LocalSigner(wallet)
     receipt = chain.transact(chain.registry.functions.list(b"\x5a" * 32, "bafkqaaa", PRICE), owner)
     model_id = chain.registry.events.ModelListed().process_receipt(receipt, errors=DISCARD)[0][

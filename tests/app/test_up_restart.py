@@ -22,7 +22,7 @@ import httpx
 import psutil
 import pytest
 
-from modex.commands import up
+from modex import demo
 from tests.app.conftest import modex_up_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.anvil, pytest.mark.timeout(900)]
@@ -69,10 +69,10 @@ class Node:
         )
         roles = json.loads((data / "demo-accounts.json").read_text())
         self.wallets = {
-            role: load_signer(data / "wallets" / f"{address.lower()}.json", up.DEMO_PASSWORD)
+            role: load_signer(data / "wallets" / f"{address.lower()}.json", demo.DEMO_PASSWORD)
             for role, address in roles.items()
         }
-        self.vault = KeyVault(data / "chain" / "keyvault.json", up.DEMO_PASSWORD)
+        self.vault = KeyVault(data / "chain" / "keyvault.json", demo.DEMO_PASSWORD)
 
     def state(self, listed: list[int]) -> dict:
         """What must survive a restart: balances, earnings, licences, ids, the head block."""
@@ -188,7 +188,7 @@ def test_the_default_stack_keeps_the_market_across_restarts(tmp_path):
     with modex_up_process(data, new_session=True) as (proc, url, log_path):
         first = market(url)
         assert [(name, price) for _, name, price, _ in first] == [
-            (d["name"], d["price"]) for d in up.DEMO_LISTINGS
+            (d["name"], d["price"]) for d in demo.DEMO_LISTINGS
         ]
         stop(proc, "SIGTERM", log_path)
     ids = [model_id for model_id, *_ in first]
