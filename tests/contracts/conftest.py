@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from eth_account import Account
-from web3 import Web3
+from web3 import EthereumTesterProvider, Web3
 from web3.logs import DISCARD
 
 from node import paths
@@ -359,8 +359,6 @@ def artifacts():
 
 @pytest.fixture(scope="session")
 def embedded_chain(artifacts):
-    from web3 import EthereumTesterProvider
-
     return Chain(Web3(EthereumTesterProvider()), "embedded", artifacts)
 
 

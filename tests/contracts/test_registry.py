@@ -3,7 +3,9 @@
 import pytest
 from conftest import CID_V1, CLAIM, MODEL_HASH, PRICE
 
+from node.errors import ContractRevert
 from node.protocol import FAILED_WORK_DIGEST, ZERO32
+from node.revert import decoded_reverts
 
 CID_V0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
 CID_V1_DAGPB = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
@@ -111,9 +113,6 @@ def test_unknown_model_views_revert(chain):
         f.claimMetrics(7, CLAIM),
     ):
         chain.expect_revert(fn, a, "ERC721NonexistentToken", tokenId=7)
-    from node.errors import ContractRevert
-    from node.revert import decoded_reverts
-
     for view in (
         f.modelHash(7),
         f.metadataCid(7),
