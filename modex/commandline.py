@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+from pathlib import Path
 
 # The node options: (flag, metavar, help). Each overrides the configuration file;
 # node.stack.config_from_args reads them into a Config.
@@ -67,6 +68,20 @@ def positive_seconds(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds more than 0")
     return value
+
+
+def add_follower_options(parser: argparse.ArgumentParser, *, once: str, state: str, group=None):
+    """The options of a command that follows the chain pass after pass (`modex worker`, `modex
+    validate`): --once (help ``once``; added to ``group`` when given, e.g. a mutually exclusive
+    one), --interval and --state (help ``state``: what the file keeps and where by default)."""
+    (group or parser).add_argument("--once", action="store_true", help=once)
+    parser.add_argument(
+        "--interval",
+        type=positive_seconds,
+        metavar="SECONDS",
+        help="seconds between passes (default: poll_interval from the config)",
+    )
+    parser.add_argument("--state", type=Path, metavar="FILE", help=state)
 
 
 def run_until_signalled(loop, interval: float) -> int:

@@ -23,40 +23,26 @@ def register(sub) -> None:
     add_node_options(p, "--config", "--data-dir", "--keystore")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    new = actions.add_parser(
-        "new",
-        help="create a new random account",
-        description="Create a new random account in a new keystore file "
-        "(never overwrites one) and print its address.",
-    )
-    new.set_defaults(func=run_new)
+    def action(name: str, func, summary: str):
+        """An ACTION of `modex account`: its handler's docstring is its description."""
+        parser = actions.add_parser(name, help=summary, description=func.__doc__)
+        parser.set_defaults(func=func)
+        return parser
 
-    imp = actions.add_parser(
-        "import",
-        help="encrypt an existing private key into a keystore",
-        description="Encrypt an existing private key. The key is read from the environment "
-        "variable named by --private-key-env, or asked for without echo; it is never taken "
-        "on the command line (other users could read it from the process list).",
-    )
-    imp.add_argument(
+    action("new", run_new, "create a new random account")
+    action("import", run_import, "encrypt an existing private key into a keystore").add_argument(
         "--private-key-env",
         metavar="VAR",
         help="read the hex private key from this environment variable",
     )
-    imp.set_defaults(func=run_import)
-
-    show = actions.add_parser(
-        "show",
-        help="print the keystore's address (and balance)",
-        description="Print the address recorded in the keystore without "
-        "decrypting it; with --balance also its balance on the chain.",
-    )
+    show = action("show", run_show, "print the keystore's address (and balance)")
     show.add_argument("--balance", action="store_true", help="also ask the chain for the balance")
     add_node_options(show, "--chain")
-    show.set_defaults(func=run_show)
 
 
 def run_new(args) -> int:
+    """Create a new random account in a new keystore file (never overwrites one) and print its
+    address."""
     config = config_from_args(args)
     if config.keystore.exists():
         raise KeystoreError(
@@ -69,6 +55,9 @@ def run_new(args) -> int:
 
 
 def run_import(args) -> int:
+    """Encrypt an existing private key. The key is read from the environment variable named by
+    --private-key-env, or asked for without echo; it is never taken on the command line (other
+    users could read it from the process list)."""
     config = config_from_args(args)
     if args.private_key_env:
         key = os.environ.get(args.private_key_env)
@@ -90,6 +79,8 @@ def run_import(args) -> int:
 
 
 def run_show(args) -> int:
+    """Print the address recorded in the keystore without decrypting it; with --balance also its
+    balance on the chain."""
     config = config_from_args(args)
     address = keystore_address(config.keystore)
     print(f"address {address}")

@@ -1,4 +1,9 @@
-"""`modex index [--follow] [--rebuild]`: bring the local SQLite index up to date with the chain."""
+"""`modex index [--follow] [--rebuild]`: bring the local SQLite index up to date with the chain.
+
+Read the Modex contracts' events into the local SQLite index (the UI and `modex models` read it),
+staying `confirmations` blocks behind the head. Reorgs are rolled back automatically. --follow
+keeps going until interrupted.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +13,13 @@ from node.stack import Stack
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "index",
-        description="Read the Modex contracts' events into the local SQLite index (the UI and "
-        "`modex models` read it), staying `confirmations` blocks behind the head. Reorgs are "
-        "rolled back automatically. --follow keeps going until interrupted.",
-    )
-    p.add_argument("--follow", action="store_true", help="keep following new blocks (Ctrl-C stops)")
-    p.add_argument(
-        "--rebuild", action="store_true", help="first rebuild every table from the stored event log"
-    )
-    p.add_argument(
-        "--from-scratch",
-        action="store_true",
-        help="forget everything and re-read the chain from the deployment block",
-    )
+    p = sub.add_parser("index", description=__doc__.split("\n\n", 1)[1])
+    for flag, text in (
+        ("--follow", "keep following new blocks (Ctrl-C stops)"),
+        ("--rebuild", "first rebuild every table from the stored event log"),
+        ("--from-scratch", "forget everything and re-read the chain from the deployment block"),
+    ):
+        p.add_argument(flag, action="store_true", help=text)
     add_node_options(p)
     p.set_defaults(func=run)
 

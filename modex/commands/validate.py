@@ -1,4 +1,12 @@
-"""`modex validate`: the validator agent (long-running, --once, or --until-settled MODEL_ID…)."""
+"""`modex validate`: the validator agent (long-running, --once, or --until-settled MODEL_ID…).
+
+Stake up to the minimum if needed, ask for the key of every new listing (no payment: the seller's
+worker delivers it like a purchase), fetch, decrypt and re-hash it, run the listing's declared
+evaluation (ml/ on its public eval set), then take part in its validation round: commit to the
+observed hash and work digest (the salt is kept in the state file first), reveal once commits
+close, settle once reveals close, and release the seat (its bonds return to the stake, or are
+forfeited). Without --once or --until-settled it keeps doing so for every listing until stopped.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,13 @@ import time
 from pathlib import Path
 
 from ml.evaluate import evaluate_listing
-from modex.commandline import add_node_options, positive_id, positive_seconds, run_until_signalled
+from modex.commandline import (
+    add_follower_options,
+    add_node_options,
+    positive_id,
+    positive_seconds,
+    run_until_signalled,
+)
 from node import market
 from node.errors import ChainError, ConfigError
 from node.market import fmt_eth
@@ -18,21 +32,14 @@ log = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "validate",
-        description="Stake up to the minimum if needed, ask for the key of every new listing "
-        "(no payment: the seller's worker delivers it like a purchase), fetch, decrypt and "
-        "re-hash it, run the listing's declared evaluation (ml/ on its public eval set), then "
-        "take part in its validation round: commit to the observed hash and work digest (the "
-        "salt is kept in the state file first), reveal once commits close, settle once reveals "
-        "close, and release the seat (its bonds return to the stake, or are forfeited). Without "
-        "--once or --until-settled it keeps doing so for every listing until stopped.",
-    )
+    p = sub.add_parser("validate", description=__doc__.split("\n\n", 1)[1])
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--once",
-        action="store_true",
-        help="one pass: each model takes the one step that is due now, then exit",
+    add_follower_options(
+        p,
+        once="one pass: each model takes the one step that is due now, then exit",
+        state="state file: the chain checkpoint and the salts of commitments not yet "
+        "revealed; keep it (default <data dir>/validator-<chainId>-<address>.json)",
+        group=mode,
     )
     mode.add_argument(
         "--until-settled",
@@ -50,15 +57,7 @@ def register(sub) -> None:
         help="with --until-settled: give up after this long (exit 1, saying what "
         "each model still waits for); default: no limit",
     )
-    p.add_argument("--interval", type=positive_seconds, metavar="SECONDS")
     p.add_argument("--stake", metavar="ETH", help="stake this much (default: the minimum)")
-    p.add_argument(
-        "--state",
-        type=Path,
-        metavar="FILE",
-        help="state file: the chain checkpoint and the salts of commitments not yet "
-        "revealed; keep it (default <data dir>/validator-<chainId>-<address>.json)",
-    )
     add_node_options(p)
     p.set_defaults(func=run)
 

@@ -1,36 +1,27 @@
-"""`modex worker`: the seller's key-delivery worker (long-running, or --once)."""
+"""`modex worker`: the seller's key-delivery worker (long-running, or --once).
+
+Watch Purchased events (buyers and validator key requests) for models this account owns or
+operates and deliver each wrapped content key exactly once, deciding from on-chain state; safe to
+kill and restart at any point.
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
 import os
-from pathlib import Path
 
-from modex.commandline import add_node_options, positive_seconds, run_until_signalled
+from modex.commandline import add_follower_options, add_node_options, run_until_signalled
 from node.stack import Stack, config_from_args
 from node.worker import CRASH_ENV, kill_self_hook
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "worker",
-        description="Watch Purchased events (buyers and validator key requests) for models "
-        "this account owns or operates and deliver each wrapped content key exactly once, "
-        "deciding from on-chain state; safe to kill and restart at any point.",
-    )
-    p.add_argument("--once", action="store_true", help="one pass, then exit")
-    p.add_argument(
-        "--interval",
-        type=positive_seconds,
-        metavar="SECONDS",
-        help="seconds between passes (default: poll_interval from the config)",
-    )
-    p.add_argument(
-        "--state",
-        type=Path,
-        metavar="FILE",
-        help="state file (default <data dir>/worker-<chainId>.json, beside the index)",
+    p = sub.add_parser("worker", description=__doc__.split("\n\n", 1)[1])
+    add_follower_options(
+        p,
+        once="one pass, then exit",
+        state="state file (default <data dir>/worker-<chainId>.json, beside the index)",
     )
     p.add_argument(
         "--replace-after",
