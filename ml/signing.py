@@ -27,7 +27,7 @@ import secrets
 import time
 
 from eth_account import Account
-from eth_account.messages import encode_typed_data
+from eth_account.messages import SignableMessage, encode_typed_data
 from eth_utils import is_address, to_checksum_address
 
 from node.errors import InputError
@@ -88,6 +88,20 @@ def typed_data(
     }
 
 
+def _signable(chain_id, verifying_contract, model_id, inputs, nonce, deadline) -> SignableMessage:
+    """What a request's signature covers: its EIP-712 message (typed_data), the inputs by their
+    digest. The parameters are ``sign_request``'s and ``recover_signer``'s."""
+    message = typed_data(
+        chain_id=chain_id,
+        verifying_contract=verifying_contract,
+        model_id=model_id,
+        digest=inputs_digest(inputs),
+        nonce=nonce,
+        deadline=deadline,
+    )
+    return encode_typed_data(full_message=message)
+
+
 def sign_request(
     account,
     *,
@@ -105,15 +119,8 @@ def sign_request(
     deadline = (
         int((time.time() if now is None else now) + ttl) if deadline is None else int(deadline)
     )
-    message = typed_data(
-        chain_id=chain_id,
-        verifying_contract=verifying_contract,
-        model_id=model_id,
-        digest=inputs_digest(inputs),
-        nonce=nonce,
-        deadline=deadline,
-    )
-    signed = account.sign_message(encode_typed_data(full_message=message))
+    message = _signable(chain_id, verifying_contract, model_id, inputs, nonce, deadline)
+    signed = account.sign_message(message)
     return {
         "modelId": int(model_id),
         "inputs": list(inputs),
@@ -135,12 +142,5 @@ def recover_signer(
     signature: str | bytes,
 ) -> str:
     """The checksum address that signed this request (raises ValueError on a malformed signature)."""
-    message = typed_data(
-        chain_id=chain_id,
-        verifying_contract=verifying_contract,
-        model_id=model_id,
-        digest=inputs_digest(inputs),
-        nonce=nonce,
-        deadline=deadline,
-    )
-    return Account.recover_message(encode_typed_data(full_message=message), signature=signature)
+    message = _signable(chain_id, verifying_contract, model_id, inputs, nonce, deadline)
+    return Account.recover_message(message, signature=signature)
