@@ -38,6 +38,10 @@ from node.errors import ConfigError, InputError
 from node.onchain import canonical_json, work_digest
 from node.protocol import EVALUATION_REPORT, REPORT_VERSION
 
+# Heavy packages load late (torch and transformers): each is imported in the
+# function that uses it, marked `late (heavy)`, because the app and the CLI import this module
+# at start-up.
+
 log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
@@ -89,7 +93,7 @@ def report_of(predictions: list[int], labels: list[int], eval_set: str) -> dict:
 @contextlib.contextmanager
 def deterministic_cpu(threads: int = EVAL_THREADS):
     """Fixed thread count and deterministic kernels for the duration; restores both after."""
-    import torch
+    import torch  # late (heavy)
 
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
@@ -106,7 +110,7 @@ def predict_labels(
     model, tokenizer, texts: list[str], *, max_length: int, batch_size: int
 ) -> list[int]:
     """Argmax labels for texts in a fixed, padding-friendly order; returned in input order."""
-    import torch
+    import torch  # late (heavy)
 
     lengths = [
         len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
@@ -131,7 +135,7 @@ def predict_labels(
 
 def load_classifier(model_dir: str | Path):
     """(model, tokenizer) from a model directory, CPU fp32, eval mode; clear errors if unusable."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer  # late (heavy)
 
     path = Path(model_dir)
     if not (path / "config.json").is_file():

@@ -21,6 +21,10 @@ from dataclasses import dataclass
 
 from node.errors import ConfigError
 
+# Heavy packages load late (torch): each is imported in the
+# function that uses it, marked `late (heavy)`, because the app and the CLI import this module
+# at start-up.
+
 
 def supports(model) -> bool:
     """Whether ``model`` is a BERT classifier this module computes exactly."""
@@ -45,7 +49,7 @@ class Packed:
 
 
 def pack(ids: list[list[int]], device) -> Packed:
-    import torch
+    import torch  # late (heavy)
 
     if not ids or any(not x for x in ids):
         raise ConfigError("pack() needs at least one text and no empty token list")
@@ -74,8 +78,8 @@ def attention(qkv, spans, heads: int, *, cls_only: bool, dropout_p: float = 0.0)
     masked call (32 texts, 2 threads: 2.5 vs 3.6-6.7 ms a layer). With cls_only, each text's
     output is its [CLS] row alone.
     """
-    import torch
-    import torch.nn.functional as F
+    import torch  # late (heavy)
+    import torch.nn.functional as F  # late (heavy)
 
     hidden = qkv.shape[-1] // 3
     out = []
@@ -94,8 +98,8 @@ def logits(model, ids: list[list[int]]):
     Each list holds one text's ids with its special tokens ([CLS] first). Differentiable on the
     model's own parameters; dropout follows ``model.training`` as in transformers.
     """
-    import torch
-    import torch.nn.functional as F
+    import torch  # late (heavy)
+    import torch.nn.functional as F  # late (heavy)
 
     if not supports(model):
         raise ConfigError(

@@ -34,7 +34,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ml import data
 from node.errors import ConfigError, InputError
+
+# Heavy packages load late (torch, transformers and numpy): each is imported in the
+# function that uses it, marked `late (heavy)`, because the app and the CLI import this module
+# at start-up.
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +66,7 @@ class Embedder:
     """Sentence embeddings from a BERT-style encoder: mean pooling, L2-normalised, fp32."""
 
     def __init__(self, model_dir=None, *, max_length: int = EMBED_MAX_LENGTH, batch_size: int = 16):
-        from transformers import AutoModel, AutoTokenizer
-
-        from ml import data
+        from transformers import AutoModel, AutoTokenizer  # late (heavy)
 
         path = Path(model_dir) if model_dir else data.base_model_dir()
         self.model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True)
@@ -75,8 +78,8 @@ class Embedder:
 
     def embed(self, texts: list[str]):
         """An (n, hidden) float32 numpy array of unit vectors, in input order."""
-        import numpy as np
-        import torch
+        import numpy as np  # late (heavy)
+        import torch  # late (heavy)
 
         chunks = []
         with torch.inference_mode():
@@ -108,7 +111,7 @@ class EmbeddingCache:
         self._lock = threading.Lock()
 
     def get(self, embedder: str, listing: str, digest: str):
-        import numpy as np
+        import numpy as np  # late (heavy)
 
         with self._lock:
             row = self._db.execute(
@@ -118,7 +121,7 @@ class EmbeddingCache:
         return None if row is None else np.frombuffer(row[0], dtype=np.float32)
 
     def put(self, embedder: str, listing: str, digest: str, vector) -> None:
-        import numpy as np
+        import numpy as np  # late (heavy)
 
         blob = np.asarray(vector, dtype=np.float32).tobytes()
         with self._lock:
@@ -184,7 +187,7 @@ class Recommender:
 
     def listing_vectors(self, listings: list[dict]):
         """One unit vector per listing, from the cache where the text is unchanged."""
-        import numpy as np
+        import numpy as np  # late (heavy)
 
         texts = [_listing_text(item) for item in listings]
         digests = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
@@ -207,7 +210,7 @@ class Recommender:
         self, listings, *, need: str = "", history=(), top_k: int | None = 10
     ) -> list[Recommendation]:
         """The listings ranked for this buyer (history: ids of listings they bought)."""
-        import numpy as np
+        import numpy as np  # late (heavy)
 
         listings = [dict(item) for item in listings]
         for item in listings:

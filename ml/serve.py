@@ -41,6 +41,10 @@ from pathlib import Path
 from ml import packed
 from node.errors import ConfigError, InputError, ModexError
 
+# Heavy packages load late (torch and transformers): each is imported in the
+# function that uses it, marked `late (heavy)`, because the app and the CLI import this module
+# at start-up.
+
 log = logging.getLogger(__name__)
 
 DTYPES = ("fp32", "bf16", "int8")
@@ -84,7 +88,7 @@ class PackedBert:
     """
 
     def __init__(self, model, *, int8: bool = False):
-        import torch
+        import torch  # late (heavy)
 
         if not self.supports(model):
             raise ConfigError(
@@ -162,8 +166,8 @@ class Predictor:
         max_batch_tokens: int = 4096,
         packed: bool | None = None,
     ):
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        import torch  # late (heavy)
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer  # late (heavy)
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if dtype is None:
@@ -224,7 +228,7 @@ class Predictor:
 
     def predict(self, texts) -> list[dict]:
         """One ``{"label", "score", "truncated"}`` per text, in order."""
-        import torch
+        import torch  # late (heavy)
 
         texts = check_texts(texts)
         ids, truncated = self.encode(texts)
@@ -269,7 +273,7 @@ class Predictor:
 
     def _padded_forward(self, ids: list[list[int]]):
         """The transformers forward on a padded batch (models the packed forward does not know)."""
-        import torch
+        import torch  # late (heavy)
 
         longest, pad = max(map(len, ids)), self.tokenizer.pad_token_id or 0
         input_ids = torch.tensor([x + [pad] * (longest - len(x)) for x in ids], device=self.device)
@@ -328,7 +332,7 @@ class DynamicBatcher:
         self.items = 0
         self._alive = workers
         if workers > 1:
-            import torch
+            import torch  # late (heavy)
 
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
         self._threads = [
