@@ -1,12 +1,14 @@
-"""Lazy shared node resources, the flaskr `db.py` way: `get_config()`, `get_chain()`,
-`get_store()`, `get_indexer()`.
+"""The node's parts for the app, the flaskr `db.py` way: `get_stack()` (one node.stack.Stack per
+app) and its shortcuts `get_config()`, `get_chain()`, `get_store()`, `get_indexer()`.
 
-The chain client, the store and the indexer are built once per app (thread-safe, shared by
-requests and jobs); `close_resources(app)` closes what the app built itself. The indexer's SQLite
-connection is per thread (SQLite connections belong to one): the one a request opened is closed
-on teardown. Anything can be handed in ready-made through the app's
-config (`MODEX_CHAIN`, `MODEX_STORE`, `MODEX_NODE_CONFIG`), which is how `modex up` and the tests
-share one embedded stack between the node's threads and the UI.
+The stack is built once per app from the node configuration: the app config's
+`MODEX_NODE_CONFIG`, else node.config.load_config (`MODEX_CONFIG_FILE`, one TOML file + MODEX_*
+env), its index moved to `MODEX_INDEX_DB` when that is set. Parts handed in ready-made through
+the app config (`MODEX_CHAIN`, `MODEX_STORE`, `MODEX_KEYVAULT`) are used as they are: that is how
+`modex up` and the tests share one embedded chain and store between the node's threads and the
+UI. The chain, the store and the indexer are shared by requests and jobs; the indexer's SQLite
+connection is per thread (SQLite connections belong to one), and the one a request opened is
+closed on teardown. `close_resources(app)` closes what the app built itself.
 """
 
 from __future__ import annotations
@@ -17,36 +19,45 @@ from pathlib import Path
 
 from flask import current_app, g
 
-from node.chain import Chain
-from node.config import load_config
+from node.config import Config, load_config
 from node.indexer import Indexer
-from node.stack import open_configured_store
+from node.stack import Stack
 
 log = logging.getLogger(__name__)
 
 _EXT = "modex.resources"
 
 
-def _cache() -> dict:
-    return current_app.extensions[_EXT]
-
-
 def _cached(name: str, build):
-    cache = _cache()
+    cache = current_app.extensions[_EXT]
     if cache.get(name) is None:
         with cache["lock"]:
             if cache.get(name) is None:
-                cache[name] = current_app.config.get(f"MODEX_{name.upper()}") or build()
+                cache[name] = build()
     return cache[name]
 
 
-def get_config():
-    """The node's `Config` (node.config): from the app config or loaded from file + MODEX_* env."""
+def get_stack() -> Stack:
+    """The node's parts for this app (see the module docstring), built on first use."""
 
     def build():
-        return load_config(current_app.config.get("MODEX_CONFIG_FILE"))
+        settings = current_app.config
+        config = settings.get("MODEX_NODE_CONFIG") or load_config(settings.get("MODEX_CONFIG_FILE"))
+        if settings.get("MODEX_INDEX_DB"):
+            config = config.replace(index_db=Path(settings["MODEX_INDEX_DB"]))
+        return Stack(
+            config,
+            chain=settings.get("MODEX_CHAIN"),
+            store=settings.get("MODEX_STORE"),
+            vault=settings.get("MODEX_KEYVAULT"),
+        )
 
-    return _cached("node_config", build)
+    return _cached("stack", build)
+
+
+def get_config() -> Config:
+    """The node's `Config` (node.config)."""
+    return get_stack().config
 
 
 def data_dir() -> Path:
@@ -57,34 +68,19 @@ def data_dir() -> Path:
 
 def get_chain():
     """The chain client (node.chain.Chain) for the configured endpoint and deployment."""
-
-    def build():
-        return Chain.from_config(get_config())
-
-    return _cached("chain", build)
+    return get_stack().chain
 
 
 def get_store():
     """The content store: the embedded one under the data dir, or a Kubo-API daemon by URL."""
-
-    def build():
-        return open_configured_store(get_config())
-
-    return _cached("store", build)
+    return get_stack().store
 
 
-def index_db_path() -> Path:
-    return Path(current_app.config.get("MODEX_INDEX_DB") or get_config().index_db)
-
-
-def get_indexer():
-    """The indexer's read API (node.indexer.Indexer, one per app). Its SQLite connection is per
-    thread; the one this request opened is closed on teardown."""
-
-    def build():
-        return Indexer(get_chain(), index_db_path(), confirmations=get_config().confirmations)
-
-    indexer = _cached("indexer", build)
+def get_indexer() -> Indexer:
+    """The indexer's read API (node.indexer.Indexer, one per app; the node's followers fill the
+    index, so it fetches no metadata). Its SQLite connection is per thread; the one this request
+    opened is closed on teardown."""
+    indexer = _cached("indexer", lambda: get_stack().indexer(metadata=False))
     g.modex_indexer = indexer
     return indexer
 
@@ -96,17 +92,17 @@ def close_indexer(exc=None) -> None:
 
 
 def close_resources(app) -> None:
-    """Close what this app built itself (things handed in belong to whoever built them)."""
+    """Close what this app built itself: the indexer and the stack's own parts (parts handed in
+    belong to whoever built them)."""
     cache = app.extensions.get(_EXT, {})
-    for name in ("indexer", "store", "chain"):
-        obj = cache.pop(name, None)
-        if obj is not None and app.config.get(f"MODEX_{name.upper()}") is None:
-            close = getattr(obj, "close", None)
-            if close:
-                try:
-                    close()
-                except Exception:  # closing is best effort at shutdown
-                    log.warning("closing %s failed", name, exc_info=True)
+    indexer, stack = cache.pop("indexer", None), cache.pop("stack", None)
+    if indexer is not None:
+        try:
+            indexer.close()
+        except Exception:  # closing is best effort at shutdown
+            log.warning("closing the indexer failed", exc_info=True)
+    if stack is not None:
+        stack.close()
 
 
 def init_app(app) -> None:
