@@ -1,5 +1,6 @@
-"""What the command modules share: argparse types for ids and seconds, the node options every
-command that reaches the node takes, and running a follower until it is signalled to stop.
+"""What the command modules share: a subcommand described by its handler's docstring, argparse
+types for ids and seconds, the node options every command that reaches the node takes, and
+running a follower until it is signalled to stop.
 
 Nothing here imports more than the standard library: `modex hash` and the other commands that
 need no chain load it without slowing their start.
@@ -30,6 +31,14 @@ NODE_OPTIONS = (
     ("--keystore", "FILE", "wallet keystore (default <data dir>/keystore.json)"),
     ("--deployment", "FILE", "deployment record (default deployments/<chainId>.json)"),
 )
+
+
+def add_command(sub, name: str, func, **options) -> argparse.ArgumentParser:
+    """Add the subcommand ``name`` to the subparsers ``sub``: run by ``func`` and described by
+    its docstring (``options``: more arguments of add_parser, e.g. its one-line help)."""
+    parser = sub.add_parser(name, description=func.__doc__, **options)
+    parser.set_defaults(func=func)
+    return parser
 
 
 def add_node_options(

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from modex.commandline import add_node_options, positive_id
+from modex.commandline import add_command, add_node_options, positive_id
 from node import market
 from node.errors import KeyDeliveryError
 from node.stack import Stack
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "buy",
-        description="Derive your X25519 key from the wallet (docs/formats.md §4), pay the price into "
-        "escrow with buy(), and wait for the seller's worker to deliver the wrapped key. If it "
-        "does not come, the payment stays in escrow: after the delivery window run `modex "
-        "refund PURCHASE_ID`.",
-    )
+    p = add_command(sub, "buy", run)
     p.add_argument("model_id", metavar="MODEL_ID", type=positive_id)
     p.add_argument(
         "--max-price",
@@ -30,10 +24,12 @@ def register(sub) -> None:
         help="how long to wait for the key (0: do not wait; default 120)",
     )
     add_node_options(p)
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    """Derive your X25519 key from the wallet (docs/formats.md §4), pay the price into escrow
+    with buy(), and wait for the seller's worker to deliver the wrapped key. If it does not come,
+    the payment stays in escrow: after the delivery window run `modex refund PURCHASE_ID`."""
     session = Stack.from_args(args)
     max_price = market.parse_eth(args.max_price, what="--max-price") if args.max_price else None
     chain = session.chain

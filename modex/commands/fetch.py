@@ -4,20 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modex.commandline import add_node_options, positive_id
+from modex.commandline import add_command, add_node_options, positive_id
 from modex.progress import ProgressBars
 from node.fetch import fetch_model
 from node.stack import Stack
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "fetch",
-        description="Read your delivered wrapped key from the chain, unwrap it, stream the "
-        "ciphertext from IPFS, decrypt and extract it into a temporary folder beside DIR, and "
-        "rename it to DIR only if its model hash equals the one listed on-chain. On any "
-        "mismatch nothing is written to DIR.",
-    )
+    p = add_command(sub, "fetch", run)
     p.add_argument("model_id", metavar="MODEL_ID", type=positive_id)
     p.add_argument(
         "--out", required=True, type=Path, metavar="DIR", help="new (or empty) folder for the model"
@@ -26,10 +20,12 @@ def register(sub) -> None:
         "--purchase", type=positive_id, metavar="ID", help="which purchase (default: latest)"
     )
     add_node_options(p)
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    """Read your delivered wrapped key from the chain, unwrap it, stream the ciphertext from
+    IPFS, decrypt and extract it into a temporary folder beside DIR, and rename it to DIR only if
+    its model hash equals the one listed on-chain. On any mismatch nothing is written to DIR."""
     session = Stack.from_args(args)
     with ProgressBars() as bars:
         result = fetch_model(

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from modex.commandline import add_command
 from modex.commands.content import hex_bytes, key_arg, non_negative_int
 from node.content.keywrap import derive_x25519, unwrap_key, wrap_key
 from node.errors import KeystoreError
@@ -33,12 +34,7 @@ def _purchase_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "wrap-key",
-        description="HPKE-wrap (RFC 9180 base mode, X25519/HKDF-SHA256/AES-256-GCM) a 32-byte "
-        "content key to the recipient's X25519 public key, bound to one purchase. "
-        "Prints enc||ciphertext (80 bytes) as 160 hex chars.",
-    )
+    p = add_command(sub, "wrap-key", cmd_wrap_key)
     p.add_argument(
         "--to",
         type=hex_bytes(32, "--to"),
@@ -48,13 +44,8 @@ def register(sub) -> None:
     )
     _purchase_args(p)
     key_arg(p)
-    p.set_defaults(func=cmd_wrap_key)
 
-    p = sub.add_parser(
-        "unwrap-key",
-        description="Open a wrapped key (160 hex chars) with the recipient's X25519 secret for the "
-        "given chain, marketplace and purchase, and print the content key as hex.",
-    )
+    p = add_command(sub, "unwrap-key", cmd_unwrap_key)
     p.add_argument(
         "wrapped",
         type=hex_bytes(80, "WRAPPED_HEX"),
@@ -68,14 +59,8 @@ def register(sub) -> None:
         help="the recipient's X25519 secret (see `modex derive-key --secret`)",
     )
     _purchase_args(p)
-    p.set_defaults(func=cmd_unwrap_key)
 
-    p = sub.add_parser(
-        "derive-key",
-        description="Sign the Modex encryption message with the wallet and derive its X25519 key "
-        "(HKDF-SHA256 of the signature). Prints the public key as hex; buyers pass it "
-        "to buy(), sellers wrap keys to it.",
-    )
+    p = add_command(sub, "derive-key", cmd_derive_key)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(
         "--keystore",
@@ -95,36 +80,37 @@ def register(sub) -> None:
         action="store_true",
         help="also print the X25519 secret (second line); keep it private",
     )
-    p.set_defaults(func=cmd_derive_key)
+
+
+def _purchase(args) -> dict:
+    """The purchase a key is bound to (the options of _purchase_args), as the keywords of
+    wrap_key and unwrap_key."""
+    return {
+        "chain_id": args.chain_id,
+        "marketplace": args.marketplace,
+        "purchase_id": args.purchase_id,
+    }
 
 
 def cmd_wrap_key(args) -> int:
-    print(
-        wrap_key(
-            args.to,
-            args.key_hex,
-            chain_id=args.chain_id,
-            marketplace=args.marketplace,
-            purchase_id=args.purchase_id,
-        ).hex()
-    )
+    """HPKE-wrap (RFC 9180 base mode, X25519/HKDF-SHA256/AES-256-GCM) a 32-byte content key to
+    the recipient's X25519 public key, bound to one purchase. Prints enc||ciphertext (80 bytes)
+    as 160 hex chars."""
+    print(wrap_key(args.to, args.key_hex, **_purchase(args)).hex())
     return 0
 
 
 def cmd_unwrap_key(args) -> int:
-    print(
-        unwrap_key(
-            args.wrapped,
-            args.secret_hex,
-            chain_id=args.chain_id,
-            marketplace=args.marketplace,
-            purchase_id=args.purchase_id,
-        ).hex()
-    )
+    """Open a wrapped key (160 hex chars) with the recipient's X25519 secret for the given chain,
+    marketplace and purchase, and print the content key as hex."""
+    print(unwrap_key(args.wrapped, args.secret_hex, **_purchase(args)).hex())
     return 0
 
 
 def cmd_derive_key(args) -> int:
+    """Sign the Modex encryption message with the wallet and derive its X25519 key (HKDF-SHA256
+    of the signature). Prints the public key as hex; buyers pass it to buy(), sellers wrap keys
+    to it."""
     if args.keystore:
         signer = load_signer(args.keystore, read_password())
     else:

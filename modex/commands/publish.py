@@ -8,7 +8,7 @@ import json
 import logging
 from pathlib import Path
 
-from modex.commandline import add_node_options, positive_id
+from modex.commandline import add_command, add_node_options, positive_id
 from modex.progress import ProgressBars
 from node import market, publish
 from node.errors import ConfigError
@@ -18,17 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "publish",
-        description="Hash the model directory (docs/formats.md §2), seal a deterministic tar of it "
-        "(4.2), pin the ciphertext and the metadata JSON (4.5), list it on-chain at --price and "
-        "keep its content key in your key vault (encrypted, for `modex worker`), and claim the work "
-        "digest of MODEL_DIR/evaluation.json (the evaluation report `modex train` or `modex "
-        "evaluate --report` writes), which validators must reproduce for the model to become "
-        "Verified; without that report the model is listed with no claim and can never be. "
-        "Pickle weight files (*.bin, *.pt, ...) are refused: save safetensors. Prints the model "
-        "id, hash, CIDs and the claimed digest.",
-    )
+    p = add_command(sub, "publish", run)
     p.add_argument("model_dir", metavar="MODEL_DIR", type=Path)
     p.add_argument("--price", required=True, metavar="ETH", help="price in ETH, e.g. 0.01")
     p.add_argument("--name", help="listing name (default: the folder's name)")
@@ -53,19 +43,11 @@ def register(sub) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_node_options(p)
-    p.set_defaults(func=run)
 
-    p = sub.add_parser(
-        "claim",
-        description="Record on-chain (ModelRegistry.claimMetrics) the work digest of "
-        "MODEL_DIR/evaluation.json for the model you listed as MODEL_ID: what `modex publish` does "
-        "right after listing. MODEL_DIR must be the listed model and its listing must declare the "
-        "report's metrics. Only a claim made before a validation round opens counts in it.",
-    )
+    p = add_command(sub, "claim", run_claim)
     p.add_argument("model_id", metavar="MODEL_ID", type=positive_id)
     p.add_argument("model_dir", metavar="MODEL_DIR", type=Path)
     add_node_options(p)
-    p.set_defaults(func=run_claim)
 
 
 def _read_json(path: Path) -> dict:
@@ -79,6 +61,13 @@ def _read_json(path: Path) -> dict:
 
 
 def run(args) -> int:
+    """Hash the model directory (docs/formats.md §2), seal a deterministic tar of it (4.2), pin
+    the ciphertext and the metadata JSON (4.5), list it on-chain at --price and keep its content
+    key in your key vault (encrypted, for `modex worker`), and claim the work digest of
+    MODEL_DIR/evaluation.json (the evaluation report `modex train` or `modex evaluate --report`
+    writes), which validators must reproduce for the model to become Verified; without that
+    report the model is listed with no claim and can never be. Pickle weight files (*.bin, *.pt,
+    ...) are refused: save safetensors. Prints the model id, hash, CIDs and the claimed digest."""
     session = Stack.from_args(args)
     price = market.parse_eth(args.price, what="--price")
     metrics_path = args.metrics or (args.model_dir / "metrics.json")
@@ -127,6 +116,10 @@ def run(args) -> int:
 
 
 def run_claim(args) -> int:
+    """Record on-chain (ModelRegistry.claimMetrics) the work digest of MODEL_DIR/evaluation.json
+    for the model you listed as MODEL_ID: what `modex publish` does right after listing.
+    MODEL_DIR must be the listed model and its listing must declare the report's metrics. Only a
+    claim made before a validation round opens counts in it."""
     session = Stack.from_args(args)
     digest, tx = publish.claim_listed(
         session.chain, session.signer, session.store, args.model_id, args.model_dir

@@ -4,27 +4,24 @@ purchase whose model validators disputed within its challenge period."""
 
 from __future__ import annotations
 
-from modex.commandline import add_node_options, positive_id
+from modex.commandline import add_command, add_node_options, positive_id
 from node import market
 from node.stack import Stack
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "refund",
-        description="Credit the price of a purchase back to you: an undelivered one once the "
-        "delivery window has passed, or at once when validators disputed the model (its key can "
-        "no longer be delivered); a delivered one when validators disputed the model within the "
-        "sale's challenge period, while the seller's revenue is still held (your licence and vote "
-        "are revoked). Anything else is refused with the reason and when a refund would be "
-        "possible, before anything is sent. `modex withdraw` then sends the ETH to your wallet.",
-    )
+    p = add_command(sub, "refund", run)
     p.add_argument("purchase_id", metavar="PURCHASE_ID", type=positive_id)
     add_node_options(p)
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    """Credit the price of a purchase back to you: an undelivered one once the delivery window
+    has passed, or at once when validators disputed the model (its key can no longer be
+    delivered); a delivered one when validators disputed the model within the sale's challenge
+    period, while the seller's revenue is still held (your licence and vote are revoked).
+    Anything else is refused with the reason and when a refund would be possible, before anything
+    is sent. `modex withdraw` then sends the ETH to your wallet."""
     session = Stack.from_args(args)
     market.refund(session.chain, session.signer, args.purchase_id)
     print(f"purchase {args.purchase_id} refunded; run `modex withdraw` to receive the ETH")

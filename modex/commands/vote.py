@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from modex.commandline import add_node_options, positive_id
+from modex.commandline import add_command, add_node_options, positive_id
 from node import market
 from node.stack import Stack
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "vote",
-        description="One live vote per model and account, changeable. Only licence holders "
-        "(buyers whose key was delivered) who paid more than 0 and do not own the model vote; "
-        "each vote weighs the price paid for the licence, and the score is their weighted mean.",
-    )
+    p = add_command(sub, "vote", run)
     p.add_argument("model_id", metavar="MODEL_ID", type=positive_id)
     p.add_argument("score", metavar="SCORE", type=int, choices=range(1, 6))
     add_node_options(p)
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    """One live vote per model and account, changeable. Only licence holders (buyers whose key
+    was delivered) who paid more than 0 and do not own the model vote; each vote weighs the price
+    paid for the licence, and the score is their weighted mean."""
     session = Stack.from_args(args)
     market.vote(session.chain, session.signer, args.model_id, args.score)
     score = market.score(session.chain, args.model_id)

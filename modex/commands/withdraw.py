@@ -3,26 +3,23 @@ balance (sales, fees, refunds, rewards) to your wallet."""
 
 from __future__ import annotations
 
-from modex.commandline import add_node_options
+from modex.commandline import add_command, add_node_options
 from modex.commands.models import open_index
 from node import market
 from node.stack import Stack
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "withdraw",
-        description="Pull payment. A sale's revenue is held for the Marketplace's challenge "
-        "period after its key is delivered (a dispute within it refunds the buyer); this first "
-        "releases your models' sales whose period is over (one releaseRevenue transaction each, "
-        "found through the local index), then sends everything credited to you (sales, fees, "
-        "refunds, validator rewards) to your wallet, and says what is still held and until when.",
-    )
+    p = add_command(sub, "withdraw", run)
     add_node_options(p)
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    """Pull payment. A sale's revenue is held for the Marketplace's challenge period after its
+    key is delivered (a dispute within it refunds the buyer); this first releases your models'
+    sales whose period is over (one releaseRevenue transaction each, found through the local
+    index), then sends everything credited to you (sales, fees, refunds, validator rewards) to
+    your wallet, and says what is still held and until when."""
     session = Stack.from_args(args)
     index = open_index(session, metadata=False)
     try:
