@@ -11,6 +11,7 @@ import os
 import sys
 import time
 
+from modex.commandline import add_command
 from modex.commands import tcp_port
 from modex.commands.cid import profile_arg
 from node.config import default_data_dir
@@ -20,22 +21,20 @@ from node.errors import InputError, StoreError
 from node.ipfsdaemon import start_ipfs_daemon
 from node.pipes import temp_beside
 
-
-def _store_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--root",
-        help="embedded store directory (default: <data dir>/ipfs, "
-        "i.e. ./.modex/ipfs or ~/.modex/ipfs)",
-    )
-    p.add_argument(
-        "--api",
-        metavar="URL",
-        help="use the IPFS daemon whose Kubo RPC API is at URL "
+# The options that choose the content store an action works on (_open reads them): flag ->
+# add_argument's keywords.
+STORE_OPTIONS = {
+    "--root": {
+        "help": "embedded store directory (default: <data dir>/ipfs, "
+        "i.e. ./.modex/ipfs or ~/.modex/ipfs)"
+    },
+    "--api": {
+        "metavar": "URL",
+        "help": "use the IPFS daemon whose Kubo RPC API is at URL "
         "(e.g. http://127.0.0.1:5001) instead of the embedded store",
-    )
-    p.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds per daemon call (default 30)"
-    )
+    },
+    "--timeout": {"type": float, "default": 30.0, "help": "seconds per daemon call (default 30)"},
+}
 
 
 def _open(args):
@@ -119,6 +118,8 @@ def cmd_gateway(args) -> int:
 
 
 def cmd_daemon(args) -> int:
+    """Start js-ipfs (installed by tools/setup.sh) offline on free 127.0.0.1 ports and print its
+    API URL for --api."""
     daemon = start_ipfs_daemon(args.repo)
     print(
         f"IPFS daemon (js-ipfs, Kubo RPC API) pid {daemon.process.pid}: api {daemon.api_url} "
@@ -134,63 +135,78 @@ def cmd_daemon(args) -> int:
     return 0
 
 
+def _port_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--port", type=tcp_port, default=8080, help="port on 127.0.0.1 (default 8080; 0 = any free)"
+    )
+
+
+_CID = ("cid", None)  # the positional CID argument (no help of its own)
+
+# The actions on a content store, in the order `modex store --help` lists them: name, handler,
+# one-line help, positional arguments as (name, help; the metavar is the name in capitals), and
+# what adds the action's own options (before the options that choose the store).
+STORE_ACTIONS = (
+    (
+        "put",
+        cmd_put,
+        "add FILE, pin it and print its CID",
+        [("file", "file to add ('-' for standard input)")],
+        profile_arg,
+    ),
+    (
+        "get",
+        cmd_get,
+        "write the file of CID to OUT (verified block by block)",
+        [_CID, ("out", "output file ('-' for standard output)")],
+        None,
+    ),
+    ("pin", cmd_pin, "pin CID (and check its whole DAG is present)", [_CID], None),
+    (
+        "export-car",
+        cmd_export_car,
+        "write CID's blocks as a CAR v1 file (`ipfs dag import` or a pinning service reads it)",
+        [_CID, ("out", "CAR file to write ('-' for standard output)")],
+        None,
+    ),
+    (
+        "import-car",
+        cmd_import_car,
+        "store and pin the blocks of a CAR v1 file (each verified); prints its roots",
+        [("car", None)],
+        None,
+    ),
+    (
+        "gateway",
+        cmd_gateway,
+        "serve the store read-only at http://127.0.0.1:PORT/ipfs/<cid>",
+        [],
+        _port_arg,
+    ),
+)
+
+
 def register(sub) -> None:
     store = sub.add_parser(
         "store",
         description="Work with the content store: the embedded one (blocks on disk, the default) "
         "or an IPFS daemon through its Kubo RPC API (--api URL).",
     )
-    ssub = store.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    actions = store.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    for name, func, summary, positionals, add_options in STORE_ACTIONS:
+        q = actions.add_parser(name, help=summary)
+        for dest, text in positionals:
+            q.add_argument(dest, metavar=dest.upper(), help=text)
+        if add_options:
+            add_options(q)
+        for flag, options in STORE_OPTIONS.items():
+            q.add_argument(flag, **options)
+        q.set_defaults(func=func)
 
-    q = ssub.add_parser("put", help="add FILE, pin it and print its CID")
-    q.add_argument("file", metavar="FILE", help="file to add ('-' for standard input)")
-    profile_arg(q)
-    _store_args(q)
-    q.set_defaults(func=cmd_put)
-
-    q = ssub.add_parser("get", help="write the file of CID to OUT (verified block by block)")
-    q.add_argument("cid", metavar="CID")
-    q.add_argument("out", metavar="OUT", help="output file ('-' for standard output)")
-    _store_args(q)
-    q.set_defaults(func=cmd_get)
-
-    q = ssub.add_parser("pin", help="pin CID (and check its whole DAG is present)")
-    q.add_argument("cid", metavar="CID")
-    _store_args(q)
-    q.set_defaults(func=cmd_pin)
-
-    q = ssub.add_parser(
-        "export-car",
-        help="write CID's blocks as a CAR v1 file "
-        "(`ipfs dag import` or a pinning service reads it)",
-    )
-    q.add_argument("cid", metavar="CID")
-    q.add_argument("out", metavar="OUT", help="CAR file to write ('-' for standard output)")
-    _store_args(q)
-    q.set_defaults(func=cmd_export_car)
-
-    q = ssub.add_parser(
-        "import-car",
-        help="store and pin the blocks of a CAR v1 file (each verified); prints its roots",
-    )
-    q.add_argument("car", metavar="CAR")
-    _store_args(q)
-    q.set_defaults(func=cmd_import_car)
-
-    q = ssub.add_parser(
-        "gateway", help="serve the store read-only at http://127.0.0.1:PORT/ipfs/<cid>"
-    )
-    q.add_argument(
-        "--port", type=tcp_port, default=8080, help="port on 127.0.0.1 (default 8080; 0 = any free)"
-    )
-    _store_args(q)
-    q.set_defaults(func=cmd_gateway)
-
-    q = ssub.add_parser(
+    q = add_command(
+        actions,
         "daemon",
+        cmd_daemon,
         help="run a local js-ipfs daemon (Kubo RPC API) until Ctrl-C",
-        description="Start js-ipfs (installed by tools/setup.sh) offline on free "
-        "127.0.0.1 ports and print its API URL for --api.",
     )
     q.add_argument("--repo", help="IPFS repo directory (default: a fresh temporary one)")
-    q.set_defaults(func=cmd_daemon)
