@@ -25,7 +25,7 @@ from node.errors import ConfigError, ContractRevert
 from node.keyvault import atomic_write
 from node.scanner import Batch, Checkpoint, deployment_block
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("node.validator")  # one logger for the agent, as before the split
 
 STATE_VERSION = 3  # 3: recent_blocks (version 2 files are read as they are)
 

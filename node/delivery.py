@@ -22,7 +22,7 @@ from node.keyvault import KeyVault
 from node.protocol import ModelStatus, Purchase, PurchaseStatus
 from node.replacement import gwei, max_fee
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("node.worker")  # one logger for the whole worker, as before the split
 
 
 def open_entry(event) -> dict:

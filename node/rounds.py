@@ -33,7 +33,7 @@ from node.protocol import (
 )
 from node.revert import when
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("node.validator")  # one logger for the agent, as before the split
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from node.fetch import load_metadata
 from node.indexer.storage import IndexDatabase
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("node.indexer.core")  # the indexer's logger, as before the split
 
 METADATA_ATTEMPTS = 3
 

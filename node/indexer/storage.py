@@ -13,7 +13,7 @@ from pathlib import Path
 
 from node.indexer.events import DERIVED
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("node.indexer.core")  # the indexer's logger, as before the split
 
 SCHEMA_VERSION = 4
 SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
