@@ -62,6 +62,14 @@ def replay(tx: sqlite3.Connection) -> None:
     tx.execute("INSERT INTO listings_fts (listings_fts) VALUES ('optimize')")
 
 
+def _set_listing(tx, model_id: int, **columns) -> None:
+    """Set columns of one listing (the column names are this module's, never the chain's)."""
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    tx.execute(
+        f"UPDATE listings SET {assignments} WHERE model_id = ?", (*columns.values(), model_id)
+    )
+
+
 def _on_listed(tx, a, ev, _ts):
     # DELETE + INSERT, not INSERT OR REPLACE: REPLACE's implicit delete fires no trigger, and
     # the triggers keep listing_counts and listings_fts.
@@ -84,18 +92,16 @@ def _on_listed(tx, a, ev, _ts):
 
 
 def _on_price(tx, a, _ev, _ts):
-    tx.execute("UPDATE listings SET price = ? WHERE model_id = ?", (u256(a["price"]), a["modelId"]))
+    _set_listing(tx, a["modelId"], price=u256(a["price"]))
 
 
 def _on_active(tx, a, _ev, _ts):
-    tx.execute(
-        "UPDATE listings SET active = ? WHERE model_id = ?", (int(a["active"]), a["modelId"])
-    )
+    _set_listing(tx, a["modelId"], active=int(a["active"]))
 
 
 def _on_operator(tx, a, _ev, _ts):
     operator = None if a["operator"] == to_checksum_address(ZERO_ADDRESS) else a["operator"]
-    tx.execute("UPDATE listings SET operator = ? WHERE model_id = ?", (operator, a["modelId"]))
+    _set_listing(tx, a["modelId"], operator=operator)
 
 
 def _on_transfer(tx, a, ev, _ts):
@@ -104,7 +110,7 @@ def _on_transfer(tx, a, ev, _ts):
         "VALUES (?, ?, ?, ?, ?)",
         (ev["block_number"], ev["log_index"], a["tokenId"], a["from"], a["to"]),
     )
-    tx.execute("UPDATE listings SET owner = ? WHERE model_id = ?", (a["to"], a["tokenId"]))
+    _set_listing(tx, a["tokenId"], owner=a["to"])
 
 
 def _on_purchased(tx, a, ev, ts):
@@ -168,10 +174,7 @@ def _on_released(tx, a, ev, _ts):
 
 
 def _on_verdict(tx, a, _ev, ts):
-    tx.execute(
-        "UPDATE listings SET verdict_at = ?, verifier_weight = ? WHERE model_id = ?",
-        (ts, a["verifierWeight"], a["modelId"]),
-    )
+    _set_listing(tx, a["modelId"], verdict_at=ts, verifier_weight=a["verifierWeight"])
 
 
 def _on_withdrawn(tx, a, ev, _ts):
@@ -212,10 +215,14 @@ def _score(tx, model_id: int) -> None:
     weighted = sum(v["score"] * int(v["weight"]) for v in votes)
     weight = sum(int(v["weight"]) for v in votes)
     score = weighted / weight if weight else None
-    tx.execute(
-        "UPDATE listings SET vote_weighted_sum = ?, vote_weight = ?, vote_count = ?, score = ?, "
-        "score_key = ? WHERE model_id = ?",
-        (str(weighted), str(weight), len(votes), score, score or 0.0, model_id),
+    _set_listing(
+        tx,
+        model_id,
+        vote_weighted_sum=str(weighted),
+        vote_weight=str(weight),
+        vote_count=len(votes),
+        score=score,
+        score_key=score or 0.0,
     )
 
 
@@ -240,10 +247,7 @@ def _on_unstaked(tx, a, _ev, _ts):
 
 
 def _on_claimed(tx, a, _ev, ts):
-    tx.execute(
-        "UPDATE listings SET claimed_digest = ?, claimed_at = ? WHERE model_id = ?",
-        (a["workDigest"], ts, a["modelId"]),
-    )
+    _set_listing(tx, a["modelId"], claimed_digest=a["workDigest"], claimed_at=ts)
 
 
 def _on_round_opened(tx, a, ev, ts):
@@ -252,9 +256,8 @@ def _on_round_opened(tx, a, ev, ts):
         "opened_block) VALUES (?, ?, ?, ?, ?, ?)",
         (a["modelId"], a["round"], ts, a["commitEnd"], a["revealEnd"], ev["block_number"]),
     )
-    tx.execute(
-        "UPDATE listings SET round = ?, commit_end = ?, reveal_end = ? WHERE model_id = ?",
-        (a["round"], a["commitEnd"], a["revealEnd"], a["modelId"]),
+    _set_listing(
+        tx, a["modelId"], round=a["round"], commit_end=a["commitEnd"], reveal_end=a["revealEnd"]
     )
 
 
@@ -312,7 +315,7 @@ def _on_attested(tx, a, ev, _ts):
 
 def _on_status(tx, a, _ev, _ts):
     status = ModelStatus(a["status"]).word
-    tx.execute("UPDATE listings SET status = ? WHERE model_id = ?", (status, a["modelId"]))
+    _set_listing(tx, a["modelId"], status=status)
     tx.execute(
         "UPDATE rounds SET outcome = ? WHERE model_id = ? AND round = "
         "(SELECT round FROM listings WHERE model_id = ?)",
@@ -327,10 +330,7 @@ def _on_undecided(tx, a, _ev, _ts):
         (a["revealedWeight"], a["modelId"], a["round"]),
     )
     # The next commit opens the next round; until then no round is open.
-    tx.execute(
-        "UPDATE listings SET commit_end = NULL, reveal_end = NULL WHERE model_id = ?",
-        (a["modelId"],),
-    )
+    _set_listing(tx, a["modelId"], commit_end=None, reveal_end=None)
 
 
 def _on_seat_released(tx, a, ev, _ts):
