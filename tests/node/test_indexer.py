@@ -8,11 +8,12 @@ import pytest
 from modex_stack import CLAIMED_DIGEST, OTHER_DIGEST, settle_validation, time_travel
 from web3.logs import DISCARD
 
+from modex.cli import main
 from node.chain import Chain, connect, embedded_web3
 from node.config import Config
 from node.content.cid import cid_of_stream
 from node.content.store import open_store
-from node.deploy import deploy_suite
+from node.deploy import deploy_suite, write_deployment
 from node.errors import InvalidQuery
 from node.indexer import Indexer
 from node.protocol import ModelStatus, Round
@@ -129,6 +130,12 @@ def populate(chain: Chain) -> dict:
     }
 
 
+def verdicts(attestations: list[dict]) -> list[tuple]:
+    """(validator, round, revealed, matches, digest_matches_claim, says) of each attestation."""
+    keys = ("validator", "round", "revealed", "matches", "digest_matches_claim", "says")
+    return [tuple(x[k] for k in keys) for x in attestations]
+
+
 @pytest.fixture(params=["embedded", pytest.param("anvil", marks=pytest.mark.anvil)])
 def chain(request):
     w3 = (
@@ -211,17 +218,7 @@ def test_index_reflects_every_event_and_rebuilds_identically(chain, tmp_path):
     assert index.unreleased_sales(facts["other"]) == []  # b: refunded, and one still pending
 
     att = index.attestations_of(a)
-    assert [
-        (
-            x["validator"],
-            x["round"],
-            x["revealed"],
-            x["matches"],
-            x["digest_matches_claim"],
-            x["says"],
-        )
-        for x in att
-    ] == [(validator, 1, True, True, True, "verified")]
+    assert verdicts(att) == [(validator, 1, True, True, True, "verified")]
     assert att[0]["work_digest"] == "0x" + CLAIMED_DIGEST.hex() and att[0]["commitment"].startswith(
         "0x"
     )
@@ -233,17 +230,7 @@ def test_index_reflects_every_event_and_rebuilds_identically(chain, tmp_path):
         (1, "undecided", 0),
         (2, "metrics_disputed", None),
     ]
-    assert [
-        (
-            x["validator"],
-            x["round"],
-            x["revealed"],
-            x["matches"],
-            x["digest_matches_claim"],
-            x["says"],
-        )
-        for x in index.attestations_of(d)
-    ] == [
+    assert verdicts(index.attestations_of(d)) == [
         (validator2, 2, True, True, False, "metrics_disputed"),
         (validator, 1, False, None, None, None),
     ]
@@ -397,9 +384,6 @@ def test_reorg_rolls_back_to_the_fork_and_matches_a_fresh_index(anvil, tmp_path)
 
 
 def test_models_and_index_commands(tmp_path, capsys):
-    from modex.cli import main
-    from node.deploy import write_deployment
-
     w3 = embedded_web3()
     chain = deploy(w3)
     deployment = write_deployment(chain.deployment, tmp_path / "deployments")

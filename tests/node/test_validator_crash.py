@@ -25,13 +25,13 @@ import pytest
 from modex_stack import make_stack, time_travel
 from test_worker_replace import rpc
 from validator_helpers import attested, claimed_model, evaluator_of, round_of, seat, toy_report
+from worker_helpers import deliver_keys
 
 from node.devchain import start_anvil
 from node.onchain import work_digest
 from node.protocol import ModelStatus, SeatState
 from node.publish import ListingInfo, publish
 from node.validator import ValidatorAgent, state_path
-from node.worker import KeyDelivery
 
 REPORT = toy_report()
 # `modex` with the evaluator replaced (the report comes from the environment).
@@ -79,13 +79,7 @@ def stack(tmp_path):
             evaluator=evaluator_of(REPORT),
         )
         assert agent.poll().requested
-        assert (
-            KeyDelivery(
-                stack.chain, stack.signers["seller"], stack.vault(), tmp_path / "worker.json"
-            )
-            .poll()
-            .delivered
-        )
+        assert deliver_keys(stack, tmp_path / "worker.json")
         assert seat(stack, stack.model).state == SeatState.KEYED
         yield stack
     finally:

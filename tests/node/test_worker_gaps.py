@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import pytest
 from modex_stack import buy_raw, make_stack, publish_model, settle_validation, write_model
+from worker_helpers import seller_worker
 
 from node.devchain import start_anvil
 from node.fetch import book
 from node.protocol import ModelStatus, Purchase, PurchaseStatus, Seat, SeatState
-from node.worker import KeyDelivery
 
 
 def ok(result):
@@ -49,19 +49,19 @@ def test_a_sent_but_unmined_delivery_is_awaited_never_sent_twice(tmp_path):
             return int(rpc("txpool_status", [])["result"]["pending"], 16)
 
         # The pass waits at most receipt_timeout, then leaves the delivery in flight.
-        first = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
+        first = seller_worker(stack, state).poll()
         assert list(first.pending) == [pid] and first.delivered == []
         assert pending_txs() == 1 and delivered_ids(stack) == []
         # A restarted worker finds the recorded transaction in the node's pool: it waits again
         # (it is not due for replacement before worker_replace_after, 30 s by default).
-        again = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
+        again = seller_worker(stack, state).poll()
         assert again.pending == first.pending
         assert pending_txs() == 1  # still the one transaction: no second deliverKey
         rpc("evm_mine", [])
-        report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
+        report = seller_worker(stack, state).poll()
         assert report.delivered == [pid] and delivered_ids(stack) == [pid]
         rpc("evm_setAutomine", [True])
-        report = KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state).poll()
+        report = seller_worker(stack, state).poll()
         assert report.delivered == [] and delivered_ids(stack) == [pid]
         assert pending_txs() == 0
     finally:
@@ -95,19 +95,11 @@ def test_a_disputed_models_pending_purchase_is_closed_not_retried(tmp_path, capl
     contract would refuse deliverKey; the buyer can refund now) instead of dry-running a
     reverting delivery on every pass until the window closes."""
     stack = make_stack("embedded", tmp_path, delivery_window=3600, quorum=1)
-    chain = stack.chain
+    chain, seller, validator = stack.chain, stack.signers["seller"], stack.signers["validator"]
     model_id = publish_model(stack, write_model(tmp_path / "m"))
     pid = buy_raw(stack, "buyer", model_id)
-    assert (
-        settle_validation(
-            chain,
-            model_id,
-            owner=stack.signers["seller"],
-            validator=stack.signers["validator"],
-            outcome=outcome,
-        )
-        == outcome
-    )
+    settled = settle_validation(chain, model_id, owner=seller, validator=validator, outcome=outcome)
+    assert settled == outcome
     assert book(chain, model_id).disputed
     (request,) = (
         int(ev["args"]["purchaseId"])
@@ -115,13 +107,13 @@ def test_a_disputed_models_pending_purchase_is_closed_not_retried(tmp_path, capl
     )
     state = tmp_path / "worker.json"
     caplog.set_level("INFO", logger="node.worker")
-    report = KeyDelivery(chain, stack.signers["seller"], stack.vault(), state).poll()
+    report = seller_worker(stack, state).poll()
     # The buyer's purchase closed for the dispute (the validator's request was delivered already).
     assert sorted(report.closed) == sorted([request, pid])
     assert report.skipped == {} and report.delivered == []
     assert f"purchase {pid}: model {model_id} is disputed by validators" in caplog.text
     assert "dry run reverted" not in caplog.text
-    again = KeyDelivery(chain, stack.signers["seller"], stack.vault(), state).poll()
+    again = seller_worker(stack, state).poll()
     assert again.closed == [] and again.skipped == {} and again.delivered == []
     assert delivered_ids(stack) == [request]
     purchase = Purchase.from_call(chain.call(chain.marketplace.functions.purchase(pid)))
@@ -155,7 +147,7 @@ def test_a_validators_request_for_a_model_settled_meanwhile_is_closed_not_delive
         == ModelStatus.VERIFIED
     )
     caplog.set_level("INFO", logger="node.worker")
-    report = KeyDelivery(chain, stack.signers["seller"], stack.vault(), tmp_path / "w.json").poll()
+    report = seller_worker(stack, tmp_path / "w.json").poll()
     assert late_request in report.closed and report.delivered == [] and report.skipped == {}
     assert f"purchase {late_request}: model {model_id} is settled" in caplog.text
     assert late_request not in delivered_ids(stack)

@@ -17,12 +17,11 @@ import subprocess
 
 import pytest
 from modex_stack import buy_raw, make_stack, publish_model, write_model
-from test_worker_faults import can_open, deliveries
+from worker_helpers import can_open, deliveries, seller_worker
 
 from node.devchain import start_anvil
 from node.replacement import GWEI, replacement_fees, unsigned_transaction
 from node.signer import dev_signer
-from node.worker import KeyDelivery
 
 
 @pytest.fixture
@@ -61,10 +60,6 @@ def pool(stack) -> dict[int, dict]:
     return found
 
 
-def worker(stack, state, **options) -> KeyDelivery:
-    return KeyDelivery(stack.chain, stack.signers["seller"], stack.vault(), state, **options)
-
-
 def mined_by(stack, tx_hash: str) -> int | None:
     receipt = stack.chain.find_receipt(tx_hash)
     return None if receipt is None else receipt["status"]
@@ -77,7 +72,7 @@ def test_a_stuck_delivery_and_the_one_behind_it_are_replaced_and_each_delivered_
     a, b = buy_raw(stuck, "buyer", stuck.model), buy_raw(stuck, "buyer2", stuck.model)
     hold(stuck)
     state = tmp_path / "w.json"
-    w = worker(stuck, state, replace_after_s=3600)
+    w = seller_worker(stuck, state, replace_after_s=3600)
     first = w.poll()
     assert sorted(first.pending) == [a, b] and first.delivered == []
     before = pool(stuck)
@@ -108,7 +103,7 @@ def test_a_stuck_delivery_and_the_one_behind_it_are_replaced_and_each_delivered_
     ]
 
     rpc(stuck, "evm_mine")
-    third = worker(stuck, state, replace_after_s=3600).poll()
+    third = seller_worker(stuck, state, replace_after_s=3600).poll()
     assert sorted(third.delivered) == [a, b] and third.pending == {}
     assert deliveries(stuck) == {a: 1, b: 1}
     for pid in (a, b):
@@ -125,20 +120,20 @@ def test_a_delivery_evicted_by_a_base_fee_rise_is_replaced_at_the_new_fees(stuck
     pid = buy_raw(stuck, "buyer", stuck.model)
     hold(stuck)
     state = tmp_path / "w.json"
-    first = worker(stuck, state, replace_after_s=3600).poll()
+    first = seller_worker(stuck, state, replace_after_s=3600).poll()
     (tx,) = pool(stuck).values()
     # The next block's base fee is over what the transaction offers: anvil drops it from the pool.
     rpc(stuck, "anvil_setNextBlockBaseFeePerGas", hex(3 * int(tx["maxFeePerGas"], 16)))
     rpc(stuck, "evm_mine")
     assert pool(stuck) == {} and mined_by(stuck, first.pending[pid]) is None
     # Resending the recorded bytes is refused (fees too low): the worker replaces them at once.
-    second = worker(stuck, state, replace_after_s=3600).poll()
+    second = seller_worker(stuck, state, replace_after_s=3600).poll()
     (replacement,) = pool(stuck).values()
     assert second.pending == {pid: replacement["hash"]} and replacement["hash"] != tx["hash"]
     base = stuck.chain.get_block("latest")["baseFeePerGas"]
     assert int(replacement["maxFeePerGas"], 16) >= base
     rpc(stuck, "evm_mine")
-    assert worker(stuck, state).poll().delivered == [pid]
+    assert seller_worker(stuck, state).poll().delivered == [pid]
     assert deliveries(stuck) == {pid: 1} and can_open(stuck, "buyer", pid)
 
 
@@ -165,7 +160,7 @@ def test_a_worker_killed_between_signing_a_replacement_and_sending_it_delivers_o
     pid = buy_raw(stuck, "buyer", stuck.model)
     hold(stuck)
     state = stuck.data_dir("seller") / f"worker-{stuck.chain.chain_id}.json"  # the CLI's file
-    first = worker(stuck, state, replace_after_s=3600).poll()
+    first = seller_worker(stuck, state, replace_after_s=3600).poll()
     tx1 = first.pending[pid]
 
     killed = run_worker(
@@ -202,7 +197,7 @@ def test_replacements_never_offer_more_than_the_cap_which_is_logged_once(stuck, 
     fee = stuck.chain.fees()["maxFeePerGas"]
     cap = fee * 6 // 5  # room for one replacement (+20%: a node takes +10%), not two
     state = tmp_path / "w.json"
-    w = worker(stuck, state, replace_after_s=0, max_fee_per_gas=cap)
+    w = seller_worker(stuck, state, replace_after_s=0, max_fee_per_gas=cap)
     caplog.set_level(logging.INFO, logger="node.worker")
     hashes = [w.poll().pending[pid] for _ in range(4)]
     assert hashes[0] != hashes[1] and hashes[1] == hashes[2] == hashes[3]
@@ -222,12 +217,12 @@ def test_a_new_delivery_offers_at_most_the_cap(stuck, tmp_path, caplog):
     hold(stuck)
     fees = stuck.chain.fees()
     cap = (fees["maxFeePerGas"] + stuck.chain.get_block("latest")["baseFeePerGas"]) // 2
-    report = worker(stuck, tmp_path / "w.json", max_fee_per_gas=cap).poll()
+    report = seller_worker(stuck, tmp_path / "w.json", max_fee_per_gas=cap).poll()
     (tx,) = pool(stuck).values()
     assert tx["hash"] == report.pending[pid] and int(tx["maxFeePerGas"], 16) == cap
     assert "over the cap" in caplog.text
     rpc(stuck, "evm_mine")
-    assert worker(stuck, tmp_path / "w.json").poll().delivered == [pid]
+    assert seller_worker(stuck, tmp_path / "w.json").poll().delivered == [pid]
 
 
 @pytest.mark.anvil
@@ -235,19 +230,19 @@ def test_an_in_flight_entry_of_the_older_state_format_is_migrated_and_replaced(s
     pid = buy_raw(stuck, "buyer", stuck.model)
     hold(stuck)
     state = tmp_path / "w.json"
-    old = worker(stuck, state, replace_after_s=3600).poll().pending[pid]
+    old = seller_worker(stuck, state, replace_after_s=3600).poll().pending[pid]
     doc = json.loads(state.read_text())
     (signed,) = doc["inflight"][str(pid)]["txs"]
     doc["inflight"][str(pid)] = {"tx_hash": signed["tx_hash"], "raw": signed["raw"]}  # as before
     state.write_text(json.dumps(doc))
     # Its age is unknown: the default replacement time does not hold it back.
-    report = worker(stuck, state).poll()
+    report = seller_worker(stuck, state).poll()
     new = report.pending[pid]
     assert new != old and [t["hash"] for t in pool(stuck).values()] == [new]
     entry = json.loads(state.read_text())["inflight"][str(pid)]
     assert [t["tx_hash"] for t in entry["txs"]] == [old, new] and "tx_hash" not in entry
     rpc(stuck, "evm_mine")
-    assert worker(stuck, state).poll().delivered == [pid]
+    assert seller_worker(stuck, state).poll().delivered == [pid]
     assert deliveries(stuck) == {pid: 1} and mined_by(stuck, new) == 1
 
 
