@@ -14,13 +14,13 @@
    those signed bytes again (same nonce: never a second delivery), and replace them at once when
    the node refuses their fees (a base-fee rise evicts them from anvil's pool).
 3. **Decide on-chain** (this step and the next: ``node.delivery.PurchaseDelivery``):
-   ``Marketplace.purchase(id)`` must say PENDING, the deadline must not
-   have passed (with a safety margin for inclusion), the model must not be disputed by
-   validators (the contract then refuses ``deliverKey`` and lets the buyer refund at once), a
-   validator's key request must be for a model no round has settled yet (a key no round can use
-   would be a key for a refundable deposit), and this worker's address must be the model's owner
-   or operator. Anything else leaves the open set: delivered, refunded, expired, disputed,
-   settled, or not ours. Local state only says where to look; the chain says what to do.
+   ``Marketplace.purchase(id)`` must say PENDING, the deadline must not have passed (with a
+   safety margin for inclusion), the model must not be disputed by validators (the contract
+   then refuses ``deliverKey`` and lets the buyer refund at once), a validator's key request
+   must be for a model no round has settled yet (a key no round can use would be a key for a
+   refundable deposit), and this worker's address must be the model's owner or operator.
+   Anything else leaves the open set: delivered, refunded, expired, disputed, settled, or not
+   ours. Local state only says where to look; the chain says what to do.
    Purchase ids are a counter, so after a reorg an id can be another buyer's purchase: when the
    account on-chain is not the one recorded, the buyer key is read again from the purchase's
    ``Purchased`` event before anything is wrapped.
@@ -46,13 +46,14 @@ longer than above, and once the stuck one is replaced and mined they are mined a
 overdue one is replaced in turn: its fees may be too low as well). A replacement whose window
 has closed meanwhile reverts when mined, which still frees its nonce for the ones behind it.
 
-State file (JSON, atomic writes): the next block to scan, the hash of the block before it
-(``tip_hash``) and of the last scanned blocks before that (``recent_blocks``: [number, hash]
-pairs; older files without them are read with the tip hash alone), the open purchases with their buyer keys, accounts and blocks, and per purchase in flight every
-signed transaction (``txs``, oldest first) and when the latest was signed. Older files holding
-one ``{tx_hash, raw}`` per purchase are read and migrated (age unknown: due for replacement).
-Losing the file costs a rescan from the deployment block, never a double delivery:
-the contract accepts one ``deliverKey`` per purchase and the worker checks ``purchase(id)``
+State file (JSON, atomic writes; by default ``Config.worker_state_path``, beside the index): the
+next block to scan, the hash of the block before it (``tip_hash``) and of the last scanned
+blocks before that (``recent_blocks``: [number, hash] pairs; older files without them are read
+with the tip hash alone), the open purchases with their buyer keys, accounts and blocks, and
+per purchase in flight every signed transaction (``txs``, oldest first) and when the latest
+was signed. Older files holding one ``{tx_hash, raw}`` per purchase are read and migrated (age
+unknown: due for replacement). Losing the file costs a rescan from the deployment block, never
+a double delivery: the contract accepts one ``deliverKey`` per purchase and the worker checks ``purchase(id)``
 before building one.
 
 Reorgs. A ``deliverKey`` already sent when a reorg drops its block can be mined again from the
