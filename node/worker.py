@@ -53,8 +53,8 @@ with the tip hash alone), the open purchases with their buyer keys, accounts and
 per purchase in flight every signed transaction (``txs``, oldest first) and when the latest
 was signed. Older files holding one ``{tx_hash, raw}`` per purchase are read and migrated (age
 unknown: due for replacement). Losing the file costs a rescan from the deployment block, never
-a double delivery: the contract accepts one ``deliverKey`` per purchase and the worker checks ``purchase(id)``
-before building one.
+a double delivery: the contract accepts one ``deliverKey`` per purchase and the worker checks
+``purchase(id)`` before building one.
 
 Reorgs. A ``deliverKey`` already sent when a reorg drops its block can be mined again from the
 node's pool onto the new chain, where its purchase id may be another buyer's: it names the
