@@ -154,7 +154,8 @@ class PurchaseDelivery:
             pid, account
         ):
             return NotDelivered(
-                f"no Purchased event of {account} for this purchase on the chain now; waiting for it"
+                f"no Purchased event of {account} for this purchase on the chain "
+                "now; waiting for it"
             )
         self.crash("before_wrap", pid)
         key = self._content_key(purchase.model_id)

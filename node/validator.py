@@ -24,8 +24,8 @@ the model through its commit–reveal rounds (contracts/Validators.sol) until it
      seat's bonds to its stake, or forfeits them; the model is then done.
 
 State (``node.agentstate``). One file per (chain, validator account), ``state_path(data_dir,
-chain_id, address)``: the chain checkpoint (``next_block``; from version 3 also ``recent_blocks``, [number, hash] of
-the last blocks scanned), the to-do set and, per model, the finding and the commitment. A pass
+chain_id, address)``: the chain checkpoint (``next_block``; from version 3 also
+``recent_blocks``, [number, hash] of the last blocks scanned), the to-do set and, per model, the finding and the commitment. A pass
 holds an exclusive lock on it (``<file>.lock``) and reads it afresh, so the CLI's agent and the
 UI's jobs for the same account take turns and never lose each other's salts.
 
