@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from modex.commandline import add_command
 from node.content.cid import DEFAULT_PROFILE, PROFILES, cid_of_file, cid_of_stream
 from node.errors import InputError
 
@@ -24,6 +25,9 @@ def profile_arg(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_cid(args) -> int:
+    """Compute the UnixFS CID that Kubo's `ipfs add` gives FILE under a profile, streaming,
+    without storing anything. CIDv1 prints in base32 (b...), CIDv0 in base58 (Qm...). FILE '-'
+    reads standard input."""
     if args.file == "-":
         print(cid_of_stream(sys.stdin.buffer, args.profile))
     else:
@@ -35,12 +39,6 @@ def cmd_cid(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "cid",
-        description="Compute the UnixFS CID that Kubo's `ipfs add` gives FILE under a profile, "
-        "streaming, without storing anything. CIDv1 prints in base32 (b...), CIDv0 "
-        "in base58 (Qm...). FILE '-' reads standard input.",
-    )
+    p = add_command(sub, "cid", cmd_cid)
     p.add_argument("file", metavar="FILE")
     profile_arg(p)
-    p.set_defaults(func=cmd_cid)

