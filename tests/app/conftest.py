@@ -16,10 +16,15 @@ import time
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 
 from modex import demo
 from modex.commands import up
 from modex.exchange import Exchange
+from node.config import load_config
+from node.devchain import free_port
+from node.publish import ListingInfo, publish
+from node.signer import LocalSigner
 
 VAULT_PASSWORD = "vault-password-for-tests"
 PRICE = 10**17  # 0.1 ETH
@@ -28,8 +33,6 @@ FAST_SCRYPT = 2**12  # wallets created by the tests: the cost of the KDF is not 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    from node.config import load_config
-
     data = tmp_path_factory.mktemp("ui-node")
     config = load_config(
         None, env={}, data_dir=data, chain="embedded", ipfs="embedded", gateway_port=0
@@ -38,6 +41,18 @@ def stack(tmp_path_factory):
     demo.demo_accounts(s)
     yield s
     s.stop()
+
+
+@pytest.fixture
+def own_exchange(tmp_path):
+    """An exchange of its own (a new suite on the embedded chain), followers not started: what a
+    test does there stays out of the session one the page tests count on."""
+    config = load_config(
+        None, env={}, data_dir=tmp_path / "node", chain="embedded", ipfs="embedded", gateway_port=0
+    )
+    exchange = Exchange.start(config, password=VAULT_PASSWORD, start_threads=False)
+    yield exchange
+    exchange.stop()
 
 
 def settle(stack) -> None:
@@ -65,8 +80,6 @@ def make_model_dir(root: Path, name: str, payload: bytes = b"weights" * 100) -> 
 
 def publish_listing(stack, root: Path, key: str, name: str, price: int = PRICE) -> int:
     """A new listing by the demo seller (operator: the node's worker); not indexed yet."""
-    from node.publish import ListingInfo, publish
-
     return publish(
         stack.chain,
         stack.demo_accounts["seller"],
@@ -82,10 +95,6 @@ def publish_listing(stack, root: Path, key: str, name: str, price: int = PRICE) 
 def funded_validator(stack):
     """A new account with test ETH, to stake and validate through the contracts
     (tests.node.modex_stack.settle_validation)."""
-    from eth_account import Account
-
-    from node.signer import LocalSigner
-
     validator = LocalSigner(Account.create())
     stack.fund(validator.address, 10**18)
     return validator
@@ -94,8 +103,6 @@ def funded_validator(stack):
 @pytest.fixture(scope="session")
 def listed(stack, tmp_path_factory):
     """Model ids published by the demo seller (operator: the node's worker), indexed."""
-    from node.publish import ListingInfo, publish
-
     root = tmp_path_factory.mktemp("models")
     seller = stack.demo_accounts["seller"]
     ids = {}
@@ -182,7 +189,7 @@ def trained_model(tmp_path_factory) -> Path:
     tiny one trained here (a few steps; quality is not under test, the serving path is)."""
     if demo.is_trained_model(MODEL_CACHE):
         return MODEL_CACHE
-    from ml.train import train
+    from ml.train import train  # torch and transformers: loaded only when a model is trained
 
     out = tmp_path_factory.mktemp("trained") / "tiny"
     train(
@@ -218,8 +225,6 @@ def modex_up_process(
     """`modex_up`, yielding (the Popen, url, log path): for tests that signal the process.
     ``new_session``: its own process group, as a terminal runs a command, so that a test can
     press Ctrl-C (SIGINT to the whole group) without reaching pytest."""
-    from node.devchain import free_port
-
     demo_dir = data / "models" / demo.DEMO_MODEL
     if demo.is_trained_model(MODEL_CACHE) and not demo_dir.exists():
         shutil.copytree(MODEL_CACHE, demo_dir)

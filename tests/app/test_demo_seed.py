@@ -9,32 +9,16 @@ import shutil
 import pytest
 
 from modex import demo
-from modex.exchange import Exchange
 from node import publish as publish_mod
 from node.errors import ChainError
 from node.onchain import work_digest
 from node.publish import read_report
-from tests.app.conftest import VAULT_PASSWORD
-
-
-@pytest.fixture
-def own_stack(tmp_path):
-    """A stack of its own (a new suite on the embedded chain): the demo listings stay out of the
-    session stack the page tests count on."""
-    from node.config import load_config
-
-    config = load_config(
-        None, env={}, data_dir=tmp_path / "node", chain="embedded", ipfs="embedded", gateway_port=0
-    )
-    stack = Exchange.start(config, password=VAULT_PASSWORD, start_threads=False)
-    yield stack
-    stack.stop()
 
 
 def test_a_demo_listing_left_unclaimed_is_claimed_at_the_next_start(
-    own_stack, trained_model, monkeypatch
+    own_exchange, trained_model, monkeypatch
 ):
-    stack = own_stack
+    stack = own_exchange
     model_dir = demo.demo_model_dir(stack.config)
     shutil.copytree(trained_model, model_dir, dirs_exist_ok=True)
     assert demo.is_trained_model(model_dir)

@@ -18,7 +18,12 @@ import time
 import httpx
 import psutil
 import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
 
+from modex.cli import main
+from node.devchain import start_anvil
+from node.ipfsdaemon import start_ipfs_daemon
 from tests.app.conftest import modex_up, modex_up_process
 from tests.app.test_browser import CHROMIUM_ARGS, SHOTS, shot
 
@@ -52,8 +57,6 @@ def test_sigterm_stops_modex_up_as_ctrl_c_does(tmp_path):
 @pytest.mark.parametrize("port", ["70000", "-1", "5x"])
 def test_modex_up_port_out_of_range_is_a_usage_error(tmp_path, port, capsys):
     """Werkzeug binds --port 70000 as 4464 (70000 mod 65536); refused before anything starts."""
-    from modex.cli import main
-
     with pytest.raises(SystemExit) as info:
         main(["up", "--port", port, "--data-dir", str(tmp_path / "node"), "--no-demo"])
     assert info.value.code == 2
@@ -99,8 +102,6 @@ def test_a_taken_default_gateway_port_is_replaced_by_a_free_one(tmp_path):
     "option, what", [("--port", "the web UI"), ("--gateway-port", "the IPFS gateway")]
 )
 def test_a_chosen_port_that_is_taken_is_refused_naming_its_option(tmp_path, capsys, option, what):
-    from modex.cli import main
-
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     with socket.create_server(("127.0.0.1", 0)) as held:
         port = held.getsockname()[1]
@@ -118,9 +119,6 @@ def test_a_chosen_port_that_is_taken_is_refused_naming_its_option(tmp_path, caps
 @pytest.mark.anvil
 @pytest.mark.kubo
 def test_modex_up_on_anvil_and_the_ipfs_daemon(tmp_path):
-    from node.devchain import start_anvil
-    from node.ipfsdaemon import start_ipfs_daemon
-
     with start_anvil() as anvil:
         daemon = start_ipfs_daemon()
         try:
@@ -171,9 +169,7 @@ window.ethereum = {
 def browser_wallet_buys(url: str, rpc_url: str, log_path) -> None:
     """Connect the injected wallet, derive the encryption key (personal_sign), buy with it
     (server-prepared eth_sendTransaction), and watch the key arrive."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # heavy: only this browser test loads it
 
     wallet = Account.create()
     rpc = httpx.Client(base_url=rpc_url, timeout=30)

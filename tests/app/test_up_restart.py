@@ -23,6 +23,12 @@ import psutil
 import pytest
 
 from modex import demo
+from node import market as market_mod
+from node.config import load_config
+from node.fetch import unwrap_for
+from node.keystore import load_signer
+from node.keyvault import KeyVault
+from node.stack import Stack
 from tests.app.conftest import modex_up_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.anvil, pytest.mark.timeout(900)]
@@ -48,17 +54,12 @@ class Node:
     the chain by the URL the start-up line prints, the files in the data dir."""
 
     def __init__(self, data, url: str, log_path):
-        from node.chain import Chain
-        from node.config import load_config
-        from node.keystore import load_signer
-        from node.keyvault import KeyVault
-
         health = httpx.get(f"{url}/api/health", timeout=30).json()
         assert health["endpoint"].startswith("http://127.0.0.1:"), (
             f"the default chain is {health['endpoint']!r}: it keeps nothing across restarts"
         )
         assert f"local anvil {health['endpoint']}" in log_path.read_text()
-        self.chain = Chain.from_config(
+        self.chain = Stack(  # as a `modex` command gets it
             load_config(
                 None,
                 env={},
@@ -66,7 +67,7 @@ class Node:
                 chain=health["endpoint"],
                 deployment_file=data / "chain" / f"{health['chain_id']}.json",
             )
-        )
+        ).chain
         roles = json.loads((data / "demo-accounts.json").read_text())
         self.wallets = {
             role: load_signer(data / "wallets" / f"{address.lower()}.json", demo.DEMO_PASSWORD)
@@ -107,8 +108,6 @@ class Node:
 
     def buy(self, role: str, model_id: int) -> int:
         """Buy as a demo wallet; the seller's worker delivers; check the key it wrapped."""
-        from node import market as market_mod
-
         purchase = market_mod.buy(self.chain, self.wallets[role], model_id)
         market_mod.wait_for_key(self.chain, purchase.purchase_id, timeout=120)
         self.check_key(role, model_id, purchase.purchase_id)
@@ -116,9 +115,6 @@ class Node:
 
     def check_key(self, role: str, model_id: int, purchase_id: int) -> None:
         """The key delivered for the purchase is the one the vault holds for the model."""
-        from node import market as market_mod
-        from node.fetch import unwrap_for
-
         wrapped = market_mod.delivered_key(self.chain, purchase_id)
         assert wrapped is not None, f"no key delivered for purchase {purchase_id}"
         stored = self.vault.for_model(self.chain.chain_id, model_id, self.chain.registry.address)

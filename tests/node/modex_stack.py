@@ -1,11 +1,12 @@
-"""A whole Modex stack for journey tests: chain + deployed suite + store + three wallets.
+"""A whole Modex market for journey tests: chain + deployed suite + store + four wallets.
 
 ``make_stack(kind, tmp_path, ...)`` deploys a fresh suite on the embedded chain (kind
 "embedded", in-process) or on a running anvil (kind "anvil", with an IPFS daemon URL), writes a
-deployment file, creates encrypted keystores for the seller, the buyer and the validator, and
-returns a ``Stack`` whose ``cli(role, ...)`` runs ``modex`` as that person (in this process, so
-the embedded chain is shared) and whose ``modex_cmd(role, ...)`` builds the same command for a
-subprocess (anvil only: a subprocess has its own embedded chain).
+deployment file, creates encrypted keystores for the seller, the buyers and the validator, and
+returns a ``Journey`` whose ``cli(role, ...)`` runs ``modex`` as that person (in this process, so
+the embedded chain is shared), whose ``modex_cmd(role, ...)`` builds the same command for a
+subprocess (anvil only: a subprocess has its own embedded chain), and whose ``node(role)`` is
+that person's node.stack.Stack, the parts a command run by them builds.
 
 ``settle_validation(chain, model_id, owner=..., validator=..., outcome=...)`` drives one
 validation round through the contracts themselves (claim, stake, key request and delivery,
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,8 @@ from pathlib import Path
 from eth_account import Account
 from web3.logs import DISCARD
 
+from modex.cli import main
+from node import market
 from node.chain import Chain, connect
 from node.config import Config
 from node.deploy import deploy_suite, write_deployment
@@ -32,8 +36,9 @@ from node.devchain import ANVIL_MNEMONIC
 from node.keystore import import_private_key
 from node.keyvault import KeyVault
 from node.protocol import ModelStatus, Round, attestation_commitment
+from node.publish import ListingInfo, publish
 from node.signer import LocalSigner
-from node.stack import open_configured_store
+from node.stack import Stack
 
 ROLES = ("seller", "buyer", "validator", "buyer2")
 PASSWORD = "journey password"
@@ -48,7 +53,7 @@ def dev_key(kind: str, index: int) -> str:
 
 
 @dataclass
-class Stack:
+class Journey:
     kind: str
     root: Path
     chain_url: str
@@ -72,9 +77,20 @@ class Stack:
             rpc_timeout=5.0,
         )
 
+    def node(self, role: str = "seller") -> Stack:
+        """``role``'s node parts over ``config(role)``, sharing this journey's chain client; the
+        key vault is opened with a cheap KDF (its cost is not under test)."""
+        return Stack(
+            self.config(role),
+            chain=self.chain,
+            signer=self.signers.get(role),
+            vault=self.vault(role),
+            password=PASSWORD,
+        )
+
     def store(self, role: str = "seller"):
         """Each person's store. Embedded: ONE shared folder stands in for the IPFS network."""
-        return open_configured_store(self.config(role))
+        return self.node(role).store
 
     def vault(self, role: str = "seller") -> KeyVault:
         return KeyVault(self.config(role).keyvault, PASSWORD, scrypt_params=FAST_VAULT)
@@ -108,8 +124,6 @@ class Stack:
 
     def cli(self, role: str, command: str, *argv: str) -> tuple[int, str, str]:
         """Run ``modex COMMAND ... --<node options of ROLE>`` in-process; (code, stdout, stderr)."""
-        from modex.cli import main
-
         out, err = io.StringIO(), io.StringIO()
         saved = dict(os.environ)
         os.environ.update(self.env())
@@ -166,7 +180,7 @@ def settle_validation(
     for Metrics disputed or (another hash, another digest) for Disputed, reveals after the commit
     period and settles after the reveal period (time travel over both). ``owner`` and
     ``validator`` are Signers or unlocked addresses. Returns the status the model settled as."""
-    registry, market, validators = (
+    registry, marketplace, validators = (
         chain.registry.functions,
         chain.marketplace.functions,
         chain.validators.functions,
@@ -184,9 +198,9 @@ def settle_validation(
     who = _address(validator)
     if not chain.call(validators.isActiveValidator(who)):
         _send(chain, validators.stake(), validator, value=chain.call(validators.minStake()))
-    receipt = _send(chain, market.requestValidatorKey(model_id, b"\x0b" * 32), validator)
+    receipt = _send(chain, marketplace.requestValidatorKey(model_id, b"\x0b" * 32), validator)
     request = chain.marketplace.events.Purchased().process_receipt(receipt, errors=DISCARD)
-    _send(chain, market.deliverKey(request[0]["args"]["purchaseId"], who, b"\x0c" * 80), owner)
+    _send(chain, marketplace.deliverKey(request[0]["args"]["purchaseId"], who, b"\x0c" * 80), owner)
     salt = os.urandom(32)
     _send(
         chain,
@@ -209,21 +223,13 @@ def settle_validation(
 
 def make_stack(
     kind: str, root: Path, *, anvil_url: str | None = None, ipfs: str = "embedded", **params
-) -> Stack:
+) -> Journey:
     chain_url = "embedded" if kind == "embedded" else anvil_url
     w3 = connect(chain_url)
     record = deploy_suite(w3, w3.eth.accounts[0], **params)  # a dev account the node unlocks
     deployment = write_deployment(record, root / "deployments")
-    stack = Stack(
-        kind,
-        root,
-        chain_url,
-        ipfs,
-        deployment,
-        Chain.from_config(
-            Config(data_dir=root / "deployer", chain=chain_url, deployment_file=deployment)
-        ),
-    )
+    deployer = Config(data_dir=root / "deployer", chain=chain_url, deployment_file=deployment)
+    stack = Journey(kind, root, chain_url, ipfs, deployment, Stack(deployer).chain)
     for i, role in enumerate(ROLES, start=1):
         key = dev_key(kind, i)
         stack.signers[role] = LocalSigner(Account.from_key(key))
@@ -235,8 +241,6 @@ def make_stack(
 
 def write_model(folder: Path, size: int = 4096, seed: int = 0) -> Path:
     """A small safetensors-named model folder with ``size`` bytes of seeded weights."""
-    import random
-
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text('{"model_type": "test"}')
     (folder / "model.safetensors").write_bytes(random.Random(seed).randbytes(size))
@@ -244,11 +248,9 @@ def write_model(folder: Path, size: int = 4096, seed: int = 0) -> Path:
 
 
 def publish_model(
-    stack: Stack, folder: Path, *, price: int = 10**16, role: str = "seller", name: str = "m"
+    stack: Journey, folder: Path, *, price: int = 10**16, role: str = "seller", name: str = "m"
 ) -> int:
     """List ``folder`` as ``role`` through the library (what `modex publish` calls)."""
-    from node.publish import ListingInfo, publish
-
     return publish(
         stack.chain,
         stack.signers[role],
@@ -260,10 +262,8 @@ def publish_model(
     ).model_id
 
 
-def buy_raw(stack: Stack, role: str, model_id: int, buyer_key: bytes | None = None) -> int:
+def buy_raw(stack: Journey, role: str, model_id: int, buyer_key: bytes | None = None) -> int:
     """A purchase with the wallet's derived key (or a given one); returns the purchase id."""
-    from node import market
-
     signer = stack.signers[role]
     if buyer_key is None:
         return market.buy(stack.chain, signer, model_id).purchase_id
