@@ -7,7 +7,7 @@ import os
 
 from web3 import Web3
 
-from modex.commandline import add_node_options
+from modex.commandline import add_command, add_node_options
 from node.chain import Chain, connect
 from node.errors import KeystoreError
 from node.keystore import create_keystore, import_private_key, keystore_address, read_password
@@ -23,19 +23,15 @@ def register(sub) -> None:
     add_node_options(p, "--config", "--data-dir", "--keystore")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    def action(name: str, func, summary: str):
-        """An ACTION of `modex account`: its handler's docstring is its description."""
-        parser = actions.add_parser(name, help=summary, description=func.__doc__)
-        parser.set_defaults(func=func)
-        return parser
-
-    action("new", run_new, "create a new random account")
-    action("import", run_import, "encrypt an existing private key into a keystore").add_argument(
+    add_command(actions, "new", run_new, help="create a new random account")
+    add_command(
+        actions, "import", run_import, help="encrypt an existing private key into a keystore"
+    ).add_argument(
         "--private-key-env",
         metavar="VAR",
         help="read the hex private key from this environment variable",
     )
-    show = action("show", run_show, "print the keystore's address (and balance)")
+    show = add_command(actions, "show", run_show, help="print the keystore's address (and balance)")
     show.add_argument("--balance", action="store_true", help="also ask the chain for the balance")
     add_node_options(show, "--chain")
 

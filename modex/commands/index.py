@@ -1,19 +1,14 @@
-"""`modex index [--follow] [--rebuild]`: bring the local SQLite index up to date with the chain.
-
-Read the Modex contracts' events into the local SQLite index (the UI and `modex models` read it),
-staying `confirmations` blocks behind the head. Reorgs are rolled back automatically. --follow
-keeps going until interrupted.
-"""
+"""`modex index [--follow] [--rebuild]`: bring the local SQLite index up to date with the chain."""
 
 from __future__ import annotations
 
-from modex.commandline import add_node_options, run_until_signalled
+from modex.commandline import add_command, add_node_options, run_until_signalled
 from modex.commands.models import open_index
 from node.stack import Stack
 
 
 def register(sub) -> None:
-    p = sub.add_parser("index", description=__doc__.split("\n\n", 1)[1])
+    p = add_command(sub, "index", run)
     for flag, text in (
         ("--follow", "keep following new blocks (Ctrl-C stops)"),
         ("--rebuild", "first rebuild every table from the stored event log"),
@@ -21,10 +16,12 @@ def register(sub) -> None:
     ):
         p.add_argument(flag, action="store_true", help=text)
     add_node_options(p)
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    """Read the Modex contracts' events into the local SQLite index (the UI and `modex models`
+    read it), staying `confirmations` blocks behind the head. Reorgs are rolled back
+    automatically. --follow keeps going until interrupted."""
     stack = Stack.from_args(args)
     index = open_index(stack, sync=False)
     if args.from_scratch:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from modex.commandline import add_node_options
+from modex.commandline import add_command, add_node_options
 from node.indexer import SORTS
 from node.protocol import ModelStatus
 from node.revert import eth
@@ -12,12 +12,7 @@ from node.stack import Stack
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "models",
-        description="Bring the local index up to date with the chain (unless --no-sync), then "
-        "print one page of listings. Names and tasks come from each listing's metadata JSON when "
-        "the store can serve it.",
-    )
+    p = add_command(sub, "models", run)
     p.add_argument("--query", "-q", metavar="TEXT", help="words in the name, task or description")
     p.add_argument("--task", metavar="TASK", help="only this task, e.g. text-classification")
     p.add_argument(
@@ -33,7 +28,6 @@ def register(sub) -> None:
     p.add_argument("--no-sync", action="store_true", help="read the index as it is")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_node_options(p)
-    p.set_defaults(func=run)
 
 
 def open_index(stack: Stack, *, sync: bool = True, metadata: bool = True):
@@ -46,6 +40,9 @@ def open_index(stack: Stack, *, sync: bool = True, metadata: bool = True):
 
 
 def run(args) -> int:
+    """Bring the local index up to date with the chain (unless --no-sync), then print one page of
+    listings. Names and tasks come from each listing's metadata JSON when the store can serve
+    it."""
     if args.page < 1 or not 1 <= args.per_page <= 500:
         print("modex: --page must be >= 1 and --per-page 1..500")
         return 2

@@ -1,12 +1,4 @@
-"""`modex validate`: the validator agent (long-running, --once, or --until-settled MODEL_ID…).
-
-Stake up to the minimum if needed, ask for the key of every new listing (no payment: the seller's
-worker delivers it like a purchase), fetch, decrypt and re-hash it, run the listing's declared
-evaluation (ml/ on its public eval set), then take part in its validation round: commit to the
-observed hash and work digest (the salt is kept in the state file first), reveal once commits
-close, settle once reveals close, and release the seat (its bonds return to the stake, or are
-forfeited). Without --once or --until-settled it keeps doing so for every listing until stopped.
-"""
+"""`modex validate`: the validator agent (long-running, --once, or --until-settled MODEL_ID…)."""
 
 from __future__ import annotations
 
@@ -16,6 +8,7 @@ from pathlib import Path
 
 from ml.evaluate import evaluate_listing
 from modex.commandline import (
+    add_command,
     add_follower_options,
     add_node_options,
     positive_id,
@@ -32,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("validate", description=__doc__.split("\n\n", 1)[1])
+    p = add_command(sub, "validate", run)
     mode = p.add_mutually_exclusive_group()
     add_follower_options(
         p,
@@ -59,7 +52,6 @@ def register(sub) -> None:
     )
     p.add_argument("--stake", metavar="ETH", help="stake this much (default: the minimum)")
     add_node_options(p)
-    p.set_defaults(func=run)
 
 
 def ml_evaluator(model_dir: Path, metadata: dict) -> dict:
@@ -69,6 +61,13 @@ def ml_evaluator(model_dir: Path, metadata: dict) -> dict:
 
 
 def run(args) -> int:
+    """Stake up to the minimum if needed, ask for the key of every new listing (no payment: the
+    seller's worker delivers it like a purchase), fetch, decrypt and re-hash it, run the
+    listing's declared evaluation (ml/ on its public eval set), then take part in its validation
+    round: commit to the observed hash and work digest (the salt is kept in the state file
+    first), reveal once commits close, settle once reveals close, and release the seat (its
+    bonds return to the stake, or are forfeited). Without --once or --until-settled it keeps
+    doing so for every listing until stopped."""
     if args.timeout is not None and args.until_settled is None:
         raise ConfigError("--timeout applies to --until-settled only", key="timeout")
     stack = Stack.from_args(args)

@@ -1,9 +1,4 @@
-"""`modex worker`: the seller's key-delivery worker (long-running, or --once).
-
-Watch Purchased events (buyers and validator key requests) for models this account owns or
-operates and deliver each wrapped content key exactly once, deciding from on-chain state; safe to
-kill and restart at any point.
-"""
+"""`modex worker`: the seller's key-delivery worker (long-running, or --once)."""
 
 from __future__ import annotations
 
@@ -11,13 +6,18 @@ import argparse
 import math
 import os
 
-from modex.commandline import add_follower_options, add_node_options, run_until_signalled
+from modex.commandline import (
+    add_command,
+    add_follower_options,
+    add_node_options,
+    run_until_signalled,
+)
 from node.stack import Stack, config_from_args
 from node.worker import CRASH_ENV, kill_self_hook
 
 
 def register(sub) -> None:
-    p = sub.add_parser("worker", description=__doc__.split("\n\n", 1)[1])
+    p = add_command(sub, "worker", run)
     add_follower_options(
         p,
         once="one pass, then exit",
@@ -38,7 +38,6 @@ def register(sub) -> None:
         "worker_max_fee_gwei from the config, 100)",
     )
     add_node_options(p)
-    p.set_defaults(func=run)
 
 
 def _amount(least: float, unit: str, words: str):
@@ -57,6 +56,9 @@ def _amount(least: float, unit: str, words: str):
 
 
 def run(args) -> int:
+    """Watch Purchased events (buyers and validator key requests) for models this account owns
+    or operates and deliver each wrapped content key exactly once, deciding from on-chain state;
+    safe to kill and restart at any point."""
     overrides = {
         key: value
         for key, value in (
