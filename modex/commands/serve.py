@@ -25,9 +25,9 @@ from ml.endpoint import InferenceService, create_app, onchain_has_license
 from ml.replay import MemoryNonceStore, SqliteNonceStore
 from ml.serve import DynamicBatcher, Predictor
 from modex.commandline import add_command
-from node.chain import Chain
 from node.config import load_config
 from node.errors import ConfigError, ModexError
+from node.stack import Stack
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def cmd_serve(args) -> int:
             "http://HOST:PORT (the embedded chain lives inside `modex up`)",
             key="chain",
         )
-    chain = Chain.from_config(config)  # checked here, before any model is loaded
+    chain = Stack(config).chain  # checked here, before any model is loaded
     if args.processes == 1:
         server, batcher, dtype = _serve_setup(args, threads=None)
         _banner(args, server.port, dtype, chain)
@@ -132,7 +132,7 @@ def _banner(args, port: int, dtype: str, chain) -> None:
 
 def _serve_setup(args, *, threads: int | None, sock=None):
     """(werkzeug server, DynamicBatcher, dtype) for this process; on ``sock`` when given."""
-    chain = Chain.from_config(load_config(args.config, chain=args.chain))
+    chain = Stack(load_config(args.config, chain=args.chain)).chain
     predictor = Predictor(args.model_dir, dtype=args.dtype, max_length=args.max_length)
     batcher = DynamicBatcher(
         predictor,
