@@ -28,7 +28,7 @@ from app import session_keys
 from app.helpers import InputError, require_signer
 from app.jobs import get_jobs
 from app.resources import data_dir
-from ml import data
+from ml import data, trainconfig
 from ml import train as ml_train
 from node.errors import ModexError
 
@@ -77,12 +77,12 @@ def models_root() -> Path:
 def defaults() -> dict:
     return {
         "name": "",
-        "train_size": ml_train.TRAIN_SIZE,
-        "epochs": ml_train.EPOCHS,
-        "batch_size": ml_train.BATCH_SIZE,
-        "max_length": ml_train.MAX_LENGTH,
-        "learning_rate": ml_train.LEARNING_RATE,
-        "evals_per_run": ml_train.EVALS_PER_RUN,
+        "train_size": trainconfig.TRAIN_SIZE,
+        "epochs": trainconfig.EPOCHS,
+        "batch_size": trainconfig.BATCH_SIZE,
+        "max_length": trainconfig.MAX_LENGTH,
+        "learning_rate": trainconfig.LEARNING_RATE,
+        "evals_per_run": trainconfig.EVALS_PER_RUN,
         "eval_set": data.DEFAULT_EVAL_SET,
     }
 

@@ -50,15 +50,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from benchmarks.common import print_figures
-from ml import data, train
+from ml import data, train, trainconfig
 from ml import evaluate as evaluation
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--train-size", type=int, default=train.TRAIN_SIZE)
-    p.add_argument("--max-length", type=int, default=train.MAX_LENGTH)
-    p.add_argument("--batch-size", type=int, default=train.BATCH_SIZE)
+    p.add_argument("--train-size", type=int, default=trainconfig.TRAIN_SIZE)
+    p.add_argument("--max-length", type=int, default=trainconfig.MAX_LENGTH)
+    p.add_argument("--batch-size", type=int, default=trainconfig.BATCH_SIZE)
     p.add_argument("--eval-set", default=data.DEFAULT_EVAL_SET, choices=sorted(data.EVAL_SETS))
     p.add_argument("--repeats", type=int, default=1, help="pairs of runs, ABBA order; medians")
     p.add_argument(
@@ -70,7 +70,7 @@ def parse_args():
     return p.parse_args()
 
 
-def run_trainer(cfg: train.TrainConfig, out: Path) -> dict:
+def run_trainer(cfg: trainconfig.TrainConfig, out: Path) -> dict:
     """The same fine-tune through transformers.Trainer; returns its figures and test metrics."""
     import math
 
@@ -152,7 +152,7 @@ def main():
         tmp = Path(tmp)
         # every option but --repeats is a TrainConfig field, for both sides alike
         options = {k: v for k, v in vars(args).items() if k != "repeats"}
-        cfg = train.TrainConfig.from_any(
+        cfg = trainconfig.TrainConfig.from_any(
             {**options, "output_dir": str(tmp / "ours"), "progress": False, "overwrite": True}
         )
         # ABBA order over repeats, so a drift in machine load hits both sides alike

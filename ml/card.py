@@ -5,17 +5,14 @@ limits) and the training-curves plot (training_curves.png). ``ml.train.save`` wr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
 from ml import data
 from ml import evaluate as evaluation
+from ml.trainconfig import TrainConfig
 from node.onchain import work_digest
 from node.protocol import EVALUATION_REPORT
-
-if TYPE_CHECKING:  # ml.train imports this module
-    from ml.train import TrainConfig
 
 
 def plot_curves(history: dict, path: Path) -> None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 
-from ml import evaluate, train
+from ml import evaluate, train, trainconfig
 from modex.commandline import add_command
 
 
 def register(subparsers) -> None:
     p = add_command(subparsers, "train", cmd_train)
-    train.add_arguments(p)  # ml.train owns the training options (one definition)
+    trainconfig.add_arguments(p)  # ml.trainconfig owns the training options (one definition)
 
     p = add_command(subparsers, "evaluate", cmd_evaluate)
     p.add_argument("model_dir")

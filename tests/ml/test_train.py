@@ -3,7 +3,7 @@ import json
 import pytest
 import yaml
 
-from ml import evaluate, train
+from ml import evaluate, train, trainconfig
 from modex.cli import main as modex
 from node.errors import ConfigError
 from node.onchain import work_digest
@@ -33,7 +33,7 @@ def test_output_directory_is_complete_and_pickle_free(tiny_model, tiny_config):
     assert not [p for p in model_dir.parent.iterdir() if p.name.startswith(".")]  # no temp left
     assert (model_dir / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     cfg = json.loads((model_dir / "training_config.json").read_text())
-    assert cfg["max_length"] == 32 and cfg["train_size"] == 48 and cfg["seed"] == train.SEED
+    assert cfg["max_length"] == 32 and cfg["train_size"] == 48 and cfg["seed"] == trainconfig.SEED
     assert cfg["eval_set"] == tiny_config["eval_set"] and cfg["metrics"] == ["accuracy", "macro_f1"]
     assert cfg["run"]["steps"] == 3 and len(cfg["history"]["train"]) == 3 and cfg["history"]["eval"]
     model_cfg = json.loads((model_dir / "config.json").read_text())
@@ -51,7 +51,7 @@ def test_padded_forward_trains_the_same_model_on_request(tiny_model, tiny_config
     out = tmp_path / "padded"
     result = train.train({"output_dir": str(out), **tiny_config, "packed": False})
     assert result["run"]["forward"] == "padded" and result["run"]["steps"] == 3
-    cfg = train.TrainConfig(output_dir=str(out), **tiny_config)
+    cfg = trainconfig.TrainConfig(output_dir=str(out), **tiny_config)
     rows = train.load_data(cfg)[0][:8]
     model, tokenizer, _ = train.load_base(cfg)
     model.eval()
@@ -116,19 +116,21 @@ def test_min_confidence_keeps_confident_training_rows_in_split_order_only():
     from ml import data
 
     every = data.split("train")
-    cfg = train.TrainConfig(output_dir="unused", train_size=300, eval_size=50, min_confidence=0.99)
+    cfg = trainconfig.TrainConfig(
+        output_dir="unused", train_size=300, eval_size=50, min_confidence=0.99
+    )
     rows, val = train.load_data(cfg)
     confident = [r for r in every if r.confidence is not None and r.confidence >= 0.99]
     assert rows == confident[:300] and len(confident) < len(every)
     assert val == data.split("validation")[:50]  # validation (and test) rows are never filtered
-    plain, _ = train.load_data(train.TrainConfig(output_dir="unused", train_size=300))
+    plain, _ = train.load_data(trainconfig.TrainConfig(output_dir="unused", train_size=300))
     assert plain == every[:300] and any(r.confidence is None or r.confidence < 0.99 for r in plain)
 
 
 def test_optimizer_gives_the_head_its_own_learning_rate_and_skips_decay_on_biases_and_norms():
     model = tiny_bert(num_labels=3)
     names = {id(p): n for n, p in model.named_parameters()}
-    cfg = train.TrainConfig(output_dir="unused", learning_rate=1e-4, head_learning_rate=1e-3)
+    cfg = trainconfig.TrainConfig(output_dir="unused", learning_rate=1e-4, head_learning_rate=1e-3)
     groups = train.make_optimizer(model, cfg).param_groups
     assert sum(len(g["params"]) for g in groups) == len(names)
     for g in groups:
@@ -137,7 +139,9 @@ def test_optimizer_gives_the_head_its_own_learning_rate_and_skips_decay_on_biase
             assert g["lr"] == (1e-3 if name.startswith("classifier.") else 1e-4), name
             no_decay = name.endswith(("bias", "LayerNorm.weight"))
             assert g["weight_decay"] == (0.0 if no_decay else cfg.weight_decay), name
-    plain = train.make_optimizer(model, train.TrainConfig(output_dir="unused", learning_rate=2e-5))
+    plain = train.make_optimizer(
+        model, trainconfig.TrainConfig(output_dir="unused", learning_rate=2e-5)
+    )
     assert {g["lr"] for g in plain.param_groups} == {2e-5}
 
 
@@ -150,12 +154,14 @@ def test_model_card_says_which_rows_trained_the_model():
         "train_samples_per_s": 28.0,
         "forward": "packed",
     }
-    plain = train.model_card(train.TrainConfig(output_dir="m"), report, run)
+    plain = train.model_card(trainconfig.TrainConfig(output_dir="m"), report, run)
     assert "on cpu (packed forward) in\n70 s" in plain
     assert "2000 training rows of the deterministic split" in plain
     assert "whatever their annotator confidence" in plain and "label smoothing" not in plain
     picky = train.model_card(
-        train.TrainConfig(output_dir="m", min_confidence=0.99, label_smoothing=0.1), report, run
+        trainconfig.TrainConfig(output_dir="m", min_confidence=0.99, label_smoothing=0.1),
+        report,
+        run,
     )
     assert "annotator confidence (the corpus's `confidence` column" in picky
     assert "is at least 0.99" in picky and "label smoothing 0.1" in picky
