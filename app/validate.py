@@ -188,6 +188,10 @@ def _validate_job(
     waiting for each deadline that comes within ``wait_limit`` seconds; ends when the model is
     settled and the seat released, or when the next deadline is further away (the result says
     when to press Validate again)."""
+    # Built here, not by ValidatorAgent.from_config: this job follows the head (0 confirmations)
+    # whatever the node's setting, because it waits for the events of its own transactions
+    # within one job, and a chain that mines only on a transaction (anvil) would mine no block
+    # after them to confirm them.
     agent = ValidatorAgent(
         chain,
         signer,
