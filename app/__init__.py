@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from flask import Flask
+from flask import Flask, Response
 from flask_wtf.csrf import CSRFProtect
 
 from app import (
@@ -49,6 +49,27 @@ DEFAULTS = {
 }
 
 
+# Sent with every response (pages and JSON): scripts only from the app's own files (no inline
+# script or on*= handler in app/templates: tests/app/test_security_headers.py reads them), and
+# no page of the UI inside another site's frame.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def _security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__)
     app.config.from_mapping(DEFAULTS)
@@ -66,4 +87,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     for bp in (market.bp, wallet.bp, publish.bp, train.bp, validate.bp, api.bp):
         app.register_blueprint(bp)
     inference.init_app(app, csrf)
+    app.after_request(_security_headers)
     return app
