@@ -44,7 +44,7 @@ from app.resources import data_dir, get_chain, get_indexer, get_store
 from ml.recommend import Recommender
 from node import market
 from node.errors import ModexError
-from node.fetch import fetch_model, get_listing, load_metadata
+from node.fetch import fetch_model, get_listing, load_metadata, private_folder
 
 log = logging.getLogger(__name__)
 bp = Blueprint("market", __name__)
@@ -233,6 +233,7 @@ def fetch(model_id: int):
     if out.exists():
         flash("This model is already fetched and verified on this node.", "ok")
         return redirect(url_for(".model", model_id=model_id))
+    private_folder(out.parent, data_dir())  # the buyer's decrypted weights: 0700 all the way
     job = get_jobs().submit(
         "fetch",
         session_keys.session_id(),
@@ -249,7 +250,6 @@ def fetch(model_id: int):
 
 
 def _fetch_job(chain, store, signer, model_id, out, *, progress):
-    out.parent.mkdir(parents=True, exist_ok=True)
     fetched = fetch_model(chain, signer, store, model_id, out, progress=byte_progress(progress))
     return {
         "path": str(fetched.out_dir),

@@ -1,6 +1,8 @@
 """Publish: choose a model directory (one on this node, e.g. trained by ml/, or uploaded files),
 name, description, task, licence, price -> a background job through node.publish (hash, seal,
-pin, list) with progress -> the new model page.
+pin, list) with progress -> the new model page. Uploaded files are written 0600 in 0700 folders
+and removed when the job ends: this node keeps no plaintext of an uploaded model (so it does
+not serve "Try it" for one; a folder of the node's own, e.g. trained here, is served).
 
 Models published here are listed with this node's worker as operator, so the node's key-delivery
 worker delivers buyers' keys while the seller is offline; the content key goes into the node's
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import uuid
 from pathlib import Path, PurePosixPath
@@ -26,6 +29,7 @@ from app.jobs import byte_progress, get_jobs
 from app.lookups import TASKS
 from app.resources import data_dir, get_chain, get_config, get_store
 from node.errors import ManifestError
+from node.fetch import PRIVATE_FILE, private_folder
 from node.protocol import EVALUATION_REPORT
 from node.publish import ListingInfo, claim_for, list_prepared, prepare
 
@@ -108,8 +112,8 @@ def _model_dir() -> tuple[Path, bool]:
                 )
             dest = target.joinpath(*parts)
             try:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                upload.save(dest)
+                private_folder(dest.parent, data_dir())
+                _save_private(upload, dest)
             except (OSError, ValueError) as exc:  # a NUL byte, a name over 255 bytes, a full disk
                 shutil.rmtree(target, ignore_errors=True)
                 log.info("upload %r refused: %s", upload.filename[:80], exc)
@@ -124,6 +128,14 @@ def _model_dir() -> tuple[Path, bool]:
     if choice not in allowed:
         raise InputError("Choose a model directory from the list or upload a model folder.")
     return allowed[choice], False
+
+
+def _save_private(upload, dest: Path) -> None:
+    """Write an uploaded file readable by this node's user only (0600, in 0700 folders)."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, PRIVATE_FILE)
+    with open(fd, "wb") as out:
+        os.fchmod(out.fileno(), PRIVATE_FILE)  # a name uploaded twice: the file was there
+        upload.save(out)
 
 
 @bp.route("/", methods=["POST"])
@@ -207,11 +219,12 @@ def _publish_job(
         )
         progress("Listing on-chain")
         result = list_prepared(chain, signer, prepared, vault, price_wei=price, operator=operator)
-    except BaseException:
+    finally:
+        # An upload's plaintext leaves this node once it is sealed and listed, and when the job
+        # fails too (the form cannot pick an old upload: a retry uploads the folder again).
         if temporary:
             shutil.rmtree(model_dir, ignore_errors=True)
-        raise
-    if models is not None:
+    if models is not None and not temporary:
         models[result.model_id] = model_dir  # served for inference by this node from now on
     return {
         "model_id": result.model_id,

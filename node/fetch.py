@@ -10,6 +10,8 @@ Steps (``fetch_model``):
    is atomic), hashing each file as it is written: one pass over the bytes;
 5. compare the extracted files' manifest hash with the on-chain model hash, then rename the
    folder into place. Any failure removes the temporary folder: OUT is untouched.
+Decrypted weights are private: OUT and every folder in it is 0700, every file 0600
+(``private_folder``/``make_private``; the UI's uploads and fetched models use them too).
 """
 
 from __future__ import annotations
@@ -199,6 +201,38 @@ def unwrap_for(chain, signer, purchase_id: int, wrapped: bytes) -> bytes:
     )
 
 
+PRIVATE_FOLDER = 0o700  # decrypted weights and uploads: only the node's own user reads them
+PRIVATE_FILE = 0o600
+
+
+def private_folder(path: Path, root: Path | None = None) -> Path:
+    """Create ``path`` and its missing parents as folders only their owner can open (0700);
+    folders already there keep their mode (a buyer's own --out parent), except that with
+    ``root`` (an ancestor: a folder of the node's own) every folder below it is made 0700."""
+    missing = []
+    folder = path
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=PRIVATE_FOLDER, exist_ok=True)
+    below_root = [path, *path.parents]
+    below_root = below_root[: below_root.index(root)] if root in below_root else missing
+    for folder in below_root:
+        os.chmod(folder, PRIVATE_FOLDER)  # mkdir's mode passes through the umask
+    return path
+
+
+def make_private(root: Path) -> None:
+    """Every folder under ``root`` (itself included) 0700, every file 0600."""
+    os.chmod(root, PRIVATE_FOLDER)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(folder, name), PRIVATE_FOLDER)
+        for name in files:
+            os.chmod(os.path.join(folder, name), PRIVATE_FILE)
+
+
 def retrieve(store, content_cid: str, key: bytes, dest_parent: Path, *, prefix: str, progress=None):
     """Stream store → unseal → extract into a new temp folder under ``dest_parent``.
 
@@ -206,7 +240,7 @@ def retrieve(store, content_cid: str, key: bytes, dest_parent: Path, *, prefix: 
     on any error here the temp folder is removed.
     """
     try:
-        dest_parent.mkdir(parents=True, exist_ok=True)
+        private_folder(dest_parent)
         tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=dest_parent))
     except OSError as exc:
         # Not a ManifestError: that says the content is bad (a validator attests it unreadable).
@@ -223,6 +257,7 @@ def retrieve(store, content_cid: str, key: bytes, dest_parent: Path, *, prefix: 
             (lambda n: progress("fetch", n, None)) if progress else None,
         )
         manifest = tarball.extract_tar(seal.UnsealReader(src, key), tmp)
+        make_private(tmp)  # extract_tar writes 0644/0755, readable only through tmp (0700)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -241,7 +276,7 @@ def place(tmp: Path, out: Path) -> None:
     _check_out_dir(out)
     if out.is_dir():
         out.rmdir()
-    os.chmod(tmp, 0o755)
+    os.chmod(tmp, PRIVATE_FOLDER)
     os.rename(tmp, out)
 
 
