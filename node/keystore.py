@@ -138,7 +138,9 @@ def load_signer(path: str | os.PathLike, password: str) -> LocalSigner:
         key = Account.decrypt(keyfile, password)
     except ValueError as exc:
         if "MAC mismatch" in str(exc):
-            raise KeystoreError(f"wrong password for keystore {path}", path=str(path)) from None
+            raise KeystoreError(
+                f"wrong password for keystore {path}", path=str(path), wrong_password=True
+            ) from None
         raise KeystoreError(f"cannot decrypt keystore {path}: {exc}", path=str(path)) from None
     return LocalSigner(Account.from_key(key))
 

@@ -230,7 +230,8 @@ class KeyVault:
             plain = AESGCM(self._file_key(kdf)).decrypt(nonce, ct, aad)
         except InvalidTag:
             raise KeystoreError(
-                f"wrong passphrase for key vault {self.path} (or the file was altered)"
+                f"wrong passphrase for key vault {self.path} (or the file was altered)",
+                wrong_password=True,
             ) from None
         return json.loads(plain)
 

@@ -12,7 +12,8 @@ vault with a fast KDF); the stack then never closes it. The parts are built unde
 app's request threads share one of each.
 
 Passwords: the wallet keystore's comes from ``$MODEX_PASSWORD`` or a prompt (or ``password``);
-the seller's key vault uses ``$MODEX_VAULT_PASSWORD`` when set, else the same password.
+the seller's key vault uses ``$MODEX_VAULT_PASSWORD`` when set, else the same password. A wrong
+one is refused with where it came from and what to do (``wrong_password``).
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from node.chain import Chain
 from node.config import Config, load_config
 from node.content.store import open_store
 from node.content.store.gateway import GatewaySource
-from node.errors import ConfigError
+from node.errors import ConfigError, KeystoreError
 from node.indexer import Indexer
-from node.keystore import load_signer, read_password
+from node.keystore import PASSWORD_ENV, load_signer, read_password
 from node.keyvault import KeyVault
 from node.validator import Evaluator, ValidatorAgent
 from node.worker import KeyDelivery
@@ -39,6 +40,34 @@ from node.worker import KeyDelivery
 log = logging.getLogger(__name__)
 
 VAULT_PASSWORD_ENV = "MODEX_VAULT_PASSWORD"
+PROMPT = "the prompt"  # where a password came from, when no environment variable held it
+
+
+def wrong_password(what: str, origin: str) -> KeystoreError:
+    """``what`` (the keystore, the key vault) refused the password read from ``origin``: say where
+    it came from and what to do."""
+    if origin == PROMPT:
+        fix = f"run the command again and type its password there (or set {PASSWORD_ENV})"
+    elif origin == f"${VAULT_PASSWORD_ENV}":
+        fix = (
+            f"set {VAULT_PASSWORD_ENV} to the key vault's passphrase, or unset it if the vault "
+            "has the wallet's password"
+        )
+    elif origin.startswith("$"):
+        fix = f"set {origin[1:]} to its password, or unset it to type it at a prompt"
+    else:  # handed to the Stack by the program that started it
+        fix = "start the node with its password"
+    if what.startswith("key vault") and origin != f"${VAULT_PASSWORD_ENV}":
+        fix += (
+            f"; without ${VAULT_PASSWORD_ENV} the key vault takes the wallet's password, so "
+            f"set {VAULT_PASSWORD_ENV} if the vault has a passphrase of its own"
+        )
+    if what.startswith("key vault"):
+        fix += " (or the vault's file was altered)"
+    return KeystoreError(
+        f"wrong password for {what}: the password came from {origin}; {fix}",
+        wrong_password=True,
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -81,9 +110,11 @@ class Stack:
         signer=None,
         vault: KeyVault | None = None,
         password: str | None = None,
+        password_origin: str = "the program that started this node",
     ):
         self.config = config
         self._password = password
+        self._password_origin = password_origin  # said when the password is refused
         handed = {"chain": chain, "store": store, "signer": signer, "vault": vault}
         self._parts: dict[str, Any] = {k: v for k, v in handed.items() if v is not None}
         self._built: list[str] = []  # what close() closes: the parts built here
@@ -121,6 +152,9 @@ class Stack:
     def password(self) -> str:
         with self._lock:
             if self._password is None:
+                self._password_origin = (
+                    f"${PASSWORD_ENV}" if os.environ.get(PASSWORD_ENV) else PROMPT
+                )
                 self._password = read_password()
             return self._password
 
@@ -135,12 +169,27 @@ class Stack:
                 f"one with `modex account {data_dir} new`, or pass --keystore FILE",
                 key="keystore",
             )
-        return load_signer(keystore, self.password())
+        password = self.password()
+        try:
+            return load_signer(keystore, password)
+        except KeystoreError as exc:
+            if exc.context.get("wrong_password"):
+                raise wrong_password(f"keystore {keystore}", self._password_origin) from None
+            raise
 
     def _open_vault(self) -> KeyVault:
-        passphrase = os.environ.get(VAULT_PASSWORD_ENV) or self.password()
+        from_env = os.environ.get(VAULT_PASSWORD_ENV)
+        passphrase = from_env or self.password()
         assert self.config.keyvault is not None  # Config.__post_init__ fills in the default
-        return KeyVault(self.config.keyvault, passphrase)
+        vault = KeyVault(self.config.keyvault, passphrase)
+        try:
+            vault.entries()  # a wrong passphrase is said now, with where it came from
+        except KeystoreError as exc:
+            if exc.context.get("wrong_password"):
+                origin = f"${VAULT_PASSWORD_ENV}" if from_env else self._password_origin
+                raise wrong_password(f"key vault {vault.path}", origin) from None
+            raise
+        return vault
 
     def indexer(self, *, metadata: bool = True) -> Indexer:
         """A new indexer over the configured index (one per thread: SQLite connections are);
