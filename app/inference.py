@@ -3,6 +3,8 @@ POST /api/inference/v1/infer over the models this node serves, the "Try it" call
 the session's wallet, and the background warm-up that `modex up` starts.
 
     init_app(app, csrf)   mount the endpoint (only when `modex up` handed in the chain and models)
+                          over ml.served.ServedModels: a folder that does not load makes its
+                          model unavailable (503, listed so in /v1/models), not the service
     call_inference(...)   sign with the session's wallet and ask the same service
     warm_models(app)      start loading the served models in the background (a ModelWarmer)
 """
@@ -11,14 +13,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
 from types import SimpleNamespace
 
 from flask import current_app
 
 from app.resources import get_chain
 from ml.endpoint import InferenceService, Refusal, create_blueprint
-from ml.serve import DynamicBatcher, Predictor
+from ml.served import ModelUnavailable, ServedModels
 from ml.signing import sign_request
 from node.errors import ModexError
 
@@ -60,41 +61,6 @@ def call_inference(signer, model_id: int, inputs: list[str]) -> tuple[int, dict]
         return 500, {"error": str(exc)}
 
 
-class ServedModels(Mapping):
-    """model id -> a DynamicBatcher over ml.serve.Predictor, built on first use and shared by
-    listings of the same directory. Reads the live `MODEX_MODELS` dict (id -> model dir), so a
-    model published from the UI is served as soon as it is listed."""
-
-    def __init__(self, dirs: dict):
-        self._dirs = dirs
-        self._batchers: dict[str, object] = {}
-        self._lock = threading.Lock()
-
-    def __getitem__(self, model_id):
-        path = self._dirs[model_id]
-        with self._lock:
-            if str(path) not in self._batchers:
-                try:
-                    predictor = Predictor(path)
-                except ModexError:
-                    raise
-                except Exception as exc:  # transformers' own errors: a sentence, not a trace
-                    raise ModexError(
-                        f"this node cannot load model {model_id} for inference from {path}: {exc}"
-                    ) from exc
-                self._batchers[str(path)] = DynamicBatcher(predictor, max_wait_ms=5.0)
-            return self._batchers[str(path)]
-
-    def __contains__(self, model_id):  # without loading it (Mapping's default would)
-        return model_id in self._dirs
-
-    def __iter__(self):
-        return iter(list(self._dirs))
-
-    def __len__(self):
-        return len(self._dirs)
-
-
 class ModelWarmer:
     """Loads the served models in the background, so the first "Try it" does not wait for it.
 
@@ -119,6 +85,8 @@ class ModelWarmer:
                 return
             try:
                 self._service.models[model_id]
+            except ModelUnavailable:  # ServedModels logged why; its calls are answered 503
+                continue
             except Exception:  # a model that fails to load is reported when someone calls it
                 if not self._stopping.is_set():
                     log.warning("could not preload model %s", model_id, exc_info=True)

@@ -5,7 +5,8 @@
     app = create_app(service)                                   # standalone
     flask_app.register_blueprint(create_blueprint(service), url_prefix="/inference")  # mounted
 
-Routes: ``POST /v1/infer`` (body and signature: see ml/signing.py), ``GET /v1/models``.
+Routes: ``POST /v1/infer`` (body and signature: see ml/signing.py), ``GET /v1/models`` (each
+model with ``"status": "available"`` or ``"unavailable"`` and the path-free ``reason``).
 A mounted blueprint takes JSON signed by the wallet, not a form: exempt it from CSRF
 (``csrf.exempt(blueprint)``); the signature is its authentication.
 
@@ -23,9 +24,12 @@ Checks, in order, each answered with ``{"error": {"code", "message"}}`` and this
   403 no_licence                                    hasLicense(modelId, signer) is false
   409 replayed                                      this signer already used this nonce
   503 queue_full / licence_check_unavailable        retry after Retry-After seconds
+  503 model_unavailable                             the model's folder does not load (the
+                                                    reason names no server path); the nonce
+                                                    is released
   504 timeout                                       the model did not answer in time
-  500 inference_failed                              the model could not load or failed (the
-                                                    nonce is released: the request may retry)
+  500 inference_failed                              the model failed (the nonce is released:
+                                                    the request may retry)
 On success: 200 ``{"modelId", "signer", "outputs": [{"label", "score", "truncated"}],
 "warnings": [...]}`` with a warning for every truncated input.
 
@@ -47,6 +51,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ml import signing
 from ml.replay import MemoryNonceStore
 from ml.serve import InvalidInput, QueueFull
+from ml.served import ModelUnavailable
 from node.errors import ModexError
 
 log = logging.getLogger(__name__)
@@ -303,7 +308,15 @@ class InferenceService:
             raise Refusal(400, "bad_request", str(exc)) from None
         except FutureTimeout:
             raise Refusal(504, "timeout", "the model did not answer in time; retry later") from None
-        except ModexError:  # e.g. the model cannot be loaded: the blueprint says so (500)
+        except ModelUnavailable as exc:  # its folder does not load; the other models answer
+            self.nonces.release(signer, nonce)
+            raise Refusal(
+                503,
+                "model_unavailable",
+                f"{str(exc).rstrip('.')}. The seller must publish a folder that loads; retry later",
+                retry_after=60,
+            ) from None
+        except ModexError:  # another failure of ours: the blueprint says so (500)
             self.nonces.release(signer, nonce)
             raise
         except Exception:  # noqa: BLE001 - a fault in the model (torch...): JSON, not a 500 page
@@ -324,10 +337,18 @@ class InferenceService:
         return model.predict(inputs)
 
     def describe(self) -> list[dict]:
-        return [
-            {"modelId": mid, "labels": list(getattr(m, "labels", []))}
-            for mid, m in sorted(self.models.items())
-        ]
+        """Each served model with its labels, or as unavailable with the reason."""
+        described = []
+        for mid in sorted(self.models):
+            try:
+                labels = list(getattr(self.models[mid], "labels", []))
+            except ModelUnavailable as exc:
+                described.append(
+                    {"modelId": mid, "labels": [], "status": "unavailable", "reason": exc.reason}
+                )
+            else:
+                described.append({"modelId": mid, "labels": labels, "status": "available"})
+        return described
 
 
 def _refusal_response(refusal: Refusal):

@@ -23,7 +23,9 @@ rounding. Other architectures run the transformers forward on length-sorted, pad
 Inputs longer than ``max_length`` tokens are truncated and the result says ``truncated: true``.
 Errors: ``InvalidInput`` (empty list, empty or non-string text: the caller's fault) and
 ``QueueFull`` (the bounded queue is full: try again later; HTTP 503), both ModexError;
-InvalidInput is a node.errors.InputError.
+InvalidInput is a node.errors.InputError. A folder that does not load raises ``ModelLoadError``
+(a ConfigError): its message names the folder, for the operator; its ``reason`` says which part
+failed without naming any server path, for callers (ml/served.py marks the model unavailable).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import threading
 import time
 import warnings
@@ -57,6 +60,35 @@ class InvalidInput(InputError):
 
 class QueueFull(ModexError):
     """The batcher's bounded queue is full; the caller should retry after a short pause."""
+
+
+class ModelLoadError(ConfigError):
+    """A model folder that does not load. The message names the folder (for whoever runs the
+    server); ``reason`` says which part failed and why without naming any path (for callers)."""
+
+    def __init__(self, message: str, *, reason: str, **context):
+        super().__init__(message, **context)
+        self.reason = reason
+
+
+# Which part of a model folder failed to load, as a caller reads it.
+LOAD_FAILURES = {
+    "config": "the model's config could not be read",
+    "weights": "the model's weights could not be loaded",
+    "tokenizer": "the model's tokenizer could not be loaded",
+}
+# An absolute path of two or more parts (/srv/models/x, C:\\m\\x): what a server must not show.
+_ABSOLUTE_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][\w.~@+-]+){2,}[/\\]?")
+
+
+def path_free(exc: BaseException, folder) -> str:
+    """``"<error class>: <first line of its message>"`` with ``folder`` and any other absolute
+    path replaced, so that it can be shown to a caller."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    for path in sorted({str(Path(folder)), str(Path(folder).resolve())}, key=len, reverse=True):
+        first = first.replace(path, "<model folder>")
+    first = _ABSOLUTE_PATH.sub("<path>", first)[:200]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def check_texts(texts) -> list[str]:
@@ -167,7 +199,6 @@ class Predictor:
         packed: bool | None = None,
     ):
         import torch  # late (heavy)
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer  # late (heavy)
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if dtype is None:
@@ -182,23 +213,14 @@ class Predictor:
             )
         path = Path(model_dir)
         if not (path / "config.json").is_file():
-            raise ConfigError(
-                f"{path} is not a model directory (no config.json)", model_dir=str(path)
+            raise ModelLoadError(
+                f"{path} is not a model directory (no config.json)",
+                reason="the model folder has no config.json",
+                model_dir=str(path),
             )
         if dtype == "int8" and self.device.type != "cpu":
             raise ConfigError("dtype int8 (dynamic quantization) runs on CPU only; use bf16 on GPU")
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                path, local_files_only=True, use_safetensors=True
-            )
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        except Exception as exc:  # noqa: BLE001 - transformers: OSError, ValueError, ...
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise ConfigError(
-                f"cannot load a classifier from {path} ({first}); serve a folder "
-                "'modex train' wrote or 'modex fetch' verified",
-                model_dir=str(path),
-            ) from exc
+        model, tokenizer = _load_classifier(path)
         model.eval()
         if dtype == "bf16":
             model = model.to(torch.bfloat16)
@@ -281,6 +303,32 @@ class Predictor:
             [[1] * len(x) + [0] * (longest - len(x)) for x in ids], device=self.device
         )
         return self.model(input_ids=input_ids, attention_mask=mask).logits
+
+
+def _load_classifier(path: Path):
+    """(model, tokenizer) from a folder, or ModelLoadError naming the part that failed."""
+    # late (heavy): transformers
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    part = "config"
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        part = "weights"
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, config=config, local_files_only=True, use_safetensors=True
+        )
+        part = "tokenizer"
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - transformers: OSError, ValueError, ...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelLoadError(
+            f"cannot load a classifier from {path} ({first}); serve a folder "
+            "'modex train' wrote or 'modex fetch' verified",
+            reason=f"{LOAD_FAILURES[part]}: {path_free(exc, path)}",
+            model_dir=str(path),
+            part=part,
+        ) from exc
+    return model, tokenizer
 
 
 @dataclass

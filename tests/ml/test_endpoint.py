@@ -354,7 +354,9 @@ def test_blueprint_mounts_under_a_prefix_and_lists_models(service):
     app.register_blueprint(create_blueprint(service), url_prefix="/inference")
     client = app.test_client()
     r = client.get("/inference/v1/models")
-    assert r.json["models"] == [{"modelId": 7, "labels": ["negative", "neutral", "positive"]}]
+    assert r.json["models"] == [
+        {"modelId": 7, "labels": ["negative", "neutral", "positive"], "status": "available"}
+    ]
     assert r.json["chainId"] == CHAIN_ID
     assert client.post("/inference/v1/infer", json=signed()).status_code == 200
 
