@@ -187,6 +187,7 @@ def model(model_id: int):
         stopped=stops_sales(listing.get("status")),
         fetched=_fetched_dir(model_id).is_dir(),
         served=model_id in (current_app.config.get("MODEX_MODELS") or {}),
+        pending_vote=_pending_vote(indexer, address, model_id),
     )
 
 
@@ -284,11 +285,30 @@ def vote(model_id: int):
     model_or_404(model_id)
     signer = require_signer()
     score = request.form.get("score", type=int)  # None when it is not a number: vote refuses it
-    return _send_and_return(
-        model_id,
-        lambda: market.vote(get_chain(), signer, model_id, score),
-        f"Your vote ({score}★) is recorded on-chain.",
-    )
+
+    def send_vote():
+        receipt = market.vote(get_chain(), signer, model_id, score)
+        pending = session.setdefault("pending_votes", {})
+        pending[f"{signer.address}:{model_id}"] = [score, int(receipt["blockNumber"])]
+        session.modified = True
+
+    return _send_and_return(model_id, send_vote, f"Your vote ({score}★) is recorded on-chain.")
+
+
+def _pending_vote(indexer, address: str | None, model_id: int) -> int | None:
+    """The score of this wallet's vote that is on-chain but not in the index yet (the votes the
+    page shows come from the index); None once the index has its block."""
+    pending = session.get("pending_votes") or {}
+    key = f"{address}:{model_id}"
+    if key not in pending:
+        return None
+    score, block = pending[key]
+    checkpoint = indexer.checkpoint()
+    if checkpoint and checkpoint[0] >= block:
+        del pending[key]
+        session.modified = True
+        return None
+    return score
 
 
 def _send_and_return(model_id: int, send: Callable[[], object], done: str):
@@ -303,6 +323,11 @@ def _send_and_return(model_id: int, send: Callable[[], object], done: str):
     return redirect(url_for(".model", model_id=model_id))
 
 
+# The flash category of Try it's answer: the model page shows it in its Try it box, under the
+# button that asked (base.html leaves it out of the messages on top then).
+TRY_IT = "try-it"
+
+
 @bp.route("/models/<int:model_id>/try", methods=["POST"])
 def try_it(model_id: int):
     """Inference playground: signs the request with the session's wallet and calls the endpoint."""
@@ -310,16 +335,19 @@ def try_it(model_id: int):
     signer = require_signer()
     text = (request.form.get("text") or "").strip()
     if not text:
-        flash("Type a sentence to classify.", "error")
+        flash("Type a sentence to classify.", f"error {TRY_IT}")
         return redirect(url_for(".model", model_id=model_id))
     status, body = call_inference(signer, model_id, [text])
     if status != 200:
         error = body.get("error")
         message = error.get("message") if isinstance(error, dict) else error
-        flash(message or "The inference server refused the request.", "error")
+        flash(message or "The inference server refused the request.", f"error {TRY_IT}")
     else:
         outputs = body.get("outputs") or []
         first = outputs[0] if outputs else {}
         note = " (input truncated)" if first.get("truncated") else ""
-        flash(f"“{text[:80]}” → {first.get('label')} ({first.get('score', 0):.2f}){note}", "ok")
+        flash(
+            f"“{text[:80]}” → {first.get('label')} ({first.get('score', 0):.2f}){note}",
+            f"ok {TRY_IT}",
+        )
     return redirect(url_for(".model", model_id=model_id) + "#try")

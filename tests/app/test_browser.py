@@ -76,7 +76,8 @@ def unlock_demo(page, url: str, log_path: Path, role_index: int) -> str:
         r"^\s+(?:seller|buyer|validator)\s+(0x[0-9a-fA-F]{40})", log_text, re.MULTILINE
     )
     address = roles[role_index]
-    assert address in options
+    role = ("seller", "buyer", "validator")[role_index]
+    assert f"demo {role} · {address}" in options  # named where one picks it
     page.select_option("select[name=address]", address)
     page.fill("input[name=password]", up.DEMO_PASSWORD)
     page.click("#unlock-button")
