@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 
 from flask import Flask, Response
-from flask_wtf.csrf import CSRFProtect
 
 from app import (
     api,
+    auth,
     errors,
     helpers,
     inference,
@@ -32,7 +32,7 @@ from app import (
     wallet,
 )
 
-csrf = CSRFProtect()
+csrf = auth.SameOriginCSRFProtect()  # the CSRF token and the Origin check, on the same requests
 
 DEFAULTS = {
     # Sessions only carry a random id and the address; a new key per process is fine because
@@ -81,6 +81,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     resources.init_app(app)
     session_keys.init_app(app)
+    auth.init_app(app)
     jobs.init_app(app)
     errors.init_app(app)
     helpers.init_app(app)

@@ -4,7 +4,8 @@
     GET  /api/models                      one page of listings (same arguments as the market page)
     GET  /api/models/<id>/delivery        the session wallet's purchase of that model: state + key
     GET  /api/jobs/<id>                   a background job's progress (polled by /jobs/<id>)
-    POST /api/wallet/connect              bind a browser wallet (EIP-1193) address to the session
+    POST /api/wallet/connect              bind a browser wallet (EIP-1193) address to the session:
+                                          the address this session signed in with (app.auth)
     POST /api/wallet/encryption-key       its X25519 public key (the page derives it from a
                                           personal_sign signature that never leaves it)
     POST /api/tx/prepare                  an unsigned transaction for the browser wallet to send
@@ -112,13 +113,24 @@ def _json() -> dict:
     return data
 
 
+class NotSignedIn(session_keys.SignInRefused):
+    def __init__(self, address: str):
+        super().__init__(
+            "not_signed_in",
+            f"Sign in with {address} first (Sign-In with Ethereum: POST /auth/siwe); "
+            "a browser wallet is connected only after it signed this exchange's message.",
+        )
+
+
 @bp.route("/api/wallet/connect", methods=["POST"])
 def connect_wallet():
     address = str(_json().get("address") or "")
     if not re.fullmatch(r"0x[0-9a-fA-F]{40}", address):
         raise InputError("The browser wallet sent no valid address (0x followed by 40 hex digits).")
-    session_keys.lock()
     address = to_checksum_address(address)
+    if session_keys.signed_in_address() != address:
+        raise NotSignedIn(address)
+    session_keys.lock()
     if session.get("browser_wallet") != address:  # another wallet's key must not buy for this one
         session.pop("browser_x25519", None)
     session["browser_wallet"] = address

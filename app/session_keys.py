@@ -4,6 +4,10 @@ The browser session (a signed cookie) carries a random session id and the wallet
 key or a password. `unlock` keeps the `Signer` (and the X25519 key pair derived from it, docs/formats.md
 §4) in a dict keyed by that id; it expires after `MODEX_UNLOCK_TIMEOUT` seconds without use,
 on `lock`, or when the server stops. Views reach key material only through the Signer protocol.
+
+The session also carries the address it signed in with (app.auth), remembers which stored
+wallets are its own (`own_wallets`: created, imported or unlocked in it), and `Backoff` counts the failures of what a guesser would repeat (a wallet's
+password) per key (a session, an address), with a growing wait after the first few.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 
 from flask import current_app, session
+
+from node.errors import ModexError
 
 DEFAULT_TIMEOUT_S = 15 * 60
 
@@ -65,6 +71,43 @@ class SessionKeys:
             del self._entries[sid]
 
 
+class Backoff:
+    """Failures per key; after `free` of them each new one makes the key wait `first_wait_s`,
+    doubled every time (at most `max_wait_s`). Thread-safe, in memory; a success clears a key."""
+
+    def __init__(
+        self,
+        free: int = 5,
+        first_wait_s: float = 30.0,
+        max_wait_s: float = 3600.0,
+        clock=time.monotonic,
+    ):
+        self.free, self.first_wait_s, self.max_wait_s = free, first_wait_s, max_wait_s
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._failures: dict[str, tuple[int, float]] = {}  # key -> (count, may retry at)
+
+    def wait_s(self, *keys: str) -> float:
+        """Seconds before any of `keys` may try again (0: now)."""
+        now = self.clock()
+        with self._lock:
+            return max([0.0, *(self._failures.get(k, (0, now))[1] - now for k in keys)])
+
+    def failed(self, *keys: str) -> None:
+        now = self.clock()
+        with self._lock:
+            for key in keys:
+                count = self._failures.get(key, (0, now))[0] + 1
+                over = count - self.free
+                wait = min(self.max_wait_s, self.first_wait_s * 2 ** (over - 1)) if over > 0 else 0
+                self._failures[key] = (count, now + wait)
+
+    def succeeded(self, *keys: str) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures.pop(key, None)
+
+
 def _keys() -> SessionKeys:
     return current_app.extensions["modex.session_keys"]
 
@@ -104,7 +147,39 @@ def lock() -> None:
     _keys().drop(session.get("sid"))
 
 
+class SignInRefused(ModexError):
+    """A sign-in, or what needs one, refused (401, app.auth); ``code`` names the reason."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message, code=code)
+        self.code = code
+
+
+SIGNED_IN = "siwe_address"  # the session's key for it
+
+
+def signed_in_address() -> str | None:
+    """The address this session proved it holds by Sign-In with Ethereum (app.auth), else None."""
+    return session.get(SIGNED_IN)
+
+
+def sign_in(address: str) -> None:
+    session[SIGNED_IN] = address
+    session_id()
+
+
+def own_wallets() -> list[str]:
+    """The stored wallets this session created, imported or unlocked (checksummed)."""
+    return list(session.get("own_wallets", []))
+
+
+def add_own_wallet(address: str) -> None:
+    if address not in own_wallets():
+        session["own_wallets"] = [*own_wallets(), address]
+
+
 def init_app(app) -> None:
     app.extensions["modex.session_keys"] = SessionKeys(
         float(app.config.get("MODEX_UNLOCK_TIMEOUT", DEFAULT_TIMEOUT_S))
     )
+    app.extensions["modex.unlock_backoff"] = Backoff()

@@ -16,7 +16,8 @@
       body: JSON.stringify(body),
     });
     const data = await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error(data.error || ("HTTP " + r.status));
+    // {"error": sentence} or, from /auth, {"error": {"code", "message"}}
+    if (!r.ok) throw new Error((data.error && data.error.message) || data.error || ("HTTP " + r.status));
     return data;
   }
   const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
@@ -92,9 +93,22 @@
     return eth();
   }
 
+  // Sign-In with Ethereum (EIP-4361): the wallet signs this site's message with a nonce from the
+  // node (personal_sign); the node checks it and binds the address to the session. Then connect.
+  async function signIn(account) {
+    const [, health] = await getJSON("/api/health");
+    const [, issued] = await getJSON("/auth/nonce");
+    const message = location.host + " wants you to sign in with your Ethereum account:\n" +
+      account + "\n\nSign in to this Modex exchange.\n\nURI: " + location.origin +
+      "\nVersion: 1\nChain ID: " + health.chain_id + "\nNonce: " + issued.nonce +
+      "\nIssued At: " + new Date().toISOString();
+    const signature = await eth().request({ method: "personal_sign", params: [message, account] });
+    return (await postJSON("/auth/siwe", { message, signature })).address;
+  }
   async function connect() {
     const [account] = await needWallet().request({ method: "eth_requestAccounts" });
-    await postJSON("/api/wallet/connect", { address: account });
+    const address = await signIn(account);
+    await postJSON("/api/wallet/connect", { address });
     window.location.reload();
   }
   // docs/formats.md §4: sk = HKDF-SHA256(ikm = the wallet's 65-byte personal_sign signature of the

@@ -20,6 +20,7 @@ from tests.app.conftest import (
     unlock,
     wait_job,
 )
+from tests.app.test_siwe import sign_in
 from tests.node.modex_stack import CLAIMED_DIGEST, settle_validation, time_travel
 
 
@@ -556,6 +557,7 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
         client.post("/api/wallet/connect", json={"address": "nope"}, headers=headers).status_code
         == 400
     )
+    sign_in(client, wallet, stack.chain.chain_id)  # Sign-In with Ethereum before connecting
     r = client.post("/api/wallet/connect", json={"address": wallet.address}, headers=headers)
     assert r.get_json()["address"] == wallet.address
     r = client.post(
@@ -586,8 +588,10 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     assert public in client.get("/wallet/").get_data(as_text=True)
     # Another account connected in this session does not inherit that key (its deliveries would
     # be wrapped to a key it cannot derive); the same account connected again keeps it.
-    other = Account.create().address
-    client.post("/api/wallet/connect", json={"address": other}, headers=headers)
+    other = Account.create()
+    sign_in(client, other, stack.chain.chain_id)
+    headers = {"X-CSRFToken": csrf_token(client)}
+    client.post("/api/wallet/connect", json={"address": other.address}, headers=headers)
     r = client.post(
         "/api/tx/prepare",
         json={"action": "buy", "modelId": listed["plain"], "maxPrice": "0.1"},
@@ -595,6 +599,8 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     )
     assert r.status_code == 400 and "Enable encryption first" in r.get_json()["error"]
     assert public not in client.get("/wallet/").get_data(as_text=True)
+    sign_in(client, wallet, stack.chain.chain_id)
+    headers = {"X-CSRFToken": csrf_token(client)}
     client.post("/api/wallet/connect", json={"address": wallet.address}, headers=headers)
     client.post("/api/wallet/encryption-key", json={"x25519_public": public}, headers=headers)
     client.post("/api/wallet/connect", json={"address": wallet.address.lower()}, headers=headers)
@@ -871,6 +877,7 @@ def test_browser_wallet_withdrawal_releases_each_sale_first(client, stack, tmp_p
     ]
     chain.transact(chain.marketplace.functions.deliverKey(pid, buyer.address, b"\x02" * 80), owner)
     settle(stack)
+    sign_in(client, wallet, stack.chain.chain_id)
     headers = {"X-CSRFToken": csrf_token(client)}
     client.post("/api/wallet/connect", json={"address": wallet.address}, headers=headers)
     r = client.post("/api/tx/prepare", json={"action": "withdraw"}, headers=headers)
