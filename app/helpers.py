@@ -5,10 +5,13 @@ transaction.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import markdown as md
 import nh3
-from flask import flash, jsonify, redirect, request, session, url_for
+from flask import current_app, flash, jsonify, redirect, request, session, url_for
 from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
 
 from app import session_keys
 from app.errors import format_eth
@@ -185,7 +188,23 @@ def _needs_wallet(exc: NeedsWallet):
         "Unlock or create a wallet first; your session has none unlocked (or it timed out).",
         "error",
     )
-    return redirect(url_for("wallet.index", next=request.full_path))
+    return redirect(url_for("wallet.index", next=_page_to_return_to()))
+
+
+def _page_to_return_to() -> str:
+    """Where the wallet page sends the person back after unlocking: the page asked for, or for a
+    form's POST (buy, vote: POST-only addresses) the page that held the form, ready again."""
+    if request.method == "GET":
+        return request.full_path
+    sender = urlsplit(request.referrer or "")
+    if sender.netloc == request.host and local_path(sender.path):
+        return sender.path
+    parent = request.path.rsplit("/", 1)[0]  # /models/7/buy -> /models/7
+    try:
+        current_app.url_map.bind_to_environ(request.environ).match(parent, method="GET")
+    except HTTPException:
+        return ""
+    return parent
 
 
 def init_app(app) -> None:
@@ -204,5 +223,5 @@ def init_app(app) -> None:
             "wallet_unlocked": session_keys.current_signer() is not None,
             "browser_wallet": session.get("browser_wallet"),
             "demo": app.config.get("MODEX_DEMO"),
-            "faucet": bool(app.config.get("MODEX_FAUCET_WEI")),
+            "faucet": bool(app.config.get("MODEX_FAUCET_WEI") and app.config.get("MODEX_DEMO")),
         }

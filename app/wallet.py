@@ -6,12 +6,22 @@ connect a browser wallet (EIP-1193).
 Keystores live in `<data dir>/wallets/<address>.json` (node.keystore writes them 0600,
 atomically). The password is used once to unlock and never stored; the unlocked signer stays
 in server memory for the session (app.session_keys).
+
+The gate a hosted exchange needs: a session sees only its own wallets (created, imported or
+unlocked in it, the one it signed in with, and the named demo wallets of a demo exchange);
+unlocking waits after 5 wrong passwords per session and per address (30 s, doubled each time,
+at most an hour: session_keys.Backoff);
+no message names a file on the server; the faucet exists only on a demo exchange and gives each
+address one drip per MODEX_FAUCET_INTERVAL seconds, MODEX_FAUCET_MAX_DRIPS in all.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -43,6 +53,8 @@ bp = Blueprint("wallet", __name__, url_prefix="/wallet")
 
 MIN_PASSWORD = 8
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+FAUCET_INTERVAL_S = 10 * 60
+FAUCET_MAX_DRIPS = 3
 
 
 def wallets_dir() -> Path:
@@ -55,11 +67,23 @@ def keystore_path(address: str) -> Path:
     return wallets_dir() / f"{address.lower()}.json"
 
 
-def known_wallets() -> list[str]:
-    return sorted(
-        to_checksum_address(p.stem)
-        for p in wallets_dir().glob("0x*.json")
-        if ADDRESS_RE.match(p.stem)
+def session_wallets() -> list[str]:
+    """The stored wallets this session may pick from: its own, the one it signed in with, and
+    on a demo exchange the demo wallets (their password is printed); never the others'."""
+    candidates = [*session_keys.own_wallets(), session_keys.signed_in_address()]
+    if current_app.config.get("MODEX_DEMO"):
+        candidates += (current_app.config.get("MODEX_DEMO_WALLETS") or {}).values()
+    return sorted({to_checksum_address(a) for a in candidates if a and keystore_path(a).is_file()})
+
+
+def _without_paths(exc: ModexError) -> str:
+    """The error's sentence with the keystore's server path replaced by what a person knows."""
+    text = str(exc)
+    path = exc.context.get("path")
+    if not path:
+        return text
+    return text.replace(f"keystore {path}", "this wallet's keystore").replace(
+        str(path), "this wallet's keystore"
     )
 
 
@@ -78,6 +102,7 @@ def _unlock(signer) -> None:
     chain = get_chain()
     secret, public = derive_x25519(signer, chain.chain_id)
     session_keys.unlock(signer, x25519=(secret, public))
+    session_keys.add_own_wallet(signer.address)
 
 
 @bp.route("/")
@@ -96,7 +121,7 @@ def index():
         "wallet.html",
         address=address,
         info=info,
-        wallets=known_wallets(),
+        wallets=session_wallets(),
         next=_safe_next(""),
         min_password=MIN_PASSWORD,
     )
@@ -157,24 +182,39 @@ def import_key():
     try:
         import_private_key(path, key, password, **_kdf())
     except ModexError as exc:
-        flash_error(exc)
+        flash(_without_paths(exc), "error")
         return redirect(url_for(".index"))
     _unlock(load_signer(path, password))
     flash(f"Wallet {address} imported and unlocked.", "ok")
     return redirect(_safe_next(url_for(".index")))
 
 
+def _backoff() -> session_keys.Backoff:
+    return current_app.extensions["modex.unlock_backoff"]
+
+
 @bp.route("/unlock", methods=["POST"])
 def unlock():
     address = (request.form.get("address") or "").strip()
     if not ADDRESS_RE.match(address) or not keystore_path(address).is_file():
-        flash("Choose one of the wallets stored on this node, or create one.", "error")
+        flash("Choose one of your wallets stored on this node, or create one.", "error")
         return redirect(url_for(".index"))
+    tries = (f"session:{session_keys.session_id()}", f"address:{address.lower()}")
+    wait = _backoff().wait_s(*tries)
+    if wait > 0:
+        flash(
+            f"Too many wrong passwords for this wallet or session: try again in "
+            f"{math.ceil(wait)} seconds (nothing was tried now).",
+            "error",
+        )
+        return redirect(url_for(".index", next=_safe_next("")))
     try:
         signer = load_signer(keystore_path(address), request.form.get("password") or "")
     except ModexError as exc:
-        flash_error(exc)
+        _backoff().failed(*tries)
+        flash(_without_paths(exc), "error")
         return redirect(url_for(".index", next=_safe_next("")))
+    _backoff().succeeded(*tries)
     _unlock(signer)
     flash(f"Wallet {signer.address} unlocked for this session.", "ok")
     return redirect(_safe_next(url_for(".index")))
@@ -217,18 +257,56 @@ def withdraw():
     return redirect(url_for(".index"))
 
 
+class FaucetLedger:
+    """When the faucet gave each address test ETH (in memory: a restart forgets it)."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._drips: dict[str, list[float]] = {}
+
+    def refusal(self, address: str, interval_s: float, max_drips: int) -> str | None:
+        """None after recording a drip for `address`, else the sentence saying why not."""
+        with self._lock:
+            drips = self._drips.setdefault(address.lower(), [])
+            if len(drips) >= max_drips:
+                return f"The faucet gave this wallet test ETH {max_drips} times already, its limit."
+            wait = drips[-1] + interval_s - self.clock() if drips else 0
+            if wait > 0:
+                minutes = math.ceil(interval_s / 60)
+                return (
+                    f"The faucet gives each wallet test ETH once per {minutes} minutes: "
+                    f"try again in {math.ceil(wait)} seconds."
+                )
+            drips.append(self.clock())
+            return None
+
+
+def faucet_refusal(address: str) -> str | None:
+    config = current_app.config
+    return current_app.extensions.setdefault("modex.faucet", FaucetLedger()).refusal(
+        address,
+        float(config.get("MODEX_FAUCET_INTERVAL", FAUCET_INTERVAL_S)),
+        int(config.get("MODEX_FAUCET_MAX_DRIPS", FAUCET_MAX_DRIPS)),
+    )
+
+
 @bp.route("/faucet", methods=["POST"])
 def faucet():
-    """Dev chains only (modex up): send test ETH from a node-managed account."""
+    """Demo exchanges on dev chains only (modex up): send test ETH from a node-managed account,
+    limited per address (faucet_refusal)."""
     amount = int(current_app.config.get("MODEX_FAUCET_WEI") or 0)
     address = session_keys.current_address()
-    if not amount:
+    if not amount or not current_app.config.get("MODEX_DEMO"):
         flash(
-            "This node has no faucet: it runs on a real chain. Fund your wallet from elsewhere.",
+            "This node has no faucet: only a demo exchange on a dev chain has one. "
+            "Fund your wallet from elsewhere.",
             "error",
         )
     elif not address:
         flash("Create or unlock a wallet first.", "error")
+    elif refusal := faucet_refusal(address):
+        flash(refusal, "error")
     else:
         chain = get_chain()
         w3 = chain.w3

@@ -168,6 +168,9 @@ def create_ui(exchange: Exchange, *, demo: bool, extra: dict | None = None):
             "MODEX_FAUCET_WEI": FAUCET_WEI if exchange.dev_funder else 0,
             "MODEX_FAUCET_ACCOUNT": exchange.dev_funder,
             "MODEX_DEMO": demo,
+            "MODEX_DEMO_WALLETS": {
+                role: signer.address for role, signer in (exchange.demo_accounts or {}).items()
+            },
             "MODEX_MODELS": exchange.models,
             **(extra or {}),
         }
