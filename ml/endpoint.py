@@ -6,7 +6,12 @@
     flask_app.register_blueprint(create_blueprint(service), url_prefix="/inference")  # mounted
 
 Routes: ``POST /v1/infer`` (body and signature: see ml/signing.py), ``GET /v1/models`` (each
-model with ``"status": "available"`` or ``"unavailable"`` and the path-free ``reason``).
+model with ``"status": "available"`` or ``"unavailable"`` and the path-free ``reason``), and
+``GET /v1/health[?model=ID]``: a real inference of CANARY on each served model (or that one),
+through the same batcher calls use, each bounded by ``health_timeout``; 200 ``{"status": "ok",
+"models": {id: {"status": "ok", "latency_ms"}}}``, or 503 with ``"status": "failing"``, the
+failing models' ``status`` (unavailable, timeout, failing, busy) and ``reason``, and an
+``error``. Answers are shared for ``health_ttl`` seconds, so callers cannot pile up inferences.
 A mounted blueprint takes JSON signed by the wallet, not a form: exempt it from CSRF
 (``csrf.exempt(blueprint)``); the signature is its authentication.
 
@@ -43,6 +48,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from flask import Blueprint, Flask, jsonify, request
@@ -61,6 +67,8 @@ MAX_CHARS = 20_000
 MAX_DEADLINE_AHEAD = 3600
 MAX_BODY_BYTES = 2 * 1024 * 1024
 UINT256_MAX = 2**256 - 1
+# The input /v1/health sends through each model: short, ordinary text every classifier reads.
+CANARY = "The service answered this health check."
 
 
 class Refusal(ModexError):
@@ -151,6 +159,8 @@ class InferenceService:
         max_chars: int = MAX_CHARS,
         max_deadline_ahead: int = MAX_DEADLINE_AHEAD,
         result_timeout: float = 60.0,
+        health_timeout: float = 10.0,
+        health_ttl: float = 2.0,
     ):
         self.models = models
         self.has_license = LicenseCache(has_license, ttl=license_ttl, negative_ttl=negative_ttl)
@@ -162,6 +172,10 @@ class InferenceService:
         self.max_chars = max_chars
         self.max_deadline_ahead = max_deadline_ahead
         self.result_timeout = result_timeout
+        self.health_timeout = health_timeout
+        self.health_ttl = health_ttl
+        self._health_lock = threading.Lock()
+        self._health_answers: dict[tuple, tuple[float, int, dict]] = {}
 
     def _inputs(self, body: dict) -> list[str]:
         inputs = body.get("inputs")
@@ -332,9 +346,7 @@ class InferenceService:
         return outputs
 
     def _run(self, model, inputs):
-        if hasattr(model, "submit"):  # a DynamicBatcher
-            return model.submit(inputs).result(self.result_timeout)
-        return model.predict(inputs)
+        return _start(model, inputs).result(self.result_timeout)
 
     def describe(self) -> list[dict]:
         """Each served model with its labels, or as unavailable with the reason."""
@@ -349,6 +361,99 @@ class InferenceService:
             else:
                 described.append({"modelId": mid, "labels": labels, "status": "available"})
         return described
+
+    def model_id(self, value: str) -> int:
+        """A served model's id from a query parameter, or Refusal (400, 404)."""
+        try:
+            model_id = int(value)
+        except ValueError:
+            raise Refusal(400, "bad_request", f"model must be a model id, not {value!r}") from None
+        if model_id not in self.models:
+            raise Refusal(404, "unknown_model", f"model {model_id} is not served here")
+        return model_id
+
+    def health(self, model_ids=None) -> tuple[int, dict]:
+        """(status, body) of GET /v1/health: the canary through each model (all when None)."""
+        key = tuple(sorted(self.models) if model_ids is None else model_ids)
+        with self._health_lock:  # one check at a time; callers within health_ttl share it
+            answered = self._health_answers.get(key)
+            if answered and time.monotonic() - answered[0] < self.health_ttl:
+                return answered[1], answered[2]
+            report = self._canary(key)
+            failing = {mid: r for mid, r in report.items() if r["status"] != "ok"}
+            body: dict = {"status": "failing" if failing else "ok", "models": report}
+            if failing:
+                body["error"] = {
+                    "code": "unhealthy",
+                    "message": "; ".join(f"model {m}: {r['reason']}" for m, r in failing.items()),
+                }
+            status = 503 if failing else 200
+            self._health_answers = {key: (time.monotonic(), status, body)}
+        return status, body
+
+    def _canary(self, model_ids) -> dict:
+        """model id -> {"status": "ok", "latency_ms"} or {"status", "reason"} (path-free)."""
+        report: dict = {}
+        running: dict = {}
+        for mid in model_ids:  # all started first: the models answer in parallel
+            started = time.monotonic()
+            try:
+                future = _start(self.models[mid], [CANARY])
+            except ModelUnavailable as exc:
+                report[mid] = {"status": "unavailable", "reason": exc.reason}
+            except QueueFull:
+                report[mid] = {"status": "busy", "reason": "its inference queue is full"}
+            except Exception as exc:  # noqa: BLE001 - reported, never raised into the route
+                report[mid] = _failed_canary(mid, exc)
+            else:
+                finished: list[float] = []
+                future.add_done_callback(lambda _, f=finished: f.append(time.monotonic()))
+                running[mid] = (future, started, finished)
+        deadline = time.monotonic() + self.health_timeout
+        for mid, (future, started, finished) in running.items():
+            try:
+                future.result(max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                future.cancel()  # still queued: skipped by the batcher, never run
+                report[mid] = {
+                    "status": "timeout",
+                    "reason": f"no answer to the health check within {self.health_timeout:g} s",
+                }
+            except Exception as exc:  # noqa: BLE001 - the model failed on the canary
+                report[mid] = _failed_canary(mid, exc)
+            else:
+                report[mid] = {
+                    "status": "ok",
+                    "latency_ms": round((finished[0] - started) * 1000, 1),
+                }
+        return {str(mid): report[mid] for mid in model_ids}
+
+
+def _failed_canary(model_id, exc: Exception) -> dict:
+    log.error("model %s failed its health check", model_id, exc_info=exc)
+    return {
+        "status": "failing",
+        "reason": f"the model failed on the health check ({type(exc).__name__}); "
+        "the details are in the server log",
+    }
+
+
+def _start(model, inputs) -> Future:
+    """The model's answer to ``inputs`` as a Future: a DynamicBatcher's own, or a plain
+    predictor's run on a thread of its own (so that the caller's timeout holds for it too)."""
+    if hasattr(model, "submit"):  # a DynamicBatcher
+        return model.submit(inputs)
+    future: Future = Future()
+
+    def run() -> None:
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(model.predict(inputs))
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting caller
+                future.set_exception(exc)
+
+    threading.Thread(target=run, name="modex-predict", daemon=True).start()
+    return future
 
 
 def _refusal_response(refusal: Refusal):
@@ -392,6 +497,19 @@ def create_blueprint(service: InferenceService, name: str = "inference") -> Blue
         except ModexError as exc:
             log.warning("inference failed: %s", exc)
             return _refusal_response(Refusal(500, "inference_failed", str(exc)))
+
+    @bp.get("/v1/health")
+    def health():
+        try:
+            chosen = request.args.get("model")
+            ids = None if chosen is None else [service.model_id(chosen)]
+        except Refusal as refusal:
+            return _refusal_response(refusal)
+        status, body = service.health(ids)
+        response = jsonify(body)
+        response.status_code = status
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     @bp.get("/v1/models")
     def models():
