@@ -96,6 +96,10 @@ def test_modex_serve_answers_licensed_buyers_and_refuses_others(served):
         assert r.status_code == 200, r.text
     _, r = ask(stranger)
     assert r.status_code == 403 and r.json()["error"]["code"] == "no_licence"
+    # the health check runs the canary through the served model (issue 14: a real inference)
+    r = httpx.get(f"{url}/v1/health", timeout=30)
+    assert r.status_code == 200 and r.json()["status"] == "ok", r.text
+    assert r.json()["models"][str(model_id)]["status"] == "ok"
     if two:  # SIGTERM to the parent stops its serving processes too
         children = _serving_children(proc.pid)
         assert len(children) == 2
