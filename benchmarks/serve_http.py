@@ -138,7 +138,7 @@ def main():
             ):
                 proc, banner = start_server(model_dir, model_id, config, processes, log)
                 try:
-                    url = banner.split(" on ", 1)[1].split(" ", 1)[0]
+                    url = banner.split(" at ", 1)[1].split(" ", 1)[0] + "/v1/infer"
                     measure(url, bodies(256), args.clients)  # warm-up: licence cache, batcher
                     stats = measure(url, bodies(args.requests), args.clients)
                 finally:

@@ -1,6 +1,6 @@
 """What the command modules share: a subcommand described by its handler's docstring, argparse
-types for ids and seconds, the node options every command that reaches the node takes, and
-running a follower until it is signalled to stop.
+types for ids and seconds, the node options every command that reaches the node takes, running a
+follower until it is signalled to stop, and the inference service's default address.
 
 Nothing here imports more than the standard library: `modex hash` and the other commands that
 need no chain load it without slowing their start.
@@ -31,6 +31,16 @@ NODE_OPTIONS = (
     ("--keystore", "FILE", "wallet keystore (default <data dir>/keystore.json)"),
     ("--deployment", "FILE", "deployment record (default deployments/<chainId>.json)"),
 )
+
+
+# Where `modex serve` listens unless told otherwise, and so where `modex call` looks for it.
+SERVE_HOST = "127.0.0.1"
+SERVE_PORT = 8600
+
+
+def service_url(host: str = SERVE_HOST, port: int = SERVE_PORT) -> str:
+    """The base URL of the inference service `modex serve` runs on ``host``:``port``."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def add_command(sub, name: str, func, **options) -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """`modex serve`: paid, EIP-712-signed inference for a model directory (ml/endpoint.py).
 
-modex serve runs/sentiment --model-id 1 --chain http://127.0.0.1:8545 [--dtype int8 --workers 2 --port 8600]
+modex serve runs/sentiment --model-id 1 --chain http://127.0.0.1:8545 [--dtype int8 --workers 2 --port N]
 modex serve ... --processes 2       (one server process per core, sharing the port and the nonces)
 """
 
@@ -24,7 +24,7 @@ from werkzeug.serving import make_server
 from ml.endpoint import InferenceService, create_app, onchain_has_license
 from ml.replay import MemoryNonceStore, SqliteNonceStore
 from ml.serve import DynamicBatcher, Predictor
-from modex.commandline import add_command
+from modex.commandline import SERVE_HOST, SERVE_PORT, add_command, add_node_options, service_url
 from node.config import load_config
 from node.errors import ConfigError, ModexError
 from node.stack import Stack
@@ -34,12 +34,17 @@ log = logging.getLogger(__name__)
 
 def register(subparsers) -> None:
     p = add_command(subparsers, "serve", cmd_serve)
-    p.add_argument("model_dir")
-    p.add_argument("--model-id", type=int, required=True, help="the on-chain model id it serves")
-    p.add_argument("--config", help="node configuration file (default: as for every command)")
-    p.add_argument("--chain", help="JSON-RPC URL of the chain (overrides the configuration)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8600)
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="the model directory to serve")
+    p.add_argument(
+        "--model-id", type=int, required=True, help="the on-chain model id it serves (required)"
+    )
+    p.add_argument("--host", default=SERVE_HOST, help="address to listen on (default: %(default)s)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=SERVE_PORT,
+        help="port to listen on, 0 for any free one (default: %(default)s)",
+    )
     p.add_argument(
         "--dtype",
         choices=("fp32", "bf16", "int8"),
@@ -48,20 +53,24 @@ def register(subparsers) -> None:
         "accuracy and serves ~1.5x faster; fp32 on CUDA). fp32 is the reference",
     )
     p.add_argument(
-        "--max-length", type=int, default=128, help="tokens per input (longer: truncated)"
+        "--max-length",
+        type=int,
+        default=128,
+        help="tokens per input; longer: truncated (default: %(default)s)",
     )
     p.add_argument(
         "--max-batch-size",
         type=int,
         default=16,
-        help="texts per batch (give each worker a full batch: clients / workers)",
+        help="texts per batch; give each worker a full batch: clients / workers "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--workers",
         type=int,
         default=None,
         help="batches run at once on each process's model (torch threads are split "
-        "between them; default 2 with one process, else 1)",
+        "between them; default: 2 with one process, else 1)",
     )
     p.add_argument(
         "--processes",
@@ -70,16 +79,39 @@ def register(subparsers) -> None:
         help="server processes sharing the port, each with its own copy of the model "
         "and an equal share of the cores: the HTTP work (parsing, JSON, signature "
         "checks) then runs in parallel too. Used nonces are shared through --nonce-db "
-        "(a temporary file when not given). Default %(default)s",
+        "(a temporary file when not given) (default: %(default)s)",
     )
-    p.add_argument("--max-wait-ms", type=float, default=5.0)
-    p.add_argument("--max-queue", type=int, default=256)
-    p.add_argument("--nonce-db", help="SQLite file for used nonces (default: in memory)")
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=5.0,
+        help="how long a batch waits for more texts before it runs (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=256,
+        help="requests waiting at most; more are refused at once with 503 queue_full "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--nonce-db",
+        metavar="FILE",
+        help="SQLite file for used nonces (default: in memory; with --processes, a temporary file)",
+    )
+    add_node_options(
+        p,
+        "--config",
+        "--chain",
+        chain=("URL", "JSON-RPC URL of the chain buyers pay on (default: the configuration's)"),
+    )
 
 
 def cmd_serve(args) -> int:
-    """Serve MODEL_DIR as listing --model-id over HTTP (POST /v1/infer). Licences are checked
-    with Marketplace.hasLicense on the configured chain."""
+    """Serve MODEL_DIR as listing --model-id over HTTP (POST /v1/infer, GET /v1/models: see
+    docs/inference-api.md), to the holders of a licence for it (Marketplace.hasLicense on the
+    configured chain). Once it serves it prints its URL; a buyer calls it with `modex call
+    MODEL_ID TEXT... --url URL`."""
     if args.processes < 1:
         raise ConfigError(f"--processes must be at least 1 (got {args.processes})")
     if args.workers is not None and args.workers < 1:
@@ -104,7 +136,7 @@ def cmd_serve(args) -> int:
     chain = Stack(config).chain  # checked here, before any model is loaded
     if args.processes == 1:
         server, batcher, dtype = _serve_setup(args, threads=None)
-        _banner(args, server.port, dtype, chain)
+        _banner(args, server.port, dtype, _routes(server.app), chain)
         try:
             server.serve_forever()
         finally:
@@ -117,17 +149,31 @@ def _workers(args) -> int:
     return args.workers or (2 if args.processes == 1 else 1)
 
 
-def _banner(args, port: int, dtype: str, chain) -> None:
+def _banner(args, port: int, dtype: str, routes: list[str], chain) -> None:
+    """Say, once it serves, where and how: the URL `modex call --url` takes and its routes."""
     shape = (
         f"{_workers(args)} workers"
         if args.processes == 1
         else (f"{args.processes} processes x {_workers(args)} workers")
     )
+    url = service_url(args.host, port)
     print(
-        f"serving model {args.model_id} ({dtype}, {shape}) on http://{args.host}:{port}"
-        f"/v1/infer (chain {chain.chain_id}, marketplace {chain.marketplace.address})",
+        f"serving model {args.model_id} ({dtype}, {shape}) at {url} ({', '.join(routes)}; "
+        f"chain {chain.chain_id}, marketplace {chain.marketplace.address})",
         flush=True,
     )
+    to = "" if url == service_url() else f" --url {url}"
+    print(f"licence holders call it with: modex call {args.model_id} TEXT...{to}", flush=True)
+
+
+def _routes(app) -> list[str]:
+    """The app's routes as "METHOD /path", from its URL map (what it really answers)."""
+    return [
+        f"{method} {rule.rule}"
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}, reverse=True)
+    ]
 
 
 def _serve_setup(args, *, threads: int | None, sock=None):
@@ -173,7 +219,7 @@ def _serve_child(args, sock, ready, index: int) -> None:
     threading.Thread(target=orphaned, name="modex-serve-parent-watch", daemon=True).start()
     threads = max(1, (os.cpu_count() or 1) // (args.processes * _workers(args)))
     server, _, dtype = _serve_setup(args, threads=threads, sock=sock)
-    ready.put((index, dtype))
+    ready.put((index, dtype, _routes(server.app)))
     server.serve_forever()
 
 
@@ -189,10 +235,11 @@ def _listening_socket(args) -> socket.socket:
         ) from None
 
 
-def _wait_until_serving(children, ready) -> list[str]:
-    """The dtype each child reports once it serves; ModexError if one exits while starting."""
-    dtypes = []
-    while len(dtypes) < len(children):
+def _wait_until_serving(children, ready) -> list[tuple[str, list[str]]]:
+    """(dtype, routes) each child reports once it serves; ModexError if one exits while
+    starting."""
+    served = []
+    while len(served) < len(children):
         dead = [c for c in children if c.exitcode is not None]
         if dead:
             raise ModexError(
@@ -200,8 +247,8 @@ def _wait_until_serving(children, ready) -> list[str]:
                 f"{dead[0].exitcode} while starting; see its messages above"
             )
         with contextlib.suppress(queue.Empty):  # keep waiting while all children live
-            dtypes.append(ready.get(timeout=0.5)[1])
-    return dtypes
+            served.append(ready.get(timeout=0.5)[1:])
+    return served
 
 
 def _stop_children(children) -> None:
@@ -244,8 +291,8 @@ def _serve_processes(args, chain) -> int:
     try:
         for child in children:
             child.start()
-        dtypes = _wait_until_serving(children, ready)
-        _banner(args, port, dtypes[0], chain)
+        dtype, routes = _wait_until_serving(children, ready)[0]
+        _banner(args, port, dtype, routes, chain)
         ended = wait([c.sentinel for c in children])
         failed = next(c for c in children if c.sentinel in ended)
         log.error(
