@@ -3,7 +3,6 @@
     served = ServedModels({7: "runs/sentiment", 8: "uploads/broken"})   # id -> model folder
     served[7]               -> a DynamicBatcher over ml.serve.Predictor (loaded once, shared)
     served[8]               -> raises ModelUnavailable: .reason names no server path
-    served.status(8)        -> {"status": "unavailable", "reason": "..."}   (loads nothing)
 
 A seller's folder that does not load (a config that is not JSON, weights that are not
 safetensors...) used to make every listing of the service answer 500 with the folder's path in
@@ -92,17 +91,6 @@ class ServedModels(Mapping):
             self._failures[folder] = (state, time.monotonic(), reason)
         log.warning("model %s (%s) is unavailable: %s", model_id, folder, reason)
         raise ModelUnavailable(model_id, reason)
-
-    def status(self, model_id) -> dict:
-        """``{"status": "available" | "unavailable" | "not_loaded"}`` (with the ``reason`` when
-        unavailable), without loading anything."""
-        folder = str(self._dirs[model_id])
-        if folder in self._batchers:
-            return {"status": "available"}
-        failed = self._failures.get(folder)
-        if failed:
-            return {"status": "unavailable", "reason": failed[2]}
-        return {"status": "not_loaded"}
 
     def __contains__(self, model_id):  # without loading it (Mapping's default would)
         return model_id in self._dirs

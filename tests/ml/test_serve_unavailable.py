@@ -112,11 +112,14 @@ def test_a_failure_is_remembered_until_the_folder_changes(folders):
         with pytest.raises(ModelUnavailable, match="the model's config could not be read"):
             served[BAD_CONFIG]
     assert len(loads) == 1  # not read from disk again on every call
-    assert served.status(BAD_CONFIG)["status"] == "unavailable"
-    assert served.status(GOOD) == {"status": "not_loaded"}  # status() loads nothing
     shutil.copy(folders[GOOD] / "config.json", folders[BAD_CONFIG] / "config.json")
     assert served[BAD_CONFIG].labels == served[GOOD].labels and len(loads) == 3
-    assert served.status(BAD_CONFIG) == {"status": "available"}
+    assert served[BAD_CONFIG] is served[BAD_CONFIG] and len(loads) == 3  # loaded once
+    retried = ServedModels(folders, load=load, retry_after=0)  # a failure older than this: retry
+    for expected in (4, 5):
+        with pytest.raises(ModelUnavailable, match="the model's weights could not be loaded"):
+            retried[BAD_WEIGHTS]
+        assert len(loads) == expected
 
 
 class Chain:
