@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from modex.commands import up
 from node import paths
@@ -203,7 +204,9 @@ def test_buyer_seller_validator_journeys(server, browser):
 # ---- a browser wallet (EIP-1193) on a real chain ----------------------------------------------
 
 # Stands in for MetaMask before any page script runs: request() forwards JSON-RPC to anvil, whose
-# dev accounts are unlocked there (anvil answers cross-origin calls: CORS is on by default).
+# dev accounts are unlocked there, through window.walletRpc, a function of the test's that
+# Playwright exposes to the page (as a wallet extension talks to its node outside the page: the
+# page's Content-Security-Policy lets the page itself fetch from its own origin only).
 # Like MetaMask it hex-encodes a text personal_sign message, answers eth_requestAccounts with one
 # account, and throws {code: 4001} when "the user clicks Reject" (window.walletRejects = true).
 # window.walletSent lists what it forwarded; window.walletGas overrides the prepared gas limit (a
@@ -216,9 +219,7 @@ EIP1193_ANVIL = """
   window.walletGas = null;
   const SIGNING = ["eth_requestAccounts", "personal_sign", "eth_sendTransaction"];
   async function rpc(method, params) {
-    const reply = await fetch(RPC, {method: "POST", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({jsonrpc: "2.0", id: 1, method, params})});
-    const body = await reply.json();
+    const body = await window.walletRpc(RPC, method, params);
     if (body.error) throw Object.assign(new Error(body.error.message), {code: body.error.code});
     return body.result;
   }
@@ -245,10 +246,17 @@ EIP1193_ANVIL = """
 """
 
 
+def wallet_rpc(rpc_url: str, method: str, params: list) -> dict:
+    """The stand-in wallet's JSON-RPC call to anvil: the reply's body ({result} or {error})."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    return requests.post(rpc_url, json=body, timeout=60).json()
+
+
 def wallet_page(browser, rpc_url: str, account: str):
     import json
 
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.expose_function("walletRpc", wallet_rpc)
     context.add_init_script(
         EIP1193_ANVIL % {"rpc": json.dumps(rpc_url), "account": json.dumps(account)}
     )
