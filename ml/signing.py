@@ -18,7 +18,9 @@ The HTTP body (POST, JSON)::
      "signature": "0x<65 bytes>", "signer": "0x<address>" (optional, for clearer errors)}
 
 A browser wallet signs ``typed_data(...)`` with ``eth_signTypedData_v4``; Python callers use
-``sign_request(account, ...)`` (an eth-account LocalAccount or anything with ``sign_message``).
+``sign_request(account, ...)`` (an eth-account LocalAccount or anything with ``sign_message``), or
+``sign_request_as(signer, ...)`` with a node Signer (node/signer.py: the keystore's wallet, as
+`modex call` does). docs/inference-api.md describes the HTTP API for other languages.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import secrets
 import time
 
 from eth_account import Account
-from eth_account.messages import SignableMessage, encode_typed_data
+from eth_account.messages import encode_typed_data
 from eth_utils import is_address, to_checksum_address
 
 from node.errors import InputError
@@ -88,10 +90,10 @@ def typed_data(
     }
 
 
-def _signable(chain_id, verifying_contract, model_id, inputs, nonce, deadline) -> SignableMessage:
+def _request_message(chain_id, verifying_contract, model_id, inputs, nonce, deadline) -> dict:
     """What a request's signature covers: its EIP-712 message (typed_data), the inputs by their
-    digest. The parameters are ``sign_request``'s and ``recover_signer``'s."""
-    message = typed_data(
+    digest. The parameters are ``signed_body``'s and ``recover_signer``'s."""
+    return typed_data(
         chain_id=chain_id,
         verifying_contract=verifying_contract,
         model_id=model_id,
@@ -99,11 +101,28 @@ def _signable(chain_id, verifying_contract, model_id, inputs, nonce, deadline) -
         nonce=nonce,
         deadline=deadline,
     )
-    return encode_typed_data(full_message=message)
 
 
-def sign_request(
-    account,
+def sign_request(account, **fields) -> dict:
+    """A ready-to-POST request body signed by ``account``: an eth-account LocalAccount, or
+    anything whose ``sign_message(SignableMessage)`` returns an object with ``.signature``.
+    ``fields`` as ``signed_body`` takes them (model_id, inputs, chain_id, verifying_contract, ...)."""
+
+    def sign(message: dict) -> bytes:
+        return account.sign_message(encode_typed_data(full_message=message)).signature
+
+    return signed_body(sign, account.address, **fields)
+
+
+def sign_request_as(signer, **fields) -> dict:
+    """``sign_request`` for a node Signer (node/signer.py), which signs typed data itself:
+    ``signer.sign_typed_data(message)`` returns the signature's bytes."""
+    return signed_body(signer.sign_typed_data, signer.address, **fields)
+
+
+def signed_body(
+    sign,
+    address: str,
     *,
     model_id: int,
     inputs: list[str],
@@ -114,20 +133,22 @@ def sign_request(
     ttl: int = DEFAULT_TTL,
     now: float | None = None,
 ) -> dict:
-    """A ready-to-POST request body signed by ``account`` (valid for ``ttl`` seconds)."""
+    """A ready-to-POST request body by ``address`` for ``inputs`` to ``model_id``, valid for ``ttl``
+    seconds (or until ``deadline``), its typed data signed by ``sign(message) -> signature bytes``
+    (``message``: the full EIP-712 message of ``typed_data``); ``nonce``: random 128 bits unless
+    given."""
     nonce = secrets.randbits(128) if nonce is None else int(nonce)
     deadline = (
         int((time.time() if now is None else now) + ttl) if deadline is None else int(deadline)
     )
-    message = _signable(chain_id, verifying_contract, model_id, inputs, nonce, deadline)
-    signed = account.sign_message(message)
+    message = _request_message(chain_id, verifying_contract, model_id, inputs, nonce, deadline)
     return {
         "modelId": int(model_id),
         "inputs": list(inputs),
         "nonce": str(nonce),
         "deadline": deadline,
-        "signature": "0x" + bytes(signed.signature).hex(),
-        "signer": to_checksum_address(account.address),
+        "signature": "0x" + bytes(sign(message)).hex(),
+        "signer": to_checksum_address(address),
     }
 
 
@@ -142,5 +163,5 @@ def recover_signer(
     signature: str | bytes,
 ) -> str:
     """The checksum address that signed this request (raises ValueError on a malformed signature)."""
-    message = _signable(chain_id, verifying_contract, model_id, inputs, nonce, deadline)
-    return Account.recover_message(message, signature=signature)
+    message = _request_message(chain_id, verifying_contract, model_id, inputs, nonce, deadline)
+    return Account.recover_message(encode_typed_data(full_message=message), signature=signature)

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("ml", "fine-tune a sentiment classifier from the packaged base model"),
     "evaluate": ("ml", "reproducible metrics of a model directory on a named eval set"),
     "serve": ("serve", "serve paid, EIP-712-signed inference for a model directory"),
+    "call": ("call", "ask a served model: sign the request with your wallet, print its answers"),
     "models": ("models", "list the models for sale (from the local index)"),
     "publish": ("publish", "seal, pin and list a model directory for sale"),
     "claim": ("publish", "claim a listed model's work digest (when its publish could not)"),
