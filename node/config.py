@@ -41,6 +41,10 @@ def default_data_dir() -> Path:
     return local if local.is_dir() else Path.home() / ".modex"
 
 
+# The paths whose relative values are read inside the data dir.
+_DATA_DIR_PATHS = ("keystore", "keyvault", "index_db", "store_dir")
+
+
 @dataclass
 class Config:
     """Everything a node needs to know; build one directly in tests."""
@@ -74,7 +78,7 @@ class Config:
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
-        for name in ("keystore", "keyvault", "index_db", "store_dir"):
+        for name in _DATA_DIR_PATHS:
             value = getattr(self, name)
             if value is not None:
                 value = Path(value).expanduser()
@@ -116,9 +120,16 @@ class Config:
         return self.index_db.with_name(f"worker-{chain_id}.json")
 
     def replace(self, **changes) -> Config:
-        """A validated copy with ``changes`` applied."""
+        """A validated copy with ``changes`` applied. The paths already resolved against a
+        relative data dir stay as they are (``__post_init__`` would join them to it again:
+        seller/seller/keystore.json) unless the change names them or the data dir."""
         sources = {**self.sources, **dict.fromkeys(changes, "override")}
-        return validate(dataclasses.replace(self, sources=sources, **changes), sources)
+        copy = dataclasses.replace(self, sources=sources, **changes)
+        if "data_dir" not in changes:
+            for name in _DATA_DIR_PATHS:
+                if name not in changes:
+                    setattr(copy, name, getattr(self, name))
+        return validate(copy, sources)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "sources"}

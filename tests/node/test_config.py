@@ -142,3 +142,14 @@ def test_store_source_gives_the_embedded_store_a_gateway_to_fetch_from(tmp_path)
     store = open_configured_store(config)
     assert repr(store.source) == "GatewaySource('http://127.0.0.1:8080')"
     assert open_configured_store(load_config(env={}, data_dir=tmp_path)).source is None
+
+
+def test_replacing_a_setting_keeps_the_paths_of_a_relative_data_dir(tmp_path, monkeypatch):
+    """`modex worker --data-dir seller --replace-after 5` looked for seller/seller/keystore.json:
+    the copy re-joined the already resolved paths to the relative data dir."""
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None, data_dir="seller")
+    copy = config.replace(worker_replace_after=5)
+    for name in ("keystore", "keyvault", "index_db", "store_dir"):
+        assert getattr(copy, name) == getattr(config, name)
+    assert copy.keystore == Path("seller/keystore.json")
