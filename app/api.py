@@ -114,6 +114,8 @@ def _json() -> dict:
 
 
 class NotSignedIn(session_keys.SignInRefused):
+    """A wallet call for an address this session has not signed in with (SIWE)."""
+
     def __init__(self, address: str):
         super().__init__(
             "not_signed_in",

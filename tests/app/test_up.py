@@ -213,10 +213,8 @@ def browser_wallet_buys(url: str, rpc_url: str, log_path) -> None:
             page.wait_for_selector("#eip1193-enc")
             assert wallet.address in page.inner_text("#address")
             page.click("#eip1193-enc")
-            page.wait_for_function(
-                "document.getElementById('eip1193-status').textContent"
-                ".includes('Encryption key ready')"
-            )
+            # a selector, not a JS predicate: the page's CSP (no unsafe-eval) refuses the latter
+            page.wait_for_selector("#eip1193-status:has-text('Encryption key ready')")
             shot(page, "20-browser-wallet")
             page.goto(url)
             page.click("text=Demo sentiment classifier (MiniLM)")

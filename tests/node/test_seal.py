@@ -361,8 +361,11 @@ def _read_ahead_threads() -> int:
     return sum(t.name == "modex-read-ahead" for t in threading.enumerate())
 
 
-def _settles_to(count: int) -> bool:
-    for _ in range(200):
+def _settles_to(count: int, within_s: float = 30.0) -> bool:
+    """True once the read-ahead threads are back to ``count``; generous, since a loaded machine
+    (the full suite beside other jobs) can take seconds to schedule a thread's last step."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
         if _read_ahead_threads() == count:
             return True
         time.sleep(0.01)
