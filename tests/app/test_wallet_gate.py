@@ -10,7 +10,7 @@ from eth_account import Account
 
 from app.wallet import FaucetLedger
 from modex.commands import up
-from tests.app.conftest import FAST_SCRYPT, post
+from tests.app.conftest import FAST_SCRYPT, post, publish_listing, settle
 from tests.app.test_siwe import sign_in
 
 PASSWORD = "gate password 1"
@@ -126,8 +126,11 @@ def test_no_faucet_outside_demo_mode(stack):
     assert "This node has no faucet" in flashes(client)
 
 
-def test_unlock_to_buy_returns_to_the_model_page(client, stack, listed):
-    model = f"/models/{listed['plain']}"
+def test_unlock_to_buy_returns_to_the_model_page(client, stack, tmp_path):
+    # A listing of its own: the session's other tests may already have bought the shared ones,
+    # and a model page shows no buy form to its licence holder.
+    model = f"/models/{publish_listing(stack, tmp_path, 'unlock-to-buy', 'Unlock to buy')}"
+    settle(stack)
     for headers in ({"Referer": f"http://localhost{model}"}, {}):
         r = post(client, f"{model}/buy", {"max_price": "0.1"}, headers=headers)
         assert r.status_code == 302 and r.headers["Location"] == f"/wallet/?next={model}"
