@@ -13,29 +13,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from types import SimpleNamespace
 
 from flask import current_app
 
 from app.resources import get_chain
 from ml.endpoint import InferenceService, Refusal, create_blueprint
 from ml.served import ModelUnavailable, ServedModels
-from ml.signing import sign_request
+from ml.signing import sign_request_as
 from node.errors import ModexError
 
 log = logging.getLogger(__name__)
-
-
-class _AccountView:
-    """ml.signing.sign_request takes an eth-account-like object (``.sign_message(m).signature``);
-    this shows it the session's Signer without handing over any key material."""
-
-    def __init__(self, signer):
-        self.address = signer.address
-        self._signer = signer
-
-    def sign_message(self, message):
-        return SimpleNamespace(signature=self._signer.sign_message(message))
 
 
 def call_inference(signer, model_id: int, inputs: list[str]) -> tuple[int, dict]:
@@ -45,8 +32,8 @@ def call_inference(signer, model_id: int, inputs: list[str]) -> tuple[int, dict]
     if service is None:
         return 503, {"error": "This node serves no inference (start it with `modex up`)."}
     chain = get_chain()
-    payload = sign_request(
-        _AccountView(signer),
+    payload = sign_request_as(
+        signer,
         model_id=model_id,
         inputs=inputs,
         chain_id=chain.chain_id,
