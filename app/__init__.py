@@ -19,18 +19,24 @@ from flask import Flask, Response
 from app import (
     api,
     auth,
+    download,
     errors,
+    feedback,
     helpers,
     inference,
     jobs,
     market,
+    paying,
     publish,
     resources,
+    reviews,
     session_keys,
     train,
     validate,
+    versions,
     wallet,
 )
+from node.errors import ConfigError
 
 csrf = auth.SameOriginCSRFProtect()  # the CSRF token and the Origin check, on the same requests
 
@@ -46,6 +52,9 @@ DEFAULTS = {
     "MODEX_PER_PAGE": 20,
     "MODEX_FAUCET_WEI": 0,  # > 0 on dev chains: a "get test ETH" button for new wallets
     "MODEX_DEMO": False,
+    # An exchange for other people (`modex up --hosted`): no keystore is created, imported or
+    # unlocked on the server; visitors sign with their browser wallet (app.wallet).
+    "MODEX_HOSTED": False,
 }
 
 
@@ -70,11 +79,20 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
+def _whole_number(variable: str) -> int:
+    text = os.environ[variable]
+    if not text.isdigit():
+        raise ConfigError(f"${variable} is {text!r}: use a whole number, 0 or more", key=variable)
+    return int(text)
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__)
     app.config.from_mapping(DEFAULTS)
     if test_config:
         app.config.update(test_config)
+    if os.environ.get("MODEX_LISTINGS_CACHE_SIZE"):  # 0 turns the market's cache off
+        app.config["MODEX_LISTINGS_CACHE_SIZE"] = _whole_number("MODEX_LISTINGS_CACHE_SIZE")
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = os.environ.get("MODEX_SECRET_KEY") or os.urandom(32).hex()
 
@@ -85,8 +103,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     jobs.init_app(app)
     errors.init_app(app)
     helpers.init_app(app)
-    for bp in (market.bp, wallet.bp, publish.bp, train.bp, validate.bp, api.bp):
+    for bp in (market.bp, paying.bp, wallet.bp, publish.bp, train.bp, validate.bp, api.bp):
         app.register_blueprint(bp)
+    app.register_blueprint(feedback.bp)  # "wrong? correct it" and its API (private feedback)
+    app.register_blueprint(reviews.bp)  # reviews and reports on the model page
+    app.register_blueprint(download.bp)  # the in-browser download's data and sealed archive
+    app.register_blueprint(versions.bp)  # the model page's version history
     inference.init_app(app, csrf)
     app.after_request(_security_headers)
     return app

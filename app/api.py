@@ -11,12 +11,17 @@
     POST /api/tx/prepare                  an unsigned transaction for the browser wallet to send
                                           (buy, vote, withdraw, refund); withdraw is a sequence:
                                           one releaseRevenue per sale past its challenge period
-                                          ("step": "release"), then the withdrawal ("withdraw")
+                                          ("step": "release"), then the withdrawal ("withdraw");
+                                          publish, setPrice, setActive: app.publish;
+                                          subscribe, openChannel, topUp, extend, reclaim (an
+                                          ERC-20 "approve" step first): app.paying;
+                                          stake, setAttester: app.validate
     GET  /api/tx/<hash>                   the receipt of a transaction the browser sent
 
 The inference endpoint, POST /api/inference/v1/infer, is mounted beside these by app.inference.
 
-Errors are JSON `{"error": sentence, "status": code}` (app.errors).
+Errors are JSON `{"error": {"code": word, "message": sentence}}`, the HTTP status the
+response's own (app.errors).
 """
 
 from __future__ import annotations
@@ -34,7 +39,17 @@ from app.helpers import InputError, local_path, parse_eth
 from app.inference import warm_models  # noqa: F401 (re-exported until `modex up` imports app.inference)
 from app.jobs import get_jobs
 from app.lookups import delivery_message, model_or_404, my_purchase, page_args, seller_earnings
+from app.paying import (
+    prepare_extend,
+    prepare_open_channel,
+    prepare_reclaim,
+    prepare_subscribe,
+    prepare_top_up,
+)
+from app.publish import prepare_publish, prepare_set_active, prepare_set_price
 from app.resources import get_chain, get_indexer
+from app.reviews import prepare_report, prepare_review
+from app.validate import prepare_set_attester, prepare_stake
 from node import market
 from node.content.keywrap import encryption_message
 from node.fetch import get_listing
@@ -233,6 +248,18 @@ _TX_PREPARERS = {
     "vote": _prepare_vote,
     "withdraw": _prepare_withdraw,
     "refund": _prepare_refund,
+    "subscribe": prepare_subscribe,  # an ERC-20 listing's approve first ("step": "approve")
+    "openChannel": prepare_open_channel,
+    "topUp": prepare_top_up,
+    "extend": prepare_extend,
+    "reclaim": prepare_reclaim,
+    "publish": prepare_publish,  # a browser wallet's upload: list, claim, setOperator (steps)
+    "setPrice": prepare_set_price,
+    "setActive": prepare_set_active,
+    "stake": prepare_stake,  # a validator's wallet (app/validate.py)
+    "setAttester": prepare_set_attester,
+    "review": prepare_review,  # a signed review or report, pinned first (app/reviews.py)
+    "report": prepare_report,
 }
 
 
@@ -261,7 +288,7 @@ def prepare_tx():
     action = data.get("action")
     prepare = _TX_PREPARERS.get(action) if isinstance(action, str) else None
     if prepare is None:
-        raise InputError("Unknown action: use buy, vote, withdraw or refund.")
+        raise InputError(f"Unknown action: use one of {', '.join(_TX_PREPARERS)}.")
     fn, value, step = prepare(chain, address, data, model_id, score)
     # Dry-runs first: a revert becomes a sentence here, before the wallet pops up.
     tx = chain.build_transaction(fn, address, value=value)

@@ -9,16 +9,16 @@ from urllib.parse import urlsplit
 
 import markdown as md
 import nh3
-from flask import current_app, flash, jsonify, redirect, request, session, url_for
+from flask import current_app, flash, redirect, request, session, url_for
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from app import session_keys
-from app.errors import format_eth
+from app.errors import format_eth, json_error
 from node.amounts import parse_eth  # noqa: F401 (re-exported: the views parse amounts through it)
 from node.errors import InputError, ModexError  # noqa: F401 (InputError re-exported: the views raise it)
 from node.protocol import ModelStatus
-from node.revert import when
+from node.revert_sentences import when
 
 # The indexer's status words (ModelStatus.word) as the badges name them.
 STATUS_NAMES = {
@@ -183,7 +183,7 @@ def require_signer():
 
 def _needs_wallet(exc: NeedsWallet):
     if request.path.startswith("/api/"):
-        return jsonify(error=str(exc), status=401), 401
+        return json_error("needs_wallet", str(exc), 401)
     flash(
         "Unlock or create a wallet first; your session has none unlocked (or it timed out).",
         "error",

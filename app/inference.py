@@ -5,7 +5,10 @@ the session's wallet, and the background warm-up that `modex up` starts.
     init_app(app, csrf)   mount the endpoint (only when `modex up` handed in the chain and models)
                           over ml.served.ServedModels: a folder that does not load makes its
                           model unavailable (503, listed so in /v1/models), not the service
-    call_inference(...)   sign with the session's wallet and ask the same service
+    call_inference(...)   sign with the session's wallet and ask the same service (``pay``: add a
+                          voucher to the signed request, for a call paid on a payment channel)
+    handle_signed(body)   ask it with a body already signed (by a browser wallet, in the page)
+    service_states()      how each model this node serves stands (the market's Service column)
     warm_models(app)      start loading the served models in the background (a ModelWarmer)
 """
 
@@ -18,19 +21,18 @@ from flask import current_app
 
 from app.resources import get_chain
 from ml.endpoint import InferenceService, Refusal, create_blueprint
+from ml.payment import onchain_channel_options, onchain_has_license
 from ml.served import ModelUnavailable, ServedModels
 from ml.signing import sign_request_as
 from node.errors import ModexError
+from node.servicestore import open_service_store
 
 log = logging.getLogger(__name__)
 
 
-def call_inference(signer, model_id: int, inputs: list[str]) -> tuple[int, dict]:
-    """Sign an inference request with the session's wallet (EIP-712) and hand it to the same
-    InferenceService that answers POST /api/inference/v1/infer (all its checks apply)."""
-    service = current_app.extensions.get("modex.inference")
-    if service is None:
-        return 503, {"error": "This node serves no inference (start it with `modex up`)."}
+def call_inference(signer, model_id: int, inputs: list[str], *, pay=None) -> tuple[int, dict]:
+    """Sign an inference request with the session's wallet (EIP-712) and hand it to the service
+    (``handle_signed``). ``pay(body) -> body`` adds a voucher to the signed request."""
     chain = get_chain()
     payload = sign_request_as(
         signer,
@@ -39,12 +41,25 @@ def call_inference(signer, model_id: int, inputs: list[str]) -> tuple[int, dict]
         chain_id=chain.chain_id,
         verifying_contract=chain.marketplace.address,
     )
+    if pay is not None:
+        payload = pay(payload)
+    return handle_signed(payload)
+
+
+def handle_signed(payload: dict) -> tuple[int, dict]:
+    """Hand a signed request body (signed here for a keystore wallet, or in the page by a browser
+    wallet) to the same InferenceService that answers POST /api/inference/v1/infer (all its
+    checks apply). A refusal answers ``{"error": sentence, "code": ..., **its fields}``
+    (409 voucher_stale: acceptedAmount)."""
+    service = current_app.extensions.get("modex.inference")
+    if service is None:
+        return 503, {"error": "This node serves no inference (start it with `modex up`)."}
     try:
         return 200, service.handle(payload)
     except Refusal as refusal:
-        return refusal.status, {"error": refusal.message}
+        return refusal.status, {"error": refusal.message, "code": refusal.code, **refusal.fields}
     except ModexError as exc:
-        log.warning("inference for model %s failed: %s", model_id, exc)
+        log.warning("inference for model %s failed: %s", payload.get("modelId"), exc)
         return 500, {"error": str(exc)}
 
 
@@ -84,6 +99,15 @@ class ModelWarmer:
             self._thread.join(timeout)
 
 
+def service_states() -> dict[int, str]:
+    """The state of each model this node serves ("ready", "starting" or "unavailable":
+    ServedModels.state), without loading any; {} when the node serves none."""
+    service = current_app.extensions.get("modex.inference")
+    if service is None:
+        return {}
+    return {model_id: service.models.state(model_id) for model_id in service.models}
+
+
 def warm_models(app) -> ModelWarmer | None:
     """Start loading the app's served models in the background (None: it serves none)."""
     service = app.extensions.get("modex.inference")
@@ -99,14 +123,18 @@ def init_app(app, csrf) -> None:
     if chain is None or models is None:
         return  # inference needs the node's chain and model dirs: `modex up` hands both in
 
-    def has_license(model_id: int, address: str) -> bool:
-        return bool(chain.call(chain.marketplace.functions.hasLicense(model_id, address)))
-
+    # The state store `modex serve` and the worker's claimer use on this chain by default
+    # (Config.service_store_at): the vouchers Try it is paid with are claimed from there.
+    config = app.config["MODEX_NODE_CONFIG"]
+    store = open_service_store(config.service_store_at(chain.chain_id, chain.marketplace.address))
+    app.extensions["modex.service_store"] = store
     service = InferenceService(
         ServedModels(models),
-        has_license=has_license,
+        has_license=onchain_has_license(chain),  # a licence or a live subscription
         chain_id=chain.chain_id,
         verifying_contract=chain.marketplace.address,
+        store=store,
+        **onchain_channel_options(chain),
     )
     blueprint = create_blueprint(service, name="modex_inference")
     csrf.exempt(blueprint)  # JSON signed by the wallet (EIP-712): the signature authenticates

@@ -22,12 +22,14 @@ from flask import (
     session,
     url_for,
 )
+from markupsafe import Markup
 
 from app import session_keys
 from app.errors import flash_error, price_changed_message
-from app.helpers import InputError, parse_eth, require_signer, vote_histogram_svg
-from app.inference import call_inference
+from app.helpers import InputError, require_signer, vote_histogram_svg
+from app.inference import service_states
 from app.jobs import byte_progress, get_jobs
+from app.last_answer import remember_answer
 from app.lookups import (
     SORTS,
     STATUSES,
@@ -40,11 +42,14 @@ from app.lookups import (
     seller_earnings,
     stops_sales,
 )
+from app.page_cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_S, PageCache
+from app.payments import answer_sentence, shown_payments, try_model
 from app.resources import data_dir, get_chain, get_indexer, get_store
 from ml.recommend import Recommender
 from node import market
 from node.errors import ModexError
 from node.fetch import fetch_model, get_listing, load_metadata, private_folder
+from node.tokens import payment_token
 
 log = logging.getLogger(__name__)
 bp = Blueprint("market", __name__)
@@ -72,23 +77,60 @@ def index():
     args = page_args()
     per_page = current_app.config["MODEX_PER_PAGE"]
     indexer = get_indexer()
-    if args["sort"] == "recommended":
-        rows, total, notes = _recommended_page(indexer, args, per_page)
+    services = service_states()
+    if args["sort"] == "recommended":  # ranked for this session's wallet: never shared
+        listings = _render_listings(*_recommended_page(indexer, args, per_page), args, services)
     else:
-        rows, total = indexer.list_models(per_page=per_page, **args)
-        notes = {}
-    pages = max(1, -(-total // per_page))
+        key = (
+            indexer.checkpoint(),
+            tuple(sorted(args.items())),
+            per_page,
+            tuple(sorted(services.items())),
+        )
+        listings = page_cache("listings").get_or_make(
+            key,
+            lambda: _render_listings(
+                *indexer.list_models(per_page=per_page, **args), {}, args, services
+            ),
+        )
     return render_template(
         "market.html",
-        rows=[listing_row(r) for r in rows],
-        total=total,
-        pages=pages,
+        listings=listings,
         args=args,
         sorts=SORTS,
         statuses=STATUSES,
         tasks=list(TASKS),
-        notes=notes,
     )
+
+
+def _render_listings(rows, total: int, notes: dict, args: dict, services: dict) -> Markup:
+    """The market's count, table and pager for one page of listings (the same for every
+    visitor: kept in page_cache("listings"))."""
+    per_page = current_app.config["MODEX_PER_PAGE"]
+    return Markup(
+        render_template(
+            "_listings.html",
+            rows=[listing_row(r) for r in rows],
+            total=total,
+            pages=max(1, -(-total // per_page)),
+            args=args,
+            notes=notes,
+            services=services,
+        )
+    )
+
+
+def page_cache(name: str) -> PageCache:
+    """The app's cache ``name`` of what every visitor is shown alike: MODEX_LISTINGS_CACHE_SIZE
+    entries (0: off) for MODEX_LISTINGS_CACHE_TTL seconds."""
+    key = f"modex.page_cache.{name}"
+    cache = current_app.extensions.get(key)
+    if cache is None:
+        config = current_app.config
+        size = int(config.get("MODEX_LISTINGS_CACHE_SIZE", DEFAULT_MAX_ENTRIES))
+        ttl = float(config.get("MODEX_LISTINGS_CACHE_TTL", DEFAULT_TTL_S))
+        cache = current_app.extensions.setdefault(key, PageCache(ttl_s=ttl, max_entries=size))
+    return cache
 
 
 def _recommended_page(indexer, args, per_page):
@@ -188,6 +230,7 @@ def model(model_id: int):
         fetched=_fetched_dir(model_id).is_dir(),
         served=model_id in (current_app.config.get("MODEX_MODELS") or {}),
         pending_vote=_pending_vote(indexer, address, model_id),
+        pay=shown_payments(model_id, address),
     )
 
 
@@ -195,15 +238,16 @@ def model(model_id: int):
 def buy(model_id: int):
     listing = model_or_404(model_id)
     signer = require_signer()
+    chain = get_chain()
+    token = payment_token(chain, model_id)
     try:
-        shown = parse_eth(request.form.get("max_price", ""), "maximum price")
+        shown = token.parse(request.form.get("max_price", ""), "maximum price")
     except InputError as exc:
         flash(f"{exc} Nothing was charged.", "error")
         return redirect(url_for(".model", model_id=model_id))
-    chain = get_chain()
     current = get_listing(chain, model_id).price
     if current > shown:
-        flash(price_changed_message(current), "error")
+        flash(price_changed_message(current, token), "error")
         return redirect(url_for(".model", model_id=model_id))
     try:
         purchase = market.buy(chain, signer, model_id, max_price=shown)
@@ -330,24 +374,20 @@ TRY_IT = "try-it"
 
 @bp.route("/models/<int:model_id>/try", methods=["POST"])
 def try_it(model_id: int):
-    """Inference playground: signs the request with the session's wallet and calls the endpoint."""
+    """Inference playground: signs the request with the session's wallet and calls the endpoint,
+    paid with the wallet's licence or subscription, else with a voucher on its open channel."""
     model_or_404(model_id)
     signer = require_signer()
     text = (request.form.get("text") or "").strip()
     if not text:
         flash("Type a sentence to classify.", f"error {TRY_IT}")
         return redirect(url_for(".model", model_id=model_id))
-    status, body = call_inference(signer, model_id, [text])
+    status, body, paid_with = try_model(signer, model_id, text)
     if status != 200:
         error = body.get("error")
         message = error.get("message") if isinstance(error, dict) else error
         flash(message or "The inference server refused the request.", f"error {TRY_IT}")
     else:
-        outputs = body.get("outputs") or []
-        first = outputs[0] if outputs else {}
-        note = " (input truncated)" if first.get("truncated") else ""
-        flash(
-            f"“{text[:80]}” → {first.get('label')} ({first.get('score', 0):.2f}){note}",
-            f"ok {TRY_IT}",
-        )
+        flash(answer_sentence(text, body, paid_with), f"ok {TRY_IT}")
+        remember_answer(model_id, text, body)  # for "wrong? correct it" (app.feedback)
     return redirect(url_for(".model", model_id=model_id) + "#try")

@@ -7,8 +7,8 @@ env), its index moved to `MODEX_INDEX_DB` when that is set. Parts handed in read
 the app config (`MODEX_CHAIN`, `MODEX_STORE`, `MODEX_KEYVAULT`) are used as they are: that is how
 `modex up` and the tests share one embedded chain and store between the node's threads and the
 UI. The chain, the store and the indexer are shared by requests and jobs; the indexer's SQLite
-connection is per thread (SQLite connections belong to one), and the one a request opened is
-closed on teardown. `close_resources(app)` closes what the app built itself.
+connection is per thread (SQLite connections belong to one) and lives as long as its thread.
+`close_resources(app)` closes what the app built itself.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import logging
 import threading
 from pathlib import Path
 
-from flask import current_app, g
+from flask import current_app
 
 from node.config import Config, load_config
 from node.indexer import Indexer
@@ -78,17 +78,10 @@ def get_store():
 
 def get_indexer() -> Indexer:
     """The indexer's read API (node.indexer.Indexer, one per app; the node's followers fill the
-    index, so it fetches no metadata). Its SQLite connection is per thread; the one this request
-    opened is closed on teardown."""
-    indexer = _cached("indexer", lambda: get_stack().indexer(metadata=False))
-    g.modex_indexer = indexer
-    return indexer
-
-
-def close_indexer(exc=None) -> None:
-    indexer = g.pop("modex_indexer", None)
-    if indexer is not None:
-        indexer.close()
+    index, so it fetches no metadata). Its SQLite connection is per thread and lives as long as
+    the thread: the UI server's threads are a fixed pool, and opening a connection (with its
+    PRAGMAs) for each request and closing it after cost every page CPU."""
+    return _cached("indexer", lambda: get_stack().indexer(metadata=False))
 
 
 def close_resources(app) -> None:
@@ -107,4 +100,3 @@ def close_resources(app) -> None:
 
 def init_app(app) -> None:
     app.extensions[_EXT] = {"lock": threading.RLock()}
-    app.teardown_appcontext(close_indexer)

@@ -1,4 +1,6 @@
-"""Validate: stake, the listings awaiting this validator (each with its round's deadlines, this
+"""Validate: stake and name an attester (the hot key the node's validator agent runs with; from a
+server-held wallet, or from a browser wallet through /api/tx/prepare: ``prepare_stake``,
+``prepare_set_attester``), the listings awaiting this validator (each with its round's deadlines, this
 validator's seat, the seller's claimed work digest and the one it revealed), a per-row Validate
 that carries that one model forward through node.validator (a background job), and this
 validator's attestations.
@@ -22,7 +24,13 @@ from ml.evaluate import evaluate_listing
 from node import market
 from node.errors import ChainError, ModexError, StoreError
 from node.protocol import FAILED_WORK_DIGEST, ZERO32, ModelStatus, Round, Seat, SeatState, StakeInfo
-from node.validator import ValidatorAgent, state_path
+from node.validator import (
+    NO_ATTESTER_ADDRESS,
+    ValidatorAgent,
+    attester_address,
+    set_attester,
+    state_path,
+)
 
 log = logging.getLogger(__name__)
 bp = Blueprint("validate", __name__, url_prefix="/validate")
@@ -69,11 +77,13 @@ class Row:
 @bp.route("/")
 def index():
     address = session_keys.current_address()
-    queue, history, stake = [], [], StakeInfo(0, 0, 0, 0)
+    queue, history, stake, attester = [], [], StakeInfo(0, 0, 0, 0), None
     chain = get_chain()
     min_stake = market.min_stake(chain)
     if address:
         stake = StakeInfo.from_call(chain.call(chain.validators.functions.stakeOf(address)))
+        named = chain.call(chain.validators.functions.attesterOf(address))
+        attester = None if named == NO_ATTESTER_ADDRESS else named
         history = attestations_by(chain, address)
         queue = rows_for(chain, address, history)
     return render_template(
@@ -82,6 +92,7 @@ def index():
         queue=queue,
         history=history,
         stake=stake,
+        attester=attester,
         min_stake=min_stake,
         wait_limit=JOB_WAIT_LIMIT_S,
         zero32=ZERO32,
@@ -138,19 +149,62 @@ def rows_for(chain, address: str, history: list[dict]) -> list[Row]:
     return out
 
 
+def _stake_amount(text) -> int:
+    amount = parse_eth(str(text or ""), "stake")
+    if amount <= 0:
+        raise InputError("Stake more than 0 ETH.")
+    return amount
+
+
 @bp.route("/stake", methods=["POST"])
 def stake():
     signer = require_signer()
     try:
-        amount = parse_eth(request.form.get("amount", ""), "stake")
-        if amount <= 0:
-            raise InputError("Stake more than 0 ETH.")
+        amount = _stake_amount(request.form.get("amount"))
         market.stake(get_chain(), signer, amount)
     except ModexError as exc:
         flash_error(exc)
     else:
         flash(f"Staked {format_eth(amount)}; you can now validate listings.", "ok")
     return redirect(url_for(".index"))
+
+
+@bp.route("/attester", methods=["POST"])
+def attester():
+    """Name the hot key that attests for this wallet ("none": attest with this wallet again)."""
+    signer = require_signer()
+    text = request.form.get("attester", "")
+    try:
+        set_attester(get_chain(), signer, text)
+    except ModexError as exc:
+        flash_error(exc)
+    else:
+        flash(_attester_said(attester_address(text)), "ok")
+    return redirect(url_for(".index"))
+
+
+def _attester_said(attester: str) -> str:
+    if attester == NO_ATTESTER_ADDRESS:
+        return "This wallet attests with its own key again."
+    return (
+        f"{attester} now attests for this wallet: run the validator agent with that key "
+        "(the stake and rewards stay here)."
+    )
+
+
+# /api/tx/prepare actions (app/api.py's table) for a browser wallet: it signs, the page follows.
+
+
+def prepare_stake(chain, address, data, model_id, score):
+    """stake(): ``amount`` ETH from the browser wallet."""
+    return chain.validators.functions.stake(), _stake_amount(data.get("amount")), {}
+
+
+def prepare_set_attester(chain, address, data, model_id, score):
+    """setAttester(``attester``): the hot key the node's validator agent runs with ("none": the
+    wallet attests itself again)."""
+    named = attester_address(str(data.get("attester") or ""))
+    return chain.validators.functions.setAttester(named), 0, {}
 
 
 @bp.route("/<int:model_id>", methods=["POST"])

@@ -11,7 +11,9 @@ The gate a hosted exchange needs: a session sees only its own wallets (created, 
 unlocked in it, the one it signed in with, and the named demo wallets of a demo exchange);
 unlocking waits after 5 wrong passwords per session and per address (30 s, doubled each time,
 at most an hour: session_keys.Backoff);
-no message names a file on the server; the faucet exists only on a demo exchange and gives each
+no message names a file on the server; a hosted exchange (MODEX_HOSTED, `modex up --hosted`)
+refuses every keystore route (create, import, unlock: 403) and offers only the browser wallet;
+the faucet exists only on a demo exchange and gives each
 address one drip per MODEX_FAUCET_INTERVAL seconds, MODEX_FAUCET_MAX_DRIPS in all.
 """
 
@@ -41,12 +43,15 @@ from app import session_keys
 from app.errors import flash_error, format_eth
 from app.helpers import local_path, require_signer
 from app.lookups import seller_earnings
+from app.payments import wallet_payments
 from app.resources import data_dir, get_chain, get_indexer
 from node import market
 from node.content.keywrap import derive_x25519
+from node.deploy import STABLECOIN
 from node.errors import KeystoreError, ModexError
 from node.keystore import create_keystore, import_private_key, load_signer
 from node.signer import signer_from_key
+from node.tokens import stablecoin
 
 log = logging.getLogger(__name__)
 bp = Blueprint("wallet", __name__, url_prefix="/wallet")
@@ -55,6 +60,31 @@ MIN_PASSWORD = 8
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 FAUCET_INTERVAL_S = 10 * 60
 FAUCET_MAX_DRIPS = 3
+FAUCET_STABLECOIN = "1000"  # test dollars (mUSD) per drip, where the deployment has the coin
+# The routes that create, import or unlock a keystore on this server: a hosted exchange has none.
+KEYSTORE_ENDPOINTS = frozenset({"wallet.create", "wallet.import_key", "wallet.unlock"})
+
+
+class KeystoresRefused(KeystoreError):
+    """A keystore route on a hosted exchange (403 as every KeystoreError, JSON code
+    hosted_no_keystores)."""
+
+    error_code = "hosted_no_keystores"
+    SENTENCE = (
+        "This exchange is hosted for many people and never holds anyone's key: wallets cannot "
+        "be created, imported or unlocked on it. Connect your browser wallet (MetaMask or "
+        "another EIP-1193 wallet) on the Wallet page and sign in with it."
+    )
+
+
+def is_hosted() -> bool:
+    return bool(current_app.config.get("MODEX_HOSTED"))
+
+
+@bp.before_request
+def _refuse_keystores_when_hosted() -> None:
+    if is_hosted() and request.endpoint in KEYSTORE_ENDPOINTS:
+        raise KeystoresRefused(KeystoresRefused.SENTENCE)
 
 
 def wallets_dir() -> Path:
@@ -69,7 +99,10 @@ def keystore_path(address: str) -> Path:
 
 def session_wallets() -> list[str]:
     """The stored wallets this session may pick from: its own, the one it signed in with, and
-    on a demo exchange the demo wallets (their password is printed); never the others'."""
+    on a demo exchange the demo wallets (their password is printed); never the others'; none on
+    a hosted exchange (it unlocks no keystore)."""
+    if is_hosted():
+        return []
     candidates = [*session_keys.own_wallets(), session_keys.signed_in_address()]
     if current_app.config.get("MODEX_DEMO"):
         candidates += (current_app.config.get("MODEX_DEMO_WALLETS") or {}).values()
@@ -107,6 +140,9 @@ def _unlock(signer) -> None:
 
 @bp.route("/")
 def index():
+    # The session's wallet as the request found it: the page reads the chain for a while, and an
+    # unlock that times out meanwhile must not show half the page unlocked.
+    entry = session_keys.current()
     address = session_keys.current_address()
     info = {}
     if address:
@@ -114,7 +150,7 @@ def index():
         info["balance"] = chain.balance(address)
         info["earnings"] = earnings = seller_earnings(address)
         info["withdrawable"] = earnings.withdrawable
-        entry = session_keys.current()
+        info["payments"] = wallet_payments(address)
         if entry and entry.x25519_public:
             info["x25519"] = "0x" + entry.x25519_public.hex()
     return render_template(
@@ -124,6 +160,9 @@ def index():
         wallets=session_wallets(),
         next=_safe_next(""),
         min_password=MIN_PASSWORD,
+        stablecoin_faucet=bool(address) and STABLECOIN in get_chain().contracts,
+        wallet_unlocked=entry is not None,
+        hosted=is_hosted(),
     )
 
 
@@ -291,6 +330,16 @@ def faucet_refusal(address: str) -> str | None:
     )
 
 
+def _mint_test_dollars(chain, source: str, address: str) -> str:
+    """The test stablecoin's open mint (MockStablecoin, local chains only) for ``address``;
+    returns the amount in words."""
+    coin = stablecoin(chain)
+    amount = coin.parse(FAUCET_STABLECOIN)
+    mint = chain.contracts[STABLECOIN].functions.mint(address, amount)
+    chain.w3.eth.wait_for_transaction_receipt(mint.transact({"from": source}), timeout=30)
+    return coin.format(amount)
+
+
 @bp.route("/faucet", methods=["POST"])
 def faucet():
     """Demo exchanges on dev chains only (modex up): send test ETH from a node-managed account,
@@ -313,5 +362,10 @@ def faucet():
         source = current_app.config.get("MODEX_FAUCET_ACCOUNT") or w3.eth.accounts[0]
         tx = w3.eth.send_transaction({"from": source, "to": address, "value": amount})
         w3.eth.wait_for_transaction_receipt(tx, timeout=30)
-        flash(f"Sent {format_eth(amount)} of test ETH to {address}.", "ok")
+        coin = (
+            f" and {_mint_test_dollars(chain, source, address)}"
+            if STABLECOIN in chain.contracts
+            else ""
+        )
+        flash(f"Sent {format_eth(amount)} of test ETH{coin} to {address}.", "ok")
     return redirect(url_for(".index"))

@@ -7,10 +7,18 @@ quorum of 2, so a round has two reveals) and plays one model's life twice with n
 through `play_round` (tests/contracts/test_gas.py plays the same round on the embedded chain and on
 anvil): list → claimMetrics → two validators stake, ask for the key and get it from the seller's
 operator → commit ×2 (the first opens the round) → reveal ×2 → settle (Verified) → buy ×2 → deliverKey
-by the operator → vote ×2 → the challenge period passes → releaseRevenue ×2 (the first credits the
-seller, the platform and the verifiers) → withdraw (seller) → claimValidatorReward → release (seat).
-Rows without a target are context. Round 1 runs on the freshly deployed suite (every slot cold, the
-fee recipient's balance still zero); round 2 on the same suite with new accounts. The JSON keeps the
+by the operator → vote ×2 → review, report, sendFeedback, withdrawFeedback → the challenge period
+passes → releaseRevenue ×2 (the first credits the seller, the platform and the verifiers) → withdraw
+(seller) → claimValidatorReward → release (seat).
+Then, per round, a never-used buyer buys a model priced in the test stablecoin (buy_erc20), a
+never-used account subscribes to a model for 30 days in ETH (subscribe) and another in the stablecoin
+(`play_tokens`), and a never-used buyer
+opens a payment channel for a model priced in the test
+stablecoin (openChannel: the ERC-20 deposit pulled with transferFrom) and the model's never-used
+seller claims the buyer's EIP-712 voucher (claim; `play_channel`; tests/contracts/test_channels.py
+plays it on the embedded chain). Rows without a target are context. Round 1 runs on the freshly
+deployed suite (every slot cold, the fee recipient's balance still zero); round 2 on the same suite
+with new accounts. The JSON keeps the
 larger of the two: the costly case. Gas is the receipt's gasUsed (intrinsic 21,000 + calldata +
 execution), as the anchors count it.
 
@@ -39,10 +47,12 @@ from web3.logs import DISCARD
 
 from benchmarks.common import print_figures
 from node import paths
+from node.channels import voucher_typed_data
 from node.compiler import compile_contracts, solc_version
 from node.deploy import deploy_suite, send_transaction, suite_contracts
 from node.devchain import start_anvil
 from node.protocol import ModelStatus, attestation_commitment
+from node.signer import dev_signer
 
 # The issue's targets (issue 13, section 4), each for the row of the same name.
 TARGETS = {
@@ -55,6 +65,16 @@ TARGETS = {
     "settle": 120_000,
     "withdraw": 35_000,
 }
+# Prices in an ERC-20 and subscriptions (issue 14, benchmarks): measured by play_tokens.
+TOKEN_TARGETS = {"buy_erc20": 150_000, "subscribe": 120_000}
+TOKEN_PRICE = 25_000_000  # 25 mUSD (6 decimals)
+SUBSCRIPTION_PER_DAY = 1_000_000  # 1 mUSD a day
+TOKEN_ACCOUNTS = 4  # per round: a seller, a buyer, a subscriber in ETH, one in mUSD
+# Payment channels (issue 14, benchmarks): an ERC-20 deposit included; measured by play_channel.
+CHANNEL_TARGETS = {"openChannel": 150_000, "claim": 100_000}
+CHANNEL_DEPOSIT = 100_000_000  # 100 mUSD (6 decimals)
+CHANNEL_VOUCHER = 1_234_567  # the cumulative amount claimed: 1.234567 mUSD
+STABLECOIN = "MockStablecoin"
 PRICE = 10**17
 QUORUM = 2
 CID_V1 = (
@@ -63,6 +83,7 @@ CID_V1 = (
 CID_V0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"  # the kubo-v0 profile's form
 WRAPPED_KEY = bytes(range(80))  # HPKE enc(32) || ciphertext(48), docs/formats.md
 ACCOUNTS_PER_ROUND = 7
+CHANNEL_ACCOUNTS = 2  # per round: a seller and a buyer
 
 # send(label, sender, call, value) mines `call` from `sender` and returns its receipt; travel(seconds)
 # moves the chain's clock. label None: a setup step, not measured.
@@ -145,6 +166,12 @@ def play_round(
         step(label, operator, market.deliverKey(sale["purchaseId"], sale["buyer"], WRAPPED_KEY))
     step("vote", buyer, votes.vote(model_id, 4))
     step("vote (model has votes)", second_buyer, votes.vote(model_id, 5))
+    # issue 15: a review (its score replaces the live vote), a report, a feedback item's anchor
+    # and its withdrawal (context rows, no target; each CID is a string in the calldata and event)
+    step("review (replaces a vote)", buyer, votes.review(model_id, 3, CID_V1))
+    step("report", second_buyer, votes.report(model_id, CID_V1))
+    step("sendFeedback", buyer, votes.sendFeedback(model_id, CID_V1))
+    step("withdrawFeedback", buyer, votes.withdrawFeedback(model_id, CID_V1))
     travel(market.challengePeriod().call() + 1)
     for label, sale in (("releaseRevenue", sales[0]), ("releaseRevenue (second)", sales[1])):
         step(label, second_buyer, market.releaseRevenue(sale["purchaseId"]))
@@ -152,6 +179,85 @@ def play_round(
     step("claimValidatorReward", validator_a, market.claimValidatorReward(model_id))
     step("release (seat)", validator_a, validators.release(model_id, validator_a))
     return receipts
+
+
+def play_channel(
+    c: dict, token, fresh: list[str], round_no: int, send: Send, sign: Callable[[str, dict], bytes]
+) -> dict[str, dict]:
+    """A model priced in the ERC-20 ``token``, a never-used buyer opens a channel for it (the ERC-20
+    deposit pulled with transferFrom) and its never-used seller claims the buyer's voucher. ``sign``
+    (address, EIP-712 message) -> signature. Returns {row label: receipt}."""
+    seller, buyer = fresh
+    registry, channels = c["ModelRegistry"].functions, c["Channels"]
+    receipt = send(None, seller, registry.list(bytes([0x40 + round_no]) * 32, CID_V1, PRICE), 0)
+    model_id = (
+        c["ModelRegistry"]
+        .events.ModelListed()
+        .process_receipt(receipt, errors=DISCARD)[0]["args"]["modelId"]
+    )
+    send(None, seller, registry.setPaymentToken(model_id, token.address), 0)
+    send(None, buyer, token.functions.mint(buyer, CHANNEL_DEPOSIT), 0)
+    send(None, buyer, token.functions.approve(channels.address, CHANNEL_DEPOSIT), 0)
+    expires = c["ModelRegistry"].w3.eth.get_block("latest")["timestamp"] + 86400
+    receipts = {
+        "openChannel": send(
+            "openChannel",
+            buyer,
+            channels.functions.openChannel(model_id, token.address, CHANNEL_DEPOSIT, expires),
+            0,
+        )
+    }
+    opened = channels.events.ChannelOpened().process_receipt(
+        receipts["openChannel"], errors=DISCARD
+    )
+    channel_id = opened[0]["args"]["channelId"]
+    chain_id = c["ModelRegistry"].w3.eth.chain_id
+    voucher = voucher_typed_data(chain_id, channels.address, channel_id, CHANNEL_VOUCHER)
+    signature = sign(buyer, voucher)
+    claim = channels.functions.claim(channel_id, CHANNEL_VOUCHER, signature)
+    receipts["claim"] = send("claim", seller, claim, 0)
+    return receipts
+
+
+def play_tokens(c: dict, token, fresh: list[str], round_no: int, send: Send) -> dict[str, dict]:
+    """A model priced in the ERC-20 ``token`` and one priced in ETH, both offering a subscription: a
+    never-used buyer buys the first (buy_erc20: the price pulled with transferFrom), a never-used
+    account subscribes to the second for 30 days in ETH (subscribe, as `buy` is in ETH) and another to
+    the first in the token (context: the token's transferFrom on top). Returns {row: receipt}."""
+    seller, buyer, subscriber, token_subscriber = fresh
+    registry, market = c["ModelRegistry"].functions, c["Marketplace"].functions
+    listed = []
+    for n in range(2):
+        model_hash = bytes([0x60 + 2 * round_no + n]) * 32
+        receipt = send(None, seller, registry.list(model_hash, CID_V1, TOKEN_PRICE), 0)
+        listed.append(
+            c["ModelRegistry"]
+            .events.ModelListed()
+            .process_receipt(receipt, errors=DISCARD)[0]["args"]["modelId"]
+        )
+    in_token, in_eth = listed
+    send(None, seller, registry.setPaymentToken(in_token, token.address), 0)
+    for model_id in listed:
+        send(None, seller, registry.setSubscription(model_id, SUBSCRIPTION_PER_DAY, 86400), 0)
+    total = 30 * SUBSCRIPTION_PER_DAY
+    for account, amount in ((buyer, TOKEN_PRICE), (token_subscriber, total)):
+        send(None, account, token.functions.mint(account, amount), 0)
+        send(None, account, token.functions.approve(c["Marketplace"].address, amount), 0)
+    return {
+        "buy_erc20": send("buy_erc20", buyer, market.buy(in_token, key_of(buyer), TOKEN_PRICE), 0),
+        "subscribe": send("subscribe", subscriber, market.subscribe(in_eth, 30, total), total),
+        "subscribe (ERC-20)": send(
+            "subscribe (ERC-20)", token_subscriber, market.subscribe(in_token, 30, total), 0
+        ),
+    }
+
+
+def deploy_stablecoin(w3, deployer: str):
+    """The test stablecoin (contracts/MockStablecoin.sol: 6 decimals, anyone may mint)."""
+    art = compile_contracts()[STABLECOIN]
+    factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+    receipt = send_transaction(w3, deployer, factory.constructor(), what=f"deploy {STABLECOIN}")
+    return w3.eth.contract(address=receipt["contractAddress"], abi=art["abi"])
 
 
 def key_of(account: str) -> bytes:
@@ -215,12 +321,21 @@ def verdict(gas: int, target: int | None) -> tuple[str, str]:
 
 
 def main() -> int:
-    node = start_anvil(accounts=1 + 2 * ACCOUNTS_PER_ROUND + 2, extra_args=["--steps-tracing"])
+    token_first = 1 + 2 * ACCOUNTS_PER_ROUND  # the accounts after the two rounds'
+    channel_first = token_first + 2 * TOKEN_ACCOUNTS
+    node = start_anvil(
+        accounts=channel_first + 2 * CHANNEL_ACCOUNTS + 2, extra_args=["--steps-tracing"]
+    )
     try:
         w3 = Web3(Web3.HTTPProvider(node.url))
         accounts = w3.eth.accounts
         deployer = accounts[0]
         c = suite_contracts(w3, deploy_suite(w3, deployer, quorum=QUORUM))
+        token = deploy_stablecoin(w3, deployer)
+        # anvil's accounts are its mnemonic's, in order: their keys sign the vouchers
+        keys = {
+            dev_signer("anvil", i).address: dev_signer("anvil", i) for i in range(len(accounts))
+        }
 
         def send(label, sender, call, value=0):
             return send_transaction(w3, sender, call, what=label or "setup", value=value)
@@ -240,6 +355,23 @@ def main() -> int:
             )
             for i in range(2)
         ]
+        for i in range(2):
+            first = token_first + i * TOKEN_ACCOUNTS
+            fresh = accounts[first : first + TOKEN_ACCOUNTS]
+            played[i].update(play_tokens(c, token, fresh, i + 1, send))
+        for i in range(2):
+            first = channel_first + i * CHANNEL_ACCOUNTS
+            fresh = accounts[first : first + CHANNEL_ACCOUNTS]
+            played[i].update(
+                play_channel(
+                    c,
+                    token,
+                    fresh,
+                    i + 1,
+                    send,
+                    lambda address, message: keys[address].sign_typed_data(message),
+                )
+            )
         parts = {label: breakdown(w3, receipt) for label, receipt in played[0].items()}
         mints = baseline_mints(w3, deployer, accounts[-2:])
     finally:
@@ -254,7 +386,7 @@ def main() -> int:
     print("each operation is the first of its kind by a never-used account (cold storage)")
     print(f"{'operation':<30}{'round 1 (new suite)':>21}{'round 2':>10}{'target':>10}  verdict")
     for op in rounds[0]:
-        shown, met = verdict(costly[op], TARGETS.get(op))
+        shown, met = verdict(costly[op], {**TARGETS, **TOKEN_TARGETS, **CHANNEL_TARGETS}.get(op))
         print(f"{op:<30}{rounds[0][op]:>21,}{rounds[1][op]:>10,}{shown:>10}  {met}")
     print(
         "where round 1's gas goes (opcode trace): intrinsic = 21,000 + calldata; rest = calls, compute, refunds"
@@ -272,7 +404,12 @@ def main() -> int:
         f"list / mint = {costly['list'] / max(mints):.2f}x"
     )
     print("anchors: Seaport fulfillBasicOrder 88-109k gas (buy target 90k); ERC-721 mint 51-69k")
-    print_figures({**{op: costly[op] for op in TARGETS}, "baseline_erc721_mint": max(mints)})
+    print_figures(
+        {
+            **{op: costly[op] for op in {**TARGETS, **TOKEN_TARGETS, **CHANNEL_TARGETS}},
+            "baseline_erc721_mint": max(mints),
+        }
+    )
     return 0
 
 

@@ -1,6 +1,7 @@
 """Serving benchmark: the served classifier under 1, 8 and 32 concurrent clients vs a naive baseline.
 
-    .venv/bin/python benchmarks/serve.py [--model-dir DIR] [--dtype fp32] [--http] [--requests 2048]
+    .venv/bin/python benchmarks/serve.py [--model-dir DIR] [--dtype fp32] [--backend onnx] [--http]
+        [--requests 2048] [--no-compare]
 
 Baseline (same run, same model, same texts): one request at a time through a plain transformers
 ``pipeline("text-classification")``, fp32, torch's default threads. Served: ml.serve.Predictor
@@ -19,8 +20,13 @@ The baseline runs before and after the served levels on the texts of the 32-clie
 ratios use the mean of its two runs (``throughput_vs_faster_naive_32``: against the faster one).
 Each level runs for several seconds (2,048 requests at 8 and 32 clients, 512 with one, 384 for
 each baseline run): with 512/192 the figures moved by up to a quarter between runs minutes apart.
+Backends, same run (unless --no-compare): after the served levels, the packed int8 torch path,
+ONNX Runtime fp32 and ONNX Runtime int8 (ml/onnxrt.py; exported beside the model on first use)
+each serve the 32-client level in turn, through the same batcher settings; the ratios are
+against the torch int8 run of that block (``onnx_int8_vs_torch_int8_32``). The CPU default
+(ml.serve.DEFAULT_BACKEND) is whichever serves more.
 Targets: throughput at 32 clients >= 5x the baseline; p99 <= 3x p50 at 32 clients.
-Last line: JSON with ``throughput_vs_naive_32`` and ``p99_over_p50_32``.
+Last line: JSON with ``throughput_vs_naive_32``, ``p99_over_p50_32`` and the backends' figures.
 """
 
 from __future__ import annotations
@@ -54,6 +60,18 @@ def parse_args():
         choices=("fp32", "bf16", "int8"),
         help="served dtype (default: ml.serve's served default, int8 on CPU)",
     )
+    p.add_argument(
+        "--backend",
+        default=None,
+        choices=("torch", "onnx"),
+        help="served backend (default: ml.serve's DEFAULT_BACKEND)",
+    )
+    p.add_argument(
+        "--compare",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also serve 32 clients with torch int8, ONNX fp32 and ONNX int8 (default: on)",
+    )
     p.add_argument("--http", action="store_true", help="go through the signed HTTP endpoint")
     p.add_argument(
         "--requests",
@@ -61,12 +79,7 @@ def parse_args():
         default=2048,
         help="requests per concurrency level (a quarter of it with 1 client)",
     )
-    p.add_argument(
-        "--naive-requests",
-        type=int,
-        default=384,
-        help="baseline requests, before and again after the served levels",
-    )
+    add_naive_option(p, "the served levels")
     p.add_argument("--max-batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2, help="batcher worker threads")
     p.add_argument(
@@ -77,6 +90,16 @@ def parse_args():
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--max-length", type=int, default=128)
     return p.parse_args()
+
+
+def add_naive_option(parser: argparse.ArgumentParser, between: str) -> None:
+    """--naive-requests: how many requests the baseline sends, before and after ``between``."""
+    parser.add_argument(
+        "--naive-requests",
+        type=int,
+        default=384,
+        help=f"baseline requests, before and again after {between}",
+    )
 
 
 def build_model(out: Path) -> Path:
@@ -233,6 +256,84 @@ def http_caller(batcher, texts, total_needed):
     return call, payloads, server.shutdown
 
 
+def serve_levels(predictor, args, texts, levels):
+    """Serve ``levels`` ({clients: requests}) through a fresh DynamicBatcher (and with --http the
+    signed endpoint): ({clients: stats}, {clients: mean batch}, how requests went)."""
+    from ml.serve import DynamicBatcher
+
+    batcher = DynamicBatcher(
+        predictor,
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=1024,
+        workers=args.workers,
+    )
+    predictor.predict(texts[:32])  # warm-up (and ONNX Runtime's session at the batcher's threads)
+    if args.http:
+        call, payloads, stop = http_caller(batcher, texts, sum(levels.values()) + 64)
+    else:
+        payloads = [[t] for t in texts]
+
+        def call(body):
+            batcher.submit(body).result(120)
+
+        def stop():
+            return None
+
+    results, mean_batches = {}, {}
+    offset = 0
+    for clients, total in levels.items():
+        batches0, items0 = batcher.batches, batcher.items
+        results[clients] = run_clients(call, payloads[offset:] or payloads, clients, total)
+        offset += total
+        mean_batches[clients] = (batcher.items - items0) / max(1, batcher.batches - batches0)
+    stop()
+    batcher.close()
+    return results, mean_batches, "signed HTTP endpoint" if args.http else "DynamicBatcher"
+
+
+def agreement(reference_out, out) -> float:
+    """The share of texts given the same label."""
+    same = sum(a["label"] == b["label"] for a, b in zip(reference_out, out, strict=True))
+    return same / len(out)
+
+
+def compare_backends(model_dir, args, texts32, sample, reference_out) -> dict:
+    """The packed int8 torch path, ONNX Runtime fp32 and int8 at 32 clients, one after another
+    on the same texts: their figures and ratios (against torch int8) for the JSON line."""
+    from ml.serve import Predictor
+
+    runs = {}
+    for backend, dtype in (("torch", "int8"), ("onnx", "fp32"), ("onnx", "int8")):
+        name = f"{backend}_{dtype}"
+        t0 = time.perf_counter()
+        predictor = Predictor(model_dir, dtype=dtype, backend=backend, max_length=args.max_length)
+        ready = time.perf_counter() - t0
+        agree = agreement(reference_out, predictor.predict(sample))
+        stats = serve_levels(predictor, args, texts32, {32: args.requests})[0][32]
+        runs[name] = {**stats, "agreement": agree}
+        print(
+            f"backend {backend} {dtype} ({ready:.1f} s to load, export included), 32 clients: "
+            f"{stats['throughput']:.1f} req/s, p50 {stats['p50_ms']:.1f} ms, "
+            f"p99 {stats['p99_ms']:.1f} ms; labels vs torch fp32 {agree:.3f}",
+            flush=True,
+        )
+        del predictor
+    torch_int8 = runs["torch_int8"]["throughput"]
+    figures = {}
+    for name, run in runs.items():
+        figures[f"{name}_throughput_32"] = round(run["throughput"], 2)
+        figures[f"{name}_label_agreement_vs_fp32"] = round(run["agreement"], 3)
+        if name != "torch_int8":
+            ratio = run["throughput"] / torch_int8
+            figures[f"{name}_vs_torch_int8_32"] = round(ratio, 3)
+            print(f"{name} / torch_int8 at 32 clients: {ratio:.2f}x")
+    best = max(runs, key=lambda name: runs[name]["throughput"])
+    print(f"fastest at 32 clients: {best}")
+    figures["fastest_backend_32"] = best
+    return figures
+
+
 def main():
     args = parse_args()
     import logging
@@ -241,7 +342,7 @@ def main():
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
 
-    from ml.serve import DynamicBatcher, Predictor
+    from ml.serve import Predictor
 
     texts = [ex.text for ex in data.split("test")]
     print(
@@ -261,54 +362,34 @@ def main():
         pipe = naive_pipeline(model_dir)
         naive_runs = [run_naive(pipe, texts32, args.naive_requests, args.max_length)]
         show_naive("before", naive_runs[0])
-        predictor = Predictor(model_dir, dtype=args.dtype, max_length=args.max_length)
+        predictor = Predictor(
+            model_dir, dtype=args.dtype, backend=args.backend, max_length=args.max_length
+        )
         reference = Predictor(model_dir, dtype="fp32", max_length=args.max_length)
-        dtype = predictor.dtype
+        dtype, backend = predictor.dtype, predictor.backend
         sample = texts[:256]
-        agree = sum(
-            a["label"] == b["label"]
-            for a, b in zip(reference.predict(sample), predictor.predict(sample), strict=True)
-        ) / len(sample)
+        reference_out = reference.predict(sample)
+        agree = agreement(reference_out, predictor.predict(sample))
         head = "trained head" if args.model_dir else "untrained head"
-        print(f"{dtype} vs fp32 label agreement on {len(sample)} test texts ({head}): {agree:.3f}")
+        print(
+            f"{backend} {dtype} vs torch fp32 label agreement on {len(sample)} test "
+            f"texts ({head}): {agree:.3f}"
+        )
         accuracy = (
             held_out_accuracy(reference, predictor, args.eval_set) if args.model_dir else None
         )
         del reference
-        batcher = DynamicBatcher(
-            predictor,
-            max_batch_size=args.max_batch_size,
-            max_wait_ms=args.max_wait_ms,
-            max_queue=1024,
-            workers=args.workers,
-        )
+        results, mean_batches, via = serve_levels(predictor, args, texts, levels)
         print(
             f"batcher: {args.workers} workers x {torch.get_num_threads()} intra-op threads, "
             f"max batch {args.max_batch_size}, max wait {args.max_wait_ms} ms"
         )
-        predictor.predict(texts[:32])  # warm-up
-        if args.http:
-            call, payloads, stop = http_caller(batcher, texts, 3 * args.requests + 64)
-        else:
-            payloads = [[t] for t in texts]
-
-            def call(body):
-                batcher.submit(body).result(120)
-
-            def stop():
-                return None
-
-        via = "signed HTTP endpoint" if args.http else "DynamicBatcher"
-        results, mean_batches = {}, {}
-        offset = 0
-        for clients, total in levels.items():
-            batches0, items0 = batcher.batches, batcher.items
-            stats = run_clients(call, payloads[offset:] or payloads, clients, total)
-            offset += total
-            mean_batches[clients] = (batcher.items - items0) / max(1, batcher.batches - batches0)
-            results[clients] = stats
-        stop()
-        batcher.close()
+        del predictor
+        backends = (
+            compare_backends(model_dir, args, texts32, sample, reference_out)
+            if args.compare
+            else {}
+        )
         torch.set_num_threads(threads)  # the baseline runs as it did before
         naive_runs.append(run_naive(pipe, texts32, args.naive_requests, args.max_length))
         show_naive("after", naive_runs[1])
@@ -317,7 +398,7 @@ def main():
     print(f"naive pipeline, mean of before and after: {naive['throughput']:.1f} req/s")
     for clients, stats in results.items():
         print(
-            f"served ({dtype}, {via}), {clients:>2} clients: "
+            f"served ({backend} {dtype}, {via}), {clients:>2} clients: "
             f"{stats['throughput']:.1f} req/s ({stats['throughput'] / naive['throughput']:.2f}x "
             f"naive), p50 {stats['p50_ms']:.1f} ms, p99 {stats['p99_ms']:.1f} ms, "
             f"mean batch {mean_batches[clients]:.1f}"
@@ -326,6 +407,7 @@ def main():
     summary = {
         "benchmark": "serve",
         "via": via,
+        "backend": backend,
         "dtype": dtype,
         "workers": args.workers,
         "max_batch_size": args.max_batch_size,
@@ -347,6 +429,7 @@ def main():
             if accuracy
             else {}
         ),
+        **backends,
         "targets": {"throughput_vs_naive_32": ">= 5", "p99_over_p50_32": "<= 3"},
     }
     print_figures(summary)

@@ -2,6 +2,9 @@
 pragma solidity ^0.8.24;
 
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {ModelRegistry} from "./ModelRegistry.sol";
 import {Validators} from "./Validators.sol";
@@ -9,12 +12,17 @@ import {Votes} from "./Votes.sol";
 
 /// @notice Escrow for model sales: the price is held until the seller's worker delivers the wrapped key,
 /// and the seller's revenue is then held for a challenge period, during which a dispute refunds the buyer.
+/// Prices are in ETH or in the ERC-20 the listing names (`ModelRegistry.paymentToken`); a purchase keeps
+/// the token it was paid in, and every balance (escrow, credits, verifiers' rewards) is kept per token.
+/// Subscriptions sell time-limited access to the model's service, paid to the owner at once.
 /// @dev A purchase is two slots: `_purchases[id]` (who, which model) and the access record keyed by
 /// (model, account), which is also the licence `hasLicense` reads. A staked validator gets a key the
 /// same way at price 0 (`requestValidatorKey`), in a separate access table that grants no licence; the
 /// Validators contract is told of each such request and delivery (its seats and bonds). A licence
 /// holder's vote score is kept in its licence record (Votes asks `recordVote`).
 contract Marketplace is Ownable, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+
     error MarketplaceModelInactive(uint256 modelId);
     error MarketplaceModelDisputed(uint256 modelId);
     error MarketplacePriceAboveMax(uint256 modelId, uint256 price, uint256 maxPrice);
@@ -45,21 +53,37 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     error MarketplaceBadConfig(string what);
     error MarketplaceVotesAlreadySet(address votes);
     error MarketplaceOnlyVotes(address caller);
+    error MarketplaceTokenPriceAboveMax(uint256 modelId, address token, uint256 price, uint256 maxPrice);
+    error MarketplaceEthSentForToken(uint256 modelId, address token, uint256 sent);
+    error MarketplaceTokenAmountMismatch(address token, uint256 expected, uint256 received);
+    error MarketplaceNotPricedInToken(uint256 modelId);
+    error MarketplacePermitFailed(address token, uint256 allowance, uint256 needed);
+    error MarketplaceNoSubscription(uint256 modelId);
+    error MarketplaceBadPeriods(uint256 periods);
 
+    /// `token` is what the price was paid in (address(0): ETH; always 0 for a validator's request).
     event Purchased(
-        uint256 indexed purchaseId, uint256 indexed modelId, address indexed buyer, uint256 price, bytes32 buyerKey
+        uint256 indexed purchaseId,
+        uint256 indexed modelId,
+        address indexed buyer,
+        uint256 price,
+        bytes32 buyerKey,
+        address token
     );
     event ValidatorKeyRequested(uint256 indexed purchaseId, uint256 indexed modelId, address indexed validator);
     event KeyDelivered(uint256 indexed purchaseId, bytes wrappedKey);
-    event Refunded(uint256 indexed purchaseId, address indexed buyer, uint256 amount);
-    event RevenueReleased(uint256 indexed purchaseId, address indexed owner, uint256 amount, uint256 fee);
-    event Withdrawn(address indexed account, uint256 amount);
+    event Refunded(uint256 indexed purchaseId, address indexed buyer, uint256 amount, address token);
+    event RevenueReleased(
+        uint256 indexed purchaseId, address indexed owner, uint256 amount, uint256 fee, address token
+    );
+    event Withdrawn(address indexed account, uint256 amount, address indexed token);
     event FeeChanged(uint256 feeBps);
     event FeeRecipientChanged(address indexed feeRecipient);
     event ValidatorsConnected(address indexed validators);
     event VotesConnected(address indexed votes);
     event VerdictRecorded(uint256 indexed modelId, uint8 status, uint256 verifierWeight);
-    event ValidatorRewardClaimed(uint256 indexed modelId, address indexed validator, uint256 amount);
+    event ValidatorRewardClaimed(uint256 indexed modelId, address indexed validator, uint256 amount, address token);
+    event Subscribed(uint256 indexed modelId, address indexed account, uint64 expiresAt);
 
     uint8 public constant STATUS_NONE = 0;
     uint8 public constant STATUS_PENDING = 1;
@@ -78,7 +102,8 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
 
     /// The live purchase of one (model, account); a buyer's delivered one is the licence.
     struct Access {
-        uint64 purchaseId;
+        uint56 purchaseId;
+        bool paidInToken; // the price is in `_purchaseTokens[purchaseId]`, not in wei
         uint80 price; // the registry caps prices at uint80
         uint40 deadline; // delivery deadline
         uint40 deliveredAt; // 0 until delivered; the challenge period runs from here
@@ -93,7 +118,6 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         uint48 verifierWeight; // total weight of the validators that verified it
         bool disputed; // settled as anything but Verified
         uint40 disputedAt;
-        uint160 rewardPerWeight; // cumulative wei owed per unit of verifier weight
     }
 
     ModelRegistry private immutable _registry;
@@ -110,8 +134,13 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     mapping(uint256 modelId => mapping(address buyer => Access)) private _licences;
     mapping(uint256 modelId => mapping(address validator => Access)) private _validatorAccess;
     mapping(uint256 modelId => Book) private _books;
-    mapping(uint256 modelId => mapping(address validator => uint256)) private _rewardClaimed; // per weight
-    mapping(address account => uint256) private _credited;
+    // cumulative amount owed per unit of verifier weight, per token (address(0): wei)
+    mapping(uint256 modelId => mapping(address token => uint256)) private _rewardPerWeight;
+    mapping(uint256 modelId => mapping(address validator => mapping(address token => uint256))) private _rewardClaimed; // per weight
+    mapping(address account => mapping(address token => uint256)) private _credited;
+    // the ERC-20 a purchase was paid in, fixed at buy time (absent: ETH)
+    mapping(uint256 purchaseId => address) private _purchaseTokens;
+    mapping(uint256 modelId => mapping(address account => uint64)) private _subscriptionEnds;
 
     /// @param registry the ModelRegistry whose tokens are sold.
     /// @param deliveryWindow seconds a seller has to deliver before the buyer may take a refund.
@@ -144,24 +173,78 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         _feeBps = uint16(feeBps);
     }
 
-    /// @notice Buy a licence: pay exactly the price into escrow until the key is delivered.
+    /// @notice Buy a licence: pay exactly the price into escrow until the key is delivered. A model priced
+    /// in ETH takes the price as msg.value; one priced in an ERC-20 takes no ETH and pulls the price from
+    /// the buyer (approve the Marketplace first, or use `buyWithPermit`). A token that delivers less than
+    /// the price (a fee on transfer) is refused.
     /// @param buyerKey the buyer's X25519 public key (docs/formats.md) the key is wrapped to.
     /// @param maxPrice the most the buyer accepts to pay (guards against a price raised in the same block).
     /// @return purchaseId Emits {Purchased}.
-    function buy(uint256 modelId, bytes32 buyerKey, uint256 maxPrice) external payable returns (uint256 purchaseId) {
-        (uint256 price, bool active, address owner) = _registry.saleTerms(modelId);
-        if (!active) revert MarketplaceModelInactive(modelId);
-        if (price > maxPrice) revert MarketplacePriceAboveMax(modelId, price, maxPrice);
-        if (msg.value != price) revert MarketplaceWrongPayment(modelId, msg.value, price);
-        if (buyerKey == bytes32(0)) revert MarketplaceZeroBuyerKey();
-        if (_books[modelId].disputed) revert MarketplaceModelDisputed(modelId);
-        Access storage access = _licences[modelId][msg.sender];
-        uint8 status = access.status;
-        if (status == STATUS_DELIVERED) revert MarketplaceAlreadyLicensed(modelId, msg.sender);
-        if (status == STATUS_PENDING) revert MarketplacePurchasePending(access.purchaseId, access.deadline);
+    function buy(uint256 modelId, bytes32 buyerKey, uint256 maxPrice)
+        external
+        payable
+        nonReentrant
+        returns (uint256 purchaseId)
+    {
+        return _buy(modelId, buyerKey, maxPrice);
+    }
 
-        purchaseId = _open(modelId, price, false, msg.sender == owner);
-        emit Purchased(purchaseId, modelId, msg.sender, price, buyerKey);
+    /// @notice `buy` for a model priced in an EIP-2612 token, approving the Marketplace in the same
+    /// transaction with the buyer's permit signature for `maxPrice` (spender: this contract). A permit
+    /// someone copied from the mempool and submitted first only sets the same allowance: the purchase then
+    /// goes through with it.
+    /// @return purchaseId Emits {Purchased}.
+    function buyWithPermit(
+        uint256 modelId,
+        bytes32 buyerKey,
+        uint256 maxPrice,
+        uint256 deadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external nonReentrant returns (uint256 purchaseId) {
+        address token = _registry.paymentToken(modelId);
+        if (token == address(0)) revert MarketplaceNotPricedInToken(modelId);
+        try IERC20Permit(token).permit(msg.sender, address(this), maxPrice, deadline, v, r, s) {
+            return _buy(modelId, buyerKey, maxPrice);
+        } catch {
+            uint256 allowance = IERC20(token).allowance(msg.sender, address(this));
+            if (allowance < maxPrice) revert MarketplacePermitFailed(token, allowance, maxPrice);
+        }
+        return _buy(modelId, buyerKey, maxPrice);
+    }
+
+    /// @notice Subscribe to the model's service for `periods` periods of the owner's terms
+    /// (`ModelRegistry.subscriptionTerms`), paid in the listing's token (ETH as msg.value, an ERC-20
+    /// pulled like `buy`'s); the access runs from the later of now and the current expiry. The payment is
+    /// credited to the model's owner at once, less the fee: a subscription grants calls to the running
+    /// service, not a key, so there is nothing to deliver or hold (contracts/README.md).
+    /// @param maxPrice the most the caller accepts to pay in all (periods x price per period).
+    /// @return expiresAt when the access ends. Emits {Subscribed}.
+    function subscribe(uint256 modelId, uint256 periods, uint256 maxPrice)
+        external
+        payable
+        nonReentrant
+        returns (uint64 expiresAt)
+    {
+        (uint256 pricePerPeriod, uint32 periodSeconds, bool active, address owner, address token) =
+            _registry.subscriptionSale(modelId);
+        if (pricePerPeriod == 0) revert MarketplaceNoSubscription(modelId);
+        if (!active) revert MarketplaceModelInactive(modelId);
+        if (_books[modelId].disputed) revert MarketplaceModelDisputed(modelId);
+        if (periods == 0 || periods > type(uint64).max) revert MarketplaceBadPeriods(periods);
+        uint256 from = _subscriptionEnds[modelId][msg.sender];
+        if (from < block.timestamp) from = block.timestamp;
+        uint256 end = from + periods * periodSeconds; // < 2^64 + 2^64 * 2^32: no overflow
+        if (end > type(uint64).max) revert MarketplaceBadPeriods(periods);
+        uint256 total = periods * pricePerPeriod; // < 2^64 * 2^128: no overflow
+        _checkPayment(modelId, token, total, maxPrice);
+
+        expiresAt = uint64(end);
+        _subscriptionEnds[modelId][msg.sender] = expiresAt;
+        _payOut(modelId, token, owner, total);
+        emit Subscribed(modelId, msg.sender, expiresAt);
+        if (token != address(0)) _pull(token, total);
     }
 
     /// @notice A staked validator asks for a model's key at no cost, to re-check it in a validation round.
@@ -173,19 +256,22 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     function requestValidatorKey(uint256 modelId, bytes32 validatorKey) external returns (uint256 purchaseId) {
         Validators validators = _validators;
         if (address(validators) == address(0)) revert MarketplaceNotValidator(msg.sender);
-        if (validatorKey == bytes32(0)) revert MarketplaceZeroBuyerKey();
-        if (!_registry.isActive(modelId)) revert MarketplaceModelInactive(modelId);
-        Access storage access = _validatorAccess[modelId][msg.sender];
-        uint8 status = access.status;
-        if (status == STATUS_DELIVERED) revert MarketplaceAlreadyLicensed(modelId, msg.sender);
-        if (status == STATUS_PENDING && block.timestamp <= access.deadline) {
-            revert MarketplacePurchasePending(access.purchaseId, access.deadline);
-        }
+        return _requestValidatorKey(validators, msg.sender, modelId, validatorKey);
+    }
 
-        purchaseId = _open(modelId, 0, true, false);
-        emit Purchased(purchaseId, modelId, msg.sender, 0, validatorKey);
-        emit ValidatorKeyRequested(purchaseId, modelId, msg.sender);
-        validators.keyRequested(modelId, msg.sender);
+    /// @notice `requestValidatorKey` by `validator`'s attester (`Validators.setAttester`), for `validator`:
+    /// the request, its bond and the key's seat are the validator's; the key is wrapped to `validatorKey`
+    /// (the attester's X25519 key).
+    function requestValidatorKeyFor(address validator, uint256 modelId, bytes32 validatorKey)
+        external
+        returns (uint256 purchaseId)
+    {
+        Validators validators = _validators;
+        if (address(validators) == address(0)) revert MarketplaceNotValidator(validator);
+        if (!validators.mayAttestFor(validator, msg.sender)) {
+            revert Validators.ValidatorsNotAttester(validator, msg.sender);
+        }
+        return _requestValidatorKey(validators, validator, modelId, validatorKey);
     }
 
     /// @notice Deliver the wrapped content key to the purchase's buyer (or validator). Callable once, by
@@ -237,8 +323,9 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
 
         access.released = true;
         address owner = _registry.ownerOf(p.modelId);
-        (uint256 amount, uint256 fee) = _payOut(b, owner, access.price);
-        emit RevenueReleased(purchaseId, owner, amount, fee);
+        address token = access.paidInToken ? _purchaseTokens[purchaseId] : address(0);
+        (uint256 amount, uint256 fee) = _payOut(p.modelId, token, owner, access.price);
+        emit RevenueReleased(purchaseId, owner, amount, fee, token);
     }
 
     /// @notice Take the money back (buyer only; credited, `withdraw` sends it) for a purchase that was
@@ -269,32 +356,38 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         }
 
         access.status = STATUS_REFUNDED;
-        _credited[msg.sender] += a.price;
-        emit Refunded(purchaseId, msg.sender, a.price);
+        address token = a.paidInToken ? _purchaseTokens[purchaseId] : address(0);
+        _credited[msg.sender][token] += a.price;
+        emit Refunded(purchaseId, msg.sender, a.price, token);
     }
 
-    /// @notice Send the caller everything credited to them (sales, fees, refunds, rewards).
-    /// If the transfer fails the whole call reverts and the balance stays credited. Emits {Withdrawn}.
+    /// @notice Send the caller all the ETH credited to them (sales, fees, refunds, rewards): `withdraw(0)`.
     function withdraw() external nonReentrant {
-        uint256 amount = _credited[msg.sender];
-        if (amount == 0) revert MarketplaceNothingToWithdraw(msg.sender);
-        _credited[msg.sender] = 0;
-        (bool ok,) = payable(msg.sender).call{value: amount}("");
-        if (!ok) revert MarketplaceTransferFailed(msg.sender, amount);
-        emit Withdrawn(msg.sender, amount);
+        _withdraw(address(0));
     }
 
-    /// @notice Move a verifier's share of the model's sales fees into their withdrawable balance, in
-    /// proportion to the weight it verified with. Emits {ValidatorRewardClaimed}.
+    /// @notice Send the caller everything credited to them in `token` (address(0): ETH). If the transfer
+    /// fails the whole call reverts and the balance stays credited. Emits {Withdrawn}.
+    function withdraw(address token) external nonReentrant {
+        _withdraw(token);
+    }
+
+    /// @notice Move a verifier's share of the model's ETH sales fees into their withdrawable balance:
+    /// `claimValidatorReward(modelId, 0)`.
     function claimValidatorReward(uint256 modelId) external {
-        uint256 amount = pendingValidatorReward(modelId, msg.sender);
-        if (amount == 0) {
-            if (_verifierWeight(modelId, msg.sender) == 0) revert MarketplaceNotVerifier(modelId, msg.sender);
-            revert MarketplaceNothingToClaim(modelId, msg.sender);
-        }
-        _rewardClaimed[modelId][msg.sender] = _books[modelId].rewardPerWeight;
-        _credited[msg.sender] += amount;
-        emit ValidatorRewardClaimed(modelId, msg.sender, amount);
+        _claimValidatorReward(modelId, msg.sender, address(0));
+    }
+
+    /// @notice Move a verifier's share of the model's sales fees in `token` (address(0): ETH) into their
+    /// withdrawable balance, in proportion to the weight it verified with. Emits {ValidatorRewardClaimed}.
+    function claimValidatorReward(uint256 modelId, address token) external {
+        _claimValidatorReward(modelId, msg.sender, token);
+    }
+
+    /// @notice `claimValidatorReward` for `validator` (its attester's agent claims this way): the reward
+    /// is credited to the validator, never to the caller. Anyone may call it.
+    function claimValidatorRewardFor(address validator, uint256 modelId, address token) external {
+        _claimValidatorReward(modelId, validator, token);
     }
 
     /// @notice Called by the Validators contract when a model settles: a Verified model shares its fees
@@ -319,7 +412,10 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     function recordVote(uint256 modelId, address voter, uint8 score) external returns (uint256 weight, uint8 previous) {
         if (msg.sender != address(_votes)) revert MarketplaceOnlyVotes(msg.sender);
         Access storage access = _licences[modelId][voter];
-        if (access.status != STATUS_DELIVERED || access.ownerBought || access.price == 0) return (0, 0);
+        // Weights are wei: a licence paid in a token has no common unit with them (contracts/README.md).
+        if (access.status != STATUS_DELIVERED || access.ownerBought || access.price == 0 || access.paidInToken) {
+            return (0, 0);
+        }
         previous = access.vote;
         if (previous != score) access.vote = score;
         return (access.price, previous);
@@ -403,7 +499,30 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
 
     /// @notice Wei that `account` can withdraw now.
     function credited(address account) external view returns (uint256) {
-        return _credited[account];
+        return _credited[account][address(0)];
+    }
+
+    /// @notice What `account` can withdraw now in `token` (address(0): wei).
+    function credited(address account, address token) external view returns (uint256) {
+        return _credited[account][token];
+    }
+
+    /// @notice The token purchase `purchaseId` was paid in (address(0): ETH, or no such purchase).
+    function purchaseToken(uint256 purchaseId) external view returns (address) {
+        return _purchaseTokens[purchaseId];
+    }
+
+    /// @notice When `account`'s subscription to the model's service ends (0: never subscribed).
+    function accessUntil(uint256 modelId, address account) public view returns (uint64) {
+        return _subscriptionEnds[modelId][account];
+    }
+
+    /// @notice Whether `account` may use the model's service now: it holds a licence, or a subscription
+    /// that has not ended.
+    function hasAccess(uint256 modelId, address account) external view returns (bool) {
+        return
+            _licences[modelId][account].status == STATUS_DELIVERED
+                || block.timestamp < _subscriptionEnds[modelId][account];
     }
 
     /// @notice The licence holder's live vote score for the model (0 if none), as Votes recorded it.
@@ -412,20 +531,31 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     }
 
     /// @notice Wei a verifier of `modelId` can claim now (0 for anyone else).
-    function pendingValidatorReward(uint256 modelId, address validator) public view returns (uint256) {
-        uint256 weight = _verifierWeight(modelId, validator);
-        if (weight == 0) return 0;
-        return (_books[modelId].rewardPerWeight - _rewardClaimed[modelId][validator]) * weight;
+    function pendingValidatorReward(uint256 modelId, address validator) external view returns (uint256) {
+        return pendingValidatorReward(modelId, validator, address(0));
     }
 
-    /// @notice The validation outcome Validators reported, and the cumulative reward per unit of weight.
+    /// @notice What a verifier of `modelId` can claim now in `token` (address(0): wei; 0 for anyone else).
+    function pendingValidatorReward(uint256 modelId, address validator, address token) public view returns (uint256) {
+        uint256 weight = _verifierWeight(modelId, validator);
+        if (weight == 0) return 0;
+        return (_rewardPerWeight[modelId][token] - _rewardClaimed[modelId][validator][token]) * weight;
+    }
+
+    /// @notice The cumulative reward per unit of verifier weight of the model's sales in `token`.
+    function rewardPerWeight(uint256 modelId, address token) external view returns (uint256) {
+        return _rewardPerWeight[modelId][token];
+    }
+
+    /// @notice The validation outcome Validators reported, and the cumulative reward per unit of weight
+    /// of its ETH sales (`rewardPerWeight(modelId, token)` for a token's).
     function book(uint256 modelId)
         external
         view
-        returns (uint256 verifierWeight, bool disputed, uint256 disputedAt, uint256 rewardPerWeight)
+        returns (uint256 verifierWeight, bool disputed, uint256 disputedAt, uint256 rewardPerWeight_)
     {
         Book memory b = _books[modelId];
-        return (b.verifierWeight, b.disputed, b.disputedAt, b.rewardPerWeight);
+        return (b.verifierWeight, b.disputed, b.disputedAt, _rewardPerWeight[modelId][address(0)]);
     }
 
     function votes() external view returns (address) {
@@ -465,15 +595,102 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         return _nextPurchaseId;
     }
 
-    /// @dev A new pending purchase by msg.sender, its access record written whole: a new purchase of the
-    /// same (model, account) starts clean.
-    function _open(uint256 modelId, uint256 price, bool forValidator, bool ownerBought)
+    /// @dev `buy` and `buyWithPermit` after the permit: checks, the purchase written, then the ERC-20 pulled.
+    function _buy(uint256 modelId, bytes32 buyerKey, uint256 maxPrice) private returns (uint256 purchaseId) {
+        (uint256 price, bool active, address owner, address token) = _registry.saleTermsWithToken(modelId);
+        if (!active) revert MarketplaceModelInactive(modelId);
+        _checkPayment(modelId, token, price, maxPrice);
+        if (buyerKey == bytes32(0)) revert MarketplaceZeroBuyerKey();
+        if (_books[modelId].disputed) revert MarketplaceModelDisputed(modelId);
+        Access storage access = _licences[modelId][msg.sender];
+        uint8 status = access.status;
+        if (status == STATUS_DELIVERED) revert MarketplaceAlreadyLicensed(modelId, msg.sender);
+        if (status == STATUS_PENDING) revert MarketplacePurchasePending(access.purchaseId, access.deadline);
+
+        purchaseId = _open(msg.sender, modelId, price, false, msg.sender == owner, token);
+        emit Purchased(purchaseId, modelId, msg.sender, price, buyerKey, token);
+        if (token != address(0)) _pull(token, price);
+    }
+
+    /// @dev The price is within `maxPrice` and paid in the listing's currency: exactly `amount` of ETH, or
+    /// no ETH for a token (pulled afterwards).
+    function _checkPayment(uint256 modelId, address token, uint256 amount, uint256 maxPrice) private view {
+        if (token == address(0)) {
+            if (amount > maxPrice) revert MarketplacePriceAboveMax(modelId, amount, maxPrice);
+            if (msg.value != amount) revert MarketplaceWrongPayment(modelId, msg.value, amount);
+        } else {
+            if (amount > maxPrice) revert MarketplaceTokenPriceAboveMax(modelId, token, amount, maxPrice);
+            if (msg.value != 0) revert MarketplaceEthSentForToken(modelId, token, msg.value);
+        }
+    }
+
+    /// @dev Takes `amount` of `token` from msg.sender, refusing a token that delivers anything else (a fee
+    /// on transfer, a rebase): what the Marketplace holds must equal what it owes, per token.
+    function _pull(address token, uint256 amount) private {
+        if (amount == 0) return;
+        IERC20 erc20 = IERC20(token);
+        uint256 before = erc20.balanceOf(address(this));
+        erc20.safeTransferFrom(msg.sender, address(this), amount);
+        uint256 balance = erc20.balanceOf(address(this));
+        if (balance != before + amount) {
+            revert MarketplaceTokenAmountMismatch(token, amount, balance > before ? balance - before : 0);
+        }
+    }
+
+    function _withdraw(address token) private {
+        uint256 amount = _credited[msg.sender][token];
+        if (amount == 0) revert MarketplaceNothingToWithdraw(msg.sender);
+        _credited[msg.sender][token] = 0;
+        emit Withdrawn(msg.sender, amount, token);
+        if (token == address(0)) {
+            (bool ok,) = payable(msg.sender).call{value: amount}("");
+            if (!ok) revert MarketplaceTransferFailed(msg.sender, amount);
+        } else {
+            IERC20(token).safeTransfer(msg.sender, amount);
+        }
+    }
+
+    function _claimValidatorReward(uint256 modelId, address validator, address token) private {
+        uint256 amount = pendingValidatorReward(modelId, validator, token);
+        if (amount == 0) {
+            if (_verifierWeight(modelId, validator) == 0) revert MarketplaceNotVerifier(modelId, validator);
+            revert MarketplaceNothingToClaim(modelId, validator);
+        }
+        _rewardClaimed[modelId][validator][token] = _rewardPerWeight[modelId][token];
+        _credited[validator][token] += amount;
+        emit ValidatorRewardClaimed(modelId, validator, amount, token);
+    }
+
+    /// @dev A key request of `validator` (checked by the caller: itself or its attester).
+    function _requestValidatorKey(Validators validators, address validator, uint256 modelId, bytes32 validatorKey)
+        private
+        returns (uint256 purchaseId)
+    {
+        if (validatorKey == bytes32(0)) revert MarketplaceZeroBuyerKey();
+        if (!_registry.isActive(modelId)) revert MarketplaceModelInactive(modelId);
+        Access storage access = _validatorAccess[modelId][validator];
+        uint8 status = access.status;
+        if (status == STATUS_DELIVERED) revert MarketplaceAlreadyLicensed(modelId, validator);
+        if (status == STATUS_PENDING && block.timestamp <= access.deadline) {
+            revert MarketplacePurchasePending(access.purchaseId, access.deadline);
+        }
+
+        purchaseId = _open(validator, modelId, 0, true, false, address(0));
+        emit Purchased(purchaseId, modelId, validator, 0, validatorKey, address(0));
+        emit ValidatorKeyRequested(purchaseId, modelId, validator);
+        validators.keyRequested(modelId, validator);
+    }
+
+    /// @dev A new pending purchase by `account`, its access record written whole: a new purchase of the
+    /// same (model, account) starts clean. `token` (address(0): ETH) is recorded for the refund and release.
+    function _open(address account, uint256 modelId, uint256 price, bool forValidator, bool ownerBought, address token)
         private
         returns (uint256 purchaseId)
     {
         purchaseId = _nextPurchaseId++;
         Access memory fresh = Access({
-            purchaseId: uint64(purchaseId),
+            purchaseId: uint56(purchaseId),
+            paidInToken: token != address(0),
             price: uint80(price),
             deadline: uint40(block.timestamp + _deliveryWindow),
             deliveredAt: 0,
@@ -482,9 +699,10 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
             ownerBought: ownerBought,
             released: false
         });
-        if (forValidator) _validatorAccess[modelId][msg.sender] = fresh;
-        else _licences[modelId][msg.sender] = fresh;
-        _purchases[purchaseId] = Purchase({account: msg.sender, modelId: uint88(modelId), forValidator: forValidator});
+        if (forValidator) _validatorAccess[modelId][account] = fresh;
+        else _licences[modelId][account] = fresh;
+        _purchases[purchaseId] = Purchase({account: account, modelId: uint88(modelId), forValidator: forValidator});
+        if (token != address(0)) _purchaseTokens[purchaseId] = token;
     }
 
     function _accessOf(Purchase memory p, uint256 purchaseId) private view returns (Access storage access) {
@@ -511,20 +729,23 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     // The divisions round down on purpose: fee first (what the buyer was quoted), then an equal share
     // per unit of verifier weight; the dust stays with the platform, so nothing is ever over-credited.
     // slither-disable-start divide-before-multiply
-    function _payOut(Book storage b, address owner, uint256 price) private returns (uint256 amount, uint256 fee) {
+    function _payOut(uint256 modelId, address token, address owner, uint256 price)
+        private
+        returns (uint256 amount, uint256 fee)
+    {
         fee = (price * _feeBps) / 10_000;
         uint256 platformAmount = fee;
-        uint256 weight = b.verifierWeight;
+        uint256 weight = _books[modelId].verifierWeight;
         if (fee != 0 && weight != 0) {
             uint256 perWeight = (fee * _validatorShareBps) / 10_000 / weight;
             if (perWeight != 0) {
-                b.rewardPerWeight += uint160(perWeight);
+                _rewardPerWeight[modelId][token] += perWeight;
                 platformAmount -= perWeight * weight;
             }
         }
-        if (platformAmount != 0) _credited[_feeRecipient] += platformAmount;
+        if (platformAmount != 0) _credited[_feeRecipient][token] += platformAmount;
         amount = price - fee;
-        _credited[owner] += amount;
+        _credited[owner][token] += amount;
     }
     // slither-disable-end divide-before-multiply
 }

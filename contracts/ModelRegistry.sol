@@ -9,6 +9,11 @@ import {ERC721} from "@openzeppelin/contracts/token/ERC721/ERC721.sol";
 /// re-encoded by `metadataCid`; any other CID string is stored as is. The token's owner is kept in the
 /// same slot as the model's price and flags (instead of OpenZeppelin's separate `_owners` slot), so
 /// `list` writes one fresh slot less and a sale reads owner, price and state in one SLOAD.
+/// Versions: the listing is version 1 and stays where `list` wrote it; each `publishVersion` adds a
+/// `Version` record (versions 2, 3, ...), and `modelHash`, `metadataCid`, `claimedWorkDigest` and
+/// `attestationTarget` answer for the latest. A listing that never publishes a version pays nothing for
+/// them. Each version has its own claim (`claimMetrics` claims for the latest), so Validators can attest
+/// one version (`attestationTargetOf`) without a claim or a hash carrying over to another.
 contract ModelRegistry is ERC721 {
     error ModelRegistryNotOwner(uint256 modelId, address caller, address owner);
     error ModelRegistryZeroModelHash();
@@ -17,6 +22,9 @@ contract ModelRegistry is ERC721 {
     error ModelRegistryPriceTooHigh(uint256 price, uint256 maxPrice);
     error ModelRegistryBadWorkDigest(bytes32 workDigest);
     error ModelRegistryAlreadyClaimed(uint256 modelId, bytes32 workDigest);
+    error ModelRegistryNotAToken(address token);
+    error ModelRegistryBadPeriod(uint256 pricePerPeriod, uint32 periodSeconds);
+    error ModelRegistryNoSuchVersion(uint256 modelId, uint256 version, uint256 versionCount);
 
     event ModelListed(
         uint256 indexed modelId, address indexed seller, bytes32 modelHash, string metadataCid, uint256 price
@@ -25,13 +33,35 @@ contract ModelRegistry is ERC721 {
     event ActiveChanged(uint256 indexed modelId, bool active);
     event OperatorChanged(uint256 indexed modelId, address indexed operator);
     event MetricsClaimed(uint256 indexed modelId, bytes32 workDigest);
+    event PaymentTokenChanged(uint256 indexed modelId, address token);
+    event SubscriptionTermsChanged(uint256 indexed modelId, uint256 pricePerPeriod, uint32 periodSeconds);
+    /// @dev Version 1 is the listing ({ModelListed}); this event announces versions 2, 3, ...
+    event VersionPublished(uint256 indexed modelId, uint256 indexed version, bytes32 modelHash, string metadataCid);
+    event UpdateWindowChanged(uint256 indexed modelId, uint256 seconds_);
 
     /// One storage slot per model with what a sale needs; `owner` is the ERC-721 owner (0: not listed).
     struct Listing {
         address owner;
-        uint80 price;
+        uint80 price; // in wei, or in the payment token's smallest unit
         uint8 cidCodec; // multicodec of a compact CIDv1 (1..0x7f); 0 = the CID string is stored as is
-        bool active;
+        uint8 flags; // FLAG_ACTIVE | FLAG_TOKEN
+    }
+
+    /// Time-limited access to the model's service, paid in the listing's token; price 0 = none offered.
+    struct Subscription {
+        uint128 pricePerPeriod;
+        uint32 periodSeconds;
+    }
+
+    /// A version after the listing's (2, 3, ...): its hash, its metadata CID (compact as the listing's,
+    /// or in `_versionCidStrings`) and its own work-digest claim, in three slots and a packed fourth.
+    struct Version {
+        bytes32 modelHash;
+        bytes32 cidDigest;
+        bytes32 claimedDigest;
+        uint64 publishedAt;
+        uint64 claimedAt; // 0: not claimed
+        uint8 cidCodec;
     }
 
     uint256 public constant MAX_CID_LENGTH = 128;
@@ -39,6 +69,8 @@ contract ModelRegistry is ERC721 {
     /// The work digest a validator reveals when the model's declared evaluation cannot run; never a claim.
     bytes32 public constant FAILED_WORK_DIGEST = bytes32(type(uint256).max);
     bytes private constant BASE32 = "abcdefghijklmnopqrstuvwxyz234567";
+    uint8 private constant FLAG_ACTIVE = 1;
+    uint8 private constant FLAG_TOKEN = 2; // priced in an ERC-20: `_paymentTokens` holds it
 
     mapping(uint256 modelId => Listing) private _listings;
     mapping(uint256 modelId => bytes32) private _modelHashes;
@@ -48,6 +80,12 @@ contract ModelRegistry is ERC721 {
     mapping(address owner => uint256) private _tokenCounts; // ERC-721 balanceOf (OpenZeppelin's is bypassed)
     mapping(uint256 modelId => bytes32) private _claimedDigests;
     mapping(uint256 modelId => uint256) private _claimedAt;
+    mapping(uint256 modelId => address) private _paymentTokens; // read only when FLAG_TOKEN is set
+    mapping(uint256 modelId => Subscription) private _subscriptions;
+    mapping(uint256 modelId => uint256) private _versionCounts; // 0 until a second version: the listing only
+    mapping(uint256 modelId => mapping(uint256 version => Version)) private _versions; // version >= 2
+    mapping(uint256 modelId => mapping(uint256 version => string)) private _versionCidStrings;
+    mapping(uint256 modelId => uint256) private _updateWindows;
     // Starts at 1: id 0 means "no model", and a non-zero counter makes every list() pay the same.
     uint256 private _nextModelId = 1;
 
@@ -56,13 +94,11 @@ contract ModelRegistry is ERC721 {
     /// @notice List a model for sale and mint its token to the caller (the seller).
     /// @param modelHash sha256 of the model's canonical manifest (docs/formats.md §2).
     /// @param metadataCid IPFS CID of the listing's metadata JSON (docs/formats.md §6).
-    /// @param price price in wei (at most MAX_PRICE); 0 makes the model free.
+    /// @param price price in wei (at most MAX_PRICE); 0 makes the model free. A new listing is priced in
+    /// ETH; `setPaymentToken` prices it in an ERC-20 instead.
     /// @return modelId the new token id. Emits {Transfer} and {ModelListed}.
     function list(bytes32 modelHash, string calldata metadataCid, uint256 price) external returns (uint256 modelId) {
-        if (modelHash == bytes32(0)) revert ModelRegistryZeroModelHash();
-        uint256 length = bytes(metadataCid).length;
-        if (length == 0) revert ModelRegistryEmptyCid();
-        if (length > MAX_CID_LENGTH) revert ModelRegistryCidTooLong(length, MAX_CID_LENGTH);
+        _checkContent(modelHash, metadataCid);
         if (price > MAX_PRICE) revert ModelRegistryPriceTooHigh(price, MAX_PRICE);
 
         modelId = _nextModelId++;
@@ -73,12 +109,13 @@ contract ModelRegistry is ERC721 {
             _cidDigests[modelId] = digest;
         }
         _modelHashes[modelId] = modelHash;
-        _listings[modelId] = Listing({owner: address(0), price: uint80(price), cidCodec: codec, active: true});
+        _listings[modelId] = Listing({owner: address(0), price: uint80(price), cidCodec: codec, flags: FLAG_ACTIVE});
         _mint(msg.sender, modelId); // not _safeMint: the seller is msg.sender, which chose to call
         emit ModelListed(modelId, msg.sender, modelHash, metadataCid, price);
     }
 
-    /// @notice Change a model's price; buyers protect themselves with `maxPrice`. Owner only.
+    /// @notice Change a model's price (in its payment token's units); buyers protect themselves with
+    /// `maxPrice`. Owner only.
     /// Emits {PriceChanged}.
     function setPrice(uint256 modelId, uint256 price) external {
         _checkModelOwner(modelId);
@@ -91,8 +128,34 @@ contract ModelRegistry is ERC721 {
     /// Emits {ActiveChanged}.
     function setActive(uint256 modelId, bool active) external {
         _checkModelOwner(modelId);
-        _listings[modelId].active = active;
+        Listing storage l = _listings[modelId];
+        l.flags = active ? l.flags | FLAG_ACTIVE : l.flags & ~FLAG_ACTIVE;
         emit ActiveChanged(modelId, active);
+    }
+
+    /// @notice Price the model (its sale and its subscription) in the ERC-20 `token` from now on;
+    /// address(0) prices it in ETH. The amounts are not converted: set the price in the token's units
+    /// with it. A purchase keeps the token it was paid in (its refund and revenue are in that token).
+    /// Owner only. Emits {PaymentTokenChanged}.
+    function setPaymentToken(uint256 modelId, address token) external {
+        _checkModelOwner(modelId);
+        if (token != address(0) && token.code.length == 0) revert ModelRegistryNotAToken(token);
+        Listing storage l = _listings[modelId];
+        _paymentTokens[modelId] = token;
+        l.flags = token == address(0) ? l.flags & ~FLAG_TOKEN : l.flags | FLAG_TOKEN;
+        emit PaymentTokenChanged(modelId, token);
+    }
+
+    /// @notice Offer time-limited access to the model's service: `pricePerPeriod` (in the payment
+    /// token's units, at most MAX_PRICE) buys `periodSeconds` of it (`Marketplace.subscribe`); a price of
+    /// 0 withdraws the offer (subscriptions already paid run to their end). Owner only.
+    /// Emits {SubscriptionTermsChanged}.
+    function setSubscription(uint256 modelId, uint256 pricePerPeriod, uint32 periodSeconds) external {
+        _checkModelOwner(modelId);
+        if (pricePerPeriod > MAX_PRICE) revert ModelRegistryPriceTooHigh(pricePerPeriod, MAX_PRICE);
+        if (pricePerPeriod != 0 && periodSeconds == 0) revert ModelRegistryBadPeriod(pricePerPeriod, periodSeconds);
+        _subscriptions[modelId] = Subscription(uint128(pricePerPeriod), pricePerPeriod == 0 ? 0 : periodSeconds);
+        emit SubscriptionTermsChanged(modelId, pricePerPeriod, pricePerPeriod == 0 ? 0 : periodSeconds);
     }
 
     /// @notice Allow `operator` (the seller's worker) to deliver keys for this model; address(0) revokes.
@@ -103,56 +166,141 @@ contract ModelRegistry is ERC721 {
         emit OperatorChanged(modelId, operator);
     }
 
+    /// @notice Publish new weights for a listed model (owner only): the next version, which `modelHash`,
+    /// `metadataCid` and `attestationTarget` answer for from now on. Version 1 is the listing itself.
+    /// The new version has no claim yet: `claimMetrics` right after, as after `list`. Buyers receive it
+    /// by the listing's `updateWindow`; validation attests one version (see Validators).
+    /// @param modelHash sha256 of the new version's canonical manifest (docs/formats.md §2).
+    /// @param metadataCid IPFS CID of the new version's metadata JSON (docs/formats.md §6).
+    /// @return version the new version's number (2, 3, ...). Emits {VersionPublished}.
+    function publishVersion(uint256 modelId, bytes32 modelHash, string calldata metadataCid)
+        external
+        returns (uint256 version)
+    {
+        _checkModelOwner(modelId);
+        _checkContent(modelHash, metadataCid);
+        version = _versionCount(modelId) + 1;
+        _versionCounts[modelId] = version;
+        (uint8 codec, bytes32 digest) = _compactCid(metadataCid);
+        Version storage v = _versions[modelId][version];
+        v.modelHash = modelHash;
+        v.publishedAt = uint64(block.timestamp);
+        v.cidCodec = codec;
+        if (codec == 0) {
+            _versionCidStrings[modelId][version] = metadataCid;
+        } else {
+            v.cidDigest = digest;
+        }
+        emit VersionPublished(modelId, version, modelHash, metadataCid);
+    }
+
+    /// @notice How long after a purchase its buyer receives new versions (owner only): 0 = only the
+    /// version bought; type(uint256).max = every version, forever. Applies to every licence of the
+    /// model, past and future. Emits {UpdateWindowChanged}.
+    function setUpdateWindow(uint256 modelId, uint256 seconds_) external {
+        _checkModelOwner(modelId);
+        _updateWindows[modelId] = seconds_;
+        emit UpdateWindowChanged(modelId, seconds_);
+    }
+
     /// @notice Owner only: record the work digest of the seller's own evaluation (the SHA-256 of the
     /// evaluation report on the listing's declared eval set, every example's output included; see
     /// docs/formats.md). Validators verify the model only when their majority reproduces it, and only
     /// a claim made no later than their round opened counts: make it right after `list`. A claim is
-    /// final (a model Verified against one claim can never show another). Emits {MetricsClaimed}.
+    /// final (a model Verified against one claim can never show another). The claim is the latest
+    /// version's: each version is claimed once, for itself. Emits {MetricsClaimed}.
     function claimMetrics(uint256 modelId, bytes32 workDigest) external {
         _checkModelOwner(modelId);
         if (workDigest == bytes32(0) || workDigest == FAILED_WORK_DIGEST) {
             revert ModelRegistryBadWorkDigest(workDigest);
         }
-        bytes32 claimed = _claimedDigests[modelId];
-        if (claimed != bytes32(0)) revert ModelRegistryAlreadyClaimed(modelId, claimed);
-        _claimedDigests[modelId] = workDigest;
-        _claimedAt[modelId] = block.timestamp;
+        uint256 version = _versionCount(modelId);
+        if (version == 1) {
+            bytes32 claimed = _claimedDigests[modelId];
+            if (claimed != bytes32(0)) revert ModelRegistryAlreadyClaimed(modelId, claimed);
+            _claimedDigests[modelId] = workDigest;
+            _claimedAt[modelId] = block.timestamp;
+        } else {
+            Version storage v = _versions[modelId][version];
+            bytes32 claimed = v.claimedDigest;
+            if (claimed != bytes32(0)) revert ModelRegistryAlreadyClaimed(modelId, claimed);
+            v.claimedDigest = workDigest;
+            v.claimedAt = uint64(block.timestamp);
+        }
         emit MetricsClaimed(modelId, workDigest);
     }
 
-    /// @notice The seller's claimed work digest (zero if none).
-    function claimedWorkDigest(uint256 modelId) external view returns (bytes32) {
+    /// @notice The latest version's claimed work digest (zero if none).
+    function claimedWorkDigest(uint256 modelId) external view returns (bytes32 workDigest) {
         _requireOwned(modelId);
-        return _claimedDigests[modelId];
+        (, workDigest,) = attestationTargetOf(modelId, _versionCount(modelId));
     }
 
-    /// @notice What Validators compares a reveal with: the listed hash, the claimed work digest and
-    /// when it was claimed (0 if never).
+    /// @notice `attestationTargetOf` the latest version.
     function attestationTarget(uint256 modelId)
         external
         view
         returns (bytes32 modelHash_, bytes32 workDigest, uint256 claimedAt)
     {
-        modelHash_ = _modelHashes[modelId];
-        if (modelHash_ == bytes32(0)) revert ERC721NonexistentToken(modelId); // list() refuses a zero hash
-        return (modelHash_, _claimedDigests[modelId], _claimedAt[modelId]);
+        if (_modelHashes[modelId] == bytes32(0)) revert ERC721NonexistentToken(modelId); // list() refuses a zero hash
+        return attestationTargetOf(modelId, _versionCount(modelId));
     }
 
-    /// @notice sha256 of the model's canonical manifest, as listed.
+    /// @notice What Validators compares a reveal about `version` with: its hash, its claimed work
+    /// digest and when that was claimed (0 if never).
+    function attestationTargetOf(uint256 modelId, uint256 version)
+        public
+        view
+        returns (bytes32 modelHash_, bytes32 workDigest, uint256 claimedAt)
+    {
+        _checkVersion(modelId, version);
+        if (version == 1) return (_modelHashes[modelId], _claimedDigests[modelId], _claimedAt[modelId]);
+        Version storage v = _versions[modelId][version];
+        return (v.modelHash, v.claimedDigest, v.claimedAt);
+    }
+
+    /// @notice sha256 of the latest version's canonical manifest (the listed one until a new version).
     function modelHash(uint256 modelId) external view returns (bytes32 hash) {
         hash = _modelHashes[modelId];
         if (hash == bytes32(0)) revert ERC721NonexistentToken(modelId); // list() refuses a zero hash
+        uint256 version = _versionCounts[modelId];
+        if (version != 0) hash = _versions[modelId][version].modelHash;
     }
 
-    /// @notice The metadata JSON's CID, as given to `list`.
+    /// @notice The latest version's metadata JSON CID (as given to `list` until a new version).
     function metadataCid(uint256 modelId) public view returns (string memory) {
         _requireOwned(modelId);
-        uint8 codec = _listings[modelId].cidCodec;
-        if (codec == 0) return _cidStrings[modelId];
-        return _encodeCid(codec, _cidDigests[modelId]);
+        return _versionCid(modelId, _versionCount(modelId));
     }
 
-    /// @notice Current price in wei.
+    /// @notice The number of versions of a listed model (1: the listing only).
+    function versionCount(uint256 modelId) external view returns (uint256) {
+        _requireOwned(modelId);
+        return _versionCount(modelId);
+    }
+
+    /// @notice One version: its model hash, its metadata CID and when it was published. Version 1 is
+    /// the listing, whose time is not stored (`list` stays within its gas budget): 0 here, its
+    /// {ModelListed} event's block has it.
+    function versionOf(uint256 modelId, uint256 version)
+        external
+        view
+        returns (bytes32 modelHash_, string memory metadataCid_, uint64 publishedAt)
+    {
+        _checkVersion(modelId, version);
+        if (version == 1) return (_modelHashes[modelId], _versionCid(modelId, 1), 0);
+        Version storage v = _versions[modelId][version];
+        return (v.modelHash, _versionCid(modelId, version), v.publishedAt);
+    }
+
+    /// @notice How long after a purchase its buyer receives new versions (seconds; 0: only the version
+    /// bought; type(uint256).max: forever).
+    function updateWindow(uint256 modelId) external view returns (uint256) {
+        _requireOwned(modelId);
+        return _updateWindows[modelId];
+    }
+
+    /// @notice Current price, in wei or in the payment token's smallest unit.
     function price(uint256 modelId) external view returns (uint256) {
         _requireOwned(modelId);
         return _listings[modelId].price;
@@ -161,7 +309,21 @@ contract ModelRegistry is ERC721 {
     /// @notice Whether the model can be bought now.
     function isActive(uint256 modelId) external view returns (bool) {
         _requireOwned(modelId);
-        return _listings[modelId].active;
+        return _listings[modelId].flags & FLAG_ACTIVE != 0;
+    }
+
+    /// @notice The ERC-20 the model is priced in (address(0): ETH).
+    function paymentToken(uint256 modelId) external view returns (address) {
+        _requireOwned(modelId);
+        return _paymentTokens[modelId];
+    }
+
+    /// @notice The subscription offered (price per period in the payment token's units, period in
+    /// seconds); (0, 0) when none is.
+    function subscriptionTerms(uint256 modelId) external view returns (uint256 pricePerPeriod, uint32 periodSeconds) {
+        _requireOwned(modelId);
+        Subscription memory s = _subscriptions[modelId];
+        return (s.pricePerPeriod, s.periodSeconds);
     }
 
     /// @notice The address allowed to deliver keys besides the owner (address(0) if none).
@@ -170,11 +332,37 @@ contract ModelRegistry is ERC721 {
         return _operators[modelId];
     }
 
-    /// @notice Price, availability and owner in one call (what Marketplace.buy reads).
+    /// @notice Price, availability and owner in one call.
     function saleTerms(uint256 modelId) external view returns (uint256 price_, bool active, address owner) {
         Listing memory l = _listings[modelId];
         if (l.owner == address(0)) revert ERC721NonexistentToken(modelId);
-        return (l.price, l.active, l.owner);
+        return (l.price, l.flags & FLAG_ACTIVE != 0, l.owner);
+    }
+
+    /// @notice `saleTerms` and the payment token (address(0): ETH) in one call (what Marketplace.buy
+    /// reads): a model priced in ETH costs one storage read, as before tokens.
+    function saleTermsWithToken(uint256 modelId)
+        external
+        view
+        returns (uint256 price_, bool active, address owner, address token)
+    {
+        Listing memory l = _listings[modelId];
+        if (l.owner == address(0)) revert ERC721NonexistentToken(modelId);
+        if (l.flags & FLAG_TOKEN != 0) token = _paymentTokens[modelId];
+        return (l.price, l.flags & FLAG_ACTIVE != 0, l.owner, token);
+    }
+
+    /// @notice What Marketplace.subscribe reads: the subscription offered, availability, owner and token.
+    function subscriptionSale(uint256 modelId)
+        external
+        view
+        returns (uint256 pricePerPeriod, uint32 periodSeconds, bool active, address owner, address token)
+    {
+        Listing memory l = _listings[modelId];
+        if (l.owner == address(0)) revert ERC721NonexistentToken(modelId);
+        if (l.flags & FLAG_TOKEN != 0) token = _paymentTokens[modelId];
+        Subscription memory s = _subscriptions[modelId];
+        return (s.pricePerPeriod, s.periodSeconds, l.flags & FLAG_ACTIVE != 0, l.owner, token);
     }
 
     /// @notice The owner (who is paid) and the operator (who may also deliver) in one call.
@@ -222,6 +410,37 @@ contract ModelRegistry is ERC721 {
             delete _operators[tokenId];
             emit OperatorChanged(tokenId, address(0));
         }
+    }
+
+    function _versionCount(uint256 modelId) private view returns (uint256) {
+        uint256 count = _versionCounts[modelId];
+        return count == 0 ? 1 : count;
+    }
+
+    /// @dev Refuses an unlisted model and a version it does not have.
+    function _checkVersion(uint256 modelId, uint256 version) private view {
+        _requireOwned(modelId);
+        uint256 count = _versionCount(modelId);
+        if (version == 0 || version > count) revert ModelRegistryNoSuchVersion(modelId, version, count);
+    }
+
+    function _versionCid(uint256 modelId, uint256 version) private view returns (string memory) {
+        if (version == 1) {
+            uint8 codec = _listings[modelId].cidCodec;
+            if (codec == 0) return _cidStrings[modelId];
+            return _encodeCid(codec, _cidDigests[modelId]);
+        }
+        Version storage v = _versions[modelId][version];
+        if (v.cidCodec == 0) return _versionCidStrings[modelId][version];
+        return _encodeCid(v.cidCodec, v.cidDigest);
+    }
+
+    /// @dev What `list` and `publishVersion` refuse: a zero hash, an empty or too long CID.
+    function _checkContent(bytes32 modelHash_, string calldata metadataCid_) private pure {
+        if (modelHash_ == bytes32(0)) revert ModelRegistryZeroModelHash();
+        uint256 length = bytes(metadataCid_).length;
+        if (length == 0) revert ModelRegistryEmptyCid();
+        if (length > MAX_CID_LENGTH) revert ModelRegistryCidTooLong(length, MAX_CID_LENGTH);
     }
 
     function _checkModelOwner(uint256 modelId) private view {

@@ -19,6 +19,15 @@ import {Marketplace} from "./Marketplace.sol";
 /// key and did not reveal in the deciding round (keys are delivered only while commits are open, so
 /// every key holder could have). A validator with open seats cannot ask to unstake, so no bond leaves
 /// before its round is settled and the seat released.
+/// A validator (the cold wallet holding the stake) may name one attester (a hot key, as coldkeys and
+/// hotkeys in Bittensor) with `setAttester`: it requests keys (`Marketplace.requestValidatorKeyFor`) and
+/// commits and reveals (`commitAttestationFor`, `revealAttestationFor`) for that validator only. Seats,
+/// weights, bonds, forfeits and rewards stay the validator's; the attester can never stake, unstake,
+/// withdraw, claim to itself or change the attester.
+/// Versions (ModelRegistry.publishVersion): a model's validation attests one version, the latest when
+/// the first key was requested (`attestedVersion`); every round compares reveals with that version's
+/// hash and claim (`ModelRegistry.attestationTargetOf`), so a version published meanwhile neither
+/// disturbs the rounds nor inherits their outcome: `status` is the attested version's.
 contract Validators is ReentrancyGuardTransient {
     error ValidatorsStakeTooLow(uint256 stake, uint256 minStake);
     error ValidatorsUnstakePending(address validator, uint256 unlockAt);
@@ -47,6 +56,10 @@ contract Validators is ReentrancyGuardTransient {
     error ValidatorsNothingToWithdraw(address account);
     error ValidatorsTransferFailed(address account, uint256 amount);
     error ValidatorsBadConfig(string what);
+    error ValidatorsNotAttester(address validator, address caller);
+    error ValidatorsAttesterIsValidator(address attester);
+    error ValidatorsAttesterTaken(address attester, address validator);
+    error ValidatorsIsAttester(address account, address validator);
 
     event Staked(address indexed validator, uint256 amount, uint256 total);
     event UnstakeRequested(address indexed validator, uint256 unlockAt);
@@ -62,6 +75,8 @@ contract Validators is ReentrancyGuardTransient {
     event RoundUndecided(uint256 indexed modelId, uint256 round, uint256 revealedWeight);
     event SeatReleased(uint256 indexed modelId, address indexed validator, uint256 returned, uint256 forfeited);
     event Withdrawn(address indexed account, uint256 amount);
+    /// @dev `attester` address(0): the validator attests itself again.
+    event AttesterChanged(address indexed validator, address attester);
 
     uint8 public constant STATUS_UNVERIFIED = 0;
     uint8 public constant STATUS_VERIFIED = 1; // the majority reproduced the listed hash and the claimed digest
@@ -133,6 +148,9 @@ contract Validators is ReentrancyGuardTransient {
     mapping(uint256 modelId => mapping(address validator => Seat)) private _seats;
     mapping(uint256 modelId => mapping(address validator => bytes32)) private _commitments;
     mapping(address account => uint256) private _credited;
+    mapping(address validator => address attester) private _attesterOf;
+    mapping(address attester => address validator) private _validatorOf;
+    mapping(uint256 modelId => uint256) private _attestedVersions; // 0: version 1 (or no key requested yet)
 
     /// @param registry the ModelRegistry whose listed hash and claimed work digest reveals are compared with.
     /// @param marketplace delivers the keys (it calls `keyRequested` / `keyDelivered`) and is told of
@@ -172,7 +190,10 @@ contract Validators is ReentrancyGuardTransient {
     // ---- stake ------------------------------------------------------------------------------
 
     /// @notice Add `msg.value` to the caller's stake; the total must reach `minStake`. Emits {Staked}.
+    /// Refused to an attester (roles stay apart: its validator must name another attester first).
     function stake() external payable {
+        address served = _validatorOf[msg.sender];
+        if (served != address(0)) revert ValidatorsIsAttester(msg.sender, served);
         StakeInfo storage s = _stakes[msg.sender];
         if (s.unlockAt != 0) revert ValidatorsUnstakePending(msg.sender, s.unlockAt);
         uint256 total = s.amount + msg.value;
@@ -207,6 +228,34 @@ contract Validators is ReentrancyGuardTransient {
         emit Unstaked(msg.sender, s.amount);
     }
 
+    // ---- attester -------------------------------------------------------------------------
+
+    /// @notice Name the hot key that attests for the caller (address(0): the caller attests itself).
+    /// The caller must hold a stake to name one (anyone may clear theirs); the attester must hold no
+    /// stake and attest for nobody else. Naming another attester revokes the old one at once.
+    /// Emits {AttesterChanged}.
+    function setAttester(address attester) external {
+        address old = _attesterOf[msg.sender];
+        if (attester != address(0)) {
+            // A zero stake is the "never staked (or unstaked)" sentinel, not a balance compared for equality.
+            // slither-disable-next-line incorrect-equality
+            if (_stakes[msg.sender].amount == 0) revert ValidatorsNotStaked(msg.sender);
+            if (_stakes[attester].amount != 0) revert ValidatorsAttesterIsValidator(attester);
+            address served = _validatorOf[attester];
+            if (served != address(0) && served != msg.sender) revert ValidatorsAttesterTaken(attester, served);
+            _validatorOf[attester] = msg.sender;
+        }
+        if (old != address(0) && old != attester) delete _validatorOf[old];
+        _attesterOf[msg.sender] = attester;
+        emit AttesterChanged(msg.sender, attester);
+    }
+
+    /// @notice Whether `account` may request keys, commit and reveal for `validator`: the validator
+    /// itself or the attester it named.
+    function mayAttestFor(address validator, address account) public view returns (bool) {
+        return account == validator || (account != address(0) && _attesterOf[validator] == account);
+    }
+
     // ---- keys (called by the Marketplace) ---------------------------------------------------
 
     /// @notice Marketplace only, from `requestValidatorKey`: open `validator`'s seat on the model and
@@ -231,7 +280,12 @@ contract Validators is ReentrancyGuardTransient {
         s.openSeats += 1;
         seat.state = SEAT_REQUESTED;
         seat.requestedAt = uint40(block.timestamp);
-        if (r.number == 0) _rounds[modelId].number = 1;
+        if (r.number == 0) {
+            // The first request fixes the version this model's rounds attest.
+            _rounds[modelId].number = 1;
+            uint256 version = _registry.versionCount(modelId);
+            if (version != 1) _attestedVersions[modelId] = version;
+        }
     }
 
     /// @notice Marketplace only, from `deliverKey` of a validator's request: the seat now holds the key.
@@ -251,8 +305,8 @@ contract Validators is ReentrancyGuardTransient {
     // ---- rounds -----------------------------------------------------------------------------
 
     /// @notice Commit to an attestation of a model whose key was delivered to the caller:
-    /// `commitment == keccak256(abi.encode(block.chainid, address(this), modelId, msg.sender,
-    /// observedHash, workDigest, salt))`. Opens a round when none is open. Bonds `bondBps` of a
+    /// `commitment == keccak256(abi.encode(block.chainid, address(this), modelId, validator,
+    /// observedHash, workDigest, salt))`, `validator` the caller (or the one `commitAttestationFor` names). Opens a round when none is open. Bonds `bondBps` of a
     /// minimum stake per unit of the caller's weight. A validator whose attestation was counted in an
     /// undecided round commits again in the next. Emits {AttestationCommitted} (and {RoundOpened}).
     // The strict equalities below compare the seat and round state codes and the commitEnd == 0 "no round"
@@ -260,13 +314,24 @@ contract Validators is ReentrancyGuardTransient {
     // computed from it.
     // slither-disable-start incorrect-equality,divide-before-multiply
     function commitAttestation(uint256 modelId, bytes32 commitment) external {
+        _commit(msg.sender, modelId, commitment);
+    }
+
+    /// @notice `commitAttestation` by `validator`'s attester, for `validator` (the commitment names the
+    /// validator, its seat and stake are bonded).
+    function commitAttestationFor(address validator, uint256 modelId, bytes32 commitment) external {
+        if (!mayAttestFor(validator, msg.sender)) revert ValidatorsNotAttester(validator, msg.sender);
+        _commit(validator, modelId, commitment);
+    }
+
+    function _commit(address validator, uint256 modelId, bytes32 commitment) private {
         if (commitment == bytes32(0)) revert ValidatorsZeroCommitment();
         Round memory r = _rounds[modelId];
         _requireCommitsOpen(modelId, r);
-        Seat storage seat = _seats[modelId][msg.sender];
+        Seat storage seat = _seats[modelId][validator];
         Seat memory current = seat;
         bool again = current.state == SEAT_REVEALED && current.round < r.number;
-        if (current.state != SEAT_KEYED && !again) revert ValidatorsNoKey(modelId, msg.sender);
+        if (current.state != SEAT_KEYED && !again) revert ValidatorsNoKey(modelId, validator);
         if (r.commitEnd == 0) {
             r.commitEnd = uint40(block.timestamp + _commitPeriod);
             r.revealEnd = uint40(r.commitEnd + _revealPeriod);
@@ -274,7 +339,7 @@ contract Validators is ReentrancyGuardTransient {
             emit RoundOpened(modelId, r.number, r.commitEnd, r.revealEnd);
         }
 
-        StakeInfo storage s = _stakes[msg.sender];
+        StakeInfo storage s = _stakes[validator];
         uint256 weight = s.amount / _minStake;
         // Below one minimum stake only after forfeits: such a validator no longer counts.
         if (weight == 0) revert ValidatorsStakeTooLow(s.amount, _minStake);
@@ -284,14 +349,14 @@ contract Validators is ReentrancyGuardTransient {
             // The bond of the undecided round's attestation carries over.
             s.bonded -= current.commitBond;
         }
-        _bond(s, msg.sender, bond);
+        _bond(s, validator, bond);
         seat.state = SEAT_COMMITTED;
         seat.round = r.number;
         seat.says = 0;
         seat.weight = uint32(weight);
         seat.commitBond = uint96(bond);
-        _commitments[modelId][msg.sender] = commitment;
-        emit AttestationCommitted(modelId, msg.sender, commitment);
+        _commitments[modelId][validator] = commitment;
+        emit AttestationCommitted(modelId, validator, commitment);
     }
 
     // slither-disable-end incorrect-equality,divide-before-multiply
@@ -303,18 +368,39 @@ contract Validators is ReentrancyGuardTransient {
     /// included); Disputed for another hash. Emits {Attested}.
     // slither-disable-start incorrect-equality
     function revealAttestation(uint256 modelId, bytes32 observedHash, bytes32 workDigest, bytes32 salt) external {
+        _reveal(msg.sender, modelId, observedHash, workDigest, salt);
+    }
+
+    /// @notice `revealAttestation` by `validator`'s attester, for `validator` (the commitment named it).
+    function revealAttestationFor(
+        address validator,
+        uint256 modelId,
+        bytes32 observedHash,
+        bytes32 workDigest,
+        bytes32 salt
+    ) external {
+        if (!mayAttestFor(validator, msg.sender)) {
+            revert ValidatorsNotAttester(validator, msg.sender);
+        }
+        _reveal(validator, modelId, observedHash, workDigest, salt);
+    }
+
+    function _reveal(address validator, uint256 modelId, bytes32 observedHash, bytes32 workDigest, bytes32 salt)
+        private
+    {
         Round memory r = _rounds[modelId];
-        Seat storage seat = _seats[modelId][msg.sender];
+        Seat storage seat = _seats[modelId][validator];
         if (seat.state != SEAT_COMMITTED || seat.round != r.number || r.commitEnd == 0) {
-            revert ValidatorsNothingToReveal(modelId, msg.sender);
+            revert ValidatorsNothingToReveal(modelId, validator);
         }
         if (block.timestamp <= r.commitEnd) revert ValidatorsRevealNotOpen(modelId, r.commitEnd);
         if (block.timestamp > r.revealEnd) revert ValidatorsRevealClosed(modelId, r.revealEnd);
         bytes32 expected =
-            keccak256(abi.encode(block.chainid, address(this), modelId, msg.sender, observedHash, workDigest, salt));
-        if (_commitments[modelId][msg.sender] != expected) revert ValidatorsRevealMismatch(modelId, msg.sender);
+            keccak256(abi.encode(block.chainid, address(this), modelId, validator, observedHash, workDigest, salt));
+        if (_commitments[modelId][validator] != expected) revert ValidatorsRevealMismatch(modelId, validator);
 
-        (bytes32 listedHash, bytes32 claimedDigest, uint256 claimedAt) = _registry.attestationTarget(modelId);
+        (bytes32 listedHash, bytes32 claimedDigest, uint256 claimedAt) =
+            _registry.attestationTargetOf(modelId, _attestedVersion(modelId));
         uint8 says;
         bool matches = observedHash == listedHash;
         if (!matches) {
@@ -333,8 +419,8 @@ contract Validators is ReentrancyGuardTransient {
         _rounds[modelId] = r;
         seat.state = SEAT_REVEALED;
         seat.says = says;
-        delete _commitments[modelId][msg.sender];
-        emit Attested(modelId, msg.sender, observedHash, workDigest, matches);
+        delete _commitments[modelId][validator];
+        emit Attested(modelId, validator, observedHash, workDigest, matches);
     }
 
     // slither-disable-end incorrect-equality
@@ -468,9 +554,19 @@ contract Validators is ReentrancyGuardTransient {
         return verifierWeight(modelId, account) != 0;
     }
 
-    /// @notice 0 unverified, 1 verified, 2 disputed, 3 metrics disputed.
+    /// @notice 0 unverified, 1 verified, 2 disputed, 3 metrics disputed: the status of the version the
+    /// model's rounds attest (`attestedVersion`); any other version is unverified.
     function status(uint256 modelId) external view returns (uint8) {
         return _rounds[modelId].status;
+    }
+
+    /// @notice The version of the model its rounds attest, fixed by the first key request; 0 while no
+    /// validator has asked for the key.
+    function attestedVersion(uint256 modelId) external view returns (uint256) {
+        // Round number 0 is the "no key requested yet" sentinel, not a balance compared for equality.
+        // slither-disable-next-line incorrect-equality
+        if (_rounds[modelId].number == 0) return 0;
+        return _attestedVersion(modelId);
     }
 
     /// @notice The current round (or the one that decided the model) and its deadlines; commitEnd is 0
@@ -517,6 +613,16 @@ contract Validators is ReentrancyGuardTransient {
         return (s.amount, s.bonded, s.unlockAt, s.openSeats);
     }
 
+    /// @notice The attester `validator` named (address(0): the validator attests itself).
+    function attesterOf(address validator) external view returns (address) {
+        return _attesterOf[validator];
+    }
+
+    /// @notice The validator `attester` attests for (address(0): none).
+    function validatorOf(address attester) external view returns (address) {
+        return _validatorOf[attester];
+    }
+
     /// @notice Wei that `account` can withdraw from this contract now.
     function credited(address account) external view returns (uint256) {
         return _credited[account];
@@ -561,6 +667,11 @@ contract Validators is ReentrancyGuardTransient {
             if (block.timestamp > r.revealEnd) revert ValidatorsRoundNotSettled(modelId, r.revealEnd);
             revert ValidatorsCommitClosed(modelId, r.commitEnd);
         }
+    }
+
+    function _attestedVersion(uint256 modelId) private view returns (uint256) {
+        uint256 version = _attestedVersions[modelId];
+        return version == 0 ? 1 : version;
     }
 
     /// @dev Hold `amount` of the validator's free (unbonded) stake.

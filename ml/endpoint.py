@@ -1,7 +1,9 @@
-"""The paid inference endpoint: EIP-712-signed requests from licence holders, answered in batches.
+"""The paid inference endpoint: EIP-712-signed requests, paid (ml/payment.py), answered in batches.
 
-    service = InferenceService({1: batcher}, has_license=chain_has_license,
-                               chain_id=31337, verifying_contract=marketplace_address)
+    service = InferenceService({1: batcher}, has_license=onchain_has_license(chain),
+                               chain_id=31337, verifying_contract=marketplace_address,
+                               store=open_service_store(path), channels=onchain_channel_book(...),
+                               channels_address=..., free_calls={1: 5})
     app = create_app(service)                                   # standalone
     flask_app.register_blueprint(create_blueprint(service), url_prefix="/inference")  # mounted
 
@@ -15,32 +17,21 @@ failing models' ``status`` (unavailable, timeout, failing, busy) and ``reason``,
 A mounted blueprint takes JSON signed by the wallet, not a form: exempt it from CSRF
 (``csrf.exempt(blueprint)``); the signature is its authentication.
 
-Checks, in order, each answered with ``{"error": {"code", "message"}}`` and this status:
-  413 body_too_large                                a body over MAX_BODY_BYTES (2 MiB), declared
-                                                    or, chunked, as read
-  400 malformed_json / bad_request / empty_input   body is not a JSON object, a field is missing
-                                                    or mistyped, an input text is empty
-  413 input_too_long / too_many_inputs             a text over ``max_chars`` characters, or more
-                                                    than ``max_inputs`` texts (token-level
-                                                    over-length is truncated, not refused)
-  404 unknown_model                                 no served model has this id
-  401 expired / bad_signature / signer_mismatch    deadline passed (or too far ahead: 400),
-                                                    signature unreadable or by someone else
-  403 no_licence                                    hasLicense(modelId, signer) is false
-  409 replayed                                      this signer already used this nonce
-  503 queue_full / licence_check_unavailable        retry after Retry-After seconds
-  503 model_unavailable                             the model's folder does not load (the
-                                                    reason names no server path); the nonce
-                                                    is released
-  504 timeout                                       the model did not answer in time
-  500 inference_failed                              the model failed (the nonce is released:
-                                                    the request may retry)
+Checks, in order, each answered with ``{"error": {"code", "message"}}`` and this status (the
+full table, with the payment answers of ml/payment.py, is in docs/inference-api.md):
+  413 body_too_large; 400 malformed_json / bad_request / empty_input; 413 input_too_long /
+  too_many_inputs (token-level over-length is truncated, not refused); 404 unknown_model;
+  401 expired / bad_signature / signer_mismatch; then the payment (ml/payment.py: a voucher,
+  a licence or subscription, a free call; 402/403/409 say how to pay); 409 replayed (this
+  signer's nonce was used); 503 queue_full / model_unavailable, 504 timeout, 500
+  inference_failed: nothing was served, so the nonce (except after a timeout) and the payment
+  are given back.
 On success: 200 ``{"modelId", "signer", "outputs": [{"label", "score", "truncated"}],
-"warnings": [...]}`` with a warning for every truncated input.
+"warnings": [...], "paidWith": {"kind", ...}}`` with a warning for every truncated input.
 
-``has_license(model_id, address) -> bool`` is injected (the node passes one that calls
-Marketplace.hasLicense on-chain); answers are cached for ``license_ttl`` seconds (refusals for
-``negative_ttl``, so a fresh purchase is seen quickly).
+``has_license(model_id, address) -> bool`` is injected (the node passes onchain_has_license:
+Marketplace.hasAccess, a licence or live subscription); answers are cached for ``license_ttl``
+seconds (refusals for ``negative_ttl``, so a fresh purchase is seen quickly).
 """
 
 from __future__ import annotations
@@ -55,10 +46,19 @@ from flask import Blueprint, Flask, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ml import signing
-from ml.replay import MemoryNonceStore
+from ml.payment import (  # noqa: F401 - onchain_has_license: modex serve imports it from here
+    ChannelBook,
+    LicenseCache,
+    Paid,
+    Payments,
+    Refused,
+    Voucher,
+    onchain_has_license,
+)
 from ml.serve import InvalidInput, QueueFull
 from ml.served import ModelUnavailable
 from node.errors import ModexError
+from node.servicestore import ServiceStore, open_service_store
 
 log = logging.getLogger(__name__)
 
@@ -71,57 +71,22 @@ UINT256_MAX = 2**256 - 1
 CANARY = "The service answered this health check."
 
 
-class Refusal(ModexError):
+class Refusal(Refused):
     """An inference request answered with other than 200: the HTTP status, a stable code and a
-    sentence for a person (what to send instead); raised by InferenceService.handle and the
-    blueprint, turned into the JSON error answer there."""
+    sentence for a person (what to send instead), and ``fields`` added to the error object;
+    raised by InferenceService.handle (a payment refusal of ml/payment.py turned into one) and
+    the blueprint, turned into the JSON error answer there."""
 
-    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
-        super().__init__(message, status=status, code=code)
-        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
-
-
-class LicenseCache:
-    """Wraps ``has_license(model_id, address)`` with a short per-(model, address) TTL."""
-
-    def __init__(
-        self, has_license, *, ttl: float = 30.0, negative_ttl: float = 5.0, clock=time.monotonic
-    ):
-        self._check, self.ttl, self.negative_ttl, self._clock = (
-            has_license,
-            ttl,
-            negative_ttl,
-            clock,
+    @classmethod
+    def of(cls, refused: Refused) -> Refusal:
+        """The answer to a refusal of ml/payment.py."""
+        return cls(
+            refused.status,
+            refused.code,
+            refused.message,
+            retry_after=refused.retry_after,
+            fields=refused.fields,
         )
-        self._cache: dict[tuple[int, str], tuple[bool, float]] = {}
-        self._lock = threading.Lock()
-        self._next_prune = 0.0
-
-    def __call__(self, model_id: int, address: str) -> bool:
-        key = (int(model_id), address.lower())
-        now = self._clock()
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit and hit[1] > now:
-            return hit[0]
-        allowed = bool(self._check(int(model_id), address))
-        with self._lock:
-            # Every signature recovers to some address, so each forged request adds an entry:
-            # expired ones are dropped (at most once per ttl) or the dict grows without end.
-            if now >= self._next_prune:
-                self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
-                self._next_prune = now + self.ttl
-            self._cache[key] = (allowed, now + (self.ttl if allowed else self.negative_ttl))
-        return allowed
-
-
-def onchain_has_license(chain):
-    """``has_license`` backed by ``Marketplace.hasLicense`` through a node.chain.Chain."""
-
-    def has_license(model_id: int, address: str) -> bool:
-        return bool(chain.call(chain.marketplace.functions.hasLicense(int(model_id), address)))
-
-    return has_license
 
 
 def _uint(body: dict, name: str) -> int:
@@ -141,6 +106,32 @@ def _uint(body: dict, name: str) -> int:
     return number
 
 
+def _voucher(body: dict) -> Voucher | None:
+    """The voucher a request pays with (channelId, cumulativeAmount, voucherSignature), or None
+    when it carries none; Refusal when it carries part of one."""
+    names = ("channelId", "cumulativeAmount", "voucherSignature")
+    given = [name for name in names if body.get(name) is not None]
+    if not given:
+        return None
+    if len(given) < len(names):
+        missing = ", ".join(n for n in names if n not in given)
+        raise Refusal(
+            400,
+            "bad_request",
+            f"a voucher needs channelId, cumulativeAmount and voucherSignature; {missing} missing",
+        )
+    signature = body["voucherSignature"]
+    try:
+        raw = bytes.fromhex(signature.removeprefix("0x")) if isinstance(signature, str) else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != 65:
+        raise Refusal(
+            400, "bad_request", "field 'voucherSignature' must be a 65-byte signature in 0x hex"
+        )
+    return Voucher(_uint(body, "channelId"), _uint(body, "cumulativeAmount"), raw)
+
+
 class InferenceService:
     """The checks and the answer, independent of Flask (the blueprint is a thin wrapper)."""
 
@@ -151,7 +142,10 @@ class InferenceService:
         has_license,
         chain_id: int,
         verifying_contract: str,
-        nonce_store=None,
+        store: ServiceStore | None = None,
+        channels: ChannelBook | None = None,
+        channels_address: str | None = None,
+        free_calls: dict[int, int] | None = None,
         license_ttl: float = 30.0,
         negative_ttl: float = 5.0,
         clock=time.time,
@@ -161,12 +155,29 @@ class InferenceService:
         result_timeout: float = 60.0,
         health_timeout: float = 10.0,
         health_ttl: float = 2.0,
+        crash=None,
     ):
+        """``has_license(model_id, address)``: a licence or live subscription (onchain_has_license);
+        ``store``: the ServiceStore (node/servicestore) of used nonces, vouchers and free calls
+        (default: in this process's memory); ``channels`` and ``channels_address``: the Channels
+        contract vouchers pay on (None: no vouchers); ``free_calls``: model id -> free calls per
+        address. ``crash(point)`` (tests): called at "after_accept" (paid: a voucher stored, the
+        model not run) and "before_answer" (the model answered, the answer not sent)."""
+        self.crash = crash or (lambda point: None)
         self.models = models
         self.has_license = LicenseCache(has_license, ttl=license_ttl, negative_ttl=negative_ttl)
         self.chain_id = int(chain_id)
         self.verifying_contract = verifying_contract
-        self.nonces = nonce_store if nonce_store is not None else MemoryNonceStore(clock=clock)
+        self.store = store if store is not None else open_service_store(":memory:", clock=clock)
+        self.payments = Payments(
+            has_access=self.has_license,
+            store=self.store,
+            channels=channels,
+            chain_id=self.chain_id,
+            channels_address=channels_address,
+            free_calls=free_calls,
+            clock=clock,
+        )
         self.clock = clock
         self.max_inputs = max_inputs
         self.max_chars = max_chars
@@ -228,21 +239,35 @@ class InferenceService:
             )
         self._check_deadline(deadline)
         signer = self._signer_of(body, signature, model_id, inputs, nonce, deadline)
-        self._require_licence(model_id, signer)
-        if not self.nonces.use(signer, nonce, deadline):
+        try:
+            paid = self.payments.check(model_id, signer, _voucher(body))
+        except Refused as refused:
+            raise Refusal.of(refused) from None
+        if not self.store.use_nonce(signer, nonce, deadline):
             raise Refusal(
                 409,
                 "replayed",
                 f"nonce {nonce} was already used by {signer}; sign a "
                 "new request with a fresh nonce",
             )
-        outputs = self._serve(model_id, inputs, signer, nonce)
+        try:
+            self.payments.take(paid)  # durable (a voucher stored) before the model runs
+        except Refused as refused:
+            self.store.release_nonce(signer, nonce)
+            raise Refusal.of(refused) from None
+        except BaseException:
+            self.store.release_nonce(signer, nonce)
+            raise
+        self.crash("after_accept")
+        outputs = self._serve(model_id, inputs, signer, nonce, paid)
+        self.crash("before_answer")
         warnings = [
             f"input {i} was longer than the model's limit and was truncated"
             for i, out in enumerate(outputs)
             if out.get("truncated")
         ]
-        return {"modelId": model_id, "signer": signer, "outputs": outputs, "warnings": warnings}
+        answer = {"modelId": model_id, "signer": signer, "outputs": outputs, "warnings": warnings}
+        return answer | {"paidWith": paid.summary()}
 
     def _check_deadline(self, deadline: int) -> None:
         """Refuses a request past its deadline or signed too far ahead."""
@@ -294,36 +319,24 @@ class InferenceService:
             )
         return signer
 
-    def _require_licence(self, model_id: int, signer: str) -> None:
-        """Refuses a signer without a licence for the model, or when the chain cannot say."""
-        try:
-            licensed = self.has_license(model_id, signer)
-        except Exception as exc:  # noqa: BLE001 - an injected chain call: any failure is "unknown"
-            log.warning("licence check for model %s failed: %s", model_id, exc)
-            raise Refusal(
-                503,
-                "licence_check_unavailable",
-                "the licence check could not reach the chain; retry shortly",
-                retry_after=5,
-            ) from None
-        if not licensed:
-            raise Refusal(
-                403, "no_licence", f"{signer} holds no licence for model {model_id}; buy it first"
-            )
-
-    def _serve(self, model_id: int, inputs, signer: str, nonce: int) -> list:
-        """The model's outputs; the nonce is given back when nothing was served."""
+    def _serve(self, model_id: int, inputs, signer: str, nonce: int, paid: Paid) -> list:
+        """The model's outputs; when nothing was served the nonce is given back (except after a
+        timeout: the model may still answer it) and so is the payment (ml/payment.py)."""
         try:
             outputs = self._run(self.models[model_id], inputs)
         except QueueFull as exc:
-            self.nonces.release(signer, nonce)  # not served: the same signed request may retry
+            self._unserved(signer, nonce, paid)  # the same signed request may retry
             raise Refusal(503, "queue_full", str(exc), retry_after=1) from None
         except InvalidInput as exc:
+            self._unserved(signer, None, paid)
             raise Refusal(400, "bad_request", str(exc)) from None
         except FutureTimeout:
-            raise Refusal(504, "timeout", "the model did not answer in time; retry later") from None
+            self._unserved(signer, None, paid)
+            raise Refusal(
+                504, "timeout", f"the model did not answer in time; {paid.retry_words('later')}"
+            ) from None
         except ModelUnavailable as exc:  # its folder does not load; the other models answer
-            self.nonces.release(signer, nonce)
+            self._unserved(signer, nonce, paid)
             raise Refusal(
                 503,
                 "model_unavailable",
@@ -331,19 +344,24 @@ class InferenceService:
                 retry_after=60,
             ) from None
         except ModexError:  # another failure of ours: the blueprint says so (500)
-            self.nonces.release(signer, nonce)
+            self._unserved(signer, nonce, paid)
             raise
         except Exception:  # noqa: BLE001 - a fault in the model (torch...): JSON, not a 500 page
             log.exception("inference on model %s failed", model_id)
-            self.nonces.release(signer, nonce)
+            self._unserved(signer, nonce, paid)
             raise Refusal(
                 500,
                 "inference_failed",
-                "the model failed on this request; the "
-                "details are in the server log. Nothing was used up: the same signed "
-                "request may be sent again",
+                "the model failed on this request; the details are in the server log. Nothing "
+                f"was used up: {paid.retry_words('again')}",
             ) from None
         return outputs
+
+    def _unserved(self, signer: str, nonce: int | None, paid: Paid) -> None:
+        """Give back what a call that was not served used: its nonce (unless None) and payment."""
+        if nonce is not None:
+            self.store.release_nonce(signer, nonce)
+        self.payments.give_back(paid)
 
     def _run(self, model, inputs):
         return _start(model, inputs).result(self.result_timeout)
@@ -359,7 +377,10 @@ class InferenceService:
                     {"modelId": mid, "labels": [], "status": "unavailable", "reason": exc.reason}
                 )
             else:
-                described.append({"modelId": mid, "labels": labels, "status": "available"})
+                described.append(
+                    {"modelId": mid, "labels": labels, "status": "available"}
+                    | self.payments.offer(mid)
+                )
         return described
 
     def model_id(self, value: str) -> int:
@@ -379,7 +400,7 @@ class InferenceService:
             answered = self._health_answers.get(key)
             if answered and time.monotonic() - answered[0] < self.health_ttl:
                 return answered[1], answered[2]
-            report = self._canary(key)
+            report = _canary(self.models, key, self.health_timeout)
             failing = {mid: r for mid, r in report.items() if r["status"] != "ok"}
             body: dict = {"status": "failing" if failing else "ok", "models": report}
             if failing:
@@ -391,42 +412,44 @@ class InferenceService:
             self._health_answers = {key: (time.monotonic(), status, body)}
         return status, body
 
-    def _canary(self, model_ids) -> dict:
-        """model id -> {"status": "ok", "latency_ms"} or {"status", "reason"} (path-free)."""
-        report: dict = {}
-        running: dict = {}
-        for mid in model_ids:  # all started first: the models answer in parallel
-            started = time.monotonic()
-            try:
-                future = _start(self.models[mid], [CANARY])
-            except ModelUnavailable as exc:
-                report[mid] = {"status": "unavailable", "reason": exc.reason}
-            except QueueFull:
-                report[mid] = {"status": "busy", "reason": "its inference queue is full"}
-            except Exception as exc:  # noqa: BLE001 - reported, never raised into the route
-                report[mid] = _failed_canary(mid, exc)
-            else:
-                finished: list[float] = []
-                future.add_done_callback(lambda _, f=finished: f.append(time.monotonic()))
-                running[mid] = (future, started, finished)
-        deadline = time.monotonic() + self.health_timeout
-        for mid, (future, started, finished) in running.items():
-            try:
-                future.result(max(0.0, deadline - time.monotonic()))
-            except FutureTimeout:
-                future.cancel()  # still queued: skipped by the batcher, never run
-                report[mid] = {
-                    "status": "timeout",
-                    "reason": f"no answer to the health check within {self.health_timeout:g} s",
-                }
-            except Exception as exc:  # noqa: BLE001 - the model failed on the canary
-                report[mid] = _failed_canary(mid, exc)
-            else:
-                report[mid] = {
-                    "status": "ok",
-                    "latency_ms": round((finished[0] - started) * 1000, 1),
-                }
-        return {str(mid): report[mid] for mid in model_ids}
+
+def _canary(models, model_ids, timeout: float) -> dict:
+    """model id -> {"status": "ok", "latency_ms"} or {"status", "reason"} (path-free): the
+    canary through each of ``models``' ``model_ids``, each bounded by ``timeout`` seconds."""
+    report: dict = {}
+    running: dict = {}
+    for mid in model_ids:  # all started first: the models answer in parallel
+        started = time.monotonic()
+        try:
+            future = _start(models[mid], [CANARY])
+        except ModelUnavailable as exc:
+            report[mid] = {"status": "unavailable", "reason": exc.reason}
+        except QueueFull:
+            report[mid] = {"status": "busy", "reason": "its inference queue is full"}
+        except Exception as exc:  # noqa: BLE001 - reported, never raised into the route
+            report[mid] = _failed_canary(mid, exc)
+        else:
+            finished: list[float] = []
+            future.add_done_callback(lambda _, f=finished: f.append(time.monotonic()))
+            running[mid] = (future, started, finished)
+    deadline = time.monotonic() + timeout
+    for mid, (future, started, finished) in running.items():
+        try:
+            future.result(max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            future.cancel()  # still queued: skipped by the batcher, never run
+            report[mid] = {
+                "status": "timeout",
+                "reason": f"no answer to the health check within {timeout:g} s",
+            }
+        except Exception as exc:  # noqa: BLE001 - the model failed on the canary
+            report[mid] = _failed_canary(mid, exc)
+        else:
+            report[mid] = {
+                "status": "ok",
+                "latency_ms": round((finished[0] - started) * 1000, 1),
+            }
+    return {str(mid): report[mid] for mid in model_ids}
 
 
 def _failed_canary(model_id, exc: Exception) -> dict:
@@ -457,7 +480,9 @@ def _start(model, inputs) -> Future:
 
 
 def _refusal_response(refusal: Refusal):
-    response = jsonify({"error": {"code": refusal.code, "message": refusal.message}})
+    response = jsonify(
+        {"error": {"code": refusal.code, "message": refusal.message, **refusal.fields}}
+    )
     response.status_code = refusal.status
     if refusal.retry_after is not None:
         response.headers["Retry-After"] = str(refusal.retry_after)
@@ -518,6 +543,7 @@ def create_blueprint(service: InferenceService, name: str = "inference") -> Blue
                 "models": service.describe(),
                 "chainId": service.chain_id,
                 "verifyingContract": service.verifying_contract,
+                "channels": service.payments.channels_address,
             }
         )
 

@@ -16,9 +16,16 @@ dtype (``None`` = the served default: "int8" on CPU, "fp32" on CUDA):
 - "bf16": weights in bfloat16; kept accuracy and embedding similarity, but ran slower than fp32
   on this AVX2 CPU; meant for GPUs.
 
-BERT sequence classifiers (the models ml/train.py writes) run a packed forward (PackedBert): no
-work on padding, the last layer for the [CLS] row only, same logits as transformers up to float
-rounding. Other architectures run the transformers forward on length-sorted, padded chunks.
+backend (``None`` = ``DEFAULT_BACKEND``, "torch"):
+- "torch": BERT sequence classifiers (the models ml/train.py writes) run a packed forward
+  (PackedBert): no work on padding, the last layer for the [CLS] row only, same logits as
+  transformers up to float rounding. Other architectures run the transformers forward on
+  length-sorted, padded chunks.
+- "onnx": the model exported once to ONNX and run by ONNX Runtime on length-sorted, padded chunks
+  (ml/onnxrt.py; fp32 or int8, CPU only). Same labels as "torch" at fp32, logits within 1e-4.
+  Served here (benchmarks/serve.py, 6-layer MiniLM classifier, 2 cores, 32 clients, a short
+  run at 19:30): ONNX int8 183 req/s, ONNX fp32 164, packed int8 torch 220, so torch stays the
+  default (ONNX pads each run of texts; the packed forward does no work on padding at all).
 
 Inputs longer than ``max_length`` tokens are truncated and the result says ``truncated: true``.
 Errors: ``InvalidInput`` (empty list, empty or non-string text: the caller's fault) and
@@ -41,7 +48,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ml import packed
+from ml import onnxrt, packed
 from node.errors import ConfigError, InputError, ModexError
 
 # Heavy packages load late (torch and transformers): each is imported in the
@@ -51,6 +58,8 @@ from node.errors import ConfigError, InputError, ModexError
 log = logging.getLogger(__name__)
 
 DTYPES = ("fp32", "bf16", "int8")
+BACKENDS = ("torch", "onnx")
+DEFAULT_BACKEND = "torch"  # the packed int8 forward served faster than ONNX Runtime (above)
 
 
 class InvalidInput(InputError):
@@ -197,14 +206,11 @@ class Predictor:
         device=None,
         max_batch_tokens: int = 4096,
         packed: bool | None = None,
+        backend: str | None = None,
     ):
         import torch  # late (heavy)
 
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if dtype is None:
-            dtype = "int8" if self.device.type == "cpu" else "fp32"
-        if dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {DTYPES}, not {dtype!r}", dtype=dtype)
+        backend, self.device, dtype = _backend_device_dtype(backend, device, dtype, packed)
         if not 2 <= max_length <= 512:
             raise ConfigError(f"max_length must be 2..512, not {max_length}")
         if max_batch_tokens < max_length:
@@ -218,16 +224,17 @@ class Predictor:
                 reason="the model folder has no config.json",
                 model_dir=str(path),
             )
-        if dtype == "int8" and self.device.type != "cpu":
-            raise ConfigError("dtype int8 (dynamic quantization) runs on CPU only; use bf16 on GPU")
         model, tokenizer = _load_classifier(path)
         model.eval()
         if dtype == "bf16":
             model = model.to(torch.bfloat16)
         model = model.to(self.device)
         if packed is None:
-            packed = PackedBert.supports(model)
-        if packed:
+            packed = backend == "torch" and PackedBert.supports(model)
+        if backend == "onnx":
+            exported = onnxrt.exported_file(model, path, int8=dtype == "int8")
+            self.forward = onnxrt.OnnxForward(exported, pad_token_id=tokenizer.pad_token_id or 0)
+        elif packed:
             self.forward = PackedBert(model, int8=dtype == "int8")
         else:
             if dtype == "int8":
@@ -243,6 +250,7 @@ class Predictor:
         self.tokenizer = tokenizer
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         self.dtype = dtype
+        self.backend = backend
         self.packed = bool(packed)
         self.max_length = max_length
         self.max_batch_tokens = max_batch_tokens
@@ -303,6 +311,31 @@ class Predictor:
             [[1] * len(x) + [0] * (longest - len(x)) for x in ids], device=self.device
         )
         return self.model(input_ids=input_ids, attention_mask=mask).logits
+
+
+def _backend_device_dtype(backend, device, dtype, packed):
+    """(backend, torch device, dtype) with the defaults filled in, or ConfigError for a setting
+    that cannot run."""
+    import torch  # late (heavy)
+
+    backend = backend or DEFAULT_BACKEND
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    if backend == "onnx":  # the onnxruntime package installed is its CPU build
+        device = device or "cpu"
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dtype is None:
+        dtype = "int8" if device.type == "cpu" else "fp32"
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {DTYPES}, not {dtype!r}", dtype=dtype)
+    if dtype == "int8" and device.type != "cpu":
+        raise ConfigError("dtype int8 (dynamic quantization) runs on CPU only; use bf16 on GPU")
+    if backend == "onnx" and (dtype == "bf16" or device.type != "cpu" or packed):
+        raise ConfigError(
+            "the onnx backend runs fp32 or int8 on CPU, padded (not packed); "
+            "use --backend torch for bf16, CUDA or the packed forward"
+        )
+    return backend, device, dtype
 
 
 def _load_classifier(path: Path):

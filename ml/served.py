@@ -92,6 +92,15 @@ class ServedModels(Mapping):
         log.warning("model %s (%s) is unavailable: %s", model_id, folder, reason)
         raise ModelUnavailable(model_id, reason)
 
+    def state(self, model_id) -> str:
+        """How the model's service stands, without loading it: "ready" (loaded), "unavailable"
+        (its folder failed to load; calls get 503 until it changes or retry_after passes) or
+        "starting" (not loaded yet: the warm-up or the first call loads it)."""
+        folder = str(self._dirs[model_id])
+        if folder in self._batchers:
+            return "ready"
+        return "unavailable" if folder in self._failures else "starting"
+
     def __contains__(self, model_id):  # without loading it (Mapping's default would)
         return model_id in self._dirs
 

@@ -265,10 +265,13 @@ def make_optimizer(model, cfg: TrainConfig):
         return torch.optim.AdamW(groups, lr=cfg.learning_rate)
 
 
-def train(config, *, on_progress=None) -> dict:
+def train(config, *, on_progress=None, train_rows=None) -> dict:
     """Fine-tune, save and evaluate; returns the final eval metrics plus run figures.
 
     on_progress(step, done, total), when given, hears each phase (see the module docstring).
+    train_rows (data.Example rows), when given, are trained on instead of the split's first
+    train_size rows (benchmarks/feedback.py trains on a few collections of the corpus);
+    training_config.json then says "train_data": "given".
     """
     import torch  # late (heavy)
     from transformers import get_linear_schedule_with_warmup  # late (heavy)
@@ -286,7 +289,11 @@ def train(config, *, on_progress=None) -> dict:
     report("loading base model", None, None)
     seed_everything(cfg.seed)
     device, autocast = pick_device()
-    train_rows, val_rows = load_data(cfg)
+    given = train_rows is not None
+    split_rows, val_rows = load_data(dataclasses.replace(cfg, train_size=0) if given else cfg)
+    train_rows = list(train_rows) if given else split_rows
+    if not train_rows:
+        raise ConfigError("train_rows is empty: give at least one row to train on")
     model, tokenizer, base = load_base(cfg)
     model.to(device)
     packed = cfg.packed and packing.supports(model)
@@ -351,6 +358,7 @@ def train(config, *, on_progress=None) -> dict:
         "device": str(device),
         "forward": "packed" if packed else "padded",
         "train_rows": len(train_rows),
+        "train_data": "given" if given else "split",
         "steps": step,
         "train_seconds": round(train_time, 3),
         "train_samples_per_s": round(seen / train_time, 3),

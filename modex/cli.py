@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # each module registers exactly the commands named here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "account": ("account", "create, import or show the wallet keystore"),
-    "buy": ("buy", "buy a licence for a model and wait for its key"),
+    "buy": ("buy", "buy a licence for a model (in ETH or its token) and wait for its key"),
     "cid": ("cid", "print the IPFS CID of a file (as `ipfs add` computes it)"),
     "store": ("store", "put/get content, CAR export/import, gateway, local IPFS daemon"),
     "hash": ("content", "print a model directory's model hash (docs/formats.md §2)"),
@@ -33,28 +33,46 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "wrap-key": ("keys", "wrap a content key to a recipient (HPKE, §4.3); prints 160 hex chars"),
     "unwrap-key": ("keys", "unwrap a wrapped content key (HPKE, §4.3); prints the key hex"),
     "derive-key": ("keys", "print the X25519 public key a wallet derives (§4.3)"),
+    "feedback": (
+        "feedback",
+        "correct a model's answer privately (its seller alone reads it); list, withdraw, read",
+    ),
     "fetch": ("fetch", "download, decrypt and verify a model you bought"),
     "index": ("index", "sync the local index of listings, purchases, votes and attestations"),
     "train": ("ml", "fine-tune a sentiment classifier from the packaged base model"),
     "evaluate": ("ml", "reproducible metrics of a model directory on a named eval set"),
     "serve": ("serve", "serve paid, EIP-712-signed inference for a model directory"),
     "call": ("call", "ask a served model: sign the request with your wallet, print its answers"),
+    "channel": (
+        "channel",
+        "pay per call: open, top-up, extend, list, reclaim a channel; price, claim, withdraw "
+        "(seller)",
+    ),
     "models": ("models", "list the models for sale (from the local index)"),
     "publish": ("publish", "seal, pin and list a model directory for sale"),
     "claim": ("publish", "claim a listed model's work digest (when its publish could not)"),
+    "terms": ("terms", "change a listed model's price, its token or its subscription offer"),
     "refund": (
         "refund",
         "refund an undelivered purchase after the delivery window (at once if "
         "validators disputed the model), or a delivered one whose model was disputed "
         "within its challenge period",
     ),
+    "review": ("review", "review a model you bought: a score (your vote) and a signed text"),
+    "report": ("review", "report a model you have access to, with a signed reason"),
+    "subscribe": ("subscribe", "pay for time-limited access to a model's service, in its token"),
     "up": ("up", "run the whole exchange (chain, store, worker, UI) on this machine"),
+    "versions": ("versions", "a model's versions (hash, CID, time, validation); its update window"),
     "validate": (
         "validate",
         "stake, get listings' keys, re-hash and evaluate them, commit and reveal",
     ),
+    "validator": ("validator", "a validator's wallet: stake, name the agent's attester key, show"),
     "vote": ("vote", "rate a model you bought (1..5)"),
-    "withdraw": ("withdraw", "withdraw what the marketplace credited you (sales once released)"),
+    "withdraw": (
+        "withdraw",
+        "withdraw what the marketplace credited you, in ETH and each token (sales once released)",
+    ),
     "worker": ("worker", "deliver wrapped keys to buyers and validators of your models"),
 }
 

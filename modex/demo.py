@@ -1,7 +1,8 @@
 """`modex up`'s demo: wallets for a seller, a buyer and a validator (keystores sharing one printed
 password, funded with test ETH) and a small sentiment model trained by ml/ (cached under
 <data dir>/models/ so the next start is instant), published and listed unless the chain lists it
-already. `modex up --no-demo` leaves all of it out.
+already: twice in ETH, and where the deployment has the test stablecoin once more in mUSD with a
+subscription offer and a price per call. `modex up --no-demo` leaves all of it out.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ from pathlib import Path
 
 from ml.train import train
 from modex.exchange import Exchange
+from node.amounts import ETH
+from node.channels import ChannelClient
 from node.content.manifest import model_hash
+from node.deploy import STABLECOIN
 from node.keystore import create_keystore, load_signer
 from node.keyvault import atomic_write
 from node.protocol import EVALUATION_REPORT
 from node.publish import ListingInfo, claim_listed, publish
+from node.tokens import stablecoin
 
 DEMO_PASSWORD = "modex-demo-2026"
 DEMO_ROLES = ("seller", "buyer", "validator")
@@ -23,10 +28,12 @@ DEMO_FUNDS_WEI = 100 * 10**18
 # The demo password is printed for anyone to read, so a costly KDF would protect nothing there.
 DEMO_SCRYPT_N = 2**14
 DEMO_MODEL = "demo-sentiment-minilm"
-# Small on purpose (about a minute on 2 idle CPU cores): the UI says it is a demo. 50 steps of
-# 16 rows: 10 steps of 32 (300 rows) left it guessing (0.48 on the smoke set, 3 labels).
+# Small on purpose (a few minutes on 2 CPU cores, once): the UI says it is a demo. But it is the
+# first impression: 800 rows (50 steps of 16) called "great phone" negative (0.55 on the smoke
+# set, positive F1 0.13); 2,000 rows (125 steps) reach 0.70 accuracy, macro-F1 0.69, and answer
+# "great phone" positive and "broke after a day, awful" negative (2026-12-04).
 DEMO_TRAINING = {
-    "train_size": 800,
+    "train_size": 2000,
     "batch_size": 16,
     "epochs": 1,
     "max_length": 64,
@@ -39,7 +46,7 @@ DEMO_LISTINGS = (
     {
         "name": "Demo sentiment classifier (MiniLM)",
         "price": 10**17,
-        "description": "DEMO: all-MiniLM-L6-v2 fine-tuned for one epoch on 800 labelled sentences "
+        "description": "DEMO: all-MiniLM-L6-v2 fine-tuned for one epoch on 2,000 labelled sentences "
         "(negative / neutral / positive). Small and quick, for trying the exchange.",
     },
     {
@@ -47,6 +54,17 @@ DEMO_LISTINGS = (
         "price": 2 * 10**17,
         "description": "DEMO: the same small model under a second listing, to compare prices, "
         "votes and validation.",
+    },
+    {
+        # Priced in the test stablecoin `modex up` deploys (6 decimals: 5 mUSD), with the two
+        # other ways to pay for calls: a subscription and a price per call on a payment channel.
+        "name": "Demo sentiment classifier, in mUSD (subscription or per call)",
+        "price": 5 * 10**6,
+        "token": "stablecoin",
+        "subscription": (10**6, 30 * 86400),  # 1 mUSD per 30 days
+        "call_price": 10**4,  # 0.01 mUSD a call
+        "description": "DEMO: the same small model sold three ways in the test stablecoin: the "
+        "weights, a subscription to its service, or calls paid one by one from a payment channel.",
     },
 )
 
@@ -69,8 +87,8 @@ def ensure_demo_model(config, say=print) -> Path:
         return target
 
     say(
-        f"Training the demo model (one epoch on {DEMO_TRAINING['train_size']} sentences; about a "
-        "minute, once)…"
+        f"Training the demo model (one epoch on {DEMO_TRAINING['train_size']} sentences; a few "
+        "minutes, once)…"
     )
     train({"output_dir": str(target), "overwrite": True, "progress": False, **DEMO_TRAINING})
     return target
@@ -112,6 +130,9 @@ def seed_demo(exchange: Exchange, say=print) -> list[int]:
     metrics = _read_json(model_dir / "metrics.json")
     card = (model_dir / "README.md").read_text() if (model_dir / "README.md").exists() else None
     for listing in DEMO_LISTINGS[len(ids) :]:  # a start cut short may have listed the first only
+        if listing.get("token") == "stablecoin" and STABLECOIN not in chain.contracts:
+            say(f"Not listing “{listing['name']}”: this deployment has no test stablecoin.")
+            continue
         info = ListingInfo(
             name=listing["name"],
             description=listing["description"],
@@ -131,12 +152,27 @@ def seed_demo(exchange: Exchange, say=print) -> list[int]:
             info,
             price_wei=listing["price"],
             operator=exchange.operator.address,
+            token=stablecoin(chain) if listing.get("token") == "stablecoin" else ETH,
+            subscription=listing.get("subscription"),
             cid_profile=exchange.config.cid_profile,
         )
         ids.append(published.model_id)
+    set_call_prices(chain, signers["seller"], ids)
     for model_id in ids:
         exchange.models[model_id] = model_dir
     return ids
+
+
+def set_call_prices(chain, seller, ids: list[int]) -> None:
+    """The demo listings' prices per call (Channels.setCallPrice), where one is not set yet (a
+    start cut short between listing and pricing sets it at the next)."""
+    if "Channels" not in chain.contracts:
+        return
+    channels = ChannelClient.for_chain(chain)
+    for model_id, listing in zip(ids, DEMO_LISTINGS, strict=False):
+        price = listing.get("call_price")
+        if price and channels.call_price(model_id) != price:
+            channels.set_call_price(seller, model_id, price)
 
 
 def listed_by(chain, seller: str, model_hash: bytes) -> list[int]:

@@ -37,6 +37,7 @@ from node.errors import ConfigError
 from node.indexer import Indexer
 from node.keystore import create_keystore, load_signer
 from node.localchain import open_local_chain
+from node.servicestore import open_service_store
 from node.stack import Stack
 from node.worker import KeyDelivery
 
@@ -49,6 +50,9 @@ PORTS = {
     "gateway_port": ("--gateway-port", "the IPFS gateway"),
 }
 OPERATOR_FUNDS_WEI = 10 * 10**18
+# Connections the kernel queues on a port before the server accepts them (a hosted exchange's
+# visitors arrive together).
+LISTEN_BACKLOG = 1024
 
 
 @dataclass
@@ -143,8 +147,18 @@ class Exchange:
         )
         w3.eth.wait_for_transaction_receipt(tx, timeout=60)
 
+    def service_store(self):
+        """The paid service's state (nonces, vouchers, trials) on this chain: the store the UI's
+        inference mount answers from and the claimer claims from (Config.service_store_at)."""
+        chain = self.chain
+        return open_service_store(
+            self.config.service_store_at(chain.chain_id, chain.marketplace.address)
+        )
+
     def start_followers(self) -> None:
-        """The indexer follower and the key-delivery worker, each in a daemon thread."""
+        """The indexer follower, the key-delivery worker and the claimer of the vouchers the
+        node's service took (as the operator of the models published from the UI), each in a
+        daemon thread."""
         interval = min(self.config.poll_interval, 0.5)
 
         def index_loop():
@@ -157,7 +171,25 @@ class Exchange:
         def worker_loop():
             self.key_delivery().run(self.stop_event, interval=interval)
 
-        for name, target in (("modex-indexer", index_loop), ("modex-worker", worker_loop)):
+        def claimer_loop():
+            store = self.service_store()
+            try:
+                claimer = self.stack.claimer(store, signer=self.operator)
+            except ConfigError as exc:  # a chain deployed before Channels existed
+                log.warning("no claimer for the service's vouchers: %s", exc)
+                store.close()
+                return
+            try:
+                claimer.run(self.stop_event, interval)
+            finally:
+                store.close()
+
+        loops = (
+            ("modex-indexer", index_loop),
+            ("modex-worker", worker_loop),
+            ("modex-claimer", claimer_loop),
+        )
+        for name, target in loops:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self.threads.append(thread)
@@ -222,7 +254,7 @@ def _chain(config, *, reset: bool = False):
         run.mkdir(parents=True)
         config = config.replace(index_db=run / "index.sqlite3", keyvault=run / "keyvault.json")
         funder = w3.eth.accounts[0]
-        record = deploy_suite(w3, funder)
+        record = deploy_suite(w3, funder, stablecoin=True)
         path = write_deployment(record, run)
         config = config.replace(deployment_file=Path(path))
         log.info("embedded chain %d: suite deployed (%s)", w3.eth.chain_id, path)
@@ -252,7 +284,7 @@ def _suite(config, w3):
             "`python scripts/deploy.py --network <url>` first",
             key="deployment_file",
         )
-    write_deployment(deploy_suite(w3, funder), path.parent)
+    write_deployment(deploy_suite(w3, funder, stablecoin=True), path.parent)
     log.info("chain %d at %s: suite deployed (%s)", chain_id, config.chain, path)
     return Chain.from_config(config, w3=w3), config, funder
 
@@ -292,7 +324,7 @@ def bind_port(config, key: str, say=print) -> socket.socket:
     port = getattr(config, key)
     option, what = PORTS[key]
     try:
-        return socket.create_server(("127.0.0.1", port), backlog=128)
+        return socket.create_server(("127.0.0.1", port), backlog=LISTEN_BACKLOG)
     except OSError as exc:
         origin = config.sources.get(key)
         if exc.errno != errno.EADDRINUSE or origin is not None:
@@ -307,7 +339,7 @@ def bind_port(config, key: str, say=print) -> socket.socket:
                 f"{option} N (0 = any free port)",
                 key=key,
             ) from None
-    sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+    sock = socket.create_server(("127.0.0.1", 0), backlog=LISTEN_BACKLOG)
     say(
         f"Port {port} is taken by another program: {what} listens on port "
         f"{sock.getsockname()[1]} instead ({option} N chooses the port)."

@@ -2,7 +2,8 @@
 and the UI's jobs (``node.validator`` explains what the agent does with it).
 
 It holds the chain checkpoint (``next_block``; from version 3 also ``recent_blocks``, [number,
-hash] of the last blocks scanned), the to-do set and, per model, the finding and the commitment:
+hash] of the last blocks scanned), the to-do set, the models this validator verified whose
+rewards it claims (``rewarding``, from version 4) and, per model, the finding and the commitment:
 the salt, the round it was drawn for and what it commits to, written (atomic_write: fsync,
 rename, 0600) BEFORE the commit is sent. A pass holds an exclusive lock on it
 (``<file>.lock``) and reads it afresh, so two agents on one file take turns and never lose each
@@ -27,7 +28,7 @@ from node.scanner import Batch, Checkpoint, deployment_block
 
 log = logging.getLogger("node.validator")  # one logger for the agent, as before the split
 
-STATE_VERSION = 3  # 3: recent_blocks (version 2 files are read as they are)
+STATE_VERSION = 4  # 3: recent_blocks, 4: rewarding (older files are read as they are)
 
 
 def state_path(data_dir: str | os.PathLike, chain_id: int, address: str) -> Path:
@@ -95,6 +96,7 @@ class AgentState:
     def load(self) -> None:
         self.checkpoint = Checkpoint(self.start_block - 1)
         self.todo: set[int] = set()
+        self.rewarding: set[int] = set()  # models this validator verified: their rewards
         self.records: dict[int, ModelRecord] = {}
         try:
             doc = json.loads(self.path.read_text())
@@ -120,6 +122,7 @@ class AgentState:
             )
         self.checkpoint = Checkpoint.from_json(doc["next_block"], doc.get("recent_blocks"))
         self.todo = {int(m) for m in doc["todo"]}
+        self.rewarding = {int(m) for m in doc.get("rewarding", ())}
         for key, rec in (doc.get("models") or {}).items():
             model_id = int(key)
             self.records[model_id] = ModelRecord(
@@ -142,6 +145,7 @@ class AgentState:
             "next_block": self.checkpoint.next_block,
             "recent_blocks": self.checkpoint.hashes_json(),
             "todo": sorted(self.todo),
+            "rewarding": sorted(self.rewarding),
             "models": models,
         }
         atomic_write(self.path, json.dumps(doc, indent=1).encode(), mode=0o600)

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node import market
+from node import market, versions
 from node.content import keywrap
 from node.errors import (
     ChainError,
@@ -112,8 +112,10 @@ class ModelCheck:
     work_dir: Path
 
     def verify(self, model_id: int, purchase_id: int, x25519_private: bytes) -> Attestation:
-        """Fetch, unseal, extract and re-hash the model; evaluate it on its declared eval set."""
-        listed = bytes(self.chain.call(self.chain.registry.functions.modelHash(model_id)))
+        """Fetch, unseal, extract and re-hash the version of the model its rounds attest (the
+        one whose key validators are delivered); evaluate it on its declared eval set."""
+        attested = self.chain.call(self.chain.validators.functions.attestedVersion(model_id))
+        listed, cid = versions.content_of(self.chain, model_id, max(int(attested), 1))
         wrapped = market.delivered_key(self.chain, purchase_id)
         if wrapped is None:
             raise ChainError(
@@ -129,7 +131,6 @@ class ModelCheck:
                 marketplace=self.chain.marketplace.address,
                 purchase_id=purchase_id,
             )
-            cid = self.chain.call(self.chain.registry.functions.metadataCid(model_id))
             meta, tmp, manifest = self._fetch_checked(model_id, cid, key)
         except (KeyWrapError, *CONTENT_ERRORS) as exc:
             return Attestation(model_id, UNREADABLE, FAILED_WORK_DIGEST, False, reason=str(exc))

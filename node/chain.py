@@ -29,12 +29,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from eth_typing import HexStr
 from eth_utils import to_checksum_address
 from eth_utils.exceptions import ValidationError
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import FilterParams, RPCEndpoint
 
+from node.amounts import ETH, Token, describe_token
 from node.chainerrors import CONNECTION_ERRORS, refusal, revert
 from node.compiler import compile_contracts
 from node.config import Config
@@ -45,6 +47,38 @@ from node.sender import Sender
 log = logging.getLogger(__name__)
 
 CONTRACT_NAMES = ("ModelRegistry", "Marketplace", "Votes", "Validators")
+
+
+def _function(name: str, inputs: tuple[str, ...], outputs: tuple[str, ...], mutability: str):
+    return {
+        "type": "function",
+        "name": name,
+        "inputs": [{"name": f"arg{i}", "type": t} for i, t in enumerate(inputs)],
+        "outputs": [{"name": "", "type": t} for t in outputs],
+        "stateMutability": mutability,
+    }
+
+
+# The ERC-20 functions the node calls on a payment token, and EIP-2612's permit with the two
+# views its signature needs. ``symbol``/``decimals`` are read raw (``Chain.token``): tokens
+# answer them in more than one shape.
+ERC20_ABI = [
+    _function("balanceOf", ("address",), ("uint256",), "view"),
+    _function("allowance", ("address", "address"), ("uint256",), "view"),
+    _function("approve", ("address", "uint256"), ("bool",), "nonpayable"),
+    _function("transfer", ("address", "uint256"), ("bool",), "nonpayable"),
+    _function("name", (), ("string",), "view"),
+    _function("nonces", ("address",), ("uint256",), "view"),
+    _function("DOMAIN_SEPARATOR", (), ("bytes32",), "view"),
+    _function(
+        "permit",
+        ("address", "address", "uint256", "uint256", "uint8", "bytes32", "bytes32"),
+        (),
+        "nonpayable",
+    ),
+]
+SYMBOL_CALL = HexStr("0x95d89b41")  # symbol()
+DECIMALS_CALL = HexStr("0x313ce567")  # decimals()
 
 _embedded_lock = threading.Lock()
 _embedded_w3: Web3 | None = None
@@ -202,6 +236,8 @@ class Chain(Sender):
                 )
             self.contracts[name] = w3.eth.contract(address=address, abi=self.abis[name])
         self._chain_id = deployment.get("chainId")
+        self._tokens: dict[str, Token] = {}
+        self._tokens_lock = threading.Lock()
 
     # -- construction -------------------------------------------------------------------------
 
@@ -316,6 +352,38 @@ class Chain(Sender):
             "eth_getBalance", lambda: self.w3.eth.get_balance(to_checksum_address(address))
         )
 
+    def erc20(self, address: str):
+        """The ERC-20 token at ``address`` as a contract object (ERC20_ABI)."""
+        return self.w3.eth.contract(address=to_checksum_address(address), abi=ERC20_ABI)
+
+    def token(self, address: str | None) -> Token:
+        """ETH for address zero (or None), else the ERC-20's symbol and decimals, read once per
+        token for this client's life (``node.amounts.describe_token``: a token that does not
+        answer them is named by its short address, with 18 decimals and a warning)."""
+        if address is None or int(address, 16) == 0:
+            return ETH
+        address = to_checksum_address(address)
+        with self._tokens_lock:
+            known = self._tokens.get(address)
+        if known is not None:
+            return known
+        token = describe_token(
+            address, _raw_view(self, address, SYMBOL_CALL), _raw_view(self, address, DECIMALS_CALL)
+        )
+        with self._tokens_lock:
+            return self._tokens.setdefault(address, token)
+
+    def balance_in(self, token: Token, address: str) -> int:
+        """``address``'s balance of ``token``: wei for ETH, else the token's ``balanceOf``."""
+        if token.is_eth:
+            return self.balance(address)
+        return int(self.call(self.erc20(token.address).functions.balanceOf(address)))
+
+    def has_code(self, address: str) -> bool:
+        """Whether a contract lives at ``address``."""
+        address = to_checksum_address(address)
+        return bool(self._rpc("eth_getCode", partial(self.w3.eth.get_code, address)))
+
     def call(
         self,
         fn,
@@ -411,6 +479,18 @@ class Chain(Sender):
             if time.monotonic() >= deadline:
                 raise ChainError(f"{what} not reached within {timeout:g} s on {self.endpoint}")
             time.sleep(interval)
+
+
+def _raw_view(chain: Chain, address: str, data: HexStr) -> bytes | None:
+    """What a view call answers, undecoded; None when it reverts (a contract without the
+    function, or no contract: then the answer is empty)."""
+    try:
+        answer = chain._rpc(
+            f"eth_call {data}", lambda: chain.w3.eth.call({"to": address, "data": data})
+        )
+    except (ContractLogicError, Web3RPCError):
+        return None
+    return bytes(answer)
 
 
 def load_deployment_file(path: Path, chain_id: int, endpoint: str) -> dict:

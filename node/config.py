@@ -72,6 +72,17 @@ class Config:
     receipt_timeout: float = 120.0  # seconds to wait for a transaction to be mined
     worker_replace_after: float = 30.0  # seconds before the worker replaces an unmined deliverKey
     worker_max_fee_gwei: float = 100.0  # the worker never offers more per gas (replacements too)
+    # The claimer (node/claimer.py) claims a channel's vouchers once this many calls' worth is
+    # unclaimed, or whatever is unclaimed once the channel expires within claim_margin seconds.
+    claim_threshold_calls: int = 100
+    claim_margin: float = 3600.0
+    # The inference service's state store (node/servicestore: a path, sqlite:///, redis://,
+    # postgresql://): `modex serve` keeps nonces, vouchers and free calls there, the worker claims
+    # its vouchers; "": the SQLite file of service_store_at.
+    service_store: str = ""
+    # `modex up --hosted`: an exchange run for other people; the server never creates, imports
+    # or unlocks a keystore, visitors sign with their browser wallet (app: MODEX_HOSTED).
+    hosted: bool = False
     # Not a setting: where each value came from ("override", "in FILE", "from $VAR"), by key;
     # a key not in it has its default.
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -118,6 +129,15 @@ class Config:
         has always kept it. The chain id keeps the workers of two chains in one folder apart."""
         assert self.index_db is not None  # set by __post_init__
         return self.index_db.with_name(f"worker-{chain_id}.json")
+
+    def service_store_at(self, chain_id: int, marketplace: str) -> str:
+        """The inference service's state store on chain ``chain_id``: ``service_store`` when set,
+        else a SQLite file in the data dir, ``service/<chainId>-<marketplace>.sqlite3`` (one per
+        chain and deployment, so that a new chain never meets an old one's vouchers): the one
+        rule for `modex serve` and the worker's claimer."""
+        if self.service_store:
+            return self.service_store
+        return str(self.data_dir / "service" / f"{chain_id}-{marketplace.lower()}.sqlite3")
 
     def replace(self, **changes) -> Config:
         """A validated copy with ``changes`` applied. The paths already resolved against a
@@ -173,9 +193,14 @@ def _coerce(key: str, value, source: str):
         "receipt_timeout": float,
         "worker_replace_after": float,
         "worker_max_fee_gwei": float,
+        "claim_threshold_calls": int,
+        "claim_margin": float,
+        "hosted": bool,
     }.get(key, str)
     if value is None:
         return None
+    if kind is bool:
+        return _flag(key, value, source)
     if kind is Path:
         if not isinstance(value, (str, os.PathLike)) or not str(value):
             raise ConfigError(f"{key} ({source}) must be a non-empty path", key=key)
@@ -203,6 +228,16 @@ def _coerce(key: str, value, source: str):
     if not isinstance(value, str):
         raise ConfigError(f"{key} ({source}) must be a string, got {value!r}", key=key)
     return value
+
+
+def _flag(key: str, value, source: str) -> bool:
+    """A yes/no setting: a TOML boolean, or in the environment 1/0, true/false, yes/no."""
+    if isinstance(value, bool):
+        return value
+    words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+    if isinstance(value, str) and value.strip().lower() in words:
+        return words[value.strip().lower()]
+    raise ConfigError(f"{key} ({source}) must be true or false, got {value!r}", key=key)
 
 
 def _gateway_url(url: str, source: str) -> str:
@@ -251,6 +286,9 @@ def _check_worker_and_ports(config: Config, where: Callable[[str], str]) -> None
             "than 0 gwei per gas",
             key="worker_max_fee_gwei",
         )
+    for key in ("claim_threshold_calls", "claim_margin"):
+        if not 0 <= getattr(config, key) < math.inf:
+            raise ConfigError(f"{key} ({where(key)}) must be 0 or more", key=key)
     for key in ("gateway_port", "ui_port"):
         if not 0 <= getattr(config, key) <= 65535:
             raise ConfigError(

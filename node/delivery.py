@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from node import versions
 from node.content import keywrap
 from node.errors import ContractRevert, KeyWrapError, ModexError
 from node.fetch import book, load_metadata
@@ -72,7 +73,7 @@ class PurchaseDelivery:
         self.margin_s = margin_s  # never send when fewer seconds than this remain in the window
         self.start_block = start_block
         self.crash = crash
-        self._keys: dict[int, bytes] = {}
+        self._keys: dict[str, bytes] = {}  # content keys by the model hash they open
 
     # -- what the chain says ------------------------------------------------------------------
 
@@ -158,7 +159,7 @@ class PurchaseDelivery:
                 "now; waiting for it"
             )
         self.crash("before_wrap", pid)
-        key = self._content_key(purchase.model_id)
+        key = self._content_key(purchase)
         if key is None:
             return NotDelivered(
                 f"no content key for model {purchase.model_id} in the key vault {self.vault.path}"
@@ -197,27 +198,42 @@ class PurchaseDelivery:
         )
         self.crash("after_send", pid)
 
-    def _content_key(self, model_id: int) -> bytes | None:
-        if model_id in self._keys:
-            return self._keys[model_id]
-        chain_id, registry = self.chain.chain_id, self.chain.registry.address
-        on_chain = (
-            "0x" + bytes(self.chain.call(self.chain.registry.functions.modelHash(model_id))).hex()
-        )
+    def _content_key(self, purchase: Purchase) -> bytes | None:
+        """The content key of the version the purchase is for: the latest for a buyer, the one
+        the model's rounds attest for a validator (Validators.attestedVersion); each version is
+        sealed with its own key, found in the vault by the version's hash."""
+        chain, model_id = self.chain, purchase.model_id
+        if purchase.for_validator:
+            version = int(chain.call(chain.validators.functions.attestedVersion(model_id)))
+        else:
+            version = int(chain.call(chain.registry.functions.versionCount(model_id)))
+        model_hash, metadata_cid = versions.content_of(chain, model_id, max(version, 1))
+        on_chain = "0x" + model_hash.hex()
+        if on_chain in self._keys:
+            return self._keys[on_chain]
+        chain_id, registry = chain.chain_id, chain.registry.address
         entry = self.vault.for_model(chain_id, model_id, registry)
-        if entry is None and self.store is not None:
-            # The publisher crashed between list() and recording the id: the listing's
-            # metadata names the content CID, which is what the vault is keyed by.
-            cid = self.chain.call(self.chain.registry.functions.metadataCid(model_id))
+        if (entry is None or entry.model_hash.lower() != on_chain) and self.store is not None:
+            # The publisher crashed between list() (or publishVersion) and recording the id, or
+            # the key the listing names is another version's: the version's metadata names its
+            # content CID, which is what the vault is keyed by.
             try:
-                entry = self.vault.get(load_metadata(self.store, cid).get("content_cid", ""))
+                entry = self.vault.get(
+                    load_metadata(self.store, metadata_cid).get("content_cid", "")
+                )
             except ModexError as exc:
-                log.warning("model %d: cannot read its metadata %s: %s", model_id, cid, exc)
-            if entry is not None and entry.model_hash.lower() == on_chain:
+                log.warning(
+                    "model %d: cannot read its metadata %s: %s", model_id, metadata_cid, exc
+                )
+            if (
+                entry is not None
+                and entry.model_hash.lower() == on_chain
+                and not purchase.for_validator
+            ):
                 self.vault.assign(
                     entry.content_cid, chain_id=chain_id, model_id=model_id, registry=registry
                 )
         if entry is None or entry.model_hash.lower() != on_chain:
             return None
-        self._keys[model_id] = entry.key
+        self._keys[on_chain] = entry.key
         return entry.key

@@ -10,6 +10,7 @@ The wiring lives in one place, ``suite_plan(params, deployer)``: plain data that
     Marketplace.connectValidators(validators)            # one-time owner call
     Votes(marketplace)
     Marketplace.connectVotes(votes)                      # one-time owner call (votes live in licences)
+    Channels(registry, marketplace)                      # pay-per-call channels (fee read at each claim)
 
 A constructor argument ``{"contract": "Name"}`` means "the address of Name deployed earlier".
 
@@ -40,7 +41,8 @@ from node.revert import decoded_reverts
 
 log = logging.getLogger(__name__)
 
-SUITE = ("ModelRegistry", "Marketplace", "Validators", "Votes")
+STABLECOIN = "MockStablecoin"  # deployed with the suite only when the `stablecoin` parameter is set
+SUITE = ("ModelRegistry", "Marketplace", "Validators", "Votes", "Channels")
 RECEIPT_TIMEOUT_S = 120  # how long a deployment transaction may take to be mined
 
 # Defaults for a development chain: short rounds, and one minimum-stake validator can settle a round
@@ -61,6 +63,9 @@ DEFAULT_PARAMS = {
     "request_bond": 10**16,  # 0.01 ETH bonded per key request until its seat is released
     "max_open_requests": 16,  # open seats (key requests, attestations) per validator
     "treasury": None,  # None: the fee recipient
+    # Also deploy MockStablecoin (a test dollar with an open faucet) and name it in the record: for
+    # local chains only (`modex up` sets it); never on a public chain.
+    "stablecoin": False,
 }
 
 # The documented defaults for a public chain (contracts/README.md, "Economics").
@@ -134,7 +139,9 @@ def suite_plan(params: dict, deployer: str) -> list[dict]:
         {"call": "Marketplace", "function": "connectValidators", "args": [ref("Validators")]},
         {"deploy": "Votes", "args": [ref("Marketplace")]},
         {"call": "Marketplace", "function": "connectVotes", "args": [ref("Votes")]},
-    ]
+        # Channels: no parameters of its own; the fee and its recipient are the Marketplace's.
+        {"deploy": "Channels", "args": [ref("ModelRegistry"), ref("Marketplace")]},
+    ] + ([{"deploy": STABLECOIN, "args": []}] if p["stablecoin"] else [])
 
 
 def resolve_params(params: dict, deployer: str) -> dict:
@@ -148,6 +155,7 @@ def resolve_params(params: dict, deployer: str) -> dict:
     for key in ("fee_recipient", "treasury"):
         if p[key] not in (None, ""):  # empty: the default, as before
             p[key] = _checked_address(key, p[key])
+    p["stablecoin"] = _checked_flag("stablecoin", p["stablecoin"])
     p["fee_recipient"] = p["fee_recipient"] or deployer
     p["treasury"] = p["treasury"] or p["fee_recipient"]
     limits = {
@@ -182,6 +190,18 @@ def resolve_params(params: dict, deployer: str) -> dict:
     return p
 
 
+def _checked_flag(key: str, value) -> bool:
+    """A yes/no parameter: a bool, 0/1 (``--param stablecoin=1``) or the words true/false."""
+    words = {"true": True, "false": False, "1": True, "0": False}
+    if isinstance(value, str) and value.lower() in words:
+        return words[value.lower()]
+    if value in (0, 1):
+        return bool(value)
+    raise ConfigError(
+        f"deployment parameter {key}={value!r} must be true or false, e.g. --param {key}=1"
+    )
+
+
 def _checked_address(key: str, value) -> str:
     """``value`` as a checksummed address (any case accepted); ConfigError before anything is sent."""
     if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
@@ -197,11 +217,11 @@ def _checked_address(key: str, value) -> str:
 
 
 def deploy_suite(w3, deployer, *, artifacts: dict | None = None, **params) -> dict:
-    """Deploy and wire the four contracts; return the deployment record (see ``deployment_record``).
+    """Deploy and wire the suite (SUITE); return the deployment record (see ``deployment_record``).
 
     ``params`` are DEFAULT_PARAMS' keys (fee_bps, fee_recipient, delivery_window, challenge_period,
     validator_share_bps, min_stake, quorum, commit_period, reveal_period, unstake_delay, bond_bps,
-    request_bond, max_open_requests, treasury). ``deployer`` is an unlocked address or a
+    request_bond, max_open_requests, treasury, stablecoin). ``deployer`` is an unlocked address or a
     signer (``.address`` + ``.sign_transaction``).
     """
     artifacts = artifacts or compile_contracts()

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import requests
 
+from node import versions
 from node.content import keywrap, seal, tarball
 from node.content.manifest import check_model_hash
 from node.errors import ChainError, IntegrityError, KeyDeliveryError, ManifestError, ModexError
@@ -55,6 +56,7 @@ class Fetched:
     model_hash: str
     files: int
     size: int
+    version: int = 1
 
 
 def _registry_view(chain, model_id: int, fn):
@@ -167,6 +169,12 @@ def find_delivery(
 
     Returns (purchase_id, wrapped key or None when not delivered yet).
     """
+    pid, delivered = find_delivery_event(chain, buyer, model_id, purchase_id)
+    return pid, bytes(delivered["args"]["wrappedKey"]) if delivered else None
+
+
+def find_delivery_event(chain, buyer: str, model_id: int, purchase_id: int | None = None):
+    """``find_delivery``'s purchase id and its ``KeyDelivered`` event (None: not delivered)."""
     market = chain.marketplace
     purchases = _logs(market.events.Purchased(), chain, modelId=model_id, buyer=buyer)
     ids = [int(ev["args"]["purchaseId"]) for ev in purchases]
@@ -186,7 +194,7 @@ def find_delivery(
     for pid in sorted(ids, reverse=True):
         delivered = _logs(market.events.KeyDelivered(), chain, purchaseId=pid)
         if delivered:
-            return pid, bytes(delivered[-1]["args"]["wrappedKey"])
+            return pid, delivered[-1]
     return max(ids), None
 
 
@@ -288,14 +296,18 @@ def fetch_model(
     out_dir: str | os.PathLike,
     *,
     purchase_id: int | None = None,
+    version: int | None = None,
     progress=None,
 ) -> Fetched:
-    """The buyer's fetch-and-verify journey (see the module docstring)."""
+    """The buyer's fetch-and-verify journey (see the module docstring): ``version`` (default:
+    the one the buyer's delivered key opens) is verified against that version's on-chain hash."""
     out = Path(out_dir).absolute()
     _check_out_dir(out)
-    model_hash, metadata_cid = content_ref(chain, model_id)
-    pid, wrapped = find_delivery(chain, signer.address, model_id, purchase_id)
-    if wrapped is None:
+    content_ref(chain, model_id)  # "model N is not listed" before anything else
+    if version is not None:
+        versions.get_version(chain, model_id, version)  # a version the model has
+    pid, delivered = find_delivery_event(chain, signer.address, model_id, purchase_id)
+    if delivered is None:
         if book(chain, model_id).disputed:
             raise KeyDeliveryError(
                 f"validators disputed model {model_id}: the key for purchase {pid} will never be "
@@ -307,7 +319,18 @@ def fetch_model(
             f"for the seller's worker, or after the delivery window run `modex refund {pid}`",
             purchase_id=pid,
         )
-    key = unwrap_for(chain, signer, pid, wrapped)
+    opens = versions.delivered_version(
+        chain, model_id, delivered["blockNumber"], delivered["logIndex"]
+    )
+    if version is not None and version != opens:
+        raise KeyDeliveryError(
+            f"the key of purchase {pid} opens version {opens} of model {model_id}, not version "
+            f"{version}: each version has its own key, delivered to licence holders within the "
+            f"listing's update window; fetch version {opens} (leave out --version)",
+            purchase_id=pid,
+        )
+    model_hash, metadata_cid = versions.content_of(chain, model_id, opens)
+    key = unwrap_for(chain, signer, pid, bytes(delivered["args"]["wrappedKey"]))
     meta = load_metadata(store, metadata_cid)
     content_cid = check_metadata(meta, model_id, model_hash)
     tmp, manifest = retrieve(
@@ -319,7 +342,19 @@ def fetch_model(
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)
-    log.info("model %d verified (hash 0x%s) and written to %s", model_id, model_hash.hex(), out)
+    log.info(
+        "model %d version %d verified (hash 0x%s) and written to %s",
+        model_id,
+        opens,
+        model_hash.hex(),
+        out,
+    )
     return Fetched(
-        model_id, pid, out, "0x" + model_hash.hex(), len(manifest.files), manifest.total_size
+        model_id,
+        pid,
+        out,
+        "0x" + model_hash.hex(),
+        len(manifest.files),
+        manifest.total_size,
+        version=opens,
     )

@@ -136,6 +136,19 @@ class KeyVault:
             entries[content_cid].update(listing)
             self._write(entries)
 
+    def discard_unassigned(self, content_cid: str) -> bool:
+        """Remove the key of a sealed archive that was never listed (an upload its seller
+        abandoned); a key assigned to a listing is kept. Whether a key was removed."""
+        with self._locked():
+            entries = self._read()
+            entry = entries.get(content_cid)
+            if entry is None or entry.get("model_id") is not None:
+                return False
+            del entries[content_cid]
+            self._write(entries)
+        log.info("removed the unlisted content key for %s from %s", content_cid, self.path)
+        return True
+
     def get(self, content_cid: str) -> VaultEntry | None:
         entry = self._read().get(content_cid)
         return self._entry(content_cid, entry) if entry else None

@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 
 from web3.logs import DISCARD
 
-from node.amounts import fmt_eth, parse_eth  # noqa: F401 (parse_eth: re-exported for old callers)
+from node.amounts import ETH, Token, fmt_amount, fmt_eth, parse_eth  # noqa: F401 (parse_eth: re-exported for old callers)
 from node.content import keywrap
 from node.errors import ChainError, ContractRevert, InputError, KeyDeliveryError
 from node.fetch import book, sale_terms
 from node.protocol import SCORES, PurchaseStatus
 from node.protocol import Purchase as PurchaseRecord
-from node.revert import when
+from node.revert_sentences import when
+from node.tokens import check_max_price, pay, payment_token, require_funds
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ class Purchase:
     price: int
     buyer_key: bytes
     tx_hash: str
+    token: Token = ETH  # what the price was paid in
+
+    @property
+    def price_text(self) -> str:
+        return fmt_amount(self.price, self.token)
 
 
 def purchase_from_receipt(chain, receipt) -> Purchase:
@@ -62,42 +68,34 @@ def purchase_from_receipt(chain, receipt) -> Purchase:
         int(a["price"]),
         bytes(a["buyerKey"]),
         "0x" + bytes(receipt["transactionHash"]).hex(),
+        chain.token(a["token"]),
     )
 
 
 def buy(chain, signer, model_id: int, *, max_price: int | None = None) -> Purchase:
-    """Buy a licence: derive the wallet's X25519 key, check price and funds, send ``buy``."""
+    """Buy a licence: derive the wallet's X25519 key, check price and funds (in the model's
+    token), pay (``node.tokens.pay``: an ERC-20 price is approved first), send ``buy``."""
     terms = sale_terms(chain, model_id)
     price = terms.price
     if not terms.active:
         raise ChainError(
             f"model {model_id} is not for sale (the seller deactivated it)", model_id=model_id
         )
-    if max_price is not None and price > max_price:
-        raise ChainError(
-            f"model {model_id} costs {fmt_eth(price)}, above your --max-price of "
-            f"{fmt_eth(max_price)}; nothing was sent",
-            model_id=model_id,
-            price=price,
-        )
-    have = chain.balance(signer.address)
-    if have < price:
-        raise ChainError(
-            f"insufficient funds: {signer.address} holds {fmt_eth(have)} but model {model_id} "
-            f"costs {fmt_eth(price)} plus gas; fund the account (nothing was sent)",
-            address=signer.address,
-        )
+    token = payment_token(chain, model_id)
+    what = f"model {model_id} costs"
+    check_max_price(price, max_price, token, what, model_id=model_id)
+    require_funds(chain, signer.address, token, price, what)
     _secret, public = keywrap.derive_x25519(signer, chain.chain_id)
     cap = price if max_price is None else max_price
-    receipt = chain.transact(
-        chain.marketplace.functions.buy(model_id, public, cap), signer, value=price
+    receipt = pay(
+        chain, signer, chain.marketplace.functions.buy(model_id, public, cap), token, price
     )
     purchase = purchase_from_receipt(chain, receipt)
     log.info(
         "bought model %d: purchase %d for %s",
         model_id,
         purchase.purchase_id,
-        fmt_eth(purchase.price),
+        purchase.price_text,
     )
     return purchase
 
@@ -252,14 +250,16 @@ class Sale:
     amount: int  # what releasing it credits the owner (the price less the current fee)
     challenge_end: int  # the revenue is held until this timestamp
     disputed: bool  # the model was disputed within the period: the buyer is refunded instead
+    token: Token = ETH  # what it was paid in (the amount is in it)
 
 
 @dataclass
 class Earnings:
-    """An owner's money on the Marketplace: credited (withdrawable now), and unreleased sales
-    sorted by what can happen to them."""
+    """An owner's money on the Marketplace in one token: credited (withdrawable now), and
+    unreleased sales paid in that token sorted by what can happen to them."""
 
     credited: int
+    token: Token = ETH
     releasable: list[Sale] = field(
         default_factory=list
     )  # past their period: release, then withdraw
@@ -290,39 +290,54 @@ class Earnings:
             else f"until {when(ends[0])} (the last until {when(ends[-1])})"
         )
         return (
-            f"{fmt_eth(self.held_amount)} from {_sales(len(self.held))} is held {until}: "
+            f"{fmt_amount(self.held_amount, self.token)} from {_sales(len(self.held))} is held "
+            f"{until}: "
             "each sale's challenge period, in which a dispute refunds its buyer"
         )
 
+    def notes(self) -> list[str]:
+        """What is held (until when) and what the buyers may refund, as sentences."""
+        return [t for t in (self.held_text(), self.refundable_text()) if t]
+
     def nothing_to_withdraw(self, address: str) -> str:
         """The sentence when nothing is credited: what is held, and until when."""
-        notes = [t for t in (self.held_text(), self.refundable_text()) if t]
-        return (
-            f"{address} has nothing to withdraw yet"
-            + (f": {'; '.join(notes)}" if notes else "")
-            + ". Nothing was sent."
-        )
+        return nothing_to_withdraw(address, self.notes())
 
     def refundable_text(self) -> str | None:
         if not self.refundable:
             return None
         return (
-            f"{_sales(len(self.refundable))} ({fmt_eth(sum(s.amount for s in self.refundable))}) "
+            f"{_sales(len(self.refundable))} "
+            f"({fmt_amount(sum(s.amount for s in self.refundable), self.token)}) "
             "of models validators disputed within their challenge period will not be paid "
             "out: their buyers can refund them"
         )
+
+
+def nothing_to_withdraw(address: str, notes: list[str]) -> str:
+    return (
+        f"{address} has nothing to withdraw yet"
+        + (f": {'; '.join(notes)}" if notes else "")
+        + ". Nothing was sent."
+    )
 
 
 def _sales(n: int) -> str:
     return f"{n} sale{'s' if n != 1 else ''}"
 
 
-def earnings(chain, owner: str, purchase_ids: Iterable[int]) -> Earnings:
-    """``owner``'s credited balance, and which of ``purchase_ids`` (the indexer's unreleased sales
-    of the owner's models) can be released now, are held (until when) or are the buyers' to
-    refund. The chain decides each purchase; ids that are not such a sale of ``owner`` are left out."""
+def credited(chain, account: str, token: Token = ETH) -> int:
+    """What ``account`` can withdraw now in ``token``."""
+    return int(chain.call(chain.marketplace.functions.credited(account, token.address)))
+
+
+def earnings(chain, owner: str, purchase_ids: Iterable[int], token: Token = ETH) -> Earnings:
+    """``owner``'s credited balance in ``token``, and which of ``purchase_ids`` (the indexer's
+    unreleased sales of the owner's models) paid in ``token`` can be released now, are held
+    (until when) or are the buyers' to refund. The chain decides each purchase; ids that are not
+    such a sale of ``owner`` in ``token`` are left out."""
     market = chain.marketplace.functions
-    result = Earnings(credited=int(chain.call(market.credited(owner))))
+    result = Earnings(credited=credited(chain, owner, token), token=token)
     purchase_ids = sorted({int(p) for p in purchase_ids})
     if not purchase_ids:
         return result
@@ -336,6 +351,8 @@ def earnings(chain, owner: str, purchase_ids: Iterable[int]) -> Earnings:
         p = purchase_record(chain, pid)
         if p.status != PurchaseStatus.DELIVERED or p.released or p.price == 0 or p.for_validator:
             continue
+        if int(chain.call(market.purchaseToken(pid)), 16) != int(token.address, 16):
+            continue  # paid in another token: its own withdrawal releases it
         if p.model_id not in owners:
             owners[p.model_id] = sale_terms(chain, p.model_id).owner
             books[p.model_id] = book(chain, p.model_id)
@@ -343,7 +360,7 @@ def earnings(chain, owner: str, purchase_ids: Iterable[int]) -> Earnings:
             continue  # the model changed hands: its next release pays the new owner
         b, end = books[p.model_id], p.delivered_at + period
         disputed = b.disputed and b.disputed_at <= end
-        sale = Sale(pid, p.model_id, p.price - p.price * fee_bps // 10_000, end, disputed)
+        sale = Sale(pid, p.model_id, p.price - p.price * fee_bps // 10_000, end, disputed, token)
         if disputed:
             result.refundable.append(sale)
         elif now > end:
@@ -355,9 +372,13 @@ def earnings(chain, owner: str, purchase_ids: Iterable[int]) -> Earnings:
 
 @dataclass
 class Withdrawal:
-    amount: int  # wei sent to the wallet
+    amount: int  # sent to the wallet, in the earnings' token
     released: list[Sale]  # sales released (credited) before the withdrawal
     earnings: Earnings  # what was found before releasing (held and refundable sales included)
+
+    @property
+    def token(self) -> Token:
+        return self.earnings.token
 
 
 def release_revenue(chain, signer, sales: Iterable[Sale]) -> list[Sale]:
@@ -373,23 +394,57 @@ def release_revenue(chain, signer, sales: Iterable[Sale]) -> list[Sale]:
             log.info("purchase %d: already released", sale.purchase_id)
             continue
         released.append(sale)
-        log.info("released the revenue of purchase %d (%s)", sale.purchase_id, fmt_eth(sale.amount))
+        log.info(
+            "released the revenue of purchase %d (%s)",
+            sale.purchase_id,
+            fmt_amount(sale.amount, sale.token),
+        )
     return released
 
 
-def withdraw(chain, signer, sales: Iterable[int] = ()) -> Withdrawal:
-    """Release the signer's sales among ``sales`` (purchase ids) that are past their challenge
-    period, then withdraw everything credited (sales, fees, refunds, rewards). When nothing is
-    credited the ChainError says what is still held and until when."""
-    found = earnings(chain, signer.address, sales)
+def withdraw(chain, signer, sales: Iterable[int] = (), token: Token = ETH) -> Withdrawal:
+    """Release the signer's sales among ``sales`` (purchase ids) paid in ``token`` that are past
+    their challenge period, then withdraw everything credited in ``token`` (sales,
+    subscriptions, fees, refunds, rewards). When nothing is credited the ChainError says what is
+    still held and until when."""
+    return _withdraw_earnings(chain, signer, earnings(chain, signer.address, sales, token))
+
+
+def _withdraw_earnings(chain, signer, found: Earnings) -> Withdrawal:
+    """Release ``found``'s releasable sales, then withdraw its token's credited balance."""
+    token = found.token
     released = release_revenue(chain, signer, found.releasable)
-    if int(chain.call(chain.marketplace.functions.credited(signer.address))) == 0:
+    if credited(chain, signer.address, token) == 0:
         raise ChainError(found.nothing_to_withdraw(signer.address), address=signer.address)
-    receipt = chain.transact(chain.marketplace.functions.withdraw(), signer)
+    market = chain.marketplace.functions
+    receipt = chain.transact(
+        market.withdraw() if token.is_eth else market.withdraw(token.address), signer
+    )
     events = chain.marketplace.events.Withdrawn().process_receipt(receipt, errors=DISCARD)
     amount = sum(int(e["args"]["amount"]) for e in events)
-    log.info("withdrew %s to %s", fmt_eth(amount), signer.address)
+    log.info("withdrew %s to %s", fmt_amount(amount, token), signer.address)
     return Withdrawal(amount, released, found)
+
+
+def withdraw_each(
+    chain, signer, sales: Iterable[int], tokens: Iterable[Token]
+) -> tuple[list[Withdrawal], list[Earnings]]:
+    """``withdraw`` in each of ``tokens`` that has something to withdraw (credited, or sales to
+    release first); returns the withdrawals and the earnings of the tokens with nothing to
+    withdraw yet (what they hold). ChainError, naming what is held in every token, when none has
+    anything."""
+    sales = list(sales)
+    done, waiting = [], []
+    for token in tokens:
+        found = earnings(chain, signer.address, sales, token)
+        if found.withdrawable:
+            done.append(_withdraw_earnings(chain, signer, found))
+        else:
+            waiting.append(found)
+    if not done:
+        notes = [note for found in waiting for note in found.notes()]
+        raise ChainError(nothing_to_withdraw(signer.address, notes), address=signer.address)
+    return done, waiting
 
 
 def valid_score(score) -> int:

@@ -120,6 +120,27 @@ class SaleTerms(NamedTuple):
         return cls(int(price), bool(active), to_checksum_address(owner))
 
 
+# The token address that stands for ETH wherever the contracts take or return a payment token
+# (ModelRegistry.paymentToken, Marketplace.credited / withdraw(token), the money events' `token`).
+ETH_TOKEN = "0x" + "00" * 20
+
+
+class SubscriptionTerms(NamedTuple):
+    """``ModelRegistry.subscriptionTerms(modelId)``: (0, 0) when the owner offers none."""
+
+    price_per_period: int  # in the listing's payment token's smallest unit
+    period_seconds: int
+
+    @property
+    def offered(self) -> bool:
+        return self.price_per_period != 0
+
+    @classmethod
+    def from_call(cls, row) -> SubscriptionTerms:
+        price, period = row
+        return cls(int(price), int(period))
+
+
 class Book(NamedTuple):
     """``Marketplace.book(modelId)``: the validation outcome the Marketplace was told."""
 
@@ -211,7 +232,7 @@ def attestation_commitment(
     work_digest_: bytes,
     salt: bytes,
 ) -> bytes:
-    """``keccak256(abi.encode(block.chainid, address(this), modelId, msg.sender, observedHash,
+    """``keccak256(abi.encode(block.chainid, address(this), modelId, validator, observedHash,
     workDigest, salt))``, as Validators.revealAttestation recomputes it."""
     return keccak(
         abi_encode(

@@ -37,14 +37,17 @@ from pathlib import Path
 
 from web3.logs import DISCARD
 
+from node.amounts import ETH, Token
 from node.content import manifest as manifest_mod
 from node.content import seal, tarball
-from node.errors import ChainError, ManifestError
+from node.errors import ChainError, InputError, ManifestError
+from node.feedback import feedback_key_entry
 from node.fetch import content_ref, load_metadata
 from node.keyvault import KeyVault
 from node.onchain import canonical_json, work_digest
 from node.pipes import CountingReader, CountingWriter, pipeline
 from node.protocol import EVALUATION_REPORT, REPORT_VERSION, declared_metrics_differences
+from node.subscriptions import set_terms
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,7 @@ class ListingInfo:
     framework: str = ""
     metrics: dict = field(default_factory=dict)
     card: str | None = None  # default: the model dir's README.md
+    feedback_key: dict | None = None  # node.feedback.feedback_key_entry: who reads feedback
 
 
 @dataclass
@@ -228,7 +232,8 @@ def build_metadata(
     created: str | None = None,
 ) -> dict:
     """The listing's public metadata JSON (docs/formats.md §6)."""
-    return {
+    feedback = {"feedback_key": info.feedback_key} if info.feedback_key else {}
+    return feedback | {
         "version": 1,
         "name": info.name,
         "description": info.description,
@@ -358,25 +363,28 @@ def list_prepared(
     *,
     price_wei: int,
     operator: str | None = None,
+    token: Token = ETH,
+    subscription: tuple[int, int] | None = None,
 ) -> Published:
     """Send ``list()``, then the claim (when the model carries a report) and ``setOperator``
-    (when a worker address is given); record the id."""
+    (when a worker address is given); record the id. A price in an ERC-20 ``token`` (in its
+    units) or a ``subscription`` offer ((price per period, seconds), in the same token) is set
+    right after the listing (``node.subscriptions.set_terms``): the listing is made at the
+    registry's maximum price, so it is never on sale in ETH at a number meant for the token."""
     if price_wei < 0:
         raise ChainError("the price cannot be negative")
     registry = chain.registry
+    plain = token.is_eth and subscription is None
+    listed_at = price_wei if plain else int(chain.call(registry.functions.MAX_PRICE()))
     receipt = chain.transact(
-        registry.functions.list(prepared.model_hash, prepared.metadata_cid, price_wei), signer
+        registry.functions.list(prepared.model_hash, prepared.metadata_cid, listed_at), signer
     )
-    events = registry.events.ModelListed().process_receipt(receipt, errors=DISCARD)
-    if not events:
-        raise ChainError(
-            f"list() was mined in {receipt['transactionHash'].hex()} but emitted "
-            "no ModelListed event; check the deployment file's registry address"
-        )
-    model_id = int(events[0]["args"]["modelId"])
+    model_id = int(_emitted(receipt, registry.events.ModelListed, "list()")["modelId"])
     vault.assign(
         prepared.content_cid, chain_id=chain.chain_id, model_id=model_id, registry=registry.address
     )
+    if not plain:
+        set_terms(chain, signer, model_id, token=token, price=price_wei, subscription=subscription)
     claim_tx, claim_error = "", None
     if prepared.work_digest:
         try:
@@ -402,6 +410,17 @@ def list_prepared(
     )
 
 
+def _emitted(receipt, event, call: str):
+    """The arguments of the registry's ``event`` in the receipt of ``call``."""
+    events = event().process_receipt(receipt, errors=DISCARD)
+    if not events:
+        raise ChainError(
+            f"{call} was mined in {receipt['transactionHash'].hex()} but emitted no "
+            f"{event.event_name} event; check the deployment file's registry address"
+        )
+    return events[0]["args"]
+
+
 def publish(
     chain,
     signer,
@@ -412,11 +431,15 @@ def publish(
     *,
     price_wei: int,
     operator: str | None = None,
+    token: Token = ETH,
+    subscription: tuple[int, int] | None = None,
     cid_profile: str = "unixfs-v1-2025",
     chunk_size: int = CHUNK_SIZE,
     progress: Progress | None = None,
 ) -> Published:
     """The whole publish journey; see the module docstring for the order and why."""
+    if info.feedback_key is None:  # the seller's key for private feedback (node/feedback.py)
+        info = replace(info, feedback_key=feedback_key_entry(signer, chain.chain_id))
     prepared = prepare(
         model_dir,
         store,
@@ -426,4 +449,105 @@ def publish(
         chunk_size=chunk_size,
         progress=progress,
     )
-    return list_prepared(chain, signer, prepared, vault, price_wei=price_wei, operator=operator)
+    return list_prepared(
+        chain,
+        signer,
+        prepared,
+        vault,
+        price_wei=price_wei,
+        operator=operator,
+        token=token,
+        subscription=subscription,
+    )
+
+
+# -- a new version of a listing (issue 15 §1; node/versions.py reads them) ------------------------
+
+
+@dataclass
+class PublishedVersion(Prepared):
+    model_id: int = 0
+    version: int = 0
+    tx_hash: str = ""
+    claim_tx: str = ""  # claimMetrics (empty without a claim)
+
+
+def _check_owner(chain, signer, model_id: int) -> None:
+    """ChainError unless ``signer`` owns the listing (before anything is sealed or pinned)."""
+    owner = chain.call(chain.registry.functions.ownerOf(model_id))
+    if owner.lower() != signer.address.lower():
+        raise ChainError(
+            f"model {model_id} belongs to {owner}, not to {signer.address}: only its owner "
+            "publishes its versions (choose its wallet with --keystore)",
+            model_id=model_id,
+        )
+
+
+def publish_version(
+    chain,
+    signer,
+    store,
+    vault: KeyVault,
+    model_id: int,
+    model_dir: str | os.PathLike,
+    info: ListingInfo,
+    **sealing,
+) -> PublishedVersion:
+    """Seal, pin and publish ``model_dir`` as the next version of ``model_id``, then claim its
+    work digest (the claim is the new version's own); ``sealing``: ``prepare``'s cid_profile,
+    chunk_size and progress. Refuses weights identical to the latest version's (InputError:
+    nothing would change for a buyer)."""
+    _check_owner(chain, signer, model_id)
+    if info.feedback_key is None:  # the owner reads the new version's feedback too
+        info = replace(info, feedback_key=feedback_key_entry(signer, chain.chain_id))
+    latest = bytes(chain.call(chain.registry.functions.modelHash(model_id)))
+    prepared = prepare(model_dir, store, vault, info, **sealing)
+    if prepared.model_hash == latest:
+        raise InputError(
+            f"{model_dir} is the latest version of model {model_id} already (model hash "
+            f"0x{latest.hex()}): publish changed weights",
+            what="MODEL_DIR",
+        )
+    registry = chain.registry
+    receipt = chain.transact(
+        registry.functions.publishVersion(model_id, prepared.model_hash, prepared.metadata_cid),
+        signer,
+    )
+    version = int(_emitted(receipt, registry.events.VersionPublished, "publishVersion")["version"])
+    # The listing's key is the latest version's from now on (the worker delivers it to buyers).
+    vault.assign(
+        prepared.content_cid, chain_id=chain.chain_id, model_id=model_id, registry=registry.address
+    )
+    log.info("model %d: version %d published (%s)", model_id, version, prepared.metadata_cid)
+    claim_tx = ""
+    if prepared.work_digest:
+        try:
+            claim_tx = claim_metrics(chain, signer, model_id, prepared.work_digest)
+        except ChainError as exc:
+            raise ChainError(
+                f"version {version} of model {model_id} is published, but its work digest was "
+                f"not claimed ({exc}); claim it before a validator commits on it: "
+                f"`modex claim {model_id} {model_dir}`",
+                model_id=model_id,
+            ) from exc
+    return PublishedVersion(
+        **prepared.__dict__,
+        model_id=model_id,
+        version=version,
+        tx_hash="0x" + bytes(receipt["transactionHash"]).hex(),
+        claim_tx=claim_tx,
+    )
+
+
+def version_info(metadata: dict, **overrides) -> ListingInfo:
+    """The listing's description carried over to a new version (name, task, licence, ...), with
+    the given fields replaced; the metrics come from the new version's report, the card from its
+    folder (its README) unless given."""
+    info = ListingInfo(
+        name=str(metadata.get("name") or ""),
+        description=str(metadata.get("description") or ""),
+        task=str(metadata.get("task") or ""),
+        license=str(metadata.get("license") or ""),
+        framework=str(metadata.get("framework") or ""),
+    )
+    return replace(info, **{k: v for k, v in overrides.items() if v})

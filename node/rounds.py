@@ -19,6 +19,7 @@ from web3.logs import DISCARD
 
 from node import market
 from node.agentstate import AgentState, Commitment, ModelRecord
+from node.amounts import Token
 from node.attestation import Attestation
 from node.content import keywrap
 from node.errors import ChainError, ContractRevert
@@ -31,7 +32,7 @@ from node.protocol import (
     SeatState,
     attestation_commitment,
 )
-from node.revert import when
+from node.revert_sentences import when
 
 log = logging.getLogger("node.validator")  # one logger for the agent, as before the split
 
@@ -64,6 +65,7 @@ class ValidatorReport:
     retry: dict[int, str] = field(default_factory=dict)  # not checked this pass (local/store), why
     refused: dict[int, str] = field(default_factory=dict)  # a step the contracts refused, why
     done: list[int] = field(default_factory=list)  # settled and released (nothing more to do)
+    rewards: list[tuple[int, Token, int]] = field(default_factory=list)  # model, token, amount
 
     def about(self, model_id: int, now: int) -> str:
         """Where the model stands after this pass: what it waits for (and until when), or why a
@@ -84,14 +86,30 @@ def until_reveals_end(rnd: Round) -> Waiting:
 
 class RoundSteps:
     """The on-chain steps of this validator's seats, one model at a time; ``verify(model_id,
-    purchase_id)`` checks a model (fetch, re-hash, evaluate) with the key of that request."""
+    purchase_id)`` checks a model (fetch, re-hash, evaluate) with the key of that request.
+    ``state.validator`` is the validator whose seats these are: the signer itself, or the
+    validator that named the signer its attester (``Validators.setAttester``), for which it
+    sends the ``...For`` calls."""
 
     def __init__(self, chain, signer, state: AgentState, verify: Callable[[int, int], Attestation]):
         self.chain = chain
         self.signer = signer
         self.state = state
         self.verify = verify
+        self.validator = state.validator
         self._x25519: tuple[bytes, bytes] | None = None
+
+    @property
+    def attesting(self) -> bool:
+        """Whether the signer is the validator's attester rather than the validator itself."""
+        return self.validator.lower() != self.signer.address.lower()
+
+    def for_validator(self, contract, name: str, *args):
+        """``contract``'s function ``name`` for this validator: as it (``name(*args)``) or, by its
+        attester, ``nameFor(validator, *args)``."""
+        if self.attesting:
+            return getattr(contract.functions, name + "For")(self.validator, *args)
+        return getattr(contract.functions, name)(*args)
 
     @property
     def x25519(self) -> tuple[bytes, bytes]:
@@ -102,7 +120,7 @@ class RoundSteps:
 
     def step(self, model_id: int, report: ValidatorReport) -> None:
         """Take the step that is due for the model (``node.validator``: step 3 of a pass)."""
-        v, me = self.chain.validators.functions, self.signer.address
+        v, me = self.chain.validators.functions, self.validator
         status = ModelStatus(self.chain.call(v.status(model_id)))
         seat = Seat.from_call(self.chain.call(v.attestationOf(model_id, me)))
         if seat.state == SeatState.RELEASED or (
@@ -140,7 +158,12 @@ class RoundSteps:
             report.waiting[model_id] = until_reveals_end(rnd)
 
     def finish(self, model_id: int, report: ValidatorReport) -> None:
-        """Nothing more to do for the model: it leaves the to-do set, with its record."""
+        """Nothing more to do for the model: it leaves the to-do set, with its record; a model
+        this validator verified stays in the set whose rewards the agent claims."""
+        if self.chain.call(
+            self.chain.validators.functions.verifierWeight(model_id, self.validator)
+        ):
+            self.state.rewarding.add(model_id)
         self.state.todo.discard(model_id)
         self.state.records.pop(model_id, None)
         self.state.save()
@@ -183,7 +206,9 @@ class RoundSteps:
             )
             return
         receipt = self.chain.transact(
-            self.chain.marketplace.functions.requestValidatorKey(model_id, self.x25519[1]),
+            self.for_validator(
+                self.chain.marketplace, "requestValidatorKey", model_id, self.x25519[1]
+            ),
             self.signer,
         )
         ev = self.chain.marketplace.events.Purchased().process_receipt(receipt, errors=DISCARD)
@@ -198,7 +223,7 @@ class RoundSteps:
             "ValidatorKeyRequested",
             from_block=self.state.start_block,
             modelId=model_id,
-            validator=self.signer.address,
+            validator=self.validator,
         )
         if not events:
             return None
@@ -215,7 +240,7 @@ class RoundSteps:
             if request is None:
                 raise ChainError(
                     f"model {model_id}: the seat holds a key but no key request of "
-                    f"{self.signer.address} was found; is the node's log history "
+                    f"{self.validator} was found; is the node's log history "
                     "pruned?"
                 )
             record = ModelRecord(self.verify(model_id, request[0]))
@@ -244,7 +269,7 @@ class RoundSteps:
                     self.chain.chain_id,
                     self.chain.validators.address,
                     model_id,
-                    self.signer.address,
+                    self.validator,
                     found.observed_hash,
                     found.work_digest,
                     salt,
@@ -252,8 +277,10 @@ class RoundSteps:
             )
             record.commitment = c
         self.state.save()  # durable BEFORE the commit is sent: a restart can still reveal it
-        v = self.chain.validators.functions
-        self.chain.transact(v.commitAttestation(model_id, c.commitment), self.signer)
+        v = self.chain.validators
+        self.chain.transact(
+            self.for_validator(v, "commitAttestation", model_id, c.commitment), self.signer
+        )
         log.info(
             "model %d: committed in round %d to hash 0x%s (%s), work digest 0x%s%s",
             model_id,
@@ -264,7 +291,7 @@ class RoundSteps:
             f": {found.reason}" if found.reason else "",
         )
         report.committed.append(found)
-        rnd = Round.from_call(self.chain.call(v.roundOf(model_id)))  # opened by this commit, maybe
+        rnd = Round.from_call(self.chain.call(v.functions.roundOf(model_id)))  # opened by it, maybe
         report.waiting[model_id] = until_commits_close(rnd)
 
     def _reveal(self, model_id: int, rnd: Round, report: ValidatorReport) -> None:
@@ -272,7 +299,7 @@ class RoundSteps:
             report.waiting[model_id] = until_commits_close(rnd)
             return
         v = self.chain.validators.functions
-        on_chain = bytes(self.chain.call(v.commitmentOf(model_id, self.signer.address)))
+        on_chain = bytes(self.chain.call(v.commitmentOf(model_id, self.validator)))
         record = self.state.records.get(model_id)
         if record is None or record.commitment is None or record.commitment.commitment != on_chain:
             reason = (
@@ -285,7 +312,14 @@ class RoundSteps:
             return
         found, c = record.attestation, record.commitment
         self.chain.transact(
-            v.revealAttestation(model_id, found.observed_hash, found.work_digest, c.salt),
+            self.for_validator(
+                self.chain.validators,
+                "revealAttestation",
+                model_id,
+                found.observed_hash,
+                found.work_digest,
+                c.salt,
+            ),
             self.signer,
         )
         c.revealed = True
@@ -323,9 +357,7 @@ class RoundSteps:
                 )
                 return
         v = self.chain.validators
-        receipt = self.chain.transact(
-            v.functions.release(model_id, self.signer.address), self.signer
-        )
+        receipt = self.chain.transact(v.functions.release(model_id, self.validator), self.signer)
         events = v.events.SeatReleased().process_receipt(receipt, errors=DISCARD)
         returned, forfeited = (
             (int(events[0]["args"]["returned"]), int(events[0]["args"]["forfeited"]))

@@ -3,6 +3,7 @@
     stack = Stack(config)            # or Stack.from_args(args) in a command
     stack.chain, stack.store, stack.signer, stack.vault     # built once, when first asked for
     stack.indexer(), stack.key_delivery(), stack.validator_agent(evaluator=...)   # new each call
+    stack.claimer(service_store)     # the seller's claims of the vouchers its service stored
     stack.close()                    # closes what the stack built (a Kubo store's HTTP client)
 
 Every entry point gets its parts here: each `modex` command, `modex up` (modex/exchange.py holds
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from node.chain import Chain
+from node.claimer import Claimer
 from node.config import Config, load_config
 from node.content.store import open_store
 from node.content.store.gateway import GatewaySource
@@ -207,6 +209,14 @@ class Stack:
             self.vault,
             store=self.store,
             **options,
+        )
+
+    def claimer(self, service_store, signer=None, **options) -> Claimer:
+        """The claimer of the vouchers ``service_store`` (a ServiceStore, node/servicestore) holds
+        for the models ``signer`` (default: the wallet) owns or operates; ``options`` as
+        Claimer.from_config takes them (crash, clock)."""
+        return Claimer.from_config(
+            self.config, self.chain, signer or self.signer, service_store, **options
         )
 
     def validator_agent(self, *, evaluator: Evaluator, signer=None, **options) -> ValidatorAgent:

@@ -21,11 +21,23 @@ the model through its commit–reveal rounds (contracts/Validators.sol) until it
      when it is due). An undecided round: the agent commits again in the next one, with a new salt
      (a revealed salt is public);
    - the model settled (or this seat's round over without its reveal): ``release`` returns the
-     seat's bonds to its stake, or forfeits them; the model is then done.
+     seat's bonds to its stake, or forfeits them; the model is then done;
+4. for each model this validator verified, ``claimValidatorReward`` of its share of the sales
+   fees, in ETH and in the listing's ERC-20 token, whenever some is pending (it is credited to the
+   validator's Marketplace balance, which only the validator withdraws).
+
+Hot and cold keys. The validator (the cold wallet that staked) may name an attester
+(``Validators.setAttester``): an agent built with the attester's signer and ``validator=`` the
+validator's address does all of the above for it through the ``...For`` calls (key requests,
+commits, reveals, reward claims; settle and release are anyone's), and never needs the cold key:
+it does not stake (the validator must be active), and the stake, bonds and rewards stay the
+validator's. The key requests carry the attester's own X25519 key.
 
 State (``node.agentstate``). One file per (chain, validator account), ``state_path(data_dir,
-chain_id, address)``: the chain checkpoint (``next_block``; from version 3 also
-``recent_blocks``, [number, hash] of the last blocks scanned), the to-do set and, per model, the finding and the commitment. A pass
+chain_id, validator)``, whichever key the agent signs with: the chain checkpoint
+(``next_block``; from version 3 also ``recent_blocks``, [number, hash] of the last blocks
+scanned), the to-do set, the models whose rewards it claims and, per model, the finding and the
+commitment. A pass
 holds an exclusive lock on it (``<file>.lock``) and reads it afresh, so the CLI's agent and the
 UI's jobs for the same account take turns and never lose each other's salts.
 
@@ -49,13 +61,16 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from node import market
+from eth_utils import is_address, to_checksum_address
+
+from node import market, tokens
 from node.agentstate import STATE_VERSION, AgentState, Commitment, ModelRecord, state_path
+from node.amounts import ETH
 from node.attestation import Attestation, Evaluator, ModelCheck
 from node.config import Config
-from node.errors import ChainError, ContractRevert, StoreError
+from node.errors import ChainError, ConfigError, ContractRevert, InputError, StoreError
 from node.protocol import StakeInfo
-from node.revert import when
+from node.revert_sentences import when
 from node.rounds import RoundSteps, ValidatorReport, Waiting
 from node.scanner import BlockScanner, poll_loop
 
@@ -67,10 +82,47 @@ __all__ = [
     "ValidatorAgent",
     "ValidatorReport",
     "Waiting",
+    "attester_address",
+    "set_attester",
     "state_path",
 ]
 
 log = logging.getLogger(__name__)
+
+NO_ATTESTER = "none"  # what names no attester (the validator attests itself)
+NO_ATTESTER_ADDRESS = "0x" + "00" * 20  # setAttester's address(0)
+
+
+def attester_address(text: str) -> str:
+    """The address ``setAttester`` is given for ``text``: a 0x address (checksummed), or the
+    zero address for "none" (the validator attests itself again)."""
+    text = (text or "").strip()
+    if text.lower() == NO_ATTESTER:
+        return NO_ATTESTER_ADDRESS
+    if not is_address(text):
+        raise InputError(
+            f"{text!r} is not an attester address: give the hot key's address (0x and 40 hex "
+            f'digits), or "{NO_ATTESTER}" to attest with the validator\'s own key again'
+        )
+    return to_checksum_address(text)
+
+
+def _validator_address(text: str) -> str:
+    if not is_address(text):
+        raise InputError(
+            f"validator {text!r} is not an address: give the address (0x and 40 hex digits) of "
+            "the validator that named this wallet its attester"
+        )
+    return to_checksum_address(text)
+
+
+def set_attester(chain, signer, attester: str):
+    """``Validators.setAttester`` from the validator's (cold) wallet ``signer``: ``attester``
+    (``attester_address``) may then request keys, commit and reveal for it, and nothing else;
+    the old attester is revoked. Returns the receipt."""
+    return chain.transact(
+        chain.validators.functions.setAttester(attester_address(attester)), signer
+    )
 
 
 class ValidatorAgent:
@@ -89,15 +141,18 @@ class ValidatorAgent:
         stake_amount: int | None = None,
         confirmations: int = 0,
         batch_blocks: int = 2000,
+        validator: str | None = None,
     ):
         self.chain = chain
         self.signer = signer
+        # Whose seats these are (the module docstring): the signer, or the validator it attests for.
+        self.validator = _validator_address(validator) if validator else signer.address
         self.store = store
         self.evaluator = evaluator
         self.stake_amount = stake_amount
         self.work_dir = Path(work_dir)
         self.state_path = Path(state_path)
-        self.state = AgentState(self.state_path, chain, signer.address)
+        self.state = AgentState(self.state_path, chain, self.validator)
         self.scanner = BlockScanner(
             chain, self.state.listings_in, confirmations=confirmations, batch_blocks=batch_blocks
         )
@@ -115,20 +170,24 @@ class ValidatorAgent:
         stake_amount: int | None = None,
         state: str | os.PathLike | None = None,
         data_dir: str | os.PathLike | None = None,
+        validator: str | None = None,
     ) -> ValidatorAgent:
         """The agent ``config`` describes: its confirmations, its state file (``state``, else
         ``state_path`` in the data dir) and its work folder (``<data dir>/validate``), the data
-        dir being ``config.data_dir`` unless ``data_dir`` names another (the UI's node folder)."""
+        dir being ``config.data_dir`` unless ``data_dir`` names another (the UI's node folder);
+        ``validator``: the validator that named ``signer`` its attester (default: the signer)."""
         folder = Path(config.data_dir if data_dir is None else data_dir)
+        validator = validator or signer.address
         return cls(
             chain,
             signer,
             store,
-            state or state_path(folder, chain.chain_id, signer.address),
+            state or state_path(folder, chain.chain_id, validator),
             work_dir=folder / "validate",
             evaluator=evaluator,
             stake_amount=stake_amount,
             confirmations=config.confirmations,
+            validator=validator,
         )
 
     @property
@@ -153,33 +212,45 @@ class ValidatorAgent:
         self.ensure_staked(report)
         self.scanner.scan(self.state)
         for model_id in sorted(self.state.todo if models is None else set(models)):
-            try:
-                self.rounds.step(model_id, report)
-            except (StoreError, OSError) as exc:
-                # Our store or our disk, not the content: never committed (module docstring).
-                reason = (
-                    str(exc)
-                    if isinstance(exc, StoreError)
-                    else (f"this machine's disk refused it: {exc}")
-                )
-                log.warning(
-                    "model %d not checked this pass, nothing committed: %s; will retry next pass",
-                    model_id,
-                    reason,
-                )
-                report.retry[model_id] = reason
-            except ContractRevert as exc:
-                log.warning("model %d: %s; will retry next pass", model_id, exc)
-                report.refused[model_id] = str(exc)
-            except ChainError:
-                raise  # the chain is unreachable or misbehaves: no model can go on this pass
-            except Exception as exc:  # one model's surprise must not stop the others
-                log.exception("model %d: unexpected failure; will retry next pass", model_id)
-                report.retry[model_id] = f"unexpected failure: {exc!r}"
+            self._guarded(model_id, report, self.rounds.step)
+        for model_id in sorted(self.state.rewarding):
+            self._guarded(model_id, report, self.claim_rewards)
         return report
 
+    def _guarded(self, model_id: int, report: ValidatorReport, step) -> None:
+        """``step(model_id, report)``; a failure of this model's step is reported and retried
+        next pass, without stopping the others (an unreachable chain stops the pass)."""
+        try:
+            step(model_id, report)
+        except (StoreError, OSError) as exc:
+            # Our store or our disk, not the content: never committed (module docstring).
+            reason = (
+                str(exc)
+                if isinstance(exc, StoreError)
+                else (f"this machine's disk refused it: {exc}")
+            )
+            log.warning(
+                "model %d not checked this pass, nothing committed: %s; will retry next pass",
+                model_id,
+                reason,
+            )
+            report.retry[model_id] = reason
+        except ContractRevert as exc:
+            log.warning("model %d: %s; will retry next pass", model_id, exc)
+            report.refused[model_id] = str(exc)
+        except ChainError:
+            raise  # the chain is unreachable or misbehaves: no model can go on this pass
+        except Exception as exc:  # one model's surprise must not stop the others
+            log.exception("model %d: unexpected failure; will retry next pass", model_id)
+            report.retry[model_id] = f"unexpected failure: {exc!r}"
+
     def run(self, stop: threading.Event, interval: float = 2.0) -> None:
-        log.info("validator agent for %s on chain %d", self.signer.address, self.chain.chain_id)
+        log.info(
+            "validator agent for %s%s on chain %d",
+            self.validator,
+            f" (attester {self.signer.address})" if self.rounds.attesting else "",
+            self.chain.chain_id,
+        )
         poll_loop(self.poll, stop, interval)
 
     def now(self) -> int:
@@ -192,21 +263,58 @@ class ValidatorAgent:
         """Stake up to the minimum (or ``stake_amount``) when not an active validator (a forfeit
         can take a stake below the minimum: it is topped up)."""
         v = self.chain.validators.functions
-        if self.chain.call(v.isActiveValidator(self.signer.address)):
+        if self.rounds.attesting:
+            self._check_attester()
+        if self.chain.call(v.isActiveValidator(self.validator)):
             return 0
-        info = StakeInfo.from_call(self.chain.call(v.stakeOf(self.signer.address)))
+        info = StakeInfo.from_call(self.chain.call(v.stakeOf(self.validator)))
         if info.unlock_at:
             raise ChainError(
-                f"{self.signer.address} asked to unstake (unlocks at "
+                f"{self.validator} asked to unstake (unlocks at "
                 f"{when(info.unlock_at)}); it cannot validate until it has unstaked "
                 "and staked again"
             )
         need = max(market.min_stake(self.chain) - info.amount, self.stake_amount or 0)
+        if self.rounds.attesting:
+            raise ChainError(
+                f"validator {self.validator} is not an active validator (stake "
+                f"{market.fmt_eth(info.amount)}, minimum {market.fmt_eth(market.min_stake(self.chain))}); "
+                f"this agent holds only its attester key {self.signer.address}: stake from the "
+                "validator's wallet (`modex validator stake` or the Validate page)"
+            )
         market.stake(self.chain, self.signer, need)
         log.info("staked %s as a validator", market.fmt_eth(need))
         if report:
             report.staked = need
         return need
+
+    def _check_attester(self) -> None:
+        named = self.chain.call(self.chain.validators.functions.attesterOf(self.validator))
+        if named.lower() != self.signer.address.lower():
+            raise ConfigError(
+                f"validator {self.validator} has not named {self.signer.address} its attester "
+                f"(it names {NO_ATTESTER if named == NO_ATTESTER_ADDRESS else named}): run `modex validator set-attester {self.signer.address}` "
+                "with the validator's wallet, or start the agent with the validator's own key",
+                key="validator",
+            )
+
+    def claim_rewards(self, model_id: int, report: ValidatorReport) -> None:
+        """Claim this validator's pending share of the model's sales fees in ETH and in the
+        listing's token (credited to the validator's Marketplace balance)."""
+        m = self.chain.marketplace
+        for token in dict.fromkeys((ETH, tokens.payment_token(self.chain, model_id))):
+            pending = int(
+                self.chain.call(
+                    m.functions.pendingValidatorReward(model_id, self.validator, token.address)
+                )
+            )
+            if pending:
+                claim = self.rounds.for_validator(
+                    m, "claimValidatorReward", model_id, token.address
+                )
+                self.chain.transact(claim, self.signer)
+                log.info("model %d: claimed a reward of %s", model_id, token.format(pending))
+                report.rewards.append((model_id, token, pending))
 
     # -- the work -----------------------------------------------------------------------------
 

@@ -187,19 +187,20 @@ def _migrated(entry: dict) -> dict:
     return {"txs": [{"tx_hash": entry["tx_hash"], "raw": entry["raw"]}], "signed_at": 0.0}
 
 
-def kill_self_hook(spec: str | None) -> Callable[[str, int], None] | None:
-    """A crash hook from ``point[:purchase_id]``: SIGKILL this process there (tests only)."""
+def kill_self_hook(
+    spec: str | None, points=CRASH_POINTS, env: str = CRASH_ENV, what: str = "purchase"
+) -> Callable[[str, int], None] | None:
+    """A crash hook from ``point[:id]`` (the value of ``$env``; ``point`` one of ``points``):
+    SIGKILL this process there, for every ``what`` or the one with that id (tests only)."""
     if not spec:
         return None
-    point, _, pid = spec.partition(":")
-    if point not in CRASH_POINTS:
-        raise ModexError(
-            f"{CRASH_ENV}={spec!r}: the point must be one of {', '.join(CRASH_POINTS)}"
-        )
+    point, _, only = spec.partition(":")
+    if point not in points:
+        raise ModexError(f"{env}={spec!r}: the point must be one of {', '.join(points)}")
 
-    def crash(at: str, purchase_id: int) -> None:
-        if at == point and (not pid or int(pid) == purchase_id):
-            log.warning("crash injection: SIGKILL at %s (purchase %d)", at, purchase_id)
+    def crash(at: str, item: int) -> None:
+        if at == point and (not only or int(only) == item):
+            log.warning("crash injection: SIGKILL at %s (%s %d)", at, what, item)
             os.kill(os.getpid(), signal.SIGKILL)
 
     return crash

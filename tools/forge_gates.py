@@ -78,6 +78,24 @@ MUST_REACH = (
     "unstake requested",
     "unstaked",
     "treasury withdrew",
+    "subscribed",
+    # the campaign's ERC-20 (a model priced in it: sale, refund, release, withdrawal, subscription)
+    "priced in token",
+    "token buy paid",
+    "token purchase refunded",
+    "token revenue released",
+    "token withdrew",
+    "token subscribed",
+    # Channels, in ETH and in the token
+    "channel opened",
+    "token channel opened",
+    "channel topped up",
+    "channel claimed",
+    "channel claimed by operator",
+    "channel reclaimed",
+    "claimed channel reclaimed",
+    "channel withdrew",
+    "channel token withdrew",
 )
 
 

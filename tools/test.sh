@@ -9,4 +9,5 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1
 .venv/bin/ruff format --check .  # Python style
 node_modules/.bin/forge fmt --check contracts tests/forge  # Solidity style ([fmt] in foundry.toml)
 .venv/bin/mypy  # types of node/ ([tool.mypy] in pyproject.toml)
-exec .venv/bin/python -m pytest "$@"
+# --durations: the slowest tests in the log, to keep CI well under its time limit.
+exec .venv/bin/python -m pytest --durations=40 "$@"

@@ -17,7 +17,11 @@
     });
     const data = await r.json().catch(() => ({}));
     // {"error": sentence} or, from /auth, {"error": {"code", "message"}}
-    if (!r.ok) throw new Error((data.error && data.error.message) || data.error || ("HTTP " + r.status));
+    if (!r.ok) {
+      const e = new Error((data.error && data.error.message) || data.error || ("HTTP " + r.status));
+      e.serverCode = data.error && data.error.code;
+      throw e;
+    }
     return data;
   }
   const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
@@ -155,14 +159,20 @@
     sessionStorage.setItem(SAID, "Encryption key ready: " + r.x25519_public.slice(0, 18) + "… (derived in this browser)");
     window.location.reload();
   }
-  async function sendPrepared(body) {
+  // Prepare (the node's dry run first) and hand the transaction to the wallet: {prepared, hash}.
+  async function prepareAndSend(body, tell = say) {
     const prepared = await postJSON("/api/tx/prepare", body);
-    say("Confirm the transaction in your wallet…");
+    tell("Confirm the transaction in your wallet…");
     const hash = await needWallet().request({ method: "eth_sendTransaction", params: [prepared.tx] });
-    say("Sent (" + hash.slice(0, 10) + "…); waiting for it to be mined…");
+    return { prepared, hash };
+  }
+  // Until mined: the node's receipt ({state, block}), or an error when the contract refused it.
+  async function mined(hash, tell = say) {
+    tell("Sent (" + hash.slice(0, 10) + "…); waiting for it to be mined…");
     for (;;) {
-      const [, r] = await getJSON("/api/tx/" + hash);
-      if (r.state === "mined") return { ...r, step: prepared.step, purchaseId: prepared.purchaseId, left: prepared.left };
+      const [status, r] = await getJSON("/api/tx/" + hash);
+      if (status >= 400 && status < 500) throw new Error((r.error && r.error.message) || "HTTP " + status);
+      if (r.state === "mined") return r;
       if (r.state === "reverted") {
         throw new Error("The transaction reverted on-chain (block " + r.block + "): the contract " +
                         "refused it and nothing changed; only its gas was spent.");
@@ -170,34 +180,85 @@
       await sleep(1000);
     }
   }
-  async function reloadWhenIndexed(receipt, text) {
-    // The pages read the indexer: reload once it has the receipt's block (or after 30 s).
+  async function sendPrepared(body) {
+    const { prepared, hash } = await prepareAndSend(body);
+    const receipt = await mined(hash);
+    const { tx, ...said } = prepared;
+    return { ...receipt, ...said };
+  }
+  // The pages read the indexer: go on once it has ``block`` (or after 30 s).
+  async function indexed(block) {
     for (let i = 0; i < 60; i++) {
       const [status, h] = await getJSON("/api/health");
-      if (status === 200 && h.indexed_block !== null && h.indexed_block >= receipt.block) break;
+      if (status === 200 && h.indexed_block !== null && h.indexed_block >= block) return;
       await sleep(500);
     }
+  }
+  async function reloadWhenIndexed(receipt, text) {
+    await indexed(receipt.block);
     sessionStorage.setItem(SAID, text);
     window.location.reload();
   }
-  // A withdrawal is prepared one transaction at a time: each of the wallet's sales past its
-  // challenge period is released first (releaseRevenue, "step": "release"), then the credited
-  // balance is withdrawn ("step": "withdraw"); the server says which comes next each time.
-  async function sendWithdrawal(body) {
+  // Some actions are prepared one transaction at a time, the server saying which comes next:
+  // a withdrawal releases each of the wallet's sales past its challenge period first
+  // ("step": "release"), then withdraws; a payment in an ERC-20 (subscribe, open or top up a
+  // channel) approves the token first ("step": "approve"), then pays.
+  async function sendSteps(body) {
     for (;;) {
       const r = await sendPrepared(body);
-      if (r.step !== "release") return r;
-      say("Released the revenue of purchase #" + r.purchaseId + (r.left > 1 ? " (" + (r.left - 1) + " more to release)" : "") + "…");
+      if (r.step === "release") {
+        say("Released the revenue of purchase #" + r.purchaseId + (r.left > 1 ? " (" + (r.left - 1) + " more to release)" : "") + "…");
+      } else if (r.step === "approve") {
+        say("Approved " + r.amount + " for the payment; now confirm the payment itself…");
+      } else return r;
+    }
+  }
+  // Try it from a browser wallet: the node gives the request's EIP-712 typed data (and, paid on
+  // a channel, the voucher's), the wallet signs them here (eth_signTypedData_v4), the node hands
+  // the signed request to its inference service; the answer shows in the Try it box. A voucher
+  // the service calls stale (it holds a later one) is asked for and signed once more.
+  async function tryIt(b) {
+    const out = document.getElementById("try-result");
+    const show = (text, ok) => { out.textContent = text; out.className = "flash " + (ok ? "ok" : "error") + " try-it"; };
+    const url = "/api/models/" + b.dataset.eip1193Try + "/try";
+    for (let attempt = 0; ; attempt++) {
+      const asked = await postJSON(url + "/typed-data", { text: b.form.text.value });
+      const sign = (data) => needWallet().request({ method: "eth_signTypedData_v4", params: [asked.body.signer, JSON.stringify(data)] });
+      show("Sign the request in your wallet" + (asked.voucher ? " (and the voucher that pays it)" : "") + "…", true);
+      const signed = { ...asked.body, signature: await sign(asked.request) };
+      if (asked.voucher) signed.voucherSignature = await sign(asked.voucher);
+      show("Running…", true);
+      try {
+        const r = await postJSON(url, signed);
+        show(r.said, true);
+        const row = asked.voucher && document.querySelector('[data-channel="' + asked.body.channelId + '"] .channel-remaining');
+        if (row && r.left) row.textContent = r.left;
+        return;
+      } catch (e) {
+        if (e.serverCode !== "voucher_stale" || attempt > 0) throw e;
+      }
     }
   }
   // One browser-wallet button: prepare + send on click, the result (or why not) in the status.
+  // Enter in its form (a browser submits a form of one field on Enter, to the keystore route its
+  // action names) goes through the form's first wallet button instead, as a browser's default
+  // button would.
   function wire(selector, body, done, send = sendPrepared) {
-    document.querySelectorAll(selector).forEach((b) => b.addEventListener("click", () => {
-      b.disabled = true;
-      send(body(b)).then((r) => reloadWhenIndexed(r, done(b)))
-        .catch((e) => { b.disabled = false; say(walletError(e)); });
-    }));
+    document.querySelectorAll(selector).forEach((b) => {
+      b.addEventListener("click", () => {
+        b.disabled = true;
+        send(body(b)).then((r) => reloadWhenIndexed(r, done(b)))
+          .catch((e) => { b.disabled = false; say(walletError(e)); });
+      });
+      if (b.form && !b.form.dataset.walletButton) {
+        b.form.dataset.walletButton = selector;
+        b.form.addEventListener("submit", (e) => { e.preventDefault(); if (!b.disabled) b.click(); });
+      }
+    });
   }
+
+  // What the page modules (js/seller-wallet.js) share with this file, defined once here.
+  window.Modex = { getJSON, postJSON, sleep, needWallet, walletError, prepareAndSend, mined, indexed };
 
   document.addEventListener("DOMContentLoaded", () => {
     const job = document.getElementById("job");
@@ -222,6 +283,30 @@
     wire("[data-eip1193-refund]", (b) => ({ action: "refund", modelId: Number(b.dataset.eip1193Refund) }),
          () => "Refunded: the price is credited to your wallet; withdraw it on the Wallet page.");
     wire("[data-eip1193-withdraw]", () => ({ action: "withdraw" }),
-         (b) => "Withdrew " + b.dataset.eip1193Withdraw + " to your wallet.", sendWithdrawal);
+         (b) => "Withdrew " + b.dataset.eip1193Withdraw + " to your wallet.", sendSteps);
+    wire("[data-eip1193-subscribe]", (b) => ({ action: "subscribe", modelId: Number(b.dataset.eip1193Subscribe),
+                                               periods: b.form.periods.value }),
+         () => "Subscribed: Try it is paid with your subscription.", sendSteps);
+    wire("[data-eip1193-channel]", (b) => ({ action: "openChannel", modelId: Number(b.dataset.eip1193Channel),
+                                             amount: b.form.amount.value, days: b.form.days.value }),
+         (b) => "Opened a payment channel with " + b.form.amount.value + " " + b.dataset.symbol +
+                ": Try it pays each call from it.", sendSteps);
+    wire("[data-eip1193-topup]", (b) => ({ action: "topUp", channelId: b.dataset.eip1193Topup, amount: b.form.amount.value }),
+         (b) => "Topped up channel #" + b.dataset.eip1193Topup + ".", sendSteps);
+    wire("[data-eip1193-extend]", (b) => ({ action: "extend", channelId: b.dataset.eip1193Extend, days: b.form.days.value }),
+         (b) => "Extended channel #" + b.dataset.eip1193Extend + " by " + b.form.days.value + " days.");
+    wire("[data-eip1193-stake]", (b) => ({ action: "stake", amount: b.form.amount.value }),
+         (b) => "Staked " + b.form.amount.value + " ETH: you can validate listings, or name an attester.");
+    wire("[data-eip1193-attester]", (b) => ({ action: "setAttester", attester: b.form.attester.value }),
+         (b) => "Attester set: " + b.form.attester.value + " attests for this wallet.");
+    wire("[data-eip1193-reclaim]", (b) => ({ action: "reclaim", channelId: b.dataset.eip1193Reclaim }),
+         (b) => "Channel #" + b.dataset.eip1193Reclaim + " closed: " + b.dataset.amount + " came back to you.");
+    document.querySelectorAll("[data-eip1193-try]").forEach((b) => b.addEventListener("click", () => {
+      b.disabled = true;
+      tryIt(b).catch((e) => {
+        const out = document.getElementById("try-result");
+        out.textContent = walletError(e); out.className = "flash error try-it";
+      }).finally(() => { b.disabled = false; });
+    }));
   });
 })();

@@ -1,11 +1,14 @@
-"""`modex buy MODEL_ID [--max-price ETH]`: pay into escrow and wait for the wrapped key."""
+"""`modex buy MODEL_ID [--max-price AMOUNT]`: pay into escrow (in ETH or the model's ERC-20) and
+wait for the wrapped key."""
 
 from __future__ import annotations
 
 from modex.commandline import add_command, add_node_options, positive_id
 from node import market
+from node.amounts import parse_amount
 from node.errors import KeyDeliveryError
 from node.stack import Stack
+from node.tokens import payment_token
 
 
 def register(sub) -> None:
@@ -13,8 +16,9 @@ def register(sub) -> None:
     p.add_argument("model_id", metavar="MODEL_ID", type=positive_id)
     p.add_argument(
         "--max-price",
-        metavar="ETH",
-        help="refuse to pay more than this (default: the current price)",
+        metavar="AMOUNT",
+        help="refuse to pay more than this, in the model's token, e.g. 0.1 or 5 mUSD "
+        "(default: the current price)",
     )
     p.add_argument(
         "--wait",
@@ -28,15 +32,21 @@ def register(sub) -> None:
 
 def run(args) -> int:
     """Derive your X25519 key from the wallet (docs/formats.md §4), pay the price into escrow
-    with buy(), and wait for the seller's worker to deliver the wrapped key. If it does not come,
-    the payment stays in escrow: after the delivery window run `modex refund PURCHASE_ID`."""
+    with buy(), and wait for the seller's worker to deliver the wrapped key. A model priced in an
+    ERC-20 token is paid in it: your balance is checked first, and the Marketplace is approved
+    to take exactly the price (one more transaction) when it may not already. If the key does not
+    come, the payment stays in escrow: after the delivery window run `modex refund PURCHASE_ID`."""
     session = Stack.from_args(args)
-    max_price = market.parse_eth(args.max_price, what="--max-price") if args.max_price else None
     chain = session.chain
+    max_price = (
+        parse_amount(args.max_price, payment_token(chain, args.model_id), "--max-price")
+        if args.max_price
+        else None
+    )
     start = chain.block_number()
     purchase = market.buy(chain, session.signer, args.model_id, max_price=max_price)
     print(
-        f"purchase {purchase.purchase_id}: paid {market.fmt_eth(purchase.price)} for model "
+        f"purchase {purchase.purchase_id}: paid {purchase.price_text} for model "
         f"{purchase.model_id} (tx {purchase.tx_hash})"
     )
     if args.wait <= 0:

@@ -2,6 +2,14 @@
 signed with the wallet exactly as the service checks it (EIP-712, ml/signing.py).
 
     modex call 1 "great phone, love it" "worst service ever" [--url http://HOST:PORT] [--json]
+    modex call 1 "great phone" --channel 3      (paid per call: a voucher on payment channel 3)
+
+With ``--channel`` each call also signs the next voucher on the channel: the cumulative amount
+is the last one the service served (remembered per channel in <data dir>/vouchers.json) plus the
+model's price per call (Channels.callPrice), so 100 calls cost 100 x the price and one claim.
+When the service answers 409 voucher_stale (it holds a higher voucher: a call from another
+process, or one whose answer was lost), the call is signed again once above the amount it names,
+provided this data dir signed that much (a service cannot make the wallet sign for more).
 
 The HTTP API it speaks, for other languages: docs/inference-api.md.
 """
@@ -21,8 +29,11 @@ from modex.commandline import (
     positive_seconds,
     service_url,
 )
+from node.amounts import ETH, Token, fmt_amount
+from node.channels import VoucherBook
 from node.errors import ConfigError, InputError, ModexError
 from node.stack import Stack
+from node.tokens import payment_token
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach the service; answering may take --timeout
 
@@ -53,6 +64,13 @@ def register(sub) -> None:
         help="the service's URL, as `modex serve` prints it (default: %(default)s)",
     )
     p.add_argument(
+        "--channel",
+        type=positive_id,
+        metavar="CHANNEL_ID",
+        help="pay per call with a voucher on this payment channel (`modex channel open "
+        "MODEL_ID` opens one) instead of a licence, subscription or free trial",
+    )
+    p.add_argument(
         "--json",
         action="store_true",
         help="print the service's JSON response as it came instead of one line per text",
@@ -79,20 +97,24 @@ def run(args) -> int:
         served = served_models(client, url, args.model_id)  # before the password is asked
         check_model_served(served, url, args.model_id)
         session = Stack.from_args(args)
-        body = request_body(session, served, url, args.model_id, args.texts)
-        response = _send(client, "POST", url, "/v1/infer", args.model_id, json=body)
+        if args.channel is None:
+            body = request_body(session, served, url, args.model_id, args.texts)
+            response = _send(client, "POST", url, "/v1/infer", args.model_id, json=body)
+        else:
+            response = call_with_voucher(client, session, served, url, args)
     if args.json:
         sys.stdout.write(response.text if response.text.endswith("\n") else response.text + "\n")
     answer = answer_of(response, url, args.model_id)
     if not args.json:
-        print_answers(args.texts, answer)
+        token = payment_token(session.chain, args.model_id) if args.channel is not None else ETH
+        print_answers(args.texts, answer, token)
     return 0
 
 
 def request_body(session: Stack, served: dict, url: str, model_id: int, texts: list[str]) -> dict:
     """The body of POST /v1/infer: the InferenceRequest signed by the session's wallet for the
     chain and marketplace its node is configured for (the service must check licences there).
-    A per-call voucher (issue 14 §3), once services take one, is signed here beside it."""
+    A voucher, when the call pays with one, is added by call_with_voucher."""
     chain = session.chain
     check_same_marketplace(served, url, chain.chain_id, chain.marketplace.address)
     return signing.sign_request_as(
@@ -102,6 +124,66 @@ def request_body(session: Stack, served: dict, url: str, model_id: int, texts: l
         chain_id=chain.chain_id,
         verifying_contract=chain.marketplace.address,
     )
+
+
+def call_with_voucher(client: httpx.Client, session: Stack, served: dict, url: str, args):
+    """POST the call with the next voucher on ``args.channel``; after a 409 voucher_stale, once
+    more above the amount the service holds (if this data dir signed that much)."""
+    chain, model_id, channel = session.chain, args.model_id, args.channel
+    channels = chain.contract("Channels")
+    if not served.get("channels"):
+        raise InputError(
+            f"the service at {url} takes no vouchers (its chain has no Channels contract): call "
+            f"it without --channel, with a licence (`modex buy {model_id}`) or a subscription "
+            f"(`modex subscribe {model_id}`)"
+        )
+    if served["channels"].lower() != channels.address.lower():
+        raise ConfigError(
+            f"the service at {url} takes vouchers on Channels contract {served.get('channels')}, "
+            f"your node's is {channels.address}: pass the --chain and --deployment of the "
+            f"service's chain",
+            key="chain",
+        )
+    price = int(chain.call(channels.functions.callPrice(model_id)))
+    if price == 0:
+        raise InputError(
+            f"model {model_id} has no price per call (its seller never set one with "
+            f"Channels.setCallPrice): call it with a licence (`modex buy {model_id}`) or a "
+            f"subscription (`modex subscribe {model_id}`) instead of --channel"
+        )
+    book = VoucherBook(session.config.data_dir / "vouchers.json", chain.chain_id, channels.address)
+
+    def pay(amount: int) -> httpx.Response:
+        book.set(channel, signed=max(amount, book.get(channel, "signed")))  # before it leaves
+        body = signing.with_voucher(
+            request_body(session, served, url, model_id, args.texts),
+            session.signer,
+            chain_id=chain.chain_id,
+            channels_address=channels.address,
+            channel_id=channel,
+            cumulative_amount=amount,
+        )
+        response = _send(client, "POST", url, "/v1/infer", model_id, json=body)
+        if response.status_code == 200:
+            book.set(channel, used=amount)
+        return response
+
+    response = pay(book.get(channel, "used") + price)
+    error = (_json_object(response) or {}).get("error") or {}
+    if response.status_code != 409 or error.get("code") != "voucher_stale":
+        return response
+    held = int(error.get("acceptedAmount", 0))
+    if held > book.get(channel, "signed"):
+        raise CallRefused(
+            f"the service at {url} says it holds a voucher for {held} on channel {channel}, "
+            f"more than this data dir ever signed ({book.get(channel, 'signed')}, recorded in "
+            f"{book.path}); if you signed it from another data dir, copy that record here; "
+            f"otherwise do not pay this service",
+            status=409,
+            code="voucher_stale",
+        )
+    book.set(channel, used=held)
+    return pay(held + price)
 
 
 def base_url(text: str) -> str:
@@ -143,7 +225,8 @@ def _json_object(response: httpx.Response) -> dict | None:
 
 
 def served_models(client: httpx.Client, url: str, model_id: int) -> dict:
-    """What GET /v1/models says: {"models": {id: its entry}, "chainId", "verifyingContract"}."""
+    """What GET /v1/models says: {"models": {id: its entry}, "chainId", "verifyingContract",
+    "channels"}."""
     response = _send(client, "GET", url, "/v1/models", model_id)
     body = _json_object(response)
     try:
@@ -152,6 +235,7 @@ def served_models(client: httpx.Client, url: str, model_id: int) -> dict:
                 "models": {int(m["modelId"]): m for m in body["models"]},
                 "chainId": int(body["chainId"]),
                 "verifyingContract": str(body["verifyingContract"]),
+                "channels": body.get("channels"),  # None: the service takes no vouchers
             }
     except (KeyError, TypeError, ValueError):
         pass  # said below, as any answer that is not the service's
@@ -213,10 +297,20 @@ def answer_of(response: httpx.Response, url: str, model_id: int) -> dict:
     raise CallRefused(words, status=response.status_code, code=code)
 
 
-def print_answers(texts: list[str], answer: dict) -> None:
-    """One line per text: its label, its score and the text; the service's warnings on stderr."""
+def print_answers(texts: list[str], answer: dict, token: Token = ETH) -> None:
+    """One line per text: its label, its score and the text; the service's warnings, and how the
+    call was paid when not by a licence (a voucher's running total in ``token``), on stderr."""
     width = max(len(str(out["label"])) for out in answer["outputs"])
     for text, out in zip(texts, answer["outputs"], strict=True):
         print(f"{out['label']:<{width}}  {float(out['score']):.3f}  {text}")
     for warning in answer.get("warnings", []):
         print(f"modex: warning: {warning}", file=sys.stderr)
+    paid = answer.get("paidWith") or {}
+    if paid.get("kind") == "voucher":
+        print(
+            f"modex: paid with a voucher on channel {paid.get('channelId')}: "
+            f"{fmt_amount(int(paid.get('cumulativeAmount', 0)), token)} in all so far",
+            file=sys.stderr,
+        )
+    elif paid.get("kind") == "trial":
+        print("modex: a free trial call", file=sys.stderr)

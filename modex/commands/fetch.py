@@ -1,4 +1,4 @@
-"""`modex fetch MODEL_ID --out DIR`: download, decrypt and verify a bought model."""
+"""`modex fetch MODEL_ID --out DIR [--version N]`: download, decrypt and verify a bought model."""
 
 from __future__ import annotations
 
@@ -19,13 +19,21 @@ def register(sub) -> None:
     p.add_argument(
         "--purchase", type=positive_id, metavar="ID", help="which purchase (default: latest)"
     )
+    p.add_argument(
+        "--version",
+        type=positive_id,
+        metavar="N",
+        help="which version of the model (default: the one your delivered key opens); it is "
+        "verified against that version's on-chain hash",
+    )
     add_node_options(p)
 
 
 def run(args) -> int:
     """Read your delivered wrapped key from the chain, unwrap it, stream the ciphertext from
     IPFS, decrypt and extract it into a temporary folder beside DIR, and rename it to DIR only if
-    its model hash equals the one listed on-chain. On any mismatch nothing is written to DIR."""
+    its model hash equals the one listed on-chain for that version (`modex versions MODEL_ID`).
+    On any mismatch nothing is written to DIR."""
     session = Stack.from_args(args)
     with ProgressBars() as bars:
         result = fetch_model(
@@ -35,10 +43,12 @@ def run(args) -> int:
             args.model_id,
             args.out,
             purchase_id=args.purchase,
+            version=args.version,
             progress=bars,
         )
     print(
-        f"model {result.model_id} verified (hash {result.model_hash}): {result.files} files, "
+        f"model {result.model_id} version {result.version} verified (hash {result.model_hash}): "
+        f"{result.files} files, "
         f"{result.size} bytes in {result.out_dir}"
     )
     return 0

@@ -7,7 +7,6 @@ import json
 from modex.commandline import add_command, add_node_options
 from node.indexer import SORTS
 from node.protocol import ModelStatus
-from node.revert import eth
 from node.stack import Stack
 
 
@@ -42,7 +41,7 @@ def open_index(stack: Stack, *, sync: bool = True, metadata: bool = True):
 def run(args) -> int:
     """Bring the local index up to date with the chain (unless --no-sync), then print one page of
     listings. Names and tasks come from each listing's metadata JSON when the store can serve
-    it."""
+    it; prices and subscription offers are shown in the token each listing is priced in."""
     if args.page < 1 or not 1 <= args.per_page <= 500:
         print("modex: --page must be >= 1 and --per-page 1..500")
         return 2
@@ -67,7 +66,7 @@ def run(args) -> int:
 
 
 def render_table(rows: list[dict]) -> str:
-    header = ("ID", "NAME", "TASK", "PRICE", "SCORE", "STATUS", "OWNER")
+    header = ("ID", "NAME", "TASK", "PRICE", "SUBSCRIPTION", "SCORE", "STATUS", "OWNER")
     lines = [header]
     for r in rows:
         score = (
@@ -81,7 +80,8 @@ def render_table(rows: list[dict]) -> str:
                 str(r["model_id"]),
                 _clip(name, 32),
                 _clip(r["task"] or "-", 20),
-                eth(r["price"]),
+                r["price_text"],
+                r["subscription"]["text"] if r["subscription"] else "-",
                 score,
                 r["status"],
                 r["owner"][:10] + "…",

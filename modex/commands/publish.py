@@ -1,4 +1,6 @@
-"""`modex publish MODEL_DIR --price ETH`: seal, pin, list a model and claim its work digest;
+"""`modex publish MODEL_DIR --price AMOUNT [--token ADDRESS|--stablecoin] [--subscription
+PRICE/PERIOD]`: seal, pin, list a model (priced in ETH or an ERC-20) and claim its work digest;
+`modex publish --new-version MODEL_ID MODEL_DIR`: the same steps for new weights of a listing;
 `modex claim MODEL_ID MODEL_DIR`: the claim alone, for a listing whose claim was not sent
 (node/publish.py)."""
 
@@ -10,9 +12,12 @@ from pathlib import Path
 
 from modex.commandline import add_command, add_node_options, positive_id
 from modex.progress import ProgressBars
-from node import market, publish
-from node.errors import ConfigError
+from node import publish
+from node.amounts import ETH, Token, fmt_amount, fmt_subscription, parse_amount, parse_period
+from node.errors import ConfigError, InputError
+from node.fetch import content_ref, load_metadata
 from node.stack import Stack
+from node.tokens import known_token, stablecoin
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +25,20 @@ log = logging.getLogger(__name__)
 def register(sub) -> None:
     p = add_command(sub, "publish", run)
     p.add_argument("model_dir", metavar="MODEL_DIR", type=Path)
-    p.add_argument("--price", required=True, metavar="ETH", help="price in ETH, e.g. 0.01")
+    p.add_argument(
+        "--price",
+        metavar="AMOUNT",
+        help="price of the weights in ETH, e.g. 0.01, or in the --token, e.g. 5 (a new "
+        "listing needs one)",
+    )
+    p.add_argument(
+        "--new-version",
+        type=positive_id,
+        metavar="MODEL_ID",
+        help="publish MODEL_DIR as the next version of your listing MODEL_ID (its price and "
+        "terms stay; name, description, task, licence carry over unless given)",
+    )
+    add_payment_options(p)
     p.add_argument("--name", help="listing name (default: the folder's name)")
     p.add_argument("--description", default="")
     p.add_argument("--task", default="", help="e.g. text-classification")
@@ -60,29 +78,86 @@ def _read_json(path: Path) -> dict:
     return data
 
 
+def add_payment_options(parser, *, eth: bool = False) -> None:
+    """--token ADDRESS | --stablecoin (| --eth) and --subscription PRICE/PERIOD: what a model is
+    priced in and its subscription offer (`modex publish`, `modex terms`)."""
+    paid_in = parser.add_mutually_exclusive_group()
+    paid_in.add_argument(
+        "--token",
+        metavar="ADDRESS",
+        help="price the model in this ERC-20 token instead of ETH (its symbol and decimals "
+        "are read from it)",
+    )
+    paid_in.add_argument(
+        "--stablecoin",
+        action="store_true",
+        help="price the model in the test stablecoin `modex up` deploys on its local chain",
+    )
+    if eth:
+        paid_in.add_argument("--eth", action="store_true", help="price the model in ETH")
+    parser.add_argument(
+        "--subscription",
+        metavar="PRICE/PERIOD",
+        help="sell time-limited access to your service: PRICE per PERIOD, in the model's "
+        "token, e.g. 5/30d or 0.01/12h (periods: s, m, h, d, w)",
+    )
+
+
+def payment_token_of(chain, args) -> Token | None:
+    """The token --token or --stablecoin names (None: neither was given)."""
+    if args.stablecoin:
+        return stablecoin(chain)
+    return known_token(chain, args.token, "--token") if args.token else None
+
+
+def terms_of(text: str, token: Token) -> tuple[int, int]:
+    """--subscription PRICE/PERIOD ("5/30d") -> (price per period in ``token``'s units,
+    seconds)."""
+    price, slash, period = text.partition("/")
+    if not slash:
+        raise InputError(
+            f"--subscription '{text[:40]}' needs a price and a period: write PRICE/PERIOD, "
+            "e.g. 5/30d",
+            what="--subscription",
+        )
+    amount = parse_amount(price, token, "--subscription price")
+    if amount == 0:
+        raise InputError(
+            "--subscription must cost more than 0 (leave it out to offer none)",
+            what="--subscription",
+        )
+    return amount, parse_period(period, "--subscription period")
+
+
 def run(args) -> int:
     """Hash the model directory (docs/formats.md §2), seal a deterministic tar of it (4.2), pin
     the ciphertext and the metadata JSON (4.5), list it on-chain at --price and keep its content
     key in your key vault (encrypted, for `modex worker`), and claim the work digest of
     MODEL_DIR/evaluation.json (the evaluation report `modex train` or `modex evaluate --report`
     writes), which validators must reproduce for the model to become Verified; without that
-    report the model is listed with no claim and can never be. Pickle weight files (*.bin, *.pt,
-    ...) are refused: save safetensors. Prints the model id, hash, CIDs and the claimed digest."""
+    report the model is listed with no claim and can never be. --token (or --stablecoin) prices
+    it in an ERC-20 instead of ETH, and --subscription also sells time-limited access to your
+    service at PRICE per PERIOD in the same token. Pickle weight files (*.bin, *.pt,
+    ...) are refused: save safetensors. Prints the model id, hash, CIDs and the claimed digest.
+    With --new-version MODEL_ID it publishes MODEL_DIR as the next version of that listing
+    instead (ModelRegistry.publishVersion, then its own claim); its price and terms stay."""
+    if args.new_version is not None:
+        return run_new_version(args)
+    if args.price is None:
+        raise InputError(
+            "a new listing needs a price: add --price AMOUNT (or --new-version MODEL_ID to "
+            "publish new weights of a listing you own)",
+            what="--price",
+        )
     session = Stack.from_args(args)
-    price = market.parse_eth(args.price, what="--price")
-    metrics_path = args.metrics or (args.model_dir / "metrics.json")
-    metrics = _read_json(metrics_path) if (args.metrics or metrics_path.is_file()) else {}
-    card = args.card.read_text(encoding="utf-8") if args.card else None
+    chain = session.chain
+    token = payment_token_of(chain, args) or ETH
+    price = parse_amount(args.price, token, "--price")
+    subscription = terms_of(args.subscription, token) if args.subscription else None
     info = publish.ListingInfo(
-        name=args.name or args.model_dir.resolve().name,
-        description=args.description,
-        task=args.task,
-        license=args.license,
-        framework=args.framework,
-        metrics=metrics,
-        card=card,
+        **_described(args) | {"name": args.name or args.model_dir.resolve().name}
     )
-    chain, signer, vault, store = session.chain, session.signer, session.vault, session.store
+    signer, vault, store = session.signer, session.vault, session.store
     with ProgressBars() as bars:
         result = publish.publish(
             chain,
@@ -93,6 +168,8 @@ def run(args) -> int:
             info,
             price_wei=price,
             operator=args.operator,
+            token=token,
+            subscription=subscription,
             cid_profile=session.config.cid_profile,
             progress=bars,
         )
@@ -101,17 +178,89 @@ def run(args) -> int:
         "model_hash": "0x" + result.model_hash.hex(),
         "content_cid": result.content_cid,
         "metadata_cid": result.metadata_cid,
-        "price": market.fmt_eth(price),
+        "price": fmt_amount(price, token),
+        "subscription": fmt_subscription(*subscription, token) if subscription else None,
         "tx": result.tx_hash,
         "work_digest": "0x" + result.work_digest.hex() if result.work_digest else None,
     }
+    _report(args, out)
+    return 0
+
+
+def _report(args, out: dict) -> None:
+    """What publish printed: JSON, or one line per field (a missing claim said, and why)."""
     if args.json:
         print(json.dumps(out))
-    else:
-        for k, v in out.items():
+        return
+    for k, v in out.items():
+        if k != "subscription" or v is not None:
             print(f"{k:13} {v if v is not None else 'none claimed'}")
-        if result.work_digest is None:
-            print(f"warning: {publish.no_report(args.model_dir)}")
+    if out["work_digest"] is None:
+        print(f"warning: {publish.no_report(args.model_dir)}")
+
+
+def _described(args) -> dict:
+    """What the seller says about the model (node.publish.ListingInfo's fields), from the
+    options: --metrics (default MODEL_DIR/metrics.json if any) and --card read."""
+    metrics_path = args.metrics or (args.model_dir / "metrics.json")
+    metrics = _read_json(metrics_path) if (args.metrics or metrics_path.is_file()) else {}
+    return {
+        "name": args.name,
+        "description": args.description,
+        "task": args.task,
+        "license": args.license,
+        "framework": args.framework,
+        "metrics": metrics,
+        "card": args.card.read_text(encoding="utf-8") if args.card else None,
+    }
+
+
+def run_new_version(args) -> int:
+    """`modex publish --new-version MODEL_ID MODEL_DIR`: the listing's description carried over
+    (what is given replaces it), MODEL_DIR hashed, sealed with a fresh key, pinned, published as
+    the next version and its work digest claimed."""
+    priced = [
+        flag
+        for flag, on in (
+            ("--price", args.price),
+            ("--token", args.token),
+            ("--stablecoin", args.stablecoin),
+            ("--subscription", args.subscription),
+        )
+        if on
+    ]
+    if priced:
+        raise InputError(
+            f"{', '.join(priced)} cannot change with a new version: its terms stay the "
+            f"listing's; change them with `modex terms {args.new_version}`",
+            what=priced[0],
+        )
+    session = Stack.from_args(args)
+    chain, store = session.chain, session.store
+    _hash, metadata_cid = content_ref(chain, args.new_version)
+    info = publish.version_info(load_metadata(store, metadata_cid), **_described(args))
+    with ProgressBars() as bars:
+        result = publish.publish_version(
+            chain,
+            session.signer,
+            store,
+            session.vault,
+            args.new_version,
+            args.model_dir,
+            info,
+            cid_profile=session.config.cid_profile,
+            progress=bars,
+        )
+    out = {
+        "model_id": result.model_id,
+        "version": result.version,
+        "model_hash": "0x" + result.model_hash.hex(),
+        "content_cid": result.content_cid,
+        "metadata_cid": result.metadata_cid,
+        "tx": result.tx_hash,
+        "work_digest": "0x" + result.work_digest.hex() if result.work_digest else None,
+    }
+    _report(args, out)
     return 0
 
 

@@ -1,33 +1,35 @@
-"""`modex serve`: paid, EIP-712-signed inference for a model directory (ml/endpoint.py).
+"""`modex serve`: paid, EIP-712-signed inference for a model directory (ml/endpoint.py), under
+gunicorn: a master process that holds the port and pre-forked workers that accept on it.
 
 modex serve runs/sentiment --model-id 1 --chain http://127.0.0.1:8545 [--dtype int8 --workers 2 --port N]
-modex serve ... --processes 2       (one server process per core, sharing the port and the nonces)
+modex serve ... --processes 2       (two gunicorn workers, one per core, sharing the port and state)
+modex serve ... --state redis://HOST:6379/0   (state shared with other machines serving it)
+
+Each worker loads the model after the fork (never torch before a fork) with its share of the
+cores, and opens the state store (node/servicestore: used nonces, vouchers, free-trial counts),
+by default a SQLite file in the data dir that all workers share. A worker that dies is replaced;
+SIGTERM or Ctrl-C stops them all; a worker whose master is killed outright stops by itself.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import os
-import queue
-import signal
 import socket
-import tempfile
-import threading
-import time
-from multiprocessing.connection import wait
+import sys
 from pathlib import Path
 
-from werkzeug.serving import make_server
+from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
 from ml.endpoint import InferenceService, create_app, onchain_has_license
-from ml.replay import MemoryNonceStore, SqliteNonceStore
-from ml.serve import DynamicBatcher, Predictor
+from ml.payment import onchain_channel_options
+from ml.serve import BACKENDS, DEFAULT_BACKEND, DynamicBatcher, Predictor
 from modex.commandline import SERVE_HOST, SERVE_PORT, add_command, add_node_options, service_url
-from node.config import load_config
 from node.errors import ConfigError, ModexError
-from node.stack import Stack
+from node.servicestore import open_service_store
+from node.stack import Stack, config_from_args
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,14 @@ def register(subparsers) -> None:
         "accuracy and serves ~1.5x faster; fp32 on CUDA). fp32 is the reference",
     )
     p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=DEFAULT_BACKEND,
+        help="what runs the model: torch (BERT classifiers: a packed forward, no work on "
+        "padding) or onnx (ONNX Runtime, CPU, fp32 or int8; exported once into MODEL_DIR.onnx "
+        "beside the folder) (default: %(default)s, which served faster here)",
+    )
+    p.add_argument(
         "--max-length",
         type=int,
         default=128,
@@ -76,10 +86,10 @@ def register(subparsers) -> None:
         "--processes",
         type=int,
         default=1,
-        help="server processes sharing the port, each with its own copy of the model "
-        "and an equal share of the cores: the HTTP work (parsing, JSON, signature "
-        "checks) then runs in parallel too. Used nonces are shared through --nonce-db "
-        "(a temporary file when not given) (default: %(default)s)",
+        help="gunicorn worker processes sharing the port, each with its own copy of the "
+        "model and an equal share of the cores: the HTTP work (parsing, JSON, signature "
+        "checks) then runs in parallel too. They share the state store (--state) "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--max-wait-ms",
@@ -95,16 +105,45 @@ def register(subparsers) -> None:
         "(default: %(default)s)",
     )
     p.add_argument(
+        "--state",
+        metavar="URL",
+        help="where used nonces, vouchers and free-trial counts live, shared by every "
+        "process and machine serving this model: a SQLite file (PATH or sqlite:///PATH), "
+        "redis://HOST:PORT/DB or postgresql://USER@HOST:PORT/DB (default: service_store "
+        "from the config, else a SQLite file in the data dir, "
+        "<data dir>/service/<chain id>-<marketplace>.sqlite3, where `modex worker` claims "
+        "its vouchers)",
+    )
+    p.add_argument(
         "--nonce-db",
         metavar="FILE",
-        help="SQLite file for used nonces (default: in memory; with --processes, a temporary file)",
+        help="a SQLite file for the state: the same as --state FILE (kept for old command lines)",
+    )
+    p.add_argument(
+        "--free-calls",
+        type=int,
+        default=0,
+        metavar="N",
+        help="free calls per address before a licence, subscription or voucher is needed "
+        "(counted in the state store) (default: %(default)s)",
     )
     add_node_options(
         p,
         "--config",
+        "--data-dir",
         "--chain",
+        "--deployment",
         chain=("URL", "JSON-RPC URL of the chain buyers pay on (default: the configuration's)"),
     )
+
+
+# Threads per worker (gunicorn's gthread): each waits on the batcher while its request's texts
+# run, so a worker takes up to this many requests at once; more wait in the listen backlog.
+THREADS_PER_WORKER = 64
+# Seconds a worker may go without a heartbeat before gunicorn replaces it: loading the model
+# (before the first heartbeat) takes tens of seconds on a busy machine.
+WORKER_TIMEOUT = 300
+STOP_TIMEOUT = 10  # seconds workers get to finish their requests on SIGTERM
 
 
 def cmd_serve(args) -> int:
@@ -120,13 +159,17 @@ def cmd_serve(args) -> int:
         raise ConfigError(f"--port must be from 0 to 65535 (got {args.port})", key="port")
     if args.model_id < 0:  # requests name a uint256: a negative id could never be called
         raise ConfigError(f"--model-id must be the listing's id, 0 or more (got {args.model_id})")
+    if args.free_calls < 0:
+        raise ConfigError(f"--free-calls must be 0 or more (got {args.free_calls})")
+    if args.state and args.nonce_db:
+        raise ConfigError("give --state or --nonce-db, not both (--nonce-db FILE is --state FILE)")
     if not (Path(args.model_dir) / "config.json").is_file():  # before any chain call or process
         raise ConfigError(
             f"{args.model_dir} is not a model directory (no config.json); pass the "
             f"folder `modex train` wrote or one you downloaded",
             model_dir=args.model_dir,
         )
-    config = load_config(args.config, chain=args.chain)
+    config = config_from_args(args)
     if config.chain == "embedded":
         raise ConfigError(
             "modex serve needs a chain it can share with buyers: pass --chain "
@@ -134,22 +177,25 @@ def cmd_serve(args) -> int:
             key="chain",
         )
     chain = Stack(config).chain  # checked here, before any model is loaded
-    if args.processes == 1:
-        server, batcher, dtype = _serve_setup(args, threads=None)
-        _banner(args, server.port, dtype, _routes(server.app), chain)
-        try:
-            server.serve_forever()
-        finally:
-            batcher.close()
-        return 0
-    return _serve_processes(args, chain)
+    sock = _listening_socket(args)  # a refusal here leaves no file or process behind
+    try:
+        state = (
+            args.state
+            or args.nonce_db
+            or config.service_store_at(chain.chain_id, chain.marketplace.address)
+        )
+        open_service_store(state).close()  # reachable? said here, once, not by every worker
+    except BaseException:
+        sock.close()
+        raise
+    return ServiceServer(args, sock, state, chain).serve()
 
 
 def _workers(args) -> int:
     return args.workers or (2 if args.processes == 1 else 1)
 
 
-def _banner(args, port: int, dtype: str, routes: list[str], chain) -> None:
+def _banner(args, port: int, dtype: str, routes: list[str], chain_id: int, market: str) -> None:
     """Say, once it serves, where and how: the URL `modex call --url` takes and its routes."""
     shape = (
         f"{_workers(args)} workers"
@@ -159,7 +205,7 @@ def _banner(args, port: int, dtype: str, routes: list[str], chain) -> None:
     url = service_url(args.host, port)
     print(
         f"serving model {args.model_id} ({dtype}, {shape}) at {url} ({', '.join(routes)}; "
-        f"chain {chain.chain_id}, marketplace {chain.marketplace.address})",
+        f"chain {chain_id}, marketplace {market})",
         flush=True,
     )
     to = "" if url == service_url() else f" --url {url}"
@@ -176,55 +222,8 @@ def _routes(app) -> list[str]:
     ]
 
 
-def _serve_setup(args, *, threads: int | None, sock=None):
-    """(werkzeug server, DynamicBatcher, dtype) for this process; on ``sock`` when given."""
-    chain = Stack(load_config(args.config, chain=args.chain)).chain
-    predictor = Predictor(args.model_dir, dtype=args.dtype, max_length=args.max_length)
-    batcher = DynamicBatcher(
-        predictor,
-        max_batch_size=args.max_batch_size,
-        max_wait_ms=args.max_wait_ms,
-        max_queue=args.max_queue,
-        workers=_workers(args),
-    )
-    if threads:  # after the batcher, which splits the whole machine between its workers
-        # torch is heavy: imported late, deliberately, so that `modex serve --help` and a refusal
-        # start fast (the Predictor above has loaded it by now).
-        import torch
-
-        torch.set_num_threads(threads)
-    nonces = SqliteNonceStore(args.nonce_db) if args.nonce_db else MemoryNonceStore()
-    service = InferenceService(
-        {args.model_id: batcher},
-        has_license=onchain_has_license(chain),
-        chain_id=chain.chain_id,
-        verifying_contract=chain.marketplace.address,
-        nonce_store=nonces,
-    )
-    fd = {"fd": sock.fileno()} if sock is not None else {}
-    server = make_server(args.host, args.port, create_app(service), threaded=True, **fd)
-    return server, batcher, predictor.dtype
-
-
-def _serve_child(args, sock, ready, index: int) -> None:
-    """One of --processes: its own model and batcher, serving on the parent's listening socket."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
-    parent = os.getppid()
-
-    def orphaned() -> None:  # the parent was killed outright (SIGKILL): stop serving too
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=orphaned, name="modex-serve-parent-watch", daemon=True).start()
-    threads = max(1, (os.cpu_count() or 1) // (args.processes * _workers(args)))
-    server, _, dtype = _serve_setup(args, threads=threads, sock=sock)
-    ready.put((index, dtype, _routes(server.app)))
-    server.serve_forever()
-
-
 def _listening_socket(args) -> socket.socket:
-    """The socket all serving processes accept on, at --host:--port."""
+    """The socket every worker accepts on, at --host:--port."""
     try:
         return socket.create_server((args.host, args.port), backlog=256)
     except OSError as exc:
@@ -235,82 +234,105 @@ def _listening_socket(args) -> socket.socket:
         ) from None
 
 
-def _wait_until_serving(children, ready) -> list[tuple[str, list[str]]]:
-    """(dtype, routes) each child reports once it serves; ModexError if one exits while
-    starting."""
-    served = []
-    while len(served) < len(children):
-        dead = [c for c in children if c.exitcode is not None]
-        if dead:
-            raise ModexError(
-                f"serving process {dead[0].name} exited with code "
-                f"{dead[0].exitcode} while starting; see its messages above"
+class ServiceServer(BaseApplication):
+    """gunicorn, embedded: this process is its master, and ``sock`` (listening) becomes
+    gunicorn's, which closes it when it stops; each of --processes workers builds its own app
+    after the fork (``load``). The last worker to be ready prints the banner, once."""
+
+    def __init__(self, args, sock: socket.socket, state, chain):
+        self.args, self.state = args, str(state)
+        self.port = sock.getsockname()[1]
+        self.fd = sock.detach()
+        self.chain_id, self.market = chain.chain_id, chain.marketplace.address
+        self.ready = multiprocessing.Value("i", 0)  # workers that have served, in shared memory
+        self.parts: tuple = ()  # in a worker: what it closes when it exits
+        super().__init__()
+
+    def load_config(self) -> None:
+        settings = {
+            "bind": [f"fd://{self.fd}"],
+            "workers": self.args.processes,
+            "worker_class": "gthread",
+            "threads": THREADS_PER_WORKER,
+            "timeout": WORKER_TIMEOUT,
+            "graceful_timeout": STOP_TIMEOUT,
+            "loglevel": "warning",
+            "control_socket_disable": True,  # its default path is one per user, not per server
+            "proc_name": f"modex-serve-{self.args.model_id}",
+            "post_worker_init": self._worker_ready,
+            "worker_exit": self._worker_exit,
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        """In a worker, after the fork: its chain client, model, batcher, state store and app."""
+        args = self.args
+        try:
+            chain = Stack(config_from_args(args)).chain
+            predictor = Predictor(
+                args.model_dir, dtype=args.dtype, max_length=args.max_length, backend=args.backend
             )
-        with contextlib.suppress(queue.Empty):  # keep waiting while all children live
-            served.append(ready.get(timeout=0.5)[1:])
-    return served
+            batcher = DynamicBatcher(
+                predictor,
+                max_batch_size=args.max_batch_size,
+                max_wait_ms=args.max_wait_ms,
+                max_queue=args.max_queue,
+                workers=_workers(args),
+            )
+            if args.processes > 1:  # after the batcher, which splits the whole machine
+                # torch is heavy: imported late, deliberately, so that `modex serve --help` and a
+                # refusal start fast (the Predictor above has loaded it by now).
+                import torch
 
-
-def _stop_children(children) -> None:
-    """Terminate the children still alive, then join the started ones (kill after 10 s)."""
-    for child in children:
-        if child.is_alive():
-            child.terminate()
-    for child in (c for c in children if c.pid is not None):  # started ones only
-        child.join(10)
-        if child.is_alive():
-            child.kill()
-            child.join()
-
-
-def _serve_processes(args, chain) -> int:
-    """Start --processes children on one listening socket; stop them all when one ends or on
-    SIGTERM / Ctrl-C. A child that dies stops the server (exit 1): a supervisor restarts it."""
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    # first: a refusal here leaves no signal handler, temporary folder or process behind
-    sock = _listening_socket(args)
-    signal.signal(signal.SIGTERM, on_term)
-    tmp = None
-    if not args.nonce_db:  # the processes must share the used nonces, or a replay could pass
-        tmp = tempfile.TemporaryDirectory(prefix="modex-serve-")
-        args.nonce_db = os.path.join(tmp.name, "nonces.sqlite")
-    port = sock.getsockname()[1]
-    args.port = port
-    ctx = multiprocessing.get_context("spawn")  # torch and threads: never fork
-    ready = ctx.Queue()
-    children = [
-        ctx.Process(
-            target=_serve_child, args=(args, sock, ready, i), name=f"modex-serve-{i}", daemon=True
+                cores = os.cpu_count() or 1
+                torch.set_num_threads(max(1, cores // (args.processes * _workers(args))))
+            store = open_service_store(self.state)
+        except ModexError as exc:  # one sentence, and the master stops: nothing would serve
+            print(f"modex: error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+        service = InferenceService(
+            {args.model_id: batcher},
+            has_license=onchain_has_license(chain),
+            chain_id=chain.chain_id,
+            verifying_contract=chain.marketplace.address,
+            store=store,
+            free_calls={args.model_id: args.free_calls},
+            **onchain_channel_options(chain),  # vouchers, when the deployment has Channels
         )
-        for i in range(args.processes)
-    ]
-    failed = None
-    try:
-        for child in children:
-            child.start()
-        dtype, routes = _wait_until_serving(children, ready)[0]
-        _banner(args, port, dtype, routes, chain)
-        ended = wait([c.sentinel for c in children])
-        failed = next(c for c in children if c.sentinel in ended)
-        log.error(
-            "serving process %s exited with code %s; stopping the others",
-            failed.name,
-            failed.exitcode,
-        )
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _stop_children(children)
-        sock.close()
-        if tmp is not None:
-            tmp.cleanup()
-    if failed is not None:
-        raise ModexError(
-            f"serving process {failed.name} exited with code {failed.exitcode}; "
-            f"the server stopped (run it under a supervisor that restarts it)"
-        )
-    return 0
+        app = create_app(service)
+        self.parts = (batcher, store, predictor.dtype, _routes(app))
+        return app
+
+    def _worker_ready(self, worker) -> None:
+        with self.ready.get_lock():
+            self.ready.value += 1
+            last = self.ready.value == self.args.processes
+        if last:
+            _, _, dtype, routes = self.parts
+            _banner(self.args, self.port, dtype, routes, self.chain_id, self.market)
+
+    def _worker_exit(self, arbiter, worker) -> None:
+        if self.parts:
+            batcher, store, *_ = self.parts
+            batcher.close()
+            store.close()
+
+    def serve(self) -> int:
+        """Run the master until SIGTERM or Ctrl-C (0), or until a worker could not start."""
+        master = os.getpid()
+        try:
+            self.run()
+        except SystemExit as stop:
+            if os.getpid() != master:  # a worker leaves through here: let it exit
+                raise
+            code = stop.code
+        else:
+            code = 0
+        if code in (Arbiter.WORKER_BOOT_ERROR, Arbiter.APP_LOAD_ERROR):
+            raise ModexError(
+                "a serving process could not start (its message is above); the server stopped"
+            )
+        if code:
+            raise ModexError(f"the server stopped with code {code}; see its messages above")
+        return 0

@@ -1,7 +1,7 @@
 """`modex up`: the whole exchange on one machine, then the web UI at http://127.0.0.1:<port>.
 
     modex up [--port N] [--gateway-port N] [--chain local|embedded|URL] [--ipfs embedded|URL]
-             [--reset] [--no-demo]
+             [--reset] [--no-demo] [--hosted]
 
 Before anything starts, it takes its ports on 127.0.0.1: the UI's (--port, ui_port, 5000) and
 the embedded store's gateway's (--gateway-port, gateway_port, 8080). A default port another
@@ -23,6 +23,9 @@ keys. `--reset` deletes that folder first: a new, empty chain. "embedded" is an 
 inside this process, reset at every start (with its index, key vault and deployment, in
 <data dir>/embedded/). A URL is a node you run (e.g. anvil). Wallets, the store and the demo
 model persist in every case.
+--hosted (config key `hosted = true`) runs an exchange for other people: the server never
+creates, imports or unlocks a visitor's keystore and offers no demo wallet; visitors sign in and
+sign every transaction with their browser wallet (EIP-1193, e.g. MetaMask).
 Passwords: the worker's keystore and the key vault use $MODEX_VAULT_PASSWORD, else the demo
 password (printed; demo mode), else a prompt.
 """
@@ -36,7 +39,7 @@ import os
 import signal
 import threading
 
-from werkzeug.serving import make_server
+from waitress.server import create_server
 
 from app import create_app
 from app.inference import warm_models
@@ -51,6 +54,11 @@ from node.keystore import read_password
 from node.stack import VAULT_PASSWORD_ENV
 
 FAUCET_WEI = 10 * 10**18
+# Requests the UI serves at once (waitress's thread pool); more wait in its queue.
+UI_THREADS = 16
+# Connections the UI keeps open at once (waitress's default, 100, stops accepting the 101st
+# browser of a hosted exchange until another closes: benchmarks/hosted_load.py keeps 200+ open).
+UI_CONNECTIONS = 2000
 
 
 def register(subparsers) -> None:
@@ -89,6 +97,13 @@ def register(subparsers) -> None:
     )
     p.add_argument("--no-demo", action="store_true", help="no demo accounts and no demo model")
     p.add_argument(
+        "--hosted",
+        action="store_true",
+        default=None,
+        help="an exchange for other people (config: hosted = true): no keystore is created, "
+        "imported or unlocked on this server; visitors use a browser wallet",
+    )
+    p.add_argument(
         "--reset",
         action="store_true",
         help="delete the local chain and everything tied to it (<data dir>/chain: its "
@@ -105,6 +120,7 @@ def handle(args) -> int:
         ipfs=args.ipfs,
         ui_port=args.port,
         gateway_port=args.gateway_port,
+        hosted=args.hosted,
     )
     if args.reset and not config.is_local_chain:
         raise ConfigError(
@@ -168,6 +184,7 @@ def create_ui(exchange: Exchange, *, demo: bool, extra: dict | None = None):
             "MODEX_FAUCET_WEI": FAUCET_WEI if exchange.dev_funder else 0,
             "MODEX_FAUCET_ACCOUNT": exchange.dev_funder,
             "MODEX_DEMO": demo,
+            "MODEX_HOSTED": exchange.config.hosted,
             "MODEX_DEMO_WALLETS": {
                 role: signer.address for role, signer in (exchange.demo_accounts or {}).items()
             },
@@ -191,14 +208,17 @@ def describe_chain(exchange: Exchange) -> str:
 
 
 def serve(exchange: Exchange, *, demo: bool) -> None:
+    """Serve the UI on its port with waitress, in this process's threads, until Ctrl-C (or
+    SIGTERM). In-process, not gunicorn's pre-forked workers: the exchange's chain (the embedded
+    one lives in this process's memory), its follower threads and the gateway run here, and a
+    forked worker would hold a copy of them that diverges, or locks a thread held at the fork."""
     app = create_ui(exchange, demo=demo)
     warmer = warm_models(app)
     sock = exchange.listeners.pop("ui_port", None) or bind_port(exchange.config, "ui_port")
-    with sock:  # werkzeug serves on a duplicate of its descriptor
-        server = make_server(
-            "127.0.0.1", sock.getsockname()[1], app, threaded=True, fd=sock.fileno()
-        )
-    url = f"http://127.0.0.1:{server.port}"
+    server = create_server(
+        app, sockets=[sock], threads=UI_THREADS, connection_limit=UI_CONNECTIONS, ident="modex"
+    )
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     print(
         f"Modex is up at {url}  (chain: {describe_chain(exchange)}; store: {exchange.config.ipfs}"
         + (f", gateway {exchange.gateway.url}" if exchange.gateway else "")
@@ -209,16 +229,23 @@ def serve(exchange: Exchange, *, demo: bool) -> None:
             f"Other modex commands reach this chain while it runs with --chain "
             f"{exchange.local_chain.url}; `modex up --reset` starts a new, empty one."
         )
-    if demo and exchange.demo_accounts:
+    if exchange.config.hosted:
+        print(
+            "Hosted mode: this server holds no visitor's key (no wallet is created, imported "
+            "or unlocked here); visitors need a browser wallet (EIP-1193, e.g. MetaMask) to "
+            "sign in and sign."
+        )
+    elif demo and exchange.demo_accounts:
         print(f"Demo wallets (password: {DEMO_PASSWORD}):")
         for role, signer in exchange.demo_accounts.items():
             print(f"  {role:9} {signer.address}")
     print("Press Ctrl-C to stop.", flush=True)
     try:
-        server.serve_forever()  # werkzeug returns from here on Ctrl-C
+        server.run()  # waitress returns from here on Ctrl-C
     finally:
         print("stopping…", flush=True)
-        server.server_close()
+        server.close()
+        sock.close()
         if warmer is not None:
             warmer.stop()
         close_resources(app)

@@ -51,6 +51,12 @@ def register(sub) -> None:
         "each model still waits for); default: no limit",
     )
     p.add_argument("--stake", metavar="ETH", help="stake this much (default: the minimum)")
+    p.add_argument(
+        "--validator",
+        metavar="ADDRESS",
+        help="attest for this validator with the wallet (--account), the hot key it named with "
+        "`modex validator set-attester`; the agent then never stakes, and needs no cold key",
+    )
     add_node_options(p)
 
 
@@ -70,6 +76,12 @@ def run(args) -> int:
     doing so for every listing until stopped."""
     if args.timeout is not None and args.until_settled is None:
         raise ConfigError("--timeout applies to --until-settled only", key="timeout")
+    if args.validator and args.stake:
+        raise ConfigError(
+            "--stake is the validator's own: stake with `modex validator stake` from its "
+            "wallet, and run the agent with --validator and the attester key only",
+            key="stake",
+        )
     stack = Stack.from_args(args)
     signer = stack.signer  # first: without an account nothing else matters
     agent = stack.validator_agent(
@@ -77,6 +89,7 @@ def run(args) -> int:
         evaluator=ml_evaluator,
         stake_amount=market.parse_eth(args.stake, what="--stake") if args.stake else None,
         state=args.state,
+        validator=args.validator,
     )
     interval = args.interval or stack.config.poll_interval
     if args.once:
@@ -162,6 +175,11 @@ def progress_lines(agent, report) -> list[tuple[object, str]]:
             f"model {model_id}: seat released, {fmt_eth(returned)} of bonds returned"
             + (f", {fmt_eth(forfeited)} forfeited" if forfeited else "")
         )
+    lines += [
+        f"model {model_id}: claimed a validator's reward of {token.format(amount)} (credited to "
+        "the validator's balance: `modex withdraw` with its wallet)"
+        for model_id, token, amount in report.rewards
+    ]
     for model_id, reason in sorted(report.retry.items()):
         lines.append(
             f"model {model_id}: not checked, nothing committed ({reason}); the next "

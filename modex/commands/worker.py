@@ -1,10 +1,13 @@
-"""`modex worker`: the seller's key-delivery worker (long-running, or --once)."""
+"""`modex worker`: the seller's key-delivery worker and, with a service store, the claimer of its
+inference service's vouchers (node/claimer.py); long-running, or --once."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import os
+import threading
+from pathlib import Path
 
 from modex.commandline import (
     add_command,
@@ -12,6 +15,9 @@ from modex.commandline import (
     add_node_options,
     run_until_signalled,
 )
+from node.claimer import CRASH_ENV as CLAIMER_CRASH_ENV
+from node.claimer import claimer_crash_hook
+from node.servicestore import open_service_store
 from node.stack import Stack, config_from_args
 from node.worker import CRASH_ENV, kill_self_hook
 
@@ -37,6 +43,15 @@ def register(sub) -> None:
         help="never offer more than this per gas, replacements included (default: "
         "worker_max_fee_gwei from the config, 100)",
     )
+    p.add_argument(
+        "--service-store",
+        metavar="URL",
+        help="the state store `modex serve` keeps its vouchers in (a path, sqlite:///PATH, "
+        "redis://... or postgresql://...): claim them on-chain when claim_threshold_calls "
+        "calls' worth is unclaimed or the channel expires within claim_margin seconds "
+        "(default: service_store from the config, else the SQLite file `modex serve` keeps "
+        "in the data dir when there is one; none: no claims)",
+    )
     add_node_options(p)
 
 
@@ -58,7 +73,8 @@ def _amount(least: float, unit: str, words: str):
 def run(args) -> int:
     """Watch Purchased events (buyers and validator key requests) for models this account owns
     or operates and deliver each wrapped content key exactly once, deciding from on-chain state;
-    safe to kill and restart at any point."""
+    with --service-store, also claim the vouchers the inference service stored there, each
+    amount once; safe to kill and restart at any point."""
     overrides = {
         key: value
         for key, value in (
@@ -67,8 +83,18 @@ def run(args) -> int:
         )
         if value is not None
     }
+    if args.service_store is not None:
+        overrides["service_store"] = args.service_store
     stack = Stack(config_from_args(args).replace(**overrides))
     worker = stack.key_delivery(state=args.state, crash=kill_self_hook(os.environ.get(CRASH_ENV)))
+    chain = stack.chain
+    store_at = stack.config.service_store_at(chain.chain_id, chain.marketplace.address)
+    claimer = None
+    if stack.config.service_store or Path(store_at).is_file():  # this data dir's `modex serve`
+        claimer = stack.claimer(
+            open_service_store(store_at),
+            crash=claimer_crash_hook(os.environ.get(CLAIMER_CRASH_ENV)),
+        )
     if args.once:
         report = worker.poll()
         print(
@@ -79,5 +105,15 @@ def run(args) -> int:
                 f"\n  purchase {k}: sent {v}, not mined yet" for k, v in report.pending.items()
             )
         )
+        if claimer is not None:
+            print(claimer.poll().summary())
         return 0
-    return run_until_signalled(worker.run, args.interval or stack.config.poll_interval)
+
+    def loop(stop: threading.Event, interval: float) -> None:
+        if claimer is not None:
+            threading.Thread(
+                target=claimer.run, args=(stop, interval), name="modex-claimer", daemon=True
+            ).start()
+        worker.run(stop, interval=interval)
+
+    return run_until_signalled(loop, args.interval or stack.config.poll_interval)

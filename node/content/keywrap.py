@@ -32,6 +32,9 @@ from node.errors import KeyWrapError
 log = logging.getLogger(__name__)
 
 INFO_LABEL = b"modex/v1/key"
+# Private feedback to a seller (node/feedback.py): FEEDBACK_INFO_LABEL || u64be(chainId) ||
+# Votes address (20) || u256be(modelId).
+FEEDBACK_INFO_LABEL = b"modex/v1/feedback"
 X25519_INFO = b"modex/v1/x25519"
 WRAPPED_SIZE = 80
 ENC_SIZE = 32

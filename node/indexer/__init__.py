@@ -3,7 +3,8 @@
 The package: ``core`` (``Indexer``: following the chain, rollbacks and rebuilds), ``storage``
 (the SQLite file: connections, schema, identity, the event log's insert), ``schema.sql`` (the
 tables), ``decode`` (raw logs → events), ``events`` (applying an event to the derived tables),
-``metadata`` (the metadata cache) and ``queries`` (the read API).
+``metadata`` (the metadata cache), ``documents`` (the review and report documents' cache and
+their read API) and ``queries`` (the read API).
 
 ``sync()`` reads ``eth_getLogs`` in block ranges over all four contract addresses at
 once, decodes each log by (address, topic0), appends it to the ``events`` table (the log), and
@@ -26,6 +27,10 @@ What the derived tables hold beyond the events' own fields:
   event names the buyer; the ``VoteDropped`` just before it in the same transaction does not);
 - a purchase's delivery time (its challenge period runs from there) and whether its revenue was
   released to the seller, with the amount and fee (``RevenueReleased``).
+- reviews and reports (``Reviewed``, ``Reported``): a review's score is also a vote; the review
+  and report documents (node.reviews) are cached by CID in ``documents`` (``documents`` module,
+  its ``ReviewReader``), and a review's text and version are shown only where its document is
+  signed by the event's reviewer for the event's model and score.
 
 Following the chain (batches, confirmations, reorgs) is ``node.scanner.BlockScanner``'s; the
 indexer is its follower. The hash of every block that produced an event and of every checkpoint is

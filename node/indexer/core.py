@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from node.config import Config
+from node.deploy import STABLECOIN
 from node.errors import ChainError, ModexError
 from node.indexer.decode import EventDecoder, as_bytes, as_int
+from node.indexer.documents import DocumentReader, ReviewReader, load_documents, store_documents
 from node.indexer.events import STAMPED_EVENTS, apply_event, replay
 from node.indexer.metadata import MetadataLoader, load_missing, store_metadata
 from node.indexer.queries import IndexReader
 from node.indexer.storage import EVENT_COLUMNS, SCHEMA_VERSION, IndexDatabase, append_events
+from node.indexer.versions import VersionReader
 from node.scanner import RECENT_BLOCKS, Batch, BlockScanner, Checkpoint
 
 __all__ = ["SCHEMA_VERSION", "Indexer", "store_metadata", "wait_until_synced"]
@@ -24,7 +27,7 @@ __all__ = ["SCHEMA_VERSION", "Indexer", "store_metadata", "wait_until_synced"]
 log = logging.getLogger(__name__)
 
 
-class Indexer(IndexReader):
+class Indexer(IndexReader, ReviewReader, VersionReader):
     """Follows the chain into SQLite; the read API serves the UI and ``modex models``."""
 
     def __init__(
@@ -37,12 +40,18 @@ class Indexer(IndexReader):
         metadata_loader: MetadataLoader | None = None,
         metadata_per_sync: int = 50,
         start_block: int | None = None,
+        document_reader: DocumentReader | None = None,
     ):
         self.chain = chain
         self.db_path = Path(db_path)
         self.metadata_loader = metadata_loader
+        self.document_reader = document_reader  # review and report documents (node.reviews)
         self.metadata_per_sync = metadata_per_sync
-        self._decoder = EventDecoder(chain.contracts)
+        # The Modex contracts' events; a token the deployment names is not followed (its every
+        # transfer would fill the log).
+        self._decoder = EventDecoder(
+            {name: c for name, c in chain.contracts.items() if name != STABLECOIN}
+        )
         self.scanner = BlockScanner(
             chain,
             self._fetch_logs,
@@ -58,13 +67,15 @@ class Indexer(IndexReader):
     @classmethod
     def from_config(cls, config: Config, chain, *, store=None) -> Indexer:
         """The index ``config`` describes (``index_db``, ``confirmations``); with a ``store``,
-        listings get their names from their metadata JSON read from it (``store_metadata``)."""
+        listings get their names from their metadata JSON read from it (``store_metadata``) and
+        reviews their texts (``store_documents``)."""
         assert config.index_db is not None  # set by Config.__post_init__
         return cls(
             chain,
             config.index_db,
             confirmations=config.confirmations,
             metadata_loader=None if store is None else store_metadata(store),
+            document_reader=None if store is None else store_documents(store),
         )
 
     # -- storage (node.indexer.storage) ------------------------------------------------------
@@ -91,8 +102,11 @@ class Indexer(IndexReader):
         with self._write_lock:
             self._applied = 0
             self.scanner.scan(self, until)
+        self.describe_tokens()
         if self.metadata_loader is not None:
             self.load_metadata()
+        if self.document_reader is not None:
+            self.load_documents()
         return self._applied
 
     # The BlockScanner's follower: the checkpoint row, and the blocks table as its memory.
@@ -235,6 +249,30 @@ class Indexer(IndexReader):
         with self._transaction() as tx:
             replay(tx)
 
+    # -- tokens -------------------------------------------------------------------------------
+
+    def describe_tokens(self) -> int:
+        """Read the symbol and decimals of every payment token the index names but has not
+        described yet (``Chain.token``) into the ``tokens`` table; return how many."""
+        missing = [
+            row[0]
+            for row in self._db().execute(
+                "SELECT payment_token FROM listings UNION SELECT token FROM purchases "
+                "UNION SELECT token FROM subscriptions UNION SELECT token FROM withdrawals "
+                "EXCEPT SELECT address FROM tokens"
+            )
+            if int(row[0], 16) != 0
+        ]
+        described = [self.chain.token(address) for address in missing]
+        if described:
+            with self._transaction() as tx:
+                tx.executemany(
+                    "INSERT OR REPLACE INTO tokens (address, symbol, decimals, described) "
+                    "VALUES (?, ?, ?, ?)",
+                    [(t.address, t.symbol, t.decimals, int(t.described)) for t in described],
+                )
+        return len(described)
+
     # -- metadata (node.indexer.metadata) ----------------------------------------------------
 
     def load_metadata(self, limit: int | None = None) -> int:
@@ -242,6 +280,19 @@ class Indexer(IndexReader):
         if self.metadata_loader is None:
             return 0
         return load_missing(self.database, self.metadata_loader, limit or self.metadata_per_sync)
+
+    def load_documents(self, limit: int | None = None) -> int:
+        """Read the review and report documents the index names but has not read yet (bounded
+        attempts, node.indexer.documents); return how many were read."""
+        if self.document_reader is None:
+            return 0
+        return load_documents(
+            self.database,
+            self.document_reader,
+            self.chain.chain_id,
+            self.chain.votes.address,
+            limit or self.metadata_per_sync,
+        )
 
 
 def wait_until_synced(indexer: Indexer, block: int, timeout: float = 30.0) -> None:

@@ -8,10 +8,8 @@ import json
 import sqlite3
 from collections.abc import Callable
 
-from eth_utils import to_checksum_address
-
 from node.indexer.decode import u256
-from node.protocol import ModelStatus
+from node.protocol import ETH_TOKEN, ModelStatus
 
 # The tables derived from the log (emptied and refilled by ``replay``).
 DERIVED = (
@@ -23,13 +21,24 @@ DERIVED = (
     "validators",
     "transfers",
     "withdrawals",
+    "subscriptions",
     "listing_counts",
     "listings_fts",
+    "versions",
+    "attested_versions",
+    "reviews",
+    "reports",
 )
 # Events whose block's timestamp the derived tables keep (when a purchase was made or delivered,
 # a claim made, a round opened, a verdict recorded); other blocks' headers are never fetched.
-STAMPED_EVENTS = {"Purchased", "KeyDelivered", "MetricsClaimed", "RoundOpened", "VerdictRecorded"}
-ZERO_ADDRESS = "0x" + "00" * 20
+STAMPED_EVENTS = {
+    "Purchased",
+    "KeyDelivered",
+    "MetricsClaimed",
+    "RoundOpened",
+    "VerdictRecorded",
+    "VersionPublished",
+}
 
 
 def apply_event(tx: sqlite3.Connection, event: dict, timestamp: int | None) -> None:
@@ -100,7 +109,7 @@ def _on_active(tx, a, _ev, _ts):
 
 
 def _on_operator(tx, a, _ev, _ts):
-    operator = None if a["operator"] == to_checksum_address(ZERO_ADDRESS) else a["operator"]
+    operator = None if a["operator"] == ETH_TOKEN else a["operator"]
     _set_listing(tx, a["modelId"], operator=operator)
 
 
@@ -113,10 +122,38 @@ def _on_transfer(tx, a, ev, _ts):
     _set_listing(tx, a["tokenId"], owner=a["to"])
 
 
+def _on_payment_token(tx, a, _ev, _ts):
+    _set_listing(tx, a["modelId"], payment_token=a["token"])
+
+
+def _on_subscription_terms(tx, a, _ev, _ts):
+    offered = int(a["pricePerPeriod"]) != 0
+    _set_listing(
+        tx,
+        a["modelId"],
+        subscription_price=u256(a["pricePerPeriod"]) if offered else None,
+        subscription_period=a["periodSeconds"] if offered else None,
+    )
+
+
+def _payment_token(tx, model_id: int) -> str:
+    """The listing's payment token now (what a sale or subscription in this event is paid in:
+    the token can only change by an earlier event)."""
+    row = tx.execute(
+        "SELECT payment_token FROM listings WHERE model_id = ?", (model_id,)
+    ).fetchone()
+    return row[0] if row else ETH_TOKEN
+
+
+def _on_call_price(tx, a, _ev, _ts):
+    price = int(a["price"])
+    _set_listing(tx, a["modelId"], call_price=u256(price) if price else None)
+
+
 def _on_purchased(tx, a, ev, ts):
     tx.execute(
         "INSERT OR REPLACE INTO purchases (purchase_id, model_id, buyer, price, buyer_key, "
-        "purchased_block, purchased_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "purchased_block, purchased_at, token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
             a["purchaseId"],
             a["modelId"],
@@ -125,6 +162,23 @@ def _on_purchased(tx, a, ev, ts):
             a["buyerKey"],
             ev["block_number"],
             ts,
+            a.get("token") or _payment_token(tx, a["modelId"]),
+        ),
+    )
+
+
+def _on_subscribed(tx, a, ev, _ts):
+    tx.execute(
+        "INSERT INTO subscriptions (model_id, account, expires_at, token, subscribed_block) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (model_id, account) DO UPDATE SET "
+        "expires_at = excluded.expires_at, token = excluded.token, "
+        "subscribed_block = excluded.subscribed_block",
+        (
+            a["modelId"],
+            a["account"],
+            a["expiresAt"],
+            a.get("token") or _payment_token(tx, a["modelId"]),
+            ev["block_number"],
         ),
     )
 
@@ -137,6 +191,28 @@ def _on_validator_request(tx, a, _ev, _ts):
         (a["modelId"], a["validator"], a["purchaseId"]),
     )
     tx.execute("UPDATE purchases SET kind = 'validator' WHERE purchase_id = ?", (a["purchaseId"],))
+    _attest_latest_version(tx, a["modelId"])
+
+
+# -- versions (issue 15 §1): version 1 is the listing's row; later ones and the attested one here --
+
+
+def _on_version_published(tx, a, ev, ts):
+    tx.execute(
+        "INSERT OR REPLACE INTO versions (model_id, version, model_hash, metadata_cid, "
+        "published_block, published_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (a["modelId"], a["version"], a["modelHash"], a["metadataCid"], ev["block_number"], ts),
+    )
+
+
+def _attest_latest_version(tx, model_id: int) -> None:
+    """The first validator key request fixes the version the model's rounds attest: the latest
+    then (Validators.attestedVersion); later requests keep it."""
+    tx.execute(
+        "INSERT OR IGNORE INTO attested_versions (model_id, version) VALUES "
+        "(?, COALESCE((SELECT MAX(version) FROM versions WHERE model_id = ?), 1))",
+        (model_id, model_id),
+    )
 
 
 def _on_delivered(tx, a, ev, ts):
@@ -179,33 +255,65 @@ def _on_verdict(tx, a, _ev, ts):
 
 def _on_withdrawn(tx, a, ev, _ts):
     tx.execute(
-        "INSERT INTO withdrawals (block_number, log_index, contract, account, amount) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (ev["block_number"], ev["log_index"], ev["contract"], a["account"], u256(a["amount"])),
+        "INSERT INTO withdrawals (block_number, log_index, contract, account, amount, token) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            ev["block_number"],
+            ev["log_index"],
+            ev["contract"],
+            a["account"],
+            u256(a["amount"]),
+            a.get("token") or ETH_TOKEN,
+        ),
     )
 
 
 def _on_voted(tx, a, ev, _ts):
+    _count_vote(tx, a["modelId"], a["voter"], a["score"], ev["block_number"])
+
+
+def _on_reviewed(tx, a, ev, _ts):
+    # A review's score is a vote (Votes.review counts it as Votes.vote does).
+    _count_vote(tx, a["modelId"], a["reviewer"], a["score"], ev["block_number"])
+    tx.execute(
+        "INSERT INTO reviews (block_number, log_index, model_id, reviewer, score, review_cid) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            ev["block_number"],
+            ev["log_index"],
+            a["modelId"],
+            a["reviewer"],
+            a["score"],
+            a["reviewCid"],
+        ),
+    )
+
+
+def _on_reported(tx, a, ev, _ts):
+    tx.execute(
+        "INSERT INTO reports (block_number, log_index, model_id, reporter, reason_cid) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (ev["block_number"], ev["log_index"], a["modelId"], a["reporter"], a["reasonCid"]),
+    )
+
+
+def _count_vote(tx, model_id: int, voter: str, score: int, block_number: int) -> None:
     # The vote weighs what the voter paid for its licence (Marketplace.recordVote): the
-    # price of its latest delivered purchase of the model.
+    # price of its latest delivered purchase of the model, in wei (a licence paid in a token
+    # weighs nothing: its price has no common unit with wei).
     licence = tx.execute(
-        "SELECT price FROM purchases WHERE model_id = ? AND buyer = ? AND kind = 'buyer' "
+        "SELECT CASE WHEN token = ? THEN price ELSE ? END AS price FROM purchases "
+        "WHERE model_id = ? AND buyer = ? AND kind = 'buyer' "
         "AND state = 'delivered' ORDER BY purchase_id DESC LIMIT 1",
-        (a["modelId"], a["voter"]),
+        (ETH_TOKEN, u256(0), model_id, voter),
     ).fetchone()
     tx.execute(
         "INSERT INTO votes (model_id, voter, score, weight, block_number) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT (model_id, voter) DO UPDATE SET score = excluded.score, "
         "weight = excluded.weight, block_number = excluded.block_number",
-        (
-            a["modelId"],
-            a["voter"],
-            a["score"],
-            licence["price"] if licence else u256(0),
-            ev["block_number"],
-        ),
+        (model_id, voter, score, licence["price"] if licence else u256(0), block_number),
     )
-    _score(tx, a["modelId"])
+    _score(tx, model_id)
 
 
 def _score(tx, model_id: int) -> None:
@@ -351,6 +459,10 @@ HANDLERS: dict[tuple[str, str], Callable[[sqlite3.Connection, dict, dict, int | 
     ("ModelRegistry", "OperatorChanged"): _on_operator,
     ("ModelRegistry", "MetricsClaimed"): _on_claimed,
     ("ModelRegistry", "Transfer"): _on_transfer,
+    ("ModelRegistry", "PaymentTokenChanged"): _on_payment_token,
+    ("ModelRegistry", "SubscriptionTermsChanged"): _on_subscription_terms,
+    ("ModelRegistry", "VersionPublished"): _on_version_published,
+    ("Channels", "CallPriceChanged"): _on_call_price,
     ("Marketplace", "Purchased"): _on_purchased,
     ("Marketplace", "ValidatorKeyRequested"): _on_validator_request,
     ("Marketplace", "KeyDelivered"): _on_delivered,
@@ -358,8 +470,11 @@ HANDLERS: dict[tuple[str, str], Callable[[sqlite3.Connection, dict, dict, int | 
     ("Marketplace", "RevenueReleased"): _on_released,
     ("Marketplace", "VerdictRecorded"): _on_verdict,
     ("Marketplace", "Withdrawn"): _on_withdrawn,
+    ("Marketplace", "Subscribed"): _on_subscribed,
     ("Validators", "Withdrawn"): _on_withdrawn,
     ("Votes", "Voted"): _on_voted,
+    ("Votes", "Reviewed"): _on_reviewed,
+    ("Votes", "Reported"): _on_reported,
     ("Validators", "Staked"): _on_staked,
     ("Validators", "UnstakeRequested"): _on_unstake_requested,
     ("Validators", "Unstaked"): _on_unstaked,

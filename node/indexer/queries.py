@@ -8,22 +8,31 @@ import binascii
 import json
 import re
 import sqlite3
+from typing import NamedTuple
 
 from eth_utils import to_checksum_address
 
+from node.amounts import fmt_amount, fmt_subscription
 from node.errors import InvalidQuery
 from node.indexer.decode import u256
 from node.indexer.events import DERIVED
+from node.indexer.payments import PaymentReader, listing_token, token_fields
 
 # sort → (ORDER BY, "comes after the cursor's key" condition, how the key's values fill it).
 # Every ORDER BY is one of the listings_* indexes read in order, so a page never sorts.
+# Price sorts within a payment token only: listings are grouped by token, ETH (the zero address,
+# the smallest) first, then each ERC-20 by address, and by amount within a group. Amounts in
+# different tokens are not compared: 5 mUSD is 5,000,000 base units and 0.1 ETH 10^17, and no
+# conversion is made between them because the index has no exchange rate it could trust (a rate
+# would be an oracle's claim, stale the moment it was read, and would reorder the market with it).
 SORTS = {
     "newest": ("l.model_id DESC", "l.model_id < ?", lambda k: [k[0]]),
     "price": (
-        "l.price ASC, l.model_id DESC",
-        # The redundant "price >= ?" lets SQLite seek the index instead of walking it.
-        "l.price >= ? AND (l.price > ? OR l.model_id < ?)",
-        lambda k: [k[0], k[0], k[1]],
+        "l.payment_token ASC, l.price ASC, l.model_id DESC",
+        # The redundant "payment_token >= ?" lets SQLite seek the index instead of walking it.
+        "l.payment_token >= ? AND (l.payment_token > ? OR l.price > ? "
+        "OR (l.price = ? AND l.model_id < ?))",
+        lambda k: [k[0], k[0], k[1], k[1], k[2]],
     ),
     "score": (
         "l.score_key DESC, l.vote_count DESC, l.model_id DESC",
@@ -36,25 +45,54 @@ SORTS = {
 SEARCH_COUNT_CAP = 200
 
 
-class IndexReader:
-    """The read API over the index's tables (``Indexer`` is one; ``_db()`` is its connection)."""
-
-    def _db(self) -> sqlite3.Connection:
-        raise NotImplementedError
+class IndexReader(PaymentReader):
+    """The read API over the index's tables (``Indexer`` is one; ``_db()`` is its connection):
+    listings and their validation here, purchases, subscriptions and tokens in its base class."""
 
     _LISTING_COLUMNS = (
         "l.model_id, l.seller, l.owner, l.model_hash, l.metadata_cid, l.price, l.active, l.operator, "
         "l.status, l.vote_weighted_sum, l.vote_weight, l.vote_count, l.score, l.listed_block, "
         "l.claimed_digest, l.claimed_at, l.round, l.commit_end, l.reveal_end, l.verdict_at, "
         "l.verifier_weight, m.name, m.task, m.description, m.license, m.status AS metadata_status, "
-        "m.model_hash AS metadata_model_hash"
+        "m.model_hash AS metadata_model_hash, l.payment_token, l.subscription_price, "
+        "l.subscription_period, l.call_price, t.symbol AS token_symbol, t.decimals AS token_decimals, "
+        "t.described AS token_described"
+    )
+    # A listing with its metadata and its payment token's description.
+    _LISTING_SOURCE = (
+        "listings l LEFT JOIN metadata m ON m.cid = l.metadata_cid "
+        "LEFT JOIN tokens t ON t.address = l.payment_token"
     )
 
     @staticmethod
     def _listing(row: sqlite3.Row) -> dict:
+        """A listing as the UI and ``modex models`` read it; amounts are integers, ``token`` what
+        they are counted in (``token_fields``), ``price_text`` the price in it, and
+        ``subscription`` the offer ({price, period (seconds), text}) or None, ``call_price_text``
+        the price of one call to the seller's service in it, or None when none is set."""
         d = dict(row)
         for key in ("price", "vote_weighted_sum", "vote_weight"):
             d[key] = int(d[key])
+        token = listing_token(
+            d.pop("payment_token"),
+            d.pop("token_symbol"),
+            d.pop("token_decimals"),
+            d.pop("token_described"),
+        )
+        d["token"] = token_fields(token)
+        d["price_text"] = fmt_amount(d["price"], token)
+        call_price = d.pop("call_price")
+        d["call_price_text"] = None if call_price is None else fmt_amount(int(call_price), token)
+        sub_price, period = d.pop("subscription_price"), d.pop("subscription_period")
+        d["subscription"] = (
+            None
+            if sub_price is None
+            else {
+                "price": int(sub_price),
+                "period": period,
+                "text": fmt_subscription(int(sub_price), period, token),
+            }
+        )
         d["active"] = bool(d["active"])
         meta_hash = d.pop("metadata_model_hash")
         # Metadata that names another model hash than the chain's is not to be trusted.
@@ -76,7 +114,9 @@ class IndexReader:
         owner: str | None = None,
         after: str | None = None,
     ) -> tuple[Page, Total]:
-        """A page of listings and the total matching; ``sort`` is newest, price or score.
+        """A page of listings and the total matching; ``sort`` is newest, price (ETH listings
+        first, then each token's, cheapest first within a token: SORTS says why amounts in
+        different tokens are never compared) or score.
 
         Pages: ``page`` (OFFSET over the sort's covering index, then the page's rows joined), or
         ``after=rows.next_cursor`` from the previous page (keyset: the index is entered at that
@@ -157,8 +197,8 @@ class IndexReader:
         if not ids:
             return Page([], None), total
         rows = db.execute(
-            f"SELECT {self._LISTING_COLUMNS} FROM listings l LEFT JOIN metadata m "
-            f"ON m.cid = l.metadata_cid WHERE l.model_id IN ({','.join('?' * len(ids))})",
+            f"SELECT {self._LISTING_COLUMNS} FROM {self._LISTING_SOURCE} "
+            f"WHERE l.model_id IN ({','.join('?' * len(ids))})",
             ids,
         ).fetchall()
         by_id = {r["model_id"]: self._listing(r) for r in rows}
@@ -186,13 +226,45 @@ class IndexReader:
         row = (
             self._db()
             .execute(
-                f"SELECT {self._LISTING_COLUMNS} FROM listings l LEFT JOIN metadata m "
-                f"ON m.cid = l.metadata_cid WHERE l.model_id = ?",
+                f"SELECT {self._LISTING_COLUMNS} FROM {self._LISTING_SOURCE} WHERE l.model_id = ?",
                 (model_id,),
             )
             .fetchone()
         )
         return None if row is None else self._listing(row)
+
+    def sale_terms(self, model_id: int) -> ListingTerms | None:
+        """The model's terms as of the indexed block (None for a model the index does not
+        hold): what ModelRegistry.saleTerms, paymentToken and subscriptionTerms and
+        Channels.callPrice answered at that block, one row instead of four calls."""
+        row = (
+            self._db()
+            .execute(
+                "SELECT price, payment_token, subscription_price, subscription_period, "
+                "call_price FROM listings WHERE model_id = ?",
+                (model_id,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        price, token, sub_price, period, call_price = row
+        return ListingTerms(
+            int(price), token, int(sub_price or 0), int(period or 0), int(call_price or 0)
+        )
+
+    def latest_block_time(self) -> int | None:
+        """The time of the latest indexed block whose time the index keeps (the blocks of
+        STAMPED_EVENTS), None before any: a lower bound of the chain's time at the checkpoint."""
+        row = (
+            self._db()
+            .execute(
+                "SELECT timestamp FROM blocks WHERE timestamp IS NOT NULL "
+                "ORDER BY number DESC LIMIT 1"
+            )
+            .fetchone()
+        )
+        return None if row is None else int(row[0])
 
     def metadata(self, cid: str) -> dict | None:
         row = (
@@ -201,63 +273,6 @@ class IndexReader:
             .fetchone()
         )
         return None if row is None else json.loads(row[0])
-
-    @staticmethod
-    def _purchase(row: sqlite3.Row) -> dict:
-        d = dict(row)
-        d["price"] = int(d["price"])
-        d["released"] = bool(d["released"])
-        for key in ("refund_amount", "revenue", "fee"):
-            if d.get(key) is not None:
-                d[key] = int(d[key])
-        return d
-
-    def purchases_of(self, address: str) -> list[dict]:
-        rows = (
-            self._db()
-            .execute(
-                "SELECT * FROM purchases WHERE buyer = ? ORDER BY purchase_id",
-                (to_checksum_address(address),),
-            )
-            .fetchall()
-        )
-        return [self._purchase(r) for r in rows]
-
-    def get_purchase(self, purchase_id: int) -> dict | None:
-        row = (
-            self._db()
-            .execute("SELECT * FROM purchases WHERE purchase_id = ?", (purchase_id,))
-            .fetchone()
-        )
-        return None if row is None else self._purchase(row)
-
-    def pending_purchases(self, model_ids=None) -> list[dict]:
-        """Purchases (and validator key requests) still waiting for a key, oldest first."""
-        sql, params = "SELECT * FROM purchases WHERE state = 'pending'", []
-        if model_ids is not None:
-            ids = [int(m) for m in model_ids]
-            if not ids:
-                return []
-            sql += f" AND model_id IN ({','.join('?' * len(ids))})"
-            params = ids
-        rows = self._db().execute(sql + " ORDER BY purchase_id", params).fetchall()
-        return [self._purchase(r) for r in rows]
-
-    def unreleased_sales(self, owner: str) -> list[dict]:
-        """Delivered, paid purchases of the models ``owner`` owns now whose revenue is not
-        released yet, oldest first: what ``node.market.earnings`` asks the chain about (held in
-        their challenge period, releasable after it, or the buyers' to refund after a dispute)."""
-        rows = (
-            self._db()
-            .execute(
-                "SELECT p.* FROM purchases p JOIN listings l ON l.model_id = p.model_id "
-                "WHERE l.owner = ? AND p.kind = 'buyer' AND p.state = 'delivered' AND p.released = 0 "
-                "AND p.price != ? ORDER BY p.purchase_id",
-                (to_checksum_address(owner), u256(0)),
-            )
-            .fetchall()
-        )
-        return [self._purchase(r) for r in rows]
 
     def rounds_of(self, model_id: int) -> list[dict]:
         """The model's validation rounds, oldest first: deadlines and outcome (None while open,
@@ -325,6 +340,17 @@ class IndexReader:
         }
 
 
+class ListingTerms(NamedTuple):
+    """A listing's sale terms in the index: amounts in its payment token's smallest unit (the
+    token's address; the zero address: ETH); 0 for a subscription or call price not offered."""
+
+    price: int
+    payment_token: str
+    subscription_price: int
+    subscription_period: int  # seconds; 0 when no subscription is offered
+    call_price: int
+
+
 class Page(list):
     """A page of listings; ``next_cursor`` (or None on the last page) is ``after`` for the next."""
 
@@ -366,7 +392,7 @@ def _encode_cursor(sort: str, row: dict) -> str:
     if sort == "newest":
         key = [row["model_id"]]
     elif sort == "price":
-        key = [row["price"], row["model_id"]]
+        key = [row["token"]["address"], row["price"], row["model_id"]]
     else:
         key = [
             row["score"] if row["score"] is not None else 0.0,
@@ -392,7 +418,7 @@ def _decode_cursor(cursor: str, sort: str) -> list:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         made_for, *key = json.loads(raw)
-        shapes = {"newest": (int,), "price": (int, int), "score": ((int, float), int, int)}
+        shapes = {"newest": (int,), "price": (str, int, int), "score": ((int, float), int, int)}
         if (
             made_for not in shapes
             or len(key) != len(shapes[made_for])
@@ -412,7 +438,7 @@ def _decode_cursor(cursor: str, sort: str) -> list:
             "from the first page"
         )
     if sort == "price":
-        key[0] = u256(key[0])
+        key[1] = u256(key[1])
     elif sort == "score":
         key[0] = float(key[0])
     return key

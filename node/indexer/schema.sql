@@ -25,20 +25,26 @@ CREATE TABLE IF NOT EXISTS listings (
     -- task: copied from the (immutable, content-addressed) metadata so one index serves a filter
     -- with a sort; score_key: score with "no votes" as 0 (below every 1..5 score), never NULL,
     -- so keyset pagination compares plain values.
-    task TEXT, score_key REAL NOT NULL DEFAULT 0);
+    task TEXT, score_key REAL NOT NULL DEFAULT 0,
+    -- what price and subscription are counted in (the zero address: ETH), and the subscription
+    -- offered (NULL: none): its price per period (uint256 text) and the period in seconds;
+    -- call_price: the price of one call to the seller's service (Channels.setCallPrice, uint256
+    -- text; NULL: none set, no calls on a payment channel)
+    payment_token TEXT NOT NULL DEFAULT '0x0000000000000000000000000000000000000000',
+    subscription_price TEXT, subscription_period INTEGER, call_price TEXT);
 CREATE INDEX IF NOT EXISTS listings_cid ON listings (metadata_cid);
 CREATE INDEX IF NOT EXISTS listings_owner ON listings (owner, active, model_id);
 CREATE INDEX IF NOT EXISTS listings_new ON listings (active, model_id);
-CREATE INDEX IF NOT EXISTS listings_price ON listings (active, price, model_id DESC);
+CREATE INDEX IF NOT EXISTS listings_price ON listings (active, payment_token, price, model_id DESC);
 CREATE INDEX IF NOT EXISTS listings_score ON listings (active, score_key, vote_count, model_id);
 CREATE INDEX IF NOT EXISTS listings_status_new ON listings (active, status, model_id);
-CREATE INDEX IF NOT EXISTS listings_status_price ON listings (active, status, price, model_id DESC);
+CREATE INDEX IF NOT EXISTS listings_status_price ON listings (active, status, payment_token, price, model_id DESC);
 CREATE INDEX IF NOT EXISTS listings_status_score ON listings (active, status, score_key, vote_count, model_id);
 CREATE INDEX IF NOT EXISTS listings_task_new ON listings (active, task, model_id);
-CREATE INDEX IF NOT EXISTS listings_task_price ON listings (active, task, price, model_id DESC);
+CREATE INDEX IF NOT EXISTS listings_task_price ON listings (active, task, payment_token, price, model_id DESC);
 CREATE INDEX IF NOT EXISTS listings_task_score ON listings (active, task, score_key, vote_count, model_id);
 CREATE INDEX IF NOT EXISTS listings_task_status_new ON listings (active, task, status, model_id);
-CREATE INDEX IF NOT EXISTS listings_task_status_price ON listings (active, task, status, price, model_id DESC);
+CREATE INDEX IF NOT EXISTS listings_task_status_price ON listings (active, task, status, payment_token, price, model_id DESC);
 CREATE INDEX IF NOT EXISTS listings_task_status_score ON listings (active, task, status, score_key, vote_count, model_id);
 -- Exact totals without a scan: listings per (active, task, status), kept by triggers.
 CREATE TABLE IF NOT EXISTS listing_counts (
@@ -76,7 +82,9 @@ CREATE TABLE IF NOT EXISTS purchases (
     purchased_block INTEGER NOT NULL, purchased_at INTEGER, delivered_block INTEGER,
     delivered_at INTEGER, refunded_block INTEGER,
     -- the seller's revenue paid out after the challenge period (RevenueReleased)
-    released INTEGER NOT NULL DEFAULT 0, released_block INTEGER, revenue TEXT, fee TEXT);
+    released INTEGER NOT NULL DEFAULT 0, released_block INTEGER, revenue TEXT, fee TEXT,
+    -- what it was paid in (the listing's payment token when it was bought; zero address: ETH)
+    token TEXT NOT NULL DEFAULT '0x0000000000000000000000000000000000000000');
 CREATE INDEX IF NOT EXISTS purchases_buyer ON purchases (buyer);
 CREATE INDEX IF NOT EXISTS purchases_state ON purchases (state, model_id);
 CREATE TABLE IF NOT EXISTS votes (
@@ -101,4 +109,46 @@ CREATE TABLE IF NOT EXISTS transfers (
     from_address TEXT NOT NULL, to_address TEXT NOT NULL, PRIMARY KEY (block_number, log_index));
 CREATE TABLE IF NOT EXISTS withdrawals (
     block_number INTEGER NOT NULL, log_index INTEGER NOT NULL, contract TEXT NOT NULL,
-    account TEXT NOT NULL, amount TEXT NOT NULL, PRIMARY KEY (block_number, log_index));
+    account TEXT NOT NULL, amount TEXT NOT NULL,
+    token TEXT NOT NULL DEFAULT '0x0000000000000000000000000000000000000000',
+    PRIMARY KEY (block_number, log_index));
+-- Subscriptions (Marketplace.subscribe): one row per model and account, until when it runs (the
+-- latest Subscribed event's expiresAt) and what it was paid in.
+CREATE TABLE IF NOT EXISTS subscriptions (
+    model_id INTEGER NOT NULL, account TEXT NOT NULL, expires_at INTEGER NOT NULL,
+    token TEXT NOT NULL, subscribed_block INTEGER NOT NULL, PRIMARY KEY (model_id, account));
+CREATE INDEX IF NOT EXISTS subscriptions_account ON subscriptions (account);
+-- Each payment token's symbol and decimals as it answered them (read from the chain when the
+-- index first meets the token; not derived from the log, so kept by a rebuild).
+CREATE TABLE IF NOT EXISTS tokens (
+    address TEXT PRIMARY KEY, symbol TEXT NOT NULL, decimals INTEGER NOT NULL,
+    described INTEGER NOT NULL);
+-- Versions after the listing (ModelRegistry.publishVersion; version 1 is the listing's own row),
+-- and the version each model's validation attests: the latest when its first validator key was
+-- requested (Validators.attestedVersion); the listing's status is that version's.
+CREATE TABLE IF NOT EXISTS versions (
+    model_id INTEGER NOT NULL, version INTEGER NOT NULL, model_hash TEXT NOT NULL,
+    metadata_cid TEXT NOT NULL, published_block INTEGER NOT NULL, published_at INTEGER,
+    PRIMARY KEY (model_id, version));
+CREATE TABLE IF NOT EXISTS attested_versions (
+    model_id INTEGER PRIMARY KEY, version INTEGER NOT NULL);
+-- Reviews and reports (Votes.review, Votes.report): one row per event, newest last; the documents
+-- they anchor are in `documents` (a cache by CID, like `metadata`), believed only where the
+-- document's signer, model and score are the event's (node.indexer.queries).
+CREATE TABLE IF NOT EXISTS reviews (
+    block_number INTEGER NOT NULL, log_index INTEGER NOT NULL, model_id INTEGER NOT NULL,
+    reviewer TEXT NOT NULL, score INTEGER NOT NULL, review_cid TEXT NOT NULL,
+    PRIMARY KEY (block_number, log_index));
+CREATE INDEX IF NOT EXISTS reviews_model ON reviews (model_id, block_number DESC, log_index DESC);
+CREATE TABLE IF NOT EXISTS reports (
+    block_number INTEGER NOT NULL, log_index INTEGER NOT NULL, model_id INTEGER NOT NULL,
+    reporter TEXT NOT NULL, reason_cid TEXT NOT NULL, PRIMARY KEY (block_number, log_index));
+CREATE INDEX IF NOT EXISTS reports_model ON reports (model_id, reporter);
+-- Review and report documents by CID and kind (node.reviews.read): status 'ok' with the signed
+-- fields (model id and version as decimal text: uint256) and the signer, 'invalid' (not a Modex
+-- document of this chain's Votes: never tried again) or 'unavailable' (tried again up to
+-- METADATA_ATTEMPTS times). Not derived from the log: kept by a rebuild.
+CREATE TABLE IF NOT EXISTS documents (
+    cid TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, signer TEXT, model_id TEXT, score INTEGER,
+    version TEXT, text TEXT, PRIMARY KEY (cid, kind));

@@ -11,12 +11,20 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from node.indexer.events import DERIVED
+from node.indexer.events import DERIVED, replay
 
 log = logging.getLogger("node.indexer.core")  # the indexer's logger, as before the split
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 8
 SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
+# Earlier versions whose log (events, blocks, checkpoint) and metadata cache this one reads as
+# they are: opening such an index keeps them and rebuilds only the derived tables from the log,
+# in the new shape (4 → 5 added payment tokens and subscriptions, 5 → 6 the price per call,
+# 6 → 7 the price indexes grouped by payment token, 7 → 8 reviews and reports), instead of reading
+# the whole chain again.
+LOG_COMPATIBLE_VERSIONS = ("4", "5", "6", "7")
+# The tables that are neither derived from the log nor its checkpoint: kept by a migration.
+KEPT_TABLES = ("meta", "checkpoint", "blocks", "events", "metadata", "documents")
 
 
 class IndexDatabase:
@@ -27,8 +35,12 @@ class IndexDatabase:
         self.path = Path(path)
         self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._drop_other_schema()
+        migrating = self._drop_other_schema()
         self.connection().executescript(SCHEMA)
+        if migrating:
+            with self.transaction() as tx:
+                replay(tx)
+                tx.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
         self._check_identity(
             {
                 "schema": str(SCHEMA_VERSION),
@@ -78,22 +90,27 @@ class IndexDatabase:
         )
         return (row[0], row[1]) if row else None
 
-    def _drop_other_schema(self) -> None:
+    def _drop_other_schema(self) -> bool:
+        """Drop the tables of an index written by another schema version; True when its log is
+        kept (LOG_COMPATIBLE_VERSIONS) and the derived tables are to be replayed from it."""
         db = self.connection()
         has_meta = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
         stored_schema = (
             has_meta and db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         )
         if not stored_schema or stored_schema[0] == str(SCHEMA_VERSION):
-            return
+            return False
         # An index written by another version of this module: its tables are another shape.
         # Everything here is derived from the chain (and the metadata cache, refetched), so
-        # drop it all and start over.
+        # drop it and start over; a log this version reads as it is stays, and only the tables
+        # derived from it are rebuilt.
+        keep_log = stored_schema[0] in LOG_COMPATIBLE_VERSIONS
         log.warning(
-            "index %s has schema %s, this node writes %s; rebuilding from scratch",
+            "index %s has schema %s, this node writes %s; %s",
             self.path,
             stored_schema[0],
             SCHEMA_VERSION,
+            "rebuilding its tables from its log" if keep_log else "rebuilding from scratch",
         )
         objects = db.execute(
             "SELECT type, name FROM sqlite_master WHERE type IN "
@@ -103,8 +120,11 @@ class IndexDatabase:
             if kind == "trigger":
                 db.execute(f'DROP TRIGGER IF EXISTS "{name}"')
         for kind, name in objects:
-            if kind == "table" and not name.startswith("listings_fts_"):
+            if kind != "table" or name.startswith("listings_fts_"):
+                continue
+            if not (keep_log and name in KEPT_TABLES):
                 db.execute(f'DROP TABLE IF EXISTS "{name}"')
+        return keep_log
 
     def _check_identity(self, identity: dict[str, str]) -> None:
         stored = dict(self.connection().execute("SELECT key, value FROM meta").fetchall())
@@ -115,7 +135,15 @@ class IndexDatabase:
                 self.path,
             )
             with self.transaction() as tx:
-                for table in ("meta", "checkpoint", "blocks", "events", *DERIVED):
+                for table in (
+                    "meta",
+                    "checkpoint",
+                    "blocks",
+                    "events",
+                    "tokens",
+                    "documents",
+                    *DERIVED,
+                ):
                     tx.execute(f"DELETE FROM {table}")
             stored = {}
         if not stored:

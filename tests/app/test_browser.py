@@ -55,8 +55,21 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def flash(page) -> str:
-    return " ".join(page.locator(".flash").all_inner_texts())
+def expect_flash(page, showing: str, timeout: float = 60.0) -> str:
+    """The page's flashed messages, once they include ``showing``: a click that submits a form
+    returns before the next page has loaded, and the page it leaves may show an older message."""
+    from playwright.sync_api import Error
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            text = " ".join(page.locator(".flash").all_inner_texts())
+        except Error:  # the page navigated while it was being read
+            text = ""
+        if showing in text:
+            return text
+        assert time.monotonic() < deadline, f"{showing!r} never flashed on {page.url}: {text!r}"
+        time.sleep(0.2)
 
 
 def wait_text(page, text: str, timeout: float = 30.0) -> None:
@@ -82,7 +95,7 @@ def unlock_demo(page, url: str, log_path: Path, role_index: int) -> str:
     page.select_option("select[name=address]", address)
     page.fill("input[name=password]", up.DEMO_PASSWORD)
     page.click("#unlock-button")
-    assert "unlocked" in flash(page), flash(page)
+    expect_flash(page, "unlocked")
     return address
 
 
@@ -106,7 +119,7 @@ def test_buyer_seller_validator_journeys(server, browser):
     page.fill("form[action$='/wallet/create'] input[name=password]", PASSWORD)
     page.fill("form[action$='/wallet/create'] input[name=confirm]", PASSWORD)
     page.click("#create-button")
-    assert "created and unlocked" in flash(page)
+    expect_flash(page, "created and unlocked")
     page.click("#faucet-button")
     assert "10 ETH" in page.inner_text("#balance")
     shot(page, "02-wallet")
@@ -115,7 +128,7 @@ def test_buyer_seller_validator_journeys(server, browser):
     page.click("text=Demo sentiment classifier (MiniLM)")
     shot(page, "03-model")
     page.click("#buy-button")
-    assert "Bought" in flash(page), flash(page)
+    expect_flash(page, "Bought")
     shot(page, "04-bought-pending")
     # The delivery box polls /api/models/<id>/delivery and reloads when the key is there.
     page.wait_for_selector("#fetch-button", state="visible", timeout=60_000)
@@ -132,14 +145,14 @@ def test_buyer_seller_validator_journeys(server, browser):
     # -- try it: a signed inference request --
     page.fill("#try textarea", "I absolutely love this phone, it works great")
     page.click("#try-button", timeout=180_000)  # the model may still be loading on a busy CI box
-    result = flash(page)
+    result = expect_flash(page, "→")
     assert "→" in result and re.search(r"\((0|1)\.\d\d\)", result), result
     shot(page, "08-try-it")
 
     # -- vote --
     page.select_option("select[name=score]", "5")
     page.click("#vote-button")
-    assert "Your vote (5★) is recorded" in flash(page)
+    expect_flash(page, "Your vote (5★) is recorded")
     wait_text(page, "5.0 from 1 vote")
     shot(page, "09-voted")
 
@@ -186,7 +199,7 @@ def test_buyer_seller_validator_journeys(server, browser):
     validator.goto(f"{url}/validate/")
     validator.fill("input[name=amount]", "1")
     validator.click("#stake-button")
-    assert "Staked 1 ETH" in flash(validator), flash(validator)
+    expect_flash(validator, "Staked 1 ETH")
     shot(validator, "13-validate")
     validator.locator("tr", has_text="Demo sentiment classifier (MiniLM)").locator(
         ".validate-button"
@@ -327,10 +340,11 @@ def test_browser_wallet_buys_votes_refunds_and_withdraws_on_anvil(browser, tmp_p
             demo_seller = re.search(
                 r"^\s+seller\s+(0x[0-9a-fA-F]{40})", log_path.read_text(), re.MULTILINE
             ).group(1)
-            listed = [
+            listed = [  # the demo's listings in ETH (its third is priced in mUSD)
                 m
                 for m in range(1, registry.functions.modelCount().call() + 1)
                 if registry.functions.ownerOf(m).call() == demo_seller
+                and int(registry.functions.paymentToken(m).call(), 16) == 0
             ]
             by_price = sorted(listed, key=lambda m: registry.functions.price(m).call())
             sold, undelivered = by_price[0], by_price[-1]

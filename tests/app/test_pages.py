@@ -96,7 +96,7 @@ def test_unknown_model_is_a_404_sentence(client, listed):
     assert r.status_code == 404
     assert "There is no model #9999" in r.get_data(as_text=True)
     r = client.get("/api/models/9999/delivery")
-    assert r.status_code == 404 and "There is no model #9999" in r.get_json()["error"]
+    assert r.status_code == 404 and "There is no model #9999" in r.get_json()["error"]["message"]
     assert client.get("/no/such/page").status_code == 404
     assert client.get(f"/models/{2**70}").status_code == 404
 
@@ -193,7 +193,7 @@ def test_missing_csrf_token_is_refused_with_a_sentence(client, stack):
     assert r.status_code == 400
     assert "CSRF token" in r.get_data(as_text=True)
     r = client.post("/api/wallet/connect", json={"address": "0x" + "11" * 20})
-    assert r.status_code == 400 and "CSRF" in r.get_json()["error"]
+    assert r.status_code == 400 and "CSRF" in r.get_json()["error"]["message"]
 
 
 def test_actions_need_an_unlocked_wallet(client, listed):
@@ -572,7 +572,7 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
         json={"action": "buy", "modelId": listed["plain"], "maxPrice": "0.1"},
         headers=headers,
     )
-    assert r.status_code == 400 and "Enable encryption first" in r.get_json()["error"]
+    assert r.status_code == 400 and "Enable encryption first" in r.get_json()["error"]["message"]
     message = client.get("/api/wallet/encryption-message").get_json()["message"]
     assert message == encryption_message(stack.chain.chain_id, wallet.address)
     # The page derives the key from the wallet's signature itself (modex.js, docs/formats.md §4) and
@@ -581,10 +581,10 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     r = client.post(
         "/api/wallet/encryption-key", json={"signature": "0x" + sig.hex()}, headers=headers
     )
-    assert r.status_code == 400 and "must stay in your browser" in r.get_json()["error"]
+    assert r.status_code == 400 and "must stay in your browser" in r.get_json()["error"]["message"]
     for bad in ("0x" + "11" * 31, "0x" + "00" * 32, "0x" + "zz" * 32, 7, None):
         r = client.post("/api/wallet/encryption-key", json={"x25519_public": bad}, headers=headers)
-        assert r.status_code == 400 and "x25519_public" in r.get_json()["error"], bad
+        assert r.status_code == 400 and "x25519_public" in r.get_json()["error"]["message"], bad
     public = "0x" + x25519_from_signature(sig)[1].hex()
     r = client.post(
         "/api/wallet/encryption-key", json={"x25519_public": public.upper()[2:]}, headers=headers
@@ -604,7 +604,7 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
         json={"action": "buy", "modelId": listed["plain"], "maxPrice": "0.1"},
         headers=headers,
     )
-    assert r.status_code == 400 and "Enable encryption first" in r.get_json()["error"]
+    assert r.status_code == 400 and "Enable encryption first" in r.get_json()["error"]["message"]
     assert public not in client.get("/wallet/").get_data(as_text=True)
     sign_in(client, wallet, stack.chain.chain_id)
     headers = {"X-CSRFToken": csrf_token(client)}
@@ -617,7 +617,7 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
         json={"action": "buy", "modelId": listed["script"], "maxPrice": "0.1"},
         headers=headers,
     )
-    assert r.get_json()["error"] == (
+    assert r.get_json()["error"]["message"] == (
         "Price changed to 0.2 ETH since you opened this page; nothing was charged."
     )
     r = client.post(
@@ -641,7 +641,9 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     r = client.post(
         "/api/tx/prepare", json={"action": "refund", "modelId": listed["plain"]}, headers=headers
     )
-    assert r.status_code == 409 and "can still be delivered until" in r.get_json()["error"]
+    assert (
+        r.status_code == 409 and "can still be delivered until" in r.get_json()["error"]["message"]
+    )
     settle(stack)
     assert client.get(f"/api/models/{listed['plain']}/delivery").get_json()["state"] == "delivered"
     r = client.post(
@@ -649,7 +651,8 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
     )  # delivered, and the model is not disputed: refused, with when
     assert (
         r.status_code == 409
-        and "becomes refundable only if validators dispute model" in r.get_json()["error"]
+        and "becomes refundable only if validators dispute model"
+        in r.get_json()["error"]["message"]
     )
     # Delivered: the vote control is the browser wallet's (the keystore form would send the
     # person to unlock a wallet); fetching needs the key on a node, and the page says so.
@@ -671,19 +674,21 @@ def test_browser_wallet_prepare_sign_send_follow(client, stack, listed):
         json={"action": "vote", "modelId": listed["plain"], "score": 9},
         headers=headers,
     )
-    assert r.status_code == 400 and "1 to 5" in r.get_json()["error"]
+    assert r.status_code == 400 and "1 to 5" in r.get_json()["error"]["message"]
     r = client.post("/api/tx/prepare", json={"action": "withdraw"}, headers=headers)
-    assert r.status_code == 409 and "has nothing to withdraw yet" in r.get_json()["error"]
+    assert (
+        r.status_code == 409 and "has nothing to withdraw yet" in r.get_json()["error"]["message"]
+    )
     for model_id in (-5, 2**300, 1.5, True):  # out of uint256 (was a 500), or not a whole number
         r = client.post(
             "/api/tx/prepare",
             json={"action": "vote", "modelId": model_id, "score": 4},
             headers=headers,
         )
-        assert r.status_code == 400 and "modelId" in r.get_json()["error"], model_id
+        assert r.status_code == 400 and "modelId" in r.get_json()["error"]["message"], model_id
     r = client.post("/api/tx/prepare", json={"action": "steal"}, headers=headers)
-    assert r.status_code == 400 and "Unknown action" in r.get_json()["error"]
-    assert "refund" in r.get_json()["error"]
+    assert r.status_code == 400 and "Unknown action" in r.get_json()["error"]["message"]
+    assert "refund" in r.get_json()["error"]["message"]
 
 
 # ---- try it (signed inference) and recommendations --------------------------------------------
@@ -888,7 +893,9 @@ def test_browser_wallet_withdrawal_releases_each_sale_first(client, stack, tmp_p
     headers = {"X-CSRFToken": csrf_token(client)}
     client.post("/api/wallet/connect", json={"address": wallet.address}, headers=headers)
     r = client.post("/api/tx/prepare", json={"action": "withdraw"}, headers=headers)
-    assert r.status_code == 409 and "is held until" in r.get_json()["error"]  # in its period
+    assert (
+        r.status_code == 409 and "is held until" in r.get_json()["error"]["message"]
+    )  # in its period
     time_travel(chain, chain.call(chain.marketplace.functions.challengePeriod()) + 1)
     r = client.post("/api/tx/prepare", json={"action": "withdraw"}, headers=headers)
     prepared = r.get_json()
@@ -906,7 +913,9 @@ def test_browser_wallet_withdrawal_releases_each_sale_first(client, stack, tmp_p
     assert send_prepared(client, chain, wallet, prepared["tx"]) == "mined"
     assert before < chain.balance(wallet.address) < before + net
     r = client.post("/api/tx/prepare", json={"action": "withdraw"}, headers=headers)
-    assert r.status_code == 409 and "has nothing to withdraw yet" in r.get_json()["error"]
+    assert (
+        r.status_code == 409 and "has nothing to withdraw yet" in r.get_json()["error"]["message"]
+    )
 
 
 def test_unlocked_key_times_out(stack, listed):

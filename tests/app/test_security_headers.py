@@ -14,15 +14,20 @@ from app import SECURITY_HEADERS
 from tests.app.conftest import unlock
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "app" / "templates"
-# What a route's parameters are filled with: a listed model, a job and a transaction unknown to
-# the node (their 404 pages and JSON errors are responses too).
+# What a route's parameters are filled with: a listed model, a job, a transaction and a browser
+# wallet's upload unknown to the node (their 404 pages and JSON errors are responses too).
 UNKNOWN_JOB = "0" * 32
 UNKNOWN_TX = "0x" + "ab" * 32
 
 
 def get_urls(app, model_id: int) -> list[str]:
     """One URL for every GET route of the app (static: the app's own script)."""
-    values = {"model_id": model_id, "job_id": UNKNOWN_JOB, "tx_hash": UNKNOWN_TX}
+    values = {
+        "model_id": model_id,
+        "job_id": UNKNOWN_JOB,
+        "tx_hash": UNKNOWN_TX,
+        "upload_id": UNKNOWN_JOB,
+    }
     urls = []
     with app.test_request_context():
         for rule in app.url_map.iter_rules():

@@ -182,7 +182,7 @@ def test_another_origin_is_refused_beside_the_csrf_token(client, stack):
             json={"address": account.address},
             headers={"X-CSRFToken": token, "Origin": origin},
         )
-        assert r.status_code == 403 and "another site" in r.get_json()["error"], origin
+        assert r.status_code == 403 and "another site" in r.get_json()["error"]["message"], origin
     r = client.post(
         "/api/wallet/connect",
         json={"address": account.address},
@@ -204,4 +204,4 @@ def test_another_origin_is_refused_beside_the_csrf_token(client, stack):
         json={"address": account.address},
         headers={"Origin": f"http://{HOST}"},
     )
-    assert r.status_code == 400 and "CSRF" in r.get_json()["error"]
+    assert r.status_code == 400 and "CSRF" in r.get_json()["error"]["message"]

@@ -254,7 +254,9 @@ def test_an_api_call_without_an_unlocked_wallet_gets_a_json_401():
     reply = app.test_client().get("/api/needs-signer")
     assert reply.status_code == 401
     assert reply.get_json() == {
-        "status": 401,
-        "error": "Unlock your wallet first (Wallet page); "
-        "your session has none unlocked or it timed out.",
+        "error": {
+            "code": "needs_wallet",
+            "message": "Unlock your wallet first (Wallet page); "
+            "your session has none unlocked or it timed out.",
+        }
     }

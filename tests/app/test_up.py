@@ -45,7 +45,9 @@ def test_sigterm_stops_modex_up_as_ctrl_c_does(tmp_path):
     text = log_path.read_text()
     after = text.split("Press Ctrl-C to stop.")[1]
     assert "stopping…" in after
-    assert re.search(r"stopped: modex-indexer, modex-worker, the store, the gateway", after), after
+    assert re.search(
+        r"stopped: modex-indexer, modex-worker, modex-claimer, the store, the gateway", after
+    ), after
     assert "did not stop" not in after and "Traceback" not in after, after
     assert psutil.wait_procs(started, timeout=10)[1] == []  # any child it had is gone too
     for address in (url, gateway):  # nothing listens on its ports any more

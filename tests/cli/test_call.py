@@ -6,6 +6,7 @@ import http.server
 import json
 import threading
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 from eth_account import Account
@@ -15,6 +16,7 @@ from ml.endpoint import InferenceService
 from modex import cli
 from modex.commandline import SERVE_PORT, service_url
 from modex.commands.call import check_same_marketplace
+from node import channels
 from node.devchain import free_port
 from node.errors import ConfigError
 from node.signer import LocalSigner
@@ -189,3 +191,24 @@ def test_the_docs_typed_data_and_test_vector_are_what_the_code_signs():
     )
     assert f"\n{json.dumps(body)}\n" in doc  # the raw HTTP request's body
     assert f"signer\n`{WALLET.address}`" in doc
+
+
+def test_the_docs_voucher_typed_data_and_test_vector_are_what_the_code_signs():
+    doc = (Path(__file__).parents[2] / "docs" / "inference-api.md").read_text()
+    section = doc.split("### The voucher: EIP-712 typed data", 1)[1]
+    typed = json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+    vector = (channels.VECTOR_CHAIN_ID, channels.VECTOR_CHANNELS, channels.VECTOR_CHANNEL_ID)
+    assert typed == channels.voucher_typed_data(*vector, channels.VECTOR_AMOUNT)
+    key = Account.from_key(channels.VECTOR_KEY)
+    body = signing.with_voucher(
+        {},
+        key,
+        chain_id=vector[0],
+        channels_address=vector[1],
+        channel_id=vector[2],
+        cumulative_amount=channels.VECTOR_AMOUNT,
+    )
+    assert body == {"channelId": "1", "cumulativeAmount": "1000000", "voucherSignature": ANY}
+    assert body["voucherSignature"] == channels.VECTOR_SIGNATURE
+    assert f"signature\n`{channels.VECTOR_SIGNATURE}`" in section
+    assert f"digest\n`{channels.VECTOR_DIGEST}`" in section and f"`{key.address}`" in section

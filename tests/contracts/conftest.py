@@ -29,6 +29,7 @@ BAD_HASH = bytes.fromhex(
 BUYER_KEY = bytes.fromhex("22" * 32)
 WRAPPED = bytes(range(80))
 PRICE = 10**17
+ETH = "0x" + "00" * 20  # the token address that stands for ETH (prices, credits, withdraw)
 # The tests' suite: quorum 2 (so a majority needs more than one validator) and short rounds.
 PARAMS = {
     "fee_bps": 250,
@@ -121,6 +122,10 @@ class Chain:
 
     def new_account(self, eth: int = 1000) -> str:
         """A never-used account holding ``eth`` ETH that ``send`` can sign for (a fresh, cold address)."""
+        return self.new_local_account(eth).address
+
+    def new_local_account(self, eth: int = 1000):
+        """``new_account``'s eth-account (its key signs typed data, e.g. an EIP-2612 permit)."""
         account = Account.from_key(os.urandom(32))
         if self.kind == "anvil":
             self.w3.provider.make_request("anvil_impersonateAccount", [account.address])
@@ -130,7 +135,7 @@ class Chain:
             self.w3.eth.send_transaction(
                 {"from": self.deployer, "to": account.address, "value": eth * 10**18}
             )
-        return account.address
+        return account
 
     # time and state -----------------------------------------------------------------------------
     def travel(self, seconds: int) -> None:
@@ -208,6 +213,22 @@ class Chain:
         receipt = self.send(
             self.market.functions.buy(model_id, BUYER_KEY, price), buyer, value=price
         )
+        return self.events(receipt, self.market, "Purchased")[0]["purchaseId"]
+
+    def token_model(self, seller, token, price: int = PRICE) -> int:
+        """A model listed by ``seller`` and priced in the ERC-20 ``token``."""
+        model_id = self.list_model(seller, price)
+        self.send(self.registry.functions.setPaymentToken(model_id, token.address), seller)
+        return model_id
+
+    def fund(self, token, account, amount: int = 10 * PRICE) -> None:
+        """Mint ``amount`` of ``token`` to ``account`` and let the Marketplace pull all of it."""
+        self.send(token.functions.mint(account, amount), self.deployer)
+        self.send(token.functions.approve(self.market.address, amount), account)
+
+    def buy_with_token(self, buyer, model_id: int, price: int = PRICE) -> int:
+        """``buy`` of a model priced in an ERC-20 the buyer approved: no ETH sent."""
+        receipt = self.send(self.market.functions.buy(model_id, BUYER_KEY, price), buyer)
         return self.events(receipt, self.market, "Purchased")[0]["purchaseId"]
 
     def buy_refused(self, buyer, model_id: int, error: str, price: int = PRICE, **args):

@@ -44,4 +44,9 @@ def assert_suite_wired(w3, directory: Path) -> dict:
     assert tuple(config) == tuple(validators_config(p))
     assert c["Votes"].functions.marketplace().call() == addr["Marketplace"]
     assert market.votes().call() == addr["Votes"]  # connectVotes ran
+    channels = c["Channels"].functions
+    assert (channels.registry().call(), channels.marketplace().call()) == (
+        addr["ModelRegistry"],
+        addr["Marketplace"],
+    )
     return record

@@ -19,7 +19,7 @@ from node.devchain import free_port, start_anvil
 from node.keystore import import_private_key
 from node.onchain import abi_hash
 
-NAMES = ("ModelRegistry", "Marketplace", "Validators", "Votes")
+NAMES = ("ModelRegistry", "Marketplace", "Validators", "Votes", "Channels")
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +117,8 @@ def test_anvil_deploy_signed_locally(script, anvil, tmp_path, monkeypatch, how):
     record = assert_suite_wired(w3, tmp_path / "out")
     assert record["deployer"] == fresh.address
     assert (
-        w3.eth.get_transaction_count(fresh.address) == 6
-    )  # four deployments + connectValidators + connectVotes
+        w3.eth.get_transaction_count(fresh.address) == 7
+    )  # five deployments + connectValidators + connectVotes
 
 
 def test_wrong_keystore_password_is_refused_before_anything_is_sent(
@@ -395,3 +395,24 @@ def test_a_deployment_failing_midway_names_what_is_already_on_chain(
     assert list(named) == ["ModelRegistry", "Marketplace"]
     assert all(w3.eth.get_code(address) for address in named.values())
     assert not any(tmp_path.iterdir())
+
+
+def test_the_stablecoin_is_deployed_and_recorded_only_when_asked(script, tmp_path):
+    """`--param stablecoin=1` (what `modex up` asks on its local chain) adds MockStablecoin to the
+    deployment and its record; by default, and at the public defaults, there is none."""
+    assert resolve_params({}, "0x" + "11" * 20)["stablecoin"] is False
+    assert PUBLIC_PARAMS["stablecoin"] is False
+    w3 = script.connect("embedded")
+    record, _ = script.deploy_with_web3(w3, out=tmp_path, params={"stablecoin": 1})
+    assert record["params"]["stablecoin"] is True
+    assert set(record["contracts"]) == {*NAMES, "MockStablecoin"}
+    coin = w3.eth.contract(
+        address=record["contracts"]["MockStablecoin"]["address"],
+        abi=compile_contracts()["MockStablecoin"]["abi"],
+    )
+    assert (coin.functions.symbol().call(), coin.functions.decimals().call()) == ("mUSD", 6)
+    assert_suite_wired(w3, tmp_path)
+    plain, _ = script.deploy_with_web3(w3, out=tmp_path / "plain", params={"stablecoin": "false"})
+    assert set(plain["contracts"]) == set(NAMES)
+    with pytest.raises(script.ConfigError, match="stablecoin='maybe' must be true or false"):
+        script.deploy_with_web3(w3, out=tmp_path / "bad", params={"stablecoin": "maybe"})

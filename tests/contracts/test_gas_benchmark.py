@@ -16,7 +16,11 @@ KEYS = {
     "reveal",
     "settle",
     "withdraw",
-}  # issue 13, section 4
+    "openChannel",  # issue 14: a payment channel's ERC-20 deposit
+    "claim",  # issue 14: the seller's claim of a voucher
+    "buy_erc20",  # issue 14: buy with the price pulled in an ERC-20
+    "subscribe",  # issue 14: 30 days of a model's service, paid in an ERC-20
+}  # issue 13, section 4 (and issue 14's benchmarks)
 BASELINE = "baseline_erc721_mint"  # the in-run anchor (an OpenZeppelin ERC-721 mint)
 
 

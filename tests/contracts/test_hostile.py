@@ -1,7 +1,7 @@
 """Hostile receivers and front-running: nobody can take more than credited, and nothing gets stuck."""
 
 import pytest
-from conftest import BUYER_KEY, CID_V1, MODEL_HASH, PARAMS, PRICE, fee_split
+from conftest import BUYER_KEY, CID_V1, ETH, MODEL_HASH, PARAMS, PRICE, fee_split
 
 from node.protocol import PurchaseStatus
 from node.revert import decode_revert
@@ -123,7 +123,7 @@ def test_eth_rejecting_seller_stays_credited_and_others_are_unaffected(chain, ho
     fee = PRICE - net
     rc = chain.send(withdraw, chain.fee_recipient)
     assert chain.events(rc, chain.market, "Withdrawn") == [
-        {"account": chain.fee_recipient, "amount": fee}
+        {"account": chain.fee_recipient, "amount": fee, "token": ETH}
     ]
     chain.send(hostile.functions.setAcceptEth(True), chain.deployer)
     as_hostile(chain, hostile, withdraw)

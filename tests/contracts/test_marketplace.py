@@ -1,7 +1,7 @@
 """Marketplace: buy / deliver / hold / release / refund / withdraw, validator keys, fees, and every
 revert path."""
 
-from conftest import BAD_HASH, BUYER_KEY, CLAIM, PARAMS, PRICE, WRAPPED, fee_split
+from conftest import BAD_HASH, BUYER_KEY, CLAIM, ETH, PARAMS, PRICE, WRAPPED, fee_split
 
 from node.protocol import Book, ModelStatus, PurchaseStatus
 
@@ -23,7 +23,9 @@ def test_buy_deliver_hold_release_withdraw(chain):
     m = chain.market.functions
     rc = chain.send(m.buy(mid, BUYER_KEY, PRICE), buyer, value=PRICE)
     (ev,) = chain.events(rc, chain.market, "Purchased")
-    assert ev == dict(purchaseId=1, modelId=mid, buyer=buyer, price=PRICE, buyerKey=BUYER_KEY)
+    assert ev == dict(
+        purchaseId=1, modelId=mid, buyer=buyer, price=PRICE, buyerKey=BUYER_KEY, token=ETH
+    )
     assert chain.balance(chain.market.address) == PRICE
     assert m.hasLicense(mid, buyer).call() is False
     p = chain.purchase(1)
@@ -60,7 +62,7 @@ def test_buy_deliver_hold_release_withdraw(chain):
     rc = chain.send(m.releaseRevenue(1), chain.accounts[7])  # anyone may release
     net, fee = fee_split(PRICE)
     assert chain.events(rc, chain.market, "RevenueReleased") == [
-        {"purchaseId": 1, "owner": seller, "amount": net, "fee": fee}
+        {"purchaseId": 1, "owner": seller, "amount": net, "fee": fee, "token": ETH}
     ]
     assert chain.purchase(1).released is True
     assert m.credited(seller).call() == net and m.credited(chain.fee_recipient).call() == fee
@@ -71,7 +73,9 @@ def test_buy_deliver_hold_release_withdraw(chain):
 
     before = chain.balance(seller)
     rc = chain.send(m.withdraw(), seller)
-    assert chain.events(rc, chain.market, "Withdrawn") == [{"account": seller, "amount": net}]
+    assert chain.events(rc, chain.market, "Withdrawn") == [
+        {"account": seller, "amount": net, "token": ETH}
+    ]
     assert chain.balance(seller) == before + net - chain.gas_cost(rc)
     assert m.credited(seller).call() == 0
     assert chain.balance(chain.market.address) == fee
@@ -167,7 +171,7 @@ def test_refund_after_window_then_buy_again(chain):
     chain.travel(WINDOW + 1)
     rc = chain.send(m.refund(pid), buyer)
     assert chain.events(rc, chain.market, "Refunded") == [
-        {"purchaseId": pid, "buyer": buyer, "amount": PRICE}
+        {"purchaseId": pid, "buyer": buyer, "amount": PRICE, "token": ETH}
     ]
     assert m.credited(buyer).call() == PRICE
     assert_refunded_for_good(chain, pid, buyer, seller)
@@ -264,7 +268,9 @@ def test_platform_fees_follow_the_recipient_at_release(chain):
     for account in (recipient, new_recipient):
         before = chain.balance(account)
         rc = chain.send(m.withdraw(), account)
-        assert chain.events(rc, chain.market, "Withdrawn") == [{"account": account, "amount": fee}]
+        assert chain.events(rc, chain.market, "Withdrawn") == [
+            {"account": account, "amount": fee, "token": ETH}
+        ]
         assert chain.balance(account) == before + fee - chain.gas_cost(rc)
         chain.expect_revert(m.withdraw(), account, "MarketplaceNothingToWithdraw", account=account)
     assert chain.balance(chain.market.address) == m.credited(seller).call() == 2 * net
@@ -287,6 +293,7 @@ def test_validator_key_request_and_rewards_by_weight(chain):
         "buyer": v1,
         "price": 0,
         "buyerKey": BUYER_KEY,
+        "token": ETH,
     }
     assert chain.events(rc, chain.market, "ValidatorKeyRequested") == [
         {"purchaseId": ev["purchaseId"], "modelId": mid, "validator": v1}
@@ -330,7 +337,7 @@ def test_validator_key_request_and_rewards_by_weight(chain):
     assert m.credited(seller).call() == net
     rc = chain.send(m.claimValidatorReward(mid), v1)
     assert chain.events(rc, chain.market, "ValidatorRewardClaimed") == [
-        {"modelId": mid, "validator": v1, "amount": 2 * per}
+        {"modelId": mid, "validator": v1, "amount": 2 * per, "token": ETH}
     ]
     assert m.credited(v1).call() == 2 * per
     chain.expect_revert(m.claimValidatorReward(mid), v1, "MarketplaceNothingToClaim")
@@ -367,7 +374,7 @@ def test_disputed_model_pending_purchases_are_never_delivered_and_refundable_at_
     chain.expect_revert(m.refund(request), v3, "MarketplaceNotBuyer", purchaseId=request)
     rc = chain.send(m.refund(pid), buyer)
     assert chain.events(rc, chain.market, "Refunded") == [
-        {"purchaseId": pid, "buyer": buyer, "amount": PRICE}
+        {"purchaseId": pid, "buyer": buyer, "amount": PRICE, "token": ETH}
     ]
     assert chain.purchase(pid).status == PurchaseStatus.REFUNDED
     assert_refunded_for_good(chain, pid, buyer, seller)
@@ -415,7 +422,7 @@ def test_a_dispute_within_the_challenge_period_refunds_delivered_buyers(chain):
     chain.expect_revert(m.refund(paid), early, "MarketplaceNotRefundable", purchaseId=paid)
     rc = chain.send(m.refund(held), late)
     assert chain.events(rc, chain.market, "Refunded") == [
-        {"purchaseId": held, "buyer": late, "amount": PRICE}
+        {"purchaseId": held, "buyer": late, "amount": PRICE, "token": ETH}
     ]
     assert chain.events(rc, chain.votes, "VoteDropped") == [
         {"modelId": mid, "score": 5, "weight": PRICE}

@@ -14,7 +14,8 @@ only once commits closed, played again if undecided; the sale follows the verdic
 reach each rare state family (REACHED) at least once; it prints how often each was reached. After
 EVERY step it checks, from one eth_call to tests/contracts/hostile/Lens.sol:
 - ETH: Marketplace balance == escrow (pending prices) + held revenue (delivered, neither released nor
-  refunded) + everything credited + verifier rewards not yet claimed; Validators balance == stakes +
+  refunded) + everything credited (subscriptions included: paid to the owner at once) + verifier
+  rewards not yet claimed; Validators balance == stakes +
   forfeits credited to the treasury;
 - each purchase is paid out (released or refunded) at most once; nobody withdraws more than credited;
 - only eligible licences vote (delivered, bought at a price above 0 from someone else), weighted by
@@ -78,6 +79,8 @@ COMMIT, REVEAL, REQUEST_BOND, MAX_OPEN = (
 )
 BOND_PER_WEIGHT = MIN * P["bond_bps"] // 10_000
 PRICES = [0, 1, 10**15, 10**17]
+# Model 1 offers a subscription (ETH, an hour for 0.001 ETH); model 2 offers none.
+SUBSCRIPTION = {1: (10**15, 3600)}
 MODELS = (1, 2)
 HASHES = {1: b"\x11" * 32, 2: b"\x12" * 32}
 OTHER_CLAIM = b"\x34" * 32
@@ -129,9 +132,13 @@ def first_refusal(*checks: tuple[str, object]) -> str | None:
 
 def calldata(contract, fn: str, args: list) -> str:
     """ABI-encode a call (web3's Contract.encode_abi validates the whole ABI each time: ~15 ms a call)."""
-    key = (contract.address, fn)
-    if key not in _ENCODERS:
-        (entry,) = [e for e in contract.abi if e.get("type") == "function" and e["name"] == fn]
+    key = (contract.address, fn, len(args))
+    if key not in _ENCODERS:  # overloads (withdraw() / withdraw(token)) differ in their arity
+        (entry,) = [
+            e
+            for e in contract.abi
+            if e.get("type") == "function" and e["name"] == fn and len(e["inputs"]) == len(args)
+        ]
         _ENCODERS[key] = (
             function_abi_to_4byte_selector(entry),
             [i["type"] for i in entry["inputs"]],
@@ -182,6 +189,7 @@ class SuiteMachine(RuleBasedStateMachine):
         }
         self.seats = {}  # (model, validator) -> dict(state, round, says, weight, bond, requested_at)
         self.commitments = {}  # (model, validator) -> (observed, digest, salt)
+        self.subscriptions = {}  # (model, account) -> when its access ends
         self.books = {
             m: {"weight": 0, "disputed": False, "disputed_at": 0, "rpw": 0} for m in MODELS
         }
@@ -452,14 +460,52 @@ class SuiteMachine(RuleBasedStateMachine):
             return
         p["released"], p["payouts"] = True, p["payouts"] + 1
         self._count("revenue released")
-        fee = p["price"] * P["fee_bps"] // 10_000
-        platform, book = fee, self.books[p["model"]]
+        self._pay_out(p["model"], p["price"])
+
+    def _pay_out(self, model: int, amount: int) -> None:
+        """A released sale or a subscription: the fee (shared with the verifiers by weight) and the
+        rest to the model's owner now."""
+        fee = amount * P["fee_bps"] // 10_000
+        platform, book = fee, self.books[model]
         if fee and book["weight"]:
             per = fee * P["validator_share_bps"] // 10_000 // book["weight"]
             book["rpw"] += per
             platform -= per * book["weight"]
         self._credit(self.fee_recipient, platform)
-        self._credit(self.owner[p["model"]], p["price"] - fee)
+        self._credit(self.owner[model], amount - fee)
+
+    @rule(
+        b=st.integers(0, 4),
+        model=st.sampled_from(MODELS),
+        periods=st.integers(0, 3),
+        overpay=st.booleans(),
+    )
+    def subscribe(self, b, model, periods, overpay):
+        """Paid to the owner at once less the fee, extended from the later of now and the expiry."""
+        account, t = self.buyers[b], self.now + 1
+        price, period = SUBSCRIPTION.get(model, (0, 0))
+        total = periods * price
+        err = self._send(
+            self.chain.market, "subscribe", [model, periods, total], account, value=total + overpay
+        )
+        expected = first_refusal(
+            ("MarketplaceNoSubscription", not price),
+            ("MarketplaceModelInactive", not self.active[model]),
+            ("MarketplaceModelDisputed", self.books[model]["disputed"]),
+            ("MarketplaceBadPeriods", periods == 0),
+            ("MarketplaceWrongPayment", overpay),
+        )
+        assert err == expected, (err, expected)
+        if err is not None:
+            return
+        current = self.subscriptions.get((model, account), 0)
+        if current > t:
+            self._count("subscription extended")
+        self.subscriptions[(model, account)] = max(current, t) + periods * period
+        self._count("subscribed")
+        self._pay_out(model, total)
+        ends = self.chain.market.functions.accessUntil(model, account).call()
+        assert ends == self.subscriptions[(model, account)], (ends, model, account)
 
     @precondition(lambda self: self.purchases)
     @rule(data=st.data())
@@ -1062,6 +1108,8 @@ def test_random_call_sequences(anvil_chain):
         rpc("anvil_setBlockTimestampInterval", [1])  # every block one second after the last
         c.list_model(c.accounts[1], price=10**17, model_hash=HASHES[1])
         c.list_model(c.accounts[2], price=0, model_hash=HASHES[2])
+        for model, (price, period) in SUBSCRIPTION.items():
+            c.send(c.registry.functions.setSubscription(model, price, period), c.accounts[model])
         SuiteMachine.claimed_at0 = {
             m: c.registry.functions.attestationTarget(m).call()[2] for m in MODELS
         }
@@ -1114,6 +1162,8 @@ REACHED = {
         "deliverKey of a disputed model's purchase",
     ),
     "revenue released": ("revenue released",),
+    "subscribed": ("subscribed",),
+    "subscription extended": ("subscription extended",),
     "verifier reward claimed": ("verifier reward claimed",),
     "each outcome": ("settled VERIFIED",),
     "disputed": ("settled DISPUTED",),

@@ -182,9 +182,15 @@ contract ModelRegistryTest is SuiteTest {
             _revertsWith(missing, address(registry), calls_[i]);
         }
         _revertsWith(missing, address(registry), abi.encodeCall(ModelRegistry.claimedWorkDigest, (id)));
+        _revertsWith(missing, address(registry), abi.encodeCall(ModelRegistry.versionCount, (id)));
+        _revertsWith(missing, address(registry), abi.encodeCall(ModelRegistry.versionOf, (id, 1)));
+        _revertsWith(missing, address(registry), abi.encodeCall(ModelRegistry.attestationTargetOf, (id, 1)));
+        _revertsWith(missing, address(registry), abi.encodeCall(ModelRegistry.updateWindow, (id)));
         _revertsWith(missing, address(registry), abi.encodeCall(ModelRegistry.tokenURI, (id)));
         vm.prank(seller);
         _revertsWith(missing, address(registry), abi.encodeCall(ModelRegistry.setPrice, (id, 1)));
+        vm.prank(seller);
+        _revertsWith(missing, address(registry), abi.encodeCall(ModelRegistry.publishVersion, (id, HASH, CID_V1)));
     }
 
     function test_setPriceAboveTheMaximum() public {
@@ -204,6 +210,130 @@ contract ModelRegistryTest is SuiteTest {
         vm.assertEq(registry.name(), "Modex Model", "name");
         vm.assertEq(registry.symbol(), "MODEX", "symbol");
         vm.assertTrue(registry.supportsInterface(0x80ac58cd), "ERC-721");
+    }
+
+    /// publishVersion: owner only, the listing's content checks; versions count from 2 and the latest
+    /// answers modelHash, metadataCid, tokenURI and attestationTarget; the listing stays version 1.
+    function testFuzz_publishVersion(bytes32 hash, bytes memory cid, address stranger, bool asOwner) public {
+        address caller = asOwner ? seller : stranger;
+        uint256 id = _listClaimed(PRICE);
+        bool ok = caller == seller && hash != bytes32(0) && cid.length != 0 && cid.length <= 128;
+        vm.warp(2_000_000);
+        vm.prank(caller);
+        (bool done, bytes memory ret) =
+            address(registry).call(abi.encodeCall(ModelRegistry.publishVersion, (id, hash, string(cid))));
+        vm.assertEq(done, ok, "publishVersion: the owner's valid versions only");
+        if (!ok) {
+            bytes memory want = caller != seller
+                ? abi.encodeWithSelector(ModelRegistry.ModelRegistryNotOwner.selector, id, caller, seller)
+                : hash == bytes32(0)
+                    ? abi.encodeWithSelector(ModelRegistry.ModelRegistryZeroModelHash.selector)
+                    : cid.length == 0
+                        ? abi.encodeWithSelector(ModelRegistry.ModelRegistryEmptyCid.selector)
+                        : abi.encodeWithSelector(ModelRegistry.ModelRegistryCidTooLong.selector, cid.length, 128);
+            vm.assertEq(ret, want, "publishVersion's error");
+            vm.assertEq(registry.versionCount(id), 1, "still the listing only");
+            vm.assertEq(registry.modelHash(id), HASH, "still the listed hash");
+            return;
+        }
+        vm.assertEq(abi.decode(ret, (uint256)), 2, "the first new version is 2");
+        _checkSecondVersion(id, hash, string(cid));
+    }
+
+    /// After a listing (HASH, CID_V1, claim DIGEST) published `hash` and `cid` as version 2 at 2,000,000.
+    function _checkSecondVersion(uint256 id, bytes32 hash, string memory cid) internal view {
+        vm.assertEq(registry.versionCount(id), 2, "count");
+        vm.assertEq(registry.modelHash(id), hash, "modelHash answers for the latest");
+        vm.assertEq(registry.metadataCid(id), cid, "metadataCid answers for the latest");
+        vm.assertEq(registry.tokenURI(id), string.concat("ipfs://", cid), "tokenURI");
+        (bytes32 h, string memory c, uint64 at) = registry.versionOf(id, 2);
+        vm.assertEq(h, hash, "version 2's hash");
+        vm.assertEq(c, cid, "version 2's CID");
+        vm.assertEq(at, 2_000_000, "version 2's time");
+        (h, c, at) = registry.versionOf(id, 1);
+        vm.assertEq(h, HASH, "version 1 is the listing");
+        vm.assertEq(c, CID_V1, "version 1's CID");
+        vm.assertEq(at, 0, "the listing's time is its event's");
+        (bytes32 th, bytes32 td, uint256 tat) = registry.attestationTarget(id);
+        vm.assertEq(th, hash, "target: the latest hash");
+        vm.assertEq(td, bytes32(0), "a new version has no claim yet");
+        vm.assertEq(tat, 0, "nor a claim time");
+        vm.assertEq(registry.claimedWorkDigest(id), bytes32(0), "claimedWorkDigest: the latest's");
+        (th, td,) = registry.attestationTargetOf(id, 1);
+        vm.assertEq(th, HASH, "version 1's target keeps its hash");
+        vm.assertEq(td, DIGEST, "and its claim");
+    }
+
+    function test_publishVersionEmitsAndCounts() public {
+        uint256 id = _list(PRICE);
+        string memory compact = _cidV1(0x55, keccak256("v3 metadata"));
+        vm.startPrank(seller);
+        vm.expectEmit(true, true, false, true, address(registry));
+        emit ModelRegistry.VersionPublished(id, 2, keccak256("v2"), CID_V0);
+        vm.assertEq(registry.publishVersion(id, keccak256("v2"), CID_V0), 2, "v2");
+        vm.assertEq(registry.publishVersion(id, keccak256("v3"), compact), 3, "v3");
+        vm.stopPrank();
+        vm.assertEq(registry.versionCount(id), 3, "three versions");
+        vm.assertEq(registry.metadataCid(id), compact, "a compact CID round trip");
+        (bytes32 h, string memory c,) = registry.versionOf(id, 2);
+        vm.assertEq(h, keccak256("v2"), "v2 hash");
+        vm.assertEq(c, CID_V0, "v2 CID kept as given");
+        uint256 other = _list(PRICE);
+        vm.assertEq(registry.versionCount(other), 1, "another model's versions are its own");
+        vm.assertEq(registry.modelHash(other), HASH, "and its hash");
+    }
+
+    /// Each version is claimed once, for itself: a claim never carries over to the next version.
+    function test_eachVersionHasItsOwnClaim() public {
+        uint256 id = _listClaimed(PRICE);
+        uint256 listedClaimAt = block.timestamp;
+        vm.prank(seller);
+        registry.publishVersion(id, keccak256("v2"), CID_V0);
+        vm.warp(block.timestamp + 100);
+        bytes32 second = keccak256("v2 report");
+        vm.prank(seller);
+        registry.claimMetrics(id, second);
+        vm.assertEq(registry.claimedWorkDigest(id), second, "v2's claim");
+        (bytes32 h, bytes32 d, uint256 at) = registry.attestationTargetOf(id, 2);
+        vm.assertEq(h, keccak256("v2"), "v2 hash");
+        vm.assertEq(d, second, "v2 claim");
+        vm.assertEq(at, block.timestamp, "v2 claim time");
+        (, d, at) = registry.attestationTargetOf(id, 1);
+        vm.assertEq(d, DIGEST, "v1 keeps its claim");
+        vm.assertEq(at, listedClaimAt, "and its time");
+        vm.prank(seller);
+        vm.expectRevert(abi.encodeWithSelector(ModelRegistry.ModelRegistryAlreadyClaimed.selector, id, second));
+        registry.claimMetrics(id, DIGEST);
+    }
+
+    function testFuzz_noSuchVersion(uint256 version) public {
+        uint256 id = _list(PRICE);
+        vm.prank(seller);
+        registry.publishVersion(id, keccak256("v2"), CID_V0);
+        vm.assume(version == 0 || version > 2);
+        bytes memory want = abi.encodeWithSelector(ModelRegistry.ModelRegistryNoSuchVersion.selector, id, version, 2);
+        _revertsWith(want, address(registry), abi.encodeCall(ModelRegistry.versionOf, (id, version)));
+        _revertsWith(want, address(registry), abi.encodeCall(ModelRegistry.attestationTargetOf, (id, version)));
+    }
+
+    function testFuzz_setUpdateWindow(uint256 window, address stranger, bool asOwner) public {
+        address caller = asOwner ? seller : stranger;
+        uint256 id = _list(PRICE);
+        vm.assertEq(registry.updateWindow(id), 0, "default: only the version bought");
+        if (caller == seller) {
+            vm.expectEmit(true, false, false, true, address(registry));
+            emit ModelRegistry.UpdateWindowChanged(id, window);
+        }
+        vm.prank(caller);
+        (bool done, bytes memory ret) =
+            address(registry).call(abi.encodeCall(ModelRegistry.setUpdateWindow, (id, window)));
+        vm.assertEq(done, caller == seller, "setUpdateWindow: owner only");
+        if (!done) {
+            vm.assertEq(
+                ret, abi.encodeWithSelector(ModelRegistry.ModelRegistryNotOwner.selector, id, caller, seller), "error"
+            );
+        }
+        vm.assertEq(registry.updateWindow(id), caller == seller ? window : 0, "window");
     }
 
     /// "b" + base32(0x01 codec 0x12 0x20 digest), lower case, no padding (59 characters).

@@ -508,6 +508,46 @@ contract ValidatorsTest is SuiteTest {
         _release(id, v2, true, p.validators.requestBond);
     }
 
+    /// Versions: the first key request fixes the version the rounds attest. A version published
+    /// meanwhile neither changes what reveals are compared with nor inherits the outcome.
+    function test_aVersionPublishedDuringValidationDoesNotInheritIt() public {
+        uint256 id = _listClaimed(PRICE);
+        vm.assertEq(validators.attestedVersion(id), 0, "no key requested yet");
+        _keyed(v1, id);
+        vm.assertEq(validators.attestedVersion(id), 1, "the listing");
+        _publishSecondVersion(id);
+        _keyed(v2, id);
+        _attestAndSettle(id, v1, v2, HASH, DIGEST);
+        vm.assertEq(validators.status(id), 1, "version 1 verified against its own hash and claim");
+        vm.assertEq(validators.attestedVersion(id), 1, "the status is version 1's");
+        vm.assertEq(registry.versionCount(id), 2, "while version 2 is the latest");
+    }
+
+    /// A model whose second version is out before any key request is validated as that version.
+    function test_theLatestVersionAtTheFirstRequestIsAttested() public {
+        uint256 id = _listClaimed(PRICE);
+        _publishSecondVersion(id);
+        _keyed(v1, id);
+        _keyed(v2, id);
+        vm.assertEq(validators.attestedVersion(id), 2, "version 2");
+        _attestAndSettle(id, v1, v2, HASH, DIGEST); // version 1's hash: not what is attested now
+        vm.assertEq(validators.status(id), 2, "the old hash disputes version 2");
+        uint256 next = _listClaimed(PRICE);
+        _publishSecondVersion(next);
+        _keyed(v1, next);
+        _keyed(v2, next);
+        _attestAndSettle(next, v1, v2, OTHER, OTHER);
+        vm.assertEq(validators.status(next), 1, "version 2's hash and claim verify version 2");
+    }
+
+    /// Version 2 of the model: hash OTHER, claimed digest OTHER.
+    function _publishSecondVersion(uint256 id) internal {
+        vm.startPrank(seller);
+        registry.publishVersion(id, OTHER, CID_V0);
+        registry.claimMetrics(id, OTHER);
+        vm.stopPrank();
+    }
+
     function test_zeroCommitment() public {
         uint256 id = _listClaimed(PRICE);
         _keyed(v1, id);
@@ -576,6 +616,174 @@ contract ValidatorsTest is SuiteTest {
         alone.keyRequested(id, v1);
         vm.expectRevert(abi.encodeWithSelector(Validators.ValidatorsSeatInUse.selector, id, v1, 2));
         alone.keyDelivered(id, v1);
+    }
+
+    // ---- attesters (setAttester: the validator's hot key) --------------------------------
+
+    address internal hot = vm.addr(0x40);
+    address internal hot2 = vm.addr(0x41);
+
+    event AttesterChanged(address indexed validator, address attester);
+
+    function _nameAttester(address v, address attester) internal {
+        vm.expectEmit(true, true, true, true, address(validators));
+        emit AttesterChanged(v, attester);
+        vm.prank(v);
+        validators.setAttester(attester);
+        vm.assertEq(validators.attesterOf(v), attester, "attesterOf");
+    }
+
+    /// The attester asks for the key, commits and reveals for its validator; the seat, the weight, the
+    /// bonds and the reward are the validator's, and the reward is credited to it, never to the attester.
+    function test_theAttesterCommitsAndRevealsForItsValidator() public {
+        uint256 id = _listClaimed(PRICE);
+        _stake(v1, p.validators.minStake);
+        _nameAttester(v1, hot);
+        vm.assertEq(validators.validatorOf(hot), v1, "validatorOf");
+        vm.prank(hot);
+        uint256 pid = market.requestValidatorKeyFor(v1, id, KEY);
+        (address account,,,,,,,) = market.purchase(pid);
+        vm.assertEq(account, v1, "the request is the validator's");
+        _deliver(pid);
+        bytes32 c = Suite.commitment(validators, id, v1, HASH, DIGEST, SALT);
+        vm.prank(hot);
+        validators.commitAttestationFor(v1, id, c);
+        (uint8 state,,,, uint256 bond) = validators.attestationOf(id, v1);
+        vm.assertEq(state, 3, "the validator's seat committed");
+        (, uint256 bonded,,) = validators.stakeOf(v1);
+        vm.assertEq(bonded, p.validators.requestBond + bond, "the validator's stake is bonded");
+        _keyed(v2, id);
+        _commit(v2, id, HASH, DIGEST);
+        _toReveal(id);
+        vm.prank(hot);
+        validators.revealAttestationFor(v1, id, HASH, DIGEST, SALT);
+        _reveal(v2, id, HASH, DIGEST);
+        _toSettle(id);
+        validators.settle(id);
+        vm.assertEq(validators.verifierWeight(id, v1), 1, "the validator verified");
+        vm.assertEq(validators.verifierWeight(id, hot), 0, "the attester did not");
+        uint256 sale = _buy(buyer, id);
+        _deliver(sale);
+        vm.warp(block.timestamp + p.challengePeriod + 1);
+        market.releaseRevenue(sale);
+        uint256 reward = market.pendingValidatorReward(id, v1);
+        vm.assertGt(reward, 0, "a reward to claim");
+        vm.prank(hot);
+        vm.expectRevert(abi.encodeWithSelector(Marketplace.MarketplaceNotVerifier.selector, id, hot));
+        market.claimValidatorReward(id); // never to itself
+        vm.prank(hot);
+        market.claimValidatorRewardFor(v1, id, address(0));
+        vm.assertEq(market.credited(v1), reward, "credited to the validator");
+        vm.assertEq(market.credited(hot), 0, "nothing to the attester");
+        validators.release(id, v1);
+        (uint256 amount,,,) = validators.stakeOf(v1);
+        vm.assertEq(amount, p.validators.minStake, "the bonds back to the validator's stake");
+    }
+
+    /// The attester can never unstake, withdraw, stake in its own name or change the attester.
+    function test_theAttesterCannotTouchTheStake() public {
+        _stake(v1, p.validators.minStake);
+        _nameAttester(v1, hot);
+        vm.startPrank(hot);
+        vm.expectRevert(abi.encodeWithSelector(Validators.ValidatorsNotStaked.selector, hot));
+        validators.requestUnstake();
+        vm.expectRevert(abi.encodeWithSelector(Validators.ValidatorsNotStaked.selector, hot));
+        validators.unstake();
+        vm.expectRevert(abi.encodeWithSelector(Validators.ValidatorsNothingToWithdraw.selector, hot));
+        validators.withdraw();
+        vm.expectRevert(abi.encodeWithSelector(Marketplace.MarketplaceNothingToWithdraw.selector, hot));
+        market.withdraw();
+        vm.expectRevert(abi.encodeWithSelector(Validators.ValidatorsNotStaked.selector, hot));
+        validators.setAttester(hot2);
+        vm.stopPrank();
+        vm.deal(hot, 1 ether);
+        vm.prank(hot);
+        vm.expectRevert(abi.encodeWithSelector(Validators.ValidatorsIsAttester.selector, hot, v1));
+        validators.stake{value: 1 ether}();
+        vm.assertEq(validators.attesterOf(v1), hot, "unchanged");
+        (uint256 amount,, uint256 unlockAt,) = validators.stakeOf(v1);
+        vm.assertEq(amount, p.validators.minStake, "the validator's stake untouched");
+        vm.assertEq(unlockAt, 0, "not leaving");
+        vm.prank(v1);
+        validators.requestUnstake(); // the validator still can
+    }
+
+    /// A staked address (the caller's own included) cannot be named; an attester serves one validator;
+    /// naming one needs a stake.
+    function test_whoCanBeNamed() public {
+        _stake(v1, p.validators.minStake);
+        _stake(v2, p.validators.minStake);
+        vm.startPrank(v1);
+        vm.expectRevert(abi.encodeWithSelector(Validators.ValidatorsAttesterIsValidator.selector, v2));
+        validators.setAttester(v2);
+        vm.expectRevert(abi.encodeWithSelector(Validators.ValidatorsAttesterIsValidator.selector, v1));
+        validators.setAttester(v1);
+        vm.stopPrank();
+        _nameAttester(v1, hot);
+        _nameAttester(v1, hot); // naming it again changes nothing
+        vm.prank(v2);
+        vm.expectRevert(abi.encodeWithSelector(Validators.ValidatorsAttesterTaken.selector, hot, v1));
+        validators.setAttester(hot);
+        vm.prank(v3);
+        vm.expectRevert(abi.encodeWithSelector(Validators.ValidatorsNotStaked.selector, v3));
+        validators.setAttester(hot2);
+    }
+
+    /// A new attester (or none) revokes the old one at once, which another validator may then name.
+    function test_changingTheAttesterRevokesTheOld() public {
+        uint256 id = _listClaimed(PRICE);
+        _stake(v1, p.validators.minStake);
+        _nameAttester(v1, hot);
+        _nameAttester(v1, hot2);
+        vm.assertEq(validators.validatorOf(hot), address(0), "the old one serves nobody");
+        vm.prank(hot);
+        vm.expectRevert(abi.encodeWithSelector(Validators.ValidatorsNotAttester.selector, v1, hot));
+        market.requestValidatorKeyFor(v1, id, KEY);
+        vm.prank(hot2);
+        uint256 pid = market.requestValidatorKeyFor(v1, id, KEY);
+        _deliver(pid);
+        bytes32 c = Suite.commitment(validators, id, v1, HASH, DIGEST, SALT);
+        vm.prank(hot);
+        vm.expectRevert(abi.encodeWithSelector(Validators.ValidatorsNotAttester.selector, v1, hot));
+        validators.commitAttestationFor(v1, id, c);
+        vm.prank(hot2);
+        validators.commitAttestationFor(v1, id, c);
+        _nameAttester(v1, address(0));
+        vm.assertEq(validators.validatorOf(hot2), address(0), "cleared");
+        _toReveal(id);
+        vm.prank(hot2);
+        vm.expectRevert(abi.encodeWithSelector(Validators.ValidatorsNotAttester.selector, v1, hot2));
+        validators.revealAttestationFor(v1, id, HASH, DIGEST, SALT);
+        vm.prank(v1);
+        validators.revealAttestationFor(v1, id, HASH, DIGEST, SALT); // the validator itself always may
+        _stake(v2, p.validators.minStake);
+        _nameAttester(v2, hot);
+    }
+
+    function test_requestValidatorKeyForWithoutValidators() public {
+        Marketplace bare = new Marketplace(registry, 1 hours, 1 days, 0, feeRecipient, 0, owner);
+        uint256 id = _list(PRICE);
+        vm.expectRevert(abi.encodeWithSelector(Marketplace.MarketplaceNotValidator.selector, v1));
+        bare.requestValidatorKeyFor(v1, id, KEY);
+    }
+
+    /// Nobody but the validator and its attester acts for it.
+    function testFuzz_onlyTheAttesterActsFor(address caller) public {
+        vm.assume(caller != v1 && caller != hot);
+        uint256 id = _listClaimed(PRICE);
+        _stake(v1, p.validators.minStake);
+        _nameAttester(v1, hot);
+        vm.assertFalse(validators.mayAttestFor(v1, caller), "not the attester");
+        vm.assertTrue(validators.mayAttestFor(v1, hot) && validators.mayAttestFor(v1, v1), "the attester, itself");
+        vm.assertFalse(validators.mayAttestFor(v2, address(0)), "nobody, for one without an attester");
+        bytes memory err = abi.encodeWithSelector(Validators.ValidatorsNotAttester.selector, v1, caller);
+        vm.startPrank(caller);
+        _revertsWith(err, address(market), abi.encodeCall(Marketplace.requestValidatorKeyFor, (v1, id, KEY)));
+        _revertsWith(err, address(validators), abi.encodeCall(Validators.commitAttestationFor, (v1, id, SALT)));
+        _revertsWith(
+            err, address(validators), abi.encodeCall(Validators.revealAttestationFor, (v1, id, HASH, DIGEST, SALT))
+        );
+        vm.stopPrank();
     }
 
     function _release(uint256 id, address v, bool ok, uint256 forfeited) internal {

@@ -8,7 +8,6 @@ from eth_account import Account
 
 from ml import signing
 from ml.endpoint import InferenceService, LicenseCache, create_app, create_blueprint
-from ml.replay import MemoryNonceStore, SqliteNonceStore
 from ml.serve import DynamicBatcher, QueueFull
 
 CHAIN_ID = 31337
@@ -272,8 +271,8 @@ def test_licence_check_failure_is_503(batcher):
 
 
 def test_an_unexpected_server_fault_is_json_too(batcher):
-    class LockedNonces:  # SqliteNonceStore shared by --processes under heavy load
-        def use(self, signer, nonce, deadline):
+    class LockedNonces:  # the SQLite ServiceStore shared by --processes under heavy load
+        def use_nonce(self, signer, nonce, deadline):
             raise sqlite3.OperationalError("database is locked")
 
     service = InferenceService(
@@ -281,7 +280,7 @@ def test_an_unexpected_server_fault_is_json_too(batcher):
         has_license=Licences({BUYER.address}),
         chain_id=CHAIN_ID,
         verifying_contract=MARKET,
-        nonce_store=LockedNonces(),
+        store=LockedNonces(),
     )
     app = create_app(service)
     app.testing = False  # as served: the fault is answered, not raised into the test
@@ -315,36 +314,6 @@ def test_licence_cache_forgets_expired_answers():
     now[0] = 1000.0
     cache(7, BUYER.address)
     assert len(cache._cache) == 1
-
-
-@pytest.mark.parametrize(
-    "make_store",
-    [
-        lambda tmp: MemoryNonceStore(clock=lambda: 1000),
-        lambda tmp: SqliteNonceStore(tmp / "nonces.sqlite", clock=lambda: 1000),
-    ],
-)
-def test_nonce_stores_accept_once_release_and_forget_expired(tmp_path, make_store):
-    store = make_store(tmp_path)
-    big = 2**255 + 1
-    assert store.use("0xAbC", big, 2000) and not store.use("0xabc", big, 2000)
-    assert store.use("0xdef", big, 2000)
-    store.release("0xabc", big)
-    assert store.use("0xabc", big, 2000)
-    assert store.use("0xabc", 1, 999)  # already expired: kept only until the next prune
-    store._clock = lambda: 10**9
-    assert store.use("0xzzz", 5, 10**9 + 10)
-    if isinstance(store, SqliteNonceStore):
-        assert len(store) == 1  # expired entries pruned on use
-    else:
-        store._next_prune = 0
-        store.use("0xyyy", 6, 10**9 + 10)
-        assert len(store) == 2
-
-
-def test_sqlite_nonces_survive_a_restart(tmp_path):
-    SqliteNonceStore(tmp_path / "n.sqlite").use("0xabc", 9, int(time.time()) + 60)
-    assert not SqliteNonceStore(tmp_path / "n.sqlite").use("0xabc", 9, int(time.time()) + 60)
 
 
 def test_blueprint_mounts_under_a_prefix_and_lists_models(service):

@@ -1,7 +1,8 @@
 """`modex serve` as a process: a real anvil chain, the deployed Marketplace, signed HTTP requests.
 
-The CLI serves what benchmarks/serve.py measures (int8 on CPU, two batcher workers); a licensed
-buyer gets answers, everyone else a clear JSON refusal.
+The CLI serves what benchmarks/serve.py measures (int8 on CPU, two batcher workers) under
+gunicorn (a master and --processes workers); a licensed buyer gets answers, everyone else a clear
+JSON refusal; the used nonces live in the SQLite state file in the data dir.
 """
 
 from __future__ import annotations
@@ -9,12 +10,16 @@ from __future__ import annotations
 import os
 import signal
 import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
 from eth_account import Account
 
 from ml import signing
+from modex.cli import main as modex
+from node.chain import Chain
+from node.devchain import free_port
 from node.procs import stop_process
 from tests.ml.conftest import licensed_deployment, start_modex_serve
 
@@ -64,21 +69,26 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_modex_serve_answers_licensed_buyers_and_refuses_others(served):
+def _ask(url, chain, model_id, who, texts, timeout=30):
+    """(the signed body, the service's answer) for ``who`` asking about ``texts``."""
+    body = signing.sign_request(
+        who,
+        model_id=model_id,
+        inputs=list(texts),
+        chain_id=chain.chain_id,
+        verifying_contract=chain.marketplace.address,
+    )
+    return body, httpx.post(f"{url}/v1/infer", json=body, timeout=timeout)
+
+
+def test_modex_serve_answers_licensed_buyers_and_refuses_others(served, tmp_path):
     chain, buyer, stranger, model_id, url, banner, proc = served
     two = "--processes" in proc.args
     # the CPU default, what benchmarks/serve.py measures; or two processes of one worker each
     assert ("(int8, 2 processes x 1 workers)" if two else "(int8, 2 workers)") in banner
 
     def ask(who, texts=("great phone, love it", "worst service ever")):
-        body = signing.sign_request(
-            who,
-            model_id=model_id,
-            inputs=list(texts),
-            chain_id=chain.chain_id,
-            verifying_contract=chain.marketplace.address,
-        )
-        return body, httpx.post(f"{url}/v1/infer", json=body, timeout=30)
+        return _ask(url, chain, model_id, who, texts)
 
     body, r = ask(buyer)
     assert r.status_code == 200, r.text
@@ -100,35 +110,40 @@ def test_modex_serve_answers_licensed_buyers_and_refuses_others(served):
     r = httpx.get(f"{url}/v1/health", timeout=30)
     assert r.status_code == 200 and r.json()["status"] == "ok", r.text
     assert r.json()["models"][str(model_id)]["status"] == "ok"
-    if two:  # SIGTERM to the parent stops its serving processes too
-        children = _serving_children(proc.pid)
-        assert len(children) == 2
-        stop_process(proc, timeout=20)
-        assert proc.returncode == 0
-        assert not [c for c in children if _alive(c)]
+    # the workers share the state file in the data dir: one per chain and deployment
+    state = tmp_path / "service" / f"{chain.chain_id}-{chain.marketplace.address.lower()}.sqlite3"
+    assert state.is_file()
+    children = _serving_children(proc.pid)
+    assert len(children) == (2 if two else 1)  # gunicorn's workers, under its master
+    stop_process(proc, timeout=20)  # SIGTERM to the master stops its workers too
+    assert proc.returncode == 0
+    assert not [c for c in children if _alive(c)]
 
 
 def _serving_children(pid: int) -> list[int]:
-    """The serving processes `modex serve --processes` spawned (not multiprocessing's tracker)."""
-    found = []
-    for child in _children(pid):
-        with open(f"/proc/{child}/cmdline", "rb") as f:
-            if b"spawn_main" in f.read():
-                found.append(child)
-    return found
+    """The serving processes (gunicorn workers) of `modex serve`: its children."""
+    return sorted(_children(pid))
 
 
-def test_a_serving_process_that_dies_stops_the_server_and_its_sibling(served_twice, tmp_path):
-    *_, proc = served_twice
+def test_a_serving_process_that_dies_is_replaced(served_twice):
+    chain, buyer, _, model_id, url, banner, proc = served_twice
     serving = _serving_children(proc.pid)
     assert len(serving) == 2 and all(_alive(c) for c in serving)
     os.kill(serving[0], signal.SIGKILL)
-    assert proc.wait(timeout=30) == 1  # the server stops, for its supervisor to restart it
-    log = (tmp_path / "serve.log").read_text()
-    assert "serving process modex-serve-" in log and "exited with code -9" in log
-    # One sentence from the CLI's one handler, after the log line.
-    assert "modex: error: serving process modex-serve-" in log and "the server stopped" in log
-    assert not [c for c in serving if _alive(c)]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        now = _serving_children(proc.pid)
+        if len(now) == 2 and serving[0] not in now:
+            break
+        time.sleep(0.2)
+    assert serving[0] not in now and len(now) == 2, now  # gunicorn started another
+    assert proc.poll() is None  # the server never stopped
+    for _ in range(6):  # each on a new connection: both workers answer (the new one once loaded)
+        _, r = _ask(url, chain, model_id, buyer, ["fine"], timeout=60)
+        assert r.status_code == 200, r.text
+    stop_process(proc, timeout=20)
+    rest = proc.stdout.read()  # the banner's second line, and no banner from the new worker
+    assert rest.count("licence holders call it with") == 1 and "serving model" not in rest
 
 
 def test_serving_processes_exit_when_the_parent_is_killed_outright(served_twice):
@@ -141,3 +156,30 @@ def test_serving_processes_exit_when_the_parent_is_killed_outright(served_twice)
     while any(_alive(c) for c in serving) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [c for c in serving if _alive(c)]
+
+
+def test_a_worker_that_cannot_start_stops_the_server_in_one_sentence(anvil, tmp_path):
+    _, _, model_id, config = licensed_deployment(anvil.url, tmp_path, "bafkreitestcidbrokenmodel")
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")  # a model folder that does not load
+    with open(tmp_path / "serve.log", "w+") as log:
+        proc, _, said = start_modex_serve(broken, model_id, config, ["--processes", "2"], log)
+        try:
+            assert proc.wait(timeout=120) == 1 and said == ""  # no banner: it never served
+        finally:
+            stop_process(proc)
+        log.seek(0)
+        assert "modex: error: a serving process could not start" in log.read()
+
+
+def test_an_unreachable_state_store_is_one_sentence(tiny_model, monkeypatch, capsys):
+    chain = SimpleNamespace(chain_id=31337, marketplace=SimpleNamespace(address="0x" + "5f" * 20))
+    monkeypatch.setattr(Chain, "from_config", classmethod(lambda cls, config: chain))
+    monkeypatch.delenv("MODEX_CHAIN", raising=False)
+    state = f"redis://:hunter2@127.0.0.1:{free_port()}/0"  # nothing listens there
+    argv = ["serve", str(tiny_model[0]), "--model-id", "1", "--chain", "http://127.0.0.1:9"]
+    assert modex([*argv, "--port", "0", "--state", state]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("modex: error: the state store redis://:***@127.0.0.1:")
+    assert "hunter2" not in err and "Traceback" not in err

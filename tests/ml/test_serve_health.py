@@ -10,6 +10,7 @@ import pytest
 from app import create_app as create_ui_app
 from ml.endpoint import InferenceService, create_app
 from ml.serve import DynamicBatcher, Predictor
+from node.config import load_config
 from tests.ml.test_endpoint import CHAIN_ID, MARKET, refused, signed
 from tests.ml.test_serve_unavailable import Chain, licences_for_all
 
@@ -128,7 +129,8 @@ def test_the_ui_mount_runs_the_canary_and_reports_a_folder_that_does_not_load(ti
     broken = shutil.copytree(tiny_model[0], tmp_path / "seller" / "model")
     (broken / "model.safetensors").write_bytes(b"not safetensors")
     folders = {HEALTHY: tiny_model[0], WEDGED: broken}
-    app = create_ui_app({"TESTING": True, "MODEX_CHAIN": Chain(), "MODEX_MODELS": folders})
+    settings = {"TESTING": True, "MODEX_CHAIN": Chain(), "MODEX_MODELS": folders}
+    app = create_ui_app({**settings, "MODEX_NODE_CONFIG": load_config(data_dir=str(tmp_path))})
     client = app.test_client()
     r = client.get("/api/inference/v1/health")
     assert r.status_code == 503, r.json

@@ -17,6 +17,7 @@ from app import create_app as create_ui_app
 from ml.endpoint import InferenceService, create_app
 from ml.serve import ModelLoadError, Predictor
 from ml.served import ModelUnavailable, ServedModels
+from node.config import load_config
 from tests.ml.test_endpoint import BUYER, CHAIN_ID, MARKET, refused, signed
 
 GOOD, BAD_CONFIG, BAD_WEIGHTS = 7, 8, 9
@@ -108,13 +109,17 @@ def test_a_failure_is_remembered_until_the_folder_changes(folders):
         return Predictor(folder)
 
     served = ServedModels(folders, load=load)
+    assert served.state(BAD_CONFIG) == "starting"  # asking loads nothing
+    assert loads == []
     for _ in range(3):
         with pytest.raises(ModelUnavailable, match="the model's config could not be read"):
             served[BAD_CONFIG]
     assert len(loads) == 1  # not read from disk again on every call
+    assert served.state(BAD_CONFIG) == "unavailable"
     shutil.copy(folders[GOOD] / "config.json", folders[BAD_CONFIG] / "config.json")
     assert served[BAD_CONFIG].labels == served[GOOD].labels and len(loads) == 3
     assert served[BAD_CONFIG] is served[BAD_CONFIG] and len(loads) == 3  # loaded once
+    assert served.state(BAD_CONFIG) == "ready"
     retried = ServedModels(folders, load=load, retry_after=0)  # a failure older than this: retry
     for expected in (4, 5):
         with pytest.raises(ModelUnavailable, match="the model's weights could not be loaded"):
@@ -123,14 +128,17 @@ def test_a_failure_is_remembered_until_the_folder_changes(folders):
 
 
 class Chain:
-    """What app.inference reads of node.chain.Chain: its id, the marketplace's address, and
-    hasLicense through call(); BUYER holds a licence for every model."""
+    """What app.inference reads of node.chain.Chain: its id, the marketplace's address and ABI,
+    hasLicense through call(), and its contracts (no Channels: the service takes no vouchers);
+    BUYER holds a licence for every model."""
 
     chain_id = CHAIN_ID
+    contracts: dict = {}
 
     def __init__(self):
         functions = SimpleNamespace(hasLicense=lambda model_id, address: (model_id, address))
-        self.marketplace = SimpleNamespace(address=MARKET, functions=functions)
+        abi = [{"type": "function", "name": "hasLicense"}]
+        self.marketplace = SimpleNamespace(address=MARKET, functions=functions, abi=abi)
 
     def call(self, fn):
         return licences_for_all(*fn)
@@ -138,5 +146,6 @@ class Chain:
 
 def test_the_ui_mount_lists_a_bad_model_and_serves_the_others(folders, tmp_path, tiny_model):
     """Was: GET /api/inference/v1/models answered 500 to everyone, naming the folder."""
-    app = create_ui_app({"TESTING": True, "MODEX_CHAIN": Chain(), "MODEX_MODELS": folders})
+    settings = {"TESTING": True, "MODEX_CHAIN": Chain(), "MODEX_MODELS": folders}
+    app = create_ui_app({**settings, "MODEX_NODE_CONFIG": load_config(data_dir=str(tmp_path))})
     check_service(app.test_client(), "/api/inference", folders, tmp_path, tiny_model)

@@ -272,3 +272,16 @@ def buy_raw(stack: Journey, role: str, model_id: int, buyer_key: bytes | None = 
         stack.chain.marketplace.functions.buy(model_id, buyer_key, price), signer, value=price
     )
     return market.purchase_from_receipt(stack.chain, receipt).purchase_id
+
+
+def licence(stack: Journey, role: str, model_id: int) -> int:
+    """``role`` buys ``model_id`` with its derived key and the seller delivers at once (a
+    stand-in key: no worker pass), so ``role`` holds a licence (Marketplace.hasAccess)."""
+    purchase_id = buy_raw(stack, role, model_id)
+    stack.chain.transact(
+        stack.chain.marketplace.functions.deliverKey(
+            purchase_id, stack.signers[role].address, b"\x01" * 80
+        ),
+        stack.signers["seller"],
+    )
+    return purchase_id

@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+from eth_utils import to_checksum_address
 from modex_stack import CLAIMED_DIGEST, OTHER_DIGEST, settle_validation, time_travel
 from web3.logs import DISCARD
 
@@ -15,7 +16,7 @@ from node.content.cid import cid_of_stream
 from node.content.store import open_store
 from node.deploy import deploy_suite, write_deployment
 from node.errors import InvalidQuery
-from node.indexer import Indexer
+from node.indexer import SCHEMA_VERSION, Indexer
 from node.protocol import ModelStatus, Round
 
 ETH = 10**18
@@ -335,6 +336,42 @@ def test_index_of_another_deployment_starts_over(tmp_path):
     assert other.checkpoint() is None and other.list_models()[1] == 0
 
 
+def test_an_index_of_schema_4_keeps_its_log_and_rebuilds_its_tables_in_the_new_shape(tmp_path):
+    """Opening an index written by schema 4 (before payment tokens and subscriptions) keeps its
+    event log and checkpoint and replays the log into the new tables: the same tables as a
+    fresh index, without reading the chain again. An older schema starts over from the chain."""
+    chain = deploy(embedded_web3())
+    populate(chain)
+    path = tmp_path / "i.sqlite3"
+    index = Indexer(chain, path)
+    index.sync()
+    fresh, events, checkpoint = index.dump(), index.event_count(), index.checkpoint()
+    db = index._db()
+    # Schema 4's shape: no payment token, subscription or token tables, and its schema number.
+    db.execute("DROP TABLE subscriptions")
+    db.execute("DROP TABLE tokens")
+    new_columns = {"payment_token", "subscription_price", "subscription_period", "token"}
+    for table in ("listings", "purchases", "withdrawals"):
+        kept = [c[1] for c in db.execute(f"PRAGMA table_info({table})") if c[1] not in new_columns]
+        db.execute(f"CREATE TABLE old AS SELECT {', '.join(kept)} FROM {table}")
+        db.execute(f"DROP TABLE {table}")
+        db.execute(f"ALTER TABLE old RENAME TO {table}")
+    db.execute("UPDATE meta SET value = '4' WHERE key = 'schema'")
+    index.close()
+
+    migrated = Indexer(chain, path)
+    assert migrated.checkpoint() == checkpoint and migrated.event_count() == events
+    assert migrated.dump() == fresh
+    assert migrated.get_model(1)["token"]["symbol"] == "ETH"
+    assert migrated._db().execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == (
+        str(SCHEMA_VERSION)
+    )
+    assert migrated.sync() == 0  # nothing read again: the checkpoint stands
+    migrated._db().execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
+    migrated.close()
+    assert Indexer(chain, path).checkpoint() is None  # schema 3: read from the chain again
+
+
 @pytest.mark.anvil
 def test_reorg_rolls_back_to_the_fork_and_matches_a_fresh_index(anvil, tmp_path):
     w3 = connect(anvil.url)
@@ -599,6 +636,60 @@ def test_filters_totals_and_capped_search_count(tmp_path, monkeypatch):
     assert (int(total), total.capped, str(total)) == (7, True, "7+")
     total = index.list_models(query="legal 12")[1]  # delisted: not counted
     assert (int(total), total.capped) == (0, False)
+
+
+def test_the_price_sort_never_compares_amounts_in_different_tokens(tmp_path):
+    """5 mUSD (5,000,000 base units, 6 decimals) must not sort below 0.1 ETH (10^17 wei): the
+    price sort groups listings by payment token, ETH first, and orders by amount only within a
+    token (equal prices: newest first); cursor pages cross from one group to the next."""
+    musd = to_checksum_address("0x" + "ab" * 20)
+    zero = "0x" + "00" * 20
+    listed = {1: (zero, ETH // 10), 2: (musd, 5_000_000), 3: (zero, ETH // 50)}
+    listed |= {4: (musd, 500_000), 5: (zero, 0), 6: (musd, 5_000_000)}
+    events = []
+    for model_id, (token, price) in listed.items():
+        events.append(
+            (
+                10 + model_id,
+                0,
+                "0x",
+                "ModelRegistry",
+                "ModelListed",
+                {
+                    "modelId": model_id,
+                    "seller": "0x" + "5e" * 20,
+                    "modelHash": "0x" + f"{model_id:064x}",
+                    "metadataCid": f"cid-{model_id}",
+                    "price": price,
+                },
+            )
+        )
+        if token != zero:
+            events.append(
+                (
+                    10 + model_id,
+                    1,
+                    "0x",
+                    "ModelRegistry",
+                    "PaymentTokenChanged",
+                    {"modelId": model_id, "token": token},
+                )
+            )
+    index = Indexer(deploy(embedded_web3()), tmp_path / "i.sqlite3")
+    index.import_events(events)
+    rows, total = index.list_models(sort="price")
+    assert total == 6
+    assert ids(rows) == [5, 3, 1, 4, 6, 2]  # ETH by wei, then mUSD by its base units
+    assert [r["token"]["address"] for r in rows] == [zero] * 3 + [musd] * 3
+    for per_page in (1, 2, 4):
+        seen, cursor = [], None
+        while True:
+            page, _ = index.list_models(sort="price", per_page=per_page, after=cursor)
+            seen += ids(page)
+            if (cursor := page.next_cursor) is None:
+                break
+        assert seen == [5, 3, 1, 4, 6, 2], per_page
+    assert ids(index.list_models(sort="price", page=2, per_page=2)[0]) == [1, 4]
 
 
 @pytest.mark.parametrize("sort", ["newest", "price", "score"])

@@ -10,6 +10,7 @@ says why (and until when) it cannot otherwise; `modex vote` reports the price-we
 from __future__ import annotations
 
 import pytest
+from cli_results import ok, refused
 from modex_stack import make_stack, publish_model, settle_validation, write_model
 
 from node.protocol import ModelStatus, Purchase, PurchaseStatus
@@ -18,20 +19,6 @@ PRICE = 10**16  # 0.01 ETH
 FEE_BPS = 250
 CHALLENGE = 300
 NET = "0.00975 ETH"  # the price less the 2.5 % fee
-
-
-def ok(result) -> str:
-    code, out, err = result
-    assert code == 0, f"exit {code}\nstdout: {out}\nstderr: {err}"
-    return out
-
-
-def refused(result, *needles) -> str:
-    code, out, err = result
-    assert code == 1 and "Traceback" not in out + err, f"exit {code}\nstdout: {out}\nstderr: {err}"
-    for needle in needles:
-        assert needle in err, f"{needle!r} not in {err!r}"
-    return err
 
 
 @pytest.fixture

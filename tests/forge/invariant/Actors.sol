@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Marketplace} from "../../../contracts/Marketplace.sol";
 import {Validators} from "../../../contracts/Validators.sol";
+import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 
 /// @notice An account that re-enters whoever pays it: on every ETH receipt it calls back into the payer's
 /// value-moving functions (Marketplace.withdraw, Validators.unstake / withdraw), each of which must refuse
@@ -49,5 +50,19 @@ contract ReenteringReceiver {
 contract EthRejecter {
     receive() external payable {
         revert("EthRejecter: no ETH");
+    }
+}
+
+/// @notice The campaign's ERC-20: 6 decimals like the stablecoin `modex up` deploys, and a mint without a cap
+/// (MockStablecoin caps one mint at 1,000,000 mUSD; the campaign's prices reach 2^80 base units).
+contract CampaignToken is ERC20 {
+    constructor() ERC20("Campaign Dollar", "cUSD") {}
+
+    function mint(address to, uint256 amount) external {
+        _mint(to, amount);
+    }
+
+    function decimals() public pure override returns (uint8) {
+        return 6;
     }
 }

@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {World} from "./World.sol";
+import {ChannelsWorld} from "./ChannelsWorld.sol";
 
 /// @notice One handler per actor. forge calls their functions with random arguments; each picks which
 /// of its accounts acts and what it does, and asks the World to do it (the World checks every outcome
@@ -54,6 +55,10 @@ contract BuyerHandler is Handler {
         world.vote(_actor(who), modelSeed, score);
     }
 
+    function subscribe(uint256 who, uint256 modelSeed, uint256 periods, uint256 pay) external {
+        world.subscribe(_actor(who), modelSeed, periods, pay);
+    }
+
     function refund(uint256 who, uint256 purchaseSeed) external {
         world.refund(_actor(who), purchaseSeed);
     }
@@ -62,13 +67,18 @@ contract BuyerHandler is Handler {
         world.withdrawMarket(_actor(who));
     }
 
+    /// What refunds credited in the campaign's token.
+    function withdrawToken(uint256 who) external {
+        world.withdrawMarketToken(_actor(who));
+    }
+
     function releaseRevenue(uint256 who, uint256 purchaseSeed) external {
         world.releaseRevenue(_actor(who), purchaseSeed);
     }
 
-    /// Buyers are no validators: a reward claim must fail.
-    function claimReward(uint256 who, uint256 modelSeed) external {
-        world.claimReward(_actor(who), modelSeed);
+    /// Buyers are no validators: a reward claim must fail, in either currency.
+    function claimReward(uint256 who, uint256 modelSeed, bool inToken) external {
+        world.claimReward(_actor(who), modelSeed, inToken);
     }
 }
 
@@ -89,6 +99,21 @@ contract SellerHandler is Handler {
 
     function setActive(uint256 who, uint256 modelSeed, bool active) external {
         world.setActive(_actor(who), modelSeed, active);
+    }
+
+    function setSubscription(uint256 who, uint256 modelSeed, uint256 seed) external {
+        world.setSubscription(_ownerMostly(who, modelSeed), modelSeed, seed);
+    }
+
+    /// ETH, the campaign's token, or an address that is no token; mostly by the model's owner.
+    function setPaymentToken(uint256 who, uint256 modelSeed, uint256 which) external {
+        world.setPaymentToken(_ownerMostly(who, modelSeed), modelSeed, which);
+    }
+
+    /// The model's owner three times in four (sellers mostly act on their own models), else this seller.
+    function _ownerMostly(uint256 who, uint256 modelSeed) internal view returns (address) {
+        address owner = world.ownerOfSeed(modelSeed);
+        return who % 4 == 0 || owner == address(0) ? _actor(who) : owner;
     }
 
     function setOperator(uint256 who, uint256 modelSeed, uint256 opSeed) external {
@@ -123,6 +148,10 @@ contract SellerHandler is Handler {
 
     function withdraw(uint256 who) external {
         world.withdrawMarket(_actor(who));
+    }
+
+    function withdrawToken(uint256 who) external {
+        world.withdrawMarketToken(_actor(who));
     }
 
     function releaseRevenue(uint256 who, uint256 purchaseSeed) external {
@@ -183,8 +212,8 @@ abstract contract ValidatorMoves is Handler {
         world.release(_actor(who), modelSeed, whose % 2 == 0 ? _actor(who) : _staker(whose));
     }
 
-    function claimReward(uint256 who, uint256 modelSeed) external {
-        world.claimReward(_actor(who), modelSeed);
+    function claimReward(uint256 who, uint256 modelSeed, bool inToken) external {
+        world.claimReward(_actor(who), modelSeed, inToken);
     }
 
     function requestUnstake(uint256 who) external {
@@ -264,8 +293,9 @@ contract OwnerHandler is Handler {
         world.withdrawValidators(world.treasury());
     }
 
-    function feeWithdraw() external {
-        world.withdrawMarket(world.feeRecipient());
+    function feeWithdraw(bool inToken) external {
+        if (inToken) world.withdrawMarketToken(world.feeRecipient());
+        else world.withdrawMarket(world.feeRecipient());
     }
 }
 
@@ -301,6 +331,10 @@ abstract contract ContractAccountHandler is Handler {
         world.withdrawMarket(_actor(0));
     }
 
+    function withdrawToken() external {
+        world.withdrawMarketToken(_actor(0));
+    }
+
     function stake(uint256 amount) external {
         world.stake(_actor(0), amount);
     }
@@ -333,5 +367,35 @@ contract ClockHandler {
 
     function warp(uint256 secs) external {
         world.warp(secs % 4 == 0 ? secs % 2 days : secs % 40 minutes);
+    }
+}
+
+/// Pay-per-call channels (ChannelsWorld): buyers open, top up and reclaim; the models' owners and operators
+/// claim the buyers' vouchers; anyone withdraws what claims credited it.
+contract ChannelsHandler {
+    ChannelsWorld public immutable channelsWorld;
+
+    constructor(ChannelsWorld w) {
+        channelsWorld = w;
+    }
+
+    function open(uint256 buyerSeed, uint256 modelSeed, uint256 amountSeed, uint256 how) external {
+        channelsWorld.open(buyerSeed, modelSeed, amountSeed, how);
+    }
+
+    function topUp(uint256 callerSeed, uint256 channelSeed, uint256 amountSeed) external {
+        channelsWorld.topUp(callerSeed, channelSeed, amountSeed);
+    }
+
+    function claim(uint256 who, uint256 channelSeed, uint256 amountSeed) external {
+        channelsWorld.claim(who, channelSeed, amountSeed);
+    }
+
+    function reclaim(uint256 callerSeed, uint256 channelSeed, bool wait) external {
+        channelsWorld.reclaim(callerSeed, channelSeed, wait);
+    }
+
+    function withdraw(uint256 who, bool inToken) external {
+        channelsWorld.withdraw(who, inToken);
     }
 }

@@ -7,7 +7,10 @@ import {ModelRegistry} from "../../../contracts/ModelRegistry.sol";
 import {Marketplace} from "../../../contracts/Marketplace.sol";
 import {Validators} from "../../../contracts/Validators.sol";
 import {Votes} from "../../../contracts/Votes.sol";
+import {Channels, IChannelsRegistry, IChannelsMarketplace} from "../../../contracts/Channels.sol";
 import {World} from "./World.sol";
+import {ChannelsWorld} from "./ChannelsWorld.sol";
+import {Ghost} from "./Ghost.sol";
 import {
     BuyerHandler,
     SellerHandler,
@@ -19,23 +22,28 @@ import {
     OwnerHandler,
     ReenteringHandler,
     RejectingHandler,
-    ClockHandler
+    ClockHandler,
+    ChannelsHandler
 } from "./Handlers.sol";
 
 /// @notice The invariant campaign over the whole suite (issue 13 §3): forge calls the actor handlers in
 /// random sequences (runs x depth in foundry.toml, profile fuzz) and, after every call, checks:
-/// - money: each contract's ETH balance is exactly what it holds for others (Marketplace: escrow of
-///   pending purchases + revenue held in the challenge period + everything credited + verifier rewards
-///   not yet claimed; Validators: stakes + credited forfeits), and equals what came in minus what went
-///   out; everyone's credit is what the rules give them, and a withdrawal pays exactly that (World);
+/// - money: each contract's ETH balance, and its balance of the campaign's ERC-20 (models are priced in
+///   either, sales and subscriptions alike), is exactly what it holds for others in that currency
+///   (Marketplace: escrow of pending purchases + revenue held in the challenge period + everything
+///   credited + verifier rewards not yet claimed; Validators: stakes + credited forfeits; Channels: deposit
+///   - claimed over the open channels + everything credited), and equals what came in minus what went
+///   out; everyone's credit is what the rules give them, never more than the contract took in, and a
+///   withdrawal pays exactly that (World, ChannelsWorld);
 /// - each purchase is paid out (refund or release) at most once, and a delivery names its buyer;
-/// - votes: every model's score is the sum over live, eligible licences (bought at a price above 0,
-///   not by the model's owner) of score x price, and no other licence holds a vote;
+/// - votes: every model's score is the sum over live, eligible licences (bought in ETH at a price above
+///   0, not by the model's owner) of score x price, and no other licence holds a vote;
+/// - channels: every channel's view agrees with the ChannelsWorld, and none paid out more than its deposit;
 /// - validation: no seat holds a key that was not delivered to it; no attestation is counted without a
 ///   delivered key and a commitment that the reveal opened; bonded stake is exactly the bonds of open
 ///   seats and never leaves (a leaving validator has none); a Verified model was verified by a majority
 ///   of revealed weight that reproduced its listed hash and its claimed work digest;
-/// - every view of the four contracts agrees with the World's model of the rules;
+/// - every view of the five contracts agrees with the World's model of the rules;
 /// - nothing was re-entered, and no outcome differed from what the rules predict (World.violations).
 contract InvariantTest is TestBase {
     World internal world;
@@ -43,6 +51,8 @@ contract InvariantTest is TestBase {
     Marketplace internal market;
     Validators internal validators;
     Votes internal votes;
+    Channels internal channels;
+    ChannelsWorld internal channelsWorld;
     /// The money checks run after every call; the full comparison of every view with the model (a few
     /// hundred calls) after every FULL_EVERY-th call and at the end of each run.
     uint256 internal constant FULL_EVERY = 20;
@@ -98,7 +108,14 @@ contract InvariantTest is TestBase {
             )
         );
         _target(address(buyer), _sel1(buyer.claimReward.selector));
+        // subscribe twice as often: an offer needs the seller's terms, and half the models are priced in the token
+        _target(address(buyer), _sel1(buyer.subscribe.selector));
+        _target(address(buyer), _sel1(buyer.subscribe.selector));
+        _target(address(buyer), _sel1(buyer.withdrawToken.selector));
         SellerHandler seller = new SellerHandler(world, sellerList);
+        _target(address(seller), _sel1(seller.setSubscription.selector));
+        _target(address(seller), _sel1(seller.setPaymentToken.selector));
+        _target(address(seller), _sel1(seller.withdrawToken.selector));
         _target(
             address(seller),
             _sel6(
@@ -144,12 +161,21 @@ contract InvariantTest is TestBase {
         _targetContract(address(new ReenteringHandler(world, address(world.reenterer()))));
         _targetContract(address(new RejectingHandler(world, address(world.rejecter()))));
         _targetContract(address(new ClockHandler(world)));
+        _channelsSetUp();
+    }
+
+    /// Channels on the same registry and marketplace; the World's buyers open channels and sign vouchers.
+    function _channelsSetUp() internal {
+        channels = new Channels(IChannelsRegistry(address(registry)), IChannelsMarketplace(address(market)));
+        channelsWorld = new ChannelsWorld(world, channels, _keys("buyer", 3));
+        _targetContract(address(new ChannelsHandler(channelsWorld)));
     }
 
     /// Every property, after every handler call (the view-by-view comparison every FULL_EVERY calls).
     function invariant_protocol() public view {
         _noViolation();
-        _money();
+        _money(address(0));
+        _money(address(world.token()));
         if (world.calls() % FULL_EVERY == 0) _everything();
     }
 
@@ -157,42 +183,70 @@ contract InvariantTest is TestBase {
     /// in REACH_FILE, which tools/forge_gates.py adds up over the campaign (each must be reached).
     function afterInvariant() public {
         _noViolation();
-        _money();
+        _money(address(0));
+        _money(address(world.token()));
         _everything();
-        uint256 n = world.reachedCount();
+        _writeReached(world);
+        _writeReached(channelsWorld);
+    }
+
+    function _writeReached(Ghost ghost) internal {
+        uint256 n = ghost.reachedCount();
         for (uint256 i = 0; i < n; i++) {
-            bytes32 name = world.reachedNames(i);
-            vm.writeLine(REACH_FILE, string.concat(_name(name), "=", vm.toString(world.reached(name))));
+            bytes32 name = ghost.reachedNames(i);
+            vm.writeLine(REACH_FILE, string.concat(_name(name), "=", vm.toString(ghost.reached(name))));
         }
     }
 
     function _everything() internal view {
-        _sums();
+        _sums(address(0));
+        _sums(address(world.token()));
+        _heldSums();
         _registryAgrees();
         _purchases();
         _votes();
         _validation();
+        _channels();
     }
 
     // ---- properties --------------------------------------------------------------------------
 
     function _noViolation() internal view {
         vm.assertEq(world.violations(), 0, world.firstViolation());
+        vm.assertEq(channelsWorld.violations(), 0, channelsWorld.firstViolation());
         vm.assertEq(world.reenterer().reentered(), 0, "a value-moving function was re-entered");
         vm.assertEq(world.reenterer().staleReads(), 0, "a balance was still credited during its own payout");
     }
 
-    /// Each contract holds exactly what it owes: Marketplace = escrow of pending purchases + revenue held
-    /// in its challenge period + everything credited + verifier rewards not yet claimed; Validators =
-    /// stakes + forfeited bonds credited to the treasury. And that is what came in minus what went out.
-    function _money() internal view {
-        uint256 balance = address(market).balance;
-        vm.assertEq(balance, world.marketIn() - world.marketOut(), "Marketplace ETH != in - out");
+    /// Each contract holds exactly what it owes in `currency` (address(0): ETH, else the campaign's token):
+    /// Marketplace = escrow of pending purchases + revenue held in its challenge period + everything
+    /// credited + verifier rewards not yet claimed; Channels = deposit - claimed over the open channels +
+    /// everything credited; Validators (ETH only) = stakes + forfeited bonds credited to the treasury. And
+    /// that is what came in minus what went out.
+    function _money(address currency) internal view {
+        uint256 balance = _balance(address(market), currency);
+        vm.assertEq(balance, world.marketIn(currency) - world.marketOut(currency), "Marketplace: balance != in - out");
         vm.assertEq(
             balance,
-            world.escrow() + world.heldRevenue() + world.totalMarketCredited() + world.unclaimedRewards(),
-            "Marketplace ETH != escrow + held revenue + credited + unclaimed rewards"
+            world.escrow(currency) + world.heldRevenue(currency) + world.totalMarketCredited(currency)
+                + world.unclaimedRewards(currency),
+            "Marketplace: balance != escrow + held revenue + credited + unclaimed rewards"
         );
+        balance = _balance(address(channels), currency);
+        vm.assertEq(
+            balance,
+            channelsWorld.channelsIn(currency) - channelsWorld.channelsOut(currency),
+            "Channels: balance != in - out"
+        );
+        vm.assertEq(
+            balance,
+            channelsWorld.held(currency) + channelsWorld.totalCredited(currency),
+            "Channels: balance != deposit - claimed over open channels + credited"
+        );
+        if (currency != address(0)) {
+            vm.assertEq(world.token().balanceOf(address(validators)), 0, "Validators holds the token");
+            return;
+        }
         balance = address(validators).balance;
         vm.assertEq(balance, world.validatorsIn() - world.validatorsOut(), "Validators ETH != in - out");
         vm.assertEq(
@@ -202,43 +256,98 @@ contract InvariantTest is TestBase {
         );
     }
 
-    /// The sums the money check uses, recomputed from the contracts' own views.
-    function _sums() internal view {
-        uint256 credited;
+    /// The credits the money check sums in `currency`, from the contracts' own views; and nobody is
+    /// credited more than the contract holds of what was paid in.
+    function _sums(address currency) internal view {
+        (uint256 credited, uint256 channelCredits) = (0, 0);
         uint256 n = world.accountCount();
         for (uint256 i = 0; i < n; i++) {
             address a = world.accounts(i);
-            uint256 c = market.credited(a);
-            vm.assertEq(c, world.marketCredited(a), "Marketplace.credited differs from what the rules credit");
+            uint256 c = market.credited(a, currency);
+            vm.assertEq(c, world.marketCredited(a, currency), "Marketplace.credited differs from what the rules credit");
+            vm.assertLe(c, world.marketIn(currency) - world.marketOut(currency), "Marketplace credit above paid in");
             credited += c;
+            c = channels.credited(a, currency);
+            vm.assertEq(c, channelsWorld.credited(a, currency), "Channels.credited differs from what claims credit");
+            vm.assertLe(
+                c,
+                channelsWorld.channelsIn(currency) - channelsWorld.channelsOut(currency),
+                "Channels credit above paid in"
+            );
+            channelCredits += c;
+            if (currency != address(0)) continue;
             vm.assertEq(
                 validators.credited(a), world.validatorsCredited(a), "Validators.credited differs from the forfeits"
             );
         }
-        vm.assertEq(credited, world.totalMarketCredited(), "credited to someone outside the world");
-        uint256 pending;
-        uint256 held;
+        vm.assertEq(credited, world.totalMarketCredited(currency), "credited to someone outside the world");
+        vm.assertEq(channelCredits, channelsWorld.totalCredited(currency), "Channels credited someone outside");
+    }
+
+    /// Escrow, held revenue and verifiers' rewards in each currency ([0]: ETH, [1]: the token), and the
+    /// stakes, from the contracts' views (one pass over the purchases and the seats for both currencies).
+    function _heldSums() internal view {
+        address[2] memory currencies = [address(0), address(world.token())];
+        uint256[2] memory pending;
+        uint256[2] memory held;
         uint256 np = world.purchaseCount();
         for (uint256 pid = 1; pid <= np; pid++) {
             (,, uint256 price,, uint8 status,,, bool released) = market.purchase(pid);
-            if (status == 1) pending += price;
-            if (status == 2 && !released) held += price;
+            uint256 k = market.purchaseToken(pid) == address(0) ? 0 : 1;
+            if (status == 1) pending[k] += price;
+            if (status == 2 && !released) held[k] += price;
         }
-        vm.assertEq(pending, world.escrow(), "escrow != prices of pending purchases");
-        vm.assertEq(held, world.heldRevenue(), "held revenue != prices of delivered, unreleased purchases");
-        uint256 rewards;
+        uint256[2] memory rewards;
         uint256 stakes;
         uint256 ns = world.stakerCount();
         for (uint256 i = 0; i < ns; i++) {
             address v = world.stakers(i);
             for (uint256 id = 1; id <= world.modelCount(); id++) {
-                rewards += market.pendingValidatorReward(id, v);
+                rewards[0] += market.pendingValidatorReward(id, v, currencies[0]);
+                rewards[1] += market.pendingValidatorReward(id, v, currencies[1]);
             }
             (uint256 amount,,,) = validators.stakeOf(v);
             stakes += amount;
         }
-        vm.assertEq(rewards, world.unclaimedRewards(), "unclaimed rewards != sum of pendingValidatorReward");
+        for (uint256 k = 0; k < 2; k++) {
+            vm.assertEq(pending[k], world.escrow(currencies[k]), "escrow != prices of pending purchases");
+            vm.assertEq(
+                held[k], world.heldRevenue(currencies[k]), "held revenue != prices of delivered, unreleased purchases"
+            );
+            vm.assertEq(
+                rewards[k], world.unclaimedRewards(currencies[k]), "unclaimed rewards != sum of pendingValidatorReward"
+            );
+        }
         vm.assertEq(stakes, world.totalStaked(), "stakes");
+    }
+
+    /// Every channel as the ChannelsWorld has it; none paid out more than its deposit; the open ones hold
+    /// what the money check counts.
+    function _channels() internal view {
+        uint256 n = channelsWorld.channelCount();
+        vm.assertEq(channels.channelCount(), n, "channelCount");
+        address token = address(world.token());
+        (uint256 heldEth, uint256 heldToken) = (0, 0);
+        for (uint256 cid = 1; cid <= n; cid++) {
+            ChannelsWorld.GChannel memory g = channelsWorld.channelOf(cid);
+            (uint256 id, address buyer, address currency, uint256 deposit, uint256 claimed, uint64 end, bool open) =
+                channels.channel(cid);
+            vm.assertEq(
+                abi.encode(id, buyer, currency, deposit, claimed, uint256(end), open),
+                abi.encode(g),
+                "channel (model, buyer, token, deposit, claimed, expiresAt, open) != the ChannelsWorld's"
+            );
+            vm.assertLe(claimed, deposit, "a channel paid out more than its deposit");
+            if (!open) continue;
+            if (currency == token) heldToken += deposit - claimed;
+            else heldEth += deposit - claimed;
+        }
+        vm.assertEq(heldEth, channelsWorld.held(address(0)), "ETH held != deposit - claimed over open channels");
+        vm.assertEq(heldToken, channelsWorld.held(token), "token held != deposit - claimed over open channels");
+    }
+
+    function _balance(address holder, address currency) internal view returns (uint256) {
+        return currency == address(0) ? holder.balance : world.token().balanceOf(holder);
     }
 
     function _registryAgrees() internal view {
@@ -250,6 +359,7 @@ contract InvariantTest is TestBase {
             (uint256 price, bool active, address owner) = registry.saleTerms(id);
             vm.assertEq(owner, m.owner, "saleTerms owner");
             vm.assertEq(price, m.price, "price");
+            vm.assertEq(registry.paymentToken(id), m.payToken, "paymentToken");
             vm.assertEq(active, m.active, "active");
             vm.assertEq(registry.operatorOf(id), m.operator, "operator");
             vm.assertEq(registry.getApproved(id), m.approved, "approved");
@@ -297,6 +407,7 @@ contract InvariantTest is TestBase {
         vm.assertEq(id, g.model, "purchase model");
         vm.assertEq(forValidator, g.forValidator, "purchase forValidator");
         vm.assertEq(status, g.status, "purchase status");
+        vm.assertEq(market.purchaseToken(pid), g.token, "purchaseToken");
         if (!world.isCurrent(pid)) return; // superseded: its price is gone from storage
         vm.assertEq(price, g.price, "purchase price");
         vm.assertEq(deliveredAt, g.deliveredAt, "purchase deliveredAt");
@@ -315,6 +426,7 @@ contract InvariantTest is TestBase {
                 if (g.model != id || g.vote == 0) continue;
                 vm.assertTrue(g.status == 2 && !g.forValidator, "a vote on a licence that is not held");
                 vm.assertTrue(g.price != 0 && !g.ownerBought, "a vote from a free or owner-bought licence");
+                vm.assertEq(g.token, address(0), "a vote from a licence paid in a token (weights are wei)");
                 vm.assertEq(market.voteOf(id, g.account), g.vote, "voteOf");
                 sum += uint256(g.vote) * g.price;
                 weight += g.price;
@@ -375,7 +487,11 @@ contract InvariantTest is TestBase {
             );
         }
         vm.assertEq(validators.commitmentOf(id, v), state == 3 ? g.commitment : bytes32(0), "commitmentOf");
-        vm.assertEq(market.pendingValidatorReward(id, v), world.rewardOwed(id, v), "pendingValidatorReward");
+        vm.assertEq(market.pendingValidatorReward(id, v), world.rewardOwed(id, v, address(0)), "pendingValidatorReward");
+        address token = address(world.token());
+        vm.assertEq(
+            market.pendingValidatorReward(id, v, token), world.rewardOwed(id, v, token), "pendingValidatorReward(token)"
+        );
         vm.assertEq(validators.verifierWeight(id, v), world.verifierWeight(id, v), "verifierWeight");
         if (state >= 1 && state <= 4) bonds = requestBond + (state >= 3 ? commitBond : 0);
     }
@@ -397,11 +513,15 @@ contract InvariantTest is TestBase {
 
     function _book(uint256 id, uint8 status) internal view {
         (uint256 verifierWeight, bool isDisputed, uint256 disputedAt, uint256 rewardPerWeight) = market.book(id);
-        // World.GBook mirrors book field for field: the two encodings are equal iff every field is
+        // World.GBook and the ETH reward per weight mirror book field for field: equal encodings iff every field is
         vm.assertEq(
             abi.encode(verifierWeight, isDisputed, disputedAt, rewardPerWeight),
-            abi.encode(world.bookOf(id)),
+            abi.encode(world.bookOf(id), world.rewardPerWeight(id, address(0))),
             "book (verifierWeight, disputed, disputedAt, rewardPerWeight) != the World's book"
+        );
+        address token = address(world.token());
+        vm.assertEq(
+            market.rewardPerWeight(id, token), world.rewardPerWeight(id, token), "rewardPerWeight(token) != the World's"
         );
         vm.assertEq(isDisputed, status == 2 || status == 3, "disputed in the Marketplace iff settled against");
         if (status == 1) vm.assertEq(verifierWeight, world.roundOf(id).verifiedWeight, "verifier weight");
@@ -504,9 +624,18 @@ contract InvariantTest is TestBase {
     }
 
     function _accounts(string memory what, uint256 n) internal pure returns (address[] memory out) {
+        uint256[] memory keys = _keys(what, n);
         out = new address[](n);
         for (uint256 i = 0; i < n; i++) {
-            out[i] = vm.addr(uint256(keccak256(abi.encode(what, i))));
+            out[i] = vm.addr(keys[i]);
+        }
+    }
+
+    /// The private keys of `_accounts(what, n)` (buyers sign vouchers with theirs).
+    function _keys(string memory what, uint256 n) internal pure returns (uint256[] memory out) {
+        out = new uint256[](n);
+        for (uint256 i = 0; i < n; i++) {
+            out[i] = uint256(keccak256(abi.encode(what, i)));
         }
     }
 }

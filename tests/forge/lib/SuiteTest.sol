@@ -126,11 +126,16 @@ abstract contract SuiteTest is TestBase {
     function _verifyWith(uint256 id, address a, address b) internal {
         _keyed(a, id);
         _keyed(b, id);
-        _commit(a, id, HASH, DIGEST);
-        _commit(b, id, HASH, DIGEST);
+        _attestAndSettle(id, a, b, HASH, DIGEST);
+    }
+
+    /// `a` and `b` (keys delivered) commit to and reveal (`observed`, `digest`); the round settles.
+    function _attestAndSettle(uint256 id, address a, address b, bytes32 observed, bytes32 digest) internal {
+        _commit(a, id, observed, digest);
+        _commit(b, id, observed, digest);
         _toReveal(id);
-        _reveal(a, id, HASH, DIGEST);
-        _reveal(b, id, HASH, DIGEST);
+        _reveal(a, id, observed, digest);
+        _reveal(b, id, observed, digest);
         _toSettle(id);
         validators.settle(id);
     }

@@ -1,0 +1,49 @@
+"""The index's read API for a listing's versions (issue 15 §1): the rows ``node.indexer.events``
+derives from ``VersionPublished`` and from the first validator key request, with each version's
+validation status (the listing's status belongs to the version its rounds attest)."""
+
+from __future__ import annotations
+
+from node.protocol import ModelStatus
+
+
+class VersionReader:
+    """Mixed into ``Indexer`` (``_db()`` is its connection)."""
+
+    def versions_of(self, model_id: int) -> list[dict]:
+        """Every version of the model, oldest first: ``version``, ``model_hash``,
+        ``metadata_cid``, ``published_block``, ``published_at`` (None for version 1: the index
+        keeps the listing's block, not its time) and ``status`` (the status word; Unverified for
+        every version but the attested one). Empty for a model the index does not list."""
+        db = self._db()  # type: ignore[attr-defined]
+        listing = db.execute(
+            "SELECT model_hash, metadata_cid, listed_block, status FROM listings WHERE model_id = ?",
+            (model_id,),
+        ).fetchone()
+        if listing is None:
+            return []
+        attested = db.execute(
+            "SELECT version FROM attested_versions WHERE model_id = ?", (model_id,)
+        ).fetchone()
+        rows = [
+            {
+                "version": 1,
+                "model_hash": listing["model_hash"],
+                "metadata_cid": listing["metadata_cid"],
+                "published_block": listing["listed_block"],
+                "published_at": None,
+            },
+            *(
+                dict(r)
+                for r in db.execute(
+                    "SELECT version, model_hash, metadata_cid, published_block, published_at "
+                    "FROM versions WHERE model_id = ? ORDER BY version",
+                    (model_id,),
+                )
+            ),
+        ]
+        status = listing["status"] or ModelStatus.UNVERIFIED.word
+        for row in rows:
+            attests = attested is not None and attested[0] == row["version"]
+            row["status"] = status if attests else ModelStatus.UNVERIFIED.word
+        return rows
