@@ -16,7 +16,10 @@ never-used account subscribes to a model for 30 days in ETH (subscribe) and anot
 opens a payment channel for a model priced in the test
 stablecoin (openChannel: the ERC-20 deposit pulled with transferFrom) and the model's never-used
 seller claims the buyer's EIP-712 voucher (claim; `play_channel`; tests/contracts/test_channels.py
-plays it on the embedded chain). Rows without a target are context. Round 1 runs on the freshly
+plays it on the embedded chain). Last, per round, a never-used seller sells a model to 10 never-used
+buyers, publishes version 2 and delivers its key to all 10 in one deliverVersionKeys batch
+(`play_version_keys`): deliver_version_keys_per_holder is that batch's gas divided by 10, each holder's
+first version key. Rows without a target are context. Round 1 runs on the freshly
 deployed suite (every slot cold, the fee recipient's balance still zero); round 2 on the same suite
 with new accounts. The JSON keeps the
 larger of the two: the costly case. Gas is the receipt's gasUsed (intrinsic 21,000 + calldata +
@@ -84,6 +87,12 @@ CID_V0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"  # the kubo-v0 profile
 WRAPPED_KEY = bytes(range(80))  # HPKE enc(32) || ciphertext(48), docs/formats.md
 ACCOUNTS_PER_ROUND = 7
 CHANNEL_ACCOUNTS = 2  # per round: a seller and a buyer
+# A new version's key to licence holders (issue 15 §1): one batch of deliverVersionKeys, per holder. The
+# batch's holders bought one after another, so their purchase ids share a bitmap slot (Marketplace's
+# _versionKeysDelivered); holders whose ids lie 256 or more apart pay a fresh slot each (about 35,000).
+VERSION_KEY_TARGETS = {"deliver_version_keys_per_holder": 16_000}
+VERSION_KEY_BATCH = 10
+VERSION_KEY_ACCOUNTS = 1 + VERSION_KEY_BATCH  # per round: a seller and the holders
 
 # send(label, sender, call, value) mines `call` from `sender` and returns its receipt; travel(seconds)
 # moves the chain's clock. label None: a setup step, not measured.
@@ -252,6 +261,40 @@ def play_tokens(c: dict, token, fresh: list[str], round_no: int, send: Send) -> 
     }
 
 
+def play_version_keys(c: dict, fresh: list[str], round_no: int, send: Send) -> dict[str, dict]:
+    """A model whose never-used seller sells it to VERSION_KEY_BATCH never-used buyers, keeps every
+    version for them (update window forever) and publishes version 2, whose key it delivers to all of
+    them in one deliverVersionKeys batch (each holder's first: a fresh slot each). Returns {row:
+    receipt}; `per_holder` divides the batch's gas by its size."""
+    seller, holders = fresh[0], fresh[1:]
+    registry, market = c["ModelRegistry"].functions, c["Marketplace"].functions
+    receipt = send(None, seller, registry.list(bytes([0x70 + round_no]) * 32, CID_V1, PRICE), 0)
+    model_id = (
+        c["ModelRegistry"]
+        .events.ModelListed()
+        .process_receipt(receipt, errors=DISCARD)[0]["args"]["modelId"]
+    )
+    send(None, seller, registry.setUpdateWindow(model_id, 2**256 - 1), 0)
+    for holder in holders:
+        receipt = send(None, holder, market.buy(model_id, key_of(holder), PRICE), PRICE)
+        purchase_id = (
+            c["Marketplace"]
+            .events.Purchased()
+            .process_receipt(receipt, errors=DISCARD)[0]["args"]["purchaseId"]
+        )
+        send(None, seller, market.deliverKey(purchase_id, holder, WRAPPED_KEY), 0)
+    send(None, seller, registry.publishVersion(model_id, bytes([0x78 + round_no]) * 32, CID_V1), 0)
+    batch = market.deliverVersionKeys(model_id, 2, holders, [WRAPPED_KEY] * len(holders))
+    return {
+        f"deliverVersionKeys ({len(holders)} holders)": send("deliverVersionKeys", seller, batch, 0)
+    }
+
+
+def per_holder(gas: dict[str, int]) -> int:
+    """deliver_version_keys_per_holder: the batch's gas divided by the holders it served."""
+    return gas[f"deliverVersionKeys ({VERSION_KEY_BATCH} holders)"] // VERSION_KEY_BATCH
+
+
 def deploy_stablecoin(w3, deployer: str):
     """The test stablecoin (contracts/MockStablecoin.sol: 6 decimals, anyone may mint)."""
     art = compile_contracts()[STABLECOIN]
@@ -323,8 +366,9 @@ def verdict(gas: int, target: int | None) -> tuple[str, str]:
 def main() -> int:
     token_first = 1 + 2 * ACCOUNTS_PER_ROUND  # the accounts after the two rounds'
     channel_first = token_first + 2 * TOKEN_ACCOUNTS
+    version_first = channel_first + 2 * CHANNEL_ACCOUNTS
     node = start_anvil(
-        accounts=channel_first + 2 * CHANNEL_ACCOUNTS + 2, extra_args=["--steps-tracing"]
+        accounts=version_first + 2 * VERSION_KEY_ACCOUNTS + 2, extra_args=["--steps-tracing"]
     )
     try:
         w3 = Web3(Web3.HTTPProvider(node.url))
@@ -372,12 +416,19 @@ def main() -> int:
                     lambda address, message: keys[address].sign_typed_data(message),
                 )
             )
+        for i in range(2):
+            first = version_first + i * VERSION_KEY_ACCOUNTS
+            played[i].update(
+                play_version_keys(c, accounts[first : first + VERSION_KEY_ACCOUNTS], i + 1, send)
+            )
         parts = {label: breakdown(w3, receipt) for label, receipt in played[0].items()}
         mints = baseline_mints(w3, deployer, accounts[-2:])
     finally:
         node.stop()
 
     rounds = [{label: receipt["gasUsed"] for label, receipt in r.items()} for r in played]
+    for r in rounds:
+        r["deliver_version_keys_per_holder"] = per_holder(r)
     costly = {op: max(r[op] for r in rounds) for op in rounds[0]}
     print(
         f"Modex contract gas: {anvil_version()}, solc {solc_version()} (evm prague, optimizer 200 runs), "
@@ -385,8 +436,9 @@ def main() -> int:
     )
     print("each operation is the first of its kind by a never-used account (cold storage)")
     print(f"{'operation':<30}{'round 1 (new suite)':>21}{'round 2':>10}{'target':>10}  verdict")
+    all_targets = {**TARGETS, **TOKEN_TARGETS, **CHANNEL_TARGETS, **VERSION_KEY_TARGETS}
     for op in rounds[0]:
-        shown, met = verdict(costly[op], {**TARGETS, **TOKEN_TARGETS, **CHANNEL_TARGETS}.get(op))
+        shown, met = verdict(costly[op], all_targets.get(op))
         print(f"{op:<30}{rounds[0][op]:>21,}{rounds[1][op]:>10,}{shown:>10}  {met}")
     print(
         "where round 1's gas goes (opcode trace): intrinsic = 21,000 + calldata; rest = calls, compute, refunds"
@@ -406,7 +458,7 @@ def main() -> int:
     print("anchors: Seaport fulfillBasicOrder 88-109k gas (buy target 90k); ERC-721 mint 51-69k")
     print_figures(
         {
-            **{op: costly[op] for op in {**TARGETS, **TOKEN_TARGETS, **CHANNEL_TARGETS}},
+            **{op: costly[op] for op in all_targets},
             "baseline_erc721_mint": max(mints),
         }
     )

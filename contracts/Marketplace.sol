@@ -60,6 +60,14 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     error MarketplacePermitFailed(address token, uint256 allowance, uint256 needed);
     error MarketplaceNoSubscription(uint256 modelId);
     error MarketplaceBadPeriods(uint256 periods);
+    error MarketplaceNotNewVersion(uint256 modelId, uint256 version);
+    error MarketplaceNotVersionDeliverer(uint256 modelId, address caller);
+    error MarketplaceBatchMismatch(uint256 accounts, uint256 wrappedKeys);
+    error MarketplaceNoLicence(uint256 modelId, address account);
+    error MarketplaceNotEntitled(
+        uint256 modelId, uint256 version, address account, uint256 deliveredAt, uint256 publishedAt, uint256 window
+    );
+    error MarketplaceVersionKeyAlreadyDelivered(uint256 modelId, uint256 version, address account);
 
     /// `token` is what the price was paid in (address(0): ETH; always 0 for a validator's request).
     event Purchased(
@@ -84,6 +92,10 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     event VerdictRecorded(uint256 indexed modelId, uint8 status, uint256 verifierWeight);
     event ValidatorRewardClaimed(uint256 indexed modelId, address indexed validator, uint256 amount, address token);
     event Subscribed(uint256 indexed modelId, address indexed account, uint64 expiresAt);
+    /// A later version's content key (2, 3, ...) wrapped to the licence holder's purchase key (docs/formats.md).
+    event VersionKeyDelivered(
+        uint256 indexed modelId, uint256 indexed version, address indexed account, bytes wrappedKey
+    );
 
     uint8 public constant STATUS_NONE = 0;
     uint8 public constant STATUS_PENDING = 1;
@@ -141,6 +153,11 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     // the ERC-20 a purchase was paid in, fixed at buy time (absent: ETH)
     mapping(uint256 purchaseId => address) private _purchaseTokens;
     mapping(uint256 modelId => mapping(address account => uint64)) private _subscriptionEnds;
+    // Which licences received a later version's key: bit (purchaseId % 256) of word (purchaseId / 256), so
+    // that holders whose purchases are close share a slot. A licence's purchase id never changes once
+    // delivered: it cannot be bought again, and a refund of it means a disputed model, which no one can buy.
+    mapping(uint256 modelId => mapping(uint256 version => mapping(uint256 word => uint256))) private
+        _versionKeysDelivered;
 
     /// @param registry the ModelRegistry whose tokens are sold.
     /// @param deliveryWindow seconds a seller has to deliver before the buyer may take a refund.
@@ -304,6 +321,35 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         access.deliveredAt = uint40(block.timestamp);
         emit KeyDelivered(purchaseId, wrappedKey);
         if (p.forValidator) _validators.keyDelivered(p.modelId, buyer);
+    }
+
+    /// @notice Deliver a later version's content key to licence holders entitled to it, by the model's
+    /// owner or operator: each account holds a delivered licence (a validator's key is no licence) bought
+    /// no more than the model's `updateWindow` before the version was published (type(uint256).max:
+    /// forever), and has not received this version's key yet. Any bad entry reverts the whole batch.
+    /// @param version 2 .. versionCount (version 1's key is the purchase's, `deliverKey`).
+    /// @param wrappedKeys each account's key, HPKE enc || ciphertext to its purchase key, exactly
+    /// WRAPPED_KEY_LENGTH bytes (docs/formats.md). Emits {VersionKeyDelivered} per account.
+    function deliverVersionKeys(
+        uint256 modelId,
+        uint256 version,
+        address[] calldata accounts,
+        bytes[] calldata wrappedKeys
+    ) external {
+        if (version < 2) revert MarketplaceNotNewVersion(modelId, version);
+        (address owner, address operator, uint256 publishedAt, uint256 window) =
+            _registry.versionDelivery(modelId, version);
+        if (msg.sender != owner && msg.sender != operator) revert MarketplaceNotVersionDeliverer(modelId, msg.sender);
+        uint256 count = accounts.length;
+        if (wrappedKeys.length != count) revert MarketplaceBatchMismatch(count, wrappedKeys.length);
+        for (uint256 i = 0; i < count; ++i) {
+            bytes calldata wrappedKey = wrappedKeys[i];
+            if (wrappedKey.length != WRAPPED_KEY_LENGTH) {
+                revert MarketplaceBadWrappedKey(wrappedKey.length, WRAPPED_KEY_LENGTH);
+            }
+            _markVersionKey(modelId, version, accounts[i], publishedAt, window);
+            emit VersionKeyDelivered(modelId, version, accounts[i], wrappedKey);
+        }
     }
 
     /// @notice Pay out a delivered sale once its challenge period is over (anyone may call): the price
@@ -495,6 +541,22 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
                 );
         }
         return (p.account, p.modelId, a.price, a.deadline, a.status, p.forValidator, a.deliveredAt, a.released);
+    }
+
+    /// @notice Whether `account` received the key of `version` (2, 3, ...) through `deliverVersionKeys`.
+    function versionKeyDelivered(uint256 modelId, uint256 version, address account) external view returns (bool) {
+        uint256 purchaseId = _licences[modelId][account].purchaseId;
+        return _versionKeysDelivered[modelId][version][purchaseId >> 8] & (1 << (purchaseId & 0xff)) != 0;
+    }
+
+    /// @notice Whether `account` holds a licence entitled to `version`: delivered no more than the
+    /// model's update window before the version was published (version 1: any licence).
+    function entitledTo(uint256 modelId, uint256 version, address account) external view returns (bool) {
+        Access storage licence = _licences[modelId][account];
+        if (licence.status != STATUS_DELIVERED) return false;
+        // slither-disable-next-line unused-return (who may deliver does not matter to entitlement)
+        (,, uint256 publishedAt, uint256 window) = _registry.versionDelivery(modelId, version);
+        return _within(licence.deliveredAt, publishedAt, window);
     }
 
     /// @notice Wei that `account` can withdraw now.
@@ -711,6 +773,31 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         if (access.purchaseId != purchaseId) {
             revert MarketplaceNotPending(purchaseId, p.forValidator ? STATUS_EXPIRED : STATUS_REFUNDED);
         }
+    }
+
+    /// @dev `deliverVersionKeys`' checks of one account (a delivered licence, entitled, not served yet),
+    /// then its bit for `version` set.
+    function _markVersionKey(uint256 modelId, uint256 version, address account, uint256 publishedAt, uint256 window)
+        private
+    {
+        Access storage licence = _licences[modelId][account];
+        if (licence.status != STATUS_DELIVERED) revert MarketplaceNoLicence(modelId, account);
+        uint256 deliveredAt = licence.deliveredAt;
+        if (!_within(deliveredAt, publishedAt, window)) {
+            revert MarketplaceNotEntitled(modelId, version, account, deliveredAt, publishedAt, window);
+        }
+        uint256 purchaseId = licence.purchaseId;
+        mapping(uint256 word => uint256) storage delivered = _versionKeysDelivered[modelId][version];
+        uint256 bits = delivered[purchaseId >> 8];
+        uint256 bit = 1 << (purchaseId & 0xff);
+        if (bits & bit != 0) revert MarketplaceVersionKeyAlreadyDelivered(modelId, version, account);
+        delivered[purchaseId >> 8] = bits | bit;
+    }
+
+    /// @dev Whether a version published at `publishedAt` falls within `window` seconds of a licence
+    /// delivered at `deliveredAt` (written so that a window of type(uint256).max cannot overflow).
+    function _within(uint256 deliveredAt, uint256 publishedAt, uint256 window) private pure returns (bool) {
+        return publishedAt <= deliveredAt || publishedAt - deliveredAt <= window;
     }
 
     /// @dev Whether the validators disputed the model no later than `challengeEnd`.

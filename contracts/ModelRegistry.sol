@@ -365,6 +365,19 @@ contract ModelRegistry is ERC721 {
         return (s.pricePerPeriod, s.periodSeconds, l.flags & FLAG_ACTIVE != 0, l.owner, token);
     }
 
+    /// @notice What `Marketplace.deliverVersionKeys` checks a batch against, in one call: who may deliver
+    /// (the owner and the operator), when `version` was published (0 for version 1, the listing) and the
+    /// update window. Reverts {ModelRegistryNoSuchVersion} for a version the model does not have.
+    function versionDelivery(uint256 modelId, uint256 version)
+        external
+        view
+        returns (address owner, address operator, uint256 publishedAt, uint256 window)
+    {
+        _checkVersion(modelId, version);
+        if (version != 1) publishedAt = _versions[modelId][version].publishedAt;
+        return (_listings[modelId].owner, _operators[modelId], publishedAt, _updateWindows[modelId]);
+    }
+
     /// @notice The owner (who is paid) and the operator (who may also deliver) in one call.
     function deliveryParties(uint256 modelId) external view returns (address owner, address operator) {
         return (_requireOwned(modelId), _operators[modelId]);

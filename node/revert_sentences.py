@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from node.amounts import fmt_eth
 from node.protocol import ModelStatus, PurchaseStatus
+from node.versions import update_window_words
 
 PANIC_CODES = {
     0x01: "an assertion failed",
@@ -227,6 +228,31 @@ MESSAGES: dict[str, Callable[[dict], str]] = {
     "MarketplaceBadPeriods": lambda a: (
         f"{a['periods']} periods cannot be bought: subscribe for at least one period, and for less than "
         f"the contract can date (2^64 seconds). Nothing was charged."
+    ),
+    "MarketplaceNotNewVersion": lambda a: (
+        f"Version {a['version']} of model {a['modelId']} has no key of its own to deliver: version 1's key is "
+        f"the purchase's (deliverKey); deliverVersionKeys takes a version from 2 up."
+    ),
+    "MarketplaceNotVersionDeliverer": lambda a: (
+        f"{a['caller']} may not deliver the version keys of model {a['modelId']}: only the model's owner or its "
+        f"operator can (see setOperator)."
+    ),
+    "MarketplaceBatchMismatch": lambda a: (
+        f"The batch names {a['accounts']} accounts but carries {a['wrappedKeys']} wrapped keys: pass one key "
+        f"per account, in the same order."
+    ),
+    "MarketplaceNoLicence": lambda a: (
+        f"{a['account']} holds no delivered licence of model {a['modelId']} (never bought, still pending or "
+        f"refunded; a validator's key is no licence): leave it out of the batch."
+    ),
+    "MarketplaceNotEntitled": lambda a: (
+        f"{a['account']}'s licence of model {a['modelId']} (delivered {when(a['deliveredAt'])}) does not cover "
+        f"version {a['version']}, published {when(a['publishedAt'])}: the update window is "
+        f"{update_window_words(a['window'])}. Leave it out of the batch."
+    ),
+    "MarketplaceVersionKeyAlreadyDelivered": lambda a: (
+        f"{a['account']} already received the key of version {a['version']} of model {a['modelId']}: leave it "
+        f"out of the batch (the VersionKeyDelivered event has it)."
     ),
     # MockStablecoin (local chains only)
     "MockStablecoinMintTooLarge": lambda a: (

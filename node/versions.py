@@ -18,6 +18,15 @@ from node.protocol import ModelStatus
 FOREVER = 2**256 - 1
 
 
+def update_window_words(seconds: int) -> str:
+    """A model's update window (``ModelRegistry.updateWindow``) as a person reads it."""
+    if seconds == FOREVER:
+        return "forever"
+    if seconds == 0:
+        return "0 (only the version bought)"
+    return f"{seconds} s after each purchase"
+
+
 @dataclass(frozen=True)
 class Version:
     """One version of a listing as the chain records it; ``published_at`` in Unix seconds."""

@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.gas import TARGETS, TOKEN_TARGETS, play_round, play_tokens
+from benchmarks.gas import (
+    TARGETS,
+    TOKEN_TARGETS,
+    VERSION_KEY_ACCOUNTS,
+    VERSION_KEY_TARGETS,
+    per_holder,
+    play_round,
+    play_tokens,
+    play_version_keys,
+)
 
 
 def first_call_gas(c, receipts: bool = False) -> dict:
@@ -62,6 +71,22 @@ def test_token_buy_and_subscribe_gas_within_targets(chain):
     assert not over, f"over target (gas, limit): {over}"
     # in the token it costs the token's transferFrom and the balance checks more (no target)
     assert gas["subscribe (ERC-20)"] > gas["subscribe"]
+
+
+def test_version_keys_per_holder_within_target(chain):
+    """deliverVersionKeys (issue 15 §1) as benchmarks/gas.py plays it: one batch of 10 never-used
+    holders' first version keys, divided by 10."""
+
+    def send(label, sender, call, value=0):
+        return chain.send(call, sender, value=value, gas=2_000_000)
+
+    contracts = {"ModelRegistry": chain.registry, "Marketplace": chain.market}
+    fresh = [chain.new_account() for _ in range(VERSION_KEY_ACCOUNTS)]
+    gas = {label: r["gasUsed"] for label, r in play_version_keys(contracts, fresh, 1, send).items()}
+    gas["deliver_version_keys_per_holder"] = per_holder(gas)
+    print("\n" + "\n".join(f"{op:<40}{g:>9,}" for op, g in gas.items()))
+    over = {op: (gas[op], limit) for op, limit in VERSION_KEY_TARGETS.items() if gas[op] > limit}
+    assert not over, f"over target (gas, limit): {over}"
 
 
 def calldata_gas(data: bytes) -> int:
