@@ -76,6 +76,9 @@ class Config:
     # unclaimed, or whatever is unclaimed once the channel expires within claim_margin seconds.
     claim_threshold_calls: int = 100
     claim_margin: float = 3600.0
+    # The worker delivers a new version's key to at most this many licence holders per
+    # transaction (Marketplace.deliverVersionKeys; node/versiondelivery.py).
+    version_key_batch: int = 50
     # The inference service's state store (node/servicestore: a path, sqlite:///, redis://,
     # postgresql://): `modex serve` keeps nonces, vouchers and free calls there, the worker claims
     # its vouchers; "": the SQLite file of service_store_at.
@@ -195,6 +198,7 @@ def _coerce(key: str, value, source: str):
         "worker_max_fee_gwei": float,
         "claim_threshold_calls": int,
         "claim_margin": float,
+        "version_key_batch": int,
         "hosted": bool,
     }.get(key, str)
     if value is None:
@@ -285,6 +289,12 @@ def _check_worker_and_ports(config: Config, where: Callable[[str], str]) -> None
             f"worker_max_fee_gwei ({where('worker_max_fee_gwei')}) must be more "
             "than 0 gwei per gas",
             key="worker_max_fee_gwei",
+        )
+    if not 1 <= config.version_key_batch <= 1000:
+        raise ConfigError(
+            f"version_key_batch ({where('version_key_batch')}) must be 1 to 1000 licence "
+            "holders per transaction",
+            key="version_key_batch",
         )
     for key in ("claim_threshold_calls", "claim_margin"):
         if not 0 <= getattr(config, key) < math.inf:

@@ -206,6 +206,18 @@ class InFlight:
         due = min(self.state.inflight[p]["signed_at"] for p in pids) + self.replace_after_s
         return time.monotonic() + max(0.0, min(self.chain.receipt_timeout, due - time.time()))
 
+    def wait_for(self, ids: list[int], mined: Callable[[int], bool | None]) -> list[int]:
+        """Poll ``mined(id)`` (None: not mined yet) for these records until each is mined, or the
+        first is due for replacement (``wait_until``); the ids still unmined."""
+        deadline = self.wait_until(ids)
+        delay = self.chain.poll_latency
+        while True:
+            ids = [i for i in ids if mined(i) is None]
+            if not ids or time.monotonic() >= deadline:
+                return ids
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+
     # -- leaving the record ---------------------------------------------------------------------
 
     def drop(self, pid: int) -> None:

@@ -74,6 +74,11 @@ if validators dispute the model) and the
 purchases behind it are served. An unexpected error on one purchase is logged with its
 traceback and never stops the loop.
 
+Later versions' keys (``node.versiondelivery.VersionKeys``, after the purchases in each pass):
+each version from 2 up reaches the licence holders its update window covers, in batches of
+``deliverVersionKeys`` with the same write-ahead, resend and replacement rules, recorded in
+``<state>.version-keys.json`` beside the state file.
+
 Crash-injection for tests: ``crash(point, purchase_id)`` is called at ``before_wrap``,
 ``before_send`` (signed and recorded, not sent), ``after_send`` (sent, receipt not seen),
 ``after_receipt`` (mined, state not yet updated) and ``before_replace_send`` (a replacement
@@ -88,7 +93,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +104,7 @@ from node.inflight import InFlight
 from node.keyvault import KeyVault, atomic_write
 from node.replacement import GWEI
 from node.scanner import Batch, BlockScanner, Checkpoint, poll_loop
+from node.versiondelivery import VersionKeys
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +122,8 @@ class PassReport:
     closed: list[int] = field(default_factory=list)  # left the open set without our delivery
     pending: dict[int, str] = field(default_factory=dict)  # sent, not mined yet: latest tx hash
     scanned_to: int = -1
+    # later versions' keys delivered (node/versiondelivery.py): (model id, version, account)
+    version_keys: list[tuple[int, int, str]] = field(default_factory=list)
 
 
 class WorkerState:
@@ -222,6 +229,7 @@ class KeyDelivery:
         margin_s: int = 30,
         replace_after_s: float = Config.worker_replace_after,
         max_fee_per_gas: int = int(Config.worker_max_fee_gwei * GWEI),
+        version_key_batch: int = Config.version_key_batch,
         crash: Callable[[str, int], None] | None = None,
     ):
         if replace_after_s < 0:
@@ -257,6 +265,18 @@ class KeyDelivery:
             start_block=self.start_block,
             crash=crash,
         )
+        self.version_keys = VersionKeys(
+            chain,
+            signer,
+            vault,
+            VersionKeys.state_path_beside(state_path),
+            store=store,
+            start_block=self.start_block,
+            batch_size=version_key_batch,
+            replace_after_s=replace_after_s,
+            max_fee_per_gas=max_fee_per_gas,
+            crash=crash,
+        )
         self._told: dict[int, str] = {}  # purchase id → last reason logged, to log it once
 
     @classmethod
@@ -282,6 +302,7 @@ class KeyDelivery:
             confirmations=config.confirmations,
             replace_after_s=config.worker_replace_after,
             max_fee_per_gas=int(config.worker_max_fee_gwei * GWEI),
+            version_key_batch=config.version_key_batch,
             crash=crash,
         )
 
@@ -302,6 +323,8 @@ class KeyDelivery:
                 log.exception("purchase %d: unexpected error; will retry next pass", pid)
                 report.skipped[pid] = "unexpected error (logged)"
         self._settle(report)
+        # After the purchases (theirs are the lowest nonces): later versions' keys to holders.
+        report.version_keys = self.version_keys.poll()
         return report
 
     def run(self, stop: threading.Event, interval: float = 2.0) -> None:
@@ -444,13 +467,5 @@ class KeyDelivery:
         waiting = [pid for pid in sorted(self.state.inflight) if pid in self.state.open]
         if not waiting:
             return
-        deadline = self.inflight.wait_until(waiting)
-        delay = self.chain.poll_latency
-        while True:
-            waiting = [pid for pid in waiting if self._mined(pid, report) is None]
-            if not waiting or time.monotonic() >= deadline:
-                break
-            time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
-        for pid in waiting:
+        for pid in self.inflight.wait_for(waiting, lambda pid: self._mined(pid, report)):
             report.pending[pid] = self.inflight.latest(pid)["tx_hash"]

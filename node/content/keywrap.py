@@ -4,6 +4,8 @@ Suite: DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / AES-256-GCM (kem 0x0020, kdf 0
 aead 0x0002), through PyPI ``pyhpke``.
 
     info      = b"modex/v1/key" || u64be(chainId) || marketplace address (20) || u256be(purchaseId)
+    (a later version's key, ``Marketplace.deliverVersionKeys``: b"modex/v1/version-key" ||
+    u64be(chainId) || marketplace (20) || u256be(modelId) || u256be(version) || account (20))
     aad       = b""
     plaintext = the 32-byte content key
     wire form = enc (32) || ciphertext (32 + 16 tag) = 80 bytes, delivered on-chain
@@ -35,6 +37,9 @@ INFO_LABEL = b"modex/v1/key"
 # Private feedback to a seller (node/feedback.py): FEEDBACK_INFO_LABEL || u64be(chainId) ||
 # Votes address (20) || u256be(modelId).
 FEEDBACK_INFO_LABEL = b"modex/v1/feedback"
+# A later version's key to a licence holder (Marketplace.deliverVersionKeys): VERSION_INFO_LABEL ||
+# u64be(chainId) || marketplace (20) || u256be(modelId) || u256be(version) || account (20).
+VERSION_INFO_LABEL = b"modex/v1/version-key"
 X25519_INFO = b"modex/v1/x25519"
 WRAPPED_SIZE = 80
 ENC_SIZE = 32
@@ -43,34 +48,47 @@ CONTENT_KEY_SIZE = 32
 SUITE = CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.AES256_GCM)
 
 
-def _address_bytes(marketplace: str | bytes) -> bytes:
-    if isinstance(marketplace, (bytes, bytearray)):
-        raw = bytes(marketplace)
+def _address_bytes(address: str | bytes, what: str = "marketplace") -> bytes:
+    if isinstance(address, (bytes, bytearray)):
+        raw = bytes(address)
     else:
-        text = marketplace[2:] if marketplace[:2].lower() == "0x" else marketplace
+        text = address[2:] if address[:2].lower() == "0x" else address
         try:
             raw = bytes.fromhex(text)
         except ValueError:
             raw = b""
     if len(raw) != 20:
-        raise KeyWrapError(
-            f"marketplace must be a 20-byte address (0x + 40 hex), got {marketplace!r}"
-        )
+        raise KeyWrapError(f"{what} must be a 20-byte address (0x + 40 hex), got {address!r}")
     return raw
+
+
+def _u256(value: int, what: str) -> bytes:
+    if not isinstance(value, int) or not 0 <= value < 1 << 256:
+        raise KeyWrapError(f"{what} must be an unsigned 256-bit integer, got {value!r}")
+    return value.to_bytes(32, "big")
+
+
+def _chain_and_market(label: bytes, chain_id: int, marketplace: str | bytes) -> bytes:
+    """The head every ``info`` here shares: its label, u64be(chainId), the marketplace's 20 bytes."""
+    if not isinstance(chain_id, int) or not 0 <= chain_id < 1 << 64:
+        raise KeyWrapError(f"chain id must be an unsigned 64-bit integer, got {chain_id!r}")
+    return label + struct.pack(">Q", chain_id) + _address_bytes(marketplace)
 
 
 def key_info(chain_id: int, marketplace: str | bytes, purchase_id: int) -> bytes:
     """The HPKE ``info`` that binds a wrapped key to one purchase on one marketplace and chain."""
-    if not isinstance(chain_id, int) or not 0 <= chain_id < 1 << 64:
-        raise KeyWrapError(f"chain id must be an unsigned 64-bit integer, got {chain_id!r}")
-    if not isinstance(purchase_id, int) or not 0 <= purchase_id < 1 << 256:
-        raise KeyWrapError(f"purchase id must be an unsigned 256-bit integer, got {purchase_id!r}")
-    return (
-        INFO_LABEL
-        + struct.pack(">Q", chain_id)
-        + _address_bytes(marketplace)
-        + purchase_id.to_bytes(32, "big")
-    )
+    head = _chain_and_market(INFO_LABEL, chain_id, marketplace)
+    return head + _u256(purchase_id, "purchase id")
+
+
+def version_key_info(
+    chain_id: int, marketplace: str | bytes, model_id: int, version: int, account: str | bytes
+) -> bytes:
+    """The HPKE ``info`` of a later version's key: bound to one (model, version, licence holder)
+    on one marketplace and chain, so a key delivered for one version or holder opens no other."""
+    head = _chain_and_market(VERSION_INFO_LABEL, chain_id, marketplace)
+    tail = _u256(model_id, "model id") + _u256(version, "version")
+    return head + tail + _address_bytes(account, "account")
 
 
 def _public_key(raw: bytes):
@@ -143,9 +161,16 @@ def wrap_key(
     eph_secret: bytes | None = None,
 ) -> bytes:
     """Wrap a 32-byte content key to a recipient's X25519 public key; return the 80-byte wire form."""
+    info = key_info(chain_id, marketplace, purchase_id)
+    return wrap_with_info(recipient_pub, content_key, info=info, eph_secret=eph_secret)
+
+
+def wrap_with_info(
+    recipient_pub: bytes, content_key: bytes, *, info: bytes, eph_secret: bytes | None = None
+) -> bytes:
+    """``wrap_key`` for a given ``info`` (``key_info`` or ``version_key_info``): the 80 bytes."""
     if not isinstance(content_key, (bytes, bytearray)) or len(content_key) != CONTENT_KEY_SIZE:
         raise KeyWrapError(f"the content key must be {CONTENT_KEY_SIZE} bytes")
-    info = key_info(chain_id, marketplace, purchase_id)
     enc, ct = hpke_seal(recipient_pub, bytes(content_key), info=info, eph_secret=eph_secret)
     wrapped = enc + ct
     assert len(wrapped) == WRAPPED_SIZE
@@ -161,10 +186,15 @@ def unwrap_key(
     purchase_id: int,
 ) -> bytes:
     """Unwrap an 80-byte wrapped key with the recipient's X25519 secret; KeyWrapError on failure."""
+    info = key_info(chain_id, marketplace, purchase_id)
+    return unwrap_with_info(wrapped, recipient_secret, info=info)
+
+
+def unwrap_with_info(wrapped: bytes, recipient_secret: bytes, *, info: bytes) -> bytes:
+    """``unwrap_key`` for a given ``info`` (``key_info`` or ``version_key_info``)."""
     if not isinstance(wrapped, (bytes, bytearray)) or len(wrapped) != WRAPPED_SIZE:
         got = len(wrapped) if isinstance(wrapped, (bytes, bytearray)) else type(wrapped).__name__
         raise KeyWrapError(f"a wrapped key is {WRAPPED_SIZE} bytes (160 hex chars), got {got}")
-    info = key_info(chain_id, marketplace, purchase_id)
     key = hpke_open(wrapped[:ENC_SIZE], recipient_secret, wrapped[ENC_SIZE:], info=info)
     if len(key) != CONTENT_KEY_SIZE:
         raise KeyWrapError(f"the unwrapped key has {len(key)} bytes, not {CONTENT_KEY_SIZE}")
