@@ -440,20 +440,51 @@ def read_feedback_file(path) -> list[tuple[str, int]]:
     return pairs
 
 
+def add_run_options(p: argparse.ArgumentParser) -> list[str]:
+    """The run's settings as options of a command line (``python -m ml.retrain`` and `modex
+    retrain`), each named as retrain()'s keyword; returns those names."""
+    options = [
+        p.add_argument(
+            "--replay-rows",
+            type=int,
+            default=REPLAY_ROWS,
+            help="rows of the original training data mixed in (default %(default)s)",
+        ),
+        p.add_argument("--seed", type=int, default=TrainConfig.seed, help="default %(default)s"),
+        p.add_argument(
+            "--max-regression",
+            type=float,
+            default=MAX_REGRESSION,
+            help="the most public-eval accuracy the new version may lose, a fraction "
+            "(default %(default)s = one point)",
+        ),
+        p.add_argument(
+            "--holdout-share",
+            type=float,
+            default=HOLDOUT_SHARE,
+            help="share of the feedback kept out of training to measure it (default %(default)s)",
+        ),
+        p.add_argument("--epochs", type=int, default=EPOCHS, help="default %(default)s"),
+        p.add_argument(
+            "--learning-rate", type=float, default=LEARNING_RATE, help="default %(default)s"
+        ),
+        p.add_argument(
+            "--batch-size", type=int, default=TrainConfig.batch_size, help="default %(default)s"
+        ),
+        p.add_argument(
+            "--max-length", type=int, default=TrainConfig.max_length, help="default %(default)s"
+        ),
+        p.add_argument("--eval-set", default="", help="public eval set (default: the version's)"),
+    ]
+    return [action.dest for action in options]
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model_dir", help="the current version's model directory")
     p.add_argument("--feedback", required=True, help="JSON lines of {text, label}")
     p.add_argument("--output-dir", required=True, help="where the new version goes if kept")
-    p.add_argument("--replay-rows", type=int, default=REPLAY_ROWS)
-    p.add_argument("--seed", type=int, default=TrainConfig.seed)
-    p.add_argument("--max-regression", type=float, default=MAX_REGRESSION)
-    p.add_argument("--holdout-share", type=float, default=HOLDOUT_SHARE)
-    p.add_argument("--epochs", type=int, default=EPOCHS)
-    p.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
-    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    p.add_argument("--max-length", type=int, default=TrainConfig.max_length)
-    p.add_argument("--eval-set", default="", help="public eval set (default: the version's)")
+    add_run_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output dir")
     return p.parse_args(argv)
 

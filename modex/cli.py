@@ -52,6 +52,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "publish": ("publish", "seal, pin and list a model directory for sale"),
     "claim": ("publish", "claim a listed model's work digest (when its publish could not)"),
     "terms": ("terms", "change a listed model's price, its token or its subscription offer"),
+    "retrain": (
+        "retrain",
+        "retrain your model on its buyers' feedback; publish it if the eval set does not regress",
+    ),
     "refund": (
         "refund",
         "refund an undelivered purchase after the delivery window (at once if "

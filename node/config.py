@@ -72,6 +72,9 @@ class Config:
     receipt_timeout: float = 120.0  # seconds to wait for a transaction to be mined
     worker_replace_after: float = 30.0  # seconds before the worker replaces an unmined deliverKey
     worker_max_fee_gwei: float = 100.0  # the worker never offers more per gas (replacements too)
+    # The worker's retraining job (modex/retraining.py): retrain a model of this seller on its
+    # feedback once this many new labelled items have come in; 0: never.
+    worker_retrain_after: int = 0
     # The claimer (node/claimer.py) claims a channel's vouchers once this many calls' worth is
     # unclaimed, or whatever is unclaimed once the channel expires within claim_margin seconds.
     claim_threshold_calls: int = 100
@@ -132,6 +135,12 @@ class Config:
         has always kept it. The chain id keeps the workers of two chains in one folder apart."""
         assert self.index_db is not None  # set by __post_init__
         return self.index_db.with_name(f"worker-{chain_id}.json")
+
+    def retrain_state_path(self, chain_id: int) -> Path:
+        """The worker's retraining job's state file on chain ``chain_id`` (the feedback items
+        each model was retrained on): ``retrain-<chainId>.json`` beside the worker's own, for the
+        same reasons (``worker_state_path``)."""
+        return self.worker_state_path(chain_id).with_name(f"retrain-{chain_id}.json")
 
     def service_store_at(self, chain_id: int, marketplace: str) -> str:
         """The inference service's state store on chain ``chain_id``: ``service_store`` when set,
@@ -196,6 +205,7 @@ def _coerce(key: str, value, source: str):
         "receipt_timeout": float,
         "worker_replace_after": float,
         "worker_max_fee_gwei": float,
+        "worker_retrain_after": int,
         "claim_threshold_calls": int,
         "claim_margin": float,
         "version_key_batch": int,
@@ -289,6 +299,12 @@ def _check_worker_and_ports(config: Config, where: Callable[[str], str]) -> None
             f"worker_max_fee_gwei ({where('worker_max_fee_gwei')}) must be more "
             "than 0 gwei per gas",
             key="worker_max_fee_gwei",
+        )
+    if config.worker_retrain_after < 0:
+        raise ConfigError(
+            f"worker_retrain_after ({where('worker_retrain_after')}) must be 0 (no retraining) "
+            "or a number of feedback items",
+            key="worker_retrain_after",
         )
     if not 1 <= config.version_key_batch <= 1000:
         raise ConfigError(

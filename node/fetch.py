@@ -51,7 +51,7 @@ class Listing:
 @dataclass
 class Fetched:
     model_id: int
-    purchase_id: int
+    purchase_id: int  # 0: the owner's own copy (decrypt_published), bought by nobody
     out_dir: Path
     model_hash: str
     files: int
@@ -331,17 +331,14 @@ def fetch_model(
         )
     model_hash, metadata_cid = versions.content_of(chain, model_id, opens)
     key = unwrap_for(chain, signer, pid, bytes(delivered["args"]["wrappedKey"]))
-    meta = load_metadata(store, metadata_cid)
-    content_cid = check_metadata(meta, model_id, model_hash)
-    tmp, manifest = retrieve(
-        store, content_cid, key, out.parent, prefix=f".{out.name}.", progress=progress
+    content_cid = check_metadata(load_metadata(store, metadata_cid), model_id, model_hash)
+    fetched = extract_verified(
+        store,
+        content_cid,
+        key,
+        Fetched(model_id, pid, out, "0x" + model_hash.hex(), 0, 0, version=opens),
+        progress=progress,
     )
-    try:
-        check_model_hash(manifest, model_hash)
-        place(tmp, out)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(tmp)
     log.info(
         "model %d version %d verified (hash 0x%s) and written to %s",
         model_id,
@@ -349,12 +346,47 @@ def fetch_model(
         model_hash.hex(),
         out,
     )
-    return Fetched(
-        model_id,
-        pid,
-        out,
-        "0x" + model_hash.hex(),
-        len(manifest.files),
-        manifest.total_size,
-        version=opens,
+    return fetched
+
+
+def extract_verified(store, content_cid: str, key: bytes, fetched: Fetched, *, progress=None):
+    """Steps 4 and 5: the sealed archive unsealed into a temporary folder beside
+    ``fetched.out_dir`` and renamed to it only if its manifest hash is ``fetched.model_hash``;
+    ``fetched`` with the count and size of the files written."""
+    out = fetched.out_dir
+    tmp, manifest = retrieve(
+        store, content_cid, key, out.parent, prefix=f".{out.name}.", progress=progress
     )
+    try:
+        check_model_hash(manifest, bytes.fromhex(fetched.model_hash.removeprefix("0x")))
+        place(tmp, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(tmp)
+    fetched.files, fetched.size = len(manifest.files), manifest.total_size
+    return fetched
+
+
+def decrypt_published(chain, store, vault, model_id: int, out_dir, *, progress=None) -> Fetched:
+    """The seller's side of a fetch: the listing's latest version decrypted from the store with
+    the content key the seller's key vault kept when it was published (no purchase, no wrapped
+    key), verified against that version's on-chain model hash like a buyer's fetch, written to
+    ``out_dir`` (private, as every decrypted model). `modex retrain` starts from it."""
+    out = Path(out_dir).absolute()
+    _check_out_dir(out)
+    content_ref(chain, model_id)  # "model N is not listed" before anything else
+    number = versions.version_count(chain, model_id)
+    model_hash, metadata_cid = versions.content_of(chain, model_id, number)
+    content_cid = check_metadata(load_metadata(store, metadata_cid), model_id, model_hash)
+    entry = vault.get(content_cid)
+    if entry is None or entry.model_hash.lower() != "0x" + model_hash.hex():
+        raise KeyDeliveryError(
+            f"the key vault {vault.path} holds no key for version {number} of model {model_id} "
+            f"(content {content_cid}): only the node that published it has it; run this with "
+            "that node's --data-dir, or give the version's folder yourself",
+            model_id=model_id,
+        )
+    listed = Fetched(model_id, 0, out, "0x" + model_hash.hex(), 0, 0, version=number)
+    fetched = extract_verified(store, content_cid, entry.key, listed, progress=progress)
+    log.info("model %d version %d decrypted from the key vault into %s", model_id, number, out)
+    return fetched

@@ -1,5 +1,6 @@
 """`modex worker`: the seller's key-delivery worker and, with a service store, the claimer of its
-inference service's vouchers (node/claimer.py); long-running, or --once."""
+inference service's vouchers (node/claimer.py); with --retrain-after N, the retraining of its
+models on their feedback (modex/retraining.py); long-running, or --once."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from modex.commandline import (
     add_node_options,
     run_until_signalled,
 )
+from modex.retraining import RetrainJob
 from node.claimer import CRASH_ENV as CLAIMER_CRASH_ENV
 from node.claimer import claimer_crash_hook
 from node.servicestore import open_service_store
@@ -52,7 +54,22 @@ def register(sub) -> None:
         "(default: service_store from the config, else the SQLite file `modex serve` keeps "
         "in the data dir when there is one; none: no claims)",
     )
+    p.add_argument(
+        "--retrain-after",
+        type=_count,
+        metavar="N",
+        help="retrain a model you own on its feedback once N new labelled items have come in, "
+        "and publish the result if the eval set does not regress (default: "
+        "worker_retrain_after from the config, 0: never)",
+    )
     add_node_options(p)
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number of items, 0 or more")
+    return int(text)
 
 
 def _amount(least: float, unit: str, words: str):
@@ -80,6 +97,7 @@ def run(args) -> int:
         for key, value in (
             ("worker_replace_after", args.replace_after),
             ("worker_max_fee_gwei", args.max_fee_gwei),
+            ("worker_retrain_after", args.retrain_after),
         )
         if value is not None
     }
@@ -95,6 +113,9 @@ def run(args) -> int:
             open_service_store(store_at),
             crash=claimer_crash_hook(os.environ.get(CLAIMER_CRASH_ENV)),
         )
+    retraining = None
+    if stack.config.worker_retrain_after:
+        retraining = RetrainJob(stack, retrain_after=stack.config.worker_retrain_after)
     if args.once:
         report = worker.poll()
         print(
@@ -107,12 +128,19 @@ def run(args) -> int:
         )
         if claimer is not None:
             print(claimer.poll().summary())
+        if retraining is not None:
+            for outcome in retraining.poll():
+                print(outcome.summary())
         return 0
 
     def loop(stop: threading.Event, interval: float) -> None:
         if claimer is not None:
             threading.Thread(
                 target=claimer.run, args=(stop, interval), name="modex-claimer", daemon=True
+            ).start()
+        if retraining is not None:
+            threading.Thread(
+                target=retraining.run, args=(stop, interval), name="modex-retrain", daemon=True
             ).start()
         worker.run(stop, interval=interval)
 
