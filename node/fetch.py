@@ -2,7 +2,9 @@
 
 Steps (``fetch_model``):
 1. read the listing on-chain (model hash, metadata CID) and the buyer's delivered wrapped key
-   (the ``KeyDelivered`` event of the buyer's purchase; the chain is the source of truth);
+   (the ``KeyDelivered`` event of the buyer's purchase; the chain is the source of truth), or
+   for a later version the ``VersionKeyDelivered`` key of the buyer (``node.versionfetch``):
+   by default the latest version the buyer holds a key for;
 2. unwrap it with the wallet-derived X25519 key (docs/formats.md §4);
 3. load the metadata JSON and check it names the same model hash as the chain;
 4. stream the ciphertext from the store (each block verified against its CID) → unseal (§4.2)
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import requests
 
-from node import versions
+from node import versionfetch, versions
 from node.content import keywrap, seal, tarball
 from node.content.manifest import check_model_hash
 from node.errors import ChainError, IntegrityError, KeyDeliveryError, ManifestError, ModexError
@@ -300,7 +302,8 @@ def fetch_model(
     progress=None,
 ) -> Fetched:
     """The buyer's fetch-and-verify journey (see the module docstring): ``version`` (default:
-    the one the buyer's delivered key opens) is verified against that version's on-chain hash."""
+    the latest the buyer holds a key for: its purchase's, or a later one the seller's worker
+    delivered) is verified against that version's on-chain hash."""
     out = Path(out_dir).absolute()
     _check_out_dir(out)
     content_ref(chain, model_id)  # "model N is not listed" before anything else
@@ -322,27 +325,28 @@ def fetch_model(
     opens = versions.delivered_version(
         chain, model_id, delivered["blockNumber"], delivered["logIndex"]
     )
-    if version is not None and version != opens:
-        raise KeyDeliveryError(
-            f"the key of purchase {pid} opens version {opens} of model {model_id}, not version "
-            f"{version}: each version has its own key, delivered to licence holders within the "
-            f"listing's update window; fetch version {opens} (leave out --version)",
-            purchase_id=pid,
-        )
-    model_hash, metadata_cid = versions.content_of(chain, model_id, opens)
-    key = unwrap_for(chain, signer, pid, bytes(delivered["args"]["wrappedKey"]))
+    # Later versions' keys come one by one (VersionKeyDelivered); by default the latest held.
+    later = versionfetch.later_version_keys(chain, signer.address, model_id)
+    number = max([opens, *later]) if version is None else version
+    if number == opens:
+        key = unwrap_for(chain, signer, pid, bytes(delivered["args"]["wrappedKey"]))
+    elif number in later:
+        key = versionfetch.unwrap_version_key(chain, signer, model_id, number, later[number])
+    else:
+        raise versionfetch.no_key_for(chain, signer.address, model_id, pid, opens, number)
+    model_hash, metadata_cid = versions.content_of(chain, model_id, number)
     content_cid = check_metadata(load_metadata(store, metadata_cid), model_id, model_hash)
     fetched = extract_verified(
         store,
         content_cid,
         key,
-        Fetched(model_id, pid, out, "0x" + model_hash.hex(), 0, 0, version=opens),
+        Fetched(model_id, pid, out, "0x" + model_hash.hex(), 0, 0, version=number),
         progress=progress,
     )
     log.info(
         "model %d version %d verified (hash 0x%s) and written to %s",
         model_id,
-        opens,
+        number,
         model_hash.hex(),
         out,
     )

@@ -23,8 +23,9 @@ def register(sub) -> None:
         "--version",
         type=positive_id,
         metavar="N",
-        help="which version of the model (default: the one your delivered key opens); it is "
-        "verified against that version's on-chain hash",
+        help="which version of the model (default: the latest you hold a key for: your "
+        "purchase's, or a later one the seller delivered within the listing's update window); "
+        "it is verified against that version's on-chain hash",
     )
     add_node_options(p)
 

@@ -10,7 +10,7 @@ import pytest
 from node.config import Config, validate
 from node.content import keywrap
 from node.errors import ConfigError
-from tests.node.cli_results import ok
+from tests.node.cli_results import ok, refused
 from tests.node.modex_stack import buy_raw, make_stack, publish_model, write_model
 from tests.node.worker_helpers import seller_worker
 
@@ -129,6 +129,39 @@ def test_a_batch_holds_at_most_the_configured_number_of_holders(published):
         )
     }
     assert len(blocks) == 2, "one transaction per holder"
+
+
+def test_holders_fetch_the_versions_they_hold_keys_for(published, tmp_path):
+    stack, model_id, state, v2 = published
+    seller_worker(stack, state).poll()
+    fetch = ["fetch", str(model_id), "--out"]
+    # A: version 2 by its VersionKeyDelivered key, verified; also the default (the latest held)
+    out = ok(stack.cli("buyer", *fetch, str(tmp_path / "a2"), "--version", "2"))
+    assert "version 2 verified" in out
+    assert files_of(tmp_path / "a2") == files_of(v2)
+    assert "version 2 verified" in ok(stack.cli("buyer", *fetch, str(tmp_path / "a")))
+    # B: outside the window, refused in words; its purchase's version stays its default
+    err = refused(
+        stack.cli("buyer2", *fetch, str(tmp_path / "b2"), "--version", "2"),
+        "not entitled to version 2",
+        "update window is 86400 s after each purchase",
+        "opens version 1",
+    )
+    assert "Traceback" not in err and not (tmp_path / "b2").exists()
+    assert "version 1 verified" in ok(stack.cli("buyer2", *fetch, str(tmp_path / "b")))
+
+
+def test_an_entitled_holder_waits_for_the_worker_in_words(published, tmp_path):
+    stack, model_id, _state, _v2 = published
+    refused(
+        stack.cli("buyer", "fetch", str(model_id), "--out", str(tmp_path / "a"), "--version", "2"),
+        "entitled to version 2",
+        "has not delivered its key yet",
+    )
+
+
+def files_of(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
 
 
 def test_the_batch_size_is_a_setting_of_1_to_1000_holders():
