@@ -125,6 +125,10 @@ def run(args) -> int:
             + "".join(
                 f"\n  purchase {k}: sent {v}, not mined yet" for k, v in report.pending.items()
             )
+            + "".join(
+                f"\n  model {m} version {v}: key delivered to {account}"
+                for m, v, account in report.version_keys
+            )
         )
         if claimer is not None:
             print(claimer.poll().summary())

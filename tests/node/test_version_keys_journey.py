@@ -100,6 +100,14 @@ def test_the_worker_delivers_version_2_to_the_holder_inside_the_window_only(publ
     assert len(version_key_events(stack, model_id)) == 1
 
 
+def test_modex_worker_once_says_which_version_keys_it_delivered(published):
+    stack, model_id, _state, _v2 = published
+    a = stack.signers["buyer"].address
+    out = ok(stack.cli("seller", "worker", "--once"))
+    assert f"model {model_id} version 2: key delivered to {a}" in out
+    assert "version 2: key delivered" not in ok(stack.cli("seller", "worker", "--once"))
+
+
 @pytest.mark.parametrize("point", ["before_send", "after_send"])
 def test_a_crash_around_the_send_delivers_once(published, point):
     stack, model_id, state, _v2 = published
