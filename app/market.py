@@ -45,10 +45,12 @@ from app.lookups import (
 from app.page_cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_S, PageCache
 from app.payments import answer_sentence, shown_payments, try_model
 from app.resources import data_dir, get_chain, get_indexer, get_store
+from ml.implicit import ImplicitModel
 from ml.recommend import Recommender
 from node import market
 from node.errors import ModexError
 from node.fetch import fetch_model, get_listing, load_metadata, private_folder
+from node.indexer.feedback import FeedbackLog
 from node.tokens import payment_token
 
 log = logging.getLogger(__name__)
@@ -164,8 +166,20 @@ def rank_for_buyer(listings: list[dict], need: str) -> list[dict]:
         }
         for model_id, row in by_id.items()
     ]
-    ranked = _recommender().recommend(items, need=need, history=bought, top_k=None)
+    ranked = _recommender().recommend(
+        items, need=need, history=bought, top_k=None, implicit=_implicit_feedback(indexer)
+    )
     return [{"listing": by_id[r.id], "explanation": r.explanation} for r in ranked]
+
+
+def _implicit_feedback(indexer) -> ImplicitModel:
+    """The app's implicit-feedback model (ml.implicit: what co-buyers chose together), brought
+    up to date with the index's new events before each ranking: a purchase, vote or review the
+    index has just taken in changes the next Recommended page."""
+    with _recommender_lock:
+        model = current_app.extensions.setdefault("modex.implicit", ImplicitModel())
+    model.update(FeedbackLog(indexer))
+    return model
 
 
 def _recommender():
