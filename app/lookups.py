@@ -4,6 +4,7 @@ of a model and the sentence its state shows, and a seller's earnings.
 
     page_args()              the market's search, filter, sort and page from the query string
     model_or_404(model_id)   the indexer's listing row, ready for a template
+    listing_metadata(...)    a listing's (or a version's) public metadata JSON, {} when unreachable
     my_purchase(model_id)    the session wallet's purchase of that model (or None)
     delivery_message(...)    what the buyer's purchase box says
     seller_earnings(address) node.market.earnings over the address's unreleased sales
@@ -11,13 +12,19 @@ of a model and the sentence its state shows, and a seller's earnings.
 
 from __future__ import annotations
 
+import logging
+
 from flask import abort, request, session
 
 from app import session_keys
 from app.helpers import STATUS_NAMES, score_text
-from app.resources import get_chain, get_indexer
+from app.resources import get_chain, get_indexer, get_store
 from node import market
+from node.errors import ModexError
+from node.fetch import load_metadata
 from node.protocol import ModelStatus, Purchase
+
+log = logging.getLogger(__name__)
 
 # The tasks a listing may name: the Publish form's choices and the market's task filter.
 TASKS = ("text-classification", "sentiment-analysis", "feature-extraction", "other")
@@ -76,6 +83,19 @@ def model_or_404(model_id: int) -> dict:
             "it may not be indexed yet. Go back to the market.",
         )
     return listing_row(row)
+
+
+def listing_metadata(indexer, cid: str) -> dict:
+    """The listing's public metadata JSON (docs/formats.md §6): the indexer's copy, else the store's
+    (a listing the indexer has not fetched metadata for yet); {} when neither has it."""
+    meta = indexer.metadata(cid)
+    if meta is not None:
+        return meta
+    try:
+        return load_metadata(get_store(), cid)
+    except ModexError as exc:
+        log.warning("metadata %s unavailable: %s", cid, exc)
+        return {}
 
 
 def stops_sales(status_word: str | None) -> bool:

@@ -35,6 +35,7 @@ from app.lookups import (
     STATUSES,
     TASKS,
     delivery_message,
+    listing_metadata,
     listing_row,
     model_or_404,
     my_purchase,
@@ -49,7 +50,7 @@ from ml.implicit import ImplicitModel
 from ml.recommend import Recommender
 from node import market
 from node.errors import ModexError
-from node.fetch import fetch_model, get_listing, load_metadata, private_folder
+from node.fetch import fetch_model, get_listing, private_folder
 from node.indexer.feedback import FeedbackLog
 from node.tokens import payment_token
 
@@ -59,19 +60,6 @@ bp = Blueprint("market", __name__)
 RECOMMEND_POOL = 200  # "recommended" ranks the best-scored matches, not all 10,000 listings
 
 _recommender_lock = threading.Lock()
-
-
-def listing_metadata(indexer, cid: str) -> dict:
-    """The listing's public metadata JSON (docs/formats.md §6): the indexer's copy, else the store's
-    (a listing the indexer has not fetched metadata for yet); {} when neither has it."""
-    meta = indexer.metadata(cid)
-    if meta is not None:
-        return meta
-    try:
-        return load_metadata(get_store(), cid)
-    except ModexError as exc:
-        log.warning("metadata %s unavailable: %s", cid, exc)
-        return {}
 
 
 @bp.route("/")
