@@ -105,14 +105,23 @@ class KeyVault:
         log.info("stored the content key for %s in %s", content_cid, self.path)
 
     def assign(
-        self, content_cid: str, *, chain_id: int, model_id: int, registry: str | None = None
+        self,
+        content_cid: str,
+        *,
+        chain_id: int,
+        model_id: int,
+        registry: str | None = None,
+        new_version: bool = False,
     ) -> None:
         """Record the on-chain listing (chain, registry address, model id) of a stored key.
 
         A listing names one key: another key that claimed the same listing loses the claim (it
         stays in the vault, unassigned). That happens when a chain went back past a listing
         (a local chain restarted from a save older than it, a dev node restarted) and the id
-        was given to a new listing: the old key must not be delivered for the new model."""
+        was given to a new listing: the old key must not be delivered for the new model. It
+        also happens, by design, when the seller publishes a new version (``new_version``): the
+        listing names the latest version's key, and the older versions' keys stay in the vault,
+        found by their archives' CIDs."""
         listing = {
             "chain_id": int(chain_id),
             "model_id": int(model_id),
@@ -125,14 +134,24 @@ class KeyVault:
             for cid, entry in entries.items():
                 if cid != content_cid and all(entry.get(k) == v for k, v in listing.items()):
                     entry.update(dict.fromkeys(listing))
-                    log.warning(
-                        "model %d on chain %d is now %s; the key of %s, listed under "
-                        "that id on a chain that went back, is kept unassigned",
-                        model_id,
-                        chain_id,
-                        content_cid,
-                        cid,
-                    )
+                    if new_version:
+                        log.info(
+                            "model %d on chain %d: its latest version is %s; the key of the "
+                            "older version %s stays in the vault",
+                            model_id,
+                            chain_id,
+                            content_cid,
+                            cid,
+                        )
+                    else:
+                        log.warning(
+                            "model %d on chain %d is now %s; the key of %s, listed under "
+                            "that id on a chain that went back, is kept unassigned",
+                            model_id,
+                            chain_id,
+                            content_cid,
+                            cid,
+                        )
             entries[content_cid].update(listing)
             self._write(entries)
 

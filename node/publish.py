@@ -516,7 +516,11 @@ def publish_version(
     version = int(_emitted(receipt, registry.events.VersionPublished, "publishVersion")["version"])
     # The listing's key is the latest version's from now on (the worker delivers it to buyers).
     vault.assign(
-        prepared.content_cid, chain_id=chain.chain_id, model_id=model_id, registry=registry.address
+        prepared.content_cid,
+        chain_id=chain.chain_id,
+        model_id=model_id,
+        registry=registry.address,
+        new_version=True,
     )
     log.info("model %d: version %d published (%s)", model_id, version, prepared.metadata_cid)
     claim_tx = ""

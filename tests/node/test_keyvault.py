@@ -57,6 +57,28 @@ def test_a_listing_names_one_key(tmp_path):
     assert v.for_model(1, 2).key == old and v.for_model(31337, 2).key == new
 
 
+def test_a_new_version_takes_the_listing_without_a_warning(tmp_path, caplog):
+    """Publishing a new version moves the listing to its key by design: said as such (info), not
+    as a chain that went back (a warning); the older version's key stays in the vault."""
+    v = vault(tmp_path / "keys.vault")
+    registry = "0xAbC0000000000000000000000000000000000001"
+    v.put("bafyv1", os.urandom(32), model_hash="0x" + "11" * 32)
+    v.assign("bafyv1", chain_id=31337, model_id=2, registry=registry)
+    v.put("bafyv2", os.urandom(32), model_hash="0x" + "22" * 32)
+    with caplog.at_level(logging.INFO, logger="node.keyvault"):
+        v.assign("bafyv2", chain_id=31337, model_id=2, registry=registry, new_version=True)
+    assert v.for_model(31337, 2, registry).content_cid == "bafyv2"
+    assert v.get("bafyv1") is not None
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if "bafyv1" in r.getMessage()]
+    assert said == [
+        (
+            logging.INFO,
+            "model 2 on chain 31337: its latest version is bafyv2; the key of the older version "
+            "bafyv1 stays in the vault",
+        )
+    ]
+
+
 def test_file_is_private_and_holds_no_clear_key(tmp_path):
     path = tmp_path / "keys.vault"
     key = os.urandom(32)
