@@ -21,8 +21,8 @@ pages and sign in (SIWE, eth-account keys), pausing between pages, against `mode
    step), until a step's p99 passes ``--p99-ms`` or it has errors; the highest rate of requests
    a step served with p99 <= ``--p99-ms`` and no errors is ``max_rps_p99_300``.
 
-The last line is JSON: errors, p50_ms, p99_ms, rss_growth_mb (the run at ``--visitors``),
-max_rps_p99_300, baseline_rps, ratio_to_baseline, the ramp's steps, and the machine's state.
+The last line is JSON: errors, p50_ms, p99_ms, rss_growth_mb (the run at ``--visitors``; with
+rss_growth_by_kind_mb, its heap (anon) and mapped-file (file) parts), max_rps_p99_300, baseline_rps, ratio_to_baseline, the ramp's steps, and the machine's state.
 """
 
 from __future__ import annotations
@@ -179,11 +179,19 @@ class Server:
                 raise RuntimeError("modex up did not start:\n" + "".join(server.lines[-30:]))
         return server
 
-    def rss_mb(self) -> float:
+    def memory_mb(self) -> dict[str, float]:
+        """The server's resident memory (VmRSS) and its parts: RssAnon (its heap: what it
+        allocated) and RssFile (file pages it maps, such as each SQLite connection's mmap of the
+        index: the same page of the file counts once per mapping)."""
+        wanted = {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file"}
+        found = {}
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS for the server")
+            name = line.split(maxsplit=1)[0] if line else ""
+            if name in wanted:
+                found[wanted[name]] = int(line.split()[1]) / 1024
+        if "rss" not in found:
+            raise RuntimeError("no VmRSS for the server")
+        return found
 
     def cpu_s(self) -> float:
         """The server process's CPU time so far (user + system, all its threads)."""
@@ -431,12 +439,12 @@ def main(argv=None) -> int:
         try:
             asyncio.run(wait_indexed(server.url, args.listings))
             chain_id = asyncio.run(chain_id_of(server.url))
-            rss_start = server.rss_mb()
+            memory_start = server.memory_mb()
             cpu_start = (server.cpu_s(), time.process_time())
             tally, seconds = asyncio.run(
                 visit(server.url, chain_id, args.listings, args.visitors, args.duration, args.pause)
             )
-            rss_end = server.rss_mb()
+            memory_end = server.memory_mb()
             run = {"visitors": args.visitors, **tally.summary(seconds), "pages": tally.pages()}
             served = max(1, run["requests"])
             run["server_cpu_ms_per_request"] = round(
@@ -466,7 +474,12 @@ def main(argv=None) -> int:
             "p50_ms": run["p50_ms"],
             "p99_ms": run["p99_ms"],
             "rps": run["rps"],
-            "rss_growth_mb": round(rss_end - rss_start, 1),
+            "rss_growth_mb": round(memory_end["rss"] - memory_start["rss"], 1),
+            "rss_growth_by_kind_mb": {
+                kind: round(memory_end[kind] - memory_start[kind], 1)
+                for kind in ("anon", "file")
+                if kind in memory_start and kind in memory_end
+            },
             "max_rps_p99_300": max_rps,
             "baseline_rps": baseline["rps"],
             "baseline_p99_ms": baseline["p99_ms"],

@@ -26,6 +26,7 @@ def test_the_benchmark_runs_and_prints_its_figures(tmp_path):
     for key in ("p50_ms", "p99_ms", "rss_growth_mb", "max_rps_p99_300", "baseline_rps"):
         assert isinstance(figures[key], (int, float)), (key, figures)
     assert figures["errors"] == 0, lines
+    assert set(figures["rss_growth_by_kind_mb"]) == {"anon", "file"}, figures
     assert figures["rps"] > 0 and figures["baseline_rps"] > 0
     assert len(figures["ramp"]) == 1 and figures["ramp"][0]["visitors"] == 4
     assert not list(tmp_path.iterdir())  # the scratch folder is removed
