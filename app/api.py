@@ -15,7 +15,8 @@
                                           publish, setPrice, setActive: app.publish;
                                           subscribe, openChannel, topUp, extend, reclaim (an
                                           ERC-20 "approve" step first): app.paying;
-                                          stake, setAttester: app.validate
+                                          stake, setAttester: app.validate;
+                                          sendFeedback, withdrawFeedback: app.feedback
     GET  /api/tx/<hash>                   the receipt of a transaction the browser sent
 
 The inference endpoint, POST /api/inference/v1/infer, is mounted beside these by app.inference.
@@ -35,6 +36,7 @@ from werkzeug.exceptions import Conflict
 
 from app import session_keys
 from app.errors import price_changed_message
+from app.feedback import prepare_send_feedback, prepare_withdraw_feedback
 from app.helpers import InputError, local_path, parse_eth
 from app.inference import warm_models  # noqa: F401 (re-exported until `modex up` imports app.inference)
 from app.jobs import get_jobs
@@ -260,6 +262,8 @@ _TX_PREPARERS = {
     "setAttester": prepare_set_attester,
     "review": prepare_review,  # a signed review or report, pinned first (app/reviews.py)
     "report": prepare_report,
+    "sendFeedback": prepare_send_feedback,  # an item the page sealed and pinned (app/feedback.py)
+    "withdrawFeedback": prepare_withdraw_feedback,
 }
 
 

@@ -55,11 +55,12 @@ if [ ! -d node_modules ] || changed npm package-lock.json; then
 fi
 chmod +x tools/solc
 
-echo "== browser bundle (app/static/build/download.js: the in-browser download, from node_modules)"
+echo "== browser bundles (app/static/build/: the in-browser download and feedback sealing)"
 # esbuild bundles app/static/js/ with the pinned @hpke, @noble packages: the page loads them
 # from the app's own static files (no CDN). Rebuilt every run: it takes well under a second.
-node_modules/.bin/esbuild app/static/js/download.js --bundle --format=esm --target=es2022 \
-  --minify --outfile=app/static/build/download.js --log-level=warning
+# download.js: download and verify a bought model; feedback.js: seal a correction to the seller.
+node_modules/.bin/esbuild app/static/js/download.js app/static/js/feedback.js --bundle \
+  --format=esm --target=es2022 --minify --outdir=app/static/build --log-level=warning
 
 echo "== IPFS daemon (js-ipfs 0.66.1, Kubo RPC API)"
 if [ ! -d tools/ipfs/node_modules ] || changed ipfs tools/ipfs/package-lock.json; then
