@@ -7,7 +7,8 @@ test_publish_wallet_browser.py) whose transactions go to the embedded chain.
 
 The seller's node.feedback.read_feedback reads the text and the label; every request the page
 sent is recorded and none carries the text (the one upload is the sealed bytes the node pinned);
-the chain holds the CID only."""
+the chain holds the CID only. Then the page withdraws it (Votes.withdrawFeedback) and the seller's
+reader skips it."""
 
 from __future__ import annotations
 
@@ -120,6 +121,12 @@ def test_a_browser_wallet_corrects_an_answer_sealed_in_the_page(served, browser)
     assert (call[0].fn_name, dict(call[1])) == (
         "sendFeedback",
         {"modelId": model_id, "itemCid": item.cid},
+    )
+    page.click("#feedback-withdraw-button")  # consent withdrawn: the seller's reader skips it
+    page.wait_for_selector("#feedback-seal-status:has-text('Withdrawn')", timeout=30_000)
+    assert (
+        feedback.read_feedback(chain, exchange.store, exchange.demo_accounts["seller"], model_id)
+        == []
     )
     errors = [(m.text, m.location["url"]) for m in console if m.type == "error"]
     assert [e for e in errors if not e[1].endswith("/favicon.ico")] == []  # the site has none

@@ -154,13 +154,22 @@ async function sendCorrection(box, tell) {
   const cid = await uploadSealed(box.dataset.sealedUrl, stored);
   const { hash } = await prepareAndSend({ action: "sendFeedback", modelId: d.model_id, cid }, tell);
   await mined(hash, tell);
-  return cid;
+  return { modelId: d.model_id, cid };
+}
+
+// Withdraw consent for the item just sent (Votes.withdrawFeedback; the seller's reader skips it).
+async function withdraw(modelId, cid, tell) {
+  const { prepareAndSend, mined } = window.Modex;
+  const { hash } = await prepareAndSend({ action: "withdrawFeedback", modelId, cid }, tell);
+  await mined(hash, tell);
 }
 
 function wire(box) {
   const button = box.querySelector("#feedback-seal-button");
+  const undo = box.querySelector("#feedback-withdraw-button");
   const status = box.querySelector("#feedback-seal-status");
   const tell = (text, kind = "") => { status.textContent = text; status.className = "small " + kind; };
+  const failed = (e) => tell(e instanceof Refused ? e.message : window.Modex.walletError(e), "error");
   const form = box.querySelector("form");
   const tried = document.querySelector("#try textarea[name=text]");
   box.addEventListener("toggle", () => {  // offer what was just tried, when no answer was kept
@@ -170,13 +179,26 @@ function wire(box) {
   button.disabled = false;
   button.addEventListener("click", () => {
     button.disabled = true;
+    undo.classList.add("hidden");
     sendCorrection(box, tell)
-      .then((cid) => {
+      .then(({ modelId, cid }) => {
         form.reset();
         tell(`Sent privately to the seller: only they can read it; the chain holds its CID ${cid} only.`, "ok");
+        Object.assign(undo.dataset, { modelId, cid });
+        undo.classList.remove("hidden");
       })
-      .catch((e) => tell(e instanceof Refused ? e.message : window.Modex.walletError(e), "error"))
+      .catch(failed)
       .finally(() => { button.disabled = false; });
+  });
+  undo.addEventListener("click", () => {
+    undo.disabled = true;
+    withdraw(Number(undo.dataset.modelId), undo.dataset.cid, tell)
+      .then(() => {
+        tell(`Withdrawn: the seller's tools skip item ${undo.dataset.cid} from now on (its ciphertext stays pinned).`, "ok");
+        undo.classList.add("hidden");
+      })
+      .catch(failed)
+      .finally(() => { undo.disabled = false; });
   });
 }
 
