@@ -22,6 +22,7 @@ from flask import Blueprint, current_app, flash, jsonify, redirect, request, ses
 
 from app.errors import flash_error
 from app.helpers import require_signer
+from app.last_answer import remember_answer
 from app.lookups import model_or_404
 from app.payments import (
     answer_sentence,
@@ -300,7 +301,9 @@ def try_signed(model_id: int):
         sentence = answer.get("error") or "The inference server refused the request."
         code = answer.get("code") or "refused"
         return jsonify(error={"code": code, "message": sentence}), status
-    said = answer_sentence(str(data["inputs"][0]), answer, paid_with)
+    text = str(data["inputs"][0])
+    remember_answer(model_id, text, answer)  # for "wrong? correct it" (app.feedback)
+    said = answer_sentence(text, answer, paid_with)
     return jsonify(answer | {"said": said, "left": _credit_left(model_id, address, data)})
 
 

@@ -108,6 +108,9 @@ def test_a_browser_wallet_subscribes_then_signs_try_it_in_the_page(client, excha
     assert r.status_code == 200, r.get_json()
     assert r.get_json()["said"].startswith("“great phone, love it” → ")
     assert r.get_json()["said"].endswith("· paid with your subscription")
+    with client.session_transaction() as kept:  # "wrong? correct it" offers this answer
+        assert kept["feedback_answer"]["text"] == "great phone, love it"
+        assert kept["feedback_answer"]["model_id"] == model_id
     html = client.get(f"/models/{model_id}").get_data(as_text=True)
     assert 'data-eip1193-try="' in html and 'id="try-button"' not in html
 
