@@ -152,16 +152,26 @@ class VersionKeys:
         delivered: list[tuple[int, int, str]] = []
         for batch in sorted(self.state.inflight):
             self._resume(batch, delivered)
-        for model_id, version_count in self._our_models().items():
-            holders = self._holders_of(model_id)
+        # Each event kind is read once a pass, for every model: on the embedded chain every read
+        # of the logs walks the whole chain, whatever its filter.
+        published = self.chain.events("VersionPublished", from_block=self.start_block)
+        ours = self._our_models(published)
+        if ours:
+            purchased = self.chain.events("Purchased", from_block=self.start_block)
+            keys = {  # purchase id → its last KeyDelivered
+                int(ev["args"]["purchaseId"]): ev
+                for ev in self.chain.events("KeyDelivered", from_block=self.start_block)
+            }
+        for model_id, version_count in ours.items():
+            holders = self._holders_of(model_id, purchased, keys, published)
             for version in range(2, version_count + 1):
                 self._deliver_version(model_id, version, holders)
         self._settle(delivered)
         return delivered
 
-    def _our_models(self) -> dict[int, int]:
-        """model id → version count, for the models with versions beyond 1 this signer delivers."""
-        published = self.chain.events("VersionPublished", from_block=self.start_block)
+    def _our_models(self, published) -> dict[int, int]:
+        """model id → version count, for the models with versions beyond 1 (``published``: the
+        VersionPublished events) this signer delivers."""
         ours: dict[int, int] = {}
         me = self.signer.address.lower()
         for model_id in sorted({int(ev["args"]["modelId"]) for ev in published}):
@@ -172,11 +182,13 @@ class VersionKeys:
                 ours[model_id] = versions.version_count(self.chain, model_id)
         return ours
 
-    def _holders_of(self, model_id: int) -> list[Holder]:
-        """The model's delivered licences (validators' keys are none)."""
+    def _holders_of(self, model_id: int, purchased, keys, published) -> list[Holder]:
+        """The model's delivered licences (validators' keys are none), from this pass's
+        Purchased, KeyDelivered (by purchase id) and VersionPublished events."""
         found = []
-        events = self.chain.events("Purchased", from_block=self.start_block, modelId=model_id)
-        for ev in events:
+        for ev in purchased:
+            if int(ev["args"]["modelId"]) != model_id:
+                continue
             pid = int(ev["args"]["purchaseId"])
             if pid in self._holders:
                 found.append(self._holders[pid])
@@ -188,13 +200,11 @@ class VersionKeys:
                 continue
             if purchase.account.lower() != ev["args"]["buyer"].lower():
                 continue  # a reorged id: its own event names its buyer
-            key_events = self.chain.events(
-                "KeyDelivered", from_block=self.start_block, purchaseId=pid
-            )
-            if not key_events:
+            key = keys.get(pid)
+            if key is None:
                 continue  # delivered before this worker's first block: not its to follow
             opens = versions.delivered_version(
-                self.chain, model_id, key_events[-1]["blockNumber"], key_events[-1]["logIndex"]
+                self.chain, model_id, key["blockNumber"], key["logIndex"], published=published
             )
             holder = Holder(pid, purchase.account, bytes(ev["args"]["buyerKey"]), opens)
             self._holders[pid] = holder  # a delivered licence's key never changes

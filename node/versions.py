@@ -79,13 +79,18 @@ def _listed_at(chain, model_id: int) -> int:
     return int(chain.get_block(listed[-1]["blockNumber"])["timestamp"])
 
 
-def delivered_version(chain, model_id: int, delivered_block: int, delivered_index: int) -> int:
-    """The version a buyer's key delivered at (block, log index) opens: the latest one then."""
-    published = chain.events("VersionPublished", modelId=model_id)
+def delivered_version(
+    chain, model_id: int, delivered_block: int, delivered_index: int, *, published=None
+) -> int:
+    """The version a buyer's key delivered at (block, log index) opens: the latest one then.
+    ``published``: VersionPublished events already read (of any models), to read none again."""
+    if published is None:
+        published = chain.events("VersionPublished", modelId=model_id)
     before = [
         ev
         for ev in published
-        if (ev["blockNumber"], ev["logIndex"]) < (delivered_block, delivered_index)
+        if int(ev["args"]["modelId"]) == model_id
+        and (ev["blockNumber"], ev["logIndex"]) < (delivered_block, delivered_index)
     ]
     return max((int(ev["args"]["version"]) for ev in before), default=1)
 
