@@ -8,25 +8,19 @@
 // pins them unread and answers the CID). The wallet then sends Votes.sendFeedback(modelId, cid)
 // (/api/tx/prepare "sendFeedback") and the page follows the receipt. The text never leaves this
 // page in clear (tests/app/test_browser_feedback.py records every request).
-import { Aes256Gcm, CipherSuite, HkdfSha256 } from "@hpke/core";
-import { DhkemX25519HkdfSha256 } from "@hpke/dhkem-x25519";
 import { keccak_256 } from "@noble/hashes/sha3.js";
-import { Refused, hexBytes, keyInfo } from "./sealed.js";
+import { Refused, concat, hexBytes, hpkeSuite, keyInfo, pyString, utf8 } from "./sealed.js";
 
 export { Refused } from "./sealed.js";
 
-const utf8 = (text) => new TextEncoder().encode(text);
 const MAGIC = utf8("MDXFEED1");
 // node/feedback.py's limits, in characters (code points, as Python's len counts them)
 const MAX_INPUT_CHARS = 10_000;
 const MAX_OUTPUT_CHARS = 1_000;
 const MAX_NOTE_CHARS = 2_000;
 
-// §1: Python's json.dumps(sort_keys=True, separators=(",", ":")) with ensure_ascii: every
-// character outside ' '..'~' as \uXXXX (lower-case hex; JSON.stringify escapes the controls the
-// same way). Integers only (an item holds no floats); keys sorted by code point.
-const pyString = (s) => JSON.stringify(s).replace(/[\u007f-\uffff]/g,
-  (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+// §1 canonical JSON (strings as sealed.js's pyString writes them). Integers only (an item holds
+// no floats); keys sorted by code point.
 const byCodePoint = (a, b) => {
   const x = [...a], y = [...b];
   for (let i = 0; i < Math.min(x.length, y.length); i++) {
@@ -88,29 +82,21 @@ export function buildItem({ modelId, version, input, output, sender, createdAt, 
 // node.feedback.feedback_info builds it from keywrap.key_info.
 export function feedbackInfo(chainId, votes, modelId) {
   const bound = keyInfo(chainId, votes, modelId).subarray(utf8("modex/v1/key").length);
-  const label = utf8("modex/v1/feedback");
-  const out = new Uint8Array(label.length + bound.length);
-  out.set(label);
-  out.set(bound, label.length);
-  return out;
+  return concat(utf8("modex/v1/feedback"), bound);
 }
 
 // The stored bytes: MAGIC || enc (32) || HPKE ciphertext of the item's canonical JSON (aad empty).
 export async function sealItem(item, sellerKeyHex, { chainId, votes, modelId }) {
   const sellerKey = hexBytes(sellerKeyHex);
   if (sellerKey.length !== 32) throw new Refused("The seller's feedback key is not a 32-byte X25519 key.");
-  const suite = new CipherSuite({ kem: new DhkemX25519HkdfSha256(), kdf: new HkdfSha256(), aead: new Aes256Gcm() });
+  const suite = hpkeSuite();
   const sender = await suite.createSenderContext({
     recipientPublicKey: await suite.kem.deserializePublicKey(sellerKey),
     info: feedbackInfo(chainId, votes, modelId),
   });
   const ciphertext = new Uint8Array(await sender.seal(utf8(canonicalJSON(item))));
   const enc = new Uint8Array(sender.enc);
-  const stored = new Uint8Array(MAGIC.length + enc.length + ciphertext.length);
-  stored.set(MAGIC);
-  stored.set(enc, MAGIC.length);
-  stored.set(ciphertext, MAGIC.length + enc.length);
-  return stored;
+  return concat(MAGIC, enc, ciphertext);
 }
 
 // --- the page ---

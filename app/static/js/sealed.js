@@ -14,7 +14,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 
 export class Refused extends Error {}
 
-const utf8 = (text) => new TextEncoder().encode(text);
+export const utf8 = (text) => new TextEncoder().encode(text);
 const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 export function hexBytes(text) {
   const digits = String(text).replace(/^0x/i, "");
@@ -28,7 +28,7 @@ function bigEndian(value, size) {
   if (n !== 0n || BigInt(value) < 0n) throw new Refused(`${value} does not fit in ${size} bytes`);
   return out;
 }
-function concat(...parts) {
+export function concat(...parts) {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) { out.set(p, at); at += p.length; }
@@ -55,12 +55,16 @@ export function keyInfo(chainId, marketplace, purchaseId) {
   return concat(utf8("modex/v1/key"), bigEndian(chainId, 8), address, bigEndian(purchaseId, 32));
 }
 
-// RFC 9180 base mode, DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / AES-256-GCM; the 80-byte wire
-// form is enc (32) || ciphertext with tag (48). Returns the 32-byte content key.
+// RFC 9180 base mode, DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / AES-256-GCM: the suite of every
+// Modex wrapping (docs/formats.md §4, §10).
+export const hpkeSuite = () =>
+  new CipherSuite({ kem: new DhkemX25519HkdfSha256(), kdf: new HkdfSha256(), aead: new Aes256Gcm() });
+
+// The 80-byte wire form is enc (32) || ciphertext with tag (48). Returns the 32-byte content key.
 export async function unwrapContentKey(wrappedHex, secret, { chainId, marketplace, purchaseId }) {
   const wrapped = hexBytes(wrappedHex);
   if (wrapped.length !== 80) throw new Refused(`The wrapped key has ${wrapped.length} bytes, not 80.`);
-  const suite = new CipherSuite({ kem: new DhkemX25519HkdfSha256(), kdf: new HkdfSha256(), aead: new Aes256Gcm() });
+  const suite = hpkeSuite();
   let key;
   try {
     const recipientKey = await suite.kem.deserializePrivateKey(secret);
@@ -304,7 +308,7 @@ export async function readTar(iterator, openFile) {
 
 // §1 canonical JSON of the manifest: sorted keys, no spaces, every character outside ' '..'~'
 // escaped as \uXXXX (lower-case), as Python's json.dumps(sort_keys=True, separators=(",", ":")).
-const pyString = (s) => JSON.stringify(s).replace(/[\u007f-\uffff]/g,
+export const pyString = (s) => JSON.stringify(s).replace(/[\u007f-\uffff]/g,
   (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
 
 function compareBytes(a, b) {
