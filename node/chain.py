@@ -134,10 +134,14 @@ def embedded_web3() -> Web3:
     with _embedded_lock:
         if _embedded_w3 is None:
             _embedded_w3 = Web3(_EmbeddedProvider())
-            # Late: node.evmgas imports py-evm, which only the embedded chain needs.
-            from node import evmgas  # two executions per eth_estimateGas instead of ~13
+            # Late: these import py-evm, which only the embedded chain needs.
+            from node import (
+                evmgas,  # two executions per eth_estimateGas instead of ~13
+                evmindex,  # receipts and logs without walking the chain
+            )
 
             evmgas.install(_embedded_w3)
+            evmindex.install(_embedded_w3)
         return _embedded_w3
 
 
