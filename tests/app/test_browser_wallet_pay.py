@@ -18,7 +18,12 @@ from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 
 from tests.app.conftest import modex_up
-from tests.app.test_browser import browser, expect_flash, shot  # noqa: F401 (browser: a fixture)
+from tests.app.test_browser import (  # noqa: F401 (browser: a fixture)
+    browser,
+    expect_flash,
+    shot,
+    status_says,
+)
 from tests.app.test_browser_pay import MUSD_MODEL
 from tests.app.test_up import INJECTED_PROVIDER
 
@@ -118,7 +123,8 @@ def test_a_browser_wallet_subscribes_or_opens_a_channel_and_runs_try_it(server, 
     page.wait_for_load_state("load")  # modex.js has wired the forms
     page.press("#subscribe-form input[name=periods]", "Enter")  # as its button: the wallet pays
     page.wait_for_selector("#subscribed-until", timeout=60_000)
-    assert "Subscribed" in page.inner_text("#eip1193-status")
+    # The status is said again after the reload, once the page's script has run: wait for it.
+    status_says(page, "Subscribed")
     assert "paid with your subscription" in run_try_it(page, "I love this phone")
     shot(page, "wallet-pay-1-subscribed")
     assert not page.dialogs, page.dialogs
@@ -128,7 +134,7 @@ def test_a_browser_wallet_subscribes_or_opens_a_channel_and_runs_try_it(server, 
     page.fill("#channel-form input[name=amount]", "1")
     page.click("#eip1193-channel")
     page.wait_for_selector("#my-channels", timeout=60_000)
-    assert "Opened a payment channel with 1 mUSD" in page.inner_text("#eip1193-status")
+    status_says(page, "Opened a payment channel with 1 mUSD")
     assert "1 mUSD of 1 mUSD" in page.inner_text("#my-channels")
     number = page.get_attribute("#my-channels tr[data-channel]", "data-channel")
     first = run_try_it(page, "great value, works perfectly")
