@@ -3,7 +3,7 @@
     .venv/bin/python -m ml.retrain MODEL_DIR --feedback items.jsonl --output-dir NEW_DIR
     torchrun --standalone --nproc_per_node 2 -m ml.retrain MODEL_DIR --feedback ... (same options)
 
-    retrain(model_dir, [(text, label), ...], out_dir, replay_rows=500, seed=1337,
+    retrain(model_dir, [(text, label), ...], out_dir, replay_rows=None, seed=1337,
             max_regression=0.01, holdout_share=0.2) -> RetrainResult
 
 Steps: split the feedback (seeded) into a training share and a held-out share → evaluate the
@@ -66,7 +66,8 @@ from node.protocol import EVALUATION_REPORT
 log = logging.getLogger(__name__)
 
 # ---- defaults ---------------------------------------------------------------------------------
-REPLAY_ROWS = 500  # rows of the original training data mixed into the feedback
+REPLAY_ROWS = 500  # rows of the original training data mixed into the feedback (at most: a
+# version trained on fewer replays all of them unless told a number)
 HOLDOUT_SHARE = 0.2  # share of the feedback kept out of training to measure the new version
 MAX_REGRESSION = 0.01  # the most public-eval accuracy a new version may lose (0.01 = one point)
 EPOCHS = 2
@@ -144,8 +145,9 @@ def original_data(settings: dict) -> dict:
     return {"train_size": settings["train_size"], "min_confidence": settings["min_confidence"]}
 
 
-def replay_sample(pool, replay_rows: int, seed: int, original: dict) -> list[data.Example]:
-    """A seeded sample of replay_rows rows of the original training data (or of ``pool``)."""
+def replay_sample(pool, replay_rows: int | None, seed: int, original: dict) -> list[data.Example]:
+    """A seeded sample of replay_rows rows of the original training data (or of ``pool``);
+    None: REPLAY_ROWS of them, or all when there are fewer."""
     if pool is None:
         if original.get("given"):
             raise ConfigError(
@@ -155,6 +157,8 @@ def replay_sample(pool, replay_rows: int, seed: int, original: dict) -> list[dat
         spec = TrainConfig(output_dir="-", **original)
         pool = training.load_data(spec)[0]
     pool = [r if isinstance(r, data.Example) else data.Example(*r) for r in pool]
+    if replay_rows is None:
+        replay_rows = min(REPLAY_ROWS, len(pool))
     if not 0 <= replay_rows <= len(pool):
         raise InputError(
             f"replay_rows must be between 0 and the {len(pool)} original training rows "
@@ -295,7 +299,7 @@ def plan_run(model_dir: Path, feedback, out_dir: Path, options: dict, replay_poo
     config = dataclasses.asdict(cfg) | {
         "parent_weights_sha256": file_digest(model_dir / "model.safetensors"),
         "original_data": original,
-        "replay_rows": replay_rows,
+        "replay_rows": len(replay),
         "replay_source": "given" if replay_pool is not None else "split",
         "holdout_share": holdout_share,
         "max_regression": max_regression,
@@ -333,7 +337,7 @@ def retrain(
     feedback,
     out_dir,
     *,
-    replay_rows: int = REPLAY_ROWS,
+    replay_rows: int | None = None,
     seed: int = TrainConfig.seed,
     max_regression: float = MAX_REGRESSION,
     holdout_share: float = HOLDOUT_SHARE,
@@ -346,7 +350,7 @@ def retrain(
     overwrite: bool = False,
 ) -> RetrainResult:
     """Fine-tune the version in model_dir on feedback ((text, label) pairs) plus replay_rows rows
-    of its original training data (replay_pool: those rows, when the version's
+    of its original training data (None: REPLAY_ROWS, or all when it has fewer; replay_pool: those rows, when the version's
     training_config.json cannot name them), and write the new version to out_dir only if the
     public eval set (eval_set: "" = the version's own) does not regress by more than
     max_regression. See the module docstring."""
@@ -447,8 +451,9 @@ def add_run_options(p: argparse.ArgumentParser) -> list[str]:
         p.add_argument(
             "--replay-rows",
             type=int,
-            default=REPLAY_ROWS,
-            help="rows of the original training data mixed in (default %(default)s)",
+            default=None,
+            help=f"rows of the original training data mixed in (default {REPLAY_ROWS}, or all "
+            "of them when the version was trained on fewer)",
         ),
         p.add_argument("--seed", type=int, default=TrainConfig.seed, help="default %(default)s"),
         p.add_argument(

@@ -131,6 +131,17 @@ def test_replay_rows_beyond_the_original_data_are_refused(tiny_model, tmp_path):
     assert not (tmp_path / "v2").exists()
 
 
+def test_the_default_replay_is_all_the_original_rows_up_to_its_cap():
+    """A version trained on fewer rows than REPLAY_ROWS replays all of them (the worker's job
+    passes no number); more rows than that are sampled down to the cap, the same for a seed."""
+    few = feedback_rows(0, 12)
+    replayed = retrain.replay_sample(few, None, 5, {})
+    assert sorted((ex.text, ex.label) for ex in replayed) == sorted(few)
+    many = feedback_rows(0, retrain.REPLAY_ROWS + 40)
+    sample = retrain.replay_sample(many, None, 5, {})
+    assert len(sample) == retrain.REPLAY_ROWS and sample == retrain.replay_sample(many, None, 5, {})
+
+
 def test_a_version_trained_on_given_rows_is_retrained_with_them_as_the_replay_pool(tmp_path):
     rows = data.split("train")[300:316]
     given = train(
