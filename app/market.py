@@ -35,7 +35,6 @@ from app.lookups import (
     STATUSES,
     TASKS,
     delivery_message,
-    listing_metadata,
     listing_row,
     model_or_404,
     my_purchase,
@@ -46,6 +45,7 @@ from app.lookups import (
 from app.page_cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_S, PageCache
 from app.payments import answer_sentence, shown_payments, try_model
 from app.resources import data_dir, get_chain, get_indexer, get_store
+from app.versions import version_metadata
 from ml.implicit import ImplicitModel
 from ml.recommend import Recommender
 from node import market
@@ -212,7 +212,13 @@ def _refund_outlook(purchase: dict | None, listing: dict):
 def model(model_id: int):
     listing = model_or_404(model_id)
     indexer = get_indexer()
-    meta = listing_metadata(indexer, listing["metadata_cid"])
+    # The card, the licence and the content are the latest version's (the one sold now); the
+    # claim beside the validators' reveals is the version their rounds attest.
+    model_versions = indexer.versions_of(model_id)
+    latest = model_versions[-1]
+    attested = next(v for v in model_versions if v["attested"])
+    meta = version_metadata(indexer, latest["metadata_cid"])
+    claim = meta if attested is latest else version_metadata(indexer, attested["metadata_cid"])
     histogram = indexer.vote_histogram(model_id)
     purchase = my_purchase(model_id)
     address = session_keys.current_address()
@@ -221,6 +227,9 @@ def model(model_id: int):
         "model.html",
         m=listing,
         meta=meta,
+        latest=latest,
+        attested=attested,
+        claim=claim,
         attestations=indexer.attestations_of(model_id),
         rounds=indexer.rounds_of(model_id),
         histogram=vote_histogram_svg(histogram),

@@ -58,7 +58,7 @@ def model_versions(model_id: int) -> list[dict]:
     indexer = get_indexer()
     rows = []
     for row in reversed(indexer.versions_of(model_id)):
-        meta = _version_metadata(indexer, row["metadata_cid"])
+        meta = version_metadata(indexer, row["metadata_cid"])
         metrics = meta.get("metrics")
         rows.append(
             {
@@ -70,7 +70,9 @@ def model_versions(model_id: int) -> list[dict]:
     return rows
 
 
-def _version_metadata(indexer, cid: str) -> dict:
+def version_metadata(indexer, cid: str) -> dict:
+    """A version's public metadata (docs/formats.md §6), kept in this app's memory once read:
+    {} while unavailable (tried again on the next call)."""
     cache = current_app.extensions.setdefault(_CACHE, {})
     meta = cache.get(cid)
     if meta is None:

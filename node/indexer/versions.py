@@ -13,8 +13,10 @@ class VersionReader:
     def versions_of(self, model_id: int) -> list[dict]:
         """Every version of the model, oldest first: ``version``, ``model_hash``,
         ``metadata_cid``, ``published_block``, ``published_at`` (None for version 1: the index
-        keeps the listing's block, not its time) and ``status`` (the status word; Unverified for
-        every version but the attested one). Empty for a model the index does not list."""
+        keeps the listing's block, not its time), ``attested`` (whether the model's rounds attest
+        this version: version 1 until the first validator key request fixes one) and ``status``
+        (the status word; Unverified for every version but the attested one). Empty for a model
+        the index does not list."""
         db = self._db()  # type: ignore[attr-defined]
         listing = db.execute(
             "SELECT model_hash, metadata_cid, listed_block, status FROM listings WHERE model_id = ?",
@@ -43,7 +45,10 @@ class VersionReader:
             ),
         ]
         status = listing["status"] or ModelStatus.UNVERIFIED.word
+        attested_version = attested[0] if attested is not None else 1
         for row in rows:
-            attests = attested is not None and attested[0] == row["version"]
-            row["status"] = status if attests else ModelStatus.UNVERIFIED.word
+            row["attested"] = row["version"] == attested_version
+            row["status"] = (
+                status if attested is not None and row["attested"] else ModelStatus.UNVERIFIED.word
+            )
         return rows

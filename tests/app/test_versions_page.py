@@ -45,3 +45,11 @@ def test_the_page_shows_each_version_and_its_own_status(stack, client, tmp_path)
     assert "2 (latest)" in block
     statuses = [cell.split("</td>")[0] for cell in block.split('<td class="version-status">')[1:]]
     assert statuses == ["unverified", "verified"], "version 2 does not inherit version 1's status"
+    # The card and the content are the version sold now; the rounds' version is named.
+    card = html[
+        html.index("<h2>Model card</h2>") : html.index("</section>", html.index("Model card"))
+    ]
+    assert "<h1>versioned-2</h1>" in card, card
+    assert rows[1]["model_hash"] in html and rows[1]["metadata_cid"] in html
+    assert '<td id="content-version">2 (latest)</td>' in html
+    assert "The rounds attest version 1; version 2 is not validated yet." in html
