@@ -2,7 +2,7 @@
 gate refuse poisoned feedback?
 
     .venv/bin/python benchmarks/feedback.py [--v1-rows 2000] [--feedback 200,500]
-        [--replay-rows 800] [--new-collection deflategate]
+        [--replay-rows 800] [--new-collection deflategate] [--eval-set NAME] [--score-rows N]
 
 The sentiment corpus is six collections glued together (airline, #DeflateGate, self-driving cars,
 Coachella, Apple, Claritin), told apart here by keywords in the text (COLLECTIONS; the ~0.4% of
@@ -14,7 +14,9 @@ on them (ml/retrain.py's defaults but --replay-rows rows replayed from v1's trai
 each new version is scored on the new collection's held-out rows (its rows in the test and
 validation splits: never trained on) and on v1's own test rows (the old group's test rows), by
 ml/evaluate.py's reproducible predictor. Last, v1 is retrained on the largest feedback with every
-label rotated to a wrong one (poisoned): the gate must refuse it.
+label rotated to a wrong one (poisoned): the gate must refuse it. --eval-set and --score-rows
+(the first N rows of each domain's scoring rows) make a short run for tests/ml's check that the
+benchmark works; the recorded figures use neither.
 
 Targets: gain_new_domain >= 0.05 and loss_old_domain <= 0.01 (the largest feedback, accuracy as
 fractions), poisoned_refused 1. Last line: JSON with those three and the figures of each step.
@@ -67,6 +69,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--replay-rows", type=int, default=800)
     p.add_argument("--new-collection", default="deflategate", choices=sorted(COLLECTIONS))
     p.add_argument("--max-regression", type=float, default=retrain.MAX_REGRESSION)
+    p.add_argument("--eval-set", default=PUBLIC_EVAL_SET, help="the listing's public eval set")
+    p.add_argument(
+        "--score-rows", type=int, default=None, help="score each domain on its first N rows only"
+    )
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--tmpdir", default=None, help="where the model directories go")
     return p.parse_args(argv)
@@ -86,6 +92,7 @@ def main(argv=None) -> int:
     new_train = rows_of("train", {args.new_collection})
     new_held = rows_of("test", {args.new_collection}) + rows_of("validation", {args.new_collection})
     old_test = rows_of("test", OLD_GROUP)
+    new_held, old_test = new_held[: args.score_rows], old_test[: args.score_rows]
     if max(counts) > len(new_train):
         sys.exit(f"--feedback counts must be at most {len(new_train)} ({args.new_collection})")
     print(
@@ -99,7 +106,7 @@ def main(argv=None) -> int:
             {
                 "output_dir": str(v1),
                 "seed": args.seed,
-                "eval_set": PUBLIC_EVAL_SET,
+                "eval_set": args.eval_set,
                 "progress": False,
             },
             train_rows=v1_rows,
@@ -126,6 +133,7 @@ def main(argv=None) -> int:
         "old_group": list(OLD_GROUP),
         "v1_rows": len(v1_rows),
         "replay_rows": args.replay_rows,
+        "eval_set": args.eval_set,
         "new_domain_rows": len(new_held),
         "old_domain_rows": len(old_test),
         "v1": before,
