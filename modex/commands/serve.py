@@ -22,6 +22,7 @@ from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
+from gunicorn.errors import HaltServer
 
 from ml.endpoint import InferenceService, create_app, onchain_has_license
 from ml.payment import onchain_channel_options
@@ -327,6 +328,10 @@ class ServiceServer(BaseApplication):
             if os.getpid() != master:  # a worker leaves through here: let it exit
                 raise
             code = stop.code
+        except HaltServer as halted:
+            # gunicorn's halt() tells every worker to stop, then reaps them; one more worker that
+            # failed to boot meanwhile (two at once, on a loaded machine) raises out of it.
+            code = halted.exit_status
         else:
             code = 0
         if code in (Arbiter.WORKER_BOOT_ERROR, Arbiter.APP_LOAD_ERROR):

@@ -15,11 +15,15 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from eth_account import Account
+from gunicorn.arbiter import Arbiter
+from gunicorn.errors import HaltServer
 
 from ml import signing
 from modex.cli import main as modex
+from modex.commands.serve import ServiceServer
 from node.chain import Chain
 from node.devchain import free_port
+from node.errors import ModexError
 from node.procs import stop_process
 from tests.ml.conftest import licensed_deployment, start_modex_serve
 
@@ -171,6 +175,18 @@ def test_a_worker_that_cannot_start_stops_the_server_in_one_sentence(anvil, tmp_
             stop_process(proc)
         log.seek(0)
         assert "modex: error: a serving process could not start" in log.read()
+
+
+def test_a_worker_failing_to_boot_while_the_master_halts_is_the_same_sentence():
+    """gunicorn's halt() reaps the workers it stops, and one more that failed to boot meanwhile
+    raises HaltServer out of the master's run (seen when both of two workers fail at once on a
+    loaded machine): the same sentence as the first one's."""
+
+    def run():
+        raise HaltServer("Worker failed to boot.", Arbiter.WORKER_BOOT_ERROR)
+
+    with pytest.raises(ModexError, match="a serving process could not start"):
+        ServiceServer.serve(SimpleNamespace(run=run))
 
 
 def test_an_unreachable_state_store_is_one_sentence(tiny_model, monkeypatch, capsys):
