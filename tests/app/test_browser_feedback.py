@@ -96,7 +96,12 @@ def test_a_browser_wallet_corrects_an_answer_sealed_in_the_page(served, browser)
     secret = f"screen-cracked-{uuid.uuid4().hex}"  # one spelling: no request may carry it
     page.fill("#try textarea", secret)
     page.click("#feedback-sealed summary")  # opened: it offers the text just tried
-    assert page.input_value("#feedback-sealed textarea[name=text]") == secret
+    # <details> fires "toggle" in a task of its own after opening: wait for the offered text.
+    page.wait_for_function(
+        "t => document.querySelector('#feedback-sealed textarea[name=text]').value === t",
+        arg=secret,
+        timeout=10_000,
+    )
     page.fill("#feedback-sealed input[name=output]", "positive")
     page.fill("#feedback-sealed input[name=label]", "0")
     page.click("#feedback-seal-button")
