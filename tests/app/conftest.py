@@ -277,7 +277,9 @@ def modex_up_process(
         yield proc, f"http://127.0.0.1:{port}", log_path
     finally:
         if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGINT)
+            # SIGTERM, which modex up handles as Ctrl-C: a SIGINT is ignored by a process started
+            # from a background job (see above), and each such stop waited out the 30 s.
+            os.kill(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
