@@ -9,6 +9,7 @@ from eth_tester.exceptions import TransactionNotFound
 from web3 import EthereumTesterProvider, Web3
 
 from node import evmindex
+from tests.scripts import run_benchmark
 
 # A contract whose every call emits LOG2 with no data and the call's two words as its topics:
 # CALLDATALOAD(32), CALLDATALOAD(0), LOG2(0, 0, ·, ·), STOP; behind an init code that returns it.
@@ -119,3 +120,13 @@ def test_a_reverted_snapshots_transaction_is_no_longer_found(tester_chain):
     tester.revert_to_snapshot(snapshot)
     with pytest.raises(TransactionNotFound):
         evmindex.indexed_transaction(tester.backend.chain, bytes(tx_hash))
+
+
+def test_the_benchmark_compares_both_reads_and_prints_a_json_line():
+    """benchmarks/embedded_chain.py keeps working (a short run: its figures are BENCHMARKS.md's)."""
+    lines, figures = run_benchmark("embedded_chain", "--blocks", "40", "--repeat", "1", timeout=300)
+    assert figures["benchmark"] == "embedded_chain" and figures["blocks"] == 40
+    assert figures["rare_logs"] == 1  # block 0 of 40, one in 50
+    assert figures["get_logs_eth_tester_s"] > 0 and figures["get_logs_screened_s"] > 0
+    assert figures["transaction_walk_ms"] > 0 and figures["transaction_index_ms"] > 0
+    assert any(line.startswith("get_logs over the chain") for line in lines)
