@@ -36,8 +36,10 @@ class InFlight:
         replace_after_s: float,
         max_fee_per_gas: int,
         crash: Callable[[str, int], None],
+        subject: str = "purchase",
     ):
         self.chain = chain
+        self.subject = subject  # what the log lines call an id: "purchase", "version-key batch"
         self.signer = signer
         self.state = state  # the worker's WorkerState: ``inflight`` is this class's record
         self.replace_after_s = replace_after_s  # an unmined deliverKey older than this is replaced
@@ -63,9 +65,10 @@ class InFlight:
         if tx[key] <= self.max_fee_per_gas:
             return
         log.warning(
-            "purchase %d: the node asks %s gwei per gas, over the cap of %s gwei "
+            "%s %d: the node asks %s gwei per gas, over the cap of %s gwei "
             "(worker_max_fee_gwei); offering the cap, the transaction may wait for "
             "lower fees",
+            self.subject,
             pid,
             gwei(tx[key]),
             gwei(self.max_fee_per_gas),
@@ -93,8 +96,8 @@ class InFlight:
             if "tx_hash" not in exc.context:
                 raise  # the node is unreachable (or the account empty): the pass ends
             log.warning(
-                "purchase %d: the node refused transaction %s: %s; the next pass "
-                "resends or replaces it",
+                "%s %d: the node refused transaction %s: %s; the next pass resends or replaces it",
+                self.subject,
                 pid,
                 tx_hash,
                 exc,
@@ -129,7 +132,7 @@ class InFlight:
         the node refuses its fees now. False when its nonce is taken ("nonce too low"): one of
         the recorded transactions was mined since, or none of them ever can be."""
         latest = self.latest(pid)
-        log.info("purchase %d: resending recorded transaction %s", pid, latest["tx_hash"])
+        log.info("%s %d: resending recorded transaction %s", self.subject, pid, latest["tx_hash"])
         try:
             self.chain.send_raw(bytes.fromhex(latest["raw"]), sender=self.signer.address)
         except ChainError as exc:
@@ -142,8 +145,8 @@ class InFlight:
                 self.replace(pid, "the node refuses its fees now")
             else:
                 log.warning(
-                    "purchase %d: the node refused transaction %s again: %s; "
-                    "trying again next pass",
+                    "%s %d: the node refused transaction %s again: %s; trying again next pass",
+                    self.subject,
                     pid,
                     latest["tx_hash"],
                     exc,
@@ -171,8 +174,8 @@ class InFlight:
         if not self.send(pid, raw, tx_hash):
             return
         log.warning(
-            "purchase %d: replaced transaction %s (%s) by %s at nonce %d, max fee %s "
-            "gwei, tip %s gwei",
+            "%s %d: replaced transaction %s (%s) by %s at nonce %d, max fee %s gwei, tip %s gwei",
+            self.subject,
             pid,
             old["tx_hash"],
             why,
@@ -190,9 +193,10 @@ class InFlight:
             return
         self._capped.add(pid)
         log.warning(
-            "purchase %d: transaction %s (nonce %d) offers %s gwei per gas, and the cap "
+            "%s %d: transaction %s (nonce %d) offers %s gwei per gas, and the cap "
             "is %s gwei (worker_max_fee_gwei): it will not be replaced again; waiting "
             "for it to be mined (raise the cap to pay more)",
+            self.subject,
             pid,
             tx_hash,
             tx["nonce"],

@@ -133,6 +133,7 @@ class VersionKeys:
             replace_after_s=replace_after_s,
             max_fee_per_gas=max_fee_per_gas,
             crash=crash,
+            subject="version-key batch",
         )
         self._done: set[tuple[int, int, int]] = set()  # (model, version, purchase): final
         self._holders: dict[int, Holder] = {}  # purchase id → delivered licence (final)

@@ -5,6 +5,9 @@ contract's own rules are tested in tests/contracts/test_version_keys.py."""
 
 from __future__ import annotations
 
+import logging
+import re
+
 import pytest
 
 from node.config import Config, validate
@@ -109,7 +112,7 @@ def test_modex_worker_once_says_which_version_keys_it_delivered(published):
 
 
 @pytest.mark.parametrize("point", ["before_send", "after_send"])
-def test_a_crash_around_the_send_delivers_once(published, point):
+def test_a_crash_around_the_send_delivers_once(published, point, caplog):
     stack, model_id, state, _v2 = published
     a = stack.signers["buyer"].address
     with pytest.raises(Crashed):
@@ -117,7 +120,11 @@ def test_a_crash_around_the_send_delivers_once(published, point):
     assert len(version_key_events(stack, model_id)) == (0 if point == "before_send" else 1)
 
     restarted = seller_worker(stack, state)
-    assert restarted.poll().version_keys == [(model_id, 2, a)], "the recorded batch, resumed"
+    with caplog.at_level(logging.INFO, logger="node.worker"):
+        assert restarted.poll().version_keys == [(model_id, 2, a)], "the recorded batch, resumed"
+    if point == "before_send":  # the recorded bytes sent again, said of the batch
+        assert re.search(r"version-key batch \d+: resending recorded transaction", caplog.text)
+        assert "purchase" not in caplog.text
     assert restarted.poll().version_keys == []
     assert seller_worker(stack, state).poll().version_keys == []
     assert [e["account"] for e in version_key_events(stack, model_id)] == [a]
