@@ -36,14 +36,6 @@ def update_window_of(text: str) -> int:
     return parse_period(word, "--update-window")
 
 
-def window_words(seconds: int) -> str:
-    if seconds == versions.FOREVER:
-        return "forever"
-    if seconds == 0:
-        return "only the version bought"
-    return f"{seconds} s after each purchase"
-
-
 def run(args) -> int:
     """List the versions of MODEL_ID: version 1 is the listing, each later one new weights its
     owner published (`modex publish --new-version`). Each row's status is its own validation:
@@ -55,7 +47,8 @@ def run(args) -> int:
         seconds = update_window_of(args.update_window)
         tx = versions.set_update_window(chain, session.signer, args.model_id, seconds)
         if not args.json:  # the JSON below carries the window
-            print(f"model {args.model_id}: update window set to {window_words(seconds)} ({tx})")
+            words = versions.update_window_words(seconds)
+            print(f"model {args.model_id}: update window set to {words} ({tx})")
     rows = versions.list_versions(chain, args.model_id)
     attested, status = versions.validation(chain, args.model_id)
     window = int(chain.call(chain.registry.functions.updateWindow(args.model_id)))
@@ -74,7 +67,7 @@ def run(args) -> int:
         return 0
     print(
         f"model {args.model_id}: {len(rows)} version(s); buyers receive new ones: "
-        f"{window_words(window)}"
+        f"{versions.update_window_words(window)}"
     )
     print(f"{'version':>7}  {'published at (UTC)':19}  {'status':16}  model hash / metadata CID")
     for row in table:
