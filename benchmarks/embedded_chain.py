@@ -57,7 +57,7 @@ def best_of(repeat: int, fn) -> tuple[float, object]:
 def eth_testers_own_reads():
     """eth-tester as it comes: its get_logs, and receipts found by its walk from the head
     (evmindex.install replaced the module's lookup for the whole process)."""
-    pyevm_backend._get_transaction_by_hash = evmindex._walking_lookup
+    pyevm_backend._get_transaction_by_hash = evmindex.walking_lookup
     try:
         yield
     finally:
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
         sys.exit("the screened read's answer differs from eth-tester's")
     chain = tester.backend.chain
     tx_hash = bytes(first_tx)
-    walk_s, _ = best_of(args.repeat, lambda: evmindex._walking_lookup(chain, tx_hash))
+    walk_s, _ = best_of(args.repeat, lambda: evmindex.walking_lookup(chain, tx_hash))
     index_s, _ = best_of(args.repeat, lambda: evmindex.indexed_transaction(chain, tx_hash))
     print(f"chain: {args.blocks} blocks built in {built_s:.1f} s; {len(screened)} rare logs")
     print(f"get_logs over the chain: eth-tester {walked_s:.3f} s, screened {screened_s:.4f} s")

@@ -66,8 +66,9 @@ from node.protocol import EVALUATION_REPORT
 log = logging.getLogger(__name__)
 
 # ---- defaults ---------------------------------------------------------------------------------
-REPLAY_ROWS = 500  # rows of the original training data mixed into the feedback (at most: a
-# version trained on fewer replays all of them unless told a number)
+# Rows of the original training data mixed into the feedback: at most this many (a version trained
+# on fewer replays all of them, unless told a number).
+REPLAY_ROWS = 500
 HOLDOUT_SHARE = 0.2  # share of the feedback kept out of training to measure the new version
 MAX_REGRESSION = 0.01  # the most public-eval accuracy a new version may lose (0.01 = one point)
 EPOCHS = 2
@@ -350,8 +351,8 @@ def retrain(
     overwrite: bool = False,
 ) -> RetrainResult:
     """Fine-tune the version in model_dir on feedback ((text, label) pairs) plus replay_rows rows
-    of its original training data (None: REPLAY_ROWS, or all when it has fewer; replay_pool: those rows, when the version's
-    training_config.json cannot name them), and write the new version to out_dir only if the
+    of its original training data (None: REPLAY_ROWS, or all when it has fewer; replay_pool:
+    those rows, when the version's training_config.json cannot name them), and write the new version to out_dir only if the
     public eval set (eval_set: "" = the version's own) does not regress by more than
     max_regression. See the module docstring."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)

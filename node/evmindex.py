@@ -27,7 +27,8 @@ from eth.exceptions import TransactionNotFound as EvmTransactionNotFound
 from eth_bloom import BloomFilter
 from eth_tester.backends.pyevm import main as pyevm_backend
 
-_walking_lookup = pyevm_backend._get_transaction_by_hash
+# eth-tester's own lookup, walking back from the head (the fallback, and benchmarks' baseline)
+walking_lookup = pyevm_backend._get_transaction_by_hash
 
 
 def indexed_transaction(chain, transaction_hash):
@@ -41,12 +42,12 @@ def indexed_transaction(chain, transaction_hash):
     try:
         number, index = chain.chaindb.get_transaction_index(transaction_hash)
     except EvmTransactionNotFound:
-        return _walking_lookup(chain, transaction_hash)
+        return walking_lookup(chain, transaction_hash)
     if number < pending.number:
         block = chain.get_canonical_block_by_number(number)
         if index < len(block.transactions) and block.transactions[index].hash == transaction_hash:
             return block, block.transactions[index], index
-    return _walking_lookup(chain, transaction_hash)
+    return walking_lookup(chain, transaction_hash)
 
 
 def _may_match(bloom: BloomFilter, addresses, topics) -> bool:

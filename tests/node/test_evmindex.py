@@ -8,13 +8,9 @@ from eth_tester import EthereumTester
 from eth_tester.exceptions import TransactionNotFound
 from web3 import EthereumTesterProvider, Web3
 
+from benchmarks.embedded_chain import LOGGER_INIT  # a contract logging its call's two words
 from node import evmindex
 from tests.scripts import run_benchmark
-
-# A contract whose every call emits LOG2 with no data and the call's two words as its topics:
-# CALLDATALOAD(32), CALLDATALOAD(0), LOG2(0, 0, ·, ·), STOP; behind an init code that returns it.
-RUNTIME = "60203560003560006000a200"
-INIT = "600c600c600039600c6000f3" + RUNTIME
 
 
 def _word(n: int) -> bytes:
@@ -30,7 +26,7 @@ def tester_chain():
     sender, other = w3.eth.accounts[:2]
     contracts = []
     for _ in range(2):
-        tx = w3.eth.send_transaction({"from": sender, "data": "0x" + INIT})
+        tx = w3.eth.send_transaction({"from": sender, "data": "0x" + LOGGER_INIT})
         contracts.append(w3.eth.wait_for_transaction_receipt(tx)["contractAddress"])
     hashes = []
     for i in range(40):
