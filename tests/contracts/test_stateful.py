@@ -7,8 +7,9 @@ MODEX_STATEFUL_EXAMPLES sequences (600 by default) of up to 14 steps, over buy /
 deliverKey (to the right or a wrong buyer) / releaseRevenue / refund / withdraw / vote / setPrice /
 setActive / transferFrom / claimMetrics / stake / requestUnstake / unstake / commitAttestation /
 revealAttestation (or a tampered reveal) / settle / release / claimValidatorReward / the treasury's
-withdraw / time travel, plus two composite steps that line up what single random steps rarely do:
-`sell` (buy, deliver, vote, release, the verifiers claim) and `validate` (a sale in flight, then a
+withdraw / time travel, plus three composite steps that line up what single random steps rarely do:
+`subscribe_twice` (a subscription extended), `sell` (buy, deliver, vote, release, the
+verifiers claim) and `validate` (a sale in flight, then a
 round by the three validators, one of them possibly tampering with its reveal or asking for its key
 only once commits closed, played again if undecided; the sale follows the verdict). A default run must
 reach each rare state family (REACHED) at least once; it prints how often each was reached. After
@@ -506,6 +507,15 @@ class SuiteMachine(RuleBasedStateMachine):
         self._pay_out(model, total)
         ends = self.chain.market.functions.accessUntil(model, account).call()
         assert ends == self.subscriptions[(model, account)], (ends, model, account)
+
+    @rule(
+        b=st.integers(0, 4), model=st.sampled_from(sorted(SUBSCRIPTION)), periods=st.integers(1, 3)
+    )
+    def subscribe_twice(self, b, model, periods):
+        """The same buyer subscribes twice in a row: the second extends the first (two random
+        `subscribe` steps rarely line this up before the model is disputed)."""
+        self.subscribe(b, model, periods, overpay=False)
+        self.subscribe(b, model, periods, overpay=False)
 
     @precondition(lambda self: self.purchases)
     @rule(data=st.data())

@@ -21,6 +21,9 @@ def test_two_processes_end_with_identical_weights_and_the_configured_run(tiny_mo
     out = tmp_path / "v2"
     command = [
         *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"),
+        # each process's stdout to a file of its own: two long lines written to one pipe at once
+        # can interleave
+        *("--log-dir", str(tmp_path / "logs"), "--redirects", "1"),
         *("-m", "ml.retrain", str(parent), "--feedback", str(items), "--output-dir", str(out)),
         *("--replay-rows", "10", "--epochs", "2", "--batch-size", "6", "--max-length", "32"),
         *("--max-regression", "0.99", "--seed", "11"),
@@ -28,7 +31,14 @@ def test_two_processes_end_with_identical_weights_and_the_configured_run(tiny_mo
     env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": REPO}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    outputs = sorted((tmp_path / "logs").rglob("stdout.log"))
+    assert len(outputs) == 2, outputs
+    lines = [
+        json.loads(line)
+        for output in outputs
+        for line in output.read_text().splitlines()
+        if line.startswith("{")
+    ]
     assert sorted(line["rank"] for line in lines) == [0, 1]
     first, second = lines
     assert first["weights_sha256"] == second["weights_sha256"]
