@@ -21,7 +21,7 @@ from app.jobs import get_jobs
 from app.lookups import model_or_404
 from app.resources import data_dir, get_chain, get_indexer, get_store
 from ml.evaluate import evaluate_listing
-from node import market
+from node import market, versions
 from node.errors import ChainError, ModexError, StoreError
 from node.protocol import FAILED_WORK_DIGEST, ZERO32, ModelStatus, Round, Seat, SeatState, StakeInfo
 from node.validator import (
@@ -53,6 +53,7 @@ class Row:
     claimed: bytes  # the seller's claimed work digest (zero: none)
     revealed: bytes | None  # the work digest this validator revealed last (None: not yet)
     matches: bool | None  # whether its revealed hash was the listed one
+    new_version: int | None = None  # a later version awaiting its cycle (Validators.opensNewCycle)
 
     @property
     def seat_word(self) -> str:
@@ -115,12 +116,14 @@ def attestations_by(chain, address: str) -> list[dict]:
 
 
 def rows_for(chain, address: str, history: list[dict]) -> list[Row]:
-    """The models awaiting validation (newest first) and those where this validator holds an open
-    seat, with their round, the seat and the digests."""
-    rows, _ = get_indexer().list_models(
-        status="unverified", sort="newest", page=1, per_page=QUEUE_SIZE
-    )
+    """The models awaiting validation (newest first): unverified ones, Verified ones whose owner
+    published a later version since (a key request opens its cycle), and those where this
+    validator holds an open seat; with their round, the seat and the digests."""
+    indexer = get_indexer()
+    rows, _ = indexer.list_models(status="unverified", sort="newest", page=1, per_page=QUEUE_SIZE)
     names = {r["model_id"]: r["name"] for r in rows}
+    for model_id in indexer.awaiting_new_cycle(QUEUE_SIZE):
+        names[model_id] = (indexer.get_model(model_id) or {}).get("name") or ""
     for a in history:  # a seat still open on a model that settled meanwhile stays listed
         names.setdefault(a["model_id"], "")
     latest = {}
@@ -131,7 +134,16 @@ def rows_for(chain, address: str, history: list[dict]) -> list[Row]:
     for model_id, name in names.items():
         seat = Seat.from_call(chain.call(v.attestationOf(model_id, address)))
         status = ModelStatus(chain.call(v.status(model_id)))
-        if status != ModelStatus.UNVERIFIED and seat.state in (SeatState.NONE, SeatState.RELEASED):
+        new_version = (
+            versions.version_count(chain, model_id)
+            if status == ModelStatus.VERIFIED and chain.call(v.opensNewCycle(model_id))
+            else None
+        )
+        if (
+            new_version is None
+            and status != ModelStatus.UNVERIFIED
+            and seat.state in (SeatState.NONE, SeatState.RELEASED)
+        ):
             continue  # nothing left for this validator to do
         mine = latest.get(model_id)
         out.append(
@@ -144,6 +156,7 @@ def rows_for(chain, address: str, history: list[dict]) -> list[Row]:
                 bytes(chain.call(reg.claimedWorkDigest(model_id))),
                 bytes.fromhex(mine["work_digest"][2:]) if mine else None,
                 mine["matches"] if mine else None,
+                new_version,
             )
         )
     return out

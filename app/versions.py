@@ -25,6 +25,7 @@ from app.resources import get_chain, get_indexer
 from ml.evaluate import METRIC_NAMES
 from node import versionfetch, versions
 from node.errors import ModexError
+from node.protocol import ModelStatus
 
 log = logging.getLogger(__name__)
 bp = Blueprint("versions", __name__)
@@ -48,6 +49,7 @@ def _template_functions() -> dict:
         "model_versions": model_versions,
         "versions_chart_svg": versions_chart_svg,
         "licence_updates": licence_updates,
+        "validation_words": validation_words,
     }
 
 
@@ -104,8 +106,13 @@ def _number(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _status(word: str) -> str:
-    return STATUS_NAMES.get(word, word)
+def validation_words(version: dict) -> str:
+    """A version's validation (an ``Indexer.versions_of`` row) in words: the status its cycle
+    settled (Verified, Disputed, Metrics disputed), "being validated" while its cycle runs, "not
+    validated" when no cycle attested it."""
+    if version["status"] != ModelStatus.UNVERIFIED.word:
+        return STATUS_NAMES.get(version["status"], version["status"])
+    return "being validated" if version.get("validating") else "not validated"
 
 
 def chart_summary(versions_: list[dict]) -> str:
@@ -118,7 +125,7 @@ def chart_summary(versions_: list[dict]) -> str:
             else f"no {label} listed"
             for key, label in CHART_METRICS
         )
-        sentences.append(f"Version {v['version']} ({_status(v['status'])}): {values}.")
+        sentences.append(f"Version {v['version']} ({validation_words(v)}): {values}.")
     return " ".join(sentences)
 
 
@@ -178,7 +185,7 @@ def versions_chart_svg(versions_: list[dict], plot_h: int = 100) -> Markup:
             f'<text x="{centre}" y="{base + 13}" text-anchor="middle" class="chart-version">'
             f'version {number}</text><text x="{centre}" y="{base + 26}" text-anchor="middle" '
             f'class="chart-status status-{escape(v["status"])}">'
-            f"{escape(_status(v['status']))}</text>"
+            f"{escape(validation_words(v))}</text>"
         )
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -89,7 +89,7 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     event FeeRecipientChanged(address indexed feeRecipient);
     event ValidatorsConnected(address indexed validators);
     event VotesConnected(address indexed votes);
-    event VerdictRecorded(uint256 indexed modelId, uint8 status, uint256 verifierWeight);
+    event VerdictRecorded(uint256 indexed modelId, uint256 indexed version, uint8 status, uint256 verifierWeight);
     event ValidatorRewardClaimed(uint256 indexed modelId, address indexed validator, uint256 amount, address token);
     event Subscribed(uint256 indexed modelId, address indexed account, uint64 expiresAt);
     /// A later version's content key (2, 3, ...) wrapped to the licence holder's purchase key (docs/formats.md).
@@ -101,7 +101,8 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     uint8 public constant STATUS_PENDING = 1;
     uint8 public constant STATUS_DELIVERED = 2; // the licence (a buyer's) or the key (a validator's)
     uint8 public constant STATUS_REFUNDED = 3; // a buyer's purchase refunded (never delivered, or disputed in time)
-    uint8 public constant STATUS_EXPIRED = 4; // a validator's request replaced after its window
+    // a validator's request replaced: after its window, or by its request in a later validation cycle
+    uint8 public constant STATUS_EXPIRED = 4;
     uint256 public constant MAX_FEE_BPS = 1000;
     uint256 public constant WRAPPED_KEY_LENGTH = 80; // HPKE enc(32) || ciphertext(48), docs/formats.md
     uint8 private constant VALIDATORS_VERIFIED = 1; // Validators.STATUS_VERIFIED
@@ -125,11 +126,12 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         bool released; // the seller's revenue was paid out (releaseRevenue)
     }
 
-    /// What the marketplace knows about a model's validation (told by Validators).
+    /// What the marketplace knows about a model's validation (told by Validators): its latest verdict.
     struct Book {
-        uint48 verifierWeight; // total weight of the validators that verified it
-        bool disputed; // settled as anything but Verified
+        uint48 verifierWeight; // total weight of the validators that verified `version`
+        bool disputed; // a version settled as anything but Verified
         uint40 disputedAt;
+        uint64 version; // the version the latest verdict is about; its verifiers share the fees
     }
 
     ModelRegistry private immutable _registry;
@@ -146,9 +148,12 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     mapping(uint256 modelId => mapping(address buyer => Access)) private _licences;
     mapping(uint256 modelId => mapping(address validator => Access)) private _validatorAccess;
     mapping(uint256 modelId => Book) private _books;
-    // cumulative amount owed per unit of verifier weight, per token (address(0): wei)
-    mapping(uint256 modelId => mapping(address token => uint256)) private _rewardPerWeight;
-    mapping(uint256 modelId => mapping(address validator => mapping(address token => uint256))) private _rewardClaimed; // per weight
+    // cumulative amount owed per unit of verifier weight of each Verified version, per token (address(0): wei)
+    mapping(uint256 modelId => mapping(uint256 version => mapping(address token => uint256))) private _rewardPerWeight;
+    // what each verifier of a version has claimed, per unit of weight and token
+    mapping(
+        uint256 modelId => mapping(uint256 version => mapping(address validator => mapping(address token => uint256)))
+    ) private _rewardClaimed;
     mapping(address account => mapping(address token => uint256)) private _credited;
     // the ERC-20 a purchase was paid in, fixed at buy time (absent: ETH)
     mapping(uint256 purchaseId => address) private _purchaseTokens;
@@ -421,34 +426,45 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     /// @notice Move a verifier's share of the model's ETH sales fees into their withdrawable balance:
     /// `claimValidatorReward(modelId, 0)`.
     function claimValidatorReward(uint256 modelId) external {
-        _claimValidatorReward(modelId, msg.sender, address(0));
+        _claimValidatorReward(modelId, _books[modelId].version, msg.sender, address(0));
     }
 
     /// @notice Move a verifier's share of the model's sales fees in `token` (address(0): ETH) into their
-    /// withdrawable balance, in proportion to the weight it verified with. Emits {ValidatorRewardClaimed}.
+    /// withdrawable balance, in proportion to the weight it verified with: the verifiers of the version
+    /// the latest verdict is about (`verdictVersion`; `claimValidatorRewardAt` for an earlier one).
+    /// Emits {ValidatorRewardClaimed}.
     function claimValidatorReward(uint256 modelId, address token) external {
-        _claimValidatorReward(modelId, msg.sender, token);
+        _claimValidatorReward(modelId, _books[modelId].version, msg.sender, token);
     }
 
     /// @notice `claimValidatorReward` for `validator` (its attester's agent claims this way): the reward
     /// is credited to the validator, never to the caller. Anyone may call it.
     function claimValidatorRewardFor(address validator, uint256 modelId, address token) external {
-        _claimValidatorReward(modelId, validator, token);
+        _claimValidatorReward(modelId, _books[modelId].version, validator, token);
     }
 
-    /// @notice Called by the Validators contract when a model settles: a Verified model shares its fees
-    /// with its verifiers by weight; any other outcome stops sales and deliveries, and lets the buyers of
-    /// pending purchases, and of deliveries still in their challenge period, refund. Emits {VerdictRecorded}.
-    function recordVerdict(uint256 modelId, uint8 status, uint256 verifierWeight) external {
+    /// @notice `claimValidatorRewardFor` a verifier of `version`: what the fees paid its verifiers while
+    /// it was the latest Verified version. Credited to the validator; anyone may call it.
+    function claimValidatorRewardAt(address validator, uint256 modelId, uint256 version, address token) external {
+        _claimValidatorReward(modelId, version, validator, token);
+    }
+
+    /// @notice Called by the Validators contract when a validation cycle settles: a Verified version
+    /// shares the model's fees with its verifiers by weight from then on; any other outcome stops sales
+    /// and deliveries, and lets the buyers of pending purchases, and of deliveries still in their
+    /// challenge period, refund. Emits {VerdictRecorded}.
+    function recordVerdict(uint256 modelId, uint256 version, uint8 status, uint256 verifierWeight) external {
         if (msg.sender != address(_validators)) revert MarketplaceOnlyValidators(msg.sender);
         Book storage b = _books[modelId];
+        b.version = uint64(version); // one publishVersion transaction per version: 2^64 is out of reach
         if (status == VALIDATORS_VERIFIED) {
             b.verifierWeight = uint48(verifierWeight); // Validators tallies weights in uint48
         } else {
+            b.verifierWeight = 0;
             b.disputed = true;
             b.disputedAt = uint40(block.timestamp);
         }
-        emit VerdictRecorded(modelId, status, verifierWeight);
+        emit VerdictRecorded(modelId, version, status, verifierWeight);
     }
 
     /// @notice Called by the Votes contract: store `voter`'s score for the model in its licence record.
@@ -592,32 +608,50 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         return _licences[modelId][voter].vote;
     }
 
-    /// @notice Wei a verifier of `modelId` can claim now (0 for anyone else).
+    /// @notice Wei a verifier of the version the model's latest verdict is about can claim now (0 for
+    /// anyone else).
     function pendingValidatorReward(uint256 modelId, address validator) external view returns (uint256) {
-        return pendingValidatorReward(modelId, validator, address(0));
+        return pendingValidatorRewardAt(modelId, _books[modelId].version, validator, address(0));
     }
 
-    /// @notice What a verifier of `modelId` can claim now in `token` (address(0): wei; 0 for anyone else).
-    function pendingValidatorReward(uint256 modelId, address validator, address token) public view returns (uint256) {
-        uint256 weight = _verifierWeight(modelId, validator);
+    /// @notice What a verifier of the version the model's latest verdict is about can claim now in
+    /// `token` (address(0): wei; 0 for anyone else).
+    function pendingValidatorReward(uint256 modelId, address validator, address token) external view returns (uint256) {
+        return pendingValidatorRewardAt(modelId, _books[modelId].version, validator, token);
+    }
+
+    /// @notice What a verifier of `version` of the model can claim now in `token` (0 for anyone else).
+    function pendingValidatorRewardAt(uint256 modelId, uint256 version, address validator, address token)
+        public
+        view
+        returns (uint256)
+    {
+        uint256 weight = _verifierWeight(modelId, version, validator);
         if (weight == 0) return 0;
-        return (_rewardPerWeight[modelId][token] - _rewardClaimed[modelId][validator][token]) * weight;
+        return (_rewardPerWeight[modelId][version][token] - _rewardClaimed[modelId][version][validator][token]) * weight;
     }
 
-    /// @notice The cumulative reward per unit of verifier weight of the model's sales in `token`.
+    /// @notice The cumulative reward per unit of verifier weight of the model's sales in `token`, for
+    /// the verifiers of the version the latest verdict is about.
     function rewardPerWeight(uint256 modelId, address token) external view returns (uint256) {
-        return _rewardPerWeight[modelId][token];
+        return _rewardPerWeight[modelId][_books[modelId].version][token];
     }
 
-    /// @notice The validation outcome Validators reported, and the cumulative reward per unit of weight
-    /// of its ETH sales (`rewardPerWeight(modelId, token)` for a token's).
+    /// @notice The validation outcome Validators reported last, and the cumulative reward per unit of
+    /// weight of its ETH sales (`rewardPerWeight(modelId, token)` for a token's); `verdictVersion` is
+    /// the version it is about.
     function book(uint256 modelId)
         external
         view
         returns (uint256 verifierWeight, bool disputed, uint256 disputedAt, uint256 rewardPerWeight_)
     {
         Book memory b = _books[modelId];
-        return (b.verifierWeight, b.disputed, b.disputedAt, _rewardPerWeight[modelId][address(0)]);
+        return (b.verifierWeight, b.disputed, b.disputedAt, _rewardPerWeight[modelId][b.version][address(0)]);
+    }
+
+    /// @notice The version the model's latest verdict is about (0: none yet).
+    function verdictVersion(uint256 modelId) external view returns (uint256) {
+        return _books[modelId].version;
     }
 
     function votes() external view returns (address) {
@@ -712,13 +746,13 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         }
     }
 
-    function _claimValidatorReward(uint256 modelId, address validator, address token) private {
-        uint256 amount = pendingValidatorReward(modelId, validator, token);
+    function _claimValidatorReward(uint256 modelId, uint256 version, address validator, address token) private {
+        uint256 amount = pendingValidatorRewardAt(modelId, version, validator, token);
         if (amount == 0) {
-            if (_verifierWeight(modelId, validator) == 0) revert MarketplaceNotVerifier(modelId, validator);
+            if (_verifierWeight(modelId, version, validator) == 0) revert MarketplaceNotVerifier(modelId, validator);
             revert MarketplaceNothingToClaim(modelId, validator);
         }
-        _rewardClaimed[modelId][validator][token] = _rewardPerWeight[modelId][token];
+        _rewardClaimed[modelId][version][validator][token] = _rewardPerWeight[modelId][version][token];
         _credited[validator][token] += amount;
         emit ValidatorRewardClaimed(modelId, validator, amount, token);
     }
@@ -732,7 +766,10 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         if (!_registry.isActive(modelId)) revert MarketplaceModelInactive(modelId);
         Access storage access = _validatorAccess[modelId][validator];
         uint8 status = access.status;
-        if (status == STATUS_DELIVERED) revert MarketplaceAlreadyLicensed(modelId, validator);
+        // A key delivered in an earlier cycle: this request is for the later version a new cycle attests.
+        if (status == STATUS_DELIVERED && !validators.joinsWithoutSeat(modelId, validator)) {
+            revert MarketplaceAlreadyLicensed(modelId, validator);
+        }
         if (status == STATUS_PENDING && block.timestamp <= access.deadline) {
             revert MarketplacePurchasePending(access.purchaseId, access.deadline);
         }
@@ -805,10 +842,10 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
         return b.disputed && b.disputedAt <= challengeEnd;
     }
 
-    function _verifierWeight(uint256 modelId, address validator) private view returns (uint256) {
+    function _verifierWeight(uint256 modelId, uint256 version, address validator) private view returns (uint256) {
         Validators validators = _validators;
         if (address(validators) == address(0)) return 0;
-        return validators.verifierWeight(modelId, validator);
+        return validators.verifierWeightAt(modelId, version, validator);
     }
 
     /// @dev Splits a released sale: fee to the recipient, a share of it to the verifiers by weight, the
@@ -822,11 +859,12 @@ contract Marketplace is Ownable, ReentrancyGuardTransient {
     {
         fee = (price * _feeBps) / 10_000;
         uint256 platformAmount = fee;
-        uint256 weight = _books[modelId].verifierWeight;
+        Book memory b = _books[modelId];
+        uint256 weight = b.verifierWeight;
         if (fee != 0 && weight != 0) {
             uint256 perWeight = (fee * _validatorShareBps) / 10_000 / weight;
             if (perWeight != 0) {
-                _rewardPerWeight[modelId][token] += perWeight;
+                _rewardPerWeight[modelId][b.version][token] += perWeight;
                 platformAmount -= perWeight * weight;
             }
         }

@@ -24,10 +24,15 @@ import {Marketplace} from "./Marketplace.sol";
 /// commits and reveals (`commitAttestationFor`, `revealAttestationFor`) for that validator only. Seats,
 /// weights, bonds, forfeits and rewards stay the validator's; the attester can never stake, unstake,
 /// withdraw, claim to itself or change the attester.
-/// Versions (ModelRegistry.publishVersion): a model's validation attests one version, the latest when
-/// the first key was requested (`attestedVersion`); every round compares reveals with that version's
-/// hash and claim (`ModelRegistry.attestationTargetOf`), so a version published meanwhile neither
-/// disturbs the rounds nor inherits their outcome: `status` is the attested version's.
+/// Versions (ModelRegistry.publishVersion): validation runs in cycles, one per version validated. A
+/// cycle attests one version, the latest when its first key was requested (`attestedVersion`); every
+/// round compares reveals with that version's hash and claim (`ModelRegistry.attestationTargetOf`), so
+/// a version published meanwhile neither disturbs the rounds nor inherits their outcome. Once a cycle
+/// settles Verified, the next key request after the owner published a later version opens a new cycle
+/// for the latest version ({ValidationOpened}), with seats, rounds and bonds of its own; any other
+/// outcome is final (the Marketplace stops the model's sales). The functions that take a model id act
+/// on its current cycle; `statusAt`, `attestationAt`, `verifierWeightAt` and `releaseAt` take a
+/// version too, for the cycles before.
 contract Validators is ReentrancyGuardTransient {
     error ValidatorsStakeTooLow(uint256 stake, uint256 minStake);
     error ValidatorsUnstakePending(address validator, uint256 unlockAt);
@@ -71,7 +76,10 @@ contract Validators is ReentrancyGuardTransient {
     event Attested(
         uint256 indexed modelId, address indexed validator, bytes32 observedHash, bytes32 workDigest, bool matches
     );
-    event StatusChanged(uint256 indexed modelId, uint8 status);
+    event StatusChanged(uint256 indexed modelId, uint256 indexed version, uint8 status);
+    /// @dev A validation cycle opened for `version` (the model's first key request, or the first after a
+    /// later version than the Verified one was published).
+    event ValidationOpened(uint256 indexed modelId, uint256 indexed version);
     event RoundUndecided(uint256 indexed modelId, uint256 round, uint256 revealedWeight);
     event SeatReleased(uint256 indexed modelId, address indexed validator, uint256 returned, uint256 forfeited);
     event Withdrawn(address indexed account, uint256 amount);
@@ -97,8 +105,8 @@ contract Validators is ReentrancyGuardTransient {
         uint16 openSeats; // seats not yet released
     }
 
-    /// The model's current (or deciding) round and its tally, in one slot. `number` is 0 until the
-    /// first key request, which sets it to 1 so that opening the round rewrites a warm slot.
+    /// A cycle's current (or deciding) round and its tally, in one slot. `number` is 0 until the
+    /// cycle's first key request, which sets it to 1 so that opening the round rewrites a warm slot.
     struct Round {
         uint24 number;
         uint40 commitEnd; // 0: no round open
@@ -144,13 +152,14 @@ contract Validators is ReentrancyGuardTransient {
     uint256 private immutable _maxOpenRequests;
     address private immutable _treasury;
     mapping(address validator => StakeInfo) private _stakes;
-    mapping(uint256 modelId => Round) private _rounds;
-    mapping(uint256 modelId => mapping(address validator => Seat)) private _seats;
-    mapping(uint256 modelId => mapping(address validator => bytes32)) private _commitments;
+    mapping(uint256 modelId => mapping(uint256 version => Round)) private _rounds;
+    mapping(uint256 modelId => mapping(uint256 version => mapping(address validator => Seat))) private _seats;
+    mapping(uint256 modelId => mapping(uint256 version => mapping(address validator => bytes32))) private _commitments;
     mapping(address account => uint256) private _credited;
     mapping(address validator => address attester) private _attesterOf;
     mapping(address attester => address validator) private _validatorOf;
-    mapping(uint256 modelId => uint256) private _attestedVersions; // 0: version 1 (or no key requested yet)
+    // the version the current cycle attests; 0: version 1 (or no key requested yet)
+    mapping(uint256 modelId => uint256) private _attestedVersions;
 
     /// @param registry the ModelRegistry whose listed hash and claimed work digest reveals are compared with.
     /// @param marketplace delivers the keys (it calls `keyRequested` / `keyDelivered`) and is told of
@@ -265,9 +274,9 @@ contract Validators is ReentrancyGuardTransient {
     function keyRequested(uint256 modelId, address validator) external {
         if (msg.sender != address(_marketplace)) revert ValidatorsOnlyMarketplace(msg.sender);
         if (!isActiveValidator(validator)) revert ValidatorsNotActive(validator);
-        Round memory r = _rounds[modelId];
+        (uint256 version, Round memory r) = _cycleToJoin(modelId);
         _requireCommitsOpen(modelId, r);
-        Seat storage seat = _seats[modelId][validator];
+        Seat storage seat = _seats[modelId][version][validator];
         uint8 state = seat.state;
         if (state == SEAT_REQUESTED) {
             seat.requestedAt = uint40(block.timestamp);
@@ -281,10 +290,10 @@ contract Validators is ReentrancyGuardTransient {
         seat.state = SEAT_REQUESTED;
         seat.requestedAt = uint40(block.timestamp);
         if (r.number == 0) {
-            // The first request fixes the version this model's rounds attest.
-            _rounds[modelId].number = 1;
-            uint256 version = _registry.versionCount(modelId);
-            if (version != 1) _attestedVersions[modelId] = version;
+            // The cycle's first request: it now attests `version`.
+            _rounds[modelId][version].number = 1;
+            if (version != _currentVersion(modelId)) _attestedVersions[modelId] = version;
+            emit ValidationOpened(modelId, version);
         }
     }
 
@@ -295,8 +304,9 @@ contract Validators is ReentrancyGuardTransient {
     /// closed used to be returned in full: a risk-free key for a refundable deposit).
     function keyDelivered(uint256 modelId, address validator) external {
         if (msg.sender != address(_marketplace)) revert ValidatorsOnlyMarketplace(msg.sender);
-        _requireCommitsOpen(modelId, _rounds[modelId]);
-        Seat storage seat = _seats[modelId][validator];
+        uint256 version = _currentVersion(modelId);
+        _requireCommitsOpen(modelId, _rounds[modelId][version]);
+        Seat storage seat = _seats[modelId][version][validator];
         // The Marketplace delivers only a live request, and `release` closes one only after it expired.
         if (seat.state != SEAT_REQUESTED) revert ValidatorsSeatInUse(modelId, validator, seat.state);
         seat.state = SEAT_KEYED;
@@ -326,16 +336,17 @@ contract Validators is ReentrancyGuardTransient {
 
     function _commit(address validator, uint256 modelId, bytes32 commitment) private {
         if (commitment == bytes32(0)) revert ValidatorsZeroCommitment();
-        Round memory r = _rounds[modelId];
+        uint256 version = _currentVersion(modelId);
+        Round memory r = _rounds[modelId][version];
         _requireCommitsOpen(modelId, r);
-        Seat storage seat = _seats[modelId][validator];
+        Seat storage seat = _seats[modelId][version][validator];
         Seat memory current = seat;
         bool again = current.state == SEAT_REVEALED && current.round < r.number;
         if (current.state != SEAT_KEYED && !again) revert ValidatorsNoKey(modelId, validator);
         if (r.commitEnd == 0) {
             r.commitEnd = uint40(block.timestamp + _commitPeriod);
             r.revealEnd = uint40(r.commitEnd + _revealPeriod);
-            _rounds[modelId] = r;
+            _rounds[modelId][version] = r;
             emit RoundOpened(modelId, r.number, r.commitEnd, r.revealEnd);
         }
 
@@ -355,7 +366,7 @@ contract Validators is ReentrancyGuardTransient {
         seat.says = 0;
         seat.weight = uint32(weight);
         seat.commitBond = uint96(bond);
-        _commitments[modelId][validator] = commitment;
+        _commitments[modelId][version][validator] = commitment;
         emit AttestationCommitted(modelId, validator, commitment);
     }
 
@@ -388,8 +399,9 @@ contract Validators is ReentrancyGuardTransient {
     function _reveal(address validator, uint256 modelId, bytes32 observedHash, bytes32 workDigest, bytes32 salt)
         private
     {
-        Round memory r = _rounds[modelId];
-        Seat storage seat = _seats[modelId][validator];
+        uint256 version = _currentVersion(modelId);
+        Round memory r = _rounds[modelId][version];
+        Seat storage seat = _seats[modelId][version][validator];
         if (seat.state != SEAT_COMMITTED || seat.round != r.number || r.commitEnd == 0) {
             revert ValidatorsNothingToReveal(modelId, validator);
         }
@@ -397,10 +409,9 @@ contract Validators is ReentrancyGuardTransient {
         if (block.timestamp > r.revealEnd) revert ValidatorsRevealClosed(modelId, r.revealEnd);
         bytes32 expected =
             keccak256(abi.encode(block.chainid, address(this), modelId, validator, observedHash, workDigest, salt));
-        if (_commitments[modelId][validator] != expected) revert ValidatorsRevealMismatch(modelId, validator);
+        if (_commitments[modelId][version][validator] != expected) revert ValidatorsRevealMismatch(modelId, validator);
 
-        (bytes32 listedHash, bytes32 claimedDigest, uint256 claimedAt) =
-            _registry.attestationTargetOf(modelId, _attestedVersion(modelId));
+        (bytes32 listedHash, bytes32 claimedDigest, uint256 claimedAt) = _registry.attestationTargetOf(modelId, version);
         uint8 says;
         bool matches = observedHash == listedHash;
         if (!matches) {
@@ -416,10 +427,10 @@ contract Validators is ReentrancyGuardTransient {
             says = STATUS_METRICS_DISPUTED;
             r.metricsWeight += seat.weight;
         }
-        _rounds[modelId] = r;
+        _rounds[modelId][version] = r;
         seat.state = SEAT_REVEALED;
         seat.says = says;
-        delete _commitments[modelId][validator];
+        delete _commitments[modelId][version][validator];
         emit Attested(modelId, validator, observedHash, workDigest, matches);
     }
 
@@ -431,7 +442,8 @@ contract Validators is ReentrancyGuardTransient {
     /// one. Emits {StatusChanged} or {RoundUndecided}.
     // slither-disable-start incorrect-equality
     function settle(uint256 modelId) external {
-        Round memory r = _rounds[modelId];
+        uint256 version = _currentVersion(modelId);
+        Round memory r = _rounds[modelId][version];
         if (r.status != STATUS_UNVERIFIED) revert ValidatorsAlreadySettled(modelId, r.status);
         if (r.commitEnd == 0) revert ValidatorsNoRound(modelId);
         if (block.timestamp <= r.revealEnd) revert ValidatorsRevealOpen(modelId, r.revealEnd);
@@ -445,7 +457,7 @@ contract Validators is ReentrancyGuardTransient {
         }
         if (status == STATUS_UNVERIFIED) {
             emit RoundUndecided(modelId, r.number, total);
-            _rounds[modelId] = Round({
+            _rounds[modelId][version] = Round({
                 number: r.number + 1,
                 commitEnd: 0,
                 revealEnd: 0,
@@ -456,9 +468,9 @@ contract Validators is ReentrancyGuardTransient {
             });
             return;
         }
-        _rounds[modelId].status = status;
-        emit StatusChanged(modelId, status);
-        _marketplace.recordVerdict(modelId, status, r.verifiedWeight);
+        _rounds[modelId][version].status = status;
+        emit StatusChanged(modelId, version, status);
+        _marketplace.recordVerdict(modelId, version, status, r.verifiedWeight);
     }
 
     // slither-disable-end incorrect-equality
@@ -472,11 +484,20 @@ contract Validators is ReentrancyGuardTransient {
     /// - a revealed attestation: once its round settled (or closed undecided); the commit bond is
     ///   forfeited when it argued against the outcome, and the request bond when it was counted in an
     ///   undecided round and then sat out the deciding one; otherwise everything is returned.
-    /// Emits {SeatReleased}.
-    // slither-disable-start incorrect-equality
+    /// Acts on the current cycle; `releaseAt` on the cycle of any version. Emits {SeatReleased}.
     function release(uint256 modelId, address validator) external {
-        Seat memory seat = _seats[modelId][validator];
-        Round memory r = _rounds[modelId];
+        _release(modelId, _currentVersion(modelId), validator);
+    }
+
+    /// @notice `release` of `validator`'s seat in the cycle that attests `version` of the model.
+    function releaseAt(uint256 modelId, uint256 version, address validator) external {
+        _release(modelId, version, validator);
+    }
+
+    // slither-disable-start incorrect-equality
+    function _release(uint256 modelId, uint256 version, address validator) private {
+        Seat memory seat = _seats[modelId][version][validator];
+        Round memory r = _rounds[modelId][version];
         bool settled = r.status != STATUS_UNVERIFIED;
         bool forfeitRequest = false;
         bool forfeitCommit = false;
@@ -511,9 +532,9 @@ contract Validators is ReentrancyGuardTransient {
         s.openSeats -= 1;
         if (forfeited != 0) _credited[_treasury] += forfeited;
         // An expired request may be made again; any other seat is closed for good (its key was delivered).
-        if (seat.state == SEAT_REQUESTED) delete _seats[modelId][validator];
-        else _seats[modelId][validator].state = SEAT_RELEASED;
-        if (seat.state == SEAT_COMMITTED) delete _commitments[modelId][validator];
+        if (seat.state == SEAT_REQUESTED) delete _seats[modelId][version][validator];
+        else _seats[modelId][version][validator].state = SEAT_RELEASED;
+        if (seat.state == SEAT_COMMITTED) delete _commitments[modelId][version][validator];
         emit SeatReleased(modelId, validator, bonds - forfeited, forfeited);
     }
 
@@ -541,65 +562,105 @@ contract Validators is ReentrancyGuardTransient {
     }
 
     /// @notice The weight with which `account` revealed the listed hash and claimed digest in the round
-    /// that verified the model (0 for anyone else, and while the model is not Verified).
-    function verifierWeight(uint256 modelId, address account) public view returns (uint256) {
-        Round memory r = _rounds[modelId];
-        Seat memory seat = _seats[modelId][account];
+    /// that verified the current cycle's version (0 for anyone else, and while it is not Verified).
+    function verifierWeight(uint256 modelId, address account) external view returns (uint256) {
+        return verifierWeightAt(modelId, _currentVersion(modelId), account);
+    }
+
+    /// @notice `verifierWeight` in the cycle that attests `version` (the Marketplace pays each Verified
+    /// version's verifiers from its own reward book).
+    function verifierWeightAt(uint256 modelId, uint256 version, address account) public view returns (uint256) {
+        Round memory r = _rounds[modelId][version];
+        Seat memory seat = _seats[modelId][version][account];
         if (r.status != STATUS_VERIFIED || seat.round != r.number || seat.says != STATUS_VERIFIED) return 0;
         return seat.weight;
     }
 
-    /// @notice One of the validators whose attestations verified the model.
+    /// @notice One of the validators whose attestations verified the current cycle's version.
     function isVerifier(uint256 modelId, address account) external view returns (bool) {
-        return verifierWeight(modelId, account) != 0;
+        return verifierWeightAt(modelId, _currentVersion(modelId), account) != 0;
     }
 
     /// @notice 0 unverified, 1 verified, 2 disputed, 3 metrics disputed: the status of the version the
-    /// model's rounds attest (`attestedVersion`); any other version is unverified.
+    /// current cycle attests (`attestedVersion`); `statusAt` for any version.
     function status(uint256 modelId) external view returns (uint8) {
-        return _rounds[modelId].status;
+        return _rounds[modelId][_currentVersion(modelId)].status;
     }
 
-    /// @notice The version of the model its rounds attest, fixed by the first key request; 0 while no
-    /// validator has asked for the key.
+    /// @notice The status of `version` of the model: what its cycle settled, 0 (unverified) while its
+    /// cycle runs and for a version no cycle attested.
+    function statusAt(uint256 modelId, uint256 version) external view returns (uint8) {
+        return _rounds[modelId][version].status;
+    }
+
+    /// @notice The version of the model the current cycle attests, fixed by the cycle's first key
+    /// request; 0 while no validator has asked for the key.
     function attestedVersion(uint256 modelId) external view returns (uint256) {
+        uint256 version = _currentVersion(modelId);
         // Round number 0 is the "no key requested yet" sentinel, not a balance compared for equality.
         // slither-disable-next-line incorrect-equality
-        if (_rounds[modelId].number == 0) return 0;
-        return _attestedVersion(modelId);
+        if (_rounds[modelId][version].number == 0) return 0;
+        return version;
     }
 
-    /// @notice The current round (or the one that decided the model) and its deadlines; commitEnd is 0
-    /// while no round is open (round 0: nobody has asked for the key yet).
+    /// @notice Whether a key request now opens a new cycle: the current one settled Verified and the
+    /// owner has published a later version since.
+    function opensNewCycle(uint256 modelId) public view returns (bool) {
+        uint256 version = _currentVersion(modelId);
+        return _rounds[modelId][version].status == STATUS_VERIFIED && _registry.versionCount(modelId) > version;
+    }
+
+    /// @notice Whether a key request of `validator` now joins a cycle in which it holds no seat (a new
+    /// cycle, or the current one when its seats are all earlier cycles'): the Marketplace lets a
+    /// validator whose key was delivered in an earlier cycle ask again then.
+    function joinsWithoutSeat(uint256 modelId, address validator) external view returns (bool) {
+        if (opensNewCycle(modelId)) return true;
+        return _seats[modelId][_currentVersion(modelId)][validator].state == SEAT_NONE;
+    }
+
+    /// @notice The current cycle's current round (or the one that decided it) and its deadlines;
+    /// commitEnd is 0 while no round is open (round 0: nobody has asked for the key yet).
     function roundOf(uint256 modelId) external view returns (uint256 round, uint64 commitEnd, uint64 revealEnd) {
-        Round memory r = _rounds[modelId];
+        Round memory r = _rounds[modelId][_currentVersion(modelId)];
         return (r.number, r.commitEnd, r.revealEnd);
     }
 
-    /// @notice Weight revealed so far in the current (or deciding) round, per status argued for.
+    /// @notice Weight revealed so far in the current cycle's current (or deciding) round, per status
+    /// argued for.
     function tally(uint256 modelId)
         external
         view
         returns (uint256 verified, uint256 disputed, uint256 metricsDisputed)
     {
-        Round memory r = _rounds[modelId];
+        Round memory r = _rounds[modelId][_currentVersion(modelId)];
         return (r.verifiedWeight, r.hashWeight, r.metricsWeight);
     }
 
-    /// @notice `validator`'s seat on the model: one of the SEAT_* states, the round it committed in, the
-    /// status its revealed attestation argues for (0 before a reveal), its weight and its commit bond.
+    /// @notice `validator`'s seat in the model's current cycle: one of the SEAT_* states, the round it
+    /// committed in, the status its revealed attestation argues for (0 before a reveal), its weight and
+    /// its commit bond.
     function attestationOf(uint256 modelId, address validator)
         external
         view
         returns (uint8 state, uint256 round, uint8 says, uint256 weight, uint256 commitBond)
     {
-        Seat memory seat = _seats[modelId][validator];
+        return attestationAt(modelId, _currentVersion(modelId), validator);
+    }
+
+    /// @notice `attestationOf` in the cycle that attests `version`.
+    function attestationAt(uint256 modelId, uint256 version, address validator)
+        public
+        view
+        returns (uint8 state, uint256 round, uint8 says, uint256 weight, uint256 commitBond)
+    {
+        Seat memory seat = _seats[modelId][version][validator];
         return (seat.state, seat.round, seat.says, seat.weight, seat.commitBond);
     }
 
-    /// @notice The caller's stored commitment in the current round (zero when none or once revealed).
+    /// @notice `validator`'s stored commitment in the current cycle's round (zero when none or once
+    /// revealed).
     function commitmentOf(uint256 modelId, address validator) external view returns (bytes32) {
-        return _commitments[modelId][validator];
+        return _commitments[modelId][_currentVersion(modelId)][validator];
     }
 
     /// @notice The stake, the part of it bonded by open seats, when it can be taken back (0 while
@@ -669,9 +730,23 @@ contract Validators is ReentrancyGuardTransient {
         }
     }
 
-    function _attestedVersion(uint256 modelId) private view returns (uint256) {
+    /// @dev The version the model's current cycle attests (1 before any key request).
+    function _currentVersion(uint256 modelId) private view returns (uint256) {
         uint256 version = _attestedVersions[modelId];
         return version == 0 ? 1 : version;
+    }
+
+    /// @dev The cycle a key request joins, and its round: the current one; or, when no key was ever
+    /// requested, the latest version's; or, when the current cycle settled Verified and a later version
+    /// was published, a new one for the latest version (its round still empty: the caller opens it).
+    function _cycleToJoin(uint256 modelId) private view returns (uint256 version, Round memory r) {
+        version = _currentVersion(modelId);
+        r = _rounds[modelId][version];
+        // Round number 0 is the "no key requested yet" sentinel.
+        // slither-disable-next-line incorrect-equality
+        if (r.number != 0 && r.status != STATUS_VERIFIED) return (version, r);
+        uint256 latest = _registry.versionCount(modelId);
+        if (latest != version) (version, r) = (latest, _rounds[modelId][latest]);
     }
 
     /// @dev Hold `amount` of the validator's free (unbonded) stake.

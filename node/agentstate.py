@@ -3,12 +3,15 @@ and the UI's jobs (``node.validator`` explains what the agent does with it).
 
 It holds the chain checkpoint (``next_block``; from version 3 also ``recent_blocks``, [number,
 hash] of the last blocks scanned), the to-do set, the models this validator verified whose
-rewards it claims (``rewarding``, from version 4) and, per model, the finding and the commitment:
-the salt, the round it was drawn for and what it commits to, written (atomic_write: fsync,
-rename, 0600) BEFORE the commit is sent. A pass holds an exclusive lock on it
+rewards it claims (``rewarding``, from version 4), per model the version whose validation cycle
+this validator's seat is in (``seat_versions``, from version 5; 1 for the models of an older
+file: its single cycle) and, per model, the finding and the commitment of that cycle: the salt,
+the round it was drawn for and what it commits to, written (atomic_write: fsync, rename, 0600)
+BEFORE the commit is sent. A pass holds an exclusive lock on it
 (``<file>.lock``) and reads it afresh, so two agents on one file take turns and never lose each
 other's salts. ``AgentState`` is also the agent's ``node.scanner.BlockScanner`` follower: new
-listings go into the to-do set.
+listings, and models whose owner published a new version (a new validation cycle once the
+current one is Verified), go into the to-do set.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ from node.scanner import Batch, Checkpoint, deployment_block
 
 log = logging.getLogger("node.validator")  # one logger for the agent, as before the split
 
-STATE_VERSION = 4  # 3: recent_blocks, 4: rewarding (older files are read as they are)
+STATE_VERSION = 5  # 3: recent_blocks, 4: rewarding, 5: seat_versions (older files are read)
+FIRST_CYCLE_VERSION = 1  # the cycle of a seat an older file recorded (it knew only one cycle)
+# The events that give the agent a model to do: a listing, and a later version to validate.
+TODO_EVENTS = ("ModelListed", "VersionPublished")
 
 
 def state_path(data_dir: str | os.PathLike, chain_id: int, address: str) -> Path:
@@ -71,7 +77,8 @@ class ModelRecord:
 
 class AgentState:
     """The agent's state file (the module docstring) and its BlockScanner follower: the chain
-    checkpoint, the to-do set, and per model the finding and the commitment."""
+    checkpoint, the to-do set, and per model the version of this validator's seat, the finding
+    and the commitment."""
 
     def __init__(self, path: Path, chain, validator: str):
         self.path = path
@@ -98,6 +105,8 @@ class AgentState:
         self.todo: set[int] = set()
         self.rewarding: set[int] = set()  # models this validator verified: their rewards
         self.records: dict[int, ModelRecord] = {}
+        # model -> the version whose cycle this validator's seat (and its record) is in
+        self.seat_versions: dict[int, int] = {}
         try:
             doc = json.loads(self.path.read_text())
         except FileNotFoundError:
@@ -129,6 +138,10 @@ class AgentState:
                 Attestation.from_json(model_id, rec["attestation"]),
                 Commitment.from_json(rec["commitment"]) if rec.get("commitment") else None,
             )
+        self.seat_versions = {int(m): int(v) for m, v in (doc.get("seat_versions") or {}).items()}
+        if int(doc.get("version", 1)) < 5:  # written before cycles: every seat is in the first
+            for model_id in self.todo | self.records.keys():
+                self.seat_versions.setdefault(model_id, FIRST_CYCLE_VERSION)
 
     def save(self) -> None:
         models = {
@@ -146,14 +159,26 @@ class AgentState:
             "recent_blocks": self.checkpoint.hashes_json(),
             "todo": sorted(self.todo),
             "rewarding": sorted(self.rewarding),
+            "seat_versions": {str(m): v for m, v in sorted(self.seat_versions.items())},
             "models": models,
         }
         atomic_write(self.path, json.dumps(doc, indent=1).encode(), mode=0o600)
 
-    # -- the BlockScanner's follower: listings into the to-do set --------------------------
+    def forget_cycle(self, model_id: int) -> None:
+        """Drop the model's seat version, finding and commitment (its cycle is behind it)."""
+        self.seat_versions.pop(model_id, None)
+        self.records.pop(model_id, None)
+
+    # -- the BlockScanner's follower: listings and new versions into the to-do set ----------
 
     def listings_in(self, first: int, last: int) -> list:
-        return self.chain.events("ModelListed", from_block=first, to_block=last)
+        """The TODO_EVENTS of blocks ``first``..``last``, in chain order."""
+        found = [
+            ev
+            for name in TODO_EVENTS
+            for ev in self.chain.events(name, from_block=first, to_block=last)
+        ]
+        return sorted(found, key=lambda ev: (ev["blockNumber"], ev["logIndex"]))
 
     def load_checkpoint(self) -> Checkpoint:
         return self.checkpoint
@@ -174,7 +199,7 @@ class AgentState:
                 log.warning("model %d is no longer listed after a reorg; forgetting it", model_id)
                 self.todo.discard(model_id)
                 if model_id in self.records and self.records[model_id].commitment is None:
-                    del self.records[model_id]
+                    self.forget_cycle(model_id)
         self.checkpoint = checkpoint
         self.save()
 

@@ -6,6 +6,13 @@ validator's seat (``attestationOf``), then takes the one step due (``node.valida
 ask for the key, commit (after the first check of the model, kept in the record), reveal,
 settle, release. What a step did, waits for or was refused goes into the pass's
 ``ValidatorReport``.
+
+Validation runs in cycles, one per version validated (``Validators.attestedVersion`` names the
+current cycle's). Once the current cycle settled Verified and the owner published a later
+version (``opensNewCycle``), the model is validated again: this validator releases its seat in
+the old cycle, forgets that cycle's record and asks for the key, which opens the new cycle. A
+seat left in an older cycle (another validator opened the new one first) is released with
+``releaseAt``: the state file keeps the version each seat is for (``AgentState.seat_versions``).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from node.protocol import (
     attestation_commitment,
 )
 from node.revert_sentences import when
+from node.versions import version_count
 
 log = logging.getLogger("node.validator")  # one logger for the agent, as before the split
 
@@ -66,6 +74,12 @@ class ValidatorReport:
     refused: dict[int, str] = field(default_factory=dict)  # a step the contracts refused, why
     done: list[int] = field(default_factory=list)  # settled and released (nothing more to do)
     rewards: list[tuple[int, Token, int]] = field(default_factory=list)  # model, token, amount
+    versions: dict[int, int] = field(default_factory=dict)  # the version a model's steps were for
+
+    def name(self, model_id: int) -> str:
+        """ "model 3", or "model 3 version 2" when its steps were for a version after the first."""
+        version = self.versions.get(model_id, 1)
+        return f"model {model_id}" if version == 1 else f"model {model_id} version {version}"
 
     def about(self, model_id: int, now: int) -> str:
         """Where the model stands after this pass: what it waits for (and until when), or why a
@@ -74,6 +88,10 @@ class ValidatorReport:
         if wait is not None:
             return wait.describe(now)
         return self.retry.get(model_id) or self.refused.get(model_id) or "in progress"
+
+
+NO_ROUND = Round(0, 0, 0)  # the round of a cycle nobody asked a key for yet
+OPEN_SEATS = (SeatState.REQUESTED, SeatState.KEYED, SeatState.COMMITTED, SeatState.REVEALED)
 
 
 def until_commits_close(rnd: Round) -> Waiting:
@@ -120,22 +138,37 @@ class RoundSteps:
 
     def step(self, model_id: int, report: ValidatorReport) -> None:
         """Take the step that is due for the model (``node.validator``: step 3 of a pass)."""
-        v, me = self.chain.validators.functions, self.validator
+        v = self.chain.validators.functions
+        current = int(self.chain.call(v.attestedVersion(model_id)))  # 0: no cycle yet
+        if not self._older_seat_left(model_id, current, report):
+            return
+        report.versions[model_id] = current or version_count(self.chain, model_id)
         status = ModelStatus(self.chain.call(v.status(model_id)))
+        if status == ModelStatus.VERIFIED and self.chain.call(v.opensNewCycle(model_id)):
+            self._validate_next_version(model_id, current, report)
+        else:
+            self._step_in_cycle(model_id, current, status, report)
+
+    def _step_in_cycle(
+        self, model_id: int, current: int, status: ModelStatus, report: ValidatorReport
+    ) -> None:
+        """The step due in the current cycle (attesting ``current``; its ``status``)."""
+        v, me = self.chain.validators.functions, self.validator
         seat = Seat.from_call(self.chain.call(v.attestationOf(model_id, me)))
         if seat.state == SeatState.RELEASED or (
             seat.state == SeatState.NONE and status != ModelStatus.UNVERIFIED
         ):
-            self.finish(model_id, report)
+            self.finish(model_id, current, report)
             return
         rnd = Round.from_call(self.chain.call(v.roundOf(model_id)))
         if status == ModelStatus.UNVERIFIED and rnd.commit_end and self.now() > rnd.reveal_end:
             status = self._settle(model_id, report)
             rnd = Round.from_call(self.chain.call(v.roundOf(model_id)))
         if status != ModelStatus.UNVERIFIED and seat.state == SeatState.NONE:
-            self.finish(model_id, report)  # settled by this pass; it held no seat
+            self.finish(model_id, current, report)  # settled by this pass; it held no seat
         elif status != ModelStatus.UNVERIFIED:
-            self._release(model_id, seat, report)
+            if self._release(model_id, current, seat, report):
+                self.finish(model_id, current, report)  # settled: this seat is closed for good
         elif seat.state in (SeatState.NONE, SeatState.REQUESTED):
             self._ask_for_key(model_id, rnd, report)
         elif seat.state == SeatState.KEYED or (
@@ -146,28 +179,78 @@ class RoundSteps:
             # Its round closed (undecided) before this seat revealed: it can only be released,
             # and its bonds are forfeited.
             log.warning(
-                "model %d: the commitment of round %d was never revealed; releasing "
+                "%s: the commitment of round %d was never revealed; releasing "
                 "the seat (its bonds are forfeited)",
-                model_id,
+                report.name(model_id),
                 seat.round,
             )
-            self._release(model_id, seat, report)
+            if self._release(model_id, current, seat, report):
+                self.finish(model_id, current, report)
         elif seat.state == SeatState.COMMITTED:
             self._reveal(model_id, rnd, report)
         else:  # revealed in the open round
             report.waiting[model_id] = until_reveals_end(rnd)
 
-    def finish(self, model_id: int, report: ValidatorReport) -> None:
-        """Nothing more to do for the model: it leaves the to-do set, with its record; a model
-        this validator verified stays in the set whose rewards the agent claims."""
-        if self.chain.call(
-            self.chain.validators.functions.verifierWeight(model_id, self.validator)
-        ):
-            self.state.rewarding.add(model_id)
+    def finish(self, model_id: int, version: int, report: ValidatorReport) -> None:
+        """Nothing more to do for the model (its cycle attesting ``version`` is behind this
+        validator): it leaves the to-do set, with its record, until a later version is published
+        (``AgentState.listings_in``); it stays when one was published already (the next step
+        opens its cycle)."""
+        self._forget_cycle(model_id, version)
+        if self.chain.call(self.chain.validators.functions.opensNewCycle(model_id)):
+            return
         self.state.todo.discard(model_id)
-        self.state.records.pop(model_id, None)
         self.state.save()
         report.done.append(model_id)
+
+    def _forget_cycle(self, model_id: int, version: int) -> None:
+        """Forget this validator's seat version and record for the cycle attesting ``version``;
+        a model it verified there stays in the set whose rewards the agent claims."""
+        if version and self.chain.call(
+            self.chain.validators.functions.verifierWeightAt(model_id, version, self.validator)
+        ):
+            self.state.rewarding.add(model_id)
+        self.state.forget_cycle(model_id)
+        self.state.save()
+
+    def _leave_cycle(self, model_id: int, version: int, report: ValidatorReport) -> bool:
+        """Release this validator's seat in the cycle attesting ``version`` if it is still open,
+        and forget that cycle; False while the release must wait (the model's wait is
+        reported)."""
+        seat = Seat.from_call(
+            self.chain.call(
+                self.chain.validators.functions.attestationAt(model_id, version, self.validator)
+            )
+        )
+        if seat.state in OPEN_SEATS and not self._release(model_id, version, seat, report):
+            return False
+        self._forget_cycle(model_id, version)
+        return True
+
+    def _older_seat_left(self, model_id: int, current: int, report: ValidatorReport) -> bool:
+        """Whether this validator holds no seat in a cycle older than the current one (attesting
+        ``current``): another validator opened the new cycle first. Such a seat is released
+        (``releaseAt``) and its cycle forgotten; False while the release must wait."""
+        held = self.state.seat_versions.get(model_id)
+        if not current or held is None or held >= current:
+            return True
+        report.versions[model_id] = held
+        return self._leave_cycle(model_id, held, report)
+
+    def _validate_next_version(self, model_id: int, current: int, report: ValidatorReport) -> None:
+        """The cycle attesting ``current`` settled Verified and the owner published a later
+        version: leave this cycle, then ask for the key, which opens the latest version's."""
+        if not self._leave_cycle(model_id, current, report):
+            return
+        latest = version_count(self.chain, model_id)
+        report.versions[model_id] = latest
+        log.info(
+            "model %d: version %d is Verified and version %d was published since; validating it",
+            model_id,
+            current,
+            latest,
+        )
+        self._ask_for_key(model_id, NO_ROUND, report)
 
     def now(self) -> int:
         """The timestamp the next block will carry: the contracts' "now" for what we send. (The
@@ -212,8 +295,14 @@ class RoundSteps:
             self.signer,
         )
         ev = self.chain.marketplace.events.Purchased().process_receipt(receipt, errors=DISCARD)
+        # The cycle this request joined (or opened): the one this seat and its record are for.
+        version = int(self.chain.call(self.chain.validators.functions.attestedVersion(model_id)))
+        self.state.seat_versions[model_id] = report.versions[model_id] = version
+        self.state.save()
         log.info(
-            "model %d: asked for its key (request %d)", model_id, int(ev[0]["args"]["purchaseId"])
+            "%s: asked for its key (request %d)",
+            report.name(model_id),
+            int(ev[0]["args"]["purchaseId"]),
         )
         report.requested.append(model_id)
 
@@ -282,8 +371,8 @@ class RoundSteps:
             self.for_validator(v, "commitAttestation", model_id, c.commitment), self.signer
         )
         log.info(
-            "model %d: committed in round %d to hash 0x%s (%s), work digest 0x%s%s",
-            model_id,
+            "%s: committed in round %d to hash 0x%s (%s), work digest 0x%s%s",
+            report.name(model_id),
             rnd.number,
             found.observed_hash.hex(),
             "matches" if found.matches else "DOES NOT MATCH",
@@ -307,7 +396,7 @@ class RoundSteps:
                 f"in {self.state.path} (was the state file replaced or lost?): it cannot be "
                 "revealed, and its bonds are forfeited when the round ends"
             )
-            log.error("model %d: %s", model_id, reason)
+            log.error("%s: %s", report.name(model_id), reason)
             report.refused[model_id] = reason
             return
         found, c = record.attestation, record.commitment
@@ -324,7 +413,7 @@ class RoundSteps:
         )
         c.revealed = True
         self.state.save()
-        log.info("model %d: revealed in round %d", model_id, rnd.number)
+        log.info("%s: revealed in round %d", report.name(model_id), rnd.number)
         report.revealed.append(found)
         report.waiting[model_id] = until_reveals_end(rnd)
 
@@ -340,14 +429,16 @@ class RoundSteps:
         status = ModelStatus(changed[0]["args"]["status"]) if changed else ModelStatus.UNVERIFIED
         report.settled[model_id] = status if changed else None
         log.info(
-            "model %d: settled %s",
-            model_id,
+            "%s: settled %s",
+            report.name(model_id),
             status.word if changed else "undecided (a new round opens with the next commit)",
         )
         return status
 
-    def _release(self, model_id: int, seat: Seat, report: ValidatorReport) -> None:
-        if seat.state == SeatState.REQUESTED:  # the model settled before the key arrived
+    def _release(self, model_id: int, version: int, seat: Seat, report: ValidatorReport) -> bool:
+        """Release this validator's ``seat`` in the cycle attesting ``version`` (``releaseAt``);
+        False while a key request must expire first (the model's wait is reported)."""
+        if seat.state == SeatState.REQUESTED:  # the cycle settled before the key arrived
             request = self.latest_request(model_id)
             if request is not None and self.now() <= request[1].deadline:
                 report.waiting[model_id] = Waiting(
@@ -355,9 +446,11 @@ class RoundSteps:
                     "then it releases the seat",
                     request[1].deadline,
                 )
-                return
+                return False
         v = self.chain.validators
-        receipt = self.chain.transact(v.functions.release(model_id, self.validator), self.signer)
+        receipt = self.chain.transact(
+            v.functions.releaseAt(model_id, version, self.validator), self.signer
+        )
         events = v.events.SeatReleased().process_receipt(receipt, errors=DISCARD)
         returned, forfeited = (
             (int(events[0]["args"]["returned"]), int(events[0]["args"]["forfeited"]))
@@ -366,9 +459,10 @@ class RoundSteps:
         )
         report.released[model_id] = (returned, forfeited)
         log.info(
-            "model %d: seat released (%s returned, %s forfeited)",
+            "model %d version %d: seat released (%s returned, %s forfeited)",
             model_id,
+            version,
             market.fmt_eth(returned),
             market.fmt_eth(forfeited),
         )
-        self.finish(model_id, report)  # settled, or this seat is closed for good
+        return True

@@ -1,10 +1,12 @@
 """The validator agent: stake, ask for each new listing's key, fetch, re-hash, evaluate, and carry
-the model through its commit–reveal rounds (contracts/Validators.sol) until it settles.
+the model through its commit–reveal rounds (contracts/Validators.sol) until it settles; and again
+for each later version its owner publishes once the current one is Verified (a new validation
+cycle, ``node.rounds``).
 
 ``ValidatorAgent.poll()`` is one pass; ``run(stop)`` loops it. One pass:
 
 1. stake up to ``Validators.minStake`` if this account is not an active validator;
-2. read new ``ModelListed`` events into the to-do set (``node.scanner.BlockScanner``, with the
+2. read new ``ModelListed`` and ``VersionPublished`` events into the to-do set (``node.scanner.BlockScanner``, with the
    agent's own checkpoint in its state file). After a reorg the blocks above the fork point are
    read again, and models no longer listed on the new chain leave the to-do set;
 3. for each model to do, the one step that is due, decided from the chain (the model's
@@ -20,11 +22,17 @@ the model through its commit–reveal rounds (contracts/Validators.sol) until it
    - the reveal period over and the model not settled: ``settle`` (anyone may; the agent does it
      when it is due). An undecided round: the agent commits again in the next one, with a new salt
      (a revealed salt is public);
-   - the model settled (or this seat's round over without its reveal): ``release`` returns the
-     seat's bonds to its stake, or forfeits them; the model is then done;
-4. for each model this validator verified, ``claimValidatorReward`` of its share of the sales
-   fees, in ETH and in the listing's ERC-20 token, whenever some is pending (it is credited to the
-   validator's Marketplace balance, which only the validator withdraws).
+   - the model settled (or this seat's round over without its reveal): ``releaseAt`` returns the
+     seat's bonds to its stake, or forfeits them; the model is then done until a later version
+     is published;
+   - the current cycle settled Verified and a later version was published (``opensNewCycle``):
+     release this seat if still open, forget the cycle's record and ask for the key, which opens
+     the new cycle; a seat left in an older cycle (another validator opened the new one first)
+     is released with ``releaseAt``;
+4. for each model this validator verified, and each version of it this validator verified
+   (``verifierWeightAt``), ``claimValidatorRewardAt`` of its share of the sales fees, in ETH and
+   in the listing's ERC-20 token, whenever some is pending (it is credited to the validator's
+   Marketplace balance, which only the validator withdraws).
 
 Hot and cold keys. The validator (the cold wallet that staked) may name an attester
 (``Validators.setAttester``): an agent built with the attester's signer and ``validator=`` the
@@ -36,8 +44,8 @@ validator's. The key requests carry the attester's own X25519 key.
 State (``node.agentstate``). One file per (chain, validator account), ``state_path(data_dir,
 chain_id, validator)``, whichever key the agent signs with: the chain checkpoint
 (``next_block``; from version 3 also ``recent_blocks``, [number, hash] of the last blocks
-scanned), the to-do set, the models whose rewards it claims and, per model, the finding and the
-commitment. A pass
+scanned), the to-do set, the models whose rewards it claims and, per model, the version whose
+cycle this validator's seat is in, the finding and the commitment. A pass
 holds an exclusive lock on it (``<file>.lock``) and reads it afresh, so the CLI's agent and the
 UI's jobs for the same account take turns and never lose each other's salts.
 
@@ -73,6 +81,7 @@ from node.protocol import StakeInfo
 from node.revert_sentences import when
 from node.rounds import RoundSteps, ValidatorReport, Waiting
 from node.scanner import BlockScanner, poll_loop
+from node.versions import version_count
 
 __all__ = [
     "STATE_VERSION",
@@ -300,20 +309,32 @@ class ValidatorAgent:
 
     def claim_rewards(self, model_id: int, report: ValidatorReport) -> None:
         """Claim this validator's pending share of the model's sales fees in ETH and in the
-        listing's token (credited to the validator's Marketplace balance)."""
-        m = self.chain.marketplace
-        for token in dict.fromkeys((ETH, tokens.payment_token(self.chain, model_id))):
-            pending = int(
-                self.chain.call(
-                    m.functions.pendingValidatorReward(model_id, self.validator, token.address)
+        listing's token, for every version it verified (each Verified version's verifiers have
+        their own reward book; ``claimValidatorRewardAt`` credits the validator's Marketplace
+        balance whoever sends it)."""
+        m, v = self.chain.marketplace.functions, self.chain.validators.functions
+        payment_tokens = dict.fromkeys((ETH, tokens.payment_token(self.chain, model_id)))
+        for version in range(1, version_count(self.chain, model_id) + 1):
+            if not self.chain.call(v.verifierWeightAt(model_id, version, self.validator)):
+                continue
+            for token in payment_tokens:
+                pending = int(
+                    self.chain.call(
+                        m.pendingValidatorRewardAt(model_id, version, self.validator, token.address)
+                    )
                 )
-            )
-            if pending:
-                claim = self.rounds.for_validator(
-                    m, "claimValidatorReward", model_id, token.address
+                if not pending:
+                    continue
+                self.chain.transact(
+                    m.claimValidatorRewardAt(self.validator, model_id, version, token.address),
+                    self.signer,
                 )
-                self.chain.transact(claim, self.signer)
-                log.info("model %d: claimed a reward of %s", model_id, token.format(pending))
+                log.info(
+                    "model %d version %d: claimed a reward of %s",
+                    model_id,
+                    version,
+                    token.format(pending),
+                )
                 report.rewards.append((model_id, token, pending))
 
     # -- the work -----------------------------------------------------------------------------

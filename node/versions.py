@@ -95,17 +95,11 @@ def delivered_version(
     return max((int(ev["args"]["version"]) for ev in before), default=1)
 
 
-def validation(chain, model_id: int) -> tuple[int, ModelStatus]:
-    """(the version the model's validation rounds attest, 0 before any key request; its status)."""
-    validators = chain.validators.functions
-    attested = int(chain.call(validators.attestedVersion(model_id)))
-    return attested, ModelStatus(chain.call(validators.status(model_id)))
-
-
-def status_of(version: int, attested: int, status: ModelStatus) -> ModelStatus:
-    """A version's validation status: the rounds' status for the version they attest, and
-    Unverified for any other (a status never carries over to other weights)."""
-    return status if version == attested else ModelStatus.UNVERIFIED
+def status_of(chain, model_id: int, version: int) -> ModelStatus:
+    """A version's validation status (``Validators.statusAt``): what its validation cycle
+    settled; Unverified while it runs and for a version no cycle attested (a status never
+    carries over to other weights)."""
+    return ModelStatus(chain.call(chain.validators.functions.statusAt(model_id, version)))
 
 
 def set_update_window(chain, signer, model_id: int, seconds: int) -> str:

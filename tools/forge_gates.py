@@ -79,6 +79,12 @@ MUST_REACH = (
     "unstaked",
     "treasury withdrew",
     "subscribed",
+    # validation cycles: a later version validated in a cycle of its own
+    "version published",
+    "new cycle opened",
+    "later version verdict",
+    "old seat released",
+    "delivered key replaced",
     # the campaign's ERC-20 (a model priced in it: sale, refund, release, withdrawal, subscription)
     "priced in token",
     "token buy paid",

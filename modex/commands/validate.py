@@ -155,24 +155,24 @@ def progress_lines(agent, report) -> list[tuple[object, str]]:
     lines = []
     if report.staked:
         lines.append(f"staked {fmt_eth(report.staked)}")
-    lines += [f"model {m}: asked for its key" for m in report.requested]
+    lines += [f"{report.name(m)}: asked for its key" for m in report.requested]
     for a in report.committed:
         lines.append(
-            f"model {a.model_id}: committed to hash 0x{a.observed_hash.hex()} "
+            f"{report.name(a.model_id)}: committed to hash 0x{a.observed_hash.hex()} "
             f"({'matches' if a.matches else 'MISMATCH'}), work digest "
             f"0x{a.work_digest.hex()}{'; ' + a.reason if a.reason else ''}"
         )
-    lines += [f"model {a.model_id}: revealed" for a in report.revealed]
+    lines += [f"{report.name(a.model_id)}: revealed" for a in report.revealed]
     for model_id, status in report.settled.items():
         lines.append(
-            f"model {model_id}: settled {status.word.replace('_', ' ')}"
+            f"{report.name(model_id)}: settled {status.word.replace('_', ' ')}"
             if status
-            else f"model {model_id}: round undecided (too little stake revealed); it commits "
+            else f"{report.name(model_id)}: round undecided (too little stake revealed); it commits "
             "again in the next round"
         )
     for model_id, (returned, forfeited) in report.released.items():
         lines.append(
-            f"model {model_id}: seat released, {fmt_eth(returned)} of bonds returned"
+            f"{report.name(model_id)}: seat released, {fmt_eth(returned)} of bonds returned"
             + (f", {fmt_eth(forfeited)} forfeited" if forfeited else "")
         )
     lines += [

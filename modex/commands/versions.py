@@ -50,7 +50,6 @@ def run(args) -> int:
             words = versions.update_window_words(seconds)
             print(f"model {args.model_id}: update window set to {words} ({tx})")
     rows = versions.list_versions(chain, args.model_id)
-    attested, status = versions.validation(chain, args.model_id)
     window = int(chain.call(chain.registry.functions.updateWindow(args.model_id)))
     table = [
         {
@@ -58,7 +57,7 @@ def run(args) -> int:
             "model_hash": "0x" + v.model_hash.hex(),
             "metadata_cid": v.metadata_cid,
             "published_at": v.published_at,
-            "status": versions.status_of(v.number, attested, status).word,
+            "status": versions.status_of(chain, args.model_id, v.number).word,
         }
         for v in rows
     ]

@@ -25,7 +25,7 @@ DERIVED = (
     "listing_counts",
     "listings_fts",
     "versions",
-    "attested_versions",
+    "validation_cycles",
     "reviews",
     "reports",
 )
@@ -39,6 +39,15 @@ STAMPED_EVENTS = {
     "VerdictRecorded",
     "VersionPublished",
 }
+
+
+def current_cycle_sql(model_id: str = "?") -> str:
+    """A scalar subquery: the version the current validation cycle of the model ``model_id``
+    (an SQL expression) attests (Validators.attestedVersion; 1 before any cycle)."""
+    return f"(SELECT COALESCE(MAX(version), 1) FROM validation_cycles WHERE model_id = {model_id})"
+
+
+CURRENT_CYCLE = current_cycle_sql()  # of one parameter, the model id
 
 
 def apply_event(tx: sqlite3.Connection, event: dict, timestamp: int | None) -> None:
@@ -191,10 +200,17 @@ def _on_validator_request(tx, a, _ev, _ts):
         (a["modelId"], a["validator"], a["purchaseId"]),
     )
     tx.execute("UPDATE purchases SET kind = 'validator' WHERE purchase_id = ?", (a["purchaseId"],))
-    _attest_latest_version(tx, a["modelId"])
+    # A model's first key request opens its first cycle, for the latest version: ValidationOpened
+    # says so too, but a log written before that event existed has only this.
+    tx.execute(
+        "INSERT INTO validation_cycles (model_id, version) SELECT ?, "
+        "COALESCE((SELECT MAX(version) FROM versions WHERE model_id = ?), 1) "
+        "WHERE NOT EXISTS (SELECT 1 FROM validation_cycles WHERE model_id = ?)",
+        (a["modelId"], a["modelId"], a["modelId"]),
+    )
 
 
-# -- versions (issue 15 §1): version 1 is the listing's row; later ones and the attested one here --
+# -- versions (issue 15 §1): version 1 is the listing's row; later ones and the cycles here --
 
 
 def _on_version_published(tx, a, ev, ts):
@@ -205,13 +221,20 @@ def _on_version_published(tx, a, ev, ts):
     )
 
 
-def _attest_latest_version(tx, model_id: int) -> None:
-    """The first validator key request fixes the version the model's rounds attest: the latest
-    then (Validators.attestedVersion); later requests keep it."""
+def _on_validation_opened(tx, a, _ev, _ts):
+    """A new cycle attests ``version``: the listing's validation is now that cycle's, with no
+    round yet (Validators.status and roundOf read the current cycle)."""
     tx.execute(
-        "INSERT OR IGNORE INTO attested_versions (model_id, version) VALUES "
-        "(?, COALESCE((SELECT MAX(version) FROM versions WHERE model_id = ?), 1))",
-        (model_id, model_id),
+        "INSERT OR IGNORE INTO validation_cycles (model_id, version) VALUES (?, ?)",
+        (a["modelId"], a["version"]),
+    )
+    _set_listing(
+        tx,
+        a["modelId"],
+        status=ModelStatus.UNVERIFIED.word,
+        round=0,
+        commit_end=None,
+        reveal_end=None,
     )
 
 
@@ -360,9 +383,17 @@ def _on_claimed(tx, a, _ev, ts):
 
 def _on_round_opened(tx, a, ev, ts):
     tx.execute(
-        "INSERT OR REPLACE INTO rounds (model_id, round, opened_at, commit_end, reveal_end, "
-        "opened_block) VALUES (?, ?, ?, ?, ?, ?)",
-        (a["modelId"], a["round"], ts, a["commitEnd"], a["revealEnd"], ev["block_number"]),
+        "INSERT OR REPLACE INTO rounds (model_id, version, round, opened_at, commit_end, "
+        f"reveal_end, opened_block) VALUES (?, {CURRENT_CYCLE}, ?, ?, ?, ?, ?)",
+        (
+            a["modelId"],
+            a["modelId"],
+            a["round"],
+            ts,
+            a["commitEnd"],
+            a["revealEnd"],
+            ev["block_number"],
+        ),
     )
     _set_listing(
         tx, a["modelId"], round=a["round"], commit_end=a["commitEnd"], reveal_end=a["revealEnd"]
@@ -370,21 +401,29 @@ def _on_round_opened(tx, a, ev, ts):
 
 
 def _on_committed(tx, a, ev, _ts):
-    # A commit belongs to the model's open round: the first commit opened it (RoundOpened
-    # comes just before it in the same transaction).
+    # A commit belongs to the current cycle's open round: the first commit opened it
+    # (RoundOpened comes just before it in the same transaction).
     tx.execute(
-        "INSERT OR REPLACE INTO attestations (model_id, validator, round, commitment, "
-        "committed_block) SELECT ?, ?, round, ?, ? FROM listings WHERE model_id = ?",
-        (a["modelId"], a["validator"], a["commitment"], ev["block_number"], a["modelId"]),
+        "INSERT OR REPLACE INTO attestations (model_id, version, validator, round, commitment, "
+        f"committed_block) SELECT ?, {CURRENT_CYCLE}, ?, round, ?, ? FROM listings "
+        "WHERE model_id = ?",
+        (
+            a["modelId"],
+            a["modelId"],
+            a["validator"],
+            a["commitment"],
+            ev["block_number"],
+            a["modelId"],
+        ),
     )
 
 
 def _on_attested(tx, a, ev, _ts):
     listing = tx.execute(
-        "SELECT l.round, l.claimed_digest, l.claimed_at, r.opened_at FROM listings l "
-        "LEFT JOIN rounds r ON r.model_id = l.model_id AND r.round = l.round "
-        "WHERE l.model_id = ?",
-        (a["modelId"],),
+        f"SELECT l.round, {CURRENT_CYCLE} AS version, l.claimed_digest, l.claimed_at, "
+        "r.opened_at FROM listings l LEFT JOIN rounds r ON r.model_id = l.model_id "
+        f"AND r.version = {CURRENT_CYCLE} AND r.round = l.round WHERE l.model_id = ?",
+        (a["modelId"], a["modelId"], a["modelId"]),
     ).fetchone()
     if listing is None:
         return
@@ -406,7 +445,7 @@ def _on_attested(tx, a, ev, _ts):
     tx.execute(
         "UPDATE attestations SET observed_hash = ?, work_digest = ?, matches = ?, "
         "digest_matches_claim = ?, says = ?, revealed_block = ? "
-        "WHERE model_id = ? AND validator = ? AND round = ?",
+        "WHERE model_id = ? AND version = ? AND validator = ? AND round = ?",
         (
             a["observedHash"],
             a["workDigest"],
@@ -415,6 +454,7 @@ def _on_attested(tx, a, ev, _ts):
             says.word,
             ev["block_number"],
             a["modelId"],
+            listing["version"],
             a["validator"],
             listing["round"],
         ),
@@ -422,20 +462,28 @@ def _on_attested(tx, a, ev, _ts):
 
 
 def _on_status(tx, a, _ev, _ts):
-    status = ModelStatus(a["status"]).word
-    _set_listing(tx, a["modelId"], status=status)
+    """The cycle attesting ``version`` settled (a log from before cycles names no version: its
+    model's only cycle, the current one); the listing's status is the current cycle's."""
+    model_id, status = a["modelId"], ModelStatus(a["status"]).word
+    version = a.get("version") or tx.execute(f"SELECT {CURRENT_CYCLE}", (model_id,)).fetchone()[0]
     tx.execute(
-        "UPDATE rounds SET outcome = ? WHERE model_id = ? AND round = "
+        "INSERT INTO validation_cycles (model_id, version, status) VALUES (?, ?, ?) "
+        "ON CONFLICT (model_id, version) DO UPDATE SET status = excluded.status",
+        (model_id, version, status),
+    )
+    _set_listing(tx, model_id, status=status)
+    tx.execute(
+        "UPDATE rounds SET outcome = ? WHERE model_id = ? AND version = ? AND round = "
         "(SELECT round FROM listings WHERE model_id = ?)",
-        (status, a["modelId"], a["modelId"]),
+        (status, model_id, version, model_id),
     )
 
 
 def _on_undecided(tx, a, _ev, _ts):
     tx.execute(
         "UPDATE rounds SET outcome = 'undecided', revealed_weight = ? "
-        "WHERE model_id = ? AND round = ?",
-        (a["revealedWeight"], a["modelId"], a["round"]),
+        f"WHERE model_id = ? AND version = {CURRENT_CYCLE} AND round = ?",
+        (a["revealedWeight"], a["modelId"], a["modelId"], a["round"]),
     )
     # The next commit opens the next round; until then no round is open.
     _set_listing(tx, a["modelId"], commit_end=None, reveal_end=None)
@@ -482,6 +530,7 @@ HANDLERS: dict[tuple[str, str], Callable[[sqlite3.Connection, dict, dict, int | 
     ("Validators", "AttestationCommitted"): _on_committed,
     ("Validators", "Attested"): _on_attested,
     ("Validators", "StatusChanged"): _on_status,
+    ("Validators", "ValidationOpened"): _on_validation_opened,
     ("Validators", "RoundUndecided"): _on_undecided,
     ("Validators", "SeatReleased"): _on_seat_released,
 }

@@ -15,7 +15,7 @@ from eth_utils import to_checksum_address
 from node.amounts import fmt_amount, fmt_subscription
 from node.errors import InvalidQuery
 from node.indexer.decode import u256
-from node.indexer.events import DERIVED
+from node.indexer.events import CURRENT_CYCLE, DERIVED
 from node.indexer.payments import PaymentReader, listing_token, token_fields
 
 # sort → (ORDER BY, "comes after the cursor's key" condition, how the key's values fill it).
@@ -275,26 +275,32 @@ class IndexReader(PaymentReader):
         return None if row is None else json.loads(row[0])
 
     def rounds_of(self, model_id: int) -> list[dict]:
-        """The model's validation rounds, oldest first: deadlines and outcome (None while open,
-        'undecided', or the status word it settled)."""
+        """The rounds of the model's current validation cycle (``version``: the version it
+        attests), oldest first: deadlines and outcome (None while open, 'undecided', or the
+        status word it settled)."""
         rows = (
             self._db()
-            .execute("SELECT * FROM rounds WHERE model_id = ? ORDER BY round", (model_id,))
+            .execute(
+                f"SELECT * FROM rounds WHERE model_id = ? AND version = {CURRENT_CYCLE} "
+                "ORDER BY round",
+                (model_id, model_id),
+            )
             .fetchall()
         )
         return [dict(r) for r in rows]
 
     def attestations_of(self, model_id: int) -> list[dict]:
-        """Every validator's attestation per round, newest round first: its commitment, and once
+        """Every validator's attestation per round of the model's current validation cycle
+        (``version``: the version it attests), newest round first: its commitment, and once
         revealed the observed hash and work digest, ``matches`` (the listed hash),
         ``digest_matches_claim`` (the seller's claimed digest) and ``says`` (the status it counts
         for); the reveal fields are None while only the commit is seen."""
         rows = (
             self._db()
             .execute(
-                "SELECT * FROM attestations WHERE model_id = ? ORDER BY round DESC, committed_block, "
-                "validator",
-                (model_id,),
+                f"SELECT * FROM attestations WHERE model_id = ? AND version = {CURRENT_CYCLE} "
+                "ORDER BY round DESC, committed_block, validator",
+                (model_id, model_id),
             )
             .fetchall()
         )

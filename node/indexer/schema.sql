@@ -90,17 +90,19 @@ CREATE INDEX IF NOT EXISTS purchases_state ON purchases (state, model_id);
 CREATE TABLE IF NOT EXISTS votes (
     model_id INTEGER NOT NULL, voter TEXT NOT NULL, score INTEGER NOT NULL, weight TEXT NOT NULL,
     block_number INTEGER NOT NULL, PRIMARY KEY (model_id, voter));
+-- Rounds and attestations per validation cycle (`version`: the version the cycle attests; each
+-- cycle numbers its rounds from 1).
 CREATE TABLE IF NOT EXISTS rounds (
-    model_id INTEGER NOT NULL, round INTEGER NOT NULL, opened_at INTEGER, commit_end INTEGER NOT NULL,
-    reveal_end INTEGER NOT NULL, opened_block INTEGER NOT NULL,
+    model_id INTEGER NOT NULL, version INTEGER NOT NULL, round INTEGER NOT NULL, opened_at INTEGER,
+    commit_end INTEGER NOT NULL, reveal_end INTEGER NOT NULL, opened_block INTEGER NOT NULL,
     -- NULL while open; 'undecided' (RoundUndecided) or the status it settled (StatusChanged)
-    outcome TEXT, revealed_weight INTEGER, PRIMARY KEY (model_id, round));
+    outcome TEXT, revealed_weight INTEGER, PRIMARY KEY (model_id, version, round));
 CREATE TABLE IF NOT EXISTS attestations (
-    model_id INTEGER NOT NULL, validator TEXT NOT NULL, round INTEGER NOT NULL,
-    commitment TEXT NOT NULL, committed_block INTEGER NOT NULL,
+    model_id INTEGER NOT NULL, version INTEGER NOT NULL, validator TEXT NOT NULL,
+    round INTEGER NOT NULL, commitment TEXT NOT NULL, committed_block INTEGER NOT NULL,
     -- from the reveal (NULL until then); says: the status it counts for (ModelStatus.word)
     observed_hash TEXT, work_digest TEXT, matches INTEGER, digest_matches_claim INTEGER, says TEXT,
-    revealed_block INTEGER, PRIMARY KEY (model_id, validator, round));
+    revealed_block INTEGER, PRIMARY KEY (model_id, version, validator, round));
 CREATE TABLE IF NOT EXISTS validators (
     address TEXT PRIMARY KEY, stake TEXT NOT NULL, unlock_at INTEGER NOT NULL DEFAULT 0,
     updated_block INTEGER NOT NULL);
@@ -124,14 +126,16 @@ CREATE TABLE IF NOT EXISTS tokens (
     address TEXT PRIMARY KEY, symbol TEXT NOT NULL, decimals INTEGER NOT NULL,
     described INTEGER NOT NULL);
 -- Versions after the listing (ModelRegistry.publishVersion; version 1 is the listing's own row),
--- and the version each model's validation attests: the latest when its first validator key was
--- requested (Validators.attestedVersion); the listing's status is that version's.
+-- and the validation cycles (Validators.ValidationOpened): one per version validated, with the
+-- status it settled ('unverified' while it runs). The latest cycle is the current one
+-- (Validators.attestedVersion); the listing's status is its version's.
 CREATE TABLE IF NOT EXISTS versions (
     model_id INTEGER NOT NULL, version INTEGER NOT NULL, model_hash TEXT NOT NULL,
     metadata_cid TEXT NOT NULL, published_block INTEGER NOT NULL, published_at INTEGER,
     PRIMARY KEY (model_id, version));
-CREATE TABLE IF NOT EXISTS attested_versions (
-    model_id INTEGER PRIMARY KEY, version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS validation_cycles (
+    model_id INTEGER NOT NULL, version INTEGER NOT NULL, status TEXT NOT NULL DEFAULT 'unverified',
+    PRIMARY KEY (model_id, version));
 -- Reviews and reports (Votes.review, Votes.report): one row per event, newest last; the documents
 -- they anchor are in `documents` (a cache by CID, like `metadata`), believed only where the
 -- document's signer, model and score are the event's (node.indexer.queries).

@@ -15,14 +15,15 @@ from node.indexer.events import DERIVED, replay
 
 log = logging.getLogger("node.indexer.core")  # the indexer's logger, as before the split
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
 # Earlier versions whose log (events, blocks, checkpoint) and metadata cache this one reads as
 # they are: opening such an index keeps them and rebuilds only the derived tables from the log,
 # in the new shape (4 → 5 added payment tokens and subscriptions, 5 → 6 the price per call,
-# 6 → 7 the price indexes grouped by payment token, 7 → 8 reviews and reports), instead of reading
-# the whole chain again.
-LOG_COMPATIBLE_VERSIONS = ("4", "5", "6", "7")
+# 6 → 7 the price indexes grouped by payment token, 7 → 8 reviews and reports, 8 → 9 validation
+# cycles: node.indexer.events reads a log from before them as one cycle per model), instead of
+# reading the whole chain again.
+LOG_COMPATIBLE_VERSIONS = ("4", "5", "6", "7", "8")
 # The tables that are neither derived from the log nor its checkpoint: kept by a migration.
 KEPT_TABLES = ("meta", "checkpoint", "blocks", "events", "metadata", "documents")
 

@@ -1,9 +1,11 @@
 """The index's read API for a listing's versions (issue 15 §1): the rows ``node.indexer.events``
-derives from ``VersionPublished`` and from the first validator key request, with each version's
-validation status (the listing's status belongs to the version its rounds attest)."""
+derives from ``VersionPublished`` and from the validation cycles (``ValidationOpened``,
+``StatusChanged``), with each version's own validation status (a status never carries over to
+another version's weights)."""
 
 from __future__ import annotations
 
+from node.indexer.events import current_cycle_sql
 from node.protocol import ModelStatus
 
 
@@ -13,20 +15,23 @@ class VersionReader:
     def versions_of(self, model_id: int) -> list[dict]:
         """Every version of the model, oldest first: ``version``, ``model_hash``,
         ``metadata_cid``, ``published_block``, ``published_at`` (None for version 1: the index
-        keeps the listing's block, not its time), ``attested`` (whether the model's rounds attest
-        this version: version 1 until the first validator key request fixes one) and ``status``
-        (the status word; Unverified for every version but the attested one). Empty for a model
-        the index does not list."""
+        keeps the listing's block, not its time), ``attested`` (whether the model's current
+        validation cycle attests this version: version 1 until the first validator key request
+        opens one), ``status`` (the status word its cycle settled; Unverified while it runs and
+        for a version no cycle attested) and ``validating`` (a cycle attests it and has not
+        settled). Empty for a model the index does not list."""
         db = self._db()  # type: ignore[attr-defined]
         listing = db.execute(
-            "SELECT model_hash, metadata_cid, listed_block, status FROM listings WHERE model_id = ?",
+            "SELECT model_hash, metadata_cid, listed_block FROM listings WHERE model_id = ?",
             (model_id,),
         ).fetchone()
         if listing is None:
             return []
-        attested = db.execute(
-            "SELECT version FROM attested_versions WHERE model_id = ?", (model_id,)
-        ).fetchone()
+        cycles = dict(
+            db.execute(
+                "SELECT version, status FROM validation_cycles WHERE model_id = ?", (model_id,)
+            ).fetchall()
+        )
         rows = [
             {
                 "version": 1,
@@ -44,11 +49,23 @@ class VersionReader:
                 )
             ),
         ]
-        status = listing["status"] or ModelStatus.UNVERIFIED.word
-        attested_version = attested[0] if attested is not None else 1
+        unverified = ModelStatus.UNVERIFIED.word
+        attested_version = max(cycles, default=1)
         for row in rows:
             row["attested"] = row["version"] == attested_version
-            row["status"] = (
-                status if attested is not None and row["attested"] else ModelStatus.UNVERIFIED.word
-            )
+            row["status"] = cycles.get(row["version"], unverified)
+            row["validating"] = row["version"] in cycles and row["status"] == unverified
         return rows
+
+    def awaiting_new_cycle(self, limit: int) -> list[int]:
+        """Active models (newest first, at most ``limit``) whose current cycle settled Verified
+        and whose owner published a later version since: a validator's key request opens that
+        version's cycle (Validators.opensNewCycle)."""
+        db = self._db()  # type: ignore[attr-defined]
+        rows = db.execute(
+            "SELECT l.model_id FROM listings l WHERE l.active = 1 AND l.status = ? AND "
+            "(SELECT MAX(v.version) FROM versions v WHERE v.model_id = l.model_id) > "
+            f"{current_cycle_sql('l.model_id')} ORDER BY l.model_id DESC LIMIT ?",
+            (ModelStatus.VERIFIED.word, limit),
+        ).fetchall()
+        return [int(r[0]) for r in rows]

@@ -92,7 +92,10 @@ def test_the_model_page_shows_both_versions_their_chart_and_the_review(served, b
     ]
     labels = chart.locator("text.chart-version").all_text_contents()
     assert labels == ["version 1", "version 2"]
-    assert chart.locator("text.chart-status").all_text_contents() == ["Unverified", "Unverified"]
+    assert chart.locator("text.chart-status").all_text_contents() == [
+        "not validated",
+        "not validated",
+    ]
 
     review = page.locator("#reviews .review")
     assert review.count() == 1

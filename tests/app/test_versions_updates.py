@@ -79,12 +79,12 @@ def test_the_chart_draws_each_versions_metrics_and_leaves_a_gap_where_there_are_
     desc = re.search(r'<desc id="versions-chart-desc">(.*?)</desc>', versions).group(1)
     assert desc == (
         "Version 1 (Verified): no accuracy listed, no macro-F1 listed. "
-        "Version 2 (Unverified): accuracy 0.8, macro-F1 0.75. "
-        "Version 3 (Unverified): accuracy 0.9, no macro-F1 listed."
+        "Version 2 (not validated): accuracy 0.8, macro-F1 0.75. "
+        "Version 3 (not validated): accuracy 0.9, no macro-F1 listed."
     )
     assert 'role="img" aria-labelledby="versions-chart-title versions-chart-desc"' in versions
     statuses = re.findall(r'class="chart-status status-(\w+)">([^<]+)<', versions)
-    assert statuses == [("verified", "Verified")] + [("unverified", "Unverified")] * 2
+    assert statuses == [("verified", "Verified")] + [("unverified", "not validated")] * 2
     # the changelog entry of version 3's card, not the older one it carries; none for the others
     changes = re.findall(
         r'class="version-changelog" data-version="(\d+)">.*?Changes: (.*?)</td>', versions

@@ -1,16 +1,16 @@
 """Issue 15's loop, end to end, on the embedded stack and on anvil: a model that gets better after
 it is sold.
 
-The seller lists v1 (the ML tests' tiny model) with a one-day update window. buyer2 buys on day 0
-and buyer on day 2; the seller's worker delivers both keys. Both send private feedback
+The seller lists v1 (the ML tests' tiny model) with a one-day update window; the validator
+re-evaluates it and the commit-reveal round verifies it. buyer2 buys on day 0 and buyer on day 2;
+the seller's worker delivers both keys. Both send private feedback
 (corrections) and a signed review. A stranger (the validator's wallet) cannot open any feedback
 item, and the store holds no item's text in clear. `modex retrain` (the seller) reads the feedback,
 retrains and publishes v2. The worker's next pass delivers v2's key to buyer (inside the window)
 and not to buyer2 (outside it); buyer fetches v2, verified against v2's on-chain hash (the same
-files `modex retrain --out` kept), and buyer2's `--version 2` is refused in words.
-
-Not covered, because the contracts do not do it yet: validating v2 (a model's rounds attest the
-version that was the latest at the first validator key request; contracts/README.md, Versions).
+files `modex retrain --out` kept), and buyer2's `--version 2` is refused in words. The validator
+comes back for v2: its key request opens v2's validation cycle, it re-evaluates v2 and v2 is
+Verified in rounds of its own, while v1 stays Verified (contracts/README.md, validation cycles).
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ import pytest
 from ml import data
 from node import feedback, reviews, versions
 from node.content import keywrap
+from node.protocol import ModelStatus
 from tests.cli.test_retrain_cli import ACCEPTING, FAST
 from tests.ml.conftest import TINY
 from tests.node.cli_results import ok, refused
-from tests.node.modex_stack import buy_raw, make_stack, publish_model
+from tests.node.modex_stack import buy_raw, make_stack, publish_model, validate_to_the_end
 from tests.node.worker_helpers import seller_worker
 
 DAY = 86400
@@ -59,6 +60,8 @@ def test_feedback_and_reviews_become_a_version_that_reaches_the_entitled_buyer(s
     train({"output_dir": str(v1), **TINY})
     model_id = publish_model(stack, v1)
     ok(stack.cli("seller", "versions", str(model_id), "--update-window", "1d"))
+    said = validate_to_the_end(stack, model_id)
+    assert f"model {model_id}: settled verified" in said
     worker_state = tmp_path / "worker.json"
     outside = buy_raw(stack, "buyer2", model_id)
     assert seller_worker(stack, worker_state).poll().delivered == [outside]
@@ -118,3 +121,14 @@ def test_feedback_and_reviews_become_a_version_that_reaches_the_entitled_buyer(s
         "opens version 1",
     )
     assert not (tmp_path / "b2").exists()
+
+    # The validator validates v2 in a cycle of its own; v1's verdict stands.
+    said = validate_to_the_end(stack, model_id)
+    assert f"model {model_id} version 2: asked for its key" in said
+    assert f"model {model_id} version 2: settled verified" in said
+    validators = stack.chain.validators.functions
+    assert stack.chain.call(validators.attestedVersion(model_id)) == 2
+    assert stack.chain.call(validators.statusAt(model_id, 2)) == ModelStatus.VERIFIED
+    assert stack.chain.call(validators.statusAt(model_id, 1)) == ModelStatus.VERIFIED
+    opened = stack.chain.events("ValidationOpened", modelId=model_id)
+    assert [ev["args"]["version"] for ev in opened] == [1, 2]

@@ -232,7 +232,7 @@ def test_fee_settings_apply_to_revenue_released_from_then_on(chain):
         validators=chain.validators.address,
     )
     chain.expect_revert(
-        m.recordVerdict(1, ModelStatus.VERIFIED, 1),
+        m.recordVerdict(1, 1, ModelStatus.VERIFIED, 1),
         owner,
         "MarketplaceOnlyValidators",
         caller=owner,
@@ -320,7 +320,7 @@ def test_validator_key_request_and_rewards_by_weight(chain):
     chain.key(v2, mid)
     rc = chain.round(mid, {v1: chain.target(mid), v2: chain.target(mid)}, keyed=True)
     assert chain.events(rc, chain.market, "VerdictRecorded") == [
-        {"modelId": mid, "status": ModelStatus.VERIFIED, "verifierWeight": 3}
+        {"modelId": mid, "version": 1, "status": ModelStatus.VERIFIED, "verifierWeight": 3}
     ]
     assert Book.from_call(m.book(mid).call())[:2] == (3, False)
     chain.expect_revert(m.claimValidatorReward(mid), v1, "MarketplaceNothingToClaim")

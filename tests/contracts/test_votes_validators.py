@@ -172,7 +172,7 @@ def test_only_the_marketplace_opens_seats_and_only_validators_record_verdicts(ch
     chain.expect_revert(v.keyRequested(1, other), other, "ValidatorsOnlyMarketplace", caller=other)
     chain.expect_revert(v.keyDelivered(1, other), other, "ValidatorsOnlyMarketplace", caller=other)
     chain.expect_revert(
-        chain.market.functions.recordVerdict(1, ModelStatus.DISPUTED, 0),
+        chain.market.functions.recordVerdict(1, 1, ModelStatus.DISPUTED, 0),
         other,
         "MarketplaceOnlyValidators",
         caller=other,
@@ -268,7 +268,7 @@ def test_a_seat_from_key_request_to_release(chain):
     chain.at(reveal_end + 1)
     rc = chain.settle(mid)
     assert chain.events(rc, chain.validators, "StatusChanged") == [
-        {"modelId": mid, "status": ModelStatus.VERIFIED}
+        {"modelId": mid, "version": 1, "status": ModelStatus.VERIFIED}
     ]
     assert v.tally(mid).call() == [2, 0, 0] and chain.status(mid) == ModelStatus.VERIFIED
     assert (
@@ -351,11 +351,11 @@ def test_each_outcome_and_what_the_marketplace_is_told(chain, attestation, statu
     chain.stake_if_needed((a, b))
     rc = chain.round(mid, {a: observed, b: observed})
     assert chain.events(rc, chain.validators, "StatusChanged") == [
-        {"modelId": mid, "status": status}
+        {"modelId": mid, "version": 1, "status": status}
     ]
     weight = 2 if status == ModelStatus.VERIFIED else 0
     assert chain.events(rc, chain.market, "VerdictRecorded") == [
-        {"modelId": mid, "status": status, "verifierWeight": weight}
+        {"modelId": mid, "version": 1, "status": status, "verifierWeight": weight}
     ]
     book = chain.market.functions.book(mid).call()
     assert (book[0], book[1]) == (weight, status != ModelStatus.VERIFIED)
@@ -416,7 +416,7 @@ def test_an_undecided_round_opens_another_and_its_validators_commit_again(chain)
     ]
     rc = chain.round(mid, {a: good, b: good}, keyed=True)  # both counted before: they commit again
     assert chain.events(rc, chain.validators, "StatusChanged") == [
-        {"modelId": mid, "status": ModelStatus.VERIFIED}
+        {"modelId": mid, "version": 1, "status": ModelStatus.VERIFIED}
     ]
     assert chain.seat(mid, a) == (SeatState.REVEALED, 3, ModelStatus.VERIFIED, 1, bonds.commit)
     assert chain.stake_of(a).bonded == bonds.request + bonds.commit  # one commit bond, carried over

@@ -477,7 +477,7 @@ contract MarketplaceTest is SuiteTest {
         vm.assume(caller != address(vm));
         vm.startPrank(caller);
         vm.expectRevert(abi.encodeWithSelector(Marketplace.MarketplaceOnlyValidators.selector, caller));
-        market.recordVerdict(id, status, 1);
+        market.recordVerdict(id, 1, status, 1);
         vm.expectRevert(abi.encodeWithSelector(Marketplace.MarketplaceOnlyVotes.selector, caller));
         market.recordVote(id, caller, 5);
         vm.expectRevert(abi.encodeWithSelector(Votes.VotesOnlyMarketplace.selector, caller));

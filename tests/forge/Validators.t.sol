@@ -540,6 +540,135 @@ contract ValidatorsTest is SuiteTest {
         vm.assertEq(validators.status(next), 1, "version 2's hash and claim verify version 2");
     }
 
+    /// Validation cycles: once a model is Verified, the next key request after a later version is
+    /// published opens a new cycle that attests the latest version, with seats and rounds of its own;
+    /// the old cycle's status, seats and rewards stay as they were, each kept by its version.
+    function test_aVerifiedModelsNextVersionIsValidatedInItsOwnCycle() public {
+        uint256 id = _listClaimed(PRICE);
+        _verify(id);
+        vm.assertEq(market.verdictVersion(id), 1, "the verdict is version 1's");
+        uint256 share = _sellAndRelease(id);
+        vm.assertEq(market.pendingValidatorRewardAt(id, 1, v1, address(0)), share, "v1 earns from version 1");
+        vm.assertFalse(validators.opensNewCycle(id), "no later version yet");
+        vm.prank(v1);
+        vm.expectRevert(abi.encodeWithSelector(Marketplace.MarketplaceAlreadyLicensed.selector, id, v1));
+        market.requestValidatorKey(id, KEY);
+
+        _publishSecondVersion(id);
+        vm.assertTrue(validators.opensNewCycle(id), "version 2 awaits its cycle");
+        vm.assertEq(validators.status(id), 1, "until a key request opens it, the current cycle is version 1's");
+        vm.prank(v1);
+        vm.expectEmit(true, true, true, true, address(validators));
+        emit Validators.ValidationOpened(id, 2);
+        uint256 pid = market.requestValidatorKey(id, KEY);
+        _deliver(pid);
+        vm.assertEq(validators.attestedVersion(id), 2, "the new cycle attests version 2");
+        vm.assertEq(validators.status(id), 0, "version 2 is not validated yet");
+        vm.assertEq(validators.statusAt(id, 1), 1, "version 1 stays Verified");
+        vm.assertFalse(validators.opensNewCycle(id), "the cycle is open");
+        (uint256 round,,) = validators.roundOf(id);
+        vm.assertEq(round, 1, "the new cycle starts at round 1");
+        (uint8 oldSeat,,,,) = validators.attestationAt(id, 1, v1);
+        (uint8 newSeat,,,,) = validators.attestationOf(id, v1);
+        vm.assertEq(oldSeat, validators.SEAT_REVEALED(), "the old seat is version 1's");
+        vm.assertEq(newSeat, validators.SEAT_KEYED(), "a seat of its own in version 2's cycle");
+        (,,, uint256 seats) = validators.stakeOf(v1);
+        vm.assertEq(seats, 2, "both seats open");
+
+        // The old seat is released at its version (its round is settled): everything returned.
+        _revertsWith(
+            abi.encodeWithSelector(Validators.ValidatorsNothingToRelease.selector, id, v3),
+            address(validators),
+            abi.encodeCall(Validators.release, (id, v3))
+        );
+        validators.releaseAt(id, 1, v1);
+        (uint8 released,,,,) = validators.attestationAt(id, 1, v1);
+        vm.assertEq(released, validators.SEAT_RELEASED(), "closed");
+
+        // v3, who never saw version 1, and v2 validate version 2 with v1: its own hash and claim.
+        _keyed(v3, id);
+        _keyed(v2, id);
+        _commit(v1, id, OTHER, OTHER);
+        _commit(v3, id, OTHER, OTHER);
+        _toReveal(id);
+        _reveal(v1, id, OTHER, OTHER);
+        _reveal(v3, id, OTHER, OTHER);
+        _toSettle(id);
+        vm.expectEmit(true, true, true, true, address(validators));
+        emit Validators.StatusChanged(id, 2, 1);
+        validators.settle(id);
+        vm.assertEq(validators.statusAt(id, 2), 1, "version 2 Verified");
+        vm.assertEq(market.verdictVersion(id), 2, "the book follows version 2");
+        vm.assertEq(validators.verifierWeightAt(id, 2, v3), 1, "v3 verified version 2");
+        vm.assertEq(validators.verifierWeightAt(id, 1, v3), 0, "and not version 1");
+        vm.assertEq(validators.verifierWeight(id, v2), 0, "v2 held the key and did not attest");
+
+        // Fees now go to version 2's verifiers; version 1's keep what they earned, claimed at version 1.
+        uint256 share2 = _sellAndRelease(id);
+        vm.assertEq(market.pendingValidatorReward(id, v3, address(0)), share2, "v3 earns from version 2");
+        vm.assertEq(market.pendingValidatorRewardAt(id, 1, v1, address(0)), share, "v1 kept version 1's");
+        vm.assertEq(market.pendingValidatorRewardAt(id, 1, v2, address(0)), share, "so did v2");
+        vm.assertEq(market.pendingValidatorReward(id, v1, address(0)), share2, "v1 verified both");
+        market.claimValidatorRewardAt(v2, id, 1, address(0));
+        vm.assertEq(market.credited(v2), share, "credited to the validator");
+        vm.assertEq(market.pendingValidatorRewardAt(id, 1, v2, address(0)), 0, "once");
+        vm.prank(v2);
+        vm.expectRevert(abi.encodeWithSelector(Marketplace.MarketplaceNotVerifier.selector, id, v2));
+        market.claimValidatorReward(id);
+        _release(id, v2, true, p.validators.requestBond); // keyed, never committed in the deciding round
+    }
+
+    /// Any outcome but Verified is final: a later version opens no new cycle.
+    function test_noNewCycleAfterADispute() public {
+        uint256 id = _listClaimed(PRICE);
+        _dispute(id);
+        _publishSecondVersion(id);
+        vm.assertFalse(validators.opensNewCycle(id), "disputed for good");
+        _stake(v3, p.validators.minStake);
+        vm.prank(v3);
+        vm.expectRevert(abi.encodeWithSelector(Validators.ValidatorsAlreadySettled.selector, id, 2));
+        market.requestValidatorKey(id, KEY);
+        vm.assertEq(validators.attestedVersion(id), 1, "still version 1's cycle");
+    }
+
+    /// A request left undelivered in the old cycle expires; its seat is released at its version, and
+    /// the validator asks again in the new cycle.
+    function test_aRequestLeftInTheOldCycleIsReleasedAtItsVersion() public {
+        uint256 id = _listClaimed(PRICE);
+        _keyed(v1, id);
+        _keyed(v2, id);
+        _stake(v3, p.validators.minStake);
+        vm.prank(v3);
+        uint256 late = market.requestValidatorKey(id, KEY);
+        _attestAndSettle(id, v1, v2, HASH, DIGEST);
+        _publishSecondVersion(id);
+        _keyed(v1, id); // opens version 2's cycle
+        vm.prank(seller);
+        vm.expectRevert(
+            abi.encodeWithSelector(Marketplace.MarketplaceDeliveryWindowClosed.selector, late, 1_000_000 + 1 hours)
+        );
+        market.deliverKey(late, v3, new bytes(80));
+        validators.releaseAt(id, 1, v3);
+        (,,, uint256 seats) = validators.stakeOf(v3);
+        vm.assertEq(seats, 0, "the old request's seat is closed");
+        vm.prank(v3);
+        market.requestValidatorKey(id, KEY); // and v3 asks again, in version 2's cycle
+        (uint8 state,,,,) = validators.attestationOf(id, v3);
+        vm.assertEq(state, validators.SEAT_REQUESTED(), "a request in the new cycle");
+    }
+
+    /// A sale to `buyer`-like account, delivered and released after the challenge period: the verifiers'
+    /// share per unit of weight.
+    function _sellAndRelease(uint256 id) internal returns (uint256 perWeight) {
+        address someone = vm.addr(uint256(keccak256(abi.encode("buyer", id, block.timestamp))));
+        uint256 pid = _buy(someone, id);
+        _deliver(pid);
+        vm.warp(block.timestamp + p.challengePeriod + 1);
+        market.releaseRevenue(pid);
+        (uint256 weight,,,) = market.book(id);
+        perWeight = PRICE * p.feeBps / 10_000 * p.validatorShareBps / 10_000 / weight;
+    }
+
     /// Version 2 of the model: hash OTHER, claimed digest OTHER.
     function _publishSecondVersion(uint256 id) internal {
         vm.startPrank(seller);

@@ -39,6 +39,7 @@ from node.protocol import ModelStatus, Round, attestation_commitment
 from node.publish import ListingInfo, publish
 from node.signer import LocalSigner
 from node.stack import Stack
+from tests.node.cli_results import ok
 
 ROLES = ("seller", "buyer", "validator", "buyer2")
 PASSWORD = "journey password"
@@ -152,6 +153,31 @@ def time_travel(chain: Chain, seconds: int) -> None:
     else:
         w3.provider.make_request("evm_increaseTime", [seconds])
         w3.provider.make_request("evm_mine", [])
+
+
+def past(stack, timestamp: int) -> None:
+    """Move the chain's clock past ``timestamp``."""
+    now = stack.chain.get_block("latest")["timestamp"]
+    if now <= timestamp:
+        time_travel(stack.chain, timestamp - now + 1)
+
+
+def validate_to_the_end(stack, model_id: int) -> str:
+    """`modex validate --once` per step, the seller's `modex worker --once` delivering the key
+    and the clock moved over each period, until the validator settled the model's round and
+    released its seat; all the validator printed."""
+
+    def round_of() -> Round:
+        return Round.from_call(stack.chain.call(stack.chain.validators.functions.roundOf(model_id)))
+
+    said = ok(stack.cli("validator", "validate", "--once"))  # stakes, asks for the key
+    assert "asked for its key" in said
+    assert "delivered 1 key(s)" in ok(stack.cli("seller", "worker", "--once"))
+    said += ok(stack.cli("validator", "validate", "--once"))  # fetch, evaluate, commit
+    past(stack, round_of().commit_end)
+    said += ok(stack.cli("validator", "validate", "--once"))  # reveal
+    past(stack, round_of().reveal_end)
+    return said + ok(stack.cli("validator", "validate", "--once"))  # settle, release
 
 
 def _send(chain: Chain, fn, account, *, value: int = 0):

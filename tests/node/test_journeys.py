@@ -11,8 +11,8 @@ import json
 import subprocess
 
 import pytest
-from modex_stack import make_stack
-from validator_helpers import past, round_of, toy_report
+from modex_stack import make_stack, past
+from validator_helpers import round_of, toy_report
 
 from node.onchain import canonical_json, work_digest
 from node.protocol import EVALUATION_REPORT, ModelStatus, Purchase, PurchaseStatus

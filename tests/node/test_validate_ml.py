@@ -9,19 +9,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from modex_stack import make_stack
-from validator_helpers import past, round_of
+from cli_results import ok
+from modex_stack import make_stack, validate_to_the_end
 
 from node.onchain import work_digest
 from node.protocol import EVALUATION_REPORT, FAILED_WORK_DIGEST, ModelStatus
 from tests.ml.conftest import TINY  # the ML tests' 3-step fine-tune: fast, not accurate
 from tests.scripts import run_python
-
-
-def ok(result):
-    code, out, err = result
-    assert code == 0, f"exit {code}\nstdout: {out}\nstderr: {err}"
-    return out
 
 
 def published_id(out: str) -> int:
@@ -30,18 +24,6 @@ def published_id(out: str) -> int:
             "model_id"
         ]
     )
-
-
-def validate_to_the_end(stack, model_id: int) -> str:
-    """`modex validate --once` per step, the clock moved over each period; all it printed."""
-    said = ok(stack.cli("validator", "validate", "--once"))  # stakes, asks for the key
-    assert "asked for its key" in said
-    assert "delivered 1 key(s)" in ok(stack.cli("seller", "worker", "--once"))
-    said += ok(stack.cli("validator", "validate", "--once"))  # fetch, evaluate, commit
-    past(stack, round_of(stack, model_id).commit_end)
-    said += ok(stack.cli("validator", "validate", "--once"))  # reveal
-    past(stack, round_of(stack, model_id).reveal_end)
-    return said + ok(stack.cli("validator", "validate", "--once"))  # settle, release
 
 
 @pytest.mark.slow

@@ -7,9 +7,9 @@ validator's balance (issue 14: rewards in the listing's ERC-20 token)."""
 from __future__ import annotations
 
 import pytest
-from modex_stack import time_travel
+from modex_stack import past, time_travel
 from token_helpers import mint, stablecoin_stack
-from validator_helpers import claimed_model, evaluator_of, past, seat, status, toy_report
+from validator_helpers import claimed_model, evaluator_of, seat, status, toy_report
 from worker_helpers import deliver_keys
 
 from node import market

@@ -19,9 +19,9 @@ import tempfile
 
 import httpx
 import pytest
-from modex_stack import make_stack, publish_model, write_model
+from modex_stack import make_stack, past, publish_model, write_model
 from test_bad_input import flip, list_tampered
-from validator_helpers import attested, evaluator_of, past, round_of, seat, toy_report
+from validator_helpers import attested, evaluator_of, round_of, seat, toy_report
 from worker_helpers import deliver_keys
 
 from app.validate import _validate_job

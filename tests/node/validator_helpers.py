@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from modex_stack import time_travel, write_model
+from modex_stack import past, write_model
 
 from node.onchain import canonical_json
 from node.protocol import EVALUATION_REPORT, ModelStatus, Round, Seat, SeatState
@@ -64,13 +64,6 @@ def status(stack, model_id: int) -> ModelStatus:
 def attested(stack, model_id: int) -> list[dict]:
     """The Attested events of the model (revealed attestations), oldest first."""
     return [e["args"] for e in stack.chain.events("Attested", modelId=model_id)]
-
-
-def past(stack, timestamp: int) -> None:
-    """Move the chain's clock past ``timestamp``."""
-    now = stack.chain.get_block("latest")["timestamp"]
-    if now <= timestamp:
-        time_travel(stack.chain, timestamp - now + 1)
 
 
 def finish_round(stack, agents, model_id: int, *, passes: int = 6) -> list:

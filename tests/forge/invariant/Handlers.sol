@@ -76,9 +76,9 @@ contract BuyerHandler is Handler {
         world.releaseRevenue(_actor(who), purchaseSeed);
     }
 
-    /// Buyers are no validators: a reward claim must fail, in either currency.
-    function claimReward(uint256 who, uint256 modelSeed, bool inToken) external {
-        world.claimReward(_actor(who), modelSeed, inToken);
+    /// Buyers are no validators: a reward claim must fail, in either currency, at any version.
+    function claimReward(uint256 who, uint256 modelSeed, bool inToken, uint256 versionSeed) external {
+        world.claimReward(_actor(who), modelSeed, inToken, versionSeed);
     }
 }
 
@@ -123,6 +123,12 @@ contract SellerHandler is Handler {
 
     function claimMetrics(uint256 who, uint256 modelSeed, uint256 how) external {
         world.claimMetrics(_actor(who), modelSeed, how);
+    }
+
+    /// The model's next version (World.publishVersion), mostly by its owner and mostly claimed at once (a
+    /// version without a claim can only end MetricsDisputed, which stops the model's sales for good).
+    function publishVersion(uint256 who, uint256 modelSeed, uint256 kind, uint256 cidSeed) external {
+        world.publishVersion(_ownerMostly(who, modelSeed), modelSeed, kind, cidSeed, kind % 5 != 0);
     }
 
     /// Mostly the worker of the purchase's model answering; now and then this seller, whoever owns it.
@@ -208,12 +214,14 @@ abstract contract ValidatorMoves is Handler {
         world.settle(_actor(who), modelSeed);
     }
 
+    /// A seat of its own or anyone's: one left open in an earlier cycle first (`releaseAt`).
     function release(uint256 who, uint256 modelSeed, uint256 whose) external {
-        world.release(_actor(who), modelSeed, whose % 2 == 0 ? _actor(who) : _staker(whose));
+        world.release(_actor(who), modelSeed, whose % 2 == 0 ? _actor(who) : _staker(whose), whose % 3 == 0);
     }
 
-    function claimReward(uint256 who, uint256 modelSeed, bool inToken) external {
-        world.claimReward(_actor(who), modelSeed, inToken);
+    /// At the latest verdict's version, or (versionSeed % 3 == 0) at a version named (claimValidatorRewardAt).
+    function claimReward(uint256 who, uint256 modelSeed, bool inToken, uint256 versionSeed) external {
+        world.claimReward(_actor(who), modelSeed, inToken, versionSeed);
     }
 
     function requestUnstake(uint256 who) external {

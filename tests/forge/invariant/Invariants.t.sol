@@ -43,6 +43,12 @@ import {
 ///   delivered key and a commitment that the reveal opened; bonded stake is exactly the bonds of open
 ///   seats and never leaves (a leaving validator has none); a Verified model was verified by a majority
 ///   of revealed weight that reproduced its listed hash and its claimed work digest;
+/// - validation cycles (one per version validated): the current cycle's views (status, roundOf, tally,
+///   attestationOf, ...) and every version's (statusAt, attestationAt, verifierWeightAt,
+///   pendingValidatorRewardAt) agree with the World; a seat left open in an earlier cycle still bonds its
+///   stake and counts in openSeats; each Verified version was verified against its own hash and claim;
+///   rewards are kept per version (Marketplace.verdictVersion) and the unclaimed ones of every version
+///   are in the money check;
 /// - every view of the five contracts agrees with the World's model of the rules;
 /// - nothing was re-entered, and no outcome differed from what the rules predict (World.violations).
 contract InvariantTest is TestBase {
@@ -149,6 +155,8 @@ contract InvariantTest is TestBase {
                 seller.claimMetrics.selector
             )
         );
+        // new versions: every Verified model's validation goes on in a cycle for the next one
+        _target(address(seller), _sel1(seller.publishVersion.selector));
         _targetContract(address(new OperatorHandler(world, world.operator())));
         _validatorTargets(address(new HonestValidatorHandler(world, honest)), bytes4(0));
         LazyValidatorHandler lazy = new LazyValidatorHandler(world, world.lazyValidator());
@@ -302,10 +310,8 @@ contract InvariantTest is TestBase {
         uint256 ns = world.stakerCount();
         for (uint256 i = 0; i < ns; i++) {
             address v = world.stakers(i);
-            for (uint256 id = 1; id <= world.modelCount(); id++) {
-                rewards[0] += market.pendingValidatorReward(id, v, currencies[0]);
-                rewards[1] += market.pendingValidatorReward(id, v, currencies[1]);
-            }
+            (uint256 eth, uint256 inToken) = _pendingRewards(v);
+            (rewards[0], rewards[1]) = (rewards[0] + eth, rewards[1] + inToken);
             (uint256 amount,,,) = validators.stakeOf(v);
             stakes += amount;
         }
@@ -315,10 +321,25 @@ contract InvariantTest is TestBase {
                 held[k], world.heldRevenue(currencies[k]), "held revenue != prices of delivered, unreleased purchases"
             );
             vm.assertEq(
-                rewards[k], world.unclaimedRewards(currencies[k]), "unclaimed rewards != sum of pendingValidatorReward"
+                rewards[k],
+                world.unclaimedRewards(currencies[k]),
+                "unclaimed rewards != sum of pendingValidatorRewardAt over the versions"
             );
         }
         vm.assertEq(stakes, world.totalStaked(), "stakes");
+    }
+
+    /// What `v` may claim as a verifier, in ETH and in the token, over every model and version: every
+    /// version's verifiers keep what they earned while it was the verdict's version.
+    function _pendingRewards(address v) internal view returns (uint256 eth, uint256 inToken) {
+        address token = address(world.token());
+        for (uint256 id = 1; id <= world.modelCount(); id++) {
+            uint256 versions = world.model(id).versions;
+            for (uint256 ver = 1; ver <= versions; ver++) {
+                eth += market.pendingValidatorRewardAt(id, ver, v, address(0));
+                inToken += market.pendingValidatorRewardAt(id, ver, v, token);
+            }
+        }
     }
 
     /// Every channel as the ChannelsWorld has it; none paid out more than its deposit; the open ones hold
@@ -365,6 +386,16 @@ contract InvariantTest is TestBase {
             vm.assertEq(registry.getApproved(id), m.approved, "approved");
             vm.assertEq(registry.modelHash(id), m.listed, "modelHash");
             vm.assertEq(registry.claimedWorkDigest(id), m.claimed, "claimedWorkDigest");
+            vm.assertEq(registry.versionCount(id), m.versions, "versionCount");
+            for (uint256 ver = 1; ver <= m.versions; ver++) {
+                World.GVersion memory g = world.versionOf(id, ver);
+                (bytes32 hash, bytes32 digest, uint256 claimedAt) = registry.attestationTargetOf(id, ver);
+                vm.assertEq(
+                    abi.encode(hash, digest, claimedAt),
+                    abi.encode(g.listed, g.claimed, g.claimedAt),
+                    "attestationTargetOf (hash, claim, claimedAt) != the World's version"
+                );
+            }
         }
         vm.assertEq(market.owner(), world.marketOwner(), "Marketplace owner");
         vm.assertEq(market.feeBps(), world.feeBps(), "feeBps");
@@ -456,13 +487,7 @@ contract InvariantTest is TestBase {
             );
             vm.assertLe(bonded, amount, "more bonded than staked");
             if (unlockAt != 0) vm.assertEq(bonded + openSeats, 0, "a leaving validator holds bonds or seats");
-            uint256 bonds;
-            uint256 open;
-            for (uint256 id = 1; id <= n; id++) {
-                bonds += _seat(id, v, requestBond);
-                (uint8 state,,,,) = validators.attestationOf(id, v);
-                if (state >= 1 && state <= 4) open += 1;
-            }
+            (uint256 bonds, uint256 open) = _seatsOf(v, n, requestBond);
             vm.assertEq(bonded, bonds, "bonded stake != bonds of the open seats");
             vm.assertEq(openSeats, open, "openSeats != seats not released");
         }
@@ -471,10 +496,63 @@ contract InvariantTest is TestBase {
         }
     }
 
-    /// One seat checked against the World; returns its bonds while open.
-    function _seat(uint256 id, address v, uint256 requestBond) internal view returns (uint256 bonds) {
-        (uint8 state, uint256 round, uint8 says, uint256 weight, uint256 commitBond) = validators.attestationOf(id, v);
+    /// `v`'s seats in every model: the current cycle's views, then its seat in each cycle (those left open
+    /// in earlier cycles count too); the bonds and the number of the open ones.
+    function _seatsOf(address v, uint256 n, uint256 requestBond) internal view returns (uint256 bonds, uint256 open) {
+        for (uint256 id = 1; id <= n; id++) {
+            _currentSeat(id, v);
+            uint256 versions = world.model(id).versions;
+            for (uint256 ver = 1; ver <= versions; ver++) {
+                if (world.roundAt(id, ver).number == 0) continue; // no cycle attested it: no seat
+                (uint256 b, bool isOpen) = _seat(id, ver, v, requestBond);
+                bonds += b;
+                if (isOpen) open += 1;
+            }
+        }
+    }
+
+    /// `v`'s seat in the model's current cycle (the views that take a model id), and its reward at the
+    /// latest verdict's version.
+    function _currentSeat(uint256 id, address v) internal view {
+        uint256 version = world.currentVersion(id);
+        vm.assertEq(
+            _attestation(id, 0, v),
+            _attestation(id, version, v),
+            "attestationOf != attestationAt the current cycle's version"
+        );
+        (uint8 state,,,,) = validators.attestationOf(id, v);
         World.GSeat memory g = world.seatOf(id, v);
+        vm.assertEq(state, g.state, "seat state (current cycle)");
+        vm.assertEq(validators.commitmentOf(id, v), state == 3 ? g.commitment : bytes32(0), "commitmentOf");
+        vm.assertEq(validators.verifierWeight(id, v), world.verifierWeight(id, v), "verifierWeight");
+        vm.assertEq(validators.isVerifier(id, v), world.verifierWeight(id, v) != 0, "isVerifier");
+        vm.assertEq(market.pendingValidatorReward(id, v), world.rewardOwed(id, v, address(0)), "pendingValidatorReward");
+        address token = address(world.token());
+        vm.assertEq(
+            market.pendingValidatorReward(id, v, token), world.rewardOwed(id, v, token), "pendingValidatorReward(token)"
+        );
+    }
+
+    /// attestationAt(id, version, v) encoded; version 0: attestationOf(id, v).
+    function _attestation(uint256 id, uint256 version, address v) internal view returns (bytes memory) {
+        if (version == 0) {
+            (uint8 state, uint256 round, uint8 says, uint256 weight, uint256 commitBond) =
+                validators.attestationOf(id, v);
+            return abi.encode(state, round, says, weight, commitBond);
+        }
+        (uint8 s, uint256 r, uint8 d, uint256 w, uint256 b) = validators.attestationAt(id, version, v);
+        return abi.encode(s, r, d, w, b);
+    }
+
+    /// `v`'s seat in the cycle that attests `version`, checked against the World; its bonds while open.
+    function _seat(uint256 id, uint256 version, address v, uint256 requestBond)
+        internal
+        view
+        returns (uint256 bonds, bool open)
+    {
+        (uint8 state, uint256 round, uint8 says, uint256 weight, uint256 commitBond) =
+            validators.attestationAt(id, version, v);
+        World.GSeat memory g = world.seatAt(id, version, v);
         vm.assertEq(state, g.state, "seat state");
         vm.assertEq(round, g.round, "seat round");
         vm.assertEq(says, g.says, "seat says");
@@ -486,18 +564,30 @@ contract InvariantTest is TestBase {
                 g.keyDelivered && g.revealedOwn, "an attestation counted without a key, a commit and its reveal"
             );
         }
-        vm.assertEq(validators.commitmentOf(id, v), state == 3 ? g.commitment : bytes32(0), "commitmentOf");
-        vm.assertEq(market.pendingValidatorReward(id, v), world.rewardOwed(id, v, address(0)), "pendingValidatorReward");
-        address token = address(world.token());
-        vm.assertEq(
-            market.pendingValidatorReward(id, v, token), world.rewardOwed(id, v, token), "pendingValidatorReward(token)"
-        );
-        vm.assertEq(validators.verifierWeight(id, v), world.verifierWeight(id, v), "verifierWeight");
-        if (state >= 1 && state <= 4) bonds = requestBond + (state >= 3 ? commitBond : 0);
+        _verifierAt(id, version, v);
+        open = state >= 1 && state <= 4;
+        if (open) bonds = requestBond + (state >= 3 ? commitBond : 0);
     }
 
+    /// `v` as a verifier of `version`: its weight and what it may claim in the token there.
+    function _verifierAt(uint256 id, uint256 version, address v) internal view {
+        vm.assertEq(
+            validators.verifierWeightAt(id, version, v), world.verifierWeightAt(id, version, v), "verifierWeightAt"
+        );
+        address token = address(world.token());
+        vm.assertEq(
+            market.pendingValidatorRewardAt(id, version, v, token),
+            world.rewardOwedAt(id, version, v, token),
+            "pendingValidatorRewardAt(token)"
+        );
+    }
+
+    /// The current cycle (roundOf, status, tally: the views that take a model id), then every version's
+    /// status; each Verified one was verified by its own majority.
     function _round(uint256 id) internal view {
         World.GRound memory g = world.roundOf(id);
+        vm.assertEq(validators.attestedVersion(id), world.cycleVersion(id), "attestedVersion");
+        vm.assertEq(validators.opensNewCycle(id), world.opensNewCycle(id), "opensNewCycle");
         (uint256 number, uint64 commitEnd, uint64 revealEnd) = validators.roundOf(id);
         vm.assertEq(number, g.number, "round number");
         vm.assertEq(commitEnd, g.commitEnd, "commitEnd");
@@ -508,35 +598,45 @@ contract InvariantTest is TestBase {
         vm.assertEq(disputed, g.hashWeight, "tally disputed");
         vm.assertEq(metrics, g.metricsWeight, "tally metrics disputed");
         _book(id, g.status);
-        if (g.status == 1) _verifiedOnlyWithTheClaim(id, g);
+        uint256 versions = world.model(id).versions;
+        for (uint256 ver = 1; ver <= versions; ver++) {
+            World.GRound memory at = world.roundAt(id, ver);
+            vm.assertEq(validators.statusAt(id, ver), at.status, "statusAt");
+            if (at.status == 1) _verifiedOnlyWithTheClaim(id, ver, at);
+        }
     }
 
     function _book(uint256 id, uint8 status) internal view {
         (uint256 verifierWeight, bool isDisputed, uint256 disputedAt, uint256 rewardPerWeight) = market.book(id);
-        // World.GBook and the ETH reward per weight mirror book field for field: equal encodings iff every field is
+        World.GBook memory g = world.bookOf(id);
+        // World.GBook (with the ETH reward per weight of its version) mirrors book and verdictVersion field
+        // for field: equal encodings iff every field is
         vm.assertEq(
-            abi.encode(verifierWeight, isDisputed, disputedAt, rewardPerWeight),
-            abi.encode(world.bookOf(id), world.rewardPerWeight(id, address(0))),
-            "book (verifierWeight, disputed, disputedAt, rewardPerWeight) != the World's book"
+            abi.encode(verifierWeight, isDisputed, disputedAt, market.verdictVersion(id), rewardPerWeight),
+            abi.encode(g, world.rewardPerWeight(id, g.version, address(0))),
+            "book (verifierWeight, disputed, disputedAt, verdictVersion, rewardPerWeight) != the World's book"
         );
         address token = address(world.token());
         vm.assertEq(
-            market.rewardPerWeight(id, token), world.rewardPerWeight(id, token), "rewardPerWeight(token) != the World's"
+            market.rewardPerWeight(id, token),
+            world.rewardPerWeight(id, g.version, token),
+            "rewardPerWeight(token) != the World's"
         );
         vm.assertEq(isDisputed, status == 2 || status == 3, "disputed in the Marketplace iff settled against");
         if (status == 1) vm.assertEq(verifierWeight, world.roundOf(id).verifiedWeight, "verifier weight");
     }
 
-    /// Verified: a majority of a quorum of revealed weight reproduced the listed hash and the seller's
-    /// claim as it stood when the deciding round opened (a later claim cannot count: Validators compares
-    /// reveals with a claim made before the round opened).
-    function _verifiedOnlyWithTheClaim(uint256 id, World.GRound memory g) internal view {
-        World.GModel memory m = world.model(id);
+    /// Verified (`version`): a majority of a quorum of revealed weight in its cycle reproduced that
+    /// version's listed hash and the seller's claim for it as it stood when the deciding round opened (a
+    /// later claim cannot count: Validators compares reveals with a claim made before the round opened).
+    function _verifiedOnlyWithTheClaim(uint256 id, uint256 version, World.GRound memory g) internal view {
+        World.GVersion memory m = world.versionOf(id, version);
         m.claimed = g.claimAtOpen;
         vm.assertTrue(m.claimed != bytes32(0), "Verified without a claimed work digest");
+        vm.assertEq(m.claimed, world.versionOf(id, version).claimed, "Verified with another claim than the version's");
         uint256 agreeing;
         for (uint256 i = 0; i < world.stakerCount(); i++) {
-            World.GSeat memory s = world.seatOf(id, world.stakers(i));
+            World.GSeat memory s = world.seatAt(id, version, world.stakers(i));
             if (s.round != g.number || s.says != 1) continue;
             vm.assertEq(s.observed, m.listed, "a Verified vote that did not reveal the listed hash");
             vm.assertEq(s.digest, m.claimed, "a Verified vote that did not reveal the claimed work digest");

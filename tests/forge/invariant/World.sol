@@ -34,6 +34,7 @@ contract World is Ghost {
     uint8 internal constant SEAT_REVEALED = 4;
     uint8 internal constant SEAT_RELEASED = 5;
     uint256 public constant MAX_MODELS = 4;
+    uint256 public constant MAX_VERSIONS = 4; // per model: publishVersion then claims metrics instead
     bytes32 internal constant FAILED = bytes32(type(uint256).max);
     bytes32 internal constant DEAD = bytes32(uint256(0xdead));
 
@@ -79,15 +80,27 @@ contract World is Ghost {
         address payToken; // address(0): ETH; else `token`
         uint256 price;
         bool active;
-        bytes32 listed;
+        bytes32 listed; // this and the next four: the latest version's (as `_ver[id][versions]`)
         bytes32 trueHash; // what an honest validator computes from the content
         bytes32 trueDigest; // what an honest validator's evaluation gives (FAILED: it cannot run)
+        bytes32 claimed;
+        uint256 claimedAt;
+        uint256 versions; // ModelRegistry.versionCount: 1 for the listing, + 1 per publishVersion
+    }
+
+    /// One version of a model (1: the listing): what ModelRegistry.attestationTargetOf answers for it, and
+    /// what an honest validator finds in its content.
+    struct GVersion {
+        bytes32 listed;
+        bytes32 trueHash;
+        bytes32 trueDigest;
         bytes32 claimed;
         uint256 claimedAt;
     }
 
     uint256[] public modelIds;
     mapping(uint256 => GModel) internal _m;
+    mapping(uint256 => mapping(uint256 => GVersion)) internal _ver; // model => version => its record
     mapping(address => mapping(address => bool)) internal _approvedForAll;
 
     // ---- ghost: marketplace ----------------------------------------------------------------
@@ -107,11 +120,13 @@ contract World is Ghost {
         address token; // what it was paid in (address(0): ETH; always ETH for a validator's request)
     }
 
-    /// Marketplace.book without its reward per weight, which is kept per currency (`rewardPerWeight`).
+    /// Marketplace.book without its reward per weight, which is kept per version and currency
+    /// (`rewardPerWeight`); `version`: the version the latest verdict is about (Marketplace.verdictVersion).
     struct GBook {
         uint256 verifierWeight;
         bool disputed;
         uint256 disputedAt;
+        uint256 version;
     }
 
     struct GScore {
@@ -125,8 +140,10 @@ contract World is Ghost {
     mapping(uint256 => mapping(address => uint256)) public requestPid; // the live validator request
     mapping(uint256 => GBook) internal _book;
     mapping(uint256 => GScore) internal _score;
-    mapping(uint256 => mapping(address => uint256)) public rewardPerWeight; // model => currency => per weight
-    mapping(uint256 => mapping(address => mapping(address => uint256))) internal _rewardClaimed; // per weight
+    // model => version => currency => per weight: the fees shared while that version was the verdict's
+    mapping(uint256 => mapping(uint256 => mapping(address => uint256))) public rewardPerWeight;
+    // model => version => validator => currency => per weight claimed
+    mapping(uint256 => mapping(uint256 => mapping(address => mapping(address => uint256)))) internal _rewardClaimed;
     mapping(address => mapping(address => uint256)) public marketCredited; // account => currency => amount
     // subscriptions (in the listing's currency): the owner's terms and each account's expiry
     mapping(uint256 => uint256) internal _subPrice;
@@ -171,9 +188,13 @@ contract World is Ghost {
         bool revealedOwn; // its last reveal opened its own commitment
     }
 
+    /// Rounds and seats are per validation cycle: one per version validated (model => version => ...).
+    /// The current cycle attests `cycleVersion` (0 before the model's first key request: version 1's
+    /// round, still empty, is then the current one, as in Validators).
     mapping(address => GStake) internal _stake;
-    mapping(uint256 => GRound) internal _round;
-    mapping(uint256 => mapping(address => GSeat)) internal _seat;
+    mapping(uint256 => mapping(uint256 => GRound)) internal _round;
+    mapping(uint256 => mapping(uint256 => mapping(address => GSeat))) internal _seat;
+    mapping(uint256 => uint256) public cycleVersion;
     mapping(address => uint256) public validatorsCredited;
 
     // ---- ghost: money flows (Marketplace: per currency, address(0) = ETH) and the campaign ------
@@ -278,6 +299,8 @@ contract World is Ghost {
         m.listed = listed;
         m.trueHash = trueHash;
         m.trueDigest = kind == 3 ? FAILED : keccak256(abi.encode("work", id));
+        m.versions = 1;
+        _ver[id][1] = GVersion(listed, trueHash, m.trueDigest, bytes32(0), 0);
         if (claimNow) _claimMetrics(seller, id, kind == 2 ? 1 : 0);
         if (seller == honestSeller) _setOperator(seller, id, operator); // its worker delivers
     }
@@ -346,7 +369,58 @@ contract World is Ghost {
             && _m[id].claimed == bytes32(0);
         (bool done, bytes memory ret) =
             _call(actor, address(registry), 0, abi.encodeCall(ModelRegistry.claimMetrics, (id, digest)));
-        if (_check(done, ok, "claimMetrics", ret)) (_m[id].claimed, _m[id].claimedAt) = (digest, block.timestamp);
+        if (!_check(done, ok, "claimMetrics", ret)) return;
+        // the latest version's claim
+        (_m[id].claimed, _m[id].claimedAt) = (digest, block.timestamp);
+        GVersion storage v = _ver[id][_m[id].versions];
+        (v.claimed, v.claimedAt) = (digest, block.timestamp);
+    }
+
+    /// What an honest validator computes from the content of `version` of the model.
+    function _content(uint256 id, uint256 version) internal pure returns (bytes32) {
+        return keccak256(abi.encode("content", id, version));
+    }
+
+    /// A version published (`kind` as in `list`): the model's latest record and the version's own (no
+    /// claim yet).
+    function _published(uint256 id, uint256 version, bytes32 listed, uint256 kind) internal {
+        bytes32 trueHash = _content(id, version);
+        bytes32 trueDigest = kind == 3 ? FAILED : keccak256(abi.encode("work", id, version));
+        GModel storage m = _m[id];
+        (m.versions, m.listed, m.trueHash, m.trueDigest) = (version, listed, trueHash, trueDigest);
+        (m.claimed, m.claimedAt) = (bytes32(0), 0);
+        _ver[id][version] = GVersion(listed, trueHash, trueDigest, bytes32(0), 0);
+    }
+
+    /// The owner publishes the model's next version (ModelRegistry.publishVersion) with weights of its own:
+    /// `kind` as in `list` for the lying seller's models (the honest seller's versions are honest), a
+    /// zero hash or a bad CID now and then (refused); with `claimNow` the owner claims its metrics at
+    /// once (`claimMetrics` how 0, or 1 for kind 2). Every other call aims at a model whose current
+    /// cycle is Verified with no later version yet, so that the next key request opens a new cycle.
+    /// A model at MAX_VERSIONS gets a claim instead.
+    function publishVersion(address actor, uint256 modelSeed, uint256 kind, uint256 cidSeed, bool claimNow) external {
+        calls++;
+        uint256 id = calls % 2 == 0 ? _verifiedModel(modelSeed) : _model(modelSeed);
+        if (_m[id].versions >= MAX_VERSIONS) {
+            _claimMetrics(actor, id, kind);
+            return;
+        }
+        uint256 version = _m[id].versions + 1;
+        string memory cid = _cid(cidSeed);
+        kind = _m[id].seller == honestSeller ? 0 : kind % 4;
+        bytes32 listed = kind == 1 ? keccak256(abi.encode("bogus", id, version)) : _content(id, version);
+        if (cidSeed % 29 == 0) listed = bytes32(0);
+        bool ok = _exists(id) && _m[id].owner == actor && bytes(cid).length != 0 && bytes(cid).length <= 128
+            && listed != bytes32(0);
+        (bool done, bytes memory ret) =
+            _call(actor, address(registry), 0, abi.encodeCall(ModelRegistry.publishVersion, (id, listed, cid)));
+        if (!_check(done, ok, "publishVersion", ret)) return;
+        if (abi.decode(ret, (uint256)) != version) _fail("publishVersion: versions are not consecutive from 2");
+        _published(id, version, listed, kind);
+        _reach(
+            _round[id][_cv(id)].status == VERIFIED ? bytes32("version after verified") : bytes32("version published")
+        );
+        if (claimNow) _claimMetrics(actor, id, kind == 2 ? 1 : 0);
     }
 
     /// mode 0: transferFrom by the caller; 1: safeTransferFrom; 2: safeTransferFrom with data.
@@ -449,19 +523,31 @@ contract World is Ghost {
         _requestKey(validator, _model(modelSeed), zeroKey);
     }
 
+    /// A key request joins the cycle `_cycleToJoin` names; the first request of a cycle opens it (the
+    /// model's first, or the first after a Verified cycle once a later version was published).
     function _requestKey(address validator, uint256 id, bool zeroKey) internal {
         GPurchase storage live = _p[requestPid[id][validator]];
-        GSeat storage seat = _seat[id][validator];
+        uint256 version = _cycleToJoin(id);
+        bool opensNew = _opensNewCycle(id);
+        GSeat storage seat = _seat[id][version][validator];
         bool renewed = seat.state == SEAT_REQUESTED;
-        bool ok = !zeroKey && _requestAllowed(validator, id, live, seat);
+        bool ok = !zeroKey && _requestAllowed(validator, id, version, live, seat);
         bytes memory data =
             abi.encodeCall(Marketplace.requestValidatorKey, (id, zeroKey ? bytes32(0) : _key(validator)));
         (bool done, bytes memory ret) = _call(validator, address(market), 0, data);
         if (!_check(done, ok, "requestValidatorKey", ret)) return;
-        if (live.status == PENDING) live.status = EXPIRED; // superseded after its window
+        // superseded: a pending one after its window, a delivered key by a request in a later cycle
+        if (live.status == DELIVERED) _reach("delivered key replaced");
+        if (live.status == PENDING || live.status == DELIVERED) live.status = EXPIRED;
         requestPid[id][validator] = _newPurchase(ret, validator, id, 0, true);
         seat.requestedAt = block.timestamp;
-        if (_round[id].number == 0) _round[id].number = 1;
+        GRound storage r = _round[id][version];
+        if (r.number == 0) {
+            r.number = 1;
+            cycleVersion[id] = version;
+            if (opensNew) _reach("new cycle opened");
+            else if (version > 1) _reach("first cycle on a later version");
+        }
         if (!renewed) {
             seat.state = SEAT_REQUESTED;
             _stake[validator].bonded += requestBond;
@@ -470,16 +556,19 @@ contract World is Ghost {
         _reach(renewed ? bytes32("key request renewed") : bytes32("key requested"));
     }
 
-    /// Marketplace.requestValidatorKey, then Validators.keyRequested.
-    function _requestAllowed(address validator, uint256 id, GPurchase storage live, GSeat storage seat)
+    /// Marketplace.requestValidatorKey (a delivered key is asked for again only when the request joins a
+    /// cycle without a seat of the validator's), then Validators.keyRequested on the cycle it joins.
+    function _requestAllowed(address validator, uint256 id, uint256 version, GPurchase storage live, GSeat storage seat)
         internal
         view
         returns (bool ok)
     {
         GStake storage s = _stake[validator];
-        ok = _exists(id) && _m[id].active && live.status != DELIVERED
+        GRound storage r = _round[id][version];
+        ok = _exists(id) && _m[id].active && !(live.status == DELIVERED && !_joinsWithoutSeat(id, validator))
             && !(live.status == PENDING && block.timestamp <= live.deadline);
-        ok = ok && s.unlockAt == 0 && s.amount >= minStake && _commitsOpen(id);
+        ok = ok && s.unlockAt == 0 && s.amount >= minStake && r.status == 0
+            && (r.commitEnd == 0 || block.timestamp <= r.commitEnd);
         if (seat.state != SEAT_REQUESTED) {
             ok = ok && seat.state == SEAT_NONE && s.openSeats < maxOpenRequests && s.amount - s.bonded >= requestBond;
         }
@@ -517,7 +606,7 @@ contract World is Ghost {
         escrow[p.token] -= p.price;
         heldRevenue[p.token] += p.price;
         if (p.forValidator) {
-            GSeat storage seat = _seat[p.model][named];
+            GSeat storage seat = _seat[p.model][_cv(p.model)][named];
             if (seat.state != SEAT_REQUESTED) _fail("deliverKey: a validator key delivered to a seat not requested");
             seat.state = SEAT_KEYED;
             seat.keyedAt = block.timestamp;
@@ -544,8 +633,12 @@ contract World is Ghost {
     function _deliverable(uint256 pid, address deliverer) internal view returns (bool) {
         GPurchase storage p = _pp(pid);
         GModel storage m = _m[p.model];
+        // a validator's key: its seat in the current cycle is the request (one left in an earlier cycle
+        // takes no key: Validators.keyDelivered refuses it)
+        bool seatAsks = !p.forValidator
+            || (_commitsOpen(p.model) && _seat[p.model][_cv(p.model)][p.account].state == SEAT_REQUESTED);
         return _current(pid) && p.status == PENDING && !_book[p.model].disputed && block.timestamp <= p.deadline
-            && (deliverer == m.owner || deliverer == m.operator) && (!p.forValidator || _commitsOpen(p.model));
+            && (deliverer == m.owner || deliverer == m.operator) && seatAsks;
     }
 
     function releaseRevenue(address caller, uint256 purchaseSeed) external {
@@ -571,15 +664,15 @@ contract World is Ghost {
         else _reach(b.verifierWeight != 0 ? bytes32("revenue released, verified") : bytes32("revenue released"));
     }
 
-    /// A released sale or a subscription, in `currency`: the fee (shared with the verifiers by weight),
-    /// the rest to `owner`.
+    /// A released sale or a subscription, in `currency`: the fee (shared by weight with the verifiers of
+    /// the version the latest verdict is about), the rest to `owner`.
     function _payOut(uint256 id, address owner, uint256 amount, address currency) internal {
         GBook storage b = _book[id];
         uint256 fee = (amount * feeBps) / 10_000;
         uint256 platform = fee;
         if (fee != 0 && b.verifierWeight != 0) {
             uint256 perWeight = (fee * shareBps) / 10_000 / b.verifierWeight;
-            rewardPerWeight[id][currency] += perWeight;
+            rewardPerWeight[id][b.version][currency] += perWeight;
             platform -= perWeight * b.verifierWeight;
             unclaimedRewards[currency] += perWeight * b.verifierWeight;
         }
@@ -713,23 +806,35 @@ contract World is Ghost {
     }
 
     /// inToken: the share of the sales in the campaign's token (`claimValidatorReward(id, token)`).
-    function claimReward(address validator, uint256 modelSeed, bool inToken) external {
+    /// versionSeed % 3 == 0: `claimValidatorRewardAt` a version (one that owes the validator when there
+    /// is one, an earlier version than the latest verdict's among them); else the latest verdict's version.
+    function claimReward(address validator, uint256 modelSeed, bool inToken, uint256 versionSeed) external {
         calls++;
         address currency = inToken ? address(token) : address(0);
+        if (versionSeed % 3 == 0) {
+            (uint256 at, uint256 version) = _owingAt(validator, modelSeed, currency, versionSeed);
+            _claimReward(validator, at, version, currency, true);
+            return;
+        }
         uint256 id = calls % 3 == 0 ? _modelOwing(validator, modelSeed, currency) : _model(modelSeed);
-        _claimReward(validator, id, currency);
+        _claimReward(validator, id, _book[id].version, currency, false);
     }
 
-    function _claimReward(address validator, uint256 id, address currency) internal {
-        uint256 owed = rewardOwed(id, validator, currency);
-        bytes memory data = currency == address(0)
-            ? abi.encodeWithSignature("claimValidatorReward(uint256)", id)
-            : abi.encodeWithSignature("claimValidatorReward(uint256,address)", id, currency);
+    /// at: `claimValidatorRewardAt(validator, id, version, currency)`; else `claimValidatorReward`, which
+    /// claims at the latest verdict's version (`version` is that one).
+    function _claimReward(address validator, uint256 id, uint256 version, address currency, bool at) internal {
+        uint256 owed = rewardOwedAt(id, version, validator, currency);
+        bytes memory data = at
+            ? abi.encodeCall(Marketplace.claimValidatorRewardAt, (validator, id, version, currency))
+            : currency == address(0)
+                ? abi.encodeWithSignature("claimValidatorReward(uint256)", id)
+                : abi.encodeWithSignature("claimValidatorReward(uint256,address)", id, currency);
         (bool done, bytes memory ret) = _call(validator, address(market), 0, data);
-        if (!_check(done, owed != 0, "claimValidatorReward", ret)) return;
-        _rewardClaimed[id][validator][currency] = rewardPerWeight[id][currency];
+        if (!_check(done, owed != 0, at ? "claimValidatorRewardAt" : "claimValidatorReward", ret)) return;
+        _rewardClaimed[id][version][validator][currency] = rewardPerWeight[id][version][currency];
         unclaimedRewards[currency] -= owed;
         _credit(validator, owed, currency);
+        if (version < _book[id].version) _reach("old version reward claimed");
         _reach(currency != address(0) ? bytes32("token reward claimed") : bytes32("validator reward claimed"));
     }
 
@@ -797,7 +902,7 @@ contract World is Ghost {
         } else if (which == 1) {
             data = abi.encodeCall(Marketplace.connectVotes, (votes));
         } else if (which == 2) {
-            data = abi.encodeCall(Marketplace.recordVerdict, (id, DISPUTED, 0));
+            data = abi.encodeCall(Marketplace.recordVerdict, (id, 1, DISPUTED, 0));
         } else if (which == 3) {
             data = abi.encodeCall(Marketplace.recordVote, (id, caller, 5));
         } else if (which == 4) {
@@ -900,8 +1005,8 @@ contract World is Ghost {
 
     function _commit(address validator, uint256 id, uint256 saltSeed, bool copy) internal {
         CommitPlan memory k = _plan(validator, id, saltSeed, copy);
-        GRound storage r = _round[k.id];
-        GSeat storage seat = _seat[k.id][validator];
+        GRound storage r = _round[k.id][_cv(k.id)];
+        GSeat storage seat = _seat[k.id][_cv(k.id)][validator];
         GStake storage s = _stake[validator];
         bool ok = r.status == 0 && (seat.state == SEAT_KEYED || k.again) && (k.open || block.timestamp <= r.commitEnd)
             && k.weight != 0 && s.amount - (s.bonded - k.carried) >= k.bond;
@@ -933,11 +1038,12 @@ contract World is Ghost {
 
     function _keylessReport(uint256 id, address validator, bytes memory ret) internal {
         (uint8 st, uint256 rd,,,) = validators.attestationOf(id, validator);
+        uint256 state = _seat[id][_cv(id)][validator].state;
         _fail(
             string.concat(
                 "commit without a key: not ValidatorsNoKey: ",
                 vm.toString(ret),
-                string.concat(" ghost state ", vm.toString(uint256(_seat[id][validator].state)), " contract state "),
+                string.concat(" ghost state ", vm.toString(state), " contract state "),
                 string.concat(
                     vm.toString(uint256(st)), " round ", vm.toString(rd), " validator ", vm.toString(validator)
                 )
@@ -951,8 +1057,8 @@ contract World is Ghost {
         returns (CommitPlan memory k)
     {
         k.id = id;
-        GRound storage r = _round[id];
-        GSeat storage seat = _seat[id][validator];
+        GRound storage r = _round[id][_cv(id)];
+        GSeat storage seat = _seat[id][_cv(id)][validator];
         (k.observed, k.digest) = _opinion(validator, id);
         k.salt = keccak256(abi.encode(saltSeed, validator, r.number));
         k.c = Suite.commitment(validators, id, validator, k.observed, k.digest, k.salt);
@@ -979,10 +1085,11 @@ contract World is Ghost {
     }
 
     function _reveal(address validator, uint256 id, uint256 how) internal {
-        GSeat storage seat = _seat[id][validator];
+        GSeat storage seat = _seat[id][_cv(id)][validator];
         how %= 3;
-        bytes32 observed = how == 2 ? _m[id].trueHash : seat.observed;
-        bytes32 digest = how == 2 ? _m[id].trueDigest : seat.digest;
+        GVersion storage target = _ver[id][_cv(id)];
+        bytes32 observed = how == 2 ? target.trueHash : seat.observed;
+        bytes32 digest = how == 2 ? target.trueDigest : seat.digest;
         bytes32 salt = how == 1 ? keccak256(abi.encode(seat.salt)) : seat.salt;
         bool opens = Suite.commitment(validators, id, validator, observed, digest, salt) == seat.commitment;
         bool ok = opens && _revealOpen(id, seat);
@@ -1004,16 +1111,16 @@ contract World is Ghost {
     }
 
     function _revealOpen(uint256 id, GSeat storage seat) internal view returns (bool) {
-        GRound storage r = _round[id];
+        GRound storage r = _round[id][_cv(id)];
         return seat.state == SEAT_COMMITTED && seat.round == r.number && r.commitEnd != 0
             && block.timestamp > r.commitEnd && block.timestamp <= r.revealEnd;
     }
 
     /// Adds a reveal's weight to the status it argues for (contracts/README.md: Verified needs the listed
-    /// hash and the claim made before the round opened).
+    /// hash and the claim made before the round opened, both of the version the cycle attests).
     function _count(uint256 id, uint256 weight, bytes32 observed, bytes32 digest) internal returns (uint8 says) {
-        GModel storage m = _m[id];
-        GRound storage r = _round[id];
+        GVersion storage m = _ver[id][_cv(id)];
+        GRound storage r = _round[id][_cv(id)];
         if (observed != m.listed) {
             r.hashWeight += weight;
             return DISPUTED;
@@ -1035,7 +1142,8 @@ contract World is Ghost {
     }
 
     function _settle(address caller, uint256 id) internal {
-        GRound storage r = _round[id];
+        uint256 version = _cv(id);
+        GRound storage r = _round[id][version];
         bool ok = r.status == 0 && r.commitEnd != 0 && block.timestamp > r.revealEnd;
         (bool done, bytes memory ret) = _call(caller, address(validators), 0, abi.encodeCall(Validators.settle, (id)));
         if (!_check(done, ok, "settle", ret)) return;
@@ -1054,31 +1162,41 @@ contract World is Ghost {
         }
         r.status = status;
         GBook storage b = _book[id];
+        b.version = version;
+        if (version > 1) _reach("later version verdict");
         if (status == VERIFIED) {
             b.verifierWeight = r.verifiedWeight;
-            GModel storage m = _m[id];
+            GVersion storage m = _ver[id][version];
             _reach(
                 m.listed == m.trueHash && m.claimed == m.trueDigest
                     ? bytes32("verified truthful")
                     : bytes32("verified bogus")
             );
         } else {
-            (b.disputed, b.disputedAt) = (true, block.timestamp);
+            (b.verifierWeight, b.disputed, b.disputedAt) = (0, true, block.timestamp);
             _reach(status == DISPUTED ? bytes32("disputed") : bytes32("metrics disputed"));
         }
     }
 
-    function release(address caller, uint256 modelSeed, address validator) external {
+    /// `validator`'s seat in an earlier cycle of the model when it holds one open there (`releaseAt`: a
+    /// validator must close those too before it may leave); else its seat in the current cycle, by
+    /// `release` or, with `at`, by `releaseAt` naming the current cycle's version.
+    function release(address caller, uint256 modelSeed, address validator, bool at) external {
         calls++;
-        _release(caller, _pickSeat(validator, modelSeed, 0), validator);
+        uint256 id = _pickSeat(validator, modelSeed, 0);
+        uint256 old = _oldSeat(id, validator);
+        _release(caller, id, old != 0 ? old : _cv(id), validator, at || old != 0);
     }
 
-    function _release(address caller, uint256 id, address validator) internal {
-        GSeat storage seat = _seat[id][validator];
-        (bool ok, uint256 bonds, uint256 forfeited) = _releasePlan(id, seat);
-        (bool done, bytes memory ret) =
-            _call(caller, address(validators), 0, abi.encodeCall(Validators.release, (id, validator)));
-        if (!_check(done, ok, "release", ret)) return;
+    function _release(address caller, uint256 id, uint256 version, address validator, bool at) internal {
+        GSeat storage seat = _seat[id][version][validator];
+        (bool ok, uint256 bonds, uint256 forfeited) = _releasePlan(id, version, seat);
+        bytes memory data = at
+            ? abi.encodeCall(Validators.releaseAt, (id, version, validator))
+            : abi.encodeCall(Validators.release, (id, validator));
+        (bool done, bytes memory ret) = _call(caller, address(validators), 0, data);
+        if (!_check(done, ok, at ? "releaseAt" : "release", ret)) return;
+        if (version < _cv(id)) _reach("old seat released");
         GStake storage s = _stake[validator];
         s.bonded -= bonds;
         s.amount -= forfeited;
@@ -1086,7 +1204,7 @@ contract World is Ghost {
         s.openSeats -= 1;
         validatorsCredited[treasury] += forfeited;
         if (seat.state == SEAT_REQUESTED) {
-            delete _seat[id][validator];
+            delete _seat[id][version][validator];
             _reach("expired request released");
         } else {
             seat.state = SEAT_RELEASED;
@@ -1095,13 +1213,14 @@ contract World is Ghost {
         }
     }
 
-    /// Validators.release's rules (its NatSpec): when a seat may close and which bonds it loses.
-    function _releasePlan(uint256 id, GSeat storage seat)
+    /// Validators.release's rules (its NatSpec), against the round of the seat's cycle (`version`): when
+    /// a seat may close and which bonds it loses.
+    function _releasePlan(uint256 id, uint256 version, GSeat storage seat)
         internal
         view
         returns (bool ok, uint256 bonds, uint256 forfeited)
     {
-        GRound storage r = _round[id];
+        GRound storage r = _round[id][version];
         bool settled = r.status != 0;
         bool forfeitRequest;
         bool forfeitCommit;
@@ -1143,8 +1262,11 @@ contract World is Ghost {
 
     /// One step of a validator's part in a model, whatever it is now: stake, ask for the key (the
     /// seller's worker answers it), commit, wait for the reveal period and reveal, settle, release its
-    /// seat, claim its reward; a leaving validator waits out its delay and unstakes. The same checked
-    /// actions as the single moves, in the order that carries a model to its verdict.
+    /// seat, claim its reward; a leaving validator waits out its delay and unstakes. A seat left open in
+    /// an earlier cycle is released first (`releaseAt`); once the model's cycle is Verified and a later
+    /// version is out, the next step asks for the key again (a new cycle); now and then it claims what a
+    /// version owes it (`claimValidatorRewardAt`). The same checked actions as the single moves, in the
+    /// order that carries a model to its verdict.
     function advance(address validator, uint256 modelSeed, uint256 saltSeed) external {
         calls++;
         GStake storage s = _stake[validator];
@@ -1159,10 +1281,13 @@ contract World is Ghost {
         }
         if (modelIds.length == 0) return;
         uint256 id = 1 + modelSeed % modelIds.length;
-        GSeat storage seat = _seat[id][validator];
-        GRound storage r = _round[id];
+        if (_advanceOld(validator, id, saltSeed)) return;
+        GSeat storage seat = _seat[id][_cv(id)][validator];
+        GRound storage r = _round[id][_cv(id)];
         uint8 state = seat.state;
-        if (state == SEAT_NONE) {
+        // a new cycle: joined at once, or (half the time with a seat still open) after the release
+        bool joins = _opensNewCycle(id) && (state == SEAT_RELEASED || saltSeed % 2 == 0);
+        if (state == SEAT_NONE || joins) {
             _requestKey(validator, id, false);
             return;
         }
@@ -1177,15 +1302,15 @@ contract World is Ghost {
                 return;
             }
             if (block.timestamp <= seat.requestedAt + deliveryWindow) vm.warp(seat.requestedAt + deliveryWindow + 1);
-            _release(validator, id, validator);
+            _release(validator, id, _cv(id), validator, false);
             return;
         }
         if (r.status != 0 || state == SEAT_RELEASED) {
             if (state != SEAT_RELEASED) {
-                _release(validator, id, validator);
+                _release(validator, id, _cv(id), validator, false);
                 return;
             }
-            _claimReward(validator, id, saltSeed % 2 == 0 ? address(0) : address(token));
+            _claimReward(validator, id, _book[id].version, saltSeed % 2 == 0 ? address(0) : address(token), false);
             return;
         }
         if (state == SEAT_KEYED || (state == SEAT_REVEALED && seat.round < r.number)) {
@@ -1209,10 +1334,34 @@ contract World is Ghost {
             }
         }
         if (state == SEAT_COMMITTED && seat.round < r.number) {
-            _release(validator, id, validator);
+            _release(validator, id, _cv(id), validator, false);
             return;
         }
         _advanceRound(validator, id);
+    }
+
+    /// `advance`'s steps outside the current cycle: release a seat left open in an earlier one (once its
+    /// request expired, when it is a request: the earlier cycles are all Verified), or, one time in five,
+    /// claim what a version before the latest verdict's still owes the validator (what the latest one
+    /// owes is claimed once its seat is released). False when there was none to take.
+    function _advanceOld(address validator, uint256 id, uint256 saltSeed) internal returns (bool) {
+        uint256 old = _oldSeat(id, validator);
+        if (old != 0) {
+            GSeat storage seat = _seat[id][old][validator];
+            uint256 expiry = seat.requestedAt + deliveryWindow;
+            if (seat.state == SEAT_REQUESTED && block.timestamp <= expiry) vm.warp(expiry + 1);
+            _release(validator, id, old, validator, true);
+            return true;
+        }
+        if (saltSeed % 5 != 0) return false;
+        address currency = saltSeed % 2 == 0 ? address(0) : address(token);
+        for (uint256 v = 1; v < _book[id].version; v++) {
+            if (rewardOwedAt(id, v, validator, currency) != 0) {
+                _claimReward(validator, id, v, currency, true);
+                return true;
+            }
+        }
+        return false;
     }
 
     /// One step of a buyer's life with a model: buy it, have the seller's worker deliver (or take the
@@ -1265,7 +1414,7 @@ contract World is Ghost {
     }
 
     function _advanceRound(address validator, uint256 id) internal {
-        GRound storage r = _round[id];
+        GRound storage r = _round[id][_cv(id)];
         if (block.timestamp <= r.revealEnd) vm.warp(r.revealEnd + 1);
         _settle(validator, id);
     }
@@ -1310,22 +1459,60 @@ contract World is Ghost {
         return _stake[v];
     }
 
+    /// Version `version` of model `id` (1: the listing).
+    function versionOf(uint256 id, uint256 version) external view returns (GVersion memory) {
+        return _ver[id][version];
+    }
+
+    /// The version the model's current cycle attests (1 before any key request, as Validators counts).
+    function currentVersion(uint256 id) external view returns (uint256) {
+        return _cv(id);
+    }
+
+    /// The current cycle's round.
     function roundOf(uint256 id) external view returns (GRound memory) {
-        return _round[id];
+        return _round[id][_cv(id)];
     }
 
+    /// The round of the cycle that attests `version` (number 0: no cycle attested it).
+    function roundAt(uint256 id, uint256 version) external view returns (GRound memory) {
+        return _round[id][version];
+    }
+
+    /// `v`'s seat in the current cycle.
     function seatOf(uint256 id, address v) external view returns (GSeat memory) {
-        return _seat[id][v];
+        return _seat[id][_cv(id)][v];
     }
 
+    /// `v`'s seat in the cycle that attests `version`.
+    function seatAt(uint256 id, uint256 version, address v) external view returns (GSeat memory) {
+        return _seat[id][version][v];
+    }
+
+    function opensNewCycle(uint256 id) external view returns (bool) {
+        return _opensNewCycle(id);
+    }
+
+    /// What `v` may claim in `currency` as a verifier of the version the latest verdict is about.
     function rewardOwed(uint256 id, address v, address currency) public view returns (uint256) {
-        return (rewardPerWeight[id][currency] - _rewardClaimed[id][v][currency]) * verifierWeight(id, v);
+        return rewardOwedAt(id, _book[id].version, v, currency);
     }
 
-    /// The weight with which `v` revealed Verified in the round that verified the model (0 otherwise).
+    /// What `v` may claim in `currency` as a verifier of `version`.
+    function rewardOwedAt(uint256 id, uint256 version, address v, address currency) public view returns (uint256) {
+        return (rewardPerWeight[id][version][currency] - _rewardClaimed[id][version][v][currency])
+            * verifierWeightAt(id, version, v);
+    }
+
+    /// The weight with which `v` revealed Verified in the round that verified the current cycle's version.
     function verifierWeight(uint256 id, address v) public view returns (uint256) {
-        GSeat storage seat = _seat[id][v];
-        GRound storage r = _round[id];
+        return verifierWeightAt(id, _cv(id), v);
+    }
+
+    /// The weight with which `v` revealed Verified in the round that verified `version` (0 otherwise).
+    function verifierWeightAt(uint256 id, uint256 version, address v) public view returns (uint256) {
+        GSeat storage seat = _seat[id][version][v];
+        GRound storage r = _round[id][version];
         if (r.status != VERIFIED || seat.round != r.number || seat.says != VERIFIED) return 0;
         return seat.weight;
     }
@@ -1398,20 +1585,60 @@ contract World is Ghost {
         return false;
     }
 
+    /// What `validator` commits to about the version the model's current cycle attests.
     function _opinion(address validator, uint256 id) internal view returns (bytes32 observed, bytes32 digest) {
-        GModel storage m = _m[id];
+        GVersion storage m = _ver[id][_cv(id)];
         if (validator == lazyValidator) return (m.listed, m.claimed); // copied from the chain
         for (uint256 i = 0; i < colluders.length; i++) {
-            if (validator == colluders[i]) return m.seller == colludingSeller ? (m.listed, m.claimed) : (DEAD, DEAD);
+            if (validator == colluders[i]) {
+                return _m[id].seller == colludingSeller ? (m.listed, m.claimed) : (DEAD, DEAD);
+            }
         }
         return (m.trueHash, m.trueDigest);
     }
 
     /// Validators takes key requests, deliveries and commits only while no round's commits are closed
-    /// and the model is not settled.
+    /// and the model's current cycle is not settled.
     function _commitsOpen(uint256 id) internal view returns (bool) {
-        GRound storage r = _round[id];
+        GRound storage r = _round[id][_cv(id)];
         return r.status == 0 && (r.commitEnd == 0 || block.timestamp <= r.commitEnd);
+    }
+
+    /// The version the model's current cycle attests (Validators._currentVersion: 1 before any request).
+    function _cv(uint256 id) internal view returns (uint256) {
+        uint256 version = cycleVersion[id];
+        return version == 0 ? 1 : version;
+    }
+
+    /// The current cycle was Verified and the owner has published a later version since.
+    function _opensNewCycle(uint256 id) internal view returns (bool) {
+        return _round[id][_cv(id)].status == VERIFIED && _m[id].versions > _cv(id);
+    }
+
+    /// Validators.joinsWithoutSeat: a request now opens a new cycle, or `validator` has no seat in the
+    /// current one.
+    function _joinsWithoutSeat(uint256 id, address validator) internal view returns (bool) {
+        return _opensNewCycle(id) || _seat[id][_cv(id)][validator].state == SEAT_NONE;
+    }
+
+    /// The cycle a key request joins (Validators._cycleToJoin): the current one while it runs (or ended
+    /// other than Verified); the latest version's when no key was ever requested or the current cycle
+    /// is Verified (the current one itself when there is no later version: the request is refused).
+    function _cycleToJoin(uint256 id) internal view returns (uint256 version) {
+        version = _cv(id);
+        GRound storage r = _round[id][version];
+        if (r.number != 0 && r.status != VERIFIED) return version;
+        if (_exists(id) && _m[id].versions != version) version = _m[id].versions;
+    }
+
+    /// The first earlier cycle than the current one in which `validator` holds an open seat (0: none).
+    function _oldSeat(uint256 id, address validator) internal view returns (uint256) {
+        uint256 current = _cv(id);
+        for (uint256 v = 1; v < current; v++) {
+            uint8 state = _seat[id][v][validator].state;
+            if (state != SEAT_NONE && state != SEAT_RELEASED) return v;
+        }
+        return 0;
     }
 
     function _exists(uint256 id) internal view returns (bool) {
@@ -1438,6 +1665,38 @@ contract World is Ghost {
             if (_m[id].payToken == address(token) && (!subscribable || _subPrice[id] != 0)) return id;
         }
         return _model(seed);
+    }
+
+    /// The first model from where `seed` lands whose current cycle is Verified, with no later version yet
+    /// and room for one; `_model(seed)` when there is none.
+    function _verifiedModel(uint256 seed) internal view returns (uint256) {
+        uint256 n = modelIds.length;
+        for (uint256 i = 0; i < n; i++) {
+            uint256 id = 1 + (seed % n + i) % n;
+            GModel storage m = _m[id];
+            if (_round[id][_cv(id)].status == VERIFIED && m.versions == _cv(id) && m.versions < MAX_VERSIONS) {
+                return id;
+            }
+        }
+        return _model(seed);
+    }
+
+    /// The first (model, version) from where `seed` lands that owes `validator` a reward in `currency`,
+    /// an earlier version than the latest verdict's first; else `_model(seed)` and a version from
+    /// `versionSeed` (0 to MAX_VERSIONS + 1: a claim that must be refused).
+    function _owingAt(address validator, uint256 seed, address currency, uint256 versionSeed)
+        internal
+        view
+        returns (uint256 id, uint256 version)
+    {
+        uint256 n = modelIds.length;
+        for (uint256 i = 0; i < n; i++) {
+            id = 1 + (seed % n + i) % n;
+            for (version = 1; version <= _m[id].versions; version++) {
+                if (rewardOwedAt(id, version, validator, currency) != 0) return (id, version);
+            }
+        }
+        return (_model(seed), (versionSeed / 3) % (MAX_VERSIONS + 2));
     }
 
     /// The first model from where `seed` lands that owes `validator` a reward in `currency`;
@@ -1471,18 +1730,17 @@ contract World is Ghost {
         return _purchase(seed);
     }
 
-    /// Mostly a model where `validator`'s seat is in `state` (0: any open seat; KEYED also takes a seat
-    /// that may commit again), else any model.
+    /// Mostly a model where `validator`'s seat in the current cycle is in `state` (0: any open seat, one
+    /// in an earlier cycle too; KEYED also takes a seat that may commit again), else any model.
     function _pickSeat(address validator, uint256 seed, uint8 state) internal view returns (uint256) {
         uint256 n = modelIds.length;
         if (n == 0 || seed % 4 == 0) return _model(seed);
         for (uint256 i = 0; i < n; i++) {
             uint256 id = 1 + (seed % n + i) % n;
-            GSeat storage seat = _seat[id][validator];
-            bool again = seat.state == SEAT_REVEALED && seat.round < _round[id].number;
-            if (state == 0
-                    ? seat.state != SEAT_NONE && seat.state != SEAT_RELEASED
-                    : seat.state == state || (state == SEAT_KEYED && again)) {
+            GSeat storage seat = _seat[id][_cv(id)][validator];
+            bool again = seat.state == SEAT_REVEALED && seat.round < _round[id][_cv(id)].number;
+            bool open = (seat.state != SEAT_NONE && seat.state != SEAT_RELEASED) || _oldSeat(id, validator) != 0;
+            if (state == 0 ? open : seat.state == state || (state == SEAT_KEYED && again)) {
                 return id;
             }
         }
@@ -1495,7 +1753,8 @@ contract World is Ghost {
         if (n == 0 || seed % 4 == 0) return _model(seed);
         for (uint256 i = 0; i < n; i++) {
             uint256 id = 1 + (seed % n + i) % n;
-            if (_round[id].commitEnd != 0 && _round[id].status == 0) return id;
+            GRound storage r = _round[id][_cv(id)];
+            if (r.commitEnd != 0 && r.status == 0) return id;
         }
         return _model(seed);
     }
