@@ -10,15 +10,20 @@ from __future__ import annotations
 import json
 
 import pytest
-from modex_stack import make_stack, past, time_travel
-from validator_helpers import claimed_model, evaluator_of, finish_round, toy_report
+from modex_stack import past, time_travel
+from validator_helpers import (
+    agent_for,
+    claimed_model,
+    finish_round,
+    rounds_stack,
+    toy_report,
+)
 from worker_helpers import deliver_keys
 
 from node import market
 from node.indexer import Indexer
 from node.protocol import ModelStatus, Seat, SeatState
 from node.publish import ListingInfo, publish, publish_version
-from node.validator import ValidatorAgent
 
 PERIOD = 5  # commit and reveal periods (seconds of chain time)
 CHALLENGE = 60
@@ -27,25 +32,7 @@ HONEST = toy_report(outputs=(0, 1, 1, 0), accuracy=0.5)
 
 @pytest.fixture
 def stack(tmp_path):
-    return make_stack(
-        "embedded",
-        tmp_path / "stack",
-        delivery_window=3600,
-        commit_period=PERIOD,
-        reveal_period=PERIOD,
-        challenge_period=CHALLENGE,
-    )
-
-
-def agent_for(stack, tmp_path, role: str) -> ValidatorAgent:
-    return ValidatorAgent(
-        stack.chain,
-        stack.signers[role],
-        stack.store(role),
-        tmp_path / f"{role}-state.json",
-        work_dir=tmp_path / f"{role}-work",
-        evaluator=evaluator_of(HONEST),
-    )
+    return rounds_stack(tmp_path, PERIOD, challenge_period=CHALLENGE)
 
 
 def publish_v1(stack, tmp_path) -> int:

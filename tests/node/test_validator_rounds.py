@@ -14,12 +14,14 @@ import json
 import pytest
 from modex_stack import make_stack, publish_model, write_model
 from validator_helpers import (
+    agent_for,
     attested,
     claimed_model,
     evaluator_of,
     finish_round,
     past,
     round_of,
+    rounds_stack,
     seat,
     status,
     toy_report,
@@ -39,24 +41,7 @@ HONEST = toy_report(outputs=(0, 1, 1, 0), accuracy=0.5)
 
 @pytest.fixture
 def stack(tmp_path):
-    return make_stack(
-        "embedded",
-        tmp_path / "stack",
-        delivery_window=3600,
-        commit_period=PERIOD,
-        reveal_period=PERIOD,
-    )
-
-
-def agent_for(stack, tmp_path, role: str = "validator", evaluator=None) -> ValidatorAgent:
-    return ValidatorAgent(
-        stack.chain,
-        stack.signers[role],
-        stack.store(role),
-        tmp_path / f"{role}-state.json",
-        work_dir=tmp_path / f"{role}-work",
-        evaluator=evaluator or evaluator_of(HONEST),
-    )
+    return rounds_stack(tmp_path, PERIOD)
 
 
 def keyed(stack, tmp_path, model_id: int, agent: ValidatorAgent) -> None:

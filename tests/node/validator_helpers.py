@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from modex_stack import past, write_model
+from modex_stack import make_stack, past, write_model
 
 from node.onchain import canonical_json
 from node.protocol import EVALUATION_REPORT, ModelStatus, Round, Seat, SeatState
+from node.validator import ValidatorAgent
 
 EVAL_SET = "toy-v1"
 
@@ -96,3 +97,29 @@ def finish_round(stack, agents, model_id: int, *, passes: int = 6) -> list:
 
 def _role(stack, agent) -> str:
     return next(r for r, s in stack.signers.items() if s.address == agent.signer.address)
+
+
+def rounds_stack(tmp_path, period: int, **extra):
+    """An embedded stack whose validation rounds commit for ``period`` seconds of chain time and
+    reveal for as long (a day's delivery window; ``extra``: other deployment parameters)."""
+    return make_stack(
+        "embedded",
+        tmp_path / "stack",
+        delivery_window=3600,
+        commit_period=period,
+        reveal_period=period,
+        **extra,
+    )
+
+
+def agent_for(stack, tmp_path, role: str = "validator", evaluator=None) -> ValidatorAgent:
+    """``role``'s validator agent, its state and work folders in ``tmp_path``; it evaluates with
+    ``evaluator`` (default: one that finds the toy report, ``toy_report()``)."""
+    return ValidatorAgent(
+        stack.chain,
+        stack.signers[role],
+        stack.store(role),
+        tmp_path / f"{role}-state.json",
+        work_dir=tmp_path / f"{role}-work",
+        evaluator=evaluator or evaluator_of(toy_report()),
+    )
