@@ -15,14 +15,23 @@ pages and sign in (SIWE, eth-account keys), pausing between pages, against `mode
    ($MODEX_LISTINGS_CACHE_SIZE=0: every market page reads the index and renders its table, as
    before the cache) — a server of its own, started first on a copy of the seeded data dir.
 3. The run: ``--visitors`` visitors for ``--duration`` s, each with its own cookies and key,
-   pausing ``--pause`` s between pages; latency of every request, errors (any status >= 400 or
-   a failed connection), and the server process's RSS at the start and the end.
+   pausing about ``--pause`` s between pages (from half to one and a half times it, drawn per
+   page) and starting at its own point of the journey, spread over one journey's time: people
+   arrive at any moment and read at their own pace. (Started within the first pause, with equal
+   pauses, every visitor would open the same kind of page in the same second, journey after
+   journey: the sign-in second then packed all 200 sign-ins, 200 signatures made by the load
+   generator and 400 requests into one second of the two cores.) Latency of every request,
+   errors (any status >= 400 or a failed connection), and the server process's memory at the
+   start and the end: VmRSS and PSS.
 4. The ramp: more visitors, ``--step-duration`` s a step (``--ramp-factor`` times more each
    step), until a step's p99 passes ``--p99-ms`` or it has errors; the highest rate of requests
    a step served with p99 <= ``--p99-ms`` and no errors is ``max_rps_p99_300``.
 
 The last line is JSON: errors, p50_ms, p99_ms, rss_growth_mb (the run at ``--visitors``; with
-rss_growth_by_kind_mb, its heap (anon) and mapped-file (file) parts), max_rps_p99_300, baseline_rps, ratio_to_baseline, the ramp's steps, and the machine's state.
+rss_growth_by_kind_mb, its heap (anon) and mapped-file (file) parts), pss_growth_mb (the same
+growth with each physical page counted once: VmRSS counts a page of the index file once per
+SQLite connection that maps it), max_rps_p99_300, baseline_rps, ratio_to_baseline, the ramp's
+steps, and the machine's state.
 """
 
 from __future__ import annotations
@@ -182,13 +191,17 @@ class Server:
     def memory_mb(self) -> dict[str, float]:
         """The server's resident memory (VmRSS) and its parts: RssAnon (its heap: what it
         allocated) and RssFile (file pages it maps, such as each SQLite connection's mmap of the
-        index: the same page of the file counts once per mapping)."""
-        wanted = {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file"}
+        index: the same page of the file counts once per mapping); and its PSS (smaps_rollup),
+        which counts each physical page once (a page mapped n times, 1/n per mapping)."""
         found = {}
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            name = line.split(maxsplit=1)[0] if line else ""
-            if name in wanted:
-                found[wanted[name]] = int(line.split()[1]) / 1024
+        for source, wanted in (
+            ("status", {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file"}),
+            ("smaps_rollup", {"Pss:": "pss"}),
+        ):
+            for line in Path(f"/proc/{self.process.pid}/{source}").read_text().splitlines():
+                name = line.split(maxsplit=1)[0] if line else ""
+                if name in wanted:
+                    found[wanted[name]] = int(line.split()[1]) / 1024
         if "rss" not in found:
             raise RuntimeError("no VmRSS for the server")
         return found
@@ -275,6 +288,9 @@ def page_kind(path: str) -> str:
     return "market_page" if path.startswith("/?") else "market"
 
 
+JOURNEY_PAGES = 6  # the pages of one journey (Visitor.pages)
+
+
 class Visitor:
     """One person: the market, a search, a model page, signing in, another page of the market
     sorted by price, another model page; a pause after each page."""
@@ -331,6 +347,7 @@ class Visitor:
         )
 
     def pages(self):
+        """One journey: JOURNEY_PAGES pages (sign-in counts as one)."""
         pick = self.random
         yield "/"
         yield f"/?q={pick.choice(WORDS)}"
@@ -340,6 +357,8 @@ class Visitor:
         yield f"/models/{pick.randint(1, self.n)}"
 
     async def browse(self, tally: Tally, stop_at: float, pause: float) -> None:
+        """Journey after journey until ``stop_at``, a pause of 0.5 to 1.5 times ``pause`` (drawn)
+        after each page."""
         while time.monotonic() < stop_at:
             for page in self.pages():
                 if page == "sign-in":
@@ -349,11 +368,12 @@ class Visitor:
                 remaining = stop_at - time.monotonic()
                 if remaining <= 0:
                     return
-                await asyncio.sleep(min(pause, remaining))
+                await asyncio.sleep(min(pause * self.random.uniform(0.5, 1.5), remaining))
 
 
 async def visit(url: str, chain_id: int, n: int, visitors: int, seconds: float, pause: float):
-    """``visitors`` visitors for ``seconds``, started over the first pause (not all at once)."""
+    """``visitors`` visitors for ``seconds``, their starts spread over one journey's time (its
+    pages times ``pause``), so that at any moment they are at every point of it."""
     tally = Tally()
     timeout = aiohttp.ClientTimeout(total=30)
     sessions = [
@@ -368,7 +388,7 @@ async def visit(url: str, chain_id: int, n: int, visitors: int, seconds: float, 
         stop_at = time.monotonic() + seconds
 
         async def one(k: int, http):
-            await asyncio.sleep(pause * k / max(1, visitors))
+            await asyncio.sleep(JOURNEY_PAGES * pause * k / max(1, visitors))
             await Visitor(http, url, chain_id, n, seed=k).browse(tally, stop_at, pause)
 
         started = time.monotonic()
@@ -475,6 +495,7 @@ def main(argv=None) -> int:
             "p99_ms": run["p99_ms"],
             "rps": run["rps"],
             "rss_growth_mb": round(memory_end["rss"] - memory_start["rss"], 1),
+            "pss_growth_mb": round(memory_end["pss"] - memory_start["pss"], 1),
             "rss_growth_by_kind_mb": {
                 kind: round(memory_end[kind] - memory_start[kind], 1)
                 for kind in ("anon", "file")

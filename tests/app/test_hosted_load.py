@@ -23,7 +23,14 @@ TINY = (
 def test_the_benchmark_runs_and_prints_its_figures(tmp_path):
     lines, figures = run_benchmark("hosted_load", *TINY, "--tmpdir", str(tmp_path), timeout=900)
     assert any(line.startswith("seeded 6 listings") for line in lines), lines
-    for key in ("p50_ms", "p99_ms", "rss_growth_mb", "max_rps_p99_300", "baseline_rps"):
+    for key in (
+        "p50_ms",
+        "p99_ms",
+        "rss_growth_mb",
+        "pss_growth_mb",
+        "max_rps_p99_300",
+        "baseline_rps",
+    ):
         assert isinstance(figures[key], (int, float)), (key, figures)
     assert figures["errors"] == 0, lines
     assert set(figures["rss_growth_by_kind_mb"]) == {"anon", "file"}, figures
