@@ -33,8 +33,8 @@ log = logging.getLogger("node.validator")  # one logger for the agent, as before
 
 STATE_VERSION = 5  # 3: recent_blocks, 4: rewarding, 5: seat_versions (older files are read)
 FIRST_CYCLE_VERSION = 1  # the cycle of a seat an older file recorded (it knew only one cycle)
-# The events that give the agent a model to do: a listing, and a later version to validate.
-TODO_EVENTS = ("ModelListed", "VersionPublished")
+# The events that give the agent a model to validate: a listing, and a later version of one.
+VALIDATION_TRIGGERS = ("ModelListed", "VersionPublished")
 
 
 def state_path(data_dir: str | os.PathLike, chain_id: int, address: str) -> Path:
@@ -172,10 +172,10 @@ class AgentState:
     # -- the BlockScanner's follower: listings and new versions into the to-do set ----------
 
     def listings_in(self, first: int, last: int) -> list:
-        """The TODO_EVENTS of blocks ``first``..``last``, in chain order."""
+        """The VALIDATION_TRIGGERS of blocks ``first``..``last``, in chain order."""
         found = [
             ev
-            for name in TODO_EVENTS
+            for name in VALIDATION_TRIGGERS
             for ev in self.chain.events(name, from_block=first, to_block=last)
         ]
         return sorted(found, key=lambda ev: (ev["blockNumber"], ev["logIndex"]))

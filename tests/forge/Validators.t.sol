@@ -588,12 +588,7 @@ contract ValidatorsTest is SuiteTest {
         // v3, who never saw version 1, and v2 validate version 2 with v1: its own hash and claim.
         _keyed(v3, id);
         _keyed(v2, id);
-        _commit(v1, id, OTHER, OTHER);
-        _commit(v3, id, OTHER, OTHER);
-        _toReveal(id);
-        _reveal(v1, id, OTHER, OTHER);
-        _reveal(v3, id, OTHER, OTHER);
-        _toSettle(id);
+        _attest(id, v1, v3, OTHER, OTHER);
         vm.expectEmit(true, true, true, true, address(validators));
         emit Validators.StatusChanged(id, 2, 1);
         validators.settle(id);

@@ -15,6 +15,7 @@ from validator_helpers import (
     agent_for,
     claimed_model,
     finish_round,
+    publish_claimed,
     rounds_stack,
     toy_report,
 )
@@ -23,7 +24,7 @@ from worker_helpers import deliver_keys
 from node import market
 from node.indexer import Indexer
 from node.protocol import ModelStatus, Seat, SeatState
-from node.publish import ListingInfo, publish, publish_version
+from node.publish import ListingInfo, publish_version
 
 PERIOD = 5  # commit and reveal periods (seconds of chain time)
 CHALLENGE = 60
@@ -36,15 +37,7 @@ def stack(tmp_path):
 
 
 def publish_v1(stack, tmp_path) -> int:
-    return publish(
-        stack.chain,
-        stack.signers["seller"],
-        stack.store(),
-        stack.vault(),
-        claimed_model(tmp_path / "v1", HONEST),
-        ListingInfo(name="cycles"),
-        price_wei=10**16,
-    ).model_id
+    return publish_claimed(stack, tmp_path / "v1", HONEST)
 
 
 def publish_v2(stack, tmp_path, model_id: int) -> None:

@@ -24,13 +24,12 @@ import time
 import pytest
 from modex_stack import make_stack, time_travel
 from test_worker_replace import rpc
-from validator_helpers import attested, claimed_model, evaluator_of, round_of, seat, toy_report
+from validator_helpers import attested, evaluator_of, publish_claimed, round_of, seat, toy_report
 from worker_helpers import deliver_keys
 
 from node.devchain import start_anvil
 from node.onchain import work_digest
 from node.protocol import ModelStatus, SeatState
-from node.publish import ListingInfo, publish
 from node.validator import ValidatorAgent, state_path
 
 REPORT = toy_report()
@@ -58,15 +57,7 @@ def stack(tmp_path):
             commit_period=8,
             reveal_period=3,
         )
-        stack.model = publish(
-            stack.chain,
-            stack.signers["seller"],
-            stack.store(),
-            stack.vault(),
-            claimed_model(tmp_path / "m", REPORT),
-            ListingInfo(name="m"),
-            price_wei=10**16,
-        ).model_id
+        stack.model = publish_claimed(stack, tmp_path / "m", REPORT)
         stack.state = state_path(
             stack.data_dir("validator"), stack.chain.chain_id, stack.signers["validator"].address
         )  # the CLI's file

@@ -20,6 +20,7 @@ from validator_helpers import (
     evaluator_of,
     finish_round,
     past,
+    publish_claimed,
     round_of,
     rounds_stack,
     seat,
@@ -53,21 +54,6 @@ def keyed(stack, tmp_path, model_id: int, agent: ValidatorAgent) -> None:
 
 def _role(stack, agent) -> str:
     return next(r for r, s in stack.signers.items() if s.address == agent.signer.address)
-
-
-def publish_claimed(stack, folder, report, **info) -> int:
-    """`modex publish`'s library call on a folder carrying ``report`` (its claim is sent)."""
-    published = publish(
-        stack.chain,
-        stack.signers["seller"],
-        stack.store(),
-        stack.vault(),
-        claimed_model(folder, report),
-        ListingInfo(name=folder.name, **info),
-        price_wei=10**16,
-    )
-    assert published.work_digest == work_digest(report)
-    return published.model_id
 
 
 def claimed(stack, model_id: int) -> bytes:

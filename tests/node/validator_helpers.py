@@ -9,8 +9,9 @@ from pathlib import Path
 
 from modex_stack import make_stack, past, write_model
 
-from node.onchain import canonical_json
+from node.onchain import canonical_json, work_digest
 from node.protocol import EVALUATION_REPORT, ModelStatus, Round, Seat, SeatState
+from node.publish import ListingInfo, publish
 from node.validator import ValidatorAgent
 
 EVAL_SET = "toy-v1"
@@ -123,3 +124,18 @@ def agent_for(stack, tmp_path, role: str = "validator", evaluator=None) -> Valid
         work_dir=tmp_path / f"{role}-work",
         evaluator=evaluator or evaluator_of(toy_report()),
     )
+
+
+def publish_claimed(stack, folder, report, **info) -> int:
+    """`modex publish`'s library call on a folder carrying ``report`` (its claim is sent)."""
+    published = publish(
+        stack.chain,
+        stack.signers["seller"],
+        stack.store(),
+        stack.vault(),
+        claimed_model(folder, report),
+        ListingInfo(name=folder.name, **info),
+        price_wei=10**16,
+    )
+    assert published.work_digest == work_digest(report)
+    return published.model_id

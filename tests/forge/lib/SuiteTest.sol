@@ -131,13 +131,19 @@ abstract contract SuiteTest is TestBase {
 
     /// `a` and `b` (keys delivered) commit to and reveal (`observed`, `digest`); the round settles.
     function _attestAndSettle(uint256 id, address a, address b, bytes32 observed, bytes32 digest) internal {
+        _attest(id, a, b, observed, digest);
+        validators.settle(id);
+    }
+
+    /// `a` and `b` (keys delivered) commit to and reveal (`observed`, `digest`); the clock is then past
+    /// the reveal period, the round ready to settle.
+    function _attest(uint256 id, address a, address b, bytes32 observed, bytes32 digest) internal {
         _commit(a, id, observed, digest);
         _commit(b, id, observed, digest);
         _toReveal(id);
         _reveal(a, id, observed, digest);
         _reveal(b, id, observed, digest);
         _toSettle(id);
-        validators.settle(id);
     }
 
     /// Two validators (quorum 2) find another hash: the model is Disputed.
