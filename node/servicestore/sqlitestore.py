@@ -109,27 +109,53 @@ class SqliteServiceStore(ServiceStore):
         self.url = str(path)
         self._clock = clock
         self._next_prune = 0.0
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                self._durable, self._fast = self._connect()
+                break
+            except sqlite3.OperationalError as exc:
+                # Another store opening the same new file at once (`modex up` opens two) can
+                # hold it while this one switches it to WAL, which SQLite refuses at once,
+                # without its busy handler: try again until the busy timeout.
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                raise self._cannot_open(exc) from exc
+            except (OSError, sqlite3.Error) as exc:
+                raise self._cannot_open(exc) from exc
+        self._vouchers = _GroupCommit(self._durable)
+
+    def _connect(self) -> tuple[_Connection, _Connection]:
+        """(durable, fast) connections to the file, its tables created; both closed if it fails."""
+        # One lock for both connections: a thread waits for the other connection's write (a
+        # voucher's fsync) on it, woken at once, rather than in SQLite's busy handler, which
+        # sleeps 1, 2, 5, 10... ms between tries.
+        lock = threading.Lock()
+        if self.url == ":memory:":
+            durable = fast = _Connection(":memory:", "OFF", lock)
+        else:
+            Path(self.url).parent.mkdir(parents=True, exist_ok=True)
+            durable = fast = _Connection(self.url, "FULL", lock)
         try:
-            # One lock for both connections: a thread waits for the other connection's write
-            # (a voucher's fsync) on it, woken at once, rather than in SQLite's busy handler,
-            # which sleeps 1, 2, 5, 10... ms between tries.
-            lock = threading.Lock()
-            if self.url == ":memory:":
-                self._fast = self._durable = _Connection(":memory:", "OFF", lock)
-            else:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                self._durable = _Connection(self.url, "FULL", lock)
-                self._durable.db.execute("PRAGMA journal_mode=WAL")
-                self._fast = _Connection(self.url, "NORMAL", lock)
-            with self._durable.lock:
-                self._durable.db.executescript(SCHEMA)
-            self._vouchers = _GroupCommit(self._durable)
-        except (OSError, sqlite3.Error) as exc:
-            raise ServiceStoreError(
-                f"cannot open the service state file {self.url}: {exc}; give a writable path "
-                f"(--state FILE) or a redis:// or postgresql:// URL",
-                url=self.url,
-            ) from exc
+            if self.url != ":memory:":
+                durable.db.execute("PRAGMA journal_mode=WAL")
+                fast = _Connection(self.url, "NORMAL", lock)
+            with durable.lock:
+                durable.db.executescript(SCHEMA)
+        except BaseException:
+            durable.db.close()
+            if fast is not durable:
+                fast.db.close()
+            raise
+        return durable, fast
+
+    def _cannot_open(self, exc: Exception) -> ServiceStoreError:
+        return ServiceStoreError(
+            f"cannot open the service state file {self.url}: {exc}; give a writable path "
+            f"(--state FILE) or a redis:// or postgresql:// URL",
+            url=self.url,
+        )
 
     # ---- nonces ------------------------------------------------------------------------------
 

@@ -281,6 +281,28 @@ def test_an_unusable_file_or_scheme_is_one_sentence(tmp_path):
         open_service_store("mysql://u:pw@h/db")
 
 
+def test_two_stores_opening_one_new_file_at_once_both_open(tmp_path):
+    """`modex up` opens the same new state file twice at start-up (the exchange's and the UI's
+    store); SQLite refuses a switch to WAL while the other holds it, at once: the open tries again
+    (before, 9 of 60 such pairs failed with "database is locked")."""
+    for attempt in range(40):
+        path = tmp_path / f"s{attempt}.sqlite3"
+        failures: list[Exception] = []
+
+        def open_it(path=path, failures=failures):
+            try:
+                open_service_store(path).close()
+            except ServiceStoreError as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures, failures
+
+
 def test_sqlite_urls_and_paths_name_the_same_file(tmp_path):
     with open_service_store(f"sqlite:///{tmp_path}/s.sqlite3") as store:
         store.use_nonce("0xabc", 1, int(time.time()) + 60)
