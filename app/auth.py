@@ -125,8 +125,9 @@ def sign_in():
     if not isinstance(data, dict) or not isinstance(data.get("message"), str):
         raise InputError('Send JSON {"message": the EIP-4361 text, "signature": "0x..."}.')
     try:
-        # The library's regular-expression parser of EIP-4361 (its ABNF one took 13 ms of
-        # server CPU per sign-in, the most costly request of a hosted exchange's visitors).
+        # The library's regular-expression parser of EIP-4361 (0.2 ms; its ABNF one, 0.4 ms).
+        # The fields' own checks run on abnf's compiled parser (abnf-rust): 8 ms a sign-in on
+        # its pure-Python one, the most costly request of a hosted exchange's visitors.
         message = siwe.SiweMessage.from_message(data["message"], abnf=False)
     except ValueError as exc:
         raise InputError(

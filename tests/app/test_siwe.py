@@ -205,3 +205,12 @@ def test_another_origin_is_refused_beside_the_csrf_token(client, stack):
         headers={"Origin": f"http://{HOST}"},
     )
     assert r.status_code == 400 and "CSRF" in r.get_json()["error"]["message"]
+
+
+def test_the_eip4361_checks_run_on_abnfs_compiled_parser():
+    """siwe checks every field of a sign-in with abnf's grammar rules: 8 ms of server CPU a
+    sign-in on its pure-Python parser, 0.4 ms on the compiled one (abnf-rust, installed by
+    tools/setup.sh from requirements.txt); abnf falls back to Python silently without it."""
+    import abnf.parser
+
+    assert abnf.parser._BACKEND == "rust"
