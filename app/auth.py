@@ -1,7 +1,8 @@
 """Sign-In with Ethereum (EIP-4361, the kept `siwe` module of PyPI's signinwithethereum), the
 session cookie's Secure flag, and the Origin check of every state-changing request.
 
-    GET  /auth/nonce     {"nonce": "..."}: kept here, single use, expires after
+    GET  /auth/nonce     {"nonce": "..."}: kept in the UI's shared state (app.ui_state),
+                         single use, expires after
                          MODEX_SIWE_NONCE_TTL seconds
     POST /auth/siwe      JSON {"message", "signature"}: 200 {"address": "0x..."} and this session
                          bound to that address (app.session_keys.signed_in_address)
@@ -16,7 +17,6 @@ by the first attempt that names it, refused or not.
 
 from __future__ import annotations
 
-import threading
 import time
 from urllib.parse import urlsplit
 
@@ -28,14 +28,15 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import Forbidden
 
 from app import session_keys
-from app.resources import get_chain
+from app.resources import get_chain, get_ui_state
 from app.session_keys import SignInRefused
+from app.ui_state import UiState
 from node.errors import InputError
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
 DEFAULT_NONCE_TTL_S = 5 * 60
-MAX_OPEN_NONCES = 100_000  # past this many unexpired nonces, new ones are refused (memory bound)
+MAX_OPEN_NONCES = 100_000  # past this many unexpired nonces, new ones are refused (disk bound)
 
 # Each refusal of the library, as the code and sentence the page shows.
 REFUSALS: tuple[tuple[type[Exception], str, str], ...] = (
@@ -73,35 +74,37 @@ REFUSALS: tuple[tuple[type[Exception], str, str], ...] = (
 
 
 class NonceStore:
-    """Nonces this node issued, each valid once until it expires (thread-safe, in memory)."""
+    """Nonces this exchange issued, each valid once until it expires, kept in the UI's shared
+    state (app.ui_state): any of the processes serving the UI spends a nonce another issued."""
 
-    def __init__(self, ttl_s: float = DEFAULT_NONCE_TTL_S, clock=time.monotonic):
-        self._expires: dict[str, float] = {}  # nonce -> when it expires
-        self._lock = threading.Lock()
-        self.ttl_s, self._clock = ttl_s, clock
+    def __init__(self, state: UiState, ttl_s: float = DEFAULT_NONCE_TTL_S, clock=time.time):
+        self._state, self.ttl_s, self._clock = state, ttl_s, clock
 
     def issue(self) -> str:
         nonce = siwe.generate_nonce()
-        with self._lock:
-            now = self._clock()
-            for old in [n for n, t in self._expires.items() if t <= now]:
-                del self._expires[old]
-            if len(self._expires) >= MAX_OPEN_NONCES:
-                raise InputError(
-                    "Too many sign-ins are under way on this node; try again in a minute."
-                )
-            self._expires[nonce] = now + self.ttl_s
+        now = self._clock()
+        self._state.rows("DELETE FROM siwe_nonces WHERE expires <= ?", (now,))
+        kept = self._state.rows(
+            "INSERT INTO siwe_nonces (nonce, expires) SELECT ?, ?"
+            " WHERE (SELECT COUNT(*) FROM siwe_nonces) < ? RETURNING 1",
+            (nonce, now + self.ttl_s, MAX_OPEN_NONCES),
+        )
+        if not kept:
+            raise InputError("Too many sign-ins are under way on this node; try again in a minute.")
         return nonce
 
     def spend(self, nonce: str) -> bool:
         """True once for a nonce issued here and not expired; False ever after."""
-        with self._lock:
-            expires = self._expires.pop(nonce, None)
-        return expires is not None and expires > self._clock()
+        found = self._state.rows(
+            "DELETE FROM siwe_nonces WHERE nonce = ? RETURNING expires", (nonce,)
+        )
+        return bool(found) and found[0][0] > self._clock()
 
 
 def _nonces() -> NonceStore:
-    return current_app.extensions["modex.siwe_nonces"]
+    return NonceStore(
+        get_ui_state(), float(current_app.config.get("MODEX_SIWE_NONCE_TTL", DEFAULT_NONCE_TTL_S))
+    )
 
 
 def request_origin() -> str:
@@ -204,8 +207,5 @@ class HttpsAwareSessionInterface(SecureCookieSessionInterface):
 
 
 def init_app(app) -> None:
-    app.extensions["modex.siwe_nonces"] = NonceStore(
-        float(app.config.get("MODEX_SIWE_NONCE_TTL", DEFAULT_NONCE_TTL_S))
-    )
     app.session_interface = HttpsAwareSessionInterface()
     app.register_blueprint(bp)

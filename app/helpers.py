@@ -5,6 +5,7 @@ transaction.
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import urlsplit
 
 import markdown as md
@@ -96,7 +97,15 @@ def render_card(text: str | None) -> Markup:
     """Model card Markdown -> HTML, then sanitized by nh3 (no script, no event handlers)."""
     if text is not None and not isinstance(text, str):  # seller-written metadata: any JSON
         return Markup('<p class="muted">The seller\'s model card is not text; it is not shown.</p>')
-    rendered = md.markdown(strip_front_matter(text or ""), extensions=["tables", "fenced_code"])
+    return _card_html(text or "")
+
+
+# A card is part of a version's metadata, which never changes (content-addressed), and a model
+# page shows it at every visit: rendering it (a new Markdown parser each time) was a tenth of a
+# model page's CPU. The cards of the last pages seen are kept, rendered.
+@functools.lru_cache(maxsize=128)
+def _card_html(text: str) -> Markup:
+    rendered = md.markdown(strip_front_matter(text), extensions=["tables", "fenced_code"])
     clean = nh3.clean(
         rendered,
         tags=CARD_TAGS,

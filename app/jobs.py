@@ -1,26 +1,42 @@
 """Background jobs for long work (publish, fetch, validate), with progress a page polls.
 
-A job runs in a small thread pool, so a 200 MB fetch never blocks other requests. The function
-receives a `progress(step, done=None, total=None)` callback; its return value (a dict) becomes
-the job's result. A `ModexError` becomes the job's `error` sentence; any other exception is
-logged with its traceback and reported as a generic sentence. Jobs belong to the browser session
-that started them: another session cannot read them.
+A job runs in a small thread pool of the process that started it, so a 200 MB fetch never
+blocks other requests. The function receives a `progress(step, done=None, total=None)`
+callback; its return value (a dict) becomes the job's result. A `ModexError` becomes the job's
+`error` sentence; any other exception is logged with its traceback and reported as a generic
+sentence. Jobs belong to the browser session that started them: another session cannot read
+them.
+
+Each job's record lives in the UI's shared state (app.ui_state), so that any process serving
+the UI answers its page's polls; a job whose process has ended reads as failed, with a sentence
+saying so. Progress is written at most every PROGRESS_EVERY seconds (and at each new step).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import threading
+import os
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from flask import current_app
 
+from app.resources import get_ui_state
+from app.ui_state import UiState
 from node.errors import ModexError
 
 log = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 0.25  # seconds between writes of a running job's progress
+ENDED_WITH_ITS_PROCESS = (
+    "The server process running this job stopped before it finished; nothing was published "
+    "or kept from it. Start it again."
+)
+CRASHED = "The job stopped on an unexpected error; the details are in the server log."
 
 
 @dataclass
@@ -54,24 +70,64 @@ class Job:
         }
 
 
+_COLUMNS = "id, kind, owner, pid, state, step, done, total, result, error, started, finished"
+
+
 class JobRunner:
-    def __init__(self, max_workers: int = 2, keep: int = 200):
+    """Runs jobs in this process's pool; their records live in ``state`` (a UiState, or a
+    function giving the app's, called when a job is submitted or read)."""
+
+    def __init__(
+        self,
+        max_workers: int = 2,
+        keep: int = 200,
+        state: UiState | Callable[[], UiState] | None = None,
+    ):
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="modex-job")
-        self._jobs: dict[str, Job] = {}
-        self._lock = threading.Lock()
         self._keep = keep
+        self._state = state if state is not None else UiState(":memory:")
+
+    def _board(self) -> UiState:
+        return self._state() if callable(self._state) else self._state
 
     def submit(self, kind: str, owner: str, fn, *args, **kwargs) -> Job:
+        """Start ``fn`` in the pool; the returned Job is this process's own, kept up to date."""
+        board = self._board()
         job = Job(id=uuid.uuid4().hex, kind=kind, owner=owner)
-        with self._lock:
-            self._jobs[job.id] = job
-            self._trim()
+        board.rows(
+            f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, '{{}}', NULL, ?,"
+            " NULL)",
+            (job.id, kind, owner, os.getpid(), job.state, job.step, job.started),
+        )
+        self._trim(board)
+        written = [0.0, job.step]  # when the progress was last written, and its step
+
+        def save() -> None:
+            board.rows(
+                "UPDATE jobs SET state = ?, step = ?, done = ?, total = ?, result = ?, error = ?,"
+                " finished = ? WHERE id = ?",
+                (
+                    job.state,
+                    job.step,
+                    job.done,
+                    job.total,
+                    json.dumps(job.result),
+                    job.error,
+                    job.finished,
+                    job.id,
+                ),
+            )
 
         def progress(step: str, done: int | None = None, total: int | None = None) -> None:
             job.step, job.done, job.total = step, done, total
+            now = time.monotonic()
+            if step != written[1] or now - written[0] >= PROGRESS_EVERY:
+                written[:] = [now, step]
+                save()
 
         def run():
             job.state = "running"
+            save()
             try:
                 job.result = fn(*args, progress=progress, **kwargs) or {}
                 job.state, job.step = "done", "finished"
@@ -80,36 +136,65 @@ class JobRunner:
                 log.info("job %s (%s) failed: %s", job.id, kind, exc)
             except Exception:  # a bug: log it, show a sentence, keep the pool alive
                 log.exception("job %s (%s) crashed", job.id, kind)
-                job.state = "failed"
-                job.error = (
-                    "The job stopped on an unexpected error; the details are in the server log."
-                )
+                job.state, job.error = "failed", CRASHED
             finally:
                 job.finished = time.time()
+                save()
 
         self._pool.submit(run)
         return job
 
     def get(self, job_id: str, owner: str) -> Job | None:
-        with self._lock:
-            job = self._jobs.get(job_id)
+        """The job's record as it stands, whichever process runs it (None: not this owner's)."""
+        job = self._read(job_id)
         return job if job and job.owner == owner else None
 
     def wait(self, job_id: str, timeout: float = 60.0) -> Job:
         """For tests and the CLI: block until the job ends."""
         deadline = time.monotonic() + timeout
-        job = self._jobs[job_id]
-        while job.state in ("queued", "running") and time.monotonic() < deadline:
+        job = self._read(job_id)
+        while job is not None and job.state in ("queued", "running"):
+            if time.monotonic() >= deadline:
+                break
             time.sleep(0.05)
+            job = self._read(job_id)
+        if job is None:
+            raise KeyError(job_id)
         return job
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _trim(self) -> None:
-        finished = sorted((j for j in self._jobs.values() if j.finished), key=lambda j: j.finished)
-        for job in finished[: max(0, len(self._jobs) - self._keep)]:
-            del self._jobs[job.id]
+    def _read(self, job_id: str) -> Job | None:
+        found = self._board().rows(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        if not found:
+            return None
+        (id_, kind, owner, pid, state, step, done, total, result, error, started, finished) = found[
+            0
+        ]
+        job = Job(id_, kind, owner, state, step, done, total, json.loads(result), error, started)
+        job.finished = finished
+        if job.state in ("queued", "running") and not _alive(pid):
+            job.state, job.error = "failed", ENDED_WITH_ITS_PROCESS
+        return job
+
+    def _trim(self, board: UiState) -> None:
+        """Forget the finished jobs past the newest ``keep``."""
+        board.rows(
+            "DELETE FROM jobs WHERE finished IS NOT NULL AND id NOT IN"
+            " (SELECT id FROM jobs WHERE finished IS NOT NULL ORDER BY finished DESC LIMIT ?)",
+            (self._keep,),
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 STAGE_LABELS = {
@@ -138,4 +223,6 @@ def get_jobs() -> JobRunner:
 
 
 def init_app(app) -> None:
-    app.extensions["modex.jobs"] = JobRunner(int(app.config.get("MODEX_JOB_WORKERS", 2)))
+    app.extensions["modex.jobs"] = JobRunner(
+        int(app.config.get("MODEX_JOB_WORKERS", 2)), state=get_ui_state
+    )

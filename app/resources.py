@@ -19,6 +19,7 @@ from pathlib import Path
 
 from flask import current_app
 
+from app.ui_state import UI_STATE_FILE, UiState
 from node.config import Config, load_config
 from node.indexer import Indexer
 from node.stack import Stack
@@ -84,10 +85,22 @@ def get_indexer() -> Indexer:
     return _cached("indexer", lambda: get_stack().indexer(metadata=False))
 
 
+def get_ui_state() -> UiState:
+    """What the processes serving this UI share (app.ui_state): ``MODEX_UI_STATE`` of the app
+    config, else <data dir>/ui-state.sqlite3."""
+    return _cached(
+        "ui_state",
+        lambda: UiState(current_app.config.get("MODEX_UI_STATE") or data_dir() / UI_STATE_FILE),
+    )
+
+
 def close_resources(app) -> None:
-    """Close what this app built itself: the indexer and the stack's own parts (parts handed in
-    belong to whoever built them)."""
+    """Close what this app built itself: the indexer, the UI's shared state and the stack's own
+    parts (parts handed in belong to whoever built them)."""
     cache = app.extensions.get(_EXT, {})
+    ui_state = cache.pop("ui_state", None)
+    if ui_state is not None:
+        ui_state.close()
     indexer, stack = cache.pop("indexer", None), cache.pop("stack", None)
     if indexer is not None:
         try:

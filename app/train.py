@@ -242,7 +242,7 @@ def cancel(job_id: str):
     if job is None or job.kind != "train":
         abort(404, description="No such training job in your session.")
     slot = get_slot()
-    if slot.job is job and slot.busy():
+    if slot.job is not None and slot.job.id == job.id and slot.busy():
         slot.cancel.set()
         flash("Cancelling: the run stops at its next step and saves nothing.", "ok")
     else:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -44,7 +43,8 @@ from app.errors import flash_error, format_eth
 from app.helpers import local_path, require_signer
 from app.lookups import seller_earnings
 from app.payments import wallet_payments
-from app.resources import data_dir, get_chain, get_indexer
+from app.resources import data_dir, get_chain, get_indexer, get_ui_state
+from app.ui_state import UiState
 from node import market
 from node.content.keywrap import derive_x25519
 from node.deploy import STABLECOIN
@@ -297,33 +297,40 @@ def withdraw():
 
 
 class FaucetLedger:
-    """When the faucet gave each address test ETH (in memory: a restart forgets it)."""
+    """When the faucet gave each address test ETH, in the UI's shared state (app.ui_state): its
+    limits hold across the processes serving the UI, and across restarts."""
 
-    def __init__(self, clock=time.monotonic):
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._drips: dict[str, list[float]] = {}
+    def __init__(self, state: UiState, clock=time.time):
+        self._state, self.clock = state, clock
 
     def refusal(self, address: str, interval_s: float, max_drips: int) -> str | None:
         """None after recording a drip for `address`, else the sentence saying why not."""
-        with self._lock:
-            drips = self._drips.setdefault(address.lower(), [])
-            if len(drips) >= max_drips:
-                return f"The faucet gave this wallet test ETH {max_drips} times already, its limit."
-            wait = drips[-1] + interval_s - self.clock() if drips else 0
-            if wait > 0:
-                minutes = math.ceil(interval_s / 60)
-                return (
-                    f"The faucet gives each wallet test ETH once per {minutes} minutes: "
-                    f"try again in {math.ceil(wait)} seconds."
-                )
-            drips.append(self.clock())
+        address, now = address.lower(), self.clock()
+        given = self._state.rows(
+            "INSERT INTO faucet_drips (address, at) SELECT ?1, ?2"
+            " WHERE (SELECT COUNT(*) FROM faucet_drips WHERE address = ?1) < ?3"
+            " AND (SELECT COALESCE(MAX(at), ?2 - ?4) FROM faucet_drips WHERE address = ?1)"
+            " <= ?2 - ?4 RETURNING 1",
+            (address, now, max_drips, interval_s),
+        )
+        if given:
             return None
+        drips, last = self._state.rows(
+            "SELECT COUNT(*), MAX(at) FROM faucet_drips WHERE address = ?", (address,)
+        )[0]
+        if drips >= max_drips:
+            return f"The faucet gave this wallet test ETH {max_drips} times already, its limit."
+        minutes = math.ceil(interval_s / 60)
+        return (
+            f"The faucet gives each wallet test ETH once per {minutes} minutes: "
+            f"try again in {max(1, math.ceil(last + interval_s - now))} seconds."
+        )
 
 
 def faucet_refusal(address: str) -> str | None:
     config = current_app.config
-    return current_app.extensions.setdefault("modex.faucet", FaucetLedger()).refusal(
+    ledger = current_app.extensions.get("modex.faucet") or FaucetLedger(get_ui_state())
+    return ledger.refusal(
         address,
         float(config.get("MODEX_FAUCET_INTERVAL", FAUCET_INTERVAL_S)),
         int(config.get("MODEX_FAUCET_MAX_DRIPS", FAUCET_MAX_DRIPS)),

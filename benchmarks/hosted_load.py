@@ -11,9 +11,11 @@ pages and sign in (SIWE, eth-account keys), pausing between pages, against `mode
    dir; its follower indexes every listing and its metadata before the clock starts.
 2. Baseline ("today's ~200 page requests/s", measured here the way the issue's figure was):
    ``--baseline-clients`` clients without pauses, for ``--baseline-duration`` s, on the same
-   pages, against the same server with the market's listings cache turned off
-   ($MODEX_LISTINGS_CACHE_SIZE=0: every market page reads the index and renders its table, as
-   before the cache) — a server of its own, started first on a copy of the seeded data dir.
+   pages, against the same server as it stood when the issue measured it (BASELINE_ENV): one UI
+   process ($MODEX_UI_PROCESSES=1), the market's listings cache off ($MODEX_LISTINGS_CACHE_SIZE=0:
+   every market page reads the index and renders its table) and abnf's pure-Python parser for
+   the sign-in checks ($ABNF_NO_RUST=1) — a server of its own, started first on a copy of the
+   seeded data dir.
 3. The run: ``--visitors`` visitors for ``--duration`` s, each with its own cookies and key,
    pausing about ``--pause`` s between pages (from half to one and a half times it, drawn per
    page) and starting at its own point of the journey, spread over one journey's time: people
@@ -68,6 +70,9 @@ from node.publish import ListingInfo, prepare  # noqa: E402
 
 PASSWORD = "hosted-load-benchmark"
 WORDS = ("sentiment", "vision", "translation", "speech", "summary", "embedding", "ranking")
+# The server as the issue measured "today's ~200 requests/s": one UI process, no listings cache,
+# abnf's pure-Python parser (abnf-rust installed, but not used).
+BASELINE_ENV = {"MODEX_UI_PROCESSES": "1", "MODEX_LISTINGS_CACHE_SIZE": "0", "ABNF_NO_RUST": "1"}
 LIST_GAS = 600_000  # list() with its metadata CID; given so that no estimate runs per listing
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,7 +84,7 @@ def parse_args(argv=None):
     p.add_argument("--duration", type=float, default=60.0, help="seconds of the main run")
     p.add_argument("--pause", type=float, default=1.0, help="seconds a visitor waits per page")
     p.add_argument("--step-duration", type=float, default=20.0, help="seconds per ramp step")
-    p.add_argument("--ramp-factor", type=float, default=1.5)
+    p.add_argument("--ramp-factor", type=float, default=1.25)
     p.add_argument("--max-steps", type=int, default=8)
     p.add_argument("--p99-ms", type=float, default=300.0)
     p.add_argument("--baseline-clients", type=int, default=100)
@@ -188,28 +193,53 @@ class Server:
                 raise RuntimeError("modex up did not start:\n" + "".join(server.lines[-30:]))
         return server
 
+    def ui_pids(self) -> list[int]:
+        """The server's processes: `modex up` and the UI processes it started beside it
+        (multiprocessing's spawned children; not its anvil, the chain)."""
+        pids = [self.process.pid]
+        listed = []
+        for task in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
+            try:  # each thread's children apart: a replacement is started by a watcher thread
+                listed += task.read_text().split()
+            except OSError:  # a thread that ended since
+                continue
+        for child in listed:
+            try:
+                command = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:  # ended since
+                continue
+            if b"spawn_main" in command:
+                pids.append(int(child))
+        return pids
+
     def memory_mb(self) -> dict[str, float]:
-        """The server's resident memory (VmRSS) and its parts: RssAnon (its heap: what it
-        allocated) and RssFile (file pages it maps, such as each SQLite connection's mmap of the
-        index: the same page of the file counts once per mapping); and its PSS (smaps_rollup),
-        which counts each physical page once (a page mapped n times, 1/n per mapping)."""
-        found = {}
-        for source, wanted in (
-            ("status", {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file"}),
-            ("smaps_rollup", {"Pss:": "pss"}),
-        ):
-            for line in Path(f"/proc/{self.process.pid}/{source}").read_text().splitlines():
-                name = line.split(maxsplit=1)[0] if line else ""
-                if name in wanted:
-                    found[wanted[name]] = int(line.split()[1]) / 1024
+        """The server's resident memory, summed over its processes (ui_pids): VmRSS and its
+        parts, RssAnon (heap: what they allocated) and RssFile (file pages they map, such as each
+        SQLite connection's mmap of the index: the same page of the file counts once per
+        mapping); and PSS (smaps_rollup), which counts each physical page once (a page mapped n
+        times, 1/n per mapping)."""
+        found: dict[str, float] = {}
+        for pid in self.ui_pids():
+            for source, wanted in (
+                ("status", {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file"}),
+                ("smaps_rollup", {"Pss:": "pss"}),
+            ):
+                for line in Path(f"/proc/{pid}/{source}").read_text().splitlines():
+                    name = line.split(maxsplit=1)[0] if line else ""
+                    if name in wanted:
+                        key = wanted[name]
+                        found[key] = found.get(key, 0.0) + int(line.split()[1]) / 1024
         if "rss" not in found:
             raise RuntimeError("no VmRSS for the server")
         return found
 
     def cpu_s(self) -> float:
-        """The server process's CPU time so far (user + system, all its threads)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """The server's CPU time so far (user + system, all threads of all its processes)."""
+        total = 0.0
+        for pid in self.ui_pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -412,10 +442,10 @@ async def chain_id_of(url: str) -> int:
 
 
 def measure_baseline(data: Path, args) -> dict:
-    """Closed-loop clients on the same pages, the market's listings cache off."""
+    """Closed-loop clients on the same pages, against the server as the issue measured it."""
     copy = data.parent / "baseline-node"
     shutil.copytree(data, copy, ignore=shutil.ignore_patterns("modex-up.log"))
-    server = Server.start(copy, env={"MODEX_LISTINGS_CACHE_SIZE": "0"})
+    server = Server.start(copy, env=BASELINE_ENV)
     try:
         asyncio.run(wait_indexed(server.url, args.listings))
         chain_id = asyncio.run(chain_id_of(server.url))
@@ -434,7 +464,7 @@ def ramp(server: Server, chain_id: int, args, first: int) -> list[dict]:
     steps = []
     visitors = first
     for _ in range(args.max_steps):
-        visitors = int(visitors * args.ramp_factor)
+        visitors = max(visitors + 1, int(visitors * args.ramp_factor))
         tally, seconds = asyncio.run(
             visit(server.url, chain_id, args.listings, visitors, args.step_duration, args.pause)
         )
@@ -454,12 +484,15 @@ def main(argv=None) -> int:
         data.mkdir()
         seed(data, args.listings)
         baseline = measure_baseline(data, args)
-        print(f"baseline (closed loop, cache off): {baseline}", flush=True)
+        print(
+            f"baseline (closed loop, the server as the issue measured it): {baseline}", flush=True
+        )
         server = Server.start(data)
         try:
             asyncio.run(wait_indexed(server.url, args.listings))
             chain_id = asyncio.run(chain_id_of(server.url))
             memory_start = server.memory_mb()
+            ui_processes = len(server.ui_pids())
             cpu_start = (server.cpu_s(), time.process_time())
             tally, seconds = asyncio.run(
                 visit(server.url, chain_id, args.listings, args.visitors, args.duration, args.pause)
@@ -489,6 +522,7 @@ def main(argv=None) -> int:
         {
             "listings": args.listings,
             "visitors": args.visitors,
+            "ui_processes": ui_processes,
             "duration_s": args.duration,
             "errors": run["errors"],
             "p50_ms": run["p50_ms"],

@@ -50,8 +50,9 @@ def folder_state(folder: str):
 
 class ServedModels(Mapping):
     """model id -> served model (``load(folder)``, by default load_batcher), built on first use
-    and shared by listings of the same folder. Reads the live ``dirs`` dict (id -> folder), so a
-    model published from the UI is served as soon as it is listed. Membership (the endpoint's 404
+    and shared by listings of the same folder. Reads the live ``dirs`` mapping (id -> folder; in
+    `modex up`, the chain's served-models file, node.served_dirs), so a model published from the
+    UI, by any of its processes, is served as soon as it is listed. Membership (the endpoint's 404
     check, before any signature) loads nothing; a load holds only its own folder's lock, so the
     other models keep answering while one loads or fails."""
 

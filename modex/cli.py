@@ -17,6 +17,7 @@ import sys
 
 from node.errors import ModexError
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # every process of a command
 log = logging.getLogger(__name__)
 
 # Every subcommand, in the order `modex --help` lists them: the module of modex/commands/ that
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(chosen.command).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
     )
     try:
         code = args.func(args)

@@ -13,7 +13,8 @@ operator key, and — unless asked not to — the indexer follower and the key-d
 (operator of every model published from the UI), each in a thread.
 
 The chain, by default "local": an anvil on a free 127.0.0.1 port whose state is kept in
-<data dir>/chain/ with everything tied to it (deployment record, index, worker state, key vault).
+<data dir>/chain/ with everything tied to it (deployment record, index, worker state, key vault,
+the models served for inference: Exchange.models, a node.served_dirs.ServedModelDirs).
 "embedded" is an in-memory chain inside this process, reset at every start (with its index, key
 vault and deployment, in <data dir>/embedded/). A URL is a node you run (e.g. anvil).
 """
@@ -25,6 +26,7 @@ import logging
 import shutil
 import socket
 import threading
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from node.errors import ConfigError
 from node.indexer import Indexer
 from node.keystore import create_keystore, load_signer
 from node.localchain import open_local_chain
+from node.served_dirs import ServedModelDirs
 from node.servicestore import open_service_store
 from node.stack import Stack
 from node.worker import KeyDelivery
@@ -68,7 +71,9 @@ class Exchange:
     stop_event: threading.Event = field(default_factory=threading.Event)
     threads: list = field(default_factory=list)
     demo_accounts: dict = field(default_factory=dict)
-    models: dict = field(default_factory=dict)  # model id -> local model dir (inference)
+    # model id -> local model dir (inference): Exchange.start makes it the chain's served-models
+    # file (node.served_dirs), kept across restarts and shared by the UI's processes
+    models: MutableMapping[int, Path] = field(default_factory=dict)
 
     @classmethod
     def start(
@@ -87,6 +92,8 @@ class Exchange:
         chain, config, funder, local = _chain(config, reset=reset)
         try:
             stack = Stack(config, chain=chain, password=password)
+            served = ServedModelDirs(config.served_models_path(chain.chain_id))
+            served.check()  # a served-models file that cannot be read stops the start here
             # Both opened now: a store or key vault that cannot open stops the start here.
             store, _vault = stack.store, stack.vault
             exchange = cls(
@@ -95,6 +102,7 @@ class Exchange:
                 dev_funder=funder,
                 local_chain=local,
                 listeners=dict(listeners or {}),
+                models=served,
             )
             exchange.fund(exchange.operator.address, OPERATOR_FUNDS_WEI)
             if config.ipfs == "embedded":

@@ -42,6 +42,7 @@ def default_data_dir() -> Path:
 
 
 # The paths whose relative values are read inside the data dir.
+MAX_UI_PROCESSES = 64
 _DATA_DIR_PATHS = ("keystore", "keyvault", "index_db", "store_dir")
 
 
@@ -89,6 +90,10 @@ class Config:
     # `modex up --hosted`: an exchange run for other people; the server never creates, imports
     # or unlocks a keystore, visitors sign with their browser wallet (app: MODEX_HOSTED).
     hosted: bool = False
+    # Processes serving `modex up`'s UI, sharing its port (modex/uiprocesses.py): 0 = one per
+    # core for a hosted exchange, else one. More than one needs hosted mode (a server-held
+    # wallet is unlocked in one process's memory) and a chain reached over RPC.
+    ui_processes: int = 0
     # Not a setting: where each value came from ("override", "in FILE", "from $VAR"), by key;
     # a key not in it has its default.
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -141,6 +146,13 @@ class Config:
         each model was retrained on): ``retrain-<chainId>.json`` beside the worker's own, for the
         same reasons (``worker_state_path``)."""
         return self.worker_state_path(chain_id).with_name(f"retrain-{chain_id}.json")
+
+    def served_models_path(self, chain_id: int) -> Path:
+        """The models this node serves for paid inference on chain ``chain_id`` (model id ->
+        local folder, node.served_dirs): ``served-<chainId>.json`` beside the worker's state
+        file, for the same reasons (``worker_state_path``): `modex up`'s local chain keeps it
+        across restarts, the embedded chain starts with none served."""
+        return self.worker_state_path(chain_id).with_name(f"served-{chain_id}.json")
 
     def service_store_at(self, chain_id: int, marketplace: str) -> str:
         """The inference service's state store on chain ``chain_id``: ``service_store`` when set,
@@ -210,6 +222,7 @@ def _coerce(key: str, value, source: str):
         "claim_margin": float,
         "version_key_batch": int,
         "hosted": bool,
+        "ui_processes": int,
     }.get(key, str)
     if value is None:
         return None
@@ -315,6 +328,12 @@ def _check_worker_and_ports(config: Config, where: Callable[[str], str]) -> None
     for key in ("claim_threshold_calls", "claim_margin"):
         if not 0 <= getattr(config, key) < math.inf:
             raise ConfigError(f"{key} ({where(key)}) must be 0 or more", key=key)
+    if not 0 <= config.ui_processes <= MAX_UI_PROCESSES:
+        raise ConfigError(
+            f"ui_processes ({where('ui_processes')}) must be 1 to {MAX_UI_PROCESSES} processes, "
+            "or 0 (one per core for a hosted exchange, else one)",
+            key="ui_processes",
+        )
     for key in ("gateway_port", "ui_port"):
         if not 0 <= getattr(config, key) <= 65535:
             raise ConfigError(

@@ -28,6 +28,7 @@ import logging
 import os
 import secrets
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,18 +210,13 @@ class KeyVault:
 
     @contextlib.contextmanager
     def _locked(self):
-        lock_path = self.path.with_name(self.path.name + ".lock")
+        held = contextlib.ExitStack()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            held.enter_context(file_lock(self.path))
         except OSError as exc:
             raise self._unusable(exc) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with held:
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def _file_key(self, kdf: dict) -> bytes:
         header = canonical_json(kdf).decode()
@@ -283,6 +279,22 @@ class KeyVault:
             return json.loads(self.path.read_bytes())["kdf"]
         except FileNotFoundError:
             return {"name": "scrypt", "salt": secrets.token_hex(16), **self._new_params}
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``<path>.lock`` (created 0600 beside ``path``, with its
+    folder): the writers of one file, in any process or thread, take turns in its
+    read-modify-write. OSError when the lock file cannot be opened."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def atomic_write(path: str | os.PathLike, data: bytes, *, mode: int = 0o600) -> None:

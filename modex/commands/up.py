@@ -1,7 +1,7 @@
 """`modex up`: the whole exchange on one machine, then the web UI at http://127.0.0.1:<port>.
 
     modex up [--port N] [--gateway-port N] [--chain local|embedded|URL] [--ipfs embedded|URL]
-             [--reset] [--no-demo] [--hosted]
+             [--reset] [--no-demo] [--hosted] [--ui-processes N]
 
 Before anything starts, it takes its ports on 127.0.0.1: the UI's (--port, ui_port, 5000) and
 the embedded store's gateway's (--gateway-port, gateway_port, 8080). A default port another
@@ -25,7 +25,9 @@ inside this process, reset at every start (with its index, key vault and deploym
 model persist in every case.
 --hosted (config key `hosted = true`) runs an exchange for other people: the server never
 creates, imports or unlocks a visitor's keystore and offers no demo wallet; visitors sign in and
-sign every transaction with their browser wallet (EIP-1193, e.g. MetaMask).
+sign every transaction with their browser wallet (EIP-1193, e.g. MetaMask). Its UI is served
+by one process per core (--ui-processes N, config key `ui_processes`), sharing the UI's port:
+modex/uiprocesses.py.
 Passwords: the worker's keystore and the key vault use $MODEX_VAULT_PASSWORD, else the demo
 password (printed; demo mode), else a prompt.
 """
@@ -35,9 +37,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import faulthandler
+import logging
 import os
 import signal
 import threading
+import time
 
 from waitress.server import create_server
 
@@ -48,6 +52,7 @@ from modex.commandline import add_node_options
 from modex.commands import tcp_port
 from modex.demo import DEMO_PASSWORD, seed_demo
 from modex.exchange import Exchange, bind_port, open_listeners
+from modex.uiprocesses import UiProcesses, UiProcessSpec, ui_process_count
 from node.config import load_config
 from node.errors import ConfigError
 from node.keystore import read_password
@@ -59,6 +64,7 @@ UI_THREADS = 16
 # Connections the UI keeps open at once (waitress's default, 100, stops accepting the 101st
 # browser of a hosted exchange until another closes: benchmarks/hosted_load.py keeps 200+ open).
 UI_CONNECTIONS = 2000
+QUEUE_WARNING_EVERY = 10.0  # seconds between waitress's "Task queue depth" warnings
 
 
 def register(subparsers) -> None:
@@ -104,6 +110,14 @@ def register(subparsers) -> None:
         "imported or unlocked on this server; visitors use a browser wallet",
     )
     p.add_argument(
+        "--ui-processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes serving the UI, sharing its port (config: ui_processes; default: one "
+        "per core with --hosted, else one; more than one needs --hosted)",
+    )
+    p.add_argument(
         "--reset",
         action="store_true",
         help="delete the local chain and everything tied to it (<data dir>/chain: its "
@@ -121,7 +135,9 @@ def handle(args) -> int:
         ui_port=args.port,
         gateway_port=args.gateway_port,
         hosted=args.hosted,
+        ui_processes=args.ui_processes,
     )
+    ui_process_count(config)  # a count the exchange cannot run stops us before anything runs
     if args.reset and not config.is_local_chain:
         raise ConfigError(
             f"--reset deletes the local chain's state, and the chain here is "
@@ -141,7 +157,7 @@ def handle(args) -> int:
             try:
                 if demo:
                     seed_demo(exchange, say=print)
-                serve(exchange, demo=demo)
+                serve(exchange, demo=demo, password=password)
             finally:
                 exchange.stop()
     finally:
@@ -172,26 +188,51 @@ def sigterm_as_ctrl_c():
 # ---- the UI -------------------------------------------------------------------------------
 
 
+def ui_settings(
+    *,
+    config,
+    chain,
+    store,
+    vault,
+    operator: str,
+    models,
+    funder: str | None = None,
+    demo: bool = False,
+    demo_wallets: dict | None = None,
+) -> dict:
+    """The app config of the UI over a running exchange's parts (the exchange's own process and
+    each of modex.uiprocesses builds its app from it)."""
+    return {
+        "MODEX_NODE_CONFIG": config,
+        "MODEX_CHAIN": chain,
+        "MODEX_STORE": store,
+        "MODEX_KEYVAULT": vault,
+        "MODEX_OPERATOR": operator,
+        "MODEX_FAUCET_WEI": FAUCET_WEI if funder else 0,
+        "MODEX_FAUCET_ACCOUNT": funder,
+        "MODEX_DEMO": demo,
+        "MODEX_HOSTED": config.hosted,
+        "MODEX_DEMO_WALLETS": demo_wallets or {},
+        "MODEX_MODELS": models,
+    }
+
+
 def create_ui(exchange: Exchange, *, demo: bool, extra: dict | None = None):
     """The Flask app over this running exchange."""
-    return create_app(
-        {
-            "MODEX_NODE_CONFIG": exchange.config,
-            "MODEX_CHAIN": exchange.chain,
-            "MODEX_STORE": exchange.store,
-            "MODEX_KEYVAULT": exchange.vault,
-            "MODEX_OPERATOR": exchange.operator.address,
-            "MODEX_FAUCET_WEI": FAUCET_WEI if exchange.dev_funder else 0,
-            "MODEX_FAUCET_ACCOUNT": exchange.dev_funder,
-            "MODEX_DEMO": demo,
-            "MODEX_HOSTED": exchange.config.hosted,
-            "MODEX_DEMO_WALLETS": {
-                role: signer.address for role, signer in (exchange.demo_accounts or {}).items()
-            },
-            "MODEX_MODELS": exchange.models,
-            **(extra or {}),
-        }
+    settings = ui_settings(
+        config=exchange.config,
+        chain=exchange.chain,
+        store=exchange.store,
+        vault=exchange.vault,
+        operator=exchange.operator.address,
+        models=exchange.models,
+        funder=exchange.dev_funder,
+        demo=demo,
+        demo_wallets={
+            role: signer.address for role, signer in (exchange.demo_accounts or {}).items()
+        },
     )
+    return create_app({**settings, **(extra or {})})
 
 
 def describe_chain(exchange: Exchange) -> str:
@@ -207,17 +248,88 @@ def describe_chain(exchange: Exchange) -> str:
     return f"{chain.endpoint}, chain id {chain.chain_id}"
 
 
-def serve(exchange: Exchange, *, demo: bool) -> None:
-    """Serve the UI on its port with waitress, in this process's threads, until Ctrl-C (or
-    SIGTERM). In-process, not gunicorn's pre-forked workers: the exchange's chain (the embedded
-    one lives in this process's memory), its follower threads and the gateway run here, and a
-    forked worker would hold a copy of them that diverges, or locks a thread held at the fork."""
+def serve(exchange: Exchange, *, demo: bool, password: str) -> None:
+    """Serve the UI on its port with waitress until Ctrl-C (or SIGTERM): in this process's
+    threads, and for a hosted exchange in more processes beside it (modex.uiprocesses), all
+    accepting on the same socket. Not gunicorn's pre-forked workers: the exchange's chain (the
+    embedded one lives in this process's memory), its follower threads and the gateway run here,
+    and a forked worker would hold a copy of them that diverges, or locks a thread held at the
+    fork. ``password``: the key vault's, for the other UI processes."""
+    processes = ui_process_count(exchange.config)
+    quiet_queue_warnings()
     app = create_ui(exchange, demo=demo)
     warmer = warm_models(app)
     sock = exchange.listeners.pop("ui_port", None) or bind_port(exchange.config, "ui_port")
     server = create_server(
         app, sockets=[sock], threads=UI_THREADS, connection_limit=UI_CONNECTIONS, ident="modex"
     )
+    others = None
+    try:
+        if processes > 1:
+            others = UiProcesses(ui_process_spec(exchange, app, sock, password), processes - 1)
+            others.start()
+        announce(exchange, sock, demo=demo, processes=processes)
+        server.run()  # waitress returns from here on Ctrl-C
+    finally:
+        print("stopping…", flush=True)
+        if others is not None:
+            others.stop()
+        server.close()
+        sock.close()
+        if warmer is not None:
+            warmer.stop()
+        close_resources(app)
+
+
+class AtMostEvery(logging.Filter):
+    """Lets one record through per ``interval_s`` seconds. waitress warns "Task queue depth is N"
+    for every request that waits for a free thread: thousands of lines a second at a busy
+    moment of a hosted exchange, each formatted and written while pages wait (a twentieth of
+    the UI's CPU under load, py-spy)."""
+
+    def __init__(self, interval_s: float, clock=time.monotonic):
+        super().__init__()
+        self.interval_s, self._clock = interval_s, clock
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = self._clock()
+        with self._lock:
+            if now < self._next:
+                return False
+            self._next = now + self.interval_s
+        return True
+
+
+def quiet_queue_warnings() -> None:
+    """waitress's queue-depth warning at most once per QUEUE_WARNING_EVERY seconds."""
+    queue_log = logging.getLogger("waitress.queue")
+    if not any(isinstance(f, AtMostEvery) for f in queue_log.filters):
+        queue_log.addFilter(AtMostEvery(QUEUE_WARNING_EVERY))
+
+
+def ui_process_spec(exchange: Exchange, app, sock, password: str) -> UiProcessSpec:
+    """What the other UI processes build the same app from (the settings of ``app``)."""
+    settings = app.config
+    return UiProcessSpec(
+        config=exchange.config,
+        operator=settings["MODEX_OPERATOR"],
+        funder=settings["MODEX_FAUCET_ACCOUNT"],
+        demo=settings["MODEX_DEMO"],
+        demo_wallets=settings["MODEX_DEMO_WALLETS"],
+        password=password,
+        secret_key=settings["SECRET_KEY"],
+        sock=sock,
+        threads=UI_THREADS,
+        connection_limit=UI_CONNECTIONS,
+        parent_pid=os.getpid(),
+        log_level=logging.getLogger().level,
+    )
+
+
+def announce(exchange: Exchange, sock, *, demo: bool, processes: int) -> None:
+    """The start-up lines: where the UI is, the chain and store, the mode."""
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     print(
         f"Modex is up at {url}  (chain: {describe_chain(exchange)}; store: {exchange.config.ipfs}"
@@ -239,13 +351,6 @@ def serve(exchange: Exchange, *, demo: bool) -> None:
         print(f"Demo wallets (password: {DEMO_PASSWORD}):")
         for role, signer in exchange.demo_accounts.items():
             print(f"  {role:9} {signer.address}")
+    if processes > 1:
+        print(f"The UI is served by {processes} processes sharing its port (--ui-processes).")
     print("Press Ctrl-C to stop.", flush=True)
-    try:
-        server.run()  # waitress returns from here on Ctrl-C
-    finally:
-        print("stopping…", flush=True)
-        server.close()
-        sock.close()
-        if warmer is not None:
-            warmer.stop()
-        close_resources(app)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from node.servicestore.base import ServiceStore, ServiceStoreError, sortable
+from node.sqlite_open import open_retrying
 
 PRUNE_EVERY = 60.0  # seconds between deletions of expired nonces (an expired one is reusable)
 BUSY_TIMEOUT = 30.0  # seconds a statement waits for another process's write lock
@@ -109,21 +110,10 @@ class SqliteServiceStore(ServiceStore):
         self.url = str(path)
         self._clock = clock
         self._next_prune = 0.0
-        deadline = time.monotonic() + BUSY_TIMEOUT
-        while True:
-            try:
-                self._durable, self._fast = self._connect()
-                break
-            except sqlite3.OperationalError as exc:
-                # Another store opening the same new file at once (`modex up` opens two) can
-                # hold it while this one switches it to WAL, which SQLite refuses at once,
-                # without its busy handler: try again until the busy timeout.
-                if "locked" in str(exc) and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                    continue
-                raise self._cannot_open(exc) from exc
-            except (OSError, sqlite3.Error) as exc:
-                raise self._cannot_open(exc) from exc
+        try:
+            self._durable, self._fast = open_retrying(self._connect, BUSY_TIMEOUT)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._cannot_open(exc) from exc
         self._vouchers = _GroupCommit(self._durable)
 
     def _connect(self) -> tuple[_Connection, _Connection]:

@@ -4,6 +4,8 @@ its JSON line. Not a timed test: the figures are BENCHMARKS.md's, from a full ru
 
 from __future__ import annotations
 
+import os
+
 from tests.scripts import run_benchmark
 
 TINY = (
@@ -33,6 +35,8 @@ def test_the_benchmark_runs_and_prints_its_figures(tmp_path):
     ):
         assert isinstance(figures[key], (int, float)), (key, figures)
     assert figures["errors"] == 0, lines
+    # `modex up --hosted` on its local anvil: one UI process per core (up to 8)
+    assert figures["ui_processes"] == min(len(os.sched_getaffinity(0)), 8), figures
     assert set(figures["rss_growth_by_kind_mb"]) == {"anon", "file"}, figures
     assert figures["rps"] > 0 and figures["baseline_rps"] > 0
     assert len(figures["ramp"]) == 1 and figures["ramp"][0]["visitors"] == 4

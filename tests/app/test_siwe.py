@@ -12,6 +12,8 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from app.auth import NonceStore
+from app.ui_state import UiState
+from modex.commands import up
 from tests.app.conftest import csrf_token, post
 
 HOST = "localhost"  # Flask's test client's host
@@ -154,13 +156,27 @@ def test_not_a_sign_in_message_is_a_400_sentence(client):
 
 def test_nonces_expire_and_are_spent_once():
     now = [1000.0]
-    store = NonceStore(ttl_s=60, clock=lambda: now[0])
+    store = NonceStore(UiState(":memory:"), ttl_s=60, clock=lambda: now[0])
     first, second = store.issue(), store.issue()
     assert first != second and len(first) >= 8
     assert store.spend(first) and not store.spend(first)
     now[0] += 61
     assert not store.spend(second)
     assert not store.spend("never-issued")
+
+
+def test_a_nonce_one_ui_process_issued_is_spent_by_another_once(stack):
+    """Two apps over one exchange, each with its own connection to the UI's shared state file,
+    as two of a hosted exchange's UI processes: the nonce one issued signs in through the other,
+    once."""
+    first, second = (
+        up.create_ui(stack, demo=False, extra={"TESTING": True}).test_client() for _ in range(2)
+    )
+    account = Account.create()
+    text = siwe_text(first, account, stack.chain.chain_id)
+    assert post_siwe(second, text, signature(account, text)).status_code == 200
+    again = post_siwe(first, text, signature(account, text))
+    assert again.status_code == 401 and again.get_json()["error"]["code"] == "bad_nonce"
 
 
 def test_connect_needs_the_signed_in_address(client, stack):

@@ -1,5 +1,6 @@
 """The app's small parts on their own: amounts, cards, the histogram, session keys, jobs."""
 
+import subprocess
 import threading
 import time
 
@@ -18,6 +19,7 @@ from app.helpers import (
 from app.inference import ModelWarmer, ServedModels
 from app.jobs import JobRunner, byte_progress
 from app.session_keys import SessionKeys, Unlocked
+from app.ui_state import UiState
 from node.errors import ContractRevert, KeystoreError
 
 UINT256_MAX_ETH = "115792089237316195423570985008687907853269984665640564039457.584007913129639935"
@@ -176,6 +178,44 @@ def test_jobs_error_sentence_and_crash():
     b = runner.wait(runner.submit("x", "me", crash).id, 5)
     assert (a.state, a.error) == ("failed", "wrong password for keystore k.json")
     assert b.state == "failed" and "secret" not in b.error and "server log" in b.error
+
+
+def test_a_job_is_polled_through_another_ui_process(tmp_path):
+    """Two runners on one state file, as two processes serving a hosted exchange's UI: the
+    job one runs shows its progress, result and owner through the other."""
+    path = tmp_path / "ui-state.sqlite3"
+    here, there = JobRunner(state=UiState(path)), JobRunner(state=UiState(path))
+    gate = threading.Event()
+
+    def work(*, progress):
+        progress("Pinning to IPFS", 5, 10)
+        gate.wait(5)
+        return {"cid": "bafy"}
+
+    job = here.submit("publish", "me", work)
+    deadline = time.monotonic() + 5
+    seen = there.get(job.id, "me")
+    while (seen is None or seen.step != "Pinning to IPFS") and time.monotonic() < deadline:
+        time.sleep(0.01)
+        seen = there.get(job.id, "me")
+    assert seen is not None and (seen.state, seen.to_dict()["percent"]) == ("running", 50.0)
+    assert there.get(job.id, "someone else") is None
+    gate.set()
+    finished = there.wait(job.id, 5)
+    assert (finished.state, finished.result) == ("done", {"cid": "bafy"})
+
+
+def test_a_job_whose_process_ended_reads_as_failed(tmp_path):
+    state = UiState(tmp_path / "ui-state.sqlite3")
+    gone = subprocess.Popen(["true"])  # a process that has ended
+    gone.wait()
+    state.rows(
+        "INSERT INTO jobs (id, kind, owner, pid, state, step, result, started)"
+        " VALUES ('j', 'publish', 'me', ?, 'running', 'Sealing', '{}', 0)",
+        (gone.pid,),
+    )
+    job = JobRunner(state=state).get("j", "me")
+    assert job is not None and job.state == "failed" and "Start it again" in (job.error or "")
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import re
 
 from eth_account import Account
 
+from app.ui_state import UiState
 from app.wallet import FaucetLedger
 from modex.commands import up
 from tests.app.conftest import FAST_SCRYPT, post, publish_listing, settle
@@ -99,7 +100,7 @@ def test_a_session_sees_only_its_own_wallets(app, stack):
 
 def test_the_faucet_is_limited_per_address(app, stack):
     clock = Clock()
-    app.extensions["modex.faucet"] = FaucetLedger(clock=clock)
+    app.extensions["modex.faucet"] = FaucetLedger(UiState(":memory:"), clock=clock)
     client = app.test_client()
     create_wallet(client)
     post(client, "/wallet/faucet")
