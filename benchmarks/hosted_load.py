@@ -388,17 +388,19 @@ class Visitor:
 
     async def browse(self, tally: Tally, stop_at: float, pause: float) -> None:
         """Journey after journey until ``stop_at``, a pause of 0.5 to 1.5 times ``pause`` (drawn)
-        after each page."""
-        while time.monotonic() < stop_at:
+        after each page. A pause that would end past ``stop_at`` ends the visit: cut short to
+        ``stop_at`` and followed by one more page, every visitor then reading a page would have
+        asked for its next one at the same instant, a burst no visitor makes."""
+        while True:
             for page in self.pages():
                 if page == "sign-in":
                     await self.sign_in(tally)
                 else:
                     await self.get(tally, page)
-                remaining = stop_at - time.monotonic()
-                if remaining <= 0:
+                wait = pause * self.random.uniform(0.5, 1.5)
+                if time.monotonic() + wait >= stop_at:
                     return
-                await asyncio.sleep(min(pause * self.random.uniform(0.5, 1.5), remaining))
+                await asyncio.sleep(wait)
 
 
 async def visit(url: str, chain_id: int, n: int, visitors: int, seconds: float, pause: float):

@@ -173,7 +173,7 @@ def run_ui_process(spec: UiProcessSpec, ready) -> None:
     from app.inference import warm_models
     from app.resources import close_resources
     from modex.cli import LOG_FORMAT
-    from modex.commands.up import quiet_queue_warnings, ui_settings
+    from modex.commands.up import freeze_startup_objects, quiet_queue_warnings, ui_settings
     from node.served_dirs import ServedModelDirs
     from node.stack import Stack
 
@@ -210,6 +210,7 @@ def run_ui_process(spec: UiProcessSpec, ready) -> None:
             ident="modex",
         )
         ready.set()
+        freeze_startup_objects()
         server.run()
     except KeyboardInterrupt:
         pass

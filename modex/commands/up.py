@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import faulthandler
+import gc
 import logging
 import os
 import signal
@@ -269,6 +270,7 @@ def serve(exchange: Exchange, *, demo: bool, password: str) -> None:
             others = UiProcesses(ui_process_spec(exchange, app, sock, password), processes - 1)
             others.start()
         announce(exchange, sock, demo=demo, processes=processes)
+        freeze_startup_objects()
         server.run()  # waitress returns from here on Ctrl-C
     finally:
         print("stopping…", flush=True)
@@ -300,6 +302,15 @@ class AtMostEvery(logging.Filter):
                 return False
             self._next = now + self.interval_s
         return True
+
+
+def freeze_startup_objects() -> None:
+    """Move everything built so far (modules, the app, web3's contracts) out of the cyclic
+    garbage collector's reach (gc.freeze): they live as long as the process, and each full
+    collection walked them all while every request of the process waited (50 ms for the 170,000
+    objects of the app's imports alone, measured here)."""
+    gc.collect()
+    gc.freeze()
 
 
 def quiet_queue_warnings() -> None:
