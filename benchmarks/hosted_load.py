@@ -11,11 +11,14 @@ pages and sign in (SIWE, eth-account keys), pausing between pages, against `mode
    dir; its follower indexes every listing and its metadata before the clock starts.
 2. Baseline ("today's ~200 page requests/s", measured here the way the issue's figure was):
    ``--baseline-clients`` clients without pauses, for ``--baseline-duration`` s, on the same
-   pages, against the same server as it stood when the issue measured it (BASELINE_ENV): one UI
-   process ($MODEX_UI_PROCESSES=1), the market's listings cache off ($MODEX_LISTINGS_CACHE_SIZE=0:
-   every market page reads the index and renders its table) and abnf's pure-Python parser for
-   the sign-in checks ($ABNF_NO_RUST=1) — a server of its own, started first on a copy of the
-   seeded data dir.
+   pages, against the server as it stood when the issue measured it: one UI process, the
+   market's listings cache off ($MODEX_LISTINGS_CACHE_SIZE=0: every market page reads the index
+   and renders its table), abnf's pure-Python parser for the sign-in checks ($ABNF_NO_RUST=1).
+   With ``--baseline-ref COMMIT`` that is the code of COMMIT itself, run from a git worktree with
+   this venv (BENCHMARKS.md's runs use the last commit before the hosted-load work); without it,
+   this code with those parts turned off (BASELINE_ENV: also $MODEX_UI_PROCESSES=1), which is
+   close but not the same code. A server of its own, started first on a copy of the seeded data
+   dir.
 3. The run: ``--visitors`` visitors for ``--duration`` s, each with its own cookies and key,
    pausing about ``--pause`` s between pages (from half to one and a half times it, drawn per
    page) and starting at its own point of the journey, spread over one journey's time: people
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -70,9 +74,11 @@ from node.publish import ListingInfo, prepare  # noqa: E402
 
 PASSWORD = "hosted-load-benchmark"
 WORDS = ("sentiment", "vision", "translation", "speech", "summary", "embedding", "ranking")
-# The server as the issue measured "today's ~200 requests/s": one UI process, no listings cache,
-# abnf's pure-Python parser (abnf-rust installed, but not used).
+# The server as the issue measured "today's ~200 requests/s", emulated by this code: one UI
+# process, no listings cache, abnf's pure-Python parser (abnf-rust installed, but not used).
 BASELINE_ENV = {"MODEX_UI_PROCESSES": "1", "MODEX_LISTINGS_CACHE_SIZE": "0", "ABNF_NO_RUST": "1"}
+# The same for an older checkout (--baseline-ref), which had one UI process and no abnf-rust.
+OLD_CODE_ENV = {"MODEX_LISTINGS_CACHE_SIZE": "0", "ABNF_NO_RUST": "1"}
 LIST_GAS = 600_000  # list() with its metadata CID; given so that no estimate runs per listing
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,6 +95,12 @@ def parse_args(argv=None):
     p.add_argument("--p99-ms", type=float, default=300.0)
     p.add_argument("--baseline-clients", type=int, default=100)
     p.add_argument("--baseline-duration", type=float, default=20.0)
+    p.add_argument(
+        "--baseline-ref",
+        default=None,
+        help="a git commit whose code is the baseline server (run from a worktree of it with "
+        "this venv); default: this code with its later parts turned off (BASELINE_ENV)",
+    )
     p.add_argument("--tmpdir", default=None)
     return p.parse_args(argv)
 
@@ -154,13 +166,16 @@ class Server:
     lines: list[str] = field(default_factory=list)
 
     @classmethod
-    def start(cls, data: Path, env: dict | None = None, timeout: float = 300.0) -> Server:
+    def start(
+        cls, data: Path, env: dict | None = None, timeout: float = 300.0, code: Path = ROOT
+    ) -> Server:
+        """``code``: the checkout whose `modex` runs (this one, or the baseline's worktree)."""
         log_path = data / "modex-up.log"
         command = [sys.executable, "-m", "modex", "up", "--hosted", "--no-demo"]
         command += ["--data-dir", str(data), "--port", str(free_port()), "--gateway-port", "0"]
         process = subprocess.Popen(
             command,
-            cwd=ROOT,
+            cwd=code,
             env={
                 **os.environ,
                 "MODEX_VAULT_PASSWORD": PASSWORD,
@@ -444,21 +459,61 @@ async def chain_id_of(url: str) -> int:
 
 
 def measure_baseline(data: Path, args) -> dict:
-    """Closed-loop clients on the same pages, against the server as the issue measured it."""
+    """Closed-loop clients on the same pages, against the server as the issue measured it: the
+    code of ``--baseline-ref`` (a worktree of it, run with this venv) or, without it, this code
+    with its later parts turned off (BASELINE_ENV)."""
     copy = data.parent / "baseline-node"
     shutil.copytree(data, copy, ignore=shutil.ignore_patterns("modex-up.log"))
-    server = Server.start(copy, env=BASELINE_ENV)
-    try:
-        asyncio.run(wait_indexed(server.url, args.listings))
-        chain_id = asyncio.run(chain_id_of(server.url))
-        tally, seconds = asyncio.run(
-            closed_loop(
-                server.url, chain_id, args.listings, args.baseline_clients, args.baseline_duration
+    with baseline_code(data.parent, args.baseline_ref) as code:
+        env = OLD_CODE_ENV if args.baseline_ref else BASELINE_ENV
+        server = Server.start(copy, env=env, code=code)
+        try:
+            asyncio.run(wait_indexed(server.url, args.listings))
+            chain_id = asyncio.run(chain_id_of(server.url))
+            tally, seconds = asyncio.run(
+                closed_loop(
+                    server.url,
+                    chain_id,
+                    args.listings,
+                    args.baseline_clients,
+                    args.baseline_duration,
+                )
             )
+        finally:
+            server.stop()
+    return {
+        **tally.summary(seconds),
+        "pages": tally.pages(),
+        "code": args.baseline_ref or "emulated",
+    }
+
+
+@contextlib.contextmanager
+def baseline_code(scratch: Path, ref: str | None):
+    """This checkout, or a worktree of ``ref`` in ``scratch`` (removed after), sharing this
+    checkout's node_modules (its anvil)."""
+    if not ref:
+        yield ROOT
+        return
+    tree = scratch / "baseline-code"
+    added = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), ref],
+        capture_output=True,
+        text=True,
+    )
+    if added.returncode != 0:
+        raise SystemExit(
+            f"--baseline-ref {ref}: git cannot check it out ({added.stderr.strip()}); a shallow "
+            "clone lacks it: `git fetch --unshallow`, or leave out --baseline-ref"
         )
+    try:
+        (tree / "node_modules").symlink_to(ROOT / "node_modules")
+        yield tree
     finally:
-        server.stop()
-    return {**tally.summary(seconds), "pages": tally.pages()}
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+            capture_output=True,
+        )
 
 
 def ramp(server: Server, chain_id: int, args, first: int) -> list[dict]:
@@ -541,6 +596,7 @@ def main(argv=None) -> int:
             "baseline_rps": baseline["rps"],
             "baseline_p99_ms": baseline["p99_ms"],
             "baseline_pages": baseline["pages"],
+            "baseline_code": baseline["code"],
             "pages": run["pages"],
             "server_cpu_ms_per_request": run["server_cpu_ms_per_request"],
             "client_cpu_ms_per_request": run["client_cpu_ms_per_request"],

@@ -173,14 +173,13 @@ def run_ui_process(spec: UiProcessSpec, ready) -> None:
     from app.inference import warm_models
     from app.resources import close_resources
     from modex.cli import LOG_FORMAT
-    from modex.commands.up import freeze_startup_objects, quiet_queue_warnings, ui_settings
+    from modex.commands.up import freeze_startup_objects, ui_settings
     from node.served_dirs import ServedModelDirs
     from node.stack import Stack
 
     logging.basicConfig(level=spec.log_level, format=LOG_FORMAT)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     _stop_when_orphaned(spec.parent_pid)
-    quiet_queue_warnings()
     stack = Stack(spec.config, password=spec.password)
     app = warmer = server = None
     try:

@@ -42,7 +42,6 @@ import logging
 import os
 import signal
 import threading
-import time
 
 from waitress.server import create_server
 
@@ -65,7 +64,6 @@ UI_THREADS = 16
 # Connections the UI keeps open at once (waitress's default, 100, stops accepting the 101st
 # browser of a hosted exchange until another closes: benchmarks/hosted_load.py keeps 200+ open).
 UI_CONNECTIONS = 2000
-QUEUE_WARNING_EVERY = 10.0  # seconds between waitress's "Task queue depth" warnings
 
 
 def register(subparsers) -> None:
@@ -257,7 +255,6 @@ def serve(exchange: Exchange, *, demo: bool, password: str) -> None:
     and a forked worker would hold a copy of them that diverges, or locks a thread held at the
     fork. ``password``: the key vault's, for the other UI processes."""
     processes = ui_process_count(exchange.config)
-    quiet_queue_warnings()
     app = create_ui(exchange, demo=demo)
     warmer = warm_models(app)
     sock = exchange.listeners.pop("ui_port", None) or bind_port(exchange.config, "ui_port")
@@ -283,27 +280,6 @@ def serve(exchange: Exchange, *, demo: bool, password: str) -> None:
         close_resources(app)
 
 
-class AtMostEvery(logging.Filter):
-    """Lets one record through per ``interval_s`` seconds. waitress warns "Task queue depth is N"
-    for every request that waits for a free thread: thousands of lines a second at a busy
-    moment of a hosted exchange, each formatted and written while pages wait (a twentieth of
-    the UI's CPU under load, py-spy)."""
-
-    def __init__(self, interval_s: float, clock=time.monotonic):
-        super().__init__()
-        self.interval_s, self._clock = interval_s, clock
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        now = self._clock()
-        with self._lock:
-            if now < self._next:
-                return False
-            self._next = now + self.interval_s
-        return True
-
-
 def freeze_startup_objects() -> None:
     """Move everything built so far (modules, the app, web3's contracts) out of the cyclic
     garbage collector's reach (gc.freeze): they live as long as the process, and each full
@@ -311,13 +287,6 @@ def freeze_startup_objects() -> None:
     objects of the app's imports alone, measured here)."""
     gc.collect()
     gc.freeze()
-
-
-def quiet_queue_warnings() -> None:
-    """waitress's queue-depth warning at most once per QUEUE_WARNING_EVERY seconds."""
-    queue_log = logging.getLogger("waitress.queue")
-    if not any(isinstance(f, AtMostEvery) for f in queue_log.filters):
-        queue_log.addFilter(AtMostEvery(QUEUE_WARNING_EVERY))
 
 
 def ui_process_spec(exchange: Exchange, app, sock, password: str) -> UiProcessSpec:

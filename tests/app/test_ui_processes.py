@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import re
 import signal
@@ -23,7 +22,6 @@ import siwe
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
-from modex.commands.up import AtMostEvery
 from modex.uiprocesses import AUTOMATIC_MAX, ui_process_count
 from node.config import load_config
 from node.errors import ConfigError
@@ -171,18 +169,3 @@ def test_a_hosted_exchange_serves_its_ui_from_two_processes(tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     assert not alive(replacement)
-
-
-def test_waitress_queue_warnings_come_at_most_once_per_interval():
-    """waitress warns for every request that waits for a thread; under load that was thousands
-    of lines a second. One per interval gets through."""
-    now = [100.0]
-    limit = AtMostEvery(10.0, clock=lambda: now[0])
-    record = logging.LogRecord(
-        "waitress.queue", logging.WARNING, "", 0, "Task queue depth", (), None
-    )
-    passed = []
-    for _ in range(50):
-        passed.append(limit.filter(record))
-        now[0] += 0.5  # 25 s in all
-    assert passed.count(True) == 3 and passed[0] and passed[20] and passed[40]
