@@ -26,13 +26,17 @@ pages and sign in (SIWE, eth-account keys), pausing between pages, against `mode
    pauses, every visitor would open the same kind of page in the same second, journey after
    journey: the sign-in second then packed all 200 sign-ins, 200 signatures made by the load
    generator and 400 requests into one second of the two cores.) Latency of every request,
-   errors (any status >= 400 or a failed connection), and the server process's memory at the
-   start and the end: VmRSS and PSS.
+   errors (any status >= 400 or a failed connection), and the memory of the server's processes
+   at the start and the end: VmRSS and PSS. Before the run, the same visitors browse for
+   ``--warmup`` s, unmeasured but for the memory it takes (warmup_rss_mb, warmup_pss_mb): each
+   of the processes' threads opens its index connection and maps the index, templates compile,
+   caches fill. The run's growth is what the server keeps taking once warm (a leak shows there).
 4. The ramp: more visitors, ``--step-duration`` s a step (``--ramp-factor`` times more each
    step), until a step's p99 passes ``--p99-ms`` or it has errors; the highest rate of requests
    a step served with p99 <= ``--p99-ms`` and no errors is ``max_rps_p99_300``.
 
-The last line is JSON: errors, p50_ms, p99_ms, rss_growth_mb (the run at ``--visitors``; with
+The last line is JSON: errors, p50_ms, p99_ms, rss_growth_mb (the run at ``--visitors``, once
+warm; warmup_rss_mb and warmup_pss_mb: what the warm-up took; with
 rss_growth_by_kind_mb, its heap (anon) and mapped-file (file) parts), pss_growth_mb (the same
 growth with each physical page counted once: VmRSS counts a page of the index file once per
 SQLite connection that maps it), max_rps_p99_300, baseline_rps, ratio_to_baseline, the ramp's
@@ -88,6 +92,7 @@ def parse_args(argv=None):
     p.add_argument("--listings", type=int, default=1000)
     p.add_argument("--visitors", type=int, default=200)
     p.add_argument("--duration", type=float, default=60.0, help="seconds of the main run")
+    p.add_argument("--warmup", type=float, default=15.0, help="seconds of browsing before it")
     p.add_argument("--pause", type=float, default=1.0, help="seconds a visitor waits per page")
     p.add_argument("--step-duration", type=float, default=20.0, help="seconds per ramp step")
     p.add_argument("--ramp-factor", type=float, default=1.25)
@@ -548,6 +553,10 @@ def main(argv=None) -> int:
         try:
             asyncio.run(wait_indexed(server.url, args.listings))
             chain_id = asyncio.run(chain_id_of(server.url))
+            memory_cold = server.memory_mb()
+            asyncio.run(
+                visit(server.url, chain_id, args.listings, args.visitors, args.warmup, args.pause)
+            )
             memory_start = server.memory_mb()
             ui_processes = len(server.ui_pids())
             cpu_start = (server.cpu_s(), time.process_time())
@@ -585,6 +594,9 @@ def main(argv=None) -> int:
             "p50_ms": run["p50_ms"],
             "p99_ms": run["p99_ms"],
             "rps": run["rps"],
+            "warmup_s": args.warmup,
+            "warmup_rss_mb": round(memory_start["rss"] - memory_cold["rss"], 1),
+            "warmup_pss_mb": round(memory_start["pss"] - memory_cold["pss"], 1),
             "rss_growth_mb": round(memory_end["rss"] - memory_start["rss"], 1),
             "pss_growth_mb": round(memory_end["pss"] - memory_start["pss"], 1),
             "rss_growth_by_kind_mb": {

@@ -12,6 +12,7 @@ TINY = (
     "--listings", "6",
     "--visitors", "3",
     "--duration", "6",
+    "--warmup", "2",
     "--pause", "0.2",
     "--step-duration", "4",
     "--max-steps", "1",
@@ -30,6 +31,7 @@ def test_the_benchmark_runs_and_prints_its_figures(tmp_path):
         "p99_ms",
         "rss_growth_mb",
         "pss_growth_mb",
+        "warmup_rss_mb",
         "max_rps_p99_300",
         "baseline_rps",
     ):
