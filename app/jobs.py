@@ -33,8 +33,7 @@ log = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 0.25  # seconds between writes of a running job's progress
 ENDED_WITH_ITS_PROCESS = (
-    "The server process running this job stopped before it finished; nothing was published "
-    "or kept from it. Start it again."
+    "The server process running this job stopped before the job finished; start it again."
 )
 CRASHED = "The job stopped on an unexpected error; the details are in the server log."
 
@@ -111,7 +110,7 @@ class JobRunner:
                     job.step,
                     job.done,
                     job.total,
-                    json.dumps(job.result),
+                    json.dumps(job.result, default=str),
                     job.error,
                     job.finished,
                     job.id,

@@ -215,7 +215,7 @@ def test_a_job_whose_process_ended_reads_as_failed(tmp_path):
         (gone.pid,),
     )
     job = JobRunner(state=state).get("j", "me")
-    assert job is not None and job.state == "failed" and "Start it again" in (job.error or "")
+    assert job is not None and job.state == "failed" and "start it again" in (job.error or "")
 
 
 @pytest.mark.parametrize(
