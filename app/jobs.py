@@ -9,7 +9,9 @@ them.
 
 Each job's record lives in the UI's shared state (app.ui_state), so that any process serving
 the UI answers its page's polls; a job whose process has ended reads as failed, with a sentence
-saying so. Progress is written at most every PROGRESS_EVERY seconds (and at each new step).
+saying so. The process is known by its pid and its start time: a pid is reused, and a restarted
+exchange's new process must not keep an old job "running". Progress is written at most every
+PROGRESS_EVERY seconds (and at each new step).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from flask import current_app
 
@@ -69,7 +71,9 @@ class Job:
         }
 
 
-_COLUMNS = "id, kind, owner, pid, state, step, done, total, result, error, started, finished"
+# A job's record: the Job's fields, and the process running it (its pid and start time).
+_FIELDS = ("pid", "pid_started", *(f.name for f in fields(Job)))
+_COLUMNS = ", ".join(_FIELDS)
 
 
 class JobRunner:
@@ -91,12 +95,12 @@ class JobRunner:
 
     def submit(self, kind: str, owner: str, fn, *args, **kwargs) -> Job:
         """Start ``fn`` in the pool; the returned Job is this process's own, kept up to date."""
-        board = self._board()
+        board, pid = self._board(), os.getpid()
         job = Job(id=uuid.uuid4().hex, kind=kind, owner=owner)
+        record = {**vars(job), "result": "{}", "pid": pid, "pid_started": process_started(pid)}
         board.rows(
-            f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, '{{}}', NULL, ?,"
-            " NULL)",
-            (job.id, kind, owner, os.getpid(), job.state, job.step, job.started),
+            f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * len(_FIELDS))})",
+            tuple(record[name] for name in _FIELDS),
         )
         self._trim(board)
         written = [0.0, job.step]  # when the progress was last written, and its step
@@ -168,12 +172,10 @@ class JobRunner:
         found = self._board().rows(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         if not found:
             return None
-        (id_, kind, owner, pid, state, step, done, total, result, error, started, finished) = found[
-            0
-        ]
-        job = Job(id_, kind, owner, state, step, done, total, json.loads(result), error, started)
-        job.finished = finished
-        if job.state in ("queued", "running") and not _alive(pid):
+        row = dict(zip(_FIELDS, found[0], strict=True))
+        pid, pid_started = row.pop("pid"), row.pop("pid_started")
+        job = Job(**{**row, "result": json.loads(row["result"])})
+        if job.state in ("queued", "running") and not _alive(pid, pid_started):
             job.state, job.error = "failed", ENDED_WITH_ITS_PROCESS
         return job
 
@@ -186,7 +188,22 @@ class JobRunner:
         )
 
 
-def _alive(pid: int) -> bool:
+def process_started(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (/proc/<pid>/stat, field 22);
+    None where /proc is not there or the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().rsplit(b")", 1)[1].split()  # after the command name, from field 3
+    except OSError:
+        return None
+    return int(stat[19])
+
+
+def _alive(pid: int, started: int | None) -> bool:
+    """Whether the process ``pid`` that started at ``started`` still runs (not another one that
+    was given its pid since)."""
+    if started is not None:
+        return process_started(pid) == started
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

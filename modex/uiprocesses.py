@@ -35,15 +35,15 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 180.0  # seconds a new UI process may take to import, build its app and be ready
 STOP_TIMEOUT = 15.0  # seconds it may take to finish its requests and close, before SIGKILL
-PARENT_CHECK_EVERY = 1.0
+PARENT_CHECK_EVERY = 1.0  # seconds between a UI process's checks that its parent still runs
 RESTART_EVERY = 10.0  # seconds at least between the starts of one process slot
-AUTOMATIC_MAX = 8  # ui_processes 0 starts one per core, up to this many (each holds its app)  # seconds between a UI process's checks that its parent still runs
+AUTOMATIC_MAX = 8  # ui_processes 0 starts one per core, up to this many (each holds its app)
 
 
 def ui_process_count(config: Config) -> int:
     """How many processes serve the UI: ``ui_processes``, or (0) one per core (at most
-    AUTOMATIC_MAX) for a hosted exchange on a chain reached over RPC and one otherwise; ConfigError when more than one
-    cannot share the exchange's state."""
+    AUTOMATIC_MAX) for a hosted exchange on a chain reached over RPC and one otherwise;
+    ConfigError when more than one cannot share the exchange's state."""
     wanted = config.ui_processes
     where = config.sources.get("ui_processes", "default")
     if wanted == 0:

@@ -1,5 +1,6 @@
 """The app's small parts on their own: amounts, cards, the histogram, session keys, jobs."""
 
+import os
 import subprocess
 import threading
 import time
@@ -17,7 +18,7 @@ from app.helpers import (
     vote_histogram_svg,
 )
 from app.inference import ModelWarmer, ServedModels
-from app.jobs import JobRunner, byte_progress
+from app.jobs import ENDED_WITH_ITS_PROCESS, JobRunner, byte_progress, process_started
 from app.session_keys import SessionKeys, Unlocked
 from app.ui_state import UiState
 from node.errors import ContractRevert, KeystoreError
@@ -216,6 +217,23 @@ def test_a_job_whose_process_ended_reads_as_failed(tmp_path):
     )
     job = JobRunner(state=state).get("j", "me")
     assert job is not None and job.state == "failed" and "start it again" in (job.error or "")
+
+
+def test_a_job_of_an_earlier_process_with_the_same_pid_reads_as_failed(tmp_path):
+    # After a restart, the new process may be given the pid of the one that ran the job.
+    state = UiState(tmp_path / "ui-state.sqlite3")
+    here = os.getpid()
+    earlier = process_started(here) - 1
+    state.rows(
+        "INSERT INTO jobs (id, kind, owner, pid, pid_started, state, step, result, started)"
+        " VALUES ('old', 'publish', 'me', ?, ?, 'running', 'Sealing', '{}', 0),"
+        " ('mine', 'publish', 'me', ?, ?, 'running', 'Sealing', '{}', 0)",
+        (here, earlier, here, process_started(here)),
+    )
+    runner = JobRunner(state=state)
+    old, mine = runner.get("old", "me"), runner.get("mine", "me")
+    assert old is not None and (old.state, old.error) == ("failed", ENDED_WITH_ITS_PROCESS)
+    assert mine is not None and (mine.state, mine.error) == ("running", None)
 
 
 @pytest.mark.parametrize(
