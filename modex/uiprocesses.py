@@ -179,7 +179,7 @@ def run_ui_process(spec: UiProcessSpec, ready) -> None:
 
     logging.basicConfig(level=spec.log_level, format=LOG_FORMAT)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    _stop_when_orphaned(spec.parent_pid)
+    stop_when_orphaned(spec.parent_pid)
     stack = Stack(spec.config, password=spec.password)
     app = warmer = server = None
     try:
@@ -223,7 +223,7 @@ def run_ui_process(spec: UiProcessSpec, ready) -> None:
         stack.close()
 
 
-def _stop_when_orphaned(parent_pid: int) -> None:
+def stop_when_orphaned(parent_pid: int) -> None:
     """A thread that interrupts this process once its parent is gone (killed with SIGKILL, it
     could not stop its UI processes itself)."""
 

@@ -2,7 +2,7 @@
 start, which settings are refused, and `modex up --hosted --ui-processes 2` on its local anvil:
 a sign-in's nonce and signature reach either process (each request on a new connection), the
 second process serves on its own while the first is stopped, one killed is started again, and
-none outlives the exchange."""
+none outlives the exchange, nor an exchange killed with SIGKILL."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -135,6 +137,45 @@ def wait_for(predicate, timeout: float, what: str):
     while not predicate():
         assert time.monotonic() < deadline, what
         time.sleep(0.2)
+
+
+# A parent that starts a child watching it as a UI process does, says the child's pid, and waits;
+# the child says when it watches (both on the parent's stdout).
+PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", CHILD])
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+CHILD = """
+import os, signal, sys, time
+from modex.uiprocesses import stop_when_orphaned
+signal.signal(signal.SIGTERM, signal.default_int_handler)
+stop_when_orphaned(os.getppid())
+print("watching", flush=True)
+try:
+    time.sleep(600)
+except KeyboardInterrupt:
+    sys.exit(0)
+"""
+
+
+def test_a_ui_process_stops_when_its_parent_is_killed():
+    # SIGKILL leaves the exchange no chance to stop its UI processes: each watches its parent.
+    parent = subprocess.Popen(
+        [sys.executable, "-c", f"CHILD = {CHILD!r}\n{PARENT}"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        child = int(parent.stdout.readline())
+        assert parent.stdout.readline() == "watching\n"
+        assert alive(child)
+    finally:
+        parent.kill()
+        parent.wait()
+    wait_for(lambda: not alive(child), 30, "the orphaned child still runs")
 
 
 def test_a_hosted_exchange_serves_its_ui_from_two_processes(tmp_path):
