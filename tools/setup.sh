@@ -78,12 +78,14 @@ side_venv brownie
 bash tools/solc-shim.sh >/dev/null
 # brownie-config.yaml puts brownie's build under build/brownie; brownie creates that but not build/.
 mkdir -p build
-# The anvil-local network of `brownie run scripts/deploy.py --network anvil-local` (brownie keeps
-# networks in ~/.brownie, not in the project). cmd=anvil is found through node_modules/.bin on PATH.
-if ! grep -qs "id: anvil-local" "$HOME/.brownie/network-config.yaml"; then
-  PATH="$ROOT/node_modules/.bin:$PATH" .venv-brownie/bin/brownie networks add Development anvil-local \
-    cmd=anvil host=http://127.0.0.1 port=8545 base_fee=0 >/dev/null
-fi
+# The anvil-local network, once, in brownie's network list (~/.brownie; tools/brownie_network.py).
+# brownie writes its default list when it first starts; the lock keeps two setups apart.
+mkdir -p "$HOME/.brownie"
+(
+  flock 9
+  [ -f "$HOME/.brownie/network-config.yaml" ] || .venv-brownie/bin/brownie networks list >/dev/null
+  .venv-brownie/bin/python tools/brownie_network.py "$HOME/.brownie/network-config.yaml"
+) 9>"$HOME/.brownie/.modex-setup.lock"
 
 echo "== slither (.venv-slither: it pins web3 7 too)"
 side_venv slither
