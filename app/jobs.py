@@ -30,6 +30,7 @@ from flask import current_app
 from app.resources import get_ui_state
 from app.ui_state import UiState
 from node.errors import ModexError
+from node.procs import process_started
 
 log = logging.getLogger(__name__)
 
@@ -186,17 +187,6 @@ class JobRunner:
             " (SELECT id FROM jobs WHERE finished IS NOT NULL ORDER BY finished DESC LIMIT ?)",
             (self._keep,),
         )
-
-
-def process_started(pid: int) -> int | None:
-    """When process ``pid`` started, in clock ticks since boot (/proc/<pid>/stat, field 22);
-    None where /proc is not there or the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().rsplit(b")", 1)[1].split()  # after the command name, from field 3
-    except OSError:
-        return None
-    return int(stat[19])
 
 
 def _alive(pid: int, started: int | None) -> bool:

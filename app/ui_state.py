@@ -31,8 +31,8 @@ CREATE TABLE IF NOT EXISTS siwe_nonces (nonce TEXT PRIMARY KEY, expires REAL NOT
 CREATE INDEX IF NOT EXISTS siwe_nonces_expires ON siwe_nonces (expires);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, owner TEXT NOT NULL, pid INTEGER NOT NULL,
-    pid_started INTEGER, state TEXT NOT NULL, step TEXT NOT NULL, done INTEGER, total INTEGER, result TEXT NOT NULL,
-    error TEXT, started REAL NOT NULL, finished REAL);
+    pid_started INTEGER, state TEXT NOT NULL, step TEXT NOT NULL, done INTEGER, total INTEGER,
+    result TEXT NOT NULL, error TEXT, started REAL NOT NULL, finished REAL);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished);
 CREATE TABLE IF NOT EXISTS faucet_drips (address TEXT NOT NULL, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS faucet_drips_address ON faucet_drips (address, at);

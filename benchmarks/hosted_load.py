@@ -74,6 +74,7 @@ from modex.exchange import Exchange  # noqa: E402
 from node.config import load_config  # noqa: E402
 from node.devchain import free_port  # noqa: E402
 from node.onchain import canonical_json  # noqa: E402
+from node.procs import proc_stat  # noqa: E402
 from node.publish import ListingInfo, prepare  # noqa: E402
 
 PASSWORD = "hosted-load-benchmark"
@@ -257,7 +258,9 @@ class Server:
         """The server's CPU time so far (user + system, all threads of all its processes)."""
         total = 0.0
         for pid in self.ui_pids():
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = proc_stat(pid)
+            if fields is None:
+                raise RuntimeError(f"UI process {pid} ended during the run")
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return total
 

@@ -27,6 +27,7 @@ from eth_account.messages import encode_defunct
 from modex.uiprocesses import AUTOMATIC_MAX, ui_process_count
 from node.config import load_config
 from node.errors import ConfigError
+from node.procs import running as alive
 from tests.app.conftest import modex_up_process
 
 CORES = len(os.sched_getaffinity(0))
@@ -70,15 +71,6 @@ def ui_children(pid: int) -> list[int]:
             if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
                 found.append(int(child))
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie (ended, not yet reaped) is not running
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class Visitor:

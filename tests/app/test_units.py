@@ -18,10 +18,11 @@ from app.helpers import (
     vote_histogram_svg,
 )
 from app.inference import ModelWarmer, ServedModels
-from app.jobs import ENDED_WITH_ITS_PROCESS, JobRunner, byte_progress, process_started
+from app.jobs import ENDED_WITH_ITS_PROCESS, JobRunner, byte_progress
 from app.session_keys import SessionKeys, Unlocked
 from app.ui_state import UiState
 from node.errors import ContractRevert, KeystoreError
+from node.procs import process_started
 
 UINT256_MAX_ETH = "115792089237316195423570985008687907853269984665640564039457.584007913129639935"
 

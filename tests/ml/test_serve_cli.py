@@ -24,6 +24,7 @@ from modex.commands.serve import ServiceServer
 from node.chain import Chain
 from node.devchain import free_port
 from node.errors import ModexError
+from node.procs import running as _alive
 from node.procs import stop_process
 from tests.ml.conftest import licensed_deployment, start_modex_serve
 
@@ -62,15 +63,6 @@ def _serve(extra_args, anvil, tiny_model, tmp_path):
 def _children(pid: int) -> set[int]:
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         return {int(x) for x in f.read().split()}
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting to be reaped."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _ask(url, chain, model_id, who, texts, timeout=30):
